@@ -1,0 +1,134 @@
+// Package queuename derives the name of a connector's Azure Storage Queue
+// from its tenant and connector ids.
+//
+// Storage Queue names are 3 to 63 characters of lowercase letters, digits and
+// single hyphens, starting and ending with a letter or digit. Tenant and
+// connector ids are wider than that (mixed case, dots, underscores, any
+// length up to 128), so the name is built from a readable, sanitised prefix of
+// each id plus a hash of the exact pair. The hash keeps two different pairs
+// apart even where their sanitised prefixes agree ("a-b"/"c" and "a"/"b-c",
+// or "Contoso" and "contoso"); Assign checks a whole set for collisions anyway,
+// so a collision can never go unnoticed.
+//
+// This is the only implementation: the worker, the connector and the Pulumi
+// components all call it, so they always agree on a queue's name.
+package queuename
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// MaxIDLength is the longest tenant or connector id accepted.
+const MaxIDLength = 128
+
+const (
+	partLen = 20 // readable prefix kept from each id
+	hashLen = 12 // hex digits of SHA-256 over the exact pair (48 bits)
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// ErrInvalidID reports a tenant or connector id that no queue name can be
+// derived from.
+var ErrInvalidID = errors.New("invalid id")
+
+// ValidateID reports whether id may be used as a tenant or connector id: 1 to
+// MaxIDLength characters of ASCII letters, digits, '.', '_' and '-', starting
+// with a letter or digit. kind names the id in the error ("tenant",
+// "connector").
+func ValidateID(kind, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: %s id is empty", ErrInvalidID, kind)
+	case len(id) > MaxIDLength:
+		return fmt.Errorf("%w: %s id %q is %d characters, the limit is %d", ErrInvalidID, kind, id, len(id), MaxIDLength)
+	case !idPattern.MatchString(id):
+		return fmt.Errorf("%w: %s id %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", ErrInvalidID, kind, id)
+	}
+	return nil
+}
+
+// For returns the Storage Queue name of connector in tenant.
+func For(tenant, connector string) (string, error) {
+	if err := ValidateID("tenant", tenant); err != nil {
+		return "", err
+	}
+	if err := ValidateID("connector", connector); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(tenant + "\x00" + connector))
+	name := sanitize(tenant) + "-" + sanitize(connector) + "-" + hex.EncodeToString(sum[:])[:hashLen]
+	if !Valid(name) { // unreachable by construction; guards future edits
+		return "", fmt.Errorf("cannot derive queue name for %s/%s: produced invalid %q", tenant, connector, name)
+	}
+	return name, nil
+}
+
+// sanitize keeps a readable, queue-safe prefix of an id: lowercase letters
+// and digits, other characters folded to single hyphens, none at either end.
+func sanitize(id string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(id) {
+		if b.Len() == partLen {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			if s := b.String(); s != "" && !strings.HasSuffix(s, "-") {
+				b.WriteByte('-')
+			}
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if s == "" {
+		s = "x" // ids like "___" still get a readable, valid part
+	}
+	return s
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9]|-[a-z0-9])*$`)
+
+// Valid reports whether name is a valid Azure Storage Queue name.
+func Valid(name string) bool {
+	return len(name) >= 3 && len(name) <= 63 && namePattern.MatchString(name)
+}
+
+// Pair identifies one connector.
+type Pair struct {
+	Tenant    string
+	Connector string
+}
+
+// String renders the pair as "tenant/connector".
+func (p Pair) String() string { return p.Tenant + "/" + p.Connector }
+
+// Assign returns the queue name of every pair and fails if any id is invalid,
+// a pair is listed twice, or two pairs would share a queue.
+func Assign(pairs []Pair) (map[Pair]string, error) {
+	names := make(map[Pair]string, len(pairs))
+	owner := make(map[string]Pair, len(pairs))
+	sorted := append([]Pair(nil), pairs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].String() < sorted[j].String() })
+	for _, p := range sorted {
+		if _, dup := names[p]; dup {
+			return nil, fmt.Errorf("connector %s is listed twice", p)
+		}
+		name, err := For(p.Tenant, p.Connector)
+		if err != nil {
+			return nil, err
+		}
+		if other, taken := owner[name]; taken {
+			return nil, fmt.Errorf("connectors %s and %s would share queue %q", other, p, name)
+		}
+		names[p], owner[name] = name, p
+	}
+	return names, nil
+}

@@ -1,0 +1,112 @@
+package queuename
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestForIsStableAndValid(t *testing.T) {
+	tests := []struct {
+		tenant, connector, want string
+	}{
+		// Golden values (hash part: printf "tenant\x00connector" | sha256sum):
+		// a change here renames every deployed queue.
+		{"contoso", "agent-01", "contoso-agent-01-b5523dc62ade"},
+		{"Contoso", "Agent_01", "contoso-agent-01-70f738f75f9c"},
+		{"a", "b", "a-b-59b271ae1bbc"},
+	}
+	for _, tt := range tests {
+		got, err := For(tt.tenant, tt.connector)
+		require.NoError(t, err)
+		assert.True(t, Valid(got), got)
+		again, _ := For(tt.tenant, tt.connector)
+		assert.Equal(t, got, again, "deterministic")
+		assert.Equal(t, tt.want, got, "%s/%s", tt.tenant, tt.connector)
+	}
+}
+
+func TestForAlwaysValid(t *testing.T) {
+	ids := []string{
+		"a", "A", "0", "a.b", "a_b", "a-b", "a--b", "a..b", "x___", "9_", "x" + strings.Repeat("-", 127),
+		strings.Repeat("Z", MaxIDLength), "a.-_.-b", "UPPER.case_Mixed-123",
+	}
+	for _, tenant := range ids {
+		for _, conn := range ids {
+			name, err := For(tenant, conn)
+			require.NoError(t, err, "%q/%q", tenant, conn)
+			assert.True(t, Valid(name), "%q/%q -> %q", tenant, conn, name)
+			assert.NotContains(t, name, "--")
+		}
+	}
+}
+
+func TestForKeepsLookalikesApart(t *testing.T) {
+	pairs := []Pair{
+		{"a-b", "c"}, {"a", "b-c"}, {"a.b", "c"}, {"a_b", "c"},
+		{"Contoso", "x"}, {"contoso", "x"},
+		{strings.Repeat("t", 30) + "1", "c"}, {strings.Repeat("t", 30) + "2", "c"},
+	}
+	names, err := Assign(pairs)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, n := range names {
+		assert.False(t, seen[n], "duplicate %s", n)
+		seen[n] = true
+	}
+	assert.Len(t, seen, len(pairs))
+}
+
+func TestInvalidIDs(t *testing.T) {
+	tests := []struct{ tenant, connector, msg string }{
+		{"", "c", "tenant id is empty"},
+		{"t", "", "connector id is empty"},
+		{"-t", "c", "must start with a letter or digit"},
+		{"t", "c/d", "must start with a letter or digit"},
+		{"t", "caf\u00e9", "must start with a letter or digit"},
+		{strings.Repeat("t", MaxIDLength+1), "c", "the limit is 128"},
+	}
+	for _, tt := range tests {
+		_, err := For(tt.tenant, tt.connector)
+		require.Error(t, err, "%q/%q", tt.tenant, tt.connector)
+		assert.True(t, errors.Is(err, ErrInvalidID))
+		assert.Contains(t, err.Error(), tt.msg)
+	}
+}
+
+func TestAssignRejectsDuplicates(t *testing.T) {
+	_, err := Assign([]Pair{{"t", "c"}, {"t", "c"}})
+	require.ErrorContains(t, err, "connector t/c is listed twice")
+}
+
+func TestValid(t *testing.T) {
+	for name, want := range map[string]bool{
+		"abc": true, "a-b": true, "ab": false, "a--b": false, "-ab": false, "ab-": false,
+		"Abc": false, strings.Repeat("a", 63): true, strings.Repeat("a", 64): false, "a_b": false,
+	} {
+		assert.Equal(t, want, Valid(name), name)
+	}
+}
+
+func FuzzFor(f *testing.F) {
+	f.Add("contoso", "agent-01")
+	f.Fuzz(func(t *testing.T, tenant, connector string) {
+		name, err := For(tenant, connector)
+		if err != nil {
+			return
+		}
+		if !Valid(name) {
+			t.Fatalf("For(%q, %q) = %q, not a valid queue name", tenant, connector, name)
+		}
+	})
+}
+
+func ExampleFor() {
+	name, _ := For("contoso", "agent-01")
+	fmt.Println(name)
+	// Output: contoso-agent-01-b5523dc62ade
+}
