@@ -1,0 +1,130 @@
+// Package azurite gives tests (and `make demo`) a running Azure Storage
+// emulator — blobs, queues and tables — with one call.
+//
+// When a Docker engine answers, it runs the Azurite image through a
+// testcontainers-go generic container. Otherwise it starts the Azurite that
+// package-lock.json pins (node_modules/.bin/azurite, installed with `npm ci`,
+// which it runs itself if the package is missing). Either way the emulator is
+// fresh, keeps everything in memory, listens on free ports (so parallel test
+// packages never collide) and is stopped at test cleanup. Its log is shown
+// when a test fails.
+//
+// BOTE_AZURITE=npm or BOTE_AZURITE=docker forces one path; by default Docker
+// is used when it answers and npm otherwise.
+package azurite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Well-known development account of every Azurite instance.
+const (
+	AccountName = "devstoreaccount1"
+	AccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// Image is the container image used when a Docker engine answers. Keep its
+// tag equal to the azurite version in package.json.
+const Image = "mcr.microsoft.com/azure-storage/azurite:3.37.0"
+
+// Emulator is a running Azurite.
+type Emulator struct {
+	// ConnectionString is an Azure Storage connection string with explicit
+	// blob, queue and table endpoints.
+	ConnectionString string
+	// BlobURL, QueueURL and TableURL are the service URLs, including the
+	// account path (http://127.0.0.1:port/devstoreaccount1).
+	BlobURL, QueueURL, TableURL string
+	AccountName, AccountKey     string
+	// Via says how it runs: "docker" or "npm".
+	Via string
+
+	stop func() error
+	logs func() string
+}
+
+// Options tune Start.
+type Options struct {
+	// Mode is "docker", "npm" or "" (auto; see the package doc). It defaults
+	// to $BOTE_AZURITE.
+	Mode string
+	// StartTimeout bounds the whole start, npm ci included (default 3m).
+	StartTimeout time.Duration
+}
+
+// Start runs an emulator. The caller must call Stop.
+func Start(ctx context.Context, opts Options) (*Emulator, error) {
+	if opts.Mode == "" {
+		opts.Mode = os.Getenv("BOTE_AZURITE")
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
+	defer cancel()
+
+	switch opts.Mode {
+	case "docker":
+		return startDocker(ctx)
+	case "npm":
+		return startNPM(ctx)
+	case "":
+		if err := dockerAvailable(ctx); err == nil {
+			return startDocker(ctx)
+		}
+		return startNPM(ctx)
+	default:
+		return nil, fmt.Errorf("BOTE_AZURITE=%q: want docker, npm or empty (auto)", opts.Mode)
+	}
+}
+
+// New starts an emulator for a test and stops it at cleanup. The test fails
+// (never skips) if no emulator can be started, with instructions.
+func New(t testing.TB) *Emulator {
+	t.Helper()
+	e, err := Start(context.Background(), Options{})
+	if err != nil {
+		t.Fatalf("cannot start Azurite: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- Azurite (%s) log ---\n%s", e.Via, e.Logs())
+		}
+		if err := e.Stop(); err != nil {
+			t.Logf("stopping Azurite: %v", err)
+		}
+	})
+	return e
+}
+
+// Stop ends the emulator and discards its data.
+func (e *Emulator) Stop() error { return e.stop() }
+
+// Logs returns what the emulator has logged.
+func (e *Emulator) Logs() string { return e.logs() }
+
+func newEmulator(host string, blob, queue, table string) *Emulator {
+	url := func(port string) string { return "http://" + host + ":" + port + "/" + AccountName }
+	e := &Emulator{
+		BlobURL: url(blob), QueueURL: url(queue), TableURL: url(table),
+		AccountName: AccountName, AccountKey: AccountKey,
+	}
+	e.ConnectionString = strings.Join([]string{
+		"DefaultEndpointsProtocol=http",
+		"AccountName=" + AccountName,
+		"AccountKey=" + AccountKey,
+		"BlobEndpoint=" + e.BlobURL,
+		"QueueEndpoint=" + e.QueueURL,
+		"TableEndpoint=" + e.TableURL,
+	}, ";") + ";"
+	return e
+}
+
+// commonArgs are the Azurite flags both paths use: in memory, tolerant of
+// the newer API versions the Go SDK sends, path-style URLs only.
+var commonArgs = []string{"--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl"}

@@ -1,0 +1,107 @@
+package azurite_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/azurite"
+)
+
+// TestHarness proves the emulator the harness starts is a working Azure
+// Storage: queues, tables and blobs through the real Azure SDK clients.
+func TestHarness(t *testing.T) {
+	t.Parallel()
+	az := azurite.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	t.Run("queue put get delete", func(t *testing.T) {
+		svc, err := azqueue.NewServiceClientFromConnectionString(az.ConnectionString, nil)
+		require.NoError(t, err)
+		q := svc.NewQueueClient("harness-check")
+		_, err = q.Create(ctx, nil)
+		require.NoError(t, err)
+
+		_, err = q.EnqueueMessage(ctx, "hello", nil)
+		require.NoError(t, err)
+		got, err := q.DequeueMessage(ctx, &azqueue.DequeueMessageOptions{VisibilityTimeout: ptr(int32(30))})
+		require.NoError(t, err)
+		require.Len(t, got.Messages, 1)
+		m := got.Messages[0]
+		assert.Equal(t, "hello", *m.MessageText)
+
+		_, err = q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil)
+		require.NoError(t, err)
+		props, err := q.GetProperties(ctx, nil)
+		require.NoError(t, err)
+		assert.EqualValues(t, 0, *props.ApproximateMessagesCount, "deleted message is gone")
+	})
+
+	t.Run("table entity", func(t *testing.T) {
+		svc, err := aztables.NewServiceClientFromConnectionString(az.ConnectionString, nil)
+		require.NoError(t, err)
+		_, err = svc.CreateTable(ctx, "harnesscheck", nil)
+		require.NoError(t, err)
+		tc := svc.NewClient("harnesscheck")
+		entity, err := json.Marshal(aztables.EDMEntity{
+			Entity:     aztables.Entity{PartitionKey: "tenant-a", RowKey: "connector-1"},
+			Properties: map[string]any{"Topic": "chat"},
+		})
+		require.NoError(t, err)
+		_, err = tc.AddEntity(ctx, entity, nil)
+		require.NoError(t, err)
+
+		resp, err := tc.GetEntity(ctx, "tenant-a", "connector-1", nil)
+		require.NoError(t, err)
+		var back aztables.EDMEntity
+		require.NoError(t, json.Unmarshal(resp.Value, &back))
+		assert.Equal(t, "chat", back.Properties["Topic"])
+	})
+
+	t.Run("blob upload download", func(t *testing.T) {
+		c, err := azblob.NewClientFromConnectionString(az.ConnectionString, nil)
+		require.NoError(t, err)
+		_, err = c.CreateContainer(ctx, "harness", nil)
+		require.NoError(t, err)
+		_, err = c.UploadBuffer(ctx, "harness", "a.txt", []byte("body"), nil)
+		require.NoError(t, err)
+		buf := make([]byte, 4)
+		_, err = c.DownloadBuffer(ctx, "harness", "a.txt", buf, nil)
+		require.NoError(t, err)
+		assert.Equal(t, "body", string(buf))
+	})
+}
+
+// TestInstancesAreIsolated checks two emulators side by side get their own
+// ports and data, as parallel test packages do.
+func TestInstancesAreIsolated(t *testing.T) {
+	t.Parallel()
+	a, b := azurite.New(t), azurite.New(t)
+	assert.NotEqual(t, a.QueueURL, b.QueueURL)
+
+	ctx := context.Background()
+	qa, err := azqueue.NewServiceClientFromConnectionString(a.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = qa.CreateQueue(ctx, "only-in-a", nil)
+	require.NoError(t, err)
+
+	qb, err := azqueue.NewServiceClientFromConnectionString(b.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = qb.NewQueueClient("only-in-a").GetProperties(ctx, nil)
+	require.Error(t, err, "queue created in one emulator must not exist in the other")
+}
+
+func TestUnknownModeIsAnError(t *testing.T) {
+	_, err := azurite.Start(context.Background(), azurite.Options{Mode: "podman"})
+	require.ErrorContains(t, err, `want docker, npm or empty`)
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,45 @@
+package procs
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestStartWaitStop(t *testing.T) {
+	p := Start(t, Spec{Name: "sh", Path: "/bin/sh", Args: []string{"-c", `echo "listening on http://127.0.0.1:1234"; trap 'echo got term; exit 0' TERM; while :; do sleep 0.05; done`}})
+	addr, err := p.ListenAddr(10 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:1234", addr)
+
+	require.NoError(t, p.Stop(), "clean exit on SIGTERM")
+	_, err = p.WaitOutput("got term", time.Second)
+	assert.NoError(t, err)
+}
+
+func TestWaitOutputFailsWhenProcessExits(t *testing.T) {
+	p := Start(t, Spec{Path: "/bin/sh", Args: []string{"-c", "echo bye; exit 3"}})
+	_, err := p.WaitOutput("never printed", 10*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exited")
+	assert.Contains(t, err.Error(), "exit status 3")
+}
+
+func TestKillEndsStubbornProcess(t *testing.T) {
+	p := Start(t, Spec{Path: "/bin/sh", Args: []string{"-c", `trap '' TERM; echo ready; while :; do sleep 0.05; done`}, StopGrace: 200 * time.Millisecond})
+	_, err := p.WaitOutput("ready", 10*time.Second)
+	require.NoError(t, err)
+	start := time.Now()
+	err = p.Stop()
+	require.Error(t, err, "SIGTERM ignored, so it was killed")
+	assert.Less(t, time.Since(start), 5*time.Second)
+}
+
+func TestRepoRoot(t *testing.T) {
+	root, err := RepoRoot()
+	require.NoError(t, err)
+	assert.False(t, strings.HasSuffix(root, "procs"))
+}
