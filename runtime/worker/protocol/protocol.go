@@ -1,0 +1,179 @@
+// Package protocol is the connector session protocol spoken over the
+// worker's WebSocket: the frame types, their JSON form, the error codes and
+// the limits both sides agree on.
+//
+// The worker (package worker/session) and the connector library (package
+// connector) both use these definitions, so the two sides cannot drift. The
+// protocol is versioned by its WebSocket subprotocol, Subprotocol ("bote.v1");
+// a breaking change gets a new subprotocol and the worker keeps serving the
+// old one for as long as connectors in the field speak it. docs/gateway.md
+// describes the protocol for implementers in other languages.
+//
+// Every frame is one WebSocket text message holding one JSON object with a
+// "type". Requests from the connector carry an "id" chosen by the connector;
+// the worker answers each request exactly once, with a frame of the reply type
+// or an "error" frame, carrying the same id. Frames the worker sends on its
+// own (hello, nudge, error without id) have no id.
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Subprotocol is the WebSocket subprotocol of this protocol version. The
+// worker refuses a session that does not offer it.
+const Subprotocol = "bote.v1"
+
+// ConnectPath is the worker's session endpoint.
+const ConnectPath = "/v1/connect"
+
+// MaxFrameBytes is the largest frame the worker reads. A larger frame is
+// answered with an error frame (CodeFrameTooLarge) and the session goes on; a
+// frame beyond HardFrameLimit closes the session (status 1009), since reading
+// it to the end would cost the worker more than the connector.
+const (
+	MaxFrameBytes  = 256 << 10
+	HardFrameLimit = 4 * MaxFrameBytes
+)
+
+// Frame types.
+const (
+	// TypeHello is the worker's first frame: the verified identity of the
+	// session and the limits in force.
+	TypeHello = "hello"
+	// TypeSend asks the worker to put a message on the cloud queue. Answered
+	// with TypeAck once the bus has accepted the message.
+	TypeSend = "send"
+	// TypeSubscribe and TypeUnsubscribe change the connector's topic
+	// subscriptions. Answered with TypeAck.
+	TypeSubscribe   = "subscribe"
+	TypeUnsubscribe = "unsubscribe"
+	// TypeQueueAccess asks for a SAS URL of the connector's own queue.
+	// Answered with TypeQueueAccess carrying QueueAccess.
+	TypeQueueAccess = "queue_access"
+	// TypeAck confirms a request.
+	TypeAck = "ack"
+	// TypeNudge tells the connector that its queue has messages.
+	TypeNudge = "nudge"
+	// TypeError reports a failed request (with its id) or a frame the worker
+	// could not read (without id).
+	TypeError = "error"
+)
+
+// Error codes carried by error frames.
+const (
+	// CodeBadFrame: the frame is not a JSON object of a known shape.
+	CodeBadFrame = "bad_frame"
+	// CodeFrameTooLarge: the frame exceeds MaxFrameBytes. Nothing from it
+	// was processed.
+	CodeFrameTooLarge = "frame_too_large"
+	// CodeUnknownType: the frame's type is not one this version knows.
+	CodeUnknownType = "unknown_type"
+	// CodeIdentityHeader: the message sets a header that carries identity
+	// (tenant, connector, from). Only the worker sets those.
+	CodeIdentityHeader = "identity_header"
+	// CodeInvalidMessage: the message is malformed (bad id, header or size).
+	CodeInvalidMessage = "invalid_message"
+	// CodeInvalidTopic: the topic is not a valid topic name.
+	CodeInvalidTopic = "invalid_topic"
+	// CodeUnavailable: a backing service (bus, table, queue) failed; the
+	// request may be retried.
+	CodeUnavailable = "unavailable"
+	// CodeShuttingDown: the worker is stopping; reconnect (to another
+	// replica) and retry.
+	CodeShuttingDown = "shutting_down"
+)
+
+// Frame is one protocol frame. Which fields are set depends on Type.
+type Frame struct {
+	Type string `json:"type"`
+	// ID correlates a request with its reply.
+	ID string `json:"id,omitempty"`
+
+	// Message is the payload of TypeSend.
+	Message *Message `json:"message,omitempty"`
+	// Topic is the topic of TypeSubscribe and TypeUnsubscribe.
+	Topic string `json:"topic,omitempty"`
+	// MessageID is set on the TypeAck of a send: the id the message was
+	// accepted under.
+	MessageID string `json:"message_id,omitempty"`
+
+	Hello       *Hello       `json:"hello,omitempty"`
+	QueueAccess *QueueAccess `json:"queue_access,omitempty"`
+	Error       *Error       `json:"error,omitempty"`
+}
+
+// Message is a message a connector sends to the cloud.
+type Message struct {
+	// ID is the message id; the connector should set it (a UUID) so that a
+	// send retried after a lost ack is recognised downstream as the same
+	// message. The worker assigns one when it is empty.
+	ID string `json:"id,omitempty"`
+	// CorrelationID links a reply to the request it answers.
+	CorrelationID string `json:"correlation_id,omitempty"`
+	// Type names the message type for the receiving service.
+	Type string `json:"message_type,omitempty"`
+	// Headers are application headers. Identity headers are refused.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the payload (base64 in JSON).
+	Body []byte `json:"body,omitempty"`
+}
+
+// Hello is the worker's greeting.
+type Hello struct {
+	Session   string `json:"session"`
+	Tenant    string `json:"tenant"`
+	Connector string `json:"connector"`
+	// Queue is the name of the connector's Storage Queue.
+	Queue string `json:"queue"`
+	// PingIntervalSeconds is how often the worker pings; a connector that
+	// hears nothing for three intervals should reconnect.
+	PingIntervalSeconds int `json:"ping_interval_seconds"`
+	// MaxFrameBytes is the largest frame the worker accepts.
+	MaxFrameBytes int `json:"max_frame_bytes"`
+}
+
+// QueueAccess is a short-lived, read/process-only SAS URL of the
+// connector's own queue.
+type QueueAccess struct {
+	Queue     string    `json:"queue"`
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Error describes a failure.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Decode parses one frame and checks the fields its type requires.
+func Decode(data []byte) (Frame, error) {
+	var f Frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return Frame{}, &Error{Code: CodeBadFrame, Message: fmt.Sprintf("cannot decode frame: %v", err)}
+	}
+	if f.Type == "" {
+		return f, &Error{Code: CodeBadFrame, Message: "frame has no type"}
+	}
+	return f, nil
+}
+
+// Encode renders a frame.
+func Encode(f Frame) ([]byte, error) {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode %s frame: %w", f.Type, err)
+	}
+	return data, nil
+}
+
+// ErrorFrame builds an error frame answering request id (empty for a frame
+// that could not be read).
+func ErrorFrame(id, code, message string) Frame {
+	return Frame{Type: TypeError, ID: id, Error: &Error{Code: code, Message: message}}
+}

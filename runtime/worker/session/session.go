@@ -1,0 +1,589 @@
+// Package session is the worker's side of the connector session: a
+// WebSocket at protocol.ConnectPath, authenticated by a bearer access token,
+// over which a connector sends to the cloud, manages its topic subscriptions,
+// obtains a SAS URL for its own queue and receives nudges.
+//
+// Identity comes only from the verified token. A message that tries to carry
+// identity headers is refused with an error frame and an audit log line; the
+// identity of the session is what the CloudSender stamps on every message.
+//
+// One misbehaving connector cannot hurt the others: malformed and oversize
+// frames are answered with error frames, each session has its own goroutines
+// and a bounded number of requests in flight, and a slow connector only
+// slows its own session.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/worker/metrics"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// Identity is the verified tenant and connector of a session.
+type Identity = queuename.Pair
+
+// Verifier checks a bearer access token and returns the identity it proves.
+type Verifier interface {
+	Verify(ctx context.Context, rawToken string) (Identity, error)
+}
+
+// VerifierFunc adapts a function to Verifier.
+type VerifierFunc func(ctx context.Context, rawToken string) (Identity, error)
+
+// Verify calls f.
+func (f VerifierFunc) Verify(ctx context.Context, raw string) (Identity, error) { return f(ctx, raw) }
+
+// CloudSender puts a connector's message on the cloud queue with from
+// stamped as its verified origin, and returns once the bus has accepted it.
+type CloudSender interface {
+	SendToCloud(ctx context.Context, from Identity, m protocol.Message) (messageID string, err error)
+}
+
+// Subscriptions stores topic subscriptions.
+type Subscriptions interface {
+	Subscribe(ctx context.Context, tenant, topic, connector string) error
+	Unsubscribe(ctx context.Context, tenant, topic, connector string) error
+}
+
+// QueueAccess grants a connector access to its own queue.
+type QueueAccess interface {
+	Grant(ctx context.Context, id Identity) (protocol.QueueAccess, error)
+}
+
+// Presence records which replica holds a connector's session so that
+// nudges routed elsewhere reach it. Optional.
+type Presence interface {
+	Join(ctx context.Context, id Identity, session string) error
+	Leave(ctx context.Context, id Identity, session string) error
+}
+
+// Config configures a Server.
+type Config struct {
+	Verifier      Verifier
+	Sender        CloudSender
+	Subscriptions Subscriptions
+	QueueAccess   QueueAccess
+	Presence      Presence // optional: nil on a single replica
+	Metrics       *metrics.Metrics
+	Logger        *slog.Logger
+
+	// PingInterval is how often the worker pings each connector (default
+	// 30s, well under the 240s idle timeout of Container Apps ingress).
+	PingInterval time.Duration
+	// WriteTimeout bounds each frame write (default 10s).
+	WriteTimeout time.Duration
+	// RequestTimeout bounds one request's backend call (default 30s).
+	RequestTimeout time.Duration
+	// MaxInFlight bounds the requests one session has in flight (default 8);
+	// beyond it the worker stops reading that session's frames.
+	MaxInFlight int
+}
+
+// Validate checks the configuration and names the bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Verifier == nil:
+		return errors.New("session config: Verifier is required")
+	case c.Sender == nil:
+		return errors.New("session config: Sender is required")
+	case c.Subscriptions == nil:
+		return errors.New("session config: Subscriptions is required")
+	case c.QueueAccess == nil:
+		return errors.New("session config: QueueAccess is required")
+	case c.PingInterval < 0 || c.PingInterval > 120*time.Second:
+		return fmt.Errorf("session config: PingInterval %s must be between 0 (default) and 120s", c.PingInterval)
+	case c.WriteTimeout < 0, c.RequestTimeout < 0, c.MaxInFlight < 0:
+		return errors.New("session config: WriteTimeout, RequestTimeout and MaxInFlight must not be negative")
+	}
+	return nil
+}
+
+// Server accepts and serves connector sessions.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+
+	mu       sync.Mutex
+	sessions map[Identity]map[*conn]struct{}
+	closing  bool
+	wg       sync.WaitGroup // one per open session
+	seq      atomic.Uint64
+}
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sessions: map[Identity]map[*conn]struct{}{}}, nil
+}
+
+// Sessions returns the number of open sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, set := range s.sessions {
+		n += len(set)
+	}
+	return n
+}
+
+// Connected reports whether id has a session on this replica.
+func (s *Server) Connected(id Identity) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions[id]) > 0
+}
+
+// Nudge tells every session of id on this replica that its queue has
+// messages. It never blocks and reports whether there was a session.
+func (s *Server) Nudge(id Identity) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := s.sessions[id]
+	for c := range set {
+		c.nudge()
+	}
+	if len(set) > 0 {
+		s.metrics.Nudges.WithLabelValues("local").Inc()
+	}
+	return len(set) > 0
+}
+
+// Shutdown stops accepting sessions, lets requests in flight finish, closes
+// every session with status 1001 (going away) and waits for them to end or
+// ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	var all []*conn
+	for _, set := range s.sessions {
+		for c := range set {
+			all = append(all, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		go c.goAway()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range all {
+			_ = c.ws.CloseNow()
+		}
+		return fmt.Errorf("cannot close %d sessions in time: %w", len(all), ctx.Err())
+	}
+}
+
+// ServeHTTP accepts a session: it authenticates the bearer token before the
+// WebSocket upgrade, so a bad token is an HTTP 401 and never a session.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "worker is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	raw, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		s.audit(r.Context(), "session_rejected", Identity{}, r, "reason", "missing bearer token")
+		w.Header().Set("WWW-Authenticate", `Bearer realm="bote"`)
+		http.Error(w, "missing bearer token", http.StatusUnauthorized)
+		return
+	}
+	id, err := s.cfg.Verifier.Verify(r.Context(), raw)
+	if err != nil {
+		s.audit(r.Context(), "session_rejected", Identity{}, r, "reason", err.Error())
+		w.Header().Set("WWW-Authenticate", `Bearer realm="bote", error="invalid_token"`)
+		http.Error(w, "invalid token", http.StatusUnauthorized)
+		return
+	}
+	queue, err := queuename.For(id.Tenant, id.Connector)
+	if err != nil {
+		s.audit(r.Context(), "session_rejected", id, r, "reason", err.Error())
+		http.Error(w, "invalid identity", http.StatusForbidden)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		s.log.Debug("websocket accept failed", "err", err)
+		return
+	}
+	if ws.Subprotocol() != protocol.Subprotocol {
+		_ = ws.Close(websocket.StatusPolicyViolation, "subprotocol "+protocol.Subprotocol+" required")
+		return
+	}
+	ws.SetReadLimit(protocol.HardFrameLimit)
+	c := &conn{
+		srv:    s,
+		ws:     ws,
+		id:     id,
+		queue:  queue,
+		name:   fmt.Sprintf("%s/%s#%d", id.Tenant, id.Connector, s.seq.Add(1)),
+		nudges: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		slots:  make(chan struct{}, s.cfg.MaxInFlight),
+		remote: r.RemoteAddr,
+	}
+	if !s.add(c) {
+		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
+		return
+	}
+	defer s.remove(c)
+	c.serve(r.Context())
+}
+
+func (s *Server) add(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	set := s.sessions[c.id]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		s.sessions[c.id] = set
+	}
+	set[c] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.Sessions.Inc()
+	return true
+}
+
+func (s *Server) remove(c *conn) {
+	s.mu.Lock()
+	set := s.sessions[c.id]
+	delete(set, c)
+	if len(set) == 0 {
+		delete(s.sessions, c.id)
+	}
+	s.mu.Unlock()
+	s.metrics.Sessions.Dec()
+	s.wg.Done()
+}
+
+func (s *Server) audit(ctx context.Context, event string, id Identity, r *http.Request, attrs ...any) {
+	attrs = append([]any{"audit", true, "event", event, "tenant", id.Tenant, "connector", id.Connector, "remote", r.RemoteAddr}, attrs...)
+	s.log.WarnContext(ctx, "audit: "+event, attrs...)
+}
+
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
+}
+
+// conn is one session.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	id     Identity
+	queue  string
+	name   string
+	remote string
+
+	nudges   chan struct{}
+	done     chan struct{}
+	slots    chan struct{} // bounds requests in flight
+	inflight sync.WaitGroup
+	leaving  atomic.Bool
+	awayOnce sync.Once
+}
+
+func (c *conn) log() *slog.Logger {
+	return c.srv.log.With("session", c.name, "tenant", c.id.Tenant, "connector", c.id.Connector)
+}
+
+func (c *conn) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer close(c.done)
+	log := c.log()
+	log.Info("session opened", "remote", c.remote)
+	if p := c.srv.cfg.Presence; p != nil {
+		if err := p.Join(ctx, c.id, c.name); err != nil {
+			// Nudges from other replicas may miss this session; the
+			// connector's safety poll still delivers. Worth a warning.
+			log.Warn("cannot record presence", "err", err)
+		}
+		defer func() {
+			lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer lcancel()
+			if err := p.Leave(lctx, c.id, c.name); err != nil {
+				log.Warn("cannot clear presence", "err", err)
+			}
+		}()
+	}
+	hello := protocol.Frame{Type: protocol.TypeHello, Hello: &protocol.Hello{
+		Session: c.name, Tenant: c.id.Tenant, Connector: c.id.Connector, Queue: c.queue,
+		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: protocol.MaxFrameBytes,
+	}}
+	if err := c.write(ctx, hello); err != nil {
+		log.Info("session closed before hello", "err", err)
+		return
+	}
+	go c.keepalive(ctx)
+	err := c.readLoop(ctx)
+	c.inflight.Wait()
+	switch status := websocket.CloseStatus(err); {
+	case status == websocket.StatusNormalClosure, status == websocket.StatusGoingAway:
+		log.Info("session closed", "status", int(status))
+	default:
+		log.Info("session ended", "err", err)
+	}
+	_ = c.ws.CloseNow()
+}
+
+// keepalive pings well under any ingress idle timeout and writes nudges.
+// Nudges go through this one goroutine so that routing never waits on a
+// connector's socket.
+func (c *conn) keepalive(ctx context.Context) {
+	t := time.NewTicker(c.srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.nudges:
+			if err := c.write(ctx, protocol.Frame{Type: protocol.TypeNudge}); err != nil {
+				c.log().Debug("cannot write nudge", "err", err)
+			}
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.log().Info("connector missed ping; closing session", "err", err)
+				_ = c.ws.Close(websocket.StatusPolicyViolation, "ping timeout")
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) nudge() {
+	select {
+	case c.nudges <- struct{}{}:
+	default: // one pending nudge says it all
+	}
+}
+
+// goAway refuses new requests, waits for those in flight and closes with
+// 1001 so the connector reconnects to another replica at once.
+func (c *conn) goAway() {
+	c.awayOnce.Do(func() {
+		c.leaving.Store(true)
+		c.inflight.Wait()
+		_ = c.ws.Close(websocket.StatusGoingAway, "worker shutting down")
+	})
+}
+
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		typ, r, err := c.ws.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(io.LimitReader(r, protocol.MaxFrameBytes+1))
+		if err != nil {
+			return err
+		}
+		if len(data) > protocol.MaxFrameBytes {
+			// Skip the rest; past HardFrameLimit the library closes with 1009.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+			c.reject(ctx, "", protocol.CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; nothing in it was processed", protocol.MaxFrameBytes))
+			continue
+		}
+		if typ != websocket.MessageText {
+			c.reject(ctx, "", protocol.CodeBadFrame, "frames are JSON text messages")
+			continue
+		}
+		f, err := protocol.Decode(data)
+		if err != nil {
+			var perr *protocol.Error
+			errors.As(err, &perr)
+			c.reject(ctx, f.ID, perr.Code, perr.Message)
+			continue
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.inflight.Add(1)
+		go func() {
+			defer func() { <-c.slots; c.inflight.Done() }()
+			c.handle(ctx, f)
+		}()
+	}
+}
+
+func (c *conn) reject(ctx context.Context, id, code, msg string) {
+	c.srv.metrics.Rejected.WithLabelValues(code).Inc()
+	c.log().Info("frame rejected", "code", code, "request", id, "reason", msg)
+	if err := c.write(ctx, protocol.ErrorFrame(id, code, msg)); err != nil {
+		c.log().Debug("cannot write error frame", "err", err)
+	}
+}
+
+func (c *conn) write(ctx context.Context, f protocol.Frame) error {
+	data, err := protocol.Encode(f)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, data)
+}
+
+func (c *conn) handle(ctx context.Context, f protocol.Frame) {
+	if c.leaving.Load() {
+		c.reject(ctx, f.ID, protocol.CodeShuttingDown, "worker is shutting down; reconnect and retry")
+		return
+	}
+	if f.ID == "" && f.Type != protocol.TypeNudge {
+		c.reject(ctx, "", protocol.CodeBadFrame, "request frame has no id")
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
+	defer cancel()
+	var reply protocol.Frame
+	var err error
+	switch f.Type {
+	case protocol.TypeSend:
+		reply, err = c.send(rctx, f)
+	case protocol.TypeSubscribe, protocol.TypeUnsubscribe:
+		reply, err = c.subscription(rctx, f)
+	case protocol.TypeQueueAccess:
+		reply, err = c.queueAccess(rctx, f)
+	default:
+		err = &protocol.Error{Code: protocol.CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", f.Type)}
+	}
+	if err != nil {
+		var perr *protocol.Error
+		if !errors.As(err, &perr) {
+			c.log().Warn("request failed", "type", f.Type, "request", f.ID, "err", err)
+			perr = &protocol.Error{Code: protocol.CodeUnavailable, Message: "the request could not be completed; retry"}
+		}
+		c.reject(ctx, f.ID, perr.Code, perr.Message)
+		return
+	}
+	reply.ID = f.ID
+	if err := c.write(ctx, reply); err != nil {
+		c.log().Info("cannot write reply", "type", f.Type, "request", f.ID, "err", err)
+	}
+}
+
+func (c *conn) send(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	m := f.Message
+	if m == nil {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "send frame has no message"}
+	}
+	for name := range m.Headers {
+		if IdentityHeader(name) {
+			c.srv.log.Warn("audit: identity_header_rejected", "audit", true, "event", "identity_header_rejected",
+				"tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "header", name, "remote", c.remote)
+			return protocol.Frame{}, &protocol.Error{Code: protocol.CodeIdentityHeader,
+				Message: fmt.Sprintf("header %q carries identity; only the gateway sets identity, from your token", name)}
+		}
+	}
+	id, err := c.srv.cfg.Sender.SendToCloud(ctx, c.id, *m)
+	if err != nil {
+		return protocol.Frame{}, err
+	}
+	c.srv.metrics.Sent.Inc()
+	return protocol.Frame{Type: protocol.TypeAck, MessageID: id}, nil
+}
+
+func (c *conn) subscription(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	if err := ValidateTopic(f.Topic); err != nil {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidTopic, Message: err.Error()}
+	}
+	var err error
+	if f.Type == protocol.TypeSubscribe {
+		err = c.srv.cfg.Subscriptions.Subscribe(ctx, c.id.Tenant, f.Topic, c.id.Connector)
+	} else {
+		err = c.srv.cfg.Subscriptions.Unsubscribe(ctx, c.id.Tenant, f.Topic, c.id.Connector)
+	}
+	if err != nil {
+		return protocol.Frame{}, err
+	}
+	c.log().Info(f.Type+"d", "topic", f.Topic)
+	return protocol.Frame{Type: protocol.TypeAck, Topic: f.Topic}, nil
+}
+
+func (c *conn) queueAccess(ctx context.Context, _ protocol.Frame) (protocol.Frame, error) {
+	qa, err := c.srv.cfg.QueueAccess.Grant(ctx, c.id)
+	if err != nil {
+		return protocol.Frame{}, err
+	}
+	return protocol.Frame{Type: protocol.TypeQueueAccess, QueueAccess: &qa}, nil
+}
+
+// ValidateTopic reports whether topic is a valid topic name: the same
+// alphabet and length as tenant and connector ids.
+func ValidateTopic(topic string) error {
+	return queuename.ValidateID("topic", topic)
+}
+
+// IdentityHeader reports whether a connector-supplied header name claims
+// identity. Those names are reserved for the gateway: any "bote-" header and
+// the common spellings of tenant, connector and sender identity.
+func IdentityHeader(name string) bool {
+	n := strings.ToLower(strings.TrimSpace(name))
+	n = strings.NewReplacer("_", "-", ".", "-").Replace(n)
+	n = strings.TrimPrefix(n, "x-")
+	if strings.HasPrefix(n, "bote-") || strings.HasPrefix(n, "bote:") {
+		return true
+	}
+	switch n {
+	case "tenant", "tenant-id", "tenantid", "connector", "connector-id", "connectorid",
+		"from", "identity", "sender", "client-id", "clientid":
+		return true
+	}
+	return false
+}

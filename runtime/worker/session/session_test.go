@@ -1,0 +1,383 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// fakeVerifier accepts "tok-<tenant>-<connector>".
+type fakeVerifier struct{}
+
+func (fakeVerifier) Verify(_ context.Context, raw string) (Identity, error) {
+	parts := strings.Split(raw, "-")
+	if len(parts) != 3 || parts[0] != "tok" {
+		return Identity{}, errors.New("token is not valid")
+	}
+	return Identity{Tenant: parts[1], Connector: parts[2]}, nil
+}
+
+type sent struct {
+	from Identity
+	msg  protocol.Message
+}
+
+type fakeSender struct {
+	mu   sync.Mutex
+	sent []sent
+	err  error
+}
+
+func (f *fakeSender) SendToCloud(_ context.Context, from Identity, m protocol.Message) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return "", f.err
+	}
+	f.sent = append(f.sent, sent{from, m})
+	if m.ID == "" {
+		return "generated-id", nil
+	}
+	return m.ID, nil
+}
+
+func (f *fakeSender) all() []sent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]sent(nil), f.sent...)
+}
+
+type fakeSubs struct {
+	mu  sync.Mutex
+	set map[string]bool // tenant|topic|connector
+}
+
+func (f *fakeSubs) Subscribe(_ context.Context, tenant, topic, connector string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.set[tenant+"|"+topic+"|"+connector] = true
+	return nil
+}
+
+func (f *fakeSubs) Unsubscribe(_ context.Context, tenant, topic, connector string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.set, tenant+"|"+topic+"|"+connector)
+	return nil
+}
+
+func (f *fakeSubs) has(k string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.set[k]
+}
+
+type fakeAccess struct{}
+
+func (fakeAccess) Grant(_ context.Context, id Identity) (protocol.QueueAccess, error) {
+	return protocol.QueueAccess{Queue: "q-" + id.Connector, URL: "http://queue/q-" + id.Connector + "?sig=x", ExpiresAt: time.Unix(1e9, 0).UTC()}, nil
+}
+
+type harness struct {
+	srv    *Server
+	http   *httptest.Server
+	sender *fakeSender
+	subs   *fakeSubs
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{sender: &fakeSender{}, subs: &fakeSubs{set: map[string]bool{}}}
+	srv, err := New(Config{Verifier: fakeVerifier{}, Sender: h.sender, Subscriptions: h.subs, QueueAccess: fakeAccess{},
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	h.srv = srv
+	h.http = httptest.NewServer(srv)
+	t.Cleanup(h.http.Close)
+	return h
+}
+
+type client struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+func (h *harness) dial(t *testing.T, token string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.http.URL, "http"), &websocket.DialOptions{
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
+		Subprotocols: []string{protocol.Subprotocol},
+	})
+	require.NoError(t, err)
+	if resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	ws.SetReadLimit(protocol.HardFrameLimit)
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	c := &client{t: t, ws: ws}
+	hello := c.read()
+	require.Equal(t, protocol.TypeHello, hello.Type)
+	return c
+}
+
+func (c *client) writeRaw(data []byte) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, data))
+}
+
+func (c *client) write(f protocol.Frame) {
+	c.t.Helper()
+	data, err := protocol.Encode(f)
+	require.NoError(c.t, err)
+	c.writeRaw(data)
+}
+
+func (c *client) read() protocol.Frame {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, data, err := c.ws.Read(ctx)
+	require.NoError(c.t, err)
+	f, err := protocol.Decode(data)
+	require.NoError(c.t, err)
+	return f
+}
+
+func TestRejectsBadTokensBeforeUpgrade(t *testing.T) {
+	h := newHarness(t)
+	for name, auth := range map[string]string{
+		"no header":    "",
+		"not bearer":   "Basic dG9rLWEtYg==",
+		"empty bearer": "Bearer ",
+		"bad token":    "Bearer forged",
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, h.http.URL+protocol.ConnectPath, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer")
+		})
+	}
+	assert.Zero(t, h.srv.Sessions())
+}
+
+func TestHelloCarriesVerifiedIdentity(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.http.URL, "http"), &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer tok-acme-agent1"}}, Subprotocols: []string{protocol.Subprotocol},
+	})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	_, data, err := ws.Read(ctx)
+	require.NoError(t, err)
+	f, err := protocol.Decode(data)
+	require.NoError(t, err)
+	require.NotNil(t, f.Hello)
+	assert.Equal(t, "acme", f.Hello.Tenant)
+	assert.Equal(t, "agent1", f.Hello.Connector)
+	assert.Regexp(t, `^acme-agent1-[0-9a-f]{12}$`, f.Hello.Queue)
+	assert.Equal(t, 30, f.Hello.PingIntervalSeconds)
+}
+
+func TestRequiresSubprotocol(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.http.URL, "http"), &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer tok-acme-agent1"}},
+	})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	_, _, err = ws.Read(ctx)
+	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
+}
+
+func TestSendStampsIdentityAndAcks(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	c.write(protocol.Frame{Type: protocol.TypeSend, ID: "r1", Message: &protocol.Message{ID: "m-1", Body: []byte("ping"), Headers: map[string]string{"kind": "ping"}}})
+	ack := c.read()
+	assert.Equal(t, protocol.Frame{Type: protocol.TypeAck, ID: "r1", MessageID: "m-1"}, ack)
+	got := h.sender.all()
+	require.Len(t, got, 1)
+	assert.Equal(t, Identity{Tenant: "acme", Connector: "agent1"}, got[0].from)
+	assert.Equal(t, "ping", string(got[0].msg.Body))
+}
+
+func TestRequestErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		raw      string
+		wantID   string
+		wantCode string
+	}{
+		{"not json", `{{{`, "", protocol.CodeBadFrame},
+		{"no type", `{"id":"r1"}`, "r1", protocol.CodeBadFrame},
+		{"no id", `{"type":"subscribe","topic":"chat"}`, "", protocol.CodeBadFrame},
+		{"unknown type", `{"type":"teleport","id":"r2"}`, "r2", protocol.CodeUnknownType},
+		{"send without message", `{"type":"send","id":"r3"}`, "r3", protocol.CodeBadFrame},
+		{"spoofed tenant header", `{"type":"send","id":"r4","message":{"headers":{"Bote-Tenant":"other"}}}`, "r4", protocol.CodeIdentityHeader},
+		{"spoofed connector header", `{"type":"send","id":"r5","message":{"headers":{"x-connector-id":"agent2"}}}`, "r5", protocol.CodeIdentityHeader},
+		{"spoofed from header", `{"type":"send","id":"r6","message":{"headers":{"From":"acme/agent2"}}}`, "r6", protocol.CodeIdentityHeader},
+		{"bad topic", `{"type":"subscribe","id":"r7","topic":"../other"}`, "r7", protocol.CodeInvalidTopic},
+		{"empty topic", `{"type":"unsubscribe","id":"r8"}`, "r8", protocol.CodeInvalidTopic},
+	}
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.writeRaw([]byte(tt.raw))
+			f := c.read()
+			assert.Equal(t, protocol.TypeError, f.Type)
+			assert.Equal(t, tt.wantID, f.ID)
+			require.NotNil(t, f.Error)
+			assert.Equal(t, tt.wantCode, f.Error.Code, f.Error.Message)
+		})
+	}
+	assert.Empty(t, h.sender.all(), "nothing reaches the bus from a refused frame")
+	// The session survives all of it.
+	c.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "ok", Topic: "chat"})
+	assert.Equal(t, protocol.TypeAck, c.read().Type)
+}
+
+func TestOversizeFrameIsRefusedAndSessionContinues(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	other := h.dial(t, "tok-acme-agent2")
+	big := `{"type":"send","id":"big","message":{"body":"` + strings.Repeat("A", protocol.MaxFrameBytes) + `"}}`
+	c.writeRaw([]byte(big))
+	f := c.read()
+	require.Equal(t, protocol.TypeError, f.Type)
+	assert.Equal(t, protocol.CodeFrameTooLarge, f.Error.Code)
+
+	c.write(protocol.Frame{Type: protocol.TypeSend, ID: "small", Message: &protocol.Message{ID: "m-2", Body: []byte("x")}})
+	assert.Equal(t, "m-2", c.read().MessageID)
+	other.write(protocol.Frame{Type: protocol.TypeSend, ID: "o", Message: &protocol.Message{ID: "m-3"}})
+	assert.Equal(t, "m-3", other.read().MessageID)
+	assert.Len(t, h.sender.all(), 2)
+}
+
+func TestFrameBeyondHardLimitClosesOnlyThatSession(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	other := h.dial(t, "tok-acme-agent2")
+	ctx := context.Background()
+	_ = c.ws.Write(ctx, websocket.MessageText, make([]byte, protocol.HardFrameLimit+10))
+	_, _, err := c.ws.Read(ctx)
+	assert.Equal(t, websocket.StatusMessageTooBig, websocket.CloseStatus(err))
+	other.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
+	assert.Equal(t, protocol.TypeAck, other.read().Type)
+}
+
+func TestSubscriptionsAreScopedToTheTokenTenant(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	c.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s1", Topic: "chat"})
+	assert.Equal(t, protocol.Frame{Type: protocol.TypeAck, ID: "s1", Topic: "chat"}, c.read())
+	assert.True(t, h.subs.has("acme|chat|agent1"))
+	c.write(protocol.Frame{Type: protocol.TypeUnsubscribe, ID: "s2", Topic: "chat"})
+	assert.Equal(t, protocol.TypeAck, c.read().Type)
+	assert.False(t, h.subs.has("acme|chat|agent1"))
+}
+
+func TestQueueAccess(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	c.write(protocol.Frame{Type: protocol.TypeQueueAccess, ID: "q"})
+	f := c.read()
+	require.Equal(t, protocol.TypeQueueAccess, f.Type)
+	assert.Equal(t, "q", f.ID)
+	assert.Equal(t, "q-agent1", f.QueueAccess.Queue)
+}
+
+func TestBackendFailureIsUnavailable(t *testing.T) {
+	h := newHarness(t)
+	h.sender.err = errors.New("bus down")
+	c := h.dial(t, "tok-acme-agent1")
+	c.write(protocol.Frame{Type: protocol.TypeSend, ID: "r", Message: &protocol.Message{}})
+	f := c.read()
+	require.Equal(t, protocol.TypeError, f.Type)
+	assert.Equal(t, protocol.CodeUnavailable, f.Error.Code)
+	assert.NotContains(t, f.Error.Message, "bus down", "internal errors stay in the worker's log")
+}
+
+func TestNudgeReachesOnlyThatConnector(t *testing.T) {
+	h := newHarness(t)
+	a := h.dial(t, "tok-acme-agent1")
+	b := h.dial(t, "tok-acme-agent2")
+	assert.True(t, h.srv.Nudge(Identity{Tenant: "acme", Connector: "agent1"}))
+	assert.False(t, h.srv.Nudge(Identity{Tenant: "other", Connector: "agent1"}))
+	assert.Equal(t, protocol.TypeNudge, a.read().Type)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, _, err := b.ws.Read(ctx)
+	assert.Error(t, err, "agent2 got a frame it should not have")
+}
+
+func TestShutdownClosesWithGoingAway(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	require.Equal(t, 1, h.srv.Sessions())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- h.srv.Shutdown(ctx) }()
+	_, _, err := c.ws.Read(ctx)
+	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err))
+	require.NoError(t, <-errc)
+	assert.Zero(t, h.srv.Sessions())
+
+	resp, err := http.Get(h.http.URL)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+func TestIdentityHeader(t *testing.T) {
+	for name, want := range map[string]bool{
+		"Bote-Tenant": true, "bote-anything": true, "X-Bote-From": true, "tenant_id": true, "TenantId": true,
+		"Connector-ID": true, "from": true, "content-type": false, "kind": false, "x-request-id": false,
+	} {
+		assert.Equal(t, want, IdentityHeader(name), name)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Verifier: fakeVerifier{}, Sender: &fakeSender{}, Subscriptions: &fakeSubs{}, QueueAccess: fakeAccess{}}
+	for name, mut := range map[string]func(*Config){
+		"Verifier":      func(c *Config) { c.Verifier = nil },
+		"Sender":        func(c *Config) { c.Sender = nil },
+		"Subscriptions": func(c *Config) { c.Subscriptions = nil },
+		"QueueAccess":   func(c *Config) { c.QueueAccess = nil },
+		"PingInterval":  func(c *Config) { c.PingInterval = 10 * time.Minute },
+	} {
+		c := ok
+		mut(&c)
+		err := c.Validate()
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), name)
+	}
+	require.NoError(t, ok.Validate())
+}
