@@ -1,0 +1,82 @@
+// Package cmd_test guards the architecture through the real dependency graph
+// (`go list -deps`), the way Tailscale's depaware does: what each shipped
+// binary may link, and which packages must stay self-contained.
+package cmd_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/botehq/platform/"
+
+// forbiddenInBinaries may never be linked into anything under runtime/cmd:
+// infrastructure code and test tooling stay out of what we ship.
+var forbiddenInBinaries = []string{
+	"github.com/pulumi/",
+	"github.com/testcontainers/",
+	"github.com/docker/",
+	"github.com/moby/",
+	module + "components",
+	module + "stacks",
+	module + "integration",
+}
+
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.Fields(string(out))
+}
+
+func binaries(t *testing.T) []string {
+	t.Helper()
+	bins := goList(t, "-f", `{{if eq .Name "main"}}{{.ImportPath}}{{end}}`, "./...")
+	if len(bins) == 0 {
+		t.Fatal("no binaries found under runtime/cmd")
+	}
+	return bins
+}
+
+func TestBinariesLinkNoInfrastructureOrTestTooling(t *testing.T) {
+	for _, bin := range binaries(t) {
+		reported := map[string]bool{}
+		for _, dep := range goList(t, "-deps", bin) {
+			for _, bad := range forbiddenInBinaries {
+				if strings.HasPrefix(dep, bad) && !reported[bad] {
+					reported[bad] = true
+					t.Errorf("%s depends on %s (forbidden prefix %s); find the import chain with `go mod why -m` or `go list -deps`", bin, dep, bad)
+				}
+			}
+		}
+	}
+}
+
+// TestSelfContainedPackages keeps packages meant for reuse outside this
+// platform free of the rest of the runtime.
+func TestSelfContainedPackages(t *testing.T) {
+	for _, pkg := range []string{module + "runtime/relay/...", module + "runtime/queuename"} {
+		root := strings.TrimSuffix(pkg, "/...")
+		for _, dep := range goList(t, "-deps", pkg) {
+			if strings.HasPrefix(dep, module) && !strings.HasPrefix(dep, root) {
+				t.Errorf("%s must not depend on %s", pkg, dep)
+			}
+		}
+	}
+}
+
+func TestComponentsLinkNoTestTooling(t *testing.T) {
+	for _, dep := range goList(t, "-deps", module+"components/...", module+"stacks/...") {
+		for _, bad := range []string{"github.com/testcontainers/", module + "integration"} {
+			if strings.HasPrefix(dep, bad) {
+				t.Errorf("Pulumi code depends on %s", dep)
+			}
+		}
+	}
+}
