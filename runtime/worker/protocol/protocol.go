@@ -72,7 +72,8 @@ const (
 	// CodeUnknownType: the frame's type is not one this version knows.
 	CodeUnknownType = "unknown_type"
 	// CodeIdentityHeader: the message sets a header that carries identity
-	// (tenant, connector, from). Only the worker sets those.
+	// or routing (tenant, connector, from, any "bote-" name). Only the
+	// gateway sets those.
 	CodeIdentityHeader = "identity_header"
 	// CodeInvalidMessage: the message is malformed (bad id, header or size).
 	CodeInvalidMessage = "invalid_message"
@@ -113,8 +114,10 @@ type Message struct {
 	ID string `json:"id,omitempty"`
 	// CorrelationID links a reply to the request it answers.
 	CorrelationID string `json:"correlation_id,omitempty"`
-	// Type names the message type for the receiving service.
-	Type string `json:"message_type,omitempty"`
+	// ReplyTo optionally names an application address for replies.
+	ReplyTo string `json:"reply_to,omitempty"`
+	// ContentType is the media type of Body.
+	ContentType string `json:"content_type,omitempty"`
 	// Headers are application headers. Identity headers are refused.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Body is the payload (base64 in JSON).

@@ -27,6 +27,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/worker/metrics"
 	"github.com/botehq/platform/runtime/worker/protocol"
@@ -523,13 +524,17 @@ func (c *conn) send(ctx context.Context, f protocol.Frame) (protocol.Frame, erro
 	if m == nil {
 		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "send frame has no message"}
 	}
-	for name := range m.Headers {
-		if IdentityHeader(name) {
+	if err := envelope.CheckConnectorHeaders(m.Headers); err != nil {
+		if errors.Is(err, envelope.ErrReservedHeader) {
 			c.srv.log.Warn("audit: identity_header_rejected", "audit", true, "event", "identity_header_rejected",
-				"tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "header", name, "remote", c.remote)
-			return protocol.Frame{}, &protocol.Error{Code: protocol.CodeIdentityHeader,
-				Message: fmt.Sprintf("header %q carries identity; only the gateway sets identity, from your token", name)}
+				"tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "remote", c.remote, "err", err)
+			return protocol.Frame{}, &protocol.Error{Code: protocol.CodeIdentityHeader, Message: err.Error()}
 		}
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
+	}
+	if len(m.ID) > envelope.MaxIDLength || len(m.CorrelationID) > envelope.MaxIDLength {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage,
+			Message: fmt.Sprintf("id and correlation_id are limited to %d characters", envelope.MaxIDLength)}
 	}
 	id, err := c.srv.cfg.Sender.SendToCloud(ctx, c.id, *m)
 	if err != nil {
@@ -540,7 +545,7 @@ func (c *conn) send(ctx context.Context, f protocol.Frame) (protocol.Frame, erro
 }
 
 func (c *conn) subscription(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
-	if err := ValidateTopic(f.Topic); err != nil {
+	if err := envelope.ValidateTopic(f.Topic); err != nil {
 		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidTopic, Message: err.Error()}
 	}
 	var err error
@@ -564,26 +569,3 @@ func (c *conn) queueAccess(ctx context.Context, _ protocol.Frame) (protocol.Fram
 	return protocol.Frame{Type: protocol.TypeQueueAccess, QueueAccess: &qa}, nil
 }
 
-// ValidateTopic reports whether topic is a valid topic name: the same
-// alphabet and length as tenant and connector ids.
-func ValidateTopic(topic string) error {
-	return queuename.ValidateID("topic", topic)
-}
-
-// IdentityHeader reports whether a connector-supplied header name claims
-// identity. Those names are reserved for the gateway: any "bote-" header and
-// the common spellings of tenant, connector and sender identity.
-func IdentityHeader(name string) bool {
-	n := strings.ToLower(strings.TrimSpace(name))
-	n = strings.NewReplacer("_", "-", ".", "-").Replace(n)
-	n = strings.TrimPrefix(n, "x-")
-	if strings.HasPrefix(n, "bote-") || strings.HasPrefix(n, "bote:") {
-		return true
-	}
-	switch n {
-	case "tenant", "tenant-id", "tenantid", "connector", "connector-id", "connectorid",
-		"from", "identity", "sender", "client-id", "clientid":
-		return true
-	}
-	return false
-}
