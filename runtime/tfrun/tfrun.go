@@ -1,0 +1,262 @@
+// Package tfrun runs one Terraform operation (plan, apply of a saved plan,
+// destroy) in a working directory and turns Terraform's machine-readable
+// `-json` UI into what a deployment agent streams back: batched log lines
+// with secrets redacted, and a structured result (change summary,
+// diagnostics, outputs).
+//
+// Terraform is driven through hashicorp/terraform-exec. Cancelling the
+// context interrupts Terraform the way Ctrl-C would (SIGINT), so it can
+// release state locks and stop cleanly; if it is still running after the
+// grace period it is killed.
+//
+// Per-run secrets reach the Terraform process as environment variables only;
+// their values never appear in the streamed logs or the result.
+package tfrun
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+)
+
+// Operation is what a run does.
+type Operation string
+
+// Operations a run can perform.
+const (
+	Plan        Operation = "plan"    // plan and save the plan file
+	PlanDestroy Operation = "destroy" // plan a destroy and save the plan file
+	Apply       Operation = "apply"   // apply exactly the saved plan file
+)
+
+// DefaultPlanFile is the saved plan's name inside the working directory.
+const DefaultPlanFile = "tfplan"
+
+// Config configures a Runner.
+type Config struct {
+	// TerraformPath is the terraform executable; empty means "terraform"
+	// looked up on PATH.
+	TerraformPath string
+	// CancelGrace is how long Terraform gets after SIGINT before it is
+	// killed (default 30s).
+	CancelGrace time.Duration
+	// FlushInterval bounds how long a log line waits before it is sent
+	// (default 200ms).
+	FlushInterval time.Duration
+	// BatchLines sends a batch early once it holds this many lines
+	// (default 200).
+	BatchLines int
+}
+
+// Validate checks the configuration and names the bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.CancelGrace < 0:
+		return errors.New("tfrun: CancelGrace must not be negative")
+	case c.FlushInterval < 0:
+		return errors.New("tfrun: FlushInterval must not be negative")
+	case c.BatchLines < 0:
+		return errors.New("tfrun: BatchLines must not be negative")
+	}
+	return nil
+}
+
+// Runner runs Terraform operations.
+type Runner struct {
+	cfg  Config
+	path string
+}
+
+// New returns a Runner, resolving the terraform executable.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.CancelGrace == 0 {
+		cfg.CancelGrace = 30 * time.Second
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = 200 * time.Millisecond
+	}
+	if cfg.BatchLines == 0 {
+		cfg.BatchLines = 200
+	}
+	name := cfg.TerraformPath
+	if name == "" {
+		name = "terraform"
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return nil, fmt.Errorf("cannot find terraform executable %q: %w", name, err)
+	}
+	return &Runner{cfg: cfg, path: path}, nil
+}
+
+// Job is one operation in one working directory.
+type Job struct {
+	Op Operation
+	// Dir holds the Terraform configuration; the plan file is written and
+	// read there. The caller owns it (and cleans it up).
+	Dir string
+	// PlanFile is the saved plan inside Dir (default DefaultPlanFile).
+	PlanFile string
+	// Env is given to the Terraform process only (e.g. ARM_CLIENT_SECRET).
+	// Every value is treated as a secret.
+	Env map[string]string
+	// Vars are Terraform input variables for a plan, written to an
+	// auto-loaded tfvars file readable only by the agent and removed when
+	// the run ends (terraform-exec reserves TF_VAR_* and the command line
+	// would show values to every local user). Every value is treated as a
+	// secret. Terraform keeps them in the saved plan, which is therefore
+	// itself sensitive.
+	Vars map[string]string
+	// Secrets are further values to redact from logs; an apply passes the
+	// values of its plan's Vars here.
+	Secrets []string
+}
+
+// Sink receives a run's log lines as they happen, in batches.
+type Sink interface {
+	Logs(ctx context.Context, lines []string) error
+}
+
+// ErrCancelled reports a run stopped by its context.
+var ErrCancelled = errors.New("terraform run cancelled")
+
+// Run performs job, streaming logs to sink, and returns its result. A
+// Terraform failure returns a result with Failed set and the diagnostics
+// Terraform reported, plus an error; a cancelled run returns ErrCancelled.
+func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
+	if job.Dir == "" {
+		return nil, errors.New("tfrun: job Dir is empty")
+	}
+	if job.PlanFile == "" {
+		job.PlanFile = DefaultPlanFile
+	}
+	plan := filepath.Join(job.Dir, job.PlanFile)
+
+	tf, err := tfexec.NewTerraform(job.Dir, r.path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot prepare terraform in %s: %w", job.Dir, err)
+	}
+	if err := tf.SetWaitDelay(r.cfg.CancelGrace); err != nil {
+		return nil, fmt.Errorf("cannot set cancel grace: %w", err)
+	}
+	env, err := runEnv(job.Env)
+	if err != nil {
+		return nil, err
+	}
+	if err := tf.SetEnv(env); err != nil {
+		return nil, fmt.Errorf("cannot set terraform environment: %w", err)
+	}
+
+	secrets := append([]string(nil), job.Secrets...)
+	for _, v := range job.Env {
+		secrets = append(secrets, v)
+	}
+	for _, v := range job.Vars {
+		secrets = append(secrets, v)
+	}
+	if len(job.Vars) > 0 {
+		if job.Op == Apply {
+			return nil, errors.New("tfrun: Vars belong to the plan; an apply uses the saved plan's values")
+		}
+		path := filepath.Join(job.Dir, varsFile)
+		if err := writeVars(path, job.Vars); err != nil {
+			return nil, err
+		}
+		defer os.Remove(path)
+	}
+	res := &Result{Op: job.Op}
+	ev := newEventStream(ctx, sink, res, newRedactor(secrets), r.cfg.FlushInterval, r.cfg.BatchLines)
+
+	runErr := r.run(ctx, tf, job, plan, ev, res)
+	_ = ev.Close() // a delivery failure is recorded in res.LogError; it does not fail the run
+	switch {
+	case ctx.Err() != nil:
+		res.Cancelled = true
+		return res, fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx))
+	case runErr != nil:
+		res.Failed = true
+		return res, fmt.Errorf("terraform %s failed: %w", job.Op, ev.redact.errorf(runErr))
+	}
+	return res, nil
+}
+
+func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan string, ev *eventStream, res *Result) error {
+	switch job.Op {
+	case Plan, PlanDestroy:
+		if err := tf.InitJSON(ctx, ev, tfexec.Upgrade(false)); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		changes, err := tf.PlanJSON(ctx, ev, tfexec.Out(job.PlanFile), tfexec.Destroy(job.Op == PlanDestroy))
+		if err != nil {
+			return fmt.Errorf("plan: %w", err)
+		}
+		res.HasChanges = changes
+		return nil
+	case Apply:
+		if _, err := os.Stat(plan); err != nil {
+			return fmt.Errorf("no saved plan to apply: %w", err)
+		}
+		if err := tf.ApplyJSON(ctx, ev, tfexec.DirOrPlan(job.PlanFile)); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+		// `terraform output -json` prints sensitive values in clear: keep it
+		// out of the log stream ApplyJSON installed as stdout.
+		tf.SetStdout(io.Discard)
+		outs, err := tf.Output(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot read outputs: %w", err)
+		}
+		res.setOutputs(outs)
+		return nil
+	default:
+		return fmt.Errorf("tfrun: unknown operation %q", job.Op)
+	}
+}
+
+// varsFile holds a run's input variables while it runs.
+const varsFile = "zz-bote-run.auto.tfvars.json"
+
+func writeVars(path string, vars map[string]string) error {
+	data, err := json.Marshal(vars)
+	if err != nil {
+		return fmt.Errorf("cannot encode run variables: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("cannot write run variables: %w", err)
+	}
+	return nil
+}
+
+// runEnv is the Terraform process's environment: the agent's own (PATH,
+// HOME, proxy settings), plus the run's secrets, with upgrade checks off.
+// Variables terraform-exec manages itself (TF_LOG, TF_INPUT, ...) cannot be
+// run secrets.
+func runEnv(secrets map[string]string) (map[string]string, error) {
+	if bad := tfexec.ProhibitedEnv(secrets); len(bad) > 0 {
+		return nil, fmt.Errorf("tfrun: run environment may not set %v (managed by the runner)", bad)
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			env[k] = v
+		}
+	}
+	env = tfexec.CleanEnv(env)
+	for k, v := range secrets {
+		env[k] = v
+	}
+	env["CHECKPOINT_DISABLE"] = "1"
+	return env, nil
+}

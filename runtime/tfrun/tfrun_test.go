@@ -1,0 +1,226 @@
+package tfrun
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sink records batches as they arrive.
+type sink struct {
+	mu      sync.Mutex
+	batches [][]string
+	arrived chan struct{}
+	fail    error
+}
+
+func newSink() *sink { return &sink{arrived: make(chan struct{}, 1000)} }
+
+func (s *sink) Logs(_ context.Context, lines []string) error {
+	s.mu.Lock()
+	s.batches = append(s.batches, append([]string(nil), lines...))
+	s.mu.Unlock()
+	s.arrived <- struct{}{}
+	return s.fail
+}
+
+func (s *sink) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	for _, batch := range s.batches {
+		for _, l := range batch {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// workdir copies a configuration from testdata into a fresh directory.
+func workdir(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("testdata", name, "main.tf"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o600))
+	return dir
+}
+
+func runner(t *testing.T, cfg Config) *Runner {
+	t.Helper()
+	r, err := New(cfg)
+	require.NoError(t, err)
+	return r
+}
+
+const secret = "s3cr3t-value-42"
+
+func TestPlanThenApplyExactlyThePlan(t *testing.T) {
+	t.Parallel()
+	r := runner(t, Config{FlushInterval: 50 * time.Millisecond})
+	dir := workdir(t, "ok")
+	env := map[string]string{"DEPLOY_TOKEN": secret}
+	ctx := context.Background()
+
+	logs := newSink()
+	plan, err := r.Run(ctx, Job{Op: Plan, Dir: dir, Env: env, Vars: map[string]string{"token": "var-secret-77"}}, logs)
+	assert.NoFileExists(t, filepath.Join(dir, varsFile), "variables file removed after the run")
+	require.NoError(t, err)
+	assert.True(t, plan.HasChanges)
+	require.NotNil(t, plan.Changes)
+	assert.Equal(t, ChangeSummary{Add: 1, Operation: "plan"}, *plan.Changes)
+	assert.FileExists(t, filepath.Join(dir, DefaultPlanFile))
+	assert.Contains(t, logs.text(), "terraform_data.greeting: Plan to create")
+
+	// Changing the configuration after the plan must not change what is
+	// applied: apply uses the saved plan only.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "extra.tf"), []byte(`resource "terraform_data" "unplanned" {}`), 0o600))
+
+	applyLogs := newSink()
+	applied, err := r.Run(ctx, Job{Op: Apply, Dir: dir, Env: env, Secrets: []string{"var-secret-77"}}, applyLogs)
+	require.NoError(t, err)
+	require.NotNil(t, applied.Changes)
+	assert.Equal(t, 1, applied.Changes.Add)
+	assert.NotContains(t, applyLogs.text(), "unplanned")
+
+	var greeting string
+	require.NoError(t, json.Unmarshal(applied.Outputs["greeting"].Value, &greeting))
+	assert.Equal(t, "hello from tfrun", greeting)
+	assert.True(t, applied.Outputs["token_echo"].Sensitive)
+	assert.Nil(t, applied.Outputs["token_echo"].Value, "sensitive output values are not reported")
+
+	all := logs.text() + applyLogs.text()
+	assert.NotContains(t, all, secret, "secrets never reach the streamed logs")
+	assert.NotContains(t, all, "var-secret-77")
+	assert.Contains(t, applyLogs.text(), "using token ***")
+	out, _ := json.Marshal(applied)
+	assert.NotContains(t, string(out), secret)
+}
+
+func TestInvalidConfigurationFailsWithDiagnostics(t *testing.T) {
+	t.Parallel()
+	r := runner(t, Config{})
+	res, err := r.Run(context.Background(), Job{Op: Plan, Dir: workdir(t, "invalid")}, newSink())
+	require.Error(t, err)
+	require.NotNil(t, res)
+	assert.True(t, res.Failed)
+	require.NotEmpty(t, res.Diagnostics)
+	d := res.Diagnostics[0]
+	assert.Equal(t, "error", d.Severity)
+	assert.Equal(t, "Reference to undeclared input variable", d.Summary)
+	assert.Equal(t, "main.tf", d.File)
+	assert.Equal(t, 2, d.Line)
+}
+
+func TestApplyWithoutPlanFails(t *testing.T) {
+	t.Parallel()
+	r := runner(t, Config{})
+	res, err := r.Run(context.Background(), Job{Op: Apply, Dir: workdir(t, "ok")}, newSink())
+	require.ErrorContains(t, err, "no saved plan to apply")
+	assert.True(t, res.Failed)
+}
+
+func TestCancelInterruptsTerraform(t *testing.T) {
+	t.Parallel()
+	r := runner(t, Config{FlushInterval: 20 * time.Millisecond, CancelGrace: 5 * time.Second})
+	dir := workdir(t, "slow")
+	ctx := context.Background()
+	_, err := r.Run(ctx, Job{Op: Plan, Dir: dir}, newSink())
+	require.NoError(t, err)
+
+	logs := newSink()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := r.Run(ctx, Job{Op: Apply, Dir: dir}, logs)
+		done <- outcome{res, err}
+	}()
+
+	// Logs stream while Terraform runs: wait for the provisioner to start.
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(logs.text(), "slow-start") {
+		select {
+		case <-logs.arrived:
+		case <-deadline:
+			t.Fatalf("provisioner never started; logs:\n%s", logs.text())
+		}
+	}
+	cancelled := time.Now()
+	cancel()
+	select {
+	case o := <-done:
+		require.ErrorIs(t, o.err, ErrCancelled)
+		assert.True(t, o.res.Cancelled)
+		// SIGINT stops the 60 s sleep's provisioner well within the grace
+		// period plus Terraform's own shutdown.
+		assert.Less(t, time.Since(cancelled), 20*time.Second)
+		assert.Contains(t, logs.text(), "Interrupt received")
+	case <-time.After(40 * time.Second):
+		t.Fatal("run did not end after cancel")
+	}
+}
+
+func TestProhibitedEnvIsRefused(t *testing.T) {
+	r := runner(t, Config{})
+	_, err := r.Run(context.Background(), Job{Op: Plan, Dir: t.TempDir(), Env: map[string]string{"TF_VAR_x": "trace"}}, newSink())
+	require.ErrorContains(t, err, "may not set [TF_VAR_x]")
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{CancelGrace: -1}, "CancelGrace"},
+		{Config{FlushInterval: -1}, "FlushInterval"},
+		{Config{BatchLines: -1}, "BatchLines"},
+	} {
+		assert.ErrorContains(t, c.cfg.Validate(), c.want)
+	}
+	_, err := New(Config{TerraformPath: "/nonexistent/terraform"})
+	assert.ErrorContains(t, err, "cannot find terraform executable")
+}
+
+func TestStreamBatchesAndRedacts(t *testing.T) {
+	logs := newSink()
+	res := &Result{}
+	s := newEventStream(context.Background(), logs, res, newRedactor([]string{"hunter22", "x"}), time.Hour, 2)
+	_, _ = s.Write([]byte(`{"@message":"a hunter22 b","type":"log"}` + "\n" + `{"@message":"se`))
+	_, _ = s.Write([]byte(`cond x","type":"log"}` + "\nplain text line\n"))
+	// Two lines reached the batch size: sent without waiting for the timer.
+	select {
+	case <-logs.arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("full batch not sent")
+	}
+	_, _ = s.Write([]byte(`{"type":"diagnostic","@message":"Error: bad","diagnostic":{"severity":"error","summary":"bad hunter22"}}`))
+	require.NoError(t, s.Close())
+	assert.Equal(t, "a *** b\nsecond x\nplain text line\nError: bad\n", logs.text(), "short values are not treated as secrets")
+	require.Len(t, res.Diagnostics, 1)
+	assert.Equal(t, "bad ***", res.Diagnostics[0].Summary)
+}
+
+func TestSinkFailureDoesNotFailTheRun(t *testing.T) {
+	logs := newSink()
+	logs.fail = errors.New("connection dropped")
+	res := &Result{}
+	s := newEventStream(context.Background(), logs, res, newRedactor(nil), time.Hour, 1)
+	_, _ = s.Write([]byte("line\n"))
+	require.Error(t, s.Close())
+	assert.Equal(t, "connection dropped", res.LogError)
+	assert.False(t, res.Failed)
+}
