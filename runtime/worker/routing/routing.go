@@ -1,0 +1,501 @@
+// Package routing moves cloud→connector messages from the bus queue
+// "bote-connectors" into the connectors' own Storage Queues.
+//
+// A targeted message (tenant + connector) goes to that connector's queue; a
+// broadcast (tenant + topic) goes to the queue of every connector of that
+// tenant subscribed to the topic, found with one partition query, and to
+// nobody else. After enqueueing, the connector is nudged (on this replica or
+// another, see package nudge); nudges are coalesced and never hold up
+// routing.
+//
+// Failures: each enqueue is retried at once a few times (ImmediateRetries);
+// if the message still cannot be routed it is abandoned with a growing delay
+// (DelayedRetries, Delay × delivery count) and, after the last delayed
+// retry, dead-lettered with the reason. Messages that can never be routed
+// (wrong kind, unknown connector, body too large even for a claim check) are
+// dead-lettered at once. Undecodable messages never get here: the bus driver
+// dead-letters them.
+//
+// Deduplication: a message id already routed to a connector is not routed to
+// it again while it is remembered (DedupWindow), so a redelivered message —
+// a broadcast that failed half way, a cloud service that sent twice — does
+// not reach a connector twice through this replica. Delivery stays at least
+// once; connectors deduplicate by the same stable id.
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/worker/metrics"
+)
+
+// Bus is what the router needs of the bus driver.
+type Bus interface {
+	Receive(ctx context.Context, queue string, max int, lock time.Duration) ([]*bus.Message, error)
+	Complete(ctx context.Context, m *bus.Message) error
+	Abandon(ctx context.Context, m *bus.Message, delay time.Duration) error
+	DeadLetter(ctx context.Context, m *bus.Message, reason, description string) error
+}
+
+// Queues puts encoded envelopes on connector queues.
+type Queues interface {
+	Enqueue(ctx context.Context, id queuename.Pair, text string) error
+}
+
+// Subscribers lists a topic's subscribers in a tenant.
+type Subscribers interface {
+	Subscribers(ctx context.Context, tenant, topic string) ([]string, error)
+}
+
+// Nudger tells a connector's session that it has messages.
+type Nudger interface {
+	Nudge(ctx context.Context, id queuename.Pair) error
+}
+
+// Claims stores bodies too large for a queue message and signs their URLs.
+type Claims interface {
+	Put(ctx context.Context, body []byte, contentType string) (*envelope.Claim, error)
+	Sign(ctx context.Context, c *envelope.Claim, ttl time.Duration) error
+}
+
+// Directory knows which connectors exist. Optional: without it every valid
+// id is routed (its queue is created on first use).
+type Directory interface {
+	Known(id queuename.Pair) bool
+}
+
+// Dead-letter reasons.
+const (
+	ReasonUnroutable       = "unroutable"
+	ReasonUnknownConnector = "unknown-connector"
+	ReasonTooLarge         = "too-large"
+	ReasonRetriesExhausted = "retries-exhausted"
+)
+
+// Config configures a Router.
+type Config struct {
+	Bus         Bus
+	Queues      Queues
+	Subscribers Subscribers
+	Nudger      Nudger    // optional
+	Claims      Claims    // optional: without it, bodies over the limit are dead-lettered
+	Directory   Directory // optional
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
+
+	// Queue is the bus queue to route from (default bus.QueueConnectors).
+	Queue string
+	// Concurrency is how many messages are routed at once (default 16).
+	Concurrency int
+	// Lock is the bus lock per received batch (default 2m).
+	Lock time.Duration
+	// ImmediateRetries per enqueue (default 3); -1 disables.
+	ImmediateRetries int
+	// DelayedRetries before the error queue (default 3); -1 disables.
+	DelayedRetries int
+	// Delay is the first delayed retry's delay; the n-th waits n×Delay
+	// (default 10s).
+	Delay time.Duration
+	// DedupWindow is how long routed ids are remembered (default 10m).
+	DedupWindow time.Duration
+	// ClaimURLTTL is the validity of claim URLs handed to connectors
+	// (default 6 days: a connector may be offline that long, and user
+	// delegation SAS cannot exceed 7 days).
+	ClaimURLTTL time.Duration
+	// Idle is the wait after an empty receive, doubling up to IdleMax
+	// (defaults 20ms and 1s).
+	Idle, IdleMax time.Duration
+}
+
+// Validate checks the configuration and names the bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Bus == nil:
+		return errors.New("routing config: Bus is required")
+	case c.Queues == nil:
+		return errors.New("routing config: Queues is required")
+	case c.Subscribers == nil:
+		return errors.New("routing config: Subscribers is required")
+	case c.Concurrency < 0:
+		return fmt.Errorf("routing config: Concurrency %d is negative", c.Concurrency)
+	case c.ImmediateRetries < -1 || c.DelayedRetries < -1:
+		return errors.New("routing config: ImmediateRetries and DelayedRetries must be -1, 0 or positive")
+	case c.Lock < 0, c.Delay < 0, c.DedupWindow < 0, c.ClaimURLTTL < 0, c.Idle < 0, c.IdleMax < 0:
+		return errors.New("routing config: Lock, Delay, DedupWindow, ClaimURLTTL, Idle and IdleMax must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.Queue == "" {
+		c.Queue = bus.QueueConnectors
+	}
+	setDefault(&c.Concurrency, 16)
+	setDefault(&c.Lock, 2*time.Minute)
+	setDefault(&c.ImmediateRetries, 3)
+	setDefault(&c.DelayedRetries, 3)
+	setDefault(&c.Delay, 10*time.Second)
+	setDefault(&c.DedupWindow, 10*time.Minute)
+	setDefault(&c.ClaimURLTTL, 6*24*time.Hour)
+	setDefault(&c.Idle, 20*time.Millisecond)
+	setDefault(&c.IdleMax, time.Second)
+	c.ImmediateRetries = max(c.ImmediateRetries, 0)
+	c.DelayedRetries = max(c.DelayedRetries, 0)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New(nil)
+	}
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// Router routes messages until its context ends.
+type Router struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics.Metrics
+	seen   *dedup
+	nudges *coalescer
+	sleep  func(ctx context.Context, d time.Duration) // immediate-retry backoff; tests shorten it
+}
+
+// New returns a Router.
+func New(cfg Config) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: newDedup(cfg.DedupWindow, 100_000), sleep: sleepCtx}
+	if cfg.Nudger != nil {
+		r.nudges = newCoalescer(cfg.Nudger, cfg.Logger)
+	}
+	return r, nil
+}
+
+// Run receives and routes until ctx ends, then finishes the messages it
+// holds and returns. It returns an error only for a broken configuration;
+// bus outages are logged and retried.
+func (r *Router) Run(ctx context.Context) error {
+	work := context.WithoutCancel(ctx) // in-flight routing finishes after ctx ends
+	var nudgeDone chan struct{}
+	if r.nudges != nil {
+		nudgeDone = make(chan struct{})
+		nctx, cancel := context.WithCancel(work)
+		defer func() { r.nudges.close(); <-nudgeDone; cancel() }()
+		go func() { defer close(nudgeDone); r.nudges.run(nctx) }()
+	}
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	idle := r.cfg.Idle
+	for ctx.Err() == nil {
+		free := r.cfg.Concurrency - len(sem)
+		msgs, err := r.cfg.Bus.Receive(ctx, r.cfg.Queue, max(1, min(free, 32)), r.cfg.Lock)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			r.log.Warn("cannot receive from bus", "queue", r.cfg.Queue, "err", err)
+			sleepCtx(ctx, r.cfg.IdleMax)
+			continue
+		}
+		if len(msgs) == 0 {
+			sleepCtx(ctx, idle)
+			idle = min(idle*2, r.cfg.IdleMax)
+			continue
+		}
+		idle = r.cfg.Idle
+		for _, m := range msgs {
+			sem <- struct{}{} // a received message is ours: route it even if ctx ends meanwhile
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				r.Handle(work, m)
+			}()
+		}
+	}
+	return nil
+}
+
+// Handle routes one received message and settles it.
+func (r *Router) Handle(ctx context.Context, m *bus.Message) {
+	start := time.Now()
+	env := m.Envelope
+	log := r.log.With("message", env.ID, "kind", env.Kind, "tenant", env.Tenant, "delivery", m.DeliveryCount)
+	err := r.route(ctx, env, log)
+	var perm *permanentError
+	switch {
+	case err == nil:
+		r.m.RoutingLatency.Observe(time.Since(start).Seconds())
+		r.settle(ctx, log, "complete", r.cfg.Bus.Complete(ctx, m))
+	case errors.As(err, &perm):
+		r.deadLetter(ctx, log, m, perm.reason, perm.Error())
+	case m.DeliveryCount <= r.cfg.DelayedRetries:
+		delay := time.Duration(m.DeliveryCount) * r.cfg.Delay
+		r.m.Retries.WithLabelValues("delayed").Inc()
+		log.Warn("cannot route; will retry later", "in", delay, "err", err)
+		r.settle(ctx, log, "abandon", r.cfg.Bus.Abandon(ctx, m, delay))
+	default:
+		r.deadLetter(ctx, log, m, ReasonRetriesExhausted, err.Error())
+	}
+}
+
+func (r *Router) deadLetter(ctx context.Context, log *slog.Logger, m *bus.Message, reason, desc string) {
+	r.m.Failed.WithLabelValues(reason).Inc()
+	log.Error("moving message to the error queue", "reason", reason, "description", desc)
+	r.settle(ctx, log, "dead-letter", r.cfg.Bus.DeadLetter(ctx, m, reason, desc))
+}
+
+func (r *Router) settle(_ context.Context, log *slog.Logger, what string, err error) {
+	if err != nil {
+		// The lock expires and the bus redelivers; dedup keeps connectors
+		// from seeing the message twice through this replica.
+		log.Warn("cannot settle message", "op", what, "err", err)
+	}
+}
+
+type permanentError struct {
+	reason string
+	err    error
+}
+
+func (e *permanentError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(reason, format string, args ...any) error {
+	return &permanentError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+func (r *Router) route(ctx context.Context, env *envelope.Envelope, log *slog.Logger) error {
+	var targets []queuename.Pair
+	switch env.Kind {
+	case envelope.KindTargeted:
+		id := queuename.Pair{Tenant: env.Tenant, Connector: env.Connector}
+		if d := r.cfg.Directory; d != nil && !d.Known(id) {
+			return permanent(ReasonUnknownConnector, "connector %s is not registered", id)
+		}
+		targets = []queuename.Pair{id}
+	case envelope.KindBroadcast:
+		subs, err := r.cfg.Subscribers.Subscribers(ctx, env.Tenant, env.Topic)
+		if err != nil {
+			return err
+		}
+		for _, c := range subs {
+			targets = append(targets, queuename.Pair{Tenant: env.Tenant, Connector: c})
+		}
+		if len(targets) == 0 {
+			log.Info("broadcast has no subscribers", "topic", env.Topic)
+			return nil
+		}
+	default:
+		return permanent(ReasonUnroutable, "kind %q cannot be routed to connectors (tenant and connector, or tenant and topic, are required)", env.Kind)
+	}
+	text, err := r.encode(ctx, env)
+	if err != nil {
+		return err
+	}
+	return r.deliver(ctx, env, targets, text)
+}
+
+// encode renders env for a connector queue, moving the body to Blob storage
+// when it does not fit.
+func (r *Router) encode(ctx context.Context, env *envelope.Envelope) (string, error) {
+	out := env.Clone()
+	if out.Claim != nil {
+		out.Body = nil // forwarded claim: the connector fetches it by URL
+	}
+	enc, err := envelope.Encode(out)
+	if err != nil {
+		return "", permanent(ReasonUnroutable, "cannot encode: %w", err)
+	}
+	fits := envelope.Fits(enc)
+	switch {
+	case fits && out.Claim == nil:
+		return string(enc), nil
+	case r.cfg.Claims == nil && fits && out.Claim.URL != "":
+		return string(enc), nil // forwarded claim, URL as the sender signed it
+	case r.cfg.Claims == nil:
+		return "", permanent(ReasonTooLarge, "%d bytes encoded, the limit is %d and no claim store is configured", len(enc), envelope.MaxQueueMessageBytes)
+	}
+	if out.Claim == nil {
+		if out.Claim, err = r.cfg.Claims.Put(ctx, env.Body, env.ContentType); err != nil {
+			if errors.Is(err, claimcheck.ErrBodyTooLarge) {
+				return "", permanent(ReasonTooLarge, "%w", err)
+			}
+			return "", fmt.Errorf("cannot claim-check body: %w", err)
+		}
+		out.Body = nil
+	}
+	// The URL must outlive the message's wait in the connector's queue.
+	if err := r.cfg.Claims.Sign(ctx, out.Claim, r.cfg.ClaimURLTTL); err != nil {
+		return "", fmt.Errorf("cannot sign claim URL: %w", err)
+	}
+	if enc, err = envelope.Encode(out); err != nil {
+		return "", permanent(ReasonUnroutable, "cannot encode: %w", err)
+	}
+	if !envelope.Fits(enc) {
+		return "", permanent(ReasonTooLarge, "%d bytes encoded without the body (headers too large)", len(enc))
+	}
+	return string(enc), nil
+}
+
+// deliver enqueues text on every target not yet reached, in parallel.
+func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []queuename.Pair, text string) error {
+	kind := string(env.Kind)
+	sem := make(chan struct{}, 16)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, id := range targets {
+		key := env.ID + "\x00" + id.Tenant + "\x00" + id.Connector
+		if r.seen.has(key) {
+			r.m.Duplicates.Inc()
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.enqueue(ctx, id, text); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			r.seen.add(key)
+			r.m.Routed.WithLabelValues(kind).Inc()
+			if r.nudges != nil {
+				r.nudges.add(id)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *Router) enqueue(ctx context.Context, id queuename.Pair, text string) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		if err = r.cfg.Queues.Enqueue(ctx, id, text); err == nil {
+			return nil
+		}
+		if attempt >= r.cfg.ImmediateRetries || ctx.Err() != nil {
+			return err
+		}
+		r.m.Retries.WithLabelValues("immediate").Inc()
+		r.sleep(ctx, time.Duration(50<<attempt)*time.Millisecond)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// dedup remembers keys for a window, bounded in size.
+type dedup struct {
+	mu     sync.Mutex
+	window time.Duration
+	max    int
+	at     map[string]time.Time
+	order  []string
+	now    func() time.Time
+}
+
+func newDedup(window time.Duration, max int) *dedup {
+	return &dedup{window: window, max: max, at: map[string]time.Time{}, now: time.Now}
+}
+
+func (d *dedup) has(k string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.at[k]
+	return ok && d.now().Sub(t) < d.window
+}
+
+func (d *dedup) add(k string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	for len(d.order) > 0 && (len(d.order) >= d.max || now.Sub(d.at[d.order[0]]) >= d.window) {
+		delete(d.at, d.order[0])
+		d.order = d.order[1:]
+	}
+	if _, ok := d.at[k]; !ok {
+		d.order = append(d.order, k)
+	}
+	d.at[k] = now
+}
+
+// coalescer turns many nudges for one connector into one.
+type coalescer struct {
+	n       Nudger
+	log     *slog.Logger
+	mu      sync.Mutex
+	pending map[queuename.Pair]struct{}
+	wake    chan struct{}
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newCoalescer(n Nudger, log *slog.Logger) *coalescer {
+	return &coalescer{n: n, log: log, pending: map[queuename.Pair]struct{}{}, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+func (c *coalescer) add(id queuename.Pair) {
+	c.mu.Lock()
+	c.pending[id] = struct{}{}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *coalescer) close() { c.once.Do(func() { close(c.closed) }) }
+
+func (c *coalescer) run(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		batch := c.pending
+		c.pending = map[queuename.Pair]struct{}{}
+		c.mu.Unlock()
+		for id := range batch {
+			if err := c.n.Nudge(ctx, id); err != nil {
+				c.log.Warn("cannot nudge", "connector", id.String(), "err", err)
+			}
+		}
+		select {
+		case <-c.wake:
+		case <-c.closed:
+			c.mu.Lock()
+			n := len(c.pending)
+			c.mu.Unlock()
+			if n == 0 {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}

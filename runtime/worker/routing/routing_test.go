@@ -1,0 +1,326 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+)
+
+type settled struct {
+	op     string // complete, abandon, dead-letter
+	delay  time.Duration
+	reason string
+}
+
+type fakeBus struct {
+	mu      sync.Mutex
+	pending []*bus.Message
+	settled map[string]settled
+}
+
+func (b *fakeBus) Receive(context.Context, string, int, time.Duration) ([]*bus.Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.pending
+	b.pending = nil
+	return out, nil
+}
+
+func (b *fakeBus) set(m *bus.Message, s settled) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.settled[m.Envelope.ID] = s
+	return nil
+}
+
+func (b *fakeBus) Complete(_ context.Context, m *bus.Message) error {
+	return b.set(m, settled{op: "complete"})
+}
+func (b *fakeBus) Abandon(_ context.Context, m *bus.Message, d time.Duration) error {
+	return b.set(m, settled{op: "abandon", delay: d})
+}
+func (b *fakeBus) DeadLetter(_ context.Context, m *bus.Message, reason, _ string) error {
+	return b.set(m, settled{op: "dead-letter", reason: reason})
+}
+
+type fakeQueues struct {
+	mu    sync.Mutex
+	got   map[queuename.Pair][]string
+	fails map[queuename.Pair]int // fail this many times
+}
+
+func (q *fakeQueues) Enqueue(_ context.Context, id queuename.Pair, text string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.fails[id] > 0 {
+		q.fails[id]--
+		return errors.New("storage unavailable")
+	}
+	q.got[id] = append(q.got[id], text)
+	return nil
+}
+
+func (q *fakeQueues) count(id queuename.Pair) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.got[id])
+}
+
+type fakeSubs map[string][]string // tenant|topic → connectors
+
+func (s fakeSubs) Subscribers(_ context.Context, tenant, topic string) ([]string, error) {
+	return s[tenant+"|"+topic], nil
+}
+
+type fakeNudger struct {
+	mu  sync.Mutex
+	got map[queuename.Pair]int
+}
+
+func (n *fakeNudger) Nudge(_ context.Context, id queuename.Pair) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.got[id]++
+	return nil
+}
+
+type fakeClaims struct{ puts int }
+
+func (c *fakeClaims) Put(_ context.Context, body []byte, _ string) (*envelope.Claim, error) {
+	c.puts++
+	return &envelope.Claim{Container: "bote-claims", Blob: "b", Size: int64(len(body)), SHA256: strings.Repeat("a", 64)}, nil
+}
+
+func (c *fakeClaims) Sign(_ context.Context, cl *envelope.Claim, _ time.Duration) error {
+	cl.URL = "http://blob/b?sig"
+	return nil
+}
+
+type fakeDirectory map[queuename.Pair]bool
+
+func (d fakeDirectory) Known(id queuename.Pair) bool { return d[id] }
+
+type harness struct {
+	bus    *fakeBus
+	queues *fakeQueues
+	nudger *fakeNudger
+	claims *fakeClaims
+	router *Router
+}
+
+func newHarness(t *testing.T, mut func(*Config)) *harness {
+	t.Helper()
+	h := &harness{
+		bus:    &fakeBus{settled: map[string]settled{}},
+		queues: &fakeQueues{got: map[queuename.Pair][]string{}, fails: map[queuename.Pair]int{}},
+		nudger: &fakeNudger{got: map[queuename.Pair]int{}},
+		claims: &fakeClaims{},
+	}
+	cfg := Config{
+		Bus: h.bus, Queues: h.queues, Nudger: h.nudger, Claims: h.claims,
+		Subscribers: fakeSubs{
+			"a|chat": {"a1", "a2", "a3"},
+			"b|chat": {"b1"},
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	r, err := New(cfg)
+	require.NoError(t, err)
+	r.sleep = func(context.Context, time.Duration) {}
+	h.router = r
+	return h
+}
+
+func targeted(id, tenant, connector string) *envelope.Envelope {
+	return &envelope.Envelope{ID: id, Kind: envelope.KindTargeted, Tenant: tenant, Connector: connector,
+		From: &envelope.Identity{Service: "svc"}, Body: []byte("hi"), CreatedAt: time.Unix(1e9, 0).UTC()}
+}
+
+func broadcast(id, tenant, topic string) *envelope.Envelope {
+	return &envelope.Envelope{ID: id, Kind: envelope.KindBroadcast, Tenant: tenant, Topic: topic,
+		From: &envelope.Identity{Service: "svc"}, Body: []byte("hi all"), CreatedAt: time.Unix(1e9, 0).UTC()}
+}
+
+func (h *harness) handle(env *envelope.Envelope, delivery int) settled {
+	m := bus.NewMessage(bus.QueueConnectors, env, nil, delivery, time.Now().Add(time.Minute), nil)
+	h.router.Handle(context.Background(), m)
+	return h.bus.settled[env.ID]
+}
+
+func pair(t, c string) queuename.Pair { return queuename.Pair{Tenant: t, Connector: c} }
+
+func TestTargetedGoesToThatConnectorOnly(t *testing.T) {
+	h := newHarness(t, nil)
+	assert.Equal(t, settled{op: "complete"}, h.handle(targeted("m1", "a", "a2"), 1))
+	assert.Equal(t, 1, h.queues.count(pair("a", "a2")))
+	assert.Len(t, h.queues.got, 1)
+	env, err := envelope.Decode([]byte(h.queues.got[pair("a", "a2")][0]))
+	require.NoError(t, err)
+	assert.Equal(t, "m1", env.ID)
+	assert.Equal(t, "hi", string(env.Body))
+}
+
+func TestBroadcastReachesSubscribersOfThatTenantOnly(t *testing.T) {
+	h := newHarness(t, nil)
+	assert.Equal(t, "complete", h.handle(broadcast("m1", "a", "chat"), 1).op)
+	for _, c := range []string{"a1", "a2", "a3"} {
+		assert.Equal(t, 1, h.queues.count(pair("a", c)), c)
+	}
+	assert.Zero(t, h.queues.count(pair("b", "b1")))
+	assert.Len(t, h.queues.got, 3)
+}
+
+func TestBroadcastWithoutSubscribersCompletes(t *testing.T) {
+	h := newHarness(t, nil)
+	assert.Equal(t, "complete", h.handle(broadcast("m1", "a", "nobody"), 1).op)
+	assert.Empty(t, h.queues.got)
+}
+
+func TestPermanentFailuresGoToErrorQueueAtOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		env    *envelope.Envelope
+		mut    func(*Config)
+		reason string
+	}{
+		{
+			name:   "cloud kind on the connectors queue",
+			env:    &envelope.Envelope{ID: "c1", Kind: envelope.KindCloud, From: &envelope.Identity{Tenant: "a", Connector: "a1"}, CreatedAt: time.Now()},
+			reason: ReasonUnroutable,
+		},
+		{
+			name:   "unknown connector",
+			env:    targeted("c2", "a", "ghost"),
+			mut:    func(c *Config) { c.Directory = fakeDirectory{pair("a", "a1"): true} },
+			reason: ReasonUnknownConnector,
+		},
+		{
+			name:   "too large without claim store",
+			env:    &envelope.Envelope{ID: "c3", Kind: envelope.KindTargeted, Tenant: "a", Connector: "a1", Body: make([]byte, 70<<10), CreatedAt: time.Now()},
+			mut:    func(c *Config) { c.Claims = nil },
+			reason: ReasonTooLarge,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.mut)
+			assert.Equal(t, settled{op: "dead-letter", reason: tt.reason}, h.handle(tt.env, 1))
+			assert.Empty(t, h.queues.got)
+		})
+	}
+}
+
+func TestLargeBodyTravelsByClaimCheck(t *testing.T) {
+	h := newHarness(t, nil)
+	env := broadcast("big", "a", "chat")
+	env.Body = make([]byte, 100<<10)
+	assert.Equal(t, "complete", h.handle(env, 1).op)
+	assert.Equal(t, 1, h.claims.puts, "one blob shared by all subscribers")
+	got, err := envelope.Decode([]byte(h.queues.got[pair("a", "a1")][0]))
+	require.NoError(t, err)
+	require.NotNil(t, got.Claim)
+	assert.Equal(t, "http://blob/b?sig", got.Claim.URL)
+	assert.Empty(t, got.Body)
+}
+
+func TestRetries(t *testing.T) {
+	t.Run("immediate retry succeeds", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.queues.fails[pair("a", "a1")] = 3
+		assert.Equal(t, "complete", h.handle(targeted("m", "a", "a1"), 1).op)
+		assert.Equal(t, 1, h.queues.count(pair("a", "a1")))
+	})
+	t.Run("delayed retries grow then error queue", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.queues.fails[pair("a", "a1")] = 1000
+		for delivery, want := range map[int]settled{
+			1: {op: "abandon", delay: 10 * time.Second},
+			2: {op: "abandon", delay: 20 * time.Second},
+			3: {op: "abandon", delay: 30 * time.Second},
+			4: {op: "dead-letter", reason: ReasonRetriesExhausted},
+		} {
+			assert.Equal(t, want, h.handle(targeted("m", "a", "a1"), delivery), "delivery %d", delivery)
+		}
+	})
+}
+
+func TestRedeliveredBroadcastDoesNotDuplicate(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ImmediateRetries = -1 })
+	h.queues.fails[pair("a", "a3")] = 1
+	env := broadcast("m1", "a", "chat")
+	assert.Equal(t, "abandon", h.handle(env, 1).op)
+	assert.Equal(t, "complete", h.handle(env, 2).op)
+	for _, c := range []string{"a1", "a2", "a3"} {
+		assert.Equal(t, 1, h.queues.count(pair("a", c)), c)
+	}
+	// The cloud sending the same id again is a duplicate too.
+	assert.Equal(t, "complete", h.handle(targeted("m1", "a", "a1"), 1).op)
+	assert.Equal(t, 1, h.queues.count(pair("a", "a1")))
+}
+
+func TestRunRoutesAndNudgesThenDrainsOnStop(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, env := range []*envelope.Envelope{targeted("m1", "a", "a1"), targeted("m2", "a", "a1"), broadcast("m3", "b", "chat")} {
+		h.bus.pending = append(h.bus.pending, bus.NewMessage(bus.QueueConnectors, env, nil, 1, time.Now().Add(time.Minute), nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.router.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		h.bus.mu.Lock()
+		defer h.bus.mu.Unlock()
+		return len(h.bus.settled) == 3
+	}, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, 2, h.queues.count(pair("a", "a1")))
+	assert.Equal(t, 1, h.queues.count(pair("b", "b1")))
+	h.nudger.mu.Lock()
+	defer h.nudger.mu.Unlock()
+	assert.GreaterOrEqual(t, h.nudger.got[pair("a", "a1")], 1)
+	assert.LessOrEqual(t, h.nudger.got[pair("a", "a1")], 2, "nudges are coalesced")
+	assert.Equal(t, 1, h.nudger.got[pair("b", "b1")])
+}
+
+func TestDedupWindow(t *testing.T) {
+	d := newDedup(time.Minute, 2)
+	now := time.Unix(0, 0)
+	d.now = func() time.Time { return now }
+	d.add("x")
+	assert.True(t, d.has("x"))
+	now = now.Add(2 * time.Minute)
+	assert.False(t, d.has("x"), "expired")
+	d.add("a")
+	d.add("b")
+	d.add("c")
+	assert.False(t, d.has("a"), "evicted beyond max size")
+	assert.True(t, d.has("c"))
+}
+
+func TestConfigValidate(t *testing.T) {
+	for name, mut := range map[string]func(*Config){
+		"Bus":         func(c *Config) { c.Bus = nil },
+		"Queues":      func(c *Config) { c.Queues = nil },
+		"Subscribers": func(c *Config) { c.Subscribers = nil },
+		"Concurrency": func(c *Config) { c.Concurrency = -1 },
+		"Lock":        func(c *Config) { c.Lock = -time.Second },
+	} {
+		c := Config{Bus: &fakeBus{}, Queues: &fakeQueues{}, Subscribers: fakeSubs{}}
+		mut(&c)
+		assert.ErrorContains(t, c.Validate(), name)
+	}
+}
