@@ -531,5 +531,5 @@ func TestConfigValidate(t *testing.T) {
 // fakeKeys is a Store that is never asked for anything.
 type fakeKeys struct{}
 
-func (fakeKeys) SigningKey(context.Context) (signingkeys.Key, error)          { panic("unused") }
+func (fakeKeys) SigningKey(context.Context) (signingkeys.Key, error)         { panic("unused") }
 func (fakeKeys) PublicKeys(context.Context) ([]signingkeys.PublicKey, error) { panic("unused") }
