@@ -53,6 +53,15 @@ const (
 	// TypeQueueAccess asks for a SAS URL of the connector's own queue.
 	// Answered with TypeQueueAccess carrying QueueAccess.
 	TypeQueueAccess = "queue_access"
+	// TypeExtend asks the worker to keep a message the connector is still
+	// handling invisible for longer (the SAS does not allow updates).
+	// Answered with TypeExtend carrying the new pop receipt.
+	TypeExtend = "extend"
+	// TypeDeadLetter hands the worker a message from the connector's queue
+	// that the connector cannot handle (undecodable, or failed too often),
+	// for the connector error queue. Answered with TypeAck; the connector
+	// then deletes it from its queue.
+	TypeDeadLetter = "dead_letter"
 	// TypeAck confirms a request.
 	TypeAck = "ack"
 	// TypeNudge tells the connector that its queue has messages.
@@ -101,6 +110,8 @@ type Frame struct {
 	// accepted under.
 	MessageID string `json:"message_id,omitempty"`
 
+	Extend      *Extend      `json:"extend,omitempty"`
+	DeadLetter  *DeadLetter  `json:"dead_letter,omitempty"`
 	Hello       *Hello       `json:"hello,omitempty"`
 	QueueAccess *QueueAccess `json:"queue_access,omitempty"`
 	Error       *Error       `json:"error,omitempty"`
@@ -144,6 +155,31 @@ type QueueAccess struct {
 	Queue     string    `json:"queue"`
 	URL       string    `json:"url"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Extend is the payload of TypeExtend: the request names the message and
+// the visibility wanted; the reply carries the new pop receipt and when the
+// message becomes visible again.
+type Extend struct {
+	MessageID         string    `json:"message_id"`
+	PopReceipt        string    `json:"pop_receipt"`
+	VisibilitySeconds int       `json:"visibility_seconds,omitempty"`
+	NextVisible       time.Time `json:"next_visible,omitzero"`
+}
+
+// DeadLetter is the payload of TypeDeadLetter.
+type DeadLetter struct {
+	// Reason is a short machine-readable reason ("undecodable", "poison",
+	// "handler-failed").
+	Reason string `json:"reason"`
+	// Description says what happened, for an operator.
+	Description string `json:"description,omitempty"`
+	// MessageID is the queue message id, or the envelope id when known.
+	MessageID string `json:"message_id,omitempty"`
+	// DequeueCount is how often the queue handed the message out.
+	DequeueCount int `json:"dequeue_count,omitempty"`
+	// Text is the message as it was on the queue.
+	Text string `json:"text"`
 }
 
 // Error describes a failure.

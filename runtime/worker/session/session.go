@@ -20,13 +20,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/worker/metrics"
@@ -49,8 +49,11 @@ func (f VerifierFunc) Verify(ctx context.Context, raw string) (Identity, error) 
 
 // CloudSender puts a connector's message on the cloud queue with from
 // stamped as its verified origin, and returns once the bus has accepted it.
+// DeadLetter records a message the connector could not handle, with from as
+// the connector that reported it.
 type CloudSender interface {
 	SendToCloud(ctx context.Context, from Identity, m protocol.Message) (messageID string, err error)
+	DeadLetter(ctx context.Context, from Identity, d protocol.DeadLetter) error
 }
 
 // Subscriptions stores topic subscriptions.
@@ -59,9 +62,11 @@ type Subscriptions interface {
 	Unsubscribe(ctx context.Context, tenant, topic, connector string) error
 }
 
-// QueueAccess grants a connector access to its own queue.
+// QueueAccess grants a connector access to its own queue and extends
+// messages' visibility on it. The queue is always id's own.
 type QueueAccess interface {
 	Grant(ctx context.Context, id Identity) (protocol.QueueAccess, error)
+	Extend(ctx context.Context, id Identity, messageID, popReceipt string, visibility time.Duration) (popReceiptOut string, nextVisible time.Time, err error)
 }
 
 // Presence records which replica holds a connector's session so that
@@ -227,9 +232,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "worker is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	raw, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
-		s.audit(r.Context(), "session_rejected", Identity{}, r, "reason", "missing bearer token")
+	raw, err := accesstoken.FromRequest(r)
+	if err != nil {
+		s.audit(r.Context(), "session_rejected", Identity{}, r, "reason", err.Error())
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bote"`)
 		http.Error(w, "missing bearer token", http.StatusUnauthorized)
 		return
@@ -308,12 +313,6 @@ func (s *Server) remove(c *conn) {
 func (s *Server) audit(ctx context.Context, event string, id Identity, r *http.Request, attrs ...any) {
 	attrs = append([]any{"audit", true, "event", event, "tenant", id.Tenant, "connector", id.Connector, "remote", r.RemoteAddr}, attrs...)
 	s.log.WarnContext(ctx, "audit: "+event, attrs...)
-}
-
-func bearer(h string) (string, bool) {
-	scheme, token, ok := strings.Cut(h, " ")
-	token = strings.TrimSpace(token)
-	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // conn is one session.
@@ -501,6 +500,10 @@ func (c *conn) handle(ctx context.Context, f protocol.Frame) {
 		reply, err = c.subscription(rctx, f)
 	case protocol.TypeQueueAccess:
 		reply, err = c.queueAccess(rctx, f)
+	case protocol.TypeExtend:
+		reply, err = c.extend(rctx, f)
+	case protocol.TypeDeadLetter:
+		reply, err = c.deadLetter(rctx, f)
 	default:
 		err = &protocol.Error{Code: protocol.CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", f.Type)}
 	}
@@ -569,3 +572,26 @@ func (c *conn) queueAccess(ctx context.Context, _ protocol.Frame) (protocol.Fram
 	return protocol.Frame{Type: protocol.TypeQueueAccess, QueueAccess: &qa}, nil
 }
 
+func (c *conn) extend(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	e := f.Extend
+	if e == nil || e.MessageID == "" || e.PopReceipt == "" || e.VisibilitySeconds < 1 || e.VisibilitySeconds > 7*24*3600 {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "extend needs message_id, pop_receipt and visibility_seconds between 1 and 604800"}
+	}
+	pop, next, err := c.srv.cfg.QueueAccess.Extend(ctx, c.id, e.MessageID, e.PopReceipt, time.Duration(e.VisibilitySeconds)*time.Second)
+	if err != nil {
+		return protocol.Frame{}, err
+	}
+	return protocol.Frame{Type: protocol.TypeExtend, Extend: &protocol.Extend{MessageID: e.MessageID, PopReceipt: pop, NextVisible: next}}, nil
+}
+
+func (c *conn) deadLetter(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	d := f.DeadLetter
+	if d == nil || d.Reason == "" {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "dead_letter needs a reason"}
+	}
+	if err := c.srv.cfg.Sender.DeadLetter(ctx, c.id, *d); err != nil {
+		return protocol.Frame{}, err
+	}
+	c.log().Warn("connector dead-lettered a message", "reason", d.Reason, "message", d.MessageID, "dequeue_count", d.DequeueCount)
+	return protocol.Frame{Type: protocol.TypeAck}, nil
+}

@@ -35,9 +35,11 @@ type sent struct {
 }
 
 type fakeSender struct {
-	mu   sync.Mutex
-	sent []sent
-	err  error
+	mu       sync.Mutex
+	sent     []sent
+	err      error
+	dead     []protocol.DeadLetter
+	deadFrom []Identity
 }
 
 func (f *fakeSender) SendToCloud(_ context.Context, from Identity, m protocol.Message) (string, error) {
@@ -51,6 +53,14 @@ func (f *fakeSender) SendToCloud(_ context.Context, from Identity, m protocol.Me
 		return "generated-id", nil
 	}
 	return m.ID, nil
+}
+
+func (f *fakeSender) DeadLetter(_ context.Context, from Identity, d protocol.DeadLetter) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dead = append(f.dead, d)
+	f.deadFrom = append(f.deadFrom, from)
+	return nil
 }
 
 func (f *fakeSender) all() []sent {
@@ -88,6 +98,10 @@ type fakeAccess struct{}
 
 func (fakeAccess) Grant(_ context.Context, id Identity) (protocol.QueueAccess, error) {
 	return protocol.QueueAccess{Queue: "q-" + id.Connector, URL: "http://queue/q-" + id.Connector + "?sig=x", ExpiresAt: time.Unix(1e9, 0).UTC()}, nil
+}
+
+func (fakeAccess) Extend(_ context.Context, id Identity, messageID, pop string, vis time.Duration) (string, time.Time, error) {
+	return pop + "+" + id.Connector, time.Unix(1e9, 0).Add(vis).UTC(), nil
 }
 
 type harness struct {
@@ -243,6 +257,10 @@ func TestRequestErrors(t *testing.T) {
 		{"malformed header", `{"type":"send","id":"r9","message":{"headers":{"a b":"c"}}}`, "r9", protocol.CodeInvalidMessage},
 		{"bad topic", `{"type":"subscribe","id":"r7","topic":"../other"}`, "r7", protocol.CodeInvalidTopic},
 		{"empty topic", `{"type":"unsubscribe","id":"r8"}`, "r8", protocol.CodeInvalidTopic},
+		{"extend without receipt", `{"type":"extend","id":"r10","extend":{"message_id":"m","visibility_seconds":30}}`, "r10", protocol.CodeBadFrame},
+		{"extend too long", `{"type":"extend","id":"r11","extend":{"message_id":"m","pop_receipt":"p","visibility_seconds":9999999}}`, "r11", protocol.CodeBadFrame},
+		{"dead letter without reason", `{"type":"dead_letter","id":"r12","dead_letter":{"text":"x"}}`, "r12", protocol.CodeBadFrame},
+		{"oversize message id", `{"type":"send","id":"r13","message":{"id":"` + strings.Repeat("x", 200) + `"}}`, "r13", protocol.CodeInvalidMessage},
 	}
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
@@ -372,4 +390,20 @@ func TestConfigValidate(t *testing.T) {
 		assert.Contains(t, err.Error(), name)
 	}
 	require.NoError(t, ok.Validate())
+}
+
+func TestExtendAndDeadLetterUseTheSessionIdentity(t *testing.T) {
+	h := newHarness(t)
+	c := h.dial(t, "tok-acme-agent1")
+	c.write(protocol.Frame{Type: protocol.TypeExtend, ID: "e", Extend: &protocol.Extend{MessageID: "m", PopReceipt: "p", VisibilitySeconds: 60}})
+	f := c.read()
+	require.Equal(t, protocol.TypeExtend, f.Type)
+	assert.Equal(t, "p+agent1", f.Extend.PopReceipt)
+
+	c.write(protocol.Frame{Type: protocol.TypeDeadLetter, ID: "d", DeadLetter: &protocol.DeadLetter{Reason: "undecodable", Text: "garbage"}})
+	assert.Equal(t, protocol.TypeAck, c.read().Type)
+	h.sender.mu.Lock()
+	defer h.sender.mu.Unlock()
+	require.Len(t, h.sender.dead, 1)
+	assert.Equal(t, Identity{Tenant: "acme", Connector: "agent1"}, h.sender.deadFrom[0])
 }
