@@ -1,0 +1,121 @@
+package opsapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"sort"
+
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+// AgentsFileVersion is the format version of the agents seed file.
+const AgentsFileVersion = 1
+
+// AgentsFile is a seed list of agents, for a server that has no state store
+// yet (local runs, tests):
+//
+//	{"version": 1, "agents": [
+//	  {"tenant": "contoso", "name": "agent-01", "state": "online",
+//	   "version": "0.1.0", "labels": {"env": "prod"}}]}
+//
+// id may be omitted; it is always "tenant/name".
+type AgentsFile struct {
+	Version int     `json:"version"`
+	Agents  []Agent `json:"agents"`
+}
+
+var agentStates = []string{AgentOnline, AgentOffline, AgentUnknown, AgentDisabled}
+
+// Validate reports the first invalid field.
+func (f AgentsFile) Validate() error {
+	if f.Version != AgentsFileVersion {
+		return fmt.Errorf("version is %d, want %d", f.Version, AgentsFileVersion)
+	}
+	seen := map[string]bool{}
+	for i, a := range f.Agents {
+		if err := queuename.ValidateID("tenant", a.Tenant); err != nil {
+			return fmt.Errorf("agents[%d].tenant: %w", i, err)
+		}
+		if err := queuename.ValidateID("connector", a.Name); err != nil {
+			return fmt.Errorf("agents[%d].name: %w", i, err)
+		}
+		id := registry.ClientID(a.Tenant, a.Name)
+		if a.ID != "" && a.ID != id {
+			return fmt.Errorf("agents[%d].id: %q does not match tenant and name (%q)", i, a.ID, id)
+		}
+		if seen[id] {
+			return fmt.Errorf("agents[%d]: duplicate agent %q", i, id)
+		}
+		seen[id] = true
+		if !slices.Contains(agentStates, a.State) {
+			return fmt.Errorf("agents[%d].state: %q is not one of %v", i, a.State, agentStates)
+		}
+	}
+	return nil
+}
+
+// LoadAgentsFile reads and validates an agents seed file.
+func LoadAgentsFile(path string) ([]Agent, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read agents file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f AgentsFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("cannot decode agents file %s: %w", path, err)
+	}
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid agents file %s: %w", path, err)
+	}
+	for i := range f.Agents {
+		f.Agents[i].ID = registry.ClientID(f.Agents[i].Tenant, f.Agents[i].Name)
+	}
+	return f.Agents, nil
+}
+
+// AgentsFromRegistry lists every registered connector as an agent whose
+// state is unknown (or disabled), until agents report in.
+func AgentsFromRegistry(reg *registry.Registry) []Agent {
+	var out []Agent
+	for _, c := range reg.Connectors() {
+		state := AgentUnknown
+		if c.Disabled {
+			state = AgentDisabled
+		}
+		out = append(out, Agent{ID: c.ClientID(), Tenant: c.Tenant, Name: c.ID, State: state})
+	}
+	return out
+}
+
+// StaticAgents is an AgentStore over a fixed list.
+type StaticAgents struct {
+	agents []Agent
+}
+
+// NewStaticAgents returns a store holding a copy of agents, sorted by id.
+func NewStaticAgents(agents []Agent) *StaticAgents {
+	s := &StaticAgents{agents: slices.Clone(agents)}
+	sort.Slice(s.agents, func(i, j int) bool { return s.agents[i].ID < s.agents[j].ID })
+	return s
+}
+
+// ListAgents implements AgentStore. Callers get their own copy.
+func (s *StaticAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, error) {
+	out := make([]Agent, 0, len(s.agents))
+	for _, a := range s.agents {
+		if f.Tenant != "" && a.Tenant != f.Tenant {
+			continue
+		}
+		a.Labels = maps.Clone(a.Labels)
+		out = append(out, a)
+	}
+	return out, nil
+}

@@ -1,0 +1,279 @@
+package opsapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/operatorauth"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	goodKey      = "good-key"
+	forbiddenKey = "forbidden-key"
+)
+
+// fakeAuth accepts goodKey, and forbiddenKey as valid but without the role.
+type fakeAuth struct{}
+
+func (fakeAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
+	cred, err := operatorauth.BearerCredential(r)
+	if err != nil {
+		return operatorauth.Principal{}, err
+	}
+	switch cred {
+	case goodKey:
+		return operatorauth.Principal{Kind: operatorauth.KindAPIKey, ID: "alice", Name: "alice"}, nil
+	case forbiddenKey:
+		return operatorauth.Principal{}, operatorauth.ErrForbidden
+	}
+	return operatorauth.Principal{}, operatorauth.ErrUnauthenticated
+}
+
+// failingAgents is an AgentStore whose backend is down.
+type failingAgents struct{}
+
+func (failingAgents) ListAgents(context.Context, AgentFilter) ([]Agent, error) {
+	return nil, errors.New("table storage: connection refused to secret-host")
+}
+
+var (
+	t0      = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	lastHB  = time.Date(2026, 3, 1, 12, 59, 30, 0, time.UTC)
+	fixture = []Agent{
+		{ID: "fabrikam/agent-01", Tenant: "fabrikam", Name: "agent-01", State: AgentOffline},
+		{ID: "contoso/agent-02", Tenant: "contoso", Name: "agent-02", State: AgentUnknown},
+		{ID: "contoso/agent-01", Tenant: "contoso", Name: "agent-01", State: AgentOnline, Version: "0.3.1", LastSeen: &lastHB, Labels: map[string]string{"env": "prod"}},
+	}
+)
+
+func newTestServer(t *testing.T, mut func(*Config)) (*Server, *httptest.Server) {
+	t.Helper()
+	cfg := Config{
+		Version:        "1.2.3",
+		StartedAt:      t0,
+		Auth:           fakeAuth{},
+		Agents:         NewStaticAgents(fixture),
+		RelayConnected: func() bool { return true },
+		Now:            func() time.Time { return t0.Add(time.Hour + 1500*time.Millisecond) },
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		EventInterval:  20 * time.Millisecond,
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	s, err := New(cfg)
+	require.NoError(t, err)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	t.Cleanup(s.Shutdown)
+	return s, srv
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func do(t *testing.T, method, url, cred string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return response{resp.StatusCode, resp.Header, body}
+}
+
+func TestEndpoints(t *testing.T) {
+	_, srv := newTestServer(t, nil)
+	tests := []struct {
+		name, method, path, cred string
+		wantStatus               int
+		wantCode                 string // error code, for errors
+		golden                   string // golden body, for successes
+	}{
+		{"health needs no credential", "GET", "/healthz", "", 200, "", "health.json"},
+		{"status", "GET", "/v1/status", goodKey, 200, "", "status.json"},
+		{"agents sorted", "GET", "/v1/agents", goodKey, 200, "", "agents.json"},
+		{"agents of one tenant", "GET", "/v1/agents?tenant=contoso", goodKey, 200, "", "agents_contoso.json"},
+		{"agents of unknown tenant", "GET", "/v1/agents?tenant=nobody", goodKey, 200, "", "agents_none.json"},
+		{"status without credential", "GET", "/v1/status", "", 401, CodeUnauthorized, ""},
+		{"status with bad key", "GET", "/v1/status", "wrong", 401, CodeUnauthorized, ""},
+		{"agents with bad key", "GET", "/v1/agents", "wrong", 401, CodeUnauthorized, ""},
+		{"openapi needs a credential", "GET", "/v1/openapi.json", "", 401, CodeUnauthorized, ""},
+		{"events needs a credential", "GET", "/v1/events", "", 401, CodeUnauthorized, ""},
+		{"forbidden", "GET", "/v1/agents", forbiddenKey, 403, CodeForbidden, ""},
+		{"unknown path", "GET", "/v1/nope", goodKey, 404, CodeNotFound, ""},
+		{"unversioned path", "GET", "/status", goodKey, 404, CodeNotFound, ""},
+		{"wrong method", "DELETE", "/v1/agents", goodKey, 405, CodeMethodNotAllowed, ""},
+		{"post status", "POST", "/v1/status", goodKey, 405, CodeMethodNotAllowed, ""},
+		{"bad interval", "GET", "/v1/events?interval=1ms", goodKey, 400, CodeBadRequest, ""},
+		{"unparsable interval", "GET", "/v1/events?interval=soon", goodKey, 400, CodeBadRequest, ""},
+		{"events without upgrade", "GET", "/v1/events", goodKey, 426, CodeUpgradeRequired, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, tt.method, srv.URL+tt.path, tt.cred)
+			assert.Equal(t, tt.wantStatus, r.status, "body: %s", r.body)
+			assert.NotEmpty(t, r.header.Get("X-Request-Id"))
+			if tt.wantCode != "" {
+				assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+				var eb ErrorBody
+				require.NoError(t, json.Unmarshal(r.body, &eb), "error bodies are JSON: %s", r.body)
+				assert.Equal(t, tt.wantCode, eb.Error.Code)
+				assert.NotEmpty(t, eb.Error.Message)
+				assert.Equal(t, r.header.Get("X-Request-Id"), eb.Error.RequestID)
+			}
+			switch r.status {
+			case 401:
+				assert.Equal(t, `Bearer error="invalid_token"`, r.header.Get("WWW-Authenticate"))
+			case 405:
+				assert.Equal(t, "GET", r.header.Get("Allow"))
+			}
+			if tt.golden != "" {
+				checkGolden(t, tt.golden, r.body)
+			}
+		})
+	}
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	require.NoError(t, json.Indent(&buf, got, "", "  "))
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test -update to create %s", path)
+	assert.Equal(t, string(want), buf.String())
+}
+
+func TestStatusWithoutRelay(t *testing.T) {
+	_, srv := newTestServer(t, func(c *Config) { c.RelayConnected = nil })
+	var st Status
+	require.NoError(t, json.Unmarshal(do(t, "GET", srv.URL+"/v1/status", goodKey).body, &st))
+	assert.False(t, st.RelayConnected)
+	assert.Equal(t, int64(3601), st.UptimeSeconds)
+	assert.Equal(t, 3, st.AgentCount)
+}
+
+func TestStoreFailureIsAnOpaque500(t *testing.T) {
+	_, srv := newTestServer(t, func(c *Config) { c.Agents = failingAgents{} })
+	for _, path := range []string{"/v1/agents", "/v1/status"} {
+		r := do(t, "GET", srv.URL+path, goodKey)
+		assert.Equal(t, 500, r.status)
+		assert.Contains(t, string(r.body), `"code":"internal"`)
+		assert.NotContains(t, string(r.body), "secret-host", "internal details stay in the log")
+	}
+}
+
+func TestPanicBecomes500(t *testing.T) {
+	_, srv := newTestServer(t, func(c *Config) { c.RelayConnected = func() bool { panic("boom") } })
+	r := do(t, "GET", srv.URL+"/v1/status", goodKey)
+	assert.Equal(t, 500, r.status)
+	assert.Contains(t, string(r.body), `"code":"internal"`)
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no auth", Config{Agents: NewStaticAgents(nil)}, "Auth"},
+		{"no agents", Config{Auth: fakeAuth{}}, "Agents"},
+		{"negative interval", Config{Auth: fakeAuth{}, Agents: NewStaticAgents(nil), EventInterval: -1}, "EventInterval"},
+		{"negative ping", Config{Auth: fakeAuth{}, Agents: NewStaticAgents(nil), PingInterval: -1}, "PingInterval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+func dialEvents(t *testing.T, srv *httptest.Server, query string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/v1/events"+query, &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + goodKey}},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func readEvent(t *testing.T, c *websocket.Conn) Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	typ, data, err := c.Read(ctx)
+	require.NoError(t, err)
+	require.Equal(t, websocket.MessageText, typ)
+	var ev Event
+	require.NoError(t, json.Unmarshal(data, &ev))
+	return ev
+}
+
+func TestEventsStream(t *testing.T) {
+	_, srv := newTestServer(t, nil)
+	c := dialEvents(t, srv, "?interval=100ms")
+	for want := int64(1); want <= 3; want++ {
+		ev := readEvent(t, c)
+		assert.Equal(t, EventStatus, ev.Type)
+		assert.Equal(t, want, ev.Seq)
+		require.NotNil(t, ev.Status)
+		assert.Equal(t, 3, ev.Status.AgentCount)
+	}
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+}
+
+func TestEventsPingKeepsStreamAlive(t *testing.T) {
+	_, srv := newTestServer(t, func(c *Config) { c.PingInterval = 10 * time.Millisecond })
+	c := dialEvents(t, srv, "?interval=200ms")
+	// The client must read for pongs to be processed; events keep coming
+	// across many pings.
+	for i := 0; i < 3; i++ {
+		readEvent(t, c)
+	}
+}
+
+func TestEventsEndWithGoingAwayOnShutdown(t *testing.T) {
+	s, srv := newTestServer(t, nil)
+	c := dialEvents(t, srv, "?interval=1m")
+	readEvent(t, c)
+	s.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "err: %v", err)
+}

@@ -1,0 +1,105 @@
+package opsapi
+
+import "time"
+
+// APIVersion is the path prefix of this version of the API. Breaking
+// changes get a new prefix; additions (new fields, new endpoints) do not.
+const APIVersion = "v1"
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	// Version of the relayserver binary.
+	Version string `json:"version"`
+	// StartedAt is when the server started.
+	StartedAt time.Time `json:"started_at"`
+	// UptimeSeconds since StartedAt, whole seconds.
+	UptimeSeconds int64 `json:"uptime_seconds"`
+	// RelayConnected is whether the relay listener's control channel is up
+	// (false when the server runs only on its local port).
+	RelayConnected bool `json:"relay_connected"`
+	// AgentCount is the number of registered agents.
+	AgentCount int `json:"agent_count"`
+	// Time is the server's clock when it answered.
+	Time time.Time `json:"time"`
+}
+
+// Agent states.
+const (
+	AgentOnline   = "online"
+	AgentOffline  = "offline"
+	AgentUnknown  = "unknown"
+	AgentDisabled = "disabled"
+)
+
+// Agent is a deployment agent as the ops server knows it.
+type Agent struct {
+	// ID is the agent's client id, "tenant/agent".
+	ID string `json:"id"`
+	// Tenant the agent belongs to.
+	Tenant string `json:"tenant"`
+	// Name is the agent's id within its tenant.
+	Name string `json:"name"`
+	// State is one of online, offline, unknown, disabled.
+	State string `json:"state"`
+	// Version of the agent software, when it has reported one.
+	Version string `json:"version,omitempty"`
+	// LastSeen is the agent's last heartbeat, when there was one.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// Labels are free-form attributes used to pick agents for runs.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// AgentList is the body of GET /v1/agents.
+type AgentList struct {
+	Agents []Agent `json:"agents"`
+}
+
+// Event types sent on GET /v1/events.
+const (
+	EventStatus = "status"
+)
+
+// Event is one message on the events WebSocket (a JSON text message).
+type Event struct {
+	// Type says which field is set; clients ignore types they do not know.
+	Type string `json:"type"`
+	// Seq numbers the events of one connection from 1.
+	Seq int64 `json:"seq"`
+	// Time the event was sent.
+	Time time.Time `json:"time"`
+	// Status is set for type "status".
+	Status *Status `json:"status,omitempty"`
+}
+
+// Error codes in ErrorBody.
+const (
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeBadRequest       = "bad_request"
+	CodeUpgradeRequired  = "upgrade_required"
+	CodeInternal         = "internal"
+	CodeUnavailable      = "unavailable"
+)
+
+// ErrorBody is the body of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong.
+type ErrorDetail struct {
+	// Code is stable and meant for programs (see the Code* constants).
+	Code string `json:"code"`
+	// Message is for humans.
+	Message string `json:"message"`
+	// RequestID is also in the X-Request-Id response header; quote it when
+	// reporting a problem.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
