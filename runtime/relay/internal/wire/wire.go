@@ -1,0 +1,82 @@
+// Package wire holds the JSON control messages of the Azure Relay Hybrid
+// Connections protocol, shared by the client (package relay) and the test
+// relay (package relaytest) so both speak exactly the same frames.
+package wire
+
+// Query parameters and headers of the protocol.
+const (
+	ParamAction            = "sb-hc-action"
+	ParamID                = "sb-hc-id"
+	ParamToken             = "sb-hc-token"
+	ParamStatusCode        = "sb-hc-statusCode"
+	ParamStatusDescription = "sb-hc-statusDescription"
+
+	ActionListen  = "listen"
+	ActionConnect = "connect"
+	ActionAccept  = "accept"
+	ActionRequest = "request"
+
+	// HeaderAuthorization carries the token, as Microsoft's SDKs send it.
+	HeaderAuthorization = "ServiceBusAuthorization"
+
+	// PathPrefix starts every WebSocket path: wss://{ns}/$hc/{path}.
+	PathPrefix = "/$hc/"
+)
+
+// Size limits of the control channel: a request or response whose body is
+// larger than MaxControlBody (or whose headers are larger than
+// MaxControlHeaders) travels over a rendezvous WebSocket instead.
+const (
+	MaxControlBody    = 64 * 1024
+	MaxControlHeaders = 32 * 1024
+)
+
+// Message is one JSON text frame; exactly one field is set.
+type Message struct {
+	Accept     *Accept     `json:"accept,omitempty"`
+	Request    *Request    `json:"request,omitempty"`
+	Response   *Response   `json:"response,omitempty"`
+	RenewToken *RenewToken `json:"renewToken,omitempty"`
+}
+
+// Accept tells a listener a sender wants a WebSocket; the listener dials
+// Address as given to take it.
+type Accept struct {
+	Address        string            `json:"address"`
+	ID             string            `json:"id"`
+	ConnectHeaders map[string]string `json:"connectHeaders,omitempty"`
+	RemoteEndpoint *RemoteEndpoint   `json:"remoteEndpoint,omitempty"`
+}
+
+// RemoteEndpoint is the sender's address; the .NET SDK parses it though the
+// protocol document does not list it.
+type RemoteEndpoint struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+}
+
+// Request is an HTTP request relayed to a listener. When Method is empty the
+// request was too large for the control channel and the listener must dial
+// Address (a rendezvous) to read it.
+type Request struct {
+	Address        string            `json:"address,omitempty"`
+	ID             string            `json:"id"`
+	RequestTarget  string            `json:"requestTarget,omitempty"`
+	Method         string            `json:"method,omitempty"`
+	RequestHeaders map[string]string `json:"requestHeaders,omitempty"`
+	Body           bool              `json:"body,omitempty"`
+}
+
+// Response answers Request RequestID. A body follows as one binary message.
+type Response struct {
+	RequestID         string            `json:"requestId"`
+	StatusCode        int               `json:"statusCode"`
+	StatusDescription string            `json:"statusDescription,omitempty"`
+	ResponseHeaders   map[string]string `json:"responseHeaders,omitempty"`
+	Body              bool              `json:"body"`
+}
+
+// RenewToken hands the service a fresh token for an open control channel.
+type RenewToken struct {
+	Token string `json:"token"`
+}
