@@ -1,0 +1,83 @@
+// Command worker is the bote gateway worker: it holds connector sessions
+// over WebSocket, routes cloud→connector messages into connector queues and
+// stamps verified identity on what connectors send to the cloud.
+//
+// Every flag can also be set from the environment as BOTE_WORKER_<FLAG>
+// (dashes as underscores), e.g. BOTE_WORKER_STORAGE_CONNECTION_STRING.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/botehq/platform/runtime/worker"
+	"github.com/botehq/platform/runtime/worker/envflag"
+)
+
+const envPrefix = "BOTE_WORKER"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	var cfg worker.Config
+	var logLevel string
+	var useIdentity bool
+	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address (:0 picks a free port)")
+	fs.StringVar(&cfg.StorageConnectionString, "storage-connection-string", "", "storage account connection string (queues, tables, blobs)")
+	fs.StringVar(&cfg.QueueURL, "queue-url", "", "queue service URL (with --azure-identity)")
+	fs.StringVar(&cfg.TableURL, "table-url", "", "table service URL (with --azure-identity)")
+	fs.StringVar(&cfg.BlobURL, "blob-url", "", "blob service URL (with --azure-identity)")
+	fs.BoolVar(&useIdentity, "azure-identity", false, "authenticate to storage with Microsoft Entra ID (DefaultAzureCredential)")
+	fs.StringVar(&cfg.StorageAccountName, "storage-account-name", "", "account name for signing queue SAS URLs (with --azure-identity)")
+	fs.StringVar(&cfg.StorageAccountKey, "storage-account-key", "", "account key for signing queue SAS URLs (with --azure-identity)")
+	fs.StringVar(&cfg.Issuer, "issuer", "", "idp issuer URL access tokens must carry")
+	fs.StringVar(&cfg.JWKSURL, "jwks-url", "", "idp JWKS URL (default <issuer>/.well-known/jwks.json)")
+	fs.StringVar(&cfg.Audience, "audience", "bote", "audience access tokens must carry")
+	fs.StringVar(&cfg.Bus, "bus", worker.BusStorageQueue, "bus driver: storagequeue or servicebus")
+	fs.StringVar(&cfg.ServiceBusConnectionString, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
+	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
+	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket ping interval (default 30s)")
+	fs.DurationVar(&cfg.SASLifetime, "sas-lifetime", 0, "lifetime of queue SAS URLs (default 15m)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "graceful shutdown limit (default 30s)")
+	fs.BoolVar(&cfg.CreateResources, "create-resources", false, "create missing queues, tables and the claim container (local use)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	envflag.Usage(fs, envPrefix)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envflag.Apply(fs, envPrefix); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.JWKSURL == "" && cfg.Issuer != "" {
+		cfg.JWKSURL = cfg.Issuer + "/.well-known/jwks.json"
+	}
+	if useIdentity {
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return fmt.Errorf("cannot set up Azure identity: %w", err)
+		}
+		cfg.Credential = cred
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return worker.Run(ctx, cfg)
+}

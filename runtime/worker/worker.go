@@ -1,0 +1,501 @@
+// Package worker assembles the gateway worker: the connector session
+// server, the cloud→connector router, the nudge fan-out between replicas,
+// and the HTTP endpoints around them (/v1/connect, /healthz, /readyz,
+// /metrics). cmd/worker turns flags into a Config and calls Run.
+//
+// Shutdown, when Run's context ends: readiness turns false, the listener
+// stops taking connections, sessions get a going-away close (1001) once
+// their requests in flight are answered, the router stops receiving and
+// finishes the messages it holds, nudges still queued are delivered, and the
+// bus driver is closed.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/worker/connqueue"
+	"github.com/botehq/platform/runtime/worker/metrics"
+	"github.com/botehq/platform/runtime/worker/nudge"
+	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/worker/routing"
+	"github.com/botehq/platform/runtime/worker/session"
+	"github.com/botehq/platform/runtime/worker/subscriptions"
+)
+
+// Bus drivers.
+const (
+	BusStorageQueue = "storagequeue"
+	BusServiceBus   = "servicebus"
+)
+
+// QueueConnectorErrors receives messages connectors could not handle
+// (dead_letter frames), as envelopes from the reporting connector.
+const QueueConnectorErrors = "bote-connector-errors"
+
+// Config configures the worker.
+type Config struct {
+	// Listen is the HTTP address (":8080"; ":0" picks a free port).
+	Listen string
+
+	// StorageConnectionString of the storage account holding connector
+	// queues, subscriptions, presence and claim blobs. Alternatively
+	// QueueURL, TableURL and BlobURL with Credential (Entra ID); queue SAS
+	// URLs then need StorageAccountKey.
+	StorageConnectionString string
+	QueueURL, TableURL      string
+	BlobURL                 string
+	Credential              azcore.TokenCredential
+	StorageAccountName      string
+	StorageAccountKey       string
+
+	// Issuer, JWKSURL and Audience validate connector access tokens.
+	Issuer, JWKSURL, Audience string
+
+	// Bus is the bus driver: BusStorageQueue (default; on the storage
+	// account) or BusServiceBus (with ServiceBusConnectionString).
+	Bus                        string
+	ServiceBusConnectionString string
+	// OpenBus, if set, opens the bus driver instead (tests, other drivers).
+	OpenBus func(ctx context.Context) (bus.Driver, error)
+
+	// Replica identifies this replica for nudges (default: random).
+	Replica string
+	// RegistryPath, if set, is the connector registration file: targeted
+	// messages to connectors not in it go to the error queue. Reloaded when
+	// it changes.
+	RegistryPath string
+
+	PingInterval    time.Duration // default 30s
+	SASLifetime     time.Duration // default 15m
+	ShutdownTimeout time.Duration // default 30s
+	// CreateResources creates queues, tables and the claim container when
+	// missing (local; in Azure the stack creates them).
+	CreateResources bool
+
+	Logger *slog.Logger
+	// OnListen, if set, is called with the bound address once serving.
+	OnListen func(addr net.Addr)
+}
+
+var replicaPattern = regexp.MustCompile(`^[a-z0-9]{1,40}$`)
+
+// Validate checks the configuration and names the bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return errors.New("worker config: Listen is required")
+	case c.StorageConnectionString == "" && (c.QueueURL == "" || c.TableURL == "" || c.BlobURL == "" || c.Credential == nil):
+		return errors.New("worker config: StorageConnectionString, or QueueURL, TableURL, BlobURL and Credential, are required")
+	case c.StorageConnectionString != "" && (c.QueueURL != "" || c.TableURL != "" || c.BlobURL != ""):
+		return errors.New("worker config: StorageConnectionString and QueueURL/TableURL/BlobURL are exclusive")
+	case (c.StorageAccountKey == "") != (c.StorageAccountName == ""):
+		return errors.New("worker config: StorageAccountName and StorageAccountKey go together")
+	case c.Issuer == "":
+		return errors.New("worker config: Issuer is required")
+	case c.JWKSURL == "":
+		return errors.New("worker config: JWKSURL is required")
+	case c.Bus != "" && c.Bus != BusStorageQueue && c.Bus != BusServiceBus:
+		return fmt.Errorf("worker config: Bus %q must be %q or %q", c.Bus, BusStorageQueue, BusServiceBus)
+	case c.Bus == BusServiceBus && c.ServiceBusConnectionString == "" && c.OpenBus == nil:
+		return errors.New("worker config: ServiceBusConnectionString is required with Bus servicebus")
+	case c.Replica != "" && !replicaPattern.MatchString(c.Replica):
+		return fmt.Errorf("worker config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
+	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0:
+		return errors.New("worker config: PingInterval, SASLifetime and ShutdownTimeout must not be negative")
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Replica == "" {
+		cfg.Replica = envelope.NewID()[:16]
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	log = log.With("replica", cfg.Replica)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	st, err := openStorage(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	claims, err := claimcheck.New(ctx, claimcheck.Config{
+		ConnectionString: cfg.StorageConnectionString, ServiceURL: cfg.BlobURL, Credential: credentialIf(cfg.StorageConnectionString == "", cfg.Credential),
+		CreateContainer: cfg.CreateResources,
+	})
+	if err != nil {
+		return err
+	}
+	drv, err := openBus(ctx, &cfg, claims, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := drv.Close(cctx); err != nil {
+			log.Warn("cannot close bus driver", "err", err)
+		}
+	}()
+
+	verifier, err := accesstoken.NewVerifier(ctx, accesstoken.VerifierConfig{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, Audience: cfg.Audience, Logger: log})
+	if err != nil {
+		return err
+	}
+	subs, err := subscriptions.New(ctx, st.tables, "")
+	if err != nil {
+		return err
+	}
+	queues, err := connqueue.New(connqueue.Config{Client: st.queues, Key: st.key, SASLifetime: cfg.SASLifetime})
+	if err != nil {
+		return err
+	}
+
+	var srv *session.Server
+	fan, err := nudge.New(ctx, nudge.Config{
+		Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log,
+		Local: nudge.LocalFunc(func(id queuename.Pair) bool { return srv.Nudge(id) }),
+	})
+	if err != nil {
+		return err
+	}
+	srv, err = session.New(session.Config{
+		Verifier: session.VerifierFunc(func(ctx context.Context, raw string) (session.Identity, error) {
+			c, err := verifier.Verify(ctx, raw)
+			if err != nil {
+				return session.Identity{}, err
+			}
+			return session.Identity{Tenant: c.Tenant, Connector: c.Connector}, nil
+		}),
+		Sender:        &cloudSender{bus: drv},
+		Subscriptions: subs,
+		QueueAccess:   queues,
+		Presence:      fan,
+		Metrics:       m,
+		Logger:        log,
+		PingInterval:  cfg.PingInterval,
+	})
+	if err != nil {
+		return err
+	}
+	var dir routing.Directory
+	if cfg.RegistryPath != "" {
+		fd, err := newFileDirectory(cfg.RegistryPath, log)
+		if err != nil {
+			return err
+		}
+		dir = fd
+	}
+	router, err := routing.New(routing.Config{
+		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: dir,
+		Metrics: m, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("GET "+protocol.ConnectPath, srv)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	var wg sync.WaitGroup
+	routerCtx, stopRouter := context.WithCancel(runCtx)
+	defer stopRouter()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = router.Run(routerCtx) }()
+	go func() { defer wg.Done(); _ = fan.Run(runCtx) }()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	ready.Store(true)
+	log.Info("worker started", "addr", ln.Addr().String(), "bus", busName(cfg.Bus))
+	fmt.Fprintf(os.Stdout, "listening on http://%s\n", ln.Addr())
+	if cfg.OnListen != nil {
+		cfg.OnListen(ln.Addr())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+		runErr = fmt.Errorf("cannot serve: %w", runErr)
+	}
+
+	log.Info("worker shutting down")
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	var sw sync.WaitGroup
+	sw.Add(2)
+	go func() {
+		defer sw.Done()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("sessions did not close in time", "err", err)
+		}
+	}()
+	go func() {
+		defer sw.Done()
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("http server did not stop in time", "err", err)
+		}
+	}()
+	stopRouter() // router finishes what it holds, then its nudges
+	sw.Wait()
+	done := make(chan struct{})
+	go func() {
+		stopRun()
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		log.Warn("router did not finish in time")
+	}
+	if err := fan.Close(sctx); err != nil {
+		log.Warn("cannot remove nudge queue", "err", err)
+	}
+	log.Info("worker stopped")
+	return runErr
+}
+
+func busName(b string) string {
+	if b == "" {
+		return BusStorageQueue
+	}
+	return b
+}
+
+func credentialIf(ok bool, c azcore.TokenCredential) azcore.TokenCredential {
+	if ok {
+		return c
+	}
+	return nil
+}
+
+type storage struct {
+	queues *azqueue.ServiceClient
+	tables *aztables.ServiceClient
+	key    *azqueue.SharedKeyCredential
+}
+
+func openStorage(_ context.Context, cfg *Config) (*storage, error) {
+	st := &storage{}
+	if cfg.StorageConnectionString != "" {
+		cs, err := connqueue.ParseConnectionString(cfg.StorageConnectionString)
+		if err != nil {
+			return nil, err
+		}
+		cfg.QueueURL, cfg.TableURL, cfg.BlobURL = cs.QueueEndpoint, cs.TableEndpoint, cs.BlobEndpoint
+		cfg.StorageAccountName, cfg.StorageAccountKey = cs.AccountName, cs.AccountKey
+		// Keep BlobURL for logs only; claimcheck reads the connection string.
+		qkey, err := azqueue.NewSharedKeyCredential(cs.AccountName, cs.AccountKey)
+		if err != nil {
+			return nil, fmt.Errorf("cannot use storage account key: %w", err)
+		}
+		tkey, err := aztables.NewSharedKeyCredential(cs.AccountName, cs.AccountKey)
+		if err != nil {
+			return nil, fmt.Errorf("cannot use storage account key: %w", err)
+		}
+		if st.queues, err = azqueue.NewServiceClientWithSharedKeyCredential(cs.QueueEndpoint, qkey, nil); err != nil {
+			return nil, fmt.Errorf("cannot create queue client: %w", err)
+		}
+		if st.tables, err = aztables.NewServiceClientWithSharedKey(cs.TableEndpoint, tkey, nil); err != nil {
+			return nil, fmt.Errorf("cannot create table client: %w", err)
+		}
+		st.key = qkey
+		cfg.BlobURL = "" // claimcheck uses the connection string
+		cfg.QueueURL, cfg.TableURL = "", ""
+		return st, nil
+	}
+	var err error
+	if st.queues, err = azqueue.NewServiceClient(cfg.QueueURL, cfg.Credential, nil); err != nil {
+		return nil, fmt.Errorf("cannot create queue client: %w", err)
+	}
+	if st.tables, err = aztables.NewServiceClient(cfg.TableURL, cfg.Credential, nil); err != nil {
+		return nil, fmt.Errorf("cannot create table client: %w", err)
+	}
+	if cfg.StorageAccountKey != "" {
+		if st.key, err = azqueue.NewSharedKeyCredential(cfg.StorageAccountName, cfg.StorageAccountKey); err != nil {
+			return nil, fmt.Errorf("cannot use storage account key: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func openBus(ctx context.Context, cfg *Config, claims *claimcheck.Store, log *slog.Logger) (bus.Driver, error) {
+	if cfg.OpenBus != nil {
+		return cfg.OpenBus(ctx)
+	}
+	switch cfg.Bus {
+	case "", BusStorageQueue:
+		sc := storagequeue.Config{Claims: claims, CreateQueues: cfg.CreateResources, Logger: log}
+		if cfg.StorageConnectionString != "" {
+			sc.ConnectionString = cfg.StorageConnectionString
+		} else {
+			sc.ServiceURL, sc.Credential = cfg.QueueURL, cfg.Credential
+		}
+		return storagequeue.New(sc)
+	default:
+		return openServiceBus(ctx, cfg, claims, log)
+	}
+}
+
+// cloudSender puts connector messages on the cloud queue with the verified
+// identity stamped as From.
+type cloudSender struct {
+	bus bus.Driver
+}
+
+func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m protocol.Message) (string, error) {
+	id := m.ID
+	if id == "" {
+		id = envelope.NewID()
+	}
+	env := &envelope.Envelope{
+		ID: id, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, Kind: envelope.KindCloud,
+		From:    &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
+		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: time.Now().UTC(),
+	}
+	if err := env.Validate(); err != nil {
+		return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
+	}
+	if err := s.bus.Send(ctx, bus.QueueCloud, env, nil); err != nil {
+		if errors.Is(err, bus.ErrTooLarge) {
+			return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
+		}
+		return "", err
+	}
+	return id, nil
+}
+
+func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d protocol.DeadLetter) error {
+	queue, err := queuename.For(from.Tenant, from.Connector)
+	if err != nil {
+		return err
+	}
+	env := &envelope.Envelope{
+		ID: envelope.NewID(), Kind: envelope.KindCloud,
+		From: &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
+		Headers: map[string]string{
+			envelope.HeaderDeadLetter: d.Reason,
+			"bote-source-queue":       queue,
+			"bote-queue-message-id":   d.MessageID,
+			"bote-dequeue-count":      fmt.Sprint(d.DequeueCount),
+			"bote-description":        truncate(d.Description, 2048),
+		},
+		ContentType: "text/plain", Body: []byte(d.Text), CreatedAt: time.Now().UTC(),
+	}
+	if err := s.bus.Send(ctx, QueueConnectorErrors, env, nil); err != nil {
+		return fmt.Errorf("cannot record dead letter from %s: %w", from, err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// fileDirectory answers Known from the registration file, reloading it when
+// its modification time changes (checked at most every 5 s).
+type fileDirectory struct {
+	path string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	reg     *registry.Registry
+	mod     time.Time
+	checked time.Time
+}
+
+func newFileDirectory(path string, log *slog.Logger) (*fileDirectory, error) {
+	d := &fileDirectory{path: path, log: log}
+	if err := d.reload(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *fileDirectory) reload() error {
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return fmt.Errorf("cannot read connector registry: %w", err)
+	}
+	if d.reg != nil && fi.ModTime().Equal(d.mod) {
+		return nil
+	}
+	reg, err := registry.Load(d.path)
+	if err != nil {
+		return err
+	}
+	d.reg, d.mod = reg, fi.ModTime()
+	return nil
+}
+
+func (d *fileDirectory) Known(id queuename.Pair) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Since(d.checked) > 5*time.Second {
+		d.checked = time.Now()
+		if err := d.reload(); err != nil {
+			d.log.Warn("cannot reload connector registry; keeping the last good one", "err", err)
+		}
+	}
+	_, ok := d.reg.Lookup(registry.ClientID(id.Tenant, id.Connector))
+	return ok
+}
