@@ -1,0 +1,174 @@
+package opsconfig
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	require.NoError(t, fs.Parse(args))
+	return fs
+}
+
+func write(t *testing.T, name, data string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(data), mode))
+	return p
+}
+
+func TestPrecedence(t *testing.T) {
+	file := write(t, "c.yaml", "namespace: file-ns\nhybrid_connection: file-hc\nkey_name: send\nkey: file-key\napi_key: file-api\noutput: json\ntimeout: 5s\n", 0o600)
+	c, warnings, err := Resolve(
+		flags(t, "--config", file, "--hybrid-connection", "flag-hc"),
+		env(map[string]string{"OPSBOT_HYBRID_CONNECTION": "env-hc", "OPSBOT_API_KEY": "env-api", "HOME": t.TempDir()}),
+	)
+	require.NoError(t, err)
+	assert.Empty(t, warnings)
+	assert.Equal(t, "file-ns", c.Namespace)
+	assert.Equal(t, "flag-hc", c.HybridConnection)
+	assert.Equal(t, "env-api", c.APIKey)
+	assert.Equal(t, "file-key", c.Key)
+	assert.Equal(t, OutputJSON, c.Output)
+	assert.Equal(t, 5*time.Second, c.Timeout)
+	assert.Equal(t, "public", c.Cloud)
+
+	assert.Equal(t, "file "+file, c.Source("namespace"))
+	assert.Equal(t, "flag --hybrid-connection", c.Source("hybrid_connection"))
+	assert.Equal(t, "env OPSBOT_API_KEY", c.Source("api_key"))
+	assert.Equal(t, "default", c.Source("cloud"))
+}
+
+func TestDefaultFileLocations(t *testing.T) {
+	home := t.TempDir()
+	dir := filepath.Join(home, ".config", "opsbot")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"local_url":"http://127.0.0.1:9000","api_key":"k","relay_insecure":false,"timeout":"2s"}`), 0o600))
+
+	c, _, err := Resolve(flags(t), env(map[string]string{"HOME": home}))
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:9000", c.LocalURL)
+	assert.Equal(t, 2*time.Second, c.Timeout)
+
+	// XDG_CONFIG_HOME wins over HOME; yaml before json.
+	xdg := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(xdg, "opsbot"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(xdg, "opsbot", "config.yaml"), []byte("local_url: https://ops.internal.example\n"), 0o600))
+	c, _, err = Resolve(flags(t), env(map[string]string{"HOME": home, "XDG_CONFIG_HOME": xdg}))
+	require.NoError(t, err)
+	assert.Equal(t, "https://ops.internal.example", c.LocalURL)
+
+	// No file at all is fine when everything comes from elsewhere.
+	c, _, err = Resolve(flags(t, "--local-url", "http://localhost:1"), env(map[string]string{"HOME": t.TempDir()}))
+	require.NoError(t, err)
+	assert.Equal(t, "http://localhost:1", c.LocalURL)
+}
+
+func TestConnectionStringCarriesKeyAndEntity(t *testing.T) {
+	cs := "Endpoint=sb://myns.servicebus.usgovcloudapi.net/;SharedAccessKeyName=send;SharedAccessKey=abc=;EntityPath=ops"
+	c, _, err := Resolve(flags(t), env(map[string]string{"OPSBOT_NAMESPACE": cs, "HOME": t.TempDir()}))
+	require.NoError(t, err)
+	ns, err := c.ParseNamespace()
+	require.NoError(t, err)
+	assert.Equal(t, "myns.servicebus.usgovcloudapi.net", ns.Host)
+	assert.Equal(t, "ops", ns.EntityPath)
+}
+
+func TestBareNameInGovCloud(t *testing.T) {
+	c, _, err := Resolve(flags(t, "--namespace", "myns", "--cloud", "usgovernment", "--hybrid-connection", "ops", "--relay-auth", "entra"), env(map[string]string{"HOME": t.TempDir()}))
+	require.NoError(t, err)
+	ns, err := c.ParseNamespace()
+	require.NoError(t, err)
+	assert.Equal(t, "myns.servicebus.usgovcloudapi.net", ns.Host)
+}
+
+func TestErrorsNameTheSetting(t *testing.T) {
+	relay := []string{"--namespace", "myns", "--hybrid-connection", "ops", "--key-name", "send", "--key", "k"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string // yaml config contents
+		want string
+	}{
+		{"nothing", nil, nil, "", "namespace: required"},
+		{"bad output", append(relay, "-o", "xml"), nil, "", "output:"},
+		{"bad timeout", append(relay, "--timeout", "soon"), nil, "", "--timeout"},
+		{"zero timeout", append(relay, "--timeout", "0s"), nil, "", "timeout:"},
+		{"bad env timeout", relay, map[string]string{"OPSBOT_TIMEOUT": "x"}, "", "OPSBOT_TIMEOUT"},
+		{"bad namespace", []string{"--namespace", "bad_ns!", "--hybrid-connection", "ops", "--key-name", "a", "--key", "b"}, nil, "", "namespace:"},
+		{"bad cloud", append(relay, "--cloud", "mars"), nil, "", "namespace:"},
+		{"no hybrid connection", []string{"--namespace", "myns", "--key-name", "a", "--key", "b"}, nil, "", "hybrid_connection: required"},
+		{"no key", []string{"--namespace", "myns", "--hybrid-connection", "ops"}, nil, "", "key: relay_auth sas"},
+		{"key without name", []string{"--namespace", "myns", "--hybrid-connection", "ops", "--key", "b"}, nil, "", "key_name and key"},
+		{"entra with key", append(relay, "--relay-auth", "entra"), nil, "", "key: relay_auth entra"},
+		{"bad relay auth", append(relay, "--relay-auth", "password"), nil, "", "relay_auth:"},
+		{"remote http", []string{"--local-url", "http://10.0.0.5:8080"}, nil, "", "local_url:"},
+		{"bad scheme", []string{"--local-url", "ftp://127.0.0.1"}, nil, "", "local_url:"},
+		{"unknown file key", nil, nil, "namspace: typo\n", `unknown key "namspace"`},
+		{"bad file bool", nil, nil, "relay_insecure: maybe\n", "relay_insecure"},
+		{"file not yaml", nil, nil, "namespace: [\n", "cannot decode config file"},
+		{"nested file value", nil, nil, "namespace:\n  a: b\n", "want a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", write(t, "c.yaml", tt.file, 0o600))
+			}
+			e := map[string]string{"HOME": t.TempDir()}
+			for k, v := range tt.env {
+				e[k] = v
+			}
+			_, _, err := Resolve(flags(t, args...), env(e))
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+func TestExplicitMissingFileIsAnError(t *testing.T) {
+	_, _, err := Resolve(flags(t, "--config", filepath.Join(t.TempDir(), "nope.yaml")), env(map[string]string{}))
+	assert.ErrorContains(t, err, "cannot read config file")
+	_, _, err = Resolve(flags(t), env(map[string]string{"OPSBOT_CONFIG": filepath.Join(t.TempDir(), "nope.yaml")}))
+	assert.ErrorContains(t, err, "cannot read config file")
+}
+
+func TestWarnsAboutReadableSecrets(t *testing.T) {
+	open := write(t, "c.yaml", "local_url: http://127.0.0.1:1\napi_key: secret\n", 0o644)
+	_, warnings, err := Resolve(flags(t, "--config", open), env(map[string]string{}))
+	require.NoError(t, err)
+	require.Len(t, warnings, 1)
+	assert.Contains(t, warnings[0], "chmod 600")
+	assert.NotContains(t, warnings[0], "secret\n")
+
+	noSecrets := write(t, "c.yaml", "local_url: http://127.0.0.1:1\n", 0o644)
+	_, warnings, err = Resolve(flags(t, "--config", noSecrets), env(map[string]string{}))
+	require.NoError(t, err)
+	assert.Empty(t, warnings)
+}
+
+func TestSettingsRedactSecrets(t *testing.T) {
+	c := &Config{Key: "k", APIKey: "a", Namespace: "ns"}
+	for _, s := range Settings() {
+		switch s.Key {
+		case "key", "api_key":
+			assert.Equal(t, "<redacted>", s.Get(c))
+		case "namespace":
+			assert.Equal(t, "ns", s.Get(c))
+		}
+		assert.Regexp(t, `^OPSBOT_[A-Z_]+$`, s.Env())
+	}
+}
