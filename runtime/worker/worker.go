@@ -196,12 +196,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	srv, err = session.New(session.Config{
-		Verifier: session.VerifierFunc(func(ctx context.Context, raw string) (session.Identity, error) {
+		Verifier: session.VerifierFunc(func(ctx context.Context, raw string) (session.Principal, error) {
 			c, err := verifier.Verify(ctx, raw)
 			if err != nil {
-				return session.Identity{}, err
+				return session.Principal{}, err
 			}
-			return session.Identity{Tenant: c.Tenant, Connector: c.Connector}, nil
+			p := session.Principal{Identity: session.Identity{Tenant: c.Tenant, Connector: c.Connector}}
+			if c.ExpiresAt != nil {
+				p.Expires = c.ExpiresAt.Time
+			}
+			return p, nil
 		}),
 		Sender:        &cloudSender{bus: drv},
 		Subscriptions: subs,

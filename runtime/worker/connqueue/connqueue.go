@@ -145,9 +145,11 @@ func (q *Queues) create(ctx context.Context, qc *azqueue.QueueClient) error {
 	return nil
 }
 
-// Grant returns a read/process SAS URL for id's own queue, creating the
-// queue if needed so the connector can read it at once.
-func (q *Queues) Grant(ctx context.Context, id queuename.Pair) (protocol.QueueAccess, error) {
+// Grant returns a read/process SAS URL for id's own queue. It makes no
+// storage request (granting is frequent; idle cost matters): the queue may
+// not exist until the first message is routed to it, which a reader sees as
+// "QueueNotFound", meaning empty.
+func (q *Queues) Grant(_ context.Context, id queuename.Pair) (protocol.QueueAccess, error) {
 	if q.key == nil {
 		return protocol.QueueAccess{}, ErrNoSharedKey
 	}
@@ -156,9 +158,6 @@ func (q *Queues) Grant(ctx context.Context, id queuename.Pair) (protocol.QueueAc
 		return protocol.QueueAccess{}, err
 	}
 	qc := q.svc.NewQueueClient(name)
-	if err := q.create(ctx, qc); err != nil {
-		return protocol.QueueAccess{}, err
-	}
 	now := q.now().UTC()
 	expiry := now.Add(q.life).Truncate(time.Second)
 	proto := sas.ProtocolHTTPS

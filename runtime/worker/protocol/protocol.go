@@ -62,6 +62,11 @@ const (
 	// for the connector error queue. Answered with TypeAck; the connector
 	// then deletes it from its queue.
 	TypeDeadLetter = "dead_letter"
+	// TypeAuth presents a fresh access token for the session, before the
+	// one it was opened with expires. The token must name the same tenant
+	// and connector. Answered with TypeAck. A session whose token expired
+	// without renewal is closed with CloseTokenExpired.
+	TypeAuth = "auth"
 	// TypeAck confirms a request.
 	TypeAck = "ack"
 	// TypeNudge tells the connector that its queue has messages.
@@ -94,7 +99,15 @@ const (
 	// CodeShuttingDown: the worker is stopping; reconnect (to another
 	// replica) and retry.
 	CodeShuttingDown = "shutting_down"
+	// CodeUnauthorized: an auth frame's token is invalid or names another
+	// identity.
+	CodeUnauthorized = "unauthorized"
 )
+
+// CloseTokenExpired is the WebSocket close code of a session whose access
+// token expired without an auth frame renewing it. The connector reconnects
+// with a fresh token.
+const CloseTokenExpired = 4001
 
 // Frame is one protocol frame. Which fields are set depends on Type.
 type Frame struct {
@@ -109,6 +122,8 @@ type Frame struct {
 	// MessageID is set on the TypeAck of a send: the id the message was
 	// accepted under.
 	MessageID string `json:"message_id,omitempty"`
+	// Token is the access token of TypeAuth.
+	Token string `json:"token,omitempty"`
 
 	Extend      *Extend      `json:"extend,omitempty"`
 	DeadLetter  *DeadLetter  `json:"dead_letter,omitempty"`

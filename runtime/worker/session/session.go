@@ -36,16 +36,22 @@ import (
 // Identity is the verified tenant and connector of a session.
 type Identity = queuename.Pair
 
-// Verifier checks a bearer access token and returns the identity it proves.
+// Principal is what a verified token proves: who, and until when.
+type Principal struct {
+	Identity
+	Expires time.Time
+}
+
+// Verifier checks a bearer access token and returns the principal it proves.
 type Verifier interface {
-	Verify(ctx context.Context, rawToken string) (Identity, error)
+	Verify(ctx context.Context, rawToken string) (Principal, error)
 }
 
 // VerifierFunc adapts a function to Verifier.
-type VerifierFunc func(ctx context.Context, rawToken string) (Identity, error)
+type VerifierFunc func(ctx context.Context, rawToken string) (Principal, error)
 
 // Verify calls f.
-func (f VerifierFunc) Verify(ctx context.Context, raw string) (Identity, error) { return f(ctx, raw) }
+func (f VerifierFunc) Verify(ctx context.Context, raw string) (Principal, error) { return f(ctx, raw) }
 
 // CloudSender puts a connector's message on the cloud queue with from
 // stamped as its verified origin, and returns once the bus has accepted it.
@@ -239,7 +245,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing bearer token", http.StatusUnauthorized)
 		return
 	}
-	id, err := s.cfg.Verifier.Verify(r.Context(), raw)
+	p, err := s.cfg.Verifier.Verify(r.Context(), raw)
+	id := p.Identity
 	if err != nil {
 		s.audit(r.Context(), "session_rejected", Identity{}, r, "reason", err.Error())
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bote", error="invalid_token"`)
@@ -273,6 +280,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slots:  make(chan struct{}, s.cfg.MaxInFlight),
 		remote: r.RemoteAddr,
 	}
+	c.expires.Store(p.Expires.UnixNano())
 	if !s.add(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
 		return
@@ -330,6 +338,7 @@ type conn struct {
 	inflight sync.WaitGroup
 	leaving  atomic.Bool
 	awayOnce sync.Once
+	expires  atomic.Int64 // token expiry, unix nanoseconds; 0 means none
 }
 
 func (c *conn) log() *slog.Logger {
@@ -391,6 +400,11 @@ func (c *conn) keepalive(ctx context.Context) {
 				c.log().Debug("cannot write nudge", "err", err)
 			}
 		case <-t.C:
+			if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
+				c.log().Info("access token expired; closing session")
+				_ = c.ws.Close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
+				return
+			}
 			pctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
 			err := c.ws.Ping(pctx)
 			cancel()
@@ -500,6 +514,8 @@ func (c *conn) handle(ctx context.Context, f protocol.Frame) {
 		reply, err = c.subscription(rctx, f)
 	case protocol.TypeQueueAccess:
 		reply, err = c.queueAccess(rctx, f)
+	case protocol.TypeAuth:
+		reply, err = c.reauth(rctx, f)
 	case protocol.TypeExtend:
 		reply, err = c.extend(rctx, f)
 	case protocol.TypeDeadLetter:
@@ -593,5 +609,19 @@ func (c *conn) deadLetter(ctx context.Context, f protocol.Frame) (protocol.Frame
 		return protocol.Frame{}, err
 	}
 	c.log().Warn("connector dead-lettered a message", "reason", d.Reason, "message", d.MessageID, "dequeue_count", d.DequeueCount)
+	return protocol.Frame{Type: protocol.TypeAck}, nil
+}
+
+func (c *conn) reauth(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	p, err := c.srv.cfg.Verifier.Verify(ctx, f.Token)
+	if err != nil {
+		c.srv.log.Warn("audit: reauth_rejected", "audit", true, "event", "reauth_rejected", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "err", err)
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "token rejected"}
+	}
+	if p.Identity != c.id {
+		c.srv.log.Warn("audit: reauth_identity_mismatch", "audit", true, "event", "reauth_identity_mismatch", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "token_tenant", p.Tenant, "token_connector", p.Connector)
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "token names another identity than this session"}
+	}
+	c.expires.Store(p.Expires.UnixNano())
 	return protocol.Frame{Type: protocol.TypeAck}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,15 +19,20 @@ import (
 	"github.com/botehq/platform/runtime/worker/protocol"
 )
 
-// fakeVerifier accepts "tok-<tenant>-<connector>".
+// fakeVerifier accepts "tok-<tenant>-<connector>[-<seconds valid>]".
 type fakeVerifier struct{}
 
-func (fakeVerifier) Verify(_ context.Context, raw string) (Identity, error) {
+func (fakeVerifier) Verify(_ context.Context, raw string) (Principal, error) {
 	parts := strings.Split(raw, "-")
-	if len(parts) != 3 || parts[0] != "tok" {
-		return Identity{}, errors.New("token is not valid")
+	if len(parts) < 3 || len(parts) > 4 || parts[0] != "tok" {
+		return Principal{}, errors.New("token is not valid")
 	}
-	return Identity{Tenant: parts[1], Connector: parts[2]}, nil
+	exp := time.Now().Add(time.Hour)
+	if len(parts) == 4 {
+		secs, _ := strconv.Atoi(parts[3])
+		exp = time.Now().Add(time.Duration(secs) * time.Millisecond)
+	}
+	return Principal{Identity: Identity{Tenant: parts[1], Connector: parts[2]}, Expires: exp}, nil
 }
 
 type sent struct {
@@ -111,12 +117,15 @@ type harness struct {
 	subs   *fakeSubs
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...func(*Config)) *harness {
 	t.Helper()
 	h := &harness{sender: &fakeSender{}, subs: &fakeSubs{set: map[string]bool{}}}
 	srv, err := New(Config{Verifier: fakeVerifier{}, Sender: h.sender, Subscriptions: h.subs, QueueAccess: fakeAccess{},
 		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
+	for _, o := range opts {
+		o(&srv.cfg)
+	}
 	h.srv = srv
 	h.http = httptest.NewServer(srv)
 	t.Cleanup(h.http.Close)
@@ -406,4 +415,25 @@ func TestExtendAndDeadLetterUseTheSessionIdentity(t *testing.T) {
 	defer h.sender.mu.Unlock()
 	require.Len(t, h.sender.dead, 1)
 	assert.Equal(t, Identity{Tenant: "acme", Connector: "agent1"}, h.sender.deadFrom[0])
+}
+
+func TestExpiredTokenClosesSessionUnlessRenewed(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = 50 * time.Millisecond })
+	renewed := h.dial(t, "tok-acme-agent1-150") // valid 150ms
+	expiring := h.dial(t, "tok-acme-agent2-150")
+
+	renewed.write(protocol.Frame{Type: protocol.TypeAuth, ID: "a1", Token: "tok-acme-agent2"})
+	f := renewed.read()
+	require.Equal(t, protocol.TypeError, f.Type, "a token for another connector is refused")
+	assert.Equal(t, protocol.CodeUnauthorized, f.Error.Code)
+	renewed.write(protocol.Frame{Type: protocol.TypeAuth, ID: "a2", Token: "tok-acme-agent1"})
+	assert.Equal(t, protocol.TypeAck, renewed.read().Type)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, _, err := expiring.ws.Read(ctx)
+	assert.Equal(t, websocket.StatusCode(protocol.CloseTokenExpired), websocket.CloseStatus(err))
+
+	renewed.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
+	assert.Equal(t, protocol.TypeAck, renewed.read().Type, "renewed session still serves")
 }
