@@ -217,40 +217,9 @@ func idOf(env *envelope.Envelope) string {
 }
 
 // encode returns the queue text of env, claim-checking the body if needed.
-// An envelope that already carries a claim (a received claim-checked
-// message being forwarded) travels with the claim only.
 func (d *Driver) encode(ctx context.Context, env *envelope.Envelope) (string, error) {
-	if env != nil && env.Claim != nil && len(env.Body) > 0 {
-		c := *env
-		c.Body = nil
-		env = &c
-	}
-	enc, err := envelope.Encode(env)
-	if err != nil {
-		return "", err
-	}
-	if envelope.Fits(enc) {
-		return string(enc), nil
-	}
-	if d.claims == nil || env.Claim != nil {
-		return "", fmt.Errorf("%w: %d bytes encoded, the limit is %d and no claim store is configured", bus.ErrTooLarge, len(enc), envelope.MaxQueueMessageBytes)
-	}
-	claim, err := d.claims.Put(ctx, env.Body, env.ContentType)
-	if err != nil {
-		if errors.Is(err, claimcheck.ErrBodyTooLarge) {
-			return "", fmt.Errorf("%w: %w", bus.ErrTooLarge, err)
-		}
-		return "", err
-	}
-	c := *env
-	c.Body, c.Claim = nil, claim
-	if enc, err = envelope.Encode(&c); err != nil {
-		return "", err
-	}
-	if !envelope.Fits(enc) {
-		return "", fmt.Errorf("%w: %d bytes encoded without the body (headers too large)", bus.ErrTooLarge, len(enc))
-	}
-	return string(enc), nil
+	enc, err := bus.Encode(ctx, env, envelope.MaxQueueMessageBytes, d.claims)
+	return string(enc), err
 }
 
 // handle is the driver's settlement state for one received message.
@@ -326,19 +295,15 @@ func (d *Driver) accept(ctx context.Context, m *bus.Message) bool {
 		d.deadLetterOnReceipt(ctx, m, "poison", fmt.Sprintf("delivered %d times, the limit is %d", m.DeliveryCount, d.maxDeliveries))
 		return false
 	}
-	if env.Claim != nil && d.claims != nil {
-		body, err := d.claims.Fetch(ctx, env.Claim)
-		switch {
-		case errors.Is(err, claimcheck.ErrNotFound), errors.Is(err, claimcheck.ErrCorrupt),
-			errors.Is(err, claimcheck.ErrForeignClaim), errors.Is(err, claimcheck.ErrBodyTooLarge):
-			d.deadLetterOnReceipt(ctx, m, "claim check failed", err.Error())
-			return false
-		case err != nil:
-			// Transient: the lock expires and the message comes back.
-			d.log.WarnContext(ctx, "cannot resolve claim check; message will be redelivered", "queue", m.Queue, "id", env.ID, "err", err)
-			return false
-		}
-		env.Body = body
+	permanent, err := bus.ResolveClaim(ctx, env, d.claims)
+	switch {
+	case permanent:
+		d.deadLetterOnReceipt(ctx, m, "claim check failed", err.Error())
+		return false
+	case err != nil:
+		// Transient: the lock expires and the message comes back.
+		d.log.WarnContext(ctx, "cannot resolve claim check; message will be redelivered", "queue", m.Queue, "id", env.ID, "err", err)
+		return false
 	}
 	return true
 }
@@ -433,17 +398,13 @@ type record struct {
 	Truncated bool            `json:"truncated,omitempty"`
 }
 
-const maxDescription = 4096
-
 // DeadLetter implements bus.Driver.
 func (d *Driver) DeadLetter(ctx context.Context, m *bus.Message, reason, description string) error {
 	if reason == "" {
 		return errors.New("cannot dead-letter: reason is empty")
 	}
 	return d.settle(m, "dead-letter", func(h *handle) error {
-		if len(description) > maxDescription {
-			description = description[:maxDescription]
-		}
+		description = bus.Truncate(description, bus.MaxDescription)
 		rec := record{V: 1, SourceQueue: h.queue, Reason: reason, Description: description, At: time.Now().UTC(), DeliveryCount: m.DeliveryCount, Message: h.text}
 		text, err := d.encodeRecord(ctx, &rec)
 		if err != nil {
