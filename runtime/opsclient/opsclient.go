@@ -1,0 +1,274 @@
+// Package opsclient is the typed Go client of the ops server API (package
+// opsapi), used by the opsbot CLI. It is transport-agnostic: give it the
+// relay sender's transports (relay.Sender for requests, its
+// StreamTransport for WebSockets) to go through Azure Relay, or plain HTTP
+// transports for a relayserver's local port.
+//
+// Errors keep their cause: relay failures unwrap to relay.ErrNoListener,
+// relay.ErrUnauthorized, relay.ErrUnreachable and friends; the API's own
+// refusals are *APIError, which unwraps to ErrUnauthorized or ErrForbidden
+// for 401 and 403.
+package opsclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/opsapi"
+)
+
+// maxBody bounds a response body the client reads.
+const maxBody = 16 << 20
+
+// Errors *APIError unwraps to.
+var (
+	// ErrUnauthorized: the API refused the operator credential (401).
+	ErrUnauthorized = errors.New("operator credential refused")
+	// ErrForbidden: the credential is valid but lacks the role (403).
+	ErrForbidden = errors.New("operator lacks the required role")
+)
+
+// APIError is an error response from the ops API.
+type APIError struct {
+	StatusCode int
+	Code       string
+	Message    string
+	RequestID  string
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("ops API answered %d", e.StatusCode)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.RequestID != "" {
+		s += " (request id " + e.RequestID + ")"
+	}
+	return s
+}
+
+// Unwrap maps 401 and 403 to ErrUnauthorized and ErrForbidden.
+func (e *APIError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
+	case http.StatusForbidden:
+		return ErrForbidden
+	}
+	return nil
+}
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API's root. Through the relay its host is ignored
+	// (use "http://relay"); for a local port it is that port's URL.
+	BaseURL string
+	// Transport carries requests. Through the relay: the *relay.Sender
+	// (HTTP mode, 60 s deadline). Default http.DefaultTransport.
+	Transport http.RoundTripper
+	// StreamTransport carries WebSockets. Through the relay: the sender's
+	// StreamTransport (no deadline). Default Transport.
+	StreamTransport http.RoundTripper
+	// Credential is the operator's API key or OAuth2 access token.
+	Credential string
+	// Timeout bounds each request (not streams). Default 30 s.
+	Timeout time.Duration
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("BaseURL: %q must be an absolute http(s) URL", c.BaseURL)
+	}
+	if c.Credential == "" {
+		return errors.New("Credential: an API key or access token is required")
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("Timeout: %s must not be negative", c.Timeout)
+	}
+	return nil
+}
+
+// Client calls the ops API. Safe for concurrent use.
+type Client struct {
+	cfg    Config
+	base   *url.URL
+	http   *http.Client
+	stream *http.Client
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid ops client config: %w", err)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.StreamTransport == nil {
+		cfg.StreamTransport = cfg.Transport
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	base, _ := url.Parse(strings.TrimSuffix(cfg.BaseURL, "/"))
+	return &Client{
+		cfg:    cfg,
+		base:   base,
+		http:   &http.Client{Transport: cfg.Transport, Timeout: cfg.Timeout},
+		stream: &http.Client{Transport: cfg.StreamTransport},
+	}, nil
+}
+
+func (c *Client) url(path string, q url.Values) string {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (c *Client) header() http.Header {
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+c.cfg.Credential)
+	h.Set("Accept", "application/json")
+	if c.cfg.UserAgent != "" {
+		h.Set("User-Agent", c.cfg.UserAgent)
+	}
+	return h
+}
+
+// get fetches path and decodes a 200 JSON body into out.
+func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path, q), nil)
+	if err != nil {
+		return err
+	}
+	req.Header = c.header()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return unwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("cannot read response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("cannot decode response of %s: %w", path, err)
+	}
+	return nil
+}
+
+// unwrapURLError drops net/http's *url.Error wrapper, whose message repeats
+// the URL; the relay's typed errors stay reachable either way.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return fmt.Errorf("request timed out: %w", ue.Err)
+		}
+		return ue.Err
+	}
+	return err
+}
+
+func apiError(status int, body []byte) error {
+	var eb opsapi.ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
+		msg := strings.TrimSpace(string(body))
+		if len(msg) > 200 {
+			msg = msg[:200] + "..."
+		}
+		return &APIError{StatusCode: status, Message: msg}
+	}
+	return &APIError{StatusCode: status, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID}
+}
+
+// Status returns GET /v1/status.
+func (c *Client) Status(ctx context.Context) (*opsapi.Status, error) {
+	var st opsapi.Status
+	if err := c.get(ctx, "/v1/status", nil, &st); err != nil {
+		return nil, fmt.Errorf("cannot get status: %w", err)
+	}
+	return &st, nil
+}
+
+// Agents returns GET /v1/agents, optionally only one tenant's.
+func (c *Client) Agents(ctx context.Context, tenant string) ([]opsapi.Agent, error) {
+	q := url.Values{}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	var list opsapi.AgentList
+	if err := c.get(ctx, "/v1/agents", q, &list); err != nil {
+		return nil, fmt.Errorf("cannot list agents: %w", err)
+	}
+	return list.Agents, nil
+}
+
+// ErrStreamEnded is returned by Events when the server ended the stream
+// (close code 1001, for example on shutdown); callers may reconnect.
+var ErrStreamEnded = errors.New("server ended the event stream")
+
+// Events opens GET /v1/events and calls fn for each event until ctx ends
+// (returning nil), fn returns an error (returned as is), or the stream
+// breaks. interval 0 leaves the server's default.
+func (c *Client) Events(ctx context.Context, interval time.Duration, fn func(opsapi.Event) error) error {
+	q := url.Values{}
+	if interval > 0 {
+		q.Set("interval", interval.String())
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	ws, resp, err := websocket.Dial(dctx, c.url("/v1/events", q), &websocket.DialOptions{
+		HTTPClient: c.stream,
+		HTTPHeader: c.header(),
+	})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+			return fmt.Errorf("cannot open event stream: %w", apiError(resp.StatusCode, body))
+		}
+		return fmt.Errorf("cannot open event stream: %w", unwrapURLError(err))
+	}
+	defer ws.CloseNow()
+	for {
+		_, data, err := ws.Read(ctx)
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				ws.Close(websocket.StatusNormalClosure, "")
+				return nil
+			case websocket.CloseStatus(err) == websocket.StatusGoingAway, websocket.CloseStatus(err) == websocket.StatusNormalClosure:
+				return ErrStreamEnded
+			}
+			return fmt.Errorf("event stream broke: %w", err)
+		}
+		var ev opsapi.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return fmt.Errorf("cannot decode event: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			ws.Close(websocket.StatusNormalClosure, "")
+			return err
+		}
+	}
+}
