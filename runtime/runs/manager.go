@@ -1,0 +1,793 @@
+package runs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// Errors of the lifecycle that callers branch on.
+var (
+	// ErrNothingToClaim: the workspace (or tenant) has no run an agent may
+	// start now.
+	ErrNothingToClaim = errors.New("nothing to claim")
+	// ErrNotAssigned: an agent reported on a run it is not working on.
+	ErrNotAssigned = errors.New("run is not assigned to this agent")
+	// ErrAgentUnavailable: the agent is silent, at capacity, or its labels
+	// do not match the workspace.
+	ErrAgentUnavailable = errors.New("agent unavailable")
+	// ErrInvalid: a request is malformed.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Defaults for Config.
+const (
+	DefaultSilentAfter = 60 * time.Second
+	conflictRetries    = 8
+)
+
+// Config configures a Manager.
+type Config struct {
+	Store Store
+	// SilentAfter is how long an agent may go without a heartbeat before
+	// its runs fail and its locks are released (default DefaultSilentAfter).
+	SilentAfter time.Duration
+	// Now is the clock (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("runs config: Store is required")
+	case c.SilentAfter < 0:
+		return fmt.Errorf("runs config: SilentAfter %s is negative", c.SilentAfter)
+	}
+	return nil
+}
+
+// Manager applies the run lifecycle to a Store. Several Managers (one per
+// relayserver replica) may share one Store: every change is a conditional
+// write, so two replicas never start one run or one workspace twice.
+type Manager struct {
+	store  Store
+	silent time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// New returns a Manager.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Manager{store: cfg.Store, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger}
+	if m.silent == 0 {
+		m.silent = DefaultSilentAfter
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	return m, nil
+}
+
+func (m *Manager) clock() time.Time { return m.now().UTC() }
+
+// retry runs f again while it loses an optimistic-concurrency race.
+func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for range conflictRetries {
+		if v, err = f(); !errors.Is(err, ErrConflict) {
+			return v, err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return v, err
+}
+
+// CreateTenant stores a new tenant.
+func (m *Manager) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
+	if err := t.Validate(); err != nil {
+		return Tenant{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	t.CreatedAt = m.clock()
+	if err := m.store.CreateTenant(ctx, t); err != nil {
+		return Tenant{}, fmt.Errorf("cannot create tenant %s: %w", t.ID, err)
+	}
+	return t, nil
+}
+
+// CreateWorkspace stores a new workspace of an existing tenant.
+func (m *Manager) CreateWorkspace(ctx context.Context, w Workspace) (Workspace, error) {
+	if err := w.Validate(); err != nil {
+		return Workspace{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := m.store.GetTenant(ctx, w.Tenant); err != nil {
+		return Workspace{}, fmt.Errorf("cannot create workspace %s: %w", w.Name, err)
+	}
+	w.AgentLabels = cloneLabels(w.AgentLabels)
+	w.CreatedAt, w.ETag = m.clock(), ""
+	if err := m.store.CreateWorkspace(ctx, w); err != nil {
+		return Workspace{}, fmt.Errorf("cannot create workspace %s/%s: %w", w.Tenant, w.Name, err)
+	}
+	return w, nil
+}
+
+// UpdateWorkspace changes a workspace's description, agent labels and
+// options; runs already started keep the deadlines they got.
+func (m *Manager) UpdateWorkspace(ctx context.Context, tenant, name string, change func(*Workspace)) (Workspace, error) {
+	return retry(ctx, func() (Workspace, error) {
+		w, err := m.store.GetWorkspace(ctx, tenant, name)
+		if err != nil {
+			return Workspace{}, fmt.Errorf("cannot update workspace %s/%s: %w", tenant, name, err)
+		}
+		change(&w)
+		w.Tenant, w.Name = tenant, name
+		if err := w.Validate(); err != nil {
+			return Workspace{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := m.store.UpdateWorkspace(ctx, w); err != nil {
+			return Workspace{}, fmt.Errorf("cannot update workspace %s/%s: %w", tenant, name, err)
+		}
+		return m.store.GetWorkspace(ctx, tenant, name)
+	})
+}
+
+// GetWorkspace returns one workspace of tenant.
+func (m *Manager) GetWorkspace(ctx context.Context, tenant, name string) (Workspace, error) {
+	return m.store.GetWorkspace(ctx, tenant, name)
+}
+
+// ListWorkspaces returns tenant's workspaces by name.
+func (m *Manager) ListWorkspaces(ctx context.Context, tenant string) ([]Workspace, error) {
+	return m.store.ListWorkspaces(ctx, tenant)
+}
+
+// GetRun returns one run of tenant.
+func (m *Manager) GetRun(ctx context.Context, tenant, id string) (Run, error) {
+	return m.store.GetRun(ctx, tenant, id)
+}
+
+// ListRuns returns tenant's runs oldest first: one workspace's, or every
+// workspace's when workspace is "". States filter when given.
+func (m *Manager) ListRuns(ctx context.Context, tenant, workspace string, states ...State) ([]Run, error) {
+	if workspace != "" {
+		return m.store.ListRuns(ctx, tenant, workspace, states...)
+	}
+	wss, err := m.store.ListWorkspaces(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var all []Run
+	for _, w := range wss {
+		rs, err := m.store.ListRuns(ctx, tenant, w.Name, states...)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rs...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	return all, nil
+}
+
+// ListAgents returns tenant's agents.
+func (m *Manager) ListAgents(ctx context.Context, tenant string) ([]Agent, error) {
+	return m.store.ListAgents(ctx, tenant)
+}
+
+// Online reports whether a has heartbeated recently enough to get work.
+func (m *Manager) Online(a Agent) bool {
+	return !a.Silent && m.clock().Sub(a.LastHeartbeat) < m.silent
+}
+
+// EnqueueRequest asks for a new run.
+type EnqueueRequest struct {
+	Tenant, Workspace string
+	Operation         Operation
+	// Bundle is the uploaded configuration (package artifacts).
+	Bundle    *envelope.Claim
+	Message   string
+	CreatedBy string
+}
+
+// Enqueued is a new run and, when it cannot start at once, why.
+type Enqueued struct {
+	Run Run
+	// Waiting says what the run waits for ("" when it can be claimed now).
+	Waiting string
+}
+
+// Enqueue adds a run to the end of its workspace's queue.
+func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, error) {
+	switch {
+	case !req.Operation.Valid():
+		return Enqueued{}, fmt.Errorf("%w: operation %q must be %q or %q", ErrInvalid, req.Operation, OpApply, OpDestroy)
+	case req.Bundle == nil:
+		return Enqueued{}, fmt.Errorf("%w: bundle is required", ErrInvalid)
+	case len(req.Message) > 1024:
+		return Enqueued{}, fmt.Errorf("%w: message is longer than 1024 characters", ErrInvalid)
+	}
+	if err := req.Bundle.Validate(); err != nil {
+		return Enqueued{}, fmt.Errorf("%w: bundle: %w", ErrInvalid, err)
+	}
+	if _, err := m.store.GetWorkspace(ctx, req.Tenant, req.Workspace); err != nil {
+		return Enqueued{}, fmt.Errorf("cannot enqueue run: %w", err)
+	}
+	now := m.clock()
+	b := *req.Bundle
+	b.URL, b.URLExpiresAt = "", time.Time{} // signed links are per use, never stored
+	r := Run{
+		ID: NewRunID(now), Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
+		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedAt: now, UpdatedAt: now,
+		Bundle:  &b,
+		History: []Transition{{To: Queued, At: now, By: req.CreatedBy, Reason: "run created"}},
+	}
+	if err := m.store.Commit(ctx, Commit{Tenant: r.Tenant, Workspace: r.Workspace, Runs: []Run{r}}); err != nil {
+		return Enqueued{}, fmt.Errorf("cannot enqueue run in %s/%s: %w", r.Tenant, r.Workspace, err)
+	}
+	waiting, err := m.Waiting(ctx, r)
+	if err != nil {
+		return Enqueued{}, err
+	}
+	m.log.InfoContext(ctx, "run queued", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "operation", r.Operation, "waiting", waiting)
+	return Enqueued{Run: r, Waiting: waiting}, nil
+}
+
+// Waiting explains why a runnable run is not being worked on: another run
+// holds the workspace, runs are ahead of it, or no agent can take it. It
+// returns "" when an agent could claim the run now, and for runs that are
+// not waiting for an agent.
+func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
+	if !r.State.Runnable() {
+		return "", nil
+	}
+	if r.State == Queued {
+		lock, err := m.store.GetLock(ctx, r.Tenant, r.Workspace)
+		if err != nil {
+			return "", err
+		}
+		queued, err := m.store.ListRuns(ctx, r.Tenant, r.Workspace, Queued)
+		if err != nil {
+			return "", err
+		}
+		ahead := 0
+		for _, q := range queued {
+			if q.ID < r.ID {
+				ahead++
+			}
+		}
+		switch {
+		case lock.Held() && ahead > 0:
+			return fmt.Sprintf("workspace %s is busy with run %s; %d run(s) ahead in its queue", r.Workspace, lock.Run, ahead), nil
+		case lock.Held():
+			return fmt.Sprintf("workspace %s is busy with run %s", r.Workspace, lock.Run), nil
+		case ahead > 0:
+			return fmt.Sprintf("%d run(s) ahead in the queue of workspace %s", ahead, r.Workspace), nil
+		}
+	}
+	w, err := m.store.GetWorkspace(ctx, r.Tenant, r.Workspace)
+	if err != nil {
+		return "", err
+	}
+	agents, err := m.store.ListAgents(ctx, r.Tenant)
+	if err != nil {
+		return "", err
+	}
+	online, matching := 0, 0
+	for _, a := range agents {
+		if m.Online(a) {
+			online++
+			if a.Matches(w.AgentLabels) {
+				matching++
+			}
+		}
+	}
+	switch {
+	case online == 0:
+		return fmt.Sprintf("no agent of tenant %s is online", r.Tenant), nil
+	case matching == 0:
+		return fmt.Sprintf("none of the %d online agent(s) of tenant %s has the labels %s", online, r.Tenant, formatLabels(w.AgentLabels)), nil
+	}
+	return "", nil
+}
+
+func formatLabels(l map[string]string) string {
+	parts := make([]string, 0, len(l))
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		parts = append(parts, k+"="+l[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+// ClaimRequest asks for the next runnable run of a workspace for an agent.
+type ClaimRequest struct {
+	Tenant, Workspace, Agent string
+}
+
+// Claim atomically gives an agent the next run of a workspace: the
+// approved run holding the workspace (its apply), or else, when the
+// workspace is free, its oldest queued run (its plan). The run's state and
+// the workspace lock change in one conditional write, so of two callers
+// racing for one workspace exactly one wins; the other gets
+// ErrNothingToClaim.
+func (m *Manager) Claim(ctx context.Context, req ClaimRequest) (Run, error) {
+	agent, err := m.availableAgent(ctx, req.Tenant, req.Agent)
+	if err != nil {
+		return Run{}, err
+	}
+	return m.claim(ctx, agent, req.Workspace)
+}
+
+// ClaimNext gives an agent the next run of any workspace of its tenant that
+// it may work on, trying workspaces by name. ErrNothingToClaim means there
+// is none.
+func (m *Manager) ClaimNext(ctx context.Context, tenant, agentID string) (Run, error) {
+	agent, err := m.availableAgent(ctx, tenant, agentID)
+	if err != nil {
+		return Run{}, err
+	}
+	wss, err := m.store.ListWorkspaces(ctx, tenant)
+	if err != nil {
+		return Run{}, fmt.Errorf("cannot list workspaces of %s: %w", tenant, err)
+	}
+	for _, w := range wss {
+		if !agent.Matches(w.AgentLabels) {
+			continue
+		}
+		r, err := m.claim(ctx, agent, w.Name)
+		if errors.Is(err, ErrNothingToClaim) {
+			continue
+		}
+		return r, err
+	}
+	return Run{}, fmt.Errorf("%w for agent %s/%s", ErrNothingToClaim, tenant, agentID)
+}
+
+// availableAgent returns the agent if it is online and below capacity.
+func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent, error) {
+	a, err := m.store.GetAgent(ctx, tenant, id)
+	if err != nil {
+		return Agent{}, fmt.Errorf("cannot claim for agent %s/%s: %w", tenant, id, err)
+	}
+	if !m.Online(a) {
+		return Agent{}, fmt.Errorf("%w: agent %s/%s is silent since %s", ErrAgentUnavailable, tenant, id, a.LastHeartbeat.Format(time.RFC3339))
+	}
+	held, err := m.store.ListLocks(ctx, LockQuery{Tenant: tenant, Agent: id})
+	if err != nil {
+		return Agent{}, fmt.Errorf("cannot count runs of agent %s/%s: %w", tenant, id, err)
+	}
+	if len(held) >= a.Capacity {
+		return Agent{}, fmt.Errorf("%w: agent %s/%s runs %d of %d", ErrAgentUnavailable, tenant, id, len(held), a.Capacity)
+	}
+	return a, nil
+}
+
+func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run, error) {
+	w, err := m.store.GetWorkspace(ctx, agent.Tenant, workspace)
+	if err != nil {
+		return Run{}, fmt.Errorf("cannot claim in workspace %s/%s: %w", agent.Tenant, workspace, err)
+	}
+	if !agent.Matches(w.AgentLabels) {
+		return Run{}, fmt.Errorf("%w: agent %s lacks the labels %s of workspace %s", ErrAgentUnavailable, agent.ID, formatLabels(w.AgentLabels), w.Name)
+	}
+	return retry(ctx, func() (Run, error) {
+		lock, err := m.store.GetLock(ctx, w.Tenant, w.Name)
+		if err != nil {
+			return Run{}, err
+		}
+		var r Run
+		if lock.Held() {
+			if lock.Agent != "" {
+				return Run{}, fmt.Errorf("%w: workspace %s is busy with run %s on agent %s", ErrNothingToClaim, w.Name, lock.Run, lock.Agent)
+			}
+			if r, err = m.store.GetRun(ctx, w.Tenant, lock.Run); err != nil {
+				return Run{}, err
+			}
+			if r.State != Approved {
+				return Run{}, fmt.Errorf("%w: workspace %s waits for run %s (%s)", ErrNothingToClaim, w.Name, r.ID, r.State)
+			}
+		} else {
+			queued, err := m.store.ListRuns(ctx, w.Tenant, w.Name, Queued)
+			if err != nil {
+				return Run{}, err
+			}
+			if len(queued) == 0 {
+				return Run{}, fmt.Errorf("%w: workspace %s has no queued run", ErrNothingToClaim, w.Name)
+			}
+			r = queued[0]
+		}
+		to := Planning
+		if r.State == Approved {
+			to = Applying
+		}
+		now := m.clock()
+		if err := r.move(to, now, agent.ID, "claimed by agent "+agent.ID, w.Options); err != nil {
+			return Run{}, err
+		}
+		r.Agent = agent.ID
+		if to == Planning {
+			r.PlanAgent = agent.ID
+		} else {
+			r.ApplyAgent = agent.ID
+		}
+		if !lock.Held() {
+			lock.Since = now
+		}
+		lock.Tenant, lock.Workspace, lock.Run, lock.Agent, lock.Deadline = w.Tenant, w.Name, r.ID, agent.ID, r.Deadline
+		if err := m.store.Commit(ctx, Commit{Tenant: w.Tenant, Workspace: w.Name, Runs: []Run{r}, Lock: &lock}); err != nil {
+			return Run{}, err
+		}
+		m.log.InfoContext(ctx, "run claimed", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State, "agent", agent.ID)
+		return r, nil
+	})
+}
+
+// Report is an agent's account of the phase it ran.
+type Report struct {
+	Tenant, Run, Agent string
+	// State is the phase's outcome: Planned (NoChanges is derived from
+	// Result.HasChanges), Applied, Failed or Cancelled.
+	State  State
+	Reason string
+	Result *tfrun.Result
+	// Plan is the saved plan and working directory, required for a plan
+	// with changes.
+	Plan *envelope.Claim
+}
+
+// Report records the end of a phase. A plan with changes becomes Planned
+// (and Approved at once when the workspace auto-applies), one without
+// changes ends NoChanges; every final state releases the workspace.
+func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
+	switch rep.State {
+	case Planned, Applied, Failed, Cancelled:
+	default:
+		return Run{}, fmt.Errorf("%w: an agent reports planned, applied, failed or cancelled, not %q", ErrInvalid, rep.State)
+	}
+	return retry(ctx, func() (Run, error) {
+		r, err := m.store.GetRun(ctx, rep.Tenant, rep.Run)
+		if err != nil {
+			return Run{}, fmt.Errorf("cannot record report on run %s: %w", rep.Run, err)
+		}
+		if r.Agent != rep.Agent || !r.State.Executing() {
+			return Run{}, fmt.Errorf("%w: run %s is %s on agent %q, not on %q", ErrNotAssigned, r.ID, r.State, r.Agent, rep.Agent)
+		}
+		w, err := m.store.GetWorkspace(ctx, r.Tenant, r.Workspace)
+		if err != nil {
+			return Run{}, err
+		}
+		to, reason := rep.State, rep.Reason
+		if to == Planned && rep.Result != nil && !rep.Result.HasChanges {
+			to = NoChanges
+		}
+		if to == Planned && rep.Plan == nil {
+			return Run{}, fmt.Errorf("%w: a plan with changes needs its saved plan artifact", ErrInvalid)
+		}
+		if to == Cancelled && r.CancelReason != "" {
+			reason = strings.TrimSpace(r.CancelReason + "; " + reason)
+		}
+		now := m.clock()
+		if err := r.move(to, now, rep.Agent, reason, w.Options); err != nil {
+			return Run{}, err
+		}
+		if rep.Result != nil {
+			res := boundResult(*rep.Result)
+			if r.History[len(r.History)-1].From == Planning {
+				r.PlanResult = &res
+			} else {
+				r.ApplyResult = &res
+			}
+		}
+		if to == Planned {
+			p := *rep.Plan
+			p.URL, p.URLExpiresAt = "", time.Time{}
+			r.Plan = &p
+			if w.Options.AutoApply {
+				if err := r.move(Approved, now, "auto-apply", "workspace "+w.Name+" applies automatically", w.Options); err != nil {
+					return Run{}, err
+				}
+			}
+		}
+		if err := m.commitWithLock(ctx, r); err != nil {
+			return Run{}, err
+		}
+		m.log.InfoContext(ctx, "run phase ended", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State, "agent", rep.Agent, "reason", reason)
+		return r, nil
+	})
+}
+
+// commitWithLock writes r and brings the workspace lock in line with it:
+// released when r ended, no agent between phases.
+func (m *Manager) commitWithLock(ctx context.Context, r Run) error {
+	lock, err := m.store.GetLock(ctx, r.Tenant, r.Workspace)
+	if err != nil {
+		return err
+	}
+	c := Commit{Tenant: r.Tenant, Workspace: r.Workspace, Runs: []Run{r}}
+	if lock.Run == r.ID {
+		if r.State.HoldsLock() {
+			lock.Agent, lock.Deadline = r.Agent, r.Deadline
+		} else {
+			lock.Run, lock.Agent, lock.Since, lock.Deadline = "", "", time.Time{}, time.Time{}
+		}
+		c.Lock = &lock
+	} else if r.State.HoldsLock() {
+		// Unreachable while runs only take locks through claim; refuse
+		// rather than run unlocked.
+		return fmt.Errorf("run %s is %s but the workspace lock is held by %q", r.ID, r.State, lock.Run)
+	}
+	return m.store.Commit(ctx, c)
+}
+
+// Approve confirms a planned run so an agent applies its saved plan.
+func (m *Manager) Approve(ctx context.Context, tenant, runID, by string) (Run, error) {
+	return m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
+		if r.State == Planned && r.Plan == nil {
+			return fmt.Errorf("%w: run %s has no saved plan", ErrInvalid, r.ID)
+		}
+		return r.move(Approved, m.clock(), by, "approved by "+by, w.Options)
+	})
+}
+
+// CancelRequest asks to stop a run.
+type CancelRequest struct {
+	Tenant, Run, By, Reason string
+	// Force ends an executing run at once and releases its workspace
+	// without waiting for the agent (for an agent that no longer answers).
+	Force bool
+}
+
+// Cancel stops a run. A run no agent is working on ends Cancelled at once
+// (a queued run leaves the queue, a planned one is discarded); an executing
+// run is marked CancelRequested and ends when its agent confirms, unless
+// Force is set.
+func (m *Manager) Cancel(ctx context.Context, req CancelRequest) (Run, error) {
+	reason := "cancelled by " + req.By
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	return m.change(ctx, req.Tenant, req.Run, func(r *Run, w Workspace) error {
+		if r.State.Executing() && !req.Force {
+			if r.CancelRequested {
+				return nil
+			}
+			r.CancelRequested, r.CancelReason, r.UpdatedAt = true, reason, m.clock()
+			return nil
+		}
+		if req.Force && r.State.Executing() {
+			reason = "force-" + reason
+		}
+		return r.move(Cancelled, m.clock(), req.By, reason, w.Options)
+	})
+}
+
+// change reads a run, applies f and writes it back with its lock.
+func (m *Manager) change(ctx context.Context, tenant, runID string, f func(*Run, Workspace) error) (Run, error) {
+	return retry(ctx, func() (Run, error) {
+		r, err := m.store.GetRun(ctx, tenant, runID)
+		if err != nil {
+			return Run{}, fmt.Errorf("cannot change run %s: %w", runID, err)
+		}
+		w, err := m.store.GetWorkspace(ctx, r.Tenant, r.Workspace)
+		if err != nil {
+			return Run{}, err
+		}
+		if err := f(&r, w); err != nil {
+			return Run{}, err
+		}
+		if err := m.commitWithLock(ctx, r); err != nil {
+			return Run{}, err
+		}
+		m.log.InfoContext(ctx, "run changed", "tenant", r.Tenant, "run", r.ID, "state", r.State, "reason", r.LastReason(), "cancelRequested", r.CancelRequested)
+		return r, nil
+	})
+}
+
+// Heartbeat is an agent saying it is alive.
+type Heartbeat struct {
+	Tenant, Agent string
+	Labels        map[string]string
+	Capacity      int
+	Version       string
+	// Running lists the runs the agent is executing.
+	Running []string
+}
+
+// Stop tells an agent to stop a run it is executing.
+type Stop struct {
+	Run    string `json:"run"`
+	Reason string `json:"reason"`
+}
+
+// Heartbeat records that an agent is alive and answers which of its
+// running runs it must stop: cancelled, timed out, failed by a sweep, or
+// no longer its own.
+func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
+	now := m.clock()
+	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: cloneLabels(hb.Labels), Capacity: hb.Capacity, Version: hb.Version, RegisteredAt: now, LastHeartbeat: now}
+	if err := a.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := m.store.GetTenant(ctx, hb.Tenant); err != nil {
+		return nil, fmt.Errorf("cannot record heartbeat of %s/%s: %w", hb.Tenant, hb.Agent, err)
+	}
+	if old, err := m.store.GetAgent(ctx, hb.Tenant, hb.Agent); err == nil {
+		a.RegisteredAt = old.RegisteredAt
+		if old.Silent {
+			m.log.InfoContext(ctx, "agent back", "tenant", hb.Tenant, "agent", hb.Agent, "silentSince", old.LastHeartbeat)
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if err := m.store.PutAgent(ctx, a); err != nil {
+		return nil, fmt.Errorf("cannot record heartbeat of %s/%s: %w", hb.Tenant, hb.Agent, err)
+	}
+	var stops []Stop
+	for _, id := range hb.Running {
+		r, err := m.store.GetRun(ctx, hb.Tenant, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			stops = append(stops, Stop{Run: id, Reason: "unknown run"})
+		case err != nil:
+			return nil, err
+		case r.Agent != hb.Agent || !r.State.Executing():
+			stops = append(stops, Stop{Run: id, Reason: fmt.Sprintf("run is %s: %s", r.State, r.LastReason())})
+		case r.CancelRequested:
+			stops = append(stops, Stop{Run: id, Reason: r.CancelReason})
+		}
+	}
+	return stops, nil
+}
+
+// SweepSilentAgents fails the runs of agents that stopped heartbeating,
+// releases their workspaces and marks them silent. It returns the agents
+// it marked. Any number of replicas may sweep at once.
+func (m *Manager) SweepSilentAgents(ctx context.Context) ([]Agent, error) {
+	now := m.clock()
+	agents, err := m.store.ListSilentAgents(ctx, now.Add(-m.silent))
+	if err != nil {
+		return nil, fmt.Errorf("cannot list silent agents: %w", err)
+	}
+	var marked []Agent
+	for _, a := range agents {
+		locks, err := m.store.ListLocks(ctx, LockQuery{Tenant: a.Tenant, Agent: a.ID})
+		if err != nil {
+			return marked, err
+		}
+		reason := fmt.Sprintf("agent %s stopped heartbeating (last seen %s)", a.ID, a.LastHeartbeat.Format(time.RFC3339))
+		for _, l := range locks {
+			if err := m.endExecuting(ctx, a.Tenant, l.Run, a.ID, Failed, reason); err != nil {
+				return marked, err
+			}
+		}
+		a.Silent = true
+		switch err := m.store.PutAgent(ctx, a); {
+		case errors.Is(err, ErrConflict):
+			continue // it heartbeated meanwhile
+		case err != nil:
+			return marked, fmt.Errorf("cannot mark agent %s/%s silent: %w", a.Tenant, a.ID, err)
+		}
+		m.log.WarnContext(ctx, "agent silent", "tenant", a.Tenant, "agent", a.ID, "lastHeartbeat", a.LastHeartbeat, "runsFailed", len(locks))
+		marked = append(marked, a)
+	}
+	return marked, nil
+}
+
+// endExecuting moves a run still executing on agent to a final state.
+func (m *Manager) endExecuting(ctx context.Context, tenant, runID, agent string, to State, reason string) error {
+	_, err := m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
+		if agent != "" && r.Agent != agent {
+			return errSkip
+		}
+		return r.move(to, m.clock(), "sweeper", reason, w.Options)
+	})
+	if errors.Is(err, errSkip) || errors.Is(err, ErrIllegalTransition) {
+		return nil // changed meanwhile; nothing left to do
+	}
+	return err
+}
+
+var errSkip = errors.New("skip")
+
+// SweepTimeouts ends runs whose current state outlived its deadline
+// (planning, applying, or a plan waiting for approval) as TimedOut and
+// releases their workspaces. An agent still executing one learns it from
+// its next heartbeat.
+func (m *Manager) SweepTimeouts(ctx context.Context) ([]Run, error) {
+	now := m.clock()
+	locks, err := m.store.ListLocks(ctx, LockQuery{ExpiredBy: now})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list expired locks: %w", err)
+	}
+	var ended []Run
+	for _, l := range locks {
+		r, err := m.change(ctx, l.Tenant, l.Run, func(r *Run, w Workspace) error {
+			if r.Deadline.IsZero() || r.Deadline.After(now) {
+				return errSkip
+			}
+			return r.move(TimedOut, now, "sweeper", fmt.Sprintf("%s passed its deadline %s", r.State, r.Deadline.Format(time.RFC3339)), w.Options)
+		})
+		switch {
+		case errors.Is(err, errSkip), errors.Is(err, ErrIllegalTransition):
+			continue
+		case err != nil:
+			return ended, err
+		}
+		m.log.WarnContext(ctx, "run timed out", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID)
+		ended = append(ended, r)
+	}
+	return ended, nil
+}
+
+// Sweep runs both sweeps every interval until ctx ends.
+func (m *Manager) Sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := m.SweepSilentAgents(ctx); err != nil && ctx.Err() == nil {
+			m.log.ErrorContext(ctx, "cannot sweep silent agents", "err", err)
+		}
+		if _, err := m.SweepTimeouts(ctx); err != nil && ctx.Err() == nil {
+			m.log.ErrorContext(ctx, "cannot sweep run timeouts", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Result bounds keep a run's record small enough for a table entity; the
+// full log is kept in Blob storage anyway.
+const (
+	maxDiagnostics     = 50
+	maxDiagnosticBytes = 4 << 10
+	maxOutputBytes     = 16 << 10
+)
+
+func boundResult(res tfrun.Result) tfrun.Result {
+	if len(res.Diagnostics) > maxDiagnostics {
+		extra := len(res.Diagnostics) - maxDiagnostics
+		res.Diagnostics = append(res.Diagnostics[:maxDiagnostics:maxDiagnostics], tfrun.Diagnostic{
+			Severity: "warning", Summary: fmt.Sprintf("%d more diagnostics are in the run log", extra),
+		})
+	} else {
+		res.Diagnostics = slices.Clone(res.Diagnostics)
+	}
+	for i, d := range res.Diagnostics {
+		if len(d.Detail) > maxDiagnosticBytes {
+			res.Diagnostics[i].Detail = d.Detail[:maxDiagnosticBytes] + "… (truncated; see the run log)"
+		}
+	}
+	if len(res.Outputs) > 0 {
+		outs := make(map[string]tfrun.Output, len(res.Outputs))
+		for k, o := range res.Outputs {
+			if len(o.Value) > maxOutputBytes {
+				o.Value = []byte(fmt.Sprintf("%q", fmt.Sprintf("(%d bytes, too large to keep)", len(o.Value))))
+			}
+			outs[k] = o
+		}
+		res.Outputs = outs
+	}
+	return res
+}

@@ -1,0 +1,312 @@
+package runs
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// Tenant is a customer. Its id is the gateway's tenant id.
+type Tenant struct {
+	ID          string    `json:"id"`
+	DisplayName string    `json:"displayName,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+// Validate checks the tenant's fields.
+func (t Tenant) Validate() error {
+	return queuename.ValidateID("tenant", t.ID)
+}
+
+// Workspace is one Terraform configuration for one environment of a tenant.
+// Its runs go to the tenant's agents whose labels match AgentLabels.
+type Workspace struct {
+	Tenant      string `json:"tenant"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// AgentLabels selects agents: every key must be present on the agent
+	// with the same value. Empty means any agent of the tenant.
+	AgentLabels map[string]string `json:"agentLabels,omitempty"`
+	Options     Options           `json:"options"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	// ETag is the store's concurrency token; "" when not stored yet.
+	ETag string `json:"-"`
+}
+
+// Options tune a workspace's runs. Zero durations take the defaults.
+type Options struct {
+	// AutoApply approves a plan with changes as soon as it is saved.
+	AutoApply bool `json:"autoApply,omitempty"`
+	// PlanTimeout bounds planning (default DefaultPlanTimeout).
+	PlanTimeout time.Duration `json:"planTimeout,omitempty"`
+	// ApplyTimeout bounds applying (default DefaultApplyTimeout).
+	ApplyTimeout time.Duration `json:"applyTimeout,omitempty"`
+	// ApprovalTimeout bounds how long a saved plan waits for approval while
+	// it holds the workspace (default DefaultApprovalTimeout).
+	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
+}
+
+// Defaults for Options.
+const (
+	DefaultPlanTimeout     = time.Hour
+	DefaultApplyTimeout    = 2 * time.Hour
+	DefaultApprovalTimeout = 24 * time.Hour
+	// MaxTimeout caps every timeout (a week: runs must end).
+	MaxTimeout = 7 * 24 * time.Hour
+)
+
+// Validate names the first bad option.
+func (o Options) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"planTimeout", o.PlanTimeout}, {"applyTimeout", o.ApplyTimeout}, {"approvalTimeout", o.ApprovalTimeout}} {
+		if d.v < 0 || d.v > MaxTimeout {
+			return fmt.Errorf("workspace options: %s %s must be between 0 (default) and %s", d.name, d.v, MaxTimeout)
+		}
+	}
+	return nil
+}
+
+// timeout returns how long a run may stay in s; 0 means no deadline.
+func (o Options) timeout(s State) time.Duration {
+	pick := func(v, def time.Duration) time.Duration {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	switch s {
+	case Planning:
+		return pick(o.PlanTimeout, DefaultPlanTimeout)
+	case Applying:
+		return pick(o.ApplyTimeout, DefaultApplyTimeout)
+	case Planned:
+		return pick(o.ApprovalTimeout, DefaultApprovalTimeout)
+	}
+	return 0
+}
+
+// Validate checks the workspace's fields.
+func (w Workspace) Validate() error {
+	if err := queuename.ValidateID("tenant", w.Tenant); err != nil {
+		return err
+	}
+	if err := queuename.ValidateID("workspace", w.Name); err != nil {
+		return err
+	}
+	if len(w.Description) > 1024 {
+		return errors.New("workspace description is longer than 1024 characters")
+	}
+	for k, v := range w.AgentLabels {
+		if err := validateLabel(k, v); err != nil {
+			return fmt.Errorf("workspace agentLabels: %w", err)
+		}
+	}
+	return w.Options.Validate()
+}
+
+func validateLabel(k, v string) error {
+	if err := queuename.ValidateID("label", k); err != nil {
+		return err
+	}
+	if len(v) > 256 {
+		return fmt.Errorf("label %s value is longer than 256 characters", k)
+	}
+	return nil
+}
+
+// Operation is what a run does to the workspace's infrastructure.
+type Operation string
+
+// Operations.
+const (
+	OpApply   Operation = "apply"   // plan the configuration, then apply it
+	OpDestroy Operation = "destroy" // plan a destroy, then apply it
+)
+
+// Valid reports whether o is known.
+func (o Operation) Valid() bool { return o == OpApply || o == OpDestroy }
+
+// Run is one plan (and possibly apply) of a workspace.
+type Run struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Workspace string    `json:"workspace"`
+	Operation Operation `json:"operation"`
+	State     State     `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// Bundle is the configuration to run (see package artifacts).
+	Bundle *envelope.Claim `json:"bundle"`
+	// Plan is the saved plan with its working directory, set when the
+	// plan ends; the apply applies exactly this, on any agent.
+	Plan *envelope.Claim `json:"plan,omitempty"`
+	// Agent is working on the run now (planning or applying); "" otherwise.
+	Agent string `json:"agent,omitempty"`
+	// PlanAgent and ApplyAgent record who did each phase.
+	PlanAgent  string `json:"planAgent,omitempty"`
+	ApplyAgent string `json:"applyAgent,omitempty"`
+	// Deadline is when the current state times out; zero means never.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// CancelRequested asks the agent to stop; it confirms by reporting
+	// Cancelled. CancelReason says who asked and why.
+	CancelRequested bool          `json:"cancelRequested,omitempty"`
+	CancelReason    string        `json:"cancelReason,omitempty"`
+	PlanResult      *tfrun.Result `json:"planResult,omitempty"`
+	ApplyResult     *tfrun.Result `json:"applyResult,omitempty"`
+	// History records every transition, oldest first.
+	History []Transition `json:"history"`
+	// ETag is the store's concurrency token; "" when not stored yet.
+	ETag string `json:"-"`
+}
+
+// Transition is one recorded state change.
+type Transition struct {
+	From   State     `json:"from,omitempty"`
+	To     State     `json:"to"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// TerraformOp is the Terraform operation for the run's current phase.
+func (r *Run) TerraformOp() tfrun.Operation {
+	switch {
+	case r.State == Applying || r.State == Approved:
+		return tfrun.Apply
+	case r.Operation == OpDestroy:
+		return tfrun.PlanDestroy
+	}
+	return tfrun.Plan
+}
+
+// move validates and applies a transition to r (in memory only).
+func (r *Run) move(to State, at time.Time, by, reason string, opts Options) error {
+	if err := CheckTransition(r.ID, r.State, to); err != nil {
+		return err
+	}
+	r.History = append(r.History, Transition{From: r.State, To: to, At: at, By: by, Reason: reason})
+	r.State, r.UpdatedAt = to, at
+	r.Deadline = time.Time{}
+	if d := opts.timeout(to); d > 0 {
+		r.Deadline = at.Add(d)
+	}
+	if !to.Executing() {
+		r.Agent, r.CancelRequested, r.CancelReason = "", false, ""
+	}
+	return nil
+}
+
+// LastReason is the reason recorded with the latest transition.
+func (r *Run) LastReason() string {
+	if len(r.History) == 0 {
+		return ""
+	}
+	return r.History[len(r.History)-1].Reason
+}
+
+// Lock is a workspace's run lock: Run holds the workspace from its claim
+// until it ends. There is one per workspace, stored next to its runs so a
+// claim changes lock and run in one atomic transaction.
+type Lock struct {
+	Tenant    string `json:"tenant"`
+	Workspace string `json:"workspace"`
+	// Run holds the lock; "" means free.
+	Run string `json:"run,omitempty"`
+	// Agent is working on Run now; "" between phases.
+	Agent string    `json:"agent,omitempty"`
+	Since time.Time `json:"since,omitzero"`
+	// Deadline mirrors the run's deadline so sweeps read locks only.
+	Deadline time.Time `json:"deadline,omitzero"`
+	ETag     string    `json:"-"`
+}
+
+// Held reports whether a run holds the lock.
+func (l Lock) Held() bool { return l.Run != "" }
+
+// Agent is a deployment agent of a tenant (a bote connector).
+type Agent struct {
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	// Labels let workspaces select agents (e.g. "env": "prod").
+	Labels map[string]string `json:"labels,omitempty"`
+	// Capacity is how many runs the agent executes at once.
+	Capacity      int       `json:"capacity"`
+	Version       string    `json:"version,omitempty"` // software version
+	RegisteredAt  time.Time `json:"registeredAt"`
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	// Silent is set by the sweeper once the agent stopped heartbeating;
+	// the next heartbeat clears it.
+	Silent bool   `json:"silent,omitempty"`
+	ETag   string `json:"-"`
+}
+
+// Validate checks the agent's fields.
+func (a Agent) Validate() error {
+	if err := queuename.ValidateID("tenant", a.Tenant); err != nil {
+		return err
+	}
+	if err := queuename.ValidateID("agent", a.ID); err != nil {
+		return err
+	}
+	if a.Capacity < 1 || a.Capacity > 64 {
+		return fmt.Errorf("agent capacity %d must be between 1 and 64", a.Capacity)
+	}
+	for k, v := range a.Labels {
+		if err := validateLabel(k, v); err != nil {
+			return fmt.Errorf("agent labels: %w", err)
+		}
+	}
+	return nil
+}
+
+// Matches reports whether the agent carries every label of selector.
+func (a Agent) Matches(selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := a.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// NewRunID returns a new run id, "run-" and 16 characters that sort by
+// creation time (48 bits of milliseconds, then 32 random bits), so a
+// workspace's runs list oldest first straight from the store.
+func NewRunID(now time.Time) string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:]) // never fails (crypto/rand)
+	return "run-" + idEncoding.EncodeToString(b[:])
+}
+
+// ValidRunID reports whether id has the form NewRunID produces.
+func ValidRunID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "run-")
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	_, err := idEncoding.DecodeString(rest)
+	return err == nil
+}
+
+func cloneLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
+}

@@ -1,0 +1,110 @@
+package runs
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/botehq/platform/runtime/queuename"
+)
+
+// Errors a Store returns (wrapped); callers branch on them with errors.Is.
+var (
+	// ErrNotFound: no such tenant, workspace, run or agent in this tenant.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: creating something that is already there.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: an ETag did not match; someone else changed the entity
+	// first. Re-read and decide again.
+	ErrConflict = errors.New("concurrent update")
+)
+
+// Store keeps tenants, workspaces, runs, locks and agents durably. The
+// Manager holds the lifecycle rules; a Store only guarantees storage
+// semantics, which package runstore's contract suite checks for every
+// implementation:
+//
+//   - Every read and write is scoped by tenant: a run or workspace is only
+//     found under its own tenant.
+//   - An entity read carries an ETag; writing it back with that ETag fails
+//     with ErrConflict if it changed meanwhile, and creating (empty ETag)
+//     fails with ErrExists (workspaces, tenants) or ErrConflict (runs,
+//     locks) if it is already there.
+//   - Commit writes a workspace's runs and its lock all or nothing.
+type Store interface {
+	CreateTenant(ctx context.Context, t Tenant) error
+	GetTenant(ctx context.Context, id string) (Tenant, error)
+	ListTenants(ctx context.Context) ([]Tenant, error)
+
+	CreateWorkspace(ctx context.Context, w Workspace) error
+	GetWorkspace(ctx context.Context, tenant, name string) (Workspace, error)
+	// UpdateWorkspace replaces w if w.ETag still matches.
+	UpdateWorkspace(ctx context.Context, w Workspace) error
+	ListWorkspaces(ctx context.Context, tenant string) ([]Workspace, error)
+
+	// GetRun finds a run by id within tenant.
+	GetRun(ctx context.Context, tenant, id string) (Run, error)
+	// ListRuns returns a workspace's runs oldest first, only those in one
+	// of states when any are given.
+	ListRuns(ctx context.Context, tenant, workspace string, states ...State) ([]Run, error)
+	// GetLock returns the workspace's lock; a lock never written comes back
+	// free with an empty ETag.
+	GetLock(ctx context.Context, tenant, workspace string) (Lock, error)
+	// ListLocks returns held locks matching q.
+	ListLocks(ctx context.Context, q LockQuery) ([]Lock, error)
+	// Commit writes c atomically. Stored ETags are stale afterwards.
+	Commit(ctx context.Context, c Commit) error
+
+	// PutAgent stores a. With an empty ETag it creates or replaces the
+	// agent unconditionally (a heartbeat); otherwise only if a.ETag matches.
+	PutAgent(ctx context.Context, a Agent) error
+	GetAgent(ctx context.Context, tenant, id string) (Agent, error)
+	ListAgents(ctx context.Context, tenant string) ([]Agent, error)
+	// ListSilentAgents returns the agents of every tenant not marked Silent
+	// whose last heartbeat is before cutoff (the sweeper's query).
+	ListSilentAgents(ctx context.Context, cutoff time.Time) ([]Agent, error)
+}
+
+// Commit is one atomic write to a workspace: runs (created when their ETag
+// is empty, replaced otherwise) and optionally its lock.
+type Commit struct {
+	Tenant, Workspace string
+	Runs              []Run
+	Lock              *Lock
+}
+
+// LockQuery selects held locks. Empty fields match everything.
+type LockQuery struct {
+	Tenant string
+	Agent  string
+	// ExpiredBy keeps locks whose deadline is set and not after it.
+	ExpiredBy time.Time
+}
+
+// Match reports whether a held lock l satisfies q (for Store
+// implementations).
+func (q LockQuery) Match(l Lock) bool {
+	switch {
+	case !l.Held():
+		return false
+	case q.Tenant != "" && l.Tenant != q.Tenant:
+		return false
+	case q.Agent != "" && l.Agent != q.Agent:
+		return false
+	case !q.ExpiredBy.IsZero() && (l.Deadline.IsZero() || l.Deadline.After(q.ExpiredBy)):
+		return false
+	}
+	return true
+}
+
+// CheckScope validates the tenant and (when not "") workspace names a Store
+// builds keys from; every Store method calls it first.
+func CheckScope(tenant, workspace string) error {
+	if err := queuename.ValidateID("tenant", tenant); err != nil {
+		return err
+	}
+	if workspace != "" {
+		return queuename.ValidateID("workspace", workspace)
+	}
+	return nil
+}
