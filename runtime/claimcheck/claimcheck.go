@@ -1,7 +1,7 @@
 // Package claimcheck moves message bodies that are too large for a queue
 // message into Azure Blob storage and back (the claim check pattern).
 //
-// Put stores a body as a block blob named "<yyyy-mm-dd>/<random id>" in one
+// Put stores a body as a block blob named "<yyyymmdd>-<random id>" in one
 // container and returns an envelope.Claim: container, blob, size, SHA-256
 // and a read-only SAS URL scoped to that single blob, valid for URLTTL. A
 // recipient with storage access (worker, cloud service) fetches by reference
@@ -19,7 +19,8 @@
 // the blob after handling succeeded (Delete). A broadcast shares one blob
 // among all subscribers, so nobody can tell when it is no longer needed;
 // the container must carry a lifecycle management rule that deletes blobs
-// older than the longest message TTL (the date prefix makes that cheap).
+// older than the longest message TTL (lifecycle rules act on blob age; the
+// date in the name is for people looking at the container).
 // Bodies above MaxBodyBytes are refused with ErrBodyTooLarge.
 package claimcheck
 
@@ -159,7 +160,7 @@ func (s *Store) Put(ctx context.Context, body []byte, contentType string) (*enve
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBodyTooLarge, len(body), s.max)
 	}
 	sum := sha256.Sum256(body)
-	name := s.now().UTC().Format("2006-01-02") + "/" + envelope.NewID()
+	name := s.now().UTC().Format("20060102") + "-" + envelope.NewID()
 	opts := &azblob.UploadBufferOptions{Metadata: map[string]*string{"sha256": to.Ptr(hex.EncodeToString(sum[:]))}}
 	if contentType != "" {
 		opts.HTTPHeaders = &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)}
