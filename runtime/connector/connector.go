@@ -1,0 +1,340 @@
+// Package connector is the on-premises side of the gateway: a Go program
+// imports it to become a connector.
+//
+// A Client keeps one session with the worker (a WebSocket at
+// protocol.ConnectPath, authenticated with an access token from the idp) and
+// reconnects with exponential backoff and full jitter when it drops. Over
+// the session it sends to the cloud (Send waits for the worker's ack, which
+// comes once the bus has the message), manages topic subscriptions, renews
+// its token before expiry and obtains short-lived SAS URLs for its own
+// Storage Queue.
+//
+// Receiving never depends on the session being perfect: the client drains
+// its queue on every (re)connect, again whenever the worker nudges it, and on
+// a slow safety poll (SafetyPoll, default 5 minutes) in case a nudge was
+// lost. A message is deleted only after the handler returned nil; while a
+// handler runs, the message's visibility is extended through the worker; a
+// failed message comes back after a growing delay; a message dequeued more
+// than MaxDequeueCount times, or one that is not a valid envelope, is handed
+// to the worker's connector error queue and removed. Handlers get the
+// stable message id (Message.ID) and should deduplicate on it: delivery is
+// at least once. The client also skips ids it handled recently.
+package connector
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// Message is a message from the cloud as a handler sees it.
+type Message struct {
+	// ID is the message id, stable across redeliveries: deduplicate on it.
+	ID            string
+	CorrelationID string
+	ReplyTo       string
+	// Kind is envelope.KindTargeted or envelope.KindBroadcast.
+	Kind  envelope.Kind
+	Topic string
+	// From is the cloud service that sent the message.
+	From        envelope.Identity
+	Headers     map[string]string
+	ContentType string
+	// Body is the payload, fetched from Blob storage if it was claim-checked.
+	Body []byte
+	// DequeueCount is how often the queue has handed this message out.
+	DequeueCount int
+}
+
+// Handler handles messages from the cloud. Returning nil deletes the
+// message; an error makes it come back later.
+type Handler interface {
+	Handle(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ctx, m) }
+
+// TokenSource supplies access tokens; *clientauth.TokenSource is one.
+type TokenSource interface {
+	TokenWithExpiry(ctx context.Context) (clientauth.Token, error)
+	Invalidate()
+}
+
+// Config configures a Client.
+type Config struct {
+	// WorkerURL is the worker's base URL (https://gateway.example.com); the
+	// session goes to its protocol.ConnectPath over ws(s).
+	WorkerURL string
+	// Tenant and Connector are this connector's ids.
+	Tenant, Connector string
+	// TokenURL and Key obtain access tokens (ES256 client assertions).
+	// Alternatively set Tokens.
+	TokenURL string
+	Key      *ecdsa.PrivateKey
+	Tokens   TokenSource
+
+	// Handler receives messages from the cloud.
+	Handler Handler
+
+	// SafetyPoll is how often the queue is read without a nudge (default
+	// 5m; the nudge makes this a backstop, so it is slow on purpose).
+	SafetyPoll time.Duration
+	// Visibility is how long a received message stays hidden before it is
+	// extended (default 60s; extended at half of it while a handler runs).
+	Visibility time.Duration
+	// MaxDequeueCount: a message handed out more often is poison (default 5).
+	MaxDequeueCount int
+	// Concurrency is how many handlers run at once (default 4).
+	Concurrency int
+	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms, 30s).
+	MinBackoff, MaxBackoff time.Duration
+	// MaxClaimBytes bounds a claim-checked body (default 100 MiB).
+	MaxClaimBytes int64
+	// HTTPClient is used for the WebSocket, queue and blob requests.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Validate checks the configuration and names the bad field.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.WorkerURL)
+	switch {
+	case c.WorkerURL == "" || err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss"):
+		return fmt.Errorf("connector config: WorkerURL %q must be an absolute http(s) URL", c.WorkerURL)
+	case c.Tokens == nil && (c.TokenURL == "" || c.Key == nil):
+		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
+	case c.Handler == nil:
+		return errors.New("connector config: Handler is required")
+	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0:
+		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, MaxDequeueCount, Concurrency and MaxClaimBytes must not be negative")
+	case c.Visibility != 0 && c.Visibility < 2*time.Second:
+		return fmt.Errorf("connector config: Visibility %s must be at least 2s", c.Visibility)
+	}
+	if err := queuename.ValidateID("tenant", c.Tenant); err != nil {
+		return fmt.Errorf("connector config: Tenant: %w", err)
+	}
+	if err := queuename.ValidateID("connector", c.Connector); err != nil {
+		return fmt.Errorf("connector config: Connector: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	setDefault(&c.SafetyPoll, 5*time.Minute)
+	setDefault(&c.Visibility, 60*time.Second)
+	setDefault(&c.MaxDequeueCount, 5)
+	setDefault(&c.Concurrency, 4)
+	setDefault(&c.MinBackoff, 250*time.Millisecond)
+	setDefault(&c.MaxBackoff, 30*time.Second)
+	setDefault(&c.MaxClaimBytes, 100<<20)
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// ErrNotConnected reports a request made while there is no session.
+var ErrNotConnected = errors.New("not connected to the gateway")
+
+// Client is a connector. Run it; Send, Subscribe and Unsubscribe may be
+// called from any goroutine while it runs.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	tokens TokenSource
+	wsURL  string
+
+	mu      sync.Mutex
+	sess    *session
+	changed chan struct{} // closed and replaced whenever sess changes
+
+	wake    chan struct{} // nudges, connects: read the queue now
+	recent  *recentIDs
+	running atomic.Bool
+}
+
+// New returns a Client.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	c := &Client{cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "connector", cfg.Connector),
+		changed: make(chan struct{}), wake: make(chan struct{}, 1), recent: newRecentIDs(10_000)}
+	c.tokens = cfg.Tokens
+	if c.tokens == nil {
+		ts, err := clientauth.NewTokenSource(clientauth.TokenSourceConfig{
+			TokenURL: cfg.TokenURL, ClientID: registry.ClientID(cfg.Tenant, cfg.Connector), Key: cfg.Key, HTTPClient: cfg.HTTPClient,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.tokens = ts
+	}
+	u, _ := url.Parse(cfg.WorkerURL)
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + protocol.ConnectPath
+	c.wsURL = u.String()
+	return c, nil
+}
+
+// Run keeps the session and receives messages until ctx ends. Handlers in
+// flight finish (their messages are deleted or left for redelivery) before
+// Run returns.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("connector: Run called twice")
+	}
+	defer c.running.Store(false)
+	rx := newReceiver(c)
+	done := make(chan struct{})
+	go func() { defer close(done); rx.run(ctx) }()
+	c.keepSession(ctx)
+	<-done
+	return nil
+}
+
+// Connected reports whether a session is up.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess != nil
+}
+
+// WaitConnected blocks until a session is up or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	_, err := c.session(ctx)
+	return err
+}
+
+// session returns the current session, waiting for one.
+func (c *Client) session(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, ch := c.sess, c.changed
+		c.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
+		}
+	}
+}
+
+func (c *Client) setSession(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sess = s
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// OutMessage is a message to the cloud.
+type OutMessage struct {
+	// ID is the message id; Send generates one if empty. Retries reuse it,
+	// so the cloud can deduplicate.
+	ID            string
+	CorrelationID string
+	ReplyTo       string
+	ContentType   string
+	Headers       map[string]string
+	Body          []byte
+}
+
+// Send sends m to the cloud and returns its id once the bus accepted it. It
+// waits for a session, and if the session drops before the ack it sends
+// again with the same id, until ctx ends. A refusal by the worker (bad
+// message, identity headers) is returned as a *protocol.Error.
+func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
+	if m.ID == "" {
+		m.ID = envelope.NewID()
+	}
+	f := protocol.Frame{Type: protocol.TypeSend, Message: &protocol.Message{
+		ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body,
+	}}
+	reply, err := c.request(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	return reply.MessageID, nil
+}
+
+// Subscribe subscribes this connector to topic in its own tenant.
+func (c *Client) Subscribe(ctx context.Context, topic string) error {
+	_, err := c.request(ctx, protocol.Frame{Type: protocol.TypeSubscribe, Topic: topic})
+	return err
+}
+
+// Unsubscribe ends this connector's subscription to topic.
+func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
+	_, err := c.request(ctx, protocol.Frame{Type: protocol.TypeUnsubscribe, Topic: topic})
+	return err
+}
+
+// request sends f over the session and waits for its reply, retrying on
+// another session if this one drops or the worker is going away.
+func (c *Client) request(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return protocol.Frame{}, err
+		}
+		reply, err := s.request(ctx, f)
+		var perr *protocol.Error
+		switch {
+		case err == nil:
+			return reply, nil
+		case errors.As(err, &perr) && perr.Code != protocol.CodeUnavailable && perr.Code != protocol.CodeShuttingDown:
+			return protocol.Frame{}, err
+		case ctx.Err() != nil:
+			return protocol.Frame{}, err
+		}
+		c.log.Debug("request interrupted; retrying", "type", f.Type, "err", err)
+		if errors.As(err, &perr) {
+			sleep(ctx, c.cfg.MinBackoff)
+		}
+	}
+}
+
+// nudge asks the receiver to read the queue.
+func (c *Client) nudge() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}

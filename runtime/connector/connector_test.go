@@ -1,0 +1,224 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/worker/protocol"
+	gw "github.com/botehq/platform/runtime/worker/session"
+)
+
+// fakeTokens hands out "tok-<n>" tokens valid for ttl.
+type fakeTokens struct {
+	n           atomic.Int64
+	ttl         time.Duration
+	invalidated atomic.Int64
+}
+
+func (f *fakeTokens) TokenWithExpiry(context.Context) (clientauth.Token, error) {
+	return clientauth.Token{AccessToken: "tok", Expiry: time.Now().Add(f.ttl)}, nil
+}
+func (f *fakeTokens) Invalidate() { f.invalidated.Add(1) }
+
+type verifier struct{ id gw.Identity }
+
+func (v verifier) Verify(_ context.Context, raw string) (gw.Principal, error) {
+	if raw != "tok" {
+		return gw.Principal{}, errors.New("bad token")
+	}
+	return gw.Principal{Identity: v.id, Expires: time.Now().Add(time.Hour)}, nil
+}
+
+type sender struct {
+	mu   sync.Mutex
+	msgs []protocol.Message
+	from []gw.Identity
+}
+
+func (s *sender) SendToCloud(_ context.Context, from gw.Identity, m protocol.Message) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, m)
+	s.from = append(s.from, from)
+	return m.ID, nil
+}
+func (s *sender) DeadLetter(context.Context, gw.Identity, protocol.DeadLetter) error { return nil }
+
+type subs struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (s *subs) Subscribe(_ context.Context, tenant, topic, connector string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, "+"+tenant+"/"+topic+"/"+connector)
+	return nil
+}
+func (s *subs) Unsubscribe(_ context.Context, tenant, topic, connector string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, "-"+tenant+"/"+topic+"/"+connector)
+	return nil
+}
+
+type noAccess struct{}
+
+func (noAccess) Grant(context.Context, gw.Identity) (protocol.QueueAccess, error) {
+	return protocol.QueueAccess{}, errors.New("no storage in this test")
+}
+func (noAccess) Extend(context.Context, gw.Identity, string, string, time.Duration) (string, time.Time, error) {
+	return "", time.Time{}, errors.New("no storage in this test")
+}
+
+type gateway struct {
+	srv    *gw.Server
+	http   *httptest.Server
+	sender *sender
+	subs   *subs
+}
+
+func newGateway(t *testing.T, id gw.Identity) *gateway {
+	t.Helper()
+	g := &gateway{sender: &sender{}, subs: &subs{}}
+	srv, err := gw.New(gw.Config{Verifier: verifier{id}, Sender: g.sender, Subscriptions: g.subs, QueueAccess: noAccess{},
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	g.srv = srv
+	g.http = httptest.NewServer(srv)
+	t.Cleanup(g.http.Close)
+	return g
+}
+
+func newClient(t *testing.T, g *gateway, tenant, connector string) (*Client, *fakeTokens) {
+	t.Helper()
+	tokens := &fakeTokens{ttl: time.Hour}
+	c, err := New(Config{
+		WorkerURL: g.http.URL, Tenant: tenant, Connector: connector, Tokens: tokens,
+		Handler:    HandlerFunc(func(context.Context, *Message) error { return nil }),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c, tokens
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestSendWaitsForAckAndCarriesNoIdentity(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
+	c, _ := newClient(t, g, "acme", "a1")
+	id, err := c.Send(ctxT(t), OutMessage{Body: []byte("ping"), CorrelationID: "c-1"})
+	require.NoError(t, err)
+	assert.Len(t, id, 32)
+	g.sender.mu.Lock()
+	defer g.sender.mu.Unlock()
+	require.Len(t, g.sender.msgs, 1)
+	assert.Equal(t, id, g.sender.msgs[0].ID)
+	assert.Equal(t, gw.Identity{Tenant: "acme", Connector: "a1"}, g.sender.from[0])
+}
+
+func TestSendRefusedIsReturned(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
+	c, _ := newClient(t, g, "acme", "a1")
+	_, err := c.Send(ctxT(t), OutMessage{Headers: map[string]string{"bote-tenant": "other"}})
+	var perr *protocol.Error
+	require.ErrorAs(t, err, &perr)
+	assert.Equal(t, protocol.CodeIdentityHeader, perr.Code)
+}
+
+func TestSubscribe(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
+	c, _ := newClient(t, g, "acme", "a1")
+	require.NoError(t, c.Subscribe(ctxT(t), "chat"))
+	require.NoError(t, c.Unsubscribe(ctxT(t), "chat"))
+	var perr *protocol.Error
+	require.ErrorAs(t, c.Subscribe(ctxT(t), "bad topic"), &perr)
+	assert.Equal(t, protocol.CodeInvalidTopic, perr.Code)
+	assert.Equal(t, []string{"+acme/chat/a1", "-acme/chat/a1"}, g.subs.got)
+}
+
+func TestReconnectsAfterWorkerGoesAway(t *testing.T) {
+	id := gw.Identity{Tenant: "acme", Connector: "a1"}
+	g := newGateway(t, id)
+	c, _ := newClient(t, g, "acme", "a1")
+	require.NoError(t, c.WaitConnected(ctxT(t)))
+
+	// Replace the worker: the old one shuts down (1001), a new one serves.
+	g2, err := gw.New(gw.Config{Verifier: verifier{id}, Sender: g.sender, Subscriptions: g.subs, QueueAccess: noAccess{}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	old := g.srv
+	g.http.Config.Handler = g2
+	require.NoError(t, old.Shutdown(ctxT(t)))
+	require.Eventually(t, func() bool { return g2.Sessions() == 1 }, 5*time.Second, 10*time.Millisecond)
+	_, err = c.Send(ctxT(t), OutMessage{Body: []byte("after")})
+	require.NoError(t, err)
+}
+
+func TestRefusesSessionOfAnotherIdentity(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "someone-else"})
+	c, _ := newClient(t, g, "acme", "a1")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, c.WaitConnected(ctx), ErrNotConnected)
+}
+
+func TestBackoffIsFullJitterWithinBounds(t *testing.T) {
+	for attempt := range 40 {
+		d := backoff(100*time.Millisecond, 10*time.Second, attempt)
+		ceiling := min(100*time.Millisecond<<min(attempt, 30), 10*time.Second)
+		if attempt > 30 {
+			ceiling = 10 * time.Second
+		}
+		assert.GreaterOrEqual(t, d, time.Duration(0))
+		assert.LessOrEqual(t, d, ceiling)
+	}
+}
+
+func TestRecentIDs(t *testing.T) {
+	r := newRecentIDs(2)
+	r.add("a")
+	r.add("b")
+	r.add("c")
+	assert.False(t, r.has("a"))
+	assert.True(t, r.has("b"))
+	assert.True(t, r.has("c"))
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{WorkerURL: "http://w", Tenant: "t", Connector: "c", Tokens: &fakeTokens{}, Handler: HandlerFunc(nil)}
+	require.NoError(t, ok.Validate())
+	for field, mut := range map[string]func(*Config){
+		"WorkerURL":  func(c *Config) { c.WorkerURL = "not a url" },
+		"TokenURL":   func(c *Config) { c.Tokens = nil },
+		"Handler":    func(c *Config) { c.Handler = nil },
+		"Tenant":     func(c *Config) { c.Tenant = "bad/tenant" },
+		"Connector":  func(c *Config) { c.Connector = "" },
+		"Visibility": func(c *Config) { c.Visibility = time.Second },
+	} {
+		c := ok
+		mut(&c)
+		err := c.Validate()
+		require.Error(t, err, field)
+		assert.True(t, strings.Contains(err.Error(), field), "%s: %v", field, err)
+	}
+}

@@ -1,0 +1,313 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
+
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// Dead-letter reasons the connector reports.
+const (
+	ReasonUndecodable = "undecodable"
+	ReasonPoison      = "poison"
+)
+
+// receiver reads the connector's queue when woken (connect, nudge) and on
+// the safety poll, and runs handlers.
+type receiver struct {
+	c     *Client
+	log   *slog.Logger
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	url    string
+	client *azqueue.QueueClient
+}
+
+func newReceiver(c *Client) *receiver {
+	return &receiver{c: c, log: c.log, slots: make(chan struct{}, c.cfg.Concurrency)}
+}
+
+func (r *receiver) run(ctx context.Context) {
+	defer r.wg.Wait() // handlers in flight finish before Run returns
+	poll := time.NewTicker(r.c.cfg.SafetyPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.c.wake:
+		case <-poll.C:
+		}
+		if err := r.drain(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("cannot read the queue", "err", err)
+		}
+	}
+}
+
+// queue returns a client for the connector's queue with a current SAS.
+func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient, error) {
+	s, err := r.c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.queueAccess(ctx, force)
+	if err != nil {
+		return nil, fmt.Errorf("cannot get queue access: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client != nil && r.url == a.URL {
+		return r.client, nil
+	}
+	qc, err := azqueue.NewQueueClientWithNoCredential(a.URL, &azqueue.ClientOptions{ClientOptions: policy.ClientOptions{Transport: r.c.cfg.HTTPClient}})
+	if err != nil {
+		return nil, fmt.Errorf("cannot use queue URL: %w", err)
+	}
+	r.client, r.url = qc, a.URL
+	return qc, nil
+}
+
+// drain reads until the queue is empty, running up to Concurrency handlers.
+func (r *receiver) drain(ctx context.Context) error {
+	forced := false
+	for ctx.Err() == nil {
+		// Wait for at least one free handler slot before taking messages,
+		// so none sits invisible waiting for a slot.
+		select {
+		case r.slots <- struct{}{}:
+			<-r.slots
+		case <-ctx.Done():
+			return nil
+		}
+		q, err := r.queue(ctx, forced)
+		if err != nil {
+			return err
+		}
+		free := int32(max(1, cap(r.slots)-len(r.slots)))
+		vis := int32(r.c.cfg.Visibility / time.Second)
+		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(min(free, 32)), VisibilityTimeout: &vis})
+		switch {
+		case queueerror.HasCode(err, queueerror.QueueNotFound):
+			return nil // nothing was ever routed here
+		case queueerror.HasCode(err, queueerror.AuthenticationFailed, queueerror.AuthorizationFailure) && !forced:
+			forced = true // SAS expired or the key rotated: get a new one
+			continue
+		case err != nil:
+			return fmt.Errorf("cannot dequeue: %w", err)
+		}
+		forced = false
+		if len(resp.Messages) == 0 {
+			return nil
+		}
+		for _, m := range resp.Messages {
+			if m.MessageID == nil || m.PopReceipt == nil {
+				continue
+			}
+			r.slots <- struct{}{}
+			r.wg.Add(1)
+			go func() {
+				defer func() { <-r.slots; r.wg.Done() }()
+				r.process(context.WithoutCancel(ctx), q, m)
+			}()
+		}
+	}
+	return nil
+}
+
+func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqueue.DequeuedMessage) {
+	id, pop := *qm.MessageID, *qm.PopReceipt
+	count, text := 1, ""
+	if qm.DequeueCount != nil {
+		count = int(*qm.DequeueCount)
+	}
+	if qm.MessageText != nil {
+		text = *qm.MessageText
+	}
+	log := r.log.With("queue_message", id, "dequeue_count", count)
+
+	env, err := envelope.Decode([]byte(text))
+	if err != nil {
+		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: ReasonUndecodable, Description: err.Error(), MessageID: id, DequeueCount: count, Text: text}, log)
+		return
+	}
+	log = log.With("message", env.ID)
+	if count > r.c.cfg.MaxDequeueCount {
+		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: ReasonPoison,
+			Description: fmt.Sprintf("dequeued %d times, the limit is %d", count, r.c.cfg.MaxDequeueCount), MessageID: env.ID, DequeueCount: count, Text: text}, log)
+		return
+	}
+	if r.c.recent.has(env.ID) {
+		log.Debug("already handled; deleting duplicate")
+		r.delete(ctx, q, id, pop, log)
+		return
+	}
+	msg := &Message{
+		ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo, Kind: env.Kind, Topic: env.Topic,
+		Headers: env.Headers, ContentType: env.ContentType, Body: env.Body, DequeueCount: count,
+	}
+	if env.From != nil {
+		msg.From = *env.From
+	}
+	if env.Claim != nil {
+		body, err := claimcheck.FetchURL(ctx, r.c.cfg.HTTPClient, env.Claim, r.c.cfg.MaxClaimBytes)
+		if err != nil {
+			log.Warn("cannot fetch claim-checked body; will retry", "err", err)
+			r.retryLater(ctx, id, pop, count, log)
+			return
+		}
+		msg.Body = body
+	}
+
+	hctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex // guards pop, which extensions renew
+	extended := make(chan struct{})
+	go func() {
+		defer close(extended)
+		r.keepInvisible(hctx, id, &pop, &mu, log)
+	}()
+	herr := r.safeHandle(hctx, msg)
+	cancel()
+	<-extended
+	mu.Lock()
+	current := pop
+	mu.Unlock()
+	if herr != nil {
+		log.Warn("handler failed; the message will come back", "err", herr)
+		r.retryLater(ctx, id, current, count, log)
+		return
+	}
+	r.c.recent.add(env.ID)
+	r.delete(ctx, q, id, current, log)
+}
+
+func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return r.c.cfg.Handler.Handle(ctx, m)
+}
+
+// keepInvisible extends the message's visibility at half the visibility
+// timeout until ctx ends (the handler finished).
+func (r *receiver) keepInvisible(ctx context.Context, id string, pop *string, mu *sync.Mutex, log *slog.Logger) {
+	every := r.c.cfg.Visibility / 2
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		mu.Lock()
+		cur := *pop
+		mu.Unlock()
+		next, err := r.extend(ctx, id, cur, r.c.cfg.Visibility)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("cannot extend visibility; the message may be handed out again", "err", err)
+			}
+			continue
+		}
+		mu.Lock()
+		*pop = next
+		mu.Unlock()
+	}
+}
+
+func (r *receiver) extend(ctx context.Context, id, pop string, vis time.Duration) (string, error) {
+	s, err := r.c.session(ctx)
+	if err != nil {
+		return "", err
+	}
+	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeExtend, Extend: &protocol.Extend{MessageID: id, PopReceipt: pop, VisibilitySeconds: int(vis / time.Second)}})
+	if err != nil {
+		return "", err
+	}
+	if reply.Extend == nil || reply.Extend.PopReceipt == "" {
+		return "", errors.New("worker sent no pop receipt")
+	}
+	return reply.Extend.PopReceipt, nil
+}
+
+// retryLater makes a failed message visible again after a delay growing
+// with its dequeue count (5s, 10s, 20s ... up to 5 minutes). Without a
+// session, the visibility timeout set at dequeue does the same, coarser.
+func (r *receiver) retryLater(ctx context.Context, id, pop string, count int, log *slog.Logger) {
+	delay := min(5*time.Second<<min(count-1, 10), 5*time.Minute)
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := r.extend(ectx, id, pop, delay); err != nil {
+		log.Debug("cannot schedule retry; visibility timeout applies", "err", err)
+	}
+}
+
+func (r *receiver) delete(ctx context.Context, q *azqueue.QueueClient, id, pop string, log *slog.Logger) {
+	if _, err := q.DeleteMessage(ctx, id, pop, nil); err != nil {
+		// Handled but not deleted: it comes back and is skipped as a
+		// recent duplicate (or deduplicated by the handler).
+		log.Warn("cannot delete handled message", "err", err)
+	}
+}
+
+// deadLetter hands a message to the worker's connector error queue, then
+// deletes it. Without a session it stays; the next read tries again.
+func (r *receiver) deadLetter(ctx context.Context, q *azqueue.QueueClient, id, pop string, d protocol.DeadLetter, log *slog.Logger) {
+	s, err := r.c.session(ctx)
+	if err == nil {
+		_, err = s.request(ctx, protocol.Frame{Type: protocol.TypeDeadLetter, DeadLetter: &d})
+	}
+	if err != nil {
+		log.Warn("cannot dead-letter message; will retry", "reason", d.Reason, "err", err)
+		return
+	}
+	log.Warn("message moved to the connector error queue", "reason", d.Reason, "description", d.Description)
+	r.delete(ctx, q, id, pop, log)
+}
+
+// recentIDs remembers handled message ids (bounded, oldest forgotten).
+type recentIDs struct {
+	mu    sync.Mutex
+	set   map[string]struct{}
+	order []string
+	max   int
+}
+
+func newRecentIDs(max int) *recentIDs { return &recentIDs{set: map[string]struct{}{}, max: max} }
+
+func (r *recentIDs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[id]
+	return ok
+}
+
+func (r *recentIDs) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.set[id]; ok {
+		return
+	}
+	if len(r.order) >= r.max {
+		delete(r.set, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.set[id] = struct{}{}
+	r.order = append(r.order, id)
+}

@@ -1,0 +1,267 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// session is one WebSocket session with the worker.
+type session struct {
+	ws     *websocket.Conn
+	hello  protocol.Hello
+	seq    atomic.Uint64
+	closed chan struct{}
+	err    error // why it closed; valid once closed is closed
+
+	mu      sync.Mutex
+	pending map[string]chan protocol.Frame
+	access  *protocol.QueueAccess
+}
+
+// errSessionClosed reports a request cut off by the session's end.
+var errSessionClosed = errors.New("session closed")
+
+func (s *session) request(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+	f.ID = strconv.FormatUint(s.seq.Add(1), 10)
+	ch := make(chan protocol.Frame, 1)
+	s.mu.Lock()
+	if s.pending == nil {
+		s.mu.Unlock()
+		return protocol.Frame{}, errSessionClosed
+	}
+	s.pending[f.ID] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.pending != nil {
+			delete(s.pending, f.ID)
+		}
+		s.mu.Unlock()
+	}()
+	data, err := protocol.Encode(f)
+	if err != nil {
+		return protocol.Frame{}, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = s.ws.Write(wctx, websocket.MessageText, data)
+	cancel()
+	if err != nil {
+		return protocol.Frame{}, fmt.Errorf("%w: %w", errSessionClosed, err)
+	}
+	select {
+	case reply := <-ch:
+		if reply.Type == protocol.TypeError && reply.Error != nil {
+			return protocol.Frame{}, reply.Error
+		}
+		return reply, nil
+	case <-s.closed:
+		return protocol.Frame{}, fmt.Errorf("%w: %w", errSessionClosed, s.err)
+	case <-ctx.Done():
+		return protocol.Frame{}, ctx.Err()
+	}
+}
+
+// readLoop dispatches frames until the session ends.
+func (s *session) readLoop(ctx context.Context, c *Client) {
+	defer func() {
+		s.mu.Lock()
+		s.pending = nil
+		s.mu.Unlock()
+		close(s.closed)
+	}()
+	for {
+		_, data, err := s.ws.Read(ctx)
+		if err != nil {
+			s.err = err
+			return
+		}
+		f, err := protocol.Decode(data)
+		if err != nil {
+			c.log.Warn("worker sent an unreadable frame", "err", err)
+			continue
+		}
+		switch {
+		case f.Type == protocol.TypeNudge:
+			c.nudge()
+		case f.ID != "":
+			s.mu.Lock()
+			ch := s.pending[f.ID]
+			s.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+		case f.Type == protocol.TypeError && f.Error != nil:
+			c.log.Warn("worker reported an error", "code", f.Error.Code, "message", f.Error.Message)
+		}
+	}
+}
+
+// queueAccess returns a SAS URL for the connector's queue valid for at
+// least another minute, asking the worker for a new one when needed.
+func (s *session) queueAccess(ctx context.Context, force bool) (protocol.QueueAccess, error) {
+	s.mu.Lock()
+	a := s.access
+	s.mu.Unlock()
+	if a != nil && !force && time.Until(a.ExpiresAt) > time.Minute {
+		return *a, nil
+	}
+	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeQueueAccess})
+	if err != nil {
+		return protocol.QueueAccess{}, err
+	}
+	if reply.QueueAccess == nil || reply.QueueAccess.URL == "" {
+		return protocol.QueueAccess{}, errors.New("worker sent queue access without a URL")
+	}
+	s.mu.Lock()
+	s.access = reply.QueueAccess
+	s.mu.Unlock()
+	return *reply.QueueAccess, nil
+}
+
+// keepSession connects, serves the session until it drops, and reconnects
+// with exponential backoff and full jitter, until ctx ends.
+func (c *Client) keepSession(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		s, err := c.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			delay := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
+			attempt++
+			c.log.Warn("cannot connect to the gateway", "err", err, "retry_in", delay.Round(time.Millisecond))
+			sleep(ctx, delay)
+			continue
+		}
+		attempt = 0
+		c.log.Info("connected to the gateway", "session", s.hello.Session, "queue", s.hello.Queue)
+		c.setSession(s)
+		c.nudge() // drain on every (re)connect: a nudge may have been missed
+		c.serve(ctx, s)
+		c.setSession(nil)
+		status := websocket.CloseStatus(s.err)
+		c.log.Info("session ended", "status", int(status), "err", s.err)
+		if ctx.Err() != nil {
+			return
+		}
+		// A worker going away or a token expiring is routine: reconnect at
+		// once (with a little jitter so a fleet does not stampede).
+		delay := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, 0)
+		if status != websocket.StatusGoingAway && status != websocket.StatusCode(protocol.CloseTokenExpired) {
+			delay = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, 1)
+		}
+		sleep(ctx, delay)
+	}
+}
+
+// backoff is "full jitter": a uniform delay in [0, min(max, base×2^attempt)].
+func backoff(base, max time.Duration, attempt int) time.Duration {
+	ceiling := base << min(attempt, 30)
+	if ceiling <= 0 || ceiling > max {
+		ceiling = max
+	}
+	return time.Duration(rand.Int64N(int64(ceiling) + 1))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	tok, err := c.tokens.TokenWithExpiry(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot get access token: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(dctx, c.wsURL, &websocket.DialOptions{
+		HTTPClient:   c.cfg.HTTPClient,
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + tok.AccessToken}},
+		Subprotocols: []string{protocol.Subprotocol},
+	})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			c.tokens.Invalidate() // maybe revoked keys or a clock jump: get a new one
+		}
+		return nil, fmt.Errorf("cannot open session: %w", err)
+	}
+	ws.SetReadLimit(protocol.HardFrameLimit)
+	_, data, err := ws.Read(dctx)
+	if err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("cannot read hello: %w", err)
+	}
+	f, err := protocol.Decode(data)
+	if err != nil || f.Type != protocol.TypeHello || f.Hello == nil {
+		_ = ws.Close(websocket.StatusProtocolError, "expected hello")
+		return nil, fmt.Errorf("worker did not say hello: %s", data)
+	}
+	if f.Hello.Tenant != c.cfg.Tenant || f.Hello.Connector != c.cfg.Connector {
+		_ = ws.Close(websocket.StatusPolicyViolation, "identity mismatch")
+		return nil, fmt.Errorf("worker says this session is %s/%s, configured as %s/%s", f.Hello.Tenant, f.Hello.Connector, c.cfg.Tenant, c.cfg.Connector)
+	}
+	return &session{ws: ws, hello: *f.Hello, closed: make(chan struct{}), pending: map[string]chan protocol.Frame{}}, nil
+}
+
+// serve runs a session until it ends: it reads frames, renews the token
+// before it expires and watches for the worker going silent.
+func (c *Client) serve(ctx context.Context, s *session) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.readLoop(sctx, c)
+	defer func() { <-s.closed }()
+	defer func() { _ = s.ws.Close(websocket.StatusNormalClosure, "connector stopping") }()
+	sent := ""
+	for {
+		tok, err := c.tokens.TokenWithExpiry(sctx)
+		if sent == "" {
+			sent = tok.AccessToken // the session was opened with it
+		}
+		wait := time.Minute
+		if err == nil {
+			// The token source refreshes at 80% of a token's life; renew the
+			// session's token a little after that.
+			wait = max(time.Until(tok.Expiry)/5, time.Second)
+		}
+		select {
+		case <-s.closed:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		tok, err = c.tokens.TokenWithExpiry(sctx)
+		if err != nil {
+			c.log.Warn("cannot renew access token", "err", err)
+			continue
+		}
+		if tok.AccessToken == sent {
+			continue
+		}
+		if _, err := s.request(sctx, protocol.Frame{Type: protocol.TypeAuth, Token: tok.AccessToken}); err != nil {
+			c.log.Warn("worker refused the renewed token", "err", err)
+			continue
+		}
+		sent = tok.AccessToken
+	}
+}
