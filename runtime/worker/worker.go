@@ -32,6 +32,7 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/servicebus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
@@ -76,9 +77,11 @@ type Config struct {
 	Issuer, JWKSURL, Audience string
 
 	// Bus is the bus driver: BusStorageQueue (default; on the storage
-	// account) or BusServiceBus (with ServiceBusConnectionString).
+	// account) or BusServiceBus (with ServiceBusConnectionString, or
+	// ServiceBusNamespace and Credential).
 	Bus                        string
 	ServiceBusConnectionString string
+	ServiceBusNamespace        string
 	// OpenBus, if set, opens the bus driver instead (tests, other drivers).
 	OpenBus func(ctx context.Context) (bus.Driver, error)
 
@@ -120,8 +123,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: JWKSURL is required")
 	case c.Bus != "" && c.Bus != BusStorageQueue && c.Bus != BusServiceBus:
 		return fmt.Errorf("worker config: Bus %q must be %q or %q", c.Bus, BusStorageQueue, BusServiceBus)
-	case c.Bus == BusServiceBus && c.ServiceBusConnectionString == "" && c.OpenBus == nil:
-		return errors.New("worker config: ServiceBusConnectionString is required with Bus servicebus")
+	case c.Bus == BusServiceBus && c.OpenBus == nil && c.ServiceBusConnectionString == "" && (c.ServiceBusNamespace == "" || c.Credential == nil):
+		return errors.New("worker config: ServiceBusConnectionString, or ServiceBusNamespace with Credential, is required with Bus servicebus")
 	case c.Replica != "" && !replicaPattern.MatchString(c.Replica):
 		return fmt.Errorf("worker config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
 	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0:
@@ -393,7 +396,13 @@ func openBus(ctx context.Context, cfg *Config, claims *claimcheck.Store, log *sl
 		}
 		return storagequeue.New(sc)
 	default:
-		return openServiceBus(ctx, cfg, claims, log)
+		sc := servicebus.Config{Claims: claims, Logger: log}
+		if cfg.ServiceBusConnectionString != "" {
+			sc.ConnectionString = cfg.ServiceBusConnectionString
+		} else {
+			sc.Namespace, sc.Credential = cfg.ServiceBusNamespace, cfg.Credential
+		}
+		return servicebus.New(sc)
 	}
 }
 

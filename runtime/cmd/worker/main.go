@@ -48,6 +48,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Audience, "audience", "bote", "audience access tokens must carry")
 	fs.StringVar(&cfg.Bus, "bus", worker.BusStorageQueue, "bus driver: storagequeue or servicebus")
 	fs.StringVar(&cfg.ServiceBusConnectionString, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
+	fs.StringVar(&cfg.ServiceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket ping interval (default 30s)")
