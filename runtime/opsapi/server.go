@@ -214,7 +214,11 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			if rec.principal != nil {
 				attrs = append(attrs, "operator", rec.principal.String())
 			}
-			s.cfg.Logger.InfoContext(ctx, "request", attrs...)
+			level := slog.LevelInfo
+			if r.URL.Path == "/healthz" {
+				level = slog.LevelDebug // probes would drown the log
+			}
+			s.cfg.Logger.Log(ctx, level, "request", attrs...)
 		}()
 		next.ServeHTTP(rec, r)
 	})

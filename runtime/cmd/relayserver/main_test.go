@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/operatorauth"
+)
+
+func TestParseOptions(t *testing.T) {
+	const cs = "Endpoint=sb://ns.servicebus.usgovcloudapi.net/;SharedAccessKeyName=listen;SharedAccessKey=abc=;EntityPath=ops"
+	keys := []string{"--api-keys-file", "keys.json"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // error substring; empty for success
+	}{
+		{"connection string", append([]string{"--connection-string", cs}, keys...), nil, ""},
+		{"connection string from env", keys, map[string]string{"BOTE_RELAYSERVER_CONNECTION_STRING": cs}, ""},
+		{"namespace and key", append([]string{"--namespace", "ns", "--cloud", "china", "--hybrid-connection", "ops", "--key-name", "l", "--key", "k"}, keys...), nil, ""},
+		{"entra", append([]string{"--namespace", "ns.servicebus.windows.net", "--hybrid-connection", "ops", "--relay-auth", "entra"}, keys...), nil, ""},
+		{"local only", append([]string{"--no-relay", "--local-listen", "127.0.0.1:0"}, keys...), nil, ""},
+		{"oauth only", []string{"--no-relay", "--local-listen", "[::1]:8080", "--oauth-issuer", "https://login.microsoftonline.us/t/v2.0", "--oauth-audience", "api://ops"}, nil, ""},
+		{"nothing", nil, nil, "--namespace or --connection-string"},
+		{"both namespace forms", append([]string{"--connection-string", cs, "--namespace", "ns"}, keys...), nil, "give one"},
+		{"bad cloud", append([]string{"--namespace", "ns", "--cloud", "mars", "--hybrid-connection", "ops", "--key-name", "l", "--key", "k"}, keys...), nil, "--cloud"},
+		{"bad namespace", append([]string{"--namespace", "bad ns", "--hybrid-connection", "ops", "--key-name", "l", "--key", "k"}, keys...), nil, "--namespace"},
+		{"no hybrid connection", append([]string{"--namespace", "ns", "--key-name", "l", "--key", "k"}, keys...), nil, "--hybrid-connection"},
+		{"no key", append([]string{"--namespace", "ns", "--hybrid-connection", "ops"}, keys...), nil, "--key"},
+		{"key without name", append([]string{"--namespace", "ns", "--hybrid-connection", "ops", "--key", "k"}, keys...), nil, "--key-name and --key"},
+		{"entra with key", append([]string{"--namespace", "ns", "--hybrid-connection", "ops", "--relay-auth", "entra", "--key", "k"}, keys...), nil, "--relay-auth entra"},
+		{"bad relay auth", append([]string{"--connection-string", cs, "--relay-auth", "x"}, keys...), nil, "--relay-auth"},
+		{"no operator auth", []string{"--connection-string", cs}, nil, "--api-keys-file or --oauth-issuer"},
+		{"oauth without audience", []string{"--connection-string", cs, "--oauth-issuer", "https://idp.example"}, nil, "Audience"},
+		{"oauth extras without issuer", append([]string{"--connection-string", cs, "--oauth-audience", "a"}, keys...), nil, "--oauth-issuer"},
+		{"public local listen", append([]string{"--connection-string", cs, "--local-listen", "0.0.0.0:8080"}, keys...), nil, "--local-listen"},
+		{"no-relay without local", append([]string{"--no-relay"}, keys...), nil, "--no-relay"},
+		{"no-relay with namespace", append([]string{"--no-relay", "--local-listen", "127.0.0.1:1", "--connection-string", cs}, keys...), nil, "--no-relay"},
+		{"two agent sources", append([]string{"--connection-string", cs, "--agents-file", "a", "--registry-file", "r"}, keys...), nil, "give one"},
+		{"zero event interval", append([]string{"--connection-string", cs, "--event-interval", "0s"}, keys...), nil, "--event-interval"},
+		{"bad log format", append([]string{"--connection-string", cs, "--log-format", "xml"}, keys...), nil, "--log-format"},
+		{"bad env value", keys, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "often"}, "BOTE_RELAYSERVER_EVENT_INTERVAL"},
+		{"stray argument", append([]string{"--connection-string", cs, "serve"}, keys...), nil, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			o, err := parseOptions(tt.args, getenv, io.Discard)
+			if tt.want != "" {
+				assert.ErrorContains(t, err, tt.want)
+				return
+			}
+			require.NoError(t, err)
+			if !o.noRelay {
+				_, hc, err := o.relayConfig()
+				require.NoError(t, err)
+				assert.Equal(t, "ops", hc)
+			}
+		})
+	}
+}
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	env := map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s", "BOTE_RELAYSERVER_LOCAL_LISTEN": "127.0.0.1:1"}
+	o, err := parseOptions([]string{"--no-relay", "--api-keys-file", "k", "--event-interval", "2s"}, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, o.eventInterval)
+	assert.Equal(t, "127.0.0.1:1", o.localListen)
+}
+
+func TestAPIKeyCommands(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys.json")
+	var out, errOut bytes.Buffer
+	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice", "--description", "laptop"}, &out, &errOut))
+	key := strings.TrimSpace(out.String())
+	assert.True(t, strings.HasPrefix(key, operatorauth.KeyPrefix))
+	assert.Contains(t, errOut.String(), "shown once")
+
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), key[len("obk_alice."):], "only the hash is stored")
+
+	f, err := operatorauth.LoadKeysFile(file)
+	require.NoError(t, err)
+	id, err := operatorauth.NewKeySet(f).Verify(key)
+	require.NoError(t, err)
+	assert.Equal(t, "alice", id)
+
+	assert.ErrorContains(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard), "already exists")
+	assert.ErrorContains(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "Bad Id"}, io.Discard, io.Discard), "--id")
+
+	out.Reset()
+	require.NoError(t, runAPIKey([]string{"disable", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard))
+	require.NoError(t, runAPIKey([]string{"list", "--keys-file", file}, &out, io.Discard))
+	assert.Regexp(t, `alice\s+\S+\s+disabled\s+laptop`, out.String())
+	f, err = operatorauth.LoadKeysFile(file)
+	require.NoError(t, err)
+	_, err = operatorauth.NewKeySet(f).Verify(key)
+	assert.ErrorContains(t, err, "disabled")
+
+	assert.ErrorContains(t, runAPIKey([]string{"disable", "--keys-file", file, "--id", "bob"}, io.Discard, io.Discard), "no key")
+	assert.ErrorContains(t, runAPIKey([]string{"list", "--keys-file", filepath.Join(t.TempDir(), "none.json")}, io.Discard, io.Discard), "cannot read")
+	assert.ErrorContains(t, runAPIKey([]string{"rotate", "--keys-file", file}, io.Discard, io.Discard), "unknown subcommand")
+	assert.ErrorContains(t, runAPIKey(nil, io.Discard, io.Discard), "subcommand")
+	assert.ErrorContains(t, runAPIKey([]string{"list"}, io.Discard, io.Discard), "--keys-file")
+}
