@@ -1,0 +1,151 @@
+// Command connector is the on-premises connector sidecar.
+//
+//	connector keygen --out key.pem     write a new private key (0600) and
+//	                                   print its public JWK to register
+//	connector run [flags]              keep a session with the gateway,
+//	                                   deliver messages to --deliver-to and
+//	                                   serve the local API on --listen
+//
+// Flags of run can also come from the environment as
+// BOTE_CONNECTOR_<FLAG>, e.g. BOTE_CONNECTOR_WORKER_URL. See package
+// connector/sidecar for the local HTTP contract.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/connector/sidecar"
+	"github.com/botehq/platform/runtime/worker/envflag"
+)
+
+const envPrefix = "BOTE_CONNECTOR"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "connector:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  connector keygen --out key.pem [--kid id]
+  connector run --worker-url URL --token-url URL --tenant T --connector C --key key.pem --deliver-to URL [--listen 127.0.0.1:0]`
+
+func run(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "keygen":
+		return keygen(args[1:], stdout)
+	case "run":
+		return serve(args[1:], stdout)
+	default:
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+}
+
+func keygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	out := fs.String("out", "", "private key file to create (refuses to overwrite)")
+	kid := fs.String("kid", "", "key id in the JWK (default: RFC 7638 thumbprint)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("keygen: --out is required")
+	}
+	key, err := clientauth.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := clientauth.WriteKeyFile(*out, key); err != nil {
+		return err
+	}
+	jwk, err := clientauth.PublicJWK(key, *kid)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", jwk)
+	return err
+}
+
+func serve(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var cfg connector.Config
+	var keyPath, deliverTo, listen, logLevel string
+	var deliverTimeout time.Duration
+	fs.StringVar(&cfg.WorkerURL, "worker-url", "", "gateway worker base URL")
+	fs.StringVar(&cfg.TokenURL, "token-url", "", "idp token endpoint")
+	fs.StringVar(&cfg.Tenant, "tenant", "", "tenant id")
+	fs.StringVar(&cfg.Connector, "connector", "", "connector id")
+	fs.StringVar(&keyPath, "key", "", "private key file (from connector keygen)")
+	fs.StringVar(&deliverTo, "deliver-to", "", "local URL each message from the cloud is POSTed to (2xx = handled)")
+	fs.DurationVar(&deliverTimeout, "deliver-timeout", 30*time.Second, "how long the local program may take per message")
+	fs.StringVar(&listen, "listen", "127.0.0.1:0", "local API address (keep it on loopback)")
+	fs.DurationVar(&cfg.SafetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "messages delivered at once (default 4)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	envflag.Usage(fs, envPrefix)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envflag.Apply(fs, envPrefix); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if deliverTo == "" {
+		return errors.New("run: --deliver-to is required")
+	}
+	if keyPath == "" {
+		return errors.New("run: --key is required")
+	}
+	key, err := clientauth.LoadKeyFile(keyPath)
+	if err != nil {
+		return err
+	}
+	cfg.Key = key
+	cfg.Logger = log
+	cfg.Handler = &sidecar.Deliverer{URL: deliverTo, Client: &http.Client{Timeout: deliverTimeout}}
+	client, err := connector.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", listen, err)
+	}
+	hs := &http.Server{Handler: (&sidecar.API{Gateway: client}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("local API stopped", "err", err)
+		}
+	}()
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = client.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	return err
+}

@@ -1,0 +1,216 @@
+// Package sidecar bridges a connector to a local program over plain HTTP,
+// so a program in any language can be a connector: messages from the cloud
+// are POSTed to the program (Deliverer), and the program POSTs to the
+// sidecar to send to the cloud or manage subscriptions (API).
+//
+// Delivery (sidecar → program): POST <deliver-to> with the body as is and
+//
+//	Content-Type          the message's content type
+//	Bote-Message-Id       stable id; deduplicate on it
+//	Bote-Correlation-Id   set on replies
+//	Bote-Kind             targeted or broadcast
+//	Bote-Topic            the topic of a broadcast
+//	Bote-From             the cloud service that sent it
+//	<name>                each application header, as is
+//
+// A 2xx answer means handled (the message is deleted); anything else, or no
+// answer within the timeout, means "try again later".
+//
+// Local API (program → sidecar), on a loopback address:
+//
+//	POST   /v1/send               body = message body; Content-Type kept;
+//	                              Bote-Message-Id, Bote-Correlation-Id and
+//	                              Bote-Reply-To set those fields;
+//	                              Bote-Header-<name> sets application header
+//	                              <name>. 200 {"id": "..."} once the bus has
+//	                              it; 400 with {"code","message"} when the
+//	                              gateway refuses; 503 when not connected.
+//	PUT    /v1/subscriptions/{topic}   subscribe (204)
+//	DELETE /v1/subscriptions/{topic}   unsubscribe (204)
+//	GET    /healthz               200 when connected, else 503
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// Local API request headers.
+const (
+	HeaderMessageID     = "Bote-Message-Id"
+	HeaderCorrelationID = "Bote-Correlation-Id"
+	HeaderReplyTo       = "Bote-Reply-To"
+	HeaderPrefix        = "Bote-Header-"
+)
+
+// MaxSendBytes bounds a local send's body (the session frame limit, less
+// room for the frame around it and base64).
+const MaxSendBytes = protocol.MaxFrameBytes * 3 / 4 * 9 / 10
+
+// Deliverer is a connector.Handler that POSTs each message to a URL.
+type Deliverer struct {
+	URL    string
+	Client *http.Client
+}
+
+// Handle delivers m; a non-2xx answer is an error, so m comes back later.
+func (d *Deliverer) Handle(ctx context.Context, m *connector.Message) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(m.Body))
+	if err != nil {
+		return fmt.Errorf("cannot deliver %s: %w", m.ID, err)
+	}
+	for k, v := range m.Headers {
+		req.Header.Set(k, v)
+	}
+	if m.ContentType != "" {
+		req.Header.Set("Content-Type", m.ContentType)
+	}
+	set := func(k, v string) {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	set(envelope.HeaderMessageID, m.ID)
+	set(envelope.HeaderCorrelationID, m.CorrelationID)
+	set(envelope.HeaderKind, string(m.Kind))
+	set(envelope.HeaderTopic, m.Topic)
+	set(envelope.HeaderFrom, m.From.String())
+	client := d.Client
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot deliver %s: %w", m.ID, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("cannot deliver %s: %s answered %s", m.ID, d.URL, resp.Status)
+	}
+	return nil
+}
+
+// Gateway is what the local API needs of a connector.Client.
+type Gateway interface {
+	Send(ctx context.Context, m connector.OutMessage) (string, error)
+	Subscribe(ctx context.Context, topic string) error
+	Unsubscribe(ctx context.Context, topic string) error
+	Connected() bool
+}
+
+// API serves the local HTTP API.
+type API struct {
+	Gateway Gateway
+	// Wait bounds how long a request waits for a session (default 10s).
+	Wait time.Duration
+}
+
+// Handler returns the API's routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/send", a.send)
+	mux.HandleFunc("PUT /v1/subscriptions/{topic}", a.subscription(true))
+	mux.HandleFunc("DELETE /v1/subscriptions/{topic}", a.subscription(false))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Gateway.Connected() {
+			writeError(w, http.StatusServiceUnavailable, "not_connected", "no session with the gateway")
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func (a *API) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	wait := a.Wait
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	return context.WithTimeout(r.Context(), wait)
+}
+
+func (a *API) send(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxSendBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "cannot read body")
+		return
+	}
+	if len(body) > MaxSendBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeFrameTooLarge, fmt.Sprintf("body exceeds %d bytes", MaxSendBytes))
+		return
+	}
+	m := connector.OutMessage{
+		ID: r.Header.Get(HeaderMessageID), CorrelationID: r.Header.Get(HeaderCorrelationID),
+		ReplyTo: r.Header.Get(HeaderReplyTo), ContentType: r.Header.Get("Content-Type"), Body: body,
+	}
+	for k, vs := range r.Header {
+		if name, ok := cutPrefixFold(k, HeaderPrefix); ok && len(vs) > 0 {
+			if m.Headers == nil {
+				m.Headers = map[string]string{}
+			}
+			m.Headers[strings.ToLower(name)] = vs[0]
+		}
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	id, err := a.Gateway.Send(ctx, m)
+	if err != nil {
+		writeGatewayError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"id": id})
+}
+
+func (a *API) subscription(subscribe bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := a.ctx(r)
+		defer cancel()
+		op := a.Gateway.Unsubscribe
+		if subscribe {
+			op = a.Gateway.Subscribe
+		}
+		if err := op(ctx, r.PathValue("topic")); err != nil {
+			writeGatewayError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func writeGatewayError(w http.ResponseWriter, err error) {
+	var perr *protocol.Error
+	switch {
+	case errors.As(err, &perr):
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+	case errors.Is(err, connector.ErrNotConnected):
+		writeError(w, http.StatusServiceUnavailable, "not_connected", err.Error())
+	default:
+		writeError(w, http.StatusBadGateway, protocol.CodeUnavailable, err.Error())
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(protocol.Error{Code: code, Message: msg})
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) <= len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
+}

@@ -1,0 +1,124 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+func TestDelivererPostsMessageWithHeaders(t *testing.T) {
+	var got *http.Request
+	var body string
+	status := http.StatusNoContent
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got, body = r, string(b)
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	d := &Deliverer{URL: srv.URL}
+	m := &connector.Message{ID: "m1", CorrelationID: "c1", Kind: envelope.KindBroadcast, Topic: "chat",
+		From: envelope.Identity{Service: "pinger"}, ContentType: "text/plain", Headers: map[string]string{"kind": "ping"}, Body: []byte("hello")}
+	require.NoError(t, d.Handle(context.Background(), m))
+	assert.Equal(t, "hello", body)
+	for k, v := range map[string]string{
+		"Bote-Message-Id": "m1", "Bote-Correlation-Id": "c1", "Bote-Kind": "broadcast", "Bote-Topic": "chat",
+		"Bote-From": "pinger", "Content-Type": "text/plain", "Kind": "ping",
+	} {
+		assert.Equal(t, v, got.Header.Get(k), k)
+	}
+	status = http.StatusInternalServerError
+	assert.ErrorContains(t, d.Handle(context.Background(), m), "500")
+}
+
+type fakeGateway struct {
+	sent      []connector.OutMessage
+	subs      []string
+	err       error
+	connected bool
+}
+
+func (f *fakeGateway) Send(_ context.Context, m connector.OutMessage) (string, error) {
+	if f.err != nil {
+		return "", f.err
+	}
+	f.sent = append(f.sent, m)
+	return "id-1", nil
+}
+func (f *fakeGateway) Subscribe(_ context.Context, topic string) error {
+	f.subs = append(f.subs, "+"+topic)
+	return f.err
+}
+func (f *fakeGateway) Unsubscribe(_ context.Context, topic string) error {
+	f.subs = append(f.subs, "-"+topic)
+	return f.err
+}
+func (f *fakeGateway) Connected() bool { return f.connected }
+
+func do(t *testing.T, h http.Handler, method, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestAPISend(t *testing.T) {
+	g := &fakeGateway{connected: true}
+	h := (&API{Gateway: g}).Handler()
+	rec := do(t, h, "POST", "/v1/send", "pong", map[string]string{
+		"Content-Type": "text/plain", "Bote-Correlation-Id": "c9", "Bote-Header-Kind": "pong",
+	})
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"id":"id-1"}`, rec.Body.String())
+	require.Len(t, g.sent, 1)
+	assert.Equal(t, connector.OutMessage{CorrelationID: "c9", ContentType: "text/plain", Headers: map[string]string{"kind": "pong"}, Body: []byte("pong")}, g.sent[0])
+}
+
+func TestAPIErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"refused by gateway", &protocol.Error{Code: protocol.CodeIdentityHeader, Message: "no"}, 400, protocol.CodeIdentityHeader},
+		{"not connected", fmt.Errorf("%w: timeout", connector.ErrNotConnected), 503, "not_connected"},
+		{"other", fmt.Errorf("boom"), 502, protocol.CodeUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := (&API{Gateway: &fakeGateway{err: tt.err}}).Handler()
+			rec := do(t, h, "POST", "/v1/send", "x", nil)
+			assert.Equal(t, tt.status, rec.Code)
+			assert.Contains(t, rec.Body.String(), `"code":"`+tt.code+`"`)
+		})
+	}
+	h := (&API{Gateway: &fakeGateway{}}).Handler()
+	rec := do(t, h, "POST", "/v1/send", strings.Repeat("x", MaxSendBytes+1), nil)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
+	assert.Equal(t, http.StatusServiceUnavailable, do(t, h, "GET", "/healthz", "", nil).Code)
+}
+
+func TestAPISubscriptions(t *testing.T) {
+	g := &fakeGateway{connected: true}
+	h := (&API{Gateway: g}).Handler()
+	assert.Equal(t, http.StatusNoContent, do(t, h, "PUT", "/v1/subscriptions/chat", "", nil).Code)
+	assert.Equal(t, http.StatusNoContent, do(t, h, "DELETE", "/v1/subscriptions/chat", "", nil).Code)
+	assert.Equal(t, []string{"+chat", "-chat"}, g.subs)
+	assert.Equal(t, http.StatusOK, do(t, h, "GET", "/healthz", "", nil).Code)
+}
