@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/components/access"
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/infratest"
+	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+const (
+	digestA = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	digestB = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+	jwk1    = `{"kty":"EC","crv":"P-256","x":"lOMUJATTqu684sPYVUL6Uo7P5gWV4SWfwu9LgWHRvmU","y":"FSJaLK_MJeo2qXfTb4GDOWosssm8XrHDUIJEqASBg7o"}`
+)
+
+func testArgs(t *testing.T, cloudName string) *Args {
+	c, err := cloud.Lookup(cloudName)
+	require.NoError(t, err)
+	h, err := c.ResolveHosting("")
+	require.NoError(t, err)
+	return &Args{
+		Cloud: c, Hosting: h, Prefix: "bote-test", Location: "eastus",
+		ResourceGroupName: pulumi.String("bote-test-rg"),
+		Images:            Images{Worker: "bote/worker@" + digestA, IDP: "bote/idp@" + digestB},
+		Registrations:     []registry.Connector{{Tenant: "contoso", ID: "agent-01", JWK: json.RawMessage(jwk1)}},
+		Tags:              map[string]string{"app": "bote"},
+	}
+}
+
+// run builds the gateway under mocks with the explicit provider.
+func run(t *testing.T, args *Args) (*infratest.Recording, error) {
+	return infratest.Run(t, args.Cloud.Name, nil, func(ctx *pulumi.Context) error {
+		p, err := cloud.NewProvider(ctx, "azure", args.Cloud, cloud.ProviderArgs{Location: args.Location})
+		if err != nil {
+			return err
+		}
+		_, err = New(ctx, "gw", args, pulumi.Providers(p))
+		return err
+	})
+}
+
+func TestGatewayGolden(t *testing.T) {
+	for _, tc := range []struct{ cloud, hosting string }{
+		{"public", "containerapps"},
+		{"public", "appservice"},
+		{"usgovernment", "appservice"},
+	} {
+		t.Run(tc.cloud+"-"+tc.hosting, func(t *testing.T) {
+			args := testArgs(t, tc.cloud)
+			args.Hosting = cloud.Hosting(tc.hosting)
+			rec, err := run(t, args)
+			require.NoError(t, err)
+			infratest.Golden(t, "gateway-"+tc.cloud+"-"+tc.hosting+".golden.json", rec.JSON())
+			infratest.AssertParented(t, rec, "pulumi:providers:azure-native::azure", Type+"::gw")
+			infratest.AssertExplicitProvider(t, rec, "azure")
+			if tc.cloud != "public" {
+				assert.Empty(t, rec.FindHosts(cloud.PublicHostMarkers(), nil))
+			}
+		})
+	}
+}
+
+func TestGatewayLeastPrivilege(t *testing.T) {
+	rec, err := run(t, testArgs(t, "public"))
+	require.NoError(t, err)
+	var got []string
+	for _, g := range rec.Grants(t) {
+		role, ok := access.RoleByID(g.Role)
+		require.True(t, ok, "%s: role %s is not a grantable data-plane role", g.Identity, g.Role)
+		got = append(got, g.Identity+" | "+role.Name+" | "+g.Scope)
+	}
+	sort.Strings(got)
+	assert.Equal(t, []string{
+		"bote-test-idp-id | AcrPull | azure-native:containerregistry:Registry::botetestacr",
+		"bote-test-idp-id | Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-idp-keys",
+		"bote-test-idp-id | Storage Blob Data Reader | azure-native:storage:BlobContainer::bote-registry",
+		"bote-test-worker-id | AcrPull | azure-native:containerregistry:Registry::botetestacr",
+		"bote-test-worker-id | Azure Service Bus Data Receiver | azure-native:servicebus:Queue::bote-connectors",
+		"bote-test-worker-id | Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-cloud",
+		"bote-test-worker-id | Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-errors",
+		"bote-test-worker-id | Key Vault Secrets User | azure-native:keyvault:Secret::storage-account-key",
+		"bote-test-worker-id | Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-claims",
+		"bote-test-worker-id | Storage Queue Data Contributor | azure-native:storage:StorageAccount::botetestst/queueServices/default",
+		"bote-test-worker-id | Storage Table Data Contributor | azure-native:storage:Table::botepresence",
+	}, got)
+}
+
+func TestGatewaySecretsOnlyAsReferences(t *testing.T) {
+	for _, hosting := range []string{"containerapps", "appservice"} {
+		args := testArgs(t, "public")
+		args.Hosting = cloud.Hosting(hosting)
+		rec, err := run(t, args)
+		require.NoError(t, err)
+		out := string(rec.JSON())
+		assert.NotContains(t, out, "mock-key-of-", "%s: storage key leaked into a registered input", hosting)
+		for _, s := range rec.OfType("azure-native:keyvault:Secret") {
+			assert.Equal(t, "[secret]", s.Inputs["properties"].(map[string]any)["value"], s.Key())
+		}
+		assert.Contains(t, out, "storage-account-key", hosting)
+	}
+}
+
+func TestGatewayPublishesRegistryInRuntimeFormat(t *testing.T) {
+	args := testArgs(t, "public")
+	rec, err := run(t, args)
+	require.NoError(t, err)
+	blobs := rec.OfType("azure-native:storage:Blob")
+	require.Len(t, blobs, 1)
+	text := blobs[0].Inputs["source"].(map[string]any)["asset"].(string)
+	want, err := registry.Marshal(args.Registrations)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), text)
+	parsed, err := registry.Parse([]byte(text))
+	require.NoError(t, err)
+	_, ok := parsed.Lookup("contoso/agent-01")
+	assert.True(t, ok)
+}
+
+func TestGatewayRejectsBadArgs(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(a *Args)
+		err    string
+	}{
+		{"prefix too long", func(a *Args) { a.Prefix = "bote-production-westeurope" }, "Prefix:"},
+		{"prefix invalid", func(a *Args) { a.Prefix = "Bote_Dev" }, "Prefix:"},
+		{"image by tag", func(a *Args) { a.Images.Worker = "bote/worker:latest" }, "Images.Worker: image \"bote/worker:latest\" must be a repository pinned by digest"},
+		{"image missing", func(a *Args) { a.Images.IDP = "" }, "Images.IDP"},
+		{"sku", func(a *Args) { a.ServiceBusSku = "Basic" }, "ServiceBusSku: \"Basic\""},
+		{"container apps in gov", func(a *Args) {
+			a.Cloud, _ = cloud.Lookup("usgovernment")
+			a.Hosting = cloud.HostingContainerApps
+		}, "Container Apps is not available in the usgovernment cloud"},
+		{"private jwk", func(a *Args) {
+			a.Registrations[0].JWK = json.RawMessage(`{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}`)
+		}, "Registrations:"},
+		{"replicas", func(a *Args) { a.WorkerMinReplicas, a.WorkerMaxReplicas = 3, 1 }, "WorkerMinReplicas"},
+		{"no resource group", func(a *Args) { a.ResourceGroupName = nil }, "ResourceGroupName"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := testArgs(t, "public")
+			tt.mutate(args)
+			rec, err := run(t, args)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+			// Nothing but the provider registered: validation runs first.
+			for _, k := range rec.Keys() {
+				assert.True(t, strings.HasPrefix(k, "pulumi:providers:"), "registered %s before validating", k)
+			}
+		})
+	}
+}
+
+func TestGatewayNameTooLongForAzure(t *testing.T) {
+	args := testArgs(t, "public")
+	// 16 characters is a valid prefix, but "<prefix>-worker-id" is fine while
+	// the key vault name "<prefix>-kv" would be 19 > 24? no: check storage.
+	args.Prefix = "abcdefghij-klmno" // storage account "abcdefghijklmnost" (17) fits; vault 19 fits
+	_, err := run(t, args)
+	require.NoError(t, err)
+
+	err = naming.Check(naming.KeyVault, args.Prefix+"-kv-extra-long-name")
+	assert.True(t, errors.Is(err, naming.ErrInvalidName))
+}
