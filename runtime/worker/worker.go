@@ -95,6 +95,9 @@ type Config struct {
 	PingInterval    time.Duration // default 30s
 	SASLifetime     time.Duration // default 15m
 	ShutdownTimeout time.Duration // default 30s
+	// SessionsOnly runs no router on this replica: it serves sessions and
+	// receives nudges from replicas that route (scaling the two apart).
+	SessionsOnly bool
 	// CreateResources creates queues, tables and the claim container when
 	// missing (local; in Azure the stack creates them).
 	CreateResources bool
@@ -261,13 +264,16 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	routerCtx, stopRouter := context.WithCancel(runCtx)
 	defer stopRouter()
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = router.Run(routerCtx) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = fan.Run(runCtx) }()
+	if !cfg.SessionsOnly {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = router.Run(routerCtx) }()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	ready.Store(true)
-	log.Info("worker started", "addr", ln.Addr().String(), "bus", busName(cfg.Bus))
+	log.Info("worker started", "addr", ln.Addr().String(), "bus", busName(cfg.Bus), "routing", !cfg.SessionsOnly)
 	fmt.Fprintf(os.Stdout, "listening on http://%s\n", ln.Addr())
 	if cfg.OnListen != nil {
 		cfg.OnListen(ln.Addr())
