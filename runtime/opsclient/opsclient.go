@@ -183,7 +183,7 @@ func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		if ue.Timeout() {
-			return fmt.Errorf("request timed out: %w", ue.Err)
+			return fmt.Errorf("request timed out: %w: %v", context.DeadlineExceeded, ue.Err)
 		}
 		return ue.Err
 	}

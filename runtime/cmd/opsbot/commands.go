@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/spf13/cobra"
+
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/opsconfig"
+	"github.com/botehq/platform/runtime/relay"
+)
+
+// app holds what commands share: the resolved config and, once built, the
+// client and where it points.
+type app struct {
+	lookup         func(string) (string, bool)
+	stdout, stderr io.Writer
+	cfg            *opsconfig.Config
+	target         target
+}
+
+// run executes the CLI and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	a := &app{lookup: lookup, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return exitError
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		err = usageError{err} // cobra has no typed error for it
+	}
+	code, msg := explain(err, a.target)
+	fmt.Fprintln(stderr, "opsbot: "+msg)
+	return code
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "opsbot",
+		Short: "Operate the bote ops server through Azure Relay",
+		Long: `opsbot talks to the ops server (relayserver) through Azure Relay Hybrid
+Connections, or directly to a relayserver's local port with --local-url.
+
+Every setting can be a flag, an OPSBOT_* environment variable or a key in the
+config file ($XDG_CONFIG_HOME/opsbot/config.yaml by default; --config):
+flags win over the environment, which wins over the file. Prefer the
+environment or the file for secrets (key, api_key).
+
+Exit codes: 0 ok, 1 error, 2 configuration, 3 relay unreachable, 4 no
+relayserver listening, 5 relay refused credentials, 6 ops server refused the
+API key, 7 hybrid connection not found, 8 timeout.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			cfg, warnings, err := opsconfig.Resolve(cmd.Flags(), a.lookup)
+			for _, w := range warnings {
+				fmt.Fprintln(a.stderr, "opsbot: warning:", w)
+			}
+			if err != nil {
+				return usageError{err}
+			}
+			a.cfg = cfg
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	opsconfig.RegisterFlags(root.PersistentFlags())
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the server's version, uptime, relay connection and agent count",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(st, func(w io.Writer) { printStatus(w, st) })
+		},
+	}
+
+	var tenant string
+	agentsList := &cobra.Command{
+		Use:   "list",
+		Short: "List deployment agents",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			agents, err := c.Agents(cmd.Context(), tenant)
+			if err != nil {
+				return err
+			}
+			return a.print(opsapi.AgentList{Agents: agents}, func(w io.Writer) { printAgents(w, agents) })
+		},
+	}
+	agentsList.Flags().StringVar(&tenant, "tenant", "", "only this tenant's agents")
+	agents := &cobra.Command{Use: "agents", Short: "Deployment agents"}
+	agents.AddCommand(agentsList)
+
+	var interval time.Duration
+	var count int
+	events := &cobra.Command{
+		Use:   "events",
+		Short: "Follow server events over a relayed WebSocket (Ctrl-C to stop)",
+		Long: `Follow server events. The stream is a WebSocket carried by the relay, so it
+is not bound by the relay's 60 s HTTP deadline; if the server restarts, opsbot
+reconnects.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			return a.followEvents(cmd.Context(), c, interval, count)
+		},
+	}
+	events.Flags().DurationVar(&interval, "interval", 0, "time between status events (server default when 0)")
+	events.Flags().IntVar(&count, "count", 0, "stop after this many events (0: follow until interrupted)")
+
+	configShow := &cobra.Command{
+		Use:   "show",
+		Short: "Show the resolved configuration and where each value came from (secrets redacted)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
+			for _, s := range opsconfig.Settings() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Key, s.Get(a.cfg), a.cfg.Source(s.Key))
+			}
+			return tw.Flush()
+		},
+	}
+	config := &cobra.Command{Use: "config", Short: "Inspect the CLI configuration"}
+	config.AddCommand(configShow)
+
+	root.AddCommand(status, agents, events, config)
+	return root
+}
+
+// client builds the API client for the resolved config: through the relay,
+// or straight to a local port.
+func (a *app) client() (*opsclient.Client, error) {
+	cfg := a.cfg
+	if cfg.APIKey == "" {
+		return nil, usageError{errors.New("api_key: required; set OPSBOT_API_KEY, api_key in the config file, or --api-key")}
+	}
+	ua := "opsbot/" + version
+	if cfg.LocalURL != "" {
+		a.target = target{host: cfg.LocalURL, local: true}
+		return opsclient.New(opsclient.Config{BaseURL: cfg.LocalURL, Credential: cfg.APIKey, Timeout: cfg.Timeout, UserAgent: ua})
+	}
+	ns, err := cfg.ParseNamespace()
+	if err != nil {
+		return nil, usageError{fmt.Errorf("namespace: %w", err)}
+	}
+	hc := cfg.HybridConnection
+	if hc == "" {
+		hc = ns.EntityPath
+	}
+	a.target = target{host: ns.Host, hybridConnection: hc}
+	scfg := relay.SenderConfig{Namespace: ns, HybridConnection: hc, Insecure: cfg.RelayInsecure}
+	switch {
+	case cfg.RelayAuth == opsconfig.RelayAuthEntra:
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot set up Entra ID login (az login, environment or managed identity): %w", err)
+		}
+		scfg.Credential = relay.NewEntraCredential(cred)
+	case cfg.KeyName != "":
+		scfg.Credential = relay.NewSASCredential(cfg.KeyName, cfg.Key)
+	}
+	sender, err := relay.NewSender(scfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return opsclient.New(opsclient.Config{
+		// The relay ignores the host; the path reaches the server as is.
+		BaseURL:         "http://" + hc,
+		Transport:       sender,
+		StreamTransport: sender.StreamTransport(),
+		Credential:      cfg.APIKey,
+		Timeout:         cfg.Timeout,
+		UserAgent:       ua,
+	})
+}
+
+// followEvents prints events until ctx ends or count events were printed,
+// reconnecting with jittered backoff when the server ends the stream.
+func (a *app) followEvents(ctx context.Context, c *opsclient.Client, interval time.Duration, count int) error {
+	seen := 0
+	errEnough := errors.New("enough events")
+	delay := 500 * time.Millisecond
+	for {
+		err := c.Events(ctx, interval, func(ev opsapi.Event) error {
+			seen++
+			delay = 500 * time.Millisecond
+			if err := a.printEvent(ev); err != nil {
+				return err
+			}
+			if count > 0 && seen >= count {
+				return errEnough
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, errEnough), err == nil:
+			return nil
+		case errors.Is(err, opsclient.ErrStreamEnded), errors.Is(err, relay.ErrNoListener) && seen > 0:
+			// The server went away (restart, redeploy); follow it.
+			wait := delay/2 + rand.N(delay/2+1)
+			fmt.Fprintf(a.stderr, "opsbot: event stream ended (%v); reconnecting in %s\n", err, wait.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			delay = min(2*delay, 15*time.Second)
+		default:
+			return err
+		}
+	}
+}
+
+func (a *app) printEvent(ev opsapi.Event) error {
+	if a.cfg.Output == opsconfig.OutputJSON {
+		return writeJSONLine(a.stdout, ev)
+	}
+	switch {
+	case ev.Type == opsapi.EventStatus && ev.Status != nil:
+		relayState := "disconnected"
+		if ev.Status.RelayConnected {
+			relayState = "connected"
+		}
+		_, err := fmt.Fprintf(a.stdout, "%s  status  version=%s uptime=%s relay=%s agents=%d\n",
+			ev.Time.Local().Format(time.TimeOnly), ev.Status.Version, time.Duration(ev.Status.UptimeSeconds)*time.Second, relayState, ev.Status.AgentCount)
+		return err
+	default:
+		_, err := fmt.Fprintf(a.stdout, "%s  %s\n", ev.Time.Local().Format(time.TimeOnly), ev.Type)
+		return err
+	}
+}
+
+// print writes v as JSON or calls table.
+func (a *app) print(v any, table func(io.Writer)) error {
+	if a.cfg.Output == opsconfig.OutputJSON {
+		return writeJSONIndent(a.stdout, v)
+	}
+	table(a.stdout)
+	return nil
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/relay"
+)
+
+// Exit codes. They are part of the CLI's interface: scripts branch on them.
+const (
+	exitOK               = 0
+	exitError            = 1 // anything not below
+	exitUsage            = 2 // bad flags or configuration
+	exitRelayUnreachable = 3 // network, DNS, TLS or proxy failure reaching the relay
+	exitNoListener       = 4 // no relayserver connected to the hybrid connection
+	exitRelayAuth        = 5 // the relay refused the SAS key or Entra ID token
+	exitAPIAuth          = 6 // the ops server refused the operator credential
+	exitNotFound         = 7 // the hybrid connection does not exist
+	exitTimeout          = 8 // the request did not finish in time
+)
+
+// usageError marks errors in flags or configuration.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// target says where the CLI was trying to go, for messages.
+type target struct {
+	host, hybridConnection string
+	local                  bool
+}
+
+// explain turns an error into an exit code and a message that says what
+// happened and what to check, followed by the underlying error.
+func explain(err error, t target) (int, string) {
+	var ue usageError
+	var ae *opsclient.APIError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage, fmt.Sprintf("configuration error: %v", err)
+	case errors.Is(err, opsclient.ErrUnauthorized):
+		return exitAPIAuth, fmt.Sprintf("the ops server refused the operator credential: check api_key (OPSBOT_API_KEY); the key may be wrong, disabled, or an expired token\n  cause: %v", err)
+	case errors.Is(err, opsclient.ErrForbidden):
+		return exitAPIAuth, fmt.Sprintf("the ops server accepted the credential but it lacks the required role\n  cause: %v", err)
+	case errors.Is(err, relay.ErrNoListener):
+		return exitNoListener, fmt.Sprintf("no relayserver is listening on hybrid connection %q at %s: the ops server is down or not connected to the relay\n  cause: %v", t.hybridConnection, t.host, err)
+	case errors.Is(err, relay.ErrUnauthorized):
+		return exitRelayAuth, fmt.Sprintf("the relay at %s refused the credentials: check key_name and key (the rule needs the Send right) or, with relay_auth entra, that you have the Azure Relay Sender role\n  cause: %v", t.host, err)
+	case errors.Is(err, relay.ErrNotFound):
+		return exitNotFound, fmt.Sprintf("hybrid connection %q does not exist in namespace %s: check hybrid_connection and namespace\n  cause: %v", t.hybridConnection, t.host, err)
+	case errors.Is(err, relay.ErrUnreachable):
+		return exitRelayUnreachable, fmt.Sprintf("cannot reach the relay at %s: check the namespace (and cloud), DNS, and that outbound HTTPS 443 is allowed through any proxy\n  cause: %v", t.host, err)
+	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return exitTimeout, fmt.Sprintf("the ops server did not answer in time (see --timeout)\n  cause: %v", err)
+	case t.local && !errors.As(err, &ae):
+		return exitRelayUnreachable, fmt.Sprintf("cannot reach the relayserver at %s (local_url): is it running with --local-listen?\n  cause: %v", t.host, err)
+	}
+	return exitError, err.Error()
+}

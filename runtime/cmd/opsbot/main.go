@@ -1,0 +1,31 @@
+// Command opsbot is the operator CLI of the ops server. It reaches
+// relayserver through Azure Relay Hybrid Connections (as a sender; no
+// inbound port anywhere), or a relayserver's local port for development.
+//
+//	opsbot status                  server version, uptime, relay, agent count
+//	opsbot agents list [--tenant]  deployment agents
+//	opsbot events                  follow server events over a relayed WebSocket
+//	opsbot config show             the resolved configuration and where each value came from
+//
+// Configuration comes from flags, OPSBOT_* environment variables and a
+// config file (package opsconfig); output is a table or, with -o json, the
+// API's JSON. Failures have distinct exit codes (see exitcodes.go and
+// docs/ops.md) so that scripts can tell a relay problem from a credential
+// problem.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/relay"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// startServer runs the real API on a loopback port with a fixed clock and
+// returns its URL and a valid API key.
+func startServer(t *testing.T) (string, string) {
+	t.Helper()
+	f := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
+	key, err := f.AddKey("cli-test", "", time.Now())
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "keys.json")
+	require.NoError(t, f.Save(path))
+	auth, err := operatorauth.New(context.Background(), operatorauth.Config{KeysFile: path})
+	require.NoError(t, err)
+	started := time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)
+	seen := time.Date(2026, 5, 4, 9, 59, 0, 0, time.UTC)
+	api, err := opsapi.New(opsapi.Config{
+		Version:        "1.4.0",
+		StartedAt:      started,
+		Now:            func() time.Time { return started.Add(2*time.Hour + 5*time.Second) },
+		RelayConnected: func() bool { return true },
+		Auth:           auth,
+		Agents: opsapi.NewStaticAgents([]opsapi.Agent{
+			{ID: "contoso/agent-01", Tenant: "contoso", Name: "agent-01", State: opsapi.AgentOnline, Version: "0.9.0", LastSeen: &seen},
+			{ID: "fabrikam/agent-02", Tenant: "fabrikam", Name: "agent-02", State: opsapi.AgentUnknown},
+		}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return srv.URL, key
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCLI(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	if _, ok := env["HOME"]; !ok {
+		env["HOME"] = t.TempDir() // no stray config file
+	}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return result{code, out.String(), errOut.String()}
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test -update to create %s", path)
+	assert.Equal(t, string(want), got)
+}
+
+func TestCommandsAgainstLocalServer(t *testing.T) {
+	url, key := startServer(t)
+	env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}
+	tests := []struct {
+		args   []string
+		golden string
+	}{
+		{[]string{"status"}, "status.txt"},
+		{[]string{"status", "-o", "json"}, "status.json"},
+		{[]string{"agents", "list"}, "agents.txt"},
+		{[]string{"agents", "list", "--output", "json"}, "agents.json"},
+		{[]string{"agents", "list", "--tenant", "nobody"}, "agents_none.txt"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := runCLI(t, env, tt.args...)
+			require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+			assert.Empty(t, r.stderr)
+			checkGolden(t, tt.golden, r.stdout)
+		})
+	}
+}
+
+func TestEventsCommand(t *testing.T) {
+	url, key := startServer(t)
+	r := runCLI(t, map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, "events", "--count", "2", "--interval", "100ms", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 2)
+	assert.Contains(t, lines[1], `"seq":2`)
+}
+
+func TestFailuresHaveDistinctExitCodes(t *testing.T) {
+	url, key := startServer(t)
+	dead := httptest.NewServer(nil)
+	deadURL := dead.URL
+	dead.Close()
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantCode int
+		wantMsg  string
+	}{
+		{"bad API key", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "obk_cli-test.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, []string{"status"}, exitAPIAuth, "refused the operator credential"},
+		{"bad API key on events", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "nope"}, []string{"events"}, exitAPIAuth, "refused the operator credential"},
+		{"server down", map[string]string{"OPSBOT_LOCAL_URL": deadURL, "OPSBOT_API_KEY": key}, []string{"agents", "list"}, exitRelayUnreachable, "is it running with --local-listen"},
+		{"no API key", map[string]string{"OPSBOT_LOCAL_URL": url}, []string{"status"}, exitUsage, "api_key: required"},
+		{"no namespace", map[string]string{"OPSBOT_API_KEY": key}, []string{"status"}, exitUsage, "namespace: required"},
+		{"unknown flag", map[string]string{"OPSBOT_LOCAL_URL": url}, []string{"status", "--frobnicate"}, exitUsage, "unknown flag"},
+		{"bad output", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, []string{"status", "-o", "yaml"}, exitUsage, "output:"},
+		{"unknown command", nil, []string{"deploy"}, exitUsage, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, tt.env, tt.args...)
+			assert.Equal(t, tt.wantCode, r.code, "stderr: %s", r.stderr)
+			assert.Contains(t, r.stderr, tt.wantMsg)
+			assert.NotContains(t, r.stderr, key, "secrets stay out of messages")
+		})
+	}
+}
+
+// Relay failures come from the relay package as typed errors; each maps to
+// its own exit code and a message naming what to check.
+func TestExplainRelayErrors(t *testing.T) {
+	tgt := target{host: "ns.servicebus.usgovcloudapi.net", hybridConnection: "ops"}
+	tests := []struct {
+		err      error
+		wantCode int
+		wantMsg  string
+	}{
+		{fmt.Errorf("cannot get status: %w", relay.ErrNoListener), exitNoListener, `no relayserver is listening on hybrid connection "ops"`},
+		{&relay.UnreachableError{Host: tgt.host, Err: errors.New("dial tcp: no such host")}, exitRelayUnreachable, "cannot reach the relay at ns.servicebus.usgovcloudapi.net"},
+		{fmt.Errorf("x: %w", relay.ErrUnauthorized), exitRelayAuth, "the relay at ns.servicebus.usgovcloudapi.net refused the credentials"},
+		{fmt.Errorf("x: %w", relay.ErrNotFound), exitNotFound, `hybrid connection "ops" does not exist`},
+		{fmt.Errorf("x: %w", relay.ErrTimeout), exitTimeout, "did not answer in time"},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), exitTimeout, "did not answer in time"},
+		{&opsclient.APIError{StatusCode: 401, Code: "unauthorized"}, exitAPIAuth, "refused the operator credential"},
+		{&opsclient.APIError{StatusCode: 403, Code: "forbidden"}, exitAPIAuth, "lacks the required role"},
+		{&opsclient.APIError{StatusCode: 500, Code: "internal"}, exitError, "ops API answered 500"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			code, msg := explain(tt.err, tgt)
+			assert.Equal(t, tt.wantCode, code)
+			assert.Contains(t, msg, tt.wantMsg)
+		})
+	}
+}
+
+func TestConfigShowRedactsSecrets(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte("namespace: myns\nhybrid_connection: ops\nkey_name: send\nkey: s3cr3t\n"), 0o600))
+	r := runCLI(t, map[string]string{"OPSBOT_API_KEY": "obk_x.y"}, "config", "show", "--config", cfgFile)
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.NotContains(t, r.stdout, "s3cr3t")
+	assert.NotContains(t, r.stdout, "obk_x.y")
+	assert.Regexp(t, `namespace\s+myns\s+file `, r.stdout)
+	assert.Regexp(t, `api_key\s+<redacted>\s+env OPSBOT_API_KEY`, r.stdout)
+}
