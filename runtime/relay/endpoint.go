@@ -179,8 +179,8 @@ func redactURL(u string) string {
 
 // tokenCache reuses a token until shortly before it expires.
 type tokenCache struct {
-	cred Credential
-	mu   sync.Mutex
+	cred   Credential
+	mu     sync.Mutex
 	res    string
 	tok    Token
 	issued time.Time

@@ -176,6 +176,7 @@ func Listen(ctx context.Context, cfg ListenerConfig) (*Listener, error) {
 		cancel()
 		return nil, err
 	}
+	l.online.Store(true)
 	go l.run(ws)
 	return l, nil
 }

@@ -1,0 +1,648 @@
+package relay_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/relay"
+	"github.com/botehq/platform/runtime/relay/relaytest"
+)
+
+// testLogger sends the package's logs to the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func newRelay(t *testing.T, opts relaytest.Options) *relaytest.Server {
+	s := relaytest.NewServer(opts)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func listenerConfig(t *testing.T, s *relaytest.Server, rights ...relaytest.Right) relay.ListenerConfig {
+	if len(rights) == 0 {
+		rights = []relaytest.Right{relaytest.Listen}
+	}
+	name, key := s.NewRule(rights...)
+	return relay.ListenerConfig{
+		Namespace:        s.Namespace(),
+		HybridConnection: "hc",
+		Credential:       relay.NewSASCredential(name, key),
+		Insecure:         true,
+		MinBackoff:       20 * time.Millisecond,
+		MaxBackoff:       200 * time.Millisecond,
+		Logger:           testLogger(t),
+	}
+}
+
+func senderConfig(s *relaytest.Server, rights ...relaytest.Right) relay.SenderConfig {
+	if len(rights) == 0 {
+		rights = []relaytest.Right{relaytest.Send}
+	}
+	name, key := s.NewRule(rights...)
+	return relay.SenderConfig{Namespace: s.Namespace(), HybridConnection: "hc", Credential: relay.NewSASCredential(name, key), Insecure: true}
+}
+
+func newSender(t *testing.T, s *relaytest.Server) *relay.Sender {
+	snd, err := relay.NewSender(senderConfig(s))
+	require.NoError(t, err)
+	t.Cleanup(snd.CloseIdleConnections)
+	return snd
+}
+
+// serve runs an http.Server over a new listener.
+func serve(t *testing.T, cfg relay.ListenerConfig, h http.Handler) *relay.Listener {
+	l, err := relay.Listen(context.Background(), cfg)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l
+}
+
+// echoHandler answers with what it got, plus a large body on /big?n=.
+func echoHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Query", r.URL.RawQuery)
+		w.Header().Set("X-Authorization", r.Header.Get("Authorization"))
+		w.Header().Set("X-Sum", fmt.Sprintf("%x", sha256.Sum256(b)))
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		var n int
+		_, _ = fmt.Sscan(r.URL.Query().Get("n"), &n)
+		_, _ = w.Write(bytes.Repeat([]byte("x"), n))
+	})
+	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "app says no", http.StatusNotFound)
+	})
+	mux.HandleFunc("/badgateway", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream", http.StatusBadGateway)
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/follow", func(w http.ResponseWriter, r *http.Request) {
+		f := w.(http.Flusher)
+		for i := range 5 {
+			_, _ = fmt.Fprintf(w, "line %d\n", i)
+			f.Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return mux
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func TestHTTPModeRoundTrips(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	serve(t, listenerConfig(t, s), echoHandler())
+	client := &http.Client{Transport: newSender(t, s)}
+
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		body       []byte
+		wantStatus int
+		wantLen    int
+		rendezvous bool
+	}{
+		{name: "small post", method: "POST", path: "/echo?a=1&b=two", body: []byte("hello"), wantStatus: 201, wantLen: 5},
+		{name: "empty get", method: "GET", path: "/echo", wantStatus: 201, wantLen: 0},
+		{name: "exactly the control limit", method: "POST", path: "/echo", body: payload(64 * 1024), wantStatus: 201, wantLen: 64 * 1024},
+		{name: "request over the control limit", method: "POST", path: "/echo", body: payload(64*1024 + 1), wantStatus: 201, wantLen: 64*1024 + 1, rendezvous: true},
+		{name: "large request and response", method: "PUT", path: "/echo", body: payload(3 << 20), wantStatus: 201, wantLen: 3 << 20, rendezvous: true},
+		{name: "large response only", method: "GET", path: "/big?n=1000000", wantStatus: 200, wantLen: 1000000},
+		{name: "app 404 is a response, not a relay error", method: "GET", path: "/teapot", wantStatus: 404, wantLen: len("app says no\n")},
+		{name: "app 502 becomes 500", method: "GET", path: "/badgateway", wantStatus: 500, wantLen: len("upstream\n")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := s.Stats().RendezvousRequests
+			req, err := http.NewRequest(tt.method, "http://ops"+tt.path, bytes.NewReader(tt.body))
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer app-token")
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantStatus, resp.StatusCode)
+			assert.Len(t, got, tt.wantLen)
+			if tt.path == "/echo" || strings.HasPrefix(tt.path, "/echo?") {
+				assert.True(t, bytes.Equal(tt.body, got), "body round-trips unchanged")
+				assert.Equal(t, fmt.Sprintf("%x", sha256.Sum256(tt.body)), resp.Header.Get("X-Sum"))
+				assert.Equal(t, "/echo", resp.Header.Get("X-Path"), "the hybrid connection name is not part of the app's path")
+				assert.Equal(t, "Bearer app-token", resp.Header.Get("X-Authorization"), "the app's Authorization header passes through")
+			}
+			if tt.path == "/echo?a=1&b=two" {
+				assert.Equal(t, "a=1&b=two", resp.Header.Get("X-Query"))
+			}
+			if tt.rendezvous {
+				assert.Greater(t, s.Stats().RendezvousRequests, before, "the relay moved the request to a rendezvous")
+			}
+		})
+	}
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	serve(t, listenerConfig(t, s), echoHandler())
+	client := &http.Client{Transport: newSender(t, s)}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := payload(100 + i*3000) // some over the control limit
+			resp, err := client.Post("http://ops/echo", "application/octet-stream", bytes.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			if !bytes.Equal(got, body) {
+				errs <- fmt.Errorf("request %d: body mismatch (%d bytes back, %d sent)", i, len(got), len(body))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestStreamTransportFollowsAStream(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	serve(t, listenerConfig(t, s), echoHandler())
+	snd := newSender(t, s)
+	client := &http.Client{Transport: snd.StreamTransport()}
+
+	resp, err := client.Get("http://ops/follow")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	require.NoError(t, sc.Err())
+	assert.Equal(t, []string{"line 0", "line 1", "line 2", "line 3", "line 4"}, lines)
+
+	// The same paths work over the stream, with large bodies and no
+	// control-channel limit involved.
+	body := payload(2 << 20)
+	resp, err = client.Post("http://ops/echo?x=1", "application/octet-stream", bytes.NewReader(body))
+	require.NoError(t, err)
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+	assert.Equal(t, "/echo", resp.Header.Get("X-Path"))
+	assert.Equal(t, body, got)
+}
+
+func TestRawStreamAndConnectPath(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	paths := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		rc := c.(*relay.Conn)
+		paths <- rc.Request().Path
+		_, _ = io.Copy(c, c)
+		_ = c.Close()
+	}()
+	snd := newSender(t, s)
+	ws, err := snd.DialWebSocket(context.Background(), "/runs/42/logs?follow=1", http.Header{"X-Trace": {"abc"}})
+	require.NoError(t, err)
+	assert.Equal(t, "/runs/42/logs?follow=1", <-paths)
+	_ = ws.CloseNow()
+
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(c, c)
+		_ = c.Close()
+	}()
+	conn, err := snd.Dial(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	msg := payload(1 << 20)
+	go func() { _, _ = conn.Write(msg) }()
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(conn, got)
+	require.NoError(t, err)
+	assert.Equal(t, msg, got)
+}
+
+func TestNoListener(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	snd := newSender(t, s)
+	_, err := (&http.Client{Transport: snd}).Get("http://ops/echo")
+	require.ErrorIs(t, err, relay.ErrNoListener)
+	var se *relay.StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 502, se.StatusCode)
+
+	_, err = snd.Dial(context.Background())
+	assert.ErrorIs(t, err, relay.ErrNoListener)
+	_, err = (&http.Client{Transport: snd.StreamTransport()}).Get("http://ops/echo")
+	assert.ErrorIs(t, err, relay.ErrNoListener)
+}
+
+func TestBadCredentials(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	ctx := context.Background()
+
+	wrongKey := listenerConfig(t, s)
+	name, _ := s.NewRule(relaytest.Listen)
+	wrongKey.Credential = relay.NewSASCredential(name, "not-the-key")
+	_, err := relay.Listen(ctx, wrongKey)
+	require.ErrorIs(t, err, relay.ErrUnauthorized)
+	var se *relay.StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 401, se.StatusCode)
+	assert.True(t, se.Permanent())
+
+	sendOnly := listenerConfig(t, s, relaytest.Send)
+	_, err = relay.Listen(ctx, sendOnly)
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 403, se.StatusCode, "a Send rule cannot listen")
+
+	expired := listenerConfig(t, s)
+	expired.Credential = relay.NewStaticSAS(relay.SignSAS(relay.ResourceURI(s.Host, "hc"), name, "k", time.Now().Add(-time.Minute)))
+	_, err = relay.Listen(ctx, expired)
+	assert.ErrorIs(t, err, relay.ErrUnauthorized)
+
+	otherEntity := listenerConfig(t, s)
+	otherEntity.HybridConnection = "nope"
+	_, err = relay.Listen(ctx, otherEntity)
+	assert.ErrorIs(t, err, relay.ErrNotFound)
+
+	// Senders: a Listen rule cannot send, in either mode.
+	serve(t, listenerConfig(t, s), echoHandler())
+	snd, err := relay.NewSender(senderConfig(s, relaytest.Listen))
+	require.NoError(t, err)
+	_, err = (&http.Client{Transport: snd}).Get("http://ops/echo")
+	assert.ErrorIs(t, err, relay.ErrUnauthorized)
+	_, err = snd.Dial(ctx)
+	assert.ErrorIs(t, err, relay.ErrUnauthorized)
+}
+
+// An entity-level rule grants access to its hybrid connection only.
+func TestEntityRuleScope(t *testing.T) {
+	s := newRelay(t, relaytest.Options{HybridConnections: []string{"hc", "other"}})
+	require.NoError(t, s.AddEntityRule("other", "only-other", "secret", relaytest.Listen))
+	cfg := listenerConfig(t, s)
+	cfg.Credential = relay.NewSASCredential("only-other", "secret")
+	_, err := relay.Listen(context.Background(), cfg)
+	assert.ErrorIs(t, err, relay.ErrUnauthorized)
+	cfg.HybridConnection = "other"
+	l, err := relay.Listen(context.Background(), cfg)
+	require.NoError(t, err)
+	_ = l.Close()
+}
+
+func TestUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	ns, err := relay.ParseNamespace(addr)
+	require.NoError(t, err)
+	cred := relay.NewSASCredential("k", "v")
+
+	_, err = relay.Listen(context.Background(), relay.ListenerConfig{Namespace: ns, HybridConnection: "hc", Credential: cred, Insecure: true})
+	assert.ErrorIs(t, err, relay.ErrUnreachable)
+	snd, err := relay.NewSender(relay.SenderConfig{Namespace: ns, HybridConnection: "hc", Credential: cred, Insecure: true})
+	require.NoError(t, err)
+	_, err = (&http.Client{Transport: snd}).Get("http://ops/x")
+	assert.ErrorIs(t, err, relay.ErrUnreachable)
+	_, err = snd.Dial(context.Background())
+	assert.ErrorIs(t, err, relay.ErrUnreachable)
+}
+
+func TestInsecureMustBeExplicit(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	cfg := listenerConfig(t, s)
+	cfg.Insecure = false
+	_, err := relay.Listen(context.Background(), cfg)
+	assert.ErrorIs(t, err, relay.ErrUnreachable, "a TLS handshake against a plain-text relay fails")
+	assert.Zero(t, s.Stats().ListenAttempts, "nothing was sent in plain text")
+}
+
+func TestTLSRelay(t *testing.T) {
+	s := newRelay(t, relaytest.Options{TLS: true})
+	cfg := listenerConfig(t, s)
+	cfg.Insecure = false
+	cfg.TLSConfig = s.ClientTLSConfig()
+	serve(t, cfg, echoHandler())
+	sc := senderConfig(s)
+	sc.Insecure = false
+	sc.TLSConfig = s.ClientTLSConfig()
+	snd, err := relay.NewSender(sc)
+	require.NoError(t, err)
+	resp, err := (&http.Client{Transport: snd}).Post("http://ops/echo", "text/plain", strings.NewReader("over tls"))
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "over tls", string(b))
+}
+
+func get(t *testing.T, client *http.Client, path string) (string, error) {
+	t.Helper()
+	resp, err := client.Get("http://ops" + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func TestReconnectAfterDrop(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	var offline atomic.Int32
+	cfg := listenerConfig(t, s)
+	cfg.OnStatus = func(online bool, err error) {
+		if !online {
+			offline.Add(1)
+		}
+	}
+	l := serve(t, cfg, echoHandler())
+	client := &http.Client{Transport: newSender(t, s)}
+	_, err := get(t, client, "/big?n=3")
+	require.NoError(t, err)
+
+	for round := range 3 {
+		require.Equal(t, 1, s.DropListeners("hc"), "round %d", round)
+		require.Eventually(t, func() bool { return s.ListenerCount("hc") == 1 && l.Online() }, 5*time.Second, 10*time.Millisecond)
+		body, err := get(t, client, "/big?n=3")
+		require.NoError(t, err, "round %d", round)
+		assert.Equal(t, "xxx", body)
+	}
+	assert.GreaterOrEqual(t, offline.Load(), int32(3))
+	assert.NoError(t, l.Err())
+}
+
+func TestGivesUpOnPermanentFailure(t *testing.T) {
+	t.Run("entity deleted", func(t *testing.T) {
+		s := newRelay(t, relaytest.Options{})
+		l := serve(t, listenerConfig(t, s), echoHandler())
+		s.DeleteHybridConnection("hc")
+		select {
+		case <-l.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("listener did not give up")
+		}
+		err := l.Err()
+		assert.ErrorIs(t, err, relay.ErrNotFound)
+		var lce *relay.ListenerClosedError
+		assert.ErrorAs(t, err, &lce)
+		_, err = l.Accept()
+		assert.ErrorIs(t, err, relay.ErrNotFound)
+	})
+	t.Run("key rotated", func(t *testing.T) {
+		s := newRelay(t, relaytest.Options{})
+		cfg := listenerConfig(t, s)
+		cfg.Credential = relay.NewSASCredential("rotating", "old")
+		s.AddRule("rotating", "old", relaytest.Listen)
+		l := serve(t, cfg, echoHandler())
+		before := s.Stats().ListenAttempts
+		s.AddRule("rotating", "new", relaytest.Listen)
+		s.DropListeners("hc")
+		select {
+		case <-l.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("listener did not give up")
+		}
+		assert.ErrorIs(t, l.Err(), relay.ErrUnauthorized)
+		time.Sleep(300 * time.Millisecond)
+		assert.LessOrEqual(t, s.Stats().ListenAttempts-before, int64(1), "no retry storm on bad credentials")
+	})
+}
+
+func TestTokenRenewalKeepsTheChannel(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	cfg := listenerConfig(t, s)
+	name, key := s.NewRule(relaytest.Listen)
+	// 4 s tokens: renewed a second before expiry, on the open channel.
+	cfg.Credential = relay.NewSASCredential(name, key).WithTTL(4 * time.Second)
+	var offline atomic.Int32
+	cfg.OnStatus = func(online bool, err error) {
+		if !online {
+			offline.Add(1)
+		}
+	}
+	serve(t, cfg, echoHandler())
+	client := &http.Client{Transport: newSender(t, s)}
+	deadline := time.Now().Add(9 * time.Second)
+	n := 0
+	for time.Now().Before(deadline) {
+		_, err := get(t, client, "/big?n=10")
+		require.NoError(t, err, "request %d", n)
+		n++
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.GreaterOrEqual(t, s.Stats().Renewals, int64(2))
+	assert.Zero(t, offline.Load(), "the channel never dropped")
+	assert.Greater(t, n, 50)
+}
+
+func TestRefusedRenewalReconnects(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	cfg := listenerConfig(t, s)
+	name, key := s.NewRule(relaytest.Listen)
+	cfg.Credential = relay.NewSASCredential(name, key).WithTTL(2 * time.Second)
+	var offline atomic.Int32
+	cfg.OnStatus = func(online bool, err error) {
+		if !online {
+			offline.Add(1)
+		}
+	}
+	l := serve(t, cfg, echoHandler())
+	s.RefuseRenewals(true)
+	require.Eventually(t, func() bool { return offline.Load() > 0 }, 5*time.Second, 20*time.Millisecond, "1008 closed the channel")
+	s.RefuseRenewals(false)
+	require.Eventually(t, l.Online, 5*time.Second, 20*time.Millisecond)
+	_, err := get(t, &http.Client{Transport: newSender(t, s)}, "/big?n=1")
+	assert.NoError(t, err)
+}
+
+func TestListenerLimitAndSpread(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	ctx := context.Background()
+	var served [relaytest.MaxListeners]atomic.Int32
+	for i := range relaytest.MaxListeners {
+		cfg := listenerConfig(t, s)
+		cfg.KeepAlive = -1
+		serve(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served[i].Add(1) }))
+	}
+	assert.Equal(t, relaytest.MaxListeners, s.ListenerCount("hc"))
+	_, err := relay.Listen(ctx, listenerConfig(t, s))
+	assert.ErrorIs(t, err, relay.ErrQuotaExceeded, "the 26th listener is refused")
+
+	client := &http.Client{Transport: newSender(t, s)}
+	for range 100 {
+		_, err := get(t, client, "/")
+		require.NoError(t, err)
+	}
+	used := 0
+	for i := range served {
+		if served[i].Load() > 0 {
+			used++
+		}
+	}
+	assert.Greater(t, used, 5, "requests spread over several listeners")
+}
+
+func TestGateRejects(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	cfg := listenerConfig(t, s)
+	cfg.Gate = func(_ context.Context, r *relay.ConnectRequest) error {
+		if r.Header.Get("X-Ticket") != "ok" {
+			return relay.Reject(http.StatusForbidden, "no ticket")
+		}
+		return nil
+	}
+	serve(t, cfg, echoHandler())
+	snd := newSender(t, s)
+	_, err := snd.DialWebSocket(context.Background(), "", nil)
+	var se *relay.StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 403, se.StatusCode)
+	assert.Contains(t, se.Description, "no ticket")
+	ws, err := snd.DialWebSocket(context.Background(), "", http.Header{"X-Ticket": {"ok"}})
+	require.NoError(t, err)
+	_ = ws.CloseNow()
+}
+
+func TestRequestDeadline(t *testing.T) {
+	s := newRelay(t, relaytest.Options{RequestTimeout: 300 * time.Millisecond})
+	serve(t, listenerConfig(t, s), echoHandler())
+	_, err := get(t, &http.Client{Transport: newSender(t, s)}, "/slow")
+	assert.ErrorIs(t, err, relay.ErrTimeout)
+}
+
+type staticToken string
+
+func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: string(s), ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func TestEntraCredentials(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	s.AddBearerToken("listener-jwt", time.Time{}, relaytest.Listen)
+	s.AddBearerToken("sender-jwt", time.Time{}, relaytest.Send)
+	cfg := listenerConfig(t, s)
+	cfg.Credential = relay.NewEntraCredential(staticToken("listener-jwt"))
+	serve(t, cfg, echoHandler())
+	sc := senderConfig(s)
+	sc.Credential = relay.NewEntraCredential(staticToken("sender-jwt"))
+	snd, err := relay.NewSender(sc)
+	require.NoError(t, err)
+	body, err := get(t, &http.Client{Transport: snd}, "/big?n=2")
+	require.NoError(t, err)
+	assert.Equal(t, "xx", body)
+
+	sc.Credential = relay.NewEntraCredential(staticToken("listener-jwt"))
+	snd, err = relay.NewSender(sc)
+	require.NoError(t, err)
+	_, err = get(t, &http.Client{Transport: snd}, "/big?n=2")
+	assert.ErrorIs(t, err, relay.ErrUnauthorized, "a Listener role cannot send")
+}
+
+func TestConnectionStringConfig(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	ns, err := relay.ParseNamespace(s.ConnectionString("hc", relaytest.Listen))
+	require.NoError(t, err)
+	l := serve(t, relay.ListenerConfig{Namespace: ns, Insecure: true}, echoHandler())
+	assert.True(t, l.Online())
+	ns, err = relay.ParseNamespace(s.ConnectionString("hc", relaytest.Send))
+	require.NoError(t, err)
+	body, err := get(t, &http.Client{Transport: relay.NewTransport(relay.SenderConfig{Namespace: ns, Insecure: true})}, "/big?n=4")
+	require.NoError(t, err)
+	assert.Equal(t, "xxxx", body)
+}
+
+func TestConfigValidation(t *testing.T) {
+	ns := relay.Namespace{Host: "myns.servicebus.windows.net"}
+	cred := relay.NewSASCredential("a", "b")
+	tests := []struct {
+		name string
+		cfg  relay.ListenerConfig
+		want string
+	}{
+		{"no namespace", relay.ListenerConfig{HybridConnection: "hc", Credential: cred}, "Namespace"},
+		{"no entity", relay.ListenerConfig{Namespace: ns, Credential: cred}, "HybridConnection"},
+		{"bad entity", relay.ListenerConfig{Namespace: ns, HybridConnection: "a b", Credential: cred}, "HybridConnection"},
+		{"no credential", relay.ListenerConfig{Namespace: ns, HybridConnection: "hc"}, "Credential"},
+		{"backoff", relay.ListenerConfig{Namespace: ns, HybridConnection: "hc", Credential: cred, MinBackoff: time.Minute, MaxBackoff: time.Second}, "MinBackoff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	_, err := relay.NewTransport(relay.SenderConfig{}).RoundTrip(&http.Request{})
+	assert.ErrorContains(t, err, "Namespace")
+}
+
+var _ = errors.Is

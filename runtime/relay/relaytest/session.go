@@ -1,0 +1,339 @@
+package relaytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/relay/internal/wire"
+)
+
+// listenerConn is one listener's control channel.
+type listenerConn struct {
+	id      string
+	hc      *hybridConn
+	ws      *websocket.Conn
+	writeMu sync.Mutex
+	gone    chan struct{}
+
+	mu      sync.Mutex
+	waiting map[string]*rendezvous
+}
+
+func (l *listenerConn) send(ctx context.Context, m wire.Message, body []byte) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if err := l.ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return err
+	}
+	if body != nil {
+		return l.ws.Write(ctx, websocket.MessageBinary, body)
+	}
+	return nil
+}
+
+// rendezvous is a pending pairing: a sender's WebSocket waiting for the
+// listener to dial in, or an HTTP request waiting for its response.
+type rendezvous struct {
+	accepted chan acceptResult // kind accept
+	req      *wire.Request     // kind request
+	body     []byte
+	inline   bool // request already sent on the control channel
+	resp     chan *response
+}
+
+type acceptResult struct {
+	ws     *websocket.Conn
+	status int
+	desc   string
+}
+
+type response struct {
+	head *wire.Response
+	body io.Reader
+	done chan struct{}
+}
+
+func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string) {
+	s.listens.Add(1)
+	s.mu.Lock()
+	hc, _ := s.findEntity(path)
+	if hc == nil {
+		s.mu.Unlock()
+		fail(w, http.StatusNotFound, "EndpointNotFound: no hybrid connection at "+path)
+		return
+	}
+	exp, err := s.authorize(tokenFrom(r), hc, Listen)
+	if err != nil {
+		s.mu.Unlock()
+		ae := err.(*authError)
+		fail(w, ae.status, ae.desc)
+		return
+	}
+	if len(hc.listeners) >= MaxListeners {
+		s.mu.Unlock()
+		fail(w, http.StatusForbidden, "QuotaExceeded: the hybrid connection already has the maximum of 25 listeners (limit reached)")
+		return
+	}
+	l := &listenerConn{id: r.URL.Query().Get(wire.ParamID), hc: hc, gone: make(chan struct{}), waiting: map[string]*rendezvous{}}
+	hc.listeners[l] = struct{}{} // reserve the slot before the handshake
+	s.mu.Unlock()
+
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		s.removeListener(l)
+		return
+	}
+	ws.SetReadLimit(wire.MaxControlBody + wire.MaxControlHeaders + 4096)
+	s.mu.Lock()
+	l.ws = ws
+	s.mu.Unlock()
+	defer s.removeListener(l)
+	defer ws.CloseNow()
+
+	// An unrenewed token ends the channel with 1008 (policy violation).
+	expire := time.AfterFunc(time.Until(exp), func() {
+		_ = ws.Close(websocket.StatusPolicyViolation, "token expired")
+	})
+	defer expire.Stop()
+	s.log.Debug("listener connected", "hc", hc.name, "id", l.id)
+
+	ctx := context.Background()
+	for {
+		typ, data, err := ws.Read(ctx)
+		if err != nil {
+			return
+		}
+		var m wire.Message
+		if typ != websocket.MessageText || json.Unmarshal(data, &m) != nil {
+			_ = ws.Close(websocket.StatusUnsupportedData, "expected a JSON control message")
+			return
+		}
+		switch {
+		case m.RenewToken != nil:
+			s.mu.Lock()
+			refuse := s.refuseRenewals
+			newExp, err := s.authorize(m.RenewToken.Token, hc, Listen)
+			s.mu.Unlock()
+			if refuse || err != nil {
+				_ = ws.Close(websocket.StatusPolicyViolation, "token renewal refused")
+				return
+			}
+			expire.Reset(time.Until(newExp))
+			s.renewals.Add(1)
+		case m.Response != nil:
+			var body []byte
+			if m.Response.Body {
+				bt, b, err := ws.Read(ctx)
+				if err != nil {
+					return
+				}
+				if bt != websocket.MessageBinary || len(b) > wire.MaxControlBody {
+					// Bodies over 64 kB must use a rendezvous socket.
+					_ = ws.Close(websocket.StatusMessageTooBig, "response body over the control channel limit")
+					return
+				}
+				body = b
+			}
+			l.mu.Lock()
+			rv := l.waiting[m.Response.RequestID]
+			l.mu.Unlock()
+			if rv != nil {
+				select {
+				case rv.resp <- &response{head: m.Response, body: bytes.NewReader(body), done: make(chan struct{})}:
+				default:
+				}
+			}
+		default:
+			_ = ws.Close(websocket.StatusPolicyViolation, "unexpected control message")
+			return
+		}
+	}
+}
+
+func (s *Server) removeListener(l *listenerConn) {
+	s.mu.Lock()
+	delete(l.hc.listeners, l)
+	s.mu.Unlock()
+	close(l.gone)
+	s.log.Debug("listener left", "hc", l.hc.name, "id", l.id)
+}
+
+// entityFor resolves the entity of a request and checks the sender's token.
+func (s *Server) senderEntity(w http.ResponseWriter, r *http.Request, path string, noListener int) (*hybridConn, string, *listenerConn, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hc, suffix := s.findEntity(path)
+	if hc == nil {
+		fail(w, http.StatusNotFound, "EndpointNotFound: no hybrid connection at "+path)
+		return nil, "", nil, false
+	}
+	if hc.clientAuth {
+		if _, err := s.authorize(tokenFrom(r), hc, Send); err != nil {
+			ae := err.(*authError)
+			fail(w, ae.status, ae.desc)
+			return nil, "", nil, false
+		}
+	}
+	l := pickListener(hc)
+	if l == nil || l.ws == nil {
+		fail(w, noListener, "There are no listeners connected for the endpoint")
+		return nil, "", nil, false
+	}
+	return hc, suffix, l, true
+}
+
+// serveConnect pairs a sender's WebSocket with a listener: it sends the
+// listener an accept frame and holds the sender's handshake until the
+// listener has dialed the rendezvous address.
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, path string) {
+	hc, suffix, l, ok := s.senderEntity(w, r, path, http.StatusNotFound)
+	if !ok {
+		return
+	}
+	id := newID()
+	rv := &rendezvous{accepted: make(chan acceptResult, 1)}
+	s.mu.Lock()
+	s.pending[id] = rv
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.pending, id)
+		s.mu.Unlock()
+	}()
+
+	q := stripSB(r.URL.Query())
+	q.Set(wire.ParamAction, wire.ActionAccept)
+	q.Set(wire.ParamID, id)
+	address := s.wsScheme() + "://" + s.Host + wire.PathPrefix + hc.name + suffix + "?" + q.Encode()
+	headers := map[string]string{}
+	for k, v := range r.Header {
+		switch http.CanonicalHeaderKey(k) {
+		case "Servicebusauthorization", "Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version":
+			continue
+		}
+		headers[k] = strings.Join(v, ", ")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RendezvousTimeout)
+	defer cancel()
+	if err := l.send(ctx, wire.Message{Accept: &wire.Accept{Address: address, ID: id, ConnectHeaders: headers}}, nil); err != nil {
+		fail(w, http.StatusNotFound, "There are no listeners connected for the endpoint (listener dropped)")
+		return
+	}
+	var res acceptResult
+	select {
+	case res = <-rv.accepted:
+	case <-ctx.Done():
+		fail(w, http.StatusGatewayTimeout, "the listener did not accept the connection in time")
+		return
+	}
+	if res.ws == nil {
+		fail(w, res.status, res.desc)
+		return
+	}
+	sws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		_ = res.ws.CloseNow()
+		return
+	}
+	pump(sws, res.ws)
+}
+
+// serveAccept is the listener dialing a rendezvous address, to accept or,
+// with sb-hc-statusCode, to reject; a rejection is answered 410 Gone.
+func (s *Server) serveAccept(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	rv := s.pending[q.Get(wire.ParamID)]
+	delete(s.pending, q.Get(wire.ParamID))
+	s.mu.Unlock()
+	if rv == nil || rv.accepted == nil {
+		fail(w, http.StatusNotFound, "the rendezvous is unknown or expired")
+		return
+	}
+	if code := q.Get(wire.ParamStatusCode); code != "" {
+		status := http.StatusBadRequest
+		if n, err := parseStatus(code); err == nil {
+			status = n
+		}
+		rv.accepted <- acceptResult{status: status, desc: q.Get(wire.ParamStatusDescription)}
+		fail(w, http.StatusGone, "rejected")
+		return
+	}
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		rv.accepted <- acceptResult{status: http.StatusBadGateway, desc: "listener handshake failed"}
+		return
+	}
+	rv.accepted <- acceptResult{ws: ws}
+}
+
+// pump relays messages both ways, keeping their type, until one side closes;
+// its close code is passed on to the other.
+func pump(a, b *websocket.Conn) {
+	a.SetReadLimit(-1)
+	b.SetReadLimit(-1)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	copyDir := func(dst, src *websocket.Conn) {
+		defer wg.Done()
+		ctx := context.Background()
+		for {
+			typ, rd, err := src.Reader(ctx)
+			if err != nil {
+				if code := websocket.CloseStatus(err); code != -1 {
+					var ce websocket.CloseError
+					reason := ""
+					if asClose(err, &ce) {
+						reason = ce.Reason
+					}
+					if dst.Close(code, reason) != nil {
+						_ = dst.CloseNow()
+					}
+				} else {
+					_ = dst.CloseNow()
+				}
+				return
+			}
+			wr, err := dst.Writer(ctx, typ)
+			if err != nil {
+				_ = src.CloseNow()
+				return
+			}
+			if _, err := io.Copy(wr, rd); err != nil {
+				_ = src.CloseNow()
+				_ = dst.CloseNow()
+				return
+			}
+			if err := wr.Close(); err != nil {
+				_ = src.CloseNow()
+				return
+			}
+		}
+	}
+	go copyDir(a, b)
+	go copyDir(b, a)
+	wg.Wait()
+}
+
+func stripSB(q url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		if !strings.HasPrefix(strings.ToLower(k), "sb-hc-") {
+			out[k] = v
+		}
+	}
+	return out
+}
