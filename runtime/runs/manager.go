@@ -189,6 +189,14 @@ func (m *Manager) ListRuns(ctx context.Context, tenant, workspace string, states
 	return all, nil
 }
 
+// ListLocks returns the held workspace locks of tenant.
+func (m *Manager) ListLocks(ctx context.Context, tenant string) ([]Lock, error) {
+	if err := CheckScope(tenant, ""); err != nil {
+		return nil, err
+	}
+	return m.store.ListLocks(ctx, LockQuery{Tenant: tenant})
+}
+
 // ListAgents returns tenant's agents.
 func (m *Manager) ListAgents(ctx context.Context, tenant string) ([]Agent, error) {
 	return m.store.ListAgents(ctx, tenant)
@@ -475,15 +483,16 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		if err != nil {
 			return Run{}, err
 		}
-		to, reason := rep.State, rep.Reason
+		to := rep.State
 		if to == Planned && rep.Result != nil && !rep.Result.HasChanges {
 			to = NoChanges
 		}
 		if to == Planned && rep.Plan == nil {
 			return Run{}, fmt.Errorf("%w: a plan with changes needs its saved plan artifact", ErrInvalid)
 		}
+		reason := reportReason(r.State, to, rep)
 		if to == Cancelled && r.CancelReason != "" {
-			reason = strings.TrimSpace(r.CancelReason + "; " + reason)
+			reason = r.CancelReason + "; " + reason
 		}
 		now := m.clock()
 		if err := r.move(to, now, rep.Agent, reason, w.Options); err != nil {
@@ -513,6 +522,36 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		m.log.InfoContext(ctx, "run phase ended", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State, "agent", rep.Agent, "reason", reason)
 		return r, nil
 	})
+}
+
+// reportReason is the recorded reason of a phase's end: the agent's, or
+// one derived from its result.
+func reportReason(from, to State, rep Report) string {
+	if rep.Reason != "" {
+		return rep.Reason
+	}
+	var changes string
+	if res := rep.Result; res != nil && res.Changes != nil {
+		changes = fmt.Sprintf(": %d to add, %d to change, %d to destroy", res.Changes.Add, res.Changes.Change, res.Changes.Remove)
+	}
+	switch to {
+	case Planned:
+		return "plan saved" + changes
+	case NoChanges:
+		return "plan has no changes"
+	case Applied:
+		return "apply complete" + changes
+	case Cancelled:
+		return "agent stopped " + string(from)
+	}
+	if res := rep.Result; res != nil {
+		for _, d := range res.Diagnostics {
+			if d.Severity == "error" {
+				return string(from) + " failed: " + d.Summary
+			}
+		}
+	}
+	return string(from) + " failed"
 }
 
 // commitWithLock writes r and brings the workspace lock in line with it:

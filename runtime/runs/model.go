@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/botehq/platform/runtime/envelope"
@@ -285,14 +286,38 @@ func (a Agent) Matches(selector map[string]string) bool {
 var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
 
 // NewRunID returns a new run id, "run-" and 16 characters that sort by
-// creation time (48 bits of milliseconds, then 32 random bits), so a
-// workspace's runs list oldest first straight from the store.
+// creation time (48 bits of milliseconds, then 32 bits that start random),
+// so a workspace's runs list oldest first straight from the store. Ids from
+// one process are strictly increasing even within a millisecond or when
+// the clock steps back (the ULID monotonic rule); across replicas, runs
+// created in the same millisecond order arbitrarily.
 func NewRunID(now time.Time) string {
+	idMu.Lock()
+	defer idMu.Unlock()
+	ms := uint64(max(now.UnixMilli(), 0))
+	if ms <= idLastMS {
+		ms = idLastMS
+		idLastLow++
+		if idLastLow == 0 { // 2^32 ids in one millisecond: borrow the next one
+			ms++
+		}
+	} else {
+		var r [4]byte
+		_, _ = rand.Read(r[:]) // never fails (crypto/rand)
+		idLastLow = binary.BigEndian.Uint32(r[:]) >> 1 // room to count up
+	}
+	idLastMS = ms
 	var b [10]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	_, _ = rand.Read(b[6:]) // never fails (crypto/rand)
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	binary.BigEndian.PutUint32(b[6:], idLastLow)
 	return "run-" + idEncoding.EncodeToString(b[:])
 }
+
+var (
+	idMu      sync.Mutex
+	idLastMS  uint64
+	idLastLow uint32
+)
 
 // ValidRunID reports whether id has the form NewRunID produces.
 func ValidRunID(id string) bool {

@@ -1,0 +1,361 @@
+package runstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// Memory is an in-memory runs.Store for unit tests. It passes the same
+// contract suite (package storetest) as the Table Storage store, so tests
+// built on it see the semantics production has. State is lost with the
+// process: never use it to serve.
+type Memory struct {
+	mu         sync.Mutex
+	seq        int
+	tenants    map[string]entry
+	workspaces map[[2]string]entry // tenant, name
+	runs       map[[2]string]entry // tenant, id
+	locks      map[[2]string]entry // tenant, workspace
+	agents     map[[2]string]entry // tenant, id
+}
+
+// entry is a stored value as JSON, so callers never share memory with the
+// store, and its ETag.
+type entry struct {
+	data []byte
+	etag string
+}
+
+// NewMemory returns an empty store.
+func NewMemory() *Memory {
+	return &Memory{
+		tenants:    map[string]entry{},
+		workspaces: map[[2]string]entry{},
+		runs:       map[[2]string]entry{},
+		locks:      map[[2]string]entry{},
+		agents:     map[[2]string]entry{},
+	}
+}
+
+var _ runs.Store = (*Memory)(nil)
+
+func (m *Memory) put(v any) (entry, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return entry{}, fmt.Errorf("cannot encode %T: %w", v, err)
+	}
+	m.seq++
+	return entry{data: data, etag: "m" + strconv.Itoa(m.seq)}, nil
+}
+
+func get[T any](e entry) (T, string) {
+	var v T
+	_ = json.Unmarshal(e.data, &v) // written by put
+	return v, e.etag
+}
+
+// CreateTenant implements runs.Store.
+func (m *Memory) CreateTenant(_ context.Context, t runs.Tenant) error {
+	if err := runs.CheckScope(t.ID, ""); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.tenants[t.ID]; ok {
+		return fmt.Errorf("tenant %s: %w", t.ID, runs.ErrExists)
+	}
+	e, err := m.put(t)
+	if err != nil {
+		return err
+	}
+	m.tenants[t.ID] = e
+	return nil
+}
+
+// GetTenant implements runs.Store.
+func (m *Memory) GetTenant(_ context.Context, id string) (runs.Tenant, error) {
+	if err := runs.CheckScope(id, ""); err != nil {
+		return runs.Tenant{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.tenants[id]
+	if !ok {
+		return runs.Tenant{}, fmt.Errorf("tenant %s: %w", id, runs.ErrNotFound)
+	}
+	t, _ := get[runs.Tenant](e)
+	return t, nil
+}
+
+// ListTenants implements runs.Store.
+func (m *Memory) ListTenants(context.Context) ([]runs.Tenant, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]runs.Tenant, 0, len(m.tenants))
+	for _, e := range m.tenants {
+		t, _ := get[runs.Tenant](e)
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// CreateWorkspace implements runs.Store.
+func (m *Memory) CreateWorkspace(_ context.Context, w runs.Workspace) error {
+	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{w.Tenant, w.Name}
+	if _, ok := m.workspaces[k]; ok {
+		return fmt.Errorf("workspace %s/%s: %w", w.Tenant, w.Name, runs.ErrExists)
+	}
+	e, err := m.put(w)
+	if err != nil {
+		return err
+	}
+	m.workspaces[k] = e
+	return nil
+}
+
+// GetWorkspace implements runs.Store.
+func (m *Memory) GetWorkspace(_ context.Context, tenant, name string) (runs.Workspace, error) {
+	if err := runs.CheckScope(tenant, name); err != nil {
+		return runs.Workspace{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.workspaces[[2]string{tenant, name}]
+	if !ok {
+		return runs.Workspace{}, fmt.Errorf("workspace %s/%s: %w", tenant, name, runs.ErrNotFound)
+	}
+	w, etag := get[runs.Workspace](e)
+	w.ETag = etag
+	return w, nil
+}
+
+// UpdateWorkspace implements runs.Store.
+func (m *Memory) UpdateWorkspace(_ context.Context, w runs.Workspace) error {
+	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{w.Tenant, w.Name}
+	old, ok := m.workspaces[k]
+	switch {
+	case !ok:
+		return fmt.Errorf("workspace %s/%s: %w", w.Tenant, w.Name, runs.ErrNotFound)
+	case old.etag != w.ETag:
+		return fmt.Errorf("workspace %s/%s: %w", w.Tenant, w.Name, runs.ErrConflict)
+	}
+	e, err := m.put(w)
+	if err != nil {
+		return err
+	}
+	m.workspaces[k] = e
+	return nil
+}
+
+// ListWorkspaces implements runs.Store.
+func (m *Memory) ListWorkspaces(_ context.Context, tenant string) ([]runs.Workspace, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []runs.Workspace
+	for k, e := range m.workspaces {
+		if k[0] == tenant {
+			w, etag := get[runs.Workspace](e)
+			w.ETag = etag
+			out = append(out, w)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// GetRun implements runs.Store.
+func (m *Memory) GetRun(_ context.Context, tenant, id string) (runs.Run, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return runs.Run{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.runs[[2]string{tenant, id}]
+	if !ok {
+		return runs.Run{}, fmt.Errorf("run %s in tenant %s: %w", id, tenant, runs.ErrNotFound)
+	}
+	r, etag := get[runs.Run](e)
+	r.ETag = etag
+	return r, nil
+}
+
+// ListRuns implements runs.Store.
+func (m *Memory) ListRuns(_ context.Context, tenant, workspace string, states ...runs.State) ([]runs.Run, error) {
+	if err := runs.CheckScope(tenant, workspace); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []runs.Run
+	for k, e := range m.runs {
+		if k[0] != tenant {
+			continue
+		}
+		r, etag := get[runs.Run](e)
+		if r.Workspace == workspace && (len(states) == 0 || slices.Contains(states, r.State)) {
+			r.ETag = etag
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// GetLock implements runs.Store.
+func (m *Memory) GetLock(_ context.Context, tenant, workspace string) (runs.Lock, error) {
+	if err := runs.CheckScope(tenant, workspace); err != nil {
+		return runs.Lock{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.locks[[2]string{tenant, workspace}]
+	if !ok {
+		return runs.Lock{Tenant: tenant, Workspace: workspace}, nil
+	}
+	l, etag := get[runs.Lock](e)
+	l.ETag = etag
+	return l, nil
+}
+
+// ListLocks implements runs.Store.
+func (m *Memory) ListLocks(_ context.Context, q runs.LockQuery) ([]runs.Lock, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []runs.Lock
+	for _, e := range m.locks {
+		l, etag := get[runs.Lock](e)
+		if q.Match(l) {
+			l.ETag = etag
+			out = append(out, l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Tenant+"|"+out[i].Workspace < out[j].Tenant+"|"+out[j].Workspace
+	})
+	return out, nil
+}
+
+// Commit implements runs.Store.
+func (m *Memory) Commit(_ context.Context, c runs.Commit) error {
+	if err := checkCommit(c); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Check every condition first: all or nothing.
+	for _, r := range c.Runs {
+		old, ok := m.runs[[2]string{c.Tenant, r.ID}]
+		if (r.ETag == "" && ok) || (r.ETag != "" && (!ok || old.etag != r.ETag)) {
+			return fmt.Errorf("run %s: %w", r.ID, runs.ErrConflict)
+		}
+	}
+	lk := [2]string{c.Tenant, c.Workspace}
+	if c.Lock != nil {
+		old, ok := m.locks[lk]
+		if (c.Lock.ETag == "" && ok) || (c.Lock.ETag != "" && (!ok || old.etag != c.Lock.ETag)) {
+			return fmt.Errorf("lock of %s/%s: %w", c.Tenant, c.Workspace, runs.ErrConflict)
+		}
+	}
+	for _, r := range c.Runs {
+		e, err := m.put(r)
+		if err != nil {
+			return err
+		}
+		m.runs[[2]string{c.Tenant, r.ID}] = e
+	}
+	if c.Lock != nil {
+		e, err := m.put(c.Lock)
+		if err != nil {
+			return err
+		}
+		m.locks[lk] = e
+	}
+	return nil
+}
+
+// PutAgent implements runs.Store.
+func (m *Memory) PutAgent(_ context.Context, a runs.Agent) error {
+	if err := runs.CheckScope(a.Tenant, ""); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{a.Tenant, a.ID}
+	if a.ETag != "" {
+		if old, ok := m.agents[k]; !ok || old.etag != a.ETag {
+			return fmt.Errorf("agent %s/%s: %w", a.Tenant, a.ID, runs.ErrConflict)
+		}
+	}
+	e, err := m.put(a)
+	if err != nil {
+		return err
+	}
+	m.agents[k] = e
+	return nil
+}
+
+// GetAgent implements runs.Store.
+func (m *Memory) GetAgent(_ context.Context, tenant, id string) (runs.Agent, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return runs.Agent{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.agents[[2]string{tenant, id}]
+	if !ok {
+		return runs.Agent{}, fmt.Errorf("agent %s/%s: %w", tenant, id, runs.ErrNotFound)
+	}
+	a, etag := get[runs.Agent](e)
+	a.ETag = etag
+	return a, nil
+}
+
+// ListAgents implements runs.Store.
+func (m *Memory) ListAgents(_ context.Context, tenant string) ([]runs.Agent, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return nil, err
+	}
+	return m.agentsWhere(func(a runs.Agent) bool { return a.Tenant == tenant }), nil
+}
+
+// ListSilentAgents implements runs.Store.
+func (m *Memory) ListSilentAgents(_ context.Context, cutoff time.Time) ([]runs.Agent, error) {
+	return m.agentsWhere(func(a runs.Agent) bool { return !a.Silent && a.LastHeartbeat.Before(cutoff) }), nil
+}
+
+func (m *Memory) agentsWhere(keep func(runs.Agent) bool) []runs.Agent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []runs.Agent
+	for _, e := range m.agents {
+		a, etag := get[runs.Agent](e)
+		if keep(a) {
+			a.ETag = etag
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tenant+"|"+out[i].ID < out[j].Tenant+"|"+out[j].ID })
+	return out
+}

@@ -1,0 +1,774 @@
+// Package storetest is the contract suite every runs.Store passes: the
+// in-memory store in its unit tests, the Table Storage store on Azurite in
+// the integration module. It checks the storage guarantees the lifecycle
+// relies on (conditional writes, atomic commits, tenant scoping, order,
+// large values) and then drives the lifecycle itself through runs.Manager
+// on the store: queueing, a claim race between two managers (two
+// relayserver replicas), silent agents, timeouts, cancel, auto-apply and a
+// restart onto a new store instance over the same storage.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// Fixture is a fresh, empty store and a way to open it again: Reopen
+// returns a new instance over the same storage (a restarted relayserver).
+type Fixture struct {
+	Store  runs.Store
+	Reopen func(t *testing.T) runs.Store
+}
+
+// Factory opens a fresh fixture; Run calls it once per test.
+type Factory func(t *testing.T) Fixture
+
+// Run runs the whole contract suite.
+func Run(t *testing.T, factory Factory) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, f Fixture)
+	}{
+		{"Tenants", testTenants},
+		{"Workspaces", testWorkspaces},
+		{"CommitIsAtomicAndConditional", testCommit},
+		{"RunsListOldestFirstAndFilter", testListRuns},
+		{"LargeRunRoundTrips", testLargeRun},
+		{"TenantIsolation", testTenantIsolation},
+		{"Agents", testAgents},
+		{"Lifecycle", testLifecycle},
+		{"RunsQueueBehindTheActiveOne", testQueue},
+		{"ConcurrentClaimsExactlyOneWins", testClaimRace},
+		{"SilentAgentFailsRunAndReleasesLock", testSilentAgent},
+		{"Timeouts", testTimeouts},
+		{"Cancel", testCancel},
+		{"AutoApplyNoChangesAndDestroy", testAutoApply},
+		{"RestartLosesNothing", testRestart},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, factory(t)) })
+	}
+}
+
+// Clock is a settable clock for Managers under test.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock starts at the current time.
+func NewClock() *Clock { return &Clock{now: time.Now().UTC().Truncate(time.Millisecond)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// testLogger logs into the test's output, shown when it fails.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
+}
+
+// unique returns an id no other test uses, so suites may share storage.
+func unique(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// Bundle returns a plausible artifact reference for tests.
+func Bundle(name string) *envelope.Claim {
+	return &envelope.Claim{Container: "boteruns", Blob: name, Size: 10, SHA256: strings.Repeat("ab", 32)}
+}
+
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	clock  *Clock
+	m      *runs.Manager
+	tenant string
+}
+
+func newEnv(t *testing.T, store runs.Store) *env {
+	clock := NewClock()
+	m, err := runs.New(runs.Config{Store: store, Now: clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
+	require.NoError(t, err)
+	e := &env{t: t, ctx: context.Background(), clock: clock, m: m, tenant: unique("t")}
+	_, err = m.CreateTenant(e.ctx, runs.Tenant{ID: e.tenant})
+	require.NoError(t, err)
+	return e
+}
+
+func (e *env) workspace(name string, opts runs.Options, labels map[string]string) {
+	_, err := e.m.CreateWorkspace(e.ctx, runs.Workspace{Tenant: e.tenant, Name: name, Options: opts, AgentLabels: labels})
+	require.NoError(e.t, err)
+}
+
+func (e *env) agent(id string, capacity int, labels map[string]string) {
+	_, err := e.m.Heartbeat(e.ctx, runs.Heartbeat{Tenant: e.tenant, Agent: id, Capacity: capacity, Labels: labels})
+	require.NoError(e.t, err)
+}
+
+func (e *env) enqueue(ws string, op runs.Operation) runs.Enqueued {
+	q, err := e.m.Enqueue(e.ctx, runs.EnqueueRequest{Tenant: e.tenant, Workspace: ws, Operation: op, Bundle: Bundle("b/" + ws), CreatedBy: "alice"})
+	require.NoError(e.t, err)
+	return q
+}
+
+func (e *env) claim(ws, agent string) runs.Run {
+	r, err := e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: ws, Agent: agent})
+	require.NoError(e.t, err)
+	return r
+}
+
+func (e *env) report(run, agent string, to runs.State, changes bool) runs.Run {
+	rep := runs.Report{Tenant: e.tenant, Run: run, Agent: agent, State: to, Result: &tfrun.Result{HasChanges: changes}}
+	if to == runs.Planned {
+		rep.Plan = Bundle("plan/" + run)
+	}
+	r, err := e.m.Report(e.ctx, rep)
+	require.NoError(e.t, err)
+	return r
+}
+
+// lock returns the workspace's lock as the tenant's lock list shows it.
+func (e *env) lock(ws string) runs.Lock {
+	locks, err := e.m.ListLocks(e.ctx, e.tenant)
+	require.NoError(e.t, err)
+	for _, l := range locks {
+		if l.Workspace == ws {
+			return l
+		}
+	}
+	return runs.Lock{Tenant: e.tenant, Workspace: ws}
+}
+
+func testTenants(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	id := unique("t")
+	require.NoError(t, f.Store.CreateTenant(ctx, runs.Tenant{ID: id, DisplayName: "Contoso"}))
+	assert.ErrorIs(t, f.Store.CreateTenant(ctx, runs.Tenant{ID: id}), runs.ErrExists)
+	got, err := f.Store.GetTenant(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, "Contoso", got.DisplayName)
+	_, err = f.Store.GetTenant(ctx, unique("missing"))
+	assert.ErrorIs(t, err, runs.ErrNotFound)
+	all, err := f.Store.ListTenants(ctx)
+	require.NoError(t, err)
+	assert.Contains(t, tenantIDs(all), id)
+	for _, bad := range []string{"", "a|b", "a/b", "-x", strings.Repeat("x", 200)} {
+		assert.Error(t, f.Store.CreateTenant(ctx, runs.Tenant{ID: bad}), "tenant id %q", bad)
+	}
+}
+
+func tenantIDs(ts []runs.Tenant) []string {
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+	}
+	return ids
+}
+
+func testWorkspaces(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	tenant := unique("t")
+	w := runs.Workspace{Tenant: tenant, Name: "prod", AgentLabels: map[string]string{"env": "prod"}, Options: runs.Options{AutoApply: true, PlanTimeout: time.Minute}}
+	require.NoError(t, f.Store.CreateWorkspace(ctx, w))
+	assert.ErrorIs(t, f.Store.CreateWorkspace(ctx, w), runs.ErrExists)
+	require.NoError(t, f.Store.CreateWorkspace(ctx, runs.Workspace{Tenant: tenant, Name: "dev"}))
+
+	got, err := f.Store.GetWorkspace(ctx, tenant, "prod")
+	require.NoError(t, err)
+	assert.Equal(t, w.Options, got.Options)
+	assert.Equal(t, w.AgentLabels, got.AgentLabels)
+	require.NotEmpty(t, got.ETag)
+
+	stale := got
+	got.Description = "production"
+	require.NoError(t, f.Store.UpdateWorkspace(ctx, got))
+	stale.Description = "lost update"
+	assert.ErrorIs(t, f.Store.UpdateWorkspace(ctx, stale), runs.ErrConflict)
+
+	list, err := f.Store.ListWorkspaces(ctx, tenant)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, "dev", list[0].Name)
+	assert.Equal(t, "production", list[1].Description)
+
+	_, err = f.Store.GetWorkspace(ctx, tenant, "staging")
+	assert.ErrorIs(t, err, runs.ErrNotFound)
+}
+
+func newRun(tenant, ws string, at time.Time) runs.Run {
+	return runs.Run{
+		ID: runs.NewRunID(at), Tenant: tenant, Workspace: ws, Operation: runs.OpApply, State: runs.Queued,
+		CreatedAt: at, UpdatedAt: at, Bundle: Bundle("b"),
+		History: []runs.Transition{{To: runs.Queued, At: at}},
+	}
+}
+
+func testCommit(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	tenant, ws := unique("t"), "app"
+	now := time.Now().UTC()
+	r1 := newRun(tenant, ws, now)
+	lock := runs.Lock{Tenant: tenant, Workspace: ws, Run: r1.ID, Agent: "a1", Since: now}
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r1}, Lock: &lock}))
+
+	// A second lock insert loses, and its run is not written either.
+	r2 := newRun(tenant, ws, now.Add(time.Millisecond))
+	other := runs.Lock{Tenant: tenant, Workspace: ws, Run: r2.ID, Agent: "a2"}
+	err := f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r2}, Lock: &other})
+	require.ErrorIs(t, err, runs.ErrConflict)
+	_, err = f.Store.GetRun(ctx, tenant, r2.ID)
+	assert.ErrorIs(t, err, runs.ErrNotFound, "a failed commit must write nothing")
+
+	// Creating an existing run conflicts.
+	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r1}}), runs.ErrConflict)
+
+	got, err := f.Store.GetRun(ctx, tenant, r1.ID)
+	require.NoError(t, err)
+	gotLock, err := f.Store.GetLock(ctx, tenant, ws)
+	require.NoError(t, err)
+	assert.Equal(t, r1.ID, gotLock.Run)
+
+	// Update with current ETags succeeds once; the stale copy then loses.
+	got.State, gotLock.Agent = runs.Planning, "a1"
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{got}, Lock: &gotLock}))
+	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{got}}), runs.ErrConflict)
+	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Lock: &gotLock}), runs.ErrConflict)
+
+	// A commit cannot write outside its workspace.
+	stray := newRun(tenant, "other", now)
+	assert.Error(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{stray}}))
+
+	// A workspace never locked reads as free.
+	free, err := f.Store.GetLock(ctx, tenant, "never")
+	require.NoError(t, err)
+	assert.False(t, free.Held())
+	assert.Empty(t, free.ETag)
+}
+
+func testListRuns(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	tenant, ws := unique("t"), "app"
+	base := time.Now().UTC()
+	var ids []string
+	for i := range 5 {
+		r := newRun(tenant, ws, base.Add(time.Duration(i)*time.Millisecond))
+		if i%2 == 1 {
+			r.State = runs.Failed
+		}
+		require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r}}))
+		ids = append(ids, r.ID)
+	}
+	lock := runs.Lock{Tenant: tenant, Workspace: ws, Run: ids[0], Agent: "a"}
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Lock: &lock}))
+
+	all, err := f.Store.ListRuns(ctx, tenant, ws)
+	require.NoError(t, err)
+	assert.Equal(t, ids, runIDs(all), "oldest first, and the lock is not a run")
+	queued, err := f.Store.ListRuns(ctx, tenant, ws, runs.Queued)
+	require.NoError(t, err)
+	assert.Equal(t, []string{ids[0], ids[2], ids[4]}, runIDs(queued))
+	both, err := f.Store.ListRuns(ctx, tenant, ws, runs.Queued, runs.Failed)
+	require.NoError(t, err)
+	assert.Len(t, both, 5)
+	none, err := f.Store.ListRuns(ctx, tenant, "empty")
+	require.NoError(t, err)
+	assert.Empty(t, none)
+}
+
+func runIDs(rs []runs.Run) []string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func testLargeRun(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	tenant, ws := unique("t"), "app"
+	r := newRun(tenant, ws, time.Now().UTC())
+	res := &tfrun.Result{Op: tfrun.Plan, HasChanges: true}
+	for i := range 200 {
+		// Multi-byte runes make chunk boundaries land inside UTF-8 sequences.
+		res.Diagnostics = append(res.Diagnostics, tfrun.Diagnostic{Severity: "error", Summary: fmt.Sprintf("problème %d", i), Detail: strings.Repeat("é€", 300)})
+	}
+	r.PlanResult = res
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r}}))
+	got, err := f.Store.GetRun(ctx, tenant, r.ID)
+	require.NoError(t, err)
+	assert.Equal(t, res, got.PlanResult)
+}
+
+func testTenantIsolation(t *testing.T, f Fixture) {
+	a, b := newEnv(t, f.Store), newEnv(t, f.Store)
+	b.m = a.m // one server, two tenants
+	a.workspace("shared-name", runs.Options{}, nil)
+	b.workspace("shared-name", runs.Options{}, nil)
+	a.agent("agent-a", 1, nil)
+	b.agent("agent-b", 1, nil)
+	run := a.enqueue("shared-name", runs.OpApply).Run
+
+	ctx := context.Background()
+	_, err := a.m.GetRun(ctx, b.tenant, run.ID)
+	assert.ErrorIs(t, err, runs.ErrNotFound, "tenant B reads A's run")
+	bRuns, err := a.m.ListRuns(ctx, b.tenant, "shared-name")
+	require.NoError(t, err)
+	assert.Empty(t, bRuns, "tenant B lists A's runs")
+	_, err = a.m.Approve(ctx, b.tenant, run.ID, "mallory")
+	assert.ErrorIs(t, err, runs.ErrNotFound)
+	_, err = a.m.Cancel(ctx, runs.CancelRequest{Tenant: b.tenant, Run: run.ID, By: "mallory"})
+	assert.ErrorIs(t, err, runs.ErrNotFound)
+
+	// B's agent gets nothing from B's workspace of the same name, and
+	// cannot name itself into tenant A.
+	_, err = a.m.Claim(ctx, runs.ClaimRequest{Tenant: b.tenant, Workspace: "shared-name", Agent: "agent-b"})
+	assert.ErrorIs(t, err, runs.ErrNothingToClaim)
+	_, err = a.m.Claim(ctx, runs.ClaimRequest{Tenant: a.tenant, Workspace: "shared-name", Agent: "agent-b"})
+	assert.ErrorIs(t, err, runs.ErrNotFound, "agent-b is not an agent of tenant A")
+	_, err = a.m.ClaimNext(ctx, b.tenant, "agent-b")
+	assert.ErrorIs(t, err, runs.ErrNothingToClaim)
+
+	claimed := a.claim("shared-name", "agent-a")
+	assert.Equal(t, run.ID, claimed.ID)
+	_, err = a.m.Report(ctx, runs.Report{Tenant: b.tenant, Run: run.ID, Agent: "agent-b", State: runs.Failed})
+	assert.ErrorIs(t, err, runs.ErrNotFound)
+	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-b", State: runs.Failed})
+	assert.ErrorIs(t, err, runs.ErrNotAssigned, "another agent reports on A's run")
+	stops, err := a.m.Heartbeat(ctx, runs.Heartbeat{Tenant: b.tenant, Agent: "agent-b", Capacity: 1, Running: []string{run.ID}})
+	require.NoError(t, err)
+	assert.Equal(t, []runs.Stop{{Run: run.ID, Reason: "unknown run"}}, stops)
+	bLocks, err := a.m.ListLocks(ctx, b.tenant)
+	require.NoError(t, err)
+	assert.Empty(t, bLocks)
+}
+
+func testAgents(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	tenant := unique("t")
+	old := time.Now().UTC().Add(-time.Hour)
+	a := runs.Agent{Tenant: tenant, ID: "a1", Capacity: 2, Labels: map[string]string{"env": "prod"}, RegisteredAt: old, LastHeartbeat: old}
+	require.NoError(t, f.Store.PutAgent(ctx, a))
+	require.NoError(t, f.Store.PutAgent(ctx, runs.Agent{Tenant: tenant, ID: "a2", Capacity: 1, LastHeartbeat: time.Now().UTC()}))
+	got, err := f.Store.GetAgent(ctx, tenant, "a1")
+	require.NoError(t, err)
+	assert.Equal(t, a.Labels, got.Labels)
+	assert.True(t, a.LastHeartbeat.Equal(got.LastHeartbeat))
+
+	list, err := f.Store.ListAgents(ctx, tenant)
+	require.NoError(t, err)
+	assert.Len(t, list, 2)
+	silent, err := f.Store.ListSilentAgents(ctx, time.Now().UTC().Add(-time.Minute))
+	require.NoError(t, err)
+	var mine []string
+	for _, s := range silent {
+		if s.Tenant == tenant {
+			mine = append(mine, s.ID)
+		}
+	}
+	assert.Equal(t, []string{"a1"}, mine)
+
+	// A conditional put loses to a heartbeat that came in between.
+	stale := got
+	require.NoError(t, f.Store.PutAgent(ctx, runs.Agent{Tenant: tenant, ID: "a1", Capacity: 2, LastHeartbeat: time.Now().UTC()}))
+	stale.Silent = true
+	assert.ErrorIs(t, f.Store.PutAgent(ctx, stale), runs.ErrConflict)
+	_, err = f.Store.GetAgent(ctx, unique("t"), "a1")
+	assert.ErrorIs(t, err, runs.ErrNotFound)
+}
+
+func testLifecycle(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{}, map[string]string{"env": "prod"})
+	q := e.enqueue("app", runs.OpApply)
+	assert.Equal(t, runs.Queued, q.Run.State)
+	assert.Contains(t, q.Waiting, "no agent of tenant")
+
+	e.agent("dev-agent", 1, map[string]string{"env": "dev"})
+	w, err := e.m.Waiting(e.ctx, q.Run)
+	require.NoError(t, err)
+	assert.Contains(t, w, "env=prod")
+	_, err = e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: "dev-agent"})
+	assert.ErrorIs(t, err, runs.ErrAgentUnavailable)
+
+	e.agent("a1", 1, map[string]string{"env": "prod"})
+	e.agent("a2", 1, map[string]string{"env": "prod", "zone": "b"})
+	w, err = e.m.Waiting(e.ctx, q.Run)
+	require.NoError(t, err)
+	assert.Empty(t, w)
+
+	r := e.claim("app", "a1")
+	assert.Equal(t, runs.Planning, r.State)
+	assert.Equal(t, tfrun.Plan, r.TerraformOp())
+	assert.Equal(t, e.clock.Now().Add(runs.DefaultPlanTimeout), r.Deadline)
+	l := e.lock("app")
+	assert.Equal(t, r.ID, l.Run)
+	assert.Equal(t, "a1", l.Agent)
+
+	_, err = e.m.Approve(e.ctx, e.tenant, r.ID, "bob")
+	assert.ErrorIs(t, err, runs.ErrIllegalTransition, "approve while planning")
+	_, err = e.m.Report(e.ctx, runs.Report{Tenant: e.tenant, Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true}})
+	assert.ErrorIs(t, err, runs.ErrInvalid, "a plan with changes needs its artifact")
+
+	r = e.report(r.ID, "a1", runs.Planned, true)
+	assert.Equal(t, runs.Planned, r.State)
+	assert.Empty(t, r.Agent)
+	require.NotNil(t, r.Plan)
+	_, err = e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: "a2"})
+	assert.ErrorIs(t, err, runs.ErrNothingToClaim, "a planned run waits for approval")
+
+	r, err = e.m.Approve(e.ctx, e.tenant, r.ID, "bob")
+	require.NoError(t, err)
+	assert.Equal(t, runs.Approved, r.State)
+
+	// The apply may land on another agent; it gets exactly the saved plan.
+	applied := e.claim("app", "a2")
+	assert.Equal(t, r.ID, applied.ID)
+	assert.Equal(t, runs.Applying, applied.State)
+	assert.Equal(t, tfrun.Apply, applied.TerraformOp())
+	assert.Equal(t, r.Plan, applied.Plan)
+	assert.Equal(t, "a1", applied.PlanAgent)
+	assert.Equal(t, "a2", applied.ApplyAgent)
+
+	done := e.report(r.ID, "a2", runs.Applied, true)
+	assert.Equal(t, runs.Applied, done.State)
+	assert.False(t, e.lock("app").Held())
+
+	var path []runs.State
+	for _, h := range done.History {
+		path = append(path, h.To)
+		assert.NotEmpty(t, h.Reason)
+	}
+	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planned, runs.Approved, runs.Applying, runs.Applied}, path)
+	assert.Equal(t, "approved by bob", done.History[3].Reason)
+
+	_, err = e.m.Report(e.ctx, runs.Report{Tenant: e.tenant, Run: r.ID, Agent: "a2", State: runs.Applied})
+	assert.ErrorIs(t, err, runs.ErrNotAssigned, "a second report after the end")
+	_, err = e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: r.ID, By: "bob"})
+	assert.ErrorIs(t, err, runs.ErrIllegalTransition, "cancel a finished run")
+}
+
+func testQueue(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{AutoApply: true}, nil)
+	e.workspace("other", runs.Options{}, nil)
+	e.agent("a1", 2, nil)
+	first := e.enqueue("app", runs.OpApply)
+	assert.Empty(t, first.Waiting)
+	second := e.enqueue("app", runs.OpApply)
+	assert.Contains(t, second.Waiting, "1 run(s) ahead")
+
+	r := e.claim("app", "a1")
+	assert.Equal(t, first.Run.ID, r.ID)
+	w, err := e.m.Waiting(e.ctx, second.Run)
+	require.NoError(t, err)
+	assert.Contains(t, w, "busy with run "+first.Run.ID)
+	third := e.enqueue("app", runs.OpDestroy)
+	assert.Contains(t, third.Waiting, "1 run(s) ahead")
+
+	// Capacity 2: the agent still takes another workspace's run.
+	_, err = e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: "a1"})
+	assert.ErrorIs(t, err, runs.ErrNothingToClaim)
+	e.enqueue("other", runs.OpApply)
+	o, err := e.m.ClaimNext(e.ctx, e.tenant, "a1")
+	require.NoError(t, err)
+	assert.Equal(t, "other", o.Workspace)
+	_, err = e.m.ClaimNext(e.ctx, e.tenant, "a1")
+	assert.ErrorIs(t, err, runs.ErrAgentUnavailable, "agent at capacity")
+
+	// auto-apply: planned goes straight to approved and the same agent applies.
+	r = e.report(r.ID, "a1", runs.Planned, true)
+	assert.Equal(t, runs.Approved, r.State)
+	r = e.claim("app", "a1")
+	assert.Equal(t, first.Run.ID, r.ID)
+	e.report(r.ID, "a1", runs.Applied, true)
+
+	next := e.claim("app", "a1")
+	assert.Equal(t, second.Run.ID, next.ID, "runs start in creation order")
+	e.report(next.ID, "a1", runs.Failed, false)
+	last := e.claim("app", "a1")
+	assert.Equal(t, third.Run.ID, last.ID)
+	assert.Equal(t, tfrun.PlanDestroy, last.TerraformOp())
+}
+
+func testClaimRace(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{}, nil)
+	const racers = 6
+	for i := range racers {
+		e.agent(fmt.Sprintf("a%d", i), 1, nil)
+	}
+	e.enqueue("app", runs.OpApply)
+	e.enqueue("app", runs.OpApply)
+	// Two managers over two store instances: two relayserver replicas.
+	other, err := runs.New(runs.Config{Store: f.Reopen(t), Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
+	require.NoError(t, err)
+	managers := []*runs.Manager{e.m, other}
+
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		wins   []runs.Run
+		losses []error
+	)
+	start := make(chan struct{})
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := managers[i%2].Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: fmt.Sprintf("a%d", i)})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				losses = append(losses, err)
+				return
+			}
+			wins = append(wins, r)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Len(t, wins, 1, "exactly one claim wins")
+	for _, err := range losses {
+		assert.True(t, errors.Is(err, runs.ErrNothingToClaim) || errors.Is(err, runs.ErrConflict), "loser error: %v", err)
+	}
+	planning, err := e.m.ListRuns(e.ctx, e.tenant, "app", runs.Planning)
+	require.NoError(t, err)
+	require.Len(t, planning, 1)
+	assert.Equal(t, wins[0].ID, planning[0].ID)
+	assert.Equal(t, wins[0].Agent, e.lock("app").Agent)
+}
+
+func testSilentAgent(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{}, nil)
+	e.agent("a1", 1, nil)
+	first := e.enqueue("app", runs.OpApply).Run
+	second := e.enqueue("app", runs.OpApply).Run
+	e.claim("app", "a1")
+
+	e.clock.Advance(45 * time.Second)
+	e.agent("a2", 1, nil) // a2 stays alive
+	swept, err := e.m.SweepSilentAgents(e.ctx)
+	require.NoError(t, err)
+	assert.Empty(t, mine(e.tenant, swept), "a1 is not silent yet")
+
+	e.clock.Advance(30 * time.Second)
+	e.agent("a2", 1, nil)
+	swept, err = e.m.SweepSilentAgents(e.ctx)
+	require.NoError(t, err)
+	require.Len(t, mine(e.tenant, swept), 1)
+	assert.Equal(t, "a1", mine(e.tenant, swept)[0].ID)
+
+	r, err := e.m.GetRun(e.ctx, e.tenant, first.ID)
+	require.NoError(t, err)
+	assert.Equal(t, runs.Failed, r.State)
+	assert.Contains(t, r.LastReason(), "a1 stopped heartbeating")
+	assert.False(t, e.lock("app").Held(), "the dead agent's lock is released")
+
+	agents, err := e.m.ListAgents(e.ctx, e.tenant)
+	require.NoError(t, err)
+	for _, a := range agents {
+		assert.Equal(t, a.ID == "a1", !e.m.Online(a), a.ID)
+	}
+	_, err = e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: "a1"})
+	assert.ErrorIs(t, err, runs.ErrAgentUnavailable)
+
+	next := e.claim("app", "a2")
+	assert.Equal(t, second.ID, next.ID, "the next run goes to a live agent")
+
+	// a1 comes back: told to stop the run it lost, and online again.
+	stops, err := e.m.Heartbeat(e.ctx, runs.Heartbeat{Tenant: e.tenant, Agent: "a1", Capacity: 1, Running: []string{first.ID}})
+	require.NoError(t, err)
+	require.Len(t, stops, 1)
+	assert.Contains(t, stops[0].Reason, "failed")
+	_, err = e.m.Report(e.ctx, runs.Report{Tenant: e.tenant, Run: first.ID, Agent: "a1", State: runs.Applied})
+	assert.ErrorIs(t, err, runs.ErrNotAssigned)
+	swept, err = e.m.SweepSilentAgents(e.ctx)
+	require.NoError(t, err)
+	assert.Empty(t, mine(e.tenant, swept))
+}
+
+func mine(tenant string, as []runs.Agent) []runs.Agent {
+	var out []runs.Agent
+	for _, a := range as {
+		if a.Tenant == tenant {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func testTimeouts(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{PlanTimeout: 10 * time.Minute, ApprovalTimeout: time.Hour}, nil)
+	e.agent("a1", 1, nil)
+	e.enqueue("app", runs.OpApply)
+	r := e.claim("app", "a1")
+
+	e.clock.Advance(9 * time.Minute)
+	e.agent("a1", 1, nil)
+	ended, err := e.m.SweepTimeouts(e.ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ended)
+
+	e.clock.Advance(2 * time.Minute)
+	e.agent("a1", 1, nil)
+	ended, err = e.m.SweepTimeouts(e.ctx)
+	require.NoError(t, err)
+	require.Len(t, ended, 1)
+	assert.Equal(t, runs.TimedOut, ended[0].State)
+	assert.Contains(t, ended[0].LastReason(), "planning passed its deadline")
+	assert.False(t, e.lock("app").Held())
+	stops, err := e.m.Heartbeat(e.ctx, runs.Heartbeat{Tenant: e.tenant, Agent: "a1", Capacity: 1, Running: []string{r.ID}})
+	require.NoError(t, err)
+	require.Len(t, stops, 1, "the agent learns to stop the timed-out run")
+
+	// A plan nobody approves frees the workspace after ApprovalTimeout.
+	e.enqueue("app", runs.OpApply)
+	r = e.claim("app", "a1")
+	r = e.report(r.ID, "a1", runs.Planned, true)
+	assert.Equal(t, e.clock.Now().Add(time.Hour), r.Deadline)
+	e.clock.Advance(61 * time.Minute)
+	e.agent("a1", 1, nil)
+	ended, err = e.m.SweepTimeouts(e.ctx)
+	require.NoError(t, err)
+	require.Len(t, ended, 1)
+	assert.Equal(t, r.ID, ended[0].ID)
+	assert.False(t, e.lock("app").Held())
+}
+
+func testCancel(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{}, nil)
+	e.agent("a1", 1, nil)
+	active := e.enqueue("app", runs.OpApply).Run
+	queued := e.enqueue("app", runs.OpApply).Run
+	e.claim("app", "a1")
+
+	// A queued run leaves the queue at once.
+	r, err := e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: queued.ID, By: "bob", Reason: "superseded"})
+	require.NoError(t, err)
+	assert.Equal(t, runs.Cancelled, r.State)
+	assert.Equal(t, "cancelled by bob: superseded", r.LastReason())
+
+	// An executing run is asked to stop; the agent confirms.
+	r, err = e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: active.ID, By: "bob"})
+	require.NoError(t, err)
+	assert.Equal(t, runs.Planning, r.State)
+	assert.True(t, r.CancelRequested)
+	assert.True(t, e.lock("app").Held())
+	stops, err := e.m.Heartbeat(e.ctx, runs.Heartbeat{Tenant: e.tenant, Agent: "a1", Capacity: 1, Running: []string{active.ID}})
+	require.NoError(t, err)
+	assert.Equal(t, []runs.Stop{{Run: active.ID, Reason: "cancelled by bob"}}, stops)
+	r = e.report(active.ID, "a1", runs.Cancelled, false)
+	assert.Equal(t, runs.Cancelled, r.State)
+	assert.Equal(t, "cancelled by bob; agent stopped planning", r.LastReason())
+	assert.False(t, e.lock("app").Held())
+
+	// Force ends an executing run without the agent.
+	forced := e.enqueue("app", runs.OpApply).Run
+	e.claim("app", "a1")
+	r, err = e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: forced.ID, By: "bob", Force: true})
+	require.NoError(t, err)
+	assert.Equal(t, runs.Cancelled, r.State)
+	assert.False(t, e.lock("app").Held())
+
+	// A planned run is discarded.
+	planned := e.enqueue("app", runs.OpApply).Run
+	e.claim("app", "a1")
+	e.report(planned.ID, "a1", runs.Planned, true)
+	r, err = e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: planned.ID, By: "bob"})
+	require.NoError(t, err)
+	assert.Equal(t, runs.Cancelled, r.State)
+	assert.False(t, e.lock("app").Held())
+}
+
+func testAutoApply(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("auto", runs.Options{AutoApply: true}, nil)
+	e.agent("a1", 1, nil)
+
+	e.enqueue("auto", runs.OpApply)
+	r := e.claim("auto", "a1")
+	r = e.report(r.ID, "a1", runs.Planned, false)
+	assert.Equal(t, runs.NoChanges, r.State, "a plan without changes ends")
+	assert.Nil(t, r.Plan)
+	assert.False(t, e.lock("auto").Held())
+
+	d := e.enqueue("auto", runs.OpDestroy).Run
+	r = e.claim("auto", "a1")
+	assert.Equal(t, d.ID, r.ID)
+	assert.Equal(t, tfrun.PlanDestroy, r.TerraformOp())
+	r = e.report(r.ID, "a1", runs.Planned, true)
+	assert.Equal(t, runs.Approved, r.State)
+	assert.Equal(t, "auto-apply", r.History[len(r.History)-1].By)
+	r = e.claim("auto", "a1")
+	assert.Equal(t, tfrun.Apply, r.TerraformOp())
+	r = e.report(r.ID, "a1", runs.Applied, true)
+	assert.Equal(t, runs.OpDestroy, r.Operation)
+	assert.Equal(t, runs.Applied, r.State)
+}
+
+func testRestart(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	e.workspace("app", runs.Options{}, nil)
+	e.agent("a1", 1, nil)
+	first := e.enqueue("app", runs.OpApply).Run
+	second := e.enqueue("app", runs.OpApply).Run
+	e.claim("app", "a1")
+	e.report(first.ID, "a1", runs.Planned, true)
+
+	// The relayserver restarts: a new store instance over the same storage.
+	m, err := runs.New(runs.Config{Store: f.Reopen(t), Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
+	require.NoError(t, err)
+	e.m = m
+	r, err := m.GetRun(e.ctx, e.tenant, first.ID)
+	require.NoError(t, err)
+	assert.Equal(t, runs.Planned, r.State)
+	require.NotNil(t, r.Plan)
+	wss, err := m.ListWorkspaces(e.ctx, e.tenant)
+	require.NoError(t, err)
+	assert.Len(t, wss, 1)
+	agents, err := m.ListAgents(e.ctx, e.tenant)
+	require.NoError(t, err)
+	assert.Len(t, agents, 1)
+
+	_, err = m.Approve(e.ctx, e.tenant, first.ID, "bob")
+	require.NoError(t, err)
+	e.claim("app", "a1")
+	e.report(first.ID, "a1", runs.Applied, true)
+	next := e.claim("app", "a1")
+	assert.Equal(t, second.ID, next.ID)
+	all, err := m.ListRuns(e.ctx, e.tenant, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{first.ID, second.ID}, runIDs(all))
+}

@@ -1,0 +1,599 @@
+package runstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// DefaultTablePrefix names the store's tables unless Config says otherwise.
+const DefaultTablePrefix = "boteruns"
+
+// Table names, after the prefix.
+const (
+	tenantsTable    = "tenants"
+	workspacesTable = "workspaces"
+	runsTable       = "runs"
+	runIndexTable   = "runindex"
+	agentsTable     = "agents"
+)
+
+// Config opens a Tables store. Set ConnectionString, or ServiceURL with
+// Credential.
+type Config struct {
+	// ConnectionString of the storage account (shared key; Azurite).
+	ConnectionString string
+	// ServiceURL is the table endpoint (from stack outputs, never built
+	// here) for Credential.
+	ServiceURL string
+	Credential azcore.TokenCredential
+	// TablePrefix starts every table name (letters and digits, at most 50;
+	// DefaultTablePrefix if empty), so several stores can share an account.
+	TablePrefix string
+	// CreateTables creates missing tables (local use; in Azure the
+	// infrastructure creates them).
+	CreateTables bool
+}
+
+// Validate reports the first missing or contradictory field.
+func (c Config) Validate() error {
+	switch {
+	case c.ConnectionString != "" && (c.ServiceURL != "" || c.Credential != nil):
+		return errors.New("runstore config: ConnectionString and ServiceURL/Credential are exclusive")
+	case c.ConnectionString == "" && c.ServiceURL == "":
+		return errors.New("runstore config: ConnectionString or ServiceURL is required")
+	case c.ServiceURL != "" && c.Credential == nil:
+		return errors.New("runstore config: Credential is required with ServiceURL")
+	case len(c.TablePrefix) > 50:
+		return fmt.Errorf("runstore config: TablePrefix %q is longer than 50 characters", c.TablePrefix)
+	}
+	for _, r := range c.TablePrefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("runstore config: TablePrefix %q may hold only letters and digits", c.TablePrefix)
+		}
+	}
+	if c.TablePrefix != "" && (c.TablePrefix[0] >= '0' && c.TablePrefix[0] <= '9') {
+		return fmt.Errorf("runstore config: TablePrefix %q must start with a letter", c.TablePrefix)
+	}
+	return nil
+}
+
+// Tables is the Azure Table Storage runs.Store.
+type Tables struct {
+	tenants, workspaces, runs, index, agents *aztables.Client
+}
+
+var _ runs.Store = (*Tables)(nil)
+
+// Open returns a store over the account cfg names.
+func Open(ctx context.Context, cfg Config) (*Tables, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		svc *aztables.ServiceClient
+		err error
+	)
+	if cfg.ConnectionString != "" {
+		svc, err = aztables.NewServiceClientFromConnectionString(cfg.ConnectionString, nil)
+	} else {
+		svc, err = aztables.NewServiceClient(cfg.ServiceURL, cfg.Credential, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open table service: %w", err)
+	}
+	prefix := cfg.TablePrefix
+	if prefix == "" {
+		prefix = DefaultTablePrefix
+	}
+	names := []string{tenantsTable, workspacesTable, runsTable, runIndexTable, agentsTable}
+	clients := make([]*aztables.Client, len(names))
+	for i, n := range names {
+		clients[i] = svc.NewClient(prefix + n)
+		if cfg.CreateTables {
+			_, err := svc.CreateTable(ctx, prefix+n, nil)
+			var re *azcore.ResponseError
+			if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
+				return nil, fmt.Errorf("cannot create table %s: %w", prefix+n, err)
+			}
+		}
+	}
+	return &Tables{tenants: clients[0], workspaces: clients[1], runs: clients[2], index: clients[3], agents: clients[4]}, nil
+}
+
+// Keys. Tenant and workspace ids never hold '|' (runs.CheckScope), so
+// "tenant|workspace" is one to one; a tenant's run partitions are exactly
+// the keys in ["tenant|", "tenant}").
+const (
+	tenantsPartition = "tenant"
+	lockRow          = "lock"
+	runRowFirst      = "run-"
+	runRowEnd        = "run." // '.' follows '-': every run id sorts in [run-, run.)
+)
+
+func runsPartition(tenant, workspace string) string { return tenant + "|" + workspace }
+
+// timeKey renders t so that string order is time order, for filters.
+func timeKey(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000000000Z")
+}
+
+// Entities carry the value as JSON split over string properties Data0..
+// (a string property holds at most 64 KiB; an entity 1 MiB), plus the few
+// plain properties that queries filter on.
+const (
+	chunkBytes   = 30 << 10
+	maxDataBytes = 900 << 10
+)
+
+func encode(pk, rk string, v any, props map[string]any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode %T: %w", v, err)
+	}
+	if len(data) > maxDataBytes {
+		return nil, fmt.Errorf("cannot store %s/%s: %d bytes encoded, the limit is %d", pk, rk, len(data), maxDataBytes)
+	}
+	e := map[string]any{"PartitionKey": pk, "RowKey": rk}
+	for k, v := range props {
+		e[k] = v
+	}
+	n := 0
+	for len(data) > 0 {
+		end := min(chunkBytes, len(data))
+		for end < len(data) && !utf8.RuneStart(data[end]) {
+			end-- // never split a UTF-8 sequence across properties
+		}
+		e["Data"+strconv.Itoa(n)] = string(data[:end])
+		data, n = data[end:], n+1
+	}
+	e["Chunks"] = n
+	return json.Marshal(e)
+}
+
+// decode fills v from an entity's Data properties and returns its ETag
+// (from odata.etag when listed).
+func decode(raw []byte, v any) (string, error) {
+	var e map[string]any
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return "", fmt.Errorf("cannot decode entity: %w", err)
+	}
+	n, _ := e["Chunks"].(float64)
+	var b strings.Builder
+	for i := range int(n) {
+		s, _ := e["Data"+strconv.Itoa(i)].(string)
+		b.WriteString(s)
+	}
+	if err := json.Unmarshal([]byte(b.String()), v); err != nil {
+		return "", fmt.Errorf("cannot decode entity %v/%v: %w", e["PartitionKey"], e["RowKey"], err)
+	}
+	etag, _ := e["odata.etag"].(string)
+	return etag, nil
+}
+
+func isCode(err error, status int, codes ...aztables.TableErrorCode) bool {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	if re.StatusCode == status {
+		return true
+	}
+	for _, c := range codes {
+		if re.ErrorCode == string(c) {
+			return true
+		}
+	}
+	return false
+}
+
+func notFound(err error) bool {
+	return isCode(err, http.StatusNotFound, aztables.ResourceNotFound, aztables.EntityNotFound)
+}
+
+func (s *Tables) getEntity(ctx context.Context, c *aztables.Client, pk, rk string, v any) (string, error) {
+	resp, err := c.GetEntity(ctx, pk, rk, nil)
+	if err != nil {
+		if notFound(err) {
+			return "", runs.ErrNotFound
+		}
+		return "", fmt.Errorf("cannot read %s/%s: %w", pk, rk, err)
+	}
+	if _, err := decode(resp.Value, v); err != nil {
+		return "", err
+	}
+	return string(resp.ETag), nil
+}
+
+func (s *Tables) add(ctx context.Context, c *aztables.Client, pk, rk string, v any, props map[string]any) error {
+	e, err := encode(pk, rk, v, props)
+	if err != nil {
+		return err
+	}
+	if _, err := c.AddEntity(ctx, e, nil); err != nil {
+		if isCode(err, http.StatusConflict, aztables.EntityAlreadyExists) {
+			return fmt.Errorf("%s/%s: %w", pk, rk, runs.ErrExists)
+		}
+		return fmt.Errorf("cannot add %s/%s: %w", pk, rk, err)
+	}
+	return nil
+}
+
+// list returns every entity of c matching filter, decoded by each.
+func list(ctx context.Context, c *aztables.Client, filter string, each func(raw []byte) error) error {
+	p := c.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(filter)})
+	for p.More() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot query %q: %w", filter, err)
+		}
+		for _, raw := range page.Entities {
+			if err := each(raw); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// quote renders s as an OData string literal.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// CreateTenant implements runs.Store.
+func (s *Tables) CreateTenant(ctx context.Context, t runs.Tenant) error {
+	if err := runs.CheckScope(t.ID, ""); err != nil {
+		return err
+	}
+	return s.add(ctx, s.tenants, tenantsPartition, t.ID, t, nil)
+}
+
+// GetTenant implements runs.Store.
+func (s *Tables) GetTenant(ctx context.Context, id string) (runs.Tenant, error) {
+	if err := runs.CheckScope(id, ""); err != nil {
+		return runs.Tenant{}, err
+	}
+	var t runs.Tenant
+	if _, err := s.getEntity(ctx, s.tenants, tenantsPartition, id, &t); err != nil {
+		return runs.Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// ListTenants implements runs.Store.
+func (s *Tables) ListTenants(ctx context.Context) ([]runs.Tenant, error) {
+	var out []runs.Tenant
+	err := list(ctx, s.tenants, "PartitionKey eq "+quote(tenantsPartition), func(raw []byte) error {
+		var t runs.Tenant
+		_, err := decode(raw, &t)
+		out = append(out, t)
+		return err
+	})
+	return out, err
+}
+
+// CreateWorkspace implements runs.Store.
+func (s *Tables) CreateWorkspace(ctx context.Context, w runs.Workspace) error {
+	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
+		return err
+	}
+	return s.add(ctx, s.workspaces, w.Tenant, w.Name, w, nil)
+}
+
+// GetWorkspace implements runs.Store.
+func (s *Tables) GetWorkspace(ctx context.Context, tenant, name string) (runs.Workspace, error) {
+	if err := runs.CheckScope(tenant, name); err != nil {
+		return runs.Workspace{}, err
+	}
+	var w runs.Workspace
+	etag, err := s.getEntity(ctx, s.workspaces, tenant, name, &w)
+	if err != nil {
+		return runs.Workspace{}, fmt.Errorf("workspace %s/%s: %w", tenant, name, err)
+	}
+	w.ETag = etag
+	return w, nil
+}
+
+// UpdateWorkspace implements runs.Store.
+func (s *Tables) UpdateWorkspace(ctx context.Context, w runs.Workspace) error {
+	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
+		return err
+	}
+	if w.ETag == "" {
+		return fmt.Errorf("workspace %s/%s: update needs the ETag it was read with", w.Tenant, w.Name)
+	}
+	e, err := encode(w.Tenant, w.Name, w, nil)
+	if err != nil {
+		return err
+	}
+	etag := azcore.ETag(w.ETag)
+	_, err = s.workspaces.UpdateEntity(ctx, e, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+	switch {
+	case notFound(err):
+		return fmt.Errorf("workspace %s/%s: %w", w.Tenant, w.Name, runs.ErrNotFound)
+	case isCode(err, http.StatusPreconditionFailed, aztables.UpdateConditionNotSatisfied):
+		return fmt.Errorf("workspace %s/%s: %w", w.Tenant, w.Name, runs.ErrConflict)
+	case err != nil:
+		return fmt.Errorf("cannot update workspace %s/%s: %w", w.Tenant, w.Name, err)
+	}
+	return nil
+}
+
+// ListWorkspaces implements runs.Store.
+func (s *Tables) ListWorkspaces(ctx context.Context, tenant string) ([]runs.Workspace, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return nil, err
+	}
+	var out []runs.Workspace
+	err := list(ctx, s.workspaces, "PartitionKey eq "+quote(tenant), func(raw []byte) error {
+		var w runs.Workspace
+		etag, err := decode(raw, &w)
+		w.ETag = etag
+		out = append(out, w)
+		return err
+	})
+	return out, err
+}
+
+// indexEntry maps a run id to its workspace within a tenant.
+type indexEntry struct {
+	Workspace string `json:"workspace"`
+}
+
+// GetRun implements runs.Store.
+func (s *Tables) GetRun(ctx context.Context, tenant, id string) (runs.Run, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return runs.Run{}, err
+	}
+	if !runs.ValidRunID(id) {
+		return runs.Run{}, fmt.Errorf("run %q in tenant %s: %w", id, tenant, runs.ErrNotFound)
+	}
+	var ix indexEntry
+	if _, err := s.getEntity(ctx, s.index, tenant, id, &ix); err != nil {
+		return runs.Run{}, fmt.Errorf("run %s in tenant %s: %w", id, tenant, err)
+	}
+	var r runs.Run
+	etag, err := s.getEntity(ctx, s.runs, runsPartition(tenant, ix.Workspace), id, &r)
+	if err != nil {
+		// An index entry without its run: the create it announced failed.
+		return runs.Run{}, fmt.Errorf("run %s in tenant %s: %w", id, tenant, err)
+	}
+	r.ETag = etag
+	return r, nil
+}
+
+// ListRuns implements runs.Store.
+func (s *Tables) ListRuns(ctx context.Context, tenant, workspace string, states ...runs.State) ([]runs.Run, error) {
+	if err := runs.CheckScope(tenant, workspace); err != nil {
+		return nil, err
+	}
+	filter := fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
+		quote(runsPartition(tenant, workspace)), quote(runRowFirst), quote(runRowEnd))
+	if len(states) > 0 {
+		or := make([]string, len(states))
+		for i, st := range states {
+			or[i] = "State eq " + quote(string(st))
+		}
+		filter += " and (" + strings.Join(or, " or ") + ")"
+	}
+	var out []runs.Run
+	err := list(ctx, s.runs, filter, func(raw []byte) error {
+		var r runs.Run
+		etag, err := decode(raw, &r)
+		r.ETag = etag
+		out = append(out, r)
+		return err
+	})
+	return out, err
+}
+
+func lockProps(l runs.Lock) map[string]any {
+	return map[string]any{"Run": l.Run, "Agent": l.Agent, "Deadline": timeKey(l.Deadline)}
+}
+
+// GetLock implements runs.Store.
+func (s *Tables) GetLock(ctx context.Context, tenant, workspace string) (runs.Lock, error) {
+	if err := runs.CheckScope(tenant, workspace); err != nil {
+		return runs.Lock{}, err
+	}
+	var l runs.Lock
+	etag, err := s.getEntity(ctx, s.runs, runsPartition(tenant, workspace), lockRow, &l)
+	switch {
+	case errors.Is(err, runs.ErrNotFound):
+		return runs.Lock{Tenant: tenant, Workspace: workspace}, nil
+	case err != nil:
+		return runs.Lock{}, err
+	}
+	l.ETag = etag
+	return l, nil
+}
+
+// ListLocks implements runs.Store. It reads only lock rows, but the runs
+// table has no index on them: without a tenant it scans every partition.
+// Sweeps call it every few seconds, so keep run history bounded (see
+// docs/runs.md) on very large deployments.
+func (s *Tables) ListLocks(ctx context.Context, q runs.LockQuery) ([]runs.Lock, error) {
+	filter := "RowKey eq " + quote(lockRow) + " and Run ne ''"
+	if q.Tenant != "" {
+		if err := runs.CheckScope(q.Tenant, ""); err != nil {
+			return nil, err
+		}
+		filter += fmt.Sprintf(" and PartitionKey ge %s and PartitionKey lt %s", quote(q.Tenant+"|"), quote(q.Tenant+"}"))
+	}
+	if q.Agent != "" {
+		filter += " and Agent eq " + quote(q.Agent)
+	}
+	if !q.ExpiredBy.IsZero() {
+		filter += " and Deadline ne '' and Deadline le " + quote(timeKey(q.ExpiredBy))
+	}
+	var out []runs.Lock
+	err := list(ctx, s.runs, filter, func(raw []byte) error {
+		var l runs.Lock
+		etag, err := decode(raw, &l)
+		if err != nil {
+			return err
+		}
+		l.ETag = etag
+		if q.Match(l) {
+			out = append(out, l)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Commit implements runs.Store as one entity group transaction: runs and
+// lock share the partition "tenant|workspace". A new run's index entry is
+// written first; if the transaction then fails it points at nothing and
+// GetRun reports the run not found.
+func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
+	if err := checkCommit(c); err != nil {
+		return err
+	}
+	pk := runsPartition(c.Tenant, c.Workspace)
+	var actions []aztables.TransactionAction
+	action := func(rk, etag string, v any, props map[string]any) error {
+		e, err := encode(pk, rk, v, props)
+		if err != nil {
+			return err
+		}
+		a := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: e}
+		if etag != "" {
+			a.ActionType, a.IfMatch = aztables.TransactionTypeUpdateReplace, to.Ptr(azcore.ETag(etag))
+		}
+		actions = append(actions, a)
+		return nil
+	}
+	for _, r := range c.Runs {
+		if r.ETag == "" {
+			ix, err := encode(c.Tenant, r.ID, indexEntry{Workspace: c.Workspace}, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := s.index.UpsertEntity(ctx, ix, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
+				return fmt.Errorf("cannot index run %s: %w", r.ID, err)
+			}
+		}
+		if err := action(r.ID, r.ETag, r, map[string]any{"State": string(r.State)}); err != nil {
+			return err
+		}
+	}
+	if c.Lock != nil {
+		if err := action(lockRow, c.Lock.ETag, c.Lock, lockProps(*c.Lock)); err != nil {
+			return err
+		}
+	}
+	if _, err := s.runs.SubmitTransaction(ctx, actions, nil); err != nil {
+		if s.stale(ctx, pk, c) {
+			return fmt.Errorf("commit to %s/%s: %w", c.Tenant, c.Workspace, runs.ErrConflict)
+		}
+		return fmt.Errorf("cannot commit to %s/%s: %w", c.Tenant, c.Workspace, err)
+	}
+	return nil
+}
+
+// stale reports whether a failed transaction failed because one of its
+// conditions no longer holds. A batch reports the failing operation inside
+// its multipart body, which the SDK does not surface, so the conditions are
+// checked again instead.
+func (s *Tables) stale(ctx context.Context, pk string, c runs.Commit) bool {
+	differs := func(rk, want string) bool {
+		resp, err := s.runs.GetEntity(ctx, pk, rk, nil)
+		switch {
+		case notFound(err):
+			return want != ""
+		case err != nil:
+			return false
+		}
+		return want == "" || string(resp.ETag) != want
+	}
+	for _, r := range c.Runs {
+		if differs(r.ID, r.ETag) {
+			return true
+		}
+	}
+	return c.Lock != nil && differs(lockRow, c.Lock.ETag)
+}
+
+func agentProps(a runs.Agent) map[string]any {
+	return map[string]any{"LastHeartbeat": timeKey(a.LastHeartbeat), "Silent": a.Silent}
+}
+
+// PutAgent implements runs.Store.
+func (s *Tables) PutAgent(ctx context.Context, a runs.Agent) error {
+	if err := runs.CheckScope(a.Tenant, ""); err != nil {
+		return err
+	}
+	e, err := encode(a.Tenant, a.ID, a, agentProps(a))
+	if err != nil {
+		return err
+	}
+	if a.ETag == "" {
+		_, err = s.agents.UpsertEntity(ctx, e, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})
+	} else {
+		etag := azcore.ETag(a.ETag)
+		_, err = s.agents.UpdateEntity(ctx, e, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+	}
+	switch {
+	case a.ETag != "" && (notFound(err) || isCode(err, http.StatusPreconditionFailed, aztables.UpdateConditionNotSatisfied)):
+		return fmt.Errorf("agent %s/%s: %w", a.Tenant, a.ID, runs.ErrConflict)
+	case err != nil:
+		return fmt.Errorf("cannot store agent %s/%s: %w", a.Tenant, a.ID, err)
+	}
+	return nil
+}
+
+// GetAgent implements runs.Store.
+func (s *Tables) GetAgent(ctx context.Context, tenant, id string) (runs.Agent, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return runs.Agent{}, err
+	}
+	var a runs.Agent
+	etag, err := s.getEntity(ctx, s.agents, tenant, id, &a)
+	if err != nil {
+		return runs.Agent{}, fmt.Errorf("agent %s/%s: %w", tenant, id, err)
+	}
+	a.ETag = etag
+	return a, nil
+}
+
+// ListAgents implements runs.Store.
+func (s *Tables) ListAgents(ctx context.Context, tenant string) ([]runs.Agent, error) {
+	if err := runs.CheckScope(tenant, ""); err != nil {
+		return nil, err
+	}
+	return s.listAgents(ctx, "PartitionKey eq "+quote(tenant))
+}
+
+// ListSilentAgents implements runs.Store.
+func (s *Tables) ListSilentAgents(ctx context.Context, cutoff time.Time) ([]runs.Agent, error) {
+	return s.listAgents(ctx, "Silent eq false and LastHeartbeat lt "+quote(timeKey(cutoff)))
+}
+
+func (s *Tables) listAgents(ctx context.Context, filter string) ([]runs.Agent, error) {
+	var out []runs.Agent
+	err := list(ctx, s.agents, filter, func(raw []byte) error {
+		var a runs.Agent
+		etag, err := decode(raw, &a)
+		a.ETag = etag
+		out = append(out, a)
+		return err
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
+	return out, err
+}
