@@ -9,6 +9,8 @@
 package naming
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -157,3 +159,31 @@ func ValidatePrefix(prefix string) error {
 
 // Compact drops the hyphens, for kinds that allow only letters and digits.
 func Compact(s string) string { return strings.ReplaceAll(s, "-", "") }
+
+// Label derives a readable, collision-safe name part from an id of any
+// shape: its lowercase letters and digits (other runs folded to one
+// hyphen), cut to fit, then a hash of the exact id. Ids that differ only in
+// case or punctuation get different labels. The result is at most max
+// characters (max >= 10).
+func Label(id string, max int) string {
+	sum := sha256.Sum256([]byte(id))
+	hash := hex.EncodeToString(sum[:])[:8]
+	var b strings.Builder
+	for _, r := range strings.ToLower(id) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	readable := b.String()
+	if keep := max - len(hash) - 1; len(readable) > keep {
+		readable = readable[:keep]
+	}
+	readable = strings.Trim(readable, "-")
+	if readable == "" {
+		return hash
+	}
+	return readable + "-" + hash
+}

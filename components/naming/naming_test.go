@@ -102,3 +102,25 @@ func TestValidatePrefix(t *testing.T) {
 		assert.ErrorContains(t, err, tt.err, tt.prefix)
 	}
 }
+
+func TestLabel(t *testing.T) {
+	tests := []struct {
+		id   string
+		max  int
+		want string
+	}{
+		{"contoso", 30, "contoso-"},
+		{"Contoso.Ltd_EU", 30, "contoso-ltd-eu-"},
+		{strings.Repeat("x", 100), 20, "xxxxxxxxxxx-"},
+		{"___", 20, ""},
+	}
+	for _, tt := range tests {
+		got := Label(tt.id, tt.max)
+		assert.LessOrEqual(t, len(got), tt.max, tt.id)
+		assert.True(t, strings.HasPrefix(got, tt.want), "%q -> %q", tt.id, got)
+		assert.NoError(t, Check(RegistryScopeMap, got+"-pull"), got)
+		assert.NotContains(t, got, "--")
+	}
+	assert.NotEqual(t, Label("Contoso", 30), Label("contoso", 30))
+	assert.Equal(t, Label("contoso", 30), Label("contoso", 30))
+}

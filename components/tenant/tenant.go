@@ -1,0 +1,205 @@
+// Package tenant is one customer tenant's infrastructure, as a Pulumi
+// component: a Storage Queue per connector (named by the runtime's one
+// queue-name function), the tenant's connector registrations for the idp,
+// and a container registry token that can pull the agent image and nothing
+// else.
+//
+// Tenants live in stack config, keyed by their stable id; onboarding is a
+// config edit and `pulumi up`. Everything a tenant owns is a child of its
+// component, so adding a tenant adds exactly these resources and removing it
+// removes exactly them. The registrations themselves are published by the
+// shared gateway as one registry file (runtime/registry format) built from
+// every tenant's Registrations, since the idp reads a single file.
+package tenant
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/pulumi/pulumi-azure-native-sdk/containerregistry/v2"
+	"github.com/pulumi/pulumi-azure-native-sdk/storage/v2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+// Type is the component's type token.
+const Type = "bote:tenant:Tenant"
+
+// DefaultAgentRepository is the agent image's repository in the registry.
+const DefaultAgentRepository = "bote/agent"
+
+// Connector is one connector in stack config.
+type Connector struct {
+	ID string `json:"id"`
+	// JWK is the connector's public key (EC P-256), as printed by
+	// `connector keygen`.
+	JWK json.RawMessage `json:"jwk"`
+	// Disabled keeps the queue and registration but refuses tokens.
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// Spec is one tenant in stack config.
+type Spec struct {
+	ID         string      `json:"id"`
+	Connectors []Connector `json:"connectors"`
+}
+
+// Validate checks ids, keys, duplicates and queue-name collisions; errors
+// name the tenant and connector.
+func (s Spec) Validate() error {
+	if err := queuename.ValidateID("tenant", s.ID); err != nil {
+		return err
+	}
+	pairs := make([]queuename.Pair, 0, len(s.Connectors))
+	for i, c := range s.Connectors {
+		if err := queuename.ValidateID("connector", c.ID); err != nil {
+			return fmt.Errorf("tenant %s: connectors[%d]: %w", s.ID, i, err)
+		}
+		if _, err := registry.ParsePublicJWK(c.JWK); err != nil {
+			return fmt.Errorf("tenant %s: connector %s: jwk: %w", s.ID, c.ID, err)
+		}
+		pairs = append(pairs, queuename.Pair{Tenant: s.ID, Connector: c.ID})
+	}
+	if _, err := queuename.Assign(pairs); err != nil {
+		return fmt.Errorf("tenant %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// Registrations are the tenant's connectors in the registry format the idp
+// reads, sorted by connector id.
+func (s Spec) Registrations() []registry.Connector {
+	out := make([]registry.Connector, 0, len(s.Connectors))
+	for _, c := range s.Connectors {
+		out = append(out, registry.Connector{Tenant: s.ID, ID: c.ID, JWK: c.JWK, Disabled: c.Disabled})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Args are the arguments of New.
+type Args struct {
+	Spec              Spec
+	ResourceGroupName pulumi.StringInput
+	// StorageAccountName is the shared account holding connector queues.
+	StorageAccountName pulumi.StringInput
+	// RegistryName is the shared container registry.
+	RegistryName pulumi.StringInput
+	// AgentRepository defaults to DefaultAgentRepository.
+	AgentRepository string
+}
+
+// Validate checks the arguments before anything registers.
+func (a *Args) Validate() error {
+	if err := a.Spec.Validate(); err != nil {
+		return fmt.Errorf("Spec: %w", err)
+	}
+	switch {
+	case a.ResourceGroupName == nil:
+		return fmt.Errorf("ResourceGroupName: is required")
+	case a.StorageAccountName == nil:
+		return fmt.Errorf("StorageAccountName: is required")
+	case a.RegistryName == nil:
+		return fmt.Errorf("RegistryName: is required")
+	}
+	if err := naming.Check(naming.RegistryScopeMap, pullName(a.Spec.ID)); err != nil {
+		return fmt.Errorf("Spec.ID: %w", err)
+	}
+	return nil
+}
+
+// pullName names the tenant's scope map and token: readable, hashed, within
+// the registry's 50-character limit.
+func pullName(tenantID string) string { return naming.Label(tenantID, 40) + "-pull" }
+
+// Tenant is the component.
+type Tenant struct {
+	pulumi.ResourceState
+
+	// Queues maps connector id to its Storage Queue name.
+	Queues pulumi.StringMapOutput `pulumi:"queues"`
+	// RegistryToken is the name of the pull token for the tenant's agents.
+	RegistryToken pulumi.StringOutput `pulumi:"registryToken"`
+	// AgentRepository is the only repository the token can pull.
+	AgentRepository pulumi.StringOutput `pulumi:"agentRepository"`
+}
+
+// New registers one tenant.
+func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Tenant, error) {
+	if args == nil {
+		return nil, fmt.Errorf("tenant %s: args are required", name)
+	}
+	if err := args.Validate(); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", name, err)
+	}
+	repo := args.AgentRepository
+	if repo == "" {
+		repo = DefaultAgentRepository
+	}
+	t := &Tenant{}
+	if err := ctx.RegisterComponentResource(Type, name, t, opts...); err != nil {
+		return nil, fmt.Errorf("cannot register tenant %s: %w", name, err)
+	}
+	parent := pulumi.Parent(t)
+
+	// Queues, in connector id order: names from the runtime's function.
+	queues := pulumi.StringMap{}
+	conns := append([]Connector(nil), args.Spec.Connectors...)
+	sort.Slice(conns, func(i, j int) bool { return conns[i].ID < conns[j].ID })
+	for _, c := range conns {
+		qn, err := queuename.For(args.Spec.ID, c.ID)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", name, err)
+		}
+		q, err := storage.NewQueue(ctx, name+"-queue-"+c.ID, &storage.QueueArgs{
+			QueueName:         pulumi.String(qn),
+			AccountName:       args.StorageAccountName,
+			ResourceGroupName: args.ResourceGroupName,
+			Metadata:          pulumi.StringMap{"tenant": pulumi.String(args.Spec.ID), "connector": pulumi.String(c.ID)},
+		}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: cannot register queue for %s: %w", name, c.ID, err)
+		}
+		queues[c.ID] = q.Name
+	}
+
+	// A token that reads the agent repository and nothing else.
+	pn := pullName(args.Spec.ID)
+	sm, err := containerregistry.NewScopeMap(ctx, name+"-agent-pull", &containerregistry.ScopeMapArgs{
+		ScopeMapName:      pulumi.String(pn),
+		RegistryName:      args.RegistryName,
+		ResourceGroupName: args.ResourceGroupName,
+		Description:       pulumi.String("Pull the agent image for tenant " + args.Spec.ID),
+		Actions: pulumi.StringArray{
+			pulumi.String("repositories/" + repo + "/content/read"),
+			pulumi.String("repositories/" + repo + "/metadata/read"),
+		},
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: cannot register scope map: %w", name, err)
+	}
+	tok, err := containerregistry.NewToken(ctx, name+"-agent-pull-token", &containerregistry.TokenArgs{
+		TokenName:         pulumi.String(pn),
+		RegistryName:      args.RegistryName,
+		ResourceGroupName: args.ResourceGroupName,
+		ScopeMapId:        sm.ID(),
+		Status:            pulumi.String("enabled"),
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: cannot register registry token: %w", name, err)
+	}
+
+	t.Queues = queues.ToStringMapOutput()
+	t.RegistryToken = tok.Name
+	t.AgentRepository = pulumi.String(repo).ToStringOutput()
+	if err := ctx.RegisterResourceOutputs(t, pulumi.Map{
+		"queues": t.Queues, "registryToken": t.RegistryToken, "agentRepository": t.AgentRepository,
+	}); err != nil {
+		return nil, fmt.Errorf("cannot register tenant %s outputs: %w", name, err)
+	}
+	return t, nil
+}
