@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +66,48 @@ func TestMessageHandle(t *testing.T) {
 	m.SetHandle("h2", time.Unix(20, 0))
 	assert.Equal(t, "h2", m.Handle())
 	assert.Equal(t, time.Unix(20, 0), m.LockedUntil())
+}
+
+// recorder is a Driver that only records dead letters.
+type recorder struct {
+	Driver
+	reasons []string
+}
+
+func (r *recorder) DeadLetter(_ context.Context, _ *Message, reason, _ string) error {
+	r.reasons = append(r.reasons, reason)
+	return nil
+}
+
+func TestAccept(t *testing.T) {
+	good, err := envelope.Encode(env([]byte("x")))
+	require.NoError(t, err)
+	tests := []struct {
+		name       string
+		raw        []byte
+		deliveries int
+		want       bool
+		reason     string
+	}{
+		{"valid", good, 1, true, ""},
+		{"at the delivery limit", good, 3, true, ""},
+		{"poison", good, 4, false, ReasonPoison},
+		{"undecodable", []byte("{"), 1, false, ReasonUndecodable},
+		{"undecodable beats poison", []byte("{"), 9, false, ReasonUndecodable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &recorder{}
+			m := NewMessage("q", nil, tt.raw, tt.deliveries, time.Now(), nil)
+			ok, err := Accept(context.Background(), d, m, 3, nil, slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, ok)
+			if tt.reason == "" {
+				assert.Empty(t, d.reasons)
+				assert.Equal(t, []byte("x"), m.Envelope.Body)
+			} else {
+				assert.Equal(t, []string{tt.reason}, d.reasons)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
@@ -83,4 +84,49 @@ func Truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// Reasons drivers give when they dead-letter a message on receipt.
+const (
+	ReasonUndecodable = "undecodable"
+	ReasonPoison      = "poison"
+	ReasonClaimCheck  = "claim check failed"
+)
+
+// Accept is for drivers: it screens a received message before it is handed
+// out. It decodes m.Raw when m.Envelope is nil, then dead-letters (through
+// d) an undecodable message, one delivered more than maxDeliveries times,
+// or one whose claim can never be resolved, and resolves the claim of the
+// rest. It returns true when m may be handed out; false with a nil error
+// when m was dead-lettered; false with the error when resolving the claim
+// failed transiently (the driver decides how the message comes back).
+func Accept(ctx context.Context, d Driver, m *Message, maxDeliveries int, claims *claimcheck.Store, log *slog.Logger) (bool, error) {
+	reason, desc := "", ""
+	if m.Envelope == nil {
+		env, err := envelope.Decode(m.Raw)
+		if err != nil {
+			reason, desc = ReasonUndecodable, err.Error()
+		}
+		m.Envelope = env
+	}
+	if reason == "" && m.DeliveryCount > maxDeliveries {
+		reason, desc = ReasonPoison, fmt.Sprintf("delivered %d times, the limit is %d", m.DeliveryCount, maxDeliveries)
+	}
+	if reason == "" {
+		permanent, err := ResolveClaim(ctx, m.Envelope, claims)
+		switch {
+		case permanent:
+			reason, desc = ReasonClaimCheck, err.Error()
+		case err != nil:
+			return false, fmt.Errorf("cannot resolve claim check of %s: %w", m.Envelope.ID, err)
+		default:
+			return true, nil
+		}
+	}
+	log.WarnContext(ctx, "dead-lettering message on receipt", "queue", m.Queue, "reason", reason, "description", desc, "deliveries", m.DeliveryCount)
+	if err := d.DeadLetter(ctx, m, reason, desc); err != nil {
+		// It stays in the queue and is screened the same way next time.
+		log.ErrorContext(ctx, "cannot dead-letter message", "queue", m.Queue, "reason", reason, "err", err)
+	}
+	return false, nil
 }

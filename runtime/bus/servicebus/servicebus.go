@@ -324,7 +324,12 @@ func (d *Driver) receive(ctx context.Context, queue string, n int, deadLetter bo
 			out = append(out, m)
 			continue
 		}
-		if d.accept(ctx, m) {
+		ok, err := bus.Accept(ctx, d, m, d.maxDeliveries, d.claims, d.log)
+		if err != nil {
+			d.log.WarnContext(ctx, "abandoning message", "queue", queue, "err", err)
+			_ = d.Abandon(ctx, m, 0)
+		}
+		if ok {
 			out = append(out, m)
 		}
 	}
@@ -349,37 +354,6 @@ func fromReceived(queue string, rm *azservicebus.ReceivedMessage) *bus.Message {
 	m := bus.NewMessage(queue, env, rm.Body, count, deref(rm.LockedUntil), nil)
 	m.EnqueuedAt = deref(rm.EnqueuedTime)
 	return m
-}
-
-// accept dead-letters what cannot be handled and resolves claims.
-func (d *Driver) accept(ctx context.Context, m *bus.Message) bool {
-	if m.Envelope == nil {
-		_, err := envelope.Decode(m.Raw)
-		d.deadLetterOnReceipt(ctx, m, "undecodable", err.Error())
-		return false
-	}
-	if m.DeliveryCount > d.maxDeliveries {
-		d.deadLetterOnReceipt(ctx, m, "poison", fmt.Sprintf("delivered %d times, the limit is %d", m.DeliveryCount, d.maxDeliveries))
-		return false
-	}
-	permanent, err := bus.ResolveClaim(ctx, m.Envelope, d.claims)
-	switch {
-	case permanent:
-		d.deadLetterOnReceipt(ctx, m, "claim check failed", err.Error())
-		return false
-	case err != nil:
-		d.log.WarnContext(ctx, "cannot resolve claim check; abandoning", "queue", m.Queue, "id", m.Envelope.ID, "err", err)
-		_ = d.Abandon(ctx, m, 0)
-		return false
-	}
-	return true
-}
-
-func (d *Driver) deadLetterOnReceipt(ctx context.Context, m *bus.Message, reason, desc string) {
-	d.log.WarnContext(ctx, "dead-lettering message on receipt", "queue", m.Queue, "reason", reason, "description", desc, "deliveries", m.DeliveryCount)
-	if err := d.DeadLetter(ctx, m, reason, desc); err != nil {
-		d.log.ErrorContext(ctx, "cannot dead-letter message", "queue", m.Queue, "reason", reason, "err", err)
-	}
 }
 
 func (d *Driver) handleOf(m *bus.Message) (*handle, error) {

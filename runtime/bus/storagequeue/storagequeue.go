@@ -275,45 +275,16 @@ func (d *Driver) receive(ctx context.Context, queue string, n int, lock time.Dur
 			}
 			continue
 		}
-		if d.accept(ctx, m) {
+		ok, err := bus.Accept(ctx, d, m, d.maxDeliveries, d.claims, d.log)
+		if err != nil {
+			// Transient: the lock expires and the message comes back.
+			d.log.WarnContext(ctx, "message will be redelivered", "queue", from, "err", err)
+		}
+		if ok {
 			out = append(out, m)
 		}
 	}
 	return out, nil
-}
-
-// accept decodes a received message and resolves its claim. Messages that
-// cannot be handled are dead-lettered here and not returned.
-func (d *Driver) accept(ctx context.Context, m *bus.Message) bool {
-	env, err := envelope.Decode(m.Raw)
-	if err != nil {
-		d.deadLetterOnReceipt(ctx, m, "undecodable", err.Error())
-		return false
-	}
-	m.Envelope = env
-	if m.DeliveryCount > d.maxDeliveries {
-		d.deadLetterOnReceipt(ctx, m, "poison", fmt.Sprintf("delivered %d times, the limit is %d", m.DeliveryCount, d.maxDeliveries))
-		return false
-	}
-	permanent, err := bus.ResolveClaim(ctx, env, d.claims)
-	switch {
-	case permanent:
-		d.deadLetterOnReceipt(ctx, m, "claim check failed", err.Error())
-		return false
-	case err != nil:
-		// Transient: the lock expires and the message comes back.
-		d.log.WarnContext(ctx, "cannot resolve claim check; message will be redelivered", "queue", m.Queue, "id", env.ID, "err", err)
-		return false
-	}
-	return true
-}
-
-func (d *Driver) deadLetterOnReceipt(ctx context.Context, m *bus.Message, reason, desc string) {
-	d.log.WarnContext(ctx, "dead-lettering message on receipt", "queue", m.Queue, "reason", reason, "description", desc, "deliveries", m.DeliveryCount)
-	if err := d.DeadLetter(ctx, m, reason, desc); err != nil {
-		// It stays in the queue and is handled the same way next time.
-		d.log.ErrorContext(ctx, "cannot dead-letter message", "queue", m.Queue, "reason", reason, "err", err)
-	}
 }
 
 func (d *Driver) handleOf(m *bus.Message) (*handle, error) {
