@@ -1,0 +1,246 @@
+// Package gateway runs the gateway end to end with real processes: the idp
+// and worker binaries on Azurite, cloud services through runtime/cloud,
+// connectors through runtime/connector or the connector sidecar binary. The
+// samples (ping/pong, push, chat) and the attacks that must fail live here.
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+func TestMain(m *testing.M) { procs.Main(m) }
+
+// Connectors registered in every test's gateway.
+var registered = map[string][]string{
+	"tenant-a": {"a1", "a2", "a3"},
+	"tenant-b": {"b1"},
+}
+
+// gateway is one running gateway: Azurite, idp, worker(s).
+type gateway struct {
+	t        *testing.T
+	emu      *azurite.Emulator
+	dir      string
+	keys     map[string]*ecdsa.PrivateKey // "tenant/connector" → key
+	registry string
+	idpURL   string
+	idp      *procs.Process
+	workers  []*worker
+}
+
+type worker struct {
+	URL  string
+	Proc *procs.Process
+}
+
+func (g *gateway) tokenURL() string { return g.idpURL + "/oauth2/token" }
+
+// newGateway starts Azurite, the idp and one worker.
+func newGateway(t *testing.T) *gateway {
+	t.Helper()
+	g := &gateway{t: t, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
+	var regs []registry.Connector
+	for tenant, ids := range registered {
+		for _, id := range ids {
+			key, err := clientauth.GenerateKey()
+			require.NoError(t, err)
+			jwk, err := clientauth.PublicJWK(key, "")
+			require.NoError(t, err)
+			g.keys[registry.ClientID(tenant, id)] = key
+			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk})
+		}
+	}
+	data, err := registry.Marshal(regs)
+	require.NoError(t, err)
+	g.registry = filepath.Join(g.dir, "registry.json")
+	require.NoError(t, os.WriteFile(g.registry, data, 0o644))
+
+	g.idp = procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{
+		"--listen", "127.0.0.1:0", "--registry", g.registry, "--key-dir", filepath.Join(g.dir, "idp-keys"),
+		"--client-rate", "100", "--client-burst", "100",
+	}})
+	g.idpURL = listenURL(t, g.idp)
+	g.startWorker()
+	return g
+}
+
+// startWorker starts one more worker replica and returns it.
+func (g *gateway) startWorker(extra ...string) *worker {
+	t := g.t
+	t.Helper()
+	args := append([]string{
+		"--listen", "127.0.0.1:0",
+		"--storage-connection-string", g.emu.ConnectionString,
+		"--issuer", g.idpURL,
+		"--registry", g.registry,
+		"--create-resources",
+		"--replica", fmt.Sprintf("w%d%d", time.Now().UnixNano()%1e6, len(g.workers)),
+		"--shutdown-timeout", "5s",
+	}, extra...)
+	p := procs.Start(t, procs.Spec{Name: fmt.Sprintf("worker%d", len(g.workers)+1), Path: procs.Build(t, "worker"), Args: args})
+	w := &worker{URL: listenURL(t, p), Proc: p}
+	g.workers = append(g.workers, w)
+	return w
+}
+
+func listenURL(t *testing.T, p *procs.Process) string {
+	t.Helper()
+	line, err := p.WaitOutput("listening on http://", 60*time.Second)
+	require.NoError(t, err)
+	_, after, _ := strings.Cut(line, "listening on ")
+	return strings.TrimSpace(after)
+}
+
+// cloudService is a cloud service on the gateway's bus.
+type cloudService struct {
+	*cloud.Client
+	mu       sync.Mutex
+	received []*cloud.Message
+	arrived  chan *cloud.Message
+}
+
+func (g *gateway) cloud(name string, handler func(ctx context.Context, c *cloudService, m *cloud.Message) error) *cloudService {
+	t := g.t
+	t.Helper()
+	claims, err := claimcheck.New(context.Background(), claimcheck.Config{ConnectionString: g.emu.ConnectionString, CreateContainer: true})
+	require.NoError(t, err)
+	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	c, err := cloud.New(cloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	cs := &cloudService{Client: c, arrived: make(chan *cloud.Message, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx, func(ctx context.Context, m *cloud.Message) error {
+			cs.mu.Lock()
+			cs.received = append(cs.received, m)
+			cs.mu.Unlock()
+			cs.arrived <- m
+			if handler != nil {
+				return handler(ctx, cs, m)
+			}
+			return nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done; _ = d.Close(context.Background()) })
+	return cs
+}
+
+func (c *cloudService) all() []*cloud.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*cloud.Message(nil), c.received...)
+}
+
+// conn is a connector run through the connector package.
+type conn struct {
+	*connector.Client
+	name    string
+	arrived chan *connector.Message
+	mu      sync.Mutex
+	got     []*connector.Message
+}
+
+type connOpt func(*connector.Config)
+
+func (g *gateway) connector(tenant, id string, opts ...connOpt) *conn {
+	return g.connectorAt(g.workers[0], tenant, id, opts...)
+}
+
+func (g *gateway) connectorAt(w *worker, tenant, id string, opts ...connOpt) *conn {
+	t := g.t
+	t.Helper()
+	c := &conn{name: tenant + "/" + id, arrived: make(chan *connector.Message, 100)}
+	cfg := connector.Config{
+		WorkerURL: w.URL, TokenURL: g.tokenURL(), Tenant: tenant, Connector: id, Key: g.keys[registry.ClientID(tenant, id)],
+		// An hour: in these tests every message must arrive by nudge or by
+		// the drain on connect, never by the safety poll.
+		SafetyPoll: time.Hour,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		Handler: connector.HandlerFunc(func(_ context.Context, m *connector.Message) error {
+			c.mu.Lock()
+			c.got = append(c.got, m)
+			c.mu.Unlock()
+			c.arrived <- m
+			return nil
+		}),
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	client, err := connector.New(cfg)
+	require.NoError(t, err)
+	c.Client = client
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = client.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.NoError(t, client.WaitConnected(ctxFor(t, 30*time.Second)), "%s cannot connect", c.name)
+	return c
+}
+
+func (c *conn) received() []*connector.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*connector.Message(nil), c.got...)
+}
+
+// next waits for the next message.
+func (c *conn) next(t *testing.T, within time.Duration) *connector.Message {
+	t.Helper()
+	select {
+	case m := <-c.arrived:
+		return m
+	case <-time.After(within):
+		t.Fatalf("%s received nothing within %s", c.name, within)
+		return nil
+	}
+}
+
+// none asserts that nothing arrives for a while.
+func (c *conn) none(t *testing.T, during time.Duration) {
+	t.Helper()
+	select {
+	case m := <-c.arrived:
+		t.Fatalf("%s received %q (id %s) it must not get", c.name, m.Body, m.ID)
+	case <-time.After(during):
+	}
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+func mustJSON(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
