@@ -10,19 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/envelope"
 )
-
-type nopCred struct{}
-
-func (nopCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return azcore.AccessToken{}, nil
-}
 
 const azuriteConn = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;"
 
@@ -52,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultContainer, s.Container())
 	assert.Equal(t, int64(DefaultMaxBodyBytes), s.MaxBodyBytes())
-	_, err = New(context.Background(), Config{ServiceURL: "https://x.blob.core.usgovcloudapi.net", Credential: nopCred{}})
+	_, err = New(context.Background(), Config{ServiceURL: "https://x.blob.core.usgovcloudapi.net", Credential: &fake.TokenCredential{}})
 	require.NoError(t, err)
 }
 

@@ -2,14 +2,12 @@ package servicebus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,12 +19,6 @@ import (
 // fakeConn parses like a real connection string; nothing is dialled until
 // a send or receive.
 const fakeConn = "Endpoint=sb://bote-test.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=ZmFrZQ=="
-
-type nopCred struct{}
-
-func (nopCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return azcore.AccessToken{}, errors.New("not used")
-}
 
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
@@ -50,7 +42,7 @@ func TestConfigValidate(t *testing.T) {
 			require.Error(t, err)
 		})
 	}
-	for _, ok := range []Config{{ConnectionString: fakeConn}, {Namespace: "x.servicebus.usgovcloudapi.net", Credential: nopCred{}}} {
+	for _, ok := range []Config{{ConnectionString: fakeConn}, {Namespace: "x.servicebus.usgovcloudapi.net", Credential: &fake.TokenCredential{}}} {
 		d, err := New(ok)
 		require.NoError(t, err)
 		assert.Equal(t, DefaultMaxDeliveries, d.maxDeliveries)

@@ -3,14 +3,12 @@ package storagequeue
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -22,12 +20,6 @@ import (
 // fail before any request or never make one.
 const unreachable = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;QueueEndpoint=http://127.0.0.1:1/devstoreaccount1;"
 
-type nopCred struct{}
-
-func (nopCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return azcore.AccessToken{}, errors.New("not used")
-}
-
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -36,7 +28,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"empty", Config{}, "ConnectionString or ServiceURL"},
 		{"both", Config{ConnectionString: unreachable, ServiceURL: "https://x"}, "exclusive"},
-		{"credential with connection string", Config{ConnectionString: unreachable, Credential: nopCred{}}, "exclusive"},
+		{"credential with connection string", Config{ConnectionString: unreachable, Credential: &fake.TokenCredential{}}, "exclusive"},
 		{"url without credential", Config{ServiceURL: "https://x.queue.core.windows.net"}, "Credential"},
 		{"negative deliveries", Config{ConnectionString: unreachable, MaxDeliveries: -1}, "MaxDeliveries"},
 		{"negative ttl", Config{ConnectionString: unreachable, MessageTTL: -time.Second}, "MessageTTL"},
@@ -60,7 +52,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, DefaultMaxDeliveries, d.maxDeliveries)
 	assert.Equal(t, int32(-1), d.ttl, "messages never expire by default")
 
-	d, err = New(Config{ServiceURL: "https://acct.queue.core.usgovcloudapi.net", Credential: nopCred{}, MessageTTL: 48 * time.Hour, ErrorQueue: "errs"})
+	d, err = New(Config{ServiceURL: "https://acct.queue.core.usgovcloudapi.net", Credential: &fake.TokenCredential{}, MessageTTL: 48 * time.Hour, ErrorQueue: "errs"})
 	require.NoError(t, err)
 	assert.Equal(t, int32(172800), d.ttl)
 	assert.Equal(t, "errs", d.ErrorQueue())
