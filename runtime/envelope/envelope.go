@@ -219,6 +219,11 @@ func (e *Envelope) Validate() error {
 		if e.From == nil || !e.From.IsConnector() {
 			return errors.New("from must name the sending connector on a cloud message")
 		}
+		// Identity is From alone; routing fields would only invite a
+		// consumer to read them as identity.
+		if e.Tenant != "" || e.Connector != "" || e.Topic != "" {
+			return errors.New("tenant, connector and topic must be empty on a cloud message (the sender is in from)")
+		}
 	default:
 		return fmt.Errorf("kind %q is not one of %q, %q, %q", e.Kind, KindTargeted, KindBroadcast, KindCloud)
 	}

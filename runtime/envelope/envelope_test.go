@@ -89,6 +89,9 @@ func TestValidate(t *testing.T) {
 		{"broadcast with connector", func(e *Envelope) { e.Kind = KindBroadcast; e.Topic = "chat" }, "connector must be empty"},
 		{"cloud without from", func(e *Envelope) { e.Kind = KindCloud; e.From = nil }, "from must name"},
 		{"cloud from service", func(e *Envelope) { e.Kind = KindCloud }, "from must name"},
+		{"cloud with routing", func(e *Envelope) {
+			e.Kind, e.Connector, e.From = KindCloud, "", &Identity{Tenant: "t", Connector: "c"}
+		}, "must be empty on a cloud message"},
 		{"from both", func(e *Envelope) { e.From = &Identity{Service: "s", Tenant: "t"} }, "exclusive"},
 		{"body and claim", func(e *Envelope) { e.Claim = &Claim{Container: "c", Blob: "b", SHA256: strings.Repeat("0", 64)} }, "exclusive"},
 		{"bad claim hash", func(e *Envelope) { e.Body = nil; e.Claim = &Claim{Container: "c", Blob: "b", SHA256: "zz"} }, "sha256"},
