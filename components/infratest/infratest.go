@@ -102,12 +102,37 @@ func (rec *Recording) ByID(id string) (Resource, bool) {
 }
 
 // JSON renders the recording for a golden file.
-func (rec *Recording) JSON() []byte {
-	b, err := json.MarshalIndent(rec.Resources(), "", "  ")
+func (rec *Recording) JSON() []byte { return JSON(rec.Resources()) }
+
+// JSON renders resources for a golden file.
+func JSON(resources []Resource) []byte {
+	b, err := json.MarshalIndent(resources, "", "  ")
 	if err != nil {
 		panic(err) // only plain JSON values are recorded
 	}
 	return append(b, '\n')
+}
+
+// Subtree returns the resource keyed key ("type::name") and everything
+// registered below it, sorted.
+func (rec *Recording) Subtree(key string) []Resource {
+	all := rec.Resources()
+	in := map[string]bool{key: true}
+	for changed := true; changed; {
+		changed = false
+		for _, r := range all {
+			if !in[r.Key()] && in[r.Parent] {
+				in[r.Key()], changed = true, true
+			}
+		}
+	}
+	var out []Resource
+	for _, r := range all {
+		if in[r.Key()] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Mocks implements pulumi.MockResourceMonitor for one cloud.

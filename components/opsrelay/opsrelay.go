@@ -1,0 +1,218 @@
+// Package opsrelay is the ops relay, as a Pulumi component: an Azure Relay
+// namespace with one hybrid connection that requires client authorization,
+// separate listen and send rules whose keys go straight into Key Vault, and
+// the relay server app with its own identity.
+//
+// The relay server listens (outbound only; it needs no ingress), sends runs
+// to connectors through the gateway's bote-connectors queue and receives
+// their results from bote-cloud. Its identity gets exactly that, plus its
+// state table, the claim-check container, the listen key's secret and image
+// pulls. The send key is for operators' opsbot CLI and stays in Key Vault.
+package opsrelay
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-azure-native-sdk/keyvault/v2"
+	"github.com/pulumi/pulumi-azure-native-sdk/storage/v2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/botehq/platform/components/access"
+	"github.com/botehq/platform/components/apphost"
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/gateway"
+	"github.com/botehq/platform/components/internal/azurenative/relay"
+	"github.com/botehq/platform/components/naming"
+)
+
+// Type is the component's type token.
+const Type = "bote:opsrelay:OpsRelay"
+
+// Names of the relay's entities.
+const (
+	HybridConnection = "opsbot"
+	RuleListen       = "relayserver-listen"
+	RuleSend         = "opsbot-send"
+	SecretListenKey  = "relay-listen-key"
+	SecretSendKey    = "relay-send-key"
+	TableRuns        = "boteruns"
+)
+
+// Args are the arguments of New.
+type Args struct {
+	// Gateway is the environment's shared gateway: its namespace queues,
+	// storage, vault, registry and hosting platform.
+	Gateway *gateway.SharedGateway
+	// Image is the relay server's repository pinned by digest.
+	Image string
+}
+
+func relayNamespaceName(prefix string) string { return prefix + "-relay" }
+
+// Validate checks the arguments before anything registers.
+func (a *Args) Validate() error {
+	if a.Gateway == nil {
+		return fmt.Errorf("Gateway: is required")
+	}
+	if err := a.Gateway.Cloud.Require(cloud.Relay); err != nil {
+		return fmt.Errorf("Gateway.Cloud: %w", err)
+	}
+	if err := apphost.ValidateImage(a.Image); err != nil {
+		return fmt.Errorf("Image: %w", err)
+	}
+	p := a.Gateway.Prefix
+	return naming.Names{
+		naming.RelayNamespace:    {relayNamespaceName(p)},
+		naming.HybridConnection:  {HybridConnection},
+		naming.AuthorizationRule: {RuleListen, RuleSend},
+		naming.KeyVaultSecret:    {SecretListenKey, SecretSendKey},
+		naming.ManagedIdentity:   {p + "-relayserver-id"},
+		naming.StorageTable:      {TableRuns},
+	}.Check()
+}
+
+// OpsRelay is the component.
+type OpsRelay struct {
+	pulumi.ResourceState
+
+	// Endpoint is the namespace's endpoint (https://<ns>.<servicebus suffix>:443/).
+	Endpoint pulumi.StringOutput `pulumi:"endpoint"`
+	// HybridConnectionName is the entity operators' CLI sends to.
+	HybridConnectionName pulumi.StringOutput `pulumi:"hybridConnectionName"`
+	// SendRuleName names the SAS rule the CLI signs with.
+	SendRuleName pulumi.StringOutput `pulumi:"sendRuleName"`
+	// SendKeySecretURI is the Key Vault secret holding the send key.
+	SendKeySecretURI pulumi.StringOutput `pulumi:"sendKeySecretUri"`
+}
+
+// New registers the ops relay.
+func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*OpsRelay, error) {
+	if args == nil {
+		return nil, fmt.Errorf("opsrelay %s: args are required", name)
+	}
+	if err := args.Validate(); err != nil {
+		return nil, fmt.Errorf("opsrelay %s: %w", name, err)
+	}
+	gw := args.Gateway
+	r := &OpsRelay{}
+	if err := ctx.RegisterComponentResource(Type, name, r, opts...); err != nil {
+		return nil, fmt.Errorf("cannot register opsrelay %s: %w", name, err)
+	}
+	parent := pulumi.Parent(r)
+	rg := gw.ResourceGroupName
+	child := func(s string) string { return name + "-" + s }
+	fail := func(err error) (*OpsRelay, error) { return nil, fmt.Errorf("opsrelay %s: %w", name, err) }
+
+	ns, err := relay.NewNamespace(ctx, child("namespace"), &relay.NamespaceArgs{
+		NamespaceName:     pulumi.String(relayNamespaceName(gw.Prefix)),
+		ResourceGroupName: rg,
+		Location:          pulumi.String(gw.Location),
+		Sku:               &relay.SkuArgs{Name: pulumi.String("Standard"), Tier: pulumi.String("Standard")},
+		Tags:              pulumi.ToStringMap(gw.Tags),
+	}, parent)
+	if err != nil {
+		return fail(err)
+	}
+	hc, err := relay.NewHybridConnection(ctx, child("hc"), &relay.HybridConnectionArgs{
+		HybridConnectionName:        pulumi.String(HybridConnection),
+		NamespaceName:               ns.Name,
+		ResourceGroupName:           rg,
+		RequiresClientAuthorization: pulumi.Bool(true), // senders need a token too
+		UserMetadata:                pulumi.String("opsbot CLI -> relay server"),
+	}, parent)
+	if err != nil {
+		return fail(err)
+	}
+	secrets := map[string]*keyvault.Secret{}
+	for _, rule := range []struct{ name, right, secret string }{
+		{RuleListen, "Listen", SecretListenKey},
+		{RuleSend, "Send", SecretSendKey},
+	} {
+		ar, err := relay.NewHybridConnectionAuthorizationRule(ctx, child("rule-"+rule.name), &relay.HybridConnectionAuthorizationRuleArgs{
+			AuthorizationRuleName: pulumi.String(rule.name),
+			HybridConnectionName:  hc.Name,
+			NamespaceName:         ns.Name,
+			ResourceGroupName:     rg,
+			Rights:                pulumi.StringArray{pulumi.String(rule.right)},
+		}, parent)
+		if err != nil {
+			return fail(err)
+		}
+		keys := relay.ListHybridConnectionKeysOutput(ctx, relay.ListHybridConnectionKeysOutputArgs{
+			AuthorizationRuleName: ar.Name, HybridConnectionName: hc.Name, NamespaceName: ns.Name, ResourceGroupName: rg,
+		}, parent)
+		s, err := gateway.NewSecret(ctx, child("secret-"+rule.secret), gw.Vault, rg, rule.secret, keys.PrimaryKey().Elem(), parent)
+		if err != nil {
+			return fail(err)
+		}
+		secrets[rule.secret] = s
+	}
+
+	runs, err := storage.NewTable(ctx, child("table-"+TableRuns), &storage.TableArgs{
+		TableName: pulumi.String(TableRuns), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
+	}, parent)
+	if err != nil {
+		return fail(err)
+	}
+
+	id, err := access.NewIdentity(ctx, child("relayserver-id"), access.IdentityArgs{
+		IdentityName: gw.Prefix + "-relayserver-id", ResourceGroupName: rg, Location: gw.Location, Tags: gw.Tags,
+	}, parent)
+	if err != nil {
+		return fail(err)
+	}
+	var grants []pulumi.Resource
+	for _, g := range []struct {
+		role  access.Role
+		scope access.Scope
+	}{
+		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + gateway.QueueConnectors, ID: gw.Queues[gateway.QueueConnectors].ID()}},
+		{access.ServiceBusDataReceiver, access.Scope{Name: "queue-" + gateway.QueueCloud, ID: gw.Queues[gateway.QueueCloud].ID()}},
+		{access.StorageTableContributor, access.Scope{Name: "table-" + TableRuns, ID: runs.ID()}},
+		{access.StorageBlobContributor, access.Scope{Name: "container-" + gateway.ContainerClaims, ID: gw.ClaimsContainer.ID()}},
+		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: secrets[SecretListenKey].ID()}},
+		{access.AcrPull, access.Scope{Name: "registry", ID: gw.Registry.ID()}},
+	} {
+		ra, err := id.Grant(ctx, g.role, g.scope, parent)
+		if err != nil {
+			return fail(err)
+		}
+		grants = append(grants, ra)
+	}
+
+	settings := gateway.CommonSettings(gw.Cloud, id)
+	for k, v := range map[string]pulumi.StringInput{
+		"BOTE_RELAY_ENDPOINT":                   ns.ServiceBusEndpoint,
+		"BOTE_RELAY_HYBRID_CONNECTION":          hc.Name,
+		"BOTE_RELAY_KEY_NAME":                   pulumi.String(RuleListen),
+		"BOTE_SERVICEBUS_ENDPOINT":              gw.ServiceBusEndpoint,
+		"BOTE_TABLE_ENDPOINT":                   gw.TableEndpoint,
+		"BOTE_BLOB_ENDPOINT":                    gw.BlobEndpoint,
+		"BOTE_RUNS_TABLE":                       pulumi.String(TableRuns),
+		"BOTE_CLAIMS_CONTAINER":                 pulumi.String(gateway.ContainerClaims),
+		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
+	} {
+		settings[k] = v
+	}
+	if _, err := gw.Platform.NewApp(ctx, child("relayserver"), apphost.AppArgs{
+		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080, HealthPath: "/healthz",
+		Identity: id, RegistryServer: gw.RegistryLoginServer, Settings: settings,
+		Secrets: map[string]pulumi.StringInput{"BOTE_RELAY_KEY": secrets[SecretListenKey].Properties.SecretUri()},
+		// One listener is enough and keeps run orchestration single-writer.
+		MinReplicas: 1, MaxReplicas: 1, Tags: gw.Tags,
+	}, parent, pulumi.DependsOn(grants)); err != nil {
+		return fail(err)
+	}
+
+	r.Endpoint = ns.ServiceBusEndpoint
+	r.HybridConnectionName = hc.Name
+	r.SendRuleName = pulumi.String(RuleSend).ToStringOutput()
+	r.SendKeySecretURI = secrets[SecretSendKey].Properties.SecretUri()
+	if err := ctx.RegisterResourceOutputs(r, pulumi.Map{
+		"endpoint": r.Endpoint, "hybridConnectionName": r.HybridConnectionName,
+		"sendRuleName": r.SendRuleName, "sendKeySecretUri": r.SendKeySecretURI,
+	}); err != nil {
+		return nil, fmt.Errorf("cannot register opsrelay %s outputs: %w", name, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,127 @@
+package opsrelay
+
+import (
+	"encoding/json"
+	"sort"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/components/access"
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/gateway"
+	"github.com/botehq/platform/components/infratest"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+const (
+	image = "bote/relayserver@sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	jwk1  = `{"kty":"EC","crv":"P-256","x":"lOMUJATTqu684sPYVUL6Uo7P5gWV4SWfwu9LgWHRvmU","y":"FSJaLK_MJeo2qXfTb4GDOWosssm8XrHDUIJEqASBg7o"}`
+)
+
+func run(t *testing.T, cloudName, img string) (*infratest.Recording, error) {
+	c, err := cloud.Lookup(cloudName)
+	require.NoError(t, err)
+	h, err := c.ResolveHosting("")
+	require.NoError(t, err)
+	return infratest.Run(t, cloudName, nil, func(ctx *pulumi.Context) error {
+		p, err := cloud.NewProvider(ctx, "azure", c, cloud.ProviderArgs{})
+		if err != nil {
+			return err
+		}
+		gw, err := gateway.New(ctx, "gw", &gateway.Args{
+			Cloud: c, Hosting: h, Prefix: "bote-test", Location: "eastus", ResourceGroupName: pulumi.String("rg"),
+			Images: gateway.Images{
+				Worker: "bote/worker@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+				IDP:    "bote/idp@sha256:2222222222222222222222222222222222222222222222222222222222222222",
+			},
+			Registrations: []registry.Connector{{Tenant: "t", ID: "c", JWK: json.RawMessage(jwk1)}},
+		}, pulumi.Providers(p))
+		if err != nil {
+			return err
+		}
+		_, err = New(ctx, "ops", &Args{Gateway: gw, Image: img}, pulumi.Providers(p))
+		return err
+	})
+}
+
+func TestOpsRelayGolden(t *testing.T) {
+	for _, c := range []string{"public", "usgovernment"} {
+		t.Run(c, func(t *testing.T) {
+			rec, err := run(t, c, image)
+			require.NoError(t, err)
+			infratest.Golden(t, "opsrelay-"+c+".golden.json", infratest.JSON(rec.Subtree(Type+"::ops")))
+			infratest.AssertParented(t, rec, "pulumi:providers:azure-native::azure", Type+"::ops", gateway.Type+"::gw")
+			infratest.AssertExplicitProvider(t, rec, "azure")
+			if c != "public" {
+				assert.Empty(t, rec.FindHosts(cloud.PublicHostMarkers(), nil))
+			}
+		})
+	}
+}
+
+func TestHybridConnectionRequiresClientAuthorizationAndSplitsRules(t *testing.T) {
+	rec, err := run(t, "public", image)
+	require.NoError(t, err)
+	hcs := rec.OfType("azure-native:relay:HybridConnection")
+	require.Len(t, hcs, 1)
+	assert.Equal(t, true, hcs[0].Inputs["requiresClientAuthorization"])
+	rights := map[string]any{}
+	for _, r := range rec.OfType("azure-native:relay:HybridConnectionAuthorizationRule") {
+		rights[r.Inputs["authorizationRuleName"].(string)] = r.Inputs["rights"]
+	}
+	assert.Equal(t, map[string]any{RuleListen: []any{"Listen"}, RuleSend: []any{"Send"}}, rights)
+}
+
+func TestRelayKeysOnlyInKeyVault(t *testing.T) {
+	rec, err := run(t, "public", image)
+	require.NoError(t, err)
+	assert.NotContains(t, string(rec.JSON()), "mock-relay-key")
+	var secretNames []string
+	for _, s := range rec.OfType("azure-native:keyvault:Secret") {
+		secretNames = append(secretNames, s.Inputs["secretName"].(string))
+		assert.Equal(t, "[secret]", s.Inputs["properties"].(map[string]any)["value"])
+	}
+	assert.Subset(t, secretNames, []string{SecretListenKey, SecretSendKey})
+}
+
+func TestRelayServerLeastPrivilege(t *testing.T) {
+	rec, err := run(t, "public", image)
+	require.NoError(t, err)
+	var got []string
+	for _, g := range rec.Grants(t) {
+		if g.Identity != "bote-test-relayserver-id" {
+			continue
+		}
+		role, ok := access.RoleByID(g.Role)
+		require.True(t, ok)
+		got = append(got, role.Name+" | "+g.Scope)
+	}
+	sort.Strings(got)
+	// Send to the connectors queue, receive from the cloud queue; nothing
+	// else on Service Bus, and no relay key but its own listen key.
+	assert.Equal(t, []string{
+		"AcrPull | azure-native:containerregistry:Registry::botetestacr",
+		"Azure Service Bus Data Receiver | azure-native:servicebus:Queue::bote-cloud",
+		"Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-connectors",
+		"Key Vault Secrets User | azure-native:keyvault:Secret::relay-listen-key",
+		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-claims",
+		"Storage Table Data Contributor | azure-native:storage:Table::boteruns",
+	}, got)
+}
+
+func TestOpsRelayRejectsBadArgs(t *testing.T) {
+	_, err := run(t, "public", "bote/relayserver:latest")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Image: image \"bote/relayserver:latest\" must be a repository pinned by digest")
+
+	rec, err := infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
+		_, err := New(ctx, "ops", &Args{Image: image})
+		return err
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Gateway: is required")
+	assert.Empty(t, rec.Keys())
+}
