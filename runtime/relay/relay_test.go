@@ -431,12 +431,14 @@ func TestReconnectAfterDrop(t *testing.T) {
 
 	for round := range 3 {
 		require.Equal(t, 1, s.DropListeners("hc"), "round %d", round)
-		require.Eventually(t, func() bool { return s.ListenerCount("hc") == 1 && l.Online() }, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool {
+			return offline.Load() == int32(round+1) && s.ListenerCount("hc") == 1 && l.Online()
+		}, 5*time.Second, 10*time.Millisecond)
 		body, err := get(t, client, "/big?n=3")
 		require.NoError(t, err, "round %d", round)
 		assert.Equal(t, "xxx", body)
 	}
-	assert.GreaterOrEqual(t, offline.Load(), int32(3))
+	assert.Equal(t, int32(3), offline.Load())
 	assert.NoError(t, l.Err())
 }
 

@@ -199,17 +199,15 @@ func (s *Server) DeleteHybridConnection(name string) {
 	s.mu.Lock()
 	hc := s.hcs[strings.ToLower(name)]
 	delete(s.hcs, strings.ToLower(name))
-	var ls []*websocket.Conn
+	var ls []*listenerConn
 	if hc != nil {
 		for l := range hc.listeners {
-			if l.ws != nil {
-				ls = append(ls, l.ws)
-			}
+			ls = append(ls, l)
 		}
 	}
 	s.mu.Unlock()
-	for _, ws := range ls {
-		go func() { _ = ws.Close(websocket.StatusGoingAway, "hybrid connection deleted") }()
+	for _, l := range ls {
+		l.drop(websocket.StatusGoingAway, "hybrid connection deleted")
 	}
 }
 
@@ -280,32 +278,35 @@ func (s *Server) RefuseRenewals(refuse bool) {
 // returns how many it cut.
 func (s *Server) DropListeners(hc string) int {
 	s.mu.Lock()
-	var ls []*websocket.Conn
+	var ls []*listenerConn
 	for name, h := range s.hcs {
 		if hc != "" && name != strings.ToLower(hc) {
 			continue
 		}
 		for l := range h.listeners {
-			if l.ws != nil {
-				ls = append(ls, l.ws)
-			}
+			ls = append(ls, l)
 		}
 	}
 	s.mu.Unlock()
-	for _, ws := range ls {
-		_ = ws.CloseNow()
+	for _, l := range ls {
+		l.drop(-1, "")
 	}
 	return len(ls)
 }
 
-// ListenerCount is the number of connected listeners on hc.
+// ListenerCount is the number of connected listeners on hc (handshake done).
 func (s *Server) ListenerCount(hc string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
 	if h, ok := s.hcs[strings.ToLower(hc)]; ok {
-		return len(h.listeners)
+		for l := range h.listeners {
+			if l.ready {
+				n++
+			}
+		}
 	}
-	return 0
+	return n
 }
 
 // ListenerIDs lists the tracking ids of hc's connected listeners.
@@ -389,17 +390,16 @@ func newID() string {
 // pickListener chooses a listener at random, as the service spreads
 // connections "in random order". Holding s.mu is required.
 func pickListener(h *hybridConn) *listenerConn {
-	if len(h.listeners) == 0 {
+	var ready []*listenerConn
+	for l := range h.listeners {
+		if l.ready {
+			ready = append(ready, l)
+		}
+	}
+	if len(ready) == 0 {
 		return nil
 	}
-	n := mrand.IntN(len(h.listeners))
-	for l := range h.listeners {
-		if n == 0 {
-			return l
-		}
-		n--
-	}
-	return nil
+	return ready[mrand.IntN(len(ready))]
 }
 
 func (s *Server) wsScheme() string {

@@ -1,10 +1,13 @@
 package relaytest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,18 +23,53 @@ import (
 type listenerConn struct {
 	id      string
 	hc      *hybridConn
+	ready   bool          // 101 sent; guarded by Server.mu
+	wsSet   chan struct{} // closed once ws is set
 	ws      *websocket.Conn
 	writeMu sync.Mutex
 	gone    chan struct{}
 
 	mu      sync.Mutex
 	waiting map[string]*rendezvous
+
+	// dropped asks the connection's goroutine to close it: with dropCode, or
+	// abruptly when dropCode is -1. It works before the handshake finished.
+	dropped  chan struct{}
+	dropOnce sync.Once
+	dropCode websocket.StatusCode
+	dropWhy  string
+}
+
+// onHijack calls hook just before the handshake response goes out (net/http
+// flushes the 101 inside Hijack).
+type onHijack struct {
+	http.ResponseWriter
+	hook func()
+}
+
+func (o onHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	o.hook()
+	return http.NewResponseController(o.ResponseWriter).Hijack()
+}
+
+func (l *listenerConn) drop(code websocket.StatusCode, why string) {
+	l.dropOnce.Do(func() {
+		l.dropCode, l.dropWhy = code, why
+		close(l.dropped)
+	})
 }
 
 func (l *listenerConn) send(ctx context.Context, m wire.Message, body []byte) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
+	}
+	select {
+	case <-l.wsSet:
+	case <-l.gone:
+		return errors.New("listener gone")
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
@@ -87,11 +125,17 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 		fail(w, http.StatusForbidden, "QuotaExceeded: the hybrid connection already has the maximum of 25 listeners (limit reached)")
 		return
 	}
-	l := &listenerConn{id: r.URL.Query().Get(wire.ParamID), hc: hc, gone: make(chan struct{}), waiting: map[string]*rendezvous{}}
+	l := &listenerConn{id: r.URL.Query().Get(wire.ParamID), hc: hc, gone: make(chan struct{}), dropped: make(chan struct{}), wsSet: make(chan struct{}), waiting: map[string]*rendezvous{}}
 	hc.listeners[l] = struct{}{} // reserve the slot before the handshake
 	s.mu.Unlock()
 
-	ws, err := websocket.Accept(w, r, nil)
+	// The listener counts as connected from the moment its 101 goes out, as
+	// in the service; frames for it wait until the socket is set up.
+	ws, err := websocket.Accept(onHijack{w, func() {
+		s.mu.Lock()
+		l.ready = true
+		s.mu.Unlock()
+	}}, r, nil)
 	if err != nil {
 		s.removeListener(l)
 		return
@@ -100,8 +144,18 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 	s.mu.Lock()
 	l.ws = ws
 	s.mu.Unlock()
+	close(l.wsSet)
 	defer s.removeListener(l)
 	defer ws.CloseNow()
+	go func() {
+		select {
+		case <-l.dropped:
+			if l.dropCode < 0 || ws.Close(l.dropCode, l.dropWhy) != nil {
+				_ = ws.CloseNow()
+			}
+		case <-l.gone:
+		}
+	}()
 
 	// An unrenewed token ends the channel with 1008 (policy violation).
 	expire := time.AfterFunc(time.Until(exp), func() {
@@ -188,7 +242,7 @@ func (s *Server) senderEntity(w http.ResponseWriter, r *http.Request, path strin
 		}
 	}
 	l := pickListener(hc)
-	if l == nil || l.ws == nil {
+	if l == nil {
 		fail(w, noListener, "There are no listeners connected for the endpoint")
 		return nil, "", nil, false
 	}
