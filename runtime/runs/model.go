@@ -303,7 +303,7 @@ func NewRunID(now time.Time) string {
 		}
 	} else {
 		var r [4]byte
-		_, _ = rand.Read(r[:]) // never fails (crypto/rand)
+		_, _ = rand.Read(r[:])                         // never fails (crypto/rand)
 		idLastLow = binary.BigEndian.Uint32(r[:]) >> 1 // room to count up
 	}
 	idLastMS = ms

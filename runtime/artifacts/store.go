@@ -1,0 +1,381 @@
+package artifacts
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/appendblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// DefaultContainer holds run artifacts unless Config says otherwise.
+const DefaultContainer = "boteruns"
+
+// MaxAppendBlock is the most one log append sends in one block.
+const MaxAppendBlock = 4 << 20
+
+// More errors callers branch on.
+var (
+	// ErrNotFound: no such artifact.
+	ErrNotFound = errors.New("artifact not found")
+	// ErrCorrupt: an artifact's bytes do not match its reference.
+	ErrCorrupt = errors.New("artifact does not match its reference")
+	// ErrForeign: a reference to another tenant's run or another container.
+	ErrForeign = errors.New("artifact belongs elsewhere")
+	// ErrExists: artifacts are written once.
+	ErrExists = errors.New("artifact already exists")
+	// ErrLogGap: a log append starts past the log's end (an earlier batch is
+	// missing); retry after the earlier one.
+	ErrLogGap = errors.New("log append leaves a gap")
+)
+
+// Config opens a Store. Set ConnectionString, or ServiceURL with
+// Credential.
+type Config struct {
+	// ConnectionString of the storage account (shared key; Azurite).
+	ConnectionString string
+	// ServiceURL is the blob endpoint (from stack outputs, never built
+	// here) for Credential.
+	ServiceURL string
+	Credential azcore.TokenCredential
+	// Container for artifacts; DefaultContainer if empty.
+	Container string
+	// CreateContainer creates it if missing (local use).
+	CreateContainer bool
+}
+
+// Validate reports the first missing or contradictory field.
+func (c Config) Validate() error {
+	switch {
+	case c.ConnectionString != "" && (c.ServiceURL != "" || c.Credential != nil):
+		return errors.New("artifacts config: ConnectionString and ServiceURL/Credential are exclusive")
+	case c.ConnectionString == "" && c.ServiceURL == "":
+		return errors.New("artifacts config: ConnectionString or ServiceURL is required")
+	case c.ServiceURL != "" && c.Credential == nil:
+		return errors.New("artifacts config: Credential is required with ServiceURL")
+	}
+	return nil
+}
+
+// Store keeps run artifacts in one Blob container.
+type Store struct {
+	client    *azblob.Client
+	container string
+}
+
+// New opens a store.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{container: cfg.Container}
+	if s.container == "" {
+		s.container = DefaultContainer
+	}
+	var err error
+	if cfg.ConnectionString != "" {
+		s.client, err = azblob.NewClientFromConnectionString(cfg.ConnectionString, nil)
+	} else {
+		s.client, err = azblob.NewClient(cfg.ServiceURL, cfg.Credential, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open blob service: %w", err)
+	}
+	if cfg.CreateContainer {
+		_, err := s.client.CreateContainer(ctx, s.container, nil)
+		if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+			return nil, fmt.Errorf("cannot create container %q: %w", s.container, err)
+		}
+	}
+	return s, nil
+}
+
+// Container is the container artifacts live in.
+func (s *Store) Container() string { return s.container }
+
+// RunKey names the run an artifact belongs to.
+type RunKey struct {
+	Tenant, Workspace, Run string
+}
+
+// Validate checks the ids the blob names are built from.
+func (k RunKey) Validate() error {
+	if err := runs.CheckScope(k.Tenant, k.Workspace); err != nil {
+		return err
+	}
+	if !runs.ValidRunID(k.Run) {
+		return fmt.Errorf("run id %q is malformed", k.Run)
+	}
+	return nil
+}
+
+// Kind is what an artifact holds.
+type Kind string
+
+// Artifact kinds, also their blob names under the run.
+const (
+	Bundle  Kind = "bundle.tar.gz"  // the configuration to run (Pack)
+	Workdir Kind = "workdir.tar.gz" // the working directory with the saved plan (Pack with Workdir)
+	Log     Kind = "log"            // the run's log lines (an append blob)
+)
+
+// blobName is "<tenant>/<workspace>/<run>/<kind>": every name starts with
+// its tenant, which Open checks against the caller's tenant.
+func (k RunKey) blobName(kind Kind) string {
+	return k.Tenant + "/" + k.Workspace + "/" + k.Run + "/" + string(kind)
+}
+
+// Put uploads an archive (Bundle or Workdir) from r, at most max bytes,
+// and returns its reference (no URL; sign one with a claimcheck.Store on
+// the same container to hand it to an agent). An artifact is written once:
+// the plan that was approved is the plan that is applied.
+func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max int64) (*envelope.Claim, error) {
+	if err := key.Validate(); err != nil {
+		return nil, err
+	}
+	if kind != Bundle && kind != Workdir {
+		return nil, fmt.Errorf("cannot put a %q artifact: only %q and %q are uploaded whole", kind, Bundle, Workdir)
+	}
+	name := key.blobName(kind)
+	hr := &hashReader{r: r, h: sha256.New(), max: max}
+	_, err := s.client.UploadStream(ctx, s.container, name, hr, &azblob.UploadStreamOptions{
+		Concurrency:      2,
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/gzip")},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
+	})
+	var le *LimitError
+	switch {
+	case errors.As(err, &le):
+		return nil, fmt.Errorf("cannot upload %s of run %s: %w", kind, key.Run, le)
+	case bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet):
+		return nil, fmt.Errorf("%s of run %s: %w", kind, key.Run, ErrExists)
+	case err != nil:
+		return nil, fmt.Errorf("cannot upload %s of run %s: %w", kind, key.Run, err)
+	}
+	return &envelope.Claim{Container: s.container, Blob: name, Size: hr.n, SHA256: hex.EncodeToString(hr.h.Sum(nil))}, nil
+}
+
+type hashReader struct {
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+	max int64
+}
+
+func (h *hashReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	if h.n > h.max {
+		return n, &LimitError{What: "compressed size", Limit: h.max, Value: h.n}
+	}
+	return n, err
+}
+
+// own checks that c is an artifact of tenant in this store.
+func (s *Store) own(tenant string, c *envelope.Claim) error {
+	if c == nil {
+		return errors.New("artifact reference is nil")
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Container != s.container || !strings.HasPrefix(c.Blob, tenant+"/") || strings.Contains(c.Blob, "..") {
+		return fmt.Errorf("%w: %s/%s is not an artifact of tenant %s", ErrForeign, c.Container, c.Blob, tenant)
+	}
+	return nil
+}
+
+// Open streams an artifact of tenant. The reader fails with ErrCorrupt at
+// the end if size or SHA-256 differ from c, so unpack into a scratch
+// directory and use it only once the reader reached EOF cleanly.
+func (s *Store) Open(ctx context.Context, tenant string, c *envelope.Claim) (io.ReadCloser, error) {
+	if err := s.own(tenant, c); err != nil {
+		return nil, err
+	}
+	resp, err := s.client.DownloadStream(ctx, c.Container, c.Blob, nil)
+	if err != nil {
+		if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, c.Blob)
+		}
+		return nil, fmt.Errorf("cannot download %s: %w", c.Blob, err)
+	}
+	return &verifyReader{rc: resp.Body, h: sha256.New(), claim: c}, nil
+}
+
+type verifyReader struct {
+	rc    io.ReadCloser
+	h     hash.Hash
+	n     int64
+	claim *envelope.Claim
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	n, err := v.rc.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if v.n > v.claim.Size {
+		return n, fmt.Errorf("%w: %s is longer than %d bytes", ErrCorrupt, v.claim.Blob, v.claim.Size)
+	}
+	if errors.Is(err, io.EOF) {
+		if v.n != v.claim.Size {
+			return n, fmt.Errorf("%w: %s has %d bytes, expected %d", ErrCorrupt, v.claim.Blob, v.n, v.claim.Size)
+		}
+		if hex.EncodeToString(v.h.Sum(nil)) != v.claim.SHA256 {
+			return n, fmt.Errorf("%w: %s SHA-256 differs", ErrCorrupt, v.claim.Blob)
+		}
+	}
+	return n, err
+}
+
+func (v *verifyReader) Close() error { return v.rc.Close() }
+
+// Lines encodes log lines for AppendLog, one per line; a line's own
+// newlines are kept as separate lines.
+func Lines(lines []string) []byte {
+	var b bytes.Buffer
+	for _, l := range lines {
+		b.WriteString(strings.TrimSuffix(l, "\n"))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// AppendLog appends data (whole lines, see Lines) to a run's log and
+// returns the log's new length. at is where the caller believes the log
+// ends (the length an earlier AppendLog returned, 0 for the first batch),
+// which makes a redelivered batch harmless: if the log already holds
+// [at, at+len(data)) the append is skipped. A batch starting past the end
+// fails with ErrLogGap. at < 0 appends wherever the end is.
+func (s *Store) AppendLog(ctx context.Context, key RunKey, at int64, data []byte) (int64, error) {
+	if err := key.Validate(); err != nil {
+		return 0, err
+	}
+	ab := s.client.ServiceClient().NewContainerClient(s.container).NewAppendBlobClient(key.blobName(Log))
+	end := at
+	for len(data) > 0 {
+		n := min(len(data), MaxAppendBlock)
+		next, err := s.appendBlock(ctx, ab, key, end, data[:n])
+		if err != nil {
+			return 0, err
+		}
+		end, data = next, data[n:]
+	}
+	if end < 0 { // nothing appended, position unknown
+		return s.logSize(ctx, ab)
+	}
+	return end, nil
+}
+
+func (s *Store) appendBlock(ctx context.Context, ab *appendblob.Client, key RunKey, at int64, block []byte) (int64, error) {
+	opts := &appendblob.AppendBlockOptions{}
+	if at >= 0 {
+		opts.AppendPositionAccessConditions = &appendblob.AppendPositionAccessConditions{AppendPosition: to.Ptr(at)}
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(block)), opts)
+		switch {
+		case err == nil:
+			off, perr := parseOffset(resp.BlobAppendOffset)
+			if perr != nil {
+				return 0, perr
+			}
+			return off + int64(len(block)), nil
+		case bloberror.HasCode(err, bloberror.BlobNotFound) && attempt == 0:
+			_, cerr := ab.Create(ctx, &appendblob.CreateOptions{
+				HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("text/plain; charset=utf-8")},
+				AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
+			})
+			if cerr != nil && !bloberror.HasCode(cerr, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
+				return 0, fmt.Errorf("cannot create log of run %s: %w", key.Run, cerr)
+			}
+		case bloberror.HasCode(err, bloberror.AppendPositionConditionNotMet):
+			size, serr := s.logSize(ctx, ab)
+			switch {
+			case serr != nil:
+				return 0, serr
+			case size >= at+int64(len(block)):
+				return at + int64(len(block)), nil // delivered before
+			case size < at:
+				return 0, fmt.Errorf("%w: run %s log ends at %d, batch starts at %d", ErrLogGap, key.Run, size, at)
+			}
+			return 0, fmt.Errorf("run %s log ends at %d, inside the batch [%d, %d): batches overlap", key.Run, size, at, at+int64(len(block)))
+		default:
+			return 0, fmt.Errorf("cannot append to log of run %s: %w", key.Run, err)
+		}
+	}
+}
+
+func parseOffset(s *string) (int64, error) {
+	var off int64
+	if s == nil {
+		return 0, errors.New("append response has no offset")
+	}
+	if _, err := fmt.Sscan(*s, &off); err != nil {
+		return 0, fmt.Errorf("append response offset %q: %w", *s, err)
+	}
+	return off, nil
+}
+
+func (s *Store) logSize(ctx context.Context, ab *appendblob.Client) (int64, error) {
+	props, err := ab.GetProperties(ctx, nil)
+	switch {
+	case bloberror.HasCode(err, bloberror.BlobNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("cannot read log size: %w", err)
+	case props.ContentLength == nil:
+		return 0, errors.New("log size unknown")
+	}
+	return *props.ContentLength, nil
+}
+
+// ReadLog returns up to max bytes of a run's log from offset, cut at the
+// last whole line, and the offset to continue from. A follower calls it
+// again with that offset; a log not written yet reads as empty.
+func (s *Store) ReadLog(ctx context.Context, key RunKey, offset int64, max int) ([]byte, int64, error) {
+	if err := key.Validate(); err != nil {
+		return nil, offset, err
+	}
+	if offset < 0 || max <= 0 {
+		return nil, offset, fmt.Errorf("cannot read log from %d, %d bytes: both must be positive", offset, max)
+	}
+	resp, err := s.client.DownloadStream(ctx, s.container, key.blobName(Log), &azblob.DownloadStreamOptions{
+		Range: azblob.HTTPRange{Offset: offset, Count: int64(max)},
+	})
+	switch {
+	case bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.InvalidRange):
+		return nil, offset, nil // nothing (new) yet
+	case err != nil:
+		return nil, offset, fmt.Errorf("cannot read log of run %s: %w", key.Run, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)))
+	if err != nil {
+		return nil, offset, fmt.Errorf("cannot read log of run %s: %w", key.Run, err)
+	}
+	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+		data = data[:i+1]
+	} else if len(data) == max {
+		// One line longer than max: hand it out in pieces rather than stall.
+		return data, offset + int64(len(data)), nil
+	} else {
+		data = nil // a partial line is not visible yet (appends are whole lines)
+	}
+	return data, offset + int64(len(data)), nil
+}
