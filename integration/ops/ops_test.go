@@ -1,0 +1,314 @@
+// Package ops_test runs the operator path end to end with real processes on
+// loopback: the opsbot CLI → a test relay → relayserver, and checks what an
+// operator sees: output, messages and exit codes, including when the relay,
+// the server or the credentials are wrong, and when connections drop.
+package ops_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/relay"
+	"github.com/botehq/platform/runtime/relay/relaytest"
+)
+
+func TestMain(m *testing.M) { procs.Main(m) }
+
+// Exit codes of opsbot (runtime/cmd/opsbot/exitcodes.go).
+const (
+	exitOK               = 0
+	exitRelayUnreachable = 3
+	exitNoListener       = 4
+	exitRelayAuth        = 5
+	exitAPIAuth          = 6
+)
+
+const hc = "ops"
+
+const agentsJSON = `{"version": 1, "agents": [
+  {"tenant": "contoso", "name": "agent-01", "state": "online", "version": "0.1.0", "labels": {"env": "prod"}},
+  {"tenant": "fabrikam", "name": "agent-07", "state": "unknown"}
+]}`
+
+// stack is a test relay, its connection strings, and an operator API key.
+type stack struct {
+	relay    *relaytest.Server
+	listenCS string // Listen right only
+	sendCS   string // Send right only
+	keysFile string
+	agents   string
+	apiKey   string
+}
+
+func newStack(t *testing.T, opts relaytest.Options) *stack {
+	t.Helper()
+	opts.HybridConnections = []string{hc}
+	r, err := relaytest.Start(opts)
+	require.NoError(t, err)
+	t.Cleanup(r.Close)
+
+	dir := t.TempDir()
+	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
+	key, err := kf.AddKey("e2e", "integration test", time.Now())
+	require.NoError(t, err)
+	keys := filepath.Join(dir, "keys.json")
+	require.NoError(t, kf.Save(keys))
+	agents := filepath.Join(dir, "agents.json")
+	require.NoError(t, os.WriteFile(agents, []byte(agentsJSON), 0o600))
+	return &stack{
+		relay:    r,
+		listenCS: r.ConnectionString(hc, relaytest.Listen),
+		sendCS:   r.ConnectionString(hc, relaytest.Send),
+		keysFile: keys,
+		agents:   agents,
+		apiKey:   key,
+	}
+}
+
+// startServer runs relayserver as a process listening on the relay and
+// waits until it is online there.
+func (s *stack) startServer(t *testing.T, extra ...string) *procs.Process {
+	t.Helper()
+	args := append([]string{"--relay-insecure", "--api-keys-file", s.keysFile, "--agents-file", s.agents, "--event-interval", "1s", "--shutdown-timeout", "3s"}, extra...)
+	p := procs.Start(t, procs.Spec{
+		Name: "relayserver",
+		Path: procs.Build(t, "relayserver"),
+		Args: args,
+		// The secret goes through the environment, as in production.
+		Env: []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
+	})
+	_, err := p.WaitOutput("listening on relay", 20*time.Second)
+	require.NoError(t, err)
+	return p
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// opsbot runs the CLI to completion as a real process. env replaces the
+// default environment entries of the same name.
+func (s *stack) opsbot(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	full := map[string]string{
+		"HOME":                  t.TempDir(), // no stray config file
+		"XDG_CONFIG_HOME":       "",
+		"OPSBOT_NAMESPACE":      s.sendCS,
+		"OPSBOT_RELAY_INSECURE": "true",
+		"OPSBOT_API_KEY":        s.apiKey,
+		"OPSBOT_TIMEOUT":        "20s",
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, procs.Build(t, "opsbot"), args...)
+	for k, v := range full {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code, out.String(), errOut.String()}
+}
+
+func TestStatusAndAgentsThroughRelay(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	srv := s.startServer(t)
+
+	r := s.opsbot(t, nil, "status")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Regexp(t, `Relay listener:\s+connected`, r.stdout)
+	assert.Regexp(t, `Agents:\s+2`, r.stdout)
+	assert.Regexp(t, `Server version:\s+\S+`, r.stdout)
+
+	r = s.opsbot(t, nil, "status", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	var st opsapi.Status
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+	assert.True(t, st.RelayConnected)
+	assert.Equal(t, 2, st.AgentCount)
+
+	r = s.opsbot(t, nil, "agents", "list")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 3, r.stdout)
+	assert.Regexp(t, `^ID\s+TENANT\s+NAME\s+STATE\s+VERSION\s+LAST SEEN$`, lines[0])
+	assert.Regexp(t, `^contoso/agent-01\s+contoso\s+agent-01\s+online\s+0\.1\.0\s+-$`, lines[1])
+	assert.Regexp(t, `^fabrikam/agent-07\s+fabrikam\s+agent-07\s+unknown\s+-\s+-$`, lines[2])
+
+	r = s.opsbot(t, nil, "agents", "list", "-o", "json", "--tenant", "contoso")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	var list opsapi.AgentList
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
+	require.Len(t, list.Agents, 1)
+	assert.Equal(t, map[string]string{"env": "prod"}, list.Agents[0].Labels)
+
+	// The requests went through the relay's HTTP mode, and the server saw
+	// the operator.
+	assert.GreaterOrEqual(t, s.relay.Stats().Requests, int64(4))
+	assert.Contains(t, srv.Output(), "operator=api-key:e2e")
+}
+
+func TestBadAPIKey(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	s.startServer(t)
+	wrong := "obk_e2e.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	for _, args := range [][]string{{"status"}, {"agents", "list", "-o", "json"}, {"events", "--count", "1"}} {
+		r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": wrong}, args...)
+		assert.Equal(t, exitAPIAuth, r.code, "%v: stderr: %s", args, r.stderr)
+		assert.Contains(t, r.stderr, "the ops server refused the operator credential")
+		assert.Empty(t, r.stdout)
+		assert.NotContains(t, r.stderr, wrong)
+	}
+}
+
+func TestNoListenerConnected(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	r := s.opsbot(t, nil, "status")
+	assert.Equal(t, exitNoListener, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stderr, `no relayserver is listening on hybrid connection "ops"`)
+
+	r = s.opsbot(t, nil, "events", "--count", "1")
+	assert.Equal(t, exitNoListener, r.code, "a WebSocket to no listener says so too; stderr: %s", r.stderr)
+}
+
+func TestBadRelayCredentials(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	s.startServer(t)
+	ns, err := relay.ParseNamespace(s.sendCS)
+	require.NoError(t, err)
+	tests := map[string]string{
+		"wrong key":        relay.Namespace{Host: ns.Host, KeyName: ns.KeyName, Key: "d3JvbmcgYnV0IHdlbGwgZm9ybWVkIGtleSBvZiAzMiBieXRlcyE=", EntityPath: hc}.ConnectionString(),
+		"unknown rule":     relay.Namespace{Host: ns.Host, KeyName: "nobody", Key: ns.Key, EntityPath: hc}.ConnectionString(),
+		"listen-only rule": s.listenCS,
+	}
+	for name, cs := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := s.opsbot(t, map[string]string{"OPSBOT_NAMESPACE": cs}, "status")
+			assert.Equal(t, exitRelayAuth, r.code, "stderr: %s", r.stderr)
+			assert.Contains(t, r.stderr, "refused the credentials")
+			assert.NotContains(t, r.stderr, ns.Key)
+		})
+	}
+}
+
+func TestRelayUnreachable(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	ns, err := relay.ParseNamespace(s.sendCS)
+	require.NoError(t, err)
+	dead, err := relaytest.Start(relaytest.Options{})
+	require.NoError(t, err)
+	deadHost := dead.Host
+	dead.Close()
+	cs := relay.Namespace{Host: deadHost, KeyName: ns.KeyName, Key: ns.Key, EntityPath: hc}.ConnectionString()
+	r := s.opsbot(t, map[string]string{"OPSBOT_NAMESPACE": cs}, "status")
+	assert.Equal(t, exitRelayUnreachable, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stderr, "cannot reach the relay at "+deadHost)
+}
+
+func TestServerReconnectsAfterDrop(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	srv := s.startServer(t)
+	require.Equal(t, exitOK, s.opsbot(t, nil, "status").code)
+
+	for i := 0; i < 2; i++ {
+		require.Equal(t, 1, s.relay.DropListeners(hc), "the relay cut the listener's control channel")
+		require.Eventually(t, func() bool { return s.relay.ListenerCount(hc) == 1 }, 20*time.Second, 50*time.Millisecond, "relayserver reconnected")
+		r := s.opsbot(t, nil, "status", "-o", "json")
+		require.Equal(t, exitOK, r.code, "after drop %d: stderr: %s", i+1, r.stderr)
+		var st opsapi.Status
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+		assert.True(t, st.RelayConnected)
+	}
+	assert.Contains(t, srv.Output(), "relay listener offline")
+}
+
+// The relay answers an HTTP-mode request with 504 once its deadline passes;
+// the events stream is a relayed WebSocket and outlives it many times over.
+func TestEventsOutliveTheRelayHTTPDeadline(t *testing.T) {
+	const deadline = time.Second
+	s := newStack(t, relaytest.Options{RequestTimeout: deadline})
+	s.startServer(t)
+
+	start := time.Now()
+	r := s.opsbot(t, nil, "events", "--interval", "400ms", "--count", "8", "-o", "json")
+	elapsed := time.Since(start)
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Greater(t, elapsed, 2*deadline, "the stream lasted longer than one relayed request may")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 8)
+	for i, line := range lines {
+		var ev opsapi.Event
+		require.NoError(t, json.Unmarshal([]byte(line), &ev))
+		assert.Equal(t, int64(i+1), ev.Seq)
+		assert.True(t, ev.Status.RelayConnected)
+	}
+}
+
+// A server restart ends the event stream with 1001; opsbot follows the new
+// server.
+func TestEventsFollowServerRestart(t *testing.T) {
+	s := newStack(t, relaytest.Options{})
+	srv := s.startServer(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, procs.Build(t, "opsbot"), "events", "--interval", "200ms", "--count", "10")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "OPSBOT_NAMESPACE="+s.sendCS, "OPSBOT_RELAY_INSECURE=true", "OPSBOT_API_KEY="+s.apiKey)
+	var out, errOut syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	require.NoError(t, cmd.Start())
+
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 2 }, 20*time.Second, 20*time.Millisecond)
+	require.NoError(t, srv.Stop(), "relayserver shuts down cleanly on SIGTERM")
+	s.startServer(t)
+
+	require.NoError(t, cmd.Wait(), "stderr: %s", errOut.String())
+	assert.Equal(t, 10, strings.Count(out.String(), "\n"))
+	assert.Contains(t, errOut.String(), "reconnecting")
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing while the test
+// reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
