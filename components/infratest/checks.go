@@ -72,9 +72,12 @@ func (rec *Recording) Grants(t testing.TB) []Grant {
 		prefix := "/subscriptions/" + SubscriptionID + "/providers/Microsoft.Authorization/roleDefinitions/"
 		require.True(t, strings.HasPrefix(roleDef, prefix), "%s: role definition %s", ra.Key(), roleDef)
 		scope := fmt.Sprint(ra.Inputs["scope"])
-		var target string // "type::physical name[/sub/path]"
+		// The most specific resource the scope names or lies below, as
+		// "type::physical name[/sub/path]".
+		var target, matched string
 		for _, r := range resources {
-			if r.ID != "" && r.Custom && (scope == r.ID || strings.HasPrefix(scope, r.ID+"/")) && r.Type != RoleAssignmentType {
+			if r.ID != "" && r.Custom && len(r.ID) > len(matched) && (scope == r.ID || strings.HasPrefix(scope, r.ID+"/")) {
+				matched = r.ID
 				target = r.Type + "::" + fmt.Sprint(r.Outputs["name"]) + strings.TrimPrefix(scope, r.ID)
 			}
 		}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
+
+	"github.com/botehq/platform/components/apphost"
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/components/tenant"
+)
+
+// Images are the runtime's container images, each a repository in the
+// stack's registry pinned by digest.
+type Images struct {
+	Worker      string `json:"worker"`
+	IDP         string `json:"idp"`
+	RelayServer string `json:"relayserver"`
+}
+
+// Config is one environment's stack config (project namespace "bote").
+type Config struct {
+	Cloud          cloud.Cloud
+	Hosting        cloud.Hosting
+	Location       string
+	Prefix         string
+	SubscriptionID string
+	TenantID       string
+	UseOIDC        bool
+	ServiceBusSku  string
+	StorageSku     string
+	RegistrySku    string
+	AppServiceSku  string
+	OpsRelay       bool
+	Images         Images
+	// Tenants sorted by id.
+	Tenants []tenant.Spec
+}
+
+// ErrConfig marks a bad stack config value.
+var ErrConfig = errors.New("bad stack config")
+
+func configErr(key string, format string, args ...any) error {
+	return fmt.Errorf("%w: bote:%s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+}
+
+// loadConfig reads and validates the stack config. Every error names the
+// config key to fix.
+func loadConfig(ctx *pulumi.Context) (*Config, error) {
+	c := config.New(ctx, "")
+	var cfg Config
+	var err error
+
+	if cfg.Cloud, err = cloud.Lookup(c.Get("cloud")); err != nil {
+		return nil, configErr("cloud", "%v", err)
+	}
+	if cfg.Location = c.Get("location"); cfg.Location == "" {
+		return nil, configErr("location", "is required (e.g. eastus, usgovvirginia)")
+	}
+	cfg.Prefix = c.Get("namePrefix")
+	if err := naming.ValidatePrefix(cfg.Prefix); err != nil {
+		return nil, configErr("namePrefix", "%v", err)
+	}
+	h, err := cloud.ParseHosting(c.Get("hosting"))
+	if err != nil {
+		return nil, configErr("hosting", "%v", err)
+	}
+	if cfg.Hosting, err = cfg.Cloud.ResolveHosting(h); err != nil {
+		return nil, configErr("hosting", "%v", err)
+	}
+	cfg.SubscriptionID = c.Get("subscriptionId")
+	cfg.TenantID = c.Get("tenantId")
+	cfg.UseOIDC = c.GetBool("useOidc")
+	cfg.ServiceBusSku = c.Get("serviceBusSku")
+	if cfg.ServiceBusSku != "" && !slices.Contains([]string{"Standard", "Premium"}, cfg.ServiceBusSku) {
+		return nil, configErr("serviceBusSku", "%q: want Standard or Premium", cfg.ServiceBusSku)
+	}
+	cfg.StorageSku = c.Get("storageSku")
+	cfg.RegistrySku = c.Get("registrySku")
+	cfg.AppServiceSku = c.Get("appServiceSku")
+	cfg.OpsRelay = true
+	if v := c.Get("opsRelay"); v != "" {
+		switch strings.ToLower(v) {
+		case "true":
+		case "false":
+			cfg.OpsRelay = false
+		default:
+			return nil, configErr("opsRelay", "%q: want true or false", v)
+		}
+	}
+
+	if err := c.TryObject("images", &cfg.Images); err != nil {
+		return nil, configErr("images", "%v (want worker, idp and relayserver, each <repository>@sha256:<digest>)", err)
+	}
+	for key, ref := range map[string]string{"worker": cfg.Images.Worker, "idp": cfg.Images.IDP, "relayserver": cfg.Images.RelayServer} {
+		if key == "relayserver" && !cfg.OpsRelay {
+			continue
+		}
+		if err := apphost.ValidateImage(ref); err != nil {
+			return nil, configErr("images."+key, "%v", err)
+		}
+	}
+
+	if err := c.TryObject("tenants", &cfg.Tenants); err != nil && !errors.Is(err, config.ErrMissingVar) {
+		return nil, configErr("tenants", "%v", err)
+	}
+	if err := validateTenants(cfg.Tenants); err != nil {
+		return nil, err
+	}
+	sort.Slice(cfg.Tenants, func(i, j int) bool { return cfg.Tenants[i].ID < cfg.Tenants[j].ID })
+	return &cfg, nil
+}
+
+// validateTenants checks every tenant and that ids are unique.
+func validateTenants(tenants []tenant.Spec) error {
+	seen := map[string]int{}
+	for i, t := range tenants {
+		if j, dup := seen[t.ID]; dup {
+			return configErr(fmt.Sprintf("tenants[%d]", i), "tenant %q is already tenants[%d]", t.ID, j)
+		}
+		seen[t.ID] = i
+		if err := t.Validate(); err != nil {
+			return configErr(fmt.Sprintf("tenants[%d]", i), "%v", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+// Command stacks is the Pulumi program that deploys one bote environment:
+// the explicit azure-native provider for the stack's cloud, a resource
+// group, the shared gateway, every tenant in config and the ops relay.
+//
+// `pulumi up` from the repository root (Pulumi.yaml points here) deploys
+// it; docs/infrastructure.md describes config, onboarding and outputs.
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/pulumi/pulumi-azure-native-sdk/resources/v2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/gateway"
+	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/components/opsrelay"
+	"github.com/botehq/platform/components/tenant"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+func main() {
+	pulumi.Run(func(ctx *pulumi.Context) error {
+		_, err := deploy(ctx)
+		return err
+	})
+}
+
+// deploy registers the environment and returns (and exports) its outputs.
+func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
+	cfg, err := loadConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rgName := cfg.Prefix + "-rg"
+	if err := naming.Check(naming.ResourceGroup, rgName); err != nil {
+		return nil, fmt.Errorf("bote:namePrefix: %w", err)
+	}
+
+	provider, err := cloud.NewProvider(ctx, "azure-"+cfg.Cloud.Name, cfg.Cloud, cloud.ProviderArgs{
+		Location: cfg.Location, SubscriptionID: cfg.SubscriptionID, TenantID: cfg.TenantID, UseOIDC: cfg.UseOIDC,
+	})
+	if err != nil {
+		return nil, err
+	}
+	providers := pulumi.Providers(provider)
+	tags := map[string]string{"app": "bote", "environment": ctx.Stack()}
+
+	rg, err := resources.NewResourceGroup(ctx, "rg", &resources.ResourceGroupArgs{
+		ResourceGroupName: pulumi.String(rgName),
+		Location:          pulumi.String(cfg.Location),
+		Tags:              pulumi.ToStringMap(tags),
+	}, pulumi.Provider(provider))
+	if err != nil {
+		return nil, fmt.Errorf("cannot register resource group: %w", err)
+	}
+
+	var regs []registry.Connector
+	for _, t := range cfg.Tenants {
+		regs = append(regs, t.Registrations()...)
+	}
+	gw, err := gateway.New(ctx, "gateway", &gateway.Args{
+		Cloud: cfg.Cloud, Hosting: cfg.Hosting, Prefix: cfg.Prefix, Location: cfg.Location,
+		ResourceGroupName: rg.Name,
+		ServiceBusSku:     cfg.ServiceBusSku, StorageSku: cfg.StorageSku, RegistrySku: cfg.RegistrySku,
+		AppServiceSku: cfg.AppServiceSku,
+		Images:        gateway.Images{Worker: cfg.Images.Worker, IDP: cfg.Images.IDP},
+		Registrations: regs,
+		Tags:          tags,
+	}, providers)
+	if err != nil {
+		return nil, err
+	}
+
+	tenants := pulumi.Map{}
+	for _, spec := range cfg.Tenants { // sorted by id; keyed by id, never by position
+		t, err := tenant.New(ctx, "tenant-"+spec.ID, &tenant.Args{
+			Spec: spec, ResourceGroupName: rg.Name,
+			StorageAccountName: gw.StorageAccountName, RegistryName: gw.Registry.Name,
+		}, providers)
+		if err != nil {
+			return nil, err
+		}
+		tenants[spec.ID] = pulumi.Map{
+			"queues":        t.Queues,
+			"registryToken": t.RegistryToken,
+			"agentImage":    pulumi.Sprintf("%s/%s", gw.RegistryLoginServer, t.AgentRepository),
+		}
+	}
+
+	out := pulumi.Map{
+		"cloud":               pulumi.String(cfg.Cloud.Name),
+		"hosting":             pulumi.String(string(cfg.Hosting)),
+		"resourceGroup":       rg.Name,
+		"serviceBusEndpoint":  gw.ServiceBusEndpoint,
+		"storageAccount":      gw.StorageAccountName,
+		"queueEndpoint":       gw.QueueEndpoint,
+		"tableEndpoint":       gw.TableEndpoint,
+		"blobEndpoint":        gw.BlobEndpoint,
+		"keyVaultUri":         gw.KeyVaultURI,
+		"registryLoginServer": gw.RegistryLoginServer,
+		"workerUrl":           gw.WorkerURL,
+		"idpUrl":              gw.IDPURL,
+		"connectorRegistry":   gw.RegistryBlobURL,
+		"tenants":             tenants,
+	}
+	if cfg.OpsRelay {
+		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: cfg.Images.RelayServer}, providers)
+		if err != nil {
+			return nil, err
+		}
+		out["relayEndpoint"] = ops.Endpoint
+		out["relayHybridConnection"] = ops.HybridConnectionName
+		out["relaySendRule"] = ops.SendRuleName
+		out["relaySendKeySecretUri"] = ops.SendKeySecretURI
+	}
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ctx.Export(k, out[k])
+	}
+	return out, nil
+}

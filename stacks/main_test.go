@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/botehq/platform/components/access"
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/infratest"
+)
+
+// stackConfig reads ../Pulumi.<stack>.yaml into the flat key -> JSON text
+// form Pulumi hands a program.
+func stackConfig(t *testing.T, stack string) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "Pulumi."+stack+".yaml"))
+	require.NoError(t, err)
+	var f struct {
+		Config map[string]any `yaml:"config"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &f))
+	out := map[string]string{}
+	for k, v := range f.Config {
+		if s, ok := v.(string); ok {
+			out[k] = s
+			continue
+		}
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		out[k] = string(b)
+	}
+	return out
+}
+
+// deployed runs the program and returns the recording and resolved exports.
+func deployed(t *testing.T, cfg map[string]string) (*infratest.Recording, map[string]any, error) {
+	t.Helper()
+	var exports map[string]any
+	c, err := cloud.Lookup(cfg["bote:cloud"])
+	name := c.Name
+	if err != nil {
+		name = "public" // the program itself must reject the name
+	}
+	rec, err := infratest.Run(t, name, cfg, func(ctx *pulumi.Context) error {
+		out, err := deploy(ctx)
+		if err != nil {
+			return err
+		}
+		res, err := internals.UnsafeAwaitOutput(context.Background(), out.ToMapOutput())
+		if err != nil {
+			return err
+		}
+		exports = res.Value.(map[string]any)
+		return nil
+	})
+	return rec, exports, err
+}
+
+func TestProjectFile(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "Pulumi.yaml"))
+	require.NoError(t, err)
+	var p struct {
+		Name    string         `yaml:"name"`
+		Runtime map[string]any `yaml:"runtime"`
+		Main    string         `yaml:"main"`
+		Config  map[string]struct {
+			Value []string `yaml:"value"`
+		} `yaml:"config"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &p))
+	assert.Equal(t, "bote", p.Name, "config keys are namespaced bote:")
+	assert.Equal(t, "go", p.Runtime["name"])
+	assert.Equal(t, "stacks/", p.Main)
+	assert.Contains(t, p.Config["pulumi:disable-default-providers"].Value, "*",
+		"default providers must be disabled so a forgotten provider cannot fall back to public Azure")
+}
+
+func TestStacksGolden(t *testing.T) {
+	for _, stack := range []string{"dev", "gov"} {
+		t.Run(stack, func(t *testing.T) {
+			rec, exports, err := deployed(t, stackConfig(t, stack))
+			require.NoError(t, err)
+			infratest.Golden(t, "stack-"+stack+".golden.json", rec.JSON())
+			b, err := json.MarshalIndent(exports, "", "  ")
+			require.NoError(t, err)
+			infratest.Golden(t, "stack-"+stack+".outputs.golden.json", append(b, '\n'))
+
+			cloudName := exports["cloud"].(string)
+			infratest.AssertExplicitProvider(t, rec, "azure-"+cloudName)
+			infratest.AssertParented(t, rec, "pulumi:providers:azure-native::azure-"+cloudName,
+				"azure-native:resources:ResourceGroup::rg", "bote:gateway:SharedGateway::gateway",
+				"bote:opsrelay:OpsRelay::opsrelay", "bote:tenant:Tenant::tenant-agency-a",
+				"bote:tenant:Tenant::tenant-contoso", "bote:tenant:Tenant::tenant-fabrikam")
+			providers := rec.OfType("pulumi:providers:azure-native")
+			require.Len(t, providers, 1)
+			assert.Equal(t, cloudName, providers[0].Inputs["environment"], "the provider's environment is the stack's cloud")
+		})
+	}
+}
+
+func TestGovStackNamesNoPublicCloudHost(t *testing.T) {
+	rec, exports, err := deployed(t, stackConfig(t, "gov"))
+	require.NoError(t, err)
+	for _, f := range rec.FindHosts(cloud.PublicHostMarkers(), exports) {
+		t.Errorf("usgovernment stack names a public-cloud host at %s: %q", f.Where, f.Value)
+	}
+	// The scan itself works: the public stack is full of public hosts.
+	pub, pubExports, err := deployed(t, stackConfig(t, "dev"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, pub.FindHosts(cloud.PublicHostMarkers(), pubExports))
+	assert.Equal(t, "appservice", exports["hosting"])
+}
+
+func withTenant(cfg map[string]string, tenantJSON string) map[string]string {
+	out := map[string]string{}
+	for k, v := range cfg {
+		out[k] = v
+	}
+	var tenants []any
+	_ = json.Unmarshal([]byte(cfg["bote:tenants"]), &tenants)
+	var extra any
+	_ = json.Unmarshal([]byte(tenantJSON), &extra)
+	b, _ := json.Marshal(append(tenants, extra))
+	out["bote:tenants"] = string(b)
+	return out
+}
+
+const northwind = `{"id":"northwind","connectors":[{"id":"agent-01","jwk":{"kty":"EC","crv":"P-256","x":"YK-QbFU5hTkaykuKqsZjLeConH9X98ksMSbsNvKaLl0","y":"EeCuhHoZixOWijhAJa5S0PpBPa2_g4BUavlCsmYBuY0"}}]}`
+
+func TestAddingATenantAddsExactlyItsResources(t *testing.T) {
+	base := stackConfig(t, "dev")
+	before, _, err := deployed(t, base)
+	require.NoError(t, err)
+	after, exports, err := deployed(t, withTenant(base, northwind))
+	require.NoError(t, err)
+
+	beforeKeys := map[string]infratest.Resource{}
+	for _, r := range before.Resources() {
+		beforeKeys[r.Key()] = r
+	}
+	var added []string
+	for _, r := range after.Resources() {
+		old, existed := beforeKeys[r.Key()]
+		if !existed {
+			added = append(added, r.Key())
+			continue
+		}
+		delete(beforeKeys, r.Key())
+		if r.Key() == "azure-native:storage:Blob::gateway-connector-registry" {
+			assert.Contains(t, fmt.Sprint(r.Inputs["source"]), `"tenant": "northwind"`, "the idp learns the new connector")
+			continue
+		}
+		assert.Equal(t, old.Inputs, r.Inputs, "%s changed when a tenant was added", r.Key())
+	}
+	assert.Empty(t, beforeKeys, "adding a tenant removed resources")
+	var want []string
+	for _, r := range after.Subtree("bote:tenant:Tenant::tenant-northwind") {
+		want = append(want, r.Key())
+	}
+	sort.Strings(added)
+	assert.Equal(t, want, added)
+	assert.Len(t, added, 4, "component, one queue, scope map, token")
+	assert.Contains(t, exports["tenants"], "northwind")
+
+	// Removing it again gives back exactly the original set.
+	again, _, err := deployed(t, base)
+	require.NoError(t, err)
+	assert.Equal(t, before.Keys(), again.Keys())
+	assert.Equal(t, string(before.JSON()), string(again.JSON()))
+}
+
+func TestRoleAssignmentsStayWithinScope(t *testing.T) {
+	for _, stack := range []string{"dev", "gov"} {
+		rec, _, err := deployed(t, stackConfig(t, stack))
+		require.NoError(t, err)
+		grants := rec.Grants(t)
+		require.NotEmpty(t, grants)
+		perIdentity := map[string]int{}
+		for _, g := range grants {
+			_, ok := access.RoleByID(g.Role)
+			assert.True(t, ok, "%s: %s is not a grantable data-plane role", stack, g)
+			for _, bad := range []access.Role{access.Owner, access.Contributor, access.UserAccessAdministrator} {
+				assert.NotEqual(t, bad.ID, g.Role, "%s: %s", stack, g)
+			}
+			assert.NotContains(t, g.Scope, "ResourceGroup::", "%s: %s", stack, g)
+			perIdentity[g.Identity]++
+		}
+		prefix := map[string]string{"dev": "bote-dev", "gov": "bote-gov"}[stack]
+		assert.Equal(t, map[string]int{
+			prefix + "-worker-id": 8, prefix + "-idp-id": 3, prefix + "-relayserver-id": 6,
+		}, perIdentity, stack)
+	}
+}
+
+func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		set  map[string]string
+		err  string
+	}{
+		{"unknown cloud", map[string]string{"bote:cloud": "germany"}, `bote:cloud: unknown cloud "germany"`},
+		{"typo cloud", map[string]string{"bote:cloud": "usgov2"}, "bote:cloud: unknown cloud"},
+		{"missing location", map[string]string{"bote:location": ""}, "bote:location: is required"},
+		{"prefix too long", map[string]string{"bote:namePrefix": "bote-development-eu"}, "bote:namePrefix: \"bote-development-eu\" is 19 characters; the limit is 16"},
+		{"prefix invalid", map[string]string{"bote:namePrefix": "Bote_Dev"}, "bote:namePrefix:"},
+		{"unknown hosting", map[string]string{"bote:hosting": "aks"}, "bote:hosting: unknown hosting \"aks\""},
+		{"container apps in gov", map[string]string{"bote:cloud": "usgovernment", "bote:hosting": "containerapps"},
+			"bote:hosting: hosting containerapps: service not offered in this cloud: Container Apps is not available in the usgovernment cloud"},
+		{"sku", map[string]string{"bote:serviceBusSku": "Basic"}, "bote:serviceBusSku: \"Basic\""},
+		{"ops relay flag", map[string]string{"bote:opsRelay": "maybe"}, "bote:opsRelay"},
+		{"image by tag", map[string]string{"bote:images": `{"worker":"bote/worker:latest","idp":"bote/idp@sha256:0000000000000000000000000000000000000000000000000000000000000002","relayserver":"bote/relayserver@sha256:0000000000000000000000000000000000000000000000000000000000000003"}`},
+			"bote:images.worker: image \"bote/worker:latest\" must be a repository pinned by digest"},
+		{"images not an object", map[string]string{"bote:images": `"latest"`}, "bote:images:"},
+		{"duplicate tenant", map[string]string{"bote:tenants": `[{"id":"a","connectors":[]},{"id":"a","connectors":[]}]`}, "bote:tenants[1]: tenant \"a\" is already tenants[0]"},
+		{"bad tenant id", map[string]string{"bote:tenants": `[{"id":"a/b","connectors":[]}]`}, "bote:tenants[0]: invalid id: tenant id \"a/b\""},
+		{"private key in config", map[string]string{"bote:tenants": `[{"id":"a","connectors":[{"id":"c","jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y","d":"d"}}]}]`},
+			"bote:tenants[0]: tenant a: connector c: jwk: contains a private key"},
+		{"tenants not a list", map[string]string{"bote:tenants": `{"id":"a"}`}, "bote:tenants:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := stackConfig(t, "dev")
+			for k, v := range tt.set {
+				cfg[k] = v
+			}
+			rec, _, err := deployed(t, cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+			assert.Empty(t, rec.Keys(), "nothing may register from a bad config")
+		})
+	}
+}
+
+func TestOpsRelayCanBeLeftOut(t *testing.T) {
+	cfg := stackConfig(t, "dev")
+	cfg["bote:opsRelay"] = "false"
+	rec, exports, err := deployed(t, cfg)
+	require.NoError(t, err)
+	assert.Empty(t, rec.OfType("azure-native:relay:Namespace"))
+	assert.NotContains(t, exports, "relayEndpoint")
+	for _, k := range rec.Keys() {
+		assert.False(t, strings.Contains(k, "relayserver"), k)
+	}
+}
