@@ -43,8 +43,8 @@ type ListenerConfig struct {
 	ID string
 	// KeepAlive is the interval of WebSocket pings on the control channel
 	// (default 30 s, well under the ~4 min after which idle listeners are
-	// dropped); a ping unanswered within 10 s forces a reconnect. Negative
-	// disables.
+	// dropped); a ping unanswered within 10 s (or KeepAlive, if shorter)
+	// forces a reconnect. Negative disables.
 	KeepAlive time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 1 s and
 	// 30 s, as the SDKs' 0,1,2,5,10,30 s schedule); each delay is jittered.
@@ -480,7 +480,7 @@ func (l *Listener) keepAlive(ctx context.Context, ws *websocket.Conn) {
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, min(10*time.Second, l.cfg.KeepAlive))
 		err := ws.Ping(pctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {

@@ -648,3 +648,25 @@ func TestConfigValidation(t *testing.T) {
 }
 
 var _ = errors.Is
+
+func TestKeepAliveDetectsSilentRelay(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	cfg := listenerConfig(t, s)
+	cfg.KeepAlive = 100 * time.Millisecond
+	var offline atomic.Int32
+	cfg.OnStatus = func(online bool, err error) {
+		if !online {
+			offline.Add(1)
+		}
+	}
+	l := serve(t, cfg, echoHandler())
+	require.Eventually(t, func() bool { return s.Stats().Pings >= 3 }, 3*time.Second, 20*time.Millisecond, "listener pings")
+	assert.Zero(t, offline.Load(), "answered pings keep the channel")
+
+	s.IgnorePings(true)
+	require.Eventually(t, func() bool { return offline.Load() > 0 }, 3*time.Second, 20*time.Millisecond, "an unanswered ping forces a reconnect")
+	s.IgnorePings(false)
+	require.Eventually(t, func() bool { return l.Online() && s.ListenerCount("hc") == 1 }, 5*time.Second, 20*time.Millisecond)
+	_, err := get(t, &http.Client{Transport: newSender(t, s)}, "/big?n=1")
+	assert.NoError(t, err)
+}

@@ -85,10 +85,12 @@ type Server struct {
 	pending        map[string]*rendezvous
 	refuseRenewals bool
 
-	listens  atomic.Int64
-	renewals atomic.Int64
-	requests atomic.Int64
-	rvReqs   atomic.Int64
+	ignorePings atomic.Bool
+	pings       atomic.Int64
+	listens     atomic.Int64
+	renewals    atomic.Int64
+	requests    atomic.Int64
+	rvReqs      atomic.Int64
 }
 
 type bearerGrant struct {
@@ -273,6 +275,10 @@ func (s *Server) RefuseRenewals(refuse bool) {
 	s.refuseRenewals = refuse
 }
 
+// IgnorePings makes the relay stop answering listeners' pings, like a
+// half-open connection where nothing comes back.
+func (s *Server) IgnorePings(ignore bool) { s.ignorePings.Store(ignore) }
+
 // DropListeners cuts the control channels of hc's listeners (all entities
 // when hc is empty) without a close handshake, like a network failure, and
 // returns how many it cut.
@@ -327,13 +333,14 @@ func (s *Server) ListenerIDs(hc string) []string {
 type Stats struct {
 	ListenAttempts     int64 // listener handshakes, refused ones included
 	Renewals           int64 // accepted renewToken frames
+	Pings              int64 // WebSocket pings from listeners
 	Requests           int64 // HTTP-mode requests relayed
 	RendezvousRequests int64 // of which over a rendezvous socket
 }
 
 // Stats returns counters since start.
 func (s *Server) Stats() Stats {
-	return Stats{ListenAttempts: s.listens.Load(), Renewals: s.renewals.Load(), Requests: s.requests.Load(), RendezvousRequests: s.rvReqs.Load()}
+	return Stats{ListenAttempts: s.listens.Load(), Renewals: s.renewals.Load(), Pings: s.pings.Load(), Requests: s.requests.Load(), RendezvousRequests: s.rvReqs.Load()}
 }
 
 // findEntity resolves the longest registered hybrid connection name that

@@ -135,7 +135,10 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 		s.mu.Lock()
 		l.ready = true
 		s.mu.Unlock()
-	}}, r, nil)
+	}}, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+		s.pings.Add(1)
+		return !s.ignorePings.Load()
+	}})
 	if err != nil {
 		s.removeListener(l)
 		return
