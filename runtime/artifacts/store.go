@@ -3,6 +3,7 @@ package artifacts
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -127,23 +128,32 @@ func (k RunKey) Validate() error {
 // Kind is what an artifact holds.
 type Kind string
 
-// Artifact kinds, also their blob names under the run.
+// Artifact kinds.
 const (
-	Bundle  Kind = "bundle.tar.gz"  // the configuration to run (Pack)
-	Workdir Kind = "workdir.tar.gz" // the working directory with the saved plan (Pack with Workdir)
-	Log     Kind = "log"            // the run's log lines (an append blob)
+	Bundle  Kind = "bundle"  // the configuration to run (Pack)
+	Workdir Kind = "workdir" // the working directory with the saved plan (Pack with Workdir)
+	Log     Kind = "log"     // the run's log lines (an append blob)
 )
 
-// blobName is "<tenant>/<workspace>/<run>/<kind>": every name starts with
-// its tenant, which Open checks against the caller's tenant.
+// blobName is "<tenant>/<workspace>/<run>/<kind>[-<upload id>.tar.gz]":
+// every name starts with its tenant, which Open checks against the
+// caller's tenant. Each upload gets a fresh name, so an upload that failed
+// half way never blocks its retry and a stored archive is never replaced.
 func (k RunKey) blobName(kind Kind) string {
-	return k.Tenant + "/" + k.Workspace + "/" + k.Run + "/" + string(kind)
+	name := k.Tenant + "/" + k.Workspace + "/" + k.Run + "/" + string(kind)
+	if kind != Log {
+		var id [6]byte
+		_, _ = rand.Read(id[:]) // never fails (crypto/rand)
+		name += "-" + hex.EncodeToString(id[:]) + ".tar.gz"
+	}
+	return name
 }
 
 // Put uploads an archive (Bundle or Workdir) from r, at most max bytes,
 // and returns its reference (no URL; sign one with a claimcheck.Store on
-// the same container to hand it to an agent). An artifact is written once:
-// the plan that was approved is the plan that is applied.
+// the same container to hand it to an agent). An artifact is written once
+// under a fresh name and read back only if its SHA-256 matches: the plan
+// that was approved is the plan that is applied.
 func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max int64) (*envelope.Claim, error) {
 	if err := key.Validate(); err != nil {
 		return nil, err
