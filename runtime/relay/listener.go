@@ -134,6 +134,7 @@ type Listener struct {
 	current *websocket.Conn
 	err     error // why the listener stopped; nil while running
 	online  atomic.Bool
+	closing atomic.Bool
 }
 
 // Listen connects the control channel and returns once it is online. A
@@ -213,6 +214,15 @@ func (l *Listener) stopErr() error {
 // listener leaves) and makes Accept return net.ErrClosed. Connections
 // already accepted stay open.
 func (l *Listener) Close() error {
+	l.closing.Store(true)
+	l.mu.Lock()
+	ws := l.current
+	l.mu.Unlock()
+	if ws != nil {
+		// A listener leaves with a clean close; the service never closes
+		// the control channel cleanly itself.
+		_ = ws.Close(websocket.StatusNormalClosure, "listener closed")
+	}
 	l.cancel()
 	<-l.done
 	return nil
@@ -258,7 +268,7 @@ func (l *Listener) run(ws *websocket.Conn) {
 		connectedAt := time.Now()
 		l.setStatus(true, nil)
 		err := l.serveControl(ws)
-		if l.ctx.Err() != nil {
+		if l.ctx.Err() != nil || l.closing.Load() {
 			l.setStatus(false, net.ErrClosed)
 			return
 		}
@@ -356,11 +366,13 @@ func (l *Listener) serveControl(ws *websocket.Conn) error {
 	ctx, cancel := context.WithCancel(l.ctx)
 	defer cancel()
 	c := &control{ws: ws}
-	go func() {
-		<-ctx.Done()
-		if l.ctx.Err() != nil {
-			_ = ws.Close(websocket.StatusNormalClosure, "listener closed")
-		}
+	l.mu.Lock()
+	l.current = ws
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.current = nil
+		l.mu.Unlock()
 		_ = ws.CloseNow()
 	}()
 	go l.renewTokens(ctx, c)
@@ -526,7 +538,9 @@ func (l *Listener) accept(a *wire.Accept) {
 		remote = "sender/" + a.ID
 	}
 	conn := &Conn{
-		Conn:    websocket.NetConn(l.ctx, ws, websocket.MessageBinary),
+		// Not l.ctx: accepted streams outlive the listener (http.Server's
+		// Shutdown closes the listener first, then drains connections).
+		Conn:    websocket.NetConn(context.Background(), ws, websocket.MessageBinary),
 		request: req,
 		local:   l.Addr(),
 		remote:  relayAddr{s: remote},

@@ -670,3 +670,34 @@ func TestKeepAliveDetectsSilentRelay(t *testing.T) {
 	_, err := get(t, &http.Client{Transport: newSender(t, s)}, "/big?n=1")
 	assert.NoError(t, err)
 }
+
+func TestCloseLeavesAcceptedStreamsOpen(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := newSender(t, s).Dial(context.Background())
+	require.NoError(t, err)
+	defer c.Close()
+	lc := <-accepted
+	defer lc.Close()
+
+	require.NoError(t, l.Close())
+	assert.Equal(t, 0, s.ListenerCount("hc"))
+	_, err = l.Accept()
+	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorIs(t, l.Err(), net.ErrClosed)
+
+	go func() { _, _ = io.Copy(lc, lc) }()
+	_, err = c.Write([]byte("still here"))
+	require.NoError(t, err)
+	buf := make([]byte, 10)
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "still here", string(buf))
+}
