@@ -12,6 +12,7 @@ package gateway
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v2"
@@ -487,6 +488,19 @@ func (b *builder) registry() error {
 	return nil
 }
 
+// HostOf returns the host of an endpoint URL ("https://ns.servicebus.windows.net:443/"
+// -> "ns.servicebus.windows.net"), for flags that want a fully qualified
+// namespace.
+func HostOf(endpoint pulumi.StringOutput) pulumi.StringOutput {
+	return endpoint.ApplyT(func(s string) (string, error) {
+		u, err := url.Parse(s)
+		if err != nil || u.Hostname() == "" {
+			return "", fmt.Errorf("cannot take the host of endpoint %q", s)
+		}
+		return u.Hostname(), nil
+	}).(pulumi.StringOutput)
+}
+
 // CommonSettings are the settings every app gets: which cloud it is in and
 // its identity, so azidentity authenticates against the right authority.
 func CommonSettings(c cloud.Cloud, id *access.Identity) map[string]pulumi.StringInput {
@@ -560,17 +574,22 @@ func (b *builder) apps() error {
 	if maxR == 0 {
 		minR, maxR = 1, 3
 	}
+	// Settings are the binaries' own flags as environment variables
+	// (runtime/cmd/worker: BOTE_WORKER_<FLAG>), with endpoints taken from
+	// the resources, never formatted from a cloud suffix.
 	workerSettings := CommonSettings(a.Cloud, workerID)
 	for k, v := range map[string]pulumi.StringInput{
-		"BOTE_SERVICEBUS_ENDPOINT":              b.gw.ServiceBusEndpoint,
-		"BOTE_STORAGE_ACCOUNT":                  acct.Name,
-		"BOTE_QUEUE_ENDPOINT":                   b.gw.QueueEndpoint,
-		"BOTE_TABLE_ENDPOINT":                   b.gw.TableEndpoint,
-		"BOTE_BLOB_ENDPOINT":                    b.gw.BlobEndpoint,
-		"BOTE_CLAIMS_CONTAINER":                 pulumi.String(ContainerClaims),
-		"BOTE_PRESENCE_TABLE":                   pulumi.String(TablePresence),
-		"BOTE_IDP_ISSUER":                       b.gw.IDPURL,
-		"BOTE_WS_PING_INTERVAL":                 pulumi.String(apphost.PingInterval),
+		"BOTE_WORKER_LISTEN":               pulumi.String(":8080"),
+		"BOTE_WORKER_AZURE_IDENTITY":       pulumi.String("true"),
+		"BOTE_WORKER_BUS":                  pulumi.String("servicebus"),
+		"BOTE_WORKER_SERVICEBUS_NAMESPACE": HostOf(b.gw.ServiceBusEndpoint),
+		"BOTE_WORKER_QUEUE_URL":            b.gw.QueueEndpoint,
+		"BOTE_WORKER_TABLE_URL":            b.gw.TableEndpoint,
+		"BOTE_WORKER_BLOB_URL":             b.gw.BlobEndpoint,
+		"BOTE_WORKER_STORAGE_ACCOUNT_NAME": acct.Name,
+		"BOTE_WORKER_ISSUER":               b.gw.IDPURL,
+		// Well inside the 230-240 s front-end idle timeouts.
+		"BOTE_WORKER_PING_INTERVAL":             pulumi.String(apphost.PingInterval),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": b.gw.AppInsights,
 	} {
 		workerSettings[k] = v
@@ -579,7 +598,7 @@ func (b *builder) apps() error {
 		Name: b.n.worker, Image: a.Images.Worker, Port: 8080, External: true, WebSockets: true,
 		HealthPath: "/healthz", Identity: workerID, RegistryServer: b.gw.RegistryLoginServer,
 		Settings:    workerSettings,
-		Secrets:     map[string]pulumi.StringInput{"BOTE_STORAGE_ACCOUNT_KEY": b.storageKey.Properties.SecretUri()},
+		Secrets:     map[string]pulumi.StringInput{"BOTE_WORKER_STORAGE_ACCOUNT_KEY": b.storageKey.Properties.SecretUri()},
 		MinReplicas: minR, MaxReplicas: maxR, Tags: a.Tags,
 	}, b.parent, pulumi.DependsOn(workerGrants))
 	if err != nil {
@@ -587,12 +606,18 @@ func (b *builder) apps() error {
 	}
 	b.gw.WorkerURL = worker.URL
 
+	// runtime/cmd/idp reads BOTE_IDP_<FLAG>. Its --registry and --key-dir
+	// are local paths: the container fetches the registry blob from
+	// BOTE_IDP_REGISTRY_URL into BOTE_IDP_REGISTRY (docs/infrastructure.md,
+	// "Connector registry hand-off").
 	idpSettings := CommonSettings(a.Cloud, idpID)
 	for k, v := range map[string]pulumi.StringInput{
+		"BOTE_IDP_LISTEN":                       pulumi.String(":8080"),
 		"BOTE_IDP_ISSUER":                       b.gw.IDPURL,
-		"BOTE_REGISTRY_URL":                     b.gw.RegistryBlobURL,
-		"BOTE_BLOB_ENDPOINT":                    b.gw.BlobEndpoint,
-		"BOTE_IDP_KEYS_CONTAINER":               pulumi.String(ContainerIDPKeys),
+		"BOTE_IDP_REGISTRY":                     pulumi.String("/var/lib/bote/registry/" + RegistryBlob),
+		"BOTE_IDP_REGISTRY_URL":                 b.gw.RegistryBlobURL,
+		"BOTE_IDP_KEY_DIR":                      pulumi.String("/var/lib/bote/keys"),
+		"BOTE_IDP_KEYS_URL":                     pulumi.Sprintf("%s%s", b.gw.BlobEndpoint, ContainerIDPKeys),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": b.gw.AppInsights,
 	} {
 		idpSettings[k] = v

@@ -180,14 +180,20 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		grants = append(grants, ra)
 	}
 
+	// runtime/cmd/relayserver reads BOTE_RELAYSERVER_<FLAG>. The
+	// BOTE_SERVICEBUS_* and BOTE_*_URL settings are for the gateway client
+	// the relay server sends runs with (docs/infrastructure.md).
 	settings := gateway.CommonSettings(gw.Cloud, id)
 	for k, v := range map[string]pulumi.StringInput{
-		"BOTE_RELAY_ENDPOINT":                   ns.ServiceBusEndpoint,
-		"BOTE_RELAY_HYBRID_CONNECTION":          hc.Name,
-		"BOTE_RELAY_KEY_NAME":                   pulumi.String(RuleListen),
-		"BOTE_SERVICEBUS_ENDPOINT":              gw.ServiceBusEndpoint,
-		"BOTE_TABLE_ENDPOINT":                   gw.TableEndpoint,
-		"BOTE_BLOB_ENDPOINT":                    gw.BlobEndpoint,
+		"BOTE_RELAYSERVER_NAMESPACE":            gateway.HostOf(ns.ServiceBusEndpoint),
+		"BOTE_RELAYSERVER_CLOUD":                pulumi.String(gw.Cloud.Name),
+		"BOTE_RELAYSERVER_HYBRID_CONNECTION":    hc.Name,
+		"BOTE_RELAYSERVER_RELAY_AUTH":           pulumi.String("sas"),
+		"BOTE_RELAYSERVER_KEY_NAME":             pulumi.String(RuleListen),
+		"BOTE_RELAYSERVER_LOG_FORMAT":           pulumi.String("json"),
+		"BOTE_SERVICEBUS_NAMESPACE":             gateway.HostOf(gw.ServiceBusEndpoint),
+		"BOTE_TABLE_URL":                        gw.TableEndpoint,
+		"BOTE_BLOB_URL":                         gw.BlobEndpoint,
 		"BOTE_RUNS_TABLE":                       pulumi.String(TableRuns),
 		"BOTE_CLAIMS_CONTAINER":                 pulumi.String(gateway.ContainerClaims),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
@@ -197,7 +203,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if _, err := gw.Platform.NewApp(ctx, child("relayserver"), apphost.AppArgs{
 		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080, HealthPath: "/healthz",
 		Identity: id, RegistryServer: gw.RegistryLoginServer, Settings: settings,
-		Secrets: map[string]pulumi.StringInput{"BOTE_RELAY_KEY": secrets[SecretListenKey].Properties.SecretUri()},
+		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": secrets[SecretListenKey].Properties.SecretUri()},
 		// One listener is enough and keeps run orchestration single-writer.
 		MinReplicas: 1, MaxReplicas: 1, Tags: gw.Tags,
 	}, parent, pulumi.DependsOn(grants)); err != nil {
