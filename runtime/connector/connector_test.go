@@ -78,7 +78,7 @@ type noAccess struct{}
 func (noAccess) Grant(context.Context, gw.Identity) (protocol.QueueAccess, error) {
 	return protocol.QueueAccess{}, errors.New("no storage in this test")
 }
-func (noAccess) Extend(context.Context, gw.Identity, string, string, time.Duration) (string, time.Time, error) {
+func (noAccess) Extend(context.Context, gw.Identity, string, string, string, time.Duration) (string, time.Time, error) {
 	return "", time.Time{}, errors.New("no storage in this test")
 }
 

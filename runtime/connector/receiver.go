@@ -166,7 +166,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		body, err := claimcheck.FetchURL(ctx, r.c.cfg.HTTPClient, env.Claim, r.c.cfg.MaxClaimBytes)
 		if err != nil {
 			log.Warn("cannot fetch claim-checked body; will retry", "err", err)
-			r.retryLater(ctx, id, pop, count, log)
+			r.retryLater(ctx, id, pop, text, count, log)
 			return
 		}
 		msg.Body = body
@@ -177,7 +177,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	extended := make(chan struct{})
 	go func() {
 		defer close(extended)
-		r.keepInvisible(hctx, id, &pop, &mu, log)
+		r.keepInvisible(hctx, id, text, &pop, &mu, log)
 	}()
 	herr := r.safeHandle(hctx, msg)
 	cancel()
@@ -187,7 +187,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	mu.Unlock()
 	if herr != nil {
 		log.Warn("handler failed; the message will come back", "err", herr)
-		r.retryLater(ctx, id, current, count, log)
+		r.retryLater(ctx, id, current, text, count, log)
 		return
 	}
 	r.c.recent.add(env.ID)
@@ -205,7 +205,7 @@ func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {
 
 // keepInvisible extends the message's visibility at half the visibility
 // timeout until ctx ends (the handler finished).
-func (r *receiver) keepInvisible(ctx context.Context, id string, pop *string, mu *sync.Mutex, log *slog.Logger) {
+func (r *receiver) keepInvisible(ctx context.Context, id, text string, pop *string, mu *sync.Mutex, log *slog.Logger) {
 	every := r.c.cfg.Visibility / 2
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -218,7 +218,7 @@ func (r *receiver) keepInvisible(ctx context.Context, id string, pop *string, mu
 		mu.Lock()
 		cur := *pop
 		mu.Unlock()
-		next, err := r.extend(ctx, id, cur, r.c.cfg.Visibility)
+		next, err := r.extend(ctx, id, cur, text, r.c.cfg.Visibility)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("cannot extend visibility; the message may be handed out again", "err", err)
@@ -231,12 +231,12 @@ func (r *receiver) keepInvisible(ctx context.Context, id string, pop *string, mu
 	}
 }
 
-func (r *receiver) extend(ctx context.Context, id, pop string, vis time.Duration) (string, error) {
+func (r *receiver) extend(ctx context.Context, id, pop, text string, vis time.Duration) (string, error) {
 	s, err := r.c.session(ctx)
 	if err != nil {
 		return "", err
 	}
-	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeExtend, Extend: &protocol.Extend{MessageID: id, PopReceipt: pop, VisibilitySeconds: int(vis / time.Second)}})
+	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeExtend, Extend: &protocol.Extend{MessageID: id, PopReceipt: pop, Text: text, VisibilitySeconds: int(vis / time.Second)}})
 	if err != nil {
 		return "", err
 	}
@@ -249,13 +249,16 @@ func (r *receiver) extend(ctx context.Context, id, pop string, vis time.Duration
 // retryLater makes a failed message visible again after a delay growing
 // with its dequeue count (5s, 10s, 20s ... up to 5 minutes). Without a
 // session, the visibility timeout set at dequeue does the same, coarser.
-func (r *receiver) retryLater(ctx context.Context, id, pop string, count int, log *slog.Logger) {
+func (r *receiver) retryLater(ctx context.Context, id, pop, text string, count int, log *slog.Logger) {
 	delay := min(5*time.Second<<min(count-1, 10), 5*time.Minute)
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := r.extend(ectx, id, pop, delay); err != nil {
+	if _, err := r.extend(ectx, id, pop, text, delay); err != nil {
 		log.Debug("cannot schedule retry; visibility timeout applies", "err", err)
+		delay = r.c.cfg.Visibility
 	}
+	// No nudge will announce the retry: read the queue when it is due.
+	time.AfterFunc(delay+100*time.Millisecond, r.c.nudge)
 }
 
 func (r *receiver) delete(ctx context.Context, q *azqueue.QueueClient, id, pop string, log *slog.Logger) {

@@ -181,7 +181,10 @@ func (q *Queues) Grant(_ context.Context, id queuename.Pair) (protocol.QueueAcce
 // Extend makes a received message invisible for visibility more from now
 // and returns its new pop receipt. The message must be on id's own queue:
 // the queue name comes from the verified identity, never from the caller.
-func (q *Queues) Extend(ctx context.Context, id queuename.Pair, messageID, popReceipt string, visibility time.Duration) (string, time.Time, error) {
+// text must be the message's text: the service replaces the text on every
+// update (azqueue offers no visibility-only update), so a connector can at
+// most rewrite messages addressed to itself.
+func (q *Queues) Extend(ctx context.Context, id queuename.Pair, messageID, popReceipt, text string, visibility time.Duration) (string, time.Time, error) {
 	name, err := Name(id)
 	if err != nil {
 		return "", time.Time{}, err
@@ -190,7 +193,7 @@ func (q *Queues) Extend(ctx context.Context, id queuename.Pair, messageID, popRe
 	if secs < 1 || visibility > 7*24*time.Hour {
 		return "", time.Time{}, fmt.Errorf("visibility %s must be between 1s and 7 days", visibility)
 	}
-	resp, err := q.svc.NewQueueClient(name).UpdateMessage(ctx, messageID, popReceipt, "", &azqueue.UpdateMessageOptions{VisibilityTimeout: &secs})
+	resp, err := q.svc.NewQueueClient(name).UpdateMessage(ctx, messageID, popReceipt, text, &azqueue.UpdateMessageOptions{VisibilityTimeout: &secs})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("cannot extend message %s on %s: %w", messageID, name, err)
 	}

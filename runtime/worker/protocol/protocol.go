@@ -173,11 +173,14 @@ type QueueAccess struct {
 }
 
 // Extend is the payload of TypeExtend: the request names the message and
-// the visibility wanted; the reply carries the new pop receipt and when the
-// message becomes visible again.
+// the visibility wanted, and repeats the message text (the storage service
+// rewrites the text on every update, so it must be sent back unchanged);
+// the reply carries the new pop receipt and when the message becomes
+// visible again.
 type Extend struct {
 	MessageID         string    `json:"message_id"`
 	PopReceipt        string    `json:"pop_receipt"`
+	Text              string    `json:"text,omitempty"`
 	VisibilitySeconds int       `json:"visibility_seconds,omitempty"`
 	NextVisible       time.Time `json:"next_visible,omitzero"`
 }

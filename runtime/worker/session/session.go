@@ -72,7 +72,7 @@ type Subscriptions interface {
 // messages' visibility on it. The queue is always id's own.
 type QueueAccess interface {
 	Grant(ctx context.Context, id Identity) (protocol.QueueAccess, error)
-	Extend(ctx context.Context, id Identity, messageID, popReceipt string, visibility time.Duration) (popReceiptOut string, nextVisible time.Time, err error)
+	Extend(ctx context.Context, id Identity, messageID, popReceipt, text string, visibility time.Duration) (popReceiptOut string, nextVisible time.Time, err error)
 }
 
 // Presence records which replica holds a connector's session so that
@@ -590,10 +590,13 @@ func (c *conn) queueAccess(ctx context.Context, _ protocol.Frame) (protocol.Fram
 
 func (c *conn) extend(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
 	e := f.Extend
-	if e == nil || e.MessageID == "" || e.PopReceipt == "" || e.VisibilitySeconds < 1 || e.VisibilitySeconds > 7*24*3600 {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "extend needs message_id, pop_receipt and visibility_seconds between 1 and 604800"}
+	if e == nil || e.MessageID == "" || e.PopReceipt == "" || e.Text == "" || e.VisibilitySeconds < 1 || e.VisibilitySeconds > 7*24*3600 {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "extend needs message_id, pop_receipt, text and visibility_seconds between 1 and 604800"}
 	}
-	pop, next, err := c.srv.cfg.QueueAccess.Extend(ctx, c.id, e.MessageID, e.PopReceipt, time.Duration(e.VisibilitySeconds)*time.Second)
+	if len(e.Text) > envelope.MaxQueueMessageBytes {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "text exceeds the queue message limit"}
+	}
+	pop, next, err := c.srv.cfg.QueueAccess.Extend(ctx, c.id, e.MessageID, e.PopReceipt, e.Text, time.Duration(e.VisibilitySeconds)*time.Second)
 	if err != nil {
 		return protocol.Frame{}, err
 	}

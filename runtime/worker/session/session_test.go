@@ -106,7 +106,7 @@ func (fakeAccess) Grant(_ context.Context, id Identity) (protocol.QueueAccess, e
 	return protocol.QueueAccess{Queue: "q-" + id.Connector, URL: "http://queue/q-" + id.Connector + "?sig=x", ExpiresAt: time.Unix(1e9, 0).UTC()}, nil
 }
 
-func (fakeAccess) Extend(_ context.Context, id Identity, messageID, pop string, vis time.Duration) (string, time.Time, error) {
+func (fakeAccess) Extend(_ context.Context, id Identity, messageID, pop, _ string, vis time.Duration) (string, time.Time, error) {
 	return pop + "+" + id.Connector, time.Unix(1e9, 0).Add(vis).UTC(), nil
 }
 
@@ -267,7 +267,7 @@ func TestRequestErrors(t *testing.T) {
 		{"bad topic", `{"type":"subscribe","id":"r7","topic":"../other"}`, "r7", protocol.CodeInvalidTopic},
 		{"empty topic", `{"type":"unsubscribe","id":"r8"}`, "r8", protocol.CodeInvalidTopic},
 		{"extend without receipt", `{"type":"extend","id":"r10","extend":{"message_id":"m","visibility_seconds":30}}`, "r10", protocol.CodeBadFrame},
-		{"extend too long", `{"type":"extend","id":"r11","extend":{"message_id":"m","pop_receipt":"p","visibility_seconds":9999999}}`, "r11", protocol.CodeBadFrame},
+		{"extend too long", `{"type":"extend","id":"r11","extend":{"message_id":"m","pop_receipt":"p","text":"t","visibility_seconds":9999999}}`, "r11", protocol.CodeBadFrame},
 		{"dead letter without reason", `{"type":"dead_letter","id":"r12","dead_letter":{"text":"x"}}`, "r12", protocol.CodeBadFrame},
 		{"oversize message id", `{"type":"send","id":"r13","message":{"id":"` + strings.Repeat("x", 200) + `"}}`, "r13", protocol.CodeInvalidMessage},
 	}
@@ -404,7 +404,7 @@ func TestConfigValidate(t *testing.T) {
 func TestExtendAndDeadLetterUseTheSessionIdentity(t *testing.T) {
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
-	c.write(protocol.Frame{Type: protocol.TypeExtend, ID: "e", Extend: &protocol.Extend{MessageID: "m", PopReceipt: "p", VisibilitySeconds: 60}})
+	c.write(protocol.Frame{Type: protocol.TypeExtend, ID: "e", Extend: &protocol.Extend{MessageID: "m", PopReceipt: "p", Text: "t", VisibilitySeconds: 60}})
 	f := c.read()
 	require.Equal(t, protocol.TypeExtend, f.Type)
 	assert.Equal(t, "p+agent1", f.Extend.PopReceipt)
