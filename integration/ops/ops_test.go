@@ -8,10 +8,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -296,7 +301,8 @@ func TestServerReconnectsAfterDrop(t *testing.T) {
 // keeps retrying and serves again without a restart of its own.
 func TestServerReconnectsAfterRelayRestart(t *testing.T) {
 	s := newStack(t)
-	srv := s.startServer(t)
+	local := fmt.Sprintf("127.0.0.1:%d", procs.FreePort(t))
+	srv := s.startServer(t, "--local-listen", local)
 	require.Equal(t, exitOK, s.opsbot(t, nil, "status").code)
 
 	s.devrelay.Kill()
@@ -304,6 +310,13 @@ func TestServerReconnectsAfterRelayRestart(t *testing.T) {
 	assert.Equal(t, exitRelayUnreachable, r.code, "stderr: %s", r.stderr)
 	_, err := srv.WaitOutput("relay listener offline", 10*time.Second)
 	require.NoError(t, err)
+
+	// Meanwhile the local port answers, and says the relay is down.
+	r = s.opsbot(t, map[string]string{"OPSBOT_LOCAL_URL": "http://" + local}, "status", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	var st opsapi.Status
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	assert.False(t, st.RelayConnected)
 
 	s.startDevrelay(t)
 	require.Eventually(t, func() bool { return s.opsbot(t, nil, "status").code == exitOK }, 45*time.Second, 250*time.Millisecond,
@@ -377,4 +390,85 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A relay that refuses the server's credentials will not change its mind:
+// relayserver exits at once with a message saying so, instead of retrying.
+func TestServerExitsOnPermanentRelayRefusal(t *testing.T) {
+	s := newStack(t)
+	p := procs.Start(t, procs.Spec{
+		Name: "relayserver",
+		Path: procs.Build(t, "relayserver"),
+		Args: []string{"--relay-insecure", "--api-keys-file", s.keysFile},
+		Env:  []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.sendCS}, // Send right only
+	})
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("relayserver kept running with credentials the relay refuses")
+	}
+	assert.Error(t, p.ExitErr())
+	assert.Contains(t, p.Output(), "cannot listen on the relay")
+	assert.Contains(t, p.Output(), "relay refused the credentials")
+}
+
+// Operators may authenticate with OAuth2 access tokens from the configured
+// issuer instead of API keys, end to end through the relay.
+func TestOAuth2OperatorTokenThroughRelay(t *testing.T) {
+	iss := newIssuer(t)
+	s := newStack(t)
+	s.startServer(t, "--oauth-issuer", iss.url, "--oauth-audience", "api://ops", "--oauth-required-role", "Ops.Operator")
+
+	now := time.Now()
+	good := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u1", "preferred_username": "alice@example.test", "roles": []string{"Ops.Operator"}, "exp": now.Add(time.Hour).Unix()})
+	r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "agents", "list", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+
+	tests := map[string]jwt.MapClaims{
+		"expired":      {"iss": iss.url, "aud": "api://ops", "sub": "u1", "roles": []string{"Ops.Operator"}, "exp": now.Add(-time.Hour).Unix()},
+		"wrong issuer": {"iss": "https://evil.example", "aud": "api://ops", "sub": "u1", "roles": []string{"Ops.Operator"}, "exp": now.Add(time.Hour).Unix()},
+		"no role":      {"iss": iss.url, "aud": "api://ops", "sub": "u1", "exp": now.Add(time.Hour).Unix()},
+	}
+	for name, claims := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": iss.token(t, claims)}, "status")
+			assert.Equal(t, exitAPIAuth, r.code, "stderr: %s", r.stderr)
+		})
+	}
+}
+
+// issuer is an OIDC issuer with one RSA signing key.
+type issuer struct {
+	url string
+	key *rsa.PrivateKey
+}
+
+func newIssuer(t *testing.T) *issuer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	iss := &issuer{key: key}
+	b64 := base64.RawURLEncoding.EncodeToString
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"issuer": iss.url, "jwks_uri": iss.url + "/keys"})
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{
+			{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes())},
+		}})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	iss.url = srv.URL
+	return iss
+}
+
+func (iss *issuer) token(t *testing.T, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(iss.key)
+	require.NoError(t, err)
+	return s
 }
