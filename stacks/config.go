@@ -38,6 +38,7 @@ type Config struct {
 	RegistrySku    string
 	AppServiceSku  string
 	OpsRelay       bool
+	Protect        bool
 	Images         Images
 	// Tenants sorted by id.
 	Tenants []tenant.Spec
@@ -76,7 +77,6 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	}
 	cfg.SubscriptionID = c.Get("subscriptionId")
 	cfg.TenantID = c.Get("tenantId")
-	cfg.UseOIDC = c.GetBool("useOidc")
 	cfg.ServiceBusSku = c.Get("serviceBusSku")
 	if cfg.ServiceBusSku != "" && !slices.Contains([]string{"Standard", "Premium"}, cfg.ServiceBusSku) {
 		return nil, configErr("serviceBusSku", "%q: want Standard or Premium", cfg.ServiceBusSku)
@@ -84,14 +84,13 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	cfg.StorageSku = c.Get("storageSku")
 	cfg.RegistrySku = c.Get("registrySku")
 	cfg.AppServiceSku = c.Get("appServiceSku")
-	cfg.OpsRelay = true
-	if v := c.Get("opsRelay"); v != "" {
-		switch strings.ToLower(v) {
-		case "true":
-		case "false":
-			cfg.OpsRelay = false
-		default:
-			return nil, configErr("opsRelay", "%q: want true or false", v)
+	for _, b := range []struct {
+		key  string
+		dst  *bool
+		dflt bool
+	}{{"useOidc", &cfg.UseOIDC, false}, {"opsRelay", &cfg.OpsRelay, true}, {"protect", &cfg.Protect, true}} {
+		if *b.dst, err = parseBool(c.Get(b.key), b.dflt); err != nil {
+			return nil, configErr(b.key, "%v", err)
 		}
 	}
 
@@ -130,4 +129,18 @@ func validateTenants(tenants []tenant.Spec) error {
 		}
 	}
 	return nil
+}
+
+// parseBool reads "true"/"false" ("" gives dflt); unlike Config.GetBool it
+// refuses anything else instead of reading it as false.
+func parseBool(v string, dflt bool) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "":
+		return dflt, nil
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q: want true or false", v)
 }

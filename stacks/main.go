@@ -68,6 +68,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		AppServiceSku: cfg.AppServiceSku,
 		Images:        gateway.Images{Worker: cfg.Images.Worker, IDP: cfg.Images.IDP},
 		Registrations: regs,
+		Protect:       cfg.Protect,
 		Tags:          tags,
 	}, providers)
 	if err != nil {

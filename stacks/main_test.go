@@ -219,7 +219,8 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 		{"container apps in gov", map[string]string{"bote:cloud": "usgovernment", "bote:hosting": "containerapps"},
 			"bote:hosting: hosting containerapps: service not offered in this cloud: Container Apps is not available in the usgovernment cloud"},
 		{"sku", map[string]string{"bote:serviceBusSku": "Basic"}, "bote:serviceBusSku: \"Basic\""},
-		{"ops relay flag", map[string]string{"bote:opsRelay": "maybe"}, "bote:opsRelay"},
+		{"ops relay flag", map[string]string{"bote:opsRelay": "maybe"}, "bote:opsRelay: \"maybe\": want true or false"},
+		{"protect flag", map[string]string{"bote:protect": "yes"}, "bote:protect"},
 		{"image by tag", map[string]string{"bote:images": `{"worker":"bote/worker:latest","idp":"bote/idp@sha256:0000000000000000000000000000000000000000000000000000000000000002","relayserver":"bote/relayserver@sha256:0000000000000000000000000000000000000000000000000000000000000003"}`},
 			"bote:images.worker: image \"bote/worker:latest\" must be a repository pinned by digest"},
 		{"images not an object", map[string]string{"bote:images": `"latest"`}, "bote:images:"},
@@ -252,5 +253,19 @@ func TestOpsRelayCanBeLeftOut(t *testing.T) {
 	assert.NotContains(t, exports, "relayEndpoint")
 	for _, k := range rec.Keys() {
 		assert.False(t, strings.Contains(k, "relayserver"), k)
+	}
+}
+
+func TestSharedStateIsProtectedUnlessTurnedOff(t *testing.T) {
+	stateful := []string{"azure-native:servicebus:Namespace", "azure-native:storage:StorageAccount",
+		"azure-native:keyvault:Vault", "azure-native:containerregistry:Registry"}
+	for stack, want := range map[string]bool{"gov": true, "dev": false} {
+		rec, _, err := deployed(t, stackConfig(t, stack))
+		require.NoError(t, err)
+		for _, typ := range stateful {
+			for _, r := range rec.OfType(typ) {
+				assert.Equal(t, want, r.Protect, "%s: %s", stack, r.Key())
+			}
+		}
 	}
 }

@@ -81,7 +81,11 @@ type Args struct {
 	Registrations []registry.Connector
 	// WorkerReplicas bounds the worker's scale (default 1..3).
 	WorkerMinReplicas, WorkerMaxReplicas int
-	Tags                                 map[string]string
+	// Protect marks the stateful shared resources (namespace, storage
+	// account, vault, registry) protected: `pulumi destroy` and replacing
+	// changes then fail until an operator unprotects them.
+	Protect bool
+	Tags    map[string]string
 }
 
 // names are the physical names derived from the prefix.
@@ -259,7 +263,7 @@ func (b *builder) bus() error {
 		DisableLocalAuth:  pulumi.Bool(true),
 		MinimumTlsVersion: pulumi.String("1.2"),
 		Tags:              pulumi.ToStringMap(b.args.Tags),
-	}, b.parent)
+	}, b.parent, pulumi.Protect(b.args.Protect))
 	if err != nil {
 		return err
 	}
@@ -332,7 +336,7 @@ func (b *builder) storage() error {
 		MinimumTlsVersion:            pulumi.String("TLS1_2"),
 		PublicNetworkAccess:          pulumi.String("Enabled"),
 		Tags:                         pulumi.ToStringMap(b.args.Tags),
-	}, b.parent)
+	}, b.parent, pulumi.Protect(b.args.Protect))
 	if err != nil {
 		return err
 	}
@@ -402,7 +406,7 @@ func (b *builder) vault() error {
 			PublicNetworkAccess:       pulumi.String("Enabled"),
 		},
 		Tags: pulumi.ToStringMap(b.args.Tags),
-	}, b.parent)
+	}, b.parent, pulumi.Protect(b.args.Protect))
 	if err != nil {
 		return err
 	}
@@ -479,7 +483,7 @@ func (b *builder) registry() error {
 		Sku:               &containerregistry.SkuArgs{Name: pulumi.String(sku)},
 		AdminUserEnabled:  pulumi.Bool(false), // pulls use identities and scoped tokens
 		Tags:              pulumi.ToStringMap(b.args.Tags),
-	}, b.parent)
+	}, b.parent, pulumi.Protect(b.args.Protect))
 	if err != nil {
 		return err
 	}

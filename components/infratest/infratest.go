@@ -45,6 +45,7 @@ type Resource struct {
 	Name     string         `json:"name"`
 	Parent   string         `json:"parent,omitempty"` // "type::name" of the parent, "" for the stack
 	Provider string         `json:"provider,omitempty"`
+	Protect  bool           `json:"protect,omitempty"`
 	Inputs   map[string]any `json:"inputs,omitempty"`
 	ID       string         `json:"-"`
 	Outputs  map[string]any `json:"-"`
@@ -249,6 +250,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	}
 	if args.RegisterRPC != nil {
 		r.Parent = urnKey(args.RegisterRPC.GetParent())
+		r.Protect = args.RegisterRPC.GetProtect()
 	}
 	if args.Provider != "" {
 		// A provider reference is "<urn>::<id>".
