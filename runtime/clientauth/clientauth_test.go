@@ -135,7 +135,7 @@ func TestNewAssertion(t *testing.T) {
 	assert.Equal(t, "contoso/agent-01", c.Issuer)
 	assert.Equal(t, "contoso/agent-01", c.Subject)
 	assert.Equal(t, jwt.ClaimStrings{"https://idp/oauth2/token"}, c.Audience)
-	assert.Equal(t, now.Add(AssertionLifetime), c.ExpiresAt.Time)
+	assert.True(t, now.Add(AssertionLifetime).Equal(c.ExpiresAt.Time))
 	assert.NotEmpty(t, c.ID)
 
 	var d jwt.RegisteredClaims
@@ -338,7 +338,13 @@ func TestTokenSourceErrors(t *testing.T) {
 }
 
 func TestTokenSourceHonoursContext(t *testing.T) {
-	e := newTokenEndpoint(t, func(_ int32, w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	e := newTokenEndpoint(t, func(_ int32, w http.ResponseWriter, r *http.Request) {
+		r.ParseForm() // the server notices a closed connection only once the body is read
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
 	s := newSource(t, e.URL, &fakeClock{now: time.Now()})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
