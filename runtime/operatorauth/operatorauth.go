@@ -25,9 +25,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/botehq/platform/runtime/accesstoken"
 )
 
 // Errors callers branch on.
@@ -193,23 +194,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 }
 
 // BearerCredential returns the credential of the request's single
-// "Authorization: Bearer" header.
+// "Authorization: Bearer" header (parsed as for connectors' access tokens).
 func BearerCredential(r *http.Request) (string, error) {
-	values := r.Header.Values("Authorization")
-	switch len(values) {
-	case 0:
-		return "", fmt.Errorf("%w: no Authorization header", ErrUnauthenticated)
-	case 1:
-	default:
-		return "", fmt.Errorf("%w: more than one Authorization header", ErrUnauthenticated)
-	}
-	scheme, cred, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", fmt.Errorf("%w: Authorization header is not a Bearer credential", ErrUnauthenticated)
-	}
-	cred = strings.TrimSpace(cred)
-	if cred == "" {
-		return "", fmt.Errorf("%w: empty Bearer credential", ErrUnauthenticated)
+	cred, err := accesstoken.FromRequest(r)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
 	return cred, nil
 }
