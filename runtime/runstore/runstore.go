@@ -12,6 +12,7 @@
 //	            PK tenant|workspace      RK "lock"        (the workspace lock)
 //	runindex    PK tenant                RK run id        (run id → workspace)
 //	agents      PK tenant                RK agent id      (a tenant's agents)
+//	active      PK tenant                RK workspace     (workspaces whose lock may be held)
 //
 // A workspace's runs and its lock share one partition, so claiming a run
 // (lock taken, run moved to planning) is one entity group transaction with
@@ -19,10 +20,17 @@
 // cannot both win. Every key starts with the tenant id, and every method
 // takes the tenant, so a tenant's reads never reach another's entities.
 //
+// Sweeps (silent agents, timeouts) and capacity checks need the held locks
+// of all workspaces. Scanning the runs table for lock rows would read every
+// run ever stored, so "active" keeps one hint per workspace whose lock may
+// be held, written before the transaction that takes the lock; ListLocks
+// reads the hints, checks each lock, and drops hints of free locks once
+// they are old enough that no claim can still be in flight.
+//
 // An entity stores its value as JSON in string properties Data0.. (a
 // property holds at most 64 KiB, an entity 1 MiB) plus the plain
-// properties queries filter on (State; Run, Agent, Deadline on locks;
-// LastHeartbeat, Silent on agents). Times in filtered properties are
+// properties queries filter on (State on runs; LastHeartbeat and Silent
+// on agents). Times in filtered properties are
 // fixed-width UTC strings, so string order is time order.
 package runstore
 

@@ -29,6 +29,7 @@ const (
 	runsTable       = "runs"
 	runIndexTable   = "runindex"
 	agentsTable     = "agents"
+	activeTable     = "active"
 )
 
 // Config opens a Tables store. Set ConnectionString, or ServiceURL with
@@ -73,7 +74,8 @@ func (c Config) Validate() error {
 
 // Tables is the Azure Table Storage runs.Store.
 type Tables struct {
-	tenants, workspaces, runs, index, agents *aztables.Client
+	tenants, workspaces, runs, index, agents, active *aztables.Client
+	now                                              func() time.Time
 }
 
 var _ runs.Store = (*Tables)(nil)
@@ -99,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Tables, error) {
 	if prefix == "" {
 		prefix = DefaultTablePrefix
 	}
-	names := []string{tenantsTable, workspacesTable, runsTable, runIndexTable, agentsTable}
+	names := []string{tenantsTable, workspacesTable, runsTable, runIndexTable, agentsTable, activeTable}
 	clients := make([]*aztables.Client, len(names))
 	for i, n := range names {
 		clients[i] = svc.NewClient(prefix + n)
@@ -111,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Tables, error) {
 			}
 		}
 	}
-	return &Tables{tenants: clients[0], workspaces: clients[1], runs: clients[2], index: clients[3], agents: clients[4]}, nil
+	return &Tables{tenants: clients[0], workspaces: clients[1], runs: clients[2], index: clients[3], agents: clients[4], active: clients[5], now: time.Now}, nil
 }
 
 // Keys. Tenant and workspace ids never hold '|' (runs.CheckScope), so
@@ -403,7 +405,7 @@ func (s *Tables) ListRuns(ctx context.Context, tenant, workspace string, states 
 }
 
 func lockProps(l runs.Lock) map[string]any {
-	return map[string]any{"Run": l.Run, "Agent": l.Agent, "Deadline": timeKey(l.Deadline)}
+	return map[string]any{"Run": l.Run, "Agent": l.Agent}
 }
 
 // GetLock implements runs.Store.
@@ -423,38 +425,64 @@ func (s *Tables) GetLock(ctx context.Context, tenant, workspace string) (runs.Lo
 	return l, nil
 }
 
-// ListLocks implements runs.Store. It reads only lock rows, but the runs
-// table has no index on them: without a tenant it scans every partition.
-// Sweeps call it every few seconds, so keep run history bounded (see
-// docs/runs.md) on very large deployments.
+// activeEntry marks a workspace whose lock may be held (table "active",
+// PK tenant, RK workspace), so sweeps read the few busy workspaces instead
+// of scanning every run ever stored. Commit writes it before any
+// transaction that leaves the lock held; it is only a hint: ListLocks
+// checks each against the lock itself and deletes entries of free locks
+// once they are older than staleActive, which leaves a claim in flight
+// (entry written, transaction not yet) more than enough time.
+type activeEntry struct {
+	Updated time.Time `json:"updated"`
+}
+
+const staleActive = 2 * time.Minute
+
+// ListLocks implements runs.Store through the active-workspace hints.
 func (s *Tables) ListLocks(ctx context.Context, q runs.LockQuery) ([]runs.Lock, error) {
-	filter := "RowKey eq " + quote(lockRow) + " and Run ne ''"
+	filter := ""
 	if q.Tenant != "" {
 		if err := runs.CheckScope(q.Tenant, ""); err != nil {
 			return nil, err
 		}
-		filter += fmt.Sprintf(" and PartitionKey ge %s and PartitionKey lt %s", quote(q.Tenant+"|"), quote(q.Tenant+"}"))
+		filter = "PartitionKey eq " + quote(q.Tenant)
 	}
-	if q.Agent != "" {
-		filter += " and Agent eq " + quote(q.Agent)
+	type hint struct {
+		tenant, workspace, etag string
+		updated                 time.Time
 	}
-	if !q.ExpiredBy.IsZero() {
-		filter += " and Deadline ne '' and Deadline le " + quote(timeKey(q.ExpiredBy))
+	var hints []hint
+	err := list(ctx, s.active, filter, func(raw []byte) error {
+		var keys struct{ PartitionKey, RowKey string }
+		if err := json.Unmarshal(raw, &keys); err != nil {
+			return fmt.Errorf("cannot decode active entry: %w", err)
+		}
+		var e activeEntry
+		etag, err := decode(raw, &e)
+		hints = append(hints, hint{keys.PartitionKey, keys.RowKey, etag, e.Updated})
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	var out []runs.Lock
-	err := list(ctx, s.runs, filter, func(raw []byte) error {
-		var l runs.Lock
-		etag, err := decode(raw, &l)
+	for _, h := range hints {
+		l, err := s.GetLock(ctx, h.tenant, h.workspace)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		l.ETag = etag
+		if !l.Held() && s.now().Sub(h.updated) > staleActive {
+			etag := azcore.ETag(h.etag)
+			_, err := s.active.DeleteEntity(ctx, h.tenant, h.workspace, &aztables.DeleteEntityOptions{IfMatch: &etag})
+			if err != nil && !notFound(err) && !isCode(err, http.StatusPreconditionFailed, aztables.UpdateConditionNotSatisfied) {
+				return nil, fmt.Errorf("cannot drop active entry %s/%s: %w", h.tenant, h.workspace, err)
+			}
+		}
 		if q.Match(l) {
 			out = append(out, l)
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // Commit implements runs.Store as one entity group transaction: runs and
@@ -494,6 +522,15 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 		}
 	}
 	if c.Lock != nil {
+		if c.Lock.Held() {
+			hint, err := encode(c.Tenant, c.Workspace, activeEntry{Updated: s.now().UTC()}, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := s.active.UpsertEntity(ctx, hint, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
+				return fmt.Errorf("cannot mark workspace %s/%s active: %w", c.Tenant, c.Workspace, err)
+			}
+		}
 		if err := action(lockRow, c.Lock.ETag, c.Lock, lockProps(*c.Lock)); err != nil {
 			return err
 		}

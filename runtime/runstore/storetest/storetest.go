@@ -262,6 +262,32 @@ func testCommit(t *testing.T, f Fixture) {
 	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{got}}), runs.ErrConflict)
 	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Lock: &gotLock}), runs.ErrConflict)
 
+	// Held locks are listed, by tenant, agent and deadline; free ones not.
+	held, err := f.Store.ListLocks(ctx, runs.LockQuery{Tenant: tenant})
+	require.NoError(t, err)
+	require.Len(t, held, 1)
+	assert.Equal(t, r1.ID, held[0].Run)
+	byAgent, err := f.Store.ListLocks(ctx, runs.LockQuery{Tenant: tenant, Agent: "a2"})
+	require.NoError(t, err)
+	assert.Empty(t, byAgent)
+	gotLock, err = f.Store.GetLock(ctx, tenant, ws)
+	require.NoError(t, err)
+	gotLock.Deadline = now.Add(time.Minute)
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Lock: &gotLock}))
+	expired, err := f.Store.ListLocks(ctx, runs.LockQuery{ExpiredBy: now.Add(2 * time.Minute)})
+	require.NoError(t, err)
+	assert.Contains(t, lockRuns(expired), r1.ID)
+	notYet, err := f.Store.ListLocks(ctx, runs.LockQuery{ExpiredBy: now})
+	require.NoError(t, err)
+	assert.NotContains(t, lockRuns(notYet), r1.ID)
+	gotLock, err = f.Store.GetLock(ctx, tenant, ws)
+	require.NoError(t, err)
+	gotLock.Run, gotLock.Agent, gotLock.Deadline = "", "", time.Time{}
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Lock: &gotLock}))
+	held, err = f.Store.ListLocks(ctx, runs.LockQuery{Tenant: tenant})
+	require.NoError(t, err)
+	assert.Empty(t, held, "a released lock is not listed")
+
 	// A commit cannot write outside its workspace.
 	stray := newRun(tenant, "other", now)
 	assert.Error(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{stray}}))
@@ -271,6 +297,14 @@ func testCommit(t *testing.T, f Fixture) {
 	require.NoError(t, err)
 	assert.False(t, free.Held())
 	assert.Empty(t, free.ETag)
+}
+
+func lockRuns(ls []runs.Lock) []string {
+	ids := make([]string, len(ls))
+	for i, l := range ls {
+		ids[i] = l.Run
+	}
+	return ids
 }
 
 func testListRuns(t *testing.T, f Fixture) {
