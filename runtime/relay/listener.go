@@ -540,7 +540,7 @@ func (l *Listener) accept(a *wire.Accept) {
 	conn := &Conn{
 		// Not l.ctx: accepted streams outlive the listener (http.Server's
 		// Shutdown closes the listener first, then drains connections).
-		Conn:    websocket.NetConn(context.Background(), ws, websocket.MessageBinary),
+		Conn:    newStream(ws),
 		request: req,
 		local:   l.Addr(),
 		remote:  relayAddr{s: remote},
@@ -601,14 +601,18 @@ func stripEntity(p, hc string) string {
 	return p
 }
 
-// Conn is a sender's relayed WebSocket as a byte stream.
+// Conn is a relayed WebSocket as a byte stream, on either side: from
+// Listener.Accept (Request describes what the sender asked for) or from
+// Sender.Dial (Request is nil). Read deadlines interrupt only the waiting
+// Read, as on TCP, so http.Server can hijack it for upgrades.
 type Conn struct {
 	net.Conn
 	request       *ConnectRequest
 	local, remote net.Addr
 }
 
-// Request describes what the sender asked for when connecting.
+// Request describes what the sender asked for when connecting; nil on the
+// sender's side.
 func (c *Conn) Request() *ConnectRequest { return c.request }
 
 // LocalAddr is the hybrid connection.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -700,4 +702,93 @@ func TestCloseLeavesAcceptedStreamsOpen(t *testing.T) {
 	_, err = io.ReadFull(c, buf)
 	require.NoError(t, err)
 	assert.Equal(t, "still here", string(buf))
+}
+
+// A past read deadline (what http.Server sets on every hijack) interrupts the
+// waiting Read only; the stream keeps working.
+func TestStreamReadDeadlines(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := newSender(t, s).Dial(context.Background())
+	require.NoError(t, err)
+	defer c.Close()
+	lc := <-accepted
+	defer lc.Close()
+
+	buf := make([]byte, 5)
+	require.NoError(t, lc.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = lc.Read(buf)
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+
+	// Interrupt a blocked Read by moving the deadline into the past.
+	require.NoError(t, lc.SetReadDeadline(time.Time{}))
+	done := make(chan error, 1)
+	go func() { _, err := lc.Read(buf); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, lc.SetReadDeadline(time.Unix(1, 0)))
+	assert.ErrorIs(t, <-done, os.ErrDeadlineExceeded)
+
+	require.NoError(t, lc.SetReadDeadline(time.Time{}))
+	_, err = c.Write([]byte("alive"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(lc, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "alive", string(buf))
+
+	require.NoError(t, c.Close())
+	_, err = lc.Read(buf)
+	assert.ErrorIs(t, err, io.EOF, "a clean close reads as EOF")
+}
+
+// A WebSocket upgrade served by http.Server through the relay, as the ops
+// API's event and log streams are: the client dials over StreamTransport.
+func TestWebSocketUpgradeThroughRelay(t *testing.T) {
+	s := newRelay(t, relaytest.Options{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/events", func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		for i := range 3 {
+			time.Sleep(30 * time.Millisecond) // a stream with pauses, past http.Server's hijack
+			if err := ws.Write(r.Context(), websocket.MessageText, []byte(fmt.Sprintf("event %d", i))); err != nil {
+				return
+			}
+		}
+		typ, msg, err := ws.Read(r.Context())
+		if err == nil {
+			_ = ws.Write(r.Context(), typ, append([]byte("echo "), msg...))
+		}
+		_ = ws.Close(websocket.StatusNormalClosure, "done")
+	})
+	serve(t, listenerConfig(t, s), mux)
+	snd := newSender(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://ops/v1/events", &websocket.DialOptions{HTTPClient: &http.Client{Transport: snd.StreamTransport()}})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	for i := range 3 {
+		_, msg, err := ws.Read(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprintf("event %d", i), string(msg))
+	}
+	require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte("hi")))
+	_, msg, err := ws.Read(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "echo hi", string(msg))
+	_, _, err = ws.Read(ctx)
+	assert.Equal(t, websocket.StatusNormalClosure, websocket.CloseStatus(err))
 }

@@ -123,7 +123,7 @@ func (s *Sender) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, err
 	}
 	// The stream lives beyond ctx, which bounded only the connect.
-	return websocket.NetConn(context.Background(), ws, websocket.MessageBinary), nil
+	return &Conn{Conn: newStream(ws), local: relayAddr{s: "sender"}, remote: relayAddr{s: s.ep.host + "/" + s.ep.hc}}, nil
 }
 
 // DialWebSocket opens a relayed WebSocket. path (with an optional query) is

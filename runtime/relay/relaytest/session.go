@@ -347,6 +347,7 @@ func pump(a, b *websocket.Conn) {
 	copyDir := func(dst, src *websocket.Conn) {
 		defer wg.Done()
 		ctx := context.Background()
+		buf := make([]byte, 64<<10)
 		for {
 			typ, rd, err := src.Reader(ctx)
 			if err != nil {
@@ -369,7 +370,7 @@ func pump(a, b *websocket.Conn) {
 				_ = src.CloseNow()
 				return
 			}
-			if _, err := io.Copy(wr, rd); err != nil {
+			if _, err := io.CopyBuffer(wr, onlyReader{rd}, buf); err != nil {
 				_ = src.CloseNow()
 				_ = dst.CloseNow()
 				return
@@ -394,3 +395,6 @@ func stripSB(q url.Values) url.Values {
 	}
 	return out
 }
+
+// onlyReader hides WriterTo/ReaderFrom so io.CopyBuffer uses the buffer.
+type onlyReader struct{ io.Reader }
