@@ -1,0 +1,393 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// rawSession is a hand-driven protocol session, for sending what the
+// connector package never would.
+type rawSession struct {
+	t     *testing.T
+	ws    *websocket.Conn
+	hello protocol.Hello
+}
+
+func (g *gateway) token(t *testing.T, tenant, id string) string {
+	t.Helper()
+	ts, err := clientauth.NewTokenSource(clientauth.TokenSourceConfig{TokenURL: g.tokenURL(), ClientID: registry.ClientID(tenant, id), Key: g.keys[registry.ClientID(tenant, id)]})
+	require.NoError(t, err)
+	tok, err := ts.Token(ctxFor(t, 10*time.Second))
+	require.NoError(t, err)
+	return tok
+}
+
+// dialRaw opens a session with token and returns it, or the HTTP status of
+// the refused handshake.
+func (g *gateway) dialRaw(t *testing.T, token string) (*rawSession, int) {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + protocol.ConnectPath
+	hdr := http.Header{}
+	if token != "" {
+		hdr.Set("Authorization", "Bearer "+token)
+	}
+	ws, resp, err := websocket.Dial(ctxFor(t, 10*time.Second), u, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		require.NotNil(t, resp, "dial failed without an HTTP answer: %v", err)
+		return nil, resp.StatusCode
+	}
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	ws.SetReadLimit(protocol.HardFrameLimit)
+	s := &rawSession{t: t, ws: ws}
+	f := s.read()
+	require.Equal(t, protocol.TypeHello, f.Type)
+	s.hello = *f.Hello
+	return s, http.StatusSwitchingProtocols
+}
+
+func (s *rawSession) writeRaw(typ websocket.MessageType, data []byte) {
+	s.t.Helper()
+	require.NoError(s.t, s.ws.Write(ctxFor(s.t, 10*time.Second), typ, data))
+}
+
+func (s *rawSession) write(v any) {
+	s.t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(s.t, err)
+	s.writeRaw(websocket.MessageText, b)
+}
+
+func (s *rawSession) read() protocol.Frame {
+	s.t.Helper()
+	_, data, err := s.ws.Read(ctxFor(s.t, 10*time.Second))
+	require.NoError(s.t, err)
+	f, err := protocol.Decode(data)
+	require.NoError(s.t, err)
+	return f
+}
+
+// readReply skips nudges.
+func (s *rawSession) readReply() protocol.Frame {
+	s.t.Helper()
+	for {
+		if f := s.read(); f.Type != protocol.TypeNudge {
+			return f
+		}
+	}
+}
+
+func requireErrorCode(t *testing.T, f protocol.Frame, code string) {
+	t.Helper()
+	require.Equal(t, protocol.TypeError, f.Type, "want error %s, got %+v", code, f)
+	assert.Equal(t, code, f.Error.Code, f.Error.Message)
+}
+
+// TestAttackSpoofedIdentityHeaders: a connector claiming another identity
+// through headers is refused with a clear error, audited, and nothing
+// reaches the cloud; what it may send arrives stamped with its real identity.
+func TestAttackSpoofedIdentityHeaders(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("victim", nil)
+	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
+	for i, h := range []string{"bote-tenant", "Bote-Connector", "bote-from", "X-Tenant-Id", "connector_id", "From"} {
+		s.write(map[string]any{"type": "send", "id": "s" + string(rune('a'+i)), "message": map[string]any{
+			"headers": map[string]string{h: "tenant-b"}, "body": base64.StdEncoding.EncodeToString([]byte("spoof")),
+		}})
+		requireErrorCode(t, s.readReply(), protocol.CodeIdentityHeader)
+	}
+	// Identity smuggled as extra JSON fields is simply not part of the
+	// protocol: the message goes out as a1.
+	s.write(map[string]any{"type": "send", "id": "x", "tenant": "tenant-b", "connector": "b1",
+		"message": map[string]any{"id": "honest-1", "from": map[string]string{"tenant": "tenant-b", "connector": "b1"}, "tenant": "tenant-b"}})
+	ack := s.readReply()
+	require.Equal(t, protocol.TypeAck, ack.Type, "%+v", ack)
+	m := <-svc.arrived
+	assert.Equal(t, "honest-1", m.ID)
+	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, m.From)
+	time.Sleep(500 * time.Millisecond)
+	assert.Len(t, svc.all(), 1, "no spoofed message reached the cloud")
+	_, err := g.workers[0].Proc.WaitOutput("identity_header_rejected", 5*time.Second)
+	assert.NoError(t, err, "the refusal is in the audit log")
+}
+
+// TestAttackQueueSASIsScopedToOwnQueue: the SAS URL a connector gets
+// opens its own queue for reading only; another connector's queue, the
+// cloud queue and adding messages are all refused by storage.
+func TestAttackQueueSASIsScopedToOwnQueue(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("sas", nil)
+	for _, c := range []string{"a1", "a2"} { // make both queues exist with a message each
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", c, cloud.Outgoing{Body: []byte("secret for " + c)})
+		require.NoError(t, err)
+	}
+	own, _ := queuename.For("tenant-a", "a1")
+	other, _ := queuename.For("tenant-a", "a2")
+	require.Eventually(t, func() bool { return queueLength(t, g, other) == 1 && queueLength(t, g, own) == 1 }, 15*time.Second, 100*time.Millisecond)
+
+	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
+	s.write(protocol.Frame{Type: protocol.TypeQueueAccess, ID: "q"})
+	f := s.readReply()
+	require.Equal(t, protocol.TypeQueueAccess, f.Type)
+	assert.Equal(t, own, f.QueueAccess.Queue)
+	assert.WithinDuration(t, time.Now().Add(15*time.Minute), f.QueueAccess.ExpiresAt, time.Minute, "short-lived")
+	sasURL, err := url.Parse(f.QueueAccess.URL)
+	require.NoError(t, err)
+	assert.Equal(t, "rp", sasURL.Query().Get("sp"), "read and process only")
+
+	ownQ, err := azqueue.NewQueueClientWithNoCredential(f.QueueAccess.URL, nil)
+	require.NoError(t, err)
+	peek, err := ownQ.PeekMessages(ctxFor(t, 10*time.Second), nil)
+	require.NoError(t, err, "the SAS opens the connector's own queue")
+	require.Len(t, peek.Messages, 1)
+
+	_, err = ownQ.EnqueueMessage(ctxFor(t, 10*time.Second), "forged", nil)
+	assert.Error(t, err, "adding to its own queue is not allowed")
+
+	for _, target := range []string{other, "bote-cloud", "bote-connectors"} {
+		u := *sasURL
+		u.Path = strings.Replace(u.Path, own, target, 1)
+		q, err := azqueue.NewQueueClientWithNoCredential(u.String(), nil)
+		require.NoError(t, err)
+		_, err = q.DequeueMessages(ctxFor(t, 10*time.Second), &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+		assert.Error(t, err, "the SAS of %s must not open %s", own, target)
+		_, err = q.PeekMessages(ctxFor(t, 10*time.Second), nil)
+		assert.Error(t, err, "the SAS of %s must not peek %s", own, target)
+	}
+	assert.Equal(t, 1, queueLength(t, g, other), "a2's message is untouched")
+}
+
+func queueLength(t *testing.T, g *gateway, name string) int {
+	t.Helper()
+	q, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, name, nil)
+	require.NoError(t, err)
+	resp, err := q.PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+	if err != nil {
+		return -1
+	}
+	return len(resp.Messages)
+}
+
+// TestAttackCrossTenant: tenant A's token cannot subscribe in, send as, or
+// even obtain a token for tenant B.
+func TestAttackCrossTenant(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("tenancy", nil)
+	a1 := g.connector("tenant-a", "a1")
+	b1 := g.connector("tenant-b", "b1")
+	require.NoError(t, b1.Subscribe(ctxFor(t, 10*time.Second), "chat"))
+
+	// A raw subscribe naming tenant B lands in A: the frame has no tenant.
+	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
+	s.write(map[string]any{"type": "subscribe", "id": "s", "topic": "chat", "tenant": "tenant-b", "connector": "b1"})
+	require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	_, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", cloud.Outgoing{Body: []byte("B only")})
+	require.NoError(t, err)
+	assert.Equal(t, "B only", string(b1.next(t, 10*time.Second).Body))
+	a1.none(t, time.Second)
+
+	// Sending: whatever a1 claims, the cloud sees a1.
+	_, err = a1.Send(ctxFor(t, 10*time.Second), connector.OutMessage{ReplyTo: "tenant-b/b1", Body: []byte("hi")})
+	require.NoError(t, err)
+	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, (<-svc.arrived).From)
+
+	// A connector cannot get a token for B with A's key, nor for a
+	// connector that is not registered.
+	for _, tc := range []struct{ clientID string }{{"tenant-b/b1"}, {"tenant-b/a1"}} {
+		ts, err := clientauth.NewTokenSource(clientauth.TokenSourceConfig{TokenURL: g.tokenURL(), ClientID: tc.clientID, Key: g.keys["tenant-a/a1"]})
+		require.NoError(t, err)
+		_, err = ts.Token(ctxFor(t, 10*time.Second))
+		assert.Error(t, err, "a1's key must not get a token as %s", tc.clientID)
+	}
+}
+
+// idpSigningKey loads the idp's current signing key from its key
+// directory, to forge tokens that are correctly signed but wrong otherwise.
+func idpSigningKey(t *testing.T, g *gateway) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	dir := filepath.Join(g.dir, "idp-keys")
+	var meta struct {
+		Keys []struct {
+			ID        string     `json:"kid"`
+			Activated *time.Time `json:"activated"`
+			Retired   *time.Time `json:"retired"`
+		} `json:"keys"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "keys.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &meta))
+	for _, k := range meta.Keys {
+		if k.Activated != nil && k.Retired == nil {
+			key, err := clientauth.LoadKeyFile(filepath.Join(dir, k.ID+".pem"))
+			require.NoError(t, err)
+			return key, k.ID
+		}
+	}
+	t.Fatal("idp has no active signing key")
+	return nil, ""
+}
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// TestAttackBadTokensAtTheWorker: every token that is not a fresh ES256
+// token from the idp for this audience is refused before a session exists.
+func TestAttackBadTokensAtTheWorker(t *testing.T) {
+	g := newGateway(t)
+	key, kid := idpSigningKey(t, g)
+	now := time.Now()
+	sign := func(issuer, audience string, at time.Time, ttl time.Duration) string {
+		c, err := accesstoken.NewClaims(issuer, audience, "tenant-a", "a1", "jti-"+at.String(), at, ttl)
+		require.NoError(t, err)
+		tok, err := accesstoken.Sign(key, kid, c)
+		require.NoError(t, err)
+		return tok
+	}
+	claims := map[string]any{"iss": g.idpURL, "sub": "tenant-a/a1", "aud": "bote", "tenant": "tenant-a", "connector": "a1",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "x"}
+	attacker, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	forged, err := accesstoken.NewClaims(g.idpURL, "bote", "tenant-a", "a1", "f", now, 5*time.Minute)
+	require.NoError(t, err)
+	forgedTok, err := accesstoken.Sign(attacker, kid, forged)
+	require.NoError(t, err)
+	jwks := get(t, g.idpURL+"/.well-known/jwks.json")
+	hsInput := b64(map[string]string{"alg": "HS256", "typ": "JWT", "kid": kid}) + "." + b64(claims)
+	mac := hmac.New(sha256.New, []byte(jwks)) // the classic confusion: public key as HMAC secret
+	mac.Write([]byte(hsInput))
+
+	valid := g.token(t, "tenant-a", "a1")
+	parts := strings.Split(valid, ".")
+	tests := map[string]string{
+		"none":                "",
+		"garbage":             "not-a-jwt",
+		"expired":             sign(g.idpURL, "bote", now.Add(-time.Hour), 10*time.Minute),
+		"wrong audience":      sign(g.idpURL, "someone-else", now, 5*time.Minute),
+		"wrong issuer":        sign("http://evil.example", "bote", now, 5*time.Minute),
+		"not yet valid":       sign(g.idpURL, "bote", now.Add(time.Hour), 10*time.Minute),
+		"alg none":            b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + b64(claims) + ".",
+		"HS256 with JWKS key": hsInput + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)),
+		"ES256 other key":     forgedTok,
+		"tampered claims":     parts[0] + "." + b64(map[string]any{"iss": g.idpURL, "sub": "tenant-b/b1", "aud": "bote", "tenant": "tenant-b", "connector": "b1", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}) + "." + parts[2],
+	}
+	for name, tok := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, status := g.dialRaw(t, tok)
+			assert.Nil(t, s)
+			assert.Equal(t, http.StatusUnauthorized, status)
+		})
+	}
+	// Control: the real token works, and the worker still serves.
+	s, status := g.dialRaw(t, valid)
+	require.Equal(t, http.StatusSwitchingProtocols, status)
+	assert.Equal(t, "a1", s.hello.Connector)
+	out := g.workers[0].Proc.Output()
+	assert.Contains(t, out, "session_rejected", "refusals are audited")
+}
+
+// TestAttackAssertionsAtTheIdP: the end-to-end assertion attacks against
+// the real idp: replay, expiry, a key that is not the client's.
+func TestAttackAssertionsAtTheIdP(t *testing.T) {
+	g := newGateway(t)
+	post := func(assertion, clientID string) int {
+		form := url.Values{
+			"grant_type": {"client_credentials"}, "client_id": {clientID},
+			"client_assertion_type": {clientauth.AssertionType}, "client_assertion": {assertion},
+		}
+		resp, err := http.PostForm(g.tokenURL(), form)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	key := g.keys["tenant-a/a1"]
+	fresh, err := clientauth.NewAssertion(key, "tenant-a/a1", g.tokenURL(), time.Now())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, post(fresh, "tenant-a/a1"))
+	assert.NotEqual(t, http.StatusOK, post(fresh, "tenant-a/a1"), "replayed assertion")
+
+	old, err := clientauth.NewAssertion(key, "tenant-a/a1", g.tokenURL(), time.Now().Add(-10*time.Minute))
+	require.NoError(t, err)
+	assert.NotEqual(t, http.StatusOK, post(old, "tenant-a/a1"), "expired assertion")
+
+	stolen, err := clientauth.NewAssertion(key, "tenant-b/b1", g.tokenURL(), time.Now())
+	require.NoError(t, err)
+	assert.NotEqual(t, http.StatusOK, post(stolen, "tenant-b/b1"), "assertion for b1 signed with a1's key")
+
+	wrongAud, err := clientauth.NewAssertion(key, "tenant-a/a1", "http://elsewhere/oauth2/token", time.Now())
+	require.NoError(t, err)
+	assert.NotEqual(t, http.StatusOK, post(wrongAud, "tenant-a/a1"), "assertion for another audience")
+
+	parts := strings.Split(fresh, ".")
+	none := b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + parts[1] + "."
+	assert.NotEqual(t, http.StatusOK, post(none, "tenant-a/a1"), "alg none assertion")
+}
+
+// TestAttackMalformedAndOversizeFrames: garbage gets a clear error frame,
+// the session and everyone else keep working, and nothing is lost.
+func TestAttackMalformedAndOversizeFrames(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("frames", func(ctx context.Context, c *cloudService, m *cloud.Message) error {
+		_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
+		return err
+	})
+	a2 := g.connector("tenant-a", "a2")
+	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
+
+	s.writeRaw(websocket.MessageText, []byte(`{"type":"send","id":"1","message":`))
+	requireErrorCode(t, s.readReply(), protocol.CodeBadFrame)
+	s.writeRaw(websocket.MessageBinary, []byte{0xff, 0x00, 0x13})
+	requireErrorCode(t, s.readReply(), protocol.CodeBadFrame)
+	s.write(map[string]any{"type": "send", "id": "2", "message": map[string]any{"body": "!!not base64!!"}})
+	requireErrorCode(t, s.readReply(), protocol.CodeBadFrame)
+	s.write(map[string]any{"type": "launch", "id": "3"})
+	requireErrorCode(t, s.readReply(), protocol.CodeUnknownType)
+	s.writeRaw(websocket.MessageText, []byte(`{"type":"send","id":"4","message":{"body":"`+strings.Repeat("A", protocol.MaxFrameBytes)+`"}}`))
+	requireErrorCode(t, s.readReply(), protocol.CodeFrameTooLarge)
+
+	// Meanwhile another connector is served normally.
+	id, err := a2.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
+	require.NoError(t, err)
+	assert.Equal(t, id, a2.next(t, 10*time.Second).CorrelationID)
+
+	// The abused session still works, and only its valid message got through.
+	s.write(protocol.Frame{Type: protocol.TypeSend, ID: "5", Message: &protocol.Message{ID: "valid-after-garbage", Body: []byte("ok")}})
+	require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	require.Eventually(t, func() bool { return len(svc.all()) == 2 }, 10*time.Second, 50*time.Millisecond)
+	ids := []string{svc.all()[0].ID, svc.all()[1].ID}
+	assert.ElementsMatch(t, []string{id, "valid-after-garbage"}, ids)
+
+	// A frame beyond the hard limit ends that session only (1009).
+	_ = s.ws.Write(ctxFor(t, 10*time.Second), websocket.MessageText, make([]byte, protocol.HardFrameLimit+1))
+	_, _, err = s.ws.Read(ctxFor(t, 10*time.Second))
+	assert.Equal(t, websocket.StatusMessageTooBig, websocket.CloseStatus(err))
+	_, err = a2.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
+	require.NoError(t, err)
+	a2.next(t, 10*time.Second)
+}
