@@ -533,3 +533,65 @@ type fakeKeys struct{}
 
 func (fakeKeys) SigningKey(context.Context) (signingkeys.Key, error)         { panic("unused") }
 func (fakeKeys) PublicKeys(context.Context) ([]signingkeys.PublicKey, error) { panic("unused") }
+
+func TestTokensVerifyAcrossKeyRotation(t *testing.T) {
+	f := newFixture(t, nil) // keys rotate daily, next key published 15m ahead
+	ts := httptest.NewServer(f.srv)
+	defer ts.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, err := accesstoken.NewVerifier(ctx, accesstoken.VerifierConfig{Issuer: issuer, JWKSURL: ts.URL + JWKSPath, Now: f.clk.Now})
+	require.NoError(t, err)
+	token := func() string {
+		rec := f.post(t, tokenForm(sign(t, jwt.SigningMethodES256, f.agent, f.claims(nil))).Encode(), nil)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var resp tokenResponse
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &resp))
+		return resp.AccessToken
+	}
+	jwksKids := func() []string {
+		rec := httptest.NewRecorder()
+		f.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, JWKSPath, nil))
+		var set struct {
+			Keys []struct {
+				Kid string `json:"kid"`
+			} `json:"keys"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &set))
+		var kids []string
+		for _, k := range set.Keys {
+			kids = append(kids, k.Kid)
+		}
+		return kids
+	}
+
+	f.clk.Add(24*time.Hour - 15*time.Minute)
+	require.Len(t, jwksKids(), 2, "next key published ahead")
+	f.clk.Add(14 * time.Minute)
+	old := token()
+	f.clk.Add(time.Minute)
+	rotated := token()
+	oldKid, newKid := kidOf(t, old), kidOf(t, rotated)
+	require.NotEqual(t, oldKid, newKid, "rotation happened")
+
+	f.clk.Add(5 * time.Minute)
+	for _, tok := range []string{old, rotated} {
+		_, err := v.Verify(ctx, tok)
+		assert.NoError(t, err, "tokens of both keys verify during the overlap")
+	}
+	assert.ElementsMatch(t, []string{oldKid, newKid}, jwksKids())
+
+	f.clk.Add(6 * time.Minute) // old key retired 11m ago: TokenTTL + grace
+	assert.Equal(t, []string{newKid}, jwksKids(), "old key dropped once its tokens have expired")
+	_, err = v.Verify(ctx, old)
+	assert.ErrorIs(t, err, accesstoken.ErrExpired)
+	_, err = v.Verify(ctx, token())
+	assert.NoError(t, err)
+}
+
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	tok, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+	require.NoError(t, err)
+	return tok.Header["kid"].(string)
+}

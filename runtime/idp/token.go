@@ -66,6 +66,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
 	clientID, resp, d := s.token(w, r)
 	attrs := []any{slog.String("client_id", clientID), slog.String("remote_addr", r.RemoteAddr)}
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		// As the proxy (or the caller) reported it: unverified, and bounded.
+		attrs = append(attrs, slog.String("forwarded_for", xff[:min(len(xff), 256)]))
+	}
 	if d != nil {
 		attrs = append(attrs, slog.String("reason", d.reason), slog.Int("status", d.status))
 		if d.detail != nil {
