@@ -210,11 +210,27 @@ func (m *Manager) Online(a Agent) bool {
 // EnqueueRequest asks for a new run.
 type EnqueueRequest struct {
 	Tenant, Workspace string
-	Operation         Operation
-	// Bundle is the uploaded configuration (package artifacts).
+	// ID is the run's id when the caller allocated it (NewRunID) to upload
+	// the bundle under it first; empty means allocate one now.
+	ID        string
+	Operation Operation
+	// Bundle is the uploaded configuration (package artifacts); its blob
+	// must lie under "<tenant>/<workspace>/".
 	Bundle    *envelope.Claim
 	Message   string
 	CreatedBy string
+}
+
+// checkArtifact refuses a reference to another tenant's or workspace's
+// blob, so nobody can make an agent fetch what is not theirs.
+func checkArtifact(what string, c *envelope.Claim, tenant, workspace string) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, what, err)
+	}
+	if !strings.HasPrefix(c.Blob, tenant+"/"+workspace+"/") || strings.Contains(c.Blob, "..") {
+		return fmt.Errorf("%w: %s %s is not an artifact of workspace %s/%s", ErrInvalid, what, c.Blob, tenant, workspace)
+	}
+	return nil
 }
 
 // Enqueued is a new run and, when it cannot start at once, why.
@@ -234,17 +250,23 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	case len(req.Message) > 1024:
 		return Enqueued{}, fmt.Errorf("%w: message is longer than 1024 characters", ErrInvalid)
 	}
-	if err := req.Bundle.Validate(); err != nil {
-		return Enqueued{}, fmt.Errorf("%w: bundle: %w", ErrInvalid, err)
+	if req.ID != "" && !ValidRunID(req.ID) {
+		return Enqueued{}, fmt.Errorf("%w: run id %q is malformed", ErrInvalid, req.ID)
+	}
+	if err := checkArtifact("bundle", req.Bundle, req.Tenant, req.Workspace); err != nil {
+		return Enqueued{}, err
 	}
 	if _, err := m.store.GetWorkspace(ctx, req.Tenant, req.Workspace); err != nil {
 		return Enqueued{}, fmt.Errorf("cannot enqueue run: %w", err)
 	}
 	now := m.clock()
+	if req.ID == "" {
+		req.ID = NewRunID(now)
+	}
 	b := *req.Bundle
 	b.URL, b.URLExpiresAt = "", time.Time{} // signed links are per use, never stored
 	r := Run{
-		ID: NewRunID(now), Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
+		ID: req.ID, Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
 		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedAt: now, UpdatedAt: now,
 		Bundle:  &b,
 		History: []Transition{{To: Queued, At: now, By: req.CreatedBy, Reason: "run created"}},
@@ -489,6 +511,11 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		}
 		if to == Planned && rep.Plan == nil {
 			return Run{}, fmt.Errorf("%w: a plan with changes needs its saved plan artifact", ErrInvalid)
+		}
+		if to == Planned {
+			if err := checkArtifact("plan", rep.Plan, r.Tenant, r.Workspace); err != nil {
+				return Run{}, err
+			}
 		}
 		reason := reportReason(r.State, to, rep)
 		if to == Cancelled && r.CancelReason != "" {

@@ -266,7 +266,7 @@ func (m *Memory) Commit(_ context.Context, c runs.Commit) error {
 	defer m.mu.Unlock()
 	// Check every condition first: all or nothing.
 	for _, r := range c.Runs {
-		old, ok := m.runs[[2]string{c.Tenant, r.ID}]
+		old, ok := m.runs[[2]string{c.Tenant, r.ID}] // run ids are unique per tenant
 		if (r.ETag == "" && ok) || (r.ETag != "" && (!ok || old.etag != r.ETag)) {
 			return fmt.Errorf("run %s: %w", r.ID, runs.ErrConflict)
 		}

@@ -487,8 +487,9 @@ func (s *Tables) ListLocks(ctx context.Context, q runs.LockQuery) ([]runs.Lock, 
 
 // Commit implements runs.Store as one entity group transaction: runs and
 // lock share the partition "tenant|workspace". A new run's index entry is
-// written first; if the transaction then fails it points at nothing and
-// GetRun reports the run not found.
+// written first, and only if the id is not taken in another workspace; if
+// the transaction then fails it points at nothing and GetRun reports the
+// run not found.
 func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 	if err := checkCommit(c); err != nil {
 		return err
@@ -513,8 +514,19 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 			if err != nil {
 				return err
 			}
-			if _, err := s.index.UpsertEntity(ctx, ix, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
-				return fmt.Errorf("cannot index run %s: %w", r.ID, err)
+			if _, err := s.index.AddEntity(ctx, ix, nil); err != nil {
+				if !isCode(err, http.StatusConflict, aztables.EntityAlreadyExists) {
+					return fmt.Errorf("cannot index run %s: %w", r.ID, err)
+				}
+				// Left by an earlier attempt at this very run, or the id is
+				// taken in another workspace of the tenant.
+				var prev indexEntry
+				if _, err := s.getEntity(ctx, s.index, c.Tenant, r.ID, &prev); err != nil {
+					return fmt.Errorf("cannot index run %s: %w", r.ID, err)
+				}
+				if prev.Workspace != c.Workspace {
+					return fmt.Errorf("run id %s is taken in workspace %s: %w", r.ID, prev.Workspace, runs.ErrConflict)
+				}
 			}
 		}
 		if err := action(r.ID, r.ETag, r, map[string]any{"State": string(r.State)}); err != nil {

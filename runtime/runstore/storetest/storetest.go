@@ -100,7 +100,7 @@ func unique(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// Bundle returns a plausible artifact reference for tests.
+// Bundle returns an artifact reference to name for tests.
 func Bundle(name string) *envelope.Claim {
 	return &envelope.Claim{Container: "boteruns", Blob: name, Size: 10, SHA256: strings.Repeat("ab", 32)}
 }
@@ -134,7 +134,7 @@ func (e *env) agent(id string, capacity int, labels map[string]string) {
 }
 
 func (e *env) enqueue(ws string, op runs.Operation) runs.Enqueued {
-	q, err := e.m.Enqueue(e.ctx, runs.EnqueueRequest{Tenant: e.tenant, Workspace: ws, Operation: op, Bundle: Bundle("b/" + ws), CreatedBy: "alice"})
+	q, err := e.m.Enqueue(e.ctx, runs.EnqueueRequest{Tenant: e.tenant, Workspace: ws, Operation: op, Bundle: Bundle(e.tenant + "/" + ws + "/bundle"), CreatedBy: "alice"})
 	require.NoError(e.t, err)
 	return q
 }
@@ -148,7 +148,9 @@ func (e *env) claim(ws, agent string) runs.Run {
 func (e *env) report(run, agent string, to runs.State, changes bool) runs.Run {
 	rep := runs.Report{Tenant: e.tenant, Run: run, Agent: agent, State: to, Result: &tfrun.Result{HasChanges: changes}}
 	if to == runs.Planned {
-		rep.Plan = Bundle("plan/" + run)
+		r, err := e.m.GetRun(e.ctx, e.tenant, run)
+		require.NoError(e.t, err)
+		rep.Plan = Bundle(e.tenant + "/" + r.Workspace + "/" + run + "/workdir")
 	}
 	r, err := e.m.Report(e.ctx, rep)
 	require.NoError(e.t, err)
@@ -247,8 +249,15 @@ func testCommit(t *testing.T, f Fixture) {
 	_, err = f.Store.GetRun(ctx, tenant, r2.ID)
 	assert.ErrorIs(t, err, runs.ErrNotFound, "a failed commit must write nothing")
 
-	// Creating an existing run conflicts.
+	// Creating an existing run conflicts, in its workspace or another.
 	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r1}}), runs.ErrConflict)
+	twin := r1
+	twin.Workspace = "other"
+	assert.ErrorIs(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: "other", Runs: []runs.Run{twin}}), runs.ErrConflict)
+	// A run id is per tenant: another tenant may reuse it (ids are random).
+	alien := r1
+	alien.Tenant = unique("t")
+	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: alien.Tenant, Workspace: ws, Runs: []runs.Run{alien}}))
 
 	got, err := f.Store.GetRun(ctx, tenant, r1.ID)
 	require.NoError(t, err)
@@ -390,12 +399,23 @@ func testTenantIsolation(t *testing.T, f Fixture) {
 	_, err = a.m.ClaimNext(ctx, b.tenant, "agent-b")
 	assert.ErrorIs(t, err, runs.ErrNothingToClaim)
 
+	// Artifacts of another tenant or workspace are refused.
+	for _, blob := range []string{b.tenant + "/shared-name/x", a.tenant + "/other/x", a.tenant + "/shared-name/../../" + b.tenant + "/x"} {
+		_, err = a.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: a.tenant, Workspace: "shared-name", Operation: runs.OpApply, Bundle: Bundle(blob)})
+		assert.ErrorIs(t, err, runs.ErrInvalid, blob)
+	}
+	_, err = a.m.Heartbeat(ctx, runs.Heartbeat{Tenant: unique("nobody"), Agent: "agent-x", Capacity: 1})
+	assert.ErrorIs(t, err, runs.ErrNotFound, "an agent of an unknown tenant")
+
 	claimed := a.claim("shared-name", "agent-a")
 	assert.Equal(t, run.ID, claimed.ID)
 	_, err = a.m.Report(ctx, runs.Report{Tenant: b.tenant, Run: run.ID, Agent: "agent-b", State: runs.Failed})
 	assert.ErrorIs(t, err, runs.ErrNotFound)
 	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-b", State: runs.Failed})
 	assert.ErrorIs(t, err, runs.ErrNotAssigned, "another agent reports on A's run")
+	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-a", State: runs.Planned,
+		Result: &tfrun.Result{HasChanges: true}, Plan: Bundle(b.tenant + "/shared-name/" + run.ID + "/workdir")})
+	assert.ErrorIs(t, err, runs.ErrInvalid, "a plan stored under another tenant")
 	stops, err := a.m.Heartbeat(ctx, runs.Heartbeat{Tenant: b.tenant, Agent: "agent-b", Capacity: 1, Running: []string{run.ID}})
 	require.NoError(t, err)
 	assert.Equal(t, []runs.Stop{{Run: run.ID, Reason: "unknown run"}}, stops)
@@ -599,7 +619,44 @@ func testClaimRace(t *testing.T, f Fixture) {
 	require.Len(t, planning, 1)
 	assert.Equal(t, wins[0].ID, planning[0].ID)
 	assert.Equal(t, wins[0].Agent, e.lock("app").Agent)
+
+	// ClaimNext over the tenant: two more workspaces with one run each;
+	// the five idle agents race and exactly two win, one per workspace.
+	e.workspace("web", runs.Options{}, nil)
+	e.workspace("db", runs.Options{}, nil)
+	e.enqueue("web", runs.OpApply)
+	e.enqueue("db", runs.OpApply)
+	wins, losses = nil, nil
+	start = make(chan struct{})
+	for i := range racers {
+		agent := fmt.Sprintf("a%d", i)
+		if agent == wins0(planning) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := managers[i%2].ClaimNext(e.ctx, e.tenant, agent)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				losses = append(losses, err)
+				return
+			}
+			wins = append(wins, r)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Len(t, wins, 2, "one claim per workspace")
+	assert.ElementsMatch(t, []string{"web", "db"}, []string{wins[0].Workspace, wins[1].Workspace})
+	for _, err := range losses {
+		assert.ErrorIs(t, err, runs.ErrNothingToClaim)
+	}
 }
+
+func wins0(planning []runs.Run) string { return planning[0].Agent }
 
 func testSilentAgent(t *testing.T, f Fixture) {
 	e := newEnv(t, f.Store)
