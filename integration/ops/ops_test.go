@@ -142,7 +142,7 @@ func (s *stack) startServer(t *testing.T, extra ...string) *procs.Process {
 		// The secret goes through the environment, as in production.
 		Env: []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
 	})
-	_, err := p.WaitOutput("listening on relay", 20*time.Second)
+	_, err := p.WaitOutput("listening on sb://", 20*time.Second)
 	require.NoError(t, err)
 	return p
 }

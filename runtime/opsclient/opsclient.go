@@ -83,6 +83,9 @@ type Config struct {
 	StreamTransport http.RoundTripper
 	// Credential is the operator's API key or OAuth2 access token.
 	Credential string
+	// TokenSource, instead of Credential, returns an access token for each
+	// request (it should cache; azidentity credentials do).
+	TokenSource func(ctx context.Context) (string, error)
 	// Timeout bounds each request (not streams). Default 30 s.
 	Timeout time.Duration
 	// UserAgent is sent with every request.
@@ -95,8 +98,8 @@ func (c Config) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("BaseURL: %q must be an absolute http(s) URL", c.BaseURL)
 	}
-	if c.Credential == "" {
-		return errors.New("Credential: an API key or access token is required")
+	if (c.Credential == "") == (c.TokenSource == nil) {
+		return errors.New("Credential or TokenSource: exactly one is required")
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("Timeout: %s must not be negative", c.Timeout)
@@ -142,14 +145,24 @@ func (c *Client) url(path string, q url.Values) string {
 	return u.String()
 }
 
-func (c *Client) header() http.Header {
+// ErrNoToken wraps a TokenSource failure.
+var ErrNoToken = errors.New("cannot get an operator access token")
+
+func (c *Client) header(ctx context.Context) (http.Header, error) {
+	cred := c.cfg.Credential
+	if c.cfg.TokenSource != nil {
+		var err error
+		if cred, err = c.cfg.TokenSource(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNoToken, err)
+		}
+	}
 	h := http.Header{}
-	h.Set("Authorization", "Bearer "+c.cfg.Credential)
+	h.Set("Authorization", "Bearer "+cred)
 	h.Set("Accept", "application/json")
 	if c.cfg.UserAgent != "" {
 		h.Set("User-Agent", c.cfg.UserAgent)
 	}
-	return h
+	return h, nil
 }
 
 // get fetches path and decodes a 200 JSON body into out.
@@ -158,7 +171,9 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	if err != nil {
 		return err
 	}
-	req.Header = c.header()
+	if req.Header, err = c.header(ctx); err != nil {
+		return err
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return unwrapURLError(err)
@@ -236,10 +251,14 @@ func (c *Client) Events(ctx context.Context, interval time.Duration, fn func(ops
 	if interval > 0 {
 		q.Set("interval", interval.String())
 	}
+	h, err := c.header(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot open event stream: %w", err)
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	ws, resp, err := websocket.Dial(dctx, c.url("/v1/events", q), &websocket.DialOptions{
 		HTTPClient: c.stream,
-		HTTPHeader: c.header(),
+		HTTPHeader: h,
 	})
 	cancel()
 	if err != nil {

@@ -168,11 +168,37 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{Config{BaseURL: "relay", Credential: "k"}, "BaseURL"},
 		{Config{BaseURL: "ftp://x", Credential: "k"}, "BaseURL"},
-		{Config{BaseURL: "http://relay"}, "Credential"},
+		{Config{BaseURL: "http://relay"}, "Credential or TokenSource"},
+		{Config{BaseURL: "http://relay", Credential: "k", TokenSource: func(context.Context) (string, error) { return "", nil }}, "exactly one"},
 		{Config{BaseURL: "http://relay", Credential: "k", Timeout: -1}, "Timeout"},
 	}
 	for _, tt := range tests {
 		_, err := New(tt.cfg)
 		assert.ErrorContains(t, err, tt.want)
 	}
+}
+
+func TestTokenSource(t *testing.T) {
+	srv, _, key := newServer(t)
+	calls := 0
+	c, err := New(Config{BaseURL: srv.URL, TokenSource: func(ctx context.Context) (string, error) {
+		calls++
+		return key, nil
+	}})
+	require.NoError(t, err)
+	_, err = c.Status(context.Background())
+	require.NoError(t, err)
+	_, err = c.Agents(context.Background(), "")
+	require.NoError(t, err)
+	assert.Equal(t, 2, calls, "asked for each request")
+
+	failing, err := New(Config{BaseURL: srv.URL, TokenSource: func(ctx context.Context) (string, error) {
+		return "", errors.New("run az login")
+	}})
+	require.NoError(t, err)
+	_, err = failing.Status(context.Background())
+	assert.ErrorIs(t, err, ErrNoToken)
+	assert.ErrorContains(t, err, "run az login")
+	err = failing.Events(context.Background(), 0, func(opsapi.Event) error { return nil })
+	assert.ErrorIs(t, err, ErrNoToken)
 }

@@ -66,6 +66,10 @@ type Config struct {
 	// APIKey is the operator credential for the ops API: an API key, or an
 	// OAuth2 access token from the configured issuer.
 	APIKey string
+	// APIScope, instead of APIKey, gets an OAuth2 access token for this
+	// scope (e.g. api://ops/.default) from the Entra login
+	// (DefaultAzureCredential: az login, environment, managed identity).
+	APIScope string
 	// LocalURL, when set, bypasses the relay and talks to a relayserver's
 	// --local-listen port directly (development).
 	LocalURL string
@@ -141,6 +145,7 @@ func settings() []Setting {
 			},
 		},
 		s("api_key", "operator API key or OAuth2 access token (prefer the environment or the config file to a flag)", true, func(c *Config) *string { return &c.APIKey }),
+		s("api_scope", "instead of api_key: get an operator token for this OAuth2 scope (e.g. api://ops/.default) with the Entra login", false, func(c *Config) *string { return &c.APIScope }),
 		s("local_url", "talk to a relayserver's --local-listen URL directly, bypassing the relay (development)", false, func(c *Config) *string { return &c.LocalURL }),
 		s("output", "output format: table or json", false, func(c *Config) *string { return &c.Output }),
 		{
@@ -333,6 +338,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("timeout: %s must be positive", c.Timeout)
+	}
+	if c.APIKey != "" && c.APIScope != "" {
+		return errors.New("api_key and api_scope: give one")
 	}
 	if c.LocalURL != "" {
 		return checkLocalURL(c.LocalURL)

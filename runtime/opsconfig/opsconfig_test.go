@@ -116,6 +116,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"key without name", []string{"--namespace", "myns", "--hybrid-connection", "ops", "--key", "b"}, nil, "", "key_name and key"},
 		{"entra with key", append(relay, "--relay-auth", "entra"), nil, "", "key: relay_auth entra"},
 		{"bad relay auth", append(relay, "--relay-auth", "password"), nil, "", "relay_auth:"},
+		{"api key and scope", append(relay, "--api-key", "k", "--api-scope", "api://ops/.default"), nil, "", "api_key and api_scope"},
 		{"remote http", []string{"--local-url", "http://10.0.0.5:8080"}, nil, "", "local_url:"},
 		{"bad scheme", []string{"--local-url", "ftp://127.0.0.1"}, nil, "", "local_url:"},
 		{"unknown file key", nil, nil, "namspace: typo\n", `unknown key "namspace"`},

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/cobra"
 
@@ -26,11 +28,16 @@ type app struct {
 	stdout, stderr io.Writer
 	cfg            *opsconfig.Config
 	target         target
+	azure          azcore.TokenCredential // set by tests; else made on first use
 }
 
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
-	a := &app{lookup: lookup, stdout: stdout, stderr: stderr}
+	return (&app{lookup: lookup, stdout: stdout, stderr: stderr}).run(ctx, args)
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
+	stdout, stderr := a.stdout, a.stderr
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -165,13 +172,25 @@ reconnects.`,
 // or straight to a local port.
 func (a *app) client() (*opsclient.Client, error) {
 	cfg := a.cfg
-	if cfg.APIKey == "" {
-		return nil, usageError{errors.New("api_key: required; set OPSBOT_API_KEY, api_key in the config file, or --api-key")}
+	ccfg := opsclient.Config{Credential: cfg.APIKey, Timeout: cfg.Timeout, UserAgent: "opsbot/" + version}
+	switch {
+	case cfg.APIScope != "":
+		cred, err := a.azureCredential()
+		if err != nil {
+			return nil, err
+		}
+		scopes := []string{cfg.APIScope}
+		ccfg.TokenSource = func(ctx context.Context) (string, error) {
+			tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: scopes})
+			return tok.Token, err
+		}
+	case cfg.APIKey == "":
+		return nil, usageError{errors.New("api_key: required (or api_scope for an Entra login); set OPSBOT_API_KEY, api_key in the config file, or --api-key")}
 	}
-	ua := "opsbot/" + version
 	if cfg.LocalURL != "" {
 		a.target = target{host: cfg.LocalURL, local: true}
-		return opsclient.New(opsclient.Config{BaseURL: cfg.LocalURL, Credential: cfg.APIKey, Timeout: cfg.Timeout, UserAgent: ua})
+		ccfg.BaseURL = cfg.LocalURL
+		return opsclient.New(ccfg)
 	}
 	ns, err := cfg.ParseNamespace()
 	if err != nil {
@@ -185,9 +204,9 @@ func (a *app) client() (*opsclient.Client, error) {
 	scfg := relay.SenderConfig{Namespace: ns, HybridConnection: hc, Insecure: cfg.RelayInsecure}
 	switch {
 	case cfg.RelayAuth == opsconfig.RelayAuthEntra:
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		cred, err := a.azureCredential()
 		if err != nil {
-			return nil, fmt.Errorf("cannot set up Entra ID login (az login, environment or managed identity): %w", err)
+			return nil, err
 		}
 		scfg.Credential = relay.NewEntraCredential(cred)
 	case cfg.KeyName != "":
@@ -197,15 +216,25 @@ func (a *app) client() (*opsclient.Client, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return opsclient.New(opsclient.Config{
-		// The relay ignores the host; the path reaches the server as is.
-		BaseURL:         "http://" + hc,
-		Transport:       sender,
-		StreamTransport: sender.StreamTransport(),
-		Credential:      cfg.APIKey,
-		Timeout:         cfg.Timeout,
-		UserAgent:       ua,
-	})
+	// The relay ignores the host; the path reaches the server as is.
+	ccfg.BaseURL = "http://" + hc
+	ccfg.Transport = sender
+	ccfg.StreamTransport = sender.StreamTransport()
+	return opsclient.New(ccfg)
+}
+
+// azureCredential is the Entra login (az login, AZURE_* environment,
+// workload or managed identity), made once and shared by the relay and the
+// API token.
+func (a *app) azureCredential() (azcore.TokenCredential, error) {
+	if a.azure == nil {
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot set up the Entra login (az login, environment or managed identity): %w", err)
+		}
+		a.azure = cred
+	}
+	return a.azure, nil
 }
 
 // followEvents prints events until ctx ends or count events were printed,

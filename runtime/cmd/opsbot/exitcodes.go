@@ -42,6 +42,8 @@ func explain(err error, t target) (int, string) {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage, fmt.Sprintf("configuration error: %v", err)
+	case errors.Is(err, opsclient.ErrNoToken):
+		return exitAPIAuth, fmt.Sprintf("cannot get an operator token for api_scope with the Entra login: run az login, or check the AZURE_* environment or managed identity\n  cause: %v", err)
 	case errors.Is(err, opsclient.ErrUnauthorized):
 		return exitAPIAuth, fmt.Sprintf("the ops server refused the operator credential: check api_key (OPSBOT_API_KEY); the key may be wrong, disabled, or an expired token\n  cause: %v", err)
 	case errors.Is(err, opsclient.ErrForbidden):

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -187,4 +189,37 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 	assert.NotContains(t, r.stdout, "obk_x.y")
 	assert.Regexp(t, `namespace\s+myns\s+file `, r.stdout)
 	assert.Regexp(t, `api_key\s+<redacted>\s+env OPSBOT_API_KEY`, r.stdout)
+}
+
+// fakeCredential stands in for the Entra login.
+type fakeCredential struct {
+	token  string
+	err    error
+	scopes *[]string
+}
+
+func (f fakeCredential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	*f.scopes = o.Scopes
+	return azcore.AccessToken{Token: f.token, ExpiresOn: time.Now().Add(time.Hour)}, f.err
+}
+
+func TestAPIScopeUsesTheEntraLogin(t *testing.T) {
+	url, key := startServer(t)
+	env := map[string]string{"HOME": t.TempDir(), "OPSBOT_LOCAL_URL": url, "OPSBOT_API_SCOPE": "api://ops/.default"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+
+	// The server accepts whatever bearer the credential yields; an API key
+	// stands in for the Entra token here.
+	var scopes []string
+	var out, errOut bytes.Buffer
+	a := &app{lookup: lookup, stdout: &out, stderr: &errOut, azure: fakeCredential{token: key, scopes: &scopes}}
+	require.Equal(t, exitOK, a.run(context.Background(), []string{"status"}), errOut.String())
+	assert.Equal(t, []string{"api://ops/.default"}, scopes)
+
+	out.Reset()
+	errOut.Reset()
+	a = &app{lookup: lookup, stdout: &out, stderr: &errOut, azure: fakeCredential{err: errors.New("AADSTS700082: refresh token expired"), scopes: &scopes}}
+	assert.Equal(t, exitAPIAuth, a.run(context.Background(), []string{"agents", "list"}))
+	assert.Contains(t, errOut.String(), "run az login")
+	assert.Contains(t, errOut.String(), "AADSTS700082")
 }
