@@ -14,7 +14,7 @@
 //	POST /oauth2/token
 //	GET  /.well-known/jwks.json
 //	GET  /.well-known/openid-configuration
-//	GET  /healthz, /readyz
+//	GET  /healthz, /readyz, /metrics
 package idp
 
 import (
@@ -27,6 +27,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/botehq/platform/runtime/accesstoken"
@@ -97,6 +100,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Metrics receives the idp's Prometheus collectors and is served at
+	// /metrics. Default: a fresh registry with the Go and process
+	// collectors.
+	Metrics *prometheus.Registry
 }
 
 // Validate reports the first invalid field.
@@ -169,6 +176,10 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+		c.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 }
 
 // Server is the token service. It is an http.Handler.
@@ -180,6 +191,8 @@ type Server struct {
 	clients  *clientLimiters
 	replay   *replayCache
 	mux      *http.ServeMux
+	issued   prometheus.Counter
+	denied   *prometheus.CounterVec
 }
 
 // New returns a Server for cfg.
@@ -196,7 +209,17 @@ func New(cfg Config) (*Server, error) {
 		clients:  newClientLimiters(rate.Limit(cfg.ClientRate), cfg.ClientBurst),
 		replay:   newReplayCache(),
 		mux:      http.NewServeMux(),
+		issued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bote_idp_tokens_issued_total", Help: "Access tokens issued.",
+		}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bote_idp_token_requests_denied_total", Help: "Token requests refused, by reason.",
+		}, []string{"reason"}),
 	}
+	if err := errors.Join(cfg.Metrics.Register(s.issued), cfg.Metrics.Register(s.denied)); err != nil {
+		return nil, fmt.Errorf("cannot register idp metrics: %w", err)
+	}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{Registry: cfg.Metrics}))
 	s.mux.HandleFunc(TokenPath, s.handleToken)
 	s.mux.HandleFunc("GET "+JWKSPath, s.handleJWKS)
 	s.mux.HandleFunc("GET "+DiscoveryPath, s.handleDiscovery)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -419,6 +420,12 @@ func TestReplayedAssertionRefused(t *testing.T) {
 	recs := f.log.auditRecords(t)
 	assert.Equal(t, "replay", recs[1]["reason"])
 	assert.Equal(t, "assertion_expired", recs[2]["reason"])
+	assert.Equal(t, 1.0, testutil.ToFloat64(f.srv.issued))
+	assert.Equal(t, 1.0, testutil.ToFloat64(f.srv.denied.WithLabelValues("replay")))
+
+	rec := httptest.NewRecorder()
+	f.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	assert.Contains(t, rec.Body.String(), `bote_idp_token_requests_denied_total{reason="assertion_expired"} 1`)
 }
 
 func TestClientRateLimit(t *testing.T) {

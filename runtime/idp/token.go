@@ -76,6 +76,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			attrs = append(attrs, slog.String("error", d.detail.Error()))
 		}
 		s.audit.WarnContext(r.Context(), "token request denied", attrs...)
+		s.denied.WithLabelValues(d.reason).Inc()
 		if d.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(d.retryAfter/time.Second)))
 		}
@@ -90,6 +91,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	attrs = append(attrs, slog.String("jti", resp.jti), slog.String("kid", resp.kid), slog.Time("expires_at", resp.expires))
 	s.audit.InfoContext(r.Context(), "token issued", attrs...)
+	s.issued.Inc()
 	writeJSON(w, http.StatusOK, resp.body)
 }
 
