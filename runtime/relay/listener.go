@@ -346,19 +346,9 @@ type control struct {
 
 // send writes a JSON frame and, when body is not nil, a binary frame.
 func (c *control) send(ctx context.Context, m wire.Message, body []byte) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("cannot encode control message: %w", err)
-	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		return err
-	}
-	if body != nil {
-		return c.ws.Write(ctx, websocket.MessageBinary, body)
-	}
-	return nil
+	return wire.Write(ctx, c.ws, m, body)
 }
 
 // serveControl reads commands until the channel drops and says why.

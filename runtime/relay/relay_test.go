@@ -88,6 +88,37 @@ func serve(t *testing.T, cfg relay.ListenerConfig, h http.Handler) *relay.Listen
 	return l
 }
 
+// rawListener listens without an http.Server, for tests that take streams
+// from Accept themselves.
+func rawListener(t *testing.T, s *relaytest.Server) *relay.Listener {
+	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// streamPair opens a relayed stream and returns the sender's and the
+// listener's ends.
+func streamPair(t *testing.T, s *relaytest.Server, l *relay.Listener) (sender, listener net.Conn) {
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := newSender(t, s).Dial(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	select {
+	case lc := <-accepted:
+		t.Cleanup(func() { _ = lc.Close() })
+		return c, lc
+	case <-time.After(5 * time.Second):
+		t.Fatal("no stream accepted")
+		return nil, nil
+	}
+}
+
 // echoHandler answers with what it got, plus a large body on /big?n=.
 func echoHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -253,9 +284,7 @@ func TestStreamTransportFollowsAStream(t *testing.T) {
 
 func TestRawStreamAndConnectPath(t *testing.T) {
 	s := newRelay(t, relaytest.Options{})
-	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = l.Close() })
+	l := rawListener(t, s)
 	paths := make(chan string, 1)
 	go func() {
 		c, err := l.Accept()
@@ -273,17 +302,8 @@ func TestRawStreamAndConnectPath(t *testing.T) {
 	assert.Equal(t, "/runs/42/logs?follow=1", <-paths)
 	_ = ws.CloseNow()
 
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(c, c)
-		_ = c.Close()
-	}()
-	conn, err := snd.Dial(context.Background())
-	require.NoError(t, err)
-	defer conn.Close()
+	conn, lc := streamPair(t, s, l)
+	go func() { _, _ = io.Copy(lc, lc) }()
 	msg := payload(1 << 20)
 	go func() { _, _ = conn.Write(msg) }()
 	got := make([]byte, len(msg))
@@ -675,23 +695,12 @@ func TestKeepAliveDetectsSilentRelay(t *testing.T) {
 
 func TestCloseLeavesAcceptedStreamsOpen(t *testing.T) {
 	s := newRelay(t, relaytest.Options{})
-	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
-	require.NoError(t, err)
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
-	c, err := newSender(t, s).Dial(context.Background())
-	require.NoError(t, err)
-	defer c.Close()
-	lc := <-accepted
-	defer lc.Close()
+	l := rawListener(t, s)
+	c, lc := streamPair(t, s, l)
 
 	require.NoError(t, l.Close())
 	assert.Equal(t, 0, s.ListenerCount("hc"))
-	_, err = l.Accept()
+	_, err := l.Accept()
 	assert.ErrorIs(t, err, net.ErrClosed)
 	assert.ErrorIs(t, l.Err(), net.ErrClosed)
 
@@ -708,24 +717,11 @@ func TestCloseLeavesAcceptedStreamsOpen(t *testing.T) {
 // waiting Read only; the stream keeps working.
 func TestStreamReadDeadlines(t *testing.T) {
 	s := newRelay(t, relaytest.Options{})
-	l, err := relay.Listen(context.Background(), listenerConfig(t, s))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = l.Close() })
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
-	c, err := newSender(t, s).Dial(context.Background())
-	require.NoError(t, err)
-	defer c.Close()
-	lc := <-accepted
-	defer lc.Close()
+	c, lc := streamPair(t, s, rawListener(t, s))
 
 	buf := make([]byte, 5)
 	require.NoError(t, lc.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-	_, err = lc.Read(buf)
+	_, err := lc.Read(buf)
 	var ne net.Error
 	require.ErrorAs(t, err, &ne)
 	assert.True(t, ne.Timeout())

@@ -66,20 +66,7 @@ func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	inline := len(body) <= wire.MaxControlBody && size <= wire.MaxControlHeaders
 	rv := &rendezvous{req: req, body: body, inline: inline, resp: make(chan *response, 1)}
-	s.mu.Lock()
-	s.pending[id] = rv
-	s.mu.Unlock()
-	l.mu.Lock()
-	l.waiting[id] = rv
-	l.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		s.mu.Unlock()
-		l.mu.Lock()
-		delete(l.waiting, id)
-		l.mu.Unlock()
-	}()
+	defer s.register(id, rv, l)()
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()

@@ -28,6 +28,17 @@ func sas(s *Server, hc, name, key string, ttl time.Duration) string {
 	return relay.SignSAS(relay.ResourceURI(s.Host, hc), name, key, time.Now().Add(ttl))
 }
 
+// rawListenerWithRules adds a "listen" and a "send" rule and connects a
+// hand-driven listener with the first.
+func rawListenerWithRules(t *testing.T) (*Server, *websocket.Conn) {
+	s := newTestServer(t, Options{})
+	s.AddRule("listen", "lk", Listen)
+	s.AddRule("send", "sk", Send)
+	ws, _, err := rawListen(t, s, "hc", sas(s, "hc", "listen", "lk", time.Hour))
+	require.NoError(t, err)
+	return s, ws
+}
+
 // rawListen opens a control channel by hand, so the relay's side of the
 // protocol is tested without the client package's behaviour in the way.
 func rawListen(t *testing.T, s *Server, hc, token string) (*websocket.Conn, *http.Response, error) {
@@ -158,11 +169,7 @@ func TestHTTPSenderChecks(t *testing.T) {
 // A listener that answers with a body over 64 kB on the control channel
 // breaks the protocol: the relay closes it with 1009 and the sender gets 502.
 func TestControlChannelBodyLimitEnforced(t *testing.T) {
-	s := newTestServer(t, Options{})
-	s.AddRule("listen", "lk", Listen)
-	s.AddRule("send", "sk", Send)
-	ws, _, err := rawListen(t, s, "hc", sas(s, "hc", "listen", "lk", time.Hour))
-	require.NoError(t, err)
+	s, ws := rawListenerWithRules(t)
 	closed := make(chan websocket.StatusCode, 1)
 	go func() {
 		ctx := context.Background()
@@ -194,11 +201,7 @@ func TestControlChannelBodyLimitEnforced(t *testing.T) {
 }
 
 func TestRequestFrameShape(t *testing.T) {
-	s := newTestServer(t, Options{})
-	s.AddRule("listen", "lk", Listen)
-	s.AddRule("send", "sk", Send)
-	ws, _, err := rawListen(t, s, "hc", sas(s, "hc", "listen", "lk", time.Hour))
-	require.NoError(t, err)
+	s, ws := rawListenerWithRules(t)
 	frames := make(chan wire.Request, 1)
 	go func() {
 		_, data, err := ws.Read(context.Background())

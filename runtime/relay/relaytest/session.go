@@ -60,10 +60,6 @@ func (l *listenerConn) drop(code websocket.StatusCode, why string) {
 }
 
 func (l *listenerConn) send(ctx context.Context, m wire.Message, body []byte) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
 	select {
 	case <-l.wsSet:
 	case <-l.gone:
@@ -73,13 +69,7 @@ func (l *listenerConn) send(ctx context.Context, m wire.Message, body []byte) er
 	}
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
-	if err := l.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		return err
-	}
-	if body != nil {
-		return l.ws.Write(ctx, websocket.MessageBinary, body)
-	}
-	return nil
+	return wire.Write(ctx, l.ws, m, body)
 }
 
 // rendezvous is a pending pairing: a sender's WebSocket waiting for the
@@ -220,6 +210,29 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 	}
 }
 
+// register makes a rendezvous findable by id (and, with l, by the
+// listener's responses) until the returned function is called.
+func (s *Server) register(id string, rv *rendezvous, l *listenerConn) (unregister func()) {
+	s.mu.Lock()
+	s.pending[id] = rv
+	s.mu.Unlock()
+	if l != nil {
+		l.mu.Lock()
+		l.waiting[id] = rv
+		l.mu.Unlock()
+	}
+	return func() {
+		s.mu.Lock()
+		delete(s.pending, id)
+		s.mu.Unlock()
+		if l != nil {
+			l.mu.Lock()
+			delete(l.waiting, id)
+			l.mu.Unlock()
+		}
+	}
+}
+
 func (s *Server) removeListener(l *listenerConn) {
 	s.mu.Lock()
 	delete(l.hc.listeners, l)
@@ -262,14 +275,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, path strin
 	}
 	id := newID()
 	rv := &rendezvous{accepted: make(chan acceptResult, 1)}
-	s.mu.Lock()
-	s.pending[id] = rv
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		s.mu.Unlock()
-	}()
+	defer s.register(id, rv, nil)()
 
 	q := stripSB(r.URL.Query())
 	q.Set(wire.ParamAction, wire.ActionAccept)

@@ -3,6 +3,14 @@
 // relay (package relaytest) so both speak exactly the same frames.
 package wire
 
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/coder/websocket"
+)
+
 // Query parameters and headers of the protocol.
 const (
 	ParamAction            = "sb-hc-action"
@@ -79,4 +87,21 @@ type Response struct {
 // RenewToken hands the service a fresh token for an open control channel.
 type RenewToken struct {
 	Token string `json:"token"`
+}
+
+// Write sends m as a text frame and, when body is not nil, body as the binary
+// frame that follows it. Callers serialize Writes on a shared socket so a
+// frame and its body are never split by another message.
+func Write(ctx context.Context, ws *websocket.Conn, m Message, body []byte) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("cannot encode control message: %w", err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return err
+	}
+	if body != nil {
+		return ws.Write(ctx, websocket.MessageBinary, body)
+	}
+	return nil
 }
