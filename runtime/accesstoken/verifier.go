@@ -125,25 +125,9 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	logger := cfg.Logger
-	noErrFirst := true
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
-		Client:                    cfg.HTTPClient,
-		HTTPTimeout:               cfg.HTTPClient.Timeout,
-		NoErrorReturnFirstHTTPReq: &noErrFirst,
-		RefreshInterval:           cfg.RefreshInterval,
-		RefreshUnknownKID:         rate.NewLimiter(rate.Every(cfg.UnknownKeyRefreshInterval), 1),
-		// A near-zero wait turns the limiter into "refresh now or reject":
-		// a token must never be held for the limiter's period.
-		RateLimitWaitMax: time.Millisecond,
-		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-			return func(ctx context.Context, err error) {
-				logger.WarnContext(ctx, "cannot refresh JWKS", "url", u, "error", err)
-			}
-		},
-	})
+	kf, err := NewKeyCache(ctx, cfg.JWKSURL, cfg.HTTPClient, cfg.RefreshInterval, cfg.UnknownKeyRefreshInterval, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("cannot set up JWKS cache for %s: %w", cfg.JWKSURL, err)
+		return nil, err
 	}
 	return &Verifier{
 		cfg:  cfg,
@@ -158,6 +142,35 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 			jwt.WithTimeFunc(cfg.Now),
 		),
 	}, nil
+}
+
+// NewKeyCache returns a JWKS-backed key lookup for golang-jwt that fetches
+// jwksURL now (failure is logged, not returned), every refreshInterval in the
+// background until ctx is done, and again when a token names an unknown kid,
+// but at most once per unknownKeyInterval. A token that meets the limit is
+// rejected at once, never queued behind it. Verifier uses it; it is exported
+// for verifiers of other token families (operator tokens) so that they share
+// the same cache behaviour.
+func NewKeyCache(ctx context.Context, jwksURL string, client *http.Client, refreshInterval, unknownKeyInterval time.Duration, logger *slog.Logger) (keyfunc.Keyfunc, error) {
+	noErrFirst := true
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
+		Client:                    client,
+		HTTPTimeout:               client.Timeout,
+		NoErrorReturnFirstHTTPReq: &noErrFirst,
+		RefreshInterval:           refreshInterval,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(unknownKeyInterval), 1),
+		// A near-zero wait turns the limiter into "refresh now or reject".
+		RateLimitWaitMax: time.Millisecond,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				logger.WarnContext(ctx, "cannot refresh JWKS", "url", u, "error", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot set up JWKS cache for %s: %w", jwksURL, err)
+	}
+	return kf, nil
 }
 
 // Verify checks rawToken and returns its claims. Errors wrap ErrMissing,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -69,6 +70,9 @@ type TokenSourceConfig struct {
 	RefreshFraction float64
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Logger receives refresh failures that are bridged by the current
+	// token. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Validate reports the first invalid field.
@@ -123,6 +127,9 @@ func NewTokenSource(cfg TokenSourceConfig) (*TokenSource, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	return &TokenSource{cfg: cfg, sem: make(chan struct{}, 1)}, nil
 }
 
@@ -157,6 +164,8 @@ func (s *TokenSource) TokenWithExpiry(ctx context.Context) (Token, error) {
 		// have while it lasts, and retry a little later.
 		if s.current.AccessToken != "" && s.cfg.Now().Before(s.current.Expiry) {
 			s.retryAt = s.cfg.Now().Add(failureBackoff)
+			s.cfg.Logger.WarnContext(ctx, "cannot refresh access token, using the current one until it expires",
+				"client_id", s.cfg.ClientID, "expires", s.current.Expiry, "error", err)
 			return s.current, nil
 		}
 		return Token{}, err
