@@ -17,6 +17,7 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 )
 
@@ -65,15 +66,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	clientID, resp, d := s.token(w, r)
-	attrs := []any{slog.String("client_id", clientID), slog.String("remote_addr", r.RemoteAddr)}
+	// Values a caller controls are bounded before they reach the log.
+	attrs := []any{slog.String("client_id", bounded(clientID, 2*queuename.MaxIDLength+1)), slog.String("remote_addr", r.RemoteAddr)}
 	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		// As the proxy (or the caller) reported it: unverified, and bounded.
-		attrs = append(attrs, slog.String("forwarded_for", xff[:min(len(xff), 256)]))
+		attrs = append(attrs, slog.String("forwarded_for", bounded(xff, 256))) // as reported, unverified
 	}
 	if d != nil {
 		attrs = append(attrs, slog.String("reason", d.reason), slog.Int("status", d.status))
 		if d.detail != nil {
-			attrs = append(attrs, slog.String("error", d.detail.Error()))
+			attrs = append(attrs, slog.String("error", bounded(d.detail.Error(), 512)))
 		}
 		s.audit.WarnContext(r.Context(), "token request denied", attrs...)
 		s.denied.WithLabelValues(d.reason).Inc()
@@ -274,6 +275,13 @@ func (s *Server) authenticate(assertion, formClientID string, now time.Time) (*j
 		return claims, none, invalidClient("assertion_jti", fmt.Sprintf("client_assertion must have a jti of 1 to %d characters", maxJTILength), nil)
 	}
 	return verified, conn, nil
+}
+
+func bounded(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
