@@ -472,3 +472,73 @@ func (iss *issuer) token(t *testing.T, claims jwt.MapClaims) string {
 	require.NoError(t, err)
 	return s
 }
+
+// relayserver may start before the relay is reachable (a deploy where the
+// network comes up late): it retries and serves once the relay is there.
+func TestServerWaitsForTheRelay(t *testing.T) {
+	s := newFiles(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", procs.FreePort(t))
+	listenKey, sendKey := randomKey(t), randomKey(t)
+	s.listenCS = relay.Namespace{Host: addr, KeyName: "listen", Key: listenKey, EntityPath: hc}.ConnectionString()
+	s.sendCS = relay.Namespace{Host: addr, KeyName: "send", Key: sendKey, EntityPath: hc}.ConnectionString()
+	srv := procs.Start(t, procs.Spec{
+		Name: "relayserver",
+		Path: procs.Build(t, "relayserver"),
+		Args: []string{"--relay-insecure", "--api-keys-file", s.keysFile},
+		Env:  []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
+	})
+	_, err := srv.WaitOutput("retrying", 20*time.Second)
+	require.NoError(t, err, "relayserver reports the unreachable relay and retries")
+
+	s.devArgs = []string{"--listen", addr, "--hybrid-connection", hc, "--listen-key", listenKey, "--send-key", sendKey}
+	s.startDevrelay(t)
+	_, err = srv.WaitOutput("listening on sb://", 45*time.Second)
+	require.NoError(t, err)
+	r := s.opsbot(t, nil, "status")
+	assert.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+}
+
+// A response above the control channel's 64 kB limit travels over a
+// rendezvous socket; the CLI sees the whole list.
+func TestLargeAgentListThroughRelay(t *testing.T) {
+	s := newStack(t)
+	var b strings.Builder
+	b.WriteString(`{"version": 1, "agents": [`)
+	const n = 1500
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"tenant": "tenant-%03d", "name": "agent-%04d", "state": "online", "version": "1.0.0", "labels": {"region": "usgovvirginia", "pool": "default"}}`, i%40, i)
+	}
+	b.WriteString("]}")
+	require.NoError(t, os.WriteFile(s.agents, []byte(b.String()), 0o600))
+	s.startServer(t)
+
+	r := s.opsbot(t, nil, "agents", "list", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Greater(t, len(r.stdout), 128<<10, "the response is well over the control channel limit")
+	var list opsapi.AgentList
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list))
+	assert.Len(t, list.Agents, n)
+}
+
+// Two relayservers listen on the same hybrid connection (two replicas);
+// requests keep working when one of them goes away.
+func TestTwoServersOneGoesAway(t *testing.T) {
+	s := newStack(t)
+	a := s.startServer(t)
+	b := s.startServer(t)
+	for i := 0; i < 6; i++ {
+		r := s.opsbot(t, nil, "status")
+		require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	}
+	served := func(p *procs.Process) int { return strings.Count(p.Output(), "path=/v1/status") }
+	t.Logf("requests served: %d and %d", served(a), served(b))
+
+	require.NoError(t, a.Stop())
+	for i := 0; i < 4; i++ {
+		r := s.opsbot(t, nil, "status")
+		require.Equal(t, exitOK, r.code, "after one server left: stderr: %s", r.stderr)
+	}
+}
