@@ -39,6 +39,7 @@ import (
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/worker/seen"
 )
 
 // Message is a message from the cloud as a handler sees it.
@@ -176,7 +177,7 @@ type Client struct {
 	changed chan struct{} // closed and replaced whenever sess changes
 
 	wake    chan struct{} // nudges, connects: read the queue now
-	recent  *recentIDs
+	recent  *seen.Set
 	running atomic.Bool
 }
 
@@ -187,7 +188,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.defaults()
 	c := &Client{cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "connector", cfg.Connector),
-		changed: make(chan struct{}), wake: make(chan struct{}, 1), recent: newRecentIDs(10_000)}
+		changed: make(chan struct{}), wake: make(chan struct{}, 1), recent: seen.New(10_000, time.Hour)}
 	c.tokens = cfg.Tokens
 	if c.tokens == nil {
 		ts, err := clientauth.NewTokenSource(clientauth.TokenSourceConfig{

@@ -194,16 +194,6 @@ func TestBackoffIsFullJitterWithinBounds(t *testing.T) {
 	}
 }
 
-func TestRecentIDs(t *testing.T) {
-	r := newRecentIDs(2)
-	r.add("a")
-	r.add("b")
-	r.add("c")
-	assert.False(t, r.has("a"))
-	assert.True(t, r.has("b"))
-	assert.True(t, r.has("c"))
-}
-
 func TestConfigValidate(t *testing.T) {
 	ok := Config{WorkerURL: "http://w", Tenant: "t", Connector: "c", Tokens: &fakeTokens{}, Handler: HandlerFunc(nil)}
 	require.NoError(t, ok.Validate())

@@ -150,7 +150,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 			Description: fmt.Sprintf("dequeued %d times, the limit is %d", count, r.c.cfg.MaxDequeueCount), MessageID: env.ID, DequeueCount: count, Text: text}, log)
 		return
 	}
-	if r.c.recent.has(env.ID) {
+	if r.c.recent.Has(env.ID) {
 		log.Debug("already handled; deleting duplicate")
 		r.delete(ctx, q, id, pop, log)
 		return
@@ -190,7 +190,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		r.retryLater(ctx, id, current, text, count, log)
 		return
 	}
-	r.c.recent.add(env.ID)
+	r.c.recent.Add(env.ID)
 	r.delete(ctx, q, id, current, log)
 }
 
@@ -282,35 +282,4 @@ func (r *receiver) deadLetter(ctx context.Context, q *azqueue.QueueClient, id, p
 	}
 	log.Warn("message moved to the connector error queue", "reason", d.Reason, "description", d.Description)
 	r.delete(ctx, q, id, pop, log)
-}
-
-// recentIDs remembers handled message ids (bounded, oldest forgotten).
-type recentIDs struct {
-	mu    sync.Mutex
-	set   map[string]struct{}
-	order []string
-	max   int
-}
-
-func newRecentIDs(max int) *recentIDs { return &recentIDs{set: map[string]struct{}{}, max: max} }
-
-func (r *recentIDs) has(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.set[id]
-	return ok
-}
-
-func (r *recentIDs) add(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.set[id]; ok {
-		return
-	}
-	if len(r.order) >= r.max {
-		delete(r.set, r.order[0])
-		r.order = r.order[1:]
-	}
-	r.set[id] = struct{}{}
-	r.order = append(r.order, id)
 }

@@ -99,11 +99,7 @@ func serve(args []string, stdout io.Writer) error {
 	fs.DurationVar(&cfg.SafetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "messages delivered at once (default 4)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	envflag.Usage(fs, envPrefix)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := envflag.Apply(fs, envPrefix); err != nil {
+	if err := envflag.Parse(fs, args, envPrefix); err != nil {
 		return err
 	}
 	var level slog.Level

@@ -57,11 +57,7 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.SessionsOnly, "sessions-only", false, "serve sessions but route nothing (routing runs on other replicas)")
 	fs.BoolVar(&cfg.CreateResources, "create-resources", false, "create missing queues, tables and the claim container (local use)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	envflag.Usage(fs, envPrefix)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := envflag.Apply(fs, envPrefix); err != nil {
+	if err := envflag.Parse(fs, args, envPrefix); err != nil {
 		return err
 	}
 	var level slog.Level

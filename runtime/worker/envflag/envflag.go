@@ -40,3 +40,13 @@ func Apply(fs *flag.FlagSet, prefix string) error {
 func Usage(fs *flag.FlagSet, prefix string) {
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + Name(prefix, f.Name) + "]" })
 }
+
+// Parse adds the environment variable to every flag's usage, parses args
+// and then applies the environment to flags not given.
+func Parse(fs *flag.FlagSet, args []string, prefix string) error {
+	Usage(fs, prefix)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return Apply(fs, prefix)
+}

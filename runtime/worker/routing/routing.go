@@ -36,6 +36,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/worker/metrics"
+	"github.com/botehq/platform/runtime/worker/seen"
 )
 
 // Bus is what the router needs of the bus driver.
@@ -170,7 +171,7 @@ type Router struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics.Metrics
-	seen   *dedup
+	seen   *seen.Set
 	nudges *coalescer
 	sleep  func(ctx context.Context, d time.Duration) // immediate-retry backoff; tests shorten it
 }
@@ -181,7 +182,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: newDedup(cfg.DedupWindow, 100_000), sleep: sleepCtx}
+	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), sleep: sleepCtx}
 	if cfg.Nudger != nil {
 		r.nudges = newCoalescer(cfg.Nudger, cfg.Logger)
 	}
@@ -364,7 +365,7 @@ func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []
 	var wg sync.WaitGroup
 	for _, id := range targets {
 		key := env.ID + "\x00" + id.Tenant + "\x00" + id.Connector
-		if r.seen.has(key) {
+		if r.seen.Has(key) {
 			r.m.Duplicates.Inc()
 			continue
 		}
@@ -378,7 +379,7 @@ func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []
 				mu.Unlock()
 				return
 			}
-			r.seen.add(key)
+			r.seen.Add(key)
 			r.m.Routed.WithLabelValues(kind).Inc()
 			if r.nudges != nil {
 				r.nudges.add(id)
@@ -410,41 +411,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// dedup remembers keys for a window, bounded in size.
-type dedup struct {
-	mu     sync.Mutex
-	window time.Duration
-	max    int
-	at     map[string]time.Time
-	order  []string
-	now    func() time.Time
-}
-
-func newDedup(window time.Duration, max int) *dedup {
-	return &dedup{window: window, max: max, at: map[string]time.Time{}, now: time.Now}
-}
-
-func (d *dedup) has(k string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	t, ok := d.at[k]
-	return ok && d.now().Sub(t) < d.window
-}
-
-func (d *dedup) add(k string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	for len(d.order) > 0 && (len(d.order) >= d.max || now.Sub(d.at[d.order[0]]) >= d.window) {
-		delete(d.at, d.order[0])
-		d.order = d.order[1:]
-	}
-	if _, ok := d.at[k]; !ok {
-		d.order = append(d.order, k)
-	}
-	d.at[k] = now
 }
 
 // coalescer turns many nudges for one connector into one.

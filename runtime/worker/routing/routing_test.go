@@ -296,21 +296,6 @@ func TestRunRoutesAndNudgesThenDrainsOnStop(t *testing.T) {
 	assert.Equal(t, 1, h.nudger.got[pair("b", "b1")])
 }
 
-func TestDedupWindow(t *testing.T) {
-	d := newDedup(time.Minute, 2)
-	now := time.Unix(0, 0)
-	d.now = func() time.Time { return now }
-	d.add("x")
-	assert.True(t, d.has("x"))
-	now = now.Add(2 * time.Minute)
-	assert.False(t, d.has("x"), "expired")
-	d.add("a")
-	d.add("b")
-	d.add("c")
-	assert.False(t, d.has("a"), "evicted beyond max size")
-	assert.True(t, d.has("c"))
-}
-
 func TestConfigValidate(t *testing.T) {
 	for name, mut := range map[string]func(*Config){
 		"Bus":         func(c *Config) { c.Bus = nil },
