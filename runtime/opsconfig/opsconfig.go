@@ -198,7 +198,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 // Resolve builds the config from flags (flags registered by RegisterFlags),
 // the environment (lookup, normally os.LookupEnv) and the config file. It
 // returns warnings (for example a config file holding secrets that others
-// can read) and validates the result.
+// can read) and validates the result; on a validation error the config is
+// returned with it.
 func Resolve(flags *pflag.FlagSet, lookup func(string) (string, bool)) (*Config, []string, error) {
 	c := defaults()
 	var warnings []string
@@ -238,7 +239,9 @@ func Resolve(flags *pflag.FlagSet, lookup func(string) (string, bool)) (*Config,
 		c.sources[s.Key] = "flag --" + s.Flag()
 	}
 	if err := c.Validate(); err != nil {
-		return nil, warnings, err
+		// The config is returned too, so that `config show` can show what
+		// is wrong.
+		return c, warnings, err
 	}
 	return c, warnings, nil
 }

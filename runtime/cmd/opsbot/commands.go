@@ -47,7 +47,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return exitError
+		return exitInterrupted
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") {
 		err = usageError{err} // cobra has no typed error for it
@@ -71,7 +71,7 @@ environment or the file for secrets (key, api_key).
 
 Exit codes: 0 ok, 1 error, 2 configuration, 3 relay unreachable, 4 no
 relayserver listening, 5 relay refused credentials, 6 ops server refused the
-API key, 7 hybrid connection not found, 8 timeout.`,
+API key, 7 hybrid connection not found, 8 timeout, 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
@@ -79,6 +79,10 @@ API key, 7 hybrid connection not found, 8 timeout.`,
 			cfg, warnings, err := opsconfig.Resolve(cmd.Flags(), a.lookup)
 			for _, w := range warnings {
 				fmt.Fprintln(a.stderr, "opsbot: warning:", w)
+			}
+			if err != nil && cfg != nil && cmd.Name() == "show" {
+				fmt.Fprintln(a.stderr, "opsbot: warning: the configuration is invalid:", err)
+				err = nil
 			}
 			if err != nil {
 				return usageError{err}

@@ -12,14 +12,15 @@ import (
 // Exit codes. They are part of the CLI's interface: scripts branch on them.
 const (
 	exitOK               = 0
-	exitError            = 1 // anything not below
-	exitUsage            = 2 // bad flags or configuration
-	exitRelayUnreachable = 3 // network, DNS, TLS or proxy failure reaching the relay
-	exitNoListener       = 4 // no relayserver connected to the hybrid connection
-	exitRelayAuth        = 5 // the relay refused the SAS key or Entra ID token
-	exitAPIAuth          = 6 // the ops server refused the operator credential
-	exitNotFound         = 7 // the hybrid connection does not exist
-	exitTimeout          = 8 // the request did not finish in time
+	exitError            = 1   // anything not below
+	exitUsage            = 2   // bad flags or configuration
+	exitRelayUnreachable = 3   // network, DNS, TLS or proxy failure reaching the relay
+	exitNoListener       = 4   // no relayserver connected to the hybrid connection
+	exitRelayAuth        = 5   // the relay refused the SAS key or Entra ID token
+	exitAPIAuth          = 6   // the ops server refused the operator credential
+	exitNotFound         = 7   // the hybrid connection does not exist
+	exitTimeout          = 8   // the request did not finish in time
+	exitInterrupted      = 130 // SIGINT, as shells report it
 )
 
 // usageError marks errors in flags or configuration.

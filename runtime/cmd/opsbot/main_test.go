@@ -223,3 +223,10 @@ func TestAPIScopeUsesTheEntraLogin(t *testing.T) {
 	assert.Contains(t, errOut.String(), "run az login")
 	assert.Contains(t, errOut.String(), "AADSTS700082")
 }
+
+func TestConfigShowWorksOnBrokenConfig(t *testing.T) {
+	r := runCLI(t, map[string]string{"OPSBOT_NAMESPACE": "myns", "OPSBOT_OUTPUT": "xml"}, "config", "show")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stderr, "the configuration is invalid")
+	assert.Regexp(t, `output\s+xml\s+env OPSBOT_OUTPUT`, r.stdout)
+}
