@@ -419,12 +419,19 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 	if !agent.Matches(w.AgentLabels) {
 		return Run{}, fmt.Errorf("%w: agent %s lacks the labels %s of workspace %s", ErrAgentUnavailable, agent.ID, formatLabels(w.AgentLabels), w.Name)
 	}
+	var attempted string // the run an earlier attempt tried to claim
 	return retry(ctx, func() (Run, error) {
 		lock, err := m.store.GetLock(ctx, w.Tenant, w.Name)
 		if err != nil {
 			return Run{}, err
 		}
 		var r Run
+		if attempted != "" && lock.Run == attempted && lock.Agent == agent.ID {
+			// The earlier attempt landed although its answer was lost.
+			if r, err = m.store.GetRun(ctx, w.Tenant, attempted); err == nil && r.Agent == agent.ID && r.State.Executing() {
+				return r, nil
+			}
+		}
 		if lock.Held() {
 			if lock.Agent != "" {
 				return Run{}, fmt.Errorf("%w: workspace %s is busy with run %s on agent %s", ErrNothingToClaim, w.Name, lock.Run, lock.Agent)
@@ -463,6 +470,7 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 			lock.Since = now
 		}
 		lock.Tenant, lock.Workspace, lock.Run, lock.Agent, lock.Deadline = w.Tenant, w.Name, r.ID, agent.ID, r.Deadline
+		attempted = r.ID
 		if err := m.store.Commit(ctx, Commit{Tenant: w.Tenant, Workspace: w.Name, Runs: []Run{r}, Lock: &lock}); err != nil {
 			return Run{}, err
 		}
@@ -498,16 +506,19 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		if err != nil {
 			return Run{}, fmt.Errorf("cannot record report on run %s: %w", rep.Run, err)
 		}
+		to := rep.State
+		if to == Planned && rep.Result != nil && !rep.Result.HasChanges {
+			to = NoChanges
+		}
+		if reported(r, rep.Agent, to) {
+			return r, nil // a redelivered report: already recorded
+		}
 		if r.Agent != rep.Agent || !r.State.Executing() {
 			return Run{}, fmt.Errorf("%w: run %s is %s on agent %q, not on %q", ErrNotAssigned, r.ID, r.State, r.Agent, rep.Agent)
 		}
 		w, err := m.store.GetWorkspace(ctx, r.Tenant, r.Workspace)
 		if err != nil {
 			return Run{}, err
-		}
-		to := rep.State
-		if to == Planned && rep.Result != nil && !rep.Result.HasChanges {
-			to = NoChanges
 		}
 		if to == Planned && rep.Plan == nil {
 			return Run{}, fmt.Errorf("%w: a plan with changes needs its saved plan artifact", ErrInvalid)
@@ -549,6 +560,19 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		m.log.InfoContext(ctx, "run phase ended", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State, "agent", rep.Agent, "reason", reason)
 		return r, nil
 	})
+}
+
+// reported reports whether agent's report ending a phase in state to is
+// already r's latest phase end (at most an auto-approval after it), so a
+// report the gateway delivers twice is recorded once.
+func reported(r Run, agent string, to State) bool {
+	for i := len(r.History) - 1; i >= 0 && i >= len(r.History)-2; i-- {
+		h := r.History[i]
+		if h.From.Executing() {
+			return h.By == agent && h.To == to
+		}
+	}
+	return false
 }
 
 // reportReason is the recorded reason of a phase's end: the agent's, or
@@ -735,6 +759,12 @@ func (m *Manager) SweepSilentAgents(ctx context.Context) ([]Agent, error) {
 	}
 	var marked []Agent
 	for _, a := range agents {
+		// The list may be stale by now: skip an agent that just heartbeated.
+		fresh, err := m.store.GetAgent(ctx, a.Tenant, a.ID)
+		if err != nil || fresh.Silent || !fresh.LastHeartbeat.Equal(a.LastHeartbeat) {
+			continue
+		}
+		a = fresh
 		locks, err := m.store.ListLocks(ctx, LockQuery{Tenant: a.Tenant, Agent: a.ID})
 		if err != nil {
 			return marked, err

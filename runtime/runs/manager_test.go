@@ -62,3 +62,47 @@ func TestEnqueueValidation(t *testing.T) {
 		})
 	}
 }
+
+// lostAck is a store whose next commits land but answer ErrConflict, as
+// when a transaction succeeds and its response is lost.
+type lostAck struct {
+	runs.Store
+	lose int
+}
+
+func (s *lostAck) Commit(ctx context.Context, c runs.Commit) error {
+	err := s.Store.Commit(ctx, c)
+	if err == nil && s.lose > 0 {
+		s.lose--
+		return runs.ErrConflict
+	}
+	return err
+}
+
+func TestLostAnswersAreRecovered(t *testing.T) {
+	ctx := context.Background()
+	store := &lostAck{Store: runstore.NewMemory()}
+	m, err := runs.New(runs.Config{Store: store})
+	require.NoError(t, err)
+	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
+	require.NoError(t, err)
+	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
+	require.NoError(t, err)
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
+	require.NoError(t, err)
+	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
+		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+
+	store.lose = 1
+	r, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err, "the claim landed; the agent must get its run")
+	assert.Equal(t, q.Run.ID, r.ID)
+	assert.Equal(t, runs.Planning, r.State)
+
+	store.lose = 1
+	r, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Failed, Reason: "boom"})
+	require.NoError(t, err, "the report landed")
+	assert.Equal(t, runs.Failed, r.State)
+	assert.Len(t, r.History, 3)
+}
