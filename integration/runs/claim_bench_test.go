@@ -82,4 +82,3 @@ func percentile(d []time.Duration, p int) time.Duration {
 	}
 	return s[min(len(s)-1, len(s)*p/100)]
 }
-
