@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -211,4 +213,42 @@ func TestConfigValidate(t *testing.T) {
 		require.Error(t, err, field)
 		assert.True(t, strings.Contains(err.Error(), field), "%s: %v", field, err)
 	}
+}
+
+func TestSendTooLargeFailsAtOnce(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
+	c, _ := newClient(t, g, "acme", "a1")
+	_, err := c.Send(ctxT(t), OutMessage{Body: make([]byte, protocol.MaxFrameBytes)})
+	var perr *protocol.Error
+	require.ErrorAs(t, err, &perr)
+	assert.Equal(t, protocol.CodeFrameTooLarge, perr.Code)
+}
+
+// TestSilentWorkerIsDropped: a worker that accepts the session and then
+// says nothing (a half-open connection) is left after three ping
+// intervals, and the connector reconnects.
+func TestSilentWorkerIsDropped(t *testing.T) {
+	var accepts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		accepts.Add(1)
+		hello, _ := protocol.Encode(protocol.Frame{Type: protocol.TypeHello, Hello: &protocol.Hello{
+			Session: "s", Tenant: "acme", Connector: "a1", Queue: "q", PingIntervalSeconds: 1, MaxFrameBytes: protocol.MaxFrameBytes}})
+		_ = ws.Write(r.Context(), websocket.MessageText, hello)
+		<-r.Context().Done() // silence
+	}))
+	defer srv.Close()
+	c, err := New(Config{WorkerURL: srv.URL, Tenant: "acme", Connector: "a1", Tokens: &fakeTokens{ttl: time.Hour},
+		Handler: HandlerFunc(func(context.Context, *Message) error { return nil }), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, func() bool { return accepts.Load() >= 2 }, 10*time.Second, 50*time.Millisecond)
 }

@@ -27,7 +27,11 @@ type session struct {
 	mu      sync.Mutex
 	pending map[string]chan protocol.Frame
 	access  *protocol.QueueAccess
+
+	lastHeard atomic.Int64 // unix nanoseconds of the last frame or ping from the worker
 }
+
+func (s *session) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
 
 // errSessionClosed reports a request cut off by the session's end.
 var errSessionClosed = errors.New("session closed")
@@ -52,6 +56,12 @@ func (s *session) request(ctx context.Context, f protocol.Frame) (protocol.Frame
 	data, err := protocol.Encode(f)
 	if err != nil {
 		return protocol.Frame{}, err
+	}
+	if limit := s.hello.MaxFrameBytes; limit > 0 && len(data) > limit {
+		// The worker would refuse it without being able to say which
+		// request it was; refuse it here with the same code.
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeFrameTooLarge,
+			Message: fmt.Sprintf("%s frame is %d bytes, the gateway accepts %d", f.Type, len(data), limit)}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = s.ws.Write(wctx, websocket.MessageText, data)
@@ -86,6 +96,7 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 			s.err = err
 			return
 		}
+		s.heard()
 		f, err := protocol.Decode(data)
 		if err != nil {
 			c.log.Warn("worker sent an unreadable frame", "err", err)
@@ -191,10 +202,15 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	s := &session{closed: make(chan struct{}), pending: map[string]chan protocol.Frame{}}
 	ws, resp, err := websocket.Dial(dctx, c.wsURL, &websocket.DialOptions{
 		HTTPClient:   c.cfg.HTTPClient,
 		HTTPHeader:   http.Header{"Authorization": {"Bearer " + tok.AccessToken}},
 		Subprotocols: []string{protocol.Subprotocol},
+		OnPingReceived: func(context.Context, []byte) bool {
+			s.heard()
+			return true
+		},
 	})
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
@@ -220,48 +236,71 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		_ = ws.Close(websocket.StatusPolicyViolation, "identity mismatch")
 		return nil, fmt.Errorf("worker says this session is %s/%s, configured as %s/%s", f.Hello.Tenant, f.Hello.Connector, c.cfg.Tenant, c.cfg.Connector)
 	}
-	return &session{ws: ws, hello: *f.Hello, closed: make(chan struct{}), pending: map[string]chan protocol.Frame{}}, nil
+	s.ws, s.hello = ws, *f.Hello
+	s.heard()
+	return s, nil
 }
 
 // serve runs a session until it ends: it reads frames, renews the token
-// before it expires and watches for the worker going silent.
+// before it expires and drops a session whose worker went silent (no frame
+// and no ping for three ping intervals: a half-open connection).
 func (c *Client) serve(ctx context.Context, s *session) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.readLoop(sctx, c)
 	defer func() { <-s.closed }()
 	defer func() { _ = s.ws.Close(websocket.StatusNormalClosure, "connector stopping") }()
-	sent := ""
+
+	ping := time.Duration(s.hello.PingIntervalSeconds) * time.Second
+	if ping <= 0 {
+		ping = 30 * time.Second
+	}
+	watchdog := time.NewTicker(ping)
+	defer watchdog.Stop()
+	renew := time.NewTimer(c.renewIn(sctx))
+	defer renew.Stop()
+	sent := "" // token the session holds; "" until the first renewal check
+	if tok, err := c.tokens.TokenWithExpiry(sctx); err == nil {
+		sent = tok.AccessToken
+	}
 	for {
-		tok, err := c.tokens.TokenWithExpiry(sctx)
-		if sent == "" {
-			sent = tok.AccessToken // the session was opened with it
-		}
-		wait := time.Minute
-		if err == nil {
-			// The token source refreshes at 80% of a token's life; renew the
-			// session's token a little after that.
-			wait = max(time.Until(tok.Expiry)/5, time.Second)
-		}
 		select {
 		case <-s.closed:
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-watchdog.C:
+			if silent := time.Since(time.Unix(0, s.lastHeard.Load())); silent > 3*ping {
+				c.log.Warn("worker silent; dropping the session", "silent_for", silent.Round(time.Second))
+				_ = s.ws.CloseNow()
+				return
+			}
+		case <-renew.C:
+			renew.Reset(c.renewIn(sctx))
+			tok, err := c.tokens.TokenWithExpiry(sctx)
+			if err != nil {
+				c.log.Warn("cannot renew access token", "err", err)
+				continue
+			}
+			if tok.AccessToken == sent {
+				continue
+			}
+			if _, err := s.request(sctx, protocol.Frame{Type: protocol.TypeAuth, Token: tok.AccessToken}); err != nil {
+				c.log.Warn("worker refused the renewed token", "err", err)
+				continue
+			}
+			sent = tok.AccessToken
 		}
-		tok, err = c.tokens.TokenWithExpiry(sctx)
-		if err != nil {
-			c.log.Warn("cannot renew access token", "err", err)
-			continue
-		}
-		if tok.AccessToken == sent {
-			continue
-		}
-		if _, err := s.request(sctx, protocol.Frame{Type: protocol.TypeAuth, Token: tok.AccessToken}); err != nil {
-			c.log.Warn("worker refused the renewed token", "err", err)
-			continue
-		}
-		sent = tok.AccessToken
 	}
+}
+
+// renewIn is when to look for a fresher token: the token source refreshes
+// at 80% of a token's life, so checking every fifth of the remaining life
+// hands the worker the new token well before the old one expires.
+func (c *Client) renewIn(ctx context.Context) time.Duration {
+	tok, err := c.tokens.TokenWithExpiry(ctx)
+	if err != nil {
+		return 10 * time.Second
+	}
+	return max(time.Until(tok.Expiry)/5, time.Second)
 }
