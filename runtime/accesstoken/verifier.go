@@ -26,6 +26,7 @@ const (
 	DefaultRefreshInterval       = 10 * time.Minute
 	DefaultUnknownKeyRefreshRate = 30 * time.Second
 	maxLeeway                    = 5 * time.Minute
+	unknownKeyFetchTimeout       = 5 * time.Second
 )
 
 // VerifierConfig configures a Verifier.
@@ -48,7 +49,7 @@ type VerifierConfig struct {
 	// UnknownKeyRefreshInterval is the least time between two fetches of the
 	// JWKS caused by tokens naming a key the cache does not hold, so that
 	// garbage tokens cannot make the verifier hammer the idp. A token that
-	// arrives while the limit holds is rejected at once, never queued.
+	// arrives while the limit holds is rejected at once, not queued.
 	// Default DefaultUnknownKeyRefreshRate.
 	UnknownKeyRefreshInterval time.Duration
 	// SubjectOnly accepts tokens without tenant and connector claims (for
@@ -148,7 +149,8 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 // jwksURL now (failure is logged, not returned), every refreshInterval in the
 // background until ctx is done, and again when a token names an unknown kid,
 // but at most once per unknownKeyInterval. A token that meets the limit is
-// rejected at once, never queued behind it. Verifier uses it; it is exported
+// rejected at once unless the limit frees within the fetch timeout (5 s).
+// Verifier uses it; it is exported
 // for verifiers of other token families (operator tokens) so that they share
 // the same cache behaviour.
 func NewKeyCache(ctx context.Context, jwksURL string, client *http.Client, refreshInterval, unknownKeyInterval time.Duration, logger *slog.Logger) (keyfunc.Keyfunc, error) {
@@ -159,8 +161,12 @@ func NewKeyCache(ctx context.Context, jwksURL string, client *http.Client, refre
 		NoErrorReturnFirstHTTPReq: &noErrFirst,
 		RefreshInterval:           refreshInterval,
 		RefreshUnknownKID:         rate.NewLimiter(rate.Every(unknownKeyInterval), 1),
-		// A near-zero wait turns the limiter into "refresh now or reject".
-		RateLimitWaitMax: time.Millisecond,
+		// jwkset bounds both the wait for the limiter and the fetch itself
+		// by this one timeout, so it must leave room for a real HTTP round
+		// trip on a loaded machine (a millisecond does not). The limiter
+		// never sleeps beyond it: a token that would have to wait longer is
+		// rejected at once.
+		RateLimitWaitMax: unknownKeyFetchTimeout,
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
 				logger.WarnContext(ctx, "cannot refresh JWKS", "url", u, "error", err)
