@@ -150,9 +150,8 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 // background until ctx is done, and again when a token names an unknown kid,
 // but at most once per unknownKeyInterval. A token that meets the limit is
 // rejected at once unless the limit frees within the fetch timeout (5 s).
-// Verifier uses it; it is exported
-// for verifiers of other token families (operator tokens) so that they share
-// the same cache behaviour.
+// Verifier uses it; it is exported for verifiers of other token families
+// (operator tokens) so that they share the same cache behaviour.
 func NewKeyCache(ctx context.Context, jwksURL string, client *http.Client, refreshInterval, unknownKeyInterval time.Duration, logger *slog.Logger) (keyfunc.Keyfunc, error) {
 	noErrFirst := true
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
