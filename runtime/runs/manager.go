@@ -275,8 +275,8 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 		return Enqueued{}, fmt.Errorf("cannot enqueue run in %s/%s: %w", r.Tenant, r.Workspace, err)
 	}
 	waiting, err := m.Waiting(ctx, r)
-	if err != nil {
-		return Enqueued{}, err
+	if err != nil { // the run is queued all the same
+		m.log.WarnContext(ctx, "cannot tell why a run waits", "run", r.ID, "err", err)
 	}
 	m.log.InfoContext(ctx, "run queued", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "operation", r.Operation, "waiting", waiting)
 	return Enqueued{Run: r, Waiting: waiting}, nil
@@ -322,12 +322,23 @@ func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	online, matching := 0, 0
+	locks, err := m.store.ListLocks(ctx, LockQuery{Tenant: r.Tenant})
+	if err != nil {
+		return "", err
+	}
+	busy := map[string]int{}
+	for _, l := range locks {
+		busy[l.Agent]++
+	}
+	online, matching, free := 0, 0, 0
 	for _, a := range agents {
 		if m.Online(a) {
 			online++
 			if a.Matches(w.AgentLabels) {
 				matching++
+				if busy[a.ID] < a.Capacity {
+					free++
+				}
 			}
 		}
 	}
@@ -336,6 +347,8 @@ func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
 		return fmt.Sprintf("no agent of tenant %s is online", r.Tenant), nil
 	case matching == 0:
 		return fmt.Sprintf("none of the %d online agent(s) of tenant %s has the labels %s", online, r.Tenant, formatLabels(w.AgentLabels)), nil
+	case free == 0:
+		return fmt.Sprintf("all %d agent(s) that can run it are busy", matching), nil
 	}
 	return "", nil
 }

@@ -552,7 +552,9 @@ func testQueue(t *testing.T, f Fixture) {
 	third := e.enqueue("app", runs.OpDestroy)
 	assert.Contains(t, third.Waiting, "1 run(s) ahead")
 
-	// Capacity 2: the agent still takes another workspace's run.
+	// Capacity 2: the agent still takes another workspace's run; then it
+	// is full, and a run of a free workspace says so.
+	e.workspace("third", runs.Options{}, nil)
 	_, err = e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: "a1"})
 	assert.ErrorIs(t, err, runs.ErrNothingToClaim)
 	e.enqueue("other", runs.OpApply)
@@ -561,6 +563,10 @@ func testQueue(t *testing.T, f Fixture) {
 	assert.Equal(t, "other", o.Workspace)
 	_, err = e.m.ClaimNext(e.ctx, e.tenant, "a1")
 	assert.ErrorIs(t, err, runs.ErrAgentUnavailable, "agent at capacity")
+	full := e.enqueue("third", runs.OpApply)
+	assert.Equal(t, "all 1 agent(s) that can run it are busy", full.Waiting)
+	_, err = e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: full.Run.ID, By: "alice"})
+	require.NoError(t, err)
 
 	// auto-apply: planned goes straight to approved and the same agent applies.
 	r = e.report(r.ID, "a1", runs.Planned, true)
