@@ -19,6 +19,9 @@ package idp
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -193,6 +196,7 @@ type Server struct {
 	mux      *http.ServeMux
 	issued   prometheus.Counter
 	denied   *prometheus.CounterVec
+	decoy    *ecdsa.PublicKey // verifies assertions of unknown clients
 }
 
 // New returns a Server for cfg.
@@ -201,7 +205,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	decoy, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("cannot generate decoy key: %w", err)
+	}
 	s := &Server{
+		decoy:    &decoy.PublicKey,
 		cfg:      cfg,
 		tokenURL: cfg.Issuer + TokenPath,
 		audit:    cfg.Logger.With(slog.Bool("audit", true)),

@@ -231,13 +231,16 @@ func (s *Server) authenticate(assertion, formClientID string, now time.Time) (*j
 		return claims, none, invalidClient("client_id_mismatch", "client_id does not match the client_assertion", fmt.Errorf("client_id %q", formClientID))
 	}
 	conn, ok := s.cfg.Clients.Lookup(clientID)
-	if !ok {
-		return claims, none, invalidClient("unknown_client", authFailed, nil)
-	}
-	if conn.Disabled {
-		return claims, none, invalidClient("disabled_client", authFailed, nil)
+	key, refusal := conn.PublicKey(), ""
+	switch {
+	case !ok:
+		key, refusal = s.decoy, "unknown_client"
+	case conn.Disabled:
+		key, refusal = s.decoy, "disabled_client"
 	}
 
+	// The signature is checked even for a client that cannot succeed (against
+	// a decoy key), so that response time does not tell which ids exist.
 	verified := &jwt.RegisteredClaims{}
 	_, err = jwt.NewParser(
 		jwt.WithValidMethods([]string{accesstoken.Algorithm}),
@@ -248,7 +251,10 @@ func (s *Server) authenticate(assertion, formClientID string, now time.Time) (*j
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(s.cfg.Leeway),
 		jwt.WithTimeFunc(func() time.Time { return now }),
-	).ParseWithClaims(assertion, verified, func(*jwt.Token) (any, error) { return conn.PublicKey(), nil })
+	).ParseWithClaims(assertion, verified, func(*jwt.Token) (any, error) { return key, nil })
+	if refusal != "" {
+		return claims, none, invalidClient(refusal, authFailed, nil)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
