@@ -201,7 +201,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		settings[k] = v
 	}
 	if _, err := gw.Platform.NewApp(ctx, child("relayserver"), apphost.AppArgs{
-		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080, HealthPath: "/healthz",
+		// No ingress and no probe: the relay server only dials out to the
+		// relay (and serves its API through it).
+		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080,
 		Identity: id, RegistryServer: gw.RegistryLoginServer, Settings: settings,
 		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": secrets[SecretListenKey].Properties.SecretUri()},
 		// One listener is enough and keeps run orchestration single-writer.
