@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,7 +24,9 @@ import (
 
 func openArtifacts(t *testing.T, emu *azurite.Emulator, container string) *artifacts.Store {
 	t.Helper()
-	s, err := artifacts.New(context.Background(), artifacts.Config{ConnectionString: emu.ConnectionString, Container: container, CreateContainer: true})
+	client, err := azblob.NewClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(t, err)
+	s, err := artifacts.New(context.Background(), client, container, true)
 	require.NoError(t, err)
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
@@ -27,7 +28,9 @@ import (
 func BenchmarkEnqueueToClaim(b *testing.B) {
 	emu := azurite.New(b)
 	ctx := context.Background()
-	store, err := runstore.Open(ctx, runstore.Config{ConnectionString: emu.ConnectionString, TablePrefix: "bench", CreateTables: true})
+	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(b, err)
+	store, err := runstore.Open(ctx, svc, runstore.Options{TablePrefix: "bench", CreateTables: true})
 	require.NoError(b, err)
 	m, err := runs.New(runs.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)

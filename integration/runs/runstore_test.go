@@ -7,8 +7,11 @@ package runs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
@@ -19,16 +22,31 @@ import (
 
 func TestTablesContract(t *testing.T) {
 	emu := azurite.New(t)
+	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(t, err)
 	n := 0
 	storetest.Run(t, func(t *testing.T) storetest.Fixture {
-		// Fresh tables per test: sweeps scan every tenant of a store.
+		// Fresh tables per test: sweeps read every tenant of a store.
 		n++
-		cfg := runstore.Config{ConnectionString: emu.ConnectionString, TablePrefix: fmt.Sprintf("runs%03d", n), CreateTables: true}
+		opts := runstore.Options{TablePrefix: fmt.Sprintf("runs%03d", n), CreateTables: true}
 		open := func(t *testing.T) runs.Store {
-			s, err := runstore.Open(context.Background(), cfg)
+			// A new client as well: a restarted server shares nothing.
+			svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+			require.NoError(t, err)
+			s, err := runstore.Open(context.Background(), svc, opts)
 			require.NoError(t, err)
 			return s
 		}
-		return storetest.Fixture{Store: open(t), Reopen: open}
+		s, err := runstore.Open(context.Background(), svc, opts)
+		require.NoError(t, err)
+		return storetest.Fixture{Store: s, Reopen: open}
 	})
+}
+
+func TestTablesOptions(t *testing.T) {
+	for _, bad := range []string{"1runs", "runs-x", "runs_x", strings.Repeat("r", 51)} {
+		assert.ErrorContains(t, runstore.Options{TablePrefix: bad}.Validate(), "TablePrefix", bad)
+	}
+	assert.NoError(t, runstore.Options{TablePrefix: "Runs2"}.Validate())
+	assert.NoError(t, runstore.Options{}.Validate())
 }

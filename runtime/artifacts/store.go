@@ -45,65 +45,31 @@ var (
 	ErrLogGap = errors.New("log append leaves a gap")
 )
 
-// Config opens a Store. Set ConnectionString, or ServiceURL with
-// Credential.
-type Config struct {
-	// ConnectionString of the storage account (shared key; Azurite).
-	ConnectionString string
-	// ServiceURL is the blob endpoint (from stack outputs, never built
-	// here) for Credential.
-	ServiceURL string
-	Credential azcore.TokenCredential
-	// Container for artifacts; DefaultContainer if empty.
-	Container string
-	// CreateContainer creates it if missing (local use).
-	CreateContainer bool
-}
-
-// Validate reports the first missing or contradictory field.
-func (c Config) Validate() error {
-	switch {
-	case c.ConnectionString != "" && (c.ServiceURL != "" || c.Credential != nil):
-		return errors.New("artifacts config: ConnectionString and ServiceURL/Credential are exclusive")
-	case c.ConnectionString == "" && c.ServiceURL == "":
-		return errors.New("artifacts config: ConnectionString or ServiceURL is required")
-	case c.ServiceURL != "" && c.Credential == nil:
-		return errors.New("artifacts config: Credential is required with ServiceURL")
-	}
-	return nil
-}
-
 // Store keeps run artifacts in one Blob container.
 type Store struct {
 	client    *azblob.Client
 	container string
 }
 
-// New opens a store.
-func New(ctx context.Context, cfg Config) (*Store, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+// New returns a store on container (DefaultContainer if empty) of client,
+// which the caller builds from a connection string, or from the blob
+// endpoint in the stack outputs and an Entra ID credential. create makes
+// the container if it is missing (local use; in Azure the infrastructure
+// creates it).
+func New(ctx context.Context, client *azblob.Client, container string, create bool) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("artifacts: blob client is nil")
 	}
-	s := &Store{container: cfg.Container}
-	if s.container == "" {
-		s.container = DefaultContainer
+	if container == "" {
+		container = DefaultContainer
 	}
-	var err error
-	if cfg.ConnectionString != "" {
-		s.client, err = azblob.NewClientFromConnectionString(cfg.ConnectionString, nil)
-	} else {
-		s.client, err = azblob.NewClient(cfg.ServiceURL, cfg.Credential, nil)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot open blob service: %w", err)
-	}
-	if cfg.CreateContainer {
-		_, err := s.client.CreateContainer(ctx, s.container, nil)
+	if create {
+		_, err := client.CreateContainer(ctx, container, nil)
 		if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-			return nil, fmt.Errorf("cannot create container %q: %w", s.container, err)
+			return nil, fmt.Errorf("cannot create container %q: %w", container, err)
 		}
 	}
-	return s, nil
+	return &Store{client: client, container: container}, nil
 }
 
 // Container is the container artifacts live in.

@@ -32,42 +32,27 @@ const (
 	activeTable     = "active"
 )
 
-// Config opens a Tables store. Set ConnectionString, or ServiceURL with
-// Credential.
-type Config struct {
-	// ConnectionString of the storage account (shared key; Azurite).
-	ConnectionString string
-	// ServiceURL is the table endpoint (from stack outputs, never built
-	// here) for Credential.
-	ServiceURL string
-	Credential azcore.TokenCredential
-	// TablePrefix starts every table name (letters and digits, at most 50;
-	// DefaultTablePrefix if empty), so several stores can share an account.
+// Options tune a Tables store.
+type Options struct {
+	// TablePrefix starts every table name (letters and digits, starting
+	// with a letter, at most 50; DefaultTablePrefix if empty), so several
+	// stores can share an account.
 	TablePrefix string
 	// CreateTables creates missing tables (local use; in Azure the
 	// infrastructure creates them).
 	CreateTables bool
 }
 
-// Validate reports the first missing or contradictory field.
-func (c Config) Validate() error {
-	switch {
-	case c.ConnectionString != "" && (c.ServiceURL != "" || c.Credential != nil):
-		return errors.New("runstore config: ConnectionString and ServiceURL/Credential are exclusive")
-	case c.ConnectionString == "" && c.ServiceURL == "":
-		return errors.New("runstore config: ConnectionString or ServiceURL is required")
-	case c.ServiceURL != "" && c.Credential == nil:
-		return errors.New("runstore config: Credential is required with ServiceURL")
-	case len(c.TablePrefix) > 50:
-		return fmt.Errorf("runstore config: TablePrefix %q is longer than 50 characters", c.TablePrefix)
+// Validate names the first bad option.
+func (o Options) Validate() error {
+	p := o.TablePrefix
+	if len(p) > 50 {
+		return fmt.Errorf("runstore options: TablePrefix %q is longer than 50 characters", p)
 	}
-	for _, r := range c.TablePrefix {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return fmt.Errorf("runstore config: TablePrefix %q may hold only letters and digits", c.TablePrefix)
+	for i, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return fmt.Errorf("runstore options: TablePrefix %q must be letters and digits, starting with a letter", p)
 		}
-	}
-	if c.TablePrefix != "" && (c.TablePrefix[0] >= '0' && c.TablePrefix[0] <= '9') {
-		return fmt.Errorf("runstore config: TablePrefix %q must start with a letter", c.TablePrefix)
 	}
 	return nil
 }
@@ -80,24 +65,14 @@ type Tables struct {
 
 var _ runs.Store = (*Tables)(nil)
 
-// Open returns a store over the account cfg names.
-func Open(ctx context.Context, cfg Config) (*Tables, error) {
-	if err := cfg.Validate(); err != nil {
+// Open returns a store on the tables of svc (built by the caller from a
+// connection string, or from the table endpoint in the stack outputs and
+// an Entra ID credential).
+func Open(ctx context.Context, svc *aztables.ServiceClient, opts Options) (*Tables, error) {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	var (
-		svc *aztables.ServiceClient
-		err error
-	)
-	if cfg.ConnectionString != "" {
-		svc, err = aztables.NewServiceClientFromConnectionString(cfg.ConnectionString, nil)
-	} else {
-		svc, err = aztables.NewServiceClient(cfg.ServiceURL, cfg.Credential, nil)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot open table service: %w", err)
-	}
-	prefix := cfg.TablePrefix
+	prefix := opts.TablePrefix
 	if prefix == "" {
 		prefix = DefaultTablePrefix
 	}
@@ -105,7 +80,7 @@ func Open(ctx context.Context, cfg Config) (*Tables, error) {
 	clients := make([]*aztables.Client, len(names))
 	for i, n := range names {
 		clients[i] = svc.NewClient(prefix + n)
-		if cfg.CreateTables {
+		if opts.CreateTables {
 			_, err := svc.CreateTable(ctx, prefix+n, nil)
 			var re *azcore.ResponseError
 			if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
