@@ -597,30 +597,9 @@ func testClaimRace(t *testing.T, f Fixture) {
 	require.NoError(t, err)
 	managers := []*runs.Manager{e.m, other}
 
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		wins   []runs.Run
-		losses []error
-	)
-	start := make(chan struct{})
-	for i := range racers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			r, err := managers[i%2].Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: fmt.Sprintf("a%d", i)})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				losses = append(losses, err)
-				return
-			}
-			wins = append(wins, r)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	wins, losses := race(racers, func(i int) (runs.Run, error) {
+		return managers[i%2].Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: "app", Agent: fmt.Sprintf("a%d", i)})
+	})
 	require.Len(t, wins, 1, "exactly one claim wins")
 	for _, err := range losses {
 		assert.True(t, errors.Is(err, runs.ErrNothingToClaim) || errors.Is(err, runs.ErrConflict), "loser error: %v", err)
@@ -637,18 +616,35 @@ func testClaimRace(t *testing.T, f Fixture) {
 	e.workspace("db", runs.Options{}, nil)
 	e.enqueue("web", runs.OpApply)
 	e.enqueue("db", runs.OpApply)
-	wins, losses = nil, nil
-	start = make(chan struct{})
+	var idle []string
 	for i := range racers {
-		agent := fmt.Sprintf("a%d", i)
-		if agent == wins0(planning) {
-			continue
+		if a := fmt.Sprintf("a%d", i); a != wins[0].Agent {
+			idle = append(idle, a)
 		}
+	}
+	wins, losses = race(len(idle), func(i int) (runs.Run, error) {
+		return managers[i%2].ClaimNext(e.ctx, e.tenant, idle[i])
+	})
+	require.Len(t, wins, 2, "one claim per workspace")
+	assert.ElementsMatch(t, []string{"web", "db"}, []string{wins[0].Workspace, wins[1].Workspace})
+	for _, err := range losses {
+		assert.ErrorIs(t, err, runs.ErrNothingToClaim)
+	}
+}
+
+// race runs claim n times at once and sorts the outcomes.
+func race(n int, claim func(i int) (runs.Run, error)) (wins []runs.Run, losses []error) {
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	start := make(chan struct{})
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			r, err := managers[i%2].ClaimNext(e.ctx, e.tenant, agent)
+			r, err := claim(i)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -660,14 +656,8 @@ func testClaimRace(t *testing.T, f Fixture) {
 	}
 	close(start)
 	wg.Wait()
-	require.Len(t, wins, 2, "one claim per workspace")
-	assert.ElementsMatch(t, []string{"web", "db"}, []string{wins[0].Workspace, wins[1].Workspace})
-	for _, err := range losses {
-		assert.ErrorIs(t, err, runs.ErrNothingToClaim)
-	}
+	return wins, losses
 }
-
-func wins0(planning []runs.Run) string { return planning[0].Agent }
 
 func testSilentAgent(t *testing.T, f Fixture) {
 	e := newEnv(t, f.Store)
