@@ -34,9 +34,9 @@ var hopHeaders = []string{
 // otherwise over a rendezvous socket to the request's address, which then
 // carries this sender's later requests too.
 func (l *Listener) serveControlRequest(ctx context.Context, c *control, req *wire.Request, body []byte) {
-	ctx, cancel := context.WithTimeout(ctx, requestDeadline)
+	headCtx, cancel := context.WithTimeout(ctx, requestDeadline)
 	defer cancel()
-	resp, finish, err := l.exchange(ctx, req, bytes.NewReader(body), int64(len(body)))
+	resp, finish, err := l.exchange(headCtx, req, bytes.NewReader(body), int64(len(body)))
 	if err != nil {
 		l.log.Warn("cannot serve relayed request", "id", req.ID, "err", err)
 		_ = c.send(ctx, wire.Message{Response: errorResponse(req.ID, err)}, nil)
@@ -62,13 +62,15 @@ func (l *Listener) serveControlRequest(ctx context.Context, c *control, req *wir
 		}
 		return
 	}
-	ws, err := l.ep.dial(ctx, "request", req.Address, nil)
+	dctx, dcancel := context.WithTimeout(l.ctx, l.cfg.AcceptTimeout)
+	ws, err := l.ep.dial(dctx, "request", req.Address, nil)
+	dcancel()
 	if err != nil {
 		l.log.Warn("cannot open rendezvous for large response", "id", req.ID, "err", err)
 		return
 	}
 	ws.SetReadLimit(-1)
-	if err := writeResponse(ctx, ws, head, io.MultiReader(bytes.NewReader(small), resp.Body)); err != nil {
+	if err := writeResponse(l.ctx, ws, head, io.MultiReader(bytes.NewReader(small), resp.Body)); err != nil {
 		l.log.Warn("cannot send relayed response", "id", req.ID, "err", err)
 		_ = ws.CloseNow()
 		return
@@ -110,26 +112,28 @@ func (l *Listener) serveRendezvous(address string, ws *websocket.Conn) {
 }
 
 func (l *Listener) serveOnRendezvous(ws *websocket.Conn, req *wire.Request) bool {
-	ctx, cancel := context.WithTimeout(l.ctx, requestDeadline)
+	// The relay's 60 s deadline is for the response head; bodies stream for
+	// as long as they take (the relay only limits idle time between frames).
+	headCtx, cancel := context.WithTimeout(l.ctx, requestDeadline)
 	defer cancel()
 	var body io.Reader = http.NoBody
 	size := int64(0)
 	if req.Body {
-		typ, r, err := ws.Reader(ctx)
+		typ, r, err := ws.Reader(l.ctx)
 		if err != nil || typ != websocket.MessageBinary {
 			return false
 		}
 		body, size = r, -1
 		defer func() { _, _ = io.Copy(io.Discard, r) }() // the next message must be a request
 	}
-	resp, finish, err := l.exchange(ctx, req, body, size)
+	resp, finish, err := l.exchange(headCtx, req, body, size)
 	if err != nil {
 		l.log.Warn("cannot serve relayed request", "id", req.ID, "err", err)
-		return writeResponse(ctx, ws, errorResponse(req.ID, err), nil) == nil
+		return writeResponse(l.ctx, ws, errorResponse(req.ID, err), nil) == nil
 	}
 	defer finish()
 	head := responseHead(req.ID, resp)
-	if err := writeResponse(ctx, ws, head, resp.Body); err != nil {
+	if err := writeResponse(l.ctx, ws, head, resp.Body); err != nil {
 		l.log.Warn("cannot send relayed response", "id", req.ID, "err", err)
 		return false
 	}
@@ -222,8 +226,9 @@ func errorResponse(id string, err error) *wire.Response {
 }
 
 // exchange hands the request to whoever calls Accept (http.Server) as an
-// HTTP/1.1 exchange on an in-memory connection and reads the response.
-// finish releases the connection once the body has been consumed.
+// HTTP/1.1 exchange on an in-memory connection and reads the response head
+// within ctx. The body may take longer: it ends with the listener or when
+// finish releases the connection after the body has been consumed.
 func (l *Listener) exchange(ctx context.Context, r *wire.Request, body io.Reader, size int64) (*http.Response, func(), error) {
 	hreq, err := toHTTPRequest(r, l.ep.hc, body, size)
 	if err != nil {
@@ -237,8 +242,9 @@ func (l *Listener) exchange(ctx context.Context, r *wire.Request, body io.Reader
 		_ = client.Close()
 		return nil, nil, fmt.Errorf("cannot hand request %s to the server: %w", r.ID, ctx.Err())
 	}
-	stop := context.AfterFunc(ctx, func() { _ = client.Close() })
-	finish := func() { stop(); _ = client.Close() }
+	stopHead := context.AfterFunc(ctx, func() { _ = client.Close() })
+	stopLife := context.AfterFunc(l.ctx, func() { _ = client.Close() })
+	finish := func() { stopHead(); stopLife(); _ = client.Close() }
 	go func() {
 		// The server may answer without reading the whole body and close;
 		// the write error that follows is expected.
@@ -249,6 +255,7 @@ func (l *Listener) exchange(ctx context.Context, r *wire.Request, body io.Reader
 		finish()
 		return nil, nil, fmt.Errorf("cannot read the server's response to request %s: %w", r.ID, err)
 	}
+	stopHead()
 	return resp, finish, nil
 }
 

@@ -58,7 +58,7 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 		}{
 			{"GET", "/hello?x=1", 0, "node got GET /hc/hello?x=1 body=0 auth=Bearer app"},
 			{"POST", "/post", 100000, "node got POST /hc/post body=100000 auth=Bearer app"}, // request via rendezvous
-			{"GET", "/big", 0, strings.Repeat("y", 200000)},                                   // response via rendezvous
+			{"GET", "/big", 0, strings.Repeat("y", 200000)},                                 // response via rendezvous
 		} {
 			req, _ := http.NewRequest(tt.method, "http://ops"+tt.path, bytes.NewReader(make([]byte, tt.body)))
 			req.Header.Set("Authorization", "Bearer app")

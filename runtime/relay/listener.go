@@ -256,6 +256,9 @@ func (l *Listener) connect(ctx context.Context) (*websocket.Conn, error) {
 	}
 	// Control messages are at most 32 kB of headers plus a 64 kB body.
 	ws.SetReadLimit(4 * (wire.MaxControlBody + wire.MaxControlHeaders))
+	l.mu.Lock()
+	l.current = ws // for Close's clean close, even before serveControl runs
+	l.mu.Unlock()
 	return ws, nil
 }
 
@@ -356,9 +359,6 @@ func (l *Listener) serveControl(ws *websocket.Conn) error {
 	ctx, cancel := context.WithCancel(l.ctx)
 	defer cancel()
 	c := &control{ws: ws}
-	l.mu.Lock()
-	l.current = ws
-	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
 		l.current = nil

@@ -699,7 +699,7 @@ func TestCloseLeavesAcceptedStreamsOpen(t *testing.T) {
 	c, lc := streamPair(t, s, l)
 
 	require.NoError(t, l.Close())
-	assert.Equal(t, 0, s.ListenerCount("hc"))
+	require.Eventually(t, func() bool { return s.ListenerCount("hc") == 0 }, time.Second, 5*time.Millisecond)
 	_, err := l.Accept()
 	assert.ErrorIs(t, err, net.ErrClosed)
 	assert.ErrorIs(t, l.Err(), net.ErrClosed)
@@ -787,4 +787,29 @@ func TestWebSocketUpgradeThroughRelay(t *testing.T) {
 	assert.Equal(t, "echo hi", string(msg))
 	_, _, err = ws.Read(ctx)
 	assert.Equal(t, websocket.StatusNormalClosure, websocket.CloseStatus(err))
+}
+
+// Relayed streams ping; a relay that stops answering ends the stream on
+// both sides instead of leaving reads hanging.
+func TestStreamKeepAlive(t *testing.T) {
+	defer relay.SetStreamKeepAlive(50 * time.Millisecond)()
+	s := newRelay(t, relaytest.Options{})
+	c, lc := streamPair(t, s, rawListener(t, s))
+	require.Eventually(t, func() bool { return s.Stats().StreamPings >= 4 }, 3*time.Second, 10*time.Millisecond)
+	_, err := c.Write([]byte("ok"))
+	require.NoError(t, err, "answered pings keep the stream")
+
+	s.IgnorePings(true)
+	for _, end := range []net.Conn{c, lc} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, end)
+			done <- err
+		}()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			t.Fatal("stream still open after unanswered pings")
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 // upgrades) and on keep-alive transitions. A goroutine reads the socket
 // without deadlines; Read waits for its chunks under the deadline.
 type stream struct {
+	ws     *websocket.Conn
 	nc     net.Conn // websocket.NetConn: writes, close, the pump's reads
 	chunks chan *[]byte
 	closed chan struct{}
@@ -36,15 +37,43 @@ type stream struct {
 // chunkPool holds read buffers the size of the 64 KiB writes senders make.
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
+// streamKeepAlive is how often an idle-or-not relayed stream is pinged, so
+// the relay and middleboxes keep it (idle sockets are dropped after about
+// 4 minutes) and a dead peer is noticed. A test hook changes it.
+var streamKeepAlive = 30 * time.Second
+
 func newStream(ws *websocket.Conn) *stream {
 	s := &stream{
+		ws:      ws,
 		nc:      websocket.NetConn(context.Background(), ws, websocket.MessageBinary),
 		chunks:  make(chan *[]byte, 2), // read ahead a little
 		closed:  make(chan struct{}),
 		changed: make(chan struct{}),
 	}
 	go s.pump()
+	go s.keepAlive(streamKeepAlive)
 	return s
+}
+
+// keepAlive pings until the stream closes; a ping unanswered within the
+// interval closes the stream, so both Read and Write fail instead of hanging.
+func (s *stream) keepAlive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		err := s.ws.Ping(ctx)
+		cancel()
+		if err != nil {
+			_ = s.Close()
+			return
+		}
+	}
 }
 
 func (s *stream) pump() {

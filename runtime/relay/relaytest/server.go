@@ -87,6 +87,7 @@ type Server struct {
 
 	ignorePings atomic.Bool
 	pings       atomic.Int64
+	streamPings atomic.Int64
 	listens     atomic.Int64
 	renewals    atomic.Int64
 	requests    atomic.Int64
@@ -275,8 +276,9 @@ func (s *Server) RefuseRenewals(refuse bool) {
 	s.refuseRenewals = refuse
 }
 
-// IgnorePings makes the relay stop answering listeners' pings, like a
-// half-open connection where nothing comes back.
+// IgnorePings makes the relay stop answering pings on every socket (control
+// channels and relayed streams), like a half-open connection where nothing
+// comes back.
 func (s *Server) IgnorePings(ignore bool) { s.ignorePings.Store(ignore) }
 
 // DropListeners cuts the control channels of hc's listeners (all entities
@@ -333,14 +335,15 @@ func (s *Server) ListenerIDs(hc string) []string {
 type Stats struct {
 	ListenAttempts     int64 // listener handshakes, refused ones included
 	Renewals           int64 // accepted renewToken frames
-	Pings              int64 // WebSocket pings from listeners
+	Pings              int64 // WebSocket pings on control channels
+	StreamPings        int64 // WebSocket pings on relayed streams (either end)
 	Requests           int64 // HTTP-mode requests relayed
 	RendezvousRequests int64 // of which over a rendezvous socket
 }
 
 // Stats returns counters since start.
 func (s *Server) Stats() Stats {
-	return Stats{ListenAttempts: s.listens.Load(), Renewals: s.renewals.Load(), Pings: s.pings.Load(), Requests: s.requests.Load(), RendezvousRequests: s.rvReqs.Load()}
+	return Stats{ListenAttempts: s.listens.Load(), Renewals: s.renewals.Load(), Pings: s.pings.Load(), StreamPings: s.streamPings.Load(), Requests: s.requests.Load(), RendezvousRequests: s.rvReqs.Load()}
 }
 
 // findEntity resolves the longest registered hybrid connection name that
@@ -409,6 +412,15 @@ func pickListener(h *hybridConn) *listenerConn {
 	return ready[mrand.IntN(len(ready))]
 }
 
+// streamAccept are the options of relayed-stream sockets: pings count and
+// obey IgnorePings (the relay answers them; they are not forwarded).
+func (s *Server) streamAccept() *websocket.AcceptOptions {
+	return &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+		s.streamPings.Add(1)
+		return !s.ignorePings.Load()
+	}}
+}
+
 func (s *Server) wsScheme() string {
 	if s.tls {
 		return "wss"
@@ -417,5 +429,3 @@ func (s *Server) wsScheme() string {
 }
 
 var errRejected = errors.New("listener rejected the connection")
-
-var _ = context.Background

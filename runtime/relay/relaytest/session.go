@@ -306,7 +306,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, path strin
 		fail(w, res.status, res.desc)
 		return
 	}
-	sws, err := websocket.Accept(w, r, nil)
+	sws, err := websocket.Accept(w, r, s.streamAccept())
 	if err != nil {
 		_ = res.ws.CloseNow()
 		return
@@ -335,7 +335,7 @@ func (s *Server) serveAccept(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusGone, "rejected")
 		return
 	}
-	ws, err := websocket.Accept(w, r, nil)
+	ws, err := websocket.Accept(w, r, s.streamAccept())
 	if err != nil {
 		rv.accepted <- acceptResult{status: http.StatusBadGateway, desc: "listener handshake failed"}
 		return
