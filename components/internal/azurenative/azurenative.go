@@ -19,6 +19,8 @@ package azurenative
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -27,22 +29,22 @@ import (
 // are generated for; resources registered here ask for the same plugin.
 const PluginVersion = "2.90.0"
 
-// Register registers a custom resource of type token with the azure-native
-// provider, as the generated SDK constructors do.
-func Register(ctx *pulumi.Context, token, name string, args pulumi.Input, res pulumi.CustomResource, opts ...pulumi.ResourceOption) error {
-	opts = append([]pulumi.ResourceOption{pulumi.Version(PluginVersion)}, opts...)
-	if err := ctx.RegisterResource(token, name, args, res, opts...); err != nil {
-		return fmt.Errorf("cannot register %s %q: %w", token, name, err)
-	}
-	return nil
-}
-
-// Required fails when a required argument is missing, as the SDK does.
-func Required(token string, fields map[string]bool) error {
-	for field, present := range fields {
-		if !present {
-			return fmt.Errorf("cannot register %s: invalid value for required argument '%s'", token, field)
+// New registers a custom resource of type token with the azure-native
+// provider, as the generated SDK constructors do, after checking that the
+// required arguments (name -> present) are there.
+func New[T any, P interface {
+	*T
+	pulumi.CustomResource
+}](ctx *pulumi.Context, token, name string, args pulumi.Input, required map[string]bool, opts ...pulumi.ResourceOption) (P, error) {
+	for _, field := range slices.Sorted(maps.Keys(required)) {
+		if !required[field] {
+			return nil, fmt.Errorf("cannot register %s %q: invalid value for required argument '%s'", token, name, field)
 		}
 	}
-	return nil
+	res := P(new(T))
+	opts = append([]pulumi.ResourceOption{pulumi.Version(PluginVersion)}, opts...)
+	if err := ctx.RegisterResource(token, name, args, res, opts...); err != nil {
+		return nil, fmt.Errorf("cannot register %s %q: %w", token, name, err)
+	}
+	return res, nil
 }

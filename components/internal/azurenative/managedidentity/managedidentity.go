@@ -37,16 +37,8 @@ func (UserAssignedIdentityArgs) ElementType() reflect.Type {
 
 // NewUserAssignedIdentity registers a user-assigned managed identity.
 func NewUserAssignedIdentity(ctx *pulumi.Context, name string, args *UserAssignedIdentityArgs, opts ...pulumi.ResourceOption) (*UserAssignedIdentity, error) {
-	const token = "azure-native:managedidentity:UserAssignedIdentity"
 	if args == nil {
 		args = &UserAssignedIdentityArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}); err != nil {
-		return nil, err
-	}
-	var res UserAssignedIdentity
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return azurenative.New[UserAssignedIdentity](ctx, "azure-native:managedidentity:UserAssignedIdentity", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }

@@ -42,18 +42,10 @@ func (NamespaceArgs) ElementType() reflect.Type { return reflect.TypeOf((*Namesp
 
 // NewNamespace registers a Relay namespace.
 func NewNamespace(ctx *pulumi.Context, name string, args *NamespaceArgs, opts ...pulumi.ResourceOption) (*Namespace, error) {
-	const token = "azure-native:relay:Namespace"
 	if args == nil {
 		args = &NamespaceArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}); err != nil {
-		return nil, err
-	}
-	var res Namespace
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return azurenative.New[Namespace](ctx, "azure-native:relay:Namespace", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
 
 // HybridConnection is azure-native:relay:HybridConnection.
@@ -80,20 +72,12 @@ func (HybridConnectionArgs) ElementType() reflect.Type {
 
 // NewHybridConnection registers a hybrid connection.
 func NewHybridConnection(ctx *pulumi.Context, name string, args *HybridConnectionArgs, opts ...pulumi.ResourceOption) (*HybridConnection, error) {
-	const token = "azure-native:relay:HybridConnection"
 	if args == nil {
 		args = &HybridConnectionArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{
+	return azurenative.New[HybridConnection](ctx, "azure-native:relay:HybridConnection", name, args, map[string]bool{
 		"NamespaceName": args.NamespaceName != nil, "ResourceGroupName": args.ResourceGroupName != nil,
-	}); err != nil {
-		return nil, err
-	}
-	var res HybridConnection
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	}, opts...)
 }
 
 // HybridConnectionAuthorizationRule is
@@ -124,21 +108,13 @@ func (HybridConnectionAuthorizationRuleArgs) ElementType() reflect.Type {
 // NewHybridConnectionAuthorizationRule registers an authorization rule on a
 // hybrid connection.
 func NewHybridConnectionAuthorizationRule(ctx *pulumi.Context, name string, args *HybridConnectionAuthorizationRuleArgs, opts ...pulumi.ResourceOption) (*HybridConnectionAuthorizationRule, error) {
-	const token = "azure-native:relay:HybridConnectionAuthorizationRule"
 	if args == nil {
 		args = &HybridConnectionAuthorizationRuleArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{
+	return azurenative.New[HybridConnectionAuthorizationRule](ctx, "azure-native:relay:HybridConnectionAuthorizationRule", name, args, map[string]bool{
 		"HybridConnectionName": args.HybridConnectionName != nil, "NamespaceName": args.NamespaceName != nil,
 		"ResourceGroupName": args.ResourceGroupName != nil, "Rights": args.Rights != nil,
-	}); err != nil {
-		return nil, err
-	}
-	var res HybridConnectionAuthorizationRule
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	}, opts...)
 }
 
 // ListHybridConnectionKeysOutputArgs are the arguments of

@@ -45,18 +45,10 @@ func (NamespaceArgs) ElementType() reflect.Type { return reflect.TypeOf((*Namesp
 
 // NewNamespace registers a Service Bus namespace.
 func NewNamespace(ctx *pulumi.Context, name string, args *NamespaceArgs, opts ...pulumi.ResourceOption) (*Namespace, error) {
-	const token = "azure-native:servicebus:Namespace"
 	if args == nil {
 		args = &NamespaceArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}); err != nil {
-		return nil, err
-	}
-	var res Namespace
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return azurenative.New[Namespace](ctx, "azure-native:servicebus:Namespace", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
 
 // Queue is azure-native:servicebus:Queue.
@@ -91,18 +83,10 @@ func (QueueArgs) ElementType() reflect.Type { return reflect.TypeOf((*QueueArgs)
 
 // NewQueue registers a Service Bus queue.
 func NewQueue(ctx *pulumi.Context, name string, args *QueueArgs, opts ...pulumi.ResourceOption) (*Queue, error) {
-	const token = "azure-native:servicebus:Queue"
 	if args == nil {
 		args = &QueueArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{
+	return azurenative.New[Queue](ctx, "azure-native:servicebus:Queue", name, args, map[string]bool{
 		"NamespaceName": args.NamespaceName != nil, "ResourceGroupName": args.ResourceGroupName != nil,
-	}); err != nil {
-		return nil, err
-	}
-	var res Queue
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	}, opts...)
 }

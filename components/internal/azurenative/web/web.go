@@ -45,18 +45,10 @@ func (AppServicePlanArgs) ElementType() reflect.Type {
 
 // NewAppServicePlan registers an App Service plan.
 func NewAppServicePlan(ctx *pulumi.Context, name string, args *AppServicePlanArgs, opts ...pulumi.ResourceOption) (*AppServicePlan, error) {
-	const token = "azure-native:web:AppServicePlan"
 	if args == nil {
 		args = &AppServicePlanArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}); err != nil {
-		return nil, err
-	}
-	var res AppServicePlan
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return azurenative.New[AppServicePlan](ctx, "azure-native:web:AppServicePlan", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
 
 // WebApp is azure-native:web:WebApp.
@@ -119,16 +111,8 @@ func (WebAppArgs) ElementType() reflect.Type { return reflect.TypeOf((*WebAppArg
 
 // NewWebApp registers a web app.
 func NewWebApp(ctx *pulumi.Context, name string, args *WebAppArgs, opts ...pulumi.ResourceOption) (*WebApp, error) {
-	const token = "azure-native:web:WebApp"
 	if args == nil {
 		args = &WebAppArgs{}
 	}
-	if err := azurenative.Required(token, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}); err != nil {
-		return nil, err
-	}
-	var res WebApp
-	if err := azurenative.Register(ctx, token, name, args, &res, opts...); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return azurenative.New[WebApp](ctx, "azure-native:web:WebApp", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
