@@ -187,14 +187,6 @@ func testTenants(t *testing.T, f Fixture) {
 	}
 }
 
-func tenantIDs(ts []runs.Tenant) []string {
-	ids := make([]string, len(ts))
-	for i, t := range ts {
-		ids[i] = t.ID
-	}
-	return ids
-}
-
 func testWorkspaces(t *testing.T, f Fixture) {
 	ctx := context.Background()
 	tenant := unique("t")
@@ -308,12 +300,18 @@ func testCommit(t *testing.T, f Fixture) {
 	assert.Empty(t, free.ETag)
 }
 
-func lockRuns(ls []runs.Lock) []string {
-	ids := make([]string, len(ls))
-	for i, l := range ls {
-		ids[i] = l.Run
+func lockRuns(ls []runs.Lock) []string { return pluck(ls, func(l runs.Lock) string { return l.Run }) }
+
+func runIDs(rs []runs.Run) []string { return pluck(rs, func(r runs.Run) string { return r.ID }) }
+
+func tenantIDs(ts []runs.Tenant) []string { return pluck(ts, func(t runs.Tenant) string { return t.ID }) }
+
+func pluck[T any](xs []T, f func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
 	}
-	return ids
+	return out
 }
 
 func testListRuns(t *testing.T, f Fixture) {
@@ -344,14 +342,6 @@ func testListRuns(t *testing.T, f Fixture) {
 	none, err := f.Store.ListRuns(ctx, tenant, "empty")
 	require.NoError(t, err)
 	assert.Empty(t, none)
-}
-
-func runIDs(rs []runs.Run) []string {
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.ID
-	}
-	return ids
 }
 
 func testLargeRun(t *testing.T, f Fixture) {
