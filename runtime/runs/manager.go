@@ -446,16 +446,24 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 			}
 		}
 		if lock.Held() {
-			if lock.Agent != "" {
-				return Run{}, fmt.Errorf("%w: workspace %s is busy with run %s on agent %s", ErrNothingToClaim, w.Name, lock.Run, lock.Agent)
-			}
-			if r, err = m.store.GetRun(ctx, w.Tenant, lock.Run); err != nil {
+			holder, err := m.store.GetRun(ctx, w.Tenant, lock.Run)
+			switch {
+			case errors.Is(err, ErrNotFound) || err == nil && !holder.State.HoldsLock():
+				// Unreachable while every lock change commits with its run;
+				// repair rather than block the workspace for good.
+				m.log.WarnContext(ctx, "releasing a lock its run does not hold", "tenant", w.Tenant, "workspace", w.Name, "run", lock.Run, "state", holder.State)
+				lock.Run, lock.Agent = "", ""
+			case err != nil:
 				return Run{}, err
+			case lock.Agent != "":
+				return Run{}, fmt.Errorf("%w: workspace %s is busy with run %s on agent %s", ErrNothingToClaim, w.Name, lock.Run, lock.Agent)
+			case holder.State != Approved:
+				return Run{}, fmt.Errorf("%w: workspace %s waits for run %s (%s)", ErrNothingToClaim, w.Name, holder.ID, holder.State)
+			default:
+				r = holder
 			}
-			if r.State != Approved {
-				return Run{}, fmt.Errorf("%w: workspace %s waits for run %s (%s)", ErrNothingToClaim, w.Name, r.ID, r.State)
-			}
-		} else {
+		}
+		if !lock.Held() {
 			queued, err := m.store.ListRuns(ctx, w.Tenant, w.Name, Queued)
 			if err != nil {
 				return Run{}, err

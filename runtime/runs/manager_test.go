@@ -106,3 +106,28 @@ func TestLostAnswersAreRecovered(t *testing.T) {
 	assert.Equal(t, runs.Failed, r.State)
 	assert.Len(t, r.History, 3)
 }
+
+func TestClaimRepairsALockItsRunDoesNotHold(t *testing.T) {
+	ctx := context.Background()
+	store := runstore.NewMemory()
+	m, err := runs.New(runs.Config{Store: store})
+	require.NoError(t, err)
+	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
+	require.NoError(t, err)
+	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
+	require.NoError(t, err)
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
+	require.NoError(t, err)
+	ghost := runs.Lock{Tenant: "contoso", Workspace: "prod", Run: runs.NewRunID(time.Now())}
+	require.NoError(t, store.Commit(ctx, runs.Commit{Tenant: "contoso", Workspace: "prod", Lock: &ghost}))
+	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
+		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+
+	r, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	assert.Equal(t, q.Run.ID, r.ID)
+	lock, err := store.GetLock(ctx, "contoso", "prod")
+	require.NoError(t, err)
+	assert.Equal(t, r.ID, lock.Run)
+}
