@@ -111,12 +111,14 @@ func timeKey(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000000000Z")
 }
 
-// Entities carry the value as JSON split over string properties Data0..
-// (a string property holds at most 64 KiB; an entity 1 MiB), plus the few
-// plain properties that queries filter on.
+// Entities carry the value as JSON split over string properties Data0..,
+// plus the few plain properties that queries filter on. The service counts
+// strings in UTF-16: a property holds at most 64 KiB (30 KiB of UTF-8 is
+// at most 30 Ki characters), an entity 1 MiB (400 KiB of UTF-8 is at most
+// 800 KiB).
 const (
 	chunkBytes   = 30 << 10
-	maxDataBytes = 900 << 10
+	maxDataBytes = 400 << 10
 )
 
 func encode(pk, rk string, v any, props map[string]any) ([]byte, error) {
