@@ -9,3 +9,11 @@ func SetStreamKeepAlive(d time.Duration) (restore func()) {
 	streamKeepAlive = d
 	return func() { streamKeepAlive = old }
 }
+
+// SetRequestDeadline changes the listener's HTTP-mode head deadline and
+// returns a function restoring it.
+func SetRequestDeadline(d time.Duration) (restore func()) {
+	old := requestDeadline
+	requestDeadline = d
+	return func() { requestDeadline = old }
+}

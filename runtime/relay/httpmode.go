@@ -20,8 +20,9 @@ import (
 	"github.com/botehq/platform/runtime/relay/internal/wire"
 )
 
-// requestDeadline is the relay's deadline for answering an HTTP request.
-const requestDeadline = 60 * time.Second
+// requestDeadline is the relay's deadline for the head of an HTTP response
+// (a test hook shortens it).
+var requestDeadline = 60 * time.Second
 
 // hopHeaders are connection-level headers that never cross the relay.
 var hopHeaders = []string{

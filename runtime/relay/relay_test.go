@@ -813,3 +813,21 @@ func TestStreamKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// The 60 s deadline is for the response head: a large response that keeps
+// flowing may take longer, in HTTP mode too.
+func TestSlowLargeResponseOutlivesHeadDeadline(t *testing.T) {
+	defer relay.SetRequestDeadline(300 * time.Millisecond)()
+	s := newRelay(t, relaytest.Options{RequestTimeout: 300 * time.Millisecond})
+	chunk := bytes.Repeat([]byte("z"), 40<<10)
+	serve(t, listenerConfig(t, s), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 8 { // 320 KiB over ~800 ms
+			_, _ = w.Write(chunk)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	body, err := get(t, &http.Client{Transport: newSender(t, s)}, "/")
+	require.NoError(t, err)
+	assert.Equal(t, 8*len(chunk), len(body))
+}

@@ -166,7 +166,9 @@ func (s *Server) serveRequestRendezvous(w http.ResponseWriter, r *http.Request) 
 	}
 	resp := &response{head: m.Response, done: make(chan struct{})}
 	if m.Response.Body {
-		bt, rd, err := ws.Reader(ctx)
+		// The deadline is for the response head; the body streams as long
+		// as it flows.
+		bt, rd, err := ws.Reader(r.Context())
 		if err != nil || bt != websocket.MessageBinary {
 			return
 		}
@@ -179,7 +181,7 @@ func (s *Server) serveRequestRendezvous(w http.ResponseWriter, r *http.Request) 
 	}
 	select {
 	case <-resp.done:
-	case <-ctx.Done():
+	case <-r.Context().Done():
 	}
 	_ = ws.Close(websocket.StatusNormalClosure, "")
 }
