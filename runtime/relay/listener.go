@@ -137,8 +137,9 @@ type Listener struct {
 	closing atomic.Bool
 }
 
-// Listen connects the control channel and returns once it is online. A
-// failure of this first connection is returned as is (a *StatusError or an
+// Listen connects the control channel and returns once it is online; ctx
+// bounds only that first connection, the listener then runs until Close. A
+// failure of the first connection is returned as is (a *StatusError or an
 // *UnreachableError); later drops are retried in the background.
 func Listen(ctx context.Context, cfg ListenerConfig) (*Listener, error) {
 	if err := cfg.Validate(); err != nil {
