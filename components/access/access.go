@@ -32,17 +32,22 @@ type Role struct {
 
 // Data-plane roles the platform grants.
 var (
-	ServiceBusDataSender     = Role{"Azure Service Bus Data Sender", "sb-send", "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"}
-	ServiceBusDataReceiver   = Role{"Azure Service Bus Data Receiver", "sb-receive", "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"}
-	StorageQueueContributor  = Role{"Storage Queue Data Contributor", "queue-rw", "974c5e8b-45b9-4653-ba55-5f855dd0fb88"}
-	StorageTableContributor  = Role{"Storage Table Data Contributor", "table-rw", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"}
-	StorageBlobContributor   = Role{"Storage Blob Data Contributor", "blob-rw", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"}
-	StorageBlobReader        = Role{"Storage Blob Data Reader", "blob-read", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}
-	KeyVaultSecretsUser      = Role{"Key Vault Secrets User", "kv-secret-read", "4633458b-17de-408a-b874-0445c86b69e6"}
-	AcrPull                  = Role{"AcrPull", "acr-pull", "7f951dda-4ed3-4680-a7ca-43fe172d538d"}
-	grantable                = []Role{ServiceBusDataSender, ServiceBusDataReceiver, StorageQueueContributor, StorageTableContributor, StorageBlobContributor, StorageBlobReader, KeyVaultSecretsUser, AcrPull}
-	roleAssignmentsNamespace = uuid.MustParse("5d0a4c7e-3f1b-4a8e-9c2d-6b7e8f9a0b1c")
+	ServiceBusDataSender    = Role{"Azure Service Bus Data Sender", "sb-send", "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"}
+	ServiceBusDataReceiver  = Role{"Azure Service Bus Data Receiver", "sb-receive", "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"}
+	StorageQueueContributor = Role{"Storage Queue Data Contributor", "queue-rw", "974c5e8b-45b9-4653-ba55-5f855dd0fb88"}
+	StorageTableContributor = Role{"Storage Table Data Contributor", "table-rw", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"}
+	StorageBlobContributor  = Role{"Storage Blob Data Contributor", "blob-rw", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"}
+	StorageBlobReader       = Role{"Storage Blob Data Reader", "blob-read", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}
+	KeyVaultSecretsUser     = Role{"Key Vault Secrets User", "kv-secret-read", "4633458b-17de-408a-b874-0445c86b69e6"}
+	AcrPull                 = Role{"AcrPull", "acr-pull", "7f951dda-4ed3-4680-a7ca-43fe172d538d"}
 )
+
+var grantable = []Role{ServiceBusDataSender, ServiceBusDataReceiver, StorageQueueContributor,
+	StorageTableContributor, StorageBlobContributor, StorageBlobReader, KeyVaultSecretsUser, AcrPull}
+
+// roleAssignmentsNamespace seeds the UUIDv5 role assignment names. Changing
+// it renames (replaces) every role assignment.
+var roleAssignmentsNamespace = uuid.MustParse("5d0a4c7e-3f1b-4a8e-9c2d-6b7e8f9a0b1c")
 
 // Privileged roles that Grant refuses; tests check that no registered role
 // assignment names one.

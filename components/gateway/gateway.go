@@ -117,6 +117,9 @@ func (a *Args) Validate() error {
 	if a.ResourceGroupName == nil {
 		return fmt.Errorf("ResourceGroupName: is required")
 	}
+	if a.Hosting != cloud.HostingContainerApps && a.Hosting != cloud.HostingAppService {
+		return fmt.Errorf("Hosting: %q is not a hosting; resolve it with Cloud.ResolveHosting", a.Hosting)
+	}
 	if a.ServiceBusSku != "" && !slices.Contains(serviceBusSkus, a.ServiceBusSku) {
 		return fmt.Errorf("ServiceBusSku: %q is not one of %v", a.ServiceBusSku, serviceBusSkus)
 	}
@@ -216,6 +219,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"workerUrl":           gw.WorkerURL,
 		"idpUrl":              gw.IDPURL,
 		"registryBlobUrl":     gw.RegistryBlobURL,
+		// Not a secret (Microsoft: the key only identifies the resource).
+		"appInsightsConnectionString": gw.AppInsights,
 	}); err != nil {
 		return nil, fmt.Errorf("cannot register gateway %s outputs: %w", name, err)
 	}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"sort"
 	"strings"
 	"testing"
@@ -147,6 +146,7 @@ func TestGatewayRejectsBadArgs(t *testing.T) {
 		}, "Registrations:"},
 		{"replicas", func(a *Args) { a.WorkerMinReplicas, a.WorkerMaxReplicas = 3, 1 }, "WorkerMinReplicas"},
 		{"no resource group", func(a *Args) { a.ResourceGroupName = nil }, "ResourceGroupName"},
+		{"unresolved hosting", func(a *Args) { a.Hosting = "" }, "Hosting: \"\" is not a hosting"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,14 +163,23 @@ func TestGatewayRejectsBadArgs(t *testing.T) {
 	}
 }
 
-func TestGatewayNameTooLongForAzure(t *testing.T) {
+func TestGatewayNamesAtTheLimitFitAzure(t *testing.T) {
+	// The longest allowed prefix still gives names Azure accepts (storage
+	// account and key vault, 24 characters, are the tight ones).
 	args := testArgs(t, "public")
-	// 16 characters is a valid prefix, but "<prefix>-worker-id" is fine while
-	// the key vault name "<prefix>-kv" would be 19 > 24? no: check storage.
-	args.Prefix = "abcdefghij-klmno" // storage account "abcdefghijklmnost" (17) fits; vault 19 fits
-	_, err := run(t, args)
+	args.Prefix = "abcdefghij-klmno"
+	require.Len(t, args.Prefix, naming.MaxPrefix)
+	rec, err := run(t, args)
 	require.NoError(t, err)
+	for _, r := range rec.OfType("azure-native:keyvault:Vault") {
+		assert.NoError(t, naming.Check(naming.KeyVault, r.Inputs["vaultName"].(string)))
+	}
+	for _, r := range rec.OfType("azure-native:storage:StorageAccount") {
+		assert.NoError(t, naming.Check(naming.StorageAccount, r.Inputs["accountName"].(string)))
+	}
 
-	err = naming.Check(naming.KeyVault, args.Prefix+"-kv-extra-long-name")
-	assert.True(t, errors.Is(err, naming.ErrInvalidName))
+	args.Prefix += "p"
+	_, err = run(t, args)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Prefix: \"abcdefghij-klmnop\" is 17 characters; the limit is 16")
 }
