@@ -52,6 +52,9 @@ func (m *Memory) put(v any) (entry, error) {
 	if err != nil {
 		return entry{}, fmt.Errorf("cannot encode %T: %w", v, err)
 	}
+	if len(data) > maxDataBytes { // as Tables, so tests see the same limit
+		return entry{}, fmt.Errorf("cannot store %T: %d bytes encoded, the limit is %d", v, len(data), maxDataBytes)
+	}
 	m.seq++
 	return entry{data: data, etag: "m" + strconv.Itoa(m.seq)}, nil
 }
@@ -278,19 +281,28 @@ func (m *Memory) Commit(_ context.Context, c runs.Commit) error {
 			return fmt.Errorf("lock of %s/%s: %w", c.Tenant, c.Workspace, runs.ErrConflict)
 		}
 	}
-	for _, r := range c.Runs {
+	// Encode everything before writing anything: all or nothing.
+	entries := make([]entry, len(c.Runs))
+	for i, r := range c.Runs {
 		e, err := m.put(r)
 		if err != nil {
 			return err
 		}
-		m.runs[[2]string{c.Tenant, r.ID}] = e
+		entries[i] = e
 	}
+	var lockEntry entry
 	if c.Lock != nil {
 		e, err := m.put(c.Lock)
 		if err != nil {
 			return err
 		}
-		m.locks[lk] = e
+		lockEntry = e
+	}
+	for i, r := range c.Runs {
+		m.runs[[2]string{c.Tenant, r.ID}] = entries[i]
+	}
+	if c.Lock != nil {
+		m.locks[lk] = lockEntry
 	}
 	return nil
 }

@@ -472,6 +472,7 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 		return err
 	}
 	pk := runsPartition(c.Tenant, c.Workspace)
+	// Encode everything first, so a value too large fails before any write.
 	var actions []aztables.TransactionAction
 	action := func(rk, etag string, v any, props map[string]any) error {
 		e, err := encode(pk, rk, v, props)
@@ -486,42 +487,29 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 		return nil
 	}
 	for _, r := range c.Runs {
-		if r.ETag == "" {
-			ix, err := encode(c.Tenant, r.ID, indexEntry{Workspace: c.Workspace}, nil)
-			if err != nil {
-				return err
-			}
-			if _, err := s.index.AddEntity(ctx, ix, nil); err != nil {
-				if !isCode(err, http.StatusConflict, aztables.EntityAlreadyExists) {
-					return fmt.Errorf("cannot index run %s: %w", r.ID, err)
-				}
-				// Left by an earlier attempt at this very run, or the id is
-				// taken in another workspace of the tenant.
-				var prev indexEntry
-				if _, err := s.getEntity(ctx, s.index, c.Tenant, r.ID, &prev); err != nil {
-					return fmt.Errorf("cannot index run %s: %w", r.ID, err)
-				}
-				if prev.Workspace != c.Workspace {
-					return fmt.Errorf("run id %s is taken in workspace %s: %w", r.ID, prev.Workspace, runs.ErrConflict)
-				}
-			}
-		}
 		if err := action(r.ID, r.ETag, r, map[string]any{"State": string(r.State)}); err != nil {
 			return err
 		}
 	}
 	if c.Lock != nil {
-		if c.Lock.Held() {
-			hint, err := encode(c.Tenant, c.Workspace, activeEntry{Updated: s.now().UTC()}, nil)
-			if err != nil {
-				return err
-			}
-			if _, err := s.active.UpsertEntity(ctx, hint, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
-				return fmt.Errorf("cannot mark workspace %s/%s active: %w", c.Tenant, c.Workspace, err)
-			}
-		}
 		if err := action(lockRow, c.Lock.ETag, c.Lock, lockProps(*c.Lock)); err != nil {
 			return err
+		}
+	}
+	for _, r := range c.Runs {
+		if r.ETag == "" {
+			if err := s.indexRun(ctx, c.Tenant, c.Workspace, r.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Lock != nil && c.Lock.Held() {
+		hint, err := encode(c.Tenant, c.Workspace, activeEntry{Updated: s.now().UTC()}, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := s.active.UpsertEntity(ctx, hint, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
+			return fmt.Errorf("cannot mark workspace %s/%s active: %w", c.Tenant, c.Workspace, err)
 		}
 	}
 	if _, err := s.runs.SubmitTransaction(ctx, actions, nil); err != nil {
@@ -529,6 +517,31 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 			return fmt.Errorf("commit to %s/%s: %w", c.Tenant, c.Workspace, runs.ErrConflict)
 		}
 		return fmt.Errorf("cannot commit to %s/%s: %w", c.Tenant, c.Workspace, err)
+	}
+	return nil
+}
+
+// indexRun records which workspace a new run id belongs to, refusing an
+// id already taken in another workspace of the tenant. An entry for this
+// very workspace was left by an earlier attempt at the same run.
+func (s *Tables) indexRun(ctx context.Context, tenant, workspace, id string) error {
+	ix, err := encode(tenant, id, indexEntry{Workspace: workspace}, nil)
+	if err != nil {
+		return err
+	}
+	_, err = s.index.AddEntity(ctx, ix, nil)
+	switch {
+	case err == nil:
+		return nil
+	case !isCode(err, http.StatusConflict, aztables.EntityAlreadyExists):
+		return fmt.Errorf("cannot index run %s: %w", id, err)
+	}
+	var prev indexEntry
+	if _, err := s.getEntity(ctx, s.index, tenant, id, &prev); err != nil {
+		return fmt.Errorf("cannot index run %s: %w", id, err)
+	}
+	if prev.Workspace != workspace {
+		return fmt.Errorf("run id %s is taken in workspace %s: %w", id, prev.Workspace, runs.ErrConflict)
 	}
 	return nil
 }

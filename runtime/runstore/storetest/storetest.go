@@ -358,6 +358,13 @@ func testLargeRun(t *testing.T, f Fixture) {
 	got, err := f.Store.GetRun(ctx, tenant, r.ID)
 	require.NoError(t, err)
 	assert.Equal(t, res, got.PlanResult)
+
+	// Beyond what an entity holds: refused whole, nothing half written.
+	huge := newRun(tenant, ws, time.Now().UTC())
+	huge.Message = strings.Repeat("m", 1<<20)
+	assert.ErrorContains(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{huge}}), "limit")
+	_, err = f.Store.GetRun(ctx, tenant, huge.ID)
+	assert.ErrorIs(t, err, runs.ErrNotFound)
 }
 
 func testTenantIsolation(t *testing.T, f Fixture) {
