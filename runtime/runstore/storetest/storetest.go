@@ -304,7 +304,9 @@ func lockRuns(ls []runs.Lock) []string { return pluck(ls, func(l runs.Lock) stri
 
 func runIDs(rs []runs.Run) []string { return pluck(rs, func(r runs.Run) string { return r.ID }) }
 
-func tenantIDs(ts []runs.Tenant) []string { return pluck(ts, func(t runs.Tenant) string { return t.ID }) }
+func tenantIDs(ts []runs.Tenant) []string {
+	return pluck(ts, func(t runs.Tenant) string { return t.ID })
+}
 
 func pluck[T any](xs []T, f func(T) string) []string {
 	out := make([]string, len(xs))
