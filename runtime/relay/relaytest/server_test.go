@@ -246,3 +246,33 @@ func TestListenerLimit(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Equal(t, MaxListeners, s.ListenerCount("hc"))
 }
+
+// Rejections with the protocol's sb-hc-* names and with the Node SDK's
+// unprefixed ones both reach the sender with the listener's status.
+func TestRejectParameterNames(t *testing.T) {
+	for _, prefix := range []string{"sb-hc-", ""} {
+		t.Run("prefix "+prefix, func(t *testing.T) {
+			s, ws := rawListenerWithRules(t)
+			go func() {
+				_, data, err := ws.Read(context.Background())
+				if err != nil {
+					return
+				}
+				var m wire.Message
+				_ = json.Unmarshal(data, &m)
+				u := m.Accept.Address + "&" + prefix + "statusCode=418&" + prefix + "statusDescription=" + url.QueryEscape("not today")
+				_, resp, _ := websocket.Dial(context.Background(), u, nil)
+				if resp != nil && resp.StatusCode != http.StatusGone {
+					t.Errorf("reject answered %d, want 410", resp.StatusCode)
+				}
+			}()
+			u := "ws://" + s.Host + "/$hc/hc?sb-hc-action=connect"
+			_, resp, err := websocket.Dial(context.Background(), u, &websocket.DialOptions{HTTPHeader: http.Header{"ServiceBusAuthorization": {sas(s, "hc", "send", "sk", time.Hour)}}})
+			require.Error(t, err)
+			require.NotNil(t, resp)
+			assert.Equal(t, 418, resp.StatusCode)
+			b, _ := io.ReadAll(resp.Body)
+			assert.Contains(t, string(b), "not today")
+		})
+	}
+}

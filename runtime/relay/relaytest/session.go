@@ -326,12 +326,18 @@ func (s *Server) serveAccept(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "the rendezvous is unknown or expired")
 		return
 	}
-	if code := q.Get(wire.ParamStatusCode); code != "" {
+	code, desc := q.Get(wire.ParamStatusCode), q.Get(wire.ParamStatusDescription)
+	if code == "" {
+		// Microsoft's Node SDK (hyco-ws, hyco-https) rejects with the
+		// unprefixed names, unlike the protocol document; accept both.
+		code, desc = q.Get("statusCode"), q.Get("statusDescription")
+	}
+	if code != "" {
 		status := http.StatusBadRequest
 		if n, err := parseStatus(code); err == nil {
 			status = n
 		}
-		rv.accepted <- acceptResult{status: status, desc: q.Get(wire.ParamStatusDescription)}
+		rv.accepted <- acceptResult{status: status, desc: desc}
 		fail(w, http.StatusGone, "rejected")
 		return
 	}
