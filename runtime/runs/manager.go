@@ -44,6 +44,11 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// OnChange, if set, is called with every run this Manager stored a
+	// change of (created, claimed, reported, approved, cancelled, swept),
+	// after the write. It must not block: hand the run to followers and
+	// dispatch. Changes made by other replicas are not seen here.
+	OnChange func(Run)
 }
 
 // Validate names the first bad field.
@@ -61,10 +66,11 @@ func (c Config) Validate() error {
 // relayserver replica) may share one Store: every change is a conditional
 // write, so two replicas never start one run or one workspace twice.
 type Manager struct {
-	store  Store
-	silent time.Duration
-	now    func() time.Time
-	log    *slog.Logger
+	store    Store
+	silent   time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	onChange func(Run)
 }
 
 // New returns a Manager.
@@ -72,7 +78,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Manager{store: cfg.Store, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger}
+	m := &Manager{store: cfg.Store, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onChange: cfg.OnChange}
 	if m.silent == 0 {
 		m.silent = DefaultSilentAfter
 	}
@@ -86,6 +92,14 @@ func New(cfg Config) (*Manager, error) {
 }
 
 func (m *Manager) clock() time.Time { return m.now().UTC() }
+
+// changed logs a stored change of r and tells Config.OnChange.
+func (m *Manager) changed(ctx context.Context, msg string, r Run, attrs ...any) {
+	m.log.InfoContext(ctx, msg, append([]any{"tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State}, attrs...)...)
+	if m.onChange != nil {
+		m.onChange(r)
+	}
+}
 
 // retry runs f again while it loses an optimistic-concurrency race.
 func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
@@ -278,7 +292,7 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	if err != nil { // the run is queued all the same
 		m.log.WarnContext(ctx, "cannot tell why a run waits", "run", r.ID, "err", err)
 	}
-	m.log.InfoContext(ctx, "run queued", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "operation", r.Operation, "waiting", waiting)
+	m.changed(ctx, "run queued", r, "operation", r.Operation, "waiting", waiting)
 	return Enqueued{Run: r, Waiting: waiting}, nil
 }
 
@@ -495,7 +509,7 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 		if err := m.store.Commit(ctx, Commit{Tenant: w.Tenant, Workspace: w.Name, Runs: []Run{r}, Lock: &lock}); err != nil {
 			return Run{}, err
 		}
-		m.log.InfoContext(ctx, "run claimed", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State, "agent", agent.ID)
+		m.changed(ctx, "run claimed", r, "agent", agent.ID)
 		return r, nil
 	})
 }
@@ -578,7 +592,7 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		if err := m.commitWithLock(ctx, r); err != nil {
 			return Run{}, err
 		}
-		m.log.InfoContext(ctx, "run phase ended", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State, "agent", rep.Agent, "reason", reason)
+		m.changed(ctx, "run phase ended", r, "agent", rep.Agent, "reason", reason)
 		return r, nil
 	})
 }
@@ -708,7 +722,7 @@ func (m *Manager) change(ctx context.Context, tenant, runID string, f func(*Run,
 		if err := m.commitWithLock(ctx, r); err != nil {
 			return Run{}, err
 		}
-		m.log.InfoContext(ctx, "run changed", "tenant", r.Tenant, "run", r.ID, "state", r.State, "reason", r.LastReason(), "cancelRequested", r.CancelRequested)
+		m.changed(ctx, "run changed", r, "reason", r.LastReason(), "cancelRequested", r.CancelRequested)
 		return r, nil
 	})
 }

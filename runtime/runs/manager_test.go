@@ -131,3 +131,28 @@ func TestClaimRepairsALockItsRunDoesNotHold(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, r.ID, lock.Run)
 }
+
+func TestOnChangeSeesEveryStoredChange(t *testing.T) {
+	ctx := context.Background()
+	var seen []runs.State
+	m, err := runs.New(runs.Config{Store: runstore.NewMemory(), OnChange: func(r runs.Run) { seen = append(seen, r.State) }})
+	require.NoError(t, err)
+	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
+	require.NoError(t, err)
+	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
+	require.NoError(t, err)
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
+	require.NoError(t, err)
+	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
+		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	_, err = m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: q.Run.ID, By: "bob"})
+	require.NoError(t, err)
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Cancelled})
+	require.NoError(t, err)
+	_, err = m.Approve(ctx, "contoso", q.Run.ID, "bob")
+	require.ErrorIs(t, err, runs.ErrIllegalTransition)
+	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planning, runs.Cancelled}, seen, "a refused change is not reported")
+}
