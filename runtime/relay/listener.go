@@ -471,25 +471,33 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// keepAlive pings; a ping left unanswered closes the socket so the read loop
-// ends and run reconnects. WebSocket pings are what the SDKs use; the
-// protocol defines no JSON ping message.
+// keepAlive pings the control channel; a ping left unanswered closes the
+// socket so the read loop ends and run reconnects. WebSocket pings are what
+// the SDKs use; the protocol defines no JSON ping message.
 func (l *Listener) keepAlive(ctx context.Context, ws *websocket.Conn) {
-	t := time.NewTicker(l.cfg.KeepAlive)
+	err := pingUntilDead(ctx, ws, l.cfg.KeepAlive, min(10*time.Second, l.cfg.KeepAlive))
+	if ctx.Err() == nil {
+		l.log.Warn("relay keepalive ping failed; reconnecting", "err", err)
+		_ = ws.CloseNow()
+	}
+}
+
+// pingUntilDead pings ws every interval until ctx ends (nil) or a ping is
+// not answered within timeout (that error).
+func pingUntilDead(ctx context.Context, ws *websocket.Conn, every, timeout time.Duration) error {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, min(10*time.Second, l.cfg.KeepAlive))
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		err := ws.Ping(pctx)
 		cancel()
-		if err != nil && ctx.Err() == nil {
-			l.log.Warn("relay keepalive ping failed; reconnecting", "err", err)
-			_ = ws.CloseNow()
-			return
+		if err != nil {
+			return err
 		}
 	}
 }

@@ -88,6 +88,17 @@ func serve(t *testing.T, cfg relay.ListenerConfig, h http.Handler) *relay.Listen
 	return l
 }
 
+// countOffline counts the listener's offline transitions.
+func countOffline(cfg *relay.ListenerConfig) *atomic.Int32 {
+	var n atomic.Int32
+	cfg.OnStatus = func(online bool, err error) {
+		if !online {
+			n.Add(1)
+		}
+	}
+	return &n
+}
+
 // rawListener listens without an http.Server, for tests that take streams
 // from Accept themselves.
 func rawListener(t *testing.T, s *relaytest.Server) *relay.Listener {
@@ -439,13 +450,8 @@ func get(t *testing.T, client *http.Client, path string) (string, error) {
 
 func TestReconnectAfterDrop(t *testing.T) {
 	s := newRelay(t, relaytest.Options{})
-	var offline atomic.Int32
 	cfg := listenerConfig(t, s)
-	cfg.OnStatus = func(online bool, err error) {
-		if !online {
-			offline.Add(1)
-		}
-	}
+	offline := countOffline(&cfg)
 	l := serve(t, cfg, echoHandler())
 	client := &http.Client{Transport: newSender(t, s)}
 	_, err := get(t, client, "/big?n=3")
@@ -507,12 +513,7 @@ func TestTokenRenewalKeepsTheChannel(t *testing.T) {
 	name, key := s.NewRule(relaytest.Listen)
 	// 4 s tokens: renewed a second before expiry, on the open channel.
 	cfg.Credential = relay.NewSASCredential(name, key).WithTTL(4 * time.Second)
-	var offline atomic.Int32
-	cfg.OnStatus = func(online bool, err error) {
-		if !online {
-			offline.Add(1)
-		}
-	}
+	offline := countOffline(&cfg)
 	serve(t, cfg, echoHandler())
 	client := &http.Client{Transport: newSender(t, s)}
 	deadline := time.Now().Add(9 * time.Second)
@@ -533,12 +534,7 @@ func TestRefusedRenewalReconnects(t *testing.T) {
 	cfg := listenerConfig(t, s)
 	name, key := s.NewRule(relaytest.Listen)
 	cfg.Credential = relay.NewSASCredential(name, key).WithTTL(2 * time.Second)
-	var offline atomic.Int32
-	cfg.OnStatus = func(online bool, err error) {
-		if !online {
-			offline.Add(1)
-		}
-	}
+	offline := countOffline(&cfg)
 	l := serve(t, cfg, echoHandler())
 	s.RefuseRenewals(true)
 	require.Eventually(t, func() bool { return offline.Load() > 0 }, 5*time.Second, 20*time.Millisecond, "1008 closed the channel")
@@ -675,12 +671,7 @@ func TestKeepAliveDetectsSilentRelay(t *testing.T) {
 	s := newRelay(t, relaytest.Options{})
 	cfg := listenerConfig(t, s)
 	cfg.KeepAlive = 100 * time.Millisecond
-	var offline atomic.Int32
-	cfg.OnStatus = func(online bool, err error) {
-		if !online {
-			offline.Add(1)
-		}
-	}
+	offline := countOffline(&cfg)
 	l := serve(t, cfg, echoHandler())
 	require.Eventually(t, func() bool { return s.Stats().Pings >= 3 }, 3*time.Second, 20*time.Millisecond, "listener pings")
 	assert.Zero(t, offline.Load(), "answered pings keep the channel")

@@ -56,23 +56,16 @@ func newStream(ws *websocket.Conn) *stream {
 }
 
 // keepAlive pings until the stream closes; a ping unanswered within the
-// interval closes the stream, so both Read and Write fail instead of hanging.
+// interval closes the stream, so Read and Write fail instead of hanging.
 func (s *stream) keepAlive(every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.closed:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), every)
-		err := s.ws.Ping(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.closed
 		cancel()
-		if err != nil {
-			_ = s.Close()
-			return
-		}
+	}()
+	if pingUntilDead(ctx, s.ws, every, every) != nil {
+		_ = s.Close()
 	}
 }
 
