@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +143,42 @@ func TestArtifacts(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, none)
 		assert.Equal(t, off2, off3)
+	})
+
+	t.Run("FollowStreamsUntilTheRunEndsAndResumes", func(t *testing.T) {
+		k := key("contoso")
+		var finished atomic.Bool
+		go func() {
+			at := int64(0)
+			for i := range 10 {
+				var err error
+				at, err = store.AppendLog(ctx, k, at, artifacts.Lines([]string{fmt.Sprintf("line %d", i)}))
+				assert.NoError(t, err)
+				time.Sleep(20 * time.Millisecond)
+			}
+			finished.Store(true)
+		}()
+		var got bytes.Buffer
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		end, err := store.Follow(ctx, k, artifacts.FollowOptions{Every: 10 * time.Millisecond, Done: func(context.Context) (bool, error) { return finished.Load(), nil }},
+			func(b []byte) error { got.Write(b); return nil })
+		require.NoError(t, err)
+		var want []string
+		for i := range 10 {
+			want = append(want, fmt.Sprintf("line %d", i))
+		}
+		assert.Equal(t, string(artifacts.Lines(want)), got.String(), "every line, in order, once")
+		assert.Equal(t, int64(got.Len()), end)
+
+		// A follower that reconnects resumes from its offset.
+		_, err = store.AppendLog(ctx, k, end, artifacts.Lines([]string{"after"}))
+		require.NoError(t, err)
+		var rest bytes.Buffer
+		_, err = store.Follow(ctx, k, artifacts.FollowOptions{Offset: end, Done: func(context.Context) (bool, error) { return true, nil }},
+			func(b []byte) error { rest.Write(b); return nil })
+		require.NoError(t, err)
+		assert.Equal(t, "after\n", rest.String())
 	})
 
 	t.Run("ConcurrentUnpositionedAppendsKeepWholeLines", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
@@ -354,4 +355,65 @@ func (s *Store) ReadLog(ctx context.Context, key RunKey, offset int64, max int) 
 		data = nil // a partial line is not visible yet (appends are whole lines)
 	}
 	return data, offset + int64(len(data)), nil
+}
+
+// FollowOptions tune Follow.
+type FollowOptions struct {
+	// Offset to start from (0: the beginning).
+	Offset int64
+	// Every is the poll interval while the log does not grow (default 250ms).
+	Every time.Duration
+	// Chunk bounds one read (default 256 KiB).
+	Chunk int
+	// Done reports whether the run has ended; Follow then drains what is
+	// left and returns. Nil follows until ctx ends.
+	Done func(ctx context.Context) (bool, error)
+}
+
+// Follow streams a run's log to emit as it grows, whole lines at a time,
+// and returns the offset reached, from which a later Follow resumes. It
+// returns nil once Done reports the run over and the log is drained, or
+// ctx's error.
+func (s *Store) Follow(ctx context.Context, key RunKey, opts FollowOptions, emit func([]byte) error) (int64, error) {
+	every, chunk, off := opts.Every, opts.Chunk, opts.Offset
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	if chunk <= 0 {
+		chunk = 256 << 10
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		// Ask before reading: lines written before the run ended are then
+		// all in this read or the next ones.
+		done := false
+		if opts.Done != nil {
+			var err error
+			if done, err = opts.Done(ctx); err != nil {
+				return off, err
+			}
+		}
+		for {
+			data, next, err := s.ReadLog(ctx, key, off, chunk)
+			if err != nil {
+				return off, err
+			}
+			if len(data) == 0 {
+				break
+			}
+			if err := emit(data); err != nil {
+				return off, err
+			}
+			off = next
+		}
+		if done {
+			return off, nil
+		}
+		select {
+		case <-ctx.Done():
+			return off, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
