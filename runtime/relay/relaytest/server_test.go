@@ -28,6 +28,16 @@ func sas(s *Server, hc, name, key string, ttl time.Duration) string {
 	return relay.SignSAS(relay.ResourceURI(s.Host, hc), name, key, time.Now().Add(ttl))
 }
 
+// readMessage reads one control message from a hand-driven listener.
+func readMessage(ws *websocket.Conn) (wire.Message, error) {
+	var m wire.Message
+	_, data, err := ws.Read(context.Background())
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(data, &m)
+}
+
 // rawListenerWithRules adds a "listen" and a "send" rule and connects a
 // hand-driven listener with the first.
 func rawListenerWithRules(t *testing.T) (*Server, *websocket.Conn) {
@@ -173,13 +183,11 @@ func TestControlChannelBodyLimitEnforced(t *testing.T) {
 	closed := make(chan websocket.StatusCode, 1)
 	go func() {
 		ctx := context.Background()
-		_, data, err := ws.Read(ctx)
+		m, err := readMessage(ws)
 		if err != nil {
 			closed <- websocket.CloseStatus(err)
 			return
 		}
-		var m wire.Message
-		_ = json.Unmarshal(data, &m)
 		b, _ := json.Marshal(wire.Message{Response: &wire.Response{RequestID: m.Request.ID, StatusCode: 200, Body: true}})
 		_ = ws.Write(ctx, websocket.MessageText, b)
 		_ = ws.Write(ctx, websocket.MessageBinary, make([]byte, wire.MaxControlBody+1))
@@ -204,12 +212,10 @@ func TestRequestFrameShape(t *testing.T) {
 	s, ws := rawListenerWithRules(t)
 	frames := make(chan wire.Request, 1)
 	go func() {
-		_, data, err := ws.Read(context.Background())
+		m, err := readMessage(ws)
 		if err != nil {
 			return
 		}
-		var m wire.Message
-		_ = json.Unmarshal(data, &m)
 		frames <- *m.Request
 		_, _, _ = ws.Read(context.Background()) // the body
 		b, _ := json.Marshal(wire.Message{Response: &wire.Response{RequestID: m.Request.ID, StatusCode: 204}})
@@ -254,12 +260,10 @@ func TestRejectParameterNames(t *testing.T) {
 		t.Run("prefix "+prefix, func(t *testing.T) {
 			s, ws := rawListenerWithRules(t)
 			go func() {
-				_, data, err := ws.Read(context.Background())
+				m, err := readMessage(ws)
 				if err != nil {
 					return
 				}
-				var m wire.Message
-				_ = json.Unmarshal(data, &m)
 				u := m.Accept.Address + "&" + prefix + "statusCode=418&" + prefix + "statusDescription=" + url.QueryEscape("not today")
 				_, resp, _ := websocket.Dial(context.Background(), u, nil)
 				if resp != nil && resp.StatusCode != http.StatusGone {
