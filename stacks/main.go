@@ -113,6 +113,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 			return nil, err
 		}
 		out["relayEndpoint"] = ops.Endpoint
+		out["relayNamespace"] = ops.Namespace
 		out["relayHybridConnection"] = ops.HybridConnectionName
 		out["relaySendRule"] = ops.SendRuleName
 		out["relaySendKeySecretUri"] = ops.SendKeySecretURI

@@ -5,15 +5,18 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/components/access"
+	"github.com/botehq/platform/components/apphost"
 	"github.com/botehq/platform/components/cloud"
 	"github.com/botehq/platform/components/infratest"
 	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/registry"
 )
 
@@ -108,6 +111,83 @@ func TestGatewaySecretsOnlyAsReferences(t *testing.T) {
 		}
 		assert.Contains(t, out, "storage-account-key", hosting)
 	}
+}
+
+func TestAppsGetKeyVaultReferencesNotValues(t *testing.T) {
+	args := testArgs(t, "public")
+	args.Hosting = cloud.HostingAppService
+	rec, err := run(t, args)
+	require.NoError(t, err)
+	worker := find(t, rec, "azure-native:web:WebApp::gw-worker")
+	setting := appSetting(t, worker, "BOTE_WORKER_STORAGE_ACCOUNT_KEY")
+	assert.Equal(t, "@Microsoft.KeyVault(SecretUri=https://bote-test-kv.vault.azure.net/secrets/storage-account-key)", setting)
+	assert.Equal(t, worker.Inputs["identity"].(map[string]any)["userAssignedIdentities"].([]any)[0], worker.Inputs["keyVaultReferenceIdentity"],
+		"references resolve with the app's own identity")
+
+	args.Hosting = cloud.HostingContainerApps
+	rec, err = run(t, args)
+	require.NoError(t, err)
+	ca := find(t, rec, "azure-native:app:ContainerApp::gw-worker")
+	secrets := ca.Inputs["configuration"].(map[string]any)["secrets"].([]any)
+	require.Len(t, secrets, 1)
+	s := secrets[0].(map[string]any)
+	assert.Equal(t, "https://bote-test-kv.vault.azure.net/secrets/storage-account-key", s["keyVaultUrl"])
+	assert.NotContains(t, s, "value")
+	assert.Contains(t, s["identity"], "UserAssignedIdentity/gw-worker-id")
+}
+
+func TestWorkerIsWebSocketFriendly(t *testing.T) {
+	ping, err := time.ParseDuration(apphost.PingInterval)
+	require.NoError(t, err)
+	assert.Less(t, ping, apphost.IdleTimeout*time.Second/4, "pings well inside the front end's idle timeout")
+
+	args := testArgs(t, "usgovernment")
+	rec, err := run(t, args)
+	require.NoError(t, err)
+	worker := find(t, rec, "azure-native:web:WebApp::gw-worker")
+	site := worker.Inputs["siteConfig"].(map[string]any)
+	assert.Equal(t, true, site["webSocketsEnabled"])
+	assert.Equal(t, true, site["alwaysOn"])
+	assert.Equal(t, false, worker.Inputs["clientAffinityEnabled"])
+	assert.Equal(t, apphost.PingInterval, appSetting(t, worker, "BOTE_WORKER_PING_INTERVAL"))
+
+	args = testArgs(t, "public")
+	rec, err = run(t, args)
+	require.NoError(t, err)
+	ca := find(t, rec, "azure-native:app:ContainerApp::gw-worker")
+	ingress := ca.Inputs["configuration"].(map[string]any)["ingress"].(map[string]any)
+	assert.Equal(t, "auto", ingress["transport"])
+	assert.Equal(t, true, ingress["external"])
+	assert.Equal(t, false, ingress["allowInsecure"])
+}
+
+func find(t *testing.T, rec *infratest.Recording, key string) infratest.Resource {
+	t.Helper()
+	for _, r := range rec.Resources() {
+		if r.Key() == key {
+			return r
+		}
+	}
+	t.Fatalf("%s not registered", key)
+	return infratest.Resource{}
+}
+
+func appSetting(t *testing.T, webApp infratest.Resource, name string) string {
+	t.Helper()
+	for _, s := range webApp.Inputs["siteConfig"].(map[string]any)["appSettings"].([]any) {
+		if s := s.(map[string]any); s["name"] == name {
+			return s["value"].(string)
+		}
+	}
+	t.Fatalf("%s has no setting %s", webApp.Key(), name)
+	return ""
+}
+
+// The names the components create are the ones the runtime uses.
+func TestQueueNamesMatchTheRuntime(t *testing.T) {
+	assert.Equal(t, bus.QueueConnectors, QueueConnectors)
+	assert.Equal(t, bus.QueueCloud, QueueCloud)
+	assert.Equal(t, bus.QueueErrors, QueueErrors)
 }
 
 func TestGatewayPublishesRegistryInRuntimeFormat(t *testing.T) {

@@ -60,7 +60,6 @@ type Recording struct {
 	mu        sync.Mutex
 	cloud     cloud.Cloud
 	resources []Resource
-	calls     []string
 }
 
 // Resources returns the registrations sorted by type, then name.
@@ -147,9 +146,6 @@ func NewMocks(c cloud.Cloud) (*Mocks, *Recording) {
 
 // Call fakes the invokes the components use.
 func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	m.rec.mu.Lock()
-	m.rec.calls = append(m.rec.calls, args.Token)
-	m.rec.mu.Unlock()
 	str := func(k string) string {
 		if v, ok := args.Args[resource.PropertyKey(k)]; ok && v.IsString() {
 			return v.StringValue()

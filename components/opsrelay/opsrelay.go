@@ -77,6 +77,8 @@ type OpsRelay struct {
 
 	// Endpoint is the namespace's endpoint (https://<ns>.<servicebus suffix>:443/).
 	Endpoint pulumi.StringOutput `pulumi:"endpoint"`
+	// Namespace is the namespace's host name (opsbot's namespace setting).
+	Namespace pulumi.StringOutput `pulumi:"namespace"`
 	// HybridConnectionName is the entity operators' CLI sends to.
 	HybridConnectionName pulumi.StringOutput `pulumi:"hybridConnectionName"`
 	// SendRuleName names the SAS rule the CLI signs with.
@@ -213,11 +215,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 
 	r.Endpoint = ns.ServiceBusEndpoint
+	r.Namespace = gateway.HostOf(ns.ServiceBusEndpoint)
 	r.HybridConnectionName = hc.Name
 	r.SendRuleName = pulumi.String(RuleSend).ToStringOutput()
 	r.SendKeySecretURI = secrets[SecretSendKey].Properties.SecretUri()
 	if err := ctx.RegisterResourceOutputs(r, pulumi.Map{
-		"endpoint": r.Endpoint, "hybridConnectionName": r.HybridConnectionName,
+		"endpoint": r.Endpoint, "namespace": r.Namespace, "hybridConnectionName": r.HybridConnectionName,
 		"sendRuleName": r.SendRuleName, "sendKeySecretUri": r.SendKeySecretURI,
 	}); err != nil {
 		return nil, fmt.Errorf("cannot register opsrelay %s outputs: %w", name, err)
