@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -620,4 +619,7 @@ func (c *Conn) LocalAddr() net.Addr { return c.local }
 // RemoteAddr is the sender, as far as the relay tells.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
-var _ io.ReadWriteCloser = (*Conn)(nil)
+var (
+	_ net.Listener = (*Listener)(nil)
+	_ net.Conn     = (*Conn)(nil)
+)

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -664,8 +663,6 @@ func TestConfigValidation(t *testing.T) {
 	_, err := relay.NewTransport(relay.SenderConfig{}).RoundTrip(&http.Request{})
 	assert.ErrorContains(t, err, "Namespace")
 }
-
-var _ = errors.Is
 
 func TestKeepAliveDetectsSilentRelay(t *testing.T) {
 	s := newRelay(t, relaytest.Options{})

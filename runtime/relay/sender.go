@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -229,5 +228,3 @@ func closeBody(r *http.Request) {
 		_ = r.Body.Close()
 	}
 }
-
-var _ io.Closer = (*Listener)(nil)
