@@ -93,7 +93,9 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 	reasons := map[string]string{}
 	require.Eventually(t, func() bool {
 		msgs, err := d.Receive(context.Background(), bote.QueueConnectorErrors, 10, time.Minute)
-		require.NoError(t, err)
+		if err != nil { // the queue appears with the first dead letter
+			return false
+		}
 		for _, m := range msgs {
 			assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, *m.Envelope.From)
 			reasons[m.Envelope.Headers[envelope.HeaderDeadLetter]] = string(m.Envelope.Body)

@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 
-	st, err := openStorage(ctx, &cfg)
+	st, err := openStorage(&cfg)
 	if err != nil {
 		return err
 	}
@@ -344,16 +344,13 @@ type storage struct {
 	key    *azqueue.SharedKeyCredential
 }
 
-func openStorage(_ context.Context, cfg *Config) (*storage, error) {
+func openStorage(cfg *Config) (*storage, error) {
 	st := &storage{}
 	if cfg.StorageConnectionString != "" {
 		cs, err := connqueue.ParseConnectionString(cfg.StorageConnectionString)
 		if err != nil {
 			return nil, err
 		}
-		cfg.QueueURL, cfg.TableURL, cfg.BlobURL = cs.QueueEndpoint, cs.TableEndpoint, cs.BlobEndpoint
-		cfg.StorageAccountName, cfg.StorageAccountKey = cs.AccountName, cs.AccountKey
-		// Keep BlobURL for logs only; claimcheck reads the connection string.
 		qkey, err := azqueue.NewSharedKeyCredential(cs.AccountName, cs.AccountKey)
 		if err != nil {
 			return nil, fmt.Errorf("cannot use storage account key: %w", err)
@@ -369,8 +366,6 @@ func openStorage(_ context.Context, cfg *Config) (*storage, error) {
 			return nil, fmt.Errorf("cannot create table client: %w", err)
 		}
 		st.key = qkey
-		cfg.BlobURL = "" // claimcheck uses the connection string
-		cfg.QueueURL, cfg.TableURL = "", ""
 		return st, nil
 	}
 	var err error

@@ -173,13 +173,6 @@ func (s *Server) Sessions() int {
 	return n
 }
 
-// Connected reports whether id has a session on this replica.
-func (s *Server) Connected(id Identity) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sessions[id]) > 0
-}
-
 // Nudge tells every session of id on this replica that its queue has
 // messages. It never blocks and reports whether there was a session.
 func (s *Server) Nudge(id Identity) bool {
