@@ -147,6 +147,7 @@ func (s *Sender) DialWebSocket(ctx context.Context, path string, header http.Hea
 	u := s.ep.wsURL(suffix, rawQuery, url.Values{wire.ParamAction: {wire.ActionConnect}})
 	ws, err := s.ep.dial(ctx, "connect", u, h)
 	if err != nil {
+		s.log.Debug("relay connect failed", "host", s.ep.host, "hybrid_connection", s.ep.hc, "err", err)
 		return nil, err
 	}
 	ws.SetReadLimit(-1)
@@ -182,7 +183,9 @@ func (s *Sender) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.Header.Get(ListenerHeader) == "" && isRelayStatus(resp.StatusCode) {
 		defer resp.Body.Close()
-		return nil, newStatusError("request", resp.StatusCode, statusDescription(resp))
+		err := newStatusError("request", resp.StatusCode, statusDescription(resp))
+		s.log.Debug("relay refused request", "method", req.Method, "path", req.URL.Path, "err", err)
+		return nil, err
 	}
 	resp.Request = req
 	return resp, nil
