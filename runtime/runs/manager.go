@@ -332,39 +332,88 @@ func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	agents, err := m.store.ListAgents(ctx, r.Tenant)
+	fit, err := m.fit(ctx, w)
 	if err != nil {
 		return "", err
 	}
-	locks, err := m.store.ListLocks(ctx, LockQuery{Tenant: r.Tenant})
+	switch {
+	case fit.online == 0:
+		return fmt.Sprintf("no agent of tenant %s is online", r.Tenant), nil
+	case fit.matching == 0:
+		return fmt.Sprintf("none of the %d online agent(s) of tenant %s has the labels %s", fit.online, r.Tenant, formatLabels(w.AgentLabels)), nil
+	case len(fit.free) == 0:
+		return fmt.Sprintf("all %d agent(s) that can run it are busy", fit.matching), nil
+	}
+	return "", nil
+}
+
+// agentFit is how a tenant's agents fit a workspace.
+type agentFit struct {
+	online, matching int
+	// free are the online agents with the workspace's labels and spare
+	// capacity, least loaded first, then most recently seen.
+	free []Agent
+}
+
+func (m *Manager) fit(ctx context.Context, w Workspace) (agentFit, error) {
+	agents, err := m.store.ListAgents(ctx, w.Tenant)
 	if err != nil {
-		return "", err
+		return agentFit{}, err
+	}
+	locks, err := m.store.ListLocks(ctx, LockQuery{Tenant: w.Tenant})
+	if err != nil {
+		return agentFit{}, err
 	}
 	busy := map[string]int{}
 	for _, l := range locks {
 		busy[l.Agent]++
 	}
-	online, matching, free := 0, 0, 0
+	var f agentFit
 	for _, a := range agents {
-		if m.Online(a) {
-			online++
-			if a.Matches(w.AgentLabels) {
-				matching++
-				if busy[a.ID] < a.Capacity {
-					free++
-				}
+		if !m.Online(a) {
+			continue
+		}
+		f.online++
+		if a.Matches(w.AgentLabels) {
+			f.matching++
+			if busy[a.ID] < a.Capacity {
+				f.free = append(f.free, a)
 			}
 		}
 	}
-	switch {
-	case online == 0:
-		return fmt.Sprintf("no agent of tenant %s is online", r.Tenant), nil
-	case matching == 0:
-		return fmt.Sprintf("none of the %d online agent(s) of tenant %s has the labels %s", online, r.Tenant, formatLabels(w.AgentLabels)), nil
-	case free == 0:
-		return fmt.Sprintf("all %d agent(s) that can run it are busy", matching), nil
+	load := func(a Agent) float64 { return float64(busy[a.ID]) / float64(a.Capacity) }
+	sort.SliceStable(f.free, func(i, j int) bool {
+		if li, lj := load(f.free[i]), load(f.free[j]); li != lj {
+			return li < lj
+		}
+		return f.free[i].LastHeartbeat.After(f.free[j].LastHeartbeat)
+	})
+	return f, nil
+}
+
+// Dispatch claims a workspace's next run for the best agent that can take
+// it (online, with the workspace's labels, least loaded): what the server
+// does when a run is queued or approved, or a workspace or an agent frees
+// up. The returned run names its agent; send it there. ErrNothingToClaim
+// means there is no run to start, ErrAgentUnavailable that no agent can
+// take it now (Waiting says why).
+func (m *Manager) Dispatch(ctx context.Context, tenant, workspace string) (Run, error) {
+	w, err := m.store.GetWorkspace(ctx, tenant, workspace)
+	if err != nil {
+		return Run{}, fmt.Errorf("cannot dispatch in workspace %s/%s: %w", tenant, workspace, err)
 	}
-	return "", nil
+	fit, err := m.fit(ctx, w)
+	if err != nil {
+		return Run{}, err
+	}
+	for _, a := range fit.free {
+		r, err := m.claim(ctx, a, workspace)
+		if errors.Is(err, ErrAgentUnavailable) {
+			continue
+		}
+		return r, err
+	}
+	return Run{}, fmt.Errorf("%w: no agent of tenant %s can take a run of workspace %s now", ErrAgentUnavailable, tenant, workspace)
 }
 
 func formatLabels(l map[string]string) string {

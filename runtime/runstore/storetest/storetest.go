@@ -54,6 +54,7 @@ func Run(t *testing.T, factory Factory) {
 		{"Lifecycle", testLifecycle},
 		{"RunsQueueBehindTheActiveOne", testQueue},
 		{"ConcurrentClaimsExactlyOneWins", testClaimRace},
+		{"DispatchPicksTheLeastLoadedAgent", testDispatch},
 		{"SilentAgentFailsRunAndReleasesLock", testSilentAgent},
 		{"Timeouts", testTimeouts},
 		{"Cancel", testCancel},
@@ -629,6 +630,45 @@ func testClaimRace(t *testing.T, f Fixture) {
 	for _, err := range losses {
 		assert.ErrorIs(t, err, runs.ErrNothingToClaim)
 	}
+}
+
+func testDispatch(t *testing.T, f Fixture) {
+	e := newEnv(t, f.Store)
+	prod := map[string]string{"env": "prod"}
+	for _, ws := range []string{"a", "b", "c", "d"} {
+		e.workspace(ws, runs.Options{}, prod)
+	}
+	e.agent("dev", 4, map[string]string{"env": "dev"})
+	e.agent("big", 2, prod)
+	e.agent("small", 1, prod)
+
+	_, err := e.m.Dispatch(e.ctx, e.tenant, "a")
+	assert.ErrorIs(t, err, runs.ErrNothingToClaim, "no run queued")
+
+	e.enqueue("a", runs.OpApply)
+	r, err := e.m.Dispatch(e.ctx, e.tenant, "a")
+	require.NoError(t, err)
+	assert.Contains(t, []string{"big", "small"}, r.Agent, "never the agent without the labels")
+	first := r.Agent
+
+	// The idle one goes first: the other agent now.
+	e.enqueue("b", runs.OpApply)
+	r, err = e.m.Dispatch(e.ctx, e.tenant, "b")
+	require.NoError(t, err)
+	assert.NotEqual(t, first, r.Agent)
+
+	// small is full; big has room for one more (load 1/2 < 1/1).
+	e.enqueue("c", runs.OpApply)
+	r, err = e.m.Dispatch(e.ctx, e.tenant, "c")
+	require.NoError(t, err)
+	assert.Equal(t, "big", r.Agent)
+
+	waiting := e.enqueue("d", runs.OpApply)
+	assert.Equal(t, "all 2 agent(s) that can run it are busy", waiting.Waiting)
+	_, err = e.m.Dispatch(e.ctx, e.tenant, "d")
+	assert.ErrorIs(t, err, runs.ErrAgentUnavailable)
+	_, err = e.m.Dispatch(e.ctx, unique("t"), "d")
+	assert.ErrorIs(t, err, runs.ErrNotFound)
 }
 
 // race runs claim n times at once and sorts the outcomes.
