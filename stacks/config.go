@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -94,20 +95,23 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 		}
 	}
 
-	if err := c.TryObject("images", &cfg.Images); err != nil {
+	if err := decodeStrict(c.Get("images"), &cfg.Images); err != nil {
 		return nil, configErr("images", "%v (want worker, idp and relayserver, each <repository>@sha256:<digest>)", err)
 	}
-	for key, ref := range map[string]string{"worker": cfg.Images.Worker, "idp": cfg.Images.IDP, "relayserver": cfg.Images.RelayServer} {
-		if key == "relayserver" && !cfg.OpsRelay {
-			continue
-		}
-		if err := apphost.ValidateImage(ref); err != nil {
-			return nil, configErr("images."+key, "%v", err)
+	images := []struct{ key, ref string }{{"worker", cfg.Images.Worker}, {"idp", cfg.Images.IDP}}
+	if cfg.OpsRelay {
+		images = append(images, struct{ key, ref string }{"relayserver", cfg.Images.RelayServer})
+	}
+	for _, img := range images {
+		if err := apphost.ValidateImage(img.ref); err != nil {
+			return nil, configErr("images."+img.key, "%v", err)
 		}
 	}
 
-	if err := c.TryObject("tenants", &cfg.Tenants); err != nil && !errors.Is(err, config.ErrMissingVar) {
-		return nil, configErr("tenants", "%v", err)
+	if raw := c.Get("tenants"); raw != "" {
+		if err := decodeStrict(raw, &cfg.Tenants); err != nil {
+			return nil, configErr("tenants", "%v", err)
+		}
 	}
 	if err := validateTenants(cfg.Tenants); err != nil {
 		return nil, err
@@ -143,4 +147,22 @@ func parseBool(v string, dflt bool) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%q: want true or false", v)
+}
+
+// decodeStrict decodes a structured config value, refusing unknown fields:
+// a misspelt "conectors" must not silently deploy a tenant without its
+// connectors.
+func decodeStrict(raw string, v any) error {
+	if strings.TrimSpace(raw) == "" {
+		return errors.New("is required")
+	}
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("cannot decode: %w", err)
+	}
+	if dec.More() {
+		return errors.New("cannot decode: trailing data")
+	}
+	return nil
 }

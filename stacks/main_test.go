@@ -228,7 +228,10 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 		{"bad tenant id", map[string]string{"bote:tenants": `[{"id":"a/b","connectors":[]}]`}, "bote:tenants[0]: invalid id: tenant id \"a/b\""},
 		{"private key in config", map[string]string{"bote:tenants": `[{"id":"a","connectors":[{"id":"c","jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y","d":"d"}}]}]`},
 			"bote:tenants[0]: tenant a: connector c: jwk: contains a private key"},
-		{"tenants not a list", map[string]string{"bote:tenants": `{"id":"a"}`}, "bote:tenants:"},
+		{"tenants not a list", map[string]string{"bote:tenants": `{"id":"a"}`}, "bote:tenants: cannot decode"},
+		{"misspelt tenant field", map[string]string{"bote:tenants": `[{"id":"a","conectors":[]}]`}, `bote:tenants: cannot decode: json: unknown field "conectors"`},
+		{"misspelt image key", map[string]string{"bote:images": `{"wroker":"x"}`}, `bote:images: cannot decode: json: unknown field "wroker"`},
+		{"images missing", map[string]string{"bote:images": ""}, "bote:images: is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,7 +79,8 @@ type Args struct {
 	Images        Images
 	// Registrations are every tenant's connectors, published for the idp.
 	Registrations []registry.Connector
-	// WorkerReplicas bounds the worker's scale (default 1..3).
+	// WorkerMinReplicas and WorkerMaxReplicas bound the worker's scale
+	// (both 0: 1..3).
 	WorkerMinReplicas, WorkerMaxReplicas int
 	// Protect marks the stateful shared resources (namespace, storage
 	// account, vault, registry) protected: `pulumi destroy` and replacing
