@@ -15,7 +15,8 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
+
+	"github.com/botehq/platform/runtime/accesstoken"
 )
 
 // DefaultAlgorithms are the JWS algorithms accepted for operator tokens:
@@ -135,23 +136,10 @@ func NewJWTValidator(ctx context.Context, cfg JWTConfig) (*JWTValidator, error) 
 		}
 		cfg.JWKSURL = u
 	}
-	noErrFirst := true
-	logger := cfg.Logger
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
-		Client:                    cfg.HTTPClient,
-		HTTPTimeout:               cfg.HTTPClient.Timeout,
-		NoErrorReturnFirstHTTPReq: &noErrFirst,
-		RefreshInterval:           time.Hour,
-		// Unknown kids refresh at most every 30 s, and a token never waits
-		// for the limiter: garbage tokens cannot hammer the issuer.
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
-		RateLimitWaitMax:  time.Millisecond,
-		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-			return func(ctx context.Context, err error) {
-				logger.WarnContext(ctx, "cannot refresh operator JWKS", "url", u, "error", err)
-			}
-		},
-	})
+	// The shared cache refreshes hourly and at most every 30 s for an
+	// unknown kid, never holding a token waiting: garbage tokens cannot
+	// hammer the issuer, and a rotation is still picked up under load.
+	kf, err := accesstoken.NewKeyCache(ctx, cfg.JWKSURL, cfg.HTTPClient, time.Hour, 30*time.Second, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up JWKS cache for %s: %w", cfg.JWKSURL, err)
 	}

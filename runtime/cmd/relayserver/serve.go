@@ -121,7 +121,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			current.Store(l)
 			fmt.Fprintf(stdout, "relayserver listening on sb://%s (relay listener id %s)\n", l.Addr(), l.ID())
 			log.Info("serving the ops API through the relay", "relay", l.Addr().String(), "listener_id", l.ID(), "version", version)
-			if err := srv.Serve(streamListener{l}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				fatal <- fmt.Errorf("relay listener stopped: %w", err)
 			}
 		}()
