@@ -63,10 +63,7 @@ var (
 	ErrScopeTooBroad = errors.New("role assignment scope is broader than one resource")
 )
 
-const (
-	roleDefinitionIDFormat    = "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s"
-	roleDefinitionIDSeparator = "/providers/Microsoft.Authorization/roleDefinitions/"
-)
+const roleDefinitionIDFormat = "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s"
 
 // Grantable lists the roles Grant accepts.
 func Grantable() []Role { return append([]Role(nil), grantable...) }
@@ -79,12 +76,6 @@ func RoleByID(id string) (Role, bool) {
 		}
 	}
 	return Role{}, false
-}
-
-// RoleIDOf extracts the GUID from a role definition resource id.
-func RoleIDOf(roleDefinitionID string) string {
-	_, id, _ := strings.Cut(roleDefinitionID, roleDefinitionIDSeparator)
-	return id
 }
 
 // IdentityArgs are the arguments of NewIdentity.

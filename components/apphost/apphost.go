@@ -157,12 +157,6 @@ func ValidateImage(ref string) error {
 	return nil
 }
 
-// Repository returns the repository part of a digest reference.
-func Repository(ref string) string {
-	repo, _, _ := strings.Cut(ref, "@")
-	return repo
-}
-
 // Validate checks the app's arguments.
 func (a AppArgs) Validate() error {
 	switch {

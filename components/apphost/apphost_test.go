@@ -1,0 +1,87 @@
+package apphost
+
+import (
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/components/access"
+	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/infratest"
+)
+
+const digest = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func TestValidateImage(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"bote/worker" + digest:                            true,
+		"worker" + digest:                                 true,
+		"team.a/bote_x/worker-2" + digest:                 true,
+		"bote/worker:latest":                              false,
+		"bote/worker":                                     false,
+		"bote/worker@sha256:abc":                          false,
+		"Bote/Worker" + digest:                            false,
+		"botedevacr.azurecr.io/bote/worker" + digest[:20]: false,
+		"":            false,
+		"/x" + digest: false,
+	} {
+		err := ValidateImage(ref)
+		if ok {
+			assert.NoError(t, err, ref)
+		} else {
+			assert.ErrorContains(t, err, "must be a repository pinned by digest", ref)
+		}
+	}
+}
+
+func TestAppArgsValidate(t *testing.T) {
+	valid := func() AppArgs {
+		return AppArgs{
+			Name: "bote-worker", Image: "bote/worker" + digest, Port: 8080, Identity: &access.Identity{Name: "id"},
+			RegistryServer: pulumi.String("r"), MinReplicas: 1, MaxReplicas: 2,
+			Settings: map[string]pulumi.StringInput{"A": pulumi.String("a")},
+			Secrets:  map[string]pulumi.StringInput{"KEY": pulumi.String("https://v/secrets/k")},
+		}
+	}
+	require.NoError(t, valid().Validate())
+	tests := []struct {
+		name   string
+		mutate func(*AppArgs)
+		err    string
+	}{
+		{"identity", func(a *AppArgs) { a.Identity = nil }, "Identity is required"},
+		{"registry", func(a *AppArgs) { a.RegistryServer = nil }, "RegistryServer is required"},
+		{"port", func(a *AppArgs) { a.Port = 0 }, "Port 0 is out of range"},
+		{"replicas", func(a *AppArgs) { a.MinReplicas, a.MaxReplicas = 3, 2 }, "replicas"},
+		{"no replicas", func(a *AppArgs) { a.MinReplicas, a.MaxReplicas = 0, 0 }, "replicas"},
+		{"secret also a setting", func(a *AppArgs) { a.Settings["KEY"] = pulumi.String("plain") }, "KEY is both a setting and a secret"},
+		{"tag", func(a *AppArgs) { a.Image = "bote/worker:1.0" }, "pinned by digest"},
+	}
+	for _, tt := range tests {
+		a := valid()
+		tt.mutate(&a)
+		assert.ErrorContains(t, a.Validate(), tt.err, tt.name)
+	}
+}
+
+func TestSecretName(t *testing.T) {
+	assert.Equal(t, "bote-worker-storage-account-key", secretName("BOTE_WORKER_STORAGE_ACCOUNT_KEY"))
+	assert.Equal(t, "x", secretName("_X_"))
+}
+
+func TestPlatformRefusesHostingTheCloudLacks(t *testing.T) {
+	gov, err := cloud.Lookup("usgovernment")
+	require.NoError(t, err)
+	rec, err := infratest.Run(t, "usgovernment", nil, func(ctx *pulumi.Context) error {
+		_, err := NewPlatform(ctx, "apps", PlatformArgs{
+			Cloud: gov, Hosting: cloud.HostingContainerApps, Name: "bote-apps",
+			ResourceGroupName: pulumi.String("rg"), Location: "usgovvirginia",
+		})
+		return err
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Container Apps is not available in the usgovernment cloud")
+	assert.Empty(t, rec.Keys())
+}
