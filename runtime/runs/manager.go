@@ -185,7 +185,7 @@ func (m *Manager) GetRun(ctx context.Context, tenant, id string) (Run, error) {
 // workspace's when workspace is "". States filter when given.
 func (m *Manager) ListRuns(ctx context.Context, tenant, workspace string, states ...State) ([]Run, error) {
 	if workspace != "" {
-		return m.store.ListRuns(ctx, tenant, workspace, states...)
+		return m.store.ListRuns(ctx, tenant, workspace, RunQuery{States: states})
 	}
 	wss, err := m.store.ListWorkspaces(ctx, tenant)
 	if err != nil {
@@ -193,7 +193,7 @@ func (m *Manager) ListRuns(ctx context.Context, tenant, workspace string, states
 	}
 	var all []Run
 	for _, w := range wss {
-		rs, err := m.store.ListRuns(ctx, tenant, w.Name, states...)
+		rs, err := m.store.ListRuns(ctx, tenant, w.Name, RunQuery{States: states})
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +225,8 @@ func (m *Manager) Online(a Agent) bool {
 type EnqueueRequest struct {
 	Tenant, Workspace string
 	// ID is the run's id when the caller allocated it (NewRunID) to upload
-	// the bundle under it first; empty means allocate one now.
+	// the bundle under it first, at most 30 minutes ago; empty means
+	// allocate one now.
 	ID        string
 	Operation Operation
 	// Bundle is the uploaded configuration (package artifacts); its blob
@@ -264,8 +265,14 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	case len(req.Message) > 1024:
 		return Enqueued{}, fmt.Errorf("%w: message is longer than 1024 characters", ErrInvalid)
 	}
-	if req.ID != "" && !ValidRunID(req.ID) {
-		return Enqueued{}, fmt.Errorf("%w: run id %q is malformed", ErrInvalid, req.ID)
+	if req.ID != "" {
+		at, ok := runIDTime(req.ID)
+		switch {
+		case !ok:
+			return Enqueued{}, fmt.Errorf("%w: run id %q is malformed", ErrInvalid, req.ID)
+		case m.clock().Sub(at) > maxIDAge:
+			return Enqueued{}, fmt.Errorf("%w: run id %s was allocated %s ago, more than %s: allocate it right before the upload", ErrInvalid, req.ID, m.clock().Sub(at).Round(time.Second), maxIDAge)
+		}
 	}
 	if err := checkArtifact("bundle", req.Bundle, req.Tenant, req.Workspace); err != nil {
 		return Enqueued{}, err
@@ -309,7 +316,7 @@ func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		queued, err := m.store.ListRuns(ctx, r.Tenant, r.Workspace, Queued)
+		queued, err := m.store.ListRuns(ctx, r.Tenant, r.Workspace, RunQuery{States: []State{Queued}, From: queueFloor(lock.Started)})
 		if err != nil {
 			return "", err
 		}
@@ -527,7 +534,7 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 			}
 		}
 		if !lock.Held() {
-			queued, err := m.store.ListRuns(ctx, w.Tenant, w.Name, Queued)
+			queued, err := m.store.ListRuns(ctx, w.Tenant, w.Name, RunQuery{States: []State{Queued}, From: queueFloor(lock.Started)})
 			if err != nil {
 				return Run{}, err
 			}
@@ -552,6 +559,9 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 		}
 		if !lock.Held() {
 			lock.Since = now
+		}
+		if to == Planning && r.ID > lock.Started {
+			lock.Started = r.ID
 		}
 		lock.Tenant, lock.Workspace, lock.Run, lock.Agent, lock.Deadline = w.Tenant, w.Name, r.ID, agent.ID, r.Deadline
 		attempted = r.ID

@@ -2,6 +2,8 @@ package runs_test
 
 import (
 	"context"
+	"encoding/base32"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,7 @@ func TestEnqueueValidation(t *testing.T) {
 		{"no bundle", runs.EnqueueRequest{Operation: runs.OpApply}, runs.ErrInvalid},
 		{"bad bundle", runs.EnqueueRequest{Operation: runs.OpApply, Bundle: &envelope.Claim{Blob: "contoso/prod/b"}}, runs.ErrInvalid},
 		{"bad id", runs.EnqueueRequest{ID: "run-1", Operation: runs.OpApply, Bundle: bundle("contoso/prod/b")}, runs.ErrInvalid},
+		{"stale id", runs.EnqueueRequest{ID: oldRunID(time.Now().Add(-time.Hour)), Operation: runs.OpApply, Bundle: bundle("contoso/prod/b")}, runs.ErrInvalid},
 		{"long message", runs.EnqueueRequest{Operation: runs.OpApply, Bundle: bundle("contoso/prod/b"), Message: strings.Repeat("m", 2000)}, runs.ErrInvalid},
 		{"unknown workspace", runs.EnqueueRequest{Workspace: "dev", Operation: runs.OpApply, Bundle: bundle("contoso/dev/b")}, runs.ErrNotFound},
 	} {
@@ -61,6 +64,13 @@ func TestEnqueueValidation(t *testing.T) {
 			assert.Equal(t, "no agent of tenant contoso is online", q.Waiting)
 		})
 	}
+}
+
+// oldRunID builds a run id of time at (NewRunID never goes back in time).
+func oldRunID(at time.Time) string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(at.UnixMilli())<<16)
+	return "run-" + base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding).EncodeToString(b[:])
 }
 
 // lostAck is a store whose next commits land but answer ErrConflict, as

@@ -231,7 +231,12 @@ type Lock struct {
 	Since time.Time `json:"since,omitzero"`
 	// Deadline mirrors the run's deadline so sweeps read locks only.
 	Deadline time.Time `json:"deadline,omitzero"`
-	ETag     string    `json:"-"`
+	// Started is the last run taken from the workspace's queue. Runs start
+	// in creation order, so every queued run is newer (give or take clock
+	// skew between replicas): the queue is read from there, not from the
+	// workspace's first run.
+	Started string `json:"started,omitempty"`
+	ETag    string `json:"-"`
 }
 
 // Held reports whether a run holds the lock.
@@ -318,6 +323,37 @@ var (
 	idLastMS  uint64
 	idLastLow uint32
 )
+
+// queueSlack is how much older than the last run started from a queue a
+// queued run may be: clock skew between replicas, and the time between
+// allocating an id (NewRunID, to upload a bundle under it) and enqueueing
+// the run, which Enqueue bounds to maxIDAge.
+const (
+	queueSlack = time.Hour
+	maxIDAge   = 30 * time.Minute
+)
+
+// queueFloor is the smallest id a queued run can have, given the last run
+// started from the queue: runs are claimed oldest first, so only runs
+// created after it, less queueSlack, can still wait.
+func queueFloor(started string) string {
+	at, ok := runIDTime(started)
+	if !ok || at.UnixMilli() < queueSlack.Milliseconds() {
+		return ""
+	}
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(at.Add(-queueSlack).UnixMilli())<<16)
+	return "run-" + idEncoding.EncodeToString(b[:])
+}
+
+// runIDTime is when id was allocated.
+func runIDTime(id string) (time.Time, bool) {
+	raw, err := idEncoding.DecodeString(strings.TrimPrefix(id, "run-"))
+	if !ValidRunID(id) || err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(append(raw[:6:6], 0, 0)) >> 16)), true
+}
 
 // ValidRunID reports whether id has the form NewRunID produces.
 func ValidRunID(id string) bool {

@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -214,5 +215,26 @@ func TestReportReason(t *testing.T) {
 		{Planning, Failed, Report{Reason: "terraform not found"}, "terraform not found"},
 	} {
 		assert.Equal(t, tc.want, reportReason(tc.from, tc.to, tc.rep))
+	}
+}
+
+func TestQueueFloor(t *testing.T) {
+	idAt := func(at time.Time) string { // NewRunID never goes back in time
+		var b [10]byte
+		binary.BigEndian.PutUint64(b[:8], uint64(at.UnixMilli())<<16)
+		return "run-" + idEncoding.EncodeToString(b[:])
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	started := idAt(at)
+	floor := queueFloor(started)
+	got, ok := runIDTime(started)
+	require.True(t, ok)
+	assert.Equal(t, at, got.UTC())
+	assert.Less(t, floor, started)
+	assert.Equal(t, idAt(at.Add(-queueSlack)), floor)
+	assert.Greater(t, idAt(at.Add(-queueSlack+time.Millisecond)), floor, "a run within the slack is still read")
+	assert.Less(t, "run-"+idEncoding.EncodeToString(make([]byte, 10)), floor)
+	for _, bad := range []string{"", "run-x", "run-0000000000000000"} {
+		assert.Empty(t, queueFloor(bad), bad)
 	}
 }

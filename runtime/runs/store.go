@@ -3,6 +3,7 @@ package runs
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/botehq/platform/runtime/queuename"
@@ -44,9 +45,8 @@ type Store interface {
 
 	// GetRun finds a run by id within tenant.
 	GetRun(ctx context.Context, tenant, id string) (Run, error)
-	// ListRuns returns a workspace's runs oldest first, only those in one
-	// of states when any are given.
-	ListRuns(ctx context.Context, tenant, workspace string, states ...State) ([]Run, error)
+	// ListRuns returns a workspace's runs matching q, oldest first.
+	ListRuns(ctx context.Context, tenant, workspace string, q RunQuery) ([]Run, error)
 	// GetLock returns the workspace's lock; a lock never written comes back
 	// free with an empty ETag.
 	GetLock(ctx context.Context, tenant, workspace string) (Lock, error)
@@ -71,6 +71,20 @@ type Commit struct {
 	Tenant, Workspace string
 	Runs              []Run
 	Lock              *Lock
+}
+
+// RunQuery selects a workspace's runs. Empty fields match everything.
+type RunQuery struct {
+	// States keeps runs in one of these states.
+	States []State
+	// From keeps runs whose id is not before it (ids sort by creation),
+	// so the queue is read without the history before it.
+	From string
+}
+
+// Match reports whether r satisfies q (for Store implementations).
+func (q RunQuery) Match(r Run) bool {
+	return r.ID >= q.From && (len(q.States) == 0 || slices.Contains(q.States, r.State))
 }
 
 // LockQuery selects held locks. Empty fields match everything.

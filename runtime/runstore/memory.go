@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -205,7 +204,7 @@ func (m *Memory) GetRun(_ context.Context, tenant, id string) (runs.Run, error) 
 }
 
 // ListRuns implements runs.Store.
-func (m *Memory) ListRuns(_ context.Context, tenant, workspace string, states ...runs.State) ([]runs.Run, error) {
+func (m *Memory) ListRuns(_ context.Context, tenant, workspace string, q runs.RunQuery) ([]runs.Run, error) {
 	if err := runs.CheckScope(tenant, workspace); err != nil {
 		return nil, err
 	}
@@ -217,7 +216,7 @@ func (m *Memory) ListRuns(_ context.Context, tenant, workspace string, states ..
 			continue
 		}
 		r, etag := get[runs.Run](e)
-		if r.Workspace == workspace && (len(states) == 0 || slices.Contains(states, r.State)) {
+		if r.Workspace == workspace && q.Match(r) {
 			r.ETag = etag
 			out = append(out, r)
 		}

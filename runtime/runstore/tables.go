@@ -357,15 +357,16 @@ func (s *Tables) GetRun(ctx context.Context, tenant, id string) (runs.Run, error
 }
 
 // ListRuns implements runs.Store.
-func (s *Tables) ListRuns(ctx context.Context, tenant, workspace string, states ...runs.State) ([]runs.Run, error) {
+func (s *Tables) ListRuns(ctx context.Context, tenant, workspace string, q runs.RunQuery) ([]runs.Run, error) {
 	if err := runs.CheckScope(tenant, workspace); err != nil {
 		return nil, err
 	}
+	from := max(q.From, runRowFirst)
 	filter := fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
-		quote(runsPartition(tenant, workspace)), quote(runRowFirst), quote(runRowEnd))
-	if len(states) > 0 {
-		or := make([]string, len(states))
-		for i, st := range states {
+		quote(runsPartition(tenant, workspace)), quote(from), quote(runRowEnd))
+	if len(q.States) > 0 {
+		or := make([]string, len(q.States))
+		for i, st := range q.States {
 			or[i] = "State eq " + quote(string(st))
 		}
 		filter += " and (" + strings.Join(or, " or ") + ")"

@@ -333,16 +333,19 @@ func testListRuns(t *testing.T, f Fixture) {
 	lock := runs.Lock{Tenant: tenant, Workspace: ws, Run: ids[0], Agent: "a"}
 	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Lock: &lock}))
 
-	all, err := f.Store.ListRuns(ctx, tenant, ws)
+	all, err := f.Store.ListRuns(ctx, tenant, ws, runs.RunQuery{})
 	require.NoError(t, err)
 	assert.Equal(t, ids, runIDs(all), "oldest first, and the lock is not a run")
-	queued, err := f.Store.ListRuns(ctx, tenant, ws, runs.Queued)
+	queued, err := f.Store.ListRuns(ctx, tenant, ws, runs.RunQuery{States: []runs.State{runs.Queued}})
 	require.NoError(t, err)
 	assert.Equal(t, []string{ids[0], ids[2], ids[4]}, runIDs(queued))
-	both, err := f.Store.ListRuns(ctx, tenant, ws, runs.Queued, runs.Failed)
+	both, err := f.Store.ListRuns(ctx, tenant, ws, runs.RunQuery{States: []runs.State{runs.Queued, runs.Failed}})
 	require.NoError(t, err)
 	assert.Len(t, both, 5)
-	none, err := f.Store.ListRuns(ctx, tenant, "empty")
+	from, err := f.Store.ListRuns(ctx, tenant, ws, runs.RunQuery{States: []runs.State{runs.Queued}, From: ids[1]})
+	require.NoError(t, err)
+	assert.Equal(t, []string{ids[2], ids[4]}, runIDs(from))
+	none, err := f.Store.ListRuns(ctx, tenant, "empty", runs.RunQuery{})
 	require.NoError(t, err)
 	assert.Empty(t, none)
 }
