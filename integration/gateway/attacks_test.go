@@ -396,3 +396,28 @@ func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 	require.NoError(t, err)
 	a2.next(t, 10*time.Second)
 }
+
+// TestAttackTokenOfDisabledConnector: once a connector is disabled in the
+// registry, its still-valid token (replayed by whoever holds it) opens no
+// session and its open session is ended, well before the token expires.
+func TestAttackTokenOfDisabledConnector(t *testing.T) {
+	g := newGateway(t, "--ping-interval", "1s")
+	tok := g.token(t, "tenant-a", "a1")
+	s, status := g.dialRaw(t, tok)
+	require.Equal(t, http.StatusSwitchingProtocols, status)
+
+	g.writeRegistry(map[string]bool{"tenant-a/a1": true})
+	_, _, err := s.ws.Read(ctxFor(t, 20*time.Second))
+	assert.Equal(t, websocket.StatusCode(protocol.CloseRevoked), websocket.CloseStatus(err))
+
+	again, status := g.dialRaw(t, tok)
+	assert.Nil(t, again)
+	assert.Equal(t, http.StatusForbidden, status, "the same token, replayed, opens nothing")
+	_, err = g.workers[0].Proc.WaitOutput("session_revoked", 5*time.Second)
+	assert.NoError(t, err)
+
+	// Others are unaffected.
+	other, status := g.dialRaw(t, g.token(t, "tenant-a", "a2"))
+	require.Equal(t, http.StatusSwitchingProtocols, status)
+	assert.Equal(t, "a2", other.hello.Connector)
+}

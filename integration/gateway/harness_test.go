@@ -56,32 +56,47 @@ type worker struct {
 
 func (g *gateway) tokenURL() string { return g.idpURL + "/oauth2/token" }
 
-// newGateway starts Azurite, the idp and one worker.
-func newGateway(t *testing.T) *gateway {
+// writeRegistry writes the registration file with every registered
+// connector (keys made on first use), marking those in disabled.
+func (g *gateway) writeRegistry(disabled map[string]bool) {
+	t := g.t
 	t.Helper()
-	g := &gateway{t: t, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
 	var regs []registry.Connector
 	for tenant, ids := range registered {
 		for _, id := range ids {
-			key, err := clientauth.GenerateKey()
-			require.NoError(t, err)
+			cid := registry.ClientID(tenant, id)
+			key := g.keys[cid]
+			if key == nil {
+				var err error
+				key, err = clientauth.GenerateKey()
+				require.NoError(t, err)
+				g.keys[cid] = key
+			}
 			jwk, err := clientauth.PublicJWK(key, "")
 			require.NoError(t, err)
-			g.keys[registry.ClientID(tenant, id)] = key
-			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk})
+			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Disabled: disabled[cid]})
 		}
 	}
 	data, err := registry.Marshal(regs)
 	require.NoError(t, err)
 	g.registry = filepath.Join(g.dir, "registry.json")
-	require.NoError(t, os.WriteFile(g.registry, data, 0o644))
+	tmp := g.registry + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, data, 0o644))
+	require.NoError(t, os.Rename(tmp, g.registry))
+}
+
+// newGateway starts Azurite, the idp and one worker (with workerArgs).
+func newGateway(t *testing.T, workerArgs ...string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
+	g.writeRegistry(nil)
 
 	g.idp = procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{
 		"--listen", "127.0.0.1:0", "--registry", g.registry, "--key-dir", filepath.Join(g.dir, "idp-keys"),
 		"--client-rate", "100", "--client-burst", "100",
 	}})
 	g.idpURL = listenURL(t, g.idp)
-	g.startWorker()
+	g.startWorker(workerArgs...)
 	return g
 }
 

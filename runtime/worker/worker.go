@@ -193,6 +193,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	// With a registry, routing refuses unknown connectors and sessions of
+	// removed or disabled connectors end.
+	var routeDir routing.Directory
+	var sessionDir session.Directory
+	if cfg.RegistryPath != "" {
+		fd, err := newFileDirectory(cfg.RegistryPath, log)
+		if err != nil {
+			return err
+		}
+		routeDir, sessionDir = fd, fd
+	}
+
 	var srv *session.Server
 	fan, err := nudge.New(ctx, nudge.Config{
 		Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log,
@@ -217,6 +229,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Subscriptions: subs,
 		QueueAccess:   queues,
 		Presence:      fan,
+		Directory:     sessionDir,
 		Metrics:       m,
 		Logger:        log,
 		PingInterval:  cfg.PingInterval,
@@ -224,16 +237,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var dir routing.Directory
-	if cfg.RegistryPath != "" {
-		fd, err := newFileDirectory(cfg.RegistryPath, log)
-		if err != nil {
-			return err
-		}
-		dir = fd
-	}
 	router, err := routing.New(routing.Config{
-		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: dir,
+		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir,
 		Metrics: m, Logger: log,
 	})
 	if err != nil {
@@ -501,7 +506,20 @@ func (d *fileDirectory) reload() error {
 	return nil
 }
 
+// Known reports whether id is registered (disabled connectors keep their
+// queue, so messages are still routed to them).
 func (d *fileDirectory) Known(id queuename.Pair) bool {
+	_, ok := d.lookup(id)
+	return ok
+}
+
+// Active reports whether id is registered and not disabled.
+func (d *fileDirectory) Active(id queuename.Pair) bool {
+	c, ok := d.lookup(id)
+	return ok && !c.Disabled
+}
+
+func (d *fileDirectory) lookup(id queuename.Pair) (registry.Connector, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if time.Since(d.checked) > 5*time.Second {
@@ -510,6 +528,5 @@ func (d *fileDirectory) Known(id queuename.Pair) bool {
 			d.log.Warn("cannot reload connector registry; keeping the last good one", "err", err)
 		}
 	}
-	_, ok := d.reg.Lookup(registry.ClientID(id.Tenant, id.Connector))
-	return ok
+	return d.reg.Lookup(registry.ClientID(id.Tenant, id.Connector))
 }

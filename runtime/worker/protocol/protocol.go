@@ -109,6 +109,10 @@ const (
 // with a fresh token.
 const CloseTokenExpired = 4001
 
+// CloseRevoked is the close code of a session whose connector was removed
+// from the registry or disabled. Reconnecting will fail.
+const CloseRevoked = 4003
+
 // Frame is one protocol frame. Which fields are set depends on Type.
 type Frame struct {
 	Type string `json:"type"`

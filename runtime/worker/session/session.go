@@ -82,13 +82,20 @@ type Presence interface {
 	Leave(ctx context.Context, id Identity, session string) error
 }
 
+// Directory says whether a connector may hold a session: registered and not
+// disabled. Optional; without it any verified token opens a session.
+type Directory interface {
+	Active(id Identity) bool
+}
+
 // Config configures a Server.
 type Config struct {
 	Verifier      Verifier
 	Sender        CloudSender
 	Subscriptions Subscriptions
 	QueueAccess   QueueAccess
-	Presence      Presence // optional: nil on a single replica
+	Presence      Presence  // optional: nil on a single replica
+	Directory     Directory // optional: refuse and end sessions of removed or disabled connectors
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
 
@@ -252,6 +259,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid identity", http.StatusForbidden)
 		return
 	}
+	if d := s.cfg.Directory; d != nil && !d.Active(id) {
+		s.audit(r.Context(), "session_rejected", id, r, "reason", "connector is not registered or is disabled")
+		http.Error(w, "connector is not registered or is disabled", http.StatusForbidden)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
@@ -393,6 +405,11 @@ func (c *conn) keepalive(ctx context.Context) {
 				c.log().Debug("cannot write nudge", "err", err)
 			}
 		case <-t.C:
+			if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
+				c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
+				_ = c.ws.Close(protocol.CloseRevoked, "connector is no longer registered or is disabled")
+				return
+			}
 			if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
 				c.log().Info("access token expired; closing session")
 				_ = c.ws.Close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")

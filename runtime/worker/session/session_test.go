@@ -440,3 +440,42 @@ func TestExpiredTokenClosesSessionUnlessRenewed(t *testing.T) {
 	renewed.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
 	assert.Equal(t, protocol.TypeAck, renewed.read().Type, "renewed session still serves")
 }
+
+type fakeDirectory struct {
+	mu       sync.Mutex
+	inactive map[Identity]bool
+}
+
+func (d *fakeDirectory) Active(id Identity) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.inactive[id]
+}
+
+func (d *fakeDirectory) disable(id Identity) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inactive[id] = true
+}
+
+func TestDisabledConnectorsLoseTheirSessions(t *testing.T) {
+	dir := &fakeDirectory{inactive: map[Identity]bool{{Tenant: "acme", Connector: "gone"}: true}}
+	h := newHarness(t, func(c *Config) { c.Directory = dir; c.PingInterval = 50 * time.Millisecond })
+
+	req, _ := http.NewRequest(http.MethodGet, h.http.URL+protocol.ConnectPath, nil)
+	req.Header.Set("Authorization", "Bearer tok-acme-gone")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a valid token of a removed connector opens nothing")
+
+	c := h.dial(t, "tok-acme-agent1")
+	other := h.dial(t, "tok-acme-agent2")
+	dir.disable(Identity{Tenant: "acme", Connector: "agent1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, _, err = c.ws.Read(ctx)
+	assert.Equal(t, websocket.StatusCode(protocol.CloseRevoked), websocket.CloseStatus(err))
+	other.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
+	assert.Equal(t, protocol.TypeAck, other.read().Type)
+}
