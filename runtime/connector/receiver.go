@@ -272,9 +272,13 @@ func (r *receiver) delete(ctx context.Context, q *azqueue.QueueClient, id, pop s
 // deadLetter hands a message to the worker's connector error queue, then
 // deletes it. Without a session it stays; the next read tries again.
 func (r *receiver) deadLetter(ctx context.Context, q *azqueue.QueueClient, id, pop string, d protocol.DeadLetter, log *slog.Logger) {
-	s, err := r.c.session(ctx)
+	// Bounded: without a session (or while stopping) the message simply
+	// stays in the queue for a later read.
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := r.c.session(dctx)
 	if err == nil {
-		_, err = s.request(ctx, protocol.Frame{Type: protocol.TypeDeadLetter, DeadLetter: &d})
+		_, err = s.request(dctx, protocol.Frame{Type: protocol.TypeDeadLetter, DeadLetter: &d})
 	}
 	if err != nil {
 		log.Warn("cannot dead-letter message; will retry", "reason", d.Reason, "err", err)
