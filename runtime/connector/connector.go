@@ -107,6 +107,9 @@ type Config struct {
 	Concurrency int
 	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms, 30s).
 	MinBackoff, MaxBackoff time.Duration
+	// DrainTimeout is how long handlers may go on after Run's context ends
+	// before their contexts are cancelled (default 30s).
+	DrainTimeout time.Duration
 	// MaxClaimBytes bounds a claim-checked body (default 100 MiB).
 	MaxClaimBytes int64
 	// HTTPClient is used for the WebSocket, queue and blob requests.
@@ -124,8 +127,8 @@ func (c *Config) Validate() error {
 		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
 	case c.Handler == nil:
 		return errors.New("connector config: Handler is required")
-	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0:
-		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, MaxDequeueCount, Concurrency and MaxClaimBytes must not be negative")
+	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0:
+		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, MaxDequeueCount, Concurrency, MaxClaimBytes and DrainTimeout must not be negative")
 	case c.Visibility != 0 && c.Visibility < 2*time.Second:
 		return fmt.Errorf("connector config: Visibility %s must be at least 2s", c.Visibility)
 	}
@@ -146,6 +149,7 @@ func (c *Config) defaults() {
 	setDefault(&c.MinBackoff, 250*time.Millisecond)
 	setDefault(&c.MaxBackoff, 30*time.Second)
 	setDefault(&c.MaxClaimBytes, 100<<20)
+	setDefault(&c.DrainTimeout, 30*time.Second)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -212,8 +216,8 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Run keeps the session and receives messages until ctx ends. Handlers in
-// flight finish (their messages are deleted or left for redelivery) before
-// Run returns.
+// flight get DrainTimeout to finish (their messages are deleted, or left
+// for redelivery) before Run returns.
 func (c *Client) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("connector: Run called twice")

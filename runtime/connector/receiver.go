@@ -31,6 +31,9 @@ type receiver struct {
 	log   *slog.Logger
 	slots chan struct{}
 	wg    sync.WaitGroup
+	// handlerCtx is what handlers run under; it ends DrainTimeout after
+	// Run's context.
+	handlerCtx context.Context
 
 	mu     sync.Mutex
 	url    string
@@ -42,7 +45,16 @@ func newReceiver(c *Client) *receiver {
 }
 
 func (r *receiver) run(ctx context.Context) {
-	defer r.wg.Wait() // handlers in flight finish before Run returns
+	// Handlers outlive ctx by up to DrainTimeout, then their contexts end;
+	// an unfinished message comes back after its visibility timeout.
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	r.handlerCtx = hctx
+	defer func() {
+		t := time.AfterFunc(r.c.cfg.DrainTimeout, cancelHandlers)
+		defer t.Stop()
+		r.wg.Wait()
+	}()
 	poll := time.NewTicker(r.c.cfg.SafetyPoll)
 	defer poll.Stop()
 	for {
@@ -121,7 +133,7 @@ func (r *receiver) drain(ctx context.Context) error {
 			r.wg.Add(1)
 			go func() {
 				defer func() { <-r.slots; r.wg.Done() }()
-				r.process(context.WithoutCancel(ctx), q, m)
+				r.process(r.handlerCtx, q, m)
 			}()
 		}
 	}
