@@ -66,6 +66,31 @@ func TestEnqueueValidation(t *testing.T) {
 	}
 }
 
+// contoso returns a Manager on store with tenant contoso, workspace prod
+// and agent a1 (capacity 1).
+func contoso(t *testing.T, cfg runs.Config) *runs.Manager {
+	t.Helper()
+	ctx := context.Background()
+	m, err := runs.New(cfg)
+	require.NoError(t, err)
+	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
+	require.NoError(t, err)
+	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
+	require.NoError(t, err)
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
+	require.NoError(t, err)
+	return m
+}
+
+// enqueue queues an apply in contoso/prod.
+func enqueue(t *testing.T, m *runs.Manager) runs.Run {
+	t.Helper()
+	q, err := m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
+		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+	return q.Run
+}
+
 // oldRunID builds a run id of time at (NewRunID never goes back in time).
 func oldRunID(at time.Time) string {
 	var b [10]byte
@@ -92,22 +117,13 @@ func (s *lostAck) Commit(ctx context.Context, c runs.Commit) error {
 func TestLostAnswersAreRecovered(t *testing.T) {
 	ctx := context.Background()
 	store := &lostAck{Store: runstore.NewMemory()}
-	m, err := runs.New(runs.Config{Store: store})
-	require.NoError(t, err)
-	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
-	require.NoError(t, err)
-	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
-	require.NoError(t, err)
-	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
-	require.NoError(t, err)
-	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
-	require.NoError(t, err)
+	m := contoso(t, runs.Config{Store: store})
+	q := enqueue(t, m)
 
 	store.lose = 1
 	r, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err, "the claim landed; the agent must get its run")
-	assert.Equal(t, q.Run.ID, r.ID)
+	assert.Equal(t, q.ID, r.ID)
 	assert.Equal(t, runs.Planning, r.State)
 
 	store.lose = 1
@@ -120,23 +136,14 @@ func TestLostAnswersAreRecovered(t *testing.T) {
 func TestClaimRepairsALockItsRunDoesNotHold(t *testing.T) {
 	ctx := context.Background()
 	store := runstore.NewMemory()
-	m, err := runs.New(runs.Config{Store: store})
-	require.NoError(t, err)
-	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
-	require.NoError(t, err)
-	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
-	require.NoError(t, err)
-	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
-	require.NoError(t, err)
+	m := contoso(t, runs.Config{Store: store})
 	ghost := runs.Lock{Tenant: "contoso", Workspace: "prod", Run: runs.NewRunID(time.Now())}
 	require.NoError(t, store.Commit(ctx, runs.Commit{Tenant: "contoso", Workspace: "prod", Lock: &ghost}))
-	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
-	require.NoError(t, err)
+	q := enqueue(t, m)
 
 	r, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	assert.Equal(t, q.Run.ID, r.ID)
+	assert.Equal(t, q.ID, r.ID)
 	lock, err := store.GetLock(ctx, "contoso", "prod")
 	require.NoError(t, err)
 	assert.Equal(t, r.ID, lock.Run)
@@ -145,24 +152,15 @@ func TestClaimRepairsALockItsRunDoesNotHold(t *testing.T) {
 func TestOnChangeSeesEveryStoredChange(t *testing.T) {
 	ctx := context.Background()
 	var seen []runs.State
-	m, err := runs.New(runs.Config{Store: runstore.NewMemory(), OnChange: func(r runs.Run) { seen = append(seen, r.State) }})
+	m := contoso(t, runs.Config{Store: runstore.NewMemory(), OnChange: func(r runs.Run) { seen = append(seen, r.State) }})
+	q := enqueue(t, m)
+	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
+	_, err = m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: q.ID, By: "bob"})
 	require.NoError(t, err)
-	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.ID, Agent: "a1", State: runs.Cancelled})
 	require.NoError(t, err)
-	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
-	require.NoError(t, err)
-	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
-	require.NoError(t, err)
-	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
-	require.NoError(t, err)
-	_, err = m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: q.Run.ID, By: "bob"})
-	require.NoError(t, err)
-	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Cancelled})
-	require.NoError(t, err)
-	_, err = m.Approve(ctx, "contoso", q.Run.ID, "bob")
+	_, err = m.Approve(ctx, "contoso", q.ID, "bob")
 	require.ErrorIs(t, err, runs.ErrIllegalTransition)
 	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planning, runs.Cancelled}, seen, "a refused change is not reported")
 }
