@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/diag/colors"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/assert"
@@ -68,23 +72,24 @@ func deployed(t *testing.T, cfg map[string]string) (*infratest.Recording, map[st
 	return rec, exports, err
 }
 
+// The project and stack files load with Pulumi's own loader (schema and
+// project validation included), so a malformed file fails here, not at the
+// first `pulumi up`.
 func TestProjectFile(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "Pulumi.yaml"))
+	proj, err := workspace.LoadProject(filepath.Join("..", "Pulumi.yaml"))
 	require.NoError(t, err)
-	var p struct {
-		Name    string         `yaml:"name"`
-		Runtime map[string]any `yaml:"runtime"`
-		Main    string         `yaml:"main"`
-		Config  map[string]struct {
-			Value []string `yaml:"value"`
-		} `yaml:"config"`
-	}
-	require.NoError(t, yaml.Unmarshal(raw, &p))
-	assert.Equal(t, "bote", p.Name, "config keys are namespaced bote:")
-	assert.Equal(t, "go", p.Runtime["name"])
-	assert.Equal(t, "stacks/", p.Main)
-	assert.Contains(t, p.Config["pulumi:disable-default-providers"].Value, "*",
+	assert.Equal(t, "bote", proj.Name.String(), "config keys are namespaced bote:")
+	assert.Equal(t, "go", proj.Runtime.Name())
+	assert.Equal(t, "stacks/", proj.Main)
+	disabled := proj.Config["pulumi:disable-default-providers"].Value
+	assert.Equal(t, []any{"*"}, disabled,
 		"default providers must be disabled so a forgotten provider cannot fall back to public Azure")
+
+	for _, stack := range []string{"dev", "gov"} {
+		ps, err := workspace.LoadProjectStack(diag.DefaultSink(io.Discard, io.Discard, diag.FormatOptions{Color: colors.Never}), proj, filepath.Join("..", "Pulumi."+stack+".yaml"))
+		require.NoError(t, err, stack)
+		assert.NotEmpty(t, ps.Config, stack)
+	}
 }
 
 func TestStacksGolden(t *testing.T) {
@@ -110,17 +115,24 @@ func TestStacksGolden(t *testing.T) {
 	}
 }
 
-func TestGovStackNamesNoPublicCloudHost(t *testing.T) {
-	rec, exports, err := deployed(t, stackConfig(t, "gov"))
-	require.NoError(t, err)
-	for _, f := range rec.FindHosts(cloud.PublicHostMarkers(), exports) {
-		t.Errorf("usgovernment stack names a public-cloud host at %s: %q", f.Where, f.Value)
+func TestSovereignStacksNameNoPublicCloudHost(t *testing.T) {
+	china := stackConfig(t, "dev")
+	china["bote:cloud"], china["bote:location"], china["bote:hosting"] = "china", "chinanorth3", ""
+	for name, cfg := range map[string]map[string]string{"usgovernment": stackConfig(t, "gov"), "china": china} {
+		t.Run(name, func(t *testing.T) {
+			rec, exports, err := deployed(t, cfg)
+			require.NoError(t, err)
+			assert.Equal(t, name, exports["cloud"])
+			assert.Equal(t, "appservice", exports["hosting"])
+			for _, f := range rec.FindHosts(cloud.PublicHostMarkers(), exports) {
+				t.Errorf("%s stack names a public-cloud host at %s: %q", name, f.Where, f.Value)
+			}
+		})
 	}
 	// The scan itself works: the public stack is full of public hosts.
 	pub, pubExports, err := deployed(t, stackConfig(t, "dev"))
 	require.NoError(t, err)
 	assert.NotEmpty(t, pub.FindHosts(cloud.PublicHostMarkers(), pubExports))
-	assert.Equal(t, "appservice", exports["hosting"])
 }
 
 func withTenant(cfg map[string]string, tenantJSON string) map[string]string {
