@@ -95,6 +95,11 @@ type Config struct {
 	PingInterval    time.Duration // default 30s
 	SASLifetime     time.Duration // default 15m
 	ShutdownTimeout time.Duration // default 30s
+	// RoutePollMin and RoutePollMax bound the router's wait between empty
+	// receives on a polling bus (Storage Queues): it doubles from min to max
+	// while idle. They trade idle requests against latency (defaults 20ms
+	// and 1s; Service Bus receives block instead and are unaffected).
+	RoutePollMin, RoutePollMax time.Duration
 	// SessionsOnly runs no router on this replica: it serves sessions and
 	// receives nudges from replicas that route (scaling the two apart).
 	SessionsOnly bool
@@ -130,8 +135,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: ServiceBusConnectionString, or ServiceBusNamespace with Credential, is required with Bus servicebus")
 	case c.Replica != "" && !replicaPattern.MatchString(c.Replica):
 		return fmt.Errorf("worker config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
-	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0:
-		return errors.New("worker config: PingInterval, SASLifetime and ShutdownTimeout must not be negative")
+	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0, c.RoutePollMin < 0, c.RoutePollMax < 0:
+		return errors.New("worker config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
 	}
 	return nil
 }
@@ -239,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	router, err := routing.New(routing.Config{
 		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir,
-		Metrics: m, Logger: log,
+		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax,
 	})
 	if err != nil {
 		return err

@@ -132,6 +132,8 @@ func (c *Config) Validate() error {
 		return errors.New("routing config: ImmediateRetries and DelayedRetries must be -1, 0 or positive")
 	case c.Lock < 0, c.Delay < 0, c.DedupWindow < 0, c.ClaimURLTTL < 0, c.Idle < 0, c.IdleMax < 0:
 		return errors.New("routing config: Lock, Delay, DedupWindow, ClaimURLTTL, Idle and IdleMax must not be negative")
+	case c.Idle > 0 && c.IdleMax > 0 && c.Idle > c.IdleMax:
+		return fmt.Errorf("routing config: Idle %s exceeds IdleMax %s", c.Idle, c.IdleMax)
 	}
 	return nil
 }
