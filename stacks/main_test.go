@@ -284,3 +284,23 @@ func TestSharedStateIsProtectedUnlessTurnedOff(t *testing.T) {
 		}
 	}
 }
+
+func TestTenantOrderInConfigDoesNotMatter(t *testing.T) {
+	cfg := stackConfig(t, "dev")
+	before, beforeExports, err := deployed(t, cfg)
+	require.NoError(t, err)
+
+	var tenants []any
+	require.NoError(t, json.Unmarshal([]byte(cfg["bote:tenants"]), &tenants))
+	require.Greater(t, len(tenants), 1)
+	for i, j := 0, len(tenants)-1; i < j; i, j = i+1, j-1 {
+		tenants[i], tenants[j] = tenants[j], tenants[i]
+	}
+	b, err := json.Marshal(tenants)
+	require.NoError(t, err)
+	cfg["bote:tenants"] = string(b)
+	after, afterExports, err := deployed(t, cfg)
+	require.NoError(t, err)
+	assert.Equal(t, string(before.JSON()), string(after.JSON()))
+	assert.Equal(t, beforeExports, afterExports)
+}
