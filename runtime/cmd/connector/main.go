@@ -86,7 +86,7 @@ func keygen(args []string, stdout io.Writer) error {
 func serve(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var cfg connector.Config
-	var keyPath, deliverTo, listen, logLevel string
+	var keyPath, deliverTo, listen string
 	var deliverTimeout time.Duration
 	fs.StringVar(&cfg.WorkerURL, "worker-url", "", "gateway worker base URL")
 	fs.StringVar(&cfg.TokenURL, "token-url", "", "idp token endpoint")
@@ -98,13 +98,10 @@ func serve(args []string, stdout io.Writer) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "local API address (keep it on loopback)")
 	fs.DurationVar(&cfg.SafetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "messages delivered at once (default 4)")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	var level slog.Level
+	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := envflag.Parse(fs, args, envPrefix); err != nil {
 		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if deliverTo == "" {

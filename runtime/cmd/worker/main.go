@@ -33,7 +33,6 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	var cfg worker.Config
-	var logLevel string
 	var useIdentity bool
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address (:0 picks a free port)")
 	fs.StringVar(&cfg.StorageConnectionString, "storage-connection-string", "", "storage account connection string (queues, tables, blobs)")
@@ -58,13 +57,10 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.RoutePollMax, "route-poll-max", 0, "longest router wait while idle on a polling bus (default 1s)")
 	fs.BoolVar(&cfg.SessionsOnly, "sessions-only", false, "serve sessions but route nothing (routing runs on other replicas)")
 	fs.BoolVar(&cfg.CreateResources, "create-resources", false, "create missing queues, tables and the claim container (local use)")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	var level slog.Level
+	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := envflag.Parse(fs, args, envPrefix); err != nil {
 		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if cfg.JWKSURL == "" && cfg.Issuer != "" {
