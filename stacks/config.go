@@ -13,6 +13,7 @@ import (
 
 	"github.com/botehq/platform/components/apphost"
 	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/components/tenant"
 )
@@ -79,8 +80,8 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	cfg.SubscriptionID = c.Get("subscriptionId")
 	cfg.TenantID = c.Get("tenantId")
 	cfg.ServiceBusSku = c.Get("serviceBusSku")
-	if cfg.ServiceBusSku != "" && !slices.Contains([]string{"Standard", "Premium"}, cfg.ServiceBusSku) {
-		return nil, configErr("serviceBusSku", "%q: want Standard or Premium", cfg.ServiceBusSku)
+	if cfg.ServiceBusSku != "" && !slices.Contains(gateway.ServiceBusSkus, cfg.ServiceBusSku) {
+		return nil, configErr("serviceBusSku", "%q: want one of %v", cfg.ServiceBusSku, gateway.ServiceBusSkus)
 	}
 	cfg.StorageSku = c.Get("storageSku")
 	cfg.RegistrySku = c.Get("registrySku")

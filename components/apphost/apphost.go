@@ -11,6 +11,7 @@
 package apphost
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"sort"
@@ -93,10 +94,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args PlatformArgs, opts ...pu
 		if err := naming.Check(naming.AppServicePlan, args.Name); err != nil {
 			return nil, err
 		}
-		sku := args.PlanSku
-		if sku == "" {
-			sku = "P1v3"
-		}
+		sku := cmp.Or(args.PlanSku, "P1v3")
 		plan, err := web.NewAppServicePlan(ctx, name, &web.AppServicePlanArgs{
 			Name:              pulumi.String(args.Name),
 			ResourceGroupName: args.ResourceGroupName,

@@ -11,6 +11,7 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"slices"
@@ -50,8 +51,9 @@ const (
 	SecretStorageKey  = "storage-account-key"
 )
 
-// Service Bus SKUs.
-var serviceBusSkus = []string{"Standard", "Premium"}
+// ServiceBusSkus are the namespace SKUs the gateway supports (Basic has no
+// topics, duplicate detection or forwarding).
+var ServiceBusSkus = []string{"Standard", "Premium"}
 
 // Images are the apps' images: repositories in the stack's registry pinned
 // by digest.
@@ -121,8 +123,8 @@ func (a *Args) Validate() error {
 	if a.Hosting != cloud.HostingContainerApps && a.Hosting != cloud.HostingAppService {
 		return fmt.Errorf("Hosting: %q is not a hosting; resolve it with Cloud.ResolveHosting", a.Hosting)
 	}
-	if a.ServiceBusSku != "" && !slices.Contains(serviceBusSkus, a.ServiceBusSku) {
-		return fmt.Errorf("ServiceBusSku: %q is not one of %v", a.ServiceBusSku, serviceBusSkus)
+	if a.ServiceBusSku != "" && !slices.Contains(ServiceBusSkus, a.ServiceBusSku) {
+		return fmt.Errorf("ServiceBusSku: %q is not one of %v", a.ServiceBusSku, ServiceBusSkus)
 	}
 	if err := a.Cloud.Require(cloud.ServiceBus, cloud.Storage, cloud.KeyVault, cloud.ContainerRegistry,
 		cloud.LogAnalytics, cloud.AppInsights, cloud.ManagedIdentity, a.Hosting.Service()); err != nil {
@@ -255,10 +257,7 @@ type queueSpec struct {
 }
 
 func (b *builder) bus() error {
-	sku := b.args.ServiceBusSku
-	if sku == "" {
-		sku = "Standard"
-	}
+	sku := cmp.Or(b.args.ServiceBusSku, "Standard")
 	ns, err := servicebus.NewNamespace(b.ctx, b.child("bus"), &servicebus.NamespaceArgs{
 		NamespaceName:     pulumi.String(b.n.bus),
 		ResourceGroupName: b.args.ResourceGroupName,
@@ -321,10 +320,7 @@ func (b *builder) bus() error {
 }
 
 func (b *builder) storage() error {
-	sku := b.args.StorageSku
-	if sku == "" {
-		sku = "Standard_ZRS"
-	}
+	sku := cmp.Or(b.args.StorageSku, "Standard_ZRS")
 	acct, err := storage.NewStorageAccount(b.ctx, b.child("storage"), &storage.StorageAccountArgs{
 		AccountName:       pulumi.String(b.n.storage),
 		ResourceGroupName: b.args.ResourceGroupName,
@@ -478,10 +474,7 @@ func (b *builder) monitoring() error {
 }
 
 func (b *builder) registry() error {
-	sku := b.args.RegistrySku
-	if sku == "" {
-		sku = "Standard"
-	}
+	sku := cmp.Or(b.args.RegistrySku, "Standard")
 	reg, err := containerregistry.NewRegistry(b.ctx, b.child("registry"), &containerregistry.RegistryArgs{
 		RegistryName:      pulumi.String(b.n.registry),
 		ResourceGroupName: b.args.ResourceGroupName,
