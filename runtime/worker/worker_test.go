@@ -1,0 +1,158 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/worker/session"
+)
+
+// fakeBus records sends; only Send matters to cloudSender.
+type fakeBus struct {
+	bus.Driver
+	sent  map[string][]*envelope.Envelope
+	fails error
+}
+
+func (b *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, _ *bus.SendOptions) error {
+	if b.fails != nil {
+		return b.fails
+	}
+	if b.sent == nil {
+		b.sent = map[string][]*envelope.Envelope{}
+	}
+	b.sent[queue] = append(b.sent[queue], env)
+	return nil
+}
+
+func TestCloudSenderStampsVerifiedIdentity(t *testing.T) {
+	b := &fakeBus{}
+	s := &cloudSender{bus: b}
+	from := session.Identity{Tenant: "acme", Connector: "agent1"}
+	id, err := s.SendToCloud(context.Background(), from, protocol.Message{CorrelationID: "c", Headers: map[string]string{"kind": "ping"}, Body: []byte("x")})
+	require.NoError(t, err)
+	require.Len(t, b.sent[bus.QueueCloud], 1)
+	env := b.sent[bus.QueueCloud][0]
+	assert.Equal(t, id, env.ID)
+	assert.Len(t, id, 32, "an id is generated when the connector sent none")
+	assert.Equal(t, envelope.KindCloud, env.Kind)
+	assert.Equal(t, &envelope.Identity{Tenant: "acme", Connector: "agent1"}, env.From)
+	assert.Empty(t, env.Tenant, "a cloud message carries no routing")
+	assert.Equal(t, "c", env.CorrelationID)
+}
+
+func TestCloudSenderErrors(t *testing.T) {
+	from := session.Identity{Tenant: "acme", Connector: "agent1"}
+	tests := []struct {
+		name     string
+		busErr   error
+		msg      protocol.Message
+		wantCode string // "" means a plain (unavailable) error
+	}{
+		{"control character in header", nil, protocol.Message{Headers: map[string]string{"k": "a\x00b"}}, protocol.CodeInvalidMessage},
+		{"too large for the bus", fmt.Errorf("wrapped: %w", bus.ErrTooLarge), protocol.Message{}, protocol.CodeInvalidMessage},
+		{"bus down", errors.New("connection refused"), protocol.Message{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := (&cloudSender{bus: &fakeBus{fails: tt.busErr}}).SendToCloud(context.Background(), from, tt.msg)
+			require.Error(t, err)
+			var perr *protocol.Error
+			if tt.wantCode == "" {
+				assert.False(t, errors.As(err, &perr), "backend failures are not the connector's fault")
+				return
+			}
+			require.ErrorAs(t, err, &perr)
+			assert.Equal(t, tt.wantCode, perr.Code)
+		})
+	}
+}
+
+func TestCloudSenderDeadLetter(t *testing.T) {
+	b := &fakeBus{}
+	err := (&cloudSender{bus: b}).DeadLetter(context.Background(), session.Identity{Tenant: "acme", Connector: "agent1"},
+		protocol.DeadLetter{Reason: "poison", MessageID: "m1", DequeueCount: 6, Text: "original", Description: "failed 6 times"})
+	require.NoError(t, err)
+	require.Len(t, b.sent[QueueConnectorErrors], 1)
+	env := b.sent[QueueConnectorErrors][0]
+	q, _ := queuename.For("acme", "agent1")
+	assert.Equal(t, "poison", env.Headers[envelope.HeaderDeadLetter])
+	assert.Equal(t, q, env.Headers["bote-source-queue"])
+	assert.Equal(t, "6", env.Headers["bote-dequeue-count"])
+	assert.Equal(t, "original", string(env.Body))
+	assert.Equal(t, "acme/agent1", env.From.String())
+}
+
+func writeRegistry(t *testing.T, path string, disabled bool) {
+	t.Helper()
+	key, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	jwk, err := clientauth.PublicJWK(key, "")
+	require.NoError(t, err)
+	data, err := registry.Marshal([]registry.Connector{{Tenant: "acme", ID: "agent1", JWK: jwk, Disabled: disabled}})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+}
+
+func TestFileDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.json")
+	writeRegistry(t, path, false)
+	d, err := newFileDirectory(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	agent := queuename.Pair{Tenant: "acme", Connector: "agent1"}
+	ghost := queuename.Pair{Tenant: "acme", Connector: "ghost"}
+	assert.True(t, d.Known(agent))
+	assert.True(t, d.Active(agent))
+	assert.False(t, d.Known(ghost))
+
+	writeRegistry(t, path, true)
+	future := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(path, future, future))
+	d.checked = time.Time{} // due for a reload
+	assert.True(t, d.Known(agent), "disabled connectors keep their queue")
+	assert.False(t, d.Active(agent), "but lose their sessions")
+
+	require.NoError(t, os.WriteFile(path, []byte("{broken"), 0o644))
+	d.checked = time.Time{}
+	assert.True(t, d.Known(agent), "a broken file keeps the last good registry")
+
+	_, err = newFileDirectory(filepath.Join(t.TempDir(), "missing.json"), slog.Default())
+	assert.Error(t, err)
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Listen: ":0", StorageConnectionString: "x", Issuer: "http://idp", JWKSURL: "http://idp/jwks"}
+	require.NoError(t, ok.Validate())
+	for field, mut := range map[string]func(*Config){
+		"Listen":                     func(c *Config) { c.Listen = "" },
+		"StorageConnectionString":    func(c *Config) { c.StorageConnectionString = "" },
+		"exclusive":                  func(c *Config) { c.QueueURL = "http://q" },
+		"StorageAccountKey":          func(c *Config) { c.StorageAccountName = "acct" },
+		"Issuer":                     func(c *Config) { c.Issuer = "" },
+		"JWKSURL":                    func(c *Config) { c.JWKSURL = "" },
+		"Bus":                        func(c *Config) { c.Bus = "kafka" },
+		"ServiceBusConnectionString": func(c *Config) { c.Bus = BusServiceBus },
+		"Replica":                    func(c *Config) { c.Replica = "UPPER" },
+		"PingInterval":               func(c *Config) { c.PingInterval = -1 },
+	} {
+		c := ok
+		mut(&c)
+		assert.ErrorContains(t, c.Validate(), field, field)
+	}
+}
