@@ -36,7 +36,7 @@ type receiver struct {
 	handlerCtx context.Context
 
 	mu     sync.Mutex
-	url    string
+	access protocol.QueueAccess
 	client *azqueue.QueueClient
 }
 
@@ -65,31 +65,41 @@ func (r *receiver) run(ctx context.Context) {
 		case <-poll.C:
 		}
 		if err := r.drain(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("cannot read the queue", "err", err)
+			r.log.Warn("cannot read the queue; trying again soon", "err", err)
+			time.AfterFunc(backoff(time.Second, 10*time.Second, 3), r.c.nudge)
 		}
 	}
 }
 
-// queue returns a client for the connector's queue with a current SAS.
+// queue returns a client for the connector's queue with a SAS valid for at
+// least another minute. The SAS is kept across sessions: while the worker is
+// unreachable the connector still reads its queue until the SAS expires.
 func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient, error) {
+	r.mu.Lock()
+	client, access := r.client, r.access
+	r.mu.Unlock()
+	if client != nil && !force && time.Until(access.ExpiresAt) > time.Minute {
+		return client, nil
+	}
 	s, err := r.c.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.queueAccess(ctx, force)
+	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeQueueAccess})
 	if err != nil {
 		return nil, fmt.Errorf("cannot get queue access: %w", err)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.client != nil && r.url == a.URL {
-		return r.client, nil
+	a := reply.QueueAccess
+	if a == nil || a.URL == "" {
+		return nil, errors.New("cannot get queue access: the worker sent no URL")
 	}
 	qc, err := azqueue.NewQueueClientWithNoCredential(a.URL, &azqueue.ClientOptions{ClientOptions: policy.ClientOptions{Transport: r.c.cfg.HTTPClient}})
 	if err != nil {
 		return nil, fmt.Errorf("cannot use queue URL: %w", err)
 	}
-	r.client, r.url = qc, a.URL
+	r.mu.Lock()
+	r.client, r.access = qc, *a
+	r.mu.Unlock()
 	return qc, nil
 }
 

@@ -26,7 +26,6 @@ type session struct {
 
 	mu      sync.Mutex
 	pending map[string]chan protocol.Frame
-	access  *protocol.QueueAccess
 
 	lastHeard atomic.Int64 // unix nanoseconds of the last frame or ping from the worker
 }
@@ -116,28 +115,6 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 			c.log.Warn("worker reported an error", "code", f.Error.Code, "message", f.Error.Message)
 		}
 	}
-}
-
-// queueAccess returns a SAS URL for the connector's queue valid for at
-// least another minute, asking the worker for a new one when needed.
-func (s *session) queueAccess(ctx context.Context, force bool) (protocol.QueueAccess, error) {
-	s.mu.Lock()
-	a := s.access
-	s.mu.Unlock()
-	if a != nil && !force && time.Until(a.ExpiresAt) > time.Minute {
-		return *a, nil
-	}
-	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeQueueAccess})
-	if err != nil {
-		return protocol.QueueAccess{}, err
-	}
-	if reply.QueueAccess == nil || reply.QueueAccess.URL == "" {
-		return protocol.QueueAccess{}, errors.New("worker sent queue access without a URL")
-	}
-	s.mu.Lock()
-	s.access = reply.QueueAccess
-	s.mu.Unlock()
-	return *reply.QueueAccess, nil
 }
 
 // keepSession connects, serves the session until it drops, and reconnects
