@@ -1,0 +1,403 @@
+// Package runproto is the protocol between the ops server (relayserver)
+// and its deployment agents. Messages travel through the bote gateway:
+// server → agent with cloud.SendToConnector, agent → server with
+// connector.Send, which arrives at the server with the verified From
+// identity. The server takes an agent's tenant and id ONLY from From, never
+// from a message body; bodies therefore carry no agent identity.
+//
+// A body is JSON with a "type" field (see the Type constants); the
+// envelope's ContentType is ContentType. Decode checks the type and the
+// fields each type requires and fails with a *DecodeError.
+//
+// Fencing: run.assign carries a claim token (the run's claim generation);
+// every run.started, run.logs and run.result echoes it, and the server
+// ignores reports whose token is not the run's current claim, so a report
+// from an earlier claim (a previous phase, or an agent that was declared
+// silent and lost the run) never changes the run.
+//
+// Sizes: a message travels in one Storage Queue message when its encoded
+// envelope stays under 64 KiB and by claim check beyond that; keep log
+// batches to MaxLogBatchBytes and the gateway does the rest.
+package runproto
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// ContentType is the envelope content type of every runproto message.
+const ContentType = "application/vnd.bote.run+json"
+
+// Type names a message.
+type Type string
+
+// Message types.
+const (
+	TypeAssign    Type = "run.assign"      // server → agent
+	TypeCancel    Type = "run.cancel"      // server → agent
+	TypeHeartbeat Type = "agent.heartbeat" // agent → server
+	TypeStarted   Type = "run.started"     // agent → server
+	TypeLogs      Type = "run.logs"        // agent → server
+	TypeResult    Type = "run.result"      // agent → server
+)
+
+// Limits.
+const (
+	// MaxMessageBytes is the largest body Decode accepts.
+	MaxMessageBytes = 4 << 20
+	// MaxLogBatchBytes is what an agent should keep a run.logs batch under,
+	// so it travels in one queue message (no claim check).
+	MaxLogBatchBytes = 32 << 10
+	// HeartbeatInterval is how often agents heartbeat.
+	HeartbeatInterval = 10 * time.Second
+)
+
+// Phase is what part of a run an agent executes.
+type Phase string
+
+// Phases.
+const (
+	PhasePlan  Phase = "plan"  // tfrun.Plan or tfrun.PlanDestroy
+	PhaseApply Phase = "apply" // tfrun.Apply of the saved plan
+)
+
+// PhaseOf is the phase of a Terraform operation.
+func PhaseOf(op tfrun.Operation) Phase {
+	if op == tfrun.Apply {
+		return PhaseApply
+	}
+	return PhasePlan
+}
+
+// Outcome is how a phase ended.
+type Outcome string
+
+// Outcomes.
+const (
+	Succeeded Outcome = "succeeded"
+	Failed    Outcome = "failed"
+	Cancelled Outcome = "cancelled"
+)
+
+// Duration is a time.Duration written as a Go duration string ("1h0m0s").
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"1h30m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Assign (run.assign) gives an agent one phase of a run.
+type Assign struct {
+	RunID     string          `json:"runId"`
+	Tenant    string          `json:"tenant"`
+	Workspace string          `json:"workspace"`
+	Op        tfrun.Operation `json:"op"`
+	// ClaimToken is the claim generation; echo it in every report.
+	ClaimToken string `json:"claimToken"`
+	// BundleURL is a read-only SAS URL of the configuration bundle
+	// (tar.gz, artifacts.Pack), for plan and destroy; BundleSHA256 and
+	// BundleSize let the agent check what it downloaded.
+	BundleURL    string `json:"bundleURL,omitempty"`
+	BundleSHA256 string `json:"bundleSha256,omitempty"`
+	BundleSize   int64  `json:"bundleSize,omitempty"`
+	// WorkdirURL is a read-only SAS URL of the saved plan with its working
+	// directory (artifacts.Pack with Workdir), for apply; the agent must
+	// check WorkdirSHA256 and WorkdirSize before applying.
+	WorkdirURL    string `json:"workdirURL,omitempty"`
+	WorkdirSHA256 string `json:"workdirSha256,omitempty"`
+	WorkdirSize   int64  `json:"workdirSize,omitempty"`
+	// UploadURL is a write-only SAS URL of one blob where the agent PUTs
+	// (x-ms-blob-type: BlockBlob) the working directory with the saved
+	// plan after a plan with changes; set for plan and destroy.
+	UploadURL string `json:"uploadURL,omitempty"`
+	// Secrets is a compact JWE sealed to the agent's registered key (see
+	// Seal); plaintext is a JSON Secrets. Empty when there are none.
+	Secrets string `json:"secrets,omitempty"`
+	// Timeout bounds this phase; the agent stops Terraform after it.
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Cancel (run.cancel) asks an agent to stop a run.
+type Cancel struct {
+	RunID      string `json:"runId"`
+	ClaimToken string `json:"claimToken,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// Heartbeat (agent.heartbeat) says an agent is alive, every
+// HeartbeatInterval.
+type Heartbeat struct {
+	Capacity int               `json:"capacity"`
+	Running  []string          `json:"running"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Version  string            `json:"version,omitempty"`
+}
+
+// Started (run.started) says Terraform started a phase.
+type Started struct {
+	RunID      string `json:"runId"`
+	ClaimToken string `json:"claimToken"`
+	Phase      Phase  `json:"phase"`
+}
+
+// Logs (run.logs) is a batch of log lines (without newlines). Seq counts
+// an agent's batches of one claim from 0; the server appends batches in
+// order, once each.
+type Logs struct {
+	RunID      string   `json:"runId"`
+	ClaimToken string   `json:"claimToken"`
+	Seq        int64    `json:"seq"`
+	Lines      []string `json:"lines"`
+}
+
+// Result (run.result) ends a phase.
+type Result struct {
+	RunID      string        `json:"runId"`
+	ClaimToken string        `json:"claimToken"`
+	Phase      Phase         `json:"phase"`
+	Outcome    Outcome       `json:"outcome"`
+	Result     *tfrun.Result `json:"result,omitempty"`
+	// Reason explains a failure the Result does not (download failed, ...).
+	Reason string `json:"reason,omitempty"`
+	// WorkdirUploaded says the working directory with the saved plan was
+	// PUT to the assignment's UploadURL; its size and SHA-256 follow.
+	WorkdirUploaded bool   `json:"workdirUploaded,omitempty"`
+	WorkdirSHA256   string `json:"workdirSha256,omitempty"`
+	WorkdirSize     int64  `json:"workdirSize,omitempty"`
+	// LastSeq is the Seq of the last run.logs batch of this claim (-1:
+	// none), so the server knows when the log is complete.
+	LastSeq int64 `json:"lastSeq"`
+}
+
+// Secrets is the plaintext of Assign.Secrets: environment for the
+// Terraform process and input variables.
+type Secrets struct {
+	Env  map[string]string `json:"env,omitempty"`
+	Vars map[string]string `json:"vars,omitempty"`
+}
+
+// Empty reports whether there is nothing to send.
+func (s Secrets) Empty() bool { return len(s.Env) == 0 && len(s.Vars) == 0 }
+
+// Message is one of *Assign, *Cancel, *Heartbeat, *Started, *Logs, *Result.
+type Message interface{ messageType() Type }
+
+func (*Assign) messageType() Type    { return TypeAssign }
+func (*Cancel) messageType() Type    { return TypeCancel }
+func (*Heartbeat) messageType() Type { return TypeHeartbeat }
+func (*Started) messageType() Type   { return TypeStarted }
+func (*Logs) messageType() Type      { return TypeLogs }
+func (*Result) messageType() Type    { return TypeResult }
+
+// TypeOf is the type of m.
+func TypeOf(m Message) Type { return m.messageType() }
+
+// Errors Decode and Encode return, wrapped in a *DecodeError.
+var (
+	ErrUnknownType = errors.New("unknown message type")
+	ErrMalformed   = errors.New("malformed message")
+	ErrTooLarge    = errors.New("message too large")
+)
+
+// DecodeError says why a body is not a valid message.
+type DecodeError struct {
+	Type  Type   // "" when the type itself could not be read
+	Field string // the bad field, if one
+	Err   error  // ErrUnknownType, ErrMalformed or ErrTooLarge
+	Msg   string
+}
+
+func (e *DecodeError) Error() string {
+	s := "runproto: "
+	if e.Type != "" {
+		s += string(e.Type) + ": "
+	}
+	if e.Field != "" {
+		s += e.Field + ": "
+	}
+	return s + e.Msg
+}
+
+// Unwrap returns the sentinel.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func malformed(t Type, field, format string, args ...any) error {
+	return &DecodeError{Type: t, Field: field, Err: ErrMalformed, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Encode validates m and returns its JSON body with the "type" field.
+func Encode(m Message) ([]byte, error) {
+	if err := Validate(m); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode %s: %w", TypeOf(m), err)
+	}
+	// Prefix the type so it is the first field: {"type":"...", ...}.
+	t, _ := json.Marshal(string(TypeOf(m)))
+	out := make([]byte, 0, len(body)+len(t)+9)
+	out = append(out, `{"type":`...)
+	out = append(out, t...)
+	if len(body) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, body[1:]...)
+	if len(out) > MaxMessageBytes {
+		return nil, &DecodeError{Type: TypeOf(m), Err: ErrTooLarge, Msg: fmt.Sprintf("%d bytes, the limit is %d", len(out), MaxMessageBytes)}
+	}
+	return out, nil
+}
+
+// Decode parses and validates a body. Unknown fields are ignored so newer
+// agents and servers can add fields; an unknown type is an error.
+func Decode(body []byte) (Message, error) {
+	if len(body) > MaxMessageBytes {
+		return nil, &DecodeError{Err: ErrTooLarge, Msg: fmt.Sprintf("%d bytes, the limit is %d", len(body), MaxMessageBytes)}
+	}
+	var head struct {
+		Type Type `json:"type"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return nil, &DecodeError{Err: ErrMalformed, Msg: "not a JSON object: " + err.Error()}
+	}
+	var m Message
+	switch head.Type {
+	case TypeAssign:
+		m = &Assign{}
+	case TypeCancel:
+		m = &Cancel{}
+	case TypeHeartbeat:
+		m = &Heartbeat{}
+	case TypeStarted:
+		m = &Started{}
+	case TypeLogs:
+		m = &Logs{}
+	case TypeResult:
+		m = &Result{LastSeq: -1}
+	case "":
+		return nil, &DecodeError{Field: "type", Err: ErrMalformed, Msg: "missing"}
+	default:
+		return nil, &DecodeError{Type: head.Type, Err: ErrUnknownType, Msg: "unknown type"}
+	}
+	if err := json.Unmarshal(body, m); err != nil {
+		return nil, &DecodeError{Type: head.Type, Err: ErrMalformed, Msg: err.Error()}
+	}
+	if err := Validate(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Validate checks the fields m's type requires.
+func Validate(m Message) error {
+	t := TypeOf(m)
+	req := func(field, v string) error {
+		if v == "" {
+			return malformed(t, field, "missing")
+		}
+		return nil
+	}
+	switch m := m.(type) {
+	case *Assign:
+		if err := firstErr(req("runId", m.RunID), req("tenant", m.Tenant), req("workspace", m.Workspace), req("claimToken", m.ClaimToken)); err != nil {
+			return err
+		}
+		switch m.Op {
+		case tfrun.Plan, tfrun.PlanDestroy:
+			if err := firstErr(req("bundleURL", m.BundleURL), req("uploadURL", m.UploadURL)); err != nil {
+				return err
+			}
+		case tfrun.Apply:
+			if err := req("workdirURL", m.WorkdirURL); err != nil {
+				return err
+			}
+		default:
+			return malformed(t, "op", "%q is not plan, destroy or apply", m.Op)
+		}
+		if m.Timeout < 0 {
+			return malformed(t, "timeout", "negative")
+		}
+	case *Cancel:
+		return req("runId", m.RunID)
+	case *Heartbeat:
+		if m.Capacity < 1 {
+			return malformed(t, "capacity", "%d must be at least 1", m.Capacity)
+		}
+	case *Started:
+		if err := firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken)); err != nil {
+			return err
+		}
+		return checkPhase(t, m.Phase)
+	case *Logs:
+		if err := firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken)); err != nil {
+			return err
+		}
+		if m.Seq < 0 {
+			return malformed(t, "seq", "%d is negative", m.Seq)
+		}
+	case *Result:
+		if err := firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken)); err != nil {
+			return err
+		}
+		if err := checkPhase(t, m.Phase); err != nil {
+			return err
+		}
+		switch m.Outcome {
+		case Succeeded, Failed, Cancelled:
+		default:
+			return malformed(t, "outcome", "%q is not succeeded, failed or cancelled", m.Outcome)
+		}
+		if m.WorkdirUploaded && (len(m.WorkdirSHA256) != 64 || m.WorkdirSize <= 0) {
+			return malformed(t, "workdirSha256", "an uploaded working directory needs its SHA-256 and size")
+		}
+	}
+	return nil
+}
+
+func checkPhase(t Type, p Phase) error {
+	if p != PhasePlan && p != PhaseApply {
+		return malformed(t, "phase", "%q is not plan or apply", p)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClaimToken formats a claim generation (the length of a run's history
+// right after the claim: it grows with every transition, so each claim of
+// a run has its own).
+func ClaimToken(generation int) string { return strconv.Itoa(generation) }
+
+// ParseClaimToken reads a token ClaimToken made.
+func ParseClaimToken(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
+}
