@@ -1,0 +1,657 @@
+// Package platform starts the whole platform on loopback as real
+// processes, the way an operator's laptop or CI runs it: Azurite, the idp,
+// the gateway worker, the test relay (devrelay), the ops server
+// (relayserver) and deployment agents, with keys generated and the
+// connector registry written in a scratch directory. It also runs the
+// opsbot CLI against it.
+//
+// It is the one place that knows how these processes are wired together;
+// `make demo` (integration/cmd/demo), the end-to-end suite
+// (integration/e2e) and the runs benchmarks use it. Tests call New, which
+// stops everything at cleanup and prints the processes' output when the
+// test fails; other programs call Start and Stop.
+package platform
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/registry"
+)
+
+// HybridConnection is the hybrid connection devrelay serves and
+// relayserver listens on.
+const HybridConnection = "ops"
+
+// Options configure Start.
+type Options struct {
+	// Dir is the scratch directory for keys, the registry and the
+	// processes' files. It must exist. Required.
+	Dir string
+	// Agents are registered as connectors of their tenant; those with
+	// Start set are started with the platform (StartAgent starts the
+	// others later). Tenants are created from them.
+	Agents []Agent
+	// Emulator is a running Azurite to use; nil starts a fresh one (and
+	// Stop stops it).
+	Emulator *azurite.Emulator
+	// Binary returns the path of runtime/cmd/<name>; default
+	// procs.BuildBinary (which honours $BOTE_BIN_DIR).
+	Binary func(name string) (string, error)
+	// Output, when set, also receives every process's output, each line
+	// prefixed with the process's name.
+	Output io.Writer
+	// RelayserverArgs are added to relayserver's command line.
+	RelayserverArgs []string
+	// StartTimeout bounds the start of each process (default 60 s).
+	StartTimeout time.Duration
+}
+
+// Agent is a deployment agent of a tenant.
+type Agent struct {
+	Tenant string
+	ID     string
+	// Start the agent with the platform.
+	Start bool
+	// Capacity is the agent's concurrency limit (default: the agent's).
+	Capacity int
+	// Labels are the agent's labels.
+	Labels map[string]string
+	// Args are added to the agent's command line.
+	Args []string
+}
+
+// ClientID is the agent's connector client id, "tenant/agent".
+func (a Agent) ClientID() string { return registry.ClientID(a.Tenant, a.ID) }
+
+// Validate names the first bad option.
+func (o Options) Validate() error {
+	if o.Dir == "" {
+		return errors.New("platform: Dir is required")
+	}
+	if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("platform: Dir %q must be an existing directory", o.Dir)
+	}
+	seen := map[string]bool{}
+	for i, a := range o.Agents {
+		if a.Tenant == "" || a.ID == "" {
+			return fmt.Errorf("platform: Agents[%d]: Tenant and ID are required", i)
+		}
+		if seen[a.ClientID()] {
+			return fmt.Errorf("platform: Agents[%d]: %s is listed twice", i, a.ClientID())
+		}
+		seen[a.ClientID()] = true
+	}
+	return nil
+}
+
+// Platform is a running platform.
+type Platform struct {
+	opts Options
+	// Emulator is the Azurite every process uses.
+	Emulator *azurite.Emulator
+	// Dir is the scratch directory.
+	Dir string
+	// RegistryFile is the connector registry the idp and worker read.
+	RegistryFile string
+	// IdpURL and WorkerURL are the gateway's endpoints.
+	IdpURL, WorkerURL string
+	// RelayNamespace, ListenConnectionString and SendConnectionString are
+	// devrelay's.
+	RelayNamespace         string
+	ListenConnectionString string
+	SendConnectionString   string
+	// APIKey is an operator API key relayserver accepts.
+	APIKey string
+
+	ownEmulator bool
+	keys        map[string]*ecdsa.PrivateKey // client id → key
+	keyFiles    map[string]string            // client id → key file
+
+	mu          sync.Mutex
+	idp         *procs.Process
+	worker      *procs.Process
+	devrelay    *procs.Process
+	relayserver *procs.Process
+	agents      map[string]*procs.Process // client id → process
+	all         []*procs.Process          // everything started, in order
+	names       map[*procs.Process]string // labels for Outputs
+	stopped     bool
+}
+
+// Start brings the platform up. On error, whatever started is stopped.
+func Start(ctx context.Context, opts Options) (p *Platform, err error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Binary == nil {
+		opts.Binary = procs.BuildBinary
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 60 * time.Second
+	}
+	p = &Platform{
+		opts: opts, Dir: opts.Dir, Emulator: opts.Emulator,
+		keys: map[string]*ecdsa.PrivateKey{}, keyFiles: map[string]string{},
+		agents: map[string]*procs.Process{}, names: map[*procs.Process]string{},
+	}
+	defer func() {
+		if err != nil {
+			if out := p.Outputs(); out != "" {
+				err = fmt.Errorf("%w\n%s", err, out)
+			}
+			_ = p.Stop()
+			p = nil
+		}
+	}()
+	if p.Emulator == nil {
+		if p.Emulator, err = azurite.Start(ctx, azurite.Options{}); err != nil {
+			return nil, fmt.Errorf("cannot start Azurite: %w", err)
+		}
+		p.ownEmulator = true
+	}
+	if err := p.writeKeys(); err != nil {
+		return nil, err
+	}
+	if err := p.startGateway(); err != nil {
+		return nil, err
+	}
+	if err := p.startRelay(); err != nil {
+		return nil, err
+	}
+	if err := p.StartRelayserver(); err != nil {
+		return nil, err
+	}
+	for _, a := range opts.Agents {
+		if a.Start {
+			if _, err := p.StartAgent(a.Tenant, a.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// New starts a platform for a test: it fails the test if the platform
+// cannot start, stops it at cleanup and logs every process's output when
+// the test failed. opts.Dir defaults to a temporary directory.
+func New(t testing.TB, opts Options) *Platform {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Emulator == nil {
+		opts.Emulator = azurite.New(t)
+	}
+	p, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("cannot start the platform: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Stop()
+		if t.Failed() {
+			t.Logf("--- platform processes ---\n%s", p.Outputs())
+		}
+	})
+	return p
+}
+
+// writeKeys makes a key per agent, the connector registry and the
+// operator API keys file.
+func (p *Platform) writeKeys() error {
+	var regs []registry.Connector
+	for _, a := range p.opts.Agents {
+		key, err := clientauth.GenerateKey()
+		if err != nil {
+			return err
+		}
+		file := filepath.Join(p.Dir, "keys", a.Tenant+"-"+a.ID+".pem")
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			return fmt.Errorf("cannot create the keys directory: %w", err)
+		}
+		if err := clientauth.WriteKeyFile(file, key); err != nil {
+			return err
+		}
+		jwk, err := clientauth.PublicJWK(key, "")
+		if err != nil {
+			return err
+		}
+		p.keys[a.ClientID()], p.keyFiles[a.ClientID()] = key, file
+		regs = append(regs, registry.Connector{Tenant: a.Tenant, ID: a.ID, JWK: jwk})
+	}
+	data, err := registry.Marshal(regs)
+	if err != nil {
+		return fmt.Errorf("cannot write the connector registry: %w", err)
+	}
+	p.RegistryFile = filepath.Join(p.Dir, "registry.json")
+	if err := os.WriteFile(p.RegistryFile, data, 0o644); err != nil {
+		return fmt.Errorf("cannot write the connector registry: %w", err)
+	}
+
+	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
+	if p.APIKey, err = kf.AddKey("operator", "platform operator", time.Now()); err != nil {
+		return fmt.Errorf("cannot create an operator API key: %w", err)
+	}
+	if err := kf.Save(p.keysFile()); err != nil {
+		return fmt.Errorf("cannot write the operator API keys: %w", err)
+	}
+	return nil
+}
+
+func (p *Platform) keysFile() string { return filepath.Join(p.Dir, "operator-keys.json") }
+
+// Key returns an agent's private key.
+func (p *Platform) Key(tenant, agent string) *ecdsa.PrivateKey {
+	return p.keys[registry.ClientID(tenant, agent)]
+}
+
+// launch starts runtime/cmd/<binary> as label and remembers it.
+func (p *Platform) launch(binary, label string, args, env []string) (*procs.Process, error) {
+	path, err := p.opts.Binary(binary)
+	if err != nil {
+		return nil, err
+	}
+	return p.launchPath(label, path, args, env)
+}
+
+func (p *Platform) launchPath(label, path string, args, env []string) (*procs.Process, error) {
+	spec := procs.Spec{Name: label, Path: path, Args: args, Env: env, Dir: p.Dir, StopGrace: 15 * time.Second}
+	if p.opts.Output != nil {
+		spec.Output = &prefixWriter{w: p.opts.Output, prefix: label + " | "}
+	}
+	proc, err := procs.Launch(spec)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.all = append(p.all, proc)
+	p.names[proc] = label
+	p.mu.Unlock()
+	return proc, nil
+}
+
+func (p *Platform) startGateway() error {
+	var err error
+	p.idp, err = p.launch("idp", "idp", []string{
+		"--listen", "127.0.0.1:0", "--registry", p.RegistryFile, "--key-dir", filepath.Join(p.Dir, "idp-keys"),
+		"--client-rate", "100", "--client-burst", "100",
+	}, nil)
+	if err != nil {
+		return err
+	}
+	if p.IdpURL, err = p.idp.ListenAddr(p.opts.StartTimeout); err != nil {
+		return err
+	}
+	p.worker, err = p.launch("worker", "worker", []string{
+		"--listen", "127.0.0.1:0",
+		"--storage-connection-string", p.Emulator.ConnectionString,
+		"--issuer", p.IdpURL,
+		"--registry", p.RegistryFile,
+		"--create-resources",
+		"--shutdown-timeout", "5s",
+	}, nil)
+	if err != nil {
+		return err
+	}
+	p.WorkerURL, err = p.worker.ListenAddr(p.opts.StartTimeout)
+	return err
+}
+
+func (p *Platform) startRelay() error {
+	listenKey, sendKey, err := randomKey(), randomKey(), error(nil)
+	p.devrelay, err = p.launch("devrelay", "devrelay", []string{
+		"--listen", "127.0.0.1:0", "--hybrid-connection", HybridConnection,
+		"--listen-key", listenKey, "--send-key", sendKey,
+	}, nil)
+	if err != nil {
+		return err
+	}
+	value := func(key string) (string, error) {
+		line, err := p.devrelay.WaitOutput(key+"=", p.opts.StartTimeout)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(line[strings.Index(line, key+"=")+len(key)+1:]), nil
+	}
+	if p.RelayNamespace, err = value("RELAY_NAMESPACE"); err != nil {
+		return err
+	}
+	if p.ListenConnectionString, err = value("RELAY_LISTEN_CONNECTION_STRING"); err != nil {
+		return err
+	}
+	p.SendConnectionString, err = value("RELAY_SEND_CONNECTION_STRING")
+	return err
+}
+
+// StartRelayserver starts the ops server (again, after StopRelayserver)
+// and waits until it is connected to the relay.
+func (p *Platform) StartRelayserver() error {
+	p.mu.Lock()
+	running := p.relayserver != nil && !exited(p.relayserver)
+	p.mu.Unlock()
+	if running {
+		return errors.New("relayserver is already running")
+	}
+	args := append([]string{
+		"--relay-insecure",
+		"--api-keys-file", p.keysFile(),
+		"--registry-file", p.RegistryFile,
+		"--event-interval", "1s",
+		"--shutdown-timeout", "5s",
+	}, p.relayserverRunsArgs()...)
+	args = append(args, p.opts.RelayserverArgs...)
+	proc, err := p.launch("relayserver", "relayserver", args, []string{
+		// Secrets through the environment, as in production.
+		"BOTE_RELAYSERVER_CONNECTION_STRING=" + p.ListenConnectionString,
+	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.relayserver = proc
+	p.mu.Unlock()
+	_, err = proc.WaitOutput("listening on sb://", p.opts.StartTimeout)
+	return err
+}
+
+// StopRelayserver stops the ops server gracefully (SIGTERM).
+func (p *Platform) StopRelayserver() error {
+	p.mu.Lock()
+	proc := p.relayserver
+	p.mu.Unlock()
+	if proc == nil {
+		return nil
+	}
+	return proc.Stop()
+}
+
+// KillRelayserver ends the ops server at once, as a crash would.
+func (p *Platform) KillRelayserver() {
+	p.mu.Lock()
+	proc := p.relayserver
+	p.mu.Unlock()
+	if proc != nil {
+		proc.Kill()
+	}
+}
+
+// Relayserver returns the running ops server process.
+func (p *Platform) Relayserver() *procs.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.relayserver
+}
+
+// agentSpec finds a registered agent.
+func (p *Platform) agentSpec(tenant, id string) (Agent, bool) {
+	i := slices.IndexFunc(p.opts.Agents, func(a Agent) bool { return a.Tenant == tenant && a.ID == id })
+	if i < 0 {
+		return Agent{}, false
+	}
+	return p.opts.Agents[i], true
+}
+
+// StartAgent starts a registered agent (again, after StopAgent or
+// KillAgent) and waits until it is connected to the gateway.
+func (p *Platform) StartAgent(tenant, id string) (*procs.Process, error) {
+	a, ok := p.agentSpec(tenant, id)
+	if !ok {
+		return nil, fmt.Errorf("agent %s/%s is not registered (Options.Agents)", tenant, id)
+	}
+	p.mu.Lock()
+	old := p.agents[a.ClientID()]
+	p.mu.Unlock()
+	if old != nil && !exited(old) {
+		return nil, fmt.Errorf("agent %s is already running", a.ClientID())
+	}
+	args := append(p.agentArgs(a), a.Args...)
+	proc, err := p.launch("agent", "agent "+a.ClientID(), args, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.agents[a.ClientID()] = proc
+	p.mu.Unlock()
+	if _, err := proc.WaitOutput(agentReadyLine, p.opts.StartTimeout); err != nil {
+		return nil, err
+	}
+	return proc, nil
+}
+
+// Agent returns an agent's process (nil if never started).
+func (p *Platform) Agent(tenant, id string) *procs.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.agents[registry.ClientID(tenant, id)]
+}
+
+// StopAgent stops an agent gracefully.
+func (p *Platform) StopAgent(tenant, id string) error {
+	if proc := p.Agent(tenant, id); proc != nil {
+		return proc.Stop()
+	}
+	return nil
+}
+
+// KillAgent ends an agent at once (SIGKILL), as a crash or a power cut
+// would.
+func (p *Platform) KillAgent(tenant, id string) {
+	if proc := p.Agent(tenant, id); proc != nil {
+		proc.Kill()
+	}
+}
+
+// Stop stops every process, newest first, and Azurite if Start started
+// it. It is safe to call twice.
+func (p *Platform) Stop() error {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return nil
+	}
+	p.stopped = true
+	all := slices.Clone(p.all)
+	p.mu.Unlock()
+	var errs []error
+	for i := len(all) - 1; i >= 0; i-- {
+		_ = all[i].Stop() // exit statuses of killed processes are expected
+	}
+	if p.ownEmulator && p.Emulator != nil {
+		if err := p.Emulator.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot stop Azurite: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Outputs returns every process's output, for a failed test's log.
+func (p *Platform) Outputs() string {
+	p.mu.Lock()
+	all := slices.Clone(p.all)
+	names := maps.Clone(p.names)
+	p.mu.Unlock()
+	var b strings.Builder
+	for _, proc := range all {
+		fmt.Fprintf(&b, "=== %s (pid %d) ===\n%s\n", names[proc], proc.Pid(), proc.Output())
+	}
+	return b.String()
+}
+
+// OpsbotEnv is the environment that points opsbot at this platform
+// through the relay, with the operator API key (and tenant, unless "").
+func (p *Platform) OpsbotEnv(tenant string) []string {
+	env := []string{
+		"OPSBOT_NAMESPACE=" + p.SendConnectionString,
+		"OPSBOT_RELAY_INSECURE=true",
+		"OPSBOT_API_KEY=" + p.APIKey,
+		"OPSBOT_TIMEOUT=30s",
+	}
+	if tenant != "" {
+		env = append(env, "OPSBOT_TENANT="+tenant)
+	}
+	return env
+}
+
+// Result is a finished opsbot invocation.
+type Result struct {
+	Code           int
+	Stdout, Stderr string
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+}
+
+// Opsbot runs the CLI to completion against the platform, as tenant's
+// operator, and returns its exit code and output. env entries are added
+// last (so they win).
+func (p *Platform) Opsbot(ctx context.Context, tenant string, env []string, args ...string) (Result, error) {
+	path, err := p.opts.Binary("opsbot")
+	if err != nil {
+		return Result{}, err
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(p.opsbotBaseEnv(), p.OpsbotEnv(tenant)...)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Dir = p.Dir
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return Result{ee.ExitCode(), out.String(), errOut.String()}, nil
+	case err != nil:
+		return Result{}, fmt.Errorf("cannot run opsbot: %w", err)
+	}
+	return Result{0, out.String(), errOut.String()}, nil
+}
+
+// StartOpsbot starts a long-running opsbot (logs -f, plan that follows)
+// as a process the caller waits for or stops.
+func (p *Platform) StartOpsbot(tenant string, args ...string) (*procs.Process, error) {
+	path, err := p.opts.Binary("opsbot")
+	if err != nil {
+		return nil, err
+	}
+	env := append(p.OpsbotEnv(tenant), p.isolatedHome()...)
+	return p.launchPath("opsbot", path, args, env)
+}
+
+// opsbotBaseEnv is a clean environment: no stray config file or
+// OPSBOT_* variable of the developer's shell leaks in.
+func (p *Platform) opsbotBaseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OPSBOT_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") && !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, p.isolatedHome()...)
+}
+
+// isolatedHome keeps the developer's opsbot config file out.
+func (p *Platform) isolatedHome() []string {
+	return []string{"HOME=" + p.Dir, "XDG_CONFIG_HOME=" + filepath.Join(p.Dir, "xdg")}
+}
+
+// Tenants lists the tenants of the registered agents, sorted.
+func (p *Platform) Tenants() []string {
+	set := map[string]bool{}
+	for _, a := range p.opts.Agents {
+		set[a.Tenant] = true
+	}
+	out := make([]string, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func exited(proc *procs.Process) bool {
+	select {
+	case <-proc.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func randomKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// prefixWriter prefixes every line written to w.
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (pw *prefixWriter) Write(b []byte) (int, error) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	pw.buf = append(pw.buf, b...)
+	for {
+		i := bytes.IndexByte(pw.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if _, err := fmt.Fprintf(pw.w, "%s%s\n", pw.prefix, pw.buf[:i]); err != nil {
+			return len(b), nil // the echo is best effort; the process must not block on it
+		}
+		pw.buf = pw.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// agentReadyLine is what the agent prints once connected to the gateway.
+const agentReadyLine = "agent connected"
+
+// relayserverRunsArgs are relayserver's flags for the runs orchestration:
+// state and artifacts in Azurite, the gateway's bus.
+func (p *Platform) relayserverRunsArgs() []string {
+	return []string{"--storage-connection-string", p.Emulator.ConnectionString}
+}
+
+// agentArgs is an agent's command line.
+func (p *Platform) agentArgs(a Agent) []string {
+	args := []string{
+		"--worker-url", p.WorkerURL,
+		"--token-url", p.IdpURL + "/oauth2/token",
+		"--tenant", a.Tenant,
+		"--agent", a.ID,
+		"--key", p.keyFiles[a.ClientID()],
+	}
+	if a.Capacity > 0 {
+		args = append(args, "--capacity", fmt.Sprint(a.Capacity))
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
+		args = append(args, "--label", k+"="+a.Labels[k])
+	}
+	return args
+}
