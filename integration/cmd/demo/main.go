@@ -1,19 +1,42 @@
-// Command demo runs the platform's main job locally on its embedded default,
-// Azurite: it starts the emulator and the platform's processes on loopback,
-// drives them the way an operator would, prints what happened and stops
-// everything at the end. `make demo` runs it.
+// Command demo runs the platform's main job locally on Azurite: it starts
+// the emulator and the platform's processes on loopback (idp, worker,
+// devrelay, relayserver and one deployment agent; package
+// integration/platform), then drives them the way an operator would with
+// the opsbot CLI: create a workspace, plan the sample configuration in
+// examples/, apply the saved plan and print the outputs. Everything stops
+// at the end, also on Ctrl-C. `make demo` runs it.
+//
+// Binaries come from $BOTE_BIN_DIR (as `make demo` sets it after `make
+// build`), else they are built. Keys, the connector registry and the
+// processes' files go to .demo/ at the repository root (git-ignored),
+// recreated on every run; --keep leaves the platform running until Ctrl-C
+// so that opsbot can be tried by hand.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/integration/procs"
+)
+
+const (
+	tenant    = "contoso"
+	agentID   = "agent-01"
+	workspace = "demo"
 )
 
 func main() {
@@ -24,31 +47,183 @@ func main() {
 }
 
 func run() error {
+	keep := flag.Bool("keep", false, "leave the platform running after the demo, until Ctrl-C")
+	verbose := flag.Bool("v", false, "show every process's output")
+	flag.Parse()
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	step(1, "starting Azurite (Azure Storage emulator: queues, tables, blobs)")
-	az, err := azurite.Start(ctx, azurite.Options{})
+	root, err := procs.RepoRoot()
 	if err != nil {
-		return fmt.Errorf("cannot start Azurite: %w", err)
+		return err
+	}
+	dir := filepath.Join(root, ".demo")
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("cannot clear %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create %s: %w", dir, err)
+	}
+
+	step(1, "starting the platform on loopback: Azurite, idp, worker, devrelay, relayserver, agent "+tenant+"/"+agentID)
+	var out io.Writer
+	if *verbose {
+		out = os.Stderr
+	}
+	started := time.Now()
+	p, err := platform.Start(ctx, platform.Options{
+		Dir:    dir,
+		Agents: []platform.Agent{{Tenant: tenant, ID: agentID, Start: true}},
+		Output: out,
+	})
+	if err != nil {
+		return err
 	}
 	defer func() {
-		if err := az.Stop(); err != nil {
-			log.Warn("stopping Azurite", "err", err)
+		step(0, "stopping everything")
+		if err := p.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
 		}
 	}()
-	fmt.Printf("   Azurite is up via %s\n   queues: %s\n   tables: %s\n   blobs:  %s\n", az.Via, az.QueueURL, az.TableURL, az.BlobURL)
-
-	fmt.Println()
-	fmt.Println("The gateway (idp, worker, connectors), the relay path (devrelay, relayserver,")
-	fmt.Println("opsbot) and Terraform runs on agents join this demo as they land; see README.md.")
-	select {
-	case <-ctx.Done():
-	case <-time.After(time.Second):
+	fmt.Printf("   up in %s (scratch directory %s)\n", time.Since(started).Round(time.Millisecond), dir)
+	fmt.Printf("   Azurite (%s) %s\n   idp         %s\n   worker      %s\n   relay       %s (hybrid connection %q)\n",
+		p.Emulator.Via, p.Emulator.BlobURL, p.IdpURL, p.WorkerURL, p.RelayNamespace, platform.HybridConnection)
+	if err := writeEnvFile(p, filepath.Join(dir, "opsbot.env")); err != nil {
+		return err
 	}
-	step(2, "stopping")
+
+	opsbot := func(args ...string) (int, error) { return runOpsbot(ctx, p, args...) }
+
+	step(2, "opsbot agents list")
+	if _, err := mustOK(opsbot("agents", "list")); err != nil {
+		return err
+	}
+
+	step(3, "opsbot workspaces create "+workspace)
+	if _, err := mustOK(opsbot("workspaces", "create", workspace)); err != nil {
+		return err
+	}
+
+	examples := filepath.Join(root, "examples")
+	step(4, "opsbot plan --workspace "+workspace+" --dir examples   (packs, uploads, follows the run live)")
+	code, err := opsbot("plan", "--workspace", workspace, "--dir", examples)
+	if err != nil {
+		return err
+	}
+	if code != 10 { // exit 10: the plan has changes and waits for approval
+		return fmt.Errorf("opsbot plan exited %d, expected 10 (plan with changes)", code)
+	}
+	runID, err := plannedRun(ctx, p)
+	if err != nil {
+		return err
+	}
+
+	step(5, "opsbot apply "+runID+" --yes   (applies exactly the saved plan, prints the outputs)")
+	if _, err := mustOK(opsbot("apply", runID, "--yes")); err != nil {
+		return err
+	}
+
+	step(6, "opsbot runs list")
+	if _, err := mustOK(opsbot("runs", "list", "--workspace", workspace)); err != nil {
+		return err
+	}
+
+	fmt.Println("\nThe main job ran: a plan and its apply on a deployment agent, through the gateway and the relay.")
+	if *keep {
+		fmt.Printf("\nThe platform keeps running. In another shell:\n\n   set -a; . %s; set +a\n   %s runs list\n\nCtrl-C stops everything.\n",
+			filepath.Join(dir, "opsbot.env"), opsbotPath())
+		<-ctx.Done()
+	}
 	return nil
 }
 
-func step(n int, what string) { fmt.Printf("\n[%d] %s\n", n, what) }
+// runOpsbot runs the CLI with the platform's environment, its output going
+// to the terminal, and returns its exit code.
+func runOpsbot(ctx context.Context, p *platform.Platform, args ...string) (int, error) {
+	path, err := procs.BuildBinary("opsbot")
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(), p.OpsbotEnv(tenant)...)
+	cmd.Env = append(cmd.Env, "XDG_CONFIG_HOME="+filepath.Join(p.Dir, "xdg"))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return 0, errors.New("interrupted")
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot run opsbot: %w", err)
+	}
+	return 0, nil
+}
+
+// plannedRun finds the workspace's run waiting for approval, the way a
+// script would: opsbot runs list -o json.
+func plannedRun(ctx context.Context, p *platform.Platform) (string, error) {
+	r, err := p.Opsbot(ctx, tenant, nil, "runs", "list", "--workspace", workspace, "-o", "json")
+	if err != nil {
+		return "", err
+	}
+	if r.Code != 0 {
+		return "", fmt.Errorf("opsbot runs list failed: %s", r)
+	}
+	var list struct {
+		Runs []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil {
+		return "", fmt.Errorf("cannot read opsbot runs list -o json: %w", err)
+	}
+	for _, run := range list.Runs {
+		if run.State == "planned" {
+			return run.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no run of workspace %s waits for approval:\n%s", workspace, r.Stdout)
+}
+
+func mustOK(code int, err error) (int, error) {
+	if err == nil && code != 0 {
+		err = fmt.Errorf("opsbot exited %d", code)
+	}
+	return code, err
+}
+
+// writeEnvFile writes the opsbot settings for trying the CLI by hand
+// (mode 0600: it holds the API key and the relay key).
+func writeEnvFile(p *platform.Platform, path string) error {
+	var b bytes.Buffer
+	for _, kv := range p.OpsbotEnv(tenant) {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "%s='%s'\n", k, v)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return nil
+}
+
+func opsbotPath() string {
+	if path, err := procs.BuildBinary("opsbot"); err == nil {
+		return path
+	}
+	return "opsbot"
+}
+
+func step(n int, what string) {
+	if n == 0 {
+		fmt.Printf("\n[-] %s\n", what)
+		return
+	}
+	fmt.Printf("\n[%d] %s\n", n, what)
+}
