@@ -1,0 +1,462 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/worker/seen"
+)
+
+// Sender sends a message to the cloud; *connector.Client is one.
+type Sender interface {
+	Send(ctx context.Context, m connector.OutMessage) (string, error)
+}
+
+// SenderFunc adapts a function to Sender (the connector client is made
+// after the agent, since the agent is its handler).
+type SenderFunc func(ctx context.Context, m connector.OutMessage) (string, error)
+
+// Send calls f.
+func (f SenderFunc) Send(ctx context.Context, m connector.OutMessage) (string, error) { return f(ctx, m) }
+
+// Terraform runs one Terraform phase; *tfrun.Runner is one.
+type Terraform interface {
+	Run(ctx context.Context, job tfrun.Job, sink tfrun.Sink) (*tfrun.Result, error)
+}
+
+// ReasonRefused starts the Reason of a run.result for an assignment the
+// agent did not run (at its concurrency limit, shutting down, not its
+// tenant).
+const ReasonRefused = "refused by agent: "
+
+// Config configures an Agent.
+type Config struct {
+	// Tenant and ID are the agent's connector identity.
+	Tenant, ID string
+	// Key is the agent's private key (the one registered with the idp);
+	// sealed secrets are opened with it.
+	Key *ecdsa.PrivateKey
+	// WorkDir holds the runs' working directories (created 0700).
+	WorkDir string
+	// Concurrency is how many phases run at once (default 1).
+	Concurrency int
+	// QueueWait is how long an assignment above Concurrency waits for a
+	// slot before it is refused (default 1m).
+	QueueWait time.Duration
+	// HeartbeatInterval (default runproto.HeartbeatInterval).
+	HeartbeatInterval time.Duration
+	// ShutdownGrace is how long running phases may go on once Run's
+	// context ends before they are cancelled (default 5m).
+	ShutdownGrace time.Duration
+	// Labels and Version are reported in heartbeats.
+	Labels  map[string]string
+	Version string
+
+	Terraform Terraform
+	Sender    Sender
+	// HTTPClient downloads and uploads artifacts (default: no overall
+	// timeout, the run's context bounds it).
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Validate checks the configuration and names the bad field.
+func (c Config) Validate() error {
+	if err := queuename.ValidateID("tenant", c.Tenant); err != nil {
+		return fmt.Errorf("agent config: Tenant: %w", err)
+	}
+	if err := queuename.ValidateID("connector", c.ID); err != nil {
+		return fmt.Errorf("agent config: ID: %w", err)
+	}
+	switch {
+	case c.Key == nil:
+		return errors.New("agent config: Key is required")
+	case c.WorkDir == "":
+		return errors.New("agent config: WorkDir is required")
+	case c.Concurrency < 0:
+		return fmt.Errorf("agent config: Concurrency %d must not be negative", c.Concurrency)
+	case c.QueueWait < 0:
+		return fmt.Errorf("agent config: QueueWait %s must not be negative", c.QueueWait)
+	case c.HeartbeatInterval < 0:
+		return fmt.Errorf("agent config: HeartbeatInterval %s must not be negative", c.HeartbeatInterval)
+	case c.ShutdownGrace < 0:
+		return fmt.Errorf("agent config: ShutdownGrace %s must not be negative", c.ShutdownGrace)
+	case c.Terraform == nil:
+		return errors.New("agent config: Terraform is required")
+	case c.Sender == nil:
+		return errors.New("agent config: Sender is required")
+	}
+	return nil
+}
+
+// Agent executes assigned runs. It is a connector.Handler; Run keeps its
+// heartbeat and shuts it down.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	slots chan struct{}
+
+	// deliver bounds every message the agent sends; it ends only when Run
+	// gives up on a clean shutdown, so a result is never dropped because
+	// the run that produced it was cancelled.
+	deliver     context.Context
+	stopDeliver context.CancelFunc
+	// runs is the parent of every run's context.
+	runs       context.Context
+	cancelRuns context.CancelCauseFunc
+
+	mu        sync.Mutex
+	active    map[string]*activeRun // by run id
+	draining  bool
+	drainCh   chan struct{}    // closed when draining starts
+	done      *seen.Set        // runID/claimToken of phases this agent ended
+	cancelled map[string]string // runID/claimToken → reason, for cancels that came before their assignment
+	wg        sync.WaitGroup
+}
+
+type activeRun struct {
+	id, token string
+	cancel    context.CancelCauseFunc
+}
+
+// New returns an Agent; it creates WorkDir.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.QueueWait == 0 {
+		cfg.QueueWait = time.Minute
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = runproto.HeartbeatInterval
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 5 * time.Minute
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create work directory %s: %w", cfg.WorkDir, err)
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "agent", cfg.ID),
+		slots: make(chan struct{}, cfg.Concurrency), active: map[string]*activeRun{},
+		drainCh: make(chan struct{}), done: seen.New(10_000, 24*time.Hour), cancelled: map[string]string{},
+	}
+	a.deliver, a.stopDeliver = context.WithCancel(context.Background())
+	a.runs, a.cancelRuns = context.WithCancelCause(context.Background())
+	return a, nil
+}
+
+// Running lists the ids of the runs in flight, sorted.
+func (a *Agent) Running() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := make([]string, 0, len(a.active))
+	for id := range a.active {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Handle handles one message from the gateway. Messages that are not
+// runproto messages, or not valid ones, are logged and dropped: sending
+// them back to the queue would only loop.
+func (a *Agent) Handle(ctx context.Context, m *connector.Message) error {
+	if m.ContentType != runproto.ContentType {
+		a.log.WarnContext(ctx, "dropping message that is not a run message", "id", m.ID, "contentType", m.ContentType, "from", m.From.Service)
+		return nil
+	}
+	msg, err := runproto.Decode(m.Body)
+	if err != nil {
+		a.log.WarnContext(ctx, "dropping invalid run message", "id", m.ID, "from", m.From.Service, "err", err)
+		return nil
+	}
+	switch msg := msg.(type) {
+	case *runproto.Assign:
+		return a.assign(ctx, msg)
+	case *runproto.Cancel:
+		a.cancel(ctx, msg)
+		return nil
+	default:
+		a.log.WarnContext(ctx, "dropping run message meant for the server", "id", m.ID, "type", runproto.TypeOf(msg))
+		return nil
+	}
+}
+
+func phaseKey(id, token string) string { return id + "/" + token }
+
+// assign starts a phase, waiting up to QueueWait for a slot. It returns
+// once the phase runs (or was refused), not when it ends: a long handler
+// would hold one of the connector's handler slots, which run.cancel
+// messages need.
+func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
+	log := a.log.With("run", asg.RunID, "claim", asg.ClaimToken, "op", asg.Op, "workspace", asg.Workspace)
+	key := phaseKey(asg.RunID, asg.ClaimToken)
+	phase := runproto.PhaseOf(asg.Op)
+	if asg.Tenant != a.cfg.Tenant {
+		// The gateway only delivers this tenant's messages here; a body
+		// naming another tenant is a server bug, never something to run.
+		log.ErrorContext(ctx, "refusing an assignment for another tenant", "assignedTenant", asg.Tenant)
+		a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase, Outcome: runproto.Failed,
+			Reason: ReasonRefused + "assignment names tenant " + asg.Tenant + ", this agent belongs to " + a.cfg.Tenant, LastSeq: -1})
+		return nil
+	}
+
+	a.mu.Lock()
+	if r, ok := a.active[asg.RunID]; (ok && r.token == asg.ClaimToken) || a.done.Has(key) {
+		a.mu.Unlock()
+		log.InfoContext(ctx, "ignoring a redelivered assignment")
+		return nil
+	}
+	if reason, ok := a.cancelled[key]; ok {
+		delete(a.cancelled, key)
+		a.done.Add(key)
+		a.mu.Unlock()
+		log.InfoContext(ctx, "assignment was cancelled before it arrived", "reason", reason)
+		a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase, Outcome: runproto.Cancelled, Reason: reason, LastSeq: -1})
+		return nil
+	}
+	draining := a.draining
+	a.mu.Unlock()
+
+	refuse := func(why string) error {
+		log.WarnContext(ctx, "refusing assignment", "reason", why)
+		a.mu.Lock()
+		a.done.Add(key)
+		a.mu.Unlock()
+		a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase, Outcome: runproto.Failed, Reason: ReasonRefused + why, LastSeq: -1})
+		return nil
+	}
+	if draining {
+		return refuse("agent " + a.cfg.ID + " is shutting down")
+	}
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		log.InfoContext(ctx, "at the concurrency limit; waiting for a slot", "concurrency", a.cfg.Concurrency)
+		t := time.NewTimer(a.cfg.QueueWait)
+		defer t.Stop()
+		select {
+		case a.slots <- struct{}{}:
+		case <-t.C:
+			return refuse(fmt.Sprintf("agent %s is at its concurrency limit (%d running) after waiting %s", a.cfg.ID, a.cfg.Concurrency, a.cfg.QueueWait))
+		case <-a.drainCh:
+			return refuse("agent " + a.cfg.ID + " is shutting down")
+		case <-ctx.Done():
+			return fmt.Errorf("cannot start run %s: %w", asg.RunID, ctx.Err())
+		}
+	}
+
+	a.mu.Lock()
+	if a.draining { // drain started while we waited for the slot
+		a.mu.Unlock()
+		<-a.slots
+		return refuse("agent " + a.cfg.ID + " is shutting down")
+	}
+	runCtx, cancel := context.WithCancelCause(a.runs)
+	if prev, ok := a.active[asg.RunID]; ok {
+		// A newer claim of the same run: the old one is stale.
+		prev.cancel(fmt.Errorf("superseded by claim %s", asg.ClaimToken))
+	}
+	a.active[asg.RunID] = &activeRun{id: asg.RunID, token: asg.ClaimToken, cancel: cancel}
+	a.wg.Add(1)
+	a.mu.Unlock()
+
+	log.InfoContext(ctx, "run assigned")
+	go func() {
+		defer a.wg.Done()
+		defer func() { <-a.slots }()
+		a.execute(runCtx, asg, log)
+		cancel(nil)
+		a.mu.Lock()
+		if r := a.active[asg.RunID]; r != nil && r.token == asg.ClaimToken {
+			delete(a.active, asg.RunID)
+		}
+		a.done.Add(key)
+		a.mu.Unlock()
+	}()
+	return nil
+}
+
+// errCancelled is the cause of a run cancelled by the server.
+type errCancelled struct{ reason string }
+
+func (e *errCancelled) Error() string { return "cancelled: " + e.reason }
+
+// cancel stops a run in flight; a cancel for an assignment not seen yet
+// is remembered, so the assignment is reported cancelled when it comes.
+func (a *Agent) cancel(ctx context.Context, c *runproto.Cancel) {
+	reason := c.Reason
+	if reason == "" {
+		reason = "cancelled by the server"
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, ok := a.active[c.RunID]
+	switch {
+	case ok && (c.ClaimToken == "" || c.ClaimToken == r.token):
+		a.log.InfoContext(ctx, "cancelling run", "run", c.RunID, "claim", r.token, "reason", reason)
+		r.cancel(&errCancelled{reason: reason})
+	case ok:
+		a.log.InfoContext(ctx, "ignoring a cancel for another claim of a running run", "run", c.RunID, "claim", c.ClaimToken, "running", r.token)
+	case c.ClaimToken != "" && !a.done.Has(phaseKey(c.RunID, c.ClaimToken)):
+		if len(a.cancelled) >= 10_000 {
+			clear(a.cancelled)
+		}
+		a.cancelled[phaseKey(c.RunID, c.ClaimToken)] = reason
+		a.log.InfoContext(ctx, "cancel for a run not started here; remembering it", "run", c.RunID, "claim", c.ClaimToken)
+	default:
+		a.log.DebugContext(ctx, "cancel for a run not running here", "run", c.RunID)
+	}
+}
+
+// Run heartbeats until ctx ends, then shuts down: no new runs, running
+// ones get ShutdownGrace to finish and are cancelled after that; Run
+// returns when every run has reported (or, if reports cannot be
+// delivered, a bounded time later).
+func (a *Agent) Run(ctx context.Context) error {
+	hbDone := make(chan struct{})
+	hbCtx, stopHB := context.WithCancel(context.Background())
+	go func() { defer close(hbDone); a.heartbeats(hbCtx) }()
+	defer func() { stopHB(); <-hbDone; a.stopDeliver() }()
+
+	<-ctx.Done()
+	a.mu.Lock()
+	a.draining = true
+	close(a.drainCh)
+	n := len(a.active)
+	a.mu.Unlock()
+	a.log.Info("shutting down", "running", n, "grace", a.cfg.ShutdownGrace)
+
+	finished := make(chan struct{})
+	go func() { a.wg.Wait(); close(finished) }()
+	t := time.NewTimer(a.cfg.ShutdownGrace)
+	defer t.Stop()
+	select {
+	case <-finished:
+		return nil
+	case <-t.C:
+	}
+	a.log.Warn("cancelling runs still going after the shutdown grace", "running", a.Running())
+	a.cancelRuns(&errCancelled{reason: "agent " + a.cfg.ID + " shut down"})
+	// Cancelled runs stop Terraform (its own cancel grace) and report;
+	// bound the wait in case the gateway is unreachable.
+	t.Reset(a.cfg.ShutdownGrace)
+	select {
+	case <-finished:
+	case <-t.C:
+		a.log.Error("runs did not report before the shutdown bound; their results are lost", "running", a.Running())
+	}
+	return nil
+}
+
+// Stop cancels every run at once (a second signal).
+func (a *Agent) Stop() {
+	a.cancelRuns(&errCancelled{reason: "agent " + a.cfg.ID + " stopped"})
+}
+
+func (a *Agent) heartbeats(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		a.heartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version}
+	// A heartbeat older than an interval is worthless: do not queue them.
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatInterval)
+	defer cancel()
+	if err := a.send(ctx, hb, ""); err != nil && ctx.Err() == nil {
+		a.log.Warn("cannot send heartbeat", "err", err)
+	}
+}
+
+// send encodes and sends one message; id, if set, makes retries
+// recognisable as the same message.
+func (a *Agent) send(ctx context.Context, m runproto.Message, id string) error {
+	body, err := runproto.Encode(m)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		id = envelope.NewID()
+	}
+	_, err = a.cfg.Sender.Send(ctx, connector.OutMessage{ID: id, ContentType: runproto.ContentType, Body: body})
+	return err
+}
+
+// sendReliably sends m until the gateway took it, retrying with backoff,
+// until the agent gives up delivering (shutdown bound).
+func (a *Agent) sendReliably(m runproto.Message) error {
+	id := envelope.NewID()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := a.send(a.deliver, m, id)
+		switch {
+		case err == nil:
+			return nil
+		case permanent(err), a.deliver.Err() != nil:
+			return err
+		}
+		a.log.Warn("cannot send; retrying", "type", runproto.TypeOf(m), "attempt", attempt, "err", err)
+		select {
+		case <-a.deliver.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// permanent reports a send error that a retry cannot fix: the message
+// itself is refused.
+func permanent(err error) bool {
+	var de *runproto.DecodeError
+	var pe *protocol.Error
+	if errors.As(err, &de) {
+		return true
+	}
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case protocol.CodeBadFrame, protocol.CodeFrameTooLarge, protocol.CodeUnknownType, protocol.CodeIdentityHeader, protocol.CodeInvalidMessage:
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) sendResult(r *runproto.Result) {
+	if err := a.sendReliably(r); err != nil {
+		a.log.Error("cannot report run result", "run", r.RunID, "claim", r.ClaimToken, "outcome", r.Outcome, "err", err)
+	}
+}

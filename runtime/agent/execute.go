@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// Names inside a run's directory: the Terraform working directory, and
+// the archive of it uploaded after a plan (beside it, so it is not packed
+// into itself).
+const (
+	configDir   = "tf"
+	workdirFile = "workdir.tar.gz"
+)
+
+// execute runs one phase and reports it. ctx is the run's context: it
+// ends on cancel, timeout or shutdown, with the reason as its cause.
+func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Logger) {
+	start := time.Now()
+	phase := runproto.PhaseOf(asg.Op)
+	sink := &logSink{a: a, runID: asg.RunID, token: asg.ClaimToken}
+	res := &runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase}
+
+	if asg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(asg.Timeout), fmt.Errorf("timed out after %s", time.Duration(asg.Timeout)))
+		defer cancel()
+	}
+
+	dir, err := os.MkdirTemp(a.cfg.WorkDir, "run-*") // 0700
+	if err == nil {
+		defer func() {
+			if err := os.RemoveAll(dir); err != nil {
+				log.Error("cannot remove working directory", "dir", dir, "err", err)
+			}
+		}()
+		err = a.phase(ctx, asg, dir, sink, res)
+	} else {
+		err = fmt.Errorf("cannot create working directory: %w", err)
+	}
+
+	var cancelled *errCancelled
+	switch cause := context.Cause(ctx); {
+	case err == nil:
+		res.Outcome = runproto.Succeeded
+	case ctx.Err() != nil && errors.As(cause, &cancelled):
+		res.Outcome, res.Reason = runproto.Cancelled, cancelled.reason
+	case ctx.Err() != nil:
+		// A phase timeout is the server's to call timed_out; for the
+		// agent it is a failure with its reason.
+		res.Outcome, res.Reason = runproto.Failed, cause.Error()
+	default:
+		res.Outcome, res.Reason = runproto.Failed, err.Error()
+	}
+	if res.Result != nil {
+		res.Result.Failed = res.Outcome == runproto.Failed
+		res.Result.Cancelled = res.Outcome == runproto.Cancelled
+	}
+	res.LastSeq = sink.lastSeq()
+	log.Info("run phase ended", "outcome", res.Outcome, "reason", res.Reason, "took", time.Since(start).Round(time.Millisecond))
+	a.sendResult(res)
+}
+
+// phase does the work of execute in dir; res gets the tfrun result and the
+// upload.
+func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sink *logSink, res *runproto.Result) error {
+	secrets, err := runproto.OpenSecrets(a.cfg.Key, asg.Secrets)
+	if err != nil {
+		return fmt.Errorf("cannot open the run's secrets (sealed for another agent key?): %w", err)
+	}
+	tfDir := filepath.Join(dir, configDir)
+	if err := os.Mkdir(tfDir, 0o700); err != nil {
+		return fmt.Errorf("cannot create working directory: %w", err)
+	}
+	job := tfrun.Job{Op: asg.Op, Dir: tfDir, Env: secrets.Env}
+	if asg.Op == tfrun.Apply {
+		if err := a.download(ctx, asg.WorkdirURL, asg.WorkdirSize, asg.WorkdirSHA256, tfDir, artifacts.WorkdirLimits); err != nil {
+			return fmt.Errorf("cannot fetch the saved plan: %w", err)
+		}
+		// The plan carries the variables; their values are still secrets.
+		job.Secrets = slices.Collect(maps.Values(secrets.Vars))
+	} else {
+		if err := a.download(ctx, asg.BundleURL, asg.BundleSize, asg.BundleSHA256, tfDir, artifacts.BundleLimits); err != nil {
+			return fmt.Errorf("cannot fetch the configuration bundle: %w", err)
+		}
+		job.Vars = secrets.Vars
+	}
+
+	if err := a.send(ctx, &runproto.Started{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: res.Phase}, ""); err != nil && ctx.Err() == nil {
+		// Not fatal: logs and the result tell the server as much.
+		a.log.Warn("cannot send run.started", "run", asg.RunID, "err", err)
+	}
+	tr, runErr := a.cfg.Terraform.Run(ctx, job, sink)
+	res.Result = tr
+	if runErr != nil {
+		return runErr
+	}
+	if asg.Op == tfrun.Apply || tr == nil || !tr.HasChanges {
+		return nil // nothing to apply later: no working directory to keep
+	}
+	archive := filepath.Join(dir, workdirFile)
+	size, sum, err := packWorkdir(tfDir, archive)
+	if err != nil {
+		return err
+	}
+	if err := a.upload(ctx, asg.UploadURL, archive); err != nil {
+		return fmt.Errorf("cannot upload the saved plan: %w", err)
+	}
+	res.WorkdirUploaded, res.WorkdirSize, res.WorkdirSHA256 = true, size, sum
+	return nil
+}

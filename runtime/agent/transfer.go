@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+
+	"github.com/botehq/platform/runtime/artifacts"
+)
+
+// ErrIntegrity reports a downloaded artifact whose size or SHA-256 is not
+// the one the assignment names.
+var ErrIntegrity = errors.New("artifact does not match its size or SHA-256")
+
+// download fetches the archive at url (a read-only SAS link) and unpacks it
+// into dir within lim. When size or sum is given, the bytes must match
+// them: the apply applies exactly the plan that was approved.
+func (a *Agent) download(ctx context.Context, link string, size int64, sum, dir string, lim artifacts.Limits) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, link, nil)
+	if err != nil {
+		return errors.New("invalid download link") // the URL holds a SAS token: keep it out of errors
+	}
+	resp, err := a.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot download: %w", redactURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cannot download: blob storage answered %s", resp.Status)
+	}
+	if size > 0 && resp.ContentLength >= 0 && resp.ContentLength != size {
+		return fmt.Errorf("%w: %d bytes offered, %d expected", ErrIntegrity, resp.ContentLength, size)
+	}
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(resp.Body, h)}
+	if _, err := artifacts.Unpack(cr, dir, lim); err != nil {
+		return err
+	}
+	// Unpack stops at the end of the gzip stream; read what may follow so
+	// the size and hash cover every byte.
+	if _, err := io.Copy(io.Discard, io.LimitReader(cr, lim.MaxBytes)); err != nil {
+		return fmt.Errorf("cannot download: %w", redactURL(err))
+	}
+	switch got := hexSum(h); {
+	case size > 0 && cr.n != size:
+		return fmt.Errorf("%w: %d bytes received, %d expected", ErrIntegrity, cr.n, size)
+	case sum != "" && got != sum:
+		return fmt.Errorf("%w: SHA-256 %s, expected %s", ErrIntegrity, got, sum)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// redactURL drops the URL (and its SAS token) from an HTTP client error.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// packWorkdir packs the working directory (plan file and .terraform/
+// included) to path and returns its size and SHA-256.
+func packWorkdir(dir, path string) (int64, string, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, "", fmt.Errorf("cannot create working directory archive: %w", err)
+	}
+	h := sha256.New()
+	st, err := artifacts.Pack(dir, io.MultiWriter(f, h), artifacts.PackOptions{Limits: artifacts.WorkdirLimits, Workdir: true})
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("cannot pack the working directory: %w", err)
+	}
+	return st.Bytes, hexSum(h), nil
+}
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+// upload PUTs the file at path to url, a write-only SAS link of one block
+// blob; large files go up in blocks.
+func (a *Agent) upload(ctx context.Context, link, path string) error {
+	bb, err := blockblob.NewClientWithNoCredential(link, &blockblob.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: a.cfg.HTTPClient}})
+	if err != nil {
+		return errors.New("invalid upload link") // the URL holds a SAS token: keep it out of errors
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := bb.UploadFile(ctx, f, &blockblob.UploadFileOptions{Concurrency: 2}); err != nil {
+		var re *azcore.ResponseError
+		if errors.As(err, &re) {
+			return fmt.Errorf("blob storage answered %d %s", re.StatusCode, re.ErrorCode)
+		}
+		return redactURL(err)
+	}
+	return nil
+}
