@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,36 +181,54 @@ func (s *Store) Sign(ctx context.Context, c *envelope.Claim, ttl time.Duration) 
 	if err := s.own(c); err != nil {
 		return err
 	}
-	start := s.now().UTC().Add(-5 * time.Minute) // clock skew between us and storage
-	expiry := s.now().UTC().Add(ttl).Truncate(time.Second)
-	bc := s.client.ServiceClient().NewContainerClient(c.Container).NewBlobClient(c.Blob)
-	var u string
-	if !s.delegated {
-		var err error
-		u, err = bc.GetSASURL(sas.BlobPermissions{Read: true}, expiry, &blob.GetSASURLOptions{StartTime: &start})
-		if err != nil {
-			return fmt.Errorf("cannot sign claim URL for %s/%s: %w", c.Container, c.Blob, err)
-		}
-	} else {
-		udc, err := s.delegation(ctx, expiry)
-		if err != nil {
-			return err
-		}
-		qp, err := sas.BlobSignatureValues{
-			Protocol:      sas.ProtocolHTTPS,
-			StartTime:     start,
-			ExpiryTime:    expiry,
-			Permissions:   (&sas.BlobPermissions{Read: true}).String(),
-			ContainerName: c.Container,
-			BlobName:      c.Blob,
-		}.SignWithUserDelegation(udc)
-		if err != nil {
-			return fmt.Errorf("cannot sign claim URL for %s/%s: %w", c.Container, c.Blob, err)
-		}
-		u = bc.URL() + "?" + qp.Encode()
+	u, expiry, err := s.sign(ctx, c.Blob, sas.BlobPermissions{Read: true}, ttl)
+	if err != nil {
+		return err
 	}
 	c.URL, c.URLExpiresAt = u, expiry
 	return nil
+}
+
+// UploadURL returns a write-only SAS URL (create and write; no read, list
+// or delete) for one blob of the store's container, valid for ttl: where a
+// party outside the cloud (a deployment agent) PUTs an artifact the
+// server then references by name. The blob name must not escape the
+// container ("..", leading "/").
+func (s *Store) UploadURL(ctx context.Context, blobName string, ttl time.Duration) (string, time.Time, error) {
+	if blobName == "" || strings.HasPrefix(blobName, "/") || strings.Contains(blobName, "..") {
+		return "", time.Time{}, fmt.Errorf("cannot sign upload URL: blob name %q is not a plain name", blobName)
+	}
+	return s.sign(ctx, blobName, sas.BlobPermissions{Create: true, Write: true}, ttl)
+}
+
+// sign returns a SAS URL for one blob with perms, valid for ttl.
+func (s *Store) sign(ctx context.Context, blobName string, perms sas.BlobPermissions, ttl time.Duration) (string, time.Time, error) {
+	start := s.now().UTC().Add(-5 * time.Minute) // clock skew between us and storage
+	expiry := s.now().UTC().Add(ttl).Truncate(time.Second)
+	bc := s.client.ServiceClient().NewContainerClient(s.container).NewBlobClient(blobName)
+	if !s.delegated {
+		u, err := bc.GetSASURL(perms, expiry, &blob.GetSASURLOptions{StartTime: &start})
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("cannot sign URL for %s/%s: %w", s.container, blobName, err)
+		}
+		return u, expiry, nil
+	}
+	udc, err := s.delegation(ctx, expiry)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	qp, err := sas.BlobSignatureValues{
+		Protocol:      sas.ProtocolHTTPS,
+		StartTime:     start,
+		ExpiryTime:    expiry,
+		Permissions:   perms.String(),
+		ContainerName: s.container,
+		BlobName:      blobName,
+	}.SignWithUserDelegation(udc)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("cannot sign URL for %s/%s: %w", s.container, blobName, err)
+	}
+	return bc.URL() + "?" + qp.Encode(), expiry, nil
 }
 
 // delegation returns a user delegation credential valid at least until

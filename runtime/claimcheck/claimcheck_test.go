@@ -132,3 +132,21 @@ func TestFetchURL(t *testing.T) {
 		})
 	}
 }
+
+func TestUploadURLIsWriteOnlyAndBlobScoped(t *testing.T) {
+	s, err := New(context.Background(), Config{ConnectionString: azuriteConn, Container: "claims"})
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	u, exp, err := s.UploadURL(context.Background(), "contoso/prod/run-1/workdir-2.tar.gz", 5*time.Minute)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(u, "http://127.0.0.1:1/devstoreaccount1/claims/contoso%2Fprod%2Frun-1%2Fworkdir-2.tar.gz?"), u)
+	assert.Contains(t, u, "sp=cw&", "create and write only: no read, list or delete")
+	assert.Contains(t, u, "sr=b&", "one blob")
+	assert.Equal(t, now.Add(5*time.Minute), exp)
+
+	for _, bad := range []string{"", "/abs", "a/../b"} {
+		_, _, err := s.UploadURL(context.Background(), bad, time.Minute)
+		assert.Error(t, err, bad)
+	}
+}

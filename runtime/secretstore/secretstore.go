@@ -110,4 +110,3 @@ func (None) Put(context.Context, string, string, runproto.Secrets) error {
 
 // Delete implements Store.
 func (None) Delete(context.Context, string, string) error { return nil }
-
