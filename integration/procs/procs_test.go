@@ -10,7 +10,7 @@ import (
 )
 
 func TestStartWaitStop(t *testing.T) {
-	p := Start(t, Spec{Name: "sh", Path: "/bin/sh", Args: []string{"-c", `echo "listening on http://127.0.0.1:1234"; trap 'echo got term; exit 0' TERM; while :; do sleep 0.05; done`}})
+	p := Start(t, Spec{Name: "sh", Path: "/bin/sh", Args: []string{"-c", `trap 'echo got term; exit 0' TERM; echo "listening on http://127.0.0.1:1234"; while :; do sleep 0.05; done`}})
 	addr, err := p.ListenAddr(10 * time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "http://127.0.0.1:1234", addr)
