@@ -385,8 +385,12 @@ func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 
 	// A frame beyond the hard limit ends that session only (1009).
 	_ = s.ws.Write(ctxFor(t, 10*time.Second), websocket.MessageText, make([]byte, protocol.HardFrameLimit+1))
-	_, _, err = s.ws.Read(ctxFor(t, 10*time.Second))
-	require.Error(t, err, "the session is over")
+	rctx := ctxFor(t, 10*time.Second)
+	err = nil
+	for err == nil { // frames already on their way (a nudge for the pong) may come first
+		_, _, err = s.ws.Read(rctx)
+	}
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "the session is over")
 	if status := websocket.CloseStatus(err); status != -1 { // -1: the close frame raced our write
 		assert.Equal(t, websocket.StatusMessageTooBig, status)
 	}

@@ -344,6 +344,8 @@ type conn struct {
 	leaving  atomic.Bool
 	awayOnce sync.Once
 	expires  atomic.Int64 // token expiry, unix nanoseconds; 0 means none
+	// closedWith is the close code the worker sent, 0 if it did not close.
+	closedWith atomic.Int32
 }
 
 func (c *conn) log() *slog.Logger {
@@ -382,12 +384,20 @@ func (c *conn) serve(ctx context.Context) {
 	err := c.readLoop(ctx)
 	c.inflight.Wait()
 	switch status := websocket.CloseStatus(err); {
+	case c.closedWith.Load() != 0: // we closed it; the read may fail either way
+		log.Info("session closed", "status", c.closedWith.Load(), "by", "worker")
 	case status == websocket.StatusNormalClosure, status == websocket.StatusGoingAway:
-		log.Info("session closed", "status", int(status))
+		log.Info("session closed", "status", int(status), "by", "connector")
 	default:
 		log.Info("session ended", "err", err)
 	}
 	_ = c.ws.CloseNow()
+}
+
+// close ends the session with code; the first code given is logged.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closedWith.CompareAndSwap(0, int32(code))
+	_ = c.ws.Close(code, reason)
 }
 
 // keepalive pings well under any ingress idle timeout and writes nudges.
@@ -407,12 +417,12 @@ func (c *conn) keepalive(ctx context.Context) {
 		case <-t.C:
 			if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
 				c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
-				_ = c.ws.Close(protocol.CloseRevoked, "connector is no longer registered or is disabled")
+				c.close(protocol.CloseRevoked, "connector is no longer registered or is disabled")
 				return
 			}
 			if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
 				c.log().Info("access token expired; closing session")
-				_ = c.ws.Close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
+				c.close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
 				return
 			}
 			pctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
@@ -420,7 +430,7 @@ func (c *conn) keepalive(ctx context.Context) {
 			cancel()
 			if err != nil {
 				c.log().Info("connector missed ping; closing session", "err", err)
-				_ = c.ws.Close(websocket.StatusPolicyViolation, "ping timeout")
+				c.close(websocket.StatusPolicyViolation, "ping timeout")
 				return
 			}
 		}
@@ -440,7 +450,7 @@ func (c *conn) goAway() {
 	c.awayOnce.Do(func() {
 		c.leaving.Store(true)
 		c.inflight.Wait()
-		_ = c.ws.Close(websocket.StatusGoingAway, "worker shutting down")
+		c.close(websocket.StatusGoingAway, "worker shutting down")
 	})
 }
 
