@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,14 +40,14 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 		defer cancel()
 	}
 
+	// The working directory is gone before the result goes out: a result
+	// means nothing of the run is left on this machine.
 	dir, err := os.MkdirTemp(a.cfg.WorkDir, "run-*") // 0700
 	if err == nil {
-		defer func() {
-			if err := os.RemoveAll(dir); err != nil {
-				log.Error("cannot remove working directory", "dir", dir, "err", err)
-			}
-		}()
 		err = a.phase(ctx, asg, dir, sink, res)
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			log.Error("cannot remove working directory", "dir", dir, "err", rerr)
+		}
 	} else {
 		err = fmt.Errorf("cannot create working directory: %w", err)
 	}
@@ -102,6 +104,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 		a.log.Warn("cannot send run.started", "run", asg.RunID, "err", err)
 	}
 	tr, runErr := a.cfg.Terraform.Run(ctx, job, sink)
+	scrubOutputs(tr, secrets)
 	res.Result = tr
 	if runErr != nil {
 		return runErr
@@ -119,4 +122,42 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 	}
 	res.WorkdirUploaded, res.WorkdirSize, res.WorkdirSHA256 = true, size, sum
 	return nil
+}
+
+// scrubOutputs withholds the value of any output that contains a secret:
+// a configuration that copies a secret into an output not marked
+// sensitive must not carry it back to the server.
+func scrubOutputs(tr *tfrun.Result, s runproto.Secrets) {
+	if tr == nil || len(tr.Outputs) == 0 {
+		return
+	}
+	var forms [][]byte
+	for _, v := range slices.Concat(slices.Collect(maps.Values(s.Env)), slices.Collect(maps.Values(s.Vars))) {
+		if len(v) >= minSecretLen {
+			forms = append(forms, jsonForms(v)...)
+		}
+	}
+	for name, out := range tr.Outputs {
+		if slices.ContainsFunc(forms, func(f []byte) bool { return bytes.Contains(out.Value, f) }) {
+			tr.Outputs[name] = tfrun.Output{Sensitive: true}
+		}
+	}
+}
+
+// minSecretLen matches tfrun's: shorter values are not treated as secrets.
+const minSecretLen = 4
+
+// jsonForms are the ways v can appear inside a JSON value: as is, and as
+// the inside of a JSON string with and without HTML escaping.
+func jsonForms(v string) [][]byte {
+	forms := [][]byte{[]byte(v)}
+	for _, html := range []bool{true, false} {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		_ = enc.Encode(v)
+		q := bytes.TrimSpace(b.Bytes())
+		forms = append(forms, q[1:len(q)-1])
+	}
+	return forms
 }
