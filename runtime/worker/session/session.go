@@ -425,7 +425,9 @@ func (c *conn) keepalive(ctx context.Context) {
 				c.close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
 				return
 			}
-			pctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+			// The pong is read by the read loop, which pauses while the
+			// session has MaxInFlight requests open: allow a whole interval.
+			pctx, cancel := context.WithTimeout(ctx, max(c.srv.cfg.PingInterval, c.srv.cfg.WriteTimeout))
 			err := c.ws.Ping(pctx)
 			cancel()
 			if err != nil {
