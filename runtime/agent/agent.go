@@ -31,7 +31,9 @@ type Sender interface {
 type SenderFunc func(ctx context.Context, m connector.OutMessage) (string, error)
 
 // Send calls f.
-func (f SenderFunc) Send(ctx context.Context, m connector.OutMessage) (string, error) { return f(ctx, m) }
+func (f SenderFunc) Send(ctx context.Context, m connector.OutMessage) (string, error) {
+	return f(ctx, m)
+}
 
 // Terraform runs one Terraform phase; *tfrun.Runner is one.
 type Terraform interface {
@@ -122,8 +124,8 @@ type Agent struct {
 	mu        sync.Mutex
 	active    map[string]*activeRun // by run id
 	draining  bool
-	drainCh   chan struct{}    // closed when draining starts
-	done      *seen.Set        // runID/claimToken of phases this agent ended
+	drainCh   chan struct{}     // closed when draining starts
+	done      *seen.Set         // runID/claimToken of phases this agent ended
 	cancelled map[string]string // runID/claimToken → reason, for cancels that came before their assignment
 	wg        sync.WaitGroup
 }
