@@ -1,0 +1,461 @@
+// Package dispatch is the ops server's agent-facing loop: it hands runs to
+// deployment agents through the bote gateway and records what they report.
+//
+// Outbound, a Dispatcher claims a workspace's next run for the best agent
+// (runs.Manager.Dispatch) whenever something may let a run start: a run is
+// queued or approved, a run ends, an agent heartbeats, and on a periodic
+// tick (for changes made by other replicas). It sends the agent a
+// runproto.Assign with fresh SAS URLs (read-only for the bundle or the
+// saved plan, write-only for the plan upload) and the workspace's secrets
+// sealed to the agent's registered key, and a runproto.Cancel when a run
+// it executes is cancelled, timed out or swept.
+//
+// Inbound, Handle is the cloud.Run handler for what agents send. The
+// agent's tenant and id come ONLY from the gateway-verified From identity:
+// a run id of another tenant is not found, a report on a run the agent
+// does not hold, or whose claim token is not the run's current claim, is
+// refused (dead-lettered with the reason, never applied). Heartbeats go to
+// runs.Manager.Heartbeat, log batches to artifacts in order and once each,
+// results to runs.Manager.Report.
+//
+// All run state lives in the runs store and all artifacts in Blob storage;
+// a Dispatcher keeps only caches (log cursors, followers), so a restarted
+// relayserver continues every run: agents keep reporting through the bus,
+// and an assignment that was claimed but never sent is sent again when the
+// agent's heartbeat does not list it.
+package dispatch
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/secretstore"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// Sender sends to one connector through the gateway (*cloud.Client).
+type Sender interface {
+	SendToConnector(ctx context.Context, tenant, connector string, msg cloud.Outgoing) (string, error)
+}
+
+// Signer makes blob SAS URLs on the artifacts container
+// (*claimcheck.Store opened on it).
+type Signer interface {
+	Container() string
+	Sign(ctx context.Context, c *envelope.Claim, ttl time.Duration) error
+	UploadURL(ctx context.Context, blob string, ttl time.Duration) (string, time.Time, error)
+}
+
+// Logs appends run log batches (*artifacts.Store).
+type Logs interface {
+	AppendLog(ctx context.Context, key artifacts.RunKey, at int64, data []byte) (int64, error)
+}
+
+// Keys finds a connector's registration (*registry.Registry).
+type Keys interface {
+	Lookup(clientID string) (registry.Connector, bool)
+}
+
+// Defaults for Config.
+const (
+	DefaultTick        = 10 * time.Second
+	DefaultSweepEvery  = 10 * time.Second
+	DefaultURLTTL      = 15 * time.Minute
+	DefaultResendAfter = 30 * time.Second
+	DefaultLogWait     = 5 * time.Second
+	maxUploadTTL       = 7 * 24 * time.Hour
+	sendAttempts       = 3
+)
+
+// Config configures a Dispatcher.
+type Config struct {
+	Manager *runs.Manager
+	// Tenants lists every tenant (runs.Store.ListTenants) for the tick.
+	Tenants func(ctx context.Context) ([]runs.Tenant, error)
+	Sender  Sender
+	Signer  Signer
+	Logs    Logs
+	Keys    Keys
+	// Secrets holds deployment secrets; nil means none.
+	Secrets secretstore.Store
+	// Tick is how often every workspace is tried (default DefaultTick).
+	Tick time.Duration
+	// SweepEvery is the silent-agent and timeout sweep interval (default
+	// DefaultSweepEvery); negative disables sweeping here.
+	SweepEvery time.Duration
+	// URLTTL is how long download URLs are valid (default DefaultURLTTL).
+	URLTTL time.Duration
+	// ResendAfter: a run claimed for an agent longer ago than this that
+	// the agent's heartbeat does not list is assigned again (default
+	// DefaultResendAfter).
+	ResendAfter time.Duration
+	// LogWait bounds how long a log batch waits for its predecessor, and a
+	// result for the log batches before it (default DefaultLogWait).
+	LogWait time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Manager == nil:
+		return errors.New("dispatch config: Manager is required")
+	case c.Tenants == nil:
+		return errors.New("dispatch config: Tenants is required")
+	case c.Sender == nil:
+		return errors.New("dispatch config: Sender is required")
+	case c.Signer == nil:
+		return errors.New("dispatch config: Signer is required")
+	case c.Logs == nil:
+		return errors.New("dispatch config: Logs is required")
+	case c.Keys == nil:
+		return errors.New("dispatch config: Keys is required")
+	case c.Tick < 0:
+		return fmt.Errorf("dispatch config: Tick %s is negative", c.Tick)
+	case c.URLTTL < 0 || c.URLTTL > maxUploadTTL:
+		return fmt.Errorf("dispatch config: URLTTL %s must be between 0 (default) and %s", c.URLTTL, maxUploadTTL)
+	case c.ResendAfter < 0:
+		return fmt.Errorf("dispatch config: ResendAfter %s is negative", c.ResendAfter)
+	case c.LogWait < 0:
+		return fmt.Errorf("dispatch config: LogWait %s is negative", c.LogWait)
+	}
+	return nil
+}
+
+// Dispatcher hands runs to agents and records their reports. Create it
+// with New, pass its OnChange to runs.Config.OnChange, start Run, and give
+// Handle to cloud.Client.Run.
+type Dispatcher struct {
+	cfg Config
+	m   *runs.Manager
+	log *slog.Logger
+
+	kicks chan kick
+	outbox chan outbound
+
+	mu      sync.Mutex
+	cursors map[string]*cursor
+	subs    map[string]map[chan struct{}]struct{}
+}
+
+type kick struct{ tenant, workspace string } // workspace "" = every workspace of tenant
+
+// outbound is a message the loop sends, so OnChange never blocks.
+type outbound struct {
+	tenant, agent string
+	msg           runproto.Message
+}
+
+// New returns a Dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = DefaultSweepEvery
+	}
+	if cfg.URLTTL == 0 {
+		cfg.URLTTL = DefaultURLTTL
+	}
+	if cfg.ResendAfter == 0 {
+		cfg.ResendAfter = DefaultResendAfter
+	}
+	if cfg.LogWait == 0 {
+		cfg.LogWait = DefaultLogWait
+	}
+	if cfg.Secrets == nil {
+		cfg.Secrets = secretstore.None{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Dispatcher{
+		cfg: cfg, m: cfg.Manager, log: cfg.Logger,
+		kicks:   make(chan kick, 1024),
+		outbox:  make(chan outbound, 1024),
+		cursors: map[string]*cursor{},
+		subs:    map[string]map[chan struct{}]struct{}{},
+	}, nil
+}
+
+// Kick asks for a dispatch in a workspace ("" for every workspace of the
+// tenant) soon. It never blocks; the tick catches what a full queue drops.
+func (d *Dispatcher) Kick(tenant, workspace string) {
+	select {
+	case d.kicks <- kick{tenant, workspace}:
+	default:
+	}
+}
+
+// OnChange is the runs.Config.OnChange hook: it wakes followers, queues
+// dispatches when a workspace or agent may be free, and tells an agent to
+// stop a run it must no longer execute. It never blocks.
+func (d *Dispatcher) OnChange(r runs.Run) {
+	if d == nil {
+		return
+	}
+	d.notify(r.ID)
+	switch {
+	case r.State == runs.Queued || r.State == runs.Approved:
+		d.Kick(r.Tenant, r.Workspace)
+	case r.State.Terminal():
+		// The workspace and the agent are free: its next run, or the
+		// agent's next run anywhere in the tenant.
+		d.Kick(r.Tenant, "")
+		if agent, by := endedOn(r); agent != "" && by != agent {
+			d.queue(r.Tenant, agent, &runproto.Cancel{RunID: r.ID, Reason: r.LastReason()})
+		}
+	case r.State.Executing() && r.CancelRequested:
+		d.queue(r.Tenant, r.Agent, &runproto.Cancel{RunID: r.ID, ClaimToken: runproto.ClaimToken(claimGeneration(r)), Reason: r.CancelReason})
+	}
+}
+
+// endedOn returns the agent executing r before its last transition, and
+// who made that transition.
+func endedOn(r runs.Run) (agent, by string) {
+	if len(r.History) == 0 {
+		return "", ""
+	}
+	h := r.History[len(r.History)-1]
+	switch h.From {
+	case runs.Planning:
+		return r.PlanAgent, h.By
+	case runs.Applying:
+		return r.ApplyAgent, h.By
+	}
+	return "", h.By
+}
+
+func (d *Dispatcher) queue(tenant, agent string, m runproto.Message) {
+	select {
+	case d.outbox <- outbound{tenant, agent, m}:
+	default:
+		d.log.Warn("dispatch outbox full; the agent learns from its next heartbeat", "tenant", tenant, "agent", agent, "type", runproto.TypeOf(m))
+	}
+}
+
+// Run dispatches until ctx ends: queued kicks, the tick, the sweeps.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.cfg.SweepEvery > 0 {
+		go d.m.Sweep(ctx, d.cfg.SweepEvery)
+	}
+	tick := time.NewTicker(d.cfg.Tick)
+	defer tick.Stop()
+	d.tick(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case k := <-d.kicks:
+			d.drainKicks(ctx, k)
+		case o := <-d.outbox:
+			d.send(ctx, o.tenant, o.agent, o.msg)
+		case <-tick.C:
+			d.tick(ctx)
+			d.gcCursors()
+		}
+	}
+}
+
+// drainKicks handles k and every kick already queued, each workspace once.
+func (d *Dispatcher) drainKicks(ctx context.Context, k kick) {
+	pending := []kick{k}
+	for more := true; more; {
+		select {
+		case k := <-d.kicks:
+			if !slices.Contains(pending, k) {
+				pending = append(pending, k)
+			}
+		default:
+			more = false
+		}
+	}
+	for _, k := range pending {
+		if k.workspace == "" {
+			d.dispatchTenant(ctx, k.tenant)
+		} else {
+			d.DispatchWorkspace(ctx, k.tenant, k.workspace)
+		}
+	}
+}
+
+func (d *Dispatcher) tick(ctx context.Context) {
+	tenants, err := d.cfg.Tenants(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("cannot list tenants", "error", err)
+		}
+		return
+	}
+	for _, t := range tenants {
+		d.dispatchTenant(ctx, t.ID)
+	}
+}
+
+func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant string) {
+	wss, err := d.m.ListWorkspaces(ctx, tenant)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("cannot list workspaces", "tenant", tenant, "error", err)
+		}
+		return
+	}
+	for _, w := range wss {
+		d.DispatchWorkspace(ctx, tenant, w.Name)
+	}
+}
+
+// DispatchWorkspace starts what can start in a workspace now and returns
+// the runs it assigned.
+func (d *Dispatcher) DispatchWorkspace(ctx context.Context, tenant, workspace string) []runs.Run {
+	var started []runs.Run
+	for ctx.Err() == nil {
+		r, err := d.m.Dispatch(ctx, tenant, workspace)
+		switch {
+		case errors.Is(err, runs.ErrNothingToClaim), errors.Is(err, runs.ErrAgentUnavailable):
+			return started
+		case err != nil:
+			d.log.Error("cannot dispatch", "tenant", tenant, "workspace", workspace, "error", err)
+			return started
+		}
+		d.assign(ctx, r)
+		started = append(started, r)
+	}
+	return started
+}
+
+// claimGeneration is the claim token of an executing run: the length of
+// its history right after the claim, the last transition into an
+// executing state.
+func claimGeneration(r runs.Run) int {
+	for i := len(r.History) - 1; i >= 0; i-- {
+		if r.History[i].To.Executing() {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// uploadBlob is where the agent uploads the working directory of one
+// claim: derived from the claim, so a restarted server finds it.
+func uploadBlob(r runs.Run, token string) string {
+	return r.Tenant + "/" + r.Workspace + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
+}
+
+// assign sends an executing run to its agent. A run that cannot be sent
+// (unregistered agent, unreadable secrets, the gateway refusing) fails,
+// releasing its workspace, rather than holding it until a timeout.
+func (d *Dispatcher) assign(ctx context.Context, r runs.Run) {
+	a, err := d.assignment(ctx, r)
+	if err == nil {
+		err = d.sendNow(ctx, r.Tenant, r.Agent, a)
+	}
+	if err == nil {
+		d.log.Info("run assigned", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "agent", r.Agent, "op", a.Op, "claim", a.ClaimToken)
+		return
+	}
+	d.log.Error("cannot assign run; failing it", "tenant", r.Tenant, "run", r.ID, "agent", r.Agent, "error", err)
+	if _, rerr := d.m.Report(ctx, runs.Report{Tenant: r.Tenant, Run: r.ID, Agent: r.Agent, State: runs.Failed,
+		Reason: "the server could not assign the run to agent " + r.Agent + ": " + err.Error()}); rerr != nil {
+		d.log.Error("cannot fail unassignable run", "tenant", r.Tenant, "run", r.ID, "error", rerr)
+	}
+}
+
+func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assign, error) {
+	reg, ok := d.cfg.Keys.Lookup(registry.ClientID(r.Tenant, r.Agent))
+	if !ok || reg.Disabled {
+		return nil, fmt.Errorf("agent %s/%s is not registered or is disabled", r.Tenant, r.Agent)
+	}
+	now := d.cfg.Now()
+	a := &runproto.Assign{
+		RunID: r.ID, Tenant: r.Tenant, Workspace: r.Workspace, Op: r.TerraformOp(),
+		ClaimToken: runproto.ClaimToken(claimGeneration(r)),
+	}
+	if !r.Deadline.IsZero() {
+		a.Timeout = runproto.Duration(max(r.Deadline.Sub(now), time.Second).Round(time.Second))
+	}
+	secrets, err := d.cfg.Secrets.Get(ctx, r.Tenant, r.Workspace)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read deployment secrets: %w", err)
+	}
+	if a.Secrets, err = runproto.SealSecrets(sealKey(reg), secrets); err != nil {
+		return nil, err
+	}
+	if a.Op == tfrun.Apply {
+		if r.Plan == nil {
+			return nil, errors.New("the run has no saved plan")
+		}
+		c := *r.Plan
+		if err := d.cfg.Signer.Sign(ctx, &c, d.cfg.URLTTL); err != nil {
+			return nil, err
+		}
+		a.WorkdirURL, a.WorkdirSHA256, a.WorkdirSize = c.URL, c.SHA256, c.Size
+		return a, nil
+	}
+	if r.Bundle == nil {
+		return nil, errors.New("the run has no configuration bundle")
+	}
+	c := *r.Bundle
+	if err := d.cfg.Signer.Sign(ctx, &c, d.cfg.URLTTL); err != nil {
+		return nil, err
+	}
+	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
+	// The upload happens when the plan ends: valid until the deadline.
+	ttl := d.cfg.URLTTL
+	if !r.Deadline.IsZero() {
+		ttl = min(max(r.Deadline.Sub(now)+10*time.Minute, ttl), maxUploadTTL)
+	}
+	if a.UploadURL, _, err = d.cfg.Signer.UploadURL(ctx, uploadBlob(r, a.ClaimToken), ttl); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func sealKey(c registry.Connector) *ecdsa.PublicKey { return c.PublicKey() }
+
+// sendNow encodes and sends m to an agent, retrying briefly.
+func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runproto.Message) error {
+	body, err := runproto.Encode(m)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		_, err = d.cfg.Sender.SendToConnector(ctx, tenant, agent, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+		if err == nil || attempt == sendAttempts || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cannot send %s to %s/%s: %w", runproto.TypeOf(m), tenant, agent, err)
+	}
+	return nil
+}
+
+func (d *Dispatcher) send(ctx context.Context, tenant, agent string, m runproto.Message) {
+	if err := d.sendNow(ctx, tenant, agent, m); err != nil && ctx.Err() == nil {
+		d.log.Warn("cannot tell agent; it learns from its next heartbeat", "error", err)
+	}
+}

@@ -1,0 +1,556 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runstore"
+	"github.com/botehq/platform/runtime/secretstore"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// sent is one message the dispatcher sent to an agent.
+type sent struct {
+	tenant, agent string
+	msg           runproto.Message
+}
+
+// fakeSender records what is sent; fail makes sends fail.
+type fakeSender struct {
+	mu   sync.Mutex
+	got  []sent
+	fail error
+}
+
+func (f *fakeSender) SendToConnector(_ context.Context, tenant, connector string, m cloud.Outgoing) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return "", f.fail
+	}
+	if m.ContentType != runproto.ContentType {
+		return "", fmt.Errorf("content type %q", m.ContentType)
+	}
+	msg, err := runproto.Decode(m.Body)
+	if err != nil {
+		return "", err
+	}
+	f.got = append(f.got, sent{tenant, connector, msg})
+	return envelope.NewID(), nil
+}
+
+func (f *fakeSender) take() []sent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.got
+	f.got = nil
+	return out
+}
+
+// fakeSigner makes recognisable URLs.
+type fakeSigner struct{}
+
+func (fakeSigner) Container() string { return "boteruns" }
+func (fakeSigner) Sign(_ context.Context, c *envelope.Claim, ttl time.Duration) error {
+	c.URL = "https://blob/" + c.Blob + "?sp=r"
+	return nil
+}
+func (fakeSigner) UploadURL(_ context.Context, blob string, ttl time.Duration) (string, time.Time, error) {
+	return "https://blob/" + blob + "?sp=cw", time.Now().Add(ttl), nil
+}
+
+// fakeLogs is an append-only log per run with AppendLog's position rule.
+type fakeLogs struct {
+	mu   sync.Mutex
+	logs map[string]*bytes.Buffer
+}
+
+func (f *fakeLogs) AppendLog(_ context.Context, key artifacts.RunKey, at int64, data []byte) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.logs[key.Run]
+	if b == nil {
+		b = &bytes.Buffer{}
+		f.logs[key.Run] = b
+	}
+	switch size := int64(b.Len()); {
+	case at < 0 || at == size:
+		b.Write(data)
+	case at+int64(len(data)) <= size:
+		return at + int64(len(data)), nil
+	default:
+		return 0, artifacts.ErrLogGap
+	}
+	return int64(b.Len()), nil
+}
+
+func (f *fakeLogs) text(run string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b := f.logs[run]; b != nil {
+		return b.String()
+	}
+	return ""
+}
+
+type env struct {
+	t       *testing.T
+	d       *Dispatcher
+	m       *runs.Manager
+	sender  *fakeSender
+	logs    *fakeLogs
+	secrets *secretstore.File
+	keys    map[string]*ecdsa.PrivateKey
+	now     time.Time
+	mu      sync.Mutex
+}
+
+func (e *env) clock() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
+}
+
+func (e *env) advance(d time.Duration) {
+	e.mu.Lock()
+	e.now = e.now.Add(d)
+	e.mu.Unlock()
+}
+
+// agents registered in every test; "a3" is registered but disabled.
+var agents = map[string][]string{"tenant-a": {"a1", "a2", "a3"}, "tenant-b": {"b1"}}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, sender: &fakeSender{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
+		now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	var regs []registry.Connector
+	for tenant, ids := range agents {
+		for _, id := range ids {
+			k, err := clientauth.GenerateKey()
+			require.NoError(t, err)
+			e.keys[registry.ClientID(tenant, id)] = k
+			jwk, err := clientauth.PublicJWK(k, "")
+			require.NoError(t, err)
+			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Disabled: id == "a3"})
+		}
+	}
+	data, err := registry.Marshal(regs)
+	require.NoError(t, err)
+	reg, err := registry.Parse(data)
+	require.NoError(t, err)
+
+	e.secrets, err = secretstore.OpenFile(t.TempDir() + "/secrets.json")
+	require.NoError(t, err)
+	store := runstore.NewMemory()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.m, err = runs.New(runs.Config{Store: store, Now: e.clock, Logger: log, SilentAfter: time.Minute,
+		OnChange: func(r runs.Run) { e.d.OnChange(r) }})
+	require.NoError(t, err)
+	e.d, err = New(Config{Manager: e.m, Tenants: store.ListTenants, Sender: e.sender, Signer: fakeSigner{}, Logs: e.logs,
+		Keys: reg, Secrets: e.secrets, Logger: log, Now: e.clock, LogWait: 300 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for tenant := range agents {
+		_, err := e.m.CreateTenant(ctx, runs.Tenant{ID: tenant})
+		require.NoError(t, err)
+	}
+	_, err = e.m.CreateWorkspace(ctx, runs.Workspace{Tenant: "tenant-a", Name: "prod"})
+	require.NoError(t, err)
+	return e
+}
+
+// from delivers m to the dispatcher as the gateway would, from tenant/agent.
+func (e *env) from(tenant, agent string, m runproto.Message) error {
+	body, err := runproto.Encode(m)
+	require.NoError(e.t, err)
+	return e.d.Handle(context.Background(), &cloud.Message{ID: envelope.NewID(), From: envelope.Identity{Tenant: tenant, Connector: agent},
+		ContentType: runproto.ContentType, Body: body})
+}
+
+func (e *env) heartbeat(tenant, agent string, running ...string) {
+	e.t.Helper()
+	require.NoError(e.t, e.from(tenant, agent, &runproto.Heartbeat{Capacity: 1, Running: running, Version: "test"}))
+}
+
+func hash(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// enqueue queues a run in tenant-a/prod with a bundle reference.
+func (e *env) enqueue(op runs.Operation) runs.Run {
+	e.t.Helper()
+	id := runs.NewRunID(e.clock())
+	q, err := e.m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "tenant-a", Workspace: "prod", ID: id, Operation: op, CreatedBy: "alice",
+		Bundle: &envelope.Claim{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
+	require.NoError(e.t, err)
+	return q.Run
+}
+
+// assigned dispatches tenant-a/prod and returns the one assignment sent.
+func (e *env) assigned() (sent, *runproto.Assign) {
+	e.t.Helper()
+	started := e.d.DispatchWorkspace(context.Background(), "tenant-a", "prod")
+	require.Len(e.t, started, 1)
+	msgs := e.sender.take()
+	require.Len(e.t, msgs, 1)
+	a, ok := msgs[0].msg.(*runproto.Assign)
+	require.True(e.t, ok, "%T", msgs[0].msg)
+	return msgs[0], a
+}
+
+func (e *env) run(id string) runs.Run {
+	e.t.Helper()
+	r, err := e.m.GetRun(context.Background(), "tenant-a", id)
+	require.NoError(e.t, err)
+	return r
+}
+
+func requireRefused(t *testing.T, err error) {
+	t.Helper()
+	require.ErrorIs(t, err, ErrRefused)
+	assert.True(t, cloud.IsPermanent(err), "refusals are permanent: dead-lettered, not retried")
+}
+
+func TestAssignGoesToOneAgentOfTheTenantWithSealedSecrets(t *testing.T) {
+	e := newEnv(t)
+	require.NoError(t, e.secrets.Put(context.Background(), "tenant-a", "prod", runproto.Secrets{Env: map[string]string{"ARM_CLIENT_SECRET": "s3cret"}}))
+	e.heartbeat("tenant-b", "b1")
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+
+	to, a := e.assigned()
+	assert.Equal(t, "tenant-a", to.tenant)
+	assert.Equal(t, "a1", to.agent, "the only online agent of tenant-a")
+	assert.Equal(t, r.ID, a.RunID)
+	assert.Equal(t, tfrun.Plan, a.Op)
+	assert.Equal(t, "2", a.ClaimToken, "queued, then claimed: generation 2")
+	assert.Equal(t, "https://blob/"+r.Bundle.Blob+"?sp=r", a.BundleURL)
+	assert.Equal(t, r.Bundle.SHA256, a.BundleSHA256)
+	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/workdir-c2.tar.gz?sp=cw", a.UploadURL)
+	assert.Equal(t, runproto.Duration(runs.DefaultPlanTimeout), a.Timeout)
+	assert.NotContains(t, a.Secrets, "s3cret")
+
+	got, err := runproto.OpenSecrets(e.keys["tenant-a/a1"], a.Secrets)
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", got.Env["ARM_CLIENT_SECRET"])
+	for _, other := range []string{"tenant-a/a2", "tenant-b/b1"} {
+		_, err := runproto.OpenSecrets(e.keys[other], a.Secrets)
+		assert.ErrorIs(t, err, runproto.ErrSealed, other)
+	}
+
+	// Nothing more to start: the workspace is busy.
+	assert.Empty(t, e.d.DispatchWorkspace(context.Background(), "tenant-a", "prod"))
+	assert.Empty(t, e.sender.take())
+}
+
+func TestNoAgentOfTheTenantMeansTheRunWaits(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-b", "b1") // another tenant's agent never gets it
+	r := e.enqueue(runs.OpApply)
+	assert.Empty(t, e.d.DispatchWorkspace(context.Background(), "tenant-a", "prod"))
+	assert.Empty(t, e.sender.take())
+	why, err := e.m.Waiting(context.Background(), e.run(r.ID))
+	require.NoError(t, err)
+	assert.Contains(t, why, "no agent of tenant tenant-a is online")
+}
+
+func TestFullLifecyclePlanApproveApply(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Started{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan}))
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"Plan: 1 to add"}}))
+	wd := strings.Repeat("c", 64)
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 1}}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
+	got := e.run(r.ID)
+	require.Equal(t, runs.Planned, got.State)
+	require.NotNil(t, got.Plan)
+	assert.Equal(t, "tenant-a/prod/"+r.ID+"/workdir-c2.tar.gz", got.Plan.Blob)
+	assert.Equal(t, wd, got.Plan.SHA256)
+
+	// A redelivered result changes nothing.
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
+
+	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
+	require.NoError(t, err)
+	e.heartbeat("tenant-a", "a2") // the apply may go to any agent of the tenant
+	_, ap := e.assigned()
+	assert.Equal(t, tfrun.Apply, ap.Op)
+	assert.Equal(t, "https://blob/"+got.Plan.Blob+"?sp=r", ap.WorkdirURL)
+	assert.Equal(t, wd, ap.WorkdirSHA256)
+	assert.Equal(t, int64(99), ap.WorkdirSize)
+	assert.Empty(t, ap.UploadURL)
+	applier := e.run(r.ID).Agent
+
+	// The plan's claim is stale now, even for the agent that planned.
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 1, Lines: []string{"late"}}))
+
+	require.NoError(t, e.from("tenant-a", applier, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"Apply complete!"}}))
+	require.NoError(t, e.from("tenant-a", applier, &runproto.Result{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{Op: tfrun.Apply, Outputs: map[string]tfrun.Output{"x": {Value: []byte(`"1"`)}}}, LastSeq: 0}))
+	done := e.run(r.ID)
+	assert.Equal(t, runs.Applied, done.State)
+	assert.Equal(t, "Plan: 1 to add\nApply complete!\n", e.logs.text(r.ID))
+}
+
+func TestForgedReportsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	e.heartbeat("tenant-b", "b1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	result := &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Failed, LastSeq: -1}
+
+	tests := []struct {
+		name, tenant, agent string
+		msg                 runproto.Message
+	}{
+		{"another tenant's agent with the right token", "tenant-b", "b1", result},
+		{"another agent of the tenant", "tenant-a", "a2", result},
+		{"the agent with a made-up token", "tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: "1", Phase: runproto.PhasePlan, Outcome: runproto.Failed}},
+		{"the agent with a future token", "tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: "9", Phase: runproto.PhasePlan, Outcome: runproto.Failed}},
+		{"the agent reporting the wrong phase", "tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded}},
+		{"logs from another tenant", "tenant-b", "b1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Lines: []string{"forged"}}},
+		{"an unknown run", "tenant-a", "a1", &runproto.Started{RunID: "run-00000000000000zz", ClaimToken: "2", Phase: runproto.PhasePlan}},
+		{"a disabled agent", "tenant-a", "a3", &runproto.Heartbeat{Capacity: 1}},
+		{"an unregistered connector", "tenant-a", "ghost", &runproto.Heartbeat{Capacity: 1}},
+		{"an agent sending a server message", "tenant-a", "a1", &runproto.Cancel{RunID: r.ID}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireRefused(t, e.from(tt.tenant, tt.agent, tt.msg))
+			got := e.run(r.ID)
+			assert.Equal(t, runs.Planning, got.State)
+			assert.Equal(t, "a1", got.Agent)
+		})
+	}
+	assert.Empty(t, e.logs.text(r.ID), "no forged line reached the log")
+}
+
+func TestMalformedMessagesAreDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	from := envelope.Identity{Tenant: "tenant-a", Connector: "a1"}
+	tests := []struct {
+		name string
+		m    cloud.Message
+	}{
+		{"no connector identity", cloud.Message{From: envelope.Identity{Service: "svc"}, ContentType: runproto.ContentType, Body: []byte(`{"type":"agent.heartbeat","capacity":1}`)}},
+		{"other content type", cloud.Message{From: from, ContentType: "text/plain", Body: []byte(`hi`)}},
+		{"not json", cloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{`)}},
+		{"unknown type", cloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{"type":"run.explode"}`)}},
+		{"bad heartbeat", cloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{"type":"agent.heartbeat","capacity":500}`)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.d.Handle(context.Background(), &tt.m)
+			require.Error(t, err)
+			assert.True(t, cloud.IsPermanent(err), err.Error())
+		})
+	}
+}
+
+func TestLogBatchesInOrderOnceEach(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	batch := func(seq int64) *runproto.Logs {
+		return &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: seq, Lines: []string{fmt.Sprintf("line %d", seq)}}
+	}
+	// Batches arrive out of order and concurrently (the bus handles
+	// several messages at once), and one twice.
+	var wg sync.WaitGroup
+	for _, seq := range []int64{2, 1, 0, 1} {
+		wg.Go(func() { assert.NoError(t, e.from("tenant-a", "a1", batch(seq))) })
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	require.NoError(t, e.from("tenant-a", "a1", batch(0)))
+	assert.Equal(t, "line 0\nline 1\nline 2\n", e.logs.text(r.ID))
+
+	// A batch whose predecessor never comes is retried by the bus.
+	err := e.from("tenant-a", "a1", batch(5))
+	require.Error(t, err)
+	assert.False(t, cloud.IsPermanent(err))
+}
+
+func TestResultWaitsForItsLogs(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Failed, LastSeq: 0})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	assert.Equal(t, runs.Planning, e.run(r.ID).State, "the result waits for log batch 0")
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"Error: boom"}}))
+	require.NoError(t, <-errc)
+	assert.Equal(t, runs.Failed, e.run(r.ID).State)
+}
+
+func TestPlanWithChangesButNoUploadFails(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, LastSeq: -1}))
+	got := e.run(r.ID)
+	assert.Equal(t, runs.Failed, got.State)
+	assert.Contains(t, got.LastReason(), "did not upload")
+}
+
+func TestCancelReachesTheAgent(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	_, err := e.m.Cancel(context.Background(), runs.CancelRequest{Tenant: "tenant-a", Run: r.ID, By: "bob"})
+	require.NoError(t, err)
+	o := <-e.d.outbox
+	assert.Equal(t, "a1", o.agent)
+	c := o.msg.(*runproto.Cancel)
+	assert.Equal(t, r.ID, c.RunID)
+	assert.Equal(t, a.ClaimToken, c.ClaimToken)
+	assert.Contains(t, c.Reason, "cancelled by bob")
+
+	// The heartbeat repeats it until the agent confirms.
+	e.heartbeat("tenant-a", "a1", r.ID)
+	msgs := e.sender.take()
+	require.Len(t, msgs, 1)
+	assert.IsType(t, &runproto.Cancel{}, msgs[0].msg)
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Cancelled, LastSeq: -1}))
+	assert.Equal(t, runs.Cancelled, e.run(r.ID).State)
+}
+
+func TestSilentAgentFailsItsRunAndFreesTheWorkspace(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	next := e.enqueue(runs.OpApply)
+
+	e.advance(2 * time.Minute)
+	_, err := e.m.SweepSilentAgents(context.Background())
+	require.NoError(t, err)
+	got := e.run(r.ID)
+	assert.Equal(t, runs.Failed, got.State)
+	assert.Contains(t, got.LastReason(), "stopped heartbeating")
+	o := <-e.d.outbox
+	assert.Equal(t, "a1", o.agent, "should it come back, it must stop")
+	assert.IsType(t, &runproto.Cancel{}, o.msg)
+
+	// Its late result is refused; the next run goes to a live agent.
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded, LastSeq: -1}))
+	e.heartbeat("tenant-a", "a2")
+	to, na := e.assigned()
+	assert.Equal(t, "a2", to.agent)
+	assert.Equal(t, next.ID, na.RunID)
+}
+
+func TestLostAssignmentIsSentAgain(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+
+	e.heartbeat("tenant-a", "a1") // too soon: the assignment may be in flight
+	assert.Empty(t, e.sender.take())
+	e.advance(DefaultResendAfter + time.Second)
+	e.heartbeat("tenant-a", "a1")
+	msgs := e.sender.take()
+	require.Len(t, msgs, 1)
+	again := msgs[0].msg.(*runproto.Assign)
+	assert.Equal(t, r.ID, again.RunID)
+	assert.Equal(t, a.ClaimToken, again.ClaimToken, "the same claim")
+
+	e.advance(DefaultResendAfter + time.Second)
+	e.heartbeat("tenant-a", "a1", r.ID) // running it: nothing to resend
+	assert.Empty(t, e.sender.take())
+}
+
+func TestUndeliverableAssignmentFailsTheRun(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	e.sender.fail = errors.New("bus down")
+	assert.Len(t, e.d.DispatchWorkspace(context.Background(), "tenant-a", "prod"), 1)
+	got := e.run(r.ID)
+	assert.Equal(t, runs.Failed, got.State)
+	assert.Contains(t, got.LastReason(), "bus down")
+}
+
+func TestConfigValidate(t *testing.T) {
+	e := newEnv(t)
+	good := e.d.cfg
+	tests := []struct {
+		name string
+		mut  func(*Config)
+		want string
+	}{
+		{"no manager", func(c *Config) { c.Manager = nil }, "Manager"},
+		{"no tenants", func(c *Config) { c.Tenants = nil }, "Tenants"},
+		{"no sender", func(c *Config) { c.Sender = nil }, "Sender"},
+		{"no signer", func(c *Config) { c.Signer = nil }, "Signer"},
+		{"no logs", func(c *Config) { c.Logs = nil }, "Logs"},
+		{"no keys", func(c *Config) { c.Keys = nil }, "Keys"},
+		{"negative tick", func(c *Config) { c.Tick = -1 }, "Tick"},
+		{"huge ttl", func(c *Config) { c.URLTTL = 30 * 24 * time.Hour }, "URLTTL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.mut(&c)
+			assert.ErrorContains(t, c.Validate(), tt.want)
+		})
+	}
+}
+
+func TestSubscribeWakesFollowers(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	ch, stop := e.d.Subscribe(r.ID)
+	defer stop()
+	_, a := e.assigned()
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("no wake-up on claim")
+	}
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Lines: []string{"x"}}))
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("no wake-up on logs")
+	}
+}

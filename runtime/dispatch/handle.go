@@ -1,0 +1,237 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// ErrRefused marks an agent message the server will not apply: not from a
+// registered agent, a run of another tenant or agent, a stale claim. Handle
+// wraps it in cloud.Permanent, so the gateway dead-letters the message
+// with the reason instead of retrying it.
+var ErrRefused = errors.New("agent message refused")
+
+func refuse(format string, args ...any) error {
+	return cloud.Permanent(fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...)))
+}
+
+// Handle is the cloud.Handler for what agents send.
+func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
+	if !m.From.IsConnector() {
+		return refuse("message %s has no connector identity", m.ID)
+	}
+	tenant, agent := m.From.Tenant, m.From.Connector
+	if m.ContentType != runproto.ContentType {
+		return refuse("message %s from %s has content type %q, not %q", m.ID, m.From, m.ContentType, runproto.ContentType)
+	}
+	reg, ok := d.cfg.Keys.Lookup(registry.ClientID(tenant, agent))
+	if !ok || reg.Disabled {
+		return refuse("%s is not a registered agent", m.From)
+	}
+	msg, err := runproto.Decode(m.Body)
+	if err != nil {
+		return cloud.Permanent(err)
+	}
+	switch msg := msg.(type) {
+	case *runproto.Heartbeat:
+		return d.heartbeat(ctx, tenant, agent, msg)
+	case *runproto.Started:
+		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken)
+		if err != nil {
+			return err
+		}
+		d.log.InfoContext(ctx, "terraform started", "tenant", tenant, "run", r.ID, "agent", agent, "phase", msg.Phase, "pickup", d.cfg.Now().Sub(claimedAt(r)))
+		d.notify(r.ID)
+		return nil
+	case *runproto.Logs:
+		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken)
+		if err != nil {
+			return err
+		}
+		if err := d.appendLogs(ctx, r, msg); err != nil {
+			return err
+		}
+		d.notify(r.ID)
+		return nil
+	case *runproto.Result:
+		return d.result(ctx, tenant, agent, msg)
+	default:
+		return refuse("%s sent %s, which only the server sends", m.From, runproto.TypeOf(msg))
+	}
+}
+
+func claimedAt(r runs.Run) time.Time {
+	if g := claimGeneration(r); g > 0 {
+		return r.History[g-1].At
+	}
+	return time.Time{}
+}
+
+// checkClaim returns the run if token is agent's current claim of it.
+// Reports of a finished claim still pass (late logs, a redelivered
+// result); reports of an earlier claim, or of someone else's, do not.
+func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token string) (runs.Run, error) {
+	r, err := d.m.GetRun(ctx, tenant, runID)
+	if errors.Is(err, runs.ErrNotFound) || errors.Is(err, runs.ErrInvalid) {
+		return runs.Run{}, refuse("agent %s/%s reported on run %s, which tenant %s does not have", tenant, agent, runID, tenant)
+	}
+	if err != nil {
+		return runs.Run{}, err
+	}
+	n, ok := runproto.ParseClaimToken(token)
+	if !ok || n > len(r.History) {
+		return runs.Run{}, refuse("agent %s/%s reported on run %s with unknown claim %q", tenant, agent, runID, token)
+	}
+	if h := r.History[n-1]; !h.To.Executing() || h.By != agent {
+		return runs.Run{}, refuse("claim %s of run %s is not agent %s's", token, runID, agent)
+	}
+	if n != claimGeneration(r) {
+		return runs.Run{}, refuse("claim %s of run %s is stale (the run was claimed again)", token, runID)
+	}
+	return r, nil
+}
+
+func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *runproto.Heartbeat) error {
+	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, Running: hb.Running}
+	stops, err := d.m.Heartbeat(ctx, req)
+	if errors.Is(err, runs.ErrNotFound) {
+		// A registered agent's tenant appears on its first heartbeat.
+		if _, cerr := d.m.CreateTenant(ctx, runs.Tenant{ID: tenant}); cerr != nil && !errors.Is(cerr, runs.ErrExists) {
+			return cerr
+		}
+		stops, err = d.m.Heartbeat(ctx, req)
+	}
+	if errors.Is(err, runs.ErrInvalid) {
+		return cloud.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range stops {
+		d.send(ctx, tenant, agent, &runproto.Cancel{RunID: s.Run, Reason: s.Reason})
+	}
+	d.resend(ctx, tenant, agent, hb.Running)
+	d.Kick(tenant, "")
+	return nil
+}
+
+// resend assigns again the runs claimed for agent that it does not know
+// about: the assignment was lost (a server crash between claim and send).
+func (d *Dispatcher) resend(ctx context.Context, tenant, agent string, running []string) {
+	locks, err := d.m.ListLocks(ctx, tenant)
+	if err != nil {
+		d.log.WarnContext(ctx, "cannot list locks to check assignments", "tenant", tenant, "error", err)
+		return
+	}
+	for _, l := range locks {
+		if l.Agent != agent || slices.Contains(running, l.Run) {
+			continue
+		}
+		r, err := d.m.GetRun(ctx, tenant, l.Run)
+		if err != nil || r.Agent != agent || !r.State.Executing() || d.cfg.Now().Sub(claimedAt(r)) < d.cfg.ResendAfter {
+			continue
+		}
+		d.log.WarnContext(ctx, "agent does not run a run claimed for it; assigning again", "tenant", tenant, "run", r.ID, "agent", agent)
+		d.assign(ctx, r)
+	}
+}
+
+func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runproto.Result) error {
+	r, err := d.checkClaim(ctx, tenant, agent, res.RunID, res.ClaimToken)
+	if err != nil {
+		return err
+	}
+	gen := claimGeneration(r)
+	claimedTo := r.History[gen-1].To
+	if (claimedTo == runs.Applying) != (res.Phase == runproto.PhaseApply) {
+		return refuse("run %s: result of phase %s for a claim to %s", r.ID, res.Phase, claimedTo)
+	}
+	if res.LastSeq >= 0 {
+		d.waitLogs(ctx, r.ID, res.ClaimToken, res.LastSeq)
+	}
+	rep := runs.Report{Tenant: tenant, Run: r.ID, Agent: agent, Result: res.Result, Reason: res.Reason}
+	switch res.Outcome {
+	case runproto.Succeeded:
+		rep.State = runs.Applied
+		if res.Phase == runproto.PhasePlan {
+			rep.State = runs.Planned
+			if res.WorkdirUploaded {
+				rep.Plan = &envelope.Claim{Container: d.cfg.Signer.Container(), Blob: uploadBlob(r, res.ClaimToken), Size: res.WorkdirSize, SHA256: res.WorkdirSHA256}
+			} else if res.Result != nil && res.Result.HasChanges {
+				rep.State, rep.Reason = runs.Failed, "the plan has changes but the agent did not upload its working directory"
+			}
+		}
+	case runproto.Failed:
+		rep.State = runs.Failed
+	case runproto.Cancelled:
+		rep.State = runs.Cancelled
+	}
+	_, err = d.m.Report(ctx, rep)
+	switch {
+	case errors.Is(err, runs.ErrNotAssigned), errors.Is(err, runs.ErrInvalid), errors.Is(err, runs.ErrIllegalTransition):
+		return refuse("result of run %s from %s/%s: %v", r.ID, tenant, agent, err)
+	case err != nil:
+		return err
+	}
+	d.finishCursor(r.ID, res.ClaimToken)
+	return nil
+}
+
+// appendLogs writes a batch at its place in the run's log.
+func (d *Dispatcher) appendLogs(ctx context.Context, r runs.Run, l *runproto.Logs) error {
+	c := d.cursor(r.ID, l.ClaimToken)
+	key := artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}
+	deadline := time.Now().Add(d.cfg.LogWait)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		switch {
+		case c.known && l.Seq < c.next:
+			return nil // delivered before
+		case c.known && l.Seq == c.next, !c.known && l.Seq == 0:
+		case time.Now().After(deadline):
+			if c.known {
+				return fmt.Errorf("log batch %d of run %s: batch %d has not arrived yet", l.Seq, r.ID, c.next)
+			}
+			// Nothing known of this claim: the server restarted after the
+			// batches before this one were written.
+		default:
+			c.wait(d.cfg.LogWait)
+			continue
+		}
+		break
+	}
+	at := c.at
+	if !c.known {
+		at = -1 // wherever the log ends
+	}
+	end, err := d.cfg.Logs.AppendLog(ctx, key, at, artifacts.Lines(l.Lines))
+	if err != nil {
+		return fmt.Errorf("cannot append logs of run %s: %w", r.ID, err)
+	}
+	c.known, c.at, c.next = true, end, l.Seq+1
+	c.wake()
+	return nil
+}
+
+// waitLogs waits until the batches up to last are written (or LogWait),
+// so followers that stop at the result have seen every line.
+func (d *Dispatcher) waitLogs(ctx context.Context, runID, token string, last int64) {
+	c := d.cursor(runID, token)
+	deadline := time.Now().Add(d.cfg.LogWait)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for (!c.known || c.next <= last) && time.Now().Before(deadline) && ctx.Err() == nil {
+		c.wait(time.Until(deadline))
+	}
+}
