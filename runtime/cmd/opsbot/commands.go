@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,16 +26,35 @@ import (
 // client and where it points.
 type app struct {
 	lookup         func(string) (string, bool)
+	stdin          io.Reader
 	stdout, stderr io.Writer
-	cfg            *opsconfig.Config
-	target         target
-	azure          azcore.TokenCredential // set by tests; else made on first use
+	// terminal reports whether stdin is a terminal an operator can answer
+	// a confirmation on.
+	terminal func() bool
+	cfg      *opsconfig.Config
+	target   target
+	azure    azcore.TokenCredential // set by tests; else made on first use
+	api      runsAPI                // set by tests; else the ops client
 }
 
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
-	return (&app{lookup: lookup, stdout: stdout, stderr: stderr}).run(ctx, args)
+	return (&app{lookup: lookup, stdin: os.Stdin, stdout: stdout, stderr: stderr, terminal: stdinIsTerminal}).run(ctx, args)
 }
+
+// stdinIsTerminal reports whether os.Stdin is a character device other
+// than the null device: a terminal, not a pipe, a file or /dev/null (which
+// CI and nohup give).
+func stdinIsTerminal() bool {
+	st, err := os.Stdin.Stat()
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(st, null)
+}
+
+func (a *app) stdinIsTerminal() bool { return a.terminal != nil && a.terminal() }
 
 func (a *app) run(ctx context.Context, args []string) int {
 	stdout, stderr := a.stdout, a.stderr
@@ -69,9 +89,15 @@ config file ($XDG_CONFIG_HOME/opsbot/config.yaml by default; --config):
 flags win over the environment, which wins over the file. Prefer the
 environment or the file for secrets (key, api_key).
 
+Commands that follow a run (plan, apply, destroy, logs -f) end with the
+run's outcome, like terraform plan -detailed-exitcode: 0 success (no
+changes, or applied), 10 the plan has changes and waits for approval, 11
+the run failed, 12 it was cancelled or timed out.
+
 Exit codes: 0 ok, 1 error, 2 configuration, 3 relay unreachable, 4 no
 relayserver listening, 5 relay refused credentials, 6 ops server refused the
-API key, 7 hybrid connection not found, 8 timeout, 130 interrupted.`,
+API key, 7 hybrid connection not found, 8 timeout, 10 plan has changes, 11
+run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
@@ -93,6 +119,7 @@ API key, 7 hybrid connection not found, 8 timeout, 130 interrupted.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	opsconfig.RegisterFlags(root.PersistentFlags())
+	root.PersistentFlags().String("tenant", "", "tenant whose workspaces, runs and agents to work on (env OPSBOT_TENANT)")
 
 	status := &cobra.Command{
 		Use:   "status",
@@ -111,12 +138,15 @@ API key, 7 hybrid connection not found, 8 timeout, 130 interrupted.`,
 		},
 	}
 
-	var tenant string
 	agentsList := &cobra.Command{
 		Use:   "list",
-		Short: "List deployment agents",
+		Short: "List deployment agents with their last heartbeat (all tenants' unless --tenant)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				tenant = "" // optional here: every tenant's agents
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -128,7 +158,6 @@ API key, 7 hybrid connection not found, 8 timeout, 130 interrupted.`,
 			return a.print(opsapi.AgentList{Agents: agents}, func(w io.Writer) { printAgents(w, agents) })
 		},
 	}
-	agentsList.Flags().StringVar(&tenant, "tenant", "", "only this tenant's agents")
 	agents := &cobra.Command{Use: "agents", Short: "Deployment agents"}
 	agents.AddCommand(agentsList)
 
@@ -169,6 +198,7 @@ reconnects.`,
 	config.AddCommand(configShow)
 
 	root.AddCommand(status, agents, events, config)
+	root.AddCommand(a.runsCommands()...)
 	return root
 }
 

@@ -21,7 +21,24 @@ const (
 	exitNotFound         = 7   // the hybrid connection does not exist
 	exitTimeout          = 8   // the request did not finish in time
 	exitInterrupted      = 130 // SIGINT, as shells report it
+
+	// Outcomes of a run a command waited for (plan, apply, destroy, runs
+	// wait). Like terraform plan -detailed-exitcode, "the plan has
+	// changes" is not an error but needs its own code; codes 2 to 8 are
+	// taken, so run outcomes start at 10.
+	exitChanges   = 10 // the plan succeeded and has changes: it waits for approval
+	exitRunFailed = 11 // the run failed (Terraform error, agent lost, refused artifact)
+	exitRunEnded  = 12 // the run was cancelled or timed out
 )
+
+// runOutcome is returned by commands that followed a run to an end state
+// that is not plain success; explain maps it to its exit code.
+type runOutcome struct {
+	code int
+	msg  string
+}
+
+func (o runOutcome) Error() string { return o.msg }
 
 // usageError marks errors in flags or configuration.
 type usageError struct{ err error }
@@ -40,7 +57,10 @@ type target struct {
 func explain(err error, t target) (int, string) {
 	var ue usageError
 	var ae *opsclient.APIError
+	var ro runOutcome
 	switch {
+	case errors.As(err, &ro):
+		return ro.code, ro.msg
 	case errors.As(err, &ue):
 		return exitUsage, fmt.Sprintf("configuration error: %v", err)
 	case errors.Is(err, opsclient.ErrNoToken):

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
 )
 
 func writeJSONIndent(w io.Writer, v any) error {
@@ -61,4 +68,198 @@ func printAgents(w io.Writer, agents []opsapi.Agent) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Name, a.State, ver, lastSeen)
 	}
 	tw.Flush()
+}
+
+// workspaceList and runList are the JSON shapes of the list commands.
+type workspaceList struct {
+	Workspaces []runs.Workspace `json:"workspaces"`
+}
+
+type runList struct {
+	Runs []runs.Run `json:"runs"`
+}
+
+func printWorkspaces(w io.Writer, list []runs.Workspace) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "No workspaces.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tAUTO-APPLY\tAGENT LABELS\tCREATED")
+	for _, ws := range list {
+		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\n", ws.Name, ws.Options.AutoApply, labelString(ws.AgentLabels), timeOrDash(ws.CreatedAt))
+	}
+	tw.Flush()
+}
+
+func printRuns(w io.Writer, list []runs.Run) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "No runs.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tWORKSPACE\tOPERATION\tSTATE\tCHANGES\tAGENT\tCREATED\tUPDATED")
+	for _, r := range list {
+		agent := cmp.Or(r.Agent, r.ApplyAgent, r.PlanAgent, "-")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Workspace, r.Operation, r.State,
+			changeCounts(r.PlanResult), agent, timeOrDash(r.CreatedAt), timeOrDash(r.UpdatedAt))
+	}
+	tw.Flush()
+}
+
+// printRun is `runs show`.
+func printRun(w io.Writer, r *runs.Run) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
+	fmt.Fprintf(tw, "Workspace:\t%s (tenant %s)\n", r.Workspace, r.Tenant)
+	fmt.Fprintf(tw, "Operation:\t%s\n", r.Operation)
+	fmt.Fprintf(tw, "State:\t%s\n", r.State)
+	if r.CancelRequested {
+		fmt.Fprintf(tw, "Cancel:\trequested (%s)\n", r.CancelReason)
+	}
+	fmt.Fprintf(tw, "Created:\t%s by %s\n", timeOrDash(r.CreatedAt), cmp.Or(r.CreatedBy, "-"))
+	if r.PlanAgent != "" {
+		fmt.Fprintf(tw, "Planned on:\t%s\n", r.PlanAgent)
+	}
+	if r.ApplyAgent != "" {
+		fmt.Fprintf(tw, "Applied on:\t%s\n", r.ApplyAgent)
+	}
+	if !r.Deadline.IsZero() {
+		fmt.Fprintf(tw, "Deadline:\t%s\n", timeOrDash(r.Deadline))
+	}
+	if r.PlanResult != nil {
+		fmt.Fprintf(tw, "Plan:\t%s\n", changeLine(r.PlanResult))
+	}
+	if r.ApplyResult != nil {
+		fmt.Fprintf(tw, "Apply:\t%s\n", changeLine(r.ApplyResult))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nHistory:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, h := range r.History {
+		from := string(h.From)
+		if from == "" {
+			from = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s -> %s\t%s\t%s\n", timeOrDash(h.At), from, h.To, cmp.Or(h.By, "-"), h.Reason)
+	}
+	tw.Flush()
+	for _, res := range []*tfrun.Result{r.PlanResult, r.ApplyResult} {
+		printDiagnostics(w, res)
+	}
+	printOutputs(w, r.ApplyResult)
+}
+
+// printOutcome is what a followed run ends with.
+func printOutcome(w io.Writer, r *runs.Run) {
+	fmt.Fprintln(w)
+	switch r.State {
+	case runs.Planned:
+		fmt.Fprintf(w, "Plan saved: %s.\nApply it with: opsbot apply %s\n", changeLine(r.PlanResult), r.ID)
+	case runs.NoChanges:
+		fmt.Fprintf(w, "No changes: the infrastructure matches the configuration (run %s).\n", r.ID)
+	case runs.Applied:
+		fmt.Fprintf(w, "Applied: %s (run %s).\n", changeLine(r.ApplyResult), r.ID)
+		printOutputs(w, r.ApplyResult)
+	default:
+		fmt.Fprintf(w, "Run %s %s: %s\n", r.ID, r.State, r.LastReason())
+	}
+	printDiagnostics(w, r.ApplyResult)
+	if r.ApplyResult == nil || r.State != runs.Applied {
+		printDiagnostics(w, r.PlanResult)
+	}
+}
+
+// changeLine is "2 to add, 0 to change, 1 to destroy" (or "applied" form).
+func changeLine(res *tfrun.Result) string {
+	if res == nil || res.Changes == nil {
+		if res != nil && !res.HasChanges && !res.Failed {
+			return "no changes"
+		}
+		return "no change summary"
+	}
+	c := res.Changes
+	if res.Op == tfrun.Apply {
+		return fmt.Sprintf("%d added, %d changed, %d destroyed", c.Add, c.Change, c.Remove)
+	}
+	return fmt.Sprintf("%d to add, %d to change, %d to destroy", c.Add, c.Change, c.Remove)
+}
+
+// changeCounts is the compact form for tables: +2 ~0 -1.
+func changeCounts(res *tfrun.Result) string {
+	if res == nil || res.Changes == nil {
+		return "-"
+	}
+	return fmt.Sprintf("+%d ~%d -%d", res.Changes.Add, res.Changes.Change, res.Changes.Remove)
+}
+
+func printDiagnostics(w io.Writer, res *tfrun.Result) {
+	if res == nil {
+		return
+	}
+	for _, d := range res.Diagnostics {
+		where := ""
+		switch {
+		case d.File != "" && d.Line > 0:
+			where = fmt.Sprintf(" (%s line %d)", d.File, d.Line)
+		case d.Address != "":
+			where = " (" + d.Address + ")"
+		}
+		fmt.Fprintf(w, "\n%s: %s%s\n", capitalize(d.Severity), d.Summary, where)
+		if d.Detail != "" {
+			for _, l := range strings.Split(strings.TrimRight(d.Detail, "\n"), "\n") {
+				fmt.Fprintf(w, "  %s\n", l)
+			}
+		}
+	}
+}
+
+func printOutputs(w io.Writer, res *tfrun.Result) {
+	if res == nil || len(res.Outputs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nOutputs:")
+	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
+		o := res.Outputs[name]
+		value := "<sensitive>"
+		if !o.Sensitive {
+			value = outputValue(o.Value)
+		}
+		fmt.Fprintf(w, "  %s = %s\n", name, value)
+	}
+}
+
+// outputValue renders a JSON value compactly, multi-line values indented.
+func outputValue(raw json.RawMessage) string {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "  ", "  "); err != nil {
+		return string(raw)
+	}
+	return buf.String()
+}
+
+func labelString(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// capitalize upper-cases the first letter of an ASCII word (severities).
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }

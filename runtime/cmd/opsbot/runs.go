@@ -1,0 +1,650 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/relay"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// runsAPI is what the workspace and run commands need from the ops API.
+// *opsclient.Client provides it (see api.go); tests use a fake.
+type runsAPI interface {
+	CreateWorkspace(ctx context.Context, ws runs.Workspace) (*runs.Workspace, error)
+	Workspaces(ctx context.Context, tenant string) ([]runs.Workspace, error)
+	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
+	// waiting says why it cannot start at once ("" if it can).
+	CreateRun(ctx context.Context, tenant, workspace string, op runs.Operation, bundle io.Reader, size int64) (run *runs.Run, waiting string, err error)
+	Runs(ctx context.Context, tenant, workspace string) ([]runs.Run, error)
+	Run(ctx context.Context, tenant, id string) (*runs.Run, error)
+	Approve(ctx context.Context, tenant, id string) (*runs.Run, error)
+	Cancel(ctx context.Context, tenant, id string) (*runs.Run, error)
+	// Logs returns the log from offset (whole lines) and the offset to
+	// continue from.
+	Logs(ctx context.Context, tenant, id string, offset int64) (chunk []byte, next int64, err error)
+	// Follow streams the run's log lines from offset and its state
+	// changes until the run ends (nil), fn returns an error (returned as
+	// is), or the stream breaks.
+	Follow(ctx context.Context, tenant, id string, offset int64, fn func(runEvent) error) error
+}
+
+// runEvent is one frame of a followed run: log lines, a state change, or
+// both.
+type runEvent struct {
+	Lines []string
+	// Offset is where the log continues after Lines.
+	Offset int64
+	// Run is set when the run changed.
+	Run *runs.Run
+}
+
+// tenantOf resolves the tenant: --tenant, else OPSBOT_TENANT.
+func (a *app) tenantOf(cmd *cobra.Command) (string, error) {
+	t, _ := cmd.Flags().GetString("tenant")
+	if t == "" {
+		t, _ = a.lookup("OPSBOT_TENANT")
+	}
+	if t == "" {
+		return "", usageError{errors.New("tenant: required; set --tenant or OPSBOT_TENANT")}
+	}
+	return t, nil
+}
+
+func (a *app) runsCommands() []*cobra.Command {
+	return []*cobra.Command{a.workspacesCommand(), a.planCommand(), a.applyCommand(), a.destroyCommand(),
+		a.runsCommand(), a.logsCommand(), a.cancelCommand()}
+}
+
+func (a *app) workspacesCommand() *cobra.Command {
+	var ws runs.Workspace
+	var labels []string
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a workspace: one Terraform configuration for one environment",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			ws.Tenant, ws.Name = tenant, args[0]
+			if ws.AgentLabels, err = parseLabels(labels); err != nil {
+				return usageError{fmt.Errorf("--label: %w", err)}
+			}
+			if err := ws.Validate(); err != nil {
+				return usageError{err}
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			created, err := api.CreateWorkspace(cmd.Context(), ws)
+			if err != nil {
+				return err
+			}
+			return a.print(created, func(w io.Writer) { printWorkspaces(w, []runs.Workspace{*created}) })
+		},
+	}
+	create.Flags().BoolVar(&ws.Options.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval")
+	create.Flags().StringArrayVar(&labels, "label", nil, "run only on agents with this label, key=value (repeatable)")
+	create.Flags().StringVar(&ws.Description, "description", "", "what the workspace is for")
+	create.Flags().DurationVar(&ws.Options.PlanTimeout, "plan-timeout", 0, "how long a plan may run (default 1h)")
+	create.Flags().DurationVar(&ws.Options.ApplyTimeout, "apply-timeout", 0, "how long an apply may run (default 2h)")
+	create.Flags().DurationVar(&ws.Options.ApprovalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval (default 24h)")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the tenant's workspaces",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			list, err := api.Workspaces(cmd.Context(), tenant)
+			if err != nil {
+				return err
+			}
+			return a.print(workspaceList{Workspaces: list}, func(w io.Writer) { printWorkspaces(w, list) })
+		},
+	}
+	c := &cobra.Command{Use: "workspaces", Aliases: []string{"workspace", "ws"}, Short: "Workspaces of a tenant"}
+	c.AddCommand(create, list)
+	return c
+}
+
+// followFlags are shared by the commands that start or resume a run.
+type followFlags struct {
+	detach bool
+	yes    bool
+}
+
+func (a *app) planCommand() *cobra.Command {
+	var workspace, dir string
+	var ff followFlags
+	c := &cobra.Command{
+		Use:   "plan --workspace W --dir DIR",
+		Short: "Plan a configuration: pack DIR, upload it, and follow the run live",
+		Long: `Pack DIR (a Terraform configuration; .git/ and .terraform/ are left out),
+upload it as a new run of the workspace, and follow the run: its state changes
+and Terraform's log, live. The plan is saved; apply it with opsbot apply RUN
+(or the workspace applies it by itself with --auto-apply).
+
+Exit codes: 0 no changes (or applied, on an auto-apply workspace), 10 the plan
+has changes and waits for approval, 11 the run failed, 12 it was cancelled or
+timed out; with --detach, 0 once the run is queued.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.startRun(cmd, workspace, dir, runs.OpApply, ff)
+		},
+	}
+	runFlags(c, &workspace, &dir, &ff, false)
+	return c
+}
+
+func (a *app) destroyCommand() *cobra.Command {
+	var workspace, dir string
+	var ff followFlags
+	c := &cobra.Command{
+		Use:   "destroy --workspace W --dir DIR",
+		Short: "Plan the destruction of a workspace's resources, confirm, and apply it",
+		Long: `Upload DIR as a destroy run of the workspace, follow the plan, then ask for
+confirmation (or take --yes) and apply it, following the apply.
+
+Exit codes: 0 destroyed (or nothing to destroy), 10 the plan waits for
+approval (declined, or --detach), 11 failed, 12 cancelled or timed out.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.startRun(cmd, workspace, dir, runs.OpDestroy, ff)
+		},
+	}
+	runFlags(c, &workspace, &dir, &ff, true)
+	return c
+}
+
+func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm bool) {
+	c.Flags().StringVarP(workspace, "workspace", "w", "", "workspace (required)")
+	c.Flags().StringVarP(dir, "dir", "d", ".", "directory holding the Terraform configuration")
+	c.Flags().BoolVar(&ff.detach, "detach", false, "return once the run is queued instead of following it")
+	if confirm {
+		c.Flags().BoolVarP(&ff.yes, "yes", "y", false, "apply without asking (required without a terminal)")
+	}
+}
+
+// startRun packs dir, creates the run and follows it.
+func (a *app) startRun(cmd *cobra.Command, workspace, dir string, op runs.Operation, ff followFlags) error {
+	ctx := cmd.Context()
+	tenant, err := a.tenantOf(cmd)
+	if err != nil {
+		return err
+	}
+	if workspace == "" {
+		return usageError{errors.New("--workspace: required")}
+	}
+	if op == runs.OpDestroy && !ff.yes && !ff.detach && !a.stdinIsTerminal() {
+		// Fail before uploading anything rather than after the plan.
+		return usageError{errors.New("--yes: required to destroy without a terminal to confirm on")}
+	}
+	api, err := a.runsAPI()
+	if err != nil {
+		return err
+	}
+	bundle, stats, err := packBundle(dir)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(bundle.Name())
+	defer bundle.Close()
+	fmt.Fprintf(a.stderr, "Uploading %s (%d files, %s) to workspace %s...\n", dir, stats.Files, humanBytes(stats.Bytes), workspace)
+	run, waiting, err := api.CreateRun(ctx, tenant, workspace, op, bundle, stats.Bytes)
+	if err != nil {
+		return explainCreateRun(err, dir)
+	}
+	fmt.Fprintf(a.stderr, "Run %s queued (%s).\n", run.ID, op)
+	if waiting != "" {
+		fmt.Fprintf(a.stderr, "Waiting: %s\n", waiting)
+	}
+	if ff.detach {
+		return a.print(run, func(w io.Writer) { fmt.Fprintln(w, run.ID) })
+	}
+	final, offset, err := a.followRun(ctx, api, tenant, run.ID, 0, untilSettled)
+	if err != nil {
+		return err
+	}
+	if op == runs.OpDestroy && final.State == runs.Planned {
+		return a.approveAndFollow(ctx, api, tenant, final, offset, ff)
+	}
+	return a.finish(final)
+}
+
+func (a *app) applyCommand() *cobra.Command {
+	var ff followFlags
+	c := &cobra.Command{
+		Use:   "apply RUN",
+		Short: "Approve a planned run and follow its apply (asks for confirmation unless --yes)",
+		Long: `Show the saved plan's change summary, ask for confirmation (type yes), approve
+the run and follow its apply: the agent applies exactly the saved plan.
+Without a terminal, --yes is required.
+
+Exit codes: 0 applied, 10 not approved (declined), 11 failed, 12 cancelled or
+timed out; with --detach, 0 once approved.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			if !ff.yes && !a.stdinIsTerminal() {
+				return usageError{errors.New("--yes: required to apply without a terminal to confirm on")}
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			run, err := api.Run(cmd.Context(), tenant, args[0])
+			if err != nil {
+				return err
+			}
+			if run.State != runs.Planned {
+				return fmt.Errorf("run %s is %s, not planned: only a saved plan waiting for approval can be applied", run.ID, run.State)
+			}
+			// The plan's log was shown when it ran; follow from its end.
+			offset, err := logEnd(cmd.Context(), api, tenant, run.ID)
+			if err != nil {
+				return err
+			}
+			return a.approveAndFollow(cmd.Context(), api, tenant, run, offset, ff)
+		},
+	}
+	c.Flags().BoolVarP(&ff.yes, "yes", "y", false, "apply without asking (required without a terminal)")
+	c.Flags().BoolVar(&ff.detach, "detach", false, "return once approved instead of following the apply")
+	return c
+}
+
+// approveAndFollow confirms, approves a planned run and follows the apply.
+// The log is followed from offset.
+func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *runs.Run, offset int64, ff followFlags) error {
+	if !ff.yes {
+		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult))
+		ok, err := a.confirm(fmt.Sprintf("Do you want to %s these changes?", verb(run)))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return runOutcome{exitChanges, fmt.Sprintf("not applied; the plan of run %s still waits for approval", run.ID)}
+		}
+	}
+	approved, err := api.Approve(ctx, tenant, run.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stderr, "Run %s approved.\n", run.ID)
+	if ff.detach {
+		return a.print(approved, func(w io.Writer) { fmt.Fprintln(w, approved.ID) })
+	}
+	final, _, err := a.followRun(ctx, api, tenant, run.ID, offset, untilEnded)
+	if err != nil {
+		return err
+	}
+	return a.finish(final)
+}
+
+// logEnd returns the offset where a run's log currently ends.
+func logEnd(ctx context.Context, api runsAPI, tenant, id string) (int64, error) {
+	return (&app{stdout: io.Discard}).drainLogs(ctx, api, tenant, id, 0)
+}
+
+func verb(r *runs.Run) string {
+	if r.Operation == runs.OpDestroy {
+		return "destroy"
+	}
+	return "apply"
+}
+
+// confirm asks on the terminal; only "yes" is yes.
+func (a *app) confirm(question string) (bool, error) {
+	if !a.stdinIsTerminal() {
+		return false, usageError{errors.New("--yes: required without a terminal to confirm on")}
+	}
+	fmt.Fprintf(a.stderr, "%s\n  Only 'yes' will be accepted.\n\n  Enter a value: ", question)
+	line, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("cannot read the answer: %w", err)
+	}
+	return strings.TrimSpace(line) == "yes", nil
+}
+
+func (a *app) runsCommand() *cobra.Command {
+	var workspace string
+	list := &cobra.Command{
+		Use:   "list [--workspace W]",
+		Short: "List runs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			list, err := api.Runs(cmd.Context(), tenant, workspace)
+			if err != nil {
+				return err
+			}
+			return a.print(runList{Runs: list}, func(w io.Writer) { printRuns(w, list) })
+		},
+	}
+	list.Flags().StringVarP(&workspace, "workspace", "w", "", "only this workspace's runs")
+
+	show := &cobra.Command{
+		Use:   "show RUN",
+		Short: "Show a run: state, history, change summary, diagnostics, outputs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			run, err := api.Run(cmd.Context(), tenant, args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(run, func(w io.Writer) { printRun(w, run) })
+		},
+	}
+	c := &cobra.Command{Use: "runs", Aliases: []string{"run"}, Short: "Terraform runs"}
+	c.AddCommand(list, show)
+	return c
+}
+
+func (a *app) logsCommand() *cobra.Command {
+	var follow bool
+	var offset int64
+	c := &cobra.Command{
+		Use:   "logs RUN",
+		Short: "Print a run's log; -f follows it live until the run ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			if follow {
+				final, _, err := a.followRun(cmd.Context(), api, tenant, args[0], offset, untilEnded)
+				if err != nil {
+					return err
+				}
+				return a.finish(final)
+			}
+			_, err = a.drainLogs(cmd.Context(), api, tenant, args[0], offset)
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "follow the log and the run's state until it ends")
+	c.Flags().Int64Var(&offset, "offset", 0, "start at this byte offset of the log")
+	return c
+}
+
+func (a *app) cancelCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel RUN",
+		Short: "Cancel a run: a waiting run ends at once, a running one is interrupted (SIGINT, then killed after a grace period)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant, err := a.tenantOf(cmd)
+			if err != nil {
+				return err
+			}
+			api, err := a.runsAPI()
+			if err != nil {
+				return err
+			}
+			run, err := api.Cancel(cmd.Context(), tenant, args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(run, func(w io.Writer) {
+				if run.State == runs.Cancelled {
+					fmt.Fprintf(w, "Run %s cancelled.\n", run.ID)
+					return
+				}
+				fmt.Fprintf(w, "Run %s: cancel requested; its agent is interrupting Terraform (opsbot logs -f %s to watch).\n", run.ID, run.ID)
+			})
+		},
+	}
+}
+
+// packBundle packs dir into a temporary file, rewound, with the bundle
+// limits checked before anything is uploaded.
+func packBundle(dir string) (*os.File, artifacts.Stats, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, artifacts.Stats{}, usageError{fmt.Errorf("--dir: %w", err)}
+	}
+	if !st.IsDir() {
+		return nil, artifacts.Stats{}, usageError{fmt.Errorf("--dir: %s is not a directory", dir)}
+	}
+	f, err := os.CreateTemp("", "opsbot-bundle-*.tar.gz")
+	if err != nil {
+		return nil, artifacts.Stats{}, fmt.Errorf("cannot create a temporary file for the bundle: %w", err)
+	}
+	fail := func(err error) (*os.File, artifacts.Stats, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, artifacts.Stats{}, err
+	}
+	stats, err := artifacts.Pack(dir, f, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	if err != nil {
+		return fail(fmt.Errorf("cannot pack %s: %w", dir, err))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(fmt.Errorf("cannot read the packed bundle: %w", err))
+	}
+	return f, stats, nil
+}
+
+// explainCreateRun makes a refused upload say which limit it hit.
+func explainCreateRun(err error, dir string) error {
+	var ae *opsclient.APIError
+	if errors.As(err, &ae) && ae.StatusCode == 413 {
+		return fmt.Errorf("the ops server refused the configuration bundle of %s as too large: %s; leave large or generated files out of the directory", dir, ae.Message)
+	}
+	return fmt.Errorf("cannot start the run: %w", err)
+}
+
+// stopAt says when following a run may stop.
+type stopAt func(*runs.Run) bool
+
+// untilSettled stops at a saved plan waiting for approval or at the end.
+func untilSettled(r *runs.Run) bool { return r.State == runs.Planned || r.State.Terminal() }
+
+// untilEnded stops at the end of the run.
+func untilEnded(r *runs.Run) bool { return r.State.Terminal() }
+
+var errStopFollowing = errors.New("stop following")
+
+// followRun prints a run's log lines and state changes live until stop
+// says so, and returns the run as it was then and the log offset reached.
+// A stream that ends or breaks (the server restarts, the relay drops) is
+// resumed from the last log offset after a jittered backoff; the run's
+// state is re-read each time.
+func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt) (*runs.Run, int64, error) {
+	var last *runs.Run
+	lastShown := runs.State("")
+	show := func(r *runs.Run) bool {
+		last = r
+		if r.State != lastShown {
+			lastShown = r.State
+			a.progress(r)
+		}
+		return stop(r)
+	}
+	// The current state first: the run may already be where it stops.
+	r, err := api.Run(ctx, tenant, id)
+	if err != nil {
+		return nil, offset, err
+	}
+	if show(r) {
+		offset, err = a.drainLogs(ctx, api, tenant, id, offset)
+		return r, offset, err
+	}
+	delay := 250 * time.Millisecond
+	for {
+		err := api.Follow(ctx, tenant, id, offset, func(ev runEvent) error {
+			for _, l := range ev.Lines {
+				fmt.Fprintln(a.stdout, l)
+			}
+			if ev.Offset > offset {
+				offset = ev.Offset
+			}
+			delay = 250 * time.Millisecond
+			if ev.Run != nil && show(ev.Run) {
+				return errStopFollowing
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, errStopFollowing):
+			return last, offset, nil
+		case ctx.Err() != nil:
+			return nil, offset, ctx.Err()
+		case err != nil && !resumable(err):
+			return nil, offset, err
+		}
+		// The stream ended: the run may be over, or the server went away.
+		r, rerr := api.Run(ctx, tenant, id)
+		switch {
+		case rerr == nil && show(r):
+			// Log lines written after the stream ended.
+			offset, err = a.drainLogs(ctx, api, tenant, id, offset)
+			return r, offset, err
+		case rerr != nil && !resumable(rerr):
+			return nil, offset, rerr
+		case rerr != nil:
+			err = rerr
+		case err == nil:
+			err = errors.New("the stream ended before the run did")
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		fmt.Fprintf(a.stderr, "opsbot: following run %s: %v; resuming in %s\n", id, err, wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil, offset, ctx.Err()
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+// drainLogs prints what the log holds after offset and returns where it
+// ends.
+func (a *app) drainLogs(ctx context.Context, api runsAPI, tenant, id string, offset int64) (int64, error) {
+	for {
+		chunk, next, err := api.Logs(ctx, tenant, id, offset)
+		if err != nil {
+			return offset, err
+		}
+		if len(chunk) == 0 || next <= offset {
+			return offset, nil
+		}
+		if _, err := a.stdout.Write(chunk); err != nil {
+			return offset, err
+		}
+		offset = next
+	}
+}
+
+// resumable reports errors after which following may resume: the server
+// ended the stream or is restarting, the relay has no listener for a
+// moment, the connection broke.
+func resumable(err error) bool {
+	var ae *opsclient.APIError
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, opsclient.ErrStreamEnded), errors.Is(err, relay.ErrNoListener), errors.Is(err, relay.ErrUnreachable):
+		return true
+	case errors.As(err, &ae):
+		return ae.StatusCode == 502 || ae.StatusCode == 503 || ae.StatusCode == 504
+	case errors.Is(err, opsclient.ErrUnauthorized), errors.Is(err, opsclient.ErrForbidden), errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrNotFound):
+		return false
+	}
+	return strings.Contains(err.Error(), "stream broke")
+}
+
+// progress prints a state change on stderr (stdout carries the log).
+func (a *app) progress(r *runs.Run) {
+	line := fmt.Sprintf("==> %s  run %s is %s", time.Now().Format(time.TimeOnly), r.ID, r.State)
+	if reason := r.LastReason(); reason != "" {
+		line += ": " + reason
+	}
+	fmt.Fprintln(a.stderr, line)
+}
+
+// finish prints the outcome of a followed run and turns it into the
+// command's result (and exit code).
+func (a *app) finish(r *runs.Run) error {
+	if err := a.print(r, func(w io.Writer) { printOutcome(w, r) }); err != nil {
+		return err
+	}
+	switch r.State {
+	case runs.Planned:
+		return runOutcome{exitChanges, fmt.Sprintf("the plan has changes; apply it with: opsbot apply %s", r.ID)}
+	case runs.Failed:
+		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, r.LastReason())}
+	case runs.Cancelled, runs.TimedOut:
+		return runOutcome{exitRunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, r.LastReason())}
+	}
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: want key=value", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}

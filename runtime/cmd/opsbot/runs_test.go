@@ -1,0 +1,444 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/relay"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// fakeRuns is the ops API as the run commands see it: one run whose log
+// and states a test scripts.
+type fakeRuns struct {
+	mu  sync.Mutex
+	run runs.Run
+	log string
+	// follow plays one Follow call (the n-th, from 0).
+	follow func(f *fakeRuns, n int, offset int64, fn func(runEvent) error) error
+
+	followOffsets []int64
+	created       []string // workspace/op of each CreateRun
+	bundleBytes   int64
+	createErr     error
+	approved      []string
+	cancelled     []string
+	workspaces    []runs.Workspace
+}
+
+func (f *fakeRuns) CreateWorkspace(_ context.Context, ws runs.Workspace) (*runs.Workspace, error) {
+	ws.CreatedAt = time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)
+	f.workspaces = append(f.workspaces, ws)
+	return &ws, nil
+}
+
+func (f *fakeRuns) Workspaces(context.Context, string) ([]runs.Workspace, error) {
+	return f.workspaces, nil
+}
+
+func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op runs.Operation, bundle io.Reader, size int64) (*runs.Run, string, error) {
+	if f.createErr != nil {
+		return nil, "", f.createErr
+	}
+	n, err := io.Copy(io.Discard, bundle)
+	if err != nil {
+		return nil, "", err
+	}
+	if n != size {
+		return nil, "", errors.New("bundle size does not match")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, workspace+"/"+string(op))
+	f.bundleBytes = n
+	f.run.Operation = op
+	r := f.run
+	return &r, "no agent of tenant contoso is online", nil
+}
+
+func (f *fakeRuns) Runs(context.Context, string, string) ([]runs.Run, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return []runs.Run{f.run}, nil
+}
+
+func (f *fakeRuns) Run(_ context.Context, _, id string) (*runs.Run, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id != f.run.ID {
+		return nil, &opsclient.APIError{StatusCode: 404, Code: "not_found", Message: "no run " + id}
+	}
+	r := f.run
+	return &r, nil
+}
+
+func (f *fakeRuns) Approve(_ context.Context, _, id string) (*runs.Run, error) {
+	f.approved = append(f.approved, id)
+	return f.set(runs.Approved, "approved by operator", nil), nil
+}
+
+func (f *fakeRuns) Cancel(_ context.Context, _, id string) (*runs.Run, error) {
+	f.cancelled = append(f.cancelled, id)
+	return f.set(runs.Cancelled, "cancelled by operator", nil), nil
+}
+
+func (f *fakeRuns) Logs(_ context.Context, _, _ string, offset int64) ([]byte, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if offset >= int64(len(f.log)) {
+		return nil, offset, nil
+	}
+	return []byte(f.log[offset:]), int64(len(f.log)), nil
+}
+
+func (f *fakeRuns) Follow(_ context.Context, _, _ string, offset int64, fn func(runEvent) error) error {
+	f.mu.Lock()
+	n := len(f.followOffsets)
+	f.followOffsets = append(f.followOffsets, offset)
+	f.mu.Unlock()
+	return f.follow(f, n, offset, fn)
+}
+
+// set moves the run and returns a copy.
+func (f *fakeRuns) set(state runs.State, reason string, mutate func(*runs.Run)) *runs.Run {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.run.History = append(f.run.History, runs.Transition{From: f.run.State, To: state, At: time.Date(2026, 5, 4, 8, 0, len(f.run.History), 0, time.UTC), Reason: reason})
+	f.run.State = state
+	if mutate != nil {
+		mutate(&f.run)
+	}
+	r := f.run
+	return &r
+}
+
+// emit appends lines to the log and sends them.
+func (f *fakeRuns) emit(fn func(runEvent) error, lines ...string) error {
+	f.mu.Lock()
+	for _, l := range lines {
+		f.log += l + "\n"
+	}
+	off := int64(len(f.log))
+	f.mu.Unlock()
+	return fn(runEvent{Lines: lines, Offset: off})
+}
+
+func newFakeRuns() *fakeRuns {
+	return &fakeRuns{run: runs.Run{
+		ID: "run-0000000000000001", Tenant: "contoso", Workspace: "app", Operation: runs.OpApply, State: runs.Queued,
+		CreatedAt: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC),
+		History:   []runs.Transition{{To: runs.Queued, At: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC), By: "operator", Reason: "queued"}},
+	}}
+}
+
+var planResult = &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 3, Operation: "plan"}}
+
+// playPlan is a follow that plans with changes in one stream.
+func playPlan(f *fakeRuns, _ int, _ int64, fn func(runEvent) error) error {
+	if err := fn(runEvent{Run: f.set(runs.Planning, "claimed by agent agent-01", nil)}); err != nil {
+		return err
+	}
+	if err := f.emit(fn, "Initializing the backend...", "Plan: 3 to add, 0 to change, 0 to destroy."); err != nil {
+		return err
+	}
+	return fn(runEvent{Run: f.set(runs.Planned, "plan saved: 3 to add, 0 to change, 0 to destroy", func(r *runs.Run) { r.PlanResult = planResult })})
+}
+
+type cli struct {
+	t     *testing.T
+	api   *fakeRuns
+	stdin string
+	tty   bool
+	env   map[string]string
+}
+
+func (c cli) run(args ...string) result {
+	c.t.Helper()
+	env := map[string]string{"HOME": c.t.TempDir(), "OPSBOT_LOCAL_URL": "http://127.0.0.1:1", "OPSBOT_API_KEY": "obk_x.y", "OPSBOT_TENANT": "contoso"}
+	for k, v := range c.env {
+		env[k] = v
+	}
+	var out, errOut bytes.Buffer
+	a := &app{
+		lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		stdin:  strings.NewReader(c.stdin), stdout: &out, stderr: &errOut,
+		terminal: func() bool { return c.tty }, api: c.api,
+	}
+	code := a.run(context.Background(), args)
+	return result{code, out.String(), errOut.String()}
+}
+
+func configDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(`resource "terraform_data" "x" {}`), 0o644))
+	return dir
+}
+
+func TestPlanFollowsTheRunAndExitsWithChanges(t *testing.T) {
+	api := newFakeRuns()
+	api.follow = playPlan
+	r := cli{t: t, api: api}.run("plan", "--workspace", "app", "--dir", configDir(t))
+
+	require.Equal(t, exitChanges, r.code, r.stderr)
+	assert.Equal(t, []string{"app/apply"}, api.created)
+	assert.Positive(t, api.bundleBytes)
+	assert.Contains(t, r.stdout, "Initializing the backend...\nPlan: 3 to add")
+	assert.Contains(t, r.stdout, "Plan saved: 3 to add, 0 to change, 0 to destroy.\nApply it with: opsbot apply run-0000000000000001")
+	assert.Contains(t, r.stderr, "Waiting: no agent of tenant contoso is online")
+	assert.Regexp(t, `==> \S+  run run-0000000000000001 is planning: claimed by agent agent-01`, r.stderr)
+	assert.Contains(t, r.stderr, "opsbot: the plan has changes; apply it with: opsbot apply run-0000000000000001")
+}
+
+func TestPlanOutcomesHaveTheirExitCodes(t *testing.T) {
+	failed := &tfrun.Result{Op: tfrun.Plan, Failed: true, Diagnostics: []tfrun.Diagnostic{
+		{Severity: "error", Summary: "Unsupported argument", Detail: `An argument named "bogus" is not expected here.`, File: "main.tf", Line: 3},
+	}}
+	for _, tc := range []struct {
+		name   string
+		state  runs.State
+		result *tfrun.Result
+		code   int
+		out    []string
+	}{
+		{"no changes", runs.NoChanges, &tfrun.Result{Op: tfrun.Plan}, exitOK, []string{"No changes"}},
+		{"failed with diagnostics", runs.Failed, failed, exitRunFailed, []string{"Error: Unsupported argument (main.tf line 3)", `  An argument named "bogus" is not expected here.`}},
+		{"cancelled", runs.Cancelled, nil, exitRunEnded, []string{"cancelled"}},
+		{"timed out", runs.TimedOut, nil, exitRunEnded, []string{"timed_out"}},
+		{"auto-applied", runs.Applied, &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Add: 1}, Outputs: map[string]tfrun.Output{
+			"url": {Value: json.RawMessage(`"https://x"`)}, "token": {Sensitive: true},
+		}}, exitOK, []string{"Applied: 1 added, 0 changed, 0 destroyed", `url = "https://x"`, "token = <sensitive>"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeRuns()
+			api.follow = func(f *fakeRuns, _ int, _ int64, fn func(runEvent) error) error {
+				return fn(runEvent{Run: f.set(tc.state, "because", func(r *runs.Run) {
+					if tc.state == runs.Applied {
+						r.ApplyResult = tc.result
+					} else {
+						r.PlanResult = tc.result
+					}
+				})})
+			}
+			r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
+			require.Equal(t, tc.code, r.code, r.stderr)
+			for _, s := range tc.out {
+				assert.Contains(t, r.stdout, s)
+			}
+		})
+	}
+}
+
+func TestFollowResumesAfterTheStreamBreaks(t *testing.T) {
+	api := newFakeRuns()
+	api.follow = func(f *fakeRuns, n int, offset int64, fn func(runEvent) error) error {
+		switch n {
+		case 0:
+			_ = fn(runEvent{Run: f.set(runs.Planning, "claimed", nil)})
+			_ = f.emit(fn, "line 1", "line 2")
+			return opsclient.ErrStreamEnded // the server restarts
+		case 1:
+			return relay.ErrNoListener // not back yet
+		}
+		_ = f.emit(fn, "line 3")
+		return fn(runEvent{Run: f.set(runs.NoChanges, "no changes", nil)})
+	}
+	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.True(t, strings.HasPrefix(r.stdout, "line 1\nline 2\nline 3\n\nNo changes"), "every line once, in order:\n%s", r.stdout)
+	require.Len(t, api.followOffsets, 3)
+	assert.Equal(t, int64(0), api.followOffsets[0])
+	assert.Equal(t, int64(len("line 1\nline 2\n")), api.followOffsets[2], "resumed where the log was")
+	assert.Contains(t, r.stderr, "resuming in")
+}
+
+func TestFollowGivesUpOnErrorsThatDoNotPass(t *testing.T) {
+	api := newFakeRuns()
+	api.follow = func(*fakeRuns, int, int64, func(runEvent) error) error {
+		return &opsclient.APIError{StatusCode: 401, Code: "unauthorized"}
+	}
+	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
+	assert.Equal(t, exitAPIAuth, r.code, r.stderr)
+	assert.Len(t, api.followOffsets, 1)
+}
+
+func TestApplyConfirmation(t *testing.T) {
+	planned := func() *fakeRuns {
+		api := newFakeRuns()
+		api.run.State, api.run.PlanResult = runs.Planned, planResult
+		api.log = "plan output\n"
+		api.follow = func(f *fakeRuns, _ int, offset int64, fn func(runEvent) error) error {
+			if offset != int64(len("plan output\n")) {
+				return errors.New("apply must follow from the end of the plan's log")
+			}
+			_ = fn(runEvent{Run: f.set(runs.Applying, "claimed by agent agent-02", nil)})
+			_ = f.emit(fn, "terraform_data.x: Creating...")
+			return fn(runEvent{Run: f.set(runs.Applied, "applied", func(r *runs.Run) {
+				r.ApplyResult = &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Add: 3}, Outputs: map[string]tfrun.Output{"network": {Value: json.RawMessage(`"vnet"`)}}}
+			})})
+		}
+		return api
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		tty      bool
+		stdin    string
+		code     int
+		approved bool
+		msg      string
+	}{
+		{"no terminal, no --yes", []string{"apply", "run-0000000000000001"}, false, "yes\n", exitUsage, false, "--yes: required"},
+		{"declined", []string{"apply", "run-0000000000000001"}, true, "no\n", exitChanges, false, "still waits for approval"},
+		{"empty answer", []string{"apply", "run-0000000000000001"}, true, "", exitChanges, false, "still waits for approval"},
+		{"confirmed", []string{"apply", "run-0000000000000001"}, true, "yes\n", exitOK, true, "Applied: 3 added"},
+		{"--yes", []string{"apply", "run-0000000000000001", "--yes"}, false, "", exitOK, true, `network = "vnet"`},
+		{"unknown run", []string{"apply", "run-0000000000000009", "--yes"}, false, "", exitError, false, "no run run-0000000000000009"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := planned()
+			r := cli{t: t, api: api, tty: tc.tty, stdin: tc.stdin}.run(tc.args...)
+			require.Equal(t, tc.code, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tc.msg)
+			assert.Equal(t, tc.approved, len(api.approved) == 1)
+			assert.NotContains(t, r.stdout, "plan output", "the plan's log is not repeated")
+			if tc.tty {
+				assert.Contains(t, r.stderr, "3 to add, 0 to change, 0 to destroy")
+				assert.Contains(t, r.stderr, "Only 'yes' will be accepted")
+			}
+		})
+	}
+}
+
+func TestApplyRefusesARunThatIsNotPlanned(t *testing.T) {
+	api := newFakeRuns()
+	api.run.State = runs.Applied
+	r := cli{t: t, api: api}.run("apply", api.run.ID, "--yes")
+	assert.Equal(t, exitError, r.code)
+	assert.Contains(t, r.stderr, "is applied, not planned")
+	assert.Empty(t, api.approved)
+}
+
+func TestDestroyPlansConfirmsAndApplies(t *testing.T) {
+	api := newFakeRuns()
+	api.follow = func(f *fakeRuns, _ int, offset int64, fn func(runEvent) error) error {
+		if f.run.State == runs.Queued {
+			_ = f.emit(fn, "Plan: 0 to add, 0 to change, 3 to destroy.")
+			return fn(runEvent{Run: f.set(runs.Planned, "plan saved", func(r *runs.Run) {
+				r.PlanResult = &tfrun.Result{Op: tfrun.PlanDestroy, HasChanges: true, Changes: &tfrun.ChangeSummary{Remove: 3}}
+			})})
+		}
+		_ = f.emit(fn, "Destroy complete!")
+		return fn(runEvent{Run: f.set(runs.Applied, "applied", func(r *runs.Run) {
+			r.ApplyResult = &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Remove: 3}}
+		})})
+	}
+	r := cli{t: t, api: api, tty: true, stdin: "yes\n"}.run("destroy", "-w", "app", "-d", configDir(t))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, []string{"app/destroy"}, api.created)
+	assert.Contains(t, r.stderr, "Do you want to destroy these changes?")
+	assert.Contains(t, r.stdout, "Applied: 0 added, 0 changed, 3 destroyed")
+	assert.Equal(t, 1, strings.Count(r.stdout, "Plan: 0 to add"), "the plan's log once")
+}
+
+func TestDestroyWithoutTerminalNeedsYesBeforeUploading(t *testing.T) {
+	api := newFakeRuns()
+	r := cli{t: t, api: api}.run("destroy", "-w", "app", "-d", configDir(t))
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "--yes: required")
+	assert.Empty(t, api.created)
+}
+
+func TestRunCommandErrors(t *testing.T) {
+	api := newFakeRuns()
+	api.createErr = &opsclient.APIError{StatusCode: 413, Code: "too_large", Message: "the bundle is over the limit of 64.0 MiB"}
+	dir := configDir(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no tenant", map[string]string{"OPSBOT_TENANT": ""}, []string{"plan", "-w", "app", "-d", dir}, exitUsage, "tenant: required"},
+		{"no workspace", nil, []string{"plan", "-d", dir}, exitUsage, "--workspace: required"},
+		{"no such dir", nil, []string{"plan", "-w", "app", "-d", filepath.Join(dir, "missing")}, exitUsage, "--dir:"},
+		{"oversize bundle", nil, []string{"plan", "-w", "app", "-d", dir}, exitError, "refused the configuration bundle of " + dir + " as too large: the bundle is over the limit of 64.0 MiB"},
+		{"bad label", nil, []string{"workspaces", "create", "w", "--label", "novalue"}, exitUsage, `--label: "novalue": want key=value`},
+		{"bad workspace name", nil, []string{"workspaces", "create", "bad name"}, exitUsage, "workspace"},
+		{"tenant flag wins", map[string]string{"OPSBOT_TENANT": "x"}, []string{"workspaces", "create", "--tenant", "contoso", "bad name"}, exitUsage, "workspace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := cli{t: t, api: api, env: tc.env}.run(tc.args...)
+			assert.Equal(t, tc.code, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tc.msg)
+		})
+	}
+}
+
+func TestLogsAndCancel(t *testing.T) {
+	api := newFakeRuns()
+	api.log = "one\ntwo\n"
+	r := cli{t: t, api: api}.run("logs", api.run.ID)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "one\ntwo\n", r.stdout)
+
+	r = cli{t: t, api: api}.run("logs", api.run.ID, "--offset", "4")
+	assert.Equal(t, "two\n", r.stdout)
+
+	// logs -f of a finished run prints the log and the outcome.
+	api.run.State = runs.Failed
+	api.run.History = append(api.run.History, runs.Transition{From: runs.Planning, To: runs.Failed, Reason: "agent agent-01 stopped heartbeating"})
+	r = cli{t: t, api: api}.run("logs", "-f", api.run.ID)
+	assert.Equal(t, exitRunFailed, r.code)
+	assert.True(t, strings.HasPrefix(r.stdout, "one\ntwo\n"), r.stdout)
+	assert.Contains(t, r.stderr, "run run-0000000000000001 failed: agent agent-01 stopped heartbeating")
+
+	api.run.State = runs.Queued
+	r = cli{t: t, api: api}.run("cancel", api.run.ID)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "Run run-0000000000000001 cancelled.\n", r.stdout)
+	assert.Equal(t, []string{api.run.ID}, api.cancelled)
+}
+
+func TestRunTablesGolden(t *testing.T) {
+	api := newFakeRuns()
+	api.run.State = runs.Applied
+	api.run.PlanAgent, api.run.ApplyAgent = "agent-01", "agent-02"
+	api.run.PlanResult = planResult
+	api.run.ApplyResult = &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Add: 3}, Outputs: map[string]tfrun.Output{
+		"endpoints": {Value: json.RawMessage(`["https://a","https://b"]`)}, "secret": {Sensitive: true},
+	}, Diagnostics: []tfrun.Diagnostic{{Severity: "warning", Summary: "Deprecated attribute", Address: "terraform_data.x"}}}
+	api.run.History = append(api.run.History,
+		runs.Transition{From: runs.Queued, To: runs.Planning, At: time.Date(2026, 5, 4, 8, 0, 1, 0, time.UTC), By: "agent-01", Reason: "claimed by agent agent-01"},
+		runs.Transition{From: runs.Planning, To: runs.Planned, At: time.Date(2026, 5, 4, 8, 0, 9, 0, time.UTC), By: "agent-01", Reason: "plan saved: 3 to add, 0 to change, 0 to destroy"},
+	)
+	api.workspaces = []runs.Workspace{{Tenant: "contoso", Name: "app", AgentLabels: map[string]string{"env": "prod", "zone": "a"}, Options: runs.Options{AutoApply: true}, CreatedAt: time.Date(2026, 5, 4, 7, 0, 0, 0, time.UTC)}}
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"runs_show.txt", []string{"runs", "show", api.run.ID}},
+		{"runs_list.txt", []string{"runs", "list"}},
+		{"runs_list.json", []string{"runs", "list", "-o", "json"}},
+		{"workspaces_list.txt", []string{"workspaces", "list"}},
+	} {
+		r := cli{t: t, api: api}.run(tc.args...)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		checkGolden(t, tc.golden, r.stdout)
+	}
+}
