@@ -609,18 +609,16 @@ func (b *builder) apps() error {
 	}
 	b.gw.WorkerURL = worker.URL
 
-	// runtime/cmd/idp reads BOTE_IDP_<FLAG>. Its --registry and --key-dir
-	// are local paths: the container fetches the registry blob from
-	// BOTE_IDP_REGISTRY_URL into BOTE_IDP_REGISTRY (docs/infrastructure.md,
-	// "Connector registry hand-off").
+	// runtime/cmd/idp reads BOTE_IDP_<FLAG>. It watches the registry blob
+	// itself (--registry-url, read with its managed identity). Its signing
+	// keys live in --key-dir, a local path: until a Key Vault key store
+	// exists they do not outlive the container (docs/infrastructure.md).
 	idpSettings := CommonSettings(a.Cloud, idpID)
 	for k, v := range map[string]pulumi.StringInput{
 		"BOTE_IDP_LISTEN":                       pulumi.String(":8080"),
 		"BOTE_IDP_ISSUER":                       b.gw.IDPURL,
-		"BOTE_IDP_REGISTRY":                     pulumi.String("/var/lib/bote/registry/" + RegistryBlob),
 		"BOTE_IDP_REGISTRY_URL":                 b.gw.RegistryBlobURL,
 		"BOTE_IDP_KEY_DIR":                      pulumi.String("/var/lib/bote/keys"),
-		"BOTE_IDP_KEYS_URL":                     pulumi.Sprintf("%s%s", b.gw.BlobEndpoint, ContainerIDPKeys),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": b.gw.AppInsights,
 	} {
 		idpSettings[k] = v

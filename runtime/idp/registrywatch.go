@@ -16,38 +16,51 @@ import (
 // DefaultRegistryPoll is how often a RegistryWatcher looks at its file.
 const DefaultRegistryPoll = 2 * time.Second
 
-// RegistryWatcher serves the connector registry from a file and reloads it
-// when the file changes. It polls the file's size and modification time (no
-// inotify: the file may sit on a network or container volume where events
-// do not arrive, and may be replaced by rename or symlink swap). A file that
-// fails to load is logged and the last good registry stays in force.
+// RegistryWatcher serves the connector registry from a source (a file, or
+// the blob the Pulumi stack publishes) and reloads it when it changes. It
+// polls (no inotify: a file may sit on a network or container volume where
+// events do not arrive, and may be replaced by rename or symlink swap). A
+// document that fails to load is logged and the last good registry stays in
+// force.
 type RegistryWatcher struct {
-	path     string
+	src      RegistrySource
 	interval time.Duration
 	logger   *slog.Logger
 
 	mu      sync.RWMutex
 	current *registry.Registry
 
-	reloadMu sync.Mutex // serialises Reload; guards the fields below
-	lastSize int64
-	lastMod  time.Time
+	reloadMu sync.Mutex // serialises Reload; guards lastSum
 	lastSum  [sha256.Size]byte
 }
 
-// NewRegistryWatcher loads the registry at path. It fails if the file cannot
-// be loaded: there is no last good registry to fall back on yet.
+// RegistrySource is where a RegistryWatcher reads the registry document.
+type RegistrySource interface {
+	// Fetch returns the document, or changed=false when it is known not to
+	// have changed since the last successful Fetch.
+	Fetch(ctx context.Context) (data []byte, changed bool, err error)
+	// String names the source in logs.
+	String() string
+}
+
+// NewRegistryWatcher loads the registry file at path. It fails if the file
+// cannot be loaded: there is no last good registry to fall back on yet.
 func NewRegistryWatcher(path string, interval time.Duration, logger *slog.Logger) (*RegistryWatcher, error) {
 	if path == "" {
 		return nil, errors.New("idp: registry path is required")
 	}
+	return NewRegistryWatcherFrom(&fileSource{path: path}, interval, logger)
+}
+
+// NewRegistryWatcherFrom loads the registry from src.
+func NewRegistryWatcherFrom(src RegistrySource, interval time.Duration, logger *slog.Logger) (*RegistryWatcher, error) {
 	if interval <= 0 {
 		interval = DefaultRegistryPoll
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	w := &RegistryWatcher{path: path, interval: interval, logger: logger}
+	w := &RegistryWatcher{src: src, interval: interval, logger: logger}
 	if _, err := w.Reload(); err != nil {
 		return nil, err
 	}
@@ -84,31 +97,28 @@ func (w *RegistryWatcher) Run(ctx context.Context) {
 				lastErr = ""
 			case err.Error() != lastErr: // a missing file is reported once, not every poll
 				lastErr = err.Error()
-				w.logger.ErrorContext(ctx, "connector registry not reloaded, keeping the last good one", "path", w.path, "error", err)
+				w.logger.ErrorContext(ctx, "connector registry not reloaded, keeping the last good one", "source", w.src.String(), "error", err)
 			}
 		}
 	}
 }
 
-// Reload loads the file if it changed since the last look and reports
+// Reload loads the document if it changed since the last look and reports
 // whether a new registry is now in force. On error the registry in force is
-// unchanged, and the same broken file is not reported again until it
+// unchanged, and the same broken document is not reported again until it
 // changes. Run calls it; it is exported for tests and for a reload on
 // demand.
 func (w *RegistryWatcher) Reload() (bool, error) {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
-	info, err := os.Stat(w.path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data, changed, err := w.src.Fetch(ctx)
 	if err != nil {
-		return false, fmt.Errorf("cannot stat connector registry: %w", err)
+		return false, err
 	}
-	if w.current != nil && info.Size() == w.lastSize && info.ModTime().Equal(w.lastMod) {
+	if w.current != nil && !changed {
 		return false, nil
-	}
-	w.lastSize, w.lastMod = info.Size(), info.ModTime()
-	data, err := os.ReadFile(w.path)
-	if err != nil {
-		return false, fmt.Errorf("cannot read connector registry: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	if w.current != nil && sum == w.lastSum {
@@ -117,11 +127,37 @@ func (w *RegistryWatcher) Reload() (bool, error) {
 	w.lastSum = sum
 	reg, err := registry.Parse(data)
 	if err != nil {
-		return false, fmt.Errorf("connector registry %s: %w", w.path, err)
+		return false, fmt.Errorf("connector registry %s: %w", w.src, err)
 	}
 	w.mu.Lock()
 	w.current = reg
 	w.mu.Unlock()
-	w.logger.Info("connector registry loaded", "path", w.path, "connectors", len(reg.Connectors()))
+	w.logger.Info("connector registry loaded", "source", w.src.String(), "connectors", len(reg.Connectors()))
 	return true, nil
+}
+
+// fileSource reads a registry file, skipping the read while its size and
+// modification time stay the same.
+type fileSource struct {
+	path     string
+	lastSize int64
+	lastMod  time.Time
+}
+
+func (f *fileSource) String() string { return f.path }
+
+func (f *fileSource) Fetch(context.Context) ([]byte, bool, error) {
+	info, err := os.Stat(f.path)
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot stat connector registry: %w", err)
+	}
+	if info.Size() == f.lastSize && info.ModTime().Equal(f.lastMod) {
+		return nil, false, nil
+	}
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot read connector registry: %w", err)
+	}
+	f.lastSize, f.lastMod = info.Size(), info.ModTime()
+	return data, true, nil
 }

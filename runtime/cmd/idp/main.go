@@ -2,7 +2,7 @@
 // client credentials with ES256 private_key_jwt assertions, JWKS and OpenID
 // discovery (package idp), with signing keys persisted and rotated in a
 // directory (package signingkeys) and connectors read from the registry
-// file, reloaded when it changes.
+// file or blob, reloaded when it changes.
 //
 // Every flag can also be set through the environment: --token-ttl is
 // BOTE_IDP_TOKEN_TTL, and so on. Flags win over the environment.
@@ -17,11 +17,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/idp"
@@ -41,6 +45,7 @@ type options struct {
 	listen       string
 	issuer       string
 	registry     string
+	registryURL  string
 	keyDir       string
 	audience     string
 	tokenTTL     time.Duration
@@ -58,7 +63,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8081", "address to serve on (port 0 picks a free port)")
 	fs.StringVar(&o.issuer, "issuer", "", "public base URL of the idp (default: http://<listen address>)")
-	fs.StringVar(&o.registry, "registry", "", "connector registry file (required)")
+	fs.StringVar(&o.registry, "registry", "", "connector registry file (this or --registry-url is required)")
+	fs.StringVar(&o.registryURL, "registry-url", "", "connector registry blob URL, read with the managed identity unless it carries a SAS token (the stack output registryBlobUrl)")
 	fs.StringVar(&o.keyDir, "key-dir", "", "directory holding the signing keys, created if missing (required)")
 	fs.StringVar(&o.audience, "audience", accesstoken.DefaultAudience, "audience of issued tokens")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", accesstoken.DefaultTTL, "lifetime of issued tokens")
@@ -87,12 +93,35 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	switch {
-	case o.registry == "":
-		return o, errors.New("--registry (BOTE_IDP_REGISTRY) is required")
+	case o.registry == "" && o.registryURL == "":
+		return o, errors.New("--registry (BOTE_IDP_REGISTRY) or --registry-url (BOTE_IDP_REGISTRY_URL) is required")
+	case o.registry != "" && o.registryURL != "":
+		return o, errors.New("--registry and --registry-url are exclusive: give one")
 	case o.keyDir == "":
 		return o, errors.New("--key-dir (BOTE_IDP_KEY_DIR) is required")
 	}
 	return o, nil
+}
+
+// openRegistry watches the registry file or, in Azure, the blob the stack
+// publishes.
+func openRegistry(o options, logger *slog.Logger) (*idp.RegistryWatcher, error) {
+	if o.registryURL == "" {
+		return idp.NewRegistryWatcher(o.registry, o.registryPoll, logger)
+	}
+	var cred azcore.TokenCredential
+	if u, err := url.Parse(o.registryURL); err == nil && u.Query().Get("sig") == "" {
+		c, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot get an Azure credential to read the registry blob: %w", err)
+		}
+		cred = c
+	}
+	src, err := idp.NewBlobRegistrySource(o.registryURL, cred)
+	if err != nil {
+		return nil, err
+	}
+	return idp.NewRegistryWatcherFrom(src, o.registryPoll, logger)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -118,7 +147,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	clients, err := idp.NewRegistryWatcher(o.registry, o.registryPoll, logger)
+	clients, err := openRegistry(o, logger)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,9 @@ func TestParseFlags(t *testing.T) {
 		{"bad environment", nil, map[string]string{"BOTE_IDP_TOKEN_TTL": "soon"}, nil, "BOTE_IDP_TOKEN_TTL"},
 		{"no registry", []string{"--key-dir", "k"}, nil, nil, "--registry"},
 		{"no key dir", []string{"--registry", "r.json"}, nil, nil, "--key-dir"},
+		{"registry blob", []string{"--registry-url", "https://acct.blob.core.usgovcloudapi.net/bote-registry/connectors.json", "--key-dir", "k"}, nil,
+			func(t *testing.T, o options) { assert.Contains(t, o.registryURL, "usgovcloudapi") }, ""},
+		{"file and blob", []string{"--registry", "r.json", "--key-dir", "k"}, map[string]string{"BOTE_IDP_REGISTRY_URL": "https://x/y"}, nil, "exclusive"},
 		{"stray argument", []string{"--registry", "r", "--key-dir", "k", "extra"}, nil, nil, "unexpected arguments"},
 	}
 	for _, tt := range tests {
