@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -52,7 +53,9 @@ type Config struct {
 	// Key is the agent's private key (the one registered with the idp);
 	// sealed secrets are opened with it.
 	Key *ecdsa.PrivateKey
-	// WorkDir holds the runs' working directories (created 0700).
+	// WorkDir holds the runs' working directories (created 0700). It
+	// belongs to this agent alone: leftovers of an earlier process are
+	// removed at start.
 	WorkDir string
 	// Concurrency is how many phases run at once (default 1).
 	Concurrency int
@@ -101,6 +104,15 @@ func (c Config) Validate() error {
 		return errors.New("agent config: Terraform is required")
 	case c.Sender == nil:
 		return errors.New("agent config: Sender is required")
+	}
+	for k, v := range c.Labels {
+		// The server's rules for workspace agentLabels.
+		if err := queuename.ValidateID("label", k); err != nil {
+			return fmt.Errorf("agent config: Labels: %w", err)
+		}
+		if len(v) > 256 {
+			return fmt.Errorf("agent config: Labels: label %s value is longer than 256 characters", k)
+		}
 	}
 	return nil
 }
@@ -160,6 +172,15 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create work directory %s: %w", cfg.WorkDir, err)
+	}
+	// Working directories a killed predecessor left behind hold plans and
+	// state, which are sensitive: remove them. WorkDir is this agent's own.
+	stale, _ := filepath.Glob(filepath.Join(cfg.WorkDir, runDirPattern))
+	for _, d := range stale {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("cannot remove stale working directory: %w", err)
+		}
+		cfg.Logger.Info("removed a working directory left by an earlier process", "dir", d)
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "agent", cfg.ID),

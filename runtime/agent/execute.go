@@ -24,6 +24,8 @@ import (
 const (
 	configDir   = "tf"
 	workdirFile = "workdir.tar.gz"
+	// runDirPattern names a run's directory under WorkDir.
+	runDirPattern = "run-*"
 )
 
 // execute runs one phase and reports it. ctx is the run's context: it
@@ -42,7 +44,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 
 	// The working directory is gone before the result goes out: a result
 	// means nothing of the run is left on this machine.
-	dir, err := os.MkdirTemp(a.cfg.WorkDir, "run-*") // 0700
+	dir, err := os.MkdirTemp(a.cfg.WorkDir, runDirPattern) // 0700
 	if err == nil {
 		err = a.phase(ctx, asg, dir, sink, res)
 		if rerr := os.RemoveAll(dir); rerr != nil {

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -313,6 +315,8 @@ func TestConfigValidate(t *testing.T) {
 		{"ShutdownGrace", func(c *Config) { c.ShutdownGrace = -time.Second }},
 		{"Terraform", func(c *Config) { c.Terraform = nil }},
 		{"Sender", func(c *Config) { c.Sender = nil }},
+		{"Labels", func(c *Config) { c.Labels = map[string]string{"bad key": "x"} }},
+		{"Labels", func(c *Config) { c.Labels = map[string]string{"env": strings.Repeat("x", 257)} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -323,4 +327,16 @@ func TestConfigValidate(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.field)
 		})
 	}
+}
+
+func TestStaleWorkingDirectoriesRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "run-123", "tf"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "run-123", "tf", "terraform.tfstate"), []byte("{}"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "keep.txt"), nil, 0o600))
+	newFixture(t, newFakeTerraform(), func(c *Config) { c.WorkDir = dir })
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "keep.txt", entries[0].Name(), "only run directories are the agent's to remove")
 }

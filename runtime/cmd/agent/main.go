@@ -1,0 +1,203 @@
+// Command agent is the deployment agent: a bote connector that runs the
+// Terraform phases the ops server assigns to it, in the customer's network,
+// reaching the cloud only through the gateway over HTTPS.
+//
+//	agent --worker-url URL --issuer URL --tenant T --id A --key key.pem [flags]
+//
+// The key is the connector key made by `connector keygen` (its public JWK
+// is registered for the connector T/A); sealed run secrets are opened with
+// it. Every flag can also come from the environment as BOTE_AGENT_<FLAG>,
+// e.g. BOTE_AGENT_WORKER_URL. SIGINT or SIGTERM stops taking runs and lets
+// running ones finish for --shutdown-grace before they are cancelled; a
+// second signal cancels them at once. See docs/agent.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/botehq/platform/runtime/agent"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/worker/envflag"
+)
+
+const envPrefix = "BOTE_AGENT"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "agent:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line, before it becomes an agent.Config.
+type options struct {
+	workerURL, tokenURL, issuer string
+	tenant, id, keyPath         string
+	workDir, terraform          string
+	concurrency                 int
+	cancelGrace, heartbeat      time.Duration
+	shutdownGrace, queueWait    time.Duration
+	safetyPoll                  time.Duration
+	labels                      labels
+	level                       slog.Level
+}
+
+func parse(args []string) (*options, error) {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	o := &options{labels: labels{}}
+	fs.StringVar(&o.workerURL, "worker-url", "", "gateway worker base URL")
+	fs.StringVar(&o.tokenURL, "token-url", "", "idp token endpoint (or set --issuer)")
+	fs.StringVar(&o.issuer, "issuer", "", "idp issuer URL; the token endpoint is <issuer>/oauth2/token")
+	fs.StringVar(&o.tenant, "tenant", "", "tenant id")
+	fs.StringVar(&o.id, "id", "", "agent (connector) id")
+	fs.StringVar(&o.keyPath, "key", "", "private key file (from connector keygen)")
+	fs.StringVar(&o.workDir, "work-dir", "", "this agent's directory for the runs' working directories, 0700 (default <tmp>/bote-agent/<tenant>/<id>)")
+	fs.IntVar(&o.concurrency, "concurrency", 1, "Terraform runs at once")
+	fs.DurationVar(&o.cancelGrace, "cancel-grace", 30*time.Second, "how long Terraform gets after SIGINT before it is killed")
+	fs.DurationVar(&o.heartbeat, "heartbeat-interval", runproto.HeartbeatInterval, "heartbeat interval")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Minute, "on shutdown, how long running runs may go on before they are cancelled")
+	fs.DurationVar(&o.queueWait, "queue-wait", time.Minute, "how long an assignment above --concurrency waits for a slot before it is refused")
+	fs.DurationVar(&o.safetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
+	fs.StringVar(&o.terraform, "terraform", "terraform", "terraform executable")
+	fs.Var(o.labels, "labels", "labels the workspaces select agents by: k=v[,k=v...] (repeatable)")
+	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	if err := envflag.Parse(fs, args, envPrefix); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case o.tokenURL == "" && o.issuer == "":
+		return nil, errors.New("--token-url or --issuer is required")
+	case o.tokenURL != "" && o.issuer != "":
+		return nil, errors.New("give --token-url or --issuer, not both")
+	case o.keyPath == "":
+		return nil, errors.New("--key is required")
+	case o.concurrency < 1:
+		return nil, fmt.Errorf("--concurrency %d must be at least 1", o.concurrency)
+	case o.heartbeat <= 0 || o.cancelGrace <= 0 || o.shutdownGrace <= 0 || o.queueWait <= 0:
+		return nil, errors.New("--heartbeat-interval, --cancel-grace, --shutdown-grace and --queue-wait must be positive")
+	}
+	if o.workDir == "" {
+		o.workDir = filepath.Join(os.TempDir(), "bote-agent", o.tenant, o.id)
+	}
+	if o.issuer != "" {
+		o.tokenURL = strings.TrimSuffix(o.issuer, "/") + "/oauth2/token"
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
+	key, err := clientauth.LoadKeyFile(o.keyPath)
+	if err != nil {
+		return err
+	}
+	tf, err := tfrun.New(tfrun.Config{TerraformPath: o.terraform, CancelGrace: o.cancelGrace})
+	if err != nil {
+		return err
+	}
+
+	var client *connector.Client // the agent sends through the client it handles messages for
+	a, err := agent.New(agent.Config{
+		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir,
+		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
+		Labels: o.labels, Version: version(), Terraform: tf, Logger: log,
+		Sender: agent.SenderFunc(func(ctx context.Context, m connector.OutMessage) (string, error) { return client.Send(ctx, m) }),
+	})
+	if err != nil {
+		return err
+	}
+	client, err = connector.New(connector.Config{
+		WorkerURL: o.workerURL, TokenURL: o.tokenURL, Tenant: o.tenant, Connector: o.id, Key: key,
+		Handler: a, SafetyPoll: o.safetyPoll, Logger: log,
+		// Assignments waiting for a slot hold a handler; keep room for
+		// run.cancel messages beside them.
+		Concurrency: 2*o.concurrency + 4,
+	})
+	if err != nil {
+		return err
+	}
+
+	// The session outlives the agent's shutdown: results of runs still
+	// finishing must go out through it.
+	sessCtx, endSession := context.WithCancel(context.Background())
+	defer endSession()
+	sessDone := make(chan error, 1)
+	go func() { sessDone <- client.Run(sessCtx) }()
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		log.Info("signal: finishing running runs; signal again to cancel them now")
+		stop()
+		<-sigs
+		log.Warn("second signal: cancelling running runs")
+		a.Stop()
+	}()
+
+	fmt.Fprintf(stdout, "agent %s/%s running: concurrency %d, work dir %s, labels %s\n", o.tenant, o.id, o.concurrency, o.workDir, o.labels)
+	err = a.Run(ctx)
+	endSession()
+	return errors.Join(err, <-sessDone)
+}
+
+// version is the module version the binary was built from.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// labels is a k=v[,k=v...] flag that may be repeated.
+type labels map[string]string
+
+func (l labels) String() string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l labels) Set(s string) error {
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return fmt.Errorf("label %q: want key=value", kv)
+		}
+		l[k] = v
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/clientauth"
+)
+
+func TestParse(t *testing.T) {
+	base := []string{"--worker-url", "http://127.0.0.1:1", "--tenant", "contoso", "--id", "a1", "--key", "k.pem"}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, o *options)
+	}{
+		{name: "issuer gives the token endpoint", args: append(base, "--issuer", "http://idp/"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, "http://idp/oauth2/token", o.tokenURL)
+			assert.Equal(t, 1, o.concurrency)
+			assert.Equal(t, filepath.Join(os.TempDir(), "bote-agent", "contoso", "a1"), o.workDir)
+		}},
+		{name: "labels repeated and comma separated", args: append(base, "--token-url", "http://idp/t", "--labels", "env=prod,region=eu", "--labels", "tier=1"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, labels{"env": "prod", "region": "eu", "tier": "1"}, o.labels)
+			assert.Equal(t, "env=prod,region=eu,tier=1", o.labels.String())
+		}},
+		{name: "environment", args: base, env: map[string]string{"BOTE_AGENT_ISSUER": "http://idp", "BOTE_AGENT_CONCURRENCY": "3", "BOTE_AGENT_CANCEL_GRACE": "5s"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, 3, o.concurrency)
+			assert.Equal(t, 5*time.Second, o.cancelGrace)
+			assert.Equal(t, "http://idp/oauth2/token", o.tokenURL)
+		}},
+		{name: "flag wins over environment", args: append(base, "--issuer", "http://idp", "--concurrency", "2"), env: map[string]string{"BOTE_AGENT_CONCURRENCY": "3"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, 2, o.concurrency)
+		}},
+		{name: "no token endpoint", args: base, wantErr: "--token-url or --issuer is required"},
+		{name: "both token endpoints", args: append(base, "--issuer", "http://idp", "--token-url", "http://idp/t"), wantErr: "not both"},
+		{name: "no key", args: []string{"--issuer", "http://idp"}, wantErr: "--key is required"},
+		{name: "zero concurrency", args: append(base, "--issuer", "http://idp", "--concurrency", "0"), wantErr: "--concurrency 0"},
+		{name: "bad label", args: append(base, "--issuer", "http://idp", "--labels", "novalue"), wantErr: "want key=value"},
+		{name: "bad duration", args: append(base, "--issuer", "http://idp", "--cancel-grace", "0s"), wantErr: "must be positive"},
+		{name: "stray argument", args: append(base, "--issuer", "http://idp", "extra"), wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			o, err := parse(tt.args)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, o)
+		})
+	}
+}
+
+func TestRunRefusesBrokenConfig(t *testing.T) {
+	dir := t.TempDir()
+	key, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	keyPath := filepath.Join(dir, "key.pem")
+	require.NoError(t, clientauth.WriteKeyFile(keyPath, key))
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"missing key file", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", filepath.Join(dir, "none.pem"), "--worker-url", "http://w"}, "none.pem"},
+		{"no terraform", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "http://w", "--terraform", filepath.Join(dir, "no-terraform")}, "cannot find terraform"},
+		{"bad tenant", []string{"--issuer", "http://idp", "--tenant", "a/b", "--id", "a", "--key", keyPath, "--worker-url", "http://w", "--work-dir", dir}, "Tenant"},
+		{"bad worker URL", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "nope", "--work-dir", dir}, "WorkerURL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(tt.args, &out, &errOut)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
