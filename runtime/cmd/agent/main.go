@@ -38,6 +38,9 @@ import (
 
 const envPrefix = "BOTE_AGENT"
 
+// readyLine starts what the agent prints once its gateway session is up.
+const readyLine = "agent connected"
+
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
@@ -66,9 +69,11 @@ func parse(args []string) (*options, error) {
 	fs.StringVar(&o.issuer, "issuer", "", "idp issuer URL; the token endpoint is <issuer>/oauth2/token")
 	fs.StringVar(&o.tenant, "tenant", "", "tenant id")
 	fs.StringVar(&o.id, "id", "", "agent (connector) id")
+	fs.StringVar(&o.id, "agent", "", "same as --id")
 	fs.StringVar(&o.keyPath, "key", "", "private key file (from connector keygen)")
 	fs.StringVar(&o.workDir, "work-dir", "", "this agent's directory for the runs' working directories, 0700 (default <tmp>/bote-agent/<tenant>/<id>)")
 	fs.IntVar(&o.concurrency, "concurrency", 1, "Terraform runs at once")
+	fs.IntVar(&o.concurrency, "capacity", 1, "same as --concurrency")
 	fs.DurationVar(&o.cancelGrace, "cancel-grace", 30*time.Second, "how long Terraform gets after SIGINT before it is killed")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", runproto.HeartbeatInterval, "heartbeat interval")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Minute, "on shutdown, how long running runs may go on before they are cancelled")
@@ -76,6 +81,7 @@ func parse(args []string) (*options, error) {
 	fs.DurationVar(&o.safetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.StringVar(&o.terraform, "terraform", "terraform", "terraform executable")
 	fs.Var(o.labels, "labels", "labels the workspaces select agents by: k=v[,k=v...] (repeatable)")
+	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := envflag.Parse(fs, args, envPrefix); err != nil {
 		return nil, err
@@ -161,7 +167,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		a.Stop()
 	}()
 
-	fmt.Fprintf(stdout, "agent %s/%s running: concurrency %d, work dir %s, labels %s\n", o.tenant, o.id, o.concurrency, o.workDir, o.labels)
+	go func() {
+		if client.WaitConnected(ctx) == nil {
+			// Scripts and tests wait for this line.
+			fmt.Fprintf(stdout, "%s %s/%s: concurrency %d, work dir %s, labels %s\n", readyLine, o.tenant, o.id, o.concurrency, o.workDir, o.labels)
+		}
+	}()
 	err = a.Run(ctx)
 	endSession()
 	return errors.Join(err, <-sessDone)

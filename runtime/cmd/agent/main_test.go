@@ -31,6 +31,11 @@ func TestParse(t *testing.T) {
 			assert.Equal(t, labels{"env": "prod", "region": "eu", "tier": "1"}, o.labels)
 			assert.Equal(t, "env=prod,region=eu,tier=1", o.labels.String())
 		}},
+		{name: "aliases", args: []string{"--worker-url", "http://w", "--tenant", "contoso", "--agent", "a2", "--key", "k.pem", "--issuer", "http://idp", "--capacity", "4", "--label", "env=dev"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, "a2", o.id)
+			assert.Equal(t, 4, o.concurrency)
+			assert.Equal(t, labels{"env": "dev"}, o.labels)
+		}},
 		{name: "environment", args: base, env: map[string]string{"BOTE_AGENT_ISSUER": "http://idp", "BOTE_AGENT_CONCURRENCY": "3", "BOTE_AGENT_CANCEL_GRACE": "5s"}, check: func(t *testing.T, o *options) {
 			assert.Equal(t, 3, o.concurrency)
 			assert.Equal(t, 5*time.Second, o.cancelGrace)
