@@ -14,7 +14,6 @@ import (
 
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
 )
 
 func writeJSONIndent(w io.Writer, v any) error {
@@ -70,16 +69,7 @@ func printAgents(w io.Writer, agents []opsapi.Agent) {
 	tw.Flush()
 }
 
-// workspaceList and runList are the JSON shapes of the list commands.
-type workspaceList struct {
-	Workspaces []runs.Workspace `json:"workspaces"`
-}
-
-type runList struct {
-	Runs []runs.Run `json:"runs"`
-}
-
-func printWorkspaces(w io.Writer, list []runs.Workspace) {
+func printWorkspaces(w io.Writer, list []opsapi.Workspace) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "No workspaces.")
 		return
@@ -87,12 +77,12 @@ func printWorkspaces(w io.Writer, list []runs.Workspace) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tAUTO-APPLY\tAGENT LABELS\tCREATED")
 	for _, ws := range list {
-		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\n", ws.Name, ws.Options.AutoApply, labelString(ws.AgentLabels), timeOrDash(ws.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\n", ws.Name, ws.AutoApply, labelString(ws.Labels), timeOrDash(ws.CreatedAt))
 	}
 	tw.Flush()
 }
 
-func printRuns(w io.Writer, list []runs.Run) {
+func printRuns(w io.Writer, list []opsapi.Run) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "No runs.")
 		return
@@ -108,92 +98,94 @@ func printRuns(w io.Writer, list []runs.Run) {
 }
 
 // printRun is `runs show`.
-func printRun(w io.Writer, r *runs.Run) {
+func printRun(w io.Writer, r *opsapi.Run) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
 	fmt.Fprintf(tw, "Workspace:\t%s (tenant %s)\n", r.Workspace, r.Tenant)
 	fmt.Fprintf(tw, "Operation:\t%s\n", r.Operation)
 	fmt.Fprintf(tw, "State:\t%s\n", r.State)
+	if r.Waiting != "" {
+		fmt.Fprintf(tw, "Waiting:\t%s\n", r.Waiting)
+	}
 	if r.CancelRequested {
-		fmt.Fprintf(tw, "Cancel:\trequested (%s)\n", r.CancelReason)
+		fmt.Fprintf(tw, "Cancel:\trequested\n")
 	}
 	fmt.Fprintf(tw, "Created:\t%s by %s\n", timeOrDash(r.CreatedAt), cmp.Or(r.CreatedBy, "-"))
+	if r.Agent != "" {
+		fmt.Fprintf(tw, "Agent:\t%s\n", r.Agent)
+	}
 	if r.PlanAgent != "" {
 		fmt.Fprintf(tw, "Planned on:\t%s\n", r.PlanAgent)
 	}
 	if r.ApplyAgent != "" {
 		fmt.Fprintf(tw, "Applied on:\t%s\n", r.ApplyAgent)
 	}
-	if !r.Deadline.IsZero() {
-		fmt.Fprintf(tw, "Deadline:\t%s\n", timeOrDash(r.Deadline))
+	if r.Deadline != nil {
+		fmt.Fprintf(tw, "Deadline:\t%s\n", timeOrDash(*r.Deadline))
 	}
 	if r.PlanResult != nil {
-		fmt.Fprintf(tw, "Plan:\t%s\n", changeLine(r.PlanResult))
+		fmt.Fprintf(tw, "Plan:\t%s\n", changeLine(r.PlanResult, false))
 	}
 	if r.ApplyResult != nil {
-		fmt.Fprintf(tw, "Apply:\t%s\n", changeLine(r.ApplyResult))
+		fmt.Fprintf(tw, "Apply:\t%s\n", changeLine(r.ApplyResult, true))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nHistory:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, h := range r.History {
-		from := string(h.From)
-		if from == "" {
-			from = "-"
-		}
-		fmt.Fprintf(tw, "  %s\t%s -> %s\t%s\t%s\n", timeOrDash(h.At), from, h.To, cmp.Or(h.By, "-"), h.Reason)
+		fmt.Fprintf(tw, "  %s\t%s -> %s\t%s\t%s\n", timeOrDash(h.At), cmp.Or(h.From, "-"), h.To, cmp.Or(h.By, "-"), h.Reason)
 	}
 	tw.Flush()
-	for _, res := range []*tfrun.Result{r.PlanResult, r.ApplyResult} {
-		printDiagnostics(w, res)
-	}
+	printDiagnostics(w, r.PlanResult)
+	printDiagnostics(w, r.ApplyResult)
 	printOutputs(w, r.ApplyResult)
 }
 
 // printOutcome is what a followed run ends with.
-func printOutcome(w io.Writer, r *runs.Run) {
+func printOutcome(w io.Writer, r *opsapi.Run) {
 	fmt.Fprintln(w)
-	switch r.State {
+	switch runs.State(r.State) {
 	case runs.Planned:
-		fmt.Fprintf(w, "Plan saved: %s.\nApply it with: opsbot apply %s\n", changeLine(r.PlanResult), r.ID)
+		fmt.Fprintf(w, "Plan saved: %s.\nApply it with: opsbot apply %s\n", changeLine(r.PlanResult, false), r.ID)
 	case runs.NoChanges:
 		fmt.Fprintf(w, "No changes: the infrastructure matches the configuration (run %s).\n", r.ID)
 	case runs.Applied:
-		fmt.Fprintf(w, "Applied: %s (run %s).\n", changeLine(r.ApplyResult), r.ID)
+		fmt.Fprintf(w, "Applied: %s (run %s).\n", changeLine(r.ApplyResult, true), r.ID)
 		printOutputs(w, r.ApplyResult)
 	default:
-		fmt.Fprintf(w, "Run %s %s: %s\n", r.ID, r.State, r.LastReason())
+		fmt.Fprintf(w, "Run %s %s: %s\n", r.ID, r.State, lastReason(r))
 	}
+	printDiagnostics(w, r.PlanResult)
 	printDiagnostics(w, r.ApplyResult)
-	if r.ApplyResult == nil || r.State != runs.Applied {
-		printDiagnostics(w, r.PlanResult)
-	}
 }
 
-// changeLine is "2 to add, 0 to change, 1 to destroy" (or "applied" form).
-func changeLine(res *tfrun.Result) string {
-	if res == nil || res.Changes == nil {
-		if res != nil && !res.HasChanges && !res.Failed {
-			return "no changes"
-		}
+// changeLine is "2 to add, 0 to change, 1 to destroy", or for an apply
+// "2 added, 0 changed, 1 destroyed".
+func changeLine(res *opsapi.RunResult, applied bool) string {
+	switch {
+	case res == nil:
+		return "no change summary"
+	case res.Changes == nil && !res.HasChanges:
+		return "no changes"
+	case res.Changes == nil:
 		return "no change summary"
 	}
 	c := res.Changes
-	if res.Op == tfrun.Apply {
-		return fmt.Sprintf("%d added, %d changed, %d destroyed", c.Add, c.Change, c.Remove)
+	if applied {
+		return fmt.Sprintf("%d added, %d changed, %d destroyed", c.Add, c.Change, c.Destroy)
 	}
-	return fmt.Sprintf("%d to add, %d to change, %d to destroy", c.Add, c.Change, c.Remove)
+	return fmt.Sprintf("%d to add, %d to change, %d to destroy", c.Add, c.Change, c.Destroy)
 }
 
 // changeCounts is the compact form for tables: +2 ~0 -1.
-func changeCounts(res *tfrun.Result) string {
+func changeCounts(res *opsapi.RunResult) string {
 	if res == nil || res.Changes == nil {
 		return "-"
 	}
-	return fmt.Sprintf("+%d ~%d -%d", res.Changes.Add, res.Changes.Change, res.Changes.Remove)
+	return fmt.Sprintf("+%d ~%d -%d", res.Changes.Add, res.Changes.Change, res.Changes.Destroy)
 }
 
-func printDiagnostics(w io.Writer, res *tfrun.Result) {
+func printDiagnostics(w io.Writer, res *opsapi.RunResult) {
 	if res == nil {
 		return
 	}
@@ -214,7 +206,7 @@ func printDiagnostics(w io.Writer, res *tfrun.Result) {
 	}
 }
 
-func printOutputs(w io.Writer, res *tfrun.Result) {
+func printOutputs(w io.Writer, res *opsapi.RunResult) {
 	if res == nil || len(res.Outputs) == 0 {
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/runs"
@@ -22,32 +23,21 @@ import (
 // runsAPI is what the workspace and run commands need from the ops API.
 // *opsclient.Client provides it (see api.go); tests use a fake.
 type runsAPI interface {
-	CreateWorkspace(ctx context.Context, ws runs.Workspace) (*runs.Workspace, error)
-	Workspaces(ctx context.Context, tenant string) ([]runs.Workspace, error)
+	CreateWorkspace(ctx context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error)
+	Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error)
 	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
-	// waiting says why it cannot start at once ("" if it can).
-	CreateRun(ctx context.Context, tenant, workspace string, op runs.Operation, bundle io.Reader, size int64) (run *runs.Run, waiting string, err error)
-	Runs(ctx context.Context, tenant, workspace string) ([]runs.Run, error)
-	Run(ctx context.Context, tenant, id string) (*runs.Run, error)
-	Approve(ctx context.Context, tenant, id string) (*runs.Run, error)
-	Cancel(ctx context.Context, tenant, id string) (*runs.Run, error)
-	// Logs returns the log from offset (whole lines) and the offset to
-	// continue from.
-	Logs(ctx context.Context, tenant, id string, offset int64) (chunk []byte, next int64, err error)
-	// Follow streams the run's log lines from offset and its state
-	// changes until the run ends (nil), fn returns an error (returned as
-	// is), or the stream breaks.
-	Follow(ctx context.Context, tenant, id string, offset int64, fn func(runEvent) error) error
-}
-
-// runEvent is one frame of a followed run: log lines, a state change, or
-// both.
-type runEvent struct {
-	Lines []string
-	// Offset is where the log continues after Lines.
-	Offset int64
-	// Run is set when the run changed.
-	Run *runs.Run
+	// its Waiting says why it cannot start at once.
+	CreateRun(ctx context.Context, tenant, workspace string, op runs.Operation, bundle io.Reader, size int64) (*opsapi.Run, error)
+	Runs(ctx context.Context, tenant, workspace string) ([]opsapi.Run, error)
+	Run(ctx context.Context, tenant, id string) (*opsapi.Run, error)
+	Approve(ctx context.Context, tenant, id string) (*opsapi.Run, error)
+	Cancel(ctx context.Context, tenant, id string) (*opsapi.Run, error)
+	// Logs returns the log from offset, whole lines.
+	Logs(ctx context.Context, tenant, id string, offset int64) (*opsapi.LogChunk, error)
+	// Follow streams the run's log lines from offset and its changes
+	// until the run ends (nil), fn returns an error (returned as is), or
+	// the stream breaks.
+	Follow(ctx context.Context, tenant, id string, offset int64, fn func(opsapi.FollowFrame) error) error
 }
 
 // tenantOf resolves the tenant: --tenant, else OPSBOT_TENANT.
@@ -68,8 +58,9 @@ func (a *app) runsCommands() []*cobra.Command {
 }
 
 func (a *app) workspacesCommand() *cobra.Command {
-	var ws runs.Workspace
+	var req opsapi.CreateWorkspaceRequest
 	var labels []string
+	var planTimeout, applyTimeout, approvalTimeout time.Duration
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a workspace: one Terraform configuration for one environment",
@@ -79,30 +70,34 @@ func (a *app) workspacesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ws.Tenant, ws.Name = tenant, args[0]
-			if ws.AgentLabels, err = parseLabels(labels); err != nil {
+			req.Name = args[0]
+			if req.Labels, err = parseLabels(labels); err != nil {
 				return usageError{fmt.Errorf("--label: %w", err)}
 			}
+			// The server checks again; checking here names the flag.
+			ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels,
+				Options: runs.Options{PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}}
 			if err := ws.Validate(); err != nil {
 				return usageError{err}
 			}
+			req.Timeouts = opsapi.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
 			api, err := a.runsAPI()
 			if err != nil {
 				return err
 			}
-			created, err := api.CreateWorkspace(cmd.Context(), ws)
+			created, err := api.CreateWorkspace(cmd.Context(), tenant, req)
 			if err != nil {
 				return err
 			}
-			return a.print(created, func(w io.Writer) { printWorkspaces(w, []runs.Workspace{*created}) })
+			return a.print(created, func(w io.Writer) { printWorkspaces(w, []opsapi.Workspace{*created}) })
 		},
 	}
-	create.Flags().BoolVar(&ws.Options.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval")
+	create.Flags().BoolVar(&req.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval")
 	create.Flags().StringArrayVar(&labels, "label", nil, "run only on agents with this label, key=value (repeatable)")
-	create.Flags().StringVar(&ws.Description, "description", "", "what the workspace is for")
-	create.Flags().DurationVar(&ws.Options.PlanTimeout, "plan-timeout", 0, "how long a plan may run (default 1h)")
-	create.Flags().DurationVar(&ws.Options.ApplyTimeout, "apply-timeout", 0, "how long an apply may run (default 2h)")
-	create.Flags().DurationVar(&ws.Options.ApprovalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval (default 24h)")
+	create.Flags().StringVar(&req.Description, "description", "", "what the workspace is for")
+	create.Flags().DurationVar(&planTimeout, "plan-timeout", 0, "how long a plan may run (default 1h)")
+	create.Flags().DurationVar(&applyTimeout, "apply-timeout", 0, "how long an apply may run (default 2h)")
+	create.Flags().DurationVar(&approvalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval (default 24h)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -121,7 +116,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(workspaceList{Workspaces: list}, func(w io.Writer) { printWorkspaces(w, list) })
+			return a.print(opsapi.WorkspaceList{Workspaces: list}, func(w io.Writer) { printWorkspaces(w, list) })
 		},
 	}
 	c := &cobra.Command{Use: "workspaces", Aliases: []string{"workspace", "ws"}, Short: "Workspaces of a tenant"}
@@ -212,13 +207,13 @@ func (a *app) startRun(cmd *cobra.Command, workspace, dir string, op runs.Operat
 	defer os.Remove(bundle.Name())
 	defer bundle.Close()
 	fmt.Fprintf(a.stderr, "Uploading %s (%d files, %s) to workspace %s...\n", dir, stats.Files, humanBytes(stats.Bytes), workspace)
-	run, waiting, err := api.CreateRun(ctx, tenant, workspace, op, bundle, stats.Bytes)
+	run, err := api.CreateRun(ctx, tenant, workspace, op, bundle, stats.Bytes)
 	if err != nil {
 		return explainCreateRun(err, dir)
 	}
 	fmt.Fprintf(a.stderr, "Run %s queued (%s).\n", run.ID, op)
-	if waiting != "" {
-		fmt.Fprintf(a.stderr, "Waiting: %s\n", waiting)
+	if run.Waiting != "" {
+		fmt.Fprintf(a.stderr, "Waiting: %s\n", run.Waiting)
 	}
 	if ff.detach {
 		return a.print(run, func(w io.Writer) { fmt.Fprintln(w, run.ID) })
@@ -227,7 +222,7 @@ func (a *app) startRun(cmd *cobra.Command, workspace, dir string, op runs.Operat
 	if err != nil {
 		return err
 	}
-	if op == runs.OpDestroy && final.State == runs.Planned {
+	if op == runs.OpDestroy && state(final) == runs.Planned {
 		return a.approveAndFollow(ctx, api, tenant, final, offset, ff)
 	}
 	return a.finish(final)
@@ -261,7 +256,7 @@ timed out; with --detach, 0 once approved.`,
 			if err != nil {
 				return err
 			}
-			if run.State != runs.Planned {
+			if state(run) != runs.Planned {
 				return fmt.Errorf("run %s is %s, not planned: only a saved plan waiting for approval can be applied", run.ID, run.State)
 			}
 			// The plan's log was shown when it ran; follow from its end.
@@ -279,9 +274,9 @@ timed out; with --detach, 0 once approved.`,
 
 // approveAndFollow confirms, approves a planned run and follows the apply.
 // The log is followed from offset.
-func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *runs.Run, offset int64, ff followFlags) error {
+func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapi.Run, offset int64, ff followFlags) error {
 	if !ff.yes {
-		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult))
+		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult, false))
 		ok, err := a.confirm(fmt.Sprintf("Do you want to %s these changes?", verb(run)))
 		if err != nil {
 			return err
@@ -310,8 +305,8 @@ func logEnd(ctx context.Context, api runsAPI, tenant, id string) (int64, error) 
 	return (&app{stdout: io.Discard}).drainLogs(ctx, api, tenant, id, 0)
 }
 
-func verb(r *runs.Run) string {
-	if r.Operation == runs.OpDestroy {
+func verb(r *opsapi.Run) string {
+	if r.Operation == string(runs.OpDestroy) {
 		return "destroy"
 	}
 	return "apply"
@@ -349,7 +344,7 @@ func (a *app) runsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(runList{Runs: list}, func(w io.Writer) { printRuns(w, list) })
+			return a.print(opsapi.RunList{Runs: list}, func(w io.Writer) { printRuns(w, list) })
 		},
 	}
 	list.Flags().StringVarP(&workspace, "workspace", "w", "", "only this workspace's runs")
@@ -430,7 +425,7 @@ func (a *app) cancelCommand() *cobra.Command {
 				return err
 			}
 			return a.print(run, func(w io.Writer) {
-				if run.State == runs.Cancelled {
+				if state(run) == runs.Cancelled {
 					fmt.Fprintf(w, "Run %s cancelled.\n", run.ID)
 					return
 				}
@@ -478,14 +473,17 @@ func explainCreateRun(err error, dir string) error {
 	return fmt.Errorf("cannot start the run: %w", err)
 }
 
+// state is the run's state as the lifecycle's type.
+func state(r *opsapi.Run) runs.State { return runs.State(r.State) }
+
 // stopAt says when following a run may stop.
-type stopAt func(*runs.Run) bool
+type stopAt func(*opsapi.Run) bool
 
 // untilSettled stops at a saved plan waiting for approval or at the end.
-func untilSettled(r *runs.Run) bool { return r.State == runs.Planned || r.State.Terminal() }
+func untilSettled(r *opsapi.Run) bool { return state(r) == runs.Planned || r.Terminal() }
 
 // untilEnded stops at the end of the run.
-func untilEnded(r *runs.Run) bool { return r.State.Terminal() }
+func untilEnded(r *opsapi.Run) bool { return r.Terminal() }
 
 var errStopFollowing = errors.New("stop following")
 
@@ -494,10 +492,10 @@ var errStopFollowing = errors.New("stop following")
 // A stream that ends or breaks (the server restarts, the relay drops) is
 // resumed from the last log offset after a jittered backoff; the run's
 // state is re-read each time.
-func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt) (*runs.Run, int64, error) {
-	var last *runs.Run
-	lastShown := runs.State("")
-	show := func(r *runs.Run) bool {
+func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt) (*opsapi.Run, int64, error) {
+	var last *opsapi.Run
+	lastShown := ""
+	show := func(r *opsapi.Run) bool {
 		last = r
 		if r.State != lastShown {
 			lastShown = r.State
@@ -516,16 +514,20 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 	}
 	delay := 250 * time.Millisecond
 	for {
-		err := api.Follow(ctx, tenant, id, offset, func(ev runEvent) error {
-			for _, l := range ev.Lines {
-				fmt.Fprintln(a.stdout, l)
-			}
-			if ev.Offset > offset {
-				offset = ev.Offset
-			}
+		err := api.Follow(ctx, tenant, id, offset, func(fr opsapi.FollowFrame) error {
 			delay = 250 * time.Millisecond
-			if ev.Run != nil && show(ev.Run) {
-				return errStopFollowing
+			switch fr.Type {
+			case opsapi.FrameLog:
+				for _, l := range fr.Lines {
+					if _, err := fmt.Fprintln(a.stdout, l); err != nil {
+						return err
+					}
+				}
+				offset = max(offset, fr.NextOffset)
+			case opsapi.FrameRun, opsapi.FrameEnd:
+				if fr.Run != nil && show(fr.Run) {
+					return errStopFollowing
+				}
 			}
 			return nil
 		})
@@ -566,17 +568,17 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 // ends.
 func (a *app) drainLogs(ctx context.Context, api runsAPI, tenant, id string, offset int64) (int64, error) {
 	for {
-		chunk, next, err := api.Logs(ctx, tenant, id, offset)
+		chunk, err := api.Logs(ctx, tenant, id, offset)
 		if err != nil {
 			return offset, err
 		}
-		if len(chunk) == 0 || next <= offset {
-			return offset, nil
-		}
-		if _, err := a.stdout.Write(chunk); err != nil {
+		if _, err := io.WriteString(a.stdout, chunk.Text); err != nil {
 			return offset, err
 		}
-		offset = next
+		if chunk.Text == "" || chunk.NextOffset <= offset {
+			return offset, nil
+		}
+		offset = chunk.NextOffset
 	}
 }
 
@@ -598,10 +600,18 @@ func resumable(err error) bool {
 	return strings.Contains(err.Error(), "stream broke")
 }
 
+// lastReason is the reason recorded with the run's latest transition.
+func lastReason(r *opsapi.Run) string {
+	if len(r.History) == 0 {
+		return ""
+	}
+	return r.History[len(r.History)-1].Reason
+}
+
 // progress prints a state change on stderr (stdout carries the log).
-func (a *app) progress(r *runs.Run) {
+func (a *app) progress(r *opsapi.Run) {
 	line := fmt.Sprintf("==> %s  run %s is %s", time.Now().Format(time.TimeOnly), r.ID, r.State)
-	if reason := r.LastReason(); reason != "" {
+	if reason := lastReason(r); reason != "" {
 		line += ": " + reason
 	}
 	fmt.Fprintln(a.stderr, line)
@@ -609,17 +619,17 @@ func (a *app) progress(r *runs.Run) {
 
 // finish prints the outcome of a followed run and turns it into the
 // command's result (and exit code).
-func (a *app) finish(r *runs.Run) error {
+func (a *app) finish(r *opsapi.Run) error {
 	if err := a.print(r, func(w io.Writer) { printOutcome(w, r) }); err != nil {
 		return err
 	}
-	switch r.State {
+	switch state(r) {
 	case runs.Planned:
 		return runOutcome{exitChanges, fmt.Sprintf("the plan has changes; apply it with: opsbot apply %s", r.ID)}
 	case runs.Failed:
-		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, r.LastReason())}
+		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, lastReason(r))}
 	case runs.Cancelled, runs.TimedOut:
-		return runOutcome{exitRunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, r.LastReason())}
+		return runOutcome{exitRunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, lastReason(r))}
 	}
 	return nil
 }
@@ -632,6 +642,13 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+func durationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 func parseLabels(kvs []string) (map[string]string, error) {

@@ -16,20 +16,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
 )
 
 // fakeRuns is the ops API as the run commands see it: one run whose log
 // and states a test scripts.
 type fakeRuns struct {
 	mu  sync.Mutex
-	run runs.Run
+	run opsapi.Run
 	log string
 	// follow plays one Follow call (the n-th, from 0).
-	follow func(f *fakeRuns, n int, offset int64, fn func(runEvent) error) error
+	follow func(f *fakeRuns, n int, offset int64, fn func(opsapi.FollowFrame) error) error
 
 	followOffsets []int64
 	created       []string // workspace/op of each CreateRun
@@ -37,46 +37,48 @@ type fakeRuns struct {
 	createErr     error
 	approved      []string
 	cancelled     []string
-	workspaces    []runs.Workspace
+	workspaces    []opsapi.Workspace
 }
 
-func (f *fakeRuns) CreateWorkspace(_ context.Context, ws runs.Workspace) (*runs.Workspace, error) {
-	ws.CreatedAt = time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)
+func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
+	ws := opsapi.Workspace{Tenant: tenant, Name: req.Name, AutoApply: req.AutoApply, Labels: req.Labels, Timeouts: req.Timeouts,
+		CreatedAt: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)}
 	f.workspaces = append(f.workspaces, ws)
 	return &ws, nil
 }
 
-func (f *fakeRuns) Workspaces(context.Context, string) ([]runs.Workspace, error) {
+func (f *fakeRuns) Workspaces(context.Context, string) ([]opsapi.Workspace, error) {
 	return f.workspaces, nil
 }
 
-func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op runs.Operation, bundle io.Reader, size int64) (*runs.Run, string, error) {
+func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op runs.Operation, bundle io.Reader, size int64) (*opsapi.Run, error) {
 	if f.createErr != nil {
-		return nil, "", f.createErr
+		return nil, f.createErr
 	}
 	n, err := io.Copy(io.Discard, bundle)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if n != size {
-		return nil, "", errors.New("bundle size does not match")
+		return nil, errors.New("bundle size does not match")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.created = append(f.created, workspace+"/"+string(op))
 	f.bundleBytes = n
-	f.run.Operation = op
+	f.run.Operation = string(op)
 	r := f.run
-	return &r, "no agent of tenant contoso is online", nil
+	r.Waiting = "no agent of tenant contoso is online"
+	return &r, nil
 }
 
-func (f *fakeRuns) Runs(context.Context, string, string) ([]runs.Run, error) {
+func (f *fakeRuns) Runs(context.Context, string, string) ([]opsapi.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return []runs.Run{f.run}, nil
+	return []opsapi.Run{f.run}, nil
 }
 
-func (f *fakeRuns) Run(_ context.Context, _, id string) (*runs.Run, error) {
+func (f *fakeRuns) Run(_ context.Context, _, id string) (*opsapi.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id != f.run.ID {
@@ -86,26 +88,26 @@ func (f *fakeRuns) Run(_ context.Context, _, id string) (*runs.Run, error) {
 	return &r, nil
 }
 
-func (f *fakeRuns) Approve(_ context.Context, _, id string) (*runs.Run, error) {
+func (f *fakeRuns) Approve(_ context.Context, _, id string) (*opsapi.Run, error) {
 	f.approved = append(f.approved, id)
 	return f.set(runs.Approved, "approved by operator", nil), nil
 }
 
-func (f *fakeRuns) Cancel(_ context.Context, _, id string) (*runs.Run, error) {
+func (f *fakeRuns) Cancel(_ context.Context, _, id string) (*opsapi.Run, error) {
 	f.cancelled = append(f.cancelled, id)
 	return f.set(runs.Cancelled, "cancelled by operator", nil), nil
 }
 
-func (f *fakeRuns) Logs(_ context.Context, _, _ string, offset int64) ([]byte, int64, error) {
+func (f *fakeRuns) Logs(_ context.Context, _, _ string, offset int64) (*opsapi.LogChunk, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if offset >= int64(len(f.log)) {
-		return nil, offset, nil
+		return &opsapi.LogChunk{Offset: offset, NextOffset: offset, Done: f.run.Terminal()}, nil
 	}
-	return []byte(f.log[offset:]), int64(len(f.log)), nil
+	return &opsapi.LogChunk{Text: f.log[offset:], Offset: offset, NextOffset: int64(len(f.log))}, nil
 }
 
-func (f *fakeRuns) Follow(_ context.Context, _, _ string, offset int64, fn func(runEvent) error) error {
+func (f *fakeRuns) Follow(_ context.Context, _, _ string, offset int64, fn func(opsapi.FollowFrame) error) error {
 	f.mu.Lock()
 	n := len(f.followOffsets)
 	f.followOffsets = append(f.followOffsets, offset)
@@ -114,11 +116,11 @@ func (f *fakeRuns) Follow(_ context.Context, _, _ string, offset int64, fn func(
 }
 
 // set moves the run and returns a copy.
-func (f *fakeRuns) set(state runs.State, reason string, mutate func(*runs.Run)) *runs.Run {
+func (f *fakeRuns) set(state runs.State, reason string, mutate func(*opsapi.Run)) *opsapi.Run {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.run.History = append(f.run.History, runs.Transition{From: f.run.State, To: state, At: time.Date(2026, 5, 4, 8, 0, len(f.run.History), 0, time.UTC), Reason: reason})
-	f.run.State = state
+	f.run.History = append(f.run.History, opsapi.Transition{From: f.run.State, To: string(state), At: time.Date(2026, 5, 4, 8, 0, len(f.run.History), 0, time.UTC), Reason: reason})
+	f.run.State = string(state)
 	if mutate != nil {
 		mutate(&f.run)
 	}
@@ -127,35 +129,43 @@ func (f *fakeRuns) set(state runs.State, reason string, mutate func(*runs.Run)) 
 }
 
 // emit appends lines to the log and sends them.
-func (f *fakeRuns) emit(fn func(runEvent) error, lines ...string) error {
+func (f *fakeRuns) emit(fn func(opsapi.FollowFrame) error, lines ...string) error {
 	f.mu.Lock()
 	for _, l := range lines {
 		f.log += l + "\n"
 	}
 	off := int64(len(f.log))
 	f.mu.Unlock()
-	return fn(runEvent{Lines: lines, Offset: off})
+	return fn(opsapi.FollowFrame{Type: opsapi.FrameLog, Lines: lines, NextOffset: off})
 }
 
 func newFakeRuns() *fakeRuns {
-	return &fakeRuns{run: runs.Run{
-		ID: "run-0000000000000001", Tenant: "contoso", Workspace: "app", Operation: runs.OpApply, State: runs.Queued,
+	return &fakeRuns{run: opsapi.Run{
+		ID: "run-0000000000000001", Tenant: "contoso", Workspace: "app", Operation: "apply", State: "queued",
 		CreatedAt: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC),
-		History:   []runs.Transition{{To: runs.Queued, At: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC), By: "operator", Reason: "queued"}},
+		History:   []opsapi.Transition{{To: "queued", At: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC), By: "operator", Reason: "queued"}},
 	}}
 }
 
-var planResult = &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 3, Operation: "plan"}}
+var planResult = &opsapi.RunResult{HasChanges: true, Changes: &opsapi.Changes{Add: 3}}
+
+// runFrame is a follow frame announcing a change of the run.
+func runFrame(r *opsapi.Run) opsapi.FollowFrame {
+	if r.Terminal() {
+		return opsapi.FollowFrame{Type: opsapi.FrameEnd, Run: r}
+	}
+	return opsapi.FollowFrame{Type: opsapi.FrameRun, Run: r}
+}
 
 // playPlan is a follow that plans with changes in one stream.
-func playPlan(f *fakeRuns, _ int, _ int64, fn func(runEvent) error) error {
-	if err := fn(runEvent{Run: f.set(runs.Planning, "claimed by agent agent-01", nil)}); err != nil {
+func playPlan(f *fakeRuns, _ int, _ int64, fn func(opsapi.FollowFrame) error) error {
+	if err := fn(runFrame(f.set(runs.Planning, "claimed by agent agent-01", nil))); err != nil {
 		return err
 	}
 	if err := f.emit(fn, "Initializing the backend...", "Plan: 3 to add, 0 to change, 0 to destroy."); err != nil {
 		return err
 	}
-	return fn(runEvent{Run: f.set(runs.Planned, "plan saved: 3 to add, 0 to change, 0 to destroy", func(r *runs.Run) { r.PlanResult = planResult })})
+	return fn(runFrame(f.set(runs.Planned, "plan saved: 3 to add, 0 to change, 0 to destroy", func(r *opsapi.Run) { r.PlanResult = planResult })))
 }
 
 type cli struct {
@@ -205,34 +215,34 @@ func TestPlanFollowsTheRunAndExitsWithChanges(t *testing.T) {
 }
 
 func TestPlanOutcomesHaveTheirExitCodes(t *testing.T) {
-	failed := &tfrun.Result{Op: tfrun.Plan, Failed: true, Diagnostics: []tfrun.Diagnostic{
+	failed := &opsapi.RunResult{Diagnostics: []opsapi.Diagnostic{
 		{Severity: "error", Summary: "Unsupported argument", Detail: `An argument named "bogus" is not expected here.`, File: "main.tf", Line: 3},
 	}}
 	for _, tc := range []struct {
 		name   string
 		state  runs.State
-		result *tfrun.Result
+		result *opsapi.RunResult
 		code   int
 		out    []string
 	}{
-		{"no changes", runs.NoChanges, &tfrun.Result{Op: tfrun.Plan}, exitOK, []string{"No changes"}},
+		{"no changes", runs.NoChanges, &opsapi.RunResult{}, exitOK, []string{"No changes"}},
 		{"failed with diagnostics", runs.Failed, failed, exitRunFailed, []string{"Error: Unsupported argument (main.tf line 3)", `  An argument named "bogus" is not expected here.`}},
 		{"cancelled", runs.Cancelled, nil, exitRunEnded, []string{"cancelled"}},
 		{"timed out", runs.TimedOut, nil, exitRunEnded, []string{"timed_out"}},
-		{"auto-applied", runs.Applied, &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Add: 1}, Outputs: map[string]tfrun.Output{
+		{"auto-applied", runs.Applied, &opsapi.RunResult{Changes: &opsapi.Changes{Add: 1}, Outputs: map[string]opsapi.Output{
 			"url": {Value: json.RawMessage(`"https://x"`)}, "token": {Sensitive: true},
 		}}, exitOK, []string{"Applied: 1 added, 0 changed, 0 destroyed", `url = "https://x"`, "token = <sensitive>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeRuns()
-			api.follow = func(f *fakeRuns, _ int, _ int64, fn func(runEvent) error) error {
-				return fn(runEvent{Run: f.set(tc.state, "because", func(r *runs.Run) {
+			api.follow = func(f *fakeRuns, _ int, _ int64, fn func(opsapi.FollowFrame) error) error {
+				return fn(runFrame(f.set(tc.state, "because", func(r *opsapi.Run) {
 					if tc.state == runs.Applied {
 						r.ApplyResult = tc.result
 					} else {
 						r.PlanResult = tc.result
 					}
-				})})
+				})))
 			}
 			r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
 			require.Equal(t, tc.code, r.code, r.stderr)
@@ -245,17 +255,17 @@ func TestPlanOutcomesHaveTheirExitCodes(t *testing.T) {
 
 func TestFollowResumesAfterTheStreamBreaks(t *testing.T) {
 	api := newFakeRuns()
-	api.follow = func(f *fakeRuns, n int, offset int64, fn func(runEvent) error) error {
+	api.follow = func(f *fakeRuns, n int, offset int64, fn func(opsapi.FollowFrame) error) error {
 		switch n {
 		case 0:
-			_ = fn(runEvent{Run: f.set(runs.Planning, "claimed", nil)})
+			_ = fn(runFrame(f.set(runs.Planning, "claimed", nil)))
 			_ = f.emit(fn, "line 1", "line 2")
 			return opsclient.ErrStreamEnded // the server restarts
 		case 1:
 			return relay.ErrNoListener // not back yet
 		}
 		_ = f.emit(fn, "line 3")
-		return fn(runEvent{Run: f.set(runs.NoChanges, "no changes", nil)})
+		return fn(runFrame(f.set(runs.NoChanges, "no changes", nil)))
 	}
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -268,7 +278,7 @@ func TestFollowResumesAfterTheStreamBreaks(t *testing.T) {
 
 func TestFollowGivesUpOnErrorsThatDoNotPass(t *testing.T) {
 	api := newFakeRuns()
-	api.follow = func(*fakeRuns, int, int64, func(runEvent) error) error {
+	api.follow = func(*fakeRuns, int, int64, func(opsapi.FollowFrame) error) error {
 		return &opsclient.APIError{StatusCode: 401, Code: "unauthorized"}
 	}
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
@@ -279,17 +289,17 @@ func TestFollowGivesUpOnErrorsThatDoNotPass(t *testing.T) {
 func TestApplyConfirmation(t *testing.T) {
 	planned := func() *fakeRuns {
 		api := newFakeRuns()
-		api.run.State, api.run.PlanResult = runs.Planned, planResult
+		api.run.State, api.run.PlanResult = "planned", planResult
 		api.log = "plan output\n"
-		api.follow = func(f *fakeRuns, _ int, offset int64, fn func(runEvent) error) error {
+		api.follow = func(f *fakeRuns, _ int, offset int64, fn func(opsapi.FollowFrame) error) error {
 			if offset != int64(len("plan output\n")) {
 				return errors.New("apply must follow from the end of the plan's log")
 			}
-			_ = fn(runEvent{Run: f.set(runs.Applying, "claimed by agent agent-02", nil)})
+			_ = fn(runFrame(f.set(runs.Applying, "claimed by agent agent-02", nil)))
 			_ = f.emit(fn, "terraform_data.x: Creating...")
-			return fn(runEvent{Run: f.set(runs.Applied, "applied", func(r *runs.Run) {
-				r.ApplyResult = &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Add: 3}, Outputs: map[string]tfrun.Output{"network": {Value: json.RawMessage(`"vnet"`)}}}
-			})})
+			return fn(runFrame(f.set(runs.Applied, "applied", func(r *opsapi.Run) {
+				r.ApplyResult = &opsapi.RunResult{Changes: &opsapi.Changes{Add: 3}, Outputs: map[string]opsapi.Output{"network": {Value: json.RawMessage(`"vnet"`)}}}
+			})))
 		}
 		return api
 	}
@@ -326,7 +336,7 @@ func TestApplyConfirmation(t *testing.T) {
 
 func TestApplyRefusesARunThatIsNotPlanned(t *testing.T) {
 	api := newFakeRuns()
-	api.run.State = runs.Applied
+	api.run.State = "applied"
 	r := cli{t: t, api: api}.run("apply", api.run.ID, "--yes")
 	assert.Equal(t, exitError, r.code)
 	assert.Contains(t, r.stderr, "is applied, not planned")
@@ -335,17 +345,17 @@ func TestApplyRefusesARunThatIsNotPlanned(t *testing.T) {
 
 func TestDestroyPlansConfirmsAndApplies(t *testing.T) {
 	api := newFakeRuns()
-	api.follow = func(f *fakeRuns, _ int, offset int64, fn func(runEvent) error) error {
-		if f.run.State == runs.Queued {
+	api.follow = func(f *fakeRuns, _ int, offset int64, fn func(opsapi.FollowFrame) error) error {
+		if f.run.State == "queued" {
 			_ = f.emit(fn, "Plan: 0 to add, 0 to change, 3 to destroy.")
-			return fn(runEvent{Run: f.set(runs.Planned, "plan saved", func(r *runs.Run) {
-				r.PlanResult = &tfrun.Result{Op: tfrun.PlanDestroy, HasChanges: true, Changes: &tfrun.ChangeSummary{Remove: 3}}
-			})})
+			return fn(runFrame(f.set(runs.Planned, "plan saved", func(r *opsapi.Run) {
+				r.PlanResult = &opsapi.RunResult{HasChanges: true, Changes: &opsapi.Changes{Destroy: 3}}
+			})))
 		}
 		_ = f.emit(fn, "Destroy complete!")
-		return fn(runEvent{Run: f.set(runs.Applied, "applied", func(r *runs.Run) {
-			r.ApplyResult = &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Remove: 3}}
-		})})
+		return fn(runFrame(f.set(runs.Applied, "applied", func(r *opsapi.Run) {
+			r.ApplyResult = &opsapi.RunResult{Changes: &opsapi.Changes{Destroy: 3}}
+		})))
 	}
 	r := cli{t: t, api: api, tty: true, stdin: "yes\n"}.run("destroy", "-w", "app", "-d", configDir(t))
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -401,14 +411,14 @@ func TestLogsAndCancel(t *testing.T) {
 	assert.Equal(t, "two\n", r.stdout)
 
 	// logs -f of a finished run prints the log and the outcome.
-	api.run.State = runs.Failed
-	api.run.History = append(api.run.History, runs.Transition{From: runs.Planning, To: runs.Failed, Reason: "agent agent-01 stopped heartbeating"})
+	api.run.State = "failed"
+	api.run.History = append(api.run.History, opsapi.Transition{From: "planning", To: "failed", Reason: "agent agent-01 stopped heartbeating"})
 	r = cli{t: t, api: api}.run("logs", "-f", api.run.ID)
 	assert.Equal(t, exitRunFailed, r.code)
 	assert.True(t, strings.HasPrefix(r.stdout, "one\ntwo\n"), r.stdout)
 	assert.Contains(t, r.stderr, "run run-0000000000000001 failed: agent agent-01 stopped heartbeating")
 
-	api.run.State = runs.Queued
+	api.run.State = "queued"
 	r = cli{t: t, api: api}.run("cancel", api.run.ID)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Equal(t, "Run run-0000000000000001 cancelled.\n", r.stdout)
@@ -417,17 +427,17 @@ func TestLogsAndCancel(t *testing.T) {
 
 func TestRunTablesGolden(t *testing.T) {
 	api := newFakeRuns()
-	api.run.State = runs.Applied
+	api.run.State = "applied"
 	api.run.PlanAgent, api.run.ApplyAgent = "agent-01", "agent-02"
 	api.run.PlanResult = planResult
-	api.run.ApplyResult = &tfrun.Result{Op: tfrun.Apply, Changes: &tfrun.ChangeSummary{Add: 3}, Outputs: map[string]tfrun.Output{
+	api.run.ApplyResult = &opsapi.RunResult{Changes: &opsapi.Changes{Add: 3}, Outputs: map[string]opsapi.Output{
 		"endpoints": {Value: json.RawMessage(`["https://a","https://b"]`)}, "secret": {Sensitive: true},
-	}, Diagnostics: []tfrun.Diagnostic{{Severity: "warning", Summary: "Deprecated attribute", Address: "terraform_data.x"}}}
+	}, Diagnostics: []opsapi.Diagnostic{{Severity: "warning", Summary: "Deprecated attribute", Address: "terraform_data.x"}}}
 	api.run.History = append(api.run.History,
-		runs.Transition{From: runs.Queued, To: runs.Planning, At: time.Date(2026, 5, 4, 8, 0, 1, 0, time.UTC), By: "agent-01", Reason: "claimed by agent agent-01"},
-		runs.Transition{From: runs.Planning, To: runs.Planned, At: time.Date(2026, 5, 4, 8, 0, 9, 0, time.UTC), By: "agent-01", Reason: "plan saved: 3 to add, 0 to change, 0 to destroy"},
+		opsapi.Transition{From: "queued", To: "planning", At: time.Date(2026, 5, 4, 8, 0, 1, 0, time.UTC), By: "agent-01", Reason: "claimed by agent agent-01"},
+		opsapi.Transition{From: "planning", To: "planned", At: time.Date(2026, 5, 4, 8, 0, 9, 0, time.UTC), By: "agent-01", Reason: "plan saved: 3 to add, 0 to change, 0 to destroy"},
 	)
-	api.workspaces = []runs.Workspace{{Tenant: "contoso", Name: "app", AgentLabels: map[string]string{"env": "prod", "zone": "a"}, Options: runs.Options{AutoApply: true}, CreatedAt: time.Date(2026, 5, 4, 7, 0, 0, 0, time.UTC)}}
+	api.workspaces = []opsapi.Workspace{{Tenant: "contoso", Name: "app", Labels: map[string]string{"env": "prod", "zone": "a"}, AutoApply: true, CreatedAt: time.Date(2026, 5, 4, 7, 0, 0, 0, time.UTC)}}
 	for _, tc := range []struct {
 		golden string
 		args   []string
