@@ -629,8 +629,8 @@ func (pw *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// agentReadyLine is what the agent prints once connected to the gateway.
-const agentReadyLine = "agent connected"
+// agentReadyLine is what the agent prints once it runs.
+const agentReadyLine = " running: concurrency "
 
 // relayserverRunsArgs are relayserver's flags for the runs orchestration:
 // state and artifacts in Azurite, the gateway's bus.
@@ -638,20 +638,28 @@ func (p *Platform) relayserverRunsArgs() []string {
 	return []string{"--storage-connection-string", p.Emulator.ConnectionString}
 }
 
-// agentArgs is an agent's command line.
+// agentArgs is an agent's command line. Runs get a short cancel grace so
+// that tests of cancellation stay quick.
 func (p *Platform) agentArgs(a Agent) []string {
 	args := []string{
 		"--worker-url", p.WorkerURL,
-		"--token-url", p.IdpURL + "/oauth2/token",
+		"--issuer", p.IdpURL,
 		"--tenant", a.Tenant,
-		"--agent", a.ID,
+		"--id", a.ID,
 		"--key", p.keyFiles[a.ClientID()],
+		"--work-dir", filepath.Join(p.Dir, "agents", a.Tenant, a.ID),
+		"--cancel-grace", "5s",
+		"--shutdown-grace", "5s",
 	}
 	if a.Capacity > 0 {
-		args = append(args, "--capacity", fmt.Sprint(a.Capacity))
+		args = append(args, "--concurrency", fmt.Sprint(a.Capacity))
 	}
-	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
-		args = append(args, "--label", k+"="+a.Labels[k])
+	if len(a.Labels) > 0 {
+		var kvs []string
+		for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
+			kvs = append(kvs, k+"="+a.Labels[k])
+		}
+		args = append(args, "--labels", strings.Join(kvs, ","))
 	}
 	return args
 }
