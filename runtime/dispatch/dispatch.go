@@ -143,7 +143,7 @@ type Dispatcher struct {
 	m   *runs.Manager
 	log *slog.Logger
 
-	kicks chan kick
+	kicks  chan kick
 	outbox chan outbound
 
 	mu      sync.Mutex

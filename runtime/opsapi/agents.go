@@ -12,6 +12,7 @@ import (
 
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runs"
 )
 
 // AgentsFileVersion is the format version of the agents seed file.
@@ -117,5 +118,83 @@ func (s *StaticAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, 
 		a.Labels = maps.Clone(a.Labels)
 		out = append(out, a)
 	}
+	return out, nil
+}
+
+// RunAgents lists agents as the run store knows them (heartbeats: state,
+// last seen, capacity, labels, version; workspace locks: running runs),
+// plus the registered connectors that never heartbeated (state unknown)
+// and disabled ones.
+type RunAgents struct {
+	Runs *runs.Manager
+	// Tenants lists every tenant (runs.Store.ListTenants).
+	Tenants func(ctx context.Context) ([]runs.Tenant, error)
+	// Registry, if set, adds registered agents that never heartbeated.
+	Registry *registry.Registry
+}
+
+// ListAgents implements AgentStore.
+func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, error) {
+	var tenants []string
+	if f.Tenant != "" {
+		tenants = []string{f.Tenant}
+	} else {
+		ts, err := ra.Tenants(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			tenants = append(tenants, t.ID)
+		}
+	}
+	byID := map[string]Agent{}
+	for _, tenant := range tenants {
+		agents, err := ra.Runs.ListAgents(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		running := map[string][]string{}
+		if len(agents) > 0 {
+			locks, err := ra.Runs.ListLocks(ctx, tenant)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range locks {
+				if l.Agent != "" {
+					running[l.Agent] = append(running[l.Agent], l.Run)
+				}
+			}
+		}
+		for _, a := range agents {
+			seen := a.LastHeartbeat.UTC()
+			state := AgentOffline
+			if ra.Runs.Online(a) {
+				state = AgentOnline
+			}
+			id := registry.ClientID(a.Tenant, a.ID)
+			byID[id] = Agent{ID: id, Tenant: a.Tenant, Name: a.ID, State: state, Version: a.Version, LastSeen: &seen,
+				Labels: maps.Clone(a.Labels), Capacity: a.Capacity, Running: running[a.ID]}
+		}
+	}
+	if ra.Registry != nil {
+		for _, a := range AgentsFromRegistry(ra.Registry) {
+			if f.Tenant != "" && a.Tenant != f.Tenant {
+				continue
+			}
+			known, ok := byID[a.ID]
+			switch {
+			case !ok:
+				byID[a.ID] = a
+			case a.State == AgentDisabled:
+				known.State = AgentDisabled
+				byID[a.ID] = known
+			}
+		}
+	}
+	out := make([]Agent, 0, len(byID))
+	for _, a := range byID {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }

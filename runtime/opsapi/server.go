@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/runs"
 )
 
 // Authenticator checks a request's operator credential. operatorauth's
@@ -38,8 +39,8 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (operatorauth.Principal, error)
 }
 
-// AgentStore lists agents. The runs work moves it to Table Storage; for now
-// StaticAgents serves a fixed list.
+// AgentStore lists agents: RunAgents (from the run store, what relayserver
+// uses with runs) or StaticAgents (a fixed list).
 type AgentStore interface {
 	ListAgents(ctx context.Context, filter AgentFilter) ([]Agent, error)
 }
@@ -68,6 +69,14 @@ type Config struct {
 	// PingInterval is how often the events WebSocket is pinged, well under
 	// the idle timeouts of the relay and of proxies. Default 30 s.
 	PingInterval time.Duration
+	// Runs enables the runs API (workspaces, runs, logs); nil answers
+	// those routes with 503.
+	Runs *runs.Manager
+	// Artifacts stores bundles and reads logs; required with Runs.
+	Artifacts Artifacts
+	// Dispatcher starts queued runs at once and wakes followers; without
+	// it runs start on the dispatcher's tick and followers poll.
+	Dispatcher Dispatcher
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -81,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.Agents == nil {
 		return errors.New("Agents is required")
+	}
+	if c.Runs != nil && c.Artifacts == nil {
+		return errors.New("Artifacts is required with Runs")
 	}
 	if c.EventInterval < 0 {
 		return fmt.Errorf("EventInterval %s must not be negative", c.EventInterval)
@@ -143,6 +155,7 @@ func New(cfg Config) (*Server, error) {
 		{method: http.MethodGet, path: "/v1/events", handler: s.events},
 		{method: http.MethodGet, path: "/v1/openapi.json", handler: serveOpenAPI},
 	}
+	s.routes = append(s.routes, s.runRoutes()...)
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {

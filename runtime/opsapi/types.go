@@ -47,6 +47,11 @@ type Agent struct {
 	LastSeen *time.Time `json:"last_seen,omitempty"`
 	// Labels are free-form attributes used to pick agents for runs.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Capacity is how many runs the agent executes at once, as it last
+	// reported (0: it never heartbeated).
+	Capacity int `json:"capacity,omitempty"`
+	// Running lists the runs it is executing.
+	Running []string `json:"running,omitempty"`
 }
 
 // AgentList is the body of GET /v1/agents.

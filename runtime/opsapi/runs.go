@@ -1,0 +1,460 @@
+package opsapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// Artifacts stores run bundles and reads run logs (*artifacts.Store).
+type Artifacts interface {
+	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error)
+	ReadLog(ctx context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error)
+}
+
+// Dispatcher starts runs and wakes followers (*dispatch.Dispatcher).
+type Dispatcher interface {
+	// Kick asks for a dispatch in a workspace soon.
+	Kick(tenant, workspace string)
+	// Subscribe fires when a run changes or gets log lines here.
+	Subscribe(runID string) (<-chan struct{}, func())
+}
+
+// Limits of the runs API.
+const (
+	// DefaultLogChunk and MaxLogChunk bound one GET .../logs answer.
+	DefaultLogChunk = 256 << 10
+	MaxLogChunk     = 1 << 20
+	// FollowPoll is how often a follower re-reads state and log when
+	// nothing in this process woke it (changes made by other replicas).
+	FollowPoll = 500 * time.Millisecond
+)
+
+func (s *Server) runRoutes() []route {
+	return []route{
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces", handler: s.needRuns(s.createWorkspace)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces", handler: s.needRuns(s.listWorkspaces)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces/{workspace}/runs", handler: s.needRuns(s.createRun)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs", handler: s.needRuns(s.listRuns)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}", handler: s.needRuns(s.getRun)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/approve", handler: s.needRuns(s.approveRun)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/cancel", handler: s.needRuns(s.cancelRun)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/logs", handler: s.needRuns(s.runLogs)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/follow", handler: s.needRuns(s.followRun)},
+	}
+}
+
+// needRuns answers 503 when the server has no run store.
+func (s *Server) needRuns(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Runs == nil {
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "runs are not configured on this server (start relayserver with --storage-connection-string or --storage-account)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func operator(r *http.Request) string {
+	if p, ok := PrincipalFrom(r.Context()); ok {
+		return p.String()
+	}
+	return "unknown"
+}
+
+// runsError maps a runs/artifacts error to a response.
+func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, runs.ErrNotFound):
+		writeError(w, r, http.StatusNotFound, CodeNotFound, notFoundMessage(r))
+	case errors.Is(err, runs.ErrInvalid):
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, strings.TrimPrefix(err.Error(), runs.ErrInvalid.Error()+": "))
+	case errors.Is(err, runs.ErrExists):
+		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, runs.ErrIllegalTransition):
+		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, artifacts.ErrTooLarge):
+		var le *artifacts.LimitError
+		msg := err.Error()
+		if errors.As(err, &le) {
+			msg = "the configuration bundle is too large: " + le.Error()
+		}
+		writeError(w, r, http.StatusRequestEntityTooLarge, CodeTooLarge, msg)
+	default:
+		s.internalError(w, r, err)
+	}
+}
+
+func notFoundMessage(r *http.Request) string {
+	t, ws, id := r.PathValue("tenant"), r.PathValue("workspace"), r.PathValue("run")
+	switch {
+	case id != "":
+		return fmt.Sprintf("tenant %s has no run %s", t, id)
+	case ws != "":
+		return fmt.Sprintf("tenant %s has no workspace %s", t, ws)
+	}
+	return fmt.Sprintf("no tenant %s", t)
+}
+
+// decodeBody reads a small JSON body strictly.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, "cannot decode the request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func parseTimeout(field, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("timeouts.%s: %q is not a duration such as 1h30m", field, v)
+	}
+	return d, nil
+}
+
+func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	var req CreateWorkspaceRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, Options: runs.Options{AutoApply: req.AutoApply}}
+	var err error
+	for _, t := range []struct {
+		field, v string
+		to       *time.Duration
+	}{{"plan", req.Timeouts.Plan, &ws.Options.PlanTimeout}, {"apply", req.Timeouts.Apply, &ws.Options.ApplyTimeout}, {"approval", req.Timeouts.Approval, &ws.Options.ApprovalTimeout}} {
+		if *t.to, err = parseTimeout(t.field, t.v); err != nil {
+			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+	}
+	if err := ws.Validate(); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	// A tenant exists once it has a workspace (or an agent heartbeated).
+	if _, err := s.cfg.Runs.CreateTenant(r.Context(), runs.Tenant{ID: tenant}); err != nil && !errors.Is(err, runs.ErrExists) {
+		s.runsError(w, r, err)
+		return
+	}
+	created, err := s.cfg.Runs.CreateWorkspace(r.Context(), ws)
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "workspace created", "tenant", tenant, "workspace", ws.Name, "by", operator(r))
+	writeJSON(w, http.StatusCreated, apiWorkspace(created))
+}
+
+func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
+	wss, err := s.cfg.Runs.ListWorkspaces(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	out := WorkspaceList{Workspaces: []Workspace{}}
+	for _, ws := range wss {
+		out.Workspaces = append(out.Workspaces, apiWorkspace(ws))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// createRun stores the uploaded bundle and queues a run. The body is the
+// tar.gz bundle (artifacts.Pack), streamed to Blob storage with the
+// bundle size limit.
+func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
+	tenant, workspace := r.PathValue("tenant"), r.PathValue("workspace")
+	var op runs.Operation
+	switch q := r.URL.Query().Get("op"); q {
+	case "", "plan", "apply":
+		op = runs.OpApply
+	case "destroy":
+		op = runs.OpDestroy
+	default:
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("op %q must be plan or destroy", q))
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/gzip" {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, "the body must be the configuration bundle, Content-Type application/gzip (opsbot plan packs it)")
+		return
+	}
+	limit := artifacts.BundleLimits.MaxBytes
+	if r.ContentLength > limit {
+		s.runsError(w, r, &artifacts.LimitError{What: "compressed size", Limit: limit, Value: r.ContentLength})
+		return
+	}
+	if _, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, workspace); err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	id := runs.NewRunID(s.cfg.Now())
+	ref, err := s.cfg.Artifacts.Put(r.Context(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: id}, artifacts.Bundle, r.Body, limit)
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	q, err := s.cfg.Runs.Enqueue(r.Context(), runs.EnqueueRequest{Tenant: tenant, Workspace: workspace, ID: id, Operation: op,
+		Bundle: ref, Message: r.URL.Query().Get("message"), CreatedBy: operator(r)})
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	if s.cfg.Dispatcher != nil {
+		s.cfg.Dispatcher.Kick(tenant, workspace)
+	}
+	writeJSON(w, http.StatusAccepted, apiRun(q.Run, q.Waiting))
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	rs, err := s.cfg.Runs.ListRuns(r.Context(), r.PathValue("tenant"), r.URL.Query().Get("workspace"))
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	out := RunList{Runs: []Run{}}
+	for _, run := range rs {
+		out.Runs = append(out.Runs, apiRun(run, ""))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// loadRun returns the run with why it waits.
+func (s *Server) loadRun(ctx context.Context, tenant, id string) (Run, error) {
+	run, err := s.cfg.Runs.GetRun(ctx, tenant, id)
+	if err != nil {
+		return Run{}, err
+	}
+	waiting, err := s.cfg.Runs.Waiting(ctx, run)
+	if err != nil {
+		s.cfg.Logger.WarnContext(ctx, "cannot tell why a run waits", "run", id, "error", err)
+	}
+	return apiRun(run, waiting), nil
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.loadRun(r.Context(), r.PathValue("tenant"), r.PathValue("run"))
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.cfg.Runs.Approve(r.Context(), r.PathValue("tenant"), r.PathValue("run"), operator(r))
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	if s.cfg.Dispatcher != nil {
+		s.cfg.Dispatcher.Kick(run.Tenant, run.Workspace)
+	}
+	writeJSON(w, http.StatusOK, apiRun(run, ""))
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	run, err := s.cfg.Runs.Cancel(r.Context(), runs.CancelRequest{Tenant: r.PathValue("tenant"), Run: r.PathValue("run"), By: operator(r),
+		Reason: r.URL.Query().Get("reason"), Force: force})
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apiRun(run, ""))
+}
+
+func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s %q must be an integer from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) {
+	offset, err := queryInt(r, "offset", 0, 0, 1<<50)
+	if err == nil {
+		var max int64
+		max, err = queryInt(r, "max", DefaultLogChunk, 1, MaxLogChunk)
+		if err == nil {
+			s.serveLogs(w, r, offset, int(max))
+			return
+		}
+	}
+	writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+}
+
+func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, offset int64, max int) {
+	run, err := s.cfg.Runs.GetRun(r.Context(), r.PathValue("tenant"), r.PathValue("run"))
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	data, next, err := s.cfg.Artifacts.ReadLog(r.Context(), runKey(run), offset, max)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, LogChunk{Text: string(data), Offset: offset, NextOffset: next, Done: run.State.Terminal() && len(data) < max})
+}
+
+func runKey(r runs.Run) artifacts.RunKey {
+	return artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}
+}
+
+// followRun streams a run's log lines and state changes over a WebSocket
+// until the run ends (then an end frame and a normal close), the client
+// goes away, or the server shuts down (1001). It works through the relay:
+// the upgrade answers at once and the relay carries the stream.
+func (s *Server) followRun(w http.ResponseWriter, r *http.Request) {
+	offset, err := queryInt(r, "offset", 0, 0, 1<<50)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	tenant, id := r.PathValue("tenant"), r.PathValue("run")
+	if _, err := s.cfg.Runs.GetRun(r.Context(), tenant, id); err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		writeError(w, r, http.StatusUpgradeRequired, CodeUpgradeRequired, "follow is a WebSocket endpoint")
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		s.cfg.Logger.WarnContext(r.Context(), "cannot accept follow WebSocket", "request_id", requestID(r.Context()), "error", err)
+		return
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithCancelCause(c.CloseRead(r.Context()))
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel(errShuttingDown)
+		case <-ctx.Done():
+		}
+	}()
+	err = s.streamRun(ctx, c, tenant, id, offset)
+	switch {
+	case errors.Is(context.Cause(ctx), errShuttingDown):
+		c.Close(websocket.StatusGoingAway, "server shutting down")
+	case err == nil, errors.Is(err, context.Canceled), websocket.CloseStatus(err) != -1:
+		c.Close(websocket.StatusNormalClosure, "")
+	default:
+		s.cfg.Logger.WarnContext(r.Context(), "follow stream ended", "request_id", requestID(r.Context()), "run", id, "error", err)
+		c.Close(websocket.StatusInternalError, "server error")
+	}
+}
+
+func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id string, offset int64) error {
+	var wake <-chan struct{}
+	if s.cfg.Dispatcher != nil {
+		var stop func()
+		wake, stop = s.cfg.Dispatcher.Subscribe(id)
+		defer stop()
+	}
+	poll := time.NewTicker(FollowPoll)
+	defer poll.Stop()
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	var seq int64
+	send := func(f FollowFrame) error {
+		seq++
+		f.Seq, f.Time = seq, s.cfg.Now().UTC()
+		data, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("cannot encode frame: %w", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return c.Write(wctx, websocket.MessageText, data)
+	}
+	var last string
+	for {
+		// State first, then the log: lines written before the run ended
+		// are in the log by the time its end is visible.
+		run, err := s.loadRun(ctx, tenant, id)
+		if err != nil {
+			return err
+		}
+		if key := run.State + "|" + run.UpdatedAt.String() + "|" + run.Waiting + "|" + strconv.FormatBool(run.CancelRequested); key != last {
+			last = key
+			if err := send(FollowFrame{Type: FrameRun, Run: &run}); err != nil {
+				return err
+			}
+		}
+		for {
+			data, next, err := s.cfg.Artifacts.ReadLog(ctx, artifacts.RunKey{Tenant: tenant, Workspace: run.Workspace, Run: id}, offset, DefaultLogChunk)
+			if err != nil {
+				return err
+			}
+			if len(data) == 0 {
+				break
+			}
+			offset = next
+			if err := send(FollowFrame{Type: FrameLog, Lines: strings.Split(strings.TrimSuffix(string(data), "\n"), "\n"), NextOffset: next}); err != nil {
+				return err
+			}
+		}
+		if run.Terminal() {
+			return send(FollowFrame{Type: FrameEnd, Run: &run})
+		}
+		if err := waitWake(ctx, c, wake, poll.C, ping.C); err != nil {
+			return err
+		}
+	}
+}
+
+// waitWake waits for a wake-up or the poll tick, pinging meanwhile.
+func waitWake(ctx context.Context, c *websocket.Conn, wake <-chan struct{}, poll, ping <-chan time.Time) error {
+	for {
+		select {
+		case <-wake:
+			return nil
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+			return nil
+		case <-poll:
+			return nil
+		case <-ping:
+			pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			err := c.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("follow WebSocket ping failed: %w", err)
+			}
+		}
+	}
+}

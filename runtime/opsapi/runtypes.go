@@ -1,0 +1,218 @@
+package opsapi
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// Error codes of the runs API, in addition to the general ones.
+const (
+	CodeConflict = "conflict"
+	CodeTooLarge = "too_large"
+)
+
+// Timeouts of a workspace's runs, Go durations ("1h30m"); empty or
+// omitted takes the server default (plan 1h, apply 2h, approval 24h).
+type Timeouts struct {
+	Plan     string `json:"plan,omitempty"`
+	Apply    string `json:"apply,omitempty"`
+	Approval string `json:"approval,omitempty"`
+}
+
+// CreateWorkspaceRequest is the body of POST /v1/tenants/{tenant}/workspaces.
+type CreateWorkspaceRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// AutoApply approves a plan with changes as soon as it is saved.
+	AutoApply bool `json:"auto_apply,omitempty"`
+	// Labels select the agents that may run it: each must be present on
+	// the agent with the same value.
+	Labels   map[string]string `json:"labels,omitempty"`
+	Timeouts Timeouts          `json:"timeouts,omitzero"`
+}
+
+// Workspace is a Terraform configuration of one environment of a tenant.
+type Workspace struct {
+	Tenant      string            `json:"tenant"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	AutoApply   bool              `json:"auto_apply"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Timeouts    Timeouts          `json:"timeouts"`
+	CreatedAt   time.Time         `json:"created_at"`
+}
+
+// WorkspaceList is the body of GET /v1/tenants/{tenant}/workspaces.
+type WorkspaceList struct {
+	Workspaces []Workspace `json:"workspaces"`
+}
+
+// Run is one plan (and possibly apply) of a workspace.
+type Run struct {
+	ID        string `json:"id"`
+	Tenant    string `json:"tenant"`
+	Workspace string `json:"workspace"`
+	// Operation is apply (plan, then apply) or destroy.
+	Operation string    `json:"operation"`
+	State     string    `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Waiting says why a queued or approved run has not started.
+	Waiting string `json:"waiting,omitempty"`
+	// Agent is working on the run now; PlanAgent and ApplyAgent did each
+	// phase.
+	Agent      string `json:"agent,omitempty"`
+	PlanAgent  string `json:"plan_agent,omitempty"`
+	ApplyAgent string `json:"apply_agent,omitempty"`
+	// Deadline is when the current state times out.
+	Deadline        *time.Time `json:"deadline,omitempty"`
+	CancelRequested bool       `json:"cancel_requested,omitempty"`
+	// HasPlan: a saved plan is kept for the apply.
+	HasPlan     bool         `json:"has_plan"`
+	PlanResult  *RunResult   `json:"plan_result,omitempty"`
+	ApplyResult *RunResult   `json:"apply_result,omitempty"`
+	History     []Transition `json:"history"`
+}
+
+// Terminal reports whether the run has ended.
+func (r Run) Terminal() bool { return runs.State(r.State).Terminal() }
+
+// Transition is one state change of a run.
+type Transition struct {
+	From   string    `json:"from,omitempty"`
+	To     string    `json:"to"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// RunResult is what Terraform reported for a phase.
+type RunResult struct {
+	HasChanges  bool              `json:"has_changes"`
+	Changes     *Changes          `json:"changes,omitempty"`
+	Diagnostics []Diagnostic      `json:"diagnostics,omitempty"`
+	Outputs     map[string]Output `json:"outputs,omitempty"`
+}
+
+// Changes counts resource changes.
+type Changes struct {
+	Add     int `json:"add"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+	Import  int `json:"import"`
+}
+
+// Diagnostic is a Terraform error or warning.
+type Diagnostic struct {
+	Severity string `json:"severity"`
+	Summary  string `json:"summary"`
+	Detail   string `json:"detail,omitempty"`
+	Address  string `json:"address,omitempty"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+}
+
+// Output is a Terraform output; sensitive values are never sent.
+type Output struct {
+	Sensitive bool            `json:"sensitive"`
+	Value     json.RawMessage `json:"value,omitempty"`
+}
+
+// RunList is the body of GET /v1/tenants/{tenant}/runs, oldest first.
+type RunList struct {
+	Runs []Run `json:"runs"`
+}
+
+// LogChunk is the body of GET .../runs/{id}/logs: whole lines from
+// Offset; read on from NextOffset. Done: the run has ended and this chunk
+// reaches the end of its log.
+type LogChunk struct {
+	Text       string `json:"text"`
+	Offset     int64  `json:"offset"`
+	NextOffset int64  `json:"next_offset"`
+	Done       bool   `json:"done"`
+}
+
+// Follow frame types.
+const (
+	FrameLog = "log" // Lines, NextOffset
+	FrameRun = "run" // Run: the run changed
+	FrameEnd = "end" // Run: it ended and every line was sent; the server closes
+)
+
+// FollowFrame is one message on GET .../runs/{id}/follow (JSON text frame).
+type FollowFrame struct {
+	Type string    `json:"type"`
+	Seq  int64     `json:"seq"`
+	Time time.Time `json:"time"`
+	// Lines and NextOffset are set for log frames; resume a dropped follow
+	// with ?offset=NextOffset.
+	Lines      []string `json:"lines,omitempty"`
+	NextOffset int64    `json:"next_offset,omitempty"`
+	Run        *Run     `json:"run,omitempty"`
+}
+
+func fmtDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+func apiWorkspace(w runs.Workspace) Workspace {
+	return Workspace{
+		Tenant: w.Tenant, Name: w.Name, Description: w.Description, AutoApply: w.Options.AutoApply, Labels: w.AgentLabels,
+		Timeouts: Timeouts{
+			Plan: fmtDuration(w.Options.PlanTimeout), Apply: fmtDuration(w.Options.ApplyTimeout), Approval: fmtDuration(w.Options.ApprovalTimeout),
+		},
+		CreatedAt: w.CreatedAt.UTC(),
+	}
+}
+
+func apiResult(r *tfrun.Result) *RunResult {
+	if r == nil {
+		return nil
+	}
+	out := &RunResult{HasChanges: r.HasChanges}
+	if c := r.Changes; c != nil {
+		out.Changes = &Changes{Add: c.Add, Change: c.Change, Destroy: c.Remove, Import: c.Import}
+	}
+	for _, d := range r.Diagnostics {
+		out.Diagnostics = append(out.Diagnostics, Diagnostic{Severity: d.Severity, Summary: d.Summary, Detail: d.Detail, Address: d.Address, File: d.File, Line: d.Line})
+	}
+	if len(r.Outputs) > 0 {
+		out.Outputs = map[string]Output{}
+		for k, o := range r.Outputs {
+			v := o.Value
+			if o.Sensitive {
+				v = nil
+			}
+			out.Outputs[k] = Output{Sensitive: o.Sensitive, Value: v}
+		}
+	}
+	return out
+}
+
+func apiRun(r runs.Run, waiting string) Run {
+	out := Run{
+		ID: r.ID, Tenant: r.Tenant, Workspace: r.Workspace, Operation: string(r.Operation), State: string(r.State),
+		Message: r.Message, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		Waiting: waiting, Agent: r.Agent, PlanAgent: r.PlanAgent, ApplyAgent: r.ApplyAgent,
+		CancelRequested: r.CancelRequested, HasPlan: r.Plan != nil,
+		PlanResult: apiResult(r.PlanResult), ApplyResult: apiResult(r.ApplyResult),
+		History: make([]Transition, 0, len(r.History)),
+	}
+	if !r.Deadline.IsZero() {
+		d := r.Deadline.UTC()
+		out.Deadline = &d
+	}
+	for _, h := range r.History {
+		out.History = append(out.History, Transition{From: string(h.From), To: string(h.To), At: h.At.UTC(), By: h.By, Reason: h.Reason})
+	}
+	return out
+}
