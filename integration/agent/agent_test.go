@@ -1,0 +1,376 @@
+// Package agent_test runs the real agent binary against the real gateway
+// (idp and worker processes on Azurite), with the test playing the ops
+// server through runtime/cloud: it puts configuration bundles in Blob
+// storage with runtime/artifacts, sends run.assign and run.cancel, and
+// checks the run.started, run.logs, run.result and agent.heartbeat that
+// come back with the agent's verified identity.
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+func TestMain(m *testing.M) { procs.Main(m) }
+
+const (
+	tenant    = "contoso"
+	agentID   = "agent-1"
+	workspace = "app"
+	secret    = "s3cr3t-deploy-token"
+	heartbeat = 300 * time.Millisecond
+)
+
+// server is the test playing the ops server: the gateway, blob storage and
+// what the agent sent.
+type server struct {
+	t                   *testing.T
+	emu                 *azurite.Emulator
+	dir                 string
+	keyFile             string
+	pubKey              *ecdsa.PublicKey
+	workerURL, tokenURL string
+	cloud               *cloud.Client
+	arts                *artifacts.Store
+	signer              *claimcheck.Store
+
+	mu       sync.Mutex
+	received []received
+}
+
+// received is one message from the agent with its verified sender.
+type received struct {
+	from envelope.Identity
+	at   time.Time
+	msg  runproto.Message
+	body []byte
+}
+
+func newServer(t *testing.T) *server {
+	t.Helper()
+	s := &server{t: t, emu: azurite.New(t), dir: t.TempDir()}
+	ctx := context.Background()
+
+	key, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	s.keyFile = filepath.Join(s.dir, "agent.pem")
+	require.NoError(t, clientauth.WriteKeyFile(s.keyFile, key))
+	s.pubKey = &key.PublicKey
+	jwk, err := clientauth.PublicJWK(key, "")
+	require.NoError(t, err)
+	regs, err := registry.Marshal([]registry.Connector{{Tenant: tenant, ID: agentID, JWK: jwk}})
+	require.NoError(t, err)
+	regFile := filepath.Join(s.dir, "registry.json")
+	require.NoError(t, os.WriteFile(regFile, regs, 0o644))
+
+	idp := procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{
+		"--listen", "127.0.0.1:0", "--registry", regFile, "--key-dir", filepath.Join(s.dir, "idp-keys"),
+	}})
+	idpURL, err := idp.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+	s.tokenURL = idpURL + "/oauth2/token"
+	worker := procs.Start(t, procs.Spec{Name: "worker", Path: procs.Build(t, "worker"), Args: []string{
+		"--listen", "127.0.0.1:0", "--storage-connection-string", s.emu.ConnectionString, "--issuer", idpURL,
+		"--registry", regFile, "--create-resources", "--shutdown-timeout", "5s",
+	}})
+	s.workerURL, err = worker.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+
+	claims, err := claimcheck.New(ctx, claimcheck.Config{ConnectionString: s.emu.ConnectionString, CreateContainer: true})
+	require.NoError(t, err)
+	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: s.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	s.cloud, err = cloud.New(cloud.Config{Bus: bus, Service: "relayserver", PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.cloud.Run(runCtx, func(_ context.Context, m *cloud.Message) error {
+			msg, err := runproto.Decode(m.Body)
+			if err != nil {
+				return cloud.Permanent(err)
+			}
+			r := received{from: m.From, at: time.Now(), msg: msg, body: m.Body}
+			s.mu.Lock()
+			s.received = append(s.received, r)
+			s.mu.Unlock()
+			return nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done; _ = bus.Close(context.Background()) })
+
+	blobs, err := azblob.NewClientFromConnectionString(s.emu.ConnectionString, nil)
+	require.NoError(t, err)
+	s.arts, err = artifacts.New(ctx, blobs, artifacts.DefaultContainer, true)
+	require.NoError(t, err)
+	s.signer, err = claimcheck.New(ctx, claimcheck.Config{ConnectionString: s.emu.ConnectionString, Container: artifacts.DefaultContainer})
+	require.NoError(t, err)
+	return s
+}
+
+// startAgent starts the agent binary and waits until it is connected.
+func (s *server) startAgent(workDir string) *procs.Process {
+	s.t.Helper()
+	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Args: []string{
+		"--worker-url", s.workerURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
+		"--work-dir", workDir, "--heartbeat-interval", heartbeat.String(), "--cancel-grace", "3s", "--shutdown-grace", "5s",
+		"--labels", "env=test", "--log-level", "debug",
+	}})
+	_, err := p.WaitOutput("agent connected", 60*time.Second)
+	require.NoError(s.t, err)
+	return p
+}
+
+// bundle packs testdata/<config> into Blob storage for a run.
+func (s *server) bundle(run, config string) *envelope.Claim {
+	s.t.Helper()
+	var buf bytes.Buffer
+	_, err := artifacts.Pack(filepath.Join("testdata", config), &buf, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	require.NoError(s.t, err)
+	c, err := s.arts.Put(context.Background(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: run}, artifacts.Bundle, &buf, artifacts.BundleLimits.MaxBytes)
+	require.NoError(s.t, err)
+	require.NoError(s.t, s.signer.Sign(context.Background(), c, 10*time.Minute))
+	return c
+}
+
+func (s *server) uploadURL(run string) (string, string) {
+	s.t.Helper()
+	name := fmt.Sprintf("%s/%s/%s/workdir-%s.tar.gz", tenant, workspace, run, envelope.NewID())
+	u, _, err := s.signer.UploadURL(context.Background(), name, 10*time.Minute)
+	require.NoError(s.t, err)
+	return u, name
+}
+
+func (s *server) planAssign(run, token, config string, secrets runproto.Secrets) (*runproto.Assign, string) {
+	s.t.Helper()
+	b := s.bundle(run, config)
+	up, name := s.uploadURL(run)
+	sealed, err := runproto.SealSecrets(s.pubKey, secrets)
+	require.NoError(s.t, err)
+	return &runproto.Assign{RunID: run, Tenant: tenant, Workspace: workspace, Op: tfrun.Plan, ClaimToken: token,
+		BundleURL: b.URL, BundleSize: b.Size, BundleSHA256: b.SHA256, UploadURL: up, Secrets: sealed, Timeout: runproto.Duration(5 * time.Minute)}, name
+}
+
+// applyAssign hands the uploaded working directory of a plan to the agent.
+func (s *server) applyAssign(run, token, blobName string, plan *runproto.Result, secrets runproto.Secrets) *runproto.Assign {
+	s.t.Helper()
+	c := &envelope.Claim{Container: artifacts.DefaultContainer, Blob: blobName, Size: plan.WorkdirSize, SHA256: plan.WorkdirSHA256}
+	require.NoError(s.t, s.signer.Sign(context.Background(), c, 10*time.Minute))
+	sealed, err := runproto.SealSecrets(s.pubKey, secrets)
+	require.NoError(s.t, err)
+	return &runproto.Assign{RunID: run, Tenant: tenant, Workspace: workspace, Op: tfrun.Apply, ClaimToken: token,
+		WorkdirURL: c.URL, WorkdirSize: c.Size, WorkdirSHA256: c.SHA256, Secrets: sealed}
+}
+
+func (s *server) send(m runproto.Message) {
+	s.t.Helper()
+	body, err := runproto.Encode(m)
+	require.NoError(s.t, err)
+	_, err = s.cloud.SendToConnector(context.Background(), tenant, agentID, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+	require.NoError(s.t, err)
+}
+
+// waitFor returns the first message from the agent, received after
+// since, that matches.
+func waitFor[T runproto.Message](t *testing.T, s *server, timeout time.Duration, since time.Time, match func(T) bool) (T, received) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, r := range s.all() {
+			if v, ok := r.msg.(T); ok && !r.at.Before(since) && match(v) {
+				return v, r
+			}
+		}
+		if time.Now().After(deadline) {
+			var zero T
+			t.Fatalf("no matching %T from the agent within %s", zero, timeout)
+			return zero, received{}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *server) all() []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.received...)
+}
+
+func (s *server) logLines(run, token string) []string {
+	var lines []string
+	next := int64(0)
+	for _, r := range s.all() {
+		if l, ok := r.msg.(*runproto.Logs); ok && l.RunID == run && l.ClaimToken == token {
+			require.Equal(s.t, next, l.Seq, "log batches out of order")
+			next++
+			lines = append(lines, l.Lines...)
+		}
+	}
+	return lines
+}
+
+func TestPlanAndApplyThroughTheGateway(t *testing.T) {
+	s := newServer(t)
+	workDir := filepath.Join(s.dir, "work")
+	s.startAgent(workDir)
+	run1 := runs.NewRunID(time.Now())
+	secrets := runproto.Secrets{Env: map[string]string{"DEPLOY_TOKEN": secret}}
+
+	hb, r := waitFor(t, s, 30*time.Second, time.Time{}, func(*runproto.Heartbeat) bool { return true })
+	assert.Equal(t, envelope.Identity{Tenant: tenant, Connector: agentID}, r.from, "identity comes from the gateway")
+	assert.Equal(t, 1, hb.Capacity)
+	assert.Equal(t, map[string]string{"env": "test"}, hb.Labels)
+
+	asg, blobName := s.planAssign(run1, "2", "ok", secrets)
+	s.send(asg)
+	started, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Started) bool { return m.RunID == run1 })
+	assert.Equal(t, runproto.PhasePlan, started.Phase)
+	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run1 && m.ClaimToken == "2" })
+	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	require.True(t, plan.WorkdirUploaded)
+	assert.Equal(t, 1, plan.Result.Changes.Add)
+	assert.NotEmpty(t, s.logLines(run1, "2"))
+
+	// The uploaded working directory is exactly what the agent reported.
+	rc, err := s.arts.Open(context.Background(), tenant, &envelope.Claim{Container: artifacts.DefaultContainer, Blob: blobName, Size: plan.WorkdirSize, SHA256: plan.WorkdirSHA256})
+	require.NoError(t, err)
+	_, err = bytes.NewBuffer(nil).ReadFrom(rc)
+	require.NoError(t, err, "size and SHA-256 of the upload must match the report")
+	require.NoError(t, rc.Close())
+
+	s.send(s.applyAssign(run1, "5", blobName, plan, secrets))
+	hbRunning, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Heartbeat) bool { return len(m.Running) == 1 })
+	assert.Equal(t, []string{run1}, hbRunning.Running)
+	apply, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run1 && m.ClaimToken == "5" })
+	require.Equal(t, runproto.Succeeded, apply.Outcome, apply.Reason)
+	assert.JSONEq(t, `"hello from the agent"`, string(apply.Result.Outputs["greeting"].Value))
+	lines := strings.Join(s.logLines(run1, "5"), "\n")
+	assert.Contains(t, lines, "using token ***")
+
+	for _, r := range s.all() {
+		assert.NotContains(t, string(r.body), secret, "a secret reached the server")
+		assert.Equal(t, envelope.Identity{Tenant: tenant, Connector: agentID}, r.from)
+	}
+	entries, err := os.ReadDir(workDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "working directories left behind")
+}
+
+// TestAgentKilledMidRun kills the agent during a long apply: its
+// heartbeats stop (how the server finds out), the restarted agent removes
+// what the dead one left, reports no running run, and runs the next
+// assignment; a late cancel of the lost claim changes nothing.
+func TestAgentKilledMidRun(t *testing.T) {
+	s := newServer(t)
+	workDir := filepath.Join(s.dir, "work")
+	agent := s.startAgent(workDir)
+	runSlow, run2 := runs.NewRunID(time.Now()), runs.NewRunID(time.Now())
+
+	asg, blobName := s.planAssign(runSlow, "1", "slow", runproto.Secrets{})
+	s.send(asg)
+	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runSlow && m.ClaimToken == "1" })
+	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	s.send(s.applyAssign(runSlow, "3", blobName, plan, runproto.Secrets{}))
+	waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Logs) bool {
+		return m.ClaimToken == "3" && strings.Contains(strings.Join(m.Lines, "\n"), "slow-start")
+	})
+	entries, err := os.ReadDir(workDir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the apply's working directory")
+
+	agent.Kill()
+	<-agent.Done()
+	killedAt := time.Now()
+	time.Sleep(10 * heartbeat)
+	for _, r := range s.all() {
+		if _, ok := r.msg.(*runproto.Heartbeat); ok {
+			assert.True(t, r.at.Before(killedAt.Add(heartbeat)), "a heartbeat after the agent died")
+		}
+		if res, ok := r.msg.(*runproto.Result); ok {
+			assert.NotEqual(t, "3", res.ClaimToken, "a dead agent reported a result")
+		}
+	}
+
+	restartedAt := time.Now()
+	s.startAgent(workDir)
+	hb, _ := waitFor(t, s, 30*time.Second, restartedAt, func(m *runproto.Heartbeat) bool { return true })
+	assert.Empty(t, hb.Running, "the restarted agent runs nothing the dead one had")
+	entries, err = os.ReadDir(workDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the dead agent's working directory was not removed at start")
+
+	// The server, having seen the heartbeats stop, failed the run and
+	// cancels the lost claim; a new run goes through.
+	s.send(&runproto.Cancel{RunID: runSlow, ClaimToken: "3", Reason: "agent went silent"})
+	asg2, _ := s.planAssign(run2, "1", "ok", runproto.Secrets{Env: map[string]string{"DEPLOY_TOKEN": secret}})
+	s.send(asg2)
+	res, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run2 })
+	assert.Equal(t, runproto.Succeeded, res.Outcome, res.Reason)
+	for _, r := range s.all() {
+		if res, ok := r.msg.(*runproto.Result); ok {
+			assert.NotEqual(t, "3", res.ClaimToken, "the lost claim must not be reported by the new process")
+		}
+	}
+}
+
+// TestCancelAndRefusals: a cancel through the gateway stops Terraform; an
+// assignment naming another tenant is refused; the agent stops gracefully.
+func TestCancelAndRefusals(t *testing.T) {
+	s := newServer(t)
+	workDir := filepath.Join(s.dir, "work")
+	agent := s.startAgent(workDir)
+	runC, runX := runs.NewRunID(time.Now()), runs.NewRunID(time.Now())
+
+	asg, blobName := s.planAssign(runC, "1", "slow", runproto.Secrets{})
+	s.send(asg)
+	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runC })
+	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	s.send(s.applyAssign(runC, "3", blobName, plan, runproto.Secrets{}))
+	waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Logs) bool {
+		return m.ClaimToken == "3" && strings.Contains(strings.Join(m.Lines, "\n"), "slow-start")
+	})
+	cancelAt := time.Now()
+	s.send(&runproto.Cancel{RunID: runC, ClaimToken: "3", Reason: "cancelled by bob"})
+	res, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runC && m.ClaimToken == "3" })
+	assert.Equal(t, runproto.Cancelled, res.Outcome)
+	assert.Less(t, time.Since(cancelAt), 30*time.Second)
+
+	other, _ := s.planAssign(runX, "1", "ok", runproto.Secrets{})
+	other.Tenant = "fabrikam"
+	s.send(other)
+	refused, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runX })
+	assert.Equal(t, runproto.Failed, refused.Outcome)
+	assert.Contains(t, refused.Reason, "refused by agent")
+
+	require.NoError(t, agent.Stop(), "graceful stop\n%s", agent.Output())
+	entries, err := os.ReadDir(workDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
