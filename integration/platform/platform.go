@@ -37,6 +37,8 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/secretstore"
 )
 
 // HybridConnection is the hybrid connection devrelay serves and
@@ -635,7 +637,24 @@ const agentReadyLine = " running: concurrency "
 // relayserverRunsArgs are relayserver's flags for the runs orchestration:
 // state and artifacts in Azurite, the gateway's bus.
 func (p *Platform) relayserverRunsArgs() []string {
-	return []string{"--storage-connection-string", p.Emulator.ConnectionString}
+	return []string{
+		"--storage-connection-string", p.Emulator.ConnectionString,
+		"--secrets-file", p.secretsFile(),
+	}
+}
+
+func (p *Platform) secretsFile() string { return filepath.Join(p.Dir, "secrets.json") }
+
+// SetSecrets stores a workspace's deployment secrets in relayserver's
+// local secret store (the file it re-reads for every run): env reaches
+// the Terraform process as environment variables, vars as input
+// variables.
+func (p *Platform) SetSecrets(tenant, workspace string, env, vars map[string]string) error {
+	store, err := secretstore.OpenFile(p.secretsFile())
+	if err != nil {
+		return err
+	}
+	return store.Put(context.Background(), tenant, workspace, runproto.Secrets{Env: env, Vars: vars})
 }
 
 // agentArgs is an agent's command line. Runs get a short cancel grace so

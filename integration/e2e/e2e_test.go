@@ -1,0 +1,473 @@
+// Package e2e runs the product's main job end to end with real processes
+// and the real terraform: Azurite, idp, worker, devrelay, relayserver and
+// deployment agents on loopback (package integration/platform), driven
+// with the opsbot CLI exactly as an operator would, through the relay.
+//
+// One platform serves the whole package. Tests that disturb it (an agent
+// killed, the relayserver restarted) are not parallel, so Go runs them
+// first and alone; the others run in parallel afterwards, each on its own
+// workspace.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/opsapi"
+)
+
+// Exit codes of opsbot (runtime/cmd/opsbot/exitcodes.go).
+const (
+	exitOK        = 0
+	exitError     = 1
+	exitChanges   = 10
+	exitRunFailed = 11
+	exitRunEnded  = 12
+)
+
+const (
+	contoso  = "contoso"
+	fabrikam = "fabrikam"
+	lonely   = "lonely" // its agent starts only in the isolation test
+)
+
+// plat is the package's platform, started by TestMain.
+var plat *platform.Platform
+
+var agents = []platform.Agent{
+	{Tenant: contoso, ID: "agent-a", Start: true, Capacity: 2},
+	{Tenant: contoso, ID: "agent-b", Start: true, Capacity: 2},
+	{Tenant: fabrikam, ID: "agent-f", Start: true},
+	{Tenant: lonely, ID: "agent-l"},
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "bote-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		plat, err = platform.Start(ctx, platform.Options{Dir: dir, Agents: agents, RelayserverArgs: []string{
+			// A silent agent is declared lost after 6 s, not 60 s: the
+			// agent-crash test waits for it.
+			"--agent-silent-after", "6s",
+			// Small enough for the oversize test to exceed cheaply.
+			"--max-bundle-bytes", "1048576",
+		}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cannot start the platform:", err)
+			return 1
+		}
+		code := m.Run()
+		if code != 0 {
+			fmt.Fprintf(os.Stderr, "--- platform processes ---\n%s\n", plat.Outputs())
+		}
+		_ = plat.Stop()
+		return code
+	}())
+}
+
+// opsbot runs the CLI as tenant's operator and returns its result.
+func opsbot(t *testing.T, tenant string, args ...string) platform.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := plat.Opsbot(ctx, tenant, nil, args...)
+	require.NoError(t, err)
+	t.Logf("opsbot %s → %d", strings.Join(args, " "), r.Code)
+	return r
+}
+
+// expect runs opsbot and requires an exit code.
+func expect(t *testing.T, code int, tenant string, args ...string) platform.Result {
+	t.Helper()
+	r := opsbot(t, tenant, args...)
+	require.Equal(t, code, r.Code, "opsbot %s:\n%s", strings.Join(args, " "), r)
+	return r
+}
+
+var runIDPattern = regexp.MustCompile(`Run (run-[0-9a-v]+) queued`)
+
+// runID is the run a plan or destroy command queued.
+func runID(t *testing.T, r platform.Result) string {
+	t.Helper()
+	m := runIDPattern.FindStringSubmatch(r.Stderr)
+	require.NotNil(t, m, "no run id in:\n%s", r)
+	return m[1]
+}
+
+// show returns the run as the API has it.
+func show(t *testing.T, tenant, id string) opsapi.Run {
+	t.Helper()
+	r := expect(t, exitOK, tenant, "runs", "show", id, "-o", "json")
+	var run opsapi.Run
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &run), r.Stdout)
+	return run
+}
+
+// waitRun polls the run until cond holds.
+func waitRun(t *testing.T, tenant, id string, within time.Duration, what string, cond func(opsapi.Run) bool) opsapi.Run {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		run := show(t, tenant, id)
+		if cond(run) {
+			return run
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s: %s did not happen within %s; it is %s (%s)", id, what, within, run.State, lastReason(run))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func inState(states ...string) func(opsapi.Run) bool {
+	return func(r opsapi.Run) bool {
+		for _, s := range states {
+			if r.State == s {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func lastReason(r opsapi.Run) string {
+	if len(r.History) == 0 {
+		return ""
+	}
+	return r.History[len(r.History)-1].Reason
+}
+
+// config returns a configuration (a testdata directory, or an absolute
+// path) copied to a fresh directory,
+// with a local state backend in the platform's scratch directory (all
+// agents run on this machine) so that state survives between runs.
+func config(t *testing.T, name, stateKey string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := name
+	if !filepath.IsAbs(src) {
+		src = filepath.Join("testdata", name)
+	}
+	entries, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644))
+	}
+	if stateKey != "" {
+		state := filepath.Join(plat.Dir, "state", stateKey+".tfstate")
+		require.NoError(t, os.MkdirAll(filepath.Dir(state), 0o755))
+		backend := fmt.Sprintf("terraform {\n  backend \"local\" {\n    path = %q\n  }\n}\n", state)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "backend.tf"), []byte(backend), 0o644))
+	}
+	return dir
+}
+
+func examples(t *testing.T) string {
+	t.Helper()
+	root, err := procs.RepoRoot()
+	require.NoError(t, err)
+	return filepath.Join(root, "examples")
+}
+
+// startOpsbot starts a long-running opsbot (it follows a run).
+func startOpsbot(t *testing.T, tenant string, args ...string) *procs.Process {
+	t.Helper()
+	p, err := plat.StartOpsbot(tenant, args...)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = p.Stop()
+		if t.Failed() {
+			t.Logf("--- opsbot %s ---\n%s", strings.Join(args, " "), p.Output())
+		}
+	})
+	return p
+}
+
+// exitCode waits for a process and returns its exit code.
+func exitCode(t *testing.T, p *procs.Process, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(within):
+		t.Fatalf("opsbot did not exit within %s:\n%s", within, p.Output())
+	}
+	var ee *exec.ExitError
+	if err := p.ExitErr(); errors.As(err, &ee) {
+		return ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("opsbot: %v", err)
+	}
+	return 0
+}
+
+func createWorkspace(t *testing.T, tenant, name string, flags ...string) {
+	t.Helper()
+	expect(t, exitOK, tenant, append([]string{"workspaces", "create", name}, flags...)...)
+}
+
+// TestAgentsAreOnline checks that every started agent heartbeats to the
+// ops server and that opsbot shows when it was last seen.
+func TestAgentsAreOnline(t *testing.T) {
+	r := expect(t, exitOK, contoso, "agents", "list")
+	for _, id := range []string{"agent-a", "agent-b"} {
+		assert.Regexp(t, id+`\s+online\s+\S+\s+20\d\d-`, r.Stdout)
+	}
+	assert.NotContains(t, r.Stdout, "agent-f", "another tenant's agents are not listed")
+}
+
+// TestPlanApplyDestroy is the operator's main job: plan, approve and apply
+// exactly the saved plan, then destroy what was created.
+func TestPlanApplyDestroy(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, contoso, "app", "--description", "e2e main job")
+	dir := config(t, examples(t), "app")
+
+	r := expect(t, exitChanges, contoso, "plan", "--workspace", "app", "--dir", dir)
+	id := runID(t, r)
+	assert.Contains(t, r.Stdout, "Plan saved: 3 to add, 0 to change, 0 to destroy.")
+	assert.Contains(t, r.Stdout, "opsbot apply "+id)
+	assert.Regexp(t, `run `+id+` is planning: claimed by agent`, r.Stderr)
+
+	// Without a terminal, apply refuses to go on without --yes.
+	expect(t, 2, contoso, "apply", id)
+	assert.Equal(t, "planned", show(t, contoso, id).State)
+
+	r = expect(t, exitOK, contoso, "apply", id, "--yes")
+	assert.Contains(t, r.Stdout, "Applied: 3 added, 0 changed, 0 destroyed")
+	assert.Contains(t, r.Stdout, `network = "bote-demo-vnet"`)
+	assert.Contains(t, r.Stdout, `"https://bote-demo-app-1.internal.example"`)
+	assert.Contains(t, r.Stdout, "deploying bote-demo-app-0", "the provisioner's output is streamed")
+	run := show(t, contoso, id)
+	assert.Equal(t, "applied", run.State)
+	assert.NotEmpty(t, run.PlanAgent)
+	assert.NotEmpty(t, run.ApplyAgent)
+
+	// The same configuration again: nothing to do.
+	r = expect(t, exitOK, contoso, "plan", "--workspace", "app", "--dir", dir)
+	assert.Contains(t, r.Stdout, "No changes")
+
+	r = expect(t, exitOK, contoso, "destroy", "--workspace", "app", "--dir", dir, "--yes")
+	assert.Contains(t, r.Stdout, "Applied: 0 added, 0 changed, 3 destroyed")
+
+	r = expect(t, exitOK, contoso, "runs", "list", "--workspace", "app")
+	assert.Equal(t, 3, strings.Count(r.Stdout, " app "), r.Stdout)
+}
+
+// TestRunsQueueOnOneWorkspace: a second run waits for the first instead of
+// failing, then runs.
+func TestRunsQueueOnOneWorkspace(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, contoso, "queue", "--auto-apply")
+	dir := config(t, "slow", "queue")
+	// The first run holds the workspace for its whole apply (~3 s).
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 3\n"), 0o644))
+
+	first := runID(t, expect(t, exitOK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach"))
+	r := expect(t, exitOK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach")
+	second := runID(t, r)
+	assert.Contains(t, r.Stderr, "Waiting: workspace queue is busy with run "+first)
+
+	a := waitRun(t, contoso, first, 2*time.Minute, "applied", inState("applied", "failed", "cancelled"))
+	b := waitRun(t, contoso, second, 2*time.Minute, "ended", inState("applied", "no_changes", "failed", "cancelled"))
+	require.Equal(t, "applied", a.State, lastReason(a))
+	require.Contains(t, []string{"applied", "no_changes"}, b.State, lastReason(b))
+	assert.False(t, started(b).Before(ended(a)), "the second run started (%s) before the first ended (%s)", started(b), ended(a))
+}
+
+func started(r opsapi.Run) time.Time {
+	for _, h := range r.History {
+		if h.To == "planning" {
+			return h.At
+		}
+	}
+	return time.Time{}
+}
+
+func ended(r opsapi.Run) time.Time { return r.History[len(r.History)-1].At }
+
+// TestCancelDuringApply: cancelling a long apply interrupts Terraform; the
+// run ends cancelled and the workspace is free for the next run.
+func TestCancelDuringApply(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, contoso, "cancel")
+	dir := config(t, "slow", "cancel")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 120\n"), 0o644))
+	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "cancel", "--dir", dir))
+
+	apply := startOpsbot(t, contoso, "apply", id, "--yes")
+	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
+	require.NoError(t, err)
+
+	r := expect(t, exitOK, contoso, "cancel", id)
+	assert.Contains(t, r.Stdout, "cancel requested")
+	assert.Equal(t, exitRunEnded, exitCode(t, apply, time.Minute), "the following apply ends with the run's outcome")
+	run := show(t, contoso, id)
+	assert.Equal(t, "cancelled", run.State)
+	assert.NotContains(t, apply.Output(), "slow apply done")
+
+	// The lock is released: the next run of the workspace starts at once.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 0\n"), 0o644))
+	r = expect(t, exitChanges, contoso, "plan", "--workspace", "cancel", "--dir", dir)
+	assert.NotContains(t, r.Stderr, "is busy with run")
+}
+
+// TestInvalidTerraformFails: Terraform's diagnostics reach the operator.
+func TestInvalidTerraformFails(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, contoso, "broken")
+	r := expect(t, exitRunFailed, contoso, "plan", "--workspace", "broken", "--dir", config(t, "invalid", ""))
+	id := runID(t, r)
+	assert.Contains(t, r.Stdout, "Error: Unsupported argument (main.tf line 4)")
+	assert.Contains(t, r.Stderr, "opsbot: run "+id+" failed")
+
+	r = expect(t, exitOK, contoso, "runs", "show", id)
+	assert.Regexp(t, `State:\s+failed`, r.Stdout)
+	assert.Contains(t, r.Stdout, "Error: Unsupported argument")
+	assert.Contains(t, r.Stdout, `An argument named "not_an_argument" is not expected here.`)
+}
+
+// TestOversizeBundleIsRefused: the server refuses a bundle over its limit
+// with a message naming it, before any run exists.
+func TestOversizeBundleIsRefused(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, contoso, "big")
+	dir := config(t, "quick", "")
+	// 2 MiB that do not compress, over the server's 1 MiB limit.
+	blob := make([]byte, 2<<20)
+	for i := range blob {
+		blob[i] = byte(i*7919 ^ i>>3 ^ i>>11)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "payload.bin"), blob, 0o644))
+
+	r := expect(t, exitError, contoso, "plan", "--workspace", "big", "--dir", dir)
+	assert.Contains(t, r.Stderr, "refused the configuration bundle")
+	assert.Contains(t, r.Stderr, "1.0 MiB")
+	r = expect(t, exitOK, contoso, "runs", "list", "--workspace", "big")
+	assert.Contains(t, r.Stdout, "No runs.")
+}
+
+// TestSecretsNeverAppearInLogs: per-run secrets reach Terraform (the
+// configuration prints them) but neither the run's log, nor its result,
+// nor any process's output shows them.
+func TestSecretsNeverAppearInLogs(t *testing.T) {
+	t.Parallel()
+	const token, password = "tok-e2e-7d1f3c9a2b", "pw-e2e-5e8a0c4f61"
+	createWorkspace(t, contoso, "secret", "--auto-apply")
+	require.NoError(t, plat.SetSecrets(contoso, "secret", map[string]string{"DEPLOY_TOKEN": token}, map[string]string{"db_password": password}))
+
+	r := expect(t, exitOK, contoso, "plan", "--workspace", "secret", "--dir", config(t, "secret", ""))
+	id := runID(t, r)
+	assert.Contains(t, r.Stdout, "token=", "the provisioner ran")
+	assert.Contains(t, r.Stdout, fmt.Sprintf("password_length = %d", len(password)), "the variable reached Terraform")
+
+	logs := expect(t, exitOK, contoso, "logs", id)
+	js := expect(t, exitOK, contoso, "runs", "show", id, "-o", "json")
+	for what, text := range map[string]string{
+		"followed log": r.Stdout + r.Stderr, "stored log": logs.Stdout, "run": js.Stdout, "processes": plat.Outputs(),
+	} {
+		assert.NotContains(t, text, token, "the token appears in the %s", what)
+		assert.NotContains(t, text, password, "the password appears in the %s", what)
+	}
+}
+
+// TestTenantIsolation: a run of a tenant whose agents are all offline waits
+// and says why; other tenants' agents never take it; its own agent does.
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, lonely, "iso")
+	r := expect(t, exitOK, lonely, "plan", "--workspace", "iso", "--dir", config(t, "quick", ""), "--detach")
+	id := runID(t, r)
+	assert.Contains(t, r.Stderr, "no agent of tenant lonely is online")
+
+	time.Sleep(3 * time.Second) // contoso's and fabrikam's agents are idle meanwhile
+	run := show(t, lonely, id)
+	assert.Equal(t, "queued", run.State)
+	assert.Empty(t, run.Agent)
+	for _, a := range []string{"agent-a", "agent-b"} {
+		assert.NotContains(t, plat.Agent(contoso, a).Output(), id)
+	}
+	assert.NotContains(t, plat.Agent(fabrikam, "agent-f").Output(), id)
+
+	// Another tenant's operator path cannot see it either.
+	r = opsbot(t, contoso, "runs", "show", id)
+	assert.NotEqual(t, exitOK, r.Code)
+
+	_, err := plat.StartAgent(lonely, "agent-l")
+	require.NoError(t, err)
+	run = waitRun(t, lonely, id, 2*time.Minute, "planned", inState("planned", "failed"))
+	assert.Equal(t, "planned", run.State, lastReason(run))
+	assert.Contains(t, run.PlanAgent, "agent-l")
+}
+
+// TestAgentKilledMidRun: an agent that dies during an apply is declared
+// lost; its run fails, the workspace is released, and the next run goes to
+// another agent of the tenant.
+func TestAgentKilledMidRun(t *testing.T) {
+	createWorkspace(t, contoso, "crash")
+	dir := config(t, "slow", "crash")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 120\n"), 0o644))
+	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "crash", "--dir", dir))
+	apply := startOpsbot(t, contoso, "apply", id, "--yes")
+	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
+	require.NoError(t, err)
+
+	run := show(t, contoso, id)
+	require.Equal(t, "applying", run.State)
+	victim := strings.TrimPrefix(run.Agent, contoso+"/")
+	require.NotEmpty(t, victim)
+	plat.KillAgent(contoso, victim)
+	t.Cleanup(func() { _, _ = plat.StartAgent(contoso, victim) })
+
+	assert.Equal(t, exitRunFailed, exitCode(t, apply, 2*time.Minute))
+	run = show(t, contoso, id)
+	assert.Equal(t, "failed", run.State)
+	assert.Contains(t, lastReason(run), "heartbeat")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 0\n"), 0o644))
+	next := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "crash", "--dir", dir))
+	other := show(t, contoso, next)
+	assert.NotContains(t, other.PlanAgent, victim, "the next run goes to the agent that is alive")
+}
+
+// TestRelayserverRestartMidRun: the ops server restarts during an apply;
+// the run completes and the operator's opsbot, following it through the
+// relay, carries on to the end.
+func TestRelayserverRestartMidRun(t *testing.T) {
+	createWorkspace(t, contoso, "restart")
+	dir := config(t, "slow", "restart")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 8\n"), 0o644))
+	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "restart", "--dir", dir))
+	apply := startOpsbot(t, contoso, "apply", id, "--yes")
+	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
+	require.NoError(t, err)
+
+	require.NoError(t, plat.StopRelayserver())
+	require.NoError(t, plat.StartRelayserver())
+
+	require.Equal(t, exitOK, exitCode(t, apply, 2*time.Minute), apply.Output())
+	assert.Contains(t, apply.Output(), "slow apply done")
+	assert.Contains(t, apply.Output(), "resuming", "opsbot noticed the restart and resumed")
+	assert.Equal(t, "applied", show(t, contoso, id).State)
+}
