@@ -88,6 +88,8 @@ type Config struct {
 	TokenSource func(ctx context.Context) (string, error)
 	// Timeout bounds each request (not streams). Default 30 s.
 	Timeout time.Duration
+	// UploadTimeout bounds a bundle upload (CreateRun). Default 10 min.
+	UploadTimeout time.Duration
 	// UserAgent is sent with every request.
 	UserAgent string
 }
@@ -104,6 +106,9 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		return fmt.Errorf("Timeout: %s must not be negative", c.Timeout)
 	}
+	if c.UploadTimeout < 0 {
+		return fmt.Errorf("UploadTimeout: %s must not be negative", c.UploadTimeout)
+	}
 	return nil
 }
 
@@ -112,6 +117,7 @@ type Client struct {
 	cfg    Config
 	base   *url.URL
 	http   *http.Client
+	upload *http.Client
 	stream *http.Client
 }
 
@@ -129,11 +135,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.UploadTimeout == 0 {
+		cfg.UploadTimeout = 10 * time.Minute
+	}
 	base, _ := url.Parse(strings.TrimSuffix(cfg.BaseURL, "/"))
 	return &Client{
 		cfg:    cfg,
 		base:   base,
 		http:   &http.Client{Transport: cfg.Transport, Timeout: cfg.Timeout},
+		upload: &http.Client{Transport: cfg.Transport, Timeout: cfg.UploadTimeout},
 		stream: &http.Client{Transport: cfg.StreamTransport},
 	}, nil
 }

@@ -1,0 +1,259 @@
+package opsclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/opsapi"
+)
+
+// call sends a request and decodes a JSON answer with status want into out.
+func (c *Client) call(ctx context.Context, hc *http.Client, method, path string, q url.Values, contentType string, body io.Reader, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
+	if err != nil {
+		return err
+	}
+	if req.Header, err = c.header(ctx); err != nil {
+		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return unwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("cannot read response: %w", err)
+	}
+	if resp.StatusCode != want {
+		return apiError(resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("cannot decode response of %s: %w", path, err)
+	}
+	return nil
+}
+
+func tenantPath(tenant string, parts ...string) string {
+	p := "/v1/tenants/" + url.PathEscape(tenant)
+	for _, s := range parts {
+		p += "/" + url.PathEscape(s)
+	}
+	return p
+}
+
+// IsNotFound reports whether err is the API's 404.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
+}
+
+// CreateWorkspace creates a workspace of tenant (POST /v1/tenants/{tenant}/workspaces).
+func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var ws opsapi.Workspace
+	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "workspaces"), nil, "application/json", bytes.NewReader(body), http.StatusCreated, &ws); err != nil {
+		return nil, fmt.Errorf("cannot create workspace %s/%s: %w", tenant, req.Name, err)
+	}
+	return &ws, nil
+}
+
+// Workspaces lists tenant's workspaces.
+func (c *Client) Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error) {
+	var list opsapi.WorkspaceList
+	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "workspaces"), nil, "", nil, http.StatusOK, &list); err != nil {
+		return nil, fmt.Errorf("cannot list workspaces of %s: %w", tenant, err)
+	}
+	return list.Workspaces, nil
+}
+
+// RunOp is what CreateRun asks for.
+type RunOp string
+
+// Run operations.
+const (
+	OpPlan    RunOp = "plan"    // plan, then apply once approved
+	OpDestroy RunOp = "destroy" // plan a destroy, then apply it once approved
+)
+
+// CreateRun uploads a configuration bundle (artifacts.Pack output, read
+// from bundle) and queues a run; the answer's Waiting says why it has not
+// started. An oversize bundle is an *APIError with StatusCode 413 whose
+// message names the limit. The upload may take longer than a request's
+// Timeout: it is bounded by ctx and UploadTimeout.
+func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op RunOp, message string, bundle io.Reader) (*opsapi.Run, error) {
+	q := url.Values{"op": {string(op)}}
+	if message != "" {
+		q.Set("message", message)
+	}
+	var run opsapi.Run
+	if err := c.call(ctx, c.upload, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "runs"), q, "application/gzip", bundle, http.StatusAccepted, &run); err != nil {
+		return nil, fmt.Errorf("cannot start a run in %s/%s: %w", tenant, workspace, err)
+	}
+	return &run, nil
+}
+
+// Runs lists tenant's runs, oldest first; workspace "" lists all.
+func (c *Client) Runs(ctx context.Context, tenant, workspace string) ([]opsapi.Run, error) {
+	q := url.Values{}
+	if workspace != "" {
+		q.Set("workspace", workspace)
+	}
+	var list opsapi.RunList
+	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs"), q, "", nil, http.StatusOK, &list); err != nil {
+		return nil, fmt.Errorf("cannot list runs of %s: %w", tenant, err)
+	}
+	return list.Runs, nil
+}
+
+// Run returns one run with its history and results.
+func (c *Client) Run(ctx context.Context, tenant, runID string) (*opsapi.Run, error) {
+	var run opsapi.Run
+	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs", runID), nil, "", nil, http.StatusOK, &run); err != nil {
+		return nil, fmt.Errorf("cannot get run %s: %w", runID, err)
+	}
+	return &run, nil
+}
+
+// Approve approves a planned run for apply.
+func (c *Client) Approve(ctx context.Context, tenant, runID string) (*opsapi.Run, error) {
+	var run opsapi.Run
+	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "runs", runID, "approve"), nil, "", nil, http.StatusOK, &run); err != nil {
+		return nil, fmt.Errorf("cannot approve run %s: %w", runID, err)
+	}
+	return &run, nil
+}
+
+// Cancel cancels a run; force ends an executing run without waiting for
+// its agent.
+func (c *Client) Cancel(ctx context.Context, tenant, runID, reason string, force bool) (*opsapi.Run, error) {
+	q := url.Values{}
+	if reason != "" {
+		q.Set("reason", reason)
+	}
+	if force {
+		q.Set("force", "true")
+	}
+	var run opsapi.Run
+	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "runs", runID, "cancel"), q, "", nil, http.StatusOK, &run); err != nil {
+		return nil, fmt.Errorf("cannot cancel run %s: %w", runID, err)
+	}
+	return &run, nil
+}
+
+// Logs reads a chunk of a run's log from offset (whole lines); continue
+// from the chunk's NextOffset until Done.
+func (c *Client) Logs(ctx context.Context, tenant, runID string, offset int64) (*opsapi.LogChunk, error) {
+	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}}
+	var chunk opsapi.LogChunk
+	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs", runID, "logs"), q, "", nil, http.StatusOK, &chunk); err != nil {
+		return nil, fmt.Errorf("cannot read logs of run %s: %w", runID, err)
+	}
+	return &chunk, nil
+}
+
+// followRetries bounds reconnects of Follow in a row without a frame.
+const followRetries = 5
+
+// Follow streams a run's frames (log lines, state changes) to fn from
+// log offset until the run ends: it returns nil after the end frame, fn's
+// error as is, or ctx's error. A dropped stream (network, relay, server
+// restart: close 1001) is resumed from the last log offset, so no line is
+// lost or repeated; it gives up after a few attempts in a row that
+// deliver nothing. API refusals (unknown run, bad credential) return at
+// once.
+func (c *Client) Follow(ctx context.Context, tenant, runID string, offset int64, fn func(opsapi.FollowFrame) error) error {
+	failures := 0
+	for {
+		progressed, ended, err := c.followOnce(ctx, tenant, runID, &offset, fn)
+		var (
+			ae *APIError
+			ce callbackError
+		)
+		switch {
+		case ended:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &ce):
+			return ce.err
+		case errors.As(err, &ae), errors.Is(err, ErrNoToken):
+			return err
+		}
+		if progressed {
+			failures = 0
+		}
+		if failures++; failures > followRetries {
+			return fmt.Errorf("cannot follow run %s: %w", runID, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(failures) * 500 * time.Millisecond):
+		}
+	}
+}
+
+// callbackError carries the error of Follow's fn.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// followOnce runs one follow connection.
+func (c *Client) followOnce(ctx context.Context, tenant, runID string, offset *int64, fn func(opsapi.FollowFrame) error) (progressed, ended bool, err error) {
+	h, err := c.header(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	q := url.Values{"offset": {strconv.FormatInt(*offset, 10)}}
+	ws, resp, err := websocket.Dial(dctx, c.url(tenantPath(tenant, "runs", runID, "follow"), q), &websocket.DialOptions{HTTPClient: c.stream, HTTPHeader: h})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+			return false, false, fmt.Errorf("cannot follow run %s: %w", runID, apiError(resp.StatusCode, body))
+		}
+		return false, false, unwrapURLError(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(4 << 20)
+	for {
+		_, data, err := ws.Read(ctx)
+		if err != nil {
+			return progressed, false, err
+		}
+		var f opsapi.FollowFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return progressed, false, fmt.Errorf("cannot decode frame: %w", err)
+		}
+		progressed = true
+		if f.Type == opsapi.FrameLog && f.NextOffset > 0 {
+			*offset = f.NextOffset
+		}
+		if err := fn(f); err != nil {
+			ws.Close(websocket.StatusNormalClosure, "")
+			return progressed, false, callbackError{err}
+		}
+		if f.Type == opsapi.FrameEnd {
+			ws.Close(websocket.StatusNormalClosure, "")
+			return progressed, true, nil
+		}
+	}
+}
