@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,6 +136,7 @@ type Agent struct {
 
 	mu        sync.Mutex
 	active    map[string]*activeRun // by run id
+	waiting   map[string]*waiter    // by runID/claimToken: assignments waiting for a slot
 	draining  bool
 	drainCh   chan struct{}     // closed when draining starts
 	done      *seen.Set         // runID/claimToken of phases this agent ended
@@ -184,7 +186,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "agent", cfg.ID),
-		slots: make(chan struct{}, cfg.Concurrency), active: map[string]*activeRun{},
+		slots: make(chan struct{}, cfg.Concurrency), active: map[string]*activeRun{}, waiting: map[string]*waiter{},
 		drainCh: make(chan struct{}), done: seen.New(10_000, 24*time.Hour), cancelled: map[string]string{},
 	}
 	a.deliver, a.stopDeliver = context.WithCancel(context.Background())
@@ -192,16 +194,22 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// Running lists the ids of the runs in flight, sorted.
+// Running lists the ids of the runs in flight or waiting for a slot,
+// sorted: the runs this agent has taken on (the server assigns again a
+// claimed run an agent does not list).
 func (a *Agent) Running() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ids := make([]string, 0, len(a.active))
+	ids := make([]string, 0, len(a.active)+len(a.waiting))
 	for id := range a.active {
 		ids = append(ids, id)
 	}
+	for key := range a.waiting {
+		id, _, _ := strings.Cut(key, "/")
+		ids = append(ids, id)
+	}
 	slices.Sort(ids)
-	return ids
+	return slices.Compact(ids)
 }
 
 // Handle handles one message from the gateway. Messages that are not
@@ -238,44 +246,44 @@ func phaseKey(id, token string) string { return id + "/" + token }
 func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 	log := a.log.With("run", asg.RunID, "claim", asg.ClaimToken, "op", asg.Op, "workspace", asg.Workspace)
 	key := phaseKey(asg.RunID, asg.ClaimToken)
-	phase := runproto.PhaseOf(asg.Op)
 	if asg.Tenant != a.cfg.Tenant {
 		// The gateway only delivers this tenant's messages here; a body
 		// naming another tenant is a server bug, never something to run.
-		log.ErrorContext(ctx, "refusing an assignment for another tenant", "assignedTenant", asg.Tenant)
-		a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase, Outcome: runproto.Failed,
-			Reason: ReasonRefused + "assignment names tenant " + asg.Tenant + ", this agent belongs to " + a.cfg.Tenant, LastSeq: -1})
+		a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"assignment names tenant "+asg.Tenant+", this agent belongs to "+a.cfg.Tenant)
 		return nil
 	}
 
 	a.mu.Lock()
-	if r, ok := a.active[asg.RunID]; (ok && r.token == asg.ClaimToken) || a.done.Has(key) {
+	if r, ok := a.active[asg.RunID]; (ok && r.token == asg.ClaimToken) || a.waiting[key] != nil || a.done.Has(key) {
 		a.mu.Unlock()
 		log.InfoContext(ctx, "ignoring a redelivered assignment")
 		return nil
 	}
 	if reason, ok := a.cancelled[key]; ok {
 		delete(a.cancelled, key)
-		a.done.Add(key)
 		a.mu.Unlock()
-		log.InfoContext(ctx, "assignment was cancelled before it arrived", "reason", reason)
-		a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase, Outcome: runproto.Cancelled, Reason: reason, LastSeq: -1})
+		a.notRun(ctx, log, asg, runproto.Cancelled, reason)
 		return nil
 	}
-	draining := a.draining
+	if prev, ok := a.active[asg.RunID]; ok {
+		// A newer claim of the same run: the old one is stale, and must
+		// give its slot back.
+		prev.cancel(fmt.Errorf("superseded by claim %s", asg.ClaimToken))
+	}
+	if a.draining {
+		a.mu.Unlock()
+		a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
+		return nil
+	}
+	w := &waiter{cancelled: make(chan struct{})}
+	a.waiting[key] = w
 	a.mu.Unlock()
-
-	refuse := func(why string) error {
-		log.WarnContext(ctx, "refusing assignment", "reason", why)
+	defer func() {
 		a.mu.Lock()
-		a.done.Add(key)
+		delete(a.waiting, key)
 		a.mu.Unlock()
-		a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase, Outcome: runproto.Failed, Reason: ReasonRefused + why, LastSeq: -1})
-		return nil
-	}
-	if draining {
-		return refuse("agent " + a.cfg.ID + " is shutting down")
-	}
+	}()
+
 	select {
 	case a.slots <- struct{}{}:
 	default:
@@ -285,25 +293,33 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 		select {
 		case a.slots <- struct{}{}:
 		case <-t.C:
-			return refuse(fmt.Sprintf("agent %s is at its concurrency limit (%d running) after waiting %s", a.cfg.ID, a.cfg.Concurrency, a.cfg.QueueWait))
+			a.notRun(ctx, log, asg, runproto.Failed, fmt.Sprintf("%sagent %s is at its concurrency limit (%d running) after waiting %s", ReasonRefused, a.cfg.ID, a.cfg.Concurrency, a.cfg.QueueWait))
+			return nil
 		case <-a.drainCh:
-			return refuse("agent " + a.cfg.ID + " is shutting down")
+			a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
+			return nil
+		case <-w.cancelled:
+			a.notRun(ctx, log, asg, runproto.Cancelled, w.reason)
+			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("cannot start run %s: %w", asg.RunID, ctx.Err())
 		}
 	}
 
 	a.mu.Lock()
-	if a.draining { // drain started while we waited for the slot
+	switch {
+	case a.draining: // drain started while we waited for the slot
 		a.mu.Unlock()
 		<-a.slots
-		return refuse("agent " + a.cfg.ID + " is shutting down")
+		a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
+		return nil
+	case w.closed:
+		a.mu.Unlock()
+		<-a.slots
+		a.notRun(ctx, log, asg, runproto.Cancelled, w.reason)
+		return nil
 	}
 	runCtx, cancel := context.WithCancelCause(a.runs)
-	if prev, ok := a.active[asg.RunID]; ok {
-		// A newer claim of the same run: the old one is stale.
-		prev.cancel(fmt.Errorf("superseded by claim %s", asg.ClaimToken))
-	}
 	a.active[asg.RunID] = &activeRun{id: asg.RunID, token: asg.ClaimToken, cancel: cancel}
 	a.wg.Add(1)
 	a.mu.Unlock()
@@ -324,13 +340,31 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 	return nil
 }
 
+// waiter is an assignment waiting for a slot; a cancel closes cancelled.
+type waiter struct {
+	cancelled chan struct{}
+	closed    bool // guarded by Agent.mu
+	reason    string
+}
+
+// notRun reports an assignment the agent did not run: refused (failed)
+// or cancelled before it started.
+func (a *Agent) notRun(ctx context.Context, log *slog.Logger, asg *runproto.Assign, outcome runproto.Outcome, reason string) {
+	log.WarnContext(ctx, "assignment not run", "outcome", outcome, "reason", reason)
+	a.mu.Lock()
+	a.done.Add(phaseKey(asg.RunID, asg.ClaimToken))
+	a.mu.Unlock()
+	a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: runproto.PhaseOf(asg.Op), Outcome: outcome, Reason: reason, LastSeq: -1})
+}
+
 // errCancelled is the cause of a run cancelled by the server.
 type errCancelled struct{ reason string }
 
 func (e *errCancelled) Error() string { return "cancelled: " + e.reason }
 
-// cancel stops a run in flight; a cancel for an assignment not seen yet
-// is remembered, so the assignment is reported cancelled when it comes.
+// cancel stops a run in flight or waiting for a slot; a cancel for an
+// assignment not seen yet is remembered, so the assignment is reported
+// cancelled when it comes.
 func (a *Agent) cancel(ctx context.Context, c *runproto.Cancel) {
 	reason := c.Reason
 	if reason == "" {
@@ -338,13 +372,27 @@ func (a *Agent) cancel(ctx context.Context, c *runproto.Cancel) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	r, ok := a.active[c.RunID]
-	switch {
-	case ok && (c.ClaimToken == "" || c.ClaimToken == r.token):
+	if r, ok := a.active[c.RunID]; ok {
+		if c.ClaimToken != "" && c.ClaimToken != r.token {
+			a.log.InfoContext(ctx, "ignoring a cancel for another claim of a running run", "run", c.RunID, "claim", c.ClaimToken, "running", r.token)
+			return
+		}
 		a.log.InfoContext(ctx, "cancelling run", "run", c.RunID, "claim", r.token, "reason", reason)
 		r.cancel(&errCancelled{reason: reason})
-	case ok:
-		a.log.InfoContext(ctx, "ignoring a cancel for another claim of a running run", "run", c.RunID, "claim", c.ClaimToken, "running", r.token)
+		return
+	}
+	found := false
+	for key, w := range a.waiting {
+		id, token, _ := strings.Cut(key, "/")
+		if id == c.RunID && (c.ClaimToken == "" || c.ClaimToken == token) && !w.closed {
+			a.log.InfoContext(ctx, "cancelling an assignment waiting for a slot", "run", id, "claim", token, "reason", reason)
+			w.closed, w.reason = true, reason
+			close(w.cancelled)
+			found = true
+		}
+	}
+	switch {
+	case found:
 	case c.ClaimToken != "" && !a.done.Has(phaseKey(c.RunID, c.ClaimToken)):
 		if len(a.cancelled) >= 10_000 {
 			clear(a.cancelled)

@@ -102,6 +102,67 @@ func TestConcurrencyLimit(t *testing.T) {
 	assert.Equal(t, runproto.Succeeded, resultOf(t, f.sender, "run-3", "1").Outcome)
 }
 
+// TestWaitingAssignments: an assignment waiting for a slot counts as taken
+// on (heartbeats list it, so the server does not assign it again), a
+// second copy of it is ignored, and a cancel ends it without running it.
+func TestWaitingAssignments(t *testing.T) {
+	store := newBlobs(t)
+	tf := newFakeTerraform()
+	f := newFixture(t, tf, func(c *Config) { c.QueueWait = time.Minute })
+	require.NoError(t, f.deliver(t, planAssign(t, store, "run-1", "1")))
+	tf.waitStarted(t)
+
+	waiting := planAssign(t, store, "run-2", "1")
+	done := make(chan error, 2)
+	go func() { done <- f.deliver(t, waiting) }()
+	require.Eventually(t, func() bool { return len(f.agent.Running()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, []string{"run-1", "run-2"}, f.agent.Running())
+	go func() { done <- f.deliver(t, waiting) }()
+	require.NoError(t, <-done, "the second copy returns at once")
+
+	require.NoError(t, f.deliver(t, &runproto.Cancel{RunID: "run-2", Reason: "cancelled by bob"}))
+	require.NoError(t, <-done)
+	res := resultOf(t, f.sender, "run-2", "1")
+	assert.Equal(t, runproto.Cancelled, res.Outcome)
+	assert.Equal(t, "cancelled by bob", res.Reason)
+	assert.Equal(t, []string{"run-1"}, f.agent.Running())
+	tf.mu.Lock()
+	assert.Len(t, tf.jobs, 1, "the cancelled assignment never ran")
+	tf.mu.Unlock()
+}
+
+// TestNewerClaimSupersedes: a new claim of a run this agent still runs
+// (the server assigned it again) replaces the old one, even at the limit.
+func TestNewerClaimSupersedes(t *testing.T) {
+	store := newBlobs(t)
+	tf := newFakeTerraform()
+	f := newFixture(t, tf, func(c *Config) { c.QueueWait = 10 * time.Second })
+	require.NoError(t, f.deliver(t, planAssign(t, store, "run-1", "1")))
+	tf.waitStarted(t)
+	require.NoError(t, f.deliver(t, planAssign(t, store, "run-1", "4")))
+	old := resultOf(t, f.sender, "run-1", "1")
+	assert.Equal(t, runproto.Failed, old.Outcome)
+	assert.Contains(t, old.Reason, "superseded by claim 4")
+	tf.waitStarted(t)
+	tf.release <- struct{}{}
+	assert.Equal(t, runproto.Succeeded, resultOf(t, f.sender, "run-1", "4").Outcome)
+}
+
+// TestStopWithoutClaimToken: the server's answer to a heartbeat names only
+// the run (runs.Stop); the agent stops it.
+func TestStopWithoutClaimToken(t *testing.T) {
+	store := newBlobs(t)
+	tf := newFakeTerraform()
+	f := newFixture(t, tf)
+	require.NoError(t, f.deliver(t, planAssign(t, store, "run-1", "3")))
+	tf.waitStarted(t)
+	require.NoError(t, f.deliver(t, &runproto.Cancel{RunID: "run-1", Reason: "timed out"}))
+	res := resultOf(t, f.sender, "run-1", "3")
+	assert.Equal(t, runproto.Cancelled, res.Outcome)
+	assert.Equal(t, "timed out", res.Reason)
+	f.assertClean(t)
+}
+
 func TestRedeliveredAssignmentRunsOnce(t *testing.T) {
 	store := newBlobs(t)
 	tf := newFakeTerraform()
