@@ -1,0 +1,290 @@
+// Package runbench measures runs end to end on the real platform
+// (package integration/platform: real processes, real terraform, Azurite):
+// pickup latency from queued to Terraform started, log line latency from
+// the agent to `opsbot logs -f`, and runs per minute with four agents.
+// The benchmarks print their figures next to the baseline; they run only
+// when asked (see docs/benchmarks.md), never in `make test`:
+//
+//	cd integration && go test ./runbench/ -run '^$' -bench . -benchtime 1x
+package runbench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/runtime/opsapi"
+)
+
+const tenant = "bench"
+
+// tfeAgentPoll is how often Terraform Enterprise / HCP Terraform agents
+// poll for work by default (reference/agents.md): their pickup latency is
+// up to this, half of it on average.
+const tfeAgentPoll = 30 * time.Second
+
+var (
+	platOnce sync.Once
+	plat     *platform.Platform
+	platErr  error
+	platDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if plat != nil {
+		_ = plat.Stop()
+	}
+	if platDir != "" {
+		_ = os.RemoveAll(platDir)
+	}
+	os.Exit(code)
+}
+
+// thePlatform starts, on first use, a platform with four agents of one
+// tenant whose terraform is a wrapper recording when each run's Terraform
+// process starts.
+func thePlatform(b *testing.B) *platform.Platform {
+	b.Helper()
+	platOnce.Do(func() {
+		if platDir, platErr = os.MkdirTemp("", "bote-runbench-"); platErr != nil {
+			return
+		}
+		var wrapper string
+		if wrapper, platErr = writeTerraformWrapper(platDir); platErr != nil {
+			return
+		}
+		var agents []platform.Agent
+		for i := 1; i <= 4; i++ {
+			agents = append(agents, platform.Agent{Tenant: tenant, ID: fmt.Sprintf("agent-%d", i), Start: true, Capacity: 2,
+				Args: []string{"--terraform", wrapper}})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		plat, platErr = platform.Start(ctx, platform.Options{Dir: platDir, Agents: agents})
+	})
+	if platErr != nil {
+		b.Fatalf("cannot start the platform: %v", platErr)
+	}
+	return plat
+}
+
+// writeTerraformWrapper writes a terraform that appends "<unix ns> <dir>"
+// to starts.log, then runs the real terraform.
+func writeTerraformWrapper(dir string) (string, error) {
+	real, err := exec.LookPath("terraform")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "terraform-timed")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$(date +%%s%%N) $PWD\" >> %q\nexec %q \"$@\"\n", filepath.Join(dir, "starts.log"), real)
+	return path, os.WriteFile(path, []byte(script), 0o755)
+}
+
+// terraformStarts returns when Terraform first started in a working
+// directory of each run (the agent's directories are named after runs).
+func terraformStarts(b *testing.B) map[string]time.Time {
+	b.Helper()
+	data, err := os.ReadFile(filepath.Join(platDir, "starts.log"))
+	require.NoError(b, err)
+	runID := regexp.MustCompile(`run-[0-9a-v]{16}`)
+	out := map[string]time.Time{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		ns, dir, ok := strings.Cut(line, " ")
+		id := runID.FindString(dir)
+		n, err := strconv.ParseInt(ns, 10, 64)
+		if !ok || id == "" || err != nil {
+			continue
+		}
+		if _, seen := out[id]; !seen {
+			out[id] = time.Unix(0, n)
+		}
+	}
+	return out
+}
+
+func opsbot(b *testing.B, args ...string) platform.Result {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r, err := plat.Opsbot(ctx, tenant, nil, args...)
+	require.NoError(b, err)
+	return r
+}
+
+func expect(b *testing.B, code int, args ...string) platform.Result {
+	b.Helper()
+	r := opsbot(b, args...)
+	require.Equal(b, code, r.Code, "opsbot %s:\n%s", strings.Join(args, " "), r)
+	return r
+}
+
+var queuedRun = regexp.MustCompile(`Run (run-[0-9a-v]+) queued`)
+
+func runID(b *testing.B, r platform.Result) string {
+	b.Helper()
+	m := queuedRun.FindStringSubmatch(r.Stderr)
+	require.NotNil(b, m, "no run id in:\n%s", r)
+	return m[1]
+}
+
+func show(b *testing.B, id string) opsapi.Run {
+	b.Helper()
+	r := expect(b, 0, "runs", "show", id, "-o", "json")
+	var run opsapi.Run
+	require.NoError(b, json.Unmarshal([]byte(r.Stdout), &run))
+	return run
+}
+
+// configDir writes a one-resource configuration.
+func configDir(b *testing.B, body string) string {
+	b.Helper()
+	dir := b.TempDir()
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(body), 0o644))
+	return dir
+}
+
+const quickConfig = `resource "terraform_data" "x" {
+  input = "bench"
+}
+`
+
+// BenchmarkPickupLatency: from a run queued (its creation on the server)
+// to its Terraform process started on an idle agent. Runs go one at a
+// time, each to an idle agent.
+func BenchmarkPickupLatency(b *testing.B) {
+	thePlatform(b)
+	expect(b, 0, "workspaces", "create", "pickup", "--auto-apply")
+	dir := configDir(b, quickConfig)
+	const runs = 20
+	var ids []string
+	for b.Loop() {
+		for range runs {
+			r := expect(b, 0, "plan", "--workspace", "pickup", "--dir", dir)
+			ids = append(ids, runID(b, r))
+		}
+	}
+	starts := terraformStarts(b)
+	var lat []time.Duration
+	for _, id := range ids {
+		run := show(b, id)
+		start, ok := starts[id]
+		require.True(b, ok, "no Terraform start recorded for %s", id)
+		lat = append(lat, start.Sub(run.CreatedAt))
+	}
+	p50, p99 := percentile(lat, 50), percentile(lat, 99)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	fmt.Printf("pickup latency, queued → terraform started, %d runs: p50 %s, p99 %s (target p50 ≤ 100ms); "+
+		"Terraform Enterprise agents poll every %s: p50 ≈ %s, p99 ≈ %s\n",
+		len(lat), p50.Round(time.Millisecond), p99.Round(time.Millisecond), tfeAgentPoll, tfeAgentPoll/2, tfeAgentPoll*99/100)
+}
+
+// BenchmarkLogLineLatency: a provisioner prints a line with its clock
+// every 50 ms; `opsbot logs -f`, following through the relay, timestamps
+// each line as it arrives.
+func BenchmarkLogLineLatency(b *testing.B) {
+	thePlatform(b)
+	expect(b, 0, "workspaces", "create", "loglat", "--auto-apply")
+	dir := configDir(b, `resource "terraform_data" "ticker" {
+  input = "ticks"
+  provisioner "local-exec" {
+    command = "i=0; while [ $i -lt 100 ]; do echo tick $(date +%s%N); i=$((i+1)); sleep 0.05; done"
+  }
+}
+`)
+	var lat []time.Duration
+	for b.Loop() {
+		r := expect(b, 0, "plan", "--workspace", "loglat", "--dir", dir, "--detach")
+		id := runID(b, r)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cmd, err := plat.OpsbotCmd(ctx, tenant, "logs", "-f", id)
+		require.NoError(b, err)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(b, err)
+		require.NoError(b, cmd.Start())
+		tick := regexp.MustCompile(`tick (\d{19})`)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			arrived := time.Now()
+			if m := tick.FindStringSubmatch(sc.Text()); m != nil {
+				n, _ := strconv.ParseInt(m[1], 10, 64)
+				lat = append(lat, arrived.Sub(time.Unix(0, n)))
+			}
+		}
+		_ = cmd.Wait()
+		cancel()
+	}
+	require.NotEmpty(b, lat, "no tick lines arrived")
+	p50, p99 := percentile(lat, 50), percentile(lat, 99)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	fmt.Printf("log line latency, agent's terraform → opsbot logs -f through the relay, %d lines: p50 %s, p99 %s, max %s (target p99 ≤ 1s)\n",
+		len(lat), p50.Round(time.Millisecond), p99.Round(time.Millisecond), slices.Max(lat).Round(time.Millisecond))
+}
+
+// BenchmarkRunsPerMinute: 16 auto-apply runs over 8 workspaces, 4 agents
+// of capacity 2; from the first upload to the last run applied.
+func BenchmarkRunsPerMinute(b *testing.B) {
+	thePlatform(b)
+	const workspaces, perWorkspace = 8, 2
+	for w := range workspaces {
+		expect(b, 0, "workspaces", "create", fmt.Sprintf("rpm-%d", w), "--auto-apply")
+	}
+	dir := configDir(b, quickConfig)
+	var rate float64
+	var total time.Duration
+	for b.Loop() {
+		start := time.Now()
+		var mu sync.Mutex
+		var ids []string
+		var wg sync.WaitGroup
+		for w := range workspaces {
+			wg.Go(func() {
+				for range perWorkspace {
+					r := expect(b, 0, "plan", "--workspace", fmt.Sprintf("rpm-%d", w), "--dir", dir, "--detach")
+					mu.Lock()
+					ids = append(ids, runID(b, r))
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		for _, id := range ids {
+			for {
+				run := show(b, id)
+				if run.Terminal() {
+					require.Equal(b, "applied", run.State, "run %s", id)
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		total = time.Since(start)
+		rate = float64(len(ids)) / total.Minutes()
+	}
+	b.ReportMetric(rate, "runs/min")
+	fmt.Printf("throughput: %d runs (plan + apply each) on 4 agents × capacity 2 in %s: %.1f runs/min\n",
+		workspaces*perWorkspace, total.Round(time.Millisecond), rate)
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[max(0, min(len(s)-1, i-1))]
+}
