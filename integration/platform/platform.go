@@ -524,18 +524,29 @@ func (r Result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 }
 
+// OpsbotCmd returns an opsbot command against the platform, as tenant's
+// operator, in a clean environment (no config file or OPSBOT_* variable
+// of the caller's leaks in); the caller sets its output and runs it.
+func (p *Platform) OpsbotCmd(ctx context.Context, tenant string, args ...string) (*exec.Cmd, error) {
+	path, err := p.opts.Binary("opsbot")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(p.opsbotBaseEnv(), p.OpsbotEnv(tenant)...)
+	cmd.Dir = p.Dir
+	return cmd, nil
+}
+
 // Opsbot runs the CLI to completion against the platform, as tenant's
 // operator, and returns its exit code and output. env entries are added
 // last (so they win).
 func (p *Platform) Opsbot(ctx context.Context, tenant string, env []string, args ...string) (Result, error) {
-	path, err := p.opts.Binary("opsbot")
+	cmd, err := p.OpsbotCmd(ctx, tenant, args...)
 	if err != nil {
 		return Result{}, err
 	}
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(p.opsbotBaseEnv(), p.OpsbotEnv(tenant)...)
 	cmd.Env = append(cmd.Env, env...)
-	cmd.Dir = p.Dir
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
@@ -549,8 +560,8 @@ func (p *Platform) Opsbot(ctx context.Context, tenant string, env []string, args
 	return Result{0, out.String(), errOut.String()}, nil
 }
 
-// StartOpsbot starts a long-running opsbot (logs -f, plan that follows)
-// as a process the caller waits for or stops.
+// StartOpsbot starts a long-running opsbot (logs -f, a plan that follows)
+// as a process the caller waits for or stops; Stop stops it too.
 func (p *Platform) StartOpsbot(tenant string, args ...string) (*procs.Process, error) {
 	path, err := p.opts.Binary("opsbot")
 	if err != nil {
