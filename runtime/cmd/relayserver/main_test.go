@@ -50,6 +50,22 @@ func TestParseOptions(t *testing.T) {
 		{"bad log format", append([]string{"--connection-string", cs, "--log-format", "xml"}, keys...), nil, "--log-format"},
 		{"bad env value", keys, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "often"}, "BOTE_RELAYSERVER_EVENT_INTERVAL"},
 		{"stray argument", append([]string{"--connection-string", cs, "serve"}, keys...), nil, "unexpected arguments"},
+		{"runs locally", append([]string{"--connection-string", cs, "--storage-connection-string", "UseDevelopmentStorage=true", "--registry", "r.json", "--secrets-file", "s.json"}, keys...), nil, ""},
+		{"runs from env", keys, map[string]string{"BOTE_RELAYSERVER_CONNECTION_STRING": cs, "BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING": "x", "BOTE_RELAYSERVER_REGISTRY": "r.json"}, ""},
+		{"runs in azure", append([]string{"--connection-string", cs, "--table-url", "https://t", "--blob-url", "https://b", "--azure-identity", "--registry", "r.json",
+			"--bus", "servicebus", "--servicebus-namespace", "sb.servicebus.usgovcloudapi.net", "--key-vault-url", "https://kv.vault.usgovcloudapi.net"}, keys...), nil, ""},
+		{"runs without registry", append([]string{"--connection-string", cs, "--storage-connection-string", "x"}, keys...), nil, "--registry"},
+		{"runs with agents file", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--agents-file", "a"}, keys...), nil, "give one"},
+		{"storage twice", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--blob-url", "https://b", "--registry", "r"}, keys...), nil, "give one"},
+		{"urls without identity", append([]string{"--connection-string", cs, "--table-url", "https://t", "--blob-url", "https://b", "--queue-url", "https://q", "--registry", "r"}, keys...), nil, "--azure-identity"},
+		{"table url alone", append([]string{"--connection-string", cs, "--table-url", "https://t", "--azure-identity", "--registry", "r"}, keys...), nil, "--table-url and --blob-url"},
+		{"storagequeue without queue url", append([]string{"--connection-string", cs, "--table-url", "https://t", "--blob-url", "https://b", "--azure-identity", "--registry", "r"}, keys...), nil, "--queue-url"},
+		{"two secret stores", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--secrets-file", "s", "--key-vault-url", "https://kv"}, keys...), nil, "give one"},
+		{"key vault without identity", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--key-vault-url", "https://kv"}, keys...), nil, "--key-vault-url"},
+		{"bad bus", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--bus", "carrier-pigeon"}, keys...), nil, "--bus"},
+		{"servicebus without namespace", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--bus", "servicebus"}, keys...), nil, "--servicebus"},
+		{"negative tick", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--dispatch-tick", "-1s"}, keys...), nil, "--dispatch-tick"},
+		{"secrets without runs", append([]string{"--connection-string", cs, "--secrets-file", "s"}, keys...), nil, "needs runs enabled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

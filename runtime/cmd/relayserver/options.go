@@ -39,6 +39,22 @@ type options struct {
 	// Agents.
 	agentsFile   string
 	registryFile string
+	// Runs: state in Tables, artifacts in Blobs, agents through the bus.
+	storageConnectionString string
+	tableURL, blobURL       string
+	queueURL                string
+	azureIdentity           bool
+	createResources         bool
+	tablePrefix             string
+	runsContainer           string
+	bus                     string
+	serviceBusConnection    string
+	serviceBusNamespace     string
+	serviceName             string
+	secretsFile             string
+	keyVaultURL             string
+	dispatchTick            time.Duration
+	silentAfter             time.Duration
 	// Behaviour.
 	eventInterval   time.Duration
 	shutdownTimeout time.Duration
@@ -68,7 +84,24 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.oauthJWKSURL, "oauth-jwks-url", "", "JWKS URL of the issuer (default: from its OpenID discovery document)")
 	fs.StringVar(&o.oauthRequiredRole, "oauth-required-role", "", "app role or scope operator tokens must carry")
 	fs.StringVar(&o.agentsFile, "agents-file", "", "seed list of agents (JSON, see docs/ops.md)")
-	fs.StringVar(&o.registryFile, "registry-file", "", "connector registry file; every connector is listed as an agent")
+	fs.StringVar(&o.registryFile, "registry-file", "", "connector registry file: the agents of each tenant and their public keys (secrets are sealed to them)")
+	fs.StringVar(&o.registryFile, "registry", "", "same as --registry-file")
+	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "storage account connection string (Azurite locally): enables runs (state in Tables, bundles, plans and logs in Blobs, agents through the bus)")
+	fs.StringVar(&o.tableURL, "table-url", "", "table service URL (with --azure-identity)")
+	fs.StringVar(&o.blobURL, "blob-url", "", "blob service URL (with --azure-identity)")
+	fs.StringVar(&o.queueURL, "queue-url", "", "queue service URL (with --azure-identity and --bus storagequeue)")
+	fs.BoolVar(&o.azureIdentity, "azure-identity", false, "authenticate to storage, Service Bus and Key Vault with Microsoft Entra ID (DefaultAzureCredential)")
+	fs.BoolVar(&o.createResources, "create-resources", false, "create missing tables, containers and queues (local use)")
+	fs.StringVar(&o.tablePrefix, "table-prefix", "", "prefix of the run state tables (default boteruns)")
+	fs.StringVar(&o.runsContainer, "runs-container", "", "blob container of bundles, plans and logs (default boteruns)")
+	fs.StringVar(&o.bus, "bus", "storagequeue", "bus driver to reach agents: storagequeue or servicebus")
+	fs.StringVar(&o.serviceBusConnection, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
+	fs.StringVar(&o.serviceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
+	fs.StringVar(&o.serviceName, "service-name", "relayserver", "this service's name on the gateway (stamped as the sender of what it sends to agents)")
+	fs.StringVar(&o.secretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
+	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
+	fs.DurationVar(&o.dispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")
+	fs.DurationVar(&o.silentAfter, "silent-after", 0, "an agent silent this long fails its runs and frees their workspaces (default 60s)")
 	fs.DurationVar(&o.eventInterval, "event-interval", 5*time.Second, "default interval between status events on /v1/events")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on shutdown")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
@@ -124,6 +157,9 @@ func (o options) Validate() error {
 	}
 	if o.agentsFile != "" && o.registryFile != "" {
 		return errors.New("--agents-file and --registry-file: give one")
+	}
+	if err := o.validateRuns(); err != nil {
+		return err
 	}
 	if o.eventInterval <= 0 {
 		return fmt.Errorf("--event-interval: %s must be positive", o.eventInterval)
@@ -208,4 +244,59 @@ func checkLoopback(addr string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is not a loopback address (use 127.0.0.1 or [::1])", addr)
+}
+
+// runsEnabled reports whether storage is configured, which turns runs on.
+func (o options) runsEnabled() bool {
+	return o.storageConnectionString != "" || o.tableURL != "" || o.blobURL != ""
+}
+
+// validateRuns checks the runs settings, by flag name.
+func (o options) validateRuns() error {
+	if !o.runsEnabled() {
+		for flag, set := range map[string]bool{"--secrets-file": o.secretsFile != "", "--key-vault-url": o.keyVaultURL != "", "--servicebus-connection-string": o.serviceBusConnection != ""} {
+			if set {
+				return fmt.Errorf("%s: needs runs enabled (--storage-connection-string, or --table-url and --blob-url with --azure-identity)", flag)
+			}
+		}
+		return nil
+	}
+	switch {
+	case o.storageConnectionString != "" && (o.tableURL != "" || o.blobURL != "" || o.queueURL != ""):
+		return errors.New("--storage-connection-string and --table-url/--blob-url/--queue-url: give one")
+	case o.storageConnectionString == "" && (o.tableURL == "" || o.blobURL == ""):
+		return errors.New("--table-url and --blob-url: both are required without --storage-connection-string")
+	case o.storageConnectionString == "" && !o.azureIdentity:
+		return errors.New("--azure-identity: service URLs need it (or give --storage-connection-string)")
+	case o.registryFile == "":
+		return errors.New("--registry: runs need the connector registry (the agents of each tenant and their keys)")
+	case o.agentsFile != "":
+		return errors.New("--agents-file: with runs, agents come from the run store and the registry")
+	case o.secretsFile != "" && o.keyVaultURL != "":
+		return errors.New("--secrets-file and --key-vault-url: give one")
+	case o.keyVaultURL != "" && !o.azureIdentity:
+		return errors.New("--key-vault-url: needs --azure-identity")
+	case o.dispatchTick < 0:
+		return fmt.Errorf("--dispatch-tick: %s is negative", o.dispatchTick)
+	case o.silentAfter < 0:
+		return fmt.Errorf("--silent-after: %s is negative", o.silentAfter)
+	case o.serviceName == "":
+		return errors.New("--service-name: required")
+	}
+	switch o.bus {
+	case "storagequeue":
+		if o.storageConnectionString == "" && o.queueURL == "" {
+			return errors.New("--queue-url: --bus storagequeue needs it without --storage-connection-string")
+		}
+	case "servicebus":
+		if (o.serviceBusConnection == "") == (o.serviceBusNamespace == "") {
+			return errors.New("--servicebus-connection-string or --servicebus-namespace: give one with --bus servicebus")
+		}
+		if o.serviceBusNamespace != "" && !o.azureIdentity {
+			return errors.New("--servicebus-namespace: needs --azure-identity")
+		}
+	default:
+		return fmt.Errorf("--bus: %q must be storagequeue or servicebus", o.bus)
+	}
+	return nil
 }

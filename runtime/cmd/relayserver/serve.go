@@ -68,6 +68,12 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var rs *runsStack
+	if o.runsEnabled() {
+		if rs, err = openRuns(ctx, o, log); err != nil {
+			return err
+		}
+	}
 	var current atomic.Pointer[relay.Listener]
 	apiCfg := opsapi.Config{
 		Version:       version,
@@ -75,6 +81,9 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Agents:        agents,
 		EventInterval: o.eventInterval,
 		Logger:        log,
+	}
+	if rs != nil {
+		rs.apiConfig(&apiCfg)
 	}
 	if !o.noRelay {
 		apiCfg.RelayConnected = func() bool {
@@ -93,7 +102,11 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	fatal := make(chan error, 2)
+	fatal := make(chan error, 4)
+	waitRuns := func() {}
+	if rs != nil {
+		waitRuns = rs.start(ctx, log, fatal)
+	}
 	if o.localListen != "" {
 		ln, err := net.Listen("tcp", o.localListen)
 		if err != nil {
@@ -144,6 +157,8 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if l := current.Load(); l != nil {
 		l.Close()
 	}
+	cancel()
+	waitRuns()
 	return runErr
 }
 

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/servicebus"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/dispatch"
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runstore"
+	"github.com/botehq/platform/runtime/secretstore"
+)
+
+// runsStack is everything runs need: state, artifacts, the gateway client
+// and the dispatcher.
+type runsStack struct {
+	manager    *runs.Manager
+	store      *runstore.Tables
+	artifacts  *artifacts.Store
+	dispatcher *dispatch.Dispatcher
+	cloud      *cloud.Client
+	bus        bus.Driver
+	registry   *registry.Registry
+}
+
+// openRuns connects the run store, artifacts, bus and secret store. It
+// makes the tenants of the registry known, so their agents' heartbeats
+// are accepted from the start.
+func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, error) {
+	var cred azcore.TokenCredential
+	if o.azureIdentity {
+		c, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot set up Azure identity: %w", err)
+		}
+		cred = c
+	}
+	reg, err := registry.Load(o.registryFile)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		tables *aztables.ServiceClient
+		blobs  *azblob.Client
+	)
+	if o.storageConnectionString != "" {
+		if tables, err = aztables.NewServiceClientFromConnectionString(o.storageConnectionString, nil); err == nil {
+			blobs, err = azblob.NewClientFromConnectionString(o.storageConnectionString, nil)
+		}
+	} else if tables, err = aztables.NewServiceClient(o.tableURL, cred, nil); err == nil {
+		blobs, err = azblob.NewClient(o.blobURL, cred, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open storage: %w", err)
+	}
+	st := &runsStack{registry: reg}
+	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: o.tablePrefix, CreateTables: o.createResources}); err != nil {
+		return nil, err
+	}
+	if st.artifacts, err = artifacts.New(ctx, blobs, o.runsContainer, o.createResources); err != nil {
+		return nil, err
+	}
+	ccfg := func(container string, create bool) claimcheck.Config {
+		c := claimcheck.Config{Container: container, CreateContainer: create}
+		if o.storageConnectionString != "" {
+			c.ConnectionString = o.storageConnectionString
+		} else {
+			c.ServiceURL, c.Credential = o.blobURL, cred
+		}
+		return c
+	}
+	signer, err := claimcheck.New(ctx, ccfg(st.artifacts.Container(), false))
+	if err != nil {
+		return nil, err
+	}
+	claims, err := claimcheck.New(ctx, ccfg(claimcheck.DefaultContainer, o.createResources))
+	if err != nil {
+		return nil, err
+	}
+	if st.bus, err = openBus(o, cred, claims, log); err != nil {
+		return nil, err
+	}
+	if st.cloud, err = cloud.New(cloud.Config{Bus: st.bus, Service: o.serviceName, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+		return nil, err
+	}
+	secrets, err := openSecrets(o, cred)
+	if err != nil {
+		return nil, err
+	}
+	var d *dispatch.Dispatcher
+	st.manager, err = runs.New(runs.Config{Store: st.store, SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }})
+	if err != nil {
+		return nil, err
+	}
+	d, err = dispatch.New(dispatch.Config{
+		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts,
+		Keys: reg, Secrets: secrets, Tick: o.dispatchTick, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.dispatcher = d
+	for _, t := range tenantsOf(reg) {
+		if _, err := st.manager.CreateTenant(ctx, runs.Tenant{ID: t}); err != nil && !errors.Is(err, runs.ErrExists) {
+			return nil, fmt.Errorf("cannot register tenant %s: %w", t, err)
+		}
+	}
+	return st, nil
+}
+
+func tenantsOf(reg *registry.Registry) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range reg.Connectors() {
+		if !seen[c.Tenant] {
+			seen[c.Tenant] = true
+			out = append(out, c.Tenant)
+		}
+	}
+	return out
+}
+
+func openBus(o options, cred azcore.TokenCredential, claims *claimcheck.Store, log *slog.Logger) (bus.Driver, error) {
+	if o.bus == "servicebus" {
+		c := servicebus.Config{Claims: claims, Logger: log}
+		if o.serviceBusConnection != "" {
+			c.ConnectionString = o.serviceBusConnection
+		} else {
+			c.Namespace, c.Credential = o.serviceBusNamespace, cred
+		}
+		return servicebus.New(c)
+	}
+	c := storagequeue.Config{Claims: claims, CreateQueues: o.createResources, Logger: log}
+	if o.storageConnectionString != "" {
+		c.ConnectionString = o.storageConnectionString
+	} else {
+		c.ServiceURL, c.Credential = o.queueURL, cred
+	}
+	return storagequeue.New(c)
+}
+
+func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, error) {
+	switch {
+	case o.secretsFile != "":
+		return secretstore.OpenFile(o.secretsFile)
+	case o.keyVaultURL != "":
+		c, err := azsecrets.NewClient(o.keyVaultURL, cred, nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open Key Vault: %w", err)
+		}
+		return secretstore.NewKeyVault(c)
+	}
+	return secretstore.None{}, nil
+}
+
+// apiConfig gives the API the runs, and agents from the run store.
+func (st *runsStack) apiConfig(cfg *opsapi.Config) {
+	cfg.Runs, cfg.Artifacts, cfg.Dispatcher = st.manager, st.artifacts, st.dispatcher
+	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry}
+}
+
+// start runs the dispatcher and the agent message receiver until ctx
+// ends; wait returns once both stopped (in-flight agent messages are
+// finished or left on the bus for the next start).
+func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- error) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := st.dispatcher.Run(ctx); err != nil {
+			fatal <- fmt.Errorf("dispatcher stopped: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := st.cloud.Run(ctx, st.dispatcher.Handle); err != nil && ctx.Err() == nil {
+			fatal <- fmt.Errorf("agent message receiver stopped: %w", err)
+		}
+	})
+	log.Info("runs enabled: dispatching to agents through the gateway")
+	return func() {
+		wg.Wait()
+		if err := st.bus.Close(context.Background()); err != nil {
+			log.Warn("cannot close bus", "error", err)
+		}
+	}
+}
