@@ -20,24 +20,37 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 )
 
-// runsAPI is what the workspace and run commands need from the ops API.
-// *opsclient.Client provides it (see api.go); tests use a fake.
+// runsAPI is what the workspace and run commands need from the ops API:
+// *opsclient.Client, or a fake in tests.
 type runsAPI interface {
 	CreateWorkspace(ctx context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error)
 	Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error)
 	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
 	// its Waiting says why it cannot start at once.
-	CreateRun(ctx context.Context, tenant, workspace string, op runs.Operation, bundle io.Reader, size int64) (*opsapi.Run, error)
+	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader) (*opsapi.Run, error)
 	Runs(ctx context.Context, tenant, workspace string) ([]opsapi.Run, error)
 	Run(ctx context.Context, tenant, id string) (*opsapi.Run, error)
 	Approve(ctx context.Context, tenant, id string) (*opsapi.Run, error)
-	Cancel(ctx context.Context, tenant, id string) (*opsapi.Run, error)
+	// Cancel cancels a run; force ends an executing run without waiting
+	// for its agent.
+	Cancel(ctx context.Context, tenant, id, reason string, force bool) (*opsapi.Run, error)
 	// Logs returns the log from offset, whole lines.
 	Logs(ctx context.Context, tenant, id string, offset int64) (*opsapi.LogChunk, error)
 	// Follow streams the run's log lines from offset and its changes
 	// until the run ends (nil), fn returns an error (returned as is), or
-	// the stream breaks.
+	// the stream breaks for good (it resumes short drops itself).
 	Follow(ctx context.Context, tenant, id string, offset int64, fn func(opsapi.FollowFrame) error) error
+}
+
+var _ runsAPI = (*opsclient.Client)(nil)
+
+// runsAPI returns the ops API for the run commands: the ops client
+// (through the relay or a local port), or the fake a test set.
+func (a *app) runsAPI() (runsAPI, error) {
+	if a.api != nil {
+		return a.api, nil
+	}
+	return a.client()
 }
 
 // tenantOf resolves the tenant: --tenant, else OPSBOT_TENANT.
@@ -126,8 +139,9 @@ func (a *app) workspacesCommand() *cobra.Command {
 
 // followFlags are shared by the commands that start or resume a run.
 type followFlags struct {
-	detach bool
-	yes    bool
+	detach  bool
+	yes     bool
+	message string
 }
 
 func (a *app) planCommand() *cobra.Command {
@@ -177,6 +191,7 @@ func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm
 	c.Flags().StringVarP(workspace, "workspace", "w", "", "workspace (required)")
 	c.Flags().StringVarP(dir, "dir", "d", ".", "directory holding the Terraform configuration")
 	c.Flags().BoolVar(&ff.detach, "detach", false, "return once the run is queued instead of following it")
+	c.Flags().StringVarP(&ff.message, "message", "m", "", "why this run: kept with the run")
 	if confirm {
 		c.Flags().BoolVarP(&ff.yes, "yes", "y", false, "apply without asking (required without a terminal)")
 	}
@@ -207,7 +222,11 @@ func (a *app) startRun(cmd *cobra.Command, workspace, dir string, op runs.Operat
 	defer os.Remove(bundle.Name())
 	defer bundle.Close()
 	fmt.Fprintf(a.stderr, "Uploading %s (%d files, %s) to workspace %s...\n", dir, stats.Files, humanBytes(stats.Bytes), workspace)
-	run, err := api.CreateRun(ctx, tenant, workspace, op, bundle, stats.Bytes)
+	apiOp := opsclient.OpPlan
+	if op == runs.OpDestroy {
+		apiOp = opsclient.OpDestroy
+	}
+	run, err := api.CreateRun(ctx, tenant, workspace, apiOp, ff.message, bundle)
 	if err != nil {
 		return explainCreateRun(err, dir)
 	}
@@ -407,7 +426,9 @@ func (a *app) logsCommand() *cobra.Command {
 }
 
 func (a *app) cancelCommand() *cobra.Command {
-	return &cobra.Command{
+	var reason string
+	var force bool
+	c := &cobra.Command{
 		Use:   "cancel RUN",
 		Short: "Cancel a run: a waiting run ends at once, a running one is interrupted (SIGINT, then killed after a grace period)",
 		Args:  cobra.ExactArgs(1),
@@ -420,7 +441,7 @@ func (a *app) cancelCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			run, err := api.Cancel(cmd.Context(), tenant, args[0])
+			run, err := api.Cancel(cmd.Context(), tenant, args[0], reason, force)
 			if err != nil {
 				return err
 			}
@@ -433,6 +454,9 @@ func (a *app) cancelCommand() *cobra.Command {
 			})
 		},
 	}
+	c.Flags().StringVar(&reason, "reason", "", "why: kept in the run's history")
+	c.Flags().BoolVar(&force, "force", false, "end an executing run now, without waiting for its agent to confirm (for an agent that no longer answers)")
+	return c
 }
 
 // packBundle packs dir into a temporary file, rewound, with the bundle

@@ -51,7 +51,7 @@ func (f *fakeRuns) Workspaces(context.Context, string) ([]opsapi.Workspace, erro
 	return f.workspaces, nil
 }
 
-func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op runs.Operation, bundle io.Reader, size int64) (*opsapi.Run, error) {
+func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op opsclient.RunOp, _ string, bundle io.Reader) (*opsapi.Run, error) {
 	if f.createErr != nil {
 		return nil, f.createErr
 	}
@@ -59,14 +59,11 @@ func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op runs.Ope
 	if err != nil {
 		return nil, err
 	}
-	if n != size {
-		return nil, errors.New("bundle size does not match")
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.created = append(f.created, workspace+"/"+string(op))
 	f.bundleBytes = n
-	f.run.Operation = string(op)
+	f.run.Operation = map[opsclient.RunOp]string{opsclient.OpPlan: "apply", opsclient.OpDestroy: "destroy"}[op]
 	r := f.run
 	r.Waiting = "no agent of tenant contoso is online"
 	return &r, nil
@@ -93,7 +90,7 @@ func (f *fakeRuns) Approve(_ context.Context, _, id string) (*opsapi.Run, error)
 	return f.set(runs.Approved, "approved by operator", nil), nil
 }
 
-func (f *fakeRuns) Cancel(_ context.Context, _, id string) (*opsapi.Run, error) {
+func (f *fakeRuns) Cancel(_ context.Context, _, id, _ string, _ bool) (*opsapi.Run, error) {
 	f.cancelled = append(f.cancelled, id)
 	return f.set(runs.Cancelled, "cancelled by operator", nil), nil
 }
@@ -205,7 +202,7 @@ func TestPlanFollowsTheRunAndExitsWithChanges(t *testing.T) {
 	r := cli{t: t, api: api}.run("plan", "--workspace", "app", "--dir", configDir(t))
 
 	require.Equal(t, exitChanges, r.code, r.stderr)
-	assert.Equal(t, []string{"app/apply"}, api.created)
+	assert.Equal(t, []string{"app/plan"}, api.created)
 	assert.Positive(t, api.bundleBytes)
 	assert.Contains(t, r.stdout, "Initializing the backend...\nPlan: 3 to add")
 	assert.Contains(t, r.stdout, "Plan saved: 3 to add, 0 to change, 0 to destroy.\nApply it with: opsbot apply run-0000000000000001")
