@@ -129,3 +129,25 @@ func TestAPIKeyCommands(t *testing.T) {
 	assert.ErrorContains(t, runAPIKey(nil, io.Discard, io.Discard), "subcommand")
 	assert.ErrorContains(t, runAPIKey([]string{"list"}, io.Discard, io.Discard), "--keys-file")
 }
+
+func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
+	base := []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "k", "--registry", "r"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"connection string", []string{"--storage-connection-string", "x"}, nil, true},
+		{"turned off", []string{"--storage-connection-string", "x", "--create-resources=false"}, nil, false},
+		{"turned off by env", []string{"--storage-connection-string", "x"}, map[string]string{"BOTE_RELAYSERVER_CREATE_RESOURCES": "false"}, false},
+		{"service urls", []string{"--table-url", "https://t", "--blob-url", "https://b", "--queue-url", "https://q", "--azure-identity"}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseOptions(append(base, tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, o.createResources)
+		})
+	}
+}

@@ -91,7 +91,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.blobURL, "blob-url", "", "blob service URL (with --azure-identity)")
 	fs.StringVar(&o.queueURL, "queue-url", "", "queue service URL (with --azure-identity and --bus storagequeue)")
 	fs.BoolVar(&o.azureIdentity, "azure-identity", false, "authenticate to storage, Service Bus and Key Vault with Microsoft Entra ID (DefaultAzureCredential)")
-	fs.BoolVar(&o.createResources, "create-resources", false, "create missing tables, containers and queues (local use)")
+	fs.BoolVar(&o.createResources, "create-resources", false, "create missing tables, containers and queues (default: true with --storage-connection-string, for local use)")
 	fs.StringVar(&o.tablePrefix, "table-prefix", "", "prefix of the run state tables (default boteruns)")
 	fs.StringVar(&o.runsContainer, "runs-container", "", "blob container of bundles, plans and logs (default boteruns)")
 	fs.StringVar(&o.bus, "bus", "storagequeue", "bus driver to reach agents: storagequeue or servicebus")
@@ -124,6 +124,15 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	// Locally (a connection string, usually Azurite) nothing else creates
+	// the run tables and container; in Azure the stack does.
+	if o.storageConnectionString != "" && getenv(envPrefix+"CREATE_RESOURCES") == "" {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "create-resources" })
+		if !explicit {
+			o.createResources = true
+		}
 	}
 	return o, o.Validate()
 }
