@@ -53,18 +53,30 @@ func printAgents(w io.Writer, agents []opsapi.Agent) {
 		fmt.Fprintln(w, "No agents.")
 		return
 	}
+	// RUNS (running/capacity) once any agent has heartbeated; a server
+	// with a fixed agent list has nothing to show there.
+	load := slices.ContainsFunc(agents, func(a opsapi.Agent) bool { return a.Capacity > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSTATE\tVERSION\tLAST SEEN")
+	if load {
+		fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSTATE\tRUNS\tVERSION\tLAST SEEN")
+	} else {
+		fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSTATE\tVERSION\tLAST SEEN")
+	}
 	for _, a := range agents {
 		lastSeen := "-"
 		if a.LastSeen != nil {
 			lastSeen = a.LastSeen.UTC().Format(time.RFC3339)
 		}
-		ver := a.Version
-		if ver == "" {
-			ver = "-"
+		ver := cmp.Or(a.Version, "-")
+		if !load {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Name, a.State, ver, lastSeen)
+			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Name, a.State, ver, lastSeen)
+		runs := "-"
+		if a.Capacity > 0 {
+			runs = fmt.Sprintf("%d/%d", len(a.Running), a.Capacity)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Name, a.State, runs, ver, lastSeen)
 	}
 	tw.Flush()
 }
