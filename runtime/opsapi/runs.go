@@ -198,7 +198,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, "the body must be the configuration bundle, Content-Type application/gzip (opsbot plan packs it)")
 		return
 	}
-	limit := artifacts.BundleLimits.MaxBytes
+	limit := s.cfg.MaxBundleBytes
 	if r.ContentLength > limit {
 		s.runsError(w, r, &artifacts.LimitError{What: "compressed size", Limit: limit, Value: r.ContentLength})
 		return

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -74,6 +75,9 @@ type Config struct {
 	Runs *runs.Manager
 	// Artifacts stores bundles and reads logs; required with Runs.
 	Artifacts Artifacts
+	// MaxBundleBytes is the largest bundle accepted, compressed (default
+	// and maximum artifacts.BundleLimits.MaxBytes).
+	MaxBundleBytes int64
 	// Dispatcher starts queued runs at once and wakes followers; without
 	// it runs start on the dispatcher's tick and followers poll.
 	Dispatcher Dispatcher
@@ -93,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runs != nil && c.Artifacts == nil {
 		return errors.New("Artifacts is required with Runs")
+	}
+	if c.MaxBundleBytes < 0 || c.MaxBundleBytes > artifacts.BundleLimits.MaxBytes {
+		return fmt.Errorf("MaxBundleBytes %d must be between 0 (default) and %d", c.MaxBundleBytes, artifacts.BundleLimits.MaxBytes)
 	}
 	if c.EventInterval < 0 {
 		return fmt.Errorf("EventInterval %s must not be negative", c.EventInterval)
@@ -140,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.EventInterval == 0 {
 		cfg.EventInterval = 5 * time.Second
+	}
+	if cfg.MaxBundleBytes == 0 {
+		cfg.MaxBundleBytes = artifacts.BundleLimits.MaxBytes
 	}
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = 30 * time.Second

@@ -64,6 +64,7 @@ func TestParseOptions(t *testing.T) {
 		{"key vault without identity", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--key-vault-url", "https://kv"}, keys...), nil, "--key-vault-url"},
 		{"bad bus", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--bus", "carrier-pigeon"}, keys...), nil, "--bus"},
 		{"servicebus without namespace", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--bus", "servicebus"}, keys...), nil, "--servicebus"},
+		{"huge bundle limit", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--max-bundle-bytes", "999999999999"}, keys...), nil, "--max-bundle-bytes"},
 		{"negative tick", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--dispatch-tick", "-1s"}, keys...), nil, "--dispatch-tick"},
 		{"secrets without runs", append([]string{"--connection-string", cs, "--secrets-file", "s"}, keys...), nil, "needs runs enabled"},
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/relay"
 )
@@ -55,6 +56,7 @@ type options struct {
 	keyVaultURL             string
 	dispatchTick            time.Duration
 	silentAfter             time.Duration
+	maxBundleBytes          int64
 	// Behaviour.
 	eventInterval   time.Duration
 	shutdownTimeout time.Duration
@@ -101,7 +103,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.secretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
 	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
 	fs.DurationVar(&o.dispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")
-	fs.DurationVar(&o.silentAfter, "silent-after", 0, "an agent silent this long fails its runs and frees their workspaces (default 60s)")
+	fs.DurationVar(&o.silentAfter, "agent-silent-after", 0, "an agent silent this long fails its runs and frees their workspaces (default 60s)")
+	fs.Int64Var(&o.maxBundleBytes, "max-bundle-bytes", 0, "largest configuration bundle accepted, compressed (default 64 MiB)")
 	fs.DurationVar(&o.eventInterval, "event-interval", 5*time.Second, "default interval between status events on /v1/events")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on shutdown")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
@@ -288,7 +291,9 @@ func (o options) validateRuns() error {
 	case o.dispatchTick < 0:
 		return fmt.Errorf("--dispatch-tick: %s is negative", o.dispatchTick)
 	case o.silentAfter < 0:
-		return fmt.Errorf("--silent-after: %s is negative", o.silentAfter)
+		return fmt.Errorf("--agent-silent-after: %s is negative", o.silentAfter)
+	case o.maxBundleBytes < 0 || o.maxBundleBytes > artifacts.BundleLimits.MaxBytes:
+		return fmt.Errorf("--max-bundle-bytes: %d must be between 0 (default) and %d", o.maxBundleBytes, artifacts.BundleLimits.MaxBytes)
 	case o.serviceName == "":
 		return errors.New("--service-name: required")
 	}

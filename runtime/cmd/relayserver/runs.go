@@ -38,6 +38,8 @@ type runsStack struct {
 	cloud      *cloud.Client
 	bus        bus.Driver
 	registry   *registry.Registry
+
+	maxBundleBytes int64
 }
 
 // openRuns connects the run store, artifacts, bus and secret store. It
@@ -70,7 +72,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	if err != nil {
 		return nil, fmt.Errorf("cannot open storage: %w", err)
 	}
-	st := &runsStack{registry: reg}
+	st := &runsStack{registry: reg, maxBundleBytes: o.maxBundleBytes}
 	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: o.tablePrefix, CreateTables: o.createResources}); err != nil {
 		return nil, err
 	}
@@ -173,6 +175,7 @@ func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, err
 // apiConfig gives the API the runs, and agents from the run store.
 func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 	cfg.Runs, cfg.Artifacts, cfg.Dispatcher = st.manager, st.artifacts, st.dispatcher
+	cfg.MaxBundleBytes = st.maxBundleBytes
 	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry}
 }
 
