@@ -236,6 +236,15 @@ func (s *server) logLines(run, token string) []string {
 	return lines
 }
 
+// runDirs lists the runs' working directories under the agent's work
+// directory (one directory per agent process, one per run in it).
+func runDirs(t *testing.T, workDir string) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(workDir, "agent-*", "run-*"))
+	require.NoError(t, err)
+	return dirs
+}
+
 func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
@@ -266,8 +275,6 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	require.NoError(t, rc.Close())
 
 	s.send(s.applyAssign(run1, "5", blobName, plan, secrets))
-	hbRunning, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Heartbeat) bool { return len(m.Running) == 1 })
-	assert.Equal(t, []string{run1}, hbRunning.Running)
 	apply, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run1 && m.ClaimToken == "5" })
 	require.Equal(t, runproto.Succeeded, apply.Outcome, apply.Reason)
 	assert.JSONEq(t, `"hello from the agent"`, string(apply.Result.Outputs["greeting"].Value))
@@ -278,9 +285,7 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 		assert.NotContains(t, string(r.body), secret, "a secret reached the server")
 		assert.Equal(t, envelope.Identity{Tenant: tenant, Connector: agentID}, r.from)
 	}
-	entries, err := os.ReadDir(workDir)
-	require.NoError(t, err)
-	assert.Empty(t, entries, "working directories left behind")
+	assert.Empty(t, runDirs(t, workDir), "working directories left behind")
 }
 
 // TestAgentKilledMidRun kills the agent during a long apply: its
@@ -301,9 +306,12 @@ func TestAgentKilledMidRun(t *testing.T) {
 	waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Logs) bool {
 		return m.ClaimToken == "3" && strings.Contains(strings.Join(m.Lines, "\n"), "slow-start")
 	})
-	entries, err := os.ReadDir(workDir)
+	hbRunning, _ := waitFor(t, s, 30*time.Second, time.Time{}, func(m *runproto.Heartbeat) bool { return len(m.Running) == 1 })
+	assert.Equal(t, []string{runSlow}, hbRunning.Running)
+	require.Len(t, runDirs(t, workDir), 1, "the apply's working directory")
+	deadDirs, err := filepath.Glob(filepath.Join(workDir, "agent-*"))
 	require.NoError(t, err)
-	require.Len(t, entries, 1, "the apply's working directory")
+	require.Len(t, deadDirs, 1)
 
 	agent.Kill()
 	<-agent.Done()
@@ -322,9 +330,8 @@ func TestAgentKilledMidRun(t *testing.T) {
 	s.startAgent(workDir)
 	hb, _ := waitFor(t, s, 30*time.Second, restartedAt, func(m *runproto.Heartbeat) bool { return true })
 	assert.Empty(t, hb.Running, "the restarted agent runs nothing the dead one had")
-	entries, err = os.ReadDir(workDir)
-	require.NoError(t, err)
-	assert.Empty(t, entries, "the dead agent's working directory was not removed at start")
+	assert.Empty(t, runDirs(t, workDir), "the dead agent's working directory was not removed at start")
+	assert.NoDirExists(t, deadDirs[0])
 
 	// The server, having seen the heartbeats stop, failed the run and
 	// cancels the lost claim; a new run goes through.
@@ -370,7 +377,7 @@ func TestCancelAndRefusals(t *testing.T) {
 	assert.Contains(t, refused.Reason, "refused by agent")
 
 	require.NoError(t, agent.Stop(), "graceful stop\n%s", agent.Output())
-	entries, err := os.ReadDir(workDir)
+	dirs, err := filepath.Glob(filepath.Join(workDir, "agent-*"))
 	require.NoError(t, err)
-	assert.Empty(t, entries)
+	assert.Empty(t, dirs, "a stopped agent leaves nothing in its work directory")
 }

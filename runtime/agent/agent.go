@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -54,9 +53,9 @@ type Config struct {
 	// Key is the agent's private key (the one registered with the idp);
 	// sealed secrets are opened with it.
 	Key *ecdsa.PrivateKey
-	// WorkDir holds the runs' working directories (created 0700). It
-	// belongs to this agent alone: leftovers of an earlier process are
-	// removed at start.
+	// WorkDir holds the runs' working directories (created 0700), in a
+	// directory per agent process. Several agents may share it; what a
+	// process that died left there is removed when the next one starts.
 	WorkDir string
 	// Concurrency is how many phases run at once (default 1).
 	Concurrency int
@@ -124,6 +123,10 @@ type Agent struct {
 	cfg   Config
 	log   *slog.Logger
 	slots chan struct{}
+	// dir is this process's directory under WorkDir, where the runs'
+	// directories are made; releaseDir removes it when Run ends.
+	dir        string
+	releaseDir func()
 
 	// deliver bounds every message the agent sends; it ends only when Run
 	// gives up on a clean shutdown, so a result is never dropped because
@@ -175,19 +178,15 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create work directory %s: %w", cfg.WorkDir, err)
 	}
-	// Working directories a killed predecessor left behind hold plans and
-	// state, which are sensitive: remove them. WorkDir is this agent's own.
-	stale, _ := filepath.Glob(filepath.Join(cfg.WorkDir, runDirPattern))
-	for _, d := range stale {
-		if err := os.RemoveAll(d); err != nil {
-			return nil, fmt.Errorf("cannot remove stale working directory: %w", err)
-		}
-		cfg.Logger.Info("removed a working directory left by an earlier process", "dir", d)
+	dir, releaseDir, err := processDir(cfg.WorkDir, cfg.Logger)
+	if err != nil {
+		return nil, err
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "agent", cfg.ID),
 		slots: make(chan struct{}, cfg.Concurrency), active: map[string]*activeRun{}, waiting: map[string]*waiter{},
 		drainCh: make(chan struct{}), done: seen.New(10_000, 24*time.Hour), cancelled: map[string]string{},
+		dir: dir, releaseDir: releaseDir,
 	}
 	a.deliver, a.stopDeliver = context.WithCancel(context.Background())
 	a.runs, a.cancelRuns = context.WithCancelCause(context.Background())
@@ -412,7 +411,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	go func() { defer close(hbDone); a.heartbeats(hbCtx) }()
-	defer func() { stopHB(); <-hbDone; a.stopDeliver() }()
+	defer func() { stopHB(); <-hbDone; a.stopDeliver(); a.releaseDir() }()
 
 	<-ctx.Done()
 	a.mu.Lock()

@@ -251,12 +251,18 @@ func (f *fixture) seal(t *testing.T, s runproto.Secrets) string {
 	return jwe
 }
 
-// assertClean checks no working directory is left behind.
+// assertClean checks no run's working directory is left behind.
 func (f *fixture) assertClean(t *testing.T) {
 	t.Helper()
-	entries, err := os.ReadDir(f.dir)
+	assert.Empty(t, runDirs(t, f.dir), "working directories left behind")
+}
+
+// runDirs lists the runs' directories under a work directory.
+func runDirs(t *testing.T, workDir string) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(workDir, processDirPattern, runDirPattern))
 	require.NoError(t, err)
-	assert.Empty(t, entries, "working directories left in %s", f.dir)
+	return dirs
 }
 
 const (

@@ -24,8 +24,10 @@ import (
 const (
 	configDir   = "tf"
 	workdirFile = "workdir.tar.gz"
-	// runDirPattern names a run's directory under WorkDir.
-	runDirPattern = "run-*"
+	// processDirPattern names an agent process's directory under WorkDir,
+	// runDirPattern a run's directory in it.
+	processDirPattern = "agent-*"
+	runDirPattern     = "run-*"
 )
 
 // execute runs one phase and reports it. ctx is the run's context: it
@@ -44,7 +46,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 
 	// The working directory is gone before the result goes out: a result
 	// means nothing of the run is left on this machine.
-	dir, err := os.MkdirTemp(a.cfg.WorkDir, runDirPattern) // 0700
+	dir, err := os.MkdirTemp(a.dir, runDirPattern) // 0700
 	if err == nil {
 		err = a.phase(ctx, asg, dir, sink, res)
 		if rerr := os.RemoveAll(dir); rerr != nil {

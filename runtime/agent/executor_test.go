@@ -390,14 +390,33 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestStaleWorkingDirectoriesRemovedAtStart(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "run-123", "tf"), 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "run-123", "tf", "terraform.tfstate"), []byte("{}"), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "keep.txt"), nil, 0o600))
-	newFixture(t, newFakeTerraform(), func(c *Config) { c.WorkDir = dir })
-	entries, err := os.ReadDir(dir)
+func TestWorkDirShared(t *testing.T) {
+	base := t.TempDir()
+	// A process that died mid-run: its directory is not locked.
+	dead := filepath.Join(base, "agent-dead")
+	require.NoError(t, os.MkdirAll(filepath.Join(dead, "run-1", "tf"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dead, "run-1", "tf", "terraform.tfstate"), []byte("{}"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dead, lockName), nil, 0o600))
+	// A live process's directory.
+	live := filepath.Join(base, "agent-live")
+	require.NoError(t, os.MkdirAll(filepath.Join(live, "run-2"), 0o700))
+	l, err := lockFile(filepath.Join(live, lockName), false)
 	require.NoError(t, err)
-	require.Len(t, entries, 1)
-	assert.Equal(t, "keep.txt", entries[0].Name(), "only run directories are the agent's to remove")
+	defer l.Close()
+	require.NoError(t, os.WriteFile(filepath.Join(base, "keep.txt"), nil, 0o600))
+
+	f1 := newFixture(t, newFakeTerraform(), func(c *Config) { c.WorkDir = base })
+	assert.NoDirExists(t, dead, "a dead process's runs are removed")
+	assert.DirExists(t, filepath.Join(live, "run-2"), "a live process's runs are not")
+	assert.FileExists(t, filepath.Join(base, "keep.txt"))
+	f2 := newFixture(t, newFakeTerraform(), func(c *Config) { c.WorkDir = base })
+	assert.DirExists(t, f1.agent.dir, "a second agent on the same work directory leaves the first alone")
+	assert.NotEqual(t, f1.agent.dir, f2.agent.dir)
+
+	// Run's end removes the process's directory.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, f1.agent.Run(ctx))
+	assert.NoDirExists(t, f1.agent.dir)
+	assert.DirExists(t, f2.agent.dir)
 }
