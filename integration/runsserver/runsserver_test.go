@@ -1,0 +1,391 @@
+// Package runsserver runs the ops server's agent side end to end with real
+// processes (Azurite, idp, worker, relayserver) and fake agents written
+// with runtime/connector in the test, so it checks the server against the
+// protocol (runtime/runproto) rather than against the agent binary: a run
+// goes to exactly one agent of its tenant, another tenant's agent can
+// neither receive nor report on it, logs and results are recorded,
+// secrets are sealed to the assigned agent, and an agent that goes silent
+// fails its run and frees the workspace.
+package runsserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/secretstore"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+func TestMain(m *testing.M) { procs.Main(m) }
+
+// agents registered with the gateway.
+var registered = map[string][]string{"tenant-a": {"a1", "a2"}, "tenant-b": {"b1"}}
+
+// server is the running platform without agents.
+type server struct {
+	dir       string
+	emu       *azurite.Emulator
+	keys      map[string]*ecdsa.PrivateKey
+	idpURL    string
+	workerURL string
+	api       *opsclient.Client
+	secrets   string
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	s := &server{dir: t.TempDir(), emu: azurite.New(t), keys: map[string]*ecdsa.PrivateKey{}}
+	var regs []registry.Connector
+	for tenant, ids := range registered {
+		for _, id := range ids {
+			k, err := clientauth.GenerateKey()
+			require.NoError(t, err)
+			s.keys[registry.ClientID(tenant, id)] = k
+			jwk, err := clientauth.PublicJWK(k, "")
+			require.NoError(t, err)
+			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk})
+		}
+	}
+	data, err := registry.Marshal(regs)
+	require.NoError(t, err)
+	reg := filepath.Join(s.dir, "registry.json")
+	require.NoError(t, os.WriteFile(reg, data, 0o644))
+	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
+	apiKey, err := kf.AddKey("e2e", "", time.Now())
+	require.NoError(t, err)
+	keys := filepath.Join(s.dir, "keys.json")
+	require.NoError(t, kf.Save(keys))
+	s.secrets = filepath.Join(s.dir, "secrets.json")
+
+	idp := procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{
+		"--listen", "127.0.0.1:0", "--registry", reg, "--key-dir", filepath.Join(s.dir, "idp-keys"), "--client-rate", "100", "--client-burst", "100"}})
+	s.idpURL, err = idp.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+	worker := procs.Start(t, procs.Spec{Name: "worker", Path: procs.Build(t, "worker"), Args: []string{
+		"--listen", "127.0.0.1:0", "--storage-connection-string", s.emu.ConnectionString, "--issuer", s.idpURL,
+		"--registry", reg, "--create-resources", "--shutdown-timeout", "5s"}})
+	s.workerURL, err = worker.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+	rs := procs.Start(t, procs.Spec{Name: "relayserver", Path: procs.Build(t, "relayserver"), Args: []string{
+		"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
+		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s"},
+		Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + s.emu.ConnectionString}})
+	url, err := rs.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+	s.api, err = opsclient.New(opsclient.Config{BaseURL: url, Credential: apiKey})
+	require.NoError(t, err)
+	return s
+}
+
+// agent is a fake deployment agent: a connector that records what the
+// server sends and heartbeats while alive.
+type agent struct {
+	t      *testing.T
+	tenant string
+	id     string
+	key    *ecdsa.PrivateKey
+	client *connector.Client
+	got    chan runproto.Message
+
+	mu      sync.Mutex
+	running []string
+	silent  bool
+}
+
+func (s *server) agent(t *testing.T, tenant, id string) *agent {
+	t.Helper()
+	a := &agent{t: t, tenant: tenant, id: id, key: s.keys[registry.ClientID(tenant, id)], got: make(chan runproto.Message, 100)}
+	var err error
+	a.client, err = connector.New(connector.Config{
+		WorkerURL: s.workerURL, TokenURL: s.idpURL + "/oauth2/token", Tenant: tenant, Connector: id, Key: a.key,
+		SafetyPoll: 2 * time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		Handler: connector.HandlerFunc(func(_ context.Context, m *connector.Message) error {
+			msg, err := runproto.Decode(m.Body)
+			if err != nil {
+				t.Errorf("%s/%s got an undecodable message: %v", tenant, id, err)
+				return nil
+			}
+			a.got <- msg
+			return nil
+		}),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.client.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	require.NoError(t, a.client.WaitConnected(wctx))
+	go func() {
+		for ctx.Err() == nil {
+			a.mu.Lock()
+			hb := &runproto.Heartbeat{Capacity: 1, Running: append([]string{}, a.running...), Version: "fake"}
+			silent := a.silent
+			a.mu.Unlock()
+			if !silent {
+				_ = a.trySend(ctx, hb)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return a
+}
+
+func (a *agent) trySend(ctx context.Context, m runproto.Message) error {
+	body, err := runproto.Encode(m)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = a.client.Send(sctx, connector.OutMessage{ContentType: runproto.ContentType, Body: body})
+	return err
+}
+
+func (a *agent) send(m runproto.Message) {
+	a.t.Helper()
+	require.NoError(a.t, a.trySend(context.Background(), m))
+}
+
+func (a *agent) setRunning(ids ...string) {
+	a.mu.Lock()
+	a.running = ids
+	a.mu.Unlock()
+}
+
+func (a *agent) goSilent() {
+	a.mu.Lock()
+	a.silent = true
+	a.mu.Unlock()
+}
+
+// assignment waits for a run.assign.
+func (a *agent) assignment(within time.Duration) *runproto.Assign {
+	a.t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-a.got:
+			if as, ok := m.(*runproto.Assign); ok {
+				return as
+			}
+		case <-deadline:
+			a.t.Fatalf("%s/%s got no assignment within %s", a.tenant, a.id, within)
+			return nil
+		}
+	}
+}
+
+// assignments drains what arrived and returns the assignments among it.
+func (a *agent) assignments() []*runproto.Assign {
+	var out []*runproto.Assign
+	for {
+		select {
+		case m := <-a.got:
+			if as, ok := m.(*runproto.Assign); ok {
+				out = append(out, as)
+			}
+		default:
+			return out
+		}
+	}
+}
+
+func download(t *testing.T, url, wantSHA string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	sum := sha256.Sum256(data)
+	assert.Equal(t, wantSHA, hex.EncodeToString(sum[:]))
+	return data
+}
+
+func upload(t *testing.T, url string, data []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, url, bytes.NewReader(data))
+	require.NoError(t, err)
+	req.Header.Set("x-ms-blob-type", "BlockBlob")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+}
+
+func bundle(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(`resource "terraform_data" "x" {}`+"\n"), 0o644))
+	var buf bytes.Buffer
+	_, err := artifacts.Pack(dir, &buf, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	require.NoError(t, err)
+	return buf.Bytes()
+}
+
+// waitRun polls the API until the run is in state.
+func (s *server) waitRun(t *testing.T, tenant, id, state string, within time.Duration) *opsapi.Run {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r, err := s.api.Run(context.Background(), tenant, id)
+		require.NoError(t, err)
+		if r.State == state {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s is %s (%s), not %s, after %s", id, r.State, r.History[len(r.History)-1].Reason, state, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRunsServer(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	a1 := s.agent(t, "tenant-a", "a1")
+	b1 := s.agent(t, "tenant-b", "b1")
+
+	_, err := s.api.CreateWorkspace(ctx, "tenant-a", opsapi.CreateWorkspaceRequest{Name: "prod"})
+	require.NoError(t, err)
+	// tenant-b has a workspace of the same name: names are per tenant.
+	_, err = s.api.CreateWorkspace(ctx, "tenant-b", opsapi.CreateWorkspaceRequest{Name: "prod"})
+	require.NoError(t, err)
+	store, err := secretstore.OpenFile(s.secrets)
+	require.NoError(t, err)
+	require.NoError(t, store.Put(ctx, "tenant-a", "prod", runproto.Secrets{Env: map[string]string{"ARM_CLIENT_SECRET": "tenant-a-secret"}}))
+
+	b := bundle(t)
+	run, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "e2e", bytes.NewReader(b))
+	require.NoError(t, err)
+
+	// Exactly one agent of the right tenant gets it, quickly.
+	start := time.Now()
+	as := a1.assignment(15 * time.Second)
+	t.Logf("queued → assigned: %s", time.Since(start))
+	assert.Equal(t, run.ID, as.RunID)
+	assert.Equal(t, tfrun.Plan, as.Op)
+	download(t, as.BundleURL, as.BundleSHA256)
+
+	t.Run("secrets are sealed to the assigned agent", func(t *testing.T) {
+		got, err := runproto.OpenSecrets(a1.key, as.Secrets)
+		require.NoError(t, err)
+		assert.Equal(t, "tenant-a-secret", got.Env["ARM_CLIENT_SECRET"])
+		_, err = runproto.OpenSecrets(b1.key, as.Secrets)
+		assert.ErrorIs(t, err, runproto.ErrSealed)
+		assert.NotContains(t, as.Secrets, "tenant-a-secret")
+	})
+
+	t.Run("another tenant's agent cannot report on it", func(t *testing.T) {
+		b1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: []string{"FORGED LINE"}})
+		b1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Failed, LastSeq: -1})
+		time.Sleep(2 * time.Second) // time for the server to refuse them
+		r, err := s.api.Run(ctx, "tenant-a", run.ID)
+		require.NoError(t, err)
+		assert.Equal(t, "planning", r.State)
+		assert.Equal(t, "a1", r.Agent)
+	})
+
+	a1.setRunning(run.ID)
+	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan})
+	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 1, Lines: []string{"Plan: 1 to add, 0 to change, 0 to destroy."}})
+	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: []string{"Initializing the backend..."}})
+	workdir := []byte("saved plan and working directory")
+	upload(t, as.UploadURL, workdir)
+	sum := sha256.Sum256(workdir)
+	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 1}},
+		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(workdir)), LastSeq: 1})
+	a1.setRunning()
+
+	planned := s.waitRun(t, "tenant-a", run.ID, "planned", 15*time.Second)
+	assert.True(t, planned.HasPlan)
+	assert.Equal(t, &opsapi.Changes{Add: 1}, planned.PlanResult.Changes)
+	logs, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "Initializing the backend...\nPlan: 1 to add, 0 to change, 0 to destroy.\n", logs.Text, "in order, no forged line")
+	for _, h := range planned.History {
+		assert.NotEqual(t, "b1", h.By)
+	}
+
+	t.Run("a write-only upload URL cannot read", func(t *testing.T) {
+		resp, err := http.Get(as.UploadURL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	})
+
+	// The apply gets exactly the saved plan; then a1 goes silent mid-apply.
+	_, err = s.api.Approve(ctx, "tenant-a", run.ID)
+	require.NoError(t, err)
+	ap := a1.assignment(15 * time.Second)
+	assert.Equal(t, tfrun.Apply, ap.Op)
+	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
+	a1.setRunning(run.ID)
+	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply})
+	a1.goSilent()
+
+	// The next run of the workspace waits behind it, and says why.
+	next, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.Contains(t, next.Waiting, "busy with run "+run.ID)
+
+	failed := s.waitRun(t, "tenant-a", run.ID, "failed", 30*time.Second)
+	assert.Contains(t, failed.History[len(failed.History)-1].Reason, "stopped heartbeating")
+
+	// The workspace is free: the waiting run goes to the tenant's live agent.
+	a2 := s.agent(t, "tenant-a", "a2")
+	na := a2.assignment(20 * time.Second)
+	assert.Equal(t, next.ID, na.RunID)
+
+	// A late result of the silent agent changes nothing.
+	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1})
+	time.Sleep(time.Second)
+	r, err := s.api.Run(ctx, "tenant-a", run.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "failed", r.State)
+
+	assert.Empty(t, b1.assignments(), "tenant-b's agent never got tenant-a's runs")
+
+	agents, err := s.api.Agents(ctx, "tenant-a")
+	require.NoError(t, err)
+	byName := map[string]opsapi.Agent{}
+	for _, ag := range agents {
+		byName[ag.Name] = ag
+	}
+	assert.Equal(t, opsapi.AgentOffline, byName["a1"].State)
+	assert.Equal(t, opsapi.AgentOnline, byName["a2"].State)
+	assert.Equal(t, []string{next.ID}, byName["a2"].Running)
+	require.NotNil(t, byName["a2"].LastSeen)
+}
