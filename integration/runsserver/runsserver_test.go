@@ -325,7 +325,7 @@ func TestRunsServer(t *testing.T) {
 	upload(t, as.UploadURL, workdir)
 	sum := sha256.Sum256(workdir)
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 1}},
+		Result:          &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 1}},
 		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(workdir)), LastSeq: 1})
 	a1.setRunning()
 
