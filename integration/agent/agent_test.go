@@ -12,6 +12,7 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,7 +249,7 @@ func runDirs(t *testing.T, workDir string) []string {
 func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
-	s.startAgent(workDir)
+	agent := s.startAgent(workDir)
 	run1 := runs.NewRunID(time.Now())
 	secrets := runproto.Secrets{Env: map[string]string{"DEPLOY_TOKEN": secret}}
 
@@ -286,6 +287,17 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 		assert.Equal(t, envelope.Identity{Tenant: tenant, Connector: agentID}, r.from)
 	}
 	assert.Empty(t, runDirs(t, workDir), "working directories left behind")
+
+	// The agent's own log (debug level) holds neither the secret nor the
+	// SAS links it was given.
+	out := agent.Output()
+	assert.NotContains(t, out, secret)
+	for _, link := range []string{asg.BundleURL, asg.UploadURL} {
+		_, query, _ := strings.Cut(link, "?")
+		sig, err := url.ParseQuery(query)
+		require.NoError(t, err)
+		assert.NotContains(t, out, sig.Get("sig"), "a SAS signature was logged")
+	}
 }
 
 // TestAgentKilledMidRun kills the agent during a long apply: its

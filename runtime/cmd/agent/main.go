@@ -71,7 +71,7 @@ func parse(args []string) (*options, error) {
 	fs.StringVar(&o.id, "id", "", "agent (connector) id")
 	fs.StringVar(&o.id, "agent", "", "same as --id")
 	fs.StringVar(&o.keyPath, "key", "", "private key file (from connector keygen)")
-	fs.StringVar(&o.workDir, "work-dir", "", "this agent's directory for the runs' working directories, 0700 (default <tmp>/bote-agent/<tenant>/<id>)")
+	fs.StringVar(&o.workDir, "work-dir", "", "directory for the runs' working directories, 0700; each agent process works in its own locked subdirectory (default <tmp>/bote-agent/<tenant>/<id>)")
 	fs.IntVar(&o.concurrency, "concurrency", 1, "Terraform runs at once")
 	fs.IntVar(&o.concurrency, "capacity", 1, "same as --concurrency")
 	fs.DurationVar(&o.cancelGrace, "cancel-grace", 30*time.Second, "how long Terraform gets after SIGINT before it is killed")
