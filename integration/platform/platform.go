@@ -141,8 +141,9 @@ type Platform struct {
 	stopped     bool
 }
 
-// Start brings the platform up. On error, whatever started is stopped.
-func Start(ctx context.Context, opts Options) (p *Platform, err error) {
+// Start brings the platform up. On error, whatever started is stopped,
+// and the error carries the processes' output.
+func Start(ctx context.Context, opts Options) (*Platform, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -152,46 +153,49 @@ func Start(ctx context.Context, opts Options) (p *Platform, err error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 60 * time.Second
 	}
-	p = &Platform{
+	p := &Platform{
 		opts: opts, Dir: opts.Dir, Emulator: opts.Emulator,
 		keys: map[string]*ecdsa.PrivateKey{}, keyFiles: map[string]string{},
 		agents: map[string]*procs.Process{}, names: map[*procs.Process]string{},
 	}
-	defer func() {
-		if err != nil {
-			if out := p.Outputs(); out != "" {
-				err = fmt.Errorf("%w\n%s", err, out)
-			}
-			_ = p.Stop()
-			p = nil
+	if err := p.start(ctx); err != nil {
+		if out := p.Outputs(); out != "" {
+			err = fmt.Errorf("%w\n%s", err, out)
 		}
-	}()
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Platform) start(ctx context.Context) error {
 	if p.Emulator == nil {
+		var err error
 		if p.Emulator, err = azurite.Start(ctx, azurite.Options{}); err != nil {
-			return nil, fmt.Errorf("cannot start Azurite: %w", err)
+			return fmt.Errorf("cannot start Azurite: %w", err)
 		}
 		p.ownEmulator = true
 	}
 	if err := p.writeKeys(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := p.startGateway(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := p.startRelay(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := p.StartRelayserver(); err != nil {
-		return nil, err
+		return err
 	}
-	for _, a := range opts.Agents {
+	for _, a := range p.opts.Agents {
 		if a.Start {
 			if _, err := p.StartAgent(a.Tenant, a.ID); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return p, nil
+	return nil
 }
 
 // New starts a platform for a test: it fails the test if the platform
@@ -642,8 +646,9 @@ func (pw *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// agentReadyLine is what the agent prints once it runs.
-const agentReadyLine = " running: concurrency "
+// agentReadyLine is what the agent prints once its gateway session is up
+// (runtime/cmd/agent readyLine).
+const agentReadyLine = "agent connected "
 
 // relayserverRunsArgs are relayserver's flags for the runs orchestration:
 // state and artifacts in Azurite, the gateway's bus.

@@ -73,7 +73,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = usageError{err} // cobra has no typed error for it
 	}
 	code, msg := explain(err, a.target)
-	fmt.Fprintln(stderr, "opsbot: "+msg)
+	if msg != "" { // a run outcome already printed says it all
+		fmt.Fprintln(stderr, "opsbot: "+msg)
+	}
 	return code
 }
 

@@ -649,7 +649,7 @@ func (a *app) finish(r *opsapi.Run) error {
 	}
 	switch state(r) {
 	case runs.Planned:
-		return runOutcome{exitChanges, fmt.Sprintf("the plan has changes; apply it with: opsbot apply %s", r.ID)}
+		return runOutcome{code: exitChanges} // printOutcome said how to apply it
 	case runs.Failed:
 		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, lastReason(r))}
 	case runs.Cancelled, runs.TimedOut:
