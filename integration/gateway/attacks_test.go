@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -424,4 +425,43 @@ func TestAttackTokenOfDisabledConnector(t *testing.T) {
 	other, status := g.dialRaw(t, g.token(t, "tenant-a", "a2"))
 	require.Equal(t, http.StatusSwitchingProtocols, status)
 	assert.Equal(t, "a2", other.hello.Connector)
+}
+
+// TestAttackForeignUploadClaim: a connector cannot make the cloud read a
+// blob that is not its own upload, and a body swapped after the claim was
+// sent fails verification instead of reaching a handler.
+func TestAttackForeignUploadClaim(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("uploads", nil)
+	a2, _ := g.dialRaw(t, g.token(t, "tenant-a", "a2"))
+	a2.write(protocol.Frame{Type: protocol.TypeUpload, ID: "u"})
+	up := a2.readReply()
+	require.Equal(t, protocol.TypeUpload, up.Type, "%+v", up)
+	assert.Contains(t, up.Upload.URL, "sp=cw", "write-only")
+
+	a1, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
+	sha := strings.Repeat("0", 64)
+	for i, blob := range []string{up.Upload.Blob, "2026-11-23/somebody-elses", "../bote-claims/x"} {
+		a1.write(protocol.Frame{Type: protocol.TypeSend, ID: fmt.Sprint(i), Message: &protocol.Message{Claim: &protocol.Claim{Blob: blob, Size: 1, SHA256: sha}}})
+		requireErrorCode(t, a1.readReply(), protocol.CodeInvalidMessage)
+	}
+	// Reading through an upload URL is refused by storage.
+	resp, err := http.Get(up.Upload.URL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.NotEqual(t, http.StatusOK, resp.StatusCode)
+
+	// a2 claims its own upload with a hash that does not match what is
+	// there: the cloud never hands it to a handler.
+	req, _ := http.NewRequest(http.MethodPut, up.Upload.URL, strings.NewReader("real"))
+	req.Header.Set("x-ms-blob-type", "BlockBlob")
+	req.Header.Set("x-ms-version", "2021-12-02")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	a2.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{Claim: &protocol.Claim{Blob: up.Upload.Blob, Size: 4, SHA256: sha}}})
+	require.Equal(t, protocol.TypeAck, a2.readReply().Type)
+	time.Sleep(2 * time.Second)
+	assert.Empty(t, svc.all(), "a claim that does not verify reaches no handler")
 }

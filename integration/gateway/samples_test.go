@@ -108,10 +108,15 @@ func TestLargeBodiesByClaimCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, big, string(a1.next(t, 15*time.Second).Body))
 
-	upBody := strings.Repeat("x", 150<<10)
-	_, err = a1.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte(upBody)})
-	require.NoError(t, err)
-	assert.Equal(t, upBody, string((<-svc.arrived).Body))
+	for _, size := range []int{100 << 10, 3 << 20} { // in the frame; uploaded first
+		upBody := strings.Repeat("x", size)
+		_, err = a1.Send(ctxFor(t, 30*time.Second), connector.OutMessage{Body: []byte(upBody), ContentType: "text/plain"})
+		require.NoError(t, err)
+		got := <-svc.arrived
+		assert.Equal(t, len(upBody), len(got.Body))
+		assert.Equal(t, upBody, string(got.Body))
+		assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, got.From)
+	}
 }
 
 // TestOfflineConnectorDrainsOnConnect: messages routed while a connector

@@ -24,6 +24,8 @@ package connector
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +35,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
@@ -281,6 +287,11 @@ type OutMessage struct {
 	Body          []byte
 }
 
+// MaxInlineBytes is the largest body Send puts in the session frame; a
+// larger one is uploaded to Blob storage first (claim check) through a
+// write-only URL from the worker.
+const MaxInlineBytes = 128 << 10
+
 // Send sends m to the cloud and returns its id once the bus accepted it. It
 // waits for a session, and if the session drops before the ack it sends
 // again with the same id, until ctx ends. A refusal by the worker (bad
@@ -289,10 +300,15 @@ func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
 	if m.ID == "" {
 		m.ID = envelope.NewID()
 	}
-	f := protocol.Frame{Type: protocol.TypeSend, Message: &protocol.Message{
-		ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body,
-	}}
-	reply, err := c.request(ctx, f)
+	msg := &protocol.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body}
+	if len(m.Body) > MaxInlineBytes {
+		claim, err := c.upload(ctx, m.Body, m.ContentType)
+		if err != nil {
+			return "", err
+		}
+		msg.Body, msg.Claim = nil, claim
+	}
+	reply, err := c.request(ctx, protocol.Frame{Type: protocol.TypeSend, Message: msg})
 	if err != nil {
 		return "", err
 	}
@@ -342,4 +358,33 @@ func (c *Client) nudge() {
 	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// upload puts body in Blob storage through a write-only URL from the worker
+// and returns the claim to send instead of the body.
+func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*protocol.Claim, error) {
+	reply, err := c.request(ctx, protocol.Frame{Type: protocol.TypeUpload})
+	if err != nil {
+		return nil, err
+	}
+	u := reply.Upload
+	if u == nil || u.URL == "" || u.Blob == "" {
+		return nil, errors.New("cannot upload: the worker sent no upload URL")
+	}
+	if u.MaxBytes > 0 && int64(len(body)) > u.MaxBytes {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: fmt.Sprintf("body of %d bytes exceeds the gateway's %d", len(body), u.MaxBytes)}
+	}
+	bc, err := blockblob.NewClientWithNoCredential(u.URL, &blockblob.ClientOptions{ClientOptions: policy.ClientOptions{Transport: c.cfg.HTTPClient}})
+	if err != nil {
+		return nil, fmt.Errorf("cannot use upload URL: %w", err)
+	}
+	opts := &blockblob.UploadBufferOptions{}
+	if contentType != "" {
+		opts.HTTPHeaders = &blob.HTTPHeaders{BlobContentType: &contentType}
+	}
+	if _, err := bc.UploadBuffer(ctx, body, opts); err != nil {
+		return nil, fmt.Errorf("cannot upload body: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	return &protocol.Claim{Blob: u.Blob, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:])}, nil
 }

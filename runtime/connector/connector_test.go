@@ -215,13 +215,14 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestSendTooLargeFailsAtOnce(t *testing.T) {
-	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
+func TestLargeSendNeedsUploads(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"}) // no Uploads configured
 	c, _ := newClient(t, g, "acme", "a1")
-	_, err := c.Send(ctxT(t), OutMessage{Body: make([]byte, protocol.MaxFrameBytes)})
+	_, err := c.Send(ctxT(t), OutMessage{Body: make([]byte, MaxInlineBytes+1)})
 	var perr *protocol.Error
 	require.ErrorAs(t, err, &perr)
-	assert.Equal(t, protocol.CodeFrameTooLarge, perr.Code)
+	assert.Equal(t, protocol.CodeUnknownType, perr.Code)
+	assert.Empty(t, g.sender.msgs, "nothing was sent")
 }
 
 // TestSilentWorkerIsDropped: a worker that accepts the session and then

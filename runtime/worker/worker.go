@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,7 +231,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return p, nil
 		}),
-		Sender:        &cloudSender{bus: drv},
+		Sender:        &cloudSender{bus: drv, claims: claims},
+		Uploads:       &uploads{claims: claims},
 		Subscriptions: subs,
 		QueueAccess:   queues,
 		Presence:      fan,
@@ -420,7 +422,66 @@ func openBus(ctx context.Context, cfg *Config, claims *claimcheck.Store, log *sl
 // cloudSender puts connector messages on the cloud queue with the verified
 // identity stamped as From.
 type cloudSender struct {
-	bus bus.Driver
+	bus    bus.Driver
+	claims claimStore // nil: no uploads
+}
+
+// claimStore is what the worker needs of the claim check store for uploads.
+type claimStore interface {
+	Container() string
+	MaxBodyBytes() int64
+	UploadURL(ctx context.Context, blobName string, ttl time.Duration) (string, time.Time, error)
+}
+
+// uploadTTL is how long an upload URL is valid.
+const uploadTTL = 15 * time.Minute
+
+// uploadPrefix is the folder of id's uploads in the claim container: a
+// connector may only reference blobs below its own.
+func uploadPrefix(id session.Identity) (string, error) {
+	q, err := queuename.For(id.Tenant, id.Connector)
+	if err != nil {
+		return "", err
+	}
+	return "uploads/" + q + "/", nil
+}
+
+// uploads hands connectors write-only URLs for large bodies.
+type uploads struct {
+	claims claimStore
+}
+
+func (u *uploads) UploadURL(ctx context.Context, id session.Identity) (protocol.Upload, error) {
+	prefix, err := uploadPrefix(id)
+	if err != nil {
+		return protocol.Upload{}, err
+	}
+	blob := prefix + envelope.NewID()
+	url, exp, err := u.claims.UploadURL(ctx, blob, uploadTTL)
+	if err != nil {
+		return protocol.Upload{}, err
+	}
+	return protocol.Upload{Blob: blob, URL: url, ExpiresAt: exp, MaxBytes: u.claims.MaxBodyBytes()}, nil
+}
+
+// claim turns a connector's claim into an envelope claim, refusing blobs
+// that are not the connector's own uploads.
+func (s *cloudSender) claim(from session.Identity, c *protocol.Claim) (*envelope.Claim, error) {
+	if s.claims == nil {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "this gateway takes no uploads"}
+	}
+	prefix, err := uploadPrefix(from)
+	if err != nil {
+		return nil, err
+	}
+	name, ok := strings.CutPrefix(c.Blob, prefix)
+	if !ok || name == "" || strings.ContainsAny(name, "/\\") || strings.Contains(name, "..") {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: fmt.Sprintf("claim blob %q is not one of this connector's uploads", c.Blob)}
+	}
+	if c.Size < 0 || c.Size > s.claims.MaxBodyBytes() {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: fmt.Sprintf("claim size %d is outside 0..%d", c.Size, s.claims.MaxBodyBytes())}
+	}
+	return &envelope.Claim{Container: s.claims.Container(), Blob: c.Blob, Size: c.Size, SHA256: c.SHA256}, nil
 }
 
 func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m protocol.Message) (string, error) {
@@ -432,6 +493,13 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 		ID: id, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, Kind: envelope.KindCloud,
 		From:    &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
 		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: time.Now().UTC(),
+	}
+	if m.Claim != nil {
+		c, err := s.claim(from, m.Claim)
+		if err != nil {
+			return "", err
+		}
+		env.Claim = c
 	}
 	if err := env.Validate(); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}

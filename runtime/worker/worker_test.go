@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +155,55 @@ func TestConfigValidate(t *testing.T) {
 		c := ok
 		mut(&c)
 		assert.ErrorContains(t, c.Validate(), field, field)
+	}
+}
+
+type fakeClaims struct{}
+
+func (fakeClaims) Container() string   { return "bote-claims" }
+func (fakeClaims) MaxBodyBytes() int64 { return 1 << 20 }
+func (fakeClaims) UploadURL(_ context.Context, blob string, ttl time.Duration) (string, time.Time, error) {
+	return "http://blob/" + blob + "?sig", time.Unix(1e9, 0).Add(ttl), nil
+}
+
+func TestUploadsAreScopedToTheConnector(t *testing.T) {
+	me := session.Identity{Tenant: "acme", Connector: "agent1"}
+	u, err := (&uploads{claims: fakeClaims{}}).UploadURL(context.Background(), me)
+	require.NoError(t, err)
+	q, _ := queuename.For("acme", "agent1")
+	other, _ := queuename.For("acme", "agent2")
+	assert.Regexp(t, "^uploads/"+q+"/[0-9a-f]{32}$", u.Blob)
+	assert.Equal(t, int64(1<<20), u.MaxBytes)
+
+	sha := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		c    protocol.Claim
+		ok   bool
+	}{
+		{"own upload", protocol.Claim{Blob: u.Blob, Size: 10, SHA256: sha}, true},
+		{"another connector's upload", protocol.Claim{Blob: "uploads/" + other + "/x", Size: 10, SHA256: sha}, false},
+		{"a cloud claim blob", protocol.Claim{Blob: "2026-11-23/abc", Size: 10, SHA256: sha}, false},
+		{"escaping the folder", protocol.Claim{Blob: "uploads/" + q + "/../" + other + "/x", Size: 10, SHA256: sha}, false},
+		{"nested", protocol.Claim{Blob: "uploads/" + q + "/a/b", Size: 10, SHA256: sha}, false},
+		{"too large", protocol.Claim{Blob: u.Blob, Size: 2 << 20, SHA256: sha}, false},
+		{"bad hash", protocol.Claim{Blob: u.Blob, Size: 10, SHA256: "nope"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &fakeBus{}
+			c := tt.c
+			_, err := (&cloudSender{bus: b, claims: fakeClaims{}}).SendToCloud(context.Background(), me, protocol.Message{Claim: &c})
+			if tt.ok {
+				require.NoError(t, err)
+				env := b.sent[bus.QueueCloud][0]
+				assert.Equal(t, &envelope.Claim{Container: "bote-claims", Blob: u.Blob, Size: 10, SHA256: sha}, env.Claim)
+				return
+			}
+			var perr *protocol.Error
+			require.ErrorAs(t, err, &perr)
+			assert.Equal(t, protocol.CodeInvalidMessage, perr.Code)
+			assert.Empty(t, b.sent)
+		})
 	}
 }

@@ -54,9 +54,10 @@ const (
 	HeaderPrefix        = "Bote-Header-"
 )
 
-// MaxSendBytes bounds a local send's body (the session frame limit, less
-// room for the frame around it and base64).
-const MaxSendBytes = protocol.MaxFrameBytes * 3 / 4 * 9 / 10
+// DefaultMaxSendBytes bounds a local send's body unless API.MaxBytes says
+// otherwise. Bodies over connector.MaxInlineBytes are uploaded by claim
+// check, so this is about the sidecar's memory, not the session.
+const DefaultMaxSendBytes = 64 << 20
 
 // Deliverer is a connector.Handler that POSTs each message to a URL.
 type Deliverer struct {
@@ -115,6 +116,8 @@ type API struct {
 	Gateway Gateway
 	// Wait bounds how long a request waits for a session (default 10s).
 	Wait time.Duration
+	// MaxBytes bounds a send's body (default DefaultMaxSendBytes).
+	MaxBytes int64
 }
 
 // Handler returns the API's routes.
@@ -142,13 +145,17 @@ func (a *API) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 func (a *API) send(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxSendBytes+1))
+	limit := a.MaxBytes
+	if limit == 0 {
+		limit = DefaultMaxSendBytes
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "cannot read body")
 		return
 	}
-	if len(body) > MaxSendBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeFrameTooLarge, fmt.Sprintf("body exceeds %d bytes", MaxSendBytes))
+	if int64(len(body)) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeInvalidMessage, fmt.Sprintf("body exceeds %d bytes", limit))
 		return
 	}
 	m := connector.OutMessage{

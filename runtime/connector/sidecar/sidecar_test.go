@@ -108,8 +108,8 @@ func TestAPIErrors(t *testing.T) {
 			assert.Contains(t, rec.Body.String(), `"code":"`+tt.code+`"`)
 		})
 	}
-	h := (&API{Gateway: &fakeGateway{}}).Handler()
-	rec := do(t, h, "POST", "/v1/send", strings.Repeat("x", MaxSendBytes+1), nil)
+	h := (&API{Gateway: &fakeGateway{}, MaxBytes: 10}).Handler()
+	rec := do(t, h, "POST", "/v1/send", strings.Repeat("x", 11), nil)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
 	assert.Equal(t, http.StatusServiceUnavailable, do(t, h, "GET", "/healthz", "", nil).Code)
 }

@@ -62,6 +62,11 @@ const (
 	// for the connector error queue. Answered with TypeAck; the connector
 	// then deletes it from its queue.
 	TypeDeadLetter = "dead_letter"
+	// TypeUpload asks for a write-only URL to upload a body too large for a
+	// frame; the connector PUTs the body there (a block blob) and then sends
+	// the message with Message.Claim instead of Body. Answered with
+	// TypeUpload carrying Upload.
+	TypeUpload = "upload"
 	// TypeAuth presents a fresh access token for the session, before the
 	// one it was opened with expires. The token must name the same tenant
 	// and connector. Answered with TypeAck. A session whose token expired
@@ -129,6 +134,7 @@ type Frame struct {
 	// Token is the access token of TypeAuth.
 	Token string `json:"token,omitempty"`
 
+	Upload      *Upload      `json:"upload,omitempty"`
 	Extend      *Extend      `json:"extend,omitempty"`
 	DeadLetter  *DeadLetter  `json:"dead_letter,omitempty"`
 	Hello       *Hello       `json:"hello,omitempty"`
@@ -152,6 +158,26 @@ type Message struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// Body is the payload (base64 in JSON).
 	Body []byte `json:"body,omitempty"`
+	// Claim refers to a body uploaded with TypeUpload, instead of Body.
+	Claim *Claim `json:"claim,omitempty"`
+}
+
+// Claim names an uploaded body: the blob from the upload reply, and the
+// body's size and hex SHA-256, which the receiver verifies.
+type Claim struct {
+	Blob   string `json:"blob"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Upload is the reply to TypeUpload: where to PUT the body (write-only,
+// short-lived) and the blob name to put in Message.Claim.
+type Upload struct {
+	Blob      string    `json:"blob"`
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// MaxBytes is the largest body the gateway accepts this way.
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // Hello is the worker's greeting.

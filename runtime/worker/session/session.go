@@ -75,6 +75,12 @@ type QueueAccess interface {
 	Extend(ctx context.Context, id Identity, messageID, popReceipt, text string, visibility time.Duration) (popReceiptOut string, nextVisible time.Time, err error)
 }
 
+// Uploads hands out write-only URLs for bodies too large for a frame.
+// Optional; without it upload requests are refused.
+type Uploads interface {
+	UploadURL(ctx context.Context, id Identity) (protocol.Upload, error)
+}
+
 // Presence records which replica holds a connector's session so that
 // nudges routed elsewhere reach it. Optional.
 type Presence interface {
@@ -96,6 +102,7 @@ type Config struct {
 	QueueAccess   QueueAccess
 	Presence      Presence  // optional: nil on a single replica
 	Directory     Directory // optional: refuse and end sessions of removed or disabled connectors
+	Uploads       Uploads   // optional: large connector → cloud bodies
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
 
@@ -538,6 +545,8 @@ func (c *conn) handle(ctx context.Context, f protocol.Frame) {
 		reply, err = c.queueAccess(rctx, f)
 	case protocol.TypeAuth:
 		reply, err = c.reauth(rctx, f)
+	case protocol.TypeUpload:
+		reply, err = c.upload(rctx, f)
 	case protocol.TypeExtend:
 		reply, err = c.extend(rctx, f)
 	case protocol.TypeDeadLetter:
@@ -564,6 +573,9 @@ func (c *conn) send(ctx context.Context, f protocol.Frame) (protocol.Frame, erro
 	m := f.Message
 	if m == nil {
 		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "send frame has no message"}
+	}
+	if m.Claim != nil && len(m.Body) > 0 {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "body and claim are exclusive"}
 	}
 	if err := envelope.CheckConnectorHeaders(m.Headers); err != nil {
 		if errors.Is(err, envelope.ErrReservedHeader) {
@@ -649,4 +661,15 @@ func (c *conn) reauth(ctx context.Context, f protocol.Frame) (protocol.Frame, er
 	}
 	c.expires.Store(p.Expires.UnixNano())
 	return protocol.Frame{Type: protocol.TypeAck}, nil
+}
+
+func (c *conn) upload(ctx context.Context, _ protocol.Frame) (protocol.Frame, error) {
+	if c.srv.cfg.Uploads == nil {
+		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeUnknownType, Message: "this gateway takes no uploads"}
+	}
+	u, err := c.srv.cfg.Uploads.UploadURL(ctx, c.id)
+	if err != nil {
+		return protocol.Frame{}, err
+	}
+	return protocol.Frame{Type: protocol.TypeUpload, Upload: &u}, nil
 }
