@@ -237,6 +237,21 @@ func (s *server) logLines(run, token string) []string {
 	return lines
 }
 
+// slowApply plans the slow configuration as claim 1 of run and applies it
+// as claim 3, returning once the apply's local-exec sleeps.
+func (s *server) slowApply(run string) {
+	t := s.t
+	t.Helper()
+	asg, blobName := s.planAssign(run, "1", "slow", runproto.Secrets{})
+	s.send(asg)
+	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run && m.ClaimToken == "1" })
+	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	s.send(s.applyAssign(run, "3", blobName, plan, runproto.Secrets{}))
+	waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Logs) bool {
+		return m.RunID == run && m.ClaimToken == "3" && strings.Contains(strings.Join(m.Lines, "\n"), "slow-start")
+	})
+}
+
 // runDirs lists the runs' working directories under the agent's work
 // directory (one directory per agent process, one per run in it).
 func runDirs(t *testing.T, workDir string) []string {
@@ -310,14 +325,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 	agent := s.startAgent(workDir)
 	runSlow, run2 := runs.NewRunID(time.Now()), runs.NewRunID(time.Now())
 
-	asg, blobName := s.planAssign(runSlow, "1", "slow", runproto.Secrets{})
-	s.send(asg)
-	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runSlow && m.ClaimToken == "1" })
-	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
-	s.send(s.applyAssign(runSlow, "3", blobName, plan, runproto.Secrets{}))
-	waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Logs) bool {
-		return m.ClaimToken == "3" && strings.Contains(strings.Join(m.Lines, "\n"), "slow-start")
-	})
+	s.slowApply(runSlow)
 	hbRunning, _ := waitFor(t, s, 30*time.Second, time.Time{}, func(m *runproto.Heartbeat) bool { return len(m.Running) == 1 })
 	assert.Equal(t, []string{runSlow}, hbRunning.Running)
 	require.Len(t, runDirs(t, workDir), 1, "the apply's working directory")
@@ -367,14 +375,7 @@ func TestCancelAndRefusals(t *testing.T) {
 	agent := s.startAgent(workDir)
 	runC, runX := runs.NewRunID(time.Now()), runs.NewRunID(time.Now())
 
-	asg, blobName := s.planAssign(runC, "1", "slow", runproto.Secrets{})
-	s.send(asg)
-	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runC })
-	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
-	s.send(s.applyAssign(runC, "3", blobName, plan, runproto.Secrets{}))
-	waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Logs) bool {
-		return m.ClaimToken == "3" && strings.Contains(strings.Join(m.Lines, "\n"), "slow-start")
-	})
+	s.slowApply(runC)
 	cancelAt := time.Now()
 	s.send(&runproto.Cancel{RunID: runC, ClaimToken: "3", Reason: "cancelled by bob"})
 	res, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == runC && m.ClaimToken == "3" })
