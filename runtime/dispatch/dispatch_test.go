@@ -448,8 +448,11 @@ func TestCancelReachesTheAgent(t *testing.T) {
 	msgs := e.sender.take()
 	require.Len(t, msgs, 1)
 	assert.IsType(t, &runproto.Cancel{}, msgs[0].msg)
-	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Cancelled, LastSeq: -1}))
-	assert.Equal(t, runs.Cancelled, e.run(r.ID).State)
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Cancelled,
+		Reason: c.Reason, LastSeq: -1}))
+	done := e.run(r.ID)
+	assert.Equal(t, runs.Cancelled, done.State)
+	assert.Equal(t, "cancelled by bob; agent stopped planning", done.LastReason(), "the echoed reason is not repeated")
 }
 
 func TestSilentAgentFailsItsRunAndFreesTheWorkspace(t *testing.T) {

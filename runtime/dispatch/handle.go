@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
@@ -175,6 +176,9 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 		rep.State = runs.Failed
 	case runproto.Cancelled:
 		rep.State = runs.Cancelled
+		if r.CancelReason != "" && strings.Contains(res.Reason, r.CancelReason) {
+			rep.Reason = "" // the agent echoes the cancel reason the run records anyway
+		}
 	}
 	_, err = d.m.Report(ctx, rep)
 	switch {
