@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/runproto"
@@ -29,6 +30,28 @@ const (
 	processDirPattern = "agent-*"
 	runDirPattern     = "run-*"
 )
+
+const (
+	// startedWait bounds how long run.started may hold Terraform back
+	// while the gateway is unreachable.
+	startedWait = 10 * time.Second
+	// maxReasonBytes bounds a failure's reason (Terraform's stderr can be
+	// long; the full text is in the log and the diagnostics).
+	maxReasonBytes = 4 << 10
+)
+
+// shorten cuts s to at most n bytes on a rune boundary.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = " …"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
 
 // execute runs one phase and reports it. ctx is the run's context: it
 // ends on cancel, timeout or shutdown, with the reason as its cause.
@@ -67,7 +90,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 		// agent it is a failure with its reason.
 		res.Outcome, res.Reason = runproto.Failed, cause.Error()
 	default:
-		res.Outcome, res.Reason = runproto.Failed, err.Error()
+		res.Outcome, res.Reason = runproto.Failed, shorten(err.Error(), maxReasonBytes)
 	}
 	if res.Result != nil {
 		res.Result.Failed = res.Outcome == runproto.Failed
@@ -103,10 +126,13 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 		job.Vars = secrets.Vars
 	}
 
-	if err := a.send(ctx, &runproto.Started{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: res.Phase}, ""); err != nil && ctx.Err() == nil {
-		// Not fatal: logs and the result tell the server as much.
+	// Not worth holding Terraform back for: logs and the result tell the
+	// server as much.
+	sctx, cancel := context.WithTimeout(ctx, startedWait)
+	if err := a.send(sctx, &runproto.Started{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: res.Phase}, ""); err != nil && ctx.Err() == nil {
 		a.log.Warn("cannot send run.started", "run", asg.RunID, "err", err)
 	}
+	cancel()
 	tr, runErr := a.cfg.Terraform.Run(ctx, job, sink)
 	scrubOutputs(tr, secrets)
 	res.Result = tr

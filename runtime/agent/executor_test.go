@@ -356,6 +356,24 @@ func TestSplitLines(t *testing.T) {
 	assert.True(t, strings.HasPrefix(long, strings.TrimSuffix(cut, truncatedMark)))
 }
 
+func TestShorten(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"a longer reason", 10, "a long …"},
+		{"ééééé", 8, "éé …"}, // never half a rune
+	}
+	for _, tt := range tests {
+		got := shorten(tt.in, tt.n)
+		assert.Equal(t, tt.want, got)
+		assert.LessOrEqual(t, len(got), tt.n)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	key, err := clientauth.GenerateKey()
 	require.NoError(t, err)
