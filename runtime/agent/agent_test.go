@@ -304,6 +304,8 @@ func TestPlanUploadApplyOnAnotherAgent(t *testing.T) {
 	assert.Equal(t, runproto.PhasePlan, started.Phase)
 	planner.assertClean(t)
 
+	assert.Regexp(t, `run phase ended.*outcome=succeeded.*fetch=\S+ terraform=\S+ upload=\S+`, planner.logs.String())
+
 	// The archive holds the configuration and the plan, not the run's variables file.
 	names := archiveNames(t, archive)
 	assert.Contains(t, names, tfrun.DefaultPlanFile)

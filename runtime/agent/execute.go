@@ -60,6 +60,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 	phase := runproto.PhaseOf(asg.Op)
 	sink := &logSink{a: a, runID: asg.RunID, token: asg.ClaimToken}
 	res := &runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase}
+	var took timings
 
 	if asg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -71,7 +72,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 	// means nothing of the run is left on this machine.
 	dir, err := os.MkdirTemp(a.dir, runDirPattern) // 0700
 	if err == nil {
-		err = a.phase(ctx, asg, dir, sink, res)
+		err = a.phase(ctx, asg, dir, sink, res, &took)
 		if rerr := os.RemoveAll(dir); rerr != nil {
 			log.Error("cannot remove working directory", "dir", dir, "err", rerr)
 		}
@@ -97,13 +98,19 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 		res.Result.Cancelled = res.Outcome == runproto.Cancelled
 	}
 	res.LastSeq = sink.lastSeq()
-	log.Info("run phase ended", "outcome", res.Outcome, "reason", res.Reason, "took", time.Since(start).Round(time.Millisecond))
+	log.Info("run phase ended", "outcome", res.Outcome, "reason", res.Reason, "took", time.Since(start).Round(time.Millisecond),
+		"fetch", took.fetch.Round(time.Millisecond), "terraform", took.terraform.Round(time.Millisecond), "upload", took.upload.Round(time.Millisecond))
 	a.sendResult(res)
 }
 
+// timings are where a phase's time went (the agent's share of pickup
+// latency is fetch).
+type timings struct{ fetch, terraform, upload time.Duration }
+
 // phase does the work of execute in dir; res gets the tfrun result and the
 // upload.
-func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sink *logSink, res *runproto.Result) error {
+func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sink *logSink, res *runproto.Result, took *timings) error {
+	t0 := time.Now()
 	secrets, err := runproto.OpenSecrets(a.cfg.Key, asg.Secrets)
 	if err != nil {
 		return fmt.Errorf("cannot open the run's secrets (sealed for another agent key?): %w", err)
@@ -126,6 +133,8 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 		job.Vars = secrets.Vars
 	}
 
+	took.fetch = time.Since(t0)
+
 	// Not worth holding Terraform back for: logs and the result tell the
 	// server as much.
 	sctx, cancel := context.WithTimeout(ctx, startedWait)
@@ -133,7 +142,9 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 		a.log.Warn("cannot send run.started", "run", asg.RunID, "err", err)
 	}
 	cancel()
+	t0 = time.Now()
 	tr, runErr := a.cfg.Terraform.Run(ctx, job, sink)
+	took.terraform = time.Since(t0)
 	scrubOutputs(tr, secrets)
 	res.Result = tr
 	if runErr != nil {
@@ -142,6 +153,8 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 	if asg.Op == tfrun.Apply || tr == nil || !tr.HasChanges {
 		return nil // nothing to apply later: no working directory to keep
 	}
+	t0 = time.Now()
+	defer func() { took.upload = time.Since(t0) }()
 	archive := filepath.Join(dir, workdirFile)
 	size, sum, err := packWorkdir(tfDir, archive)
 	if err != nil {
