@@ -5,16 +5,34 @@ import (
 	"time"
 )
 
-// cursor is where one claim's log batches go: the next sequence number and
-// the log offset after the last batch written. It lives in memory only:
-// after a restart the next batch is appended at the log's end.
+// cursor is what this process knows of one claim's log batches: which it
+// wrote, the first it has not (next), and where the log ended after its
+// last append (at). It lives in memory only.
 type cursor struct {
-	mu      sync.Mutex
-	known   bool
-	next    int64
-	at      int64
-	changed chan struct{}
-	done    time.Time // when the claim's result was recorded
+	mu       sync.Mutex
+	known    bool // at least one batch written here
+	next     int64
+	at       int64
+	written  map[int64]bool
+	inflight map[int64]int
+	changed  chan struct{}
+	done     time.Time // when the claim's result was recorded
+}
+
+// record notes that batch seq was written and the log ended at end.
+func (c *cursor) record(seq, end int64) {
+	c.written[seq] = true
+	if !c.known || seq >= c.next {
+		c.at = end
+	}
+	c.known = true
+	for c.written[c.next] {
+		c.next++
+	}
+	if seq >= c.next {
+		c.next = seq + 1
+	}
+	c.wake()
 }
 
 // wait releases c.mu until the cursor changes or d passes.
@@ -43,7 +61,7 @@ func (d *Dispatcher) cursor(runID, token string) *cursor {
 	k := runID + "/" + token
 	c := d.cursors[k]
 	if c == nil {
-		c = &cursor{changed: make(chan struct{})}
+		c = &cursor{changed: make(chan struct{}), written: map[int64]bool{}, inflight: map[int64]int{}}
 		d.cursors[k] = c
 	}
 	return c

@@ -58,7 +58,8 @@ type Signer interface {
 	UploadURL(ctx context.Context, blob string, ttl time.Duration) (string, time.Time, error)
 }
 
-// Logs appends run log batches (*artifacts.Store).
+// Logs appends run log batches (*artifacts.Store); at < 0 with no data
+// returns the log's length.
 type Logs interface {
 	AppendLog(ctx context.Context, key artifacts.RunKey, at int64, data []byte) (int64, error)
 }
@@ -392,6 +393,11 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	}
 	if !r.Deadline.IsZero() {
 		a.Timeout = runproto.Duration(max(r.Deadline.Sub(now), time.Second).Round(time.Second))
+	}
+	// Appending nothing at the end returns the log's length.
+	var err error
+	if a.LogOffset, err = d.cfg.Logs.AppendLog(ctx, artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}, -1, nil); err != nil {
+		return nil, fmt.Errorf("cannot read the length of the run's log: %w", err)
 	}
 	secrets, err := d.cfg.Secrets.Get(ctx, r.Tenant, r.Workspace)
 	if err != nil {

@@ -395,11 +395,48 @@ func TestLogBatchesInOrderOnceEach(t *testing.T) {
 	require.NoError(t, e.from("tenant-a", "a1", batch(0)))
 	assert.Equal(t, "line 0\nline 1\nline 2\n", e.logs.text(r.ID))
 
-	// A batch whose predecessor never comes is retried by the bus.
-	err := e.from("tenant-a", "a1", batch(5))
-	require.Error(t, err)
-	assert.False(t, cloud.IsPermanent(err))
+	// A batch whose predecessor is nowhere here (written by another
+	// replica, or before a restart) goes at the end after a short grace;
+	// a late predecessor is not lost either.
+	require.NoError(t, e.from("tenant-a", "a1", batch(4)))
+	require.NoError(t, e.from("tenant-a", "a1", batch(3)))
+	require.NoError(t, e.from("tenant-a", "a1", batch(4)))
+	assert.Equal(t, "line 0\nline 1\nline 2\nline 4\nline 3\n", e.logs.text(r.ID))
 }
+
+func TestLogBatchesWithOffsetsGoExactlyThere(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	assert.Zero(t, a.LogOffset, "a new run's log is empty")
+	var off int64
+	var batches []*runproto.Logs
+	for seq := range int64(3) {
+		lines := []string{fmt.Sprintf("line %d", seq)}
+		batches = append(batches, &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: seq, Lines: lines, Offset: ptr(a.LogOffset + off)})
+		off += runproto.LinesBytes(lines)
+	}
+	// Batch 2 first: the log has a gap before it, so the bus brings it back.
+	require.Error(t, e.from("tenant-a", "a1", batches[2]))
+	require.NoError(t, e.from("tenant-a", "a1", batches[0]))
+	require.NoError(t, e.from("tenant-a", "a1", batches[1]))
+	require.NoError(t, e.from("tenant-a", "a1", batches[2]))
+	// A redelivery, even to a process that never saw it, is written once.
+	e.d.cursors = map[string]*cursor{}
+	require.NoError(t, e.from("tenant-a", "a1", batches[1]))
+	assert.Equal(t, "line 0\nline 1\nline 2\n", e.logs.text(r.ID))
+
+	// The apply's assignment says where its log starts.
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("d", 64), WorkdirSize: 1, LastSeq: 2}))
+	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
+	require.NoError(t, err)
+	_, ap := e.assigned()
+	assert.Equal(t, int64(len("line 0\nline 1\nline 2\n")), ap.LogOffset)
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func TestResultWaitsForItsLogs(t *testing.T) {
 	e := newEnv(t)

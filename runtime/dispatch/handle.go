@@ -191,51 +191,84 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	return nil
 }
 
-// appendLogs writes a batch at its place in the run's log.
+// appendLogs writes a batch at its place in the run's log, once.
+//
+// With Logs.Offset the place is the agent's: AppendLog at that offset is
+// exactly-once and ordered on its own, on any replica (a batch arriving
+// before its predecessor fails with ErrLogGap and comes back from the bus).
+// Without it, batches are ordered by Seq in this process: a batch waits
+// for its predecessor while that is being handled here (LogWait at most),
+// briefly otherwise (the predecessor may be about to arrive), then is
+// appended at the log's end: after a restart, or when another replica
+// wrote the predecessor.
 func (d *Dispatcher) appendLogs(ctx context.Context, r runs.Run, l *runproto.Logs) error {
-	c := d.cursor(r.ID, l.ClaimToken)
 	key := artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}
-	deadline := time.Now().Add(d.cfg.LogWait)
+	data := artifacts.Lines(l.Lines)
+	c := d.cursor(r.ID, l.ClaimToken)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for {
-		switch {
-		case c.known && l.Seq < c.next:
-			return nil // delivered before
-		case c.known && l.Seq == c.next, !c.known && l.Seq == 0:
-		case time.Now().After(deadline):
-			if c.known {
-				return fmt.Errorf("log batch %d of run %s: batch %d has not arrived yet", l.Seq, r.ID, c.next)
-			}
-			// Nothing known of this claim: the server restarted after the
-			// batches before this one were written.
-		default:
-			c.wait(d.cfg.LogWait)
-			continue
+	if c.written[l.Seq] {
+		return nil // delivered before
+	}
+	if l.Offset != nil {
+		c.mu.Unlock() // appends at a fixed offset need no ordering here
+		end, err := d.cfg.Logs.AppendLog(ctx, key, *l.Offset, data)
+		c.mu.Lock()
+		if err != nil {
+			return fmt.Errorf("cannot append log batch %d of run %s: %w", l.Seq, r.ID, err)
 		}
-		break
+		c.record(l.Seq, end)
+		return nil
 	}
-	at := c.at
-	if !c.known {
-		at = -1 // wherever the log ends
+	c.inflight[l.Seq]++
+	defer func() { c.inflight[l.Seq]-- }()
+	start := time.Now()
+	for !c.written[l.Seq] && !(l.Seq == c.next && (c.known || l.Seq == 0)) {
+		wait := logGrace
+		if c.inflight[l.Seq-1] > 0 {
+			wait = d.cfg.LogWait // the predecessor is being written here
+		}
+		left := wait - time.Since(start)
+		if left <= 0 || ctx.Err() != nil {
+			break
+		}
+		c.wait(left)
 	}
-	end, err := d.cfg.Logs.AppendLog(ctx, key, at, artifacts.Lines(l.Lines))
+	if c.written[l.Seq] {
+		return nil
+	}
+	at := int64(-1) // the end, wherever it is
+	if c.known && l.Seq == c.next {
+		at = c.at
+	}
+	end, err := d.cfg.Logs.AppendLog(ctx, key, at, data)
+	if err != nil && at >= 0 {
+		// Another replica appended meanwhile: append at the end.
+		end, err = d.cfg.Logs.AppendLog(ctx, key, -1, data)
+	}
 	if err != nil {
-		return fmt.Errorf("cannot append logs of run %s: %w", r.ID, err)
+		return fmt.Errorf("cannot append log batch %d of run %s: %w", l.Seq, r.ID, err)
 	}
-	c.known, c.at, c.next = true, end, l.Seq+1
-	c.wake()
+	c.record(l.Seq, end)
 	return nil
 }
+
+// logGrace is how long a batch waits for a predecessor that is not being
+// handled in this process.
+const logGrace = 300 * time.Millisecond
 
 // waitLogs waits until the batches up to last are written (or LogWait),
 // so followers that stop at the result have seen every line.
 func (d *Dispatcher) waitLogs(ctx context.Context, runID, token string, last int64) {
 	c := d.cursor(runID, token)
-	deadline := time.Now().Add(d.cfg.LogWait)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for (!c.known || c.next <= last) && time.Now().Before(deadline) && ctx.Err() == nil {
+	wait := d.cfg.LogWait
+	if !c.known {
+		wait = min(wait, time.Second) // the batches may be on another replica
+	}
+	deadline := time.Now().Add(wait)
+	for c.next <= last && time.Now().Before(deadline) && ctx.Err() == nil {
 		c.wait(time.Until(deadline))
 	}
 }

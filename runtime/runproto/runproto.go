@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/botehq/platform/runtime/tfrun"
@@ -135,6 +136,9 @@ type Assign struct {
 	Secrets string `json:"secrets,omitempty"`
 	// Timeout bounds this phase; the agent stops Terraform after it.
 	Timeout Duration `json:"timeout,omitempty"`
+	// LogOffset is the length of the run's log when the phase was
+	// assigned: where this claim's first log batch starts (see Logs.Offset).
+	LogOffset int64 `json:"logOffset"`
 }
 
 // Cancel (run.cancel) asks an agent to stop a run.
@@ -168,6 +172,23 @@ type Logs struct {
 	ClaimToken string   `json:"claimToken"`
 	Seq        int64    `json:"seq"`
 	Lines      []string `json:"lines"`
+	// Offset, when set, is where this batch starts in the run's log:
+	// Assign.LogOffset plus the bytes of the claim's earlier batches, each
+	// line counted with a trailing newline (artifacts.Lines). The server
+	// then appends exactly there, which stays exactly-once and in order
+	// across redeliveries, server restarts and several server replicas.
+	// Without it the server orders batches by Seq in its memory.
+	Offset *int64 `json:"offset,omitempty"`
+}
+
+// LinesBytes is how many bytes lines take in the run's log (each with a
+// trailing newline): what an agent adds to Logs.Offset per batch.
+func LinesBytes(lines []string) int64 {
+	var n int64
+	for _, l := range lines {
+		n += int64(len(strings.TrimSuffix(l, "\n"))) + 1
+	}
+	return n
 }
 
 // Result (run.result) ends a phase.
@@ -355,6 +376,9 @@ func Validate(m Message) error {
 		}
 		if m.Seq < 0 {
 			return malformed(t, "seq", "%d is negative", m.Seq)
+		}
+		if m.Offset != nil && *m.Offset < 0 {
+			return malformed(t, "offset", "%d is negative", *m.Offset)
 		}
 	case *Result:
 		if err := firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken)); err != nil {

@@ -25,6 +25,7 @@ func TestRoundTrip(t *testing.T) {
 		&Heartbeat{Capacity: 2, Running: []string{"run-1"}, Labels: map[string]string{"env": "prod"}, Version: "1.0"},
 		&Started{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan},
 		&Logs{RunID: "run-1", ClaimToken: "2", Seq: 3, Lines: []string{"a", "b"}},
+		&Logs{RunID: "run-1", ClaimToken: "2", Seq: 4, Lines: []string{"c"}, Offset: ptr(int64(4))},
 		&Result{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan, Outcome: Succeeded, Result: &tfrun.Result{HasChanges: true},
 			WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("b", 64), WorkdirSize: 42, LastSeq: 3},
 	}
@@ -66,6 +67,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"heartbeat without capacity", `{"type":"agent.heartbeat","running":[]}`, ErrMalformed, "capacity"},
 		{"started bad phase", `{"type":"run.started","runId":"r","claimToken":"1","phase":"init"}`, ErrMalformed, "phase"},
 		{"logs negative seq", `{"type":"run.logs","runId":"r","claimToken":"1","seq":-1}`, ErrMalformed, "seq"},
+		{"logs negative offset", `{"type":"run.logs","runId":"r","claimToken":"1","seq":0,"offset":-4}`, ErrMalformed, "offset"},
 		{"logs without token", `{"type":"run.logs","runId":"r","seq":0}`, ErrMalformed, "claimToken"},
 		{"result bad outcome", `{"type":"run.result","runId":"r","claimToken":"1","phase":"plan","outcome":"meh"}`, ErrMalformed, "outcome"},
 		{"result upload without hash", `{"type":"run.result","runId":"r","claimToken":"1","phase":"plan","outcome":"succeeded","workdirUploaded":true}`, ErrMalformed, "workdirSha256"},
@@ -153,4 +155,12 @@ func TestOpenRefusesOtherAlgorithms(t *testing.T) {
 	require.NoError(t, err)
 	_, err = Open(k, enc)
 	assert.True(t, errors.Is(err, ErrSealed))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestLinesBytesMatchesTheLog(t *testing.T) {
+	// artifacts.Lines writes each line with one trailing newline.
+	assert.Equal(t, int64(len("a\nbc\n\n")), LinesBytes([]string{"a", "bc\n", ""}))
+	assert.Zero(t, LinesBytes(nil))
 }
