@@ -274,11 +274,14 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	assert.Equal(t, map[string]string{"env": "test"}, hb.Labels)
 
 	asg, blobName := s.planAssign(run1, "2", "ok", secrets)
+	sentAt := time.Now()
 	s.send(asg)
-	started, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Started) bool { return m.RunID == run1 })
+	started, startedMsg := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Started) bool { return m.RunID == run1 })
 	assert.Equal(t, runproto.PhasePlan, started.Phase)
-	plan, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run1 && m.ClaimToken == "2" })
+	plan, planMsg := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run1 && m.ClaimToken == "2" })
 	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	t.Logf("through the gateway: run.assign sent → run.started received %s (download, unpack, secrets); → plan result %s (init, plan, pack, upload)",
+		startedMsg.at.Sub(sentAt).Round(time.Millisecond), planMsg.at.Sub(startedMsg.at).Round(time.Millisecond))
 	require.True(t, plan.WorkdirUploaded)
 	assert.Equal(t, 1, plan.Result.Changes.Add)
 	assert.NotEmpty(t, s.logLines(run1, "2"))
