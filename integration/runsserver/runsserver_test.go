@@ -319,8 +319,13 @@ func TestRunsServer(t *testing.T) {
 
 	a1.setRunning(run.ID)
 	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan})
-	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 1, Lines: []string{"Plan: 1 to add, 0 to change, 0 to destroy."}})
-	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: []string{"Initializing the backend..."}})
+	// Batches as an agent sends them (one after the other; offsets let any
+	// replica place them), one of them delivered twice.
+	first, second := []string{"Initializing the backend..."}, []string{"Plan: 1 to add, 0 to change, 0 to destroy."}
+	off0, off1 := as.LogOffset, as.LogOffset+runproto.LinesBytes(first)
+	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: first, Offset: &off0})
+	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 1, Lines: second, Offset: &off1})
+	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: first, Offset: &off0})
 	workdir := []byte("saved plan and working directory")
 	upload(t, as.UploadURL, workdir)
 	sum := sha256.Sum256(workdir)
