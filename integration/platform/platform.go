@@ -18,6 +18,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ import (
 	"github.com/botehq/platform/integration/procs"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/secretstore"
@@ -441,7 +443,34 @@ func (p *Platform) StartAgent(tenant, id string) (*procs.Process, error) {
 	if _, err := proc.WaitOutput(agentReadyLine, p.opts.StartTimeout); err != nil {
 		return nil, err
 	}
+	if err := p.waitOnline(a); err != nil {
+		return nil, err
+	}
 	return proc, nil
+}
+
+// waitOnline waits until the ops server lists the agent online, that is
+// until its first heartbeat went through the gateway: from then on runs
+// are dispatched to it.
+func (p *Platform) waitOnline(a Agent) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.StartTimeout)
+	defer cancel()
+	for {
+		r, err := p.Opsbot(ctx, a.Tenant, nil, "agents", "list", "-o", "json")
+		if err == nil && r.Code == 0 {
+			var list opsapi.AgentList
+			if json.Unmarshal([]byte(r.Stdout), &list) == nil && slices.ContainsFunc(list.Agents, func(ag opsapi.Agent) bool {
+				return ag.Tenant == a.Tenant && ag.Name == a.ID && ag.State == opsapi.AgentOnline
+			}) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent %s did not come online at the ops server within %s (last opsbot agents list: %v %s)", a.ClientID(), p.opts.StartTimeout, err, r)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Agent returns an agent's process (nil if never started).

@@ -556,6 +556,12 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 			return nil
 		})
 		switch {
+		case errors.Is(err, errStopFollowing) && last.Terminal():
+			// The server sent every line it had; lines it stored late
+			// (an agent's batch retried across a server restart) are
+			// read once more from the log.
+			offset, err = a.drainLogs(ctx, api, tenant, id, offset)
+			return last, offset, err
 		case errors.Is(err, errStopFollowing):
 			return last, offset, nil
 		case ctx.Err() != nil:

@@ -1,5 +1,5 @@
-# Not valid Terraform: an unknown argument and a reference to nothing.
+# Not valid Terraform: terraform_data has no such argument.
 resource "terraform_data" "broken" {
-  input       = var.missing
+  input           = "x"
   not_an_argument = true
 }
