@@ -306,6 +306,12 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	}
 	assert.Empty(t, runDirs(t, workDir), "working directories left behind")
 
+	for _, line := range strings.Split(agent.Output(), "\n") {
+		if strings.Contains(line, "run phase ended") {
+			t.Logf("agent: %s", line)
+		}
+	}
+
 	// The agent's own log (debug level) holds neither the secret nor the
 	// SAS links it was given.
 	out := agent.Output()
