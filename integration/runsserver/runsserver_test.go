@@ -54,6 +54,9 @@ type server struct {
 	workerURL string
 	api       *opsclient.Client
 	secrets   string
+	apiKey    string
+	rsArgs    []string
+	rs        *procs.Process
 }
 
 func startServer(t *testing.T) *server {
@@ -90,15 +93,22 @@ func startServer(t *testing.T) *server {
 		"--registry", reg, "--create-resources", "--shutdown-timeout", "5s"}})
 	s.workerURL, err = worker.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
-	rs := procs.Start(t, procs.Spec{Name: "relayserver", Path: procs.Build(t, "relayserver"), Args: []string{
-		"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
-		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s"},
-		Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + s.emu.ConnectionString}})
-	url, err := rs.ListenAddr(60 * time.Second)
-	require.NoError(t, err)
-	s.api, err = opsclient.New(opsclient.Config{BaseURL: url, Credential: apiKey})
-	require.NoError(t, err)
+	s.apiKey = apiKey
+	s.rsArgs = []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
+		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s"}
+	s.startRelayserver(t)
 	return s
+}
+
+// startRelayserver starts (or restarts) the ops server on a new port.
+func (s *server) startRelayserver(t *testing.T) {
+	t.Helper()
+	s.rs = procs.Start(t, procs.Spec{Name: "relayserver", Path: procs.Build(t, "relayserver"), Args: s.rsArgs,
+		Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + s.emu.ConnectionString}})
+	url, err := s.rs.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+	s.api, err = opsclient.New(opsclient.Config{BaseURL: url, Credential: s.apiKey})
+	require.NoError(t, err)
 }
 
 // agent is a fake deployment agent: a connector that records what the
@@ -393,4 +403,42 @@ func TestRunsServer(t *testing.T) {
 	assert.Equal(t, opsapi.AgentOnline, byName["a2"].State)
 	assert.Equal(t, []string{next.ID}, byName["a2"].Running)
 	require.NotNil(t, byName["a2"].LastSeen)
+}
+
+// TestRestartMidRunLosesNothing: the server dies while an agent plans;
+// what the agent sends meanwhile waits on the bus, and the restarted
+// server records it.
+func TestRestartMidRunLosesNothing(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	a1 := s.agent(t, "tenant-a", "a1")
+	_, err := s.api.CreateWorkspace(ctx, "tenant-a", opsapi.CreateWorkspaceRequest{Name: "prod", AutoApply: true})
+	require.NoError(t, err)
+	run, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(bundle(t)))
+	require.NoError(t, err)
+	as := a1.assignment(15 * time.Second)
+	a1.setRunning(run.ID)
+
+	s.rs.Kill() // a crash: nothing is flushed
+	<-s.rs.Done()
+	off := as.LogOffset
+	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: []string{"planned while the server was down"}, Offset: &off})
+	workdir := []byte("workdir")
+	upload(t, as.UploadURL, workdir)
+	sum := sha256.Sum256(workdir)
+	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result:          &tfrun.Result{HasChanges: true},
+		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(workdir)), LastSeq: 0})
+	a1.setRunning()
+
+	s.startRelayserver(t)
+	// Auto-apply: the restarted server records the plan and assigns the apply.
+	ap := a1.assignment(20 * time.Second)
+	assert.Equal(t, tfrun.Apply, ap.Op)
+	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
+	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1})
+	s.waitRun(t, "tenant-a", run.ID, "applied", 15*time.Second)
+	logs, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "planned while the server was down\n", logs.Text)
 }
