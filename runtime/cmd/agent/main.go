@@ -9,7 +9,8 @@
 // it. Every flag can also come from the environment as BOTE_AGENT_<FLAG>,
 // e.g. BOTE_AGENT_WORKER_URL. SIGINT or SIGTERM stops taking runs and lets
 // running ones finish for --shutdown-grace before they are cancelled; a
-// second signal cancels them at once. See docs/agent.md.
+// second signal cancels them at once, a third ends the agent. See
+// docs/agent.md.
 package main
 
 import (
@@ -163,7 +164,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		log.Info("signal: finishing running runs; signal again to cancel them now")
 		stop()
 		<-sigs
-		log.Warn("second signal: cancelling running runs")
+		log.Warn("second signal: cancelling running runs; a third one ends the agent at once")
+		signal.Stop(sigs) // the default action again
 		a.Stop()
 	}()
 
