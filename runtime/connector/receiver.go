@@ -194,16 +194,15 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		msg.Body = body
 	}
 
-	hctx, cancel := context.WithCancel(ctx)
 	var mu sync.Mutex // guards pop, which extensions renew
-	extended := make(chan struct{})
+	stop, extended := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(extended)
-		r.keepInvisible(hctx, id, text, &pop, &mu, log)
+		r.keepInvisible(ctx, stop, id, text, &pop, &mu, log)
 	}()
-	herr := r.safeHandle(hctx, msg)
-	cancel()
-	<-extended
+	herr := r.safeHandle(ctx, msg)
+	close(stop)
+	<-extended // an extension in flight finishes, so pop is current
 	mu.Lock()
 	current := pop
 	mu.Unlock()
@@ -226,13 +225,16 @@ func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {
 }
 
 // keepInvisible extends the message's visibility at half the visibility
-// timeout until ctx ends (the handler finished).
-func (r *receiver) keepInvisible(ctx context.Context, id, text string, pop *string, mu *sync.Mutex, log *slog.Logger) {
-	every := r.c.cfg.Visibility / 2
-	t := time.NewTicker(every)
+// timeout until stop is closed (the handler finished). An extension in
+// flight is completed, never abandoned: its new pop receipt is needed to
+// delete the message.
+func (r *receiver) keepInvisible(ctx context.Context, stop <-chan struct{}, id, text string, pop *string, mu *sync.Mutex, log *slog.Logger) {
+	t := time.NewTicker(r.c.cfg.Visibility / 2)
 	defer t.Stop()
 	for {
 		select {
+		case <-stop:
+			return
 		case <-ctx.Done():
 			return
 		case <-t.C:
@@ -240,11 +242,11 @@ func (r *receiver) keepInvisible(ctx context.Context, id, text string, pop *stri
 		mu.Lock()
 		cur := *pop
 		mu.Unlock()
-		next, err := r.extend(ctx, id, cur, text, r.c.cfg.Visibility)
+		ectx, cancel := context.WithTimeout(ctx, r.c.cfg.Visibility/2)
+		next, err := r.extend(ectx, id, cur, text, r.c.cfg.Visibility)
+		cancel()
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("cannot extend visibility; the message may be handed out again", "err", err)
-			}
+			log.Warn("cannot extend visibility; the message may be handed out again", "err", err)
 			continue
 		}
 		mu.Lock()
@@ -285,9 +287,11 @@ func (r *receiver) retryLater(ctx context.Context, id, pop, text string, count i
 
 func (r *receiver) delete(ctx context.Context, q *azqueue.QueueClient, id, pop string, log *slog.Logger) {
 	if _, err := q.DeleteMessage(ctx, id, pop, nil); err != nil {
-		// Handled but not deleted: it comes back and is skipped as a
-		// recent duplicate (or deduplicated by the handler).
+		// Handled but not deleted: it comes back once its visibility
+		// timeout passes and is then deleted as a recent duplicate; read
+		// again by then so it does not wait for the safety poll.
 		log.Warn("cannot delete handled message", "err", err)
+		time.AfterFunc(r.c.cfg.Visibility+time.Second, r.c.nudge)
 	}
 }
 

@@ -62,7 +62,9 @@ func (s *session) request(ctx context.Context, f protocol.Frame) (protocol.Frame
 		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeFrameTooLarge,
 			Message: fmt.Sprintf("%s frame is %d bytes, the gateway accepts %d", f.Type, len(data), limit)}
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Cancelling a write midway makes the WebSocket library close the
+	// connection; a caller giving up must not cost everyone the session.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	err = s.ws.Write(wctx, websocket.MessageText, data)
 	cancel()
 	if err != nil {
