@@ -313,6 +313,18 @@ func (d *Dispatcher) tick(ctx context.Context) {
 }
 
 func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant string) {
+	// Most ticks find nothing to do: skip a tenant none of whose agents
+	// is online before reading its workspaces.
+	agents, err := d.m.ListAgents(ctx, tenant)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("cannot list agents", "tenant", tenant, "error", err)
+		}
+		return
+	}
+	if !slices.ContainsFunc(agents, d.m.Online) {
+		return
+	}
 	wss, err := d.m.ListWorkspaces(ctx, tenant)
 	if err != nil {
 		if ctx.Err() == nil {

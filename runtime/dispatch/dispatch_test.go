@@ -594,3 +594,37 @@ func TestSubscribeWakesFollowers(t *testing.T) {
 		t.Fatal("no wake-up on logs")
 	}
 }
+
+func TestRunLoopDispatchesOnEnqueueAndTellsAgents(t *testing.T) {
+	e := newEnv(t)
+	e.d.cfg.SweepEvery = -1
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.d.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply) // OnChange kicks the workspace
+	var a *runproto.Assign
+	require.Eventually(t, func() bool {
+		for _, m := range e.sender.take() {
+			if as, ok := m.msg.(*runproto.Assign); ok && m.agent == "a1" {
+				a = as
+			}
+		}
+		return a != nil
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, r.ID, a.RunID)
+
+	// A cancel goes out through the loop's outbox.
+	_, err := e.m.Cancel(context.Background(), runs.CancelRequest{Tenant: "tenant-a", Run: r.ID, By: "bob"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, m := range e.sender.take() {
+			if c, ok := m.msg.(*runproto.Cancel); ok && c.RunID == r.ID {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond)
+}

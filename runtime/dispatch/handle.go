@@ -122,7 +122,9 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *ru
 		d.send(ctx, tenant, agent, &runproto.Cancel{RunID: s.Run, Reason: s.Reason})
 	}
 	d.resend(ctx, tenant, agent, hb.Running)
-	d.Kick(tenant, "")
+	if len(hb.Running) < hb.Capacity {
+		d.Kick(tenant, "") // it has room: anything waiting for an agent?
+	}
 	return nil
 }
 
