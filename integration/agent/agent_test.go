@@ -137,13 +137,13 @@ func newServer(t *testing.T) *server {
 }
 
 // startAgent starts the agent binary and waits until it is connected.
-func (s *server) startAgent(workDir string) *procs.Process {
+func (s *server) startAgent(workDir string, extra ...string) *procs.Process {
 	s.t.Helper()
-	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Args: []string{
+	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Args: append([]string{
 		"--worker-url", s.workerURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
 		"--work-dir", workDir, "--heartbeat-interval", heartbeat.String(), "--cancel-grace", "3s", "--shutdown-grace", "5s",
 		"--labels", "env=test", "--log-level", "debug",
-	}})
+	}, extra...)})
 	_, err := p.WaitOutput("agent connected", 60*time.Second)
 	require.NoError(s.t, err)
 	return p
@@ -402,4 +402,25 @@ func TestCancelAndRefusals(t *testing.T) {
 	dirs, err := filepath.Glob(filepath.Join(workDir, "agent-*"))
 	require.NoError(t, err)
 	assert.Empty(t, dirs, "a stopped agent leaves nothing in its work directory")
+}
+
+// TestGracefulShutdownCancelsAfterGrace stops the agent (SIGTERM) during a
+// long apply: it keeps heartbeating, cancels the apply once the shutdown
+// grace is over, reports it cancelled and exits cleanly.
+func TestGracefulShutdownCancelsAfterGrace(t *testing.T) {
+	s := newServer(t)
+	workDir := filepath.Join(s.dir, "work")
+	agent := s.startAgent(workDir, "--shutdown-grace", "2s")
+	run := runs.NewRunID(time.Now())
+	s.slowApply(run)
+
+	stopAt := time.Now()
+	require.NoError(t, agent.Stop(), "the agent must exit cleanly\n%s", agent.Output())
+	res, _ := waitFor(t, s, 30*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run && m.ClaimToken == "3" })
+	assert.Equal(t, runproto.Cancelled, res.Outcome)
+	assert.Contains(t, res.Reason, "shut down")
+	assert.GreaterOrEqual(t, time.Since(stopAt), 2*time.Second, "the run got the shutdown grace")
+	hb, _ := waitFor(t, s, 5*time.Second, stopAt.Add(heartbeat), func(m *runproto.Heartbeat) bool { return true })
+	assert.Equal(t, []string{run}, hb.Running, "heartbeats go on while the run finishes")
+	assert.Empty(t, runDirs(t, workDir))
 }
