@@ -36,21 +36,31 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		interval = d
 	}
+	s.serveStream(w, r, "events", func(ctx context.Context, c *websocket.Conn) error {
+		return s.streamStatus(ctx, c, interval)
+	})
+}
+
+// serveStream upgrades r to a WebSocket and runs stream on it until it
+// returns, the client goes away, or the server shuts down (close 1001, so
+// that clients reconnect elsewhere). A request that is not an upgrade gets
+// 426. The client sends nothing but control frames.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, name string, stream func(context.Context, *websocket.Conn) error) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
-		writeError(w, r, http.StatusUpgradeRequired, CodeUpgradeRequired, "/v1/events is a WebSocket endpoint")
+		writeError(w, r, http.StatusUpgradeRequired, CodeUpgradeRequired, r.URL.Path+" is a WebSocket endpoint")
 		return
 	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		// Accept has already answered (400/426 and friends).
-		s.cfg.Logger.WarnContext(r.Context(), "cannot accept events WebSocket", "request_id", requestID(r.Context()), "error", err)
+		s.cfg.Logger.WarnContext(r.Context(), "cannot accept "+name+" WebSocket", "request_id", requestID(r.Context()), "error", err)
 		return
 	}
 	defer c.CloseNow()
-	// The client sends nothing but control frames; CloseRead handles them
-	// and ends ctx when the client goes away.
+	// CloseRead handles the client's control frames and ends ctx when the
+	// client goes away.
 	ctx, cancel := context.WithCancelCause(c.CloseRead(r.Context()))
 	defer cancel(nil)
 	go func() {
@@ -60,14 +70,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 		}
 	}()
-	err = s.streamStatus(ctx, c, interval)
+	err = stream(ctx, c)
 	switch {
 	case errors.Is(context.Cause(ctx), errShuttingDown):
 		c.Close(websocket.StatusGoingAway, "server shutting down")
 	case err == nil, errors.Is(err, context.Canceled), websocket.CloseStatus(err) != -1:
 		c.Close(websocket.StatusNormalClosure, "")
 	default:
-		s.cfg.Logger.WarnContext(r.Context(), "events stream ended", "request_id", requestID(r.Context()), "error", err)
+		s.cfg.Logger.WarnContext(r.Context(), name+" stream ended", "request_id", requestID(r.Context()), "error", err)
 		c.Close(websocket.StatusInternalError, "server error")
 	}
 }
@@ -88,19 +98,22 @@ func (s *Server) streamStatus(ctx context.Context, c *websocket.Conn, interval t
 		if err := writeEvent(ctx, c, ev); err != nil {
 			return err
 		}
-		if err := waitTick(ctx, c, tick.C, ping.C); err != nil {
+		if err := waitTick(ctx, c, nil, tick.C, ping.C); err != nil {
 			return err
 		}
 	}
 }
 
-// waitTick waits for the next tick, pinging the client meanwhile so that a
-// half-dead connection is noticed between events.
-func waitTick(ctx context.Context, c *websocket.Conn, tick, ping <-chan time.Time) error {
+// waitTick waits for the next tick or wake-up (nil: none), pinging the
+// client meanwhile so that a half-dead connection is noticed between
+// messages.
+func waitTick(ctx context.Context, c *websocket.Conn, wake <-chan struct{}, tick, ping <-chan time.Time) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-wake:
+			return nil
 		case <-tick:
 			return nil
 		case <-ping:
@@ -108,16 +121,21 @@ func waitTick(ctx context.Context, c *websocket.Conn, tick, ping <-chan time.Tim
 			err := c.Ping(pctx)
 			cancel()
 			if err != nil {
-				return fmt.Errorf("events WebSocket ping failed: %w", err)
+				return fmt.Errorf("WebSocket ping failed: %w", err)
 			}
 		}
 	}
 }
 
 func writeEvent(ctx context.Context, c *websocket.Conn, ev Event) error {
-	data, err := json.Marshal(ev)
+	return writeMessage(ctx, c, ev)
+}
+
+// writeMessage sends v as one JSON text message.
+func writeMessage(ctx context.Context, c *websocket.Conn, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("cannot encode event: %w", err)
+		return fmt.Errorf("cannot encode message: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -341,37 +341,9 @@ func (s *Server) followRun(w http.ResponseWriter, r *http.Request) {
 		s.runsError(w, r, err)
 		return
 	}
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		w.Header().Set("Upgrade", "websocket")
-		w.Header().Set("Connection", "Upgrade")
-		writeError(w, r, http.StatusUpgradeRequired, CodeUpgradeRequired, "follow is a WebSocket endpoint")
-		return
-	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
-	if err != nil {
-		s.cfg.Logger.WarnContext(r.Context(), "cannot accept follow WebSocket", "request_id", requestID(r.Context()), "error", err)
-		return
-	}
-	defer c.CloseNow()
-	ctx, cancel := context.WithCancelCause(c.CloseRead(r.Context()))
-	defer cancel(nil)
-	go func() {
-		select {
-		case <-s.stopping:
-			cancel(errShuttingDown)
-		case <-ctx.Done():
-		}
-	}()
-	err = s.streamRun(ctx, c, tenant, id, offset)
-	switch {
-	case errors.Is(context.Cause(ctx), errShuttingDown):
-		c.Close(websocket.StatusGoingAway, "server shutting down")
-	case err == nil, errors.Is(err, context.Canceled), websocket.CloseStatus(err) != -1:
-		c.Close(websocket.StatusNormalClosure, "")
-	default:
-		s.cfg.Logger.WarnContext(r.Context(), "follow stream ended", "request_id", requestID(r.Context()), "run", id, "error", err)
-		c.Close(websocket.StatusInternalError, "server error")
-	}
+	s.serveStream(w, r, "follow", func(ctx context.Context, c *websocket.Conn) error {
+		return s.streamRun(ctx, c, tenant, id, offset)
+	})
 }
 
 func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id string, offset int64) error {
@@ -389,13 +361,7 @@ func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id st
 	send := func(f FollowFrame) error {
 		seq++
 		f.Seq, f.Time = seq, s.cfg.Now().UTC()
-		data, err := json.Marshal(f)
-		if err != nil {
-			return fmt.Errorf("cannot encode frame: %w", err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		return c.Write(wctx, websocket.MessageText, data)
+		return writeMessage(ctx, c, f)
 	}
 	var last string
 	for {
@@ -427,34 +393,8 @@ func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id st
 		if run.Terminal() {
 			return send(FollowFrame{Type: FrameEnd, Run: &run})
 		}
-		if err := waitWake(ctx, c, wake, poll.C, ping.C); err != nil {
+		if err := waitTick(ctx, c, wake, poll.C, ping.C); err != nil {
 			return err
-		}
-	}
-}
-
-// waitWake waits for a wake-up or the poll tick, pinging meanwhile.
-func waitWake(ctx context.Context, c *websocket.Conn, wake <-chan struct{}, poll, ping <-chan time.Time) error {
-	for {
-		select {
-		case <-wake:
-			return nil
-		default:
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-			return nil
-		case <-poll:
-			return nil
-		case <-ping:
-			pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			err := c.Ping(pctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("follow WebSocket ping failed: %w", err)
-			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package opsapi
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/botehq/platform/runtime/runs"
@@ -107,15 +108,8 @@ type Changes struct {
 	Import  int `json:"import"`
 }
 
-// Diagnostic is a Terraform error or warning.
-type Diagnostic struct {
-	Severity string `json:"severity"`
-	Summary  string `json:"summary"`
-	Detail   string `json:"detail,omitempty"`
-	Address  string `json:"address,omitempty"`
-	File     string `json:"file,omitempty"`
-	Line     int    `json:"line,omitempty"`
-}
+// Diagnostic is a Terraform error or warning, as the agent reported it.
+type Diagnostic = tfrun.Diagnostic
 
 // Output is a Terraform output; sensitive values are never sent.
 type Output struct {
@@ -182,9 +176,7 @@ func apiResult(r *tfrun.Result) *RunResult {
 	if c := r.Changes; c != nil {
 		out.Changes = &Changes{Add: c.Add, Change: c.Change, Destroy: c.Remove, Import: c.Import}
 	}
-	for _, d := range r.Diagnostics {
-		out.Diagnostics = append(out.Diagnostics, Diagnostic{Severity: d.Severity, Summary: d.Summary, Detail: d.Detail, Address: d.Address, File: d.File, Line: d.Line})
-	}
+	out.Diagnostics = slices.Clone(r.Diagnostics)
 	if len(r.Outputs) > 0 {
 		out.Outputs = map[string]Output{}
 		for k, o := range r.Outputs {

@@ -22,13 +22,7 @@ import (
 // its API handler and a valid API key.
 func newServer(t *testing.T) (*httptest.Server, *opsapi.Server, string) {
 	t.Helper()
-	f := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	key, err := f.AddKey("tester", "", time.Now())
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "keys.json")
-	require.NoError(t, f.Save(path))
-	auth, err := operatorauth.New(context.Background(), operatorauth.Config{KeysFile: path})
-	require.NoError(t, err)
+	auth, key := newAuth(t)
 	api, err := opsapi.New(opsapi.Config{
 		Version: "test",
 		Auth:    auth,
@@ -43,6 +37,19 @@ func newServer(t *testing.T) (*httptest.Server, *opsapi.Server, string) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(api.Shutdown)
 	return srv, api, key
+}
+
+// newAuth is a real authenticator over a keys file with one API key.
+func newAuth(t *testing.T) (*operatorauth.Authenticator, string) {
+	t.Helper()
+	f := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
+	key, err := f.AddKey("tester", "", time.Now())
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "keys.json")
+	require.NoError(t, f.Save(path))
+	auth, err := operatorauth.New(context.Background(), operatorauth.Config{KeysFile: path})
+	require.NoError(t, err)
+	return auth, key
 }
 
 func newClient(t *testing.T, base, cred string) *Client {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
@@ -61,13 +59,7 @@ func (m *memArtifacts) add(run string, lines ...string) {
 
 func newRunsServer(t *testing.T) (*Client, *runs.Manager, *memArtifacts) {
 	t.Helper()
-	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	key, err := kf.AddKey("tester", "", time.Now())
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "keys.json")
-	require.NoError(t, kf.Save(path))
-	auth, err := operatorauth.New(context.Background(), operatorauth.Config{KeysFile: path})
-	require.NoError(t, err)
+	auth, key := newAuth(t)
 	m, err := runs.New(runs.Config{Store: runstore.NewMemory(), Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	arts := &memArtifacts{logs: map[string][]byte{}}
