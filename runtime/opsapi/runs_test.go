@@ -169,18 +169,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 
 func doBody(t *testing.T, method, url, contentType string, body []byte) response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+goodKey)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return response{resp.StatusCode, resp.Header, data}
+	return send(t, method, url, goodKey, contentType, body)
 }
 
 // provokeRuns makes a runs route answer with code.

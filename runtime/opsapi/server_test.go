@@ -95,17 +95,26 @@ type response struct {
 
 func do(t *testing.T, method, url, cred string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	return send(t, method, url, cred, "", nil)
+}
+
+// send makes a request with an optional body.
+func send(t *testing.T, method, url, cred, contentType string, body []byte) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	require.NoError(t, err)
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	return response{resp.StatusCode, resp.Header, body}
+	return response{resp.StatusCode, resp.Header, data}
 }
 
 func TestEndpoints(t *testing.T) {
