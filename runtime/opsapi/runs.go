@@ -61,7 +61,7 @@ func (s *Server) runRoutes() []route {
 func (s *Server) needRuns(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Runs == nil {
-			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "runs are not configured on this server (start relayserver with --storage-connection-string or --storage-account)")
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "runs are not configured on this server (start relayserver with --storage-connection-string, or --table-url and --blob-url)")
 			return
 		}
 		h(w, r)
