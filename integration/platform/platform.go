@@ -65,8 +65,10 @@ type Options struct {
 	// Output, when set, also receives every process's output, each line
 	// prefixed with the process's name.
 	Output io.Writer
-	// RelayserverArgs are added to relayserver's command line.
+	// RelayserverArgs and WorkerArgs are added to relayserver's and the
+	// worker's command lines.
 	RelayserverArgs []string
+	WorkerArgs      []string
 	// StartTimeout bounds the start of each process (default 60 s).
 	StartTimeout time.Duration
 }
@@ -310,14 +312,14 @@ func (p *Platform) startGateway() error {
 	if p.IdpURL, err = p.idp.ListenAddr(p.opts.StartTimeout); err != nil {
 		return err
 	}
-	p.worker, err = p.launch("worker", "worker", []string{
+	p.worker, err = p.launch("worker", "worker", append([]string{
 		"--listen", "127.0.0.1:0",
 		"--storage-connection-string", p.Emulator.ConnectionString,
 		"--issuer", p.IdpURL,
 		"--registry", p.RegistryFile,
 		"--create-resources",
 		"--shutdown-timeout", "5s",
-	}, nil)
+	}, p.opts.WorkerArgs...), nil)
 	if err != nil {
 		return err
 	}
