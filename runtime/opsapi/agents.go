@@ -129,8 +129,9 @@ type RunAgents struct {
 	Runs *runs.Manager
 	// Tenants lists every tenant (runs.Store.ListTenants).
 	Tenants func(ctx context.Context) ([]runs.Tenant, error)
-	// Registry, if set, adds registered agents that never heartbeated.
-	Registry *registry.Registry
+	// Registry, if set, returns the registry in force; its agents that
+	// never heartbeated are listed too.
+	Registry func() *registry.Registry
 }
 
 // ListAgents implements AgentStore.
@@ -177,7 +178,7 @@ func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, err
 		}
 	}
 	if ra.Registry != nil {
-		for _, a := range AgentsFromRegistry(ra.Registry) {
+		for _, a := range AgentsFromRegistry(ra.Registry()) {
 			if f.Tenant != "" && a.Tenant != f.Tenant {
 				continue
 			}

@@ -474,7 +474,7 @@ func TestRunAgents(t *testing.T) {
 	require.NoError(t, err)
 	reg, err := registry.Parse(data)
 	require.NoError(t, err)
-	ra := RunAgents{Runs: f.m, Tenants: f.store.ListTenants, Registry: reg}
+	ra := RunAgents{Runs: f.m, Tenants: f.store.ListTenants, Registry: func() *registry.Registry { return reg }}
 	got, err := ra.ListAgents(ctx, AgentFilter{})
 	require.NoError(t, err)
 	require.Len(t, got, 3)

@@ -21,6 +21,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/dispatch"
+	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
@@ -37,7 +38,7 @@ type runsStack struct {
 	dispatcher *dispatch.Dispatcher
 	cloud      *cloud.Client
 	bus        bus.Driver
-	registry   *registry.Registry
+	registry   *idp.RegistryWatcher
 
 	maxBundleBytes int64
 }
@@ -54,7 +55,9 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 		}
 		cred = c
 	}
-	reg, err := registry.Load(o.registryFile)
+	// Reloaded when the file changes: agents added to a tenant (and keys
+	// rotated) are known without a restart.
+	reg, err := idp.NewRegistryWatcher(o.registryFile, 0, log)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +122,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 		return nil, err
 	}
 	st.dispatcher = d
-	for _, t := range tenantsOf(reg) {
+	for _, t := range tenantsOf(reg.Current()) {
 		if _, err := st.manager.CreateTenant(ctx, runs.Tenant{ID: t}); err != nil && !errors.Is(err, runs.ErrExists) {
 			return nil, fmt.Errorf("cannot register tenant %s: %w", t, err)
 		}
@@ -176,7 +179,7 @@ func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, err
 func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 	cfg.Runs, cfg.Artifacts, cfg.Dispatcher = st.manager, st.artifacts, st.dispatcher
 	cfg.MaxBundleBytes = st.maxBundleBytes
-	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry}
+	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry.Current}
 }
 
 // start runs the dispatcher and the agent message receiver until ctx
@@ -184,6 +187,7 @@ func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 // finished or left on the bus for the next start).
 func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- error) (wait func()) {
 	var wg sync.WaitGroup
+	wg.Go(func() { st.registry.Run(ctx) })
 	wg.Go(func() {
 		if err := st.dispatcher.Run(ctx); err != nil {
 			fatal <- fmt.Errorf("dispatcher stopped: %w", err)
