@@ -40,15 +40,19 @@ const Type = "bote:gateway:SharedGateway"
 // (runtime/bus QueueCloud, QueueConnectors, QueueErrors; runtime/claimcheck
 // DefaultContainer; runtime/worker/nudge DefaultTable).
 const (
-	QueueConnectors   = "bote-connectors" // cloud services -> worker
-	QueueCloud        = "bote-cloud"      // worker -> cloud services
-	QueueErrors       = "bote-errors"     // dead letters of both, with reasons
-	TablePresence     = "botepresence"    // which worker replica holds which connector
-	ContainerClaims   = "bote-claims"     // claim-check bodies
-	ContainerRegistry = "bote-registry"   // the connector registry the idp reads
-	ContainerIDPKeys  = "bote-idp-keys"   // the idp's persistent signing keys
-	RegistryBlob      = "connectors.json"
-	SecretStorageKey  = "storage-account-key"
+	QueueConnectors = "bote-connectors" // cloud services -> worker
+	QueueCloud      = "bote-cloud"      // worker -> cloud services
+	QueueErrors     = "bote-errors"     // dead letters of both, with reasons
+	// QueueConnectorErrors holds what connectors could not handle
+	// (runtime/worker QueueConnectorErrors), sent over the bus.
+	QueueConnectorErrors = "bote-connector-errors"
+	TablePresence        = "botepresence"      // which worker replica holds which connector
+	TableSubscriptions   = "botesubscriptions" // topic subscribers, partitioned by tenant|topic
+	ContainerClaims      = "bote-claims"       // claim-check bodies
+	ContainerRegistry    = "bote-registry"     // the connector registry the idp reads
+	ContainerIDPKeys     = "bote-idp-keys"     // the idp's persistent signing keys
+	RegistryBlob         = "connectors.json"
+	SecretStorageKey     = "storage-account-key"
 )
 
 // ServiceBusSkus are the namespace SKUs the gateway supports (Basic has no
@@ -151,8 +155,8 @@ func (a *Args) Validate() error {
 		naming.LogAnalytics:        {n.logs},
 		naming.AppInsights:         {n.insights},
 		naming.ManagedIdentity:     {n.workerID, n.idpID},
-		naming.ServiceBusEntity:    {QueueConnectors, QueueCloud, QueueErrors},
-		naming.StorageTable:        {TablePresence},
+		naming.ServiceBusEntity:    {QueueConnectors, QueueCloud, QueueErrors, QueueConnectorErrors},
+		naming.StorageTable:        {TablePresence, TableSubscriptions},
 		naming.BlobContainer:       {ContainerClaims, ContainerRegistry, ContainerIDPKeys},
 		naming.KeyVaultSecret:      {SecretStorageKey},
 	}.Check()
@@ -288,6 +292,9 @@ func (b *builder) bus() error {
 		// Cloud services may do real work per message (the relay server
 		// starts runs), so they get a longer lock.
 		{QueueCloud, "PT2M", 10, "P14D", QueueErrors},
+		// Connectors' reports of messages they could not handle: like the
+		// error queue, kept for operators and never forwarded.
+		{QueueConnectorErrors, "PT5M", 10, "P30D", ""},
 	}
 	for _, s := range specs {
 		qa := &servicebus.QueueArgs{
@@ -349,7 +356,7 @@ func (b *builder) storage() error {
 	b.gw.BlobEndpoint = acct.PrimaryEndpoints.Blob()
 
 	b.tables = map[string]*storage.Table{}
-	for _, t := range []string{TablePresence} {
+	for _, t := range []string{TablePresence, TableSubscriptions} {
 		tbl, err := storage.NewTable(b.ctx, b.child("table-"+t), &storage.TableArgs{
 			TableName: pulumi.String(t), AccountName: acct.Name, ResourceGroupName: b.args.ResourceGroupName,
 		}, b.parent)
@@ -552,11 +559,13 @@ func (b *builder) apps() error {
 		{access.ServiceBusDataReceiver, access.Scope{Name: "queue-" + QueueConnectors, ID: q[QueueConnectors].ID()}},
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + QueueCloud, ID: q[QueueCloud].ID()}},
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + QueueErrors, ID: q[QueueErrors].ID()}},
+		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + QueueConnectorErrors, ID: q[QueueConnectorErrors].ID()}},
 		// Every connector's queue, including tenants onboarded later, and
 		// the per-replica nudge queues the worker creates: the queue
 		// service, not the account (no blob or table access from this).
 		{access.StorageQueueContributor, access.Scope{Name: "queue-service", ID: pulumi.Sprintf("%s/queueServices/default", acct.ID())}},
 		{access.StorageTableContributor, access.Scope{Name: "table-" + TablePresence, ID: b.tables[TablePresence].ID()}},
+		{access.StorageTableContributor, access.Scope{Name: "table-" + TableSubscriptions, ID: b.tables[TableSubscriptions].ID()}},
 		{access.StorageBlobContributor, access.Scope{Name: "container-" + ContainerClaims, ID: b.containers[ContainerClaims].ID()}},
 		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretStorageKey, ID: b.storageKey.ID()}},
 		{access.AcrPull, registryScope},

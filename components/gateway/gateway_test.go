@@ -18,6 +18,9 @@ import (
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/worker"
+	"github.com/botehq/platform/runtime/worker/nudge"
+	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
 
 const (
@@ -90,11 +93,13 @@ func TestGatewayLeastPrivilege(t *testing.T) {
 		"bote-test-worker-id | AcrPull | azure-native:containerregistry:Registry::botetestacr",
 		"bote-test-worker-id | Azure Service Bus Data Receiver | azure-native:servicebus:Queue::bote-connectors",
 		"bote-test-worker-id | Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-cloud",
+		"bote-test-worker-id | Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-connector-errors",
 		"bote-test-worker-id | Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-errors",
 		"bote-test-worker-id | Key Vault Secrets User | azure-native:keyvault:Secret::storage-account-key",
 		"bote-test-worker-id | Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-claims",
 		"bote-test-worker-id | Storage Queue Data Contributor | azure-native:storage:StorageAccount::botetestst/queueServices/default",
 		"bote-test-worker-id | Storage Table Data Contributor | azure-native:storage:Table::botepresence",
+		"bote-test-worker-id | Storage Table Data Contributor | azure-native:storage:Table::botesubscriptions",
 	}, got)
 }
 
@@ -188,6 +193,9 @@ func TestQueueNamesMatchTheRuntime(t *testing.T) {
 	assert.Equal(t, bus.QueueConnectors, QueueConnectors)
 	assert.Equal(t, bus.QueueCloud, QueueCloud)
 	assert.Equal(t, bus.QueueErrors, QueueErrors)
+	assert.Equal(t, worker.QueueConnectorErrors, QueueConnectorErrors)
+	assert.Equal(t, subscriptions.DefaultTable, TableSubscriptions)
+	assert.Equal(t, nudge.DefaultTable, TablePresence)
 }
 
 func TestGatewayPublishesRegistryInRuntimeFormat(t *testing.T) {
