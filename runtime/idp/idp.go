@@ -60,7 +60,7 @@ const (
 )
 
 // Clients looks up registered connectors by client id ("tenant/connector").
-// *registry.Registry and *RegistryWatcher implement it.
+// *registry.Registry and *registry.Watcher implement it.
 type Clients interface {
 	Lookup(clientID string) (registry.Connector, bool)
 }

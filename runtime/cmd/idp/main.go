@@ -17,18 +17,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/idp"
+	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/signingkeys"
 )
 
@@ -69,7 +66,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.audience, "audience", accesstoken.DefaultAudience, "audience of issued tokens")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", accesstoken.DefaultTTL, "lifetime of issued tokens")
 	fs.DurationVar(&o.rotateEvery, "rotate-every", signingkeys.DefaultRotateEvery, "signing key rotation period")
-	fs.DurationVar(&o.registryPoll, "registry-poll", idp.DefaultRegistryPoll, "how often to look for registry changes")
+	fs.DurationVar(&o.registryPoll, "registry-poll", registry.DefaultPoll, "how often to look for registry changes")
 	fs.Float64Var(&o.clientRate, "client-rate", idp.DefaultClientRate, "tokens per second one client may obtain")
 	fs.IntVar(&o.clientBurst, "client-burst", idp.DefaultClientBurst, "burst of tokens one client may obtain")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
@@ -103,27 +100,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	return o, nil
 }
 
-// openRegistry watches the registry file or, in Azure, the blob the stack
-// publishes.
-func openRegistry(o options, logger *slog.Logger) (*idp.RegistryWatcher, error) {
-	if o.registryURL == "" {
-		return idp.NewRegistryWatcher(o.registry, o.registryPoll, logger)
-	}
-	var cred azcore.TokenCredential
-	if u, err := url.Parse(o.registryURL); err == nil && u.Query().Get("sig") == "" {
-		c, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			return nil, fmt.Errorf("cannot get an Azure credential to read the registry blob: %w", err)
-		}
-		cred = c
-	}
-	src, err := idp.NewBlobRegistrySource(o.registryURL, cred)
-	if err != nil {
-		return nil, err
-	}
-	return idp.NewRegistryWatcherFrom(src, o.registryPoll, logger)
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, os.Getenv, stderr)
 	if err != nil {
@@ -147,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	clients, err := openRegistry(o, logger)
+	clients, err := registry.Watch(o.registry, o.registryURL, o.registryPoll, logger)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ type options struct {
 	// Agents.
 	agentsFile   string
 	registryFile string
+	registryURL  string
 	// Runs: state in Tables, artifacts in Blobs, agents through the bus.
 	storageConnectionString string
 	tableURL, blobURL       string
@@ -88,6 +89,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.agentsFile, "agents-file", "", "seed list of agents (JSON, see docs/ops.md)")
 	fs.StringVar(&o.registryFile, "registry-file", "", "connector registry file: the agents of each tenant and their public keys (secrets are sealed to them)")
 	fs.StringVar(&o.registryFile, "registry", "", "same as --registry-file")
+	fs.StringVar(&o.registryURL, "registry-url", "", "connector registry blob URL instead of a file (the stack output registryBlobUrl; read with the Azure identity unless it carries a SAS token)")
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "storage account connection string (Azurite locally): enables runs (state in Tables, bundles, plans and logs in Blobs, agents through the bus)")
 	fs.StringVar(&o.tableURL, "table-url", "", "table service URL (with --azure-identity)")
 	fs.StringVar(&o.blobURL, "blob-url", "", "blob service URL (with --azure-identity)")
@@ -167,8 +169,11 @@ func (o options) Validate() error {
 	} else if o.oauthAudience != "" || o.oauthJWKSURL != "" || o.oauthRequiredRole != "" {
 		return errors.New("--oauth-issuer: required when other --oauth-* flags are set")
 	}
-	if o.agentsFile != "" && o.registryFile != "" {
-		return errors.New("--agents-file and --registry-file: give one")
+	if o.agentsFile != "" && (o.registryFile != "" || o.registryURL != "") {
+		return errors.New("--agents-file and --registry-file/--registry-url: give one")
+	}
+	if o.registryFile != "" && o.registryURL != "" {
+		return errors.New("--registry-file and --registry-url: give one")
 	}
 	if err := o.validateRuns(); err != nil {
 		return err
@@ -280,8 +285,8 @@ func (o options) validateRuns() error {
 		return errors.New("--table-url and --blob-url: both are required without --storage-connection-string")
 	case o.storageConnectionString == "" && !o.azureIdentity:
 		return errors.New("--azure-identity: service URLs need it (or give --storage-connection-string)")
-	case o.registryFile == "":
-		return errors.New("--registry: runs need the connector registry (the agents of each tenant and their keys)")
+	case o.registryFile == "" && o.registryURL == "":
+		return errors.New("--registry or --registry-url: runs need the connector registry (the agents of each tenant and their keys)")
 	case o.agentsFile != "":
 		return errors.New("--agents-file: with runs, agents come from the run store and the registry")
 	case o.secretsFile != "" && o.keyVaultURL != "":

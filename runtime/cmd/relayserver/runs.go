@@ -21,7 +21,6 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/dispatch"
-	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
@@ -38,7 +37,7 @@ type runsStack struct {
 	dispatcher *dispatch.Dispatcher
 	cloud      *cloud.Client
 	bus        bus.Driver
-	registry   *idp.RegistryWatcher
+	registry   *registry.Watcher
 
 	maxBundleBytes int64
 }
@@ -57,7 +56,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	}
 	// Reloaded when the file changes: agents added to a tenant (and keys
 	// rotated) are known without a restart.
-	reg, err := idp.NewRegistryWatcher(o.registryFile, 0, log)
+	reg, err := registry.Watch(o.registryFile, o.registryURL, 0, log)
 	if err != nil {
 		return nil, err
 	}

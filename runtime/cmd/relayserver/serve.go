@@ -36,12 +36,12 @@ func loadAgents(o options) (opsapi.AgentStore, error) {
 			return nil, err
 		}
 		return opsapi.NewStaticAgents(agents), nil
-	case o.registryFile != "":
-		reg, err := registry.Load(o.registryFile)
+	case o.registryFile != "" || o.registryURL != "":
+		w, err := registry.Watch(o.registryFile, o.registryURL, 0, nil)
 		if err != nil {
 			return nil, err
 		}
-		return opsapi.NewStaticAgents(opsapi.AgentsFromRegistry(reg)), nil
+		return opsapi.NewStaticAgents(opsapi.AgentsFromRegistry(w.Current())), nil
 	}
 	return opsapi.NewStaticAgents(nil), nil
 }

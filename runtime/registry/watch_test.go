@@ -1,19 +1,20 @@
-package idp
+package registry
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/registry"
 )
 
 // touch gives path a modification time distinct from any earlier one, so a
@@ -24,15 +25,14 @@ func touch(t *testing.T, path string, n int) {
 	require.NoError(t, os.Chtimes(path, mt, mt))
 }
 
-func TestRegistryWatcherReload(t *testing.T) {
-	k, err := clientauth.GenerateKey()
-	require.NoError(t, err)
+func TestWatcherReload(t *testing.T) {
+	k := ecKey(t)
 	jwk := jwkOf(t, k)
 	path := filepath.Join(t.TempDir(), "registry.json")
-	writeRegistry(t, path, []registry.Connector{{Tenant: "t1", ID: "c1", JWK: jwk}})
+	writeRegistry(t, path, []Connector{{Tenant: "t1", ID: "c1", JWK: jwk}})
 	touch(t, path, 1)
 	log := &syncBuffer{}
-	w, err := NewRegistryWatcher(path, time.Hour, slog.New(slog.NewJSONHandler(log, nil)))
+	w, err := NewWatcher(path, time.Hour, slog.New(slog.NewJSONHandler(log, nil)))
 	require.NoError(t, err)
 	_, ok := w.Lookup("t1/c1")
 	require.True(t, ok)
@@ -41,7 +41,7 @@ func TestRegistryWatcherReload(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, changed, "unchanged file is not reloaded")
 
-	writeRegistry(t, path, []registry.Connector{{Tenant: "t1", ID: "c1", JWK: jwk}, {Tenant: "t2", ID: "c2", JWK: jwk}})
+	writeRegistry(t, path, []Connector{{Tenant: "t1", ID: "c1", JWK: jwk}, {Tenant: "t2", ID: "c2", JWK: jwk}})
 	touch(t, path, 2)
 	changed, err = w.Reload()
 	require.NoError(t, err)
@@ -82,30 +82,56 @@ func TestRegistryWatcherReload(t *testing.T) {
 	assert.True(t, ok, "a vanished file keeps the last good registry")
 }
 
-func TestRegistryWatcherRun(t *testing.T) {
-	k, err := clientauth.GenerateKey()
-	require.NoError(t, err)
+func TestWatcherRun(t *testing.T) {
+	k := ecKey(t)
 	path := filepath.Join(t.TempDir(), "registry.json")
 	writeRegistry(t, path, nil)
 	touch(t, path, 1)
-	w, err := NewRegistryWatcher(path, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w, err := NewWatcher(path, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	writeRegistry(t, path, []registry.Connector{{Tenant: "t", ID: "c", JWK: jwkOf(t, k)}})
+	writeRegistry(t, path, []Connector{{Tenant: "t", ID: "c", JWK: jwkOf(t, k)}})
 	touch(t, path, 2)
 	assert.Eventually(t, func() bool { _, ok := w.Lookup("t/c"); return ok }, 5*time.Second, 10*time.Millisecond)
 }
 
-func TestRegistryWatcherNeedsAGoodFirstFile(t *testing.T) {
+func TestWatcherNeedsAGoodFirstFile(t *testing.T) {
 	dir := t.TempDir()
-	_, err := NewRegistryWatcher(filepath.Join(dir, "missing.json"), 0, nil)
+	_, err := NewWatcher(filepath.Join(dir, "missing.json"), 0, nil)
 	assert.Error(t, err)
 	bad := filepath.Join(dir, "bad.json")
 	require.NoError(t, os.WriteFile(bad, []byte("{"), 0o600))
-	_, err = NewRegistryWatcher(bad, 0, nil)
+	_, err = NewWatcher(bad, 0, nil)
 	assert.ErrorContains(t, err, "cannot decode")
+}
+
+func jwkOf(t *testing.T, k *ecdsa.PrivateKey) json.RawMessage { return jwk(t, &k.PublicKey) }
+
+func writeRegistry(t *testing.T, path string, cs []Connector) {
+	t.Helper()
+	out, err := Marshal(cs)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, out, 0o600))
+}
+
+// syncBuffer collects log output written from the watcher's goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

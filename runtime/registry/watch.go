@@ -1,4 +1,4 @@
-package idp
+package registry
 
 import (
 	"context"
@@ -9,33 +9,31 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"github.com/botehq/platform/runtime/registry"
 )
 
-// DefaultRegistryPoll is how often a RegistryWatcher looks at its file.
-const DefaultRegistryPoll = 2 * time.Second
+// DefaultPoll is how often a Watcher looks at its file.
+const DefaultPoll = 2 * time.Second
 
-// RegistryWatcher serves the connector registry from a source (a file, or
+// Watcher serves the connector registry from a source (a file, or
 // the blob the Pulumi stack publishes) and reloads it when it changes. It
 // polls (no inotify: a file may sit on a network or container volume where
 // events do not arrive, and may be replaced by rename or symlink swap). A
 // document that fails to load is logged and the last good registry stays in
 // force.
-type RegistryWatcher struct {
-	src      RegistrySource
+type Watcher struct {
+	src      Source
 	interval time.Duration
 	logger   *slog.Logger
 
 	mu      sync.RWMutex
-	current *registry.Registry
+	current *Registry
 
 	reloadMu sync.Mutex // serialises Reload; guards lastSum
 	lastSum  [sha256.Size]byte
 }
 
-// RegistrySource is where a RegistryWatcher reads the registry document.
-type RegistrySource interface {
+// Source is where a Watcher reads the registry document.
+type Source interface {
 	// Fetch returns the document, or changed=false when it is known not to
 	// have changed since the last successful Fetch.
 	Fetch(ctx context.Context) (data []byte, changed bool, err error)
@@ -43,24 +41,24 @@ type RegistrySource interface {
 	String() string
 }
 
-// NewRegistryWatcher loads the registry file at path. It fails if the file
+// NewWatcher loads the registry file at path. It fails if the file
 // cannot be loaded: there is no last good registry to fall back on yet.
-func NewRegistryWatcher(path string, interval time.Duration, logger *slog.Logger) (*RegistryWatcher, error) {
+func NewWatcher(path string, interval time.Duration, logger *slog.Logger) (*Watcher, error) {
 	if path == "" {
-		return nil, errors.New("idp: registry path is required")
+		return nil, errors.New("registry: file path is required")
 	}
-	return NewRegistryWatcherFrom(&fileSource{path: path}, interval, logger)
+	return NewWatcherFrom(&fileSource{path: path}, interval, logger)
 }
 
-// NewRegistryWatcherFrom loads the registry from src.
-func NewRegistryWatcherFrom(src RegistrySource, interval time.Duration, logger *slog.Logger) (*RegistryWatcher, error) {
+// NewWatcherFrom loads the registry from src.
+func NewWatcherFrom(src Source, interval time.Duration, logger *slog.Logger) (*Watcher, error) {
 	if interval <= 0 {
-		interval = DefaultRegistryPoll
+		interval = DefaultPoll
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	w := &RegistryWatcher{src: src, interval: interval, logger: logger}
+	w := &Watcher{src: src, interval: interval, logger: logger}
 	if _, err := w.Reload(); err != nil {
 		return nil, err
 	}
@@ -68,21 +66,21 @@ func NewRegistryWatcherFrom(src RegistrySource, interval time.Duration, logger *
 }
 
 // Lookup implements Clients with the registry currently in force.
-func (w *RegistryWatcher) Lookup(clientID string) (registry.Connector, bool) {
+func (w *Watcher) Lookup(clientID string) (Connector, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.current.Lookup(clientID)
 }
 
 // Current returns the registry in force.
-func (w *RegistryWatcher) Current() *registry.Registry {
+func (w *Watcher) Current() *Registry {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.current
 }
 
 // Run polls the file until ctx is done.
-func (w *RegistryWatcher) Run(ctx context.Context) {
+func (w *Watcher) Run(ctx context.Context) {
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	lastErr := ""
@@ -108,7 +106,7 @@ func (w *RegistryWatcher) Run(ctx context.Context) {
 // unchanged, and the same broken document is not reported again until it
 // changes. Run calls it; it is exported for tests and for a reload on
 // demand.
-func (w *RegistryWatcher) Reload() (bool, error) {
+func (w *Watcher) Reload() (bool, error) {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -125,7 +123,7 @@ func (w *RegistryWatcher) Reload() (bool, error) {
 		return false, nil
 	}
 	w.lastSum = sum
-	reg, err := registry.Parse(data)
+	reg, err := Parse(data)
 	if err != nil {
 		return false, fmt.Errorf("connector registry %s: %w", w.src, err)
 	}
