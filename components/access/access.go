@@ -40,10 +40,15 @@ var (
 	StorageBlobReader       = Role{"Storage Blob Data Reader", "blob-read", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}
 	KeyVaultSecretsUser     = Role{"Key Vault Secrets User", "kv-secret-read", "4633458b-17de-408a-b874-0445c86b69e6"}
 	AcrPull                 = Role{"AcrPull", "acr-pull", "7f951dda-4ed3-4680-a7ca-43fe172d538d"}
+	// StorageBlobDelegator may only obtain a user delegation key, to sign
+	// blob SAS links with Entra ID instead of the account key; it reads no
+	// data.
+	StorageBlobDelegator = Role{"Storage Blob Delegator", "blob-delegator", "db58b8e5-c6ad-4a2a-8342-4190687cbf4a"}
 )
 
 var grantable = []Role{ServiceBusDataSender, ServiceBusDataReceiver, StorageQueueContributor,
-	StorageTableContributor, StorageBlobContributor, StorageBlobReader, KeyVaultSecretsUser, AcrPull}
+	StorageTableContributor, StorageBlobContributor, StorageBlobReader, KeyVaultSecretsUser, AcrPull,
+	StorageBlobDelegator}
 
 // roleAssignmentsNamespace seeds the UUIDv5 role assignment names. Changing
 // it renames (replaces) every role assignment.

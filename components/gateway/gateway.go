@@ -191,6 +191,7 @@ type SharedGateway struct {
 	Registry          *containerregistry.Registry
 	Platform          *apphost.Platform
 	ClaimsContainer   *storage.BlobContainer
+	RegistryContainer *storage.BlobContainer
 	Tags              map[string]string
 }
 
@@ -377,6 +378,7 @@ func (b *builder) storage() error {
 		b.containers[c] = bc
 	}
 	b.gw.ClaimsContainer = b.containers[ContainerClaims]
+	b.gw.RegistryContainer = b.containers[ContainerRegistry]
 
 	doc, err := registry.Marshal(b.args.Registrations)
 	if err != nil {

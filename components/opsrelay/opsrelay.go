@@ -23,6 +23,8 @@ import (
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/internal/azurenative/relay"
 	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/runstore"
 )
 
 // Type is the component's type token.
@@ -35,7 +37,6 @@ const (
 	RuleSend         = "opsbot-send"
 	SecretListenKey  = "relay-listen-key"
 	SecretSendKey    = "relay-send-key"
-	TableRuns        = "boteruns"
 )
 
 // Args are the arguments of New.
@@ -67,7 +68,8 @@ func (a *Args) Validate() error {
 		naming.AuthorizationRule: {RuleListen, RuleSend},
 		naming.KeyVaultSecret:    {SecretListenKey, SecretSendKey},
 		naming.ManagedIdentity:   {p + "-relayserver-id"},
-		naming.StorageTable:      {TableRuns},
+		naming.StorageTable:      runstore.TableNames(""),
+		naming.BlobContainer:     {artifacts.DefaultContainer},
 	}.Check()
 }
 
@@ -150,8 +152,21 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		secrets[rule.secret] = s
 	}
 
-	runs, err := storage.NewTable(ctx, child("table-"+TableRuns), &storage.TableArgs{
-		TableName: pulumi.String(TableRuns), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
+	// The run store's tables and the artifacts container, named by the
+	// runtime packages that use them.
+	var tables []*storage.Table
+	for _, name := range runstore.TableNames("") {
+		t, err := storage.NewTable(ctx, child("table-"+name), &storage.TableArgs{
+			TableName: pulumi.String(name), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
+		}, parent)
+		if err != nil {
+			return fail(err)
+		}
+		tables = append(tables, t)
+	}
+	runsContainer, err := storage.NewBlobContainer(ctx, child("container-"+artifacts.DefaultContainer), &storage.BlobContainerArgs{
+		ContainerName: pulumi.String(artifacts.DefaultContainer), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
+		PublicAccess: storage.PublicAccessNone,
 	}, parent)
 	if err != nil {
 		return fail(err)
@@ -163,18 +178,27 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err != nil {
 		return fail(err)
 	}
-	var grants []pulumi.Resource
-	for _, g := range []struct {
+	type grant struct {
 		role  access.Role
 		scope access.Scope
-	}{
+	}
+	wanted := []grant{
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + gateway.QueueConnectors, ID: gw.Queues[gateway.QueueConnectors].ID()}},
 		{access.ServiceBusDataReceiver, access.Scope{Name: "queue-" + gateway.QueueCloud, ID: gw.Queues[gateway.QueueCloud].ID()}},
-		{access.StorageTableContributor, access.Scope{Name: "table-" + TableRuns, ID: runs.ID()}},
+		{access.StorageBlobContributor, access.Scope{Name: "container-" + artifacts.DefaultContainer, ID: runsContainer.ID()}},
 		{access.StorageBlobContributor, access.Scope{Name: "container-" + gateway.ContainerClaims, ID: gw.ClaimsContainer.ID()}},
+		// The agents' bundle, plan and upload links are signed with a user
+		// delegation key (no account key in the relay server).
+		{access.StorageBlobDelegator, access.Scope{Name: "storage-account", ID: gw.StorageAccount.ID()}},
+		{access.StorageBlobReader, access.Scope{Name: "container-" + gateway.ContainerRegistry, ID: gw.RegistryContainer.ID()}},
 		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: secrets[SecretListenKey].ID()}},
 		{access.AcrPull, access.Scope{Name: "registry", ID: gw.Registry.ID()}},
-	} {
+	}
+	for i, name := range runstore.TableNames("") {
+		wanted = append(wanted, grant{access.StorageTableContributor, access.Scope{Name: "table-" + name, ID: tables[i].ID()}})
+	}
+	var grants []pulumi.Resource
+	for _, g := range wanted {
 		ra, err := id.Grant(ctx, g.role, g.scope, parent)
 		if err != nil {
 			return fail(err)
@@ -182,9 +206,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		grants = append(grants, ra)
 	}
 
-	// runtime/cmd/relayserver reads BOTE_RELAYSERVER_<FLAG>. The
-	// BOTE_SERVICEBUS_* and BOTE_*_URL settings are for the gateway client
-	// the relay server sends runs with (docs/infrastructure.md).
+	// runtime/cmd/relayserver reads BOTE_RELAYSERVER_<FLAG>: the relay
+	// listener, then the run store, artifacts and the gateway bus it reaches
+	// agents through, all with its managed identity. Deployment secrets
+	// need a vault of their own (--key-vault-url), which this component
+	// does not create yet (docs/infrastructure.md).
 	settings := gateway.CommonSettings(gw.Cloud, id)
 	for k, v := range map[string]pulumi.StringInput{
 		"BOTE_RELAYSERVER_NAMESPACE":            gateway.HostOf(ns.ServiceBusEndpoint),
@@ -193,11 +219,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"BOTE_RELAYSERVER_RELAY_AUTH":           pulumi.String("sas"),
 		"BOTE_RELAYSERVER_KEY_NAME":             pulumi.String(RuleListen),
 		"BOTE_RELAYSERVER_LOG_FORMAT":           pulumi.String("json"),
-		"BOTE_SERVICEBUS_NAMESPACE":             gateway.HostOf(gw.ServiceBusEndpoint),
-		"BOTE_TABLE_URL":                        gw.TableEndpoint,
-		"BOTE_BLOB_URL":                         gw.BlobEndpoint,
-		"BOTE_RUNS_TABLE":                       pulumi.String(TableRuns),
-		"BOTE_CLAIMS_CONTAINER":                 pulumi.String(gateway.ContainerClaims),
+		"BOTE_RELAYSERVER_AZURE_IDENTITY":       pulumi.String("true"),
+		"BOTE_RELAYSERVER_TABLE_URL":            gw.TableEndpoint,
+		"BOTE_RELAYSERVER_BLOB_URL":             gw.BlobEndpoint,
+		"BOTE_RELAYSERVER_BUS":                  pulumi.String("servicebus"),
+		"BOTE_RELAYSERVER_SERVICEBUS_NAMESPACE": gateway.HostOf(gw.ServiceBusEndpoint),
+		"BOTE_RELAYSERVER_REGISTRY_URL":         gw.RegistryBlobURL,
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
 	} {
 		settings[k] = v

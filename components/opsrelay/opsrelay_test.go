@@ -101,14 +101,25 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 	}
 	sort.Strings(got)
 	// Send to the connectors queue, receive from the cloud queue; nothing
-	// else on Service Bus, and no relay key but its own listen key.
+	// else on Service Bus, and no relay key but its own listen key. Its own
+	// run tables and artifacts container, the claims container, read the
+	// registry, and sign SAS links with a user delegation key (no account
+	// key, no data access from that role).
 	assert.Equal(t, []string{
 		"AcrPull | azure-native:containerregistry:Registry::botetestacr",
 		"Azure Service Bus Data Receiver | azure-native:servicebus:Queue::bote-cloud",
 		"Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-connectors",
 		"Key Vault Secrets User | azure-native:keyvault:Secret::relay-listen-key",
 		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-claims",
-		"Storage Table Data Contributor | azure-native:storage:Table::boteruns",
+		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::boteruns",
+		"Storage Blob Data Reader | azure-native:storage:BlobContainer::bote-registry",
+		"Storage Blob Delegator | azure-native:storage:StorageAccount::botetestst",
+		"Storage Table Data Contributor | azure-native:storage:Table::boterunsactive",
+		"Storage Table Data Contributor | azure-native:storage:Table::boterunsagents",
+		"Storage Table Data Contributor | azure-native:storage:Table::boterunsrunindex",
+		"Storage Table Data Contributor | azure-native:storage:Table::boterunsruns",
+		"Storage Table Data Contributor | azure-native:storage:Table::boterunstenants",
+		"Storage Table Data Contributor | azure-native:storage:Table::boterunsworkspaces",
 	}, got)
 }
 

@@ -65,6 +65,19 @@ type Tables struct {
 
 var _ runs.Store = (*Tables)(nil)
 
+// TableNames lists the store's tables for prefix (DefaultTablePrefix if
+// empty), in a fixed order; the Pulumi components provision exactly these.
+func TableNames(prefix string) []string {
+	if prefix == "" {
+		prefix = DefaultTablePrefix
+	}
+	names := []string{tenantsTable, workspacesTable, runsTable, runIndexTable, agentsTable, activeTable}
+	for i, n := range names {
+		names[i] = prefix + n
+	}
+	return names
+}
+
 // Open returns a store on the tables of svc (built by the caller from a
 // connection string, or from the table endpoint in the stack outputs and
 // an Entra ID credential).
@@ -72,19 +85,15 @@ func Open(ctx context.Context, svc *aztables.ServiceClient, opts Options) (*Tabl
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	prefix := opts.TablePrefix
-	if prefix == "" {
-		prefix = DefaultTablePrefix
-	}
-	names := []string{tenantsTable, workspacesTable, runsTable, runIndexTable, agentsTable, activeTable}
+	names := TableNames(opts.TablePrefix)
 	clients := make([]*aztables.Client, len(names))
 	for i, n := range names {
-		clients[i] = svc.NewClient(prefix + n)
+		clients[i] = svc.NewClient(n)
 		if opts.CreateTables {
-			_, err := svc.CreateTable(ctx, prefix+n, nil)
+			_, err := svc.CreateTable(ctx, n, nil)
 			var re *azcore.ResponseError
 			if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
-				return nil, fmt.Errorf("cannot create table %s: %w", prefix+n, err)
+				return nil, fmt.Errorf("cannot create table %s: %w", n, err)
 			}
 		}
 	}
