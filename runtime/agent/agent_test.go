@@ -114,14 +114,18 @@ func batchesOf(s *sender, runID, token string) []*runproto.Logs {
 	return out
 }
 
-// logLines are the lines of a claim in seq order; it checks seqs are 0..n-1.
+// logLines are the lines of a claim in seq order; it checks seqs are 0..n-1
+// and that each batch's offset starts where the previous one ended.
 func logLines(t *testing.T, s *sender, runID, token string) []string {
 	t.Helper()
 	var lines []string
-	var seq int64
+	var seq, offset int64
 	for _, l := range batchesOf(s, runID, token) {
 		require.Equal(t, seq, l.Seq, "log batches out of order")
+		require.NotNil(t, l.Offset, "batch %d has no offset", l.Seq)
+		require.Equal(t, offset, *l.Offset, "batch %d starts at the wrong offset", l.Seq)
 		seq++
+		offset += runproto.LinesBytes(l.Lines)
 		lines = append(lines, l.Lines...)
 	}
 	return lines

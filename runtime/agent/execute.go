@@ -58,7 +58,7 @@ func shorten(s string, n int) string {
 func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Logger) {
 	start := time.Now()
 	phase := runproto.PhaseOf(asg.Op)
-	sink := &logSink{a: a, runID: asg.RunID, token: asg.ClaimToken}
+	sink := &logSink{a: a, runID: asg.RunID, token: asg.ClaimToken, offset: asg.LogOffset}
 	res := &runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase}
 	var took timings
 

@@ -23,8 +23,9 @@ type logSink struct {
 	a            *Agent
 	runID, token string
 
-	mu  sync.Mutex
-	seq int64 // next batch's seq
+	mu     sync.Mutex
+	seq    int64 // next batch's seq
+	offset int64 // where the next batch starts in the run's log
 }
 
 // Logs sends lines. It ignores the deadline tfrun puts on ctx: a batch is
@@ -36,11 +37,14 @@ func (s *logSink) Logs(_ context.Context, lines []string) error {
 	defer s.mu.Unlock()
 	var firstErr error
 	for _, chunk := range splitLines(lines, logBatchBytes) {
-		err := s.a.sendReliably(&runproto.Logs{RunID: s.runID, ClaimToken: s.token, Seq: s.seq, Lines: chunk})
+		// The offset lets any server replica write the batch exactly once,
+		// in place, even after a restart (runproto.Logs.Offset).
+		offset := s.offset
+		err := s.a.sendReliably(&runproto.Logs{RunID: s.runID, ClaimToken: s.token, Seq: s.seq, Offset: &offset, Lines: chunk})
 		if err != nil && permanent(err) {
 			// Keep the log honest and the sequence whole: say what is missing.
-			note := []string{fmt.Sprintf("[agent] %d log line(s) could not be delivered: %v", len(chunk), err)}
-			err = s.a.sendReliably(&runproto.Logs{RunID: s.runID, ClaimToken: s.token, Seq: s.seq, Lines: note})
+			chunk = []string{fmt.Sprintf("[agent] %d log line(s) could not be delivered: %v", len(chunk), err)}
+			err = s.a.sendReliably(&runproto.Logs{RunID: s.runID, ClaimToken: s.token, Seq: s.seq, Offset: &offset, Lines: chunk})
 		}
 		if err != nil {
 			if firstErr == nil {
@@ -49,6 +53,7 @@ func (s *logSink) Logs(_ context.Context, lines []string) error {
 			continue
 		}
 		s.seq++
+		s.offset += runproto.LinesBytes(chunk)
 	}
 	return firstErr
 }
