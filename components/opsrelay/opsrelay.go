@@ -220,6 +220,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"BOTE_RELAYSERVER_KEY_NAME":             pulumi.String(RuleListen),
 		"BOTE_RELAYSERVER_LOG_FORMAT":           pulumi.String("json"),
 		"BOTE_RELAYSERVER_AZURE_IDENTITY":       pulumi.String("true"),
+		"BOTE_RELAYSERVER_HEALTH_LISTEN":        pulumi.String(":8080"),
 		"BOTE_RELAYSERVER_TABLE_URL":            gw.TableEndpoint,
 		"BOTE_RELAYSERVER_BLOB_URL":             gw.BlobEndpoint,
 		"BOTE_RELAYSERVER_BUS":                  pulumi.String("servicebus"),
@@ -230,9 +231,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		settings[k] = v
 	}
 	if _, err := gw.Platform.NewApp(ctx, child("relayserver"), apphost.AppArgs{
-		// No ingress and no probe: the relay server only dials out to the
-		// relay (and serves its API through it).
-		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080,
+		// No ingress: the relay server only dials out to the relay and
+		// serves its API through it. Port 8080 answers only GET /healthz
+		// (--health-listen), for the platform's probes.
+		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080, HealthPath: "/healthz",
 		Identity: id, RegistryServer: gw.RegistryLoginServer, Settings: settings,
 		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": secrets[SecretListenKey].Properties.SecretUri()},
 		// One listener is enough and keeps run orchestration single-writer.

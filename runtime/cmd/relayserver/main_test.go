@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,4 +154,58 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 			assert.Equal(t, tt.want, o.createResources)
 		})
 	}
+}
+
+// TestHealthListenServesOnlyTheHealthCheck: the port a host probes (App
+// Service) answers /healthz and nothing of the API, not even with a valid
+// key.
+func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	var out bytes.Buffer
+	require.NoError(t, runAPIKey([]string{"create", "--keys-file", keys, "--id", "op"}, &out, io.Discard))
+	apiKey := strings.TrimSpace(out.String())
+
+	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--api-keys-file", keys},
+		func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, o, pw, io.Discard) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var local, health string
+	for local == "" || health == "" {
+		select {
+		case l := <-lines:
+			if u, ok := strings.CutPrefix(l, "relayserver listening on "); ok {
+				local = u
+			}
+			if u, ok := strings.CutPrefix(l, "relayserver health check on "); ok {
+				health = strings.TrimSuffix(u, "/healthz")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("relayserver did not start both listeners")
+		}
+	}
+
+	get := func(url string) int {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, get(health+"/healthz"))
+	assert.Equal(t, http.StatusNotFound, get(health+"/v1/status"), "no API on the health port")
+	assert.Equal(t, http.StatusOK, get(local+"/v1/status"), "the key itself is good")
 }

@@ -30,7 +30,8 @@ type options struct {
 	relayInsecure    bool
 	noRelay          bool
 	// Local port.
-	localListen string
+	localListen  string
+	healthListen string
 	// Operator authentication.
 	apiKeysFile       string
 	oauthIssuer       string
@@ -81,6 +82,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.relayInsecure, "relay-insecure", false, "allow ws:// to a local test relay (never for Azure)")
 	fs.BoolVar(&o.noRelay, "no-relay", false, "serve only on --local-listen, without a relay listener")
 	fs.StringVar(&o.localListen, "local-listen", "", "also serve on this loopback address, e.g. 127.0.0.1:8080 (local use)")
+	fs.StringVar(&o.healthListen, "health-listen", "", "serve only GET /healthz on this address, e.g. :8080, for hosts that probe a port (App Service); the API stays relay-only")
 	fs.StringVar(&o.apiKeysFile, "api-keys-file", "", "operator API keys file (hashed; see `relayserver apikey`); reloaded when it changes")
 	fs.StringVar(&o.oauthIssuer, "oauth-issuer", "", "issuer of operator OAuth2 access tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0")
 	fs.StringVar(&o.oauthAudience, "oauth-audience", "", "audience operator tokens must carry")
