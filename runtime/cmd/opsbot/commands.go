@@ -35,6 +35,8 @@ type app struct {
 	target   target
 	azure    azcore.TokenCredential // set by tests; else made on first use
 	api      runsAPI                // set by tests; else the ops client
+	// logsToStdout: the command's output is a run's log (opsbot logs).
+	logsToStdout bool
 }
 
 // run executes the CLI and returns the process exit code.

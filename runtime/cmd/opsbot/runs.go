@@ -16,6 +16,7 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -409,10 +410,14 @@ func (a *app) logsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a.logsToStdout = true // the log is this command's output
 			if follow {
 				final, _, err := a.followRun(cmd.Context(), api, tenant, args[0], offset, untilEnded)
 				if err != nil {
 					return err
+				}
+				if a.cfg.Output == opsconfig.OutputJSON {
+					return outcomeOf(final) // stdout holds the log only
 				}
 				return a.finish(final)
 			}
@@ -543,7 +548,7 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 			switch fr.Type {
 			case opsapi.FrameLog:
 				for _, l := range fr.Lines {
-					if _, err := fmt.Fprintln(a.stdout, l); err != nil {
+					if _, err := fmt.Fprintln(a.logOut(), l); err != nil {
 						return err
 					}
 				}
@@ -594,6 +599,15 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 	}
 }
 
+// logOut is where a run's log goes: stdout, or stderr with -o json so
+// that stdout holds only the JSON result (opsbot logs sets logsToStdout).
+func (a *app) logOut() io.Writer {
+	if a.cfg != nil && a.cfg.Output == opsconfig.OutputJSON && !a.logsToStdout {
+		return a.stderr
+	}
+	return a.stdout
+}
+
 // drainLogs prints what the log holds after offset and returns where it
 // ends.
 func (a *app) drainLogs(ctx context.Context, api runsAPI, tenant, id string, offset int64) (int64, error) {
@@ -602,7 +616,7 @@ func (a *app) drainLogs(ctx context.Context, api runsAPI, tenant, id string, off
 		if err != nil {
 			return offset, err
 		}
-		if _, err := io.WriteString(a.stdout, chunk.Text); err != nil {
+		if _, err := io.WriteString(a.logOut(), chunk.Text); err != nil {
 			return offset, err
 		}
 		if chunk.Text == "" || chunk.NextOffset <= offset {
@@ -653,6 +667,11 @@ func (a *app) finish(r *opsapi.Run) error {
 	if err := a.print(r, func(w io.Writer) { printOutcome(w, r) }); err != nil {
 		return err
 	}
+	return outcomeOf(r)
+}
+
+// outcomeOf is the command's result (and exit code) for a run it followed.
+func outcomeOf(r *opsapi.Run) error {
 	switch state(r) {
 	case runs.Planned:
 		return runOutcome{code: exitChanges} // printOutcome said how to apply it

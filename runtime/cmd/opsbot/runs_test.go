@@ -463,3 +463,20 @@ func TestAgentsShowRunningOnceAgentsHeartbeat(t *testing.T) {
 	assert.Regexp(t, `^contoso/a1\s+contoso\s+a1\s+online\s+1/2\s+1\.0\s+2026-05-04T09:59:00Z$`, lines[1])
 	assert.Regexp(t, `^contoso/a2\s+contoso\s+a2\s+offline\s+-\s+-\s+-$`, lines[2])
 }
+
+func TestPlanWithJSONOutputKeepsStdoutForTheResult(t *testing.T) {
+	api := newFakeRuns()
+	api.follow = playPlan
+	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t), "-o", "json")
+	require.Equal(t, exitChanges, r.code, r.stderr)
+	var run opsapi.Run
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &run), "stdout is the run's JSON only:\n%s", r.stdout)
+	assert.Equal(t, "planned", run.State)
+	assert.Contains(t, r.stderr, "Plan: 3 to add", "the log goes to stderr")
+
+	// opsbot logs -o json: the log is the output.
+	api.set(runs.Applied, "applied", nil)
+	r = cli{t: t, api: api}.run("logs", "-f", run.ID, "-o", "json")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "Initializing the backend...\nPlan: 3 to add, 0 to change, 0 to destroy.\n", r.stdout)
+}
