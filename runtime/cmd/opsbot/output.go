@@ -57,26 +57,24 @@ func printAgents(w io.Writer, agents []opsapi.Agent) {
 	// with a fixed agent list has nothing to show there.
 	load := slices.ContainsFunc(agents, func(a opsapi.Agent) bool { return a.Capacity > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if load {
-		fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSTATE\tRUNS\tVERSION\tLAST SEEN")
-	} else {
-		fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSTATE\tVERSION\tLAST SEEN")
+	row := func(id, tenant, name, state, runs, version, lastSeen string) {
+		cols := []string{id, tenant, name, state, runs, version, lastSeen}
+		if !load {
+			cols = slices.Delete(cols, 4, 5)
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
+	row("ID", "TENANT", "NAME", "STATE", "RUNS", "VERSION", "LAST SEEN")
 	for _, a := range agents {
 		lastSeen := "-"
 		if a.LastSeen != nil {
 			lastSeen = a.LastSeen.UTC().Format(time.RFC3339)
 		}
-		ver := cmp.Or(a.Version, "-")
-		if !load {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Name, a.State, ver, lastSeen)
-			continue
-		}
 		runs := "-"
 		if a.Capacity > 0 {
 			runs = fmt.Sprintf("%d/%d", len(a.Running), a.Capacity)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Name, a.State, runs, ver, lastSeen)
+		row(a.ID, a.Tenant, a.Name, a.State, runs, cmp.Or(a.Version, "-"), lastSeen)
 	}
 	tw.Flush()
 }

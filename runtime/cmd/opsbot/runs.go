@@ -54,6 +54,21 @@ func (a *app) runsAPI() (runsAPI, error) {
 	return a.client()
 }
 
+// withTenant makes a command body that needs the tenant and the API.
+func (a *app) withTenant(fn func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		tenant, err := a.tenantOf(cmd)
+		if err != nil {
+			return err
+		}
+		api, err := a.runsAPI()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, tenant, api)
+	}
+}
+
 // tenantOf resolves the tenant: --tenant, else OPSBOT_TENANT.
 func (a *app) tenantOf(cmd *cobra.Command) (string, error) {
 	t, _ := cmd.Flags().GetString("tenant")
@@ -79,12 +94,9 @@ func (a *app) workspacesCommand() *cobra.Command {
 		Use:   "create NAME",
 		Short: "Create a workspace: one Terraform configuration for one environment",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			req.Name = args[0]
+			var err error
 			if req.Labels, err = parseLabels(labels); err != nil {
 				return usageError{fmt.Errorf("--label: %w", err)}
 			}
@@ -95,16 +107,12 @@ func (a *app) workspacesCommand() *cobra.Command {
 				return usageError{err}
 			}
 			req.Timeouts = opsapi.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
-			}
 			created, err := api.CreateWorkspace(cmd.Context(), tenant, req)
 			if err != nil {
 				return err
 			}
 			return a.print(created, func(w io.Writer) { printWorkspaces(w, []opsapi.Workspace{*created}) })
-		},
+		}),
 	}
 	create.Flags().BoolVar(&req.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval")
 	create.Flags().StringArrayVar(&labels, "label", nil, "run only on agents with this label, key=value (repeatable)")
@@ -117,21 +125,13 @@ func (a *app) workspacesCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List the tenant's workspaces",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
 			list, err := api.Workspaces(cmd.Context(), tenant)
 			if err != nil {
 				return err
 			}
 			return a.print(opsapi.WorkspaceList{Workspaces: list}, func(w io.Writer) { printWorkspaces(w, list) })
-		},
+		}),
 	}
 	c := &cobra.Command{Use: "workspaces", Aliases: []string{"workspace", "ws"}, Short: "Workspaces of a tenant"}
 	c.AddCommand(create, list)
@@ -160,9 +160,9 @@ Exit codes: 0 no changes (or applied, on an auto-apply workspace), 10 the plan
 has changes and waits for approval, 11 the run failed, 12 it was cancelled or
 timed out; with --detach, 0 once the run is queued.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.startRun(cmd, workspace, dir, runs.OpApply, ff)
-		},
+		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
+			return a.startRun(cmd.Context(), tenant, api, workspace, dir, runs.OpApply, ff)
+		}),
 	}
 	runFlags(c, &workspace, &dir, &ff, false)
 	return c
@@ -180,9 +180,9 @@ confirmation (or take --yes) and apply it, following the apply.
 Exit codes: 0 destroyed (or nothing to destroy), 10 the plan waits for
 approval (declined, or --detach), 11 failed, 12 cancelled or timed out.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.startRun(cmd, workspace, dir, runs.OpDestroy, ff)
-		},
+		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
+			return a.startRun(cmd.Context(), tenant, api, workspace, dir, runs.OpDestroy, ff)
+		}),
 	}
 	runFlags(c, &workspace, &dir, &ff, true)
 	return c
@@ -199,22 +199,13 @@ func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm
 }
 
 // startRun packs dir, creates the run and follows it.
-func (a *app) startRun(cmd *cobra.Command, workspace, dir string, op runs.Operation, ff followFlags) error {
-	ctx := cmd.Context()
-	tenant, err := a.tenantOf(cmd)
-	if err != nil {
-		return err
-	}
+func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspace, dir string, op runs.Operation, ff followFlags) error {
 	if workspace == "" {
 		return usageError{errors.New("--workspace: required")}
 	}
 	if op == runs.OpDestroy && !ff.yes && !ff.detach && !a.stdinIsTerminal() {
 		// Fail before uploading anything rather than after the plan.
 		return usageError{errors.New("--yes: required to destroy without a terminal to confirm on")}
-	}
-	api, err := a.runsAPI()
-	if err != nil {
-		return err
 	}
 	bundle, stats, err := packBundle(dir)
 	if err != nil {
@@ -260,17 +251,9 @@ Without a terminal, --yes is required.
 Exit codes: 0 applied, 10 not approved (declined), 11 failed, 12 cancelled or
 timed out; with --detach, 0 once approved.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			if !ff.yes && !a.stdinIsTerminal() {
 				return usageError{errors.New("--yes: required to apply without a terminal to confirm on")}
-			}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
 			}
 			run, err := api.Run(cmd.Context(), tenant, args[0])
 			if err != nil {
@@ -285,7 +268,7 @@ timed out; with --detach, 0 once approved.`,
 				return err
 			}
 			return a.approveAndFollow(cmd.Context(), api, tenant, run, offset, ff)
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&ff.yes, "yes", "y", false, "apply without asking (required without a terminal)")
 	c.Flags().BoolVar(&ff.detach, "detach", false, "return once approved instead of following the apply")
@@ -351,21 +334,13 @@ func (a *app) runsCommand() *cobra.Command {
 		Use:   "list [--workspace W]",
 		Short: "List runs, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
 			list, err := api.Runs(cmd.Context(), tenant, workspace)
 			if err != nil {
 				return err
 			}
 			return a.print(opsapi.RunList{Runs: list}, func(w io.Writer) { printRuns(w, list) })
-		},
+		}),
 	}
 	list.Flags().StringVarP(&workspace, "workspace", "w", "", "only this workspace's runs")
 
@@ -373,21 +348,13 @@ func (a *app) runsCommand() *cobra.Command {
 		Use:   "show RUN",
 		Short: "Show a run: state, history, change summary, diagnostics, outputs",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			run, err := api.Run(cmd.Context(), tenant, args[0])
 			if err != nil {
 				return err
 			}
 			return a.print(run, func(w io.Writer) { printRun(w, run) })
-		},
+		}),
 	}
 	c := &cobra.Command{Use: "runs", Aliases: []string{"run"}, Short: "Terraform runs"}
 	c.AddCommand(list, show)
@@ -401,15 +368,7 @@ func (a *app) logsCommand() *cobra.Command {
 		Use:   "logs RUN",
 		Short: "Print a run's log; -f follows it live until the run ends",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			a.logsToStdout = true // the log is this command's output
 			if follow {
 				final, _, err := a.followRun(cmd.Context(), api, tenant, args[0], offset, untilEnded)
@@ -421,9 +380,9 @@ func (a *app) logsCommand() *cobra.Command {
 				}
 				return a.finish(final)
 			}
-			_, err = a.drainLogs(cmd.Context(), api, tenant, args[0], offset)
+			_, err := a.drainLogs(cmd.Context(), api, tenant, args[0], offset)
 			return err
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "follow the log and the run's state until it ends")
 	c.Flags().Int64Var(&offset, "offset", 0, "start at this byte offset of the log")
@@ -437,15 +396,7 @@ func (a *app) cancelCommand() *cobra.Command {
 		Use:   "cancel RUN",
 		Short: "Cancel a run: a waiting run ends at once, a running one is interrupted (SIGINT, then killed after a grace period)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				return err
-			}
-			api, err := a.runsAPI()
-			if err != nil {
-				return err
-			}
+		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			run, err := api.Cancel(cmd.Context(), tenant, args[0], reason, force)
 			if err != nil {
 				return err
@@ -457,7 +408,7 @@ func (a *app) cancelCommand() *cobra.Command {
 				}
 				fmt.Fprintf(w, "Run %s: cancel requested; its agent is interrupting Terraform (opsbot logs -f %s to watch).\n", run.ID, run.ID)
 			})
-		},
+		}),
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why: kept in the run's history")
 	c.Flags().BoolVar(&force, "force", false, "end an executing run now, without waiting for its agent to confirm (for an agent that no longer answers)")
