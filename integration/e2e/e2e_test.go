@@ -11,14 +11,12 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -105,23 +103,20 @@ func expect(t *testing.T, code int, tenant string, args ...string) platform.Resu
 	return r
 }
 
-var runIDPattern = regexp.MustCompile(`Run (run-[0-9a-v]+) queued`)
-
 // runID is the run a plan or destroy command queued.
 func runID(t *testing.T, r platform.Result) string {
 	t.Helper()
-	m := runIDPattern.FindStringSubmatch(r.Stderr)
-	require.NotNil(t, m, "no run id in:\n%s", r)
-	return m[1]
+	id, ok := platform.QueuedRun(r)
+	require.True(t, ok, "no run id in:\n%s", r)
+	return id
 }
 
 // show returns the run as the API has it.
 func show(t *testing.T, tenant, id string) opsapi.Run {
 	t.Helper()
-	r := expect(t, exitOK, tenant, "runs", "show", id, "-o", "json")
-	var run opsapi.Run
-	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &run), r.Stdout)
-	return run
+	run, err := plat.Run(context.Background(), tenant, id)
+	require.NoError(t, err)
+	return *run
 }
 
 // waitRun polls the run until cond holds.
@@ -223,6 +218,27 @@ func exitCode(t *testing.T, p *procs.Process, within time.Duration) int {
 	return 0
 }
 
+// setSleep sets how long the slow configuration's apply sleeps.
+func setSleep(t *testing.T, dir string, seconds int) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), fmt.Appendf(nil, "sleep_seconds = %d\n", seconds), 0o644))
+}
+
+// slowApply creates a workspace, plans the slow configuration in it and
+// starts `opsbot apply RUN --yes`, returning once the apply's sleep has
+// begun on an agent.
+func slowApply(t *testing.T, workspace string, seconds int) (id, dir string, apply *procs.Process) {
+	t.Helper()
+	createWorkspace(t, contoso, workspace)
+	dir = config(t, "slow", workspace)
+	setSleep(t, dir, seconds)
+	id = runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", workspace, "--dir", dir))
+	apply = startOpsbot(t, contoso, "apply", id, "--yes")
+	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
+	require.NoError(t, err)
+	return id, dir, apply
+}
+
 func createWorkspace(t *testing.T, tenant, name string, flags ...string) {
 	t.Helper()
 	expect(t, exitOK, tenant, append([]string{"workspaces", "create", name}, flags...)...)
@@ -283,7 +299,7 @@ func TestRunsQueueOnOneWorkspace(t *testing.T) {
 	createWorkspace(t, contoso, "queue", "--auto-apply")
 	dir := config(t, "slow", "queue")
 	// The first run holds the workspace for its whole apply (~3 s).
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 3\n"), 0o644))
+	setSleep(t, dir, 3)
 
 	first := runID(t, expect(t, exitOK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach"))
 	r := expect(t, exitOK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach")
@@ -312,14 +328,7 @@ func ended(r opsapi.Run) time.Time { return r.History[len(r.History)-1].At }
 // run ends cancelled and the workspace is free for the next run.
 func TestCancelDuringApply(t *testing.T) {
 	t.Parallel()
-	createWorkspace(t, contoso, "cancel")
-	dir := config(t, "slow", "cancel")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 120\n"), 0o644))
-	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "cancel", "--dir", dir))
-
-	apply := startOpsbot(t, contoso, "apply", id, "--yes")
-	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
-	require.NoError(t, err)
+	id, dir, apply := slowApply(t, "cancel", 120)
 
 	r := expect(t, exitOK, contoso, "cancel", id)
 	assert.Contains(t, r.Stdout, "cancel requested")
@@ -329,7 +338,7 @@ func TestCancelDuringApply(t *testing.T) {
 	assert.NotContains(t, apply.Output(), "(local-exec): slow apply done")
 
 	// The lock is released: the next run of the workspace starts at once.
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 0\n"), 0o644))
+	setSleep(t, dir, 0)
 	r = expect(t, exitChanges, contoso, "plan", "--workspace", "cancel", "--dir", dir)
 	assert.NotContains(t, r.Stderr, "is busy with run")
 }
@@ -424,13 +433,7 @@ func TestTenantIsolation(t *testing.T) {
 // lost; its run fails, the workspace is released, and the next run goes to
 // another agent of the tenant.
 func TestAgentKilledMidRun(t *testing.T) {
-	createWorkspace(t, contoso, "crash")
-	dir := config(t, "slow", "crash")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 120\n"), 0o644))
-	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "crash", "--dir", dir))
-	apply := startOpsbot(t, contoso, "apply", id, "--yes")
-	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
-	require.NoError(t, err)
+	id, dir, apply := slowApply(t, "crash", 120)
 
 	run := show(t, contoso, id)
 	require.Equal(t, "applying", run.State)
@@ -444,7 +447,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 	assert.Equal(t, "failed", run.State)
 	assert.Contains(t, lastReason(run), "heartbeat")
 
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 0\n"), 0o644))
+	setSleep(t, dir, 0)
 	next := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "crash", "--dir", dir))
 	other := show(t, contoso, next)
 	assert.NotContains(t, other.PlanAgent, victim, "the next run goes to the agent that is alive")
@@ -454,13 +457,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 // the run completes and the operator's opsbot, following it through the
 // relay, carries on to the end.
 func TestRelayserverRestartMidRun(t *testing.T) {
-	createWorkspace(t, contoso, "restart")
-	dir := config(t, "slow", "restart")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), []byte("sleep_seconds = 8\n"), 0o644))
-	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "restart", "--dir", dir))
-	apply := startOpsbot(t, contoso, "apply", id, "--yes")
-	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
-	require.NoError(t, err)
+	id, _, apply := slowApply(t, "restart", 8)
 
 	require.NoError(t, plat.StopRelayserver())
 	require.NoError(t, plat.StartRelayserver())

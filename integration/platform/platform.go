@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -557,6 +558,34 @@ type Result struct {
 
 func (r Result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+}
+
+// queuedRun matches opsbot's "Run run-… queued" line (plan, destroy).
+var queuedRun = regexp.MustCompile(`Run (run-[0-9a-v]+) queued`)
+
+// QueuedRun returns the id of the run a plan or destroy command queued.
+func QueuedRun(r Result) (string, bool) {
+	m := queuedRun.FindStringSubmatch(r.Stderr)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// Run returns a run as the ops API has it (opsbot runs show -o json).
+func (p *Platform) Run(ctx context.Context, tenant, id string) (*opsapi.Run, error) {
+	r, err := p.Opsbot(ctx, tenant, nil, "runs", "show", id, "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	if r.Code != 0 {
+		return nil, fmt.Errorf("opsbot runs show %s: %s", id, r)
+	}
+	var run opsapi.Run
+	if err := json.Unmarshal([]byte(r.Stdout), &run); err != nil {
+		return nil, fmt.Errorf("cannot decode opsbot runs show -o json: %w", err)
+	}
+	return &run, nil
 }
 
 // OpsbotCmd returns an opsbot command against the platform, as tenant's

@@ -169,21 +169,18 @@ func expect(b *testing.B, code int, args ...string) platform.Result {
 	return r
 }
 
-var queuedRun = regexp.MustCompile(`Run (run-[0-9a-v]+) queued`)
-
 func runID(b *testing.B, r platform.Result) string {
 	b.Helper()
-	m := queuedRun.FindStringSubmatch(r.Stderr)
-	require.NotNil(b, m, "no run id in:\n%s", r)
-	return m[1]
+	id, ok := platform.QueuedRun(r)
+	require.True(b, ok, "no run id in:\n%s", r)
+	return id
 }
 
 func show(b *testing.B, id string) opsapi.Run {
 	b.Helper()
-	r := expect(b, 0, "runs", "show", id, "-o", "json")
-	var run opsapi.Run
-	require.NoError(b, json.Unmarshal([]byte(r.Stdout), &run))
-	return run
+	run, err := plat.Run(context.Background(), tenant, id)
+	require.NoError(b, err)
+	return *run
 }
 
 // configDir writes a one-resource configuration.
