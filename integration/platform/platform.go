@@ -15,7 +15,6 @@ package platform
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -28,7 +27,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -53,9 +51,9 @@ type Options struct {
 	// Dir is the scratch directory for keys, the registry and the
 	// processes' files. It must exist. Required.
 	Dir string
-	// Agents are registered as connectors of their tenant; those with
-	// Start set are started with the platform (StartAgent starts the
-	// others later). Tenants are created from them.
+	// Agents are registered as connectors of their tenant (relayserver
+	// creates the tenants from the registry); those with Start set are
+	// started with the platform, StartAgent starts the others later.
 	Agents []Agent
 	// Emulator is a running Azurite to use; nil starts a fresh one (and
 	// Stop stops it).
@@ -132,8 +130,7 @@ type Platform struct {
 	APIKey string
 
 	ownEmulator bool
-	keys        map[string]*ecdsa.PrivateKey // client id → key
-	keyFiles    map[string]string            // client id → key file
+	keyFiles    map[string]string // client id → private key file
 
 	mu          sync.Mutex
 	idp         *procs.Process
@@ -160,7 +157,7 @@ func Start(ctx context.Context, opts Options) (*Platform, error) {
 	}
 	p := &Platform{
 		opts: opts, Dir: opts.Dir, Emulator: opts.Emulator,
-		keys: map[string]*ecdsa.PrivateKey{}, keyFiles: map[string]string{},
+		keyFiles: map[string]string{},
 		agents: map[string]*procs.Process{}, names: map[*procs.Process]string{},
 	}
 	if err := p.start(ctx); err != nil {
@@ -247,7 +244,7 @@ func (p *Platform) writeKeys() error {
 		if err != nil {
 			return err
 		}
-		p.keys[a.ClientID()], p.keyFiles[a.ClientID()] = key, file
+		p.keyFiles[a.ClientID()] = file
 		regs = append(regs, registry.Connector{Tenant: a.Tenant, ID: a.ID, JWK: jwk})
 	}
 	data, err := registry.Marshal(regs)
@@ -270,11 +267,6 @@ func (p *Platform) writeKeys() error {
 }
 
 func (p *Platform) keysFile() string { return filepath.Join(p.Dir, "operator-keys.json") }
-
-// Key returns an agent's private key.
-func (p *Platform) Key(tenant, agent string) *ecdsa.PrivateKey {
-	return p.keys[registry.ClientID(tenant, agent)]
-}
 
 // launch starts runtime/cmd/<binary> as label and remembers it.
 func (p *Platform) launch(binary, label string, args, env []string) (*procs.Process, error) {
@@ -329,7 +321,8 @@ func (p *Platform) startGateway() error {
 }
 
 func (p *Platform) startRelay() error {
-	listenKey, sendKey, err := randomKey(), randomKey(), error(nil)
+	listenKey, sendKey := randomKey(), randomKey()
+	var err error
 	p.devrelay, err = p.launch("devrelay", "devrelay", []string{
 		"--listen", "127.0.0.1:0", "--hybrid-connection", HybridConnection,
 		"--listen-key", listenKey, "--send-key", sendKey,
@@ -404,13 +397,6 @@ func (p *Platform) KillRelayserver() {
 	if proc != nil {
 		proc.Kill()
 	}
-}
-
-// Relayserver returns the running ops server process.
-func (p *Platform) Relayserver() *procs.Process {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.relayserver
 }
 
 // agentSpec finds a registered agent.
@@ -650,20 +636,6 @@ func (p *Platform) opsbotBaseEnv() []string {
 // isolatedHome keeps the developer's opsbot config file out.
 func (p *Platform) isolatedHome() []string {
 	return []string{"HOME=" + p.Dir, "XDG_CONFIG_HOME=" + filepath.Join(p.Dir, "xdg")}
-}
-
-// Tenants lists the tenants of the registered agents, sorted.
-func (p *Platform) Tenants() []string {
-	set := map[string]bool{}
-	for _, a := range p.opts.Agents {
-		set[a.Tenant] = true
-	}
-	out := make([]string, 0, len(set))
-	for t := range set {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func exited(proc *procs.Process) bool {
