@@ -3,15 +3,24 @@
 // inbound port anywhere), or a relayserver's local port for development.
 //
 //	opsbot status                  server version, uptime, relay, agent count
-//	opsbot agents list [--tenant]  deployment agents
+//	opsbot agents list [--tenant]  deployment agents, their load and last heartbeat
 //	opsbot events                  follow server events over a relayed WebSocket
 //	opsbot config show             the resolved configuration and where each value came from
+//
+// and the runs of a tenant (--tenant or OPSBOT_TENANT; runs.go, docs/opsbot.md):
+//
+//	opsbot workspaces create|list
+//	opsbot plan --workspace W --dir D     pack, upload, follow the run live
+//	opsbot apply RUN [--yes]              confirm, approve, follow the apply
+//	opsbot destroy --workspace W --dir D  plan a destroy, confirm, apply
+//	opsbot runs list|show, logs [-f] RUN, cancel RUN
 //
 // Configuration comes from flags, OPSBOT_* environment variables and a
 // config file (package opsconfig); output is a table or, with -o json, the
 // API's JSON. Failures have distinct exit codes (see exitcodes.go and
 // docs/ops.md) so that scripts can tell a relay problem from a credential
-// problem.
+// problem, and a followed run's outcome has its own: 10 the plan has
+// changes, 11 failed, 12 cancelled or timed out.
 package main
 
 import (
