@@ -222,7 +222,7 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 	if err != nil {
 		return explainCreateRun(err, dir)
 	}
-	fmt.Fprintf(a.stderr, "Run %s queued (%s).\n", run.ID, op)
+	fmt.Fprintf(a.stderr, "Run %s queued (%s).\n", run.ID, apiOp)
 	if run.Waiting != "" {
 		fmt.Fprintf(a.stderr, "Waiting: %s\n", run.Waiting)
 	}
@@ -280,7 +280,11 @@ timed out; with --detach, 0 once approved.`,
 func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapi.Run, offset int64, ff followFlags) error {
 	if !ff.yes {
 		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult, false))
-		ok, err := a.confirm(fmt.Sprintf("Do you want to %s these changes?", verb(run)))
+		question := "Do you want to apply these changes?"
+		if run.Operation == string(runs.OpDestroy) {
+			question = "Do you really want to destroy these resources?"
+		}
+		ok, err := a.confirm(question)
 		if err != nil {
 			return err
 		}
@@ -306,13 +310,6 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 // logEnd returns the offset where a run's log currently ends.
 func logEnd(ctx context.Context, api runsAPI, tenant, id string) (int64, error) {
 	return (&app{stdout: io.Discard}).drainLogs(ctx, api, tenant, id, 0)
-}
-
-func verb(r *opsapi.Run) string {
-	if r.Operation == string(runs.OpDestroy) {
-		return "destroy"
-	}
-	return "apply"
 }
 
 // confirm asks on the terminal; only "yes" is yes.

@@ -357,7 +357,7 @@ func TestDestroyPlansConfirmsAndApplies(t *testing.T) {
 	r := cli{t: t, api: api, tty: true, stdin: "yes\n"}.run("destroy", "-w", "app", "-d", configDir(t))
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Equal(t, []string{"app/destroy"}, api.created)
-	assert.Contains(t, r.stderr, "Do you want to destroy these changes?")
+	assert.Contains(t, r.stderr, "Do you really want to destroy these resources?")
 	assert.Contains(t, r.stdout, "Applied: 0 added, 0 changed, 3 destroyed")
 	assert.Equal(t, 1, strings.Count(r.stdout, "Plan: 0 to add"), "the plan's log once")
 }
