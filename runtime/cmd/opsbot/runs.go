@@ -509,14 +509,12 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 			return nil
 		})
 		switch {
-		case errors.Is(err, errStopFollowing) && last.Terminal():
-			// The server sent every line it had; lines it stored late
-			// (an agent's batch retried across a server restart) are
-			// read once more from the log.
+		case errors.Is(err, errStopFollowing):
+			// The server sends a change before the log lines that led to
+			// it, and may store lines late (an agent's batch retried
+			// across a server restart): read the rest from the log.
 			offset, err = a.drainLogs(ctx, api, tenant, id, offset)
 			return last, offset, err
-		case errors.Is(err, errStopFollowing):
-			return last, offset, nil
 		case ctx.Err() != nil:
 			return nil, offset, ctx.Err()
 		case err != nil && !resumable(err):
