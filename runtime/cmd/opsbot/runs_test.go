@@ -480,3 +480,17 @@ func TestPlanWithJSONOutputKeepsStdoutForTheResult(t *testing.T) {
 	assert.Equal(t, exitOK, r.code, r.stderr)
 	assert.Equal(t, "Initializing the backend...\nPlan: 3 to add, 0 to change, 0 to destroy.\n", r.stdout)
 }
+
+func TestFollowReadsLinesStoredAfterTheLastFrame(t *testing.T) {
+	api := newFakeRuns()
+	api.follow = func(f *fakeRuns, _ int, _ int64, fn func(opsapi.FollowFrame) error) error {
+		_ = f.emit(fn, "line 1")
+		f.mu.Lock()
+		f.log += "line 2\n" // stored, but the stream moves on to the change first
+		f.mu.Unlock()
+		return fn(runFrame(f.set(runs.Planned, "plan saved", func(r *opsapi.Run) { r.PlanResult = planResult })))
+	}
+	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
+	require.Equal(t, exitChanges, r.code, r.stderr)
+	assert.True(t, strings.HasPrefix(r.stdout, "line 1\nline 2\n\nPlan saved"), r.stdout)
+}
