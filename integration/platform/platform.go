@@ -158,7 +158,7 @@ func Start(ctx context.Context, opts Options) (*Platform, error) {
 	p := &Platform{
 		opts: opts, Dir: opts.Dir, Emulator: opts.Emulator,
 		keyFiles: map[string]string{},
-		agents: map[string]*procs.Process{}, names: map[*procs.Process]string{},
+		agents:   map[string]*procs.Process{}, names: map[*procs.Process]string{},
 	}
 	if err := p.start(ctx); err != nil {
 		if out := p.Outputs(); out != "" {
