@@ -98,17 +98,13 @@ func opsbot(t *testing.T, tenant string, args ...string) platform.Result {
 // expect runs opsbot and requires an exit code.
 func expect(t *testing.T, code int, tenant string, args ...string) platform.Result {
 	t.Helper()
-	r := opsbot(t, tenant, args...)
-	require.Equal(t, code, r.Code, "opsbot %s:\n%s", strings.Join(args, " "), r)
-	return r
+	return plat.Expect(t, code, tenant, args...)
 }
 
 // runID is the run a plan or destroy command queued.
 func runID(t *testing.T, r platform.Result) string {
 	t.Helper()
-	id, ok := platform.QueuedRun(r)
-	require.True(t, ok, "no run id in:\n%s", r)
-	return id
+	return platform.MustQueuedRun(t, r)
 }
 
 // show returns the run as the API has it.

@@ -558,6 +558,32 @@ func QueuedRun(r Result) (string, bool) {
 	return m[1], true
 }
 
+// Expect runs opsbot as tenant's operator for a test or benchmark and
+// fails it unless opsbot exits with code.
+func (p *Platform) Expect(tb testing.TB, code int, tenant string, args ...string) Result {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := p.Opsbot(ctx, tenant, nil, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if r.Code != code {
+		tb.Fatalf("opsbot %s: want exit %d, got %s", strings.Join(args, " "), code, r)
+	}
+	return r
+}
+
+// MustQueuedRun is QueuedRun for a test: it fails tb without a run id.
+func MustQueuedRun(tb testing.TB, r Result) string {
+	tb.Helper()
+	id, ok := QueuedRun(r)
+	if !ok {
+		tb.Fatalf("no run id in opsbot's output:\n%s", r)
+	}
+	return id
+}
+
 // Run returns a run as the ops API has it (opsbot runs show -o json).
 func (p *Platform) Run(ctx context.Context, tenant, id string) (*opsapi.Run, error) {
 	r, err := p.Opsbot(ctx, tenant, nil, "runs", "show", id, "-o", "json")

@@ -153,27 +153,14 @@ func transitionAt(r opsapi.Run, to string) time.Time {
 	return time.Time{}
 }
 
-func opsbot(b *testing.B, args ...string) platform.Result {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	r, err := plat.Opsbot(ctx, tenant, nil, args...)
-	require.NoError(b, err)
-	return r
-}
-
 func expect(b *testing.B, code int, args ...string) platform.Result {
 	b.Helper()
-	r := opsbot(b, args...)
-	require.Equal(b, code, r.Code, "opsbot %s:\n%s", strings.Join(args, " "), r)
-	return r
+	return plat.Expect(b, code, tenant, args...)
 }
 
 func runID(b *testing.B, r platform.Result) string {
 	b.Helper()
-	id, ok := platform.QueuedRun(r)
-	require.True(b, ok, "no run id in:\n%s", r)
-	return id
+	return platform.MustQueuedRun(b, r)
 }
 
 func show(b *testing.B, id string) opsapi.Run {
