@@ -56,6 +56,12 @@ var agents = []platform.Agent{
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
+		cleanup, err := platform.Binaries()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanup()
 		dir, err := os.MkdirTemp("", "bote-e2e-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

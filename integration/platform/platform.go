@@ -200,6 +200,42 @@ func (p *Platform) start(ctx context.Context) error {
 	return nil
 }
 
+// binaries are the runtime/cmd programs the platform runs.
+var binaries = []string{"idp", "worker", "devrelay", "relayserver", "agent", "opsbot"}
+
+// Binaries makes the platform's programs available to a whole test binary
+// (call it from TestMain): those in $BOTE_BIN_DIR (`make build`), or else
+// built once, with one go build, into a temporary directory that becomes
+// $BOTE_BIN_DIR until cleanup removes it.
+func Binaries() (cleanup func(), err error) {
+	if os.Getenv("BOTE_BIN_DIR") != "" {
+		return func() {}, nil
+	}
+	root, err := procs.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bote-bin-")
+	if err != nil {
+		return nil, fmt.Errorf("cannot create a directory for the binaries: %w", err)
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	for _, b := range binaries {
+		args = append(args, "./cmd/"+b)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = filepath.Join(root, "runtime")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("cannot build the platform's binaries: %w\n%s", err, out)
+	}
+	os.Setenv("BOTE_BIN_DIR", dir)
+	return func() {
+		os.Unsetenv("BOTE_BIN_DIR")
+		os.RemoveAll(dir)
+	}, nil
+}
+
 // New starts a platform for a test: it fails the test if the platform
 // cannot start, stops it at cleanup and logs every process's output when
 // the test failed. opts.Dir defaults to a temporary directory.

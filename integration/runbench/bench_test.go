@@ -54,8 +54,14 @@ func TestMain(m *testing.M) {
 	if platDir != "" {
 		_ = os.RemoveAll(platDir)
 	}
+	if binCleanup != nil {
+		binCleanup()
+	}
 	os.Exit(code)
 }
+
+// binCleanup removes binaries built for the benchmarks.
+var binCleanup func()
 
 // thePlatform starts, on first use, a platform with four agents of one
 // tenant whose terraform is a wrapper recording when each run's Terraform
@@ -63,6 +69,9 @@ func TestMain(m *testing.M) {
 func thePlatform(b *testing.B) *platform.Platform {
 	b.Helper()
 	platOnce.Do(func() {
+		if binCleanup, platErr = platform.Binaries(); platErr != nil {
+			return
+		}
 		if platDir, platErr = os.MkdirTemp("", "bote-runbench-"); platErr != nil {
 			return
 		}

@@ -7,7 +7,7 @@
 // at the end, also on Ctrl-C. `make demo` runs it.
 //
 // Binaries come from $BOTE_BIN_DIR (as `make demo` sets it after `make
-// build`), else they are built. Keys, the connector registry and the
+// build`), else they are built into a temporary directory. Keys, the connector registry and the
 // processes' files go to .demo/ at the repository root (git-ignored),
 // recreated on every run; --keep leaves the platform running until Ctrl-C
 // so that opsbot can be tried by hand.
@@ -58,6 +58,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	cleanup, err := platform.Binaries()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	dir := filepath.Join(root, ".demo")
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("cannot clear %s: %w", dir, err)
