@@ -8,7 +8,7 @@ PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/...
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test lint demo clean
+.PHONY: all deps build test lint demo bench golden clean
 
 all: build
 
@@ -36,6 +36,19 @@ lint:
 ## demo: run the platform locally on Azurite
 demo: deps build
 	BOTE_BIN_DIR=$(BIN) $(GO) run ./integration/cmd/demo
+
+## bench: the benchmarks whose figures are in docs/benchmarks.md
+bench: deps build
+	cd runtime && $(GO) test ./relay -run '^$$' -bench . -benchtime 1000x -count 3
+	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runs/ -run '^$$' -bench EnqueueToClaim -benchtime 100x
+	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
+
+## golden: regenerate golden files after an intended change (review the diff)
+# Packages whose tests define -update (golden files under testdata/).
+golden:
+	cd runtime && $(GO) test $$(grep -rl 'flag.Bool("update"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
+	cd components && $(GO) test $$(grep -rl 'infratest"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
+	cd stacks && $(GO) test . -update
 
 clean:
 	rm -rf $(BIN) .demo
