@@ -410,3 +410,55 @@ func TestInvalidConfigurationFails(t *testing.T) {
 	assert.Nil(t, store.get("upload/bad"))
 	f.assertClean(t)
 }
+
+// TestStateCarriesOverBetweenRuns: the local state an apply leaves is
+// stored, so the next plan (on another agent) sees the resources and a
+// destroy plans to remove them instead of finding nothing.
+func TestStateCarriesOverBetweenRuns(t *testing.T) {
+	store := newBlobs(t)
+	one := newFixture(t, nil)
+	two := newFixture(t, nil, func(c *Config) { c.ID = "agent-2" })
+	secrets := runproto.Secrets{Env: map[string]string{"DEPLOY_TOKEN": envSecret}, Vars: map[string]string{"api_key": varSecret}}
+	stateURL := store.URL + "/state/app?sig=r"
+	bundleURL, size, sum := store.bundle(t, "ok")
+
+	planApply := func(f *fixture, run string, op tfrun.Operation) *runproto.Result {
+		t.Helper()
+		require.NoError(t, f.deliver(t, &runproto.Assign{
+			RunID: run, Tenant: "contoso", Workspace: "app", Op: op, ClaimToken: "1",
+			BundleURL: bundleURL, BundleSize: size, BundleSHA256: sum, StateURL: stateURL,
+			UploadURL: store.URL + "/upload/" + run + "?sig=w", Secrets: f.seal(t, secrets),
+		}))
+		plan := resultOf(t, f.sender, run, "1")
+		require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+		if !plan.Result.HasChanges {
+			return plan
+		}
+		archive := store.get("upload/" + run)
+		require.NoError(t, f.deliver(t, &runproto.Assign{
+			RunID: run, Tenant: "contoso", Workspace: "app", Op: tfrun.Apply, ClaimToken: "2",
+			WorkdirURL: store.put("plans/"+run, archive), WorkdirSize: plan.WorkdirSize, WorkdirSHA256: plan.WorkdirSHA256,
+			StateUploadURL: store.URL + "/state/app?sig=w", Secrets: f.seal(t, secrets),
+		}))
+		apply := resultOf(t, f.sender, run, "2")
+		require.Equal(t, runproto.Succeeded, apply.Outcome, apply.Reason)
+		return plan
+	}
+
+	first := planApply(one, "run-1", tfrun.Plan)
+	assert.Equal(t, 1, first.Result.Changes.Add)
+	state := store.get("state/app")
+	require.NotEmpty(t, state, "the apply stored the workspace state")
+	assert.Contains(t, string(state), "terraform_data")
+	assert.NotContains(t, string(state), envSecret, "environment secrets never reach the state")
+
+	again := planApply(two, "run-2", tfrun.Plan)
+	assert.False(t, again.Result.HasChanges, "the next plan, on another agent, starts from the stored state")
+
+	destroy := planApply(two, "run-3", tfrun.PlanDestroy)
+	require.NotNil(t, destroy.Result.Changes)
+	assert.Equal(t, 1, destroy.Result.Changes.Remove, "a destroy finds the resources to remove")
+	assert.NotContains(t, string(store.get("state/app")), `"type": "terraform_data"`, "the destroy's apply stored the emptied state")
+	one.assertClean(t)
+	two.assertClean(t)
+}

@@ -130,6 +130,13 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 		if err := a.download(ctx, asg.BundleURL, asg.BundleSize, asg.BundleSHA256, tfDir, artifacts.BundleLimits); err != nil {
 			return fmt.Errorf("cannot fetch the configuration bundle: %w", err)
 		}
+		if asg.StateURL != "" {
+			// The state the last apply left; it travels on inside the saved
+			// plan's working directory to the apply.
+			if _, err := a.fetchState(ctx, asg.StateURL, filepath.Join(tfDir, stateFile)); err != nil {
+				return err
+			}
+		}
 		job.Vars = secrets.Vars
 	}
 
@@ -145,6 +152,16 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 	t0 = time.Now()
 	tr, runErr := a.cfg.Terraform.Run(ctx, job, sink)
 	took.terraform = time.Since(t0)
+	if asg.Op == tfrun.Apply {
+		// Store the state whatever the outcome: a failed or cancelled apply
+		// may have changed resources too, and the next plan must know.
+		if err := a.storeState(ctx, asg, filepath.Join(tfDir, stateFile)); err != nil {
+			if runErr == nil {
+				return err
+			}
+			a.log.Error("cannot store the workspace state after a failed apply", "run", asg.RunID, "err", err)
+		}
+	}
 	scrubOutputs(tr, secrets)
 	res.Result = tr
 	if runErr != nil {
@@ -164,6 +181,27 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 		return fmt.Errorf("cannot upload the saved plan: %w", err)
 	}
 	res.WorkdirUploaded, res.WorkdirSize, res.WorkdirSHA256 = true, size, sum
+	return nil
+}
+
+// stateFile is where Terraform's local backend keeps state.
+const stateFile = "terraform.tfstate"
+
+// storeState uploads the local state an apply left, if any (a remote
+// backend leaves none). It outlives a cancelled run's context: the state of
+// an interrupted apply matters most.
+func (a *Agent) storeState(ctx context.Context, asg *runproto.Assign, path string) error {
+	if asg.StateUploadURL == "" {
+		return nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := a.upload(ctx, asg.StateUploadURL, path); err != nil {
+		return fmt.Errorf("cannot store the workspace state: %w", err)
+	}
 	return nil
 }
 

@@ -121,3 +121,42 @@ func (a *Agent) upload(ctx context.Context, link, path string) error {
 	}
 	return nil
 }
+
+// maxStateBytes bounds a workspace state file the agent downloads.
+const maxStateBytes = 256 << 20
+
+// fetchState downloads the workspace's stored Terraform state to path. It
+// reports false when there is none yet (the blob does not exist).
+func (a *Agent) fetchState(ctx context.Context, link, path string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, link, nil)
+	if err != nil {
+		return false, errors.New("invalid state link")
+	}
+	resp, err := a.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("cannot download the workspace state: %w", redactURL(err))
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("cannot download the workspace state: blob storage answered %s", resp.Status)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return false, err
+	}
+	n, err := io.Copy(f, io.LimitReader(resp.Body, maxStateBytes+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot download the workspace state: %w", redactURL(err))
+	}
+	if n > maxStateBytes {
+		return false, fmt.Errorf("the workspace state is over the %d byte limit", maxStateBytes)
+	}
+	return true, nil
+}

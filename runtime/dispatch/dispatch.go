@@ -374,6 +374,12 @@ func uploadBlob(r runs.Run, token string) string {
 	return r.Tenant + "/" + r.Workspace + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
 }
 
+// stateBlob holds a workspace's local Terraform state between runs. One
+// run at a time per workspace means one writer at a time.
+func stateBlob(r runs.Run) string {
+	return r.Tenant + "/" + r.Workspace + "/state/terraform.tfstate"
+}
+
 // assign sends an executing run to its agent. A run that cannot be sent
 // (unregistered agent, unreadable secrets, the gateway refusing) fails,
 // releasing its workspace, rather than holding it until a timeout.
@@ -427,6 +433,15 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 			return nil, err
 		}
 		a.WorkdirURL, a.WorkdirSHA256, a.WorkdirSize = c.URL, c.SHA256, c.Size
+		// The apply may run long: the state upload link lasts until the
+		// deadline.
+		ttl := d.cfg.URLTTL
+		if !r.Deadline.IsZero() {
+			ttl = min(max(r.Deadline.Sub(now)+10*time.Minute, ttl), maxUploadTTL)
+		}
+		if a.StateUploadURL, _, err = d.cfg.Signer.UploadURL(ctx, stateBlob(r), ttl); err != nil {
+			return nil, err
+		}
 		return a, nil
 	}
 	if r.Bundle == nil {
@@ -437,6 +452,11 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		return nil, err
 	}
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
+	state := envelope.Claim{Container: d.cfg.Signer.Container(), Blob: stateBlob(r)}
+	if err := d.cfg.Signer.Sign(ctx, &state, d.cfg.URLTTL); err != nil {
+		return nil, err
+	}
+	a.StateURL = state.URL
 	// The upload happens when the plan ends: valid until the deadline.
 	ttl := d.cfg.URLTTL
 	if !r.Deadline.IsZero() {

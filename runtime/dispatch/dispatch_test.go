@@ -250,6 +250,8 @@ func TestAssignGoesToOneAgentOfTheTenantWithSealedSecrets(t *testing.T) {
 	assert.Equal(t, "https://blob/"+r.Bundle.Blob+"?sp=r", a.BundleURL)
 	assert.Equal(t, r.Bundle.SHA256, a.BundleSHA256)
 	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/workdir-c2.tar.gz?sp=cw", a.UploadURL)
+	assert.Equal(t, "https://blob/tenant-a/prod/state/terraform.tfstate?sp=r", a.StateURL, "a plan starts from the workspace's stored state")
+	assert.Empty(t, a.StateUploadURL)
 	assert.Equal(t, runproto.Duration(runs.DefaultPlanTimeout), a.Timeout)
 	assert.NotContains(t, a.Secrets, "s3cret")
 
@@ -307,6 +309,8 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	assert.Equal(t, wd, ap.WorkdirSHA256)
 	assert.Equal(t, int64(99), ap.WorkdirSize)
 	assert.Empty(t, ap.UploadURL)
+	assert.Empty(t, ap.StateURL, "the apply's state comes with its saved plan")
+	assert.Equal(t, "https://blob/tenant-a/prod/state/terraform.tfstate?sp=cw", ap.StateUploadURL)
 	applier := e.run(r.ID).Agent
 
 	// The plan's claim is stale now, even for the agent that planned.

@@ -131,6 +131,15 @@ type Assign struct {
 	// (x-ms-blob-type: BlockBlob) the working directory with the saved
 	// plan after a plan with changes; set for plan and destroy.
 	UploadURL string `json:"uploadURL,omitempty"`
+	// StateURL is a read-only SAS URL of the workspace's Terraform state
+	// as the last apply left it (local backend); for plan and destroy. The
+	// blob may not exist yet (404: no state). A configuration with a remote
+	// backend keeps its state there and never leaves one to store.
+	StateURL string `json:"stateURL,omitempty"`
+	// StateUploadURL is a write-only SAS URL where the agent PUTs the local
+	// state an apply leaves (terraform.tfstate), whether the apply
+	// succeeded or not: a failed apply may have changed resources too.
+	StateUploadURL string `json:"stateUploadURL,omitempty"`
 	// Secrets is a compact JWE sealed to the agent's registered key (see
 	// Seal); plaintext is a JSON Secrets. Empty when there are none.
 	Secrets string `json:"secrets,omitempty"`
