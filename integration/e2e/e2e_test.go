@@ -156,10 +156,9 @@ func lastReason(r opsapi.Run) string {
 }
 
 // config returns a configuration (a testdata directory, or an absolute
-// path) copied to a fresh directory,
-// with a local state backend in the platform's scratch directory (all
-// agents run on this machine) so that state survives between runs.
-func config(t *testing.T, name, stateKey string) string {
+// path) copied to a fresh directory. Configurations use the local backend:
+// the platform keeps their state between runs (whichever agent runs them).
+func config(t *testing.T, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := name
@@ -172,12 +171,6 @@ func config(t *testing.T, name, stateKey string) string {
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644))
-	}
-	if stateKey != "" {
-		state := filepath.Join(plat.Dir, "state", stateKey+".tfstate")
-		require.NoError(t, os.MkdirAll(filepath.Dir(state), 0o755))
-		backend := fmt.Sprintf("terraform {\n  backend \"local\" {\n    path = %q\n  }\n}\n", state)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "backend.tf"), []byte(backend), 0o644))
 	}
 	return dir
 }
@@ -232,7 +225,7 @@ func setSleep(t *testing.T, dir string, seconds int) {
 func slowApply(t *testing.T, workspace string, seconds int) (id, dir string, apply *procs.Process) {
 	t.Helper()
 	createWorkspace(t, contoso, workspace)
-	dir = config(t, "slow", workspace)
+	dir = config(t, "slow")
 	setSleep(t, dir, seconds)
 	id = runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", workspace, "--dir", dir))
 	apply = startOpsbot(t, contoso, "apply", id, "--yes")
@@ -261,7 +254,7 @@ func TestAgentsAreOnline(t *testing.T) {
 func TestPlanApplyDestroy(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "app", "--description", "e2e main job")
-	dir := config(t, examples(t), "app")
+	dir := config(t, examples(t))
 
 	r := expect(t, exitChanges, contoso, "plan", "--workspace", "app", "--dir", dir)
 	id := runID(t, r)
@@ -299,7 +292,7 @@ func TestPlanApplyDestroy(t *testing.T) {
 func TestRunsQueueOnOneWorkspace(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "queue", "--auto-apply")
-	dir := config(t, "slow", "queue")
+	dir := config(t, "slow")
 	// The first run holds the workspace for its whole apply (~3 s).
 	setSleep(t, dir, 3)
 
@@ -349,7 +342,7 @@ func TestCancelDuringApply(t *testing.T) {
 func TestInvalidTerraformFails(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "broken")
-	r := expect(t, exitRunFailed, contoso, "plan", "--workspace", "broken", "--dir", config(t, "invalid", ""))
+	r := expect(t, exitRunFailed, contoso, "plan", "--workspace", "broken", "--dir", config(t, "invalid"))
 	id := runID(t, r)
 	assert.Contains(t, r.Stdout, "Error: Unsupported argument (main.tf line 4)")
 	assert.Contains(t, r.Stderr, "opsbot: run "+id+" failed")
@@ -365,7 +358,7 @@ func TestInvalidTerraformFails(t *testing.T) {
 func TestOversizeBundleIsRefused(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "big")
-	dir := config(t, "quick", "")
+	dir := config(t, "quick")
 	// 2 MiB that do not compress, over the server's 1 MiB limit.
 	blob := make([]byte, 2<<20)
 	_, _ = rand.NewChaCha8([32]byte{1}).Read(blob)
@@ -387,7 +380,7 @@ func TestSecretsNeverAppearInLogs(t *testing.T) {
 	createWorkspace(t, contoso, "secret", "--auto-apply")
 	require.NoError(t, plat.SetSecrets(contoso, "secret", map[string]string{"DEPLOY_TOKEN": token}, map[string]string{"db_password": password}))
 
-	r := expect(t, exitOK, contoso, "plan", "--workspace", "secret", "--dir", config(t, "secret", ""))
+	r := expect(t, exitOK, contoso, "plan", "--workspace", "secret", "--dir", config(t, "secret"))
 	id := runID(t, r)
 	assert.Contains(t, r.Stdout, "token=", "the provisioner ran")
 	assert.Contains(t, r.Stdout, fmt.Sprintf("password_length = %d", len(password)), "the variable reached Terraform")
@@ -407,7 +400,7 @@ func TestSecretsNeverAppearInLogs(t *testing.T) {
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, lonely, "iso")
-	r := expect(t, exitOK, lonely, "plan", "--workspace", "iso", "--dir", config(t, "quick", ""), "--detach")
+	r := expect(t, exitOK, lonely, "plan", "--workspace", "iso", "--dir", config(t, "quick"), "--detach")
 	id := runID(t, r)
 	assert.Contains(t, r.Stderr, "no agent of tenant lonely is online")
 

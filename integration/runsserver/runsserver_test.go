@@ -360,6 +360,14 @@ func TestRunsServer(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	})
+	t.Run("a first plan finds no stored state", func(t *testing.T) {
+		require.NotEmpty(t, as.StateURL)
+		assert.Empty(t, as.StateUploadURL, "a plan never writes the state")
+		resp, err := http.Get(as.StateURL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	})
 
 	// The apply gets exactly the saved plan; then a1 goes silent mid-apply.
 	_, err = s.api.Approve(ctx, "tenant-a", run.ID)
@@ -367,6 +375,9 @@ func TestRunsServer(t *testing.T) {
 	ap := a1.assignment(15 * time.Second)
 	assert.Equal(t, tfrun.Apply, ap.Op)
 	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
+	// The apply stores the state it leaves (here before it goes silent).
+	state := []byte(`{"version":4,"serial":1}`)
+	upload(t, ap.StateUploadURL, state)
 	a1.setRunning(run.ID)
 	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply})
 	a1.goSilent()
@@ -383,6 +394,11 @@ func TestRunsServer(t *testing.T) {
 	a2 := s.agent(t, "tenant-a", "a2")
 	na := a2.assignment(20 * time.Second)
 	assert.Equal(t, next.ID, na.RunID)
+	got, err := http.Get(na.StateURL)
+	require.NoError(t, err)
+	stored, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	assert.Equal(t, state, stored, "the next plan starts from the state the last apply stored, on another agent")
 
 	// A late result of the silent agent changes nothing.
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1})
@@ -436,6 +452,9 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 	ap := a1.assignment(20 * time.Second)
 	assert.Equal(t, tfrun.Apply, ap.Op)
 	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
+	// The apply stores the state it leaves (here before it goes silent).
+	state := []byte(`{"version":4,"serial":1}`)
+	upload(t, ap.StateUploadURL, state)
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1})
 	s.waitRun(t, "tenant-a", run.ID, "applied", 15*time.Second)
 	logs, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)

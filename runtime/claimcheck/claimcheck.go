@@ -195,10 +195,29 @@ func (s *Store) Sign(ctx context.Context, c *envelope.Claim, ttl time.Duration) 
 // server then references by name. The blob name must not escape the
 // container ("..", leading "/").
 func (s *Store) UploadURL(ctx context.Context, blobName string, ttl time.Duration) (string, time.Time, error) {
-	if blobName == "" || strings.HasPrefix(blobName, "/") || strings.Contains(blobName, "..") {
-		return "", time.Time{}, fmt.Errorf("cannot sign upload URL: blob name %q is not a plain name", blobName)
+	if err := plainName(blobName); err != nil {
+		return "", time.Time{}, fmt.Errorf("cannot sign upload URL: %w", err)
 	}
 	return s.sign(ctx, blobName, sas.BlobPermissions{Create: true, Write: true}, ttl)
+}
+
+// ReadURL returns a read-only SAS URL for one blob of the store's
+// container, valid for ttl, for a blob named by convention rather than by
+// a claim (it may not exist yet: the reader then gets 404), such as a
+// workspace's Terraform state.
+func (s *Store) ReadURL(ctx context.Context, blobName string, ttl time.Duration) (string, time.Time, error) {
+	if err := plainName(blobName); err != nil {
+		return "", time.Time{}, fmt.Errorf("cannot sign read URL: %w", err)
+	}
+	return s.sign(ctx, blobName, sas.BlobPermissions{Read: true}, ttl)
+}
+
+// plainName refuses blob names that could escape the container.
+func plainName(blobName string) error {
+	if blobName == "" || strings.HasPrefix(blobName, "/") || strings.Contains(blobName, "..") {
+		return fmt.Errorf("blob name %q is not a plain name", blobName)
+	}
+	return nil
 }
 
 // sign returns a SAS URL for one blob with perms, valid for ttl.

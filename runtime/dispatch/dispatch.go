@@ -56,6 +56,7 @@ type Signer interface {
 	Container() string
 	Sign(ctx context.Context, c *envelope.Claim, ttl time.Duration) error
 	UploadURL(ctx context.Context, blob string, ttl time.Duration) (string, time.Time, error)
+	ReadURL(ctx context.Context, blob string, ttl time.Duration) (string, time.Time, error)
 }
 
 // Logs appends run log batches (*artifacts.Store); at < 0 with no data
@@ -452,11 +453,9 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		return nil, err
 	}
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
-	state := envelope.Claim{Container: d.cfg.Signer.Container(), Blob: stateBlob(r)}
-	if err := d.cfg.Signer.Sign(ctx, &state, d.cfg.URLTTL); err != nil {
+	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, stateBlob(r), d.cfg.URLTTL); err != nil {
 		return nil, err
 	}
-	a.StateURL = state.URL
 	// The upload happens when the plan ends: valid until the deadline.
 	ttl := d.cfg.URLTTL
 	if !r.Deadline.IsZero() {

@@ -79,6 +79,9 @@ func (fakeSigner) Sign(_ context.Context, c *envelope.Claim, ttl time.Duration) 
 func (fakeSigner) UploadURL(_ context.Context, blob string, ttl time.Duration) (string, time.Time, error) {
 	return "https://blob/" + blob + "?sp=cw", time.Now().Add(ttl), nil
 }
+func (fakeSigner) ReadURL(_ context.Context, blob string, ttl time.Duration) (string, time.Time, error) {
+	return "https://blob/" + blob + "?sp=r", time.Now().Add(ttl), nil
+}
 
 // fakeLogs is an append-only log per run with AppendLog's position rule.
 type fakeLogs struct {
