@@ -147,7 +147,10 @@ func (a *Authenticator) Watch(ctx context.Context, interval time.Duration) {
 		}
 		return fi.ModTime(), fi.Size()
 	}
-	lastMod, lastSize := stamp()
+	// Start from "unknown", not from a stat now: the file may have changed
+	// between New's load and this goroutine's first run, and that change
+	// must not be taken for the loaded version. The first tick reloads once.
+	lastMod, lastSize := time.Time{}, int64(-2)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
