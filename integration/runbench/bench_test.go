@@ -7,7 +7,7 @@
 //
 //	cd integration && go test ./runbench/ -run '^$' -bench . -benchtime 1x
 //
-// BOTE_BENCH_ROUTE_POLL_MAX=50ms sets the worker's --route-poll-max.
+// BOTE_BENCH_ROUTE_POLL_MAX=1s (say) sets the worker's --route-poll-max.
 package runbench
 
 import (

@@ -150,7 +150,7 @@ func (c *Config) defaults() {
 	setDefault(&c.DedupWindow, 10*time.Minute)
 	setDefault(&c.ClaimURLTTL, 6*24*time.Hour)
 	setDefault(&c.Idle, 20*time.Millisecond)
-	setDefault(&c.IdleMax, time.Second)
+	setDefault(&c.IdleMax, 50*time.Millisecond)
 	c.ImmediateRetries = max(c.ImmediateRetries, 0)
 	c.DelayedRetries = max(c.DelayedRetries, 0)
 	if c.Logger == nil {
