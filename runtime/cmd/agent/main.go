@@ -32,9 +32,9 @@ import (
 	"github.com/botehq/platform/runtime/agent"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/tfrun"
-	"github.com/botehq/platform/runtime/worker/envflag"
 )
 
 const envPrefix = "BOTE_AGENT"

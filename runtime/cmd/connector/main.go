@@ -28,7 +28,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/connector/sidecar"
-	"github.com/botehq/platform/runtime/worker/envflag"
+	"github.com/botehq/platform/runtime/envflag"
 )
 
 const envPrefix = "BOTE_CONNECTOR"

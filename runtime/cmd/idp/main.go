@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/signingkeys"
@@ -71,19 +72,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.IntVar(&o.clientBurst, "client-burst", idp.DefaultClientBurst, "burst of tokens one client may obtain")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
 
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "BOTE_IDP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("invalid %s %q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return o, envErr
-	}
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := envflag.ApplyFunc(fs, "BOTE_IDP", envflag.NonEmpty(getenv)); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {

@@ -7,15 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/relay"
 )
 
-const envPrefix = "BOTE_RELAYSERVER_"
+const envPrefix = "BOTE_RELAYSERVER"
 
 // options is the server's configuration.
 type options struct {
@@ -114,27 +114,19 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("invalid %s: %w", name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return o, envErr
-	}
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := envflag.ApplyFunc(fs, envPrefix, envflag.NonEmpty(getenv)); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	// Locally (a connection string, usually Azurite) nothing else creates
-	// the run tables and container; in Azure the stack does.
-	if o.storageConnectionString != "" && getenv(envPrefix+"CREATE_RESOURCES") == "" {
+	// the run tables and container; in Azure the stack does. A flag set
+	// from the environment counts as given.
+	if o.storageConnectionString != "" {
 		explicit := false
 		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "create-resources" })
 		if !explicit {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/worker"
-	"github.com/botehq/platform/runtime/worker/envflag"
 )
 
 const envPrefix = "BOTE_WORKER"

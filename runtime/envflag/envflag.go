@@ -19,7 +19,19 @@ func Name(prefix, name string) string {
 
 // Apply sets every flag of fs not given on the command line from its
 // environment variable, if that is set. Call it after fs.Parse.
-func Apply(fs *flag.FlagSet, prefix string) error {
+func Apply(fs *flag.FlagSet, prefix string) error { return ApplyFunc(fs, prefix, os.LookupEnv) }
+
+// NonEmpty adapts a getenv-style function (tests inject one) to the lookup
+// ApplyFunc takes, treating an empty value as unset.
+func NonEmpty(getenv func(string) string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v := getenv(k)
+		return v, v != ""
+	}
+}
+
+// ApplyFunc is Apply with the environment read through lookup.
+func ApplyFunc(fs *flag.FlagSet, prefix string, lookup func(string) (string, bool)) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -27,7 +39,7 @@ func Apply(fs *flag.FlagSet, prefix string) error {
 		if given[f.Name] || err != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(Name(prefix, f.Name)); ok {
+		if v, ok := lookup(Name(prefix, f.Name)); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("%s: %w", Name(prefix, f.Name), serr)
 			}

@@ -33,3 +33,17 @@ func TestApplyReportsBadValue(t *testing.T) {
 	require.NoError(t, fs.Parse(nil))
 	assert.ErrorContains(t, Apply(fs, "BOTE_T"), "BOTE_T_PING_INTERVAL")
 }
+
+func TestApplyFuncTreatsEmptyAsUnset(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	ttl := fs.Duration("token-ttl", time.Minute, "")
+	name := fs.String("name", "default", "")
+	env := map[string]string{"P_TOKEN_TTL": "", "P_NAME": "from-env"}
+	assert.NoError(t, fs.Parse(nil))
+	assert.NoError(t, ApplyFunc(fs, "P", NonEmpty(func(k string) string { return env[k] })))
+	assert.Equal(t, time.Minute, *ttl, "an empty variable is not a value")
+	assert.Equal(t, "from-env", *name)
+
+	env["P_TOKEN_TTL"] = "soon"
+	assert.ErrorContains(t, ApplyFunc(fs, "P", NonEmpty(func(k string) string { return env[k] })), "P_TOKEN_TTL")
+}
