@@ -19,7 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/tfrun"
 	"github.com/botehq/platform/runtime/worker/protocol"
-	"github.com/botehq/platform/runtime/worker/seen"
+	"github.com/botehq/platform/runtime/seen"
 )
 
 // Sender sends a message to the cloud; *connector.Client is one.

@@ -50,6 +50,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/seen"
 )
 
 // Bus is what the client needs from a bus driver (bus.Driver satisfies it).
@@ -172,7 +173,7 @@ func retries(v, def int) int {
 type Client struct {
 	cfg   Config
 	log   *slog.Logger
-	seen  *dedup
+	seen  *seen.Set
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
 
@@ -188,7 +189,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: sleepCtx, inFlight: map[string]bool{}}
-	c.seen = newDedup(cfg.DedupSize, cfg.DedupTTL, func() time.Time { return c.now() })
+	c.seen = seen.New(cfg.DedupSize, cfg.DedupTTL).WithClock(func() time.Time { return c.now() })
 	return c, nil
 }
 
@@ -412,7 +413,7 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 		return
 	}
 	log := c.log.With("id", env.ID, "from", env.From.String(), "delivery", m.DeliveryCount)
-	if c.seen.seen(env.ID) {
+	if c.seen.Has(env.ID) {
 		log.InfoContext(ctx, "duplicate message completed without handling")
 		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
 		return
@@ -428,7 +429,7 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 	err := c.handle(ctx, m, h, log)
 	switch {
 	case err == nil:
-		c.seen.add(env.ID)
+		c.seen.Add(env.ID)
 		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
 	case IsPermanent(err):
 		log.WarnContext(ctx, "handler failed permanently; dead-lettering", "err", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/seen"
 )
 
 // fakeBus is an in-memory bus: Receive hands out what was queued, and every
@@ -469,15 +470,15 @@ func TestDrainTimeoutCancelsHandlers(t *testing.T) {
 
 func TestDedupBoundsAndTTL(t *testing.T) {
 	now := time.Unix(0, 0)
-	d := newDedup(3, time.Minute, func() time.Time { return now })
+	d := seen.New(3, time.Minute).WithClock(func() time.Time { return now })
 	for _, id := range []string{"a", "b", "c", "d"} {
-		d.add(id)
+		d.Add(id)
 	}
-	assert.Equal(t, 3, d.len())
-	assert.False(t, d.seen("a"), "oldest evicted beyond the size bound")
-	assert.True(t, d.seen("d"))
+	assert.Equal(t, 3, d.Len())
+	assert.False(t, d.Has("a"), "oldest evicted beyond the size bound")
+	assert.True(t, d.Has("d"))
 	now = now.Add(2 * time.Minute)
-	assert.False(t, d.seen("d"), "expired after the TTL")
-	d.add("b") // refresh
-	assert.True(t, d.seen("b"))
+	assert.False(t, d.Has("d"), "expired after the TTL")
+	d.Add("b") // refresh
+	assert.True(t, d.Has("b"))
 }

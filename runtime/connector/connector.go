@@ -45,7 +45,7 @@ import (
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/worker/protocol"
-	"github.com/botehq/platform/runtime/worker/seen"
+	"github.com/botehq/platform/runtime/seen"
 )
 
 // Message is a message from the cloud as a handler sees it.

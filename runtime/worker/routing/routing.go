@@ -36,7 +36,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/worker/metrics"
-	"github.com/botehq/platform/runtime/worker/seen"
+	"github.com/botehq/platform/runtime/seen"
 )
 
 // Bus is what the router needs of the bus driver.

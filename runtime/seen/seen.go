@@ -2,7 +2,8 @@
 // optionally in age, so that a redelivered message is recognised. The
 // worker's router and the connector library both use it; it lives in one
 // process's memory, so it catches redeliveries to the same process, which
-// is what at-least-once delivery mostly produces.
+// is what at-least-once delivery mostly produces. The worker's router, the
+// connector library, the agent and the cloud package use it.
 package seen
 
 import (
@@ -30,6 +31,15 @@ type entry struct {
 // no age limit).
 func New(max int, ttl time.Duration) *Set {
 	return &Set{max: max, ttl: ttl, now: time.Now, order: list.New(), index: map[string]*list.Element{}}
+}
+
+// WithClock makes s read time from now (tests use a fake clock) and
+// returns s.
+func (s *Set) WithClock(now func() time.Time) *Set {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+	return s
 }
 
 // Has reports whether key was added and is still remembered.
