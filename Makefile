@@ -44,9 +44,10 @@ bench: deps build
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
 
 ## golden: regenerate golden files after an intended change (review the diff)
-# Packages whose tests define -update (golden files under testdata/).
+# Packages whose tests use a golden helper (runtime/internal/golden,
+# components/infratest) take -update.
 golden:
-	cd runtime && $(GO) test $$(grep -rl 'flag.Bool("update"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
+	cd runtime && $(GO) test $$(grep -rl 'internal/golden"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
 	cd components && $(GO) test $$(grep -rl 'infratest"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
 	cd stacks && $(GO) test . -update
 

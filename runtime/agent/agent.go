@@ -17,9 +17,9 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/seen"
 	"github.com/botehq/platform/runtime/tfrun"
 	"github.com/botehq/platform/runtime/worker/protocol"
-	"github.com/botehq/platform/runtime/seen"
 )
 
 // Sender sends a message to the cloud; *connector.Client is one.

@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
-	"flag"
 	"fmt"
+	"github.com/botehq/platform/runtime/internal/golden"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,8 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // tree writes files (name → content; "->target" makes a symlink, a
 // trailing "/" a directory) under a new temp dir.
@@ -77,18 +75,6 @@ func listing(t *testing.T, archive []byte) string {
 	return b.String()
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run with -update to create %s", path)
-	assert.Equal(t, string(want), got)
-}
-
 func TestPackUnpackRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -101,7 +87,7 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 			st, err := Pack(src, &buf, PackOptions{Limits: lim, Workdir: tc.workdir})
 			require.NoError(t, err)
 			assert.Equal(t, int64(buf.Len()), st.Bytes)
-			golden(t, tc.name+".golden", listing(t, buf.Bytes()))
+			golden.Check(t, tc.name+".golden", []byte(listing(t, buf.Bytes())))
 
 			// The same tree packs to the same bytes.
 			var again bytes.Buffer

@@ -44,8 +44,8 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
-	"github.com/botehq/platform/runtime/worker/protocol"
 	"github.com/botehq/platform/runtime/seen"
+	"github.com/botehq/platform/runtime/worker/protocol"
 )
 
 // Message is a message from the cloud as a handler sees it.

@@ -3,9 +3,7 @@ package envelope
 import (
 	"bytes"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/botehq/platform/runtime/internal/golden"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func sample() *Envelope {
 	return &Envelope{
@@ -35,13 +31,7 @@ func sample() *Envelope {
 func TestEncodeGolden(t *testing.T) {
 	got, err := Encode(sample())
 	require.NoError(t, err)
-	golden := filepath.Join("testdata", "targeted.golden.json")
-	if *update {
-		require.NoError(t, os.WriteFile(golden, got, 0o644))
-	}
-	want, err := os.ReadFile(golden)
-	require.NoError(t, err)
-	assert.Equal(t, string(want), string(got))
+	golden.Check(t, "targeted.golden.json", got)
 
 	for _, c := range got {
 		require.Less(t, c, byte(0x80), "encoding must be pure ASCII")

@@ -8,7 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
-	"flag"
+	"github.com/botehq/platform/runtime/internal/golden"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -30,8 +30,6 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/signingkeys"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const issuer = "https://idp.example.test"
 
@@ -470,13 +468,7 @@ func TestDiscoveryGolden(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	var pretty bytes.Buffer
 	require.NoError(t, json.Indent(&pretty, rec.Body.Bytes(), "", "  "))
-	golden := filepath.Join("testdata", "openid-configuration.golden.json")
-	if *update {
-		require.NoError(t, os.WriteFile(golden, pretty.Bytes(), 0o644))
-	}
-	want, err := os.ReadFile(golden)
-	require.NoError(t, err)
-	assert.Equal(t, string(want), pretty.String())
+	golden.Check(t, "openid-configuration.golden.json", pretty.Bytes())
 }
 
 func TestJWKSAndHealth(t *testing.T) {

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
+	"github.com/botehq/platform/runtime/internal/golden"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +20,6 @@ import (
 
 	"github.com/botehq/platform/runtime/operatorauth"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	goodKey      = "good-key"
@@ -174,14 +170,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	require.NoError(t, json.Indent(&buf, got, "", "  "))
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to create %s", path)
-	assert.Equal(t, string(want), buf.String())
+	golden.Check(t, name, buf.Bytes())
 }
 
 func TestStatusWithoutRelay(t *testing.T) {

@@ -3,10 +3,8 @@ package runs
 import (
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/botehq/platform/runtime/internal/golden"
 	"sort"
 	"strings"
 	"testing"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/botehq/platform/runtime/tfrun"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestTransitionTable pins the whole lifecycle: every (from, to) pair of
 // states is checked against testdata/transitions.golden, so a change to
@@ -54,14 +50,7 @@ func TestTransitionTable(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%-10s [%s] -> %s\n", from, strings.Join(flags, ","), strings.Join(legal, " "))
 	}
-	path := filepath.Join("testdata", "transitions.golden")
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run with -update to create it")
-	assert.Equal(t, string(want), b.String())
+	golden.Check(t, "transitions.golden", []byte(b.String()))
 }
 
 func TestLifecycleInvariants(t *testing.T) {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/botehq/platform/runtime/internal/golden"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -25,8 +25,6 @@ import (
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // startServer runs the real API on a loopback port with a fixed clock and
 // returns its URL and a valid API key.
@@ -79,14 +77,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) result {
 
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to create %s", path)
-	assert.Equal(t, string(want), got)
+	golden.Check(t, name, []byte(got))
 }
 
 func TestCommandsAgainstLocalServer(t *testing.T) {

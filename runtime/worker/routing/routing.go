@@ -35,8 +35,8 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
-	"github.com/botehq/platform/runtime/worker/metrics"
 	"github.com/botehq/platform/runtime/seen"
+	"github.com/botehq/platform/runtime/worker/metrics"
 )
 
 // Bus is what the router needs of the bus driver.
