@@ -434,13 +434,7 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 			return nil, err
 		}
 		a.WorkdirURL, a.WorkdirSHA256, a.WorkdirSize = c.URL, c.SHA256, c.Size
-		// The apply may run long: the state upload link lasts until the
-		// deadline.
-		ttl := d.cfg.URLTTL
-		if !r.Deadline.IsZero() {
-			ttl = min(max(r.Deadline.Sub(now)+10*time.Minute, ttl), maxUploadTTL)
-		}
-		if a.StateUploadURL, _, err = d.cfg.Signer.UploadURL(ctx, stateBlob(r), ttl); err != nil {
+		if a.StateUploadURL, _, err = d.cfg.Signer.UploadURL(ctx, stateBlob(r), d.uploadTTL(r, now)); err != nil {
 			return nil, err
 		}
 		return a, nil
@@ -456,15 +450,20 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, stateBlob(r), d.cfg.URLTTL); err != nil {
 		return nil, err
 	}
-	// The upload happens when the plan ends: valid until the deadline.
+	if a.UploadURL, _, err = d.cfg.Signer.UploadURL(ctx, uploadBlob(r, a.ClaimToken), d.uploadTTL(r, now)); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// uploadTTL is how long an upload link of r lasts: uploads happen when the
+// phase ends, so until its deadline (plus slack), within maxUploadTTL.
+func (d *Dispatcher) uploadTTL(r runs.Run, now time.Time) time.Duration {
 	ttl := d.cfg.URLTTL
 	if !r.Deadline.IsZero() {
 		ttl = min(max(r.Deadline.Sub(now)+10*time.Minute, ttl), maxUploadTTL)
 	}
-	if a.UploadURL, _, err = d.cfg.Signer.UploadURL(ctx, uploadBlob(r, a.ClaimToken), ttl); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return ttl
 }
 
 func sealKey(c registry.Connector) *ecdsa.PublicKey { return c.PublicKey() }
