@@ -462,3 +462,47 @@ func TestStateCarriesOverBetweenRuns(t *testing.T) {
 	one.assertClean(t)
 	two.assertClean(t)
 }
+
+// TestStateStorageFailuresFailTheRunClearly: a state that cannot be read
+// fails the plan before Terraform runs; a state that cannot be stored
+// fails the apply (the operator must know the next plan would start from
+// stale state). Both say why and leave nothing behind.
+func TestStateStorageFailuresFailTheRunClearly(t *testing.T) {
+	store := newBlobs(t)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(refusing.Close)
+	f := newFixture(t, nil)
+	bundleURL, size, sum := store.bundle(t, "ok")
+	secrets := runproto.Secrets{Vars: map[string]string{"api_key": varSecret}}
+
+	require.NoError(t, f.deliver(t, &runproto.Assign{
+		RunID: "run-1", Tenant: "contoso", Workspace: "app", Op: tfrun.Plan, ClaimToken: "1",
+		BundleURL: bundleURL, BundleSize: size, BundleSHA256: sum, StateURL: refusing.URL + "/state?sig=r",
+		UploadURL: store.URL + "/upload/run-1?sig=w", Secrets: f.seal(t, secrets),
+	}))
+	plan := resultOf(t, f.sender, "run-1", "1")
+	assert.Equal(t, runproto.Failed, plan.Outcome)
+	assert.Contains(t, plan.Reason, "cannot download the workspace state: blob storage answered 503")
+	assert.NotContains(t, plan.Reason, "sig=", "no SAS token in the reason")
+	f.assertClean(t)
+
+	require.NoError(t, f.deliver(t, &runproto.Assign{
+		RunID: "run-2", Tenant: "contoso", Workspace: "app", Op: tfrun.Plan, ClaimToken: "1",
+		BundleURL: bundleURL, BundleSize: size, BundleSHA256: sum,
+		UploadURL: store.URL + "/upload/run-2?sig=w", Secrets: f.seal(t, secrets),
+	}))
+	plan = resultOf(t, f.sender, "run-2", "1")
+	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	require.NoError(t, f.deliver(t, &runproto.Assign{
+		RunID: "run-2", Tenant: "contoso", Workspace: "app", Op: tfrun.Apply, ClaimToken: "2",
+		WorkdirURL: store.put("plans/run-2", store.get("upload/run-2")), WorkdirSize: plan.WorkdirSize, WorkdirSHA256: plan.WorkdirSHA256,
+		StateUploadURL: refusing.URL + "/state?sig=w", Secrets: f.seal(t, secrets),
+	}))
+	apply := resultOf(t, f.sender, "run-2", "2")
+	assert.Equal(t, runproto.Failed, apply.Outcome)
+	assert.Contains(t, apply.Reason, "cannot store the workspace state")
+	assert.NotContains(t, apply.Reason, "sig=")
+	f.assertClean(t)
+}
