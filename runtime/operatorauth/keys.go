@@ -64,6 +64,9 @@ type KeyEntry struct {
 	Description string    `json:"description,omitempty"`
 	// Disabled keys stay listed (for audit) but authenticate nobody.
 	Disabled bool `json:"disabled,omitempty"`
+	// Grants are what the key may do: admin, or a role per tenant. A key
+	// without grants authenticates but is refused everywhere (403).
+	Grants
 }
 
 // Validate reports the first invalid field of the file.
@@ -85,6 +88,9 @@ func (f KeysFile) Validate() error {
 		}
 		if len(k.SHA256) != sha256.Size {
 			return fmt.Errorf("keys[%d].sha256: %d bytes, want %d", i, len(k.SHA256), sha256.Size)
+		}
+		if err := k.Grants.Validate(); err != nil {
+			return fmt.Errorf("keys[%d].%w", i, err)
 		}
 	}
 	return nil
@@ -238,12 +244,13 @@ func NewKeySet(f *KeysFile) *KeySet {
 // Len is the number of keys, disabled ones included.
 func (ks *KeySet) Len() int { return len(ks.byID) }
 
-// Verify checks apiKey and returns the id of the key. Errors wrap
-// ErrUnauthenticated and never echo the key.
-func (ks *KeySet) Verify(apiKey string) (string, error) {
+// Verify checks apiKey and returns the principal it authenticates: the
+// key's id and its grants. Errors wrap ErrUnauthenticated and never echo
+// the key.
+func (ks *KeySet) Verify(apiKey string) (Principal, error) {
 	id, secret, ok := splitAPIKey(apiKey)
 	if !ok {
-		return "", fmt.Errorf("%w: malformed API key", ErrUnauthenticated)
+		return Principal{}, fmt.Errorf("%w: malformed API key", ErrUnauthenticated)
 	}
 	entry, known := ks.byID[id]
 	if !known {
@@ -252,13 +259,13 @@ func (ks *KeySet) Verify(apiKey string) (string, error) {
 	match := subtle.ConstantTimeCompare(hashSecret(entry.Salt, secret), entry.SHA256) == 1
 	switch {
 	case !known:
-		return "", fmt.Errorf("%w: unknown API key id %q", ErrUnauthenticated, id)
+		return Principal{}, fmt.Errorf("%w: unknown API key id %q", ErrUnauthenticated, id)
 	case !match:
-		return "", fmt.Errorf("%w: wrong secret for API key %q", ErrUnauthenticated, id)
+		return Principal{}, fmt.Errorf("%w: wrong secret for API key %q", ErrUnauthenticated, id)
 	case entry.Disabled:
-		return "", fmt.Errorf("%w: API key %q is disabled", ErrUnauthenticated, id)
+		return Principal{}, fmt.Errorf("%w: API key %q is disabled", ErrUnauthenticated, id)
 	}
-	return id, nil
+	return Principal{Kind: KindAPIKey, ID: id, Name: id, Grants: entry.Grants.clone()}, nil
 }
 
 var errNoKeys = errors.New("no API keys configured")

@@ -48,7 +48,7 @@ func TestKeySetVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, err := ks.Verify(tt.key)
+			p, err := ks.Verify(tt.key)
 			if tt.wantErr != "" {
 				require.ErrorIs(t, err, ErrUnauthenticated)
 				assert.Contains(t, err.Error(), tt.wantErr)
@@ -56,7 +56,7 @@ func TestKeySetVerify(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantID, id)
+			assert.Equal(t, tt.wantID, p.ID)
 		})
 	}
 }
@@ -120,9 +120,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, g.Keys, 2)
 	assert.Equal(t, "amy", g.Keys[0].ID, "saved sorted by id")
-	id, err := NewKeySet(g).Verify(zed)
+	p, err := NewKeySet(g).Verify(zed)
 	require.NoError(t, err)
-	assert.Equal(t, "zed", id)
+	assert.Equal(t, "zed", p.ID)
 }
 
 func TestAuthenticatorWatchReloads(t *testing.T) {

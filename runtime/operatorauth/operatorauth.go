@@ -49,7 +49,9 @@ const (
 	KindOAuth2 Kind = "oauth2"
 )
 
-// Principal is an authenticated operator.
+// Principal is an authenticated operator. Its embedded Grants answer
+// authorization questions: p.Allows(tenant, RoleOperator), p.RoleIn(tenant),
+// p.IsAdmin(), p.TenantIDs().
 type Principal struct {
 	Kind Kind `json:"kind"`
 	// ID is the key id for API keys, the object id (or sub) for OAuth2.
@@ -57,6 +59,10 @@ type Principal struct {
 	// Name is for humans and logs: the key id, or the token's
 	// preferred_username (or sub).
 	Name string `json:"name"`
+	// Grants say what the principal may do: admin, or a role per tenant
+	// (see Role). A principal with no grants is authenticated but may do
+	// nothing.
+	Grants
 }
 
 // String is what logs show: "api-key:alice-laptop".
@@ -184,11 +190,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		if ks == nil {
 			return Principal{}, fmt.Errorf("%w: %v", ErrUnauthenticated, errNoKeys)
 		}
-		id, err := ks.Verify(cred)
-		if err != nil {
-			return Principal{}, err
-		}
-		return Principal{Kind: KindAPIKey, ID: id, Name: id}, nil
+		return ks.Verify(cred)
 	}
 	if a.jwt == nil {
 		return Principal{}, fmt.Errorf("%w: credential is not an API key and OAuth2 tokens are not enabled", ErrUnauthenticated)

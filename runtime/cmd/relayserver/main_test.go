@@ -111,9 +111,9 @@ func TestAPIKeyCommands(t *testing.T) {
 
 	f, err := operatorauth.LoadKeysFile(file)
 	require.NoError(t, err)
-	id, err := operatorauth.NewKeySet(f).Verify(key)
+	p, err := operatorauth.NewKeySet(f).Verify(key)
 	require.NoError(t, err)
-	assert.Equal(t, "alice", id)
+	assert.Equal(t, "alice", p.ID)
 
 	assert.ErrorContains(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard), "already exists")
 	assert.ErrorContains(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "Bad Id"}, io.Discard, io.Discard), "--id")

@@ -1,0 +1,93 @@
+package operatorauth
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRoleIncludes(t *testing.T) {
+	tests := []struct {
+		have, want Role
+		ok         bool
+	}{
+		{RoleReader, RoleReader, true},
+		{RoleReader, RoleOperator, false},
+		{RoleReader, RoleApprover, false},
+		{RoleOperator, RoleReader, true},
+		{RoleOperator, RoleOperator, true},
+		{RoleOperator, RoleApprover, false},
+		{RoleApprover, RoleReader, true},
+		{RoleApprover, RoleOperator, true},
+		{RoleApprover, RoleApprover, true},
+		{"", RoleReader, false},
+		{"owner", RoleReader, false},
+		{RoleApprover, "", false},
+		{RoleApprover, "owner", false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.ok, tt.have.Includes(tt.want), "%q includes %q", tt.have, tt.want)
+	}
+}
+
+func TestGrants(t *testing.T) {
+	g := Grants{Tenants: map[string]Role{"acme": RoleOperator, "globex": RoleReader}}
+	assert.True(t, g.Allows("acme", RoleOperator))
+	assert.False(t, g.Allows("acme", RoleApprover))
+	assert.True(t, g.Allows("globex", RoleReader))
+	assert.False(t, g.Allows("globex", RoleOperator))
+	assert.False(t, g.Allows("initech", RoleReader), "no role in a tenant not listed")
+	assert.Equal(t, Role(""), g.RoleIn("initech"))
+	assert.False(t, g.IsAdmin())
+	assert.Equal(t, []string{"acme", "globex"}, g.TenantIDs())
+	assert.Equal(t, "acme=operator,globex=reader", g.String())
+	assert.False(t, g.Empty())
+
+	admin := Grants{Admin: true}
+	assert.True(t, admin.Allows("anything", RoleApprover))
+	assert.Equal(t, RoleApprover, admin.RoleIn("x"))
+	assert.Nil(t, admin.TenantIDs())
+	assert.Equal(t, "admin", admin.String())
+
+	assert.True(t, Grants{}.Empty())
+	assert.Equal(t, "none", Grants{}.String())
+}
+
+func TestGrantsValidate(t *testing.T) {
+	require.NoError(t, Grants{Tenants: map[string]Role{"acme": RoleApprover}}.Validate())
+	assert.ErrorContains(t, Grants{Tenants: map[string]Role{"acme": "owner"}}.Validate(), `tenants[acme]: role "owner"`)
+	assert.ErrorContains(t, Grants{Tenants: map[string]Role{"a/b": RoleReader}}.Validate(), "tenant id")
+}
+
+func TestParseTenantRole(t *testing.T) {
+	tenant, role, err := ParseTenantRole("acme=approver")
+	require.NoError(t, err)
+	assert.Equal(t, "acme", tenant)
+	assert.Equal(t, RoleApprover, role)
+	for _, bad := range []string{"acme", "acme=", "=reader", "acme=admin", "a b=reader"} {
+		_, _, err := ParseTenantRole(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestKeySetVerifyCarriesGrants(t *testing.T) {
+	f := &KeysFile{Version: KeysFileVersion}
+	key, err := f.AddKey("alice", "", time.Now())
+	require.NoError(t, err)
+	f.Keys[0].Grants = Grants{Tenants: map[string]Role{"acme": RoleReader}}
+	require.NoError(t, f.Validate())
+	ks := NewKeySet(f)
+	p, err := ks.Verify(key)
+	require.NoError(t, err)
+	assert.True(t, p.Allows("acme", RoleReader))
+	assert.False(t, p.Allows("acme", RoleOperator))
+	p.Tenants["acme"] = RoleApprover
+	p2, err := ks.Verify(key)
+	require.NoError(t, err)
+	assert.Equal(t, RoleReader, p2.RoleIn("acme"), "a principal's grants are its own copy")
+
+	f.Keys[0].Grants.Tenants["acme"] = "root"
+	assert.ErrorContains(t, f.Validate(), "keys[0].tenants[acme]")
+}
