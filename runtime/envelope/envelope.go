@@ -15,7 +15,8 @@
 // connector sends (from the connector's validated token), and only a cloud
 // service sets it on what the cloud sends. Header names starting with
 // ReservedHeaderPrefix ("bote-") and identity-looking names ("tenant",
-// "x-connector-id", ...) are reserved; CheckConnectorHeaders rejects them
+// "x-connector-id", ...) are reserved, whatever their case and separators
+// ("bote_from", "x.tenant.id"; see IsReservedHeader); CheckConnectorHeaders rejects them
 // when a connector supplies them, so a connector can never claim an identity
 // or a route through headers.
 //

@@ -33,28 +33,43 @@ const (
 )
 
 // identityNames are header names that look like identity or routing under
-// common conventions (normalised: lowercase, without "x-" prefix and without
-// '-', '_', '.'). A connector setting one is trying, or mistakenly hoping, to
-// choose who it is or where a message goes.
+// common conventions, in normalised form (see normalizeHeaderName), with or
+// without a leading "x". A connector setting one is trying, or mistakenly
+// hoping, to choose who it is or where a message goes.
 var identityNames = map[string]bool{
 	"tenant": true, "tenantid": true, "connector": true, "connectorid": true,
 	"from": true, "sender": true, "senderid": true, "clientid": true,
 	"topic": true, "replyto": true, "correlationid": true, "messageid": true,
 }
 
+// reservedNormalizedPrefix is ReservedHeaderPrefix normalised.
+var reservedNormalizedPrefix = normalizeHeaderName(ReservedHeaderPrefix)
+
 // ErrReservedHeader reports a header name that only the gateway may set.
 var ErrReservedHeader = errors.New("reserved header")
 
-// IsReservedHeader reports whether name is reserved for the gateway.
+// IsReservedHeader reports whether name is reserved for the gateway. Names
+// are compared normalised, because servers do not agree on which spellings
+// are the same header: many (CGI, WSGI, Rack, nginx with
+// underscores_in_headers) read "bote_from" as "Bote-From", and some map '.'
+// too. So every name whose normalised form starts with "bote" is reserved
+// ("bote_from", "Bote.Tenant", "botefrom"), as is every identity-looking
+// name with any separators and an optional "x" in front ("x_tenant_id",
+// "X.Connector.Id", "XTenantId").
 func IsReservedHeader(name string) bool {
-	l := strings.ToLower(name)
-	if strings.HasPrefix(l, ReservedHeaderPrefix) {
+	n := normalizeHeaderName(name)
+	if strings.HasPrefix(n, reservedNormalizedPrefix) {
 		return true
 	}
-	l = strings.TrimPrefix(l, "x-")
-	l = strings.NewReplacer("-", "", "_", "", ".", "").Replace(l)
-	return identityNames[l]
+	return identityNames[n] || strings.HasPrefix(n, "x") && identityNames[n[1:]]
 }
+
+// normalizeHeaderName lowercases name and drops every '-', '_' and '.'.
+func normalizeHeaderName(name string) string {
+	return headerSeparators.Replace(strings.ToLower(name))
+}
+
+var headerSeparators = strings.NewReplacer("-", "", "_", "", ".", "")
 
 // CheckConnectorHeaders rejects headers a connector supplied that it may
 // not: reserved (identity and routing) names, and malformed ones. The worker

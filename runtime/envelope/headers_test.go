@@ -28,6 +28,20 @@ func TestCheckConnectorHeaders(t *testing.T) {
 		{"topic", map[string]string{"topic": "b"}, true, "topic"},
 		{"several sorted", map[string]string{"tenant": "b", "bote-from": "c", "ok": "1"}, true, "bote-from, tenant"},
 		{"tenantname is fine", map[string]string{"tenantname": "display only"}, false, ""},
+		// Many servers (nginx with underscores_in_headers, CGI, WSGI, Rack)
+		// treat '_' like '-', and some map '.' too: every separator variant
+		// of a reserved name is reserved.
+		{"bote_from", map[string]string{"bote_from": "b"}, true, "bote_from"},
+		{"Bote_Tenant", map[string]string{"Bote_Tenant": "b"}, true, "Bote_Tenant"},
+		{"bote.connector", map[string]string{"bote.connector": "b"}, true, "bote.connector"},
+		{"BOTE__KIND", map[string]string{"BOTE__KIND": "b"}, true, "BOTE__KIND"},
+		{"botefrom", map[string]string{"botefrom": "b"}, true, "botefrom"},
+		{"_bote-from", map[string]string{"_bote-from": "b"}, true, "_bote-from"},
+		{"x_tenant_id", map[string]string{"x_tenant_id": "b"}, true, "x_tenant_id"},
+		{"X.Connector.Id", map[string]string{"X.Connector.Id": "b"}, true, "X.Connector.Id"},
+		{"XTenantId", map[string]string{"XTenantId": "b"}, true, "XTenantId"},
+		{"x_from", map[string]string{"x_from": "b"}, true, "x_from"},
+		{"trace_id is fine", map[string]string{"trace_id": "1", "x_request.id": "2"}, false, ""},
 		{"empty name", map[string]string{"": "x"}, false, "name"},
 		{"space in name", map[string]string{"a b": "x"}, false, "contains"},
 		{"too many", manyHeaders(MaxHeaders + 1), false, "limit"},
