@@ -116,7 +116,7 @@ func serve(args []string, stdout io.Writer) error {
 	}
 	cfg.Key = key
 	cfg.Logger = log
-	cfg.Handler = &sidecar.Deliverer{URL: deliverTo, Client: &http.Client{Timeout: deliverTimeout}}
+	cfg.Handler = &sidecar.Deliverer{URL: deliverTo, Client: &http.Client{Timeout: deliverTimeout}, Logger: log}
 	client, err := connector.New(cfg)
 	if err != nil {
 		return err

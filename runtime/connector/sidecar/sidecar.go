@@ -11,7 +11,9 @@
 //	Bote-Kind             targeted or broadcast
 //	Bote-Topic            the topic of a broadcast
 //	Bote-From             the cloud service that sent it
-//	<name>                each application header, as is
+//	<name>                each application header, as is, except names
+//	                      with '_' and names reserved in any spelling
+//	                      (see Deliverer)
 //
 // A 2xx answer means handled (the message is deleted); anything else, or no
 // answer within the timeout, means "try again later".
@@ -37,8 +39,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/botehq/platform/runtime/connector"
@@ -60,9 +64,20 @@ const (
 const DefaultMaxSendBytes = 64 << 20
 
 // Deliverer is a connector.Handler that POSTs each message to a URL.
+//
+// It never forwards an application header whose name contains '_' (CGI,
+// WSGI, Rack, nginx with underscores_in_headers and others read "bote_from"
+// as "Bote-From", so such a name could pass for the gateway's own) nor one
+// that is reserved in any spelling (envelope.IsReservedHeader): the gateway
+// refuses both from connectors and cloud.Client, but a message put on the
+// bus by other means may carry them. The first one dropped is logged at
+// debug level.
 type Deliverer struct {
 	URL    string
 	Client *http.Client
+	Logger *slog.Logger // default slog.Default()
+
+	dropOnce sync.Once
 }
 
 // Handle delivers m; a non-2xx answer is an error, so m comes back later.
@@ -72,6 +87,16 @@ func (d *Deliverer) Handle(ctx context.Context, m *connector.Message) error {
 		return fmt.Errorf("cannot deliver %s: %w", m.ID, err)
 	}
 	for k, v := range m.Headers {
+		if strings.Contains(k, "_") || envelope.IsReservedHeader(k) {
+			d.dropOnce.Do(func() {
+				log := d.Logger
+				if log == nil {
+					log = slog.Default()
+				}
+				log.Debug("dropped an application header the local program could read as another (logged once)", "header", k, "message", m.ID)
+			})
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	if m.ContentType != "" {

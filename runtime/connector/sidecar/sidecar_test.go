@@ -1,9 +1,11 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,6 +42,44 @@ func TestDelivererPostsMessageWithHeaders(t *testing.T) {
 	}
 	status = http.StatusInternalServerError
 	assert.ErrorContains(t, d.Handle(context.Background(), m), "500")
+}
+
+// TestDelivererNeverForwardsSpoofableHeaderNames: a header whose name has
+// '_' (many servers read "bote_from" as "Bote-From") or that is reserved in
+// any spelling never reaches the local program; the program sees exactly
+// the gateway's Bote-* headers and the harmless application headers.
+func TestDelivererNeverForwardsSpoofableHeaderNames(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	var logs bytes.Buffer
+	d := &Deliverer{URL: srv.URL, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	// The worker refuses these from connectors and cloud.Client from cloud
+	// services; a message put on the bus by other means may still carry
+	// them.
+	spoof := map[string]string{
+		"bote_from": "evil", "Bote_Tenant": "evil", "x_tenant_id": "evil", "trace_id": "t",
+		"bote.connector": "evil", "X.Tenant.Id": "evil", "kind": "ping", "x-trace": "1",
+	}
+	m := &connector.Message{ID: "m1", Kind: envelope.KindTargeted, From: envelope.Identity{Service: "svc"}, Headers: spoof, Body: []byte("x")}
+	for range 2 {
+		require.NoError(t, d.Handle(context.Background(), m))
+	}
+	var bote []string
+	for k := range got {
+		assert.NotContains(t, k, "_", "a name with '_' reached the program")
+		if envelope.IsReservedHeader(k) {
+			bote = append(bote, k)
+		}
+	}
+	assert.ElementsMatch(t, []string{"Bote-Message-Id", "Bote-Kind", "Bote-From"}, bote)
+	assert.Equal(t, "svc", got.Get("Bote-From"))
+	assert.Equal(t, "ping", got.Get("Kind"))
+	assert.Equal(t, "1", got.Get("X-Trace"))
+	assert.Equal(t, 1, strings.Count(logs.String(), "dropped"), "logged once: %s", logs.String())
 }
 
 type fakeGateway struct {
