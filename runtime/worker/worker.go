@@ -93,9 +93,13 @@ type Config struct {
 	// it changes.
 	RegistryPath string
 
-	PingInterval    time.Duration // default 30s
-	SASLifetime     time.Duration // default 15m
-	ShutdownTimeout time.Duration // default 30s
+	PingInterval time.Duration // default 30s
+	// MaxSessionsPerConnector bounds one connector's sessions on this
+	// replica (default session.DefaultMaxSessionsPerConnector); a new one
+	// beyond it closes the connector's oldest.
+	MaxSessionsPerConnector int
+	SASLifetime             time.Duration // default 15m
+	ShutdownTimeout         time.Duration // default 30s
 	// RoutePollMin and RoutePollMax bound the router's wait between empty
 	// receives on a polling bus (Storage Queues): it doubles from min to max
 	// while idle. They trade idle requests against latency (defaults 20ms
@@ -140,6 +144,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("worker config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
 	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0, c.RoutePollMin < 0, c.RoutePollMax < 0:
 		return errors.New("worker config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
+	case c.MaxSessionsPerConnector < 0:
+		return fmt.Errorf("worker config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
 	}
 	return nil
 }
@@ -242,6 +248,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Metrics:       m,
 		Logger:        log,
 		PingInterval:  cfg.PingInterval,
+
+		MaxSessionsPerConnector: cfg.MaxSessionsPerConnector,
 	})
 	if err != nil {
 		return err

@@ -151,6 +151,7 @@ func TestConfigValidate(t *testing.T) {
 		"ServiceBusConnectionString": func(c *Config) { c.Bus = BusServiceBus },
 		"Replica":                    func(c *Config) { c.Replica = "UPPER" },
 		"PingInterval":               func(c *Config) { c.PingInterval = -1 },
+		"MaxSessionsPerConnector":    func(c *Config) { c.MaxSessionsPerConnector = -1 },
 	} {
 		c := ok
 		mut(&c)

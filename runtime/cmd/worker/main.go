@@ -51,6 +51,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket ping interval (default 30s)")
+	fs.IntVar(&cfg.MaxSessionsPerConnector, "max-sessions-per-connector", 0, "sessions one connector may hold on this replica; a new one beyond it closes the oldest (default 4)")
 	fs.DurationVar(&cfg.SASLifetime, "sas-lifetime", 0, "lifetime of queue SAS URLs (default 15m)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "graceful shutdown limit (default 30s)")
 	fs.DurationVar(&cfg.RoutePollMin, "route-poll-min", 0, "router wait after an empty receive on a polling bus (default 20ms)")

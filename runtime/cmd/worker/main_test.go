@@ -20,6 +20,7 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		{"servicebus without connection", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--bus", "servicebus"}, nil, "ServiceBusConnectionString"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "log-level"},
 		{"environment is read", nil, map[string]string{"BOTE_WORKER_STORAGE_CONNECTION_STRING": "garbage", "BOTE_WORKER_ISSUER": "http://idp"}, "connection string"},
+		{"negative session cap", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--max-sessions-per-connector", "-1"}, nil, "MaxSessionsPerConnector"},
 		{"bad duration in environment", nil, map[string]string{"BOTE_WORKER_PING_INTERVAL": "often"}, "BOTE_WORKER_PING_INTERVAL"},
 	}
 	for _, tt := range tests {

@@ -23,6 +23,9 @@ type Metrics struct {
 	RoutingLatency prometheus.Histogram
 	// Sessions is the number of open connector sessions on this replica.
 	Sessions prometheus.Gauge
+	// Evicted counts sessions closed because their connector opened more
+	// than the per-connector cap on this replica (the oldest goes).
+	Evicted prometheus.Counter
 	// Sent counts connector→cloud messages accepted by the bus.
 	Sent prometheus.Counter
 	// Rejected counts connector frames refused, by error code.
@@ -58,6 +61,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bote_worker_sessions", Help: "Open connector sessions on this replica.",
 		}),
+		Evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bote_worker_sessions_evicted_total", Help: "Sessions closed because their connector exceeded the per-connector session cap (oldest first).",
+		}),
 		Sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bote_worker_sent_total", Help: "Connector to cloud messages accepted by the bus.",
 		}),
@@ -68,6 +74,6 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "bote_worker_nudges_total", Help: "Nudges sent, by destination.",
 		}, []string{"to"}),
 	}
-	reg.MustRegister(m.Routed, m.Failed, m.Retries, m.Duplicates, m.RoutingLatency, m.Sessions, m.Sent, m.Rejected, m.Nudges)
+	reg.MustRegister(m.Routed, m.Failed, m.Retries, m.Duplicates, m.RoutingLatency, m.Sessions, m.Evicted, m.Sent, m.Rejected, m.Nudges)
 	return m
 }

@@ -118,6 +118,11 @@ const CloseTokenExpired = 4001
 // from the registry or disabled. Reconnecting will fail.
 const CloseRevoked = 4003
 
+// CloseSessionLimit is the close code of a connector's oldest session when
+// the connector opened more sessions on one worker than it may hold at once
+// (the worker's per-connector cap). The newer sessions stay open.
+const CloseSessionLimit = 4004
+
 // Frame is one protocol frame. Which fields are set depends on Type.
 type Frame struct {
 	Type string `json:"type"`

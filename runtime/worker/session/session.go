@@ -9,8 +9,12 @@
 //
 // One misbehaving connector cannot hurt the others: malformed and oversize
 // frames are answered with error frames, each session has its own goroutines
-// and a bounded number of requests in flight, and a slow connector only
-// slows its own session.
+// and a bounded number of requests in flight, a slow connector only slows
+// its own session, and a connector holds at most MaxSessionsPerConnector
+// sessions on a worker: the next one closes its oldest with
+// protocol.CloseSessionLimit. Closing the oldest rather than refusing the
+// newest means a connector that lost track of a half-open session (or whose
+// stolen token someone else floods with) always gets in with a fresh one.
 package session
 
 import (
@@ -116,7 +120,16 @@ type Config struct {
 	// MaxInFlight bounds the requests one session has in flight (default 8);
 	// beyond it the worker stops reading that session's frames.
 	MaxInFlight int
+	// MaxSessionsPerConnector bounds the sessions one connector holds on
+	// this worker at once (default DefaultMaxSessionsPerConnector); a new
+	// session beyond it closes the connector's oldest.
+	MaxSessionsPerConnector int
 }
+
+// DefaultMaxSessionsPerConnector leaves room for a connector's restarts
+// and reconnects overlapping a session the worker has not yet seen drop,
+// and for a few processes sharing one registration.
+const DefaultMaxSessionsPerConnector = 4
 
 // Validate checks the configuration and names the bad field.
 func (c *Config) Validate() error {
@@ -133,6 +146,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("session config: PingInterval %s must be between 0 (default) and 120s", c.PingInterval)
 	case c.WriteTimeout < 0, c.RequestTimeout < 0, c.MaxInFlight < 0:
 		return errors.New("session config: WriteTimeout, RequestTimeout and MaxInFlight must not be negative")
+	case c.MaxSessionsPerConnector < 0:
+		return fmt.Errorf("session config: MaxSessionsPerConnector %d must not be negative (0 is the default, %d)", c.MaxSessionsPerConnector, DefaultMaxSessionsPerConnector)
 	}
 	return nil
 }
@@ -166,6 +181,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 8
+	}
+	if cfg.MaxSessionsPerConnector == 0 {
+		cfg.MaxSessionsPerConnector = DefaultMaxSessionsPerConnector
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -281,12 +299,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(protocol.HardFrameLimit)
+	seq := s.seq.Add(1)
 	c := &conn{
 		srv:    s,
 		ws:     ws,
 		id:     id,
 		queue:  queue,
-		name:   fmt.Sprintf("%s/%s#%d", id.Tenant, id.Connector, s.seq.Add(1)),
+		seq:    seq,
+		name:   fmt.Sprintf("%s/%s#%d", id.Tenant, id.Connector, seq),
 		nudges: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		slots:  make(chan struct{}, s.cfg.MaxInFlight),
@@ -301,6 +321,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.serve(r.Context())
 }
 
+// add registers c; beyond the connector's cap it takes the oldest of the
+// connector's sessions out of the set and closes it.
 func (s *Server) add(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -311,6 +333,19 @@ func (s *Server) add(c *conn) bool {
 	if set == nil {
 		set = map[*conn]struct{}{}
 		s.sessions[c.id] = set
+	}
+	for len(set) >= s.cfg.MaxSessionsPerConnector {
+		var oldest *conn
+		for o := range set {
+			if oldest == nil || o.seq < oldest.seq {
+				oldest = o
+			}
+		}
+		delete(set, oldest)
+		s.metrics.Evicted.Inc()
+		s.log.Warn("audit: session_evicted", "audit", true, "event", "session_evicted", "tenant", c.id.Tenant, "connector", c.id.Connector,
+			"session", oldest.name, "by", c.name, "remote", c.remote, "limit", s.cfg.MaxSessionsPerConnector)
+		go oldest.close(protocol.CloseSessionLimit, fmt.Sprintf("the connector opened more than %d sessions on this worker; the oldest is closed", s.cfg.MaxSessionsPerConnector))
 	}
 	set[c] = struct{}{}
 	s.wg.Add(1)
@@ -341,6 +376,7 @@ type conn struct {
 	ws     *websocket.Conn
 	id     Identity
 	queue  string
+	seq    uint64 // order of arrival on this server
 	name   string
 	remote string
 

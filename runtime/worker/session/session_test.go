@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -389,11 +390,12 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	ok := Config{Verifier: fakeVerifier{}, Sender: &fakeSender{}, Subscriptions: &fakeSubs{}, QueueAccess: fakeAccess{}}
 	for name, mut := range map[string]func(*Config){
-		"Verifier":      func(c *Config) { c.Verifier = nil },
-		"Sender":        func(c *Config) { c.Sender = nil },
-		"Subscriptions": func(c *Config) { c.Subscriptions = nil },
-		"QueueAccess":   func(c *Config) { c.QueueAccess = nil },
-		"PingInterval":  func(c *Config) { c.PingInterval = 10 * time.Minute },
+		"Verifier":                func(c *Config) { c.Verifier = nil },
+		"Sender":                  func(c *Config) { c.Sender = nil },
+		"Subscriptions":           func(c *Config) { c.Subscriptions = nil },
+		"QueueAccess":             func(c *Config) { c.QueueAccess = nil },
+		"PingInterval":            func(c *Config) { c.PingInterval = 10 * time.Minute },
+		"MaxSessionsPerConnector": func(c *Config) { c.MaxSessionsPerConnector = -1 },
 	} {
 		c := ok
 		mut(&c)
@@ -478,4 +480,53 @@ func TestDisabledConnectorsLoseTheirSessions(t *testing.T) {
 	assert.Equal(t, websocket.StatusCode(protocol.CloseRevoked), websocket.CloseStatus(err))
 	other.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
 	assert.Equal(t, protocol.TypeAck, other.read().Type)
+}
+
+// TestSessionFloodKeepsTheNewestUpToTheCap: one token opening 300 sessions
+// ends with MaxSessionsPerConnector open (the newest), every older one
+// closed with CloseSessionLimit, the gauge exact and the evictions counted;
+// another connector's session is untouched.
+func TestSessionFloodKeepsTheNewestUpToTheCap(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, DefaultMaxSessionsPerConnector, h.srv.cfg.MaxSessionsPerConnector)
+	limit := h.srv.cfg.MaxSessionsPerConnector
+	other := h.dial(t, "tok-acme-agent2")
+	const flood = 300
+	clients := make([]*client, flood)
+	for i := range clients {
+		clients[i] = h.dial(t, "tok-acme-agent1")
+	}
+	for i, c := range clients[:flood-limit] {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		for err == nil { // nothing but the close may come; skip anything else
+			_, _, err = c.ws.Read(ctx)
+		}
+		cancel()
+		require.Equal(t, websocket.StatusCode(protocol.CloseSessionLimit), websocket.CloseStatus(err), "session %d", i)
+	}
+	m := h.srv.metrics
+	require.Eventually(t, func() bool { return testutil.ToFloat64(m.Sessions) == float64(limit+1) }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, limit+1, h.srv.Sessions())
+	assert.Equal(t, float64(flood-limit), testutil.ToFloat64(m.Evicted))
+
+	// The newest sessions and the other connector still work.
+	for i, c := range append(clients[flood-limit:], other) {
+		c.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: "after-flood-" + strconv.Itoa(i)}})
+		assert.Equal(t, protocol.TypeAck, c.read().Type)
+	}
+	assert.Len(t, h.sender.all(), limit+1)
+}
+
+func TestSessionCapOfOne(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxSessionsPerConnector = 1 })
+	first := h.dial(t, "tok-acme-agent1")
+	second := h.dial(t, "tok-acme-agent1")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := first.ws.Read(ctx)
+	assert.Equal(t, websocket.StatusCode(protocol.CloseSessionLimit), websocket.CloseStatus(err))
+	assert.Contains(t, err.Error(), "more than 1 session")
+	second.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: "x"}})
+	assert.Equal(t, protocol.TypeAck, second.read().Type)
 }
