@@ -107,13 +107,15 @@ func (s Setting) Flag() string { return strings.ReplaceAll(s.Key, "_", "-") }
 // Env is the setting's environment variable.
 func (s Setting) Env() string { return "OPSBOT_" + strings.ToUpper(s.Key) }
 
-// Get returns the value in c as a string, secrets redacted.
+// Get returns the value in c as a string for showing: a secret setting
+// wholly redacted, any other with every credential in it redacted (see
+// Config.Redact), since a connection string or URL can carry one.
 func (s Setting) Get(c *Config) string {
 	v := s.get(c)
 	if s.Secret && v != "" {
-		return "<redacted>"
+		return Redacted
 	}
-	return v
+	return c.Redact(v)
 }
 
 func str(p func(*Config) *string) (func(*Config) string, func(*Config, string) error) {

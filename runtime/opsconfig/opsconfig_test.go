@@ -173,3 +173,29 @@ func TestSettingsRedactSecrets(t *testing.T) {
 		assert.Regexp(t, `^OPSBOT_[A-Z_]+$`, s.Env())
 	}
 }
+
+func TestRedact(t *testing.T) {
+	c := &Config{Key: "bXlLZXk=", Namespace: "Endpoint=sb://ns.example/;SharedAccessKeyName=send;SharedAccessKey=Q29ublN0cktleQ=="}
+	tests := []struct{ in, want string }{
+		{"SharedAccessKey=abc;EntityPath=ops", "SharedAccessKey=<redacted>;EntityPath=ops"},
+		{"x SharedAccessSignature=SharedAccessSignature sr=a&sig=b&se=1;EntityPath=ops", "x SharedAccessSignature=<redacted>;EntityPath=ops"},
+		{"token: SharedAccessSignature sr=a&sig=b&se=1&skn=send end", "token: SharedAccessSignature <redacted> end"},
+		{"https://h/?sv=1&sig=abc%2B&se=2", "https://h/?sv=1&sig=<redacted>&se=2"},
+		{"AccountName=a;AccountKey=abc==;EndpointSuffix=x", "AccountName=a;AccountKey=<redacted>;EndpointSuffix=x"},
+		{"sb://user:pa55@host/", "sb://user:<redacted>@host/"},
+		{"Authorization: Bearer abc.def-ghi", "Authorization: Bearer <redacted>"},
+		{"key obk_alice.c2VjcmV0 refused", "key <redacted> refused"},
+		{"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "<redacted>"},
+		{"echo bXlLZXk= and Q29ublN0cktleQ==", "echo <redacted> and <redacted>"},
+		// Not secrets: left alone.
+		{`--label: "novalue": want key=value`, `--label: "novalue": want key=value`},
+		{"/tmp/TestRunCommandErrors347866595/001 is too large", "/tmp/TestRunCommandErrors347866595/001 is too large"},
+		{"run 0a1b2c3d-1111-4222-8333-444455556666 on contoso.servicebus.windows.net", "run 0a1b2c3d-1111-4222-8333-444455556666 on contoso.servicebus.windows.net"},
+		{"SharedAccessKeyName=RootManageSharedAccessKey", "SharedAccessKeyName=RootManageSharedAccessKey"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, c.Redact(tt.in), tt.in)
+	}
+	var none *Config
+	assert.Equal(t, "SharedAccessKey=<redacted>", none.Redact("SharedAccessKey=x"), "a nil config still redacts by shape")
+}

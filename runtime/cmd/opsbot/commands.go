@@ -32,9 +32,12 @@ type app struct {
 	// a confirmation on.
 	terminal func() bool
 	cfg      *opsconfig.Config
-	target   target
-	azure    azcore.TokenCredential // set by tests; else made on first use
-	api      runsAPI                // set by tests; else the ops client
+	// redact is the config as resolved, even when invalid: what to hide
+	// from messages.
+	redact *opsconfig.Config
+	target target
+	azure  azcore.TokenCredential // set by tests; else made on first use
+	api    runsAPI                // set by tests; else the ops client
 	// logsToStdout: the command's output is a run's log (opsbot logs).
 	logsToStdout bool
 }
@@ -76,7 +79,8 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	code, msg := explain(err, a.target)
 	if msg != "" { // a run outcome already printed says it all
-		fmt.Fprintln(stderr, "opsbot: "+msg)
+		// Errors can echo a setting (a connection string, a URL).
+		fmt.Fprintln(stderr, "opsbot: "+a.redact.Redact(msg))
 	}
 	return code
 }
@@ -107,11 +111,12 @@ run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			cfg, warnings, err := opsconfig.Resolve(cmd.Flags(), a.lookup)
+			a.redact = cfg
 			for _, w := range warnings {
 				fmt.Fprintln(a.stderr, "opsbot: warning:", w)
 			}
 			if err != nil && cfg != nil && cmd.Name() == "show" {
-				fmt.Fprintln(a.stderr, "opsbot: warning: the configuration is invalid:", err)
+				fmt.Fprintln(a.stderr, "opsbot: warning: the configuration is invalid:", cfg.Redact(err.Error()))
 				err = nil
 			}
 			if err != nil {

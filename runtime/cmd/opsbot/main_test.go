@@ -182,6 +182,81 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 	assert.Regexp(t, `api_key\s+<redacted>\s+env OPSBOT_API_KEY`, r.stdout)
 }
 
+// TestConfigShowRedactsEveryForm: whatever form a credential takes and
+// whichever setting it lands in (also by mistake), config show prints no
+// part of it, on stdout or in its warnings; what is not secret still shows.
+func TestConfigShowRedactsEveryForm(t *testing.T) {
+	const host = "contoso.servicebus.windows.net"
+	tests := []struct {
+		name    string
+		env     map[string]string
+		secrets []string
+		shown   []string
+	}{
+		{"connection string with SharedAccessKey", map[string]string{"OPSBOT_NAMESPACE": "Endpoint=sb://" + host + "/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0LWtleS1ub3QtZm9y+/abc=;EntityPath=ops"},
+			[]string{"c2VjcmV0LWtleS1ub3QtZm9y", "+/abc="}, []string{host, "SharedAccessKeyName=send", "EntityPath=ops"}},
+		{"connection string, lower case and spaces", map[string]string{"OPSBOT_NAMESPACE": "endpoint=sb://" + host + "/; sharedaccesskeyname=send ; sharedaccesskey = bG93ZXJjYXNlLXNlY3JldA== ;entitypath=ops"},
+			[]string{"bG93ZXJjYXNlLXNlY3JldA"}, []string{host}},
+		{"connection string with SharedAccessSignature", map[string]string{"OPSBOT_NAMESPACE": "Endpoint=sb://" + host + "/;SharedAccessSignature=SharedAccessSignature sr=https%3A%2F%2F" + host + "%2Fops&sig=U2lnU2VjcmV0VmFsdWU%3D&se=1900000000&skn=send;EntityPath=ops"},
+			[]string{"U2lnU2VjcmV0VmFsdWU"}, []string{host, "EntityPath=ops"}},
+		{"bare SAS token as namespace", map[string]string{"OPSBOT_NAMESPACE": "SharedAccessSignature sr=https%3A%2F%2F" + host + "&sig=QmFyZVNhc1Rva2Vu%2B&se=1900000000&skn=send"},
+			[]string{"QmFyZVNhc1Rva2Vu"}, nil},
+		{"SAS query string on a namespace URL", map[string]string{"OPSBOT_NAMESPACE": "https://" + host + "/?sv=2&sig=UXVlcnlTaWdTZWNyZXQ%3D&se=1", "OPSBOT_HYBRID_CONNECTION": "ops"},
+			[]string{"UXVlcnlTaWdTZWNyZXQ"}, []string{host}},
+		{"password in a namespace URL", map[string]string{"OPSBOT_NAMESPACE": "sb://send:VXNlcmluZm9TZWNyZXQ@" + host, "OPSBOT_HYBRID_CONNECTION": "ops"},
+			[]string{"VXNlcmluZm9TZWNyZXQ"}, []string{host}},
+		{"storage connection string in the wrong place", map[string]string{"OPSBOT_NAMESPACE": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=QWNjb3VudEtleVNlY3JldA==;EndpointSuffix=core.windows.net"},
+			[]string{"QWNjb3VudEtleVNlY3JldA"}, []string{"AccountName=acct"}},
+		{"relay key pasted as the namespace", map[string]string{"OPSBOT_NAMESPACE": "U0FTa2V5UGFzdGVkQXNOYW1lc3BhY2VYWVo0NTY3ODkwYWI="},
+			[]string{"U0FTa2V5UGFzdGVkQXNOYW1lc3BhY2VY"}, nil},
+		{"relay SAS key", map[string]string{"OPSBOT_NAMESPACE": "myns", "OPSBOT_HYBRID_CONNECTION": "ops", "OPSBOT_KEY_NAME": "send", "OPSBOT_KEY": "S2V5U2V0dGluZ1NlY3JldA=="},
+			[]string{"S2V5U2V0dGluZ1NlY3JldA"}, []string{"send"}},
+		{"operator API key", map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:1", "OPSBOT_API_KEY": "obk_alice.QXBpS2V5U2VjcmV0VmFsdWVYWVo"},
+			[]string{"QXBpS2V5U2VjcmV0VmFsdWVYWVo"}, nil},
+		{"OAuth token as API key", map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:1", "OPSBOT_API_KEY": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcGVyYXRvciJ9.T0F1dGhTaWduYXR1cmU"},
+			[]string{"eyJzdWIiOiJvcGVyYXRvciJ9", "T0F1dGhTaWduYXR1cmU"}, nil},
+		{"API key in the scope setting", map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:1", "OPSBOT_API_SCOPE": "obk_alice.V3JvbmdGaWVsZFNlY3JldA"},
+			[]string{"V3JvbmdGaWVsZFNlY3JldA"}, nil},
+		{"token in the scope setting", map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:1", "OPSBOT_API_SCOPE": "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.U2NvcGVUb2tlblNpZw"},
+			[]string{"eyJzdWIiOiJ4In0", "U2NvcGVUb2tlblNpZw"}, nil},
+		{"token in the local URL", map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:9000/?access_token=TG9jYWxUb2tlblNlY3JldA&x=1"},
+			[]string{"TG9jYWxUb2tlblNlY3JldA"}, []string{"127.0.0.1:9000"}},
+		{"invalid namespace URL echoed in the error", map[string]string{"OPSBOT_NAMESPACE": "https://send:UGF0aFVybFNlY3JldA@" + host + "/ops?sig=UGF0aFNpZ1NlY3JldA", "OPSBOT_HYBRID_CONNECTION": "ops"},
+			[]string{"UGF0aFVybFNlY3JldA", "UGF0aFNpZ1NlY3JldA"}, []string{host}},
+		{"invalid local URL echoed in the error", map[string]string{"OPSBOT_LOCAL_URL": "ftp://op:RnRwU2VjcmV0UGFzcw@ops.example/?token=RnRwVG9rZW5TZWNyZXQ"},
+			[]string{"RnRwU2VjcmV0UGFzcw", "RnRwVG9rZW5TZWNyZXQ"}, []string{"ops.example"}},
+		{"password in the local URL", map[string]string{"OPSBOT_LOCAL_URL": "https://op:TG9jYWxQYXNzd29yZA@ops.example"},
+			[]string{"TG9jYWxQYXNzd29yZA"}, []string{"ops.example"}},
+		{"key in a flag", map[string]string{"OPSBOT_NAMESPACE": "myns", "OPSBOT_HYBRID_CONNECTION": "ops", "OPSBOT_KEY_NAME": "send"},
+			[]string{"RmxhZ0tleVNlY3JldA"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"config", "show"}
+			if tt.name == "key in a flag" {
+				args = append(args, "--key", "RmxhZ0tleVNlY3JldA==")
+			}
+			r := runCLI(t, tt.env, args...)
+			require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+			for _, secret := range tt.secrets {
+				assert.NotContains(t, r.stdout, secret)
+				assert.NotContains(t, r.stderr, secret)
+			}
+			for _, s := range tt.shown {
+				assert.Contains(t, r.stdout, s)
+			}
+			assert.Contains(t, r.stdout, "<redacted>")
+
+			// An error that echoes a setting hides it too.
+			r = runCLI(t, tt.env, append([]string{"status"}, args[2:]...)...)
+			require.NotEqual(t, exitOK, r.code)
+			for _, secret := range tt.secrets {
+				assert.NotContains(t, r.stderr, secret)
+			}
+		})
+	}
+}
+
 // fakeCredential stands in for the Entra login.
 type fakeCredential struct {
 	token  string
