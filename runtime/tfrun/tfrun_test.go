@@ -2,6 +2,7 @@ package tfrun
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -212,6 +213,33 @@ func TestStreamBatchesAndRedacts(t *testing.T) {
 	assert.Equal(t, "a *** b\nsecond x\nplain text line\nError: bad\n", logs.text(), "short values are not treated as secrets")
 	require.Len(t, res.Diagnostics, 1)
 	assert.Equal(t, "bad ***", res.Diagnostics[0].Summary)
+}
+
+// TestRedactionIsExactMatchOnly pins what docs/agent.md says redaction
+// does not promise: only exact occurrences within one line are replaced;
+// transformed, partial and multi-line secrets pass.
+func TestRedactionIsExactMatchOnly(t *testing.T) {
+	const secret = "s3cr3t-Value"
+	const pem = "-----BEGIN KEY-----\nMIIBkey\n-----END KEY-----"
+	logs := newSink()
+	s := newEventStream(context.Background(), logs, &Result{}, newRedactor([]string{secret, pem}), time.Hour, 100)
+	for _, line := range []string{
+		"exact " + secret,
+		"base64 " + base64.StdEncoding.EncodeToString([]byte(secret)),
+		"upper " + strings.ToUpper(secret),
+		"part " + secret[:6],
+		pem, // printed as is: three lines, none of them the secret
+	} {
+		_, _ = s.Write([]byte(line + "\n"))
+	}
+	require.NoError(t, s.Close())
+	assert.Equal(t, strings.Join([]string{
+		"exact ***",
+		"base64 " + base64.StdEncoding.EncodeToString([]byte(secret)),
+		"upper S3CR3T-VALUE",
+		"part s3cr3t",
+		"-----BEGIN KEY-----", "MIIBkey", "-----END KEY-----",
+	}, "\n")+"\n", logs.text())
 }
 
 func TestSinkFailureDoesNotFailTheRun(t *testing.T) {
