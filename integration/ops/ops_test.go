@@ -113,7 +113,7 @@ func newFiles(t *testing.T) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	key, err := kf.AddKey("e2e", "integration test", time.Now())
+	key, err := kf.AddKey("e2e", "integration test", operatorauth.Grants{Admin: true}, time.Now())
 	require.NoError(t, err)
 	keys := filepath.Join(dir, "keys.json")
 	require.NoError(t, kf.Save(keys))

@@ -293,7 +293,7 @@ func (p *Platform) writeKeys() error {
 	}
 
 	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	if p.APIKey, err = kf.AddKey("operator", "platform operator", time.Now()); err != nil {
+	if p.APIKey, err = kf.AddKey("operator", "platform operator", operatorauth.Grants{Admin: true}, time.Now()); err != nil {
 		return fmt.Errorf("cannot create an operator API key: %w", err)
 	}
 	if err := kf.Save(p.keysFile()); err != nil {

@@ -78,7 +78,7 @@ func startServer(t *testing.T) *server {
 	reg := filepath.Join(s.dir, "registry.json")
 	require.NoError(t, os.WriteFile(reg, data, 0o644))
 	kf := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	apiKey, err := kf.AddKey("e2e", "", time.Now())
+	apiKey, err := kf.AddKey("e2e", "", operatorauth.Grants{Admin: true}, time.Now())
 	require.NoError(t, err)
 	keys := filepath.Join(s.dir, "keys.json")
 	require.NoError(t, kf.Save(keys))

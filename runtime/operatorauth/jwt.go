@@ -46,6 +46,9 @@ type JWTConfig struct {
 	// RequiredRole, if set, must appear in the token's "roles" claim or in
 	// its space-separated "scp" claim.
 	RequiredRole string
+	// Roles gives principals their grants from the token's "roles" and
+	// "groups" claims. Without it OAuth2 principals may do nothing.
+	Roles RoleMap
 	// HTTPClient fetches discovery and JWKS documents. Default: 10 s timeout.
 	HTTPClient *http.Client
 	// Leeway absorbs clock skew. Default 30 s.
@@ -74,6 +77,9 @@ func (c JWTConfig) Validate() error {
 			return fmt.Errorf("Algorithms: %q is not an asymmetric JWS algorithm (allowed: %s)", a, strings.Join(allowedAlgorithms, ", "))
 		}
 	}
+	if err := c.Roles.Validate(); err != nil {
+		return fmt.Errorf("Roles: %w", err)
+	}
 	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
 		return fmt.Errorf("Leeway: %s must be between 0 and 5m", c.Leeway)
 	}
@@ -100,6 +106,7 @@ type JWTValidator struct {
 type operatorClaims struct {
 	jwt.RegisteredClaims
 	Roles             []string `json:"roles,omitempty"`
+	Groups            []string `json:"groups,omitempty"`
 	Scope             string   `json:"scp,omitempty"`
 	ObjectID          string   `json:"oid,omitempty"`
 	PreferredUsername string   `json:"preferred_username,omitempty"`
@@ -160,7 +167,8 @@ func NewJWTValidator(ctx context.Context, cfg JWTConfig) (*JWTValidator, error) 
 // JWKSURL is the JWKS URL in use (configured or discovered).
 func (v *JWTValidator) JWKSURL() string { return v.cfg.JWKSURL }
 
-// Verify validates raw and returns the operator it names. Errors wrap
+// Verify validates raw and returns the operator it names, with the grants
+// the role map gives its roles and groups claims. Errors wrap
 // ErrUnauthenticated (bad, expired or foreign token) or ErrForbidden (valid
 // token without the required role).
 func (v *JWTValidator) Verify(ctx context.Context, raw string) (Principal, error) {
@@ -185,7 +193,8 @@ func (v *JWTValidator) Verify(ctx context.Context, raw string) (Principal, error
 	if id == "" {
 		id = claims.Subject
 	}
-	return Principal{Kind: KindOAuth2, ID: id, Name: name}, nil
+	grants := v.cfg.Roles.Grants(append(slices.Clone(claims.Roles), claims.Groups...))
+	return Principal{Kind: KindOAuth2, ID: id, Name: name, Grants: grants}, nil
 }
 
 // discoverJWKS reads jwks_uri from the issuer's OpenID configuration.

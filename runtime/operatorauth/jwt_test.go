@@ -163,7 +163,7 @@ func TestDiscoveryFailureIsAnError(t *testing.T) {
 func TestAuthenticatorBothKinds(t *testing.T) {
 	fi := newFakeIssuer(t)
 	f := &KeysFile{Version: KeysFileVersion}
-	key, err := f.AddKey("ci", "", testNow)
+	key, err := f.AddKey("ci", "", Grants{}, testNow)
 	require.NoError(t, err)
 	path := t.TempDir() + "/keys.json"
 	require.NoError(t, f.Save(path))

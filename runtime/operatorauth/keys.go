@@ -62,8 +62,12 @@ type KeyEntry struct {
 	SHA256      []byte    `json:"sha256"`
 	Created     time.Time `json:"created,omitzero"`
 	Description string    `json:"description,omitempty"`
+	// Rotated is when the secret was last replaced (RotateKey).
+	Rotated time.Time `json:"rotated,omitzero"`
 	// Disabled keys stay listed (for audit) but authenticate nobody.
 	Disabled bool `json:"disabled,omitempty"`
+	// Revoked is when RevokeKey disabled the key.
+	Revoked time.Time `json:"revoked,omitzero"`
 	// Grants are what the key may do: admin, or a role per tenant. A key
 	// without grants authenticates but is refused everywhere (403).
 	Grants
@@ -157,45 +161,106 @@ func (f *KeysFile) Save(path string) error {
 	return nil
 }
 
-// NewKey draws a new API key with the given id and returns the key (to
-// show once to its owner) and the entry to store.
-func NewKey(id, description string, now time.Time) (apiKey string, entry KeyEntry, err error) {
+// NewKey draws a new API key with the given id and grants and returns the
+// key (to show once to its owner) and the entry to store.
+func NewKey(id, description string, g Grants, now time.Time) (apiKey string, entry KeyEntry, err error) {
 	if err := ValidateKeyID(id); err != nil {
 		return "", KeyEntry{}, err
 	}
+	if err := g.Validate(); err != nil {
+		return "", KeyEntry{}, err
+	}
+	entry = KeyEntry{ID: id, Created: now.UTC().Truncate(time.Second), Description: description, Grants: g.clone()}
+	apiKey, err = entry.newSecret()
+	if err != nil {
+		return "", KeyEntry{}, err
+	}
+	return apiKey, entry, nil
+}
+
+// newSecret draws a new secret and salt for e and returns the API key.
+func (e *KeyEntry) newSecret() (string, error) {
 	secret := make([]byte, secretBytes)
 	salt := make([]byte, saltBytes)
 	if _, err := rand.Read(secret); err != nil {
-		return "", KeyEntry{}, fmt.Errorf("cannot draw a key: %w", err)
+		return "", fmt.Errorf("cannot draw a key: %w", err)
 	}
 	if _, err := rand.Read(salt); err != nil {
-		return "", KeyEntry{}, fmt.Errorf("cannot draw a salt: %w", err)
+		return "", fmt.Errorf("cannot draw a salt: %w", err)
 	}
 	s := base64.RawURLEncoding.EncodeToString(secret)
-	entry = KeyEntry{
-		ID:          id,
-		Salt:        salt,
-		SHA256:      hashSecret(salt, s),
-		Created:     now.UTC().Truncate(time.Second),
-		Description: description,
-	}
-	return KeyPrefix + id + "." + s, entry, nil
+	e.Salt, e.SHA256 = salt, hashSecret(salt, s)
+	return KeyPrefix + e.ID + "." + s, nil
 }
 
-// AddKey creates a key with the given id in f and returns it. An existing id
-// is an error: rotate by adding a new id and disabling or removing the old.
-func (f *KeysFile) AddKey(id, description string, now time.Time) (string, error) {
-	for _, k := range f.Keys {
-		if k.ID == id {
-			return "", fmt.Errorf("key id %q already exists", id)
-		}
+// AddKey creates a key with the given id and grants in f and returns it.
+// An existing id is an error (ErrKeyExists).
+func (f *KeysFile) AddKey(id, description string, g Grants, now time.Time) (string, error) {
+	if f.find(id) >= 0 {
+		return "", fmt.Errorf("%w: key id %q already exists", ErrKeyExists, id)
 	}
-	apiKey, entry, err := NewKey(id, description, now)
+	apiKey, entry, err := NewKey(id, description, g, now)
 	if err != nil {
 		return "", err
 	}
 	f.Keys = append(f.Keys, entry)
 	return apiKey, nil
+}
+
+// RotateKey gives key id a new secret, keeping its id and grants, and
+// returns the new key; the old secret stops working. A revoked key cannot
+// be rotated back to life.
+func (f *KeysFile) RotateKey(id string, now time.Time) (string, error) {
+	i := f.find(id)
+	switch {
+	case i < 0:
+		return "", fmt.Errorf("%w: no key %q", ErrKeyNotFound, id)
+	case f.Keys[i].Disabled:
+		return "", fmt.Errorf("%w: key %q is revoked; create a new one", ErrKeyRevoked, id)
+	}
+	apiKey, err := f.Keys[i].newSecret()
+	if err != nil {
+		return "", err
+	}
+	f.Keys[i].Rotated = now.UTC().Truncate(time.Second)
+	return apiKey, nil
+}
+
+// RevokeKey disables key id for good; it stays listed for audit.
+func (f *KeysFile) RevokeKey(id string, now time.Time) error {
+	i := f.find(id)
+	if i < 0 {
+		return fmt.Errorf("%w: no key %q", ErrKeyNotFound, id)
+	}
+	if !f.Keys[i].Disabled {
+		f.Keys[i].Disabled, f.Keys[i].Revoked = true, now.UTC().Truncate(time.Second)
+	}
+	return nil
+}
+
+func (f *KeysFile) find(id string) int {
+	for i, k := range f.Keys {
+		if k.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Info is the entry as listed: everything but the salt and hash.
+func (e KeyEntry) Info() KeyInfo {
+	return KeyInfo{ID: e.ID, Description: e.Description, Created: e.Created, Rotated: e.Rotated, Revoked: e.Revoked, Disabled: e.Disabled, Grants: e.Grants.clone()}
+}
+
+// KeyInfo describes an API key without its secret or hash.
+type KeyInfo struct {
+	ID          string    `json:"id"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created,omitzero"`
+	Rotated     time.Time `json:"rotated,omitzero"`
+	Revoked     time.Time `json:"revoked,omitzero"`
+	Disabled    bool      `json:"disabled,omitempty"`
+	Grants
 }
 
 func hashSecret(salt []byte, secret string) []byte {
@@ -269,3 +334,12 @@ func (ks *KeySet) Verify(apiKey string) (Principal, error) {
 }
 
 var errNoKeys = errors.New("no API keys configured")
+
+// Errors of key management.
+var (
+	ErrKeyExists   = errors.New("key exists")
+	ErrKeyNotFound = errors.New("no such key")
+	ErrKeyRevoked  = errors.New("key revoked")
+	// ErrNoKeysFile: the server has no keys file to manage.
+	ErrNoKeysFile = errors.New("no API keys file configured")
+)

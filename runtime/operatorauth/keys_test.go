@@ -17,11 +17,11 @@ var testNow = time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
 
 func TestKeySetVerify(t *testing.T) {
 	f := &KeysFile{Version: KeysFileVersion}
-	alice, err := f.AddKey("alice", "laptop", testNow)
+	alice, err := f.AddKey("alice", "laptop", Grants{}, testNow)
 	require.NoError(t, err)
-	bob, err := f.AddKey("bob", "", testNow)
+	bob, err := f.AddKey("bob", "", Grants{}, testNow)
 	require.NoError(t, err)
-	gone, err := f.AddKey("gone", "", testNow)
+	gone, err := f.AddKey("gone", "", Grants{}, testNow)
 	require.NoError(t, err)
 	f.Keys[2].Disabled = true
 	ks := NewKeySet(f)
@@ -70,11 +70,11 @@ func flip(c byte) string {
 
 func TestAddKeyRejectsDuplicateAndBadID(t *testing.T) {
 	f := &KeysFile{Version: KeysFileVersion}
-	_, err := f.AddKey("alice", "", testNow)
+	_, err := f.AddKey("alice", "", Grants{}, testNow)
 	require.NoError(t, err)
-	_, err = f.AddKey("alice", "", testNow)
+	_, err = f.AddKey("alice", "", Grants{}, testNow)
 	assert.ErrorContains(t, err, "already exists")
-	_, err = f.AddKey("Alice!", "", testNow)
+	_, err = f.AddKey("Alice!", "", Grants{}, testNow)
 	assert.ErrorContains(t, err, "lowercase")
 }
 
@@ -103,9 +103,9 @@ func TestParseKeysFileErrors(t *testing.T) {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
 	f := &KeysFile{Version: KeysFileVersion}
-	zed, err := f.AddKey("zed", "", testNow)
+	zed, err := f.AddKey("zed", "", Grants{}, testNow)
 	require.NoError(t, err)
-	_, err = f.AddKey("amy", "ops", testNow)
+	_, err = f.AddKey("amy", "ops", Grants{}, testNow)
 	require.NoError(t, err)
 	require.NoError(t, f.Save(path))
 
@@ -128,7 +128,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 func TestAuthenticatorWatchReloads(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
 	f := &KeysFile{Version: KeysFileVersion}
-	old, err := f.AddKey("old", "", testNow)
+	old, err := f.AddKey("old", "", Grants{}, testNow)
 	require.NoError(t, err)
 	require.NoError(t, f.Save(path))
 
@@ -146,7 +146,7 @@ func TestAuthenticatorWatchReloads(t *testing.T) {
 	}
 	require.NoError(t, check(old))
 
-	newKey, err := f.AddKey("new", "", testNow)
+	newKey, err := f.AddKey("new", "", Grants{}, testNow)
 	require.NoError(t, err)
 	f.Keys[0].Disabled = true // "old" (keys are sorted by Save)
 	require.NoError(t, f.Save(path))

@@ -25,6 +25,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,6 +99,7 @@ func (c Config) Validate() error {
 type Authenticator struct {
 	keysFile string
 	keys     atomic.Pointer[KeySet]
+	editMu   sync.Mutex // serializes key management
 	jwt      *JWTValidator
 	logger   *slog.Logger
 }
@@ -206,4 +210,66 @@ func BearerCredential(r *http.Request) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
 	return cred, nil
+}
+
+// CreateKey adds an API key with the given grants to the keys file and
+// returns it (to show once) with its listing. Key management reads the
+// file, changes it and writes it back atomically under a lock, then
+// reloads; the file is the store, so one server process should own it.
+func (a *Authenticator) CreateKey(id, description string, g Grants) (string, KeyInfo, error) {
+	var key string
+	info, err := a.editKeys(id, func(f *KeysFile, now time.Time) (err error) {
+		key, err = f.AddKey(id, description, g, now)
+		return err
+	})
+	return key, info, err
+}
+
+// RotateKey replaces the secret of key id and returns the new key.
+func (a *Authenticator) RotateKey(id string) (string, KeyInfo, error) {
+	var key string
+	info, err := a.editKeys(id, func(f *KeysFile, now time.Time) (err error) {
+		key, err = f.RotateKey(id, now)
+		return err
+	})
+	return key, info, err
+}
+
+// RevokeKey disables key id for good.
+func (a *Authenticator) RevokeKey(id string) (KeyInfo, error) {
+	return a.editKeys(id, func(f *KeysFile, now time.Time) error { return f.RevokeKey(id, now) })
+}
+
+// ListKeys lists the keys in force, sorted by id, without secrets.
+func (a *Authenticator) ListKeys() ([]KeyInfo, error) {
+	if a.keysFile == "" {
+		return nil, ErrNoKeysFile
+	}
+	ks := a.keys.Load()
+	out := make([]KeyInfo, 0, ks.Len())
+	for _, e := range ks.byID {
+		out = append(out, e.Info())
+	}
+	slices.SortFunc(out, func(x, y KeyInfo) int { return strings.Compare(x.ID, y.ID) })
+	return out, nil
+}
+
+func (a *Authenticator) editKeys(id string, edit func(*KeysFile, time.Time) error) (KeyInfo, error) {
+	if a.keysFile == "" {
+		return KeyInfo{}, ErrNoKeysFile
+	}
+	a.editMu.Lock()
+	defer a.editMu.Unlock()
+	f, err := LoadKeysFile(a.keysFile)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if err := edit(f, time.Now()); err != nil {
+		return KeyInfo{}, err
+	}
+	if err := f.Save(a.keysFile); err != nil {
+		return KeyInfo{}, err
+	}
+	a.keys.Store(NewKeySet(f))
+	return f.Keys[f.find(id)].Info(), nil
 }

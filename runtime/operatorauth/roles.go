@@ -1,6 +1,8 @@
 package operatorauth
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -169,3 +171,91 @@ func ParseTenantRole(s string) (string, Role, error) {
 // ValidateTenantID reports whether id can name a tenant (the rule of
 // queuename.ValidateID, which every tenant id on the platform follows).
 func ValidateTenantID(id string) error { return queuename.ValidateID("tenant", id) }
+
+// RoleMap gives OAuth2 principals their grants from token claims: each
+// value listed is matched against the token's "roles" claim (Entra app role
+// values) and its "groups" claim (Entra group object ids). A principal gets
+// the highest role any matching value gives it in each tenant, and admin
+// if any value in Admin matches. A token matching nothing is authenticated
+// but may do nothing.
+//
+//	{"admin": ["Platform.Admin"],
+//	 "tenants": {
+//	   "contoso": {"reader": ["<group id>"], "approver": ["Contoso.Approver"]}}}
+//
+// Prefer app roles assigned to groups over raw group ids: Entra leaves out
+// the groups claim for a user in more than 200 groups (the overage case),
+// and such a user would then get no role.
+type RoleMap struct {
+	// Admin lists claim values that make a platform administrator.
+	Admin []string `json:"admin,omitempty"`
+	// Tenants maps tenant id to role to the claim values giving that role.
+	Tenants map[string]map[Role][]string `json:"tenants,omitempty"`
+}
+
+// Validate reports the first invalid tenant id, role or claim value.
+func (m RoleMap) Validate() error {
+	for i, v := range m.Admin {
+		if strings.TrimSpace(v) == "" {
+			return fmt.Errorf("admin[%d]: empty claim value", i)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(m.Tenants)) {
+		if err := ValidateTenantID(t); err != nil {
+			return fmt.Errorf("tenants: %w", err)
+		}
+		for _, r := range slices.Sorted(maps.Keys(m.Tenants[t])) {
+			if !r.Valid() {
+				return fmt.Errorf("tenants[%s]: role %q must be one of %s", t, r, roleNames())
+			}
+			for i, v := range m.Tenants[t][r] {
+				if strings.TrimSpace(v) == "" {
+					return fmt.Errorf("tenants[%s][%s][%d]: empty claim value", t, r, i)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ParseRoleMap decodes and validates a role map; unknown fields are
+// errors, so that a typo never silently drops a grant.
+func ParseRoleMap(data []byte) (RoleMap, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m RoleMap
+	if err := dec.Decode(&m); err != nil {
+		return RoleMap{}, fmt.Errorf("cannot decode role map: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		return RoleMap{}, fmt.Errorf("invalid role map: %w", err)
+	}
+	return m, nil
+}
+
+// Grants returns what a token with the given claim values may do.
+func (m RoleMap) Grants(values []string) Grants {
+	has := func(vs []string) bool {
+		for _, v := range vs {
+			if slices.Contains(values, v) {
+				return true
+			}
+		}
+		return false
+	}
+	var g Grants
+	if has(m.Admin) {
+		g.Admin = true
+	}
+	for t, byRole := range m.Tenants {
+		for r, vs := range byRole {
+			if has(vs) && !g.Tenants[t].Includes(r) {
+				if g.Tenants == nil {
+					g.Tenants = map[string]Role{}
+				}
+				g.Tenants[t] = r
+			}
+		}
+	}
+	return g
+}

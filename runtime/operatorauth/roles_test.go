@@ -74,10 +74,10 @@ func TestParseTenantRole(t *testing.T) {
 
 func TestKeySetVerifyCarriesGrants(t *testing.T) {
 	f := &KeysFile{Version: KeysFileVersion}
-	key, err := f.AddKey("alice", "", time.Now())
+	key, err := f.AddKey("alice", "", Grants{Tenants: map[string]Role{"acme": RoleReader}}, time.Now())
 	require.NoError(t, err)
-	f.Keys[0].Grants = Grants{Tenants: map[string]Role{"acme": RoleReader}}
-	require.NoError(t, f.Validate())
+	_, err = f.AddKey("bob", "", Grants{Tenants: map[string]Role{"acme": "root"}}, time.Now())
+	assert.ErrorContains(t, err, `role "root"`)
 	ks := NewKeySet(f)
 	p, err := ks.Verify(key)
 	require.NoError(t, err)

@@ -43,7 +43,7 @@ func newServer(t *testing.T) (*httptest.Server, *opsapi.Server, string) {
 func newAuth(t *testing.T) (*operatorauth.Authenticator, string) {
 	t.Helper()
 	f := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	key, err := f.AddKey("tester", "", time.Now())
+	key, err := f.AddKey("tester", "", operatorauth.Grants{Admin: true}, time.Now())
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "keys.json")
 	require.NoError(t, f.Save(path))

@@ -31,7 +31,7 @@ import (
 func startServer(t *testing.T) (string, string) {
 	t.Helper()
 	f := &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}
-	key, err := f.AddKey("cli-test", "", time.Now())
+	key, err := f.AddKey("cli-test", "", operatorauth.Grants{Admin: true}, time.Now())
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "keys.json")
 	require.NoError(t, f.Save(path))

@@ -5,9 +5,13 @@
 // OAuth2 access tokens from a configured issuer (package operatorauth).
 //
 //	relayserver [flags]                     serve
-//	relayserver apikey create --keys-file F --id ID [--description D]
+//	relayserver apikey create --keys-file F --id ID (--admin | --tenant T=ROLE ...) [--description D]
 //	relayserver apikey list   --keys-file F
-//	relayserver apikey disable --keys-file F --id ID
+//	relayserver apikey rotate --keys-file F --id ID
+//	relayserver apikey revoke --keys-file F --id ID
+//
+// The apikey commands edit the keys file directly, to bootstrap the first
+// admin key; afterwards admins manage keys through the API (opsbot keys).
 //
 // Every serve flag can also be set through the environment: --hybrid-connection
 // is BOTE_RELAYSERVER_HYBRID_CONNECTION, and so on. Flags win over the

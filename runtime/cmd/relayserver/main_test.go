@@ -100,7 +100,7 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 func TestAPIKeyCommands(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "keys.json")
 	var out, errOut bytes.Buffer
-	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice", "--description", "laptop"}, &out, &errOut))
+	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice", "--description", "laptop", "--admin"}, &out, &errOut))
 	key := strings.TrimSpace(out.String())
 	assert.True(t, strings.HasPrefix(key, operatorauth.KeyPrefix))
 	assert.Contains(t, errOut.String(), "shown once")
@@ -109,29 +109,61 @@ func TestAPIKeyCommands(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(data), key[len("obk_alice."):], "only the hash is stored")
 
-	f, err := operatorauth.LoadKeysFile(file)
-	require.NoError(t, err)
-	p, err := operatorauth.NewKeySet(f).Verify(key)
+	verify := func(key string) (operatorauth.Principal, error) {
+		f, err := operatorauth.LoadKeysFile(file)
+		require.NoError(t, err)
+		return operatorauth.NewKeySet(f).Verify(key)
+	}
+	p, err := verify(key)
 	require.NoError(t, err)
 	assert.Equal(t, "alice", p.ID)
-
-	assert.ErrorContains(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard), "already exists")
-	assert.ErrorContains(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "Bad Id"}, io.Discard, io.Discard), "--id")
+	assert.True(t, p.IsAdmin())
 
 	out.Reset()
-	require.NoError(t, runAPIKey([]string{"disable", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard))
-	require.NoError(t, runAPIKey([]string{"list", "--keys-file", file}, &out, io.Discard))
-	assert.Regexp(t, `alice\s+\S+\s+disabled\s+laptop`, out.String())
-	f, err = operatorauth.LoadKeysFile(file)
+	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "bob", "--tenant", "acme=operator", "--tenant", "globex=reader"}, &out, io.Discard))
+	p, err = verify(strings.TrimSpace(out.String()))
 	require.NoError(t, err)
-	_, err = operatorauth.NewKeySet(f).Verify(key)
-	assert.ErrorContains(t, err, "disabled")
+	assert.False(t, p.IsAdmin())
+	assert.Equal(t, operatorauth.RoleOperator, p.RoleIn("acme"))
+	assert.Equal(t, operatorauth.RoleReader, p.RoleIn("globex"))
 
-	assert.ErrorContains(t, runAPIKey([]string{"disable", "--keys-file", file, "--id", "bob"}, io.Discard, io.Discard), "no key")
-	assert.ErrorContains(t, runAPIKey([]string{"list", "--keys-file", filepath.Join(t.TempDir(), "none.json")}, io.Discard, io.Discard), "cannot read")
-	assert.ErrorContains(t, runAPIKey([]string{"rotate", "--keys-file", file}, io.Discard, io.Discard), "unknown subcommand")
-	assert.ErrorContains(t, runAPIKey(nil, io.Discard, io.Discard), "subcommand")
-	assert.ErrorContains(t, runAPIKey([]string{"list"}, io.Discard, io.Discard), "--keys-file")
+	for _, tt := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"create", "--keys-file", file, "--id", "alice", "--admin"}, "already exists"},
+		{[]string{"create", "--keys-file", file, "--id", "Bad Id", "--admin"}, "--id"},
+		{[]string{"create", "--keys-file", file, "--id", "carol"}, "a key without grants"},
+		{[]string{"create", "--keys-file", file, "--id", "carol", "--admin", "--tenant", "acme=reader"}, "give one"},
+		{[]string{"create", "--keys-file", file, "--id", "carol", "--tenant", "acme=owner"}, `role "owner"`},
+		{[]string{"create", "--keys-file", file, "--id", "carol", "--tenant", "acme=reader", "--tenant", "acme=operator"}, "twice"},
+		{[]string{"revoke", "--keys-file", file, "--id", "nobody"}, "no such key"},
+		{[]string{"rotate", "--keys-file", file, "--id", "nobody"}, "no such key"},
+		{[]string{"list", "--keys-file", filepath.Join(t.TempDir(), "none.json")}, "cannot read"},
+		{[]string{"frobnicate", "--keys-file", file}, "unknown subcommand"},
+		{nil, "subcommand"},
+		{[]string{"list"}, "--keys-file"},
+	} {
+		assert.ErrorContains(t, runAPIKey(tt.args, io.Discard, io.Discard), tt.wantErr, "%q", tt.args)
+	}
+
+	out.Reset()
+	require.NoError(t, runAPIKey([]string{"rotate", "--keys-file", file, "--id", "alice"}, &out, io.Discard))
+	rotated := strings.TrimSpace(out.String())
+	_, err = verify(key)
+	assert.ErrorContains(t, err, "wrong secret", "the old secret stops working")
+	p, err = verify(rotated)
+	require.NoError(t, err)
+	assert.True(t, p.IsAdmin(), "rotation keeps the grants")
+
+	out.Reset()
+	require.NoError(t, runAPIKey([]string{"revoke", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard))
+	require.NoError(t, runAPIKey([]string{"list", "--keys-file", file}, &out, io.Discard))
+	assert.Regexp(t, `alice\s+\S+\s+revoked\s+admin\s+laptop`, out.String())
+	assert.Regexp(t, `bob\s+\S+\s+active\s+acme=operator,globex=reader`, out.String())
+	_, err = verify(rotated)
+	assert.ErrorContains(t, err, "disabled")
+	assert.ErrorContains(t, runAPIKey([]string{"rotate", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard), "revoked")
 }
 
 func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
@@ -162,7 +194,7 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	var out bytes.Buffer
-	require.NoError(t, runAPIKey([]string{"create", "--keys-file", keys, "--id", "op"}, &out, io.Discard))
+	require.NoError(t, runAPIKey([]string{"create", "--keys-file", keys, "--id", "op", "--admin"}, &out, io.Discard))
 	apiKey := strings.TrimSpace(out.String())
 
 	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--api-keys-file", keys},
