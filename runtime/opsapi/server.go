@@ -30,6 +30,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -131,7 +132,12 @@ func (s *Server) Shutdown() {
 type route struct {
 	method, path string
 	public       bool
-	handler      http.HandlerFunc
+	// role is the role needed in the path's {tenant}; admin marks
+	// platform administration. Neither: any authenticated operator (the
+	// handler shows only their tenants).
+	role    operatorauth.Role
+	admin   bool
+	handler http.HandlerFunc
 }
 
 // New builds the API handler.
@@ -166,12 +172,13 @@ func New(cfg Config) (*Server, error) {
 		{method: http.MethodGet, path: "/v1/openapi.json", handler: serveOpenAPI},
 	}
 	s.routes = append(s.routes, s.runRoutes()...)
+	s.routes = append(s.routes, s.keyRoutes()...)
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {
 		h := http.Handler(rt.handler)
 		if !rt.public {
-			h = s.authenticate(h)
+			h = s.authenticate(s.authorize(rt, h))
 		}
 		mux.Handle(rt.method+" "+rt.path, h)
 		methods[rt.path] = append(methods[rt.path], rt.method)
@@ -299,8 +306,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Health{Status: "ok"})
 }
 
+// currentStatus is the server's status as the principal in ctx sees it:
+// the agent count covers only its tenants.
 func (s *Server) currentStatus(ctx context.Context) (Status, error) {
-	agents, err := s.cfg.Agents.ListAgents(ctx, AgentFilter{})
+	agents, err := s.visibleAgents(ctx, "")
 	if err != nil {
 		return Status{}, fmt.Errorf("cannot list agents: %w", err)
 	}
@@ -327,9 +336,21 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// listAgents lists the agents of the operator's tenants; ?tenant= narrows
+// to one, which needs the reader role there.
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
-	f := AgentFilter{Tenant: r.URL.Query().Get("tenant")}
-	agents, err := s.cfg.Agents.ListAgents(r.Context(), f)
+	tenant := r.URL.Query().Get("tenant")
+	if tenant != "" {
+		if err := queuename.ValidateID("tenant", tenant); err != nil {
+			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+		if p, _ := PrincipalFrom(r.Context()); !p.Allows(tenant, operatorauth.RoleReader) {
+			s.forbidRole(w, r, p, tenant, operatorauth.RoleReader)
+			return
+		}
+	}
+	agents, err := s.visibleAgents(r.Context(), tenant)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("cannot list agents: %w", err))
 		return

@@ -102,6 +102,13 @@ type ErrorDetail struct {
 	// RequestID is also in the X-Request-Id response header; quote it when
 	// reporting a problem.
 	RequestID string `json:"request_id,omitempty"`
+	// Reason says why a request was forbidden (403): missing_role,
+	// admin_required or four_eyes.
+	Reason string `json:"reason,omitempty"`
+	// MissingRole is the tenant role a 403 missing_role lacked.
+	MissingRole string `json:"missing_role,omitempty"`
+	// Tenant is the tenant a 403 is about.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Health is the body of GET /healthz.

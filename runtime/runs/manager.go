@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,9 @@ var (
 	ErrAgentUnavailable = errors.New("agent unavailable")
 	// ErrInvalid: a request is malformed.
 	ErrInvalid = errors.New("invalid request")
+	// ErrFourEyes: the workspace needs a second person to approve, and
+	// the approver is who queued the run.
+	ErrFourEyes = errors.New("four-eyes approval required")
 )
 
 // Defaults for Config.
@@ -234,6 +238,9 @@ type EnqueueRequest struct {
 	Bundle    *envelope.Claim
 	Message   string
 	CreatedBy string
+	// CreatedByID identifies the principal stably (see Run.CreatedByID);
+	// empty means CreatedBy.
+	CreatedByID string
 }
 
 // checkArtifact refuses a reference to another tenant's or workspace's
@@ -284,11 +291,14 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	if req.ID == "" {
 		req.ID = NewRunID(now)
 	}
+	if req.CreatedByID == "" {
+		req.CreatedByID = req.CreatedBy
+	}
 	b := *req.Bundle
 	b.URL, b.URLExpiresAt = "", time.Time{} // signed links are per use, never stored
 	r := Run{
 		ID: req.ID, Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
-		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedAt: now, UpdatedAt: now,
+		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedByID: req.CreatedByID, CreatedAt: now, UpdatedAt: now,
 		Bundle:  &b,
 		History: []Transition{{To: Queued, At: now, By: req.CreatedBy, Reason: "run created"}},
 	}
@@ -722,11 +732,24 @@ func (m *Manager) commitWithLock(ctx context.Context, r Run) error {
 	return m.store.Commit(ctx, c)
 }
 
-// Approve confirms a planned run so an agent applies its saved plan.
+// Approve confirms a planned run so an agent applies its saved plan. by
+// names the approver for people; it is also the stable id ApproveAs
+// compares.
 func (m *Manager) Approve(ctx context.Context, tenant, runID, by string) (Run, error) {
+	return m.ApproveAs(ctx, tenant, runID, by, by)
+}
+
+// ApproveAs is Approve by a principal named by (for people) with the
+// stable id byID. In a workspace with FourEyes, the principal that queued
+// the run cannot approve it (ErrFourEyes).
+func (m *Manager) ApproveAs(ctx context.Context, tenant, runID, by, byID string) (Run, error) {
 	return m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
 		if r.State == Planned && r.Plan == nil {
 			return fmt.Errorf("%w: run %s has no saved plan", ErrInvalid, r.ID)
+		}
+		queuedBy := cmp.Or(r.CreatedByID, r.CreatedBy)
+		if w.Options.FourEyes && (byID == "" || queuedBy == "" || byID == queuedBy) {
+			return fmt.Errorf("%w: workspace %s/%s needs a second person: %s queued run %s and cannot approve it", ErrFourEyes, r.Tenant, r.Workspace, by, r.ID)
 		}
 		return r.move(Approved, m.clock(), by, "approved by "+by, w.Options)
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
+	"github.com/botehq/platform/runtime/tfrun"
 )
 
 func TestEnqueueValidation(t *testing.T) {
@@ -163,4 +164,39 @@ func TestOnChangeSeesEveryStoredChange(t *testing.T) {
 	_, err = m.Approve(ctx, "contoso", q.ID, "bob")
 	require.ErrorIs(t, err, runs.ErrIllegalTransition)
 	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planning, runs.Cancelled}, seen, "a refused change is not reported")
+}
+
+func TestFourEyesRefusesSelfApproval(t *testing.T) {
+	ctx := context.Background()
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	_, err := m.UpdateWorkspace(ctx, "contoso", "prod", func(w *runs.Workspace) { w.Options.FourEyes, w.Options.AutoApply = true, true })
+	require.ErrorIs(t, err, runs.ErrInvalid, "four-eyes and auto-apply exclude each other")
+	_, err = m.UpdateWorkspace(ctx, "contoso", "prod", func(w *runs.Workspace) { w.Options.FourEyes = true })
+	require.NoError(t, err)
+
+	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply, CreatedBy: "oauth2:alice", CreatedByID: "oauth2:oid-alice",
+		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+	assert.Equal(t, "oauth2:oid-alice", q.Run.CreatedByID)
+	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+
+	for _, tt := range []struct{ name, by, byID string }{
+		{"same principal", "oauth2:alice", "oauth2:oid-alice"},
+		{"same principal, renamed", "oauth2:alice.new@contoso.com", "oauth2:oid-alice"},
+		{"no stable id", "oauth2:bob", ""},
+	} {
+		_, err = m.ApproveAs(ctx, "contoso", q.Run.ID, tt.by, tt.byID)
+		assert.ErrorIs(t, err, runs.ErrFourEyes, tt.name)
+	}
+	r, err := m.GetRun(ctx, "contoso", q.Run.ID)
+	require.NoError(t, err)
+	assert.Equal(t, runs.Planned, r.State, "refused approvals change nothing")
+
+	r, err = m.ApproveAs(ctx, "contoso", q.Run.ID, "oauth2:alice", "oauth2:oid-bob")
+	require.NoError(t, err, "a name clash is no identity: bob's stable id differs")
+	assert.Equal(t, runs.Approved, r.State)
 }

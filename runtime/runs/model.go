@@ -47,6 +47,10 @@ type Workspace struct {
 type Options struct {
 	// AutoApply approves a plan with changes as soon as it is saved.
 	AutoApply bool `json:"autoApply,omitempty"`
+	// FourEyes requires that a run be approved by someone other than who
+	// queued it (Manager.Approve refuses with ErrFourEyes). It excludes
+	// AutoApply, which approves without anyone.
+	FourEyes bool `json:"fourEyes,omitempty"`
 	// PlanTimeout bounds planning (default DefaultPlanTimeout).
 	PlanTimeout time.Duration `json:"planTimeout,omitempty"`
 	// ApplyTimeout bounds applying (default DefaultApplyTimeout).
@@ -74,6 +78,9 @@ func (o Options) Validate() error {
 		if d.v < 0 || d.v > MaxTimeout {
 			return fmt.Errorf("workspace options: %s %s must be between 0 (default) and %s", d.name, d.v, MaxTimeout)
 		}
+	}
+	if o.FourEyes && o.AutoApply {
+		return errors.New("workspace options: fourEyes and autoApply exclude each other (auto-apply approves without a second person)")
 	}
 	return nil
 }
@@ -147,7 +154,10 @@ type Run struct {
 	State     State     `json:"state"`
 	Message   string    `json:"message,omitempty"`
 	CreatedBy string    `json:"createdBy,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
+	// CreatedByID identifies who queued the run stably (for four-eyes
+	// approval), where CreatedBy is for people to read.
+	CreatedByID string    `json:"createdById,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	// Bundle is the configuration to run (see package artifacts).
 	Bundle *envelope.Claim `json:"bundle"`
