@@ -71,6 +71,11 @@ type Principal struct {
 // String is what logs show: "api-key:alice-laptop".
 func (p Principal) String() string { return string(p.Kind) + ":" + p.Name }
 
+// Subject identifies the principal stably, "kind:id" (for OAuth2 the
+// object id, which unlike the user name never changes hands). Compare
+// principals by Subject, never by String.
+func (p Principal) Subject() string { return string(p.Kind) + ":" + p.ID }
+
 // Config configures an Authenticator. At least one credential kind must be
 // configured.
 type Config struct {

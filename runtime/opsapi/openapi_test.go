@@ -198,6 +198,9 @@ func provoke(t *testing.T, base, method, path, code string) ([]byte, bool) {
 	if strings.HasPrefix(path, "/v1/tenants/") {
 		return provokeRuns(t, method, path, code)
 	}
+	if strings.HasPrefix(path, "/v1/keys") {
+		return provokeKeys(t, method, path, code)
+	}
 	switch code {
 	case "101":
 		_, srv := newTestServer(t, nil)

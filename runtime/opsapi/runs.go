@@ -16,6 +16,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -45,15 +46,16 @@ const (
 
 func (s *Server) runRoutes() []route {
 	return []route{
-		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces", handler: s.needRuns(s.createWorkspace)},
-		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces", handler: s.needRuns(s.listWorkspaces)},
-		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces/{workspace}/runs", handler: s.needRuns(s.createRun)},
-		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs", handler: s.needRuns(s.listRuns)},
-		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}", handler: s.needRuns(s.getRun)},
-		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/approve", handler: s.needRuns(s.approveRun)},
-		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/cancel", handler: s.needRuns(s.cancelRun)},
-		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/logs", handler: s.needRuns(s.runLogs)},
-		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/follow", handler: s.needRuns(s.followRun)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces", role: operatorauth.RoleOperator, handler: s.needRuns(s.createWorkspace)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces", role: operatorauth.RoleReader, handler: s.needRuns(s.listWorkspaces)},
+		{method: http.MethodPatch, path: "/v1/tenants/{tenant}/workspaces/{workspace}", role: operatorauth.RoleOperator, handler: s.needRuns(s.updateWorkspace)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces/{workspace}/runs", role: operatorauth.RoleOperator, handler: s.needRuns(s.createRun)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs", role: operatorauth.RoleReader, handler: s.needRuns(s.listRuns)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}", role: operatorauth.RoleReader, handler: s.needRuns(s.getRun)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/approve", role: operatorauth.RoleApprover, handler: s.needRuns(s.approveRun)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/cancel", role: operatorauth.RoleOperator, handler: s.needRuns(s.cancelRun)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/logs", role: operatorauth.RoleReader, handler: s.needRuns(s.runLogs)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/follow", role: operatorauth.RoleReader, handler: s.needRuns(s.followRun)},
 	}
 }
 
@@ -75,6 +77,14 @@ func operator(r *http.Request) string {
 	return "unknown"
 }
 
+// subject is the stable id of the request's principal ("" if none).
+func subject(r *http.Request) string {
+	if p, ok := PrincipalFrom(r.Context()); ok {
+		return p.Subject()
+	}
+	return ""
+}
+
 // runsError maps a runs/artifacts error to a response.
 func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
@@ -82,6 +92,8 @@ func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, http.StatusNotFound, CodeNotFound, notFoundMessage(r))
 	case errors.Is(err, runs.ErrInvalid):
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, strings.TrimPrefix(err.Error(), runs.ErrInvalid.Error()+": "))
+	case errors.Is(err, runs.ErrFourEyes):
+		s.forbid(w, r, ReasonFourEyes, r.PathValue("tenant"), strings.TrimPrefix(err.Error(), runs.ErrFourEyes.Error()+": "))
 	case errors.Is(err, runs.ErrExists):
 		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
 	case errors.Is(err, runs.ErrIllegalTransition):
@@ -137,19 +149,17 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, Options: runs.Options{AutoApply: req.AutoApply}}
-	var err error
-	for _, t := range []struct {
-		field, v string
-		to       *time.Duration
-	}{{"plan", req.Timeouts.Plan, &ws.Options.PlanTimeout}, {"apply", req.Timeouts.Apply, &ws.Options.ApplyTimeout}, {"approval", req.Timeouts.Approval, &ws.Options.ApprovalTimeout}} {
-		if *t.to, err = parseTimeout(t.field, t.v); err != nil {
-			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
+	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels,
+		Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes}}
+	if err := applyTimeouts(&ws.Options, req.Timeouts); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
 	}
 	if err := ws.Validate(); err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	if !s.mayChangeApproval(w, r, runs.Options{}, ws.Options) {
 		return
 	}
 	// A tenant exists once it has a workspace (or an agent heartbeated).
@@ -164,6 +174,91 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "workspace created", "tenant", tenant, "workspace", ws.Name, "by", operator(r))
 	writeJSON(w, http.StatusCreated, apiWorkspace(created))
+}
+
+// applyTimeouts parses the timeouts that are set into o.
+func applyTimeouts(o *runs.Options, t Timeouts) error {
+	for _, f := range []struct {
+		field, v string
+		to       *time.Duration
+	}{{"plan", t.Plan, &o.PlanTimeout}, {"apply", t.Apply, &o.ApplyTimeout}, {"approval", t.Approval, &o.ApprovalTimeout}} {
+		if f.v == "" {
+			continue
+		}
+		d, err := parseTimeout(f.field, f.v)
+		if err != nil {
+			return err
+		}
+		*f.to = d
+	}
+	return nil
+}
+
+// mayChangeApproval refuses (403) a change of a workspace's approval
+// options that the operator's role does not cover: turning auto-apply on
+// lets every plan apply unapproved, so it needs the approver role; turning
+// four-eyes off lets an approver apply their own plans, so it needs an
+// admin.
+func (s *Server) mayChangeApproval(w http.ResponseWriter, r *http.Request, from, to runs.Options) bool {
+	p, _ := PrincipalFrom(r.Context())
+	tenant := r.PathValue("tenant")
+	switch {
+	case to.AutoApply && !from.AutoApply && !p.Allows(tenant, operatorauth.RoleApprover):
+		s.forbidRole(w, r, p, tenant, operatorauth.RoleApprover)
+		return false
+	case from.FourEyes && !to.FourEyes && !p.IsAdmin():
+		s.forbid(w, r, ReasonAdminRequired, tenant, fmt.Sprintf("%s may not turn four-eyes approval off; a platform administrator may", p))
+		return false
+	}
+	return true
+}
+
+// updateWorkspace changes the fields present in the body; absent ones
+// keep their values.
+func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
+	tenant, name := r.PathValue("tenant"), r.PathValue("workspace")
+	var req UpdateWorkspaceRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	var timeouts runs.Options
+	if err := applyTimeouts(&timeouts, req.Timeouts); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	cur, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, name)
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	next := req.apply(cur, timeouts)
+	if err := next.Validate(); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	if !s.mayChangeApproval(w, r, cur.Options, next.Options) {
+		return
+	}
+	// The check above saw cur; a concurrent change of the approval
+	// options makes this one fail rather than slip past it.
+	var raced bool
+	updated, err := s.cfg.Runs.UpdateWorkspace(r.Context(), tenant, name, func(ws *runs.Workspace) {
+		if ws.Options.AutoApply != cur.Options.AutoApply || ws.Options.FourEyes != cur.Options.FourEyes {
+			raced = true
+			return
+		}
+		*ws = req.apply(*ws, timeouts)
+	})
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	if raced {
+		writeError(w, r, http.StatusConflict, CodeConflict, "the workspace's approval options changed meanwhile; read it and try again")
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "workspace updated", "tenant", tenant, "workspace", name, "by", operator(r))
+	writeJSON(w, http.StatusOK, apiWorkspace(updated))
 }
 
 func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +309,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q, err := s.cfg.Runs.Enqueue(r.Context(), runs.EnqueueRequest{Tenant: tenant, Workspace: workspace, ID: id, Operation: op,
-		Bundle: ref, Message: r.URL.Query().Get("message"), CreatedBy: operator(r)})
+		Bundle: ref, Message: r.URL.Query().Get("message"), CreatedBy: operator(r), CreatedByID: subject(r)})
 	if err != nil {
 		s.runsError(w, r, err)
 		return
@@ -261,7 +356,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
-	run, err := s.cfg.Runs.Approve(r.Context(), r.PathValue("tenant"), r.PathValue("run"), operator(r))
+	run, err := s.cfg.Runs.ApproveAs(r.Context(), r.PathValue("tenant"), r.PathValue("run"), operator(r), subject(r))
 	if err != nil {
 		s.runsError(w, r, err)
 		return

@@ -196,9 +196,13 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 	case "401":
 		r = do(t, method, url, "bad")
 	case "403":
-		r = do(t, method, url, forbiddenKey)
+		r = do(t, method, url, nobodyKey)
 	case "404":
-		r = doBody(t, method, f.srv.URL+fill("contoso", "nope", "run-00000000000000zz"), "application/gzip", []byte("x"))
+		ct, body := "application/gzip", []byte("x")
+		if method == http.MethodPatch {
+			ct, body = "application/json", []byte("{}")
+		}
+		r = doBody(t, method, f.srv.URL+fill("contoso", "nope", "run-0000000000000000"), ct, body)
 	case "503":
 		_, srv := newTestServer(t, nil)
 		r = doBody(t, method, srv.URL+fill("contoso", "prod", run), "application/gzip", []byte("x"))
@@ -207,6 +211,12 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 		r = doBody(t, method, url, "application/gzip", []byte("too large"))
 	case "400":
 		switch {
+		case method == http.MethodPatch:
+			r = doBody(t, method, url, "application/json", []byte(`{"timeouts":{"plan":"forever"}}`))
+		case strings.Contains(path, "{run}") && !strings.HasSuffix(path, "/logs") && !strings.HasSuffix(path, "/follow"):
+			r = doBody(t, method, f.srv.URL+fill("contoso", "prod", "run-not-an-id"), "application/json", nil)
+		case method == http.MethodGet && (strings.HasSuffix(path, "/workspaces") || strings.HasSuffix(path, "/runs")):
+			r = do(t, method, f.srv.URL+fill("-bad", "prod", run), goodKey)
 		case strings.HasSuffix(path, "/workspaces"):
 			r = doBody(t, method, url, "application/json", []byte(`{"name":"bad name!"}`))
 		case strings.HasSuffix(path, "/runs"):
@@ -215,6 +225,9 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 			r = do(t, method, url+"?offset=-1", goodKey)
 		}
 	case "409":
+		if method == http.MethodPatch {
+			return nil, false // only when two changes race
+		}
 		if strings.HasSuffix(path, "/workspaces") {
 			r = doBody(t, method, url, "application/json", []byte(`{"name":"prod"}`))
 		} else {
@@ -226,6 +239,8 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 			r = doBody(t, method, url, "application/json", []byte(`{"name":"staging","auto_apply":true,"labels":{"env":"staging"},"timeouts":{"plan":"30m"}}`))
 		case strings.HasSuffix(path, "/runs") && method == http.MethodPost:
 			r = doBody(t, method, url, "application/gzip", []byte("bundle"))
+		case method == http.MethodPatch:
+			r = doBody(t, method, url, "application/json", []byte(`{"four_eyes":true,"description":"prod"}`))
 		default:
 			r = do(t, method, url, goodKey)
 		}

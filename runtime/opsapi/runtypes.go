@@ -2,6 +2,7 @@ package opsapi
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"time"
 
@@ -27,12 +28,54 @@ type Timeouts struct {
 type CreateWorkspaceRequest struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	// AutoApply approves a plan with changes as soon as it is saved.
+	// AutoApply approves a plan with changes as soon as it is saved; it
+	// needs the approver role.
 	AutoApply bool `json:"auto_apply,omitempty"`
+	// FourEyes: whoever queued a run may not approve it. Turning it off
+	// again needs a platform administrator.
+	FourEyes bool `json:"four_eyes,omitempty"`
 	// Labels select the agents that may run it: each must be present on
 	// the agent with the same value.
 	Labels   map[string]string `json:"labels,omitempty"`
 	Timeouts Timeouts          `json:"timeouts,omitzero"`
+}
+
+// UpdateWorkspaceRequest is the body of PATCH
+// /v1/tenants/{tenant}/workspaces/{workspace}: fields present change,
+// absent ones keep their values; a timeout given as "" is not changed.
+type UpdateWorkspaceRequest struct {
+	Description *string            `json:"description,omitempty"`
+	AutoApply   *bool              `json:"auto_apply,omitempty"`
+	FourEyes    *bool              `json:"four_eyes,omitempty"`
+	Labels      *map[string]string `json:"labels,omitempty"`
+	Timeouts    Timeouts           `json:"timeouts,omitzero"`
+}
+
+// apply returns w with the request's changes; timeouts holds the parsed
+// non-empty timeouts.
+func (u UpdateWorkspaceRequest) apply(w runs.Workspace, timeouts runs.Options) runs.Workspace {
+	if u.Description != nil {
+		w.Description = *u.Description
+	}
+	if u.AutoApply != nil {
+		w.Options.AutoApply = *u.AutoApply
+	}
+	if u.FourEyes != nil {
+		w.Options.FourEyes = *u.FourEyes
+	}
+	if u.Labels != nil {
+		w.AgentLabels = maps.Clone(*u.Labels)
+	}
+	if u.Timeouts.Plan != "" {
+		w.Options.PlanTimeout = timeouts.PlanTimeout
+	}
+	if u.Timeouts.Apply != "" {
+		w.Options.ApplyTimeout = timeouts.ApplyTimeout
+	}
+	if u.Timeouts.Approval != "" {
+		w.Options.ApprovalTimeout = timeouts.ApprovalTimeout
+	}
+	return w
 }
 
 // Workspace is a Terraform configuration of one environment of a tenant.
@@ -41,6 +84,7 @@ type Workspace struct {
 	Name        string            `json:"name"`
 	Description string            `json:"description,omitempty"`
 	AutoApply   bool              `json:"auto_apply"`
+	FourEyes    bool              `json:"four_eyes"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Timeouts    Timeouts          `json:"timeouts"`
 	CreatedAt   time.Time         `json:"created_at"`
@@ -160,7 +204,7 @@ func fmtDuration(d time.Duration) string {
 
 func apiWorkspace(w runs.Workspace) Workspace {
 	return Workspace{
-		Tenant: w.Tenant, Name: w.Name, Description: w.Description, AutoApply: w.Options.AutoApply, Labels: w.AgentLabels,
+		Tenant: w.Tenant, Name: w.Name, Description: w.Description, AutoApply: w.Options.AutoApply, FourEyes: w.Options.FourEyes, Labels: w.AgentLabels,
 		Timeouts: Timeouts{
 			Plan: fmtDuration(w.Options.PlanTimeout), Apply: fmtDuration(w.Options.ApplyTimeout), Approval: fmtDuration(w.Options.ApprovalTimeout),
 		},

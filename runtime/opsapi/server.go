@@ -79,6 +79,9 @@ type Config struct {
 	// MaxBundleBytes is the largest bundle accepted, compressed (default
 	// and maximum artifacts.BundleLimits.MaxBytes).
 	MaxBundleBytes int64
+	// Keys enables API key management (/v1/keys, admins only); nil
+	// answers those routes with 503.
+	Keys KeyManager
 	// Dispatcher starts queued runs at once and wakes followers; without
 	// it runs start on the dispatcher's tick and followers poll.
 	Dispatcher Dispatcher

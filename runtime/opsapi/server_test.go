@@ -22,11 +22,16 @@ import (
 )
 
 const (
-	goodKey      = "good-key"
-	forbiddenKey = "forbidden-key"
+	goodKey      = "good-key"      // platform admin
+	forbiddenKey = "forbidden-key" // the authenticator itself refuses it
+	nobodyKey    = "nobody-key"    // authenticated, no grants
+	// One role in contoso each; the operator also reads fabrikam.
+	readerKey   = "reader-key"
+	operatorKey = "operator-key"
+	approverKey = "approver-key"
 )
 
-// fakeAuth accepts goodKey, and forbiddenKey as valid but without the role.
+// fakeAuth knows the keys above.
 type fakeAuth struct{}
 
 func (fakeAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
@@ -34,13 +39,28 @@ func (fakeAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
 	if err != nil {
 		return operatorauth.Principal{}, err
 	}
+	p := operatorauth.Principal{Kind: operatorauth.KindAPIKey, ID: strings.TrimSuffix(cred, "-key")}
+	p.Name = p.ID
+	contoso := func(r operatorauth.Role) map[string]operatorauth.Role {
+		return map[string]operatorauth.Role{"contoso": r}
+	}
 	switch cred {
 	case goodKey:
-		return operatorauth.Principal{Kind: operatorauth.KindAPIKey, ID: "alice", Name: "alice"}, nil
+		p.ID, p.Name, p.Admin = "alice", "alice", true
+	case readerKey:
+		p.Tenants = contoso(operatorauth.RoleReader)
+	case operatorKey:
+		p.Tenants = contoso(operatorauth.RoleOperator)
+		p.Tenants["fabrikam"] = operatorauth.RoleReader
+	case approverKey:
+		p.Tenants = contoso(operatorauth.RoleApprover)
+	case nobodyKey:
 	case forbiddenKey:
 		return operatorauth.Principal{}, operatorauth.ErrForbidden
+	default:
+		return operatorauth.Principal{}, operatorauth.ErrUnauthenticated
 	}
-	return operatorauth.Principal{}, operatorauth.ErrUnauthenticated
+	return p, nil
 }
 
 // failingAgents is an AgentStore whose backend is down.
@@ -220,10 +240,15 @@ func TestConfigValidate(t *testing.T) {
 
 func dialEvents(t *testing.T, srv *httptest.Server, query string) *websocket.Conn {
 	t.Helper()
+	return dialEventsAs(t, srv, query, goodKey)
+}
+
+func dialEventsAs(t *testing.T, srv *httptest.Server, query, cred string) *websocket.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/v1/events"+query, &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + goodKey}},
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + cred}},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.CloseNow() })

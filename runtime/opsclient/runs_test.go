@@ -145,7 +145,7 @@ func TestRunsRoundTrip(t *testing.T) {
 func TestFollowErrors(t *testing.T) {
 	c, _, _ := newRunsServer(t)
 	ctx := context.Background()
-	err := c.Follow(ctx, "contoso", "run-00000000000000zz", 0, func(opsapi.FollowFrame) error { return nil })
+	err := c.Follow(ctx, "contoso", "run-0000000000000000", 0, func(opsapi.FollowFrame) error { return nil })
 	assert.True(t, IsNotFound(err), "%v", err)
 
 	_, err = c.CreateWorkspace(ctx, "contoso", opsapi.CreateWorkspaceRequest{Name: "prod"})

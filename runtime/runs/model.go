@@ -158,7 +158,7 @@ type Run struct {
 	// approval), where CreatedBy is for people to read.
 	CreatedByID string    `json:"createdById,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 	// Bundle is the configuration to run (see package artifacts).
 	Bundle *envelope.Claim `json:"bundle"`
 	// Plan is the saved plan with its working directory, set when the

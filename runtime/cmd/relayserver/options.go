@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
@@ -38,6 +39,9 @@ type options struct {
 	oauthAudience     string
 	oauthJWKSURL      string
 	oauthRequiredRole string
+	oauthRoles        string // JSON role map, or
+	oauthRolesFile    string // a file holding it
+	roleMap           operatorauth.RoleMap
 	// Agents.
 	agentsFile   string
 	registryFile string
@@ -88,6 +92,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.oauthAudience, "oauth-audience", "", "audience operator tokens must carry")
 	fs.StringVar(&o.oauthJWKSURL, "oauth-jwks-url", "", "JWKS URL of the issuer (default: from its OpenID discovery document)")
 	fs.StringVar(&o.oauthRequiredRole, "oauth-required-role", "", "app role or scope operator tokens must carry")
+	fs.StringVar(&o.oauthRoles, "oauth-roles", "", `operator roles from token claims, JSON: {"admin":["<app role or group id>"],"tenants":{"<tenant>":{"reader|operator|approver":["<app role or group id>"]}}} (see docs/ops.md)`)
+	fs.StringVar(&o.oauthRolesFile, "oauth-roles-file", "", "file holding the --oauth-roles JSON")
 	fs.StringVar(&o.agentsFile, "agents-file", "", "seed list of agents (JSON, see docs/ops.md)")
 	fs.StringVar(&o.registryFile, "registry-file", "", "connector registry file: the agents of each tenant and their public keys (secrets are sealed to them)")
 	fs.StringVar(&o.registryFile, "registry", "", "same as --registry-file")
@@ -122,6 +128,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := o.loadRoleMap(); err != nil {
+		return o, err
 	}
 	// Locally (a connection string, usually Azurite) nothing else creates
 	// the run tables and container; in Azure the stack does. A flag set
@@ -160,7 +169,7 @@ func (o options) Validate() error {
 		if err := o.jwtConfig().Validate(); err != nil {
 			return fmt.Errorf("--oauth-*: %w", err)
 		}
-	} else if o.oauthAudience != "" || o.oauthJWKSURL != "" || o.oauthRequiredRole != "" {
+	} else if o.oauthAudience != "" || o.oauthJWKSURL != "" || o.oauthRequiredRole != "" || o.oauthRoles != "" || o.oauthRolesFile != "" {
 		return errors.New("--oauth-issuer: required when other --oauth-* flags are set")
 	}
 	if o.agentsFile != "" && (o.registryFile != "" || o.registryURL != "") {
@@ -238,7 +247,31 @@ func (o options) jwtConfig() operatorauth.JWTConfig {
 		Audience:     o.oauthAudience,
 		JWKSURL:      o.oauthJWKSURL,
 		RequiredRole: o.oauthRequiredRole,
+		Roles:        o.roleMap,
 	}
+}
+
+// loadRoleMap parses --oauth-roles or the file --oauth-roles-file names.
+func (o *options) loadRoleMap() error {
+	data, flag := []byte(o.oauthRoles), "--oauth-roles"
+	switch {
+	case o.oauthRoles != "" && o.oauthRolesFile != "":
+		return errors.New("--oauth-roles and --oauth-roles-file: give one")
+	case o.oauthRolesFile != "":
+		var err error
+		if data, err = os.ReadFile(o.oauthRolesFile); err != nil {
+			return fmt.Errorf("--oauth-roles-file: %w", err)
+		}
+		flag = "--oauth-roles-file"
+	case o.oauthRoles == "":
+		return nil
+	}
+	m, err := operatorauth.ParseRoleMap(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	o.roleMap = m
+	return nil
 }
 
 // checkLoopback refuses a local listen address that is reachable from the

@@ -57,6 +57,9 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.oauthIssuer != "" {
 		jc := o.jwtConfig()
 		authCfg.OAuth2 = &jc
+		if o.oauthRoles == "" && o.oauthRolesFile == "" {
+			log.WarnContext(ctx, "OAuth2 is on without --oauth-roles: operators with tokens are authenticated but may do nothing")
+		}
 	}
 	auth, err := operatorauth.New(ctx, authCfg)
 	if err != nil {
@@ -81,6 +84,9 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Agents:        agents,
 		EventInterval: o.eventInterval,
 		Logger:        log,
+	}
+	if o.apiKeysFile != "" {
+		apiCfg.Keys = auth
 	}
 	if rs != nil {
 		rs.apiConfig(&apiCfg)

@@ -1,0 +1,134 @@
+package opsapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/botehq/platform/runtime/operatorauth"
+)
+
+// KeyManager manages operator API keys (*operatorauth.Authenticator).
+type KeyManager interface {
+	CreateKey(id, description string, g operatorauth.Grants) (string, operatorauth.KeyInfo, error)
+	ListKeys() ([]operatorauth.KeyInfo, error)
+	RotateKey(id string) (string, operatorauth.KeyInfo, error)
+	RevokeKey(id string) (operatorauth.KeyInfo, error)
+}
+
+// APIKey describes an operator API key: never its secret or hash.
+type APIKey = operatorauth.KeyInfo
+
+// CreateKeyRequest is the body of POST /v1/keys. Give admin or tenants.
+type CreateKeyRequest struct {
+	ID          string `json:"id"`
+	Description string `json:"description,omitempty"`
+	// Admin makes a platform administrator key.
+	Admin bool `json:"admin,omitempty"`
+	// Tenants maps tenant id to role: reader, operator or approver.
+	Tenants map[string]operatorauth.Role `json:"tenants,omitempty"`
+}
+
+// NewKey is the answer to creating or rotating a key: Key is the secret,
+// shown this once; the server keeps only its hash.
+type NewKey struct {
+	Key    string `json:"key"`
+	APIKey APIKey `json:"api_key"`
+}
+
+// KeyList is the body of GET /v1/keys.
+type KeyList struct {
+	Keys []APIKey `json:"keys"`
+}
+
+func (s *Server) keyRoutes() []route {
+	return []route{
+		{method: http.MethodGet, path: "/v1/keys", admin: true, handler: s.needKeys(s.listKeys)},
+		{method: http.MethodPost, path: "/v1/keys", admin: true, handler: s.needKeys(s.createKey)},
+		{method: http.MethodPost, path: "/v1/keys/{key}/rotate", admin: true, handler: s.needKeys(s.rotateKey)},
+		{method: http.MethodPost, path: "/v1/keys/{key}/revoke", admin: true, handler: s.needKeys(s.revokeKey)},
+	}
+}
+
+// needKeys answers 503 when the server has no key manager.
+func (s *Server) needKeys(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Keys == nil {
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "API keys are not managed by this server (start relayserver with --api-keys-file)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) keysError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, operatorauth.ErrKeyNotFound):
+		writeError(w, r, http.StatusNotFound, CodeNotFound, err.Error())
+	case errors.Is(err, operatorauth.ErrKeyExists), errors.Is(err, operatorauth.ErrKeyRevoked):
+		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, operatorauth.ErrNoKeysFile):
+		writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+	default:
+		s.internalError(w, r, err)
+	}
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.cfg.Keys.ListKeys()
+	if err != nil {
+		s.keysError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, KeyList{Keys: append([]APIKey{}, keys...)})
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
+	var req CreateKeyRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	g := operatorauth.Grants{Admin: req.Admin, Tenants: req.Tenants}
+	var bad error
+	switch {
+	case operatorauth.ValidateKeyID(req.ID) != nil:
+		bad = fmt.Errorf("id: %w", operatorauth.ValidateKeyID(req.ID))
+	case g.Validate() != nil:
+		bad = g.Validate()
+	case g.Empty():
+		bad = errors.New("admin or tenants: a key without grants may do nothing")
+	case g.Admin && len(g.Tenants) > 0:
+		bad = errors.New("admin and tenants: an admin has every tenant already; give one")
+	}
+	if bad != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, bad.Error())
+		return
+	}
+	key, info, err := s.cfg.Keys.CreateKey(req.ID, req.Description, g)
+	if err != nil {
+		s.keysError(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "API key created", "key", info.ID, "grants", info.Grants.String(), "by", operator(r))
+	writeJSON(w, http.StatusCreated, NewKey{Key: key, APIKey: info})
+}
+
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	key, info, err := s.cfg.Keys.RotateKey(r.PathValue("key"))
+	if err != nil {
+		s.keysError(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "API key rotated", "key", info.ID, "by", operator(r))
+	writeJSON(w, http.StatusOK, NewKey{Key: key, APIKey: info})
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
+	info, err := s.cfg.Keys.RevokeKey(r.PathValue("key"))
+	if err != nil {
+		s.keysError(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "API key revoked", "key", info.ID, "by", operator(r))
+	writeJSON(w, http.StatusOK, info)
+}
