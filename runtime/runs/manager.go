@@ -53,6 +53,10 @@ type Config struct {
 	// after the write. It must not block: hand the run to followers and
 	// dispatch. Changes made by other replicas are not seen here.
 	OnChange func(Run)
+	// OnTransition, if set, is called after the write with every
+	// transition this Manager stored (the audit log), in order. It runs
+	// before OnChange, in the goroutine that made the change, with its ctx.
+	OnTransition func(ctx context.Context, r Run, t Transition)
 }
 
 // Validate names the first bad field.
@@ -75,6 +79,7 @@ type Manager struct {
 	now      func() time.Time
 	log      *slog.Logger
 	onChange func(Run)
+	onMove   func(context.Context, Run, Transition)
 }
 
 // New returns a Manager.
@@ -82,7 +87,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Manager{store: cfg.Store, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onChange: cfg.OnChange}
+	m := &Manager{store: cfg.Store, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onChange: cfg.OnChange, onMove: cfg.OnTransition}
 	if m.silent == 0 {
 		m.silent = DefaultSilentAfter
 	}
@@ -97,12 +102,32 @@ func New(cfg Config) (*Manager, error) {
 
 func (m *Manager) clock() time.Time { return m.now().UTC() }
 
-// changed logs a stored change of r and tells Config.OnChange.
+// changed logs a stored change of r and tells Config.OnTransition and
+// Config.OnChange.
 func (m *Manager) changed(ctx context.Context, msg string, r Run, attrs ...any) {
 	m.log.InfoContext(ctx, msg, append([]any{"tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State}, attrs...)...)
+	if m.onMove != nil {
+		for _, t := range newTransitions(r) {
+			m.onMove(ctx, r, t)
+		}
+	}
 	if m.onChange != nil {
 		m.onChange(r)
 	}
+}
+
+// newTransitions are the transitions of r's latest change. Every change
+// moves a run with one clock reading, which becomes UpdatedAt, so they are
+// the trailing transitions at UpdatedAt; a change without a move (a cancel
+// request) set a later UpdatedAt and has none. (A frozen test clock may
+// report a move twice; the lifecycle never repeats a from → to pair in one
+// run, which is what the audit log deduplicates on.)
+func newTransitions(r Run) []Transition {
+	i := len(r.History)
+	for i > 0 && r.History[i-1].At.Equal(r.UpdatedAt) {
+		i--
+	}
+	return r.History[i:]
 }
 
 // retry runs f again while it loses an optimistic-concurrency race.
@@ -522,6 +547,7 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 		if attempted != "" && lock.Run == attempted && lock.Agent == agent.ID {
 			// The earlier attempt landed although its answer was lost.
 			if r, err = m.store.GetRun(ctx, w.Tenant, attempted); err == nil && r.Agent == agent.ID && r.State.Executing() {
+				m.changed(ctx, "run claimed", r, "agent", agent.ID)
 				return r, nil
 			}
 		}
@@ -605,6 +631,7 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 	default:
 		return Run{}, fmt.Errorf("%w: an agent reports planned, applied, failed or cancelled, not %q", ErrInvalid, rep.State)
 	}
+	attempted := false // whether an earlier try of this call wrote
 	return retry(ctx, func() (Run, error) {
 		r, err := m.store.GetRun(ctx, rep.Tenant, rep.Run)
 		if err != nil {
@@ -615,6 +642,9 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			to = NoChanges
 		}
 		if reported(r, rep.Agent, to) {
+			if attempted { // this call's earlier write landed, its answer was lost
+				m.changed(ctx, "run phase ended", r, "agent", rep.Agent, "reason", r.LastReason())
+			}
 			return r, nil // a redelivered report: already recorded
 		}
 		if r.Agent != rep.Agent || !r.State.Executing() {
@@ -658,6 +688,7 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 				}
 			}
 		}
+		attempted = true
 		if err := m.commitWithLock(ctx, r); err != nil {
 			return Run{}, err
 		}

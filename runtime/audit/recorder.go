@@ -1,0 +1,105 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// Appender stores records (*Table).
+type Appender interface {
+	Append(ctx context.Context, r Record, key string) (Record, error)
+}
+
+// appendTimeout bounds one write: recording must not hold a request or an
+// agent's report for long when storage is slow.
+const appendTimeout = 10 * time.Second
+
+// Recorder records events into an Appender. It never fails the action
+// being recorded: a record that cannot be stored is logged at error level
+// with every field, so the process log keeps it.
+type Recorder struct {
+	store Appender
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// NewRecorder returns a Recorder on store; log defaults to slog.Default().
+func NewRecorder(store Appender, log *slog.Logger) *Recorder {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Recorder{store: store, log: log, now: time.Now}
+}
+
+// Record stores r. A zero Time is now; an empty RequestID and Client come
+// from ctx's Origin. The write outlives ctx's cancellation (a caller that
+// hangs up is still audited) but not appendTimeout.
+func (rec *Recorder) Record(ctx context.Context, r Record) {
+	rec.record(ctx, r, "")
+}
+
+func (rec *Recorder) record(ctx context.Context, r Record, key string) {
+	if r.Time.IsZero() {
+		r.Time = rec.now()
+	}
+	if o, ok := OriginFrom(ctx); ok {
+		if r.RequestID == "" {
+			r.RequestID = o.RequestID
+		}
+		if r.Client == "" {
+			r.Client = o.Client
+		}
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
+	defer cancel()
+	_, err := rec.store.Append(wctx, r, key)
+	if err == nil || key != "" && errors.Is(err, ErrExists) {
+		return // a keyed event seen twice is recorded once
+	}
+	rec.log.ErrorContext(ctx, "cannot store audit record", "error", err,
+		"time", r.Time, "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
+		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail)
+}
+
+// RunTransition records transition t of run r (runs.Config.OnTransition).
+// The lifecycle never repeats a from → to move in one run, so a transition
+// reported twice (a retried write, a redelivered report) is stored once.
+func (rec *Recorder) RunTransition(ctx context.Context, r runs.Run, t runs.Transition) {
+	detail := "workspace " + r.Workspace + ": "
+	if t.From != "" {
+		detail += string(t.From) + " → "
+	}
+	detail += string(t.To)
+	if t.Reason != "" {
+		detail += ": " + t.Reason
+	}
+	rec.record(ctx, Record{
+		Time:      t.At,
+		Tenant:    r.Tenant,
+		Principal: transitionPrincipal(r, t.By),
+		Action:    "run." + string(t.To),
+		Object:    "/v1/tenants/" + r.Tenant + "/runs/" + r.ID,
+		Result:    ResultOK,
+		Detail:    detail,
+	}, r.Tenant+"/"+r.ID+"/"+string(t.From)+">"+string(t.To))
+}
+
+// transitionPrincipal names who moved a run: operators are recorded as
+// "kind:name" already; agents by their bare id; the manager's own actors
+// by a word.
+func transitionPrincipal(r runs.Run, by string) string {
+	switch {
+	case strings.Contains(by, ":"):
+		return by
+	case by == "":
+		return "system"
+	case by == r.PlanAgent || by == r.ApplyAgent || by == r.Agent:
+		return "agent:" + by
+	}
+	return "system:" + by
+}
