@@ -201,6 +201,9 @@ func provoke(t *testing.T, base, method, path, code string) ([]byte, bool) {
 	if strings.HasPrefix(path, "/v1/keys") {
 		return provokeKeys(t, method, path, code)
 	}
+	if path == "/v1/audit" {
+		return provokeAudit(t, method, code)
+	}
 	switch code {
 	case "101":
 		_, srv := newTestServer(t, nil)

@@ -85,6 +85,10 @@ type Config struct {
 	// Dispatcher starts queued runs at once and wakes followers; without
 	// it runs start on the dispatcher's tick and followers poll.
 	Dispatcher Dispatcher
+	// Audit records every mutating call and refused authorization, and
+	// serves GET /v1/audit; nil logs the records instead and answers
+	// GET /v1/audit with 503.
+	Audit AuditLog
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -176,12 +180,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.routes = append(s.routes, s.runRoutes()...)
 	s.routes = append(s.routes, s.keyRoutes()...)
+	s.routes = append(s.routes, s.auditRoutes()...)
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {
 		h := http.Handler(rt.handler)
 		if !rt.public {
-			h = s.authenticate(s.authorize(rt, h))
+			h = s.audited(s.authenticate(s.authorize(rt, h)))
 		}
 		mux.Handle(rt.method+" "+rt.path, h)
 		methods[rt.path] = append(methods[rt.path], rt.method)
@@ -264,6 +269,8 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status    int
 	principal *operatorauth.Principal
+	// errMessage is the message of the error answered (for the audit log).
+	errMessage string
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -383,5 +390,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.errMessage = msg
+	}
 	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg, RequestID: requestID(r.Context())}})
 }

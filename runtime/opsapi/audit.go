@@ -1,0 +1,173 @@
+package opsapi
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/queuename"
+)
+
+// AuditLog records and reads the audit log (*audit.Recorder on an
+// audit.Table).
+type AuditLog interface {
+	Record(ctx context.Context, r audit.Record)
+	Query(ctx context.Context, q audit.Query) (audit.Page, error)
+}
+
+// DefaultAuditWindow is how far back GET /v1/audit reads without since.
+const DefaultAuditWindow = 24 * time.Hour
+
+func (s *Server) auditRoutes() []route {
+	return []route{{method: http.MethodGet, path: "/v1/audit", handler: s.readAudit}}
+}
+
+// mutating reports whether a request may change something.
+func mutating(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// audited records every mutating call and every refused authorization
+// (401, 403) of a route, whatever answered it: the authentication
+// middleware, an endpoint's role check, or the handler. It wraps a route
+// outside authentication and reads the outcome from the statusRecorder,
+// so no handler needs to call it. Requests that reach no route (404, 405)
+// are not API calls and are not recorded.
+func (s *Server) audited(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := audit.Origin{RequestID: requestID(r.Context()), Client: r.RemoteAddr}
+		r = r.WithContext(audit.WithOrigin(r.Context(), origin))
+		next.ServeHTTP(w, r)
+		rec, ok := w.(*statusRecorder)
+		if !ok || !mutating(r.Method) && rec.status != http.StatusUnauthorized && rec.status != http.StatusForbidden {
+			return
+		}
+		entry := audit.Record{
+			Time:      s.cfg.Now(),
+			Action:    r.Pattern,
+			Object:    r.URL.Path,
+			Result:    audit.ResultOf(rec.status),
+			Status:    rec.status,
+			RequestID: origin.RequestID,
+			Client:    origin.Client,
+			Detail:    rec.errMessage,
+		}
+		if rec.principal != nil {
+			entry.Principal = rec.principal.String()
+		}
+		// An unauthenticated caller's claim to a tenant proves nothing:
+		// its records go to the platform partition (admins read them),
+		// where they cannot crowd out a tenant's own.
+		if rec.status != http.StatusUnauthorized {
+			if t := cmp.Or(r.PathValue("tenant"), r.URL.Query().Get("tenant")); queuename.ValidateID("tenant", t) == nil {
+				entry.Tenant = t
+			}
+		}
+		s.record(r.Context(), entry)
+	})
+}
+
+// record stores an audit record, or logs it when the server has no audit
+// log (no storage configured).
+func (s *Server) record(ctx context.Context, r audit.Record) {
+	if s.cfg.Audit != nil {
+		s.cfg.Audit.Record(ctx, r)
+		return
+	}
+	s.cfg.Logger.InfoContext(ctx, "audit", "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
+		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail)
+}
+
+// readAudit is GET /v1/audit: admins read every tenant (and the platform
+// records), everyone else only the tenants they hold a role in.
+func (s *Server) readAudit(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Audit == nil {
+		writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "the audit log is not configured on this server (it needs storage: --storage-connection-string or --table-url)")
+		return
+	}
+	q, err := auditQuery(r, s.cfg.Now())
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	p, _ := PrincipalFrom(r.Context())
+	tenant := r.URL.Query().Get("tenant")
+	if q.Tenants, err = auditScope(principalGrants(p), tenant); err != nil {
+		writeError(w, r, http.StatusForbidden, CodeForbidden, err.Error())
+		return
+	}
+	page, err := s.cfg.Audit.Query(r.Context(), q)
+	if err != nil {
+		s.internalError(w, r, fmt.Errorf("cannot read the audit log: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// auditQuery parses GET /v1/audit's parameters (all but the tenant).
+func auditQuery(r *http.Request, now time.Time) (audit.Query, error) {
+	v := r.URL.Query()
+	q := audit.Query{Principal: v.Get("principal"), Before: v.Get("before"), Since: now.Add(-DefaultAuditWindow)}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return q, fmt.Errorf("since %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z", s)
+		}
+		q.Since = t
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > audit.MaxLimit {
+			return q, fmt.Errorf("limit %q must be a number from 1 to %d", s, audit.MaxLimit)
+		}
+		q.Limit = n
+	}
+	if t := v.Get("tenant"); t != "" && t != audit.Platform {
+		if err := queuename.ValidateID("tenant", t); err != nil {
+			return q, err
+		}
+	}
+	return q, q.Validate()
+}
+
+// errNoAuditScope: the principal may read no tenant's audit log.
+var errNoAuditScope = errors.New("reading the audit log needs a role in a tenant")
+
+// grants is what auditScope asks of a principal (operatorauth.Grants).
+type grants interface {
+	IsAdmin() bool
+	TenantIDs() []string
+}
+
+// auditScope is the partitions p may read, narrowed to tenant when given:
+// nil (everything) for an admin without a tenant.
+func auditScope(p grants, tenant string) ([]string, error) {
+	if p.IsAdmin() {
+		if tenant != "" {
+			return []string{tenant}, nil
+		}
+		return nil, nil
+	}
+	mine := p.TenantIDs()
+	switch {
+	case tenant == audit.Platform:
+		return nil, errors.New("the platform's audit records are for admins only")
+	case tenant != "" && !slices.Contains(mine, tenant):
+		return nil, fmt.Errorf("you hold no role in tenant %s, so you cannot read its audit log", tenant)
+	case tenant != "":
+		return []string{tenant}, nil
+	case len(mine) == 0:
+		return nil, errNoAuditScope
+	}
+	return mine, nil
+}

@@ -1,0 +1,222 @@
+package opsapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/audit"
+)
+
+// fakeAudit keeps records in memory and remembers the last query.
+type fakeAudit struct {
+	mu      sync.Mutex
+	records []audit.Record
+	query   *audit.Query
+	err     error
+}
+
+func (f *fakeAudit) Record(_ context.Context, r audit.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records = append(f.records, r)
+}
+
+func (f *fakeAudit) Query(_ context.Context, q audit.Query) (audit.Page, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.query = &q
+	if f.err != nil {
+		return audit.Page{}, f.err
+	}
+	return audit.Page{Records: append([]audit.Record{}, f.records...)}, nil
+}
+
+func (f *fakeAudit) take() []audit.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.records
+	f.records = nil
+	return out
+}
+
+func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
+	f := newRunsFixture(t)
+	log := &fakeAudit{}
+	f.s.cfg.Audit = log
+	runPath := "/v1/tenants/contoso/runs/" + f.planned
+
+	tests := []struct {
+		name, method, path, cred string
+		want                     *audit.Record // nil: nothing recorded
+	}{
+		{"approve", "POST", runPath + "/approve", goodKey, &audit.Record{
+			Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/runs/{run}/approve",
+			Object: runPath + "/approve", Result: audit.ResultOK, Status: 200}},
+		{"approve again is rejected", "POST", runPath + "/approve", goodKey, &audit.Record{
+			Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/runs/{run}/approve",
+			Object: runPath + "/approve", Result: audit.ResultRejected, Status: 409, Detail: "cannot go from approved to approved"}},
+		{"bad key on a mutation goes to the platform", "POST", runPath + "/cancel", "stolen", &audit.Record{
+			Action: "POST /v1/tenants/{tenant}/runs/{run}/cancel", Object: runPath + "/cancel",
+			Result: audit.ResultDenied, Status: 401, Detail: "missing or invalid operator credential"}},
+		{"bad key on a read", "GET", "/v1/tenants/contoso/runs", "", &audit.Record{
+			Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/contoso/runs", Result: audit.ResultDenied, Status: 401}},
+		{"forbidden read names the tenant", "GET", "/v1/agents?tenant=contoso", forbiddenKey, &audit.Record{
+			Tenant: "contoso", Action: "GET /v1/agents", Object: "/v1/agents", Result: audit.ResultDenied, Status: 403, Detail: "lacks the role"}},
+		{"reads are not recorded", "GET", runPath, goodKey, nil},
+		{"unrouted requests are not API calls", "POST", "/v1/nope", goodKey, nil},
+		{"wrong method is not an API call", "DELETE", runPath, goodKey, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, tc.method, f.srv.URL+tc.path, tc.cred)
+			got := log.take()
+			if tc.want == nil {
+				assert.Empty(t, got)
+				return
+			}
+			require.Len(t, got, 1, "status %d", r.status)
+			rec := got[0]
+			assert.Equal(t, r.status, rec.Status)
+			assert.Equal(t, r.header.Get("X-Request-Id"), rec.RequestID)
+			assert.True(t, strings.HasPrefix(rec.Client, "127.0.0.1:"), rec.Client)
+			assert.Equal(t, runsNow, rec.Time)
+			assert.Contains(t, rec.Detail, tc.want.Detail)
+			rec.RequestID, rec.Client, rec.Time, rec.Detail = "", "", runsNow, tc.want.Detail
+			want := *tc.want
+			want.Time = runsNow
+			assert.Equal(t, want, rec)
+		})
+	}
+}
+
+func TestAuditWithoutStoreLogs(t *testing.T) {
+	f := newRunsFixture(t)
+	r := do(t, "POST", f.srv.URL+"/v1/tenants/contoso/runs/"+f.planned+"/approve", goodKey)
+	require.Equal(t, 200, r.status)
+	r = do(t, "GET", f.srv.URL+"/v1/audit", goodKey)
+	assert.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.Contains(t, string(r.body), "audit log is not configured")
+}
+
+func TestReadAudit(t *testing.T) {
+	log := &fakeAudit{records: []audit.Record{{ID: "1", Tenant: "contoso", Principal: "api-key:alice", Action: "run.queued", Object: "/v1/tenants/contoso/runs/r", Result: "ok"}}}
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+
+	r := do(t, "GET", srv.URL+"/v1/audit?"+url.Values{"tenant": {"contoso"}, "since": {"2026-03-01T10:00:00Z"}, "principal": {"api-key:alice"}, "limit": {"5"}}.Encode(), goodKey)
+	require.Equal(t, 200, r.status, string(r.body))
+	var page audit.Page
+	require.NoError(t, json.Unmarshal(r.body, &page))
+	assert.Equal(t, log.records, page.Records)
+	assert.Equal(t, []string{"contoso"}, log.query.Tenants)
+	assert.Equal(t, "2026-03-01T10:00:00Z", log.query.Since.Format("2006-01-02T15:04:05Z07:00"))
+	assert.Equal(t, "api-key:alice", log.query.Principal)
+	assert.Equal(t, 5, log.query.Limit)
+
+	r = do(t, "GET", srv.URL+"/v1/audit", goodKey)
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, t0.Add(time.Hour+1500*time.Millisecond).Add(-DefaultAuditWindow), log.query.Since, "the last 24 hours by default")
+
+	for _, q := range []string{"since=yesterday", "limit=0", "limit=5000", "before=xyz", "tenant=a/b"} {
+		r := do(t, "GET", srv.URL+"/v1/audit?"+q, goodKey)
+		assert.Equal(t, 400, r.status, q)
+		assert.Equal(t, CodeBadRequest, decode[ErrorBody](t, r).Error.Code, q)
+	}
+	log.err = errors.New("table storage down")
+	r = do(t, "GET", srv.URL+"/v1/audit", goodKey)
+	assert.Equal(t, 500, r.status)
+	assert.NotContains(t, string(r.body), "table storage", "internal errors stay in the server log")
+}
+
+// The audit log is append-only through the API: there is no method on
+// it but GET, and no other path under it.
+func TestAuditCannotBeChangedThroughTheAPI(t *testing.T) {
+	log := &fakeAudit{records: []audit.Record{{ID: "1", Action: "run.queued"}}}
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		for _, p := range []string{"/v1/audit", "/v1/audit/1"} {
+			r := do(t, m, srv.URL+p, goodKey)
+			assert.Contains(t, []int{404, 405}, r.status, "%s %s", m, p)
+		}
+	}
+	assert.Equal(t, []audit.Record{{ID: "1", Action: "run.queued"}}, log.records)
+}
+
+type testGrants struct {
+	admin   bool
+	tenants []string
+}
+
+func (g testGrants) IsAdmin() bool       { return g.admin }
+func (g testGrants) TenantIDs() []string { return g.tenants }
+
+func TestAuditScope(t *testing.T) {
+	admin := testGrants{admin: true}
+	op := testGrants{tenants: []string{"contoso", "fabrikam"}}
+	tests := []struct {
+		name    string
+		g       testGrants
+		tenant  string
+		want    []string
+		wantErr string
+	}{
+		{"admin reads everything", admin, "", nil, ""},
+		{"admin narrows to a tenant", admin, "globex", []string{"globex"}, ""},
+		{"admin reads the platform", admin, audit.Platform, []string{audit.Platform}, ""},
+		{"operator reads their tenants", op, "", []string{"contoso", "fabrikam"}, ""},
+		{"operator narrows to one", op, "fabrikam", []string{"fabrikam"}, ""},
+		{"operator cannot read another tenant", op, "globex", nil, "no role in tenant globex"},
+		{"operator cannot read the platform", op, audit.Platform, nil, "admins only"},
+		{"no roles, nothing to read", testGrants{}, "", nil, "needs a role"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := auditScope(tc.g, tc.tenant)
+			if tc.wantErr != "" {
+				assert.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// provokeAudit makes GET /v1/audit answer with code.
+func provokeAudit(t *testing.T, method, code string) ([]byte, bool) {
+	t.Helper()
+	log := &fakeAudit{records: []audit.Record{{ID: "0001", Time: t0, Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/workspaces",
+		Object: "/v1/tenants/contoso/workspaces", Result: audit.ResultOK, Status: 201, RequestID: "ab12", Client: "10.0.0.1:5555", Detail: "x"}}}
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+	var r response
+	switch code {
+	case "200":
+		r = do(t, method, srv.URL+"/v1/audit", goodKey)
+	case "400":
+		r = do(t, method, srv.URL+"/v1/audit?limit=-1", goodKey)
+	case "401":
+		r = do(t, method, srv.URL+"/v1/audit", "bad")
+	case "403":
+		r = do(t, method, srv.URL+"/v1/audit", forbiddenKey)
+	case "500":
+		log.err = errors.New("down")
+		r = do(t, method, srv.URL+"/v1/audit", goodKey)
+	case "503":
+		_, srv := newTestServer(t, nil)
+		r = do(t, method, srv.URL+"/v1/audit", goodKey)
+	default:
+		return nil, false
+	}
+	require.Equal(t, code, strconv.Itoa(r.status), "body: %s", r.body)
+	return r.body, true
+}
