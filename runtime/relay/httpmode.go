@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -236,7 +237,9 @@ func (l *Listener) exchange(ctx context.Context, r *wire.Request, body io.Reader
 		return nil, nil, err
 	}
 	server, client := net.Pipe()
-	conn := &requestConn{Conn: server, local: l.Addr(), remote: relayAddr{s: "request/" + r.ID}}
+	// The sender's address when the relay says it (http.Request.RemoteAddr).
+	remote := cmp.Or(r.RemoteEndpoint.HostPort(), "request/"+r.ID)
+	conn := &requestConn{Conn: server, local: l.Addr(), remote: relayAddr{s: remote}}
 	select {
 	case l.conns <- conn:
 	case <-ctx.Done():

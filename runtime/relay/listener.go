@@ -511,9 +511,7 @@ func (l *Listener) accept(a *wire.Accept) {
 	if u, err := url.Parse(a.Address); err == nil {
 		req.Path = appPath(u, l.ep.hc)
 	}
-	if a.RemoteEndpoint != nil {
-		req.RemoteAddr = net.JoinHostPort(a.RemoteEndpoint.Address, strconv.Itoa(a.RemoteEndpoint.Port))
-	}
+	req.RemoteAddr = a.RemoteEndpoint.HostPort()
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.AcceptTimeout)
 	defer cancel()
 	if l.cfg.Gate != nil {

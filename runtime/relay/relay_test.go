@@ -141,6 +141,7 @@ func echoHandler() http.Handler {
 		w.Header().Set("X-Path", r.URL.Path)
 		w.Header().Set("X-Query", r.URL.RawQuery)
 		w.Header().Set("X-Authorization", r.Header.Get("Authorization"))
+		w.Header().Set("X-Remote", r.RemoteAddr)
 		w.Header().Set("X-Sum", fmt.Sprintf("%x", sha256.Sum256(b)))
 		w.WriteHeader(http.StatusCreated)
 		_, _ = w.Write(b)
@@ -222,6 +223,7 @@ func TestHTTPModeRoundTrips(t *testing.T) {
 				assert.Equal(t, fmt.Sprintf("%x", sha256.Sum256(tt.body)), resp.Header.Get("X-Sum"))
 				assert.Equal(t, "/echo", resp.Header.Get("X-Path"), "the hybrid connection name is not part of the app's path")
 				assert.Equal(t, "Bearer app-token", resp.Header.Get("X-Authorization"), "the app's Authorization header passes through")
+				assert.Regexp(t, `^127\.0\.0\.1:[0-9]+$`, resp.Header.Get("X-Remote"), "the sender's address, as the relay reports it")
 			}
 			if tt.path == "/echo?a=1&b=two" {
 				assert.Equal(t, "a=1&b=two", resp.Header.Get("X-Query"))
@@ -302,14 +304,14 @@ func TestRawStreamAndConnectPath(t *testing.T) {
 			return
 		}
 		rc := c.(*relay.Conn)
-		paths <- rc.Request().Path
+		paths <- rc.Request().Path + " from " + rc.RemoteAddr().String()
 		_, _ = io.Copy(c, c)
 		_ = c.Close()
 	}()
 	snd := newSender(t, s)
 	ws, err := snd.DialWebSocket(context.Background(), "/runs/42/logs?follow=1", http.Header{"X-Trace": {"abc"}})
 	require.NoError(t, err)
-	assert.Equal(t, "/runs/42/logs?follow=1", <-paths)
+	assert.Regexp(t, `^/runs/42/logs\?follow=1 from 127\.0\.0\.1:[0-9]+$`, <-paths, "the path and the sender's address, as the relay reports it")
 	_ = ws.CloseNow()
 
 	conn, lc := streamPair(t, s, l)

@@ -57,6 +57,7 @@ func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
 		ID:             id,
 		RequestTarget:  target,
 		Method:         r.Method,
+		RemoteEndpoint: remoteEndpoint(r),
 		RequestHeaders: headers,
 		Body:           len(body) > 0,
 	}

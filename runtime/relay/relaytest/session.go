@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -291,7 +292,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, path strin
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RendezvousTimeout)
 	defer cancel()
-	if err := l.send(ctx, wire.Message{Accept: &wire.Accept{Address: address, ID: id, ConnectHeaders: headers}}, nil); err != nil {
+	if err := l.send(ctx, wire.Message{Accept: &wire.Accept{Address: address, ID: id, ConnectHeaders: headers, RemoteEndpoint: remoteEndpoint(r)}}, nil); err != nil {
 		fail(w, http.StatusNotFound, "There are no listeners connected for the endpoint (listener dropped)")
 		return
 	}
@@ -410,3 +411,15 @@ func stripSB(q url.Values) url.Values {
 
 // onlyReader hides WriterTo/ReaderFrom so io.CopyBuffer uses the buffer.
 type onlyReader struct{ io.Reader }
+
+// remoteEndpoint is the sender's address as the service reports it to the
+// listener, in accept and request commands alike (the .NET SDK reads it
+// from both).
+func remoteEndpoint(r *http.Request) *wire.RemoteEndpoint {
+	host, port, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return nil
+	}
+	p, _ := strconv.Atoi(port)
+	return &wire.RemoteEndpoint{Address: host, Port: p}
+}

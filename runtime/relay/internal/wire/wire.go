@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/coder/websocket"
 )
@@ -63,14 +65,26 @@ type RemoteEndpoint struct {
 	Port    int    `json:"port"`
 }
 
+// HostPort is the endpoint as "host:port"; "" when e is nil or has no
+// address.
+func (e *RemoteEndpoint) HostPort() string {
+	if e == nil || e.Address == "" {
+		return ""
+	}
+	return net.JoinHostPort(e.Address, strconv.Itoa(e.Port))
+}
+
 // Request is an HTTP request relayed to a listener. When Method is empty the
 // request was too large for the control channel and the listener must dial
 // Address (a rendezvous) to read it.
 type Request struct {
-	Address        string            `json:"address,omitempty"`
-	ID             string            `json:"id"`
-	RequestTarget  string            `json:"requestTarget,omitempty"`
-	Method         string            `json:"method,omitempty"`
+	Address       string `json:"address,omitempty"`
+	ID            string `json:"id"`
+	RequestTarget string `json:"requestTarget,omitempty"`
+	Method        string `json:"method,omitempty"`
+	// RemoteEndpoint is the sender's address (as in the .NET SDK's
+	// RequestCommand; the protocol document does not list it).
+	RemoteEndpoint *RemoteEndpoint   `json:"remoteEndpoint,omitempty"`
 	RequestHeaders map[string]string `json:"requestHeaders,omitempty"`
 	Body           bool              `json:"body,omitempty"`
 }
