@@ -10,26 +10,27 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 )
 
-// Appender stores records (*Table).
-type Appender interface {
+// Store keeps records (*Table).
+type Store interface {
 	Append(ctx context.Context, r Record, key string) (Record, error)
+	Query(ctx context.Context, q Query) (Page, error)
 }
 
 // appendTimeout bounds one write: recording must not hold a request or an
 // agent's report for long when storage is slow.
 const appendTimeout = 10 * time.Second
 
-// Recorder records events into an Appender. It never fails the action
+// Recorder records events into a Store, and reads them back. It never fails the action
 // being recorded: a record that cannot be stored is logged at error level
 // with every field, so the process log keeps it.
 type Recorder struct {
-	store Appender
+	store Store
 	log   *slog.Logger
 	now   func() time.Time
 }
 
 // NewRecorder returns a Recorder on store; log defaults to slog.Default().
-func NewRecorder(store Appender, log *slog.Logger) *Recorder {
+func NewRecorder(store Store, log *slog.Logger) *Recorder {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -64,6 +65,11 @@ func (rec *Recorder) record(ctx context.Context, r Record, key string) {
 	rec.log.ErrorContext(ctx, "cannot store audit record", "error", err,
 		"time", r.Time, "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
 		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail)
+}
+
+// Query reads records (GET /v1/audit).
+func (rec *Recorder) Query(ctx context.Context, q Query) (Page, error) {
+	return rec.store.Query(ctx, q)
 }
 
 // RunTransition records transition t of run r (runs.Config.OnTransition).

@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/servicebus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
@@ -38,6 +39,7 @@ type runsStack struct {
 	cloud      *cloud.Client
 	bus        bus.Driver
 	registry   *registry.Watcher
+	audit      *audit.Recorder
 
 	maxBundleBytes int64
 }
@@ -78,6 +80,9 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: o.tablePrefix, CreateTables: o.createResources}); err != nil {
 		return nil, err
 	}
+	if st.audit, err = openAudit(ctx, tables, o, log); err != nil {
+		return nil, err
+	}
 	if st.artifacts, err = artifacts.New(ctx, blobs, o.runsContainer, o.createResources); err != nil {
 		return nil, err
 	}
@@ -109,7 +114,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 		return nil, err
 	}
 	var d *dispatch.Dispatcher
-	st.manager, err = runs.New(runs.Config{Store: st.store, SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }})
+	st.manager, err = runs.New(runs.Config{Store: st.store, SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +183,7 @@ func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, err
 func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 	cfg.Runs, cfg.Artifacts, cfg.Dispatcher = st.manager, st.artifacts, st.dispatcher
 	cfg.MaxBundleBytes = st.maxBundleBytes
+	cfg.Audit = st.audit
 	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry.Current}
 }
 
