@@ -102,7 +102,7 @@ func (s *Server) readAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	p, _ := PrincipalFrom(r.Context())
 	tenant := r.URL.Query().Get("tenant")
-	if q.Tenants, err = auditScope(principalGrants(p), tenant); err != nil {
+	if q.Tenants, err = auditScope(p, tenant); err != nil {
 		writeError(w, r, http.StatusForbidden, CodeForbidden, err.Error())
 		return
 	}

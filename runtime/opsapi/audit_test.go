@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/operatorauth"
 )
 
 // fakeAudit keeps records in memory and remembers the last query.
@@ -48,6 +49,22 @@ func (f *fakeAudit) take() []audit.Record {
 	out := f.records
 	f.records = nil
 	return out
+}
+
+const readerKey = "reader-key"
+
+// auditAuth is fakeAuth with goodKey an admin, and readerKey a reader of
+// contoso.
+type auditAuth struct{ fakeAuth }
+
+func (a auditAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
+	if cred, _ := operatorauth.BearerCredential(r); cred == readerKey {
+		return operatorauth.Principal{Kind: operatorauth.KindAPIKey, ID: "rita", Name: "rita",
+			Grants: operatorauth.Grants{Tenants: map[string]operatorauth.Role{"contoso": operatorauth.RoleReader}}}, nil
+	}
+	p, err := a.fakeAuth.Authenticate(r)
+	p.Admin = err == nil
+	return p, err
 }
 
 func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
@@ -111,7 +128,7 @@ func TestAuditWithoutStoreLogs(t *testing.T) {
 
 func TestReadAudit(t *testing.T) {
 	log := &fakeAudit{records: []audit.Record{{ID: "1", Tenant: "contoso", Principal: "api-key:alice", Action: "run.queued", Object: "/v1/tenants/contoso/runs/r", Result: "ok"}}}
-	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Auth = log, auditAuth{} })
 
 	r := do(t, "GET", srv.URL+"/v1/audit?"+url.Values{"tenant": {"contoso"}, "since": {"2026-03-01T10:00:00Z"}, "principal": {"api-key:alice"}, "limit": {"5"}}.Encode(), goodKey)
 	require.Equal(t, 200, r.status, string(r.body))
@@ -132,6 +149,22 @@ func TestReadAudit(t *testing.T) {
 		assert.Equal(t, 400, r.status, q)
 		assert.Equal(t, CodeBadRequest, decode[ErrorBody](t, r).Error.Code, q)
 	}
+	// A reader of contoso reads contoso only, and a try at another tenant
+	// is refused and audited.
+	r = do(t, "GET", srv.URL+"/v1/audit", readerKey)
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, []string{"contoso"}, log.query.Tenants)
+	log.take()
+	r = do(t, "GET", srv.URL+"/v1/audit?tenant=fabrikam", readerKey)
+	require.Equal(t, 403, r.status)
+	assert.Contains(t, decode[ErrorBody](t, r).Error.Message, "no role in tenant fabrikam")
+	if got := log.take(); assert.Len(t, got, 1) {
+		assert.Equal(t, "fabrikam", got[0].Tenant)
+		assert.Equal(t, "api-key:rita", got[0].Principal)
+		assert.Equal(t, audit.ResultDenied, got[0].Result)
+		assert.Equal(t, "GET /v1/audit", got[0].Action)
+	}
+
 	log.err = errors.New("table storage down")
 	r = do(t, "GET", srv.URL+"/v1/audit", goodKey)
 	assert.Equal(t, 500, r.status)
@@ -142,7 +175,7 @@ func TestReadAudit(t *testing.T) {
 // it but GET, and no other path under it.
 func TestAuditCannotBeChangedThroughTheAPI(t *testing.T) {
 	log := &fakeAudit{records: []audit.Record{{ID: "1", Action: "run.queued"}}}
-	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Auth = log, auditAuth{} })
 	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
 		for _, p := range []string{"/v1/audit", "/v1/audit/1"} {
 			r := do(t, m, srv.URL+p, goodKey)
@@ -197,7 +230,7 @@ func provokeAudit(t *testing.T, method, code string) ([]byte, bool) {
 	t.Helper()
 	log := &fakeAudit{records: []audit.Record{{ID: "0001", Time: t0, Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/workspaces",
 		Object: "/v1/tenants/contoso/workspaces", Result: audit.ResultOK, Status: 201, RequestID: "ab12", Client: "10.0.0.1:5555", Detail: "x"}}}
-	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Auth = log, auditAuth{} })
 	var r response
 	switch code {
 	case "200":
