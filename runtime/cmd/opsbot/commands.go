@@ -208,6 +208,7 @@ reconnects.`,
 
 	root.AddCommand(status, agents, events, config)
 	root.AddCommand(a.runsCommands()...)
+	root.AddCommand(a.auditCommand())
 	return root
 }
 
