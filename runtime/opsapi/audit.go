@@ -77,6 +77,13 @@ func (s *Server) audited(next http.Handler) http.Handler {
 	})
 }
 
+// noteError keeps the message of the error answered, for the audit record.
+func noteError(w http.ResponseWriter, msg string) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.errMessage = msg
+	}
+}
+
 // record stores an audit record, or logs it when the server has no audit
 // log (no storage configured).
 func (s *Server) record(ctx context.Context, r audit.Record) {

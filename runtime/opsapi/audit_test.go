@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
-	"github.com/botehq/platform/runtime/operatorauth"
 )
 
 // fakeAudit keeps records in memory and remembers the last query.
@@ -51,22 +50,6 @@ func (f *fakeAudit) take() []audit.Record {
 	return out
 }
 
-const readerKey = "reader-key"
-
-// auditAuth is fakeAuth with goodKey an admin, and readerKey a reader of
-// contoso.
-type auditAuth struct{ fakeAuth }
-
-func (a auditAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
-	if cred, _ := operatorauth.BearerCredential(r); cred == readerKey {
-		return operatorauth.Principal{Kind: operatorauth.KindAPIKey, ID: "rita", Name: "rita",
-			Grants: operatorauth.Grants{Tenants: map[string]operatorauth.Role{"contoso": operatorauth.RoleReader}}}, nil
-	}
-	p, err := a.fakeAuth.Authenticate(r)
-	p.Admin = err == nil
-	return p, err
-}
-
 func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
 	f := newRunsFixture(t)
 	log := &fakeAudit{}
@@ -90,6 +73,12 @@ func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
 			Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/contoso/runs", Result: audit.ResultDenied, Status: 401}},
 		{"forbidden read names the tenant", "GET", "/v1/agents?tenant=contoso", forbiddenKey, &audit.Record{
 			Tenant: "contoso", Action: "GET /v1/agents", Object: "/v1/agents", Result: audit.ResultDenied, Status: 403, Detail: "lacks the role"}},
+		{"missing role names it", "POST", runPath + "/cancel", readerKey, &audit.Record{
+			Tenant: "contoso", Principal: "api-key:reader", Action: "POST /v1/tenants/{tenant}/runs/{run}/cancel", Object: runPath + "/cancel",
+			Result: audit.ResultDenied, Status: 403, Detail: "needs the operator role in tenant contoso"}},
+		{"a reader's denied read in another tenant", "GET", "/v1/tenants/globex/runs", readerKey, &audit.Record{
+			Tenant: "globex", Principal: "api-key:reader", Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/globex/runs",
+			Result: audit.ResultDenied, Status: 403, Detail: "needs the reader role in tenant globex"}},
 		{"reads are not recorded", "GET", runPath, goodKey, nil},
 		{"unrouted requests are not API calls", "POST", "/v1/nope", goodKey, nil},
 		{"wrong method is not an API call", "DELETE", runPath, goodKey, nil},
@@ -128,7 +117,7 @@ func TestAuditWithoutStoreLogs(t *testing.T) {
 
 func TestReadAudit(t *testing.T) {
 	log := &fakeAudit{records: []audit.Record{{ID: "1", Tenant: "contoso", Principal: "api-key:alice", Action: "run.queued", Object: "/v1/tenants/contoso/runs/r", Result: "ok"}}}
-	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Auth = log, auditAuth{} })
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
 
 	r := do(t, "GET", srv.URL+"/v1/audit?"+url.Values{"tenant": {"contoso"}, "since": {"2026-03-01T10:00:00Z"}, "principal": {"api-key:alice"}, "limit": {"5"}}.Encode(), goodKey)
 	require.Equal(t, 200, r.status, string(r.body))
@@ -160,7 +149,7 @@ func TestReadAudit(t *testing.T) {
 	assert.Contains(t, decode[ErrorBody](t, r).Error.Message, "no role in tenant fabrikam")
 	if got := log.take(); assert.Len(t, got, 1) {
 		assert.Equal(t, "fabrikam", got[0].Tenant)
-		assert.Equal(t, "api-key:rita", got[0].Principal)
+		assert.Equal(t, "api-key:reader", got[0].Principal)
 		assert.Equal(t, audit.ResultDenied, got[0].Result)
 		assert.Equal(t, "GET /v1/audit", got[0].Action)
 	}
@@ -175,7 +164,7 @@ func TestReadAudit(t *testing.T) {
 // it but GET, and no other path under it.
 func TestAuditCannotBeChangedThroughTheAPI(t *testing.T) {
 	log := &fakeAudit{records: []audit.Record{{ID: "1", Action: "run.queued"}}}
-	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Auth = log, auditAuth{} })
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
 	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
 		for _, p := range []string{"/v1/audit", "/v1/audit/1"} {
 			r := do(t, m, srv.URL+p, goodKey)
@@ -230,7 +219,7 @@ func provokeAudit(t *testing.T, method, code string) ([]byte, bool) {
 	t.Helper()
 	log := &fakeAudit{records: []audit.Record{{ID: "0001", Time: t0, Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/workspaces",
 		Object: "/v1/tenants/contoso/workspaces", Result: audit.ResultOK, Status: 201, RequestID: "ab12", Client: "10.0.0.1:5555", Detail: "x"}}}
-	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Auth = log, auditAuth{} })
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
 	var r response
 	switch code {
 	case "200":

@@ -92,6 +92,7 @@ func (s *Server) forbid(w http.ResponseWriter, r *http.Request, reason, tenant, 
 func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, d ErrorDetail) {
 	s.cfg.Logger.WarnContext(r.Context(), "operator request refused", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "reason", d.Reason, "message", d.Message)
 	d.Code, d.RequestID = CodeForbidden, requestID(r.Context())
+	noteError(w, d.Message)
 	writeJSON(w, http.StatusForbidden, ErrorBody{Error: d})
 }
 

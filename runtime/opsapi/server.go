@@ -390,8 +390,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	if rec, ok := w.(*statusRecorder); ok {
-		rec.errMessage = msg
-	}
+	noteError(w, msg)
 	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg, RequestID: requestID(r.Context())}})
 }
