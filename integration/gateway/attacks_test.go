@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +24,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
@@ -30,6 +34,7 @@ import (
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/worker/session"
 )
 
 // rawSession is a hand-driven protocol session, for sending what the
@@ -464,4 +469,153 @@ func TestAttackForeignUploadClaim(t *testing.T) {
 	require.Equal(t, protocol.TypeAck, a2.readReply().Type)
 	time.Sleep(2 * time.Second)
 	assert.Empty(t, svc.all(), "a claim that does not verify reaches no handler")
+}
+
+// spoofVariants spell reserved identity headers with other separators, case
+// and an "x" prefix: many servers (CGI, WSGI, Rack, nginx with
+// underscores_in_headers) read "bote_from" as "Bote-From".
+var spoofVariants = []string{"bote_from", "Bote_Tenant", "bote.connector", "BOTE__FROM", "botefrom", "x_tenant_id", "X.Connector.Id", "x_from"}
+
+// TestAttackHeaderVariants: every spelling of a reserved header is refused
+// from a raw session, through the sidecar's local API and by cloud.Client;
+// one put on the bus by other means never reaches the sidecar's local
+// program; and nothing but the honest messages arrives anywhere.
+func TestAttackHeaderVariants(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("victim", nil)
+	sc := g.sidecar("tenant-a", "a2")
+
+	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
+	for i, h := range spoofVariants {
+		s.write(protocol.Frame{Type: protocol.TypeSend, ID: fmt.Sprint("raw-", i), Message: &protocol.Message{
+			ID: fmt.Sprint("spoof-raw-", i), Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")}})
+		requireErrorCode(t, s.readReply(), protocol.CodeIdentityHeader)
+	}
+	for i, h := range spoofVariants {
+		status, body := sc.send(t, "spoof", map[string]string{"Bote-Message-Id": fmt.Sprint("spoof-sidecar-", i), "Bote-Header-" + h: "tenant-b"})
+		assert.Equal(t, http.StatusBadRequest, status, "%s: %s", h, body)
+		assert.Contains(t, body, protocol.CodeIdentityHeader, h)
+	}
+	for _, h := range spoofVariants {
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", cloud.Outgoing{Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")})
+		assert.ErrorIs(t, err, envelope.ErrReservedHeader, h)
+	}
+
+	// A message put on the bus directly (a bus credential, not cloud.Client)
+	// is routed, but the local program sees only the gateway's own Bote-*
+	// headers and no name with '_'.
+	claims, err := claimcheck.New(ctxFor(t, 10*time.Second), claimcheck.Config{ConnectionString: g.emu.ConnectionString})
+	require.NoError(t, err)
+	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Claims: claims, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	headers := map[string]string{"kind": "ping", "trace_id": "t1"}
+	for _, h := range spoofVariants {
+		headers[h] = "tenant-b"
+	}
+	require.NoError(t, d.Send(ctxFor(t, 10*time.Second), bus.QueueConnectors, &envelope.Envelope{
+		ID: "bypass-1", Kind: envelope.KindTargeted, Tenant: "tenant-a", Connector: "a2",
+		From: &envelope.Identity{Service: "intruder"}, Headers: headers, Body: []byte("x"), CreatedAt: time.Now().UTC(),
+	}, nil))
+	var got http.Header
+	select {
+	case got = <-sc.arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sidecar's program got nothing")
+	}
+	var reserved []string
+	for k := range got {
+		assert.NotContains(t, k, "_", "a name with '_' reached the local program")
+		if envelope.IsReservedHeader(k) {
+			reserved = append(reserved, k)
+		}
+	}
+	assert.ElementsMatch(t, []string{"Bote-Message-Id", "Bote-Kind", "Bote-From"}, reserved)
+	assert.Equal(t, "intruder", got.Get("Bote-From"))
+	assert.Equal(t, "bypass-1", got.Get("Bote-Message-Id"))
+	assert.Equal(t, "ping", got.Get("Kind"))
+	_, err = sc.Proc.WaitOutput("dropped an application header", 5*time.Second)
+	assert.NoError(t, err, "the drop is logged at debug level")
+
+	// Honest messages still go through, stamped with the real identity.
+	s.write(protocol.Frame{Type: protocol.TypeSend, ID: "ok", Message: &protocol.Message{ID: "honest-raw", Headers: map[string]string{"trace-id": "1"}}})
+	require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	status, body := sc.send(t, "ok", map[string]string{"Bote-Message-Id": "honest-sidecar", "Bote-Header-Trace-Id": "2"})
+	require.Equal(t, http.StatusOK, status, body)
+	require.Eventually(t, func() bool { return len(svc.all()) == 2 }, 15*time.Second, 50*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	from := map[string]envelope.Identity{}
+	for _, m := range svc.all() {
+		from[m.ID] = m.From
+		for k := range m.Headers {
+			assert.False(t, envelope.IsReservedHeader(k), "%s reached the cloud on %s", k, m.ID)
+		}
+	}
+	assert.Equal(t, map[string]envelope.Identity{
+		"honest-raw":     {Tenant: "tenant-a", Connector: "a1"},
+		"honest-sidecar": {Tenant: "tenant-a", Connector: "a2"},
+	}, from, "only the honest messages reached the cloud")
+	assert.Len(t, sc.all(), 1, "the program got only the bypass message")
+	out := g.workers[0].Proc.Output()
+	assert.GreaterOrEqual(t, strings.Count(out, "identity_header_rejected"), 2*len(spoofVariants), "every refusal is audited")
+}
+
+// TestAttackSessionFlood: one token opening 300 sessions holds at most the
+// per-connector cap on the worker, the newest; the older ones are closed
+// with 4004; the sessions gauge is exact; and another connector's session
+// is never touched.
+func TestAttackSessionFlood(t *testing.T) {
+	g := newGateway(t)
+	svc := g.cloud("flood", func(ctx context.Context, c *cloudService, m *cloud.Message) error {
+		_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
+		return err
+	})
+	a2 := g.connector("tenant-a", "a2")
+	w := g.workers[0]
+	require.Equal(t, 1.0, w.metric(t, "bote_worker_sessions"))
+
+	const flood, limit = 300, session.DefaultMaxSessionsPerConnector
+	tok := g.token(t, "tenant-a", "a1")
+	sessions := make([]*rawSession, flood)
+	start := time.Now()
+	for i := range sessions {
+		s, status := g.dialRaw(t, tok)
+		require.Equal(t, http.StatusSwitchingProtocols, status, "session %d", i)
+		sessions[i] = s
+	}
+	t.Logf("%d sessions opened with one token in %s", flood, time.Since(start).Round(time.Millisecond))
+	for i, s := range sessions[:flood-limit] {
+		ctx := ctxFor(t, 10*time.Second)
+		var err error
+		for err == nil {
+			_, _, err = s.ws.Read(ctx)
+		}
+		require.Equal(t, websocket.StatusCode(protocol.CloseSessionLimit), websocket.CloseStatus(err), "session %d: %v", i, err)
+	}
+	require.Eventually(t, func() bool { return w.metric(t, "bote_worker_sessions") == float64(1+limit) }, 15*time.Second, 100*time.Millisecond,
+		"the gauge counts a2 and the %d newest sessions", limit)
+	assert.Equal(t, float64(flood-limit), w.metric(t, "bote_worker_sessions_evicted_total"))
+
+	// The newest sessions work; so does a2, on the session it had.
+	for i, s := range sessions[flood-limit:] {
+		s.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: fmt.Sprint("newest-", i), Body: []byte("hi")}})
+		require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	}
+	id, err := a2.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
+	require.NoError(t, err)
+	assert.Equal(t, id, a2.next(t, 10*time.Second).CorrelationID)
+	require.Eventually(t, func() bool { return len(svc.all()) == limit+1 }, 15*time.Second, 50*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	assert.Len(t, svc.all(), limit+1, "nothing else reached the cloud")
+	assert.Equal(t, 1.0+float64(limit), w.metric(t, "bote_worker_sessions"))
+
+	out := w.Proc.Output()
+	assert.Equal(t, flood-limit, strings.Count(out, `"event":"session_evicted"`), "every eviction is audited")
+	a2Opened := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, `"msg":"session opened"`) && strings.Contains(line, `"connector":"a2"`) {
+			a2Opened++
+		}
+	}
+	assert.Equal(t, 1, a2Opened, "a2 kept its one session")
 }

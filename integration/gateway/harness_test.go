@@ -9,9 +9,13 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -258,4 +262,84 @@ func mustJSON(t *testing.T, v any) string {
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// sidecar is a running connector sidecar binary and the local program it
+// delivers to.
+type sidecar struct {
+	API      string // the sidecar's local API base URL
+	Proc     *procs.Process
+	mu       sync.Mutex
+	received []http.Header // headers of every delivery, in order
+	arrived  chan http.Header
+}
+
+// sidecar starts the connector binary for tenant/id with a local program
+// that records what it is delivered, and waits until it is connected.
+func (g *gateway) sidecar(tenant, id string) *sidecar {
+	t := g.t
+	t.Helper()
+	sc := &sidecar{arrived: make(chan http.Header, 100)}
+	program := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		h := r.Header.Clone()
+		sc.mu.Lock()
+		sc.received = append(sc.received, h)
+		sc.mu.Unlock()
+		sc.arrived <- h
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(program.Close)
+	keyFile := filepath.Join(g.dir, "sidecar-"+tenant+"-"+id+".pem")
+	require.NoError(t, clientauth.WriteKeyFile(keyFile, g.keys[registry.ClientID(tenant, id)]))
+	sc.Proc = procs.Start(t, procs.Spec{Name: "sidecar-" + id, Path: procs.Build(t, "connector"), Args: []string{
+		"run", "--worker-url", g.workers[0].URL, "--token-url", g.tokenURL(), "--tenant", tenant, "--connector", id,
+		"--key", keyFile, "--deliver-to", program.URL, "--listen", "127.0.0.1:0", "--safety-poll", "1h", "--log-level", "debug",
+	}})
+	sc.API = listenURL(t, sc.Proc)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(sc.API + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "sidecar %s/%s does not connect", tenant, id)
+	return sc
+}
+
+// send posts body to the sidecar's local API with headers and returns the
+// status and the answer.
+func (sc *sidecar) send(t *testing.T, body string, headers map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, sc.API+"/v1/send", strings.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range headers {
+		req.Header[k] = []string{v} // as given: no canonicalisation
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (sc *sidecar) all() []http.Header {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return append([]http.Header(nil), sc.received...)
+}
+
+// metric reads one unlabelled sample from a worker's /metrics.
+func (w *worker) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(get(t, w.URL+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	t.Fatalf("worker has no metric %s", name)
+	return 0
 }
