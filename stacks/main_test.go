@@ -304,3 +304,26 @@ func TestTenantOrderInConfigDoesNotMatter(t *testing.T) {
 	assert.Equal(t, string(before.JSON()), string(after.JSON()))
 	assert.Equal(t, beforeExports, afterExports)
 }
+
+// A second environment of the project in the same Entra tenant (staging
+// next to dev) registers the same logical names; its role assignments must
+// still get names of their own, or Azure refuses each of them with
+// RoleAssignmentUpdateNotPermitted.
+func TestRoleAssignmentNamesDifferBetweenEnvironments(t *testing.T) {
+	names := func(prefix string) map[string]bool {
+		cfg := stackConfig(t, "dev")
+		cfg["bote:namePrefix"] = prefix
+		rec, _, err := deployed(t, cfg)
+		require.NoError(t, err)
+		out := map[string]bool{}
+		for _, ra := range rec.OfType(infratest.RoleAssignmentType) {
+			out[ra.Inputs["roleAssignmentName"].(string)] = true
+		}
+		require.NotEmpty(t, out)
+		return out
+	}
+	dev, staging := names("bote-dev"), names("bote-staging")
+	for n := range dev {
+		assert.False(t, staging[n], "role assignment name %s is used by both environments", n)
+	}
+}

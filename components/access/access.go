@@ -4,9 +4,16 @@
 // Least privilege is enforced here, not left to review: Grant accepts only
 // the built-in data-plane roles in this package (never Owner, Contributor or
 // User Access Administrator), and a role assignment whose scope is a
-// subscription or a resource group fails the deployment. Role assignment
-// names are UUIDs derived from the identity, role and scope names, so they
-// are stable across previews and a re-run never duplicates an assignment.
+// subscription or a resource group fails the deployment.
+//
+// A role assignment's name is a UUIDv5 of what Azure keys it by: the scope's
+// resource id, the principal id and the role definition id. It is stable
+// across previews (a re-run never duplicates an assignment) and differs
+// between stacks, whose identities and resources differ: Azure refuses a
+// second assignment of the same name with other properties
+// (RoleAssignmentUpdateNotPermitted), so a name seeded by logical names
+// alone would collide as soon as a second environment (staging, prod)
+// deploys into the same Entra tenant.
 package access
 
 import (
@@ -145,7 +152,7 @@ func (id *Identity) Grant(ctx *pulumi.Context, role Role, scope Scope, opts ...p
 		return fmt.Sprintf(roleDefinitionIDFormat, sub, role.ID), nil
 	}).(pulumi.StringOutput)
 	ra, err := authorization.NewRoleAssignment(ctx, name, &authorization.RoleAssignmentArgs{
-		RoleAssignmentName: pulumi.String(uuid.NewSHA1(roleAssignmentsNamespace, []byte(name)).String()),
+		RoleAssignmentName: AssignmentName(scope.ID, id.PrincipalId, role),
 		PrincipalId:        id.PrincipalId,
 		PrincipalType:      pulumi.String("ServicePrincipal"),
 		RoleDefinitionId:   roleDef,
@@ -156,6 +163,16 @@ func (id *Identity) Grant(ctx *pulumi.Context, role Role, scope Scope, opts ...p
 		return nil, fmt.Errorf("cannot register role assignment %s: %w", name, err)
 	}
 	return ra, nil
+}
+
+// AssignmentName is the role assignment's name: a UUIDv5 of scope id,
+// principal id and role definition GUID, the triple Azure identifies an
+// assignment by.
+func AssignmentName(scopeID, principalID pulumi.StringInput, role Role) pulumi.StringOutput {
+	return pulumi.All(scopeID.ToStringOutput(), principalID.ToStringOutput()).ApplyT(func(v []any) string {
+		key := strings.ToLower(v[0].(string) + "|" + v[1].(string) + "|" + role.ID)
+		return uuid.NewSHA1(roleAssignmentsNamespace, []byte(key)).String()
+	}).(pulumi.StringOutput)
 }
 
 // CheckScope accepts a resource id below a resource group

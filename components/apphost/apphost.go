@@ -17,7 +17,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/pulumi/pulumi-azure-native-sdk/app/v2"
+	app "github.com/pulumi/pulumi-azure-native-sdk/app/v2/v20240301"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/botehq/platform/components/access"

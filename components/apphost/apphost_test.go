@@ -85,3 +85,44 @@ func TestPlatformRefusesHostingTheCloudLacks(t *testing.T) {
 	assert.Contains(t, err.Error(), "Container Apps is not available in the usgovernment cloud")
 	assert.Empty(t, rec.Keys())
 }
+
+// The SDK's default Container Apps API version (2022-10-01 in v2.90)
+// rejects secrets given as keyVaultUrl + identity ("value or keyVaultUrl and
+// identity should be provided"); 2024-03-01 accepts them.
+func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
+	pub, err := cloud.Lookup("public")
+	require.NoError(t, err)
+	rec, err := infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
+		p, err := NewPlatform(ctx, "apps", PlatformArgs{
+			Cloud: pub, Hosting: cloud.HostingContainerApps, Name: "bote-apps",
+			ResourceGroupName: pulumi.String("rg"), Location: "eastus",
+			LogAnalyticsCustomerID: pulumi.String("c"), LogAnalyticsSharedKey: pulumi.String("k"),
+		})
+		if err != nil {
+			return err
+		}
+		id, err := access.NewIdentity(ctx, "id", access.IdentityArgs{IdentityName: "bote-id", ResourceGroupName: pulumi.String("rg"), Location: "eastus"})
+		if err != nil {
+			return err
+		}
+		_, err = p.NewApp(ctx, "app", AppArgs{
+			Name: "bote-app", Image: "bote/app" + digest, Port: 8080, Identity: id, RegistryServer: pulumi.String("r.azurecr.io"),
+			Secrets:     map[string]pulumi.StringInput{"KEY": pulumi.String("https://v.vault.azure.net/secrets/k")},
+			MinReplicas: 1, MaxReplicas: 1,
+		})
+		return err
+	})
+	require.NoError(t, err)
+	var apps []infratest.Resource
+	for _, r := range rec.Resources() {
+		if infratest.BaseType(r.Type) == "azure-native:app:ContainerApp" {
+			apps = append(apps, r)
+		}
+	}
+	require.Len(t, apps, 1)
+	assert.Equal(t, "azure-native:app/v20240301:ContainerApp", apps[0].Type, "API version 2024-03-01 or later")
+	secrets := apps[0].Inputs["configuration"].(map[string]any)["secrets"].([]any)
+	require.Len(t, secrets, 1)
+	assert.Equal(t, "https://v.vault.azure.net/secrets/k", secrets[0].(map[string]any)["keyVaultUrl"])
+	assert.NotEmpty(t, secrets[0].(map[string]any)["identity"])
+}

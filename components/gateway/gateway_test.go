@@ -132,7 +132,7 @@ func TestAppsGetKeyVaultReferencesNotValues(t *testing.T) {
 	args.Hosting = cloud.HostingContainerApps
 	rec, err = run(t, args)
 	require.NoError(t, err)
-	ca := find(t, rec, "azure-native:app:ContainerApp::gw-worker")
+	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-worker")
 	secrets := ca.Inputs["configuration"].(map[string]any)["secrets"].([]any)
 	require.Len(t, secrets, 1)
 	s := secrets[0].(map[string]any)
@@ -159,7 +159,7 @@ func TestWorkerIsWebSocketFriendly(t *testing.T) {
 	args = testArgs(t, "public")
 	rec, err = run(t, args)
 	require.NoError(t, err)
-	ca := find(t, rec, "azure-native:app:ContainerApp::gw-worker")
+	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-worker")
 	ingress := ca.Inputs["configuration"].(map[string]any)["ingress"].(map[string]any)
 	assert.Equal(t, "auto", ingress["transport"])
 	assert.Equal(t, true, ingress["external"])

@@ -47,13 +47,28 @@ type Resource struct {
 	Provider string         `json:"provider,omitempty"`
 	Protect  bool           `json:"protect,omitempty"`
 	Inputs   map[string]any `json:"inputs,omitempty"`
-	ID       string         `json:"-"`
-	Outputs  map[string]any `json:"-"`
-	Custom   bool           `json:"-"`
+	// DependsOn are the "type::name" of the resources it waits for
+	// (explicit dependsOn and inputs from other resources).
+	DependsOn []string       `json:"-"`
+	ID        string         `json:"-"`
+	Outputs   map[string]any `json:"-"`
+	Custom    bool           `json:"-"`
 }
 
 // Key is "type::name".
 func (r Resource) Key() string { return r.Type + "::" + r.Name }
+
+// BaseType drops the API version from a versioned azure-native type token
+// ("azure-native:app/v20240301:ContainerApp" -> "azure-native:app:ContainerApp").
+func BaseType(token string) string {
+	parts := strings.Split(token, ":")
+	if len(parts) == 3 {
+		if i := strings.Index(parts[1], "/"); i > 0 {
+			parts[1] = parts[1][:i]
+		}
+	}
+	return strings.Join(parts, ":")
+}
 
 // Recording is everything a run registered.
 type Recording struct {
@@ -205,7 +220,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	out := in.Copy()
 	set := func(k string, v any) { out[resource.PropertyKey(k)] = resource.NewPropertyValue(v) }
 	set("name", physical)
-	switch args.TypeToken {
+	switch BaseType(args.TypeToken) {
 	case "pulumi:providers:azure-native":
 		id = "provider-" + args.Name
 	case "azure-native:resources:ResourceGroup":
@@ -247,6 +262,10 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	if args.RegisterRPC != nil {
 		r.Parent = urnKey(args.RegisterRPC.GetParent())
 		r.Protect = args.RegisterRPC.GetProtect()
+		for _, dep := range args.RegisterRPC.GetDependencies() {
+			r.DependsOn = append(r.DependsOn, urnKey(dep))
+		}
+		sort.Strings(r.DependsOn)
 	}
 	if args.Provider != "" {
 		// A provider reference is "<urn>::<id>".
