@@ -282,6 +282,20 @@ func TestSharedStateIsProtectedUnlessTurnedOff(t *testing.T) {
 				assert.Equal(t, want, r.Protect, "%s: %s", stack, r.Key())
 			}
 		}
+		// Purge protection keeps a destroyed vault's name and secrets for
+		// 90 days with no way out: only for protected stacks.
+		vaults := rec.OfType("azure-native:keyvault:Vault")
+		require.NotEmpty(t, vaults)
+		for _, v := range vaults {
+			props := v.Inputs["properties"].(map[string]any)
+			if want {
+				assert.Equal(t, true, props["enablePurgeProtection"], "%s: %s", stack, v.Key())
+				assert.Equal(t, 90.0, props["softDeleteRetentionInDays"], "%s: %s", stack, v.Key())
+			} else {
+				assert.NotContains(t, props, "enablePurgeProtection", "%s: %s (Azure refuses false; leave it out)", stack, v.Key())
+				assert.Equal(t, 7.0, props["softDeleteRetentionInDays"], "%s: %s", stack, v.Key())
+			}
+		}
 	}
 }
 

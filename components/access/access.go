@@ -158,7 +158,10 @@ func (id *Identity) Grant(ctx *pulumi.Context, role Role, scope Scope, opts ...p
 		RoleDefinitionId:   roleDef,
 		Scope:              scope.ID,
 		Description:        pulumi.String(fmt.Sprintf("%s: %s on %s", id.Name, role.Name, scope.Name)),
-	}, opts...)
+		// Azure allows one assignment per (scope, principal, role): a
+		// replacement must delete the old one before creating the new one
+		// or the create fails with RoleAssignmentExists.
+	}, append(opts, pulumi.DeleteBeforeReplace(true))...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot register role assignment %s: %w", name, err)
 	}

@@ -402,22 +402,10 @@ func (b *builder) storage() error {
 }
 
 func (b *builder) vault() error {
-	client := authorization.GetClientConfigOutput(b.ctx, b.parent)
-	v, err := keyvault.NewVault(b.ctx, b.child("vault"), &keyvault.VaultArgs{
-		VaultName:         pulumi.String(b.n.vault),
-		ResourceGroupName: b.args.ResourceGroupName,
-		Location:          pulumi.String(b.args.Location),
-		Properties: &keyvault.VaultPropertiesArgs{
-			TenantId:                  client.TenantId(),
-			Sku:                       &keyvault.SkuArgs{Family: pulumi.String("A"), Name: keyvault.SkuNameStandard},
-			EnableRbacAuthorization:   pulumi.Bool(true), // access by role on each secret, no access policies
-			EnableSoftDelete:          pulumi.Bool(true),
-			SoftDeleteRetentionInDays: pulumi.Int(90),
-			EnablePurgeProtection:     pulumi.Bool(true),
-			PublicNetworkAccess:       pulumi.String("Enabled"),
-		},
-		Tags: pulumi.ToStringMap(b.args.Tags),
-	}, b.parent, pulumi.Protect(b.args.Protect))
+	v, err := NewVault(b.ctx, b.child("vault"), VaultArgs{
+		Name: b.n.vault, ResourceGroupName: b.args.ResourceGroupName, Location: b.args.Location,
+		Protect: b.args.Protect, Tags: b.args.Tags,
+	}, b.parent)
 	if err != nil {
 		return err
 	}
@@ -434,6 +422,55 @@ func (b *builder) vault() error {
 	}
 	b.storageKey = s
 	return nil
+}
+
+// VaultArgs are the arguments of NewVault.
+type VaultArgs struct {
+	Name              string
+	ResourceGroupName pulumi.StringInput
+	Location          string
+	// Protect turns on purge protection and 90 days of soft-delete
+	// retention, and protects the resource in Pulumi.
+	Protect bool
+	Tags    map[string]string
+}
+
+// NewVault registers an RBAC-mode Key Vault (access by role, no access
+// policies) in the deploying identity's tenant.
+//
+// Soft delete is always on (Azure no longer allows turning it off): a
+// deleted vault, and every deleted secret, keeps its name for the retention
+// period. On a protected stack the vault also gets purge protection (90
+// days, and irreversible: nobody can purge early). An unprotected stack
+// (torn down and rebuilt freely) gets neither: 7 days' retention and no
+// purge protection, so `az keyvault purge` frees the names at once
+// (docs/infrastructure.md). Azure refuses enablePurgeProtection=false, so
+// the property is left out rather than set to false.
+// parent is the component it belongs to (it also carries the provider).
+func NewVault(ctx *pulumi.Context, name string, args VaultArgs, parent pulumi.ResourceOrInvokeOption) (*keyvault.Vault, error) {
+	if err := naming.Check(naming.KeyVault, args.Name); err != nil {
+		return nil, err
+	}
+	client := authorization.GetClientConfigOutput(ctx, parent)
+	props := &keyvault.VaultPropertiesArgs{
+		TenantId:                  client.TenantId(),
+		Sku:                       &keyvault.SkuArgs{Family: pulumi.String("A"), Name: keyvault.SkuNameStandard},
+		EnableRbacAuthorization:   pulumi.Bool(true),
+		EnableSoftDelete:          pulumi.Bool(true),
+		SoftDeleteRetentionInDays: pulumi.Int(7),
+		PublicNetworkAccess:       pulumi.String("Enabled"),
+	}
+	if args.Protect {
+		props.SoftDeleteRetentionInDays = pulumi.Int(90)
+		props.EnablePurgeProtection = pulumi.Bool(true)
+	}
+	return keyvault.NewVault(ctx, name, &keyvault.VaultArgs{
+		VaultName:         pulumi.String(args.Name),
+		ResourceGroupName: args.ResourceGroupName,
+		Location:          pulumi.String(args.Location),
+		Properties:        props,
+		Tags:              pulumi.ToStringMap(args.Tags),
+	}, parent, pulumi.Protect(args.Protect))
 }
 
 // NewSecret stores value (marked secret) in vault. Apps receive its URI as a
