@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/relay"
+)
+
+const exitRefused = 6 // the ops server refused the credential (401/403)
+
+// operatorKey creates an API key with grants ("contoso=approver") the way
+// an operator bootstraps one (relayserver apikey create on the keys
+// file), and waits until the running server accepts it.
+func operatorKey(t *testing.T, id string, grants ...string) string {
+	t.Helper()
+	bin, err := procs.BuildBinary("relayserver")
+	require.NoError(t, err)
+	args := []string{"apikey", "create", "--keys-file", filepath.Join(plat.Dir, "operator-keys.json"), "--id", id}
+	for _, g := range grants {
+		args = append(args, "--tenant", g)
+	}
+	out, err := exec.Command(bin, args...).Output()
+	require.NoError(t, err)
+	key := strings.TrimSpace(string(out))
+	require.True(t, strings.HasPrefix(key, "obk_"+id+"."), "apikey create prints the key: %q", out)
+	require.Eventually(t, func() bool {
+		r, err := plat.Opsbot(context.Background(), "", []string{"OPSBOT_API_KEY=" + key}, "status")
+		return err == nil && r.Code == exitOK
+	}, 20*time.Second, 250*time.Millisecond, "the server picks up the new key")
+	return key
+}
+
+// auditRecords runs opsbot audit -o json with key and returns the records.
+func auditRecords(t *testing.T, key string, args ...string) []audit.Record {
+	t.Helper()
+	r, err := plat.Opsbot(context.Background(), "", []string{"OPSBOT_API_KEY=" + key}, append([]string{"audit", "-o", "json", "--since", "1h", "--limit", "1000"}, args...)...)
+	require.NoError(t, err)
+	require.Equal(t, exitOK, r.Code, r)
+	var page audit.Page
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &page))
+	return page.Records
+}
+
+func find(records []audit.Record, match func(audit.Record) bool) (audit.Record, bool) {
+	for _, r := range records {
+		if match(r) {
+			return r, true
+		}
+	}
+	return audit.Record{}, false
+}
+
+// TestAuditLog: an operator's create, plan and approve, the run's every
+// transition and a refused cross-tenant call are in the audit log with
+// who, what, where from and the request id; an operator reads only their
+// tenant's log; nothing in the API changes or deletes a record.
+func TestAuditLog(t *testing.T) {
+	t.Parallel()
+	key := operatorKey(t, "audit-contoso", "contoso=approver")
+	as := func(code int, args ...string) {
+		t.Helper()
+		r, err := plat.Opsbot(context.Background(), contoso, []string{"OPSBOT_API_KEY=" + key}, args...)
+		require.NoError(t, err)
+		require.Equal(t, code, r.Code, "opsbot %s: %s", strings.Join(args, " "), r)
+	}
+	as(exitOK, "workspaces", "create", "audited")
+	r, err := plat.Opsbot(context.Background(), contoso, []string{"OPSBOT_API_KEY=" + key}, "plan", "--workspace", "audited", "--dir", config(t, examples(t)))
+	require.NoError(t, err)
+	require.Equal(t, exitChanges, r.Code, r)
+	id := runID(t, r)
+	as(exitOK, "apply", id, "--yes")
+	// Across the tenant boundary: refused, and audited.
+	as(exitRefused, "runs", "list", "--tenant", fabrikam)
+	as(exitRefused, "audit", "--tenant", fabrikam)
+
+	const me = "api-key:audit-contoso"
+	records := auditRecords(t, key) // OPSBOT_TENANT is not set: every tenant the key may read
+	for _, rec := range records {
+		assert.Equal(t, contoso, rec.Tenant, "an operator of contoso reads only contoso's records: %+v", rec)
+	}
+	api := func(action, object string, status int) audit.Record {
+		t.Helper()
+		rec, ok := find(records, func(r audit.Record) bool {
+			return r.Action == action && r.Principal == me && strings.HasPrefix(r.Object, object)
+		})
+		require.True(t, ok, "no %s %s by %s in %+v", action, object, me, records)
+		assert.Equal(t, status, rec.Status)
+		assert.Equal(t, audit.ResultOK, rec.Result)
+		assert.Regexp(t, `^[0-9a-f]{16}$`, rec.RequestID)
+		assert.Regexp(t, `^127\.0\.0\.1:[0-9]+$`, rec.Client, "the sender's address as the relay reports it")
+		assert.WithinDuration(t, time.Now(), rec.Time, 10*time.Minute)
+		return rec
+	}
+	api("POST /v1/tenants/{tenant}/workspaces", "/v1/tenants/contoso/workspaces", http.StatusCreated)
+	created := api("POST /v1/tenants/{tenant}/workspaces/{workspace}/runs", "/v1/tenants/contoso/workspaces/audited/runs", http.StatusAccepted)
+	approved := api("POST /v1/tenants/{tenant}/runs/{run}/approve", "/v1/tenants/contoso/runs/"+id+"/approve", http.StatusOK)
+
+	runObject := "/v1/tenants/contoso/runs/" + id
+	var states []string
+	for i := len(records) - 1; i >= 0; i-- { // oldest first
+		if rec := records[i]; rec.Object == runObject && strings.HasPrefix(rec.Action, "run.") {
+			states = append(states, strings.TrimPrefix(rec.Action, "run."))
+			switch rec.Action {
+			case "run.queued":
+				assert.Equal(t, me, rec.Principal)
+				assert.Equal(t, created.RequestID, rec.RequestID, "the transition names the request that caused it")
+			case "run.approved":
+				assert.Equal(t, me, rec.Principal)
+				assert.Equal(t, approved.RequestID, rec.RequestID)
+			case "run.planning", "run.planned", "run.applying", "run.applied":
+				assert.Regexp(t, `^agent:agent-[ab]$`, rec.Principal)
+				assert.Empty(t, rec.RequestID, "agents report over the gateway, not the API")
+			}
+			assert.Contains(t, rec.Detail, "workspace audited")
+		}
+	}
+	assert.Equal(t, []string{"queued", "planning", "planned", "approved", "applying", "applied"}, states)
+
+	// The refused calls are in fabrikam's log, which the admin reads.
+	theirs := auditRecords(t, plat.APIKey, "--tenant", fabrikam, "--principal", me)
+	for _, action := range []string{"GET /v1/tenants/{tenant}/runs", "GET /v1/audit"} {
+		rec, ok := find(theirs, func(r audit.Record) bool { return r.Action == action })
+		if assert.True(t, ok, "no refused %s in %+v", action, theirs) {
+			assert.Equal(t, audit.ResultDenied, rec.Result)
+			assert.Equal(t, http.StatusForbidden, rec.Status)
+			assert.Equal(t, fabrikam, rec.Tenant)
+			assert.Regexp(t, `^127\.0\.0\.1:[0-9]+$`, rec.Client)
+			assert.Contains(t, rec.Detail, "fabrikam")
+		}
+	}
+
+	// No method of the API changes or deletes a record, the admin's
+	// included; the log is as it was.
+	sender, err := relay.NewSender(relaySenderConfig(t))
+	require.NoError(t, err)
+	client := &http.Client{Transport: sender, Timeout: 30 * time.Second}
+	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		for _, path := range []string{"/v1/audit", "/v1/audit/" + records[0].ID, "/v1/tenants/contoso/audit"} {
+			req, err := http.NewRequest(method, "http://ops"+path, strings.NewReader(`{"records":[]}`))
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+plat.APIKey)
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			assert.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, resp.StatusCode, "%s %s", method, path)
+		}
+	}
+	after := auditRecords(t, key)
+	for _, rec := range records {
+		_, ok := find(after, func(r audit.Record) bool { return r == rec })
+		assert.True(t, ok, "record %s is unchanged", rec.ID)
+	}
+}
+
+// relaySenderConfig is opsbot's relay configuration of the platform.
+func relaySenderConfig(t *testing.T) relay.SenderConfig {
+	t.Helper()
+	ns, err := relay.ParseNamespace(plat.SendConnectionString)
+	require.NoError(t, err)
+	return relay.SenderConfig{Namespace: ns, Insecure: true}
+}
