@@ -359,10 +359,7 @@ func TestAttackAssertionsAtTheIdP(t *testing.T) {
 // the session and everyone else keep working, and nothing is lost.
 func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 	g := newGateway(t)
-	svc := g.cloud("frames", func(ctx context.Context, c *cloudService, m *cloud.Message) error {
-		_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
-		return err
-	})
+	svc := g.cloud("frames", pong)
 	a2 := g.connector("tenant-a", "a2")
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 
@@ -566,10 +563,7 @@ func TestAttackHeaderVariants(t *testing.T) {
 // is never touched.
 func TestAttackSessionFlood(t *testing.T) {
 	g := newGateway(t)
-	svc := g.cloud("flood", func(ctx context.Context, c *cloudService, m *cloud.Message) error {
-		_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
-		return err
-	})
+	svc := g.cloud("flood", pong)
 	a2 := g.connector("tenant-a", "a2")
 	w := g.workers[0]
 	require.Equal(t, 1.0, w.metric(t, "bote_worker_sessions"))

@@ -168,6 +168,12 @@ func (g *gateway) cloud(name string, handler func(ctx context.Context, c *cloudS
 	return cs
 }
 
+// pong is a cloud handler that answers every message with "pong".
+func pong(ctx context.Context, c *cloudService, m *cloud.Message) error {
+	_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
+	return err
+}
+
 func (c *cloudService) all() []*cloud.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
