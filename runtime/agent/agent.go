@@ -67,9 +67,10 @@ type Config struct {
 	// ShutdownGrace is how long running phases may go on once Run's
 	// context ends before they are cancelled (default 5m).
 	ShutdownGrace time.Duration
-	// Labels and Version are reported in heartbeats.
-	Labels  map[string]string
-	Version string
+	// Labels, Version and TerraformVersion are reported in heartbeats.
+	Labels           map[string]string
+	Version          string
+	TerraformVersion string
 
 	Terraform Terraform
 	Sender    Sender
@@ -462,7 +463,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version}
+	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version, TerraformVersion: a.cfg.TerraformVersion}
 	// A heartbeat older than an interval is worthless: do not queue them.
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatInterval)
 	defer cancel()

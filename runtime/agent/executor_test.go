@@ -268,6 +268,7 @@ func TestHeartbeatAndGracefulShutdown(t *testing.T) {
 		c.Concurrency = 3
 		c.Labels = map[string]string{"env": "prod"}
 		c.Version = "v1.2.3"
+		c.TerraformVersion = "1.11.4"
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	ran := make(chan error)
@@ -280,6 +281,7 @@ func TestHeartbeatAndGracefulShutdown(t *testing.T) {
 	assert.Equal(t, 3, hb.Capacity)
 	assert.Equal(t, map[string]string{"env": "prod"}, hb.Labels)
 	assert.Equal(t, "v1.2.3", hb.Version)
+	assert.Equal(t, "1.11.4", hb.TerraformVersion)
 
 	// Shutting down: new runs are refused, the running one gets the grace
 	// and is then cancelled.

@@ -194,7 +194,7 @@ func (e *env) from(tenant, agent string, m runproto.Message) error {
 
 func (e *env) heartbeat(tenant, agent string, running ...string) {
 	e.t.Helper()
-	require.NoError(e.t, e.from(tenant, agent, &runproto.Heartbeat{Capacity: 1, Running: running, Version: "test"}))
+	require.NoError(e.t, e.from(tenant, agent, &runproto.Heartbeat{Capacity: 1, Running: running, Version: "test", TerraformVersion: "1.11.4"}))
 }
 
 func hash(b []byte) string {
@@ -634,4 +634,14 @@ func TestRunLoopDispatchesOnEnqueueAndTellsAgents(t *testing.T) {
 		}
 		return false
 	}, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestHeartbeatRecordsTheAgentAndTerraformVersions(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	agents, err := e.m.ListAgents(context.Background(), "tenant-a")
+	require.NoError(t, err)
+	require.Len(t, agents, 1)
+	assert.Equal(t, "test", agents[0].Version)
+	assert.Equal(t, "1.11.4", agents[0].TerraformVersion)
 }

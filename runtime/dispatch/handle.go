@@ -103,7 +103,7 @@ func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *runproto.Heartbeat) error {
-	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, Running: hb.Running}
+	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, Running: hb.Running}
 	stops, err := d.m.Heartbeat(ctx, req)
 	if errors.Is(err, runs.ErrNotFound) {
 		// A registered agent's tenant appears on its first heartbeat.

@@ -173,7 +173,7 @@ func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, err
 				state = AgentOnline
 			}
 			id := registry.ClientID(a.Tenant, a.ID)
-			byID[id] = Agent{ID: id, Tenant: a.Tenant, Name: a.ID, State: state, Version: a.Version, LastSeen: &seen,
+			byID[id] = Agent{ID: id, Tenant: a.Tenant, Name: a.ID, State: state, Version: a.Version, TerraformVersion: a.TerraformVersion, LastSeen: &seen,
 				Labels: maps.Clone(a.Labels), Capacity: a.Capacity, Running: running[a.ID]}
 		}
 	}

@@ -56,6 +56,10 @@ type AgentFilter struct {
 type Config struct {
 	// Version of the server binary, reported by /v1/status.
 	Version string
+	// DeployedAgentVersion is the agent version the stack deployed (the
+	// agent image's version label); agents reporting another version are
+	// listed as outdated. Empty: nothing is marked.
+	DeployedAgentVersion string
 	// StartedAt is reported by /v1/status; default: when New was called.
 	StartedAt time.Time
 	// Auth checks operator credentials on /v1/*. Required.
@@ -369,7 +373,12 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	if agents == nil {
 		agents = []Agent{}
 	}
-	writeJSON(w, http.StatusOK, AgentList{Agents: agents})
+	if v := s.cfg.DeployedAgentVersion; v != "" {
+		for i := range agents {
+			agents[i].Outdated = agents[i].Version != "" && agents[i].Version != v
+		}
+	}
+	writeJSON(w, http.StatusOK, AgentList{Agents: agents, DeployedVersion: s.cfg.DeployedAgentVersion})
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {

@@ -300,3 +300,26 @@ func TestEventsEndWithGoingAwayOnShutdown(t *testing.T) {
 	_, _, err := c.Read(ctx)
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "err: %v", err)
 }
+
+func TestAgentsListMarksVersionsOtherThanTheDeployedOne(t *testing.T) {
+	_, srv := newTestServer(t, func(c *Config) { c.DeployedAgentVersion = "0.4.0" })
+	r := do(t, http.MethodGet, srv.URL+"/v1/agents", goodKey)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var list AgentList
+	require.NoError(t, json.Unmarshal(r.body, &list))
+	assert.Equal(t, "0.4.0", list.DeployedVersion)
+	outdated := map[string]bool{}
+	for _, a := range list.Agents {
+		outdated[a.ID] = a.Outdated
+	}
+	// Only the agent that reported a version can be outdated.
+	assert.Equal(t, map[string]bool{"contoso/agent-01": true, "contoso/agent-02": false, "fabrikam/agent-01": false}, outdated)
+
+	_, srv = newTestServer(t, func(c *Config) { c.DeployedAgentVersion = "0.3.1" })
+	r = do(t, http.MethodGet, srv.URL+"/v1/agents", goodKey)
+	list = AgentList{}
+	require.NoError(t, json.Unmarshal(r.body, &list))
+	for _, a := range list.Agents {
+		assert.False(t, a.Outdated, a.ID)
+	}
+}

@@ -43,6 +43,12 @@ type Agent struct {
 	State string `json:"state"`
 	// Version of the agent software, when it has reported one.
 	Version string `json:"version,omitempty"`
+	// TerraformVersion is the version of the agent's terraform, when it
+	// has reported one.
+	TerraformVersion string `json:"terraform_version,omitempty"`
+	// Outdated is set when the agent reported a version other than the
+	// one the stack deployed (AgentList.DeployedVersion).
+	Outdated bool `json:"outdated,omitempty"`
 	// LastSeen is the agent's last heartbeat, when there was one.
 	LastSeen *time.Time `json:"last_seen,omitempty"`
 	// Labels are free-form attributes used to pick agents for runs.
@@ -57,6 +63,10 @@ type Agent struct {
 // AgentList is the body of GET /v1/agents.
 type AgentList struct {
 	Agents []Agent `json:"agents"`
+	// DeployedVersion is the agent version the stack deployed (the agent
+	// image's version), when the server was told it; agents reporting
+	// another version are marked Outdated.
+	DeployedVersion string `json:"deployed_version,omitempty"`
 }
 
 // Event types sent on GET /v1/events.

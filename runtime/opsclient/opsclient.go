@@ -236,8 +236,19 @@ func (c *Client) Status(ctx context.Context) (*opsapi.Status, error) {
 	return &st, nil
 }
 
-// Agents returns GET /v1/agents, optionally only one tenant's.
+// Agents returns the agents of GET /v1/agents, optionally only one
+// tenant's.
 func (c *Client) Agents(ctx context.Context, tenant string) ([]opsapi.Agent, error) {
+	list, err := c.AgentList(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return list.Agents, nil
+}
+
+// AgentList returns GET /v1/agents, optionally only one tenant's, with the
+// deployed agent version when the server knows it.
+func (c *Client) AgentList(ctx context.Context, tenant string) (*opsapi.AgentList, error) {
 	q := url.Values{}
 	if tenant != "" {
 		q.Set("tenant", tenant)
@@ -246,7 +257,7 @@ func (c *Client) Agents(ctx context.Context, tenant string) ([]opsapi.Agent, err
 	if err := c.get(ctx, "/v1/agents", q, &list); err != nil {
 		return nil, fmt.Errorf("cannot list agents: %w", err)
 	}
-	return list.Agents, nil
+	return &list, nil
 }
 
 // ErrStreamEnded is returned by Events when the server ended the stream

@@ -164,6 +164,8 @@ type Heartbeat struct {
 	Running  []string          `json:"running"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Version  string            `json:"version,omitempty"`
+	// TerraformVersion is the version of the terraform the agent runs.
+	TerraformVersion string `json:"terraformVersion,omitempty"`
 }
 
 // Started (run.started) says Terraform started a phase.

@@ -846,6 +846,8 @@ type Heartbeat struct {
 	Labels        map[string]string
 	Capacity      int
 	Version       string
+	// TerraformVersion is the version of the agent's terraform.
+	TerraformVersion string
 	// Running lists the runs the agent is executing.
 	Running []string
 }
@@ -861,7 +863,7 @@ type Stop struct {
 // no longer its own.
 func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
 	now := m.clock()
-	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: cloneLabels(hb.Labels), Capacity: hb.Capacity, Version: hb.Version, RegisteredAt: now, LastHeartbeat: now}
+	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: cloneLabels(hb.Labels), Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now}
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

@@ -259,10 +259,12 @@ type Agent struct {
 	// Labels let workspaces select agents (e.g. "env": "prod").
 	Labels map[string]string `json:"labels,omitempty"`
 	// Capacity is how many runs the agent executes at once.
-	Capacity      int       `json:"capacity"`
-	Version       string    `json:"version,omitempty"` // software version
-	RegisteredAt  time.Time `json:"registeredAt"`
-	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	Capacity int    `json:"capacity"`
+	Version  string `json:"version,omitempty"` // software version
+	// TerraformVersion is the version of the terraform the agent runs.
+	TerraformVersion string    `json:"terraformVersion,omitempty"`
+	RegisteredAt     time.Time `json:"registeredAt"`
+	LastHeartbeat    time.Time `json:"lastHeartbeat"`
 	// Silent is set by the sweeper once the agent stopped heartbeating;
 	// the next heartbeat clears it.
 	Silent bool   `json:"silent,omitempty"`

@@ -260,3 +260,16 @@ func runEnv(secrets map[string]string) (map[string]string, error) {
 	env["CHECKPOINT_DISABLE"] = "1"
 	return env, nil
 }
+
+// Version asks the terraform executable for its version ("1.11.4").
+func (r *Runner) Version(ctx context.Context) (string, error) {
+	tf, err := tfexec.NewTerraform(os.TempDir(), r.path)
+	if err != nil {
+		return "", fmt.Errorf("cannot run terraform: %w", err)
+	}
+	v, _, err := tf.Version(ctx, true)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the terraform version: %w", err)
+	}
+	return v.String(), nil
+}

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -23,13 +24,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/botehq/platform/runtime/agent"
+	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envflag"
@@ -43,6 +44,10 @@ const envPrefix = "BOTE_AGENT"
 const readyLine = "agent connected"
 
 func main() {
+	if buildinfo.Requested(os.Args[1:]) {
+		printVersion(os.Stdout, os.Args[1:], os.Getenv)
+		return
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		os.Exit(1)
@@ -125,12 +130,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	vctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	tfVersion, err := tf.Version(vctx)
+	cancel()
+	if err != nil {
+		// Runs would fail too, with their own reason; the agent still
+		// serves and says so in its heartbeats (no terraform version).
+		log.Warn("cannot read the terraform version", "terraform", o.terraform, "error", err)
+	}
 
 	var client *connector.Client // the agent sends through the client it handles messages for
 	a, err := agent.New(agent.Config{
 		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir,
 		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
-		Labels: o.labels, Version: version(), Terraform: tf, Logger: log,
+		Labels: o.labels, Version: buildinfo.Read().Version, TerraformVersion: tfVersion, Terraform: tf, Logger: log,
 		Sender: agent.SenderFunc(func(ctx context.Context, m connector.OutMessage) (string, error) { return client.Send(ctx, m) }),
 	})
 	if err != nil {
@@ -180,12 +193,46 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return errors.Join(err, <-sessDone)
 }
 
-// version is the module version the binary was built from.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+// printVersion prints the agent's build and the version of the terraform
+// it would run (--terraform or BOTE_AGENT_TERRAFORM, default terraform on
+// PATH).
+func printVersion(w io.Writer, args []string, getenv func(string) string) {
+	fmt.Fprintln(w, "agent", buildinfo.Read())
+	path := cmp.Or(terraformFlag(args), getenv(envPrefix+"_TERRAFORM"), "terraform")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := terraformVersion(ctx, path)
+	if err != nil {
+		fmt.Fprintln(w, "terraform: unknown:", err)
+		return
 	}
-	return "dev"
+	fmt.Fprintln(w, "terraform", v)
+}
+
+// terraformFlag is the value of --terraform on a command line that is not
+// otherwise parsed (--version needs no other flag).
+func terraformFlag(args []string) string {
+	for i, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "terraform" {
+			continue
+		}
+		if hasValue {
+			return value
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func terraformVersion(ctx context.Context, path string) (string, error) {
+	tf, err := tfrun.New(tfrun.Config{TerraformPath: path})
+	if err != nil {
+		return "", err
+	}
+	return tf.Version(ctx)
 }
 
 // labels is a k=v[,k=v...] flag that may be repeated.

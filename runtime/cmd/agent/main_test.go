@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +94,44 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
+	}
+}
+
+func TestVersionNamesTheBuildAndTheTerraform(t *testing.T) {
+	if _, err := exec.LookPath("terraform"); err != nil {
+		t.Skip("no terraform on PATH")
+	}
+	var b strings.Builder
+	printVersion(&b, []string{"--version"}, func(string) string { return "" })
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	require.Len(t, lines, 2, b.String())
+	assert.Regexp(t, `^agent \S+ .*go1\.\d+`, lines[0])
+	assert.Regexp(t, `^terraform \d+\.\d+\.\d+`, lines[1])
+
+	b.Reset()
+	printVersion(&b, []string{"--terraform", "/nonexistent/terraform", "--version"}, func(string) string { return "" })
+	assert.Contains(t, b.String(), `terraform: unknown: cannot find terraform executable "/nonexistent/terraform"`)
+	b.Reset()
+	printVersion(&b, []string{"--version"}, func(k string) string {
+		if k == "BOTE_AGENT_TERRAFORM" {
+			return "/from/env/terraform"
+		}
+		return ""
+	})
+	assert.Contains(t, b.String(), `"/from/env/terraform"`)
+}
+
+func TestTerraformFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--version"}, ""},
+		{[]string{"--terraform", "/a/tf", "--version"}, "/a/tf"},
+		{[]string{"-terraform=/b/tf", "--version"}, "/b/tf"},
+		{[]string{"--version", "--terraform"}, ""},
+		{[]string{"--tenant", "terraform"}, ""},
+	} {
+		assert.Equal(t, tc.want, terraformFlag(tc.args), "%q", tc.args)
 	}
 }

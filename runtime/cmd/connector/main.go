@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/connector/sidecar"
@@ -34,6 +35,10 @@ import (
 const envPrefix = "BOTE_CONNECTOR"
 
 func main() {
+	if buildinfo.Requested(os.Args[1:]) {
+		fmt.Println("connector", buildinfo.Read())
+		return
+	}
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)

@@ -28,11 +28,16 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/relay/relaytest"
 )
 
 func main() {
+	if buildinfo.Requested(os.Args[1:]) {
+		fmt.Println("devrelay", buildinfo.Read())
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/registry"
@@ -31,6 +32,10 @@ import (
 )
 
 func main() {
+	if buildinfo.Requested(os.Args[1:]) {
+		fmt.Println("idp", buildinfo.Read())
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/cobra"
 
+	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
@@ -108,7 +109,7 @@ API key, 7 hybrid connection not found, 8 timeout, 10 plan has changes, 11
 run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       buildinfo.Read().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			cfg, warnings, err := opsconfig.Resolve(cmd.Flags(), a.lookup)
 			a.redact = cfg
@@ -127,6 +128,7 @@ run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	opsconfig.RegisterFlags(root.PersistentFlags())
 	root.PersistentFlags().String("tenant", "", "tenant whose workspaces, runs and agents to work on (env OPSBOT_TENANT)")
 
@@ -160,11 +162,11 @@ run failed, 12 run cancelled or timed out, 130 interrupted.`,
 			if err != nil {
 				return err
 			}
-			agents, err := c.Agents(cmd.Context(), tenant)
+			list, err := c.AgentList(cmd.Context(), tenant)
 			if err != nil {
 				return err
 			}
-			return a.print(opsapi.AgentList{Agents: agents}, func(w io.Writer) { printAgents(w, agents) })
+			return a.print(list, func(w io.Writer) { printAgents(w, *list) })
 		},
 	}
 	agents := &cobra.Command{Use: "agents", Short: "Deployment agents"}

@@ -28,10 +28,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/botehq/platform/runtime/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is the module version the binary was built from.
+var version = buildinfo.Read().Version
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

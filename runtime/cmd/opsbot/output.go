@@ -48,7 +48,10 @@ func printStatus(w io.Writer, st *opsapi.Status) {
 	tw.Flush()
 }
 
-func printAgents(w io.Writer, agents []opsapi.Agent) {
+// printAgents lists agents; a version other than the deployed one is
+// marked with "*" and explained below the table.
+func printAgents(w io.Writer, list opsapi.AgentList) {
+	agents := list.Agents
 	if len(agents) == 0 {
 		fmt.Fprintln(w, "No agents.")
 		return
@@ -57,14 +60,15 @@ func printAgents(w io.Writer, agents []opsapi.Agent) {
 	// with a fixed agent list has nothing to show there.
 	load := slices.ContainsFunc(agents, func(a opsapi.Agent) bool { return a.Capacity > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(id, tenant, name, state, runs, version, lastSeen string) {
-		cols := []string{id, tenant, name, state, runs, version, lastSeen}
+	row := func(id, tenant, name, state, runs, version, terraform, lastSeen string) {
+		cols := []string{id, tenant, name, state, runs, version, terraform, lastSeen}
 		if !load {
 			cols = slices.Delete(cols, 4, 5)
 		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
-	row("ID", "TENANT", "NAME", "STATE", "RUNS", "VERSION", "LAST SEEN")
+	row("ID", "TENANT", "NAME", "STATE", "RUNS", "VERSION", "TERRAFORM", "LAST SEEN")
+	outdated := 0
 	for _, a := range agents {
 		lastSeen := "-"
 		if a.LastSeen != nil {
@@ -74,9 +78,17 @@ func printAgents(w io.Writer, agents []opsapi.Agent) {
 		if a.Capacity > 0 {
 			runs = fmt.Sprintf("%d/%d", len(a.Running), a.Capacity)
 		}
-		row(a.ID, a.Tenant, a.Name, a.State, runs, cmp.Or(a.Version, "-"), lastSeen)
+		version := cmp.Or(a.Version, "-")
+		if a.Outdated {
+			version += " *"
+			outdated++
+		}
+		row(a.ID, a.Tenant, a.Name, a.State, runs, version, cmp.Or(a.TerraformVersion, "-"), lastSeen)
 	}
 	tw.Flush()
+	if outdated > 0 {
+		fmt.Fprintf(w, "\n* %d agent(s) run a version other than the deployed %s; update them (docs/agent.md).\n", outdated, list.DeployedVersion)
+	}
 }
 
 func printWorkspaces(w io.Writer, list []opsapi.Workspace) {

@@ -453,15 +453,28 @@ func TestRunTablesGolden(t *testing.T) {
 func TestAgentsShowRunningOnceAgentsHeartbeat(t *testing.T) {
 	seen := time.Date(2026, 5, 4, 9, 59, 0, 0, time.UTC)
 	var b bytes.Buffer
-	printAgents(&b, []opsapi.Agent{
-		{ID: "contoso/a1", Tenant: "contoso", Name: "a1", State: "online", Version: "1.0", LastSeen: &seen, Capacity: 2, Running: []string{"run-1"}},
+	printAgents(&b, opsapi.AgentList{Agents: []opsapi.Agent{
+		{ID: "contoso/a1", Tenant: "contoso", Name: "a1", State: "online", Version: "1.0", TerraformVersion: "1.11.4", LastSeen: &seen, Capacity: 2, Running: []string{"run-1"}},
 		{ID: "contoso/a2", Tenant: "contoso", Name: "a2", State: "offline"},
-	})
+	}})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	require.Len(t, lines, 3)
-	assert.Regexp(t, `^ID\s+TENANT\s+NAME\s+STATE\s+RUNS\s+VERSION\s+LAST SEEN$`, lines[0])
-	assert.Regexp(t, `^contoso/a1\s+contoso\s+a1\s+online\s+1/2\s+1\.0\s+2026-05-04T09:59:00Z$`, lines[1])
-	assert.Regexp(t, `^contoso/a2\s+contoso\s+a2\s+offline\s+-\s+-\s+-$`, lines[2])
+	assert.Regexp(t, `^ID\s+TENANT\s+NAME\s+STATE\s+RUNS\s+VERSION\s+TERRAFORM\s+LAST SEEN$`, lines[0])
+	assert.Regexp(t, `^contoso/a1\s+contoso\s+a1\s+online\s+1/2\s+1\.0\s+1\.11\.4\s+2026-05-04T09:59:00Z$`, lines[1])
+	assert.Regexp(t, `^contoso/a2\s+contoso\s+a2\s+offline\s+-\s+-\s+-\s+-$`, lines[2])
+}
+
+func TestAgentsMarkVersionsOtherThanTheDeployedOne(t *testing.T) {
+	var b bytes.Buffer
+	printAgents(&b, opsapi.AgentList{DeployedVersion: "v1.2.0", Agents: []opsapi.Agent{
+		{ID: "contoso/a1", Tenant: "contoso", Name: "a1", State: "online", Version: "v1.2.0", Capacity: 1},
+		{ID: "contoso/a2", Tenant: "contoso", Name: "a2", State: "online", Version: "v1.1.0", Outdated: true, Capacity: 1},
+	}})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	require.Len(t, lines, 5)
+	assert.Regexp(t, `^contoso/a1\s+contoso\s+a1\s+online\s+0/1\s+v1\.2\.0\s+-\s+-$`, lines[1])
+	assert.Regexp(t, `^contoso/a2\s+contoso\s+a2\s+online\s+0/1\s+v1\.1\.0 \*\s+-\s+-$`, lines[2])
+	assert.Equal(t, "* 1 agent(s) run a version other than the deployed v1.2.0; update them (docs/agent.md).", lines[4])
 }
 
 func TestPlanWithJSONOutputKeepsStdoutForTheResult(t *testing.T) {

@@ -26,12 +26,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/botehq/platform/runtime/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is the module version the binary was built from.
+var version = buildinfo.Read().Version
 
 func main() {
+	if buildinfo.Requested(os.Args[1:]) {
+		fmt.Println("relayserver", buildinfo.Read())
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv); err != nil {

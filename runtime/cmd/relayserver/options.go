@@ -46,6 +46,8 @@ type options struct {
 	agentsFile   string
 	registryFile string
 	registryURL  string
+	// agentVersion is the version the stack deployed (agent image label).
+	agentVersion string
 	// Runs: state in Tables, artifacts in Blobs, agents through the bus.
 	storageConnectionString string
 	tableURL, blobURL       string
@@ -94,6 +96,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.oauthRequiredRole, "oauth-required-role", "", "app role or scope operator tokens must carry")
 	fs.StringVar(&o.oauthRoles, "oauth-roles", "", `operator roles from token claims, JSON: {"admin":["<app role or group id>"],"tenants":{"<tenant>":{"reader|operator|approver":["<app role or group id>"]}}} (see docs/ops.md)`)
 	fs.StringVar(&o.oauthRolesFile, "oauth-roles-file", "", "file holding the --oauth-roles JSON")
+	fs.StringVar(&o.agentVersion, "deployed-agent-version", "", "agent version the stack deployed (its image's version); `opsbot agents` marks agents reporting another")
 	fs.StringVar(&o.agentsFile, "agents-file", "", "seed list of agents (JSON, see docs/ops.md)")
 	fs.StringVar(&o.registryFile, "registry-file", "", "connector registry file: the agents of each tenant and their public keys (secrets are sealed to them)")
 	fs.StringVar(&o.registryFile, "registry", "", "same as --registry-file")

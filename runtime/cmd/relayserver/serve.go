@@ -79,11 +79,12 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	var current atomic.Pointer[relay.Listener]
 	apiCfg := opsapi.Config{
-		Version:       version,
-		Auth:          auth,
-		Agents:        agents,
-		EventInterval: o.eventInterval,
-		Logger:        log,
+		Version:              version,
+		DeployedAgentVersion: o.agentVersion,
+		Auth:                 auth,
+		Agents:               agents,
+		EventInterval:        o.eventInterval,
+		Logger:               log,
 	}
 	if o.apiKeysFile != "" {
 		apiCfg.Keys = auth

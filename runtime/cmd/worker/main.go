@@ -17,6 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/worker"
 )
@@ -24,6 +25,10 @@ import (
 const envPrefix = "BOTE_WORKER"
 
 func main() {
+	if buildinfo.Requested(os.Args[1:]) {
+		fmt.Println("worker", buildinfo.Read())
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
