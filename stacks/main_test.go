@@ -211,7 +211,7 @@ func TestRoleAssignmentsStayWithinScope(t *testing.T) {
 		}
 		prefix := map[string]string{"dev": "bote-dev", "gov": "bote-gov"}[stack]
 		assert.Equal(t, map[string]int{
-			prefix + "-worker-id": 10, prefix + "-idp-id": 3, prefix + "-relayserver-id": 14,
+			prefix + "-worker-id": 10, prefix + "-idp-id": 3, prefix + "-relayserver-id": 15, // 14 + the audit table
 		}, perIdentity, stack)
 	}
 }

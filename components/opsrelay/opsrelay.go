@@ -24,6 +24,7 @@ import (
 	"github.com/botehq/platform/components/internal/azurenative/relay"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/runstore"
 )
 
@@ -68,10 +69,14 @@ func (a *Args) Validate() error {
 		naming.AuthorizationRule: {RuleListen, RuleSend},
 		naming.KeyVaultSecret:    {SecretListenKey, SecretSendKey},
 		naming.ManagedIdentity:   {p + "-relayserver-id"},
-		naming.StorageTable:      runstore.TableNames(""),
+		naming.StorageTable:      tableNames(),
 		naming.BlobContainer:     {artifacts.DefaultContainer},
 	}.Check()
 }
+
+// tableNames are the relay server's tables: the run store's and the
+// audit log, named by the runtime packages that use them.
+func tableNames() []string { return append(runstore.TableNames(""), audit.TableName("")) }
 
 // OpsRelay is the component.
 type OpsRelay struct {
@@ -155,7 +160,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	// The run store's tables and the artifacts container, named by the
 	// runtime packages that use them.
 	var tables []*storage.Table
-	for _, name := range runstore.TableNames("") {
+	for _, name := range tableNames() {
 		t, err := storage.NewTable(ctx, child("table-"+name), &storage.TableArgs{
 			TableName: pulumi.String(name), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
 		}, parent)
@@ -194,7 +199,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: secrets[SecretListenKey].ID()}},
 		{access.AcrPull, access.Scope{Name: "registry", ID: gw.Registry.ID()}},
 	}
-	for i, name := range runstore.TableNames("") {
+	for i, name := range tableNames() {
 		wanted = append(wanted, grant{access.StorageTableContributor, access.Scope{Name: "table-" + name, ID: tables[i].ID()}})
 	}
 	var grants []pulumi.Resource

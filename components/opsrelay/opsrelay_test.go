@@ -114,6 +114,7 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::boteruns",
 		"Storage Blob Data Reader | azure-native:storage:BlobContainer::bote-registry",
 		"Storage Blob Delegator | azure-native:storage:StorageAccount::botetestst",
+		"Storage Table Data Contributor | azure-native:storage:Table::boteaudit",
 		"Storage Table Data Contributor | azure-native:storage:Table::boterunsactive",
 		"Storage Table Data Contributor | azure-native:storage:Table::boterunsagents",
 		"Storage Table Data Contributor | azure-native:storage:Table::boterunsrunindex",
