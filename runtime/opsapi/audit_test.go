@@ -242,3 +242,30 @@ func provokeAudit(t *testing.T, method, code string) ([]byte, bool) {
 	require.Equal(t, code, strconv.Itoa(r.status), "body: %s", r.body)
 	return r.body, true
 }
+
+// A flood of unauthenticated requests is recorded at a bounded rate, and
+// the next record says how many were skipped; authenticated refusals are
+// all recorded.
+func TestUnauthenticatedFloodIsSampled(t *testing.T) {
+	log := &fakeAudit{}
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Now = log, clock })
+	for range unauthenticatedBurst + 5 {
+		do(t, "GET", srv.URL+"/v1/status", "stolen")
+	}
+	assert.Len(t, log.take(), unauthenticatedBurst)
+	for range 3 {
+		assert.Equal(t, 403, do(t, "GET", srv.URL+"/v1/tenants/globex/runs", readerKey).status)
+	}
+	assert.Len(t, log.take(), 3, "authenticated refusals are not sampled")
+
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	do(t, "GET", srv.URL+"/v1/status", "stolen")
+	got := log.take()
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0].Detail, "(and 5 more unauthenticated requests since 2026-03-01T12:00:00Z, not recorded one by one)")
+}

@@ -130,6 +130,8 @@ type Server struct {
 
 	stopping chan struct{}
 	stopOnce sync.Once
+
+	unauthenticated sampler // 401s recorded in the audit log
 }
 
 // Shutdown ends the long-lived streams (event WebSockets, which
