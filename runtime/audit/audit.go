@@ -87,6 +87,13 @@ type Record struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// LogAttrs are r's fields as slog attributes, for a record that goes to
+// the process log instead of the table.
+func (r Record) LogAttrs() []any {
+	return []any{"time", r.Time, "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
+		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail}
+}
+
 // Partition is the table partition r belongs to.
 func (r Record) Partition() string {
 	if r.Tenant == "" {

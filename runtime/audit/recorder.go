@@ -62,9 +62,7 @@ func (rec *Recorder) record(ctx context.Context, r Record, key string) {
 	if err == nil || key != "" && errors.Is(err, ErrExists) {
 		return // a keyed event seen twice is recorded once
 	}
-	rec.log.ErrorContext(ctx, "cannot store audit record", "error", err,
-		"time", r.Time, "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
-		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail)
+	rec.log.ErrorContext(ctx, "cannot store audit record", append([]any{"error", err}, r.LogAttrs()...)...)
 }
 
 // Query reads records (GET /v1/audit).

@@ -137,8 +137,7 @@ func (s *Server) record(ctx context.Context, r audit.Record) {
 		s.cfg.Audit.Record(ctx, r)
 		return
 	}
-	s.cfg.Logger.InfoContext(ctx, "audit", "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
-		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail)
+	s.cfg.Logger.InfoContext(ctx, "audit", r.LogAttrs()...)
 }
 
 // readAudit is GET /v1/audit: admins read every tenant (and the platform
