@@ -32,7 +32,7 @@ func BenchmarkEnqueueToClaim(b *testing.B) {
 	require.NoError(b, err)
 	store, err := runstore.Open(ctx, svc, runstore.Options{TablePrefix: "bench", CreateTables: true})
 	require.NoError(b, err)
-	m, err := runs.New(runs.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	m, err := runs.New(runs.Config{Store: store, Roster: runs.Unrestricted, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)
 	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
 	require.NoError(b, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/seen"
 	"github.com/botehq/platform/runtime/tfrun"
@@ -67,7 +68,9 @@ type Config struct {
 	// ShutdownGrace is how long running phases may go on once Run's
 	// context ends before they are cancelled (default 5m).
 	ShutdownGrace time.Duration
-	// Labels, Version and TerraformVersion are reported in heartbeats.
+	// Labels, Version and TerraformVersion are reported in heartbeats. The
+	// server serves the agent with the labels its registration grants;
+	// Labels can only narrow them (none: all the registered labels).
 	Labels           map[string]string
 	Version          string
 	TerraformVersion string
@@ -107,12 +110,8 @@ func (c Config) Validate() error {
 		return errors.New("agent config: Sender is required")
 	}
 	for k, v := range c.Labels {
-		// The server's rules for workspace agentLabels.
-		if err := queuename.ValidateID("label", k); err != nil {
+		if err := registry.ValidateLabel(k, v); err != nil {
 			return fmt.Errorf("agent config: Labels: %w", err)
-		}
-		if len(v) > 256 {
-			return fmt.Errorf("agent config: Labels: label %s value is longer than 256 characters", k)
 		}
 	}
 	return nil

@@ -27,12 +27,12 @@ package dispatch
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
@@ -147,6 +147,8 @@ type Dispatcher struct {
 
 	kicks  chan kick
 	outbox chan outbound
+
+	roleRefusals atomic.Int64
 
 	mu      sync.Mutex
 	cursors map[string]*cursor
@@ -401,9 +403,10 @@ func (d *Dispatcher) assign(ctx context.Context, r runs.Run) {
 }
 
 func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assign, error) {
-	reg, ok := d.cfg.Keys.Lookup(registry.ClientID(r.Tenant, r.Agent))
-	if !ok || reg.Disabled {
-		return nil, fmt.Errorf("agent %s/%s is not registered or is disabled", r.Tenant, r.Agent)
+	// Secrets are sealed only to an agent of the run's tenant.
+	reg, err := agentRegistration(d.cfg.Keys, r.Tenant, r.Agent)
+	if err != nil {
+		return nil, err
 	}
 	now := d.cfg.Now()
 	a := &runproto.Assign{
@@ -414,7 +417,6 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		a.Timeout = runproto.Duration(max(r.Deadline.Sub(now), time.Second).Round(time.Second))
 	}
 	// Appending nothing at the end returns the log's length.
-	var err error
 	if a.LogOffset, err = d.cfg.Logs.AppendLog(ctx, artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}, -1, nil); err != nil {
 		return nil, fmt.Errorf("cannot read the length of the run's log: %w", err)
 	}
@@ -422,7 +424,7 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if err != nil {
 		return nil, fmt.Errorf("cannot read deployment secrets: %w", err)
 	}
-	if a.Secrets, err = runproto.SealSecrets(sealKey(reg), secrets); err != nil {
+	if a.Secrets, err = runproto.SealSecrets(reg.PublicKey(), secrets); err != nil {
 		return nil, err
 	}
 	if a.Op == tfrun.Apply {
@@ -465,8 +467,6 @@ func (d *Dispatcher) uploadTTL(r runs.Run, now time.Time) time.Duration {
 	}
 	return ttl
 }
-
-func sealKey(c registry.Connector) *ecdsa.PublicKey { return c.PublicKey() }
 
 // sendNow encodes and sends m to an agent, retrying briefly.
 func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runproto.Message) error {

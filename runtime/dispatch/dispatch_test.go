@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -125,6 +124,7 @@ type env struct {
 	logs    *fakeLogs
 	secrets *secretstore.File
 	keys    map[string]*ecdsa.PrivateKey
+	roleLog *bytes.Buffer // what the dispatcher and manager log (lockedWriter)
 	now     time.Time
 	mu      sync.Mutex
 }
@@ -141,12 +141,14 @@ func (e *env) advance(d time.Duration) {
 	e.mu.Unlock()
 }
 
-// agents registered in every test; "a3" is registered but disabled.
-var agents = map[string][]string{"tenant-a": {"a1", "a2", "a3"}, "tenant-b": {"b1"}}
+// agents registered in every test; "a3" is registered but disabled, and
+// "erp" of tenant-a is a registered connector without the agent role; a2
+// serves env=prod only.
+var agents = map[string][]string{"tenant-a": {"a1", "a2", "a3", "erp"}, "tenant-b": {"b1"}}
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, sender: &fakeSender{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
+	e := &env{t: t, roleLog: &bytes.Buffer{}, sender: &fakeSender{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
 		now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	var regs []registry.Connector
 	for tenant, ids := range agents {
@@ -156,7 +158,14 @@ func newEnv(t *testing.T) *env {
 			e.keys[registry.ClientID(tenant, id)] = k
 			jwk, err := clientauth.PublicJWK(k, "")
 			require.NoError(t, err)
-			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Disabled: id == "a3"})
+			c := registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Disabled: id == "a3", Roles: []string{registry.RoleAgent}}
+			switch id {
+			case "erp":
+				c.Roles = nil
+			case "a2":
+				c.Labels = map[string]string{"env": "prod"}
+			}
+			regs = append(regs, c)
 		}
 	}
 	data, err := registry.Marshal(regs)
@@ -167,8 +176,8 @@ func newEnv(t *testing.T) *env {
 	e.secrets, err = secretstore.OpenFile(t.TempDir() + "/secrets.json")
 	require.NoError(t, err)
 	store := runstore.NewMemory()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.m, err = runs.New(runs.Config{Store: store, Now: e.clock, Logger: log, SilentAfter: time.Minute,
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: e.roleLog}, nil))
+	e.m, err = runs.New(runs.Config{Store: store, Roster: RegistryRoster(reg), Now: e.clock, Logger: log, SilentAfter: time.Minute,
 		OnChange: func(r runs.Run) { e.d.OnChange(r) }})
 	require.NoError(t, err)
 	e.d, err = New(Config{Manager: e.m, Tenants: store.ListTenants, Sender: e.sender, Signer: fakeSigner{}, Logs: e.logs,

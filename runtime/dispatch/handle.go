@@ -11,7 +11,6 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -35,9 +34,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
 	if m.ContentType != runproto.ContentType {
 		return refuse("message %s from %s has content type %q, not %q", m.ID, m.From, m.ContentType, runproto.ContentType)
 	}
-	reg, ok := d.cfg.Keys.Lookup(registry.ClientID(tenant, agent))
-	if !ok || reg.Disabled {
-		return refuse("%s is not a registered agent", m.From)
+	if err := d.checkAgent(ctx, m); err != nil {
+		return err
 	}
 	msg, err := runproto.Decode(m.Body)
 	if err != nil {
@@ -111,6 +109,9 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *ru
 			return cerr
 		}
 		stops, err = d.m.Heartbeat(ctx, req)
+	}
+	if errors.Is(err, runs.ErrNotAgent) {
+		return refuse("%v", err)
 	}
 	if errors.Is(err, runs.ErrInvalid) {
 		return cloud.Permanent(err)

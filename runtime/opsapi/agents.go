@@ -82,16 +82,20 @@ func LoadAgentsFile(path string) ([]Agent, error) {
 	return f.Agents, nil
 }
 
-// AgentsFromRegistry lists every registered connector as an agent whose
-// state is unknown (or disabled), until agents report in.
+// AgentsFromRegistry lists the connectors registered as agents
+// (registry.RoleAgent) with their registered labels, in state unknown (or
+// disabled) until they report in. Other connectors are no agents.
 func AgentsFromRegistry(reg *registry.Registry) []Agent {
 	var out []Agent
 	for _, c := range reg.Connectors() {
+		if !c.HasRole(registry.RoleAgent) {
+			continue
+		}
 		state := AgentUnknown
 		if c.Disabled {
 			state = AgentDisabled
 		}
-		out = append(out, Agent{ID: c.ClientID(), Tenant: c.Tenant, Name: c.ID, State: state})
+		out = append(out, Agent{ID: c.ClientID(), Tenant: c.Tenant, Name: c.ID, State: state, Labels: maps.Clone(c.Labels)})
 	}
 	return out
 }
@@ -122,9 +126,10 @@ func (s *StaticAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, 
 }
 
 // RunAgents lists agents as the run store knows them (heartbeats: state,
-// last seen, capacity, labels, version; workspace locks: running runs),
-// plus the registered connectors that never heartbeated (state unknown)
-// and disabled ones.
+// last seen, capacity, labels served, version; workspace locks: running
+// runs), plus the registered agents that never heartbeated (state
+// unknown). An agent the registry disables, or no longer names as an
+// agent, is listed disabled: it gets no run.
 type RunAgents struct {
 	Runs *runs.Manager
 	// Tenants lists every tenant (runs.Store.ListTenants).
@@ -178,10 +183,12 @@ func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, err
 		}
 	}
 	if ra.Registry != nil {
+		registered := map[string]bool{}
 		for _, a := range AgentsFromRegistry(ra.Registry()) {
 			if f.Tenant != "" && a.Tenant != f.Tenant {
 				continue
 			}
+			registered[a.ID] = true
 			known, ok := byID[a.ID]
 			switch {
 			case !ok:
@@ -189,6 +196,12 @@ func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, err
 			case a.State == AgentDisabled:
 				known.State = AgentDisabled
 				byID[a.ID] = known
+			}
+		}
+		for id, a := range byID {
+			if !registered[id] {
+				a.State = AgentDisabled
+				byID[id] = a
 			}
 		}
 	}

@@ -62,17 +62,19 @@ func TestAgentsFromRegistry(t *testing.T) {
 		b, _ := json.Marshal(map[string]string{"kty": "EC", "crv": "P-256", "x": b64(k.X.FillBytes(make([]byte, 32))), "y": b64(k.Y.FillBytes(make([]byte, 32)))})
 		return b
 	}
+	agent := []string{registry.RoleAgent}
 	data, err := registry.Marshal([]registry.Connector{
-		{Tenant: "fabrikam", ID: "agent-01", JWK: jwk()},
-		{Tenant: "contoso", ID: "agent-01", JWK: jwk(), Disabled: true},
+		{Tenant: "fabrikam", ID: "agent-01", JWK: jwk(), Roles: agent, Labels: map[string]string{"env": "prod"}},
+		{Tenant: "contoso", ID: "agent-01", JWK: jwk(), Roles: agent, Disabled: true},
+		{Tenant: "contoso", ID: "erp-bridge", JWK: jwk()},
 	})
 	require.NoError(t, err)
 	reg, err := registry.Parse(data)
 	require.NoError(t, err)
 	assert.Equal(t, []Agent{
 		{ID: "contoso/agent-01", Tenant: "contoso", Name: "agent-01", State: AgentDisabled},
-		{ID: "fabrikam/agent-01", Tenant: "fabrikam", Name: "agent-01", State: AgentUnknown},
-	}, AgentsFromRegistry(reg))
+		{ID: "fabrikam/agent-01", Tenant: "fabrikam", Name: "agent-01", State: AgentUnknown, Labels: map[string]string{"env": "prod"}},
+	}, AgentsFromRegistry(reg), "a connector without the agent role is no agent")
 }
 
 func TestStaticAgentsReturnsCopies(t *testing.T) {

@@ -129,7 +129,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	f := &runsFixture{store: runstore.NewMemory(), arts: &fakeArtifacts{bundles: map[string][]byte{}, logs: map[string][]byte{}},
 		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}}
 	var err error
-	f.m, err = runs.New(runs.Config{Store: f.store, Now: func() time.Time { return runsNow }, Logger: slog.New(slog.DiscardHandler)})
+	f.m, err = runs.New(runs.Config{Store: f.store, Roster: runs.Unrestricted, Now: func() time.Time { return runsNow }, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	_, err = f.m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
 	require.NoError(t, err)
@@ -484,11 +484,16 @@ func TestRunAgents(t *testing.T) {
 	_, err = f.m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 
-	data, err := registry.Marshal([]registry.Connector{
-		{Tenant: "contoso", ID: "a1", JWK: testJWK}, {Tenant: "contoso", ID: "a2", JWK: testJWK}, {Tenant: "fabrikam", ID: "f1", JWK: testJWK, Disabled: true}})
-	require.NoError(t, err)
-	reg, err := registry.Parse(data)
-	require.NoError(t, err)
+	agent := []string{registry.RoleAgent}
+	parse := func(cs ...registry.Connector) *registry.Registry {
+		data, err := registry.Marshal(cs)
+		require.NoError(t, err)
+		reg, err := registry.Parse(data)
+		require.NoError(t, err)
+		return reg
+	}
+	reg := parse(registry.Connector{Tenant: "contoso", ID: "a1", JWK: testJWK, Roles: agent}, registry.Connector{Tenant: "contoso", ID: "a2", JWK: testJWK, Roles: agent},
+		registry.Connector{Tenant: "contoso", ID: "erp", JWK: testJWK}, registry.Connector{Tenant: "fabrikam", ID: "f1", JWK: testJWK, Roles: agent, Disabled: true})
 	ra := RunAgents{Runs: f.m, Tenants: f.store.ListTenants, Registry: func() *registry.Registry { return reg }}
 	got, err := ra.ListAgents(ctx, AgentFilter{})
 	require.NoError(t, err)
@@ -503,6 +508,13 @@ func TestRunAgents(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, only, 1)
 	assert.Equal(t, "fabrikam/f1", only[0].ID)
+
+	// The registry withdraws a1's agent role: it is listed disabled.
+	reg = parse(registry.Connector{Tenant: "contoso", ID: "a1", JWK: testJWK})
+	got, err = ra.ListAgents(ctx, AgentFilter{Tenant: "contoso"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, AgentDisabled, got[0].State)
 }
 
 var testJWK = json.RawMessage(`{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`)

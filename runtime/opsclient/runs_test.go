@@ -60,7 +60,7 @@ func (m *memArtifacts) add(run string, lines ...string) {
 func newRunsServer(t *testing.T) (*Client, *runs.Manager, *memArtifacts) {
 	t.Helper()
 	auth, key := newAuth(t)
-	m, err := runs.New(runs.Config{Store: runstore.NewMemory(), Logger: slog.New(slog.DiscardHandler)})
+	m, err := runs.New(runs.Config{Store: runstore.NewMemory(), Roster: runs.Unrestricted, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	arts := &memArtifacts{logs: map[string][]byte{}}
 	api, err := opsapi.New(opsapi.Config{Auth: auth, Agents: opsapi.NewStaticAgents(nil), Runs: m, Artifacts: arts,

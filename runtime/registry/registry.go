@@ -1,11 +1,13 @@
 // Package registry is the connector registration file: which connectors
-// exist, which tenant each belongs to, and the public key each one proves its
-// identity with.
+// exist, which tenant each belongs to, the public key each one proves its
+// identity with, and the roles each holds.
 //
-// The Pulumi tenant component writes this file from stack config and the idp
-// reads it (and reloads it when it changes), so this package is the one
-// definition of the format. A registration never holds private key material:
-// Parse rejects a JWK that carries a private part.
+// The Pulumi tenant component writes this file from stack config; the idp
+// and the worker read it (and reload it when it changes) to authenticate
+// connectors, and the ops server reads it to know which connectors are
+// deployment agents of a tenant and which labels each may serve. This
+// package is the one definition of the format. A registration never holds
+// private key material: Parse rejects a JWK that carries a private part.
 //
 // Format (JSON, version 1), connectors sorted by tenant then id:
 //
@@ -13,9 +15,16 @@
 //	  "version": 1,
 //	  "connectors": [
 //	    {"tenant": "contoso", "id": "agent-01",
-//	     "jwk": {"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "..."}}
+//	     "jwk": {"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "..."},
+//	     "roles": ["agent"], "labels": {"env": "prod"}},
+//	    {"tenant": "contoso", "id": "erp-bridge", "jwk": {...}}
 //	  ]
 //	}
+//
+// A connector without roles is a plain gateway connector: it can send and
+// receive through the gateway but the ops server neither hands it runs nor
+// seals deployment secrets to it. Only RoleAgent exists so far; labels are
+// allowed only with it.
 package registry
 
 import (
@@ -25,7 +34,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -52,8 +63,68 @@ type Connector struct {
 	// Disabled connectors stay registered (their queue is kept) but cannot
 	// obtain tokens.
 	Disabled bool `json:"disabled,omitempty"`
+	// Roles the connector holds (RoleAgent), sorted, each once.
+	Roles []string `json:"roles,omitempty"`
+	// Labels an agent may serve: a workspace whose agentLabels are all
+	// among them may run on it (a pool is a label, e.g. "pool": "prod").
+	// Only with RoleAgent. The agent's heartbeat may narrow them, never
+	// widen them.
+	Labels map[string]string `json:"labels,omitempty"`
 
 	key *ecdsa.PublicKey
+}
+
+// RoleAgent makes a connector a deployment agent of its tenant: the ops
+// server accepts its heartbeats and run reports, hands it the tenant's
+// runs and seals the tenant's deployment secrets to its key.
+const RoleAgent = "agent"
+
+// roles are the roles this build knows.
+var roles = []string{RoleAgent}
+
+// HasRole reports whether the connector is registered with role.
+func (c Connector) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
+
+// ActiveAgent reports whether the connector is an agent that may act now:
+// registered with RoleAgent and not disabled.
+func (c Connector) ActiveAgent() bool { return !c.Disabled && c.HasRole(RoleAgent) }
+
+// ValidateGrants checks a connector's roles and labels: known roles, each
+// once; labels only with RoleAgent, each valid (ValidateLabel).
+func ValidateGrants(roleList []string, labels map[string]string) error {
+	for i, r := range roleList {
+		if !slices.Contains(roles, r) {
+			return fmt.Errorf("roles[%d]: unknown role %q (known: %s)", i, r, strings.Join(roles, ", "))
+		}
+		if slices.Contains(roleList[:i], r) {
+			return fmt.Errorf("roles[%d]: role %q is listed twice", i, r)
+		}
+	}
+	if len(labels) > 0 && !slices.Contains(roleList, RoleAgent) {
+		return fmt.Errorf("labels: only an agent has labels (add the role %q or remove them)", RoleAgent)
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if err := ValidateLabel(k, labels[k]); err != nil {
+			return fmt.Errorf("labels: %w", err)
+		}
+	}
+	return nil
+}
+
+// MaxLabelValue is the longest label value accepted.
+const MaxLabelValue = 256
+
+// ValidateLabel checks one agent label: the key is an id (as tenant and
+// connector ids), the value at most MaxLabelValue bytes. Registrations,
+// heartbeats and workspaces' agentLabels all follow it.
+func ValidateLabel(k, v string) error {
+	if err := queuename.ValidateID("label", k); err != nil {
+		return err
+	}
+	if len(v) > MaxLabelValue {
+		return fmt.Errorf("label %s value is longer than %d characters", k, MaxLabelValue)
+	}
+	return nil
 }
 
 // ClientID is the OAuth2 client id of the connector: "tenant/connector".
@@ -120,6 +191,10 @@ func Parse(data []byte) (*Registry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connectors[%d] (%s): jwk: %w", i, c.ClientID(), err)
 		}
+		if err := ValidateGrants(c.Roles, c.Labels); err != nil {
+			return nil, fmt.Errorf("connectors[%d] (%s): %w", i, c.ClientID(), err)
+		}
+		c.Roles = slices.Sorted(slices.Values(c.Roles))
 		c.key = key
 		pairs = append(pairs, queuename.Pair{Tenant: c.Tenant, Connector: c.ID})
 		r.byClient[c.ClientID()] = c
@@ -136,6 +211,9 @@ func Parse(data []byte) (*Registry, error) {
 // trailing newline, so that the same registrations always give the same bytes.
 func Marshal(connectors []Connector) ([]byte, error) {
 	f := File{Version: Version, Connectors: append([]Connector{}, connectors...)}
+	for i, c := range f.Connectors {
+		f.Connectors[i].Roles = slices.Sorted(slices.Values(c.Roles))
+	}
 	sortConnectors(f.Connectors)
 	out, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -103,3 +103,67 @@ func TestSplitClientID(t *testing.T) {
 		assert.False(t, ok, bad)
 	}
 }
+
+func TestRolesAndLabels(t *testing.T) {
+	k1, k2, k3 := ecKey(t), ecKey(t), ecKey(t)
+	out, err := Marshal([]Connector{
+		{Tenant: "contoso", ID: "agent-01", JWK: jwk(t, &k1.PublicKey), Roles: []string{RoleAgent}, Labels: map[string]string{"env": "prod", "pool": "eu"}},
+		{Tenant: "contoso", ID: "erp-bridge", JWK: jwk(t, &k2.PublicKey)},
+		{Tenant: "contoso", ID: "agent-02", JWK: jwk(t, &k3.PublicKey), Roles: []string{RoleAgent}, Disabled: true},
+	})
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `"roles": [`)
+	r, err := Parse(out)
+	require.NoError(t, err)
+
+	agent, ok := r.Lookup("contoso/agent-01")
+	require.True(t, ok)
+	assert.True(t, agent.HasRole(RoleAgent))
+	assert.True(t, agent.ActiveAgent())
+	assert.Equal(t, map[string]string{"env": "prod", "pool": "eu"}, agent.Labels)
+
+	plain, ok := r.Lookup("contoso/erp-bridge")
+	require.True(t, ok)
+	assert.False(t, plain.HasRole(RoleAgent), "no roles: a plain connector")
+	assert.False(t, plain.ActiveAgent())
+
+	disabled, ok := r.Lookup("contoso/agent-02")
+	require.True(t, ok)
+	assert.True(t, disabled.HasRole(RoleAgent))
+	assert.False(t, disabled.ActiveAgent(), "a disabled agent may not act")
+}
+
+func TestValidateGrants(t *testing.T) {
+	long := string(make([]byte, MaxLabelValue+1))
+	tests := []struct {
+		name   string
+		roles  []string
+		labels map[string]string
+		want   string // error substring; "" for valid
+	}{
+		{"none", nil, nil, ""},
+		{"agent", []string{RoleAgent}, nil, ""},
+		{"agent with labels", []string{RoleAgent}, map[string]string{"env": "prod", "pool": ""}, ""},
+		{"unknown role", []string{"admin"}, nil, `roles[0]: unknown role "admin"`},
+		{"role twice", []string{RoleAgent, RoleAgent}, nil, "roles[1]: role \"agent\" is listed twice"},
+		{"labels without the agent role", nil, map[string]string{"env": "prod"}, "only an agent has labels"},
+		{"bad label key", []string{RoleAgent}, map[string]string{"a b": "x"}, "labels: invalid id: label id \"a b\""},
+		{"long label value", []string{RoleAgent}, map[string]string{"env": long}, "longer than 256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateGrants(tt.roles, tt.labels)
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+	// Parse applies the same rules, naming the connector.
+	k := ecKey(t)
+	doc, err := json.Marshal(File{Version: Version, Connectors: []Connector{{Tenant: "t", ID: "c", JWK: jwk(t, &k.PublicKey), Labels: map[string]string{"env": "prod"}}}})
+	require.NoError(t, err)
+	_, err = Parse(doc)
+	assert.ErrorContains(t, err, "connectors[0] (t/c): labels: only an agent has labels")
+}

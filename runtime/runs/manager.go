@@ -42,6 +42,9 @@ const (
 // Config configures a Manager.
 type Config struct {
 	Store Store
+	// Roster says which connectors are agents of a tenant and which
+	// labels each may serve (Unrestricted only in tests). Required.
+	Roster Roster
 	// SilentAfter is how long an agent may go without a heartbeat before
 	// its runs fail and its locks are released (default DefaultSilentAfter).
 	SilentAfter time.Duration
@@ -64,6 +67,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Store == nil:
 		return errors.New("runs config: Store is required")
+	case c.Roster == nil:
+		return errors.New("runs config: Roster is required (the connector registry's agents)")
 	case c.SilentAfter < 0:
 		return fmt.Errorf("runs config: SilentAfter %s is negative", c.SilentAfter)
 	}
@@ -75,6 +80,7 @@ func (c Config) Validate() error {
 // write, so two replicas never start one run or one workspace twice.
 type Manager struct {
 	store    Store
+	roster   Roster
 	silent   time.Duration
 	now      func() time.Time
 	log      *slog.Logger
@@ -87,7 +93,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Manager{store: cfg.Store, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onChange: cfg.OnChange, onMove: cfg.OnTransition}
+	m := &Manager{store: cfg.Store, roster: cfg.Roster, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onChange: cfg.OnChange, onMove: cfg.OnTransition}
 	if m.silent == 0 {
 		m.silent = DefaultSilentAfter
 	}
@@ -412,7 +418,8 @@ func (m *Manager) fit(ctx context.Context, w Workspace) (agentFit, error) {
 	}
 	var f agentFit
 	for _, a := range agents {
-		if !m.Online(a) {
+		a, ok := m.admit(a)
+		if !ok || !m.Online(a) {
 			continue
 		}
 		f.online++
@@ -530,6 +537,10 @@ func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent,
 }
 
 func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run, error) {
+	agent, ok := m.admit(agent)
+	if !ok {
+		return Run{}, fmt.Errorf("%w: %w: %s/%s", ErrAgentUnavailable, ErrNotAgent, agent.Tenant, agent.ID)
+	}
 	w, err := m.store.GetWorkspace(ctx, agent.Tenant, workspace)
 	if err != nil {
 		return Run{}, fmt.Errorf("cannot claim in workspace %s/%s: %w", agent.Tenant, workspace, err)
@@ -860,10 +871,20 @@ type Stop struct {
 
 // Heartbeat records that an agent is alive and answers which of its
 // running runs it must stop: cancelled, timed out, failed by a sweep, or
-// no longer its own.
+// no longer its own. The agent must be on the Roster (ErrNotAgent
+// otherwise, and nothing is recorded); it serves the labels of
+// ServedLabels, never more than its registration grants.
 func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
+	labels, dropped, err := m.served(hb)
+	if err != nil {
+		return nil, err
+	}
+	if len(dropped) > 0 {
+		m.log.WarnContext(ctx, "agent heartbeat claims labels its registration does not grant; serving only the registered ones",
+			"tenant", hb.Tenant, "agent", hb.Agent, "dropped", dropped)
+	}
 	now := m.clock()
-	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: cloneLabels(hb.Labels), Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now}
+	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now}
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

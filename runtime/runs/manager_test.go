@@ -19,7 +19,7 @@ import (
 
 func TestEnqueueValidation(t *testing.T) {
 	ctx := context.Background()
-	m, err := runs.New(runs.Config{Store: runstore.NewMemory()})
+	m, err := runs.New(runs.Config{Store: runstore.NewMemory(), Roster: runs.Unrestricted})
 	require.NoError(t, err)
 	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})
 	require.NoError(t, err)
@@ -72,6 +72,9 @@ func TestEnqueueValidation(t *testing.T) {
 func contoso(t *testing.T, cfg runs.Config) *runs.Manager {
 	t.Helper()
 	ctx := context.Background()
+	if cfg.Roster == nil {
+		cfg.Roster = runs.Unrestricted
+	}
 	m, err := runs.New(cfg)
 	require.NoError(t, err)
 	_, err = m.CreateTenant(ctx, runs.Tenant{ID: "contoso"})

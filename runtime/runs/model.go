@@ -13,6 +13,7 @@ import (
 
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -116,21 +117,11 @@ func (w Workspace) Validate() error {
 		return errors.New("workspace description is longer than 1024 characters")
 	}
 	for k, v := range w.AgentLabels {
-		if err := validateLabel(k, v); err != nil {
+		if err := registry.ValidateLabel(k, v); err != nil {
 			return fmt.Errorf("workspace agentLabels: %w", err)
 		}
 	}
 	return w.Options.Validate()
-}
-
-func validateLabel(k, v string) error {
-	if err := queuename.ValidateID("label", k); err != nil {
-		return err
-	}
-	if len(v) > 256 {
-		return fmt.Errorf("label %s value is longer than 256 characters", k)
-	}
-	return nil
 }
 
 // Operation is what a run does to the workspace's infrastructure.
@@ -283,7 +274,7 @@ func (a Agent) Validate() error {
 		return fmt.Errorf("agent capacity %d must be between 1 and 64", a.Capacity)
 	}
 	for k, v := range a.Labels {
-		if err := validateLabel(k, v); err != nil {
+		if err := registry.ValidateLabel(k, v); err != nil {
 			return fmt.Errorf("agent labels: %w", err)
 		}
 	}

@@ -115,7 +115,8 @@ func TestValidation(t *testing.T) {
 		{"agent id", Agent{Tenant: "c", ID: "", Capacity: 1}.Validate(), "agent id is empty"},
 		{"tenant", Tenant{ID: "-x"}.Validate(), "tenant id"},
 		{"config store", Config{}.Validate(), "Store is required"},
-		{"config silent", Config{Store: nilStore{}, SilentAfter: -1}.Validate(), "SilentAfter"},
+		{"config roster", Config{Store: nilStore{}}.Validate(), "Roster is required"},
+		{"config silent", Config{Store: nilStore{}, Roster: Unrestricted, SilentAfter: -1}.Validate(), "SilentAfter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.want == "" {

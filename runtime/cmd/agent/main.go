@@ -86,7 +86,7 @@ func parse(args []string) (*options, error) {
 	fs.DurationVar(&o.queueWait, "queue-wait", time.Minute, "how long an assignment above --concurrency waits for a slot before it is refused")
 	fs.DurationVar(&o.safetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.StringVar(&o.terraform, "terraform", "terraform", "terraform executable")
-	fs.Var(o.labels, "labels", "labels the workspaces select agents by: k=v[,k=v...] (repeatable)")
+	fs.Var(o.labels, "labels", "narrow the labels the agent serves to these: k=v[,k=v...] (repeatable); the registration grants the labels, this can only drop some")
 	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := envflag.Parse(fs, args, envPrefix); err != nil {

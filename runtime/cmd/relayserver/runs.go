@@ -56,8 +56,9 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 		}
 		cred = c
 	}
-	// Reloaded when the file changes: agents added to a tenant (and keys
-	// rotated) are known without a restart.
+	// Reloaded when the file changes: agents added to a tenant, roles and
+	// labels granted or withdrawn, keys rotated take effect without a
+	// restart.
 	reg, err := registry.Watch(o.registryFile, o.registryURL, 0, log)
 	if err != nil {
 		return nil, err
@@ -114,7 +115,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 		return nil, err
 	}
 	var d *dispatch.Dispatcher
-	st.manager, err = runs.New(runs.Config{Store: st.store, SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
+	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
 	if err != nil {
 		return nil, err
 	}

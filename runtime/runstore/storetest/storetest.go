@@ -116,7 +116,7 @@ type env struct {
 
 func newEnv(t *testing.T, store runs.Store) *env {
 	clock := NewClock()
-	m, err := runs.New(runs.Config{Store: store, Now: clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
+	m, err := runs.New(runs.Config{Store: store, Roster: runs.Unrestricted, Now: clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
 	require.NoError(t, err)
 	e := &env{t: t, ctx: context.Background(), clock: clock, m: m, tenant: unique("t")}
 	_, err = m.CreateTenant(e.ctx, runs.Tenant{ID: e.tenant})
@@ -596,7 +596,7 @@ func testClaimRace(t *testing.T, f Fixture) {
 	e.enqueue("app", runs.OpApply)
 	e.enqueue("app", runs.OpApply)
 	// Two managers over two store instances: two relayserver replicas.
-	other, err := runs.New(runs.Config{Store: f.Reopen(t), Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
+	other, err := runs.New(runs.Config{Store: f.Reopen(t), Roster: runs.Unrestricted, Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
 	require.NoError(t, err)
 	managers := []*runs.Manager{e.m, other}
 
@@ -884,7 +884,7 @@ func testRestart(t *testing.T, f Fixture) {
 	e.report(first.ID, "a1", runs.Planned, true)
 
 	// The relayserver restarts: a new store instance over the same storage.
-	m, err := runs.New(runs.Config{Store: f.Reopen(t), Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
+	m, err := runs.New(runs.Config{Store: f.Reopen(t), Roster: runs.Unrestricted, Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
 	require.NoError(t, err)
 	e.m = m
 	r, err := m.GetRun(e.ctx, e.tenant, first.ID)
