@@ -149,7 +149,7 @@ func withTenant(cfg map[string]string, tenantJSON string) map[string]string {
 	return out
 }
 
-const northwind = `{"id":"northwind","connectors":[{"id":"agent-01","jwk":{"kty":"EC","crv":"P-256","x":"YK-QbFU5hTkaykuKqsZjLeConH9X98ksMSbsNvKaLl0","y":"EeCuhHoZixOWijhAJa5S0PpBPa2_g4BUavlCsmYBuY0"}}]}`
+const northwind = `{"id":"northwind","connectors":[{"id":"agent-01","roles":["agent"],"jwk":{"kty":"EC","crv":"P-256","x":"YK-QbFU5hTkaykuKqsZjLeConH9X98ksMSbsNvKaLl0","y":"EeCuhHoZixOWijhAJa5S0PpBPa2_g4BUavlCsmYBuY0"}}]}`
 
 func TestAddingATenantAddsExactlyItsResources(t *testing.T) {
 	base := stackConfig(t, "dev")
@@ -240,6 +240,10 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 		{"bad tenant id", map[string]string{"bote:tenants": `[{"id":"a/b","connectors":[]}]`}, "bote:tenants[0]: invalid id: tenant id \"a/b\""},
 		{"private key in config", map[string]string{"bote:tenants": `[{"id":"a","connectors":[{"id":"c","jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y","d":"d"}}]}]`},
 			"bote:tenants[0]: tenant a: connector c: jwk: contains a private key"},
+		{"unknown connector role", map[string]string{"bote:tenants": `[{"id":"a","connectors":[{"id":"c","roles":["admin"],"jwk":{"kty":"EC","crv":"P-256","x":"YK-QbFU5hTkaykuKqsZjLeConH9X98ksMSbsNvKaLl0","y":"EeCuhHoZixOWijhAJa5S0PpBPa2_g4BUavlCsmYBuY0"}}]}]`},
+			`bote:tenants[0]: tenant a: connector c: roles[0]: unknown role "admin"`},
+		{"labels on a non-agent", map[string]string{"bote:tenants": `[{"id":"a","connectors":[{"id":"c","labels":{"env":"prod"},"jwk":{"kty":"EC","crv":"P-256","x":"YK-QbFU5hTkaykuKqsZjLeConH9X98ksMSbsNvKaLl0","y":"EeCuhHoZixOWijhAJa5S0PpBPa2_g4BUavlCsmYBuY0"}}]}]`},
+			"bote:tenants[0]: tenant a: connector c: labels: only an agent has labels"},
 		{"tenants not a list", map[string]string{"bote:tenants": `{"id":"a"}`}, "bote:tenants: cannot decode"},
 		{"misspelt tenant field", map[string]string{"bote:tenants": `[{"id":"a","conectors":[]}]`}, `bote:tenants: cannot decode: json: unknown field "conectors"`},
 		{"misspelt image key", map[string]string{"bote:images": `{"wroker":"x"}`}, `bote:images: cannot decode: json: unknown field "wroker"`},

@@ -1,8 +1,9 @@
 // Package tenant is one customer tenant's infrastructure, as a Pulumi
 // component: a Storage Queue per connector (named by the runtime's one
-// queue-name function), the tenant's connector registrations for the idp,
-// and a container registry token that can pull the agent image and nothing
-// else.
+// queue-name function), the tenant's connector registrations (keys for
+// the idp and the worker; which connectors are deployment agents, with
+// which labels, for the ops server), and a container registry token that
+// can pull the agent image and nothing else.
 //
 // Tenants live in stack config, keyed by their stable id; onboarding is a
 // config edit and `pulumi up`. Everything a tenant owns is a child of its
@@ -40,6 +41,13 @@ type Connector struct {
 	JWK json.RawMessage `json:"jwk"`
 	// Disabled keeps the queue and registration but refuses tokens.
 	Disabled bool `json:"disabled,omitempty"`
+	// Roles: ["agent"] makes the connector a deployment agent of the
+	// tenant; without it the ops server refuses its heartbeats and
+	// reports and never seals the tenant's secrets to it.
+	Roles []string `json:"roles,omitempty"`
+	// Labels the agent may serve (workspaces select agents by label; a
+	// pool is a label). Only with the agent role.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Spec is one tenant in stack config.
@@ -62,6 +70,9 @@ func (s Spec) Validate() error {
 		if _, err := registry.ParsePublicJWK(c.JWK); err != nil {
 			return fmt.Errorf("tenant %s: connector %s: jwk: %w", s.ID, c.ID, err)
 		}
+		if err := registry.ValidateGrants(c.Roles, c.Labels); err != nil {
+			return fmt.Errorf("tenant %s: connector %s: %w", s.ID, c.ID, err)
+		}
 		pairs = append(pairs, queuename.Pair{Tenant: s.ID, Connector: c.ID})
 	}
 	if _, err := queuename.Assign(pairs); err != nil {
@@ -75,7 +86,7 @@ func (s Spec) Validate() error {
 func (s Spec) Registrations() []registry.Connector {
 	out := make([]registry.Connector, 0, len(s.Connectors))
 	for _, c := range s.Connectors {
-		out = append(out, registry.Connector{Tenant: s.ID, ID: c.ID, JWK: c.JWK, Disabled: c.Disabled})
+		out = append(out, registry.Connector{Tenant: s.ID, ID: c.ID, JWK: c.JWK, Disabled: c.Disabled, Roles: c.Roles, Labels: c.Labels})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

@@ -23,7 +23,7 @@ const (
 func spec() Spec {
 	return Spec{ID: "Contoso", Connectors: []Connector{
 		{ID: "onprem-02", JWK: json.RawMessage(jwk2), Disabled: true},
-		{ID: "agent-01", JWK: json.RawMessage(jwk1)},
+		{ID: "agent-01", JWK: json.RawMessage(jwk1), Roles: []string{registry.RoleAgent}, Labels: map[string]string{"env": "prod"}},
 	}}
 }
 
@@ -92,6 +92,29 @@ func TestRegistrationsAreTheIdpFormat(t *testing.T) {
 	c, ok := r.Lookup("Contoso/onprem-02")
 	require.True(t, ok)
 	assert.True(t, c.Disabled)
+	assert.False(t, c.HasRole(registry.RoleAgent))
+	a, ok := r.Lookup("Contoso/agent-01")
+	require.True(t, ok)
+	assert.True(t, a.ActiveAgent())
+	assert.Equal(t, map[string]string{"env": "prod"}, a.Labels)
+}
+
+func TestSpecRefusesBadGrants(t *testing.T) {
+	for name, tt := range map[string]struct {
+		c    Connector
+		want string
+	}{
+		"unknown role":         {Connector{ID: "c", JWK: json.RawMessage(jwk1), Roles: []string{"admin"}}, `tenant Contoso: connector c: roles[0]: unknown role "admin"`},
+		"labels without agent": {Connector{ID: "c", JWK: json.RawMessage(jwk1), Labels: map[string]string{"env": "prod"}}, "tenant Contoso: connector c: labels: only an agent has labels"},
+		"bad label":            {Connector{ID: "c", JWK: json.RawMessage(jwk1), Roles: []string{"agent"}, Labels: map[string]string{"bad key": "x"}}, "connector c: labels: invalid id"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := Spec{ID: "Contoso", Connectors: []Connector{tt.c}}.Validate()
+			assert.ErrorContains(t, err, tt.want)
+			_, err = run(t, Spec{ID: "Contoso", Connectors: []Connector{tt.c}})
+			assert.ErrorContains(t, err, tt.want, "nothing registers")
+		})
+	}
 }
 
 func TestTenantRejectsBadSpecs(t *testing.T) {
