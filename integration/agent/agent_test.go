@@ -85,7 +85,7 @@ func newServer(t *testing.T) *server {
 	s.pubKey = &key.PublicKey
 	jwk, err := clientauth.PublicJWK(key, "")
 	require.NoError(t, err)
-	regs, err := registry.Marshal([]registry.Connector{{Tenant: tenant, ID: agentID, JWK: jwk}})
+	regs, err := registry.Marshal([]registry.Connector{{Tenant: tenant, ID: agentID, JWK: jwk, Roles: []string{registry.RoleAgent}}})
 	require.NoError(t, err)
 	regFile := filepath.Join(s.dir, "registry.json")
 	require.NoError(t, os.WriteFile(regFile, regs, 0o644))

@@ -51,7 +51,7 @@ type Options struct {
 	// Dir is the scratch directory for keys, the registry and the
 	// processes' files. It must exist. Required.
 	Dir string
-	// Agents are registered as connectors of their tenant (relayserver
+	// Agents are registered as agents of their tenant (relayserver
 	// creates the tenants from the registry); those with Start set are
 	// started with the platform, StartAgent starts the others later.
 	Agents []Agent
@@ -80,7 +80,8 @@ type Agent struct {
 	Start bool
 	// Capacity is the agent's concurrency limit (default: the agent's).
 	Capacity int
-	// Labels are the agent's labels.
+	// Labels are the agent's labels: registered (the labels it may
+	// serve) and given to the agent.
 	Labels map[string]string
 	// Args are added to the agent's command line.
 	Args []string
@@ -281,7 +282,7 @@ func (p *Platform) writeKeys() error {
 			return err
 		}
 		p.keyFiles[a.ClientID()] = file
-		regs = append(regs, registry.Connector{Tenant: a.Tenant, ID: a.ID, JWK: jwk})
+		regs = append(regs, registry.Connector{Tenant: a.Tenant, ID: a.ID, JWK: jwk, Roles: []string{registry.RoleAgent}, Labels: a.Labels})
 	}
 	data, err := registry.Marshal(regs)
 	if err != nil {

@@ -45,6 +45,12 @@ func TestMain(m *testing.M) { procs.Main(m) }
 // agents registered with the gateway.
 var registered = map[string][]string{"tenant-a": {"a1", "a2"}, "tenant-b": {"b1"}}
 
+// registeredLabels are the labels registered agents may serve.
+var registeredLabels = map[string]map[string]string{"tenant-a/a2": {"env": "prod"}}
+
+// plainConnectors are registered connectors without the agent role.
+var plainConnectors = map[string][]string{"tenant-a": {"erp"}}
+
 // server is the running platform without agents.
 type server struct {
 	dir       string
@@ -63,14 +69,20 @@ func startServer(t *testing.T) *server {
 	t.Helper()
 	s := &server{dir: t.TempDir(), emu: azurite.New(t), keys: map[string]*ecdsa.PrivateKey{}}
 	var regs []registry.Connector
-	for tenant, ids := range registered {
-		for _, id := range ids {
-			k, err := clientauth.GenerateKey()
-			require.NoError(t, err)
-			s.keys[registry.ClientID(tenant, id)] = k
-			jwk, err := clientauth.PublicJWK(k, "")
-			require.NoError(t, err)
-			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk})
+	for _, group := range []struct {
+		ids   map[string][]string
+		roles []string
+	}{{registered, []string{registry.RoleAgent}}, {plainConnectors, nil}} {
+		for tenant, ids := range group.ids {
+			for _, id := range ids {
+				k, err := clientauth.GenerateKey()
+				require.NoError(t, err)
+				cid := registry.ClientID(tenant, id)
+				s.keys[cid] = k
+				jwk, err := clientauth.PublicJWK(k, "")
+				require.NoError(t, err)
+				regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Roles: group.roles, Labels: registeredLabels[cid]})
+			}
 		}
 	}
 	data, err := registry.Marshal(regs)
@@ -123,6 +135,7 @@ type agent struct {
 
 	mu      sync.Mutex
 	running []string
+	labels  map[string]string // claimed in heartbeats
 	silent  bool
 }
 
@@ -155,7 +168,7 @@ func (s *server) agent(t *testing.T, tenant, id string) *agent {
 	go func() {
 		for ctx.Err() == nil {
 			a.mu.Lock()
-			hb := &runproto.Heartbeat{Capacity: 1, Running: append([]string{}, a.running...), Version: "fake"}
+			hb := &runproto.Heartbeat{Capacity: 1, Running: append([]string{}, a.running...), Labels: a.labels, Version: "fake"}
 			silent := a.silent
 			a.mu.Unlock()
 			if !silent {
@@ -189,6 +202,12 @@ func (a *agent) send(m runproto.Message) {
 func (a *agent) setRunning(ids ...string) {
 	a.mu.Lock()
 	a.running = ids
+	a.mu.Unlock()
+}
+
+func (a *agent) setLabels(labels map[string]string) {
+	a.mu.Lock()
+	a.labels = labels
 	a.mu.Unlock()
 }
 
