@@ -33,8 +33,10 @@ const maxBody = 16 << 20
 var (
 	// ErrUnauthorized: the API refused the operator credential (401).
 	ErrUnauthorized = errors.New("operator credential refused")
-	// ErrForbidden: the credential is valid but lacks the role (403).
-	ErrForbidden = errors.New("operator lacks the required role")
+	// ErrForbidden: the credential is valid but may not do this (403):
+	// it lacks the role in the tenant, is not an admin, or would approve
+	// its own run in a four-eyes workspace (APIError.Reason says which).
+	ErrForbidden = errors.New("operator may not do this")
 )
 
 // APIError is an error response from the ops API.
@@ -43,6 +45,8 @@ type APIError struct {
 	Code       string
 	Message    string
 	RequestID  string
+	// Reason, MissingRole and Tenant explain a 403 (see opsapi.ErrorDetail).
+	Reason, MissingRole, Tenant string
 }
 
 func (e *APIError) Error() string {
@@ -224,7 +228,8 @@ func apiError(status int, body []byte) error {
 		}
 		return &APIError{StatusCode: status, Message: msg}
 	}
-	return &APIError{StatusCode: status, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID}
+	d := eb.Error
+	return &APIError{StatusCode: status, Code: d.Code, Message: d.Message, RequestID: d.RequestID, Reason: d.Reason, MissingRole: d.MissingRole, Tenant: d.Tenant}
 }
 
 // Status returns GET /v1/status.

@@ -74,6 +74,20 @@ func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapi.
 	return &ws, nil
 }
 
+// UpdateWorkspace changes the fields set in req (PATCH
+// /v1/tenants/{tenant}/workspaces/{workspace}).
+func (c *Client) UpdateWorkspace(ctx context.Context, tenant, name string, req opsapi.UpdateWorkspaceRequest) (*opsapi.Workspace, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var ws opsapi.Workspace
+	if err := c.call(ctx, c.http, http.MethodPatch, tenantPath(tenant, "workspaces", name), nil, "application/json", bytes.NewReader(body), http.StatusOK, &ws); err != nil {
+		return nil, fmt.Errorf("cannot update workspace %s/%s: %w", tenant, name, err)
+	}
+	return &ws, nil
+}
+
 // Workspaces lists tenant's workspaces.
 func (c *Client) Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error) {
 	var list opsapi.WorkspaceList

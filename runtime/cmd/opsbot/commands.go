@@ -211,6 +211,7 @@ reconnects.`,
 	root.AddCommand(status, agents, events, config)
 	root.AddCommand(a.runsCommands()...)
 	root.AddCommand(a.auditCommand())
+	root.AddCommand(a.keysCommand())
 	return root
 }
 

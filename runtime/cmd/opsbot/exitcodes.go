@@ -68,7 +68,7 @@ func explain(err error, t target) (int, string) {
 	case errors.Is(err, opsclient.ErrUnauthorized):
 		return exitAPIAuth, fmt.Sprintf("the ops server refused the operator credential: check api_key (OPSBOT_API_KEY); the key may be wrong, disabled, or an expired token\n  cause: %v", err)
 	case errors.Is(err, opsclient.ErrForbidden):
-		return exitAPIAuth, fmt.Sprintf("the ops server accepted the credential but it lacks the required role\n  cause: %v", err)
+		return exitAPIAuth, forbiddenMessage(err)
 	case errors.Is(err, relay.ErrNoListener):
 		return exitNoListener, fmt.Sprintf("no relayserver is listening on hybrid connection %q at %s: the ops server is down or not connected to the relay\n  cause: %v", t.hybridConnection, t.host, err)
 	case errors.Is(err, relay.ErrUnauthorized):
@@ -83,4 +83,24 @@ func explain(err error, t target) (int, string) {
 		return exitRelayUnreachable, fmt.Sprintf("cannot reach the relayserver at %s (local_url): is it running with --local-listen?\n  cause: %v", t.host, err)
 	}
 	return exitError, err.Error()
+}
+
+// forbiddenMessage explains a 403 by its reason.
+func forbiddenMessage(err error) string {
+	var ae *opsclient.APIError
+	if !errors.As(err, &ae) {
+		ae = &opsclient.APIError{}
+	}
+	var what string
+	switch ae.Reason {
+	case "missing_role":
+		what = fmt.Sprintf("the credential lacks the %s role in tenant %s: a platform administrator grants it (opsbot keys create --tenant %s=%s, or the Entra group or app role mapped to it)", ae.MissingRole, ae.Tenant, ae.Tenant, ae.MissingRole)
+	case "admin_required":
+		what = "only a platform administrator may do this"
+	case "four_eyes":
+		what = "the workspace requires four-eyes approval: someone other than whoever queued the run must approve it"
+	default:
+		what = "the ops server accepted the credential but it lacks the required role"
+	}
+	return fmt.Sprintf("%s\n  cause: %v", what, err)
 }

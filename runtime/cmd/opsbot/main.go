@@ -9,11 +9,16 @@
 //
 // and the runs of a tenant (--tenant or OPSBOT_TENANT; runs.go, docs/opsbot.md):
 //
-//	opsbot workspaces create|list
+//	opsbot workspaces create|list|update [--four-eyes]
 //	opsbot plan --workspace W --dir D     pack, upload, follow the run live
 //	opsbot apply RUN [--yes]              confirm, approve, follow the apply
 //	opsbot destroy --workspace W --dir D  plan a destroy, confirm, apply
 //	opsbot runs list|show, logs [-f] RUN, cancel RUN
+//
+// and, for platform administrators, operator API keys (keys.go):
+//
+//	opsbot keys create ID (--role TENANT=ROLE ... | --admin)   the key is printed once
+//	opsbot keys list|rotate ID|revoke ID
 //
 // Configuration comes from flags, OPSBOT_* environment variables and a
 // config file (package opsconfig); output is a table or, with -o json, the

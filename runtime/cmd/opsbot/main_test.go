@@ -45,6 +45,7 @@ func startServer(t *testing.T) (string, string) {
 		Now:            func() time.Time { return started.Add(2*time.Hour + 5*time.Second) },
 		RelayConnected: func() bool { return true },
 		Auth:           auth,
+		Keys:           auth,
 		Agents: opsapi.NewStaticAgents([]opsapi.Agent{
 			{ID: "contoso/agent-01", Tenant: "contoso", Name: "agent-01", State: opsapi.AgentOnline, Version: "0.9.0", LastSeen: &seen},
 			{ID: "fabrikam/agent-02", Tenant: "fabrikam", Name: "agent-02", State: opsapi.AgentUnknown},

@@ -97,9 +97,9 @@ func printWorkspaces(w io.Writer, list []opsapi.Workspace) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tAUTO-APPLY\tAGENT LABELS\tCREATED")
+	fmt.Fprintln(tw, "NAME\tAUTO-APPLY\tFOUR-EYES\tAGENT LABELS\tCREATED")
 	for _, ws := range list {
-		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\n", ws.Name, ws.AutoApply, labelString(ws.Labels), timeOrDash(ws.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%s\n", ws.Name, ws.AutoApply, ws.FourEyes, labelString(ws.Labels), timeOrDash(ws.CreatedAt))
 	}
 	tw.Flush()
 }

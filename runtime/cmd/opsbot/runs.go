@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 type runsAPI interface {
 	CreateWorkspace(ctx context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error)
 	Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error)
+	UpdateWorkspace(ctx context.Context, tenant, name string, req opsapi.UpdateWorkspaceRequest) (*opsapi.Workspace, error)
 	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
 	// its Waiting says why it cannot start at once.
 	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader) (*opsapi.Run, error)
@@ -102,7 +104,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 			}
 			// The server checks again; checking here names the flag.
 			ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels,
-				Options: runs.Options{PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}}
+				Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes, PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}}
 			if err := ws.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -114,7 +116,8 @@ func (a *app) workspacesCommand() *cobra.Command {
 			return a.print(created, func(w io.Writer) { printWorkspaces(w, []opsapi.Workspace{*created}) })
 		}),
 	}
-	create.Flags().BoolVar(&req.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval")
+	create.Flags().BoolVar(&req.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval (needs the approver role)")
+	create.Flags().BoolVar(&req.FourEyes, "four-eyes", false, "whoever queued a run may not approve it (turning it off later needs a platform administrator)")
 	create.Flags().StringArrayVar(&labels, "label", nil, "run only on agents with this label, key=value (repeatable)")
 	create.Flags().StringVar(&req.Description, "description", "", "what the workspace is for")
 	create.Flags().DurationVar(&planTimeout, "plan-timeout", 0, "how long a plan may run (default 1h)")
@@ -134,8 +137,64 @@ func (a *app) workspacesCommand() *cobra.Command {
 		}),
 	}
 	c := &cobra.Command{Use: "workspaces", Aliases: []string{"workspace", "ws"}, Short: "Workspaces of a tenant"}
-	c.AddCommand(create, list)
+	c.AddCommand(create, list, a.workspaceUpdateCommand())
 	return c
+}
+
+// workspaceUpdateCommand changes only the settings whose flags are given.
+func (a *app) workspaceUpdateCommand() *cobra.Command {
+	var description string
+	var autoApply, fourEyes bool
+	var labels []string
+	var planTimeout, applyTimeout, approvalTimeout time.Duration
+	update := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change a workspace's settings; only the flags given change",
+		Args:  cobra.ExactArgs(1),
+		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
+			var req opsapi.UpdateWorkspaceRequest
+			f := cmd.Flags()
+			if f.Changed("description") {
+				req.Description = &description
+			}
+			if f.Changed("auto-apply") {
+				req.AutoApply = &autoApply
+			}
+			if f.Changed("four-eyes") {
+				req.FourEyes = &fourEyes
+			}
+			if f.Changed("label") {
+				l, err := parseLabels(slices.DeleteFunc(labels, func(s string) bool { return s == "" }))
+				if err != nil {
+					return usageError{fmt.Errorf("--label: %w", err)}
+				}
+				if l == nil {
+					l = map[string]string{}
+				}
+				req.Labels = &l
+			}
+			req.Timeouts = opsapi.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
+			if err := (runs.Options{PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}).Validate(); err != nil {
+				return usageError{err}
+			}
+			if req == (opsapi.UpdateWorkspaceRequest{}) {
+				return usageError{errors.New("nothing to change: give at least one of --description, --auto-apply, --four-eyes, --label, --*-timeout")}
+			}
+			ws, err := api.UpdateWorkspace(cmd.Context(), tenant, args[0], req)
+			if err != nil {
+				return err
+			}
+			return a.print(ws, func(w io.Writer) { printWorkspaces(w, []opsapi.Workspace{*ws}) })
+		}),
+	}
+	update.Flags().StringVar(&description, "description", "", "what the workspace is for")
+	update.Flags().BoolVar(&autoApply, "auto-apply", false, "apply plans without approval (turning it on needs the approver role)")
+	update.Flags().BoolVar(&fourEyes, "four-eyes", false, "whoever queued a run may not approve it (--four-eyes=false needs a platform administrator)")
+	update.Flags().StringArrayVar(&labels, "label", nil, "replace the agent labels, key=value (repeatable; --label '' clears them)")
+	update.Flags().DurationVar(&planTimeout, "plan-timeout", 0, "how long a plan may run")
+	update.Flags().DurationVar(&applyTimeout, "apply-timeout", 0, "how long an apply may run")
+	update.Flags().DurationVar(&approvalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval")
+	return update
 }
 
 // followFlags are shared by the commands that start or resume a run.

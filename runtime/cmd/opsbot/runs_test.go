@@ -35,16 +35,36 @@ type fakeRuns struct {
 	created       []string // workspace/op of each CreateRun
 	bundleBytes   int64
 	createErr     error
+	updates       []opsapi.UpdateWorkspaceRequest
 	approved      []string
 	cancelled     []string
 	workspaces    []opsapi.Workspace
 }
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
-	ws := opsapi.Workspace{Tenant: tenant, Name: req.Name, AutoApply: req.AutoApply, Labels: req.Labels, Timeouts: req.Timeouts,
+	ws := opsapi.Workspace{Tenant: tenant, Name: req.Name, AutoApply: req.AutoApply, FourEyes: req.FourEyes, Labels: req.Labels, Timeouts: req.Timeouts,
 		CreatedAt: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)}
 	f.workspaces = append(f.workspaces, ws)
 	return &ws, nil
+}
+
+func (f *fakeRuns) UpdateWorkspace(_ context.Context, _, name string, req opsapi.UpdateWorkspaceRequest) (*opsapi.Workspace, error) {
+	for i := range f.workspaces {
+		if ws := &f.workspaces[i]; ws.Name == name {
+			if req.FourEyes != nil {
+				ws.FourEyes = *req.FourEyes
+			}
+			if req.AutoApply != nil {
+				ws.AutoApply = *req.AutoApply
+			}
+			if req.Description != nil {
+				ws.Description = *req.Description
+			}
+			f.updates = append(f.updates, req)
+			return ws, nil
+		}
+	}
+	return nil, &opsclient.APIError{StatusCode: 404, Code: "not_found"}
 }
 
 func (f *fakeRuns) Workspaces(context.Context, string) ([]opsapi.Workspace, error) {

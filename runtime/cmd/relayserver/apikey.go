@@ -12,7 +12,7 @@ import (
 	"github.com/botehq/platform/runtime/operatorauth"
 )
 
-// tenantRoles is a repeatable --tenant tenant=role flag.
+// tenantRoles is a repeatable --role tenant=role flag.
 type tenantRoles map[string]operatorauth.Role
 
 func (t tenantRoles) String() string { return operatorauth.Grants{Tenants: t}.String() }
@@ -47,7 +47,7 @@ func runAPIKey(args []string, stdout, stderr io.Writer) error {
 	desc := fset.String("description", "", "who or what the key is for")
 	admin := fset.Bool("admin", false, "create: platform administrator (every tenant, key management)")
 	tenants := tenantRoles{}
-	fset.Var(tenants, "tenant", "create: tenant=role (reader, operator or approver); repeat for more tenants")
+	fset.Var(tenants, "role", "create: tenant=role (reader, operator or approver); repeat for more tenants")
 	if err := fset.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -66,10 +66,10 @@ func runAPIKey(args []string, stdout, stderr io.Writer) error {
 	case "create":
 		g := operatorauth.Grants{Admin: *admin, Tenants: tenants}
 		if g.Empty() {
-			return errors.New("apikey create: --admin or --tenant tenant=role: a key without grants may do nothing")
+			return errors.New("apikey create: --admin or --role tenant=role: a key without grants may do nothing")
 		}
 		if *admin && len(tenants) > 0 {
-			return errors.New("apikey create: --admin and --tenant: an admin has every tenant already; give one")
+			return errors.New("apikey create: --admin and --role: an admin has every tenant already; give one")
 		}
 		f, err := load(true)
 		if err != nil {

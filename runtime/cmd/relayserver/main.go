@@ -5,7 +5,7 @@
 // OAuth2 access tokens from a configured issuer (package operatorauth).
 //
 //	relayserver [flags]                     serve
-//	relayserver apikey create --keys-file F --id ID (--admin | --tenant T=ROLE ...) [--description D]
+//	relayserver apikey create --keys-file F --id ID (--admin | --role TENANT=ROLE ...) [--description D]
 //	relayserver apikey list   --keys-file F
 //	relayserver apikey rotate --keys-file F --id ID
 //	relayserver apikey revoke --keys-file F --id ID

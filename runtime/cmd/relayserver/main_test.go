@@ -120,7 +120,7 @@ func TestAPIKeyCommands(t *testing.T) {
 	assert.True(t, p.IsAdmin())
 
 	out.Reset()
-	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "bob", "--tenant", "acme=operator", "--tenant", "globex=reader"}, &out, io.Discard))
+	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "bob", "--role", "acme=operator", "--role", "globex=reader"}, &out, io.Discard))
 	p, err = verify(strings.TrimSpace(out.String()))
 	require.NoError(t, err)
 	assert.False(t, p.IsAdmin())
@@ -134,9 +134,9 @@ func TestAPIKeyCommands(t *testing.T) {
 		{[]string{"create", "--keys-file", file, "--id", "alice", "--admin"}, "already exists"},
 		{[]string{"create", "--keys-file", file, "--id", "Bad Id", "--admin"}, "--id"},
 		{[]string{"create", "--keys-file", file, "--id", "carol"}, "a key without grants"},
-		{[]string{"create", "--keys-file", file, "--id", "carol", "--admin", "--tenant", "acme=reader"}, "give one"},
-		{[]string{"create", "--keys-file", file, "--id", "carol", "--tenant", "acme=owner"}, `role "owner"`},
-		{[]string{"create", "--keys-file", file, "--id", "carol", "--tenant", "acme=reader", "--tenant", "acme=operator"}, "twice"},
+		{[]string{"create", "--keys-file", file, "--id", "carol", "--admin", "--role", "acme=reader"}, "give one"},
+		{[]string{"create", "--keys-file", file, "--id", "carol", "--role", "acme=owner"}, `role "owner"`},
+		{[]string{"create", "--keys-file", file, "--id", "carol", "--role", "acme=reader", "--role", "acme=operator"}, "twice"},
 		{[]string{"revoke", "--keys-file", file, "--id", "nobody"}, "no such key"},
 		{[]string{"rotate", "--keys-file", file, "--id", "nobody"}, "no such key"},
 		{[]string{"list", "--keys-file", filepath.Join(t.TempDir(), "none.json")}, "cannot read"},

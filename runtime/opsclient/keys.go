@@ -1,0 +1,54 @@
+package opsclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/botehq/platform/runtime/opsapi"
+)
+
+// Operator API key management (platform administrators only).
+
+// CreateKey creates an API key; the answer holds the key, shown once.
+func (c *Client) CreateKey(ctx context.Context, req opsapi.CreateKeyRequest) (*opsapi.NewKey, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var out opsapi.NewKey
+	if err := c.call(ctx, c.http, http.MethodPost, "/v1/keys", nil, "application/json", bytes.NewReader(body), http.StatusCreated, &out); err != nil {
+		return nil, fmt.Errorf("cannot create API key %s: %w", req.ID, err)
+	}
+	return &out, nil
+}
+
+// Keys lists the API keys, without secrets.
+func (c *Client) Keys(ctx context.Context) ([]opsapi.APIKey, error) {
+	var list opsapi.KeyList
+	if err := c.call(ctx, c.http, http.MethodGet, "/v1/keys", nil, "", nil, http.StatusOK, &list); err != nil {
+		return nil, fmt.Errorf("cannot list API keys: %w", err)
+	}
+	return list.Keys, nil
+}
+
+// RotateKey gives key id a new secret; the answer holds it, shown once.
+func (c *Client) RotateKey(ctx context.Context, id string) (*opsapi.NewKey, error) {
+	var out opsapi.NewKey
+	if err := c.call(ctx, c.http, http.MethodPost, "/v1/keys/"+url.PathEscape(id)+"/rotate", nil, "", nil, http.StatusOK, &out); err != nil {
+		return nil, fmt.Errorf("cannot rotate API key %s: %w", id, err)
+	}
+	return &out, nil
+}
+
+// RevokeKey revokes key id for good.
+func (c *Client) RevokeKey(ctx context.Context, id string) (*opsapi.APIKey, error) {
+	var out opsapi.APIKey
+	if err := c.call(ctx, c.http, http.MethodPost, "/v1/keys/"+url.PathEscape(id)+"/revoke", nil, "", nil, http.StatusOK, &out); err != nil {
+		return nil, fmt.Errorf("cannot revoke API key %s: %w", id, err)
+	}
+	return &out, nil
+}
