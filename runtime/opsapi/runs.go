@@ -155,11 +155,11 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
-	if err := ws.Validate(); err != nil {
-		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+	if !s.mayChangeApproval(w, r, runs.Options{}, ws.Options) {
 		return
 	}
-	if !s.mayChangeApproval(w, r, runs.Options{}, ws.Options) {
+	if err := ws.Validate(); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
 	// A tenant exists once it has a workspace (or an agent heartbeated).
@@ -232,11 +232,11 @@ func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := req.apply(cur, timeouts)
-	if err := next.Validate(); err != nil {
-		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+	if !s.mayChangeApproval(w, r, cur.Options, next.Options) {
 		return
 	}
-	if !s.mayChangeApproval(w, r, cur.Options, next.Options) {
+	if err := next.Validate(); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
 	// The check above saw cur; a concurrent change of the approval
