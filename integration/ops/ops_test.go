@@ -417,12 +417,39 @@ func TestServerExitsOnPermanentRelayRefusal(t *testing.T) {
 func TestOAuth2OperatorTokenThroughRelay(t *testing.T) {
 	iss := newIssuer(t)
 	s := newStack(t)
-	s.startServer(t, "--oauth-issuer", iss.url, "--oauth-audience", "api://ops", "--oauth-required-role", "Ops.Operator")
+	// Entra group ids and app roles map to tenant roles (the stack passes
+	// this as BOTE_RELAYSERVER_OAUTH_ROLES).
+	roles := `{"admin":["Ops.Admin"],"tenants":{"contoso":{"reader":["grp-contoso-ops"]},"fabrikam":{"approver":["Fabrikam.Approver"]}}}`
+	s.startServer(t, "--oauth-issuer", iss.url, "--oauth-audience", "api://ops", "--oauth-required-role", "Ops.Operator", "--oauth-roles", roles)
 
 	now := time.Now()
-	good := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u1", "preferred_username": "alice@example.test", "roles": []string{"Ops.Operator"}, "exp": now.Add(time.Hour).Unix()})
+	good := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u1", "preferred_username": "alice@example.test",
+		"roles": []string{"Ops.Operator"}, "groups": []string{"grp-contoso-ops", "grp-unrelated"}, "exp": now.Add(time.Hour).Unix()})
 	r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "agents", "list", "-o", "json")
 	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stdout, "contoso/agent-01")
+	assert.NotContains(t, r.stdout, "fabrikam", "a contoso reader by group sees only contoso's agents")
+	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "agents", "list", "--tenant", "fabrikam")
+	assert.Equal(t, exitAPIAuth, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stderr, "lacks the reader role in tenant fabrikam")
+	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "workspaces", "create", "w", "--tenant", "contoso")
+	assert.Equal(t, exitAPIAuth, r.code, "a reader does not create workspaces: %s", r.stderr)
+	assert.Contains(t, r.stderr, "lacks the operator role in tenant contoso")
+	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "keys", "list")
+	assert.Equal(t, exitAPIAuth, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stderr, "only a platform administrator")
+
+	fab := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u2", "oid": "oid-2",
+		"roles": []string{"Ops.Operator", "Fabrikam.Approver"}, "exp": now.Add(time.Hour).Unix()})
+	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": fab}, "agents", "list", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stdout, "fabrikam/agent-07", "an app role gives fabrikam")
+	assert.NotContains(t, r.stdout, "contoso")
+	admin := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u3", "roles": []string{"Ops.Operator", "Ops.Admin"}, "exp": now.Add(time.Hour).Unix()})
+	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": admin}, "agents", "list", "-o", "json")
+	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stdout, "contoso/agent-01")
+	assert.Contains(t, r.stdout, "fabrikam/agent-07")
 
 	tests := map[string]jwt.MapClaims{
 		"expired":      {"iss": iss.url, "aud": "api://ops", "sub": "u1", "roles": []string{"Ops.Operator"}, "exp": now.Add(-time.Hour).Unix()},
