@@ -831,10 +831,16 @@ func (m *Manager) Cancel(ctx context.Context, req CancelRequest) (Run, error) {
 
 // change reads a run, applies f and writes it back with its lock.
 func (m *Manager) change(ctx context.Context, tenant, runID string, f func(*Run, Workspace) error) (Run, error) {
+	var written *Run // what an earlier try of this call wrote
 	return retry(ctx, func() (Run, error) {
 		r, err := m.store.GetRun(ctx, tenant, runID)
 		if err != nil {
 			return Run{}, fmt.Errorf("cannot change run %s: %w", runID, err)
+		}
+		if written != nil && sameChange(r, *written) {
+			// The earlier write landed although its answer was lost.
+			m.changed(ctx, "run changed", r, "reason", r.LastReason(), "cancelRequested", r.CancelRequested)
+			return r, nil
 		}
 		w, err := m.store.GetWorkspace(ctx, r.Tenant, r.Workspace)
 		if err != nil {
@@ -843,12 +849,21 @@ func (m *Manager) change(ctx context.Context, tenant, runID string, f func(*Run,
 		if err := f(&r, w); err != nil {
 			return Run{}, err
 		}
+		written = &r
 		if err := m.commitWithLock(ctx, r); err != nil {
 			return Run{}, err
 		}
 		m.changed(ctx, "run changed", r, "reason", r.LastReason(), "cancelRequested", r.CancelRequested)
 		return r, nil
 	})
+}
+
+// sameChange reports whether stored is the run as want was written: same
+// state, history, actor of the last move and update time.
+func sameChange(stored, want Run) bool {
+	n := len(want.History)
+	return stored.State == want.State && stored.UpdatedAt.Equal(want.UpdatedAt) && stored.CancelRequested == want.CancelRequested &&
+		len(stored.History) == n && (n == 0 || stored.History[n-1] == want.History[n-1])
 }
 
 // Heartbeat is an agent saying it is alive.

@@ -83,3 +83,31 @@ func TestOnTransitionSeesEveryMoveOnce(t *testing.T) {
 	assert.Equal(t, "api-key:bob", seen[applied.ID][0].By)
 	assert.Equal(t, "auto-apply", seen[applied.ID][3].By)
 }
+
+// An approval or cancel whose write lands but whose answer is lost
+// succeeds (it used to fail as an illegal move from the state it had just
+// made) and is reported once.
+func TestChangeWithLostAnswerSucceedsOnce(t *testing.T) {
+	ctx := context.Background()
+	var moves []runs.State
+	store := &lostAck{Store: runstore.NewMemory()}
+	m := contoso(t, runs.Config{Store: store, OnTransition: func(_ context.Context, _ runs.Run, tr runs.Transition) {
+		moves = append(moves, tr.To)
+	}})
+	q := enqueue(t, m)
+	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.ID, Agent: "a1", State: runs.Planned,
+		Result: &tfrun.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
+	require.NoError(t, err)
+
+	store.lose = 1
+	r, err := m.Approve(ctx, "contoso", q.ID, "api-key:bob")
+	require.NoError(t, err, "the approval landed")
+	assert.Equal(t, runs.Approved, r.State)
+	store.lose = 1
+	r, err = m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: q.ID, By: "api-key:bob"})
+	require.NoError(t, err, "the cancel landed")
+	assert.Equal(t, runs.Cancelled, r.State)
+	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planned, runs.Approved, runs.Cancelled}, moves)
+}
