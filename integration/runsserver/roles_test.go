@@ -108,6 +108,16 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	assert.GreaterOrEqual(t, strings.Count(out, refusedLine), 5, "heartbeats, started, logs and result are each refused")
 	assert.Contains(t, out, "connector=erp")
 	assert.NotContains(t, out, "tenant-a-secret")
+	page, err := s.api.Audit(ctx, opsclient.AuditQuery{Tenant: "tenant-a", Principal: "connector:erp"})
+	require.NoError(t, err)
+	actions := map[string]bool{}
+	for _, rec := range page.Records {
+		assert.Equal(t, "denied", rec.Result)
+		actions[rec.Action] = true
+	}
+	for _, want := range []string{"agent.heartbeat", "run.started", "run.logs", "run.result"} {
+		assert.True(t, actions[want], "the refused %s is in tenant-a's audit log", want)
+	}
 
 	t.Run("an agent serves only its registered labels", func(t *testing.T) {
 		// a2 is registered for env=prod and claims tier=gold as well.

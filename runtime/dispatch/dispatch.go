@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/registry"
@@ -92,6 +93,9 @@ type Config struct {
 	Keys    Keys
 	// Secrets holds deployment secrets; nil means none.
 	Secrets secretstore.Store
+	// Audit, if set, records refused messages of connectors that are not
+	// agents (at a bounded rate; every one is logged).
+	Audit Auditor
 	// Tick is how often every workspace is tried (default DefaultTick).
 	Tick time.Duration
 	// SweepEvery is the silent-agent and timeout sweep interval (default
@@ -148,7 +152,8 @@ type Dispatcher struct {
 	kicks  chan kick
 	outbox chan outbound
 
-	roleRefusals atomic.Int64
+	roleRefusals   atomic.Int64
+	refusalSampler audit.Sampler
 
 	mu      sync.Mutex
 	cursors map[string]*cursor
@@ -194,10 +199,11 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	return &Dispatcher{
 		cfg: cfg, m: cfg.Manager, log: cfg.Logger,
-		kicks:   make(chan kick, 1024),
-		outbox:  make(chan outbound, 1024),
-		cursors: map[string]*cursor{},
-		subs:    map[string]map[chan struct{}]struct{}{},
+		refusalSampler: audit.Sampler{Rate: refusalAuditRate, Burst: refusalAuditBurst},
+		kicks:          make(chan kick, 1024),
+		outbox:         make(chan outbound, 1024),
+		cursors:        map[string]*cursor{},
+		subs:           map[string]map[chan struct{}]struct{}{},
 	}, nil
 }
 

@@ -125,6 +125,7 @@ type env struct {
 	secrets *secretstore.File
 	keys    map[string]*ecdsa.PrivateKey
 	roleLog *bytes.Buffer // what the dispatcher and manager log (lockedWriter)
+	audited *fakeAudit
 	now     time.Time
 	mu      sync.Mutex
 }
@@ -148,7 +149,7 @@ var agents = map[string][]string{"tenant-a": {"a1", "a2", "a3", "erp"}, "tenant-
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, roleLog: &bytes.Buffer{}, sender: &fakeSender{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
+	e := &env{t: t, roleLog: &bytes.Buffer{}, audited: &fakeAudit{}, sender: &fakeSender{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
 		now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	var regs []registry.Connector
 	for tenant, ids := range agents {
@@ -181,7 +182,7 @@ func newEnv(t *testing.T) *env {
 		OnChange: func(r runs.Run) { e.d.OnChange(r) }})
 	require.NoError(t, err)
 	e.d, err = New(Config{Manager: e.m, Tenants: store.ListTenants, Sender: e.sender, Signer: fakeSigner{}, Logs: e.logs,
-		Keys: reg, Secrets: e.secrets, Logger: log, Now: e.clock, LogWait: 300 * time.Millisecond})
+		Keys: reg, Secrets: e.secrets, Audit: e.audited, Logger: log, Now: e.clock, LogWait: 300 * time.Millisecond})
 	require.NoError(t, err)
 	ctx := context.Background()
 	for tenant := range agents {

@@ -1,10 +1,14 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"time"
 
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
@@ -42,17 +46,63 @@ func agentRegistration(keys Keys, tenant, id string) (registry.Connector, error)
 	return c, nil
 }
 
+// Auditor records audit events (*audit.Recorder).
+type Auditor interface {
+	Record(ctx context.Context, r audit.Record)
+}
+
+// Refusals of non-agents are audited at most this often; the next record
+// counts those skipped. A connector can send as fast as the gateway lets
+// it; the log still has every one.
+const (
+	refusalAuditRate  = 1 // per second
+	refusalAuditBurst = 20
+)
+
 // checkAgent refuses a message from a connector that is not an active
-// agent of its tenant, before its body is read. Every refusal is logged
-// at warn with one stable message and counted (RoleRefusals).
+// agent of its tenant, before its body is applied. Every refusal is
+// logged at warn with one stable message and counted (RoleRefusals), and
+// audited (Config.Audit) at a bounded rate.
 func (d *Dispatcher) checkAgent(ctx context.Context, m *cloud.Message) error {
-	if _, err := agentRegistration(d.cfg.Keys, m.From.Tenant, m.From.Connector); err != nil {
-		n := d.roleRefusals.Add(1)
-		d.log.WarnContext(ctx, "agent message refused: sender is not a registered agent of its tenant",
-			"tenant", m.From.Tenant, "connector", m.From.Connector, "message", m.ID, "reason", err.Error(), "refusals", n)
-		return refuse("%v", err)
+	_, err := agentRegistration(d.cfg.Keys, m.From.Tenant, m.From.Connector)
+	if err == nil {
+		return nil
 	}
-	return nil
+	n := d.roleRefusals.Add(1)
+	d.log.WarnContext(ctx, "agent message refused: sender is not a registered agent of its tenant",
+		"tenant", m.From.Tenant, "connector", m.From.Connector, "message", m.ID, "reason", err.Error(), "refusals", n)
+	if d.cfg.Audit != nil {
+		d.auditRefusal(ctx, m, err)
+	}
+	return refuse("%v", err)
+}
+
+// auditRefusal records a refused message in its sender's tenant: the
+// message type and run it names (read from the body only for the record;
+// audit.Record bounds and cleans what it stores).
+func (d *Dispatcher) auditRefusal(ctx context.Context, m *cloud.Message, why error) {
+	now := d.cfg.Now()
+	ok, skipped, since := d.refusalSampler.Take(now)
+	if !ok {
+		return
+	}
+	var peek struct {
+		Type  string `json:"type"`
+		RunID string `json:"runId"`
+	}
+	_ = json.Unmarshal(m.Body, &peek) // an undecodable body is refused all the same
+	r := audit.Record{
+		Time: now, Tenant: m.From.Tenant, Principal: "connector:" + m.From.Connector,
+		Action: cmp.Or(peek.Type, "agent.message"), Object: "connector " + registry.ClientID(m.From.Tenant, m.From.Connector),
+		Result: audit.ResultDenied, Detail: fmt.Sprintf("message %s: %v", m.ID, why),
+	}
+	if peek.RunID != "" {
+		r.Object = "/v1/tenants/" + m.From.Tenant + "/runs/" + peek.RunID
+	}
+	if skipped > 0 {
+		r.Detail += fmt.Sprintf(" (and %d more refused agent messages since %s, not recorded one by one)", skipped, since.UTC().Format(time.RFC3339))
+	}
+	d.cfg.Audit.Record(ctx, r)
 }
 
 // RoleRefusals counts the messages refused because their sender is not a

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
@@ -26,6 +28,24 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// fakeAudit keeps what is recorded.
+type fakeAudit struct {
+	mu  sync.Mutex
+	got []audit.Record
+}
+
+func (f *fakeAudit) Record(_ context.Context, r audit.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, r)
+}
+
+func (f *fakeAudit) records() []audit.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]audit.Record(nil), f.got...)
 }
 
 func (e *env) loggedLines(substr string) int {
@@ -73,6 +93,38 @@ func TestNonAgentConnectorIsRefused(t *testing.T) {
 	assert.Equal(t, 5, e.loggedLines("agent message refused: sender is not a registered agent of its tenant"))
 	assert.Contains(t, e.roleLog.String(), `connector=erp`)
 	assert.Contains(t, e.roleLog.String(), `no role \"agent\"`)
+
+	// Each refusal is in the tenant's audit log, naming what was tried.
+	recs := e.audited.records()
+	require.Len(t, recs, 5)
+	var actions []string
+	for _, rec := range recs {
+		assert.Equal(t, "tenant-a", rec.Tenant)
+		assert.Equal(t, "connector:erp", rec.Principal)
+		assert.Equal(t, audit.ResultDenied, rec.Result)
+		assert.Contains(t, rec.Detail, `connector tenant-a/erp is not registered as an agent`)
+		actions = append(actions, rec.Action)
+	}
+	assert.Equal(t, []string{"agent.heartbeat", "agent.heartbeat", "run.started", "run.logs", "run.result"}, actions)
+	assert.Equal(t, "connector tenant-a/erp", recs[0].Object)
+	assert.Equal(t, "/v1/tenants/tenant-a/runs/"+r.ID, recs[4].Object)
+}
+
+// TestRefusalsAreAuditedAtABoundedRate: a connector that floods the
+// server cannot make it write a record per message; every one is logged
+// and counted, and the next record says how many were not recorded.
+func TestRefusalsAreAuditedAtABoundedRate(t *testing.T) {
+	e := newEnv(t)
+	for range refusalAuditBurst + 30 {
+		requireRefused(t, e.from("tenant-a", "erp", &runproto.Heartbeat{Capacity: 1}))
+	}
+	assert.Len(t, e.audited.records(), refusalAuditBurst)
+	assert.EqualValues(t, refusalAuditBurst+30, e.d.RoleRefusals())
+	e.advance(time.Minute)
+	requireRefused(t, e.from("tenant-a", "erp", &runproto.Heartbeat{Capacity: 1}))
+	recs := e.audited.records()
+	require.Len(t, recs, refusalAuditBurst+1)
+	assert.Contains(t, recs[len(recs)-1].Detail, "(and 30 more refused agent messages since 2026-11-23T12:00:00Z, not recorded one by one)")
 }
 
 // TestHeartbeatLabelsNarrowNeverWiden: a2 is registered for env=prod; its

@@ -8,10 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/queuename"
@@ -72,7 +69,7 @@ func (s *Server) audited(next http.Handler) http.Handler {
 		// its records go to the platform partition (admins read them),
 		// where they cannot crowd out a tenant's own.
 		if rec.status == http.StatusUnauthorized {
-			ok, dropped, since := s.unauthenticated.take(entry.Time)
+			ok, dropped, since := s.unauthenticated.Take(entry.Time)
 			if !ok {
 				return
 			}
@@ -93,35 +90,6 @@ const (
 	unauthenticatedRate  = 10 // per second
 	unauthenticatedBurst = 100
 )
-
-// sampler lets records through at a bounded rate and counts the rest. The
-// zero value is ready.
-type sampler struct {
-	mu      sync.Mutex
-	lim     *rate.Limiter
-	dropped int
-	since   time.Time
-}
-
-// take reports whether a record at now may be stored, and how many were
-// skipped (since when) before it.
-func (s *sampler) take(now time.Time) (ok bool, dropped int, since time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lim == nil {
-		s.lim = rate.NewLimiter(unauthenticatedRate, unauthenticatedBurst)
-	}
-	if !s.lim.AllowN(now, 1) {
-		if s.dropped == 0 {
-			s.since = now
-		}
-		s.dropped++
-		return false, 0, time.Time{}
-	}
-	dropped, since = s.dropped, s.since
-	s.dropped = 0
-	return true, dropped, since
-}
 
 // noteError keeps the message of the error answered, for the audit record.
 func noteError(w http.ResponseWriter, msg string) {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/runs"
@@ -131,7 +132,7 @@ type Server struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 
-	unauthenticated sampler // 401s recorded in the audit log
+	unauthenticated audit.Sampler // 401s recorded in the audit log
 }
 
 // Shutdown ends the long-lived streams (event WebSockets, which
@@ -176,7 +177,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, stopping: make(chan struct{}),
+		unauthenticated: audit.Sampler{Rate: unauthenticatedRate, Burst: unauthenticatedBurst}}
 	s.routes = []route{
 		{method: http.MethodGet, path: "/healthz", public: true, handler: s.health},
 		{method: http.MethodGet, path: "/v1/status", handler: s.status},
