@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/botehq/platform/components/cloud"
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/components/opsrelay"
 	"github.com/botehq/platform/components/tenant"
 )
 
@@ -42,6 +46,10 @@ type Config struct {
 	OpsRelay       bool
 	Protect        bool
 	Images         Images
+	// OperatorAuth (bote:operatorAuth) lets operators in with Entra ID
+	// tokens and maps their app roles or groups to tenant roles; nil:
+	// API keys only.
+	OperatorAuth *opsrelay.OperatorAuth
 	// Tenants sorted by id.
 	Tenants []tenant.Spec
 }
@@ -118,7 +126,67 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 		return nil, err
 	}
 	sort.Slice(cfg.Tenants, func(i, j int) bool { return cfg.Tenants[i].ID < cfg.Tenants[j].ID })
+	if raw := c.Get("operatorAuth"); raw != "" {
+		if cfg.OperatorAuth, err = loadOperatorAuth(raw, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	return &cfg, nil
+}
+
+// operatorAuthConfig is bote:operatorAuth: the relay server's settings,
+// plus the operators' Entra tenant to derive the issuer from.
+type operatorAuthConfig struct {
+	opsrelay.OperatorAuth
+	// TenantID is the operators' Entra tenant; the issuer is then the
+	// stack cloud's authority for it (default bote:tenantId).
+	TenantID string `json:"tenantId,omitempty"`
+}
+
+// loadOperatorAuth reads bote:operatorAuth. The issuer defaults to the
+// cloud's Entra ID authority for the operators' tenant, and an explicit
+// one may not be another cloud's Entra ID. Every tenant the roles name
+// must be a configured tenant, so that a typo never grants a role in a
+// tenant onboarded later.
+func loadOperatorAuth(raw string, cfg *Config) (*opsrelay.OperatorAuth, error) {
+	const key = "operatorAuth"
+	var oc operatorAuthConfig
+	if err := decodeStrict(raw, &oc); err != nil {
+		return nil, configErr(key, "%v (want audience, roles, and tenantId or issuer; optionally requiredRole)", err)
+	}
+	oa := oc.OperatorAuth
+	if !cfg.OpsRelay {
+		return nil, configErr(key, "needs bote:opsRelay (the relay server is what operators authenticate to)")
+	}
+	switch tid := cmp.Or(oc.TenantID, cfg.TenantID); {
+	case oa.Issuer != "" && oc.TenantID != "":
+		return nil, configErr(key, "issuer and tenantId: give one")
+	case oa.Issuer == "" && tid == "":
+		return nil, configErr(key, "tenantId: give the operators' Entra tenant (or issuer, or set bote:tenantId)")
+	case oa.Issuer == "":
+		oa.Issuer = "https://" + cfg.Cloud.Suffixes.Login + "/" + tid + "/v2.0"
+	}
+	if err := oa.Validate(); err != nil {
+		return nil, configErr(key, "%v", err)
+	}
+	if u, err := url.Parse(oa.Issuer); err == nil {
+		for _, name := range cloud.Names() {
+			other, _ := cloud.Lookup(name)
+			if other.Name != cfg.Cloud.Name && strings.EqualFold(u.Hostname(), other.Suffixes.Login) {
+				return nil, configErr(key, "issuer %s is Entra ID of cloud %s, not of this stack's cloud %s (%s)", oa.Issuer, other.Name, cfg.Cloud.Name, cfg.Cloud.Suffixes.Login)
+			}
+		}
+	}
+	known := map[string]bool{}
+	for _, t := range cfg.Tenants {
+		known[t.ID] = true
+	}
+	for _, t := range slices.Sorted(maps.Keys(oa.Roles.Tenants)) {
+		if !known[t] {
+			return nil, configErr(key, "roles.tenants.%s: no such tenant in bote:tenants", t)
+		}
+	}
+	return &oa, nil
 }
 
 // validateTenants checks every tenant and that ids are unique.

@@ -108,7 +108,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		"tenants":             tenants,
 	}
 	if cfg.OpsRelay {
-		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: cfg.Images.RelayServer}, providers)
+		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: cfg.Images.RelayServer, OperatorAuth: cfg.OperatorAuth}, providers)
 		if err != nil {
 			return nil, err
 		}

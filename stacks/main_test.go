@@ -236,6 +236,16 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 		{"image by tag", map[string]string{"bote:images": `{"worker":"bote/worker:latest","idp":"bote/idp@sha256:0000000000000000000000000000000000000000000000000000000000000002","relayserver":"bote/relayserver@sha256:0000000000000000000000000000000000000000000000000000000000000003"}`},
 			"bote:images.worker: image \"bote/worker:latest\" must be a repository pinned by digest"},
 		{"images not an object", map[string]string{"bote:images": `"latest"`}, "bote:images:"},
+		{"operator roles for an unknown tenant", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contosso":{"reader":["g"]}}}}`},
+			"bote:operatorAuth: roles.tenants.contosso: no such tenant in bote:tenants"},
+		{"operator role unknown", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contoso":{"owner":["g"]}}}}`},
+			`bote:operatorAuth: Roles: tenants[contoso]: role "owner"`},
+		{"operator auth without issuer or tenant id", map[string]string{"bote:operatorAuth": `{"audience":"api://ops","roles":{}}`}, "bote:operatorAuth: tenantId: give the operators' Entra tenant"},
+		{"operator auth with another cloud's Entra", map[string]string{"bote:cloud": "usgovernment", "bote:location": "usgovvirginia", "bote:hosting": "",
+			"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{}}`}, "is Entra ID of cloud public, not of this stack's cloud usgovernment"},
+		{"operator auth without audience", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","roles":{}}`}, "bote:operatorAuth: Audience is required"},
+		{"operator auth unknown field", map[string]string{"bote:operatorAuth": `{"audience":"a","groups":{}}`}, `bote:operatorAuth: cannot decode: json: unknown field "groups"`},
+		{"operator auth without the ops relay", map[string]string{"bote:opsRelay": "false", "bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"a","roles":{}}`}, "bote:operatorAuth: needs bote:opsRelay"},
 		{"duplicate tenant", map[string]string{"bote:tenants": `[{"id":"a","connectors":[]},{"id":"a","connectors":[]}]`}, "bote:tenants[1]: tenant \"a\" is already tenants[0]"},
 		{"bad tenant id", map[string]string{"bote:tenants": `[{"id":"a/b","connectors":[]}]`}, "bote:tenants[0]: invalid id: tenant id \"a/b\""},
 		{"private key in config", map[string]string{"bote:tenants": `[{"id":"a","connectors":[{"id":"c","jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y","d":"d"}}]}]`},
@@ -266,6 +276,7 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 func TestOpsRelayCanBeLeftOut(t *testing.T) {
 	cfg := stackConfig(t, "dev")
 	cfg["bote:opsRelay"] = "false"
+	delete(cfg, "bote:operatorAuth")
 	rec, exports, err := deployed(t, cfg)
 	require.NoError(t, err)
 	assert.Empty(t, rec.OfType("azure-native:relay:Namespace"))
@@ -344,4 +355,16 @@ func TestRoleAssignmentNamesDifferBetweenEnvironments(t *testing.T) {
 	for n := range dev {
 		assert.False(t, staging[n], "role assignment name %s is used by both environments", n)
 	}
+}
+
+// The operators' issuer defaults to the stack cloud's Entra ID authority
+// for bote:tenantId, so a sovereign stack never points at public Entra.
+func TestOperatorAuthIssuerFollowsTheCloud(t *testing.T) {
+	cfg := stackConfig(t, "gov")
+	cfg["bote:operatorAuth"] = `{"tenantId":"11111111-2222-3333-4444-555555555555","audience":"api://ops","roles":{"tenants":{"agency-a":{"operator":["AgencyA.Operator"]}}}}`
+	rec, _, err := deployed(t, cfg)
+	require.NoError(t, err)
+	raw := string(rec.JSON())
+	assert.Contains(t, raw, `"value": "https://login.microsoftonline.us/11111111-2222-3333-4444-555555555555/v2.0"`)
+	assert.Contains(t, raw, `AgencyA.Operator`)
 }

@@ -11,6 +11,7 @@
 package opsrelay
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/keyvault/v2"
@@ -25,6 +26,7 @@ import (
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runstore"
 )
 
@@ -47,6 +49,30 @@ type Args struct {
 	Gateway *gateway.SharedGateway
 	// Image is the relay server's repository pinned by digest.
 	Image string
+	// OperatorAuth, if set, lets operators in with OAuth2 tokens from
+	// Entra ID and gives them roles per tenant from their token's app
+	// roles or group ids. Without it only API keys work.
+	OperatorAuth *OperatorAuth
+}
+
+// OperatorAuth is the relay server's OAuth2 operator authentication
+// (relayserver --oauth-*).
+type OperatorAuth struct {
+	// Issuer of operator tokens, e.g.
+	// https://login.microsoftonline.us/<tenant id>/v2.0.
+	Issuer string `json:"issuer"`
+	// Audience operator tokens carry (the ops API's app id URI).
+	Audience string `json:"audience"`
+	// RequiredRole, if set, every operator token must carry.
+	RequiredRole string `json:"requiredRole,omitempty"`
+	// Roles maps app role values or group object ids to tenant roles.
+	Roles operatorauth.RoleMap `json:"roles"`
+}
+
+// Validate names the first bad field.
+func (o *OperatorAuth) Validate() error {
+	jc := operatorauth.JWTConfig{Issuer: o.Issuer, Audience: o.Audience, RequiredRole: o.RequiredRole, Roles: o.Roles}
+	return jc.Validate()
 }
 
 func relayNamespaceName(prefix string) string { return prefix + "-relay" }
@@ -61,6 +87,11 @@ func (a *Args) Validate() error {
 	}
 	if err := apphost.ValidateImage(a.Image); err != nil {
 		return fmt.Errorf("Image: %w", err)
+	}
+	if a.OperatorAuth != nil {
+		if err := a.OperatorAuth.Validate(); err != nil {
+			return fmt.Errorf("OperatorAuth.%w", err)
+		}
 	}
 	p := a.Gateway.Prefix
 	return naming.Names{
@@ -234,6 +265,18 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
 	} {
 		settings[k] = v
+	}
+	if oa := args.OperatorAuth; oa != nil {
+		roles, err := json.Marshal(oa.Roles) // map keys sorted: stable
+		if err != nil {
+			return fail(err)
+		}
+		settings["BOTE_RELAYSERVER_OAUTH_ISSUER"] = pulumi.String(oa.Issuer)
+		settings["BOTE_RELAYSERVER_OAUTH_AUDIENCE"] = pulumi.String(oa.Audience)
+		settings["BOTE_RELAYSERVER_OAUTH_ROLES"] = pulumi.String(string(roles))
+		if oa.RequiredRole != "" {
+			settings["BOTE_RELAYSERVER_OAUTH_REQUIRED_ROLE"] = pulumi.String(oa.RequiredRole)
+		}
 	}
 	if _, err := gw.Platform.NewApp(ctx, child("relayserver"), apphost.AppArgs{
 		// No ingress: the relay server only dials out to the relay and

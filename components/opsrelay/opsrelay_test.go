@@ -13,6 +13,7 @@ import (
 	"github.com/botehq/platform/components/cloud"
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/infratest"
+	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/registry"
 )
 
@@ -22,6 +23,11 @@ const (
 )
 
 func run(t *testing.T, cloudName, img string) (*infratest.Recording, error) {
+	return runWith(t, cloudName, &Args{Image: img})
+}
+
+// runWith registers the ops relay with args (Gateway filled in).
+func runWith(t *testing.T, cloudName string, args *Args) (*infratest.Recording, error) {
 	c, err := cloud.Lookup(cloudName)
 	require.NoError(t, err)
 	h, err := c.ResolveHosting("")
@@ -42,7 +48,9 @@ func run(t *testing.T, cloudName, img string) (*infratest.Recording, error) {
 		if err != nil {
 			return err
 		}
-		_, err = New(ctx, "ops", &Args{Gateway: gw, Image: img}, pulumi.Providers(p))
+		a := *args
+		a.Gateway = gw
+		_, err = New(ctx, "ops", &a, pulumi.Providers(p))
 		return err
 	})
 }
@@ -136,4 +144,67 @@ func TestOpsRelayRejectsBadArgs(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Gateway: is required")
 	assert.Empty(t, rec.Keys())
+}
+
+// appSettings collects every name/value pair the recording's apps set.
+func appSettings(rec *infratest.Recording) map[string]any {
+	out := map[string]any{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if n, ok := v["name"].(string); ok {
+				if val, ok := v["value"]; ok {
+					out[n] = val
+				}
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	for _, r := range rec.Resources() {
+		walk(r.Inputs)
+	}
+	return out
+}
+
+func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
+	oa := &OperatorAuth{
+		Issuer: "https://login.microsoftonline.us/11111111-2222-3333-4444-555555555555/v2.0", Audience: "api://bote-ops", RequiredRole: "Ops.Operator",
+		Roles: operatorauth.RoleMap{Admin: []string{"Ops.Admin"}, Tenants: map[string]map[operatorauth.Role][]string{
+			"agency-a": {operatorauth.RoleReader: {"0b5e1c9e-group"}, operatorauth.RoleApprover: {"AgencyA.Approver"}},
+		}}}
+	rec, err := runWith(t, "usgovernment", &Args{Image: image, OperatorAuth: oa})
+	require.NoError(t, err)
+	env := appSettings(rec)
+	assert.Equal(t, oa.Issuer, env["BOTE_RELAYSERVER_OAUTH_ISSUER"])
+	assert.Equal(t, "api://bote-ops", env["BOTE_RELAYSERVER_OAUTH_AUDIENCE"])
+	assert.Equal(t, "Ops.Operator", env["BOTE_RELAYSERVER_OAUTH_REQUIRED_ROLE"])
+	roles, ok := env["BOTE_RELAYSERVER_OAUTH_ROLES"].(string)
+	require.True(t, ok)
+	got, err := operatorauth.ParseRoleMap([]byte(roles))
+	require.NoError(t, err, "the relay server parses what the stack sets")
+	assert.Equal(t, oa.Roles, got)
+	assert.Empty(t, rec.FindHosts(cloud.PublicHostMarkers(), nil))
+
+	rec, err = run(t, "public", image)
+	require.NoError(t, err)
+	assert.NotContains(t, appSettings(rec), "BOTE_RELAYSERVER_OAUTH_ISSUER", "without OperatorAuth only API keys work")
+
+	for _, tt := range []struct {
+		oa   OperatorAuth
+		want string
+	}{
+		{OperatorAuth{Issuer: "not a url", Audience: "a"}, "OperatorAuth.Issuer"},
+		{OperatorAuth{Issuer: oa.Issuer}, "OperatorAuth.Audience is required"},
+		{OperatorAuth{Issuer: oa.Issuer, Audience: "a", Roles: operatorauth.RoleMap{Tenants: map[string]map[operatorauth.Role][]string{"t": {"owner": {"x"}}}}}, `OperatorAuth.Roles: tenants[t]: role "owner"`},
+	} {
+		_, err := runWith(t, "public", &Args{Image: image, OperatorAuth: &tt.oa})
+		assert.ErrorContains(t, err, tt.want)
+	}
 }
