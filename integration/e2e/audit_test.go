@@ -30,10 +30,13 @@ func operatorKey(t *testing.T, id string, grants ...string) string {
 	require.NoError(t, err)
 	args := []string{"apikey", "create", "--keys-file", filepath.Join(plat.Dir, "operator-keys.json"), "--id", id}
 	for _, g := range grants {
-		args = append(args, "--tenant", g)
+		args = append(args, "--role", g)
 	}
-	out, err := exec.Command(bin, args...).Output()
-	require.NoError(t, err)
+	var stderr strings.Builder
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "relayserver %s: %s", strings.Join(args, " "), stderr.String())
 	key := strings.TrimSpace(string(out))
 	require.True(t, strings.HasPrefix(key, "obk_"+id+"."), "apikey create prints the key: %q", out)
 	require.Eventually(t, func() bool {
@@ -124,7 +127,7 @@ func TestAuditLog(t *testing.T) {
 				assert.Regexp(t, `^agent:agent-[ab]$`, rec.Principal)
 				assert.Empty(t, rec.RequestID, "agents report over the gateway, not the API")
 			}
-			assert.Contains(t, rec.Detail, "workspace audited")
+			assert.True(t, strings.HasPrefix(rec.Detail, "workspace audited, apply: "), rec.Detail)
 		}
 	}
 	assert.Equal(t, []string{"queued", "planning", "planned", "approved", "applying", "applied"}, states)

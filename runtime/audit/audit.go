@@ -69,7 +69,7 @@ type Record struct {
 	// /v1/tenants/{tenant}/runs/{run}/approve") or "run.<state>" for a run
 	// transition.
 	Action string `json:"action"`
-	// Object is what it was done to: the request path, or the run's path
+	// Object is what it was done to: the request path and query, or the run's path
 	// for a transition.
 	Object string `json:"object"`
 	// Result is ResultOK, ResultDenied, ResultRejected or ResultError.

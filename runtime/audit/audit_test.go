@@ -115,7 +115,7 @@ func TestRecorder(t *testing.T) {
 	}
 
 	// A run transition: who, what, and stored once however often reported.
-	run := runs.Run{ID: "run-1", Tenant: "contoso", Workspace: "prod", PlanAgent: "a1"}
+	run := runs.Run{ID: "run-1", Tenant: "contoso", Workspace: "prod", Operation: runs.OpDestroy, PlanAgent: "a1"}
 	moves := []struct {
 		tr   runs.Transition
 		want string
@@ -137,7 +137,7 @@ func TestRecorder(t *testing.T) {
 		assert.Equal(t, "/v1/tenants/contoso/runs/run-1", r.Object)
 		assert.Equal(t, "contoso", r.Tenant)
 		assert.Equal(t, ResultOK, r.Result)
-		assert.Contains(t, r.Detail, "workspace prod: ")
+		assert.True(t, strings.HasPrefix(r.Detail, "workspace prod, destroy: "), r.Detail)
 	}
 	assert.Empty(t, logs.String(), "a duplicate transition is not an error")
 

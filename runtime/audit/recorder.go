@@ -74,7 +74,7 @@ func (rec *Recorder) Query(ctx context.Context, q Query) (Page, error) {
 // The lifecycle never repeats a from → to move in one run, so a transition
 // reported twice (a retried write, a redelivered report) is stored once.
 func (rec *Recorder) RunTransition(ctx context.Context, r runs.Run, t runs.Transition) {
-	detail := "workspace " + r.Workspace + ": "
+	detail := "workspace " + r.Workspace + ", " + string(r.Operation) + ": "
 	if t.From != "" {
 		detail += string(t.From) + " → "
 	}

@@ -55,7 +55,7 @@ func (s *Server) audited(next http.Handler) http.Handler {
 		entry := audit.Record{
 			Time:      s.cfg.Now(),
 			Action:    r.Pattern,
-			Object:    r.URL.Path,
+			Object:    r.URL.RequestURI(), // the query says what too (?op=destroy)
 			Result:    audit.ResultOf(rec.status),
 			Status:    rec.status,
 			RequestID: origin.RequestID,

@@ -72,7 +72,7 @@ func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
 		{"bad key on a read", "GET", "/v1/tenants/contoso/runs", "", &audit.Record{
 			Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/contoso/runs", Result: audit.ResultDenied, Status: 401}},
 		{"forbidden read names the tenant", "GET", "/v1/agents?tenant=contoso", forbiddenKey, &audit.Record{
-			Tenant: "contoso", Action: "GET /v1/agents", Object: "/v1/agents", Result: audit.ResultDenied, Status: 403, Detail: "lacks the role"}},
+			Tenant: "contoso", Action: "GET /v1/agents", Object: "/v1/agents?tenant=contoso", Result: audit.ResultDenied, Status: 403, Detail: "lacks the role"}},
 		{"missing role names it", "POST", runPath + "/cancel", readerKey, &audit.Record{
 			Tenant: "contoso", Principal: "api-key:reader", Action: "POST /v1/tenants/{tenant}/runs/{run}/cancel", Object: runPath + "/cancel",
 			Result: audit.ResultDenied, Status: 403, Detail: "needs the operator role in tenant contoso"}},

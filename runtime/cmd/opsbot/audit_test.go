@@ -44,7 +44,7 @@ func auditServer(t *testing.T, records []audit.Record) (string, *[]string) {
 func TestAuditCommand(t *testing.T) {
 	at := time.Date(2026, 12, 6, 7, 30, 0, 0, time.UTC)
 	records := []audit.Record{
-		{ID: "1", Time: at, Tenant: "contoso", Principal: "api-key:alice", Action: "run.approved", Object: "/v1/tenants/contoso/runs/run-1", Result: "ok", RequestID: "ab12", Client: "10.1.2.3:50000", Detail: "workspace prod: planned → approved: approved by api-key:alice"},
+		{ID: "1", Time: at, Tenant: "contoso", Principal: "api-key:alice", Action: "run.approved", Object: "/v1/tenants/contoso/runs/run-1", Result: "ok", RequestID: "ab12", Client: "10.1.2.3:50000", Detail: "workspace prod, apply: planned → approved: approved by api-key:alice"},
 		{ID: "2", Time: at.Add(-time.Minute), Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/runs/{run}/approve", Object: "/v1/tenants/contoso/runs/run-1/approve", Result: "ok", Status: 200, RequestID: "ab12", Client: "10.1.2.3:50000"},
 		{ID: "3", Time: at.Add(-2 * time.Minute), Principal: "", Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/fabrikam/runs", Result: "denied", Status: 401, RequestID: "cd34", Client: "10.9.9.9:1234", Detail: "missing or invalid operator credential"},
 	}
