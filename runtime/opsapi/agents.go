@@ -100,6 +100,16 @@ func AgentsFromRegistry(reg *registry.Registry) []Agent {
 	return out
 }
 
+// RegistryAgents is an AgentStore of the registry's agents
+// (AgentsFromRegistry), read from the registry in force at each call
+// (registry.Watcher.Current), for a server without runs.
+type RegistryAgents func() *registry.Registry
+
+// ListAgents implements AgentStore.
+func (ra RegistryAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, error) {
+	return NewStaticAgents(AgentsFromRegistry(ra())).ListAgents(ctx, f)
+}
+
 // StaticAgents is an AgentStore over a fixed list.
 type StaticAgents struct {
 	agents []Agent

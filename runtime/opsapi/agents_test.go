@@ -75,6 +75,20 @@ func TestAgentsFromRegistry(t *testing.T) {
 		{ID: "contoso/agent-01", Tenant: "contoso", Name: "agent-01", State: AgentDisabled},
 		{ID: "fabrikam/agent-01", Tenant: "fabrikam", Name: "agent-01", State: AgentUnknown, Labels: map[string]string{"env": "prod"}},
 	}, AgentsFromRegistry(reg), "a connector without the agent role is no agent")
+
+	// RegistryAgents reads the registry in force at each call.
+	current := reg
+	ra := RegistryAgents(func() *registry.Registry { return current })
+	got, err := ra.ListAgents(context.Background(), AgentFilter{Tenant: "fabrikam"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	data, err = registry.Marshal([]registry.Connector{{Tenant: "fabrikam", ID: "agent-01", JWK: jwk()}})
+	require.NoError(t, err)
+	current, err = registry.Parse(data)
+	require.NoError(t, err)
+	got, err = ra.ListAgents(context.Background(), AgentFilter{Tenant: "fabrikam"})
+	require.NoError(t, err)
+	assert.Empty(t, got, "the role was withdrawn")
 }
 
 func TestStaticAgentsReturnsCopies(t *testing.T) {

@@ -28,7 +28,9 @@ func newLogger(o options, stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, hopts))
 }
 
-func loadAgents(o options) (opsapi.AgentStore, error) {
+// loadAgents is the agent list of a server without runs: a seed file, or
+// the registry's agents (reloaded while ctx lasts).
+func loadAgents(ctx context.Context, o options, log *slog.Logger) (opsapi.AgentStore, error) {
 	switch {
 	case o.agentsFile != "":
 		agents, err := opsapi.LoadAgentsFile(o.agentsFile)
@@ -37,11 +39,12 @@ func loadAgents(o options) (opsapi.AgentStore, error) {
 		}
 		return opsapi.NewStaticAgents(agents), nil
 	case o.registryFile != "" || o.registryURL != "":
-		w, err := registry.Watch(o.registryFile, o.registryURL, 0, nil)
+		w, err := registry.Watch(o.registryFile, o.registryURL, 0, log)
 		if err != nil {
 			return nil, err
 		}
-		return opsapi.NewStaticAgents(opsapi.AgentsFromRegistry(w.Current())), nil
+		go w.Run(ctx)
+		return opsapi.RegistryAgents(w.Current), nil
 	}
 	return opsapi.NewStaticAgents(nil), nil
 }
@@ -67,15 +70,17 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	go auth.Watch(ctx, 5*time.Second)
 
-	agents, err := loadAgents(o)
+	var (
+		rs     *runsStack
+		agents opsapi.AgentStore
+	)
+	if o.runsEnabled() {
+		rs, err = openRuns(ctx, o, log) // agents from the run store and the registry (apiConfig)
+	} else {
+		agents, err = loadAgents(ctx, o, log)
+	}
 	if err != nil {
 		return err
-	}
-	var rs *runsStack
-	if o.runsEnabled() {
-		if rs, err = openRuns(ctx, o, log); err != nil {
-			return err
-		}
 	}
 	var current atomic.Pointer[relay.Listener]
 	apiCfg := opsapi.Config{
