@@ -47,40 +47,58 @@ func (s *Server) audited(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := audit.Origin{RequestID: requestID(r.Context()), Client: r.RemoteAddr}
 		r = r.WithContext(audit.WithOrigin(r.Context(), origin))
+		defer func() {
+			// A handler that panics is answered 500 further out (observe);
+			// its call is audited all the same.
+			v := recover()
+			if rec, ok := w.(*statusRecorder); ok {
+				status := rec.status
+				if v != nil && status == 0 {
+					status = http.StatusInternalServerError
+				}
+				s.auditCall(r, rec, status, origin)
+			}
+			if v != nil {
+				panic(v)
+			}
+		}()
 		next.ServeHTTP(w, r)
-		rec, ok := w.(*statusRecorder)
-		if !ok || !mutating(r.Method) && rec.status != http.StatusUnauthorized && rec.status != http.StatusForbidden {
+	})
+}
+
+// auditCall records a routed call that mutates or was refused.
+func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, origin audit.Origin) {
+	if !mutating(r.Method) && status != http.StatusUnauthorized && status != http.StatusForbidden {
+		return
+	}
+	entry := audit.Record{
+		Time:      s.cfg.Now(),
+		Action:    r.Pattern,
+		Object:    r.URL.RequestURI(), // the query says what too (?op=destroy)
+		Result:    audit.ResultOf(status),
+		Status:    status,
+		RequestID: origin.RequestID,
+		Client:    origin.Client,
+		Detail:    rec.errMessage,
+	}
+	if rec.principal != nil {
+		entry.Principal = rec.principal.String()
+	}
+	// An unauthenticated caller's claim to a tenant proves nothing: its
+	// records go to the platform partition (admins read them), where they
+	// cannot crowd out a tenant's own.
+	if status == http.StatusUnauthorized {
+		ok, dropped, since := s.unauthenticated.Take(entry.Time)
+		if !ok {
 			return
 		}
-		entry := audit.Record{
-			Time:      s.cfg.Now(),
-			Action:    r.Pattern,
-			Object:    r.URL.RequestURI(), // the query says what too (?op=destroy)
-			Result:    audit.ResultOf(rec.status),
-			Status:    rec.status,
-			RequestID: origin.RequestID,
-			Client:    origin.Client,
-			Detail:    rec.errMessage,
+		if dropped > 0 {
+			entry.Detail += fmt.Sprintf(" (and %d more unauthenticated requests since %s, not recorded one by one)", dropped, since.UTC().Format(time.RFC3339))
 		}
-		if rec.principal != nil {
-			entry.Principal = rec.principal.String()
-		}
-		// An unauthenticated caller's claim to a tenant proves nothing:
-		// its records go to the platform partition (admins read them),
-		// where they cannot crowd out a tenant's own.
-		if rec.status == http.StatusUnauthorized {
-			ok, dropped, since := s.unauthenticated.Take(entry.Time)
-			if !ok {
-				return
-			}
-			if dropped > 0 {
-				entry.Detail += fmt.Sprintf(" (and %d more unauthenticated requests since %s, not recorded one by one)", dropped, since.UTC().Format(time.RFC3339))
-			}
-		} else if t := cmp.Or(r.PathValue("tenant"), r.URL.Query().Get("tenant")); queuename.ValidateID("tenant", t) == nil {
-			entry.Tenant = t
-		}
-		s.record(r.Context(), entry)
-	})
+	} else if t := cmp.Or(r.PathValue("tenant"), r.URL.Query().Get("tenant")); queuename.ValidateID("tenant", t) == nil {
+		entry.Tenant = t
+	}
+	s.record(r.Context(), entry)
 }
 
 // Unauthenticated requests are recorded at most this often (a caller with

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -268,4 +269,20 @@ func TestUnauthenticatedFloodIsSampled(t *testing.T) {
 	got := log.take()
 	require.Len(t, got, 1)
 	assert.Contains(t, got[0].Detail, "(and 5 more unauthenticated requests since 2026-03-01T12:00:00Z, not recorded one by one)")
+}
+
+// A mutating call whose handler panics is answered 500 and still audited.
+func TestAuditRecordsCallsThatPanic(t *testing.T) {
+	log := &fakeAudit{}
+	s, _ := newTestServer(t, func(c *Config) { c.Audit = log })
+	h := s.observe(s.audited(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	r := do(t, "POST", srv.URL+"/v1/tenants/contoso/workspaces", goodKey)
+	assert.Equal(t, 500, r.status)
+	got := log.take()
+	require.Len(t, got, 1)
+	assert.Equal(t, 500, got[0].Status)
+	assert.Equal(t, audit.ResultError, got[0].Result)
+	assert.Equal(t, "/v1/tenants/contoso/workspaces", got[0].Object)
 }
