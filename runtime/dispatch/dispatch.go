@@ -7,16 +7,19 @@
 // tick (for changes made by other replicas). It sends the agent a
 // runproto.Assign with fresh SAS URLs (read-only for the bundle or the
 // saved plan, write-only for the plan upload) and the workspace's secrets
-// sealed to the agent's registered key, and a runproto.Cancel when a run
-// it executes is cancelled, timed out or swept.
+// sealed to the agent's registered key (only ever an agent of the run's
+// tenant), and a runproto.Cancel when a run it executes is cancelled,
+// timed out or swept.
 //
 // Inbound, Handle is the cloud.Run handler for what agents send. The
-// agent's tenant and id come ONLY from the gateway-verified From identity:
-// a run id of another tenant is not found, a report on a run the agent
-// does not hold, or whose claim token is not the run's current claim, is
-// refused (dead-lettered with the reason, never applied). Heartbeats go to
-// runs.Manager.Heartbeat, log batches to artifacts in order and once each,
-// results to runs.Manager.Report.
+// agent's tenant and id come ONLY from the gateway-verified From identity,
+// and only a connector registered as an agent of that tenant
+// (registry.RoleAgent, not disabled) is heard: anything else it sends is
+// refused, logged and audited. A run id of another tenant is not found; a
+// report on a run the agent does not hold, or whose claim token is not
+// the run's current claim, is refused (dead-lettered with the reason,
+// never applied). Heartbeats go to runs.Manager.Heartbeat, log batches to
+// artifacts in order and once each, results to runs.Manager.Report.
 //
 // All run state lives in the runs store and all artifacts in Blob storage;
 // a Dispatcher keeps only caches (log cursors, followers), so a restarted

@@ -537,10 +537,11 @@ func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent,
 }
 
 func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run, error) {
-	agent, ok := m.admit(agent)
+	admitted, ok := m.admit(agent)
 	if !ok {
 		return Run{}, fmt.Errorf("%w: %w: %s/%s", ErrAgentUnavailable, ErrNotAgent, agent.Tenant, agent.ID)
 	}
+	agent = admitted
 	w, err := m.store.GetWorkspace(ctx, agent.Tenant, workspace)
 	if err != nil {
 		return Run{}, fmt.Errorf("cannot claim in workspace %s/%s: %w", agent.Tenant, workspace, err)

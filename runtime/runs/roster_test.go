@@ -115,6 +115,7 @@ func TestRosterDecidesWhoIsAnAgent(t *testing.T) {
 	assert.ErrorIs(t, err, runs.ErrAgentUnavailable)
 	_, err = m.ClaimNext(ctx, "contoso", "a1")
 	assert.ErrorIs(t, err, runs.ErrNotAgent)
+	assert.ErrorContains(t, err, "contoso/a1")
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	assert.ErrorIs(t, err, runs.ErrNotAgent)
 
