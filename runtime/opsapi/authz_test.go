@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -203,4 +208,76 @@ func TestFourEyesOverTheAPI(t *testing.T) {
 	r = do(t, "POST", f.srv.URL+"/v1/tenants/contoso/runs/"+f.planned+"/approve", approverKey)
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	assert.Equal(t, "approved", decode[Run](t, r).State)
+}
+
+// switchAuth is fakeAuth whose answer for readerKey a test changes.
+type switchAuth struct {
+	mu      sync.Mutex
+	revoked bool
+	role    operatorauth.Role
+}
+
+func (a *switchAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := fakeAuth{}.Authenticate(r)
+	if err != nil || p.ID != "reader" {
+		return p, err
+	}
+	if a.revoked {
+		return operatorauth.Principal{}, operatorauth.ErrUnauthenticated
+	}
+	p.Tenants = map[string]operatorauth.Role{"contoso": a.role}
+	return p, nil
+}
+
+func (a *switchAuth) set(revoked bool, role operatorauth.Role) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revoked, a.role = revoked, role
+}
+
+// A stream lives no longer than what authorized it: revoking the key or
+// changing its roles ends open streams (close 1008); reconnecting is
+// checked afresh.
+func TestStreamsEndWhenTheCredentialChanges(t *testing.T) {
+	closed := func(t *testing.T, c *websocket.Conn) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			_, _, err := c.Read(ctx)
+			if err != nil {
+				assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err), "err: %v", err)
+				return
+			}
+		}
+	}
+	auth := &switchAuth{role: operatorauth.RoleReader}
+	_, srv := newTestServer(t, func(c *Config) { c.Auth, c.StreamRecheck = auth, 20*time.Millisecond })
+	c := dialEventsAs(t, srv, "?interval=1m", readerKey)
+	readEvent(t, c)
+	time.Sleep(100 * time.Millisecond) // rechecks that find nothing changed
+	auth.set(true, operatorauth.RoleReader)
+	closed(t, c)
+
+	f := newRunsFixture(t)
+	auth = &switchAuth{role: operatorauth.RoleApprover}
+	f.s, f.srv = newTestServer(t, func(c *Config) {
+		c.Runs, c.Artifacts, c.Dispatcher = f.m, f.arts, f.disp
+		c.Auth, c.StreamRecheck = auth, 20*time.Millisecond
+	})
+	url := strings.Replace(f.srv.URL, "http", "ws", 1) + "/v1/tenants/contoso/runs/" + f.planned + "/follow"
+	dial := func() (*websocket.Conn, error) {
+		c, _, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + readerKey}}})
+		return c, err
+	}
+	c, err := dial()
+	require.NoError(t, err)
+	defer c.CloseNow()
+	auth.set(false, operatorauth.RoleReader) // a downgrade is a change too
+	closed(t, c)
+	auth.set(false, "")
+	_, err = dial()
+	assert.ErrorContains(t, err, "403", "reconnecting without the role is refused")
 }

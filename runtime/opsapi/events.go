@@ -18,7 +18,35 @@ const (
 	MaxEventInterval = 5 * time.Minute
 )
 
-var errShuttingDown = errors.New("server shutting down")
+var (
+	errShuttingDown      = errors.New("server shutting down")
+	errCredentialChanged = errors.New("operator credential revoked or changed")
+)
+
+// recheckStream authenticates a stream's request again every
+// Config.StreamRecheck and ends the stream (close 1008) once the
+// credential no longer authenticates, or its grants differ from those the
+// stream was opened with: a stream lives no longer than what authorized
+// it. A client that reconnects is checked afresh.
+func (s *Server) recheckStream(ctx context.Context, r *http.Request, cancel context.CancelCauseFunc) {
+	opened, _ := PrincipalFrom(r.Context())
+	t := time.NewTicker(s.cfg.StreamRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p, err := s.cfg.Auth.Authenticate(r)
+		if err == nil && p.Subject() == opened.Subject() && p.Grants.String() == opened.Grants.String() {
+			continue
+		}
+		s.cfg.Logger.WarnContext(ctx, "ending a stream: its credential no longer authorizes it", "request_id", requestID(r.Context()), "path", r.URL.Path, "operator", opened.String(), "error", err)
+		cancel(errCredentialChanged)
+		return
+	}
+}
 
 // events streams status events over a WebSocket until the client closes it
 // or the server shuts down. It is the pattern for anything that outlives the
@@ -70,10 +98,13 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, name string
 		case <-ctx.Done():
 		}
 	}()
+	go s.recheckStream(ctx, r, cancel)
 	err = stream(ctx, c)
 	switch {
 	case errors.Is(context.Cause(ctx), errShuttingDown):
 		c.Close(websocket.StatusGoingAway, "server shutting down")
+	case errors.Is(context.Cause(ctx), errCredentialChanged):
+		c.Close(websocket.StatusPolicyViolation, "the operator credential was revoked or its roles changed; reconnect")
 	case err == nil, errors.Is(err, context.Canceled), websocket.CloseStatus(err) != -1:
 		c.Close(websocket.StatusNormalClosure, "")
 	default:

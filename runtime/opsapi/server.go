@@ -76,6 +76,9 @@ type Config struct {
 	// PingInterval is how often the events WebSocket is pinged, well under
 	// the idle timeouts of the relay and of proxies. Default 30 s.
 	PingInterval time.Duration
+	// StreamRecheck is how often a WebSocket stream's credential is
+	// checked again (revoked keys, changed roles). Default 15 s.
+	StreamRecheck time.Duration
 	// Runs enables the runs API (workspaces, runs, logs); nil answers
 	// those routes with 503.
 	Runs *runs.Manager
@@ -119,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.PingInterval < 0 {
 		return fmt.Errorf("PingInterval %s must not be negative", c.PingInterval)
+	}
+	if c.StreamRecheck < 0 {
+		return fmt.Errorf("StreamRecheck %s must not be negative", c.StreamRecheck)
 	}
 	return nil
 }
@@ -173,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.StreamRecheck == 0 {
+		cfg.StreamRecheck = 15 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
