@@ -6,13 +6,19 @@
 //   - API keys ("obk_<id>.<secret>"), checked against a keys file that holds
 //     only a per-key salt and SHA-256(salt || secret), with a constant-time
 //     compare. The id in the key selects the entry, so verification is one
-//     hash, and logs can name the key without revealing it. Keys are created
-//     with NewKey/KeysFile.AddKey (relayserver apikey create) and shown once.
+//     hash, and logs can name the key without revealing it. Each key holds
+//     its grants (roles.go). Keys are created with KeysFile.AddKey
+//     (relayserver apikey create) or Authenticator.CreateKey (the API) and
+//     shown once; rotated and revoked the same ways.
 //   - OAuth2 access tokens (JWTs) from the operators' identity provider
 //     (Entra ID in public Azure or Azure Government, or any OIDC issuer),
 //     validated against the issuer's JWKS: signature with an asymmetric
 //     algorithm only (never "none" or HMAC), iss, aud, exp, and optionally a
-//     required app role or scope.
+//     required app role or scope. A RoleMap turns the token's app roles and
+//     group ids into grants.
+//
+// Authentication says who; a principal's Grants say what it may do in
+// which tenant (Role, Grants), which opsapi checks on every request.
 //
 // The keys file can be replaced while the server runs (Watch reloads it);
 // a broken new file is logged and the previous keys stay in force.

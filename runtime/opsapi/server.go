@@ -4,7 +4,8 @@
 // at /v1/openapi.json.
 //
 // Paths are versioned (/v1/...). Every /v1 endpoint needs an operator
-// credential (see operatorauth); /healthz does not. Every error is a JSON
+// credential (see operatorauth) and the role it names in the tenant it
+// touches (authz.go); /healthz does not. Every error is a JSON
 // ErrorBody with a stable code and the request id, never a bare text page.
 //
 // Hybrid Connections answer a relayed HTTP request with 504 after 60
