@@ -8,7 +8,7 @@ PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/...
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test lint demo bench golden clean
+.PHONY: all deps build test lint demo bench golden azure-schema clean
 
 all: build
 
@@ -50,6 +50,17 @@ golden:
 	cd runtime && $(GO) test $$(grep -rl 'internal/golden"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
 	cd components && $(GO) test $$(grep -rl 'infratest"' --include=*_test.go . | xargs -n1 dirname | sort -u) -update
 	cd stacks && $(GO) test . -update
+
+## azure-schema: refresh the trimmed azure-native schema the conformance tests use
+# (components/infratest/testdata/azure-native-schema.json) from the provider's
+# Node.js SDK of AZURE_NATIVE_VERSION; review the diff, then
+# azure-native-replace.json by hand for any new type or API version.
+AZURE_NATIVE_VERSION ?= 2.90.0
+azure-schema:
+	rm -rf .azure-schema && mkdir .azure-schema
+	cd .azure-schema && npm pack --silent @pulumi/azure-native@$(AZURE_NATIVE_VERSION) >/dev/null && tar xzf pulumi-azure-native-$(AZURE_NATIVE_VERSION).tgz
+	cd components && $(GO) run ./infratest/schemagen -pkg ../.azure-schema/package -out infratest/testdata/azure-native-schema.json
+	rm -rf .azure-schema
 
 clean:
 	rm -rf $(BIN) .demo

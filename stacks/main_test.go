@@ -151,46 +151,68 @@ func withTenant(cfg map[string]string, tenantJSON string) map[string]string {
 
 const northwind = `{"id":"northwind","connectors":[{"id":"agent-01","roles":["agent"],"jwk":{"kty":"EC","crv":"P-256","x":"YK-QbFU5hTkaykuKqsZjLeConH9X98ksMSbsNvKaLl0","y":"EeCuhHoZixOWijhAJa5S0PpBPa2_g4BUavlCsmYBuY0"}}]}`
 
-func TestAddingATenantAddsExactlyItsResources(t *testing.T) {
-	base := stackConfig(t, "dev")
-	before, _, err := deployed(t, base)
-	require.NoError(t, err)
-	after, exports, err := deployed(t, withTenant(base, northwind))
-	require.NoError(t, err)
+// Onboarding a tenant, judged by the provider's schema (not by the mocks,
+// which update anything in place): its subtree is created, a new registry
+// blob is created and the old one deleted after the apps point at the new
+// one (deletions come last in an update), the apps that read the registry
+// update their settings, and nothing shared is replaced.
+func TestAddingATenantReplacesNothingShared(t *testing.T) {
+	schema := infratest.Schema(t)
+	for _, stack := range []string{"dev", "gov"} {
+		t.Run(stack, func(t *testing.T) {
+			base := stackConfig(t, stack)
+			before, _, err := deployed(t, base)
+			require.NoError(t, err)
+			after, exports, err := deployed(t, withTenant(base, northwind))
+			require.NoError(t, err)
+			assert.Contains(t, exports["tenants"], "northwind")
 
-	beforeKeys := map[string]infratest.Resource{}
-	for _, r := range before.Resources() {
-		beforeKeys[r.Key()] = r
-	}
-	var added []string
-	for _, r := range after.Resources() {
-		old, existed := beforeKeys[r.Key()]
-		if !existed {
-			added = append(added, r.Key())
-			continue
-		}
-		delete(beforeKeys, r.Key())
-		if r.Key() == "azure-native:storage:Blob::gateway-connector-registry" {
-			assert.Contains(t, fmt.Sprint(r.Inputs["source"]), `"tenant": "northwind"`, "the idp learns the new connector")
-			continue
-		}
-		assert.Equal(t, old.Inputs, r.Inputs, "%s changed when a tenant was added", r.Key())
-	}
-	assert.Empty(t, beforeKeys, "adding a tenant removed resources")
-	var want []string
-	for _, r := range after.Subtree("bote:tenant:Tenant::tenant-northwind") {
-		want = append(want, r.Key())
-	}
-	sort.Strings(added)
-	assert.Equal(t, want, added)
-	assert.Len(t, added, 4, "component, one queue, scope map, token")
-	assert.Contains(t, exports["tenants"], "northwind")
+			tenantKeys := map[string]bool{}
+			for _, r := range after.Subtree("bote:tenant:Tenant::tenant-northwind") {
+				tenantKeys[r.Key()] = true
+			}
+			assert.Len(t, tenantKeys, 4, "component, one queue, scope map, token")
+			var blobs []string
+			for _, c := range schema.Plan(before, after) {
+				switch {
+				case tenantKeys[c.Key]:
+					assert.Equal(t, "create", c.Op, c.String())
+				case strings.HasPrefix(c.Key, "azure-native:storage:Blob::gateway-connector-registry-"):
+					blobs = append(blobs, c.Op)
+					if c.Op == "create" {
+						r := find(t, after, c.Key)
+						assert.Contains(t, fmt.Sprint(r.Inputs["source"]), `"tenant": "northwind"`, "the idp learns the new connector")
+					}
+				default:
+					// The registry readers get the new blob's URL; nothing
+					// else changes, and nothing is replaced.
+					require.Equal(t, "update", c.Op, "%s when a tenant is added", c)
+					assert.True(t, strings.HasSuffix(c.Key, "::gateway-idp") || strings.HasSuffix(c.Key, "::opsrelay-relayserver"), "%s changed when a tenant was added", c)
+				}
+			}
+			sort.Strings(blobs)
+			assert.Equal(t, []string{"create", "delete"}, blobs, "a new registry blob, the old one deleted")
 
-	// Removing it again gives back exactly the original set.
-	again, _, err := deployed(t, base)
-	require.NoError(t, err)
-	assert.Equal(t, before.Keys(), again.Keys())
-	assert.Equal(t, string(before.JSON()), string(again.JSON()))
+			// Removing it again gives back exactly the original set.
+			again, _, err := deployed(t, base)
+			require.NoError(t, err)
+			assert.Equal(t, string(before.JSON()), string(again.JSON()))
+			for _, c := range schema.Plan(after, again) {
+				assert.NotEqual(t, "replace", c.Op, "%s when a tenant is removed", c)
+			}
+		})
+	}
+}
+
+func find(t *testing.T, rec *infratest.Recording, key string) infratest.Resource {
+	t.Helper()
+	for _, r := range rec.Resources() {
+		if r.Key() == key {
+			return r
+		}
+	}
+	t.Fatalf("%s not registered", key)
+	return infratest.Resource{}
 }
 
 func TestRoleAssignmentsStayWithinScope(t *testing.T) {
@@ -367,4 +389,21 @@ func TestOperatorAuthIssuerFollowsTheCloud(t *testing.T) {
 	raw := string(rec.JSON())
 	assert.Contains(t, raw, `"value": "https://login.microsoftonline.us/11111111-2222-3333-4444-555555555555/v2.0"`)
 	assert.Contains(t, raw, `AgencyA.Operator`)
+}
+
+// Every resource the dev and gov stacks register (and the dev stack on App
+// Service) conforms to the azure-native schema of its type and API version.
+func TestStacksConformToTheProviderSchema(t *testing.T) {
+	schema := infratest.Schema(t)
+	appservice := stackConfig(t, "dev")
+	appservice["bote:hosting"] = "appservice"
+	for name, cfg := range map[string]map[string]string{"dev": stackConfig(t, "dev"), "gov": stackConfig(t, "gov"), "dev-appservice": appservice} {
+		t.Run(name, func(t *testing.T) {
+			rec, _, err := deployed(t, cfg)
+			require.NoError(t, err)
+			for _, v := range schema.Conform(rec) {
+				t.Error(v)
+			}
+		})
+	}
 }

@@ -31,6 +31,10 @@ import (
 // after 240 s). Apps holding WebSockets must ping well inside it.
 const IdleTimeout = 230
 
+// DefaultPlanCapacity is the App Service plan's default instance count: two,
+// so one instance can be patched or lost without an outage.
+const DefaultPlanCapacity = 2
+
 // PingInterval is the WebSocket ping interval handed to the worker.
 const PingInterval = "30s"
 
@@ -49,7 +53,12 @@ type PlatformArgs struct {
 	LogAnalyticsSharedKey  pulumi.StringInput
 	// PlanSku is the App Service plan SKU (default P1v3).
 	PlanSku string
-	Tags    map[string]string
+	// PlanCapacity is the App Service plan's number of instances (default
+	// DefaultPlanCapacity). The plan scales per site: each app runs on as
+	// many of them as its MinReplicas (at least one), never more than
+	// PlanCapacity.
+	PlanCapacity int
+	Tags         map[string]string
 }
 
 // Platform is where apps run: one Container Apps environment or one App
@@ -95,14 +104,21 @@ func NewPlatform(ctx *pulumi.Context, name string, args PlatformArgs, opts ...pu
 			return nil, err
 		}
 		sku := cmp.Or(args.PlanSku, "P1v3")
+		if args.PlanCapacity < 0 {
+			return nil, fmt.Errorf("PlanCapacity %d must not be negative", args.PlanCapacity)
+		}
+		p.args.PlanCapacity = cmp.Or(args.PlanCapacity, DefaultPlanCapacity)
 		plan, err := web.NewAppServicePlan(ctx, name, &web.AppServicePlanArgs{
 			Name:              pulumi.String(args.Name),
 			ResourceGroupName: args.ResourceGroupName,
 			Location:          pulumi.String(args.Location),
 			Kind:              pulumi.String("linux"),
 			Reserved:          pulumi.Bool(true), // Linux
-			Sku:               &web.SkuDescriptionArgs{Name: pulumi.String(sku)},
-			Tags:              pulumi.ToStringMap(args.Tags),
+			// Without per-site scaling every app runs on every instance
+			// and a site's numberOfWorkers is ignored.
+			PerSiteScaling: pulumi.Bool(true),
+			Sku:            &web.SkuDescriptionArgs{Name: pulumi.String(sku), Capacity: pulumi.Int(p.args.PlanCapacity)},
+			Tags:           pulumi.ToStringMap(args.Tags),
 		}, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("cannot register app service plan: %w", err)
@@ -295,6 +311,9 @@ func (p *Platform) newContainerApp(ctx *pulumi.Context, name string, args AppArg
 }
 
 func (p *Platform) newWebApp(ctx *pulumi.Context, name string, args AppArgs, opts []pulumi.ResourceOption) (*App, error) {
+	if workers := max(args.MinReplicas, 1); workers > p.args.PlanCapacity {
+		return nil, fmt.Errorf("app %s: %d workers do not fit the App Service plan's %d instances (PlanCapacity)", args.Name, workers, p.args.PlanCapacity)
+	}
 	settings := web.NameValuePairArray{
 		{Name: pulumi.String("WEBSITES_PORT"), Value: pulumi.String(fmt.Sprint(args.Port))},
 		{Name: pulumi.String("WEBSITES_ENABLE_APP_SERVICE_STORAGE"), Value: pulumi.String("false")},
@@ -317,11 +336,9 @@ func (p *Platform) newWebApp(ctx *pulumi.Context, name string, args AppArgs, opt
 		Http20Enabled:              pulumi.Bool(true),
 		MinTlsVersion:              pulumi.String("1.2"),
 		FtpsState:                  pulumi.String("Disabled"),
-		NumberOfWorkers:            pulumi.Int(args.MinReplicas),
-		AppSettings:                settings,
-	}
-	if args.MinReplicas == 0 {
-		site.NumberOfWorkers = pulumi.Int(1) // App Service cannot scale to zero
+		// App Service cannot scale to zero.
+		NumberOfWorkers: pulumi.Int(max(args.MinReplicas, 1)),
+		AppSettings:     settings,
 	}
 	if args.HealthPath != "" {
 		site.HealthCheckPath = pulumi.String(args.HealthPath)
@@ -344,6 +361,7 @@ func (p *Platform) newWebApp(ctx *pulumi.Context, name string, args AppArgs, opt
 			UserAssignedIdentities: pulumi.StringArray{args.Identity.ID()},
 		},
 		KeyVaultReferenceIdentity: args.Identity.ID(),
+		Reserved:                  pulumi.Bool(true), // a Linux site; the SDK would send false
 		SiteConfig:                site,
 		Tags:                      pulumi.ToStringMap(args.Tags),
 	}, opts...)

@@ -126,3 +126,42 @@ func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
 	assert.Equal(t, "https://v.vault.azure.net/secrets/k", secrets[0].(map[string]any)["keyVaultUrl"])
 	assert.NotEmpty(t, secrets[0].(map[string]any)["identity"])
 }
+
+// App Service runs every app on every plan instance and ignores a site's
+// numberOfWorkers unless the plan scales per site; the plan must also have
+// the instances the sites ask for.
+func TestAppServiceScalesPerSite(t *testing.T) {
+	pub, err := cloud.Lookup("public")
+	require.NoError(t, err)
+	program := func(workers int) pulumi.RunFunc {
+		return func(ctx *pulumi.Context) error {
+			p, err := NewPlatform(ctx, "apps", PlatformArgs{
+				Cloud: pub, Hosting: cloud.HostingAppService, Name: "bote-apps",
+				ResourceGroupName: pulumi.String("rg"), Location: "eastus", PlanCapacity: 3,
+			})
+			if err != nil {
+				return err
+			}
+			id, err := access.NewIdentity(ctx, "id", access.IdentityArgs{IdentityName: "bote-id", ResourceGroupName: pulumi.String("rg"), Location: "eastus"})
+			if err != nil {
+				return err
+			}
+			_, err = p.NewApp(ctx, "app", AppArgs{
+				Name: "bote-app", Image: "bote/app" + digest, Port: 8080, Identity: id, RegistryServer: pulumi.String("r.azurecr.io"),
+				MinReplicas: workers, MaxReplicas: workers,
+			})
+			return err
+		}
+	}
+	rec, err := infratest.Run(t, "public", nil, program(2))
+	require.NoError(t, err)
+	plan := rec.OfType("azure-native:web:AppServicePlan")[0]
+	assert.Equal(t, true, plan.Inputs["perSiteScaling"])
+	assert.Equal(t, 3.0, plan.Inputs["sku"].(map[string]any)["capacity"])
+	site := rec.OfType("azure-native:web:WebApp")[0]
+	assert.Equal(t, 2.0, site.Inputs["siteConfig"].(map[string]any)["numberOfWorkers"])
+	assert.Equal(t, true, site.Inputs["reserved"], "a Linux site")
+
+	_, err = infratest.Run(t, "public", nil, program(4))
+	assert.ErrorContains(t, err, "4 workers do not fit the App Service plan's 3 instances")
+}

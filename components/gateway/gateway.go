@@ -12,9 +12,12 @@ package gateway
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v2"
 	"github.com/pulumi/pulumi-azure-native-sdk/containerregistry/v2"
@@ -51,9 +54,15 @@ const (
 	ContainerClaims      = "bote-claims"       // claim-check bodies
 	ContainerRegistry    = "bote-registry"     // the connector registry the idp reads
 	ContainerIDPKeys     = "bote-idp-keys"     // the idp's persistent signing keys
-	RegistryBlob         = "connectors.json"
 	SecretStorageKey     = "storage-account-key"
 )
+
+// RegistryBlobName names the registry blob holding doc by its content:
+// "connectors-<first 16 hex digits of its SHA-256>.json".
+func RegistryBlobName(doc []byte) string {
+	sum := sha256.Sum256(doc)
+	return "connectors-" + hex.EncodeToString(sum[:8]) + ".json"
+}
 
 // ServiceBusSkus are the namespace SKUs the gateway supports (Basic has no
 // topics, duplicate detection or forwarding).
@@ -384,8 +393,15 @@ func (b *builder) storage() error {
 	if err != nil {
 		return err
 	}
-	blob, err := storage.NewBlob(b.ctx, b.child("connector-registry"), &storage.BlobArgs{
-		BlobName:          pulumi.String(RegistryBlob),
+	// A storage:Blob's source cannot change in place (azure-native
+	// replaces the blob), so each registry is its own blob, named by its
+	// content: a changed registry is a new blob, the apps are pointed at it,
+	// and only then does Pulumi delete the old one (deletions of resources
+	// that left the program come last). There is never a moment without a
+	// registry at the URL an app reads.
+	blobName := RegistryBlobName(doc)
+	blob, err := storage.NewBlob(b.ctx, b.child("connector-registry-"+strings.TrimSuffix(strings.TrimPrefix(blobName, "connectors-"), ".json")), &storage.BlobArgs{
+		BlobName:          pulumi.String(blobName),
 		ContainerName:     b.containers[ContainerRegistry].Name,
 		AccountName:       acct.Name,
 		ResourceGroupName: b.args.ResourceGroupName,
@@ -397,7 +413,7 @@ func (b *builder) storage() error {
 		return err
 	}
 	b.registryRes = blob
-	b.gw.RegistryBlobURL = pulumi.Sprintf("%s%s/%s", b.gw.BlobEndpoint, ContainerRegistry, RegistryBlob)
+	b.gw.RegistryBlobURL = pulumi.Sprintf("%s%s/%s", b.gw.BlobEndpoint, ContainerRegistry, blobName)
 	return nil
 }
 

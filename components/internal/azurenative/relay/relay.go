@@ -45,6 +45,9 @@ func NewNamespace(ctx *pulumi.Context, name string, args *NamespaceArgs, opts ..
 	if args == nil {
 		args = &NamespaceArgs{}
 	}
+	if args.PublicNetworkAccess == nil { // the SDK constructor's default
+		args.PublicNetworkAccess = pulumi.StringPtr("Enabled")
+	}
 	return azurenative.New[Namespace](ctx, "azure-native:relay:Namespace", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
 

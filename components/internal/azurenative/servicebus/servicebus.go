@@ -48,6 +48,9 @@ func NewNamespace(ctx *pulumi.Context, name string, args *NamespaceArgs, opts ..
 	if args == nil {
 		args = &NamespaceArgs{}
 	}
+	if args.PublicNetworkAccess == nil { // the SDK constructor's default
+		args.PublicNetworkAccess = pulumi.StringPtr("Enabled")
+	}
 	return azurenative.New[Namespace](ctx, "azure-native:servicebus:Namespace", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
 

@@ -28,7 +28,10 @@ type SkuDescriptionArgs struct {
 
 // AppServicePlanArgs are the arguments of NewAppServicePlan.
 type AppServicePlanArgs struct {
+	HyperV            pulumi.BoolPtrInput   `pulumi:"hyperV"`
+	IsXenon           pulumi.BoolPtrInput   `pulumi:"isXenon"`
 	Kind              pulumi.StringPtrInput `pulumi:"kind"`
+	PerSiteScaling    pulumi.BoolPtrInput   `pulumi:"perSiteScaling"`
 	Location          pulumi.StringPtrInput `pulumi:"location"`
 	Name              pulumi.StringPtrInput `pulumi:"name"`
 	Reserved          pulumi.BoolPtrInput   `pulumi:"reserved"`
@@ -47,6 +50,12 @@ func (AppServicePlanArgs) ElementType() reflect.Type {
 func NewAppServicePlan(ctx *pulumi.Context, name string, args *AppServicePlanArgs, opts ...pulumi.ResourceOption) (*AppServicePlan, error) {
 	if args == nil {
 		args = &AppServicePlanArgs{}
+	}
+	// The SDK constructor's defaults.
+	for _, f := range []*pulumi.BoolPtrInput{&args.HyperV, &args.IsXenon, &args.PerSiteScaling, &args.Reserved, &args.ZoneRedundant} {
+		if *f == nil {
+			*f = pulumi.BoolPtr(false)
+		}
 	}
 	return azurenative.New[AppServicePlan](ctx, "azure-native:web:AppServicePlan", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
@@ -85,6 +94,8 @@ type SiteConfigArgs struct {
 	HealthCheckPath            pulumi.StringPtrInput `pulumi:"healthCheckPath"`
 	Http20Enabled              pulumi.BoolPtrInput   `pulumi:"http20Enabled"`
 	LinuxFxVersion             pulumi.StringPtrInput `pulumi:"linuxFxVersion"`
+	LocalMySqlEnabled          pulumi.BoolPtrInput   `pulumi:"localMySqlEnabled"`
+	NetFrameworkVersion        pulumi.StringPtrInput `pulumi:"netFrameworkVersion"`
 	MinTlsVersion              pulumi.StringPtrInput `pulumi:"minTlsVersion"`
 	NumberOfWorkers            pulumi.IntPtrInput    `pulumi:"numberOfWorkers"`
 	WebSocketsEnabled          pulumi.BoolPtrInput   `pulumi:"webSocketsEnabled"`
@@ -94,13 +105,17 @@ type SiteConfigArgs struct {
 type WebAppArgs struct {
 	ClientAffinityEnabled     pulumi.BoolPtrInput         `pulumi:"clientAffinityEnabled"`
 	HttpsOnly                 pulumi.BoolPtrInput         `pulumi:"httpsOnly"`
+	HyperV                    pulumi.BoolPtrInput         `pulumi:"hyperV"`
 	Identity                  *ManagedServiceIdentityArgs `pulumi:"identity"`
+	IsXenon                   pulumi.BoolPtrInput         `pulumi:"isXenon"`
 	KeyVaultReferenceIdentity pulumi.StringPtrInput       `pulumi:"keyVaultReferenceIdentity"`
 	Kind                      pulumi.StringPtrInput       `pulumi:"kind"`
 	Location                  pulumi.StringPtrInput       `pulumi:"location"`
 	Name                      pulumi.StringPtrInput       `pulumi:"name"`
 	PublicNetworkAccess       pulumi.StringPtrInput       `pulumi:"publicNetworkAccess"`
+	Reserved                  pulumi.BoolPtrInput         `pulumi:"reserved"`
 	ResourceGroupName         pulumi.StringInput          `pulumi:"resourceGroupName"`
+	ScmSiteAlsoStopped        pulumi.BoolPtrInput         `pulumi:"scmSiteAlsoStopped"`
 	ServerFarmId              pulumi.StringPtrInput       `pulumi:"serverFarmId"`
 	SiteConfig                *SiteConfigArgs             `pulumi:"siteConfig"`
 	Tags                      pulumi.StringMapInput       `pulumi:"tags"`
@@ -113,6 +128,23 @@ func (WebAppArgs) ElementType() reflect.Type { return reflect.TypeOf((*WebAppArg
 func NewWebApp(ctx *pulumi.Context, name string, args *WebAppArgs, opts ...pulumi.ResourceOption) (*WebApp, error) {
 	if args == nil {
 		args = &WebAppArgs{}
+	}
+	// The SDK constructor's defaults, on the site and its site config.
+	for _, f := range []*pulumi.BoolPtrInput{&args.HyperV, &args.IsXenon, &args.Reserved, &args.ScmSiteAlsoStopped} {
+		if *f == nil {
+			*f = pulumi.BoolPtr(false)
+		}
+	}
+	if sc := args.SiteConfig; sc != nil {
+		if sc.Http20Enabled == nil {
+			sc.Http20Enabled = pulumi.BoolPtr(true)
+		}
+		if sc.LocalMySqlEnabled == nil {
+			sc.LocalMySqlEnabled = pulumi.BoolPtr(false)
+		}
+		if sc.NetFrameworkVersion == nil {
+			sc.NetFrameworkVersion = pulumi.StringPtr("v4.6")
+		}
 	}
 	return azurenative.New[WebApp](ctx, "azure-native:web:WebApp", name, args, map[string]bool{"ResourceGroupName": args.ResourceGroupName != nil}, opts...)
 }
