@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/secretstore"
 	"github.com/botehq/platform/runtime/tfrun"
@@ -31,7 +35,8 @@ const refusedLine = "agent message refused: sender is not a registered agent of 
 // token. Everything is refused and logged; it never gets run.assign or
 // the tenant's secrets, and the run, its log and the workspace state are
 // what the real agent made them. Then an agent claiming wider labels
-// than registered serves only the registered ones.
+// than registered serves only the registered ones, and withdrawing an
+// agent's role in the registry file stops it at once, without a restart.
 func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	s := startServer(t)
 	ctx := context.Background()
@@ -153,6 +158,57 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("withdrawing the agent role takes effect without a restart", func(t *testing.T) {
+		setAgentRole(t, s, "tenant-a/a1", false)
+		queued, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(bundle(t)))
+		require.NoError(t, err)
+		time.Sleep(3 * time.Second) // heartbeats and dispatch ticks go by
+		r, err := s.api.Run(ctx, "tenant-a", queued.ID)
+		require.NoError(t, err)
+		assert.Equal(t, "queued", r.State)
+		assert.Empty(t, a1.assignments())
+		assert.True(t, slices.ContainsFunc(strings.Split(s.rs.Output(), "\n"), func(l string) bool {
+			return strings.Contains(l, refusedLine) && strings.Contains(l, "connector=a1")
+		}), "a1's heartbeats are refused")
+		agents, err := s.api.Agents(ctx, "tenant-a")
+		require.NoError(t, err)
+		for _, a := range agents {
+			if a.Name == "a1" {
+				assert.Equal(t, opsapi.AgentDisabled, a.State)
+			}
+		}
+
+		setAgentRole(t, s, "tenant-a/a1", true)
+		as := a1.assignment(15 * time.Second)
+		assert.Equal(t, queued.ID, as.RunID, "granted again, a1 gets the waiting run")
+	})
+}
+
+// setAgentRole rewrites the registry file with the agent role of clientID
+// granted or withdrawn, and waits until relayserver loaded it.
+func setAgentRole(t *testing.T, s *server, clientID string, agent bool) {
+	t.Helper()
+	file := filepath.Join(s.dir, "registry.json")
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	reg, err := registry.Parse(data)
+	require.NoError(t, err)
+	cs := reg.Connectors()
+	for i, c := range cs {
+		if c.ClientID() == clientID {
+			cs[i].Roles = nil
+			if agent {
+				cs[i].Roles = []string{registry.RoleAgent}
+			}
+		}
+	}
+	data, err = registry.Marshal(cs)
+	require.NoError(t, err)
+	loaded := strings.Count(s.rs.Output(), "connector registry loaded")
+	require.NoError(t, os.WriteFile(file, data, 0o644))
+	require.Eventually(t, func() bool { return strings.Count(s.rs.Output(), "connector registry loaded") > loaded },
+		15*time.Second, 100*time.Millisecond, "relayserver reloads the registry")
 }
 
 // drain returns what arrived at a fake agent so far.
