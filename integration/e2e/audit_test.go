@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,37 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/integration/platform"
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/relay"
 )
-
-const exitRefused = 6 // the ops server refused the credential (401/403)
-
-// operatorKey creates an API key with grants ("contoso=approver") the way
-// an operator bootstraps one (relayserver apikey create on the keys
-// file), and waits until the running server accepts it.
-func operatorKey(t *testing.T, id string, grants ...string) string {
-	t.Helper()
-	bin, err := procs.BuildBinary("relayserver")
-	require.NoError(t, err)
-	args := []string{"apikey", "create", "--keys-file", filepath.Join(plat.Dir, "operator-keys.json"), "--id", id}
-	for _, g := range grants {
-		args = append(args, "--role", g)
-	}
-	var stderr strings.Builder
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "relayserver %s: %s", strings.Join(args, " "), stderr.String())
-	key := strings.TrimSpace(string(out))
-	require.True(t, strings.HasPrefix(key, "obk_"+id+"."), "apikey create prints the key: %q", out)
-	require.Eventually(t, func() bool {
-		r, err := plat.Opsbot(context.Background(), "", []string{"OPSBOT_API_KEY=" + key}, "status")
-		return err == nil && r.Code == exitOK
-	}, 20*time.Second, 250*time.Millisecond, "the server picks up the new key")
-	return key
-}
 
 // auditRecords runs opsbot audit -o json with key and returns the records.
 func auditRecords(t *testing.T, key string, args ...string) []audit.Record {
@@ -72,25 +43,22 @@ func find(records []audit.Record, match func(audit.Record) bool) (audit.Record, 
 // tenant's log; nothing in the API changes or deletes a record.
 func TestAuditLog(t *testing.T) {
 	t.Parallel()
-	key := operatorKey(t, "audit-contoso", "contoso=approver")
-	as := func(code int, args ...string) {
+	op := newOperator(t, "audit-contoso", "contoso=approver")
+	as := func(code int, args ...string) platform.Result {
 		t.Helper()
-		r, err := plat.Opsbot(context.Background(), contoso, []string{"OPSBOT_API_KEY=" + key}, args...)
-		require.NoError(t, err)
+		r := op.as(t, contoso, args...)
 		require.Equal(t, code, r.Code, "opsbot %s: %s", strings.Join(args, " "), r)
+		return r
 	}
 	as(exitOK, "workspaces", "create", "audited")
-	r, err := plat.Opsbot(context.Background(), contoso, []string{"OPSBOT_API_KEY=" + key}, "plan", "--workspace", "audited", "--dir", config(t, examples(t)))
-	require.NoError(t, err)
-	require.Equal(t, exitChanges, r.Code, r)
-	id := runID(t, r)
+	id := runID(t, as(exitChanges, "plan", "--workspace", "audited", "--dir", config(t, examples(t))))
 	as(exitOK, "apply", id, "--yes")
 	// Across the tenant boundary: refused, and audited.
-	as(exitRefused, "runs", "list", "--tenant", fabrikam)
-	as(exitRefused, "audit", "--tenant", fabrikam)
+	as(exitAPIAuth, "runs", "list", "--tenant", fabrikam)
+	as(exitAPIAuth, "audit", "--tenant", fabrikam)
 
 	const me = "api-key:audit-contoso"
-	records := auditRecords(t, key) // OPSBOT_TENANT is not set: every tenant the key may read
+	records := auditRecords(t, op.key) // OPSBOT_TENANT is not set: every tenant the key may read
 	for _, rec := range records {
 		assert.Equal(t, contoso, rec.Tenant, "an operator of contoso reads only contoso's records: %+v", rec)
 	}
@@ -145,6 +113,14 @@ func TestAuditLog(t *testing.T) {
 		}
 	}
 
+	// Key management is the platform's: the admin reads it there.
+	platformRecs := auditRecords(t, plat.APIKey, "--tenant", audit.Platform, "--principal", "api-key:operator")
+	rec, ok := find(platformRecs, func(r audit.Record) bool { return r.Action == "POST /v1/keys" && r.Status == http.StatusCreated })
+	if assert.True(t, ok, "no key creation in %+v", platformRecs) {
+		assert.Empty(t, rec.Tenant)
+		assert.NotContains(t, rec.Detail+rec.Object, op.key[strings.Index(op.key, ".")+1:], "the secret is never recorded")
+	}
+
 	// No method of the API changes or deletes a record, the admin's
 	// included; the log is as it was.
 	sender, err := relay.NewSender(relaySenderConfig(t))
@@ -162,7 +138,7 @@ func TestAuditLog(t *testing.T) {
 			assert.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, resp.StatusCode, "%s %s", method, path)
 		}
 	}
-	after := auditRecords(t, key)
+	after := auditRecords(t, op.key)
 	for _, rec := range records {
 		_, ok := find(after, func(r audit.Record) bool { return r == rec })
 		assert.True(t, ok, "record %s is unchanged", rec.ID)
