@@ -1,7 +1,6 @@
 package opsapi
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,10 +94,21 @@ func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, ori
 		if dropped > 0 {
 			entry.Detail += fmt.Sprintf(" (and %d more unauthenticated requests since %s, not recorded one by one)", dropped, since.UTC().Format(time.RFC3339))
 		}
-	} else if t := cmp.Or(r.PathValue("tenant"), r.URL.Query().Get("tenant")); queuename.ValidateID("tenant", t) == nil {
+	} else if t := auditTenant(r); queuename.ValidateID("tenant", t) == nil {
 		entry.Tenant = t
 	}
 	s.record(r.Context(), entry)
+}
+
+// auditTenant is the tenant a call concerns: the one in its path, or for
+// reads that filter by ?tenant= (agents, audit), that one. A mutation
+// without a tenant in its path (key management) is the platform's, so a
+// query parameter cannot file it in a tenant's log.
+func auditTenant(r *http.Request) string {
+	if t := r.PathValue("tenant"); t != "" || mutating(r.Method) {
+		return t
+	}
+	return r.URL.Query().Get("tenant")
 }
 
 // Unauthenticated requests are recorded at most this often (a caller with

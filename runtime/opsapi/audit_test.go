@@ -80,6 +80,9 @@ func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
 		{"a reader's denied read in another tenant", "GET", "/v1/tenants/globex/runs", readerKey, &audit.Record{
 			Tenant: "globex", Principal: "api-key:reader", Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/globex/runs",
 			Result: audit.ResultDenied, Status: 403, Detail: "needs the reader role in tenant globex"}},
+		{"a mutation outside a tenant is the platform's, whatever its query", "POST", "/v1/keys?tenant=contoso", readerKey, &audit.Record{
+			Principal: "api-key:reader", Action: "POST /v1/keys", Object: "/v1/keys?tenant=contoso",
+			Result: audit.ResultDenied, Status: 403, Detail: "not a platform administrator"}},
 		{"reads are not recorded", "GET", runPath, goodKey, nil},
 		{"unrouted requests are not API calls", "POST", "/v1/nope", goodKey, nil},
 		{"wrong method is not an API call", "DELETE", runPath, goodKey, nil},
