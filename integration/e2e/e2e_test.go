@@ -244,7 +244,7 @@ func createWorkspace(t *testing.T, tenant, name string, flags ...string) {
 func TestAgentsAreOnline(t *testing.T) {
 	r := expect(t, exitOK, contoso, "agents", "list")
 	for _, id := range []string{"agent-a", "agent-b"} {
-		assert.Regexp(t, id+`\s+online\s+\d/2\s+\S+\s+20\d\d-`, r.Stdout)
+		assert.Regexp(t, id+`\s+online\s+\d/2\s+\S+\s+\d+\.\d+\.\d+\s+20\d\d-`, r.Stdout) // version, terraform version, last seen
 	}
 	assert.NotContains(t, r.Stdout, "agent-f", "another tenant's agents are not listed")
 }

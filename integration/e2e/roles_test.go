@@ -154,6 +154,12 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 	var st opsapi.Status
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	assert.Equal(t, 1, st.AgentCount, "status counts fabrikam's agent only")
+	r = other.as(t, "", "events", "--count", "1", "-o", "json")
+	require.Equal(t, exitOK, r.Code, r.Stderr)
+	var ev opsapi.Event
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &ev))
+	require.NotNil(t, ev.Status)
+	assert.Equal(t, 1, ev.Status.AgentCount, "the events stream too")
 
 	assert.Equal(t, before, snapshot(t, contoso, "rbac", id), "no refused call changed a workspace, a run or a log")
 

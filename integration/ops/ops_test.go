@@ -208,9 +208,9 @@ func TestStatusAndAgentsThroughRelay(t *testing.T) {
 	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 3, r.stdout)
-	assert.Regexp(t, `^ID\s+TENANT\s+NAME\s+STATE\s+VERSION\s+LAST SEEN$`, lines[0])
-	assert.Regexp(t, `^contoso/agent-01\s+contoso\s+agent-01\s+online\s+0\.1\.0\s+-$`, lines[1])
-	assert.Regexp(t, `^fabrikam/agent-07\s+fabrikam\s+agent-07\s+unknown\s+-\s+-$`, lines[2])
+	assert.Regexp(t, `^ID\s+TENANT\s+NAME\s+STATE\s+VERSION\s+TERRAFORM\s+LAST SEEN$`, lines[0])
+	assert.Regexp(t, `^contoso/agent-01\s+contoso\s+agent-01\s+online\s+0\.1\.0\s+-\s+-$`, lines[1])
+	assert.Regexp(t, `^fabrikam/agent-07\s+fabrikam\s+agent-07\s+unknown\s+-\s+-\s+-$`, lines[2])
 
 	r = s.opsbot(t, nil, "agents", "list", "-o", "json", "--tenant", "contoso")
 	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
