@@ -20,11 +20,6 @@ import (
 	"github.com/botehq/platform/runtime/relay/internal/wire"
 )
 
-// ListenerHeader is set on every HTTP response a listener of this package
-// relays. A sender uses it to tell the relay's own 401/403/404/502/504 from
-// the application's.
-const ListenerHeader = "X-Relay-Listener"
-
 // endpoint is what listener and sender share: where the hybrid connection is
 // and how to authenticate to it.
 type endpoint struct {
@@ -136,13 +131,14 @@ func (e *endpoint) checkScheme(u string) error {
 	return nil
 }
 
-// dial opens a WebSocket and classifies a failure: a handshake refused by
-// the relay is a *StatusError, a transport failure an *UnreachableError.
-func (e *endpoint) dial(ctx context.Context, op, u string, h http.Header) (*websocket.Conn, error) {
+// dial opens a WebSocket, offering subprotocols, and classifies a failure:
+// a handshake refused by the relay is a *StatusError, a transport failure
+// an *UnreachableError.
+func (e *endpoint) dial(ctx context.Context, op, u string, h http.Header, subprotocols ...string) (*websocket.Conn, error) {
 	if err := e.checkScheme(u); err != nil {
 		return nil, err
 	}
-	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: e.client, HTTPHeader: h})
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: e.client, HTTPHeader: h, Subprotocols: subprotocols})
 	if err == nil {
 		return ws, nil
 	}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,12 +23,6 @@ import (
 // requestDeadline is the relay's deadline for the head of an HTTP response
 // (a test hook shortens it).
 var requestDeadline = 60 * time.Second
-
-// hopHeaders are connection-level headers that never cross the relay.
-var hopHeaders = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te",
-	"Trailer", "Upgrade", "Expect", "Content-Length", "Host",
-}
 
 // serveControlRequest answers a request that came whole on the control
 // channel. The response goes back on the control channel when it fits,
@@ -195,21 +188,19 @@ func headerSize(h map[string]string) int {
 	return n
 }
 
-// responseHead turns an http.Response into a response frame. 502 and 504
-// are the relay's own statuses and must not come from a listener; they
-// become 500 with the original reason kept in the description.
+// responseHead turns an http.Response into a response frame. It carries
+// no RFC 7230 header, Content-Length included ("RFC7230 defined headers
+// MUST NOT be used", protocol document): the relay frames the body for the
+// sender. 502 and 504 are the relay's own statuses and must not come from a
+// listener; they become 500 with the original reason kept in the
+// description.
 func responseHead(id string, resp *http.Response) *wire.Response {
 	h := map[string]string{}
 	for k, v := range resp.Header {
-		h[k] = strings.Join(v, ", ")
+		if !wire.IsConnectionHeader(k) {
+			h[k] = strings.Join(v, ", ")
+		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-	if resp.ContentLength >= 0 {
-		h["Content-Length"] = strconv.FormatInt(resp.ContentLength, 10)
-	}
-	h[ListenerHeader] = "1"
 	code, desc := resp.StatusCode, http.StatusText(resp.StatusCode)
 	if code == http.StatusBadGateway || code == http.StatusGatewayTimeout {
 		desc = fmt.Sprintf("%d %s from the application", code, desc)
@@ -223,8 +214,7 @@ func errorResponse(id string, err error) *wire.Response {
 	if errors.Is(err, context.DeadlineExceeded) {
 		code = http.StatusServiceUnavailable
 	}
-	return &wire.Response{RequestID: id, StatusCode: code, StatusDescription: "listener: " + err.Error(),
-		ResponseHeaders: map[string]string{ListenerHeader: "1"}}
+	return &wire.Response{RequestID: id, StatusCode: code, StatusDescription: "listener: " + err.Error()}
 }
 
 // exchange hands the request to whoever calls Accept (http.Server) as an
@@ -265,7 +255,10 @@ func (l *Listener) exchange(ctx context.Context, r *wire.Request, body io.Reader
 
 // toHTTPRequest builds the request http.Server will read. The relayed path
 // loses the hybrid connection name so handlers see the same paths whether a
-// request came in HTTP mode or over a relayed stream.
+// request came in HTTP mode or over a relayed stream. The relay strips
+// Content-Length (an RFC 7230 header): a body that came on the control
+// channel has the length of its frame, one streamed from a rendezvous has
+// none (ContentLength -1), as on Azure.
 func toHTTPRequest(r *wire.Request, hc string, body io.Reader, size int64) (*http.Request, error) {
 	target := r.RequestTarget
 	if target == "" {
@@ -306,12 +299,12 @@ func toHTTPRequest(r *wire.Request, hc string, body io.Reader, size int64) (*htt
 	if hreq.Host == "" {
 		hreq.Host = "relay"
 	}
-	if cl, err := strconv.ParseInt(hreq.Header.Get("Content-Length"), 10, 64); err == nil && size < 0 {
-		size = cl
+	for k := range hreq.Header {
+		if wire.IsConnectionHeader(k) {
+			hreq.Header.Del(k)
+		}
 	}
-	for _, k := range hopHeaders {
-		hreq.Header.Del(k)
-	}
+	hreq.Header.Del("Expect") // the relay already has the body
 	if hreq.Header.Get("User-Agent") == "" {
 		hreq.Header.Set("User-Agent", "") // keep Request.Write from inventing one
 	}

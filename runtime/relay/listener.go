@@ -58,6 +58,12 @@ type ListenerConfig struct {
 	// OnStatus, when set, is called when the control channel goes online or
 	// offline (err says why).
 	OnStatus func(online bool, err error)
+	// Subprotocols are the WebSocket subprotocols the listener speaks. A
+	// sender's connection that offers some is accepted with the first it
+	// offers that is listed here, which the relay echoes to the sender
+	// (ConnectRequest.Subprotocol); with no match it is accepted without
+	// one and the sender's WebSocket client decides, as RFC 6455 has it.
+	Subprotocols []string
 }
 
 // Validate reports the first bad field.
@@ -85,6 +91,9 @@ type ConnectRequest struct {
 	Header http.Header
 	// RemoteAddr is the sender's address when the relay says it.
 	RemoteAddr string
+	// Subprotocol is the WebSocket subprotocol the connection is accepted
+	// with (see ListenerConfig.Subprotocols); empty when none.
+	Subprotocol string
 }
 
 // Rejection refuses a sender's connection from a Gate.
@@ -512,6 +521,7 @@ func (l *Listener) accept(a *wire.Accept) {
 		req.Path = appPath(u, l.ep.hc)
 	}
 	req.RemoteAddr = a.RemoteEndpoint.HostPort()
+	req.Subprotocol = chooseSubprotocol(req.Header.Get("Sec-WebSocket-Protocol"), l.cfg.Subprotocols)
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.AcceptTimeout)
 	defer cancel()
 	if l.cfg.Gate != nil {
@@ -524,7 +534,14 @@ func (l *Listener) accept(a *wire.Accept) {
 			return
 		}
 	}
-	ws, err := l.ep.dial(ctx, "accept", a.Address, nil)
+	// The listener accepts a subprotocol by asking for it on the
+	// rendezvous; the relay echoes it to the sender (protocol document,
+	// "Accepting the socket"; .NET RelayedHttpListenerContext.AcceptAsync).
+	var subprotocols []string
+	if req.Subprotocol != "" {
+		subprotocols = []string{req.Subprotocol}
+	}
+	ws, err := l.ep.dial(ctx, "accept", a.Address, nil, subprotocols...)
 	if err != nil {
 		l.log.Warn("cannot accept relayed connection", "id", a.ID, "err", err)
 		return
@@ -565,6 +582,20 @@ func (l *Listener) reject(ctx context.Context, address string, rej *Rejection) {
 		return
 	}
 	l.log.Warn("cannot reject relayed connection", "err", err)
+}
+
+// chooseSubprotocol picks the first of the offered subprotocols (a
+// Sec-WebSocket-Protocol value) that the listener supports.
+func chooseSubprotocol(offered string, supported []string) string {
+	for _, o := range strings.Split(offered, ",") {
+		o = strings.TrimSpace(o)
+		for _, s := range supported {
+			if o != "" && o == s {
+				return o
+			}
+		}
+	}
+	return ""
 }
 
 // appPath is the sender's path after the hybrid connection name, with sb-*

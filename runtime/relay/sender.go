@@ -127,7 +127,9 @@ func (s *Sender) Dial(ctx context.Context) (net.Conn, error) {
 
 // DialWebSocket opens a relayed WebSocket. path (with an optional query) is
 // appended after the hybrid connection name and reaches the listener as
-// ConnectRequest.Path; header goes along as connect headers.
+// ConnectRequest.Path; header goes along as connect headers. Subprotocols
+// offered in header's Sec-WebSocket-Protocol are negotiated: the result's
+// Subprotocol is the one the listener accepted.
 func (s *Sender) DialWebSocket(ctx context.Context, path string, header http.Header) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
@@ -140,12 +142,21 @@ func (s *Sender) DialWebSocket(ctx context.Context, path string, header http.Hea
 		h = http.Header{}
 	}
 	h.Set(wire.HeaderAuthorization, auth.Get(wire.HeaderAuthorization))
+	var subprotocols []string
+	for _, v := range h.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				subprotocols = append(subprotocols, p)
+			}
+		}
+	}
+	h.Del("Sec-WebSocket-Protocol")
 	suffix, rawQuery, _ := strings.Cut(path, "?")
 	if suffix != "" && !strings.HasPrefix(suffix, "/") {
 		suffix = "/" + suffix
 	}
 	u := s.ep.wsURL(suffix, rawQuery, url.Values{wire.ParamAction: {wire.ActionConnect}})
-	ws, err := s.ep.dial(ctx, "connect", u, h)
+	ws, err := s.ep.dial(ctx, "connect", u, h, subprotocols...)
 	if err != nil {
 		s.log.Debug("relay connect failed", "host", s.ep.host, "hybrid_connection", s.ep.hc, "err", err)
 		return nil, err
@@ -181,7 +192,7 @@ func (s *Sender) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, &UnreachableError{Host: s.ep.host, Err: err}
 	}
-	if resp.Header.Get(ListenerHeader) == "" && isRelayStatus(resp.StatusCode) {
+	if fromRelay(resp) {
 		defer resp.Body.Close()
 		err := newStatusError("request", resp.StatusCode, statusDescription(resp))
 		s.log.Debug("relay refused request", "method", req.Method, "path", req.URL.Path, "err", err)
@@ -218,9 +229,21 @@ func (s *Sender) CloseIdleConnections() {
 	s.stream.CloseIdleConnections()
 }
 
-func isRelayStatus(code int) bool {
-	switch code {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusBadGateway, http.StatusGatewayTimeout:
+// fromRelay reports whether an HTTP-mode response is the relay's own
+// refusal rather than a listener's answer. The relay adds a Via header to
+// everything a listener sends; "Whether the response originates from the
+// service or from the listener can be identified through presence of the
+// Via header. If the header is present, the response is from the listener"
+// (protocol document, "HTTP request protocol"; the .NET SDK's live tests
+// assert it, HybridRequestTests.RequestHandlerErrors). So an application's
+// own 401 or 404, from a listener in any language, is a response.
+func fromRelay(resp *http.Response) bool {
+	if resp.Header.Get("Via") != "" {
+		return false
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
 	return false

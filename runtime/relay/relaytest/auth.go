@@ -5,11 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/botehq/platform/runtime/relay/internal/wire"
 )
 
 // Right is a claim a SAS rule or bearer token grants.
@@ -44,22 +47,40 @@ type authError struct {
 
 func (e *authError) Error() string { return fmt.Sprintf("%d %s", e.status, e.desc) }
 
-// tokenFrom finds the token where the protocol allows it: the
-// ServiceBusAuthorization header (what the SDKs send), the Authorization
-// header (HTTP mode), or the sb-hc-token query parameter.
-func tokenFrom(r *http.Request) string {
-	if t := r.Header.Get("ServiceBusAuthorization"); t != "" {
-		return t
+// tokenSource says where a request's relay token was found.
+type tokenSource int
+
+const (
+	noToken tokenSource = iota
+	fromQuery
+	fromServiceBusAuthorization
+	fromAuthorization
+)
+
+// tokenFrom finds the token in the order the protocol document gives for
+// HTTP-mode senders ("Request operation"): the sb-hc-token query parameter,
+// then the ServiceBusAuthorization header, and only when neither is there
+// (and authorization is on) the Authorization header, which otherwise
+// passes to the listener as it is. WebSocket handshakes (listen, connect)
+// carry the token in the first two only; their Authorization header is a
+// connect header like any other.
+func tokenFrom(r *http.Request, httpMode bool) (string, tokenSource) {
+	if t := r.URL.Query().Get(wire.ParamToken); t != "" {
+		return t, fromQuery
 	}
-	if t := r.Header.Get("Authorization"); t != "" {
-		return t
+	if t := r.Header.Get(wire.HeaderAuthorization); t != "" {
+		return t, fromServiceBusAuthorization
 	}
-	return r.URL.Query().Get("sb-hc-token")
+	if t := r.Header.Get("Authorization"); httpMode && t != "" {
+		return t, fromAuthorization
+	}
+	return "", noToken
 }
 
 // authorize checks a token for an action on a hybrid connection and returns
-// when it expires. Holding s.mu is required.
-func (s *Server) authorize(token string, hc *hybridConn, need Right) (time.Time, error) {
+// when it expires. host is the namespace host the client addressed: the
+// token's audience must name it. Holding s.mu is required.
+func (s *Server) authorize(token, host string, hc *hybridConn, need Right) (time.Time, error) {
 	if token == "" {
 		return time.Time{}, &authError{http.StatusUnauthorized, "MissingToken: the request has no authorization token"}
 	}
@@ -113,7 +134,7 @@ func (s *Server) authorize(token string, hc *hybridConn, need Right) (time.Time,
 	if err != nil {
 		return time.Time{}, &authError{http.StatusUnauthorized, "InvalidAudience: sr is not URL-encoded"}
 	}
-	if !audienceCovers(res, s.hostNoPort, hc.name) {
+	if !audienceCovers(res, hostname(host), hc.name) {
 		return time.Time{}, &authError{http.StatusUnauthorized, fmt.Sprintf("InvalidAudience: the token audience %q does not cover %q", res, hc.name)}
 	}
 	if !rl.has(need) {
@@ -145,4 +166,12 @@ func audienceCovers(resource, host, entity string) bool {
 		return s
 	}
 	return strings.HasPrefix(norm("http://"+host+"/"+entity), norm(resource))
+}
+
+// hostname is host without its port.
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
 }

@@ -17,34 +17,35 @@ import (
 // maxRelayedBody bounds what the test relay buffers of one request body.
 const maxRelayedBody = 256 << 20
 
-// hop-by-hop headers the service strips (RFC 7230 connection headers).
-var hopHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
-	"Te": true, "Trailer": true, "Upgrade": true, "Servicebusauthorization": true,
-}
-
 // serveRelayedHTTP relays a sender's plain HTTP request (HTTP mode): on the
 // control channel when it fits, else the listener is told to fetch it over a
 // rendezvous socket.
 func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
-	_, _, l, ok := s.senderEntity(w, r, r.URL.Path, http.StatusBadGateway)
+	snd, ok := s.senderEntity(w, r, r.URL.Path, http.StatusBadGateway, true)
 	if !ok {
 		return
 	}
+	l := snd.listener
 	s.requests.Add(1)
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRelayedBody+1))
 	if err != nil || len(body) > maxRelayedBody {
 		fail(w, http.StatusRequestEntityTooLarge, "request body too large for the test relay")
 		return
 	}
+	// requestHeaders: the sender's headers less the relay's token (the
+	// Authorization header only when it was the token) and the RFC 7230
+	// ones, with the relay added to Via (protocol document, "Request
+	// operation", "Request message" and "HTTP request protocol").
 	headers := map[string]string{"Host": r.Host}
-	usedAuthorization := r.Header.Get("ServiceBusAuthorization") == "" && r.Header.Get("Authorization") != ""
 	for k, v := range r.Header {
-		if hopHeaders[k] || (k == "Authorization" && usedAuthorization) {
+		switch {
+		case wire.IsConnectionHeader(k), strings.EqualFold(k, wire.HeaderAuthorization),
+			strings.EqualFold(k, "Authorization") && snd.token == fromAuthorization:
 			continue
 		}
 		headers[k] = strings.Join(v, ", ")
 	}
+	headers["Via"] = via(r.Header.Get("Via"), r.Host)
 	q := stripSB(r.URL.Query())
 	target := r.URL.EscapedPath()
 	if len(q) > 0 {
@@ -53,7 +54,7 @@ func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newID()
 	hc := l.hc
 	req := &wire.Request{
-		Address:        s.wsScheme() + "://" + s.Host + wire.PathPrefix + hc.name + "?" + wire.ParamAction + "=" + wire.ActionRequest + "&" + wire.ParamID + "=" + id,
+		Address:        s.wsScheme() + "://" + l.host + wire.PathPrefix + hc.name + "?" + wire.ParamAction + "=" + wire.ActionRequest + "&" + wire.ParamID + "=" + id,
 		ID:             id,
 		RequestTarget:  target,
 		Method:         r.Method,
@@ -67,7 +68,8 @@ func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	inline := len(body) <= wire.MaxControlBody && size <= wire.MaxControlHeaders
 	rv := &rendezvous{req: req, body: body, inline: inline, resp: make(chan *response, 1)}
-	defer s.register(id, rv, l)()
+	unregister, _ := s.register(id, rv, l) // a fresh id is never pending
+	defer unregister()
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
@@ -96,11 +98,25 @@ func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer close(resp.done)
-	for k, v := range resp.head.ResponseHeaders {
-		if !hopHeaders[http.CanonicalHeaderKey(k)] {
-			w.Header().Set(k, v)
+	for k := range resp.head.ResponseHeaders {
+		if wire.IsConnectionHeader(k) {
+			// "As with the request, RFC7230 defined headers MUST NOT be
+			// used" (protocol document, "Responding to requests"). What
+			// Azure does with them is not documented; failing the request
+			// makes a listener that sends them fail its tests here.
+			s.log.Warn("listener response carries an RFC 7230 header", "header", k)
+			fail(w, http.StatusInternalServerError, "the listener's response carries the header "+k+", which the protocol forbids in responseHeaders (RFC 7230)")
+			return
 		}
 	}
+	for k, v := range resp.head.ResponseHeaders {
+		w.Header().Set(k, v)
+	}
+	// The relay marks what comes from a listener with Via; its own errors
+	// have none ("Whether the response originates from the service or from
+	// the listener can be identified through presence of the Via header",
+	// protocol document, "HTTP request protocol").
+	w.Header().Set("Via", via(w.Header().Get("Via"), r.Host))
 	w.WriteHeader(resp.head.StatusCode)
 	if resp.head.Body && resp.body != nil {
 		copyFlushing(w, resp.body)
@@ -196,3 +212,13 @@ func parseStatus(s string) (int, error) {
 }
 
 func asClose(err error, ce *websocket.CloseError) bool { return errors.As(err, ce) }
+
+// via adds the relay, named by the namespace host, to a Via header value
+// (RFC 7230, section 5.7.1).
+func via(prior, host string) string {
+	v := "1.1 " + hostname(host)
+	if prior != "" {
+		v = prior + ", " + v
+	}
+	return v
+}

@@ -48,9 +48,15 @@ const MaxListeners = 25
 type Options struct {
 	// Addr is the TCP address to listen on; default "127.0.0.1:0".
 	Addr string
-	// TLS serves https/wss with a self-signed certificate; clients then need
-	// Server.ClientTLSConfig.
+	// TLS serves https/wss with a certificate from a CA made for this
+	// server: Go clients use Server.ClientTLSConfig, other programs trust
+	// Server.CACertPEM (Node: NODE_EXTRA_CA_CERTS). The certificate is valid
+	// for 127.0.0.1, localhost and DNSNames.
 	TLS bool
+	// DNSNames are further names the TLS certificate covers, such as a
+	// namespace host (contoso.servicebus.windows.net) that a client maps to
+	// loopback to use the namespace form of the relay's URLs.
+	DNSNames []string
 	// HybridConnections are created at start (with client authorization
 	// required). Default: one named "hc".
 	HybridConnections []string
@@ -73,6 +79,7 @@ type Server struct {
 
 	hostNoPort string
 	tls        bool
+	ca         *testCA
 	opts       Options
 	log        *slog.Logger
 	hs         *httptest.Server
@@ -92,6 +99,7 @@ type Server struct {
 	renewals    atomic.Int64
 	requests    atomic.Int64
 	rvReqs      atomic.Int64
+	emptyFrames atomic.Int64
 }
 
 type bearerGrant struct {
@@ -151,6 +159,11 @@ func Start(opts Options) (*Server, error) {
 	s.hs.Listener = ln
 	s.hs.Config.ErrorLog = nil
 	if opts.TLS {
+		if s.ca, err = newTestCA(opts.DNSNames); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		s.hs.TLS = &tls.Config{Certificates: []tls.Certificate{s.ca.serving}, MinVersion: tls.VersionTLS12}
 		s.hs.StartTLS()
 	} else {
 		s.hs.Start()
@@ -172,14 +185,23 @@ func (s *Server) Close() {
 // unless the server runs TLS).
 func (s *Server) Namespace() relay.Namespace { return relay.Namespace{Host: s.Host} }
 
-// ClientTLSConfig trusts the server's certificate (TLS servers only).
+// ClientTLSConfig trusts the server's CA (TLS servers only).
 func (s *Server) ClientTLSConfig() *tls.Config {
 	if !s.tls {
 		return nil
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(s.hs.Certificate())
+	pool.AddCert(s.ca.cert)
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// CACertPEM is the PEM certificate of the CA that issued the server's
+// certificate (TLS servers only), for clients that are not Go programs.
+func (s *Server) CACertPEM() []byte {
+	if !s.tls {
+		return nil
+	}
+	return s.ca.pem
 }
 
 // AddHybridConnection creates an entity. With clientAuth false, HTTP-mode
@@ -339,11 +361,12 @@ type Stats struct {
 	StreamPings        int64 // WebSocket pings on relayed streams (either end)
 	Requests           int64 // HTTP-mode requests relayed
 	RendezvousRequests int64 // of which over a rendezvous socket
+	EmptyFrames        int64 // empty binary frames a listener sent outside a response (tolerated)
 }
 
 // Stats returns counters since start.
 func (s *Server) Stats() Stats {
-	return Stats{ListenAttempts: s.listens.Load(), Renewals: s.renewals.Load(), Pings: s.pings.Load(), StreamPings: s.streamPings.Load(), Requests: s.requests.Load(), RendezvousRequests: s.rvReqs.Load()}
+	return Stats{ListenAttempts: s.listens.Load(), Renewals: s.renewals.Load(), Pings: s.pings.Load(), StreamPings: s.streamPings.Load(), Requests: s.requests.Load(), RendezvousRequests: s.rvReqs.Load(), EmptyFrames: s.emptyFrames.Load()}
 }
 
 // findEntity resolves the longest registered hybrid connection name that
@@ -413,12 +436,17 @@ func pickListener(h *hybridConn) *listenerConn {
 }
 
 // streamAccept are the options of relayed-stream sockets: pings count and
-// obey IgnorePings (the relay answers them; they are not forwarded).
-func (s *Server) streamAccept() *websocket.AcceptOptions {
-	return &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+// obey IgnorePings (the relay answers them; they are not forwarded), and
+// subprotocol, when not empty, is echoed if the client offered it.
+func (s *Server) streamAccept(subprotocol string) *websocket.AcceptOptions {
+	o := &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
 		s.streamPings.Add(1)
 		return !s.ignorePings.Load()
 	}}
+	if subprotocol != "" {
+		o.Subprotocols = []string{subprotocol}
+	}
+	return o
 }
 
 func (s *Server) wsScheme() string {

@@ -24,6 +24,7 @@ import (
 type listenerConn struct {
 	id      string
 	hc      *hybridConn
+	host    string        // the namespace host it connected to; addresses it is given use it
 	ready   bool          // 101 sent; guarded by Server.mu
 	wsSet   chan struct{} // closed once ws is set
 	ws      *websocket.Conn
@@ -84,9 +85,10 @@ type rendezvous struct {
 }
 
 type acceptResult struct {
-	ws     *websocket.Conn
-	status int
-	desc   string
+	ws          *websocket.Conn
+	subprotocol string // what the listener chose (its Sec-WebSocket-Protocol)
+	status      int
+	desc        string
 }
 
 type response struct {
@@ -104,7 +106,8 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 		fail(w, http.StatusNotFound, "EndpointNotFound: no hybrid connection at "+path)
 		return
 	}
-	exp, err := s.authorize(tokenFrom(r), hc, Listen)
+	token, _ := tokenFrom(r, false)
+	exp, err := s.authorize(token, r.Host, hc, Listen)
 	if err != nil {
 		s.mu.Unlock()
 		ae := err.(*authError)
@@ -116,7 +119,7 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 		fail(w, http.StatusForbidden, "QuotaExceeded: the hybrid connection already has the maximum of 25 listeners (limit reached)")
 		return
 	}
-	l := &listenerConn{id: r.URL.Query().Get(wire.ParamID), hc: hc, gone: make(chan struct{}), dropped: make(chan struct{}), wsSet: make(chan struct{}), waiting: map[string]*rendezvous{}}
+	l := &listenerConn{id: r.URL.Query().Get(wire.ParamID), hc: hc, host: r.Host, gone: make(chan struct{}), dropped: make(chan struct{}), wsSet: make(chan struct{}), waiting: map[string]*rendezvous{}}
 	hc.listeners[l] = struct{}{} // reserve the slot before the handshake
 	s.mu.Unlock()
 
@@ -164,6 +167,16 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 		if err != nil {
 			return
 		}
+		if typ == websocket.MessageBinary && len(data) == 0 {
+			// Microsoft's hyco-https ends every response with a final
+			// binary frame, empty when the response had no body (its
+			// OutgoingMessage.end), so a strict relay would drop it after
+			// every 204. Whether Azure tolerates it is unverified (see
+			// docs/relay.md, "Verify on Azure"); hyco-https is in
+			// production use, so we tolerate it too.
+			s.emptyFrames.Add(1)
+			continue
+		}
 		var m wire.Message
 		if typ != websocket.MessageText || json.Unmarshal(data, &m) != nil {
 			_ = ws.Close(websocket.StatusUnsupportedData, "expected a JSON control message")
@@ -173,7 +186,7 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 		case m.RenewToken != nil:
 			s.mu.Lock()
 			refuse := s.refuseRenewals
-			newExp, err := s.authorize(m.RenewToken.Token, hc, Listen)
+			newExp, err := s.authorize(m.RenewToken.Token, l.host, hc, Listen)
 			s.mu.Unlock()
 			if refuse || err != nil {
 				_ = ws.Close(websocket.StatusPolicyViolation, "token renewal refused")
@@ -212,9 +225,14 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string
 }
 
 // register makes a rendezvous findable by id (and, with l, by the
-// listener's responses) until the returned function is called.
-func (s *Server) register(id string, rv *rendezvous, l *listenerConn) (unregister func()) {
+// listener's responses) until the returned function is called. It fails
+// when id is already pending (a sender reused its sb-hc-id).
+func (s *Server) register(id string, rv *rendezvous, l *listenerConn) (unregister func(), ok bool) {
 	s.mu.Lock()
+	if _, dup := s.pending[id]; dup {
+		s.mu.Unlock()
+		return nil, false
+	}
 	s.pending[id] = rv
 	s.mu.Unlock()
 	if l != nil {
@@ -231,7 +249,7 @@ func (s *Server) register(id string, rv *rendezvous, l *listenerConn) (unregiste
 			delete(l.waiting, id)
 			l.mu.Unlock()
 		}
-	}
+	}, true
 }
 
 func (s *Server) removeListener(l *listenerConn) {
@@ -242,50 +260,78 @@ func (s *Server) removeListener(l *listenerConn) {
 	s.log.Debug("listener left", "hc", l.hc.name, "id", l.id)
 }
 
-// entityFor resolves the entity of a request and checks the sender's token.
-func (s *Server) senderEntity(w http.ResponseWriter, r *http.Request, path string, noListener int) (*hybridConn, string, *listenerConn, bool) {
+// sender is a sender's request that passed the relay's checks.
+type sender struct {
+	hc       *hybridConn
+	suffix   string        // the path after the entity name
+	listener *listenerConn // the one chosen to serve it
+	token    tokenSource   // where its token was (noToken when anonymous)
+}
+
+// senderEntity resolves the entity of a sender's request, checks its token
+// and picks a listener; it answers the sender itself when one fails.
+func (s *Server) senderEntity(w http.ResponseWriter, r *http.Request, path string, noListener int, httpMode bool) (sender, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	hc, suffix := s.findEntity(path)
 	if hc == nil {
 		fail(w, http.StatusNotFound, "EndpointNotFound: no hybrid connection at "+path)
-		return nil, "", nil, false
+		return sender{}, false
 	}
+	src := noToken
 	if hc.clientAuth {
-		if _, err := s.authorize(tokenFrom(r), hc, Send); err != nil {
+		var token string
+		token, src = tokenFrom(r, httpMode)
+		if _, err := s.authorize(token, r.Host, hc, Send); err != nil {
 			ae := err.(*authError)
 			fail(w, ae.status, ae.desc)
-			return nil, "", nil, false
+			return sender{}, false
 		}
 	}
 	l := pickListener(hc)
 	if l == nil {
 		fail(w, noListener, "There are no listeners connected for the endpoint")
-		return nil, "", nil, false
+		return sender{}, false
 	}
-	return hc, suffix, l, true
+	return sender{hc: hc, suffix: suffix, listener: l, token: src}, true
 }
 
 // serveConnect pairs a sender's WebSocket with a listener: it sends the
 // listener an accept frame and holds the sender's handshake until the
 // listener has dialed the rendezvous address.
 func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, path string) {
-	hc, suffix, l, ok := s.senderEntity(w, r, path, http.StatusNotFound)
+	snd, ok := s.senderEntity(w, r, path, http.StatusNotFound, false)
 	if !ok {
 		return
 	}
-	id := newID()
+	l := snd.listener
+	// "If the ID was supplied by the sender client, it is the sender
+	// supplied value, otherwise it is a system generated value" (protocol
+	// document, "Accept handshake").
+	id := r.URL.Query().Get(wire.ParamID)
+	if id == "" {
+		id = newID()
+	}
 	rv := &rendezvous{accepted: make(chan acceptResult, 1)}
-	defer s.register(id, rv, nil)()
+	unregister, ok := s.register(id, rv, nil)
+	if !ok {
+		fail(w, http.StatusBadRequest, "a connection with sb-hc-id "+id+" is already pending")
+		return
+	}
+	defer unregister()
 
 	q := stripSB(r.URL.Query())
 	q.Set(wire.ParamAction, wire.ActionAccept)
 	q.Set(wire.ParamID, id)
-	address := s.wsScheme() + "://" + s.Host + wire.PathPrefix + hc.name + suffix + "?" + q.Encode()
-	headers := map[string]string{}
+	address := s.wsScheme() + "://" + l.host + wire.PathPrefix + snd.hc.name + snd.suffix + "?" + q.Encode()
+	// connectHeaders are "all HTTP headers that have been supplied to the
+	// Relay endpoint by the sender" (protocol document), the WebSocket
+	// handshake's included, as in the .NET SDK's example accept frame
+	// (ListenerCommand.cs); Microsoft's hyco-ws listener refuses an accept
+	// without Sec-WebSocket-Key. Only the relay's own token is removed.
+	headers := map[string]string{"Host": r.Host}
 	for k, v := range r.Header {
-		switch http.CanonicalHeaderKey(k) {
-		case "Servicebusauthorization", "Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version":
+		if http.CanonicalHeaderKey(k) == http.CanonicalHeaderKey(wire.HeaderAuthorization) {
 			continue
 		}
 		headers[k] = strings.Join(v, ", ")
@@ -307,7 +353,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, path strin
 		fail(w, res.status, res.desc)
 		return
 	}
-	sws, err := websocket.Accept(w, r, s.streamAccept())
+	sws, err := websocket.Accept(w, r, s.streamAccept(res.subprotocol))
 	if err != nil {
 		_ = res.ws.CloseNow()
 		return
@@ -342,12 +388,17 @@ func (s *Server) serveAccept(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusGone, "rejected")
 		return
 	}
-	ws, err := websocket.Accept(w, r, s.streamAccept())
+	// The listener accepts a subprotocol by naming it in its own handshake;
+	// the relay echoes it to both sides ("it sets the header as the
+	// WebSocket is established", protocol document; .NET's
+	// RelayedHttpListenerContext.AcceptAsync, hyco-ws's accept).
+	sub := strings.TrimSpace(r.Header.Get("Sec-WebSocket-Protocol"))
+	ws, err := websocket.Accept(w, r, s.streamAccept(sub))
 	if err != nil {
 		rv.accepted <- acceptResult{status: http.StatusBadGateway, desc: "listener handshake failed"}
 		return
 	}
-	rv.accepted <- acceptResult{ws: ws}
+	rv.accepted <- acceptResult{ws: ws, subprotocol: sub}
 }
 
 // pump relays messages both ways, keeping their type, until one side closes;

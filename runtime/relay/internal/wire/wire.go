@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/coder/websocket"
 )
@@ -40,6 +41,29 @@ const (
 	MaxControlBody    = 64 * 1024
 	MaxControlHeaders = 32 * 1024
 )
+
+// ConnectionHeaders are the headers RFC 7230 defines that the protocol
+// keeps off the relayed HTTP exchange: the service strips them from
+// requestHeaders, and a listener "MUST NOT" put them in responseHeaders
+// (protocol document, "Request message" and "Responding to requests"). Host
+// is in the document's list but in its own request example too, and in the
+// .NET SDK's (ListenerCommand.cs); the test relay passes it, the listener
+// ignores it for anything but http.Request.Host.
+var ConnectionHeaders = []string{
+	"Connection", "Content-Length", "Host", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Close",
+	// Obsolete connection options, hop-by-hop as well.
+	"Keep-Alive", "Proxy-Connection",
+}
+
+// IsConnectionHeader reports whether name is one of ConnectionHeaders.
+func IsConnectionHeader(name string) bool {
+	for _, h := range ConnectionHeaders {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
 
 // Message is one JSON text frame; exactly one field is set.
 type Message struct {
