@@ -143,14 +143,19 @@ func (s *Sender) DialWebSocket(ctx context.Context, path string, header http.Hea
 	}
 	h.Set(wire.HeaderAuthorization, auth.Get(wire.HeaderAuthorization))
 	var subprotocols []string
-	for _, v := range h.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				subprotocols = append(subprotocols, p)
+	for k, vs := range h {
+		if !strings.EqualFold(k, "Sec-WebSocket-Protocol") {
+			continue
+		}
+		for _, v := range vs {
+			for _, p := range strings.Split(v, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					subprotocols = append(subprotocols, p)
+				}
 			}
 		}
+		delete(h, k)
 	}
-	h.Del("Sec-WebSocket-Protocol")
 	suffix, rawQuery, _ := strings.Cut(path, "?")
 	if suffix != "" && !strings.HasPrefix(suffix, "/") {
 		suffix = "/" + suffix
