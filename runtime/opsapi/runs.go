@@ -303,7 +303,14 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := runs.NewRunID(s.cfg.Now())
-	ref, err := s.cfg.Artifacts.Put(r.Context(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: id}, artifacts.Bundle, r.Body, limit)
+	// The limit holds while reading too: behind Azure Relay a large request
+	// has no Content-Length (the relay strips it), so the check above
+	// cannot see it.
+	body := http.MaxBytesReader(w, r.Body, limit)
+	ref, err := s.cfg.Artifacts.Put(r.Context(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: id}, artifacts.Bundle, body, limit)
+	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+		err = &artifacts.LimitError{What: "compressed size", Limit: limit, Value: limit + 1}
+	}
 	if err != nil {
 		s.runsError(w, r, err)
 		return

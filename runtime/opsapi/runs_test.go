@@ -346,6 +346,32 @@ func TestDeclaredOversizeIsRefusedBeforeReading(t *testing.T) {
 	assert.Empty(t, f.arts.bundles)
 }
 
+// Behind Azure Relay a request streamed over a rendezvous has no
+// Content-Length (the relay strips RFC 7230 headers), so the bundle limit
+// must hold while reading, whatever the artifact store allows.
+func TestUndeclaredOversizeIsRefused(t *testing.T) {
+	f := newRunsFixture(t)
+	f.s.cfg.MaxBundleBytes = 10
+	f.arts.limit = 1 << 20 // a store more generous than the API
+	for _, declared := range []bool{true, false} {
+		var body io.Reader = strings.NewReader(strings.Repeat("x", 100))
+		if !declared {
+			body = io.MultiReader(body) // hides the length: sent chunked
+		}
+		req, err := http.NewRequest("POST", f.srv.URL+"/v1/tenants/contoso/workspaces/prod/runs", body)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+goodKey)
+		req.Header.Set("Content-Type", "application/gzip")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 413, resp.StatusCode, "declared length %v: %s", declared, b)
+		assert.Contains(t, string(b), "over the limit of 10", "declared length %v", declared)
+	}
+	assert.Empty(t, f.arts.bundles)
+}
+
 func TestGetRunShowsResultsWithoutSensitiveValues(t *testing.T) {
 	f := newRunsFixture(t)
 	run := decode[Run](t, do(t, "GET", f.srv.URL+"/v1/tenants/contoso/runs/"+f.planned, goodKey))
