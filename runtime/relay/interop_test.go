@@ -79,7 +79,7 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 			resp, b := do("POST", "/echo", body)
 			require.Equal(t, 200, resp.StatusCode, "size %d: %s", size, b)
 			assert.True(t, bytes.Equal(body, b), "size %d echoed", size)
-			assert.JSONEq(t, fmt.Sprintf(`{"method":"POST","url":"/hc/echo","len":%d,"authorization":"Bearer app","contentLength":""}`, size),
+			assert.JSONEq(t, fmt.Sprintf(`{"method":"POST","url":"/hc/echo","len":%d,"host":%q,"authorization":"Bearer app","contentLength":""}`, size, s.Host),
 				resp.Header.Get("X-Seen"), "size %d: what the Node app saw", size)
 		}
 		for _, n := range []int{65536, 65537, 1 << 20} {
@@ -95,6 +95,7 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 			resp, b := do("GET", "/status/"+strconv.Itoa(code), nil)
 			assert.Equal(t, code, resp.StatusCode, "the app's %d is a response, not a relay error", code)
 			assert.Equal(t, fmt.Sprintf("app says %d", code), string(b))
+			assert.Equal(t, "hyco-https", resp.Header.Get("X-App"), "the listener's own headers come with its error statuses")
 		}
 		resp, _ := do("GET", "/echo", nil)
 		assert.Equal(t, 200, resp.StatusCode, "the control channel is still up")

@@ -7,7 +7,8 @@
 // certificate and host name checks stay on.
 //
 // Environment: RELAY_NS (namespace host), RELAY_PORT (the test relay's
-// loopback port), RELAY_HC (hybrid connection), RELAY_KEY_NAME, RELAY_KEY.
+// loopback port; without it the scripts talk to the real namespace),
+// RELAY_HC (hybrid connection), RELAY_KEY_NAME, RELAY_KEY.
 'use strict';
 const tls = require('tls');
 
@@ -17,11 +18,11 @@ const env = (name) => {
   return v;
 };
 const ns = env('RELAY_NS');
-const port = Number(env('RELAY_PORT'));
+const port = Number(process.env.RELAY_PORT || 0);
 
 const connect = tls.connect;
 tls.connect = function (options, ...rest) {
-  if (options && typeof options === 'object' && options.host === ns && Number(options.port || 443) === 443) {
+  if (port && options && typeof options === 'object' && options.host === ns && Number(options.port || 443) === 443) {
     // Same options (so servername and the identity check name NS); only
     // the socket goes to the test relay.
     options = Object.assign({}, options, { host: '127.0.0.1', port, servername: options.servername || ns });

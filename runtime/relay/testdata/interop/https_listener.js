@@ -20,6 +20,7 @@ const server = https.createRelayedServer({
     if (parts[2] === 'status') {
       const code = Number(parts[3]);
       res.statusCode = code;
+      res.setHeader('X-App', 'hyco-https');
       if (code === 204) {
         res.end();
       } else {
@@ -34,7 +35,7 @@ const server = https.createRelayedServer({
       return;
     }
     res.setHeader('Content-Type', 'application/octet-stream');
-    res.setHeader('X-Seen', JSON.stringify({ method: req.method, url: req.url, len: body.length,
+    res.setHeader('X-Seen', JSON.stringify({ method: req.method, url: req.url, len: body.length, host: req.headers['host'] || '',
       authorization: req.headers['authorization'] || '', contentLength: req.headers['content-length'] || '' }));
     // hyco-https never answers end() with an empty Buffer (its write_
     // waits for more input), so an empty body ends with end().
