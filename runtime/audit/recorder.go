@@ -20,9 +20,9 @@ type Store interface {
 // agent's report for long when storage is slow.
 const appendTimeout = 10 * time.Second
 
-// Recorder records events into a Store, and reads them back. It never fails the action
-// being recorded: a record that cannot be stored is logged at error level
-// with every field, so the process log keeps it.
+// Recorder records events into a Store, and reads them back. It never
+// fails the action being recorded: a record that cannot be stored is
+// logged at error level with every field, so the process log keeps it.
 type Recorder struct {
 	store Store
 	log   *slog.Logger
