@@ -141,3 +141,20 @@ func TestTable(t *testing.T) {
 		assert.Empty(t, p.Records, "a principal filter is a literal")
 	})
 }
+
+// BenchmarkAppend is the cost one audited call adds: one AddEntity.
+func BenchmarkAppend(b *testing.B) {
+	emu := azurite.New(b)
+	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(b, err)
+	tbl, err := audit.Open(context.Background(), svc, audit.Options{Table: "benchaudit", CreateTable: true})
+	require.NoError(b, err)
+	r := audit.Record{Tenant: "contoso", Principal: "api-key:alice", Action: "POST /v1/tenants/{tenant}/runs/{run}/approve",
+		Object: "/v1/tenants/contoso/runs/run-0123456789abcdef/approve", Result: audit.ResultOK, Status: 200, RequestID: "0123456789abcdef", Client: "10.1.2.3:50000"}
+	for b.Loop() {
+		r.Time = time.Now()
+		if _, err := tbl.Append(context.Background(), r, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
