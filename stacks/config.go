@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -32,20 +33,25 @@ type Images struct {
 
 // Config is one environment's stack config (project namespace "bote").
 type Config struct {
-	Cloud          cloud.Cloud
-	Hosting        cloud.Hosting
-	Location       string
-	Prefix         string
-	SubscriptionID string
-	TenantID       string
-	UseOIDC        bool
-	ServiceBusSku  string
-	StorageSku     string
-	RegistrySku    string
-	AppServiceSku  string
-	OpsRelay       bool
-	Protect        bool
-	Images         Images
+	Cloud    cloud.Cloud
+	Hosting  cloud.Hosting
+	Location string
+	Prefix   string
+	// NameSuffix is "", SuffixFromSubscription or an explicit suffix.
+	NameSuffix string
+	// AcceptProviderIssues lists known provider defects in this cloud the
+	// operator has read and will check after `pulumi up` (cloud.Preflight).
+	AcceptProviderIssues []string
+	SubscriptionID       string
+	TenantID             string
+	UseOIDC              bool
+	ServiceBusSku        string
+	StorageSku           string
+	RegistrySku          string
+	AppServiceSku        string
+	OpsRelay             bool
+	Protect              bool
+	Images               Images
 	// OperatorAuth (bote:operatorAuth) lets operators in with Entra ID
 	// tokens and maps their app roles or groups to tenant roles; nil:
 	// API keys only.
@@ -53,6 +59,12 @@ type Config struct {
 	// Tenants sorted by id.
 	Tenants []tenant.Spec
 }
+
+// SuffixFromSubscription as bote:nameSuffix derives the suffix from the
+// subscription id.
+const SuffixFromSubscription = "subscription"
+
+var suffixPattern = regexp.MustCompile(`^[a-z0-9]{1,6}$`)
 
 // ErrConfig marks a bad stack config value.
 var ErrConfig = errors.New("bad stack config")
@@ -77,6 +89,25 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	cfg.Prefix = c.Get("namePrefix")
 	if err := naming.ValidatePrefix(cfg.Prefix); err != nil {
 		return nil, configErr("namePrefix", "%v", err)
+	}
+	cfg.NameSuffix = c.Get("nameSuffix")
+	switch suffixLen := len(cfg.NameSuffix); {
+	case cfg.NameSuffix == SuffixFromSubscription:
+		suffixLen = 4
+		fallthrough
+	case cfg.NameSuffix == "" || suffixPattern.MatchString(cfg.NameSuffix):
+		if suffixLen > 0 {
+			if err := naming.ValidatePrefix(cfg.Prefix + "-" + strings.Repeat("x", suffixLen)); err != nil {
+				return nil, configErr("nameSuffix", "bote:namePrefix plus the suffix: %v", err)
+			}
+		}
+	default:
+		return nil, configErr("nameSuffix", "%q: want %q or 1 to 6 lowercase letters and digits", cfg.NameSuffix, SuffixFromSubscription)
+	}
+	if raw := c.Get("acceptProviderIssues"); raw != "" {
+		if err := decodeStrict(raw, &cfg.AcceptProviderIssues); err != nil {
+			return nil, configErr("acceptProviderIssues", "%v (want a list of issue ids)", err)
+		}
 	}
 	h, err := cloud.ParseHosting(c.Get("hosting"))
 	if err != nil {
@@ -130,6 +161,10 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 		if cfg.OperatorAuth, err = loadOperatorAuth(raw, &cfg); err != nil {
 			return nil, err
 		}
+	}
+	// Last: the config is otherwise valid.
+	if err := cloud.Preflight(cfg.Cloud, cloud.ProviderVersion, cfg.AcceptProviderIssues); err != nil {
+		return nil, configErr("acceptProviderIssues", "%v", err)
 	}
 	return &cfg, nil
 }

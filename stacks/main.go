@@ -7,9 +7,13 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
+	"strings"
 
+	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v2"
 	"github.com/pulumi/pulumi-azure-native-sdk/resources/v2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -28,22 +32,55 @@ func main() {
 	})
 }
 
+// namePrefix is the prefix every physical name derives from: bote:namePrefix,
+// plus "-<bote:nameSuffix>" if set. The suffix "subscription" is the first
+// four hex digits of the SHA-256 of the subscription id (bote:subscriptionId,
+// else the one the provider deploys to), so two organizations choosing the
+// same prefix still get different globally unique names (storage account,
+// vaults, registry, namespaces, App Service apps).
+func namePrefix(ctx *pulumi.Context, cfg *Config, provider pulumi.ProviderResource) (string, error) {
+	switch cfg.NameSuffix {
+	case "":
+		return cfg.Prefix, nil
+	case SuffixFromSubscription:
+		sub := cfg.SubscriptionID
+		if sub == "" {
+			cc, err := authorization.GetClientConfig(ctx, pulumi.Provider(provider))
+			if err != nil {
+				return "", fmt.Errorf("bote:nameSuffix: cannot read the subscription id: %w", err)
+			}
+			sub = cc.SubscriptionId
+		}
+		return cfg.Prefix + "-" + SubscriptionSuffix(sub), nil
+	}
+	return cfg.Prefix + "-" + cfg.NameSuffix, nil
+}
+
+// SubscriptionSuffix is the name suffix derived from a subscription id.
+func SubscriptionSuffix(subscriptionID string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(subscriptionID)))
+	return hex.EncodeToString(sum[:2])
+}
+
 // deploy registers the environment and returns (and exports) its outputs.
 func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	cfg, err := loadConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rgName := cfg.Prefix + "-rg"
-	if err := naming.Check(naming.ResourceGroup, rgName); err != nil {
-		return nil, fmt.Errorf("bote:namePrefix: %w", err)
-	}
-
 	provider, err := cloud.NewProvider(ctx, "azure-"+cfg.Cloud.Name, cfg.Cloud, cloud.ProviderArgs{
 		Location: cfg.Location, SubscriptionID: cfg.SubscriptionID, TenantID: cfg.TenantID, UseOIDC: cfg.UseOIDC,
 	})
 	if err != nil {
 		return nil, err
+	}
+	prefix, err := namePrefix(ctx, cfg, provider)
+	if err != nil {
+		return nil, err
+	}
+	rgName := prefix + "-rg"
+	if err := naming.Check(naming.ResourceGroup, rgName); err != nil {
+		return nil, fmt.Errorf("bote:namePrefix: %w", err)
 	}
 	providers := pulumi.Providers(provider)
 	tags := map[string]string{"app": "bote", "environment": ctx.Stack()}
@@ -62,7 +99,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		regs = append(regs, t.Registrations()...)
 	}
 	gw, err := gateway.New(ctx, "gateway", &gateway.Args{
-		Cloud: cfg.Cloud, Hosting: cfg.Hosting, Prefix: cfg.Prefix, Location: cfg.Location,
+		Cloud: cfg.Cloud, Hosting: cfg.Hosting, Prefix: prefix, Location: cfg.Location,
 		ResourceGroupName: rg.Name,
 		ServiceBusSku:     cfg.ServiceBusSku, StorageSku: cfg.StorageSku, RegistrySku: cfg.RegistrySku,
 		AppServiceSku: cfg.AppServiceSku,

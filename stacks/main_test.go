@@ -118,6 +118,7 @@ func TestStacksGolden(t *testing.T) {
 func TestSovereignStacksNameNoPublicCloudHost(t *testing.T) {
 	china := stackConfig(t, "dev")
 	china["bote:cloud"], china["bote:location"], china["bote:hosting"] = "china", "chinanorth3", ""
+	china["bote:acceptProviderIssues"] = stackConfig(t, "gov")["bote:acceptProviderIssues"]
 	for name, cfg := range map[string]map[string]string{"usgovernment": stackConfig(t, "gov"), "china": china} {
 		t.Run(name, func(t *testing.T) {
 			rec, exports, err := deployed(t, cfg)
@@ -280,6 +281,14 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 		{"misspelt tenant field", map[string]string{"bote:tenants": `[{"id":"a","conectors":[]}]`}, `bote:tenants: cannot decode: json: unknown field "conectors"`},
 		{"misspelt image key", map[string]string{"bote:images": `{"wroker":"x"}`}, `bote:images: cannot decode: json: unknown field "wroker"`},
 		{"images missing", map[string]string{"bote:images": ""}, "bote:images: is required"},
+		{"gov with a known provider defect", map[string]string{"bote:cloud": "usgovernment", "bote:hosting": "appservice"},
+			"bote:acceptProviderIssues: azure-native 2.90.0 has known defects in the usgovernment cloud"},
+		{"gov with one defect accepted", map[string]string{"bote:cloud": "usgovernment", "bote:hosting": "appservice", "bote:acceptProviderIssues": `["pulumi-azure-native#4815"]`},
+			"pulumi-azure-native#3991: blob creation"},
+		{"accepted issues not a list", map[string]string{"bote:acceptProviderIssues": `"all"`}, "bote:acceptProviderIssues: cannot decode"},
+		{"bad name suffix", map[string]string{"bote:nameSuffix": "Org_1"}, `bote:nameSuffix: "Org_1": want "subscription" or 1 to 6 lowercase letters and digits`},
+		{"name suffix too long for the prefix", map[string]string{"bote:namePrefix": "bote-dev-westeu", "bote:nameSuffix": "subscription"},
+			"bote:nameSuffix: bote:namePrefix plus the suffix:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,4 +415,34 @@ func TestStacksConformToTheProviderSchema(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Two organizations with the same bote:namePrefix collide on every globally
+// unique name unless a suffix tells them apart.
+func TestNameSuffix(t *testing.T) {
+	names := func(suffix, subscription string) (storage, vault string) {
+		cfg := stackConfig(t, "dev")
+		cfg["bote:nameSuffix"] = suffix
+		if subscription != "" {
+			cfg["bote:subscriptionId"] = subscription
+		}
+		rec, _, err := deployed(t, cfg)
+		require.NoError(t, err)
+		storage = rec.OfType("azure-native:storage:StorageAccount")[0].Inputs["accountName"].(string)
+		vault = rec.OfType("azure-native:keyvault:Vault")[0].Inputs["vaultName"].(string)
+		return storage, vault
+	}
+	st, kv := names("", "")
+	assert.Equal(t, []string{"botedevst", "bote-dev-kv"}, []string{st, kv})
+	st, kv = names("x7", "")
+	assert.Equal(t, []string{"botedevx7st", "bote-dev-x7-kv"}, []string{st, kv})
+
+	// Derived from the subscription the provider deploys to, or the
+	// configured one.
+	fromProvider := SubscriptionSuffix(infratest.SubscriptionID)
+	st, _ = names("subscription", "")
+	assert.Equal(t, "botedev"+fromProvider+"st", st)
+	other, _ := names("subscription", "11111111-2222-3333-4444-555555555555")
+	assert.NotEqual(t, st, other, "another organization's subscription")
+	assert.Regexp(t, `^botedev[0-9a-f]{4}st$`, other)
 }

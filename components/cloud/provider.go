@@ -2,6 +2,8 @@ package cloud
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	azurenative "github.com/pulumi/pulumi-azure-native-sdk/v2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -57,4 +59,62 @@ func NewProvider(ctx *pulumi.Context, name string, c Cloud, args ProviderArgs, o
 		return nil, fmt.Errorf("cannot register azure-native provider %q: %w", name, err)
 	}
 	return p, nil
+}
+
+// ProviderVersion is the azure-native provider version the program runs
+// with: the version of the SDK modules (and stand-ins) it is built against.
+const ProviderVersion = "2.90.0"
+
+// ProviderIssue is a known defect of the azure-native provider in some
+// clouds that a deployment would hit.
+type ProviderIssue struct {
+	// ID names the issue: "pulumi-azure-native#4815".
+	ID string
+	// Clouds it affects.
+	Clouds []string
+	// Affects reports whether a provider version has the defect.
+	Affects func(version string) bool
+	// What goes wrong, and Check what to verify after `pulumi up` when an
+	// operator accepts it.
+	What, Check string
+}
+
+func major(version string) string { m, _, _ := strings.Cut(version, "."); return m }
+
+// ProviderIssues are the known defects (docs/infrastructure.md, "Known
+// risks to check before the first Gov deployment").
+var ProviderIssues = []ProviderIssue{
+	{
+		ID: "pulumi-azure-native#4815", Clouds: []string{"usgovernment", "china"},
+		// Fixed in the v3 line only; no v2 release has the fix.
+		Affects: func(v string) bool { return major(v) == "2" },
+		What:    "the provider's role assignment implementation builds its ARM client without the cloud's endpoints and calls public-cloud ARM (management.azure.com)",
+		Check:   "every azure-native:authorization:RoleAssignment of the stack exists in the sovereign subscription: az role assignment list --all --assignee <principal id of each app identity> (or create them out of band with az role assignment create)",
+	},
+	{
+		ID: "pulumi-azure-native#3991", Clouds: []string{"usgovernment", "china"},
+		// Fixed in 2025-03; whether 2.90.0 carries the fix is not
+		// verified, so v2 is treated as affected.
+		Affects: func(v string) bool { return major(v) == "2" },
+		What:    "blob creation looked up the storage account key through public-cloud endpoints",
+		Check:   "the connector registry blob exists: az storage blob list --account-name <storageAccount> -c bote-registry --auth-mode login",
+	},
+}
+
+// Preflight refuses to deploy with a provider version that has known
+// defects in cloud c, unless each is in accepted (an operator who has read
+// the issue and will run its Check). The error names the issues.
+func Preflight(c Cloud, version string, accepted []string) error {
+	var open []string
+	for _, is := range ProviderIssues {
+		if !slices.Contains(is.Clouds, c.Name) || !is.Affects(version) || slices.Contains(accepted, is.ID) {
+			continue
+		}
+		open = append(open, fmt.Sprintf("%s: %s; after accepting it, check %s", is.ID, is.What, is.Check))
+	}
+	if len(open) > 0 {
+		return fmt.Errorf("azure-native %s has known defects in the %s cloud (accept each by listing its id once verified):\n  %s",
+			version, c.Name, strings.Join(open, "\n  "))
+	}
+	return nil
 }

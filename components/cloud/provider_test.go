@@ -1,6 +1,7 @@
 package cloud_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -44,4 +45,31 @@ func TestNewProviderRefusesAnUnknownCloud(t *testing.T) {
 		return err
 	})
 	assert.ErrorIs(t, err, cloud.ErrUnknownCloud)
+}
+
+func TestProviderVersionIsTheSDKs(t *testing.T) {
+	gomod, err := os.ReadFile("../go.mod")
+	require.NoError(t, err)
+	assert.Contains(t, string(gomod), "github.com/pulumi/pulumi-azure-native-sdk/v2 v"+cloud.ProviderVersion+"\n",
+		"ProviderVersion must be the SDK modules' version")
+}
+
+func TestPreflightRefusesKnownDefectsUnlessAccepted(t *testing.T) {
+	gov, err := cloud.Lookup("usgovernment")
+	require.NoError(t, err)
+	pub, err := cloud.Lookup("public")
+	require.NoError(t, err)
+
+	err = cloud.Preflight(gov, "2.90.0", nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pulumi-azure-native#4815")
+	assert.Contains(t, err.Error(), "pulumi-azure-native#3991")
+	assert.Contains(t, err.Error(), "az role assignment list")
+
+	err = cloud.Preflight(gov, "2.90.0", []string{"pulumi-azure-native#4815"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "#4815")
+	assert.NoError(t, cloud.Preflight(gov, "2.90.0", []string{"pulumi-azure-native#4815", "pulumi-azure-native#3991"}))
+	assert.NoError(t, cloud.Preflight(pub, "2.90.0", nil), "public Azure is not affected")
+	assert.NoError(t, cloud.Preflight(gov, "3.9.0", nil), "fixed in v3")
 }

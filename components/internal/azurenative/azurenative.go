@@ -23,11 +23,13 @@ import (
 	"slices"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/botehq/platform/components/cloud"
 )
 
 // PluginVersion is the azure-native provider version the served SDK modules
 // are generated for; resources registered here ask for the same plugin.
-const PluginVersion = "2.90.0"
+const PluginVersion = cloud.ProviderVersion
 
 // New registers a custom resource of type token with the azure-native
 // provider, as the generated SDK constructors do, after checking that the
