@@ -252,6 +252,14 @@ func (e KeyEntry) Info() KeyInfo {
 	return KeyInfo{ID: e.ID, Description: e.Description, Created: e.Created, Rotated: e.Rotated, Revoked: e.Revoked, Disabled: e.Disabled, Grants: e.Grants.clone()}
 }
 
+// State is "active" or "revoked", for listings.
+func (k KeyInfo) State() string {
+	if k.Disabled {
+		return "revoked"
+	}
+	return "active"
+}
+
 // KeyInfo describes an API key without its secret or hash.
 type KeyInfo struct {
 	ID          string    `json:"id"`

@@ -89,19 +89,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g := operatorauth.Grants{Admin: req.Admin, Tenants: req.Tenants}
-	var bad error
-	switch {
-	case operatorauth.ValidateKeyID(req.ID) != nil:
-		bad = fmt.Errorf("id: %w", operatorauth.ValidateKeyID(req.ID))
-	case g.Validate() != nil:
-		bad = g.Validate()
-	case g.Empty():
-		bad = errors.New("admin or tenants: a key without grants may do nothing")
-	case g.Admin && len(g.Tenants) > 0:
-		bad = errors.New("admin and tenants: an admin has every tenant already; give one")
-	}
-	if bad != nil {
-		writeError(w, r, http.StatusBadRequest, CodeBadRequest, bad.Error())
+	if err := checkNewKey(req.ID, g); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
 	key, info, err := s.cfg.Keys.CreateKey(req.ID, req.Description, g)
@@ -111,6 +100,23 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "API key created", "key", info.ID, "grants", info.Grants.String(), "by", operator(r))
 	writeJSON(w, http.StatusCreated, NewKey{Key: key, APIKey: info})
+}
+
+// checkNewKey reports what is wrong with a key to create.
+func checkNewKey(id string, g operatorauth.Grants) error {
+	if err := operatorauth.ValidateKeyID(id); err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case g.Empty():
+		return errors.New("admin or tenants: a key without grants may do nothing")
+	case g.Admin && len(g.Tenants) > 0:
+		return errors.New("admin and tenants: an admin has every tenant already; give one")
+	}
+	return nil
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {

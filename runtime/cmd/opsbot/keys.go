@@ -124,11 +124,7 @@ func printKeys(w io.Writer, keys []opsapi.APIKey) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tGRANTS\tCREATED\tROTATED\tDESCRIPTION")
 	for _, k := range keys {
-		state := "active"
-		if k.Disabled {
-			state = "revoked"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, state, k.Grants, timeOrDash(k.Created), timeOrDash(k.Rotated), k.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.State(), k.Grants, timeOrDash(k.Created), timeOrDash(k.Rotated), k.Description)
 	}
 	tw.Flush()
 }

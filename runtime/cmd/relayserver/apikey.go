@@ -123,11 +123,7 @@ func printKeys(w io.Writer, keys []operatorauth.KeyEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCREATED\tSTATE\tGRANTS\tDESCRIPTION")
 	for _, k := range keys {
-		state := "active"
-		if k.Disabled {
-			state = "revoked"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), state, k.Grants, k.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), k.Info().State(), k.Grants, k.Description)
 	}
 	return tw.Flush()
 }
