@@ -155,7 +155,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 	if asg.Op == tfrun.Apply {
 		// Store the state whatever the outcome: a failed or cancelled apply
 		// may have changed resources too, and the next plan must know.
-		if err := a.storeState(ctx, asg, filepath.Join(tfDir, stateFile)); err != nil {
+		if err := a.storeState(ctx, asg, filepath.Join(tfDir, stateFile), res); err != nil {
 			if runErr == nil {
 				return err
 			}
@@ -188,20 +188,27 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 const stateFile = "terraform.tfstate"
 
 // storeState uploads the local state an apply left, if any (a remote
-// backend leaves none). It outlives a cancelled run's context: the state of
-// an interrupted apply matters most.
-func (a *Agent) storeState(ctx context.Context, asg *runproto.Assign, path string) error {
+// backend leaves none), to this claim's state blob, and puts its size and
+// SHA-256 in res: the server promotes it to the workspace's state only if
+// they match. It outlives a cancelled run's context: the state of an
+// interrupted apply matters most.
+func (a *Agent) storeState(ctx context.Context, asg *runproto.Assign, path string, res *runproto.Result) error {
 	if asg.StateUploadURL == "" {
 		return nil
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	size, sum, err := fileSum(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the workspace state: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	if err := a.upload(ctx, asg.StateUploadURL, path); err != nil {
 		return fmt.Errorf("cannot store the workspace state: %w", err)
 	}
+	res.StateUploaded, res.StateSize, res.StateSHA256 = true, size, sum
 	return nil
 }
 

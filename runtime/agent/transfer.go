@@ -100,6 +100,21 @@ func packWorkdir(dir, path string) (int64, string, error) {
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
+// fileSum is the size and SHA-256 of the file at path.
+func fileSum(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hexSum(h), nil
+}
+
 // upload PUTs the file at path to url, a write-only SAS link of one block
 // blob; large files go up in blocks.
 func (a *Agent) upload(ctx context.Context, link, path string) error {
@@ -123,7 +138,7 @@ func (a *Agent) upload(ctx context.Context, link, path string) error {
 }
 
 // maxStateBytes bounds a workspace state file the agent downloads.
-const maxStateBytes = 256 << 20
+const maxStateBytes = artifacts.MaxStateBytes
 
 // fetchState downloads the workspace's stored Terraform state to path. It
 // reports false when there is none yet (the blob does not exist).

@@ -69,6 +69,12 @@ type Logs interface {
 	AppendLog(ctx context.Context, key artifacts.RunKey, at int64, data []byte) (int64, error)
 }
 
+// States promotes the state an apply claim uploaded to its workspace's
+// current state (*artifacts.Store).
+type States interface {
+	PromoteState(ctx context.Context, p artifacts.Promotion) (artifacts.StateVersion, error)
+}
+
 // Keys finds a connector's registration (*registry.Registry).
 type Keys interface {
 	Lookup(clientID string) (registry.Connector, bool)
@@ -93,6 +99,7 @@ type Config struct {
 	Sender  Sender
 	Signer  Signer
 	Logs    Logs
+	States  States
 	Keys    Keys
 	// Secrets holds deployment secrets; nil means none.
 	Secrets secretstore.Store
@@ -130,6 +137,8 @@ func (c Config) Validate() error {
 		return errors.New("dispatch config: Signer is required")
 	case c.Logs == nil:
 		return errors.New("dispatch config: Logs is required")
+	case c.States == nil:
+		return errors.New("dispatch config: States is required")
 	case c.Keys == nil:
 		return errors.New("dispatch config: Keys is required")
 	case c.Tick < 0:
@@ -386,11 +395,6 @@ func uploadBlob(r runs.Run, token string) string {
 	return r.Tenant + "/" + r.Workspace + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
 }
 
-// stateBlob holds a workspace's local Terraform state between runs. One
-// run at a time per workspace means one writer at a time.
-func stateBlob(r runs.Run) string {
-	return r.Tenant + "/" + r.Workspace + "/state/terraform.tfstate"
-}
 
 // assign sends an executing run to its agent. A run that cannot be sent
 // (unregistered agent, unreadable secrets, the gateway refusing) fails,
@@ -445,7 +449,10 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 			return nil, err
 		}
 		a.WorkdirURL, a.WorkdirSHA256, a.WorkdirSize = c.URL, c.SHA256, c.Size
-		if a.StateUploadURL, _, err = d.cfg.Signer.UploadURL(ctx, stateBlob(r), d.uploadTTL(r, now)); err != nil {
+		// The claim's own blob: it becomes the workspace's state only when
+		// the server accepts this claim's result (PromoteState).
+		staged := artifacts.StagedState(r.Tenant, r.Workspace, r.ID, a.ClaimToken)
+		if a.StateUploadURL, _, err = d.cfg.Signer.UploadURL(ctx, staged, d.uploadTTL(r, now)); err != nil {
 			return nil, err
 		}
 		return a, nil
@@ -458,7 +465,7 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		return nil, err
 	}
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
-	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, stateBlob(r), d.cfg.URLTTL); err != nil {
+	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, artifacts.CurrentState(r.Tenant, r.Workspace), d.cfg.URLTTL); err != nil {
 		return nil, err
 	}
 	if a.UploadURL, _, err = d.cfg.Signer.UploadURL(ctx, uploadBlob(r, a.ClaimToken), d.uploadTTL(r, now)); err != nil {

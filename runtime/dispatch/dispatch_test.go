@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -116,8 +117,33 @@ func (f *fakeLogs) text(run string) string {
 	return ""
 }
 
+// fakeStates records promotions; err, when set, is what PromoteState
+// answers.
+type fakeStates struct {
+	mu       sync.Mutex
+	promoted []artifacts.Promotion
+	err      error
+}
+
+func (f *fakeStates) PromoteState(_ context.Context, p artifacts.Promotion) (artifacts.StateVersion, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return artifacts.StateVersion{}, f.err
+	}
+	f.promoted = append(f.promoted, p)
+	return artifacts.StateVersion{Version: p.Run + "-c" + p.Claim, Current: true}, nil
+}
+
+func (f *fakeStates) all() []artifacts.Promotion {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.promoted)
+}
+
 type env struct {
 	t       *testing.T
+	states  *fakeStates
 	d       *Dispatcher
 	m       *runs.Manager
 	sender  *fakeSender
@@ -149,7 +175,7 @@ var agents = map[string][]string{"tenant-a": {"a1", "a2", "a3", "erp"}, "tenant-
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, roleLog: &bytes.Buffer{}, audited: &fakeAudit{}, sender: &fakeSender{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
+	e := &env{t: t, roleLog: &bytes.Buffer{}, audited: &fakeAudit{}, sender: &fakeSender{}, states: &fakeStates{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
 		now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	var regs []registry.Connector
 	for tenant, ids := range agents {
@@ -182,7 +208,7 @@ func newEnv(t *testing.T) *env {
 		OnChange: func(r runs.Run) { e.d.OnChange(r) }})
 	require.NoError(t, err)
 	e.d, err = New(Config{Manager: e.m, Tenants: store.ListTenants, Sender: e.sender, Signer: fakeSigner{}, Logs: e.logs,
-		Keys: reg, Secrets: e.secrets, Audit: e.audited, Logger: log, Now: e.clock, LogWait: 300 * time.Millisecond})
+		States: e.states, Keys: reg, Secrets: e.secrets, Audit: e.audited, Logger: log, Now: e.clock, LogWait: 300 * time.Millisecond})
 	require.NoError(t, err)
 	ctx := context.Background()
 	for tenant := range agents {
@@ -309,8 +335,8 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	assert.Equal(t, "tenant-a/prod/"+r.ID+"/workdir-c2.tar.gz", got.Plan.Blob)
 	assert.Equal(t, wd, got.Plan.SHA256)
 
-	// A redelivered result changes nothing.
-	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+	// A redelivered result is refused (the plan's claim has ended) and changes nothing.
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
 		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
 
 	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
@@ -323,7 +349,7 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	assert.Equal(t, int64(99), ap.WorkdirSize)
 	assert.Empty(t, ap.UploadURL)
 	assert.Empty(t, ap.StateURL, "the apply's state comes with its saved plan")
-	assert.Equal(t, "https://blob/tenant-a/prod/state/terraform.tfstate?sp=cw", ap.StateUploadURL)
+	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/state-c"+ap.ClaimToken+".tfstate?sp=cw", ap.StateUploadURL, "each claim uploads its own state blob")
 	applier := e.run(r.ID).Agent
 
 	// The plan's claim is stale now, even for the agent that planned.
@@ -579,6 +605,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no sender", func(c *Config) { c.Sender = nil }, "Sender"},
 		{"no signer", func(c *Config) { c.Signer = nil }, "Signer"},
 		{"no logs", func(c *Config) { c.Logs = nil }, "Logs"},
+		{"no states", func(c *Config) { c.States = nil }, "States"},
 		{"no keys", func(c *Config) { c.Keys = nil }, "Keys"},
 		{"negative tick", func(c *Config) { c.Tick = -1 }, "Tick"},
 		{"huge ttl", func(c *Config) { c.URLTTL = 30 * 24 * time.Hour }, "URLTTL"},
@@ -654,4 +681,81 @@ func TestHeartbeatRecordsTheAgentAndTerraformVersions(t *testing.T) {
 	require.Len(t, agents, 1)
 	assert.Equal(t, "test", agents[0].Version)
 	assert.Equal(t, "1.11.4", agents[0].TerraformVersion)
+}
+
+// applyClaimed takes a run through its plan to a claimed apply on a1 and
+// returns it with the apply's assignment.
+func (e *env) applyClaimed() (runs.Run, *runproto.Assign) {
+	e.t.Helper()
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	require.NoError(e.t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
+	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
+	require.NoError(e.t, err)
+	_, ap := e.assigned()
+	require.Equal(e.t, tfrun.Apply, ap.Op)
+	return e.run(r.ID), ap
+}
+
+func stateResult(r runs.Run, token string, outcome runproto.Outcome) *runproto.Result {
+	return &runproto.Result{RunID: r.ID, ClaimToken: token, Phase: runproto.PhaseApply, Outcome: outcome,
+		Result: &tfrun.Result{Op: tfrun.Apply}, StateUploaded: true, StateSHA256: strings.Repeat("5", 64), StateSize: 42, LastSeq: -1}
+}
+
+func TestApplyStateIsPromotedOnlyWithItsAcceptedResult(t *testing.T) {
+	e := newEnv(t)
+	r, ap := e.applyClaimed()
+
+	// Another agent of the tenant, and the plan's ended claim, cannot
+	// promote a state.
+	requireRefused(t, e.from("tenant-a", "a2", stateResult(r, ap.ClaimToken, runproto.Succeeded)))
+	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, "2", runproto.Succeeded)))
+	assert.Empty(t, e.states.all())
+
+	// A failed apply's state is promoted too: it may have changed resources.
+	require.NoError(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Failed)))
+	assert.Equal(t, runs.Failed, e.run(r.ID).State)
+	assert.Equal(t, []artifacts.Promotion{{Tenant: "tenant-a", Workspace: "prod", Run: r.ID, Claim: ap.ClaimToken, Size: 42, SHA256: strings.Repeat("5", 64)}}, e.states.all())
+
+	// After the run's end, neither a result (even the same one again) nor
+	// a log batch of its claim is taken.
+	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Failed)))
+	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded)))
+	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"late"}}))
+	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Started{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply}))
+	assert.Len(t, e.states.all(), 1)
+	assert.Equal(t, runs.Failed, e.run(r.ID).State)
+	assert.NotContains(t, e.logs.text(r.ID), "late")
+}
+
+func TestStateThatCannotBePromotedFailsTheApply(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{
+		{"checksum differs", fmt.Errorf("%w: SHA-256 differs", artifacts.ErrCorrupt)},
+		{"nothing uploaded", fmt.Errorf("%w: state-c5.tfstate", artifacts.ErrNotFound)},
+		{"another claim promoted meanwhile", artifacts.ErrConflict},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			r, ap := e.applyClaimed()
+			e.states.err = tt.err
+			require.NoError(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded)))
+			got := e.run(r.ID)
+			assert.Equal(t, runs.Failed, got.State)
+			assert.Contains(t, got.LastReason(), "the workspace state was not changed")
+		})
+	}
+	t.Run("storage unreachable is retried", func(t *testing.T) {
+		e := newEnv(t)
+		r, ap := e.applyClaimed()
+		e.states.err = errors.New("connection refused")
+		err := e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded))
+		require.Error(t, err)
+		assert.False(t, cloud.IsPermanent(err))
+		assert.Equal(t, runs.Applying, e.run(r.ID).State, "nothing recorded: the bus brings the result back")
+	})
 }

@@ -76,9 +76,11 @@ func claimedAt(r runs.Run) time.Time {
 	return time.Time{}
 }
 
-// checkClaim returns the run if token is agent's current claim of it.
-// Reports of a finished claim still pass (late logs, a redelivered
-// result); reports of an earlier claim, or of someone else's, do not.
+// checkClaim returns the run if token is agent's current claim of it and
+// that claim is still open (the run executes it). Reports of an ended
+// claim (late logs, a result after the run ended, even a redelivered
+// one: the run already has it), of an earlier claim, or of someone
+// else's are refused and change nothing.
 func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token string) (runs.Run, error) {
 	r, err := d.m.GetRun(ctx, tenant, runID)
 	if errors.Is(err, runs.ErrNotFound) || errors.Is(err, runs.ErrInvalid) {
@@ -96,6 +98,9 @@ func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token
 	}
 	if n != claimGeneration(r) {
 		return runs.Run{}, refuse("claim %s of run %s is stale (the run was claimed again)", token, runID)
+	}
+	if !r.State.Executing() {
+		return runs.Run{}, refuse("claim %s of run %s has ended: the run is %s", token, runID, r.State)
 	}
 	return r, nil
 }
@@ -181,6 +186,11 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 		rep.State = runs.Cancelled
 		if r.CancelReason != "" && strings.Contains(res.Reason, r.CancelReason) {
 			rep.Reason = "" // the agent echoes the cancel reason the run records anyway
+		}
+	}
+	if res.StateUploaded {
+		if err := d.promoteState(ctx, r, res, &rep); err != nil {
+			return err
 		}
 	}
 	_, err = d.m.Report(ctx, rep)
@@ -274,4 +284,29 @@ func (d *Dispatcher) waitLogs(ctx context.Context, runID, token string, last int
 	for c.next <= last && time.Now().Before(deadline) && ctx.Err() == nil {
 		c.wait(time.Until(deadline))
 	}
+}
+
+// promoteState makes the state this apply claim uploaded the workspace's
+// current state, before the result is recorded: the workspace lock is
+// still held, so the next plan starts from it. A state that does not
+// match what the agent reported, or that lost a race with another claim's
+// promotion, is not promoted; the run then fails saying so. Only errors
+// worth retrying (storage unreachable) are returned.
+func (d *Dispatcher) promoteState(ctx context.Context, r runs.Run, res *runproto.Result, rep *runs.Report) error {
+	v, err := d.cfg.States.PromoteState(ctx, artifacts.Promotion{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID, Claim: res.ClaimToken,
+		Size: res.StateSize, SHA256: res.StateSHA256})
+	switch {
+	case err == nil:
+		d.log.InfoContext(ctx, "workspace state promoted", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "version", v.Version, "bytes", v.Size)
+		return nil
+	case errors.Is(err, artifacts.ErrCorrupt), errors.Is(err, artifacts.ErrNotFound), errors.Is(err, artifacts.ErrConflict),
+		errors.Is(err, artifacts.ErrExists), errors.Is(err, runs.ErrInvalid):
+		d.log.WarnContext(ctx, "workspace state not promoted", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "error", err)
+		if rep.State != runs.Cancelled {
+			rep.State = runs.Failed
+		}
+		rep.Reason = strings.TrimPrefix(rep.Reason+"; ", "; ") + "the workspace state was not changed: " + err.Error()
+		return nil
+	}
+	return fmt.Errorf("cannot promote the state of run %s: %w", r.ID, err)
 }

@@ -136,9 +136,12 @@ type Assign struct {
 	// blob may not exist yet (404: no state). A configuration with a remote
 	// backend keeps its state there and never leaves one to store.
 	StateURL string `json:"stateURL,omitempty"`
-	// StateUploadURL is a write-only SAS URL where the agent PUTs the local
-	// state an apply leaves (terraform.tfstate), whether the apply
-	// succeeded or not: a failed apply may have changed resources too.
+	// StateUploadURL is a write-only SAS URL of one blob of this claim
+	// where the agent PUTs the local state an apply leaves
+	// (terraform.tfstate), whether the apply succeeded or not: a failed
+	// apply may have changed resources too. It reports the state's size
+	// and SHA-256 in its result; the server promotes the state to the
+	// workspace's only when it accepts that result.
 	StateUploadURL string `json:"stateUploadURL,omitempty"`
 	// Secrets is a compact JWE sealed to the agent's registered key (see
 	// Seal); plaintext is a JSON Secrets. Empty when there are none.
@@ -216,6 +219,13 @@ type Result struct {
 	WorkdirUploaded bool   `json:"workdirUploaded,omitempty"`
 	WorkdirSHA256   string `json:"workdirSha256,omitempty"`
 	WorkdirSize     int64  `json:"workdirSize,omitempty"`
+	// StateUploaded says an apply PUT the local state it left to the
+	// assignment's StateUploadURL; its size and SHA-256 follow. The server
+	// makes it the workspace's state only if they match what was uploaded
+	// and it accepts this result.
+	StateUploaded bool   `json:"stateUploaded,omitempty"`
+	StateSHA256   string `json:"stateSha256,omitempty"`
+	StateSize     int64  `json:"stateSize,omitempty"`
 	// LastSeq is the Seq of the last run.logs batch of this claim (-1:
 	// none), so the server knows when the log is complete.
 	LastSeq int64 `json:"lastSeq"`
@@ -405,6 +415,12 @@ func Validate(m Message) error {
 		}
 		if m.WorkdirUploaded && (len(m.WorkdirSHA256) != 64 || m.WorkdirSize <= 0) {
 			return malformed(t, "workdirSha256", "an uploaded working directory needs its SHA-256 and size")
+		}
+		if m.StateUploaded && (len(m.StateSHA256) != 64 || m.StateSize <= 0) {
+			return malformed(t, "stateSha256", "an uploaded state needs its SHA-256 and size")
+		}
+		if m.StateUploaded && m.Phase != PhaseApply {
+			return malformed(t, "stateUploaded", "only an apply uploads state")
 		}
 	}
 	return nil

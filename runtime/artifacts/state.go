@@ -1,0 +1,336 @@
+package artifacts
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// Terraform state of a workspace (local backend) lives in three kinds of
+// blob, all under "<tenant>/<workspace>/":
+//
+//   - "<run>/state-c<claim>.tfstate": what one apply claim uploaded
+//     (StagedState names it). The agent writes it through an upload link;
+//     nothing reads it until the server accepts that claim's result.
+//   - "state/versions/<version>.tfstate": every state the server promoted,
+//     written once and never changed, so a bad state can be rolled back.
+//   - "state/terraform.tfstate": the current state (CurrentState), what
+//     the next plan starts from; only PromoteState writes it, with a
+//     condition on what it read, so two promotions never interleave.
+//
+// Azurite has no blob versioning, and versioning alone would not say
+// which run left which state; the copies under versions/ do both.
+
+// MaxStateBytes bounds a state file the server promotes (and an agent
+// downloads).
+const MaxStateBytes = 256 << 20
+
+// ErrConflict: another claim promoted a state while this one did.
+var ErrConflict = errors.New("another state was promoted meanwhile")
+
+// Metadata on promoted state blobs.
+const (
+	metaVersion = "version"
+	metaRun     = "run"
+	metaClaim   = "claim"
+	metaSHA256  = "sha256"
+)
+
+// WorkspaceKey names a workspace's state.
+type WorkspaceKey struct{ Tenant, Workspace string }
+
+func (k WorkspaceKey) prefix() string { return k.Tenant + "/" + k.Workspace + "/state/" }
+
+// CurrentState is the blob of a workspace's current state.
+func CurrentState(tenant, workspace string) string {
+	return WorkspaceKey{tenant, workspace}.prefix() + "terraform.tfstate"
+}
+
+// StagedState is the blob one apply claim (run and claim token) uploads
+// its state to.
+func StagedState(tenant, workspace, run, claim string) string {
+	return tenant + "/" + workspace + "/" + run + "/state-c" + claim + ".tfstate"
+}
+
+func (k WorkspaceKey) versionBlob(version string) string {
+	return k.prefix() + "versions/" + version + ".tfstate"
+}
+
+// versionPattern is what version ids look like: "<run>-c<claim>" for a
+// promoted state, "before-<run>-c<claim>" for a state found current
+// without a version (written before versions were kept).
+var versionPattern = regexp.MustCompile(`^(before-)?run-[0-9a-z]{16}-c[0-9]{1,9}$`)
+
+// StateVersion describes one kept state.
+type StateVersion struct {
+	// Version names it for OpenState ("run-…-c5").
+	Version string `json:"version"`
+	// Run and Claim made it (empty for a state kept from before versions).
+	Run   string `json:"run,omitempty"`
+	Claim string `json:"claim,omitempty"`
+	// Size in bytes and SHA-256 of the state file.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Created is when it was promoted.
+	Created time.Time `json:"created"`
+	// Current: the workspace's state now.
+	Current bool `json:"current"`
+}
+
+// Promotion is one apply claim's state, as its agent reported it.
+type Promotion struct {
+	Tenant, Workspace, Run, Claim string
+	// Size and SHA256 are what the agent reported uploading.
+	Size   int64
+	SHA256 string
+}
+
+// Validate checks the names and the report.
+func (p Promotion) Validate() error {
+	if err := (RunKey{p.Tenant, p.Workspace, p.Run}).Validate(); err != nil {
+		return err
+	}
+	if _, err := fmt.Sscanf(p.Claim, "%d", new(int)); err != nil || !versionPattern.MatchString(p.version()) {
+		return fmt.Errorf("claim %q is malformed", p.Claim)
+	}
+	if p.Size <= 0 || p.Size > MaxStateBytes {
+		return fmt.Errorf("state size %d must be from 1 to %d bytes", p.Size, MaxStateBytes)
+	}
+	if len(p.SHA256) != 64 {
+		return fmt.Errorf("state SHA-256 %q is malformed", p.SHA256)
+	}
+	return nil
+}
+
+func (p Promotion) version() string { return p.Run + "-c" + p.Claim }
+
+// PromoteState makes the state a claim staged the workspace's current
+// state, keeping it as a version. The staged blob must hold exactly
+// p.Size bytes with p.SHA256 (else ErrCorrupt; a missing blob is
+// ErrNotFound). The current state is replaced only if it is still what
+// this call read (ETag); if another claim's state was promoted meanwhile
+// the call fails with ErrConflict and changes nothing current. Promoting
+// the same claim again is a no-op, so a redelivered result is harmless.
+func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, error) {
+	if err := p.Validate(); err != nil {
+		return StateVersion{}, fmt.Errorf("%w: cannot promote state: %v", runs.ErrInvalid, err)
+	}
+	k := WorkspaceKey{p.Tenant, p.Workspace}
+	staged := StagedState(p.Tenant, p.Workspace, p.Run, p.Claim)
+	data, err := s.readBlob(ctx, staged, p.Size)
+	if err != nil {
+		return StateVersion{}, fmt.Errorf("cannot promote the state of run %s claim %s: %w", p.Run, p.Claim, err)
+	}
+	if sum := sha256.Sum256(data); int64(len(data)) != p.Size || hex.EncodeToString(sum[:]) != p.SHA256 {
+		return StateVersion{}, fmt.Errorf("%w: the state run %s claim %s uploaded has %d bytes with SHA-256 %x, its agent reported %d bytes with %s",
+			ErrCorrupt, p.Run, p.Claim, len(data), sum, p.Size, p.SHA256)
+	}
+	current := s.blob(CurrentState(p.Tenant, p.Workspace))
+	props, err := current.GetProperties(ctx, nil)
+	exists := err == nil
+	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return StateVersion{}, fmt.Errorf("cannot read the current state of %s/%s: %w", p.Tenant, p.Workspace, err)
+	}
+	if exists && props.Metadata[metaVersion] != nil && *props.Metadata[metaVersion] == p.version() {
+		return s.describe(k, p.version(), props.Metadata, props.ContentLength, props.LastModified, true), nil // promoted before
+	}
+	if exists && props.Metadata[metaVersion] == nil {
+		// A state from before versions were kept: keep it before replacing it.
+		if err := s.keepUnversioned(ctx, k, "before-"+p.version()); err != nil {
+			return StateVersion{}, err
+		}
+	}
+	meta := map[string]*string{
+		metaVersion: to.Ptr(p.version()), metaRun: to.Ptr(p.Run), metaClaim: to.Ptr(p.Claim), metaSHA256: to.Ptr(p.SHA256),
+	}
+	if err := s.putOnce(ctx, k.versionBlob(p.version()), data, meta); err != nil {
+		return StateVersion{}, err
+	}
+	cond := &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}
+	if exists {
+		cond = &blob.ModifiedAccessConditions{IfMatch: props.ETag}
+	}
+	_, err = s.client.UploadBuffer(ctx, s.container, CurrentState(p.Tenant, p.Workspace), data, &azblob.UploadBufferOptions{
+		Metadata:         meta,
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
+	})
+	if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists) {
+		// Someone promoted meanwhile: this claim again (fine), or another.
+		now, gerr := current.GetProperties(ctx, nil)
+		if gerr == nil && now.Metadata[metaVersion] != nil && *now.Metadata[metaVersion] == p.version() {
+			return s.describe(k, p.version(), now.Metadata, now.ContentLength, now.LastModified, true), nil
+		}
+		return StateVersion{}, fmt.Errorf("cannot promote the state of run %s claim %s: %w", p.Run, p.Claim, ErrConflict)
+	}
+	if err != nil {
+		return StateVersion{}, fmt.Errorf("cannot write the current state of %s/%s: %w", p.Tenant, p.Workspace, err)
+	}
+	return StateVersion{Version: p.version(), Run: p.Run, Claim: p.Claim, Size: p.Size, SHA256: p.SHA256, Created: time.Now().UTC(), Current: true}, nil
+}
+
+func (s *Store) blob(name string) *blob.Client {
+	return s.client.ServiceClient().NewContainerClient(s.container).NewBlobClient(name)
+}
+
+// readBlob reads a whole blob of at most max bytes (more is ErrCorrupt).
+func (s *Store) readBlob(ctx context.Context, name string, max int64) ([]byte, error) {
+	resp, err := s.client.DownloadStream(ctx, s.container, name, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot download %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot download %s: %w", name, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrCorrupt, name, max)
+	}
+	return data, nil
+}
+
+// putOnce writes a version blob that must not change once written; an
+// existing one with the same content is fine (a retried promotion).
+func (s *Store) putOnce(ctx context.Context, name string, data []byte, meta map[string]*string) error {
+	_, err := s.client.UploadBuffer(ctx, s.container, name, data, &azblob.UploadBufferOptions{
+		Metadata:         meta,
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
+	})
+	if bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
+		have, rerr := s.readBlob(ctx, name, int64(len(data)))
+		if rerr == nil && bytes.Equal(have, data) {
+			return nil
+		}
+		return fmt.Errorf("%w: state version %s exists with other content", ErrExists, name)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot keep state version %s: %w", name, err)
+	}
+	return nil
+}
+
+// keepUnversioned copies the current state, written before versions were
+// kept, to versions/<version>.
+func (s *Store) keepUnversioned(ctx context.Context, k WorkspaceKey, version string) error {
+	data, err := s.readBlob(ctx, CurrentState(k.Tenant, k.Workspace), MaxStateBytes)
+	if err != nil {
+		return fmt.Errorf("cannot keep the current state: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return s.putOnce(ctx, k.versionBlob(version), data, map[string]*string{metaVersion: to.Ptr(version), metaSHA256: to.Ptr(hex.EncodeToString(sum[:]))})
+}
+
+func (s *Store) describe(k WorkspaceKey, version string, meta map[string]*string, size *int64, created *time.Time, current bool) StateVersion {
+	v := StateVersion{Version: version, Current: current}
+	get := func(key string) string {
+		if p := meta[key]; p != nil {
+			return *p
+		}
+		return ""
+	}
+	v.Run, v.Claim, v.SHA256 = get(metaRun), get(metaClaim), get(metaSHA256)
+	if size != nil {
+		v.Size = *size
+	}
+	if created != nil {
+		v.Created = created.UTC()
+	}
+	return v
+}
+
+// stateScope checks the names a state request is built from.
+func stateScope(tenant, workspace string) error {
+	if workspace == "" {
+		return fmt.Errorf("%w: a workspace is required", runs.ErrInvalid)
+	}
+	if err := runs.CheckScope(tenant, workspace); err != nil {
+		return fmt.Errorf("%w: %v", runs.ErrInvalid, err)
+	}
+	return nil
+}
+
+// StateVersions lists a workspace's kept states, newest first; the one
+// the workspace uses now is Current. A state from before versions were
+// kept that is still current is listed as version "current".
+func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]StateVersion, error) {
+	if err := stateScope(tenant, workspace); err != nil {
+		return nil, err
+	}
+	k := WorkspaceKey{tenant, workspace}
+	currentVersion := ""
+	props, err := s.blob(CurrentState(tenant, workspace)).GetProperties(ctx, nil)
+	switch {
+	case err == nil && props.Metadata[metaVersion] != nil:
+		currentVersion = *props.Metadata[metaVersion]
+	case err == nil:
+		currentVersion = CurrentVersion
+	case !bloberror.HasCode(err, bloberror.BlobNotFound):
+		return nil, fmt.Errorf("cannot read the current state of %s/%s: %w", tenant, workspace, err)
+	}
+	var out []StateVersion
+	if currentVersion == CurrentVersion {
+		out = append(out, s.describe(k, CurrentVersion, props.Metadata, props.ContentLength, props.LastModified, true))
+	}
+	prefix := k.prefix() + "versions/"
+	pager := s.client.NewListBlobsFlatPager(s.container, &azblob.ListBlobsFlatOptions{
+		Prefix: &prefix, Include: container.ListBlobsInclude{Metadata: true},
+	})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("cannot list the state versions of %s/%s: %w", tenant, workspace, err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			version := strings.TrimSuffix(strings.TrimPrefix(*b.Name, prefix), ".tfstate")
+			v := s.describe(k, version, b.Metadata, b.Properties.ContentLength, b.Properties.CreationTime, version == currentVersion)
+			if v.Created.IsZero() && b.Properties.LastModified != nil {
+				v.Created = b.Properties.LastModified.UTC()
+			}
+			out = append(out, v)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// CurrentVersion asks OpenState for the current state.
+const CurrentVersion = "current"
+
+// OpenState reads a workspace's current state (version "" or
+// CurrentVersion) or a kept version, at most MaxStateBytes. No state is
+// ErrNotFound; a malformed version is runs.ErrInvalid.
+func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error) {
+	if err := stateScope(tenant, workspace); err != nil {
+		return nil, err
+	}
+	name := CurrentState(tenant, workspace)
+	if version != "" && version != CurrentVersion {
+		if !versionPattern.MatchString(version) {
+			return nil, fmt.Errorf("%w: state version %q is not a version id such as run-0123456789abcdef-c5", runs.ErrInvalid, version)
+		}
+		name = WorkspaceKey{tenant, workspace}.versionBlob(version)
+	}
+	return s.readBlob(ctx, name, MaxStateBytes)
+}
