@@ -395,7 +395,6 @@ func uploadBlob(r runs.Run, token string) string {
 	return r.Tenant + "/" + r.Workspace + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
 }
 
-
 // assign sends an executing run to its agent. A run that cannot be sent
 // (unregistered agent, unreadable secrets, the gateway refusing) fails,
 // releasing its workspace, rather than holding it until a timeout.
