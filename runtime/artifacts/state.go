@@ -10,6 +10,7 @@ import (
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,10 +149,10 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
 		return StateVersion{}, fmt.Errorf("cannot read the current state of %s/%s: %w", p.Tenant, p.Workspace, err)
 	}
-	if exists && props.Metadata[metaVersion] != nil && *props.Metadata[metaVersion] == p.version() {
+	if exists && metaValue(props.Metadata, metaVersion) == p.version() {
 		return s.describe(k, p.version(), props.Metadata, props.ContentLength, props.LastModified, true), nil // promoted before
 	}
-	if exists && props.Metadata[metaVersion] == nil {
+	if exists && metaValue(props.Metadata, metaVersion) == "" {
 		// A state from before versions were kept: keep it before replacing it.
 		if err := s.keepUnversioned(ctx, k, "before-"+p.version()); err != nil {
 			return StateVersion{}, err
@@ -175,7 +176,7 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 	if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists) {
 		// Someone promoted meanwhile: this claim again (fine), or another.
 		now, gerr := current.GetProperties(ctx, nil)
-		if gerr == nil && now.Metadata[metaVersion] != nil && *now.Metadata[metaVersion] == p.version() {
+		if gerr == nil && metaValue(now.Metadata, metaVersion) == p.version() {
 			return s.describe(k, p.version(), now.Metadata, now.ContentLength, now.LastModified, true), nil
 		}
 		return StateVersion{}, fmt.Errorf("cannot promote the state of run %s claim %s: %w", p.Run, p.Claim, ErrConflict)
@@ -184,6 +185,18 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 		return StateVersion{}, fmt.Errorf("cannot write the current state of %s/%s: %w", p.Tenant, p.Workspace, err)
 	}
 	return StateVersion{Version: p.version(), Run: p.Run, Claim: p.Claim, Size: p.Size, SHA256: p.SHA256, Created: time.Now().UTC(), Current: true}, nil
+}
+
+// metaValue reads blob metadata whatever the case of its keys: the SDK
+// hands back the canonical header form ("Version") of what was set as
+// "version".
+func metaValue(meta map[string]*string, key string) string {
+	for k, v := range meta {
+		if v != nil && strings.EqualFold(k, key) {
+			return *v
+		}
+	}
+	return ""
 }
 
 func (s *Store) blob(name string) *blob.Client {
@@ -244,13 +257,7 @@ func (s *Store) keepUnversioned(ctx context.Context, k WorkspaceKey, version str
 
 func (s *Store) describe(k WorkspaceKey, version string, meta map[string]*string, size *int64, created *time.Time, current bool) StateVersion {
 	v := StateVersion{Version: version, Current: current}
-	get := func(key string) string {
-		if p := meta[key]; p != nil {
-			return *p
-		}
-		return ""
-	}
-	v.Run, v.Claim, v.SHA256 = get(metaRun), get(metaClaim), get(metaSHA256)
+	v.Run, v.Claim, v.SHA256 = metaValue(meta, metaRun), metaValue(meta, metaClaim), metaValue(meta, metaSHA256)
 	if size != nil {
 		v.Size = *size
 	}
@@ -271,7 +278,7 @@ func stateScope(tenant, workspace string) error {
 	return nil
 }
 
-// StateVersions lists a workspace's kept states, newest first; the one
+// StateVersions lists a workspace's kept states, newest promotion first; the one
 // the workspace uses now is Current. A state from before versions were
 // kept that is still current is listed as version "current".
 func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]StateVersion, error) {
@@ -282,8 +289,8 @@ func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]
 	currentVersion := ""
 	props, err := s.blob(CurrentState(tenant, workspace)).GetProperties(ctx, nil)
 	switch {
-	case err == nil && props.Metadata[metaVersion] != nil:
-		currentVersion = *props.Metadata[metaVersion]
+	case err == nil && metaValue(props.Metadata, metaVersion) != "":
+		currentVersion = metaValue(props.Metadata, metaVersion)
 	case err == nil:
 		currentVersion = CurrentVersion
 	case !bloberror.HasCode(err, bloberror.BlobNotFound):
@@ -311,8 +318,37 @@ func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]
 			out = append(out, v)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	// Runs of a workspace run one at a time in id order, so version ids
+	// order promotions (creation times have only seconds in Azurite).
+	sort.SliceStable(out, func(i, j int) bool { return versionAfter(out[i].Version, out[j].Version) })
 	return out, nil
+}
+
+// versionAfter reports whether version a was promoted after b: a later
+// run, a later claim of the same run, or the state a "before-" version
+// kept.
+func versionAfter(a, b string) bool {
+	key := func(v string) (string, int, int) {
+		if v == CurrentVersion {
+			return "~", 0, 0 // an unversioned current state is the newest
+		}
+		v, before := strings.CutPrefix(v, "before-")
+		run, claim, _ := strings.Cut(v, "-c")
+		n, _ := strconv.Atoi(claim)
+		if before {
+			return run, n, 0
+		}
+		return run, n, 1
+	}
+	ra, ca, ba := key(a)
+	rb, cb, bb := key(b)
+	switch {
+	case ra != rb:
+		return ra > rb
+	case ca != cb:
+		return ca > cb
+	}
+	return ba > bb
 }
 
 // CurrentVersion asks OpenState for the current state.
