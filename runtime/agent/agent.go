@@ -141,9 +141,10 @@ type Agent struct {
 	active    map[string]*activeRun // by run id
 	waiting   map[string]*waiter    // by runID/claimToken: assignments waiting for a slot
 	draining  bool
-	drainCh   chan struct{}     // closed when draining starts
-	done      *seen.Set         // runID/claimToken of phases this agent ended
-	cancelled map[string]string // runID/claimToken → reason, for cancels that came before their assignment
+	drainCh   chan struct{}                   // closed when draining starts
+	done      *seen.Set                       // runID/claimToken of phases this agent ended
+	cancelled map[string]string               // runID/claimToken → reason, for cancels that came before their assignment
+	renewals  map[string]chan *runproto.Links // runID/claimToken → an upload waiting for fresh links
 	wg        sync.WaitGroup
 }
 
@@ -186,7 +187,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: cfg.Logger.With("tenant", cfg.Tenant, "agent", cfg.ID),
 		slots: make(chan struct{}, cfg.Concurrency), active: map[string]*activeRun{}, waiting: map[string]*waiter{},
 		drainCh: make(chan struct{}), done: seen.New(10_000, 24*time.Hour), cancelled: map[string]string{},
-		dir: dir, releaseDir: releaseDir,
+		renewals: map[string]chan *runproto.Links{}, dir: dir, releaseDir: releaseDir,
 	}
 	a.deliver, a.stopDeliver = context.WithCancel(context.Background())
 	a.runs, a.cancelRuns = context.WithCancelCause(context.Background())
@@ -229,6 +230,9 @@ func (a *Agent) Handle(ctx context.Context, m *connector.Message) error {
 		return a.assign(ctx, msg)
 	case *runproto.Cancel:
 		a.cancel(ctx, msg)
+		return nil
+	case *runproto.Links:
+		a.links(msg)
 		return nil
 	default:
 		a.log.WarnContext(ctx, "dropping run message meant for the server", "id", m.ID, "type", runproto.TypeOf(msg))

@@ -442,6 +442,11 @@ func TestStateCarriesOverBetweenRuns(t *testing.T) {
 		}))
 		apply := resultOf(t, f.sender, run, "2")
 		require.Equal(t, runproto.Succeeded, apply.Outcome, apply.Reason)
+		stored := store.get("state/app")
+		sum := sha256.Sum256(stored)
+		assert.True(t, apply.StateUploaded, "the result says the state was stored")
+		assert.Equal(t, int64(len(stored)), apply.StateSize)
+		assert.Equal(t, hex.EncodeToString(sum[:]), apply.StateSHA256, "the server checks what it promotes against this")
 		return plan
 	}
 
@@ -504,5 +509,39 @@ func TestStateStorageFailuresFailTheRunClearly(t *testing.T) {
 	assert.Equal(t, runproto.Failed, apply.Outcome)
 	assert.Contains(t, apply.Reason, "cannot store the workspace state")
 	assert.NotContains(t, apply.Reason, "sig=")
+	f.assertClean(t)
+}
+
+// TestUploadLinksAreRenewedBeforeTheyExpire: an upload link with less
+// than half its lifetime left is not used; the agent asks for fresh ones
+// and uploads with those, or fails the phase when none come.
+func TestUploadLinksAreRenewedBeforeTheyExpire(t *testing.T) {
+	store := newBlobs(t)
+	f := newFixture(t, nil)
+	bundleURL, size, sum := store.bundle(t, "ok")
+	assign := func(run string) *runproto.Assign {
+		return &runproto.Assign{
+			RunID: run, Tenant: "contoso", Workspace: "app", Op: tfrun.Plan, ClaimToken: "1",
+			BundleURL: bundleURL, BundleSize: size, BundleSHA256: sum, Secrets: f.seal(t, runproto.Secrets{Vars: map[string]string{"api_key": varSecret}}),
+			UploadURL: store.URL + "/stale/" + run + "?sig=w", UploadExpiresAt: time.Now().Add(50 * time.Millisecond),
+		}
+	}
+
+	require.NoError(t, f.deliver(t, assign("run-1")))
+	waitFor(t, f.sender, func(r *runproto.Renew) bool { return r.RunID == "run-1" && r.ClaimToken == "1" })
+	require.NoError(t, f.deliver(t, &runproto.Links{RunID: "run-1", ClaimToken: "1", UploadURL: store.URL + "/fresh/run-1?sig=w2", ExpiresAt: time.Now().Add(time.Hour)}))
+	plan := resultOf(t, f.sender, "run-1", "1")
+	require.Equal(t, runproto.Succeeded, plan.Outcome, plan.Reason)
+	assert.True(t, plan.WorkdirUploaded)
+	assert.NotEmpty(t, store.get("fresh/run-1"), "uploaded with the renewed link")
+	assert.Empty(t, store.get("stale/run-1"), "never with the one about to expire")
+
+	defer func(w, a time.Duration) { renewWait, renewAsk = w, a }(renewWait, renewAsk)
+	renewWait, renewAsk = 500*time.Millisecond, 100*time.Millisecond
+	require.NoError(t, f.deliver(t, assign("run-2")))
+	plan = resultOf(t, f.sender, "run-2", "1")
+	assert.Equal(t, runproto.Failed, plan.Outcome)
+	assert.Contains(t, plan.Reason, "cannot upload the saved plan: the server sent no fresh upload link")
+	assert.Empty(t, store.get("stale/run-2"))
 	f.assertClean(t)
 }

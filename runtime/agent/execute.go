@@ -72,7 +72,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 	// means nothing of the run is left on this machine.
 	dir, err := os.MkdirTemp(a.dir, runDirPattern) // 0700
 	if err == nil {
-		err = a.phase(ctx, asg, dir, sink, res, &took)
+		err = a.phase(ctx, asg, start, dir, sink, res, &took)
 		if rerr := os.RemoveAll(dir); rerr != nil {
 			log.Error("cannot remove working directory", "dir", dir, "err", rerr)
 		}
@@ -109,7 +109,7 @@ type timings struct{ fetch, terraform, upload time.Duration }
 
 // phase does the work of execute in dir; res gets the tfrun result and the
 // upload.
-func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sink *logSink, res *runproto.Result, took *timings) error {
+func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Time, dir string, sink *logSink, res *runproto.Result, took *timings) error {
 	t0 := time.Now()
 	secrets, err := runproto.OpenSecrets(a.cfg.Key, asg.Secrets)
 	if err != nil {
@@ -155,7 +155,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 	if asg.Op == tfrun.Apply {
 		// Store the state whatever the outcome: a failed or cancelled apply
 		// may have changed resources too, and the next plan must know.
-		if err := a.storeState(ctx, asg, filepath.Join(tfDir, stateFile), res); err != nil {
+		if err := a.storeState(ctx, asg, issued, filepath.Join(tfDir, stateFile), res); err != nil {
 			if runErr == nil {
 				return err
 			}
@@ -177,7 +177,11 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, dir string, sin
 	if err != nil {
 		return err
 	}
-	if err := a.upload(ctx, asg.UploadURL, archive); err != nil {
+	link, err := a.uploadLink(ctx, asg, issued, false)
+	if err == nil {
+		err = a.upload(ctx, link, archive)
+	}
+	if err != nil {
 		return fmt.Errorf("cannot upload the saved plan: %w", err)
 	}
 	res.WorkdirUploaded, res.WorkdirSize, res.WorkdirSHA256 = true, size, sum
@@ -192,7 +196,7 @@ const stateFile = "terraform.tfstate"
 // SHA-256 in res: the server promotes it to the workspace's state only if
 // they match. It outlives a cancelled run's context: the state of an
 // interrupted apply matters most.
-func (a *Agent) storeState(ctx context.Context, asg *runproto.Assign, path string, res *runproto.Result) error {
+func (a *Agent) storeState(ctx context.Context, asg *runproto.Assign, issued time.Time, path string, res *runproto.Result) error {
 	if asg.StateUploadURL == "" {
 		return nil
 	}
@@ -205,7 +209,11 @@ func (a *Agent) storeState(ctx context.Context, asg *runproto.Assign, path strin
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := a.upload(ctx, asg.StateUploadURL, path); err != nil {
+	link, err := a.uploadLink(ctx, asg, issued, true)
+	if err == nil {
+		err = a.upload(ctx, link, path)
+	}
+	if err != nil {
 		return fmt.Errorf("cannot store the workspace state: %w", err)
 	}
 	res.StateUploaded, res.StateSize, res.StateSHA256 = true, size, sum

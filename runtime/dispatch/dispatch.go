@@ -85,6 +85,7 @@ const (
 	DefaultTick        = 10 * time.Second
 	DefaultSweepEvery  = 10 * time.Second
 	DefaultURLTTL      = 15 * time.Minute
+	DefaultUploadTTL   = 10 * time.Minute
 	DefaultResendAfter = 30 * time.Second
 	DefaultLogWait     = 5 * time.Second
 	maxUploadTTL       = 7 * 24 * time.Hour
@@ -113,6 +114,10 @@ type Config struct {
 	SweepEvery time.Duration
 	// URLTTL is how long download URLs are valid (default DefaultURLTTL).
 	URLTTL time.Duration
+	// UploadTTL is how long an upload link is valid (default
+	// DefaultUploadTTL): at most that long after its claim ended. Agents
+	// renew links of an open claim (run.renew) before they upload.
+	UploadTTL time.Duration
 	// ResendAfter: a run claimed for an agent longer ago than this that
 	// the agent's heartbeat does not list is assigned again (default
 	// DefaultResendAfter).
@@ -145,6 +150,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dispatch config: Tick %s is negative", c.Tick)
 	case c.URLTTL < 0 || c.URLTTL > maxUploadTTL:
 		return fmt.Errorf("dispatch config: URLTTL %s must be between 0 (default) and %s", c.URLTTL, maxUploadTTL)
+	case c.UploadTTL < 0 || c.UploadTTL > maxUploadTTL:
+		return fmt.Errorf("dispatch config: UploadTTL %s must be between 0 (default) and %s", c.UploadTTL, maxUploadTTL)
 	case c.ResendAfter < 0:
 		return fmt.Errorf("dispatch config: ResendAfter %s is negative", c.ResendAfter)
 	case c.LogWait < 0:
@@ -193,6 +200,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.URLTTL == 0 {
 		cfg.URLTTL = DefaultURLTTL
+	}
+	if cfg.UploadTTL == 0 {
+		cfg.UploadTTL = DefaultUploadTTL
 	}
 	if cfg.ResendAfter == 0 {
 		cfg.ResendAfter = DefaultResendAfter
@@ -389,11 +399,6 @@ func claimGeneration(r runs.Run) int {
 	return 0
 }
 
-// uploadBlob is where the agent uploads the working directory of one
-// claim: derived from the claim, so a restarted server finds it.
-func uploadBlob(r runs.Run, token string) string {
-	return r.Tenant + "/" + r.Workspace + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
-}
 
 // assign sends an executing run to its agent. A run that cannot be sent
 // (unregistered agent, unreadable secrets, the gateway refusing) fails,
@@ -420,13 +425,12 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if err != nil {
 		return nil, err
 	}
-	now := d.cfg.Now()
 	a := &runproto.Assign{
 		RunID: r.ID, Tenant: r.Tenant, Workspace: r.Workspace, Op: r.TerraformOp(),
 		ClaimToken: runproto.ClaimToken(claimGeneration(r)),
 	}
 	if !r.Deadline.IsZero() {
-		a.Timeout = runproto.Duration(max(r.Deadline.Sub(now), time.Second).Round(time.Second))
+		a.Timeout = runproto.Duration(max(r.Deadline.Sub(d.cfg.Now()), time.Second).Round(time.Second))
 	}
 	// Appending nothing at the end returns the log's length.
 	if a.LogOffset, err = d.cfg.Logs.AppendLog(ctx, artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}, -1, nil); err != nil {
@@ -439,6 +443,11 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if a.Secrets, err = runproto.SealSecrets(reg.PublicKey(), secrets); err != nil {
 		return nil, err
 	}
+	l, err := d.uploadLinks(ctx, r, a.ClaimToken)
+	if err != nil {
+		return nil, err
+	}
+	a.UploadURL, a.StateUploadURL, a.UploadExpiresAt = l.UploadURL, l.StateUploadURL, l.ExpiresAt
 	if a.Op == tfrun.Apply {
 		if r.Plan == nil {
 			return nil, errors.New("the run has no saved plan")
@@ -448,12 +457,6 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 			return nil, err
 		}
 		a.WorkdirURL, a.WorkdirSHA256, a.WorkdirSize = c.URL, c.SHA256, c.Size
-		// The claim's own blob: it becomes the workspace's state only when
-		// the server accepts this claim's result (PromoteState).
-		staged := artifacts.StagedState(r.Tenant, r.Workspace, r.ID, a.ClaimToken)
-		if a.StateUploadURL, _, err = d.cfg.Signer.UploadURL(ctx, staged, d.uploadTTL(r, now)); err != nil {
-			return nil, err
-		}
 		return a, nil
 	}
 	if r.Bundle == nil {
@@ -467,21 +470,9 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, artifacts.CurrentState(r.Tenant, r.Workspace), d.cfg.URLTTL); err != nil {
 		return nil, err
 	}
-	if a.UploadURL, _, err = d.cfg.Signer.UploadURL(ctx, uploadBlob(r, a.ClaimToken), d.uploadTTL(r, now)); err != nil {
-		return nil, err
-	}
 	return a, nil
 }
 
-// uploadTTL is how long an upload link of r lasts: uploads happen when the
-// phase ends, so until its deadline (plus slack), within maxUploadTTL.
-func (d *Dispatcher) uploadTTL(r runs.Run, now time.Time) time.Duration {
-	ttl := d.cfg.URLTTL
-	if !r.Deadline.IsZero() {
-		ttl = min(max(r.Deadline.Sub(now)+10*time.Minute, ttl), maxUploadTTL)
-	}
-	return ttl
-}
 
 // sendNow encodes and sends m to an agent, retrying briefly.
 func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runproto.Message) error {

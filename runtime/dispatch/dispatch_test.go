@@ -759,3 +759,40 @@ func TestStateThatCannotBePromotedFailsTheApply(t *testing.T) {
 		assert.Equal(t, runs.Applying, e.run(r.ID).State, "nothing recorded: the bus brings the result back")
 	})
 }
+
+func TestUploadLinksLastUploadTTLAndAreRenewedOnlyForAnOpenClaim(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, plan := e.assigned()
+	require.NotEmpty(t, plan.UploadURL)
+	assert.WithinDuration(t, time.Now().Add(DefaultUploadTTL), plan.UploadExpiresAt, time.Minute,
+		"an upload link lasts UploadTTL, not until the phase's deadline (1 h)")
+
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
+	msgs := e.sender.take()
+	require.Len(t, msgs, 1)
+	links, ok := msgs[0].msg.(*runproto.Links)
+	require.True(t, ok, "%T", msgs[0].msg)
+	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/workdir-c"+plan.ClaimToken+".tar.gz?sp=cw", links.UploadURL)
+	assert.Empty(t, links.StateUploadURL)
+	assert.Equal(t, "a1", msgs[0].agent)
+
+	// Only the claim's agent, and only while the claim is open.
+	requireRefused(t, e.from("tenant-a", "a2", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
+	requireRefused(t, e.from("tenant-b", "b1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: plan.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
+	assert.Empty(t, e.sender.take(), "no links for an ended claim")
+
+	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
+	require.NoError(t, err)
+	_, ap := e.assigned()
+	require.NoError(t, e.from("tenant-a", e.run(r.ID).Agent, &runproto.Renew{RunID: r.ID, ClaimToken: ap.ClaimToken}))
+	msgs = e.sender.take()
+	require.Len(t, msgs, 1)
+	links = msgs[0].msg.(*runproto.Links)
+	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/state-c"+ap.ClaimToken+".tfstate?sp=cw", links.StateUploadURL)
+	assert.Empty(t, links.UploadURL)
+}

@@ -64,6 +64,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
 		return nil
 	case *runproto.Result:
 		return d.result(ctx, tenant, agent, msg)
+	case *runproto.Renew:
+		return d.renew(ctx, tenant, agent, msg)
 	default:
 		return refuse("%s sent %s, which only the server sends", m.From, runproto.TypeOf(msg))
 	}

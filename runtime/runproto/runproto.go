@@ -45,6 +45,8 @@ const (
 	TypeStarted   Type = "run.started"     // agent → server
 	TypeLogs      Type = "run.logs"        // agent → server
 	TypeResult    Type = "run.result"      // agent → server
+	TypeRenew     Type = "run.renew"       // agent → server
+	TypeLinks     Type = "run.links"       // server → agent
 )
 
 // Limits.
@@ -143,6 +145,12 @@ type Assign struct {
 	// and SHA-256 in its result; the server promotes the state to the
 	// workspace's only when it accepts that result.
 	StateUploadURL string `json:"stateUploadURL,omitempty"`
+	// UploadExpiresAt is when UploadURL and StateUploadURL stop working.
+	// Upload links are short-lived so that none outlives its claim by
+	// much: an agent about to upload with less than half of a link's
+	// lifetime left asks for fresh ones (run.renew), which the server
+	// gives only while the claim is open.
+	UploadExpiresAt time.Time `json:"uploadExpiresAt,omitzero"`
 	// Secrets is a compact JWE sealed to the agent's registered key (see
 	// Seal); plaintext is a JSON Secrets. Empty when there are none.
 	Secrets string `json:"secrets,omitempty"`
@@ -231,6 +239,25 @@ type Result struct {
 	LastSeq int64 `json:"lastSeq"`
 }
 
+// Renew (run.renew) asks for fresh upload links of a claim the agent
+// still executes. The server answers with run.links while the claim is
+// open, and refuses (no answer) once it ended.
+type Renew struct {
+	RunID      string `json:"runId"`
+	ClaimToken string `json:"claimToken"`
+}
+
+// Links (run.links) are fresh upload links of one claim: UploadURL for a
+// plan's working directory, StateUploadURL for an apply's state, both
+// valid until ExpiresAt.
+type Links struct {
+	RunID          string    `json:"runId"`
+	ClaimToken     string    `json:"claimToken"`
+	UploadURL      string    `json:"uploadURL,omitempty"`
+	StateUploadURL string    `json:"stateUploadURL,omitempty"`
+	ExpiresAt      time.Time `json:"expiresAt"`
+}
+
 // Secrets is the plaintext of Assign.Secrets: environment for the
 // Terraform process and input variables.
 type Secrets struct {
@@ -241,7 +268,8 @@ type Secrets struct {
 // Empty reports whether there is nothing to send.
 func (s Secrets) Empty() bool { return len(s.Env) == 0 && len(s.Vars) == 0 }
 
-// Message is one of *Assign, *Cancel, *Heartbeat, *Started, *Logs, *Result.
+// Message is one of *Assign, *Cancel, *Heartbeat, *Started, *Logs,
+// *Result, *Renew, *Links.
 type Message interface{ messageType() Type }
 
 func (*Assign) messageType() Type    { return TypeAssign }
@@ -250,6 +278,8 @@ func (*Heartbeat) messageType() Type { return TypeHeartbeat }
 func (*Started) messageType() Type   { return TypeStarted }
 func (*Logs) messageType() Type      { return TypeLogs }
 func (*Result) messageType() Type    { return TypeResult }
+func (*Renew) messageType() Type     { return TypeRenew }
+func (*Links) messageType() Type     { return TypeLinks }
 
 // TypeOf is the type of m.
 func TypeOf(m Message) Type { return m.messageType() }
@@ -337,6 +367,10 @@ func Decode(body []byte) (Message, error) {
 		m = &Logs{}
 	case TypeResult:
 		m = &Result{LastSeq: -1}
+	case TypeRenew:
+		m = &Renew{}
+	case TypeLinks:
+		m = &Links{}
 	case "":
 		return nil, &DecodeError{Field: "type", Err: ErrMalformed, Msg: "missing"}
 	default:
@@ -400,6 +434,18 @@ func Validate(m Message) error {
 		}
 		if m.Offset != nil && *m.Offset < 0 {
 			return malformed(t, "offset", "%d is negative", *m.Offset)
+		}
+	case *Renew:
+		return firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken))
+	case *Links:
+		if err := firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken)); err != nil {
+			return err
+		}
+		if m.UploadURL == "" && m.StateUploadURL == "" {
+			return malformed(t, "uploadURL", "missing (and no stateUploadURL)")
+		}
+		if m.ExpiresAt.IsZero() {
+			return malformed(t, "expiresAt", "missing")
 		}
 	case *Result:
 		if err := firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken)); err != nil {

@@ -20,7 +20,8 @@ func TestRoundTrip(t *testing.T) {
 	msgs := []Message{
 		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfrun.Plan, ClaimToken: "2",
 			BundleURL: "https://b/x?sig", BundleSHA256: strings.Repeat("a", 64), BundleSize: 10, UploadURL: "https://b/y?sig", Secrets: "jwe", Timeout: Duration(time.Hour)},
-		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfrun.Apply, ClaimToken: "5", WorkdirURL: "https://b/w?sig"},
+		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfrun.Apply, ClaimToken: "5", WorkdirURL: "https://b/w?sig",
+			StateUploadURL: "https://b/s?sig", UploadExpiresAt: time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)},
 		&Cancel{RunID: "run-1", ClaimToken: "2", Reason: "cancelled by bob"},
 		&Heartbeat{Capacity: 2, Running: []string{"run-1"}, Labels: map[string]string{"env": "prod"}, Version: "1.0"},
 		&Started{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan},
@@ -28,6 +29,10 @@ func TestRoundTrip(t *testing.T) {
 		&Logs{RunID: "run-1", ClaimToken: "2", Seq: 4, Lines: []string{"c"}, Offset: ptr(int64(4))},
 		&Result{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan, Outcome: Succeeded, Result: &tfrun.Result{HasChanges: true},
 			WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("b", 64), WorkdirSize: 42, LastSeq: 3},
+		&Result{RunID: "run-1", ClaimToken: "5", Phase: PhaseApply, Outcome: Failed,
+			StateUploaded: true, StateSHA256: strings.Repeat("c", 64), StateSize: 7, LastSeq: -1},
+		&Renew{RunID: "run-1", ClaimToken: "5"},
+		&Links{RunID: "run-1", ClaimToken: "5", StateUploadURL: "https://b/s?sig2", ExpiresAt: time.Date(2026, 12, 6, 7, 5, 0, 0, time.UTC)},
 	}
 	for _, m := range msgs {
 		t.Run(string(TypeOf(m)), func(t *testing.T) {
@@ -71,6 +76,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"logs without token", `{"type":"run.logs","runId":"r","seq":0}`, ErrMalformed, "claimToken"},
 		{"result bad outcome", `{"type":"run.result","runId":"r","claimToken":"1","phase":"plan","outcome":"meh"}`, ErrMalformed, "outcome"},
 		{"result upload without hash", `{"type":"run.result","runId":"r","claimToken":"1","phase":"plan","outcome":"succeeded","workdirUploaded":true}`, ErrMalformed, "workdirSha256"},
+		{"state upload without hash", `{"type":"run.result","runId":"r","claimToken":"1","phase":"apply","outcome":"failed","stateUploaded":true}`, ErrMalformed, "stateSha256"},
+		{"plan uploading state", `{"type":"run.result","runId":"r","claimToken":"1","phase":"plan","outcome":"failed","stateUploaded":true,"stateSize":1,"stateSha256":"` + strings.Repeat("c", 64) + `"}`, ErrMalformed, "stateUploaded"},
+		{"renew without token", `{"type":"run.renew","runId":"r"}`, ErrMalformed, "claimToken"},
+		{"links without links", `{"type":"run.links","runId":"r","claimToken":"1","expiresAt":"2026-12-06T07:00:00Z"}`, ErrMalformed, "uploadURL"},
+		{"links without expiry", `{"type":"run.links","runId":"r","claimToken":"1","uploadURL":"u"}`, ErrMalformed, "expiresAt"},
 		{"too large", `{"type":"run.logs","x":"` + strings.Repeat("x", MaxMessageBytes) + `"}`, ErrTooLarge, ""},
 	}
 	for _, tt := range tests {

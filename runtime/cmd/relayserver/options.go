@@ -64,6 +64,7 @@ type options struct {
 	keyVaultURL             string
 	dispatchTick            time.Duration
 	silentAfter             time.Duration
+	uploadLinkTTL           time.Duration
 	maxBundleBytes          int64
 	// Behaviour.
 	eventInterval   time.Duration
@@ -117,6 +118,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
 	fs.DurationVar(&o.dispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")
 	fs.DurationVar(&o.silentAfter, "agent-silent-after", 0, "an agent silent this long fails its runs and frees their workspaces (default 60s)")
+	fs.DurationVar(&o.uploadLinkTTL, "upload-link-ttl", 0, "how long an agent's upload link (saved plan, state) is valid; agents renew links of a run they still execute, so a link stops working at most this long after its run phase ended (default 10m)")
 	fs.Int64Var(&o.maxBundleBytes, "max-bundle-bytes", 0, "largest configuration bundle accepted, compressed (default 64 MiB)")
 	fs.DurationVar(&o.eventInterval, "event-interval", 5*time.Second, "default interval between status events on /v1/events")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on shutdown")
@@ -327,6 +329,8 @@ func (o options) validateRuns() error {
 		return fmt.Errorf("--dispatch-tick: %s is negative", o.dispatchTick)
 	case o.silentAfter < 0:
 		return fmt.Errorf("--agent-silent-after: %s is negative", o.silentAfter)
+	case o.uploadLinkTTL < 0 || o.uploadLinkTTL > 24*time.Hour:
+		return fmt.Errorf("--upload-link-ttl: %s must be between 0 (default) and 24h", o.uploadLinkTTL)
 	case o.maxBundleBytes < 0 || o.maxBundleBytes > artifacts.BundleLimits.MaxBytes:
 		return fmt.Errorf("--max-bundle-bytes: %d must be between 0 (default) and %d", o.maxBundleBytes, artifacts.BundleLimits.MaxBytes)
 	case o.serviceName == "":
