@@ -399,7 +399,6 @@ func claimGeneration(r runs.Run) int {
 	return 0
 }
 
-
 // assign sends an executing run to its agent. A run that cannot be sent
 // (unregistered agent, unreadable secrets, the gateway refusing) fails,
 // releasing its workspace, rather than holding it until a timeout.
