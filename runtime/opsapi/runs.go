@@ -20,10 +20,13 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 )
 
-// Artifacts stores run bundles and reads run logs (*artifacts.Store).
+// Artifacts stores run bundles, reads run logs and kept workspace states
+// (*artifacts.Store).
 type Artifacts interface {
 	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error)
 	ReadLog(ctx context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error)
+	StateVersions(ctx context.Context, tenant, workspace string) ([]artifacts.StateVersion, error)
+	OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error)
 }
 
 // Dispatcher starts runs and wakes followers (*dispatch.Dispatcher).

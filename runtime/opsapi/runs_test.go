@@ -215,7 +215,9 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 			r = doBody(t, method, url, "application/json", []byte(`{"timeouts":{"plan":"forever"}}`))
 		case strings.Contains(path, "{run}") && !strings.HasSuffix(path, "/logs") && !strings.HasSuffix(path, "/follow"):
 			r = doBody(t, method, f.srv.URL+fill("contoso", "prod", "run-not-an-id"), "application/json", nil)
-		case method == http.MethodGet && (strings.HasSuffix(path, "/workspaces") || strings.HasSuffix(path, "/runs")):
+		case strings.HasSuffix(path, "/state"):
+			r = do(t, method, url+"?version=../x", goodKey)
+		case method == http.MethodGet && (strings.HasSuffix(path, "/workspaces") || strings.HasSuffix(path, "/runs") || strings.HasSuffix(path, "/versions")):
 			r = do(t, method, f.srv.URL+fill("-bad", "prod", run), goodKey)
 		case strings.HasSuffix(path, "/workspaces"):
 			r = doBody(t, method, url, "application/json", []byte(`{"name":"bad name!"}`))

@@ -197,6 +197,7 @@ func New(cfg Config) (*Server, error) {
 		{method: http.MethodGet, path: "/v1/openapi.json", handler: serveOpenAPI},
 	}
 	s.routes = append(s.routes, s.runRoutes()...)
+	s.routes = append(s.routes, s.stateRoutes()...)
 	s.routes = append(s.routes, s.keyRoutes()...)
 	s.routes = append(s.routes, s.auditRoutes()...)
 	mux := http.NewServeMux()

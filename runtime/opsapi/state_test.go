@@ -1,0 +1,105 @@
+package opsapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// Kept states of contoso/prod in every runs fixture: an older version and
+// the current one, whose bytes end without a newline on purpose.
+var (
+	oldState     = []byte("{\"version\":4,\"serial\":1}\n")
+	currentState = []byte(`{"version":4,"serial":2,"lineage":"x"}`)
+	stateVersion = regexp.MustCompile(`^run-[0-9a-v]{16}-c[0-9]+$`)
+)
+
+func (f *fakeArtifacts) StateVersions(_ context.Context, tenant, workspace string) ([]artifacts.StateVersion, error) {
+	if tenant != "contoso" || workspace != "prod" {
+		return nil, nil
+	}
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	return []artifacts.StateVersion{
+		{Version: "run-0000000000000002-c5", Run: "run-0000000000000002", Claim: "5", Size: int64(len(currentState)), Created: at.Add(time.Hour), Current: true},
+		{Version: "run-0000000000000001-c5", Run: "run-0000000000000001", Claim: "5", Size: int64(len(oldState)), Created: at},
+	}, nil
+}
+
+func (f *fakeArtifacts) OpenState(_ context.Context, tenant, workspace, version string) ([]byte, error) {
+	if version != "" && version != artifacts.CurrentVersion && !stateVersion.MatchString(version) {
+		return nil, fmt.Errorf("%w: state version %q is not a version id", runs.ErrInvalid, version)
+	}
+	switch {
+	case tenant != "contoso" || workspace != "prod":
+	case version == "" || version == artifacts.CurrentVersion || version == "run-0000000000000002-c5":
+		return currentState, nil
+	case version == "run-0000000000000001-c5":
+		return oldState, nil
+	}
+	return nil, artifacts.ErrNotFound
+}
+
+func TestStateVersionsAndPull(t *testing.T) {
+	f := newRunsFixture(t)
+	base := f.srv.URL + "/v1/tenants/contoso/workspaces/prod/state"
+
+	r := do(t, http.MethodGet, base+"/versions", readerKey)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	list := decode[StateVersionList](t, r)
+	require.Len(t, list.Versions, 2)
+	assert.True(t, list.Versions[0].Current)
+	assert.Equal(t, "run-0000000000000001-c5", list.Versions[1].Version)
+
+	r = do(t, http.MethodGet, base, operatorKey)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	assert.Equal(t, currentState, r.body, "byte for byte")
+	assert.Equal(t, "current", r.header.Get(HeaderStateVersion))
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	assert.Len(t, r.header.Get(HeaderStateSHA256), 64)
+
+	r = do(t, http.MethodGet, base+"?version=run-0000000000000001-c5", operatorKey)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, oldState, r.body)
+
+	tests := []struct {
+		name, url, cred string
+		status          int
+		msg             string
+	}{
+		{"a reader cannot read a state (it holds secrets)", base, readerKey, http.StatusForbidden, "needs the operator role in tenant contoso"},
+		{"another tenant's operator cannot list", f.srv.URL + "/v1/tenants/contoso/workspaces/prod/state/versions", nobodyKey, http.StatusForbidden, "reader role"},
+		{"unknown workspace", f.srv.URL + "/v1/tenants/contoso/workspaces/nope/state/versions", readerKey, http.StatusNotFound, "tenant contoso has no workspace nope"},
+		{"unknown version", base + "?version=run-0000000000000009-c5", operatorKey, http.StatusNotFound, "has no state version run-0000000000000009-c5"},
+		{"malformed version", base + "?version=../../other/state", operatorKey, http.StatusBadRequest, "is not a version id"},
+		{"bad workspace id", f.srv.URL + "/v1/tenants/contoso/workspaces/-bad/state", operatorKey, http.StatusBadRequest, "workspace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, http.MethodGet, tt.url, tt.cred)
+			require.Equal(t, tt.status, r.status, "%s", r.body)
+			var body ErrorBody
+			require.NoError(t, json.Unmarshal(r.body, &body))
+			assert.Contains(t, body.Error.Message, tt.msg)
+		})
+	}
+
+	// A workspace without any state yet.
+	_, err := f.m.CreateWorkspace(context.Background(), runs.Workspace{Tenant: "contoso", Name: "fresh"})
+	require.NoError(t, err)
+	r = do(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/workspaces/fresh/state/versions", readerKey)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{"versions":[]}`, string(r.body))
+	r = do(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/workspaces/fresh/state", operatorKey)
+	require.Equal(t, http.StatusNotFound, r.status)
+	assert.Contains(t, string(r.body), "has no state yet")
+}
