@@ -212,6 +212,7 @@ reconnects.`,
 	root.AddCommand(a.runsCommands()...)
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.keysCommand())
+	root.AddCommand(a.stateCommand())
 	return root
 }
 

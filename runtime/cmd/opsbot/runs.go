@@ -43,6 +43,10 @@ type runsAPI interface {
 	// until the run ends (nil), fn returns an error (returned as is), or
 	// the stream breaks for good (it resumes short drops itself).
 	Follow(ctx context.Context, tenant, id string, offset int64, fn func(opsapi.FollowFrame) error) error
+	// StateVersions lists a workspace's kept states; PullState writes one
+	// (version "": the current) to w and says which it was.
+	StateVersions(ctx context.Context, tenant, workspace string) ([]opsapi.StateVersion, error)
+	PullState(ctx context.Context, tenant, workspace, version string, w io.Writer) (string, error)
 }
 
 var _ runsAPI = (*opsclient.Client)(nil)
