@@ -42,6 +42,10 @@ import (
 
 func TestMain(m *testing.M) { procs.Main(m) }
 
+// uploadLinkTTL is short here so that tests see an ended claim's links
+// stop working (the default is 10 minutes).
+const uploadLinkTTL = 8 * time.Second
+
 // agents registered with the gateway.
 var registered = map[string][]string{"tenant-a": {"a1", "a2"}, "tenant-b": {"b1"}}
 
@@ -107,7 +111,8 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, err)
 	s.apiKey = apiKey
 	s.rsArgs = []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
-		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s"}
+		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s",
+		"--upload-link-ttl", uploadLinkTTL.String()}
 	s.startRelayserver(t)
 	return s
 }
@@ -234,6 +239,23 @@ func (a *agent) assignment(within time.Duration) *runproto.Assign {
 	}
 }
 
+// links waits for a run.links answer.
+func (a *agent) links(within time.Duration) *runproto.Links {
+	a.t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-a.got:
+			if l, ok := m.(*runproto.Links); ok {
+				return l
+			}
+		case <-deadline:
+			a.t.Fatalf("%s/%s got no upload links within %s", a.tenant, a.id, within)
+			return nil
+		}
+	}
+}
+
 // assignments drains what arrived and returns the assignments among it.
 func (a *agent) assignments() []*runproto.Assign {
 	var out []*runproto.Assign
@@ -264,13 +286,44 @@ func download(t *testing.T, url, wantSHA string) []byte {
 
 func upload(t *testing.T, url string, data []byte) {
 	t.Helper()
+	require.Equal(t, http.StatusCreated, tryUpload(t, url, data))
+}
+
+// tryUpload PUTs data to a blob SAS link and returns the status.
+func tryUpload(t *testing.T, url string, data []byte) int {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, url, bytes.NewReader(data))
 	require.NoError(t, err)
 	req.Header.Set("x-ms-blob-type", "BlockBlob")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
-	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	return resp.StatusCode
+}
+
+// stateOf pulls a workspace's current state through the API (nil: none).
+func (s *server) stateOf(t *testing.T, tenant, workspace string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	_, err := s.api.PullState(context.Background(), tenant, workspace, "", &buf)
+	if opsclient.IsNotFound(err) {
+		return nil
+	}
+	require.NoError(t, err)
+	return buf.Bytes()
+}
+
+// drain returns what is queued on ch now.
+func drain[T any](ch chan T) []T {
+	var out []T
+	for {
+		select {
+		case m := <-ch:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
 }
 
 func bundle(t *testing.T) []byte {
@@ -394,9 +447,11 @@ func TestRunsServer(t *testing.T) {
 	ap := a1.assignment(15 * time.Second)
 	assert.Equal(t, tfrun.Apply, ap.Op)
 	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
-	// The apply stores the state it leaves (here before it goes silent).
+	// The apply stores the state it leaves in its claim's own blob (here
+	// before it goes silent).
 	state := []byte(`{"version":4,"serial":1}`)
 	upload(t, ap.StateUploadURL, state)
+	assert.WithinDuration(t, time.Now().Add(uploadLinkTTL), ap.UploadExpiresAt, 5*time.Second, "upload links last --upload-link-ttl")
 	a1.setRunning(run.ID)
 	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply})
 	a1.goSilent()
@@ -415,16 +470,46 @@ func TestRunsServer(t *testing.T) {
 	assert.Equal(t, next.ID, na.RunID)
 	got, err := http.Get(na.StateURL)
 	require.NoError(t, err)
-	stored, _ := io.ReadAll(got.Body)
 	got.Body.Close()
-	assert.Equal(t, state, stored, "the next plan starts from the state the last apply stored, on another agent")
+	assert.Equal(t, http.StatusNotFound, got.StatusCode, "the state of a claim whose result was never accepted is not the workspace's")
 
-	// A late result of the silent agent changes nothing.
-	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1})
-	time.Sleep(time.Second)
-	r, err := s.api.Run(ctx, "tenant-a", run.ID)
-	require.NoError(t, err)
-	assert.Equal(t, "failed", r.State)
+	t.Run("an ended claim changes nothing: late result, logs, renewal, state upload", func(t *testing.T) {
+		logBefore, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)
+		require.NoError(t, err)
+		sum := sha256.Sum256(state)
+		a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1,
+			StateUploaded: true, StateSHA256: hex.EncodeToString(sum[:]), StateSize: int64(len(state))})
+		off := ap.LogOffset
+		a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"LATE LINE"}, Offset: &off})
+		a1.send(&runproto.Renew{RunID: run.ID, ClaimToken: ap.ClaimToken})
+		// Within the link's lifetime the staged blob still takes a write,
+		// which no one reads: it was never promoted and never will be.
+		if time.Until(ap.UploadExpiresAt) > time.Second {
+			assert.Equal(t, http.StatusCreated, tryUpload(t, ap.StateUploadURL, []byte(`{"version":4,"serial":99}`)))
+		}
+		time.Sleep(2 * time.Second) // time for the server to refuse them
+		r, err := s.api.Run(ctx, "tenant-a", run.ID)
+		require.NoError(t, err)
+		assert.Equal(t, "failed", r.State)
+		logAfter, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)
+		require.NoError(t, err)
+		assert.Equal(t, logBefore.Text, logAfter.Text)
+		assert.NotContains(t, logAfter.Text, "LATE LINE")
+		assert.Nil(t, s.stateOf(t, "tenant-a", "prod"), "no state was promoted")
+		versions, err := s.api.StateVersions(ctx, "tenant-a", "prod")
+		require.NoError(t, err)
+		assert.Empty(t, versions)
+		for _, m := range drain(a1.got) {
+			_, isLinks := m.(*runproto.Links)
+			assert.False(t, isLinks, "no fresh links for an ended claim")
+		}
+
+		// Once the link's lifetime is over, storage itself refuses it.
+		time.Sleep(time.Until(ap.UploadExpiresAt) + time.Second)
+		assert.Equal(t, http.StatusForbidden, tryUpload(t, ap.StateUploadURL, []byte(`{"version":4,"serial":100}`)))
+		assert.Equal(t, http.StatusForbidden, tryUpload(t, as.UploadURL, []byte("another saved plan")), "the plan's link too")
+		assert.Nil(t, s.stateOf(t, "tenant-a", "prod"))
+	})
 
 	assert.Empty(t, b1.assignments(), "tenant-b's agent never got tenant-a's runs")
 
@@ -471,12 +556,34 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 	ap := a1.assignment(20 * time.Second)
 	assert.Equal(t, tfrun.Apply, ap.Op)
 	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
-	// The apply stores the state it leaves (here before it goes silent).
-	state := []byte(`{"version":4,"serial":1}`)
-	upload(t, ap.StateUploadURL, state)
-	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1})
+	// The apply renews its upload link (as an agent does when the one it
+	// has is half spent), stores its state with it and reports size and
+	// SHA-256; the server promotes the state when it accepts the result.
+	a1.send(&runproto.Renew{RunID: run.ID, ClaimToken: ap.ClaimToken})
+	links := a1.links(15 * time.Second)
+	assert.Equal(t, ap.ClaimToken, links.ClaimToken)
+	require.NotEmpty(t, links.StateUploadURL)
+	state := []byte(`{"version":4,"serial":1}` + "\n")
+	upload(t, links.StateUploadURL, state)
+	sum = sha256.Sum256(state)
+	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded, LastSeq: -1,
+		StateUploaded: true, StateSHA256: hex.EncodeToString(sum[:]), StateSize: int64(len(state))})
 	s.waitRun(t, "tenant-a", run.ID, "applied", 15*time.Second)
 	logs, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)
 	require.NoError(t, err)
 	assert.Equal(t, "planned while the server was down\n", logs.Text)
+	assert.Equal(t, state, s.stateOf(t, "tenant-a", "prod"), "promoted byte for byte")
+	versions, err := s.api.StateVersions(ctx, "tenant-a", "prod")
+	require.NoError(t, err)
+	require.Len(t, versions, 1)
+	assert.Equal(t, run.ID+"-c"+ap.ClaimToken, versions[0].Version)
+	assert.True(t, versions[0].Current)
+	assert.Equal(t, hex.EncodeToString(sum[:]), versions[0].SHA256)
+
+	// Overwriting the promoted claim's staged blob afterwards changes
+	// nothing the workspace uses (and the link soon stops working).
+	if time.Until(links.ExpiresAt) > time.Second {
+		assert.Equal(t, http.StatusCreated, tryUpload(t, links.StateUploadURL, []byte(`{"serial":666}`)))
+	}
+	assert.Equal(t, state, s.stateOf(t, "tenant-a", "prod"))
 }
