@@ -11,6 +11,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -275,6 +276,9 @@ func TestPlanApplyDestroy(t *testing.T) {
 	assert.Equal(t, "applied", run.State)
 	assert.NotEmpty(t, run.PlanAgent)
 	assert.NotEmpty(t, run.ApplyAgent)
+	// The platform promoted the state the apply left.
+	applied := expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout
+	assert.Contains(t, applied, `"bote-demo-vnet"`)
 
 	// The same configuration again: nothing to do.
 	r = expect(t, exitOK, contoso, "plan", "--workspace", "app", "--dir", dir)
@@ -285,6 +289,20 @@ func TestPlanApplyDestroy(t *testing.T) {
 
 	r = expect(t, exitOK, contoso, "runs", "list", "--workspace", "app")
 	assert.Equal(t, 3, strings.Count(r.Stdout, " app "), r.Stdout)
+
+	// Both states are kept; the apply's comes back byte for byte.
+	r = expect(t, exitOK, contoso, "state", "versions", "--workspace", "app", "-o", "json")
+	var kept opsapi.StateVersionList
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &kept))
+	require.Len(t, kept.Versions, 2, r.Stdout)
+	assert.True(t, kept.Versions[0].Current, "the destroy's state is current")
+	assert.Equal(t, id, kept.Versions[1].Run)
+	old := filepath.Join(t.TempDir(), "applied.tfstate")
+	expect(t, exitOK, contoso, "state", "pull", "--workspace", "app", "--version", kept.Versions[1].Version, "-O", old)
+	got, err := os.ReadFile(old)
+	require.NoError(t, err)
+	assert.Equal(t, applied, string(got))
+	assert.NotContains(t, expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout, `"bote-demo-vnet"`)
 }
 
 // TestRunsQueueOnOneWorkspace: a second run waits for the first instead of
