@@ -313,19 +313,6 @@ func (s *server) stateOf(t *testing.T, tenant, workspace string) []byte {
 	return buf.Bytes()
 }
 
-// drain returns what is queued on ch now.
-func drain[T any](ch chan T) []T {
-	var out []T
-	for {
-		select {
-		case m := <-ch:
-			out = append(out, m)
-		default:
-			return out
-		}
-	}
-}
-
 func bundle(t *testing.T) []byte {
 	t.Helper()
 	dir := t.TempDir()
@@ -499,7 +486,7 @@ func TestRunsServer(t *testing.T) {
 		versions, err := s.api.StateVersions(ctx, "tenant-a", "prod")
 		require.NoError(t, err)
 		assert.Empty(t, versions)
-		for _, m := range drain(a1.got) {
+		for _, m := range drain(a1) {
 			_, isLinks := m.(*runproto.Links)
 			assert.False(t, isLinks, "no fresh links for an ended claim")
 		}

@@ -472,7 +472,6 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	return a, nil
 }
 
-
 // sendNow encodes and sends m to an agent, retrying briefly.
 func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runproto.Message) error {
 	body, err := runproto.Encode(m)
