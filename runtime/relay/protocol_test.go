@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -91,6 +92,20 @@ func TestRelayStatusesAreErrors(t *testing.T) {
 		{"bad key", bad, relay.ErrUnauthorized},
 		{"unknown entity", func() relay.SenderConfig { c := senderConfig(s); c.HybridConnection = "nope"; return c }(), relay.ErrNotFound},
 	}
+	// A relay refusal that passed a proxy adding its own Via is still the
+	// relay's: only a Via naming the namespace marks a listener's answer.
+	proxied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Via", "1.1 corp-proxy")
+		http.Error(w, "EndpointNotFound TrackingId:x", http.StatusNotFound)
+	}))
+	t.Cleanup(proxied.Close)
+	viaProxy := senderConfig(s)
+	viaProxy.Namespace = relay.Namespace{Host: proxied.Listener.Addr().String()}
+	tests = append(tests, struct {
+		name string
+		cfg  relay.SenderConfig
+		want error
+	}{"refusal through a proxy that adds Via", viaProxy, relay.ErrNotFound})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			snd, err := relay.NewSender(tt.cfg)

@@ -197,7 +197,7 @@ func (s *Sender) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, &UnreachableError{Host: s.ep.host, Err: err}
 	}
-	if fromRelay(resp) {
+	if fromRelay(resp, s.ep.host) {
 		defer resp.Body.Close()
 		err := newStatusError("request", resp.StatusCode, statusDescription(resp))
 		s.log.Debug("relay refused request", "method", req.Method, "path", req.URL.Path, "err", err)
@@ -240,10 +240,15 @@ func (s *Sender) CloseIdleConnections() {
 // service or from the listener can be identified through presence of the
 // Via header. If the header is present, the response is from the listener"
 // (protocol document, "HTTP request protocol"; the .NET SDK's live tests
-// assert it, HybridRequestTests.RequestHandlerErrors). So an application's
-// own 401 or 404, from a listener in any language, is a response.
-func fromRelay(resp *http.Response) bool {
-	if resp.Header.Get("Via") != "" {
+// assert it names the namespace, HybridRequestTests.RequestHandlerErrors).
+// So an application's own 401 or 404, from a listener in any language, is
+// a response. A Via that does not name the namespace (a proxy's) does not
+// count.
+func fromRelay(resp *http.Response, host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if strings.Contains(strings.ToLower(strings.Join(resp.Header.Values("Via"), ",")), strings.ToLower(host)) {
 		return false
 	}
 	switch resp.StatusCode {
