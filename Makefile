@@ -1,5 +1,6 @@
 # Everything a fresh machine needs comes from the project's own files:
-# Go modules from go.sum, Azurite from package-lock.json (npm ci).
+# Go modules from go.sum, Azurite and Microsoft's relay clients (hyco-https,
+# hyco-ws, for runtime/relay's interop test) from package-lock.json (npm ci).
 
 GO       ?= go
 BIN      := $(CURDIR)/bin
@@ -12,7 +13,7 @@ TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
 all: build
 
-## deps: install the pinned Azurite from package-lock.json
+## deps: install the pinned Azurite and relay clients from package-lock.json
 deps: node_modules/.bin/azurite
 
 node_modules/.bin/azurite: package.json package-lock.json
