@@ -39,6 +39,17 @@ func nextRequest(ws *websocket.Conn) (*wire.Request, error) {
 	return m.Request, nil
 }
 
+// serveRequests hands each request frame to answer until the channel or
+// answer fails.
+func serveRequests(ws *websocket.Conn, answer func(*wire.Request) error) {
+	for {
+		req, err := nextRequest(ws)
+		if err != nil || answer(req) != nil {
+			return
+		}
+	}
+}
+
 func send(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
@@ -122,20 +133,12 @@ func TestListenerChoosesTheSubprotocol(t *testing.T) {
 // every response without a body; the control channel must survive it.
 func TestEmptyBinaryFrameAfterBodylessResponse(t *testing.T) {
 	s, ws := rawListenerWithRules(t)
-	go func() {
-		for {
-			req, err := nextRequest(ws)
-			if err != nil {
-				return
-			}
-			if err := respond(ws, req.ID, http.StatusNoContent, nil, nil); err != nil {
-				return
-			}
-			if err := ws.Write(context.Background(), websocket.MessageBinary, []byte{}); err != nil {
-				return
-			}
+	go serveRequests(ws, func(req *wire.Request) error {
+		if err := respond(ws, req.ID, http.StatusNoContent, nil, nil); err != nil {
+			return err
 		}
-	}()
+		return ws.Write(context.Background(), websocket.MessageBinary, []byte{})
+	})
 	for i := range 3 {
 		req, _ := http.NewRequest("DELETE", s.URL+"/hc/v1/things/1", nil)
 		req.Header.Set("ServiceBusAuthorization", sas(s, "hc", "send", "sk", time.Hour))
@@ -155,18 +158,14 @@ func TestHTTPModeTokenPrecedence(t *testing.T) {
 	open, _, err := rawListen(t, s, "open", sas(s, "open", "listen", "lk", time.Hour))
 	require.NoError(t, err)
 	got := make(chan map[string]string, 1)
-	answer := func(ws *websocket.Conn) {
-		for {
-			req, err := nextRequest(ws)
-			if err != nil {
-				return
-			}
+	answer := func(ws *websocket.Conn) func(*wire.Request) error {
+		return func(req *wire.Request) error {
 			got <- req.RequestHeaders
-			_ = respond(ws, req.ID, 200, nil, []byte("ok"))
+			return respond(ws, req.ID, 200, nil, []byte("ok"))
 		}
 	}
-	go answer(ws)
-	go answer(open)
+	go serveRequests(ws, answer(ws))
+	go serveRequests(open, answer(open))
 	good := sas(s, "hc", "send", "sk", time.Hour)
 	tests := []struct {
 		name, entity, query, sba, authz string
@@ -211,32 +210,25 @@ func TestHTTPModeTokenPrecedence(t *testing.T) {
 func TestRequestHeadersLoseRFC7230Headers(t *testing.T) {
 	s, ws := rawListenerWithRules(t)
 	got := make(chan *wire.Request, 1)
-	go func() {
-		for {
-			req, err := nextRequest(ws)
-			if err != nil {
-				return
-			}
-			if req.Method != "" {
-				got <- req
-				_ = respond(ws, req.ID, 200, nil, nil)
-				continue
-			}
-			// Too large for the control channel: fetched over a rendezvous.
-			rv, _, err := websocket.Dial(context.Background(), req.Address, nil)
-			if err != nil {
-				return
-			}
-			rv.SetReadLimit(-1)
-			full, err := nextRequest(rv)
-			if err != nil {
-				return
-			}
-			got <- full
-			_ = respond(rv, full.ID, 200, nil, nil)
-			_ = rv.Close(websocket.StatusNormalClosure, "")
+	go serveRequests(ws, func(req *wire.Request) error {
+		if req.Method != "" {
+			got <- req
+			return respond(ws, req.ID, 200, nil, nil)
 		}
-	}()
+		// Too large for the control channel: fetched over a rendezvous.
+		rv, _, err := websocket.Dial(context.Background(), req.Address, nil)
+		if err != nil {
+			return err
+		}
+		defer rv.CloseNow()
+		rv.SetReadLimit(-1)
+		full, err := nextRequest(rv)
+		if err != nil {
+			return err
+		}
+		got <- full
+		return respond(rv, full.ID, 200, nil, nil)
+	})
 	for _, size := range []int{10, wire.MaxControlBody + 1} {
 		req, _ := http.NewRequest("PUT", s.URL+"/hc/v1/bundle", strings.NewReader(strings.Repeat("b", size)))
 		req.Header.Set("ServiceBusAuthorization", sas(s, "hc", "send", "sk", time.Hour))
@@ -268,21 +260,15 @@ func TestRequestHeadersLoseRFC7230Headers(t *testing.T) {
 // document, "Responding to requests", "HTTP request protocol").
 func TestResponseHeadersAndVia(t *testing.T) {
 	s, ws := rawListenerWithRules(t)
-	go func() {
-		for {
-			req, err := nextRequest(ws)
-			if err != nil {
-				return
-			}
-			h := map[string]string{"Content-Type": "text/plain", "X-App": "1"}
-			status := http.StatusNotFound
-			if strings.HasSuffix(req.RequestTarget, "/with-length") {
-				h["Content-Length"] = "2"
-				status = http.StatusOK
-			}
-			_ = respond(ws, req.ID, status, h, []byte("no"))
+	go serveRequests(ws, func(req *wire.Request) error {
+		h := map[string]string{"Content-Type": "text/plain", "X-App": "1"}
+		status := http.StatusNotFound
+		if strings.HasSuffix(req.RequestTarget, "/with-length") {
+			h["Content-Length"] = "2"
+			status = http.StatusOK
 		}
-	}()
+		return respond(ws, req.ID, status, h, []byte("no"))
+	})
 	tok := sas(s, "hc", "send", "sk", time.Hour)
 	do := func(path string) (*http.Response, string) {
 		req, _ := http.NewRequest("GET", s.URL+path, nil)
