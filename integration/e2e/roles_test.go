@@ -94,9 +94,15 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 	approver := newOperator(t, "rbac-approver", contoso+"=approver")
 	approver2 := newOperator(t, "rbac-approver2", contoso+"=approver")
 	other := newOperator(t, "rbac-fabrikam", fabrikam+"=approver")
+	r := other.as(t, "", "whoami", "-o", "json")
+	require.Equal(t, exitOK, r.Code, r.Stderr)
+	var me opsapi.Whoami
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &me))
+	assert.Equal(t, "rbac-fabrikam", me.ID)
+	assert.Equal(t, "fabrikam=approver", me.Grants.String(), "the key carries exactly the role it was created with")
 
 	// The operator creates a four-eyes workspace and plans in it.
-	r := op.as(t, contoso, "workspaces", "create", "rbac", "--four-eyes")
+	r = op.as(t, contoso, "workspaces", "create", "rbac", "--four-eyes")
 	require.Equal(t, exitOK, r.Code, r.Stderr)
 	dir := config(t, "quick")
 	r = op.as(t, contoso, "plan", "--workspace", "rbac", "--dir", dir)

@@ -195,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 		{method: http.MethodGet, path: "/v1/agents", handler: s.listAgents},
 		{method: http.MethodGet, path: "/v1/events", handler: s.events},
 		{method: http.MethodGet, path: "/v1/openapi.json", handler: serveOpenAPI},
+		{method: http.MethodGet, path: "/v1/whoami", handler: s.whoami},
 	}
 	s.routes = append(s.routes, s.runRoutes()...)
 	s.routes = append(s.routes, s.stateRoutes()...)
@@ -329,6 +330,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// whoami answers the request's principal and its grants, so that an
+// operator can see what a credential may do.
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := PrincipalFrom(r.Context())
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

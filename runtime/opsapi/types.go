@@ -1,6 +1,10 @@
 package opsapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/botehq/platform/runtime/operatorauth"
+)
 
 // APIVersion is the path prefix of this version of the API. Breaking
 // changes get a new prefix; additions (new fields, new endpoints) do not.
@@ -125,3 +129,7 @@ type ErrorDetail struct {
 type Health struct {
 	Status string `json:"status"`
 }
+
+// Whoami is the body of GET /v1/whoami: the principal the credential
+// authenticates as (kind, id, name) and its grants (admin, tenants).
+type Whoami = operatorauth.Principal

@@ -52,3 +52,12 @@ func (c *Client) RevokeKey(ctx context.Context, id string) (*opsapi.APIKey, erro
 	}
 	return &out, nil
 }
+
+// Whoami returns who the credential authenticates as and its grants.
+func (c *Client) Whoami(ctx context.Context) (*opsapi.Whoami, error) {
+	var out opsapi.Whoami
+	if err := c.call(ctx, c.http, http.MethodGet, "/v1/whoami", nil, "", nil, http.StatusOK, &out); err != nil {
+		return nil, fmt.Errorf("cannot ask who the credential is: %w", err)
+	}
+	return &out, nil
+}

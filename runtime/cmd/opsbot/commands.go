@@ -211,7 +211,7 @@ reconnects.`,
 	root.AddCommand(status, agents, events, config)
 	root.AddCommand(a.runsCommands()...)
 	root.AddCommand(a.auditCommand())
-	root.AddCommand(a.keysCommand())
+	root.AddCommand(a.keysCommand(), a.whoamiCommand())
 	root.AddCommand(a.stateCommand())
 	return root
 }

@@ -109,6 +109,31 @@ func (a *app) keysCommand() *cobra.Command {
 	return c
 }
 
+// whoamiCommand shows who the credential is and what it may do.
+func (a *app) whoamiCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who the credential authenticates as and its role in each tenant",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.Whoami(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(p, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "Principal:\t%s (id %s)\n", p, p.ID)
+				fmt.Fprintf(tw, "Grants:\t%s\n", p.Grants)
+				tw.Flush()
+			})
+		},
+	}
+}
+
 // showNewKey prints a new key once: alone on stdout (or as JSON with -o
 // json), with a note on stderr.
 func (a *app) showNewKey(nk *opsapi.NewKey, what string) error {

@@ -29,6 +29,11 @@ func TestKeysCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &agents))
 	assert.Len(t, agents.Agents, 2, "carol sees contoso's and fabrikam's agents")
 
+	r = as(carol, "whoami")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Regexp(t, `Principal:\s+api-key:carol`, r.stdout)
+	assert.Regexp(t, `Grants:\s+contoso=operator,fabrikam=reader`, r.stdout)
+
 	r = as(carol, "keys", "list")
 	assert.Equal(t, exitAPIAuth, r.code, "keys are for admins")
 	assert.Contains(t, r.stderr, "only a platform administrator may do this")

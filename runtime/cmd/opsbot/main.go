@@ -20,6 +20,7 @@
 //
 //	opsbot keys create ID (--role TENANT=ROLE ... | --admin)   the key is printed once
 //	opsbot keys list|rotate ID|revoke ID
+//	opsbot whoami                                   any operator: the credential's roles
 //
 // Configuration comes from flags, OPSBOT_* environment variables and a
 // config file (package opsconfig); output is a table or, with -o json, the
