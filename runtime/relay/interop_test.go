@@ -87,10 +87,13 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 			assert.Equal(t, 200, resp.StatusCode)
 			assert.Len(t, b, n, "response of %d bytes", n)
 		}
+		before := s.Stats().EmptyFrames
 		for range 2 { // an empty binary frame follows each 204
 			resp, _ := do("DELETE", "/status/204", nil)
 			assert.Equal(t, 204, resp.StatusCode)
 		}
+		assert.Eventually(t, func() bool { return s.Stats().EmptyFrames == before+2 }, 5*time.Second, 10*time.Millisecond,
+			"hyco-https sent an empty binary frame after each 204")
 		for _, code := range []int{401, 404} {
 			resp, b := do("GET", "/status/"+strconv.Itoa(code), nil)
 			assert.Equal(t, code, resp.StatusCode, "the app's %d is a response, not a relay error", code)
