@@ -719,15 +719,32 @@ func TestApplyStateIsPromotedOnlyWithItsAcceptedResult(t *testing.T) {
 	assert.Equal(t, runs.Failed, e.run(r.ID).State)
 	assert.Equal(t, []artifacts.Promotion{{Tenant: "tenant-a", Workspace: "prod", Run: r.ID, Claim: ap.ClaimToken, Size: 42, SHA256: strings.Repeat("5", 64)}}, e.states.all())
 
-	// After the run's end, neither a result (even the same one again) nor
-	// a log batch of its claim is taken.
+	// After the run's end, no result (even the same one again) is taken.
 	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Failed)))
 	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded)))
-	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"late"}}))
 	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Started{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply}))
+	requireRefused(t, e.from("tenant-a", "a2", &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"forged"}}))
+	// A log batch the bus held back past the agent's own result still goes
+	// in for a while; after lateLogGrace nothing does.
+	require.NoError(t, e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"held back"}}))
+	e.advance(lateLogGrace)
+	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 1, Lines: []string{"late"}}))
 	assert.Len(t, e.states.all(), 1)
 	assert.Equal(t, runs.Failed, e.run(r.ID).State)
-	assert.NotContains(t, e.logs.text(r.ID), "late")
+	assert.Equal(t, "held back\n", e.logs.text(r.ID))
+}
+
+func TestLogsOfAClaimEndedBySweepAreRefused(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	e.advance(2 * time.Minute) // a1 falls silent
+	_, err := e.m.SweepSilentAgents(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, runs.Failed, e.run(r.ID).State)
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"after the sweep"}}))
+	assert.Empty(t, e.logs.text(r.ID))
 }
 
 func TestStateThatCannotBePromotedFailsTheApply(t *testing.T) {

@@ -45,7 +45,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
 	case *runproto.Heartbeat:
 		return d.heartbeat(ctx, tenant, agent, msg)
 	case *runproto.Started:
-		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken)
+		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken, false)
 		if err != nil {
 			return err
 		}
@@ -53,7 +53,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
 		d.notify(r.ID)
 		return nil
 	case *runproto.Logs:
-		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken)
+		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken, true)
 		if err != nil {
 			return err
 		}
@@ -80,10 +80,11 @@ func claimedAt(r runs.Run) time.Time {
 
 // checkClaim returns the run if token is agent's current claim of it and
 // that claim is still open (the run executes it). Reports of an ended
-// claim (late logs, a result after the run ended, even a redelivered
-// one: the run already has it), of an earlier claim, or of someone
-// else's are refused and change nothing.
-func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token string) (runs.Run, error) {
+// claim (a result after the run ended, even a redelivered one: the run
+// already has it), of an earlier claim, or of someone else's are refused
+// and change nothing. With lateLog, a log batch of a claim its agent ended
+// itself with a result passes for lateLogGrace after that end.
+func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token string, lateLog bool) (runs.Run, error) {
 	r, err := d.m.GetRun(ctx, tenant, runID)
 	if errors.Is(err, runs.ErrNotFound) || errors.Is(err, runs.ErrInvalid) {
 		return runs.Run{}, refuse("agent %s/%s reported on run %s, which tenant %s does not have", tenant, agent, runID, tenant)
@@ -101,10 +102,28 @@ func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token
 	if n != claimGeneration(r) {
 		return runs.Run{}, refuse("claim %s of run %s is stale (the run was claimed again)", token, runID)
 	}
-	if !r.State.Executing() {
+	if !r.State.Executing() && !(lateLog && d.endedByOwnResult(r, n, agent)) {
 		return runs.Run{}, refuse("claim %s of run %s has ended: the run is %s", token, runID, r.State)
 	}
 	return r, nil
+}
+
+// lateLogGrace is how long after a claim's agent ended it with a result
+// the server still takes that claim's log batches: the bus may deliver a
+// batch after the result (a batch retried after a failed append, a server
+// restart in between), and the result waits for its batches only briefly
+// (LogWait). A claim ended any other way (swept, timed out, cancelled by
+// force) takes none, nor does any claim after the grace.
+const lateLogGrace = 2 * time.Minute
+
+// endedByOwnResult reports whether claim n of r ended with agent's own
+// result less than lateLogGrace ago.
+func (d *Dispatcher) endedByOwnResult(r runs.Run, n int, agent string) bool {
+	if n >= len(r.History) {
+		return false
+	}
+	end := r.History[n]
+	return end.From.Executing() && end.By == agent && d.cfg.Now().Sub(end.At) < lateLogGrace
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *runproto.Heartbeat) error {
@@ -158,7 +177,7 @@ func (d *Dispatcher) resend(ctx context.Context, tenant, agent string, running [
 }
 
 func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runproto.Result) error {
-	r, err := d.checkClaim(ctx, tenant, agent, res.RunID, res.ClaimToken)
+	r, err := d.checkClaim(ctx, tenant, agent, res.RunID, res.ClaimToken, false)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func (d *Dispatcher) uploadLinks(ctx context.Context, r runs.Run, token string) 
 // renew answers an agent's run.renew with fresh upload links, only for
 // its open claim.
 func (d *Dispatcher) renew(ctx context.Context, tenant, agent string, m *runproto.Renew) error {
-	r, err := d.checkClaim(ctx, tenant, agent, m.RunID, m.ClaimToken)
+	r, err := d.checkClaim(ctx, tenant, agent, m.RunID, m.ClaimToken, false)
 	if err != nil {
 		return err
 	}
