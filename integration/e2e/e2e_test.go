@@ -77,6 +77,9 @@ func TestMain(m *testing.M) {
 			"--agent-silent-after", "6s",
 			// Small enough for the oversize test to exceed cheaply.
 			"--max-bundle-bytes", "1048576",
+			// Upload links last 10 s, not 10 min: phases longer than 5 s
+			// (the slow applies) renew theirs before they upload.
+			"--upload-link-ttl", "10s",
 		}})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "cannot start the platform:", err)
@@ -485,7 +488,14 @@ func TestRelayserverRestartMidRun(t *testing.T) {
 			require.NoError(t, plat.StartRelayserver())
 
 			require.Equal(t, exitOK, exitCode(t, apply, 2*time.Minute), apply.Output())
-			assert.Equal(t, "applied", show(t, contoso, id).State)
+			run := show(t, contoso, id)
+			assert.Equal(t, "applied", run.State)
+			// The 8 s apply renewed its upload link (from the restarted
+			// server) and its state was promoted.
+			applier := strings.TrimPrefix(run.ApplyAgent, contoso+"/")
+			assert.Contains(t, plat.Agent(contoso, applier).Output(), "upload links renewed")
+			versions := opsbot(t, contoso, "state", "versions", "--workspace", "restart-"+tc.name).Stdout
+			assert.Regexp(t, id+`-c\d+\s+yes`, versions)
 			// No line is lost from the stored log. Known limit
 			// (docs/opsbot.md): batches the agent sent while the server
 			// was down may be stored a few seconds after the run is
