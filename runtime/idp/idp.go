@@ -79,6 +79,10 @@ type Config struct {
 	TokenTTL time.Duration
 	// Keys signs tokens and lists the published keys. Required.
 	Keys signingkeys.Store
+	// Replay, if set, is the record of used assertions shared by every
+	// replica (package replay); without it each replica remembers only
+	// what it saw itself.
+	Replay ReplayStore
 	// Clients are the registered connectors. Required.
 	Clients Clients
 	// MaxAssertionLifetime refuses assertions whose exp is further ahead.
@@ -183,6 +187,13 @@ func (c *Config) setDefaults() {
 		c.Metrics = prometheus.NewRegistry()
 		c.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+}
+
+// ReplayStore records used client assertions across replicas.
+type ReplayStore interface {
+	// Use records key until forgetAfter and reports false if it was
+	// already recorded.
+	Use(ctx context.Context, key string, forgetAfter time.Time) (bool, error)
 }
 
 // Server is the token service. It is an http.Handler.

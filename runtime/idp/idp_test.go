@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"github.com/botehq/platform/runtime/internal/golden"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -593,4 +595,56 @@ func kidOf(t *testing.T, token string) string {
 	tok, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
 	require.NoError(t, err)
 	return tok.Header["kid"].(string)
+}
+
+// memReplay is a ReplayStore shared by two servers, as the table is shared
+// by replicas.
+type memReplay struct {
+	mu   sync.Mutex
+	used map[string]time.Time
+	err  error
+}
+
+func (m *memReplay) Use(_ context.Context, key string, forgetAfter time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return false, m.err
+	}
+	if _, ok := m.used[key]; ok {
+		return false, nil
+	}
+	m.used[key] = forgetAfter
+	return true, nil
+}
+
+// An assertion accepted by one replica is refused by another that shares
+// the replay store; a store that cannot answer fails closed.
+func TestReplayedAssertionRefusedByAnotherReplica(t *testing.T) {
+	shared := &memReplay{used: map[string]time.Time{}}
+	f := newFixture(t, func(c *Config) { c.Replay = shared })
+	cfg := f.srv.cfg
+	cfg.Metrics = prometheus.NewRegistry()
+	other, err := New(cfg)
+	require.NoError(t, err)
+
+	assertion, err := clientauth.NewAssertion(f.agent, agentID, issuer+TokenPath, f.clk.Now())
+	require.NoError(t, err)
+	first := f.post(t, tokenForm(assertion).Encode(), nil)
+	require.Equal(t, http.StatusOK, first.Code, first.Body.String())
+
+	req := httptest.NewRequest(http.MethodPost, TokenPath, strings.NewReader(tokenForm(assertion).Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	second := httptest.NewRecorder()
+	other.ServeHTTP(second, req)
+	assert.Equal(t, http.StatusUnauthorized, second.Code, second.Body.String())
+	assert.Contains(t, second.Body.String(), "already used")
+
+	shared.err = errors.New("table unreachable")
+	fresh, err := clientauth.NewAssertion(f.agent, agentID, issuer+TokenPath, f.clk.Now())
+	require.NoError(t, err)
+	third := f.post(t, tokenForm(fresh).Encode(), nil)
+	assert.Equal(t, http.StatusServiceUnavailable, third.Code)
+	assert.Contains(t, third.Body.String(), "temporarily_unavailable")
+	assert.Equal(t, 1.0, testutil.ToFloat64(f.srv.denied.WithLabelValues("replay_store")))
 }

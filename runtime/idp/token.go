@@ -155,8 +155,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (clientID string,
 	if !s.clients.allow(clientID, now) {
 		return clientID, resp, rateLimited("client_rate_limit", s.cfg.ClientRate)
 	}
-	if !s.replay.use(replayKey, claims.ExpiresAt.Add(s.cfg.Leeway), now) {
+	forgetAfter := claims.ExpiresAt.Add(s.cfg.Leeway)
+	if !s.replay.use(replayKey, forgetAfter, now) {
 		return clientID, resp, invalidClient("replay", "client_assertion was already used", nil)
+	}
+	if s.cfg.Replay != nil {
+		fresh, err := s.cfg.Replay.Use(r.Context(), replayKey, forgetAfter)
+		if err != nil {
+			// Fail closed: an unchecked assertion could be a replay.
+			return clientID, resp, &denial{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+				description: "cannot check the assertion right now", reason: "replay_store", detail: err}
+		}
+		if !fresh {
+			return clientID, resp, invalidClient("replay", "client_assertion was already used", nil)
+		}
 	}
 
 	key, err := s.cfg.Keys.SigningKey(r.Context())

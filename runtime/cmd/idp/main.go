@@ -17,17 +17,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/replay"
 	"github.com/botehq/platform/runtime/signingkeys"
 )
 
@@ -50,6 +57,10 @@ type options struct {
 	registry     string
 	registryURL  string
 	keyDir       string
+	keyVaultURL  string
+	replayURL    string
+	replayConn   string
+	replayTable  string
 	audience     string
 	tokenTTL     time.Duration
 	rotateEvery  time.Duration
@@ -68,7 +79,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.issuer, "issuer", "", "public base URL of the idp (default: http://<listen address>)")
 	fs.StringVar(&o.registry, "registry", "", "connector registry file (this or --registry-url is required)")
 	fs.StringVar(&o.registryURL, "registry-url", "", "connector registry blob URL, read with the managed identity unless it carries a SAS token (the stack output registryBlobUrl)")
-	fs.StringVar(&o.keyDir, "key-dir", "", "directory holding the signing keys, created if missing (required)")
+	fs.StringVar(&o.keyDir, "key-dir", "", "directory holding the signing keys, created if missing (this or --key-vault-url is required)")
+	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault holding the signing keys as secrets, shared by every replica, read and written with the managed identity (the stack output idpKeyVaultUri)")
+	fs.StringVar(&o.replayURL, "replay-table-url", "", "Azure Table of used client assertions shared by every replica (https://<account>.table.<suffix>/"+replay.DefaultTable+"), with the managed identity unless it carries a SAS token")
+	fs.StringVar(&o.replayConn, "replay-connection-string", "", "storage connection string (Azurite locally) for the shared table of used client assertions; the table is created if missing")
+	fs.StringVar(&o.replayTable, "replay-table", replay.DefaultTable, "table name with --replay-connection-string")
 	fs.StringVar(&o.audience, "audience", accesstoken.DefaultAudience, "audience of issued tokens")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", accesstoken.DefaultTTL, "lifetime of issued tokens")
 	fs.DurationVar(&o.rotateEvery, "rotate-every", signingkeys.DefaultRotateEvery, "signing key rotation period")
@@ -91,8 +106,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, errors.New("--registry (BOTE_IDP_REGISTRY) or --registry-url (BOTE_IDP_REGISTRY_URL) is required")
 	case o.registry != "" && o.registryURL != "":
 		return o, errors.New("--registry and --registry-url are exclusive: give one")
-	case o.keyDir == "":
-		return o, errors.New("--key-dir (BOTE_IDP_KEY_DIR) is required")
+	case o.keyDir == "" && o.keyVaultURL == "":
+		return o, errors.New("--key-dir (BOTE_IDP_KEY_DIR) or --key-vault-url (BOTE_IDP_KEY_VAULT_URL) is required")
+	case o.keyDir != "" && o.keyVaultURL != "":
+		return o, errors.New("--key-dir and --key-vault-url are exclusive: give one")
+	case o.replayURL != "" && o.replayConn != "":
+		return o, errors.New("--replay-table-url and --replay-connection-string are exclusive: give one")
 	}
 	return o, nil
 }
@@ -114,9 +133,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		issuer = "http://" + ln.Addr().String()
 	}
 
-	keys, err := signingkeys.OpenFileStore(signingkeys.FileConfig{
-		Dir: o.keyDir, RotateEvery: o.rotateEvery, TokenTTL: o.tokenTTL, Logger: logger,
-	})
+	keys, err := openKeys(o, logger)
+	if err != nil {
+		return err
+	}
+	replays, err := openReplay(ctx, o, logger)
 	if err != nil {
 		return err
 	}
@@ -126,7 +147,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := idp.New(idp.Config{
 		Issuer: issuer, Audience: o.audience, TokenTTL: o.tokenTTL,
-		Keys: keys, Clients: clients, ClientRate: o.clientRate, ClientBurst: o.clientBurst,
+		Keys: keys, Replay: replays, Clients: clients, ClientRate: o.clientRate, ClientBurst: o.clientBurst,
 		Logger: logger,
 	})
 	if err != nil {
@@ -148,7 +169,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	logger.Info("serving", "addr", ln.Addr().String(), "issuer", issuer, "registry", o.registry, "key_dir", o.keyDir)
+	logger.Info("serving", "addr", ln.Addr().String(), "issuer", issuer, "registry", o.registry, "key_dir", o.keyDir,
+		"key_vault", o.keyVaultURL, "shared_replay", replays != nil)
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 
 	select {
@@ -164,4 +186,63 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// openKeys opens the signing key store: a directory (local runs, one
+// replica) or Key Vault (Azure, shared by the replicas).
+func openKeys(o options, logger *slog.Logger) (signingkeys.Store, error) {
+	if o.keyVaultURL == "" {
+		return signingkeys.OpenFileStore(signingkeys.FileConfig{
+			Dir: o.keyDir, RotateEvery: o.rotateEvery, TokenTTL: o.tokenTTL, Logger: logger,
+		})
+	}
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("--key-vault-url: cannot get the managed identity: %w", err)
+	}
+	client, err := azsecrets.NewClient(o.keyVaultURL, cred, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--key-vault-url: %w", err)
+	}
+	return signingkeys.NewKeyVaultStore(signingkeys.KeyVaultConfig{
+		Client: client, RotateEvery: o.rotateEvery, TokenTTL: o.tokenTTL, Logger: logger,
+	})
+}
+
+// openReplay opens the replay table shared by the replicas, or returns nil
+// (each replica remembers the assertions it saw).
+func openReplay(ctx context.Context, o options, logger *slog.Logger) (idp.ReplayStore, error) {
+	var client *aztables.Client
+	switch {
+	case o.replayConn != "":
+		svc, err := aztables.NewServiceClientFromConnectionString(o.replayConn, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--replay-connection-string: %w", err)
+		}
+		var re *azcore.ResponseError
+		if _, err := svc.CreateTable(ctx, o.replayTable, nil); err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
+			return nil, fmt.Errorf("cannot create table %s: %w", o.replayTable, err)
+		}
+		client = svc.NewClient(o.replayTable)
+	case o.replayURL != "":
+		u, err := url.Parse(o.replayURL)
+		if err != nil {
+			return nil, fmt.Errorf("--replay-table-url: %w", err)
+		}
+		if u.Query().Get("sig") != "" {
+			client, err = aztables.NewClientWithNoCredential(o.replayURL, nil)
+		} else {
+			cred, cerr := azidentity.NewDefaultAzureCredential(nil)
+			if cerr != nil {
+				return nil, fmt.Errorf("--replay-table-url: cannot get the managed identity: %w", cerr)
+			}
+			client, err = aztables.NewClient(o.replayURL, cred, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--replay-table-url: %w", err)
+		}
+	default:
+		return nil, nil
+	}
+	return replay.NewTable(client, nil, logger)
 }
