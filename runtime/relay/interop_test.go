@@ -50,8 +50,8 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 		return append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca, "RELAY_NS="+interopNS, "RELAY_PORT="+port,
 			"RELAY_HC="+hc, "RELAY_KEY_NAME="+keyName, "RELAY_KEY="+key)
 	}
-	sender := func(t *testing.T) *relay.Sender {
-		snd, err := relay.NewSender(relay.SenderConfig{Namespace: s.Namespace(), HybridConnection: "hc",
+	sender := func(t *testing.T, hc string) *relay.Sender {
+		snd, err := relay.NewSender(relay.SenderConfig{Namespace: s.Namespace(), HybridConnection: hc,
 			Credential: relay.NewSASCredential("send", "sk"), TLSConfig: s.ClientTLSConfig()})
 		require.NoError(t, err)
 		t.Cleanup(snd.CloseIdleConnections)
@@ -62,7 +62,7 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 		n := startNode(t, "https_listener.js", env("hc", "listen", "lk"))
 		n.waitFor(t, "listening")
 		require.Eventually(t, func() bool { return s.ListenerCount("hc") == 1 }, 10*time.Second, 10*time.Millisecond)
-		client := &http.Client{Transport: sender(t), Timeout: 20 * time.Second}
+		client := &http.Client{Transport: sender(t, "hc"), Timeout: 20 * time.Second}
 		do := func(method, path string, body []byte) (*http.Response, []byte) {
 			t.Helper()
 			req, _ := http.NewRequest(method, "http://ops"+path, bytes.NewReader(body))
@@ -109,12 +109,9 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 		n := startNode(t, "ws_listener.js", env("ws", "listen", "lk"))
 		n.waitFor(t, "listening")
 		require.Eventually(t, func() bool { return s.ListenerCount("ws") == 1 }, 10*time.Second, 10*time.Millisecond)
-		snd, err := relay.NewSender(relay.SenderConfig{Namespace: s.Namespace(), HybridConnection: "ws",
-			Credential: relay.NewSASCredential("send", "sk"), TLSConfig: s.ClientTLSConfig()})
-		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		ws, err := snd.DialWebSocket(ctx, "/chat", http.Header{"Sec-WebSocket-Protocol": {"chat.v1, chat.v2"}})
+		ws, err := sender(t, "ws").DialWebSocket(ctx, "/chat", http.Header{"Sec-WebSocket-Protocol": {"chat.v1, chat.v2"}})
 		require.NoError(t, err)
 		defer ws.CloseNow()
 		assert.Equal(t, "chat.v1", ws.Subprotocol(), "hyco-ws accepts the first offered subprotocol")
@@ -146,8 +143,8 @@ func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
 			code, _ := strconv.Atoi(r.PathValue("code"))
 			http.Error(w, "go app says "+r.PathValue("code"), code)
 		})
-		cfg := listenerConfig(t, s)
-		cfg.Credential, cfg.Insecure, cfg.TLSConfig = relay.NewSASCredential("listen", "lk"), false, s.ClientTLSConfig()
+		cfg := relay.ListenerConfig{Namespace: s.Namespace(), HybridConnection: "hc", Credential: relay.NewSASCredential("listen", "lk"),
+			TLSConfig: s.ClientTLSConfig(), Logger: testLogger(t)}
 		serve(t, cfg, mux)
 		wcfg := cfg
 		wcfg.HybridConnection, wcfg.Subprotocols = "ws", []string{"opsbot.v1"}
