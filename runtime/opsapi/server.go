@@ -204,6 +204,11 @@ func New(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {
+		// A route that touches a tenant must say which role it needs
+		// there: forgetting it would open the tenant to every operator.
+		if strings.Contains(rt.path, "{tenant}") && !rt.role.Valid() && !rt.admin {
+			return nil, fmt.Errorf("route %s %s touches a tenant but names no role", rt.method, rt.path)
+		}
 		h := http.Handler(rt.handler)
 		if !rt.public {
 			h = s.audited(s.authenticate(s.authorize(rt, h)))
