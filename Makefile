@@ -9,7 +9,7 @@ PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/...
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test lint demo bench golden azure-schema clean
+.PHONY: all deps build test lint demo bench golden azure-schema images release clean
 
 all: build
 
@@ -63,5 +63,16 @@ azure-schema:
 	cd components && $(GO) run ./infratest/schemagen -pkg ../.azure-schema/package -out infratest/testdata/azure-native-schema.json
 	rm -rf .azure-schema
 
+## images: the runtime images into the OCI layout dist/oci (no Docker);
+## the agent needs TERRAFORM_FLAGS, e.g. -terraform-version 1.11.4
+## -terraform-linux-amd64 FILE.zip -terraform-linux-amd64-sha256 HEX (and arm64)
+TERRAFORM_FLAGS ?=
+images:
+	$(GO) run ./components/cmd/images -layout dist/oci $(TERRAFORM_FLAGS)
+
+## release: agent, connector and opsbot binaries with SHA256SUMS into dist/
+release:
+	$(GO) run ./components/cmd/images -release dist
+
 clean:
-	rm -rf $(BIN) .demo
+	rm -rf $(BIN) .demo dist/oci

@@ -15,21 +15,13 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
-	"github.com/botehq/platform/components/apphost"
 	"github.com/botehq/platform/components/cloud"
 	"github.com/botehq/platform/components/gateway"
+	"github.com/botehq/platform/components/images"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/components/opsrelay"
 	"github.com/botehq/platform/components/tenant"
 )
-
-// Images are the runtime's container images, each a repository in the
-// stack's registry pinned by digest.
-type Images struct {
-	Worker      string `json:"worker"`
-	IDP         string `json:"idp"`
-	RelayServer string `json:"relayserver"`
-}
 
 // Config is one environment's stack config (project namespace "bote").
 type Config struct {
@@ -51,7 +43,8 @@ type Config struct {
 	AppServiceSku        string
 	OpsRelay             bool
 	Protect              bool
-	Images               Images
+	// Terraform is what the agent image carries (bote:terraform).
+	Terraform images.Terraform
 	// OperatorAuth (bote:operatorAuth) lets operators in with Entra ID
 	// tokens and maps their app roles or groups to tenant roles; nil:
 	// API keys only.
@@ -135,17 +128,14 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 		}
 	}
 
-	if err := decodeStrict(c.Get("images"), &cfg.Images); err != nil {
-		return nil, configErr("images", "%v (want worker, idp and relayserver, each <repository>@sha256:<digest>)", err)
+	if c.Get("images") != "" {
+		return nil, configErr("images", "is no longer used: `pulumi up` builds and pushes the images itself; remove the key")
 	}
-	images := []struct{ key, ref string }{{"worker", cfg.Images.Worker}, {"idp", cfg.Images.IDP}}
-	if cfg.OpsRelay {
-		images = append(images, struct{ key, ref string }{"relayserver", cfg.Images.RelayServer})
+	if err := decodeStrict(c.Get("terraform"), &cfg.Terraform); err != nil {
+		return nil, configErr("terraform", "%v (want version and platforms: {linux/amd64: {path, sha256}, linux/arm64: {path, sha256}})", err)
 	}
-	for _, img := range images {
-		if err := apphost.ValidateImage(img.ref); err != nil {
-			return nil, configErr("images."+img.key, "%v", err)
-		}
+	if err := cfg.Terraform.Validate(images.Platforms); err != nil {
+		return nil, configErr("terraform", "%v", err)
 	}
 
 	if raw := c.Get("tenants"); raw != "" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/botehq/platform/components/cloud"
 	"github.com/botehq/platform/components/gateway"
+	"github.com/botehq/platform/components/images"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/components/opsrelay"
 	"github.com/botehq/platform/components/tenant"
@@ -94,6 +95,26 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, fmt.Errorf("cannot register resource group: %w", err)
 	}
 
+	// The images: built now (preview too; the build is deterministic, so
+	// the preview shows the digests `up` deploys), pushed by `up` once the
+	// registry exists, before any app is created or updated.
+	built, err := buildImages(ctx.Context(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the images: %w", err)
+	}
+	pusher := &images.Pusher{Ctx: ctx, Images: built, Remote: pushAuth(cfg)}
+	ref := func(bin string) string {
+		r, refErr := pusher.Ref(bin)
+		if refErr != nil && err == nil {
+			err = refErr
+		}
+		return r
+	}
+	workerImage, idpImage, relayImage, agentImage, connectorImage := ref("worker"), ref("idp"), ref("relayserver"), ref("agent"), ref("connector")
+	if err != nil {
+		return nil, err
+	}
+
 	var regs []registry.Connector
 	for _, t := range cfg.Tenants {
 		regs = append(regs, t.Registrations()...)
@@ -103,7 +124,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		ResourceGroupName: rg.Name,
 		ServiceBusSku:     cfg.ServiceBusSku, StorageSku: cfg.StorageSku, RegistrySku: cfg.RegistrySku,
 		AppServiceSku: cfg.AppServiceSku,
-		Images:        gateway.Images{Worker: cfg.Images.Worker, IDP: cfg.Images.IDP},
+		Images:        gateway.Images{Worker: workerImage, IDP: idpImage, Push: pusher.Push},
 		Registrations: regs,
 		Protect:       cfg.Protect,
 		Tags:          tags,
@@ -122,9 +143,10 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 			return nil, err
 		}
 		tenants[spec.ID] = pulumi.Map{
-			"queues":        t.Queues,
-			"registryToken": t.RegistryToken,
-			"agentImage":    pulumi.Sprintf("%s/%s", gw.RegistryLoginServer, t.AgentRepository),
+			"queues":         t.Queues,
+			"registryToken":  t.RegistryToken,
+			"agentImage":     pulumi.Sprintf("%s/%s", gw.ImageServer, agentImage),
+			"connectorImage": pulumi.Sprintf("%s/%s", gw.ImageServer, connectorImage),
 		}
 	}
 
@@ -143,9 +165,15 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		"idpUrl":              gw.IDPURL,
 		"connectorRegistry":   gw.RegistryBlobURL,
 		"tenants":             tenants,
+		"images": pulumi.StringMap{
+			"worker": pulumi.Sprintf("%s/%s", gw.ImageServer, workerImage), "idp": pulumi.Sprintf("%s/%s", gw.ImageServer, idpImage),
+			"relayserver": pulumi.Sprintf("%s/%s", gw.ImageServer, relayImage), "agent": pulumi.Sprintf("%s/%s", gw.ImageServer, agentImage),
+			"connector": pulumi.Sprintf("%s/%s", gw.ImageServer, connectorImage),
+		},
+		"imageVersion": pulumi.String(pusher.Version()),
 	}
 	if cfg.OpsRelay {
-		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: cfg.Images.RelayServer, OperatorAuth: cfg.OperatorAuth}, providers)
+		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: relayImage, AgentVersion: pusher.Version(), OperatorAuth: cfg.OperatorAuth}, providers)
 		if err != nil {
 			return nil, err
 		}

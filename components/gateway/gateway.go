@@ -73,6 +73,12 @@ var ServiceBusSkus = []string{"Standard", "Premium"}
 type Images struct {
 	Worker string `json:"worker"`
 	IDP    string `json:"idp"`
+	// Push, when set, puts the images into the stack's registry once it
+	// exists (see components/images.Pusher) and returns the login server
+	// again, resolved only after the push: the apps pull from that value,
+	// so they wait for their images and a first `pulumi up` works in one
+	// go.
+	Push func(loginServer pulumi.StringOutput) pulumi.StringOutput `json:"-"`
 }
 
 // Args are the arguments of New.
@@ -202,6 +208,9 @@ type SharedGateway struct {
 	ClaimsContainer   *storage.BlobContainer
 	RegistryContainer *storage.BlobContainer
 	Tags              map[string]string
+	// ImageServer is the registry login server, resolved once the images
+	// are pushed (Images.Push); apps pull from it.
+	ImageServer pulumi.StringOutput
 }
 
 // New registers the shared gateway.
@@ -550,6 +559,10 @@ func (b *builder) registry() error {
 	}
 	b.gw.Registry = reg
 	b.gw.RegistryLoginServer = reg.LoginServer
+	b.gw.ImageServer = reg.LoginServer
+	if b.args.Images.Push != nil {
+		b.gw.ImageServer = b.args.Images.Push(reg.LoginServer)
+	}
 	return nil
 }
 
@@ -663,7 +676,7 @@ func (b *builder) apps() error {
 	}
 	worker, err := platform.NewApp(b.ctx, b.child("worker"), apphost.AppArgs{
 		Name: b.n.worker, Image: a.Images.Worker, Port: 8080, External: true, WebSockets: true,
-		HealthPath: "/healthz", Identity: workerID, RegistryServer: b.gw.RegistryLoginServer,
+		HealthPath: "/healthz", Identity: workerID, RegistryServer: b.gw.ImageServer,
 		Settings:    workerSettings,
 		Secrets:     map[string]pulumi.StringInput{"BOTE_WORKER_STORAGE_ACCOUNT_KEY": b.storageKey.Properties.SecretUri()},
 		MinReplicas: minR, MaxReplicas: maxR, Tags: a.Tags,
@@ -689,7 +702,7 @@ func (b *builder) apps() error {
 	}
 	idp, err := platform.NewApp(b.ctx, b.child("idp"), apphost.AppArgs{
 		Name: b.n.idp, Image: a.Images.IDP, Port: 8080, External: true, HealthPath: "/healthz",
-		Identity: idpID, RegistryServer: b.gw.RegistryLoginServer, Settings: idpSettings,
+		Identity: idpID, RegistryServer: b.gw.ImageServer, Settings: idpSettings,
 		MinReplicas: 1, MaxReplicas: 2, Tags: a.Tags,
 	}, b.parent, pulumi.DependsOn(append(idpGrants, b.registryRes)))
 	if err != nil {

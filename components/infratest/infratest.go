@@ -355,7 +355,7 @@ func plainValue(v resource.PropertyValue) any {
 // Run runs program under mocks for cloud, with config (keys without the
 // project prefix, values as their YAML/JSON text), and returns what it
 // registered.
-func Run(t testing.TB, cloudName string, config map[string]string, program pulumi.RunFunc) (*Recording, error) {
+func Run(t testing.TB, cloudName string, config map[string]string, program pulumi.RunFunc, opts ...pulumi.RunOption) (*Recording, error) {
 	t.Helper()
 	c, err := cloud.Lookup(cloudName)
 	require.NoError(t, err)
@@ -370,7 +370,7 @@ func Run(t testing.TB, cloudName string, config map[string]string, program pulum
 	require.NoError(t, err)
 	t.Setenv(pulumi.EnvConfig, string(raw))
 	mocks, rec := NewMocks(c)
-	err = pulumi.RunErr(program, pulumi.WithMocks(Project, Stack, mocks))
+	err = pulumi.RunErr(program, append([]pulumi.RunOption{pulumi.WithMocks(Project, Stack, mocks)}, opts...)...)
 	return rec, err
 }
 

@@ -49,6 +49,9 @@ type Args struct {
 	Gateway *gateway.SharedGateway
 	// Image is the relay server's repository pinned by digest.
 	Image string
+	// AgentVersion is the version of the agent image the stack deployed;
+	// the relay server marks agents that report another.
+	AgentVersion string
 	// OperatorAuth, if set, lets operators in with OAuth2 tokens from
 	// Entra ID and gives them roles per tenant from their token's app
 	// roles or group ids. Without it only API keys work.
@@ -266,6 +269,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	} {
 		settings[k] = v
 	}
+	if args.AgentVersion != "" {
+		settings["BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION"] = pulumi.String(args.AgentVersion)
+	}
 	if oa := args.OperatorAuth; oa != nil {
 		roles, err := json.Marshal(oa.Roles) // map keys sorted: stable
 		if err != nil {
@@ -283,7 +289,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		// serves its API through it. Port 8080 answers only GET /healthz
 		// (--health-listen), for the platform's probes.
 		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080, HealthPath: "/healthz",
-		Identity: id, RegistryServer: gw.RegistryLoginServer, Settings: settings,
+		Identity: id, RegistryServer: gw.ImageServer, Settings: settings,
 		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": secrets[SecretListenKey].Properties.SecretUri()},
 		// One listener is enough and keeps run orchestration single-writer.
 		MinReplicas: 1, MaxReplicas: 1, Tags: gw.Tags,

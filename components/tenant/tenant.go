@@ -33,6 +33,10 @@ const Type = "bote:tenant:Tenant"
 // DefaultAgentRepository is the agent image's repository in the registry.
 const DefaultAgentRepository = "bote/agent"
 
+// ConnectorRepository is the connector sidecar image's repository: the
+// tenant's token pulls it and the agent's, nothing else.
+const ConnectorRepository = "bote/connector"
+
 // Connector is one connector in stack config.
 type Connector struct {
 	ID string `json:"id"`
@@ -184,10 +188,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		ScopeMapName:      pulumi.String(pn),
 		RegistryName:      args.RegistryName,
 		ResourceGroupName: args.ResourceGroupName,
-		Description:       pulumi.String("Pull the agent image for tenant " + args.Spec.ID),
+		Description:       pulumi.String("Pull the agent and connector images for tenant " + args.Spec.ID),
 		Actions: pulumi.StringArray{
 			pulumi.String("repositories/" + repo + "/content/read"),
 			pulumi.String("repositories/" + repo + "/metadata/read"),
+			pulumi.String("repositories/" + ConnectorRepository + "/content/read"),
+			pulumi.String("repositories/" + ConnectorRepository + "/metadata/read"),
 		},
 	}, parent)
 	if err != nil {

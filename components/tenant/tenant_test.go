@@ -66,12 +66,13 @@ func TestTenantQueuesUseTheRuntimeQueueName(t *testing.T) {
 	assert.ElementsMatch(t, want, got)
 }
 
-func TestTenantTokenPullsOnlyTheAgentImage(t *testing.T) {
+func TestTenantTokenPullsOnlyTheAgentAndConnectorImages(t *testing.T) {
 	rec, err := run(t, spec())
 	require.NoError(t, err)
 	maps := rec.OfType("azure-native:containerregistry:ScopeMap")
 	require.Len(t, maps, 1)
-	assert.Equal(t, []any{"repositories/bote/agent/content/read", "repositories/bote/agent/metadata/read"}, maps[0].Inputs["actions"])
+	assert.Equal(t, []any{"repositories/bote/agent/content/read", "repositories/bote/agent/metadata/read",
+		"repositories/bote/connector/content/read", "repositories/bote/connector/metadata/read"}, maps[0].Inputs["actions"])
 	for _, a := range maps[0].Inputs["actions"].([]any) {
 		assert.NotContains(t, a, "write")
 		assert.NotContains(t, a, "delete")
