@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/worker/protocol"
 	gw "github.com/botehq/platform/runtime/worker/session"
 )
@@ -252,4 +253,36 @@ func TestSilentWorkerIsDropped(t *testing.T) {
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	require.Eventually(t, func() bool { return accepts.Load() >= 2 }, 10*time.Second, 50*time.Millisecond)
+}
+
+// A message on this connector's queue reaches the handler only if it is
+// addressed to this connector, comes from a cloud service and carries no
+// reserved header: anyone with write access to the storage account can put
+// one there.
+func TestAddressedToMe(t *testing.T) {
+	c := &Client{cfg: Config{Tenant: "ta", Connector: "c1"}}
+	svc := &envelope.Identity{Service: "svc"}
+	tests := []struct {
+		name   string
+		env    envelope.Envelope
+		reason string
+	}{
+		{"targeted to me", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1", From: svc}, ""},
+		{"broadcast to my tenant", envelope.Envelope{Kind: envelope.KindBroadcast, Tenant: "ta", Topic: "chat", From: svc, Headers: map[string]string{"trace_id": "1"}}, ""},
+		{"another connector", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c2", From: svc}, ReasonMisaddressed},
+		{"another tenant", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "tb", Connector: "c1", From: svc}, ReasonMisaddressed},
+		{"broadcast to another tenant", envelope.Envelope{Kind: envelope.KindBroadcast, Tenant: "tb", Topic: "chat", From: svc}, ReasonMisaddressed},
+		{"cloud kind", envelope.Envelope{Kind: envelope.KindCloud, From: &envelope.Identity{Tenant: "ta", Connector: "c2"}}, ReasonMisaddressed},
+		{"no sender", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1"}, ReasonUnverifiedSender},
+		{"connector as sender", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1", From: &envelope.Identity{Tenant: "t9", Connector: "admin"}}, ReasonUnverifiedSender},
+		{"reserved header", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1", From: svc, Headers: map[string]string{"Bote-From": "t9/admin"}}, ReasonUnverifiedSender},
+		{"reserved header spelled otherwise", envelope.Envelope{Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1", From: svc, Headers: map[string]string{"x_tenant_id": "t2"}}, ReasonUnverifiedSender},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reason, err := c.addressedToMe(&tt.env)
+			assert.Equal(t, tt.reason, reason)
+			assert.Equal(t, tt.reason != "", err != nil, "%v", err)
+		})
+	}
 }

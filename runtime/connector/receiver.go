@@ -22,6 +22,13 @@ import (
 const (
 	ReasonUndecodable = "undecodable"
 	ReasonPoison      = "poison"
+	// ReasonMisaddressed: the message is not addressed to this connector
+	// (another connector or tenant, or not a cloud→connector kind).
+	ReasonMisaddressed = "misaddressed"
+	// ReasonUnverifiedSender: From is not a cloud service, or a header uses
+	// a reserved name. The worker never routes such a message, so it was
+	// put on the queue by other means.
+	ReasonUnverifiedSender = "unverified-sender"
 )
 
 // receiver reads the connector's queue when woken (connect, nudge) and on
@@ -167,6 +174,10 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		return
 	}
 	log = log.With("message", env.ID)
+	if reason, err := r.c.addressedToMe(env); err != nil {
+		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: reason, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
+		return
+	}
 	if count > r.c.cfg.MaxDequeueCount {
 		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: ReasonPoison,
 			Description: fmt.Sprintf("dequeued %d times, the limit is %d", count, r.c.cfg.MaxDequeueCount), MessageID: env.ID, DequeueCount: count, Text: text}, log)
@@ -213,6 +224,33 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	}
 	r.c.recent.Add(env.ID)
 	r.delete(ctx, q, id, current, log)
+}
+
+// addressedToMe checks what the worker checked before routing, again, at
+// the last hop: anyone with write access to the storage account can put a
+// message on this connector's queue. A message reaches the handler only if
+// it is addressed to this connector (targeted) or its tenant (broadcast),
+// comes from a cloud service and carries no reserved header. It returns the
+// dead-letter reason and why.
+func (c *Client) addressedToMe(env *envelope.Envelope) (string, error) {
+	switch {
+	case env.Kind == envelope.KindTargeted && (env.Tenant != c.cfg.Tenant || env.Connector != c.cfg.Connector):
+		return ReasonMisaddressed, fmt.Errorf("addressed to %s/%s, this is %s/%s", env.Tenant, env.Connector, c.cfg.Tenant, c.cfg.Connector)
+	case env.Kind == envelope.KindBroadcast && env.Tenant != c.cfg.Tenant:
+		return ReasonMisaddressed, fmt.Errorf("broadcast to tenant %s, this connector is in %s", env.Tenant, c.cfg.Tenant)
+	case env.Kind != envelope.KindTargeted && env.Kind != envelope.KindBroadcast:
+		return ReasonMisaddressed, fmt.Errorf("kind %q does not go to connectors", env.Kind)
+	case env.From == nil || !env.From.IsService():
+		var from string
+		if env.From != nil {
+			from = env.From.String()
+		}
+		return ReasonUnverifiedSender, fmt.Errorf("from %q is not a cloud service", from)
+	}
+	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
+		return ReasonUnverifiedSender, err
+	}
+	return "", nil
 }
 
 func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {

@@ -78,6 +78,10 @@ type Identity struct {
 // IsConnector reports whether the identity names a connector.
 func (i Identity) IsConnector() bool { return i.Tenant != "" && i.Connector != "" }
 
+// IsService reports whether the identity names a cloud service and nothing
+// else (the only sender form allowed on "bote-connectors").
+func (i Identity) IsService() bool { return i.Service != "" && i.Tenant == "" && i.Connector == "" }
+
 // String renders "tenant/connector" for a connector, else the service name.
 func (i Identity) String() string {
 	if i.IsConnector() {

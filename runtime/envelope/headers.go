@@ -71,9 +71,11 @@ func normalizeHeaderName(name string) string {
 
 var headerSeparators = strings.NewReplacer("-", "", "_", "", ".", "")
 
-// CheckConnectorHeaders rejects headers a connector supplied that it may
-// not: reserved (identity and routing) names, and malformed ones. The worker
-// calls it on every message a connector sends, before stamping From. The
+// CheckConnectorHeaders rejects headers a sender supplied that it may not:
+// reserved (identity and routing) names, and malformed ones. The worker
+// calls it on every message a connector sends, before stamping From, and
+// on every message a cloud service puts on "bote-connectors" (whether or
+// not through package cloud); cloud.Client calls it before sending. The
 // error wraps ErrReservedHeader when a reserved name is present and lists
 // every offending name, sorted.
 func CheckConnectorHeaders(h map[string]string) error {
@@ -85,7 +87,7 @@ func CheckConnectorHeaders(h map[string]string) error {
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return fmt.Errorf("%w: a connector may not set %s (identity and routing come from its token)", ErrReservedHeader, strings.Join(bad, ", "))
+		return fmt.Errorf("%w: only the gateway may set %s (identity and routing come from verified credentials, never from headers)", ErrReservedHeader, strings.Join(bad, ", "))
 	}
 	return validateHeaderSyntax(h)
 }

@@ -86,6 +86,11 @@ type Config struct {
 	// OpenBus, if set, opens the bus driver instead (tests, other drivers).
 	OpenBus func(ctx context.Context) (bus.Driver, error)
 
+	// CloudServices, if set, are the only cloud service names accepted as
+	// the sender of a message on "bote-connectors"; others go to the error
+	// queue (see package routing). Empty accepts every well-formed name.
+	CloudServices []string
+
 	// Replica identifies this replica for nudges (default: random).
 	Replica string
 	// RegistryPath, if set, is the connector registration file: targeted
@@ -255,7 +260,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	router, err := routing.New(routing.Config{
-		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir,
+		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir, Services: cfg.CloudServices,
 		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax,
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -53,6 +54,15 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Bus, "bus", worker.BusStorageQueue, "bus driver: storagequeue or servicebus")
 	fs.StringVar(&cfg.ServiceBusConnectionString, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&cfg.ServiceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
+	fs.Func("cloud-services", "comma-separated cloud service names allowed as senders on bote-connectors (default: any well-formed name)", func(v string) error {
+		cfg.CloudServices = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.CloudServices = append(cfg.CloudServices, s)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket ping interval (default 30s)")

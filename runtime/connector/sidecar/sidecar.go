@@ -102,16 +102,21 @@ func (d *Deliverer) Handle(ctx context.Context, m *connector.Message) error {
 	if m.ContentType != "" {
 		req.Header.Set("Content-Type", m.ContentType)
 	}
-	set := func(k, v string) {
+	// Identity and routing headers come from the message's verified fields
+	// only: each is set, or removed when its field is empty, so no header
+	// from the message can stand in for one.
+	for k, v := range map[string]string{
+		envelope.HeaderMessageID:     m.ID,
+		envelope.HeaderCorrelationID: m.CorrelationID,
+		envelope.HeaderKind:          string(m.Kind),
+		envelope.HeaderTopic:         m.Topic,
+		envelope.HeaderFrom:          m.From.String(),
+	} {
+		req.Header.Del(k)
 		if v != "" {
 			req.Header.Set(k, v)
 		}
 	}
-	set(envelope.HeaderMessageID, m.ID)
-	set(envelope.HeaderCorrelationID, m.CorrelationID)
-	set(envelope.HeaderKind, string(m.Kind))
-	set(envelope.HeaderTopic, m.Topic)
-	set(envelope.HeaderFrom, m.From.String())
 	client := d.Client
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}

@@ -16,6 +16,16 @@
 // dead-lettered at once. Undecodable messages never get here: the bus driver
 // dead-letters them.
 //
+// Identity: the worker does not take the bus's word for who sent a
+// message. Anything with send rights on "bote-connectors" can put any bytes
+// there, so before routing, the router re-derives the sender: From must be
+// a cloud service (never a connector's tenant/connector pair, which only
+// the worker stamps and only on "bote-cloud"), one of Config.Services when
+// that allow-list is set, and no header may use a reserved name
+// (envelope.CheckConnectorHeaders). Anything else goes to the error queue
+// with ReasonUnverifiedSender or ReasonReservedHeader and reaches no
+// connector.
+//
 // Deduplication: a message id already routed to a connector is not routed to
 // it again while it is remembered (DedupWindow), so a redelivered message —
 // a broadcast that failed half way, a cloud service that sent twice — does
@@ -80,6 +90,8 @@ const (
 	ReasonUnknownConnector = "unknown-connector"
 	ReasonTooLarge         = "too-large"
 	ReasonRetriesExhausted = "retries-exhausted"
+	ReasonUnverifiedSender = "unverified-sender"
+	ReasonReservedHeader   = "reserved-header"
 )
 
 // Config configures a Router.
@@ -90,8 +102,13 @@ type Config struct {
 	Nudger      Nudger    // optional
 	Claims      Claims    // optional: without it, bodies over the limit are dead-lettered
 	Directory   Directory // optional
-	Metrics     *metrics.Metrics
-	Logger      *slog.Logger
+	// Services, if set, are the only cloud service names accepted in From;
+	// a message from any other is dead-lettered (ReasonUnverifiedSender).
+	// Empty accepts every well-formed service name: the send right on the
+	// bus queue is then the only trust anchor (see docs/messaging.md).
+	Services []string
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
 
 	// Queue is the bus queue to route from (default bus.QueueConnectors).
 	Queue string
@@ -135,6 +152,11 @@ func (c *Config) Validate() error {
 	case c.Idle > 0 && c.IdleMax > 0 && c.Idle > c.IdleMax:
 		return fmt.Errorf("routing config: Idle %s exceeds IdleMax %s", c.Idle, c.IdleMax)
 	}
+	for _, s := range c.Services {
+		if err := (envelope.Identity{Service: s}).Validate(); err != nil {
+			return fmt.Errorf("routing config: Services: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -176,6 +198,8 @@ type Router struct {
 	seen   *seen.Set
 	nudges *coalescer
 	sleep  func(ctx context.Context, d time.Duration) // immediate-retry backoff; tests shorten it
+	// services is Config.Services as a set; nil accepts every service.
+	services map[string]bool
 }
 
 // New returns a Router.
@@ -185,6 +209,12 @@ func New(cfg Config) (*Router, error) {
 	}
 	cfg.defaults()
 	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), sleep: sleepCtx}
+	for _, s := range cfg.Services {
+		if r.services == nil {
+			r.services = map[string]bool{}
+		}
+		r.services[s] = true
+	}
 	if cfg.Nudger != nil {
 		r.nudges = newCoalescer(cfg.Nudger, cfg.Logger)
 	}
@@ -285,7 +315,29 @@ func permanent(reason, format string, args ...any) error {
 	return &permanentError{reason: reason, err: fmt.Errorf(format, args...)}
 }
 
+// verifySender re-derives who sent env: a cloud service (allowed by
+// Config.Services when set) that used no reserved header.
+func (r *Router) verifySender(env *envelope.Envelope) error {
+	switch {
+	case env.From == nil:
+		return permanent(ReasonUnverifiedSender, "from is empty: a message to connectors must name the cloud service that sent it")
+	case !env.From.IsService():
+		return permanent(ReasonUnverifiedSender, "from %q is not a cloud service: connector identities are stamped by the worker, never accepted from the bus", env.From.String())
+	case r.services != nil && !r.services[env.From.Service]:
+		return permanent(ReasonUnverifiedSender, "from %q is not one of the cloud services allowed to send", env.From.Service)
+	}
+	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
+		return permanent(ReasonReservedHeader, "%w", err)
+	}
+	return nil
+}
+
 func (r *Router) route(ctx context.Context, env *envelope.Envelope, log *slog.Logger) error {
+	if env.Kind == envelope.KindTargeted || env.Kind == envelope.KindBroadcast {
+		if err := r.verifySender(env); err != nil {
+			return err
+		}
+	}
 	var targets []queuename.Pair
 	switch env.Kind {
 	case envelope.KindTargeted:

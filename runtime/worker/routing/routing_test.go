@@ -155,6 +155,11 @@ func broadcast(id, tenant, topic string) *envelope.Envelope {
 		From: &envelope.Identity{Service: "svc"}, Body: []byte("hi all"), CreatedAt: time.Unix(1e9, 0).UTC()}
 }
 
+func with(env *envelope.Envelope, mut func(*envelope.Envelope)) *envelope.Envelope {
+	mut(env)
+	return env
+}
+
 func (h *harness) handle(env *envelope.Envelope, delivery int) settled {
 	m := bus.NewMessage(bus.QueueConnectors, env, nil, delivery, time.Now().Add(time.Minute), nil)
 	h.router.Handle(context.Background(), m)
@@ -210,9 +215,42 @@ func TestPermanentFailuresGoToErrorQueueAtOnce(t *testing.T) {
 		},
 		{
 			name:   "too large without claim store",
-			env:    &envelope.Envelope{ID: "c3", Kind: envelope.KindTargeted, Tenant: "a", Connector: "a1", Body: make([]byte, 70<<10), CreatedAt: time.Now()},
+			env:    &envelope.Envelope{ID: "c3", Kind: envelope.KindTargeted, Tenant: "a", Connector: "a1", From: &envelope.Identity{Service: "svc"}, Body: make([]byte, 70<<10), CreatedAt: time.Now()},
 			mut:    func(c *Config) { c.Claims = nil },
 			reason: ReasonTooLarge,
+		},
+		// Anything with send rights on the bus can put these there; none
+		// may reach a connector.
+		{
+			name:   "no sender",
+			env:    with(targeted("s1", "a", "a1"), func(e *envelope.Envelope) { e.From = nil }),
+			reason: ReasonUnverifiedSender,
+		},
+		{
+			name:   "connector identity as sender",
+			env:    with(targeted("s2", "a", "a1"), func(e *envelope.Envelope) { e.From = &envelope.Identity{Tenant: "b", Connector: "admin"} }),
+			reason: ReasonUnverifiedSender,
+		},
+		{
+			name:   "broadcast with connector identity as sender",
+			env:    with(broadcast("s3", "a", "chat"), func(e *envelope.Envelope) { e.From = &envelope.Identity{Tenant: "a", Connector: "a1"} }),
+			reason: ReasonUnverifiedSender,
+		},
+		{
+			name:   "service not allowed",
+			env:    with(targeted("s4", "a", "a1"), func(e *envelope.Envelope) { e.From.Service = "intruder" }),
+			mut:    func(c *Config) { c.Services = []string{"svc", "billing"} },
+			reason: ReasonUnverifiedSender,
+		},
+		{
+			name:   "reserved header",
+			env:    with(targeted("s5", "a", "a1"), func(e *envelope.Envelope) { e.Headers = map[string]string{"Bote-From": "b/admin", "kind": "x"} }),
+			reason: ReasonReservedHeader,
+		},
+		{
+			name:   "reserved header in another spelling on a broadcast",
+			env:    with(broadcast("s6", "a", "chat"), func(e *envelope.Envelope) { e.Headers = map[string]string{"x_tenant_id": "b"} }),
+			reason: ReasonReservedHeader,
 		},
 	}
 	for _, tt := range tests {
@@ -222,6 +260,13 @@ func TestPermanentFailuresGoToErrorQueueAtOnce(t *testing.T) {
 			assert.Empty(t, h.queues.got)
 		})
 	}
+}
+
+func TestAllowedServicesAreRouted(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Services = []string{"svc"} })
+	assert.Equal(t, settled{op: "complete"}, h.handle(targeted("m1", "a", "a1"), 1))
+	assert.Equal(t, settled{op: "complete"}, h.handle(with(targeted("m2", "a", "a1"), func(e *envelope.Envelope) { e.Headers = map[string]string{"trace_id": "1"} }), 1))
+	assert.Equal(t, 2, h.queues.count(pair("a", "a1")))
 }
 
 func TestLargeBodyTravelsByClaimCheck(t *testing.T) {
@@ -303,6 +348,7 @@ func TestConfigValidate(t *testing.T) {
 		"Subscribers": func(c *Config) { c.Subscribers = nil },
 		"Concurrency": func(c *Config) { c.Concurrency = -1 },
 		"Lock":        func(c *Config) { c.Lock = -time.Second },
+		"Services":    func(c *Config) { c.Services = []string{"bad name"} },
 	} {
 		c := Config{Bus: &fakeBus{}, Queues: &fakeQueues{}, Subscribers: fakeSubs{}}
 		mut(&c)
