@@ -17,8 +17,8 @@ import (
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
-	"github.com/botehq/platform/runtime/worker/routing"
 	bote "github.com/botehq/platform/runtime/worker"
+	"github.com/botehq/platform/runtime/worker/routing"
 )
 
 // busDriver opens the gateway's bus as anything holding a storage
