@@ -275,6 +275,7 @@ func mustJSON(t *testing.T, v any) string {
 type sidecar struct {
 	API      string // the sidecar's local API base URL
 	Proc     *procs.Process
+	spec     procs.Spec
 	mu       sync.Mutex
 	received []http.Header // headers of every delivery, in order
 	arrived  chan http.Header
@@ -283,6 +284,11 @@ type sidecar struct {
 // sidecar starts the connector binary for tenant/id with a local program
 // that records what it is delivered, and waits until it is connected.
 func (g *gateway) sidecar(tenant, id string) *sidecar {
+	return g.sidecarAt(g.workers[0], tenant, id)
+}
+
+// sidecarAt is sidecar connected to worker w, with extra flags.
+func (g *gateway) sidecarAt(w *worker, tenant, id string, extra ...string) *sidecar {
 	t := g.t
 	t.Helper()
 	sc := &sidecar{arrived: make(chan http.Header, 100)}
@@ -298,10 +304,18 @@ func (g *gateway) sidecar(tenant, id string) *sidecar {
 	t.Cleanup(program.Close)
 	keyFile := filepath.Join(g.dir, "sidecar-"+tenant+"-"+id+".pem")
 	require.NoError(t, clientauth.WriteKeyFile(keyFile, g.keys[registry.ClientID(tenant, id)]))
-	sc.Proc = procs.Start(t, procs.Spec{Name: "sidecar-" + id, Path: procs.Build(t, "connector"), Args: []string{
-		"run", "--worker-url", g.workers[0].URL, "--token-url", g.tokenURL(), "--tenant", tenant, "--connector", id,
+	sc.spec = procs.Spec{Name: "sidecar-" + id, Path: procs.Build(t, "connector"), Args: append([]string{
+		"run", "--worker-url", w.URL, "--token-url", g.tokenURL(), "--tenant", tenant, "--connector", id,
 		"--key", keyFile, "--deliver-to", program.URL, "--listen", "127.0.0.1:0", "--safety-poll", "1h", "--log-level", "debug",
-	}})
+	}, extra...)}
+	sc.start(t)
+	return sc
+}
+
+// start starts the sidecar process (again) and waits until it is connected.
+func (sc *sidecar) start(t *testing.T) {
+	t.Helper()
+	sc.Proc = procs.Start(t, sc.spec)
 	sc.API = listenURL(t, sc.Proc)
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(sc.API + "/healthz")
@@ -310,8 +324,7 @@ func (g *gateway) sidecar(tenant, id string) *sidecar {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "sidecar %s/%s does not connect", tenant, id)
-	return sc
+	}, 30*time.Second, 50*time.Millisecond, "sidecar %s does not connect", sc.spec.Name)
 }
 
 // send posts body to the sidecar's local API with headers and returns the

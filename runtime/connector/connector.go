@@ -18,7 +18,8 @@
 // than MaxDequeueCount times, or one that is not a valid envelope, is handed
 // to the worker's connector error queue and removed. Handlers get the
 // stable message id (Message.ID) and should deduplicate on it: delivery is
-// at least once. The client also skips ids it handled recently.
+// at least once. The client also skips ids it handled recently, in memory,
+// and with Config.DedupFile across restarts too.
 package connector
 
 import (
@@ -116,6 +117,16 @@ type Config struct {
 	// DrainTimeout is how long handlers may go on after Run's context ends
 	// before their contexts are cancelled (default 30s).
 	DrainTimeout time.Duration
+	// DedupFile, if set, turns on durable dedup: the id of every message
+	// handled is appended to this local file (and synced) before the
+	// message is deleted, and a message whose id is there is deleted
+	// without calling the handler, also after a crash and restart. It costs
+	// one local write and fsync per message and no storage request. Off
+	// (in-memory dedup only) when empty.
+	DedupFile string
+	// DedupSize is how many ids DedupFile keeps (default 10,000): a
+	// redelivery after that many newer messages is not recognised.
+	DedupSize int
 	// MaxClaimBytes bounds a claim-checked body (default 100 MiB).
 	MaxClaimBytes int64
 	// HTTPClient is used for the WebSocket, queue and blob requests.
@@ -133,8 +144,8 @@ func (c *Config) Validate() error {
 		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
 	case c.Handler == nil:
 		return errors.New("connector config: Handler is required")
-	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0:
-		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, MaxDequeueCount, Concurrency, MaxClaimBytes and DrainTimeout must not be negative")
+	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0, c.DedupSize < 0:
+		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, MaxDequeueCount, Concurrency, MaxClaimBytes, DrainTimeout and DedupSize must not be negative")
 	case c.Visibility != 0 && c.Visibility < 2*time.Second:
 		return fmt.Errorf("connector config: Visibility %s must be at least 2s", c.Visibility)
 	}
@@ -156,6 +167,7 @@ func (c *Config) defaults() {
 	setDefault(&c.MaxBackoff, 30*time.Second)
 	setDefault(&c.MaxClaimBytes, 100<<20)
 	setDefault(&c.DrainTimeout, 30*time.Second)
+	setDefault(&c.DedupSize, 10_000)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -188,6 +200,7 @@ type Client struct {
 
 	wake    chan struct{} // nudges, connects: read the queue now
 	recent  *seen.Set
+	durable *seen.File // nil unless Config.DedupFile is set; Run opens it
 	running atomic.Bool
 }
 
@@ -229,6 +242,14 @@ func (c *Client) Run(ctx context.Context) error {
 		return errors.New("connector: Run called twice")
 	}
 	defer c.running.Store(false)
+	if c.cfg.DedupFile != "" {
+		f, err := seen.OpenFile(c.cfg.DedupFile, c.cfg.DedupSize)
+		if err != nil {
+			return fmt.Errorf("connector: cannot open dedup file: %w", err)
+		}
+		c.durable = f
+		defer f.Close()
+	}
 	rx := newReceiver(c)
 	done := make(chan struct{})
 	go func() { defer close(done); rx.run(ctx) }()

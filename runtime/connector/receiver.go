@@ -183,7 +183,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 			Description: fmt.Sprintf("dequeued %d times, the limit is %d", count, r.c.cfg.MaxDequeueCount), MessageID: env.ID, DequeueCount: count, Text: text}, log)
 		return
 	}
-	if r.c.recent.Has(env.ID) {
+	if r.c.recent.Has(env.ID) || r.c.durable.Has(env.ID) {
 		log.Debug("already handled; deleting duplicate")
 		r.delete(ctx, q, id, pop, log)
 		return
@@ -223,6 +223,13 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		return
 	}
 	r.c.recent.Add(env.ID)
+	if r.c.durable != nil {
+		// Recorded before the delete: a crash between the two leaves a
+		// message that comes back and is then deleted unhandled.
+		if err := r.c.durable.Add(env.ID); err != nil {
+			log.Warn("cannot record handled message for dedup across restarts", "err", err)
+		}
+	}
 	r.delete(ctx, q, id, current, log)
 }
 

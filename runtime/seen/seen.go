@@ -1,9 +1,10 @@
 // Package seen remembers message ids recently handled, bounded in size and
-// optionally in age, so that a redelivered message is recognised. The
-// worker's router and the connector library both use it; it lives in one
-// process's memory, so it catches redeliveries to the same process, which
-// is what at-least-once delivery mostly produces. The worker's router, the
-// connector library, the agent and the cloud package use it.
+// optionally in age, so that a redelivered message is recognised. A Set
+// lives in one process's memory, so it catches redeliveries to the same
+// process, which is what at-least-once delivery mostly produces; the
+// worker's router, the connector library, the agent and the cloud package
+// use it. A File also keeps its ids in a local file, so they survive a
+// restart; the connector library uses it when durable dedup is on.
 package seen
 
 import (
@@ -80,4 +81,15 @@ func (s *Set) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.order.Len()
+}
+
+// oldestFirst returns the keys held, oldest first.
+func (s *Set) oldestFirst() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, s.order.Len())
+	for e := s.order.Back(); e != nil; e = e.Prev() {
+		keys = append(keys, e.Value.(*entry).key)
+	}
+	return keys
 }

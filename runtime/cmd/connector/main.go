@@ -103,6 +103,9 @@ func serve(args []string, stdout io.Writer) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "local API address (keep it on loopback)")
 	fs.DurationVar(&cfg.SafetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "messages delivered at once (default 4)")
+	fs.DurationVar(&cfg.Visibility, "visibility", 0, "how long a message being delivered stays hidden before it is extended; after a crash it comes back this late (default 60s, at least 2s)")
+	fs.StringVar(&cfg.DedupFile, "dedup-file", "", "local file keeping the ids of handled messages, so none is delivered twice across a crash or restart (one fsync per message; default off)")
+	fs.IntVar(&cfg.DedupSize, "dedup-size", 0, "ids the dedup file keeps (default 10000)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := envflag.Parse(fs, args, envPrefix); err != nil {
