@@ -65,9 +65,10 @@ func (s *Server) audited(next http.Handler) http.Handler {
 	})
 }
 
-// auditCall records a routed call that mutates or was refused.
+// auditCall records a routed call that mutates, reads secrets
+// (auditedRead) or was refused.
 func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, origin audit.Origin) {
-	if !mutating(r.Method) && status != http.StatusUnauthorized && status != http.StatusForbidden {
+	if !mutating(r.Method) && !auditedRead(r.Pattern) && status != http.StatusUnauthorized && status != http.StatusForbidden {
 		return
 	}
 	entry := audit.Record{

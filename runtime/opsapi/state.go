@@ -47,9 +47,15 @@ const (
 func (s *Server) stateRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces/{workspace}/state/versions", role: operatorauth.RoleReader, handler: s.needRuns(s.listStateVersions)},
-		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces/{workspace}/state", role: operatorauth.RoleOperator, handler: s.needRuns(s.getState)},
+		{method: http.MethodGet, path: statePath, role: operatorauth.RoleOperator, handler: s.needRuns(s.getState)},
 	}
 }
+
+const statePath = "/v1/tenants/{tenant}/workspaces/{workspace}/state"
+
+// auditedRead reports a read the audit log records although it changes
+// nothing: a state read hands out every secret the state holds.
+func auditedRead(pattern string) bool { return pattern == http.MethodGet+" "+statePath }
 
 // stateWorkspace checks the workspace exists (an unknown one is 404, not
 // an empty history).

@@ -103,3 +103,23 @@ func TestStateVersionsAndPull(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, r.status)
 	assert.Contains(t, string(r.body), "has no state yet")
 }
+
+// TestStateReadsAreAudited: reading a state hands out its secrets, so it
+// is recorded like a mutation; listing versions is not.
+func TestStateReadsAreAudited(t *testing.T) {
+	f := newRunsFixture(t)
+	log := &fakeAudit{}
+	f.s.cfg.Audit = log
+	r := do(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/workspaces/prod/state/versions", operatorKey)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Empty(t, log.take())
+	r = do(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/workspaces/prod/state?version=run-0000000000000001-c5", operatorKey)
+	require.Equal(t, http.StatusOK, r.status)
+	got := log.take()
+	require.Len(t, got, 1)
+	assert.Equal(t, "GET /v1/tenants/{tenant}/workspaces/{workspace}/state", got[0].Action)
+	assert.Equal(t, "/v1/tenants/contoso/workspaces/prod/state?version=run-0000000000000001-c5", got[0].Object)
+	assert.Equal(t, "api-key:operator", got[0].Principal)
+	assert.Equal(t, "contoso", got[0].Tenant)
+	assert.Equal(t, 200, got[0].Status)
+}
