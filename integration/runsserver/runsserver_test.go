@@ -225,33 +225,29 @@ func (a *agent) goSilent() {
 // assignment waits for a run.assign.
 func (a *agent) assignment(within time.Duration) *runproto.Assign {
 	a.t.Helper()
-	deadline := time.After(within)
-	for {
-		select {
-		case m := <-a.got:
-			if as, ok := m.(*runproto.Assign); ok {
-				return as
-			}
-		case <-deadline:
-			a.t.Fatalf("%s/%s got no assignment within %s", a.tenant, a.id, within)
-			return nil
-		}
-	}
+	return await[*runproto.Assign](a, within)
 }
 
 // links waits for a run.links answer.
 func (a *agent) links(within time.Duration) *runproto.Links {
 	a.t.Helper()
+	return await[*runproto.Links](a, within)
+}
+
+// await waits for the next message of type T, dropping others.
+func await[T runproto.Message](a *agent, within time.Duration) T {
+	a.t.Helper()
 	deadline := time.After(within)
 	for {
 		select {
 		case m := <-a.got:
-			if l, ok := m.(*runproto.Links); ok {
-				return l
+			if v, ok := m.(T); ok {
+				return v
 			}
 		case <-deadline:
-			a.t.Fatalf("%s/%s got no upload links within %s", a.tenant, a.id, within)
-			return nil
+			var zero T
+			a.t.Fatalf("%s/%s got no %T within %s", a.tenant, a.id, zero, within)
+			return zero
 		}
 	}
 }

@@ -54,14 +54,14 @@ const (
 	metaSHA256  = "sha256"
 )
 
-// WorkspaceKey names a workspace's state.
-type WorkspaceKey struct{ Tenant, Workspace string }
+// workspaceKey names a workspace's state.
+type workspaceKey struct{ Tenant, Workspace string }
 
-func (k WorkspaceKey) prefix() string { return k.Tenant + "/" + k.Workspace + "/state/" }
+func (k workspaceKey) prefix() string { return k.Tenant + "/" + k.Workspace + "/state/" }
 
 // CurrentState is the blob of a workspace's current state.
 func CurrentState(tenant, workspace string) string {
-	return WorkspaceKey{tenant, workspace}.prefix() + "terraform.tfstate"
+	return workspaceKey{tenant, workspace}.prefix() + "terraform.tfstate"
 }
 
 // StagedState is the blob one apply claim (run and claim token) uploads
@@ -70,7 +70,7 @@ func StagedState(tenant, workspace, run, claim string) string {
 	return tenant + "/" + workspace + "/" + run + "/state-c" + claim + ".tfstate"
 }
 
-func (k WorkspaceKey) versionBlob(version string) string {
+func (k workspaceKey) versionBlob(version string) string {
 	return k.prefix() + "versions/" + version + ".tfstate"
 }
 
@@ -79,20 +79,20 @@ func (k WorkspaceKey) versionBlob(version string) string {
 // without a version (written before versions were kept).
 var versionPattern = regexp.MustCompile(`^(before-)?run-[0-9a-z]{16}-c[0-9]{1,9}$`)
 
-// StateVersion describes one kept state.
+// StateVersion describes one kept state (opsapi.StateVersion is its
+// form in the API).
 type StateVersion struct {
 	// Version names it for OpenState ("run-…-c5").
-	Version string `json:"version"`
+	Version string
 	// Run and Claim made it (empty for a state kept from before versions).
-	Run   string `json:"run,omitempty"`
-	Claim string `json:"claim,omitempty"`
+	Run, Claim string
 	// Size in bytes and SHA-256 of the state file.
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256,omitempty"`
+	Size   int64
+	SHA256 string
 	// Created is when it was promoted.
-	Created time.Time `json:"created"`
+	Created time.Time
 	// Current: the workspace's state now.
-	Current bool `json:"current"`
+	Current bool
 }
 
 // Promotion is one apply claim's state, as its agent reported it.
@@ -108,7 +108,7 @@ func (p Promotion) Validate() error {
 	if err := (RunKey{p.Tenant, p.Workspace, p.Run}).Validate(); err != nil {
 		return err
 	}
-	if _, err := fmt.Sscanf(p.Claim, "%d", new(int)); err != nil || !versionPattern.MatchString(p.version()) {
+	if !versionPattern.MatchString(p.version()) {
 		return fmt.Errorf("claim %q is malformed", p.Claim)
 	}
 	if p.Size <= 0 || p.Size > MaxStateBytes {
@@ -133,7 +133,7 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 	if err := p.Validate(); err != nil {
 		return StateVersion{}, fmt.Errorf("%w: cannot promote state: %v", runs.ErrInvalid, err)
 	}
-	k := WorkspaceKey{p.Tenant, p.Workspace}
+	k := workspaceKey{p.Tenant, p.Workspace}
 	staged := StagedState(p.Tenant, p.Workspace, p.Run, p.Claim)
 	data, err := s.readBlob(ctx, staged, p.Size)
 	if err != nil {
@@ -150,7 +150,7 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 		return StateVersion{}, fmt.Errorf("cannot read the current state of %s/%s: %w", p.Tenant, p.Workspace, err)
 	}
 	if exists && metaValue(props.Metadata, metaVersion) == p.version() {
-		return s.describe(k, p.version(), props.Metadata, props.ContentLength, props.LastModified, true), nil // promoted before
+		return describe(p.version(), props.Metadata, props.ContentLength, props.LastModified, true), nil // promoted before
 	}
 	if exists && metaValue(props.Metadata, metaVersion) == "" {
 		// A state from before versions were kept: keep it before replacing it.
@@ -177,7 +177,7 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 		// Someone promoted meanwhile: this claim again (fine), or another.
 		now, gerr := current.GetProperties(ctx, nil)
 		if gerr == nil && metaValue(now.Metadata, metaVersion) == p.version() {
-			return s.describe(k, p.version(), now.Metadata, now.ContentLength, now.LastModified, true), nil
+			return describe(p.version(), now.Metadata, now.ContentLength, now.LastModified, true), nil
 		}
 		return StateVersion{}, fmt.Errorf("cannot promote the state of run %s claim %s: %w", p.Run, p.Claim, ErrConflict)
 	}
@@ -246,7 +246,7 @@ func (s *Store) putOnce(ctx context.Context, name string, data []byte, meta map[
 
 // keepUnversioned copies the current state, written before versions were
 // kept, to versions/<version>.
-func (s *Store) keepUnversioned(ctx context.Context, k WorkspaceKey, version string) error {
+func (s *Store) keepUnversioned(ctx context.Context, k workspaceKey, version string) error {
 	data, err := s.readBlob(ctx, CurrentState(k.Tenant, k.Workspace), MaxStateBytes)
 	if err != nil {
 		return fmt.Errorf("cannot keep the current state: %w", err)
@@ -255,7 +255,7 @@ func (s *Store) keepUnversioned(ctx context.Context, k WorkspaceKey, version str
 	return s.putOnce(ctx, k.versionBlob(version), data, map[string]*string{metaVersion: to.Ptr(version), metaSHA256: to.Ptr(hex.EncodeToString(sum[:]))})
 }
 
-func (s *Store) describe(k WorkspaceKey, version string, meta map[string]*string, size *int64, created *time.Time, current bool) StateVersion {
+func describe(version string, meta map[string]*string, size *int64, created *time.Time, current bool) StateVersion {
 	v := StateVersion{Version: version, Current: current}
 	v.Run, v.Claim, v.SHA256 = metaValue(meta, metaRun), metaValue(meta, metaClaim), metaValue(meta, metaSHA256)
 	if size != nil {
@@ -285,7 +285,7 @@ func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]
 	if err := stateScope(tenant, workspace); err != nil {
 		return nil, err
 	}
-	k := WorkspaceKey{tenant, workspace}
+	k := workspaceKey{tenant, workspace}
 	currentVersion := ""
 	props, err := s.blob(CurrentState(tenant, workspace)).GetProperties(ctx, nil)
 	switch {
@@ -298,7 +298,7 @@ func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]
 	}
 	var out []StateVersion
 	if currentVersion == CurrentVersion {
-		out = append(out, s.describe(k, CurrentVersion, props.Metadata, props.ContentLength, props.LastModified, true))
+		out = append(out, describe(CurrentVersion, props.Metadata, props.ContentLength, props.LastModified, true))
 	}
 	prefix := k.prefix() + "versions/"
 	pager := s.client.NewListBlobsFlatPager(s.container, &azblob.ListBlobsFlatOptions{
@@ -311,7 +311,7 @@ func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]
 		}
 		for _, b := range page.Segment.BlobItems {
 			version := strings.TrimSuffix(strings.TrimPrefix(*b.Name, prefix), ".tfstate")
-			v := s.describe(k, version, b.Metadata, b.Properties.ContentLength, b.Properties.CreationTime, version == currentVersion)
+			v := describe(version, b.Metadata, b.Properties.ContentLength, b.Properties.CreationTime, version == currentVersion)
 			if v.Created.IsZero() && b.Properties.LastModified != nil {
 				v.Created = b.Properties.LastModified.UTC()
 			}
@@ -366,7 +366,7 @@ func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string
 		if !versionPattern.MatchString(version) {
 			return nil, fmt.Errorf("%w: state version %q is not a version id such as run-0123456789abcdef-c5", runs.ErrInvalid, version)
 		}
-		name = WorkspaceKey{tenant, workspace}.versionBlob(version)
+		name = workspaceKey{tenant, workspace}.versionBlob(version)
 	}
 	return s.readBlob(ctx, name, MaxStateBytes)
 }

@@ -5,8 +5,10 @@
 // (runs.Manager.Dispatch) whenever something may let a run start: a run is
 // queued or approved, a run ends, an agent heartbeats, and on a periodic
 // tick (for changes made by other replicas). It sends the agent a
-// runproto.Assign with fresh SAS URLs (read-only for the bundle or the
-// saved plan, write-only for the plan upload) and the workspace's secrets
+// runproto.Assign with fresh SAS URLs (read-only for the bundle, the saved
+// plan and the workspace's state; write-only, short-lived and renewed only
+// while the claim is open for the claim's own upload blobs, see links.go)
+// and the workspace's secrets
 // sealed to the agent's registered key (only ever an agent of the run's
 // tenant), and a runproto.Cancel when a run it executes is cancelled,
 // timed out or swept.
@@ -16,10 +18,12 @@
 // and only a connector registered as an agent of that tenant
 // (registry.RoleAgent, not disabled) is heard: anything else it sends is
 // refused, logged and audited. A run id of another tenant is not found; a
-// report on a run the agent does not hold, or whose claim token is not
-// the run's current claim, is refused (dead-lettered with the reason,
-// never applied). Heartbeats go to runs.Manager.Heartbeat, log batches to
-// artifacts in order and once each, results to runs.Manager.Report.
+// report on a run the agent does not hold, whose claim token is not the
+// run's current claim, or whose claim has ended, is refused (dead-lettered
+// with the reason, never applied). Heartbeats go to runs.Manager.Heartbeat,
+// log batches to artifacts in order and once each, results to
+// runs.Manager.Report, after an apply's uploaded state was verified and
+// promoted (States).
 //
 // All run state lives in the runs store and all artifacts in Blob storage;
 // a Dispatcher keeps only caches (log cursors, followers), so a restarted

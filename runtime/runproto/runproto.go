@@ -10,10 +10,12 @@
 // fields each type requires and fails with a *DecodeError.
 //
 // Fencing: run.assign carries a claim token (the run's claim generation);
-// every run.started, run.logs and run.result echoes it, and the server
-// ignores reports whose token is not the run's current claim, so a report
-// from an earlier claim (a previous phase, or an agent that was declared
-// silent and lost the run) never changes the run.
+// every run.started, run.logs, run.result and run.renew echoes it, and the
+// server ignores reports whose token is not the run's current, open claim,
+// so a report from an earlier or ended claim (a previous phase, an agent
+// that was declared silent and lost the run, anything after the result)
+// never changes the run. Upload links are short-lived (run.renew gets
+// fresh ones while the claim is open) and name blobs of the claim's own.
 //
 // Sizes: a message travels in one Storage Queue message when its encoded
 // envelope stays under 64 KiB and by claim check beyond that; keep log
