@@ -160,6 +160,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		"tableEndpoint":       gw.TableEndpoint,
 		"blobEndpoint":        gw.BlobEndpoint,
 		"keyVaultUri":         gw.KeyVaultURI,
+		"idpKeyVaultUri":      gw.IDPKeyVaultURI,
 		"registryLoginServer": gw.RegistryLoginServer,
 		"workerUrl":           gw.WorkerURL,
 		"idpUrl":              gw.IDPURL,
@@ -182,6 +183,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		out["relayHybridConnection"] = ops.HybridConnectionName
 		out["relaySendRule"] = ops.SendRuleName
 		out["relaySendKeySecretUri"] = ops.SendKeySecretURI
+		out["deploymentSecretsVaultUri"] = ops.SecretsVaultURI
 	}
 	keys := make([]string, 0, len(out))
 	for k := range out {

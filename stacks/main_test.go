@@ -234,7 +234,7 @@ func TestRoleAssignmentsStayWithinScope(t *testing.T) {
 		}
 		prefix := map[string]string{"dev": "bote-dev", "gov": "bote-gov"}[stack]
 		assert.Equal(t, map[string]int{
-			prefix + "-worker-id": 10, prefix + "-idp-id": 3, prefix + "-relayserver-id": 15, // 14 + the audit table
+			prefix + "-worker-id": 10, prefix + "-idp-id": 4, prefix + "-relayserver-id": 16, // 14 + the audit table
 		}, perIdentity, stack)
 	}
 }
@@ -432,7 +432,11 @@ func TestNameSuffix(t *testing.T) {
 		rec, _, err := deployed(t, cfg)
 		require.NoError(t, err)
 		storage = rec.OfType("azure-native:storage:StorageAccount")[0].Inputs["accountName"].(string)
-		vault = rec.OfType("azure-native:keyvault:Vault")[0].Inputs["vaultName"].(string)
+		for _, v := range rec.OfType("azure-native:keyvault:Vault") {
+			if v.Name == "gateway-vault" {
+				vault = v.Inputs["vaultName"].(string)
+			}
+		}
 		return storage, vault
 	}
 	st, kv := names("", "")

@@ -46,7 +46,10 @@ var (
 	StorageBlobContributor  = Role{"Storage Blob Data Contributor", "blob-rw", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"}
 	StorageBlobReader       = Role{"Storage Blob Data Reader", "blob-read", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}
 	KeyVaultSecretsUser     = Role{"Key Vault Secrets User", "kv-secret-read", "4633458b-17de-408a-b874-0445c86b69e6"}
-	AcrPull                 = Role{"AcrPull", "acr-pull", "7f951dda-4ed3-4680-a7ca-43fe172d538d"}
+	// KeyVaultSecretsOfficer reads and writes secrets (no access
+	// management): only the idp, on its own signing-key vault.
+	KeyVaultSecretsOfficer = Role{"Key Vault Secrets Officer", "kv-secret-rw", "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"}
+	AcrPull                = Role{"AcrPull", "acr-pull", "7f951dda-4ed3-4680-a7ca-43fe172d538d"}
 	// StorageBlobDelegator may only obtain a user delegation key, to sign
 	// blob SAS links with Entra ID instead of the account key; it reads no
 	// data.
@@ -54,7 +57,7 @@ var (
 )
 
 var grantable = []Role{ServiceBusDataSender, ServiceBusDataReceiver, StorageQueueContributor,
-	StorageTableContributor, StorageBlobContributor, StorageBlobReader, KeyVaultSecretsUser, AcrPull,
+	StorageTableContributor, StorageBlobContributor, StorageBlobReader, KeyVaultSecretsUser, KeyVaultSecretsOfficer, AcrPull,
 	StorageBlobDelegator}
 
 // roleAssignmentsNamespace seeds the UUIDv5 role assignment names. Changing

@@ -51,9 +51,9 @@ const (
 	QueueConnectorErrors = "bote-connector-errors"
 	TablePresence        = "botepresence"      // which worker replica holds which connector
 	TableSubscriptions   = "botesubscriptions" // topic subscribers, partitioned by tenant|topic
+	TableReplay          = "botereplay"        // client assertions the idp replicas have accepted (runtime/replay)
 	ContainerClaims      = "bote-claims"       // claim-check bodies
 	ContainerRegistry    = "bote-registry"     // the connector registry the idp reads
-	ContainerIDPKeys     = "bote-idp-keys"     // the idp's persistent signing keys
 	SecretStorageKey     = "storage-account-key"
 )
 
@@ -112,13 +112,13 @@ type Args struct {
 
 // names are the physical names derived from the prefix.
 type names struct {
-	bus, storage, vault, registry, logs, insights, platform, worker, idp, workerID, idpID string
+	bus, storage, vault, idpVault, registry, logs, insights, platform, worker, idp, workerID, idpID string
 }
 
 func deriveNames(prefix string) names {
 	c := naming.Compact(prefix)
 	return names{
-		bus: prefix + "-bus", storage: c + "st", vault: prefix + "-kv", registry: c + "acr",
+		bus: prefix + "-bus", storage: c + "st", vault: prefix + "-kv", idpVault: prefix + "-idp-kv", registry: c + "acr",
 		logs: prefix + "-logs", insights: prefix + "-appi", platform: prefix + "-apps",
 		worker: prefix + "-worker", idp: prefix + "-idp", workerID: prefix + "-worker-id", idpID: prefix + "-idp-id",
 	}
@@ -165,14 +165,14 @@ func (a *Args) Validate() error {
 	return naming.Names{
 		naming.ServiceBusNamespace: {n.bus},
 		naming.StorageAccount:      {n.storage},
-		naming.KeyVault:            {n.vault},
+		naming.KeyVault:            {n.vault, n.idpVault},
 		naming.ContainerRegistry:   {n.registry},
 		naming.LogAnalytics:        {n.logs},
 		naming.AppInsights:         {n.insights},
 		naming.ManagedIdentity:     {n.workerID, n.idpID},
 		naming.ServiceBusEntity:    {QueueConnectors, QueueCloud, QueueErrors, QueueConnectorErrors},
-		naming.StorageTable:        {TablePresence, TableSubscriptions},
-		naming.BlobContainer:       {ContainerClaims, ContainerRegistry, ContainerIDPKeys},
+		naming.StorageTable:        {TablePresence, TableSubscriptions, TableReplay},
+		naming.BlobContainer:       {ContainerClaims, ContainerRegistry},
 		naming.KeyVaultSecret:      {SecretStorageKey},
 	}.Check()
 }
@@ -182,12 +182,14 @@ type SharedGateway struct {
 	pulumi.ResourceState
 
 	// Outputs registered with the component (and exported by the stack).
-	ServiceBusEndpoint  pulumi.StringOutput `pulumi:"serviceBusEndpoint"`
-	StorageAccountName  pulumi.StringOutput `pulumi:"storageAccountName"`
-	QueueEndpoint       pulumi.StringOutput `pulumi:"queueEndpoint"`
-	TableEndpoint       pulumi.StringOutput `pulumi:"tableEndpoint"`
-	BlobEndpoint        pulumi.StringOutput `pulumi:"blobEndpoint"`
-	KeyVaultURI         pulumi.StringOutput `pulumi:"keyVaultUri"`
+	ServiceBusEndpoint pulumi.StringOutput `pulumi:"serviceBusEndpoint"`
+	StorageAccountName pulumi.StringOutput `pulumi:"storageAccountName"`
+	QueueEndpoint      pulumi.StringOutput `pulumi:"queueEndpoint"`
+	TableEndpoint      pulumi.StringOutput `pulumi:"tableEndpoint"`
+	BlobEndpoint       pulumi.StringOutput `pulumi:"blobEndpoint"`
+	KeyVaultURI        pulumi.StringOutput `pulumi:"keyVaultUri"`
+	// IDPKeyVaultURI is the vault of the idp's signing keys.
+	IDPKeyVaultURI      pulumi.StringOutput `pulumi:"idpKeyVaultUri"`
 	RegistryLoginServer pulumi.StringOutput `pulumi:"registryLoginServer"`
 	WorkerURL           pulumi.StringOutput `pulumi:"workerUrl"`
 	IDPURL              pulumi.StringOutput `pulumi:"idpUrl"`
@@ -211,6 +213,8 @@ type SharedGateway struct {
 	// ImageServer is the registry login server, resolved once the images
 	// are pushed (Images.Push); apps pull from it.
 	ImageServer pulumi.StringOutput
+	// Protect is Args.Protect, for the components' own stateful resources.
+	Protect bool
 }
 
 // New registers the shared gateway.
@@ -224,6 +228,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	gw := &SharedGateway{
 		Cloud: args.Cloud, Prefix: args.Prefix, Location: args.Location,
 		ResourceGroupName: args.ResourceGroupName, Queues: map[string]*servicebus.Queue{}, Tags: args.Tags,
+		Protect: args.Protect,
 	}
 	if err := ctx.RegisterComponentResource(Type, name, gw, opts...); err != nil {
 		return nil, fmt.Errorf("cannot register gateway %s: %w", name, err)
@@ -241,6 +246,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"tableEndpoint":       gw.TableEndpoint,
 		"blobEndpoint":        gw.BlobEndpoint,
 		"keyVaultUri":         gw.KeyVaultURI,
+		"idpKeyVaultUri":      gw.IDPKeyVaultURI,
 		"registryLoginServer": gw.RegistryLoginServer,
 		"workerUrl":           gw.WorkerURL,
 		"idpUrl":              gw.IDPURL,
@@ -265,6 +271,7 @@ type builder struct {
 	tables      map[string]*storage.Table
 	containers  map[string]*storage.BlobContainer
 	registryRes *storage.Blob
+	idpVault    *keyvault.Vault
 	logs        *operationalinsights.Workspace
 }
 
@@ -375,7 +382,7 @@ func (b *builder) storage() error {
 	b.gw.BlobEndpoint = acct.PrimaryEndpoints.Blob()
 
 	b.tables = map[string]*storage.Table{}
-	for _, t := range []string{TablePresence, TableSubscriptions} {
+	for _, t := range []string{TablePresence, TableSubscriptions, TableReplay} {
 		tbl, err := storage.NewTable(b.ctx, b.child("table-"+t), &storage.TableArgs{
 			TableName: pulumi.String(t), AccountName: acct.Name, ResourceGroupName: b.args.ResourceGroupName,
 		}, b.parent)
@@ -385,7 +392,7 @@ func (b *builder) storage() error {
 		b.tables[t] = tbl
 	}
 	b.containers = map[string]*storage.BlobContainer{}
-	for _, c := range []string{ContainerClaims, ContainerRegistry, ContainerIDPKeys} {
+	for _, c := range []string{ContainerClaims, ContainerRegistry} {
 		bc, err := storage.NewBlobContainer(b.ctx, b.child("container-"+c), &storage.BlobContainerArgs{
 			ContainerName: pulumi.String(c), AccountName: acct.Name, ResourceGroupName: b.args.ResourceGroupName,
 			PublicAccess: storage.PublicAccessNone,
@@ -436,6 +443,18 @@ func (b *builder) vault() error {
 	}
 	b.gw.Vault = v
 	b.gw.KeyVaultURI = v.Properties.VaultUri()
+
+	// The idp's signing keys get a vault of their own: the idp writes
+	// them, and must not read the storage and relay keys in the other.
+	idpVault, err := NewVault(b.ctx, b.child("idp-vault"), VaultArgs{
+		Name: b.n.idpVault, ResourceGroupName: b.args.ResourceGroupName, Location: b.args.Location,
+		Protect: b.args.Protect, Tags: b.args.Tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	b.idpVault = idpVault
+	b.gw.IDPKeyVaultURI = idpVault.Properties.VaultUri()
 
 	keys := storage.ListStorageAccountKeysOutput(b.ctx, storage.ListStorageAccountKeysOutputArgs{
 		AccountName: b.gw.StorageAccount.Name, ResourceGroupName: b.args.ResourceGroupName,
@@ -643,7 +662,9 @@ func (b *builder) apps() error {
 	}
 	idpGrants, err := grantAll(b.ctx, idpID, []grant{
 		{access.StorageBlobReader, access.Scope{Name: "container-" + ContainerRegistry, ID: b.containers[ContainerRegistry].ID()}},
-		{access.StorageBlobContributor, access.Scope{Name: "container-" + ContainerIDPKeys, ID: b.containers[ContainerIDPKeys].ID()}},
+		{access.StorageTableContributor, access.Scope{Name: "table-" + TableReplay, ID: b.tables[TableReplay].ID()}},
+		// Creates each signing key as a secret; its own vault only.
+		{access.KeyVaultSecretsOfficer, access.Scope{Name: "vault-idp-keys", ID: b.idpVault.ID()}},
 		{access.AcrPull, registryScope},
 	}, b.parent)
 	if err != nil {
@@ -687,15 +708,17 @@ func (b *builder) apps() error {
 	b.gw.WorkerURL = worker.URL
 
 	// runtime/cmd/idp reads BOTE_IDP_<FLAG>. It watches the registry blob
-	// itself (--registry-url, read with its managed identity). Its signing
-	// keys live in --key-dir, a local path: until a Key Vault key store
-	// exists they do not outlive the container (docs/infrastructure.md).
+	// itself (--registry-url, read with its managed identity), keeps its
+	// signing keys in its vault (--key-vault-url) and the assertions it
+	// accepted in the replay table (--replay-table-url), both shared by
+	// its replicas and surviving restarts.
 	idpSettings := CommonSettings(a.Cloud, idpID)
 	for k, v := range map[string]pulumi.StringInput{
 		"BOTE_IDP_LISTEN":                       pulumi.String(":8080"),
 		"BOTE_IDP_ISSUER":                       b.gw.IDPURL,
 		"BOTE_IDP_REGISTRY_URL":                 b.gw.RegistryBlobURL,
-		"BOTE_IDP_KEY_DIR":                      pulumi.String("/var/lib/bote/keys"),
+		"BOTE_IDP_KEY_VAULT_URL":                b.gw.IDPKeyVaultURI,
+		"BOTE_IDP_REPLAY_TABLE_URL":             pulumi.Sprintf("%s%s", b.gw.TableEndpoint, TableReplay),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": b.gw.AppInsights,
 	} {
 		idpSettings[k] = v

@@ -18,6 +18,7 @@ import (
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/replay"
 	"github.com/botehq/platform/runtime/worker"
 	"github.com/botehq/platform/runtime/worker/nudge"
 	"github.com/botehq/platform/runtime/worker/subscriptions"
@@ -88,8 +89,9 @@ func TestGatewayLeastPrivilege(t *testing.T) {
 	sort.Strings(got)
 	assert.Equal(t, []string{
 		"bote-test-idp-id | AcrPull | azure-native:containerregistry:Registry::botetestacr",
-		"bote-test-idp-id | Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-idp-keys",
+		"bote-test-idp-id | Key Vault Secrets Officer | azure-native:keyvault:Vault::bote-test-idp-kv",
 		"bote-test-idp-id | Storage Blob Data Reader | azure-native:storage:BlobContainer::bote-registry",
+		"bote-test-idp-id | Storage Table Data Contributor | azure-native:storage:Table::botereplay",
 		"bote-test-worker-id | AcrPull | azure-native:containerregistry:Registry::botetestacr",
 		"bote-test-worker-id | Azure Service Bus Data Receiver | azure-native:servicebus:Queue::bote-connectors",
 		"bote-test-worker-id | Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-cloud",
@@ -101,6 +103,28 @@ func TestGatewayLeastPrivilege(t *testing.T) {
 		"bote-test-worker-id | Storage Table Data Contributor | azure-native:storage:Table::botepresence",
 		"bote-test-worker-id | Storage Table Data Contributor | azure-native:storage:Table::botesubscriptions",
 	}, got)
+}
+
+// The idp's state outlives its containers and is shared by its replicas:
+// signing keys in its own vault, used assertions in the replay table.
+func TestIDPStateIsInAzure(t *testing.T) {
+	for _, hosting := range []cloud.Hosting{cloud.HostingContainerApps, cloud.HostingAppService} {
+		args := testArgs(t, "public")
+		args.Hosting = hosting
+		rec, err := run(t, args)
+		require.NoError(t, err)
+		var settings map[string]string
+		for _, r := range rec.Resources() {
+			if strings.HasSuffix(r.Key(), "::gw-idp") {
+				settings = infratest.AppSettings(t, r)
+			}
+		}
+		require.NotNil(t, settings, hosting)
+		assert.NotContains(t, settings, "BOTE_IDP_KEY_DIR", "%s: keys in a container-local directory re-key on restart", hosting)
+		assert.Equal(t, "https://bote-test-idp-kv.vault.azure.net/", settings["BOTE_IDP_KEY_VAULT_URL"], hosting)
+		assert.Equal(t, "https://botetestst.table.core.windows.net/botereplay", settings["BOTE_IDP_REPLAY_TABLE_URL"], hosting)
+		assert.Greater(t, len(rec.OfType("azure-native:keyvault:Vault")), 1)
+	}
 }
 
 func TestGatewaySecretsOnlyAsReferences(t *testing.T) {
@@ -196,6 +220,7 @@ func TestQueueNamesMatchTheRuntime(t *testing.T) {
 	assert.Equal(t, worker.QueueConnectorErrors, QueueConnectorErrors)
 	assert.Equal(t, subscriptions.DefaultTable, TableSubscriptions)
 	assert.Equal(t, nudge.DefaultTable, TablePresence)
+	assert.Equal(t, replay.DefaultTable, TableReplay)
 }
 
 func TestGatewayPublishesRegistryInRuntimeFormat(t *testing.T) {

@@ -88,3 +88,31 @@ func (rec *Recording) Grants(t testing.TB) []Grant {
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
+
+// AppSettings returns an app's environment: a web app's app settings or a
+// container app's (first container's) env; a Container Apps secret
+// reference renders as "secretref:<name>".
+func AppSettings(t testing.TB, app Resource) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	var list []any
+	switch BaseType(app.Type) {
+	case "azure-native:web:WebApp":
+		list, _ = app.Inputs["siteConfig"].(map[string]any)["appSettings"].([]any)
+	case "azure-native:app:ContainerApp":
+		containers, _ := app.Inputs["template"].(map[string]any)["containers"].([]any)
+		require.NotEmpty(t, containers, app.Key())
+		list, _ = containers[0].(map[string]any)["env"].([]any)
+	default:
+		t.Fatalf("%s is not an app", app.Key())
+	}
+	for _, e := range list {
+		e := e.(map[string]any)
+		v, _ := e["value"].(string)
+		if ref, ok := e["secretRef"].(string); ok {
+			v = "secretref:" + ref
+		}
+		out[e["name"].(string)] = v
+	}
+	return out
+}

@@ -80,6 +80,9 @@ func (o *OperatorAuth) Validate() error {
 
 func relayNamespaceName(prefix string) string { return prefix + "-relay" }
 
+// secretsVaultName is the vault of deployment secrets.
+func secretsVaultName(prefix string) string { return prefix + "-ops-kv" }
+
 // Validate checks the arguments before anything registers.
 func (a *Args) Validate() error {
 	if a.Gateway == nil {
@@ -102,6 +105,7 @@ func (a *Args) Validate() error {
 		naming.HybridConnection:  {HybridConnection},
 		naming.AuthorizationRule: {RuleListen, RuleSend},
 		naming.KeyVaultSecret:    {SecretListenKey, SecretSendKey},
+		naming.KeyVault:          {secretsVaultName(p)},
 		naming.ManagedIdentity:   {p + "-relayserver-id"},
 		naming.StorageTable:      tableNames(),
 		naming.BlobContainer:     {artifacts.DefaultContainer},
@@ -126,6 +130,9 @@ type OpsRelay struct {
 	SendRuleName pulumi.StringOutput `pulumi:"sendRuleName"`
 	// SendKeySecretURI is the Key Vault secret holding the send key.
 	SendKeySecretURI pulumi.StringOutput `pulumi:"sendKeySecretUri"`
+	// SecretsVaultURI is the vault of deployment secrets, which the relay
+	// server hands to agents for their runs.
+	SecretsVaultURI pulumi.StringOutput `pulumi:"secretsVaultUri"`
 }
 
 // New registers the ops relay.
@@ -203,6 +210,17 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		}
 		tables = append(tables, t)
 	}
+	// Deployment secrets (runtime/secretstore, one secret per workspace)
+	// live in a vault of their own: the relay server reads them, and no
+	// other identity of the stack has any role on it. Administrators write
+	// them (Key Vault Secrets Officer, granted out of band).
+	secretsVault, err := gateway.NewVault(ctx, child("secrets-vault"), gateway.VaultArgs{
+		Name: secretsVaultName(gw.Prefix), ResourceGroupName: rg, Location: gw.Location,
+		Protect: gw.Protect, Tags: gw.Tags,
+	}, parent)
+	if err != nil {
+		return fail(err)
+	}
 	runsContainer, err := storage.NewBlobContainer(ctx, child("container-"+artifacts.DefaultContainer), &storage.BlobContainerArgs{
 		ContainerName: pulumi.String(artifacts.DefaultContainer), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
 		PublicAccess: storage.PublicAccessNone,
@@ -231,6 +249,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		{access.StorageBlobDelegator, access.Scope{Name: "storage-account", ID: gw.StorageAccount.ID()}},
 		{access.StorageBlobReader, access.Scope{Name: "container-" + gateway.ContainerRegistry, ID: gw.RegistryContainer.ID()}},
 		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: secrets[SecretListenKey].ID()}},
+		// Every workspace's secret, including those written after this
+		// deployment: the vault, which holds nothing else.
+		{access.KeyVaultSecretsUser, access.Scope{Name: "vault-deployment-secrets", ID: secretsVault.ID()}},
 		{access.AcrPull, access.Scope{Name: "registry", ID: gw.Registry.ID()}},
 	}
 	for i, name := range tableNames() {
@@ -247,9 +268,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	// runtime/cmd/relayserver reads BOTE_RELAYSERVER_<FLAG>: the relay
 	// listener, then the run store, artifacts and the gateway bus it reaches
-	// agents through, all with its managed identity. Deployment secrets
-	// need a vault of their own (--key-vault-url), which this component
-	// does not create yet (docs/infrastructure.md).
+	// agents through, all with its managed identity, and the deployment
+	// secrets from their vault (--key-vault-url).
 	settings := gateway.CommonSettings(gw.Cloud, id)
 	for k, v := range map[string]pulumi.StringInput{
 		"BOTE_RELAYSERVER_NAMESPACE":            gateway.HostOf(ns.ServiceBusEndpoint),
@@ -265,6 +285,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"BOTE_RELAYSERVER_BUS":                  pulumi.String("servicebus"),
 		"BOTE_RELAYSERVER_SERVICEBUS_NAMESPACE": gateway.HostOf(gw.ServiceBusEndpoint),
 		"BOTE_RELAYSERVER_REGISTRY_URL":         gw.RegistryBlobURL,
+		"BOTE_RELAYSERVER_KEY_VAULT_URL":        secretsVault.Properties.VaultUri(),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
 	} {
 		settings[k] = v
@@ -302,9 +323,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	r.HybridConnectionName = hc.Name
 	r.SendRuleName = pulumi.String(RuleSend).ToStringOutput()
 	r.SendKeySecretURI = secrets[SecretSendKey].Properties.SecretUri()
+	r.SecretsVaultURI = secretsVault.Properties.VaultUri()
 	if err := ctx.RegisterResourceOutputs(r, pulumi.Map{
 		"endpoint": r.Endpoint, "namespace": r.Namespace, "hybridConnectionName": r.HybridConnectionName,
-		"sendRuleName": r.SendRuleName, "sendKeySecretUri": r.SendKeySecretURI,
+		"sendRuleName": r.SendRuleName, "sendKeySecretUri": r.SendKeySecretURI, "secretsVaultUri": r.SecretsVaultURI,
 	}); err != nil {
 		return nil, fmt.Errorf("cannot register opsrelay %s outputs: %w", name, err)
 	}

@@ -3,6 +3,7 @@ package opsrelay
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -118,6 +119,7 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 		"Azure Service Bus Data Receiver | azure-native:servicebus:Queue::bote-cloud",
 		"Azure Service Bus Data Sender | azure-native:servicebus:Queue::bote-connectors",
 		"Key Vault Secrets User | azure-native:keyvault:Secret::relay-listen-key",
+		"Key Vault Secrets User | azure-native:keyvault:Vault::bote-test-ops-kv",
 		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::bote-claims",
 		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::boteruns",
 		"Storage Blob Data Reader | azure-native:storage:BlobContainer::bote-registry",
@@ -207,4 +209,33 @@ func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
 		_, err := runWith(t, "public", &Args{Image: image, OperatorAuth: &tt.oa})
 		assert.ErrorContains(t, err, tt.want)
 	}
+}
+
+// Runs in Azure get deployment secrets: the relay server reads them from
+// the stack's vault of deployment secrets, which no other identity may
+// read.
+func TestDeploymentSecretsVault(t *testing.T) {
+	rec, err := run(t, "public", image)
+	require.NoError(t, err)
+	var vault infratest.Resource
+	for _, v := range rec.OfType("azure-native:keyvault:Vault") {
+		if v.Inputs["vaultName"] == "bote-test-ops-kv" {
+			vault = v
+		}
+	}
+	require.NotEmpty(t, vault.Name, "the stack creates the vault")
+	var readers []string
+	for _, g := range rec.Grants(t) {
+		if strings.HasPrefix(g.Scope, "azure-native:keyvault:Vault::bote-test-ops-kv") {
+			readers = append(readers, g.Identity)
+		}
+	}
+	assert.Equal(t, []string{"bote-test-relayserver-id"}, readers)
+	for _, r := range rec.Resources() {
+		if strings.HasSuffix(r.Key(), "::ops-relayserver") {
+			assert.Equal(t, "https://bote-test-ops-kv.vault.azure.net/", infratest.AppSettings(t, r)["BOTE_RELAYSERVER_KEY_VAULT_URL"])
+			return
+		}
+	}
+	t.Fatal("no relay server app")
 }
