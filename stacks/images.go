@@ -11,8 +11,10 @@ import (
 	azcloud "github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/botehq/platform/components/images"
+	"github.com/botehq/platform/components/tenant"
 )
 
 // runtimeDir is the runtime module, relative to the program's directory
@@ -66,4 +68,40 @@ var pushAuth = func(cfg *Config) func(ctx context.Context, server string) ([]rem
 		}
 		return images.AzureAuth(cred, "https://"+cfg.Cloud.Suffixes.Management+"/.default", nil)(ctx, server)
 	}
+}
+
+// issuePassword generates a tenant token's password with the identity
+// running `pulumi up` (tests replace it).
+var issuePassword = func(cfg *Config) func(ctx context.Context, tokenID string) (string, error) {
+	return func(ctx context.Context, tokenID string) (string, error) {
+		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
+			ClientOptions: azcore.ClientOptions{Cloud: azcloud.Configuration{ActiveDirectoryAuthorityHost: cfg.Cloud.AuthorityHost}},
+			TenantID:      cfg.TenantID,
+		})
+		if err != nil {
+			return "", fmt.Errorf("cannot set up the Azure identity: %w", err)
+		}
+		return tenant.GenerateCredentials(cred, cfg.Cloud.Suffixes.Management, nil)(ctx, tokenID)
+	}
+}
+
+// previousOutputs reads this stack's own outputs from its last update (a
+// stack reference to itself; empty on the first update).
+func previousOutputs(ctx *pulumi.Context) (*pulumi.StackReference, error) {
+	name := fmt.Sprintf("%s/%s/%s", ctx.Organization(), ctx.Project(), ctx.Stack())
+	ref, err := pulumi.NewStackReference(ctx, "previous-outputs", &pulumi.StackReferenceArgs{Name: pulumi.String(name)})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the stack's last outputs: %w", err)
+	}
+	return ref, nil
+}
+
+// previousPassword is the password the last update exported for a tenant
+// ("" when there is none).
+func previousPassword(ref *pulumi.StackReference, tenantID string) pulumi.StringOutput {
+	return ref.GetOutput(pulumi.String("registryPasswords")).ApplyT(func(v any) string {
+		m, _ := v.(map[string]any)
+		s, _ := m[tenantID].(string)
+		return s
+	}).(pulumi.StringOutput)
 }

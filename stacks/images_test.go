@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -113,9 +114,23 @@ func (r *fakeRegistry) catalog(t *testing.T) []string {
 	return repos
 }
 
+// issued records the token ids the fake password issuer was asked for.
+var issued struct {
+	sync.Mutex
+	ids []string
+}
+
 func init() {
 	testRegistry.srv = newRegistryServer() // shared by every test that does not reset it
 	buildImages = fakeBuild
+	issuePassword = func(*Config) func(context.Context, string) (string, error) {
+		return func(_ context.Context, id string) (string, error) {
+			issued.Lock()
+			defer issued.Unlock()
+			issued.ids = append(issued.ids, id)
+			return "password-of-" + id[strings.LastIndex(id, "/")+1:], nil
+		}
+	}
 	pushAuth = func(*Config) func(context.Context, string) ([]remote.Option, error) {
 		return func(context.Context, string) ([]remote.Option, error) {
 			return []remote.Option{remote.WithTransport(&testRegistry)}, nil
@@ -174,22 +189,30 @@ func TestUpPushesTheBuiltImagesAndTheAppsRunExactlyThoseDigests(t *testing.T) {
 			sort.Strings(got)
 			assert.Equal(t, []string{want["idp"], want["relayserver"], want["worker"]}, got, "every app runs its built digest, nothing else")
 
+			passwords := toStrings(exports["registryPasswords"])
 			for id, tn := range exports["tenants"].(map[string]any) {
 				assert.Equal(t, want["agent"], tn.(map[string]any)["agentImage"], id)
 				assert.Equal(t, want["connector"], tn.(map[string]any)["connectorImage"], id)
+				assert.Equal(t, "password-of-tenant-"+id+"-agent-pull-token", passwords[id], "the first up issues each tenant's token password")
 			}
 		})
 	}
 }
 
-func TestPreviewPushesNothing(t *testing.T) {
+func TestPreviewPushesNothingAndIssuesNoPassword(t *testing.T) {
 	testRegistry.reset(t)
+	issued.Lock()
+	issued.ids = nil
+	issued.Unlock()
 	_, err := infratest.Run(t, "public", stackConfig(t, "dev"), func(ctx *pulumi.Context) error {
 		_, err := deploy(ctx)
 		return err
 	}, func(info *pulumi.RunInfo) { info.DryRun = true })
 	require.NoError(t, err)
 	assert.Empty(t, testRegistry.catalog(t), "a preview never pushes")
+	issued.Lock()
+	defer issued.Unlock()
+	assert.Empty(t, issued.ids, "a preview issues no token password")
 }
 
 func toStrings(v any) map[string]string {
@@ -201,4 +224,19 @@ func toStrings(v any) map[string]string {
 		out[k], _ = e.(string)
 	}
 	return out
+}
+
+func TestRegistryPasswordsAreASecretOutput(t *testing.T) {
+	var secret bool
+	_, err := infratest.Run(t, "public", stackConfig(t, "dev"), func(ctx *pulumi.Context) error {
+		out, err := deploy(ctx)
+		if err != nil {
+			return err
+		}
+		res, err := internals.UnsafeAwaitOutput(context.Background(), pulumi.ToOutput(out["registryPasswords"]))
+		secret = res.Secret
+		return err
+	})
+	require.NoError(t, err)
+	assert.True(t, secret)
 }

@@ -133,15 +133,23 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		return nil, err
 	}
 
-	tenants := pulumi.Map{}
+	// Token passwords are issued once, by the first `pulumi up` that sees
+	// the tenant, and read back from this stack's last outputs afterwards.
+	previous, err := previousOutputs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tenants, passwords := pulumi.Map{}, pulumi.StringMap{}
 	for _, spec := range cfg.Tenants { // sorted by id; keyed by id, never by position
 		t, err := tenant.New(ctx, "tenant-"+spec.ID, &tenant.Args{
 			Spec: spec, ResourceGroupName: rg.Name,
 			StorageAccountName: gw.StorageAccountName, RegistryName: gw.Registry.Name,
+			Password: &tenant.TokenPassword{Previous: previousPassword(previous, spec.ID), Issue: issuePassword(cfg)},
 		}, providers)
 		if err != nil {
 			return nil, err
 		}
+		passwords[spec.ID] = t.RegistryPassword
 		tenants[spec.ID] = pulumi.Map{
 			"queues":         t.Queues,
 			"registryToken":  t.RegistryToken,
@@ -172,6 +180,8 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 			"connector": pulumi.Sprintf("%s/%s", gw.ImageServer, connectorImage),
 		},
 		"imageVersion": pulumi.String(pusher.Version()),
+		// Each tenant's pull token password (user: tenants.<id>.registryToken).
+		"registryPasswords": pulumi.ToSecret(passwords),
 	}
 	if cfg.OpsRelay {
 		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: relayImage, AgentVersion: pusher.Version(), OperatorAuth: cfg.OperatorAuth}, providers)

@@ -107,7 +107,8 @@ func TestStacksGolden(t *testing.T) {
 			infratest.AssertParented(t, rec, "pulumi:providers:azure-native::azure-"+cloudName,
 				"azure-native:resources:ResourceGroup::rg", "bote:gateway:SharedGateway::gateway",
 				"bote:opsrelay:OpsRelay::opsrelay", "bote:tenant:Tenant::tenant-agency-a",
-				"bote:tenant:Tenant::tenant-contoso", "bote:tenant:Tenant::tenant-fabrikam")
+				"bote:tenant:Tenant::tenant-contoso", "bote:tenant:Tenant::tenant-fabrikam",
+				"pulumi:pulumi:StackReference::previous-outputs") // the stack reading its own last outputs
 			providers := rec.OfType("pulumi:providers:azure-native")
 			require.Len(t, providers, 1)
 			assert.Equal(t, cloudName, providers[0].Inputs["environment"], "the provider's environment is the stack's cloud")

@@ -14,6 +14,7 @@
 package tenant
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -106,6 +107,8 @@ type Args struct {
 	RegistryName pulumi.StringInput
 	// AgentRepository defaults to DefaultAgentRepository.
 	AgentRepository string
+	// Password, when set, gives the pull token a password (RegistryPassword).
+	Password *TokenPassword
 }
 
 // Validate checks the arguments before anything registers.
@@ -139,8 +142,12 @@ type Tenant struct {
 	Queues pulumi.StringMapOutput `pulumi:"queues"`
 	// RegistryToken is the name of the pull token for the tenant's agents.
 	RegistryToken pulumi.StringOutput `pulumi:"registryToken"`
-	// AgentRepository is the only repository the token can pull.
+	// AgentRepository is the agent's repository (the token also pulls
+	// ConnectorRepository).
 	AgentRepository pulumi.StringOutput `pulumi:"agentRepository"`
+	// RegistryPassword is the token's password (a secret; "" without
+	// Args.Password, and at a preview of a tenant that has none yet).
+	RegistryPassword pulumi.StringOutput
 }
 
 // New registers one tenant.
@@ -210,6 +217,19 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, fmt.Errorf("tenant %s: cannot register registry token: %w", name, err)
 	}
 
+	t.RegistryPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+	if p := args.Password; p != nil {
+		t.RegistryPassword = pulumi.ToSecret(pulumi.All(tok.ID(), p.Previous).ApplyTWithContext(ctx.Context(),
+			func(c context.Context, v []any) (string, error) {
+				if prev, _ := v[1].(string); prev != "" {
+					return prev, nil
+				}
+				if ctx.DryRun() {
+					return "", nil // issued by `pulumi up`, never by a preview
+				}
+				return p.Issue(c, string(v[0].(pulumi.ID)))
+			})).(pulumi.StringOutput)
+	}
 	t.Queues = queues.ToStringMapOutput()
 	t.RegistryToken = tok.Name
 	t.AgentRepository = pulumi.String(repo).ToStringOutput()
