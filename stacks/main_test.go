@@ -454,3 +454,41 @@ func TestNameSuffix(t *testing.T) {
 	assert.NotEqual(t, st, other, "another organization's subscription")
 	assert.Regexp(t, `^botedev[0-9a-f]{4}st$`, other)
 }
+
+// Role assignments take effect in Azure only after they propagate; an app
+// created before its grants exist fails its first image pull or Key Vault
+// reference for good (Container Apps fails the revision). Every app waits
+// for every grant of its identity.
+func TestAppsWaitForTheirIdentitysGrants(t *testing.T) {
+	for _, hosting := range []string{"containerapps", "appservice"} {
+		cfg := stackConfig(t, "dev")
+		cfg["bote:hosting"] = hosting
+		rec, _, err := deployed(t, cfg)
+		require.NoError(t, err)
+		principalOf := map[string]string{} // identity resource id -> principal id
+		for _, r := range rec.OfType("azure-native:managedidentity:UserAssignedIdentity") {
+			principalOf[r.ID] = r.Outputs["principalId"].(string)
+		}
+		apps := 0
+		for _, app := range rec.Resources() {
+			base := infratest.BaseType(app.Type)
+			if base != "azure-native:web:WebApp" && base != "azure-native:app:ContainerApp" {
+				continue
+			}
+			apps++
+			ids := app.Inputs["identity"].(map[string]any)["userAssignedIdentities"].([]any)
+			require.Len(t, ids, 1, app.Key())
+			principal := principalOf[ids[0].(string)]
+			require.NotEmpty(t, principal, app.Key())
+			grants := 0
+			for _, ra := range rec.OfType(infratest.RoleAssignmentType) {
+				if ra.Inputs["principalId"] == principal {
+					grants++
+					assert.Contains(t, app.DependsOn, ra.Key(), "%s (%s) must wait for %s", app.Key(), hosting, ra.Key())
+				}
+			}
+			assert.NotZero(t, grants, app.Key())
+		}
+		assert.Equal(t, 3, apps, hosting)
+	}
+}
