@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -41,6 +42,7 @@ type Config struct {
 	StorageSku           string
 	RegistrySku          string
 	AppServiceSku        string
+	AppServiceCapacity   int
 	OpsRelay             bool
 	Protect              bool
 	// Terraform is what the agent image carries (bote:terraform).
@@ -118,6 +120,13 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	cfg.StorageSku = c.Get("storageSku")
 	cfg.RegistrySku = c.Get("registrySku")
 	cfg.AppServiceSku = c.Get("appServiceSku")
+	if v := c.Get("appServiceCapacity"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 30 {
+			return nil, configErr("appServiceCapacity", "%q: want a number of instances from 1 to 30", v)
+		}
+		cfg.AppServiceCapacity = n
+	}
 	for _, b := range []struct {
 		key  string
 		dst  *bool

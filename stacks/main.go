@@ -123,7 +123,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		Cloud: cfg.Cloud, Hosting: cfg.Hosting, Prefix: prefix, Location: cfg.Location,
 		ResourceGroupName: rg.Name,
 		ServiceBusSku:     cfg.ServiceBusSku, StorageSku: cfg.StorageSku, RegistrySku: cfg.RegistrySku,
-		AppServiceSku: cfg.AppServiceSku,
+		AppServiceSku: cfg.AppServiceSku, AppServiceCapacity: cfg.AppServiceCapacity,
 		Images:        gateway.Images{Worker: workerImage, IDP: idpImage, Push: pusher.Push},
 		Registrations: regs,
 		Protect:       cfg.Protect,

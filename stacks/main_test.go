@@ -290,6 +290,8 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 		{"gov with one defect accepted", map[string]string{"bote:cloud": "usgovernment", "bote:hosting": "appservice", "bote:acceptProviderIssues": `["pulumi-azure-native#4815"]`},
 			"pulumi-azure-native#3991: blob creation"},
 		{"accepted issues not a list", map[string]string{"bote:acceptProviderIssues": `"all"`}, "bote:acceptProviderIssues: cannot decode"},
+		{"capacity not a number", map[string]string{"bote:appServiceCapacity": "two"}, `bote:appServiceCapacity: "two": want a number of instances from 1 to 30`},
+		{"capacity zero", map[string]string{"bote:appServiceCapacity": "0"}, "bote:appServiceCapacity"},
 		{"bad name suffix", map[string]string{"bote:nameSuffix": "Org_1"}, `bote:nameSuffix: "Org_1": want "subscription" or 1 to 6 lowercase letters and digits`},
 		{"name suffix too long for the prefix", map[string]string{"bote:namePrefix": "bote-dev-westeu", "bote:nameSuffix": "subscription"},
 			"bote:nameSuffix: bote:namePrefix plus the suffix:"},
@@ -491,4 +493,15 @@ func TestAppsWaitForTheirIdentitysGrants(t *testing.T) {
 		}
 		assert.Equal(t, 3, apps, hosting)
 	}
+}
+
+func TestAppServiceCapacityReachesThePlan(t *testing.T) {
+	cfg := stackConfig(t, "gov")
+	cfg["bote:appServiceCapacity"] = "3"
+	rec, _, err := deployed(t, cfg)
+	require.NoError(t, err)
+	plan := rec.OfType("azure-native:web:AppServicePlan")
+	require.Len(t, plan, 1)
+	assert.Equal(t, 3.0, plan[0].Inputs["sku"].(map[string]any)["capacity"])
+	assert.Equal(t, true, plan[0].Inputs["perSiteScaling"])
 }

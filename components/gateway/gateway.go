@@ -97,7 +97,10 @@ type Args struct {
 	RegistrySku string
 	// AppServiceSku is the plan SKU where hosting is App Service.
 	AppServiceSku string
-	Images        Images
+	// AppServiceCapacity is the plan's instance count (0: the default,
+	// apphost.DefaultPlanCapacity).
+	AppServiceCapacity int
+	Images             Images
 	// Registrations are every tenant's connectors, published for the idp.
 	Registrations []registry.Connector
 	// WorkerMinReplicas and WorkerMaxReplicas bound the worker's scale
@@ -612,7 +615,7 @@ func (b *builder) apps() error {
 	a := b.args
 	platform, err := apphost.NewPlatform(b.ctx, b.child("apps"), apphost.PlatformArgs{
 		Cloud: a.Cloud, Hosting: a.Hosting, Name: b.n.platform, ResourceGroupName: a.ResourceGroupName,
-		Location: a.Location, PlanSku: a.AppServiceSku, Tags: a.Tags,
+		Location: a.Location, PlanSku: a.AppServiceSku, PlanCapacity: a.AppServiceCapacity, Tags: a.Tags,
 		LogAnalyticsCustomerID: b.logs.CustomerId,
 		LogAnalyticsSharedKey: operationalinsights.GetSharedKeysOutput(b.ctx, operationalinsights.GetSharedKeysOutputArgs{
 			ResourceGroupName: a.ResourceGroupName, WorkspaceName: b.logs.Name,

@@ -1,8 +1,10 @@
 // Command idp is the token service connectors authenticate with: OAuth2
 // client credentials with ES256 private_key_jwt assertions, JWKS and OpenID
 // discovery (package idp), with signing keys persisted and rotated in a
-// directory (package signingkeys) and connectors read from the registry
-// file or blob, reloaded when it changes.
+// directory or in Key Vault (package signingkeys), used assertions
+// optionally shared with other replicas in an Azure Table (package replay),
+// and connectors read from the registry file or blob, reloaded when it
+// changes.
 //
 // Every flag can also be set through the environment: --token-ttl is
 // BOTE_IDP_TOKEN_TTL, and so on. Flags win over the environment.
