@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,31 @@ func TestStatePromotion(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, versions)
 	})
+}
+
+// BenchmarkPromoteState is what accepting an apply's result adds: read
+// and verify the claim's upload, keep it as a version, replace the current
+// state conditionally (a 64 KiB state, on Azurite).
+func BenchmarkPromoteState(b *testing.B) {
+	emu := azurite.New(b)
+	ctx := context.Background()
+	client, err := azblob.NewClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(b, err)
+	store, err := artifacts.New(ctx, client, "bench", true)
+	require.NoError(b, err)
+	state := []byte(`{"version":4,"pad":"` + strings.Repeat("x", 64<<10) + `"}`)
+	sum := sha256.Sum256(state)
+	ps := make([]artifacts.Promotion, b.N)
+	for i := range ps {
+		run := runs.NewRunID(time.Now())
+		_, err := client.UploadBuffer(ctx, "bench", artifacts.StagedState("contoso", "app", run, "5"), state, nil)
+		require.NoError(b, err)
+		ps[i] = artifacts.Promotion{Tenant: "contoso", Workspace: "app", Run: run, Claim: "5", Size: int64(len(state)), SHA256: hex.EncodeToString(sum[:])}
+	}
+	b.ResetTimer()
+	for i := range ps {
+		if _, err := store.PromoteState(ctx, ps[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
