@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,41 @@ func TestStatePromotion(t *testing.T) {
 		old, err := store.OpenState(ctx, "contoso", "app", versions[1].Version)
 		require.NoError(t, err)
 		assert.Equal(t, first, string(old))
+	})
+
+	t.Run("ASnapshotKeepsTheStateItNamed", func(t *testing.T) {
+		read := func(blob string) (string, bool) {
+			resp, err := blobs.DownloadStream(ctx, "states", blob, nil)
+			if err != nil {
+				return "", false
+			}
+			defer resp.Body.Close()
+			var b strings.Builder
+			_, err = io.Copy(&b, resp.Body)
+			require.NoError(t, err)
+			return b.String(), true
+		}
+		none, err := store.StateSnapshot(ctx, "contoso", "snap")
+		require.NoError(t, err)
+		_, found := read(none)
+		assert.False(t, found, "no state yet: the snapshot is not there")
+
+		_, err = store.PromoteState(ctx, stage(t, blobs, "snap", runs.NewRunID(time.Now()), 5, `{"serial":1}`))
+		require.NoError(t, err)
+		first, err := store.StateSnapshot(ctx, "contoso", "snap")
+		require.NoError(t, err)
+		_, found = read(none)
+		assert.False(t, found, "a snapshot of no state never gets one")
+
+		_, err = store.PromoteState(ctx, stage(t, blobs, "snap", runs.NewRunID(time.Now()), 5, `{"serial":2}`))
+		require.NoError(t, err)
+		got, found := read(first)
+		require.True(t, found)
+		assert.Equal(t, `{"serial":1}`, got, "a snapshot never shows a later state")
+		second, err := store.StateSnapshot(ctx, "contoso", "snap")
+		require.NoError(t, err)
+		got, _ = read(second)
+		assert.Equal(t, `{"serial":2}`, got)
 	})
 
 	t.Run("AStateThatDoesNotMatchItsReportIsNotPromoted", func(t *testing.T) {

@@ -351,6 +351,30 @@ func versionAfter(a, b string) bool {
 	return ba > bb
 }
 
+// StateSnapshot names a blob that holds the workspace's current state and
+// will hold exactly that for good: its version blob. A plan reads it, so
+// its read link never shows a state promoted later. Without any state it
+// names a version blob that is never written (the reader gets 404: no
+// state); a state from before versions were kept has no snapshot and the
+// current blob is named.
+func (s *Store) StateSnapshot(ctx context.Context, tenant, workspace string) (string, error) {
+	if err := stateScope(tenant, workspace); err != nil {
+		return "", err
+	}
+	k := workspaceKey{tenant, workspace}
+	props, err := s.blob(CurrentState(tenant, workspace)).GetProperties(ctx, nil)
+	switch {
+	case bloberror.HasCode(err, bloberror.BlobNotFound):
+		return k.versionBlob("none"), nil // not a version id: never written
+	case err != nil:
+		return "", fmt.Errorf("cannot read the current state of %s/%s: %w", tenant, workspace, err)
+	}
+	if v := metaValue(props.Metadata, metaVersion); v != "" {
+		return k.versionBlob(v), nil
+	}
+	return CurrentState(tenant, workspace), nil
+}
+
 // CurrentVersion asks OpenState for the current state.
 const CurrentVersion = "current"
 

@@ -74,9 +74,11 @@ type Logs interface {
 }
 
 // States promotes the state an apply claim uploaded to its workspace's
-// current state (*artifacts.Store).
+// current state, and names the current state's immutable snapshot for a
+// plan to read (*artifacts.Store).
 type States interface {
 	PromoteState(ctx context.Context, p artifacts.Promotion) (artifacts.StateVersion, error)
+	StateSnapshot(ctx context.Context, tenant, workspace string) (string, error)
 }
 
 // Keys finds a connector's registration (*registry.Registry).
@@ -470,7 +472,13 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		return nil, err
 	}
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
-	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, artifacts.CurrentState(r.Tenant, r.Workspace), d.cfg.URLTTL); err != nil {
+	// The state as it is now, for good: the link never reads a state
+	// promoted after this claim.
+	snapshot, err := d.cfg.States.StateSnapshot(ctx, r.Tenant, r.Workspace)
+	if err != nil {
+		return nil, err
+	}
+	if a.StateURL, _, err = d.cfg.Signer.ReadURL(ctx, snapshot, d.cfg.URLTTL); err != nil {
 		return nil, err
 	}
 	return a, nil

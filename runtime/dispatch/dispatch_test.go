@@ -135,6 +135,10 @@ func (f *fakeStates) PromoteState(_ context.Context, p artifacts.Promotion) (art
 	return artifacts.StateVersion{Version: p.Run + "-c" + p.Claim, Current: true}, nil
 }
 
+func (f *fakeStates) StateSnapshot(_ context.Context, tenant, workspace string) (string, error) {
+	return tenant + "/" + workspace + "/state/versions/snapshot.tfstate", nil
+}
+
 func (f *fakeStates) all() []artifacts.Promotion {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -289,7 +293,7 @@ func TestAssignGoesToOneAgentOfTheTenantWithSealedSecrets(t *testing.T) {
 	assert.Equal(t, "https://blob/"+r.Bundle.Blob+"?sp=r", a.BundleURL)
 	assert.Equal(t, r.Bundle.SHA256, a.BundleSHA256)
 	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/workdir-c2.tar.gz?sp=cw", a.UploadURL)
-	assert.Equal(t, "https://blob/tenant-a/prod/state/terraform.tfstate?sp=r", a.StateURL, "a plan starts from the workspace's stored state")
+	assert.Equal(t, "https://blob/tenant-a/prod/state/versions/snapshot.tfstate?sp=r", a.StateURL, "a plan starts from a snapshot of the workspace's stored state")
 	assert.Empty(t, a.StateUploadURL)
 	assert.Equal(t, runproto.Duration(runs.DefaultPlanTimeout), a.Timeout)
 	assert.NotContains(t, a.Secrets, "s3cret")
