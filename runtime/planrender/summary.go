@@ -71,7 +71,7 @@ type Summary struct {
 	Import  int `json:"import,omitempty"`
 	// Destroyed and Replaced are the addresses of resource instances the
 	// plan destroys, or destroys and creates anew.
-	Destroyed []string `json:"destroyed,omitempty"`
+	Destroyed []string      `json:"destroyed,omitempty"`
 	Replaced  []Replacement `json:"replaced,omitempty"`
 }
 
