@@ -79,7 +79,7 @@ func TestSummarize(t *testing.T) {
 		{"testdata/create", planrender.Summary{Add: 5}},
 		{"testdata/nochange", planrender.Summary{}},
 		{"testdata/destroy", planrender.Summary{Destroy: 3, Destroyed: []string{"terraform_data.counted[1]", "terraform_data.counted[2]", "terraform_data.gone"}}},
-		{"testdata/replace", planrender.Summary{Add: 4, Change: 1, Destroy: 4, Replaced: []planrender.Replacement{
+		{"testdata/replace", planrender.Summary{Add: 4, Change: 1, Destroy: 4, Replace: 4, Replaced: []planrender.Replacement{
 			{Address: "terraform_data.asked", Reason: "replace_by_request"},
 			{Address: "terraform_data.cbd", Reason: "replace_because_cannot_update", Paths: []string{"triggers_replace"}},
 			{Address: "terraform_data.follower", Reason: "replace_by_triggers"},
@@ -101,4 +101,13 @@ func TestWriteDestructive(t *testing.T) {
 		require.NoError(t, planrender.WriteDestructive(&b, planrender.Summarize(loadPlan(t, "testdata/"+dir))))
 		golden.Check(t, dir+"/destructive.golden", b.Bytes())
 	}
+}
+
+func TestWriteDestructiveBounded(t *testing.T) {
+	s := planrender.Summarize(loadPlan(t, "testdata/destroy"))
+	s.Bound(1)
+	var b bytes.Buffer
+	require.NoError(t, planrender.WriteDestructive(&b, s))
+	assert.Equal(t, "Warning: this plan destroys 3 and replaces 0 resource instance(s):\n  - terraform_data.counted[1]\n"+
+		"  - ... and 2 more (opsbot runs show RUN --plan shows them all)\n", b.String())
 }

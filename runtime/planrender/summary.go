@@ -73,6 +73,19 @@ type Summary struct {
 	// plan destroys, or destroys and creates anew.
 	Destroyed []string      `json:"destroyed,omitempty"`
 	Replaced  []Replacement `json:"replaced,omitempty"`
+	// Replace counts replacements (also counted in Add and Destroy); the
+	// lists may be cut shorter than the counts (see Bound).
+	Replace int `json:"replace,omitempty"`
+}
+
+// Bound cuts the lists of destroyed and replaced instances to n each.
+func (s *Summary) Bound(n int) {
+	if len(s.Destroyed) > n {
+		s.Destroyed = s.Destroyed[:n]
+	}
+	if len(s.Replaced) > n {
+		s.Replaced = s.Replaced[:n]
+	}
 }
 
 // Replacement is one resource instance the plan replaces, and why.
@@ -105,6 +118,7 @@ func Summarize(p *tfjson.Plan) Summary {
 		case DeleteCreate, CreateDelete:
 			s.Add++
 			s.Destroy++
+			s.Replace++
 			s.Replaced = append(s.Replaced, Replacement{Address: rc.Address, Reason: string(rc.ActionReason), Paths: paths(rc.Change.ReplacePaths)})
 		}
 	}
@@ -148,13 +162,17 @@ var reasons = map[string]string{
 // operator sees it right before approving; it writes nothing when the plan
 // destroys nothing.
 func WriteDestructive(w io.Writer, s Summary) error {
-	if len(s.Destroyed) == 0 && len(s.Replaced) == 0 {
+	if s.Destroy == 0 {
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Warning: this plan destroys %d and replaces %d resource instance(s):\n", len(s.Destroyed), len(s.Replaced))
+	destroyed := s.Destroy - s.Replace
+	fmt.Fprintf(&b, "Warning: this plan destroys %d and replaces %d resource instance(s):\n", destroyed, s.Replace)
 	for _, a := range s.Destroyed {
 		fmt.Fprintf(&b, "  - %s\n", a)
+	}
+	if more := destroyed - len(s.Destroyed); more > 0 {
+		fmt.Fprintf(&b, "  - ... and %d more (opsbot runs show RUN --plan shows them all)\n", more)
 	}
 	for _, r := range s.Replaced {
 		why := reasons[r.Reason]
@@ -165,6 +183,9 @@ func WriteDestructive(w io.Writer, s Summary) error {
 			why = " (" + why + ")"
 		}
 		fmt.Fprintf(&b, "  -/+ %s%s\n", r.Address, why)
+	}
+	if more := s.Replace - len(s.Replaced); more > 0 {
+		fmt.Fprintf(&b, "  -/+ ... and %d more (opsbot runs show RUN --plan shows them all)\n", more)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/botehq/platform/runtime/planrender"
 )
 
 // Result is what a run produced, ready to report back.
@@ -28,6 +30,12 @@ type Result struct {
 	// LogError is set when some log lines could not be delivered; the run
 	// itself is not failed for that.
 	LogError string `json:"logError,omitempty"`
+	// Plan summarizes a saved plan: counts, and what it destroys and
+	// replaces (at most MaxPlanSummaryEntries of each).
+	Plan *planrender.Summary `json:"plan,omitempty"`
+	// PlanJSON is the saved plan as planrender.Keep keeps it, JSON; the
+	// agent sends it on to be stored beside the run, not in it.
+	PlanJSON []byte `json:"-"`
 }
 
 // ChangeSummary counts planned or applied changes.
@@ -234,7 +242,11 @@ func (s *eventStream) Close() error {
 const minSecretLen = 4
 
 // redactor replaces secret values with "***".
-type redactor struct{ r *strings.Replacer }
+type redactor struct {
+	r *strings.Replacer
+	// j also replaces their forms inside JSON strings.
+	j *strings.Replacer
+}
 
 func newRedactor(secrets []string) *redactor {
 	uniq := map[string]bool{}
@@ -250,13 +262,25 @@ func newRedactor(secrets []string) *redactor {
 	// Longest first, so a secret containing another is replaced whole.
 	sort.Slice(list, func(i, j int) bool { return len(list[i]) > len(list[j]) })
 	pairs := make([]string, 0, 2*len(list))
+	var jpairs []string
 	for _, s := range list {
 		pairs = append(pairs, s, "***")
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s) // a string always encodes
+		q := bytes.TrimSpace(b.Bytes())
+		if inner := string(q[1 : len(q)-1]); inner != s {
+			jpairs = append(jpairs, inner, "***")
+		}
 	}
-	return &redactor{r: strings.NewReplacer(pairs...)}
+	return &redactor{r: strings.NewReplacer(pairs...), j: strings.NewReplacer(append(jpairs, pairs...)...)}
 }
 
 func (r *redactor) string(s string) string { return r.r.Replace(s) }
+
+// json redacts JSON text encoded without HTML escaping.
+func (r *redactor) json(s string) string { return r.j.Replace(s) }
 
 // errorf redacts an error's text; terraform-exec puts Terraform's stderr in
 // its errors.

@@ -14,6 +14,7 @@
 package tfrun
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/botehq/platform/runtime/planrender"
 )
 
 // Operation is what a run does.
@@ -203,7 +206,7 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 			return fmt.Errorf("plan: %w", err)
 		}
 		res.HasChanges = changes
-		return nil
+		return r.showPlan(ctx, tf, job.PlanFile, ev.redact, res)
 	case Apply:
 		if _, err := os.Stat(plan); err != nil {
 			return fmt.Errorf("no saved plan to apply: %w", err)
@@ -223,6 +226,35 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 	default:
 		return fmt.Errorf("tfrun: unknown operation %q", job.Op)
 	}
+}
+
+// MaxPlanSummaryEntries bounds the addresses a Result's plan summary
+// lists as destroyed or replaced (the plan JSON has them all).
+const MaxPlanSummaryEntries = 100
+
+// showPlan records the saved plan as JSON (planrender.Keep: no sensitive
+// value; the run's secrets redacted too, as a value derived from one
+// need not be marked sensitive) and its summary.
+func (r *Runner) showPlan(ctx context.Context, tf *tfexec.Terraform, planFile string, red *redactor, res *Result) error {
+	// `terraform show -json` prints sensitive values in clear: keep it out
+	// of the log stream PlanJSON installed as stdout.
+	tf.SetStdout(io.Discard)
+	p, err := tf.ShowPlanFile(ctx, planFile, tfexec.JSONNumber(true))
+	if err != nil {
+		return fmt.Errorf("cannot read the saved plan: %w", err)
+	}
+	kept := planrender.Keep(p)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // so a secret's JSON form is its plain form
+	if err := enc.Encode(kept); err != nil {
+		return fmt.Errorf("cannot encode the plan: %w", err)
+	}
+	res.PlanJSON = []byte(red.json(b.String()))
+	sum := planrender.Summarize(kept)
+	sum.Bound(MaxPlanSummaryEntries)
+	res.Plan = &sum
+	return nil
 }
 
 // varsFile holds a run's input variables while it runs.

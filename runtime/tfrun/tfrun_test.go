@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/planrender"
 )
 
 // sink records batches as they arrive.
@@ -251,4 +253,27 @@ func TestSinkFailureDoesNotFailTheRun(t *testing.T) {
 	require.Error(t, s.Close())
 	assert.Equal(t, "connection dropped", res.LogError)
 	assert.False(t, res.Failed)
+}
+
+// TestPlanKeepsThePlanWithoutSecrets: a plan records the saved plan as
+// JSON and its summary; no variable value reaches it, whether Terraform
+// marks it sensitive or not.
+func TestPlanKeepsThePlanWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	r := runner(t, Config{})
+	const token = `tok"en-<value>-91`
+	res, err := r.Run(context.Background(), Job{Op: Plan, Dir: workdir(t, "leaky"), Vars: map[string]string{"token": token}}, newSink())
+	require.NoError(t, err)
+	require.NotNil(t, res.Plan)
+	assert.Equal(t, 2, res.Plan.Add)
+	require.NotEmpty(t, res.PlanJSON)
+	plan := string(res.PlanJSON)
+	for _, form := range []string{token, `tok\"en-<value>-91`, `tok\"en-\u003cvalue\u003e-91`, "en-<value>"} {
+		assert.NotContains(t, plan, form)
+	}
+	assert.Contains(t, plan, planrender.MaskPrefix, "the marked value is masked")
+	assert.Contains(t, plan, `"copy":"***"`, "the unmarked copy is redacted")
+	assert.Contains(t, plan, `"terraform_version"`)
+	out, _ := json.Marshal(res)
+	assert.NotContains(t, string(out), "resource_changes", "the plan JSON travels beside the result, not in it")
 }
