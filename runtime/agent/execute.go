@@ -167,6 +167,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 	if runErr != nil {
 		return runErr
 	}
+	keepPlan(tr, res)
 	if asg.Op == tfrun.Apply || tr == nil || !tr.HasChanges {
 		return nil // nothing to apply later: no working directory to keep
 	}
@@ -186,6 +187,20 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 	}
 	res.WorkdirUploaded, res.WorkdirSize, res.WorkdirSHA256 = true, size, sum
 	return nil
+}
+
+// keepPlan moves the plan's JSON into the result, if it fits.
+func keepPlan(tr *tfrun.Result, res *runproto.Result) {
+	if tr == nil || len(tr.PlanJSON) == 0 {
+		return
+	}
+	if n := len(tr.PlanJSON); n > runproto.MaxPlanBytes {
+		tr.Diagnostics = append(tr.Diagnostics, tfrun.Diagnostic{Severity: "warning", Summary: "Plan too large to keep",
+			Detail: fmt.Sprintf("The plan is %d bytes as JSON, over the %d byte limit: its changes are in the run log only.", n, runproto.MaxPlanBytes)})
+	} else {
+		res.Plan = tr.PlanJSON
+	}
+	tr.PlanJSON = nil
 }
 
 // stateFile is where Terraform's local backend keeps state.

@@ -100,9 +100,10 @@ const (
 	Bundle  Kind = "bundle"  // the configuration to run (Pack)
 	Workdir Kind = "workdir" // the working directory with the saved plan (Pack with Workdir)
 	Log     Kind = "log"     // the run's log lines (an append blob)
+	Plan    Kind = "plan"    // the saved plan as JSON (planrender.Keep)
 )
 
-// blobName is "<tenant>/<workspace>/<run>/<kind>[-<upload id>.tar.gz]":
+// blobName is "<tenant>/<workspace>/<run>/<kind>[-<upload id>.tar.gz|.json]":
 // every name starts with its tenant, which Open checks against the
 // caller's tenant. Each upload gets a fresh name, so an upload that failed
 // half way never blocks its retry and a stored archive is never replaced.
@@ -111,12 +112,26 @@ func (k RunKey) blobName(kind Kind) string {
 	if kind != Log {
 		var id [6]byte
 		_, _ = rand.Read(id[:]) // never fails (crypto/rand)
-		name += "-" + hex.EncodeToString(id[:]) + ".tar.gz"
+		name += "-" + hex.EncodeToString(id[:]) + kind.ext()
 	}
 	return name
 }
 
-// Put uploads an archive (Bundle or Workdir) from r, at most max bytes,
+func (k Kind) ext() string {
+	if k == Plan {
+		return ".json"
+	}
+	return ".tar.gz"
+}
+
+func (k Kind) contentType() string {
+	if k == Plan {
+		return "application/json"
+	}
+	return "application/gzip"
+}
+
+// Put uploads an archive (Bundle or Workdir) or a plan from r, at most max bytes,
 // and returns its reference (no URL; sign one with a claimcheck.Store on
 // the same container to hand it to an agent). An artifact is written once
 // under a fresh name and read back only if its SHA-256 matches: the plan
@@ -125,14 +140,14 @@ func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max
 	if err := key.Validate(); err != nil {
 		return nil, err
 	}
-	if kind != Bundle && kind != Workdir {
-		return nil, fmt.Errorf("cannot put a %q artifact: only %q and %q are uploaded whole", kind, Bundle, Workdir)
+	if kind != Bundle && kind != Workdir && kind != Plan {
+		return nil, fmt.Errorf("cannot put a %q artifact: only %q, %q and %q are uploaded whole", kind, Bundle, Workdir, Plan)
 	}
 	name := key.blobName(kind)
 	hr := &hashReader{r: r, h: sha256.New(), max: max}
 	_, err := s.client.UploadStream(ctx, s.container, name, hr, &azblob.UploadStreamOptions{
 		Concurrency:      2,
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/gzip")},
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr(kind.contentType())},
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
 	})
 	var le *LimitError

@@ -36,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -73,6 +74,11 @@ type Logs interface {
 	AppendLog(ctx context.Context, key artifacts.RunKey, at int64, data []byte) (int64, error)
 }
 
+// Plans stores a plan's JSON beside its run (*artifacts.Store).
+type Plans interface {
+	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error)
+}
+
 // States promotes the state an apply claim uploaded to its workspace's
 // current state, and names the current state's immutable snapshot for a
 // plan to read (*artifacts.Store).
@@ -106,8 +112,10 @@ type Config struct {
 	Sender  Sender
 	Signer  Signer
 	Logs    Logs
-	States  States
-	Keys    Keys
+	// Plans, if set, keeps the plan JSON agents report (runproto.Result.Plan).
+	Plans  Plans
+	States States
+	Keys   Keys
 	// Secrets holds deployment secrets; nil means none.
 	Secrets secretstore.Store
 	// Audit, if set, records refused messages of connectors that are not

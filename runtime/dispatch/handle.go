@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,6 +201,7 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 			} else if res.Result != nil && res.Result.HasChanges {
 				rep.State, rep.Reason = runs.Failed, "the plan has changes but the agent did not upload its working directory"
 			}
+			rep.PlanJSON = d.keepPlan(ctx, r, res.Plan)
 		}
 	case runproto.Failed:
 		rep.State = runs.Failed
@@ -223,6 +225,20 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	}
 	d.finishCursor(r.ID, res.ClaimToken)
 	return nil
+}
+
+// keepPlan stores a plan's JSON beside its run. A plan that cannot be
+// stored is logged, not fatal: the run goes on, its changes in its log.
+func (d *Dispatcher) keepPlan(ctx context.Context, r runs.Run, plan []byte) *envelope.Claim {
+	if len(plan) == 0 || d.cfg.Plans == nil {
+		return nil
+	}
+	c, err := d.cfg.Plans.Put(ctx, artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}, artifacts.Plan, bytes.NewReader(plan), runproto.MaxPlanBytes)
+	if err != nil {
+		d.log.ErrorContext(ctx, "cannot keep the plan's JSON", "tenant", r.Tenant, "run", r.ID, "error", err)
+		return nil
+	}
+	return c
 }
 
 // appendLogs writes a batch at its place in the run's log, once.

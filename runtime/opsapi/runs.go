@@ -27,6 +27,8 @@ type Artifacts interface {
 	ReadLog(ctx context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error)
 	StateVersions(ctx context.Context, tenant, workspace string) ([]artifacts.StateVersion, error)
 	OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error)
+	// Open streams an artifact of tenant, checking its SHA-256 as it reads.
+	Open(ctx context.Context, tenant string, c *envelope.Claim) (io.ReadCloser, error)
 }
 
 // Dispatcher starts runs and wakes followers (*dispatch.Dispatcher).
@@ -57,6 +59,7 @@ func (s *Server) runRoutes() []route {
 		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}", role: operatorauth.RoleReader, handler: s.needRuns(s.getRun)},
 		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/approve", role: operatorauth.RoleApprover, handler: s.needRuns(s.approveRun)},
 		{method: http.MethodPost, path: "/v1/tenants/{tenant}/runs/{run}/cancel", role: operatorauth.RoleOperator, handler: s.needRuns(s.cancelRun)},
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/plan", role: operatorauth.RoleReader, handler: s.needRuns(s.runPlan)},
 		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/logs", role: operatorauth.RoleReader, handler: s.needRuns(s.runLogs)},
 		{method: http.MethodGet, path: "/v1/tenants/{tenant}/runs/{run}/follow", role: operatorauth.RoleReader, handler: s.needRuns(s.followRun)},
 	}
@@ -425,6 +428,39 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, offset int64,
 		return
 	}
 	writeJSON(w, http.StatusOK, LogChunk{Text: string(data), Offset: offset, NextOffset: next, Done: run.State.Terminal() && len(data) < max})
+}
+
+// runPlan serves the run's plan as JSON: Terraform's plan format (format
+// version, resource_changes, resource_drift, output_changes) as the agent
+// kept it, sensitive values masked (planrender.Keep).
+func (s *Server) runPlan(w http.ResponseWriter, r *http.Request) {
+	run, err := s.cfg.Runs.GetRun(r.Context(), r.PathValue("tenant"), r.PathValue("run"))
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	if run.PlanJSON == nil {
+		msg := fmt.Sprintf("run %s has no plan to show: it is %s", run.ID, run.State)
+		if run.PlanResult != nil {
+			msg = fmt.Sprintf("run %s has no plan to show (its agent did not report one; the changes are in its log)", run.ID)
+		}
+		writeError(w, r, http.StatusNotFound, CodeNotFound, msg)
+		return
+	}
+	rc, err := s.cfg.Artifacts.Open(r.Context(), run.Tenant, run.PlanJSON)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc) // bounded: the agent's plan is at most runproto.MaxPlanBytes
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(data)
 }
 
 func runKey(r runs.Run) artifacts.RunKey {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
@@ -33,6 +34,7 @@ type fakeArtifacts struct {
 	limit   int64
 	bundles map[string][]byte
 	logs    map[string][]byte
+	plans   map[string][]byte // blob → plan JSON
 }
 
 func (f *fakeArtifacts) Put(_ context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error) {
@@ -146,8 +148,10 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	_, err = f.m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	plan := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/workdir-c2.tar.gz", Size: 9, SHA256: strings.Repeat("c", 64)}
-	_, err = f.m.Report(ctx, runs.Report{Tenant: "contoso", Run: f.planned, Agent: "a1", State: runs.Planned, Plan: plan, Result: &tfrun.Result{
-		Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 2},
+	planJSON := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/plan-1.json", Size: int64(len(fixturePlan)), SHA256: strings.Repeat("d", 64)}
+	f.arts.plans = map[string][]byte{planJSON.Blob: []byte(fixturePlan)}
+	_, err = f.m.Report(ctx, runs.Report{Tenant: "contoso", Run: f.planned, Agent: "a1", State: runs.Planned, Plan: plan, PlanJSON: planJSON, Result: &tfrun.Result{
+		Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 2}, Plan: &planrender.Summary{Add: 2},
 		Diagnostics: []tfrun.Diagnostic{{Severity: "warning", Summary: "deprecated", File: "main.tf", Line: 3}},
 		Outputs:     map[string]tfrun.Output{"name": {Value: json.RawMessage(`"web"`)}, "password": {Sensitive: true, Value: json.RawMessage(`"hunter2"`)}},
 	}})

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfrun"
 )
@@ -118,7 +119,10 @@ type Run struct {
 	Deadline        *time.Time `json:"deadline,omitempty"`
 	CancelRequested bool       `json:"cancel_requested,omitempty"`
 	// HasPlan: a saved plan is kept for the apply.
-	HasPlan     bool         `json:"has_plan"`
+	HasPlan bool `json:"has_plan"`
+	// PlanChanges: the plan's resource changes can be read from
+	// GET .../runs/{run}/plan.
+	PlanChanges bool         `json:"plan_changes,omitempty"`
 	PlanResult  *RunResult   `json:"plan_result,omitempty"`
 	ApplyResult *RunResult   `json:"apply_result,omitempty"`
 	History     []Transition `json:"history"`
@@ -142,6 +146,9 @@ type RunResult struct {
 	Changes     *Changes          `json:"changes,omitempty"`
 	Diagnostics []Diagnostic      `json:"diagnostics,omitempty"`
 	Outputs     map[string]Output `json:"outputs,omitempty"`
+	// Plan counts a plan's changes and lists what it destroys and
+	// replaces (at most a hundred of each; the counts are complete).
+	Plan *planrender.Summary `json:"plan,omitempty"`
 }
 
 // Changes counts resource changes.
@@ -216,7 +223,7 @@ func apiResult(r *tfrun.Result) *RunResult {
 	if r == nil {
 		return nil
 	}
-	out := &RunResult{HasChanges: r.HasChanges}
+	out := &RunResult{HasChanges: r.HasChanges, Plan: r.Plan}
 	if c := r.Changes; c != nil {
 		out.Changes = &Changes{Add: c.Add, Change: c.Change, Destroy: c.Remove, Import: c.Import}
 	}
@@ -239,7 +246,7 @@ func apiRun(r runs.Run, waiting string) Run {
 		ID: r.ID, Tenant: r.Tenant, Workspace: r.Workspace, Operation: string(r.Operation), State: string(r.State),
 		Message: r.Message, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Waiting: waiting, Agent: r.Agent, PlanAgent: r.PlanAgent, ApplyAgent: r.ApplyAgent,
-		CancelRequested: r.CancelRequested, HasPlan: r.Plan != nil,
+		CancelRequested: r.CancelRequested, HasPlan: r.Plan != nil, PlanChanges: r.PlanJSON != nil,
 		PlanResult: apiResult(r.PlanResult), ApplyResult: apiResult(r.ApplyResult),
 		History: make([]Transition, 0, len(r.History)),
 	}

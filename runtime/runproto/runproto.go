@@ -58,6 +58,9 @@ const (
 	// MaxLogBatchBytes is what an agent should keep a run.logs batch under,
 	// so it travels in one queue message (no claim check).
 	MaxLogBatchBytes = 32 << 10
+	// MaxPlanBytes bounds Result.Plan, so a result stays well under
+	// MaxMessageBytes.
+	MaxPlanBytes = 2 << 20
 	// HeartbeatInterval is how often agents heartbeat.
 	HeartbeatInterval = 10 * time.Second
 )
@@ -239,6 +242,11 @@ type Result struct {
 	// LastSeq is the Seq of the last run.logs batch of this claim (-1:
 	// none), so the server knows when the log is complete.
 	LastSeq int64 `json:"lastSeq"`
+	// Plan is the saved plan of a successful plan phase as JSON
+	// (planrender.Keep: Terraform's plan format, sensitive values masked,
+	// the run's secrets redacted), at most MaxPlanBytes; the server stores
+	// it beside the run so operators see the changes before approving.
+	Plan json.RawMessage `json:"plan,omitempty"`
 }
 
 // Renew (run.renew) asks for fresh upload links of a claim the agent
@@ -469,6 +477,16 @@ func Validate(m Message) error {
 		}
 		if m.StateUploaded && m.Phase != PhaseApply {
 			return malformed(t, "stateUploaded", "only an apply uploads state")
+		}
+		if len(m.Plan) > 0 {
+			switch {
+			case m.Phase != PhasePlan:
+				return malformed(t, "plan", "only a plan phase reports a plan")
+			case len(m.Plan) > MaxPlanBytes:
+				return malformed(t, "plan", "%d bytes, the limit is %d", len(m.Plan), MaxPlanBytes)
+			case !json.Valid(m.Plan) || m.Plan[0] != '{':
+				return malformed(t, "plan", "not a JSON object")
+			}
 		}
 	}
 	return nil

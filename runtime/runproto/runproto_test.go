@@ -174,3 +174,11 @@ func TestLinesBytesMatchesTheLog(t *testing.T) {
 	assert.Equal(t, int64(len("a\nbc\n\n")), LinesBytes([]string{"a", "bc\n", ""}))
 	assert.Zero(t, LinesBytes(nil))
 }
+
+// A plan travels only with a plan phase's result, and only as a JSON object.
+func TestResultPlanIsChecked(t *testing.T) {
+	_, err := Encode(&Result{RunID: "r", ClaimToken: "1", Phase: PhaseApply, Outcome: Succeeded, Plan: []byte(`{"format_version":"1.2"}`)})
+	require.ErrorIs(t, err, ErrMalformed)
+	_, err = Encode(&Result{RunID: "r", ClaimToken: "1", Phase: PhasePlan, Outcome: Succeeded, Plan: []byte(`[1]`)})
+	require.ErrorIs(t, err, ErrMalformed)
+}

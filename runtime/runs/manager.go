@@ -632,6 +632,9 @@ type Report struct {
 	// Plan is the saved plan and working directory, required for a plan
 	// with changes.
 	Plan *envelope.Claim
+	// PlanJSON is the plan's JSON (planrender.Keep) of a plan phase, if
+	// the agent reported it.
+	PlanJSON *envelope.Claim
 }
 
 // Report records the end of a phase. A plan with changes becomes Planned
@@ -674,6 +677,11 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 				return Run{}, err
 			}
 		}
+		if rep.PlanJSON != nil {
+			if err := checkArtifact("plan JSON", rep.PlanJSON, r.Tenant, r.Workspace); err != nil {
+				return Run{}, err
+			}
+		}
 		reason := reportReason(r.State, to, rep)
 		if to == Cancelled && r.CancelReason != "" {
 			reason = r.CancelReason + "; " + reason
@@ -681,6 +689,11 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		now := m.clock()
 		if err := r.move(to, now, rep.Agent, reason, w.Options); err != nil {
 			return Run{}, err
+		}
+		if r.History[len(r.History)-1].From == Planning && rep.PlanJSON != nil && (to == Planned || to == NoChanges) {
+			p := *rep.PlanJSON
+			p.URL, p.URLExpiresAt = "", time.Time{}
+			r.PlanJSON = &p
 		}
 		if rep.Result != nil {
 			res := boundResult(*rep.Result)

@@ -203,3 +203,26 @@ func TestFourEyesRefusesSelfApproval(t *testing.T) {
 	require.NoError(t, err, "a name clash is no identity: bob's stable id differs")
 	assert.Equal(t, runs.Approved, r.State)
 }
+
+// A plan's JSON is kept with the plan phase's end, and only an artifact of
+// the run's own workspace.
+func TestPlanJSONIsKeptWithThePlanPhase(t *testing.T) {
+	ctx := context.Background()
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	r := enqueue(t, m)
+	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	claim := func(blob string) *envelope.Claim {
+		return &envelope.Claim{Container: "c", Blob: blob, Size: 1, SHA256: strings.Repeat("0", 64), URL: "https://blob/x?sig=1"}
+	}
+	rep := runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+		Plan: claim("contoso/prod/" + r.ID + "/workdir"), PlanJSON: claim("fabrikam/prod/" + r.ID + "/plan.json")}
+	_, err = m.Report(ctx, rep)
+	require.ErrorIs(t, err, runs.ErrInvalid, "another tenant's blob")
+	rep.PlanJSON = claim("contoso/prod/" + r.ID + "/plan.json")
+	got, err := m.Report(ctx, rep)
+	require.NoError(t, err)
+	require.NotNil(t, got.PlanJSON)
+	assert.Equal(t, "contoso/prod/"+r.ID+"/plan.json", got.PlanJSON.Blob)
+	assert.Empty(t, got.PlanJSON.URL, "no link is kept")
+}

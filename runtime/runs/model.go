@@ -155,6 +155,9 @@ type Run struct {
 	// Plan is the saved plan with its working directory, set when the
 	// plan ends; the apply applies exactly this, on any agent.
 	Plan *envelope.Claim `json:"plan,omitempty"`
+	// PlanJSON is the saved plan as JSON (planrender.Keep) for operators to
+	// see; set when a plan phase ends with it.
+	PlanJSON *envelope.Claim `json:"planJson,omitempty"`
 	// Agent is working on the run now (planning or applying); "" otherwise.
 	Agent string `json:"agent,omitempty"`
 	// PlanAgent and ApplyAgent record who did each phase.

@@ -120,7 +120,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 		return nil, err
 	}
 	d, err = dispatch.New(dispatch.Config{
-		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, States: st.artifacts,
+		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts,
 		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: o.dispatchTick, UploadTTL: o.uploadLinkTTL, Logger: log,
 	})
 	if err != nil {

@@ -1,0 +1,77 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// memPlans keeps plans in memory; fail makes Put fail.
+type memPlans struct {
+	mu    sync.Mutex
+	blobs map[string]string
+	fail  error
+}
+
+func (m *memPlans) Put(_ context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error) {
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	name := key.Tenant + "/" + key.Workspace + "/" + key.Run + "/" + string(kind) + "-1.json"
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blobs[name] = string(data)
+	return &envelope.Claim{Container: "boteruns", Blob: name, Size: int64(len(data)), SHA256: hash(data)}, nil
+}
+
+const planJSON = `{"format_version":"1.2","resource_changes":[]}`
+
+func TestPlanJSONIsKeptWithThePlan(t *testing.T) {
+	for _, changes := range []bool{true, false} {
+		e := newEnv(t)
+		plans := &memPlans{blobs: map[string]string{}}
+		e.d.cfg.Plans = plans
+		e.heartbeat("tenant-a", "a1")
+		r := e.enqueue(runs.OpApply)
+		_, a := e.assigned()
+		res := &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+			Result: &tfrun.Result{HasChanges: changes}, Plan: []byte(planJSON), LastSeq: -1}
+		if changes {
+			res.WorkdirUploaded, res.WorkdirSHA256, res.WorkdirSize = true, strings.Repeat("c", 64), 9
+		}
+		require.NoError(t, e.from("tenant-a", "a1", res))
+		got := e.run(r.ID)
+		require.NotNil(t, got.PlanJSON, "changes %v", changes)
+		assert.Equal(t, planJSON, plans.blobs[got.PlanJSON.Blob])
+		assert.Empty(t, got.PlanJSON.URL)
+	}
+}
+
+func TestPlanJSONThatCannotBeKeptDoesNotFailTheRun(t *testing.T) {
+	e := newEnv(t)
+	e.d.cfg.Plans = &memPlans{fail: errors.New("storage down")}
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, Plan: []byte(planJSON), WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 9, LastSeq: -1}))
+	got := e.run(r.ID)
+	assert.Equal(t, runs.Planned, got.State)
+	assert.Nil(t, got.PlanJSON)
+}
