@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/spf13/cobra"
 
 	"github.com/botehq/platform/runtime/artifacts"
@@ -47,6 +48,9 @@ type runsAPI interface {
 	// (version "": the current) to w and says which it was.
 	StateVersions(ctx context.Context, tenant, workspace string) ([]opsapi.StateVersion, error)
 	PullState(ctx context.Context, tenant, workspace, version string, w io.Writer) (string, error)
+	// Plan is a run's saved plan (resource changes, sensitive values
+	// masked).
+	Plan(ctx context.Context, tenant, id string) (*tfjson.Plan, error)
 }
 
 var _ runsAPI = (*opsclient.Client)(nil)
@@ -299,7 +303,7 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 	if op == runs.OpDestroy && state(final) == runs.Planned {
 		return a.approveAndFollow(ctx, api, tenant, final, offset, ff)
 	}
-	return a.finish(final)
+	return a.showPlanned(ctx, api, tenant, final)
 }
 
 func (a *app) applyCommand() *cobra.Command {
@@ -342,6 +346,7 @@ timed out; with --detach, 0 once approved.`,
 // The log is followed from offset.
 func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapi.Run, offset int64, ff followFlags) error {
 	if !ff.yes {
+		a.beforeApproval(ctx, api, tenant, run)
 		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult, false))
 		question := "Do you want to apply these changes?"
 		if run.Operation == string(runs.OpDestroy) {
@@ -404,18 +409,20 @@ func (a *app) runsCommand() *cobra.Command {
 	}
 	list.Flags().StringVarP(&workspace, "workspace", "w", "", "only this workspace's runs")
 
+	var withPlan bool
 	show := &cobra.Command{
-		Use:   "show RUN",
-		Short: "Show a run: state, history, change summary, diagnostics, outputs",
+		Use:   "show RUN [--plan]",
+		Short: "Show a run: state, history, change summary, diagnostics, outputs; --plan: its resource changes",
 		Args:  cobra.ExactArgs(1),
 		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			run, err := api.Run(cmd.Context(), tenant, args[0])
 			if err != nil {
 				return err
 			}
-			return a.print(run, func(w io.Writer) { printRun(w, run) })
+			return a.showRun(cmd.Context(), api, tenant, run, withPlan)
 		}),
 	}
+	show.Flags().BoolVar(&withPlan, "plan", false, "show the plan's resource changes as terraform plan prints them (with -o json: its structured changes)")
 	c := &cobra.Command{Use: "runs", Aliases: []string{"run"}, Short: "Terraform runs"}
 	c.AddCommand(list, show)
 	return c

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -39,6 +40,7 @@ type fakeRuns struct {
 	approved      []string
 	cancelled     []string
 	workspaces    []opsapi.Workspace
+	plan          *tfjson.Plan // the run's plan, when it has one
 }
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
