@@ -37,6 +37,7 @@ import (
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/worker/connqueue"
@@ -112,12 +113,20 @@ type Config struct {
 	// for a run pickup well under 100 ms; Service Bus receives block
 	// instead and are unaffected).
 	RoutePollMin, RoutePollMax time.Duration
+	// FanOut bounds the connector-queue enqueues the router has in flight
+	// (default routing.DefaultFanOut, sized to the storage account's
+	// request target; see there).
+	FanOut int
 	// SessionsOnly runs no router on this replica: it serves sessions and
 	// receives nudges from replicas that route (scaling the two apart).
 	SessionsOnly bool
 	// CreateResources creates queues, tables and the claim container when
 	// missing (local; in Azure the stack creates them).
 	CreateResources bool
+
+	// PprofListen, if set, serves Go's pprof endpoints on this loopback
+	// address ("127.0.0.1:6060"); off by default (package profiling).
+	PprofListen string
 
 	Logger *slog.Logger
 	// OnListen, if set, is called with the bound address once serving.
@@ -151,6 +160,11 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
 	case c.MaxSessionsPerConnector < 0:
 		return fmt.Errorf("worker config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
+	case c.FanOut < 0 || c.FanOut > routing.MaxFanOut:
+		return fmt.Errorf("worker config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, routing.DefaultFanOut, routing.MaxFanOut)
+	}
+	if err := profiling.CheckAddr(c.PprofListen); err != nil {
+		return fmt.Errorf("worker config: PprofListen: %w", err)
 	}
 	return nil
 }
@@ -261,7 +275,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	router, err := routing.New(routing.Config{
 		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir, Services: cfg.CloudServices,
-		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax,
+		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut,
 	})
 	if err != nil {
 		return err
@@ -293,6 +307,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopRouter()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = fan.Run(runCtx) }()
+	if cfg.PprofListen != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := profiling.Serve(runCtx, cfg.PprofListen, log, nil); err != nil {
+				log.Error("pprof is off", "err", err)
+			}
+		}()
+	}
 	if !cfg.SessionsOnly {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = router.Run(routerCtx) }()

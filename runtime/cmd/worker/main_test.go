@@ -21,6 +21,8 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, nil, "log-level"},
 		{"environment is read", nil, map[string]string{"BOTE_WORKER_STORAGE_CONNECTION_STRING": "garbage", "BOTE_WORKER_ISSUER": "http://idp"}, "connection string"},
 		{"negative session cap", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--max-sessions-per-connector", "-1"}, nil, "MaxSessionsPerConnector"},
+		{"fan-out too large", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--route-fan-out", "100000"}, nil, "FanOut"},
+		{"pprof on a public address", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--pprof-listen", ":6060"}, nil, "PprofListen"},
 		{"bad duration in environment", nil, map[string]string{"BOTE_WORKER_PING_INTERVAL": "often"}, "BOTE_WORKER_PING_INTERVAL"},
 	}
 	for _, tt := range tests {

@@ -94,6 +94,26 @@ const (
 	ReasonReservedHeader   = "reserved-header"
 )
 
+// Fan-out bounds (Config.FanOut).
+//
+// An Azure Storage account (standard, general-purpose v2) targets 20,000
+// requests per second in total, and one queue 2,000 messages per second
+// (https://learn.microsoft.com/azure/storage/queues/scalability-targets);
+// beyond them Storage answers 503 Server Busy. A broadcast enqueues one
+// message on each subscriber's queue, so it meets the account target, not
+// the per-queue one. An enqueue takes ~5-10 ms within a region, so
+// DefaultFanOut enqueues in flight make at most 6,400-12,800 requests per
+// second: a 1,000-subscriber broadcast is on its queues in ~0.1-0.2 s and
+// about half the account's target stays free for sessions, presence,
+// nudges and the connectors' own reads. Raise it on a dedicated account
+// (MaxFanOut in flight at 5 ms would already be 100,000 requests per
+// second, five times the target); lower it when several routing replicas
+// share one account, since the bound is per replica.
+const (
+	DefaultFanOut = 64
+	MaxFanOut     = 512
+)
+
 // Config configures a Router.
 type Config struct {
 	Bus         Bus
@@ -114,6 +134,11 @@ type Config struct {
 	Queue string
 	// Concurrency is how many messages are routed at once (default 16).
 	Concurrency int
+	// FanOut bounds the connector-queue enqueues in flight across all
+	// messages this router is routing (default DefaultFanOut, at most
+	// MaxFanOut). A broadcast to many subscribers runs up to FanOut
+	// enqueues at once; see DefaultFanOut for how it is sized.
+	FanOut int
 	// Lock is the bus lock per received batch (default 2m).
 	Lock time.Duration
 	// ImmediateRetries per enqueue (default 3); -1 disables.
@@ -145,6 +170,8 @@ func (c *Config) Validate() error {
 		return errors.New("routing config: Subscribers is required")
 	case c.Concurrency < 0:
 		return fmt.Errorf("routing config: Concurrency %d is negative", c.Concurrency)
+	case c.FanOut < 0 || c.FanOut > MaxFanOut:
+		return fmt.Errorf("routing config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, DefaultFanOut, MaxFanOut)
 	case c.ImmediateRetries < -1 || c.DelayedRetries < -1:
 		return errors.New("routing config: ImmediateRetries and DelayedRetries must be -1, 0 or positive")
 	case c.Lock < 0, c.Delay < 0, c.DedupWindow < 0, c.ClaimURLTTL < 0, c.Idle < 0, c.IdleMax < 0:
@@ -165,6 +192,7 @@ func (c *Config) defaults() {
 		c.Queue = bus.QueueConnectors
 	}
 	setDefault(&c.Concurrency, 16)
+	setDefault(&c.FanOut, DefaultFanOut)
 	setDefault(&c.Lock, 2*time.Minute)
 	setDefault(&c.ImmediateRetries, 3)
 	setDefault(&c.DelayedRetries, 3)
@@ -197,6 +225,7 @@ type Router struct {
 	m      *metrics.Metrics
 	seen   *seen.Set
 	nudges *coalescer
+	fanOut chan struct{} // one slot per enqueue in flight (Config.FanOut)
 	sleep  func(ctx context.Context, d time.Duration) // immediate-retry backoff; tests shorten it
 	// services is Config.Services as a set; nil accepts every service.
 	services map[string]bool
@@ -208,7 +237,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), sleep: sleepCtx}
+	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), fanOut: make(chan struct{}, cfg.FanOut), sleep: sleepCtx}
 	for _, s := range cfg.Services {
 		if r.services == nil {
 			r.services = map[string]bool{}
@@ -410,10 +439,11 @@ func (r *Router) encode(ctx context.Context, env *envelope.Envelope) (string, er
 	return string(enc), nil
 }
 
-// deliver enqueues text on every target not yet reached, in parallel.
+// deliver enqueues text on every target not yet reached, in parallel
+// within the router-wide fan-out bound.
 func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []queuename.Pair, text string) error {
 	kind := string(env.Kind)
-	sem := make(chan struct{}, 16)
+	sem := r.fanOut
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -347,6 +348,8 @@ func TestConfigValidate(t *testing.T) {
 		"Queues":      func(c *Config) { c.Queues = nil },
 		"Subscribers": func(c *Config) { c.Subscribers = nil },
 		"Concurrency": func(c *Config) { c.Concurrency = -1 },
+		"FanOut":      func(c *Config) { c.FanOut = -1 },
+		"FanOut ":     func(c *Config) { c.FanOut = MaxFanOut + 1 },
 		"Lock":        func(c *Config) { c.Lock = -time.Second },
 		"Services":    func(c *Config) { c.Services = []string{"bad name"} },
 	} {
@@ -354,4 +357,62 @@ func TestConfigValidate(t *testing.T) {
 		mut(&c)
 		assert.ErrorContains(t, c.Validate(), name)
 	}
+}
+
+// gatedQueues counts enqueues in flight and holds each until released.
+type gatedQueues struct {
+	mu            sync.Mutex
+	inFlight, top int
+	done          int
+	release       chan struct{}
+}
+
+func (q *gatedQueues) Enqueue(context.Context, queuename.Pair, string) error {
+	q.mu.Lock()
+	q.inFlight++
+	q.top = max(q.top, q.inFlight)
+	q.mu.Unlock()
+	<-q.release
+	q.mu.Lock()
+	q.inFlight--
+	q.done++
+	q.mu.Unlock()
+	return nil
+}
+
+func (q *gatedQueues) snapshot() (inFlight, top, done int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inFlight, q.top, q.done
+}
+
+// Two broadcasts routed at once share one bound on enqueues in flight, and
+// both complete.
+func TestFanOutBoundsEnqueuesInFlightAcrossMessages(t *testing.T) {
+	const fanOut, subscribers = 5, 40
+	var names []string
+	for i := range subscribers {
+		names = append(names, "c"+strconv.Itoa(i))
+	}
+	q := &gatedQueues{release: make(chan struct{})}
+	h := newHarness(t, func(c *Config) {
+		c.Queues, c.FanOut = q, fanOut
+		c.Subscribers = fakeSubs{"a|chat": names, "a|news": names}
+	})
+	var wg sync.WaitGroup
+	for _, env := range []*envelope.Envelope{broadcast("m1", "a", "chat"), broadcast("m2", "a", "news")} {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.router.Handle(context.Background(), bus.NewMessage(bus.QueueConnectors, env, nil, 1, time.Now().Add(time.Minute), nil)) }()
+	}
+	require.Eventually(t, func() bool { n, _, _ := q.snapshot(); return n == fanOut }, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // room for a bound that does not hold
+	for range 2 * subscribers {
+		q.release <- struct{}{}
+	}
+	wg.Wait()
+	_, top, done := q.snapshot()
+	assert.Equal(t, fanOut, top, "enqueues in flight never exceed FanOut")
+	assert.Equal(t, 2*subscribers, done)
+	assert.Equal(t, "complete", h.bus.settled["m1"].op)
+	assert.Equal(t, "complete", h.bus.settled["m2"].op)
 }
