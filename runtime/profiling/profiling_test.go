@@ -51,7 +51,9 @@ func TestServeProfilesUntilContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(a net.Addr) { addrs <- a }) }()
+	go func() {
+		done <- Serve(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(a net.Addr) { addrs <- a })
+	}()
 	addr := <-addrs
 	resp, err := http.Get("http://" + addr.String() + "/debug/pprof/goroutine?debug=1")
 	require.NoError(t, err)

@@ -225,7 +225,7 @@ type Router struct {
 	m      *metrics.Metrics
 	seen   *seen.Set
 	nudges *coalescer
-	fanOut chan struct{} // one slot per enqueue in flight (Config.FanOut)
+	fanOut chan struct{}                              // one slot per enqueue in flight (Config.FanOut)
 	sleep  func(ctx context.Context, d time.Duration) // immediate-retry backoff; tests shorten it
 	// services is Config.Services as a set; nil accepts every service.
 	services map[string]bool

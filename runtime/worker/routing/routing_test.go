@@ -402,7 +402,10 @@ func TestFanOutBoundsEnqueuesInFlightAcrossMessages(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, env := range []*envelope.Envelope{broadcast("m1", "a", "chat"), broadcast("m2", "a", "news")} {
 		wg.Add(1)
-		go func() { defer wg.Done(); h.router.Handle(context.Background(), bus.NewMessage(bus.QueueConnectors, env, nil, 1, time.Now().Add(time.Minute), nil)) }()
+		go func() {
+			defer wg.Done()
+			h.router.Handle(context.Background(), bus.NewMessage(bus.QueueConnectors, env, nil, 1, time.Now().Add(time.Minute), nil))
+		}()
 	}
 	require.Eventually(t, func() bool { n, _, _ := q.snapshot(); return n == fanOut }, 5*time.Second, time.Millisecond)
 	time.Sleep(20 * time.Millisecond) // room for a bound that does not hold
