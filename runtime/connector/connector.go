@@ -112,8 +112,15 @@ type Config struct {
 	MaxDequeueCount int
 	// Concurrency is how many handlers run at once (default 4).
 	Concurrency int
-	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms, 30s).
+	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms,
+	// 30s): full jitter, the ceiling doubling from MinBackoff per failed
+	// attempt. For the first FastReconnect after the session was lost
+	// (default 1m) the ceiling stays at or below FastMaxBackoff (2s), so a
+	// fleet finds a restarted worker within about 2 s of it being ready,
+	// its attempts spread evenly over those 2 s; a longer outage backs off
+	// up to MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	FastReconnect          time.Duration
 	// DrainTimeout is how long handlers may go on after Run's context ends
 	// before their contexts are cancelled (default 30s).
 	DrainTimeout time.Duration
@@ -144,8 +151,8 @@ func (c *Config) Validate() error {
 		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
 	case c.Handler == nil:
 		return errors.New("connector config: Handler is required")
-	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0, c.DedupSize < 0:
-		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, MaxDequeueCount, Concurrency, MaxClaimBytes, DrainTimeout and DedupSize must not be negative")
+	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.FastReconnect < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0, c.DedupSize < 0:
+		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, FastReconnect, MaxDequeueCount, Concurrency, MaxClaimBytes, DrainTimeout and DedupSize must not be negative")
 	case c.Visibility != 0 && c.Visibility < 2*time.Second:
 		return fmt.Errorf("connector config: Visibility %s must be at least 2s", c.Visibility)
 	}
@@ -165,6 +172,7 @@ func (c *Config) defaults() {
 	setDefault(&c.Concurrency, 4)
 	setDefault(&c.MinBackoff, 250*time.Millisecond)
 	setDefault(&c.MaxBackoff, 30*time.Second)
+	setDefault(&c.FastReconnect, time.Minute)
 	setDefault(&c.MaxClaimBytes, 100<<20)
 	setDefault(&c.DrainTimeout, 30*time.Second)
 	setDefault(&c.DedupSize, 10_000)

@@ -3,9 +3,11 @@ package connector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,6 +197,38 @@ func TestBackoffIsFullJitterWithinBounds(t *testing.T) {
 		assert.GreaterOrEqual(t, d, time.Duration(0))
 		assert.LessOrEqual(t, d, ceiling)
 	}
+}
+
+// A restarted worker is found fast: during FastReconnect no delay exceeds
+// fastMaxBackoff however many attempts failed, and the delays are spread
+// over that range rather than bunched; afterwards they grow to MaxBackoff. A
+// Retry-After from the idp is waited out.
+func TestRetryDelayIsFastAtFirstThenBacksOff(t *testing.T) {
+	c := &Client{cfg: Config{MinBackoff: 250 * time.Millisecond, MaxBackoff: 30 * time.Second, FastReconnect: time.Minute}}
+	refused := errors.New("connection refused")
+	var fast []time.Duration
+	for attempt := range 200 {
+		d := c.retryDelay(attempt, time.Duration(attempt)*100*time.Millisecond, refused)
+		require.LessOrEqual(t, d, fastMaxBackoff, "attempt %d", attempt)
+		if attempt >= 3 {
+			fast = append(fast, d)
+		}
+	}
+	slices.Sort(fast)
+	assert.Less(t, fast[len(fast)/10], fastMaxBackoff/4, "spread over the range, not bunched at the top")
+	assert.Greater(t, fast[len(fast)*9/10], fastMaxBackoff*3/4, "spread over the range, not bunched at the bottom")
+
+	var slowTop time.Duration
+	for range 200 {
+		slowTop = max(slowTop, c.retryDelay(10, 2*time.Minute, refused))
+	}
+	assert.Greater(t, slowTop, 10*time.Second, "a long outage backs off")
+	assert.LessOrEqual(t, slowTop, 30*time.Second)
+
+	limited := fmt.Errorf("cannot get access token: %w", &clientauth.OAuthError{StatusCode: 429, RetryAfter: 5 * time.Second})
+	d := c.retryDelay(0, 0, limited)
+	assert.GreaterOrEqual(t, d, 5*time.Second)
+	assert.LessOrEqual(t, d, 5*time.Second+c.cfg.MinBackoff)
 }
 
 func TestConfigValidate(t *testing.T) {

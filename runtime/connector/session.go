@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/worker/protocol"
 )
 
@@ -123,13 +124,14 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 // with exponential backoff and full jitter, until ctx ends.
 func (c *Client) keepSession(ctx context.Context) {
 	attempt := 0
+	lost := time.Now() // when the connector was last without a session
 	for ctx.Err() == nil {
 		s, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			delay := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
+			delay := c.retryDelay(attempt, time.Since(lost), err)
 			attempt++
 			c.log.Warn("cannot connect to the gateway", "err", err, "retry_in", delay.Round(time.Millisecond))
 			sleep(ctx, delay)
@@ -141,6 +143,7 @@ func (c *Client) keepSession(ctx context.Context) {
 		c.nudge() // drain on every (re)connect: a nudge may have been missed
 		c.serve(ctx, s)
 		c.setSession(nil)
+		lost = time.Now()
 		status := websocket.CloseStatus(s.err)
 		c.log.Info("session ended", "status", int(status), "err", s.err)
 		if ctx.Err() != nil {
@@ -148,12 +151,32 @@ func (c *Client) keepSession(ctx context.Context) {
 		}
 		// A worker going away or a token expiring is routine: reconnect at
 		// once (with a little jitter so a fleet does not stampede).
-		delay := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, 0)
 		if status != websocket.StatusGoingAway && status != websocket.StatusCode(protocol.CloseTokenExpired) {
-			delay = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, 1)
+			attempt = 1
 		}
-		sleep(ctx, delay)
+		sleep(ctx, backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
 	}
+}
+
+// fastMaxBackoff caps reconnect delays during Config.FastReconnect.
+const fastMaxBackoff = 2 * time.Second
+
+// retryDelay is the wait before connect attempt attempt+1, the session
+// having been lost for lostFor and the last attempt having failed with err:
+// full jitter under a ceiling that doubles per attempt, held at
+// fastMaxBackoff while the outage is younger than FastReconnect. A
+// Retry-After from the idp is waited out first, plus the jittered delay so
+// the clients it turned away do not return in the same instant.
+func (c *Client) retryDelay(attempt int, lostFor time.Duration, err error) time.Duration {
+	ceiling := c.cfg.MaxBackoff
+	if lostFor < c.cfg.FastReconnect {
+		ceiling = min(ceiling, fastMaxBackoff)
+	}
+	d := backoff(c.cfg.MinBackoff, ceiling, attempt)
+	if oe := (*clientauth.OAuthError)(nil); errors.As(err, &oe) && oe.RetryAfter > 0 {
+		d += min(oe.RetryAfter, c.cfg.MaxBackoff)
+	}
+	return d
 }
 
 // backoff is "full jitter": a uniform delay in [0, min(max, base×2^attempt)].

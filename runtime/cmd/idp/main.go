@@ -69,6 +69,8 @@ type options struct {
 	registryPoll time.Duration
 	clientRate   float64
 	clientBurst  int
+	globalRate   float64
+	globalBurst  int
 	logLevel     slog.Level
 }
 
@@ -92,6 +94,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.DurationVar(&o.registryPoll, "registry-poll", registry.DefaultPoll, "how often to look for registry changes")
 	fs.Float64Var(&o.clientRate, "client-rate", idp.DefaultClientRate, "tokens per second one client may obtain")
 	fs.IntVar(&o.clientBurst, "client-burst", idp.DefaultClientBurst, "burst of tokens one client may obtain")
+	fs.Float64Var(&o.globalRate, "global-rate", idp.DefaultGlobalRate, "token requests per second, all clients together")
+	fs.IntVar(&o.globalBurst, "global-burst", idp.DefaultGlobalBurst, "burst of token requests, all clients together (size it to the fleet: a reconnect after a long outage asks for one token per connector)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
 
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := idp.New(idp.Config{
 		Issuer: issuer, Audience: o.audience, TokenTTL: o.tokenTTL,
 		Keys: keys, Replay: replays, Clients: clients, ClientRate: o.clientRate, ClientBurst: o.clientBurst,
+		GlobalRate: o.globalRate, GlobalBurst: o.globalBurst,
 		Logger: logger,
 	})
 	if err != nil {
