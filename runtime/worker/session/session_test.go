@@ -530,3 +530,103 @@ func TestSessionCapOfOne(t *testing.T) {
 	second.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: "x"}})
 	assert.Equal(t, protocol.TypeAck, second.read().Type)
 }
+
+// After a reconnect storm of every kind of ending (clean close, abrupt
+// drop, a dial given up mid-handshake, sessions evicted by the per-connector
+// cap, reconnects racing their own old session), the sessions gauge equals
+// the sessions connectors still hold, and reaches zero when they are gone.
+func TestSessionsGaugeIsExactAfterAStorm(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxSessionsPerConnector = 1 })
+	url := "ws" + strings.TrimPrefix(h.http.URL, "http")
+	dial := func(ctx context.Context, token string) (*websocket.Conn, error) {
+		ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+			HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}, Subprotocols: []string{protocol.Subprotocol},
+		})
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		return ws, err
+	}
+	type held struct {
+		ws   *websocket.Conn
+		done chan struct{} // closed when the worker ended it (a late abandoned dial may evict it)
+	}
+	const connectors = 60
+	var mu sync.Mutex
+	var kept []held
+	var wg sync.WaitGroup
+	for i := range connectors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			token := "tok-acme-c" + strconv.Itoa(i)
+			for round := range 3 {
+				switch (i + round) % 4 {
+				case 0: // given up mid-handshake
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%3)*time.Millisecond)
+					if ws, err := dial(ctx, token); err == nil {
+						_ = ws.CloseNow()
+					}
+					cancel()
+				case 1: // dropped without a close frame
+					if ws, err := dial(context.Background(), token); err == nil {
+						_ = ws.CloseNow()
+					}
+				case 2: // closed cleanly
+					if ws, err := dial(context.Background(), token); err == nil {
+						_ = ws.Close(websocket.StatusNormalClosure, "bye")
+					}
+				case 3: // two at once: the cap closes one
+					a, errA := dial(context.Background(), token)
+					b, errB := dial(context.Background(), token)
+					if errA == nil {
+						_ = a.CloseNow()
+					}
+					if errB == nil {
+						_ = b.CloseNow()
+					}
+				}
+			}
+			if i%2 == 0 {
+				ws, err := dial(context.Background(), token)
+				if !assert.NoError(t, err) {
+					return
+				}
+				k := held{ws: ws, done: make(chan struct{})}
+				go func() { // read (the hello, pings) as a connector does
+					defer close(k.done)
+					for {
+						if _, _, err := ws.Read(context.Background()); err != nil {
+							return
+						}
+					}
+				}()
+				mu.Lock()
+				kept = append(kept, k)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	open := func() int {
+		n := 0
+		for _, k := range kept {
+			select {
+			case <-k.done:
+			default:
+				n++
+			}
+		}
+		return n
+	}
+	gauge := func() int { return int(testutil.ToFloat64(h.srv.metrics.Sessions)) }
+	// An evicted session counts until its close completes (at most 10 s).
+	require.Eventually(t, func() bool { n := open(); return gauge() == n && h.srv.Sessions() == n }, 20*time.Second, 10*time.Millisecond,
+		"gauge %d, sessions %d, held by connectors %d", gauge(), h.srv.Sessions(), open())
+	assert.Greater(t, open(), connectors/4)
+	for _, k := range kept {
+		_ = k.ws.CloseNow()
+	}
+	require.Eventually(t, func() bool { return gauge() == 0 && h.srv.Sessions() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"gauge %d, sessions %d after every connector left", gauge(), h.srv.Sessions())
+}
