@@ -260,6 +260,11 @@ func (l *Listener) exchange(ctx context.Context, r *wire.Request, body io.Reader
 // channel has the length of its frame, one streamed from a rendezvous has
 // none (ContentLength -1), as on Azure.
 func toHTTPRequest(r *wire.Request, hc string, body io.Reader, size int64) (*http.Request, error) {
+	// The method goes into the request line as is: anything but an HTTP
+	// token (RFC 9110 section 9.1) could rewrite what the server reads.
+	if !isToken(r.Method) {
+		return nil, fmt.Errorf("cannot relay request: method %q is not an HTTP token", r.Method)
+	}
 	target := r.RequestTarget
 	if target == "" {
 		target = "/"
@@ -324,3 +329,17 @@ type requestConn struct {
 
 func (c *requestConn) LocalAddr() net.Addr  { return c.local }
 func (c *requestConn) RemoteAddr() net.Addr { return c.remote }
+
+// isToken reports whether s is a non-empty RFC 9110 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
