@@ -513,8 +513,9 @@ func firstErr(errs ...error) error {
 // a run has its own).
 func ClaimToken(generation int) string { return strconv.Itoa(generation) }
 
-// ParseClaimToken reads a token ClaimToken made.
+// ParseClaimToken reads a token ClaimToken made, and only such a token:
+// "01" or "+1" are not another spelling of "1".
 func ParseClaimToken(s string) (int, bool) {
 	n, err := strconv.Atoi(s)
-	return n, err == nil && n > 0
+	return n, err == nil && n > 0 && strconv.Itoa(n) == s
 }
