@@ -33,7 +33,7 @@ type jwksServer struct {
 	hits atomic.Int32
 }
 
-func newJWKSServer(t *testing.T) *jwksServer {
+func newJWKSServer(t testing.TB) *jwksServer {
 	t.Helper()
 	s := &jwksServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -53,7 +53,7 @@ func (s *jwksServer) publish(kid string, pub crypto.PublicKey, alg string) {
 	s.keys = append(s.keys, jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: alg, Use: "sig"})
 }
 
-func ecKey(t *testing.T) *ecdsa.PrivateKey {
+func ecKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -67,7 +67,7 @@ type verifierFixture struct {
 	v    *Verifier
 }
 
-func newVerifierFixture(t *testing.T, mod func(*VerifierConfig)) *verifierFixture {
+func newVerifierFixture(t testing.TB, mod func(*VerifierConfig)) *verifierFixture {
 	t.Helper()
 	f := &verifierFixture{jwks: newJWKSServer(t), key: ecKey(t), now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	f.jwks.publish("k1", &f.key.PublicKey, Algorithm)
@@ -84,7 +84,7 @@ func newVerifierFixture(t *testing.T, mod func(*VerifierConfig)) *verifierFixtur
 }
 
 // claims returns valid claims for contoso/agent-01, adjusted by mod.
-func (f *verifierFixture) claims(t *testing.T, mod func(*Claims)) *Claims {
+func (f *verifierFixture) claims(t testing.TB, mod func(*Claims)) *Claims {
 	t.Helper()
 	c, err := NewClaims(testIssuer, DefaultAudience, "contoso", "agent-01", "", f.now.Add(-time.Minute), DefaultTTL)
 	require.NoError(t, err)
@@ -94,7 +94,7 @@ func (f *verifierFixture) claims(t *testing.T, mod func(*Claims)) *Claims {
 	return c
 }
 
-func (f *verifierFixture) sign(t *testing.T, kid string, key crypto.Signer, c jwt.Claims) string {
+func (f *verifierFixture) sign(t testing.TB, kid string, key crypto.Signer, c jwt.Claims) string {
 	t.Helper()
 	tok, err := Sign(key, kid, c)
 	require.NoError(t, err)

@@ -94,7 +94,7 @@ type fixture struct {
 
 const agentID = "contoso/agent-01"
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{clk: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, log: &syncBuffer{}}
 	var err error
@@ -122,14 +122,14 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	return f
 }
 
-func jwkOf(t *testing.T, k *ecdsa.PrivateKey) json.RawMessage {
+func jwkOf(t testing.TB, k *ecdsa.PrivateKey) json.RawMessage {
 	t.Helper()
 	out, err := clientauth.PublicJWK(k, "")
 	require.NoError(t, err)
 	return out
 }
 
-func writeRegistry(t *testing.T, path string, cs []registry.Connector) string {
+func writeRegistry(t testing.TB, path string, cs []registry.Connector) string {
 	t.Helper()
 	out, err := registry.Marshal(cs)
 	require.NoError(t, err)
@@ -151,7 +151,7 @@ func (f *fixture) claims(mod func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+func sign(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 	t.Helper()
 	out, err := jwt.NewWithClaims(method, claims).SignedString(key)
 	require.NoError(t, err)
