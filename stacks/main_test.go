@@ -505,3 +505,41 @@ func TestAppServiceCapacityReachesThePlan(t *testing.T) {
 	assert.Equal(t, 3.0, plan[0].Inputs["sku"].(map[string]any)["capacity"])
 	assert.Equal(t, true, plan[0].Inputs["perSiteScaling"])
 }
+
+// Which config edits replace which resources, from the provider's schema:
+// an operator reads this before editing a live stack's config.
+func TestConfigEditsThatReplace(t *testing.T) {
+	schema := infratest.Schema(t)
+	base := stackConfig(t, "dev")
+	before, _, err := deployed(t, base)
+	require.NoError(t, err)
+	plan := func(key, value string) map[string][]string {
+		cfg := stackConfig(t, "dev")
+		cfg[key] = value
+		after, _, err := deployed(t, cfg)
+		require.NoError(t, err)
+		out := map[string][]string{}
+		for _, c := range schema.Plan(before, after) {
+			out[c.Op] = append(out[c.Op], c.Key)
+		}
+		return out
+	}
+
+	// In place: another registry tier (the schema cannot tell which SKU
+	// moves Azure itself refuses, e.g. Service Bus Standard -> Premium,
+	// which is a migration).
+	for key, value := range map[string]string{"bote:registrySku": "Premium"} {
+		p := plan(key, value)
+		assert.Empty(t, p["replace"], "%s: %v", key, p["replace"])
+		assert.NotEmpty(t, p["update"], key)
+	}
+	// Everything with a location is replaced by a move to another region.
+	p := plan("bote:location", "westeurope")
+	assert.Contains(t, p["replace"], "azure-native:storage:StorageAccount::gateway-storage")
+	assert.Contains(t, p["replace"], "azure-native:keyvault:Vault::gateway-vault")
+	assert.Contains(t, p["replace"], "azure-native:resources:ResourceGroup::rg")
+	// A name suffix renames, i.e. replaces, every named resource.
+	p = plan("bote:nameSuffix", "x7")
+	assert.Contains(t, p["replace"], "azure-native:storage:StorageAccount::gateway-storage")
+	assert.Contains(t, p["replace"], "azure-native:servicebus:Namespace::gateway-bus")
+}
