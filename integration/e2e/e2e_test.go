@@ -306,6 +306,13 @@ func TestPlanApplyDestroy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, applied, string(got))
 	assert.NotContains(t, expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout, `"bote-demo-vnet"`)
+
+	// Rolled back to the applied state, the next plan finds the resources
+	// there: nothing to do.
+	expect(t, exitOK, contoso, "state", "rollback", "--workspace", "app", "--version", kept.Versions[1].Version)
+	assert.Equal(t, applied, expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout)
+	r = expect(t, exitOK, contoso, "plan", "--workspace", "app", "--dir", dir)
+	assert.Contains(t, r.Stdout, "No changes")
 }
 
 // TestRunsQueueOnOneWorkspace: a second run waits for the first instead of

@@ -113,6 +113,40 @@ func TestStatePromotion(t *testing.T) {
 		assert.Equal(t, `{"serial":2}`, got)
 	})
 
+	t.Run("RollbackMakesAKeptVersionCurrentAndKeepsTheOneItReplaces", func(t *testing.T) {
+		run1, run2 := runs.NewRunID(time.Now()), runs.NewRunID(time.Now())
+		_, err := store.PromoteState(ctx, stage(t, blobs, "roll", run1, 5, `{"serial":1}`))
+		require.NoError(t, err)
+		_, err = store.PromoteState(ctx, stage(t, blobs, "roll", run2, 5, `{"serial":2,"bad":true}`))
+		require.NoError(t, err)
+
+		v, err := store.RestoreState(ctx, "contoso", "roll", run1+"-c5")
+		require.NoError(t, err)
+		assert.True(t, v.Current)
+		assert.Equal(t, run1, v.Run)
+		assert.Equal(t, `{"serial":1}`, current(t, store, "roll"))
+		snap, err := store.StateSnapshot(ctx, "contoso", "roll")
+		require.NoError(t, err)
+		assert.Equal(t, "contoso/roll/state/versions/"+run1+"-c5.tfstate", snap, "plans read the rolled-back version")
+		versions, err := store.StateVersions(ctx, "contoso", "roll")
+		require.NoError(t, err)
+		require.Len(t, versions, 2, "the replaced state is kept")
+		assert.False(t, versions[0].Current)
+		assert.True(t, versions[1].Current)
+		// Again is a no-op; back to the newer one works too.
+		_, err = store.RestoreState(ctx, "contoso", "roll", run1+"-c5")
+		require.NoError(t, err)
+		_, err = store.RestoreState(ctx, "contoso", "roll", run2+"-c5")
+		require.NoError(t, err)
+		assert.Equal(t, `{"serial":2,"bad":true}`, current(t, store, "roll"))
+
+		_, err = store.RestoreState(ctx, "contoso", "roll", "run-0000000000000000-c5")
+		require.ErrorIs(t, err, artifacts.ErrNotFound)
+		_, err = store.RestoreState(ctx, "contoso", "roll", "current")
+		require.ErrorIs(t, err, runs.ErrInvalid)
+		assert.Equal(t, `{"serial":2,"bad":true}`, current(t, store, "roll"))
+	})
+
 	t.Run("AStateThatDoesNotMatchItsReportIsNotPromoted", func(t *testing.T) {
 		run := runs.NewRunID(time.Now())
 		_, err := store.PromoteState(ctx, stage(t, blobs, "bad", run, 3, `{"serial":1}`))

@@ -79,6 +79,15 @@ func (k workspaceKey) versionBlob(version string) string {
 // without a version (written before versions were kept).
 var versionPattern = regexp.MustCompile(`^(before-)?run-[0-9a-z]{16}-c[0-9]{1,9}$`)
 
+// CheckStateVersion says why v is not a version id (runs.ErrInvalid), or
+// nil.
+func CheckStateVersion(v string) error {
+	if !versionPattern.MatchString(v) {
+		return fmt.Errorf("%w: state version %q is not a version id such as run-0123456789abcdef-c5", runs.ErrInvalid, v)
+	}
+	return nil
+}
+
 // StateVersion describes one kept state (opsapi.StateVersion is its
 // form in the API).
 type StateVersion struct {
@@ -168,23 +177,91 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 	if exists {
 		cond = &blob.ModifiedAccessConditions{IfMatch: props.ETag}
 	}
-	_, err = s.client.UploadBuffer(ctx, s.container, CurrentState(p.Tenant, p.Workspace), data, &azblob.UploadBufferOptions{
-		Metadata:         meta,
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
-	})
-	if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists) {
+	err = s.putCurrent(ctx, p.Tenant, p.Workspace, data, meta, cond)
+	if errors.Is(err, ErrConflict) {
 		// Someone promoted meanwhile: this claim again (fine), or another.
 		now, gerr := current.GetProperties(ctx, nil)
 		if gerr == nil && metaValue(now.Metadata, metaVersion) == p.version() {
 			return describe(p.version(), now.Metadata, now.ContentLength, now.LastModified, true), nil
 		}
-		return StateVersion{}, fmt.Errorf("cannot promote the state of run %s claim %s: %w", p.Run, p.Claim, ErrConflict)
+		return StateVersion{}, fmt.Errorf("cannot promote the state of run %s claim %s: %w", p.Run, p.Claim, err)
 	}
 	if err != nil {
-		return StateVersion{}, fmt.Errorf("cannot write the current state of %s/%s: %w", p.Tenant, p.Workspace, err)
+		return StateVersion{}, err
 	}
 	return StateVersion{Version: p.version(), Run: p.Run, Claim: p.Claim, Size: p.Size, SHA256: p.SHA256, Created: time.Now().UTC(), Current: true}, nil
+}
+
+// RestoreState makes a kept version the workspace's current state again
+// (a rollback); the state it replaces stays kept. Like a promotion it
+// replaces the current state only if it is still what this call read
+// (else ErrConflict). The caller makes sure no run holds the workspace:
+// a saved plan carries the state it was planned on. An unknown version is
+// ErrNotFound, a malformed one runs.ErrInvalid.
+func (s *Store) RestoreState(ctx context.Context, tenant, workspace, version string) (StateVersion, error) {
+	if err := stateScope(tenant, workspace); err != nil {
+		return StateVersion{}, err
+	}
+	if err := CheckStateVersion(version); err != nil {
+		return StateVersion{}, err
+	}
+	k := workspaceKey{tenant, workspace}
+	kept := s.blob(k.versionBlob(version))
+	vprops, err := kept.GetProperties(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return StateVersion{}, fmt.Errorf("%w: workspace %s has no state version %s", ErrNotFound, workspace, version)
+	}
+	if err != nil {
+		return StateVersion{}, fmt.Errorf("cannot read state version %s: %w", version, err)
+	}
+	data, err := s.readBlob(ctx, k.versionBlob(version), MaxStateBytes)
+	if err != nil {
+		return StateVersion{}, err
+	}
+	current := s.blob(CurrentState(tenant, workspace))
+	props, err := current.GetProperties(ctx, nil)
+	exists := err == nil
+	switch {
+	case err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound):
+		return StateVersion{}, fmt.Errorf("cannot read the current state of %s/%s: %w", tenant, workspace, err)
+	case exists && metaValue(props.Metadata, metaVersion) == version:
+		return describe(version, props.Metadata, props.ContentLength, props.LastModified, true), nil
+	case exists && metaValue(props.Metadata, metaVersion) == "":
+		if err := s.keepUnversioned(ctx, k, "before-"+version); err != nil {
+			return StateVersion{}, err
+		}
+	}
+	meta := map[string]*string{metaVersion: to.Ptr(version)}
+	for _, key := range []string{metaRun, metaClaim, metaSHA256} {
+		if v := metaValue(vprops.Metadata, key); v != "" {
+			meta[key] = to.Ptr(v)
+		}
+	}
+	cond := &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}
+	if exists {
+		cond = &blob.ModifiedAccessConditions{IfMatch: props.ETag}
+	}
+	if err := s.putCurrent(ctx, tenant, workspace, data, meta, cond); err != nil {
+		return StateVersion{}, err
+	}
+	return describe(version, meta, to.Ptr(int64(len(data))), to.Ptr(time.Now().UTC()), true), nil
+}
+
+// putCurrent writes the current state on condition; a condition that no
+// longer holds is ErrConflict.
+func (s *Store) putCurrent(ctx context.Context, tenant, workspace string, data []byte, meta map[string]*string, cond *blob.ModifiedAccessConditions) error {
+	_, err := s.client.UploadBuffer(ctx, s.container, CurrentState(tenant, workspace), data, &azblob.UploadBufferOptions{
+		Metadata:         meta,
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
+	})
+	switch {
+	case bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists):
+		return fmt.Errorf("cannot write the current state of %s/%s: %w", tenant, workspace, ErrConflict)
+	case err != nil:
+		return fmt.Errorf("cannot write the current state of %s/%s: %w", tenant, workspace, err)
+	}
+	return nil
 }
 
 // metaValue reads blob metadata whatever the case of its keys: the SDK
@@ -387,8 +464,8 @@ func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string
 	}
 	name := CurrentState(tenant, workspace)
 	if version != "" && version != CurrentVersion {
-		if !versionPattern.MatchString(version) {
-			return nil, fmt.Errorf("%w: state version %q is not a version id such as run-0123456789abcdef-c5", runs.ErrInvalid, version)
+		if err := CheckStateVersion(version); err != nil {
+			return nil, err
 		}
 		name = workspaceKey{tenant, workspace}.versionBlob(version)
 	}

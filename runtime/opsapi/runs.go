@@ -29,6 +29,7 @@ type Artifacts interface {
 	OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error)
 	// Open streams an artifact of tenant, checking its SHA-256 as it reads.
 	Open(ctx context.Context, tenant string, c *envelope.Claim) (io.ReadCloser, error)
+	RestoreState(ctx context.Context, tenant, workspace, version string) (artifacts.StateVersion, error)
 }
 
 // Dispatcher starts runs and wakes followers (*dispatch.Dispatcher).

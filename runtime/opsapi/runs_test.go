@@ -189,6 +189,25 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 	}
 	url := f.srv.URL + fill("contoso", "prod", run)
 	var r response
+	if strings.HasSuffix(path, "/rollback") {
+		// prod is held by a planned run (409); idle is not.
+		body := []byte(`{"version":"run-0000000000000001-c5"}`)
+		switch code {
+		case "200":
+			_, err := f.m.CreateWorkspace(context.Background(), runs.Workspace{Tenant: "contoso", Name: "idle"})
+			require.NoError(t, err)
+			r = doBody(t, method, f.srv.URL+fill("contoso", "idle", run), "application/json", body)
+		case "409":
+			r = doBody(t, method, url, "application/json", body)
+		case "400":
+			r = doBody(t, method, url, "application/json", []byte(`{"version":"../x"}`))
+		}
+	}
+	switch {
+	case r.status != 0:
+		require.Equal(t, code, strconv.Itoa(r.status), "body: %s", r.body)
+		return r.body, true
+	}
 	switch code {
 	case "101":
 		c, _, err := websocket.Dial(context.Background(), strings.Replace(url, "http", "ws", 1), &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + goodKey}}})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/runs"
 )
 
 // StateVersion is one kept Terraform state of a workspace (local backend).
@@ -34,20 +35,29 @@ type StateVersionList struct {
 	Versions []StateVersion `json:"versions"`
 }
 
+// StateRollbackRequest is the body of POST
+// /v1/tenants/{tenant}/workspaces/{workspace}/state/rollback.
+type StateRollbackRequest struct {
+	// Version to make current again (from .../state/versions).
+	Version string `json:"version"`
+}
+
 // Headers of GET .../state.
 const (
 	HeaderStateVersion = "Bote-State-Version"
 	HeaderStateSHA256  = "Bote-State-Sha256"
 )
 
-// stateRoutes read a workspace's kept Terraform states. Listing them is a
-// reader's; reading one takes operator: a state holds every resource
-// attribute in the clear, secrets included, which a reader (who sees
-// redacted logs) must not get.
+// stateRoutes read a workspace's kept Terraform states and roll back to
+// one. Listing them is a reader's; reading one takes operator: a state
+// holds every resource attribute in the clear, secrets included, which a
+// reader (who sees redacted logs) must not get. A rollback changes what
+// the next plan and apply build on, so it is an approver's, like an apply.
 func (s *Server) stateRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces/{workspace}/state/versions", role: operatorauth.RoleReader, handler: s.needRuns(s.listStateVersions)},
 		{method: http.MethodGet, path: statePath, role: operatorauth.RoleOperator, handler: s.needRuns(s.getState)},
+		{method: http.MethodPost, path: statePath + "/rollback", role: operatorauth.RoleApprover, handler: s.needRuns(s.rollbackState)},
 	}
 }
 
@@ -117,4 +127,52 @@ func (s *Server) getState(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderStateSHA256, hex.EncodeToString(sum[:]))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// rollbackState makes a kept version the workspace's current state again,
+// only while no run holds the workspace (a saved plan waiting for approval
+// carries the state it was planned on; its apply would undo the rollback).
+func (s *Server) rollbackState(w http.ResponseWriter, r *http.Request) {
+	tenant, workspace, ok := s.stateWorkspace(w, r)
+	if !ok {
+		return
+	}
+	var req StateRollbackRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Version == "" {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, "version is required (opsbot state versions lists them)")
+		return
+	}
+	if err := artifacts.CheckStateVersion(req.Version); err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	var holding []runs.State
+	for _, st := range runs.States() {
+		if st.HoldsLock() {
+			holding = append(holding, st)
+		}
+	}
+	busy, err := s.cfg.Runs.ListRuns(r.Context(), tenant, workspace, holding...)
+	if err != nil {
+		s.runsError(w, r, err)
+		return
+	}
+	if len(busy) > 0 {
+		writeError(w, r, http.StatusConflict, CodeConflict, fmt.Sprintf("workspace %s is held by run %s (%s): roll back when no run holds it (cancel it, or let it end)", workspace, busy[0].ID, busy[0].State))
+		return
+	}
+	v, err := s.cfg.Artifacts.RestoreState(r.Context(), tenant, workspace, req.Version)
+	switch {
+	case errors.Is(err, artifacts.ErrNotFound):
+		writeError(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("workspace %s of tenant %s has no state version %s (opsbot state versions lists them)", workspace, tenant, req.Version))
+	case errors.Is(err, artifacts.ErrConflict):
+		writeError(w, r, http.StatusConflict, CodeConflict, "the workspace's state changed during the rollback; look at opsbot state versions and try again")
+	case err != nil:
+		s.runsError(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, StateVersion(v))
+	}
 }

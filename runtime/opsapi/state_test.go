@@ -49,6 +49,13 @@ func (f *fakeArtifacts) OpenState(_ context.Context, tenant, workspace, version 
 	return nil, artifacts.ErrNotFound
 }
 
+func (f *fakeArtifacts) RestoreState(ctx context.Context, tenant, workspace, version string) (artifacts.StateVersion, error) {
+	if _, err := f.OpenState(ctx, "contoso", "prod", version); err != nil || version == "" {
+		return artifacts.StateVersion{}, err
+	}
+	return artifacts.StateVersion{Version: version, Run: version[:20], Claim: "5", Size: int64(len(oldState)), Current: true}, nil
+}
+
 func TestStateVersionsAndPull(t *testing.T) {
 	f := newRunsFixture(t)
 	base := f.srv.URL + "/v1/tenants/contoso/workspaces/prod/state"
@@ -122,4 +129,42 @@ func TestStateReadsAreAudited(t *testing.T) {
 	assert.Equal(t, "api-key:operator", got[0].Principal)
 	assert.Equal(t, "contoso", got[0].Tenant)
 	assert.Equal(t, 200, got[0].Status)
+}
+
+func TestStateRollback(t *testing.T) {
+	f := newRunsFixture(t)
+	_, err := f.m.CreateWorkspace(context.Background(), runs.Workspace{Tenant: "contoso", Name: "idle"})
+	require.NoError(t, err)
+	url := func(ws string) string { return f.srv.URL + "/v1/tenants/contoso/workspaces/" + ws + "/state/rollback" }
+	body := []byte(`{"version":"run-0000000000000001-c5"}`)
+
+	r := send(t, http.MethodPost, url("idle"), approverKey, "application/json", body)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	v := decode[StateVersion](t, r)
+	assert.Equal(t, "run-0000000000000001-c5", v.Version)
+	assert.True(t, v.Current)
+
+	tests := []struct {
+		name, url, cred string
+		body            string
+		status          int
+		msg             string
+	}{
+		{"a run holds the workspace", url("prod"), approverKey, string(body), http.StatusConflict, "is held by run " + f.planned + " (planned)"},
+		{"an operator may not", url("idle"), operatorKey, string(body), http.StatusForbidden, "needs the approver role"},
+		{"no version", url("idle"), approverKey, `{}`, http.StatusBadRequest, "version is required"},
+		{"unknown field", url("idle"), approverKey, `{"version":"run-0000000000000001-c5","force":true}`, http.StatusBadRequest, "unknown field"},
+		{"malformed version", url("idle"), approverKey, `{"version":"../x"}`, http.StatusBadRequest, "is not a version id"},
+		{"unknown version", url("idle"), approverKey, `{"version":"run-0000000000000009-c5"}`, http.StatusNotFound, "has no state version run-0000000000000009-c5"},
+		{"unknown workspace", url("nope"), approverKey, string(body), http.StatusNotFound, "has no workspace nope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := send(t, http.MethodPost, tt.url, tt.cred, "application/json", []byte(tt.body))
+			require.Equal(t, tt.status, r.status, "%s", r.body)
+			var eb ErrorBody
+			require.NoError(t, json.Unmarshal(r.body, &eb))
+			assert.Contains(t, eb.Error.Message, tt.msg)
+		})
+	}
 }

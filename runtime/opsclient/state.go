@@ -1,9 +1,11 @@
 package opsclient
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -60,4 +62,19 @@ func (c *Client) PullState(ctx context.Context, tenant, workspace, version strin
 		return "", fmt.Errorf("cannot pull the state of %s/%s: the %d bytes received have SHA-256 %s, the server sent %q", tenant, workspace, n, got, resp.Header.Get(opsapi.HeaderStateSHA256))
 	}
 	return resp.Header.Get(opsapi.HeaderStateVersion), nil
+}
+
+// RollbackState makes a kept version the workspace's current state again
+// (POST /v1/tenants/{tenant}/workspaces/{workspace}/state/rollback); the
+// server refuses while a run holds the workspace.
+func (c *Client) RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapi.StateVersion, error) {
+	body, err := json.Marshal(opsapi.StateRollbackRequest{Version: version})
+	if err != nil {
+		return nil, err
+	}
+	var v opsapi.StateVersion
+	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "state", "rollback"), nil, "application/json", bytes.NewReader(body), http.StatusOK, &v); err != nil {
+		return nil, fmt.Errorf("cannot roll back the state of %s/%s to %s: %w", tenant, workspace, version, err)
+	}
+	return &v, nil
 }

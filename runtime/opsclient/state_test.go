@@ -31,6 +31,13 @@ func (m *memArtifacts) OpenState(_ context.Context, _, workspace, version string
 	return memState, nil
 }
 
+func (m *memArtifacts) RestoreState(_ context.Context, _, workspace, version string) (artifacts.StateVersion, error) {
+	if workspace != "prod" || version != "run-0000000000000001-c5" {
+		return artifacts.StateVersion{}, artifacts.ErrNotFound
+	}
+	return artifacts.StateVersion{Version: version, Current: true}, nil
+}
+
 func TestStateVersionsAndPull(t *testing.T) {
 	c, _, _ := newRunsServer(t)
 	ctx := context.Background()
@@ -53,6 +60,12 @@ func TestStateVersionsAndPull(t *testing.T) {
 	assert.True(t, IsNotFound(err), "%v", err)
 	assert.Empty(t, buf.Bytes())
 	_, err = c.StateVersions(ctx, "contoso", "nope")
+	assert.True(t, IsNotFound(err), "%v", err)
+
+	v2, err := c.RollbackState(ctx, "contoso", "prod", "run-0000000000000001-c5")
+	require.NoError(t, err)
+	assert.True(t, v2.Current)
+	_, err = c.RollbackState(ctx, "contoso", "prod", "run-0000000000000002-c5")
 	assert.True(t, IsNotFound(err), "%v", err)
 }
 

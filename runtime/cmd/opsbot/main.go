@@ -14,7 +14,7 @@
 //	opsbot apply RUN [--yes]              confirm, approve, follow the apply
 //	opsbot destroy --workspace W --dir D  plan a destroy, confirm, apply
 //	opsbot runs list|show, logs [-f] RUN, cancel RUN
-//	opsbot state versions|pull --workspace W   kept Terraform states (state.go)
+//	opsbot state versions|pull|rollback --workspace W   kept Terraform states (state.go)
 //
 // and, for platform administrators, operator API keys (keys.go):
 //

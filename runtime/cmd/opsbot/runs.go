@@ -51,6 +51,8 @@ type runsAPI interface {
 	// Plan is a run's saved plan (resource changes, sensitive values
 	// masked).
 	Plan(ctx context.Context, tenant, id string) (*tfjson.Plan, error)
+	// RollbackState makes a kept version current again.
+	RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapi.StateVersion, error)
 }
 
 var _ runsAPI = (*opsclient.Client)(nil)

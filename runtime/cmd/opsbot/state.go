@@ -67,7 +67,35 @@ whole state arrived and its SHA-256 matched.`,
 	pull.Flags().StringVar(&version, "version", "", "version to read (default: the current state)")
 	// -o is the output format everywhere; -O writes to a file, as in wget.
 	pull.Flags().StringVarP(&out, "out-file", "O", "", "write to this file (mode 0600) instead of stdout")
-	c.AddCommand(versions, pull)
+	var to string
+	rollback := &cobra.Command{
+		Use:   "rollback --workspace W --version V",
+		Short: "Make a kept state version the workspace's current state again (approver role)",
+		Long: `Make the version --version names (see opsbot state versions) the workspace's
+current state again: the next plan starts from it. The state it replaces
+stays kept, so a rollback can itself be rolled back. The server refuses
+while a run holds the workspace (a saved plan carries the state it was
+planned on): cancel that run, or let it end, first.`,
+		Args: cobra.NoArgs,
+		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
+			switch {
+			case workspace == "":
+				return usageError{errors.New("--workspace: required")}
+			case to == "":
+				return usageError{errors.New("--version: required (opsbot state versions lists them)")}
+			}
+			v, err := api.RollbackState(cmd.Context(), tenant, workspace, to)
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "The state of %s/%s is version %s again (%d bytes); the next plan starts from it.\n", tenant, workspace, v.Version, v.Size)
+			})
+		}),
+	}
+	rollback.Flags().StringVarP(&workspace, "workspace", "w", "", "workspace (required)")
+	rollback.Flags().StringVar(&to, "version", "", "version to make current (required)")
+	c.AddCommand(versions, pull, rollback)
 	return c
 }
 

@@ -36,6 +36,26 @@ func (f *fakeRuns) PullState(_ context.Context, _, _, version string, w io.Write
 	return version, err
 }
 
+func (f *fakeRuns) RollbackState(_ context.Context, _, _, version string) (*opsapi.StateVersion, error) {
+	if version != "run-06h4jv66jl76v6ma-c5" {
+		return nil, &opsclient.APIError{StatusCode: 409, Code: opsapi.CodeConflict, Message: "workspace app is held by run run-x (planned)"}
+	}
+	return &opsapi.StateVersion{Version: version, Size: 24, Current: true}, nil
+}
+
+func TestStateRollback(t *testing.T) {
+	c := cli{t: t, api: newFakeRuns()}
+	r := c.run("state", "rollback", "-w", "app", "--version", "run-06h4jv66jl76v6ma-c5")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "The state of contoso/app is version run-06h4jv66jl76v6ma-c5 again")
+	r = c.run("state", "rollback", "-w", "app", "--version", "run-06h4jv66jl76v6mb-c5")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "is held by run")
+	r = c.run("state", "rollback", "-w", "app")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "--version: required")
+}
+
 func TestStateVersionsAndPull(t *testing.T) {
 	c := cli{t: t, api: newFakeRuns()}
 	r := c.run("state", "versions", "-w", "app")
