@@ -86,18 +86,16 @@ func TestPlatformRefusesHostingTheCloudLacks(t *testing.T) {
 	assert.Empty(t, rec.Keys())
 }
 
-// The SDK's default Container Apps API version (2022-10-01 in v2.90)
-// rejects secrets given as keyVaultUrl + identity ("value or keyVaultUrl and
-// identity should be provided"); 2024-03-01 accepts them.
-func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
+// oneApp registers a platform and one app on it: pa with the fixed
+// fields filled in, app with its name, image, identity and registry.
+func oneApp(t *testing.T, pa PlatformArgs, app AppArgs) (*infratest.Recording, error) {
+	t.Helper()
 	pub, err := cloud.Lookup("public")
 	require.NoError(t, err)
-	rec, err := infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
-		p, err := NewPlatform(ctx, "apps", PlatformArgs{
-			Cloud: pub, Hosting: cloud.HostingContainerApps, Name: "bote-apps",
-			ResourceGroupName: pulumi.String("rg"), Location: "eastus",
-			LogAnalyticsCustomerID: pulumi.String("c"), LogAnalyticsSharedKey: pulumi.String("k"),
-		})
+	pa.Cloud, pa.Name, pa.ResourceGroupName, pa.Location = pub, "bote-apps", pulumi.String("rg"), "eastus"
+	pa.LogAnalyticsCustomerID, pa.LogAnalyticsSharedKey = pulumi.String("c"), pulumi.String("k")
+	return infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
+		p, err := NewPlatform(ctx, "apps", pa)
 		if err != nil {
 			return err
 		}
@@ -105,12 +103,19 @@ func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = p.NewApp(ctx, "app", AppArgs{
-			Name: "bote-app", Image: "bote/app" + digest, Port: 8080, Identity: id, RegistryServer: pulumi.String("r.azurecr.io"),
-			Secrets:     map[string]pulumi.StringInput{"KEY": pulumi.String("https://v.vault.azure.net/secrets/k")},
-			MinReplicas: 1, MaxReplicas: 1,
-		})
+		app.Name, app.Image, app.Port, app.Identity, app.RegistryServer = "bote-app", "bote/app"+digest, 8080, id, pulumi.String("r.azurecr.io")
+		_, err = p.NewApp(ctx, "app", app)
 		return err
+	})
+}
+
+// The SDK's default Container Apps API version (2022-10-01 in v2.90)
+// rejects secrets given as keyVaultUrl + identity ("value or keyVaultUrl and
+// identity should be provided"); 2024-03-01 accepts them.
+func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
+	rec, err := oneApp(t, PlatformArgs{Hosting: cloud.HostingContainerApps}, AppArgs{
+		Secrets:     map[string]pulumi.StringInput{"KEY": pulumi.String("https://v.vault.azure.net/secrets/k")},
+		MinReplicas: 1, MaxReplicas: 1,
 	})
 	require.NoError(t, err)
 	var apps []infratest.Resource
@@ -131,29 +136,10 @@ func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
 // numberOfWorkers unless the plan scales per site; the plan must also have
 // the instances the sites ask for.
 func TestAppServiceScalesPerSite(t *testing.T) {
-	pub, err := cloud.Lookup("public")
-	require.NoError(t, err)
-	program := func(workers int) pulumi.RunFunc {
-		return func(ctx *pulumi.Context) error {
-			p, err := NewPlatform(ctx, "apps", PlatformArgs{
-				Cloud: pub, Hosting: cloud.HostingAppService, Name: "bote-apps",
-				ResourceGroupName: pulumi.String("rg"), Location: "eastus", PlanCapacity: 3,
-			})
-			if err != nil {
-				return err
-			}
-			id, err := access.NewIdentity(ctx, "id", access.IdentityArgs{IdentityName: "bote-id", ResourceGroupName: pulumi.String("rg"), Location: "eastus"})
-			if err != nil {
-				return err
-			}
-			_, err = p.NewApp(ctx, "app", AppArgs{
-				Name: "bote-app", Image: "bote/app" + digest, Port: 8080, Identity: id, RegistryServer: pulumi.String("r.azurecr.io"),
-				MinReplicas: workers, MaxReplicas: workers,
-			})
-			return err
-		}
+	workers := func(n int) (*infratest.Recording, error) {
+		return oneApp(t, PlatformArgs{Hosting: cloud.HostingAppService, PlanCapacity: 3}, AppArgs{MinReplicas: n, MaxReplicas: n})
 	}
-	rec, err := infratest.Run(t, "public", nil, program(2))
+	rec, err := workers(2)
 	require.NoError(t, err)
 	plan := rec.OfType("azure-native:web:AppServicePlan")[0]
 	assert.Equal(t, true, plan.Inputs["perSiteScaling"])
@@ -162,6 +148,6 @@ func TestAppServiceScalesPerSite(t *testing.T) {
 	assert.Equal(t, 2.0, site.Inputs["siteConfig"].(map[string]any)["numberOfWorkers"])
 	assert.Equal(t, true, site.Inputs["reserved"], "a Linux site")
 
-	_, err = infratest.Run(t, "public", nil, program(4))
+	_, err = workers(4)
 	assert.ErrorContains(t, err, "4 workers do not fit the App Service plan's 3 instances")
 }

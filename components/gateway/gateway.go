@@ -437,10 +437,13 @@ func (b *builder) storage() error {
 }
 
 func (b *builder) vault() error {
-	v, err := NewVault(b.ctx, b.child("vault"), VaultArgs{
-		Name: b.n.vault, ResourceGroupName: b.args.ResourceGroupName, Location: b.args.Location,
-		Protect: b.args.Protect, Tags: b.args.Tags,
-	}, b.parent)
+	newVault := func(logical, name string) (*keyvault.Vault, error) {
+		return NewVault(b.ctx, b.child(logical), VaultArgs{
+			Name: name, ResourceGroupName: b.args.ResourceGroupName, Location: b.args.Location,
+			Protect: b.args.Protect, Tags: b.args.Tags,
+		}, b.parent)
+	}
+	v, err := newVault("vault", b.n.vault)
 	if err != nil {
 		return err
 	}
@@ -449,15 +452,10 @@ func (b *builder) vault() error {
 
 	// The idp's signing keys get a vault of their own: the idp writes
 	// them, and must not read the storage and relay keys in the other.
-	idpVault, err := NewVault(b.ctx, b.child("idp-vault"), VaultArgs{
-		Name: b.n.idpVault, ResourceGroupName: b.args.ResourceGroupName, Location: b.args.Location,
-		Protect: b.args.Protect, Tags: b.args.Tags,
-	}, b.parent)
-	if err != nil {
+	if b.idpVault, err = newVault("idp-vault", b.n.idpVault); err != nil {
 		return err
 	}
-	b.idpVault = idpVault
-	b.gw.IDPKeyVaultURI = idpVault.Properties.VaultUri()
+	b.gw.IDPKeyVaultURI = b.idpVault.Properties.VaultUri()
 
 	keys := storage.ListStorageAccountKeysOutput(b.ctx, storage.ListStorageAccountKeysOutputArgs{
 		AccountName: b.gw.StorageAccount.Name, ResourceGroupName: b.args.ResourceGroupName,

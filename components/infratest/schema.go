@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -25,20 +26,23 @@ var (
 
 // SchemaType is a property's type in the trimmed schema.
 type SchemaType struct {
+	// Type is string, number, integer, boolean, array, object, asset or any.
 	Type                 string      `json:"type"`
-	Ref                  string      `json:"ref"`
-	Items                *SchemaType `json:"items"`
-	AdditionalProperties *SchemaType `json:"additionalProperties"`
-	Enum                 []string    `json:"enum"`
-	StrictEnum           bool        `json:"strictEnum"`
+	Ref                  string      `json:"ref,omitempty"`
+	Items                *SchemaType `json:"items,omitempty"`
+	AdditionalProperties *SchemaType `json:"additionalProperties,omitempty"`
+	Enum                 []string    `json:"enum,omitempty"`
+	// StrictEnum: only the enum values are accepted (the SDK types the
+	// property as the enum alone, not "string | enum").
+	StrictEnum bool `json:"strictEnum,omitempty"`
 }
 
 // SchemaObject is a resource's inputs or a nested input type.
 type SchemaObject struct {
-	APIVersion string                 `json:"apiVersion"`
+	APIVersion string                 `json:"apiVersion,omitempty"`
 	Properties map[string]*SchemaType `json:"properties"`
-	Required   []string               `json:"required"`
-	Defaults   map[string]any         `json:"defaults"`
+	Required   []string               `json:"required,omitempty"`
+	Defaults   map[string]any         `json:"defaults,omitempty"`
 	// ReplaceOnChanges are the top-level inputs whose change replaces the
 	// resource (from azure-native-replace.json).
 	ReplaceOnChanges []string `json:"-"`
@@ -126,15 +130,10 @@ func (s *ProviderSchema) object(where string, obj *SchemaObject, v map[string]an
 			bad = append(bad, fmt.Sprintf("%s.%s: unset, but the SDK constructor sets its default %v", where, k, want))
 		}
 	}
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(v)) {
 		p, ok := obj.Properties[k]
 		if !ok {
-			bad = append(bad, fmt.Sprintf("%s.%s: not an input of the schema (%s)", where, k, strings.Join(sortedNames(obj.Properties), ", ")))
+			bad = append(bad, fmt.Sprintf("%s.%s: not an input of the schema (%s)", where, k, strings.Join(slices.Sorted(maps.Keys(obj.Properties)), ", ")))
 			continue
 		}
 		bad = append(bad, s.value(where+"."+k, p, v[k], mod)...)
@@ -212,15 +211,6 @@ func (s *ProviderSchema) value(where string, t *SchemaType, v any, mod string) [
 // placeholder reports the mocks' renderings of secret and unknown values.
 func placeholder(v any) bool { return v == "[secret]" || v == "[unknown]" }
 
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Change is what `pulumi up` would do to one resource going from one
 // recording to the next.
 type Change struct {
@@ -257,7 +247,7 @@ func (s *ProviderSchema) Plan(before, after *Recording) []Change {
 			continue
 		}
 		var changed []string
-		for _, k := range sortedNames(union(o.Inputs, r.Inputs)) {
+		for _, k := range slices.Sorted(maps.Keys(union(o.Inputs, r.Inputs))) {
 			a, _ := json.Marshal(o.Inputs[k])
 			b, _ := json.Marshal(r.Inputs[k])
 			if string(a) != string(b) {
@@ -281,7 +271,7 @@ func (s *ProviderSchema) Plan(before, after *Recording) []Change {
 			out = append(out, Change{Key: r.Key(), Op: "update", Properties: changed})
 		}
 	}
-	for _, k := range sortedNames(old) {
+	for _, k := range slices.Sorted(maps.Keys(old)) {
 		out = append(out, Change{Key: k, Op: "delete"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })

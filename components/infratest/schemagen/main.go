@@ -33,6 +33,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/botehq/platform/components/infratest"
 )
 
 // Resources are the type tokens the stacks register (with the versioned
@@ -64,32 +66,12 @@ var Resources = []string{
 	"azure-native:web:WebApp",
 }
 
-// Type is a property's type.
-type Type struct {
-	Type                 string   `json:"type"` // string, number, integer, boolean, array, object, asset, any
-	Ref                  string   `json:"ref,omitempty"`
-	Items                *Type    `json:"items,omitempty"`
-	AdditionalProperties *Type    `json:"additionalProperties,omitempty"`
-	Enum                 []string `json:"enum,omitempty"`
-	// StrictEnum: only the enum values are accepted (the SDK types the
-	// property as the enum alone, not "string | enum").
-	StrictEnum bool `json:"strictEnum,omitempty"`
-}
-
-// Object is a resource's inputs or a nested input type.
-type Object struct {
-	APIVersion string           `json:"apiVersion,omitempty"`
-	Properties map[string]*Type `json:"properties"`
-	Required   []string         `json:"required,omitempty"`
-	Defaults   map[string]any   `json:"defaults,omitempty"`
-}
-
-// Schema is the trimmed schema.
-type Schema struct {
-	Source    map[string]string  `json:"source"`
-	Resources map[string]*Object `json:"resources"`
-	Types     map[string]*Object `json:"types"`
-}
+// The schema's types are infratest's, which reads the file.
+type (
+	Type   = infratest.SchemaType
+	Object = infratest.SchemaObject
+	Schema = infratest.ProviderSchema
+)
 
 func main() {
 	pkg := flag.String("pkg", "package", "the unpacked @pulumi/azure-native npm package")
