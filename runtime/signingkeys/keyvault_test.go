@@ -2,13 +2,18 @@ package signingkeys
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -183,3 +188,100 @@ func TestKeyVaultStoreErrors(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// keyVaultServer implements the two Key Vault REST calls KeyVaultStore
+// makes (GET and PUT /secrets/{name}), with Key Vault's bearer challenge,
+// so the store is tested through the real azsecrets client.
+type keyVaultServer struct {
+	mu      sync.Mutex
+	secrets map[string]map[string]any // name -> latest secret bundle
+	puts    int
+	deny    bool
+}
+
+func (s *keyVaultServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "" {
+		// azsecrets first sends the request without a token and learns
+		// the tenant and resource from the challenge.
+		w.Header().Set("WWW-Authenticate", `Bearer authorization="https://login.microsoftonline.com/tenant", resource="https://vault.azure.net"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer fake-token" || r.URL.Query().Get("api-version") == "" {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	writeJSON := func(status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	if s.deny {
+		writeJSON(http.StatusForbidden, map[string]any{"error": map[string]any{"code": "Forbidden", "message": "no role"}})
+		return
+	}
+	name := strings.Split(strings.TrimPrefix(r.URL.Path, "/secrets/"), "/")[0]
+	switch r.Method {
+	case http.MethodGet:
+		bundle, ok := s.secrets[name]
+		if !ok {
+			writeJSON(http.StatusNotFound, map[string]any{"error": map[string]any{"code": "SecretNotFound", "message": "A secret with (name/id) " + name + " was not found in this key vault."}})
+			return
+		}
+		writeJSON(http.StatusOK, bundle)
+	case http.MethodPut:
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		s.puts++
+		body["id"] = fmt.Sprintf("https://%s/secrets/%s/%032d", r.Host, name, s.puts)
+		s.secrets[name] = body
+		writeJSON(http.StatusOK, body)
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}
+}
+
+type fakeCredential struct{}
+
+func (fakeCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: "fake-token", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func TestKeyVaultStoreThroughTheAzureClient(t *testing.T) {
+	ctx := context.Background()
+	kv := &keyVaultServer{secrets: map[string]map[string]any{}}
+	srv := httptest.NewTLSServer(kv)
+	t.Cleanup(srv.Close)
+	client, err := azsecrets.NewClient(srv.URL, fakeCredential{}, &azsecrets.ClientOptions{
+		ClientOptions:                        azcore.ClientOptions{Transport: srv.Client(), Retry: policy.RetryOptions{MaxRetries: -1}},
+		DisableChallengeResourceVerification: true, // the fake vault is 127.0.0.1, not *.vault.azure.net
+	})
+	require.NoError(t, err)
+
+	c := &clock{now: time.Date(2026, 12, 6, 10, 5, 0, 0, time.UTC)}
+	a := kvStore(t, client, c)
+	k, err := a.SigningKey(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, kv.puts, "a missing key (404) is created")
+	name := a.secretName(a.slot(c.Now()))
+	assert.Equal(t, "application/x-pem-file", kv.secrets[name]["contentType"])
+	assert.Contains(t, kv.secrets[name]["value"], "-----BEGIN PRIVATE KEY-----")
+
+	restarted := kvStore(t, client, c)
+	k2, err := restarted.SigningKey(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, k.ID, k2.ID)
+	assert.Equal(t, 1, kv.puts)
+
+	kv.mu.Lock()
+	kv.deny = true
+	kv.mu.Unlock()
+	_, err = kvStore(t, client, c).SigningKey(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "403")
+}
