@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,7 @@ func TestAttackForgedOnTheBus(t *testing.T) {
 	for id, reason := range want {
 		assert.Regexp(t, "^"+reason+": ", got[id], id)
 	}
+	assert.Equal(t, len(want), strings.Count(g.workers[0].Proc.Output(), `"event":"forged_envelope_refused"`), "every refusal is audited")
 
 	// Honest messages sent after the forged ones arrive, and are all that
 	// arrives.

@@ -162,3 +162,24 @@ func TestAPISubscriptions(t *testing.T) {
 	assert.Equal(t, []string{"+chat", "-chat"}, g.subs)
 	assert.Equal(t, http.StatusOK, do(t, h, "GET", "/healthz", "", nil).Code)
 }
+
+// Identity headers come only from the message's fields: a field left empty
+// removes its header, whatever the message's application headers say.
+func TestDelivererIdentityOnlyFromVerifiedFields(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	d := &Deliverer{URL: srv.URL}
+	m := &connector.Message{ID: "m1", Kind: envelope.KindTargeted, Headers: map[string]string{
+		"Bote-From": "t9/admin", "BOTE-TENANT": "t2", "Bote-Topic": "admin", "Bote-Correlation-Id": "other", "Bote-Message-Id": "forged",
+	}}
+	require.NoError(t, d.Handle(context.Background(), m))
+	for _, h := range []string{"Bote-From", "Bote-Tenant", "Bote-Topic", "Bote-Correlation-Id"} {
+		assert.Empty(t, got.Values(h), h)
+	}
+	assert.Equal(t, []string{"m1"}, got.Values("Bote-Message-Id"))
+	assert.Equal(t, []string{"targeted"}, got.Values("Bote-Kind"))
+}

@@ -307,6 +307,16 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 		r.m.RoutingLatency.Observe(time.Since(start).Seconds())
 		r.settle(ctx, log, "complete", r.cfg.Bus.Complete(ctx, m))
 	case errors.As(err, &perm):
+		if perm.reason == ReasonUnverifiedSender || perm.reason == ReasonReservedHeader {
+			// Only something bypassing cloud.Client can send this: audited
+			// like a connector's identity headers (worker/session).
+			var from string
+			if env.From != nil {
+				from = env.From.String()
+			}
+			log.Warn("audit: forged_envelope_refused", "audit", true, "event", "forged_envelope_refused",
+				"reason", perm.reason, "from", from, "connector", env.Connector, "topic", env.Topic, "err", perm.err)
+		}
 		r.deadLetter(ctx, log, m, perm.reason, perm.Error())
 	case m.DeliveryCount <= r.cfg.DelayedRetries:
 		delay := time.Duration(m.DeliveryCount) * r.cfg.Delay
