@@ -73,7 +73,7 @@ AZURE_NATIVE_VERSION ?= 2.90.0
 azure-schema:
 	rm -rf .azure-schema && mkdir .azure-schema
 	cd .azure-schema && npm pack --silent @pulumi/azure-native@$(AZURE_NATIVE_VERSION) >/dev/null && tar xzf pulumi-azure-native-$(AZURE_NATIVE_VERSION).tgz
-	cd components && $(GO) run ./infratest/schemagen -pkg ../.azure-schema/package -out infratest/testdata/azure-native-schema.json
+	cd components && $(GO) run ./infratest/schemagen -pkg ../.azure-schema/package -tarball ../.azure-schema/pulumi-azure-native-$(AZURE_NATIVE_VERSION).tgz -out infratest/testdata/azure-native-schema.json
 	rm -rf .azure-schema
 
 ## images: the runtime images into the OCI layout dist/oci (no Docker);

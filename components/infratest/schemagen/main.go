@@ -24,6 +24,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -76,14 +78,15 @@ type (
 func main() {
 	pkg := flag.String("pkg", "package", "the unpacked @pulumi/azure-native npm package")
 	out := flag.String("out", "infratest/testdata/azure-native-schema.json", "output file")
+	tarball := flag.String("tarball", "", "the npm tarball the package was unpacked from (its integrity is recorded)")
 	flag.Parse()
-	if err := run(*pkg, *out); err != nil {
+	if err := run(*pkg, *out, *tarball); err != nil {
 		fmt.Fprintln(os.Stderr, "schemagen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(pkg, out string) error {
+func run(pkg, out, tarball string) error {
 	var meta struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`
@@ -104,9 +107,18 @@ func run(pkg, out string) error {
 			"package": meta.Name + "@" + meta.Version,
 			"from":    "npm pack " + meta.Name + "@" + meta.Version + " (the Node.js SDK generated from the provider schema of that version)",
 			"refresh": "make azure-schema (at the repository root)",
+			"tarball": "https://registry.npmjs.org/" + meta.Name + "/-/" + meta.Name[strings.Index(meta.Name, "/")+1:] + "-" + meta.Version + ".tgz",
 		},
 		Resources: map[string]*Object{},
 		Types:     map[string]*Object{},
+	}
+	if tarball != "" {
+		raw, err := os.ReadFile(tarball)
+		if err != nil {
+			return err
+		}
+		sum := sha512.Sum512(raw)
+		s.Source["integrity"] = "sha512-" + base64.StdEncoding.EncodeToString(sum[:]) // as npm reports it
 	}
 	for _, tok := range Resources {
 		obj, err := g.resource(tok)
