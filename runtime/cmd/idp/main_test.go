@@ -39,11 +39,21 @@ func TestParseFlags(t *testing.T) {
 		}, func(t *testing.T, o options) { assert.Equal(t, 2*time.Minute, o.tokenTTL) }, ""},
 		{"bad environment", nil, map[string]string{"BOTE_IDP_TOKEN_TTL": "soon"}, nil, "BOTE_IDP_TOKEN_TTL"},
 		{"no registry", []string{"--key-dir", "k"}, nil, nil, "--registry"},
-		{"no key dir", []string{"--registry", "r.json"}, nil, nil, "--key-dir"},
+		{"no key store", []string{"--registry", "r.json"}, nil, nil, "--key-dir (BOTE_IDP_KEY_DIR) or --key-vault-url"},
 		{"registry blob", []string{"--registry-url", "https://acct.blob.core.usgovcloudapi.net/bote-registry/connectors.json", "--key-dir", "k"}, nil,
 			func(t *testing.T, o options) { assert.Contains(t, o.registryURL, "usgovcloudapi") }, ""},
 		{"file and blob", []string{"--registry", "r.json", "--key-dir", "k"}, map[string]string{"BOTE_IDP_REGISTRY_URL": "https://x/y"}, nil, "exclusive"},
 		{"stray argument", []string{"--registry", "r", "--key-dir", "k", "extra"}, nil, nil, "unexpected arguments"},
+		{"keys in key vault, replay table in azure", []string{"--registry", "r.json"}, map[string]string{
+			"BOTE_IDP_KEY_VAULT_URL":    "https://bote-gov-idp-kv.vault.usgovcloudapi.net/",
+			"BOTE_IDP_REPLAY_TABLE_URL": "https://botegovst.table.core.usgovcloudapi.net/botereplay",
+		}, func(t *testing.T, o options) {
+			assert.Equal(t, "https://bote-gov-idp-kv.vault.usgovcloudapi.net/", o.keyVaultURL)
+			assert.Equal(t, "https://botegovst.table.core.usgovcloudapi.net/botereplay", o.replayURL)
+			assert.Empty(t, o.keyDir)
+		}, ""},
+		{"key dir and key vault", []string{"--registry", "r.json", "--key-dir", "k", "--key-vault-url", "https://v"}, nil, nil, "--key-dir and --key-vault-url are exclusive"},
+		{"two replay tables", []string{"--registry", "r.json", "--key-dir", "k", "--replay-table-url", "https://t/x", "--replay-connection-string", "UseDevelopmentStorage=true"}, nil, nil, "exclusive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
