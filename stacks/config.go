@@ -86,18 +86,17 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 		return nil, configErr("namePrefix", "%v", err)
 	}
 	cfg.NameSuffix = c.Get("nameSuffix")
-	switch suffixLen := len(cfg.NameSuffix); {
+	suffixLen := len(cfg.NameSuffix)
+	switch {
 	case cfg.NameSuffix == SuffixFromSubscription:
-		suffixLen = 4
-		fallthrough
-	case cfg.NameSuffix == "" || suffixPattern.MatchString(cfg.NameSuffix):
-		if suffixLen > 0 {
-			if err := naming.ValidatePrefix(cfg.Prefix + "-" + strings.Repeat("x", suffixLen)); err != nil {
-				return nil, configErr("nameSuffix", "bote:namePrefix plus the suffix: %v", err)
-			}
-		}
-	default:
+		suffixLen = len(SubscriptionSuffix(""))
+	case cfg.NameSuffix != "" && !suffixPattern.MatchString(cfg.NameSuffix):
 		return nil, configErr("nameSuffix", "%q: want %q or 1 to 6 lowercase letters and digits", cfg.NameSuffix, SuffixFromSubscription)
+	}
+	if suffixLen > 0 {
+		if err := naming.ValidatePrefix(cfg.Prefix + "-" + strings.Repeat("x", suffixLen)); err != nil {
+			return nil, configErr("nameSuffix", "bote:namePrefix plus the suffix: %v", err)
+		}
 	}
 	if raw := c.Get("acceptProviderIssues"); raw != "" {
 		if err := decodeStrict(raw, &cfg.AcceptProviderIssues); err != nil {
