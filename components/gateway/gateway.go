@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v2"
 	"github.com/pulumi/pulumi-azure-native-sdk/containerregistry/v2"
@@ -57,11 +56,12 @@ const (
 	SecretStorageKey     = "storage-account-key"
 )
 
-// RegistryBlobName names the registry blob holding doc by its content:
-// "connectors-<first 16 hex digits of its SHA-256>.json".
-func RegistryBlobName(doc []byte) string {
+// registryBlobName names the registry blob holding doc by its content:
+// "connectors-<hash>.json", hash the first 16 hex digits of its SHA-256.
+func registryBlobName(doc []byte) (name, hash string) {
 	sum := sha256.Sum256(doc)
-	return "connectors-" + hex.EncodeToString(sum[:8]) + ".json"
+	hash = hex.EncodeToString(sum[:8])
+	return "connectors-" + hash + ".json", hash
 }
 
 // ServiceBusSkus are the namespace SKUs the gateway supports (Basic has no
@@ -418,8 +418,8 @@ func (b *builder) storage() error {
 	// and only then does Pulumi delete the old one (deletions of resources
 	// that left the program come last). There is never a moment without a
 	// registry at the URL an app reads.
-	blobName := RegistryBlobName(doc)
-	blob, err := storage.NewBlob(b.ctx, b.child("connector-registry-"+strings.TrimSuffix(strings.TrimPrefix(blobName, "connectors-"), ".json")), &storage.BlobArgs{
+	blobName, hash := registryBlobName(doc)
+	blob, err := storage.NewBlob(b.ctx, b.child("connector-registry-"+hash), &storage.BlobArgs{
 		BlobName:          pulumi.String(blobName),
 		ContainerName:     b.containers[ContainerRegistry].Name,
 		AccountName:       acct.Name,
