@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -75,9 +74,6 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return exitInterrupted
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") {
-		err = usageError{err} // cobra has no typed error for it
-	}
 	code, msg := explain(err, a.target)
 	if msg != "" { // a run outcome already printed says it all
 		// Errors can echo a setting (a connection string, a URL).
@@ -111,6 +107,9 @@ run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		SilenceErrors: true,
 		Version:       buildinfo.Read().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.HasSubCommands() {
+				return nil // a group only shows its help
+			}
 			cfg, warnings, err := opsconfig.Resolve(cmd.Flags(), a.lookup)
 			a.redact = cfg
 			for _, w := range warnings {
@@ -127,7 +126,6 @@ run failed, 12 run cancelled or timed out, 130 interrupted.`,
 			return nil
 		},
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	opsconfig.RegisterFlags(root.PersistentFlags())
 	root.PersistentFlags().String("tenant", "", "tenant whose workspaces, runs and agents to work on (env OPSBOT_TENANT)")
@@ -213,6 +211,7 @@ reconnects.`,
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.keysCommand(), a.whoamiCommand())
 	root.AddCommand(a.stateCommand())
+	strict(root)
 	return root
 }
 

@@ -46,6 +46,12 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// commandLineError marks an unknown command or flag, or a bad flag value.
+type commandLineError struct{ err error }
+
+func (e commandLineError) Error() string { return e.err.Error() }
+func (e commandLineError) Unwrap() error { return e.err }
+
 // target says where the CLI was trying to go, for messages.
 type target struct {
 	host, hybridConnection string
@@ -58,7 +64,10 @@ func explain(err error, t target) (int, string) {
 	var ue usageError
 	var ae *opsclient.APIError
 	var ro runOutcome
+	var cle commandLineError
 	switch {
+	case errors.As(err, &cle):
+		return exitUsage, err.Error()
 	case errors.As(err, &ro):
 		return ro.code, ro.msg
 	case errors.As(err, &ue):
