@@ -40,11 +40,23 @@ type app struct {
 	api    runsAPI                // set by tests; else the ops client
 	// logsToStdout: the command's output is a run's log (opsbot logs).
 	logsToStdout bool
+	// signals are the process's SIGINT and SIGTERM (nil: none are
+	// handled); interrupts routes them (interrupt.go). cancelWindow is how
+	// long a second Ctrl-C cancels a followed run (default 3 s).
+	signals      <-chan os.Signal
+	interrupts   interrupts
+	cancelWindow time.Duration
+	// shownWaiting is the last reason a run waits that was printed.
+	shownWaiting string
 }
 
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
-	return (&app{lookup: lookup, stdin: os.Stdin, stdout: stdout, stderr: stderr, terminal: stdinIsTerminal}).run(ctx, args)
+	return newApp(stdout, stderr, lookup).run(ctx, args)
+}
+
+func newApp(stdout, stderr io.Writer, lookup func(string) (string, bool)) *app {
+	return &app{lookup: lookup, stdin: os.Stdin, stdout: stdout, stderr: stderr, terminal: stdinIsTerminal}
 }
 
 // stdinIsTerminal reports whether os.Stdin is a character device other
@@ -62,6 +74,11 @@ func stdinIsTerminal() bool {
 func (a *app) stdinIsTerminal() bool { return a.terminal != nil && a.terminal() }
 
 func (a *app) run(ctx context.Context, args []string) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.signals != nil {
+		go a.interrupts.route(ctx, a.signals, cancel)
+	}
 	stdout, stderr := a.stdout, a.stderr
 	root := a.rootCommand()
 	root.SetArgs(args)

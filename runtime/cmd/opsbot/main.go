@@ -43,7 +43,9 @@ import (
 var version = buildinfo.Read().Version
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	a := newApp(os.Stdout, os.Stderr, os.LookupEnv)
+	a.signals = signals
+	os.Exit(a.run(context.Background(), os.Args[1:]))
 }

@@ -292,13 +292,11 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 		return explainCreateRun(err, dir)
 	}
 	fmt.Fprintf(a.stderr, "Run %s queued (%s).\n", run.ID, apiOp)
-	if run.Waiting != "" {
-		fmt.Fprintf(a.stderr, "Waiting: %s\n", run.Waiting)
-	}
+	a.showWaiting(run)
 	if ff.detach {
 		return a.print(run, func(w io.Writer) { fmt.Fprintln(w, run.ID) })
 	}
-	final, offset, err := a.followRun(ctx, api, tenant, run.ID, 0, untilSettled)
+	final, offset, err := a.follow(ctx, api, tenant, run.ID, 0, untilSettled, true)
 	if err != nil {
 		return err
 	}
@@ -354,7 +352,7 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 		if run.Operation == string(runs.OpDestroy) {
 			question = "Do you really want to destroy these resources?"
 		}
-		ok, err := a.confirm(question)
+		ok, err := a.confirm(ctx, question)
 		if err != nil {
 			return err
 		}
@@ -370,7 +368,7 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 	if ff.detach {
 		return a.print(approved, func(w io.Writer) { fmt.Fprintln(w, approved.ID) })
 	}
-	final, _, err := a.followRun(ctx, api, tenant, run.ID, offset, untilEnded)
+	final, _, err := a.follow(ctx, api, tenant, run.ID, offset, untilEnded, true)
 	if err != nil {
 		return err
 	}
@@ -382,17 +380,32 @@ func logEnd(ctx context.Context, api runsAPI, tenant, id string) (int64, error) 
 	return (&app{stdout: io.Discard}).drainLogs(ctx, api, tenant, id, 0)
 }
 
-// confirm asks on the terminal; only "yes" is yes.
-func (a *app) confirm(question string) (bool, error) {
+// confirm asks on the terminal; only "yes" is yes. Ctrl-C (ctx) ends the
+// wait for an answer.
+func (a *app) confirm(ctx context.Context, question string) (bool, error) {
 	if !a.stdinIsTerminal() {
 		return false, usageError{errors.New("--yes: required without a terminal to confirm on")}
 	}
 	fmt.Fprintf(a.stderr, "%s\n  Only 'yes' will be accepted.\n\n  Enter a value: ", question)
-	line, err := bufio.NewReader(a.stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false, fmt.Errorf("cannot read the answer: %w", err)
+	type answer struct {
+		line string
+		err  error
 	}
-	return strings.TrimSpace(line) == "yes", nil
+	answered := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(a.stdin).ReadString('\n')
+		answered <- answer{line, err}
+	}()
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(a.stderr)
+		return false, ctx.Err()
+	case ans := <-answered:
+		if ans.err != nil && !errors.Is(ans.err, io.EOF) {
+			return false, fmt.Errorf("cannot read the answer: %w", ans.err)
+		}
+		return strings.TrimSpace(ans.line) == "yes", nil
+	}
 }
 
 func (a *app) runsCommand() *cobra.Command {
@@ -440,7 +453,7 @@ func (a *app) logsCommand() *cobra.Command {
 		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			a.logsToStdout = true // the log is this command's output
 			if follow {
-				final, _, err := a.followRun(cmd.Context(), api, tenant, args[0], offset, untilEnded)
+				final, _, err := a.follow(cmd.Context(), api, tenant, args[0], offset, untilEnded, false)
 				if err != nil {
 					return err
 				}
@@ -549,7 +562,11 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 		if r.State != lastShown {
 			lastShown = r.State
 			a.progress(r)
+			if state(r) == runs.Planned && !stop(r) {
+				fmt.Fprintf(a.stderr, "Waiting for approval: the plan of run %s waits for opsbot apply %s; following until the run ends (Ctrl-C stops following, not the run).\n", r.ID, r.ID)
+			}
 		}
+		a.showWaiting(r)
 		return stop(r)
 	}
 	// The current state first: the run may already be where it stops.
@@ -668,6 +685,14 @@ func lastReason(r *opsapi.Run) string {
 		return ""
 	}
 	return r.History[len(r.History)-1].Reason
+}
+
+// showWaiting prints why a run cannot start, when that changed.
+func (a *app) showWaiting(r *opsapi.Run) {
+	if r.Waiting != "" && r.Waiting != a.shownWaiting {
+		fmt.Fprintf(a.stderr, "Waiting: %s\n", r.Waiting)
+	}
+	a.shownWaiting = r.Waiting
 }
 
 // progress prints a state change on stderr (stdout carries the log).

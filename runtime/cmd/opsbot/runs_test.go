@@ -33,6 +33,7 @@ type fakeRuns struct {
 	follow func(f *fakeRuns, n int, offset int64, fn func(opsapi.FollowFrame) error) error
 
 	followOffsets []int64
+	followCtx     context.Context // of the latest Follow call
 	created       []string // workspace/op of each CreateRun
 	bundleBytes   int64
 	createErr     error
@@ -126,8 +127,9 @@ func (f *fakeRuns) Logs(_ context.Context, _, _ string, offset int64) (*opsapi.L
 	return &opsapi.LogChunk{Text: f.log[offset:], Offset: offset, NextOffset: int64(len(f.log))}, nil
 }
 
-func (f *fakeRuns) Follow(_ context.Context, _, _ string, offset int64, fn func(opsapi.FollowFrame) error) error {
+func (f *fakeRuns) Follow(ctx context.Context, _, _ string, offset int64, fn func(opsapi.FollowFrame) error) error {
 	f.mu.Lock()
+	f.followCtx = ctx
 	n := len(f.followOffsets)
 	f.followOffsets = append(f.followOffsets, offset)
 	f.mu.Unlock()
@@ -193,6 +195,11 @@ type cli struct {
 	stdin string
 	tty   bool
 	env   map[string]string
+	// signals, if set, are the process's signals; cancelWindow as in app.
+	signals      chan os.Signal
+	cancelWindow time.Duration
+	// in, if set, is stdin instead of the stdin text.
+	in io.Reader
 }
 
 func (c cli) run(args ...string) result {
@@ -202,10 +209,15 @@ func (c cli) run(args ...string) result {
 		env[k] = v
 	}
 	var out, errOut bytes.Buffer
+	var stdin io.Reader = strings.NewReader(c.stdin)
+	if c.in != nil {
+		stdin = c.in
+	}
 	a := &app{
 		lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		stdin:  strings.NewReader(c.stdin), stdout: &out, stderr: &errOut,
+		stdin:  stdin, stdout: &out, stderr: &errOut,
 		terminal: func() bool { return c.tty }, api: c.api,
+		signals: c.signals, cancelWindow: c.cancelWindow,
 	}
 	code := a.run(context.Background(), args)
 	return result{code, out.String(), errOut.String()}

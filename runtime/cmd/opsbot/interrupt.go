@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/botehq/platform/runtime/opsapi"
+)
+
+// Ctrl-C while opsbot follows a run stops following, never the run: the
+// run belongs to the server and goes on on its agent. So that nobody
+// believes otherwise, the first Ctrl-C says so and how to cancel; for a
+// run this command started or approved (plan, apply, destroy), a second
+// Ctrl-C within cancelWindow cancels it (as `opsbot cancel RUN` would:
+// Terraform is interrupted on the agent) and opsbot follows the run to its
+// end, exit 12; a third Ctrl-C then stops following at once (exit 130).
+// `logs -f` only says how to cancel: a reader's Ctrl-C must not cancel
+// someone else's apply.
+
+// defaultCancelWindow is how long after the first Ctrl-C a second one
+// cancels the run.
+const defaultCancelWindow = 3 * time.Second
+
+// interrupts routes the process's signals: SIGINT to the follower that
+// registered a handler, anything else (or SIGINT with no follower) ends
+// the command's context.
+type interrupts struct {
+	mu      sync.Mutex
+	handler func()
+}
+
+func (in *interrupts) set(h func()) {
+	in.mu.Lock()
+	in.handler = h
+	in.mu.Unlock()
+}
+
+// route reads signals until ctx ends.
+func (in *interrupts) route(ctx context.Context, signals <-chan os.Signal, cancel context.CancelFunc) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-signals:
+			in.mu.Lock()
+			h := in.handler
+			in.mu.Unlock()
+			if h != nil && sig == syscall.SIGINT {
+				h()
+				continue
+			}
+			cancel()
+		}
+	}
+}
+
+// follow is followRun with Ctrl-C handled as above; mayCancel says whether
+// a second Ctrl-C cancels the run.
+func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt, mayCancel bool) (*opsapi.Run, int64, error) {
+	presses := make(chan struct{}, 8)
+	fctx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	a.interrupts.set(func() {
+		stopFollowing()
+		select {
+		case presses <- struct{}{}:
+		default:
+		}
+	})
+	defer a.interrupts.set(nil)
+
+	final, offset, err := a.followRun(fctx, api, tenant, id, offset, stop)
+	switch {
+	case ctx.Err() != nil: // terminated (SIGTERM)
+		fmt.Fprintf(a.stderr, "\nopsbot: stopped following; run %s goes on on its agent (opsbot cancel %s to cancel it).\n", id, id)
+		return final, offset, err
+	case fctx.Err() == nil:
+		return final, offset, err
+	}
+	<-presses // the press that stopped following
+	if !mayCancel {
+		fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s goes on on its agent; to cancel it: opsbot cancel %s\n", id, id)
+		return nil, offset, runOutcome{code: exitInterrupted}
+	}
+	window := a.cancelWindow
+	if window <= 0 {
+		window = defaultCancelWindow
+	}
+	fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s goes on on its agent.\n"+
+		"Press Ctrl-C again within %s to cancel it (Terraform is interrupted on the agent), or later: opsbot cancel %s\n", id, window, id)
+	select {
+	case <-presses:
+	case <-time.After(window):
+		return nil, offset, runOutcome{code: exitInterrupted}
+	case <-ctx.Done():
+		return nil, offset, ctx.Err()
+	}
+	a.interrupts.set(nil) // from now on Ctrl-C ends opsbot at once
+	if _, err := api.Cancel(ctx, tenant, id, "interrupted by the operator (Ctrl-C in opsbot)", false); err != nil {
+		return nil, offset, fmt.Errorf("cannot cancel run %s: %w", id, err)
+	}
+	fmt.Fprintf(a.stderr, "Cancel of run %s requested; following it to its end (Ctrl-C to stop following).\n", id)
+	return a.followRun(ctx, api, tenant, id, offset, untilEnded)
+}
