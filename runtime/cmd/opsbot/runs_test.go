@@ -34,7 +34,7 @@ type fakeRuns struct {
 
 	followOffsets []int64
 	followCtx     context.Context // of the latest Follow call
-	created       []string // workspace/op of each CreateRun
+	created       []string        // workspace/op of each CreateRun
 	bundleBytes   int64
 	createErr     error
 	updates       []opsapi.UpdateWorkspaceRequest
