@@ -52,7 +52,7 @@ const (
 
 func (s *Server) runRoutes() []route {
 	return []route{
-		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces", role: operatorauth.RoleOperator, handler: s.needRuns(s.createWorkspace)},
+		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces", role: operatorauth.RoleOperator, handler: s.needRunStore(s.createWorkspace)},
 		{method: http.MethodGet, path: "/v1/tenants/{tenant}/workspaces", role: operatorauth.RoleReader, handler: s.needRuns(s.listWorkspaces)},
 		{method: http.MethodPatch, path: "/v1/tenants/{tenant}/workspaces/{workspace}", role: operatorauth.RoleOperator, handler: s.needRuns(s.updateWorkspace)},
 		{method: http.MethodPost, path: "/v1/tenants/{tenant}/workspaces/{workspace}/runs", role: operatorauth.RoleOperator, handler: s.needRuns(s.createRun)},
@@ -66,8 +66,8 @@ func (s *Server) runRoutes() []route {
 	}
 }
 
-// needRuns answers 503 when the server has no run store.
-func (s *Server) needRuns(h http.HandlerFunc) http.HandlerFunc {
+// needRunStore answers 503 when the server has no run store.
+func (s *Server) needRunStore(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Runs == nil {
 			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "runs are not configured on this server (start relayserver with --storage-connection-string, or --table-url and --blob-url)")
@@ -75,6 +75,26 @@ func (s *Server) needRuns(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// needRuns is needRunStore for a route of an existing tenant: an unknown
+// tenant is 404, never an empty list that looks like a tenant with
+// nothing in it. (Creating a workspace creates its tenant.)
+func (s *Server) needRuns(h http.HandlerFunc) http.HandlerFunc {
+	return s.needRunStore(func(w http.ResponseWriter, r *http.Request) {
+		if tenant := r.PathValue("tenant"); tenant != "" {
+			_, err := s.cfg.Runs.GetTenant(r.Context(), tenant)
+			if errors.Is(err, runs.ErrNotFound) {
+				writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(tenant))
+				return
+			}
+			if err != nil {
+				s.runsError(w, r, err)
+				return
+			}
+		}
+		h(w, r)
+	})
 }
 
 func operator(r *http.Request) string {
@@ -125,7 +145,11 @@ func notFoundMessage(r *http.Request) string {
 	case ws != "":
 		return fmt.Sprintf("tenant %s has no workspace %s", t, ws)
 	}
-	return fmt.Sprintf("no tenant %s", t)
+	return tenantNotFound(t)
+}
+
+func tenantNotFound(t string) string {
+	return fmt.Sprintf("no tenant %s on this server (a tenant exists once an agent of it is registered or it has a workspace)", t)
 }
 
 // decodeBody reads a small JSON body strictly.
@@ -334,16 +358,55 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, apiRun(q.Run, q.Waiting))
 }
 
+// Limits of GET .../runs.
+const (
+	DefaultRunListLimit = 100
+	MaxRunListLimit     = 1000
+)
+
+// listRuns lists the tenant's runs newest first: ?workspace= one
+// workspace's (which must exist), ?state= (repeated or comma-separated)
+// only runs in those states, ?limit= at most that many (Truncated says
+// there were more).
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
-	rs, err := s.cfg.Runs.ListRuns(r.Context(), r.PathValue("tenant"), r.URL.Query().Get("workspace"))
+	tenant, q := r.PathValue("tenant"), r.URL.Query()
+	limit, err := queryInt(r, "limit", DefaultRunListLimit, 1, MaxRunListLimit)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	var states []runs.State
+	for _, v := range q["state"] {
+		for _, st := range strings.Split(v, ",") {
+			if st := runs.State(strings.TrimSpace(st)); st.Valid() {
+				states = append(states, st)
+				continue
+			}
+			writeError(w, r, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("state %q is not one of %v", st, runs.States()))
+			return
+		}
+	}
+	workspace := q.Get("workspace")
+	if workspace != "" {
+		if _, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, workspace); err != nil {
+			if errors.Is(err, runs.ErrNotFound) {
+				writeError(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("tenant %s has no workspace %s", tenant, workspace))
+				return
+			}
+			s.runsError(w, r, err)
+			return
+		}
+	}
+	rs, err := s.cfg.Runs.ListRuns(r.Context(), tenant, workspace, states...)
 	if err != nil {
 		s.runsError(w, r, err)
 		return
 	}
 	out := RunList{Runs: []Run{}}
-	for _, run := range rs {
-		out.Runs = append(out.Runs, apiRun(run, ""))
+	for i := len(rs) - 1; i >= 0 && len(out.Runs) < int(limit); i-- {
+		out.Runs = append(out.Runs, apiRun(rs[i], ""))
 	}
+	out.Truncated = len(rs) > len(out.Runs)
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -221,6 +221,10 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 	case "403":
 		r = do(t, method, url, nobodyKey)
 	case "404":
+		if method == http.MethodGet && (strings.HasSuffix(path, "/workspaces") || strings.HasSuffix(path, "/runs")) {
+			r = do(t, method, f.srv.URL+fill("nobody", "prod", run), goodKey) // no such tenant
+			break
+		}
 		ct, body := "application/gzip", []byte("x")
 		if method == http.MethodPatch {
 			ct, body = "application/json", []byte("{}")
@@ -413,7 +417,67 @@ func TestGetRunShowsResultsWithoutSensitiveValues(t *testing.T) {
 
 	list := decode[RunList](t, do(t, "GET", f.srv.URL+"/v1/tenants/contoso/runs?workspace=prod", goodKey))
 	require.Len(t, list.Runs, 2)
-	assert.Equal(t, f.planned, list.Runs[0].ID, "oldest first")
+	assert.Equal(t, []string{f.cancelled, f.planned}, []string{list.Runs[0].ID, list.Runs[1].ID}, "newest first")
+}
+
+func TestListRunsNewestFirstWithLimitAndStates(t *testing.T) {
+	f := newRunsFixture(t)
+	ctx := context.Background()
+	_, err := f.m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "dev"})
+	require.NoError(t, err)
+	dev := runs.NewRunID(runsNow.Add(time.Minute))
+	_, err = f.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "dev", ID: dev, Operation: runs.OpApply,
+		Bundle: &envelope.Claim{Container: "boteruns", Blob: "contoso/dev/" + dev + "/bundle-1.tar.gz", Size: 1, SHA256: strings.Repeat("b", 64)}})
+	require.NoError(t, err)
+
+	ids := func(query string) ([]string, bool) {
+		t.Helper()
+		r := do(t, "GET", f.srv.URL+"/v1/tenants/contoso/runs"+query, goodKey)
+		require.Equal(t, 200, r.status, "%s", r.body)
+		l := decode[RunList](t, r)
+		var out []string
+		for _, run := range l.Runs {
+			out = append(out, run.ID)
+		}
+		return out, l.Truncated
+	}
+	for _, tc := range []struct {
+		query     string
+		want      []string
+		truncated bool
+	}{
+		{"", []string{dev, f.cancelled, f.planned}, false},
+		{"?limit=2", []string{dev, f.cancelled}, true},
+		{"?limit=3", []string{dev, f.cancelled, f.planned}, false},
+		{"?state=planned", []string{f.planned}, false},
+		{"?state=queued,cancelled", []string{dev, f.cancelled}, false},
+		{"?state=queued&state=planned", []string{dev, f.planned}, false},
+		{"?workspace=prod&limit=1", []string{f.cancelled}, true},
+		{"?workspace=dev&state=failed", nil, false},
+	} {
+		got, truncated := ids(tc.query)
+		assert.Equal(t, tc.want, got, tc.query)
+		assert.Equal(t, tc.truncated, truncated, tc.query)
+	}
+
+	for _, tc := range []struct {
+		query  string
+		status int
+		msg    string
+	}{
+		{"/v1/tenants/contoso/runs?limit=0", 400, "limit"},
+		{"/v1/tenants/contoso/runs?limit=1001", 400, "limit"},
+		{"/v1/tenants/contoso/runs?state=done", 400, "is not one of"},
+		{"/v1/tenants/contoso/runs?workspace=nope", 404, "tenant contoso has no workspace nope"},
+		{"/v1/tenants/nobody/runs", 404, "no tenant nobody"},
+		{"/v1/tenants/nobody/workspaces", 404, "no tenant nobody"},
+		{"/v1/tenants/nobody/runs/" + f.planned, 404, "no tenant nobody"},
+		{"/v1/tenants/-bad/runs", 400, "tenant"},
+	} {
+		r := do(t, "GET", f.srv.URL+tc.query, goodKey)
+		assert.Equal(t, tc.status, r.status, "%s: %s", tc.query, r.body)
+		assert.Contains(t, string(r.body), tc.msg, tc.query)
+	}
 }
 
 func TestApproveAndCancel(t *testing.T) {

@@ -168,9 +168,11 @@ type Output struct {
 	Value     json.RawMessage `json:"value,omitempty"`
 }
 
-// RunList is the body of GET /v1/tenants/{tenant}/runs, oldest first.
+// RunList is the body of GET /v1/tenants/{tenant}/runs, newest first.
 type RunList struct {
 	Runs []Run `json:"runs"`
+	// Truncated: more runs matched than the limit let through.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // LogChunk is the body of GET .../runs/{id}/logs: whole lines from

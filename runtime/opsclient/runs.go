@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -123,17 +124,31 @@ func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op Run
 	return &run, nil
 }
 
-// Runs lists tenant's runs, oldest first; workspace "" lists all.
-func (c *Client) Runs(ctx context.Context, tenant, workspace string) ([]opsapi.Run, error) {
+// RunQuery selects runs for Runs. Empty fields match everything; Limit 0
+// is the server's default (opsapi.DefaultRunListLimit).
+type RunQuery struct {
+	Workspace string
+	States    []string
+	Limit     int
+}
+
+// Runs lists a tenant's runs, newest first.
+func (c *Client) Runs(ctx context.Context, tenant string, rq RunQuery) (*opsapi.RunList, error) {
 	q := url.Values{}
-	if workspace != "" {
-		q.Set("workspace", workspace)
+	if rq.Workspace != "" {
+		q.Set("workspace", rq.Workspace)
+	}
+	if len(rq.States) > 0 {
+		q.Set("state", strings.Join(rq.States, ","))
+	}
+	if rq.Limit > 0 {
+		q.Set("limit", strconv.Itoa(rq.Limit))
 	}
 	var list opsapi.RunList
 	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs"), q, "", nil, http.StatusOK, &list); err != nil {
 		return nil, fmt.Errorf("cannot list runs of %s: %w", tenant, err)
 	}
-	return list.Runs, nil
+	return &list, nil
 }
 
 // Run returns one run with its history and results.

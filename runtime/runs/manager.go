@@ -165,6 +165,15 @@ func (m *Manager) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	return t, nil
 }
 
+// GetTenant returns a tenant: ErrNotFound if there is none, ErrInvalid if
+// id cannot name one.
+func (m *Manager) GetTenant(ctx context.Context, id string) (Tenant, error) {
+	if err := CheckScope(id, ""); err != nil {
+		return Tenant{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return m.store.GetTenant(ctx, id)
+}
+
 // CreateWorkspace stores a new workspace of an existing tenant.
 func (m *Manager) CreateWorkspace(ctx context.Context, w Workspace) (Workspace, error) {
 	if err := w.Validate(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
@@ -20,6 +21,7 @@ const (
 	exitAPIAuth          = 6   // the ops server refused the operator credential
 	exitNotFound         = 7   // the hybrid connection does not exist
 	exitTimeout          = 8   // the request did not finish in time
+	exitUnknown          = 9   // no such tenant, workspace or run
 	exitInterrupted      = 130 // SIGINT, as shells report it
 
 	// Outcomes of a run a command waited for (plan, apply, destroy, runs
@@ -86,6 +88,8 @@ func explain(err error, t target) (int, string) {
 		return exitNotFound, fmt.Sprintf("hybrid connection %q does not exist in namespace %s: check hybrid_connection and namespace\n  cause: %v", t.hybridConnection, t.host, err)
 	case errors.Is(err, relay.ErrUnreachable):
 		return exitRelayUnreachable, fmt.Sprintf("cannot reach the relay at %s: check the namespace (and cloud), DNS, and that outbound HTTPS 443 is allowed through any proxy\n  cause: %v", t.host, err)
+	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
+		return exitUnknown, fmt.Sprintf("%s: check the name and --tenant (opsbot workspaces list, opsbot runs list)\n  cause: %v", ae.Message, err)
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout, fmt.Sprintf("the ops server did not answer in time (see --timeout)\n  cause: %v", err)
 	case t.local && !errors.As(err, &ae):

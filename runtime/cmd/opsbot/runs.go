@@ -32,7 +32,8 @@ type runsAPI interface {
 	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
 	// its Waiting says why it cannot start at once.
 	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader) (*opsapi.Run, error)
-	Runs(ctx context.Context, tenant, workspace string) ([]opsapi.Run, error)
+	// Runs lists runs newest first.
+	Runs(ctx context.Context, tenant string, q opsclient.RunQuery) (*opsapi.RunList, error)
 	Run(ctx context.Context, tenant, id string) (*opsapi.Run, error)
 	Approve(ctx context.Context, tenant, id string) (*opsapi.Run, error)
 	// Cancel cancels a run; force ends an executing run without waiting
@@ -409,20 +410,39 @@ func (a *app) confirm(ctx context.Context, question string) (bool, error) {
 }
 
 func (a *app) runsCommand() *cobra.Command {
-	var workspace string
+	var q opsclient.RunQuery
 	list := &cobra.Command{
-		Use:   "list [--workspace W]",
+		Use:   "list [--workspace W] [--state S,...] [--limit N]",
 		Short: "List runs, newest first",
-		Args:  cobra.NoArgs,
+		Long: `List the tenant's runs, newest first: the --limit newest (default 20) of
+those in --workspace and in one of the --state states (queued, planning,
+planned, approved, applying, applied, no_changes, failed, cancelled,
+timed_out). An unknown workspace is an error (exit 9).`,
+		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			list, err := api.Runs(cmd.Context(), tenant, workspace)
+			if q.Limit < 1 || q.Limit > opsapi.MaxRunListLimit {
+				return usageError{fmt.Errorf("--limit: %d must be between 1 and %d", q.Limit, opsapi.MaxRunListLimit)}
+			}
+			for _, st := range q.States {
+				if !runs.State(st).Valid() {
+					return usageError{fmt.Errorf("--state: %q is not one of %v", st, runs.States())}
+				}
+			}
+			list, err := api.Runs(cmd.Context(), tenant, q)
 			if err != nil {
 				return err
 			}
-			return a.print(opsapi.RunList{Runs: list}, func(w io.Writer) { printRuns(w, list) })
+			return a.print(list, func(w io.Writer) {
+				printRuns(w, list.Runs)
+				if list.Truncated {
+					fmt.Fprintf(a.stderr, "(the newest %d; more with --limit)\n", len(list.Runs))
+				}
+			})
 		}),
 	}
-	list.Flags().StringVarP(&workspace, "workspace", "w", "", "only this workspace's runs")
+	list.Flags().StringVarP(&q.Workspace, "workspace", "w", "", "only this workspace's runs")
+	list.Flags().StringSliceVar(&q.States, "state", nil, "only runs in these states (comma-separated or repeated), e.g. planned,failed")
+	list.Flags().IntVar(&q.Limit, "limit", 20, fmt.Sprintf("at most this many runs, the newest (1 to %d)", opsapi.MaxRunListLimit))
 
 	var withPlan bool
 	show := &cobra.Command{

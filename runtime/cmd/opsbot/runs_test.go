@@ -33,6 +33,7 @@ type fakeRuns struct {
 	follow func(f *fakeRuns, n int, offset int64, fn func(opsapi.FollowFrame) error) error
 
 	followOffsets []int64
+	queries       []opsclient.RunQuery
 	followCtx     context.Context // of the latest Follow call
 	created       []string        // workspace/op of each CreateRun
 	bundleBytes   int64
@@ -92,10 +93,14 @@ func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op opsclien
 	return &r, nil
 }
 
-func (f *fakeRuns) Runs(context.Context, string, string) ([]opsapi.Run, error) {
+func (f *fakeRuns) Runs(_ context.Context, _ string, q opsclient.RunQuery) (*opsapi.RunList, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return []opsapi.Run{f.run}, nil
+	f.queries = append(f.queries, q)
+	if q.Workspace != "" && q.Workspace != f.run.Workspace {
+		return nil, &opsclient.APIError{StatusCode: 404, Code: "not_found", Message: "tenant contoso has no workspace " + q.Workspace}
+	}
+	return &opsapi.RunList{Runs: []opsapi.Run{f.run}, Truncated: q.Limit == 1}, nil
 }
 
 func (f *fakeRuns) Run(_ context.Context, _, id string) (*opsapi.Run, error) {
@@ -348,7 +353,7 @@ func TestApplyConfirmation(t *testing.T) {
 		{"empty answer", []string{"apply", "run-0000000000000001"}, true, "", exitChanges, false, "still waits for approval"},
 		{"confirmed", []string{"apply", "run-0000000000000001"}, true, "yes\n", exitOK, true, "Applied: 3 added"},
 		{"--yes", []string{"apply", "run-0000000000000001", "--yes"}, false, "", exitOK, true, `network = "vnet"`},
-		{"unknown run", []string{"apply", "run-0000000000000009", "--yes"}, false, "", exitError, false, "no run run-0000000000000009"},
+		{"unknown run", []string{"apply", "run-0000000000000009", "--yes"}, false, "", exitUnknown, false, "no run run-0000000000000009"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := planned()
@@ -540,4 +545,30 @@ func TestFollowReadsLinesStoredAfterTheLastFrame(t *testing.T) {
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
 	require.Equal(t, exitChanges, r.code, r.stderr)
 	assert.True(t, strings.HasPrefix(r.stdout, "line 1\nline 2\n\nPlan saved"), r.stdout)
+}
+
+func TestRunsList(t *testing.T) {
+	api := newFakeRuns()
+	r := cli{t: t, api: api}.run("runs", "list")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, api.run.ID)
+
+	r = cli{t: t, api: api}.run("runs", "list", "-w", "app", "--state", "planned,failed", "--state", "queued", "--limit", "1")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "(the newest 1; more with --limit)")
+	assert.Equal(t, []opsclient.RunQuery{{Limit: 20}, {Workspace: "app", States: []string{"planned", "failed", "queued"}, Limit: 1}}, api.queries)
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"runs", "list", "--state", "done"}, exitUsage, `--state: "done" is not one of`},
+		{[]string{"runs", "list", "--limit", "0"}, exitUsage, "--limit: 0 must be between 1 and 1000"},
+		{[]string{"runs", "list", "-w", "nope"}, exitUnknown, "tenant contoso has no workspace nope"},
+	} {
+		r := cli{t: t, api: api}.run(tc.args...)
+		assert.Equal(t, tc.code, r.code, "%v: %s", tc.args, r.stderr)
+		assert.Contains(t, r.stderr, tc.msg)
+	}
 }

@@ -85,7 +85,7 @@ func TestStateVersionsAndPull(t *testing.T) {
 	// A failed pull leaves no file behind.
 	missing := filepath.Join(t.TempDir(), "missing.tfstate")
 	r = c.run("state", "pull", "-w", "app", "--version", "run-0000000000000000-c1", "-O", missing)
-	assert.Equal(t, 1, r.code)
+	assert.Equal(t, exitUnknown, r.code, "no such state version")
 	assert.Contains(t, r.stderr, "has no state version run-0000000000000000-c1")
 	assert.NoFileExists(t, missing)
 	entries, err := os.ReadDir(filepath.Dir(missing))
