@@ -9,6 +9,19 @@
 // else the first of config.yaml, config.yml, config.json in
 // $XDG_CONFIG_HOME/opsbot (default ~/.config/opsbot). Unknown keys are
 // errors, so a typo never silently falls back to a default.
+//
+// The file may hold named profiles, one per environment, each a map of
+// settings over the file's top-level ones:
+//
+//	api_key: obk_...          # every profile's unless it sets its own
+//	profile: dev              # the profile used when none is named
+//	profiles:
+//	  dev: {namespace: ops-dev, hybrid_connection: ops, tenant: contoso}
+//	  gov: {namespace: ops-gov, cloud: usgovernment, hybrid_connection: ops, tenant: contoso-gov, api_key: obk_...}
+//
+// --profile or OPSBOT_PROFILE (else the file's profile key) selects one;
+// the environment and flags still win over it. A named profile the file
+// does not define is an error.
 package opsconfig
 
 import (
@@ -77,12 +90,20 @@ type Config struct {
 	Output string
 	// Timeout bounds each API request.
 	Timeout time.Duration
+	// Tenant is the tenant whose workspaces, runs and agents commands work
+	// on.
+	Tenant string
+
+	// File is the config file read ("" if none); Profile the profile
+	// applied from it ("" if none) and ProfileSource where its name came
+	// from.
+	File, Profile, ProfileSource string
 
 	sources map[string]string
 }
 
 // Source says where the value of a setting came from: "flag --x",
-// "env OPSBOT_X", "file <path>" or "default".
+// "env OPSBOT_X", "profile <name> in <path>", "file <path>" or "default".
 func (c *Config) Source(key string) string {
 	if s, ok := c.sources[key]; ok {
 		return s
@@ -150,6 +171,7 @@ func settings() []Setting {
 		s("api_scope", "instead of api_key: get an operator token for this OAuth2 scope (e.g. api://ops/.default) with the Entra login", false, func(c *Config) *string { return &c.APIScope }),
 		s("local_url", "talk to a relayserver's --local-listen URL directly, bypassing the relay (development)", false, func(c *Config) *string { return &c.LocalURL }),
 		s("output", "output format: table or json", false, func(c *Config) *string { return &c.Output }),
+		s("tenant", "tenant whose workspaces, runs and agents to work on", false, func(c *Config) *string { return &c.Tenant }),
 		{
 			Key: "timeout", Usage: "timeout of each API request",
 			get: func(c *Config) string { return c.Timeout.String() },
@@ -183,6 +205,7 @@ func defaults() *Config {
 // environment.
 func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("config", "", "config file (default $XDG_CONFIG_HOME/opsbot/config.yaml, env OPSBOT_CONFIG)")
+	fs.String("profile", "", "named profile of the config file: its settings over the file's (env OPSBOT_PROFILE)")
 	for _, s := range settings() {
 		usage := s.Usage + " (env " + s.Env() + ")"
 		if s.Key == "output" {
@@ -215,12 +238,36 @@ func Resolve(flags *pflag.FlagSet, lookup func(string) (string, bool)) (*Config,
 	if !explicit {
 		path = findDefaultFile(lookup)
 	}
+	var file *fileConfig
 	if path != "" {
-		w, err := c.applyFile(path)
+		var err error
+		file, err = readFile(path)
 		if err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
 			return nil, nil, err
 		}
-		warnings = append(warnings, w...)
+	}
+	if file != nil {
+		c.File = path
+		if err := c.apply(file.settings, "file "+path); err != nil {
+			return nil, nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	profile, from := "", ""
+	if f := flags.Lookup("profile"); f != nil && f.Changed {
+		profile, from = f.Value.String(), "flag --profile"
+	} else if v, ok := lookup("OPSBOT_PROFILE"); ok && v != "" {
+		profile, from = v, "env OPSBOT_PROFILE"
+	} else if file != nil && file.profile != "" {
+		profile, from = file.profile, "file "+path
+	}
+	if profile != "" {
+		if err := c.applyProfile(file, path, profile); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", from, err)
+		}
+		c.Profile, c.ProfileSource = profile, from
+	}
+	if file != nil {
+		warnings = append(warnings, file.warnings(path)...)
 	}
 	for _, s := range settings() {
 		if v, ok := lookup(s.Env()); ok && v != "" {
@@ -278,8 +325,17 @@ func findDefaultFile(lookup func(string) (string, bool)) string {
 	return ""
 }
 
-// applyFile reads a YAML or JSON config file over c.
-func (c *Config) applyFile(path string) ([]string, error) {
+// fileConfig is a config file: its top-level settings and its profiles,
+// each setting as a string.
+type fileConfig struct {
+	settings map[string]string
+	profile  string
+	profiles map[string]map[string]string
+	mode     os.FileMode
+}
+
+// readFile reads a YAML or JSON config file; unknown keys are errors.
+func readFile(path string) (*fileConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config file: %w", err)
@@ -294,44 +350,116 @@ func (c *Config) applyFile(path string) ([]string, error) {
 	} else if err := yaml.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("cannot decode config file %s: %w", path, err)
 	}
-	byKey := map[string]Setting{}
-	for _, s := range settings() {
-		byKey[s.Key] = s
+	f := &fileConfig{profiles: map[string]map[string]string{}}
+	if fi, err := os.Stat(path); err == nil {
+		f.mode = fi.Mode().Perm()
 	}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	hasSecret := false
-	for _, k := range keys {
-		s, ok := byKey[k]
+	if v, ok := raw["profile"]; ok {
+		name, ok := v.(string)
 		if !ok {
-			return nil, fmt.Errorf("config file %s: unknown key %q", path, k)
+			return nil, fmt.Errorf("config file %s: profile: want the name of a profile, got %T", path, v)
 		}
-		v := raw[k]
-		var sv string
+		f.profile = name
+		delete(raw, "profile")
+	}
+	if v, ok := raw["profiles"]; ok {
+		profiles, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("config file %s: profiles: want a map of profile names to settings, got %T", path, v)
+		}
+		for name, p := range profiles {
+			m, ok := p.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("config file %s: profiles.%s: want a map of settings, got %T", path, name, p)
+			}
+			if f.profiles[name], err = stringSettings(m); err != nil {
+				return nil, fmt.Errorf("config file %s: profiles.%s.%w", path, name, err)
+			}
+		}
+		delete(raw, "profiles")
+	}
+	if f.settings, err = stringSettings(raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// stringSettings checks the keys of raw and turns its values into strings.
+func stringSettings(raw map[string]any) (map[string]string, error) {
+	known := map[string]bool{}
+	for _, s := range settings() {
+		known[s.Key] = true
+	}
+	out := map[string]string{}
+	for k, v := range raw {
+		if !known[k] {
+			return nil, fmt.Errorf("unknown key %q", k)
+		}
 		switch v := v.(type) {
 		case string:
-			sv = v
+			out[k] = v
 		case bool, int, json.Number, float64:
-			sv = fmt.Sprint(v)
+			out[k] = fmt.Sprint(v)
 		case nil:
-			continue
 		default:
-			return nil, fmt.Errorf("config file %s: %s: want a string, got %T", path, k, v)
+			return nil, fmt.Errorf("%s: want a string, got %T", k, v)
 		}
-		if err := s.set(c, sv); err != nil {
-			return nil, fmt.Errorf("config file %s: %s: %w", path, k, err)
+	}
+	return out, nil
+}
+
+// apply sets the given settings, in key order, noting source.
+func (c *Config) apply(values map[string]string, source string) error {
+	for _, s := range settings() {
+		v, ok := values[s.Key]
+		if !ok {
+			continue
 		}
-		c.sources[k] = "file " + path
-		hasSecret = hasSecret || (s.Secret && sv != "")
+		if err := s.set(c, v); err != nil {
+			return fmt.Errorf("%s: %w", s.Key, err)
+		}
+		c.sources[s.Key] = source
 	}
-	var warnings []string
-	if fi, err := os.Stat(path); err == nil && hasSecret && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		warnings = append(warnings, fmt.Sprintf("config file %s holds secrets and is readable by others (mode %o); run chmod 600 %s", path, fi.Mode().Perm(), path))
+	return nil
+}
+
+// applyProfile applies the named profile of file (read from path).
+func (c *Config) applyProfile(file *fileConfig, path, name string) error {
+	if file == nil {
+		where := path
+		if where == "" {
+			where = "$XDG_CONFIG_HOME/opsbot/config.yaml"
+		}
+		return fmt.Errorf("profile %q: no config file defines profiles (looked for %s)", name, where)
 	}
-	return warnings, nil
+	p, ok := file.profiles[name]
+	if !ok {
+		names := make([]string, 0, len(file.profiles))
+		for n := range file.profiles {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("profile %q: config file %s has no such profile (its profiles: %s)", name, path, strings.Join(names, ", "))
+	}
+	if err := c.apply(p, fmt.Sprintf("profile %s in %s", name, path)); err != nil {
+		return fmt.Errorf("config file %s: profiles.%s.%w", path, name, err)
+	}
+	return nil
+}
+
+// warnings says whether the file holds secrets others can read.
+func (f *fileConfig) warnings(path string) []string {
+	hasSecret := false
+	for _, s := range settings() {
+		hasSecret = hasSecret || (s.Secret && f.settings[s.Key] != "")
+		for _, p := range f.profiles {
+			hasSecret = hasSecret || (s.Secret && p[s.Key] != "")
+		}
+	}
+	if hasSecret && runtime.GOOS != "windows" && f.mode&0o077 != 0 {
+		return []string{fmt.Sprintf("config file %s holds secrets and is readable by others (mode %o); run chmod 600 %s", path, f.mode, path)}
+	}
+	return nil
 }
 
 // Validate reports the first invalid setting, by its file key.

@@ -199,3 +199,114 @@ func TestRedact(t *testing.T) {
 	var none *Config
 	assert.Equal(t, "SharedAccessKey=<redacted>", none.Redact("SharedAccessKey=x"), "a nil config still redacts by shape")
 }
+
+const profilesFile = `api_key: obk_shared.secret
+hybrid_connection: ops
+tenant: contoso
+profile: dev
+profiles:
+  dev:
+    namespace: ops-dev
+    relay_auth: entra
+  gov:
+    namespace: ops-gov
+    cloud: usgovernment
+    tenant: contoso-gov
+    key_name: send
+    key: gov-key
+`
+
+func TestProfiles(t *testing.T) {
+	file := write(t, "c.yaml", profilesFile, 0o600)
+	home := env(map[string]string{"HOME": t.TempDir()})
+	resolve := func(t *testing.T, lookup func(string) (string, bool), args ...string) *Config {
+		t.Helper()
+		c, warnings, err := Resolve(flags(t, append([]string{"--config", file}, args...)...), lookup)
+		require.NoError(t, err)
+		assert.Empty(t, warnings)
+		return c
+	}
+
+	// The file's default profile.
+	c := resolve(t, home)
+	assert.Equal(t, "dev", c.Profile)
+	assert.Equal(t, "file "+file, c.ProfileSource)
+	assert.Equal(t, "ops-dev", c.Namespace)
+	assert.Equal(t, "contoso", c.Tenant)
+	assert.Equal(t, "profile dev in "+file, c.Source("namespace"))
+	assert.Equal(t, "file "+file, c.Source("tenant"))
+
+	// --profile selects one; its settings win over the file's top level.
+	c = resolve(t, home, "--profile", "gov")
+	assert.Equal(t, "gov", c.Profile)
+	assert.Equal(t, "flag --profile", c.ProfileSource)
+	assert.Equal(t, "contoso-gov", c.Tenant)
+	assert.Equal(t, "usgovernment", c.Cloud)
+	assert.Equal(t, "gov-key", c.Key)
+	assert.Equal(t, "obk_shared.secret", c.APIKey, "the file's top level holds for every profile")
+	assert.Equal(t, "profile gov in "+file, c.Source("tenant"))
+	ns, err := c.ParseNamespace()
+	require.NoError(t, err)
+	assert.Equal(t, "ops-gov.servicebus.usgovcloudapi.net", ns.Host)
+
+	// OPSBOT_PROFILE too; the environment and flags still win over it.
+	c = resolve(t, env(map[string]string{"HOME": t.TempDir(), "OPSBOT_PROFILE": "gov", "OPSBOT_TENANT": "fabrikam"}), "--namespace", "other")
+	assert.Equal(t, "env OPSBOT_PROFILE", c.ProfileSource)
+	assert.Equal(t, "fabrikam", c.Tenant)
+	assert.Equal(t, "env OPSBOT_TENANT", c.Source("tenant"))
+	assert.Equal(t, "other", c.Namespace)
+	assert.Equal(t, "flag --namespace", c.Source("namespace"))
+	assert.Equal(t, "profile gov in "+file, c.Source("key"))
+}
+
+func TestProfileErrors(t *testing.T) {
+	file := write(t, "c.yaml", profilesFile, 0o600)
+	for _, tc := range []struct {
+		name string
+		file string
+		args []string
+		env  map[string]string
+		msg  string
+	}{
+		{"unknown profile", file, []string{"--profile", "prod"}, nil, `flag --profile: profile "prod": config file ` + file + ` has no such profile (its profiles: dev, gov)`},
+		{"unknown profile from env", file, nil, map[string]string{"OPSBOT_PROFILE": "qa"}, `env OPSBOT_PROFILE: profile "qa"`},
+		{"no file", "", []string{"--profile", "gov"}, nil, `profile "gov": no config file defines profiles`},
+		{"unknown key in a profile", write(t, "bad.yaml", "profiles:\n  gov:\n    tennant: x\n", 0o600), nil, nil, `profiles.gov.unknown key "tennant"`},
+		{"profiles not a map", write(t, "bad2.yaml", "profiles: [gov]\n", 0o600), nil, nil, "profiles: want a map"},
+		{"default profile missing", write(t, "bad3.yaml", "profile: gov\n", 0o600), nil, nil, `profile "gov": config file`},
+		{"bad value in a profile", write(t, "bad4.yaml", "profiles:\n  gov:\n    timeout: soon\n", 0o600), []string{"--profile", "gov"}, nil, `profiles.gov.timeout: "soon" is not a duration`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := map[string]string{"HOME": t.TempDir()}
+			for k, v := range tc.env {
+				e[k] = v
+			}
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", tc.file}, args...)
+			}
+			_, _, err := Resolve(flags(t, args...), env(e))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.msg)
+		})
+	}
+}
+
+func TestSecretsInAProfileAreWarnedAbout(t *testing.T) {
+	file := write(t, "c.yaml", "local_url: http://127.0.0.1:1\nprofiles:\n  gov:\n    api_key: obk_a.b\n", 0o644)
+	_, warnings, err := Resolve(flags(t, "--config", file), env(map[string]string{"HOME": t.TempDir()}))
+	require.NoError(t, err)
+	require.Len(t, warnings, 1)
+	assert.Contains(t, warnings[0], "holds secrets and is readable by others")
+}
+
+func TestTenantIsASetting(t *testing.T) {
+	file := write(t, "c.json", `{"local_url":"http://127.0.0.1:1","tenant":"contoso"}`, 0o600)
+	c, _, err := Resolve(flags(t, "--config", file), env(map[string]string{"HOME": t.TempDir()}))
+	require.NoError(t, err)
+	assert.Equal(t, "contoso", c.Tenant)
+	c, _, err = Resolve(flags(t, "--config", file, "--tenant", "fabrikam"), env(map[string]string{"HOME": t.TempDir()}))
+	require.NoError(t, err)
+	assert.Equal(t, "fabrikam", c.Tenant)
+	assert.Equal(t, "flag --tenant", c.Source("tenant"))
+}

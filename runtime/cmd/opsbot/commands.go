@@ -107,9 +107,12 @@ func (a *app) rootCommand() *cobra.Command {
 Connections, or directly to a relayserver's local port with --local-url.
 
 Every setting can be a flag, an OPSBOT_* environment variable or a key in the
-config file ($XDG_CONFIG_HOME/opsbot/config.yaml by default; --config):
-flags win over the environment, which wins over the file. Prefer the
-environment or the file for secrets (key, api_key).
+config file ($XDG_CONFIG_HOME/opsbot/config.yaml by default; --config), at
+its top level or in a named profile (--profile gov or OPSBOT_PROFILE; the
+file's profile key names the default one): flags win over the environment,
+which wins over the profile, which wins over the file's top level. Prefer
+the environment or the file for secrets (key, api_key). opsbot config show
+says where each value came from.
 
 Commands that follow a run (plan, apply, destroy, logs -f) end with the
 run's outcome, like terraform plan -detailed-exitcode: 0 success (no
@@ -145,7 +148,6 @@ run failed, 12 run cancelled or timed out, 130 interrupted.`,
 	}
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	opsconfig.RegisterFlags(root.PersistentFlags())
-	root.PersistentFlags().String("tenant", "", "tenant whose workspaces, runs and agents to work on (env OPSBOT_TENANT)")
 
 	status := &cobra.Command{
 		Use:   "status",
@@ -212,6 +214,16 @@ reconnects.`,
 		Short: "Show the resolved configuration and where each value came from (secrets redacted)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			file, profile := a.cfg.File, a.cfg.Profile
+			if file == "" {
+				file = "none"
+			}
+			if profile == "" {
+				profile = "none"
+			} else {
+				profile += " (" + a.cfg.ProfileSource + ")"
+			}
+			fmt.Fprintf(a.stdout, "Config file: %s\nProfile:     %s\n\n", file, profile)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
 			for _, s := range opsconfig.Settings() {

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -296,4 +297,50 @@ func TestConfigShowWorksOnBrokenConfig(t *testing.T) {
 	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stderr, "the configuration is invalid")
 	assert.Regexp(t, `output\s+xml\s+env OPSBOT_OUTPUT`, r.stdout)
+}
+
+// A profile selects the namespace, credentials and tenant; config show
+// says which profile and where each value came from.
+func TestProfilesSelectNamespaceCredentialsAndTenant(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(`hybrid_connection: ops
+profiles:
+  dev:
+    local_url: http://127.0.0.1:1
+    api_key: obk_dev.devsecret
+    tenant: contoso
+  gov:
+    namespace: ops-gov
+    cloud: usgovernment
+    key_name: send
+    key: govkeysecret
+    api_key: obk_gov.govsecret
+    tenant: contoso-gov
+`), 0o600))
+	r := runCLI(t, nil, "config", "show", "--config", cfgFile, "--profile", "gov")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Config file: "+cfgFile+"\nProfile:     gov (flag --profile)\n")
+	assert.Regexp(t, `tenant\s+contoso-gov\s+profile gov in `+regexp.QuoteMeta(cfgFile), r.stdout)
+	assert.Regexp(t, `namespace\s+ops-gov\s+profile gov in `, r.stdout)
+	assert.Regexp(t, `hybrid_connection\s+ops\s+file `+regexp.QuoteMeta(cfgFile), r.stdout)
+	assert.Regexp(t, `api_key\s+<redacted>\s+profile gov in `, r.stdout)
+	assert.Regexp(t, `output\s+table\s+default`, r.stdout)
+	assert.NotContains(t, r.stdout, "govsecret")
+	assert.NotContains(t, r.stdout, "govkeysecret")
+
+	r = runCLI(t, map[string]string{"OPSBOT_PROFILE": "dev", "OPSBOT_TENANT": "fabrikam"}, "config", "show", "--config", cfgFile)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Profile:     dev (env OPSBOT_PROFILE)")
+	assert.Regexp(t, `tenant\s+fabrikam\s+env OPSBOT_TENANT`, r.stdout)
+
+	// The profile's tenant and credential reach the request.
+	url, key := startServer(t)
+	require.NoError(t, os.WriteFile(cfgFile, []byte("profiles:\n  local:\n    local_url: "+url+"\n    api_key: "+key+"\n    tenant: nobody\n"), 0o600))
+	r = runCLI(t, nil, "runs", "list", "--config", cfgFile, "--profile", "local")
+	assert.Equal(t, exitError, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "runs are not configured", "the request reached the server as the profile's key")
+
+	r = runCLI(t, nil, "runs", "list", "--config", cfgFile, "--profile", "prod")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, `profile "prod": config file `+cfgFile+` has no such profile (its profiles: local)`)
 }

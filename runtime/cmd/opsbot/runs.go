@@ -82,16 +82,13 @@ func (a *app) withTenant(fn func(cmd *cobra.Command, args []string, tenant strin
 	}
 }
 
-// tenantOf resolves the tenant: --tenant, else OPSBOT_TENANT.
-func (a *app) tenantOf(cmd *cobra.Command) (string, error) {
-	t, _ := cmd.Flags().GetString("tenant")
-	if t == "" {
-		t, _ = a.lookup("OPSBOT_TENANT")
+// tenantOf is the resolved tenant setting (--tenant, OPSBOT_TENANT, a
+// profile's or the config file's tenant).
+func (a *app) tenantOf(*cobra.Command) (string, error) {
+	if a.cfg == nil || a.cfg.Tenant == "" {
+		return "", usageError{errors.New("tenant: required; set --tenant, OPSBOT_TENANT, or tenant in the config file or its profile")}
 	}
-	if t == "" {
-		return "", usageError{errors.New("tenant: required; set --tenant or OPSBOT_TENANT")}
-	}
-	return t, nil
+	return a.cfg.Tenant, nil
 }
 
 func (a *app) runsCommands() []*cobra.Command {
