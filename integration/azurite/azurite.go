@@ -28,9 +28,15 @@ const (
 	AccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
-// Image is the container image used when a Docker engine answers. Keep its
-// tag equal to the azurite version in package.json.
-const Image = "mcr.microsoft.com/azure-storage/azurite:3.37.0"
+// Image is the container image used when a Docker engine answers. Its tag
+// is the azurite version in package.json (TestPinsAgree checks).
+const Image = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+
+// NodeMinimum is the oldest Node.js that every package package-lock.json
+// pins declares it runs on; README.md states it (TestPinsAgree checks
+// both). Azurite 3.35.0 is the newest that supports Node 20 (3.36 needs
+// 21, 3.37 needs 22), which our build machines have.
+const NodeMinimum = "20.6"
 
 // Emulator is a running Azurite.
 type Emulator struct {

@@ -113,7 +113,7 @@ func npmCI(ctx context.Context, root string) error {
 	npm, err := exec.LookPath("npm")
 	if err != nil {
 		return fmt.Errorf("no Docker engine answered and npm is not installed, so Azurite cannot run: " +
-			"install Node.js 20+ with npm (https://nodejs.org/) and run `npm ci` in the repository root " +
+			"install Node.js " + NodeMinimum + " or later with npm (https://nodejs.org/) and run `npm ci` in the repository root " +
 			"(or `make deps`), or start a Docker engine")
 	}
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "bote-npm-ci.lock"), os.O_CREATE|os.O_RDWR, 0o600)
