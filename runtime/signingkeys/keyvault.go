@@ -87,6 +87,9 @@ type KeyVaultStore struct {
 
 	mu    sync.Mutex
 	cache map[int64]cachedKey
+	// fetch serializes reads and creations, so that one process never
+	// races itself to create a key.
+	fetch sync.Mutex
 }
 
 type cachedKey struct {
@@ -184,11 +187,19 @@ func (s *KeyVaultStore) PublicKeys(ctx context.Context) ([]PublicKey, error) {
 // key returns slot's key from the cache or the vault, creating it if create
 // and it does not exist.
 func (s *KeyVaultStore) key(ctx context.Context, slot int64, create bool) (cachedKey, error) {
+	cached := func(now time.Time) (cachedKey, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.cache[slot]
+		return c, ok && now.Sub(c.read) < s.cfg.Refresh && (c.key != nil || !create)
+	}
+	if c, ok := cached(s.cfg.Now()); ok {
+		return c, nil
+	}
+	s.fetch.Lock()
+	defer s.fetch.Unlock()
 	now := s.cfg.Now()
-	s.mu.Lock()
-	c, ok := s.cache[slot]
-	s.mu.Unlock()
-	if ok && now.Sub(c.read) < s.cfg.Refresh && (c.key != nil || !create) {
+	if c, ok := cached(now); ok { // fetched while we waited
 		return c, nil
 	}
 	name := s.secretName(slot)

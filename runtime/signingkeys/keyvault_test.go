@@ -26,6 +26,7 @@ type fakeVault struct {
 	mu       sync.Mutex
 	versions map[string][]azsecrets.SetSecretParameters
 	fail     error
+	latency  time.Duration // of every call, to let callers overlap
 }
 
 func newFakeVault() *fakeVault {
@@ -33,6 +34,7 @@ func newFakeVault() *fakeVault {
 }
 
 func (v *fakeVault) GetSecret(_ context.Context, name, version string, _ *azsecrets.GetSecretOptions) (azsecrets.GetSecretResponse, error) {
+	time.Sleep(v.latency)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.fail != nil {
@@ -47,6 +49,7 @@ func (v *fakeVault) GetSecret(_ context.Context, name, version string, _ *azsecr
 }
 
 func (v *fakeVault) SetSecret(_ context.Context, name string, p azsecrets.SetSecretParameters, _ *azsecrets.SetSecretOptions) (azsecrets.SetSecretResponse, error) {
+	time.Sleep(v.latency)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.fail != nil {
@@ -284,4 +287,29 @@ func TestKeyVaultStoreThroughTheAzureClient(t *testing.T) {
 	_, err = kvStore(t, client, c).SigningKey(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "403")
+}
+
+// Concurrent first requests in one process create one key, not one each.
+func TestKeyVaultStoreCreatesOnceUnderConcurrency(t *testing.T) {
+	vault := newFakeVault()
+	vault.latency = 5 * time.Millisecond
+	c := &clock{now: time.Date(2026, 12, 6, 10, 5, 0, 0, time.UTC)}
+	s := kvStore(t, vault, c)
+	var wg sync.WaitGroup
+	ids := make([]string, 16)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := s.SigningKey(context.Background())
+			if assert.NoError(t, err) {
+				ids[i] = k.ID
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 1, vault.count())
+	for _, id := range ids {
+		assert.Equal(t, ids[0], id)
+	}
 }
