@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
@@ -203,4 +207,50 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 		q, _ := queuename.For("tenant-a", conn)
 		require.Eventually(t, func() bool { return queueLength(t, g, q) == 0 }, 10*time.Second, 200*time.Millisecond, conn)
 	}
+}
+
+// TestSignedCloudServices: with --cloud-service-keys the worker routes a
+// message in a service's name only when that service signed it; another
+// holder of send rights naming it (unsigned, or signed with its own key),
+// or a service without a registered key, lands in the error queue.
+func TestSignedCloudServices(t *testing.T) {
+	honestKey, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	forgerKey, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	jwk, err := clientauth.PublicJWK(honestKey, "")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "service-keys.json")
+	require.NoError(t, os.WriteFile(keys, []byte(`{"honest":[`+string(jwk)+`]}`), 0o600))
+	g := newGateway(t, "--cloud-service-keys", keys)
+	honest := g.cloudWith("honest", func(c *cloud.Config) { c.SigningKey = honestKey }, nil)
+	a1 := g.connector("tenant-a", "a1")
+	d := g.busDriver(t)
+
+	signed := func(env *envelope.Envelope, key *ecdsa.PrivateKey) *envelope.Envelope {
+		require.NoError(t, env.Sign(key))
+		return env
+	}
+	svc := &envelope.Identity{Service: "honest"}
+	for _, env := range []*envelope.Envelope{
+		forged("s1", envelope.KindTargeted, "tenant-a", "a1", svc, nil),
+		signed(forged("s2", envelope.KindTargeted, "tenant-a", "a1", svc, nil), forgerKey),
+		signed(forged("s3", envelope.KindTargeted, "tenant-a", "a1", &envelope.Identity{Service: "other"}, nil), forgerKey),
+	} {
+		require.NoError(t, d.Send(ctxFor(t, 10*time.Second), bus.QueueConnectors, env, nil))
+	}
+	got := deadLetters(t, d, bus.QueueConnectors, 3)
+	for _, id := range []string{"s1", "s2", "s3"} {
+		assert.Regexp(t, "^"+routing.ReasonUnverifiedSender+": ", got[id], id)
+	}
+	// A signed body the bus moves to Blob storage still verifies.
+	big := make([]byte, 100<<10)
+	id, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", cloud.Outgoing{Body: big})
+	require.NoError(t, err)
+	m := a1.next(t, 20*time.Second)
+	assert.Equal(t, id, m.ID)
+	assert.Equal(t, envelope.Identity{Service: "honest"}, m.From)
+	assert.Len(t, m.Body, len(big))
+	a1.none(t, time.Second)
 }

@@ -140,13 +140,22 @@ type cloudService struct {
 }
 
 func (g *gateway) cloud(name string, handler func(ctx context.Context, c *cloudService, m *cloud.Message) error) *cloudService {
+	return g.cloudWith(name, nil, handler)
+}
+
+// cloudWith is cloud with the client's configuration adjusted by mod.
+func (g *gateway) cloudWith(name string, mod func(*cloud.Config), handler func(ctx context.Context, c *cloudService, m *cloud.Message) error) *cloudService {
 	t := g.t
 	t.Helper()
 	claims, err := claimcheck.New(context.Background(), claimcheck.Config{ConnectionString: g.emu.ConnectionString, CreateContainer: true})
 	require.NoError(t, err)
 	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	c, err := cloud.New(cloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	cfg := cloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := cloud.New(cfg)
 	require.NoError(t, err)
 	cs := &cloudService{Client: c, arrived: make(chan *cloud.Message, 100)}
 	ctx, cancel := context.WithCancel(context.Background())

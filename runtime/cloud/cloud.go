@@ -40,6 +40,8 @@ package cloud
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,6 +72,11 @@ type Config struct {
 	// Service names this cloud service; it is stamped as From.Service on
 	// everything it sends (required).
 	Service string
+	// SigningKey, if set, signs everything this service sends (see
+	// envelope.Envelope.Sign): a worker that holds the public key for
+	// Service then accepts messages in this service's name only when they
+	// carry a valid signature. An EC P-256 private key.
+	SigningKey *ecdsa.PrivateKey
 	// ConnectorsQueue (default bus.QueueConnectors) and CloudQueue (default
 	// bus.QueueCloud).
 	ConnectorsQueue, CloudQueue string
@@ -123,6 +130,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cloud config: DedupTTL %s is negative", c.DedupTTL)
 	case c.DrainTimeout < 0:
 		return fmt.Errorf("cloud config: DrainTimeout %s is negative", c.DrainTimeout)
+	case c.SigningKey != nil && c.SigningKey.Curve != elliptic.P256():
+		return errors.New("cloud config: SigningKey must be an EC P-256 key")
 	}
 	return (envelope.Identity{Service: c.Service}).Validate()
 }
@@ -262,6 +271,11 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope) (string, erro
 	// Same rule as for connectors: identity and routing are never headers.
 	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
 		return "", fmt.Errorf("cannot send %s: %w", env.ID, err)
+	}
+	if c.cfg.SigningKey != nil {
+		if err := env.Sign(c.cfg.SigningKey); err != nil {
+			return "", err
+		}
 	}
 	if err := env.Validate(); err != nil {
 		return "", fmt.Errorf("cannot send %s: %w", env.ID, err)

@@ -2,6 +2,9 @@ package cloud
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"sync"
@@ -186,6 +189,24 @@ func TestSendToConnector(t *testing.T) {
 	id, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{ID: "order-7"})
 	require.NoError(t, err)
 	assert.Equal(t, "order-7", id)
+}
+
+func TestSendSignsWithTheServiceKey(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	fb := &fakeBus{}
+	c := newClient(t, fb, func(c *Config) { c.SigningKey = key })
+	_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("hi")})
+	require.NoError(t, err)
+	_, err = c.Broadcast(context.Background(), "contoso", "chat", Outgoing{Body: []byte("all")})
+	require.NoError(t, err)
+	require.Len(t, fb.sent, 2)
+	for _, s := range fb.sent {
+		assert.NoError(t, s.env.VerifySignature(&key.PublicKey), s.env.Kind)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	require.NoError(t, err)
+	assert.ErrorContains(t, Config{Bus: fb, Service: "s", SigningKey: p384}.Validate(), "SigningKey")
 }
 
 func TestSendRejects(t *testing.T) {

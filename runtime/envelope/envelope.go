@@ -157,6 +157,9 @@ type Envelope struct {
 	Body        []byte    `json:"body,omitempty"`
 	Claim       *Claim    `json:"claim,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
+	// Signature, when set, is the sending cloud service's signature (see
+	// Sign); the worker requires it from services whose key it holds.
+	Signature string `json:"sig,omitempty"`
 }
 
 // wire is the encoded form: the envelope plus the format version.
@@ -250,6 +253,9 @@ func (e *Envelope) Validate() error {
 	}
 	if e.CreatedAt.IsZero() {
 		return errors.New("createdAt is empty")
+	}
+	if len(e.Signature) > MaxSignatureLength {
+		return fmt.Errorf("sig is %d characters, the limit is %d", len(e.Signature), MaxSignatureLength)
 	}
 	return nil
 }

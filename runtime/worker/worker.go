@@ -12,6 +12,7 @@ package worker
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +92,10 @@ type Config struct {
 	// the sender of a message on "bote-connectors"; others go to the error
 	// queue (see package routing). Empty accepts every well-formed name.
 	CloudServices []string
+	// CloudServiceKeysPath, if set, is the cloud service keys file
+	// (ParseServiceKeys): only the services it names may send, and only
+	// with envelopes signed by one of their keys. Read at start.
+	CloudServiceKeysPath string
 
 	// Replica identifies this replica for nudges (default: random).
 	Replica string
@@ -230,6 +235,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// removed or disabled connectors end.
 	var routeDir routing.Directory
 	var sessionDir session.Directory
+	var serviceKeys map[string][]*ecdsa.PublicKey
+	if cfg.CloudServiceKeysPath != "" {
+		if serviceKeys, err = LoadServiceKeys(cfg.CloudServiceKeysPath); err != nil {
+			return err
+		}
+	}
 	if cfg.RegistryPath != "" {
 		fd, err := newFileDirectory(cfg.RegistryPath, log)
 		if err != nil {
@@ -274,7 +285,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	router, err := routing.New(routing.Config{
-		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir, Services: cfg.CloudServices,
+		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir, Services: cfg.CloudServices, ServiceKeys: serviceKeys,
 		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut,
 	})
 	if err != nil {

@@ -60,6 +60,7 @@ type options struct {
 	serviceBusConnection    string
 	serviceBusNamespace     string
 	serviceName             string
+	cloudSigningKey         string
 	secretsFile             string
 	keyVaultURL             string
 	dispatchTick            time.Duration
@@ -114,6 +115,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.serviceBusConnection, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&o.serviceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
 	fs.StringVar(&o.serviceName, "service-name", "relayserver", "this service's name on the gateway (stamped as the sender of what it sends to agents)")
+	fs.StringVar(&o.cloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the worker has --cloud-service-keys")
 	fs.StringVar(&o.secretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
 	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
 	fs.DurationVar(&o.dispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/botehq/platform/runtime/bus/servicebus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/dispatch"
 	"github.com/botehq/platform/runtime/opsapi"
@@ -107,7 +109,13 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	if st.bus, err = openBus(o, cred, claims, log); err != nil {
 		return nil, err
 	}
-	if st.cloud, err = cloud.New(cloud.Config{Bus: st.bus, Service: o.serviceName, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+	var signingKey *ecdsa.PrivateKey
+	if o.cloudSigningKey != "" {
+		if signingKey, err = clientauth.LoadKeyFile(o.cloudSigningKey); err != nil {
+			return nil, fmt.Errorf("--cloud-signing-key: %w", err)
+		}
+	}
+	if st.cloud, err = cloud.New(cloud.Config{Bus: st.bus, Service: o.serviceName, SigningKey: signingKey, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
 		return nil, err
 	}
 	secrets, err := openSecrets(o, cred)

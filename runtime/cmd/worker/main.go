@@ -63,6 +63,7 @@ func run(args []string) error {
 		}
 		return nil
 	})
+	fs.StringVar(&cfg.CloudServiceKeysPath, "cloud-service-keys", "", "JSON file of cloud service names and the public keys (JWKs) their envelopes must be signed with; only these services may send (default: unsigned envelopes accepted)")
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket ping interval (default 30s)")

@@ -21,7 +21,8 @@
 // there, so before routing, the router re-derives the sender: From must be
 // a cloud service (never a connector's tenant/connector pair, which only
 // the worker stamps and only on "bote-cloud"), one of Config.Services when
-// that allow-list is set, and no header may use a reserved name
+// that allow-list is set, signed with its key (envelope.Envelope.Sign)
+// when Config.ServiceKeys is set, and no header may use a reserved name
 // (envelope.CheckConnectorHeaders). Anything else goes to the error queue
 // with ReasonUnverifiedSender or ReasonReservedHeader and reaches no
 // connector.
@@ -35,9 +36,11 @@ package routing
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -127,8 +130,15 @@ type Config struct {
 	// Empty accepts every well-formed service name: the send right on the
 	// bus queue is then the only trust anchor (see docs/messaging.md).
 	Services []string
-	Metrics  *metrics.Metrics
-	Logger   *slog.Logger
+	// ServiceKeys, if set, holds the public keys of every cloud service
+	// allowed to send (several while a key is rotated); a message must then
+	// come from one of them and carry a signature that verifies with one of
+	// its keys (envelope.Envelope.VerifySignature), else it is
+	// dead-lettered (ReasonUnverifiedSender). This proves the sender, where
+	// Services only names it.
+	ServiceKeys map[string][]*ecdsa.PublicKey
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
 
 	// Queue is the bus queue to route from (default bus.QueueConnectors).
 	Queue string
@@ -182,6 +192,14 @@ func (c *Config) Validate() error {
 	for _, s := range c.Services {
 		if err := (envelope.Identity{Service: s}).Validate(); err != nil {
 			return fmt.Errorf("routing config: Services: %w", err)
+		}
+	}
+	for s, keys := range c.ServiceKeys {
+		if err := (envelope.Identity{Service: s}).Validate(); err != nil {
+			return fmt.Errorf("routing config: ServiceKeys: %w", err)
+		}
+		if len(keys) == 0 || slices.Contains(keys, nil) {
+			return fmt.Errorf("routing config: ServiceKeys: %q has a missing key", s)
 		}
 	}
 	return nil
@@ -364,6 +382,21 @@ func (r *Router) verifySender(env *envelope.Envelope) error {
 		return permanent(ReasonUnverifiedSender, "from %q is not a cloud service: connector identities are stamped by the worker, never accepted from the bus", env.From.String())
 	case r.services != nil && !r.services[env.From.Service]:
 		return permanent(ReasonUnverifiedSender, "from %q is not one of the cloud services allowed to send", env.From.Service)
+	}
+	if keys := r.cfg.ServiceKeys; len(keys) > 0 {
+		pubs := keys[env.From.Service]
+		if len(pubs) == 0 {
+			return permanent(ReasonUnverifiedSender, "from %q holds no registered signing key", env.From.Service)
+		}
+		var err error
+		for _, pub := range pubs {
+			if err = env.VerifySignature(pub); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return permanent(ReasonUnverifiedSender, "from %q: %w", env.From.Service, err)
+		}
 	}
 	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
 		return permanent(ReasonReservedHeader, "%w", err)

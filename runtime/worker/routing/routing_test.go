@@ -2,6 +2,9 @@ package routing
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -270,6 +273,34 @@ func TestAllowedServicesAreRouted(t *testing.T) {
 	assert.Equal(t, 2, h.queues.count(pair("a", "a1")))
 }
 
+// With service keys, only a message signed with its sender's key is
+// routed: naming an allowed service is not enough.
+func TestServiceKeysRequireTheSendersSignature(t *testing.T) {
+	svcKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	nextKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	h := newHarness(t, func(c *Config) {
+		// svc is rotating: both its keys are accepted.
+		c.ServiceKeys = map[string][]*ecdsa.PublicKey{"svc": {&nextKey.PublicKey, &svcKey.PublicKey}, "billing": {&otherKey.PublicKey}}
+	})
+	signed := func(env *envelope.Envelope, key *ecdsa.PrivateKey) *envelope.Envelope {
+		require.NoError(t, env.Sign(key))
+		return env
+	}
+	assert.Equal(t, settled{op: "complete"}, h.handle(signed(targeted("ok", "a", "a1"), svcKey), 1))
+	assert.Equal(t, settled{op: "complete"}, h.handle(signed(broadcast("ok-bc", "a", "chat"), nextKey), 1))
+	dead := settled{op: "dead-letter", reason: ReasonUnverifiedSender}
+	assert.Equal(t, dead, h.handle(targeted("unsigned", "a", "a1"), 1))
+	assert.Equal(t, dead, h.handle(signed(targeted("other-key", "a", "a1"), otherKey), 1), "billing's key cannot sign as svc")
+	assert.Equal(t, dead, h.handle(with(signed(targeted("retargeted", "a", "a1"), svcKey), func(e *envelope.Envelope) { e.Connector = "a2" }), 1))
+	assert.Equal(t, dead, h.handle(signed(with(targeted("unknown", "a", "a1"), func(e *envelope.Envelope) { e.From.Service = "intruder" }), svcKey), 1))
+	assert.Equal(t, 2, h.queues.count(pair("a", "a1")), "the signed targeted message and broadcast")
+	assert.Equal(t, 1, h.queues.count(pair("a", "a2")), "the signed broadcast only")
+}
+
 func TestLargeBodyTravelsByClaimCheck(t *testing.T) {
 	h := newHarness(t, nil)
 	env := broadcast("big", "a", "chat")
@@ -352,6 +383,7 @@ func TestConfigValidate(t *testing.T) {
 		"FanOut ":     func(c *Config) { c.FanOut = MaxFanOut + 1 },
 		"Lock":        func(c *Config) { c.Lock = -time.Second },
 		"Services":    func(c *Config) { c.Services = []string{"bad name"} },
+		"ServiceKeys": func(c *Config) { c.ServiceKeys = map[string][]*ecdsa.PublicKey{"svc": {nil}} },
 	} {
 		c := Config{Bus: &fakeBus{}, Queues: &fakeQueues{}, Subscribers: fakeSubs{}}
 		mut(&c)
