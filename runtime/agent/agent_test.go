@@ -413,6 +413,8 @@ func TestInvalidConfigurationFails(t *testing.T) {
 	require.NotEmpty(t, res.Result.Diagnostics)
 	assert.Equal(t, "error", res.Result.Diagnostics[0].Severity)
 	assert.Contains(t, res.Result.Diagnostics[0].Summary, "Reference to undeclared input variable")
+	assert.Equal(t, "terraform plan failed: Reference to undeclared input variable (main.tf line 2)", res.Reason,
+		"the reason is Terraform's diagnostic, not its exit status and stderr")
 	assert.False(t, res.WorkdirUploaded)
 	assert.Nil(t, store.get("upload/bad"))
 	f.assertClean(t)

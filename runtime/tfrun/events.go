@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -53,8 +54,43 @@ type Diagnostic struct {
 	Summary  string `json:"summary"`
 	Detail   string `json:"detail,omitempty"`
 	Address  string `json:"address,omitempty"`
-	File     string `json:"file,omitempty"`
-	Line     int    `json:"line,omitempty"`
+	// File, Line and Column start the configuration range the diagnostic
+	// is about; EndLine and EndColumn end it (exclusive).
+	File      string `json:"file,omitempty"`
+	Line      int    `json:"line,omitempty"`
+	Column    int    `json:"column,omitempty"`
+	EndLine   int    `json:"endLine,omitempty"`
+	EndColumn int    `json:"endColumn,omitempty"`
+	// Context ("resource \"x\" \"y\"") and Code (the source line at
+	// Line) are Terraform's snippet of the configuration.
+	Context string `json:"context,omitempty"`
+	Code    string `json:"code,omitempty"`
+}
+
+// Where is "main.tf line 2" (or the address), "" when Terraform gave
+// neither.
+func (d Diagnostic) Where() string {
+	switch {
+	case d.File != "" && d.Line > 0:
+		return fmt.Sprintf("%s line %d", d.File, d.Line)
+	case d.File != "":
+		return d.File
+	}
+	return d.Address
+}
+
+// Errors returns the error diagnostics.
+func (r *Result) Errors() []Diagnostic {
+	if r == nil {
+		return nil
+	}
+	var out []Diagnostic
+	for _, d := range r.Diagnostics {
+		if d.Severity == "error" {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Output is one root module output.
@@ -87,11 +123,20 @@ type event struct {
 		Address  string `json:"address"`
 		Range    *struct {
 			Filename string `json:"filename"`
-			Start    struct {
-				Line int `json:"line"`
-			} `json:"start"`
+			Start    pos    `json:"start"`
+			End      pos    `json:"end"`
 		} `json:"range"`
+		Snippet *struct {
+			Context   *string `json:"context"`
+			Code      string  `json:"code"`
+			StartLine int     `json:"start_line"`
+		} `json:"snippet"`
 	} `json:"diagnostic"`
+}
+
+type pos struct {
+	Line   int `json:"line"`
+	Column int `json:"column"`
 }
 
 // eventStream is the io.Writer Terraform's -json output goes to: it records
@@ -210,8 +255,14 @@ func (s *eventStream) handle(line []byte) {
 				Severity: d.Severity, Summary: s.redact.string(d.Summary),
 				Detail: s.redact.string(d.Detail), Address: d.Address,
 			}
-			if d.Range != nil {
-				diag.File, diag.Line = d.Range.Filename, d.Range.Start.Line
+			if r := d.Range; r != nil {
+				diag.File, diag.Line, diag.Column, diag.EndLine, diag.EndColumn = r.Filename, r.Start.Line, r.Start.Column, r.End.Line, r.End.Column
+			}
+			if sn := d.Snippet; sn != nil && sn.StartLine == diag.Line {
+				diag.Code = s.redact.string(strings.SplitN(sn.Code, "\n", 2)[0])
+				if sn.Context != nil {
+					diag.Context = *sn.Context
+				}
 			}
 			s.result.Diagnostics = append(s.result.Diagnostics, diag)
 		}

@@ -132,6 +132,62 @@ type Sink interface {
 	Logs(ctx context.Context, lines []string) error
 }
 
+// Error is a failed Terraform operation. Its text is Terraform's error
+// diagnostics when there are any, else what Terraform printed on stderr,
+// without the warnings about the machine's CLI configuration.
+type Error struct {
+	Op          Operation
+	Diagnostics []Diagnostic // the errors Terraform reported
+	Err         error        // terraform-exec's error (exit status, stderr)
+}
+
+func (e *Error) Error() string {
+	if len(e.Diagnostics) == 0 {
+		return fmt.Sprintf("terraform %s failed: %s", e.Op, withoutCLIConfigNoise(e.Err.Error()))
+	}
+	d := e.Diagnostics[0]
+	msg := fmt.Sprintf("terraform %s failed: %s", e.Op, d.Summary)
+	if w := d.Where(); w != "" {
+		msg += " (" + w + ")"
+	}
+	if n := len(e.Diagnostics) - 1; n > 0 {
+		msg += fmt.Sprintf(" and %d more error(s)", n)
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// withoutCLIConfigNoise drops Terraform's complaints about its CLI
+// configuration ("There are some problems with the CLI configuration:"
+// and the boxed warnings after it) from its stderr: they are about the
+// agent's machine, never the run.
+func withoutCLIConfigNoise(s string) string {
+	const head = "There are some problems with the CLI configuration:"
+	for {
+		i := strings.Index(s, head)
+		if i < 0 {
+			return strings.TrimSpace(s)
+		}
+		rest := s[i+len(head):]
+		// The warnings are boxes ╷ … ╵, one after the other.
+		for {
+			t := strings.TrimLeft(rest, " \n")
+			if !strings.HasPrefix(t, "╷") {
+				break
+			}
+			end := strings.Index(t, "╵")
+			if end < 0 {
+				t = ""
+			} else {
+				t = t[end+len("╵"):]
+			}
+			rest = t
+		}
+		s = s[:i] + rest
+	}
+}
+
 // ErrCancelled reports a run stopped by its context.
 var ErrCancelled = errors.New("terraform run cancelled")
 
@@ -190,7 +246,7 @@ func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
 		return res, fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx))
 	case runErr != nil:
 		res.Failed = true
-		return res, fmt.Errorf("terraform %s failed: %w", job.Op, ev.redact.errorf(runErr))
+		return res, &Error{Op: job.Op, Diagnostics: res.Errors(), Err: ev.redact.errorf(runErr)}
 	}
 	return res, nil
 }
@@ -286,6 +342,13 @@ func runEnv(secrets map[string]string) (map[string]string, error) {
 		}
 	}
 	env = tfexec.CleanEnv(env)
+	// A CLI configuration file named but missing makes Terraform warn on
+	// every command; an empty one is what it meant.
+	if f := env["TF_CLI_CONFIG_FILE"]; f != "" {
+		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
+			env["TF_CLI_CONFIG_FILE"] = os.DevNull
+		}
+	}
 	for k, v := range secrets {
 		env[k] = v
 	}

@@ -277,3 +277,34 @@ func TestPlanKeepsThePlanWithoutSecrets(t *testing.T) {
 	out, _ := json.Marshal(res)
 	assert.NotContains(t, string(out), "resource_changes", "the plan JSON travels beside the result, not in it")
 }
+
+// TestFailureIsTerraformsDiagnostic: a configuration error fails with
+// Terraform's diagnostic (summary, detail, range, the line of code), not
+// with its exit status and stderr; a CLI configuration file named but
+// missing (as on machines that set TF_CLI_CONFIG_FILE for every user)
+// adds no noise.
+func TestFailureIsTerraformsDiagnostic(t *testing.T) {
+	t.Setenv("TF_CLI_CONFIG_FILE", filepath.Join(t.TempDir(), "missing.tfrc"))
+	r := runner(t, Config{})
+	logs := newSink()
+	res, err := r.Run(context.Background(), Job{Op: Plan, Dir: workdir(t, "typo")}, logs)
+	require.Error(t, err)
+	assert.Equal(t, "terraform plan failed: Unsupported argument (main.tf line 2)", err.Error())
+	var te *Error
+	require.ErrorAs(t, err, &te)
+	require.Len(t, res.Diagnostics, 1)
+	assert.Equal(t, Diagnostic{Severity: "error", Summary: "Unsupported argument",
+		Detail: `An argument named "inptu" is not expected here. Did you mean "input"?`,
+		File:   "main.tf", Line: 2, Column: 3, EndLine: 2, EndColumn: 8,
+		Context: `resource "terraform_data" "x"`, Code: "  inptu = 1"}, res.Diagnostics[0])
+	assert.NotContains(t, logs.text(), "CLI configuration")
+}
+
+func TestCLIConfigNoiseIsLeftOut(t *testing.T) {
+	stderr := "exit status 1\nThere are some problems with the CLI configuration:\n╷\n│ Warning: Unable to open CLI configuration file\n│\n" +
+		"│ The CLI configuration file at \"/root/.terraformrc\" does not exist.\n╵\n\n╷\n│ Warning: second\n╵\n\nError: Failed to query available provider packages\n"
+	err := &Error{Op: Plan, Err: errors.New(stderr)}
+	assert.Equal(t, "terraform plan failed: exit status 1\n\n\nError: Failed to query available provider packages", err.Error())
+	two := &Error{Op: Apply, Err: errors.New("x"), Diagnostics: []Diagnostic{{Summary: "A", Address: "terraform_data.x"}, {Summary: "B"}}}
+	assert.Equal(t, "terraform apply failed: A (terraform_data.x) and 1 more error(s)", two.Error())
+}

@@ -207,20 +207,31 @@ func changeCounts(res *opsapi.RunResult) string {
 	return fmt.Sprintf("+%d ~%d -%d", res.Changes.Add, res.Changes.Change, res.Changes.Destroy)
 }
 
+// printDiagnostics prints Terraform's warnings and errors the way
+// Terraform does: severity and summary, where (with the line of code),
+// then the detail.
 func printDiagnostics(w io.Writer, res *opsapi.RunResult) {
 	if res == nil {
 		return
 	}
 	for _, d := range res.Diagnostics {
-		where := ""
-		switch {
-		case d.File != "" && d.Line > 0:
-			where = fmt.Sprintf(" (%s line %d)", d.File, d.Line)
-		case d.Address != "":
-			where = " (" + d.Address + ")"
+		fmt.Fprintf(w, "\n%s: %s", capitalize(d.Severity), d.Summary)
+		if d.Code == "" {
+			if where := d.Where(); where != "" {
+				fmt.Fprintf(w, " (%s)", where)
+			}
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintf(w, "\n\n  on %s line %d", d.File, d.Line)
+			if d.Context != "" {
+				fmt.Fprintf(w, ", in %s", d.Context)
+			}
+			fmt.Fprintf(w, ":\n  %4d: %s\n", d.Line, d.Code)
 		}
-		fmt.Fprintf(w, "\n%s: %s%s\n", capitalize(d.Severity), d.Summary, where)
 		if d.Detail != "" {
+			if d.Code != "" {
+				fmt.Fprintln(w)
+			}
 			for _, l := range strings.Split(strings.TrimRight(d.Detail, "\n"), "\n") {
 				fmt.Fprintf(w, "  %s\n", l)
 			}

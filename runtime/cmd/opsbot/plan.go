@@ -58,7 +58,18 @@ func (a *app) showPlanned(ctx context.Context, api runsAPI, tenant string, r *op
 	}); err != nil {
 		return err
 	}
-	return outcomeOf(r)
+	return a.outcome(r)
+}
+
+// outcome is outcomeOf, without its message when the text output just
+// printed it: the reason and the diagnostics are the output's last lines,
+// once. With -o json the message goes to stderr as the one readable line.
+func (a *app) outcome(r *opsapi.Run) error {
+	err := outcomeOf(r)
+	if ro, ok := err.(runOutcome); ok && a.cfg.Output != opsconfig.OutputJSON {
+		return runOutcome{code: ro.code}
+	}
+	return err
 }
 
 // showRun is `runs show`, with --plan the plan's changes too.

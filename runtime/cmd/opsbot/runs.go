@@ -715,7 +715,8 @@ func (a *app) showWaiting(r *opsapi.Run) {
 // progress prints a state change on stderr (stdout carries the log).
 func (a *app) progress(r *opsapi.Run) {
 	line := fmt.Sprintf("==> %s  run %s is %s", time.Now().Format(time.TimeOnly), r.ID, r.State)
-	if reason := lastReason(r); reason != "" {
+	// The outcome of an ended run says why, once, as the output's end.
+	if reason := lastReason(r); reason != "" && !r.Terminal() {
 		line += ": " + reason
 	}
 	fmt.Fprintln(a.stderr, line)
@@ -727,7 +728,7 @@ func (a *app) finish(r *opsapi.Run) error {
 	if err := a.print(r, func(w io.Writer) { printOutcome(w, r) }); err != nil {
 		return err
 	}
-	return outcomeOf(r)
+	return a.outcome(r)
 }
 
 // outcomeOf is the command's result (and exit code) for a run it followed.

@@ -452,7 +452,8 @@ func TestLogsAndCancel(t *testing.T) {
 	r = cli{t: t, api: api}.run("logs", "-f", api.run.ID)
 	assert.Equal(t, exitRunFailed, r.code)
 	assert.True(t, strings.HasPrefix(r.stdout, "one\ntwo\n"), r.stdout)
-	assert.Contains(t, r.stderr, "run run-0000000000000001 failed: agent agent-01 stopped heartbeating")
+	assert.True(t, strings.HasSuffix(r.stdout, "\nRun run-0000000000000001 failed: agent agent-01 stopped heartbeating\n"), "the reason is the last line: %s", r.stdout)
+	assert.NotContains(t, r.stderr, "opsbot: run", "and said once")
 
 	api.run.State = "queued"
 	r = cli{t: t, api: api}.run("cancel", api.run.ID)
