@@ -372,13 +372,23 @@ func TestInvalidTerraformFails(t *testing.T) {
 	createWorkspace(t, contoso, "broken")
 	r := expect(t, exitRunFailed, contoso, "plan", "--workspace", "broken", "--dir", config(t, "invalid"))
 	id := runID(t, r)
-	assert.Contains(t, r.Stdout, "Error: Unsupported argument (main.tf line 4)")
-	assert.Contains(t, r.Stderr, "opsbot: run "+id+" failed")
+	reason := "terraform plan failed: Unsupported argument (main.tf line 4)"
+	diag := "\nError: Unsupported argument\n\n  on main.tf line 4, in resource \"terraform_data\" \"broken\":\n     4:   not_an_argument = true\n\n" +
+		"  An argument named \"not_an_argument\" is not expected here.\n"
+	assert.True(t, strings.HasSuffix(r.Stdout, "\nRun "+id+" failed: "+reason+"\n"+diag), "the output ends with Terraform's diagnostic:\n%s", r.Stdout)
+	assert.Equal(t, 1, strings.Count(r.Stdout+r.Stderr, reason), "the reason is said once")
+	assert.NotContains(t, r.Stdout+r.Stderr, "exit status", "no exit status for a reason")
+	assert.NotContains(t, r.Stdout+r.Stderr, "CLI configuration", "no noise from the agent's machine")
 
 	r = expect(t, exitOK, contoso, "runs", "show", id)
 	assert.Regexp(t, `State:\s+failed`, r.Stdout)
-	assert.Contains(t, r.Stdout, "Error: Unsupported argument")
-	assert.Contains(t, r.Stdout, `An argument named "not_an_argument" is not expected here.`)
+	assert.Contains(t, r.Stdout, reason)
+	assert.Contains(t, r.Stdout, diag)
+
+	run := show(t, contoso, id)
+	require.Len(t, run.PlanResult.Diagnostics, 1)
+	d := run.PlanResult.Diagnostics[0]
+	assert.Equal(t, []any{"error", "main.tf", 4, 3, 4, 18}, []any{d.Severity, d.File, d.Line, d.Column, d.EndLine, d.EndColumn})
 }
 
 // TestOversizeBundleIsRefused: the server refuses a bundle over its limit

@@ -180,7 +180,7 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels,
+	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
 		Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes}}
 	if err := applyTimeouts(&ws.Options, req.Timeouts); err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())

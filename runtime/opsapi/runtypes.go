@@ -39,6 +39,9 @@ type CreateWorkspaceRequest struct {
 	// the agent with the same value.
 	Labels   map[string]string `json:"labels,omitempty"`
 	Timeouts Timeouts          `json:"timeouts,omitzero"`
+	// TerraformVersion constrains the terraform of the agents that run
+	// it ("~> 1.9"); empty: any.
+	TerraformVersion string `json:"terraform_version,omitempty"`
 }
 
 // UpdateWorkspaceRequest is the body of PATCH
@@ -50,6 +53,8 @@ type UpdateWorkspaceRequest struct {
 	FourEyes    *bool              `json:"four_eyes,omitempty"`
 	Labels      *map[string]string `json:"labels,omitempty"`
 	Timeouts    Timeouts           `json:"timeouts,omitzero"`
+	// TerraformVersion replaces the version constraint ("" removes it).
+	TerraformVersion *string `json:"terraform_version,omitempty"`
 }
 
 // apply returns w with the request's changes; timeouts holds the parsed
@@ -66,6 +71,9 @@ func (u UpdateWorkspaceRequest) apply(w runs.Workspace, timeouts runs.Options) r
 	}
 	if u.Labels != nil {
 		w.AgentLabels = maps.Clone(*u.Labels)
+	}
+	if u.TerraformVersion != nil {
+		w.TerraformVersion = *u.TerraformVersion
 	}
 	if u.Timeouts.Plan != "" {
 		w.Options.PlanTimeout = timeouts.PlanTimeout
@@ -88,7 +96,9 @@ type Workspace struct {
 	FourEyes    bool              `json:"four_eyes"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Timeouts    Timeouts          `json:"timeouts"`
-	CreatedAt   time.Time         `json:"created_at"`
+	// TerraformVersion is the constraint on its agents' terraform.
+	TerraformVersion string    `json:"terraform_version,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
 }
 
 // WorkspaceList is the body of GET /v1/tenants/{tenant}/workspaces.
@@ -217,7 +227,8 @@ func apiWorkspace(w runs.Workspace) Workspace {
 		Timeouts: Timeouts{
 			Plan: fmtDuration(w.Options.PlanTimeout), Apply: fmtDuration(w.Options.ApplyTimeout), Approval: fmtDuration(w.Options.ApprovalTimeout),
 		},
-		CreatedAt: w.CreatedAt.UTC(),
+		TerraformVersion: w.TerraformVersion,
+		CreatedAt:        w.CreatedAt.UTC(),
 	}
 }
 

@@ -396,8 +396,11 @@ func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
 	switch {
 	case fit.online == 0:
 		return fmt.Sprintf("no agent of tenant %s is online", r.Tenant), nil
-	case fit.matching == 0:
+	case fit.labelled == 0:
 		return fmt.Sprintf("none of the %d online agent(s) of tenant %s has the labels %s", fit.online, r.Tenant, formatLabels(w.AgentLabels)), nil
+	case fit.matching == 0:
+		return fmt.Sprintf("no online agent of tenant %s has a terraform meeting %q, the version workspace %s requires (they run %s)",
+			r.Tenant, w.TerraformVersion, w.Name, strings.Join(fit.versions, ", ")), nil
 	case len(fit.free) == 0:
 		return fmt.Sprintf("all %d agent(s) that can run it are busy", fit.matching), nil
 	}
@@ -406,7 +409,10 @@ func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
 
 // agentFit is how a tenant's agents fit a workspace.
 type agentFit struct {
-	online, matching int
+	// labelled agents have the workspace's labels; matching ones also its
+	// terraform version; versions are the labelled agents' versions.
+	online, labelled, matching int
+	versions                   []string
 	// free are the online agents with the workspace's labels and spare
 	// capacity, least loaded first, then most recently seen.
 	free []Agent
@@ -433,6 +439,12 @@ func (m *Manager) fit(ctx context.Context, w Workspace) (agentFit, error) {
 		}
 		f.online++
 		if a.Matches(w.AgentLabels) {
+			f.labelled++
+			if v := cmp.Or(a.TerraformVersion, "an unknown version"); !slices.Contains(f.versions, v) {
+				f.versions = append(f.versions, v)
+			}
+		}
+		if w.Runs(a) {
 			f.matching++
 			if busy[a.ID] < a.Capacity {
 				f.free = append(f.free, a)
@@ -514,7 +526,7 @@ func (m *Manager) ClaimNext(ctx context.Context, tenant, agentID string) (Run, e
 		return Run{}, fmt.Errorf("cannot list workspaces of %s: %w", tenant, err)
 	}
 	for _, w := range wss {
-		if !agent.Matches(w.AgentLabels) {
+		if !w.Runs(agent) {
 			continue
 		}
 		r, err := m.claim(ctx, agent, w.Name)
@@ -557,6 +569,9 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 	}
 	if !agent.Matches(w.AgentLabels) {
 		return Run{}, fmt.Errorf("%w: agent %s lacks the labels %s of workspace %s", ErrAgentUnavailable, agent.ID, formatLabels(w.AgentLabels), w.Name)
+	}
+	if !w.TerraformAccepts(agent.TerraformVersion) {
+		return Run{}, fmt.Errorf("%w: agent %s runs terraform %s, workspace %s requires %q", ErrAgentUnavailable, agent.ID, cmp.Or(agent.TerraformVersion, "of an unknown version"), w.Name, w.TerraformVersion)
 	}
 	var attempted string // the run an earlier attempt tried to claim
 	return retry(ctx, func() (Run, error) {

@@ -226,3 +226,33 @@ func TestPlanJSONIsKeptWithThePlanPhase(t *testing.T) {
 	assert.Equal(t, "contoso/prod/"+r.ID+"/plan.json", got.PlanJSON.Blob)
 	assert.Empty(t, got.PlanJSON.URL, "no link is kept")
 }
+
+// A workspace's terraform version constraint picks its agents; when no
+// online agent meets it, the run waits and says why.
+func TestTerraformVersionConstraint(t *testing.T) {
+	ctx := context.Background()
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	_, err := m.UpdateWorkspace(ctx, "contoso", "prod", func(w *runs.Workspace) { w.TerraformVersion = "not a constraint" })
+	require.ErrorIs(t, err, runs.ErrInvalid)
+	_, err = m.UpdateWorkspace(ctx, "contoso", "prod", func(w *runs.Workspace) { w.TerraformVersion = ">= 1.12, < 2.0" })
+	require.NoError(t, err)
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1, TerraformVersion: "1.11.4"})
+	require.NoError(t, err)
+
+	r := enqueue(t, m)
+	why, err := m.Waiting(ctx, r)
+	require.NoError(t, err)
+	assert.Equal(t, `no online agent of tenant contoso has a terraform meeting ">= 1.12, < 2.0", the version workspace prod requires (they run 1.11.4)`, why)
+	_, err = m.Dispatch(ctx, "contoso", "prod")
+	require.ErrorIs(t, err, runs.ErrAgentUnavailable)
+	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.ErrorIs(t, err, runs.ErrAgentUnavailable, "an agent that does not meet it cannot claim either")
+	_, err = m.ClaimNext(ctx, "contoso", "a1")
+	require.ErrorIs(t, err, runs.ErrNothingToClaim)
+
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a2", Capacity: 1, TerraformVersion: "1.12.1"})
+	require.NoError(t, err)
+	got, err := m.Dispatch(ctx, "contoso", "prod")
+	require.NoError(t, err)
+	assert.Equal(t, "a2", got.Agent)
+}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-version"
+
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
@@ -38,7 +40,11 @@ type Workspace struct {
 	// AgentLabels selects agents: every key must be present on the agent
 	// with the same value. Empty means any agent of the tenant.
 	AgentLabels map[string]string `json:"agentLabels,omitempty"`
-	Options     Options           `json:"options"`
+	// TerraformVersion is a version constraint ("~> 1.9", ">= 1.10,
+	// < 2.0") the terraform of an agent must meet to run the workspace
+	// (agents report theirs in heartbeats); empty means any.
+	TerraformVersion string  `json:"terraformVersion,omitempty"`
+	Options          Options `json:"options"`
 	CreatedAt   time.Time         `json:"createdAt"`
 	// ETag is the store's concurrency token; "" when not stored yet.
 	ETag string `json:"-"`
@@ -121,7 +127,35 @@ func (w Workspace) Validate() error {
 			return fmt.Errorf("workspace agentLabels: %w", err)
 		}
 	}
+	if w.TerraformVersion != "" {
+		if len(w.TerraformVersion) > 100 {
+			return errors.New("workspace terraformVersion: longer than 100 characters")
+		}
+		if _, err := version.NewConstraint(w.TerraformVersion); err != nil {
+			return fmt.Errorf("workspace terraformVersion %q is not a version constraint such as \"~> 1.9\" or \">= 1.10, < 2.0\": %w", w.TerraformVersion, err)
+		}
+	}
 	return w.Options.Validate()
+}
+
+// Runs reports whether agent a may run the workspace's runs: it has the
+// workspace's labels and a terraform that meets its version constraint.
+func (w Workspace) Runs(a Agent) bool {
+	return a.Matches(w.AgentLabels) && w.TerraformAccepts(a.TerraformVersion)
+}
+
+// TerraformAccepts reports whether a terraform of version v meets the
+// workspace's constraint (an unknown version meets only no constraint).
+func (w Workspace) TerraformAccepts(v string) bool {
+	if w.TerraformVersion == "" {
+		return true
+	}
+	c, err := version.NewConstraint(w.TerraformVersion)
+	if err != nil {
+		return false
+	}
+	got, err := version.NewVersion(v)
+	return err == nil && c.Check(got)
 }
 
 // Operation is what a run does to the workspace's infrastructure.

@@ -111,7 +111,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 				return usageError{fmt.Errorf("--label: %w", err)}
 			}
 			// The server checks again; checking here names the flag.
-			ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels,
+			ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
 				Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes, PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}}
 			if err := ws.Validate(); err != nil {
 				return usageError{err}
@@ -128,6 +128,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 	create.Flags().BoolVar(&req.FourEyes, "four-eyes", false, "whoever queued a run may not approve it (turning it off later needs a platform administrator)")
 	create.Flags().StringArrayVar(&labels, "label", nil, "run only on agents with this label, key=value (repeatable)")
 	create.Flags().StringVar(&req.Description, "description", "", "what the workspace is for")
+	create.Flags().StringVar(&req.TerraformVersion, "terraform-version", "", `run only on agents whose terraform meets this version constraint ("~> 1.9", ">= 1.10, < 2.0")`)
 	create.Flags().DurationVar(&planTimeout, "plan-timeout", 0, "how long a plan may run (default 1h)")
 	create.Flags().DurationVar(&applyTimeout, "apply-timeout", 0, "how long an apply may run (default 2h)")
 	create.Flags().DurationVar(&approvalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval (default 24h)")
@@ -151,7 +152,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 
 // workspaceUpdateCommand changes only the settings whose flags are given.
 func (a *app) workspaceUpdateCommand() *cobra.Command {
-	var description string
+	var description, terraformVersion string
 	var autoApply, fourEyes bool
 	var labels []string
 	var planTimeout, applyTimeout, approvalTimeout time.Duration
@@ -171,6 +172,9 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 			if f.Changed("four-eyes") {
 				req.FourEyes = &fourEyes
 			}
+			if f.Changed("terraform-version") {
+				req.TerraformVersion = &terraformVersion
+			}
 			if f.Changed("label") {
 				l, err := parseLabels(slices.DeleteFunc(labels, func(s string) bool { return s == "" }))
 				if err != nil {
@@ -186,7 +190,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 				return usageError{err}
 			}
 			if req == (opsapi.UpdateWorkspaceRequest{}) {
-				return usageError{errors.New("nothing to change: give at least one of --description, --auto-apply, --four-eyes, --label, --*-timeout")}
+				return usageError{errors.New("nothing to change: give at least one of --description, --auto-apply, --four-eyes, --label, --terraform-version, --*-timeout")}
 			}
 			ws, err := api.UpdateWorkspace(cmd.Context(), tenant, args[0], req)
 			if err != nil {
@@ -196,6 +200,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 		}),
 	}
 	update.Flags().StringVar(&description, "description", "", "what the workspace is for")
+	update.Flags().StringVar(&terraformVersion, "terraform-version", "", `run only on agents whose terraform meets this constraint ("~> 1.9"; "" removes it)`)
 	update.Flags().BoolVar(&autoApply, "auto-apply", false, "apply plans without approval (turning it on needs the approver role)")
 	update.Flags().BoolVar(&fourEyes, "four-eyes", false, "whoever queued a run may not approve it (--four-eyes=false needs a platform administrator)")
 	update.Flags().StringArrayVar(&labels, "label", nil, "replace the agent labels, key=value (repeatable; --label '' clears them)")
