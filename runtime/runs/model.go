@@ -43,9 +43,9 @@ type Workspace struct {
 	// TerraformVersion is a version constraint ("~> 1.9", ">= 1.10,
 	// < 2.0") the terraform of an agent must meet to run the workspace
 	// (agents report theirs in heartbeats); empty means any.
-	TerraformVersion string  `json:"terraformVersion,omitempty"`
-	Options          Options `json:"options"`
-	CreatedAt   time.Time         `json:"createdAt"`
+	TerraformVersion string    `json:"terraformVersion,omitempty"`
+	Options          Options   `json:"options"`
+	CreatedAt        time.Time `json:"createdAt"`
 	// ETag is the store's concurrency token; "" when not stored yet.
 	ETag string `json:"-"`
 }
