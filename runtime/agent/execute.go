@@ -137,7 +137,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 				return err
 			}
 		}
-		job.Vars = secrets.Vars
+		job.Vars, job.PlainVars, job.Plan = secrets.Vars, asg.Vars, asg.Plan
 	}
 
 	took.fetch = time.Since(t0)

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	slug "github.com/hashicorp/go-slug"
 )
 
 // Errors callers branch on.
@@ -93,6 +95,20 @@ type PackOptions struct {
 	// installed providers and modules) is kept. A configuration bundle
 	// leaves it out, the agent runs `terraform init` itself.
 	Workdir bool
+	// TerraformIgnore leaves out what the directory's .terraformignore
+	// excludes, with Terraform Cloud's rules and defaults (.git/ and
+	// .terraform/ except .terraform/modules/ when there is no such file),
+	// as HashiCorp's go-slug applies them.
+	TerraformIgnore bool
+	// Extra files are added at the archive's root after the directory's
+	// (per-run variable files); a name the directory has is refused.
+	Extra []File
+}
+
+// File is a file Pack adds that is not in the directory.
+type File struct {
+	Name string // a plain name, no directory
+	Data []byte
 }
 
 // Stats describe a packed or unpacked archive.
@@ -101,6 +117,7 @@ type Stats struct {
 	Entries       int   // files, directories and symlinks
 	UnpackedBytes int64 // sum of file sizes
 	Bytes         int64 // compressed size
+	Ignored       int   // files and directories .terraformignore left out
 }
 
 // skipDir reports whether a directory never travels: version control
@@ -130,6 +147,12 @@ func Pack(dir string, w io.Writer, opts PackOptions) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("cannot pack %s: %w", dir, err)
 	}
+	var keep map[string]bool
+	if opts.TerraformIgnore {
+		if keep, err = terraformIgnoreKeeps(root); err != nil {
+			return st, fmt.Errorf("cannot pack %s: %w", dir, err)
+		}
+	}
 	walkErr := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -139,7 +162,14 @@ func Pack(dir string, w io.Writer, opts PackOptions) (Stats, error) {
 			return err
 		}
 		name := filepath.ToSlash(rel)
-		if d.IsDir() && skipDir(d.Name(), opts.Workdir) {
+		switch {
+		case keep != nil && d.IsDir() && !keep[name+"/"]:
+			st.Ignored++
+			return filepath.SkipDir
+		case keep != nil && !d.IsDir() && !keep[name]:
+			st.Ignored++
+			return nil
+		case keep == nil && d.IsDir() && skipDir(d.Name(), opts.Workdir):
 			return filepath.SkipDir
 		}
 		info, err := d.Info()
@@ -194,6 +224,9 @@ func Pack(dir string, w io.Writer, opts PackOptions) (Stats, error) {
 		}
 		return nil
 	})
+	if walkErr == nil {
+		walkErr = packExtra(root, tw, opts.Extra, &st)
+	}
 	if walkErr != nil {
 		return st, fmt.Errorf("cannot pack %s: %w", dir, walkErr)
 	}
@@ -205,6 +238,55 @@ func Pack(dir string, w io.Writer, opts PackOptions) (Stats, error) {
 	}
 	st.Bytes = cw.n
 	return st, nil
+}
+
+func packExtra(root string, tw *tar.Writer, files []File, st *Stats) error {
+	for _, f := range files {
+		if f.Name == "" || f.Name != filepath.Base(f.Name) || strings.ContainsAny(f.Name, `/\`) || f.Name == "." || f.Name == ".." {
+			return fmt.Errorf("%w: extra file name %q must be a plain file name", ErrUnsafePath, f.Name)
+		}
+		if _, err := os.Lstat(filepath.Join(root, f.Name)); err == nil {
+			return fmt.Errorf("%s is in the directory already: rename it or leave the option that adds it", f.Name)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Typeflag: tar.TypeReg, Size: int64(len(f.Data)), Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return err
+		}
+		st.Files++
+		st.Entries++
+		st.UnpackedBytes += int64(len(f.Data))
+	}
+	return nil
+}
+
+// terraformIgnoreKeeps returns the names (directories with a trailing
+// "/") go-slug keeps in root under its .terraformignore: the same rules
+// as Terraform Cloud, from the same code. go-slug keeps its rule parser
+// internal, so this packs with it, discarding the bytes, and reads the
+// list of what it packed.
+func terraformIgnoreKeeps(root string) (map[string]bool, error) {
+	p, err := slug.NewPacker(slug.ApplyTerraformIgnore())
+	if err != nil {
+		return nil, err
+	}
+	meta, err := p.Pack(root, io.Discard)
+	if err != nil {
+		return nil, fmt.Errorf("cannot apply .terraformignore: %w", err)
+	}
+	keep := make(map[string]bool, len(meta.Files))
+	for _, f := range meta.Files {
+		// go-slug lists .terraform/modules/x/ without .terraform/: the
+		// directories leading to a kept name are kept too.
+		for i := range len(f) {
+			if f[i] == '/' {
+				keep[f[:i+1]] = true
+			}
+		}
+		keep[f] = true
+	}
+	return keep, nil
 }
 
 // localLink reports whether a symlink at name (slash-separated, relative)

@@ -479,6 +479,7 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if err := d.cfg.Signer.Sign(ctx, &c, d.cfg.URLTTL); err != nil {
 		return nil, err
 	}
+	a.Plan = r.PlanOptions
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
 	// The state as it is now, for good: the link never reads a state
 	// promoted after this claim.

@@ -45,3 +45,21 @@ func TestRunPlan(t *testing.T) {
 	r = do(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/runs/"+f.planned+"/plan", nobodyKey)
 	assert.Equal(t, http.StatusForbidden, r.status, "another tenant's operator")
 }
+
+func TestCreateRunWithPlanOptions(t *testing.T) {
+	f := newRunsFixture(t)
+	base := f.srv.URL + "/v1/tenants/contoso/workspaces/prod/runs"
+	r := doBody(t, http.MethodPost, base+"?op=plan&target=terraform_data.a&target=module.net&replace=terraform_data.b", "application/gzip", []byte("bundle"))
+	require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+	run := decode[Run](t, r)
+	require.NotNil(t, run.PlanOptions)
+	assert.Equal(t, PlanOptions{Targets: []string{"terraform_data.a", "module.net"}, Replace: []string{"terraform_data.b"}}, *run.PlanOptions)
+	stored, err := f.m.GetRun(context.Background(), "contoso", run.ID)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"terraform_data.a", "module.net"}, stored.PlanOptions.Targets)
+
+	for _, q := range []string{"?op=plan&refresh_only=maybe", "?op=destroy&replace=x.y", "?op=plan&replace=x.y&refresh_only=true", "?op=plan&target="} {
+		r := doBody(t, http.MethodPost, base+q, "application/gzip", []byte("bundle"))
+		assert.Equal(t, http.StatusBadRequest, r.status, "%s: %s", q, r.body)
+	}
+}

@@ -1,6 +1,7 @@
 package opsapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfrun"
 )
 
 // Artifacts stores run bundles, reads run logs and kept workspace states
@@ -320,6 +322,17 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("op %q must be plan or destroy", q))
 		return
 	}
+	q := r.URL.Query()
+	refreshOnly, err := strconv.ParseBool(cmp.Or(q.Get("refresh_only"), "false"))
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("refresh_only %q must be true or false", q.Get("refresh_only")))
+		return
+	}
+	plan := tfrun.PlanOptions{Targets: q["target"], Replace: q["replace"], RefreshOnly: refreshOnly}
+	if err := plan.Validate(op == runs.OpDestroy); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/gzip" {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, "the body must be the configuration bundle, Content-Type application/gzip (opsbot plan packs it)")
 		return
@@ -346,8 +359,8 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		s.runsError(w, r, err)
 		return
 	}
-	q, err := s.cfg.Runs.Enqueue(r.Context(), runs.EnqueueRequest{Tenant: tenant, Workspace: workspace, ID: id, Operation: op,
-		Bundle: ref, Message: r.URL.Query().Get("message"), CreatedBy: operator(r), CreatedByID: subject(r)})
+	queued, err := s.cfg.Runs.Enqueue(r.Context(), runs.EnqueueRequest{Tenant: tenant, Workspace: workspace, ID: id, Operation: op,
+		Bundle: ref, Message: q.Get("message"), CreatedBy: operator(r), CreatedByID: subject(r), PlanOptions: plan})
 	if err != nil {
 		s.runsError(w, r, err)
 		return
@@ -355,7 +368,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Dispatcher != nil {
 		s.cfg.Dispatcher.Kick(tenant, workspace)
 	}
-	writeJSON(w, http.StatusAccepted, apiRun(q.Run, q.Waiting))
+	writeJSON(w, http.StatusAccepted, apiRun(queued.Run, queued.Waiting))
 }
 
 // Limits of GET .../runs.

@@ -128,6 +128,9 @@ type Run struct {
 	// Deadline is when the current state times out.
 	Deadline        *time.Time `json:"deadline,omitempty"`
 	CancelRequested bool       `json:"cancel_requested,omitempty"`
+	// PlanOptions narrow or change its plan: -target, -replace,
+	// -refresh-only.
+	PlanOptions *PlanOptions `json:"plan_options,omitempty"`
 	// HasPlan: a saved plan is kept for the apply.
 	HasPlan bool `json:"has_plan"`
 	// PlanChanges: the plan's resource changes can be read from
@@ -136,6 +139,15 @@ type Run struct {
 	PlanResult  *RunResult   `json:"plan_result,omitempty"`
 	ApplyResult *RunResult   `json:"apply_result,omitempty"`
 	History     []Transition `json:"history"`
+}
+
+// PlanOptions are a run's terraform plan -target, -replace and
+// -refresh-only (query parameters target, replace, refresh_only of POST
+// .../runs).
+type PlanOptions struct {
+	Targets     []string `json:"targets,omitempty"`
+	Replace     []string `json:"replace,omitempty"`
+	RefreshOnly bool     `json:"refresh_only,omitempty"`
 }
 
 // Terminal reports whether the run has ended.
@@ -266,6 +278,9 @@ func apiRun(r runs.Run, waiting string) Run {
 	if !r.Deadline.IsZero() {
 		d := r.Deadline.UTC()
 		out.Deadline = &d
+	}
+	if o := r.PlanOptions; !o.Empty() {
+		out.PlanOptions = &PlanOptions{Targets: o.Targets, Replace: o.Replace, RefreshOnly: o.RefreshOnly}
 	}
 	for _, h := range r.History {
 		out.History = append(out.History, Transition{From: string(h.From), To: string(h.To), At: h.At.UTC(), By: h.By, Reason: h.Reason})

@@ -112,16 +112,38 @@ const (
 // started. An oversize bundle is an *APIError with StatusCode 413 whose
 // message names the limit. The upload may take longer than a request's
 // Timeout: it is bounded by ctx and UploadTimeout.
-func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op RunOp, message string, bundle io.Reader) (*opsapi.Run, error) {
+func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op RunOp, message string, bundle io.Reader, opts ...RunOption) (*opsapi.Run, error) {
 	q := url.Values{"op": {string(op)}}
 	if message != "" {
 		q.Set("message", message)
+	}
+	for _, o := range opts {
+		o(q)
 	}
 	var run opsapi.Run
 	if err := c.call(ctx, c.upload, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "runs"), q, "application/gzip", bundle, http.StatusAccepted, &run); err != nil {
 		return nil, fmt.Errorf("cannot start a run in %s/%s: %w", tenant, workspace, err)
 	}
 	return &run, nil
+}
+
+// RunOption sets an option of a new run.
+type RunOption func(url.Values)
+
+// WithPlanOptions gives the run's plan -target, -replace and
+// -refresh-only.
+func WithPlanOptions(o opsapi.PlanOptions) RunOption {
+	return func(q url.Values) {
+		for _, a := range o.Targets {
+			q.Add("target", a)
+		}
+		for _, a := range o.Replace {
+			q.Add("replace", a)
+		}
+		if o.RefreshOnly {
+			q.Set("refresh_only", "true")
+		}
+	}
 }
 
 // RunQuery selects runs for Runs. Empty fields match everything; Limit 0

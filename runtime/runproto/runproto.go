@@ -161,6 +161,12 @@ type Assign struct {
 	Secrets string `json:"secrets,omitempty"`
 	// Timeout bounds this phase; the agent stops Terraform after it.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Plan narrows or changes a plan or destroy (-target, -replace,
+	// -refresh-only).
+	Plan tfrun.PlanOptions `json:"plan,omitzero"`
+	// Vars are the workspace's input variables that are not sensitive (the
+	// sensitive ones travel sealed in Secrets).
+	Vars map[string]string `json:"vars,omitempty"`
 	// LogOffset is the length of the run's log when the phase was
 	// assigned: where this claim's first log batch starts (see Logs.Offset).
 	LogOffset int64 `json:"logOffset"`
@@ -418,11 +424,17 @@ func Validate(m Message) error {
 			if err := req("workdirURL", m.WorkdirURL); err != nil {
 				return err
 			}
+			if !m.Plan.Empty() || len(m.Vars) > 0 {
+				return malformed(t, "plan", "an apply uses its saved plan: no plan options or variables")
+			}
 		default:
 			return malformed(t, "op", "%q is not plan, destroy or apply", m.Op)
 		}
 		if m.Timeout < 0 {
 			return malformed(t, "timeout", "negative")
+		}
+		if err := m.Plan.Validate(m.Op == tfrun.PlanDestroy); err != nil {
+			return malformed(t, "plan", "%v", err)
 		}
 	case *Cancel:
 		return req("runId", m.RunID)

@@ -281,6 +281,8 @@ type EnqueueRequest struct {
 	// CreatedByID identifies the principal stably (see Run.CreatedByID);
 	// empty means CreatedBy.
 	CreatedByID string
+	// PlanOptions are the plan's -target, -replace and -refresh-only.
+	PlanOptions tfrun.PlanOptions
 }
 
 // checkArtifact refuses a reference to another tenant's or workspace's
@@ -312,6 +314,9 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	case len(req.Message) > 1024:
 		return Enqueued{}, fmt.Errorf("%w: message is longer than 1024 characters", ErrInvalid)
 	}
+	if err := req.PlanOptions.Validate(req.Operation == OpDestroy); err != nil {
+		return Enqueued{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	if req.ID != "" {
 		at, ok := runIDTime(req.ID)
 		switch {
@@ -339,7 +344,7 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	r := Run{
 		ID: req.ID, Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
 		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedByID: req.CreatedByID, CreatedAt: now, UpdatedAt: now,
-		Bundle:  &b,
+		Bundle: &b, PlanOptions: req.PlanOptions,
 		History: []Transition{{To: Queued, At: now, By: req.CreatedBy, Reason: "run created"}},
 	}
 	if err := m.store.Commit(ctx, Commit{Tenant: r.Tenant, Workspace: r.Workspace, Runs: []Run{r}}); err != nil {

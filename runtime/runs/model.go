@@ -186,6 +186,9 @@ type Run struct {
 	UpdatedAt   time.Time `json:"updatedAt"`
 	// Bundle is the configuration to run (see package artifacts).
 	Bundle *envelope.Claim `json:"bundle"`
+	// PlanOptions narrow or change the plan (-target, -replace,
+	// -refresh-only).
+	PlanOptions tfrun.PlanOptions `json:"planOptions,omitzero"`
 	// Plan is the saved plan with its working directory, set when the
 	// plan ends; the apply applies exactly this, on any agent.
 	Plan *envelope.Claim `json:"plan,omitempty"`

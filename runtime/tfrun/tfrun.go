@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +126,50 @@ type Job struct {
 	// Secrets are further values to redact from logs; an apply passes the
 	// values of its plan's Vars here.
 	Secrets []string
+	// PlainVars are input variables that are not secret (workspace
+	// variables not marked sensitive): written with Vars, never redacted.
+	// A name in both takes the Vars value.
+	PlainVars map[string]string
+	// Plan narrows or changes a plan (-target, -replace, -refresh-only).
+	Plan PlanOptions
+}
+
+// PlanOptions are terraform plan's -target, -replace and -refresh-only.
+type PlanOptions struct {
+	Targets     []string `json:"targets,omitempty"`
+	Replace     []string `json:"replace,omitempty"`
+	RefreshOnly bool     `json:"refreshOnly,omitempty"`
+}
+
+// MaxPlanAddresses bounds the addresses of each PlanOptions list.
+const MaxPlanAddresses = 100
+
+// Validate checks the addresses (non-empty, one line, at most 512 bytes,
+// at most MaxPlanAddresses of each) and the combination: a destroy plan
+// takes targets only, and -replace does not go with -refresh-only.
+func (o PlanOptions) Validate(destroy bool) error {
+	for what, list := range map[string][]string{"target": o.Targets, "replace": o.Replace} {
+		if len(list) > MaxPlanAddresses {
+			return fmt.Errorf("plan options: %d %s addresses, the limit is %d", len(list), what, MaxPlanAddresses)
+		}
+		for _, a := range list {
+			if a == "" || len(a) > 512 || strings.HasPrefix(a, "-") || strings.ContainsFunc(a, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				return fmt.Errorf("plan options: %s address %q must be a resource address such as aws_instance.web or module.net", what, a)
+			}
+		}
+	}
+	switch {
+	case destroy && (o.RefreshOnly || len(o.Replace) > 0):
+		return errors.New("plan options: a destroy takes -target only, not -replace or -refresh-only")
+	case o.RefreshOnly && len(o.Replace) > 0:
+		return errors.New("plan options: -replace and -refresh-only exclude each other")
+	}
+	return nil
+}
+
+// Empty reports whether no option is set.
+func (o PlanOptions) Empty() bool {
+	return len(o.Targets) == 0 && len(o.Replace) == 0 && !o.RefreshOnly
 }
 
 // Sink receives a run's log lines as they happen, in batches.
@@ -225,15 +270,28 @@ func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
 	for _, v := range job.Vars {
 		secrets = append(secrets, v)
 	}
-	if len(job.Vars) > 0 {
+	if len(job.Vars) > 0 || len(job.PlainVars) > 0 {
 		if job.Op == Apply {
 			return nil, errors.New("tfrun: Vars belong to the plan; an apply uses the saved plan's values")
 		}
+		vars := maps.Clone(job.PlainVars)
+		if vars == nil {
+			vars = map[string]string{}
+		}
+		maps.Copy(vars, job.Vars)
 		path := filepath.Join(job.Dir, varsFile)
-		if err := writeVars(path, job.Vars); err != nil {
+		if err := writeVars(path, vars); err != nil {
 			return nil, err
 		}
 		defer os.Remove(path)
+	}
+	if !job.Plan.Empty() {
+		if job.Op == Apply {
+			return nil, errors.New("tfrun: plan options belong to the plan")
+		}
+		if err := job.Plan.Validate(job.Op == PlanDestroy); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{Op: job.Op}
 	ev := newEventStream(ctx, sink, res, newRedactor(secrets), r.cfg.FlushInterval, r.cfg.BatchLines)
@@ -257,7 +315,14 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 		if err := tf.InitJSON(ctx, ev, tfexec.Upgrade(false)); err != nil {
 			return fmt.Errorf("init: %w", err)
 		}
-		changes, err := tf.PlanJSON(ctx, ev, tfexec.Out(job.PlanFile), tfexec.Destroy(job.Op == PlanDestroy))
+		opts := []tfexec.PlanOption{tfexec.Out(job.PlanFile), tfexec.Destroy(job.Op == PlanDestroy), tfexec.RefreshOnly(job.Plan.RefreshOnly)}
+		for _, a := range job.Plan.Targets {
+			opts = append(opts, tfexec.Target(a))
+		}
+		for _, a := range job.Plan.Replace {
+			opts = append(opts, tfexec.Replace(a))
+		}
+		changes, err := tf.PlanJSON(ctx, ev, opts...)
 		if err != nil {
 			return fmt.Errorf("plan: %w", err)
 		}

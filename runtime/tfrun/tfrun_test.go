@@ -308,3 +308,25 @@ func TestCLIConfigNoiseIsLeftOut(t *testing.T) {
 	two := &Error{Op: Apply, Err: errors.New("x"), Diagnostics: []Diagnostic{{Summary: "A", Address: "terraform_data.x"}, {Summary: "B"}}}
 	assert.Equal(t, "terraform apply failed: A (terraform_data.x) and 1 more error(s)", two.Error())
 }
+
+// TestPlanOptions: -target narrows the plan, -refresh-only plans no
+// resource change; plain variables reach Terraform and are not redacted.
+func TestPlanOptions(t *testing.T) {
+	t.Parallel()
+	r := runner(t, Config{})
+	ctx := context.Background()
+	logs := newSink()
+	res, err := r.Run(ctx, Job{Op: Plan, Dir: workdir(t, "two"), PlainVars: map[string]string{"region": "westeurope"},
+		Plan: PlanOptions{Targets: []string{"terraform_data.a"}}}, logs)
+	require.NoError(t, err)
+	require.NotNil(t, res.Changes)
+	assert.Equal(t, 1, res.Changes.Add, "only the target")
+	assert.Contains(t, string(res.PlanJSON), `"westeurope"`, "a plain variable is not a secret")
+
+	res, err = r.Run(ctx, Job{Op: Plan, Dir: workdir(t, "two"), PlainVars: map[string]string{"region": "x"}, Plan: PlanOptions{RefreshOnly: true}}, newSink())
+	require.NoError(t, err)
+	assert.Equal(t, 0, res.Plan.Add, "a refresh-only plan creates nothing")
+
+	_, err = r.Run(ctx, Job{Op: PlanDestroy, Dir: workdir(t, "two"), Plan: PlanOptions{Replace: []string{"terraform_data.a"}}}, newSink())
+	require.ErrorContains(t, err, "a destroy takes -target only")
+}

@@ -31,7 +31,7 @@ type runsAPI interface {
 	UpdateWorkspace(ctx context.Context, tenant, name string, req opsapi.UpdateWorkspaceRequest) (*opsapi.Workspace, error)
 	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
 	// its Waiting says why it cannot start at once.
-	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader) (*opsapi.Run, error)
+	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader, opts ...opsclient.RunOption) (*opsapi.Run, error)
 	// Runs lists runs newest first.
 	Runs(ctx context.Context, tenant string, q opsclient.RunQuery) (*opsapi.RunList, error)
 	Run(ctx context.Context, tenant, id string) (*opsapi.Run, error)
@@ -215,6 +215,7 @@ type followFlags struct {
 	detach  bool
 	yes     bool
 	message string
+	run     runOptions // --var, --target, ...
 }
 
 func (a *app) planCommand() *cobra.Command {
@@ -268,6 +269,7 @@ func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm
 	if confirm {
 		c.Flags().BoolVarP(&ff.yes, "yes", "y", false, "apply without asking (required without a terminal)")
 	}
+	ff.run.flags(c, confirm)
 }
 
 // startRun packs dir, creates the run and follows it.
@@ -279,18 +281,26 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 		// Fail before uploading anything rather than after the plan.
 		return usageError{errors.New("--yes: required to destroy without a terminal to confirm on")}
 	}
-	bundle, stats, err := packBundle(dir)
+	extra, err := ff.run.bundleFiles()
+	if err != nil {
+		return err
+	}
+	bundle, stats, err := packBundle(dir, extra)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(bundle.Name())
 	defer bundle.Close()
-	fmt.Fprintf(a.stderr, "Uploading %s (%d files, %s) to workspace %s...\n", dir, stats.Files, humanBytes(stats.Bytes), workspace)
+	ignored := ""
+	if stats.Ignored > 0 {
+		ignored = fmt.Sprintf("; %d left out by .terraformignore", stats.Ignored)
+	}
+	fmt.Fprintf(a.stderr, "Uploading %s (%d files, %s%s) to workspace %s...\n", dir, stats.Files, humanBytes(stats.Bytes), ignored, workspace)
 	apiOp := opsclient.OpPlan
 	if op == runs.OpDestroy {
 		apiOp = opsclient.OpDestroy
 	}
-	run, err := api.CreateRun(ctx, tenant, workspace, apiOp, ff.message, bundle)
+	run, err := api.CreateRun(ctx, tenant, workspace, apiOp, ff.message, bundle, opsclient.WithPlanOptions(ff.run.plan))
 	if err != nil {
 		return explainCreateRun(err, dir)
 	}
@@ -521,7 +531,7 @@ func (a *app) cancelCommand() *cobra.Command {
 
 // packBundle packs dir into a temporary file, rewound, with the bundle
 // limits checked before anything is uploaded.
-func packBundle(dir string) (*os.File, artifacts.Stats, error) {
+func packBundle(dir string, extra []artifacts.File) (*os.File, artifacts.Stats, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, artifacts.Stats{}, usageError{fmt.Errorf("--dir: %w", err)}
@@ -538,7 +548,7 @@ func packBundle(dir string) (*os.File, artifacts.Stats, error) {
 		os.Remove(f.Name())
 		return nil, artifacts.Stats{}, err
 	}
-	stats, err := artifacts.Pack(dir, f, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	stats, err := artifacts.Pack(dir, f, artifacts.PackOptions{Limits: artifacts.BundleLimits, TerraformIgnore: true, Extra: extra})
 	if err != nil {
 		return fail(fmt.Errorf("cannot pack %s: %w", dir, err))
 	}

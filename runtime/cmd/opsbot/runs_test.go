@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,9 @@ type fakeRuns struct {
 	cancelled     []string
 	workspaces    []opsapi.Workspace
 	plan          *tfjson.Plan // the run's plan, when it has one
+	createQuery   url.Values   // the options of the last CreateRun
+	keepBundle    bool         // keep the last bundle in bundle
+	bundle        []byte
 }
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
@@ -75,9 +79,20 @@ func (f *fakeRuns) Workspaces(context.Context, string) ([]opsapi.Workspace, erro
 	return f.workspaces, nil
 }
 
-func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op opsclient.RunOp, _ string, bundle io.Reader) (*opsapi.Run, error) {
+func (f *fakeRuns) CreateRun(_ context.Context, _, workspace string, op opsclient.RunOp, _ string, bundle io.Reader, opts ...opsclient.RunOption) (*opsapi.Run, error) {
 	if f.createErr != nil {
 		return nil, f.createErr
+	}
+	f.createQuery = url.Values{}
+	for _, o := range opts {
+		o(f.createQuery)
+	}
+	if f.keepBundle {
+		data, err := io.ReadAll(bundle)
+		if err != nil {
+			return nil, err
+		}
+		f.bundle, bundle = data, bytes.NewReader(data)
 	}
 	n, err := io.Copy(io.Discard, bundle)
 	if err != nil {

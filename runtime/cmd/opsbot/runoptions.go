@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/tfrun"
+)
+
+// runOptions are terraform plan's everyday options for one run: --var and
+// --var-file travel in the bundle as auto-loaded variable files, --target,
+// --replace and --refresh-only with the run.
+type runOptions struct {
+	vars     []string
+	varFiles []string
+	plan     opsapi.PlanOptions
+}
+
+func (o *runOptions) flags(c *cobra.Command, destroy bool) {
+	f := c.Flags()
+	f.StringArrayVar(&o.vars, "var", nil, "set an input variable for this run, NAME=VALUE (repeatable; the value is a string, as with terraform -var for a primitive type)")
+	f.StringArrayVar(&o.varFiles, "var-file", nil, "load input variables from a .tfvars or .tfvars.json file for this run (repeatable)")
+	f.StringArrayVar(&o.plan.Targets, "target", nil, "plan only this resource address and what it depends on, as terraform -target (repeatable)")
+	if !destroy {
+		f.StringArrayVar(&o.plan.Replace, "replace", nil, "plan to replace this resource instance, as terraform -replace (repeatable)")
+		f.BoolVar(&o.plan.RefreshOnly, "refresh-only", false, "plan only to update the state to match the real infrastructure, as terraform -refresh-only")
+	}
+}
+
+// Names of the variable files a run's options add to its bundle. Terraform
+// loads *.auto.tfvars files in lexical order, later ones winning, after
+// terraform.tfvars; these sort after anything a configuration names
+// "zz-...", and --var after every --var-file, as on terraform's command
+// line. The agent's workspace variables (zz-bote-run.auto.tfvars.json)
+// sort before them: a run's own variables win.
+const (
+	varFilePattern = "zzz-opsbot-var-file-%02d.auto%s"
+	varsFile       = "zzz-opsbot-vars.auto.tfvars.json"
+	maxVarFiles    = 99
+)
+
+// bundleFiles returns the variable files to add to the bundle.
+func (o runOptions) bundleFiles() ([]artifacts.File, error) {
+	// The server checks again; checking here names the flags first.
+	if err := (tfrun.PlanOptions{Targets: o.plan.Targets, Replace: o.plan.Replace, RefreshOnly: o.plan.RefreshOnly}).Validate(false); err != nil {
+		return nil, usageError{err}
+	}
+	if len(o.varFiles) > maxVarFiles {
+		return nil, usageError{fmt.Errorf("--var-file: at most %d files", maxVarFiles)}
+	}
+	var out []artifacts.File
+	for i, path := range o.varFiles {
+		ext := ".tfvars"
+		switch {
+		case strings.HasSuffix(path, ".tfvars.json"):
+			ext = ".tfvars.json"
+		case !strings.HasSuffix(path, ".tfvars"):
+			return nil, usageError{fmt.Errorf("--var-file %s: must end in .tfvars or .tfvars.json", path)}
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--var-file: %w", err)}
+		}
+		out = append(out, artifacts.File{Name: fmt.Sprintf(varFilePattern, i+1, ext), Data: data})
+	}
+	if len(o.vars) > 0 {
+		vars := map[string]string{}
+		for _, kv := range o.vars {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || !validVarName(k) {
+				return nil, usageError{fmt.Errorf("--var %q: must be NAME=VALUE with NAME a Terraform variable name", kv)}
+			}
+			vars[k] = v
+		}
+		data, err := json.MarshalIndent(vars, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, artifacts.File{Name: varsFile, Data: append(data, '\n')})
+	}
+	return out, nil
+}
+
+// validVarName: letters, digits, '_' and '-', not starting with a digit
+// (Terraform's identifiers).
+func validVarName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
