@@ -66,7 +66,7 @@ func TestSecondCtrlCCancelsTheRunAndFollowsItToItsEnd(t *testing.T) {
 	assert.Equal(t, exitRunEnded, r.code, r.stderr)
 	assert.Equal(t, []string{api.run.ID}, api.cancelled)
 	assert.Contains(t, r.stderr, "Cancel of run run-0000000000000001 requested; following it to its end")
-	assert.Contains(t, r.stderr, "run run-0000000000000001 ended cancelled")
+	assert.Contains(t, r.stdout, "Run run-0000000000000001 cancelled", "the outcome ends the output, once")
 }
 
 func TestCtrlCDuringLogsFollowNeverCancels(t *testing.T) {
