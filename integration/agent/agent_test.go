@@ -272,6 +272,8 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	assert.Equal(t, envelope.Identity{Tenant: tenant, Connector: agentID}, r.from, "identity comes from the gateway")
 	assert.Equal(t, 1, hb.Capacity)
 	assert.Equal(t, map[string]string{"env": "test"}, hb.Labels)
+	assert.NotEmpty(t, hb.Version, "the agent reports its build")
+	assert.Regexp(t, `^\d+\.\d+\.\d+`, hb.TerraformVersion, "and the terraform it runs")
 
 	asg, blobName := s.planAssign(run1, "2", "ok", secrets)
 	sentAt := time.Now()

@@ -588,3 +588,9 @@ func TestRunsList(t *testing.T) {
 		assert.Contains(t, r.stderr, tc.msg)
 	}
 }
+
+func TestVersionNeedsNoConfiguration(t *testing.T) {
+	r := cli{t: t, api: newFakeRuns()}.run("--version")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Regexp(t, `^opsbot \S+ .*go1\.\d+`, r.stdout)
+}
