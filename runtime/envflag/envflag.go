@@ -2,13 +2,16 @@
 // environment, the way container platforms configure apps: flag
 // "storage-connection-string" of prefix "BOTE_WORKER" reads
 // BOTE_WORKER_STORAGE_CONNECTION_STRING. A flag given on the command line
-// wins over the environment.
+// wins over the environment, and an empty variable is no value (platforms
+// set variables empty as readily as they leave them out).
+//
+// The environment is read through a getenv function, the one every
+// binary's run takes (package cmd/internal/cli), so tests pass their own.
 package envflag
 
 import (
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -18,20 +21,9 @@ func Name(prefix, name string) string {
 }
 
 // Apply sets every flag of fs not given on the command line from its
-// environment variable, if that is set. Call it after fs.Parse.
-func Apply(fs *flag.FlagSet, prefix string) error { return ApplyFunc(fs, prefix, os.LookupEnv) }
-
-// NonEmpty adapts a getenv-style function (tests inject one) to the lookup
-// ApplyFunc takes, treating an empty value as unset.
-func NonEmpty(getenv func(string) string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v := getenv(k)
-		return v, v != ""
-	}
-}
-
-// ApplyFunc is Apply with the environment read through lookup.
-func ApplyFunc(fs *flag.FlagSet, prefix string, lookup func(string) (string, bool)) error {
+// environment variable, read with getenv, if that is not empty. Call it
+// after fs.Parse.
+func Apply(fs *flag.FlagSet, prefix string, getenv func(string) string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -39,7 +31,7 @@ func ApplyFunc(fs *flag.FlagSet, prefix string, lookup func(string) (string, boo
 		if given[f.Name] || err != nil {
 			return
 		}
-		if v, ok := lookup(Name(prefix, f.Name)); ok {
+		if v := getenv(Name(prefix, f.Name)); v != "" {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("%s: %w", Name(prefix, f.Name), serr)
 			}
@@ -55,10 +47,10 @@ func Usage(fs *flag.FlagSet, prefix string) {
 
 // Parse adds the environment variable to every flag's usage, parses args
 // and then applies the environment to flags not given.
-func Parse(fs *flag.FlagSet, args []string, prefix string) error {
+func Parse(fs *flag.FlagSet, args []string, prefix string, getenv func(string) string) error {
 	Usage(fs, prefix)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return Apply(fs, prefix)
+	return Apply(fs, prefix, getenv)
 }

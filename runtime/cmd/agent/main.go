@@ -22,16 +22,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/botehq/platform/runtime/agent"
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cmd/internal/cli"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/runproto"
@@ -43,16 +42,7 @@ const envPrefix = "BOTE_AGENT"
 // readyLine starts what the agent prints once its gateway session is up.
 const readyLine = "agent connected"
 
-func main() {
-	if buildinfo.Requested(os.Args[1:]) {
-		printVersion(os.Stdout, os.Args[1:], os.Getenv)
-		return
-	}
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "agent:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("agent", run) }
 
 // options are the command line, before it becomes an agent.Config.
 type options struct {
@@ -67,8 +57,9 @@ type options struct {
 	level                       slog.Level
 }
 
-func parse(args []string) (*options, error) {
+func parse(args []string, stderr io.Writer, getenv func(string) string) (*options, error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	o := &options{labels: labels{}}
 	fs.StringVar(&o.workerURL, "worker-url", "", "gateway worker base URL")
 	fs.StringVar(&o.tokenURL, "token-url", "", "idp token endpoint (or set --issuer)")
@@ -89,7 +80,7 @@ func parse(args []string) (*options, error) {
 	fs.Var(o.labels, "labels", "narrow the labels the agent serves to these: k=v[,k=v...] (repeatable); the registration grants the labels, this can only drop some")
 	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := envflag.Parse(fs, args, envPrefix); err != nil {
+	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -116,8 +107,12 @@ func parse(args []string) (*options, error) {
 	return o, nil
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
-	o, err := parse(args)
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if buildinfo.Requested(args) {
+		printVersion(ctx, stdout, args, getenv)
+		return nil
+	}
+	o, err := parse(args, stderr, getenv)
 	if err != nil {
 		return err
 	}
@@ -130,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	tfVersion, err := tf.Version(vctx)
 	cancel()
 	if err != nil {
@@ -162,25 +157,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	// The session outlives the agent's shutdown: results of runs still
 	// finishing must go out through it.
-	sessCtx, endSession := context.WithCancel(context.Background())
+	sessCtx, endSession := context.WithCancel(context.WithoutCancel(ctx))
 	defer endSession()
 	sessDone := make(chan error, 1)
 	go func() { sessDone <- client.Run(sessCtx) }()
 
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		<-sigs
+	// A signal ends ctx: running runs finish (up to --shutdown-grace); a
+	// second one cancels them now.
+	defer context.AfterFunc(ctx, func() {
 		log.Info("signal: finishing running runs; signal again to cancel them now")
-		stop()
-		<-sigs
+	})()
+	cli.OnSecondSignal(ctx, func() {
 		log.Warn("second signal: cancelling running runs; a third one ends the agent at once")
-		signal.Stop(sigs) // the default action again
 		a.Stop()
-	}()
+	})
 
 	go func() {
 		if client.WaitConnected(ctx) == nil {
@@ -196,10 +186,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 // printVersion prints the agent's build and the version of the terraform
 // it would run (--terraform or BOTE_AGENT_TERRAFORM, default terraform on
 // PATH).
-func printVersion(w io.Writer, args []string, getenv func(string) string) {
+func printVersion(ctx context.Context, w io.Writer, args []string, getenv func(string) string) {
 	fmt.Fprintln(w, "agent", buildinfo.Read())
 	path := cmp.Or(terraformFlag(args), getenv(envPrefix+"_TERRAFORM"), "terraform")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	v, err := terraformVersion(ctx, path)
 	if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,10 +58,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			o, err := parse(tt.args)
+			o, err := parse(tt.args, io.Discard, func(k string) string { return tt.env[k] })
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
@@ -90,7 +89,7 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			err := run(tt.args, &out, &errOut)
+			err := run(context.Background(), tt.args, nil, &out, &errOut, noEnv)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
@@ -102,17 +101,17 @@ func TestVersionNamesTheBuildAndTheTerraform(t *testing.T) {
 		t.Skip("no terraform on PATH")
 	}
 	var b strings.Builder
-	printVersion(&b, []string{"--version"}, func(string) string { return "" })
+	printVersion(context.Background(), &b, []string{"--version"}, func(string) string { return "" })
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	require.Len(t, lines, 2, b.String())
 	assert.Regexp(t, `^agent \S+ .*go1\.\d+`, lines[0])
 	assert.Regexp(t, `^terraform \d+\.\d+\.\d+`, lines[1])
 
 	b.Reset()
-	printVersion(&b, []string{"--terraform", "/nonexistent/terraform", "--version"}, func(string) string { return "" })
+	printVersion(context.Background(), &b, []string{"--terraform", "/nonexistent/terraform", "--version"}, func(string) string { return "" })
 	assert.Contains(t, b.String(), `terraform: unknown: cannot find terraform executable "/nonexistent/terraform"`)
 	b.Reset()
-	printVersion(&b, []string{"--version"}, func(k string) string {
+	printVersion(context.Background(), &b, []string{"--version"}, func(k string) string {
 		if k == "BOTE_AGENT_TERRAFORM" {
 			return "/from/env/terraform"
 		}
@@ -135,3 +134,5 @@ func TestTerraformFlag(t *testing.T) {
 		assert.Equal(t, tc.want, terraformFlag(tc.args), "%q", tc.args)
 	}
 }
+
+func noEnv(string) string { return "" }

@@ -20,13 +20,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cmd/internal/cli"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/connector/sidecar"
 	"github.com/botehq/platform/runtime/envflag"
@@ -34,37 +32,33 @@ import (
 
 const envPrefix = "BOTE_CONNECTOR"
 
-func main() {
-	if buildinfo.Requested(os.Args[1:]) {
-		fmt.Println("connector", buildinfo.Read())
-		return
-	}
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "connector:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("connector", run) }
 
 const usage = `usage:
   connector keygen --out key.pem [--kid id]
   connector run --worker-url URL --token-url URL --tenant T --connector C --key key.pem --deliver-to URL [--listen 127.0.0.1:0]`
 
-func run(args []string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if buildinfo.Requested(args) {
+		_, err := fmt.Fprintln(stdout, "connector", buildinfo.Read())
+		return err
+	}
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
 	switch args[0] {
 	case "keygen":
-		return keygen(args[1:], stdout)
+		return keygen(args[1:], stdout, stderr)
 	case "run":
-		return serve(args[1:], stdout)
+		return serve(ctx, args[1:], stdout, stderr, getenv)
 	default:
 		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 	}
 }
 
-func keygen(args []string, stdout io.Writer) error {
+func keygen(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	out := fs.String("out", "", "private key file to create (refuses to overwrite)")
 	kid := fs.String("kid", "", "key id in the JWK (default: RFC 7638 thumbprint)")
 	if err := fs.Parse(args); err != nil {
@@ -88,8 +82,9 @@ func keygen(args []string, stdout io.Writer) error {
 	return err
 }
 
-func serve(args []string, stdout io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cfg connector.Config
 	var keyPath, deliverTo, listen string
 	var deliverTimeout time.Duration
@@ -108,10 +103,10 @@ func serve(args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.DedupSize, "dedup-size", 0, "ids the dedup file keeps (default 10000)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := envflag.Parse(fs, args, envPrefix); err != nil {
+	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if deliverTo == "" {
 		return errors.New("run: --deliver-to is required")
 	}
@@ -142,8 +137,6 @@ func serve(args []string, stdout io.Writer) error {
 	}()
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err = client.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

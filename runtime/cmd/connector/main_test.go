@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +18,7 @@ import (
 func TestKeygenWritesPrivateKeyAndPrintsPublicJWK(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "key.pem")
 	var out bytes.Buffer
-	require.NoError(t, run([]string{"keygen", "--out", path}, &out))
+	require.NoError(t, run(context.Background(), []string{"keygen", "--out", path}, nil, &out, io.Discard, noEnv))
 
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
@@ -29,11 +31,19 @@ func TestKeygenWritesPrivateKeyAndPrintsPublicJWK(t *testing.T) {
 	assert.True(t, pub.Equal(&key.PublicKey))
 	assert.NotContains(t, out.String(), `"d"`)
 
-	assert.Error(t, run([]string{"keygen", "--out", path}, &out), "never overwrites a registered key")
+	assert.Error(t, run(context.Background(), []string{"keygen", "--out", path}, nil, &out, io.Discard, noEnv), "never overwrites a registered key")
 }
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{nil, {"fly"}, {"keygen"}, {"run", "--worker-url", "http://w"}} {
-		assert.Error(t, run(args, &bytes.Buffer{}), "%v", args)
+		assert.Error(t, run(context.Background(), args, nil, &bytes.Buffer{}, io.Discard, noEnv), "%v", args)
 	}
+}
+
+func noEnv(string) string { return "" }
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--version"}, nil, &out, io.Discard, noEnv))
+	assert.Regexp(t, `^connector \S+`, out.String())
 }

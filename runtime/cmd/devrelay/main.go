@@ -24,30 +24,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/cmd/internal/cli"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/relay/relaytest"
 )
 
-func main() {
-	if buildinfo.Requested(os.Args[1:]) {
-		fmt.Println("devrelay", buildinfo.Read())
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "devrelay:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("devrelay", run) }
 
 type config struct {
 	listen        string
@@ -77,7 +62,11 @@ func (c config) Validate() error {
 	return nil
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, _ func(string) string) error {
+	if buildinfo.Requested(args) {
+		_, err := fmt.Fprintln(stdout, "devrelay", buildinfo.Read())
+		return err
+	}
 	var c config
 	fs := flag.NewFlagSet("devrelay", flag.ContinueOnError)
 	fs.SetOutput(stderr)

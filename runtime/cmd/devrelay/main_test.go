@@ -22,7 +22,7 @@ func TestDevrelayServesPrintedConnectionStrings(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--hybrid-connection", "ops,other"}, pw, io.Discard)
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--hybrid-connection", "ops,other"}, nil, pw, io.Discard, noEnv)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -70,7 +70,9 @@ func TestDevrelayBadFlags(t *testing.T) {
 		{"--listen-key-name", "x", "--send-key-name", "x"},
 		{"--nope"},
 	} {
-		err := run(context.Background(), args, io.Discard, io.Discard)
+		err := run(context.Background(), args, nil, io.Discard, io.Discard, noEnv)
 		assert.Error(t, err, args)
 	}
 }
+
+func noEnv(string) string { return "" }

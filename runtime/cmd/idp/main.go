@@ -20,10 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -33,6 +30,7 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/cmd/internal/cli"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/registry"
@@ -40,18 +38,7 @@ import (
 	"github.com/botehq/platform/runtime/signingkeys"
 )
 
-func main() {
-	if buildinfo.Requested(os.Args[1:]) {
-		fmt.Println("idp", buildinfo.Read())
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "idp:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("idp", run) }
 
 type options struct {
 	listen       string
@@ -101,7 +88,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if err := envflag.ApplyFunc(fs, "BOTE_IDP", envflag.NonEmpty(getenv)); err != nil {
+	if err := envflag.Apply(fs, "BOTE_IDP", getenv); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -122,8 +109,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	return o, nil
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, os.Getenv, stderr)
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if buildinfo.Requested(args) {
+		_, err := fmt.Fprintln(stdout, "idp", buildinfo.Read())
+		return err
+	}
+	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func TestRunServesAndStops(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--registry", reg, "--key-dir", filepath.Join(dir, "keys")}, pw, io.Discard)
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--registry", reg, "--key-dir", filepath.Join(dir, "keys")}, nil, pw, io.Discard, func(string) string { return "" })
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')

@@ -20,42 +20,29 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"io"
 
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/cmd/internal/cli"
 )
 
 // version is the module version the binary was built from.
 var version = buildinfo.Read().Version
 
-func main() {
-	if buildinfo.Requested(os.Args[1:]) {
-		fmt.Println("relayserver", buildinfo.Read())
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv); err != nil {
-		fmt.Fprintln(os.Stderr, "relayserver:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("relayserver", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string) error {
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if buildinfo.Requested(args) {
+		_, err := fmt.Fprintln(stdout, "relayserver", buildinfo.Read())
+		return err
+	}
 	if len(args) > 0 && args[0] == "apikey" {
-		return runAPIKey(args[1:], os.Stdout, os.Stderr)
+		return runAPIKey(args[1:], stdout, stderr)
 	}
-	o, err := parseOptions(args, getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	o, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, o, os.Stdout, os.Stderr)
+	return serve(ctx, o, stdout, stderr)
 }

@@ -130,7 +130,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if err := envflag.ApplyFunc(fs, envPrefix, envflag.NonEmpty(getenv)); err != nil {
+	if err := envflag.Apply(fs, envPrefix, getenv); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {

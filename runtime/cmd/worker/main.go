@@ -10,33 +10,27 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/cmd/internal/cli"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/worker"
 )
 
 const envPrefix = "BOTE_WORKER"
 
-func main() {
-	if buildinfo.Requested(os.Args[1:]) {
-		fmt.Println("worker", buildinfo.Read())
-		return
-	}
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("worker", run) }
 
-func run(args []string) error {
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if buildinfo.Requested(args) {
+		_, err := fmt.Fprintln(stdout, "worker", buildinfo.Read())
+		return err
+	}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	var cfg worker.Config
 	var useIdentity bool
@@ -78,10 +72,11 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.CreateResources, "create-resources", false, "create missing queues, tables and the claim container (local use)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := envflag.Parse(fs, args, envPrefix); err != nil {
+	fs.SetOutput(stderr)
+	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
 		return err
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if cfg.JWKSURL == "" && cfg.Issuer != "" {
 		cfg.JWKSURL = cfg.Issuer + "/.well-known/jwks.json"
 	}
@@ -92,7 +87,5 @@ func run(args []string) error {
 		}
 		cfg.Credential = cred
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return worker.Run(ctx, cfg)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,10 +29,7 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			err := run(tt.args)
+			err := run(context.Background(), tt.args, nil, io.Discard, io.Discard, func(k string) string { return tt.env[k] })
 			assert.ErrorContains(t, err, tt.want)
 		})
 	}
