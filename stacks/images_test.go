@@ -204,12 +204,33 @@ func TestPreviewPushesNothingAndIssuesNoPassword(t *testing.T) {
 	issued.Lock()
 	issued.ids = nil
 	issued.Unlock()
-	_, err := infratest.Run(t, "public", stackConfig(t, "dev"), func(ctx *pulumi.Context) error {
+	rec, err := infratest.Run(t, "public", stackConfig(t, "dev"), func(ctx *pulumi.Context) error {
 		_, err := deploy(ctx)
 		return err
 	}, func(info *pulumi.RunInfo) { info.DryRun = true })
 	require.NoError(t, err)
 	assert.Empty(t, testRegistry.catalog(t), "a preview never pushes")
+
+	// ...but it shows the digests `up` would deploy.
+	fake, err := fakeBuild(context.Background(), &Config{Terraform: images.Terraform{Version: "1.11.4"}})
+	require.NoError(t, err)
+	var want []string
+	for _, img := range fake {
+		if n := img.Binary.Name; n == "worker" || n == "idp" || n == "relayserver" {
+			want = append(want, "botedevacr.azurecr.io/bote/"+n+"@"+img.Digest.String())
+		}
+	}
+	apps := map[string]bool{}
+	for _, r := range rec.Resources() {
+		if strings.Contains(r.Type, "ContainerApp") {
+			imagesOf(r.Inputs, apps)
+		}
+	}
+	var got []string
+	for ref := range apps {
+		got = append(got, ref)
+	}
+	assert.ElementsMatch(t, want, got)
 	issued.Lock()
 	defer issued.Unlock()
 	assert.Empty(t, issued.ids, "a preview issues no token password")
