@@ -59,12 +59,9 @@ var buildImages = func(ctx context.Context, cfg *Config) ([]*images.Image, error
 // registry token: no admin user (tests replace it).
 var pushAuth = func(cfg *Config) func(ctx context.Context, server string) ([]remote.Option, error) {
 	return func(ctx context.Context, server string) ([]remote.Option, error) {
-		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
-			ClientOptions: azcore.ClientOptions{Cloud: azcloud.Configuration{ActiveDirectoryAuthorityHost: cfg.Cloud.AuthorityHost}},
-			TenantID:      cfg.TenantID,
-		})
+		cred, err := deployerCredential(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("cannot set up the Azure identity: %w", err)
+			return nil, err
 		}
 		return images.AzureAuth(cred, "https://"+cfg.Cloud.Suffixes.Management+"/.default", nil)(ctx, server)
 	}
@@ -74,12 +71,9 @@ var pushAuth = func(cfg *Config) func(ctx context.Context, server string) ([]rem
 // running `pulumi up` (tests replace it).
 var issuePassword = func(cfg *Config) func(ctx context.Context, tokenID string) (string, error) {
 	return func(ctx context.Context, tokenID string) (string, error) {
-		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
-			ClientOptions: azcore.ClientOptions{Cloud: azcloud.Configuration{ActiveDirectoryAuthorityHost: cfg.Cloud.AuthorityHost}},
-			TenantID:      cfg.TenantID,
-		})
+		cred, err := deployerCredential(cfg)
 		if err != nil {
-			return "", fmt.Errorf("cannot set up the Azure identity: %w", err)
+			return "", err
 		}
 		return tenant.GenerateCredentials(cred, cfg.Cloud.Suffixes.Management, nil)(ctx, tokenID)
 	}
@@ -104,4 +98,17 @@ func previousPassword(ref *pulumi.StackReference, tenantID string) pulumi.String
 		s, _ := m[tenantID].(string)
 		return s
 	}).(pulumi.StringOutput)
+}
+
+// deployerCredential is the identity running `pulumi up`, against the
+// stack's cloud.
+func deployerCredential(cfg *Config) (azcore.TokenCredential, error) {
+	cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
+		ClientOptions: azcore.ClientOptions{Cloud: azcloud.Configuration{ActiveDirectoryAuthorityHost: cfg.Cloud.AuthorityHost}},
+		TenantID:      cfg.TenantID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot set up the Azure identity: %w", err)
+	}
+	return cred, nil
 }

@@ -241,3 +241,11 @@ func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, get(health+"/v1/status"), "no API on the health port")
 	assert.Equal(t, http.StatusOK, get(local+"/v1/status"), "the key itself is good")
 }
+
+func TestDeployedAgentVersionFromTheStack(t *testing.T) {
+	env := map[string]string{"BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION": "v0.0.0-20261206070000-0123456789ab"}
+	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "keys.json"},
+		func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "v0.0.0-20261206070000-0123456789ab", o.agentVersion)
+}
