@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -364,6 +365,28 @@ func TestCancelDuringApply(t *testing.T) {
 	setSleep(t, dir, 0)
 	r = expect(t, exitChanges, contoso, "plan", "--workspace", "cancel", "--dir", dir)
 	assert.NotContains(t, r.Stderr, "is busy with run")
+}
+
+// TestCtrlCDuringApply: opsbot run as a process and sent SIGINT while it
+// follows an apply says the run goes on; a second SIGINT within 3 s
+// cancels it, and opsbot follows the run to its cancelled end (exit 12).
+func TestCtrlCDuringApply(t *testing.T) {
+	t.Parallel()
+	id, _, apply := slowApply(t, "ctrlc", 120)
+
+	require.NoError(t, syscall.Kill(apply.Pid(), syscall.SIGINT))
+	_, err := apply.WaitOutput("Press Ctrl-C again within 3s to cancel it", 30*time.Second)
+	require.NoError(t, err)
+	assert.Contains(t, apply.Output(), "Run "+id+" goes on on its agent")
+	assert.Equal(t, "applying", show(t, contoso, id).State, "one Ctrl-C leaves the run alone")
+
+	require.NoError(t, syscall.Kill(apply.Pid(), syscall.SIGINT))
+	assert.Equal(t, exitRunEnded, exitCode(t, apply, time.Minute), apply.Output())
+	assert.Contains(t, apply.Output(), "Cancel of run "+id+" requested")
+	run := show(t, contoso, id)
+	assert.Equal(t, "cancelled", run.State)
+	assert.Contains(t, run.History[len(run.History)-1].Reason+run.History[len(run.History)-2].Reason, "interrupted by the operator (Ctrl-C in opsbot)")
+	assert.NotContains(t, apply.Output(), "(local-exec): slow apply done")
 }
 
 // TestInvalidTerraformFails: Terraform's diagnostics reach the operator.

@@ -171,9 +171,9 @@ func runOpsbot(ctx context.Context, p *platform.Platform, args ...string) (int, 
 }
 
 // plannedRun finds the workspace's run waiting for approval, the way a
-// script would: opsbot runs list -o json.
+// script would: opsbot runs list --state planned --limit 1 -o json.
 func plannedRun(ctx context.Context, p *platform.Platform) (string, error) {
-	r, err := p.Opsbot(ctx, tenant, nil, "runs", "list", "--workspace", workspace, "-o", "json")
+	r, err := p.Opsbot(ctx, tenant, nil, "runs", "list", "--workspace", workspace, "--state", "planned", "--limit", "1", "-o", "json")
 	if err != nil {
 		return "", err
 	}

@@ -119,10 +119,14 @@ run's outcome, like terraform plan -detailed-exitcode: 0 success (no
 changes, or applied), 10 the plan has changes and waits for approval, 11
 the run failed, 12 it was cancelled or timed out.
 
-Exit codes: 0 ok, 1 error, 2 configuration, 3 relay unreachable, 4 no
-relayserver listening, 5 relay refused credentials, 6 ops server refused the
-API key, 7 hybrid connection not found, 8 timeout, 10 plan has changes, 11
-run failed, 12 run cancelled or timed out, 130 interrupted.`,
+Ctrl-C while following a run stops following, not the run; a second
+Ctrl-C within 3 s cancels a run this command started or approved.
+
+Exit codes: 0 ok, 1 error, 2 usage or configuration (unknown command or
+flag, bad value), 3 relay unreachable, 4 no relayserver listening, 5 relay
+refused credentials, 6 ops server refused the API key, 7 hybrid connection
+not found, 8 timeout, 9 no such tenant, workspace or run, 10 plan has
+changes, 11 run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       buildinfo.Read().String(),
