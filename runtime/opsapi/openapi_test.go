@@ -204,6 +204,11 @@ func provoke(t *testing.T, base, method, path, code string) ([]byte, bool) {
 	if path == "/v1/audit" {
 		return provokeAudit(t, method, code)
 	}
+	if path == "/v1/agents" && code == "404" {
+		r := do(t, method, newRunsFixture(t).srv.URL+path+"?tenant=nobody", goodKey)
+		require.Equal(t, 404, r.status)
+		return r.body, true
+	}
 	switch code {
 	case "101":
 		_, srv := newTestServer(t, nil)

@@ -473,6 +473,8 @@ func TestListRunsNewestFirstWithLimitAndStates(t *testing.T) {
 		{"/v1/tenants/nobody/workspaces", 404, "no tenant nobody"},
 		{"/v1/tenants/nobody/runs/" + f.planned, 404, "no tenant nobody"},
 		{"/v1/tenants/-bad/runs", 400, "tenant"},
+		{"/v1/agents?tenant=nobody", 404, "no tenant nobody"},
+		{"/v1/agents?tenant=contoso", 200, "agents"},
 	} {
 		r := do(t, "GET", f.srv.URL+tc.query, goodKey)
 		assert.Equal(t, tc.status, r.status, "%s: %s", tc.query, r.body)

@@ -391,6 +391,16 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 			s.forbidRole(w, r, p, tenant, operatorauth.RoleReader)
 			return
 		}
+		// With a run store, an unknown tenant is 404, not "no agents".
+		if s.cfg.Runs != nil {
+			if _, err := s.cfg.Runs.GetTenant(r.Context(), tenant); errors.Is(err, runs.ErrNotFound) {
+				writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(tenant))
+				return
+			} else if err != nil {
+				s.internalError(w, r, fmt.Errorf("cannot read tenant %s: %w", tenant, err))
+				return
+			}
+		}
 	}
 	agents, err := s.visibleAgents(r.Context(), tenant)
 	if err != nil {
