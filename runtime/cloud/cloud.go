@@ -52,6 +52,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
 )
 
@@ -197,7 +198,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: sleepCtx, inFlight: map[string]bool{}}
+	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: retry.Sleep, inFlight: map[string]bool{}}
 	c.seen = seen.New(cfg.DedupSize, cfg.DedupTTL).WithClock(func() time.Time { return c.now() })
 	return c, nil
 }
@@ -306,23 +307,14 @@ type Message struct {
 // retries it (see the package doc); Permanent(err) dead-letters it at once.
 type Handler func(ctx context.Context, m *Message) error
 
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
 // Permanent marks err as not worth retrying: the message is dead-lettered.
 func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
+	return retry.Permanent(err)
 }
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
+	return retry.IsPermanent(err)
 }
 
 // ErrRunning is returned by Run when the client is already running.
@@ -539,16 +531,5 @@ func (c *Client) renew(ctx context.Context, m *bus.Message, stop <-chan struct{}
 				log.WarnContext(ctx, "cannot renew lock", "err", err)
 			}
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

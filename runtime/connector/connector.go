@@ -45,6 +45,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
 	"github.com/botehq/platform/runtime/worker/protocol"
 )
@@ -376,7 +377,7 @@ func (c *Client) request(ctx context.Context, f protocol.Frame) (protocol.Frame,
 		}
 		c.log.Debug("request interrupted; retrying", "type", f.Type, "err", err)
 		if errors.As(err, &perr) {
-			sleep(ctx, c.cfg.MinBackoff)
+			_ = retry.Sleep(ctx, c.cfg.MinBackoff)
 		}
 	}
 }

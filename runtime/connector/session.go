@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/worker/protocol"
 )
 
@@ -134,7 +135,7 @@ func (c *Client) keepSession(ctx context.Context) {
 			delay := c.retryDelay(attempt, time.Since(lost), err)
 			attempt++
 			c.log.Warn("cannot connect to the gateway", "err", err, "retry_in", delay.Round(time.Millisecond))
-			sleep(ctx, delay)
+			_ = retry.Sleep(ctx, delay)
 			continue
 		}
 		attempt = 0
@@ -154,7 +155,7 @@ func (c *Client) keepSession(ctx context.Context) {
 		if status != websocket.StatusGoingAway && status != websocket.StatusCode(protocol.CloseTokenExpired) {
 			attempt = 1
 		}
-		sleep(ctx, backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
+		_ = retry.Sleep(ctx, backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
 	}
 }
 
@@ -186,15 +187,6 @@ func backoff(base, max time.Duration, attempt int) time.Duration {
 		ceiling = max
 	}
 	return time.Duration(rand.Int64N(int64(ceiling) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func (c *Client) connect(ctx context.Context) (*session, error) {

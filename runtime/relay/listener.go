@@ -290,7 +290,7 @@ func (l *Listener) run(ws *websocket.Conn) {
 			attempt = 0 // it was healthy; start the schedule over
 		}
 		for {
-			if !l.sleep(l.backoff(attempt)) {
+			if !sleepCtx(l.ctx, l.backoff(attempt)) {
 				l.setStatus(false, net.ErrClosed)
 				return
 			}
@@ -337,17 +337,6 @@ func (l *Listener) backoff(n int) time.Duration {
 		d = l.cfg.MaxBackoff
 	}
 	return time.Duration(float64(d) * (0.75 + rand.Float64()*0.5))
-}
-
-func (l *Listener) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-l.ctx.Done():
-		return false
-	}
 }
 
 // control is one connected control channel.
@@ -468,6 +457,9 @@ func (l *Listener) renewTokens(ctx context.Context, c *control) {
 	}
 }
 
+// sleepCtx waits d and reports true, or false if ctx ends first. (It
+// repeats runtime/retry.Sleep: package relay depends on nothing else of
+// the runtime.)
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

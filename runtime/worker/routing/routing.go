@@ -48,6 +48,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
 	"github.com/botehq/platform/runtime/worker/metrics"
 )
@@ -243,8 +244,8 @@ type Router struct {
 	m      *metrics.Metrics
 	seen   *seen.Set
 	nudges *coalescer
-	fanOut chan struct{}                              // one slot per enqueue in flight (Config.FanOut)
-	sleep  func(ctx context.Context, d time.Duration) // immediate-retry backoff; tests shorten it
+	fanOut chan struct{}                                    // one slot per enqueue in flight (Config.FanOut)
+	sleep  func(ctx context.Context, d time.Duration) error // immediate-retry backoff; tests shorten it
 	// services is Config.Services as a set; nil accepts every service.
 	services map[string]bool
 }
@@ -255,7 +256,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), fanOut: make(chan struct{}, cfg.FanOut), sleep: sleepCtx}
+	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), fanOut: make(chan struct{}, cfg.FanOut), sleep: retry.Sleep}
 	for _, s := range cfg.Services {
 		if r.services == nil {
 			r.services = map[string]bool{}
@@ -292,11 +293,11 @@ func (r *Router) Run(ctx context.Context) error {
 				break
 			}
 			r.log.Warn("cannot receive from bus", "queue", r.cfg.Queue, "err", err)
-			sleepCtx(ctx, r.cfg.IdleMax)
+			_ = retry.Sleep(ctx, r.cfg.IdleMax)
 			continue
 		}
 		if len(msgs) == 0 {
-			sleepCtx(ctx, idle)
+			_ = retry.Sleep(ctx, idle)
 			idle = min(idle*2, r.cfg.IdleMax)
 			continue
 		}
@@ -319,13 +320,13 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 	env := m.Envelope
 	log := r.log.With("message", env.ID, "kind", env.Kind, "tenant", env.Tenant, "delivery", m.DeliveryCount)
 	err := r.route(ctx, env, log)
-	var perm *permanentError
+	var perm *retry.PermanentError
 	switch {
 	case err == nil:
 		r.m.RoutingLatency.Observe(time.Since(start).Seconds())
 		r.settle(ctx, log, "complete", r.cfg.Bus.Complete(ctx, m))
 	case errors.As(err, &perm):
-		if perm.reason == ReasonUnverifiedSender || perm.reason == ReasonReservedHeader {
+		if perm.Reason == ReasonUnverifiedSender || perm.Reason == ReasonReservedHeader {
 			// Only something bypassing cloud.Client can send this: audited
 			// like a connector's identity headers (worker/session).
 			var from string
@@ -333,9 +334,9 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 				from = env.From.String()
 			}
 			log.Warn("audit: forged_envelope_refused", "audit", true, "event", "forged_envelope_refused",
-				"reason", perm.reason, "from", from, "connector", env.Connector, "topic", env.Topic, "err", perm.err)
+				"reason", perm.Reason, "from", from, "connector", env.Connector, "topic", env.Topic, "err", perm.Err)
 		}
-		r.deadLetter(ctx, log, m, perm.reason, perm.Error())
+		r.deadLetter(ctx, log, m, perm.Reason, perm.Error())
 	case m.DeliveryCount <= r.cfg.DelayedRetries:
 		delay := time.Duration(m.DeliveryCount) * r.cfg.Delay
 		r.m.Retries.WithLabelValues("delayed").Inc()
@@ -360,16 +361,9 @@ func (r *Router) settle(_ context.Context, log *slog.Logger, what string, err er
 	}
 }
 
-type permanentError struct {
-	reason string
-	err    error
-}
-
-func (e *permanentError) Error() string { return e.reason + ": " + e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
+// permanent is an error that dead-letters the message at once with reason.
 func permanent(reason, format string, args ...any) error {
-	return &permanentError{reason: reason, err: fmt.Errorf(format, args...)}
+	return &retry.PermanentError{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
 // verifySender re-derives who sent env: a cloud service (allowed by
@@ -527,16 +521,7 @@ func (r *Router) enqueue(ctx context.Context, id queuename.Pair, text string) er
 			return err
 		}
 		r.m.Retries.WithLabelValues("immediate").Inc()
-		r.sleep(ctx, time.Duration(50<<attempt)*time.Millisecond)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+		_ = r.sleep(ctx, time.Duration(50<<attempt)*time.Millisecond)
 	}
 }
 

@@ -144,7 +144,7 @@ func newHarness(t *testing.T, mut func(*Config)) *harness {
 	}
 	r, err := New(cfg)
 	require.NoError(t, err)
-	r.sleep = func(context.Context, time.Duration) {}
+	r.sleep = func(context.Context, time.Duration) error { return nil }
 	h.router = r
 	return h
 }
