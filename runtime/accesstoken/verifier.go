@@ -168,7 +168,7 @@ func NewKeyCache(ctx context.Context, jwksURL string, client *http.Client, refre
 		RateLimitWaitMax: unknownKeyFetchTimeout,
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
-				logger.WarnContext(ctx, "cannot refresh JWKS", "url", u, "error", err)
+				logger.WarnContext(ctx, "cannot refresh JWKS", "url", u, "err", err)
 			}
 		},
 	})

@@ -62,7 +62,7 @@ func (rec *Recorder) record(ctx context.Context, r Record, key string) {
 	if err == nil || key != "" && errors.Is(err, ErrExists) {
 		return // a keyed event seen twice is recorded once
 	}
-	rec.log.ErrorContext(ctx, "cannot store audit record", append([]any{"error", err}, r.LogAttrs()...)...)
+	rec.log.ErrorContext(ctx, "cannot store audit record", append([]any{"err", err}, r.LogAttrs()...)...)
 }
 
 // Query reads records (GET /v1/audit).

@@ -165,7 +165,7 @@ func (s *TokenSource) TokenWithExpiry(ctx context.Context) (Token, error) {
 		if s.current.AccessToken != "" && s.cfg.Now().Before(s.current.Expiry) {
 			s.retryAt = s.cfg.Now().Add(failureBackoff)
 			s.cfg.Logger.WarnContext(ctx, "cannot refresh access token, using the current one until it expires",
-				"client_id", s.cfg.ClientID, "expires", s.current.Expiry, "error", err)
+				"client_id", s.cfg.ClientID, "expires", s.current.Expiry, "err", err)
 			return s.current, nil
 		}
 		return Token{}, err

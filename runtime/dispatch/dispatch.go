@@ -348,7 +348,7 @@ func (d *Dispatcher) tick(ctx context.Context) {
 	tenants, err := d.cfg.Tenants(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Error("cannot list tenants", "error", err)
+			d.log.Error("cannot list tenants", "err", err)
 		}
 		return
 	}
@@ -363,7 +363,7 @@ func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant string) {
 	agents, err := d.m.ListAgents(ctx, tenant)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Error("cannot list agents", "tenant", tenant, "error", err)
+			d.log.Error("cannot list agents", "tenant", tenant, "err", err)
 		}
 		return
 	}
@@ -373,7 +373,7 @@ func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant string) {
 	wss, err := d.m.ListWorkspaces(ctx, tenant)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Error("cannot list workspaces", "tenant", tenant, "error", err)
+			d.log.Error("cannot list workspaces", "tenant", tenant, "err", err)
 		}
 		return
 	}
@@ -392,7 +392,7 @@ func (d *Dispatcher) DispatchWorkspace(ctx context.Context, tenant, workspace st
 		case errors.Is(err, runs.ErrNothingToClaim), errors.Is(err, runs.ErrAgentUnavailable):
 			return started
 		case err != nil:
-			d.log.Error("cannot dispatch", "tenant", tenant, "workspace", workspace, "error", err)
+			d.log.Error("cannot dispatch", "tenant", tenant, "workspace", workspace, "err", err)
 			return started
 		}
 		d.assign(ctx, r)
@@ -425,10 +425,10 @@ func (d *Dispatcher) assign(ctx context.Context, r runs.Run) {
 		d.log.Info("run assigned", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "agent", r.Agent, "op", a.Op, "claim", a.ClaimToken)
 		return
 	}
-	d.log.Error("cannot assign run; failing it", "tenant", r.Tenant, "run", r.ID, "agent", r.Agent, "error", err)
+	d.log.Error("cannot assign run; failing it", "tenant", r.Tenant, "run", r.ID, "agent", r.Agent, "err", err)
 	if _, rerr := d.m.Report(ctx, runs.Report{Tenant: r.Tenant, Run: r.ID, Agent: r.Agent, State: runs.Failed,
 		Reason: "the server could not assign the run to agent " + r.Agent + ": " + err.Error()}); rerr != nil {
-		d.log.Error("cannot fail unassignable run", "tenant", r.Tenant, "run", r.ID, "error", rerr)
+		d.log.Error("cannot fail unassignable run", "tenant", r.Tenant, "run", r.ID, "err", rerr)
 	}
 }
 
@@ -517,6 +517,6 @@ func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runpro
 
 func (d *Dispatcher) send(ctx context.Context, tenant, agent string, m runproto.Message) {
 	if err := d.sendNow(ctx, tenant, agent, m); err != nil && ctx.Err() == nil {
-		d.log.Warn("cannot tell agent; it learns from its next heartbeat", "error", err)
+		d.log.Warn("cannot tell agent; it learns from its next heartbeat", "err", err)
 	}
 }

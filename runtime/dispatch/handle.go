@@ -161,7 +161,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *ru
 func (d *Dispatcher) resend(ctx context.Context, tenant, agent string, running []string) {
 	locks, err := d.m.ListLocks(ctx, tenant)
 	if err != nil {
-		d.log.WarnContext(ctx, "cannot list locks to check assignments", "tenant", tenant, "error", err)
+		d.log.WarnContext(ctx, "cannot list locks to check assignments", "tenant", tenant, "err", err)
 		return
 	}
 	for _, l := range locks {
@@ -235,7 +235,7 @@ func (d *Dispatcher) keepPlan(ctx context.Context, r runs.Run, plan []byte) *env
 	}
 	c, err := d.cfg.Plans.Put(ctx, artifacts.RunKey{Tenant: r.Tenant, Workspace: r.Workspace, Run: r.ID}, artifacts.Plan, bytes.NewReader(plan), runproto.MaxPlanBytes)
 	if err != nil {
-		d.log.ErrorContext(ctx, "cannot keep the plan's JSON", "tenant", r.Tenant, "run", r.ID, "error", err)
+		d.log.ErrorContext(ctx, "cannot keep the plan's JSON", "tenant", r.Tenant, "run", r.ID, "err", err)
 		return nil
 	}
 	return c
@@ -338,7 +338,7 @@ func (d *Dispatcher) promoteState(ctx context.Context, r runs.Run, res *runproto
 		return nil
 	case errors.Is(err, artifacts.ErrCorrupt), errors.Is(err, artifacts.ErrNotFound), errors.Is(err, artifacts.ErrConflict),
 		errors.Is(err, artifacts.ErrExists), errors.Is(err, runs.ErrInvalid):
-		d.log.WarnContext(ctx, "workspace state not promoted", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "error", err)
+		d.log.WarnContext(ctx, "workspace state not promoted", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "err", err)
 		if rep.State != runs.Cancelled {
 			rep.State = runs.Failed
 		}

@@ -266,13 +266,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	keys, err := s.cfg.Keys.PublicKeys(r.Context())
 	if err != nil {
-		s.cfg.Logger.ErrorContext(r.Context(), "cannot list signing keys", "error", err)
+		s.cfg.Logger.ErrorContext(r.Context(), "cannot list signing keys", "err", err)
 		http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	out, err := signingkeys.JWKS(keys)
 	if err != nil {
-		s.cfg.Logger.ErrorContext(r.Context(), "cannot render JWKS", "error", err)
+		s.cfg.Logger.ErrorContext(r.Context(), "cannot render JWKS", "err", err)
 		http.Error(w, "signing keys unavailable", http.StatusInternalServerError)
 		return
 	}
@@ -322,7 +322,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	if _, err := s.cfg.Keys.SigningKey(ctx); err != nil {
-		s.cfg.Logger.WarnContext(ctx, "not ready: no signing key", "error", err)
+		s.cfg.Logger.WarnContext(ctx, "not ready: no signing key", "err", err)
 		http.Error(w, "no signing key", http.StatusServiceUnavailable)
 		return
 	}

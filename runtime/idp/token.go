@@ -74,7 +74,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if d != nil {
 		attrs = append(attrs, slog.String("reason", d.reason), slog.Int("status", d.status))
 		if d.detail != nil {
-			attrs = append(attrs, slog.String("error", bounded(d.detail.Error(), 512)))
+			attrs = append(attrs, slog.String("err", bounded(d.detail.Error(), 512)))
 		}
 		s.audit.WarnContext(r.Context(), "token request denied", attrs...)
 		s.denied.WithLabelValues(d.reason).Inc()

@@ -186,7 +186,7 @@ func (a *Authenticator) Watch(ctx context.Context, interval time.Duration) {
 		}
 		lastMod, lastSize = mod, size
 		if err := a.Reload(); err != nil {
-			a.logger.ErrorContext(ctx, "cannot reload API keys; keeping the previous ones", "error", err)
+			a.logger.ErrorContext(ctx, "cannot reload API keys; keeping the previous ones", "err", err)
 			continue
 		}
 		a.logger.InfoContext(ctx, "reloaded API keys", "file", a.keysFile, "keys", a.keys.Load().Len())

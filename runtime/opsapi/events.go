@@ -42,7 +42,7 @@ func (s *Server) recheckStream(ctx context.Context, r *http.Request, cancel cont
 		if err == nil && p.Subject() == opened.Subject() && p.Grants.String() == opened.Grants.String() {
 			continue
 		}
-		s.cfg.Logger.WarnContext(ctx, "ending a stream: its credential no longer authorizes it", "request_id", requestID(r.Context()), "path", r.URL.Path, "operator", opened.String(), "error", err)
+		s.cfg.Logger.WarnContext(ctx, "ending a stream: its credential no longer authorizes it", "request_id", requestID(r.Context()), "path", r.URL.Path, "operator", opened.String(), "err", err)
 		cancel(errCredentialChanged)
 		return
 	}
@@ -83,7 +83,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, name string
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		// Accept has already answered (400/426 and friends).
-		s.cfg.Logger.WarnContext(r.Context(), "cannot accept "+name+" WebSocket", "request_id", requestID(r.Context()), "error", err)
+		s.cfg.Logger.WarnContext(r.Context(), "cannot accept "+name+" WebSocket", "request_id", requestID(r.Context()), "err", err)
 		return
 	}
 	defer c.CloseNow()
@@ -108,7 +108,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, name string
 	case err == nil, errors.Is(err, context.Canceled), websocket.CloseStatus(err) != -1:
 		c.Close(websocket.StatusNormalClosure, "")
 	default:
-		s.cfg.Logger.WarnContext(r.Context(), name+" stream ended", "request_id", requestID(r.Context()), "error", err)
+		s.cfg.Logger.WarnContext(r.Context(), name+" stream ended", "request_id", requestID(r.Context()), "err", err)
 		c.Close(websocket.StatusInternalError, "server error")
 	}
 }

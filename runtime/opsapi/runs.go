@@ -431,7 +431,7 @@ func (s *Server) loadRun(ctx context.Context, tenant, id string) (Run, error) {
 	}
 	waiting, err := s.cfg.Runs.Waiting(ctx, run)
 	if err != nil {
-		s.cfg.Logger.WarnContext(ctx, "cannot tell why a run waits", "run", id, "error", err)
+		s.cfg.Logger.WarnContext(ctx, "cannot tell why a run waits", "run", id, "err", err)
 	}
 	return apiRun(run, waiting), nil
 }

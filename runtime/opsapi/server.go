@@ -319,7 +319,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.cfg.Auth.Authenticate(r)
 		if err != nil {
-			s.cfg.Logger.WarnContext(r.Context(), "operator authentication failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "error", err)
+			s.cfg.Logger.WarnContext(r.Context(), "operator authentication failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err)
 			if errors.Is(err, operatorauth.ErrForbidden) {
 				writeError(w, r, http.StatusForbidden, CodeForbidden, "the credential is valid but lacks the role this API requires")
 				return
@@ -420,7 +420,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
-	s.cfg.Logger.ErrorContext(r.Context(), "API request failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "error", err)
+	s.cfg.Logger.ErrorContext(r.Context(), "API request failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err)
 	writeError(w, r, http.StatusInternalServerError, CodeInternal, "internal error")
 }
 

@@ -95,7 +95,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				lastErr = ""
 			case err.Error() != lastErr: // a missing file is reported once, not every poll
 				lastErr = err.Error()
-				w.logger.ErrorContext(ctx, "connector registry not reloaded, keeping the last good one", "source", w.src.String(), "error", err)
+				w.logger.ErrorContext(ctx, "connector registry not reloaded, keeping the last good one", "source", w.src.String(), "err", err)
 			}
 		}
 	}

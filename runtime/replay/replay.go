@@ -124,7 +124,7 @@ func (t *Table) maybeSweep(ctx context.Context) {
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			t.logger.Warn("cannot list expired assertion records", "error", err)
+			t.logger.Warn("cannot list expired assertion records", "err", err)
 			return
 		}
 		for _, raw := range page.Entities {
@@ -133,7 +133,7 @@ func (t *Table) maybeSweep(ctx context.Context) {
 				continue
 			}
 			if _, err := t.client.DeleteEntity(ctx, k.PartitionKey, k.RowKey, nil); err != nil {
-				t.logger.Warn("cannot delete expired assertion record", "error", err)
+				t.logger.Warn("cannot delete expired assertion record", "err", err)
 				return
 			}
 			deleted++

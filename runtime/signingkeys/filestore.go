@@ -251,7 +251,7 @@ func (s *FileStore) maintain() error {
 		// (left by a crash between key and metadata writes) is harmless, and
 		// deleting unknown files would be wrong if anyone else wrote them.
 		if err := os.Remove(s.keyPath(kid)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.cfg.Logger.Warn("cannot remove dropped signing key file", "kid", kid, "error", err)
+			s.cfg.Logger.Warn("cannot remove dropped signing key file", "kid", kid, "err", err)
 		}
 	}
 	return nil
@@ -298,7 +298,7 @@ func (s *FileStore) load() error {
 			if m.Retired != nil {
 				// A retired key only verifies old tokens; losing it must not
 				// keep the idp from starting.
-				s.cfg.Logger.Warn("retired signing key unreadable, dropped", "kid", m.ID, "error", err)
+				s.cfg.Logger.Warn("retired signing key unreadable, dropped", "kid", m.ID, "err", err)
 				continue
 			}
 			return fmt.Errorf("cannot load signing key %s: %w", m.ID, err)

@@ -171,7 +171,7 @@ func (s *KeyVaultStore) PublicKeys(ctx context.Context) ([]PublicKey, error) {
 		if err != nil {
 			if n < cur {
 				// A retired key only verifies old tokens.
-				s.cfg.Logger.Warn("retired signing key unreadable", "secret", s.secretName(n), "error", err)
+				s.cfg.Logger.Warn("retired signing key unreadable", "secret", s.secretName(n), "err", err)
 				continue
 			}
 			return nil, err

@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		// Runs would fail too, with their own reason; the agent still
 		// serves and says so in its heartbeats (no terraform version).
-		log.Warn("cannot read the terraform version", "terraform", o.terraform, "error", err)
+		log.Warn("cannot read the terraform version", "terraform", o.terraform, "err", err)
 	}
 
 	var client *connector.Client // the agent sends through the client it handles messages for

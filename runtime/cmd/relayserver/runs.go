@@ -216,7 +216,7 @@ func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- e
 	return func() {
 		wg.Wait()
 		if err := st.bus.Close(context.Background()); err != nil {
-			log.Warn("cannot close bus", "error", err)
+			log.Warn("cannot close bus", "err", err)
 		}
 	}
 }

@@ -175,13 +175,13 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case runErr = <-fatal:
-		log.Error("shutting down", "error", runErr)
+		log.Error("shutting down", "err", runErr)
 	}
 	api.Shutdown()
 	sctx, scancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("requests still running at shutdown deadline", "error", err)
+		log.Warn("requests still running at shutdown deadline", "err", err)
 		srv.Close()
 	}
 	if l := current.Load(); l != nil {
@@ -206,7 +206,7 @@ func listenerConfig(o options, log *slog.Logger) (relay.ListenerConfig, error) {
 			if online {
 				log.Info("relay listener online")
 			} else {
-				log.Warn("relay listener offline; reconnecting", "error", err)
+				log.Warn("relay listener offline; reconnecting", "err", err)
 			}
 		},
 	}
@@ -242,7 +242,7 @@ func listenRelay(ctx context.Context, cfg relay.ListenerConfig, log *slog.Logger
 			return nil, ctx.Err()
 		}
 		wait := delay/2 + rand.N(delay/2+1)
-		log.Warn("cannot connect the relay listener; retrying", "error", err, "retry_in", wait.Round(time.Millisecond))
+		log.Warn("cannot connect the relay listener; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
