@@ -1,7 +1,6 @@
 package seen
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -56,10 +55,8 @@ func OpenFile(path string, max int) (*File, error) {
 // that are not a quoted key (a torn write).
 func ParseFile(data []byte) []string {
 	var keys []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		if k, err := strconv.Unquote(sc.Text()); err == nil && k != "" {
+	for line := range bytes.Lines(data) {
+		if k, err := strconv.Unquote(string(bytes.TrimSuffix(line, []byte("\n")))); err == nil && k != "" {
 			keys = append(keys, k)
 		}
 	}
@@ -114,6 +111,12 @@ func (f *File) rewrite() error {
 	}
 	if err := os.Rename(tmp, f.path); err != nil {
 		return fmt.Errorf("cannot rewrite seen file %s: %w", f.path, err)
+	}
+	// The rename itself must survive a power loss, or the old file (without
+	// the newest key) would come back.
+	if d, err := os.Open(filepath.Dir(f.path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
 	}
 	if f.f != nil {
 		_ = f.f.Close()
