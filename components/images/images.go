@@ -135,9 +135,7 @@ type Config struct {
 	Platforms []v1.Platform
 	// Terraform is required to build the agent.
 	Terraform *Terraform
-	// Go is the go command (default "go").
-	Go     string
-	Logger *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Source is what the images are built from.
@@ -354,34 +352,31 @@ func history(cfg Config, what string) v1.History {
 	return v1.History{Created: v1.Time{Time: cfg.Source.Created}, CreatedBy: "bote images: " + what}
 }
 
-// goBuild compiles runtime/cmd/<name> for p with the image's fixed flags.
+// goBuild compiles runtime/cmd/<name> for p into tmp.
 func goBuild(ctx context.Context, cfg Config, name string, p v1.Platform, tmp string) (string, error) {
 	out := filepath.Join(tmp, p.OS+"-"+p.Architecture, name)
-	cmd := exec.CommandContext(ctx, cmp.Or(cfg.Go, "go"), BuildArgs(cfg.Source, out, "./cmd/"+name)...)
-	cmd.Dir = cfg.RuntimeDir
-	cmd.Env = append(os.Environ(), BuildEnv(p.OS, p.Architecture)...)
+	return out, Compile(ctx, cfg.RuntimeDir, cfg.Source, p, name, out)
+}
+
+// Compile builds runtime/cmd/<name> (runtimeDir is the runtime module) for
+// p into out, as a release binary: static, trimmed, time zone data
+// embedded, version and commit stamped into runtime/buildinfo, with an
+// environment that overrides the caller's so local settings cannot change
+// the output.
+func Compile(ctx context.Context, runtimeDir string, src Source, p v1.Platform, name, out string) error {
+	const bi = "github.com/botehq/platform/runtime/buildinfo"
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "timetzdata",
+		"-ldflags", fmt.Sprintf("-s -w -buildid= -X %s.version=%s -X %s.commit=%s", bi, src.Version, bi, src.Revision),
+		"-o", out, "./cmd/"+name)
+	cmd.Dir = runtimeDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture, "GOAMD64=v1", "GOARM64=v8.0",
+		"GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false", "GOEXPERIMENT=")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("cannot build %s: %w\n%s", name, err, stderr.String())
+		return fmt.Errorf("cannot build %s for %s: %w\n%s", name, p, err, stderr.String())
 	}
-	return out, nil
-}
-
-// BuildArgs are the go command's arguments for a release binary: static,
-// trimmed, time zone data embedded, version and commit stamped.
-func BuildArgs(src Source, out, pkg string) []string {
-	const bi = "github.com/botehq/platform/runtime/buildinfo"
-	return []string{"build", "-trimpath", "-tags", "timetzdata",
-		"-ldflags", fmt.Sprintf("-s -w -buildid= -X %s.version=%s -X %s.commit=%s", bi, src.Version, bi, src.Revision),
-		"-o", out, pkg}
-}
-
-// BuildEnv is the environment of a release build for goos/goarch; it
-// overrides the caller's so local settings cannot change the output.
-func BuildEnv(goos, goarch string) []string {
-	return []string{"CGO_ENABLED=0", "GOOS=" + goos, "GOARCH=" + goarch, "GOAMD64=v1", "GOARM64=v8.0",
-		"GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false", "GOEXPERIMENT="}
+	return nil
 }
 
 // terraformBinary is a verified Terraform for one platform.

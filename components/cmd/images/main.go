@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -124,12 +123,8 @@ func release(ctx context.Context, runtimeDir string, src images.Source, out stri
 		for _, name := range []string{"agent", "connector", "opsbot"} {
 			file := fmt.Sprintf("%s_%s_%s_%s", name, src.Version, p.OS, p.Architecture)
 			path := filepath.Join(out, file)
-			cmd := exec.CommandContext(ctx, "go", images.BuildArgs(src, path, "./cmd/"+name)...)
-			cmd.Dir = runtimeDir
-			cmd.Env = append(os.Environ(), images.BuildEnv(p.OS, p.Architecture)...)
-			cmd.Stderr = os.Stderr
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("cannot build %s: %w", file, err)
+			if err := images.Compile(ctx, runtimeDir, src, p, name, path); err != nil {
+				return err
 			}
 			raw, err := os.ReadFile(path)
 			if err != nil {
