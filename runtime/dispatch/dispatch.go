@@ -480,6 +480,11 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		return nil, err
 	}
 	a.Plan = r.PlanOptions
+	w, err := d.m.GetWorkspace(ctx, r.Tenant, r.Workspace)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the workspace's variables: %w", err)
+	}
+	a.Vars = w.Vars
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
 	// The state as it is now, for good: the link never reads a state
 	// promoted after this claim.

@@ -75,3 +75,20 @@ func TestPlanJSONThatCannotBeKeptDoesNotFailTheRun(t *testing.T) {
 	assert.Equal(t, runs.Planned, got.State)
 	assert.Nil(t, got.PlanJSON)
 }
+
+// A plan's assignment carries the run's plan options and the workspace's
+// plain variables (sensitive ones go sealed in Secrets); an apply's none.
+func TestAssignmentCarriesPlanOptionsAndPlainVars(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.m.UpdateWorkspace(context.Background(), "tenant-a", "prod", func(w *runs.Workspace) { w.Vars = map[string]string{"region": "westeurope"} })
+	require.NoError(t, err)
+	e.heartbeat("tenant-a", "a1")
+	id := runs.NewRunID(e.clock())
+	_, err = e.m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "tenant-a", Workspace: "prod", ID: id, Operation: runs.OpApply,
+		PlanOptions: tfrun.PlanOptions{Targets: []string{"terraform_data.a"}},
+		Bundle:      &envelope.Claim{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
+	require.NoError(t, err)
+	_, a := e.assigned()
+	assert.Equal(t, []string{"terraform_data.a"}, a.Plan.Targets)
+	assert.Equal(t, map[string]string{"region": "westeurope"}, a.Vars)
+}

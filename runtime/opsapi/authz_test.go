@@ -57,7 +57,7 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 14, checked, "every tenant route")
+	assert.Equal(t, 17, checked, "every tenant route")
 }
 
 func TestBadIDsInPathsAre400(t *testing.T) {

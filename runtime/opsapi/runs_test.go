@@ -185,7 +185,11 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 		run = f.cancelled // cannot be approved or cancelled; its follow ends at once
 	}
 	fill := func(tenant, ws, run string) string {
-		return strings.NewReplacer("{tenant}", tenant, "{workspace}", ws, "{run}", run).Replace(path)
+		return strings.NewReplacer("{tenant}", tenant, "{workspace}", ws, "{run}", run, "{name}", "region").Replace(path)
+	}
+	if strings.Contains(path, "/vars") {
+		_, err := f.m.UpdateWorkspace(context.Background(), "contoso", "prod", func(w *runs.Workspace) { w.Vars = map[string]string{"region": "westeurope"} })
+		require.NoError(t, err)
 	}
 	url := f.srv.URL + fill("contoso", "prod", run)
 	var r response
@@ -226,8 +230,11 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 			break
 		}
 		ct, body := "application/gzip", []byte("x")
-		if method == http.MethodPatch {
+		switch method {
+		case http.MethodPatch:
 			ct, body = "application/json", []byte("{}")
+		case http.MethodPut:
+			ct, body = "application/json", []byte(`{"value":"v"}`)
 		}
 		r = doBody(t, method, f.srv.URL+fill("contoso", "nope", "run-0000000000000000"), ct, body)
 	case "503":
@@ -240,6 +247,8 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 		switch {
 		case method == http.MethodPatch:
 			r = doBody(t, method, url, "application/json", []byte(`{"timeouts":{"plan":"forever"}}`))
+		case method == http.MethodPut:
+			r = doBody(t, method, url, "application/json", []byte(`{"value":"v","unknown":1}`))
 		case strings.Contains(path, "{run}") && !strings.HasSuffix(path, "/logs") && !strings.HasSuffix(path, "/follow"):
 			r = doBody(t, method, f.srv.URL+fill("contoso", "prod", "run-not-an-id"), "application/json", nil)
 		case strings.HasSuffix(path, "/state"):
@@ -270,6 +279,8 @@ func provokeRuns(t *testing.T, method, path, code string) ([]byte, bool) {
 			r = doBody(t, method, url, "application/gzip", []byte("bundle"))
 		case method == http.MethodPatch:
 			r = doBody(t, method, url, "application/json", []byte(`{"four_eyes":true,"description":"prod"}`))
+		case method == http.MethodPut:
+			r = doBody(t, method, url, "application/json", []byte(`{"value":"northeurope"}`))
 		default:
 			r = do(t, method, url, goodKey)
 		}

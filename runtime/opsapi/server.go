@@ -34,6 +34,7 @@ import (
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/secretstore"
 )
 
 // Authenticator checks a request's operator credential. operatorauth's
@@ -85,6 +86,9 @@ type Config struct {
 	Runs *runs.Manager
 	// Artifacts stores bundles and reads logs; required with Runs.
 	Artifacts Artifacts
+	// Secrets keeps sensitive workspace variables (with the deployment
+	// secrets); nil: they cannot be set.
+	Secrets secretstore.Store
 	// MaxBundleBytes is the largest bundle accepted, compressed (default
 	// and maximum artifacts.BundleLimits.MaxBytes).
 	MaxBundleBytes int64
@@ -198,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		{method: http.MethodGet, path: "/v1/whoami", handler: s.whoami},
 	}
 	s.routes = append(s.routes, s.runRoutes()...)
+	s.routes = append(s.routes, s.varRoutes()...)
 	s.routes = append(s.routes, s.stateRoutes()...)
 	s.routes = append(s.routes, s.keyRoutes()...)
 	s.routes = append(s.routes, s.auditRoutes()...)

@@ -43,9 +43,12 @@ type Workspace struct {
 	// TerraformVersion is a version constraint ("~> 1.9", ">= 1.10,
 	// < 2.0") the terraform of an agent must meet to run the workspace
 	// (agents report theirs in heartbeats); empty means any.
-	TerraformVersion string    `json:"terraformVersion,omitempty"`
-	Options          Options   `json:"options"`
-	CreatedAt        time.Time `json:"createdAt"`
+	TerraformVersion string `json:"terraformVersion,omitempty"`
+	// Vars are the workspace's input variables that are not sensitive,
+	// given to every plan (sensitive ones live in the secret store).
+	Vars      map[string]string `json:"vars,omitempty"`
+	Options   Options           `json:"options"`
+	CreatedAt time.Time         `json:"createdAt"`
 	// ETag is the store's concurrency token; "" when not stored yet.
 	ETag string `json:"-"`
 }
@@ -127,6 +130,9 @@ func (w Workspace) Validate() error {
 			return fmt.Errorf("workspace agentLabels: %w", err)
 		}
 	}
+	if err := ValidateVars(w.Vars); err != nil {
+		return fmt.Errorf("workspace vars: %w", err)
+	}
 	if w.TerraformVersion != "" {
 		if len(w.TerraformVersion) > 100 {
 			return errors.New("workspace terraformVersion: longer than 100 characters")
@@ -136,6 +142,48 @@ func (w Workspace) Validate() error {
 		}
 	}
 	return w.Options.Validate()
+}
+
+// Limits of a workspace's plain variables (they are stored with it).
+const (
+	MaxVars         = 100
+	MaxVarBytes     = 8 << 10
+	MaxAllVarsBytes = 64 << 10
+)
+
+// ValidateVars checks variable names (letters, digits and '_', not
+// starting with a digit) and sizes.
+func ValidateVars(vars map[string]string) error {
+	if len(vars) > MaxVars {
+		return fmt.Errorf("%d variables, the limit is %d", len(vars), MaxVars)
+	}
+	total := 0
+	for k, v := range vars {
+		if !ValidVarName(k) {
+			return fmt.Errorf("variable name %q must be letters, digits and '_', not starting with a digit", k)
+		}
+		if len(v) > MaxVarBytes {
+			return fmt.Errorf("variable %s is %d bytes, the limit is %d", k, len(v), MaxVarBytes)
+		}
+		total += len(k) + len(v)
+	}
+	if total > MaxAllVarsBytes {
+		return fmt.Errorf("the variables take %d bytes, the limit is %d", total, MaxAllVarsBytes)
+	}
+	return nil
+}
+
+// ValidVarName reports whether k can name a workspace variable.
+func ValidVarName(k string) bool {
+	if k == "" || len(k) > 128 || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Runs reports whether agent a may run the workspace's runs: it has the

@@ -52,6 +52,10 @@ type runsAPI interface {
 	// Plan is a run's saved plan (resource changes, sensitive values
 	// masked).
 	Plan(ctx context.Context, tenant, id string) (*tfjson.Plan, error)
+	// Vars, SetVar and UnsetVar manage a workspace's input variables.
+	Vars(ctx context.Context, tenant, workspace string) ([]opsapi.Variable, error)
+	SetVar(ctx context.Context, tenant, workspace, name, value string, sensitive bool) (*opsapi.Variable, error)
+	UnsetVar(ctx context.Context, tenant, workspace, name string) (*opsapi.Variable, error)
 	// RollbackState makes a kept version current again.
 	RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapi.StateVersion, error)
 }
@@ -93,7 +97,7 @@ func (a *app) tenantOf(*cobra.Command) (string, error) {
 
 func (a *app) runsCommands() []*cobra.Command {
 	return []*cobra.Command{a.workspacesCommand(), a.planCommand(), a.applyCommand(), a.destroyCommand(),
-		a.runsCommand(), a.logsCommand(), a.cancelCommand()}
+		a.runsCommand(), a.logsCommand(), a.cancelCommand(), a.varsCommand()}
 }
 
 func (a *app) workspacesCommand() *cobra.Command {

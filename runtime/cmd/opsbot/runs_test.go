@@ -47,6 +47,7 @@ type fakeRuns struct {
 	createQuery   url.Values   // the options of the last CreateRun
 	keepBundle    bool         // keep the last bundle in bundle
 	bundle        []byte
+	vars          []opsapi.Variable // workspace variables as set, values included
 }
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {

@@ -42,6 +42,7 @@ type runsStack struct {
 	bus        bus.Driver
 	registry   *registry.Watcher
 	audit      *audit.Recorder
+	secrets    secretstore.Store
 
 	maxBundleBytes int64
 }
@@ -122,6 +123,9 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	if err != nil {
 		return nil, err
 	}
+	if _, none := secrets.(secretstore.None); !none {
+		st.secrets = secrets // the API sets sensitive variables there
+	}
 	var d *dispatch.Dispatcher
 	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
 	if err != nil {
@@ -190,7 +194,7 @@ func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, err
 
 // apiConfig gives the API the runs, and agents from the run store.
 func (st *runsStack) apiConfig(cfg *opsapi.Config) {
-	cfg.Runs, cfg.Artifacts, cfg.Dispatcher = st.manager, st.artifacts, st.dispatcher
+	cfg.Runs, cfg.Artifacts, cfg.Dispatcher, cfg.Secrets = st.manager, st.artifacts, st.dispatcher, st.secrets
 	cfg.MaxBundleBytes = st.maxBundleBytes
 	cfg.Audit = st.audit
 	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry.Current}
