@@ -146,18 +146,7 @@ func wholeUnknown(v any, act action, sens, unknown any) *node {
 	switch v := v.(type) {
 	case map[string]any:
 		n := &node{act: act, open: "{", close: "}"}
-		keys := map[string]bool{}
-		for k := range v {
-			keys[k] = true
-		}
-		if u, ok := unknown.(map[string]any); ok {
-			for k, e := range u {
-				if isTrue(e) {
-					keys[k] = true
-				}
-			}
-		}
-		for _, k := range sortedKeys(keys) {
+		for _, k := range keysOf(unknown, v) {
 			n.items = append(n.items, item{key: k, n: wholeUnknown(v[k], act, index(sens, k), index(unknown, k))})
 		}
 		return n
@@ -181,21 +170,7 @@ func wholeUnknown(v any, act action, sens, unknown any) *node {
 
 func diffObject(before, after map[string]any, bsens, asens, unknown any) *node {
 	n := &node{act: noop, open: "{", close: "}", hiddenWhat: "attribute"}
-	keys := map[string]bool{}
-	for k := range before {
-		keys[k] = true
-	}
-	for k := range after {
-		keys[k] = true
-	}
-	if u, ok := unknown.(map[string]any); ok {
-		for k, v := range u {
-			if isTrue(v) {
-				keys[k] = true
-			}
-		}
-	}
-	for _, k := range sortedKeys(keys) {
+	for _, k := range keysOf(unknown, before, after) {
 		b, bok := before[k]
 		a, aok := after[k]
 		var c *node
@@ -262,17 +237,9 @@ func diffList(before, after []any, bsens, asens, unknown any) *node {
 		}
 		return n
 	}
-	for i, e := range elems {
-		if near(changed, i) {
-			n.items = append(n.items, item{n: e})
-			continue
-		}
-		if k := len(n.items); k > 0 && n.items[k-1].n == nil {
-			n.items[k-1].hidden++
-		} else {
-			n.items = append(n.items, item{hidden: 1})
-		}
-	}
+	elide(changed,
+		func(i int) { n.items = append(n.items, item{n: elems[i]}) },
+		func(k int) { n.items = append(n.items, item{hidden: k}) })
 	return n
 }
 
@@ -322,18 +289,30 @@ func diffText(before, after string) *node {
 		changed[i] = l.act != noop
 	}
 	n := &node{act: update}
-	for i, l := range lines {
-		if near(changed, i) {
-			n.heredoc = append(n.heredoc, l)
+	elide(changed,
+		func(i int) { n.heredoc = append(n.heredoc, lines[i]) },
+		func(k int) { n.heredoc = append(n.heredoc, heredocLine{hidden: k}) })
+	return n
+}
+
+// elide shows the entries within contextElements of a change and stands
+// for each run of the others with its length.
+func elide(changed []bool, show func(i int), hidden func(n int)) {
+	run := 0
+	for i := range changed {
+		if !near(changed, i) {
+			run++
 			continue
 		}
-		if k := len(n.heredoc); k > 0 && n.heredoc[k-1].hidden > 0 {
-			n.heredoc[k-1].hidden++
-		} else {
-			n.heredoc = append(n.heredoc, heredocLine{hidden: 1})
+		if run > 0 {
+			hidden(run)
+			run = 0
 		}
+		show(i)
 	}
-	return n
+	if run > 0 {
+		hidden(run)
+	}
 }
 
 // lcs returns the index pairs of a longest common subsequence of two
@@ -425,6 +404,25 @@ func index(marks any, key any) any {
 		}
 	}
 	return nil
+}
+
+// keysOf are the keys of objects and those the unknown marks say will
+// exist after apply, sorted.
+func keysOf(unknown any, objects ...map[string]any) []string {
+	keys := map[string]bool{}
+	for _, o := range objects {
+		for k := range o {
+			keys[k] = true
+		}
+	}
+	if u, ok := unknown.(map[string]any); ok {
+		for k, v := range u {
+			if isTrue(v) {
+				keys[k] = true
+			}
+		}
+	}
+	return sortedKeys(keys)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -214,23 +214,9 @@ func writeResource(b *strings.Builder, rc *tfjson.ResourceChange) {
 
 	before, _ := c.Before.(map[string]any)
 	after, _ := c.After.(map[string]any)
-	keys := map[string]bool{}
-	for k := range before {
-		keys[k] = true
-	}
-	for k := range after {
-		keys[k] = true
-	}
-	if u, ok := c.AfterUnknown.(map[string]any); ok {
-		for k, v := range u {
-			if isTrue(v) {
-				keys[k] = true
-			}
-		}
-	}
 	var items []item
 	hidden := 0
-	for _, k := range sortedKeys(keys) {
+	for _, k := range keysOf(c.AfterUnknown, before, after) {
 		bv, av, unk := before[k], after[k], index(c.AfterUnknown, k)
 		if bv == nil && av == nil && !isTrue(unk) {
 			continue

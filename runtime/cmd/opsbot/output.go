@@ -125,6 +125,9 @@ func printRun(w io.Writer, r *opsapi.Run) {
 	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
 	fmt.Fprintf(tw, "Workspace:\t%s (tenant %s)\n", r.Workspace, r.Tenant)
 	fmt.Fprintf(tw, "Operation:\t%s\n", r.Operation)
+	if o := r.PlanOptions; o != nil {
+		fmt.Fprintf(tw, "Plan options:\t%s\n", planOptionsString(*o))
+	}
 	fmt.Fprintf(tw, "State:\t%s\n", r.State)
 	if r.Waiting != "" {
 		fmt.Fprintf(tw, "Waiting:\t%s\n", r.Waiting)

@@ -100,3 +100,18 @@ func validVarName(s string) bool {
 	}
 	return true
 }
+
+// planOptionsString writes plan options as terraform's flags.
+func planOptionsString(o opsapi.PlanOptions) string {
+	var parts []string
+	for _, a := range o.Targets {
+		parts = append(parts, "-target="+a)
+	}
+	for _, a := range o.Replace {
+		parts = append(parts, "-replace="+a)
+	}
+	if o.RefreshOnly {
+		parts = append(parts, "-refresh-only")
+	}
+	return strings.Join(parts, " ")
+}

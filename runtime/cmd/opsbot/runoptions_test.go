@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/opsapi"
 )
 
 // TestPlanOptionsTravelWithTheRun: --var and --var-file go in the bundle
@@ -43,6 +44,14 @@ func TestPlanOptionsTravelWithTheRun(t *testing.T) {
 	got, err = os.ReadFile(filepath.Join(out, "zzz-opsbot-vars.auto.tfvars.json"))
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"region": "westeurope", "note": "a=b"}`, string(got))
+}
+
+func TestRunsShowListsThePlanOptions(t *testing.T) {
+	api := newFakeRuns()
+	api.run.PlanOptions = &opsapi.PlanOptions{Targets: []string{"a.b", "module.c"}, RefreshOnly: true}
+	r := cli{t: t, api: api}.run("runs", "show", api.run.ID)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Regexp(t, `Plan options:\s+-target=a\.b -target=module\.c -refresh-only\n`, r.stdout)
 }
 
 func TestBadPlanOptionsAreUsageErrors(t *testing.T) {
