@@ -146,6 +146,7 @@ type Agent struct {
 	cancelled map[string]string               // runID/claimToken → reason, for cancels that came before their assignment
 	renewals  map[string]chan *runproto.Links // runID/claimToken → an upload waiting for fresh links
 	wg        sync.WaitGroup
+	fence     fence // claims waiting for run.proceed
 }
 
 type activeRun struct {
@@ -234,6 +235,9 @@ func (a *Agent) Handle(ctx context.Context, m *connector.Message) error {
 	case *runproto.Links:
 		a.links(msg)
 		return nil
+	case *runproto.Proceed:
+		a.fence.proceed(phaseKey(msg.RunID, msg.ClaimToken))
+		return nil
 	default:
 		a.log.WarnContext(ctx, "dropping run message meant for the server", "id", m.ID, "type", runproto.TypeOf(msg))
 		return nil
@@ -269,13 +273,20 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 		return nil
 	}
 	if prev, ok := a.active[asg.RunID]; ok {
+		if !newerClaim(asg.ClaimToken, prev.token) {
+			// An older claim read late (from the queue, after a restart):
+			// the server no longer has it open.
+			a.mu.Unlock()
+			log.InfoContext(ctx, "ignoring an older claim of a run this agent executes", "running", prev.token)
+			return nil
+		}
 		// A newer claim of the same run: the old one is stale, and must
 		// give its slot back.
 		prev.cancel(fmt.Errorf("superseded by claim %s", asg.ClaimToken))
 	}
 	if a.draining {
 		a.mu.Unlock()
-		a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
+		a.notRun(ctx, log, asg, runproto.Refused, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
 		return nil
 	}
 	w := &waiter{cancelled: make(chan struct{})}
@@ -296,10 +307,10 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 		select {
 		case a.slots <- struct{}{}:
 		case <-t.C:
-			a.notRun(ctx, log, asg, runproto.Failed, fmt.Sprintf("%sagent %s is at its concurrency limit (%d running) after waiting %s", ReasonRefused, a.cfg.ID, a.cfg.Concurrency, a.cfg.QueueWait))
+			a.notRun(ctx, log, asg, runproto.Refused, fmt.Sprintf("%sagent %s is at its concurrency limit (%d running) after waiting %s", ReasonRefused, a.cfg.ID, a.cfg.Concurrency, a.cfg.QueueWait))
 			return nil
 		case <-a.drainCh:
-			a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
+			a.notRun(ctx, log, asg, runproto.Refused, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
 			return nil
 		case <-w.cancelled:
 			a.notRun(ctx, log, asg, runproto.Cancelled, w.reason)
@@ -314,7 +325,7 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 	case a.draining: // drain started while we waited for the slot
 		a.mu.Unlock()
 		<-a.slots
-		a.notRun(ctx, log, asg, runproto.Failed, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
+		a.notRun(ctx, log, asg, runproto.Refused, ReasonRefused+"agent "+a.cfg.ID+" is shutting down")
 		return nil
 	case w.closed:
 		a.mu.Unlock()
@@ -357,7 +368,8 @@ func (a *Agent) notRun(ctx context.Context, log *slog.Logger, asg *runproto.Assi
 	a.mu.Lock()
 	a.done.Add(phaseKey(asg.RunID, asg.ClaimToken))
 	a.mu.Unlock()
-	a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: runproto.PhaseOf(asg.Op), Outcome: outcome, Reason: reason, LastSeq: -1})
+	a.sendResult(&runproto.Result{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: runproto.PhaseOf(asg.Op), Outcome: outcome, Reason: reason, LastSeq: -1,
+		Draining: outcome == runproto.Refused && a.isDraining()})
 }
 
 // errCancelled is the cause of a run cancelled by the server.
@@ -424,6 +436,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	n := len(a.active)
 	a.mu.Unlock()
 	a.log.Info("shutting down", "running", n, "grace", a.cfg.ShutdownGrace)
+	a.heartbeat(hbCtx) // the server gives this agent no new run from now on
 
 	finished := make(chan struct{})
 	go func() { a.wg.Wait(); close(finished) }()
@@ -466,7 +479,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version, TerraformVersion: a.cfg.TerraformVersion}
+	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version, TerraformVersion: a.cfg.TerraformVersion, Draining: a.isDraining()}
 	// A heartbeat older than an interval is worthless: do not queue them.
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatInterval)
 	defer cancel()

@@ -36,6 +36,9 @@ type sender struct {
 	arrived chan runproto.Message
 	// failNext makes that many sends fail (a dropped session).
 	failNext int
+	// onStarted, if set, is the server's answer to run.started (the
+	// fixture lets the agent proceed).
+	onStarted func(*runproto.Started)
 }
 
 func newSender() *sender { return &sender{arrived: make(chan runproto.Message, 1000)} }
@@ -60,6 +63,12 @@ func (s *sender) Send(ctx context.Context, m connector.OutMessage) (string, erro
 	s.msgs = append(s.msgs, msg)
 	s.mu.Unlock()
 	s.arrived <- msg
+	s.mu.Lock()
+	onStarted := s.onStarted
+	s.mu.Unlock()
+	if st, ok := msg.(*runproto.Started); ok && onStarted != nil {
+		go onStarted(st)
+	}
 	return m.ID, nil
 }
 
@@ -217,6 +226,9 @@ func newFixture(t *testing.T, tf Terraform, opts ...func(*Config)) *fixture {
 	f.agent, err = New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(f.agent.Stop)
+	f.sender.onStarted = func(st *runproto.Started) {
+		_ = f.deliver(t, &runproto.Proceed{RunID: st.RunID, ClaimToken: st.ClaimToken})
+	}
 	return f
 }
 

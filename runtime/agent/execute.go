@@ -32,9 +32,9 @@ const (
 )
 
 const (
-	// startedWait bounds how long run.started may hold Terraform back
-	// while the gateway is unreachable.
-	startedWait = 10 * time.Second
+	// startedEvery is how often run.started is repeated while the server
+	// has not answered it (each send is bounded by it too).
+	startedEvery = 10 * time.Second
 	// maxReasonBytes bounds a failure's reason (Terraform's stderr can be
 	// long; the full text is in the log and the diagnostics).
 	maxReasonBytes = 4 << 10
@@ -81,9 +81,12 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 	}
 
 	var cancelled *errCancelled
+	var notStarted *errNotStarted
 	switch cause := context.Cause(ctx); {
 	case err == nil:
 		res.Outcome = runproto.Succeeded
+	case errors.As(err, &notStarted):
+		res.Outcome, res.Reason, res.Draining = runproto.Refused, ReasonRefused+notStarted.reason, notStarted.draining
 	case ctx.Err() != nil && errors.As(cause, &cancelled):
 		res.Outcome, res.Reason = runproto.Cancelled, cancelled.reason
 	case ctx.Err() != nil:
@@ -142,13 +145,9 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 
 	took.fetch = time.Since(t0)
 
-	// Not worth holding Terraform back for: logs and the result tell the
-	// server as much.
-	sctx, cancel := context.WithTimeout(ctx, startedWait)
-	if err := a.send(sctx, &runproto.Started{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: res.Phase}, ""); err != nil && ctx.Err() == nil {
-		a.log.Warn("cannot send run.started", "run", asg.RunID, "err", err)
+	if err := a.awaitStart(ctx, asg, res.Phase); err != nil {
+		return err
 	}
-	cancel()
 	t0 = time.Now()
 	tr, runErr := a.cfg.Terraform.Run(ctx, job, sink)
 	took.terraform = time.Since(t0)

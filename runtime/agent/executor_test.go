@@ -83,7 +83,8 @@ func TestConcurrencyLimit(t *testing.T) {
 	require.NoError(t, f.deliver(t, planAssign(t, store, "run-2", "1")))
 	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
 	refused := resultOf(t, f.sender, "run-2", "1")
-	assert.Equal(t, runproto.Failed, refused.Outcome)
+	assert.Equal(t, runproto.Refused, refused.Outcome, "the server gives the claim to another agent")
+	assert.False(t, refused.Draining)
 	assert.True(t, strings.HasPrefix(refused.Reason, ReasonRefused), refused.Reason)
 	assert.Contains(t, refused.Reason, "concurrency limit")
 	assert.Equal(t, []string{"run-1"}, f.agent.Running())
@@ -294,6 +295,9 @@ func TestHeartbeatAndGracefulShutdown(t *testing.T) {
 	require.NoError(t, f.deliver(t, planAssign(t, store, "run-2", "1")))
 	refused := resultOf(t, f.sender, "run-2", "1")
 	assert.Contains(t, refused.Reason, "shutting down")
+	assert.Equal(t, runproto.Refused, refused.Outcome)
+	assert.True(t, refused.Draining, "the server gives a draining agent no further run")
+	waitFor(t, f.sender, func(h *runproto.Heartbeat) bool { return h.Draining })
 
 	select {
 	case err := <-ran:

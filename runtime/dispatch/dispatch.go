@@ -186,6 +186,7 @@ type Dispatcher struct {
 	outbox chan outbound
 
 	roleRefusals   atomic.Int64
+	staleDropped   atomic.Int64
 	refusalSampler audit.Sampler
 
 	mu      sync.Mutex
@@ -404,14 +405,7 @@ func (d *Dispatcher) DispatchWorkspace(ctx context.Context, tenant, workspace st
 // claimGeneration is the claim token of an executing run: the length of
 // its history right after the claim, the last transition into an
 // executing state.
-func claimGeneration(r runs.Run) int {
-	for i := len(r.History) - 1; i >= 0; i-- {
-		if r.History[i].To.Executing() {
-			return i + 1
-		}
-	}
-	return 0
-}
+func claimGeneration(r runs.Run) int { return r.Claim() }
 
 // assign sends an executing run to its agent. A run that cannot be sent
 // (unregistered agent, unreadable secrets, the gateway refusing) fails,

@@ -156,6 +156,7 @@ type env struct {
 	keys    map[string]*ecdsa.PrivateKey
 	roleLog *bytes.Buffer // what the dispatcher and manager log (lockedWriter)
 	audited *fakeAudit
+	dropped int64 // StaleDropped as requireDropped last saw it
 	now     time.Time
 	mu      sync.Mutex
 }
@@ -271,6 +272,16 @@ func (e *env) run(id string) runs.Run {
 	return r
 }
 
+// requireDropped: a message of the sender's own claim that is no longer
+// open is dropped quietly (no error queue) and counted.
+func (e *env) requireDropped(err error) {
+	e.t.Helper()
+	before := e.dropped
+	require.NoError(e.t, err)
+	e.dropped = e.d.StaleDropped()
+	require.Equal(e.t, before+1, e.dropped, "not dropped as stale")
+}
+
 func requireRefused(t *testing.T, err error) {
 	t.Helper()
 	require.ErrorIs(t, err, ErrRefused)
@@ -328,7 +339,7 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	r := e.enqueue(runs.OpApply)
 	_, a := e.assigned()
 
-	require.NoError(t, e.from("tenant-a", "a1", &runproto.Started{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan}))
+	e.start("a1", r.ID, a.ClaimToken)
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"Plan: 1 to add"}}))
 	wd := strings.Repeat("c", 64)
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
@@ -339,8 +350,8 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	assert.Equal(t, "tenant-a/prod/"+r.ID+"/workdir-c2.tar.gz", got.Plan.Blob)
 	assert.Equal(t, wd, got.Plan.SHA256)
 
-	// A redelivered result is refused (the plan's claim has ended) and changes nothing.
-	requireRefused(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+	// A redelivered result is dropped (the plan's claim has ended) and changes nothing.
+	e.requireDropped(e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
 		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
 
 	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
@@ -356,8 +367,9 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/state-c"+ap.ClaimToken+".tfstate?sp=cw", ap.StateUploadURL, "each claim uploads its own state blob")
 	applier := e.run(r.ID).Agent
 
-	// The plan's claim is stale now, even for the agent that planned.
-	requireRefused(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 1, Lines: []string{"late"}}))
+	// The plan's claim is stale now, even for the agent that planned: its
+	// late batch is dropped quietly (no error queue), and not written.
+	e.requireDropped(e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 1, Lines: []string{"late"}}))
 
 	require.NoError(t, e.from("tenant-a", applier, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"Apply complete!"}}))
 	require.NoError(t, e.from("tenant-a", applier, &runproto.Result{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded,
@@ -539,29 +551,78 @@ func TestCancelReachesTheAgent(t *testing.T) {
 	assert.Equal(t, "cancelled by bob; agent stopped planning", done.LastReason(), "the echoed reason is not repeated")
 }
 
-func TestSilentAgentFailsItsRunAndFreesTheWorkspace(t *testing.T) {
+// TestLostAgentsClaimGoesToAnotherAgent: an agent lost before Terraform
+// started gives its claim back; a restarted agent reading the stale
+// assignment is told to drop it, and its messages of that claim are
+// dropped quietly, never dead-lettered.
+func TestLostAgentsClaimGoesToAnotherAgent(t *testing.T) {
 	e := newEnv(t)
 	e.heartbeat("tenant-a", "a1")
 	r := e.enqueue(runs.OpApply)
 	_, a := e.assigned()
-	next := e.enqueue(runs.OpApply)
+	e.enqueue(runs.OpApply)
 
 	e.advance(2 * time.Minute)
 	_, err := e.m.SweepSilentAgents(context.Background())
 	require.NoError(t, err)
 	got := e.run(r.ID)
-	assert.Equal(t, runs.Failed, got.State)
+	assert.Equal(t, runs.Queued, got.State)
 	assert.Contains(t, got.LastReason(), "stopped heartbeating")
-	o := <-e.d.outbox
-	assert.Equal(t, "a1", o.agent, "should it come back, it must stop")
-	assert.IsType(t, &runproto.Cancel{}, o.msg)
+	assert.Contains(t, got.LastReason(), "before Terraform started")
 
-	// Its late result is refused; the next run goes to a live agent.
-	requireRefused(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded, LastSeq: -1}))
+	// a1 restarts and reads the assignment from its queue: it may not start.
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Started{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan}))
+	msgs := e.sender.take()
+	require.Len(t, msgs, 1)
+	c, ok := msgs[0].msg.(*runproto.Cancel)
+	require.True(t, ok, "%T", msgs[0].msg)
+	assert.Equal(t, a.ClaimToken, c.ClaimToken)
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Cancelled, Reason: c.Reason, LastSeq: -1}))
+	assert.EqualValues(t, 2, e.d.StaleDropped())
+	assert.Equal(t, runs.Queued, e.run(r.ID).State)
+
+	// The run goes to a live agent, before the run queued after it.
 	e.heartbeat("tenant-a", "a2")
 	to, na := e.assigned()
 	assert.Equal(t, "a2", to.agent)
-	assert.Equal(t, next.ID, na.RunID)
+	assert.Equal(t, r.ID, na.RunID)
+	assert.NotEqual(t, a.ClaimToken, na.ClaimToken)
+}
+
+// TestRefusedAssignmentGoesBack: an agent at its limit or shutting down
+// refuses; the claim goes back to the queue, and a draining agent gets
+// no further run.
+func TestRefusedAssignmentGoesBack(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan,
+		Outcome: runproto.Refused, Reason: "refused by agent: agent a1 is shutting down", Draining: true, LastSeq: -1}))
+	got := e.run(r.ID)
+	assert.Equal(t, runs.Queued, got.State)
+	assert.Equal(t, "agent a1 gave the run back: refused by agent: agent a1 is shutting down", got.LastReason())
+	assert.Empty(t, e.d.DispatchWorkspace(context.Background(), "tenant-a", "prod"), "a draining agent gets no run")
+
+	e.heartbeat("tenant-a", "a2")
+	to, na := e.assigned()
+	assert.Equal(t, "a2", to.agent)
+	assert.Equal(t, r.ID, na.RunID)
+
+	// A refusal after Terraform was let start is a lie: refused.
+	e.start("a2", r.ID, na.ClaimToken)
+	requireRefused(t, e.from("tenant-a", "a2", &runproto.Result{RunID: r.ID, ClaimToken: na.ClaimToken, Phase: runproto.PhasePlan,
+		Outcome: runproto.Refused, Reason: "no", LastSeq: -1}))
+}
+
+// start is the agent's run.started; the server must let it proceed.
+func (e *env) start(agent, runID, token string) {
+	e.t.Helper()
+	require.NoError(e.t, e.from("tenant-a", agent, &runproto.Started{RunID: runID, ClaimToken: token, Phase: runproto.PhasePlan}))
+	msgs := e.sender.take()
+	require.Len(e.t, msgs, 1)
+	assert.Equal(e.t, &runproto.Proceed{RunID: runID, ClaimToken: token}, msgs[0].msg)
+	require.NotNil(e.t, e.run(runID).TerraformStarted)
 }
 
 func TestLostAssignmentIsSentAgain(t *testing.T) {
@@ -715,7 +776,7 @@ func TestApplyStateIsPromotedOnlyWithItsAcceptedResult(t *testing.T) {
 	// Another agent of the tenant, and the plan's ended claim, cannot
 	// promote a state.
 	requireRefused(t, e.from("tenant-a", "a2", stateResult(r, ap.ClaimToken, runproto.Succeeded)))
-	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, "2", runproto.Succeeded)))
+	e.requireDropped(e.from("tenant-a", r.Agent, stateResult(r, "2", runproto.Succeeded)))
 	assert.Empty(t, e.states.all())
 
 	// A failed apply's state is promoted too: it may have changed resources.
@@ -724,21 +785,21 @@ func TestApplyStateIsPromotedOnlyWithItsAcceptedResult(t *testing.T) {
 	assert.Equal(t, []artifacts.Promotion{{Tenant: "tenant-a", Workspace: "prod", Run: r.ID, Claim: ap.ClaimToken, Size: 42, SHA256: strings.Repeat("5", 64)}}, e.states.all())
 
 	// After the run's end, no result (even the same one again) is taken.
-	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Failed)))
-	requireRefused(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded)))
-	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Started{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply}))
+	e.requireDropped(e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Failed)))
+	e.requireDropped(e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded)))
+	e.requireDropped(e.from("tenant-a", r.Agent, &runproto.Started{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply}))
 	requireRefused(t, e.from("tenant-a", "a2", &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"forged"}}))
 	// A log batch the bus held back past the agent's own result still goes
 	// in for a while; after lateLogGrace nothing does.
 	require.NoError(t, e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"held back"}}))
 	e.advance(lateLogGrace)
-	requireRefused(t, e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 1, Lines: []string{"late"}}))
+	e.requireDropped(e.from("tenant-a", r.Agent, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 1, Lines: []string{"late"}}))
 	assert.Len(t, e.states.all(), 1)
 	assert.Equal(t, runs.Failed, e.run(r.ID).State)
 	assert.Equal(t, "held back\n", e.logs.text(r.ID))
 }
 
-func TestLogsOfAClaimEndedBySweepAreRefused(t *testing.T) {
+func TestLogsOfAClaimEndedBySweepAreDropped(t *testing.T) {
 	e := newEnv(t)
 	e.heartbeat("tenant-a", "a1")
 	r := e.enqueue(runs.OpApply)
@@ -746,8 +807,8 @@ func TestLogsOfAClaimEndedBySweepAreRefused(t *testing.T) {
 	e.advance(2 * time.Minute) // a1 falls silent
 	_, err := e.m.SweepSilentAgents(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, runs.Failed, e.run(r.ID).State)
-	requireRefused(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"after the sweep"}}))
+	require.Equal(t, runs.Queued, e.run(r.ID).State)
+	e.requireDropped(e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"after the sweep"}}))
 	assert.Empty(t, e.logs.text(r.ID))
 }
 
@@ -804,7 +865,7 @@ func TestUploadLinksLastUploadTTLAndAreRenewedOnlyForAnOpenClaim(t *testing.T) {
 	requireRefused(t, e.from("tenant-b", "b1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: plan.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
 		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
-	requireRefused(t, e.from("tenant-a", "a1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
+	e.requireDropped(e.from("tenant-a", "a1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
 	assert.Empty(t, e.sender.take(), "no links for an ended claim")
 
 	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")

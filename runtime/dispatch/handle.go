@@ -26,8 +26,8 @@ func refuse(format string, args ...any) error {
 	return cloud.Permanent(fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...)))
 }
 
-// Handle is the cloud.Handler for what agents send.
-func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
+// handle handles one message of an agent (see Handle).
+func (d *Dispatcher) handle(ctx context.Context, m *cloud.Message) error {
 	if !m.From.IsConnector() {
 		return refuse("message %s has no connector identity", m.ID)
 	}
@@ -46,13 +46,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
 	case *runproto.Heartbeat:
 		return d.heartbeat(ctx, tenant, agent, msg)
 	case *runproto.Started:
-		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken, false)
-		if err != nil {
-			return err
-		}
-		d.log.InfoContext(ctx, "terraform started", "tenant", tenant, "run", r.ID, "agent", agent, "phase", msg.Phase, "pickup", d.cfg.Now().Sub(claimedAt(r)))
-		d.notify(r.ID)
-		return nil
+		return d.started(ctx, tenant, agent, msg)
 	case *runproto.Logs:
 		r, err := d.checkClaim(ctx, tenant, agent, msg.RunID, msg.ClaimToken, true)
 		if err != nil {
@@ -80,10 +74,12 @@ func claimedAt(r runs.Run) time.Time {
 }
 
 // checkClaim returns the run if token is agent's current claim of it and
-// that claim is still open (the run executes it). Reports of an ended
-// claim (a result after the run ended, even a redelivered one: the run
-// already has it), of an earlier claim, or of someone else's are refused
-// and change nothing. With lateLog, a log batch of a claim its agent ended
+// that claim is still open (the run executes it, or needs attention and
+// waits for that agent's result). Reports of someone else's claim are
+// refused; those of the agent's own earlier or ended claim (a result after
+// the run ended, even a redelivered one: the run already has it; what an
+// agent restarted from its queue sends) are stale: dropped quietly. Both
+// change nothing. With lateLog, a log batch of a claim its agent ended
 // itself with a result passes for lateLogGrace after that end.
 func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token string, lateLog bool) (runs.Run, error) {
 	r, err := d.m.GetRun(ctx, tenant, runID)
@@ -101,10 +97,10 @@ func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token
 		return runs.Run{}, refuse("claim %s of run %s is not agent %s's", token, runID, agent)
 	}
 	if n != claimGeneration(r) {
-		return runs.Run{}, refuse("claim %s of run %s is stale (the run was claimed again)", token, runID)
+		return runs.Run{}, stale("claim %s of run %s is stale (the run was claimed again)", token, runID)
 	}
-	if !r.State.Executing() && !(lateLog && d.endedByOwnResult(r, n, agent)) {
-		return runs.Run{}, refuse("claim %s of run %s has ended: the run is %s", token, runID, r.State)
+	if !r.State.Executing() && !r.SettledBy(agent) && !(lateLog && d.endedByOwnResult(r, n, agent)) {
+		return runs.Run{}, stale("claim %s of run %s has ended: the run is %s", token, runID, r.State)
 	}
 	return r, nil
 }
@@ -128,7 +124,7 @@ func (d *Dispatcher) endedByOwnResult(r runs.Run, n int, agent string) bool {
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *runproto.Heartbeat) error {
-	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, Running: hb.Running}
+	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, Running: hb.Running, Draining: hb.Draining}
 	stops, err := d.m.Heartbeat(ctx, req)
 	if errors.Is(err, runs.ErrNotFound) {
 		// A registered agent's tenant appears on its first heartbeat.
@@ -150,7 +146,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *ru
 		d.send(ctx, tenant, agent, &runproto.Cancel{RunID: s.Run, Reason: s.Reason})
 	}
 	d.resend(ctx, tenant, agent, hb.Running)
-	if len(hb.Running) < hb.Capacity {
+	if len(hb.Running) < hb.Capacity && !hb.Draining {
 		d.Kick(tenant, "") // it has room: anything waiting for an agent?
 	}
 	return nil
@@ -192,6 +188,8 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	}
 	rep := runs.Report{Tenant: tenant, Run: r.ID, Agent: agent, Result: res.Result, Reason: res.Reason}
 	switch res.Outcome {
+	case runproto.Refused:
+		return d.refused(ctx, r, agent, res)
 	case runproto.Succeeded:
 		rep.State = runs.Applied
 		if res.Phase == runproto.PhasePlan {
@@ -218,7 +216,9 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	}
 	_, err = d.m.Report(ctx, rep)
 	switch {
-	case errors.Is(err, runs.ErrNotAssigned), errors.Is(err, runs.ErrInvalid), errors.Is(err, runs.ErrIllegalTransition):
+	case errors.Is(err, runs.ErrNotAssigned):
+		return stale("result of run %s from %s/%s: %v", r.ID, tenant, agent, err)
+	case errors.Is(err, runs.ErrInvalid), errors.Is(err, runs.ErrIllegalTransition):
 		return refuse("result of run %s from %s/%s: %v", r.ID, tenant, agent, err)
 	case err != nil:
 		return err

@@ -504,7 +504,7 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, offset int64,
 		s.internalError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, LogChunk{Text: string(data), Offset: offset, NextOffset: next, Done: run.State.Terminal() && len(data) < max})
+	writeJSON(w, http.StatusOK, LogChunk{Text: string(data), Offset: offset, NextOffset: next, Done: run.State.Settled() && len(data) < max})
 }
 
 // runPlan serves the run's plan as JSON: Terraform's plan format (format
@@ -608,7 +608,7 @@ func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id st
 				return err
 			}
 		}
-		if run.Terminal() {
+		if run.Settled() {
 			return send(FollowFrame{Type: FrameEnd, Run: &run})
 		}
 		if err := waitTick(ctx, c, wake, poll.C, ping.C); err != nil {

@@ -153,6 +153,10 @@ type PlanOptions struct {
 // Terminal reports whether the run has ended.
 func (r Run) Terminal() bool { return runs.State(r.State).Terminal() }
 
+// Settled reports whether nothing more happens to the run unless a person
+// acts: it ended, or it needs attention.
+func (r Run) Settled() bool { return runs.State(r.State).Settled() }
+
 // Transition is one state change of a run.
 type Transition struct {
 	From   string    `json:"from,omitempty"`

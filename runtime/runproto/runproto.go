@@ -49,6 +49,7 @@ const (
 	TypeResult    Type = "run.result"      // agent → server
 	TypeRenew     Type = "run.renew"       // agent → server
 	TypeLinks     Type = "run.links"       // server → agent
+	TypeProceed   Type = "run.proceed"     // server → agent
 )
 
 // Limits.
@@ -90,6 +91,10 @@ const (
 	Succeeded Outcome = "succeeded"
 	Failed    Outcome = "failed"
 	Cancelled Outcome = "cancelled"
+	// Refused: the agent did not start Terraform (at its concurrency
+	// limit, shutting down, or the server did not let it start); the
+	// server gives the claim back to the queue for another agent.
+	Refused Outcome = "refused"
 )
 
 // Duration is a time.Duration written as a Go duration string ("1h0m0s").
@@ -188,9 +193,14 @@ type Heartbeat struct {
 	Version  string            `json:"version,omitempty"`
 	// TerraformVersion is the version of the terraform the agent runs.
 	TerraformVersion string `json:"terraformVersion,omitempty"`
+	// Draining: the agent is shutting down and takes no new run.
+	Draining bool `json:"draining,omitempty"`
 }
 
-// Started (run.started) says Terraform started a phase.
+// Started (run.started) asks to start Terraform for a claim: the agent
+// starts it only once the server answered run.proceed (the start fence),
+// so the server knows of every claim whether Terraform may have started.
+// The agent repeats it until answered; the server answers every copy.
 type Started struct {
 	RunID      string `json:"runId"`
 	ClaimToken string `json:"claimToken"`
@@ -253,6 +263,9 @@ type Result struct {
 	// the run's secrets redacted), at most MaxPlanBytes; the server stores
 	// it beside the run so operators see the changes before approving.
 	Plan json.RawMessage `json:"plan,omitempty"`
+	// Draining, with Outcome Refused: the agent refused because it is
+	// shutting down; the server gives it no further run.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Renew (run.renew) asks for fresh upload links of a claim the agent
@@ -274,6 +287,13 @@ type Links struct {
 	ExpiresAt      time.Time `json:"expiresAt"`
 }
 
+// Proceed (run.proceed) answers run.started: the server recorded that
+// Terraform starts for this claim; the agent may start it.
+type Proceed struct {
+	RunID      string `json:"runId"`
+	ClaimToken string `json:"claimToken"`
+}
+
 // Secrets is the plaintext of Assign.Secrets: environment for the
 // Terraform process and input variables.
 type Secrets struct {
@@ -285,7 +305,7 @@ type Secrets struct {
 func (s Secrets) Empty() bool { return len(s.Env) == 0 && len(s.Vars) == 0 }
 
 // Message is one of *Assign, *Cancel, *Heartbeat, *Started, *Logs,
-// *Result, *Renew, *Links.
+// *Result, *Renew, *Links, *Proceed.
 type Message interface{ messageType() Type }
 
 func (*Assign) messageType() Type    { return TypeAssign }
@@ -296,6 +316,7 @@ func (*Logs) messageType() Type      { return TypeLogs }
 func (*Result) messageType() Type    { return TypeResult }
 func (*Renew) messageType() Type     { return TypeRenew }
 func (*Links) messageType() Type     { return TypeLinks }
+func (*Proceed) messageType() Type   { return TypeProceed }
 
 // TypeOf is the type of m.
 func TypeOf(m Message) Type { return m.messageType() }
@@ -387,6 +408,8 @@ func Decode(body []byte) (Message, error) {
 		m = &Renew{}
 	case TypeLinks:
 		m = &Links{}
+	case TypeProceed:
+		m = &Proceed{}
 	case "":
 		return nil, &DecodeError{Field: "type", Err: ErrMalformed, Msg: "missing"}
 	default:
@@ -438,6 +461,8 @@ func Validate(m Message) error {
 		}
 	case *Cancel:
 		return req("runId", m.RunID)
+	case *Proceed:
+		return firstErr(req("runId", m.RunID), req("claimToken", m.ClaimToken))
 	case *Heartbeat:
 		if m.Capacity < 1 {
 			return malformed(t, "capacity", "%d must be at least 1", m.Capacity)
@@ -477,9 +502,12 @@ func Validate(m Message) error {
 			return err
 		}
 		switch m.Outcome {
-		case Succeeded, Failed, Cancelled:
+		case Succeeded, Failed, Cancelled, Refused:
 		default:
-			return malformed(t, "outcome", "%q is not succeeded, failed or cancelled", m.Outcome)
+			return malformed(t, "outcome", "%q is not succeeded, failed, cancelled or refused", m.Outcome)
+		}
+		if m.Draining && m.Outcome != Refused {
+			return malformed(t, "draining", "only a refusal says the agent is draining")
 		}
 		if m.WorkdirUploaded && (len(m.WorkdirSHA256) != 64 || m.WorkdirSize <= 0) {
 			return malformed(t, "workdirSha256", "an uploaded working directory needs its SHA-256 and size")

@@ -33,6 +33,9 @@ func TestRoundTrip(t *testing.T) {
 			StateUploaded: true, StateSHA256: strings.Repeat("c", 64), StateSize: 7, LastSeq: -1},
 		&Renew{RunID: "run-1", ClaimToken: "5"},
 		&Links{RunID: "run-1", ClaimToken: "5", StateUploadURL: "https://b/s?sig2", ExpiresAt: time.Date(2026, 12, 6, 7, 5, 0, 0, time.UTC)},
+		&Result{RunID: "run-1", ClaimToken: "2", Phase: PhaseApply, Outcome: Refused, Reason: "shutting down", Draining: true, LastSeq: -1},
+		&Heartbeat{Capacity: 1, Running: []string{}, Draining: true},
+		&Proceed{RunID: "run-1", ClaimToken: "2"},
 	}
 	for _, m := range msgs {
 		t.Run(string(TypeOf(m)), func(t *testing.T) {
@@ -81,6 +84,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"renew without token", `{"type":"run.renew","runId":"r"}`, ErrMalformed, "claimToken"},
 		{"links without links", `{"type":"run.links","runId":"r","claimToken":"1","expiresAt":"2026-12-06T07:00:00Z"}`, ErrMalformed, "uploadURL"},
 		{"links without expiry", `{"type":"run.links","runId":"r","claimToken":"1","uploadURL":"u"}`, ErrMalformed, "expiresAt"},
+		{"proceed without token", `{"type":"run.proceed","runId":"r"}`, ErrMalformed, "claimToken"},
+		{"draining without refusal", `{"type":"run.result","runId":"r","claimToken":"1","phase":"plan","outcome":"failed","draining":true}`, ErrMalformed, "draining"},
 		{"too large", `{"type":"run.logs","x":"` + strings.Repeat("x", MaxMessageBytes) + `"}`, ErrTooLarge, ""},
 	}
 	for _, tt := range tests {

@@ -451,7 +451,7 @@ func (m *Manager) fit(ctx context.Context, w Workspace) (agentFit, error) {
 		}
 		if w.Runs(a) {
 			f.matching++
-			if busy[a.ID] < a.Capacity {
+			if busy[a.ID] < a.Capacity && !a.Draining {
 				f.free = append(f.free, a)
 			}
 		}
@@ -555,6 +555,9 @@ func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent,
 	held, err := m.store.ListLocks(ctx, LockQuery{Tenant: tenant, Agent: id})
 	if err != nil {
 		return Agent{}, fmt.Errorf("cannot count runs of agent %s/%s: %w", tenant, id, err)
+	}
+	if a.Draining {
+		return Agent{}, fmt.Errorf("%w: agent %s/%s is shutting down", ErrAgentUnavailable, tenant, id)
 	}
 	if len(held) >= a.Capacity {
 		return Agent{}, fmt.Errorf("%w: agent %s/%s runs %d of %d", ErrAgentUnavailable, tenant, id, len(held), a.Capacity)
@@ -691,7 +694,10 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			}
 			return r, nil // a redelivered report: already recorded
 		}
-		if r.Agent != rep.Agent || !r.State.Executing() {
+		from := r.State
+		if r.SettledBy(rep.Agent) {
+			from = Applying // the lost agent's result settles the run
+		} else if r.Agent != rep.Agent || !r.State.Executing() {
 			return Run{}, fmt.Errorf("%w: run %s is %s on agent %q, not on %q", ErrNotAssigned, r.ID, r.State, r.Agent, rep.Agent)
 		}
 		w, err := m.store.GetWorkspace(ctx, r.Tenant, r.Workspace)
@@ -711,7 +717,7 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 				return Run{}, err
 			}
 		}
-		reason := reportReason(r.State, to, rep)
+		reason := reportReason(from, to, rep)
 		if to == Cancelled && r.CancelReason != "" {
 			reason = r.CancelReason + "; " + reason
 		}
@@ -919,6 +925,8 @@ type Heartbeat struct {
 	TerraformVersion string
 	// Running lists the runs the agent is executing.
 	Running []string
+	// Draining: the agent is shutting down and takes no new run.
+	Draining bool
 }
 
 // Stop tells an agent to stop a run it is executing.
@@ -942,7 +950,7 @@ func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
 			"tenant", hb.Tenant, "agent", hb.Agent, "dropped", dropped)
 	}
 	now := m.clock()
-	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now}
+	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now, Draining: hb.Draining}
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -968,6 +976,8 @@ func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
 			stops = append(stops, Stop{Run: id, Reason: "unknown run"})
 		case err != nil:
 			return nil, err
+		case r.SettledBy(hb.Agent):
+			// Lost mid-apply and back: let it finish, its result settles the run.
 		case r.Agent != hb.Agent || !r.State.Executing():
 			stops = append(stops, Stop{Run: id, Reason: fmt.Sprintf("run is %s: %s", r.State, r.LastReason())})
 		case r.CancelRequested:
@@ -977,8 +987,9 @@ func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
 	return stops, nil
 }
 
-// SweepSilentAgents fails the runs of agents that stopped heartbeating,
-// releases their workspaces and marks them silent. It returns the agents
+// SweepSilentAgents settles the runs of agents that stopped heartbeating
+// (loseClaim: back to the queue, or NeedsAttention for an apply whose
+// Terraform started) and marks the agents silent. It returns the agents
 // it marked. Any number of replicas may sweep at once.
 func (m *Manager) SweepSilentAgents(ctx context.Context) ([]Agent, error) {
 	now := m.clock()
@@ -998,9 +1009,8 @@ func (m *Manager) SweepSilentAgents(ctx context.Context) ([]Agent, error) {
 		if err != nil {
 			return marked, err
 		}
-		reason := fmt.Sprintf("agent %s stopped heartbeating (last seen %s)", a.ID, a.LastHeartbeat.Format(time.RFC3339))
 		for _, l := range locks {
-			if err := m.endExecuting(ctx, a.Tenant, l.Run, a.ID, Failed, reason); err != nil {
+			if err := m.loseClaim(ctx, a.Tenant, l.Run, a.ID, a.LastHeartbeat); err != nil {
 				return marked, err
 			}
 		}
@@ -1015,20 +1025,6 @@ func (m *Manager) SweepSilentAgents(ctx context.Context) ([]Agent, error) {
 		marked = append(marked, a)
 	}
 	return marked, nil
-}
-
-// endExecuting moves a run still executing on agent to a final state.
-func (m *Manager) endExecuting(ctx context.Context, tenant, runID, agent string, to State, reason string) error {
-	_, err := m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
-		if agent != "" && r.Agent != agent {
-			return errSkip
-		}
-		return r.move(to, m.clock(), "sweeper", reason, w.Options)
-	})
-	if errors.Is(err, errSkip) || errors.Is(err, ErrIllegalTransition) {
-		return nil // changed meanwhile; nothing left to do
-	}
-	return err
 }
 
 var errSkip = errors.New("skip")

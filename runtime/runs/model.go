@@ -252,10 +252,15 @@ type Run struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// CancelRequested asks the agent to stop; it confirms by reporting
 	// Cancelled. CancelReason says who asked and why.
-	CancelRequested bool          `json:"cancelRequested,omitempty"`
-	CancelReason    string        `json:"cancelReason,omitempty"`
-	PlanResult      *tfrun.Result `json:"planResult,omitempty"`
-	ApplyResult     *tfrun.Result `json:"applyResult,omitempty"`
+	CancelRequested bool   `json:"cancelRequested,omitempty"`
+	CancelReason    string `json:"cancelReason,omitempty"`
+	// TerraformStarted is when the server let the agent of the current
+	// claim start Terraform (Manager.Start); nil until then. A lost
+	// agent's claim goes back to the queue only while it is nil, or for a
+	// plan; an apply it started needs attention instead.
+	TerraformStarted *time.Time    `json:"terraformStarted,omitempty"`
+	PlanResult       *tfrun.Result `json:"planResult,omitempty"`
+	ApplyResult      *tfrun.Result `json:"applyResult,omitempty"`
 	// History records every transition, oldest first.
 	History []Transition `json:"history"`
 	// ETag is the store's concurrency token; "" when not stored yet.
@@ -295,8 +300,23 @@ func (r *Run) move(to State, at time.Time, by, reason string, opts Options) erro
 	}
 	if !to.Executing() {
 		r.Agent, r.CancelRequested, r.CancelReason = "", false, ""
+	} else {
+		r.TerraformStarted = nil // a new claim
 	}
 	return nil
+}
+
+// Claim is the run's claim generation: the length of its history right
+// after its latest claim (its last move into an executing state), 0 if it
+// was never claimed. Each claim of a run has its own; agents echo it as
+// their claim token (runproto.ClaimToken).
+func (r *Run) Claim() int {
+	for i := len(r.History) - 1; i >= 0; i-- {
+		if r.History[i].To.Executing() {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // LastReason is the reason recorded with the latest transition.
@@ -346,8 +366,11 @@ type Agent struct {
 	LastHeartbeat    time.Time `json:"lastHeartbeat"`
 	// Silent is set by the sweeper once the agent stopped heartbeating;
 	// the next heartbeat clears it.
-	Silent bool   `json:"silent,omitempty"`
-	ETag   string `json:"-"`
+	Silent bool `json:"silent,omitempty"`
+	// Draining: the agent is shutting down and takes no new run (its
+	// heartbeat says so, or it refused a run for that reason).
+	Draining bool   `json:"draining,omitempty"`
+	ETag     string `json:"-"`
 }
 
 // Validate checks the agent's fields.

@@ -23,19 +23,28 @@ const (
 	TimedOut  State = "timed_out"  // terminal: a deadline passed
 )
 
+// NeedsAttention: the agent applying the run was lost after Terraform
+// started. What the apply changed is unknown, so the run keeps its
+// workspace until an operator settles it (cancel), or the agent comes back
+// and reports.
+const NeedsAttention State = "needs_attention"
+
 // transitions is the whole lifecycle: every legal move, and nothing else.
 // A state missing as a key is terminal.
 var transitions = map[State][]State{
-	Queued:   {Planning, Cancelled},
-	Planning: {Planned, NoChanges, Failed, Cancelled, TimedOut},
-	Planned:  {Approved, Cancelled, TimedOut, Failed},
-	Approved: {Applying, Cancelled, TimedOut, Failed},
-	Applying: {Applied, Failed, Cancelled, TimedOut},
+	Queued: {Planning, Cancelled},
+	// Planning → Queued and Applying → Approved give a claim back: its
+	// agent refused it or was lost (see Manager.GiveBack).
+	Planning:       {Planned, NoChanges, Failed, Cancelled, TimedOut, Queued},
+	Planned:        {Approved, Cancelled, TimedOut, Failed},
+	Approved:       {Applying, Cancelled, TimedOut, Failed},
+	Applying:       {Applied, Failed, Cancelled, TimedOut, Approved, NeedsAttention},
+	NeedsAttention: {Applied, Failed, Cancelled},
 }
 
 // States lists every state in lifecycle order.
 func States() []State {
-	return []State{Queued, Planning, Planned, Approved, Applying, Applied, NoChanges, Failed, Cancelled, TimedOut}
+	return []State{Queued, Planning, Planned, Approved, Applying, NeedsAttention, Applied, NoChanges, Failed, Cancelled, TimedOut}
 }
 
 // Valid reports whether s is a known state.
@@ -51,11 +60,15 @@ func (s State) Terminal() bool {
 // an agent claims it until it ends, no other run of the workspace may start.
 func (s State) HoldsLock() bool {
 	switch s {
-	case Planning, Planned, Approved, Applying:
+	case Planning, Planned, Approved, Applying, NeedsAttention:
 		return true
 	}
 	return false
 }
+
+// Settled reports whether nothing more happens to a run in s unless a
+// person acts: it ended, or it needs attention.
+func (s State) Settled() bool { return s.Terminal() || s == NeedsAttention }
 
 // Executing reports whether an agent is working on a run in s.
 func (s State) Executing() bool { return s == Planning || s == Applying }

@@ -578,10 +578,10 @@ func state(r *opsapi.Run) runs.State { return runs.State(r.State) }
 type stopAt func(*opsapi.Run) bool
 
 // untilSettled stops at a saved plan waiting for approval or at the end.
-func untilSettled(r *opsapi.Run) bool { return state(r) == runs.Planned || r.Terminal() }
+func untilSettled(r *opsapi.Run) bool { return state(r) == runs.Planned || r.Settled() }
 
-// untilEnded stops at the end of the run.
-func untilEnded(r *opsapi.Run) bool { return r.Terminal() }
+// untilEnded stops at the end of the run, or where it needs attention.
+func untilEnded(r *opsapi.Run) bool { return r.Settled() }
 
 var errStopFollowing = errors.New("stop following")
 
@@ -759,6 +759,8 @@ func outcomeOf(r *opsapi.Run) error {
 		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, lastReason(r))}
 	case runs.Cancelled, runs.TimedOut:
 		return runOutcome{exitRunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, lastReason(r))}
+	case runs.NeedsAttention:
+		return runOutcome{exitRunFailed, fmt.Sprintf("run %s needs attention: %s", r.ID, lastReason(r))}
 	}
 	return nil
 }
