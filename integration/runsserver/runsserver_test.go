@@ -222,10 +222,23 @@ func (a *agent) goSilent() {
 	a.mu.Unlock()
 }
 
+// comeBack heartbeats again after goSilent (a restarted agent).
+func (a *agent) comeBack() {
+	a.mu.Lock()
+	a.silent = false
+	a.mu.Unlock()
+}
+
 // assignment waits for a run.assign.
 func (a *agent) assignment(within time.Duration) *runproto.Assign {
 	a.t.Helper()
 	return await[*runproto.Assign](a, within)
+}
+
+// proceed waits for a run.proceed answer.
+func (a *agent) proceed(within time.Duration) *runproto.Proceed {
+	a.t.Helper()
+	return await[*runproto.Proceed](a, within)
 }
 
 // links waits for a run.links answer.
@@ -437,6 +450,7 @@ func TestRunsServer(t *testing.T) {
 	assert.WithinDuration(t, time.Now().Add(uploadLinkTTL), ap.UploadExpiresAt, 5*time.Second, "upload links last --upload-link-ttl")
 	a1.setRunning(run.ID)
 	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply})
+	assert.Equal(t, ap.ClaimToken, a1.proceed(15*time.Second).ClaimToken, "Terraform starts once the server recorded it")
 	a1.goSilent()
 
 	// The next run of the workspace waits behind it, and says why.
@@ -444,8 +458,20 @@ func TestRunsServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, next.Waiting, "busy with run "+run.ID)
 
-	failed := s.waitRun(t, "tenant-a", run.ID, "failed", 30*time.Second)
-	assert.Contains(t, failed.History[len(failed.History)-1].Reason, "stopped heartbeating")
+	// Its Terraform started: never applied again, the run needs attention
+	// and keeps the workspace until an operator settles it.
+	lost := s.waitRun(t, "tenant-a", run.ID, "needs_attention", 30*time.Second)
+	reason := lost.History[len(lost.History)-1].Reason
+	assert.Contains(t, reason, "stopped heartbeating")
+	assert.Contains(t, reason, "while Terraform was applying")
+	assert.Contains(t, reason, "may have changed resources and written part of the state")
+	time.Sleep(2 * time.Second)
+	w, err := s.api.Run(ctx, "tenant-a", next.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "queued", w.State, "the workspace waits for a person")
+	_, err = s.api.Cancel(ctx, "tenant-a", run.ID, "checked the infrastructure", false)
+	require.NoError(t, err)
+	s.waitRun(t, "tenant-a", run.ID, "cancelled", 15*time.Second)
 
 	// The workspace is free: the waiting run goes to the tenant's live agent.
 	a2 := s.agent(t, "tenant-a", "a2")
@@ -473,7 +499,7 @@ func TestRunsServer(t *testing.T) {
 		time.Sleep(2 * time.Second) // time for the server to refuse them
 		r, err := s.api.Run(ctx, "tenant-a", run.ID)
 		require.NoError(t, err)
-		assert.Equal(t, "failed", r.State)
+		assert.Equal(t, "cancelled", r.State)
 		logAfter, err := s.api.Logs(ctx, "tenant-a", run.ID, 0)
 		require.NoError(t, err)
 		assert.Equal(t, logBefore.Text, logAfter.Text)
@@ -569,4 +595,58 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 		assert.Equal(t, http.StatusCreated, tryUpload(t, links.StateUploadURL, []byte(`{"serial":666}`)))
 	}
 	assert.Equal(t, state, s.stateOf(t, "tenant-a", "prod"))
+}
+
+// TestClaimsGoBackWhenRefusedOrLost: an agent that refuses a run (it is
+// shutting down) gives its claim back, and so does one lost before
+// Terraform started; the run goes to another agent and completes. What the
+// lost agent sends for its old claim when it is back (a restarted agent
+// reading its queue) is answered with run.cancel and dropped quietly,
+// never dead-lettered.
+func TestClaimsGoBackWhenRefusedOrLost(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	a1 := s.agent(t, "tenant-a", "a1")
+	_, err := s.api.CreateWorkspace(ctx, "tenant-a", opsapi.CreateWorkspaceRequest{Name: "prod"})
+	require.NoError(t, err)
+	run, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(bundle(t)))
+	require.NoError(t, err)
+	refused := a1.assignment(15 * time.Second)
+
+	a1.goSilent()
+	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: refused.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Refused,
+		Reason: "refused by agent: agent a1 is shutting down", Draining: true, LastSeq: -1})
+	back := s.waitRun(t, "tenant-a", run.ID, "queued", 15*time.Second)
+	assert.Contains(t, back.History[len(back.History)-1].Reason, "agent a1 gave the run back: refused by agent: agent a1 is shutting down")
+
+	// a2 takes it and is lost before Terraform started.
+	a2 := s.agent(t, "tenant-a", "a2")
+	lost := a2.assignment(30 * time.Second)
+	require.Equal(t, run.ID, lost.RunID)
+	a2.goSilent()
+	back = s.waitRun(t, "tenant-a", run.ID, "queued", 30*time.Second)
+	assert.Contains(t, back.History[len(back.History)-1].Reason, "agent a2 stopped heartbeating")
+	assert.Contains(t, back.History[len(back.History)-1].Reason, "before Terraform started")
+
+	// a2 is back: it gets a new claim; the old one may not start.
+	a2.comeBack()
+	again := a2.assignment(30 * time.Second)
+	require.Equal(t, run.ID, again.RunID)
+	require.NotEqual(t, lost.ClaimToken, again.ClaimToken)
+	a2.send(&runproto.Started{RunID: run.ID, ClaimToken: lost.ClaimToken, Phase: runproto.PhasePlan})
+	c := await[*runproto.Cancel](a2, 15*time.Second)
+	assert.Equal(t, lost.ClaimToken, c.ClaimToken)
+	a2.send(&runproto.Result{RunID: run.ID, ClaimToken: lost.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Cancelled, Reason: c.Reason, LastSeq: -1})
+
+	a2.setRunning(run.ID)
+	a2.send(&runproto.Started{RunID: run.ID, ClaimToken: again.ClaimToken, Phase: runproto.PhasePlan})
+	assert.Equal(t, again.ClaimToken, a2.proceed(15*time.Second).ClaimToken)
+	a2.send(&runproto.Result{RunID: run.ID, ClaimToken: again.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{Op: tfrun.Plan}, LastSeq: -1})
+	done := s.waitRun(t, "tenant-a", run.ID, "no_changes", 15*time.Second)
+	assert.Contains(t, done.PlanAgent, "a2")
+
+	_, err = s.rs.WaitOutput("dropping a message of a claim that is no longer open", 10*time.Second)
+	require.NoError(t, err)
+	assert.NotContains(t, s.rs.Output(), "agent message refused", "nothing went to the error queue")
 }
