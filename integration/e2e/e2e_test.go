@@ -43,7 +43,8 @@ const (
 const (
 	contoso  = "contoso"
 	fabrikam = "fabrikam"
-	lonely   = "lonely" // its agent starts only in the isolation test
+	lonely   = "lonely"  // its agent starts only in the isolation test
+	survive  = "survive" // its agents start only in the lost-agent test
 )
 
 // plat is the package's platform, started by TestMain.
@@ -54,6 +55,10 @@ var agents = []platform.Agent{
 	{Tenant: contoso, ID: "agent-b", Start: true, Capacity: 2},
 	{Tenant: fabrikam, ID: "agent-f", Start: true},
 	{Tenant: lonely, ID: "agent-l"},
+	// Heartbeats well inside --agent-silent-after, so a paused agent still
+	// looks alive when a run is claimed for it.
+	{Tenant: survive, ID: "agent-s1", Args: []string{"--heartbeat-interval", "1s"}},
+	{Tenant: survive, ID: "agent-s2", Args: []string{"--heartbeat-interval", "1s"}},
 }
 
 func TestMain(m *testing.M) {
@@ -485,9 +490,10 @@ func TestTenantIsolation(t *testing.T) {
 	assert.Contains(t, run.PlanAgent, "agent-l")
 }
 
-// TestAgentKilledMidRun: an agent that dies during an apply is declared
-// lost; its run fails, the workspace is released, and the next run goes to
-// another agent of the tenant.
+// TestAgentKilledMidRun: an agent that dies (kill -9) while Terraform
+// applies is declared lost; the run needs attention, saying what is known,
+// is never applied again, and keeps the workspace until an operator
+// settles it; then the next run goes to another agent of the tenant.
 func TestAgentKilledMidRun(t *testing.T) {
 	id, dir, apply := slowApply(t, "crash", 120)
 
@@ -499,14 +505,80 @@ func TestAgentKilledMidRun(t *testing.T) {
 	t.Cleanup(func() { _, _ = plat.StartAgent(contoso, victim) })
 
 	assert.Equal(t, exitRunFailed, exitCode(t, apply, 2*time.Minute))
+	assert.Contains(t, apply.Output(), "needs attention")
 	run = show(t, contoso, id)
-	assert.Equal(t, "failed", run.State)
-	assert.Contains(t, lastReason(run), "heartbeat")
+	assert.Equal(t, "needs_attention", run.State)
+	assert.Contains(t, lastReason(run), "stopped heartbeating")
+	assert.Contains(t, lastReason(run), "while Terraform was applying")
+	assert.Contains(t, lastReason(run), "may have changed resources and written part of the state")
+	for _, h := range run.History {
+		if h.From == "applying" {
+			assert.Equal(t, "needs_attention", h.To, "never given back to be applied again")
+		}
+	}
 
 	setSleep(t, dir, 0)
-	next := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "crash", "--dir", dir))
-	other := show(t, contoso, next)
+	next := runID(t, expect(t, exitOK, contoso, "plan", "--workspace", "crash", "--dir", dir, "--detach"))
+	time.Sleep(3 * time.Second)
+	assert.Equal(t, "queued", show(t, contoso, next).State, "the workspace waits for a person")
+	expect(t, exitOK, contoso, "cancel", id, "--reason", "checked: the resources are as the plan said")
+	other := waitRun(t, contoso, next, 2*time.Minute, "planned", inState("planned", "failed", "no_changes"))
+	assert.Equal(t, "planned", other.State, lastReason(other))
 	assert.NotContains(t, other.PlanAgent, victim, "the next run goes to the agent that is alive")
+}
+
+// TestAgentLostBeforeTerraformStarted: the agent a run is claimed for
+// hangs and is killed (kill -9) before Terraform started: the claim goes
+// back to the queue and the run is planned and applied on the tenant's
+// other agent. The killed agent, restarted, reads the stale assignment
+// from its queue and drops it without running Terraform.
+func TestAgentLostBeforeTerraformStarted(t *testing.T) {
+	ids := []string{"agent-s1", "agent-s2"}
+	started := map[string]*procs.Process{}
+	for _, a := range ids {
+		p, err := plat.StartAgent(survive, a)
+		require.NoError(t, err)
+		started[a] = p
+		t.Cleanup(func() { _ = plat.StopAgent(survive, a) })
+	}
+	createWorkspace(t, survive, "lost")
+	dir := config(t, "quick")
+
+	// Both agents hang: the run is claimed for one of them, which never
+	// sees it.
+	for _, p := range started {
+		require.NoError(t, p.Pause())
+	}
+	id := runID(t, expect(t, exitOK, survive, "plan", "--workspace", "lost", "--dir", dir, "--detach"))
+	claimed := waitRun(t, survive, id, 10*time.Second, "claimed", inState("planning"))
+	victim := strings.TrimPrefix(claimed.Agent, survive+"/")
+	require.Contains(t, ids, victim)
+	plat.KillAgent(survive, victim)
+	for _, a := range ids {
+		if a != victim {
+			require.NoError(t, started[a].Resume())
+		}
+	}
+
+	run := waitRun(t, survive, id, 2*time.Minute, "planned", inState("planned", "failed", "no_changes"))
+	require.Equal(t, "planned", run.State, lastReason(run))
+	assert.NotContains(t, run.PlanAgent, victim)
+	var givenBack bool
+	for _, h := range run.History {
+		givenBack = givenBack || h.From == "planning" && h.To == "queued" && strings.Contains(h.Reason, "before Terraform started")
+	}
+	assert.True(t, givenBack, "the lost claim went back to the queue: %+v", run.History)
+
+	expect(t, exitOK, survive, "apply", id, "--yes")
+	assert.Equal(t, "applied", show(t, survive, id).State)
+
+	// Restarted, the killed agent finds the assignment of its lost claim
+	// in its queue; the server tells it not to start Terraform.
+	p, err := plat.StartAgent(survive, victim)
+	require.NoError(t, err)
+	_, err = p.WaitOutput("the claim is no longer open", time.Minute)
+	require.NoError(t, err)
+	assert.NotContains(t, p.Output(), "terraform started")
 }
 
 // TestRelayserverRestartMidRun: the ops server stops (SIGTERM) or crashes

@@ -128,6 +128,13 @@ func (p *Process) Stop() error {
 	return p.err
 }
 
+// Pause stops the process group (SIGSTOP): alive but doing nothing, as a
+// hung host or a cut network would leave it; Resume lets it go on.
+func (p *Process) Pause() error { return signalGroup(p.cmd, syscall.SIGSTOP) }
+
+// Resume continues a paused process group (SIGCONT).
+func (p *Process) Resume() error { return signalGroup(p.cmd, syscall.SIGCONT) }
+
 // Kill ends the process group at once, as a crash or an OOM kill would.
 func (p *Process) Kill() {
 	_ = signalGroup(p.cmd, syscall.SIGKILL)

@@ -28,9 +28,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/bus"
@@ -38,6 +35,7 @@ import (
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/health"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
@@ -191,8 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log = log.With("replica", cfg.Replica)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := health.NewRegistry()
 	m := metrics.New(reg)
 
 	st, err := openStorage(&cfg)
@@ -295,15 +292,12 @@ func Run(ctx context.Context, cfg Config) error {
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.Handle("GET "+protocol.ConnectPath, srv)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	health.Handle(mux, reg, func() error {
 		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+			return errors.New("shutting down")
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		return nil
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -189,8 +189,8 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 }
 
 // TestHealthListenServesOnlyTheHealthCheck: the port a host probes (App
-// Service) answers /healthz and nothing of the API, not even with a valid
-// key.
+// Service) answers /healthz, /readyz and /metrics, as the worker does, and
+// nothing of the API, not even with a valid key.
 func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	var out bytes.Buffer
@@ -238,6 +238,13 @@ func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 		return resp.StatusCode
 	}
 	assert.Equal(t, http.StatusOK, get(health+"/healthz"))
+	assert.Equal(t, http.StatusOK, get(health+"/readyz"), "ready: --no-relay waits for no listener")
+	resp, err := http.Get(health + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(metrics), "bote_relayserver_relay_online 0")
+	assert.Contains(t, string(metrics), "go_goroutines")
 	assert.Equal(t, http.StatusNotFound, get(health+"/v1/status"), "no API on the health port")
 	assert.Equal(t, http.StatusOK, get(local+"/v1/status"), "the key itself is good")
 }
@@ -248,4 +255,15 @@ func TestDeployedAgentVersionFromTheStack(t *testing.T) {
 		func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, "v0.0.0-20261206070000-0123456789ab", o.agentVersion)
+}
+
+func TestPprofListenIsLoopbackOnly(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	require.NoError(t, os.WriteFile(keys, []byte("[]"), 0o600))
+	_, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--pprof-listen", "0.0.0.0:6060", "--api-keys-file", keys},
+		func(string) string { return "" }, io.Discard)
+	require.ErrorContains(t, err, "--pprof-listen")
+	_, err = parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--pprof-listen", "127.0.0.1:6060", "--api-keys-file", keys},
+		func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/relay"
 )
 
@@ -33,6 +34,7 @@ type options struct {
 	// Local port.
 	localListen  string
 	healthListen string
+	pprofListen  string
 	// Operator authentication.
 	apiKeysFile       string
 	oauthIssuer       string
@@ -90,7 +92,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.relayInsecure, "relay-insecure", false, "allow ws:// to a local test relay (never for Azure)")
 	fs.BoolVar(&o.noRelay, "no-relay", false, "serve only on --local-listen, without a relay listener")
 	fs.StringVar(&o.localListen, "local-listen", "", "also serve on this loopback address, e.g. 127.0.0.1:8080 (local use)")
-	fs.StringVar(&o.healthListen, "health-listen", "", "serve only GET /healthz on this address, e.g. :8080, for hosts that probe a port (App Service); the API stays relay-only")
+	fs.StringVar(&o.healthListen, "health-listen", "", "serve GET /healthz, /readyz and /metrics (Prometheus) on this address, e.g. :8080, for probes and scrapers; the API stays relay-only")
+	fs.StringVar(&o.pprofListen, "pprof-listen", "", "serve Go pprof endpoints on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.StringVar(&o.apiKeysFile, "api-keys-file", "", "operator API keys file (hashed; see `relayserver apikey`); reloaded when it changes")
 	fs.StringVar(&o.oauthIssuer, "oauth-issuer", "", "issuer of operator OAuth2 access tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0")
 	fs.StringVar(&o.oauthAudience, "oauth-audience", "", "audience operator tokens must carry")
@@ -158,6 +161,9 @@ func (o options) Validate() error {
 		if err := checkLoopback(o.localListen); err != nil {
 			return fmt.Errorf("--local-listen: %w", err)
 		}
+	}
+	if err := profiling.CheckAddr(o.pprofListen); err != nil {
+		return fmt.Errorf("--pprof-listen: %w", err)
 	}
 	if o.noRelay {
 		if o.localListen == "" {

@@ -132,23 +132,8 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			}
 		}()
 	}
-	if o.healthListen != "" {
-		// Only the health check: the API itself is never served on a
-		// non-loopback port.
-		mux := http.NewServeMux()
-		mux.Handle("GET /healthz", srv.Handler)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		ln, err := net.Listen("tcp", o.healthListen)
-		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w", o.healthListen, err)
-		}
-		defer hs.Close()
-		fmt.Fprintf(stdout, "relayserver health check on http://%s/healthz\n", ln.Addr())
-		go func() {
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("health listener failed: %w", err)
-			}
-		}()
+	if err := serveHealth(ctx, o, log, stdout, rs, current.Load, fatal); err != nil {
+		return err
 	}
 	if !o.noRelay {
 		cfg, err := listenerConfig(o, log)

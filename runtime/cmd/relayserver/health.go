@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/botehq/platform/runtime/health"
+	"github.com/botehq/platform/runtime/profiling"
+	"github.com/botehq/platform/runtime/relay"
+)
+
+// serveHealth serves --health-listen (GET /healthz, /readyz, /metrics, as
+// the worker does) and --pprof-listen (loopback only) until ctx ends. The
+// ops API itself is never served there.
+func serveHealth(ctx context.Context, o options, log *slog.Logger, stdout io.Writer, rs *runsStack, listener func() *relay.Listener, fatal chan<- error) error {
+	if o.pprofListen != "" {
+		go func() {
+			if err := profiling.Serve(ctx, o.pprofListen, log, nil); err != nil {
+				log.Error("pprof is off", "err", err)
+			}
+		}()
+	}
+	if o.healthListen == "" {
+		return nil
+	}
+	reg := health.NewRegistry()
+	relayOnline := func() bool {
+		l := listener()
+		return l != nil && l.Online()
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bote_relayserver_relay_online", Help: "1 while the relay listener is connected (always 0 with --no-relay).",
+	}, func() float64 {
+		if relayOnline() {
+			return 1
+		}
+		return 0
+	}))
+	if rs != nil {
+		d := rs.dispatcher
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "bote_relayserver_agent_messages_refused_total", Help: "Messages refused because their sender is not a registered agent of its tenant.",
+			}, func() float64 { return float64(d.RoleRefusals()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "bote_relayserver_stale_claim_messages_total", Help: "Agents' messages of a claim that is no longer open, dropped quietly.",
+			}, func() float64 { return float64(d.StaleDropped()) }),
+		)
+	}
+	mux := http.NewServeMux()
+	health.Handle(mux, reg, func() error {
+		if !o.noRelay && !relayOnline() {
+			return errors.New("the relay listener is not connected")
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", o.healthListen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", o.healthListen, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	fmt.Fprintf(stdout, "relayserver health check on http://%s/healthz\n", ln.Addr())
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("health listener failed: %w", err)
+		}
+	}()
+	return nil
+}
