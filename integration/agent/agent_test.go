@@ -113,7 +113,7 @@ func newServer(t *testing.T) *server {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = s.cloud.Run(runCtx, func(_ context.Context, m *cloud.Message) error {
+		_ = s.cloud.Run(runCtx, func(ctx context.Context, m *cloud.Message) error {
 			msg, err := runproto.Decode(m.Body)
 			if err != nil {
 				return cloud.Permanent(err)
@@ -122,6 +122,15 @@ func newServer(t *testing.T) *server {
 			s.mu.Lock()
 			s.received = append(s.received, r)
 			s.mu.Unlock()
+			if st, ok := msg.(*runproto.Started); ok {
+				// The server's start fence: it lets Terraform start.
+				body, err := runproto.Encode(&runproto.Proceed{RunID: st.RunID, ClaimToken: st.ClaimToken})
+				if err != nil {
+					return cloud.Permanent(err)
+				}
+				_, err = s.cloud.SendToConnector(ctx, tenant, agentID, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+				return err
+			}
 			return nil
 		})
 	}()
