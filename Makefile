@@ -29,17 +29,11 @@ test: deps build
 	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) $(PKGS)
 	$(MAKE) fuzz
 
-## fuzz: every Fuzz target under runtime/ for FUZZTIME each (longer: make fuzz FUZZTIME=5m; go test -fuzz
-# takes one package and one target at a time); seeds are in testdata/fuzz
+## fuzz: every Fuzz target under runtime/ for FUZZTIME each (seeds in
+# testdata/fuzz; longer: make fuzz FUZZTIME=5m)
 FUZZTIME ?= 1s
 fuzz:
-	@cd runtime && for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
-		pkg=$$(dirname $$f); \
-		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
-			echo "fuzz $$pkg $$t"; \
-			$(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) >/tmp/bote-fuzz.$$$$ 2>&1 || { cat /tmp/bote-fuzz.$$$$; rm -f /tmp/bote-fuzz.$$$$; exit 1; }; \
-		done; \
-	done; rm -f /tmp/bote-fuzz.$$$$
+	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz
 
 ## lint: formatting and vet in every module
 lint:
