@@ -373,7 +373,7 @@ func TestCancelDuringApply(t *testing.T) {
 }
 
 // TestCtrlCDuringApply: opsbot run as a process and sent SIGINT while it
-// follows an apply says the run goes on; a second SIGINT within 3 s
+// follows an apply says the run continues; a second SIGINT within 3 s
 // cancels it, and opsbot follows the run to its cancelled end (exit 12).
 func TestCtrlCDuringApply(t *testing.T) {
 	t.Parallel()
@@ -382,7 +382,7 @@ func TestCtrlCDuringApply(t *testing.T) {
 	require.NoError(t, syscall.Kill(apply.Pid(), syscall.SIGINT))
 	_, err := apply.WaitOutput("Press Ctrl-C again within 3s to cancel it", 30*time.Second)
 	require.NoError(t, err)
-	assert.Contains(t, apply.Output(), "Run "+id+" goes on on its agent")
+	assert.Contains(t, apply.Output(), "Run "+id+" continues on its agent")
 	assert.Equal(t, "applying", show(t, contoso, id).State, "one Ctrl-C leaves the run alone")
 
 	require.NoError(t, syscall.Kill(apply.Pid(), syscall.SIGINT))

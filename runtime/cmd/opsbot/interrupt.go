@@ -12,7 +12,7 @@ import (
 )
 
 // Ctrl-C while opsbot follows a run stops following, never the run: the
-// run belongs to the server and goes on on its agent. So that nobody
+// run belongs to the server and continues on its agent. So that nobody
 // believes otherwise, the first Ctrl-C says so and how to cancel; for a
 // run this command started or approved (plan, apply, destroy), a second
 // Ctrl-C within cancelWindow cancels it (as `opsbot cancel RUN` would:
@@ -76,21 +76,21 @@ func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset
 	final, offset, err := a.followRun(fctx, api, tenant, id, offset, stop)
 	switch {
 	case ctx.Err() != nil: // terminated (SIGTERM)
-		fmt.Fprintf(a.stderr, "\nopsbot: stopped following; run %s goes on on its agent (opsbot cancel %s to cancel it).\n", id, id)
+		fmt.Fprintf(a.stderr, "\nopsbot: stopped following; run %s continues on its agent (opsbot cancel %s to cancel it).\n", id, id)
 		return final, offset, err
 	case fctx.Err() == nil:
 		return final, offset, err
 	}
 	<-presses // the press that stopped following
 	if !mayCancel {
-		fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s goes on on its agent; to cancel it: opsbot cancel %s\n", id, id)
+		fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s continues on its agent; to cancel it: opsbot cancel %s\n", id, id)
 		return nil, offset, runOutcome{code: exitInterrupted}
 	}
 	window := a.cancelWindow
 	if window <= 0 {
 		window = defaultCancelWindow
 	}
-	fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s goes on on its agent.\n"+
+	fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s continues on its agent.\n"+
 		"Press Ctrl-C again within %s to cancel it (Terraform is interrupted on the agent), or later: opsbot cancel %s\n", id, window, id)
 	select {
 	case <-presses:

@@ -50,7 +50,7 @@ func TestCtrlCWhileFollowingAnApplySaysTheRunGoesOn(t *testing.T) {
 	r := cli{t: t, api: api, signals: signals, cancelWindow: 200 * time.Millisecond}.run("apply", api.run.ID, "--yes")
 
 	assert.Equal(t, exitInterrupted, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "Interrupted: stopped following. Run run-0000000000000001 goes on on its agent.")
+	assert.Contains(t, r.stderr, "Interrupted: stopped following. Run run-0000000000000001 continues on its agent.")
 	assert.Contains(t, r.stderr, "Press Ctrl-C again within 200ms to cancel it (Terraform is interrupted on the agent), or later: opsbot cancel run-0000000000000001")
 	assert.Empty(t, api.cancelled, "one Ctrl-C never cancels")
 	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "it waits the window for a second Ctrl-C")
@@ -77,7 +77,7 @@ func TestCtrlCDuringLogsFollowNeverCancels(t *testing.T) {
 	r := cli{t: t, api: api, signals: signals, cancelWindow: time.Minute}.run("logs", "-f", api.run.ID)
 
 	assert.Equal(t, exitInterrupted, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "Run run-0000000000000001 goes on on its agent; to cancel it: opsbot cancel run-0000000000000001")
+	assert.Contains(t, r.stderr, "Run run-0000000000000001 continues on its agent; to cancel it: opsbot cancel run-0000000000000001")
 	assert.NotContains(t, r.stderr, "Press Ctrl-C again")
 	assert.Empty(t, api.cancelled)
 	assert.Less(t, time.Since(start), 30*time.Second, "no window to wait for")
@@ -90,7 +90,7 @@ func TestSIGTERMWhileFollowingStopsAtOnce(t *testing.T) {
 	r := cli{t: t, api: api, signals: signals, cancelWindow: time.Minute}.run("apply", api.run.ID, "--yes")
 
 	assert.Equal(t, exitInterrupted, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "stopped following; run run-0000000000000001 goes on on its agent (opsbot cancel run-0000000000000001 to cancel it)")
+	assert.Contains(t, r.stderr, "stopped following; run run-0000000000000001 continues on its agent (opsbot cancel run-0000000000000001 to cancel it)")
 	assert.Empty(t, api.cancelled)
 }
 
