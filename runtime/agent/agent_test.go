@@ -495,8 +495,15 @@ func TestStateCarriesOverBetweenRuns(t *testing.T) {
 // stale state). Both say why and leave nothing behind.
 func TestStateStorageFailuresFailTheRunClearly(t *testing.T) {
 	store := newBlobs(t)
+	// Storage that is down for reads and refuses writes (a 503 on upload
+	// would be retried by the blob client for seconds before the same
+	// failure).
 	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "no", http.StatusServiceUnavailable)
+		if r.Method == http.MethodGet {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, "no", http.StatusForbidden)
 	}))
 	t.Cleanup(refusing.Close)
 	f := newFixture(t, nil)
