@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,12 +283,22 @@ func TestEventsStream(t *testing.T) {
 
 func TestEventsPingKeepsStreamAlive(t *testing.T) {
 	_, srv := newTestServer(t, func(c *Config) { c.PingInterval = 10 * time.Millisecond })
-	c := dialEvents(t, srv, "?interval=200ms")
-	// The client must read for pongs to be processed; events keep coming
-	// across many pings.
-	for i := 0; i < 3; i++ {
+	var pings atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/v1/events?interval=100ms", &websocket.DialOptions{
+		HTTPHeader:     http.Header{"Authorization": {"Bearer " + goodKey}},
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.CloseNow() })
+	// The client answers pings while it reads; the server waits for each
+	// pong and ends the stream when one does not come.
+	for i := 0; pings.Load() < 3; i++ {
+		require.Less(t, i, 20, "%d pings in %d events 100 ms apart, pinging every 10 ms", pings.Load(), i)
 		readEvent(t, c)
 	}
+	readEvent(t, c) // the stream goes on across them
 }
 
 func TestEventsEndWithGoingAwayOnShutdown(t *testing.T) {
