@@ -77,12 +77,24 @@ func TestClaimCheckOnAzurite(t *testing.T) {
 		assert.Contains(t, err.Error(), "HTTP 403")
 	})
 	t.Run("expired SAS URL fails", func(t *testing.T) {
+		// Signed by a clock an hour behind: valid for a minute, it expired
+		// 59 minutes ago by storage's clock.
+		late, err := claimcheck.New(ctx, claimcheck.Config{
+			ConnectionString: emu.ConnectionString,
+			Container:        "claims",
+			Now:              func() time.Time { return time.Now().Add(-time.Hour) },
+		})
+		require.NoError(t, err)
 		c := *claim
-		require.NoError(t, store.Sign(ctx, &c, time.Second))
-		time.Sleep(2500 * time.Millisecond)
-		_, err := claimcheck.FetchURL(ctx, nil, &c, 1<<20)
+		require.NoError(t, late.Sign(ctx, &c, time.Minute))
+		require.True(t, c.URLExpiresAt.Before(time.Now()), "expires %s", c.URLExpiresAt)
+		_, err = claimcheck.FetchURL(ctx, nil, &c, 1<<20)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "HTTP 403")
+
+		require.NoError(t, store.Sign(ctx, &c, time.Minute))
+		_, err = claimcheck.FetchURL(ctx, nil, &c, 1<<20)
+		require.NoError(t, err, "the same link signed now is good")
 	})
 	t.Run("swapped blob is detected", func(t *testing.T) {
 		c, err := store.Put(ctx, []byte("original"), "")

@@ -80,6 +80,9 @@ type Config struct {
 	// CreateContainer creates the container if it is missing (local use;
 	// in Azure the infrastructure creates it and the app may lack rights).
 	CreateContainer bool
+	// Now is the clock links are signed by; time.Now if nil. Tests set it
+	// to sign links that have already expired.
+	Now func() time.Time
 }
 
 // Validate reports the first missing or contradictory field.
@@ -120,7 +123,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{container: cfg.Container, max: cfg.MaxBodyBytes, ttl: cfg.URLTTL, now: time.Now}
+	s := &Store{container: cfg.Container, max: cfg.MaxBodyBytes, ttl: cfg.URLTTL, now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if s.container == "" {
 		s.container = DefaultContainer
 	}
