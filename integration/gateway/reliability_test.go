@@ -66,6 +66,7 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 	var attempts atomic.Int32
 	a1 := g.connector("tenant-a", "a1", func(c *connector.Config) {
 		c.MaxDequeueCount = 2
+		c.RetryDelay = time.Second // handed out again after 1 s, then 2 s
 		inner := c.Handler
 		c.Handler = connector.HandlerFunc(func(ctx context.Context, m *connector.Message) error {
 			if string(m.Body) == "always fails" {

@@ -111,6 +111,11 @@ type Config struct {
 	Visibility time.Duration
 	// MaxDequeueCount: a message handed out more often is poison (default 5).
 	MaxDequeueCount int
+	// RetryDelay is how long a message whose handler failed stays hidden
+	// before it is handed out again, doubling with each further dequeue up
+	// to 5 minutes (default 5s; whole seconds, at least 1s: Storage Queue
+	// visibility is counted in seconds).
+	RetryDelay time.Duration
 	// Concurrency is how many handlers run at once (default 4).
 	Concurrency int
 	// MinBackoff and MaxBackoff bound reconnect delays (defaults 250ms,
@@ -156,6 +161,8 @@ func (c *Config) Validate() error {
 		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, FastReconnect, MaxDequeueCount, Concurrency, MaxClaimBytes, DrainTimeout and DedupSize must not be negative")
 	case c.Visibility != 0 && c.Visibility < 2*time.Second:
 		return fmt.Errorf("connector config: Visibility %s must be at least 2s", c.Visibility)
+	case c.RetryDelay < 0 || c.RetryDelay != 0 && (c.RetryDelay < time.Second || c.RetryDelay%time.Second != 0):
+		return fmt.Errorf("connector config: RetryDelay %s must be whole seconds, at least 1s", c.RetryDelay)
 	}
 	if err := queuename.ValidateID("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("connector config: Tenant: %w", err)
@@ -170,6 +177,7 @@ func (c *Config) defaults() {
 	setDefault(&c.SafetyPoll, 5*time.Minute)
 	setDefault(&c.Visibility, 60*time.Second)
 	setDefault(&c.MaxDequeueCount, 5)
+	setDefault(&c.RetryDelay, 5*time.Second)
 	setDefault(&c.Concurrency, 4)
 	setDefault(&c.MinBackoff, 250*time.Millisecond)
 	setDefault(&c.MaxBackoff, 30*time.Second)

@@ -241,6 +241,7 @@ func TestConfigValidate(t *testing.T) {
 		"Tenant":     func(c *Config) { c.Tenant = "bad/tenant" },
 		"Connector":  func(c *Config) { c.Connector = "" },
 		"Visibility": func(c *Config) { c.Visibility = time.Second },
+		"RetryDelay": func(c *Config) { c.RetryDelay = 1500 * time.Millisecond },
 	} {
 		c := ok
 		mut(&c)

@@ -316,10 +316,11 @@ func (r *receiver) extend(ctx context.Context, id, pop, text string, vis time.Du
 }
 
 // retryLater makes a failed message visible again after a delay growing
-// with its dequeue count (5s, 10s, 20s ... up to 5 minutes). Without a
-// session, the visibility timeout set at dequeue does the same, coarser.
+// with its dequeue count (RetryDelay, twice that, four times ... up to 5
+// minutes). Without a session, the visibility timeout set at dequeue does
+// the same, coarser.
 func (r *receiver) retryLater(ctx context.Context, id, pop, text string, count int, log *slog.Logger) {
-	delay := min(5*time.Second<<min(count-1, 10), 5*time.Minute)
+	delay := min(r.c.cfg.RetryDelay<<min(count-1, 10), 5*time.Minute)
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := r.extend(ectx, id, pop, text, delay); err != nil {
