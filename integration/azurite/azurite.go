@@ -132,5 +132,6 @@ func newEmulator(host string, blob, queue, table string) *Emulator {
 }
 
 // commonArgs are the Azurite flags both paths use: in memory, tolerant of
-// the newer API versions the Go SDK sends, path-style URLs only.
-var commonArgs = []string{"--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl"}
+// the newer API versions the Go SDK sends, path-style URLs only, and no
+// telemetry (Azurite 3.34+ sends it to Microsoft by default).
+var commonArgs = []string{"--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl", "--disableTelemetry"}
