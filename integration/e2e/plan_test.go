@@ -103,3 +103,18 @@ func TestTerraformVersionConstraint(t *testing.T) {
 	waitRun(t, contoso, id, time.Minute, "planning", func(r opsapi.Run) bool { return r.State == "planned" || r.Terminal() })
 	expect(t, exitOK, contoso, "cancel", id)
 }
+
+// TestLargePlanIsKept: a plan whose JSON is far over a queue message
+// (about 400 KiB) reaches the server by claim check and is shown whole.
+func TestLargePlanIsKept(t *testing.T) {
+	t.Parallel()
+	createWorkspace(t, contoso, "large")
+	r := expect(t, exitChanges, contoso, "plan", "-w", "large", "-d", config(t, "large"))
+	id := runID(t, r)
+	assert.Contains(t, r.Stdout, "  # terraform_data.many[399] will be created\n")
+	assert.Contains(t, r.Stdout, "Plan: 400 to add, 0 to change, 0 to destroy.\n")
+	js := expect(t, exitOK, contoso, "runs", "show", id, "--plan", "-o", "json")
+	assert.Greater(t, len(js.Stdout), 256<<10, "the structured changes, whole")
+	assert.Equal(t, 400, strings.Count(js.Stdout, `"type": "terraform_data"`))
+	expect(t, exitOK, contoso, "cancel", id)
+}
