@@ -1087,6 +1087,11 @@ const (
 )
 
 func boundResult(res tfrun.Result) tfrun.Result {
+	if res.Plan != nil {
+		p := *res.Plan
+		p.Bound(tfrun.MaxPlanSummaryEntries)
+		res.Plan = &p
+	}
 	if len(res.Diagnostics) > maxDiagnostics {
 		extra := len(res.Diagnostics) - maxDiagnostics
 		res.Diagnostics = append(res.Diagnostics[:maxDiagnostics:maxDiagnostics], tfrun.Diagnostic{

@@ -327,7 +327,11 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 			return fmt.Errorf("plan: %w", err)
 		}
 		res.HasChanges = changes
-		return r.showPlan(ctx, tf, job.PlanFile, ev.redact, res)
+		if err := r.showPlan(ctx, tf, job.PlanFile, ev.redact, res); err != nil && ctx.Err() == nil {
+			// The plan stands; only its rendering is lost (the log has it).
+			res.Diagnostics = append(res.Diagnostics, Diagnostic{Severity: "warning", Summary: "The plan cannot be shown", Detail: ev.redact.string(err.Error())})
+		}
+		return nil
 	case Apply:
 		if _, err := os.Stat(plan); err != nil {
 			return fmt.Errorf("no saved plan to apply: %w", err)
