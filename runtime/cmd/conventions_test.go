@@ -5,10 +5,86 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
+
+// TestEveryMainIsProgramMain holds every binary to one shape: main is
+// program.Main("<binary>", run), so that arguments, streams, environment,
+// signals and exit codes are handled in one place (package
+// cmd/internal/program) and run is what tests call.
+func TestEveryMainIsProgramMain(t *testing.T) {
+	dirs, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if !d.IsDir() || d.Name() == "internal" {
+			continue
+		}
+		name := d.Name()
+		fset := token.NewFileSet()
+		files, err := filepath.Glob(filepath.Join(name, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var main *ast.FuncDecl
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, file, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, decl := range f.Decls {
+				if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "main" {
+					main = fn
+				}
+			}
+		}
+		if main == nil {
+			t.Errorf("%s: no func main", name)
+			continue
+		}
+		if !isProgramMain(main, name) {
+			t.Errorf("%s: func main must be exactly program.Main(%q, run) (%s)", name, name, fset.Position(main.Pos()))
+		}
+	}
+}
+
+func isProgramMain(fn *ast.FuncDecl, name string) bool {
+	if len(fn.Body.List) != 1 {
+		return false
+	}
+	stmt, ok := fn.Body.List[0].(*ast.ExprStmt)
+	if !ok {
+		return false
+	}
+	call, ok := stmt.X.(*ast.CallExpr)
+	if !ok || len(call.Args) != 2 {
+		return false
+	}
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != "Main" {
+		return false
+	}
+	if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "program" {
+		return false
+	}
+	lit, ok := call.Args[0].(*ast.BasicLit)
+	if !ok || lit.Kind != token.STRING {
+		return false
+	}
+	if s, err := strconv.Unquote(lit.Value); err != nil || s != name {
+		return false
+	}
+	run, ok := call.Args[1].(*ast.Ident)
+	return ok && run.Name == "run"
+}
 
 // logCalls are the slog methods and attribute constructors whose string
 // arguments are keys (or the message, never "error" either).

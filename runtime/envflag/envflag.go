@@ -6,7 +6,7 @@
 // set variables empty as readily as they leave them out).
 //
 // The environment is read through a getenv function, the one every
-// binary's run takes (package cmd/internal/cli), so tests pass their own.
+// binary's run takes (package cmd/internal/program), so tests pass their own.
 package envflag
 
 import (

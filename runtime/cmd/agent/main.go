@@ -30,7 +30,7 @@ import (
 	"github.com/botehq/platform/runtime/agent"
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cmd/internal/cli"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/runproto"
@@ -42,7 +42,7 @@ const envPrefix = "BOTE_AGENT"
 // readyLine starts what the agent prints once its gateway session is up.
 const readyLine = "agent connected"
 
-func main() { cli.Main("agent", run) }
+func main() { program.Main("agent", run) }
 
 // options are the command line, before it becomes an agent.Config.
 type options struct {
@@ -167,7 +167,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	defer context.AfterFunc(ctx, func() {
 		log.Info("signal: finishing running runs; signal again to cancel them now")
 	})()
-	cli.OnSecondSignal(ctx, func() {
+	program.OnSecondSignal(ctx, func() {
 		log.Warn("second signal: cancelling running runs; a third one ends the agent at once")
 		a.Stop()
 	})

@@ -24,7 +24,7 @@ import (
 
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cmd/internal/cli"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/connector/sidecar"
 	"github.com/botehq/platform/runtime/envflag"
@@ -32,7 +32,7 @@ import (
 
 const envPrefix = "BOTE_CONNECTOR"
 
-func main() { cli.Main("connector", run) }
+func main() { program.Main("connector", run) }
 
 const usage = `usage:
   connector keygen --out key.pem [--kid id]

@@ -27,12 +27,12 @@ import (
 	"strings"
 
 	"github.com/botehq/platform/runtime/buildinfo"
-	"github.com/botehq/platform/runtime/cmd/internal/cli"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/relay/relaytest"
 )
 
-func main() { cli.Main("devrelay", run) }
+func main() { program.Main("devrelay", run) }
 
 type config struct {
 	listen        string

@@ -30,7 +30,7 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/buildinfo"
-	"github.com/botehq/platform/runtime/cmd/internal/cli"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/idp"
 	"github.com/botehq/platform/runtime/registry"
@@ -38,7 +38,7 @@ import (
 	"github.com/botehq/platform/runtime/signingkeys"
 )
 
-func main() { cli.Main("idp", run) }
+func main() { program.Main("idp", run) }
 
 type options struct {
 	listen       string

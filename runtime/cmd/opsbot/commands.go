@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
@@ -40,30 +41,34 @@ type app struct {
 	api    runsAPI                // set by tests; else the ops client
 	// logsToStdout: the command's output is a run's log (opsbot logs).
 	logsToStdout bool
-	// signals are the process's SIGINT and SIGTERM (nil: none are
-	// handled); interrupts routes them (interrupt.go). cancelWindow is how
-	// long a second Ctrl-C cancels a followed run (default 3 s).
-	signals      <-chan os.Signal
-	interrupts   interrupts
+	// cancelWindow is how long a second Ctrl-C cancels a followed run
+	// (default 3 s; interrupt.go).
 	cancelWindow time.Duration
 	// shownWaiting is the last reason a run waits that was printed.
 	shownWaiting string
 }
 
-// run executes the CLI and returns the process exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
-	return newApp(stdout, stderr, lookup).run(ctx, args)
+// run executes the CLI; a failure is a *program.ExitError with the exit
+// code (exitcodes.go) and the message to print.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	a := &app{
+		// An empty variable is unset (opsconfig treats it so too).
+		lookup: func(k string) (string, bool) { v := getenv(k); return v, v != "" },
+		stdin:  stdin, stdout: stdout, stderr: stderr,
+		terminal: func() bool { return isTerminal(stdin) },
+	}
+	return a.run(ctx, args)
 }
 
-func newApp(stdout, stderr io.Writer, lookup func(string) (string, bool)) *app {
-	return &app{lookup: lookup, stdin: os.Stdin, stdout: stdout, stderr: stderr, terminal: stdinIsTerminal}
-}
-
-// stdinIsTerminal reports whether os.Stdin is a character device other
-// than the null device: a terminal, not a pipe, a file or /dev/null (which
-// CI and nohup give).
-func stdinIsTerminal() bool {
-	st, err := os.Stdin.Stat()
+// isTerminal reports whether r is a character device other than the null
+// device: a terminal, not a pipe, a file or /dev/null (which CI and nohup
+// give).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
 	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
 		return false
 	}
@@ -73,30 +78,24 @@ func stdinIsTerminal() bool {
 
 func (a *app) stdinIsTerminal() bool { return a.terminal != nil && a.terminal() }
 
-func (a *app) run(ctx context.Context, args []string) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if a.signals != nil {
-		go a.interrupts.route(ctx, a.signals, cancel)
-	}
-	stdout, stderr := a.stdout, a.stderr
+func (a *app) run(ctx context.Context, args []string) error {
 	root := a.rootCommand()
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
-	}
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return exitInterrupted
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return &program.ExitError{Code: exitInterrupted}
 	}
 	code, msg := explain(err, a.target)
-	if msg != "" { // a run outcome already printed says it all
-		// Errors can echo a setting (a connection string, a URL).
-		fmt.Fprintln(stderr, "opsbot: "+a.redact.Redact(msg))
+	if msg == "" { // a run outcome already printed says it all
+		return &program.ExitError{Code: code}
 	}
-	return code
+	// Errors can echo a setting (a connection string, a URL).
+	return &program.ExitError{Code: code, Err: errors.New(a.redact.Redact(msg))}
 }
 
 func (a *app) rootCommand() *cobra.Command {

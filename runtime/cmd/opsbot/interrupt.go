@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"sync"
-	"syscall"
 	"time"
 
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
@@ -25,53 +23,22 @@ import (
 // cancels the run.
 const defaultCancelWindow = 3 * time.Second
 
-// interrupts routes the process's signals: SIGINT to the follower that
-// registered a handler, anything else (or SIGINT with no follower) ends
-// the command's context.
-type interrupts struct {
-	mu      sync.Mutex
-	handler func()
-}
-
-func (in *interrupts) set(h func()) {
-	in.mu.Lock()
-	in.handler = h
-	in.mu.Unlock()
-}
-
-// route reads signals until ctx ends.
-func (in *interrupts) route(ctx context.Context, signals <-chan os.Signal, cancel context.CancelFunc) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case sig := <-signals:
-			in.mu.Lock()
-			h := in.handler
-			in.mu.Unlock()
-			if h != nil && sig == syscall.SIGINT {
-				h()
-				continue
-			}
-			cancel()
-		}
-	}
-}
-
 // follow is followRun with Ctrl-C handled as above; mayCancel says whether
 // a second Ctrl-C cancels the run.
 func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt, mayCancel bool) (*opsapi.Run, int64, error) {
 	presses := make(chan struct{}, 8)
 	fctx, stopFollowing := context.WithCancel(ctx)
 	defer stopFollowing()
-	a.interrupts.set(func() {
+	// SIGINT comes here instead of ending the command (package program);
+	// SIGTERM still ends it.
+	restore := program.OnInterrupt(ctx, func() {
 		stopFollowing()
 		select {
 		case presses <- struct{}{}:
 		default:
 		}
 	})
-	defer a.interrupts.set(nil)
+	defer restore()
 
 	final, offset, err := a.followRun(fctx, api, tenant, id, offset, stop)
 	switch {
@@ -99,7 +66,7 @@ func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset
 	case <-ctx.Done():
 		return nil, offset, ctx.Err()
 	}
-	a.interrupts.set(nil) // from now on Ctrl-C ends opsbot at once
+	restore() // from now on Ctrl-C ends opsbot at once
 	if _, err := api.Cancel(ctx, tenant, id, "interrupted by the operator (Ctrl-C in opsbot)", false); err != nil {
 		return nil, offset, fmt.Errorf("cannot cancel run %s: %w", id, err)
 	}

@@ -34,21 +34,11 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 )
 
 // version is the module version the binary was built from.
 var version = buildinfo.Read().Version
 
-func main() {
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	a := newApp(os.Stdout, os.Stderr, os.LookupEnv)
-	a.signals = signals
-	os.Exit(a.run(context.Background(), os.Args[1:]))
-}
+func main() { program.Main("opsbot", run) }

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
@@ -73,8 +74,8 @@ func runCLI(t *testing.T, env map[string]string, args ...string) result {
 		env["HOME"] = t.TempDir() // no stray config file
 	}
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), args, &out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	return result{code, out.String(), errOut.String()}
+	err := run(context.Background(), args, strings.NewReader(""), &out, &errOut, func(k string) string { return env[k] })
+	return result{program.Exit("opsbot", err, &errOut), out.String(), errOut.String()}
 }
 
 func checkGolden(t *testing.T, name, got string) {
@@ -281,13 +282,13 @@ func TestAPIScopeUsesTheEntraLogin(t *testing.T) {
 	var scopes []string
 	var out, errOut bytes.Buffer
 	a := &app{lookup: lookup, stdout: &out, stderr: &errOut, azure: fakeCredential{token: key, scopes: &scopes}}
-	require.Equal(t, exitOK, a.run(context.Background(), []string{"status"}), errOut.String())
+	require.NoError(t, a.run(context.Background(), []string{"status"}))
 	assert.Equal(t, []string{"api://ops/.default"}, scopes)
 
 	out.Reset()
 	errOut.Reset()
 	a = &app{lookup: lookup, stdout: &out, stderr: &errOut, azure: fakeCredential{err: errors.New("AADSTS700082: refresh token expired"), scopes: &scopes}}
-	assert.Equal(t, exitAPIAuth, a.run(context.Background(), []string{"agents", "list"}))
+	assert.Equal(t, exitAPIAuth, program.Exit("opsbot", a.run(context.Background(), []string{"agents", "list"}), &errOut))
 	assert.Contains(t, errOut.String(), "run az login")
 	assert.Contains(t, errOut.String(), "AADSTS700082")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
@@ -238,9 +239,15 @@ func (c cli) run(args ...string) result {
 		lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		stdin:  stdin, stdout: &out, stderr: &errOut,
 		terminal: func() bool { return c.tty }, api: c.api,
-		signals: c.signals, cancelWindow: c.cancelWindow,
+		cancelWindow: c.cancelWindow,
 	}
-	code := a.run(context.Background(), args)
+	ctx := context.Background()
+	if c.signals != nil {
+		var stop func()
+		ctx, stop = program.WithSignals(ctx, c.signals, func() {})
+		defer stop()
+	}
+	code := program.Exit("opsbot", a.run(ctx, args), &errOut)
 	return result{code, out.String(), errOut.String()}
 }
 

@@ -24,13 +24,13 @@ import (
 	"io"
 
 	"github.com/botehq/platform/runtime/buildinfo"
-	"github.com/botehq/platform/runtime/cmd/internal/cli"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 )
 
 // version is the module version the binary was built from.
 var version = buildinfo.Read().Version
 
-func main() { cli.Main("relayserver", run) }
+func main() { program.Main("relayserver", run) }
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if buildinfo.Requested(args) {

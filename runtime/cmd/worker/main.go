@@ -17,14 +17,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/botehq/platform/runtime/buildinfo"
-	"github.com/botehq/platform/runtime/cmd/internal/cli"
+	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/worker"
 )
 
 const envPrefix = "BOTE_WORKER"
 
-func main() { cli.Main("worker", run) }
+func main() { program.Main("worker", run) }
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if buildinfo.Requested(args) {

@@ -1,7 +1,7 @@
-// Package cli is the process around every binary under runtime/cmd: each
+// Package program is the process around every binary under runtime/cmd: each
 // binary's main is
 //
-//	func main() { cli.Main("worker", run) }
+//	func main() { program.Main("worker", run) }
 //
 // and everything it does is in run, which has one shape (Run) so that
 // tests call it like the process would, with their own arguments, streams
@@ -22,7 +22,7 @@
 // printed the usage that was asked for). An *ExitError ends the process
 // with its code. Anything else is 1. The error's message is printed on
 // stderr after the binary's name, except for an ExitError without one.
-package cli
+package program
 
 import (
 	"context"
