@@ -254,3 +254,46 @@ func TestSignedCloudServices(t *testing.T) {
 	assert.Len(t, m.Body, len(big))
 	a1.none(t, time.Second)
 }
+
+// TestSignedWorker: with the worker signing what it stamps (--signing-key)
+// and the cloud service holding its key (cloud.Config.WorkerKeys), a
+// connector message forged on "bote-cloud" by anything else with send
+// rights (unsigned, or signed with another key) never reaches the cloud
+// handler; what a connector really sent does, a claim-checked body included.
+func TestSignedWorker(t *testing.T) {
+	workerKey, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	forgerKey, err := clientauth.GenerateKey()
+	require.NoError(t, err)
+	keyFile := filepath.Join(t.TempDir(), "worker.pem")
+	require.NoError(t, clientauth.WriteKeyFile(keyFile, workerKey))
+	g := newGateway(t, "--signing-key", keyFile)
+	svc := g.cloudWith("svc", func(c *cloud.Config) { c.WorkerKeys = []*ecdsa.PublicKey{&workerKey.PublicKey} }, nil)
+	a1 := g.connector("tenant-a", "a1")
+	d := g.busDriver(t)
+
+	admin := &envelope.Identity{Tenant: "tenant-b", Connector: "b1"}
+	unsigned := &envelope.Envelope{ID: "w1", Kind: envelope.KindCloud, From: admin, Body: []byte("forged"), CreatedAt: time.Now().UTC()}
+	signed := &envelope.Envelope{ID: "w2", Kind: envelope.KindCloud, From: admin, Body: []byte("forged"), CreatedAt: time.Now().UTC()}
+	require.NoError(t, signed.Sign(forgerKey))
+	for _, env := range []*envelope.Envelope{unsigned, signed} {
+		require.NoError(t, d.Send(ctxFor(t, 10*time.Second), bus.QueueCloud, env, nil))
+	}
+	got := deadLetters(t, d, bus.QueueCloud, 2)
+	for _, id := range []string{"w1", "w2"} {
+		assert.Contains(t, got[id], "not signed by the worker", id)
+	}
+
+	big := make([]byte, 200<<10)
+	id, err := a1.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: big})
+	require.NoError(t, err)
+	select {
+	case m := <-svc.arrived:
+		assert.Equal(t, id, m.ID)
+		assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, m.From)
+		assert.Len(t, m.Body, len(big))
+	case <-time.After(20 * time.Second):
+		t.Fatal("the cloud service got nothing")
+	}
+	assert.Len(t, svc.all(), 1, "the handler saw only the connector's own message")
+}

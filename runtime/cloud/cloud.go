@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -78,6 +79,12 @@ type Config struct {
 	// Service then accepts messages in this service's name only when they
 	// carry a valid signature. An EC P-256 private key.
 	SigningKey *ecdsa.PrivateKey
+	// WorkerKeys, if set, are the worker's public keys (several while one
+	// is rotated): a message on the cloud queue is handled only when the
+	// worker signed it (worker --signing-key), so nothing else holding send
+	// rights on that queue can pose as a connector. Without them the send
+	// right (only the worker's, by RBAC) is the only anchor.
+	WorkerKeys []*ecdsa.PublicKey
 	// ConnectorsQueue (default bus.QueueConnectors) and CloudQueue (default
 	// bus.QueueCloud).
 	ConnectorsQueue, CloudQueue string
@@ -133,6 +140,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cloud config: DrainTimeout %s is negative", c.DrainTimeout)
 	case c.SigningKey != nil && c.SigningKey.Curve != elliptic.P256():
 		return errors.New("cloud config: SigningKey must be an EC P-256 key")
+	case slices.Contains(c.WorkerKeys, nil):
+		return errors.New("cloud config: WorkerKeys holds a nil key")
 	}
 	return (envelope.Identity{Service: c.Service}).Validate()
 }
@@ -418,6 +427,14 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 		})
 		return
 	}
+	if err := c.verifyWorker(env); err != nil {
+		c.log.WarnContext(ctx, "audit: forged_envelope_refused", "audit", true, "event", "forged_envelope_refused",
+			"id", env.ID, "from", env.From.String(), "err", err)
+		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+			return c.cfg.Bus.DeadLetter(ctx, m, "unverified sender", err.Error())
+		})
+		return
+	}
 	log := c.log.With("id", env.ID, "from", env.From.String(), "delivery", m.DeliveryCount)
 	if c.seen.Has(env.ID) {
 		log.InfoContext(ctx, "duplicate message completed without handling")
@@ -451,6 +468,20 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 		log.ErrorContext(ctx, reason+"; dead-lettering", "err", err)
 		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error { return c.cfg.Bus.DeadLetter(ctx, m, reason, err.Error()) })
 	}
+}
+
+// verifyWorker checks the worker's signature when WorkerKeys are set.
+func (c *Client) verifyWorker(env *envelope.Envelope) error {
+	if len(c.cfg.WorkerKeys) == 0 {
+		return nil
+	}
+	var err error
+	for _, k := range c.cfg.WorkerKeys {
+		if err = env.VerifySignature(k); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("not signed by the worker: %w", err)
 }
 
 func (c *Client) claim(id string) bool {

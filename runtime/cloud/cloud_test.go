@@ -295,6 +295,40 @@ func TestUnverifiedMessagesAreDeadLettered(t *testing.T) {
 	}
 }
 
+// With WorkerKeys, only what the worker signed reaches the handler: a
+// well-formed connector message from anything else holding send rights on
+// the cloud queue is dead-lettered.
+func TestWorkerKeysRequireTheWorkersSignature(t *testing.T) {
+	workerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	oldKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	forgerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	sign := func(m *bus.Message, k *ecdsa.PrivateKey) *bus.Message {
+		require.NoError(t, m.Envelope.Sign(k))
+		return m
+	}
+	fb := &fakeBus{}
+	fb.push(sign(fromConnector("ok", 1), workerKey), sign(fromConnector("ok-old", 1), oldKey),
+		fromConnector("unsigned", 1), sign(fromConnector("forged", 1), forgerKey))
+	c := newClient(t, fb, func(c *Config) { c.WorkerKeys = []*ecdsa.PublicKey{&workerKey.PublicKey, &oldKey.PublicKey} })
+	var mu sync.Mutex
+	var handled []string
+	runUntil(t, c, fb, 4, func(_ context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled, m.ID)
+		return nil
+	})
+	assert.ElementsMatch(t, []string{"ok", "ok-old"}, handled)
+	require.Len(t, fb.deadLetters, 2)
+	for _, d := range fb.deadLetters {
+		assert.Equal(t, "unverified sender", d.reason)
+	}
+	assert.ErrorContains(t, Config{Bus: fb, Service: "s", WorkerKeys: []*ecdsa.PublicKey{nil}}.Validate(), "WorkerKeys")
+}
+
 func TestRetries(t *testing.T) {
 	boom := errors.New("boom")
 	tests := []struct {

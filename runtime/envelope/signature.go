@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 )
 
@@ -45,7 +46,7 @@ func (e *Envelope) signingDigest() []byte {
 	sum := sha256.Sum256(body)
 	bodyHash := hex.EncodeToString(sum[:])
 	if len(body) == 0 && e.Claim != nil {
-		bodyHash = e.Claim.SHA256
+		bodyHash = strings.ToLower(e.Claim.SHA256) // a resolved body hashes to lowercase hex
 	}
 	raw, _ := json.Marshal(signed{ // cannot fail: strings, a map of strings and a time
 		Purpose: "bote envelope v1", ID: e.ID, CorrelationID: e.CorrelationID, ReplyTo: e.ReplyTo,

@@ -34,6 +34,7 @@ import (
 	"github.com/botehq/platform/runtime/bus/servicebus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/health"
 	"github.com/botehq/platform/runtime/profiling"
@@ -90,8 +91,14 @@ type Config struct {
 	// the sender of a message on "bote-connectors"; others go to the error
 	// queue (see package routing). Empty accepts every well-formed name.
 	CloudServices []string
+	// SigningKeyPath, if set, is an EC P-256 private key (PEM) the worker
+	// signs every envelope it stamps a connector's identity on with
+	// (envelope.Envelope.Sign), so that cloud services holding its public
+	// key (cloud.Config.WorkerKeys) can tell them from anything else on
+	// "bote-cloud". Read at start.
+	SigningKeyPath string
 	// CloudServiceKeysPath, if set, is the cloud service keys file
-	// (ParseServiceKeys): only the services it names may send, and only
+	// (registry.ParseKeySet): only the services it names may send, and only
 	// with envelopes signed by one of their keys. Read at start.
 	CloudServiceKeysPath string
 
@@ -232,9 +239,15 @@ func Run(ctx context.Context, cfg Config) error {
 	// removed or disabled connectors end.
 	var routeDir routing.Directory
 	var sessionDir session.Directory
+	var signingKey *ecdsa.PrivateKey
+	if cfg.SigningKeyPath != "" {
+		if signingKey, err = clientauth.LoadKeyFile(cfg.SigningKeyPath); err != nil {
+			return fmt.Errorf("worker signing key: %w", err)
+		}
+	}
 	var serviceKeys map[string][]*ecdsa.PublicKey
 	if cfg.CloudServiceKeysPath != "" {
-		if serviceKeys, err = LoadServiceKeys(cfg.CloudServiceKeysPath); err != nil {
+		if serviceKeys, err = registry.LoadKeySet(cfg.CloudServiceKeysPath); err != nil {
 			return err
 		}
 	}
@@ -266,7 +279,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return p, nil
 		}),
-		Sender:        &cloudSender{bus: drv, claims: claims},
+		Sender:        &cloudSender{bus: drv, claims: claims, key: signingKey},
 		Uploads:       &uploads{claims: claims},
 		Subscriptions: subs,
 		QueueAccess:   queues,
@@ -466,7 +479,18 @@ func openBus(ctx context.Context, cfg *Config, claims *claimcheck.Store, log *sl
 // identity stamped as From.
 type cloudSender struct {
 	bus    bus.Driver
-	claims claimStore // nil: no uploads
+	claims claimStore        // nil: no uploads
+	key    *ecdsa.PrivateKey // nil: envelopes are not signed
+}
+
+// send signs env when the worker has a key and puts it on queue.
+func (s *cloudSender) send(ctx context.Context, queue string, env *envelope.Envelope) error {
+	if s.key != nil {
+		if err := env.Sign(s.key); err != nil {
+			return err
+		}
+	}
+	return s.bus.Send(ctx, queue, env, nil)
 }
 
 // claimStore is what the worker needs of the claim check store for uploads.
@@ -547,7 +571,7 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	if err := env.Validate(); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
 	}
-	if err := s.bus.Send(ctx, bus.QueueCloud, env, nil); err != nil {
+	if err := s.send(ctx, bus.QueueCloud, env); err != nil {
 		if errors.Is(err, bus.ErrTooLarge) {
 			return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
 		}
@@ -573,7 +597,7 @@ func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d p
 		},
 		ContentType: "text/plain", Body: []byte(d.Text), CreatedAt: time.Now().UTC(),
 	}
-	if err := s.bus.Send(ctx, QueueConnectorErrors, env, nil); err != nil {
+	if err := s.send(ctx, QueueConnectorErrors, env); err != nil {
 		return fmt.Errorf("cannot record dead letter from %s: %w", from, err)
 	}
 	return nil

@@ -63,6 +63,7 @@ type options struct {
 	serviceBusNamespace     string
 	serviceName             string
 	cloudSigningKey         string
+	workerKeys              string
 	secretsFile             string
 	keyVaultURL             string
 	dispatchTick            time.Duration
@@ -118,6 +119,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.serviceBusConnection, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&o.serviceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
 	fs.StringVar(&o.serviceName, "service-name", "relayserver", "this service's name on the gateway (stamped as the sender of what it sends to agents)")
+	fs.StringVar(&o.workerKeys, "worker-keys", "", `key set file ({"worker": [<public JWK>, ...]}): only messages the gateway worker signed (worker --signing-key) are taken from agents`)
 	fs.StringVar(&o.cloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the worker has --cloud-service-keys")
 	fs.StringVar(&o.secretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
 	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")

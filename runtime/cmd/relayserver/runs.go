@@ -116,7 +116,17 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 			return nil, fmt.Errorf("--cloud-signing-key: %w", err)
 		}
 	}
-	if st.cloud, err = cloud.New(cloud.Config{Bus: st.bus, Service: o.serviceName, SigningKey: signingKey, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+	var workerKeys []*ecdsa.PublicKey
+	if o.workerKeys != "" {
+		set, err := registry.LoadKeySet(o.workerKeys)
+		if err != nil {
+			return nil, fmt.Errorf("--worker-keys: %w", err)
+		}
+		if workerKeys = set["worker"]; len(workerKeys) == 0 {
+			return nil, fmt.Errorf("--worker-keys: %s names no \"worker\"", o.workerKeys)
+		}
+	}
+	if st.cloud, err = cloud.New(cloud.Config{Bus: st.bus, Service: o.serviceName, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
 		return nil, err
 	}
 	secrets, err := openSecrets(o, cred)
