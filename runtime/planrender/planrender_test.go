@@ -111,3 +111,31 @@ func TestWriteDestructiveBounded(t *testing.T) {
 	assert.Equal(t, "Warning: this plan destroys 3 and replaces 0 resource instance(s):\n  - terraform_data.counted[1]\n"+
 		"  - ... and 2 more (opsbot runs show RUN --plan shows them all)\n", b.String())
 }
+
+// Nested sensitive marks mask exactly the marked values, and the same
+// value masks the same way on both sides, so an unchanged sensitive value
+// renders unchanged and a changed one as a change.
+func TestKeepMasksNestedValues(t *testing.T) {
+	p := &tfjson.Plan{FormatVersion: "1.2", ResourceChanges: []*tfjson.ResourceChange{{
+		Address: "x.y", Mode: tfjson.ManagedResourceMode, Type: "x", Name: "y",
+		Change: &tfjson.Change{
+			Actions:         tfjson.Actions{tfjson.ActionUpdate},
+			Before:          map[string]any{"list": []any{"pub", "hidden-1"}, "obj": map[string]any{"k": "same-secret", "plain": "a"}},
+			After:           map[string]any{"list": []any{"pub", "hidden-2"}, "obj": map[string]any{"k": "same-secret", "plain": "b"}},
+			BeforeSensitive: map[string]any{"list": []any{false, true}, "obj": map[string]any{"k": true}},
+			AfterSensitive:  map[string]any{"list": []any{false, true}, "obj": map[string]any{"k": true}},
+			AfterUnknown:    map[string]any{},
+		},
+	}}}
+	kept := planrender.Keep(p)
+	data, err := json.Marshal(kept)
+	require.NoError(t, err)
+	for _, s := range []string{"hidden-1", "hidden-2", "same-secret"} {
+		assert.NotContains(t, string(data), s)
+	}
+	assert.Contains(t, string(data), `"pub"`)
+	var b bytes.Buffer
+	require.NoError(t, planrender.Render(&b, kept))
+	assert.Contains(t, b.String(), "      ~ list = [\n            \"pub\",\n          ~ (sensitive value),\n        ]\n")
+	assert.Contains(t, b.String(), "      ~ obj  = {\n          ~ plain = \"a\" -> \"b\"\n            # (1 unchanged attribute hidden)\n        }\n")
+}

@@ -41,9 +41,6 @@ func (a Action) Symbol() string {
 	return ""
 }
 
-// Replace reports whether a is a replacement.
-func (a Action) Replace() bool { return a == DeleteCreate || a == CreateDelete }
-
 func actionOf(as tfjson.Actions) Action {
 	switch {
 	case as.Create():
