@@ -2,6 +2,7 @@ package opsapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -17,8 +18,9 @@ func TestWorkspaceVariables(t *testing.T) {
 	f := newRunsFixture(t)
 	store, err := secretstore.OpenFile(filepath.Join(t.TempDir(), "secrets.json"))
 	require.NoError(t, err)
+	log := &fakeAudit{}
 	_, srv := newTestServer(t, func(c *Config) {
-		c.Runs, c.Artifacts, c.Dispatcher, c.Secrets = f.m, f.arts, f.disp, store
+		c.Runs, c.Artifacts, c.Dispatcher, c.Secrets, c.Audit = f.m, f.arts, f.disp, store, log
 		c.Now = func() time.Time { return runsNow }
 	})
 	base := srv.URL + "/v1/tenants/contoso/workspaces/prod/vars"
@@ -33,6 +35,14 @@ func TestWorkspaceVariables(t *testing.T) {
 	r = put("db_password", `{"value":"`+secret+`","sensitive":true}`)
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	assert.JSONEq(t, `{"name":"db_password","sensitive":true}`, string(r.body), "a sensitive value is never returned")
+
+	recs := log.take()
+	require.Len(t, recs, 2, "each change is audited")
+	assert.Equal(t, "PUT /v1/tenants/{tenant}/workspaces/{workspace}/vars/{name}", recs[1].Action)
+	assert.Equal(t, "/v1/tenants/contoso/workspaces/prod/vars/db_password", recs[1].Object)
+	assert.NotContains(t, fmt.Sprint(recs), secret, "the value is not audited")
+	r = do(t, http.MethodPut, base+"/reader_try", readerKey)
+	assert.Equal(t, http.StatusForbidden, r.status, "a reader cannot set variables")
 
 	r = do(t, http.MethodGet, base, readerKey)
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
