@@ -94,7 +94,7 @@ func (a *app) beforeApproval(ctx context.Context, api runsAPI, tenant string, r 
 	if a.cfg.Output != opsconfig.OutputJSON {
 		a.writePlan(a.stdout, a.fetchPlan(ctx, api, tenant, r))
 	}
-	if r.PlanResult != nil && r.PlanResult.Plan != nil {
+	if r.PlanResult != nil && r.PlanResult.Plan != nil && r.PlanResult.Plan.Destroy > 0 {
 		fmt.Fprintln(a.stderr)
 		_ = planrender.WriteDestructive(a.stderr, *r.PlanResult.Plan)
 	}
