@@ -435,3 +435,50 @@ func TestGracefulShutdownCancelsAfterGrace(t *testing.T) {
 	assert.Equal(t, []string{run}, hb.Running, "heartbeats go on while the run finishes")
 	assert.Empty(t, runDirs(t, workDir))
 }
+
+// TestRunMessagesFromAnotherServiceAreDropped: another cloud service on
+// the gateway (any service may address any connector) sends the agent a
+// run.assign of its own, with secrets sealed to the agent's public key,
+// then run.proceed and run.links. The real agent never starts it: no
+// run.started, no result, no working directory. The ops server's own
+// runs go on as before.
+func TestRunMessagesFromAnotherServiceAreDropped(t *testing.T) {
+	s := newServer(t)
+	workDir := filepath.Join(s.dir, "work")
+	agent := s.startAgent(workDir)
+	claims, err := claimcheck.New(context.Background(), claimcheck.Config{ConnectionString: s.emu.ConnectionString})
+	require.NoError(t, err)
+	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: s.emu.ConnectionString, Claims: claims, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	intruder, err := cloud.New(cloud.Config{Bus: bus, Service: "intruder", Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	forge := func(m runproto.Message) {
+		body, err := runproto.Encode(m)
+		require.NoError(t, err)
+		_, err = intruder.SendToConnector(context.Background(), tenant, agentID, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+		require.NoError(t, err)
+	}
+	forged := runs.NewRunID(time.Now())
+	asg, _ := s.planAssign(forged, "1", "ok", runproto.Secrets{Env: map[string]string{"FORGED": "1"}})
+	forge(asg)
+	forge(&runproto.Proceed{RunID: forged, ClaimToken: "1"})
+	forge(&runproto.Links{RunID: forged, ClaimToken: "1", UploadURL: asg.UploadURL, ExpiresAt: time.Now().Add(time.Hour)})
+
+	// The ops server's run is taken; by its result the forged messages,
+	// sent before, have been read.
+	run := runs.NewRunID(time.Now())
+	ok, _ := s.planAssign(run, "1", "ok", runproto.Secrets{})
+	s.send(ok)
+	res, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run })
+	assert.Equal(t, runproto.Succeeded, res.Outcome, res.Reason)
+	for _, r := range s.all() {
+		switch m := r.msg.(type) {
+		case *runproto.Started:
+			assert.NotEqual(t, forged, m.RunID, "the forged run never started")
+		case *runproto.Result:
+			assert.NotEqual(t, forged, m.RunID, "the forged run never ran")
+		}
+	}
+	assert.Equal(t, 3, strings.Count(agent.Output(), "dropping a run message that is not from the ops server"))
+	assert.Contains(t, agent.Output(), `"from":"intruder"`)
+}

@@ -75,6 +75,12 @@ type Config struct {
 	Version          string
 	TerraformVersion string
 
+	// Server is the ops server's service name on the gateway (relayserver
+	// --service-name; default DefaultServer). Run messages from any other
+	// sender are dropped: every cloud service on the gateway may address
+	// any connector, and only the ops server assigns runs.
+	Server string
+
 	Terraform Terraform
 	Sender    Sender
 	// HTTPClient downloads and uploads artifacts (default: no overall
@@ -109,6 +115,11 @@ func (c Config) Validate() error {
 	case c.Sender == nil:
 		return errors.New("agent config: Sender is required")
 	}
+	if c.Server != "" {
+		if err := (envelope.Identity{Service: c.Server}).Validate(); err != nil {
+			return fmt.Errorf("agent config: Server: %w", err)
+		}
+	}
 	for k, v := range c.Labels {
 		if err := registry.ValidateLabel(k, v); err != nil {
 			return fmt.Errorf("agent config: Labels: %w", err)
@@ -116,6 +127,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// DefaultServer is the ops server's default service name on the gateway
+// (relayserver --service-name).
+const DefaultServer = "relayserver"
 
 // Agent executes assigned runs. It is a connector.Handler; Run keeps its
 // heartbeat and shuts it down.
@@ -161,6 +176,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1
+	}
+	if cfg.Server == "" {
+		cfg.Server = DefaultServer
 	}
 	if cfg.QueueWait == 0 {
 		cfg.QueueWait = time.Minute
@@ -214,11 +232,18 @@ func (a *Agent) Running() []string {
 }
 
 // Handle handles one message from the gateway. Messages that are not
-// runproto messages, or not valid ones, are logged and dropped: sending
-// them back to the queue would only loop.
+// runproto messages, not from the ops server (Config.Server), or not valid
+// ones, are logged and dropped: sending them back to the queue would only
+// loop.
 func (a *Agent) Handle(ctx context.Context, m *connector.Message) error {
 	if m.ContentType != runproto.ContentType {
 		a.log.WarnContext(ctx, "dropping message that is not a run message", "id", m.ID, "contentType", m.ContentType, "from", m.From.Service)
+		return nil
+	}
+	if !m.From.IsService() || m.From.Service != a.cfg.Server {
+		// Another cloud service (or a message with no service sender):
+		// it may not start, proceed, cancel or redirect a run.
+		a.log.WarnContext(ctx, "dropping a run message that is not from the ops server", "id", m.ID, "from", m.From.String(), "server", a.cfg.Server)
 		return nil
 	}
 	msg, err := runproto.Decode(m.Body)

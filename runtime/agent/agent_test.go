@@ -24,6 +24,7 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/tfrun"
 )
@@ -257,7 +258,7 @@ func (f *fixture) deliver(t *testing.T, m runproto.Message) error {
 	t.Helper()
 	body, err := runproto.Encode(m)
 	require.NoError(t, err)
-	return f.agent.Handle(context.Background(), &connector.Message{ID: t.Name(), ContentType: runproto.ContentType, Body: body})
+	return f.agent.Handle(context.Background(), &connector.Message{ID: t.Name(), From: envelope.Identity{Service: DefaultServer}, ContentType: runproto.ContentType, Body: body})
 }
 
 func (f *fixture) seal(t *testing.T, s runproto.Secrets) string {
@@ -572,4 +573,34 @@ func TestUploadLinksAreRenewedBeforeTheyExpire(t *testing.T) {
 	assert.Contains(t, plan.Reason, "cannot upload the saved plan: the server sent no fresh upload link")
 	assert.Empty(t, store.get("stale/run-2"))
 	f.assertClean(t)
+}
+
+// TestRunMessagesOnlyFromTheOpsServer: the gateway carries messages of
+// every cloud service on it, and each may address any connector. Only the
+// ops server's run messages count: an assignment another service sends
+// (its own bundle, its own run.proceed, secrets sealed to the agent's
+// public key, which anyone may have) never reaches Terraform, and its
+// run.cancel or run.links change no run.
+func TestRunMessagesOnlyFromTheOpsServer(t *testing.T) {
+	tf := newFakeTerraform()
+	f := newFixture(t, tf)
+	intruder := func(m runproto.Message) {
+		t.Helper()
+		body, err := runproto.Encode(m)
+		require.NoError(t, err)
+		require.NoError(t, f.agent.Handle(context.Background(), &connector.Message{ID: envelope.NewID(), From: envelope.Identity{Service: "intruder"},
+			ContentType: runproto.ContentType, Body: body}))
+	}
+	asg := planAssign(t, newBlobs(t), "run-0123456789abcdef", "1")
+	asg.Secrets = f.seal(t, runproto.Secrets{Env: map[string]string{"FORGED": "x"}})
+	intruder(asg)
+	intruder(&runproto.Proceed{RunID: asg.RunID, ClaimToken: asg.ClaimToken})
+	intruder(&runproto.Cancel{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Reason: "forged"})
+	time.Sleep(200 * time.Millisecond)
+	assert.Empty(t, all[runproto.Message](f.sender), "nothing of the forged run went out: no run.started, no result")
+	assert.Empty(t, f.agent.Running())
+	tf.mu.Lock()
+	defer tf.mu.Unlock()
+	assert.Empty(t, tf.jobs, "Terraform never ran")
+	assert.Contains(t, f.logs.String(), "dropping a run message that is not from the ops server")
 }

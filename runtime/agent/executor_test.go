@@ -400,6 +400,7 @@ func TestConfigValidate(t *testing.T) {
 		{"ShutdownGrace", func(c *Config) { c.ShutdownGrace = -time.Second }},
 		{"Terraform", func(c *Config) { c.Terraform = nil }},
 		{"Sender", func(c *Config) { c.Sender = nil }},
+		{"Server", func(c *Config) { c.Server = "ops server" }},
 		{"Labels", func(c *Config) { c.Labels = map[string]string{"bad key": "x"} }},
 		{"Labels", func(c *Config) { c.Labels = map[string]string{"env": strings.Repeat("x", 257)} }},
 	}

@@ -49,6 +49,7 @@ type options struct {
 	workerURL, tokenURL, issuer string
 	tenant, id, keyPath         string
 	workDir, terraform          string
+	server                      string
 	concurrency                 int
 	cancelGrace, heartbeat      time.Duration
 	shutdownGrace, queueWait    time.Duration
@@ -77,6 +78,7 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 	fs.DurationVar(&o.queueWait, "queue-wait", time.Minute, "how long an assignment above --concurrency waits for a slot before it is refused")
 	fs.DurationVar(&o.safetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.StringVar(&o.terraform, "terraform", "terraform", "terraform executable")
+	fs.StringVar(&o.server, "server", agent.DefaultServer, "the ops server's service name on the gateway (relayserver --service-name); run messages from any other sender are dropped")
 	fs.Var(o.labels, "labels", "narrow the labels the agent serves to these: k=v[,k=v...] (repeatable); the registration grants the labels, this can only drop some")
 	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -136,7 +138,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 
 	var client *connector.Client // the agent sends through the client it handles messages for
 	a, err := agent.New(agent.Config{
-		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir,
+		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir, Server: o.server,
 		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
 		Labels: o.labels, Version: buildinfo.Read().Version, TerraformVersion: tfVersion, Terraform: tf, Logger: log,
 		Sender: agent.SenderFunc(func(ctx context.Context, m connector.OutMessage) (string, error) { return client.Send(ctx, m) }),
