@@ -42,6 +42,8 @@ func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset
 
 	final, offset, err := a.followRun(fctx, api, tenant, id, offset, stop)
 	switch {
+	case err == nil: // the run got where following stops, Ctrl-C or not
+		return final, offset, nil
 	case ctx.Err() != nil: // terminated (SIGTERM)
 		fmt.Fprintf(a.stderr, "\nopsbot: stopped following; run %s continues on its agent (opsbot cancel %s to cancel it).\n", id, id)
 		return final, offset, err
