@@ -130,8 +130,8 @@ changes, 11 run failed, 12 run cancelled or timed out, 130 interrupted.`,
 		SilenceErrors: true,
 		Version:       buildinfo.Read().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.HasSubCommands() {
-				return nil // a group only shows its help
+			if !needsConfig(cmd) {
+				return nil
 			}
 			cfg, warnings, err := opsconfig.Resolve(cmd.Flags(), a.lookup)
 			a.redact = cfg

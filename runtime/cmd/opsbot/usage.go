@@ -22,6 +22,20 @@ import (
 // command's unknown flags name the closest ones.
 func strict(root *cobra.Command) {
 	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(c *cobra.Command, args []string) error {
+			topic, rest, err := c.Root().Find(args)
+			if err != nil {
+				return commandLineError{err}
+			}
+			if len(rest) > 0 && topic.HasSubCommands() {
+				return unknownSubcommand(topic, rest)
+			}
+			return topic.Help()
+		},
+	})
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
@@ -33,6 +47,17 @@ func strict(root *cobra.Command) {
 		}
 	}
 	walk(root)
+}
+
+// needsConfig reports whether c works with the ops server and so needs
+// the configuration: not a group, help or shell completion.
+func needsConfig(c *cobra.Command) bool {
+	for p := c; p != nil; p = p.Parent() {
+		if p.Name() == "completion" && p.Parent() == c.Root() {
+			return false
+		}
+	}
+	return !c.HasSubCommands() && c.Name() != "help"
 }
 
 // unknownSubcommand refuses any argument of a group: had it named a

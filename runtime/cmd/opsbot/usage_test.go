@@ -77,12 +77,27 @@ func TestUnknownCommandsAndFlagsGetSuggestions(t *testing.T) {
 	}
 }
 
-// A group without a subcommand shows its help: asked for, not a mistake.
-func TestAGroupAloneShowsItsHelp(t *testing.T) {
-	r := cli{t: t, env: map[string]string{"OPSBOT_LOCAL_URL": ""}}.run("runs")
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "Available Commands:")
-	assert.Empty(t, r.stderr, "no configuration is needed to show help")
+// A group without a subcommand, or help, shows help: asked for, not a
+// mistake, and without any configuration.
+func TestHelpNeedsNoConfiguration(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"runs"}, "Available Commands:"},
+		{[]string{"help", "runs"}, "Available Commands:"},
+		{[]string{"help", "runs", "list"}, "--limit"},
+		{[]string{"help"}, "Available Commands:"},
+		{[]string{"completion", "bash"}, "bash completion"},
+	} {
+		r := cli{t: t, env: map[string]string{"OPSBOT_LOCAL_URL": "", "OPSBOT_API_KEY": ""}}.run(tc.args...)
+		assert.Equal(t, exitOK, r.code, "%v: %s", tc.args, r.stderr)
+		assert.Contains(t, r.stdout, tc.want, tc.args)
+		assert.Empty(t, r.stderr, "%v: no configuration is needed", tc.args)
+	}
+	r := cli{t: t}.run("help", "runs", "lst")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, `unknown command "lst" for "opsbot runs"; did you mean "list"?`)
 }
 
 func TestDistance(t *testing.T) {
