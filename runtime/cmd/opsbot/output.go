@@ -177,6 +177,8 @@ func printOutcome(w io.Writer, r *opsapi.Run) {
 	case runs.Applied:
 		fmt.Fprintf(w, "Applied: %s (run %s).\n", changeLine(r.ApplyResult, true), r.ID)
 		printOutputs(w, r.ApplyResult)
+	case runs.NeedsAttention:
+		fmt.Fprintf(w, "Run %s needs attention: %s\n", r.ID, lastReason(r))
 	default:
 		fmt.Fprintf(w, "Run %s %s: %s\n", r.ID, r.State, lastReason(r))
 	}
