@@ -51,8 +51,13 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	run, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(bundle(t)))
 	require.NoError(t, err)
 
-	// Its heartbeats make no agent: the run waits, nothing is assigned.
-	time.Sleep(4 * time.Second) // heartbeats and dispatch ticks (1s each) go by
+	// Its heartbeats make no agent: they are refused, the run waits,
+	// nothing is assigned. Two refused since the run was queued: a
+	// dispatch tick (1 s) went by in between.
+	mark := len(s.rs.Output())
+	require.Eventually(t, func() bool {
+		return countLines(s.rs.Output()[mark:], refusedLine, "connector=erp") >= 2
+	}, 15*time.Second, 50*time.Millisecond, "erp's heartbeats are refused")
 	r, err := s.api.Run(ctx, "tenant-a", run.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "queued", r.State)
@@ -79,7 +84,7 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	erp.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
 		Result:          &tfrun.Result{Op: tfrun.Plan, HasChanges: true},
 		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(forged)), LastSeq: 0})
-	time.Sleep(2 * time.Second) // time for the server to refuse them
+	s.settled(t)
 	r, err = s.api.Run(ctx, "tenant-a", run.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "planning", r.State)
@@ -142,7 +147,11 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 		as := a2.assignment(15 * time.Second)
 		assert.Equal(t, prod.ID, as.RunID, "env=prod is registered: a2 serves it")
 
-		time.Sleep(2 * time.Second)
+		// Two more of a2's heartbeats: a dispatch tick (1 s) went by.
+		mark := len(s.rs.Output())
+		require.Eventually(t, func() bool {
+			return countLines(s.rs.Output()[mark:], "claims labels its registration does not grant", "agent=a2") >= 2
+		}, 15*time.Second, 50*time.Millisecond)
 		r, err := s.api.Run(ctx, "tenant-a", gold.ID)
 		require.NoError(t, err)
 		assert.Equal(t, "queued", r.State, "tier=gold is not a2's")
@@ -161,16 +170,17 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 
 	t.Run("withdrawing the agent role takes effect without a restart", func(t *testing.T) {
 		setAgentRole(t, s, "tenant-a/a1", false)
+		mark := len(s.rs.Output())
 		queued, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(bundle(t)))
 		require.NoError(t, err)
-		time.Sleep(3 * time.Second) // heartbeats and dispatch ticks go by
+		// Two of a1's heartbeats refused: a dispatch tick (1 s) went by.
+		require.Eventually(t, func() bool {
+			return countLines(s.rs.Output()[mark:], refusedLine, "connector=a1") >= 2
+		}, 15*time.Second, 50*time.Millisecond, "a1's heartbeats are refused")
 		r, err := s.api.Run(ctx, "tenant-a", queued.ID)
 		require.NoError(t, err)
 		assert.Equal(t, "queued", r.State)
 		assert.Empty(t, a1.assignments())
-		assert.True(t, slices.ContainsFunc(strings.Split(s.rs.Output(), "\n"), func(l string) bool {
-			return strings.Contains(l, refusedLine) && strings.Contains(l, "connector=a1")
-		}), "a1's heartbeats are refused")
 		agents, err := s.api.Agents(ctx, "tenant-a")
 		require.NoError(t, err)
 		for _, a := range agents {
@@ -222,4 +232,15 @@ func drain(a *agent) []runproto.Message {
 			return out
 		}
 	}
+}
+
+// countLines counts the lines of out that contain every one of subs.
+func countLines(out string, subs ...string) int {
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		if !slices.ContainsFunc(subs, func(sub string) bool { return !strings.Contains(l, sub) }) {
+			n++
+		}
+	}
+	return n
 }
