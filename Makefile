@@ -9,7 +9,7 @@ PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/...
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test lint demo bench golden azure-schema images release clean
+.PHONY: all deps build test test-servicebus lint demo bench golden azure-schema images release clean
 
 all: build
 
@@ -24,10 +24,18 @@ node_modules/.bin/azurite: package.json package-lock.json
 build:
 	cd runtime && $(GO) build -o $(BIN)/ ./cmd/...
 
-## test: everything CI runs, unit and integration (real processes on Azurite), then a short fuzz run
+## test: everything CI runs, unit and integration (real processes on Azurite), then a short fuzz run;
+## no measurements (those are benchmarks: make bench)
 test: deps build
 	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) $(PKGS)
 	$(MAKE) fuzz
+	@[ -n "$$BOTE_TEST_SERVICEBUS_CONNECTION_STRING" ] || echo "note: the Service Bus bus contract did not run (it needs a namespace: make test-servicebus, docs/messaging.md)"
+
+## test-servicebus: the bus contract suite against a real Service Bus namespace
+## (BOTE_TEST_SERVICEBUS_CONNECTION_STRING, Manage rights; no emulator runs it)
+test-servicebus:
+	@[ -n "$$BOTE_TEST_SERVICEBUS_CONNECTION_STRING" ] || { echo "set BOTE_TEST_SERVICEBUS_CONNECTION_STRING to a Service Bus namespace connection string (Manage rights)"; exit 2; }
+	cd integration && $(GO) test -count=1 -v ./bus/ -run ServiceBus
 
 ## fuzz: every Fuzz target under runtime/ for FUZZTIME each (seeds in
 # testdata/fuzz; longer: make fuzz FUZZTIME=5m)
