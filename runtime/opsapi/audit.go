@@ -86,8 +86,11 @@ func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, ori
 	}
 	// An unauthenticated caller's claim to a tenant proves nothing: its
 	// records go to the platform partition (admins read them), where they
-	// cannot crowd out a tenant's own.
-	if status == http.StatusUnauthorized {
+	// cannot crowd out a tenant's own. So do those of a credential refused
+	// before it became a principal (a token the identity provider signed
+	// that lacks the role the API requires: any user of the directory can
+	// get one).
+	if status == http.StatusUnauthorized || rec.principal == nil {
 		ok, dropped, since := s.unauthenticated.Take(entry.Time)
 		if !ok {
 			return

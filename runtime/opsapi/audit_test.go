@@ -72,8 +72,8 @@ func TestAuditRecordsMutationsAndRefusals(t *testing.T) {
 			Result: audit.ResultDenied, Status: 401, Detail: "missing or invalid operator credential"}},
 		{"bad key on a read", "GET", "/v1/tenants/contoso/runs", "", &audit.Record{
 			Action: "GET /v1/tenants/{tenant}/runs", Object: "/v1/tenants/contoso/runs", Result: audit.ResultDenied, Status: 401}},
-		{"forbidden read names the tenant", "GET", "/v1/agents?tenant=contoso", forbiddenKey, &audit.Record{
-			Tenant: "contoso", Action: "GET /v1/agents", Object: "/v1/agents?tenant=contoso", Result: audit.ResultDenied, Status: 403, Detail: "lacks the role"}},
+		{"a credential without the API's role goes to the platform", "GET", "/v1/agents?tenant=contoso", forbiddenKey, &audit.Record{
+			Action: "GET /v1/agents", Object: "/v1/agents?tenant=contoso", Result: audit.ResultDenied, Status: 403, Detail: "lacks the role"}},
 		{"missing role names it", "POST", runPath + "/cancel", readerKey, &audit.Record{
 			Tenant: "contoso", Principal: "api-key:reader", Action: "POST /v1/tenants/{tenant}/runs/{run}/cancel", Object: runPath + "/cancel",
 			Result: audit.ResultDenied, Status: 403, Detail: "needs the operator role in tenant contoso"}},
@@ -288,4 +288,22 @@ func TestAuditRecordsCallsThatPanic(t *testing.T) {
 	assert.Equal(t, 500, got[0].Status)
 	assert.Equal(t, audit.ResultError, got[0].Result)
 	assert.Equal(t, "/v1/tenants/contoso/workspaces", got[0].Object)
+}
+
+// A token the identity provider signed but that lacks the role the API
+// requires (any user of the directory can get one) proves no grant in any
+// tenant: like an unauthenticated caller, it cannot file records in the
+// tenant its path names, nor write one per request.
+func TestCredentialWithoutTheAPIRoleIsSampledInThePlatformLog(t *testing.T) {
+	log := &fakeAudit{}
+	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Now = log, func() time.Time { return t0 } })
+	for range unauthenticatedBurst + 5 {
+		assert.Equal(t, http.StatusForbidden, send(t, "POST", srv.URL+"/v1/tenants/contoso/workspaces", forbiddenKey, "application/json", []byte(`{}`)).status)
+	}
+	got := log.take()
+	assert.Len(t, got, unauthenticatedBurst, "sampled like unauthenticated calls")
+	for _, r := range got {
+		assert.Empty(t, r.Tenant, "filed with the platform, not in tenant contoso's log")
+		assert.Equal(t, audit.ResultDenied, r.Result)
+	}
 }
