@@ -3,6 +3,7 @@ package opsconfig
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -309,4 +310,24 @@ func TestTenantIsASetting(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "fabrikam", c.Tenant)
 	assert.Equal(t, "flag --tenant", c.Source("tenant"))
+}
+
+// The config files docs/ops.md shows are accepted as they are: every key
+// (tenant and profiles included) is one the file may hold.
+func TestDocumentedConfigFilesAreAccepted(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "ops.md"))
+	require.NoError(t, err)
+	blocks := regexp.MustCompile("(?s)```yaml\n(# [^\n]*opsbot[^\n]*\n.*?)```").FindAllStringSubmatch(string(doc), -1)
+	require.Len(t, blocks, 2, "the plain and the profiles example")
+	for i, b := range blocks {
+		path := write(t, "config.yaml", b[1], 0o600)
+		f, err := readFile(path)
+		require.NoError(t, err, "example %d", i)
+		c := defaults()
+		require.NoError(t, c.apply(f.settings, "file"), "example %d", i)
+		assert.NotEmpty(t, f.settings["tenant"]+f.profiles["gov"]["tenant"], "example %d shows the tenant key", i)
+		for name := range f.profiles {
+			require.NoError(t, defaults().applyProfile(f, path, name), "example %d, profile %s", i, name)
+		}
+	}
 }
