@@ -61,8 +61,8 @@ const (
 
 // checkAgent refuses a message from a connector that is not an active
 // agent of its tenant, before its body is applied. Every refusal is
-// logged at warn with one stable message and counted (RoleRefusals), and
-// audited (Config.Audit) at a bounded rate.
+// logged at warn with one stable message and counted (RoleRefusals); Handle
+// audits it, as every refusal.
 func (d *Dispatcher) checkAgent(ctx context.Context, m *cloud.Message) error {
 	_, err := agentRegistration(d.cfg.Keys, m.From.Tenant, m.From.Connector)
 	if err == nil {
@@ -71,16 +71,18 @@ func (d *Dispatcher) checkAgent(ctx context.Context, m *cloud.Message) error {
 	n := d.roleRefusals.Add(1)
 	d.log.WarnContext(ctx, "agent message refused: sender is not a registered agent of its tenant",
 		"tenant", m.From.Tenant, "connector", m.From.Connector, "message", m.ID, "reason", err.Error(), "refusals", n)
-	if d.cfg.Audit != nil {
-		d.auditRefusal(ctx, m, err)
-	}
 	return refuse("%v", err)
 }
 
-// auditRefusal records a refused message in its sender's tenant: the
-// message type and run it names (read from the body only for the record;
-// audit.Record bounds and cleans what it stores).
+// auditRefusal records a refused message (ErrRefused: not from an agent,
+// or from an agent acting on a run or claim that is not its own) in its
+// sender's tenant at a bounded rate: the message type and run it names
+// (read from the body only for the record; audit.Record bounds and cleans
+// what it stores).
 func (d *Dispatcher) auditRefusal(ctx context.Context, m *cloud.Message, why error) {
+	if d.cfg.Audit == nil {
+		return
+	}
 	now := d.cfg.Now()
 	ok, skipped, since := d.refusalSampler.Take(now)
 	if !ok {

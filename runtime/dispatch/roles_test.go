@@ -186,3 +186,41 @@ func TestSecretsAreSealedOnlyToAnAgentOfTheTenant(t *testing.T) {
 	assert.ErrorIs(t, err, runproto.ErrSealed)
 	assert.False(t, bytes.Contains([]byte(a.Secrets), []byte("s3cret")))
 }
+
+// TestAgentActingOnAnotherClaimIsAudited: registered agents that report on
+// a run they do not hold (another agent's claim in their tenant, a run of
+// another tenant, a claim token that never existed) are refused, and each
+// refusal is in the sender's tenant's audit log: an agent doing that is
+// broken or taken over.
+func TestAgentActingOnAnotherClaimIsAudited(t *testing.T) {
+	e := newEnv(t)
+	r := e.enqueue(runs.OpApply)
+	e.heartbeat("tenant-a", "a1")
+	_, a := e.assigned()
+	for _, tc := range []struct {
+		tenant, agent string
+		msg           runproto.Message
+	}{
+		{"tenant-a", "a2", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Failed, LastSeq: -1}},
+		{"tenant-a", "a2", &runproto.Renew{RunID: r.ID, ClaimToken: a.ClaimToken}},
+		{"tenant-a", "a1", &runproto.Started{RunID: r.ID, ClaimToken: "99", Phase: runproto.PhasePlan}},
+		{"tenant-b", "b1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"FORGED"}}},
+	} {
+		requireRefused(t, e.from(tc.tenant, tc.agent, tc.msg))
+	}
+	assert.Equal(t, runs.Planning, e.run(r.ID).State)
+	recs := e.audited.records()
+	require.Len(t, recs, 4)
+	for i, want := range []struct{ tenant, principal, action string }{
+		{"tenant-a", "connector:a2", "run.result"},
+		{"tenant-a", "connector:a2", "run.renew"},
+		{"tenant-a", "connector:a1", "run.started"},
+		{"tenant-b", "connector:b1", "run.logs"},
+	} {
+		assert.Equal(t, want.tenant, recs[i].Tenant)
+		assert.Equal(t, want.principal, recs[i].Principal)
+		assert.Equal(t, want.action, recs[i].Action)
+		assert.Equal(t, audit.ResultDenied, recs[i].Result)
+		assert.Contains(t, recs[i].Detail, "agent message refused")
+	}
+}

@@ -22,6 +22,9 @@ import (
 // logged and dropped: it is not an error, and goes to no error queue.
 func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
 	err := d.handle(ctx, m)
+	if errors.Is(err, ErrRefused) {
+		d.auditRefusal(ctx, m, err)
+	}
 	var s *staleError
 	if errors.As(err, &s) {
 		d.staleDropped.Add(1)
