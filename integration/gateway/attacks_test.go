@@ -115,6 +115,7 @@ func requireErrorCode(t *testing.T, f protocol.Frame, code string) {
 // through headers is refused with a clear error, audited, and nothing
 // reaches the cloud; what it may send arrives stamped with its real identity.
 func TestAttackSpoofedIdentityHeaders(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("victim", nil)
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
@@ -143,6 +144,7 @@ func TestAttackSpoofedIdentityHeaders(t *testing.T) {
 // opens its own queue for reading only; another connector's queue, the
 // cloud queue and adding messages are all refused by storage.
 func TestAttackQueueSASIsScopedToOwnQueue(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("sas", nil)
 	for _, c := range []string{"a1", "a2"} { // make both queues exist with a message each
@@ -199,6 +201,7 @@ func queueLength(t *testing.T, g *gateway, name string) int {
 // TestAttackCrossTenant: tenant A's token cannot subscribe in, send as, or
 // even obtain a token for tenant B.
 func TestAttackCrossTenant(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("tenancy", nil)
 	a1 := g.connector("tenant-a", "a1")
@@ -263,6 +266,7 @@ func b64(v any) string {
 // TestAttackBadTokensAtTheWorker: every token that is not a fresh ES256
 // token from the idp for this audience is refused before a session exists.
 func TestAttackBadTokensAtTheWorker(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	key, kid := idpSigningKey(t, g)
 	now := time.Now()
@@ -318,6 +322,7 @@ func TestAttackBadTokensAtTheWorker(t *testing.T) {
 // TestAttackAssertionsAtTheIdP: the end-to-end assertion attacks against
 // the real idp: replay, expiry, a key that is not the client's.
 func TestAttackAssertionsAtTheIdP(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	post := func(assertion, clientID string) int {
 		form := url.Values{
@@ -355,6 +360,7 @@ func TestAttackAssertionsAtTheIdP(t *testing.T) {
 // TestAttackMalformedAndOversizeFrames: garbage gets a clear error frame,
 // the session and everyone else keep working, and nothing is lost.
 func TestAttackMalformedAndOversizeFrames(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("frames", pong)
 	a2 := g.connector("tenant-a", "a2")
@@ -405,6 +411,7 @@ func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 // registry, its still-valid token (replayed by whoever holds it) opens no
 // session and its open session is ended, well before the token expires.
 func TestAttackTokenOfDisabledConnector(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "--ping-interval", "1s")
 	tok := g.token(t, "tenant-a", "a1")
 	s, status := g.dialRaw(t, tok)
@@ -430,6 +437,7 @@ func TestAttackTokenOfDisabledConnector(t *testing.T) {
 // blob that is not its own upload, and a body swapped after the claim was
 // sent fails verification instead of reaching a handler.
 func TestAttackForeignUploadClaim(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("uploads", nil)
 	a2, _ := g.dialRaw(t, g.token(t, "tenant-a", "a2"))
@@ -475,6 +483,7 @@ var spoofVariants = []string{"bote_from", "Bote_Tenant", "bote.connector", "BOTE
 // one put on the bus by other means never reaches the sidecar's local
 // program; and nothing but the honest messages arrives anywhere.
 func TestAttackHeaderVariants(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("victim", nil)
 	sc := g.sidecar("tenant-a", "a2")
@@ -553,6 +562,7 @@ func TestAttackHeaderVariants(t *testing.T) {
 // with 4004; the sessions gauge is exact; and another connector's session
 // is never touched.
 func TestAttackSessionFlood(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("flood", pong)
 	a2 := g.connector("tenant-a", "a2")

@@ -63,6 +63,7 @@ func (h *deleteHolder) connectionString(emu *azurite.Emulator) string {
 // visibility timeout passes: with --dedup-file the program sees it once,
 // without it twice (so the test can tell the two apart).
 func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name  string
 		dedup bool

@@ -97,6 +97,7 @@ func forged(id string, kind envelope.Kind, tenant, conn string, from *envelope.I
 // reserved headers in any spelling — reach no handler and no local program;
 // each lands in the error queue with its reason. Honest messages still flow.
 func TestAttackForgedOnTheBus(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "--cloud-services", "honest,other")
 	honest := g.cloud("honest", nil)
 	a1 := g.connector("tenant-a", "a1")
@@ -154,6 +155,7 @@ func TestAttackForgedOnTheBus(t *testing.T) {
 // connector package nor the sidecar's local program; each lands in the
 // connector error queue with its reason.
 func TestAttackForgedOnConnectorQueues(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	honest := g.cloud("honest", nil)
 	a1 := g.connector("tenant-a", "a1")
@@ -214,6 +216,7 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 // holder of send rights naming it (unsigned, or signed with its own key),
 // or a service without a registered key, lands in the error queue.
 func TestSignedCloudServices(t *testing.T) {
+	t.Parallel()
 	honestKey, err := clientauth.GenerateKey()
 	require.NoError(t, err)
 	forgerKey, err := clientauth.GenerateKey()
@@ -261,6 +264,7 @@ func TestSignedCloudServices(t *testing.T) {
 // rights (unsigned, or signed with another key) never reaches the cloud
 // handler; what a connector really sent does, a claim-checked body included.
 func TestSignedWorker(t *testing.T) {
+	t.Parallel()
 	workerKey, err := clientauth.GenerateKey()
 	require.NoError(t, err)
 	forgerKey, err := clientauth.GenerateKey()

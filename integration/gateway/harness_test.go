@@ -2,6 +2,9 @@
 // and worker binaries on Azurite, cloud services through runtime/cloud,
 // connectors through runtime/connector or the connector sidecar binary. The
 // samples (ping/pong, push, chat) and the attacks that must fail live here.
+// Each test starts its own Azurite and processes, so tests run in parallel
+// (t.Parallel; go test's -parallel, GOMAXPROCS by default, bounds them):
+// most of their time is waiting on processes, storage and timers.
 package gateway
 
 import (

@@ -25,6 +25,7 @@ import (
 // visibility timeouts keeps its message invisible (extended through the
 // worker) and it is deleted once, after success.
 func TestLongHandlerKeepsItsMessage(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("slow", nil)
 	var calls atomic.Int32
@@ -63,6 +64,7 @@ func TestLongHandlerKeepsItsMessage(t *testing.T) {
 // error queue; a message that is not an envelope goes there at once; the
 // queue keeps flowing meanwhile.
 func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("poison", nil)
 	var attempts atomic.Int32
@@ -116,6 +118,7 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 // "going away"; its connectors move to another replica at once and keep
 // receiving; readiness drops before the listener closes.
 func TestWorkerGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	w1 := g.workers[0]
 	assert.Equal(t, "ready\n", get(t, w1.URL+"/readyz"))

@@ -25,6 +25,7 @@ import (
 // cloud answers pong correlated to the ping; the cloud then pushes to one
 // specific connector, and the others do not get it.
 func TestPingPong(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("pinger", func(ctx context.Context, c *cloudService, m *cloud.Message) error {
 		if string(m.Body) != "ping" {
@@ -62,6 +63,7 @@ func TestPingPong(t *testing.T) {
 // TestChat is the "chat" sample: three connectors of tenant A and one of
 // tenant B subscribe to "chat"; a broadcast in A reaches exactly A's three.
 func TestChat(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("chat", nil)
 	var as []*conn
@@ -100,6 +102,7 @@ func TestChat(t *testing.T) {
 
 // TestLargeBodiesByClaimCheck sends a body over the queue limit both ways.
 func TestLargeBodiesByClaimCheck(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB
 	svc := g.cloud("bulk", nil)
@@ -122,6 +125,7 @@ func TestLargeBodiesByClaimCheck(t *testing.T) {
 // TestOfflineConnectorDrainsOnConnect: messages routed while a connector
 // is offline wait in its queue and arrive when it connects.
 func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("later", nil)
 	var ids []string
@@ -143,6 +147,7 @@ func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
 // that routes nothing; the replica that routes must nudge it there. The
 // connector's safety poll is an hour, so only the nudge can deliver.
 func TestNudgeAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t) // worker 1 routes
 	w2 := g.startWorker("--sessions-only")
 	svc := g.cloud("nudger", nil)
@@ -164,6 +169,7 @@ func TestNudgeAcrossReplicas(t *testing.T) {
 // TestSidecar runs ping/pong through the connector binary: the local
 // program gets messages by HTTP POST and sends with HTTP POST.
 func TestSidecar(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	g.cloud("pinger", func(ctx context.Context, c *cloudService, m *cloud.Message) error {
 		_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong"), Headers: map[string]string{"kind": "pong"}})

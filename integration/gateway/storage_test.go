@@ -21,6 +21,7 @@ import (
 // TestSubscriptionStoreOnAzurite: the Table Storage layout keeps tenants
 // and topics apart, and subscribe/unsubscribe are idempotent.
 func TestSubscriptionStoreOnAzurite(t *testing.T) {
+	t.Parallel()
 	emu := azurite.New(t)
 	ctx := ctxFor(t, 30*time.Second)
 	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
@@ -61,6 +62,7 @@ func TestSubscriptionStoreOnAzurite(t *testing.T) {
 // TestPresenceLeaveKeepsNewerSession: a session closing on one replica does
 // not erase the presence a newer session recorded on another.
 func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
+	t.Parallel()
 	emu := azurite.New(t)
 	ctx := ctxFor(t, 30*time.Second)
 	tables, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
