@@ -878,3 +878,23 @@ func TestUploadLinksLastUploadTTLAndAreRenewedOnlyForAnOpenClaim(t *testing.T) {
 	assert.Equal(t, "https://blob/tenant-a/prod/"+r.ID+"/state-c"+ap.ClaimToken+".tfstate?sp=cw", links.StateUploadURL)
 	assert.Empty(t, links.UploadURL)
 }
+
+// TestClaimEndedWhileItsResultWaitsPromotesNothing: an apply's result
+// waits for its log batches (LogWait); an operator force-cancels the run
+// meanwhile. The claim has ended, so its state is not promoted: the
+// workspace is free, and another run may already plan from the state as
+// it was.
+func TestClaimEndedWhileItsResultWaitsPromotesNothing(t *testing.T) {
+	e := newEnv(t)
+	r, ap := e.applyClaimed()
+	res := stateResult(r, ap.ClaimToken, runproto.Succeeded)
+	res.LastSeq = 3 // batches that never come: the result waits LogWait
+	done := make(chan error, 1)
+	go func() { done <- e.from("tenant-a", "a1", res) }()
+	time.Sleep(100 * time.Millisecond)
+	_, err := e.m.Cancel(context.Background(), runs.CancelRequest{Tenant: "tenant-a", Run: r.ID, By: "bob", Force: true})
+	require.NoError(t, err)
+	require.NoError(t, <-done, "a result of a claim that ended is dropped quietly")
+	assert.Empty(t, e.states.all(), "the ended claim's state was promoted")
+	assert.Equal(t, runs.Cancelled, e.run(r.ID).State)
+}

@@ -185,6 +185,12 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	}
 	if res.LastSeq >= 0 {
 		d.waitLogs(ctx, r.ID, res.ClaimToken, res.LastSeq)
+		// The claim may have ended while the result waited (a forced
+		// cancel, a sweep): nothing of an ended claim counts, its state
+		// least of all.
+		if r, err = d.checkClaim(ctx, tenant, agent, res.RunID, res.ClaimToken, false); err != nil {
+			return err
+		}
 	}
 	rep := runs.Report{Tenant: tenant, Run: r.ID, Agent: agent, Result: res.Result, Reason: res.Reason}
 	switch res.Outcome {
