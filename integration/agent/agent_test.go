@@ -271,6 +271,7 @@ func runDirs(t *testing.T, workDir string) []string {
 }
 
 func TestPlanAndApplyThroughTheGateway(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
 	agent := s.startAgent(workDir)
@@ -340,6 +341,7 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 // what the dead one left, reports no running run, and runs the next
 // assignment; a late cancel of the lost claim changes nothing.
 func TestAgentKilledMidRun(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
 	agent := s.startAgent(workDir)
@@ -390,6 +392,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 // TestCancelAndRefusals: a cancel through the gateway stops Terraform; an
 // assignment naming another tenant is refused; the agent stops gracefully.
 func TestCancelAndRefusals(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
 	agent := s.startAgent(workDir)
@@ -419,6 +422,7 @@ func TestCancelAndRefusals(t *testing.T) {
 // long apply: it keeps heartbeating, cancels the apply once the shutdown
 // grace is over, reports it cancelled and exits cleanly.
 func TestGracefulShutdownCancelsAfterGrace(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
 	agent := s.startAgent(workDir, "--shutdown-grace", "2s")
@@ -443,6 +447,7 @@ func TestGracefulShutdownCancelsAfterGrace(t *testing.T) {
 // run.started, no result, no working directory. The ops server's own
 // runs go on as before.
 func TestRunMessagesFromAnotherServiceAreDropped(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	workDir := filepath.Join(s.dir, "work")
 	agent := s.startAgent(workDir)

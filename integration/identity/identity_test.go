@@ -134,6 +134,7 @@ func (e *idpEnv) verifier(t *testing.T) *accesstoken.Verifier {
 }
 
 func TestTokenVerifiesAcrossRestart(t *testing.T) {
+	t.Parallel()
 	e := newIDPEnv(t)
 	agent := newConnector(t, e.dir, "contoso", "agent-01")
 	e.register(t, agent)
@@ -187,6 +188,7 @@ func TestTokenVerifiesAcrossRestart(t *testing.T) {
 }
 
 func TestReplayedAssertionRefused(t *testing.T) {
+	t.Parallel()
 	e := newIDPEnv(t)
 	agent := newConnector(t, e.dir, "contoso", "agent-01")
 	e.register(t, agent)
@@ -210,6 +212,7 @@ func TestReplayedAssertionRefused(t *testing.T) {
 }
 
 func TestRegistryReloadAndRefusals(t *testing.T) {
+	t.Parallel()
 	e := newIDPEnv(t)
 	agent := newConnector(t, e.dir, "contoso", "agent-01")
 	late := newConnector(t, e.dir, "fabrikam", "agent-02")

@@ -22,6 +22,7 @@ import (
 // registry is the blob the stack publishes (stack output registryBlobUrl),
 // and a new registration is picked up when the blob changes.
 func TestRegistryFromBlob(t *testing.T) {
+	t.Parallel()
 	az := azurite.New(t)
 	ctx := context.Background()
 	client, err := azblob.NewClientFromConnectionString(az.ConnectionString, nil)

@@ -24,6 +24,7 @@ import (
 // replica's memory alone lets the assertion through twice; the shared
 // table (Azurite here, the stack's botereplay table in Azure) does not.
 func TestReplayRefusedAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	az := azurite.New(t)
 	e := newIDPEnv(t)
 	agent := newConnector(t, e.dir, "contoso", "agent-01")

@@ -37,6 +37,7 @@ func key(tenant string) artifacts.RunKey {
 }
 
 func TestArtifacts(t *testing.T) {
+	t.Parallel()
 	emu := azurite.New(t)
 	ctx := context.Background()
 	store := openArtifacts(t, emu, "artifacts")

@@ -21,6 +21,7 @@ import (
 )
 
 func TestTablesContract(t *testing.T) {
+	t.Parallel()
 	emu := azurite.New(t)
 	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
 	require.NoError(t, err)
@@ -44,6 +45,7 @@ func TestTablesContract(t *testing.T) {
 }
 
 func TestTablesOptions(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"1runs", "runs-x", "runs_x", strings.Repeat("r", 51)} {
 		assert.ErrorContains(t, runstore.Options{TablePrefix: bad}.Validate(), "TablePrefix", bad)
 	}

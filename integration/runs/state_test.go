@@ -41,6 +41,7 @@ func current(t *testing.T, store *artifacts.Store, workspace string) string {
 }
 
 func TestStatePromotion(t *testing.T) {
+	t.Parallel()
 	emu := azurite.New(t)
 	ctx := context.Background()
 	store := openArtifacts(t, emu, "states")

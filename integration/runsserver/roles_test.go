@@ -38,6 +38,7 @@ const refusedLine = "agent message refused: sender is not a registered agent of 
 // than registered serves only the registered ones, and withdrawing an
 // agent's role in the registry file stops it at once, without a restart.
 func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	ctx := context.Background()
 	erp := s.agent(t, "tenant-a", "erp")

@@ -366,6 +366,7 @@ func (s *server) waitRun(t *testing.T, tenant, id, state string, within time.Dur
 }
 
 func TestRunsServer(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	ctx := context.Background()
 	a1 := s.agent(t, "tenant-a", "a1")
@@ -554,6 +555,7 @@ func TestRunsServer(t *testing.T) {
 // what the agent sends meanwhile waits on the bus, and the restarted
 // server records it.
 func TestRestartMidRunLosesNothing(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	ctx := context.Background()
 	a1 := s.agent(t, "tenant-a", "a1")
@@ -620,6 +622,7 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 // reading its queue) is answered with run.cancel and dropped quietly,
 // never dead-lettered.
 func TestClaimsGoBackWhenRefusedOrLost(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	ctx := context.Background()
 	a1 := s.agent(t, "tenant-a", "a1")
