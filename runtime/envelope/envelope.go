@@ -157,8 +157,9 @@ type Envelope struct {
 	Body        []byte    `json:"body,omitempty"`
 	Claim       *Claim    `json:"claim,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
-	// Signature, when set, is the sending cloud service's signature (see
-	// Sign); the worker requires it from services whose key it holds.
+	// Signature, when set, is the sender's signature (see Sign): a cloud
+	// service's, which the worker requires from services whose key it
+	// holds, or the worker's, which cloud services holding its key require.
 	Signature string `json:"sig,omitempty"`
 }
 

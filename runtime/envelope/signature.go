@@ -21,8 +21,8 @@ const MaxSignatureLength = 128
 // ErrBadSignature reports a missing or invalid envelope signature.
 var ErrBadSignature = errors.New("bad envelope signature")
 
-// signed is what a cloud service signs: every field that routes the message
-// or says who sent it, and the body by its SHA-256, so that a body the bus
+// signed is what a sender signs: every field that routes the message or
+// says who sent it, and the body by its SHA-256, so that a body the bus
 // moved to Blob storage (claim check) verifies as the inline body it was.
 type signed struct {
 	Purpose       string            `json:"purpose"`
@@ -59,8 +59,9 @@ func (e *Envelope) signingDigest() []byte {
 
 // Sign sets e.Signature: ES256 (P-256) over the routing and identity fields
 // and the body's SHA-256, in base64url (r || s). A cloud service signs what
-// it sends when the worker holds its public key, so that no other holder of
-// send rights on the bus can send in its name.
+// it sends when the worker holds its public key, and the worker what it
+// stamps a connector's identity on when cloud services hold its key, so
+// that no other holder of send rights on the bus can send in their name.
 func (e *Envelope) Sign(key *ecdsa.PrivateKey) error {
 	if key == nil || key.Curve.Params().Name != "P-256" {
 		return errors.New("cannot sign envelope: the key must be an EC P-256 private key")
