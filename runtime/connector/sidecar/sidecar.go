@@ -15,6 +15,10 @@
 //	                      with '_' and names reserved in any spelling
 //	                      (see Deliverer)
 //
+// The Bote-* headers come from the envelope's fields only (the connector
+// has checked that it is addressed to this connector and sent by a cloud
+// service); none of them can come from the message's own headers.
+//
 // A 2xx answer means handled (the message is deleted); anything else, or no
 // answer within the timeout, means "try again later".
 //
