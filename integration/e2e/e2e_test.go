@@ -50,16 +50,18 @@ const (
 // plat is the package's platform, started by TestMain.
 var plat *platform.Platform
 
+// Agents heartbeat every 2 s, well inside --agent-silent-after (6 s):
+// with the default 10 s an agent would look lost between heartbeats.
 var agents = []platform.Agent{
-	{Tenant: contoso, ID: "agent-a", Start: true, Capacity: 2},
-	{Tenant: contoso, ID: "agent-b", Start: true, Capacity: 2},
-	{Tenant: fabrikam, ID: "agent-f", Start: true},
-	{Tenant: lonely, ID: "agent-l"},
-	// Heartbeats well inside --agent-silent-after, so a paused agent still
-	// looks alive when a run is claimed for it.
-	{Tenant: survive, ID: "agent-s1", Args: []string{"--heartbeat-interval", "1s"}},
-	{Tenant: survive, ID: "agent-s2", Args: []string{"--heartbeat-interval", "1s"}},
+	{Tenant: contoso, ID: "agent-a", Start: true, Capacity: 2, Args: heartbeat},
+	{Tenant: contoso, ID: "agent-b", Start: true, Capacity: 2, Args: heartbeat},
+	{Tenant: fabrikam, ID: "agent-f", Start: true, Args: heartbeat},
+	{Tenant: lonely, ID: "agent-l", Args: heartbeat},
+	{Tenant: survive, ID: "agent-s1", Args: heartbeat},
+	{Tenant: survive, ID: "agent-s2", Args: heartbeat},
 }
+
+var heartbeat = []string{"--heartbeat-interval", "2s"}
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {

@@ -70,6 +70,10 @@ type Options struct {
 	WorkerArgs      []string
 	// StartTimeout bounds the start of each process (default 60 s).
 	StartTimeout time.Duration
+	// Replicas is how many workers and relay servers run behind the same
+	// storage and bus (default 1). Agents and opsbot use worker 0; the
+	// relay spreads opsbot's requests over the relay servers' listeners.
+	Replicas int
 }
 
 // Agent is a deployment agent of a tenant.
@@ -138,9 +142,10 @@ type Platform struct {
 	worker      *procs.Process
 	devrelay    *procs.Process
 	relayserver *procs.Process
-	agents      map[string]*procs.Process // client id → process
-	all         []*procs.Process          // everything started, in order
-	names       map[*procs.Process]string // labels for Outputs
+	replicas    map[string][]*procs.Process // "worker", "relayserver" → replicas 1..n-1
+	agents      map[string]*procs.Process   // client id → process
+	all         []*procs.Process            // everything started, in order
+	names       map[*procs.Process]string   // labels for Outputs
 	stopped     bool
 }
 
@@ -159,7 +164,7 @@ func Start(ctx context.Context, opts Options) (*Platform, error) {
 	p := &Platform{
 		opts: opts, Dir: opts.Dir, Emulator: opts.Emulator,
 		keyFiles: map[string]string{},
-		agents:   map[string]*procs.Process{}, names: map[*procs.Process]string{},
+		agents:   map[string]*procs.Process{}, names: map[*procs.Process]string{}, replicas: map[string][]*procs.Process{},
 	}
 	if err := p.start(ctx); err != nil {
 		if out := p.Outputs(); out != "" {
@@ -189,6 +194,9 @@ func (p *Platform) start(ctx context.Context) error {
 		return err
 	}
 	if err := p.StartRelayserver(); err != nil {
+		return err
+	}
+	if err := p.startReplicas(); err != nil {
 		return err
 	}
 	for _, a := range p.opts.Agents {
@@ -342,7 +350,12 @@ func (p *Platform) startGateway() error {
 	if p.IdpURL, err = p.idp.ListenAddr(p.opts.StartTimeout); err != nil {
 		return err
 	}
-	p.worker, err = p.launch("worker", "worker", append([]string{
+	p.worker, p.WorkerURL, err = p.startWorker("worker")
+	return err
+}
+
+func (p *Platform) startWorker(label string) (*procs.Process, string, error) {
+	proc, err := p.launch("worker", label, append([]string{
 		"--listen", "127.0.0.1:0",
 		"--storage-connection-string", p.Emulator.ConnectionString,
 		"--issuer", p.IdpURL,
@@ -351,10 +364,45 @@ func (p *Platform) startGateway() error {
 		"--shutdown-timeout", "5s",
 	}, p.opts.WorkerArgs...), nil)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	p.WorkerURL, err = p.worker.ListenAddr(p.opts.StartTimeout)
-	return err
+	url, err := proc.ListenAddr(p.opts.StartTimeout)
+	return proc, url, err
+}
+
+// startReplicas starts workers and relay servers 1..Replicas-1.
+func (p *Platform) startReplicas() error {
+	for i := 1; i < p.opts.Replicas; i++ {
+		w, _, err := p.startWorker(fmt.Sprintf("worker-%d", i))
+		if err != nil {
+			return err
+		}
+		rs, err := p.launchRelayserver(fmt.Sprintf("relayserver-%d", i))
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.replicas["worker"] = append(p.replicas["worker"], w)
+		p.replicas["relayserver"] = append(p.replicas["relayserver"], rs)
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// Replica returns replica i (0 is the one StartRelayserver and the agents'
+// worker are) of "worker" or "relayserver", nil if there is none.
+func (p *Platform) Replica(kind string, i int) *procs.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case i == 0 && kind == "worker":
+		return p.worker
+	case i == 0 && kind == "relayserver":
+		return p.relayserver
+	case i > 0 && i <= len(p.replicas[kind]):
+		return p.replicas[kind][i-1]
+	}
+	return nil
 }
 
 func (p *Platform) startRelay() error {
@@ -393,6 +441,19 @@ func (p *Platform) StartRelayserver() error {
 	if running {
 		return errors.New("relayserver is already running")
 	}
+	proc, err := p.launchRelayserver("relayserver")
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.relayserver = proc
+	p.mu.Unlock()
+	return nil
+}
+
+// launchRelayserver starts a relay server and waits until it listens on
+// the relay.
+func (p *Platform) launchRelayserver(label string) (*procs.Process, error) {
 	args := append([]string{
 		"--relay-insecure",
 		"--api-keys-file", p.keysFile(),
@@ -401,18 +462,15 @@ func (p *Platform) StartRelayserver() error {
 		"--shutdown-timeout", "5s",
 	}, p.relayserverRunsArgs()...)
 	args = append(args, p.opts.RelayserverArgs...)
-	proc, err := p.launch("relayserver", "relayserver", args, []string{
+	proc, err := p.launch("relayserver", label, args, []string{
 		// Secrets through the environment, as in production.
 		"BOTE_RELAYSERVER_CONNECTION_STRING=" + p.ListenConnectionString,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p.mu.Lock()
-	p.relayserver = proc
-	p.mu.Unlock()
 	_, err = proc.WaitOutput("listening on sb://", p.opts.StartTimeout)
-	return err
+	return proc, err
 }
 
 // StopRelayserver stops the ops server gracefully (SIGTERM).

@@ -1,0 +1,92 @@
+// Package replicas runs the platform with two workers and two relay
+// servers behind one Azurite and kills replicas mid-run: the run
+// completes, nothing of its log is lost, the operator's opsbot following
+// it carries on through the relay to the surviving replica, and the
+// survivors serve the next run.
+package replicas
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/platform"
+)
+
+const tenant = "contoso"
+
+// heartbeat keeps agents' heartbeats well inside --agent-silent-after.
+var heartbeat = []string{"--heartbeat-interval", "1s"}
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		cleanup, err := platform.Binaries()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanup()
+		return m.Run()
+	}())
+}
+
+// slow is the slow configuration, sleeping seconds in its apply.
+func slow(t *testing.T, seconds int) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", "slow", "main.tf"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), data, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), fmt.Appendf(nil, "sleep_seconds = %d\n", seconds), 0o644))
+	return dir
+}
+
+// TestReplicaKilledMidRun: relay server replica 0 (the one opsbot was
+// talking to first) and worker replica 1 are killed (SIGKILL) while an
+// apply runs; the apply completes, its follower resumes through the relay
+// on relay server 1, and the survivors run the next plan.
+func TestReplicaKilledMidRun(t *testing.T) {
+	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,
+		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
+		RelayserverArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
+	})
+	p.Expect(t, 0, tenant, "workspaces", "create", "app")
+	id := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "app", "--dir", slow(t, 12)))
+	apply, err := p.StartOpsbot(tenant, "apply", id, "--yes")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = apply.Stop() })
+	_, err = apply.WaitOutput("slow apply starting", 2*time.Minute)
+	require.NoError(t, err, apply.Output())
+
+	p.Replica("relayserver", 0).Kill()
+	p.Replica("worker", 1).Kill()
+
+	select {
+	case <-apply.Done():
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("opsbot apply did not end:\n%s", apply.Output())
+	}
+	var ee *exec.ExitError
+	if err := apply.ExitErr(); errors.As(err, &ee) {
+		t.Fatalf("opsbot apply exited %d:\n%s", ee.ExitCode(), apply.Output())
+	}
+	assert.Contains(t, apply.Output(), "slow apply done", "the follower resumed and saw the end of the log")
+	run, err := p.Run(t.Context(), tenant, id)
+	require.NoError(t, err)
+	assert.Equal(t, "applied", run.State)
+	logs := p.Expect(t, 0, tenant, "logs", id)
+	assert.Contains(t, logs.Stdout, "slow apply starting")
+	assert.Contains(t, logs.Stdout, "slow apply done")
+
+	next := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "app", "--dir", slow(t, 0)))
+	run, err = p.Run(t.Context(), tenant, next)
+	require.NoError(t, err)
+	assert.Equal(t, "planned", run.State, "the survivors serve the next run")
+}
