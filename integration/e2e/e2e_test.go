@@ -507,7 +507,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 	t.Cleanup(func() { _, _ = plat.StartAgent(contoso, victim) })
 
 	assert.Equal(t, exitRunFailed, exitCode(t, apply, 2*time.Minute))
-	assert.Contains(t, apply.Output(), "needs attention")
+	assert.Contains(t, apply.Output(), "needs_attention")
 	run = show(t, contoso, id)
 	assert.Equal(t, "needs_attention", run.State)
 	assert.Contains(t, lastReason(run), "stopped heartbeating")
