@@ -15,6 +15,7 @@ package azurite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -50,8 +51,9 @@ type Emulator struct {
 	// Via says how it runs: "docker" or "npm".
 	Via string
 
-	stop func() error
-	logs func() string
+	stop    func() error
+	logs    func() string
+	restart func(context.Context) error
 }
 
 // Options tune Start.
@@ -61,6 +63,9 @@ type Options struct {
 	Mode string
 	// StartTimeout bounds the whole start, npm ci included (default 3m).
 	StartTimeout time.Duration
+	// Persist keeps the data on disk (a scratch directory, removed by
+	// Stop) instead of in memory, so Restart brings it back. npm only.
+	Persist bool
 }
 
 // Start runs an emulator. The caller must call Stop.
@@ -74,16 +79,22 @@ func Start(ctx context.Context, opts Options) (*Emulator, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
 
+	if opts.Persist && opts.Mode != "docker" {
+		return startNPM(ctx, true)
+	}
 	switch opts.Mode {
 	case "docker":
+		if opts.Persist {
+			return nil, errors.New("azurite: Persist (and Restart) need the npm Azurite (BOTE_AZURITE=npm)")
+		}
 		return startDocker(ctx)
 	case "npm":
-		return startNPM(ctx)
+		return startNPM(ctx, false)
 	case "":
 		if err := dockerAvailable(ctx); err == nil {
 			return startDocker(ctx)
 		}
-		return startNPM(ctx)
+		return startNPM(ctx, false)
 	default:
 		return nil, fmt.Errorf("BOTE_AZURITE=%q: want docker, npm or empty (auto)", opts.Mode)
 	}
@@ -110,6 +121,18 @@ func New(t testing.TB) *Emulator {
 
 // Stop ends the emulator and discards its data.
 func (e *Emulator) Stop() error { return e.stop() }
+
+// Restart stops the emulator and starts it again on the same ports and,
+// with Options.Persist, the same data: every acknowledged write is there
+// again, requests in flight fail. Clients see connections refused
+// meanwhile. (It stops Azurite with SIGTERM: a killed Azurite forgets the
+// writes of its last seconds, which Azure Storage never does.)
+func (e *Emulator) Restart(ctx context.Context) error {
+	if e.restart == nil {
+		return errors.New("azurite: only an npm Azurite started with Persist restarts")
+	}
+	return e.restart(ctx)
+}
 
 // Logs returns what the emulator has logged.
 func (e *Emulator) Logs() string { return e.logs() }

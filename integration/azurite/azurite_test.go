@@ -105,3 +105,45 @@ func TestUnknownModeIsAnError(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRestartKeepsPersistedData: with Persist, Restart brings Azurite
+// back on the same endpoints with what was written before (the chaos test
+// restarts it under load).
+func TestRestartKeepsPersistedData(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	az, err := azurite.Start(ctx, azurite.Options{Mode: "npm", Persist: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = az.Stop() })
+	svc, err := azqueue.NewServiceClientFromConnectionString(az.ConnectionString, nil)
+	require.NoError(t, err)
+	q := svc.NewQueueClient("restart-check")
+	_, err = q.Create(ctx, nil)
+	require.NoError(t, err)
+	_, err = q.EnqueueMessage(ctx, "kept", nil)
+	require.NoError(t, err)
+	blobs, err := azblob.NewClientFromConnectionString(az.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = blobs.CreateContainer(ctx, "restart", nil)
+	require.NoError(t, err)
+	_, err = blobs.UploadBuffer(ctx, "restart", "b", []byte("kept too"), nil)
+	require.NoError(t, err)
+	before := az.ConnectionString
+
+	require.NoError(t, az.Restart(ctx))
+	assert.Equal(t, before, az.ConnectionString, "same endpoints")
+	got, err := q.DequeueMessage(ctx, nil)
+	require.NoError(t, err)
+	require.Len(t, got.Messages, 1)
+	assert.Equal(t, "kept", *got.Messages[0].MessageText)
+	var buf [16]byte
+	n, err := blobs.DownloadBuffer(ctx, "restart", "b", buf[:], nil)
+	require.NoError(t, err)
+	assert.Equal(t, "kept too", string(buf[:n]))
+
+	mem, err := azurite.Start(ctx, azurite.Options{Mode: "npm"})
+	require.NoError(t, err)
+	defer mem.Stop()
+	assert.Error(t, mem.Restart(ctx), "an in-memory Azurite has nothing to come back with")
+}

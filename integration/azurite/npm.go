@@ -9,6 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,7 +22,7 @@ import (
 // listening at http://127.0.0.1:45105".
 var listening = regexp.MustCompile(`Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)`)
 
-func startNPM(ctx context.Context) (*Emulator, error) {
+func startNPM(ctx context.Context, persist bool) (*Emulator, error) {
 	root, err := procs.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -30,56 +33,130 @@ func startNPM(ctx context.Context) (*Emulator, error) {
 			return nil, err
 		}
 	}
-	args := append([]string{"--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-		"--blobPort", "0", "--queuePort", "0", "--tablePort", "0"}, commonArgs...)
 	// Azurite writes nothing to disk in memory mode, but run it in a scratch
-	// directory anyway so a stray file never lands in the repository.
+	// directory anyway so a stray file never lands in the repository; with
+	// persist its data lives there.
 	dir, err := os.MkdirTemp("", "azurite-")
 	if err != nil {
 		return nil, fmt.Errorf("cannot create Azurite working directory: %w", err)
 	}
-	p, err := procs.Launch(procs.Spec{Name: "azurite", Path: bin, Args: args, Dir: dir, StopGrace: 5 * time.Second})
-	if err != nil {
+	n := &npmAzurite{bin: bin, dir: dir, persist: persist, ports: map[string]string{"Blob": "0", "Queue": "0", "Table": "0"}}
+	if err := n.launch(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	stop := func() error {
-		err := p.Stop()
+	e := newEmulator("127.0.0.1", n.ports["Blob"], n.ports["Queue"], n.ports["Table"])
+	e.Via, e.logs = "npm", n.output
+	e.stop = func() error {
+		err := n.stopProc()
 		os.RemoveAll(dir)
-		var exit *exec.ExitError
-		if errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signaled() {
-			return nil // ended by our SIGTERM
-		}
 		return err
 	}
-	ports := map[string]string{}
-	for len(ports) < 3 {
-		line, err := p.WaitOutput("successfully listening", time.Until(deadline(ctx)))
-		if err != nil {
-			_ = stop()
-			return nil, fmt.Errorf("Azurite did not start: %w\n%s", err, p.Output())
-		}
-		for _, m := range listening.FindAllStringSubmatch(p.Output(), -1) {
-			ports[m[1]] = m[2]
-		}
-		if len(ports) < 3 {
-			select { // wait for more output
-			case <-ctx.Done():
-				_ = stop()
-				return nil, fmt.Errorf("Azurite did not start: %w (last line %q)", ctx.Err(), line)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+	if persist {
+		e.restart = n.restart
 	}
-	e := newEmulator("127.0.0.1", ports["Blob"], ports["Queue"], ports["Table"])
-	e.Via, e.stop, e.logs = "npm", stop, p.Output
 	for _, u := range []string{e.BlobURL, e.QueueURL, e.TableURL} {
 		if err := answers(ctx, u); err != nil {
-			_ = stop()
+			_ = e.stop()
 			return nil, err
 		}
 	}
 	return e, nil
+}
+
+// npmAzurite is the Azurite process of an npm emulator, restartable on its
+// ports and data.
+type npmAzurite struct {
+	bin, dir string
+	persist  bool
+	ports    map[string]string // service → port; "0" until the first start
+
+	mu   sync.Mutex
+	p    *procs.Process
+	logs []string // output of earlier processes
+}
+
+func (n *npmAzurite) launch(ctx context.Context) error {
+	args := []string{"--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+		"--blobPort", n.ports["Blob"], "--queuePort", n.ports["Queue"], "--tablePort", n.ports["Table"]}
+	if n.persist {
+		args = append(args, "--location", filepath.Join(n.dir, "data"))
+		args = append(args, slices.DeleteFunc(slices.Clone(commonArgs), func(a string) bool { return a == "--inMemoryPersistence" })...)
+	} else {
+		args = append(args, commonArgs...)
+	}
+	p, err := procs.Launch(procs.Spec{Name: "azurite", Path: n.bin, Args: args, Dir: n.dir, StopGrace: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.p = p
+	n.mu.Unlock()
+	found := map[string]string{}
+	for len(found) < 3 {
+		line, err := p.WaitOutput("successfully listening", time.Until(deadline(ctx)))
+		if err != nil {
+			_ = n.stopProc()
+			return fmt.Errorf("Azurite did not start: %w\n%s", err, p.Output())
+		}
+		for _, m := range listening.FindAllStringSubmatch(p.Output(), -1) {
+			found[m[1]] = m[2]
+		}
+		if len(found) < 3 {
+			select { // wait for more output
+			case <-ctx.Done():
+				_ = n.stopProc()
+				return fmt.Errorf("Azurite did not start: %w (last line %q)", ctx.Err(), line)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	n.ports = found
+	return nil
+}
+
+func (n *npmAzurite) stopProc() error {
+	n.mu.Lock()
+	p := n.p
+	n.mu.Unlock()
+	err := p.Stop()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signaled() {
+		return nil // ended by our signal
+	}
+	return err
+}
+
+func (n *npmAzurite) output() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(append(slices.Clone(n.logs), n.p.Output()), "--- restarted ---\n")
+}
+
+// restart stops Azurite and starts it again on the same ports and data.
+// SIGTERM, not SIGKILL: Azurite saves its metadata database every few
+// seconds and on exit, so a killed one forgets writes it acknowledged,
+// which Azure Storage never does.
+func (n *npmAzurite) restart(ctx context.Context) error {
+	n.mu.Lock()
+	old := n.p
+	n.mu.Unlock()
+	_ = old.Stop()
+	n.mu.Lock()
+	n.logs = append(n.logs, old.Output())
+	n.mu.Unlock()
+	var err error
+	for attempt := 0; attempt < 50; attempt++ { // the ports may linger briefly
+		if err = n.launch(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 func deadline(ctx context.Context) time.Time {
