@@ -9,7 +9,7 @@ PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/...
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test test-servicebus lint demo bench golden azure-schema images release clean
+.PHONY: all deps build test test-servicebus lint demo bench chaos golden azure-schema images release clean
 
 all: build
 
@@ -58,6 +58,11 @@ bench: deps build
 	cd runtime && $(GO) test ./relay -run '^$$' -bench . -benchtime 1000x -count 3
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runs/ -run '^$$' -bench EnqueueToClaim -benchtime 100x
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
+
+## chaos: the long chaos profile (make test runs the short one): numbered messages and runs while
+# worker, relay server and agent processes are killed and Azurite restarts; figures in docs/reliability.md
+chaos: deps build
+	cd integration && BOTE_CHAOS=long BOTE_BIN_DIR=$(BIN) $(GO) test ./chaos/ -run TestChaos -count=1 -timeout 30m -v
 
 ## golden: regenerate golden files after an intended change (review the diff)
 # Packages whose tests use a golden helper (runtime/internal/golden,

@@ -70,6 +70,9 @@ type Options struct {
 	WorkerArgs      []string
 	// StartTimeout bounds the start of each process (default 60 s).
 	StartTimeout time.Duration
+	// Connectors are registered plain connectors (no role): programs a
+	// test runs itself with KeyFile, e.g. to receive messages.
+	Connectors []Connector
 	// Replicas is how many workers and relay servers run behind the same
 	// storage and bus (default 1). Agents and opsbot use worker 0; the
 	// relay spreads opsbot's requests over the relay servers' listeners.
@@ -89,6 +92,14 @@ type Agent struct {
 	Labels map[string]string
 	// Args are added to the agent's command line.
 	Args []string
+}
+
+// Connector is a plain connector of a tenant.
+type Connector struct{ Tenant, ID string }
+
+// KeyFile is the private key file of a registered agent or connector.
+func (p *Platform) KeyFile(tenant, id string) string {
+	return p.keyFiles[registry.ClientID(tenant, id)]
 }
 
 // ClientID is the agent's connector client id, "tenant/agent".
@@ -273,24 +284,34 @@ func New(t testing.TB, opts Options) *Platform {
 // operator API keys file.
 func (p *Platform) writeKeys() error {
 	var regs []registry.Connector
-	for _, a := range p.opts.Agents {
+	register := func(c registry.Connector) error {
 		key, err := clientauth.GenerateKey()
 		if err != nil {
 			return err
 		}
-		file := filepath.Join(p.Dir, "keys", a.Tenant+"-"+a.ID+".pem")
+		file := filepath.Join(p.Dir, "keys", c.Tenant+"-"+c.ID+".pem")
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 			return fmt.Errorf("cannot create the keys directory: %w", err)
 		}
 		if err := clientauth.WriteKeyFile(file, key); err != nil {
 			return err
 		}
-		jwk, err := clientauth.PublicJWK(key, "")
-		if err != nil {
+		if c.JWK, err = clientauth.PublicJWK(key, ""); err != nil {
 			return err
 		}
-		p.keyFiles[a.ClientID()] = file
-		regs = append(regs, registry.Connector{Tenant: a.Tenant, ID: a.ID, JWK: jwk, Roles: []string{registry.RoleAgent}, Labels: a.Labels})
+		p.keyFiles[registry.ClientID(c.Tenant, c.ID)] = file
+		regs = append(regs, c)
+		return nil
+	}
+	for _, a := range p.opts.Agents {
+		if err := register(registry.Connector{Tenant: a.Tenant, ID: a.ID, Roles: []string{registry.RoleAgent}, Labels: a.Labels}); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.opts.Connectors {
+		if err := register(registry.Connector{Tenant: c.Tenant, ID: c.ID}); err != nil {
+			return err
+		}
 	}
 	data, err := registry.Marshal(regs)
 	if err != nil {
@@ -386,6 +407,40 @@ func (p *Platform) startReplicas() error {
 		p.replicas["relayserver"] = append(p.replicas["relayserver"], rs)
 		p.mu.Unlock()
 	}
+	return nil
+}
+
+// RestartReplica starts worker replica i (i ≥ 1) again after it was
+// killed or stopped, on a new port (no agent uses it).
+func (p *Platform) RestartReplica(kind string, i int) error {
+	p.mu.Lock()
+	n := len(p.replicas[kind])
+	p.mu.Unlock()
+	if i < 1 || i > n {
+		return fmt.Errorf("no %s replica %d", kind, i)
+	}
+	if old := p.Replica(kind, i); !exited(old) {
+		return fmt.Errorf("%s replica %d is still running", kind, i)
+	}
+	var (
+		proc *procs.Process
+		err  error
+	)
+	label := fmt.Sprintf("%s-%d", kind, i)
+	switch kind {
+	case "worker":
+		proc, _, err = p.startWorker(label)
+	case "relayserver":
+		proc, err = p.launchRelayserver(label)
+	default:
+		return fmt.Errorf("no replicas of %q", kind)
+	}
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.replicas[kind][i-1] = proc
+	p.mu.Unlock()
 	return nil
 }
 

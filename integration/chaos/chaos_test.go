@@ -1,0 +1,248 @@
+// Package chaos sends numbered messages through the gateway and queues
+// runs while it kills processes (a worker replica, a relay server replica,
+// an agent) and restarts Azurite, then checks that no message is lost, no
+// run is stuck, and reports duplicates and figures.
+//
+// The short profile runs in `make test` (about a minute); `make chaos`
+// runs the long one (BOTE_CHAOS=long). Azurite restarts keep their data
+// (azurite.Options.Persist), as Azure Storage does.
+package chaos
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+const tenant = "contoso"
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		cleanup, err := platform.Binaries()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanup()
+		return m.Run()
+	}())
+}
+
+// profile is how much chaos a run makes.
+type profile struct {
+	name     string
+	messages int           // numbered messages sent
+	runs     int           // plans queued, one workspace each
+	rounds   int           // rounds of faults (each kills every kind once)
+	pace     time.Duration // between two messages
+	settle   time.Duration // how long everything may take to arrive after the last fault
+}
+
+var profiles = map[string]profile{
+	"short": {name: "short", messages: 200, runs: 3, rounds: 1, pace: 75 * time.Millisecond, settle: 90 * time.Second},
+	"long":  {name: "long", messages: 3000, runs: 20, rounds: 4, pace: 30 * time.Millisecond, settle: 5 * time.Minute},
+}
+
+func TestChaos(t *testing.T) {
+	prof, ok := profiles[cmp.Or(os.Getenv("BOTE_CHAOS"), "short")]
+	require.True(t, ok, "BOTE_CHAOS=%q: want short or long", os.Getenv("BOTE_CHAOS"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	start := time.Now()
+
+	emu, err := azurite.Start(ctx, azurite.Options{Mode: "npm", Persist: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = emu.Stop() })
+	heartbeat := []string{"--heartbeat-interval", "1s"}
+	p := platform.New(t, platform.Options{Dir: t.TempDir(), Emulator: emu, Replicas: 2,
+		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
+		Connectors:      []platform.Connector{{Tenant: tenant, ID: "sink"}},
+		RelayserverArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
+	})
+
+	// The receiving connector: counts every delivery to its handler.
+	key, err := clientauth.LoadKeyFile(p.KeyFile(tenant, "sink"))
+	require.NoError(t, err)
+	var mu sync.Mutex
+	got := map[int]int{}
+	sink, err := connector.New(connector.Config{
+		WorkerURL: p.WorkerURL, TokenURL: p.IdpURL + "/oauth2/token", Tenant: tenant, Connector: "sink", Key: key,
+		SafetyPoll: time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		Handler: connector.HandlerFunc(func(_ context.Context, m *connector.Message) error {
+			n, err := strconv.Atoi(string(m.Body))
+			if err != nil {
+				return fmt.Errorf("not a numbered message: %q", m.Body)
+			}
+			mu.Lock()
+			got[n]++
+			mu.Unlock()
+			return nil
+		}),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	sinkCtx, stopSink := context.WithCancel(ctx)
+	sinkDone := make(chan struct{})
+	go func() { defer close(sinkDone); _ = sink.Run(sinkCtx) }()
+	t.Cleanup(func() { stopSink(); <-sinkDone })
+
+	// The sending cloud service.
+	claims, err := claimcheck.New(ctx, claimcheck.Config{ConnectionString: emu.ConnectionString, CreateContainer: true})
+	require.NoError(t, err)
+	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: emu.ConnectionString, Claims: claims, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	sender, err := cloud.New(cloud.Config{Bus: bus, Service: "chaos", Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+
+	// Runs: one plan per workspace, a third queued before the faults and
+	// the rest while they happen. An operator whose command failed
+	// (Azurite down) tries again.
+	var ids []string
+	queue := func() {
+		t.Helper()
+		ws := fmt.Sprintf("chaos-%d", len(ids))
+		for attempt := 0; ; attempt++ {
+			r, err := p.Opsbot(ctx, tenant, nil, "workspaces", "create", ws)
+			if err == nil && (r.Code == 0 || strings.Contains(r.Stderr, "exists")) {
+				break
+			}
+			require.Less(t, attempt, 30, "cannot create workspace %s: %v %s", ws, err, r)
+			time.Sleep(time.Second)
+		}
+		for attempt := 0; ; attempt++ {
+			r, err := p.Opsbot(ctx, tenant, nil, "plan", "--workspace", ws, "--dir", quick(t), "--detach")
+			if id, ok := platform.QueuedRun(r); err == nil && r.Code == 0 && ok {
+				ids = append(ids, id)
+				return
+			}
+			require.Less(t, attempt, 30, "cannot queue a plan in %s: %v %s", ws, err, r)
+			time.Sleep(time.Second)
+		}
+	}
+	for range max(prof.runs/3, 1) {
+		queue()
+	}
+	during := prof.runs - len(ids)
+
+	// Messages go out at a steady pace while the faults happen.
+	sendErrs := 0
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for n := range prof.messages {
+			for ctx.Err() == nil {
+				sctx, c := context.WithTimeout(ctx, 10*time.Second)
+				_, err := sender.SendToConnector(sctx, tenant, "sink", cloud.Outgoing{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
+				c()
+				if err == nil {
+					break
+				}
+				sendErrs++ // retried with the same id: a duplicate at most
+				time.Sleep(200 * time.Millisecond)
+			}
+			time.Sleep(prof.pace)
+		}
+	}()
+
+	faults := map[string]int{}
+	for round := range prof.rounds {
+		time.Sleep(2 * time.Second)
+		p.Replica("worker", 1).Kill()
+		faults["worker replica killed"]++
+		time.Sleep(2 * time.Second)
+		p.KillRelayserver()
+		faults["relay server replica killed"]++
+		require.NoError(t, p.StartRelayserver())
+		victim := []string{"agent-a", "agent-b"}[round%2]
+		p.KillAgent(tenant, victim)
+		faults["agent killed"]++
+		for range during / prof.rounds / 2 {
+			queue()
+		}
+		require.NoError(t, emu.Restart(ctx))
+		faults["Azurite restarted"]++
+		for len(ids) < prof.runs && len(ids) < prof.runs-during+(round+1)*during/prof.rounds {
+			queue()
+		}
+		_, err := p.StartAgent(tenant, victim)
+		require.NoError(t, err)
+		if round < prof.rounds-1 {
+			require.NoError(t, p.RestartReplica("worker", 1))
+		}
+	}
+	<-sent
+
+	// Nothing lost: every number arrives; nothing stuck: every run settles.
+	deadline := time.Now().Add(prof.settle)
+	var missing []int
+	for {
+		missing = missing[:0]
+		mu.Lock()
+		for n := range prof.messages {
+			if got[n] == 0 {
+				missing = append(missing, n)
+			}
+		}
+		mu.Unlock()
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	states := map[string]int{}
+	var stuck []string
+	for _, id := range ids {
+		for {
+			r, err := p.Run(ctx, tenant, id)
+			if err == nil && (runs.State(r.State).Settled() || r.State == string(runs.Planned)) {
+				states[r.State]++
+				break
+			}
+			if time.Now().After(deadline) {
+				stuck = append(stuck, id)
+				break
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	dups := 0
+	mu.Lock()
+	for _, c := range got {
+		dups += max(c-1, 0)
+	}
+	mu.Unlock()
+	t.Logf("chaos %s: %d messages sent, %d lost, %d duplicated (%d send retries); %d runs queued, %d stuck, ended %v; faults %v; %s",
+		prof.name, prof.messages, len(missing), dups, sendErrs, len(ids), len(stuck), states, faults, time.Since(start).Round(time.Second))
+	assert.Empty(t, missing, "lost messages")
+	assert.Empty(t, stuck, "stuck runs")
+}
+
+// quick is the quick configuration in a fresh directory.
+func quick(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", "quick", "main.tf"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), data, 0o644))
+	return dir
+}
