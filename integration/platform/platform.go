@@ -73,9 +73,12 @@ type Options struct {
 	// Connectors are registered plain connectors (no role): programs a
 	// test runs itself with KeyFile, e.g. to receive messages.
 	Connectors []Connector
-	// Replicas is how many workers and relay servers run behind the same
-	// storage and bus (default 1). Agents and opsbot use worker 0; the
-	// relay spreads opsbot's requests over the relay servers' listeners.
+	// Replicas is how many idps, workers and relay servers run behind the
+	// same storage and bus (default 1). With more than one, idps and
+	// workers sit behind a balancer each (IdpURL and WorkerURL are its
+	// address; it skips a replica that refuses connections, as the ingress
+	// does), the idps share issuer, keys and replay table, and the relay
+	// spreads opsbot's requests over the relay servers' listeners.
 	Replicas int
 }
 
@@ -153,7 +156,8 @@ type Platform struct {
 	worker      *procs.Process
 	devrelay    *procs.Process
 	relayserver *procs.Process
-	replicas    map[string][]*procs.Process // "worker", "relayserver" → replicas 1..n-1
+	replicas    map[string][]*procs.Process // "idp", "worker", "relayserver" → replicas 1..n-1
+	balancers   map[string]*balancer        // "idp", "worker" → in front of their replicas
 	agents      map[string]*procs.Process   // client id → process
 	all         []*procs.Process            // everything started, in order
 	names       map[*procs.Process]string   // labels for Outputs
@@ -176,6 +180,7 @@ func Start(ctx context.Context, opts Options) (*Platform, error) {
 		opts: opts, Dir: opts.Dir, Emulator: opts.Emulator,
 		keyFiles: map[string]string{},
 		agents:   map[string]*procs.Process{}, names: map[*procs.Process]string{}, replicas: map[string][]*procs.Process{},
+		balancers: map[string]*balancer{},
 	}
 	if err := p.start(ctx); err != nil {
 		if out := p.Outputs(); out != "" {
@@ -361,18 +366,52 @@ func (p *Platform) launchPath(label, path string, args, env []string) (*procs.Pr
 
 func (p *Platform) startGateway() error {
 	var err error
-	p.idp, err = p.launch("idp", "idp", []string{
+	if p.opts.Replicas > 1 {
+		// Replicas sit behind one address each, as behind the ingress in
+		// Azure: the idps share their issuer, keys and replay table.
+		if p.balancers["idp"], err = newBalancer(); err != nil {
+			return err
+		}
+		if p.balancers["worker"], err = newBalancer(); err != nil {
+			return err
+		}
+	}
+	var idpURL string
+	if p.idp, idpURL, err = p.startIdp("idp"); err != nil {
+		return err
+	}
+	p.IdpURL = p.front("idp", 0, idpURL)
+	var workerURL string
+	p.worker, workerURL, err = p.startWorker("worker")
+	p.WorkerURL = p.front("worker", 0, workerURL)
+	return err
+}
+
+// front puts replica i at url behind kind's balancer and returns the
+// address clients use: the balancer's, or url without replicas.
+func (p *Platform) front(kind string, i int, url string) string {
+	b := p.balancers[kind]
+	if b == nil || url == "" {
+		return url
+	}
+	_ = b.set(i, url)
+	return b.URL()
+}
+
+func (p *Platform) startIdp(label string) (*procs.Process, string, error) {
+	args := []string{
 		"--listen", "127.0.0.1:0", "--registry", p.RegistryFile, "--key-dir", filepath.Join(p.Dir, "idp-keys"),
 		"--client-rate", "100", "--client-burst", "100",
-	}, nil)
+	}
+	if b := p.balancers["idp"]; b != nil {
+		args = append(args, "--issuer", b.URL(), "--replay-connection-string", p.Emulator.ConnectionString)
+	}
+	proc, err := p.launch("idp", label, args, nil)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	if p.IdpURL, err = p.idp.ListenAddr(p.opts.StartTimeout); err != nil {
-		return err
-	}
-	p.worker, p.WorkerURL, err = p.startWorker("worker")
-	return err
+	url, err := proc.ListenAddr(p.opts.StartTimeout)
+	return proc, url, err
 }
 
 func (p *Platform) startWorker(label string) (*procs.Process, string, error) {
@@ -394,15 +433,22 @@ func (p *Platform) startWorker(label string) (*procs.Process, string, error) {
 // startReplicas starts workers and relay servers 1..Replicas-1.
 func (p *Platform) startReplicas() error {
 	for i := 1; i < p.opts.Replicas; i++ {
-		w, _, err := p.startWorker(fmt.Sprintf("worker-%d", i))
+		idp, idpURL, err := p.startIdp(fmt.Sprintf("idp-%d", i))
 		if err != nil {
 			return err
 		}
+		p.front("idp", i, idpURL)
+		w, workerURL, err := p.startWorker(fmt.Sprintf("worker-%d", i))
+		if err != nil {
+			return err
+		}
+		p.front("worker", i, workerURL)
 		rs, err := p.launchRelayserver(fmt.Sprintf("relayserver-%d", i))
 		if err != nil {
 			return err
 		}
 		p.mu.Lock()
+		p.replicas["idp"] = append(p.replicas["idp"], idp)
 		p.replicas["worker"] = append(p.replicas["worker"], w)
 		p.replicas["relayserver"] = append(p.replicas["relayserver"], rs)
 		p.mu.Unlock()
@@ -410,8 +456,9 @@ func (p *Platform) startReplicas() error {
 	return nil
 }
 
-// RestartReplica starts worker replica i (i ≥ 1) again after it was
-// killed or stopped, on a new port (no agent uses it).
+// RestartReplica starts replica i (i ≥ 1) of "worker", "idp" or
+// "relayserver" again after it was killed or stopped, on a new port behind
+// the same balancer.
 func (p *Platform) RestartReplica(kind string, i int) error {
 	p.mu.Lock()
 	n := len(p.replicas[kind])
@@ -427,9 +474,12 @@ func (p *Platform) RestartReplica(kind string, i int) error {
 		err  error
 	)
 	label := fmt.Sprintf("%s-%d", kind, i)
+	var url string
 	switch kind {
 	case "worker":
-		proc, _, err = p.startWorker(label)
+		proc, url, err = p.startWorker(label)
+	case "idp":
+		proc, url, err = p.startIdp(label)
 	case "relayserver":
 		proc, err = p.launchRelayserver(label)
 	default:
@@ -438,6 +488,7 @@ func (p *Platform) RestartReplica(kind string, i int) error {
 	if err != nil {
 		return err
 	}
+	p.front(kind, i, url)
 	p.mu.Lock()
 	p.replicas[kind][i-1] = proc
 	p.mu.Unlock()
@@ -452,6 +503,8 @@ func (p *Platform) Replica(kind string, i int) *procs.Process {
 	switch {
 	case i == 0 && kind == "worker":
 		return p.worker
+	case i == 0 && kind == "idp":
+		return p.idp
 	case i == 0 && kind == "relayserver":
 		return p.relayserver
 	case i > 0 && i <= len(p.replicas[kind]):
@@ -649,6 +702,9 @@ func (p *Platform) Stop() error {
 	var errs []error
 	for i := len(all) - 1; i >= 0; i-- {
 		_ = all[i].Stop() // exit statuses of killed processes are expected
+	}
+	for _, b := range p.balancers {
+		b.close()
 	}
 	if p.ownEmulator && p.Emulator != nil {
 		if err := p.Emulator.Stop(); err != nil {

@@ -1,8 +1,10 @@
-// Package replicas runs the platform with two workers and two relay
-// servers behind one Azurite and kills replicas mid-run: the run
-// completes, nothing of its log is lost, the operator's opsbot following
-// it carries on through the relay to the surviving replica, and the
-// survivors serve the next run.
+// Package replicas runs the platform with two idps, two workers and two
+// relay servers behind one Azurite (idps and workers behind a balancer
+// each, as behind the ingress in Azure) and kills one of each mid-run:
+// the run completes, nothing of its log is lost, the operator's opsbot
+// following it carries on through the relay to the surviving relay
+// server, agents reconnect to the surviving worker, a new agent gets its
+// token from the surviving idp, and the survivors serve the next run.
 package replicas
 
 import (
@@ -48,10 +50,8 @@ func slow(t *testing.T, seconds int) string {
 	return dir
 }
 
-// TestReplicaKilledMidRun: relay server replica 0 (the one opsbot was
-// talking to first) and worker replica 1 are killed (SIGKILL) while an
-// apply runs; the apply completes, its follower resumes through the relay
-// on relay server 1, and the survivors run the next plan.
+// TestReplicaKilledMidRun: relay server, worker and idp replica 0 are
+// killed (SIGKILL) while an apply runs and agents hold sessions.
 func TestReplicaKilledMidRun(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,
 		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
@@ -65,8 +65,9 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	_, err = apply.WaitOutput("slow apply starting", 2*time.Minute)
 	require.NoError(t, err, apply.Output())
 
-	p.Replica("relayserver", 0).Kill()
-	p.Replica("worker", 1).Kill()
+	for _, kind := range []string{"relayserver", "worker", "idp"} {
+		p.Replica(kind, 0).Kill()
+	}
 
 	select {
 	case <-apply.Done():
@@ -85,6 +86,10 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	assert.Contains(t, logs.Stdout, "slow apply starting")
 	assert.Contains(t, logs.Stdout, "slow apply done")
 
+	// A new agent process needs a token (idp 1) and a session (worker 1).
+	require.NoError(t, p.StopAgent(tenant, "agent-a"))
+	_, err = p.StartAgent(tenant, "agent-a")
+	require.NoError(t, err)
 	next := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "app", "--dir", slow(t, 0)))
 	run, err = p.Run(t.Context(), tenant, next)
 	require.NoError(t, err)
