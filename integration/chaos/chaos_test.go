@@ -1,6 +1,6 @@
 // Package chaos sends numbered messages through the gateway and queues
-// runs while it kills processes (a worker replica, a relay server replica,
-// an agent) and restarts Azurite, then checks that no message is lost, no
+// runs while it kills processes (a worker, an idp and a relay server
+// replica of two, an agent) and restarts Azurite, then checks that no message is lost, no
 // run is stuck, and reports duplicates and figures.
 //
 // The short profile runs in `make test` (about a minute); `make chaos`
@@ -169,6 +169,8 @@ func TestChaos(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		p.Replica("worker", 1).Kill()
 		faults["worker replica killed"]++
+		p.Replica("idp", 1).Kill()
+		faults["idp replica killed"]++
 		time.Sleep(2 * time.Second)
 		p.KillRelayserver()
 		faults["relay server replica killed"]++
@@ -188,6 +190,7 @@ func TestChaos(t *testing.T) {
 		require.NoError(t, err)
 		if round < prof.rounds-1 {
 			require.NoError(t, p.RestartReplica("worker", 1))
+			require.NoError(t, p.RestartReplica("idp", 1))
 		}
 	}
 	<-sent
