@@ -17,6 +17,7 @@ type cursor struct {
 	inflight map[int64]int
 	changed  chan struct{}
 	done     time.Time // when the claim's result was recorded
+	last     int64     // the last batch that result named (-1: none)
 }
 
 // record notes that batch seq was written and the log ended at end.
@@ -67,10 +68,12 @@ func (d *Dispatcher) cursor(runID, token string) *cursor {
 	return c
 }
 
-func (d *Dispatcher) finishCursor(runID, token string) {
+// finishCursor notes that the claim's result, naming last as its last log
+// batch, was recorded: no batch after last can come.
+func (d *Dispatcher) finishCursor(runID, token string, last int64) {
 	c := d.cursor(runID, token)
 	c.mu.Lock()
-	c.done = time.Now()
+	c.done, c.last = time.Now(), last
 	c.mu.Unlock()
 }
 

@@ -780,7 +780,10 @@ func TestApplyStateIsPromotedOnlyWithItsAcceptedResult(t *testing.T) {
 	assert.Empty(t, e.states.all())
 
 	// A failed apply's state is promoted too: it may have changed resources.
-	require.NoError(t, e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Failed)))
+	// It sent one log batch, which the bus holds back.
+	failed := stateResult(r, ap.ClaimToken, runproto.Failed)
+	failed.LastSeq = 0
+	require.NoError(t, e.from("tenant-a", r.Agent, failed))
 	assert.Equal(t, runs.Failed, e.run(r.ID).State)
 	assert.Equal(t, []artifacts.Promotion{{Tenant: "tenant-a", Workspace: "prod", Run: r.ID, Claim: ap.ClaimToken, Size: 42, SHA256: strings.Repeat("5", 64)}}, e.states.all())
 
@@ -897,4 +900,25 @@ func TestClaimEndedWhileItsResultWaitsPromotesNothing(t *testing.T) {
 	require.NoError(t, <-done, "a result of a claim that ended is dropped quietly")
 	assert.Empty(t, e.states.all(), "the ended claim's state was promoted")
 	assert.Equal(t, runs.Cancelled, e.run(r.ID).State)
+}
+
+// TestNoLogBatchBeyondTheResultsLast: a result names its claim's last log
+// batch. A batch the bus held back (at most that one) still goes in after
+// the result; one beyond it cannot exist and is refused, so nothing is
+// appended to a run that ended.
+func TestNoLogBatchBeyondTheResultsLast(t *testing.T) {
+	e := newEnv(t)
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	off0 := a.LogOffset
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"first"}, Offset: &off0}))
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Failed, LastSeq: 1}))
+	require.Equal(t, runs.Failed, e.run(r.ID).State)
+	off1 := off0 + runproto.LinesBytes([]string{"first"})
+	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 1, Lines: []string{"held back"}, Offset: &off1}))
+	off2 := off1 + runproto.LinesBytes([]string{"held back"})
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 2, Lines: []string{"after the end"}, Offset: &off2}))
+	requireRefused(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 7, Lines: []string{"after the end"}}))
+	assert.Equal(t, "first\nheld back\n", e.logs.text(r.ID))
 }

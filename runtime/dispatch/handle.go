@@ -229,7 +229,7 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	case err != nil:
 		return err
 	}
-	d.finishCursor(r.ID, res.ClaimToken)
+	d.finishCursor(r.ID, res.ClaimToken, res.LastSeq)
 	return nil
 }
 
@@ -265,6 +265,11 @@ func (d *Dispatcher) appendLogs(ctx context.Context, r runs.Run, l *runproto.Log
 	defer c.mu.Unlock()
 	if c.written[l.Seq] {
 		return nil // delivered before
+	}
+	if !c.done.IsZero() && l.Seq > c.last {
+		// A batch the bus held back may follow the result; one the
+		// result says was never sent may not.
+		return refuse("log batch %d of run %s claim %s came after its result, which named batch %d the last", l.Seq, r.ID, l.ClaimToken, c.last)
 	}
 	if l.Offset != nil {
 		c.mu.Unlock() // appends at a fixed offset need no ordering here

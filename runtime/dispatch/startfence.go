@@ -88,6 +88,6 @@ func (d *Dispatcher) refused(ctx context.Context, r runs.Run, agent string, res 
 		return err
 	}
 	d.log.InfoContext(ctx, "agent gave a run back", "tenant", r.Tenant, "run", r.ID, "agent", agent, "reason", res.Reason, "draining", res.Draining)
-	d.finishCursor(r.ID, res.ClaimToken)
+	d.finishCursor(r.ID, res.ClaimToken, res.LastSeq)
 	return nil
 }
