@@ -19,6 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
 )
 
 // TestPingPong is the "simple" sample: a connector pings the cloud, the
@@ -134,7 +135,9 @@ func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, id)
 	}
-	time.Sleep(time.Second) // routed meanwhile, nobody connected
+	q, _ := queuename.For("tenant-a", "a3")
+	require.Eventually(t, func() bool { return storedMessages(t, g, q) == len(ids) }, 15*time.Second, 50*time.Millisecond,
+		"routed to a3's queue while nobody is connected")
 	a3 := g.connector("tenant-a", "a3")
 	var got []string
 	for range ids {
