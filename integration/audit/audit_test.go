@@ -72,6 +72,16 @@ func TestTable(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []string{all[8].ID, all[5].ID, all[2].ID}, ids(p.Records))
 		assert.Empty(t, p.Records[0].Tenant)
+
+		// An OAuth2 principal is found by its name or by its stable id.
+		carol, err := tbl.Append(ctx, audit.Record{Time: t0.Add(time.Hour), Tenant: "contoso", Principal: "oauth2:carol@contoso.com",
+			Subject: "oauth2:7f3c9a1e", Action: "POST /v1/x", Object: "/v1/x", Result: audit.ResultOK, Status: 200}, "")
+		require.NoError(t, err)
+		for _, who := range []string{"oauth2:carol@contoso.com", "oauth2:7f3c9a1e"} {
+			p, err = tbl.Query(ctx, audit.Query{Tenants: []string{"contoso"}, Principal: who})
+			require.NoError(t, err)
+			assert.Equal(t, []audit.Record{carol}, p.Records, who)
+		}
 	})
 
 	t.Run("AllTenantsAndPaging", func(t *testing.T) {

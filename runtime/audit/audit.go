@@ -65,6 +65,10 @@ type Record struct {
 	// "agent:agent-01", "system:sweeper"; "" when the caller is not
 	// authenticated.
 	Principal string `json:"principal"`
+	// Subject is the principal's stable id when Principal is not
+	// (operatorauth.Principal.Subject: "oauth2:<object id>" for a token,
+	// whose user name can change hands); "" otherwise.
+	Subject string `json:"subject,omitempty"`
 	// Action is what was done: the API route ("POST
 	// /v1/tenants/{tenant}/runs/{run}/approve") or "run.<state>" for a run
 	// transition.
@@ -90,7 +94,7 @@ type Record struct {
 // LogAttrs are r's fields as slog attributes, for a record that goes to
 // the process log instead of the table.
 func (r Record) LogAttrs() []any {
-	return []any{"time", r.Time, "tenant", r.Tenant, "principal", r.Principal, "action", r.Action, "object", r.Object,
+	return []any{"time", r.Time, "tenant", r.Tenant, "principal", r.Principal, "subject", r.Subject, "action", r.Action, "object", r.Object,
 		"result", r.Result, "status", r.Status, "request_id", r.RequestID, "client", r.Client, "detail", r.Detail}
 }
 
@@ -107,7 +111,7 @@ func (r Record) Partition() string {
 // sets the time to UTC with microsecond precision.
 func (r Record) normalize() Record {
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	for _, f := range []*string{&r.Tenant, &r.Principal, &r.Action, &r.Object, &r.Result, &r.RequestID, &r.Client} {
+	for _, f := range []*string{&r.Tenant, &r.Principal, &r.Subject, &r.Action, &r.Object, &r.Result, &r.RequestID, &r.Client} {
 		*f = clean(*f, maxField)
 	}
 	r.Detail = clean(r.Detail, maxDetail)

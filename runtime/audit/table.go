@@ -48,7 +48,8 @@ type Query struct {
 	// Before keeps records older than the record with this id (a cursor:
 	// the last id of the previous page).
 	Before string
-	// Principal keeps one principal's records.
+	// Principal keeps one principal's records: those whose Principal or
+	// Subject it is.
 	Principal string
 	// Limit is the most records returned (DefaultLimit if 0, at most
 	// MaxLimit).
@@ -132,6 +133,7 @@ type entity struct {
 	Time         string
 	Tenant       string
 	Principal    string
+	Subject      string
 	Action       string
 	Object       string
 	Result       string
@@ -152,7 +154,7 @@ func (t *Table) Append(ctx context.Context, r Record, key string) (Record, error
 	r.ID = newID(r.Time, key)
 	e, err := json.Marshal(entity{
 		PartitionKey: r.Partition(), RowKey: r.ID, Time: r.Time.Format(time.RFC3339Nano),
-		Tenant: r.Tenant, Principal: r.Principal, Action: r.Action, Object: r.Object, Result: r.Result,
+		Tenant: r.Tenant, Principal: r.Principal, Subject: r.Subject, Action: r.Action, Object: r.Object, Result: r.Result,
 		Status: r.Status, RequestID: r.RequestID, Client: r.Client, Detail: r.Detail,
 	})
 	if err != nil {
@@ -184,7 +186,7 @@ func (t *Table) Query(ctx context.Context, q Query) (Page, error) {
 		conds = append(conds, "RowKey gt "+quote(q.Before))
 	}
 	if q.Principal != "" {
-		conds = append(conds, "Principal eq "+quote(q.Principal))
+		conds = append(conds, "(Principal eq "+quote(q.Principal)+" or Subject eq "+quote(q.Principal)+")")
 	}
 	var all []Record
 	if q.Tenants == nil {
@@ -241,7 +243,7 @@ func (t *Table) list(ctx context.Context, filter string, max int) ([]Record, err
 				return nil, fmt.Errorf("audit entity %s/%s has a bad time %q: %w", e.PartitionKey, e.RowKey, e.Time, err)
 			}
 			out = append(out, Record{
-				ID: e.RowKey, Time: at, Tenant: e.Tenant, Principal: e.Principal, Action: e.Action, Object: e.Object,
+				ID: e.RowKey, Time: at, Tenant: e.Tenant, Principal: e.Principal, Subject: e.Subject, Action: e.Action, Object: e.Object,
 				Result: e.Result, Status: e.Status, RequestID: e.RequestID, Client: e.Client, Detail: e.Detail,
 			})
 		}

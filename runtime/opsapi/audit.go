@@ -81,8 +81,11 @@ func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, ori
 		Client:    origin.Client,
 		Detail:    rec.errMessage,
 	}
-	if rec.principal != nil {
-		entry.Principal = rec.principal.String()
+	if p := rec.principal; p != nil {
+		entry.Principal = p.String()
+		if p.Subject() != entry.Principal {
+			entry.Subject = p.Subject()
+		}
 	}
 	// An unauthenticated caller's claim to a tenant proves nothing: its
 	// records go to the platform partition (admins read them), where they

@@ -307,3 +307,18 @@ func TestCredentialWithoutTheAPIRoleIsSampledInThePlatformLog(t *testing.T) {
 		assert.Equal(t, audit.ResultDenied, r.Result)
 	}
 }
+
+// An OAuth2 principal's name (preferred_username) can change hands; its
+// audit records carry the token's object id too, as four-eyes compares.
+func TestAuditRecordsTheStableIDOfOAuthPrincipals(t *testing.T) {
+	log := &fakeAudit{}
+	_, srv := newTestServer(t, func(c *Config) { c.Audit = log })
+	assert.Equal(t, http.StatusForbidden, send(t, "POST", srv.URL+"/v1/tenants/contoso/workspaces", oauthToken, "application/json", []byte(`{}`)).status)
+	assert.Equal(t, http.StatusForbidden, send(t, "POST", srv.URL+"/v1/tenants/contoso/workspaces", readerKey, "application/json", []byte(`{}`)).status)
+	got := log.take()
+	require.Len(t, got, 2)
+	assert.Equal(t, "oauth2:carol@contoso.com", got[0].Principal)
+	assert.Equal(t, "oauth2:7f3c9a1e-0b6d-4c1a-9e2f-5d8b7a6c4e21", got[0].Subject)
+	assert.Equal(t, "api-key:reader", got[1].Principal)
+	assert.Empty(t, got[1].Subject, "an API key's name is its id")
+}

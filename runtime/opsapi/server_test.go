@@ -30,6 +30,9 @@ const (
 	readerKey   = "reader-key"
 	operatorKey = "operator-key"
 	approverKey = "approver-key"
+	// An OAuth2 token of carol@contoso.com (object id 7f3c…), reader in
+	// contoso.
+	oauthToken = "oauth-token"
 )
 
 // fakeAuth knows the keys above.
@@ -55,6 +58,9 @@ func (fakeAuth) Authenticate(r *http.Request) (operatorauth.Principal, error) {
 		p.Tenants["fabrikam"] = operatorauth.RoleReader
 	case approverKey:
 		p.Tenants = contoso(operatorauth.RoleApprover)
+	case oauthToken:
+		p = operatorauth.Principal{Kind: operatorauth.KindOAuth2, ID: "7f3c9a1e-0b6d-4c1a-9e2f-5d8b7a6c4e21", Name: "carol@contoso.com",
+			Grants: operatorauth.Grants{Tenants: contoso(operatorauth.RoleReader)}}
 	case nobodyKey:
 	case forbiddenKey:
 		return operatorauth.Principal{}, operatorauth.ErrForbidden

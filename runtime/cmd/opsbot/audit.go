@@ -64,7 +64,7 @@ they hold a role in.`,
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "", "records since this long ago (2h, 7d) or this RFC 3339 time (default: the server's, 24h)")
-	cmd.Flags().StringVar(&principal, "principal", "", `only this principal's records ("api-key:alice")`)
+	cmd.Flags().StringVar(&principal, "principal", "", `only this principal's records, by name or stable id ("api-key:alice", "oauth2:<object id>")`)
 	cmd.Flags().IntVar(&limit, "limit", audit.DefaultLimit, "at most this many records")
 	return cmd
 }
