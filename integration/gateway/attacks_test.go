@@ -469,7 +469,9 @@ func TestAttackForeignUploadClaim(t *testing.T) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	a2.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{Claim: &protocol.Claim{Blob: up.Upload.Blob, Size: 4, SHA256: sha}}})
 	require.Equal(t, protocol.TypeAck, a2.readReply().Type)
-	time.Sleep(2 * time.Second)
+	// Acked once it is on bote-cloud; once bote-cloud is empty the cloud
+	// service has settled it.
+	require.Eventually(t, func() bool { return storedMessages(t, g, bus.QueueCloud) == 0 }, 15*time.Second, 50*time.Millisecond)
 	assert.Empty(t, svc.all(), "a claim that does not verify reaches no handler")
 }
 
