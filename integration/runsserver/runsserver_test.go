@@ -482,7 +482,7 @@ func TestRunsServer(t *testing.T) {
 	assert.Contains(t, reason, "stopped heartbeating")
 	assert.Contains(t, reason, "while Terraform was applying")
 	assert.Contains(t, reason, "may have changed resources and written part of the state")
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // two dispatch ticks (--dispatch-tick 1s) go by; nothing else marks them
 	w, err := s.api.Run(ctx, "tenant-a", next.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "queued", w.State, "the workspace waits for a person")
