@@ -30,7 +30,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 	"github.com/botehq/platform/runtime/worker/session"
 )
 
@@ -39,7 +39,7 @@ import (
 type rawSession struct {
 	t     *testing.T
 	ws    *websocket.Conn
-	hello protocol.Hello
+	hello sessionproto.Hello
 }
 
 func (g *gateway) token(t *testing.T, tenant, id string) string {
@@ -55,21 +55,21 @@ func (g *gateway) token(t *testing.T, tenant, id string) string {
 // the refused handshake.
 func (g *gateway) dialRaw(t *testing.T, token string) (*rawSession, int) {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + protocol.ConnectPath
+	u := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + sessionproto.ConnectPath
 	hdr := http.Header{}
 	if token != "" {
 		hdr.Set("Authorization", "Bearer "+token)
 	}
-	ws, resp, err := websocket.Dial(ctxFor(t, 10*time.Second), u, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: []string{protocol.Subprotocol}})
+	ws, resp, err := websocket.Dial(ctxFor(t, 10*time.Second), u, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: []string{sessionproto.Subprotocol}})
 	if err != nil {
 		require.NotNil(t, resp, "dial failed without an HTTP answer: %v", err)
 		return nil, resp.StatusCode
 	}
 	t.Cleanup(func() { _ = ws.CloseNow() })
-	ws.SetReadLimit(protocol.HardFrameLimit)
+	ws.SetReadLimit(sessionproto.HardFrameLimit)
 	s := &rawSession{t: t, ws: ws}
 	f := s.read()
-	require.Equal(t, protocol.TypeHello, f.Type)
+	require.Equal(t, sessionproto.TypeHello, f.Type)
 	s.hello = *f.Hello
 	return s, http.StatusSwitchingProtocols
 }
@@ -86,28 +86,28 @@ func (s *rawSession) write(v any) {
 	s.writeRaw(websocket.MessageText, b)
 }
 
-func (s *rawSession) read() protocol.Frame {
+func (s *rawSession) read() sessionproto.Frame {
 	s.t.Helper()
 	_, data, err := s.ws.Read(ctxFor(s.t, 10*time.Second))
 	require.NoError(s.t, err)
-	f, err := protocol.Decode(data)
+	f, err := sessionproto.Decode(data)
 	require.NoError(s.t, err)
 	return f
 }
 
 // readReply skips nudges.
-func (s *rawSession) readReply() protocol.Frame {
+func (s *rawSession) readReply() sessionproto.Frame {
 	s.t.Helper()
 	for {
-		if f := s.read(); f.Type != protocol.TypeNudge {
+		if f := s.read(); f.Type != sessionproto.TypeNudge {
 			return f
 		}
 	}
 }
 
-func requireErrorCode(t *testing.T, f protocol.Frame, code string) {
+func requireErrorCode(t *testing.T, f sessionproto.Frame, code string) {
 	t.Helper()
-	require.Equal(t, protocol.TypeError, f.Type, "want error %s, got %+v", code, f)
+	require.Equal(t, sessionproto.TypeError, f.Type, "want error %s, got %+v", code, f)
 	assert.Equal(t, code, f.Error.Code, f.Error.Message)
 }
 
@@ -123,14 +123,14 @@ func TestAttackSpoofedIdentityHeaders(t *testing.T) {
 		s.write(map[string]any{"type": "send", "id": "s" + string(rune('a'+i)), "message": map[string]any{
 			"headers": map[string]string{h: "tenant-b"}, "body": base64.StdEncoding.EncodeToString([]byte("spoof")),
 		}})
-		requireErrorCode(t, s.readReply(), protocol.CodeIdentityHeader)
+		requireErrorCode(t, s.readReply(), sessionproto.CodeIdentityHeader)
 	}
 	// Identity smuggled as extra JSON fields is simply not part of the
 	// protocol: the message goes out as a1.
 	s.write(map[string]any{"type": "send", "id": "x", "tenant": "tenant-b", "connector": "b1",
 		"message": map[string]any{"id": "honest-1", "from": map[string]string{"tenant": "tenant-b", "connector": "b1"}, "tenant": "tenant-b"}})
 	ack := s.readReply()
-	require.Equal(t, protocol.TypeAck, ack.Type, "%+v", ack)
+	require.Equal(t, sessionproto.TypeAck, ack.Type, "%+v", ack)
 	m := <-svc.arrived
 	assert.Equal(t, "honest-1", m.ID)
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, m.From)
@@ -156,9 +156,9 @@ func TestAttackQueueSASIsScopedToOwnQueue(t *testing.T) {
 	require.Eventually(t, func() bool { return queueLength(t, g, other) == 1 && queueLength(t, g, own) == 1 }, 15*time.Second, 100*time.Millisecond)
 
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
-	s.write(protocol.Frame{Type: protocol.TypeQueueAccess, ID: "q"})
+	s.write(sessionproto.Frame{Type: sessionproto.TypeQueueAccess, ID: "q"})
 	f := s.readReply()
-	require.Equal(t, protocol.TypeQueueAccess, f.Type)
+	require.Equal(t, sessionproto.TypeQueueAccess, f.Type)
 	assert.Equal(t, own, f.QueueAccess.Queue)
 	assert.WithinDuration(t, time.Now().Add(15*time.Minute), f.QueueAccess.ExpiresAt, time.Minute, "short-lived")
 	sasURL, err := url.Parse(f.QueueAccess.URL)
@@ -211,7 +211,7 @@ func TestAttackCrossTenant(t *testing.T) {
 	// A raw subscribe naming tenant B lands in A: the frame has no tenant.
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 	s.write(map[string]any{"type": "subscribe", "id": "s", "topic": "chat", "tenant": "tenant-b", "connector": "b1"})
-	require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	require.Equal(t, sessionproto.TypeAck, s.readReply().Type)
 	_, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", cloud.Outgoing{Body: []byte("B only")})
 	require.NoError(t, err)
 	assert.Equal(t, "B only", string(b1.next(t, 10*time.Second).Body))
@@ -367,15 +367,15 @@ func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 
 	s.writeRaw(websocket.MessageText, []byte(`{"type":"send","id":"1","message":`))
-	requireErrorCode(t, s.readReply(), protocol.CodeBadFrame)
+	requireErrorCode(t, s.readReply(), sessionproto.CodeBadFrame)
 	s.writeRaw(websocket.MessageBinary, []byte{0xff, 0x00, 0x13})
-	requireErrorCode(t, s.readReply(), protocol.CodeBadFrame)
+	requireErrorCode(t, s.readReply(), sessionproto.CodeBadFrame)
 	s.write(map[string]any{"type": "send", "id": "2", "message": map[string]any{"body": "!!not base64!!"}})
-	requireErrorCode(t, s.readReply(), protocol.CodeBadFrame)
+	requireErrorCode(t, s.readReply(), sessionproto.CodeBadFrame)
 	s.write(map[string]any{"type": "launch", "id": "3"})
-	requireErrorCode(t, s.readReply(), protocol.CodeUnknownType)
-	s.writeRaw(websocket.MessageText, []byte(`{"type":"send","id":"4","message":{"body":"`+strings.Repeat("A", protocol.MaxFrameBytes)+`"}}`))
-	requireErrorCode(t, s.readReply(), protocol.CodeFrameTooLarge)
+	requireErrorCode(t, s.readReply(), sessionproto.CodeUnknownType)
+	s.writeRaw(websocket.MessageText, []byte(`{"type":"send","id":"4","message":{"body":"`+strings.Repeat("A", sessionproto.MaxFrameBytes)+`"}}`))
+	requireErrorCode(t, s.readReply(), sessionproto.CodeFrameTooLarge)
 
 	// Meanwhile another connector is served normally.
 	id, err := a2.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
@@ -383,14 +383,14 @@ func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 	assert.Equal(t, id, a2.next(t, 10*time.Second).CorrelationID)
 
 	// The abused session still works, and only its valid message got through.
-	s.write(protocol.Frame{Type: protocol.TypeSend, ID: "5", Message: &protocol.Message{ID: "valid-after-garbage", Body: []byte("ok")}})
-	require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	s.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "5", Message: &sessionproto.Message{ID: "valid-after-garbage", Body: []byte("ok")}})
+	require.Equal(t, sessionproto.TypeAck, s.readReply().Type)
 	require.Eventually(t, func() bool { return len(svc.all()) == 2 }, 10*time.Second, 50*time.Millisecond)
 	ids := []string{svc.all()[0].ID, svc.all()[1].ID}
 	assert.ElementsMatch(t, []string{id, "valid-after-garbage"}, ids)
 
 	// A frame beyond the hard limit ends that session only (1009).
-	_ = s.ws.Write(ctxFor(t, 10*time.Second), websocket.MessageText, make([]byte, protocol.HardFrameLimit+1))
+	_ = s.ws.Write(ctxFor(t, 10*time.Second), websocket.MessageText, make([]byte, sessionproto.HardFrameLimit+1))
 	rctx := ctxFor(t, 10*time.Second)
 	err = nil
 	for err == nil { // frames already on their way (a nudge for the pong) may come first
@@ -419,7 +419,7 @@ func TestAttackTokenOfDisabledConnector(t *testing.T) {
 
 	g.writeRegistry(map[string]bool{"tenant-a/a1": true})
 	_, _, err := s.ws.Read(ctxFor(t, 20*time.Second))
-	assert.Equal(t, websocket.StatusCode(protocol.CloseRevoked), websocket.CloseStatus(err))
+	assert.Equal(t, websocket.StatusCode(sessionproto.CloseRevoked), websocket.CloseStatus(err))
 
 	again, status := g.dialRaw(t, tok)
 	assert.Nil(t, again)
@@ -441,16 +441,16 @@ func TestAttackForeignUploadClaim(t *testing.T) {
 	g := newGateway(t)
 	svc := g.cloud("uploads", nil)
 	a2, _ := g.dialRaw(t, g.token(t, "tenant-a", "a2"))
-	a2.write(protocol.Frame{Type: protocol.TypeUpload, ID: "u"})
+	a2.write(sessionproto.Frame{Type: sessionproto.TypeUpload, ID: "u"})
 	up := a2.readReply()
-	require.Equal(t, protocol.TypeUpload, up.Type, "%+v", up)
+	require.Equal(t, sessionproto.TypeUpload, up.Type, "%+v", up)
 	assert.Contains(t, up.Upload.URL, "sp=cw", "write-only")
 
 	a1, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 	sha := strings.Repeat("0", 64)
 	for i, blob := range []string{up.Upload.Blob, "2026-11-23/somebody-elses", "../bote-claims/x"} {
-		a1.write(protocol.Frame{Type: protocol.TypeSend, ID: fmt.Sprint(i), Message: &protocol.Message{Claim: &protocol.Claim{Blob: blob, Size: 1, SHA256: sha}}})
-		requireErrorCode(t, a1.readReply(), protocol.CodeInvalidMessage)
+		a1.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: fmt.Sprint(i), Message: &sessionproto.Message{Claim: &sessionproto.Claim{Blob: blob, Size: 1, SHA256: sha}}})
+		requireErrorCode(t, a1.readReply(), sessionproto.CodeInvalidMessage)
 	}
 	// Reading through an upload URL is refused by storage.
 	resp, err := http.Get(up.Upload.URL)
@@ -467,8 +467,8 @@ func TestAttackForeignUploadClaim(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
-	a2.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{Claim: &protocol.Claim{Blob: up.Upload.Blob, Size: 4, SHA256: sha}}})
-	require.Equal(t, protocol.TypeAck, a2.readReply().Type)
+	a2.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "s", Message: &sessionproto.Message{Claim: &sessionproto.Claim{Blob: up.Upload.Blob, Size: 4, SHA256: sha}}})
+	require.Equal(t, sessionproto.TypeAck, a2.readReply().Type)
 	// Acked once it is on bote-cloud; once bote-cloud is empty the cloud
 	// service has settled it.
 	require.Eventually(t, func() bool { return storedMessages(t, g, bus.QueueCloud) == 0 }, 15*time.Second, 50*time.Millisecond)
@@ -492,14 +492,14 @@ func TestAttackHeaderVariants(t *testing.T) {
 
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 	for i, h := range spoofVariants {
-		s.write(protocol.Frame{Type: protocol.TypeSend, ID: fmt.Sprint("raw-", i), Message: &protocol.Message{
+		s.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: fmt.Sprint("raw-", i), Message: &sessionproto.Message{
 			ID: fmt.Sprint("spoof-raw-", i), Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")}})
-		requireErrorCode(t, s.readReply(), protocol.CodeIdentityHeader)
+		requireErrorCode(t, s.readReply(), sessionproto.CodeIdentityHeader)
 	}
 	for i, h := range spoofVariants {
 		status, body := sc.send(t, "spoof", map[string]string{"Bote-Message-Id": fmt.Sprint("spoof-sidecar-", i), "Bote-Header-" + h: "tenant-b"})
 		assert.Equal(t, http.StatusBadRequest, status, "%s: %s", h, body)
-		assert.Contains(t, body, protocol.CodeIdentityHeader, h)
+		assert.Contains(t, body, sessionproto.CodeIdentityHeader, h)
 	}
 	for _, h := range spoofVariants {
 		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", cloud.Outgoing{Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")})
@@ -537,8 +537,8 @@ func TestAttackHeaderVariants(t *testing.T) {
 	assert.NoError(t, err, "the drop is logged at debug level")
 
 	// Honest messages still go through, stamped with the real identity.
-	s.write(protocol.Frame{Type: protocol.TypeSend, ID: "ok", Message: &protocol.Message{ID: "honest-raw", Headers: map[string]string{"trace-id": "1"}}})
-	require.Equal(t, protocol.TypeAck, s.readReply().Type)
+	s.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "ok", Message: &sessionproto.Message{ID: "honest-raw", Headers: map[string]string{"trace-id": "1"}}})
+	require.Equal(t, sessionproto.TypeAck, s.readReply().Type)
 	status, body := sc.send(t, "ok", map[string]string{"Bote-Message-Id": "honest-sidecar", "Bote-Header-Trace-Id": "2"})
 	require.Equal(t, http.StatusOK, status, body)
 	require.Eventually(t, func() bool { return len(svc.all()) == 2 }, 15*time.Second, 50*time.Millisecond)
@@ -587,7 +587,7 @@ func TestAttackSessionFlood(t *testing.T) {
 		for err == nil {
 			_, _, err = s.ws.Read(ctx)
 		}
-		require.Equal(t, websocket.StatusCode(protocol.CloseSessionLimit), websocket.CloseStatus(err), "session %d: %v", i, err)
+		require.Equal(t, websocket.StatusCode(sessionproto.CloseSessionLimit), websocket.CloseStatus(err), "session %d: %v", i, err)
 	}
 	require.Eventually(t, func() bool { return w.metric(t, "bote_worker_sessions") == float64(1+limit) }, 15*time.Second, 100*time.Millisecond,
 		"the gauge counts a2 and the %d newest sessions", limit)
@@ -595,8 +595,8 @@ func TestAttackSessionFlood(t *testing.T) {
 
 	// The newest sessions work; so does a2, on the session it had.
 	for i, s := range sessions[flood-limit:] {
-		s.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: fmt.Sprint("newest-", i), Body: []byte("hi")}})
-		require.Equal(t, protocol.TypeAck, s.readReply().Type)
+		s.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "s", Message: &sessionproto.Message{ID: fmt.Sprint("newest-", i), Body: []byte("hi")}})
+		require.Equal(t, sessionproto.TypeAck, s.readReply().Type)
 	}
 	id, err := a2.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
 	require.NoError(t, err)

@@ -19,8 +19,8 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/seen"
+	"github.com/botehq/platform/runtime/sessionproto"
 	"github.com/botehq/platform/runtime/tfrun"
-	"github.com/botehq/platform/runtime/worker/protocol"
 )
 
 // Sender sends a message to the cloud; *connector.Client is one.
@@ -554,13 +554,13 @@ func (a *Agent) sendReliably(m runproto.Message) error {
 // itself is refused.
 func permanent(err error) bool {
 	var de *runproto.DecodeError
-	var pe *protocol.Error
+	var pe *sessionproto.Error
 	if errors.As(err, &de) {
 		return true
 	}
 	if errors.As(err, &pe) {
 		switch pe.Code {
-		case protocol.CodeBadFrame, protocol.CodeFrameTooLarge, protocol.CodeUnknownType, protocol.CodeIdentityHeader, protocol.CodeInvalidMessage:
+		case sessionproto.CodeBadFrame, sessionproto.CodeFrameTooLarge, sessionproto.CodeUnknownType, sessionproto.CodeIdentityHeader, sessionproto.CodeInvalidMessage:
 			return true
 		}
 	}

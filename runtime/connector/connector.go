@@ -2,7 +2,7 @@
 // imports it to become a connector.
 //
 // A Client keeps one session with the worker (a WebSocket at
-// protocol.ConnectPath, authenticated with an access token from the idp) and
+// sessionproto.ConnectPath, authenticated with an access token from the idp) and
 // reconnects with exponential backoff and full jitter when it drops. Over
 // the session it sends to the cloud (Send waits for the worker's ack, which
 // comes once the bus has the message), manages topic subscriptions, renews
@@ -47,7 +47,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // Message is a message from the cloud as a handler sees it.
@@ -90,7 +90,7 @@ type TokenSource interface {
 // Config configures a Client.
 type Config struct {
 	// WorkerURL is the worker's base URL (https://gateway.example.com); the
-	// session goes to its protocol.ConnectPath over ws(s).
+	// session goes to its sessionproto.ConnectPath over ws(s).
 	WorkerURL string
 	// Tenant and Connector are this connector's ids.
 	Tenant, Connector string
@@ -246,7 +246,7 @@ func New(cfg Config) (*Client, error) {
 	case "https":
 		u.Scheme = "wss"
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + protocol.ConnectPath
+	u.Path = strings.TrimSuffix(u.Path, "/") + sessionproto.ConnectPath
 	c.wsURL = u.String()
 	return c, nil
 }
@@ -333,12 +333,12 @@ const MaxInlineBytes = 128 << 10
 // Send sends m to the cloud and returns its id once the bus accepted it. It
 // waits for a session, and if the session drops before the ack it sends
 // again with the same id, until ctx ends. A refusal by the worker (bad
-// message, identity headers) is returned as a *protocol.Error.
+// message, identity headers) is returned as a *sessionproto.Error.
 func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
 	if m.ID == "" {
 		m.ID = envelope.NewID()
 	}
-	msg := &protocol.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body}
+	msg := &sessionproto.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body}
 	if len(m.Body) > MaxInlineBytes {
 		claim, err := c.upload(ctx, m.Body, m.ContentType)
 		if err != nil {
@@ -346,7 +346,7 @@ func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
 		}
 		msg.Body, msg.Claim = nil, claim
 	}
-	reply, err := c.request(ctx, protocol.Frame{Type: protocol.TypeSend, Message: msg})
+	reply, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeSend, Message: msg})
 	if err != nil {
 		return "", err
 	}
@@ -355,33 +355,33 @@ func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
 
 // Subscribe subscribes this connector to topic in its own tenant.
 func (c *Client) Subscribe(ctx context.Context, topic string) error {
-	_, err := c.request(ctx, protocol.Frame{Type: protocol.TypeSubscribe, Topic: topic})
+	_, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeSubscribe, Topic: topic})
 	return err
 }
 
 // Unsubscribe ends this connector's subscription to topic.
 func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
-	_, err := c.request(ctx, protocol.Frame{Type: protocol.TypeUnsubscribe, Topic: topic})
+	_, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeUnsubscribe, Topic: topic})
 	return err
 }
 
 // request sends f over the session and waits for its reply, retrying on
 // another session if this one drops or the worker is going away.
-func (c *Client) request(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (c *Client) request(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	for {
 		s, err := c.session(ctx)
 		if err != nil {
-			return protocol.Frame{}, err
+			return sessionproto.Frame{}, err
 		}
 		reply, err := s.request(ctx, f)
-		var perr *protocol.Error
+		var perr *sessionproto.Error
 		switch {
 		case err == nil:
 			return reply, nil
-		case errors.As(err, &perr) && perr.Code != protocol.CodeUnavailable && perr.Code != protocol.CodeShuttingDown:
-			return protocol.Frame{}, err
+		case errors.As(err, &perr) && perr.Code != sessionproto.CodeUnavailable && perr.Code != sessionproto.CodeShuttingDown:
+			return sessionproto.Frame{}, err
 		case ctx.Err() != nil:
-			return protocol.Frame{}, err
+			return sessionproto.Frame{}, err
 		}
 		c.log.Debug("request interrupted; retrying", "type", f.Type, "err", err)
 		if errors.As(err, &perr) {
@@ -400,8 +400,8 @@ func (c *Client) nudge() {
 
 // upload puts body in Blob storage through a write-only URL from the worker
 // and returns the claim to send instead of the body.
-func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*protocol.Claim, error) {
-	reply, err := c.request(ctx, protocol.Frame{Type: protocol.TypeUpload})
+func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*sessionproto.Claim, error) {
+	reply, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeUpload})
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +410,7 @@ func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*
 		return nil, errors.New("cannot upload: the worker sent no upload URL")
 	}
 	if u.MaxBytes > 0 && int64(len(body)) > u.MaxBytes {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: fmt.Sprintf("body of %d bytes exceeds the gateway's %d", len(body), u.MaxBytes)}
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("body of %d bytes exceeds the gateway's %d", len(body), u.MaxBytes)}
 	}
 	bc, err := blockblob.NewClientWithNoCredential(u.URL, &blockblob.ClientOptions{ClientOptions: policy.ClientOptions{Transport: c.cfg.HTTPClient}})
 	if err != nil {
@@ -424,5 +424,5 @@ func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*
 		return nil, fmt.Errorf("cannot upload body: %w", err)
 	}
 	sum := sha256.Sum256(body)
-	return &protocol.Claim{Blob: u.Blob, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:])}, nil
+	return &sessionproto.Claim{Blob: u.Blob, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:])}, nil
 }

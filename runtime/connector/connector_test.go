@@ -20,7 +20,7 @@ import (
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 	gw "github.com/botehq/platform/runtime/worker/session"
 )
 
@@ -47,18 +47,18 @@ func (v verifier) Verify(_ context.Context, raw string) (gw.Principal, error) {
 
 type sender struct {
 	mu   sync.Mutex
-	msgs []protocol.Message
+	msgs []sessionproto.Message
 	from []gw.Identity
 }
 
-func (s *sender) SendToCloud(_ context.Context, from gw.Identity, m protocol.Message) (string, error) {
+func (s *sender) SendToCloud(_ context.Context, from gw.Identity, m sessionproto.Message) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msgs = append(s.msgs, m)
 	s.from = append(s.from, from)
 	return m.ID, nil
 }
-func (s *sender) DeadLetter(context.Context, gw.Identity, protocol.DeadLetter) error { return nil }
+func (s *sender) DeadLetter(context.Context, gw.Identity, sessionproto.DeadLetter) error { return nil }
 
 type subs struct {
 	mu  sync.Mutex
@@ -80,8 +80,8 @@ func (s *subs) Unsubscribe(_ context.Context, tenant, topic, connector string) e
 
 type noAccess struct{}
 
-func (noAccess) Grant(context.Context, gw.Identity) (protocol.QueueAccess, error) {
-	return protocol.QueueAccess{}, errors.New("no storage in this test")
+func (noAccess) Grant(context.Context, gw.Identity) (sessionproto.QueueAccess, error) {
+	return sessionproto.QueueAccess{}, errors.New("no storage in this test")
 }
 func (noAccess) Extend(context.Context, gw.Identity, string, string, string, time.Duration) (string, time.Time, error) {
 	return "", time.Time{}, errors.New("no storage in this test")
@@ -146,9 +146,9 @@ func TestSendRefusedIsReturned(t *testing.T) {
 	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
 	c, _ := newClient(t, g, "acme", "a1")
 	_, err := c.Send(ctxT(t), OutMessage{Headers: map[string]string{"bote-tenant": "other"}})
-	var perr *protocol.Error
+	var perr *sessionproto.Error
 	require.ErrorAs(t, err, &perr)
-	assert.Equal(t, protocol.CodeIdentityHeader, perr.Code)
+	assert.Equal(t, sessionproto.CodeIdentityHeader, perr.Code)
 }
 
 func TestSubscribe(t *testing.T) {
@@ -156,9 +156,9 @@ func TestSubscribe(t *testing.T) {
 	c, _ := newClient(t, g, "acme", "a1")
 	require.NoError(t, c.Subscribe(ctxT(t), "chat"))
 	require.NoError(t, c.Unsubscribe(ctxT(t), "chat"))
-	var perr *protocol.Error
+	var perr *sessionproto.Error
 	require.ErrorAs(t, c.Subscribe(ctxT(t), "bad topic"), &perr)
-	assert.Equal(t, protocol.CodeInvalidTopic, perr.Code)
+	assert.Equal(t, sessionproto.CodeInvalidTopic, perr.Code)
 	assert.Equal(t, []string{"+acme/chat/a1", "-acme/chat/a1"}, g.subs.got)
 }
 
@@ -255,9 +255,9 @@ func TestLargeSendNeedsUploads(t *testing.T) {
 	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"}) // no Uploads configured
 	c, _ := newClient(t, g, "acme", "a1")
 	_, err := c.Send(ctxT(t), OutMessage{Body: make([]byte, MaxInlineBytes+1)})
-	var perr *protocol.Error
+	var perr *sessionproto.Error
 	require.ErrorAs(t, err, &perr)
-	assert.Equal(t, protocol.CodeUnknownType, perr.Code)
+	assert.Equal(t, sessionproto.CodeUnknownType, perr.Code)
 	assert.Empty(t, g.sender.msgs, "nothing was sent")
 }
 
@@ -267,14 +267,14 @@ func TestLargeSendNeedsUploads(t *testing.T) {
 func TestSilentWorkerIsDropped(t *testing.T) {
 	var accepts atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
 		if err != nil {
 			return
 		}
 		defer ws.CloseNow()
 		accepts.Add(1)
-		hello, _ := protocol.Encode(protocol.Frame{Type: protocol.TypeHello, Hello: &protocol.Hello{
-			Session: "s", Tenant: "acme", Connector: "a1", Queue: "q", PingIntervalSeconds: 1, MaxFrameBytes: protocol.MaxFrameBytes}})
+		hello, _ := sessionproto.Encode(sessionproto.Frame{Type: sessionproto.TypeHello, Hello: &sessionproto.Hello{
+			Session: "s", Tenant: "acme", Connector: "a1", Queue: "q", PingIntervalSeconds: 1, MaxFrameBytes: sessionproto.MaxFrameBytes}})
 		_ = ws.Write(r.Context(), websocket.MessageText, hello)
 		<-r.Context().Done() // silence
 	}))

@@ -15,7 +15,7 @@ import (
 
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // Dead-letter reasons the connector reports.
@@ -43,7 +43,7 @@ type receiver struct {
 	handlerCtx context.Context
 
 	mu     sync.Mutex
-	access protocol.QueueAccess
+	access sessionproto.QueueAccess
 	client *azqueue.QueueClient
 }
 
@@ -92,7 +92,7 @@ func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient,
 	if err != nil {
 		return nil, err
 	}
-	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeQueueAccess})
+	reply, err := s.request(ctx, sessionproto.Frame{Type: sessionproto.TypeQueueAccess})
 	if err != nil {
 		return nil, fmt.Errorf("cannot get queue access: %w", err)
 	}
@@ -170,16 +170,16 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 
 	env, err := envelope.Decode([]byte(text))
 	if err != nil {
-		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: ReasonUndecodable, Description: err.Error(), MessageID: id, DequeueCount: count, Text: text}, log)
+		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: ReasonUndecodable, Description: err.Error(), MessageID: id, DequeueCount: count, Text: text}, log)
 		return
 	}
 	log = log.With("message", env.ID)
 	if reason, err := r.c.addressedToMe(env); err != nil {
-		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: reason, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
+		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: reason, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
 		return
 	}
 	if count > r.c.cfg.MaxDequeueCount {
-		r.deadLetter(ctx, q, id, pop, protocol.DeadLetter{Reason: ReasonPoison,
+		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: ReasonPoison,
 			Description: fmt.Sprintf("dequeued %d times, the limit is %d", count, r.c.cfg.MaxDequeueCount), MessageID: env.ID, DequeueCount: count, Text: text}, log)
 		return
 	}
@@ -305,7 +305,7 @@ func (r *receiver) extend(ctx context.Context, id, pop, text string, vis time.Du
 	if err != nil {
 		return "", err
 	}
-	reply, err := s.request(ctx, protocol.Frame{Type: protocol.TypeExtend, Extend: &protocol.Extend{MessageID: id, PopReceipt: pop, Text: text, VisibilitySeconds: int(vis / time.Second)}})
+	reply, err := s.request(ctx, sessionproto.Frame{Type: sessionproto.TypeExtend, Extend: &sessionproto.Extend{MessageID: id, PopReceipt: pop, Text: text, VisibilitySeconds: int(vis / time.Second)}})
 	if err != nil {
 		return "", err
 	}
@@ -343,14 +343,14 @@ func (r *receiver) delete(ctx context.Context, q *azqueue.QueueClient, id, pop s
 
 // deadLetter hands a message to the worker's connector error queue, then
 // deletes it. Without a session it stays; the next read tries again.
-func (r *receiver) deadLetter(ctx context.Context, q *azqueue.QueueClient, id, pop string, d protocol.DeadLetter, log *slog.Logger) {
+func (r *receiver) deadLetter(ctx context.Context, q *azqueue.QueueClient, id, pop string, d sessionproto.DeadLetter, log *slog.Logger) {
 	// Bounded: without a session (or while stopping) the message simply
 	// stays in the queue for a later read.
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	s, err := r.c.session(dctx)
 	if err == nil {
-		_, err = s.request(dctx, protocol.Frame{Type: protocol.TypeDeadLetter, DeadLetter: &d})
+		_, err = s.request(dctx, sessionproto.Frame{Type: sessionproto.TypeDeadLetter, DeadLetter: &d})
 	}
 	if err != nil {
 		log.Warn("cannot dead-letter message; will retry", "reason", d.Reason, "err", err)

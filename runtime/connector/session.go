@@ -15,19 +15,19 @@ import (
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/retry"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // session is one WebSocket session with the worker.
 type session struct {
 	ws     *websocket.Conn
-	hello  protocol.Hello
+	hello  sessionproto.Hello
 	seq    atomic.Uint64
 	closed chan struct{}
 	err    error // why it closed; valid once closed is closed
 
 	mu      sync.Mutex
-	pending map[string]chan protocol.Frame
+	pending map[string]chan sessionproto.Frame
 
 	lastHeard atomic.Int64 // unix nanoseconds of the last frame or ping from the worker
 }
@@ -37,13 +37,13 @@ func (s *session) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
 // errSessionClosed reports a request cut off by the session's end.
 var errSessionClosed = errors.New("session closed")
 
-func (s *session) request(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (s *session) request(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	f.ID = strconv.FormatUint(s.seq.Add(1), 10)
-	ch := make(chan protocol.Frame, 1)
+	ch := make(chan sessionproto.Frame, 1)
 	s.mu.Lock()
 	if s.pending == nil {
 		s.mu.Unlock()
-		return protocol.Frame{}, errSessionClosed
+		return sessionproto.Frame{}, errSessionClosed
 	}
 	s.pending[f.ID] = ch
 	s.mu.Unlock()
@@ -54,14 +54,14 @@ func (s *session) request(ctx context.Context, f protocol.Frame) (protocol.Frame
 		}
 		s.mu.Unlock()
 	}()
-	data, err := protocol.Encode(f)
+	data, err := sessionproto.Encode(f)
 	if err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
 	if limit := s.hello.MaxFrameBytes; limit > 0 && len(data) > limit {
 		// The worker would refuse it without being able to say which
 		// request it was; refuse it here with the same code.
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeFrameTooLarge,
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeFrameTooLarge,
 			Message: fmt.Sprintf("%s frame is %d bytes, the gateway accepts %d", f.Type, len(data), limit)}
 	}
 	// Cancelling a write midway makes the WebSocket library close the
@@ -70,18 +70,18 @@ func (s *session) request(ctx context.Context, f protocol.Frame) (protocol.Frame
 	err = s.ws.Write(wctx, websocket.MessageText, data)
 	cancel()
 	if err != nil {
-		return protocol.Frame{}, fmt.Errorf("%w: %w", errSessionClosed, err)
+		return sessionproto.Frame{}, fmt.Errorf("%w: %w", errSessionClosed, err)
 	}
 	select {
 	case reply := <-ch:
-		if reply.Type == protocol.TypeError && reply.Error != nil {
-			return protocol.Frame{}, reply.Error
+		if reply.Type == sessionproto.TypeError && reply.Error != nil {
+			return sessionproto.Frame{}, reply.Error
 		}
 		return reply, nil
 	case <-s.closed:
-		return protocol.Frame{}, fmt.Errorf("%w: %w", errSessionClosed, s.err)
+		return sessionproto.Frame{}, fmt.Errorf("%w: %w", errSessionClosed, s.err)
 	case <-ctx.Done():
-		return protocol.Frame{}, ctx.Err()
+		return sessionproto.Frame{}, ctx.Err()
 	}
 }
 
@@ -100,13 +100,13 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 			return
 		}
 		s.heard()
-		f, err := protocol.Decode(data)
+		f, err := sessionproto.Decode(data)
 		if err != nil {
 			c.log.Warn("worker sent an unreadable frame", "err", err)
 			continue
 		}
 		switch {
-		case f.Type == protocol.TypeNudge:
+		case f.Type == sessionproto.TypeNudge:
 			c.nudge()
 		case f.ID != "":
 			s.mu.Lock()
@@ -115,7 +115,7 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 			if ch != nil {
 				ch <- f
 			}
-		case f.Type == protocol.TypeError && f.Error != nil:
+		case f.Type == sessionproto.TypeError && f.Error != nil:
 			c.log.Warn("worker reported an error", "code", f.Error.Code, "message", f.Error.Message)
 		}
 	}
@@ -152,7 +152,7 @@ func (c *Client) keepSession(ctx context.Context) {
 		}
 		// A worker going away or a token expiring is routine: reconnect at
 		// once (with a little jitter so a fleet does not stampede).
-		if status != websocket.StatusGoingAway && status != websocket.StatusCode(protocol.CloseTokenExpired) {
+		if status != websocket.StatusGoingAway && status != websocket.StatusCode(sessionproto.CloseTokenExpired) {
 			attempt = 1
 		}
 		_ = retry.Sleep(ctx, backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
@@ -196,11 +196,11 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	s := &session{closed: make(chan struct{}), pending: map[string]chan protocol.Frame{}}
+	s := &session{closed: make(chan struct{}), pending: map[string]chan sessionproto.Frame{}}
 	ws, resp, err := websocket.Dial(dctx, c.wsURL, &websocket.DialOptions{
 		HTTPClient:   c.cfg.HTTPClient,
 		HTTPHeader:   http.Header{"Authorization": {"Bearer " + tok.AccessToken}},
-		Subprotocols: []string{protocol.Subprotocol},
+		Subprotocols: []string{sessionproto.Subprotocol},
 		OnPingReceived: func(context.Context, []byte) bool {
 			s.heard()
 			return true
@@ -215,14 +215,14 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		}
 		return nil, fmt.Errorf("cannot open session: %w", err)
 	}
-	ws.SetReadLimit(protocol.HardFrameLimit)
+	ws.SetReadLimit(sessionproto.HardFrameLimit)
 	_, data, err := ws.Read(dctx)
 	if err != nil {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("cannot read hello: %w", err)
 	}
-	f, err := protocol.Decode(data)
-	if err != nil || f.Type != protocol.TypeHello || f.Hello == nil {
+	f, err := sessionproto.Decode(data)
+	if err != nil || f.Type != sessionproto.TypeHello || f.Hello == nil {
 		_ = ws.Close(websocket.StatusProtocolError, "expected hello")
 		return nil, fmt.Errorf("worker did not say hello: %s", data)
 	}
@@ -279,7 +279,7 @@ func (c *Client) serve(ctx context.Context, s *session) {
 			if tok.AccessToken == sent {
 				continue
 			}
-			if _, err := s.request(sctx, protocol.Frame{Type: protocol.TypeAuth, Token: tok.AccessToken}); err != nil {
+			if _, err := s.request(sctx, sessionproto.Frame{Type: sessionproto.TypeAuth, Token: tok.AccessToken}); err != nil {
 				c.log.Warn("worker refused the renewed token", "err", err)
 				continue
 			}

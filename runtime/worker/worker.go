@@ -40,10 +40,10 @@ import (
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/sessionproto"
 	"github.com/botehq/platform/runtime/worker/connqueue"
 	"github.com/botehq/platform/runtime/worker/metrics"
 	"github.com/botehq/platform/runtime/worker/nudge"
-	"github.com/botehq/platform/runtime/worker/protocol"
 	"github.com/botehq/platform/runtime/worker/routing"
 	"github.com/botehq/platform/runtime/worker/session"
 	"github.com/botehq/platform/runtime/worker/subscriptions"
@@ -304,7 +304,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("GET "+protocol.ConnectPath, srv)
+	mux.Handle("GET "+sessionproto.ConnectPath, srv)
 	health.Handle(mux, reg, func() error {
 		if !ready.Load() {
 			return errors.New("shutting down")
@@ -518,24 +518,24 @@ type uploads struct {
 	claims claimStore
 }
 
-func (u *uploads) UploadURL(ctx context.Context, id session.Identity) (protocol.Upload, error) {
+func (u *uploads) UploadURL(ctx context.Context, id session.Identity) (sessionproto.Upload, error) {
 	prefix, err := uploadPrefix(id)
 	if err != nil {
-		return protocol.Upload{}, err
+		return sessionproto.Upload{}, err
 	}
 	blob := prefix + envelope.NewID()
 	url, exp, err := u.claims.UploadURL(ctx, blob, uploadTTL)
 	if err != nil {
-		return protocol.Upload{}, err
+		return sessionproto.Upload{}, err
 	}
-	return protocol.Upload{Blob: blob, URL: url, ExpiresAt: exp, MaxBytes: u.claims.MaxBodyBytes()}, nil
+	return sessionproto.Upload{Blob: blob, URL: url, ExpiresAt: exp, MaxBytes: u.claims.MaxBodyBytes()}, nil
 }
 
 // claim turns a connector's claim into an envelope claim, refusing blobs
 // that are not the connector's own uploads.
-func (s *cloudSender) claim(from session.Identity, c *protocol.Claim) (*envelope.Claim, error) {
+func (s *cloudSender) claim(from session.Identity, c *sessionproto.Claim) (*envelope.Claim, error) {
 	if s.claims == nil {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "this gateway takes no uploads"}
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: "this gateway takes no uploads"}
 	}
 	prefix, err := uploadPrefix(from)
 	if err != nil {
@@ -543,15 +543,15 @@ func (s *cloudSender) claim(from session.Identity, c *protocol.Claim) (*envelope
 	}
 	name, ok := strings.CutPrefix(c.Blob, prefix)
 	if !ok || name == "" || strings.ContainsAny(name, "/\\") || strings.Contains(name, "..") {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: fmt.Sprintf("claim blob %q is not one of this connector's uploads", c.Blob)}
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("claim blob %q is not one of this connector's uploads", c.Blob)}
 	}
 	if c.Size < 0 || c.Size > s.claims.MaxBodyBytes() {
-		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: fmt.Sprintf("claim size %d is outside 0..%d", c.Size, s.claims.MaxBodyBytes())}
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("claim size %d is outside 0..%d", c.Size, s.claims.MaxBodyBytes())}
 	}
 	return &envelope.Claim{Container: s.claims.Container(), Blob: c.Blob, Size: c.Size, SHA256: c.SHA256}, nil
 }
 
-func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m protocol.Message) (string, error) {
+func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m sessionproto.Message) (string, error) {
 	id := m.ID
 	if id == "" {
 		id = envelope.NewID()
@@ -569,18 +569,18 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 		env.Claim = c
 	}
 	if err := env.Validate(); err != nil {
-		return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
+		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 	}
 	if err := s.send(ctx, bus.QueueCloud, env); err != nil {
 		if errors.Is(err, bus.ErrTooLarge) {
-			return "", &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
+			return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 		}
 		return "", err
 	}
 	return id, nil
 }
 
-func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d protocol.DeadLetter) error {
+func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d sessionproto.DeadLetter) error {
 	queue, err := queuename.For(from.Tenant, from.Connector)
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 	"github.com/botehq/platform/runtime/worker/session"
 )
 
@@ -46,7 +46,7 @@ func TestCloudSenderStampsVerifiedIdentity(t *testing.T) {
 	b := &fakeBus{}
 	s := &cloudSender{bus: b}
 	from := session.Identity{Tenant: "acme", Connector: "agent1"}
-	id, err := s.SendToCloud(context.Background(), from, protocol.Message{CorrelationID: "c", Headers: map[string]string{"kind": "ping"}, Body: []byte("x")})
+	id, err := s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: "c", Headers: map[string]string{"kind": "ping"}, Body: []byte("x")})
 	require.NoError(t, err)
 	require.Len(t, b.sent[bus.QueueCloud], 1)
 	env := b.sent[bus.QueueCloud][0]
@@ -63,18 +63,18 @@ func TestCloudSenderErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		busErr   error
-		msg      protocol.Message
+		msg      sessionproto.Message
 		wantCode string // "" means a plain (unavailable) error
 	}{
-		{"control character in header", nil, protocol.Message{Headers: map[string]string{"k": "a\x00b"}}, protocol.CodeInvalidMessage},
-		{"too large for the bus", fmt.Errorf("wrapped: %w", bus.ErrTooLarge), protocol.Message{}, protocol.CodeInvalidMessage},
-		{"bus down", errors.New("connection refused"), protocol.Message{}, ""},
+		{"control character in header", nil, sessionproto.Message{Headers: map[string]string{"k": "a\x00b"}}, sessionproto.CodeInvalidMessage},
+		{"too large for the bus", fmt.Errorf("wrapped: %w", bus.ErrTooLarge), sessionproto.Message{}, sessionproto.CodeInvalidMessage},
+		{"bus down", errors.New("connection refused"), sessionproto.Message{}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := (&cloudSender{bus: &fakeBus{fails: tt.busErr}}).SendToCloud(context.Background(), from, tt.msg)
 			require.Error(t, err)
-			var perr *protocol.Error
+			var perr *sessionproto.Error
 			if tt.wantCode == "" {
 				assert.False(t, errors.As(err, &perr), "backend failures are not the connector's fault")
 				return
@@ -88,7 +88,7 @@ func TestCloudSenderErrors(t *testing.T) {
 func TestCloudSenderDeadLetter(t *testing.T) {
 	b := &fakeBus{}
 	err := (&cloudSender{bus: b}).DeadLetter(context.Background(), session.Identity{Tenant: "acme", Connector: "agent1"},
-		protocol.DeadLetter{Reason: "poison", MessageID: "m1", DequeueCount: 6, Text: "original", Description: "failed 6 times"})
+		sessionproto.DeadLetter{Reason: "poison", MessageID: "m1", DequeueCount: 6, Text: "original", Description: "failed 6 times"})
 	require.NoError(t, err)
 	require.Len(t, b.sent[QueueConnectorErrors], 1)
 	env := b.sent[QueueConnectorErrors][0]
@@ -179,31 +179,31 @@ func TestUploadsAreScopedToTheConnector(t *testing.T) {
 	sha := strings.Repeat("ab", 32)
 	tests := []struct {
 		name string
-		c    protocol.Claim
+		c    sessionproto.Claim
 		ok   bool
 	}{
-		{"own upload", protocol.Claim{Blob: u.Blob, Size: 10, SHA256: sha}, true},
-		{"another connector's upload", protocol.Claim{Blob: "uploads/" + other + "/x", Size: 10, SHA256: sha}, false},
-		{"a cloud claim blob", protocol.Claim{Blob: "2026-11-23/abc", Size: 10, SHA256: sha}, false},
-		{"escaping the folder", protocol.Claim{Blob: "uploads/" + q + "/../" + other + "/x", Size: 10, SHA256: sha}, false},
-		{"nested", protocol.Claim{Blob: "uploads/" + q + "/a/b", Size: 10, SHA256: sha}, false},
-		{"too large", protocol.Claim{Blob: u.Blob, Size: 2 << 20, SHA256: sha}, false},
-		{"bad hash", protocol.Claim{Blob: u.Blob, Size: 10, SHA256: "nope"}, false},
+		{"own upload", sessionproto.Claim{Blob: u.Blob, Size: 10, SHA256: sha}, true},
+		{"another connector's upload", sessionproto.Claim{Blob: "uploads/" + other + "/x", Size: 10, SHA256: sha}, false},
+		{"a cloud claim blob", sessionproto.Claim{Blob: "2026-11-23/abc", Size: 10, SHA256: sha}, false},
+		{"escaping the folder", sessionproto.Claim{Blob: "uploads/" + q + "/../" + other + "/x", Size: 10, SHA256: sha}, false},
+		{"nested", sessionproto.Claim{Blob: "uploads/" + q + "/a/b", Size: 10, SHA256: sha}, false},
+		{"too large", sessionproto.Claim{Blob: u.Blob, Size: 2 << 20, SHA256: sha}, false},
+		{"bad hash", sessionproto.Claim{Blob: u.Blob, Size: 10, SHA256: "nope"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &fakeBus{}
 			c := tt.c
-			_, err := (&cloudSender{bus: b, claims: fakeClaims{}}).SendToCloud(context.Background(), me, protocol.Message{Claim: &c})
+			_, err := (&cloudSender{bus: b, claims: fakeClaims{}}).SendToCloud(context.Background(), me, sessionproto.Message{Claim: &c})
 			if tt.ok {
 				require.NoError(t, err)
 				env := b.sent[bus.QueueCloud][0]
 				assert.Equal(t, &envelope.Claim{Container: "bote-claims", Blob: u.Blob, Size: 10, SHA256: sha}, env.Claim)
 				return
 			}
-			var perr *protocol.Error
+			var perr *sessionproto.Error
 			require.ErrorAs(t, err, &perr)
-			assert.Equal(t, protocol.CodeInvalidMessage, perr.Code)
+			assert.Equal(t, sessionproto.CodeInvalidMessage, perr.Code)
 			assert.Empty(t, b.sent)
 		})
 	}

@@ -51,7 +51,7 @@ import (
 
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // Local API request headers.
@@ -189,7 +189,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if int64(len(body)) > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeInvalidMessage, fmt.Sprintf("body exceeds %d bytes", limit))
+		writeError(w, http.StatusRequestEntityTooLarge, sessionproto.CodeInvalidMessage, fmt.Sprintf("body exceeds %d bytes", limit))
 		return
 	}
 	m := connector.OutMessage{
@@ -232,21 +232,21 @@ func (a *API) subscription(subscribe bool) http.HandlerFunc {
 }
 
 func writeGatewayError(w http.ResponseWriter, err error) {
-	var perr *protocol.Error
+	var perr *sessionproto.Error
 	switch {
 	case errors.As(err, &perr):
 		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
 	case errors.Is(err, connector.ErrNotConnected):
 		writeError(w, http.StatusServiceUnavailable, "not_connected", err.Error())
 	default:
-		writeError(w, http.StatusBadGateway, protocol.CodeUnavailable, err.Error())
+		writeError(w, http.StatusBadGateway, sessionproto.CodeUnavailable, err.Error())
 	}
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(protocol.Error{Code: code, Message: msg})
+	_ = json.NewEncoder(w).Encode(sessionproto.Error{Code: code, Message: msg})
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 func TestDelivererPostsMessageWithHeaders(t *testing.T) {
@@ -136,9 +136,9 @@ func TestAPIErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"refused by gateway", &protocol.Error{Code: protocol.CodeIdentityHeader, Message: "no"}, 400, protocol.CodeIdentityHeader},
+		{"refused by gateway", &sessionproto.Error{Code: sessionproto.CodeIdentityHeader, Message: "no"}, 400, sessionproto.CodeIdentityHeader},
 		{"not connected", fmt.Errorf("%w: timeout", connector.ErrNotConnected), 503, "not_connected"},
-		{"other", fmt.Errorf("boom"), 502, protocol.CodeUnavailable},
+		{"other", fmt.Errorf("boom"), 502, sessionproto.CodeUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

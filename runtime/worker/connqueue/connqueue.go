@@ -28,7 +28,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/sas"
 
 	"github.com/botehq/platform/runtime/queuename"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // DefaultSASLifetime is how long a queue SAS URL is valid.
@@ -149,13 +149,13 @@ func (q *Queues) create(ctx context.Context, qc *azqueue.QueueClient) error {
 // storage request (granting is frequent; idle cost matters): the queue may
 // not exist until the first message is routed to it, which a reader sees as
 // "QueueNotFound", meaning empty.
-func (q *Queues) Grant(_ context.Context, id queuename.Pair) (protocol.QueueAccess, error) {
+func (q *Queues) Grant(_ context.Context, id queuename.Pair) (sessionproto.QueueAccess, error) {
 	if q.key == nil {
-		return protocol.QueueAccess{}, ErrNoSharedKey
+		return sessionproto.QueueAccess{}, ErrNoSharedKey
 	}
 	name, err := Name(id)
 	if err != nil {
-		return protocol.QueueAccess{}, err
+		return sessionproto.QueueAccess{}, err
 	}
 	qc := q.svc.NewQueueClient(name)
 	now := q.now().UTC()
@@ -173,9 +173,9 @@ func (q *Queues) Grant(_ context.Context, id queuename.Pair) (protocol.QueueAcce
 		QueueName:   name,
 	}.SignWithSharedKey(q.key)
 	if err != nil {
-		return protocol.QueueAccess{}, fmt.Errorf("cannot sign queue SAS: %w", err)
+		return sessionproto.QueueAccess{}, fmt.Errorf("cannot sign queue SAS: %w", err)
 	}
-	return protocol.QueueAccess{Queue: name, URL: qc.URL() + "?" + params.Encode(), ExpiresAt: expiry}, nil
+	return sessionproto.QueueAccess{Queue: name, URL: qc.URL() + "?" + params.Encode(), ExpiresAt: expiry}, nil
 }
 
 // Extend makes a received message invisible for visibility more from now

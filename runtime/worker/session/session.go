@@ -1,5 +1,5 @@
 // Package session is the worker's side of the connector session: a
-// WebSocket at protocol.ConnectPath, authenticated by a bearer access token,
+// WebSocket at sessionproto.ConnectPath, authenticated by a bearer access token,
 // over which a connector sends to the cloud, manages its topic subscriptions,
 // obtains a SAS URL for its own queue and receives nudges.
 //
@@ -12,7 +12,7 @@
 // and a bounded number of requests in flight, a slow connector only slows
 // its own session, and a connector holds at most MaxSessionsPerConnector
 // sessions on a worker: the next one closes its oldest with
-// protocol.CloseSessionLimit. Closing the oldest rather than refusing the
+// sessionproto.CloseSessionLimit. Closing the oldest rather than refusing the
 // newest means a connector that lost track of a half-open session (or whose
 // stolen token someone else floods with) always gets in with a fresh one.
 package session
@@ -33,8 +33,8 @@ import (
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/sessionproto"
 	"github.com/botehq/platform/runtime/worker/metrics"
-	"github.com/botehq/platform/runtime/worker/protocol"
 )
 
 // Identity is the verified tenant and connector of a session.
@@ -62,8 +62,8 @@ func (f VerifierFunc) Verify(ctx context.Context, raw string) (Principal, error)
 // DeadLetter records a message the connector could not handle, with from as
 // the connector that reported it.
 type CloudSender interface {
-	SendToCloud(ctx context.Context, from Identity, m protocol.Message) (messageID string, err error)
-	DeadLetter(ctx context.Context, from Identity, d protocol.DeadLetter) error
+	SendToCloud(ctx context.Context, from Identity, m sessionproto.Message) (messageID string, err error)
+	DeadLetter(ctx context.Context, from Identity, d sessionproto.DeadLetter) error
 }
 
 // Subscriptions stores topic subscriptions.
@@ -75,14 +75,14 @@ type Subscriptions interface {
 // QueueAccess grants a connector access to its own queue and extends
 // messages' visibility on it. The queue is always id's own.
 type QueueAccess interface {
-	Grant(ctx context.Context, id Identity) (protocol.QueueAccess, error)
+	Grant(ctx context.Context, id Identity) (sessionproto.QueueAccess, error)
 	Extend(ctx context.Context, id Identity, messageID, popReceipt, text string, visibility time.Duration) (popReceiptOut string, nextVisible time.Time, err error)
 }
 
 // Uploads hands out write-only URLs for bodies too large for a frame.
 // Optional; without it upload requests are refused.
 type Uploads interface {
-	UploadURL(ctx context.Context, id Identity) (protocol.Upload, error)
+	UploadURL(ctx context.Context, id Identity) (sessionproto.Upload, error)
 }
 
 // Presence records which replica holds a connector's session so that
@@ -289,16 +289,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "connector is not registered or is disabled", http.StatusForbidden)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
 		return
 	}
-	if ws.Subprotocol() != protocol.Subprotocol {
-		_ = ws.Close(websocket.StatusPolicyViolation, "subprotocol "+protocol.Subprotocol+" required")
+	if ws.Subprotocol() != sessionproto.Subprotocol {
+		_ = ws.Close(websocket.StatusPolicyViolation, "subprotocol "+sessionproto.Subprotocol+" required")
 		return
 	}
-	ws.SetReadLimit(protocol.HardFrameLimit)
+	ws.SetReadLimit(sessionproto.HardFrameLimit)
 	seq := s.seq.Add(1)
 	c := &conn{
 		srv:    s,
@@ -345,7 +345,7 @@ func (s *Server) add(c *conn) bool {
 		s.metrics.Evicted.Inc()
 		s.log.Warn("audit: session_evicted", "audit", true, "event", "session_evicted", "tenant", c.id.Tenant, "connector", c.id.Connector,
 			"session", oldest.name, "by", c.name, "remote", c.remote, "limit", s.cfg.MaxSessionsPerConnector)
-		go oldest.close(protocol.CloseSessionLimit, fmt.Sprintf("the connector opened more than %d sessions on this worker; the oldest is closed", s.cfg.MaxSessionsPerConnector))
+		go oldest.close(sessionproto.CloseSessionLimit, fmt.Sprintf("the connector opened more than %d sessions on this worker; the oldest is closed", s.cfg.MaxSessionsPerConnector))
 	}
 	set[c] = struct{}{}
 	s.wg.Add(1)
@@ -415,9 +415,9 @@ func (c *conn) serve(ctx context.Context) {
 			}
 		}()
 	}
-	hello := protocol.Frame{Type: protocol.TypeHello, Hello: &protocol.Hello{
+	hello := sessionproto.Frame{Type: sessionproto.TypeHello, Hello: &sessionproto.Hello{
 		Session: c.name, Tenant: c.id.Tenant, Connector: c.id.Connector, Queue: c.queue,
-		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: protocol.MaxFrameBytes,
+		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
 	}}
 	if err := c.write(ctx, hello); err != nil {
 		log.Info("session closed before hello", "err", err)
@@ -454,18 +454,18 @@ func (c *conn) keepalive(ctx context.Context) {
 		case <-c.done:
 			return
 		case <-c.nudges:
-			if err := c.write(ctx, protocol.Frame{Type: protocol.TypeNudge}); err != nil {
+			if err := c.write(ctx, sessionproto.Frame{Type: sessionproto.TypeNudge}); err != nil {
 				c.log().Debug("cannot write nudge", "err", err)
 			}
 		case <-t.C:
 			if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
 				c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
-				c.close(protocol.CloseRevoked, "connector is no longer registered or is disabled")
+				c.close(sessionproto.CloseRevoked, "connector is no longer registered or is disabled")
 				return
 			}
 			if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
 				c.log().Info("access token expired; closing session")
-				c.close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
+				c.close(sessionproto.CloseTokenExpired, "access token expired; reconnect with a fresh token")
 				return
 			}
 			// The pong is read by the read loop, which pauses while the
@@ -505,25 +505,25 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		data, err := io.ReadAll(io.LimitReader(r, protocol.MaxFrameBytes+1))
+		data, err := io.ReadAll(io.LimitReader(r, sessionproto.MaxFrameBytes+1))
 		if err != nil {
 			return err
 		}
-		if len(data) > protocol.MaxFrameBytes {
+		if len(data) > sessionproto.MaxFrameBytes {
 			// Skip the rest; past HardFrameLimit the library closes with 1009.
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				return err
 			}
-			c.reject(ctx, "", protocol.CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; nothing in it was processed", protocol.MaxFrameBytes))
+			c.reject(ctx, "", sessionproto.CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; nothing in it was processed", sessionproto.MaxFrameBytes))
 			continue
 		}
 		if typ != websocket.MessageText {
-			c.reject(ctx, "", protocol.CodeBadFrame, "frames are JSON text messages")
+			c.reject(ctx, "", sessionproto.CodeBadFrame, "frames are JSON text messages")
 			continue
 		}
-		f, err := protocol.Decode(data)
+		f, err := sessionproto.Decode(data)
 		if err != nil {
-			var perr *protocol.Error
+			var perr *sessionproto.Error
 			errors.As(err, &perr)
 			c.reject(ctx, f.ID, perr.Code, perr.Message)
 			continue
@@ -544,13 +544,13 @@ func (c *conn) readLoop(ctx context.Context) error {
 func (c *conn) reject(ctx context.Context, id, code, msg string) {
 	c.srv.metrics.Rejected.WithLabelValues(code).Inc()
 	c.log().Info("frame rejected", "code", code, "request", id, "reason", msg)
-	if err := c.write(ctx, protocol.ErrorFrame(id, code, msg)); err != nil {
+	if err := c.write(ctx, sessionproto.ErrorFrame(id, code, msg)); err != nil {
 		c.log().Debug("cannot write error frame", "err", err)
 	}
 }
 
-func (c *conn) write(ctx context.Context, f protocol.Frame) error {
-	data, err := protocol.Encode(f)
+func (c *conn) write(ctx context.Context, f sessionproto.Frame) error {
+	data, err := sessionproto.Encode(f)
 	if err != nil {
 		return err
 	}
@@ -559,42 +559,42 @@ func (c *conn) write(ctx context.Context, f protocol.Frame) error {
 	return c.ws.Write(ctx, websocket.MessageText, data)
 }
 
-func (c *conn) handle(ctx context.Context, f protocol.Frame) {
+func (c *conn) handle(ctx context.Context, f sessionproto.Frame) {
 	if c.leaving.Load() {
-		c.reject(ctx, f.ID, protocol.CodeShuttingDown, "worker is shutting down; reconnect and retry")
+		c.reject(ctx, f.ID, sessionproto.CodeShuttingDown, "worker is shutting down; reconnect and retry")
 		return
 	}
-	if f.ID == "" && f.Type != protocol.TypeNudge {
-		c.reject(ctx, "", protocol.CodeBadFrame, "request frame has no id")
+	if f.ID == "" && f.Type != sessionproto.TypeNudge {
+		c.reject(ctx, "", sessionproto.CodeBadFrame, "request frame has no id")
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
 	defer cancel()
-	var reply protocol.Frame
+	var reply sessionproto.Frame
 	var err error
 	switch f.Type {
-	case protocol.TypeSend:
+	case sessionproto.TypeSend:
 		reply, err = c.send(rctx, f)
-	case protocol.TypeSubscribe, protocol.TypeUnsubscribe:
+	case sessionproto.TypeSubscribe, sessionproto.TypeUnsubscribe:
 		reply, err = c.subscription(rctx, f)
-	case protocol.TypeQueueAccess:
+	case sessionproto.TypeQueueAccess:
 		reply, err = c.queueAccess(rctx, f)
-	case protocol.TypeAuth:
+	case sessionproto.TypeAuth:
 		reply, err = c.reauth(rctx, f)
-	case protocol.TypeUpload:
+	case sessionproto.TypeUpload:
 		reply, err = c.upload(rctx, f)
-	case protocol.TypeExtend:
+	case sessionproto.TypeExtend:
 		reply, err = c.extend(rctx, f)
-	case protocol.TypeDeadLetter:
+	case sessionproto.TypeDeadLetter:
 		reply, err = c.deadLetter(rctx, f)
 	default:
-		err = &protocol.Error{Code: protocol.CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", f.Type)}
+		err = &sessionproto.Error{Code: sessionproto.CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", f.Type)}
 	}
 	if err != nil {
-		var perr *protocol.Error
+		var perr *sessionproto.Error
 		if !errors.As(err, &perr) {
 			c.log().Warn("request failed", "type", f.Type, "request", f.ID, "err", err)
-			perr = &protocol.Error{Code: protocol.CodeUnavailable, Message: "the request could not be completed; retry"}
+			perr = &sessionproto.Error{Code: sessionproto.CodeUnavailable, Message: "the request could not be completed; retry"}
 		}
 		c.reject(ctx, f.ID, perr.Code, perr.Message)
 		return
@@ -605,107 +605,107 @@ func (c *conn) handle(ctx context.Context, f protocol.Frame) {
 	}
 }
 
-func (c *conn) send(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (c *conn) send(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	m := f.Message
 	if m == nil {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "send frame has no message"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeBadFrame, Message: "send frame has no message"}
 	}
 	if m.Claim != nil && len(m.Body) > 0 {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "body and claim are exclusive"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: "body and claim are exclusive"}
 	}
 	if err := envelope.CheckConnectorHeaders(m.Headers); err != nil {
 		if errors.Is(err, envelope.ErrReservedHeader) {
 			c.srv.log.Warn("audit: identity_header_rejected", "audit", true, "event", "identity_header_rejected",
 				"tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "remote", c.remote, "err", err)
-			return protocol.Frame{}, &protocol.Error{Code: protocol.CodeIdentityHeader, Message: err.Error()}
+			return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeIdentityHeader, Message: err.Error()}
 		}
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: err.Error()}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 	}
 	if len(m.ID) > envelope.MaxIDLength || len(m.CorrelationID) > envelope.MaxIDLength {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage,
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage,
 			Message: fmt.Sprintf("id and correlation_id are limited to %d characters", envelope.MaxIDLength)}
 	}
 	id, err := c.srv.cfg.Sender.SendToCloud(ctx, c.id, *m)
 	if err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
 	c.srv.metrics.Sent.Inc()
-	return protocol.Frame{Type: protocol.TypeAck, MessageID: id}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeAck, MessageID: id}, nil
 }
 
-func (c *conn) subscription(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (c *conn) subscription(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	if err := envelope.ValidateTopic(f.Topic); err != nil {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidTopic, Message: err.Error()}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeInvalidTopic, Message: err.Error()}
 	}
 	var err error
-	if f.Type == protocol.TypeSubscribe {
+	if f.Type == sessionproto.TypeSubscribe {
 		err = c.srv.cfg.Subscriptions.Subscribe(ctx, c.id.Tenant, f.Topic, c.id.Connector)
 	} else {
 		err = c.srv.cfg.Subscriptions.Unsubscribe(ctx, c.id.Tenant, f.Topic, c.id.Connector)
 	}
 	if err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
 	c.log().Info(f.Type+"d", "topic", f.Topic)
-	return protocol.Frame{Type: protocol.TypeAck, Topic: f.Topic}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeAck, Topic: f.Topic}, nil
 }
 
-func (c *conn) queueAccess(ctx context.Context, _ protocol.Frame) (protocol.Frame, error) {
+func (c *conn) queueAccess(ctx context.Context, _ sessionproto.Frame) (sessionproto.Frame, error) {
 	qa, err := c.srv.cfg.QueueAccess.Grant(ctx, c.id)
 	if err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
-	return protocol.Frame{Type: protocol.TypeQueueAccess, QueueAccess: &qa}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeQueueAccess, QueueAccess: &qa}, nil
 }
 
-func (c *conn) extend(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (c *conn) extend(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	e := f.Extend
 	if e == nil || e.MessageID == "" || e.PopReceipt == "" || e.Text == "" || e.VisibilitySeconds < 1 || e.VisibilitySeconds > 7*24*3600 {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "extend needs message_id, pop_receipt, text and visibility_seconds between 1 and 604800"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeBadFrame, Message: "extend needs message_id, pop_receipt, text and visibility_seconds between 1 and 604800"}
 	}
 	if len(e.Text) > envelope.MaxQueueMessageBytes {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "text exceeds the queue message limit"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: "text exceeds the queue message limit"}
 	}
 	pop, next, err := c.srv.cfg.QueueAccess.Extend(ctx, c.id, e.MessageID, e.PopReceipt, e.Text, time.Duration(e.VisibilitySeconds)*time.Second)
 	if err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
-	return protocol.Frame{Type: protocol.TypeExtend, Extend: &protocol.Extend{MessageID: e.MessageID, PopReceipt: pop, NextVisible: next}}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeExtend, Extend: &sessionproto.Extend{MessageID: e.MessageID, PopReceipt: pop, NextVisible: next}}, nil
 }
 
-func (c *conn) deadLetter(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (c *conn) deadLetter(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	d := f.DeadLetter
 	if d == nil || d.Reason == "" {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "dead_letter needs a reason"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeBadFrame, Message: "dead_letter needs a reason"}
 	}
 	if err := c.srv.cfg.Sender.DeadLetter(ctx, c.id, *d); err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
 	c.log().Warn("connector dead-lettered a message", "reason", d.Reason, "message", d.MessageID, "dequeue_count", d.DequeueCount)
-	return protocol.Frame{Type: protocol.TypeAck}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeAck}, nil
 }
 
-func (c *conn) reauth(ctx context.Context, f protocol.Frame) (protocol.Frame, error) {
+func (c *conn) reauth(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	p, err := c.srv.cfg.Verifier.Verify(ctx, f.Token)
 	if err != nil {
 		c.srv.log.Warn("audit: reauth_rejected", "audit", true, "event", "reauth_rejected", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "err", err)
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "token rejected"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeUnauthorized, Message: "token rejected"}
 	}
 	if p.Identity != c.id {
 		c.srv.log.Warn("audit: reauth_identity_mismatch", "audit", true, "event", "reauth_identity_mismatch", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name, "token_tenant", p.Tenant, "token_connector", p.Connector)
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "token names another identity than this session"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeUnauthorized, Message: "token names another identity than this session"}
 	}
 	c.expires.Store(p.Expires.UnixNano())
-	return protocol.Frame{Type: protocol.TypeAck}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeAck}, nil
 }
 
-func (c *conn) upload(ctx context.Context, _ protocol.Frame) (protocol.Frame, error) {
+func (c *conn) upload(ctx context.Context, _ sessionproto.Frame) (sessionproto.Frame, error) {
 	if c.srv.cfg.Uploads == nil {
-		return protocol.Frame{}, &protocol.Error{Code: protocol.CodeUnknownType, Message: "this gateway takes no uploads"}
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeUnknownType, Message: "this gateway takes no uploads"}
 	}
 	u, err := c.srv.cfg.Uploads.UploadURL(ctx, c.id)
 	if err != nil {
-		return protocol.Frame{}, err
+		return sessionproto.Frame{}, err
 	}
-	return protocol.Frame{Type: protocol.TypeUpload, Upload: &u}, nil
+	return sessionproto.Frame{Type: sessionproto.TypeUpload, Upload: &u}, nil
 }

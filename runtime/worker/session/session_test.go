@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // fakeVerifier accepts "tok-<tenant>-<connector>[-<seconds valid>]".
@@ -38,18 +38,18 @@ func (fakeVerifier) Verify(_ context.Context, raw string) (Principal, error) {
 
 type sent struct {
 	from Identity
-	msg  protocol.Message
+	msg  sessionproto.Message
 }
 
 type fakeSender struct {
 	mu       sync.Mutex
 	sent     []sent
 	err      error
-	dead     []protocol.DeadLetter
+	dead     []sessionproto.DeadLetter
 	deadFrom []Identity
 }
 
-func (f *fakeSender) SendToCloud(_ context.Context, from Identity, m protocol.Message) (string, error) {
+func (f *fakeSender) SendToCloud(_ context.Context, from Identity, m sessionproto.Message) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -62,7 +62,7 @@ func (f *fakeSender) SendToCloud(_ context.Context, from Identity, m protocol.Me
 	return m.ID, nil
 }
 
-func (f *fakeSender) DeadLetter(_ context.Context, from Identity, d protocol.DeadLetter) error {
+func (f *fakeSender) DeadLetter(_ context.Context, from Identity, d sessionproto.DeadLetter) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dead = append(f.dead, d)
@@ -103,8 +103,8 @@ func (f *fakeSubs) has(k string) bool {
 
 type fakeAccess struct{}
 
-func (fakeAccess) Grant(_ context.Context, id Identity) (protocol.QueueAccess, error) {
-	return protocol.QueueAccess{Queue: "q-" + id.Connector, URL: "http://queue/q-" + id.Connector + "?sig=x", ExpiresAt: time.Unix(1e9, 0).UTC()}, nil
+func (fakeAccess) Grant(_ context.Context, id Identity) (sessionproto.QueueAccess, error) {
+	return sessionproto.QueueAccess{Queue: "q-" + id.Connector, URL: "http://queue/q-" + id.Connector + "?sig=x", ExpiresAt: time.Unix(1e9, 0).UTC()}, nil
 }
 
 func (fakeAccess) Extend(_ context.Context, id Identity, messageID, pop, _ string, vis time.Duration) (string, time.Time, error) {
@@ -144,17 +144,17 @@ func (h *harness) dial(t *testing.T, token string) *client {
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.http.URL, "http"), &websocket.DialOptions{
 		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
-		Subprotocols: []string{protocol.Subprotocol},
+		Subprotocols: []string{sessionproto.Subprotocol},
 	})
 	require.NoError(t, err)
 	if resp.Body != nil {
 		_ = resp.Body.Close()
 	}
-	ws.SetReadLimit(protocol.HardFrameLimit)
+	ws.SetReadLimit(sessionproto.HardFrameLimit)
 	t.Cleanup(func() { _ = ws.CloseNow() })
 	c := &client{t: t, ws: ws}
 	hello := c.read()
-	require.Equal(t, protocol.TypeHello, hello.Type)
+	require.Equal(t, sessionproto.TypeHello, hello.Type)
 	return c
 }
 
@@ -165,20 +165,20 @@ func (c *client) writeRaw(data []byte) {
 	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, data))
 }
 
-func (c *client) write(f protocol.Frame) {
+func (c *client) write(f sessionproto.Frame) {
 	c.t.Helper()
-	data, err := protocol.Encode(f)
+	data, err := sessionproto.Encode(f)
 	require.NoError(c.t, err)
 	c.writeRaw(data)
 }
 
-func (c *client) read() protocol.Frame {
+func (c *client) read() sessionproto.Frame {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, data, err := c.ws.Read(ctx)
 	require.NoError(c.t, err)
-	f, err := protocol.Decode(data)
+	f, err := sessionproto.Decode(data)
 	require.NoError(c.t, err)
 	return f
 }
@@ -192,7 +192,7 @@ func TestRejectsBadTokensBeforeUpgrade(t *testing.T) {
 		"bad token":    "Bearer forged",
 	} {
 		t.Run(name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, h.http.URL+protocol.ConnectPath, nil)
+			req, _ := http.NewRequest(http.MethodGet, h.http.URL+sessionproto.ConnectPath, nil)
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
 			}
@@ -210,13 +210,13 @@ func TestHelloCarriesVerifiedIdentity(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.http.URL, "http"), &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer tok-acme-agent1"}}, Subprotocols: []string{protocol.Subprotocol},
+		HTTPHeader: http.Header{"Authorization": {"Bearer tok-acme-agent1"}}, Subprotocols: []string{sessionproto.Subprotocol},
 	})
 	require.NoError(t, err)
 	defer ws.CloseNow()
 	_, data, err := ws.Read(ctx)
 	require.NoError(t, err)
-	f, err := protocol.Decode(data)
+	f, err := sessionproto.Decode(data)
 	require.NoError(t, err)
 	require.NotNil(t, f.Hello)
 	assert.Equal(t, "acme", f.Hello.Tenant)
@@ -240,9 +240,9 @@ func TestRequiresSubprotocol(t *testing.T) {
 func TestSendStampsIdentityAndAcks(t *testing.T) {
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
-	c.write(protocol.Frame{Type: protocol.TypeSend, ID: "r1", Message: &protocol.Message{ID: "m-1", Body: []byte("ping"), Headers: map[string]string{"kind": "ping"}}})
+	c.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "r1", Message: &sessionproto.Message{ID: "m-1", Body: []byte("ping"), Headers: map[string]string{"kind": "ping"}}})
 	ack := c.read()
-	assert.Equal(t, protocol.Frame{Type: protocol.TypeAck, ID: "r1", MessageID: "m-1"}, ack)
+	assert.Equal(t, sessionproto.Frame{Type: sessionproto.TypeAck, ID: "r1", MessageID: "m-1"}, ack)
 	got := h.sender.all()
 	require.Len(t, got, 1)
 	assert.Equal(t, Identity{Tenant: "acme", Connector: "agent1"}, got[0].from)
@@ -256,21 +256,21 @@ func TestRequestErrors(t *testing.T) {
 		wantID   string
 		wantCode string
 	}{
-		{"not json", `{{{`, "", protocol.CodeBadFrame},
-		{"no type", `{"id":"r1"}`, "r1", protocol.CodeBadFrame},
-		{"no id", `{"type":"subscribe","topic":"chat"}`, "", protocol.CodeBadFrame},
-		{"unknown type", `{"type":"teleport","id":"r2"}`, "r2", protocol.CodeUnknownType},
-		{"send without message", `{"type":"send","id":"r3"}`, "r3", protocol.CodeBadFrame},
-		{"spoofed tenant header", `{"type":"send","id":"r4","message":{"headers":{"Bote-Tenant":"other"}}}`, "r4", protocol.CodeIdentityHeader},
-		{"spoofed connector header", `{"type":"send","id":"r5","message":{"headers":{"x-connector-id":"agent2"}}}`, "r5", protocol.CodeIdentityHeader},
-		{"spoofed from header", `{"type":"send","id":"r6","message":{"headers":{"From":"acme/agent2"}}}`, "r6", protocol.CodeIdentityHeader},
-		{"malformed header", `{"type":"send","id":"r9","message":{"headers":{"a b":"c"}}}`, "r9", protocol.CodeInvalidMessage},
-		{"bad topic", `{"type":"subscribe","id":"r7","topic":"../other"}`, "r7", protocol.CodeInvalidTopic},
-		{"empty topic", `{"type":"unsubscribe","id":"r8"}`, "r8", protocol.CodeInvalidTopic},
-		{"extend without receipt", `{"type":"extend","id":"r10","extend":{"message_id":"m","visibility_seconds":30}}`, "r10", protocol.CodeBadFrame},
-		{"extend too long", `{"type":"extend","id":"r11","extend":{"message_id":"m","pop_receipt":"p","text":"t","visibility_seconds":9999999}}`, "r11", protocol.CodeBadFrame},
-		{"dead letter without reason", `{"type":"dead_letter","id":"r12","dead_letter":{"text":"x"}}`, "r12", protocol.CodeBadFrame},
-		{"oversize message id", `{"type":"send","id":"r13","message":{"id":"` + strings.Repeat("x", 200) + `"}}`, "r13", protocol.CodeInvalidMessage},
+		{"not json", `{{{`, "", sessionproto.CodeBadFrame},
+		{"no type", `{"id":"r1"}`, "r1", sessionproto.CodeBadFrame},
+		{"no id", `{"type":"subscribe","topic":"chat"}`, "", sessionproto.CodeBadFrame},
+		{"unknown type", `{"type":"teleport","id":"r2"}`, "r2", sessionproto.CodeUnknownType},
+		{"send without message", `{"type":"send","id":"r3"}`, "r3", sessionproto.CodeBadFrame},
+		{"spoofed tenant header", `{"type":"send","id":"r4","message":{"headers":{"Bote-Tenant":"other"}}}`, "r4", sessionproto.CodeIdentityHeader},
+		{"spoofed connector header", `{"type":"send","id":"r5","message":{"headers":{"x-connector-id":"agent2"}}}`, "r5", sessionproto.CodeIdentityHeader},
+		{"spoofed from header", `{"type":"send","id":"r6","message":{"headers":{"From":"acme/agent2"}}}`, "r6", sessionproto.CodeIdentityHeader},
+		{"malformed header", `{"type":"send","id":"r9","message":{"headers":{"a b":"c"}}}`, "r9", sessionproto.CodeInvalidMessage},
+		{"bad topic", `{"type":"subscribe","id":"r7","topic":"../other"}`, "r7", sessionproto.CodeInvalidTopic},
+		{"empty topic", `{"type":"unsubscribe","id":"r8"}`, "r8", sessionproto.CodeInvalidTopic},
+		{"extend without receipt", `{"type":"extend","id":"r10","extend":{"message_id":"m","visibility_seconds":30}}`, "r10", sessionproto.CodeBadFrame},
+		{"extend too long", `{"type":"extend","id":"r11","extend":{"message_id":"m","pop_receipt":"p","text":"t","visibility_seconds":9999999}}`, "r11", sessionproto.CodeBadFrame},
+		{"dead letter without reason", `{"type":"dead_letter","id":"r12","dead_letter":{"text":"x"}}`, "r12", sessionproto.CodeBadFrame},
+		{"oversize message id", `{"type":"send","id":"r13","message":{"id":"` + strings.Repeat("x", 200) + `"}}`, "r13", sessionproto.CodeInvalidMessage},
 	}
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
@@ -278,7 +278,7 @@ func TestRequestErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c.writeRaw([]byte(tt.raw))
 			f := c.read()
-			assert.Equal(t, protocol.TypeError, f.Type)
+			assert.Equal(t, sessionproto.TypeError, f.Type)
 			assert.Equal(t, tt.wantID, f.ID)
 			require.NotNil(t, f.Error)
 			assert.Equal(t, tt.wantCode, f.Error.Code, f.Error.Message)
@@ -286,23 +286,23 @@ func TestRequestErrors(t *testing.T) {
 	}
 	assert.Empty(t, h.sender.all(), "nothing reaches the bus from a refused frame")
 	// The session survives all of it.
-	c.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "ok", Topic: "chat"})
-	assert.Equal(t, protocol.TypeAck, c.read().Type)
+	c.write(sessionproto.Frame{Type: sessionproto.TypeSubscribe, ID: "ok", Topic: "chat"})
+	assert.Equal(t, sessionproto.TypeAck, c.read().Type)
 }
 
 func TestOversizeFrameIsRefusedAndSessionContinues(t *testing.T) {
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
 	other := h.dial(t, "tok-acme-agent2")
-	big := `{"type":"send","id":"big","message":{"body":"` + strings.Repeat("A", protocol.MaxFrameBytes) + `"}}`
+	big := `{"type":"send","id":"big","message":{"body":"` + strings.Repeat("A", sessionproto.MaxFrameBytes) + `"}}`
 	c.writeRaw([]byte(big))
 	f := c.read()
-	require.Equal(t, protocol.TypeError, f.Type)
-	assert.Equal(t, protocol.CodeFrameTooLarge, f.Error.Code)
+	require.Equal(t, sessionproto.TypeError, f.Type)
+	assert.Equal(t, sessionproto.CodeFrameTooLarge, f.Error.Code)
 
-	c.write(protocol.Frame{Type: protocol.TypeSend, ID: "small", Message: &protocol.Message{ID: "m-2", Body: []byte("x")}})
+	c.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "small", Message: &sessionproto.Message{ID: "m-2", Body: []byte("x")}})
 	assert.Equal(t, "m-2", c.read().MessageID)
-	other.write(protocol.Frame{Type: protocol.TypeSend, ID: "o", Message: &protocol.Message{ID: "m-3"}})
+	other.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "o", Message: &sessionproto.Message{ID: "m-3"}})
 	assert.Equal(t, "m-3", other.read().MessageID)
 	assert.Len(t, h.sender.all(), 2)
 }
@@ -312,33 +312,33 @@ func TestFrameBeyondHardLimitClosesOnlyThatSession(t *testing.T) {
 	c := h.dial(t, "tok-acme-agent1")
 	other := h.dial(t, "tok-acme-agent2")
 	ctx := context.Background()
-	_ = c.ws.Write(ctx, websocket.MessageText, make([]byte, protocol.HardFrameLimit+10))
+	_ = c.ws.Write(ctx, websocket.MessageText, make([]byte, sessionproto.HardFrameLimit+10))
 	_, _, err := c.ws.Read(ctx)
 	require.Error(t, err, "that session is over")
 	if status := websocket.CloseStatus(err); status != -1 { // -1: the close frame raced the write
 		assert.Equal(t, websocket.StatusMessageTooBig, status)
 	}
-	other.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
-	assert.Equal(t, protocol.TypeAck, other.read().Type)
+	other.write(sessionproto.Frame{Type: sessionproto.TypeSubscribe, ID: "s", Topic: "chat"})
+	assert.Equal(t, sessionproto.TypeAck, other.read().Type)
 }
 
 func TestSubscriptionsAreScopedToTheTokenTenant(t *testing.T) {
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
-	c.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s1", Topic: "chat"})
-	assert.Equal(t, protocol.Frame{Type: protocol.TypeAck, ID: "s1", Topic: "chat"}, c.read())
+	c.write(sessionproto.Frame{Type: sessionproto.TypeSubscribe, ID: "s1", Topic: "chat"})
+	assert.Equal(t, sessionproto.Frame{Type: sessionproto.TypeAck, ID: "s1", Topic: "chat"}, c.read())
 	assert.True(t, h.subs.has("acme|chat|agent1"))
-	c.write(protocol.Frame{Type: protocol.TypeUnsubscribe, ID: "s2", Topic: "chat"})
-	assert.Equal(t, protocol.TypeAck, c.read().Type)
+	c.write(sessionproto.Frame{Type: sessionproto.TypeUnsubscribe, ID: "s2", Topic: "chat"})
+	assert.Equal(t, sessionproto.TypeAck, c.read().Type)
 	assert.False(t, h.subs.has("acme|chat|agent1"))
 }
 
 func TestQueueAccess(t *testing.T) {
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
-	c.write(protocol.Frame{Type: protocol.TypeQueueAccess, ID: "q"})
+	c.write(sessionproto.Frame{Type: sessionproto.TypeQueueAccess, ID: "q"})
 	f := c.read()
-	require.Equal(t, protocol.TypeQueueAccess, f.Type)
+	require.Equal(t, sessionproto.TypeQueueAccess, f.Type)
 	assert.Equal(t, "q", f.ID)
 	assert.Equal(t, "q-agent1", f.QueueAccess.Queue)
 }
@@ -347,10 +347,10 @@ func TestBackendFailureIsUnavailable(t *testing.T) {
 	h := newHarness(t)
 	h.sender.err = errors.New("bus down")
 	c := h.dial(t, "tok-acme-agent1")
-	c.write(protocol.Frame{Type: protocol.TypeSend, ID: "r", Message: &protocol.Message{}})
+	c.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "r", Message: &sessionproto.Message{}})
 	f := c.read()
-	require.Equal(t, protocol.TypeError, f.Type)
-	assert.Equal(t, protocol.CodeUnavailable, f.Error.Code)
+	require.Equal(t, sessionproto.TypeError, f.Type)
+	assert.Equal(t, sessionproto.CodeUnavailable, f.Error.Code)
 	assert.NotContains(t, f.Error.Message, "bus down", "internal errors stay in the worker's log")
 }
 
@@ -360,7 +360,7 @@ func TestNudgeReachesOnlyThatConnector(t *testing.T) {
 	b := h.dial(t, "tok-acme-agent2")
 	assert.True(t, h.srv.Nudge(Identity{Tenant: "acme", Connector: "agent1"}))
 	assert.False(t, h.srv.Nudge(Identity{Tenant: "other", Connector: "agent1"}))
-	assert.Equal(t, protocol.TypeNudge, a.read().Type)
+	assert.Equal(t, sessionproto.TypeNudge, a.read().Type)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -409,13 +409,13 @@ func TestConfigValidate(t *testing.T) {
 func TestExtendAndDeadLetterUseTheSessionIdentity(t *testing.T) {
 	h := newHarness(t)
 	c := h.dial(t, "tok-acme-agent1")
-	c.write(protocol.Frame{Type: protocol.TypeExtend, ID: "e", Extend: &protocol.Extend{MessageID: "m", PopReceipt: "p", Text: "t", VisibilitySeconds: 60}})
+	c.write(sessionproto.Frame{Type: sessionproto.TypeExtend, ID: "e", Extend: &sessionproto.Extend{MessageID: "m", PopReceipt: "p", Text: "t", VisibilitySeconds: 60}})
 	f := c.read()
-	require.Equal(t, protocol.TypeExtend, f.Type)
+	require.Equal(t, sessionproto.TypeExtend, f.Type)
 	assert.Equal(t, "p+agent1", f.Extend.PopReceipt)
 
-	c.write(protocol.Frame{Type: protocol.TypeDeadLetter, ID: "d", DeadLetter: &protocol.DeadLetter{Reason: "undecodable", Text: "garbage"}})
-	assert.Equal(t, protocol.TypeAck, c.read().Type)
+	c.write(sessionproto.Frame{Type: sessionproto.TypeDeadLetter, ID: "d", DeadLetter: &sessionproto.DeadLetter{Reason: "undecodable", Text: "garbage"}})
+	assert.Equal(t, sessionproto.TypeAck, c.read().Type)
 	h.sender.mu.Lock()
 	defer h.sender.mu.Unlock()
 	require.Len(t, h.sender.dead, 1)
@@ -427,20 +427,20 @@ func TestExpiredTokenClosesSessionUnlessRenewed(t *testing.T) {
 	renewed := h.dial(t, "tok-acme-agent1-150") // valid 150ms
 	expiring := h.dial(t, "tok-acme-agent2-150")
 
-	renewed.write(protocol.Frame{Type: protocol.TypeAuth, ID: "a1", Token: "tok-acme-agent2"})
+	renewed.write(sessionproto.Frame{Type: sessionproto.TypeAuth, ID: "a1", Token: "tok-acme-agent2"})
 	f := renewed.read()
-	require.Equal(t, protocol.TypeError, f.Type, "a token for another connector is refused")
-	assert.Equal(t, protocol.CodeUnauthorized, f.Error.Code)
-	renewed.write(protocol.Frame{Type: protocol.TypeAuth, ID: "a2", Token: "tok-acme-agent1"})
-	assert.Equal(t, protocol.TypeAck, renewed.read().Type)
+	require.Equal(t, sessionproto.TypeError, f.Type, "a token for another connector is refused")
+	assert.Equal(t, sessionproto.CodeUnauthorized, f.Error.Code)
+	renewed.write(sessionproto.Frame{Type: sessionproto.TypeAuth, ID: "a2", Token: "tok-acme-agent1"})
+	assert.Equal(t, sessionproto.TypeAck, renewed.read().Type)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, _, err := expiring.ws.Read(ctx)
-	assert.Equal(t, websocket.StatusCode(protocol.CloseTokenExpired), websocket.CloseStatus(err))
+	assert.Equal(t, websocket.StatusCode(sessionproto.CloseTokenExpired), websocket.CloseStatus(err))
 
-	renewed.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
-	assert.Equal(t, protocol.TypeAck, renewed.read().Type, "renewed session still serves")
+	renewed.write(sessionproto.Frame{Type: sessionproto.TypeSubscribe, ID: "s", Topic: "chat"})
+	assert.Equal(t, sessionproto.TypeAck, renewed.read().Type, "renewed session still serves")
 }
 
 type fakeDirectory struct {
@@ -464,7 +464,7 @@ func TestDisabledConnectorsLoseTheirSessions(t *testing.T) {
 	dir := &fakeDirectory{inactive: map[Identity]bool{{Tenant: "acme", Connector: "gone"}: true}}
 	h := newHarness(t, func(c *Config) { c.Directory = dir; c.PingInterval = 50 * time.Millisecond })
 
-	req, _ := http.NewRequest(http.MethodGet, h.http.URL+protocol.ConnectPath, nil)
+	req, _ := http.NewRequest(http.MethodGet, h.http.URL+sessionproto.ConnectPath, nil)
 	req.Header.Set("Authorization", "Bearer tok-acme-gone")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -477,9 +477,9 @@ func TestDisabledConnectorsLoseTheirSessions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, _, err = c.ws.Read(ctx)
-	assert.Equal(t, websocket.StatusCode(protocol.CloseRevoked), websocket.CloseStatus(err))
-	other.write(protocol.Frame{Type: protocol.TypeSubscribe, ID: "s", Topic: "chat"})
-	assert.Equal(t, protocol.TypeAck, other.read().Type)
+	assert.Equal(t, websocket.StatusCode(sessionproto.CloseRevoked), websocket.CloseStatus(err))
+	other.write(sessionproto.Frame{Type: sessionproto.TypeSubscribe, ID: "s", Topic: "chat"})
+	assert.Equal(t, sessionproto.TypeAck, other.read().Type)
 }
 
 // TestSessionFloodKeepsTheNewestUpToTheCap: one token opening 300 sessions
@@ -503,7 +503,7 @@ func TestSessionFloodKeepsTheNewestUpToTheCap(t *testing.T) {
 			_, _, err = c.ws.Read(ctx)
 		}
 		cancel()
-		require.Equal(t, websocket.StatusCode(protocol.CloseSessionLimit), websocket.CloseStatus(err), "session %d", i)
+		require.Equal(t, websocket.StatusCode(sessionproto.CloseSessionLimit), websocket.CloseStatus(err), "session %d", i)
 	}
 	m := h.srv.metrics
 	require.Eventually(t, func() bool { return testutil.ToFloat64(m.Sessions) == float64(limit+1) }, 10*time.Second, 10*time.Millisecond)
@@ -512,8 +512,8 @@ func TestSessionFloodKeepsTheNewestUpToTheCap(t *testing.T) {
 
 	// The newest sessions and the other connector still work.
 	for i, c := range append(clients[flood-limit:], other) {
-		c.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: "after-flood-" + strconv.Itoa(i)}})
-		assert.Equal(t, protocol.TypeAck, c.read().Type)
+		c.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "s", Message: &sessionproto.Message{ID: "after-flood-" + strconv.Itoa(i)}})
+		assert.Equal(t, sessionproto.TypeAck, c.read().Type)
 	}
 	assert.Len(t, h.sender.all(), limit+1)
 }
@@ -525,10 +525,10 @@ func TestSessionCapOfOne(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, _, err := first.ws.Read(ctx)
-	assert.Equal(t, websocket.StatusCode(protocol.CloseSessionLimit), websocket.CloseStatus(err))
+	assert.Equal(t, websocket.StatusCode(sessionproto.CloseSessionLimit), websocket.CloseStatus(err))
 	assert.Contains(t, err.Error(), "more than 1 session")
-	second.write(protocol.Frame{Type: protocol.TypeSend, ID: "s", Message: &protocol.Message{ID: "x"}})
-	assert.Equal(t, protocol.TypeAck, second.read().Type)
+	second.write(sessionproto.Frame{Type: sessionproto.TypeSend, ID: "s", Message: &sessionproto.Message{ID: "x"}})
+	assert.Equal(t, sessionproto.TypeAck, second.read().Type)
 }
 
 // After a reconnect storm of every kind of ending (clean close, abrupt
@@ -540,7 +540,7 @@ func TestSessionsGaugeIsExactAfterAStorm(t *testing.T) {
 	url := "ws" + strings.TrimPrefix(h.http.URL, "http")
 	dial := func(ctx context.Context, token string) (*websocket.Conn, error) {
 		ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-			HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}, Subprotocols: []string{protocol.Subprotocol},
+			HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}, Subprotocols: []string{sessionproto.Subprotocol},
 		})
 		if resp != nil && resp.Body != nil {
 			_ = resp.Body.Close()

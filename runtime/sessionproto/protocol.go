@@ -1,9 +1,11 @@
-// Package protocol is the connector session protocol spoken over the
+// Package sessionproto is the connector session protocol spoken over the
 // worker's WebSocket: the frame types, their JSON form, the error codes and
 // the limits both sides agree on.
 //
-// The worker (package worker/session) and the connector library (package
-// connector) both use these definitions, so the two sides cannot drift. The
+// The worker (package worker/session) on one side and the connector library
+// (package connector), its sidecar (connector/sidecar) and the ops agent
+// (package agent) on the other all use these definitions, so the sides cannot
+// drift; that is why the package is not filed under the worker. The
 // protocol is versioned by its WebSocket subprotocol, Subprotocol ("bote.v1");
 // a breaking change gets a new subprotocol and the worker keeps serving the
 // old one for as long as connectors in the field speak it. docs/gateway.md
@@ -14,7 +16,7 @@
 // the worker answers each request exactly once, with a frame of the reply type
 // or an "error" frame, carrying the same id. Frames the worker sends on its
 // own (hello, nudge, error without id) have no id.
-package protocol
+package sessionproto
 
 import (
 	"encoding/json"
