@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/runs"
 )
 
 // AuditLog records and reads the audit log (*audit.Recorder on an
@@ -79,7 +82,7 @@ func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, ori
 		Status:    status,
 		RequestID: origin.RequestID,
 		Client:    origin.Client,
-		Detail:    rec.errMessage,
+		Detail:    rec.detail,
 	}
 	if p := rec.principal; p != nil {
 		entry.Principal = p.String()
@@ -127,9 +130,13 @@ const (
 )
 
 // noteError keeps the message of the error answered, for the audit record.
-func noteError(w http.ResponseWriter, msg string) {
+func noteError(w http.ResponseWriter, msg string) { noteDetail(w, "%s", msg) }
+
+// noteDetail says in the audit record what a mutation made or changed
+// when its path does not (the body named it): never a secret value.
+func noteDetail(w http.ResponseWriter, format string, args ...any) {
 	if rec, ok := w.(*statusRecorder); ok {
-		rec.errMessage = msg
+		rec.detail = fmt.Sprintf(format, args...)
 	}
 }
 
@@ -225,4 +232,54 @@ func auditScope(p grants, tenant string) ([]string, error) {
 		return nil, errNoAuditScope
 	}
 	return mine, nil
+}
+
+// workspaceSettings are what the audit log says of a workspace's settings
+// (not its variables: plain ones are logged by name where they are set).
+func workspaceSettings(ws runs.Workspace) [][2]string {
+	labels := make([]string, 0, len(ws.AgentLabels))
+	for _, k := range slices.Sorted(maps.Keys(ws.AgentLabels)) {
+		labels = append(labels, k+"="+ws.AgentLabels[k])
+	}
+	o := ws.Options
+	return [][2]string{
+		{"auto_apply", strconv.FormatBool(o.AutoApply)}, {"four_eyes", strconv.FormatBool(o.FourEyes)},
+		{"labels", "{" + strings.Join(labels, ",") + "}"}, {"terraform_version", ws.TerraformVersion},
+		{"timeouts", fmt.Sprintf("plan %s, apply %s, approval %s", orDefault(o.PlanTimeout), orDefault(o.ApplyTimeout), orDefault(o.ApprovalTimeout))},
+	}
+}
+
+func orDefault(d time.Duration) string {
+	if d == 0 {
+		return "default"
+	}
+	return d.String()
+}
+
+// describeWorkspace is a created workspace's audit detail.
+func describeWorkspace(ws runs.Workspace) string {
+	parts := []string{}
+	for _, kv := range workspaceSettings(ws) {
+		parts = append(parts, kv[0]+"="+kv[1])
+	}
+	return "workspace " + ws.Name + ": " + strings.Join(parts, " ")
+}
+
+// describeChange is an updated workspace's audit detail: each setting
+// that changed, old→new.
+func describeChange(from, to runs.Workspace) string {
+	var parts []string
+	if from.Description != to.Description {
+		parts = append(parts, "description changed")
+	}
+	was := workspaceSettings(from)
+	for i, kv := range workspaceSettings(to) {
+		if kv[1] != was[i][1] {
+			parts = append(parts, kv[0]+" "+was[i][1]+"→"+kv[1])
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "nothing changed")
+	}
+	return "workspace " + to.Name + ": " + strings.Join(parts, ", ")
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/secretstore"
 )
 
 // fakeAudit keeps records in memory and remembers the last query.
@@ -321,4 +323,42 @@ func TestAuditRecordsTheStableIDOfOAuthPrincipals(t *testing.T) {
 	assert.Equal(t, "oauth2:7f3c9a1e-0b6d-4c1a-9e2f-5d8b7a6c4e21", got[0].Subject)
 	assert.Equal(t, "api-key:reader", got[1].Principal)
 	assert.Empty(t, got[1].Subject, "an API key's name is its id")
+}
+
+// Mutations whose object travels in the body say in their audit record
+// what they made or changed: which workspace with which approval options,
+// which key with which grants, which state version, which variable
+// (never its value).
+func TestAuditRecordsWhatTheBodyChanged(t *testing.T) {
+	f := newRunsFixture(t)
+	store, err := secretstore.OpenFile(filepath.Join(t.TempDir(), "secrets.json"))
+	require.NoError(t, err)
+	km, _ := newKeysServer(t)
+	log := &fakeAudit{}
+	_, srv := newTestServer(t, func(c *Config) {
+		c.Runs, c.Artifacts, c.Dispatcher, c.Secrets, c.Keys, c.Audit = f.m, f.arts, f.disp, store, km, log
+	})
+
+	ws := srv.URL + "/v1/tenants/contoso/workspaces"
+	for _, tc := range []struct {
+		method, url, cred, body string
+		detail                  []string
+	}{
+		{"POST", ws, operatorKey, `{"name":"billing","four_eyes":true,"labels":{"env":"prod"}}`,
+			[]string{"workspace billing", "four_eyes=true", "auto_apply=false", "env=prod"}},
+		{"PATCH", ws + "/billing", goodKey, `{"four_eyes":false}`, []string{"workspace billing", "four_eyes true→false"}},
+		{"PUT", ws + "/billing/vars/db_password", operatorKey, `{"value":"hunter2-secret","sensitive":true}`, []string{"variable db_password", "sensitive"}},
+		{"POST", ws + "/billing/state/rollback", approverKey, `{"version":"run-0000000000000001-c5"}`, []string{"state version run-0000000000000001-c5"}},
+		{"POST", srv.URL + "/v1/keys", goodKey, `{"id":"dave","tenants":{"contoso":"approver"}}`, []string{"key dave", "contoso=approver"}},
+	} {
+		r := send(t, tc.method, tc.url, tc.cred, "application/json", []byte(tc.body))
+		require.Less(t, r.status, 300, "%s %s: %s", tc.method, tc.url, r.body)
+		got := log.take()
+		require.Len(t, got, 1)
+		t.Logf("%s %s: %s", tc.method, tc.url, got[0].Detail)
+		for _, want := range tc.detail {
+			assert.Contains(t, got[0].Detail, want, "%s %s", tc.method, tc.url)
+		}
+		assert.NotContains(t, got[0].Detail, "hunter2")
+	}
 }

@@ -99,6 +99,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "API key created", "key", info.ID, "grants", info.Grants.String(), "by", operator(r))
+	noteDetail(w, "key %s created with grants %s", info.ID, info.Grants.String())
 	writeJSON(w, http.StatusCreated, NewKey{Key: key, APIKey: info})
 }
 

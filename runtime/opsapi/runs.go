@@ -206,6 +206,7 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "workspace created", "tenant", tenant, "workspace", ws.Name, "by", operator(r))
+	noteDetail(w, "%s", describeWorkspace(created))
 	writeJSON(w, http.StatusCreated, apiWorkspace(created))
 }
 
@@ -291,6 +292,7 @@ func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "workspace updated", "tenant", tenant, "workspace", name, "by", operator(r))
+	noteDetail(w, "%s", describeChange(cur, updated))
 	writeJSON(w, http.StatusOK, apiWorkspace(updated))
 }
 

@@ -299,8 +299,9 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status    int
 	principal *operatorauth.Principal
-	// errMessage is the message of the error answered (for the audit log).
-	errMessage string
+	// detail is the audit record's detail: the message of the error
+	// answered, or what a mutation made or changed (noteDetail).
+	detail string
 }
 
 func (r *statusRecorder) WriteHeader(code int) {

@@ -173,6 +173,7 @@ func (s *Server) rollbackState(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.runsError(w, r, err)
 	default:
+		noteDetail(w, "state version %s made current", v.Version)
 		writeJSON(w, http.StatusOK, StateVersion(v))
 	}
 }

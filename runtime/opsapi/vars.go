@@ -119,9 +119,11 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := Variable{Name: key, Sensitive: req.Sensitive}
+	kind := "sensitive"
 	if !req.Sensitive {
-		out.Value = &req.Value
+		out.Value, kind = &req.Value, "plain"
 	}
+	noteDetail(w, "variable %s set (%s)", key, kind)
 	writeJSON(w, http.StatusOK, out)
 }
 
