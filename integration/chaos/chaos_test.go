@@ -36,17 +36,7 @@ import (
 
 const tenant = "contoso"
 
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		cleanup, err := platform.Binaries()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer cleanup()
-		return m.Run()
-	}())
-}
+func TestMain(m *testing.M) { platform.Main(m) }
 
 // profile is how much chaos a run makes.
 type profile struct {
@@ -240,11 +230,11 @@ func TestChaos(t *testing.T) {
 	assert.Empty(t, stuck, "stuck runs")
 }
 
-// quick is the quick configuration in a fresh directory.
+// quick is the e2e suite's quick configuration in a fresh directory.
 func quick(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("testdata", "quick", "main.tf"))
+	data, err := os.ReadFile(filepath.Join("..", "e2e", "testdata", "quick", "main.tf"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), data, 0o644))
 	return dir

@@ -285,6 +285,20 @@ func New(t testing.TB, opts Options) *Platform {
 	return p
 }
 
+// Main is TestMain for a package of tests that start platforms: the
+// programs are built once for the whole test binary (Binaries).
+func Main(m *testing.M) {
+	os.Exit(func() int {
+		cleanup, err := Binaries()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanup()
+		return m.Run()
+	}())
+}
+
 // writeKeys makes a key per agent, the connector registry and the
 // operator API keys file.
 func (p *Platform) writeKeys() error {

@@ -27,23 +27,13 @@ const tenant = "contoso"
 // heartbeat keeps agents' heartbeats well inside --agent-silent-after.
 var heartbeat = []string{"--heartbeat-interval", "1s"}
 
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		cleanup, err := platform.Binaries()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer cleanup()
-		return m.Run()
-	}())
-}
+func TestMain(m *testing.M) { platform.Main(m) }
 
-// slow is the slow configuration, sleeping seconds in its apply.
+// slow is the e2e suite's slow configuration, sleeping seconds in its apply.
 func slow(t *testing.T, seconds int) string {
 	t.Helper()
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("testdata", "slow", "main.tf"))
+	data, err := os.ReadFile(filepath.Join("..", "e2e", "testdata", "slow", "main.tf"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), data, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), fmt.Appendf(nil, "sleep_seconds = %d\n", seconds), 0o644))
