@@ -18,11 +18,14 @@
 package session
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -289,7 +292,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "connector is not registered or is disabled", http.StatusForbidden)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
 		return
@@ -307,7 +310,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		queue:  queue,
 		seq:    seq,
 		name:   fmt.Sprintf("%s/%s#%d", id.Tenant, id.Connector, seq),
-		nudges: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		slots:  make(chan struct{}, s.cfg.MaxInFlight),
 		remote: r.RemoteAddr,
@@ -317,8 +319,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
 		return
 	}
-	defer s.remove(c)
-	c.serve(r.Context())
+	// The session runs on a goroutine of its own and this handler returns:
+	// net/http then drops what it keeps per request until its handler
+	// returns (its read and write buffers, the response), which would
+	// otherwise stay for the life of the session.
+	go func() {
+		defer s.remove(c)
+		c.serve(r.Context())
+	}()
+}
+
+// sessionBufferSize is the size of a session's read and write buffers. A
+// frame header fits many times over; larger reads and writes bypass a
+// bufio buffer anyway.
+const sessionBufferSize = 512
+
+// smallBuffers hands the WebSocket library buffers of sessionBufferSize for
+// the hijacked connection instead of net/http's 4 KiB ones, which the
+// library would keep for the life of the session.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Bytes the connector sent right after its request (its first frames)
+	// are already in net/http's buffer.
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufferSize), bufio.NewWriterSize(conn, sessionBufferSize)), nil
 }
 
 // add registers c; beyond the connector's cap it takes the oldest of the
@@ -380,7 +413,7 @@ type conn struct {
 	name   string
 	remote string
 
-	nudges   chan struct{}
+	nudging  atomic.Int32 // nudgeIdle, nudgeWriting or nudgeAgain
 	done     chan struct{}
 	slots    chan struct{} // bounds requests in flight
 	inflight sync.WaitGroup
@@ -423,7 +456,7 @@ func (c *conn) serve(ctx context.Context) {
 		log.Info("session closed before hello", "err", err)
 		return
 	}
-	go c.keepalive(ctx)
+	c.keepalive(ctx)
 	err := c.readLoop(ctx)
 	c.inflight.Wait()
 	switch status := websocket.CloseStatus(err); {
@@ -443,49 +476,93 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	_ = c.ws.Close(code, reason)
 }
 
-// keepalive pings well under any ingress idle timeout and writes nudges.
-// Nudges go through this one goroutine so that routing never waits on a
-// connector's socket.
+// keepalive pings well under any ingress idle timeout, on a timer rather
+// than a goroutine of its own: an idle session is one goroutine (its read
+// loop). Each tick runs on a short-lived goroutine of its own.
 func (c *conn) keepalive(ctx context.Context) {
-	t := time.NewTicker(c.srv.cfg.PingInterval)
-	defer t.Stop()
+	var t *time.Timer
+	t = time.AfterFunc(c.srv.cfg.PingInterval, func() {
+		if c.tick(ctx) {
+			select {
+			case <-c.done:
+			default:
+				t.Reset(c.srv.cfg.PingInterval)
+			}
+		}
+	})
+	context.AfterFunc(ctx, func() { t.Stop() })
+}
+
+// tick checks that the session may go on and pings; it reports whether it
+// did go on.
+func (c *conn) tick(ctx context.Context) bool {
+	if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
+		c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
+		c.close(protocol.CloseRevoked, "connector is no longer registered or is disabled")
+		return false
+	}
+	if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
+		c.log().Info("access token expired; closing session")
+		c.close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
+		return false
+	}
+	// The pong is read by the read loop, which pauses while the session has
+	// MaxInFlight requests open: allow a whole interval.
+	pctx, cancel := context.WithTimeout(ctx, max(c.srv.cfg.PingInterval, c.srv.cfg.WriteTimeout))
+	err := c.ws.Ping(pctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		c.log().Info("connector missed ping; closing session", "err", err)
+		c.close(websocket.StatusPolicyViolation, "ping timeout")
+		return false
+	}
+	return err == nil
+}
+
+// Nudge states (conn.nudging).
+const (
+	nudgeIdle    = iota
+	nudgeWriting // a goroutine is writing a nudge frame
+	nudgeAgain   // ... and another nudge came meanwhile: one more frame
+)
+
+// nudge tells the connector it has messages. It never blocks (routing must
+// not wait on a connector's socket) and coalesces: while a nudge frame is
+// being written, any number of nudges make one more frame.
+func (c *conn) nudge() {
 	for {
-		select {
-		case <-c.done:
+		switch c.nudging.Load() {
+		case nudgeIdle:
+			if c.nudging.CompareAndSwap(nudgeIdle, nudgeWriting) {
+				go c.writeNudges()
+				return
+			}
+		case nudgeWriting:
+			if c.nudging.CompareAndSwap(nudgeWriting, nudgeAgain) {
+				return
+			}
+		default:
 			return
-		case <-c.nudges:
-			if err := c.write(ctx, sessionproto.Frame{Type: sessionproto.TypeNudge}); err != nil {
-				c.log().Debug("cannot write nudge", "err", err)
-			}
-		case <-t.C:
-			if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
-				c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
-				c.close(sessionproto.CloseRevoked, "connector is no longer registered or is disabled")
-				return
-			}
-			if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
-				c.log().Info("access token expired; closing session")
-				c.close(sessionproto.CloseTokenExpired, "access token expired; reconnect with a fresh token")
-				return
-			}
-			// The pong is read by the read loop, which pauses while the
-			// session has MaxInFlight requests open: allow a whole interval.
-			pctx, cancel := context.WithTimeout(ctx, max(c.srv.cfg.PingInterval, c.srv.cfg.WriteTimeout))
-			err := c.ws.Ping(pctx)
-			cancel()
-			if err != nil {
-				c.log().Info("connector missed ping; closing session", "err", err)
-				c.close(websocket.StatusPolicyViolation, "ping timeout")
-				return
-			}
 		}
 	}
 }
 
-func (c *conn) nudge() {
-	select {
-	case c.nudges <- struct{}{}:
-	default: // one pending nudge says it all
+func (c *conn) writeNudges() {
+	for {
+		select {
+		case <-c.done:
+			c.nudging.Store(nudgeIdle)
+			return
+		default:
+		}
+		// Bounded by WriteTimeout, and ended by the session's close.
+		if err := c.write(context.Background(), protocol.Frame{Type: protocol.TypeNudge}); err != nil {
+			c.log().Debug("cannot write nudge", "err", err)
+		}
+		if c.nudging.CompareAndSwap(nudgeWriting, nudgeIdle) {
+			return
+		}
+		c.nudging.Store(nudgeWriting) // was nudgeAgain
 	}
 }
 

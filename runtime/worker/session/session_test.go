@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -629,4 +630,35 @@ func TestSessionsGaugeIsExactAfterAStorm(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return gauge() == 0 && h.srv.Sessions() == 0 }, 10*time.Second, 10*time.Millisecond,
 		"gauge %d, sessions %d after every connector left", gauge(), h.srv.Sessions())
+}
+
+// An idle session costs the worker one goroutine (its read loop): pings run
+// on a timer and nudges on a goroutine that lives only while it writes.
+func TestIdleSessionIsOneGoroutine(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
+	settle := func() int {
+		var n int
+		for range 3 { // let short-lived goroutines (pings, nudges, net/http) end
+			time.Sleep(100 * time.Millisecond)
+			runtime.GC()
+			n = runtime.NumGoroutine()
+		}
+		return n
+	}
+	before := settle()
+	const sessions = 50
+	clients := make([]*client, sessions)
+	for i := range clients {
+		clients[i] = h.dial(t, "tok-acme-c"+strconv.Itoa(i))
+		h.srv.Nudge(Identity{Tenant: "acme", Connector: "c" + strconv.Itoa(i)})
+	}
+	for _, c := range clients { // the nudge frames arrive: the writers ran
+		assert.Equal(t, protocol.TypeNudge, c.read().Type)
+	}
+	// The clients do not read now, so they hold no goroutine.
+	after := settle()
+	perSession := float64(after-before) / sessions
+	t.Logf("%d goroutines before, %d with %d idle sessions: %.2f per session", before, after, sessions, perSession)
+	assert.LessOrEqual(t, perSession, 1.1)
+	assert.Equal(t, sessions, h.srv.Sessions())
 }
