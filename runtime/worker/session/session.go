@@ -315,6 +315,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		remote: r.RemoteAddr,
 	}
 	c.expires.Store(p.Expires.UnixNano())
+	c.nudging.Store(nudgeWriting) // held until the hello is out: it is the first frame
 	if !s.add(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
 		return
@@ -323,9 +324,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// net/http then drops what it keeps per request until its handler
 	// returns (its read and write buffers, the response), which would
 	// otherwise stay for the life of the session.
+	ctx := context.WithoutCancel(r.Context())
+	c.open(ctx)
 	go func() {
 		defer s.remove(c)
-		c.serve(r.Context())
+		c.serve(ctx)
 	}()
 }
 
@@ -428,23 +431,30 @@ func (c *conn) log() *slog.Logger {
 	return c.srv.log.With("session", c.name, "tenant", c.id.Tenant, "connector", c.id.Connector)
 }
 
-func (c *conn) serve(ctx context.Context) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	defer close(c.done)
-	log := c.log()
-	log.Info("session opened", "remote", c.remote)
+// open logs the session and records its presence. It runs on the HTTP
+// handler's goroutine, which ends right after: the deep call stack of the
+// storage client does not stay with the session's long-lived goroutine.
+func (c *conn) open(ctx context.Context) {
+	c.log().Info("session opened", "remote", c.remote)
 	if p := c.srv.cfg.Presence; p != nil {
 		if err := p.Join(ctx, c.id, c.name); err != nil {
 			// Nudges from other replicas may miss this session; the
 			// connector's safety poll still delivers. Worth a warning.
-			log.Warn("cannot record presence", "err", err)
+			c.log().Warn("cannot record presence", "err", err)
 		}
+	}
+}
+
+func (c *conn) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer close(c.done)
+	if p := c.srv.cfg.Presence; p != nil {
 		defer func() {
 			lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer lcancel()
 			if err := p.Leave(lctx, c.id, c.name); err != nil {
-				log.Warn("cannot clear presence", "err", err)
+				c.log().Warn("cannot clear presence", "err", err)
 			}
 		}()
 	}
@@ -453,12 +463,17 @@ func (c *conn) serve(ctx context.Context) {
 		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
 	}}
 	if err := c.write(ctx, hello); err != nil {
-		log.Info("session closed before hello", "err", err)
+		c.log().Info("session closed before hello", "err", err)
 		return
+	}
+	if !c.nudging.CompareAndSwap(nudgeWriting, nudgeIdle) { // nudged before the hello
+		c.nudging.Store(nudgeWriting)
+		go c.writeNudges()
 	}
 	c.keepalive(ctx)
 	err := c.readLoop(ctx)
 	c.inflight.Wait()
+	log := c.log()
 	switch status := websocket.CloseStatus(err); {
 	case c.closedWith.Load() != 0: // we closed it; the read may fail either way
 		log.Info("session closed", "status", c.closedWith.Load(), "by", "worker")

@@ -662,3 +662,24 @@ func TestIdleSessionIsOneGoroutine(t *testing.T) {
 	assert.LessOrEqual(t, perSession, 1.1)
 	assert.Equal(t, sessions, h.srv.Sessions())
 }
+
+// nudgingPresence nudges the session it records, as a message routed while
+// the session is being opened would.
+type nudgingPresence struct{ srv **Server }
+
+func (p nudgingPresence) Join(_ context.Context, id Identity, _ string) error {
+	(*p.srv).Nudge(id)
+	return nil
+}
+
+func (nudgingPresence) Leave(context.Context, Identity, string) error { return nil }
+
+// A nudge that comes while the session is being opened waits for the
+// hello: the hello is always the first frame.
+func TestNudgeDuringOpenFollowsTheHello(t *testing.T) {
+	var srv *Server
+	h := newHarness(t, func(c *Config) { c.Presence = nudgingPresence{&srv} })
+	srv = h.srv
+	c := h.dial(t, "tok-acme-agent1") // requires the hello first
+	assert.Equal(t, protocol.TypeNudge, c.read().Type)
+}
