@@ -46,7 +46,8 @@ var registered = map[string][]string{
 
 // gateway is one running gateway: Azurite, idp, worker(s).
 type gateway struct {
-	t        *testing.T
+	t        testing.TB
+	fleet    map[string][]string // registered besides the usual ones (benchmarks)
 	emu      *azurite.Emulator
 	dir      string
 	keys     map[string]*ecdsa.PrivateKey // "tenant/connector" → key
@@ -69,19 +70,21 @@ func (g *gateway) writeRegistry(disabled map[string]bool) {
 	t := g.t
 	t.Helper()
 	var regs []registry.Connector
-	for tenant, ids := range registered {
-		for _, id := range ids {
-			cid := registry.ClientID(tenant, id)
-			key := g.keys[cid]
-			if key == nil {
-				var err error
-				key, err = clientauth.GenerateKey()
+	for _, set := range []map[string][]string{registered, g.fleet} {
+		for tenant, ids := range set {
+			for _, id := range ids {
+				cid := registry.ClientID(tenant, id)
+				key := g.keys[cid]
+				if key == nil {
+					var err error
+					key, err = clientauth.GenerateKey()
+					require.NoError(t, err)
+					g.keys[cid] = key
+				}
+				jwk, err := clientauth.PublicJWK(key, "")
 				require.NoError(t, err)
-				g.keys[cid] = key
+				regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Disabled: disabled[cid]})
 			}
-			jwk, err := clientauth.PublicJWK(key, "")
-			require.NoError(t, err)
-			regs = append(regs, registry.Connector{Tenant: tenant, ID: id, JWK: jwk, Disabled: disabled[cid]})
 		}
 	}
 	data, err := registry.Marshal(regs)
@@ -95,7 +98,13 @@ func (g *gateway) writeRegistry(disabled map[string]bool) {
 // newGateway starts Azurite, the idp and one worker (with workerArgs).
 func newGateway(t *testing.T, workerArgs ...string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
+	return newFleetGateway(t, nil, workerArgs...)
+}
+
+// newFleetGateway is newGateway with the connectors of fleet registered too.
+func newFleetGateway(t testing.TB, fleet map[string][]string, workerArgs ...string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, fleet: fleet, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
 	g.writeRegistry(nil)
 
 	g.idp = procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{
@@ -126,7 +135,7 @@ func (g *gateway) startWorker(extra ...string) *worker {
 	return w
 }
 
-func listenURL(t *testing.T, p *procs.Process) string {
+func listenURL(t testing.TB, p *procs.Process) string {
 	t.Helper()
 	line, err := p.WaitOutput("listening on http://", 60*time.Second)
 	require.NoError(t, err)
@@ -268,7 +277,7 @@ func (c *conn) none(t *testing.T, during time.Duration) {
 	}
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -325,7 +334,7 @@ func (g *gateway) sidecarAt(w *worker, tenant, id string, extra ...string) *side
 }
 
 // start starts the sidecar process (again) and waits until it is connected.
-func (sc *sidecar) start(t *testing.T) {
+func (sc *sidecar) start(t testing.TB) {
 	t.Helper()
 	sc.Proc = procs.Start(t, sc.spec)
 	sc.API = listenURL(t, sc.Proc)
@@ -362,7 +371,7 @@ func (sc *sidecar) all() []http.Header {
 }
 
 // metric reads one unlabelled sample from a worker's /metrics.
-func (w *worker) metric(t *testing.T, name string) float64 {
+func (w *worker) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	for _, line := range strings.Split(get(t, w.URL+"/metrics"), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {

@@ -243,7 +243,7 @@ func TestSidecar(t *testing.T) {
 	_ = os.Remove(keyPath)
 }
 
-func get(t *testing.T, url string) string {
+func get(t testing.TB, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	require.NoError(t, err)

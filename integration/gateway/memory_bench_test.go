@@ -1,0 +1,180 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/worker/protocol"
+)
+
+// BenchmarkSessionMemory measures the worker's memory per idle session:
+// one worker binary on Azurite, idle connector sessions opened in steps
+// (BOTE_BENCH_SESSIONS, comma-separated totals, default "100,1000,5000"),
+// and at each step, after a forced garbage collection (the worker's opt-in
+// pprof endpoint, /debug/pprof/heap?gc=1), the worker's resident set
+// (VmRSS), Go heap in use and goroutines, against the same worker with 0
+// sessions measured first in the same run. The sessions are plain
+// WebSocket clients in this process with tokens from the idp, each reading
+// its session as a connector does, so the worker sees real sessions
+// (authenticated, presence recorded, pinged) and the test process stays
+// light. With BOTE_BENCH_PROFILE_DIR set, the worker's heap and goroutine
+// profiles at the last step are saved there.
+func BenchmarkSessionMemory(b *testing.B) {
+	steps := []int{100, 1000, 5000}
+	if v := os.Getenv("BOTE_BENCH_SESSIONS"); v != "" {
+		steps = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			require.NoError(b, err, "BOTE_BENCH_SESSIONS")
+			steps = append(steps, n)
+		}
+	}
+	const tenant = "idle"
+	ids := make([]string, steps[len(steps)-1])
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m%05d", i)
+	}
+	pprof := freeLoopbackAddr(b)
+	g := newFleetGateway(b, map[string][]string{tenant: ids}, "--pprof-listen", pprof)
+	w := g.workers[0]
+	type sample struct {
+		sessions                     int
+		rss, heap, stack, goroutines float64
+	}
+	measure := func(n int) sample {
+		time.Sleep(2 * time.Second) // handshakes and presence writes done
+		resp, err := http.Get("http://" + pprof + "/debug/pprof/heap?gc=1")
+		require.NoError(b, err)
+		_ = resp.Body.Close()
+		time.Sleep(time.Second)
+		return sample{sessions: n, rss: vmRSS(b, w.Proc.Pid()), heap: w.metric(b, "go_memstats_heap_inuse_bytes"), stack: w.metric(b, "go_memstats_stack_inuse_bytes"), goroutines: w.metric(b, "go_goroutines")}
+	}
+	var samples []sample
+	for b.Loop() {
+		samples = append(samples, measure(0))
+		open := 0
+		for _, n := range steps {
+			openIdleSessions(b, g, tenant, ids[open:n])
+			open = n
+			require.Eventually(b, func() bool { return w.metric(b, "bote_worker_sessions") == float64(n) }, 5*time.Minute, 100*time.Millisecond,
+				"the worker holds %d sessions", n)
+			// Quiet: the opening work (presence writes, handshakes) is
+			// over once the goroutine count holds still.
+			last := -1.0
+			require.Eventually(b, func() bool {
+				g := w.metric(b, "go_goroutines")
+				still := g >= last-2 && g <= last+2
+				last = g
+				return still
+			}, 5*time.Minute, time.Second, "the worker's goroutines settle after %d sessions opened", n)
+			samples = append(samples, measure(n))
+		}
+		if dir := os.Getenv("BOTE_BENCH_PROFILE_DIR"); dir != "" { // go tool pprof <file>
+			for _, p := range []string{"heap", "goroutine"} {
+				data := get(b, "http://"+pprof+"/debug/pprof/"+p)
+				require.NoError(b, os.WriteFile(filepath.Join(dir, "worker-"+p+".pb.gz"), []byte(data), 0o644))
+			}
+		}
+	}
+	base := samples[0]
+	b.Logf("worker with 0 sessions: RSS %.1f MiB, heap in use %.1f MiB, %.0f goroutines", base.rss/(1<<20), base.heap/(1<<20), base.goroutines)
+	for _, s := range samples[1:] {
+		per := func(v, b float64) float64 { return (v - b) / float64(s.sessions) }
+		b.Logf("%5d sessions: RSS %.1f MiB (+%.1f KiB per session), heap in use %.1f MiB (+%.1f KiB per session), stacks +%.1f KiB per session, %.2f goroutines per session",
+			s.sessions, s.rss/(1<<20), per(s.rss, base.rss)/1024, s.heap/(1<<20), per(s.heap, base.heap)/1024, per(s.stack, base.stack)/1024, per(s.goroutines, base.goroutines))
+	}
+	last := samples[len(samples)-1]
+	b.ReportMetric((last.rss-base.rss)/float64(last.sessions)/1024, "RSS-KiB/session")
+	b.ReportMetric((last.heap-base.heap)/float64(last.sessions)/1024, "heap-KiB/session")
+}
+
+// openIdleSessions opens a session for each id and keeps reading it (so
+// pings are answered) until the benchmark ends.
+func openIdleSessions(b *testing.B, g *gateway, tenant string, ids []string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var readers sync.WaitGroup
+	b.Cleanup(func() { cancel(); readers.Wait() })
+	url := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + protocol.ConnectPath
+	sem := make(chan struct{}, 32)
+	errs := make(chan error, len(ids))
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ts, err := clientauth.NewTokenSource(clientauth.TokenSourceConfig{TokenURL: g.tokenURL(), ClientID: registry.ClientID(tenant, id), Key: g.keys[registry.ClientID(tenant, id)]})
+			if err != nil {
+				errs <- err
+				return
+			}
+			tok, err := ts.Token(ctx)
+			if err != nil {
+				errs <- fmt.Errorf("%s: cannot get a token: %w", id, err)
+				return
+			}
+			ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+				HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}, Subprotocols: []string{protocol.Subprotocol},
+			})
+			if resp != nil && resp.Body != nil {
+				_ = resp.Body.Close()
+			}
+			if err != nil {
+				errs <- fmt.Errorf("%s: cannot connect: %w", id, err)
+				return
+			}
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				defer ws.CloseNow()
+				for {
+					if _, _, err := ws.Read(ctx); err != nil {
+						return
+					}
+				}
+			}()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(b, err)
+	}
+}
+
+func vmRSS(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(b, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			require.NoError(b, err)
+			return kb * 1024
+		}
+	}
+	b.Fatalf("no VmRSS for process %d", pid)
+	return 0
+}
+
+func freeLoopbackAddr(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	addr := ln.Addr().String()
+	require.NoError(b, ln.Close())
+	return addr
+}
