@@ -8,7 +8,7 @@
 // identity of the session is what the CloudSender stamps on every message.
 //
 // One misbehaving connector cannot hurt the others: malformed and oversize
-// frames are answered with error frames, each session has its own goroutines
+// frames are answered with error frames, each session has its own goroutine
 // and a bounded number of requests in flight, a slow connector only slows
 // its own session, and a connector holds at most MaxSessionsPerConnector
 // sessions on a worker: the next one closes its oldest with
