@@ -33,18 +33,10 @@ import (
 // the gets and deletes. Rounds alternate between the two so both see the
 // same machine load; a round during which Azurite stalled (see stallProbe)
 // is reported and left out. Subscriber counts: BOTE_BENCH_SUBSCRIBERS
-// (comma-separated, default "100,1000").
+// (comma-separated, default "100,1000"); BOTE_BENCH_ROUTE_FAN_OUT sets the
+// worker's --route-fan-out.
 func BenchmarkBroadcast(b *testing.B) {
-	counts := []int{100, 1000}
-	if v := os.Getenv("BOTE_BENCH_SUBSCRIBERS"); v != "" {
-		counts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			require.NoError(b, err, "BOTE_BENCH_SUBSCRIBERS")
-			counts = append(counts, n)
-		}
-	}
-	for _, n := range counts {
+	for _, n := range envCounts(b, "BOTE_BENCH_SUBSCRIBERS", 100, 1000) {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchBroadcast(b, n) })
 	}
 }
@@ -55,7 +47,11 @@ func benchBroadcast(b *testing.B, n int) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("s%05d", i)
 	}
-	g := newFleetGateway(b, map[string][]string{tenant: ids})
+	var args []string
+	if v := os.Getenv("BOTE_BENCH_ROUTE_FAN_OUT"); v != "" { // 16 was the fixed bound before it was a flag
+		args = append(args, "--route-fan-out", v)
+	}
+	g := newFleetGateway(b, map[string][]string{tenant: ids}, args...)
 	probe := startStallProbe(b, g.emu.ConnectionString)
 
 	var current atomic.Value // message id of the round
@@ -295,6 +291,23 @@ func (p *stallProbe) worst(from, to time.Time) time.Duration {
 		}
 	}
 	return worst
+}
+
+// envCounts reads a comma-separated list of positive counts from the
+// environment variable name, or returns def.
+func envCounts(b *testing.B, name string, def ...int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		require.NoError(b, err, name)
+		require.Positive(b, n, name)
+		out = append(out, n)
+	}
+	return out
 }
 
 func median(d []time.Duration) time.Duration {

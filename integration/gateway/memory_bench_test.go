@@ -34,15 +34,7 @@ import (
 // light. With BOTE_BENCH_PROFILE_DIR set, the worker's heap and goroutine
 // profiles at the last step are saved there.
 func BenchmarkSessionMemory(b *testing.B) {
-	steps := []int{100, 1000, 5000}
-	if v := os.Getenv("BOTE_BENCH_SESSIONS"); v != "" {
-		steps = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			require.NoError(b, err, "BOTE_BENCH_SESSIONS")
-			steps = append(steps, n)
-		}
-	}
+	steps := envCounts(b, "BOTE_BENCH_SESSIONS", 100, 1000, 5000)
 	const tenant = "idle"
 	ids := make([]string, steps[len(steps)-1])
 	for i := range ids {
