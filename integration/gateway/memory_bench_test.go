@@ -18,7 +18,7 @@ import (
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/registry"
-	"github.com/botehq/platform/runtime/worker/protocol"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // BenchmarkSessionMemory measures the worker's memory per idle session:
@@ -100,7 +100,7 @@ func openIdleSessions(b *testing.B, g *gateway, tenant string, ids []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var readers sync.WaitGroup
 	b.Cleanup(func() { cancel(); readers.Wait() })
-	url := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + protocol.ConnectPath
+	url := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + sessionproto.ConnectPath
 	sem := make(chan struct{}, 32)
 	errs := make(chan error, len(ids))
 	var wg sync.WaitGroup
@@ -121,7 +121,7 @@ func openIdleSessions(b *testing.B, g *gateway, tenant string, ids []string) {
 				return
 			}
 			ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-				HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}, Subprotocols: []string{protocol.Subprotocol},
+				HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}, Subprotocols: []string{sessionproto.Subprotocol},
 			})
 			if resp != nil && resp.Body != nil {
 				_ = resp.Body.Close()

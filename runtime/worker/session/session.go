@@ -292,7 +292,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "connector is not registered or is disabled", http.StatusForbidden)
 		return
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
 		return
@@ -513,12 +513,12 @@ func (c *conn) keepalive(ctx context.Context) {
 func (c *conn) tick(ctx context.Context) bool {
 	if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
 		c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
-		c.close(protocol.CloseRevoked, "connector is no longer registered or is disabled")
+		c.close(sessionproto.CloseRevoked, "connector is no longer registered or is disabled")
 		return false
 	}
 	if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
 		c.log().Info("access token expired; closing session")
-		c.close(protocol.CloseTokenExpired, "access token expired; reconnect with a fresh token")
+		c.close(sessionproto.CloseTokenExpired, "access token expired; reconnect with a fresh token")
 		return false
 	}
 	// The pong is read by the read loop, which pauses while the session has
@@ -571,7 +571,7 @@ func (c *conn) writeNudges() {
 		default:
 		}
 		// Bounded by WriteTimeout, and ended by the session's close.
-		if err := c.write(context.Background(), protocol.Frame{Type: protocol.TypeNudge}); err != nil {
+		if err := c.write(context.Background(), sessionproto.Frame{Type: sessionproto.TypeNudge}); err != nil {
 			c.log().Debug("cannot write nudge", "err", err)
 		}
 		if c.nudging.CompareAndSwap(nudgeWriting, nudgeIdle) {

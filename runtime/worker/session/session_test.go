@@ -653,7 +653,7 @@ func TestIdleSessionIsOneGoroutine(t *testing.T) {
 		h.srv.Nudge(Identity{Tenant: "acme", Connector: "c" + strconv.Itoa(i)})
 	}
 	for _, c := range clients { // the nudge frames arrive: the writers ran
-		assert.Equal(t, protocol.TypeNudge, c.read().Type)
+		assert.Equal(t, sessionproto.TypeNudge, c.read().Type)
 	}
 	// The clients do not read now, so they hold no goroutine.
 	after := settle()
@@ -681,5 +681,5 @@ func TestNudgeDuringOpenFollowsTheHello(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Presence = nudgingPresence{&srv} })
 	srv = h.srv
 	c := h.dial(t, "tok-acme-agent1") // requires the hello first
-	assert.Equal(t, protocol.TypeNudge, c.read().Type)
+	assert.Equal(t, sessionproto.TypeNudge, c.read().Type)
 }
