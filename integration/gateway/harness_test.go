@@ -256,7 +256,7 @@ func (c *conn) received() []*connector.Message {
 }
 
 // next waits for the next message.
-func (c *conn) next(t *testing.T, within time.Duration) *connector.Message {
+func (c *conn) next(t testing.TB, within time.Duration) *connector.Message {
 	t.Helper()
 	select {
 	case m := <-c.arrived:

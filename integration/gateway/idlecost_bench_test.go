@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/queuename"
+)
+
+// BenchmarkIdleConnectorStorageRequests counts, in Azurite's request log,
+// the storage requests an idle connected connector causes in a 12 s
+// window: only its safety poll should touch storage (pings, token and SAS
+// renewals do not). It reports the per-hour figure at the default 5-minute
+// safety poll against its baseline, a connector polling every second
+// (3,600 per hour), and fails if anything but the safety poll touched
+// storage. A measurement, so a benchmark (make bench), not part of make
+// test: `go test ./gateway/ -run '^$' -bench IdleConnector -benchtime 1x`.
+func BenchmarkIdleConnectorStorageRequests(b *testing.B) {
+	g := newFleetGateway(b, nil)
+	const poll = 2 * time.Second
+	g.connector("tenant-a", "a1", func(c *connector.Config) { c.SafetyPoll = poll })
+	q, _ := queuename.For("tenant-a", "a1")
+	time.Sleep(time.Second) // connect drain done
+	for range b.N {
+		before := countRequests(g, q)
+		const window = 12 * time.Second
+		time.Sleep(window)
+		n := countRequests(g, q) - before
+		polls := int(window / poll)
+		perHour := 12 * max(1, n/max(1, polls))
+		b.Logf("idle connector: %d storage requests in %s with a %s safety poll (%d polls); at the default 5m poll that is %d requests/hour vs 3600 for a 1 s poller (%.2f%%)",
+			n, window, poll, polls, perHour, float64(perHour)/36)
+		b.ReportMetric(float64(perHour), "requests/hour")
+		b.ReportMetric(3600, "baseline-requests/hour")
+		require.GreaterOrEqual(b, n, polls-1, "the safety poll runs")
+		assert.LessOrEqual(b, n, polls+1, "nothing but the safety poll touches storage")
+	}
+}
+
+// countRequests counts Azurite request log lines about the connector:
+// its queue, or its rows (presence, subscriptions).
+func countRequests(g *gateway, queue string) int {
+	n := 0
+	for _, line := range strings.Split(g.emu.Logs(), "\n") {
+		if strings.Contains(line, "HTTP/1.1\"") && (strings.Contains(line, "/"+queue) || strings.Contains(line, "RowKey='a1'")) {
+			n++
+		}
+	}
+	return n
+}
