@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -438,6 +439,32 @@ func TestGracefulShutdownCancelsAfterGrace(t *testing.T) {
 	hb, _ := waitFor(t, s, 5*time.Second, stopAt.Add(heartbeat), func(m *runproto.Heartbeat) bool { return true })
 	assert.Equal(t, []string{run}, hb.Running, "heartbeats go on while the run finishes")
 	assert.Empty(t, runDirs(t, workDir))
+}
+
+// TestSecondSignalCancelsRunsAtOnce: the first SIGTERM lets running runs
+// finish (here up to a 10-minute grace); a second one cancels them now
+// (cmd/internal/program routes it to the agent's urgent stop).
+func TestSecondSignalCancelsRunsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	workDir := filepath.Join(s.dir, "work")
+	agent := s.startAgent(workDir, "--shutdown-grace", "10m")
+	run := runs.NewRunID(time.Now())
+	s.slowApply(run) // sleeps 120 s once started
+
+	require.NoError(t, agent.Signal(syscall.SIGTERM))
+	_, err := agent.WaitOutput("finishing running runs", 30*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, agent.Signal(syscall.SIGTERM))
+	res, _ := waitFor(t, s, 60*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run && m.ClaimToken == "3" })
+	assert.Equal(t, runproto.Cancelled, res.Outcome, res.Reason)
+	select {
+	case <-agent.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the agent did not exit\n%s", agent.Output())
+	}
+	assert.NoError(t, agent.ExitErr(), agent.Output())
+	assert.Contains(t, agent.Output(), "second signal: cancelling running runs")
 }
 
 // TestRunMessagesFromAnotherServiceAreDropped: another cloud service on

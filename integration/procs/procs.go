@@ -128,6 +128,9 @@ func (p *Process) Stop() error {
 	return p.err
 }
 
+// Signal sends sig to the process group and returns at once.
+func (p *Process) Signal(sig syscall.Signal) error { return signalGroup(p.cmd, sig) }
+
 // Pause stops the process group (SIGSTOP): alive but doing nothing, as a
 // hung host or a cut network would leave it; Resume lets it go on.
 func (p *Process) Pause() error { return signalGroup(p.cmd, syscall.SIGSTOP) }
