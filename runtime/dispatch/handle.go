@@ -192,7 +192,7 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 			return err
 		}
 	}
-	rep := runs.Report{Tenant: tenant, Run: r.ID, Agent: agent, Result: res.Result, Reason: res.Reason}
+	rep := runs.Report{Tenant: tenant, Run: r.ID, Agent: agent, Claim: gen, Result: res.Result, Reason: res.Reason}
 	switch res.Outcome {
 	case runproto.Refused:
 		return d.refused(ctx, r, agent, res)

@@ -90,3 +90,27 @@ func TestDrainingAgentGetsNoRun(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, r.ID, got.ID)
 }
+
+// A report names its claim: one of a claim given back is refused even
+// when the same agent claimed the run again meanwhile.
+func TestReportOfAnEarlierClaimOfTheSameAgent(t *testing.T) {
+	ctx := context.Background()
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	r := enqueue(t, m)
+	first, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	_, err = m.GiveBack(ctx, runs.GiveBackRequest{Tenant: "contoso", Run: r.ID, Agent: "a1", Claim: first.Claim(), Reason: "busy"})
+	require.NoError(t, err)
+	again, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	require.NotEqual(t, first.Claim(), again.Claim())
+
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", Claim: first.Claim(), State: runs.Failed})
+	assert.ErrorIs(t, err, runs.ErrNotAssigned)
+	got, err := m.GetRun(ctx, "contoso", r.ID)
+	require.NoError(t, err)
+	assert.Equal(t, runs.Planning, got.State)
+	done, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", Claim: again.Claim(), State: runs.Failed})
+	require.NoError(t, err)
+	assert.Equal(t, runs.Failed, done.State)
+}

@@ -656,6 +656,10 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 // Report is an agent's account of the phase it ran.
 type Report struct {
 	Tenant, Run, Agent string
+	// Claim is the claim the report belongs to (Run.Claim, the agent's
+	// claim token); a report of any other claim is ErrNotAssigned, even
+	// from the same agent. 0: the server's own report, not checked.
+	Claim int
 	// State is the phase's outcome: Planned (NoChanges is derived from
 	// Result.HasChanges), Applied, Failed or Cancelled.
 	State  State
@@ -693,6 +697,9 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 				m.changed(ctx, "run phase ended", r, "agent", rep.Agent, "reason", r.LastReason())
 			}
 			return r, nil // a redelivered report: already recorded
+		}
+		if rep.Claim != 0 && rep.Claim != r.Claim() {
+			return Run{}, fmt.Errorf("%w: run %s is at claim %d, the report is of claim %d", ErrNotAssigned, r.ID, r.Claim(), rep.Claim)
 		}
 		from := r.State
 		if r.SettledBy(rep.Agent) {
