@@ -39,6 +39,7 @@ const interopNS = "contoso.servicebus.windows.net"
 // and the tokens they make, with bodies across the 64 KiB rendezvous
 // boundary, application 401/404/204, and a 10 MB WebSocket echo.
 func TestInteropWithMicrosoftNodeSDK(t *testing.T) {
+	t.Parallel() // waits on real token lifetimes or processes; touches no package setting
 	requireNodeSDK(t)
 	s := newRelay(t, relaytest.Options{TLS: true, DNSNames: []string{interopNS}, HybridConnections: []string{"hc", "ws"}})
 	s.AddRule("listen", "lk", relaytest.Listen)

@@ -509,6 +509,7 @@ func TestGivesUpOnPermanentFailure(t *testing.T) {
 }
 
 func TestTokenRenewalKeepsTheChannel(t *testing.T) {
+	t.Parallel() // waits on real token lifetimes or processes; touches no package setting
 	s := newRelay(t, relaytest.Options{})
 	cfg := listenerConfig(t, s)
 	name, key := s.NewRule(relaytest.Listen)
@@ -535,6 +536,7 @@ func TestTokenRenewalKeepsTheChannel(t *testing.T) {
 }
 
 func TestRefusedRenewalReconnects(t *testing.T) {
+	t.Parallel() // waits on real token lifetimes or processes; touches no package setting
 	s := newRelay(t, relaytest.Options{})
 	cfg := listenerConfig(t, s)
 	name, key := s.NewRule(relaytest.Listen)
@@ -671,6 +673,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestKeepAliveDetectsSilentRelay(t *testing.T) {
+	t.Parallel() // waits on real token lifetimes or processes; touches no package setting
 	s := newRelay(t, relaytest.Options{})
 	cfg := listenerConfig(t, s)
 	cfg.KeepAlive = 100 * time.Millisecond
