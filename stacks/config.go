@@ -16,7 +16,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/images"
 	"github.com/botehq/platform/components/naming"
@@ -26,14 +26,14 @@ import (
 
 // Config is one environment's stack config (project namespace "bote").
 type Config struct {
-	Cloud    cloud.Cloud
-	Hosting  cloud.Hosting
+	Cloud    azurecloud.Cloud
+	Hosting  azurecloud.Hosting
 	Location string
 	Prefix   string
 	// NameSuffix is "", SuffixFromSubscription or an explicit suffix.
 	NameSuffix string
 	// AcceptProviderIssues lists known provider defects in this cloud the
-	// operator has read and will check after `pulumi up` (cloud.Preflight).
+	// operator has read and will check after `pulumi up` (azurecloud.Preflight).
 	AcceptProviderIssues []string
 	SubscriptionID       string
 	TenantID             string
@@ -75,7 +75,7 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	var cfg Config
 	var err error
 
-	if cfg.Cloud, err = cloud.Lookup(c.Get("cloud")); err != nil {
+	if cfg.Cloud, err = azurecloud.Lookup(c.Get("cloud")); err != nil {
 		return nil, configErr("cloud", "%v", err)
 	}
 	if cfg.Location = c.Get("location"); cfg.Location == "" {
@@ -103,7 +103,7 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 			return nil, configErr("acceptProviderIssues", "%v (want a list of issue ids)", err)
 		}
 	}
-	h, err := cloud.ParseHosting(c.Get("hosting"))
+	h, err := azurecloud.ParseHosting(c.Get("hosting"))
 	if err != nil {
 		return nil, configErr("hosting", "%v", err)
 	}
@@ -161,7 +161,7 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 		}
 	}
 	// Last: the config is otherwise valid.
-	if err := cloud.Preflight(cfg.Cloud, cloud.ProviderVersion, cfg.AcceptProviderIssues); err != nil {
+	if err := azurecloud.Preflight(cfg.Cloud, azurecloud.ProviderVersion, cfg.AcceptProviderIssues); err != nil {
 		return nil, configErr("acceptProviderIssues", "%v", err)
 	}
 	return &cfg, nil
@@ -203,8 +203,8 @@ func loadOperatorAuth(raw string, cfg *Config) (*opsrelay.OperatorAuth, error) {
 		return nil, configErr(key, "%v", err)
 	}
 	if u, err := url.Parse(oa.Issuer); err == nil {
-		for _, name := range cloud.Names() {
-			other, _ := cloud.Lookup(name)
+		for _, name := range azurecloud.Names() {
+			other, _ := azurecloud.Lookup(name)
 			if other.Name != cfg.Cloud.Name && strings.EqualFold(u.Hostname(), other.Suffixes.Login) {
 				return nil, configErr(key, "issuer %s is Entra ID of cloud %s, not of this stack's cloud %s (%s)", oa.Issuer, other.Name, cfg.Cloud.Name, cfg.Cloud.Suffixes.Login)
 			}

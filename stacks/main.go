@@ -17,7 +17,7 @@ import (
 	"github.com/pulumi/pulumi-azure-native-sdk/resources/v2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/images"
 	"github.com/botehq/platform/components/naming"
@@ -69,7 +69,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	provider, err := cloud.NewProvider(ctx, "azure-"+cfg.Cloud.Name, cfg.Cloud, cloud.ProviderArgs{
+	provider, err := azurecloud.NewProvider(ctx, "azure-"+cfg.Cloud.Name, cfg.Cloud, azurecloud.ProviderArgs{
 		Location: cfg.Location, SubscriptionID: cfg.SubscriptionID, TenantID: cfg.TenantID, UseOIDC: cfg.UseOIDC,
 	})
 	if err != nil {

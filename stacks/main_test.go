@@ -21,7 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/botehq/platform/components/access"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
 )
 
@@ -52,7 +52,7 @@ func stackConfig(t *testing.T, stack string) map[string]string {
 func deployed(t *testing.T, cfg map[string]string) (*infratest.Recording, map[string]any, error) {
 	t.Helper()
 	var exports map[string]any
-	c, err := cloud.Lookup(cfg["bote:cloud"])
+	c, err := azurecloud.Lookup(cfg["bote:cloud"])
 	name := c.Name
 	if err != nil {
 		name = "public" // the program itself must reject the name
@@ -126,7 +126,7 @@ func TestSovereignStacksNameNoPublicCloudHost(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, name, exports["cloud"])
 			assert.Equal(t, "appservice", exports["hosting"])
-			for _, f := range rec.FindHosts(cloud.PublicHostMarkers(), exports) {
+			for _, f := range rec.FindHosts(azurecloud.PublicHostMarkers(), exports) {
 				t.Errorf("%s stack names a public-cloud host at %s: %q", name, f.Where, f.Value)
 			}
 		})
@@ -134,7 +134,7 @@ func TestSovereignStacksNameNoPublicCloudHost(t *testing.T) {
 	// The scan itself works: the public stack is full of public hosts.
 	pub, pubExports, err := deployed(t, stackConfig(t, "dev"))
 	require.NoError(t, err)
-	assert.NotEmpty(t, pub.FindHosts(cloud.PublicHostMarkers(), pubExports))
+	assert.NotEmpty(t, pub.FindHosts(azurecloud.PublicHostMarkers(), pubExports))
 }
 
 func withTenant(cfg map[string]string, tenantJSON string) map[string]string {

@@ -21,7 +21,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/botehq/platform/components/access"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/internal/azurenative/web"
 	"github.com/botehq/platform/components/naming"
 )
@@ -40,8 +40,8 @@ const PingInterval = "30s"
 
 // PlatformArgs are the arguments of NewPlatform.
 type PlatformArgs struct {
-	Cloud   cloud.Cloud
-	Hosting cloud.Hosting
+	Cloud   azurecloud.Cloud
+	Hosting azurecloud.Hosting
 	// Name is the physical name of the Container Apps environment or App
 	// Service plan.
 	Name              string
@@ -64,8 +64,8 @@ type PlatformArgs struct {
 // Platform is where apps run: one Container Apps environment or one App
 // Service plan.
 type Platform struct {
-	Hosting cloud.Hosting
-	cloud   cloud.Cloud
+	Hosting azurecloud.Hosting
+	cloud   azurecloud.Cloud
 	args    PlatformArgs
 	env     *app.ManagedEnvironment
 	plan    *web.AppServicePlan
@@ -78,7 +78,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args PlatformArgs, opts ...pu
 	}
 	p := &Platform{Hosting: args.Hosting, cloud: args.Cloud, args: args}
 	switch args.Hosting {
-	case cloud.HostingContainerApps:
+	case azurecloud.HostingContainerApps:
 		if err := naming.Check(naming.ManagedEnvironment, args.Name); err != nil {
 			return nil, err
 		}
@@ -99,7 +99,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args PlatformArgs, opts ...pu
 			return nil, fmt.Errorf("cannot register container apps environment: %w", err)
 		}
 		p.env = env
-	case cloud.HostingAppService:
+	case azurecloud.HostingAppService:
 		if err := naming.Check(naming.AppServicePlan, args.Name); err != nil {
 			return nil, err
 		}
@@ -212,7 +212,7 @@ func (p *Platform) URLFor(name string) pulumi.StringOutput {
 // assignments it needs (pulumi.DependsOn) in opts.
 func (p *Platform) NewApp(ctx *pulumi.Context, name string, args AppArgs, opts ...pulumi.ResourceOption) (*App, error) {
 	kind := naming.ContainerApp
-	if p.Hosting == cloud.HostingAppService {
+	if p.Hosting == azurecloud.HostingAppService {
 		kind = naming.WebApp
 	}
 	if err := naming.Check(kind, args.Name); err != nil {

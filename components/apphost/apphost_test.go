@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/components/access"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
 )
 
@@ -72,11 +72,11 @@ func TestSecretName(t *testing.T) {
 }
 
 func TestPlatformRefusesHostingTheCloudLacks(t *testing.T) {
-	gov, err := cloud.Lookup("usgovernment")
+	gov, err := azurecloud.Lookup("usgovernment")
 	require.NoError(t, err)
 	rec, err := infratest.Run(t, "usgovernment", nil, func(ctx *pulumi.Context) error {
 		_, err := NewPlatform(ctx, "apps", PlatformArgs{
-			Cloud: gov, Hosting: cloud.HostingContainerApps, Name: "bote-apps",
+			Cloud: gov, Hosting: azurecloud.HostingContainerApps, Name: "bote-apps",
 			ResourceGroupName: pulumi.String("rg"), Location: "usgovvirginia",
 		})
 		return err
@@ -90,7 +90,7 @@ func TestPlatformRefusesHostingTheCloudLacks(t *testing.T) {
 // fields filled in, app with its name, image, identity and registry.
 func oneApp(t *testing.T, pa PlatformArgs, app AppArgs) (*infratest.Recording, error) {
 	t.Helper()
-	pub, err := cloud.Lookup("public")
+	pub, err := azurecloud.Lookup("public")
 	require.NoError(t, err)
 	pa.Cloud, pa.Name, pa.ResourceGroupName, pa.Location = pub, "bote-apps", pulumi.String("rg"), "eastus"
 	pa.LogAnalyticsCustomerID, pa.LogAnalyticsSharedKey = pulumi.String("c"), pulumi.String("k")
@@ -113,7 +113,7 @@ func oneApp(t *testing.T, pa PlatformArgs, app AppArgs) (*infratest.Recording, e
 // rejects secrets given as keyVaultUrl + identity ("value or keyVaultUrl and
 // identity should be provided"); 2024-03-01 accepts them.
 func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
-	rec, err := oneApp(t, PlatformArgs{Hosting: cloud.HostingContainerApps}, AppArgs{
+	rec, err := oneApp(t, PlatformArgs{Hosting: azurecloud.HostingContainerApps}, AppArgs{
 		Secrets:     map[string]pulumi.StringInput{"KEY": pulumi.String("https://v.vault.azure.net/secrets/k")},
 		MinReplicas: 1, MaxReplicas: 1,
 	})
@@ -137,7 +137,7 @@ func TestContainerAppsUseAnAPIVersionThatTakesKeyVaultSecrets(t *testing.T) {
 // the instances the sites ask for.
 func TestAppServiceScalesPerSite(t *testing.T) {
 	workers := func(n int) (*infratest.Recording, error) {
-		return oneApp(t, PlatformArgs{Hosting: cloud.HostingAppService, PlanCapacity: 3}, AppArgs{MinReplicas: n, MaxReplicas: n})
+		return oneApp(t, PlatformArgs{Hosting: azurecloud.HostingAppService, PlanCapacity: 3}, AppArgs{MinReplicas: n, MaxReplicas: n})
 	}
 	rec, err := workers(2)
 	require.NoError(t, err)

@@ -28,7 +28,7 @@ import (
 
 	"github.com/botehq/platform/components/access"
 	"github.com/botehq/platform/components/apphost"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/internal/azurenative/servicebus"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/registry"
@@ -83,8 +83,8 @@ type Images struct {
 
 // Args are the arguments of New.
 type Args struct {
-	Cloud   cloud.Cloud
-	Hosting cloud.Hosting
+	Cloud   azurecloud.Cloud
+	Hosting azurecloud.Hosting
 	// Prefix derives every physical name (see package naming).
 	Prefix            string
 	Location          string
@@ -142,14 +142,14 @@ func (a *Args) Validate() error {
 	if a.ResourceGroupName == nil {
 		return fmt.Errorf("ResourceGroupName: is required")
 	}
-	if a.Hosting != cloud.HostingContainerApps && a.Hosting != cloud.HostingAppService {
+	if a.Hosting != azurecloud.HostingContainerApps && a.Hosting != azurecloud.HostingAppService {
 		return fmt.Errorf("Hosting: %q is not a hosting; resolve it with Cloud.ResolveHosting", a.Hosting)
 	}
 	if a.ServiceBusSku != "" && !slices.Contains(ServiceBusSkus, a.ServiceBusSku) {
 		return fmt.Errorf("ServiceBusSku: %q is not one of %v", a.ServiceBusSku, ServiceBusSkus)
 	}
-	if err := a.Cloud.Require(cloud.ServiceBus, cloud.Storage, cloud.KeyVault, cloud.ContainerRegistry,
-		cloud.LogAnalytics, cloud.AppInsights, cloud.ManagedIdentity, a.Hosting.Service()); err != nil {
+	if err := a.Cloud.Require(azurecloud.ServiceBus, azurecloud.Storage, azurecloud.KeyVault, azurecloud.ContainerRegistry,
+		azurecloud.LogAnalytics, azurecloud.AppInsights, azurecloud.ManagedIdentity, a.Hosting.Service()); err != nil {
 		return fmt.Errorf("Cloud: %w", err)
 	}
 	if err := apphost.ValidateImage(a.Images.Worker); err != nil {
@@ -200,7 +200,7 @@ type SharedGateway struct {
 	AppInsights         pulumi.StringOutput `pulumi:"appInsightsConnectionString"`
 
 	// Handles for the tenant and ops relay components.
-	Cloud             cloud.Cloud
+	Cloud             azurecloud.Cloud
 	Prefix            string
 	Location          string
 	ResourceGroupName pulumi.StringInput
@@ -601,7 +601,7 @@ func HostOf(endpoint pulumi.StringOutput) pulumi.StringOutput {
 
 // CommonSettings are the settings every app gets: which cloud it is in and
 // its identity, so azidentity authenticates against the right authority.
-func CommonSettings(c cloud.Cloud, id *access.Identity) map[string]pulumi.StringInput {
+func CommonSettings(c azurecloud.Cloud, id *access.Identity) map[string]pulumi.StringInput {
 	return map[string]pulumi.StringInput{
 		"BOTE_AZURE_CLOUD":     pulumi.String(c.Name),
 		"AZURE_AUTHORITY_HOST": pulumi.String(c.AuthorityHost),

@@ -13,7 +13,7 @@ import (
 
 	"github.com/botehq/platform/components/access"
 	"github.com/botehq/platform/components/apphost"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/bus"
@@ -31,7 +31,7 @@ const (
 )
 
 func testArgs(t *testing.T, cloudName string) *Args {
-	c, err := cloud.Lookup(cloudName)
+	c, err := azurecloud.Lookup(cloudName)
 	require.NoError(t, err)
 	h, err := c.ResolveHosting("")
 	require.NoError(t, err)
@@ -47,7 +47,7 @@ func testArgs(t *testing.T, cloudName string) *Args {
 // run builds the gateway under mocks with the explicit provider.
 func run(t *testing.T, args *Args) (*infratest.Recording, error) {
 	return infratest.Run(t, args.Cloud.Name, nil, func(ctx *pulumi.Context) error {
-		p, err := cloud.NewProvider(ctx, "azure", args.Cloud, cloud.ProviderArgs{Location: args.Location})
+		p, err := azurecloud.NewProvider(ctx, "azure", args.Cloud, azurecloud.ProviderArgs{Location: args.Location})
 		if err != nil {
 			return err
 		}
@@ -64,14 +64,14 @@ func TestGatewayGolden(t *testing.T) {
 	} {
 		t.Run(tc.cloud+"-"+tc.hosting, func(t *testing.T) {
 			args := testArgs(t, tc.cloud)
-			args.Hosting = cloud.Hosting(tc.hosting)
+			args.Hosting = azurecloud.Hosting(tc.hosting)
 			rec, err := run(t, args)
 			require.NoError(t, err)
 			infratest.Golden(t, "gateway-"+tc.cloud+"-"+tc.hosting+".golden.json", rec.JSON())
 			infratest.AssertParented(t, rec, "pulumi:providers:azure-native::azure", Type+"::gw")
 			infratest.AssertExplicitProvider(t, rec, "azure")
 			if tc.cloud != "public" {
-				assert.Empty(t, rec.FindHosts(cloud.PublicHostMarkers(), nil))
+				assert.Empty(t, rec.FindHosts(azurecloud.PublicHostMarkers(), nil))
 			}
 		})
 	}
@@ -108,7 +108,7 @@ func TestGatewayLeastPrivilege(t *testing.T) {
 // The idp's state outlives its containers and is shared by its replicas:
 // signing keys in its own vault, used assertions in the replay table.
 func TestIDPStateIsInAzure(t *testing.T) {
-	for _, hosting := range []cloud.Hosting{cloud.HostingContainerApps, cloud.HostingAppService} {
+	for _, hosting := range []azurecloud.Hosting{azurecloud.HostingContainerApps, azurecloud.HostingAppService} {
 		args := testArgs(t, "public")
 		args.Hosting = hosting
 		rec, err := run(t, args)
@@ -130,7 +130,7 @@ func TestIDPStateIsInAzure(t *testing.T) {
 func TestGatewaySecretsOnlyAsReferences(t *testing.T) {
 	for _, hosting := range []string{"containerapps", "appservice"} {
 		args := testArgs(t, "public")
-		args.Hosting = cloud.Hosting(hosting)
+		args.Hosting = azurecloud.Hosting(hosting)
 		rec, err := run(t, args)
 		require.NoError(t, err)
 		out := string(rec.JSON())
@@ -144,7 +144,7 @@ func TestGatewaySecretsOnlyAsReferences(t *testing.T) {
 
 func TestAppsGetKeyVaultReferencesNotValues(t *testing.T) {
 	args := testArgs(t, "public")
-	args.Hosting = cloud.HostingAppService
+	args.Hosting = azurecloud.HostingAppService
 	rec, err := run(t, args)
 	require.NoError(t, err)
 	worker := find(t, rec, "azure-native:web:WebApp::gw-worker")
@@ -153,7 +153,7 @@ func TestAppsGetKeyVaultReferencesNotValues(t *testing.T) {
 	assert.Equal(t, worker.Inputs["identity"].(map[string]any)["userAssignedIdentities"].([]any)[0], worker.Inputs["keyVaultReferenceIdentity"],
 		"references resolve with the app's own identity")
 
-	args.Hosting = cloud.HostingContainerApps
+	args.Hosting = azurecloud.HostingContainerApps
 	rec, err = run(t, args)
 	require.NoError(t, err)
 	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-worker")
@@ -251,8 +251,8 @@ func TestGatewayRejectsBadArgs(t *testing.T) {
 		{"image missing", func(a *Args) { a.Images.IDP = "" }, "Images.IDP"},
 		{"sku", func(a *Args) { a.ServiceBusSku = "Basic" }, "ServiceBusSku: \"Basic\""},
 		{"container apps in gov", func(a *Args) {
-			a.Cloud, _ = cloud.Lookup("usgovernment")
-			a.Hosting = cloud.HostingContainerApps
+			a.Cloud, _ = azurecloud.Lookup("usgovernment")
+			a.Hosting = azurecloud.HostingContainerApps
 		}, "Container Apps is not available in the usgovernment cloud"},
 		{"private jwk", func(a *Args) {
 			a.Registrations[0].JWK = json.RawMessage(`{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}`)

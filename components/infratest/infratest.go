@@ -26,7 +26,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -73,7 +73,7 @@ func BaseType(token string) string {
 // Recording is everything a run registered.
 type Recording struct {
 	mu        sync.Mutex
-	cloud     cloud.Cloud
+	cloud     azurecloud.Cloud
 	resources []Resource
 }
 
@@ -154,7 +154,7 @@ func (rec *Recording) Subtree(key string) []Resource {
 type Mocks struct{ rec *Recording }
 
 // NewMocks returns mocks fabricating endpoints of c.
-func NewMocks(c cloud.Cloud) (*Mocks, *Recording) {
+func NewMocks(c azurecloud.Cloud) (*Mocks, *Recording) {
 	rec := &Recording{cloud: c}
 	return &Mocks{rec: rec}, rec
 }
@@ -361,7 +361,7 @@ func plainValue(v resource.PropertyValue) any {
 // registered.
 func Run(t testing.TB, cloudName string, config map[string]string, program pulumi.RunFunc, opts ...pulumi.RunOption) (*Recording, error) {
 	t.Helper()
-	c, err := cloud.Lookup(cloudName)
+	c, err := azurecloud.Lookup(cloudName)
 	require.NoError(t, err)
 	cfg := map[string]string{}
 	for k, v := range config {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/botehq/platform/components/access"
 	"github.com/botehq/platform/components/apphost"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/internal/azurenative/relay"
 	"github.com/botehq/platform/components/naming"
@@ -88,7 +88,7 @@ func (a *Args) Validate() error {
 	if a.Gateway == nil {
 		return fmt.Errorf("Gateway: is required")
 	}
-	if err := a.Gateway.Cloud.Require(cloud.Relay); err != nil {
+	if err := a.Gateway.Cloud.Require(azurecloud.Relay); err != nil {
 		return fmt.Errorf("Gateway.Cloud: %w", err)
 	}
 	if err := apphost.ValidateImage(a.Image); err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/components/access"
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/gateway"
 	"github.com/botehq/platform/components/infratest"
 	"github.com/botehq/platform/runtime/operatorauth"
@@ -29,12 +29,12 @@ func run(t *testing.T, cloudName, img string) (*infratest.Recording, error) {
 
 // runWith registers the ops relay with args (Gateway filled in).
 func runWith(t *testing.T, cloudName string, args *Args) (*infratest.Recording, error) {
-	c, err := cloud.Lookup(cloudName)
+	c, err := azurecloud.Lookup(cloudName)
 	require.NoError(t, err)
 	h, err := c.ResolveHosting("")
 	require.NoError(t, err)
 	return infratest.Run(t, cloudName, nil, func(ctx *pulumi.Context) error {
-		p, err := cloud.NewProvider(ctx, "azure", c, cloud.ProviderArgs{})
+		p, err := azurecloud.NewProvider(ctx, "azure", c, azurecloud.ProviderArgs{})
 		if err != nil {
 			return err
 		}
@@ -65,7 +65,7 @@ func TestOpsRelayGolden(t *testing.T) {
 			infratest.AssertParented(t, rec, "pulumi:providers:azure-native::azure", Type+"::ops", gateway.Type+"::gw")
 			infratest.AssertExplicitProvider(t, rec, "azure")
 			if c != "public" {
-				assert.Empty(t, rec.FindHosts(cloud.PublicHostMarkers(), nil))
+				assert.Empty(t, rec.FindHosts(azurecloud.PublicHostMarkers(), nil))
 			}
 		})
 	}
@@ -192,7 +192,7 @@ func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
 	got, err := operatorauth.ParseRoleMap([]byte(roles))
 	require.NoError(t, err, "the relay server parses what the stack sets")
 	assert.Equal(t, oa.Roles, got)
-	assert.Empty(t, rec.FindHosts(cloud.PublicHostMarkers(), nil))
+	assert.Empty(t, rec.FindHosts(azurecloud.PublicHostMarkers(), nil))
 
 	rec, err = run(t, "public", image)
 	require.NoError(t, err)

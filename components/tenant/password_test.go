@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
 )
 
@@ -26,8 +26,8 @@ func runWithPassword(t *testing.T, previous string, dryRun bool) (string, bool, 
 	var pw string
 	var secret bool
 	_, err := infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
-		c, _ := cloud.Lookup("public")
-		p, err := cloud.NewProvider(ctx, "azure", c, cloud.ProviderArgs{})
+		c, _ := azurecloud.Lookup("public")
+		p, err := azurecloud.NewProvider(ctx, "azure", c, azurecloud.ProviderArgs{})
 		if err != nil {
 			return err
 		}

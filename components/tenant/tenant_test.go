@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
@@ -29,8 +29,8 @@ func spec() Spec {
 
 func run(t *testing.T, s Spec) (*infratest.Recording, error) {
 	return infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
-		c, _ := cloud.Lookup("public")
-		p, err := cloud.NewProvider(ctx, "azure", c, cloud.ProviderArgs{})
+		c, _ := azurecloud.Lookup("public")
+		p, err := azurecloud.NewProvider(ctx, "azure", c, azurecloud.ProviderArgs{})
 		if err != nil {
 			return err
 		}

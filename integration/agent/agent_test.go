@@ -1,6 +1,6 @@
 // Package agent_test runs the real agent binary against the real gateway
 // (idp and worker processes on Azurite), with the test playing the ops
-// server through runtime/cloud: it puts configuration bundles in Blob
+// server through runtime/botecloud: it puts configuration bundles in Blob
 // storage with runtime/artifacts, sends run.assign and run.cancel, and
 // checks the run.started, run.logs, run.result and agent.heartbeat that
 // come back with the agent's verified identity.
@@ -28,10 +28,10 @@ import (
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/integration/procs"
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
@@ -58,7 +58,7 @@ type server struct {
 	keyFile             string
 	pubKey              *ecdsa.PublicKey
 	workerURL, tokenURL string
-	cloud               *cloud.Client
+	cloud               *botecloud.Client
 	arts                *artifacts.Store
 	signer              *claimcheck.Store
 
@@ -108,16 +108,16 @@ func newServer(t *testing.T) *server {
 	require.NoError(t, err)
 	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: s.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	s.cloud, err = cloud.New(cloud.Config{Bus: bus, Service: "relayserver", PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	s.cloud, err = botecloud.New(botecloud.Config{Bus: bus, Service: "relayserver", PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = s.cloud.Run(runCtx, func(ctx context.Context, m *cloud.Message) error {
+		_ = s.cloud.Run(runCtx, func(ctx context.Context, m *botecloud.Message) error {
 			msg, err := runproto.Decode(m.Body)
 			if err != nil {
-				return cloud.Permanent(err)
+				return botecloud.Permanent(err)
 			}
 			r := received{from: m.From, at: time.Now(), msg: msg, body: m.Body}
 			s.mu.Lock()
@@ -127,9 +127,9 @@ func newServer(t *testing.T) *server {
 				// The server's start fence: it lets Terraform start.
 				body, err := runproto.Encode(&runproto.Proceed{RunID: st.RunID, ClaimToken: st.ClaimToken})
 				if err != nil {
-					return cloud.Permanent(err)
+					return botecloud.Permanent(err)
 				}
-				_, err = s.cloud.SendToConnector(ctx, tenant, agentID, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+				_, err = s.cloud.SendToConnector(ctx, tenant, agentID, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
 				return err
 			}
 			return nil
@@ -204,7 +204,7 @@ func (s *server) send(m runproto.Message) {
 	s.t.Helper()
 	body, err := runproto.Encode(m)
 	require.NoError(s.t, err)
-	_, err = s.cloud.SendToConnector(context.Background(), tenant, agentID, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+	_, err = s.cloud.SendToConnector(context.Background(), tenant, agentID, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
 	require.NoError(s.t, err)
 }
 
@@ -482,12 +482,12 @@ func TestRunMessagesFromAnotherServiceAreDropped(t *testing.T) {
 	require.NoError(t, err)
 	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: s.emu.ConnectionString, Claims: claims, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	intruder, err := cloud.New(cloud.Config{Bus: bus, Service: "intruder", Logger: slog.New(slog.DiscardHandler)})
+	intruder, err := botecloud.New(botecloud.Config{Bus: bus, Service: "intruder", Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	forge := func(m runproto.Message) {
 		body, err := runproto.Encode(m)
 		require.NoError(t, err)
-		_, err = intruder.SendToConnector(context.Background(), tenant, agentID, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+		_, err = intruder.SendToConnector(context.Background(), tenant, agentID, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
 		require.NoError(t, err)
 	}
 	forged := runs.NewRunID(time.Now())

@@ -26,10 +26,10 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -101,7 +101,7 @@ func TestChaos(t *testing.T) {
 	require.NoError(t, err)
 	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: emu.ConnectionString, Claims: claims, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	sender, err := cloud.New(cloud.Config{Bus: bus, Service: "chaos", Logger: slog.New(slog.DiscardHandler)})
+	sender, err := botecloud.New(botecloud.Config{Bus: bus, Service: "chaos", Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 
 	// Runs: one plan per workspace, a third queued before the faults and
@@ -142,7 +142,7 @@ func TestChaos(t *testing.T) {
 		for n := range prof.messages {
 			for ctx.Err() == nil {
 				sctx, c := context.WithTimeout(ctx, 10*time.Second)
-				_, err := sender.SendToConnector(sctx, tenant, "sink", cloud.Outgoing{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
+				_, err := sender.SendToConnector(sctx, tenant, "sink", botecloud.Outgoing{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
 				c()
 				if err == nil {
 					break

@@ -23,9 +23,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
@@ -148,7 +148,7 @@ func TestAttackQueueSASIsScopedToOwnQueue(t *testing.T) {
 	g := newGateway(t)
 	svc := g.cloud("sas", nil)
 	for _, c := range []string{"a1", "a2"} { // make both queues exist with a message each
-		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", c, cloud.Outgoing{Body: []byte("secret for " + c)})
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", c, botecloud.Outgoing{Body: []byte("secret for " + c)})
 		require.NoError(t, err)
 	}
 	own, _ := queuename.For("tenant-a", "a1")
@@ -212,7 +212,7 @@ func TestAttackCrossTenant(t *testing.T) {
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 	s.write(map[string]any{"type": "subscribe", "id": "s", "topic": "chat", "tenant": "tenant-b", "connector": "b1"})
 	require.Equal(t, sessionproto.TypeAck, s.readReply().Type)
-	_, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", cloud.Outgoing{Body: []byte("B only")})
+	_, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", botecloud.Outgoing{Body: []byte("B only")})
 	require.NoError(t, err)
 	assert.Equal(t, "B only", string(b1.next(t, 10*time.Second).Body))
 	a1.none(t, time.Second)
@@ -481,7 +481,7 @@ func TestAttackForeignUploadClaim(t *testing.T) {
 var spoofVariants = []string{"bote_from", "Bote_Tenant", "bote.connector", "BOTE__FROM", "botefrom", "x_tenant_id", "X.Connector.Id", "x_from"}
 
 // TestAttackHeaderVariants: every spelling of a reserved header is refused
-// from a raw session, through the sidecar's local API and by cloud.Client;
+// from a raw session, through the sidecar's local API and by botecloud.Client;
 // one put on the bus by other means never reaches the sidecar's local
 // program; and nothing but the honest messages arrives anywhere.
 func TestAttackHeaderVariants(t *testing.T) {
@@ -502,11 +502,11 @@ func TestAttackHeaderVariants(t *testing.T) {
 		assert.Contains(t, body, sessionproto.CodeIdentityHeader, h)
 	}
 	for _, h := range spoofVariants {
-		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", cloud.Outgoing{Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")})
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")})
 		assert.ErrorIs(t, err, envelope.ErrReservedHeader, h)
 	}
 
-	// A message put on the bus directly (a bus credential, not cloud.Client)
+	// A message put on the bus directly (a bus credential, not botecloud.Client)
 	// with reserved names never gets past the worker (TestAttackForgedOnTheBus);
 	// one with only '_' names is routed, but the local program sees only
 	// the gateway's own Bote-* headers and no name with '_'.

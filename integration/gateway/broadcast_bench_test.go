@@ -18,7 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/worker/routing"
@@ -89,7 +89,7 @@ func benchBroadcast(b *testing.B, n int) {
 			id := fmt.Sprintf("b%d-%d", round, time.Now().UnixNano())
 			current.Store(id)
 			start = time.Now()
-			_, err := svc.Broadcast(ctxFor(b, time.Minute), tenant, topic, cloud.Outgoing{ID: id, Body: []byte("news")})
+			_, err := svc.Broadcast(ctxFor(b, time.Minute), tenant, topic, botecloud.Outgoing{ID: id, Body: []byte("news")})
 			require.NoError(b, err)
 			select {
 			case <-all:

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 )
@@ -83,7 +83,7 @@ func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
 			require.NoError(t, err)
 			holder.queue.Store(q)
 
-			id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", cloud.Outgoing{Body: []byte("once")})
+			id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Body: []byte("once")})
 			require.NoError(t, err)
 			select {
 			case h := <-sc.arrived:

@@ -14,11 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
@@ -27,7 +27,7 @@ import (
 )
 
 // busDriver opens the gateway's bus as anything holding a storage
-// credential can: not through cloud.Client, so nothing is checked on send.
+// credential can: not through botecloud.Client, so nothing is checked on send.
 func (g *gateway) busDriver(t *testing.T) *storagequeue.Driver {
 	t.Helper()
 	claims, err := claimcheck.New(ctxFor(t, 10*time.Second), claimcheck.Config{ConnectionString: g.emu.ConnectionString, CreateContainer: true})
@@ -92,7 +92,7 @@ func forged(id string, kind envelope.Kind, tenant, conn string, from *envelope.I
 }
 
 // TestAttackForgedOnTheBus: envelopes put on "bote-connectors" by something
-// holding send rights but not using cloud.Client (or a compromised service)
+// holding send rights but not using botecloud.Client (or a compromised service)
 // — a connector identity as sender, no sender, a service not allowed,
 // reserved headers in any spelling — reach no handler and no local program;
 // each lands in the error queue with its reason. Honest messages still flow.
@@ -132,9 +132,9 @@ func TestAttackForgedOnTheBus(t *testing.T) {
 
 	// Honest messages sent after the forged ones arrive, and are all that
 	// arrives.
-	_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", cloud.Outgoing{Body: []byte("hi a1")})
+	_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("hi a1")})
 	require.NoError(t, err)
-	_, err = honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", cloud.Outgoing{Body: []byte("hi a2")})
+	_, err = honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Body: []byte("hi a2")})
 	require.NoError(t, err)
 	assert.Equal(t, "hi a1", string(a1.next(t, 20*time.Second).Body))
 	select {
@@ -195,7 +195,7 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 	}
 	// The honest messages nudge both connectors, which drain their queues.
 	for _, conn := range []string{"a1", "a2"} {
-		_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", conn, cloud.Outgoing{Body: []byte("hi")})
+		_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", conn, botecloud.Outgoing{Body: []byte("hi")})
 		require.NoError(t, err)
 	}
 	assert.Equal(t, want, connectorErrors(t, d, len(want)))
@@ -227,7 +227,7 @@ func TestSignedCloudServices(t *testing.T) {
 	keys := filepath.Join(dir, "service-keys.json")
 	require.NoError(t, os.WriteFile(keys, []byte(`{"honest":[`+string(jwk)+`]}`), 0o600))
 	g := newGateway(t, "--cloud-service-keys", keys)
-	honest := g.cloudWith("honest", func(c *cloud.Config) { c.SigningKey = honestKey }, nil)
+	honest := g.cloudWith("honest", func(c *botecloud.Config) { c.SigningKey = honestKey }, nil)
 	a1 := g.connector("tenant-a", "a1")
 	d := g.busDriver(t)
 
@@ -249,7 +249,7 @@ func TestSignedCloudServices(t *testing.T) {
 	}
 	// A signed body the bus moves to Blob storage still verifies.
 	big := make([]byte, 100<<10)
-	id, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", cloud.Outgoing{Body: big})
+	id, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: big})
 	require.NoError(t, err)
 	m := a1.next(t, 20*time.Second)
 	assert.Equal(t, id, m.ID)
@@ -259,7 +259,7 @@ func TestSignedCloudServices(t *testing.T) {
 }
 
 // TestSignedWorker: with the worker signing what it stamps (--signing-key)
-// and the cloud service holding its key (cloud.Config.WorkerKeys), a
+// and the cloud service holding its key (botecloud.Config.WorkerKeys), a
 // connector message forged on "bote-cloud" by anything else with send
 // rights (unsigned, or signed with another key) never reaches the cloud
 // handler; what a connector really sent does, a claim-checked body included.
@@ -272,7 +272,7 @@ func TestSignedWorker(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "worker.pem")
 	require.NoError(t, clientauth.WriteKeyFile(keyFile, workerKey))
 	g := newGateway(t, "--signing-key", keyFile)
-	svc := g.cloudWith("svc", func(c *cloud.Config) { c.WorkerKeys = []*ecdsa.PublicKey{&workerKey.PublicKey} }, nil)
+	svc := g.cloudWith("svc", func(c *botecloud.Config) { c.WorkerKeys = []*ecdsa.PublicKey{&workerKey.PublicKey} }, nil)
 	a1 := g.connector("tenant-a", "a1")
 	d := g.busDriver(t)
 

@@ -1,5 +1,5 @@
 // Package gateway runs the gateway end to end with real processes: the idp
-// and worker binaries on Azurite, cloud services through runtime/cloud,
+// and worker binaries on Azurite, cloud services through runtime/botecloud,
 // connectors through runtime/connector or the connector sidecar binary. The
 // samples (ping/pong, push, chat) and the attacks that must fail live here.
 // Each test starts its own Azurite and processes, so tests run in parallel
@@ -28,10 +28,10 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/registry"
 )
@@ -145,36 +145,36 @@ func listenURL(t testing.TB, p *procs.Process) string {
 
 // cloudService is a cloud service on the gateway's bus.
 type cloudService struct {
-	*cloud.Client
+	*botecloud.Client
 	mu       sync.Mutex
-	received []*cloud.Message
-	arrived  chan *cloud.Message
+	received []*botecloud.Message
+	arrived  chan *botecloud.Message
 }
 
-func (g *gateway) cloud(name string, handler func(ctx context.Context, c *cloudService, m *cloud.Message) error) *cloudService {
+func (g *gateway) cloud(name string, handler func(ctx context.Context, c *cloudService, m *botecloud.Message) error) *cloudService {
 	return g.cloudWith(name, nil, handler)
 }
 
 // cloudWith is cloud with the client's configuration adjusted by mod.
-func (g *gateway) cloudWith(name string, mod func(*cloud.Config), handler func(ctx context.Context, c *cloudService, m *cloud.Message) error) *cloudService {
+func (g *gateway) cloudWith(name string, mod func(*botecloud.Config), handler func(ctx context.Context, c *cloudService, m *botecloud.Message) error) *cloudService {
 	t := g.t
 	t.Helper()
 	claims, err := claimcheck.New(context.Background(), claimcheck.Config{ConnectionString: g.emu.ConnectionString, CreateContainer: true})
 	require.NoError(t, err)
 	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	cfg := cloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	cfg := botecloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := cloud.New(cfg)
+	c, err := botecloud.New(cfg)
 	require.NoError(t, err)
-	cs := &cloudService{Client: c, arrived: make(chan *cloud.Message, 100)}
+	cs := &cloudService{Client: c, arrived: make(chan *botecloud.Message, 100)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = c.Run(ctx, func(ctx context.Context, m *cloud.Message) error {
+		_ = c.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
 			cs.mu.Lock()
 			cs.received = append(cs.received, m)
 			cs.mu.Unlock()
@@ -190,15 +190,15 @@ func (g *gateway) cloudWith(name string, mod func(*cloud.Config), handler func(c
 }
 
 // pong is a cloud handler that answers every message with "pong".
-func pong(ctx context.Context, c *cloudService, m *cloud.Message) error {
-	_, err := c.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
+func pong(ctx context.Context, c *cloudService, m *botecloud.Message) error {
+	_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
 	return err
 }
 
-func (c *cloudService) all() []*cloud.Message {
+func (c *cloudService) all() []*botecloud.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]*cloud.Message(nil), c.received...)
+	return append([]*botecloud.Message(nil), c.received...)
 }
 
 // conn is a connector run through the connector package.

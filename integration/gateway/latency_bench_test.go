@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 )
 
 // BenchmarkDeliveryLatency measures cloud→connector delivery (cloud send
@@ -28,7 +28,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 		var took []time.Duration
 		for i := range n + 5 {
 			start := time.Now()
-			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", cloud.Outgoing{Body: []byte("t")})
+			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("t")})
 			require.NoError(b, err)
 			m := a1.next(b, 10*time.Second)
 			require.Equal(b, id, m.ID)

@@ -26,7 +26,7 @@
 //
 // Receive does not block for long: it returns what is available, possibly
 // nothing, after waiting at most a short driver-specific time. Consumers
-// poll with backoff (see package cloud).
+// poll with backoff (see package botecloud).
 package bus
 
 import (

@@ -13,7 +13,7 @@
 // tenant), and a runproto.Cancel when a run it executes is cancelled,
 // timed out or swept.
 //
-// Inbound, Handle is the cloud.Run handler for what agents send. The
+// Inbound, Handle is the botecloud.Run handler for what agents send. The
 // agent's tenant and id come ONLY from the gateway-verified From identity,
 // and only a connector registered as an agent of that tenant
 // (registry.RoleAgent, not disabled) is heard: anything else it sends is
@@ -45,7 +45,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
@@ -54,9 +54,9 @@ import (
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
-// Sender sends to one connector through the gateway (*cloud.Client).
+// Sender sends to one connector through the gateway (*botecloud.Client).
 type Sender interface {
-	SendToConnector(ctx context.Context, tenant, connector string, msg cloud.Outgoing) (string, error)
+	SendToConnector(ctx context.Context, tenant, connector string, msg botecloud.Outgoing) (string, error)
 }
 
 // Signer makes blob SAS URLs on the artifacts container
@@ -176,7 +176,7 @@ func (c Config) Validate() error {
 
 // Dispatcher hands runs to agents and records their reports. Create it
 // with New, pass its OnChange to runs.Config.OnChange, start Run, and give
-// Handle to cloud.Client.Run.
+// Handle to botecloud.Client.Run.
 type Dispatcher struct {
 	cfg Config
 	m   *runs.Manager
@@ -499,7 +499,7 @@ func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runpro
 		return err
 	}
 	for attempt := 1; ; attempt++ {
-		_, err = d.cfg.Sender.SendToConnector(ctx, tenant, agent, cloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+		_, err = d.cfg.Sender.SendToConnector(ctx, tenant, agent, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
 		if err == nil || attempt == sendAttempts || ctx.Err() != nil {
 			break
 		}

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
@@ -43,7 +43,7 @@ type fakeSender struct {
 	fail error
 }
 
-func (f *fakeSender) SendToConnector(_ context.Context, tenant, connector string, m cloud.Outgoing) (string, error) {
+func (f *fakeSender) SendToConnector(_ context.Context, tenant, connector string, m botecloud.Outgoing) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
@@ -229,7 +229,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) from(tenant, agent string, m runproto.Message) error {
 	body, err := runproto.Encode(m)
 	require.NoError(e.t, err)
-	return e.d.Handle(context.Background(), &cloud.Message{ID: envelope.NewID(), From: envelope.Identity{Tenant: tenant, Connector: agent},
+	return e.d.Handle(context.Background(), &botecloud.Message{ID: envelope.NewID(), From: envelope.Identity{Tenant: tenant, Connector: agent},
 		ContentType: runproto.ContentType, Body: body})
 }
 
@@ -285,7 +285,7 @@ func (e *env) requireDropped(err error) {
 func requireRefused(t *testing.T, err error) {
 	t.Helper()
 	require.ErrorIs(t, err, ErrRefused)
-	assert.True(t, cloud.IsPermanent(err), "refusals are permanent: dead-lettered, not retried")
+	assert.True(t, botecloud.IsPermanent(err), "refusals are permanent: dead-lettered, not retried")
 }
 
 func TestAssignGoesToOneAgentOfTheTenantWithSealedSecrets(t *testing.T) {
@@ -418,19 +418,19 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	from := envelope.Identity{Tenant: "tenant-a", Connector: "a1"}
 	tests := []struct {
 		name string
-		m    cloud.Message
+		m    botecloud.Message
 	}{
-		{"no connector identity", cloud.Message{From: envelope.Identity{Service: "svc"}, ContentType: runproto.ContentType, Body: []byte(`{"type":"agent.heartbeat","capacity":1}`)}},
-		{"other content type", cloud.Message{From: from, ContentType: "text/plain", Body: []byte(`hi`)}},
-		{"not json", cloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{`)}},
-		{"unknown type", cloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{"type":"run.explode"}`)}},
-		{"bad heartbeat", cloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{"type":"agent.heartbeat","capacity":500}`)}},
+		{"no connector identity", botecloud.Message{From: envelope.Identity{Service: "svc"}, ContentType: runproto.ContentType, Body: []byte(`{"type":"agent.heartbeat","capacity":1}`)}},
+		{"other content type", botecloud.Message{From: from, ContentType: "text/plain", Body: []byte(`hi`)}},
+		{"not json", botecloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{`)}},
+		{"unknown type", botecloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{"type":"run.explode"}`)}},
+		{"bad heartbeat", botecloud.Message{From: from, ContentType: runproto.ContentType, Body: []byte(`{"type":"agent.heartbeat","capacity":500}`)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := e.d.Handle(context.Background(), &tt.m)
 			require.Error(t, err)
-			assert.True(t, cloud.IsPermanent(err), err.Error())
+			assert.True(t, botecloud.IsPermanent(err), err.Error())
 		})
 	}
 }
@@ -840,7 +840,7 @@ func TestStateThatCannotBePromotedFailsTheApply(t *testing.T) {
 		e.states.err = errors.New("connection refused")
 		err := e.from("tenant-a", r.Agent, stateResult(r, ap.ClaimToken, runproto.Succeeded))
 		require.Error(t, err)
-		assert.False(t, cloud.IsPermanent(err))
+		assert.False(t, botecloud.IsPermanent(err))
 		assert.Equal(t, runs.Applying, e.run(r.ID).State, "nothing recorded: the bus brings the result back")
 	})
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
@@ -18,16 +18,16 @@ import (
 
 // ErrRefused marks an agent message the server will not apply: not from a
 // registered agent, a run of another tenant or agent, a stale claim. Handle
-// wraps it in cloud.Permanent, so the gateway dead-letters the message
+// wraps it in botecloud.Permanent, so the gateway dead-letters the message
 // with the reason instead of retrying it.
 var ErrRefused = errors.New("agent message refused")
 
 func refuse(format string, args ...any) error {
-	return cloud.Permanent(fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...)))
+	return botecloud.Permanent(fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...)))
 }
 
 // handle handles one message of an agent (see Handle).
-func (d *Dispatcher) handle(ctx context.Context, m *cloud.Message) error {
+func (d *Dispatcher) handle(ctx context.Context, m *botecloud.Message) error {
 	if !m.From.IsConnector() {
 		return refuse("message %s has no connector identity", m.ID)
 	}
@@ -40,7 +40,7 @@ func (d *Dispatcher) handle(ctx context.Context, m *cloud.Message) error {
 	}
 	msg, err := runproto.Decode(m.Body)
 	if err != nil {
-		return cloud.Permanent(err)
+		return botecloud.Permanent(err)
 	}
 	switch msg := msg.(type) {
 	case *runproto.Heartbeat:
@@ -137,7 +137,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *ru
 		return refuse("%v", err)
 	}
 	if errors.Is(err, runs.ErrInvalid) {
-		return cloud.Permanent(err)
+		return botecloud.Permanent(err)
 	}
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/audit"
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -63,7 +63,7 @@ const (
 // agent of its tenant, before its body is applied. Every refusal is
 // logged at warn with one stable message and counted (RoleRefusals); Handle
 // audits it, as every refusal.
-func (d *Dispatcher) checkAgent(ctx context.Context, m *cloud.Message) error {
+func (d *Dispatcher) checkAgent(ctx context.Context, m *botecloud.Message) error {
 	_, err := agentRegistration(d.cfg.Keys, m.From.Tenant, m.From.Connector)
 	if err == nil {
 		return nil
@@ -79,7 +79,7 @@ func (d *Dispatcher) checkAgent(ctx context.Context, m *cloud.Message) error {
 // sender's tenant at a bounded rate: the message type and run it names
 // (read from the body only for the record; audit.Record bounds and cleans
 // what it stores).
-func (d *Dispatcher) auditRefusal(ctx context.Context, m *cloud.Message, why error) {
+func (d *Dispatcher) auditRefusal(ctx context.Context, m *botecloud.Message, why error) {
 	if d.cfg.Audit == nil {
 		return
 	}

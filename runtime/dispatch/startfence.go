@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/botehq/platform/runtime/cloud"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -17,10 +17,10 @@ import (
 // claim that is no longer open, which an agent restarted from its queue
 // sends, are dropped quietly.
 
-// Handle is the cloud.Handler for what agents send. A message of the
+// Handle is the botecloud.Handler for what agents send. A message of the
 // sender's own claim that is no longer open (given back, swept, ended) is
 // logged and dropped: it is not an error, and goes to no error queue.
-func (d *Dispatcher) Handle(ctx context.Context, m *cloud.Message) error {
+func (d *Dispatcher) Handle(ctx context.Context, m *botecloud.Message) error {
 	err := d.handle(ctx, m)
 	if errors.Is(err, ErrRefused) {
 		d.auditRefusal(ctx, m, err)

@@ -75,7 +75,7 @@ var headerSeparators = strings.NewReplacer("-", "", "_", "", ".", "")
 // reserved (identity and routing) names, and malformed ones. The worker
 // calls it on every message a connector sends, before stamping From, and
 // on every message a cloud service puts on "bote-connectors" (whether or
-// not through package cloud); cloud.Client calls it before sending. The
+// not through package botecloud); botecloud.Client calls it before sending. The
 // error wraps ErrReservedHeader when a reserved name is present and lists
 // every offending name, sorted.
 func CheckConnectorHeaders(h map[string]string) error {

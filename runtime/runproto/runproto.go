@@ -1,6 +1,6 @@
 // Package runproto is the protocol between the ops server (relayserver)
 // and its deployment agents. Messages travel through the bote gateway:
-// server → agent with cloud.SendToConnector, agent → server with
+// server → agent with botecloud.SendToConnector, agent → server with
 // connector.Send, which arrives at the server with the verified From
 // identity. The server takes an agent's tenant and id ONLY from From, never
 // from a message body; bodies therefore carry no agent identity.

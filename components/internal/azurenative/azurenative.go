@@ -24,12 +24,12 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 )
 
 // PluginVersion is the azure-native provider version the served SDK modules
 // are generated for; resources registered here ask for the same plugin.
-const PluginVersion = cloud.ProviderVersion
+const PluginVersion = azurecloud.ProviderVersion
 
 // New registers a custom resource of type token with the azure-native
 // provider, as the generated SDK constructors do, after checking that the

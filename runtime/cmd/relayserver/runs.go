@@ -17,12 +17,12 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/servicebus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/dispatch"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
@@ -38,7 +38,7 @@ type runsStack struct {
 	store      *runstore.Tables
 	artifacts  *artifacts.Store
 	dispatcher *dispatch.Dispatcher
-	cloud      *cloud.Client
+	cloud      *botecloud.Client
 	bus        bus.Driver
 	registry   *registry.Watcher
 	audit      *audit.Recorder
@@ -126,7 +126,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 			return nil, fmt.Errorf("--worker-keys: %s names no \"worker\"", o.workerKeys)
 		}
 	}
-	if st.cloud, err = cloud.New(cloud.Config{Bus: st.bus, Service: o.serviceName, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: o.serviceName, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
 		return nil, err
 	}
 	secrets, err := openSecrets(o, cred)

@@ -73,7 +73,7 @@ const DefaultMaxSendBytes = 64 << 20
 // WSGI, Rack, nginx with underscores_in_headers and others read "bote_from"
 // as "Bote-From", so such a name could pass for the gateway's own) nor one
 // that is reserved in any spelling (envelope.IsReservedHeader): the gateway
-// refuses both from connectors and cloud.Client, but a message put on the
+// refuses both from connectors and botecloud.Client, but a message put on the
 // bus by other means may carry them. The first one dropped is logged at
 // debug level.
 type Deliverer struct {

@@ -327,7 +327,7 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 		r.settle(ctx, log, "complete", r.cfg.Bus.Complete(ctx, m))
 	case errors.As(err, &perm):
 		if perm.Reason == ReasonUnverifiedSender || perm.Reason == ReasonReservedHeader {
-			// Only something bypassing cloud.Client can send this: audited
+			// Only something bypassing botecloud.Client can send this: audited
 			// like a connector's identity headers (worker/session).
 			var from string
 			if env.From != nil {

@@ -1,4 +1,4 @@
-package cloud
+package botecloud
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-// Package cloud is the one table of Azure clouds the platform deploys to
+// Package azurecloud is the one table of Azure clouds the platform deploys to
 // (public, usgovernment, china): the endpoint suffixes of the services we use
 // and which of those services each cloud offers.
 //
@@ -8,7 +8,7 @@
 // turns "this service does not exist in that cloud" into an error at preview
 // that names both. NewProvider is the only way the components build an
 // azure-native provider, and it always sets the provider's environment.
-package cloud
+package azurecloud
 
 import (
 	"errors"

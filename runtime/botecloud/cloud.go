@@ -1,4 +1,4 @@
-// Package cloud is what a cloud service imports to talk to on-premises
+// Package botecloud is what a cloud service imports to talk to on-premises
 // connectors through the gateway (the Go counterpart of the seed's
 // EnableBote()).
 //
@@ -36,7 +36,7 @@
 // Lock/2 and cancels the handler's context if the lock is lost. Cancelling
 // the context passed to Run stops receiving, lets in-flight handlers finish
 // (up to DrainTimeout, then their contexts are cancelled) and returns.
-package cloud
+package botecloud
 
 import (
 	"context"

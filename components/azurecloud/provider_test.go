@@ -1,4 +1,4 @@
-package cloud_test
+package azurecloud_test
 
 import (
 	"os"
@@ -8,17 +8,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/components/cloud"
+	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
 )
 
 func TestNewProviderAlwaysSetsTheEnvironment(t *testing.T) {
-	for _, name := range cloud.Names() {
+	for _, name := range azurecloud.Names() {
 		t.Run(name, func(t *testing.T) {
-			c, err := cloud.Lookup(name)
+			c, err := azurecloud.Lookup(name)
 			require.NoError(t, err)
 			rec, err := infratest.Run(t, name, nil, func(ctx *pulumi.Context) error {
-				_, err := cloud.NewProvider(ctx, "azure", c, cloud.ProviderArgs{Location: "somewhere", SubscriptionID: "sub"})
+				_, err := azurecloud.NewProvider(ctx, "azure", c, azurecloud.ProviderArgs{Location: "somewhere", SubscriptionID: "sub"})
 				return err
 			})
 			require.NoError(t, err)
@@ -33,43 +33,43 @@ func TestNewProviderAlwaysSetsTheEnvironment(t *testing.T) {
 
 func TestNewProviderRefusesAnUnknownCloud(t *testing.T) {
 	rec, err := infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
-		_, err := cloud.NewProvider(ctx, "azure", cloud.Cloud{}, cloud.ProviderArgs{})
+		_, err := azurecloud.NewProvider(ctx, "azure", azurecloud.Cloud{}, azurecloud.ProviderArgs{})
 		return err
 	})
 	require.Error(t, err)
-	assert.ErrorIs(t, err, cloud.ErrUnknownCloud)
+	assert.ErrorIs(t, err, azurecloud.ErrUnknownCloud)
 	assert.Empty(t, rec.Keys(), "no provider may be registered without a cloud")
 
 	_, err = infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
-		_, err := cloud.NewProvider(ctx, "azure", cloud.Cloud{Name: "germany"}, cloud.ProviderArgs{})
+		_, err := azurecloud.NewProvider(ctx, "azure", azurecloud.Cloud{Name: "germany"}, azurecloud.ProviderArgs{})
 		return err
 	})
-	assert.ErrorIs(t, err, cloud.ErrUnknownCloud)
+	assert.ErrorIs(t, err, azurecloud.ErrUnknownCloud)
 }
 
 func TestProviderVersionIsTheSDKs(t *testing.T) {
 	gomod, err := os.ReadFile("../go.mod")
 	require.NoError(t, err)
-	assert.Contains(t, string(gomod), "github.com/pulumi/pulumi-azure-native-sdk/v2 v"+cloud.ProviderVersion+"\n",
+	assert.Contains(t, string(gomod), "github.com/pulumi/pulumi-azure-native-sdk/v2 v"+azurecloud.ProviderVersion+"\n",
 		"ProviderVersion must be the SDK modules' version")
 }
 
 func TestPreflightRefusesKnownDefectsUnlessAccepted(t *testing.T) {
-	gov, err := cloud.Lookup("usgovernment")
+	gov, err := azurecloud.Lookup("usgovernment")
 	require.NoError(t, err)
-	pub, err := cloud.Lookup("public")
+	pub, err := azurecloud.Lookup("public")
 	require.NoError(t, err)
 
-	err = cloud.Preflight(gov, "2.90.0", nil)
+	err = azurecloud.Preflight(gov, "2.90.0", nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "pulumi-azure-native#4815")
 	assert.Contains(t, err.Error(), "pulumi-azure-native#3991")
 	assert.Contains(t, err.Error(), "az role assignment list")
 
-	err = cloud.Preflight(gov, "2.90.0", []string{"pulumi-azure-native#4815"})
+	err = azurecloud.Preflight(gov, "2.90.0", []string{"pulumi-azure-native#4815"})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "#4815")
-	assert.NoError(t, cloud.Preflight(gov, "2.90.0", []string{"pulumi-azure-native#4815", "pulumi-azure-native#3991"}))
-	assert.NoError(t, cloud.Preflight(pub, "2.90.0", nil), "public Azure is not affected")
-	assert.NoError(t, cloud.Preflight(gov, "3.9.0", nil), "fixed in v3")
+	assert.NoError(t, azurecloud.Preflight(gov, "2.90.0", []string{"pulumi-azure-native#4815", "pulumi-azure-native#3991"}))
+	assert.NoError(t, azurecloud.Preflight(pub, "2.90.0", nil), "public Azure is not affected")
+	assert.NoError(t, azurecloud.Preflight(gov, "3.9.0", nil), "fixed in v3")
 }

@@ -1,7 +1,8 @@
-// Package cloud runs the cloud client (runtime/cloud) against the Storage
-// Queue bus driver on Azurite: sends, request/reply, identity checks,
-// retries into the error queue and deduplication, over real queues.
-package cloud
+// Package botecloud runs the cloud services' client (runtime/botecloud)
+// against the Storage Queue bus driver on Azurite: sends, request/reply,
+// identity checks, retries into the error queue and deduplication, over real
+// queues.
+package botecloud
 
 import (
 	"context"
@@ -16,26 +17,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/bustest"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
-	"github.com/botehq/platform/runtime/cloud"
 	"github.com/botehq/platform/runtime/envelope"
 )
 
 type setup struct {
 	driver            *storagequeue.Driver
-	client            *cloud.Client
+	client            *botecloud.Client
 	cloudQ, connQ     string
 	stop              func()
 	handled           atomic.Int32
 	mu                sync.Mutex
-	received          []*cloud.Message
+	received          []*botecloud.Message
 	handlerErr        error
 	handlerReplyFirst bool
 }
 
-func newSetup(t *testing.T, emu *azurite.Emulator, mod func(*cloud.Config)) *setup {
+func newSetup(t *testing.T, emu *azurite.Emulator, mod func(*botecloud.Config)) *setup {
 	d, err := storagequeue.New(storagequeue.Config{
 		ConnectionString: emu.ConnectionString,
 		ErrorQueue:       bustest.UniqueName("errors-"),
@@ -44,7 +45,7 @@ func newSetup(t *testing.T, emu *azurite.Emulator, mod func(*cloud.Config)) *set
 	})
 	require.NoError(t, err)
 	s := &setup{driver: d, cloudQ: bustest.UniqueName("cloud-"), connQ: bustest.UniqueName("conn-")}
-	cfg := cloud.Config{
+	cfg := botecloud.Config{
 		Bus: d, Service: "relayserver", CloudQueue: s.cloudQ, ConnectorsQueue: s.connQ,
 		PollMin: 20 * time.Millisecond, PollMax: 200 * time.Millisecond, Lock: 5 * time.Second,
 		Logger: slog.New(slog.DiscardHandler),
@@ -52,7 +53,7 @@ func newSetup(t *testing.T, emu *azurite.Emulator, mod func(*cloud.Config)) *set
 	if mod != nil {
 		mod(&cfg)
 	}
-	s.client, err = cloud.New(cfg)
+	s.client, err = botecloud.New(cfg)
 	require.NoError(t, err)
 	return s
 }
@@ -61,7 +62,7 @@ func (s *setup) run(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- s.client.Run(ctx, func(ctx context.Context, m *cloud.Message) error {
+		done <- s.client.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
 			s.handled.Add(1)
 			s.mu.Lock()
 			s.received = append(s.received, m)
@@ -71,7 +72,7 @@ func (s *setup) run(t *testing.T) {
 				return herr
 			}
 			if reply {
-				_, err := s.client.Reply(ctx, m, cloud.Outgoing{Body: []byte("pong")})
+				_, err := s.client.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
 				return err
 			}
 			return nil
@@ -126,7 +127,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 	t.Run("send to connector and broadcast", func(t *testing.T) {
 		t.Parallel()
 		s := newSetup(t, emu, nil)
-		id, err := s.client.SendToConnector(ctx, "contoso", "agent-1", cloud.Outgoing{Body: []byte("run plan"), Headers: map[string]string{"type": "run"}})
+		id, err := s.client.SendToConnector(ctx, "contoso", "agent-1", botecloud.Outgoing{Body: []byte("run plan"), Headers: map[string]string{"type": "run"}})
 		require.NoError(t, err)
 		m := receiveOne(t, s.driver, s.connQ)
 		assert.Equal(t, id, m.Envelope.ID)
@@ -135,7 +136,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 		assert.Equal(t, &envelope.Identity{Service: "relayserver"}, m.Envelope.From)
 		require.NoError(t, s.driver.Complete(ctx, m))
 
-		_, err = s.client.Broadcast(ctx, "contoso", "chat", cloud.Outgoing{Body: []byte("hello all")})
+		_, err = s.client.Broadcast(ctx, "contoso", "chat", botecloud.Outgoing{Body: []byte("hello all")})
 		require.NoError(t, err)
 		m = receiveOne(t, s.driver, s.connQ)
 		assert.Equal(t, envelope.KindBroadcast, m.Envelope.Kind)
@@ -174,7 +175,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 
 	t.Run("failing handler: immediate, delayed, then error queue", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, emu, func(c *cloud.Config) {
+		s := newSetup(t, emu, func(c *botecloud.Config) {
 			c.ImmediateRetries, c.DelayedRetries, c.DelayedRetryBase = 1, 1, time.Second
 		})
 		s.handlerErr = errors.New("database unavailable")
@@ -190,7 +191,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 
 	t.Run("duplicate ids are handled once", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, emu, func(c *cloud.Config) { c.Concurrency = 1 })
+		s := newSetup(t, emu, func(c *botecloud.Config) { c.Concurrency = 1 })
 		s.run(t)
 		msg := fromWorker(envelope.NewID())
 		require.NoError(t, s.driver.Send(ctx, s.cloudQ, msg, nil))
