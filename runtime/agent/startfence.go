@@ -8,12 +8,16 @@ import (
 	"github.com/botehq/platform/runtime/runproto"
 )
 
-// The start fence: the agent starts Terraform for a claim only once the
-// server recorded the start (run.started, answered by run.proceed). Until
-// then the claim is the server's to give to another agent: if this agent
-// dies, shuts down or reads an assignment whose claim the server has
-// closed meanwhile, Terraform never ran for it. The cost is one round trip
-// through the gateway before each phase.
+// The start fence: the agent starts an apply only once the server
+// recorded the start (run.started, answered by run.proceed). Until then
+// the claim is the server's to give to another agent: if this agent dies,
+// shuts down or reads an assignment whose claim the server has closed
+// meanwhile, Terraform never applied anything for it. The cost is one
+// round trip through the gateway (about 60 ms here) before each apply.
+// A plan changes no infrastructure, and the server gives a lost plan back
+// whether or not it started, so a plan does not wait: its run.started only
+// tells the server (a plan of a closed claim is stopped by the run.cancel
+// that answers it).
 
 // fence holds the claims waiting for run.proceed.
 type fence struct {
@@ -58,12 +62,20 @@ type errNotStarted struct {
 
 func (e *errNotStarted) Error() string { return "terraform not started: " + e.reason }
 
-// awaitStart asks the server to start Terraform for asg's claim, repeating
+// awaitStart asks the server to start an apply for asg's claim, repeating
 // the request every startedEvery, and returns once the server let it
-// proceed. It fails with the run's context (cancelled by the server, which
+// proceed (a plan: at once, once run.started went out or failed). It fails with the run's context (cancelled by the server, which
 // also answers a closed claim with run.cancel, or timed out), or with an
 // *errNotStarted when the agent starts shutting down meanwhile.
 func (a *Agent) awaitStart(ctx context.Context, asg *runproto.Assign, phase runproto.Phase) error {
+	if phase != runproto.PhaseApply {
+		sctx, cancel := context.WithTimeout(ctx, startedEvery)
+		defer cancel()
+		if err := a.send(sctx, &runproto.Started{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase}, ""); err != nil && ctx.Err() == nil {
+			a.log.Warn("cannot send run.started", "run", asg.RunID, "err", err)
+		}
+		return nil
+	}
 	key := phaseKey(asg.RunID, asg.ClaimToken)
 	proceed := a.fence.open(key)
 	defer a.fence.close(key)

@@ -9,9 +9,10 @@ import (
 
 // What happens to a claim whose agent cannot go on with it.
 //
-// An agent starts Terraform only once the server recorded that it may
+// An agent starts an apply only once the server recorded that it may
 // (Start, the start fence: run.started, answered by run.proceed). So the
-// server knows for every claim whether Terraform may have started:
+// server knows for every apply claim whether Terraform may have started
+// (a plan reports its start without waiting):
 //
 //   - An agent that refuses an assignment (at its concurrency limit,
 //     shutting down) gives the claim back (GiveBack): the plan goes back to
@@ -156,6 +157,9 @@ func (m *Manager) loseClaim(ctx context.Context, tenant, runID, agent string, la
 			return errSkip
 		}
 		switch {
+		case r.State == Planning && r.TerraformStarted == nil:
+			// A plan does not wait for the server to record its start.
+			return m.giveBack(r, w, lost+" before Terraform started, as far as the server knows; a plan changes nothing, so the run goes to another agent")
 		case r.TerraformStarted == nil:
 			return m.giveBack(r, w, lost+" before Terraform started; the run goes to another agent")
 		case r.State == Planning:
