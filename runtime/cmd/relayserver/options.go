@@ -124,7 +124,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.secretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
 	fs.StringVar(&o.keyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
 	fs.DurationVar(&o.dispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")
-	fs.DurationVar(&o.silentAfter, "agent-silent-after", 0, "an agent silent this long fails its runs and frees their workspaces (default 60s)")
+	fs.DurationVar(&o.silentAfter, "agent-silent-after", 0, "an agent silent this long loses its claims: given back to the queue, or needs_attention for an apply that started (default 60s; keep it above twice the agents' --heartbeat-interval)")
 	fs.DurationVar(&o.uploadLinkTTL, "upload-link-ttl", 0, "how long an agent's upload link (saved plan, state) is valid; agents renew links of a run they still execute, so a link stops working at most this long after its run phase ended (default 10m)")
 	fs.Int64Var(&o.maxBundleBytes, "max-bundle-bytes", 0, "largest configuration bundle accepted, compressed (default 64 MiB)")
 	fs.DurationVar(&o.eventInterval, "event-interval", 5*time.Second, "default interval between status events on /v1/events")

@@ -26,6 +26,7 @@ import (
 	"github.com/botehq/platform/runtime/dispatch"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/secretstore"
@@ -135,6 +136,13 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	}
 	if _, none := secrets.(secretstore.None); !none {
 		st.secrets = secrets // the API sets sensitive variables there
+	}
+	if o.silentAfter > 0 && o.silentAfter < 2*runproto.HeartbeatInterval {
+		// An agent heartbeating at the default interval looks lost between
+		// two heartbeats: its plans go back to the queue, its applies need
+		// attention.
+		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
+			"agentSilentAfter", o.silentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
 	}
 	var d *dispatch.Dispatcher
 	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
