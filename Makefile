@@ -32,7 +32,7 @@ test: deps build
 	@[ -n "$$BOTE_TEST_SERVICEBUS_CONNECTION_STRING" ] || echo "note: the Service Bus bus contract did not run (it needs a namespace: make test-servicebus, docs/messaging.md)"
 
 ## test-servicebus: the bus contract suite against a real Service Bus namespace
-## (BOTE_TEST_SERVICEBUS_CONNECTION_STRING, Manage rights; no emulator runs it)
+## (BOTE_TEST_SERVICEBUS_CONNECTION_STRING, Manage rights: in Azure, or the emulator under Docker)
 test-servicebus:
 	@[ -n "$$BOTE_TEST_SERVICEBUS_CONNECTION_STRING" ] || { echo "set BOTE_TEST_SERVICEBUS_CONNECTION_STRING to a Service Bus namespace connection string (Manage rights)"; exit 2; }
 	cd integration && $(GO) test -count=1 -v ./bus/ -run ServiceBus
