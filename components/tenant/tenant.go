@@ -24,6 +24,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/botehq/platform/components/naming"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 )
@@ -64,12 +65,12 @@ type Spec struct {
 // Validate checks ids, keys, duplicates and queue-name collisions; errors
 // name the tenant and connector.
 func (s Spec) Validate() error {
-	if err := queuename.ValidateID("tenant", s.ID); err != nil {
+	if err := ids.Validate("tenant", s.ID); err != nil {
 		return err
 	}
-	pairs := make([]queuename.Pair, 0, len(s.Connectors))
+	pairs := make([]ids.ConnectorID, 0, len(s.Connectors))
 	for i, c := range s.Connectors {
-		if err := queuename.ValidateID("connector", c.ID); err != nil {
+		if err := ids.Validate("connector", c.ID); err != nil {
 			return fmt.Errorf("tenant %s: connectors[%d]: %w", s.ID, i, err)
 		}
 		if _, err := registry.ParsePublicJWK(c.JWK); err != nil {
@@ -78,7 +79,7 @@ func (s Spec) Validate() error {
 		if err := registry.ValidateGrants(c.Roles, c.Labels); err != nil {
 			return fmt.Errorf("tenant %s: connector %s: %w", s.ID, c.ID, err)
 		}
-		pairs = append(pairs, queuename.Pair{Tenant: s.ID, Connector: c.ID})
+		pairs = append(pairs, ids.ConnectorID{Tenant: s.ID, Connector: c.ID})
 	}
 	if _, err := queuename.Assign(pairs); err != nil {
 		return fmt.Errorf("tenant %s: %w", s.ID, err)

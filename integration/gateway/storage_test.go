@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/worker/nudge"
 	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
@@ -75,12 +75,12 @@ func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	newFan := func(replica string) *nudge.Fanout {
 		f, err := nudge.New(ctx, nudge.Config{Queues: queues, Tables: tables, Replica: replica, Logger: slog.New(slog.DiscardHandler),
 			PollMin: 10 * time.Millisecond, PollMax: 50 * time.Millisecond,
-			Local: nudge.LocalFunc(func(id queuename.Pair) bool { mu.Lock(); defer mu.Unlock(); nudged[replica]++; return false })})
+			Local: nudge.LocalFunc(func(id ids.ConnectorID) bool { mu.Lock(); defer mu.Unlock(); nudged[replica]++; return false })})
 		require.NoError(t, err)
 		return f
 	}
 	r1, r2 := newFan("r1"), newFan("r2")
-	id := queuename.Pair{Tenant: "t", Connector: "c"}
+	id := ids.ConnectorID{Tenant: "t", Connector: "c"}
 	require.NoError(t, r1.Join(ctx, id, "old"))
 	require.NoError(t, r2.Join(ctx, id, "new")) // reconnected to r2
 	require.NoError(t, r1.Leave(ctx, id, "old"))

@@ -16,7 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 )
 
@@ -229,10 +229,10 @@ func (v *Verifier) checkIdentity(c *Claims) error {
 	if c.Tenant == "" || c.Connector == "" {
 		return errors.New("token lacks the tenant or connector claim")
 	}
-	if err := queuename.ValidateID("tenant", c.Tenant); err != nil {
+	if err := ids.Validate("tenant", c.Tenant); err != nil {
 		return err
 	}
-	if err := queuename.ValidateID("connector", c.Connector); err != nil {
+	if err := ids.Validate("connector", c.Connector); err != nil {
 		return err
 	}
 	if c.Subject != registry.ClientID(c.Tenant, c.Connector) {

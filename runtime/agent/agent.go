@@ -15,7 +15,7 @@ import (
 
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/seen"
@@ -91,10 +91,10 @@ type Config struct {
 
 // Validate checks the configuration and names the bad field.
 func (c Config) Validate() error {
-	if err := queuename.ValidateID("tenant", c.Tenant); err != nil {
+	if err := ids.Validate("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("agent config: Tenant: %w", err)
 	}
-	if err := queuename.ValidateID("connector", c.ID); err != nil {
+	if err := ids.Validate("connector", c.ID); err != nil {
 		return fmt.Errorf("agent config: ID: %w", err)
 	}
 	switch {
@@ -219,16 +219,16 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Running() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ids := make([]string, 0, len(a.active)+len(a.waiting))
+	running := make([]string, 0, len(a.active)+len(a.waiting))
 	for id := range a.active {
-		ids = append(ids, id)
+		running = append(running, id)
 	}
 	for key := range a.waiting {
 		id, _, _ := strings.Cut(key, "/")
-		ids = append(ids, id)
+		running = append(running, id)
 	}
-	slices.Sort(ids)
-	return slices.Compact(ids)
+	slices.Sort(running)
+	return slices.Compact(running)
 }
 
 // Handle handles one message from the gateway. Messages that are not

@@ -52,7 +52,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
 )
@@ -226,10 +226,10 @@ type Outgoing struct {
 // SendToConnector sends msg to one connector of a tenant and returns the
 // message id.
 func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, msg Outgoing) (string, error) {
-	if err := queuename.ValidateID("tenant", tenant); err != nil {
+	if err := ids.Validate("tenant", tenant); err != nil {
 		return "", fmt.Errorf("cannot send to connector: %w", err)
 	}
-	if err := queuename.ValidateID("connector", connector); err != nil {
+	if err := ids.Validate("connector", connector); err != nil {
 		return "", fmt.Errorf("cannot send to connector: %w", err)
 	}
 	env := c.envelope(msg)
@@ -240,7 +240,7 @@ func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, 
 // Broadcast sends msg to every connector of tenant subscribed to topic and
 // returns the message id.
 func (c *Client) Broadcast(ctx context.Context, tenant, topic string, msg Outgoing) (string, error) {
-	if err := queuename.ValidateID("tenant", tenant); err != nil {
+	if err := ids.Validate("tenant", tenant); err != nil {
 		return "", fmt.Errorf("cannot broadcast: %w", err)
 	}
 	if err := envelope.ValidateTopic(topic); err != nil {

@@ -43,7 +43,7 @@ import (
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
@@ -164,10 +164,10 @@ func (c *Config) Validate() error {
 	case c.RetryDelay < 0 || c.RetryDelay != 0 && (c.RetryDelay < time.Second || c.RetryDelay%time.Second != 0):
 		return fmt.Errorf("connector config: RetryDelay %s must be whole seconds, at least 1s", c.RetryDelay)
 	}
-	if err := queuename.ValidateID("tenant", c.Tenant); err != nil {
+	if err := ids.Validate("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("connector config: Tenant: %w", err)
 	}
-	if err := queuename.ValidateID("connector", c.Connector); err != nil {
+	if err := ids.Validate("connector", c.Connector); err != nil {
 		return fmt.Errorf("connector config: Connector: %w", err)
 	}
 	return nil

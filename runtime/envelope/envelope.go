@@ -37,7 +37,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Version is the envelope format version written by Encode.
@@ -102,10 +102,10 @@ func (i Identity) Validate() error {
 		}
 		return nil
 	}
-	if err := queuename.ValidateID("from.tenant", i.Tenant); err != nil {
+	if err := ids.Validate("from.tenant", i.Tenant); err != nil {
 		return err
 	}
-	return queuename.ValidateID("from.connector", i.Connector)
+	return ids.Validate("from.connector", i.Connector)
 }
 
 // Claim refers to a body kept in Blob storage because it does not fit the
@@ -205,17 +205,17 @@ func (e *Envelope) Validate() error {
 	}
 	switch e.Kind {
 	case KindTargeted:
-		if err := queuename.ValidateID("tenant", e.Tenant); err != nil {
+		if err := ids.Validate("tenant", e.Tenant); err != nil {
 			return err
 		}
-		if err := queuename.ValidateID("connector", e.Connector); err != nil {
+		if err := ids.Validate("connector", e.Connector); err != nil {
 			return err
 		}
 		if e.Topic != "" {
 			return errors.New("topic must be empty on a targeted message")
 		}
 	case KindBroadcast:
-		if err := queuename.ValidateID("tenant", e.Tenant); err != nil {
+		if err := ids.Validate("tenant", e.Tenant); err != nil {
 			return err
 		}
 		if err := ValidateTopic(e.Topic); err != nil {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 )
 
@@ -67,7 +67,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
 	clientID, resp, d := s.token(w, r)
 	// Values a caller controls are bounded before they reach the log.
-	attrs := []any{slog.String("client_id", bounded(clientID, 2*queuename.MaxIDLength+1)), slog.String("remote_addr", r.RemoteAddr)}
+	attrs := []any{slog.String("client_id", bounded(clientID, 2*ids.MaxLength+1)), slog.String("remote_addr", r.RemoteAddr)}
 	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
 		attrs = append(attrs, slog.String("forwarded_for", bounded(xff, 256))) // as reported, unverified
 	}

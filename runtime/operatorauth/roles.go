@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Role is what an operator may do in one tenant. Roles form a ladder: each
@@ -122,14 +122,14 @@ func (g Grants) TenantIDs() []string {
 	if g.Admin {
 		return nil
 	}
-	ids := make([]string, 0, len(g.Tenants))
+	tenants := make([]string, 0, len(g.Tenants))
 	for t, r := range g.Tenants {
 		if r.Valid() {
-			ids = append(ids, t)
+			tenants = append(tenants, t)
 		}
 	}
-	sort.Strings(ids)
-	return ids
+	sort.Strings(tenants)
+	return tenants
 }
 
 // Empty reports whether the grants allow nothing at all.
@@ -141,12 +141,12 @@ func (g Grants) String() string {
 	if g.Admin {
 		return "admin"
 	}
-	ids := g.TenantIDs()
-	if len(ids) == 0 {
+	tenants := g.TenantIDs()
+	if len(tenants) == 0 {
 		return "none"
 	}
-	parts := make([]string, len(ids))
-	for i, t := range ids {
+	parts := make([]string, len(tenants))
+	for i, t := range tenants {
 		parts[i] = t + "=" + string(g.Tenants[t])
 	}
 	return strings.Join(parts, ",")
@@ -169,8 +169,8 @@ func ParseTenantRole(s string) (string, Role, error) {
 }
 
 // ValidateTenantID reports whether id can name a tenant (the rule of
-// queuename.ValidateID, which every tenant id on the platform follows).
-func ValidateTenantID(id string) error { return queuename.ValidateID("tenant", id) }
+// ids.Validate, which every tenant id on the platform follows).
+func ValidateTenantID(id string) error { return ids.Validate("tenant", id) }
 
 // RoleMap gives OAuth2 principals their grants from token claims: each
 // value listed is matched against the token's "roles" claim (Entra app role

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -40,10 +40,10 @@ func (f AgentsFile) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, a := range f.Agents {
-		if err := queuename.ValidateID("tenant", a.Tenant); err != nil {
+		if err := ids.Validate("tenant", a.Tenant); err != nil {
 			return fmt.Errorf("agents[%d].tenant: %w", i, err)
 		}
-		if err := queuename.ValidateID("connector", a.Name); err != nil {
+		if err := ids.Validate("connector", a.Name); err != nil {
 			return fmt.Errorf("agents[%d].name: %w", i, err)
 		}
 		id := registry.ClientID(a.Tenant, a.Name)

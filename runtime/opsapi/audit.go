@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/audit"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -104,7 +104,7 @@ func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, ori
 		if dropped > 0 {
 			entry.Detail += fmt.Sprintf(" (and %d more unauthenticated requests since %s, not recorded one by one)", dropped, since.UTC().Format(time.RFC3339))
 		}
-	} else if t := auditTenant(r); queuename.ValidateID("tenant", t) == nil {
+	} else if t := auditTenant(r); ids.Validate("tenant", t) == nil {
 		entry.Tenant = t
 	}
 	s.record(r.Context(), entry)
@@ -195,7 +195,7 @@ func auditQuery(r *http.Request, now time.Time) (audit.Query, error) {
 		q.Limit = n
 	}
 	if t := v.Get("tenant"); t != "" && t != audit.Platform {
-		if err := queuename.ValidateID("tenant", t); err != nil {
+		if err := ids.Validate("tenant", t); err != nil {
 			return q, err
 		}
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
-	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -58,7 +58,7 @@ func (s *Server) authorize(rt route, next http.Handler) http.Handler {
 func checkPathIDs(r *http.Request) string {
 	for _, kind := range []string{"tenant", "workspace"} {
 		if v := r.PathValue(kind); v != "" {
-			if err := queuename.ValidateID(kind, v); err != nil {
+			if err := ids.Validate(kind, v); err != nil {
 				return err.Error()
 			}
 		}

@@ -31,8 +31,8 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
-	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/secretstore"
 )
@@ -389,7 +389,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	tenant := r.URL.Query().Get("tenant")
 	if tenant != "" {
-		if err := queuename.ValidateID("tenant", tenant); err != nil {
+		if err := ids.Validate("tenant", tenant); err != nil {
 			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 			return
 		}

@@ -1,5 +1,6 @@
 // Package queuename derives the name of a connector's Azure Storage Queue
-// from its tenant and connector ids.
+// from its tenant and connector ids. It only derives names: what an id may
+// be, and the connector identity itself, live in package ids.
 //
 // Storage Queue names are 3 to 63 characters of lowercase letters, digits and
 // single hyphens, starting and ending with a letter or digit. Tenant and
@@ -17,49 +18,22 @@ package queuename
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
-)
 
-// MaxIDLength is the longest tenant or connector id accepted.
-const MaxIDLength = 128
+	"github.com/botehq/platform/runtime/ids"
+)
 
 const (
 	partLen = 20 // readable prefix kept from each id
 	hashLen = 12 // hex digits of SHA-256 over the exact pair (48 bits)
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-// ErrInvalidID reports a tenant or connector id that no queue name can be
-// derived from.
-var ErrInvalidID = errors.New("invalid id")
-
-// ValidateID reports whether id may be used as a tenant or connector id: 1 to
-// MaxIDLength characters of ASCII letters, digits, '.', '_' and '-', starting
-// with a letter or digit. kind names the id in the error ("tenant",
-// "connector").
-func ValidateID(kind, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: %s id is empty", ErrInvalidID, kind)
-	case len(id) > MaxIDLength:
-		return fmt.Errorf("%w: %s id %q is %d characters, the limit is %d", ErrInvalidID, kind, id, len(id), MaxIDLength)
-	case !idPattern.MatchString(id):
-		return fmt.Errorf("%w: %s id %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", ErrInvalidID, kind, id)
-	}
-	return nil
-}
-
 // For returns the Storage Queue name of connector in tenant.
 func For(tenant, connector string) (string, error) {
-	if err := ValidateID("tenant", tenant); err != nil {
-		return "", err
-	}
-	if err := ValidateID("connector", connector); err != nil {
+	if err := (ids.ConnectorID{Tenant: tenant, Connector: connector}).Validate(); err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256([]byte(tenant + "\x00" + connector))
@@ -101,21 +75,12 @@ func Valid(name string) bool {
 	return len(name) >= 3 && len(name) <= 63 && namePattern.MatchString(name)
 }
 
-// Pair identifies one connector.
-type Pair struct {
-	Tenant    string
-	Connector string
-}
-
-// String renders the pair as "tenant/connector".
-func (p Pair) String() string { return p.Tenant + "/" + p.Connector }
-
-// Assign returns the queue name of every pair and fails if any id is invalid,
-// a pair is listed twice, or two pairs would share a queue.
-func Assign(pairs []Pair) (map[Pair]string, error) {
-	names := make(map[Pair]string, len(pairs))
-	owner := make(map[string]Pair, len(pairs))
-	sorted := append([]Pair(nil), pairs...)
+// Assign returns the queue name of every connector and fails if any id is
+// invalid, a connector is listed twice, or two connectors would share a queue.
+func Assign(conns []ids.ConnectorID) (map[ids.ConnectorID]string, error) {
+	names := make(map[ids.ConnectorID]string, len(conns))
+	owner := make(map[string]ids.ConnectorID, len(conns))
+	sorted := append([]ids.ConnectorID(nil), conns...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].String() < sorted[j].String() })
 	for _, p := range sorted {
 		if _, dup := names[p]; dup {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 func TestForIsStableAndValid(t *testing.T) {
@@ -31,12 +33,12 @@ func TestForIsStableAndValid(t *testing.T) {
 }
 
 func TestForAlwaysValid(t *testing.T) {
-	ids := []string{
+	valid := []string{
 		"a", "A", "0", "a.b", "a_b", "a-b", "a--b", "a..b", "x___", "9_", "x" + strings.Repeat("-", 127),
-		strings.Repeat("Z", MaxIDLength), "a.-_.-b", "UPPER.case_Mixed-123",
+		strings.Repeat("Z", ids.MaxLength), "a.-_.-b", "UPPER.case_Mixed-123",
 	}
-	for _, tenant := range ids {
-		for _, conn := range ids {
+	for _, tenant := range valid {
+		for _, conn := range valid {
 			name, err := For(tenant, conn)
 			require.NoError(t, err, "%q/%q", tenant, conn)
 			assert.True(t, Valid(name), "%q/%q -> %q", tenant, conn, name)
@@ -46,10 +48,10 @@ func TestForAlwaysValid(t *testing.T) {
 }
 
 func TestForKeepsLookalikesApart(t *testing.T) {
-	pairs := []Pair{
-		{"a-b", "c"}, {"a", "b-c"}, {"a.b", "c"}, {"a_b", "c"},
-		{"Contoso", "x"}, {"contoso", "x"},
-		{strings.Repeat("t", 30) + "1", "c"}, {strings.Repeat("t", 30) + "2", "c"},
+	pairs := []ids.ConnectorID{
+		{Tenant: "a-b", Connector: "c"}, {Tenant: "a", Connector: "b-c"}, {Tenant: "a.b", Connector: "c"}, {Tenant: "a_b", Connector: "c"},
+		{Tenant: "Contoso", Connector: "x"}, {Tenant: "contoso", Connector: "x"},
+		{Tenant: strings.Repeat("t", 30) + "1", Connector: "c"}, {Tenant: strings.Repeat("t", 30) + "2", Connector: "c"},
 	}
 	names, err := Assign(pairs)
 	require.NoError(t, err)
@@ -68,18 +70,18 @@ func TestInvalidIDs(t *testing.T) {
 		{"-t", "c", "must start with a letter or digit"},
 		{"t", "c/d", "must start with a letter or digit"},
 		{"t", "caf\u00e9", "must start with a letter or digit"},
-		{strings.Repeat("t", MaxIDLength+1), "c", "the limit is 128"},
+		{strings.Repeat("t", ids.MaxLength+1), "c", "the limit is 128"},
 	}
 	for _, tt := range tests {
 		_, err := For(tt.tenant, tt.connector)
 		require.Error(t, err, "%q/%q", tt.tenant, tt.connector)
-		assert.True(t, errors.Is(err, ErrInvalidID))
+		assert.True(t, errors.Is(err, ids.ErrInvalid))
 		assert.Contains(t, err.Error(), tt.msg)
 	}
 }
 
 func TestAssignRejectsDuplicates(t *testing.T) {
-	_, err := Assign([]Pair{{"t", "c"}, {"t", "c"}})
+	_, err := Assign([]ids.ConnectorID{{Tenant: "t", Connector: "c"}, {Tenant: "t", Connector: "c"}})
 	require.ErrorContains(t, err, "connector t/c is listed twice")
 }
 

@@ -42,6 +42,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 )
 
@@ -118,7 +119,7 @@ const MaxLabelValue = 256
 // connector ids), the value at most MaxLabelValue bytes. Registrations,
 // heartbeats and workspaces' agentLabels all follow it.
 func ValidateLabel(k, v string) error {
-	if err := queuename.ValidateID("label", k); err != nil {
+	if err := ids.Validate("label", k); err != nil {
 		return err
 	}
 	if len(v) > MaxLabelValue {
@@ -184,7 +185,7 @@ func Parse(data []byte) (*Registry, error) {
 	if f.Version != Version {
 		return nil, fmt.Errorf("version: got %d, this build reads %d", f.Version, Version)
 	}
-	pairs := make([]queuename.Pair, 0, len(f.Connectors))
+	pairs := make([]ids.ConnectorID, 0, len(f.Connectors))
 	r := &Registry{byClient: make(map[string]Connector, len(f.Connectors))}
 	for i, c := range f.Connectors {
 		key, err := ParsePublicJWK(c.JWK)
@@ -196,7 +197,7 @@ func Parse(data []byte) (*Registry, error) {
 		}
 		c.Roles = slices.Sorted(slices.Values(c.Roles))
 		c.key = key
-		pairs = append(pairs, queuename.Pair{Tenant: c.Tenant, Connector: c.ID})
+		pairs = append(pairs, ids.ConnectorID{Tenant: c.Tenant, Connector: c.ID})
 		r.byClient[c.ClientID()] = c
 		r.sorted = append(r.sorted, c)
 	}

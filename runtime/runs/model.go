@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-version"
 
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/tfrun"
 )
@@ -28,7 +28,7 @@ type Tenant struct {
 
 // Validate checks the tenant's fields.
 func (t Tenant) Validate() error {
-	return queuename.ValidateID("tenant", t.ID)
+	return ids.Validate("tenant", t.ID)
 }
 
 // Workspace is one Terraform configuration for one environment of a tenant.
@@ -116,10 +116,10 @@ func (o Options) timeout(s State) time.Duration {
 
 // Validate checks the workspace's fields.
 func (w Workspace) Validate() error {
-	if err := queuename.ValidateID("tenant", w.Tenant); err != nil {
+	if err := ids.Validate("tenant", w.Tenant); err != nil {
 		return err
 	}
-	if err := queuename.ValidateID("workspace", w.Name); err != nil {
+	if err := ids.Validate("workspace", w.Name); err != nil {
 		return err
 	}
 	if len(w.Description) > 1024 {
@@ -375,10 +375,10 @@ type Agent struct {
 
 // Validate checks the agent's fields.
 func (a Agent) Validate() error {
-	if err := queuename.ValidateID("tenant", a.Tenant); err != nil {
+	if err := ids.Validate("tenant", a.Tenant); err != nil {
 		return err
 	}
-	if err := queuename.ValidateID("agent", a.ID); err != nil {
+	if err := ids.Validate("agent", a.ID); err != nil {
 		return err
 	}
 	if a.Capacity < 1 || a.Capacity > 64 {

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Errors a Store returns (wrapped); callers branch on them with errors.Is.
@@ -114,11 +114,11 @@ func (q LockQuery) Match(l Lock) bool {
 // CheckScope validates the tenant and (when not "") workspace names a Store
 // builds keys from; every Store method calls it first.
 func CheckScope(tenant, workspace string) error {
-	if err := queuename.ValidateID("tenant", tenant); err != nil {
+	if err := ids.Validate("tenant", tenant); err != nil {
 		return err
 	}
 	if workspace != "" {
-		return queuename.ValidateID("workspace", workspace)
+		return ids.Validate("workspace", workspace)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 )
 
@@ -70,10 +70,10 @@ func Validate(tenant, workspace string, s runproto.Secrets) error {
 }
 
 func checkScope(tenant, workspace string) error {
-	if err := queuename.ValidateID("tenant", tenant); err != nil {
+	if err := ids.Validate("tenant", tenant); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := queuename.ValidateID("workspace", workspace); err != nil {
+	if err := ids.Validate("workspace", workspace); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil

@@ -37,6 +37,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/health"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
@@ -262,7 +263,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var srv *session.Server
 	fan, err := nudge.New(ctx, nudge.Config{
 		Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log,
-		Local: nudge.LocalFunc(func(id queuename.Pair) bool { return srv.Nudge(id) }),
+		Local: nudge.LocalFunc(func(id ids.ConnectorID) bool { return srv.Nudge(id) }),
 	})
 	if err != nil {
 		return err
@@ -648,18 +649,18 @@ func (d *fileDirectory) reload() error {
 
 // Known reports whether id is registered (disabled connectors keep their
 // queue, so messages are still routed to them).
-func (d *fileDirectory) Known(id queuename.Pair) bool {
+func (d *fileDirectory) Known(id ids.ConnectorID) bool {
 	_, ok := d.lookup(id)
 	return ok
 }
 
 // Active reports whether id is registered and not disabled.
-func (d *fileDirectory) Active(id queuename.Pair) bool {
+func (d *fileDirectory) Active(id ids.ConnectorID) bool {
 	c, ok := d.lookup(id)
 	return ok && !c.Disabled
 }
 
-func (d *fileDirectory) lookup(id queuename.Pair) (registry.Connector, bool) {
+func (d *fileDirectory) lookup(id ids.ConnectorID) (registry.Connector, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if time.Since(d.checked) > 5*time.Second {

@@ -18,6 +18,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/sessionproto"
@@ -116,8 +117,8 @@ func TestFileDirectory(t *testing.T) {
 	writeRegistry(t, path, false)
 	d, err := newFileDirectory(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	agent := queuename.Pair{Tenant: "acme", Connector: "agent1"}
-	ghost := queuename.Pair{Tenant: "acme", Connector: "ghost"}
+	agent := ids.ConnectorID{Tenant: "acme", Connector: "agent1"}
+	ghost := ids.ConnectorID{Tenant: "acme", Connector: "ghost"}
 	assert.True(t, d.Known(agent))
 	assert.True(t, d.Active(agent))
 	assert.False(t, d.Known(ghost))

@@ -27,6 +27,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/sas"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
@@ -114,11 +115,11 @@ func New(cfg Config) (*Queues, error) {
 }
 
 // Name returns the queue name of id.
-func Name(id queuename.Pair) (string, error) { return queuename.For(id.Tenant, id.Connector) }
+func Name(id ids.ConnectorID) (string, error) { return queuename.For(id.Tenant, id.Connector) }
 
 // Enqueue puts text (an encoded envelope) on id's queue, creating the queue
 // if it does not exist yet.
-func (q *Queues) Enqueue(ctx context.Context, id queuename.Pair, text string) error {
+func (q *Queues) Enqueue(ctx context.Context, id ids.ConnectorID, text string) error {
 	name, err := Name(id)
 	if err != nil {
 		return err
@@ -149,7 +150,7 @@ func (q *Queues) create(ctx context.Context, qc *azqueue.QueueClient) error {
 // storage request (granting is frequent; idle cost matters): the queue may
 // not exist until the first message is routed to it, which a reader sees as
 // "QueueNotFound", meaning empty.
-func (q *Queues) Grant(_ context.Context, id queuename.Pair) (sessionproto.QueueAccess, error) {
+func (q *Queues) Grant(_ context.Context, id ids.ConnectorID) (sessionproto.QueueAccess, error) {
 	if q.key == nil {
 		return sessionproto.QueueAccess{}, ErrNoSharedKey
 	}
@@ -184,7 +185,7 @@ func (q *Queues) Grant(_ context.Context, id queuename.Pair) (sessionproto.Queue
 // text must be the message's text: the service replaces the text on every
 // update (azqueue offers no visibility-only update), so a connector can at
 // most rewrite messages addressed to itself.
-func (q *Queues) Extend(ctx context.Context, id queuename.Pair, messageID, popReceipt, text string, visibility time.Duration) (string, time.Time, error) {
+func (q *Queues) Extend(ctx context.Context, id ids.ConnectorID, messageID, popReceipt, text string, visibility time.Duration) (string, time.Time, error) {
 	name, err := Name(id)
 	if err != nil {
 		return "", time.Time{}, err

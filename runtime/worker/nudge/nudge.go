@@ -32,7 +32,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
 
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/worker/metrics"
 	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
@@ -51,14 +51,14 @@ var replicaPattern = regexp.MustCompile(`^[a-z0-9]{1,40}$`)
 // Local nudges the sessions of this replica; it reports whether there was
 // one.
 type Local interface {
-	Nudge(id queuename.Pair) bool
+	Nudge(id ids.ConnectorID) bool
 }
 
 // LocalFunc adapts a function to Local.
-type LocalFunc func(id queuename.Pair) bool
+type LocalFunc func(id ids.ConnectorID) bool
 
 // Nudge calls f.
-func (f LocalFunc) Nudge(id queuename.Pair) bool { return f(id) }
+func (f LocalFunc) Nudge(id ids.ConnectorID) bool { return f(id) }
 
 // Config configures a Fanout.
 type Config struct {
@@ -141,7 +141,7 @@ type presence struct {
 }
 
 // Join records that session of id is held by this replica.
-func (f *Fanout) Join(ctx context.Context, id queuename.Pair, session string) error {
+func (f *Fanout) Join(ctx context.Context, id ids.ConnectorID, session string) error {
 	data, err := json.Marshal(presence{Entity: aztables.Entity{PartitionKey: id.Tenant, RowKey: id.Connector}, Replica: f.cfg.Replica, Session: session})
 	if err != nil {
 		return fmt.Errorf("cannot encode presence: %w", err)
@@ -154,7 +154,7 @@ func (f *Fanout) Join(ctx context.Context, id queuename.Pair, session string) er
 
 // Leave clears id's presence if it still names session: a connector that
 // already reconnected to another replica keeps its newer record.
-func (f *Fanout) Leave(ctx context.Context, id queuename.Pair, session string) error {
+func (f *Fanout) Leave(ctx context.Context, id ids.ConnectorID, session string) error {
 	p, etag, err := f.lookup(ctx, id)
 	if err != nil || p == nil || p.Replica != f.cfg.Replica || p.Session != session {
 		return err
@@ -166,7 +166,7 @@ func (f *Fanout) Leave(ctx context.Context, id queuename.Pair, session string) e
 	return nil
 }
 
-func (f *Fanout) lookup(ctx context.Context, id queuename.Pair) (*presence, azcore.ETag, error) {
+func (f *Fanout) lookup(ctx context.Context, id ids.ConnectorID) (*presence, azcore.ETag, error) {
 	resp, err := f.presence.GetEntity(ctx, id.Tenant, id.Connector, nil)
 	if isStatus(err, 404) {
 		return nil, "", nil
@@ -188,7 +188,7 @@ type wire struct {
 
 // Nudge tells id's session, on this replica or another, that its queue has
 // messages. A connector without a session is not an error.
-func (f *Fanout) Nudge(ctx context.Context, id queuename.Pair) error {
+func (f *Fanout) Nudge(ctx context.Context, id ids.ConnectorID) error {
 	if f.cfg.Local.Nudge(id) {
 		return nil
 	}
@@ -246,7 +246,7 @@ func (f *Fanout) poll(ctx context.Context) (int, error) {
 	for _, m := range resp.Messages {
 		var w wire
 		if m.MessageText != nil && json.Unmarshal([]byte(*m.MessageText), &w) == nil {
-			f.cfg.Local.Nudge(queuename.Pair{Tenant: w.Tenant, Connector: w.Connector})
+			f.cfg.Local.Nudge(ids.ConnectorID{Tenant: w.Tenant, Connector: w.Connector})
 		}
 		if m.MessageID == nil || m.PopReceipt == nil {
 			continue

@@ -8,11 +8,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/stretchr/testify/assert"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 )
 
 func TestConfigValidate(t *testing.T) {
-	local := LocalFunc(func(queuename.Pair) bool { return false })
+	local := LocalFunc(func(ids.ConnectorID) bool { return false })
 	ok := Config{Queues: &azqueue.ServiceClient{}, Tables: &aztables.ServiceClient{}, Replica: "r1", Local: local}
 	assert.NoError(t, ok.Validate())
 	for field, mut := range map[string]func(*Config){

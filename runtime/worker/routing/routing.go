@@ -47,7 +47,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
 	"github.com/botehq/platform/runtime/worker/metrics"
@@ -63,7 +63,7 @@ type Bus interface {
 
 // Queues puts encoded envelopes on connector queues.
 type Queues interface {
-	Enqueue(ctx context.Context, id queuename.Pair, text string) error
+	Enqueue(ctx context.Context, id ids.ConnectorID, text string) error
 }
 
 // Subscribers lists a topic's subscribers in a tenant.
@@ -73,7 +73,7 @@ type Subscribers interface {
 
 // Nudger tells a connector's session that it has messages.
 type Nudger interface {
-	Nudge(ctx context.Context, id queuename.Pair) error
+	Nudge(ctx context.Context, id ids.ConnectorID) error
 }
 
 // Claims stores bodies too large for a queue message and signs their URLs.
@@ -85,7 +85,7 @@ type Claims interface {
 // Directory knows which connectors exist. Optional: without it every valid
 // id is routed (its queue is created on first use).
 type Directory interface {
-	Known(id queuename.Pair) bool
+	Known(id ids.ConnectorID) bool
 }
 
 // Dead-letter reasons.
@@ -404,21 +404,21 @@ func (r *Router) route(ctx context.Context, env *envelope.Envelope, log *slog.Lo
 			return err
 		}
 	}
-	var targets []queuename.Pair
+	var targets []ids.ConnectorID
 	switch env.Kind {
 	case envelope.KindTargeted:
-		id := queuename.Pair{Tenant: env.Tenant, Connector: env.Connector}
+		id := ids.ConnectorID{Tenant: env.Tenant, Connector: env.Connector}
 		if d := r.cfg.Directory; d != nil && !d.Known(id) {
 			return permanent(ReasonUnknownConnector, "connector %s is not registered", id)
 		}
-		targets = []queuename.Pair{id}
+		targets = []ids.ConnectorID{id}
 	case envelope.KindBroadcast:
 		subs, err := r.cfg.Subscribers.Subscribers(ctx, env.Tenant, env.Topic)
 		if err != nil {
 			return err
 		}
 		for _, c := range subs {
-			targets = append(targets, queuename.Pair{Tenant: env.Tenant, Connector: c})
+			targets = append(targets, ids.ConnectorID{Tenant: env.Tenant, Connector: c})
 		}
 		if len(targets) == 0 {
 			log.Info("broadcast has no subscribers", "topic", env.Topic)
@@ -478,7 +478,7 @@ func (r *Router) encode(ctx context.Context, env *envelope.Envelope) (string, er
 
 // deliver enqueues text on every target not yet reached, in parallel
 // within the router-wide fan-out bound.
-func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []queuename.Pair, text string) error {
+func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []ids.ConnectorID, text string) error {
 	kind := string(env.Kind)
 	sem := r.fanOut
 	var mu sync.Mutex
@@ -511,7 +511,7 @@ func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []
 	return errors.Join(errs...)
 }
 
-func (r *Router) enqueue(ctx context.Context, id queuename.Pair, text string) error {
+func (r *Router) enqueue(ctx context.Context, id ids.ConnectorID, text string) error {
 	var err error
 	for attempt := 0; ; attempt++ {
 		if err = r.cfg.Queues.Enqueue(ctx, id, text); err == nil {
@@ -530,17 +530,17 @@ type coalescer struct {
 	n       Nudger
 	log     *slog.Logger
 	mu      sync.Mutex
-	pending map[queuename.Pair]struct{}
+	pending map[ids.ConnectorID]struct{}
 	wake    chan struct{}
 	closed  chan struct{}
 	once    sync.Once
 }
 
 func newCoalescer(n Nudger, log *slog.Logger) *coalescer {
-	return &coalescer{n: n, log: log, pending: map[queuename.Pair]struct{}{}, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	return &coalescer{n: n, log: log, pending: map[ids.ConnectorID]struct{}{}, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
-func (c *coalescer) add(id queuename.Pair) {
+func (c *coalescer) add(id ids.ConnectorID) {
 	c.mu.Lock()
 	c.pending[id] = struct{}{}
 	c.mu.Unlock()
@@ -556,7 +556,7 @@ func (c *coalescer) run(ctx context.Context) {
 	for {
 		c.mu.Lock()
 		batch := c.pending
-		c.pending = map[queuename.Pair]struct{}{}
+		c.pending = map[ids.ConnectorID]struct{}{}
 		c.mu.Unlock()
 		for id := range batch {
 			if err := c.n.Nudge(ctx, id); err != nil {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 )
 
 type settled struct {
@@ -60,11 +60,11 @@ func (b *fakeBus) DeadLetter(_ context.Context, m *bus.Message, reason, _ string
 
 type fakeQueues struct {
 	mu    sync.Mutex
-	got   map[queuename.Pair][]string
-	fails map[queuename.Pair]int // fail this many times
+	got   map[ids.ConnectorID][]string
+	fails map[ids.ConnectorID]int // fail this many times
 }
 
-func (q *fakeQueues) Enqueue(_ context.Context, id queuename.Pair, text string) error {
+func (q *fakeQueues) Enqueue(_ context.Context, id ids.ConnectorID, text string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.fails[id] > 0 {
@@ -75,7 +75,7 @@ func (q *fakeQueues) Enqueue(_ context.Context, id queuename.Pair, text string) 
 	return nil
 }
 
-func (q *fakeQueues) count(id queuename.Pair) int {
+func (q *fakeQueues) count(id ids.ConnectorID) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.got[id])
@@ -89,10 +89,10 @@ func (s fakeSubs) Subscribers(_ context.Context, tenant, topic string) ([]string
 
 type fakeNudger struct {
 	mu  sync.Mutex
-	got map[queuename.Pair]int
+	got map[ids.ConnectorID]int
 }
 
-func (n *fakeNudger) Nudge(_ context.Context, id queuename.Pair) error {
+func (n *fakeNudger) Nudge(_ context.Context, id ids.ConnectorID) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.got[id]++
@@ -111,9 +111,9 @@ func (c *fakeClaims) Sign(_ context.Context, cl *envelope.Claim, _ time.Duration
 	return nil
 }
 
-type fakeDirectory map[queuename.Pair]bool
+type fakeDirectory map[ids.ConnectorID]bool
 
-func (d fakeDirectory) Known(id queuename.Pair) bool { return d[id] }
+func (d fakeDirectory) Known(id ids.ConnectorID) bool { return d[id] }
 
 type harness struct {
 	bus    *fakeBus
@@ -127,8 +127,8 @@ func newHarness(t *testing.T, mut func(*Config)) *harness {
 	t.Helper()
 	h := &harness{
 		bus:    &fakeBus{settled: map[string]settled{}},
-		queues: &fakeQueues{got: map[queuename.Pair][]string{}, fails: map[queuename.Pair]int{}},
-		nudger: &fakeNudger{got: map[queuename.Pair]int{}},
+		queues: &fakeQueues{got: map[ids.ConnectorID][]string{}, fails: map[ids.ConnectorID]int{}},
+		nudger: &fakeNudger{got: map[ids.ConnectorID]int{}},
 		claims: &fakeClaims{},
 	}
 	cfg := Config{
@@ -170,7 +170,7 @@ func (h *harness) handle(env *envelope.Envelope, delivery int) settled {
 	return h.bus.settled[env.ID]
 }
 
-func pair(t, c string) queuename.Pair { return queuename.Pair{Tenant: t, Connector: c} }
+func pair(t, c string) ids.ConnectorID { return ids.ConnectorID{Tenant: t, Connector: c} }
 
 func TestTargetedGoesToThatConnectorOnly(t *testing.T) {
 	h := newHarness(t, nil)
@@ -399,7 +399,7 @@ type gatedQueues struct {
 	release       chan struct{}
 }
 
-func (q *gatedQueues) Enqueue(context.Context, queuename.Pair, string) error {
+func (q *gatedQueues) Enqueue(context.Context, ids.ConnectorID, string) error {
 	q.mu.Lock()
 	q.inFlight++
 	q.top = max(q.top, q.inFlight)

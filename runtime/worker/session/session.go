@@ -35,13 +35,14 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
 	"github.com/botehq/platform/runtime/worker/metrics"
 )
 
 // Identity is the verified tenant and connector of a session.
-type Identity = queuename.Pair
+type Identity = ids.ConnectorID
 
 // Principal is what a verified token proves: who, and until when.
 type Principal struct {

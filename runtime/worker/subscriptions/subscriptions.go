@@ -20,7 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // DefaultTable is the table name used when none is configured.
@@ -58,11 +58,11 @@ func PartitionKey(tenant, topic string) string {
 }
 
 func validate(tenant, topic, connector string) error {
-	if err := queuename.ValidateID("tenant", tenant); err != nil {
+	if err := ids.Validate("tenant", tenant); err != nil {
 		return err
 	}
 	if connector != "" {
-		if err := queuename.ValidateID("connector", connector); err != nil {
+		if err := ids.Validate("connector", connector); err != nil {
 			return err
 		}
 	}

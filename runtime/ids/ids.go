@@ -1,0 +1,58 @@
+// Package ids is the home of the names the platform gives its parties: the
+// tenant, connector, agent and workspace ids, label keys, and ConnectorID,
+// the identity of one connector (its tenant and its connector id together,
+// as a token's subject, an envelope's sender or a queue's owner).
+//
+// Every such id follows one rule, Validate: 1 to MaxLength characters of ASCII
+// letters, digits, '.', '_' and '-', starting with a letter or digit. The rule
+// is narrow enough that an id is safe in a path, a log line, a header and a
+// table key, and wide enough for the ids customers already have. What derives
+// a name from an id (package queuename for Storage Queues) relies on it.
+package ids
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// MaxLength is the longest id accepted.
+const MaxLength = 128
+
+var pattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// ErrInvalid reports an id that breaks the rule.
+var ErrInvalid = errors.New("invalid id")
+
+// Validate reports whether id may be used as a tenant, connector, agent or
+// workspace id or a label key. kind names the id in the error ("tenant",
+// "connector").
+func Validate(kind, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: %s id is empty", ErrInvalid, kind)
+	case len(id) > MaxLength:
+		return fmt.Errorf("%w: %s id %q is %d characters, the limit is %d", ErrInvalid, kind, id, len(id), MaxLength)
+	case !pattern.MatchString(id):
+		return fmt.Errorf("%w: %s id %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", ErrInvalid, kind, id)
+	}
+	return nil
+}
+
+// ConnectorID identifies one connector: connector ids are unique within a
+// tenant only.
+type ConnectorID struct {
+	Tenant    string
+	Connector string
+}
+
+// String renders the identity as "tenant/connector".
+func (c ConnectorID) String() string { return c.Tenant + "/" + c.Connector }
+
+// Validate checks both ids.
+func (c ConnectorID) Validate() error {
+	if err := Validate("tenant", c.Tenant); err != nil {
+		return err
+	}
+	return Validate("connector", c.Connector)
+}
