@@ -1,6 +1,7 @@
-// Package chaos sends numbered messages through the gateway and queues
-// runs while it kills processes (a worker, an idp and a relay server
-// replica of two, an agent) and restarts Azurite, then checks that no message is lost, no
+// Package chaos sends numbered messages through the gateway to a
+// connector sidecar with durable dedup and queues runs while it kills
+// processes (a worker, an idp and a relay server replica of two, the
+// connector, an agent) and restarts Azurite, then checks that no message is lost, no
 // run is stuck, and reports duplicates and figures.
 //
 // The short profile runs in `make test` (about a minute); `make chaos`
@@ -12,7 +13,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,8 +33,6 @@ import (
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/claimcheck"
-	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -70,31 +72,25 @@ func TestChaos(t *testing.T) {
 		RelayserverArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
 	})
 
-	// The receiving connector: counts every delivery to its handler.
-	key, err := clientauth.LoadKeyFile(p.KeyFile(tenant, "sink"))
-	require.NoError(t, err)
+	// The receiving connector: the connector sidecar with durable dedup,
+	// posting to a local program that counts every delivery.
 	var mu sync.Mutex
 	got := map[int]int{}
-	sink, err := connector.New(connector.Config{
-		WorkerURL: p.WorkerURL, TokenURL: p.IdpURL + "/oauth2/token", Tenant: tenant, Connector: "sink", Key: key,
-		SafetyPoll: time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		Handler: connector.HandlerFunc(func(_ context.Context, m *connector.Message) error {
-			n, err := strconv.Atoi(string(m.Body))
-			if err != nil {
-				return fmt.Errorf("not a numbered message: %q", m.Body)
-			}
-			mu.Lock()
-			got[n]++
-			mu.Unlock()
-			return nil
-		}),
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	program := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n, err := strconv.Atoi(string(body))
+		if err != nil {
+			http.Error(w, "not a numbered message", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got[n]++
+		mu.Unlock()
+	}))
+	t.Cleanup(program.Close)
+	sinkArgs := []string{"--dedup-file", filepath.Join(t.TempDir(), "sink-seen"), "--visibility", "2s", "--safety-poll", "1s"}
+	sink, err := p.StartConnector(tenant, "sink", program.URL, sinkArgs...)
 	require.NoError(t, err)
-	sinkCtx, stopSink := context.WithCancel(ctx)
-	sinkDone := make(chan struct{})
-	go func() { defer close(sinkDone); _ = sink.Run(sinkCtx) }()
-	t.Cleanup(func() { stopSink(); <-sinkDone })
 
 	// The sending cloud service.
 	claims, err := claimcheck.New(ctx, claimcheck.Config{ConnectionString: emu.ConnectionString, CreateContainer: true})
@@ -165,6 +161,10 @@ func TestChaos(t *testing.T) {
 		p.KillRelayserver()
 		faults["relay server replica killed"]++
 		require.NoError(t, p.StartRelayserver())
+		sink.Kill()
+		faults["connector killed"]++
+		sink, err = p.StartConnector(tenant, "sink", program.URL, sinkArgs...)
+		require.NoError(t, err)
 		victim := []string{"agent-a", "agent-b"}[round%2]
 		p.KillAgent(tenant, victim)
 		faults["agent killed"]++

@@ -226,7 +226,7 @@ func (p *Platform) start(ctx context.Context) error {
 }
 
 // binaries are the runtime/cmd programs the platform runs.
-var binaries = []string{"idp", "worker", "devrelay", "relayserver", "agent", "opsbot"}
+var binaries = []string{"idp", "worker", "devrelay", "relayserver", "agent", "opsbot", "connector"}
 
 // Binaries makes the platform's programs available to a whole test binary
 // (call it from TestMain): those in $BOTE_BIN_DIR (`make build`), or else
@@ -283,6 +283,21 @@ func New(t testing.TB, opts Options) *Platform {
 		}
 	})
 	return p
+}
+
+// StartConnector starts the connector sidecar of a registered connector
+// (Options.Connectors), posting each message to deliverTo, with args
+// added (--dedup-file, ...), and waits until it serves its local API.
+func (p *Platform) StartConnector(tenant, id, deliverTo string, args ...string) (*procs.Process, error) {
+	proc, err := p.launch("connector", "connector "+registry.ClientID(tenant, id), append([]string{
+		"run", "--worker-url", p.WorkerURL, "--token-url", p.IdpURL + "/oauth2/token",
+		"--tenant", tenant, "--connector", id, "--key", p.KeyFile(tenant, id), "--deliver-to", deliverTo,
+	}, args...), nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = proc.WaitOutput("listening on http://", p.opts.StartTimeout)
+	return proc, err
 }
 
 // Main is TestMain for a package of tests that start platforms: the
