@@ -10,12 +10,12 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 )
 
-// Runs that survive a lost agent (see runs.GiveBack): an agent starts
-// Terraform only after the server recorded the start (run.started,
-// answered by run.proceed), so a claim whose agent refused it or was lost
-// before that goes back to the queue for another agent; messages of a
-// claim that is no longer open, which an agent restarted from its queue
-// sends, are dropped quietly.
+// Runs that survive a lost agent (see runs.GiveBack): an agent starts an
+// apply only after the server recorded the start (run.started, answered by
+// run.proceed; a plan reports its start without waiting), so a claim whose
+// agent refused it or was lost before that goes back to the queue for
+// another agent; messages of a claim that is no longer open, which an
+// agent restarted from its queue sends, are dropped quietly.
 
 // Handle is the botecloud.Handler for what agents send. A message of the
 // sender's own claim that is no longer open (given back, swept, ended) is
@@ -48,8 +48,8 @@ func stale(format string, args ...any) error {
 }
 
 // started records that an agent starts Terraform for its claim and lets
-// it proceed. A claim that is no longer open gets run.cancel instead, so
-// the agent never starts Terraform for it.
+// it proceed (an apply waits for that). A claim that is no longer open
+// gets run.cancel instead: an apply never starts, a plan stops.
 func (d *Dispatcher) started(ctx context.Context, tenant, agent string, s *runproto.Started) error {
 	r, err := d.checkClaim(ctx, tenant, agent, s.RunID, s.ClaimToken, false)
 	if err == nil {

@@ -18,7 +18,7 @@ import (
 //     shutting down) gives the claim back (GiveBack): the plan goes back to
 //     the queue, the apply of the saved plan back to approved, for any
 //     agent of the tenant.
-//   - A lost agent (silent for Config.SilentAfter; sweepLost): a plan goes
+//   - A lost agent (silent for Config.SilentAfter; loseClaim): a plan goes
 //     back to the queue whether or not Terraform started (a plan changes no
 //     infrastructure); an apply goes back to approved if Terraform was not
 //     let start, and otherwise NeedsAttention with what is known.
