@@ -105,16 +105,17 @@ func benchBroadcast(b *testing.B, n int) {
 			time.Sleep(time.Second) // connectors' confirming reads settle
 		}
 	}
-	for _, s := range stalled {
-		b.Logf("left out: %s", s)
-	}
 	if len(routed) == 0 || len(baseline) == 0 {
-		b.Logf("every round of one side stalled; no figure (routed %s; raw %s)", roundAll(routed), roundAll(baseline))
+		b.Logf("every round of one side stalled; no figure (routed %s; raw %s; %d rounds left out)", roundAll(routed), roundAll(baseline), len(stalled))
 		return
 	}
 	r, base := median(routed), median(baseline)
-	b.Logf("broadcast to %d subscribers: routed p50 %s (%s), raw put+get+delete fan-out p50 %s (%s), ratio %.2f",
-		n, r.Round(time.Millisecond), roundAll(routed), base.Round(time.Millisecond), roundAll(baseline), float64(r)/float64(base))
+	// First: without -v, go test keeps only the first lines of a benchmark's log.
+	b.Logf("broadcast to %d subscribers: routed p50 %s (%s), raw put+get+delete fan-out p50 %s (%s), ratio %.2f; %d rounds left out",
+		n, r.Round(time.Millisecond), roundAll(routed), base.Round(time.Millisecond), roundAll(baseline), float64(r)/float64(base), len(stalled))
+	for _, s := range stalled {
+		b.Logf("left out: %s", s)
+	}
 	b.ReportMetric(float64(r.Milliseconds()), "routed-ms")
 	b.ReportMetric(float64(base.Milliseconds()), "raw-ms")
 	b.ReportMetric(float64(r)/float64(base), "ratio")
