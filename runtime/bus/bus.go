@@ -4,7 +4,8 @@
 //
 // Two drivers implement Driver: storagequeue (Azure Storage Queues, also
 // Azurite on a laptop and in CI) and servicebus (Azure Service Bus). Package
-// bustest holds the contract suite every driver passes.
+// busdriver opens the one a binary is configured for; package bustest holds
+// the contract suite every driver passes.
 //
 // Semantics every driver keeps:
 //

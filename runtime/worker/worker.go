@@ -31,8 +31,7 @@ import (
 
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/bus"
-	"github.com/botehq/platform/runtime/bus/servicebus"
-	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/bus/busdriver"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
@@ -50,10 +49,10 @@ import (
 	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
 
-// Bus drivers.
+// Bus drivers (Config.Bus), as package busdriver names them.
 const (
-	BusStorageQueue = "storagequeue"
-	BusServiceBus   = "servicebus"
+	BusStorageQueue = busdriver.StorageQueue
+	BusServiceBus   = busdriver.ServiceBus
 )
 
 // QueueConnectorErrors receives messages connectors could not handle
@@ -456,24 +455,11 @@ func openBus(ctx context.Context, cfg *Config, claims *claimcheck.Store, log *sl
 	if cfg.OpenBus != nil {
 		return cfg.OpenBus(ctx)
 	}
-	switch cfg.Bus {
-	case "", BusStorageQueue:
-		sc := storagequeue.Config{Claims: claims, CreateQueues: cfg.CreateResources, Logger: log}
-		if cfg.StorageConnectionString != "" {
-			sc.ConnectionString = cfg.StorageConnectionString
-		} else {
-			sc.ServiceURL, sc.Credential = cfg.QueueURL, cfg.Credential
-		}
-		return storagequeue.New(sc)
-	default:
-		sc := servicebus.Config{Claims: claims, Logger: log}
-		if cfg.ServiceBusConnectionString != "" {
-			sc.ConnectionString = cfg.ServiceBusConnectionString
-		} else {
-			sc.Namespace, sc.Credential = cfg.ServiceBusNamespace, cfg.Credential
-		}
-		return servicebus.New(sc)
-	}
+	return busdriver.Open(busdriver.Config{
+		Kind: cfg.Bus, StorageConnectionString: cfg.StorageConnectionString, QueueURL: cfg.QueueURL, CreateQueues: cfg.CreateResources,
+		ServiceBusConnectionString: cfg.ServiceBusConnectionString, ServiceBusNamespace: cfg.ServiceBusNamespace,
+		Credential: cfg.Credential, Claims: claims, Logger: log,
+	})
 }
 
 // cloudSender puts connector messages on the cloud queue with the verified

@@ -19,8 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
-	"github.com/botehq/platform/runtime/bus/servicebus"
-	"github.com/botehq/platform/runtime/bus/storagequeue"
+	"github.com/botehq/platform/runtime/bus/busdriver"
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/dispatch"
@@ -108,7 +107,11 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	if err != nil {
 		return nil, err
 	}
-	if st.bus, err = openBus(o, cred, claims, log); err != nil {
+	if st.bus, err = busdriver.Open(busdriver.Config{
+		Kind: o.bus, StorageConnectionString: o.storageConnectionString, QueueURL: o.queueURL, CreateQueues: o.createResources,
+		ServiceBusConnectionString: o.serviceBusConnection, ServiceBusNamespace: o.serviceBusNamespace,
+		Credential: cred, Claims: claims, Logger: log,
+	}); err != nil {
 		return nil, err
 	}
 	var signingKey *ecdsa.PrivateKey
@@ -175,25 +178,6 @@ func tenantsOf(reg *registry.Registry) []string {
 		}
 	}
 	return out
-}
-
-func openBus(o options, cred azcore.TokenCredential, claims *claimcheck.Store, log *slog.Logger) (bus.Driver, error) {
-	if o.bus == "servicebus" {
-		c := servicebus.Config{Claims: claims, Logger: log}
-		if o.serviceBusConnection != "" {
-			c.ConnectionString = o.serviceBusConnection
-		} else {
-			c.Namespace, c.Credential = o.serviceBusNamespace, cred
-		}
-		return servicebus.New(c)
-	}
-	c := storagequeue.Config{Claims: claims, CreateQueues: o.createResources, Logger: log}
-	if o.storageConnectionString != "" {
-		c.ConnectionString = o.storageConnectionString
-	} else {
-		c.ServiceURL, c.Credential = o.queueURL, cred
-	}
-	return storagequeue.New(c)
 }
 
 func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, error) {
