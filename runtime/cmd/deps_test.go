@@ -87,3 +87,59 @@ func TestComponentsLinkNoTestTooling(t *testing.T) {
 		}
 	}
 }
+
+// serverOnly are packages only the servers (relay server, worker, idp) may
+// link: the run manager and its store, the ops API server, operator
+// authentication, secrets, the audit log, the cloud side and the drivers of
+// the gateway bus, the worker, the token issuer.
+var serverOnly = []string{
+	"runtime/runs", "runtime/runstore", "runtime/dispatch", "runtime/opsapi",
+	"runtime/operatorauth", "runtime/secretstore", "runtime/audit",
+	"runtime/botecloud", "runtime/bus", "runtime/worker", "runtime/idp",
+	"runtime/signingkeys", "runtime/replay",
+}
+
+// clientBinaries are the binaries customers and operators install. Each
+// links nothing in serverOnly nor its own forbidden list, except what it
+// still links today (stillLinked, issue 12: to be removed). An entry of
+// stillLinked the binary no longer links fails the test too, so the list
+// only shrinks.
+var clientBinaries = map[string]struct{ forbidden, stillLinked []string }{
+	"agent": {
+		stillLinked: []string{"runtime/runs"},
+	},
+	"connector": {
+		forbidden: []string{"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+	},
+	"opsbot": {
+		forbidden: []string{"runtime/tfrun", "github.com/hashicorp/terraform-exec", "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"},
+		stillLinked: []string{
+			"runtime/runs", "runtime/opsapi", "runtime/operatorauth", "runtime/secretstore", "runtime/audit",
+			"runtime/tfrun", "github.com/hashicorp/terraform-exec", "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob",
+		},
+	},
+}
+
+func TestClientBinariesLinkNoServerCode(t *testing.T) {
+	full := func(p string) string {
+		if strings.HasPrefix(p, "runtime/") {
+			return module + p
+		}
+		return p
+	}
+	under := func(dep, root string) bool { return dep == full(root) || strings.HasPrefix(dep, full(root)+"/") }
+	for bin, rule := range clientBinaries {
+		deps := goList(t, "-deps", module+"runtime/cmd/"+bin)
+		for _, root := range append(slices.Clone(serverOnly), rule.forbidden...) {
+			i := slices.IndexFunc(deps, func(dep string) bool { return under(dep, root) })
+			if i >= 0 && !slices.Contains(rule.stillLinked, root) {
+				t.Errorf("%s links %s (server-only %s); find the import chain with `go list -deps`", bin, deps[i], root)
+			}
+		}
+		for _, root := range rule.stillLinked {
+			if !slices.ContainsFunc(deps, func(dep string) bool { return under(dep, root) }) {
+				t.Errorf("%s no longer links %s: remove it from clientBinaries[%q].stillLinked", bin, root, bin)
+			}
+		}
+	}
+}
