@@ -112,9 +112,12 @@ func (a *Args) Validate() error {
 	}.Check()
 }
 
-// tableNames are the relay server's tables: the run store's and the
-// audit log, named by the runtime packages that use them.
-func tableNames() []string { return append(runstore.TableNames(""), audit.TableName("")) }
+// tableNames are the relay server's tables: the run store's, the audit
+// log and the operator API keys (shared by every replica), named by the
+// runtime packages that use them.
+func tableNames() []string {
+	return append(runstore.TableNames(""), audit.TableName(""), operatorauth.DefaultKeysTable)
+}
 
 // OpsRelay is the component.
 type OpsRelay struct {
@@ -281,6 +284,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"BOTE_RELAYSERVER_AZURE_IDENTITY":       pulumi.String("true"),
 		"BOTE_RELAYSERVER_HEALTH_LISTEN":        pulumi.String(":8080"),
 		"BOTE_RELAYSERVER_TABLE_URL":            gw.TableEndpoint,
+		"BOTE_RELAYSERVER_API_KEYS_TABLE":       pulumi.String(operatorauth.DefaultKeysTable),
 		"BOTE_RELAYSERVER_BLOB_URL":             gw.BlobEndpoint,
 		"BOTE_RELAYSERVER_BUS":                  pulumi.String("servicebus"),
 		"BOTE_RELAYSERVER_SERVICEBUS_NAMESPACE": gateway.HostOf(gw.ServiceBusEndpoint),

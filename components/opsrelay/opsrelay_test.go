@@ -111,7 +111,7 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 	sort.Strings(got)
 	// Send to the connectors queue, receive from the cloud queue; nothing
 	// else on Service Bus, and no relay key but its own listen key. Its own
-	// run tables and artifacts container, the claims container, read the
+	// run tables, audit log and API keys table, artifacts container, the claims container, read the
 	// registry, and sign SAS links with a user delegation key (no account
 	// key, no data access from that role).
 	assert.Equal(t, []string{
@@ -124,6 +124,7 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 		"Storage Blob Data Contributor | azure-native:storage:BlobContainer::boteruns",
 		"Storage Blob Data Reader | azure-native:storage:BlobContainer::bote-registry",
 		"Storage Blob Delegator | azure-native:storage:StorageAccount::botetestst",
+		"Storage Table Data Contributor | azure-native:storage:Table::boteapikeys",
 		"Storage Table Data Contributor | azure-native:storage:Table::boteaudit",
 		"Storage Table Data Contributor | azure-native:storage:Table::boterunsactive",
 		"Storage Table Data Contributor | azure-native:storage:Table::boterunsagents",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -314,6 +315,11 @@ func NewKeySet(f *KeysFile) *KeySet {
 	return ks
 }
 
+// equal reports whether ks and other hold the same entries.
+func (ks *KeySet) equal(other *KeySet) bool {
+	return other != nil && reflect.DeepEqual(ks.byID, other.byID)
+}
+
 // Len is the number of keys, disabled ones included.
 func (ks *KeySet) Len() int { return len(ks.byID) }
 
@@ -348,6 +354,6 @@ var (
 	ErrKeyExists   = errors.New("key exists")
 	ErrKeyNotFound = errors.New("no such key")
 	ErrKeyRevoked  = errors.New("key revoked")
-	// ErrNoKeysFile: the server has no keys file to manage.
-	ErrNoKeysFile = errors.New("no API keys file configured")
+	// ErrNoKeysFile: the server has no key store (file or table) to manage.
+	ErrNoKeysFile = errors.New("no API key store configured")
 )

@@ -161,7 +161,7 @@ func TestAuthenticatorWatchReloads(t *testing.T) {
 
 func TestNewRequiresACredentialKind(t *testing.T) {
 	_, err := New(context.Background(), Config{})
-	assert.ErrorContains(t, err, "KeysFile or OAuth2")
+	assert.ErrorContains(t, err, "KeysFile, Keys or OAuth2")
 	_, err = New(context.Background(), Config{KeysFile: filepath.Join(t.TempDir(), "missing.json")})
 	assert.ErrorContains(t, err, "cannot read keys file")
 	_, err = New(context.Background(), Config{OAuth2: &JWTConfig{Issuer: "https://idp.example", Audience: ""}})

@@ -20,8 +20,11 @@
 // Authentication says who; a principal's Grants say what it may do in
 // which tenant (Role, Grants), which opsapi checks on every request.
 //
-// The keys file can be replaced while the server runs (Watch reloads it);
-// a broken new file is logged and the previous keys stay in force.
+// The keys live in a KeyStore: a keys file (FileStore, local runs) or an
+// Azure table (TableStore, shared by the server replicas in Azure). Watch
+// reloads them every few seconds, so a key changed by hand or by another
+// replica takes effect there; a broken store is logged and the previous
+// keys stay in force.
 package operatorauth
 
 import (
@@ -30,10 +33,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -85,8 +86,12 @@ func (p Principal) Subject() string { return string(p.Kind) + ":" + p.ID }
 // Config configures an Authenticator. At least one credential kind must be
 // configured.
 type Config struct {
-	// KeysFile is the path of the API keys file; empty disables API keys.
+	// KeysFile is the path of the API keys file (FileStore); empty, and
+	// Keys nil, disables API keys.
 	KeysFile string
+	// Keys is where the API keys live when not in KeysFile: a TableStore,
+	// shared by every server replica.
+	Keys KeyStore
 	// OAuth2, if non-nil, enables OAuth2 bearer JWTs.
 	OAuth2 *JWTConfig
 	// Logger; default slog.Default().
@@ -95,8 +100,11 @@ type Config struct {
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
-	if c.KeysFile == "" && c.OAuth2 == nil {
-		return errors.New("KeysFile or OAuth2 is required: operators need a way to authenticate")
+	if c.KeysFile == "" && c.Keys == nil && c.OAuth2 == nil {
+		return errors.New("KeysFile, Keys or OAuth2 is required: operators need a way to authenticate")
+	}
+	if c.KeysFile != "" && c.Keys != nil {
+		return errors.New("KeysFile and Keys: give one")
 	}
 	if c.OAuth2 != nil {
 		if err := c.OAuth2.Validate(); err != nil {
@@ -108,25 +116,28 @@ func (c Config) Validate() error {
 
 // Authenticator checks the bearer credential of API requests.
 type Authenticator struct {
-	keysFile string
-	keys     atomic.Pointer[KeySet]
-	editMu   sync.Mutex // serializes key management
-	jwt      *JWTValidator
-	logger   *slog.Logger
+	store  KeyStore // nil: no API keys
+	keys   atomic.Pointer[KeySet]
+	jwt    *JWTValidator
+	logger *slog.Logger
 }
 
-// New loads the keys file (an error if it is missing or invalid) and sets up
-// JWT validation. ctx bounds the JWKS background refresh.
+// New loads the API keys (an error if the store cannot be read or is
+// invalid) and sets up JWT validation. ctx bounds the JWKS background
+// refresh.
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid operator auth config: %w", err)
 	}
-	a := &Authenticator{keysFile: cfg.KeysFile, logger: cfg.Logger}
+	a := &Authenticator{store: cfg.Keys, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.Default()
 	}
 	if cfg.KeysFile != "" {
-		if err := a.Reload(); err != nil {
+		a.store = &FileStore{Path: cfg.KeysFile}
+	}
+	if a.store != nil {
+		if err := a.Reload(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -144,9 +155,9 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// Reload reads the keys file again. On error the previous keys stay.
-func (a *Authenticator) Reload() error {
-	f, err := LoadKeysFile(a.keysFile)
+// Reload reads the keys again. On error the previous keys stay.
+func (a *Authenticator) Reload(ctx context.Context) error {
+	f, err := a.store.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -154,24 +165,14 @@ func (a *Authenticator) Reload() error {
 	return nil
 }
 
-// Watch reloads the keys file whenever its size or modification time
-// changes, checking every interval until ctx ends. Failed reloads are logged
-// and leave the previous keys in force.
+// Watch reloads the keys every interval until ctx ends, so that a key
+// created, rotated or revoked elsewhere (an edited file, another replica
+// writing the table) takes effect within interval. Failed reloads are
+// logged and leave the previous keys in force.
 func (a *Authenticator) Watch(ctx context.Context, interval time.Duration) {
-	if a.keysFile == "" {
+	if a.store == nil {
 		return
 	}
-	stamp := func() (time.Time, int64) {
-		fi, err := os.Stat(a.keysFile)
-		if err != nil {
-			return time.Time{}, -1
-		}
-		return fi.ModTime(), fi.Size()
-	}
-	// Start from "unknown", not from a stat now: the file may have changed
-	// between New's load and this goroutine's first run, and that change
-	// must not be taken for the loaded version. The first tick reloads once.
-	lastMod, lastSize := time.Time{}, int64(-2)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -180,16 +181,16 @@ func (a *Authenticator) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		mod, size := stamp()
-		if mod.Equal(lastMod) && size == lastSize {
+		before := a.keys.Load()
+		if err := a.Reload(ctx); err != nil {
+			if ctx.Err() == nil {
+				a.logger.ErrorContext(ctx, "cannot reload API keys; keeping the previous ones", "store", a.store.String(), "err", err)
+			}
 			continue
 		}
-		lastMod, lastSize = mod, size
-		if err := a.Reload(); err != nil {
-			a.logger.ErrorContext(ctx, "cannot reload API keys; keeping the previous ones", "err", err)
-			continue
+		if after := a.keys.Load(); !after.equal(before) {
+			a.logger.InfoContext(ctx, "reloaded API keys", "store", a.store.String(), "keys", after.Len())
 		}
-		a.logger.InfoContext(ctx, "reloaded API keys", "file", a.keysFile, "keys", a.keys.Load().Len())
 	}
 }
 
@@ -223,13 +224,11 @@ func BearerCredential(r *http.Request) (string, error) {
 	return cred, nil
 }
 
-// CreateKey adds an API key with the given grants to the keys file and
-// returns it (to show once) with its listing. Key management reads the
-// file, changes it and writes it back atomically under a lock, then
-// reloads; the file is the store, so one server process should own it.
-func (a *Authenticator) CreateKey(id, description string, g Grants) (string, KeyInfo, error) {
+// CreateKey adds an API key with the given grants to the key store and
+// returns it (to show once) with its listing.
+func (a *Authenticator) CreateKey(ctx context.Context, id, description string, g Grants) (string, KeyInfo, error) {
 	var key string
-	info, err := a.editKeys(id, func(f *KeysFile, now time.Time) (err error) {
+	info, err := a.editKeys(ctx, id, func(f *KeysFile, now time.Time) (err error) {
 		key, err = f.AddKey(id, description, g, now)
 		return err
 	})
@@ -237,9 +236,9 @@ func (a *Authenticator) CreateKey(id, description string, g Grants) (string, Key
 }
 
 // RotateKey replaces the secret of key id and returns the new key.
-func (a *Authenticator) RotateKey(id string) (string, KeyInfo, error) {
+func (a *Authenticator) RotateKey(ctx context.Context, id string) (string, KeyInfo, error) {
 	var key string
-	info, err := a.editKeys(id, func(f *KeysFile, now time.Time) (err error) {
+	info, err := a.editKeys(ctx, id, func(f *KeysFile, now time.Time) (err error) {
 		key, err = f.RotateKey(id, now)
 		return err
 	})
@@ -247,40 +246,41 @@ func (a *Authenticator) RotateKey(id string) (string, KeyInfo, error) {
 }
 
 // RevokeKey disables key id for good.
-func (a *Authenticator) RevokeKey(id string) (KeyInfo, error) {
-	return a.editKeys(id, func(f *KeysFile, now time.Time) error { return f.RevokeKey(id, now) })
+func (a *Authenticator) RevokeKey(ctx context.Context, id string) (KeyInfo, error) {
+	return a.editKeys(ctx, id, func(f *KeysFile, now time.Time) error { return f.RevokeKey(id, now) })
 }
 
-// ListKeys lists the keys in force, sorted by id, without secrets.
-func (a *Authenticator) ListKeys() ([]KeyInfo, error) {
-	if a.keysFile == "" {
+// ListKeys lists the keys as stored now, sorted by id, without secrets.
+func (a *Authenticator) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	if a.store == nil {
 		return nil, ErrNoKeysFile
 	}
-	ks := a.keys.Load()
-	out := make([]KeyInfo, 0, ks.Len())
-	for _, e := range ks.byID {
+	f, err := a.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyInfo, 0, len(f.Keys))
+	for _, e := range f.Keys {
 		out = append(out, e.Info())
 	}
 	slices.SortFunc(out, func(x, y KeyInfo) int { return strings.Compare(x.ID, y.ID) })
 	return out, nil
 }
 
-func (a *Authenticator) editKeys(id string, edit func(*KeysFile, time.Time) error) (KeyInfo, error) {
-	if a.keysFile == "" {
+// editKeys edits the store and puts the result in force at once on this
+// server (other replicas pick it up within their Watch interval).
+func (a *Authenticator) editKeys(ctx context.Context, id string, edit func(*KeysFile, time.Time) error) (KeyInfo, error) {
+	if a.store == nil {
 		return KeyInfo{}, ErrNoKeysFile
 	}
-	a.editMu.Lock()
-	defer a.editMu.Unlock()
-	f, err := LoadKeysFile(a.keysFile)
+	f, err := a.store.Edit(ctx, id, edit)
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	if err := edit(f, time.Now()); err != nil {
-		return KeyInfo{}, err
-	}
-	if err := f.Save(a.keysFile); err != nil {
-		return KeyInfo{}, err
-	}
 	a.keys.Store(NewKeySet(f))
-	return f.Keys[f.find(id)].Info(), nil
+	e, err := f.entry(id)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return e.Info(), nil
 }

@@ -130,7 +130,7 @@ func TestKeysAreForAdmins(t *testing.T) {
 			assert.Contains(t, string(r.body), `"reason":"admin_required"`)
 		}
 	}
-	keys, err := km.ListKeys()
+	keys, err := km.ListKeys(context.Background())
 	require.NoError(t, err)
 	require.Len(t, keys, 2, "no key was created")
 	assert.False(t, keys[0].Disabled, "none was revoked")

@@ -1,6 +1,7 @@
 package opsapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,10 +11,10 @@ import (
 
 // KeyManager manages operator API keys (*operatorauth.Authenticator).
 type KeyManager interface {
-	CreateKey(id, description string, g operatorauth.Grants) (string, operatorauth.KeyInfo, error)
-	ListKeys() ([]operatorauth.KeyInfo, error)
-	RotateKey(id string) (string, operatorauth.KeyInfo, error)
-	RevokeKey(id string) (operatorauth.KeyInfo, error)
+	CreateKey(ctx context.Context, id, description string, g operatorauth.Grants) (string, operatorauth.KeyInfo, error)
+	ListKeys(ctx context.Context) ([]operatorauth.KeyInfo, error)
+	RotateKey(ctx context.Context, id string) (string, operatorauth.KeyInfo, error)
+	RevokeKey(ctx context.Context, id string) (operatorauth.KeyInfo, error)
 }
 
 // APIKey describes an operator API key: never its secret or hash.
@@ -75,7 +76,7 @@ func (s *Server) keysError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.cfg.Keys.ListKeys()
+	keys, err := s.cfg.Keys.ListKeys(r.Context())
 	if err != nil {
 		s.keysError(w, r, err)
 		return
@@ -93,7 +94,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
-	key, info, err := s.cfg.Keys.CreateKey(req.ID, req.Description, g)
+	key, info, err := s.cfg.Keys.CreateKey(r.Context(), req.ID, req.Description, g)
 	if err != nil {
 		s.keysError(w, r, err)
 		return
@@ -121,7 +122,7 @@ func checkNewKey(id string, g operatorauth.Grants) error {
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
-	key, info, err := s.cfg.Keys.RotateKey(r.PathValue("key"))
+	key, info, err := s.cfg.Keys.RotateKey(r.Context(), r.PathValue("key"))
 	if err != nil {
 		s.keysError(w, r, err)
 		return
@@ -131,7 +132,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
-	info, err := s.cfg.Keys.RevokeKey(r.PathValue("key"))
+	info, err := s.cfg.Keys.RevokeKey(r.Context(), r.PathValue("key"))
 	if err != nil {
 		s.keysError(w, r, err)
 		return

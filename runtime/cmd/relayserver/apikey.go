@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"text/tabwriter"
 	"time"
 
@@ -29,13 +29,15 @@ func (t tenantRoles) Set(s string) error {
 	return nil
 }
 
-// runAPIKey manages the API keys file directly, for bootstrapping the first
-// admin key and for recovery; once an admin key exists, `opsbot keys` does
-// the same through the API. create prints a new key once (only its salted
-// hash is stored), list shows ids and grants, rotate replaces a key's
-// secret, revoke (alias disable) keeps a key listed but refuses it. A
-// running server picks up changes within seconds.
-func runAPIKey(args []string, stdout, stderr io.Writer) error {
+// runAPIKey manages the API keys directly in their store, a keys file
+// (--keys-file) or the keys table (--keys-table, in the storage account of
+// --storage-connection-string or --table-url with --azure-identity), for
+// bootstrapping the first admin key and for recovery; once an admin key
+// exists, `opsbot keys` does the same through the API. create prints a new
+// key once (only its salted hash is stored), list shows ids and grants,
+// rotate replaces a key's secret, revoke (alias disable) keeps a key
+// listed but refuses it. A running server picks up changes within seconds.
+func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("apikey: want a subcommand: create, list, rotate or revoke")
 	}
@@ -43,6 +45,11 @@ func runAPIKey(args []string, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("relayserver apikey "+sub, flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	file := fset.String("keys-file", "", "API keys file (created by the first create)")
+	var o options
+	fset.StringVar(&o.apiKeysTable, "keys-table", "", "API keys table (the server's --api-keys-table), instead of --keys-file")
+	fset.StringVar(&o.storageConnectionString, "storage-connection-string", "", "with --keys-table: storage account connection string")
+	fset.StringVar(&o.tableURL, "table-url", "", "with --keys-table: table service URL (with --azure-identity)")
+	fset.BoolVar(&o.azureIdentity, "azure-identity", false, "with --keys-table: authenticate with Microsoft Entra ID (DefaultAzureCredential)")
 	id := fset.String("id", "", "key id: 1-63 lowercase letters, digits, dashes")
 	desc := fset.String("description", "", "who or what the key is for")
 	admin := fset.Bool("admin", false, "create: platform administrator (every tenant, key management)")
@@ -51,17 +58,22 @@ func runAPIKey(args []string, stdout, stderr io.Writer) error {
 	if err := fset.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *file == "" {
-		return errors.New("apikey: --keys-file is required")
-	}
-	load := func(allowMissing bool) (*operatorauth.KeysFile, error) {
-		f, err := operatorauth.LoadKeysFile(*file)
-		if allowMissing && errors.Is(err, fs.ErrNotExist) {
-			return &operatorauth.KeysFile{Version: operatorauth.KeysFileVersion}, nil
+	var store operatorauth.KeyStore
+	switch {
+	case (*file == "") == (o.apiKeysTable == ""):
+		return errors.New("apikey: --keys-file or --keys-table is required (give one)")
+	case *file != "":
+		store = &operatorauth.FileStore{Path: *file, Create: sub == "create"}
+	case o.storageConnectionString == "" && (o.tableURL == "" || !o.azureIdentity):
+		return errors.New("apikey: --keys-table: needs --storage-connection-string, or --table-url with --azure-identity")
+	default:
+		o.createResources = o.storageConnectionString != ""
+		t, err := o.openKeysTable(ctx)
+		if err != nil {
+			return err
 		}
-		return f, err
+		store = t
 	}
-	now := time.Now()
 	switch sub {
 	case "create":
 		g := operatorauth.Grants{Admin: *admin, Tenants: tenants}
@@ -71,50 +83,41 @@ func runAPIKey(args []string, stdout, stderr io.Writer) error {
 		if *admin && len(tenants) > 0 {
 			return errors.New("apikey create: --admin and --role: an admin has every tenant already; give one")
 		}
-		f, err := load(true)
-		if err != nil {
+		var key string
+		_, err := store.Edit(ctx, *id, func(f *operatorauth.KeysFile, now time.Time) (err error) {
+			key, err = f.AddKey(*id, *desc, g, now)
 			return err
-		}
-		key, err := f.AddKey(*id, *desc, g, now)
+		})
 		if err != nil {
 			return fmt.Errorf("apikey create: --id: %w", err)
 		}
-		if err := f.Save(*file); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "created API key %q (%s) in %s; it is shown once, store it now:\n", *id, g, *file)
+		fmt.Fprintf(stderr, "created API key %q (%s) in %s; it is shown once, store it now:\n", *id, g, store)
 		fmt.Fprintln(stdout, key)
 		return nil
 	case "list":
-		f, err := load(false)
+		f, err := store.Load(ctx)
 		if err != nil {
 			return err
 		}
 		return printKeys(stdout, f.Keys)
 	case "rotate":
-		f, err := load(false)
-		if err != nil {
+		var key string
+		_, err := store.Edit(ctx, *id, func(f *operatorauth.KeysFile, now time.Time) (err error) {
+			key, err = f.RotateKey(*id, now)
 			return err
-		}
-		key, err := f.RotateKey(*id, now)
+		})
 		if err != nil {
 			return fmt.Errorf("apikey rotate: --id: %w", err)
 		}
-		if err := f.Save(*file); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "rotated API key %q in %s; the old secret no longer works; the new key is shown once:\n", *id, *file)
+		fmt.Fprintf(stderr, "rotated API key %q in %s; the old secret no longer works; the new key is shown once:\n", *id, store)
 		fmt.Fprintln(stdout, key)
 		return nil
 	case "revoke", "disable":
-		f, err := load(false)
+		_, err := store.Edit(ctx, *id, func(f *operatorauth.KeysFile, now time.Time) error { return f.RevokeKey(*id, now) })
 		if err != nil {
-			return err
+			return fmt.Errorf("apikey %s: --id: %w in %s", sub, err, store)
 		}
-		if err := f.RevokeKey(*id, now); err != nil {
-			return fmt.Errorf("apikey %s: --id: %w in %s", sub, err, *file)
-		}
-		return f.Save(*file)
+		return nil
 	}
 	return fmt.Errorf("apikey: unknown subcommand %q (want create, list, rotate or revoke)", sub)
 }

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return err
 	}
 	if len(args) > 0 && args[0] == "apikey" {
-		return runAPIKey(args[1:], stdout, stderr)
+		return runAPIKey(ctx, args[1:], stdout, stderr)
 	}
 	o, err := parseOptions(args, getenv, stderr)
 	if err != nil {

@@ -42,7 +42,10 @@ func TestParseOptions(t *testing.T) {
 		{"key without name", append([]string{"--namespace", "ns", "--hybrid-connection", "ops", "--key", "k"}, keys...), nil, "--key-name and --key"},
 		{"entra with key", append([]string{"--namespace", "ns", "--hybrid-connection", "ops", "--relay-auth", "entra", "--key", "k"}, keys...), nil, "--relay-auth entra"},
 		{"bad relay auth", append([]string{"--connection-string", cs, "--relay-auth", "x"}, keys...), nil, "--relay-auth"},
-		{"no operator auth", []string{"--connection-string", cs}, nil, "--api-keys-file or --oauth-issuer"},
+		{"no operator auth", []string{"--connection-string", cs}, nil, "--api-keys-file, --api-keys-table or --oauth-issuer"},
+		{"keys file and table", append([]string{"--connection-string", cs, "--api-keys-table", "boteapikeys"}, keys...), nil, "give one"},
+		{"keys table without storage", []string{"--connection-string", cs, "--api-keys-table", "boteapikeys"}, nil, "needs the run storage"},
+		{"keys table in azure", []string{"--connection-string", cs, "--table-url", "https://t", "--blob-url", "https://b", "--azure-identity", "--registry", "r.json", "--queue-url", "https://q", "--api-keys-table", "boteapikeys"}, nil, ""},
 		{"oauth without audience", []string{"--connection-string", cs, "--oauth-issuer", "https://idp.example"}, nil, "Audience"},
 		{"oauth extras without issuer", append([]string{"--connection-string", cs, "--oauth-audience", "a"}, keys...), nil, "--oauth-issuer"},
 		{"public local listen", append([]string{"--connection-string", cs, "--local-listen", "0.0.0.0:8080"}, keys...), nil, "--local-listen"},
@@ -100,7 +103,7 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 func TestAPIKeyCommands(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "keys.json")
 	var out, errOut bytes.Buffer
-	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "alice", "--description", "laptop", "--admin"}, &out, &errOut))
+	require.NoError(t, runAPIKey(context.Background(), []string{"create", "--keys-file", file, "--id", "alice", "--description", "laptop", "--admin"}, &out, &errOut))
 	key := strings.TrimSpace(out.String())
 	assert.True(t, strings.HasPrefix(key, operatorauth.KeyPrefix))
 	assert.Contains(t, errOut.String(), "shown once")
@@ -120,7 +123,7 @@ func TestAPIKeyCommands(t *testing.T) {
 	assert.True(t, p.IsAdmin())
 
 	out.Reset()
-	require.NoError(t, runAPIKey([]string{"create", "--keys-file", file, "--id", "bob", "--role", "acme=operator", "--role", "globex=reader"}, &out, io.Discard))
+	require.NoError(t, runAPIKey(context.Background(), []string{"create", "--keys-file", file, "--id", "bob", "--role", "acme=operator", "--role", "globex=reader"}, &out, io.Discard))
 	p, err = verify(strings.TrimSpace(out.String()))
 	require.NoError(t, err)
 	assert.False(t, p.IsAdmin())
@@ -142,13 +145,16 @@ func TestAPIKeyCommands(t *testing.T) {
 		{[]string{"list", "--keys-file", filepath.Join(t.TempDir(), "none.json")}, "cannot read"},
 		{[]string{"frobnicate", "--keys-file", file}, "unknown subcommand"},
 		{nil, "subcommand"},
-		{[]string{"list"}, "--keys-file"},
+		{[]string{"list"}, "--keys-file or --keys-table"},
+		{[]string{"list", "--keys-file", file, "--keys-table", "keys"}, "give one"},
+		{[]string{"list", "--keys-table", "keys"}, "needs --storage-connection-string"},
+		{[]string{"list", "--keys-table", "keys", "--table-url", "https://x.table.core.windows.net"}, "with --azure-identity"},
 	} {
-		assert.ErrorContains(t, runAPIKey(tt.args, io.Discard, io.Discard), tt.wantErr, "%q", tt.args)
+		assert.ErrorContains(t, runAPIKey(context.Background(), tt.args, io.Discard, io.Discard), tt.wantErr, "%q", tt.args)
 	}
 
 	out.Reset()
-	require.NoError(t, runAPIKey([]string{"rotate", "--keys-file", file, "--id", "alice"}, &out, io.Discard))
+	require.NoError(t, runAPIKey(context.Background(), []string{"rotate", "--keys-file", file, "--id", "alice"}, &out, io.Discard))
 	rotated := strings.TrimSpace(out.String())
 	_, err = verify(key)
 	assert.ErrorContains(t, err, "wrong secret", "the old secret stops working")
@@ -157,13 +163,13 @@ func TestAPIKeyCommands(t *testing.T) {
 	assert.True(t, p.IsAdmin(), "rotation keeps the grants")
 
 	out.Reset()
-	require.NoError(t, runAPIKey([]string{"revoke", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard))
-	require.NoError(t, runAPIKey([]string{"list", "--keys-file", file}, &out, io.Discard))
+	require.NoError(t, runAPIKey(context.Background(), []string{"revoke", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard))
+	require.NoError(t, runAPIKey(context.Background(), []string{"list", "--keys-file", file}, &out, io.Discard))
 	assert.Regexp(t, `alice\s+\S+\s+revoked\s+admin\s+laptop`, out.String())
 	assert.Regexp(t, `bob\s+\S+\s+active\s+acme=operator,globex=reader`, out.String())
 	_, err = verify(rotated)
 	assert.ErrorContains(t, err, "disabled")
-	assert.ErrorContains(t, runAPIKey([]string{"rotate", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard), "revoked")
+	assert.ErrorContains(t, runAPIKey(context.Background(), []string{"rotate", "--keys-file", file, "--id", "alice"}, io.Discard, io.Discard), "revoked")
 }
 
 func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
@@ -194,7 +200,7 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	var out bytes.Buffer
-	require.NoError(t, runAPIKey([]string{"create", "--keys-file", keys, "--id", "op", "--admin"}, &out, io.Discard))
+	require.NoError(t, runAPIKey(context.Background(), []string{"create", "--keys-file", keys, "--id", "op", "--admin"}, &out, io.Discard))
 	apiKey := strings.TrimSpace(out.String())
 
 	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--api-keys-file", keys},

@@ -36,6 +36,7 @@ type options struct {
 	healthListen string
 	pprofListen  string
 	// Operator authentication.
+	apiKeysTable      string
 	apiKeysFile       string
 	oauthIssuer       string
 	oauthAudience     string
@@ -96,6 +97,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.healthListen, "health-listen", "", "serve GET /healthz, /readyz and /metrics (Prometheus) on this address, e.g. :8080, for probes and scrapers; the API stays relay-only")
 	fs.StringVar(&o.pprofListen, "pprof-listen", "", "serve Go pprof endpoints on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.StringVar(&o.apiKeysFile, "api-keys-file", "", "operator API keys file (hashed; see `relayserver apikey`); reloaded when it changes")
+	fs.StringVar(&o.apiKeysTable, "api-keys-table", "", "operator API keys table in the run storage (hashed; shared by every replica, re-read every 5s), instead of --api-keys-file")
 	fs.StringVar(&o.oauthIssuer, "oauth-issuer", "", "issuer of operator OAuth2 access tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0")
 	fs.StringVar(&o.oauthAudience, "oauth-audience", "", "audience operator tokens must carry")
 	fs.StringVar(&o.oauthJWKSURL, "oauth-jwks-url", "", "JWKS URL of the issuer (default: from its OpenID discovery document)")
@@ -177,8 +179,14 @@ func (o options) Validate() error {
 	} else if _, _, err := o.relayConfig(); err != nil {
 		return err
 	}
-	if o.apiKeysFile == "" && o.oauthIssuer == "" {
-		return errors.New("--api-keys-file or --oauth-issuer: operators need a way to authenticate")
+	if o.apiKeysFile == "" && o.apiKeysTable == "" && o.oauthIssuer == "" {
+		return errors.New("--api-keys-file, --api-keys-table or --oauth-issuer: operators need a way to authenticate")
+	}
+	if o.apiKeysFile != "" && o.apiKeysTable != "" {
+		return errors.New("--api-keys-file and --api-keys-table: give one")
+	}
+	if o.apiKeysTable != "" && !o.runsEnabled() {
+		return errors.New("--api-keys-table: needs the run storage (--storage-connection-string, or --table-url with --azure-identity)")
 	}
 	if o.oauthIssuer != "" {
 		if err := o.jwtConfig().Validate(); err != nil {

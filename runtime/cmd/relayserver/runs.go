@@ -23,6 +23,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/dispatch"
+	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
@@ -47,17 +48,55 @@ type runsStack struct {
 	maxBundleBytes int64
 }
 
+// azureCredential is DefaultAzureCredential with --azure-identity, else nil.
+func (o options) azureCredential() (azcore.TokenCredential, error) {
+	if !o.azureIdentity {
+		return nil, nil
+	}
+	c, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot set up Azure identity: %w", err)
+	}
+	return c, nil
+}
+
+// tableService is the table service of the run storage.
+func (o options) tableService(cred azcore.TokenCredential) (*aztables.ServiceClient, error) {
+	var (
+		svc *aztables.ServiceClient
+		err error
+	)
+	if o.storageConnectionString != "" {
+		svc, err = aztables.NewServiceClientFromConnectionString(o.storageConnectionString, nil)
+	} else {
+		svc, err = aztables.NewServiceClient(o.tableURL, cred, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open storage: %w", err)
+	}
+	return svc, nil
+}
+
+// openKeysTable opens the API keys table (--api-keys-table).
+func (o options) openKeysTable(ctx context.Context) (*operatorauth.TableStore, error) {
+	cred, err := o.azureCredential()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := o.tableService(cred)
+	if err != nil {
+		return nil, err
+	}
+	return operatorauth.OpenKeysTable(ctx, svc, o.apiKeysTable, o.createResources)
+}
+
 // openRuns connects the run store, artifacts, bus and secret store. It
 // makes the tenants of the registry known, so their agents' heartbeats
 // are accepted from the start.
 func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, error) {
-	var cred azcore.TokenCredential
-	if o.azureIdentity {
-		c, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			return nil, fmt.Errorf("cannot set up Azure identity: %w", err)
-		}
-		cred = c
+	cred, err := o.azureCredential()
+	if err != nil {
+		return nil, err
 	}
 	// Reloaded when the file changes: agents added to a tenant, roles and
 	// labels granted or withdrawn, keys rotated take effect without a
@@ -66,15 +105,14 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 	if err != nil {
 		return nil, err
 	}
-	var (
-		tables *aztables.ServiceClient
-		blobs  *azblob.Client
-	)
+	tables, err := o.tableService(cred)
+	if err != nil {
+		return nil, err
+	}
+	var blobs *azblob.Client
 	if o.storageConnectionString != "" {
-		if tables, err = aztables.NewServiceClientFromConnectionString(o.storageConnectionString, nil); err == nil {
-			blobs, err = azblob.NewClientFromConnectionString(o.storageConnectionString, nil)
-		}
-	} else if tables, err = aztables.NewServiceClient(o.tableURL, cred, nil); err == nil {
+		blobs, err = azblob.NewClientFromConnectionString(o.storageConnectionString, nil)
+	} else {
 		blobs, err = azblob.NewClient(o.blobURL, cred, nil)
 	}
 	if err != nil {

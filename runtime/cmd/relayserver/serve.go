@@ -57,6 +57,13 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	defer cancel()
 
 	authCfg := operatorauth.Config{KeysFile: o.apiKeysFile, Logger: log}
+	if o.apiKeysTable != "" {
+		keys, err := o.openKeysTable(ctx)
+		if err != nil {
+			return err
+		}
+		authCfg.Keys = keys
+	}
 	if o.oauthIssuer != "" {
 		jc := o.jwtConfig()
 		authCfg.OAuth2 = &jc
@@ -91,7 +98,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		EventInterval:        o.eventInterval,
 		Logger:               log,
 	}
-	if o.apiKeysFile != "" {
+	if o.apiKeysFile != "" || o.apiKeysTable != "" {
 		apiCfg.Keys = auth
 	}
 	if rs != nil {
