@@ -70,12 +70,17 @@ func auditedRead(pattern string) bool { return pattern == http.MethodGet+" "+sta
 // stateWorkspace checks the workspace exists (an unknown one is 404, not
 // an empty history).
 func (s *Server) stateWorkspace(w http.ResponseWriter, r *http.Request) (tenant, workspace string, ok bool) {
-	tenant, workspace = r.PathValue("tenant"), r.PathValue("workspace")
-	if _, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, workspace); err != nil {
+	ws, ok := s.stateWorkspaceOf(w, r)
+	return ws.Tenant, ws.Name, ok
+}
+
+func (s *Server) stateWorkspaceOf(w http.ResponseWriter, r *http.Request) (runs.Workspace, bool) {
+	ws, err := s.cfg.Runs.GetWorkspace(r.Context(), r.PathValue("tenant"), r.PathValue("workspace"))
+	if err != nil {
 		s.runsError(w, r, err)
-		return "", "", false
+		return runs.Workspace{}, false
 	}
-	return tenant, workspace, true
+	return ws, true
 }
 
 func (s *Server) listStateVersions(w http.ResponseWriter, r *http.Request) {
@@ -132,9 +137,17 @@ func (s *Server) getState(w http.ResponseWriter, r *http.Request) {
 // rollbackState makes a kept version the workspace's current state again,
 // only while no run holds the workspace (a saved plan waiting for approval
 // carries the state it was planned on; its apply would undo the rollback).
+// In a four-eyes workspace it takes a platform administrator: a rollback
+// changes what the next plan builds on, which four-eyes makes take two
+// people, and there is no second approver to ask.
 func (s *Server) rollbackState(w http.ResponseWriter, r *http.Request) {
-	tenant, workspace, ok := s.stateWorkspace(w, r)
+	ws, ok := s.stateWorkspaceOf(w, r)
 	if !ok {
+		return
+	}
+	tenant, workspace := ws.Tenant, ws.Name
+	if p, _ := PrincipalFrom(r.Context()); ws.Options.FourEyes && !p.IsAdmin() {
+		s.forbid(w, r, ReasonAdminRequired, tenant, fmt.Sprintf("%s may not roll back the state of four-eyes workspace %s alone; a platform administrator may", p, workspace))
 		return
 	}
 	var req StateRollbackRequest

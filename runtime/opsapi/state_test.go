@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,6 +136,8 @@ func TestStateRollback(t *testing.T) {
 	f := newRunsFixture(t)
 	_, err := f.m.CreateWorkspace(context.Background(), runs.Workspace{Tenant: "contoso", Name: "idle"})
 	require.NoError(t, err)
+	_, err = f.m.CreateWorkspace(context.Background(), runs.Workspace{Tenant: "contoso", Name: "guarded", Options: runs.Options{FourEyes: true}})
+	require.NoError(t, err)
 	url := func(ws string) string { return f.srv.URL + "/v1/tenants/contoso/workspaces/" + ws + "/state/rollback" }
 	body := []byte(`{"version":"run-0000000000000001-c5"}`)
 
@@ -157,14 +160,24 @@ func TestStateRollback(t *testing.T) {
 		{"malformed version", url("idle"), approverKey, `{"version":"../x"}`, http.StatusBadRequest, "is not a version id"},
 		{"unknown version", url("idle"), approverKey, `{"version":"run-0000000000000009-c5"}`, http.StatusNotFound, "has no state version run-0000000000000009-c5"},
 		{"unknown workspace", url("nope"), approverKey, string(body), http.StatusNotFound, "has no workspace nope"},
+		// One approver alone would change what the next plan builds on,
+		// which four-eyes makes take two people.
+		{"four-eyes: an approver may not", url("guarded"), approverKey, string(body), http.StatusForbidden, "four-eyes workspace guarded"},
+		{"four-eyes: an admin may", url("guarded"), goodKey, string(body), http.StatusOK, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := send(t, http.MethodPost, tt.url, tt.cred, "application/json", []byte(tt.body))
 			require.Equal(t, tt.status, r.status, "%s", r.body)
+			if tt.status == http.StatusOK {
+				return
+			}
 			var eb ErrorBody
 			require.NoError(t, json.Unmarshal(r.body, &eb))
 			assert.Contains(t, eb.Error.Message, tt.msg)
+			if tt.status == http.StatusForbidden && strings.Contains(tt.name, "four-eyes") {
+				assert.Equal(t, ReasonAdminRequired, eb.Error.Reason)
+			}
 		})
 	}
 }
