@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
 
@@ -110,7 +109,12 @@ func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient,
 	return qc, nil
 }
 
-// drain reads until the queue is empty, running up to Concurrency handlers.
+// drain reads until a read returns fewer messages than it asked for,
+// running up to Concurrency handlers. A short read ends the drain without a
+// confirming read of an empty queue: the worker nudges after every enqueue
+// (routing.Router.deliver), so a message that arrives after the short read
+// brings a nudge that wakes the receiver again (a nudge during the drain
+// waits in c.wake); a lost nudge is covered by the safety poll.
 func (r *receiver) drain(ctx context.Context) error {
 	forced := false
 	for ctx.Err() == nil {
@@ -126,9 +130,9 @@ func (r *receiver) drain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		free := int32(max(1, cap(r.slots)-len(r.slots)))
+		want := min(int32(max(1, cap(r.slots)-len(r.slots))), 32)
 		vis := int32(r.c.cfg.Visibility / time.Second)
-		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(min(free, 32)), VisibilityTimeout: &vis})
+		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: &want, VisibilityTimeout: &vis})
 		switch {
 		case queueerror.HasCode(err, queueerror.QueueNotFound):
 			return nil // nothing was ever routed here
@@ -139,9 +143,6 @@ func (r *receiver) drain(ctx context.Context) error {
 			return fmt.Errorf("cannot dequeue: %w", err)
 		}
 		forced = false
-		if len(resp.Messages) == 0 {
-			return nil
-		}
 		for _, m := range resp.Messages {
 			if m.MessageID == nil || m.PopReceipt == nil {
 				continue
@@ -152,6 +153,9 @@ func (r *receiver) drain(ctx context.Context) error {
 				defer func() { <-r.slots; r.wg.Done() }()
 				r.process(r.handlerCtx, q, m)
 			}()
+		}
+		if len(resp.Messages) < int(want) {
+			return nil
 		}
 	}
 	return nil
