@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/botehq/platform/runtime/audit"
@@ -104,8 +105,19 @@ func (s *Server) auditCall(r *http.Request, rec *statusRecorder, status int, ori
 		if dropped > 0 {
 			entry.Detail += fmt.Sprintf(" (and %d more unauthenticated requests since %s, not recorded one by one)", dropped, since.UTC().Format(time.RFC3339))
 		}
-	} else if t := auditTenant(r); ids.Validate("tenant", t) == nil {
-		entry.Tenant = t
+	} else {
+		if status == http.StatusForbidden {
+			ok, dropped, since := s.refusals.take(rec.principal.Subject(), entry.Time)
+			if !ok {
+				return
+			}
+			if dropped > 0 {
+				entry.Detail += fmt.Sprintf(" (and %d more refused requests of %s since %s, not recorded one by one)", dropped, rec.principal, since.UTC().Format(time.RFC3339))
+			}
+		}
+		if t := auditTenant(r); ids.Validate("tenant", t) == nil {
+			entry.Tenant = t
+		}
 	}
 	s.record(r.Context(), entry)
 }
@@ -128,6 +140,39 @@ const (
 	unauthenticatedRate  = 10 // per second
 	unauthenticatedBurst = 100
 )
+
+// An authenticated principal's refusals (403) are recorded at most this
+// often per principal: a principal that knocks on another tenant's door
+// again and again must not fill that tenant's audit log, nor the table.
+// The next record stored counts those skipped.
+const (
+	refusalRate  = 1 // per second
+	refusalBurst = 20
+	// maxRefusalSamplers bounds the principals tracked; past it the
+	// samplers start over (principals are authenticated, so few).
+	maxRefusalSamplers = 10000
+)
+
+// refusalSamplers holds an audit.Sampler per principal (Subject).
+type refusalSamplers struct {
+	mu sync.Mutex
+	m  map[string]*audit.Sampler
+}
+
+// take is audit.Sampler.Take for subject's sampler.
+func (rs *refusalSamplers) take(subject string, now time.Time) (ok bool, dropped int, since time.Time) {
+	rs.mu.Lock()
+	smp := rs.m[subject]
+	if smp == nil {
+		if rs.m == nil || len(rs.m) >= maxRefusalSamplers {
+			rs.m = map[string]*audit.Sampler{}
+		}
+		smp = &audit.Sampler{Rate: refusalRate, Burst: refusalBurst}
+		rs.m[subject] = smp
+	}
+	rs.mu.Unlock()
+	return smp.Take(now)
+}
 
 // noteError keeps the message of the error answered, for the audit record.
 func noteError(w http.ResponseWriter, msg string) { noteDetail(w, "%s", msg) }

@@ -250,8 +250,8 @@ func provokeAudit(t *testing.T, method, code string) ([]byte, bool) {
 }
 
 // A flood of unauthenticated requests is recorded at a bounded rate, and
-// the next record says how many were skipped; authenticated refusals are
-// all recorded.
+// the next record says how many were skipped; authenticated refusals have
+// a budget of their own (TestRefusalFloodIsSampledPerPrincipal).
 func TestUnauthenticatedFloodIsSampled(t *testing.T) {
 	log := &fakeAudit{}
 	var mu sync.Mutex
@@ -265,7 +265,7 @@ func TestUnauthenticatedFloodIsSampled(t *testing.T) {
 	for range 3 {
 		assert.Equal(t, 403, do(t, "GET", srv.URL+"/v1/tenants/globex/runs", readerKey).status)
 	}
-	assert.Len(t, log.take(), 3, "authenticated refusals are not sampled")
+	assert.Len(t, log.take(), 3, "authenticated refusals have a budget of their own, per principal")
 
 	mu.Lock()
 	now = now.Add(time.Second)
@@ -274,6 +274,40 @@ func TestUnauthenticatedFloodIsSampled(t *testing.T) {
 	got := log.take()
 	require.Len(t, got, 1)
 	assert.Contains(t, got[0].Detail, "(and 5 more unauthenticated requests since 2026-03-01T12:00:00Z, not recorded one by one)")
+}
+
+// An authenticated principal refused again and again, here a reader of
+// contoso knocking on another tenant's door, is recorded at a bounded rate
+// per principal: it cannot fill tenant globex's audit log, nor crowd out
+// another principal's refusals; the next record says how many were
+// skipped.
+func TestRefusalFloodIsSampledPerPrincipal(t *testing.T) {
+	log := &fakeAudit{}
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	_, srv := newTestServer(t, func(c *Config) { c.Audit, c.Now = log, clock })
+	for range refusalBurst + 5 {
+		assert.Equal(t, http.StatusForbidden, send(t, "POST", srv.URL+"/v1/tenants/globex/workspaces", readerKey, "application/json", []byte(`{"name":"x"}`)).status)
+	}
+	got := log.take()
+	require.Len(t, got, refusalBurst)
+	for _, r := range got {
+		assert.Equal(t, "globex", r.Tenant)
+		assert.Equal(t, audit.ResultDenied, r.Result)
+	}
+	assert.Equal(t, http.StatusForbidden, do(t, "GET", srv.URL+"/v1/tenants/globex/runs", operatorKey).status)
+	got = log.take()
+	require.Len(t, got, 1, "another principal's refusal is recorded")
+	assert.Equal(t, "api-key:operator", got[0].Principal)
+
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	assert.Equal(t, http.StatusForbidden, do(t, "GET", srv.URL+"/v1/tenants/globex/runs", readerKey).status)
+	got = log.take()
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0].Detail, "(and 5 more refused requests of api-key:reader since 2026-03-01T12:00:00Z, not recorded one by one)")
 }
 
 // A mutating call whose handler panics is answered 500 and still audited.

@@ -143,7 +143,8 @@ type Server struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 
-	unauthenticated audit.Sampler // 401s recorded in the audit log
+	unauthenticated audit.Sampler   // 401s recorded in the audit log
+	refusals        refusalSamplers // 403s of each principal recorded
 }
 
 // Shutdown ends the long-lived streams (event WebSockets, which
