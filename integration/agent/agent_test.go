@@ -36,6 +36,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -163,9 +164,9 @@ func (s *server) startAgent(workDir string, extra ...string) *procs.Process {
 func (s *server) bundle(run, config string) *envelope.Claim {
 	s.t.Helper()
 	var buf bytes.Buffer
-	_, err := artifacts.Pack(filepath.Join("testdata", config), &buf, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	_, err := tfarchive.Pack(filepath.Join("testdata", config), &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
 	require.NoError(s.t, err)
-	c, err := s.arts.Put(context.Background(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: run}, artifacts.Bundle, &buf, artifacts.BundleLimits.MaxBytes)
+	c, err := s.arts.Put(context.Background(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: run}, artifacts.Bundle, &buf, tfarchive.BundleLimits.MaxBytes)
 	require.NoError(s.t, err)
 	require.NoError(s.t, s.signer.Sign(context.Background(), c, 10*time.Minute))
 	return c

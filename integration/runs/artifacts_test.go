@@ -21,6 +21,7 @@ import (
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 func openArtifacts(t *testing.T, emu *azurite.Emulator, container string) *artifacts.Store {
@@ -46,11 +47,11 @@ func TestArtifacts(t *testing.T) {
 		src := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(src, "main.tf"), []byte(`output "x" { value = 1 }`), 0o644))
 		var buf bytes.Buffer
-		_, err := artifacts.Pack(src, &buf, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+		_, err := tfarchive.Pack(src, &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
 		require.NoError(t, err)
 
 		k := key("contoso")
-		ref, err := store.Put(ctx, k, artifacts.Bundle, bytes.NewReader(buf.Bytes()), artifacts.BundleLimits.MaxBytes)
+		ref, err := store.Put(ctx, k, artifacts.Bundle, bytes.NewReader(buf.Bytes()), tfarchive.BundleLimits.MaxBytes)
 		require.NoError(t, err)
 		assert.Equal(t, int64(buf.Len()), ref.Size)
 		assert.True(t, strings.HasPrefix(ref.Blob, "contoso/app/"+k.Run+"/"))
@@ -65,7 +66,7 @@ func TestArtifacts(t *testing.T) {
 		require.NoError(t, err)
 		defer rc.Close()
 		dst := t.TempDir()
-		_, err = artifacts.Unpack(rc, dst, artifacts.BundleLimits)
+		_, err = tfarchive.Unpack(rc, dst, tfarchive.BundleLimits)
 		require.NoError(t, err)
 		got, err := os.ReadFile(filepath.Join(dst, "main.tf"))
 		require.NoError(t, err)
@@ -77,7 +78,7 @@ func TestArtifacts(t *testing.T) {
 		noise := make([]byte, 3<<20)
 		_, _ = rand.Read(noise)
 		_, err := store.Put(ctx, k, artifacts.Workdir, bytes.NewReader(noise), 2<<20)
-		require.ErrorIs(t, err, artifacts.ErrTooLarge)
+		require.ErrorIs(t, err, tfarchive.ErrTooLarge)
 		assert.Contains(t, err.Error(), "over the limit of 2.0 MiB")
 		// The retry of a failed upload works.
 		_, err = store.Put(ctx, k, artifacts.Workdir, bytes.NewReader(noise[:1000]), 2<<20)

@@ -29,7 +29,6 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/integration/procs"
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
@@ -39,6 +38,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/secretstore"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -329,7 +329,7 @@ func bundle(t *testing.T) []byte {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(`resource "terraform_data" "x" {}`+"\n"), 0o644))
 	var buf bytes.Buffer
-	_, err := artifacts.Pack(dir, &buf, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	_, err := tfarchive.Pack(dir, &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
 	require.NoError(t, err)
 	return buf.Bytes()
 }

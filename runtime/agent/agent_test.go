@@ -21,11 +21,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -195,7 +195,7 @@ func (b *blobs) get(name string) []byte {
 func (b *blobs) bundle(t *testing.T, config string) (string, int64, string) {
 	t.Helper()
 	var buf bytes.Buffer
-	_, err := artifacts.Pack(filepath.Join("testdata", config), &buf, artifacts.PackOptions{Limits: artifacts.BundleLimits})
+	_, err := tfarchive.Pack(filepath.Join("testdata", config), &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
 	require.NoError(t, err)
 	sum := sha256.Sum256(buf.Bytes())
 	return b.put("bundles/"+config+t.Name(), buf.Bytes()), int64(buf.Len()), hex.EncodeToString(sum[:])
@@ -370,7 +370,7 @@ func TestPlanUploadApplyOnAnotherAgent(t *testing.T) {
 func archiveNames(t *testing.T, archive []byte) []string {
 	t.Helper()
 	dir := t.TempDir()
-	_, err := artifacts.Unpack(bytes.NewReader(archive), dir, artifacts.WorkdirLimits)
+	_, err := tfarchive.Unpack(bytes.NewReader(archive), dir, tfarchive.WorkdirLimits)
 	require.NoError(t, err)
 	var names []string
 	require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {

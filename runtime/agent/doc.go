@@ -6,7 +6,7 @@
 // under its work directory, downloads the configuration bundle (plan,
 // destroy) or the saved plan with its working directory (apply) from the
 // read-only SAS link in the assignment, checks its size and SHA-256, unpacks
-// it with artifacts.Unpack, opens the sealed secrets with its own private
+// it with tfarchive.Unpack, opens the sealed secrets with its own private
 // key, and runs the phase with tfrun. Log lines stream back as run.logs
 // batches in order (seq from 0, each batch sent until the gateway accepted
 // it before the next one goes); run.started and run.result frame the phase.

@@ -14,8 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -124,13 +124,13 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 	}
 	job := tfrun.Job{Op: asg.Op, Dir: tfDir, Env: secrets.Env}
 	if asg.Op == tfrun.Apply {
-		if err := a.download(ctx, asg.WorkdirURL, asg.WorkdirSize, asg.WorkdirSHA256, tfDir, artifacts.WorkdirLimits); err != nil {
+		if err := a.download(ctx, asg.WorkdirURL, asg.WorkdirSize, asg.WorkdirSHA256, tfDir, tfarchive.WorkdirLimits); err != nil {
 			return fmt.Errorf("cannot fetch the saved plan: %w", err)
 		}
 		// The plan carries the variables; their values are still secrets.
 		job.Secrets = slices.Collect(maps.Values(secrets.Vars))
 	} else {
-		if err := a.download(ctx, asg.BundleURL, asg.BundleSize, asg.BundleSHA256, tfDir, artifacts.BundleLimits); err != nil {
+		if err := a.download(ctx, asg.BundleURL, asg.BundleSize, asg.BundleSHA256, tfDir, tfarchive.BundleLimits); err != nil {
 			return fmt.Errorf("cannot fetch the configuration bundle: %w", err)
 		}
 		if asg.StateURL != "" {

@@ -15,7 +15,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
-	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // ErrIntegrity reports a downloaded artifact whose size or SHA-256 is not
@@ -25,7 +26,7 @@ var ErrIntegrity = errors.New("artifact does not match its size or SHA-256")
 // download fetches the archive at url (a read-only SAS link) and unpacks it
 // into dir within lim. When size or sum is given, the bytes must match
 // them: the apply applies exactly the plan that was approved.
-func (a *Agent) download(ctx context.Context, link string, size int64, sum, dir string, lim artifacts.Limits) error {
+func (a *Agent) download(ctx context.Context, link string, size int64, sum, dir string, lim tfarchive.Limits) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, link, nil)
 	if err != nil {
 		return errors.New("invalid download link") // the URL holds a SAS token: keep it out of errors
@@ -43,7 +44,7 @@ func (a *Agent) download(ctx context.Context, link string, size int64, sum, dir 
 	}
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(resp.Body, h)}
-	if _, err := artifacts.Unpack(cr, dir, lim); err != nil {
+	if _, err := tfarchive.Unpack(cr, dir, lim); err != nil {
 		return err
 	}
 	// Unpack stops at the end of the gzip stream; read what may follow so
@@ -88,7 +89,7 @@ func packWorkdir(dir, path string) (int64, string, error) {
 		return 0, "", fmt.Errorf("cannot create working directory archive: %w", err)
 	}
 	h := sha256.New()
-	st, err := artifacts.Pack(dir, io.MultiWriter(f, h), artifacts.PackOptions{Limits: artifacts.WorkdirLimits, Workdir: true})
+	st, err := tfarchive.Pack(dir, io.MultiWriter(f, h), tfarchive.PackOptions{Limits: tfarchive.WorkdirLimits, Workdir: true})
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -138,7 +139,7 @@ func (a *Agent) upload(ctx context.Context, link, path string) error {
 }
 
 // maxStateBytes bounds a workspace state file the agent downloads.
-const maxStateBytes = artifacts.MaxStateBytes
+const maxStateBytes = runproto.MaxStateBytes
 
 // fetchState downloads the workspace's stored Terraform state to path. It
 // reports false when there is none yet (the blob does not exist).

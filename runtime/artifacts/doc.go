@@ -3,12 +3,7 @@
 // the saved plan (so the apply applies exactly that plan, on any agent of
 // the tenant), and the run's log, all in one Azure Blob container.
 //
-// Bundles and working directories are gzip-compressed tar archives made by
-// Pack and read by Unpack, with limits on compressed size, unpacked size
-// and entry count (a *LimitError names the one exceeded). Pack leaves out
-// .git/ and, for a bundle, .terraform/; it refuses symlinks that point
-// outside the directory. Unpack writes only through an os.Root, refusing
-// absolute names, "..", escaping symlinks and special files.
+// Bundles and working directories are the archives of package tfarchive.
 //
 // Blob names are "<tenant>/<workspace>/<run>/<kind>"; an uploaded archive
 // is written once (If-None-Match) and referenced by an envelope.Claim

@@ -21,6 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -38,10 +39,6 @@ import (
 //
 // Azurite has no blob versioning, and versioning alone would not say
 // which run left which state; the copies under versions/ do both.
-
-// MaxStateBytes bounds a state file the server promotes (and an agent
-// downloads).
-const MaxStateBytes = 256 << 20
 
 // ErrConflict: another claim promoted a state while this one did.
 var ErrConflict = errors.New("another state was promoted meanwhile")
@@ -120,8 +117,8 @@ func (p Promotion) Validate() error {
 	if !versionPattern.MatchString(p.version()) {
 		return fmt.Errorf("claim %q is malformed", p.Claim)
 	}
-	if p.Size <= 0 || p.Size > MaxStateBytes {
-		return fmt.Errorf("state size %d must be from 1 to %d bytes", p.Size, MaxStateBytes)
+	if p.Size <= 0 || p.Size > runproto.MaxStateBytes {
+		return fmt.Errorf("state size %d must be from 1 to %d bytes", p.Size, runproto.MaxStateBytes)
 	}
 	if len(p.SHA256) != 64 {
 		return fmt.Errorf("state SHA-256 %q is malformed", p.SHA256)
@@ -214,7 +211,7 @@ func (s *Store) RestoreState(ctx context.Context, tenant, workspace, version str
 	if err != nil {
 		return StateVersion{}, fmt.Errorf("cannot read state version %s: %w", version, err)
 	}
-	data, err := s.readBlob(ctx, k.versionBlob(version), MaxStateBytes)
+	data, err := s.readBlob(ctx, k.versionBlob(version), runproto.MaxStateBytes)
 	if err != nil {
 		return StateVersion{}, err
 	}
@@ -324,7 +321,7 @@ func (s *Store) putOnce(ctx context.Context, name string, data []byte, meta map[
 // keepUnversioned copies the current state, written before versions were
 // kept, to versions/<version>.
 func (s *Store) keepUnversioned(ctx context.Context, k workspaceKey, version string) error {
-	data, err := s.readBlob(ctx, CurrentState(k.Tenant, k.Workspace), MaxStateBytes)
+	data, err := s.readBlob(ctx, CurrentState(k.Tenant, k.Workspace), runproto.MaxStateBytes)
 	if err != nil {
 		return fmt.Errorf("cannot keep the current state: %w", err)
 	}
@@ -456,7 +453,7 @@ func (s *Store) StateSnapshot(ctx context.Context, tenant, workspace string) (st
 const CurrentVersion = "current"
 
 // OpenState reads a workspace's current state (version "" or
-// CurrentVersion) or a kept version, at most MaxStateBytes. No state is
+// CurrentVersion) or a kept version, at most runproto.MaxStateBytes. No state is
 // ErrNotFound; a malformed version is runs.ErrInvalid.
 func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error) {
 	if err := stateScope(tenant, workspace); err != nil {
@@ -469,5 +466,5 @@ func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string
 		}
 		name = workspaceKey{tenant, workspace}.versionBlob(version)
 	}
-	return s.readBlob(ctx, name, MaxStateBytes)
+	return s.readBlob(ctx, name, runproto.MaxStateBytes)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // DefaultContainer holds run artifacts unless Config says otherwise.
@@ -150,7 +151,7 @@ func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr(kind.contentType())},
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
 	})
-	var le *LimitError
+	var le *tfarchive.LimitError
 	switch {
 	case errors.As(err, &le):
 		return nil, fmt.Errorf("cannot upload %s of run %s: %w", kind, key.Run, le)
@@ -174,7 +175,7 @@ func (h *hashReader) Read(p []byte) (int, error) {
 	h.h.Write(p[:n])
 	h.n += int64(n)
 	if h.n > h.max {
-		return n, &LimitError{What: "compressed size", Limit: h.max, Value: h.n}
+		return n, &tfarchive.LimitError{What: "compressed size", Limit: h.max, Value: h.n}
 	}
 	return n, err
 }

@@ -89,11 +89,11 @@ func TestComponentsLinkNoTestTooling(t *testing.T) {
 }
 
 // serverOnly are packages only the servers (relay server, worker, idp) may
-// link: the run manager and its store, the ops API server, operator
+// link: the run manager and its stores, the ops API server, operator
 // authentication, secrets, the audit log, the cloud side and the drivers of
 // the gateway bus, the worker, the token issuer.
 var serverOnly = []string{
-	"runtime/runs", "runtime/runstore", "runtime/dispatch", "runtime/opsapi",
+	"runtime/runs", "runtime/runstore", "runtime/artifacts", "runtime/dispatch", "runtime/opsapi",
 	"runtime/operatorauth", "runtime/secretstore", "runtime/audit",
 	"runtime/botecloud", "runtime/bus", "runtime/worker", "runtime/idp",
 	"runtime/signingkeys", "runtime/replay",
@@ -105,16 +105,14 @@ var serverOnly = []string{
 // stillLinked the binary no longer links fails the test too, so the list
 // only shrinks.
 var clientBinaries = map[string]struct{ forbidden, stillLinked []string }{
-	"agent": {
-		stillLinked: []string{"runtime/runs"},
-	},
+	"agent": {},
 	"connector": {
 		forbidden: []string{"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
 	},
 	"opsbot": {
 		forbidden: []string{"runtime/tfrun", "github.com/hashicorp/terraform-exec", "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"},
 		stillLinked: []string{
-			"runtime/runs", "runtime/opsapi", "runtime/operatorauth", "runtime/secretstore", "runtime/audit",
+			"runtime/runs", "runtime/artifacts", "runtime/opsapi", "runtime/operatorauth", "runtime/secretstore", "runtime/audit",
 			"runtime/tfrun", "github.com/hashicorp/terraform-exec", "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob",
 		},
 	},

@@ -19,6 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -127,8 +128,8 @@ func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
 	case errors.Is(err, runs.ErrIllegalTransition):
 		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
-	case errors.Is(err, artifacts.ErrTooLarge):
-		var le *artifacts.LimitError
+	case errors.Is(err, tfarchive.ErrTooLarge):
+		var le *tfarchive.LimitError
 		msg := err.Error()
 		if errors.As(err, &le) {
 			msg = "the configuration bundle is too large: " + le.Error()
@@ -310,7 +311,7 @@ func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
 }
 
 // createRun stores the uploaded bundle and queues a run. The body is the
-// tar.gz bundle (artifacts.Pack), streamed to Blob storage with the
+// tar.gz bundle (tfarchive.Pack), streamed to Blob storage with the
 // bundle size limit.
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	tenant, workspace := r.PathValue("tenant"), r.PathValue("workspace")
@@ -341,7 +342,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := s.cfg.MaxBundleBytes
 	if r.ContentLength > limit {
-		s.runsError(w, r, &artifacts.LimitError{What: "compressed size", Limit: limit, Value: r.ContentLength})
+		s.runsError(w, r, &tfarchive.LimitError{What: "compressed size", Limit: limit, Value: r.ContentLength})
 		return
 	}
 	if _, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, workspace); err != nil {
@@ -355,7 +356,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	body := http.MaxBytesReader(w, r.Body, limit)
 	ref, err := s.cfg.Artifacts.Put(r.Context(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: id}, artifacts.Bundle, body, limit)
 	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
-		err = &artifacts.LimitError{What: "compressed size", Limit: limit, Value: limit + 1}
+		err = &tfarchive.LimitError{What: "compressed size", Limit: limit, Value: limit + 1}
 	}
 	if err != nil {
 		s.runsError(w, r, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -46,7 +47,7 @@ func (f *fakeArtifacts) Put(_ context.Context, key artifacts.RunKey, kind artifa
 		return nil, err
 	}
 	if int64(len(data)) > max {
-		return nil, &artifacts.LimitError{What: "compressed size", Limit: max, Value: int64(len(data))}
+		return nil, &tfarchive.LimitError{What: "compressed size", Limit: max, Value: int64(len(data))}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -376,7 +377,7 @@ func TestDeclaredOversizeIsRefusedBeforeReading(t *testing.T) {
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+goodKey)
 	req.Header.Set("Content-Type", "application/gzip")
-	req.ContentLength = artifacts.BundleLimits.MaxBytes + 1
+	req.ContentLength = tfarchive.BundleLimits.MaxBytes + 1
 	// The server answers before the body; the client may fail writing it.
 	resp, err := http.DefaultClient.Do(req)
 	if err == nil {

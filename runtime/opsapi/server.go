@@ -29,12 +29,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/secretstore"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // Authenticator checks a request's operator credential. operatorauth's
@@ -90,7 +90,7 @@ type Config struct {
 	// secrets); nil: they cannot be set.
 	Secrets secretstore.Store
 	// MaxBundleBytes is the largest bundle accepted, compressed (default
-	// and maximum artifacts.BundleLimits.MaxBytes).
+	// and maximum tfarchive.BundleLimits.MaxBytes).
 	MaxBundleBytes int64
 	// Keys enables API key management (/v1/keys, admins only); nil
 	// answers those routes with 503.
@@ -119,8 +119,8 @@ func (c Config) Validate() error {
 	if c.Runs != nil && c.Artifacts == nil {
 		return errors.New("Artifacts is required with Runs")
 	}
-	if c.MaxBundleBytes < 0 || c.MaxBundleBytes > artifacts.BundleLimits.MaxBytes {
-		return fmt.Errorf("MaxBundleBytes %d must be between 0 (default) and %d", c.MaxBundleBytes, artifacts.BundleLimits.MaxBytes)
+	if c.MaxBundleBytes < 0 || c.MaxBundleBytes > tfarchive.BundleLimits.MaxBytes {
+		return fmt.Errorf("MaxBundleBytes %d must be between 0 (default) and %d", c.MaxBundleBytes, tfarchive.BundleLimits.MaxBytes)
 	}
 	if c.EventInterval < 0 {
 		return fmt.Errorf("EventInterval %s must not be negative", c.EventInterval)
@@ -181,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.EventInterval = 5 * time.Second
 	}
 	if cfg.MaxBundleBytes == 0 {
-		cfg.MaxBundleBytes = artifacts.BundleLimits.MaxBytes
+		cfg.MaxBundleBytes = tfarchive.BundleLimits.MaxBytes
 	}
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = 30 * time.Second

@@ -107,7 +107,7 @@ const (
 	OpDestroy RunOp = "destroy" // plan a destroy, then apply it once approved
 )
 
-// CreateRun uploads a configuration bundle (artifacts.Pack output, read
+// CreateRun uploads a configuration bundle (tfarchive.Pack output, read
 // from bundle) and queues a run; the answer's Waiting says why it has not
 // started. An oversize bundle is an *APIError with StatusCode 413 whose
 // message names the limit. The upload may take longer than a request's

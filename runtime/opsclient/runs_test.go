@@ -21,6 +21,7 @@ import (
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // memArtifacts keeps bundles and logs in memory.
@@ -35,7 +36,7 @@ func (m *memArtifacts) Put(_ context.Context, key artifacts.RunKey, _ artifacts.
 		return nil, err
 	}
 	if bytes.Contains(data, []byte("oversize")) {
-		return nil, &artifacts.LimitError{What: "compressed size", Limit: max, Value: max + 1}
+		return nil, &tfarchive.LimitError{What: "compressed size", Limit: max, Value: max + 1}
 	}
 	return &envelope.Claim{Container: "boteruns", Blob: key.Tenant + "/" + key.Workspace + "/" + key.Run + "/bundle-1.tar.gz", Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
 }

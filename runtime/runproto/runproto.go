@@ -128,13 +128,13 @@ type Assign struct {
 	// ClaimToken is the claim generation; echo it in every report.
 	ClaimToken string `json:"claimToken"`
 	// BundleURL is a read-only SAS URL of the configuration bundle
-	// (tar.gz, artifacts.Pack), for plan and destroy; BundleSHA256 and
+	// (tar.gz, tfarchive.Pack), for plan and destroy; BundleSHA256 and
 	// BundleSize let the agent check what it downloaded.
 	BundleURL    string `json:"bundleURL,omitempty"`
 	BundleSHA256 string `json:"bundleSha256,omitempty"`
 	BundleSize   int64  `json:"bundleSize,omitempty"`
 	// WorkdirURL is a read-only SAS URL of the saved plan with its working
-	// directory (artifacts.Pack with Workdir), for apply; the agent must
+	// directory (tfarchive.Pack with Workdir), for apply; the agent must
 	// check WorkdirSHA256 and WorkdirSize before applying.
 	WorkdirURL    string `json:"workdirURL,omitempty"`
 	WorkdirSHA256 string `json:"workdirSha256,omitempty"`
@@ -559,3 +559,7 @@ func ParseClaimToken(s string) (int, bool) {
 	n, err := strconv.Atoi(s)
 	return n, err == nil && n > 0 && strconv.Itoa(n) == s
 }
+
+// MaxStateBytes bounds a state file: what an agent uploads to
+// StateUploadURL, the server promotes and an agent or operator downloads.
+const MaxStateBytes = 256 << 20

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -46,7 +46,7 @@ const (
 )
 
 // bundleFiles returns the variable files to add to the bundle.
-func (o runOptions) bundleFiles() ([]artifacts.File, error) {
+func (o runOptions) bundleFiles() ([]tfarchive.File, error) {
 	// The server checks again; checking here names the flags first.
 	if err := (tfrun.PlanOptions{Targets: o.plan.Targets, Replace: o.plan.Replace, RefreshOnly: o.plan.RefreshOnly}).Validate(false); err != nil {
 		return nil, usageError{err}
@@ -54,7 +54,7 @@ func (o runOptions) bundleFiles() ([]artifacts.File, error) {
 	if len(o.varFiles) > maxVarFiles {
 		return nil, usageError{fmt.Errorf("--var-file: at most %d files", maxVarFiles)}
 	}
-	var out []artifacts.File
+	var out []tfarchive.File
 	for i, path := range o.varFiles {
 		ext := ".tfvars"
 		switch {
@@ -67,7 +67,7 @@ func (o runOptions) bundleFiles() ([]artifacts.File, error) {
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--var-file: %w", err)}
 		}
-		out = append(out, artifacts.File{Name: fmt.Sprintf(varFilePattern, i+1, ext), Data: data})
+		out = append(out, tfarchive.File{Name: fmt.Sprintf(varFilePattern, i+1, ext), Data: data})
 	}
 	if len(o.vars) > 0 {
 		vars := map[string]string{}
@@ -82,7 +82,7 @@ func (o runOptions) bundleFiles() ([]artifacts.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, artifacts.File{Name: varsFile, Data: append(data, '\n')})
+		out = append(out, tfarchive.File{Name: varsFile, Data: append(data, '\n')})
 	}
 	return out, nil
 }

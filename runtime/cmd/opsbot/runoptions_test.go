@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // TestPlanOptionsTravelWithTheRun: --var and --var-file go in the bundle
@@ -35,7 +35,7 @@ func TestPlanOptionsTravelWithTheRun(t *testing.T) {
 	assert.Contains(t, r.stderr, "1 left out by .terraformignore")
 
 	out := t.TempDir()
-	_, err := artifacts.Unpack(bytes.NewReader(api.bundle), out, artifacts.BundleLimits)
+	_, err := tfarchive.Unpack(bytes.NewReader(api.bundle), out, tfarchive.BundleLimits)
 	require.NoError(t, err)
 	assert.NoFileExists(t, filepath.Join(out, "big.bin"))
 	got, err := os.ReadFile(filepath.Join(out, "zzz-opsbot-var-file-01.auto.tfvars"))

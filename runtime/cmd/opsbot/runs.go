@@ -15,12 +15,12 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // runsAPI is what the workspace and run commands need from the ops API:
@@ -535,24 +535,24 @@ func (a *app) cancelCommand() *cobra.Command {
 
 // packBundle packs dir into a temporary file, rewound, with the bundle
 // limits checked before anything is uploaded.
-func packBundle(dir string, extra []artifacts.File) (*os.File, artifacts.Stats, error) {
+func packBundle(dir string, extra []tfarchive.File) (*os.File, tfarchive.Stats, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, artifacts.Stats{}, usageError{fmt.Errorf("--dir: %w", err)}
+		return nil, tfarchive.Stats{}, usageError{fmt.Errorf("--dir: %w", err)}
 	}
 	if !st.IsDir() {
-		return nil, artifacts.Stats{}, usageError{fmt.Errorf("--dir: %s is not a directory", dir)}
+		return nil, tfarchive.Stats{}, usageError{fmt.Errorf("--dir: %s is not a directory", dir)}
 	}
 	f, err := os.CreateTemp("", "opsbot-bundle-*.tar.gz")
 	if err != nil {
-		return nil, artifacts.Stats{}, fmt.Errorf("cannot create a temporary file for the bundle: %w", err)
+		return nil, tfarchive.Stats{}, fmt.Errorf("cannot create a temporary file for the bundle: %w", err)
 	}
-	fail := func(err error) (*os.File, artifacts.Stats, error) {
+	fail := func(err error) (*os.File, tfarchive.Stats, error) {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, artifacts.Stats{}, err
+		return nil, tfarchive.Stats{}, err
 	}
-	stats, err := artifacts.Pack(dir, f, artifacts.PackOptions{Limits: artifacts.BundleLimits, TerraformIgnore: true, Extra: extra})
+	stats, err := tfarchive.Pack(dir, f, tfarchive.PackOptions{Limits: tfarchive.BundleLimits, TerraformIgnore: true, Extra: extra})
 	if err != nil {
 		return fail(fmt.Errorf("cannot pack %s: %w", dir, err))
 	}

@@ -10,11 +10,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/relay"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 const envPrefix = "BOTE_RELAYSERVER"
@@ -349,8 +349,8 @@ func (o options) validateRuns() error {
 		return fmt.Errorf("--agent-silent-after: %s is negative", o.silentAfter)
 	case o.uploadLinkTTL < 0 || o.uploadLinkTTL > 24*time.Hour:
 		return fmt.Errorf("--upload-link-ttl: %s must be between 0 (default) and 24h", o.uploadLinkTTL)
-	case o.maxBundleBytes < 0 || o.maxBundleBytes > artifacts.BundleLimits.MaxBytes:
-		return fmt.Errorf("--max-bundle-bytes: %d must be between 0 (default) and %d", o.maxBundleBytes, artifacts.BundleLimits.MaxBytes)
+	case o.maxBundleBytes < 0 || o.maxBundleBytes > tfarchive.BundleLimits.MaxBytes:
+		return fmt.Errorf("--max-bundle-bytes: %d must be between 0 (default) and %d", o.maxBundleBytes, tfarchive.BundleLimits.MaxBytes)
 	case o.serviceName == "":
 		return errors.New("--service-name: required")
 	}

@@ -1,4 +1,16 @@
-package artifacts
+// Package tfarchive packs and unpacks the archives a Terraform run travels
+// in: the configuration bundle an operator uploads and the working
+// directory with the saved plan an agent leaves for the apply. The CLI
+// packs, agents unpack and pack; neither needs the server's store (package
+// artifacts), so the archive format has a package of its own.
+//
+// Archives are gzip-compressed tar files made by Pack and read by Unpack,
+// with limits on compressed size, unpacked size and entry count (a
+// *LimitError names the one exceeded). Pack leaves out .git/ and, for a
+// bundle, .terraform/; it refuses symlinks that point outside the
+// directory. Unpack writes only through an os.Root, refusing absolute
+// names, "..", escaping symlinks and special files.
+package tfarchive
 
 import (
 	"archive/tar"
