@@ -264,10 +264,12 @@ func TestBadConfigIsRejectedNamingTheKey(t *testing.T) {
 			"bote:terraform: platforms: no source for linux/arm64"},
 		{"terraform pin not a SHA-256", map[string]string{"bote:terraform": `{"version":"1.11.4","platforms":{"linux/amd64":{"path":"a.zip","sha256":"abc"},"linux/arm64":{"path":"b.zip","sha256":"a43d1d0da9b9bab214a8305a39db0e40869572594ccf50c416a7756499143633"}}}`},
 			"bote:terraform: platforms[linux/amd64].sha256"},
-		{"operator roles for an unknown tenant", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contosso":{"reader":["g"]}}}}`},
+		{"operator roles for an unknown tenant", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contosso":{"reader":["group:g"]}}}}`},
 			"bote:operatorAuth: roles.tenants.contosso: no such tenant in bote:tenants"},
-		{"operator role unknown", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contoso":{"owner":["g"]}}}}`},
+		{"operator role unknown", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contoso":{"owner":["group:g"]}}}}`},
 			`bote:operatorAuth: Roles: tenants[contoso]: role "owner"`},
+		{"operator role value without its claim", map[string]string{"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{"tenants":{"contoso":{"reader":["Contoso.Reader"]}}}}`},
+			`bote:operatorAuth: Roles: tenants[contoso][reader][0]: "Contoso.Reader" must say which claim it matches: "role:Contoso.Reader" (an app role) or "group:<object id>"`},
 		{"operator auth without issuer or tenant id", map[string]string{"bote:operatorAuth": `{"audience":"api://ops","roles":{}}`}, "bote:operatorAuth: tenantId: give the operators' Entra tenant"},
 		{"operator auth with another cloud's Entra", map[string]string{"bote:cloud": "usgovernment", "bote:location": "usgovvirginia", "bote:hosting": "",
 			"bote:operatorAuth": `{"issuer":"https://login.microsoftonline.com/t/v2.0","audience":"api://ops","roles":{}}`}, "is Entra ID of cloud public, not of this stack's cloud usgovernment"},
@@ -398,7 +400,7 @@ func TestRoleAssignmentNamesDifferBetweenEnvironments(t *testing.T) {
 // for bote:tenantId, so a sovereign stack never points at public Entra.
 func TestOperatorAuthIssuerFollowsTheCloud(t *testing.T) {
 	cfg := stackConfig(t, "gov")
-	cfg["bote:operatorAuth"] = `{"tenantId":"11111111-2222-3333-4444-555555555555","audience":"api://ops","roles":{"tenants":{"agency-a":{"operator":["AgencyA.Operator"]}}}}`
+	cfg["bote:operatorAuth"] = `{"tenantId":"11111111-2222-3333-4444-555555555555","audience":"api://ops","roles":{"tenants":{"agency-a":{"operator":["role:AgencyA.Operator"]}}}}`
 	rec, _, err := deployed(t, cfg)
 	require.NoError(t, err)
 	raw := string(rec.JSON())

@@ -179,8 +179,8 @@ func appSettings(rec *infratest.Recording) map[string]any {
 func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
 	oa := &OperatorAuth{
 		Issuer: "https://login.microsoftonline.us/11111111-2222-3333-4444-555555555555/v2.0", Audience: "api://bote-ops", RequiredRole: "Ops.Operator",
-		Roles: operatorauth.RoleMap{Admin: []string{"Ops.Admin"}, Tenants: map[string]map[operatorauth.Role][]string{
-			"agency-a": {operatorauth.RoleReader: {"0b5e1c9e-group"}, operatorauth.RoleApprover: {"AgencyA.Approver"}},
+		Roles: operatorauth.RoleMap{Admin: []string{"role:Ops.Admin"}, Tenants: map[string]map[operatorauth.Role][]string{
+			"agency-a": {operatorauth.RoleReader: {"group:0b5e1c9e-group"}, operatorauth.RoleApprover: {"role:AgencyA.Approver"}},
 		}}}
 	rec, err := runWith(t, "usgovernment", &Args{Image: image, OperatorAuth: oa})
 	require.NoError(t, err)
@@ -205,7 +205,8 @@ func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
 	}{
 		{OperatorAuth{Issuer: "not a url", Audience: "a"}, "OperatorAuth.Issuer"},
 		{OperatorAuth{Issuer: oa.Issuer}, "OperatorAuth.Audience is required"},
-		{OperatorAuth{Issuer: oa.Issuer, Audience: "a", Roles: operatorauth.RoleMap{Tenants: map[string]map[operatorauth.Role][]string{"t": {"owner": {"x"}}}}}, `OperatorAuth.Roles: tenants[t]: role "owner"`},
+		{OperatorAuth{Issuer: oa.Issuer, Audience: "a", Roles: operatorauth.RoleMap{Tenants: map[string]map[operatorauth.Role][]string{"t": {"owner": {"role:x"}}}}}, `OperatorAuth.Roles: tenants[t]: role "owner"`},
+		{OperatorAuth{Issuer: oa.Issuer, Audience: "a", Roles: operatorauth.RoleMap{Admin: []string{"Ops.Admin"}}}, `OperatorAuth.Roles: admin[0]: "Ops.Admin" must say which claim it matches`},
 	} {
 		_, err := runWith(t, "public", &Args{Image: image, OperatorAuth: &tt.oa})
 		assert.ErrorContains(t, err, tt.want)

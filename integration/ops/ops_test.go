@@ -419,7 +419,7 @@ func TestOAuth2OperatorTokenThroughRelay(t *testing.T) {
 	s := newStack(t)
 	// Entra group ids and app roles map to tenant roles (the stack passes
 	// this as BOTE_RELAYSERVER_OAUTH_ROLES).
-	roles := `{"admin":["Ops.Admin"],"tenants":{"contoso":{"reader":["grp-contoso-ops"]},"fabrikam":{"approver":["Fabrikam.Approver"]}}}`
+	roles := `{"admin":["role:Ops.Admin"],"tenants":{"contoso":{"reader":["group:grp-contoso-ops"]},"fabrikam":{"approver":["role:Fabrikam.Approver"]}}}`
 	s.startServer(t, "--oauth-issuer", iss.url, "--oauth-audience", "api://ops", "--oauth-required-role", "Ops.Operator", "--oauth-roles", roles)
 
 	now := time.Now()

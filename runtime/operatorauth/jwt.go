@@ -193,7 +193,7 @@ func (v *JWTValidator) Verify(ctx context.Context, raw string) (Principal, error
 	if id == "" {
 		id = claims.Subject
 	}
-	grants := v.cfg.Roles.Grants(append(slices.Clone(claims.Roles), claims.Groups...))
+	grants := v.cfg.Roles.Grants(claims.Roles, claims.Groups)
 	return Principal{Kind: KindOAuth2, ID: id, Name: name, Grants: grants}, nil
 }
 

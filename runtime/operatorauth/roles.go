@@ -172,16 +172,18 @@ func ParseTenantRole(s string) (string, Role, error) {
 // ids.Validate, which every tenant id on the platform follows).
 func ValidateTenantID(id string) error { return ids.Validate("tenant", id) }
 
-// RoleMap gives OAuth2 principals their grants from token claims: each
-// value listed is matched against the token's "roles" claim (Entra app role
-// values) and its "groups" claim (Entra group object ids). A principal gets
-// the highest role any matching value gives it in each tenant, and admin
-// if any value in Admin matches. A token matching nothing is authenticated
-// but may do nothing.
+// RoleMap gives OAuth2 principals their grants from token claims. Each
+// value says which claim it matches: "role:<value>" an app role value in
+// the token's "roles" claim, "group:<object id>" a group in its "groups"
+// claim. The two are separate namespaces: a group whose id happens to equal
+// an app role value (or the other way round) grants nothing. A principal
+// gets the highest role any matching value gives it in each tenant, and
+// admin if any value in Admin matches. A token matching nothing is
+// authenticated but may do nothing.
 //
-//	{"admin": ["Platform.Admin"],
+//	{"admin": ["role:Platform.Admin"],
 //	 "tenants": {
-//	   "contoso": {"reader": ["<group id>"], "approver": ["Contoso.Approver"]}}}
+//	   "contoso": {"reader": ["group:<object id>"], "approver": ["role:Contoso.Approver"]}}}
 //
 // Prefer app roles assigned to groups over raw group ids: Entra leaves out
 // the groups claim for a user in more than 200 groups (the overage case),
@@ -193,11 +195,30 @@ type RoleMap struct {
 	Tenants map[string]map[Role][]string `json:"tenants,omitempty"`
 }
 
+// Prefixes of RoleMap values: which token claim a value matches.
+const (
+	ClaimRole  = "role:"
+	ClaimGroup = "group:"
+)
+
+// validateClaimValue checks a RoleMap value; field names it in the error.
+func validateClaimValue(field, v string) error {
+	for prefix, what := range map[string]string{ClaimRole: "app role", ClaimGroup: "group"} {
+		if rest, ok := strings.CutPrefix(v, prefix); ok {
+			if strings.TrimSpace(rest) == "" {
+				return fmt.Errorf("%s: %q names no %s", field, v, what)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q must say which claim it matches: %q (an app role) or %q", field, v, ClaimRole+strings.TrimSpace(v), ClaimGroup+"<object id>")
+}
+
 // Validate reports the first invalid tenant id, role or claim value.
 func (m RoleMap) Validate() error {
 	for i, v := range m.Admin {
-		if strings.TrimSpace(v) == "" {
-			return fmt.Errorf("admin[%d]: empty claim value", i)
+		if err := validateClaimValue(fmt.Sprintf("admin[%d]", i), v); err != nil {
+			return err
 		}
 	}
 	for _, t := range slices.Sorted(maps.Keys(m.Tenants)) {
@@ -209,8 +230,8 @@ func (m RoleMap) Validate() error {
 				return fmt.Errorf("tenants[%s]: role %q must be one of %s", t, r, roleNames())
 			}
 			for i, v := range m.Tenants[t][r] {
-				if strings.TrimSpace(v) == "" {
-					return fmt.Errorf("tenants[%s][%s][%d]: empty claim value", t, r, i)
+				if err := validateClaimValue(fmt.Sprintf("tenants[%s][%s][%d]", t, r, i), v); err != nil {
+					return err
 				}
 			}
 		}
@@ -233,16 +254,17 @@ func ParseRoleMap(data []byte) (RoleMap, error) {
 	return m, nil
 }
 
-// Grants returns what a token with the given claim values may do.
-func (m RoleMap) Grants(values []string) Grants {
-	has := func(vs []string) bool {
-		for _, v := range vs {
-			if slices.Contains(values, v) {
-				return true
-			}
-		}
-		return false
+// Grants returns what a token with the given "roles" and "groups" claim
+// values may do.
+func (m RoleMap) Grants(roles, groups []string) Grants {
+	values := make(map[string]bool, len(roles)+len(groups))
+	for _, r := range roles {
+		values[ClaimRole+r] = true
 	}
+	for _, g := range groups {
+		values[ClaimGroup+g] = true
+	}
+	has := func(vs []string) bool { return slices.ContainsFunc(vs, func(v string) bool { return values[v] }) }
 	var g Grants
 	if has(m.Admin) {
 		g.Admin = true

@@ -91,3 +91,48 @@ func TestKeySetVerifyCarriesGrants(t *testing.T) {
 	f.Keys[0].Grants.Tenants["acme"] = "root"
 	assert.ErrorContains(t, f.Validate(), "keys[0].tenants[acme]")
 }
+
+// A role map value says which claim it matches: an app role value and a
+// group object id are different namespaces, so that a group named like an
+// app role (or an app role whose value is some group's object id) never
+// grants what the other would.
+func TestRoleMapMatchesTheNamedClaimOnly(t *testing.T) {
+	m, err := ParseRoleMap([]byte(`{"admin":["role:Ops.Admin"],"tenants":{
+		"contoso":{"operator":["role:Contoso.Operator"],"reader":["group:8d2f6c1e-0000-0000-0000-00000000000a"]}}}`))
+	require.NoError(t, err)
+	tests := []struct {
+		name          string
+		roles, groups []string
+		want          Grants
+	}{
+		{"app role", []string{"Contoso.Operator"}, nil, Grants{Tenants: map[string]Role{"contoso": RoleOperator}}},
+		{"group", nil, []string{"8d2f6c1e-0000-0000-0000-00000000000a"}, Grants{Tenants: map[string]Role{"contoso": RoleReader}}},
+		{"both: the highest", []string{"Contoso.Operator"}, []string{"8d2f6c1e-0000-0000-0000-00000000000a"}, Grants{Tenants: map[string]Role{"contoso": RoleOperator}}},
+		{"admin", []string{"Ops.Admin"}, nil, Grants{Admin: true}},
+		{"a group named like the admin role", nil, []string{"Ops.Admin"}, Grants{}},
+		{"a group named like an app role", nil, []string{"Contoso.Operator"}, Grants{}},
+		{"an app role valued like the group id", []string{"8d2f6c1e-0000-0000-0000-00000000000a"}, nil, Grants{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, m.Grants(tt.roles, tt.groups))
+		})
+	}
+}
+
+func TestRoleMapValidateNamesTheClaim(t *testing.T) {
+	tests := []struct {
+		roles, wantErr string
+	}{
+		{`{"admin":["Ops.Admin"]}`, `admin[0]: "Ops.Admin" must say which claim it matches: "role:Ops.Admin" (an app role) or "group:<object id>"`},
+		{`{"tenants":{"contoso":{"reader":["role:x","8d2f6c1e"]}}}`, `tenants[contoso][reader][1]: "8d2f6c1e" must say which claim`},
+		{`{"tenants":{"contoso":{"reader":["role:"]}}}`, `tenants[contoso][reader][0]: "role:" names no app role`},
+		{`{"admin":["group: "]}`, `admin[0]: "group: " names no group`},
+		{`{"admin":["scope:x"]}`, `admin[0]: "scope:x" must say which claim`},
+		{`{"admin":[""]}`, `admin[0]: "" must say which claim`},
+	}
+	for _, tt := range tests {
+		_, err := ParseRoleMap([]byte(tt.roles))
+		assert.ErrorContains(t, err, tt.wantErr, tt.roles)
+	}
+}

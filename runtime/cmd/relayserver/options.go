@@ -102,7 +102,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.oauthAudience, "oauth-audience", "", "audience operator tokens must carry")
 	fs.StringVar(&o.oauthJWKSURL, "oauth-jwks-url", "", "JWKS URL of the issuer (default: from its OpenID discovery document)")
 	fs.StringVar(&o.oauthRequiredRole, "oauth-required-role", "", "app role or scope operator tokens must carry")
-	fs.StringVar(&o.oauthRoles, "oauth-roles", "", `operator roles from token claims, JSON: {"admin":["<app role or group id>"],"tenants":{"<tenant>":{"reader|operator|approver":["<app role or group id>"]}}} (see docs/ops.md)`)
+	fs.StringVar(&o.oauthRoles, "oauth-roles", "", `operator roles from token claims, JSON: {"admin":["role:<app role>"],"tenants":{"<tenant>":{"reader|operator|approver":["role:<app role>","group:<group object id>"]}}} (see docs/ops.md)`)
 	fs.StringVar(&o.oauthRolesFile, "oauth-roles-file", "", "file holding the --oauth-roles JSON")
 	fs.StringVar(&o.agentVersion, "deployed-agent-version", "", "agent version the stack deployed (its image's version); `opsbot agents` marks agents reporting another")
 	fs.StringVar(&o.agentsFile, "agents-file", "", "seed list of agents (JSON, see docs/ops.md)")
