@@ -5,9 +5,11 @@
 package apikeys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +20,56 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/integration/procs"
 	"github.com/botehq/platform/runtime/operatorauth"
 )
+
+func TestMain(m *testing.M) { procs.Main(m) }
+
+// The first admin key of an Azure deployment is made in the keys table
+// with `relayserver apikey create --keys-table`, and a server reading the
+// table accepts it; revoking it the same way ends it.
+func TestBootstrapAdminKeyInTheTable(t *testing.T) {
+	bin := procs.Build(t, "relayserver")
+	emu := azurite.New(t)
+	ctx := context.Background()
+	apikey := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, append([]string{"apikey"}, append(args, "--keys-table", "boteapikeys", "--storage-connection-string", emu.ConnectionString)...)...)
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			return "", errors.New(err.Error() + ": " + errOut.String())
+		}
+		return strings.TrimSpace(out.String()), nil
+	}
+	key, err := apikey("create", "--id", "root", "--admin", "--description", "bootstrap")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(key, "obk_root."), "the key is printed once: %q", key)
+
+	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(t, err)
+	store, err := operatorauth.OpenKeysTable(ctx, svc, "boteapikeys", false)
+	require.NoError(t, err)
+	auth, err := operatorauth.New(ctx, operatorauth.Config{Keys: store})
+	require.NoError(t, err)
+	r := httptest.NewRequest("GET", "/v1/status", nil)
+	r.Header.Set("Authorization", "Bearer "+key)
+	p, err := auth.Authenticate(r)
+	require.NoError(t, err)
+	assert.True(t, p.IsAdmin())
+
+	_, err = apikey("create", "--id", "root", "--admin")
+	assert.ErrorContains(t, err, "already exists")
+	list, err := apikey("list")
+	require.NoError(t, err)
+	assert.Contains(t, list, "root")
+	assert.Contains(t, list, "active")
+	_, err = apikey("revoke", "--id", "root")
+	require.NoError(t, err)
+	require.NoError(t, auth.Reload(ctx))
+	_, err = auth.Authenticate(r)
+	assert.ErrorContains(t, err, "disabled")
+}
 
 func TestKeysTable(t *testing.T) {
 	emu := azurite.New(t)

@@ -10,8 +10,11 @@
 //	relayserver apikey rotate --keys-file F --id ID
 //	relayserver apikey revoke --keys-file F --id ID
 //
-// The apikey commands edit the keys file directly, to bootstrap the first
+// The apikey commands edit the key store directly, to bootstrap the first
 // admin key; afterwards admins manage keys through the API (opsbot keys).
+// Instead of --keys-file F they take --keys-table T (the server's
+// --api-keys-table) with --storage-connection-string, or --table-url and
+// --azure-identity.
 //
 // Every serve flag can also be set through the environment: --hybrid-connection
 // is BOTE_RELAYSERVER_HYBRID_CONNECTION, and so on. Flags win over the
