@@ -40,6 +40,8 @@ type node struct {
 	items       []item
 	hidden      int    // unchanged children left out of an object
 	hiddenWhat  string // "attribute" or "element"
+	pad         int    // width of an object's keys, hidden ones included
+	prefix      string // before the value ("null -> ")
 	suffix      string
 }
 
@@ -171,6 +173,7 @@ func wholeUnknown(v any, act action, sens, unknown any) *node {
 func diffObject(before, after map[string]any, bsens, asens, unknown any) *node {
 	n := &node{act: noop, open: "{", close: "}", hiddenWhat: "attribute"}
 	for _, k := range keysOf(unknown, before, after) {
+		n.pad = max(n.pad, len(k))
 		b, bok := before[k]
 		a, aok := after[k]
 		var c *node
@@ -180,7 +183,7 @@ func diffObject(before, after map[string]any, bsens, asens, unknown any) *node {
 		case !aok && !isTrue(index(unknown, k)):
 			c = whole(b, remove, index(bsens, k))
 		default:
-			c = diff(b, a, index(bsens, k), index(asens, k), index(unknown, k))
+			c = diffInside(b, a, index(bsens, k), index(asens, k), index(unknown, k))
 		}
 		if c.act == noop {
 			n.hidden++
@@ -200,6 +203,10 @@ func diffList(before, after []any, bsens, asens, unknown any) *node {
 	var elems []*node
 	if len(before) == len(after) {
 		for i := range before {
+			if n, ok := nullChange(before[i], after[i], index(bsens, i), index(asens, i), index(unknown, i)); ok {
+				elems = append(elems, n)
+				continue
+			}
 			elems = append(elems, diffElement(before[i], after[i], index(bsens, i), index(asens, i), index(unknown, i)))
 		}
 	} else {
@@ -241,6 +248,34 @@ func diffList(before, after []any, bsens, asens, unknown any) *node {
 		func(i int) { n.items = append(n.items, item{n: elems[i]}) },
 		func(k int) { n.items = append(n.items, item{hidden: k}) })
 	return n
+}
+
+// diffInside is diff for a value inside another one (an object's
+// attribute present on both sides).
+func diffInside(before, after, bsens, asens, unknown any) *node {
+	if n, ok := nullChange(before, after, bsens, asens, unknown); ok {
+		return n
+	}
+	return diff(before, after, bsens, asens, unknown)
+}
+
+// nullChange is the change of a value inside another one that is null on
+// one side only: Terraform shows it as an update from or to null
+// (`~ a = null -> "x"`), where a resource's attribute is created or removed.
+func nullChange(before, after, bsens, asens, unknown any) (*node, bool) {
+	if (before == nil) == (after == nil) || isTrue(bsens) || isTrue(asens) || isTrue(unknown) {
+		return nil, false
+	}
+	var n *node
+	if before == nil {
+		n = wholeUnknown(after, create, asens, unknown)
+		n.prefix = "null -> "
+	} else {
+		n = whole(before, remove, bsens)
+		n.suffix = " -> null"
+	}
+	n.act = update
+	return n, true
 }
 
 // diffElement is diff for a list element or a resource's attribute, which

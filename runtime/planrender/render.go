@@ -170,6 +170,10 @@ func header(rc *tfjson.ResourceChange) string {
 		case tfjson.ActionReasonDeleteBecauseNoMoveTarget:
 			why = fmt.Sprintf("because %s was moved to %s, which is not in configuration", movedFrom(rc), rc.Address)
 		}
+	case Forget:
+		// Terraform indents these comments one space less.
+		return fmt.Sprintf(" # %s will no longer be managed by Terraform, but will not be destroyed\n"+
+			" # (destroy = false is set in the configuration)\n", addr)
 	case DeleteCreate, CreateDelete:
 		switch rc.ActionReason {
 		case tfjson.ActionReasonReplaceBecauseTainted:
@@ -197,6 +201,9 @@ func header(rc *tfjson.ResourceChange) string {
 	if why != "" {
 		s += fmt.Sprintf("  # (%s)\n", why)
 	}
+	if from := movedFrom(rc); from != "" && actionOf(rc.Change.Actions) != NoOp {
+		s += fmt.Sprintf("  # (moved from %s)\n", from)
+	}
 	return s
 }
 
@@ -210,17 +217,27 @@ func writeResource(b *strings.Builder, rc *tfjson.ResourceChange) {
 	if rc.Mode == tfjson.DataResourceMode {
 		kind = "data"
 	}
-	fmt.Fprintf(b, "%3s %s %q %q {\n", actionOf(c.Actions).Symbol(), kind, rc.Type, rc.Name)
+	act := actionOf(c.Actions)
+	symbol := fmt.Sprintf("%3s", act.Symbol())
+	if act == Forget {
+		symbol = " ."
+	}
+	fmt.Fprintf(b, "%s %s %q %q {\n", symbol, kind, rc.Type, rc.Name)
 
 	before, _ := c.Before.(map[string]any)
 	after, _ := c.After.(map[string]any)
+	if act == Forget { // the object stays as it is
+		c = &tfjson.Change{Before: c.Before, After: c.Before, BeforeSensitive: c.BeforeSensitive, AfterSensitive: c.BeforeSensitive}
+		after = before
+	}
 	var items []item
-	hidden := 0
+	hidden, pad := 0, 0
 	for _, k := range keysOf(c.AfterUnknown, before, after) {
 		bv, av, unk := before[k], after[k], index(c.AfterUnknown, k)
 		if bv == nil && av == nil && !isTrue(unk) {
 			continue
 		}
+		pad = max(pad, len(k)) // hidden attributes count too, as in Terraform
 		var n *node
 		switch {
 		case c.Before == nil:
@@ -235,10 +252,6 @@ func writeResource(b *strings.Builder, rc *tfjson.ResourceChange) {
 			continue
 		}
 		items = append(items, item{key: k, n: n})
-	}
-	pad := 0
-	for _, it := range items {
-		pad = max(pad, len(it.key))
 	}
 	for _, it := range items {
 		writeItem(b, 1, it.key, pad, it.n, true, false)
@@ -266,6 +279,7 @@ func writeItem(b *strings.Builder, depth int, key string, pad int, n *node, top,
 	if key != "" {
 		fmt.Fprintf(b, "%-*s = ", pad, key)
 	}
+	b.WriteString(n.prefix)
 	suffix := n.suffix
 	if top && n.act == remove {
 		suffix += " -> null"
@@ -291,7 +305,7 @@ func writeItem(b *strings.Builder, depth int, key string, pad int, n *node, top,
 		b.WriteString(n.open + n.close + suffix + comma + "\n")
 	default:
 		b.WriteString(n.open + "\n")
-		cpad := 0
+		cpad := n.pad
 		for _, it := range n.items {
 			cpad = max(cpad, len(it.key))
 		}

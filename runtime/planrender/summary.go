@@ -20,6 +20,9 @@ const (
 	Delete       Action = "delete"
 	DeleteCreate Action = "delete-create" // replace: destroy, then create
 	CreateDelete Action = "create-delete" // replace: create, then destroy
+	// Forget drops an object from the state and leaves it alone (a removed
+	// block with destroy = false).
+	Forget Action = "forget"
 )
 
 // Symbol is the action's mark in Terraform's plan output.
@@ -37,6 +40,8 @@ func (a Action) Symbol() string {
 		return "-/+"
 	case CreateDelete:
 		return "+/-"
+	case Forget:
+		return "."
 	}
 	return ""
 }
@@ -55,6 +60,8 @@ func actionOf(as tfjson.Actions) Action {
 		return DeleteCreate
 	case as.CreateBeforeDestroy():
 		return CreateDelete
+	case as.Forget():
+		return Forget
 	}
 	return NoOp
 }
