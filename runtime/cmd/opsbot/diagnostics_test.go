@@ -40,3 +40,15 @@ func TestFailedRunEndsWithTheDiagnostic(t *testing.T) {
 	assert.Contains(t, r.stdout, `"endColumn": 8`)
 	assert.Contains(t, r.stderr, "opsbot: run run-0000000000000001 failed: terraform plan failed: Unsupported argument (main.tf line 2)")
 }
+
+// TestRunsShowOfAFailedPlanSaysItFailed: a plan that failed has no
+// changes to count; "Plan: no changes" would say it succeeded.
+func TestRunsShowOfAFailedPlanSaysItFailed(t *testing.T) {
+	api := newFakeRuns()
+	api.run.State = "failed"
+	api.run.PlanResult = &opsapi.RunResult{Diagnostics: []opsapi.Diagnostic{{Severity: "error", Summary: "Unsupported argument"}}}
+	r := cli{t: t, api: api}.run("runs", "show", api.run.ID)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Plan:       failed: Unsupported argument\n")
+	assert.NotContains(t, r.stdout, "no changes")
+}

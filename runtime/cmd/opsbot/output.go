@@ -16,22 +16,22 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 )
 
-func writeJSONIndent(w io.Writer, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("cannot encode output: %w", err)
-	}
-	_, err = w.Write(append(data, '\n'))
-	return err
-}
+func writeJSONIndent(w io.Writer, v any) error { return writeJSON(w, v, "  ") }
 
 // writeJSONLine writes one compact JSON value per line (for streams).
-func writeJSONLine(w io.Writer, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
+func writeJSONLine(w io.Writer, v any) error { return writeJSON(w, v, "") }
+
+// writeJSON writes v and a newline, without escaping <, > and & (">= 1.10"
+// stays readable).
+func writeJSON(w io.Writer, v any, indent string) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("cannot encode output: %w", err)
 	}
-	_, err = w.Write(append(data, '\n'))
+	_, err := w.Write(buf.Bytes())
 	return err
 }
 
@@ -97,9 +97,10 @@ func printWorkspaces(w io.Writer, list []opsapi.Workspace) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tAUTO-APPLY\tFOUR-EYES\tAGENT LABELS\tCREATED")
+	fmt.Fprintln(tw, "NAME\tAUTO-APPLY\tFOUR-EYES\tAGENT LABELS\tTERRAFORM\tCREATED")
 	for _, ws := range list {
-		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%s\n", ws.Name, ws.AutoApply, ws.FourEyes, labelString(ws.Labels), timeOrDash(ws.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%s\t%s\n", ws.Name, ws.AutoApply, ws.FourEyes, labelString(ws.Labels),
+			cmp.Or(ws.TerraformVersion, "-"), timeOrDash(ws.CreatedAt))
 	}
 	tw.Flush()
 }
@@ -192,6 +193,8 @@ func changeLine(res *opsapi.RunResult, applied bool) string {
 	switch {
 	case res == nil:
 		return "no change summary"
+	case res.Changes == nil && firstError(res) != "":
+		return "failed: " + firstError(res)
 	case res.Changes == nil && !res.HasChanges:
 		return "no changes"
 	case res.Changes == nil:
@@ -202,6 +205,16 @@ func changeLine(res *opsapi.RunResult, applied bool) string {
 		return fmt.Sprintf("%d added, %d changed, %d destroyed", c.Add, c.Change, c.Destroy)
 	}
 	return fmt.Sprintf("%d to add, %d to change, %d to destroy", c.Add, c.Change, c.Destroy)
+}
+
+// firstError is the summary of the result's first error diagnostic.
+func firstError(res *opsapi.RunResult) string {
+	for _, d := range res.Diagnostics {
+		if d.Severity == "error" {
+			return d.Summary
+		}
+	}
+	return ""
 }
 
 // changeCounts is the compact form for tables: +2 ~0 -1.

@@ -124,3 +124,27 @@ func TestRunsShowPlan(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "has no plan to show (it is queued)")
 }
+
+// TestDestroyYesShowsThePlanItApproves: like terraform destroy
+// -auto-approve, a destroy that asks nothing still shows the plan it
+// approves and calls out what it destroys and replaces, for the record.
+func TestDestroyYesShowsThePlanItApproves(t *testing.T) {
+	api := newFakeRuns()
+	res := withPlan(t, api)
+	api.follow = func(f *fakeRuns, _ int, _ int64, fn func(opsapi.FollowFrame) error) error {
+		if f.run.State == "queued" {
+			return fn(runFrame(f.set(runs.Planned, "plan saved", func(r *opsapi.Run) { r.PlanResult = res })))
+		}
+		return fn(runFrame(f.set(runs.Applied, "applied", func(r *opsapi.Run) {
+			r.ApplyResult = &opsapi.RunResult{Changes: &opsapi.Changes{Destroy: 4}}
+		})))
+	}
+	r := cli{t: t, api: api}.run("destroy", "-w", "app", "-d", configDir(t), "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "-/+ resource \"terraform_data\" \"trigger\" {")
+	assert.Less(t, strings.Index(r.stdout, "Terraform will perform"), strings.Index(r.stdout, "Applied:"), "the plan, then the apply")
+	warn := strings.Index(r.stderr, "Warning: this plan destroys 0 and replaces 4 resource instance(s):")
+	require.GreaterOrEqual(t, warn, 0, r.stderr)
+	assert.Less(t, warn, strings.Index(r.stderr, "approved"), "called out before the approval")
+	assert.NotContains(t, r.stderr, "Do you really want")
+}

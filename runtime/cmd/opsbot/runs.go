@@ -318,6 +318,11 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 		return err
 	}
 	if op == runs.OpDestroy && state(final) == runs.Planned {
+		// A plan nobody has seen yet: shown even with --yes, as terraform
+		// destroy -auto-approve does.
+		if ff.yes {
+			a.beforeApproval(ctx, api, tenant, final)
+		}
 		return a.approveAndFollow(ctx, api, tenant, final, offset, ff)
 	}
 	return a.showPlanned(ctx, api, tenant, final)

@@ -497,7 +497,7 @@ func TestRunTablesGolden(t *testing.T) {
 		opsapi.Transition{From: "queued", To: "planning", At: time.Date(2026, 5, 4, 8, 0, 1, 0, time.UTC), By: "agent-01", Reason: "claimed by agent agent-01"},
 		opsapi.Transition{From: "planning", To: "planned", At: time.Date(2026, 5, 4, 8, 0, 9, 0, time.UTC), By: "agent-01", Reason: "plan saved: 3 to add, 0 to change, 0 to destroy"},
 	)
-	api.workspaces = []opsapi.Workspace{{Tenant: "contoso", Name: "app", Labels: map[string]string{"env": "prod", "zone": "a"}, AutoApply: true, CreatedAt: time.Date(2026, 5, 4, 7, 0, 0, 0, time.UTC)}}
+	api.workspaces = []opsapi.Workspace{{Tenant: "contoso", Name: "app", Labels: map[string]string{"env": "prod", "zone": "a"}, AutoApply: true, TerraformVersion: "~> 1.11", CreatedAt: time.Date(2026, 5, 4, 7, 0, 0, 0, time.UTC)}}
 	for _, tc := range []struct {
 		golden string
 		args   []string
@@ -601,4 +601,14 @@ func TestVersionNeedsNoConfiguration(t *testing.T) {
 	r := cli{t: t, api: newFakeRuns()}.run("--version")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Regexp(t, `^opsbot \S+ .*go1\.\d+`, r.stdout)
+}
+
+// TestJSONOutputKeepsVersionConstraintsReadable: -o json writes ">= 1.10",
+// not "\u003e= 1.10" (Go's HTML escaping has no place in a CLI's output).
+func TestJSONOutputKeepsVersionConstraintsReadable(t *testing.T) {
+	api := newFakeRuns()
+	api.workspaces = []opsapi.Workspace{{Tenant: "contoso", Name: "app", TerraformVersion: ">= 1.10, < 2.0"}}
+	r := cli{t: t, api: api}.run("workspaces", "list", "-o", "json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"terraform_version": ">= 1.10, < 2.0"`)
 }

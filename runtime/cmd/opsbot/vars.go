@@ -65,6 +65,9 @@ values of opsbot plan win over workspace variables.`,
 				if err != nil {
 					return fmt.Errorf("cannot read the value from stdin: %w", err)
 				}
+				if len(data) == 0 { // /dev/null, a CI step: never an empty value by accident
+					return usageError{fmt.Errorf("no value on stdin for %s: pipe it in, or give VALUE (\"\" for an empty string)", args[0])}
+				}
 				value = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
 			}
 			v, err := api.SetVar(cmd.Context(), tenant, workspace, args[0], value, sensitive)

@@ -76,3 +76,19 @@ func TestVarsCommands(t *testing.T) {
 	assert.Equal(t, exitUsage, r.code)
 	assert.Contains(t, r.stderr, "--workspace: required")
 }
+
+// TestVarsSetWithNothingOnStdinSetsNothing: `vars set NAME` in a script
+// whose stdin is empty (/dev/null, a CI step) is a mistake, not an empty
+// value; an empty value is given as an argument.
+func TestVarsSetWithNothingOnStdinSetsNothing(t *testing.T) {
+	api := newFakeRuns()
+	r := cli{t: t, api: api}.run("vars", "set", "-w", "app", "db_password", "--sensitive")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "no value on stdin")
+	assert.Empty(t, api.vars)
+
+	r = cli{t: t, api: api}.run("vars", "set", "-w", "app", "suffix", "")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Len(t, api.vars, 1)
+	assert.Equal(t, "", *api.vars[0].Value)
+}
