@@ -363,6 +363,24 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 // returns "" when an agent could claim the run now, and for runs that are
 // not waiting for an agent.
 func (m *Manager) Waiting(ctx context.Context, r Run) (string, error) {
+	why, err := m.waiting(ctx, r)
+	if why == "" || err != nil {
+		return why, err
+	}
+	// An agent may have claimed r since it was read (Enqueue asks right
+	// after the commit): then it is busy with r itself, and r waits for
+	// nothing.
+	now, err := m.store.GetRun(ctx, r.Tenant, r.ID)
+	if err != nil {
+		return "", err
+	}
+	if now.State != r.State {
+		return "", nil
+	}
+	return why, nil
+}
+
+func (m *Manager) waiting(ctx context.Context, r Run) (string, error) {
 	if !r.State.Runnable() {
 		return "", nil
 	}

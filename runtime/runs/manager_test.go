@@ -256,3 +256,20 @@ func TestTerraformVersionConstraint(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a2", got.Agent)
 }
+
+// A run claimed while the server works out why it waits is not waiting:
+// Enqueue asks right after the commit, when an agent may already have
+// taken it (the demo's plan said "all 1 agent(s) that can run it are
+// busy", busy with that very run).
+func TestWaitingOfARunClaimedMeanwhileIsEmpty(t *testing.T) {
+	ctx := context.Background()
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	_, err := m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
+	require.NoError(t, err)
+	queued := enqueue(t, m)
+	_, err = m.Dispatch(ctx, "contoso", "prod")
+	require.NoError(t, err)
+	why, err := m.Waiting(ctx, queued) // the copy from before the claim
+	require.NoError(t, err)
+	assert.Empty(t, why)
+}
