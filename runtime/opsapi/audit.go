@@ -218,6 +218,15 @@ func (s *Server) readAudit(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, fmt.Errorf("cannot read the audit log: %w", err))
 		return
 	}
+	// Nothing for a tenant the run store does not know: a mistyped name,
+	// not a quiet tenant. (Refusals may be filed under a name no tenant
+	// has yet; those are shown.)
+	if len(page.Records) == 0 && tenant != "" && tenant != audit.Platform && s.cfg.Runs != nil {
+		if _, err := s.cfg.Runs.GetTenant(r.Context(), tenant); errors.Is(err, runs.ErrNotFound) {
+			writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(tenant))
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, page)
 }
 

@@ -236,6 +236,10 @@ func provokeAudit(t *testing.T, method, code string) ([]byte, bool) {
 		r = do(t, method, srv.URL+"/v1/audit", "bad")
 	case "403":
 		r = do(t, method, srv.URL+"/v1/audit", forbiddenKey)
+	case "404":
+		f := newRunsFixture(t)
+		_, srv := newTestServer(t, func(c *Config) { c.Runs, c.Artifacts, c.Dispatcher, c.Audit = f.m, f.arts, f.disp, &fakeAudit{} })
+		r = do(t, method, srv.URL+"/v1/audit?tenant=nobody", goodKey)
 	case "500":
 		log.err = errors.New("down")
 		r = do(t, method, srv.URL+"/v1/audit", goodKey)
@@ -395,4 +399,25 @@ func TestAuditRecordsWhatTheBodyChanged(t *testing.T) {
 		}
 		assert.NotContains(t, got[0].Detail, "hunter2")
 	}
+}
+
+// An admin's read of an unknown tenant's audit log is 404 (opsbot exits 9),
+// never an empty page that looks like a quiet tenant; records filed under
+// a name no tenant has yet (refusals) are still shown.
+func TestReadAuditOfAnUnknownTenant(t *testing.T) {
+	f := newRunsFixture(t)
+	log := &fakeAudit{}
+	_, srv := newTestServer(t, func(c *Config) {
+		c.Runs, c.Artifacts, c.Dispatcher, c.Audit = f.m, f.arts, f.disp, log
+	})
+	r := do(t, "GET", srv.URL+"/v1/audit?tenant=nobody", goodKey)
+	require.Equal(t, 404, r.status, string(r.body))
+	assert.Contains(t, decode[ErrorBody](t, r).Error.Message, "no tenant nobody")
+
+	r = do(t, "GET", srv.URL+"/v1/audit?tenant=contoso", goodKey)
+	assert.Equal(t, 200, r.status, "a known tenant with no records")
+
+	log.records = []audit.Record{{ID: "1", Tenant: "nobody", Principal: "api-key:reader", Action: "GET /v1/agents", Result: audit.ResultDenied}}
+	r = do(t, "GET", srv.URL+"/v1/audit?tenant=nobody", goodKey)
+	assert.Equal(t, 200, r.status, "its records are shown")
 }
