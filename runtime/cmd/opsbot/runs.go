@@ -397,6 +397,15 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 	return a.finish(final)
 }
 
+// stateList names every run state, for help texts.
+func stateList() string {
+	names := make([]string, 0, len(runs.States()))
+	for _, st := range runs.States() {
+		names = append(names, string(st))
+	}
+	return strings.Join(names, ", ")
+}
+
 // logEnd returns the offset where a run's log currently ends.
 func logEnd(ctx context.Context, api runsAPI, tenant, id string) (int64, error) {
 	return (&app{stdout: io.Discard}).drainLogs(ctx, api, tenant, id, 0)
@@ -436,9 +445,9 @@ func (a *app) runsCommand() *cobra.Command {
 		Use:   "list [--workspace W] [--state S,...] [--limit N]",
 		Short: "List runs, newest first",
 		Long: `List the tenant's runs, newest first: the --limit newest (default 20) of
-those in --workspace and in one of the --state states (queued, planning,
-planned, approved, applying, applied, no_changes, failed, cancelled,
-timed_out). An unknown workspace is an error (exit 9).`,
+those in --workspace and in one of the --state states:
+  ` + stateList() + `.
+An unknown workspace is an error (exit 9).`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
 			if q.Limit < 1 || q.Limit > opsapi.MaxRunListLimit {
