@@ -35,6 +35,8 @@ func TestNoSilentFailures(t *testing.T) {
 		{[]string{"runs", "list", "--workspace", "nope"}, exitUnknown, "tenant contoso has no workspace nope"},
 		{[]string{"runs", "show", "run-0000000000000000"}, exitUnknown, "has no run run-0000000000000000"},
 		{[]string{"plan", "--workspace", "nope", "--dir", dir}, exitUnknown, "has no workspace nope"},
+		{[]string{"audit", "--tenant", "nobody"}, exitUnknown, "no tenant nobody"},
+		{[]string{"vars", "set", "--workspace", "nope", "db_password", "--sensitive"}, exitUsage, "no value on stdin"},
 	} {
 		r := opsbot(t, contoso, tc.args...)
 		assert.Equal(t, tc.code, r.Code, "%v: %s", tc.args, r)
