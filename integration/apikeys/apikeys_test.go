@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,9 @@ import (
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/integration/procs"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/registry"
 )
 
 func TestMain(m *testing.M) { procs.Main(m) }
@@ -33,15 +38,7 @@ func TestBootstrapAdminKeyInTheTable(t *testing.T) {
 	bin := procs.Build(t, "relayserver")
 	emu := azurite.New(t)
 	ctx := context.Background()
-	apikey := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		cmd := exec.CommandContext(ctx, bin, append([]string{"apikey"}, append(args, "--keys-table", "boteapikeys", "--storage-connection-string", emu.ConnectionString)...)...)
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		if err := cmd.Run(); err != nil {
-			return "", errors.New(err.Error() + ": " + errOut.String())
-		}
-		return strings.TrimSpace(out.String()), nil
-	}
+	apikey := func(args ...string) (string, error) { return runAPIKey(ctx, bin, emu, args...) }
 	key, err := apikey("create", "--id", "root", "--admin", "--description", "bootstrap")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(key, "obk_root."), "the key is printed once: %q", key)
@@ -69,6 +66,62 @@ func TestBootstrapAdminKeyInTheTable(t *testing.T) {
 	require.NoError(t, auth.Reload(ctx))
 	_, err = auth.Authenticate(r)
 	assert.ErrorContains(t, err, "disabled")
+}
+
+// runAPIKey runs `relayserver apikey ARGS` on the keys table of emu and
+// returns what it printed on stdout.
+func runAPIKey(ctx context.Context, bin string, emu *azurite.Emulator, args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, append([]string{"apikey"}, append(args, "--keys-table", operatorauth.DefaultKeysTable, "--storage-connection-string", emu.ConnectionString)...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return "", errors.New(err.Error() + ": " + errOut.String())
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// Two relay server processes on one keys table, as the stack's replicas:
+// a key created through one is accepted by the other, and a key revoked
+// through one is refused by the other within the 5 s re-check interval.
+func TestTwoServersShareTheKeysTable(t *testing.T) {
+	t.Parallel() // it waits on the servers' 5 s re-check interval
+	bin := procs.Build(t, "relayserver")
+	emu := azurite.New(t)
+	ctx := context.Background()
+	root, err := runAPIKey(ctx, bin, emu, "create", "--id", "root", "--admin")
+	require.NoError(t, err)
+	data, err := registry.Marshal(nil)
+	require.NoError(t, err)
+	reg := filepath.Join(t.TempDir(), "registry.json")
+	require.NoError(t, os.WriteFile(reg, data, 0o644))
+	start := func(name string) string {
+		p := procs.Start(t, procs.Spec{Name: name, Path: bin, Args: []string{"--no-relay", "--local-listen", "127.0.0.1:0",
+			"--api-keys-table", operatorauth.DefaultKeysTable, "--registry", reg, "--shutdown-timeout", "5s"},
+			Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + emu.ConnectionString}})
+		url, err := p.ListenAddr(60 * time.Second)
+		require.NoError(t, err)
+		return url
+	}
+	urlA, urlB := start("relayserver-a"), start("relayserver-b")
+	client := func(url, key string) *opsclient.Client {
+		c, err := opsclient.New(opsclient.Config{BaseURL: url, Credential: key})
+		require.NoError(t, err)
+		return c
+	}
+	nk, err := client(urlA, root).CreateKey(ctx, opsapi.CreateKeyRequest{ID: "alice", Tenants: map[string]operatorauth.Role{"contoso": operatorauth.RoleOperator}})
+	require.NoError(t, err, "key management works on a table-backed server (no 503)")
+	alice := client(urlB, nk.Key)
+	require.Eventually(t, func() bool { _, err := alice.Whoami(ctx); return err == nil }, 10*time.Second, 100*time.Millisecond,
+		"the other server accepts the new key")
+	_, err = client(urlB, root).RevokeKey(ctx, "alice")
+	require.NoError(t, err)
+	_, err = alice.Whoami(ctx)
+	require.Error(t, err, "refused at once where revoked")
+	aliceA := client(urlA, nk.Key)
+	revoked := time.Now()
+	require.Eventually(t, func() bool { _, err := aliceA.Whoami(ctx); return err != nil }, 10*time.Second, 100*time.Millisecond,
+		"the other server refuses it within its re-check interval")
+	assert.Less(t, time.Since(revoked), 7*time.Second)
 }
 
 func TestKeysTable(t *testing.T) {
