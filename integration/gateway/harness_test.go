@@ -164,6 +164,9 @@ func (g *gateway) cloudWith(name string, mod func(*botecloud.Config), handler fu
 	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	cfg := botecloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	if len(g.workers) > 0 {
+		cfg.WakeURL = g.workers[0].URL // wake the router after each send
+	}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -946,10 +946,14 @@ const agentReadyLine = "agent connected "
 // relayserverRunsArgs are relayserver's flags for the runs orchestration:
 // state and artifacts in Azurite, the gateway's bus.
 func (p *Platform) relayserverRunsArgs() []string {
-	return []string{
+	args := []string{
 		"--storage-connection-string", p.Emulator.ConnectionString,
 		"--secrets-file", p.secretsFile(),
 	}
+	if p.WorkerURL != "" { // wake the router when queueing work for agents
+		args = append(args, "--worker-url", p.WorkerURL)
+	}
+	return args
 }
 
 func (p *Platform) secretsFile() string { return filepath.Join(p.Dir, "secrets.json") }

@@ -44,9 +44,13 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +59,7 @@ import (
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // Bus is what the client needs from a bus driver (bus.Driver satisfies it).
@@ -109,6 +114,15 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for in-flight handlers after
 	// its context is cancelled (default 30s).
 	DrainTimeout time.Duration
+	// WakeURL, if set, is the worker's base URL: after each send the client
+	// POSTs to its sessionproto.WakePath so a routing replica reads the
+	// message now instead of at its next poll of bote-connectors, which is
+	// then only a safety net. Best effort: a lost wake costs at most the
+	// worker's --route-poll-max. Not needed with Service Bus, whose receive
+	// is a long poll.
+	WakeURL string
+	// WakeClient sends wakes (default: an http.Client with a 5s timeout).
+	WakeClient *http.Client
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -120,6 +134,8 @@ func (c Config) Validate() error {
 		return errors.New("cloud config: Bus is required")
 	case c.Service == "":
 		return errors.New("cloud config: Service is required")
+	case c.WakeURL != "" && !isHTTPURL(c.WakeURL):
+		return fmt.Errorf("cloud config: WakeURL %q must be an http or https URL with a host", c.WakeURL)
 	case c.ImmediateRetries < -1:
 		return fmt.Errorf("cloud config: ImmediateRetries %d is below -1", c.ImmediateRetries)
 	case c.DelayedRetries < -1:
@@ -172,6 +188,9 @@ func (c Config) withDefaults() Config {
 	if c.DedupSize == 0 {
 		c.DedupSize = 10000
 	}
+	if c.WakeClient == nil {
+		c.WakeClient = &http.Client{Timeout: 5 * time.Second}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -199,6 +218,9 @@ type Client struct {
 	mu       sync.Mutex
 	inFlight map[string]bool
 	running  bool
+	// waking: a wake is being sent; wakeAgain: a send finished meanwhile,
+	// so one more wake follows (coalesced).
+	waking, wakeAgain bool
 }
 
 // New validates cfg and returns a client.
@@ -293,7 +315,62 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope) (string, erro
 	if err := c.cfg.Bus.Send(ctx, c.cfg.ConnectorsQueue, env, nil); err != nil {
 		return "", err
 	}
+	c.wake()
 	return env.ID, nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// wake tells the worker that bote-connectors has a message (Config.WakeURL)
+// without holding up the send. Wakes coalesce: while one is in flight,
+// any number of sends make one more, sent after it, so the last send is
+// always followed by a wake that started after it.
+func (c *Client) wake() {
+	if c.cfg.WakeURL == "" {
+		return
+	}
+	c.mu.Lock()
+	if c.waking {
+		c.wakeAgain = true
+		c.mu.Unlock()
+		return
+	}
+	c.waking = true
+	c.mu.Unlock()
+	go func() {
+		for {
+			c.postWake()
+			c.mu.Lock()
+			if !c.wakeAgain {
+				c.waking = false
+				c.mu.Unlock()
+				return
+			}
+			c.wakeAgain = false
+			c.mu.Unlock()
+		}
+	}()
+}
+
+func (c *Client) postWake() {
+	req, err := http.NewRequest(http.MethodPost, strings.TrimSuffix(c.cfg.WakeURL, "/")+sessionproto.WakePath, nil)
+	if err != nil {
+		c.log.Warn("cannot wake the worker", "err", err)
+		return
+	}
+	resp, err := c.cfg.WakeClient.Do(req)
+	if err != nil {
+		c.log.Debug("cannot wake the worker; its route poll will find the message", "err", err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		c.log.Debug("worker refused the wake; its route poll will find the message", "status", resp.Status)
+	}
 }
 
 // Message is a received connector message.

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/seen"
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // fakeBus is an in-memory bus: Receive hands out what was queued, and every
@@ -156,6 +159,8 @@ func TestConfigValidate(t *testing.T) {
 		{"dedup", Config{Bus: fb, Service: "s", DedupSize: -1}, "DedupSize"},
 		{"dedup ttl", Config{Bus: fb, Service: "s", DedupTTL: -1}, "DedupTTL"},
 		{"drain", Config{Bus: fb, Service: "s", DrainTimeout: -1}, "DrainTimeout"},
+		{"wake url", Config{Bus: fb, Service: "s", WakeURL: "worker:8080"}, "WakeURL"},
+		{"wake url without host", Config{Bus: fb, Service: "s", WakeURL: "https://"}, "WakeURL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +172,37 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, Config{Bus: fb, Service: "relayserver"}.Validate())
+}
+
+// Every send is followed by a wake of the worker that started after it:
+// wakes coalesce while one is in flight, but the last send is never left
+// to the route poll.
+func TestSendWakesTheWorker(t *testing.T) {
+	var wakes atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != sessionproto.WakePath {
+			http.NotFound(w, r)
+			return
+		}
+		if wakes.Add(1) == 1 {
+			<-release // the first wake is slow
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	c := newClient(t, &fakeBus{}, func(cfg *Config) { cfg.WakeURL = srv.URL + "/" })
+	_, err := c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("1")})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return wakes.Load() == 1 }, 5*time.Second, time.Millisecond)
+	for range 5 { // while the first wake is in flight
+		_, err := c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("2")})
+		require.NoError(t, err)
+	}
+	close(release)
+	require.Eventually(t, func() bool { return wakes.Load() == 2 }, 5*time.Second, time.Millisecond, "one more wake for the sends during the first")
+	time.Sleep(100 * time.Millisecond)
+	assert.Equal(t, int64(2), wakes.Load(), "coalesced")
 }
 
 func TestSendToConnector(t *testing.T) {

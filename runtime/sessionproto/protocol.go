@@ -31,6 +31,14 @@ const Subprotocol = "bote.v1"
 // ConnectPath is the worker's session endpoint.
 const ConnectPath = "/v1/connect"
 
+// WakePath is the worker's route wake endpoint: a POST with no body makes
+// the replica that receives it read the bus queue bote-connectors now
+// instead of at its next poll. Cloud services call it after putting a
+// message there (botecloud.Config.WakeURL). It carries nothing and needs no
+// identity: the worker spaces the reads it causes at least its
+// --route-poll-min apart, so calling it costs no more than polling did.
+const WakePath = "/v1/route-wake"
+
 // MaxFrameBytes is the largest frame the worker reads. A larger frame is
 // answered with an error frame (CodeFrameTooLarge) and the session goes on; a
 // frame beyond HardFrameLimit closes the session (status 1009), since reading

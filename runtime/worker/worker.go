@@ -118,10 +118,11 @@ type Config struct {
 	ShutdownTimeout         time.Duration // default 30s
 	// RoutePollMin and RoutePollMax bound the router's wait between empty
 	// receives on a polling bus (Storage Queues): it doubles from min to max
-	// while idle. They trade idle requests against latency (defaults 20ms
-	// and 50ms: at most 20 requests a second per routing replica while idle,
-	// for a run pickup well under 100 ms; Service Bus receives block
-	// instead and are unaffected).
+	// while idle (defaults 20ms and routing.DefaultIdleMax, 5s). Work is
+	// picked up at once when its sender wakes the router (POST
+	// sessionproto.WakePath, botecloud.Config.WakeURL); the poll only
+	// covers a lost wake. Service Bus receives block instead and are
+	// unaffected.
 	RoutePollMin, RoutePollMax time.Duration
 	// FanOut bounds the connector-queue enqueues the router has in flight
 	// (default routing.DefaultFanOut, sized to the storage account's
@@ -305,6 +306,10 @@ func Run(ctx context.Context, cfg Config) error {
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.Handle("GET "+sessionproto.ConnectPath, srv)
+	mux.HandleFunc("POST "+sessionproto.WakePath, func(w http.ResponseWriter, _ *http.Request) {
+		router.Wake()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	health.Handle(mux, reg, func() error {
 		if !ready.Load() {
 			return errors.New("shutting down")

@@ -63,6 +63,7 @@ type options struct {
 	serviceBusConnection    string
 	serviceBusNamespace     string
 	serviceName             string
+	workerWakeURL           string
 	cloudSigningKey         string
 	workerKeys              string
 	secretsFile             string
@@ -121,6 +122,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.serviceBusConnection, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&o.serviceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
 	fs.StringVar(&o.serviceName, "service-name", "relayserver", "this service's name on the gateway (stamped as the sender of what it sends to agents)")
+	fs.StringVar(&o.workerWakeURL, "worker-url", "", "gateway worker base URL, e.g. https://worker.example: after queueing work for agents the relay server wakes a routing replica there, so the worker's route poll is only a safety net (Storage Queues bus; not needed with Service Bus)")
 	fs.StringVar(&o.workerKeys, "worker-keys", "", `key set file ({"worker": [<public JWK>, ...]}): only messages the gateway worker signed (worker --signing-key) are taken from agents`)
 	fs.StringVar(&o.cloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the worker has --cloud-service-keys")
 	fs.StringVar(&o.secretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")

@@ -168,7 +168,7 @@ func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, err
 			return nil, fmt.Errorf("--worker-keys: %s names no \"worker\"", o.workerKeys)
 		}
 	}
-	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: o.serviceName, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: o.serviceName, WakeURL: o.workerWakeURL, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
 		return nil, err
 	}
 	secrets, err := openSecrets(o, cred)

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.DurationVar(&cfg.SASLifetime, "sas-lifetime", 0, "lifetime of queue SAS URLs (default 15m)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "graceful shutdown limit (default 30s)")
 	fs.DurationVar(&cfg.RoutePollMin, "route-poll-min", 0, "router wait after an empty receive on a polling bus (default 20ms)")
-	fs.DurationVar(&cfg.RoutePollMax, "route-poll-max", 0, "longest router wait while idle on a polling bus (default 50ms; raise it to cut idle Storage Queue requests)")
+	fs.DurationVar(&cfg.RoutePollMax, "route-poll-max", 0, "longest router wait while idle on a polling bus (default 5s: a safety net, since cloud services wake the router on /v1/route-wake after queueing work)")
 	fs.IntVar(&cfg.FanOut, "route-fan-out", 0, "connector-queue enqueues the router keeps in flight, e.g. for a broadcast (default 64, at most 512; sized to the storage account's 20,000 requests/s target)")
 	fs.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go pprof endpoints on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.BoolVar(&cfg.SessionsOnly, "sessions-only", false, "serve sessions but route nothing (routing runs on other replicas)")

@@ -118,6 +118,12 @@ const (
 	MaxFanOut     = 512
 )
 
+// DefaultIdleMax is the longest wait between receives of an idle router
+// on a polling bus. Work is picked up at once through Wake (the worker's
+// WakePath, called by whoever queued it), so the poll is a safety net for
+// a lost wake: 5 s, 720 requests an hour per idle routing replica.
+const DefaultIdleMax = 5 * time.Second
+
 // Config configures a Router.
 type Config struct {
 	Bus         Bus
@@ -219,7 +225,7 @@ func (c *Config) defaults() {
 	setDefault(&c.DedupWindow, 10*time.Minute)
 	setDefault(&c.ClaimURLTTL, 6*24*time.Hour)
 	setDefault(&c.Idle, 20*time.Millisecond)
-	setDefault(&c.IdleMax, 50*time.Millisecond)
+	setDefault(&c.IdleMax, DefaultIdleMax)
 	c.ImmediateRetries = max(c.ImmediateRetries, 0)
 	c.DelayedRetries = max(c.DelayedRetries, 0)
 	if c.Logger == nil {
@@ -248,6 +254,33 @@ type Router struct {
 	sleep  func(ctx context.Context, d time.Duration) error // immediate-retry backoff; tests shorten it
 	// services is Config.Services as a set; nil accepts every service.
 	services map[string]bool
+	wake     chan struct{} // Wake: receive now instead of at the next poll
+}
+
+// Wake makes an idle Run receive now rather than at its next poll: whoever
+// put work on the bus queue calls it (through the worker's WakePath), so
+// the poll is only a safety net. Wakes coalesce, and receives stay at
+// least Config.Idle apart, so wakes never cost more storage requests than
+// polling at Idle would.
+func (r *Router) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// idleWait waits d, or less when woken after at least Config.Idle.
+func (r *Router) idleWait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	if retry.Sleep(ctx, min(d, r.cfg.Idle)) != nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-r.wake:
+	}
 }
 
 // New returns a Router.
@@ -256,7 +289,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), fanOut: make(chan struct{}, cfg.FanOut), sleep: retry.Sleep}
+	r := &Router{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, seen: seen.New(100_000, cfg.DedupWindow), fanOut: make(chan struct{}, cfg.FanOut), sleep: retry.Sleep, wake: make(chan struct{}, 1)}
 	for _, s := range cfg.Services {
 		if r.services == nil {
 			r.services = map[string]bool{}
@@ -297,7 +330,7 @@ func (r *Router) Run(ctx context.Context) error {
 			continue
 		}
 		if len(msgs) == 0 {
-			_ = retry.Sleep(ctx, idle)
+			r.idleWait(ctx, idle)
 			idle = min(idle*2, r.cfg.IdleMax)
 			continue
 		}

@@ -373,6 +373,24 @@ func TestRunRoutesAndNudgesThenDrainsOnStop(t *testing.T) {
 	assert.Equal(t, 1, h.nudger.got[pair("b", "b1")])
 }
 
+// A wake makes an idle router receive at once, however long its poll has
+// grown: the poll is only a safety net.
+func TestWakeRoutesAtOnceDespiteALongPoll(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Idle, c.IdleMax = 20*time.Millisecond, time.Hour })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.router.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	time.Sleep(1500 * time.Millisecond) // the poll has backed off to over a second
+	h.bus.mu.Lock()
+	h.bus.pending = append(h.bus.pending, bus.NewMessage(bus.QueueConnectors, targeted("m1", "a", "a1"), nil, 1, time.Now().Add(time.Minute), nil))
+	h.bus.mu.Unlock()
+	start := time.Now()
+	h.router.Wake()
+	require.Eventually(t, func() bool { return h.queues.count(pair("a", "a1")) == 1 }, 5*time.Second, time.Millisecond)
+	assert.Less(t, time.Since(start), 200*time.Millisecond)
+}
+
 func TestConfigValidate(t *testing.T) {
 	for name, mut := range map[string]func(*Config){
 		"Bus":         func(c *Config) { c.Bus = nil },
