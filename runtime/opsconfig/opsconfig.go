@@ -387,13 +387,15 @@ func readFile(path string) (*fileConfig, error) {
 // stringSettings checks the keys of raw and turns its values into strings.
 func stringSettings(raw map[string]any) (map[string]string, error) {
 	known := map[string]bool{}
+	var keys []string
 	for _, s := range settings() {
 		known[s.Key] = true
+		keys = append(keys, s.Key)
 	}
 	out := map[string]string{}
 	for k, v := range raw {
 		if !known[k] {
-			return nil, fmt.Errorf("unknown key %q", k)
+			return nil, fmt.Errorf("%s: unknown key (known: %s)", k, strings.Join(keys, ", "))
 		}
 		switch v := v.(type) {
 		case string:

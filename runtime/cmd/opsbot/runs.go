@@ -299,7 +299,11 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 	if stats.Ignored > 0 {
 		ignored = fmt.Sprintf("; %d left out by .terraformignore", stats.Ignored)
 	}
-	fmt.Fprintf(a.stderr, "Uploading %s (%d files, %s%s) to workspace %s...\n", dir, stats.Files, humanBytes(stats.Bytes), ignored, workspace)
+	files := "files"
+	if stats.Files == 1 {
+		files = "file"
+	}
+	fmt.Fprintf(a.stderr, "Uploading %s (%d %s, %s%s) to workspace %s...\n", dir, stats.Files, files, humanBytes(stats.Bytes), ignored, workspace)
 	apiOp := opsclient.OpPlan
 	if op == runs.OpDestroy {
 		apiOp = opsclient.OpDestroy

@@ -612,3 +612,9 @@ func TestJSONOutputKeepsVersionConstraintsReadable(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"terraform_version": ">= 1.10, < 2.0"`)
 }
+
+func TestUploadLineCountsFilesInEnglish(t *testing.T) {
+	r := cli{t: t, api: newFakeRuns()}.run("plan", "-w", "app", "-d", configDir(t), "--detach")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, " (1 file, ")
+}
