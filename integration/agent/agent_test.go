@@ -109,7 +109,7 @@ func newServer(t *testing.T) *server {
 	require.NoError(t, err)
 	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: s.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	s.cloud, err = botecloud.New(botecloud.Config{Bus: bus, Service: "relayserver", PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	s.cloud, err = botecloud.New(botecloud.Config{Bus: bus, Service: "relayserver", WakeURL: s.workerURL, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
