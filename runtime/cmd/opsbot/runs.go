@@ -228,10 +228,11 @@ func (a *app) planCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "plan --workspace W --dir DIR",
 		Short: "Plan a configuration: pack DIR, upload it, and follow the run live",
-		Long: `Pack DIR (a Terraform configuration; .git/ and .terraform/ are left out),
-upload it as a new run of the workspace, and follow the run: its state changes
-and Terraform's log, live. The plan is saved; apply it with opsbot apply RUN
-(or the workspace applies it by itself with --auto-apply).
+		Long: `Pack DIR (a Terraform configuration; what its .terraformignore excludes is
+left out, without one .git/ and .terraform/), upload it as a new run of the
+workspace, and follow the run: its state changes and Terraform's log, live,
+then the plan as terraform plan prints it. The plan is saved; apply it with
+opsbot apply RUN (or the workspace applies it by itself with --auto-apply).
 
 Exit codes: 0 no changes (or applied, on an auto-apply workspace), 10 the plan
 has changes and waits for approval, 11 the run failed, 12 it was cancelled or
@@ -251,11 +252,13 @@ func (a *app) destroyCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "destroy --workspace W --dir DIR",
 		Short: "Plan the destruction of a workspace's resources, confirm, and apply it",
-		Long: `Upload DIR as a destroy run of the workspace, follow the plan, then ask for
-confirmation (or take --yes) and apply it, following the apply.
+		Long: `Upload DIR as a destroy run of the workspace, follow the plan, show it and
+what it destroys, then ask for confirmation (or take --yes) and apply it,
+following the apply.
 
-Exit codes: 0 destroyed (or nothing to destroy), 10 the plan waits for
-approval (declined, or --detach), 11 failed, 12 cancelled or timed out.`,
+Exit codes: 0 destroyed (or nothing to destroy; with --detach, once queued),
+10 the plan waits for approval (declined), 11 failed, 12 cancelled or timed
+out.`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
 			return a.startRun(cmd.Context(), tenant, api, workspace, dir, runs.OpDestroy, ff)
@@ -337,9 +340,11 @@ func (a *app) applyCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "apply RUN",
 		Short: "Approve a planned run and follow its apply (asks for confirmation unless --yes)",
-		Long: `Show the saved plan's change summary, ask for confirmation (type yes), approve
-the run and follow its apply: the agent applies exactly the saved plan.
-Without a terminal, --yes is required.
+		Long: `Show the saved plan's changes as terraform plan prints them and what it
+destroys or replaces, ask for confirmation (type yes), approve the run and
+follow its apply: the agent applies exactly the saved plan. Without a
+terminal, --yes is required (it approves without showing the plan again, as
+terraform apply does with a saved plan).
 
 Exit codes: 0 applied, 10 not approved (declined), 11 failed, 12 cancelled or
 timed out; with --detach, 0 once approved.`,
