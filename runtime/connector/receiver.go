@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,7 @@ type receiver struct {
 	mu     sync.Mutex
 	access sessionproto.QueueAccess
 	client *azqueue.QueueClient
+	reread *time.Timer // after a lost read, see readLost
 }
 
 func newReceiver(c *Client) *receiver {
@@ -99,7 +102,8 @@ func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient,
 	if a == nil || a.URL == "" {
 		return nil, errors.New("cannot get queue access: the worker sent no URL")
 	}
-	qc, err := azqueue.NewQueueClientWithNoCredential(a.URL, &azqueue.ClientOptions{ClientOptions: policy.ClientOptions{Transport: r.c.cfg.HTTPClient}})
+	qc, err := azqueue.NewQueueClientWithNoCredential(a.URL, &azqueue.ClientOptions{ClientOptions: policy.ClientOptions{
+		Transport: lossWatch{next: r.c.cfg.HTTPClient, lost: r.readLost}}})
 	if err != nil {
 		return nil, fmt.Errorf("cannot use queue URL: %w", err)
 	}
@@ -107,6 +111,38 @@ func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient,
 	r.client, r.access = qc, *a
 	r.mu.Unlock()
 	return qc, nil
+}
+
+// lossWatch passes the queue client's requests on and calls lost for a
+// read (dequeue) whose answer did not arrive whole: a transport error
+// (timeout, reset) or a server error. The service may have carried the
+// read out all the same, hiding its messages for the visibility timeout,
+// and the SDK's retry or the next drain then finds the queue empty.
+type lossWatch struct {
+	next *http.Client
+	lost func()
+}
+
+func (w lossWatch) Do(req *http.Request) (*http.Response, error) {
+	resp, err := w.next.Do(req)
+	if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/messages") && (err != nil || resp.StatusCode >= 500) {
+		w.lost()
+	}
+	return resp, err
+}
+
+// readLost schedules one more read just after the visibility timeout of a
+// read that may have been lost, when its messages are visible again, so
+// they do not wait for the safety poll. A later loss moves the read later.
+func (r *receiver) readLost() {
+	due := r.c.cfg.Visibility + time.Second
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reread == nil {
+		r.reread = time.AfterFunc(due, r.c.nudge)
+		return
+	}
+	r.reread.Reset(due)
 }
 
 // drain reads until a read returns fewer messages than it asked for,

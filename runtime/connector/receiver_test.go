@@ -186,3 +186,18 @@ func TestOneMessageCostsTwoStorageRequests(t *testing.T) {
 	c.nudge()
 	assert.Equal(t, "m2", waitHandled(t, handled, 5*time.Second))
 }
+
+// A read the service carried out but whose answer was lost hides its
+// messages for the visibility timeout; the SDK's retry (or the quick
+// re-read after a failed drain) then finds the queue empty. The receiver
+// reads again once the visibility timeout has passed instead of leaving
+// the message to the 5-minute safety poll.
+func TestLostReadIsReadAgainAfterTheVisibilityTimeout(t *testing.T) {
+	q := newFakeQueue(t)
+	q.put(routed(t, "m1"))
+	q.loseNext = true
+	_, handled := newQueueClient(t, q, 2*time.Second)
+	start := time.Now()
+	assert.Equal(t, "m1", waitHandled(t, handled, 10*time.Second))
+	assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "hidden by the lost read until its visibility timeout")
+}
