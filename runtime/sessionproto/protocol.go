@@ -35,8 +35,8 @@ const ConnectPath = "/v1/connect"
 // the replica that receives it read the bus queue bote-connectors now
 // instead of at its next poll. Cloud services call it after putting a
 // message there (botecloud.Config.WakeURL). It carries nothing and needs no
-// identity: the worker spaces the reads it causes at least its
-// --route-poll-min apart, so calling it costs no more than polling did.
+// identity: the worker honours wakes whose read finds nothing at most once
+// per --route-poll-min, so calling it costs no more than polling did.
 const WakePath = "/v1/route-wake"
 
 // MaxFrameBytes is the largest frame the worker reads. A larger frame is

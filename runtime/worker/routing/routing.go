@@ -255,13 +255,14 @@ type Router struct {
 	// services is Config.Services as a set; nil accepts every service.
 	services map[string]bool
 	wake     chan struct{} // Wake: receive now instead of at the next poll
+	woken    time.Time     // when the last wake was honoured, zero once it brought work (Run's goroutine only)
 }
 
 // Wake makes an idle Run receive now rather than at its next poll: whoever
 // put work on the bus queue calls it (through the worker's WakePath), so
-// the poll is only a safety net. Wakes coalesce, and receives stay at
-// least Config.Idle apart, so wakes never cost more storage requests than
-// polling at Idle would.
+// the poll is only a safety net. Wakes coalesce, and those that find
+// nothing are honoured at most once per Config.Idle, so wakes never cost
+// more storage requests than polling at Idle would.
 func (r *Router) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -269,17 +270,19 @@ func (r *Router) Wake() {
 	}
 }
 
-// idleWait waits d, or less when woken after at least Config.Idle.
+// idleWait waits d, or less when woken. Wakes whose receive found
+// nothing are spaced at least Config.Idle apart, so a flood of wakes
+// costs no more than polling at Idle would, while wakes that bring work
+// are honoured at once.
 func (r *Router) idleWait(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	if retry.Sleep(ctx, min(d, r.cfg.Idle)) != nil {
-		return
-	}
 	select {
 	case <-ctx.Done():
 	case <-t.C:
 	case <-r.wake:
+		_ = retry.Sleep(ctx, r.cfg.Idle-time.Since(r.woken))
+		r.woken = time.Now()
 	}
 }
 
@@ -335,6 +338,7 @@ func (r *Router) Run(ctx context.Context) error {
 			continue
 		}
 		idle = r.cfg.Idle
+		r.woken = time.Time{} // a wake that brought work costs nothing extra
 		for _, m := range msgs {
 			sem <- struct{}{} // a received message is ours: route it even if ctx ends meanwhile
 			wg.Add(1)

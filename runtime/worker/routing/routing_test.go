@@ -28,14 +28,16 @@ type settled struct {
 }
 
 type fakeBus struct {
-	mu      sync.Mutex
-	pending []*bus.Message
-	settled map[string]settled
+	mu       sync.Mutex
+	pending  []*bus.Message
+	settled  map[string]settled
+	receives int
 }
 
 func (b *fakeBus) Receive(context.Context, string, int, time.Duration) ([]*bus.Message, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.receives++
 	out := b.pending
 	b.pending = nil
 	return out, nil
@@ -389,6 +391,31 @@ func TestWakeRoutesAtOnceDespiteALongPoll(t *testing.T) {
 	h.router.Wake()
 	require.Eventually(t, func() bool { return h.queues.count(pair("a", "a1")) == 1 }, 5*time.Second, time.Millisecond)
 	assert.Less(t, time.Since(start), 200*time.Millisecond)
+}
+
+// A flood of wakes costs no more receives than polling at Idle would.
+func TestWakesAreSpacedByIdle(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Idle, c.IdleMax = 50*time.Millisecond, time.Hour })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.router.Run(ctx) }()
+	stop := time.After(500 * time.Millisecond)
+flood:
+	for {
+		select {
+		case <-stop:
+			break flood
+		default:
+			h.router.Wake()
+			time.Sleep(time.Millisecond)
+		}
+	}
+	cancel()
+	require.NoError(t, <-done)
+	h.bus.mu.Lock()
+	defer h.bus.mu.Unlock()
+	assert.LessOrEqual(t, h.bus.receives, 500/50+2)
+	assert.GreaterOrEqual(t, h.bus.receives, 5, "wakes are honoured")
 }
 
 func TestConfigValidate(t *testing.T) {
