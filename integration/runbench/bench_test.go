@@ -192,6 +192,12 @@ const quickConfig = `resource "terraform_data" "x" {
 }
 `
 
+const changingConfig = `variable "input" {}
+resource "terraform_data" "x" {
+  input = var.input
+}
+`
+
 // BenchmarkPickupLatency: from a run queued (its creation on the server)
 // to its Terraform process started on an idle agent. Runs go one at a
 // time (each followed to its end), so every run finds idle agents and the
@@ -295,7 +301,9 @@ func BenchmarkRunsPerMinute(b *testing.B) {
 	for w := range workspaces {
 		expect(b, 0, "workspaces", "create", fmt.Sprintf("rpm-%d", w), "--auto-apply")
 	}
-	dir := configDir(b, quickConfig)
+	// Every run sets its own input: state is kept between runs, so the same
+	// configuration twice would end the second run with no changes.
+	dir := configDir(b, changingConfig)
 	var rate float64
 	var total time.Duration
 	for b.Loop() {
@@ -305,8 +313,9 @@ func BenchmarkRunsPerMinute(b *testing.B) {
 		var wg sync.WaitGroup
 		for w := range workspaces {
 			wg.Go(func() {
-				for range perWorkspace {
-					r := expect(b, 0, "plan", "--workspace", fmt.Sprintf("rpm-%d", w), "--dir", dir, "--detach")
+				for i := range perWorkspace {
+					input := fmt.Sprintf("input=%d-%d-%d", w, i, time.Now().UnixNano())
+					r := expect(b, 0, "plan", "--workspace", fmt.Sprintf("rpm-%d", w), "--dir", dir, "--var", input, "--detach")
 					mu.Lock()
 					ids = append(ids, runID(b, r))
 					mu.Unlock()
