@@ -743,6 +743,12 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			}
 		}
 		reason := reportReason(from, to, rep)
+		if to == Planned && r.CancelRequested {
+			// The plan finished before the agent heard of the cancel. Ending
+			// it planned would leave the run waiting for an approval nobody
+			// will give, holding the workspace: the cancel wins.
+			to, reason = Cancelled, "the plan finished before the agent stopped"
+		}
 		if to == Cancelled && r.CancelReason != "" {
 			reason = r.CancelReason + "; " + reason
 		}

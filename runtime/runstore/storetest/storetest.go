@@ -904,6 +904,19 @@ func testCancel(t *testing.T, f Fixture) {
 	assert.Equal(t, "cancelled by bob; agent stopped planning", r.LastReason())
 	assert.False(t, e.lock("app").Held())
 
+	// A plan that finishes before the agent hears of the cancel ends the
+	// run cancelled: it never waits for an approval nobody will give, and
+	// never holds the workspace.
+	raced := e.enqueue("app", runs.OpApply).Run
+	e.claim("app", "a1")
+	_, err = e.m.Cancel(e.ctx, runs.CancelRequest{Tenant: e.tenant, Run: raced.ID, By: "bob", Reason: "wrong branch"})
+	require.NoError(t, err)
+	r = e.report(raced.ID, "a1", runs.Planned, true)
+	assert.Equal(t, runs.Cancelled, r.State)
+	assert.Nil(t, r.Plan)
+	assert.Equal(t, "cancelled by bob: wrong branch; the plan finished before the agent stopped", r.LastReason())
+	assert.False(t, e.lock("app").Held())
+
 	// Force ends an executing run without the agent.
 	forced := e.enqueue("app", runs.OpApply).Run
 	e.claim("app", "a1")
