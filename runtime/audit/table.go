@@ -14,6 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/botehq/platform/runtime/internal/aztable"
 )
 
 // DefaultTable is the audit table's name when no prefix is given.
@@ -116,10 +118,8 @@ type Table struct {
 func Open(ctx context.Context, svc *aztables.ServiceClient, opts Options) (*Table, error) {
 	name := cmp.Or(opts.Table, DefaultTable)
 	if opts.CreateTable {
-		_, err := svc.CreateTable(ctx, name, nil)
-		var re *azcore.ResponseError
-		if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
-			return nil, fmt.Errorf("cannot create table %s: %w", name, err)
+		if err := aztable.Create(ctx, svc, name); err != nil {
+			return nil, err
 		}
 	}
 	return &Table{c: svc.NewClient(name)}, nil

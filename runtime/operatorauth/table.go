@@ -11,6 +11,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/botehq/platform/runtime/internal/aztable"
 )
 
 // DefaultKeysTable is the API keys table's name when none is given.
@@ -40,10 +42,8 @@ type TableStore struct {
 func OpenKeysTable(ctx context.Context, svc *aztables.ServiceClient, name string, create bool) (*TableStore, error) {
 	name = cmp.Or(name, DefaultKeysTable)
 	if create {
-		_, err := svc.CreateTable(ctx, name, nil)
-		var re *azcore.ResponseError
-		if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
-			return nil, fmt.Errorf("cannot create table %s: %w", name, err)
+		if err := aztable.Create(ctx, svc, name); err != nil {
+			return nil, err
 		}
 	}
 	return &TableStore{c: svc.NewClient(name), name: name}, nil

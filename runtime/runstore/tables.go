@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/internal/aztable"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -90,10 +91,8 @@ func Open(ctx context.Context, svc *aztables.ServiceClient, opts Options) (*Tabl
 	for i, n := range names {
 		clients[i] = svc.NewClient(n)
 		if opts.CreateTables {
-			_, err := svc.CreateTable(ctx, n, nil)
-			var re *azcore.ResponseError
-			if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
-				return nil, fmt.Errorf("cannot create table %s: %w", n, err)
+			if err := aztable.Create(ctx, svc, n); err != nil {
+				return nil, err
 			}
 		}
 	}

@@ -23,7 +23,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
@@ -33,6 +32,7 @@ import (
 	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/idp"
+	"github.com/botehq/platform/runtime/internal/aztable"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/replay"
 	"github.com/botehq/platform/runtime/signingkeys"
@@ -217,9 +217,8 @@ func openReplay(ctx context.Context, o options, logger *slog.Logger) (idp.Replay
 		if err != nil {
 			return nil, fmt.Errorf("--replay-connection-string: %w", err)
 		}
-		var re *azcore.ResponseError
-		if _, err := svc.CreateTable(ctx, o.replayTable, nil); err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
-			return nil, fmt.Errorf("cannot create table %s: %w", o.replayTable, err)
+		if err := aztable.Create(ctx, svc, o.replayTable); err != nil {
+			return nil, err
 		}
 		client = svc.NewClient(o.replayTable)
 	case o.replayURL != "":

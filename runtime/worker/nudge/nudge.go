@@ -33,8 +33,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
 
 	"github.com/botehq/platform/runtime/ids"
+	"github.com/botehq/platform/runtime/internal/aztable"
 	"github.com/botehq/platform/runtime/worker/metrics"
-	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
 
 // DefaultTable is the presence table used when none is configured.
@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Fanout, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	if err := subscriptions.CreateTable(ctx, cfg.Tables, cfg.Table); err != nil {
+	if err := aztable.Create(ctx, cfg.Tables, cfg.Table); err != nil {
 		return nil, err
 	}
 	f := &Fanout{cfg: cfg, log: cfg.Logger, presence: cfg.Tables.NewClient(cfg.Table), own: cfg.Queues.NewQueueClient(QueuePrefix + cfg.Replica)}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/ids"
+	"github.com/botehq/platform/runtime/internal/aztable"
 )
 
 // DefaultTable is the table name used when none is configured.
@@ -36,20 +37,10 @@ func New(ctx context.Context, svc *aztables.ServiceClient, table string) (*Store
 	if table == "" {
 		table = DefaultTable
 	}
-	if err := CreateTable(ctx, svc, table); err != nil {
+	if err := aztable.Create(ctx, svc, table); err != nil {
 		return nil, err
 	}
 	return &Store{table: svc.NewClient(table)}, nil
-}
-
-// CreateTable creates table unless it exists.
-func CreateTable(ctx context.Context, svc *aztables.ServiceClient, table string) error {
-	_, err := svc.CreateTable(ctx, table, nil)
-	var re *azcore.ResponseError
-	if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
-		return fmt.Errorf("cannot create table %s: %w", table, err)
-	}
-	return nil
 }
 
 // PartitionKey is the partition holding the subscribers of topic in tenant.

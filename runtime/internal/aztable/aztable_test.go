@@ -1,0 +1,70 @@
+package aztable_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/botehq/platform/runtime/internal/aztable"
+)
+
+// tableService answers every create with status and, on failure, code.
+func tableService(t *testing.T, status int, code string) *aztables.ServiceClient {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/Tables") {
+			t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if code != "" {
+			w.Header().Set("x-ms-error-code", code)
+		}
+		w.WriteHeader(status)
+		if code != "" {
+			fmt.Fprintf(w, `{"odata.error":{"code":%q,"message":{"lang":"en-US","value":"%s"}}}`, code, code)
+		} else {
+			fmt.Fprint(w, `{"TableName":"things"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	svc, err := aztables.NewServiceClientWithNoCredential(srv.URL+"/", &aztables.ClientOptions{
+		ClientOptions: policy.ClientOptions{Retry: policy.RetryOptions{MaxRetries: -1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func TestCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		status  int
+		code    string
+		wantErr string
+	}{
+		{name: "created", status: http.StatusCreated},
+		{name: "already exists", status: http.StatusConflict, code: string(aztables.TableAlreadyExists)},
+		{name: "being deleted", status: http.StatusConflict, code: string(aztables.TableBeingDeleted), wantErr: "cannot create table things"},
+		{name: "forbidden", status: http.StatusForbidden, code: "AuthorizationFailure", wantErr: "cannot create table things"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := aztable.Create(context.Background(), tableService(t, tc.status, tc.code), "things")
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Create: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), tc.code) {
+				t.Fatalf("Create error = %v, want %q naming %s", err, tc.wantErr, tc.code)
+			}
+		})
+	}
+}
