@@ -268,8 +268,21 @@ out.`,
 	return c
 }
 
-func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm bool) {
+// workspaceFlag adds the --workspace flag of the commands that act on one
+// workspace; requireWorkspace checks it was given.
+func workspaceFlag(c *cobra.Command, workspace *string) {
 	c.Flags().StringVarP(workspace, "workspace", "w", "", "workspace (required)")
+}
+
+func requireWorkspace(workspace string) error {
+	if workspace == "" {
+		return usageError{errors.New("--workspace: required")}
+	}
+	return nil
+}
+
+func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm bool) {
+	workspaceFlag(c, workspace)
 	c.Flags().StringVarP(dir, "dir", "d", ".", "directory holding the Terraform configuration")
 	c.Flags().BoolVar(&ff.detach, "detach", false, "return once the run is queued instead of following it")
 	c.Flags().StringVarP(&ff.message, "message", "m", "", "why this run: kept with the run")
@@ -281,8 +294,8 @@ func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm
 
 // startRun packs dir, creates the run and follows it.
 func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspace, dir string, op runs.Operation, ff followFlags) error {
-	if workspace == "" {
-		return usageError{errors.New("--workspace: required")}
+	if err := requireWorkspace(workspace); err != nil {
+		return err
 	}
 	if op == runs.OpDestroy && !ff.yes && !ff.detach && !a.stdinIsTerminal() {
 		// Fail before uploading anything rather than after the plan.

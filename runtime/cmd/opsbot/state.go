@@ -29,8 +29,8 @@ kept, so a bad state can be rolled back. The current one is what the next
 plan starts from.`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			if workspace == "" {
-				return usageError{errors.New("--workspace: required")}
+			if err := requireWorkspace(workspace); err != nil {
+				return err
 			}
 			vs, err := api.StateVersions(cmd.Context(), tenant, workspace)
 			if err != nil {
@@ -39,7 +39,7 @@ plan starts from.`,
 			return a.print(opsapi.StateVersionList{Versions: vs}, func(w io.Writer) { printStateVersions(w, vs) })
 		}),
 	}
-	versions.Flags().StringVarP(&workspace, "workspace", "w", "", "workspace (required)")
+	workspaceFlag(versions, &workspace)
 	pull := &cobra.Command{
 		Use:   "pull --workspace W [--version V] [-O FILE]",
 		Short: "Write a workspace's current state, or a kept version, to stdout or a file (operator role)",
@@ -50,8 +50,8 @@ as safe as the deployment's secrets. -O writes the file only once the
 whole state arrived and its SHA-256 matched.`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			if workspace == "" {
-				return usageError{errors.New("--workspace: required")}
+			if err := requireWorkspace(workspace); err != nil {
+				return err
 			}
 			if out == "" || out == "-" {
 				got, err := api.PullState(cmd.Context(), tenant, workspace, version, a.stdout)
@@ -63,7 +63,7 @@ whole state arrived and its SHA-256 matched.`,
 			return a.pullToFile(cmd, api, tenant, workspace, version, out)
 		}),
 	}
-	pull.Flags().StringVarP(&workspace, "workspace", "w", "", "workspace (required)")
+	workspaceFlag(pull, &workspace)
 	pull.Flags().StringVar(&version, "version", "", "version to read (default: the current state)")
 	// -o is the output format everywhere; -O writes to a file, as in wget.
 	pull.Flags().StringVarP(&out, "out-file", "O", "", "write to this file (mode 0600) instead of stdout")
@@ -78,10 +78,10 @@ while a run holds the workspace (a saved plan carries the state it was
 planned on): cancel that run, or let it end, first.`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			switch {
-			case workspace == "":
-				return usageError{errors.New("--workspace: required")}
-			case to == "":
+			if err := requireWorkspace(workspace); err != nil {
+				return err
+			}
+			if to == "" {
 				return usageError{errors.New("--version: required (opsbot state versions lists them)")}
 			}
 			v, err := api.RollbackState(cmd.Context(), tenant, workspace, to)
@@ -93,7 +93,7 @@ planned on): cancel that run, or let it end, first.`,
 			})
 		}),
 	}
-	rollback.Flags().StringVarP(&workspace, "workspace", "w", "", "workspace (required)")
+	workspaceFlag(rollback, &workspace)
 	rollback.Flags().StringVar(&to, "version", "", "version to make current (required)")
 	c.AddCommand(versions, pull, rollback)
 	return c

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -16,18 +15,12 @@ import (
 func (a *app) varsCommand() *cobra.Command {
 	var workspace string
 	var sensitive bool
-	need := func() error {
-		if workspace == "" {
-			return usageError{errors.New("--workspace: required")}
-		}
-		return nil
-	}
 	list := &cobra.Command{
 		Use:   "list --workspace W",
 		Short: "List the workspace's input variables (sensitive ones by name only)",
 		Args:  cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			if err := need(); err != nil {
+			if err := requireWorkspace(workspace); err != nil {
 				return err
 			}
 			vs, err := api.Vars(cmd.Context(), tenant, workspace)
@@ -51,7 +44,7 @@ plans, and never shown again (vars list shows its name only). Per-run --var
 values of opsbot plan win over workspace variables.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
-			if err := need(); err != nil {
+			if err := requireWorkspace(workspace); err != nil {
 				return err
 			}
 			value := ""
@@ -89,7 +82,7 @@ values of opsbot plan win over workspace variables.`,
 		Short: "Remove an input variable of the workspace",
 		Args:  cobra.ExactArgs(1),
 		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
-			if err := need(); err != nil {
+			if err := requireWorkspace(workspace); err != nil {
 				return err
 			}
 			v, err := api.UnsetVar(cmd.Context(), tenant, workspace, args[0])
@@ -101,7 +94,7 @@ values of opsbot plan win over workspace variables.`,
 	}
 	c := &cobra.Command{Use: "vars", Aliases: []string{"var", "variables"}, Short: "Input variables of a workspace, plain or sensitive"}
 	for _, sub := range []*cobra.Command{list, set, unset} {
-		sub.Flags().StringVarP(&workspace, "workspace", "w", "", "workspace (required)")
+		workspaceFlag(sub, &workspace)
 		c.AddCommand(sub)
 	}
 	return c
