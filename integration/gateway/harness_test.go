@@ -137,10 +137,9 @@ func (g *gateway) startWorker(extra ...string) *worker {
 
 func listenURL(t testing.TB, p *procs.Process) string {
 	t.Helper()
-	line, err := p.WaitOutput("listening on http://", 60*time.Second)
+	url, err := p.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
-	_, after, _ := strings.Cut(line, "listening on ")
-	return strings.TrimSpace(after)
+	return url
 }
 
 // cloudService is a cloud service on the gateway's bus.
