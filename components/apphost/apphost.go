@@ -13,8 +13,9 @@ package apphost
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	app "github.com/pulumi/pulumi-azure-native-sdk/app/v2/v20240301"
@@ -227,15 +228,6 @@ func (p *Platform) NewApp(ctx *pulumi.Context, name string, args AppArgs, opts .
 	return p.newWebApp(ctx, name, args, opts)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // secretName turns BOTE_STORAGE_ACCOUNT_KEY into storage-account-key style
 // Container Apps secret names (lowercase alphanumerics and '-').
 func secretName(env string) string {
@@ -245,10 +237,10 @@ func secretName(env string) string {
 func (p *Platform) newContainerApp(ctx *pulumi.Context, name string, args AppArgs, opts []pulumi.ResourceOption) (*App, error) {
 	var env app.EnvironmentVarArray
 	var secrets app.SecretArray
-	for _, k := range sortedKeys(args.Settings) {
+	for _, k := range slices.Sorted(maps.Keys(args.Settings)) {
 		env = append(env, app.EnvironmentVarArgs{Name: pulumi.String(k), Value: args.Settings[k]})
 	}
-	for _, k := range sortedKeys(args.Secrets) {
+	for _, k := range slices.Sorted(maps.Keys(args.Secrets)) {
 		s := secretName(k)
 		secrets = append(secrets, app.SecretArgs{Name: pulumi.String(s), KeyVaultUrl: args.Secrets[k], Identity: args.Identity.ID()})
 		env = append(env, app.EnvironmentVarArgs{Name: pulumi.String(k), SecretRef: pulumi.String(s)})
@@ -318,10 +310,10 @@ func (p *Platform) newWebApp(ctx *pulumi.Context, name string, args AppArgs, opt
 		{Name: pulumi.String("WEBSITES_PORT"), Value: pulumi.String(fmt.Sprint(args.Port))},
 		{Name: pulumi.String("WEBSITES_ENABLE_APP_SERVICE_STORAGE"), Value: pulumi.String("false")},
 	}
-	for _, k := range sortedKeys(args.Settings) {
+	for _, k := range slices.Sorted(maps.Keys(args.Settings)) {
 		settings = append(settings, web.NameValuePairArgs{Name: pulumi.String(k), Value: args.Settings[k]})
 	}
-	for _, k := range sortedKeys(args.Secrets) {
+	for _, k := range slices.Sorted(maps.Keys(args.Secrets)) {
 		settings = append(settings, web.NameValuePairArgs{
 			Name:  pulumi.String(k),
 			Value: pulumi.Sprintf("@Microsoft.KeyVault(SecretUri=%s)", args.Secrets[k]),

@@ -2,8 +2,9 @@ package planrender
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -457,16 +458,7 @@ func keysOf(unknown any, objects ...map[string]any) []string {
 			}
 		}
 	}
-	return sortedKeys(keys)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slices.Sorted(maps.Keys(keys))
 }
 
 // scalar writes a primitive the way Terraform does.

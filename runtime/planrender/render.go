@@ -3,6 +3,8 @@ package planrender
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	tfjson "github.com/hashicorp/terraform-json"
@@ -111,7 +113,7 @@ func outputChanges(p *tfjson.Plan) []output {
 		return nil
 	}
 	var out []output
-	for _, name := range sortedKeys(p.OutputChanges) {
+	for _, name := range slices.Sorted(maps.Keys(p.OutputChanges)) {
 		c := p.OutputChanges[name]
 		if c == nil {
 			continue
