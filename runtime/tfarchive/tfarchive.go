@@ -59,6 +59,12 @@ func human(what string, n int64) string {
 	if what == "file count" {
 		return fmt.Sprint(n)
 	}
+	return FormatBytes(n)
+}
+
+// FormatBytes writes a size as the limit errors do: "812 bytes",
+// "3.4 KiB", "1.2 MiB".
+func FormatBytes(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))

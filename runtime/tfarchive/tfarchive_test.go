@@ -237,3 +237,19 @@ func TestLimitErrorMessage(t *testing.T) {
 	assert.Equal(t, "compressed size is over the limit of 64.0 MiB (70.0 MiB so far); leave large files out", err.Error())
 	assert.ErrorIs(t, err, ErrTooLarge)
 }
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[int64]string{
+		0:             "0 bytes",
+		1023:          "1023 bytes",
+		1024:          "1.0 KiB",
+		3 << 9:        "1.5 KiB",
+		1<<20 - 1:     "1024.0 KiB",
+		1 << 20:       "1.0 MiB",
+		5<<20 + 1<<19: "5.5 MiB",
+	} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -319,7 +319,7 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 	if stats.Files == 1 {
 		files = "file"
 	}
-	fmt.Fprintf(a.stderr, "Uploading %s (%d %s, %s%s) to workspace %s...\n", dir, stats.Files, files, humanBytes(stats.Bytes), ignored, workspace)
+	fmt.Fprintf(a.stderr, "Uploading %s (%d %s, %s%s) to workspace %s...\n", dir, stats.Files, files, tfarchive.FormatBytes(stats.Bytes), ignored, workspace)
 	apiOp := opsclient.OpPlan
 	if op == runs.OpDestroy {
 		apiOp = opsclient.OpDestroy
@@ -799,16 +799,6 @@ func outcomeOf(r *opsapi.Run) error {
 		return runOutcome{exitRunFailed, fmt.Sprintf("run %s needs attention: %s", r.ID, lastReason(r))}
 	}
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 func durationString(d time.Duration) string {
