@@ -89,11 +89,11 @@ func TestComponentsLinkNoTestTooling(t *testing.T) {
 }
 
 // serverOnly are packages only the servers (relay server, worker, idp) may
-// link: the run manager and its stores, the ops API server, operator
-// authentication, secrets, the audit log, the cloud side and the drivers of
+// link: the ops server, the run manager and its stores, the ops API server,
+// operator authentication, secrets, the audit log, the cloud side and the drivers of
 // the gateway bus, the worker, the token issuer.
 var serverOnly = []string{
-	"runtime/runs", "runtime/runstore", "runtime/artifacts", "runtime/dispatch", "runtime/opsapi",
+	"runtime/opsserver", "runtime/runs", "runtime/runstore", "runtime/artifacts", "runtime/dispatch", "runtime/opsapi",
 	"runtime/operatorauth", "runtime/secretstore", "runtime/audit",
 	"runtime/botecloud", "runtime/bus", "runtime/worker", "runtime/idp",
 	"runtime/signingkeys", "runtime/replay",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/opsserver"
 )
 
 // tenantRoles is a repeatable --role tenant=role flag.
@@ -45,11 +46,11 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fset := flag.NewFlagSet("relayserver apikey "+sub, flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	file := fset.String("keys-file", "", "API keys file (created by the first create)")
-	var o options
-	fset.StringVar(&o.apiKeysTable, "keys-table", "", "API keys table (the server's --api-keys-table), instead of --keys-file")
-	fset.StringVar(&o.storageConnectionString, "storage-connection-string", "", "with --keys-table: storage account connection string")
-	fset.StringVar(&o.tableURL, "table-url", "", "with --keys-table: table service URL (with --azure-identity)")
-	fset.BoolVar(&o.azureIdentity, "azure-identity", false, "with --keys-table: authenticate with Microsoft Entra ID (DefaultAzureCredential)")
+	var o opsserver.Config
+	fset.StringVar(&o.APIKeysTable, "keys-table", "", "API keys table (the server's --api-keys-table), instead of --keys-file")
+	fset.StringVar(&o.StorageConnectionString, "storage-connection-string", "", "with --keys-table: storage account connection string")
+	fset.StringVar(&o.TableURL, "table-url", "", "with --keys-table: table service URL (with --azure-identity)")
+	fset.BoolVar(&o.AzureIdentity, "azure-identity", false, "with --keys-table: authenticate with Microsoft Entra ID (DefaultAzureCredential)")
 	id := fset.String("id", "", "key id: 1-63 lowercase letters, digits, dashes")
 	desc := fset.String("description", "", "who or what the key is for")
 	admin := fset.Bool("admin", false, "create: platform administrator (every tenant, key management)")
@@ -60,15 +61,15 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var store operatorauth.KeyStore
 	switch {
-	case (*file == "") == (o.apiKeysTable == ""):
+	case (*file == "") == (o.APIKeysTable == ""):
 		return errors.New("apikey: --keys-file or --keys-table is required (give one)")
 	case *file != "":
 		store = &operatorauth.FileStore{Path: *file, Create: sub == "create"}
-	case o.storageConnectionString == "" && (o.tableURL == "" || !o.azureIdentity):
+	case o.StorageConnectionString == "" && (o.TableURL == "" || !o.AzureIdentity):
 		return errors.New("apikey: --keys-table: needs --storage-connection-string, or --table-url with --azure-identity")
 	default:
-		o.createResources = o.storageConnectionString != ""
-		t, err := o.openKeysTable(ctx)
+		o.CreateResources = o.StorageConnectionString != ""
+		t, err := o.OpenKeysTable(ctx)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,8 @@
-// Command relayserver is the ops server: it serves the versioned ops API
-// (package opsapi) to operators' opsbot CLIs through an Azure Relay Hybrid
-// Connections listener (package relay), and optionally on a loopback port
-// for local use. Operators authenticate with API keys (stored hashed) or
+// Command relayserver is the ops server (package opsserver): it serves the
+// versioned ops API (package opsapi) to operators' opsbot CLIs through an
+// Azure Relay Hybrid Connections listener (package relay), and optionally on
+// a loopback port for local use. This command only turns flags and
+// environment into an opsserver.Config, and edits API keys. Operators authenticate with API keys (stored hashed) or
 // OAuth2 access tokens from a configured issuer (package operatorauth).
 //
 //	relayserver [flags]                     serve
@@ -28,6 +29,7 @@ import (
 
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/cmd/internal/program"
+	"github.com/botehq/platform/runtime/opsserver"
 )
 
 // version is the module version the binary was built from.
@@ -43,9 +45,10 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	if len(args) > 0 && args[0] == "apikey" {
 		return runAPIKey(ctx, args[1:], stdout, stderr)
 	}
-	o, err := parseOptions(args, getenv, stderr)
+	cfg, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, o, stdout, stderr)
+	cfg.Stdout = stdout
+	return opsserver.Run(ctx, cfg)
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,8 +81,8 @@ func TestParseOptions(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			if !o.noRelay {
-				_, hc, err := o.relayConfig()
+			if !o.NoRelay {
+				_, hc, err := o.Relay()
 				require.NoError(t, err)
 				assert.Equal(t, "ops", hc)
 			}
@@ -96,8 +94,8 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	env := map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s", "BOTE_RELAYSERVER_LOCAL_LISTEN": "127.0.0.1:1"}
 	o, err := parseOptions([]string{"--no-relay", "--api-keys-file", "k", "--event-interval", "2s"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, 2*time.Second, o.eventInterval)
-	assert.Equal(t, "127.0.0.1:1", o.localListen)
+	assert.Equal(t, 2*time.Second, o.EventInterval)
+	assert.Equal(t, "127.0.0.1:1", o.LocalListen)
 }
 
 func TestAPIKeyCommands(t *testing.T) {
@@ -189,70 +187,9 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o, err := parseOptions(append(base, tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
 			require.NoError(t, err)
-			assert.Equal(t, tt.want, o.createResources)
+			assert.Equal(t, tt.want, o.CreateResources)
 		})
 	}
-}
-
-// TestHealthListenServesOnlyTheHealthCheck: the port a host probes (App
-// Service) answers /healthz, /readyz and /metrics, as the worker does, and
-// nothing of the API, not even with a valid key.
-func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
-	keys := filepath.Join(t.TempDir(), "keys.json")
-	var out bytes.Buffer
-	require.NoError(t, runAPIKey(context.Background(), []string{"create", "--keys-file", keys, "--id", "op", "--admin"}, &out, io.Discard))
-	apiKey := strings.TrimSpace(out.String())
-
-	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--api-keys-file", keys},
-		func(string) string { return "" }, io.Discard)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, o, pw, io.Discard) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	lines := make(chan string, 10)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	var local, health string
-	for local == "" || health == "" {
-		select {
-		case l := <-lines:
-			if u, ok := strings.CutPrefix(l, "relayserver listening on "); ok {
-				local = u
-			}
-			if u, ok := strings.CutPrefix(l, "relayserver health check on "); ok {
-				health = strings.TrimSuffix(u, "/healthz")
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("relayserver did not start both listeners")
-		}
-	}
-
-	get := func(url string) int {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	assert.Equal(t, http.StatusOK, get(health+"/healthz"))
-	assert.Equal(t, http.StatusOK, get(health+"/readyz"), "ready: --no-relay waits for no listener")
-	resp, err := http.Get(health + "/metrics")
-	require.NoError(t, err)
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Contains(t, string(metrics), "bote_relayserver_relay_online 0")
-	assert.Contains(t, string(metrics), "go_goroutines")
-	assert.Equal(t, http.StatusNotFound, get(health+"/v1/status"), "no API on the health port")
-	assert.Equal(t, http.StatusOK, get(local+"/v1/status"), "the key itself is good")
 }
 
 func TestDeployedAgentVersionFromTheStack(t *testing.T) {
@@ -260,7 +197,7 @@ func TestDeployedAgentVersionFromTheStack(t *testing.T) {
 	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "keys.json"},
 		func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, "v0.0.0-20261206070000-0123456789ab", o.agentVersion)
+	assert.Equal(t, "v0.0.0-20261206070000-0123456789ab", o.DeployedAgentVersion)
 }
 
 func TestPprofListenIsLoopbackOnly(t *testing.T) {

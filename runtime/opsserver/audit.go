@@ -1,4 +1,4 @@
-package main
+package opsserver
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 // openAudit opens the audit log next to the run state: table
 // <table-prefix>audit (boteaudit by default).
-func openAudit(ctx context.Context, tables *aztables.ServiceClient, o options, log *slog.Logger) (*audit.Recorder, error) {
-	t, err := audit.Open(ctx, tables, audit.Options{Table: audit.TableName(o.tablePrefix), CreateTable: o.createResources})
+func openAudit(ctx context.Context, tables *aztables.ServiceClient, c Config, log *slog.Logger) (*audit.Recorder, error) {
+	t, err := audit.Open(ctx, tables, audit.Options{Table: audit.TableName(c.TablePrefix), CreateTable: c.CreateResources})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package main
+package opsserver
 
 import (
 	"context"
@@ -20,26 +20,18 @@ import (
 	"github.com/botehq/platform/runtime/relay"
 )
 
-func newLogger(o options, stderr io.Writer) *slog.Logger {
-	hopts := &slog.HandlerOptions{Level: o.logLevel}
-	if o.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(stderr, hopts))
-	}
-	return slog.New(slog.NewTextHandler(stderr, hopts))
-}
-
 // loadAgents is the agent list of a server without runs: a seed file, or
 // the registry's agents (reloaded while ctx lasts).
-func loadAgents(ctx context.Context, o options, log *slog.Logger) (opsapi.AgentStore, error) {
+func loadAgents(ctx context.Context, c Config, log *slog.Logger) (opsapi.AgentStore, error) {
 	switch {
-	case o.agentsFile != "":
-		agents, err := opsapi.LoadAgentsFile(o.agentsFile)
+	case c.AgentsFile != "":
+		agents, err := opsapi.LoadAgentsFile(c.AgentsFile)
 		if err != nil {
 			return nil, err
 		}
 		return opsapi.NewStaticAgents(agents), nil
-	case o.registryFile != "" || o.registryURL != "":
-		w, err := registry.Watch(o.registryFile, o.registryURL, 0, log)
+	case c.RegistryFile != "" || c.RegistryURL != "":
+		w, err := registry.Watch(c.RegistryFile, c.RegistryURL, 0, log)
 		if err != nil {
 			return nil, err
 		}
@@ -49,25 +41,35 @@ func loadAgents(ctx context.Context, o options, log *slog.Logger) (opsapi.AgentS
 	return opsapi.NewStaticAgents(nil), nil
 }
 
-// serve runs the server until ctx ends (a clean exit) or the relay listener
-// fails permanently (an error).
-func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
-	log := newLogger(o, stderr)
+// Run validates c and runs the server until ctx ends (a clean exit) or a
+// listener fails permanently (an error).
+func Run(ctx context.Context, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stdout := c.Stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	authCfg := operatorauth.Config{KeysFile: o.apiKeysFile, Logger: log}
-	if o.apiKeysTable != "" {
-		keys, err := o.openKeysTable(ctx)
+	authCfg := operatorauth.Config{KeysFile: c.APIKeysFile, Logger: log}
+	if c.APIKeysTable != "" {
+		keys, err := c.OpenKeysTable(ctx)
 		if err != nil {
 			return err
 		}
 		authCfg.Keys = keys
 	}
-	if o.oauthIssuer != "" {
-		jc := o.jwtConfig()
+	if c.OAuthIssuer != "" {
+		jc := c.jwtConfig()
 		authCfg.OAuth2 = &jc
-		if o.oauthRoles == "" && o.oauthRolesFile == "" {
+		if c.OAuthRoles == nil {
 			log.WarnContext(ctx, "OAuth2 is on without --oauth-roles: operators with tokens are authenticated but may do nothing")
 		}
 	}
@@ -81,30 +83,30 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		rs     *runsStack
 		agents opsapi.AgentStore
 	)
-	if o.runsEnabled() {
-		rs, err = openRuns(ctx, o, log) // agents from the run store and the registry (apiConfig)
+	if c.runsEnabled() {
+		rs, err = openRuns(ctx, c, log) // agents from the run store and the registry (apiConfig)
 	} else {
-		agents, err = loadAgents(ctx, o, log)
+		agents, err = loadAgents(ctx, c, log)
 	}
 	if err != nil {
 		return err
 	}
 	var current atomic.Pointer[relay.Listener]
 	apiCfg := opsapi.Config{
-		Version:              version,
-		DeployedAgentVersion: o.agentVersion,
+		Version:              c.Version,
+		DeployedAgentVersion: c.DeployedAgentVersion,
 		Auth:                 auth,
 		Agents:               agents,
-		EventInterval:        o.eventInterval,
+		EventInterval:        c.EventInterval,
 		Logger:               log,
 	}
-	if o.apiKeysFile != "" || o.apiKeysTable != "" {
+	if c.APIKeysFile != "" || c.APIKeysTable != "" {
 		apiCfg.Keys = auth
 	}
 	if rs != nil {
 		rs.apiConfig(&apiCfg)
 	}
-	if !o.noRelay {
+	if !c.NoRelay {
 		apiCfg.RelayConnected = func() bool {
 			l := current.Load()
 			return l != nil && l.Online()
@@ -126,24 +128,24 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if rs != nil {
 		waitRuns = rs.start(ctx, log, fatal)
 	}
-	if o.localListen != "" {
-		ln, err := net.Listen("tcp", o.localListen)
+	if c.LocalListen != "" {
+		ln, err := net.Listen("tcp", c.LocalListen)
 		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w", o.localListen, err)
+			return fmt.Errorf("cannot listen on %s: %w", c.LocalListen, err)
 		}
 		fmt.Fprintf(stdout, "relayserver listening on http://%s\n", ln.Addr())
-		log.Info("serving the ops API locally", "addr", ln.Addr().String(), "version", version)
+		log.Info("serving the ops API locally", "addr", ln.Addr().String(), "version", c.Version)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				fatal <- fmt.Errorf("local listener failed: %w", err)
 			}
 		}()
 	}
-	if err := serveHealth(ctx, o, log, stdout, rs, current.Load, fatal); err != nil {
+	if err := serveHealth(ctx, c, log, stdout, rs, current.Load, fatal); err != nil {
 		return err
 	}
-	if !o.noRelay {
-		cfg, err := listenerConfig(o, log)
+	if !c.NoRelay {
+		cfg, err := listenerConfig(c, log)
 		if err != nil {
 			return err
 		}
@@ -155,7 +157,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			}
 			current.Store(l)
 			fmt.Fprintf(stdout, "relayserver listening on sb://%s (relay listener id %s)\n", l.Addr(), l.ID())
-			log.Info("serving the ops API through the relay", "relay", l.Addr().String(), "listener_id", l.ID(), "version", version)
+			log.Info("serving the ops API through the relay", "relay", l.Addr().String(), "listener_id", l.ID(), "version", c.Version)
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				fatal <- fmt.Errorf("relay listener stopped: %w", err)
 			}
@@ -170,7 +172,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		log.Error("shutting down", "err", runErr)
 	}
 	api.Shutdown()
-	sctx, scancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	sctx, scancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("requests still running at shutdown deadline", "err", err)
@@ -184,15 +186,15 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	return runErr
 }
 
-func listenerConfig(o options, log *slog.Logger) (relay.ListenerConfig, error) {
-	ns, hc, err := o.relayConfig()
+func listenerConfig(c Config, log *slog.Logger) (relay.ListenerConfig, error) {
+	ns, hc, err := c.Relay()
 	if err != nil {
 		return relay.ListenerConfig{}, err
 	}
 	cfg := relay.ListenerConfig{
 		Namespace:        ns,
 		HybridConnection: hc,
-		Insecure:         o.relayInsecure,
+		Insecure:         c.RelayInsecure,
 		Logger:           log,
 		OnStatus: func(online bool, err error) {
 			if online {
@@ -203,14 +205,14 @@ func listenerConfig(o options, log *slog.Logger) (relay.ListenerConfig, error) {
 		},
 	}
 	switch {
-	case o.relayAuth == "entra":
+	case c.RelayAuth == "entra":
 		cred, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
 			return relay.ListenerConfig{}, fmt.Errorf("cannot set up Entra ID credential: %w", err)
 		}
 		cfg.Credential = relay.NewEntraCredential(cred)
-	case o.keyName != "":
-		cfg.Credential = relay.NewSASCredential(o.keyName, o.key)
+	case c.KeyName != "":
+		cfg.Credential = relay.NewSASCredential(c.KeyName, c.Key)
 	}
 	return cfg, nil
 }

@@ -1,4 +1,4 @@
-package main
+package opsserver
 
 import (
 	"context"
@@ -20,15 +20,15 @@ import (
 // serveHealth serves --health-listen (GET /healthz, /readyz, /metrics, as
 // the worker does) and --pprof-listen (loopback only) until ctx ends. The
 // ops API itself is never served there.
-func serveHealth(ctx context.Context, o options, log *slog.Logger, stdout io.Writer, rs *runsStack, listener func() *relay.Listener, fatal chan<- error) error {
-	if o.pprofListen != "" {
+func serveHealth(ctx context.Context, c Config, log *slog.Logger, stdout io.Writer, rs *runsStack, listener func() *relay.Listener, fatal chan<- error) error {
+	if c.PprofListen != "" {
 		go func() {
-			if err := profiling.Serve(ctx, o.pprofListen, log, nil); err != nil {
+			if err := profiling.Serve(ctx, c.PprofListen, log, nil); err != nil {
 				log.Error("pprof is off", "err", err)
 			}
 		}()
 	}
-	if o.healthListen == "" {
+	if c.HealthListen == "" {
 		return nil
 	}
 	reg := health.NewRegistry()
@@ -57,14 +57,14 @@ func serveHealth(ctx context.Context, o options, log *slog.Logger, stdout io.Wri
 	}
 	mux := http.NewServeMux()
 	health.Handle(mux, reg, func() error {
-		if !o.noRelay && !relayOnline() {
+		if !c.NoRelay && !relayOnline() {
 			return errors.New("the relay listener is not connected")
 		}
 		return nil
 	})
-	ln, err := net.Listen("tcp", o.healthListen)
+	ln, err := net.Listen("tcp", c.HealthListen)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", o.healthListen, err)
+		return fmt.Errorf("cannot listen on %s: %w", c.HealthListen, err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -1,4 +1,4 @@
-package main
+package opsserver
 
 import (
 	"context"
@@ -49,27 +49,27 @@ type runsStack struct {
 }
 
 // azureCredential is DefaultAzureCredential with --azure-identity, else nil.
-func (o options) azureCredential() (azcore.TokenCredential, error) {
-	if !o.azureIdentity {
+func (c Config) azureCredential() (azcore.TokenCredential, error) {
+	if !c.AzureIdentity {
 		return nil, nil
 	}
-	c, err := azidentity.NewDefaultAzureCredential(nil)
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up Azure identity: %w", err)
 	}
-	return c, nil
+	return cred, nil
 }
 
 // tableService is the table service of the run storage.
-func (o options) tableService(cred azcore.TokenCredential) (*aztables.ServiceClient, error) {
+func (c Config) tableService(cred azcore.TokenCredential) (*aztables.ServiceClient, error) {
 	var (
 		svc *aztables.ServiceClient
 		err error
 	)
-	if o.storageConnectionString != "" {
-		svc, err = aztables.NewServiceClientFromConnectionString(o.storageConnectionString, nil)
+	if c.StorageConnectionString != "" {
+		svc, err = aztables.NewServiceClientFromConnectionString(c.StorageConnectionString, nil)
 	} else {
-		svc, err = aztables.NewServiceClient(o.tableURL, cred, nil)
+		svc, err = aztables.NewServiceClient(c.TableURL, cred, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open storage: %w", err)
@@ -77,122 +77,123 @@ func (o options) tableService(cred azcore.TokenCredential) (*aztables.ServiceCli
 	return svc, nil
 }
 
-// openKeysTable opens the API keys table (--api-keys-table).
-func (o options) openKeysTable(ctx context.Context) (*operatorauth.TableStore, error) {
-	cred, err := o.azureCredential()
+// OpenKeysTable opens the API keys table (--api-keys-table) in the run
+// storage, creating it with CreateResources.
+func (c Config) OpenKeysTable(ctx context.Context) (*operatorauth.TableStore, error) {
+	cred, err := c.azureCredential()
 	if err != nil {
 		return nil, err
 	}
-	svc, err := o.tableService(cred)
+	svc, err := c.tableService(cred)
 	if err != nil {
 		return nil, err
 	}
-	return operatorauth.OpenKeysTable(ctx, svc, o.apiKeysTable, o.createResources)
+	return operatorauth.OpenKeysTable(ctx, svc, c.APIKeysTable, c.CreateResources)
 }
 
 // openRuns connects the run store, artifacts, bus and secret store. It
 // makes the tenants of the registry known, so their agents' heartbeats
 // are accepted from the start.
-func openRuns(ctx context.Context, o options, log *slog.Logger) (*runsStack, error) {
-	cred, err := o.azureCredential()
+func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, error) {
+	cred, err := c.azureCredential()
 	if err != nil {
 		return nil, err
 	}
 	// Reloaded when the file changes: agents added to a tenant, roles and
 	// labels granted or withdrawn, keys rotated take effect without a
 	// restart.
-	reg, err := registry.Watch(o.registryFile, o.registryURL, 0, log)
+	reg, err := registry.Watch(c.RegistryFile, c.RegistryURL, 0, log)
 	if err != nil {
 		return nil, err
 	}
-	tables, err := o.tableService(cred)
+	tables, err := c.tableService(cred)
 	if err != nil {
 		return nil, err
 	}
 	var blobs *azblob.Client
-	if o.storageConnectionString != "" {
-		blobs, err = azblob.NewClientFromConnectionString(o.storageConnectionString, nil)
+	if c.StorageConnectionString != "" {
+		blobs, err = azblob.NewClientFromConnectionString(c.StorageConnectionString, nil)
 	} else {
-		blobs, err = azblob.NewClient(o.blobURL, cred, nil)
+		blobs, err = azblob.NewClient(c.BlobURL, cred, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open storage: %w", err)
 	}
-	st := &runsStack{registry: reg, maxBundleBytes: o.maxBundleBytes}
-	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: o.tablePrefix, CreateTables: o.createResources}); err != nil {
+	st := &runsStack{registry: reg, maxBundleBytes: c.MaxBundleBytes}
+	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: c.TablePrefix, CreateTables: c.CreateResources}); err != nil {
 		return nil, err
 	}
-	if st.audit, err = openAudit(ctx, tables, o, log); err != nil {
+	if st.audit, err = openAudit(ctx, tables, c, log); err != nil {
 		return nil, err
 	}
-	if st.artifacts, err = artifacts.New(ctx, blobs, o.runsContainer, o.createResources); err != nil {
+	if st.artifacts, err = artifacts.New(ctx, blobs, c.RunsContainer, c.CreateResources); err != nil {
 		return nil, err
 	}
 	ccfg := func(container string, create bool) claimcheck.Config {
-		c := claimcheck.Config{Container: container, CreateContainer: create}
-		if o.storageConnectionString != "" {
-			c.ConnectionString = o.storageConnectionString
+		cc := claimcheck.Config{Container: container, CreateContainer: create}
+		if c.StorageConnectionString != "" {
+			cc.ConnectionString = c.StorageConnectionString
 		} else {
-			c.ServiceURL, c.Credential = o.blobURL, cred
+			cc.ServiceURL, cc.Credential = c.BlobURL, cred
 		}
-		return c
+		return cc
 	}
 	signer, err := claimcheck.New(ctx, ccfg(st.artifacts.Container(), false))
 	if err != nil {
 		return nil, err
 	}
-	claims, err := claimcheck.New(ctx, ccfg(claimcheck.DefaultContainer, o.createResources))
+	claims, err := claimcheck.New(ctx, ccfg(claimcheck.DefaultContainer, c.CreateResources))
 	if err != nil {
 		return nil, err
 	}
 	if st.bus, err = busdriver.Open(busdriver.Config{
-		Kind: o.bus, StorageConnectionString: o.storageConnectionString, QueueURL: o.queueURL, CreateQueues: o.createResources,
-		ServiceBusConnectionString: o.serviceBusConnection, ServiceBusNamespace: o.serviceBusNamespace,
+		Kind: c.Bus, StorageConnectionString: c.StorageConnectionString, QueueURL: c.QueueURL, CreateQueues: c.CreateResources,
+		ServiceBusConnectionString: c.ServiceBusConnectionString, ServiceBusNamespace: c.ServiceBusNamespace,
 		Credential: cred, Claims: claims, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
 	var signingKey *ecdsa.PrivateKey
-	if o.cloudSigningKey != "" {
-		if signingKey, err = clientauth.LoadKeyFile(o.cloudSigningKey); err != nil {
+	if c.CloudSigningKey != "" {
+		if signingKey, err = clientauth.LoadKeyFile(c.CloudSigningKey); err != nil {
 			return nil, fmt.Errorf("--cloud-signing-key: %w", err)
 		}
 	}
 	var workerKeys []*ecdsa.PublicKey
-	if o.workerKeys != "" {
-		set, err := registry.LoadKeySet(o.workerKeys)
+	if c.WorkerKeys != "" {
+		set, err := registry.LoadKeySet(c.WorkerKeys)
 		if err != nil {
 			return nil, fmt.Errorf("--worker-keys: %w", err)
 		}
 		if workerKeys = set["worker"]; len(workerKeys) == 0 {
-			return nil, fmt.Errorf("--worker-keys: %s names no \"worker\"", o.workerKeys)
+			return nil, fmt.Errorf("--worker-keys: %s names no \"worker\"", c.WorkerKeys)
 		}
 	}
-	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: o.serviceName, WakeURL: o.workerWakeURL, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: c.ServiceName, WakeURL: c.WorkerURL, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
 		return nil, err
 	}
-	secrets, err := openSecrets(o, cred)
+	secrets, err := openSecrets(c, cred)
 	if err != nil {
 		return nil, err
 	}
 	if _, none := secrets.(secretstore.None); !none {
 		st.secrets = secrets // the API sets sensitive variables there
 	}
-	if o.silentAfter > 0 && o.silentAfter < 2*runproto.HeartbeatInterval {
+	if c.AgentSilentAfter > 0 && c.AgentSilentAfter < 2*runproto.HeartbeatInterval {
 		// An agent heartbeating at the default interval looks lost between
 		// two heartbeats: its plans go back to the queue, its applies need
 		// attention.
 		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
-			"agentSilentAfter", o.silentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
+			"agentSilentAfter", c.AgentSilentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
 	}
 	var d *dispatch.Dispatcher
-	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: o.silentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
+	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
 	if err != nil {
 		return nil, err
 	}
 	d, err = dispatch.New(dispatch.Config{
 		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts,
-		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: o.dispatchTick, UploadTTL: o.uploadLinkTTL, Logger: log,
+		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -218,12 +219,12 @@ func tenantsOf(reg *registry.Registry) []string {
 	return out
 }
 
-func openSecrets(o options, cred azcore.TokenCredential) (secretstore.Store, error) {
+func openSecrets(c Config, cred azcore.TokenCredential) (secretstore.Store, error) {
 	switch {
-	case o.secretsFile != "":
-		return secretstore.OpenFile(o.secretsFile)
-	case o.keyVaultURL != "":
-		c, err := azsecrets.NewClient(o.keyVaultURL, cred, nil)
+	case c.SecretsFile != "":
+		return secretstore.OpenFile(c.SecretsFile)
+	case c.KeyVaultURL != "":
+		c, err := azsecrets.NewClient(c.KeyVaultURL, cred, nil)
 		if err != nil {
 			return nil, fmt.Errorf("cannot open Key Vault: %w", err)
 		}
