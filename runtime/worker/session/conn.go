@@ -1,0 +1,243 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/botehq/platform/runtime/sessionproto"
+)
+
+// conn is one session.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	id     Identity
+	queue  string
+	seq    uint64 // order of arrival on this server
+	name   string
+	remote string
+
+	nudging  atomic.Int32 // nudgeIdle, nudgeWriting or nudgeAgain
+	done     chan struct{}
+	slots    chan struct{} // bounds requests in flight
+	inflight sync.WaitGroup
+	leaving  atomic.Bool
+	awayOnce sync.Once
+	expires  atomic.Int64 // token expiry, unix nanoseconds; 0 means none
+	// closedWith is the close code the worker sent, 0 if it did not close.
+	closedWith atomic.Int32
+}
+
+func (c *conn) log() *slog.Logger {
+	return c.srv.log.With("session", c.name, "tenant", c.id.Tenant, "connector", c.id.Connector)
+}
+
+// open logs the session and records its presence. It runs on the HTTP
+// handler's goroutine, which ends right after: the deep call stack of the
+// storage client does not stay with the session's long-lived goroutine.
+func (c *conn) open(ctx context.Context) {
+	c.log().Info("session opened", "remote", c.remote)
+	if p := c.srv.cfg.Presence; p != nil {
+		if err := p.Join(ctx, c.id, c.name); err != nil {
+			// Nudges from other replicas may miss this session; the
+			// connector's safety poll still delivers. Worth a warning.
+			c.log().Warn("cannot record presence", "err", err)
+		}
+	}
+}
+
+func (c *conn) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer close(c.done)
+	if p := c.srv.cfg.Presence; p != nil {
+		defer func() {
+			lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer lcancel()
+			if err := p.Leave(lctx, c.id, c.name); err != nil {
+				c.log().Warn("cannot clear presence", "err", err)
+			}
+		}()
+	}
+	hello := sessionproto.Frame{Type: sessionproto.TypeHello, Hello: &sessionproto.Hello{
+		Session: c.name, Tenant: c.id.Tenant, Connector: c.id.Connector, Queue: c.queue,
+		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
+	}}
+	if err := c.write(ctx, hello); err != nil {
+		c.log().Info("session closed before hello", "err", err)
+		return
+	}
+	if !c.nudging.CompareAndSwap(nudgeWriting, nudgeIdle) { // nudged before the hello
+		c.nudging.Store(nudgeWriting)
+		go c.writeNudges()
+	}
+	c.keepalive(ctx)
+	err := c.readLoop(ctx)
+	c.inflight.Wait()
+	log := c.log()
+	switch status := websocket.CloseStatus(err); {
+	case c.closedWith.Load() != 0: // we closed it; the read may fail either way
+		log.Info("session closed", "status", c.closedWith.Load(), "by", "worker")
+	case status == websocket.StatusNormalClosure, status == websocket.StatusGoingAway:
+		log.Info("session closed", "status", int(status), "by", "connector")
+	default:
+		log.Info("session ended", "err", err)
+	}
+	_ = c.ws.CloseNow()
+}
+
+// close ends the session with code; the first code given is logged.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closedWith.CompareAndSwap(0, int32(code))
+	_ = c.ws.Close(code, reason)
+}
+
+// keepalive pings well under any ingress idle timeout, on a timer rather
+// than a goroutine of its own: an idle session is one goroutine (its read
+// loop). Each tick runs on a short-lived goroutine of its own.
+func (c *conn) keepalive(ctx context.Context) {
+	var t *time.Timer
+	t = time.AfterFunc(c.srv.cfg.PingInterval, func() {
+		if c.tick(ctx) {
+			select {
+			case <-c.done:
+			default:
+				t.Reset(c.srv.cfg.PingInterval)
+			}
+		}
+	})
+	context.AfterFunc(ctx, func() { t.Stop() })
+}
+
+// tick checks that the session may go on and pings; it reports whether it
+// did go on.
+func (c *conn) tick(ctx context.Context) bool {
+	if d := c.srv.cfg.Directory; d != nil && !d.Active(c.id) {
+		c.srv.log.Warn("audit: session_revoked", "audit", true, "event", "session_revoked", "tenant", c.id.Tenant, "connector", c.id.Connector, "session", c.name)
+		c.close(sessionproto.CloseRevoked, "connector is no longer registered or is disabled")
+		return false
+	}
+	if exp := c.expires.Load(); exp != 0 && time.Now().UnixNano() > exp {
+		c.log().Info("access token expired; closing session")
+		c.close(sessionproto.CloseTokenExpired, "access token expired; reconnect with a fresh token")
+		return false
+	}
+	// The pong is read by the read loop, which pauses while the session has
+	// MaxInFlight requests open: allow a whole interval.
+	pctx, cancel := context.WithTimeout(ctx, max(c.srv.cfg.PingInterval, c.srv.cfg.WriteTimeout))
+	err := c.ws.Ping(pctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		c.log().Info("connector missed ping; closing session", "err", err)
+		c.close(websocket.StatusPolicyViolation, "ping timeout")
+		return false
+	}
+	return err == nil
+}
+
+// Nudge states (conn.nudging).
+const (
+	nudgeIdle    = iota
+	nudgeWriting // a goroutine is writing a nudge frame
+	nudgeAgain   // ... and another nudge came meanwhile: one more frame
+)
+
+// nudge tells the connector it has messages. It never blocks (routing must
+// not wait on a connector's socket) and coalesces: while a nudge frame is
+// being written, any number of nudges make one more frame.
+func (c *conn) nudge() {
+	for {
+		switch c.nudging.Load() {
+		case nudgeIdle:
+			if c.nudging.CompareAndSwap(nudgeIdle, nudgeWriting) {
+				go c.writeNudges()
+				return
+			}
+		case nudgeWriting:
+			if c.nudging.CompareAndSwap(nudgeWriting, nudgeAgain) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (c *conn) writeNudges() {
+	for {
+		select {
+		case <-c.done:
+			c.nudging.Store(nudgeIdle)
+			return
+		default:
+		}
+		// Bounded by WriteTimeout, and ended by the session's close.
+		if err := c.write(context.Background(), sessionproto.Frame{Type: sessionproto.TypeNudge}); err != nil {
+			c.log().Debug("cannot write nudge", "err", err)
+		}
+		if c.nudging.CompareAndSwap(nudgeWriting, nudgeIdle) {
+			return
+		}
+		c.nudging.Store(nudgeWriting) // was nudgeAgain
+	}
+}
+
+// goAway refuses new requests, waits for those in flight and closes with
+// 1001 so the connector reconnects to another replica at once.
+func (c *conn) goAway() {
+	c.awayOnce.Do(func() {
+		c.leaving.Store(true)
+		c.inflight.Wait()
+		c.close(websocket.StatusGoingAway, "worker shutting down")
+	})
+}
+
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		typ, r, err := c.ws.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(io.LimitReader(r, sessionproto.MaxFrameBytes+1))
+		if err != nil {
+			return err
+		}
+		if len(data) > sessionproto.MaxFrameBytes {
+			// Skip the rest; past HardFrameLimit the library closes with 1009.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+			c.reject(ctx, "", sessionproto.CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; nothing in it was processed", sessionproto.MaxFrameBytes))
+			continue
+		}
+		if typ != websocket.MessageText {
+			c.reject(ctx, "", sessionproto.CodeBadFrame, "frames are JSON text messages")
+			continue
+		}
+		f, err := sessionproto.Decode(data)
+		if err != nil {
+			var perr *sessionproto.Error
+			errors.As(err, &perr)
+			c.reject(ctx, f.ID, perr.Code, perr.Message)
+			continue
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.inflight.Add(1)
+		go func() {
+			defer func() { <-c.slots; c.inflight.Done() }()
+			c.handle(ctx, f)
+		}()
+	}
+}
