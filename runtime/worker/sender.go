@@ -1,0 +1,151 @@
+package worker
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
+	"github.com/botehq/platform/runtime/sessionproto"
+	"github.com/botehq/platform/runtime/worker/session"
+)
+
+// cloudSender puts connector messages on the cloud queue with the verified
+// identity stamped as From.
+type cloudSender struct {
+	bus    bus.Driver
+	claims claimStore        // nil: no uploads
+	key    *ecdsa.PrivateKey // nil: envelopes are not signed
+}
+
+// send signs env when the worker has a key and puts it on queue.
+func (s *cloudSender) send(ctx context.Context, queue string, env *envelope.Envelope) error {
+	if s.key != nil {
+		if err := env.Sign(s.key); err != nil {
+			return err
+		}
+	}
+	return s.bus.Send(ctx, queue, env, nil)
+}
+
+// claimStore is what the worker needs of the claim check store for uploads.
+type claimStore interface {
+	Container() string
+	MaxBodyBytes() int64
+	UploadURL(ctx context.Context, blobName string, ttl time.Duration) (string, time.Time, error)
+}
+
+// uploadTTL is how long an upload URL is valid.
+const uploadTTL = 15 * time.Minute
+
+// uploadPrefix is the folder of id's uploads in the claim container: a
+// connector may only reference blobs below its own.
+func uploadPrefix(id session.Identity) (string, error) {
+	q, err := queuename.For(id.Tenant, id.Connector)
+	if err != nil {
+		return "", err
+	}
+	return "uploads/" + q + "/", nil
+}
+
+// uploads hands connectors write-only URLs for large bodies.
+type uploads struct {
+	claims claimStore
+}
+
+func (u *uploads) UploadURL(ctx context.Context, id session.Identity) (sessionproto.Upload, error) {
+	prefix, err := uploadPrefix(id)
+	if err != nil {
+		return sessionproto.Upload{}, err
+	}
+	blob := prefix + envelope.NewID()
+	url, exp, err := u.claims.UploadURL(ctx, blob, uploadTTL)
+	if err != nil {
+		return sessionproto.Upload{}, err
+	}
+	return sessionproto.Upload{Blob: blob, URL: url, ExpiresAt: exp, MaxBytes: u.claims.MaxBodyBytes()}, nil
+}
+
+// claim turns a connector's claim into an envelope claim, refusing blobs
+// that are not the connector's own uploads.
+func (s *cloudSender) claim(from session.Identity, c *sessionproto.Claim) (*envelope.Claim, error) {
+	if s.claims == nil {
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: "this gateway takes no uploads"}
+	}
+	prefix, err := uploadPrefix(from)
+	if err != nil {
+		return nil, err
+	}
+	name, ok := strings.CutPrefix(c.Blob, prefix)
+	if !ok || name == "" || strings.ContainsAny(name, "/\\") || strings.Contains(name, "..") {
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("claim blob %q is not one of this connector's uploads", c.Blob)}
+	}
+	if c.Size < 0 || c.Size > s.claims.MaxBodyBytes() {
+		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("claim size %d is outside 0..%d", c.Size, s.claims.MaxBodyBytes())}
+	}
+	return &envelope.Claim{Container: s.claims.Container(), Blob: c.Blob, Size: c.Size, SHA256: c.SHA256}, nil
+}
+
+func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m sessionproto.Message) (string, error) {
+	id := m.ID
+	if id == "" {
+		id = envelope.NewID()
+	}
+	env := &envelope.Envelope{
+		ID: id, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, Kind: envelope.KindCloud,
+		From:    &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
+		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: time.Now().UTC(),
+	}
+	if m.Claim != nil {
+		c, err := s.claim(from, m.Claim)
+		if err != nil {
+			return "", err
+		}
+		env.Claim = c
+	}
+	if err := env.Validate(); err != nil {
+		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
+	}
+	if err := s.send(ctx, bus.QueueCloud, env); err != nil {
+		if errors.Is(err, bus.ErrTooLarge) {
+			return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
+		}
+		return "", err
+	}
+	return id, nil
+}
+
+func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d sessionproto.DeadLetter) error {
+	queue, err := queuename.For(from.Tenant, from.Connector)
+	if err != nil {
+		return err
+	}
+	env := &envelope.Envelope{
+		ID: envelope.NewID(), Kind: envelope.KindCloud,
+		From: &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
+		Headers: map[string]string{
+			envelope.HeaderDeadLetter: d.Reason,
+			"bote-source-queue":       queue,
+			"bote-queue-message-id":   d.MessageID,
+			"bote-dequeue-count":      fmt.Sprint(d.DequeueCount),
+			"bote-description":        truncate(d.Description, 2048),
+		},
+		ContentType: "text/plain", Body: []byte(d.Text), CreatedAt: time.Now().UTC(),
+	}
+	if err := s.send(ctx, QueueConnectorErrors, env); err != nil {
+		return fmt.Errorf("cannot record dead letter from %s: %w", from, err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,86 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/busdriver"
+	"github.com/botehq/platform/runtime/claimcheck"
+	"github.com/botehq/platform/runtime/worker/connqueue"
+)
+
+func busName(b string) string {
+	if b == "" {
+		return BusStorageQueue
+	}
+	return b
+}
+
+func credentialIf(ok bool, c azcore.TokenCredential) azcore.TokenCredential {
+	if ok {
+		return c
+	}
+	return nil
+}
+
+type storage struct {
+	queues *azqueue.ServiceClient
+	tables *aztables.ServiceClient
+	key    *azqueue.SharedKeyCredential
+}
+
+func openStorage(cfg *Config) (*storage, error) {
+	st := &storage{}
+	if cfg.StorageConnectionString != "" {
+		cs, err := connqueue.ParseConnectionString(cfg.StorageConnectionString)
+		if err != nil {
+			return nil, err
+		}
+		qkey, err := azqueue.NewSharedKeyCredential(cs.AccountName, cs.AccountKey)
+		if err != nil {
+			return nil, fmt.Errorf("cannot use storage account key: %w", err)
+		}
+		tkey, err := aztables.NewSharedKeyCredential(cs.AccountName, cs.AccountKey)
+		if err != nil {
+			return nil, fmt.Errorf("cannot use storage account key: %w", err)
+		}
+		if st.queues, err = azqueue.NewServiceClientWithSharedKeyCredential(cs.QueueEndpoint, qkey, nil); err != nil {
+			return nil, fmt.Errorf("cannot create queue client: %w", err)
+		}
+		if st.tables, err = aztables.NewServiceClientWithSharedKey(cs.TableEndpoint, tkey, nil); err != nil {
+			return nil, fmt.Errorf("cannot create table client: %w", err)
+		}
+		st.key = qkey
+		return st, nil
+	}
+	var err error
+	if st.queues, err = azqueue.NewServiceClient(cfg.QueueURL, cfg.Credential, nil); err != nil {
+		return nil, fmt.Errorf("cannot create queue client: %w", err)
+	}
+	if st.tables, err = aztables.NewServiceClient(cfg.TableURL, cfg.Credential, nil); err != nil {
+		return nil, fmt.Errorf("cannot create table client: %w", err)
+	}
+	if cfg.StorageAccountKey != "" {
+		if st.key, err = azqueue.NewSharedKeyCredential(cfg.StorageAccountName, cfg.StorageAccountKey); err != nil {
+			return nil, fmt.Errorf("cannot use storage account key: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func openBus(ctx context.Context, cfg *Config, claims *claimcheck.Store, log *slog.Logger) (bus.Driver, error) {
+	if cfg.OpenBus != nil {
+		return cfg.OpenBus(ctx)
+	}
+	return busdriver.Open(busdriver.Config{
+		Kind: cfg.Bus, StorageConnectionString: cfg.StorageConnectionString, QueueURL: cfg.QueueURL, CreateQueues: cfg.CreateResources,
+		ServiceBusConnectionString: cfg.ServiceBusConnectionString, ServiceBusNamespace: cfg.ServiceBusNamespace,
+		Credential: cfg.Credential, Claims: claims, Logger: log,
+	})
+}
