@@ -1,0 +1,284 @@
+package botecloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/retry"
+)
+
+// Message is a received connector message.
+type Message struct {
+	ID            string
+	CorrelationID string
+	ReplyTo       string
+	// From is the sending connector as verified by the worker.
+	From        envelope.Identity
+	Headers     map[string]string
+	ContentType string
+	Body        []byte
+	CreatedAt   time.Time
+	// DeliveryCount is the transport's count (1 on first delivery);
+	// Attempt counts handler calls within this delivery (1 first).
+	DeliveryCount, Attempt int
+}
+
+// Handler handles one message. Returning nil completes it; an error
+// retries it (see the package doc); Permanent(err) dead-letters it at once.
+type Handler func(ctx context.Context, m *Message) error
+
+// Permanent marks err as not worth retrying: the message is dead-lettered.
+func Permanent(err error) error {
+	return retry.Permanent(err)
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	return retry.IsPermanent(err)
+}
+
+// ErrRunning is returned by Run when the client is already running.
+var ErrRunning = errors.New("cloud client is already running")
+
+// Run receives from the cloud queue and calls h until ctx is cancelled,
+// then drains in-flight handlers and returns nil.
+func (c *Client) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("cannot run: handler is nil")
+	}
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return ErrRunning
+	}
+	c.running = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.running = false
+		c.mu.Unlock()
+	}()
+
+	// Handlers outlive ctx by up to DrainTimeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	slots := make(chan struct{}, c.cfg.Concurrency)
+	var wg sync.WaitGroup
+	wait := c.cfg.PollMin
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots)
+		if free == 0 {
+			// Wait for a slot before asking for more.
+			select {
+			case slots <- struct{}{}:
+				<-slots
+			case <-ctx.Done():
+			}
+			continue
+		}
+		ms, err := c.cfg.Bus.Receive(ctx, c.cfg.CloudQueue, free, c.cfg.Lock)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.WarnContext(ctx, "cannot receive; backing off", "queue", c.cfg.CloudQueue, "err", err, "wait", wait)
+			}
+		}
+		if len(ms) == 0 {
+			_ = c.sleep(ctx, wait)
+			wait = min(wait*2, c.cfg.PollMax)
+			continue
+		}
+		wait = c.cfg.PollMin
+		for _, m := range ms {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				c.process(work, m, h)
+			}()
+		}
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(c.cfg.DrainTimeout):
+		c.log.Warn("drain timeout; cancelling in-flight handlers", "timeout", c.cfg.DrainTimeout)
+		cancelWork()
+		<-drained
+	}
+	return nil
+}
+
+// settleTimeout bounds one settlement call.
+const settleTimeout = 30 * time.Second
+
+func (c *Client) settle(ctx context.Context, what string, m *bus.Message, op func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := op(ctx); err != nil {
+		// The message comes back after its lock expires; dedup catches it
+		// if it was handled.
+		c.log.WarnContext(ctx, "cannot "+what+" message", "id", idOf(m), "err", err)
+	}
+}
+
+func idOf(m *bus.Message) string {
+	if m.Envelope == nil {
+		return ""
+	}
+	return m.Envelope.ID
+}
+
+// process handles one received message end to end.
+func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
+	env := m.Envelope
+	if env == nil || env.Kind != envelope.KindCloud || env.From == nil || !env.From.IsConnector() {
+		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+			return c.cfg.Bus.DeadLetter(ctx, m, "unverified sender", "a message on the cloud queue must be a connector message stamped by the worker")
+		})
+		return
+	}
+	if err := c.verifyWorker(env); err != nil {
+		c.log.WarnContext(ctx, "audit: forged_envelope_refused", "audit", true, "event", "forged_envelope_refused",
+			"id", env.ID, "from", env.From.String(), "err", err)
+		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+			return c.cfg.Bus.DeadLetter(ctx, m, "unverified sender", err.Error())
+		})
+		return
+	}
+	log := c.log.With("id", env.ID, "from", env.From.String(), "delivery", m.DeliveryCount)
+	if c.seen.Has(env.ID) {
+		log.InfoContext(ctx, "duplicate message completed without handling")
+		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
+		return
+	}
+	if !c.claim(env.ID) {
+		// Another copy is being handled right now: look again later, when
+		// it will be in the dedup memory (or have failed).
+		c.settle(ctx, "abandon", m, func(ctx context.Context) error { return c.cfg.Bus.Abandon(ctx, m, c.cfg.Lock/2) })
+		return
+	}
+	defer c.release(env.ID)
+
+	err := c.handle(ctx, m, h, log)
+	switch {
+	case err == nil:
+		c.seen.Add(env.ID)
+		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
+	case IsPermanent(err):
+		log.WarnContext(ctx, "handler failed permanently; dead-lettering", "err", err)
+		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+			return c.cfg.Bus.DeadLetter(ctx, m, "handler failed permanently", err.Error())
+		})
+	case m.DeliveryCount <= c.cfg.DelayedRetries:
+		delay := c.cfg.DelayedRetryBase * time.Duration(m.DeliveryCount)
+		log.WarnContext(ctx, "handler failed; delayed retry", "err", err, "delay", delay)
+		c.settle(ctx, "abandon", m, func(ctx context.Context) error { return c.cfg.Bus.Abandon(ctx, m, delay) })
+	default:
+		reason := fmt.Sprintf("handler failed after %d immediate and %d delayed retries", c.cfg.ImmediateRetries, c.cfg.DelayedRetries)
+		log.ErrorContext(ctx, reason+"; dead-lettering", "err", err)
+		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error { return c.cfg.Bus.DeadLetter(ctx, m, reason, err.Error()) })
+	}
+}
+
+// verifyWorker checks the worker's signature when WorkerKeys are set.
+func (c *Client) verifyWorker(env *envelope.Envelope) error {
+	if len(c.cfg.WorkerKeys) == 0 {
+		return nil
+	}
+	var err error
+	for _, k := range c.cfg.WorkerKeys {
+		if err = env.VerifySignature(k); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("not signed by the worker: %w", err)
+}
+
+func (c *Client) claim(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inFlight[id] {
+		return false
+	}
+	c.inFlight[id] = true
+	return true
+}
+
+func (c *Client) release(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inFlight, id)
+}
+
+// handle calls h with immediate retries while renewing the lock.
+func (c *Client) handle(ctx context.Context, m *bus.Message, h Handler, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		c.renew(ctx, m, stop, cancel, log)
+	}()
+	defer func() { close(stop); <-renewed }()
+
+	env := m.Envelope
+	var err error
+	for attempt := 1; attempt <= 1+c.cfg.ImmediateRetries; attempt++ {
+		msg := &Message{
+			ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo,
+			From: *env.From, Headers: maps.Clone(env.Headers), ContentType: env.ContentType,
+			Body: env.Body, CreatedAt: env.CreatedAt, DeliveryCount: m.DeliveryCount, Attempt: attempt,
+		}
+		err = callHandler(ctx, h, msg)
+		if err == nil || IsPermanent(err) || ctx.Err() != nil {
+			return err
+		}
+		log.DebugContext(ctx, "handler failed; immediate retry", "attempt", attempt, "err", err)
+	}
+	return err
+}
+
+// callHandler turns a handler panic into an error so one bad message cannot
+// take the service down.
+func callHandler(ctx context.Context, h Handler, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, m)
+}
+
+// renew extends the lock every Lock/2 until stop; a lost lock cancels the
+// handler.
+func (c *Client) renew(ctx context.Context, m *bus.Message, stop <-chan struct{}, cancel context.CancelFunc, log *slog.Logger) {
+	t := time.NewTicker(c.cfg.Lock / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := c.cfg.Bus.RenewLock(ctx, m, c.cfg.Lock)
+			if errors.Is(err, bus.ErrLockLost) {
+				log.WarnContext(ctx, "lock lost during handling; cancelling handler", "err", err)
+				cancel()
+				return
+			}
+			if err != nil {
+				log.WarnContext(ctx, "cannot renew lock", "err", err)
+			}
+		}
+	}
+}
