@@ -175,8 +175,8 @@ func (c Config) Validate() error {
 }
 
 // Dispatcher hands runs to agents and records their reports. Create it
-// with New, pass its OnChange to runs.Config.OnChange, start Run, and give
-// Handle to botecloud.Client.Run.
+// with New, subscribe its OnChange to the Manager (runs.Manager.Subscribe),
+// start Run, and give Handle to botecloud.Client.Run.
 type Dispatcher struct {
 	cfg Config
 	m   *runs.Manager
@@ -253,7 +253,7 @@ func (d *Dispatcher) Kick(tenant, workspace string) {
 	}
 }
 
-// OnChange is the runs.Config.OnChange hook: it wakes followers, queues
+// OnChange is the Manager's change hook (runs.Manager.Subscribe): it wakes followers, queues
 // dispatches when a workspace or agent may be free, and tells an agent to
 // stop a run it must no longer execute. It never blocks.
 func (d *Dispatcher) OnChange(r runs.Run) {

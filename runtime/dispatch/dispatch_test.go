@@ -209,12 +209,12 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	store := runstore.NewMemory()
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: e.roleLog}, nil))
-	e.m, err = runs.New(runs.Config{Store: store, Roster: RegistryRoster(reg), Now: e.clock, Logger: log, SilentAfter: time.Minute,
-		OnChange: func(r runs.Run) { e.d.OnChange(r) }})
+	e.m, err = runs.New(runs.Config{Store: store, Roster: RegistryRoster(reg), Now: e.clock, Logger: log, SilentAfter: time.Minute})
 	require.NoError(t, err)
 	e.d, err = New(Config{Manager: e.m, Tenants: store.ListTenants, Sender: e.sender, Signer: fakeSigner{}, Logs: e.logs,
 		States: e.states, Keys: reg, Secrets: e.secrets, Audit: e.audited, Logger: log, Now: e.clock, LogWait: 300 * time.Millisecond})
 	require.NoError(t, err)
+	e.m.Subscribe(e.d.OnChange)
 	ctx := context.Background()
 	for tenant := range agents {
 		_, err := e.m.CreateTenant(ctx, runs.Tenant{ID: tenant})

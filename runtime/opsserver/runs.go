@@ -186,18 +186,18 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
 			"agentSilentAfter", c.AgentSilentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
 	}
-	var d *dispatch.Dispatcher
-	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnChange: func(r runs.Run) { d.OnChange(r) }, OnTransition: st.audit.RunTransition})
+	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.audit.RunTransition})
 	if err != nil {
 		return nil, err
 	}
-	d, err = dispatch.New(dispatch.Config{
+	d, err := dispatch.New(dispatch.Config{
 		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts,
 		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	st.manager.Subscribe(d.OnChange) // before anything changes a run
 	st.dispatcher = d
 	for _, t := range tenantsOf(reg.Current()) {
 		if _, err := st.manager.CreateTenant(ctx, runs.Tenant{ID: t}); err != nil && !errors.Is(err, runs.ErrExists) {

@@ -60,9 +60,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Run, error) {
 			return Run{}, err
 		}
 		m.log.InfoContext(ctx, "terraform started", "tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "agent", req.Agent, "claim", req.Claim, "state", r.State)
-		if m.onChange != nil {
-			m.onChange(r)
-		}
+		m.notify(r)
 		return r, nil
 	})
 }

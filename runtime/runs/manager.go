@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -72,13 +73,15 @@ func (c Config) Validate() error {
 // relayserver replica) may share one Store: every change is a conditional
 // write, so two replicas never start one run or one workspace twice.
 type Manager struct {
-	store    Store
-	roster   Roster
-	silent   time.Duration
-	now      func() time.Time
-	log      *slog.Logger
-	onChange func(Run)
-	onMove   func(context.Context, Run, Transition)
+	store  Store
+	roster Roster
+	silent time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+	onMove func(context.Context, Run, Transition)
+
+	subMu sync.RWMutex
+	subs  []func(Run) // Config.OnChange, then what Subscribe added
 }
 
 // New returns a Manager.
@@ -86,7 +89,10 @@ func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Manager{store: cfg.Store, roster: cfg.Roster, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onChange: cfg.OnChange, onMove: cfg.OnTransition}
+	m := &Manager{store: cfg.Store, roster: cfg.Roster, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onMove: cfg.OnTransition}
+	if cfg.OnChange != nil {
+		m.subs = append(m.subs, cfg.OnChange)
+	}
 	if m.silent == 0 {
 		m.silent = DefaultSilentAfter
 	}
@@ -101,8 +107,29 @@ func New(cfg Config) (*Manager, error) {
 
 func (m *Manager) clock() time.Time { return m.now().UTC() }
 
-// changed logs a stored change of r and tells Config.OnTransition and
-// Config.OnChange.
+// Subscribe adds f to what is told of every run this Manager stores a
+// change of, after Config.OnChange and under the same rules (after the
+// write, must not block). It is how a component built on the Manager, the
+// dispatcher, registers once it exists; changes stored before Subscribe are
+// not replayed.
+func (m *Manager) Subscribe(f func(Run)) {
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	m.subs = append(m.subs, f)
+}
+
+// notify tells the subscribers of a stored change of r.
+func (m *Manager) notify(r Run) {
+	m.subMu.RLock()
+	subs := m.subs
+	m.subMu.RUnlock()
+	for _, f := range subs {
+		f(r)
+	}
+}
+
+// changed logs a stored change of r and tells Config.OnTransition and the
+// subscribers (Config.OnChange, Subscribe).
 func (m *Manager) changed(ctx context.Context, msg string, r Run, attrs ...any) {
 	m.log.InfoContext(ctx, msg, append([]any{"tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State}, attrs...)...)
 	if m.onMove != nil {
@@ -110,9 +137,7 @@ func (m *Manager) changed(ctx context.Context, msg string, r Run, attrs ...any) 
 			m.onMove(ctx, r, t)
 		}
 	}
-	if m.onChange != nil {
-		m.onChange(r)
-	}
+	m.notify(r)
 }
 
 // newTransitions are the transitions of r's latest change. Every change

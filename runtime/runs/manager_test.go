@@ -169,6 +169,19 @@ func TestOnChangeSeesEveryStoredChange(t *testing.T) {
 	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planning, runs.Cancelled}, seen, "a refused change is not reported")
 }
 
+func TestSubscribeHearsChangesAfterOnChange(t *testing.T) {
+	ctx := context.Background()
+	var seen []string
+	m := contoso(t, runs.Config{Store: runstore.NewMemory(), OnChange: func(r runs.Run) { seen = append(seen, "config "+string(r.State)) }})
+	m.Subscribe(func(r runs.Run) { seen = append(seen, "subscriber "+string(r.State)) })
+	q := enqueue(t, m)
+	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	_, err = m.Approve(ctx, "contoso", q.ID, "bob")
+	require.ErrorIs(t, err, runs.ErrIllegalTransition)
+	assert.Equal(t, []string{"config queued", "subscriber queued", "config planning", "subscriber planning"}, seen, "in order, a refused change is not reported")
+}
+
 func TestFourEyesRefusesSelfApproval(t *testing.T) {
 	ctx := context.Background()
 	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
