@@ -71,6 +71,7 @@ func configErr(key string, format string, args ...any) error {
 // loadConfig reads and validates the stack config. Every error names the
 // config key to fix.
 func loadConfig(ctx *pulumi.Context) (*Config, error) {
+	// size: one read-and-check per config key, each naming its key in the error.
 	c := config.New(ctx, "")
 	var cfg Config
 	var err error

@@ -65,6 +65,7 @@ func SubscriptionSuffix(subscriptionID string) string {
 
 // deploy registers the environment and returns (and exports) its outputs.
 func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
+	// size: the environment's resource graph in dependency order; helpers would only thread its outputs around.
 	cfg, err := loadConfig(ctx)
 	if err != nil {
 		return nil, err

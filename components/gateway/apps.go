@@ -91,6 +91,7 @@ func CommonSettings(c azurecloud.Cloud, id *access.Identity) map[string]pulumi.S
 }
 
 func (b *builder) apps() error {
+	// size: the container apps and their wiring in dependency order; helpers would only thread outputs around.
 	a := b.args
 	platform, err := apphost.NewPlatform(b.ctx, b.child("apps"), apphost.PlatformArgs{
 		Cloud: a.Cloud, Hosting: a.Hosting, Name: b.n.platform, ResourceGroupName: a.ResourceGroupName,

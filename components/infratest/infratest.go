@@ -192,6 +192,7 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 
 // NewResource records a registration and fabricates its id and outputs.
 func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	// size: one case per mocked resource type.
 	c := m.rec.cloud
 	in := args.Inputs
 	str := func(k string) string {

@@ -140,6 +140,7 @@ type OpsRelay struct {
 
 // New registers the ops relay.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*OpsRelay, error) {
+	// size: one resource graph declared in dependency order; helpers would only thread its outputs around.
 	if args == nil {
 		return nil, fmt.Errorf("opsrelay %s: args are required", name)
 	}

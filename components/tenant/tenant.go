@@ -153,6 +153,7 @@ type Tenant struct {
 
 // New registers one tenant.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Tenant, error) {
+	// size: one tenant's resource graph in dependency order; helpers would only thread its outputs around.
 	if args == nil {
 		return nil, fmt.Errorf("tenant %s: args are required", name)
 	}

@@ -17,6 +17,7 @@ func phaseKey(id, token string) string { return id + "/" + token }
 // would hold one of the connector's handler slots, which run.cancel
 // messages need.
 func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
+	// size: the checks, slot wait and start of one phase, in order; they share the run's log and key.
 	log := a.log.With("run", asg.RunID, "claim", asg.ClaimToken, "op", asg.Op, "workspace", asg.Workspace)
 	key := phaseKey(asg.RunID, asg.ClaimToken)
 	if asg.Tenant != a.cfg.Tenant {

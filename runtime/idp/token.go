@@ -106,6 +106,7 @@ type issued struct {
 // token handles one token request. clientID is the client the request
 // claims to be (verified only if d is nil), for the audit log.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) (clientID string, resp issued, d *denial) {
+	// size: one case per grant type, each checked where it is used.
 	now := s.cfg.Now()
 	if r.Method != http.MethodPost {
 		return "", resp, &denial{status: http.StatusMethodNotAllowed, code: "invalid_request",

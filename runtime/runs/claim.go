@@ -75,6 +75,7 @@ func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent,
 }
 
 func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run, error) {
+	// size: one read-check-commit attempt inside retry; its locals carry state between attempts.
 	admitted, ok := m.admit(agent)
 	if !ok {
 		return Run{}, fmt.Errorf("%w: %w: %s/%s", ErrAgentUnavailable, ErrNotAgent, agent.Tenant, agent.ID)

@@ -35,6 +35,7 @@ type Report struct {
 // (and Approved at once when the workspace auto-applies), one without
 // changes ends NoChanges; every final state releases the workspace.
 func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
+	// size: one read-check-commit attempt inside retry; its locals carry state between attempts.
 	switch rep.State {
 	case Planned, Applied, Failed, Cancelled:
 	default:

@@ -149,6 +149,7 @@ func skipDir(name string, workdir bool) bool {
 // point outside dir. Entries are in lexical order with fixed times and
 // owners, so the same tree packs to the same bytes.
 func Pack(dir string, w io.Writer, opts PackOptions) (Stats, error) {
+	// size: one walk whose limit and symlink checks share the running totals.
 	lim := opts.Limits
 	if err := lim.Validate(); err != nil {
 		return Stats{}, err

@@ -84,6 +84,7 @@ func main() {
 }
 
 func run(pkg, out, tarball string) error {
+	// size: the generator's pipeline (load, resolve, fill, write) in order over one gen.
 	var meta struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`

@@ -47,6 +47,7 @@ func main() {
 }
 
 func run() error {
+	// size: the demo's script, step by step.
 	keep := flag.Bool("keep", false, "leave the platform running after the demo, until Ctrl-C")
 	verbose := flag.Bool("v", false, "show every process's output")
 	flag.Parse()

@@ -21,6 +21,7 @@ const maxRelayedBody = 256 << 20
 // control channel when it fits, else the listener is told to fetch it over a
 // rendezvous socket.
 func (s *Server) serveRelayedHTTP(w http.ResponseWriter, r *http.Request) {
+	// size: one relayed HTTP exchange of the fake relay, step by step as the protocol runs.
 	snd, ok := s.senderEntity(w, r, r.URL.Path, http.StatusBadGateway, true)
 	if !ok {
 		return

@@ -98,6 +98,7 @@ type response struct {
 }
 
 func (s *Server) serveListen(w http.ResponseWriter, r *http.Request, path string) {
+	// size: one listener exchange of the fake relay, step by step as the protocol runs.
 	s.listens.Add(1)
 	s.mu.Lock()
 	hc, _ := s.findEntity(path)

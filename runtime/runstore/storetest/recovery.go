@@ -15,6 +15,7 @@ import (
 // not), an apply whose Terraform started needs attention and keeps the
 // workspace until its agent's result (or an operator) settles it.
 func testSilentAgent(t *testing.T, f Fixture) {
+	// size: one scenario told step by step; each step depends on the state the previous one left.
 	e := newEnv(t, f.Store)
 	e.workspace("app", runs.Options{}, nil)
 	e.agent("a1", 1, nil)
