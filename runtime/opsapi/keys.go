@@ -17,31 +17,6 @@ type KeyManager interface {
 	RevokeKey(ctx context.Context, id string) (operatorauth.KeyInfo, error)
 }
 
-// APIKey describes an operator API key: never its secret or hash.
-type APIKey = operatorauth.KeyInfo
-
-// CreateKeyRequest is the body of POST /v1/keys. Give admin or tenants.
-type CreateKeyRequest struct {
-	ID          string `json:"id"`
-	Description string `json:"description,omitempty"`
-	// Admin makes a platform administrator key.
-	Admin bool `json:"admin,omitempty"`
-	// Tenants maps tenant id to role: reader, operator or approver.
-	Tenants map[string]operatorauth.Role `json:"tenants,omitempty"`
-}
-
-// NewKey is the answer to creating or rotating a key: Key is the secret,
-// shown this once; the server keeps only its hash.
-type NewKey struct {
-	Key    string `json:"key"`
-	APIKey APIKey `json:"api_key"`
-}
-
-// KeyList is the body of GET /v1/keys.
-type KeyList struct {
-	Keys []APIKey `json:"keys"`
-}
-
 func (s *Server) keyRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/v1/keys", admin: true, handler: s.needKeys(s.listKeys)},

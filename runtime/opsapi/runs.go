@@ -266,7 +266,7 @@ func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
 		s.runsError(w, r, err)
 		return
 	}
-	next := req.apply(cur, timeouts)
+	next := applyUpdate(req, cur, timeouts)
 	if !s.mayChangeApproval(w, r, cur.Options, next.Options) {
 		return
 	}
@@ -282,7 +282,7 @@ func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
 			raced = true
 			return
 		}
-		*ws = req.apply(*ws, timeouts)
+		*ws = applyUpdate(req, *ws, timeouts)
 	})
 	if err != nil {
 		s.runsError(w, r, err)
@@ -373,12 +373,6 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusAccepted, apiRun(queued.Run, queued.Waiting))
 }
-
-// Limits of GET .../runs.
-const (
-	DefaultRunListLimit = 100
-	MaxRunListLimit     = 1000
-)
 
 // listRuns lists the tenant's runs newest first: ?workspace= one
 // workspace's (which must exist), ?state= (repeated or comma-separated)

@@ -23,7 +23,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // maxBody bounds a response body the client reads.
@@ -45,7 +45,7 @@ type APIError struct {
 	Code       string
 	Message    string
 	RequestID  string
-	// Reason, MissingRole and Tenant explain a 403 (see opsapi.ErrorDetail).
+	// Reason, MissingRole and Tenant explain a 403 (see opsapitypes.ErrorDetail).
 	Reason, MissingRole, Tenant string
 }
 
@@ -220,7 +220,7 @@ func unwrapURLError(err error) error {
 }
 
 func apiError(status int, body []byte) error {
-	var eb opsapi.ErrorBody
+	var eb opsapitypes.ErrorBody
 	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
 		msg := strings.TrimSpace(string(body))
 		if len(msg) > 200 {
@@ -233,8 +233,8 @@ func apiError(status int, body []byte) error {
 }
 
 // Status returns GET /v1/status.
-func (c *Client) Status(ctx context.Context) (*opsapi.Status, error) {
-	var st opsapi.Status
+func (c *Client) Status(ctx context.Context) (*opsapitypes.Status, error) {
+	var st opsapitypes.Status
 	if err := c.get(ctx, "/v1/status", nil, &st); err != nil {
 		return nil, fmt.Errorf("cannot get status: %w", err)
 	}
@@ -243,7 +243,7 @@ func (c *Client) Status(ctx context.Context) (*opsapi.Status, error) {
 
 // Agents returns the agents of GET /v1/agents, optionally only one
 // tenant's.
-func (c *Client) Agents(ctx context.Context, tenant string) ([]opsapi.Agent, error) {
+func (c *Client) Agents(ctx context.Context, tenant string) ([]opsapitypes.Agent, error) {
 	list, err := c.AgentList(ctx, tenant)
 	if err != nil {
 		return nil, err
@@ -253,12 +253,12 @@ func (c *Client) Agents(ctx context.Context, tenant string) ([]opsapi.Agent, err
 
 // AgentList returns GET /v1/agents, optionally only one tenant's, with the
 // deployed agent version when the server knows it.
-func (c *Client) AgentList(ctx context.Context, tenant string) (*opsapi.AgentList, error) {
+func (c *Client) AgentList(ctx context.Context, tenant string) (*opsapitypes.AgentList, error) {
 	q := url.Values{}
 	if tenant != "" {
 		q.Set("tenant", tenant)
 	}
-	var list opsapi.AgentList
+	var list opsapitypes.AgentList
 	if err := c.get(ctx, "/v1/agents", q, &list); err != nil {
 		return nil, fmt.Errorf("cannot list agents: %w", err)
 	}
@@ -272,7 +272,7 @@ var ErrStreamEnded = errors.New("server ended the event stream")
 // Events opens GET /v1/events and calls fn for each event until ctx ends
 // (returning nil), fn returns an error (returned as is), or the stream
 // breaks. interval 0 leaves the server's default.
-func (c *Client) Events(ctx context.Context, interval time.Duration, fn func(opsapi.Event) error) error {
+func (c *Client) Events(ctx context.Context, interval time.Duration, fn func(opsapitypes.Event) error) error {
 	q := url.Values{}
 	if interval > 0 {
 		q.Set("interval", interval.String())
@@ -307,7 +307,7 @@ func (c *Client) Events(ctx context.Context, interval time.Duration, fn func(ops
 			}
 			return fmt.Errorf("event stream broke: %w", err)
 		}
-		var ev opsapi.Event
+		var ev opsapitypes.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return fmt.Errorf("cannot decode event: %w", err)
 		}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // call sends a request and decodes a JSON answer with status want into out.
@@ -63,12 +63,12 @@ func IsNotFound(err error) bool {
 }
 
 // CreateWorkspace creates a workspace of tenant (POST /v1/tenants/{tenant}/workspaces).
-func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
+func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapitypes.CreateWorkspaceRequest) (*opsapitypes.Workspace, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	var ws opsapi.Workspace
+	var ws opsapitypes.Workspace
 	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "workspaces"), nil, "application/json", bytes.NewReader(body), http.StatusCreated, &ws); err != nil {
 		return nil, fmt.Errorf("cannot create workspace %s/%s: %w", tenant, req.Name, err)
 	}
@@ -77,12 +77,12 @@ func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapi.
 
 // UpdateWorkspace changes the fields set in req (PATCH
 // /v1/tenants/{tenant}/workspaces/{workspace}).
-func (c *Client) UpdateWorkspace(ctx context.Context, tenant, name string, req opsapi.UpdateWorkspaceRequest) (*opsapi.Workspace, error) {
+func (c *Client) UpdateWorkspace(ctx context.Context, tenant, name string, req opsapitypes.UpdateWorkspaceRequest) (*opsapitypes.Workspace, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	var ws opsapi.Workspace
+	var ws opsapitypes.Workspace
 	if err := c.call(ctx, c.http, http.MethodPatch, tenantPath(tenant, "workspaces", name), nil, "application/json", bytes.NewReader(body), http.StatusOK, &ws); err != nil {
 		return nil, fmt.Errorf("cannot update workspace %s/%s: %w", tenant, name, err)
 	}
@@ -90,8 +90,8 @@ func (c *Client) UpdateWorkspace(ctx context.Context, tenant, name string, req o
 }
 
 // Workspaces lists tenant's workspaces.
-func (c *Client) Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error) {
-	var list opsapi.WorkspaceList
+func (c *Client) Workspaces(ctx context.Context, tenant string) ([]opsapitypes.Workspace, error) {
+	var list opsapitypes.WorkspaceList
 	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "workspaces"), nil, "", nil, http.StatusOK, &list); err != nil {
 		return nil, fmt.Errorf("cannot list workspaces of %s: %w", tenant, err)
 	}
@@ -112,7 +112,7 @@ const (
 // started. An oversize bundle is an *APIError with StatusCode 413 whose
 // message names the limit. The upload may take longer than a request's
 // Timeout: it is bounded by ctx and UploadTimeout.
-func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op RunOp, message string, bundle io.Reader, opts ...RunOption) (*opsapi.Run, error) {
+func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op RunOp, message string, bundle io.Reader, opts ...RunOption) (*opsapitypes.Run, error) {
 	q := url.Values{"op": {string(op)}}
 	if message != "" {
 		q.Set("message", message)
@@ -120,7 +120,7 @@ func (c *Client) CreateRun(ctx context.Context, tenant, workspace string, op Run
 	for _, o := range opts {
 		o(q)
 	}
-	var run opsapi.Run
+	var run opsapitypes.Run
 	if err := c.call(ctx, c.upload, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "runs"), q, "application/gzip", bundle, http.StatusAccepted, &run); err != nil {
 		return nil, fmt.Errorf("cannot start a run in %s/%s: %w", tenant, workspace, err)
 	}
@@ -132,7 +132,7 @@ type RunOption func(url.Values)
 
 // WithPlanOptions gives the run's plan -target, -replace and
 // -refresh-only.
-func WithPlanOptions(o opsapi.PlanOptions) RunOption {
+func WithPlanOptions(o opsapitypes.PlanOptions) RunOption {
 	return func(q url.Values) {
 		for _, a := range o.Targets {
 			q.Add("target", a)
@@ -147,7 +147,7 @@ func WithPlanOptions(o opsapi.PlanOptions) RunOption {
 }
 
 // RunQuery selects runs for Runs. Empty fields match everything; Limit 0
-// is the server's default (opsapi.DefaultRunListLimit).
+// is the server's default (opsapitypes.DefaultRunListLimit).
 type RunQuery struct {
 	Workspace string
 	States    []string
@@ -155,7 +155,7 @@ type RunQuery struct {
 }
 
 // Runs lists a tenant's runs, newest first.
-func (c *Client) Runs(ctx context.Context, tenant string, rq RunQuery) (*opsapi.RunList, error) {
+func (c *Client) Runs(ctx context.Context, tenant string, rq RunQuery) (*opsapitypes.RunList, error) {
 	q := url.Values{}
 	if rq.Workspace != "" {
 		q.Set("workspace", rq.Workspace)
@@ -166,7 +166,7 @@ func (c *Client) Runs(ctx context.Context, tenant string, rq RunQuery) (*opsapi.
 	if rq.Limit > 0 {
 		q.Set("limit", strconv.Itoa(rq.Limit))
 	}
-	var list opsapi.RunList
+	var list opsapitypes.RunList
 	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs"), q, "", nil, http.StatusOK, &list); err != nil {
 		return nil, fmt.Errorf("cannot list runs of %s: %w", tenant, err)
 	}
@@ -174,8 +174,8 @@ func (c *Client) Runs(ctx context.Context, tenant string, rq RunQuery) (*opsapi.
 }
 
 // Run returns one run with its history and results.
-func (c *Client) Run(ctx context.Context, tenant, runID string) (*opsapi.Run, error) {
-	var run opsapi.Run
+func (c *Client) Run(ctx context.Context, tenant, runID string) (*opsapitypes.Run, error) {
+	var run opsapitypes.Run
 	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs", runID), nil, "", nil, http.StatusOK, &run); err != nil {
 		return nil, fmt.Errorf("cannot get run %s: %w", runID, err)
 	}
@@ -183,8 +183,8 @@ func (c *Client) Run(ctx context.Context, tenant, runID string) (*opsapi.Run, er
 }
 
 // Approve approves a planned run for apply.
-func (c *Client) Approve(ctx context.Context, tenant, runID string) (*opsapi.Run, error) {
-	var run opsapi.Run
+func (c *Client) Approve(ctx context.Context, tenant, runID string) (*opsapitypes.Run, error) {
+	var run opsapitypes.Run
 	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "runs", runID, "approve"), nil, "", nil, http.StatusOK, &run); err != nil {
 		return nil, fmt.Errorf("cannot approve run %s: %w", runID, err)
 	}
@@ -193,7 +193,7 @@ func (c *Client) Approve(ctx context.Context, tenant, runID string) (*opsapi.Run
 
 // Cancel cancels a run; force ends an executing run without waiting for
 // its agent.
-func (c *Client) Cancel(ctx context.Context, tenant, runID, reason string, force bool) (*opsapi.Run, error) {
+func (c *Client) Cancel(ctx context.Context, tenant, runID, reason string, force bool) (*opsapitypes.Run, error) {
 	q := url.Values{}
 	if reason != "" {
 		q.Set("reason", reason)
@@ -201,7 +201,7 @@ func (c *Client) Cancel(ctx context.Context, tenant, runID, reason string, force
 	if force {
 		q.Set("force", "true")
 	}
-	var run opsapi.Run
+	var run opsapitypes.Run
 	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "runs", runID, "cancel"), q, "", nil, http.StatusOK, &run); err != nil {
 		return nil, fmt.Errorf("cannot cancel run %s: %w", runID, err)
 	}
@@ -210,9 +210,9 @@ func (c *Client) Cancel(ctx context.Context, tenant, runID, reason string, force
 
 // Logs reads a chunk of a run's log from offset (whole lines); continue
 // from the chunk's NextOffset until Done.
-func (c *Client) Logs(ctx context.Context, tenant, runID string, offset int64) (*opsapi.LogChunk, error) {
+func (c *Client) Logs(ctx context.Context, tenant, runID string, offset int64) (*opsapitypes.LogChunk, error) {
 	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}}
-	var chunk opsapi.LogChunk
+	var chunk opsapitypes.LogChunk
 	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "runs", runID, "logs"), q, "", nil, http.StatusOK, &chunk); err != nil {
 		return nil, fmt.Errorf("cannot read logs of run %s: %w", runID, err)
 	}
@@ -229,7 +229,7 @@ const followRetries = 5
 // lost or repeated; it gives up after a few attempts in a row that
 // deliver nothing. API refusals (unknown run, bad credential) return at
 // once.
-func (c *Client) Follow(ctx context.Context, tenant, runID string, offset int64, fn func(opsapi.FollowFrame) error) error {
+func (c *Client) Follow(ctx context.Context, tenant, runID string, offset int64, fn func(opsapitypes.FollowFrame) error) error {
 	failures := 0
 	for {
 		progressed, ended, err := c.followOnce(ctx, tenant, runID, &offset, fn)
@@ -267,7 +267,7 @@ type callbackError struct{ err error }
 func (e callbackError) Error() string { return e.err.Error() }
 
 // followOnce runs one follow connection.
-func (c *Client) followOnce(ctx context.Context, tenant, runID string, offset *int64, fn func(opsapi.FollowFrame) error) (progressed, ended bool, err error) {
+func (c *Client) followOnce(ctx context.Context, tenant, runID string, offset *int64, fn func(opsapitypes.FollowFrame) error) (progressed, ended bool, err error) {
 	h, err := c.header(ctx)
 	if err != nil {
 		return false, false, err
@@ -290,19 +290,19 @@ func (c *Client) followOnce(ctx context.Context, tenant, runID string, offset *i
 		if err != nil {
 			return progressed, false, err
 		}
-		var f opsapi.FollowFrame
+		var f opsapitypes.FollowFrame
 		if err := json.Unmarshal(data, &f); err != nil {
 			return progressed, false, fmt.Errorf("cannot decode frame: %w", err)
 		}
 		progressed = true
-		if f.Type == opsapi.FrameLog && f.NextOffset > 0 {
+		if f.Type == opsapitypes.FrameLog && f.NextOffset > 0 {
 			*offset = f.NextOffset
 		}
 		if err := fn(f); err != nil {
 			ws.Close(websocket.StatusNormalClosure, "")
 			return progressed, false, callbackError{err}
 		}
-		if f.Type == opsapi.FrameEnd {
+		if f.Type == opsapitypes.FrameEnd {
 			ws.Close(websocket.StatusNormalClosure, "")
 			return progressed, true, nil
 		}

@@ -11,14 +11,14 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/runproto"
 )
 
 // StateVersions lists a workspace's kept Terraform states, newest first
 // (GET /v1/tenants/{tenant}/workspaces/{workspace}/state/versions).
-func (c *Client) StateVersions(ctx context.Context, tenant, workspace string) ([]opsapi.StateVersion, error) {
-	var list opsapi.StateVersionList
+func (c *Client) StateVersions(ctx context.Context, tenant, workspace string) ([]opsapitypes.StateVersion, error) {
+	var list opsapitypes.StateVersionList
 	if err := c.call(ctx, c.http, http.MethodGet, tenantPath(tenant, "workspaces", workspace, "state", "versions"), nil, "", nil, http.StatusOK, &list); err != nil {
 		return nil, fmt.Errorf("cannot list the state versions of %s/%s: %w", tenant, workspace, err)
 	}
@@ -58,21 +58,21 @@ func (c *Client) PullState(ctx context.Context, tenant, workspace, version strin
 		return "", fmt.Errorf("cannot pull the state of %s/%s: %w", tenant, workspace, err)
 	case n > runproto.MaxStateBytes:
 		return "", fmt.Errorf("cannot pull the state of %s/%s: it is over %d bytes", tenant, workspace, runproto.MaxStateBytes)
-	case got != resp.Header.Get(opsapi.HeaderStateSHA256):
-		return "", fmt.Errorf("cannot pull the state of %s/%s: the %d bytes received have SHA-256 %s, the server sent %q", tenant, workspace, n, got, resp.Header.Get(opsapi.HeaderStateSHA256))
+	case got != resp.Header.Get(opsapitypes.HeaderStateSHA256):
+		return "", fmt.Errorf("cannot pull the state of %s/%s: the %d bytes received have SHA-256 %s, the server sent %q", tenant, workspace, n, got, resp.Header.Get(opsapitypes.HeaderStateSHA256))
 	}
-	return resp.Header.Get(opsapi.HeaderStateVersion), nil
+	return resp.Header.Get(opsapitypes.HeaderStateVersion), nil
 }
 
 // RollbackState makes a kept version the workspace's current state again
 // (POST /v1/tenants/{tenant}/workspaces/{workspace}/state/rollback); the
 // server refuses while a run holds the workspace.
-func (c *Client) RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapi.StateVersion, error) {
-	body, err := json.Marshal(opsapi.StateRollbackRequest{Version: version})
+func (c *Client) RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapitypes.StateVersion, error) {
+	body, err := json.Marshal(opsapitypes.StateRollbackRequest{Version: version})
 	if err != nil {
 		return nil, err
 	}
-	var v opsapi.StateVersion
+	var v opsapitypes.StateVersion
 	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "state", "rollback"), nil, "application/json", bytes.NewReader(body), http.StatusOK, &v); err != nil {
 		return nil, fmt.Errorf("cannot roll back the state of %s/%s to %s: %w", tenant, workspace, version, err)
 	}

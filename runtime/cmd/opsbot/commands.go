@@ -17,7 +17,7 @@ import (
 
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/cmd/internal/program"
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/relay"
@@ -323,7 +323,7 @@ func (a *app) followEvents(ctx context.Context, c *opsclient.Client, interval ti
 	errEnough := errors.New("enough events")
 	delay := 500 * time.Millisecond
 	for {
-		err := c.Events(ctx, interval, func(ev opsapi.Event) error {
+		err := c.Events(ctx, interval, func(ev opsapitypes.Event) error {
 			seen++
 			delay = 500 * time.Millisecond
 			if err := a.printEvent(ev); err != nil {
@@ -353,12 +353,12 @@ func (a *app) followEvents(ctx context.Context, c *opsclient.Client, interval ti
 	}
 }
 
-func (a *app) printEvent(ev opsapi.Event) error {
+func (a *app) printEvent(ev opsapitypes.Event) error {
 	if a.cfg.Output == opsconfig.OutputJSON {
 		return writeJSONLine(a.stdout, ev)
 	}
 	switch {
-	case ev.Type == opsapi.EventStatus && ev.Status != nil:
+	case ev.Type == opsapitypes.EventStatus && ev.Status != nil:
 		relayState := "disconnected"
 		if ev.Status.RelayConnected {
 			relayState = "connected"

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/cmd/internal/program"
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // Ctrl-C while opsbot follows a run stops following, never the run: the
@@ -25,7 +25,7 @@ const defaultCancelWindow = 3 * time.Second
 
 // follow is followRun with Ctrl-C handled as above; mayCancel says whether
 // a second Ctrl-C cancels the run.
-func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt, mayCancel bool) (*opsapi.Run, int64, error) {
+func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt, mayCancel bool) (*opsapitypes.Run, int64, error) {
 	presses := make(chan struct{}, 8)
 	fctx, stopFollowing := context.WithCancel(ctx)
 	defer stopFollowing()

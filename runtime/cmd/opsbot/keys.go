@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botehq/platform/runtime/operatorauth"
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // keysCommand manages operator API keys through the API (platform
@@ -16,7 +16,7 @@ import (
 // everything else goes to stderr, so `opsbot keys create ... > key.txt`
 // captures just the key.
 func (a *app) keysCommand() *cobra.Command {
-	var req opsapi.CreateKeyRequest
+	var req opsapitypes.CreateKeyRequest
 	var tenantRoles []string
 	create := &cobra.Command{
 		Use:   "create ID",
@@ -69,7 +69,7 @@ func (a *app) keysCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(opsapi.KeyList{Keys: keys}, func(w io.Writer) { printKeys(w, keys) })
+			return a.print(opsapitypes.KeyList{Keys: keys}, func(w io.Writer) { printKeys(w, keys) })
 		},
 	}
 	rotate := &cobra.Command{
@@ -101,7 +101,7 @@ func (a *app) keysCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(k, func(w io.Writer) { printKeys(w, []opsapi.APIKey{*k}) })
+			return a.print(k, func(w io.Writer) { printKeys(w, []opsapitypes.APIKey{*k}) })
 		},
 	}
 	c := &cobra.Command{Use: "keys", Aliases: []string{"key"}, Short: "Operator API keys (platform administrators)"}
@@ -136,12 +136,12 @@ func (a *app) whoamiCommand() *cobra.Command {
 
 // showNewKey prints a new key once: alone on stdout (or as JSON with -o
 // json), with a note on stderr.
-func (a *app) showNewKey(nk *opsapi.NewKey, what string) error {
+func (a *app) showNewKey(nk *opsapitypes.NewKey, what string) error {
 	fmt.Fprintf(a.stderr, "%s API key %q (%s); it is shown once, store it now:\n", what, nk.APIKey.ID, nk.APIKey.Grants)
 	return a.print(nk, func(w io.Writer) { fmt.Fprintln(w, nk.Key) })
 }
 
-func printKeys(w io.Writer, keys []opsapi.APIKey) {
+func printKeys(w io.Writer, keys []opsapitypes.APIKey) {
 	if len(keys) == 0 {
 		fmt.Fprintln(w, "No API keys.")
 		return

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -35,7 +35,7 @@ func writeJSON(w io.Writer, v any, indent string) error {
 	return err
 }
 
-func printStatus(w io.Writer, st *opsapi.Status) {
+func printStatus(w io.Writer, st *opsapitypes.Status) {
 	relayState := "not connected"
 	if st.RelayConnected {
 		relayState = "connected"
@@ -50,7 +50,7 @@ func printStatus(w io.Writer, st *opsapi.Status) {
 
 // printAgents lists agents; a version other than the deployed one is
 // marked with "*" and explained below the table.
-func printAgents(w io.Writer, list opsapi.AgentList) {
+func printAgents(w io.Writer, list opsapitypes.AgentList) {
 	agents := list.Agents
 	if len(agents) == 0 {
 		fmt.Fprintln(w, "No agents.")
@@ -58,7 +58,7 @@ func printAgents(w io.Writer, list opsapi.AgentList) {
 	}
 	// RUNS (running/capacity) once any agent has heartbeated; a server
 	// with a fixed agent list has nothing to show there.
-	load := slices.ContainsFunc(agents, func(a opsapi.Agent) bool { return a.Capacity > 0 })
+	load := slices.ContainsFunc(agents, func(a opsapitypes.Agent) bool { return a.Capacity > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(id, tenant, name, state, runs, version, terraform, lastSeen string) {
 		cols := []string{id, tenant, name, state, runs, version, terraform, lastSeen}
@@ -91,7 +91,7 @@ func printAgents(w io.Writer, list opsapi.AgentList) {
 	}
 }
 
-func printWorkspaces(w io.Writer, list []opsapi.Workspace) {
+func printWorkspaces(w io.Writer, list []opsapitypes.Workspace) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "No workspaces.")
 		return
@@ -105,7 +105,7 @@ func printWorkspaces(w io.Writer, list []opsapi.Workspace) {
 	tw.Flush()
 }
 
-func printRuns(w io.Writer, list []opsapi.Run) {
+func printRuns(w io.Writer, list []opsapitypes.Run) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "No runs.")
 		return
@@ -121,7 +121,7 @@ func printRuns(w io.Writer, list []opsapi.Run) {
 }
 
 // printRun is `runs show`.
-func printRun(w io.Writer, r *opsapi.Run) {
+func printRun(w io.Writer, r *opsapitypes.Run) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
 	fmt.Fprintf(tw, "Workspace:\t%s (tenant %s)\n", r.Workspace, r.Tenant)
@@ -168,7 +168,7 @@ func printRun(w io.Writer, r *opsapi.Run) {
 }
 
 // printOutcome is what a followed run ends with.
-func printOutcome(w io.Writer, r *opsapi.Run) {
+func printOutcome(w io.Writer, r *opsapitypes.Run) {
 	fmt.Fprintln(w)
 	switch runs.State(r.State) {
 	case runs.Planned:
@@ -189,7 +189,7 @@ func printOutcome(w io.Writer, r *opsapi.Run) {
 
 // changeLine is "2 to add, 0 to change, 1 to destroy", or for an apply
 // "2 added, 0 changed, 1 destroyed".
-func changeLine(res *opsapi.RunResult, applied bool) string {
+func changeLine(res *opsapitypes.RunResult, applied bool) string {
 	switch {
 	case res == nil:
 		return "no change summary"
@@ -208,7 +208,7 @@ func changeLine(res *opsapi.RunResult, applied bool) string {
 }
 
 // firstError is the summary of the result's first error diagnostic.
-func firstError(res *opsapi.RunResult) string {
+func firstError(res *opsapitypes.RunResult) string {
 	for _, d := range res.Diagnostics {
 		if d.Severity == "error" {
 			return d.Summary
@@ -218,7 +218,7 @@ func firstError(res *opsapi.RunResult) string {
 }
 
 // changeCounts is the compact form for tables: +2 ~0 -1.
-func changeCounts(res *opsapi.RunResult) string {
+func changeCounts(res *opsapitypes.RunResult) string {
 	if res == nil || res.Changes == nil {
 		return "-"
 	}
@@ -228,7 +228,7 @@ func changeCounts(res *opsapi.RunResult) string {
 // printDiagnostics prints Terraform's warnings and errors the way
 // Terraform does: severity and summary, where (with the line of code),
 // then the detail.
-func printDiagnostics(w io.Writer, res *opsapi.RunResult) {
+func printDiagnostics(w io.Writer, res *opsapitypes.RunResult) {
 	if res == nil {
 		return
 	}
@@ -257,7 +257,7 @@ func printDiagnostics(w io.Writer, res *opsapi.RunResult) {
 	}
 }
 
-func printOutputs(w io.Writer, res *opsapi.RunResult) {
+func printOutputs(w io.Writer, res *opsapitypes.RunResult) {
 	if res == nil || len(res.Outputs) == 0 {
 		return
 	}

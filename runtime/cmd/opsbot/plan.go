@@ -7,7 +7,7 @@ import (
 
 	tfjson "github.com/hashicorp/terraform-json"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/runs"
@@ -15,14 +15,14 @@ import (
 
 // runWithPlan is a run with its plan's resource changes, for -o json.
 type runWithPlan struct {
-	*opsapi.Run
+	*opsapitypes.Run
 	Plan *tfjson.Plan `json:"plan,omitempty"`
 }
 
 // fetchPlan reads the run's plan if it has one to show. A plan that
 // cannot be read is a warning, not a failure: the run's log has the
 // changes too.
-func (a *app) fetchPlan(ctx context.Context, api runsAPI, tenant string, r *opsapi.Run) *tfjson.Plan {
+func (a *app) fetchPlan(ctx context.Context, api runsAPI, tenant string, r *opsapitypes.Run) *tfjson.Plan {
 	if !r.PlanChanges {
 		return nil
 	}
@@ -47,7 +47,7 @@ func (a *app) writePlan(w io.Writer, p *tfjson.Plan) {
 // showPlanned prints a followed run's outcome: in text, the plan as
 // Terraform shows it, then the outcome; with -o json, the run with its
 // plan's structured changes.
-func (a *app) showPlanned(ctx context.Context, api runsAPI, tenant string, r *opsapi.Run) error {
+func (a *app) showPlanned(ctx context.Context, api runsAPI, tenant string, r *opsapitypes.Run) error {
 	var p *tfjson.Plan
 	if state(r) != runs.NoChanges { // the outcome says it all
 		p = a.fetchPlan(ctx, api, tenant, r)
@@ -64,7 +64,7 @@ func (a *app) showPlanned(ctx context.Context, api runsAPI, tenant string, r *op
 // outcome is outcomeOf, without its message when the text output just
 // printed it: the reason and the diagnostics are the output's last lines,
 // once. With -o json the message goes to stderr as the one readable line.
-func (a *app) outcome(r *opsapi.Run) error {
+func (a *app) outcome(r *opsapitypes.Run) error {
 	err := outcomeOf(r)
 	if ro, ok := err.(runOutcome); ok && a.cfg.Output != opsconfig.OutputJSON {
 		return runOutcome{code: ro.code}
@@ -73,7 +73,7 @@ func (a *app) outcome(r *opsapi.Run) error {
 }
 
 // showRun is `runs show`, with --plan the plan's changes too.
-func (a *app) showRun(ctx context.Context, api runsAPI, tenant string, r *opsapi.Run, withPlan bool) error {
+func (a *app) showRun(ctx context.Context, api runsAPI, tenant string, r *opsapitypes.Run, withPlan bool) error {
 	var p *tfjson.Plan
 	if withPlan {
 		if !r.PlanChanges {
@@ -90,7 +90,7 @@ func (a *app) showRun(ctx context.Context, api runsAPI, tenant string, r *opsapi
 // beforeApproval shows what an approval would do: the plan's changes on
 // stdout (where the run's log goes) and what it destroys or replaces on
 // stderr, right above the question.
-func (a *app) beforeApproval(ctx context.Context, api runsAPI, tenant string, r *opsapi.Run) {
+func (a *app) beforeApproval(ctx context.Context, api runsAPI, tenant string, r *opsapitypes.Run) {
 	if a.cfg.Output != opsconfig.OutputJSON {
 		a.writePlan(a.stdout, a.fetchPlan(ctx, api, tenant, r))
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/tfarchive"
 	"github.com/botehq/platform/runtime/tfrun"
 )
@@ -19,7 +19,7 @@ import (
 type runOptions struct {
 	vars     []string
 	varFiles []string
-	plan     opsapi.PlanOptions
+	plan     opsapitypes.PlanOptions
 }
 
 func (o *runOptions) flags(c *cobra.Command, destroy bool) {
@@ -102,7 +102,7 @@ func validVarName(s string) bool {
 }
 
 // planOptionsString writes plan options as terraform's flags.
-func planOptionsString(o opsapi.PlanOptions) string {
+func planOptionsString(o opsapitypes.PlanOptions) string {
 	var parts []string
 	for _, a := range o.Targets {
 		parts = append(parts, "-target="+a)

@@ -15,7 +15,7 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/relay"
@@ -26,38 +26,38 @@ import (
 // runsAPI is what the workspace and run commands need from the ops API:
 // *opsclient.Client, or a fake in tests.
 type runsAPI interface {
-	CreateWorkspace(ctx context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error)
-	Workspaces(ctx context.Context, tenant string) ([]opsapi.Workspace, error)
-	UpdateWorkspace(ctx context.Context, tenant, name string, req opsapi.UpdateWorkspaceRequest) (*opsapi.Workspace, error)
+	CreateWorkspace(ctx context.Context, tenant string, req opsapitypes.CreateWorkspaceRequest) (*opsapitypes.Workspace, error)
+	Workspaces(ctx context.Context, tenant string) ([]opsapitypes.Workspace, error)
+	UpdateWorkspace(ctx context.Context, tenant, name string, req opsapitypes.UpdateWorkspaceRequest) (*opsapitypes.Workspace, error)
 	// CreateRun uploads a configuration bundle (tar.gz) and queues a run;
 	// its Waiting says why it cannot start at once.
-	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader, opts ...opsclient.RunOption) (*opsapi.Run, error)
+	CreateRun(ctx context.Context, tenant, workspace string, op opsclient.RunOp, message string, bundle io.Reader, opts ...opsclient.RunOption) (*opsapitypes.Run, error)
 	// Runs lists runs newest first.
-	Runs(ctx context.Context, tenant string, q opsclient.RunQuery) (*opsapi.RunList, error)
-	Run(ctx context.Context, tenant, id string) (*opsapi.Run, error)
-	Approve(ctx context.Context, tenant, id string) (*opsapi.Run, error)
+	Runs(ctx context.Context, tenant string, q opsclient.RunQuery) (*opsapitypes.RunList, error)
+	Run(ctx context.Context, tenant, id string) (*opsapitypes.Run, error)
+	Approve(ctx context.Context, tenant, id string) (*opsapitypes.Run, error)
 	// Cancel cancels a run; force ends an executing run without waiting
 	// for its agent.
-	Cancel(ctx context.Context, tenant, id, reason string, force bool) (*opsapi.Run, error)
+	Cancel(ctx context.Context, tenant, id, reason string, force bool) (*opsapitypes.Run, error)
 	// Logs returns the log from offset, whole lines.
-	Logs(ctx context.Context, tenant, id string, offset int64) (*opsapi.LogChunk, error)
+	Logs(ctx context.Context, tenant, id string, offset int64) (*opsapitypes.LogChunk, error)
 	// Follow streams the run's log lines from offset and its changes
 	// until the run ends (nil), fn returns an error (returned as is), or
 	// the stream breaks for good (it resumes short drops itself).
-	Follow(ctx context.Context, tenant, id string, offset int64, fn func(opsapi.FollowFrame) error) error
+	Follow(ctx context.Context, tenant, id string, offset int64, fn func(opsapitypes.FollowFrame) error) error
 	// StateVersions lists a workspace's kept states; PullState writes one
 	// (version "": the current) to w and says which it was.
-	StateVersions(ctx context.Context, tenant, workspace string) ([]opsapi.StateVersion, error)
+	StateVersions(ctx context.Context, tenant, workspace string) ([]opsapitypes.StateVersion, error)
 	PullState(ctx context.Context, tenant, workspace, version string, w io.Writer) (string, error)
 	// Plan is a run's saved plan (resource changes, sensitive values
 	// masked).
 	Plan(ctx context.Context, tenant, id string) (*tfjson.Plan, error)
 	// Vars, SetVar and UnsetVar manage a workspace's input variables.
-	Vars(ctx context.Context, tenant, workspace string) ([]opsapi.Variable, error)
-	SetVar(ctx context.Context, tenant, workspace, name, value string, sensitive bool) (*opsapi.Variable, error)
-	UnsetVar(ctx context.Context, tenant, workspace, name string) (*opsapi.Variable, error)
+	Vars(ctx context.Context, tenant, workspace string) ([]opsapitypes.Variable, error)
+	SetVar(ctx context.Context, tenant, workspace, name, value string, sensitive bool) (*opsapitypes.Variable, error)
+	UnsetVar(ctx context.Context, tenant, workspace, name string) (*opsapitypes.Variable, error)
 	// RollbackState makes a kept version current again.
-	RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapi.StateVersion, error)
+	RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapitypes.StateVersion, error)
 }
 
 var _ runsAPI = (*opsclient.Client)(nil)
@@ -101,7 +101,7 @@ func (a *app) runsCommands() []*cobra.Command {
 }
 
 func (a *app) workspacesCommand() *cobra.Command {
-	var req opsapi.CreateWorkspaceRequest
+	var req opsapitypes.CreateWorkspaceRequest
 	var labels []string
 	var planTimeout, applyTimeout, approvalTimeout time.Duration
 	create := &cobra.Command{
@@ -120,12 +120,12 @@ func (a *app) workspacesCommand() *cobra.Command {
 			if err := ws.Validate(); err != nil {
 				return usageError{err}
 			}
-			req.Timeouts = opsapi.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
+			req.Timeouts = opsapitypes.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
 			created, err := api.CreateWorkspace(cmd.Context(), tenant, req)
 			if err != nil {
 				return err
 			}
-			return a.print(created, func(w io.Writer) { printWorkspaces(w, []opsapi.Workspace{*created}) })
+			return a.print(created, func(w io.Writer) { printWorkspaces(w, []opsapitypes.Workspace{*created}) })
 		}),
 	}
 	create.Flags().BoolVar(&req.AutoApply, "auto-apply", false, "apply a plan with changes without waiting for approval (needs the approver role)")
@@ -146,7 +146,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(opsapi.WorkspaceList{Workspaces: list}, func(w io.Writer) { printWorkspaces(w, list) })
+			return a.print(opsapitypes.WorkspaceList{Workspaces: list}, func(w io.Writer) { printWorkspaces(w, list) })
 		}),
 	}
 	c := &cobra.Command{Use: "workspaces", Aliases: []string{"workspace", "ws"}, Short: "Workspaces of a tenant"}
@@ -165,7 +165,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 		Short: "Change a workspace's settings; only the flags given change",
 		Args:  cobra.ExactArgs(1),
 		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
-			var req opsapi.UpdateWorkspaceRequest
+			var req opsapitypes.UpdateWorkspaceRequest
 			f := cmd.Flags()
 			if f.Changed("description") {
 				req.Description = &description
@@ -189,18 +189,18 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 				}
 				req.Labels = &l
 			}
-			req.Timeouts = opsapi.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
+			req.Timeouts = opsapitypes.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
 			if err := (runs.Options{PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}).Validate(); err != nil {
 				return usageError{err}
 			}
-			if req == (opsapi.UpdateWorkspaceRequest{}) {
+			if req == (opsapitypes.UpdateWorkspaceRequest{}) {
 				return usageError{errors.New("nothing to change: give at least one of --description, --auto-apply, --four-eyes, --label, --terraform-version, --*-timeout")}
 			}
 			ws, err := api.UpdateWorkspace(cmd.Context(), tenant, args[0], req)
 			if err != nil {
 				return err
 			}
-			return a.print(ws, func(w io.Writer) { printWorkspaces(w, []opsapi.Workspace{*ws}) })
+			return a.print(ws, func(w io.Writer) { printWorkspaces(w, []opsapitypes.Workspace{*ws}) })
 		}),
 	}
 	update.Flags().StringVar(&description, "description", "", "what the workspace is for")
@@ -388,7 +388,7 @@ timed out; with --detach, 0 once approved.`,
 
 // approveAndFollow confirms, approves a planned run and follows the apply.
 // The log is followed from offset.
-func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapi.Run, offset int64, ff followFlags) error {
+func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapitypes.Run, offset int64, ff followFlags) error {
 	if !ff.yes {
 		a.beforeApproval(ctx, api, tenant, run)
 		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult, false))
@@ -472,8 +472,8 @@ those in --workspace and in one of the --state states:
 An unknown workspace is an error (exit 9).`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			if q.Limit < 1 || q.Limit > opsapi.MaxRunListLimit {
-				return usageError{fmt.Errorf("--limit: %d must be between 1 and %d", q.Limit, opsapi.MaxRunListLimit)}
+			if q.Limit < 1 || q.Limit > opsapitypes.MaxRunListLimit {
+				return usageError{fmt.Errorf("--limit: %d must be between 1 and %d", q.Limit, opsapitypes.MaxRunListLimit)}
 			}
 			for _, st := range q.States {
 				if !runs.State(st).Valid() {
@@ -494,7 +494,7 @@ An unknown workspace is an error (exit 9).`,
 	}
 	list.Flags().StringVarP(&q.Workspace, "workspace", "w", "", "only this workspace's runs")
 	list.Flags().StringSliceVar(&q.States, "state", nil, "only runs in these states (comma-separated or repeated), e.g. planned,failed")
-	list.Flags().IntVar(&q.Limit, "limit", 20, fmt.Sprintf("at most this many runs, the newest (1 to %d)", opsapi.MaxRunListLimit))
+	list.Flags().IntVar(&q.Limit, "limit", 20, fmt.Sprintf("at most this many runs, the newest (1 to %d)", opsapitypes.MaxRunListLimit))
 
 	var withPlan bool
 	show := &cobra.Command{
@@ -608,16 +608,16 @@ func explainCreateRun(err error, dir string) error {
 }
 
 // state is the run's state as the lifecycle's type.
-func state(r *opsapi.Run) runs.State { return runs.State(r.State) }
+func state(r *opsapitypes.Run) runs.State { return runs.State(r.State) }
 
 // stopAt says when following a run may stop.
-type stopAt func(*opsapi.Run) bool
+type stopAt func(*opsapitypes.Run) bool
 
 // untilSettled stops at a saved plan waiting for approval or at the end.
-func untilSettled(r *opsapi.Run) bool { return state(r) == runs.Planned || r.Settled() }
+func untilSettled(r *opsapitypes.Run) bool { return state(r) == runs.Planned || r.Settled() }
 
 // untilEnded stops at the end of the run, or where it needs attention.
-func untilEnded(r *opsapi.Run) bool { return r.Settled() }
+func untilEnded(r *opsapitypes.Run) bool { return r.Settled() }
 
 var errStopFollowing = errors.New("stop following")
 
@@ -626,10 +626,10 @@ var errStopFollowing = errors.New("stop following")
 // A stream that ends or breaks (the server restarts, the relay drops) is
 // resumed from the last log offset after a jittered backoff; the run's
 // state is re-read each time.
-func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt) (*opsapi.Run, int64, error) {
-	var last *opsapi.Run
+func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt) (*opsapitypes.Run, int64, error) {
+	var last *opsapitypes.Run
 	lastShown := ""
-	show := func(r *opsapi.Run) bool {
+	show := func(r *opsapitypes.Run) bool {
 		last = r
 		if r.State != lastShown {
 			lastShown = r.State
@@ -652,17 +652,17 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 	}
 	delay := 250 * time.Millisecond
 	for {
-		err := api.Follow(ctx, tenant, id, offset, func(fr opsapi.FollowFrame) error {
+		err := api.Follow(ctx, tenant, id, offset, func(fr opsapitypes.FollowFrame) error {
 			delay = 250 * time.Millisecond
 			switch fr.Type {
-			case opsapi.FrameLog:
+			case opsapitypes.FrameLog:
 				for _, l := range fr.Lines {
 					if _, err := fmt.Fprintln(a.logOut(), l); err != nil {
 						return err
 					}
 				}
 				offset = max(offset, fr.NextOffset)
-			case opsapi.FrameRun, opsapi.FrameEnd:
+			case opsapitypes.FrameRun, opsapitypes.FrameEnd:
 				if fr.Run != nil && show(fr.Run) {
 					return errStopFollowing
 				}
@@ -752,7 +752,7 @@ func resumable(err error) bool {
 }
 
 // lastReason is the reason recorded with the run's latest transition.
-func lastReason(r *opsapi.Run) string {
+func lastReason(r *opsapitypes.Run) string {
 	if len(r.History) == 0 {
 		return ""
 	}
@@ -760,7 +760,7 @@ func lastReason(r *opsapi.Run) string {
 }
 
 // showWaiting prints why a run cannot start, when that changed.
-func (a *app) showWaiting(r *opsapi.Run) {
+func (a *app) showWaiting(r *opsapitypes.Run) {
 	if r.Waiting != "" && r.Waiting != a.shownWaiting {
 		fmt.Fprintf(a.stderr, "Waiting: %s\n", r.Waiting)
 	}
@@ -768,7 +768,7 @@ func (a *app) showWaiting(r *opsapi.Run) {
 }
 
 // progress prints a state change on stderr (stdout carries the log).
-func (a *app) progress(r *opsapi.Run) {
+func (a *app) progress(r *opsapitypes.Run) {
 	line := fmt.Sprintf("==> %s  run %s is %s", time.Now().Format(time.TimeOnly), r.ID, r.State)
 	// The outcome of an ended run says why, once, as the output's end.
 	if reason := lastReason(r); reason != "" && !r.Terminal() {
@@ -779,7 +779,7 @@ func (a *app) progress(r *opsapi.Run) {
 
 // finish prints the outcome of a followed run and turns it into the
 // command's result (and exit code).
-func (a *app) finish(r *opsapi.Run) error {
+func (a *app) finish(r *opsapitypes.Run) error {
 	if err := a.print(r, func(w io.Writer) { printOutcome(w, r) }); err != nil {
 		return err
 	}
@@ -787,7 +787,7 @@ func (a *app) finish(r *opsapi.Run) error {
 }
 
 // outcomeOf is the command's result (and exit code) for a run it followed.
-func outcomeOf(r *opsapi.Run) error {
+func outcomeOf(r *opsapitypes.Run) error {
 	switch state(r) {
 	case runs.Planned:
 		return runOutcome{code: exitChanges} // printOutcome said how to apply it

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // stateCommand reads the Terraform state the server keeps for a
@@ -36,7 +36,7 @@ plan starts from.`,
 			if err != nil {
 				return err
 			}
-			return a.print(opsapi.StateVersionList{Versions: vs}, func(w io.Writer) { printStateVersions(w, vs) })
+			return a.print(opsapitypes.StateVersionList{Versions: vs}, func(w io.Writer) { printStateVersions(w, vs) })
 		}),
 	}
 	workspaceFlag(versions, &workspace)
@@ -121,7 +121,7 @@ func (a *app) pullToFile(cmd *cobra.Command, api runsAPI, tenant, workspace, ver
 	return nil
 }
 
-func printStateVersions(w io.Writer, vs []opsapi.StateVersion) {
+func printStateVersions(w io.Writer, vs []opsapitypes.StateVersion) {
 	if len(vs) == 0 {
 		fmt.Fprintln(w, "No state kept for this workspace yet.")
 		return

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // varsCommand is `opsbot vars`: a workspace's input variables.
@@ -27,7 +27,7 @@ func (a *app) varsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(opsapi.VariableList{Vars: vs}, func(w io.Writer) { printVars(w, vs) })
+			return a.print(opsapitypes.VariableList{Vars: vs}, func(w io.Writer) { printVars(w, vs) })
 		}),
 	}
 	set := &cobra.Command{
@@ -100,7 +100,7 @@ values of opsbot plan win over workspace variables.`,
 	return c
 }
 
-func printVars(w io.Writer, vs []opsapi.Variable) {
+func printVars(w io.Writer, vs []opsapitypes.Variable) {
 	if len(vs) == 0 {
 		fmt.Fprintln(w, "No variables.")
 		return

@@ -1,4 +1,8 @@
-package opsapi
+// Package opsapitypes holds the wire types of the ops API (runtime/opsapi):
+// the JSON bodies its clients (runtime/opsclient, opsbot) send and read.
+// It imports no server code, so a client links none; runtime/opsapi
+// aliases these types and converts its server types to them.
+package opsapitypes
 
 import (
 	"time"

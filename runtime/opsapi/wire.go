@@ -1,0 +1,68 @@
+package opsapi
+
+import "github.com/botehq/platform/runtime/opsapitypes"
+
+// The API's wire types live in runtime/opsapitypes, which clients import
+// without linking server code; these aliases keep their opsapi names.
+type (
+	APIKey                 = opsapitypes.APIKey
+	CreateKeyRequest       = opsapitypes.CreateKeyRequest
+	NewKey                 = opsapitypes.NewKey
+	KeyList                = opsapitypes.KeyList
+	Timeouts               = opsapitypes.Timeouts
+	CreateWorkspaceRequest = opsapitypes.CreateWorkspaceRequest
+	UpdateWorkspaceRequest = opsapitypes.UpdateWorkspaceRequest
+	Workspace              = opsapitypes.Workspace
+	WorkspaceList          = opsapitypes.WorkspaceList
+	Run                    = opsapitypes.Run
+	PlanOptions            = opsapitypes.PlanOptions
+	Transition             = opsapitypes.Transition
+	RunResult              = opsapitypes.RunResult
+	Changes                = opsapitypes.Changes
+	Diagnostic             = opsapitypes.Diagnostic
+	Output                 = opsapitypes.Output
+	RunList                = opsapitypes.RunList
+	LogChunk               = opsapitypes.LogChunk
+	FollowFrame            = opsapitypes.FollowFrame
+	StateVersion           = opsapitypes.StateVersion
+	StateVersionList       = opsapitypes.StateVersionList
+	StateRollbackRequest   = opsapitypes.StateRollbackRequest
+	Status                 = opsapitypes.Status
+	Agent                  = opsapitypes.Agent
+	AgentList              = opsapitypes.AgentList
+	Event                  = opsapitypes.Event
+	ErrorBody              = opsapitypes.ErrorBody
+	ErrorDetail            = opsapitypes.ErrorDetail
+	Health                 = opsapitypes.Health
+	Whoami                 = opsapitypes.Whoami
+	Variable               = opsapitypes.Variable
+	VariableList           = opsapitypes.VariableList
+	SetVariableRequest     = opsapitypes.SetVariableRequest
+)
+
+// Constants of the API, from opsapitypes.
+const (
+	APIVersion           = opsapitypes.APIVersion
+	CodeConflict         = opsapitypes.CodeConflict
+	CodeTooLarge         = opsapitypes.CodeTooLarge
+	FrameLog             = opsapitypes.FrameLog
+	FrameRun             = opsapitypes.FrameRun
+	FrameEnd             = opsapitypes.FrameEnd
+	DefaultRunListLimit  = opsapitypes.DefaultRunListLimit
+	MaxRunListLimit      = opsapitypes.MaxRunListLimit
+	HeaderStateVersion   = opsapitypes.HeaderStateVersion
+	HeaderStateSHA256    = opsapitypes.HeaderStateSHA256
+	AgentOnline          = opsapitypes.AgentOnline
+	AgentOffline         = opsapitypes.AgentOffline
+	AgentUnknown         = opsapitypes.AgentUnknown
+	AgentDisabled        = opsapitypes.AgentDisabled
+	EventStatus          = opsapitypes.EventStatus
+	CodeUnauthorized     = opsapitypes.CodeUnauthorized
+	CodeForbidden        = opsapitypes.CodeForbidden
+	CodeNotFound         = opsapitypes.CodeNotFound
+	CodeMethodNotAllowed = opsapitypes.CodeMethodNotAllowed
+	CodeBadRequest       = opsapitypes.CodeBadRequest
+	CodeUpgradeRequired  = opsapitypes.CodeUpgradeRequired
+	CodeInternal         = opsapitypes.CodeInternal
+	CodeUnavailable      = opsapitypes.CodeUnavailable
+)
