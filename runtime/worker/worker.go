@@ -178,6 +178,7 @@ func (c *Config) Validate() error {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, cfg Config) error {
+	// size: the worker's wiring in start order, then its shutdown in reverse; both halves share the servers and contexts built here.
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -232,22 +233,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	signingKey, serviceKeys, err := loadKeys(&cfg)
+	if err != nil {
+		return err
+	}
 	// With a registry, routing refuses unknown connectors and sessions of
 	// removed or disabled connectors end.
 	var routeDir routing.Directory
 	var sessionDir session.Directory
-	var signingKey *ecdsa.PrivateKey
-	if cfg.SigningKeyPath != "" {
-		if signingKey, err = clientauth.LoadKeyFile(cfg.SigningKeyPath); err != nil {
-			return fmt.Errorf("worker signing key: %w", err)
-		}
-	}
-	var serviceKeys map[string][]*ecdsa.PublicKey
-	if cfg.CloudServiceKeysPath != "" {
-		if serviceKeys, err = registry.LoadKeySet(cfg.CloudServiceKeysPath); err != nil {
-			return err
-		}
-	}
 	if cfg.RegistryPath != "" {
 		fd, err := newFileDirectory(cfg.RegistryPath, log)
 		if err != nil {
@@ -265,17 +258,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	srv, err = session.New(session.Config{
-		Verifier: session.VerifierFunc(func(ctx context.Context, raw string) (session.Principal, error) {
-			c, err := verifier.Verify(ctx, raw)
-			if err != nil {
-				return session.Principal{}, err
-			}
-			p := session.Principal{Identity: session.Identity{Tenant: c.Tenant, Connector: c.Connector}}
-			if c.ExpiresAt != nil {
-				p.Expires = c.ExpiresAt.Time
-			}
-			return p, nil
-		}),
+		Verifier:      sessionVerifier(verifier),
 		Sender:        &cloudSender{bus: drv, claims: claims, key: signingKey},
 		Uploads:       &uploads{claims: claims},
 		Subscriptions: subs,
@@ -391,4 +374,39 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("worker stopped")
 	return runErr
+}
+
+// loadKeys reads the worker's signing key and the cloud services' public
+// keys, each only when its path is set.
+func loadKeys(cfg *Config) (*ecdsa.PrivateKey, map[string][]*ecdsa.PublicKey, error) {
+	var signingKey *ecdsa.PrivateKey
+	if cfg.SigningKeyPath != "" {
+		var err error
+		if signingKey, err = clientauth.LoadKeyFile(cfg.SigningKeyPath); err != nil {
+			return nil, nil, fmt.Errorf("worker signing key: %w", err)
+		}
+	}
+	var serviceKeys map[string][]*ecdsa.PublicKey
+	if cfg.CloudServiceKeysPath != "" {
+		var err error
+		if serviceKeys, err = registry.LoadKeySet(cfg.CloudServiceKeysPath); err != nil {
+			return nil, nil, err
+		}
+	}
+	return signingKey, serviceKeys, nil
+}
+
+// sessionVerifier checks a session's access token and names its connector.
+func sessionVerifier(v *accesstoken.Verifier) session.VerifierFunc {
+	return func(ctx context.Context, raw string) (session.Principal, error) {
+		c, err := v.Verify(ctx, raw)
+		if err != nil {
+			return session.Principal{}, err
+		}
+		p := session.Principal{Identity: session.Identity{Tenant: c.Tenant, Connector: c.Connector}}
+		if c.ExpiresAt != nil {
+			p.Expires = c.ExpiresAt.Time
+		}
+		return p, nil
+	}
 }
