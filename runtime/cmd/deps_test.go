@@ -112,7 +112,7 @@ var clientBinaries = map[string]struct{ forbidden, stillLinked []string }{
 	"opsbot": {
 		forbidden: []string{"runtime/tfrun", "github.com/hashicorp/terraform-exec", "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"},
 		stillLinked: []string{
-			"runtime/runs", "runtime/operatorauth", "runtime/audit",
+			"runtime/runs", "runtime/operatorauth",
 			"runtime/tfrun", "github.com/hashicorp/terraform-exec", "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob",
 		},
 	},

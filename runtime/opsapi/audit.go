@@ -227,7 +227,18 @@ func (s *Server) readAudit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, apiAuditPage(page))
+}
+
+func apiAuditPage(p audit.Page) AuditPage {
+	out := AuditPage{More: p.More}
+	if p.Records != nil {
+		out.Records = make([]AuditRecord, 0, len(p.Records))
+	}
+	for _, r := range p.Records {
+		out.Records = append(out.Records, AuditRecord(r))
+	}
+	return out
 }
 
 // auditQuery parses GET /v1/audit's parameters (all but the tenant).

@@ -5,6 +5,8 @@ import "github.com/botehq/platform/runtime/opsapitypes"
 // The API's wire types live in runtime/opsapitypes, which clients import
 // without linking server code; these aliases keep their opsapi names.
 type (
+	AuditRecord            = opsapitypes.AuditRecord
+	AuditPage              = opsapitypes.AuditPage
 	APIKey                 = opsapitypes.APIKey
 	CreateKeyRequest       = opsapitypes.CreateKeyRequest
 	NewKey                 = opsapitypes.NewKey

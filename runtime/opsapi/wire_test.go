@@ -1,9 +1,15 @@
 package opsapi
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -28,4 +34,19 @@ func TestWireRunStatesMatchServer(t *testing.T) {
 	if (Run{State: "bogus"}).Terminal() {
 		t.Error("an unknown state is terminal")
 	}
+}
+
+// The audit log's wire copy has the server record's JSON, field for field.
+func TestWireAuditMatchesServer(t *testing.T) {
+	rec := audit.Record{ID: "id", Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Tenant: "contoso", Principal: "api-key:a", Subject: "api-key:a1",
+		Action: "POST /v1/x", Object: "/v1/x?y=1", Result: "ok", Status: 201, RequestID: "req", Client: "10.0.0.1", Detail: "d"}
+	for _, p := range []audit.Page{{}, {Records: []audit.Record{}}, {Records: []audit.Record{rec, {}}, More: true}} {
+		want, err := json.Marshal(p)
+		require.NoError(t, err)
+		got, err := json.Marshal(apiAuditPage(p))
+		require.NoError(t, err)
+		assert.JSONEq(t, string(want), string(got))
+	}
+	assert.Equal(t, audit.DefaultLimit, opsapitypes.AuditDefaultLimit)
+	assert.Equal(t, audit.MaxLimit, opsapitypes.AuditMaxLimit)
 }

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
 // AuditQuery selects audit records. Zero fields leave the server's
@@ -23,7 +23,7 @@ type AuditQuery struct {
 }
 
 // Audit returns one page of GET /v1/audit, newest first.
-func (c *Client) Audit(ctx context.Context, q AuditQuery) (*audit.Page, error) {
+func (c *Client) Audit(ctx context.Context, q AuditQuery) (*opsapitypes.AuditPage, error) {
 	v := url.Values{}
 	for k, s := range map[string]string{"tenant": q.Tenant, "principal": q.Principal, "before": q.Before} {
 		if s != "" {
@@ -36,7 +36,7 @@ func (c *Client) Audit(ctx context.Context, q AuditQuery) (*audit.Page, error) {
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	var p audit.Page
+	var p opsapitypes.AuditPage
 	if err := c.get(ctx, "/v1/audit", v, &p); err != nil {
 		return nil, fmt.Errorf("cannot read the audit log: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 )
 
@@ -46,9 +46,9 @@ they hold a role in.`,
 				return err
 			}
 			// Page through until limit records or the end.
-			out := audit.Page{Records: []audit.Record{}}
+			out := opsapitypes.AuditPage{Records: []opsapitypes.AuditRecord{}}
 			for len(out.Records) < limit {
-				q.Limit = min(limit-len(out.Records), audit.MaxLimit)
+				q.Limit = min(limit-len(out.Records), opsapitypes.AuditMaxLimit)
 				p, err := c.Audit(cmd.Context(), q)
 				if err != nil {
 					return err
@@ -65,7 +65,7 @@ they hold a role in.`,
 	}
 	cmd.Flags().StringVar(&since, "since", "", "records since this long ago (2h, 7d) or this RFC 3339 time (default: the server's, 24h)")
 	cmd.Flags().StringVar(&principal, "principal", "", `only this principal's records, by name or stable id ("api-key:alice", "oauth2:<object id>")`)
-	cmd.Flags().IntVar(&limit, "limit", audit.DefaultLimit, "at most this many records")
+	cmd.Flags().IntVar(&limit, "limit", opsapitypes.AuditDefaultLimit, "at most this many records")
 	return cmd
 }
 
@@ -88,7 +88,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
-func printAudit(w io.Writer, p audit.Page) {
+func printAudit(w io.Writer, p opsapitypes.AuditPage) {
 	if len(p.Records) == 0 {
 		fmt.Fprintln(w, "No audit records.")
 		return
