@@ -95,6 +95,7 @@ func (c Config) OpenKeysTable(ctx context.Context) (*operatorauth.TableStore, er
 // makes the tenants of the registry known, so their agents' heartbeats
 // are accepted from the start.
 func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, error) {
+	// size: the runs stack's parts in dependency order (registry, store, artifacts, bus, cloud client, manager, dispatcher); each feeds the next.
 	cred, err := c.azureCredential()
 	if err != nil {
 		return nil, err

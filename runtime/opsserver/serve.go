@@ -44,6 +44,7 @@ func loadAgents(ctx context.Context, c Config, log *slog.Logger) (opsapi.AgentSt
 // Run validates c and runs the server until ctx ends (a clean exit) or a
 // listener fails permanently (an error).
 func Run(ctx context.Context, c Config) error {
+	// size: the server's wiring in start order, then its shutdown in reverse; both halves share the listeners and contexts built here.
 	if err := c.Validate(); err != nil {
 		return err
 	}

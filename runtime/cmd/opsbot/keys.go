@@ -16,6 +16,7 @@ import (
 // everything else goes to stderr, so `opsbot keys create ... > key.txt`
 // captures just the key.
 func (a *app) keysCommand() *cobra.Command {
+	// size: the keys command group's subcommands and flags declared together, as cobra reads them.
 	var req opsapitypes.CreateKeyRequest
 	var tenantRoles []string
 	create := &cobra.Command{

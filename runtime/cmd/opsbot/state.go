@@ -18,6 +18,7 @@ import (
 // workspace (local backend): every promoted version, and any of them
 // byte for byte.
 func (a *app) stateCommand() *cobra.Command {
+	// size: the state command group's subcommands and flags declared together, as cobra reads them.
 	c := &cobra.Command{Use: "state", Short: "Terraform state the server keeps for a workspace (local backend)"}
 	var workspace, version, out string
 	versions := &cobra.Command{

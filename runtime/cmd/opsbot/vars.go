@@ -13,6 +13,7 @@ import (
 
 // varsCommand is `opsbot vars`: a workspace's input variables.
 func (a *app) varsCommand() *cobra.Command {
+	// size: the vars command group's subcommands and flags declared together, as cobra reads them.
 	var workspace string
 	var sensitive bool
 	list := &cobra.Command{

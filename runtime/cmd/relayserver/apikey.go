@@ -39,6 +39,7 @@ func (t tenantRoles) Set(s string) error {
 // rotate replaces a key's secret, revoke (alias disable) keeps a key
 // listed but refuses it. A running server picks up changes within seconds.
 func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// size: one case per apikey subcommand over the shared flags.
 	if len(args) == 0 {
 		return errors.New("apikey: want a subcommand: create, list, rotate or revoke")
 	}

@@ -20,6 +20,7 @@ const envPrefix = "BOTE_RELAYSERVER"
 // variables, into a validated server configuration whose Logger writes to
 // stderr.
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (opsserver.Config, error) {
+	// size: one flag per server setting, declared in one place so -h lists them together.
 	c := opsserver.Config{Version: version}
 	var (
 		roles, rolesFile string
