@@ -129,3 +129,62 @@ func TestSlogErrorKeyIsErr(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Size limits of docs/conventions.md: a non-test Go file over maxFileLines
+// is split by concern; a function over maxFuncLines is split or starts its
+// body with a one-line "// size: ..." comment saying why it is one piece.
+const (
+	maxFileLines = 500
+	maxFuncLines = 80
+)
+
+// TestFileAndFunctionSize holds every module of the repository to the size
+// limits above.
+func TestFileAndFunctionSize(t *testing.T) {
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != root && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		if n := fset.File(f.Pos()).LineCount(); n > maxFileLines {
+			t.Errorf("%s: %d lines; split it by concern (at most %d)", path, n, maxFileLines)
+		}
+		reasons := map[int]bool{} // lines holding a "// size:" comment
+		for _, cg := range f.Comments {
+			for _, c := range cg.List {
+				if strings.HasPrefix(c.Text, "// size: ") {
+					reasons[fset.Position(c.Pos()).Line] = true
+				}
+			}
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			from, to := fset.Position(fn.Pos()).Line, fset.Position(fn.End()).Line
+			if to-from+1 > maxFuncLines && !reasons[fset.Position(fn.Body.Lbrace).Line+1] {
+				t.Errorf("%s: func %s has %d lines; split it or start its body with a \"// size: ...\" comment saying why not (at most %d)",
+					fset.Position(fn.Pos()), fn.Name.Name, to-from+1, maxFuncLines)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
