@@ -64,9 +64,7 @@ func apiResult(r *tfrun.Result) *RunResult {
 	if c := r.Changes; c != nil {
 		out.Changes = &Changes{Add: c.Add, Change: c.Change, Destroy: c.Remove, Import: c.Import}
 	}
-	for _, d := range r.Diagnostics {
-		out.Diagnostics = append(out.Diagnostics, Diagnostic(d))
-	}
+	out.Diagnostics = append([]Diagnostic(nil), r.Diagnostics...) // the same type (tfdiag); a copy, not the stored slice
 	if len(r.Outputs) > 0 {
 		out.Outputs = map[string]Output{}
 		for k, o := range r.Outputs {

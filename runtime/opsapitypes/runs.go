@@ -2,10 +2,10 @@ package opsapitypes
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/botehq/platform/runtime/planrender"
+	"github.com/botehq/platform/runtime/tfdiag"
 )
 
 // Error codes of the runs API, in addition to the general ones.
@@ -145,36 +145,8 @@ type Changes struct {
 	Import  int `json:"import"`
 }
 
-// Diagnostic is a Terraform error or warning, as the agent reported it.
-type Diagnostic struct {
-	Severity string `json:"severity"`
-	Summary  string `json:"summary"`
-	Detail   string `json:"detail,omitempty"`
-	Address  string `json:"address,omitempty"`
-	// File, Line and Column start the configuration range the diagnostic
-	// is about; EndLine and EndColumn end it (exclusive).
-	File      string `json:"file,omitempty"`
-	Line      int    `json:"line,omitempty"`
-	Column    int    `json:"column,omitempty"`
-	EndLine   int    `json:"endLine,omitempty"`
-	EndColumn int    `json:"endColumn,omitempty"`
-	// Context ("resource \"x\" \"y\"") and Code (the source line at
-	// Line) are Terraform's snippet of the configuration.
-	Context string `json:"context,omitempty"`
-	Code    string `json:"code,omitempty"`
-}
-
-// Where is "main.tf line 2" (or the address), "" when Terraform gave
-// neither.
-func (d Diagnostic) Where() string {
-	switch {
-	case d.File != "" && d.Line > 0:
-		return fmt.Sprintf("%s line %d", d.File, d.Line)
-	case d.File != "":
-		return d.File
-	}
-	return d.Address
-}
+// Diagnostic is one Terraform warning or error (package tfdiag).
+type Diagnostic = tfdiag.Diagnostic
 
 // Output is a Terraform output; sensitive values are never sent.
 type Output struct {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 
 	"github.com/botehq/platform/runtime/planrender"
+	"github.com/botehq/platform/runtime/tfdiag"
 )
 
 // Result is what a run produced, ready to report back.
@@ -48,36 +48,8 @@ type ChangeSummary struct {
 	Operation string `json:"operation"`
 }
 
-// Diagnostic is one Terraform warning or error.
-type Diagnostic struct {
-	Severity string `json:"severity"`
-	Summary  string `json:"summary"`
-	Detail   string `json:"detail,omitempty"`
-	Address  string `json:"address,omitempty"`
-	// File, Line and Column start the configuration range the diagnostic
-	// is about; EndLine and EndColumn end it (exclusive).
-	File      string `json:"file,omitempty"`
-	Line      int    `json:"line,omitempty"`
-	Column    int    `json:"column,omitempty"`
-	EndLine   int    `json:"endLine,omitempty"`
-	EndColumn int    `json:"endColumn,omitempty"`
-	// Context ("resource \"x\" \"y\"") and Code (the source line at
-	// Line) are Terraform's snippet of the configuration.
-	Context string `json:"context,omitempty"`
-	Code    string `json:"code,omitempty"`
-}
-
-// Where is "main.tf line 2" (or the address), "" when Terraform gave
-// neither.
-func (d Diagnostic) Where() string {
-	switch {
-	case d.File != "" && d.Line > 0:
-		return fmt.Sprintf("%s line %d", d.File, d.Line)
-	case d.File != "":
-		return d.File
-	}
-	return d.Address
-}
+// Diagnostic is one Terraform warning or error (package tfdiag).
+type Diagnostic = tfdiag.Diagnostic
 
 // Errors returns the error diagnostics.
 func (r *Result) Errors() []Diagnostic {
