@@ -187,18 +187,6 @@ func TestRefusesSessionOfAnotherIdentity(t *testing.T) {
 	assert.ErrorIs(t, c.WaitConnected(ctx), ErrNotConnected)
 }
 
-func TestBackoffIsFullJitterWithinBounds(t *testing.T) {
-	for attempt := range 40 {
-		d := backoff(100*time.Millisecond, 10*time.Second, attempt)
-		ceiling := min(100*time.Millisecond<<min(attempt, 30), 10*time.Second)
-		if attempt > 30 {
-			ceiling = 10 * time.Second
-		}
-		assert.GreaterOrEqual(t, d, time.Duration(0))
-		assert.LessOrEqual(t, d, ceiling)
-	}
-}
-
 // A restarted worker is found fast: during FastReconnect no delay exceeds
 // fastMaxBackoff however many attempts failed, and the delays are spread
 // over that range rather than bunched; afterwards they grow to MaxBackoff. A

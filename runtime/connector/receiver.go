@@ -16,6 +16,7 @@ import (
 
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
@@ -75,7 +76,7 @@ func (r *receiver) run(ctx context.Context) {
 		}
 		if err := r.drain(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("cannot read the queue; trying again soon", "err", err)
-			time.AfterFunc(backoff(time.Second, 10*time.Second, 3), r.c.nudge)
+			time.AfterFunc(retry.Backoff(time.Second, 10*time.Second, 3), r.c.nudge)
 		}
 	}
 }

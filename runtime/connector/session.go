@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -155,7 +154,7 @@ func (c *Client) keepSession(ctx context.Context) {
 		if status != websocket.StatusGoingAway && status != websocket.StatusCode(sessionproto.CloseTokenExpired) {
 			attempt = 1
 		}
-		_ = retry.Sleep(ctx, backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
+		_ = retry.Sleep(ctx, retry.Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
 	}
 }
 
@@ -173,20 +172,11 @@ func (c *Client) retryDelay(attempt int, lostFor time.Duration, err error) time.
 	if lostFor < c.cfg.FastReconnect {
 		ceiling = min(ceiling, fastMaxBackoff)
 	}
-	d := backoff(c.cfg.MinBackoff, ceiling, attempt)
+	d := retry.Backoff(c.cfg.MinBackoff, ceiling, attempt)
 	if oe := (*clientauth.OAuthError)(nil); errors.As(err, &oe) && oe.RetryAfter > 0 {
 		d += min(oe.RetryAfter, c.cfg.MaxBackoff)
 	}
 	return d
-}
-
-// backoff is "full jitter": a uniform delay in [0, min(max, base×2^attempt)].
-func backoff(base, max time.Duration, attempt int) time.Duration {
-	ceiling := base << min(attempt, 30)
-	if ceiling <= 0 || ceiling > max {
-		ceiling = max
-	}
-	return time.Duration(rand.Int64N(int64(ceiling) + 1))
 }
 
 func (c *Client) connect(ctx context.Context) (*session, error) {

@@ -7,7 +7,10 @@
 // Errors keep their cause: relay failures unwrap to relay.ErrNoListener,
 // relay.ErrUnauthorized, relay.ErrUnreachable and friends; the API's own
 // refusals are *APIError, which unwraps to ErrUnauthorized or ErrForbidden
-// for 401 and 403.
+// for 401 and 403; a stream that dropped ends with ErrStreamEnded or
+// ErrStreamBroken. Resumable says which errors a follow may resume after,
+// by type, and FollowRun and FollowEvents are the one loop that resumes
+// dropped streams (the CLI has none of its own).
 package opsclient
 
 import (
@@ -20,8 +23,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
 )
@@ -263,57 +264,4 @@ func (c *Client) AgentList(ctx context.Context, tenant string) (*opsapitypes.Age
 		return nil, fmt.Errorf("cannot list agents: %w", err)
 	}
 	return &list, nil
-}
-
-// ErrStreamEnded is returned by Events when the server ended the stream
-// (close code 1001, for example on shutdown); callers may reconnect.
-var ErrStreamEnded = errors.New("server ended the event stream")
-
-// Events opens GET /v1/events and calls fn for each event until ctx ends
-// (returning nil), fn returns an error (returned as is), or the stream
-// breaks. interval 0 leaves the server's default.
-func (c *Client) Events(ctx context.Context, interval time.Duration, fn func(opsapitypes.Event) error) error {
-	q := url.Values{}
-	if interval > 0 {
-		q.Set("interval", interval.String())
-	}
-	h, err := c.header(ctx)
-	if err != nil {
-		return fmt.Errorf("cannot open event stream: %w", err)
-	}
-	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	ws, resp, err := websocket.Dial(dctx, c.url("/v1/events", q), &websocket.DialOptions{
-		HTTPClient: c.stream,
-		HTTPHeader: h,
-	})
-	cancel()
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-			return fmt.Errorf("cannot open event stream: %w", apiError(resp.StatusCode, body))
-		}
-		return fmt.Errorf("cannot open event stream: %w", unwrapURLError(err))
-	}
-	defer ws.CloseNow()
-	for {
-		_, data, err := ws.Read(ctx)
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				ws.Close(websocket.StatusNormalClosure, "")
-				return nil
-			case websocket.CloseStatus(err) == websocket.StatusGoingAway, websocket.CloseStatus(err) == websocket.StatusNormalClosure:
-				return ErrStreamEnded
-			}
-			return fmt.Errorf("event stream broke: %w", err)
-		}
-		var ev opsapitypes.Event
-		if err := json.Unmarshal(data, &ev); err != nil {
-			return fmt.Errorf("cannot decode event: %w", err)
-		}
-		if err := fn(ev); err != nil {
-			ws.Close(websocket.StatusNormalClosure, "")
-			return err
-		}
-	}
 }

@@ -11,9 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
 )
@@ -217,94 +214,4 @@ func (c *Client) Logs(ctx context.Context, tenant, runID string, offset int64) (
 		return nil, fmt.Errorf("cannot read logs of run %s: %w", runID, err)
 	}
 	return &chunk, nil
-}
-
-// followRetries bounds reconnects of Follow in a row without a frame.
-const followRetries = 5
-
-// Follow streams a run's frames (log lines, state changes) to fn from
-// log offset until the run ends: it returns nil after the end frame, fn's
-// error as is, or ctx's error. A dropped stream (network, relay, server
-// restart: close 1001) is resumed from the last log offset, so no line is
-// lost or repeated; it gives up after a few attempts in a row that
-// deliver nothing. API refusals (unknown run, bad credential) return at
-// once.
-func (c *Client) Follow(ctx context.Context, tenant, runID string, offset int64, fn func(opsapitypes.FollowFrame) error) error {
-	failures := 0
-	for {
-		progressed, ended, err := c.followOnce(ctx, tenant, runID, &offset, fn)
-		var (
-			ae *APIError
-			ce callbackError
-		)
-		switch {
-		case ended:
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.As(err, &ce):
-			return ce.err
-		case errors.As(err, &ae), errors.Is(err, ErrNoToken):
-			return err
-		}
-		if progressed {
-			failures = 0
-		}
-		if failures++; failures > followRetries {
-			return fmt.Errorf("cannot follow run %s: %w", runID, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(failures) * 500 * time.Millisecond):
-		}
-	}
-}
-
-// callbackError carries the error of Follow's fn.
-type callbackError struct{ err error }
-
-func (e callbackError) Error() string { return e.err.Error() }
-
-// followOnce runs one follow connection.
-func (c *Client) followOnce(ctx context.Context, tenant, runID string, offset *int64, fn func(opsapitypes.FollowFrame) error) (progressed, ended bool, err error) {
-	h, err := c.header(ctx)
-	if err != nil {
-		return false, false, err
-	}
-	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	q := url.Values{"offset": {strconv.FormatInt(*offset, 10)}}
-	ws, resp, err := websocket.Dial(dctx, c.url(tenantPath(tenant, "runs", runID, "follow"), q), &websocket.DialOptions{HTTPClient: c.stream, HTTPHeader: h})
-	cancel()
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-			return false, false, fmt.Errorf("cannot follow run %s: %w", runID, apiError(resp.StatusCode, body))
-		}
-		return false, false, unwrapURLError(err)
-	}
-	defer ws.CloseNow()
-	ws.SetReadLimit(4 << 20)
-	for {
-		_, data, err := ws.Read(ctx)
-		if err != nil {
-			return progressed, false, err
-		}
-		var f opsapitypes.FollowFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			return progressed, false, fmt.Errorf("cannot decode frame: %w", err)
-		}
-		progressed = true
-		if f.Type == opsapitypes.FrameLog && f.NextOffset > 0 {
-			*offset = f.NextOffset
-		}
-		if err := fn(f); err != nil {
-			ws.Close(websocket.StatusNormalClosure, "")
-			return progressed, false, callbackError{err}
-		}
-		if f.Type == opsapitypes.FrameEnd {
-			ws.Close(websocket.StatusNormalClosure, "")
-			return progressed, true, nil
-		}
-	}
 }

@@ -1,13 +1,26 @@
 // Package retry holds what the runtime's retry loops share: a wait that
-// ends early when the context does, and the mark on an error that says
-// retrying cannot help (the message goes to the error queue at once).
+// ends early when the context does, the jittered exponential delay between
+// attempts, and the mark on an error that says retrying cannot help (the
+// message goes to the error queue at once).
 package retry
 
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 )
+
+// Backoff is the delay before retry attempt+1 (attempt counts from 0):
+// "full jitter", uniform in [0, min(limit, base×2^attempt)], so that
+// clients that failed together do not return together.
+func Backoff(base, limit time.Duration, attempt int) time.Duration {
+	ceiling := base << min(max(attempt, 0), 30)
+	if ceiling <= 0 || ceiling > limit {
+		ceiling = limit
+	}
+	return time.Duration(rand.Int64N(int64(ceiling) + 1))
+}
 
 // Sleep waits d or until ctx ends, whichever is first, and returns
 // ctx.Err() in the second case.

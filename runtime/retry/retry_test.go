@@ -44,3 +44,15 @@ func TestPermanent(t *testing.T) {
 		})
 	}
 }
+
+func TestBackoffIsFullJitterWithinBounds(t *testing.T) {
+	for attempt := range 40 {
+		d := Backoff(100*time.Millisecond, 10*time.Second, attempt)
+		ceiling := min(100*time.Millisecond<<min(attempt, 30), 10*time.Second)
+		if attempt > 30 {
+			ceiling = 10 * time.Second
+		}
+		assert.GreaterOrEqual(t, d, time.Duration(0))
+		assert.LessOrEqual(t, d, ceiling)
+	}
+}

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
-	"github.com/botehq/platform/runtime/relay"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -32,9 +29,8 @@ var errStopFollowing = errors.New("stop following")
 
 // followRun prints a run's log lines and state changes live until stop
 // says so, and returns the run as it was then and the log offset reached.
-// A stream that ends or breaks (the server restarts, the relay drops) is
-// resumed from the last log offset after a jittered backoff; the run's
-// state is re-read each time.
+// A stream that drops (the server restarts, the relay drops) is resumed
+// from the last log offset (opsclient.FollowRun).
 func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, offset int64, stop stopAt) (*opsapitypes.Run, int64, error) {
 	var last *opsapitypes.Run
 	lastShown := ""
@@ -55,14 +51,11 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 	if err != nil {
 		return nil, offset, err
 	}
-	if show(r) {
-		offset, err = a.drainLogs(ctx, api, tenant, id, offset)
-		return r, offset, err
-	}
-	delay := 250 * time.Millisecond
-	for {
-		err := api.Follow(ctx, tenant, id, offset, func(fr opsapitypes.FollowFrame) error {
-			delay = 250 * time.Millisecond
+	if !show(r) {
+		resume := opsclient.Resume{OnResume: func(err error, wait time.Duration) {
+			fmt.Fprintf(a.stderr, "opsbot: following run %s: %v; resuming in %s\n", id, err, wait.Round(time.Millisecond))
+		}}
+		err = opsclient.FollowRun(ctx, api, tenant, id, offset, func(fr opsapitypes.FollowFrame) error {
 			switch fr.Type {
 			case opsapitypes.FrameLog:
 				for _, l := range fr.Lines {
@@ -77,42 +70,16 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 				}
 			}
 			return nil
-		})
-		switch {
-		case errors.Is(err, errStopFollowing):
-			// The server sends a change before the log lines that led to
-			// it, and may store lines late (an agent's batch retried
-			// across a server restart): read the rest from the log.
-			offset, err = a.drainLogs(ctx, api, tenant, id, offset)
-			return last, offset, err
-		case ctx.Err() != nil:
-			return nil, offset, ctx.Err()
-		case err != nil && !resumable(err):
+		}, resume)
+		if err != nil && !errors.Is(err, errStopFollowing) {
 			return nil, offset, err
 		}
-		// The stream ended: the run may be over, or the server went away.
-		r, rerr := api.Run(ctx, tenant, id)
-		switch {
-		case rerr == nil && show(r):
-			// Log lines written after the stream ended.
-			offset, err = a.drainLogs(ctx, api, tenant, id, offset)
-			return r, offset, err
-		case rerr != nil && !resumable(rerr):
-			return nil, offset, rerr
-		case rerr != nil:
-			err = rerr
-		case err == nil:
-			err = errors.New("the stream ended before the run did")
-		}
-		wait := delay/2 + rand.N(delay/2+1)
-		fmt.Fprintf(a.stderr, "opsbot: following run %s: %v; resuming in %s\n", id, err, wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil, offset, ctx.Err()
-		case <-time.After(wait):
-		}
-		delay = min(2*delay, 10*time.Second)
 	}
+	// The server sends a change before the log lines that led to it, and
+	// may store lines late (an agent's batch retried across a server
+	// restart): read the rest from the log.
+	offset, err = a.drainLogs(ctx, api, tenant, id, offset)
+	return last, offset, err
 }
 
 // logOut is where a run's log goes: stdout, or stderr with -o json so
@@ -140,24 +107,6 @@ func (a *app) drainLogs(ctx context.Context, api runsAPI, tenant, id string, off
 		}
 		offset = chunk.NextOffset
 	}
-}
-
-// resumable reports errors after which following may resume: the server
-// ended the stream or is restarting, the relay has no listener for a
-// moment, the connection broke.
-func resumable(err error) bool {
-	var ae *opsclient.APIError
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, opsclient.ErrStreamEnded), errors.Is(err, relay.ErrNoListener), errors.Is(err, relay.ErrUnreachable):
-		return true
-	case errors.As(err, &ae):
-		return ae.StatusCode == 502 || ae.StatusCode == 503 || ae.StatusCode == 504
-	case errors.Is(err, opsclient.ErrUnauthorized), errors.Is(err, opsclient.ErrForbidden), errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrNotFound):
-		return false
-	}
-	return strings.Contains(err.Error(), "stream broke")
 }
 
 // lastReason is the reason recorded with the run's latest transition.

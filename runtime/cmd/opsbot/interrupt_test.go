@@ -14,7 +14,7 @@ import (
 )
 
 // applying is a planned run whose apply streams one line and then runs
-// until the follower goes away (the first Follow), or until it was
+// until the follower goes away (the first StreamRun), or until it was
 // cancelled (later ones). following is closed once the apply streams.
 func applying(following chan struct{}) *fakeRuns {
 	api := newFakeRuns()

@@ -31,12 +31,12 @@ type fakeRuns struct {
 	mu  sync.Mutex
 	run opsapi.Run
 	log string
-	// follow plays one Follow call (the n-th, from 0).
+	// follow plays one StreamRun call (the n-th, from 0).
 	follow func(f *fakeRuns, n int, offset int64, fn func(opsapi.FollowFrame) error) error
 
 	followOffsets []int64
 	queries       []opsclient.RunQuery
-	followCtx     context.Context // of the latest Follow call
+	followCtx     context.Context // of the latest StreamRun call
 	created       []string        // workspace/op of each CreateRun
 	bundleBytes   int64
 	createErr     error
@@ -149,7 +149,7 @@ func (f *fakeRuns) Logs(_ context.Context, _, _ string, offset int64) (*opsapi.L
 	return &opsapi.LogChunk{Text: f.log[offset:], Offset: offset, NextOffset: int64(len(f.log))}, nil
 }
 
-func (f *fakeRuns) Follow(ctx context.Context, _, _ string, offset int64, fn func(opsapi.FollowFrame) error) error {
+func (f *fakeRuns) StreamRun(ctx context.Context, _, _ string, offset int64, fn func(opsapi.FollowFrame) error) error {
 	f.mu.Lock()
 	f.followCtx = ctx
 	n := len(f.followOffsets)

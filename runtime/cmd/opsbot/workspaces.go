@@ -149,3 +149,16 @@ func parseLabels(kvs []string) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// workspaceFlag adds the --workspace flag of the commands that act on one
+// workspace; requireWorkspace checks it was given.
+func workspaceFlag(c *cobra.Command, workspace *string) {
+	c.Flags().StringVarP(workspace, "workspace", "w", "", "workspace (required)")
+}
+
+func requireWorkspace(workspace string) error {
+	if workspace == "" {
+		return usageError{errors.New("--workspace: required")}
+	}
+	return nil
+}

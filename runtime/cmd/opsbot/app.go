@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/cmd/internal/program"
-	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/relay"
@@ -153,93 +150,7 @@ changes, 11 run failed, 12 run cancelled or timed out, 130 interrupted.`,
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	opsconfig.RegisterFlags(root.PersistentFlags())
 
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show the server's version, uptime, relay connection and agent count",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			st, err := c.Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return a.print(st, func(w io.Writer) { printStatus(w, st) })
-		},
-	}
-
-	agentsList := &cobra.Command{
-		Use:   "list",
-		Short: "List deployment agents with their last heartbeat (all tenants' unless --tenant)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenant, err := a.tenantOf(cmd)
-			if err != nil {
-				tenant = "" // optional here: every tenant's agents
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			list, err := c.AgentList(cmd.Context(), tenant)
-			if err != nil {
-				return err
-			}
-			return a.print(list, func(w io.Writer) { printAgents(w, *list) })
-		},
-	}
-	agents := &cobra.Command{Use: "agents", Short: "Deployment agents"}
-	agents.AddCommand(agentsList)
-
-	var interval time.Duration
-	var count int
-	events := &cobra.Command{
-		Use:   "events",
-		Short: "Follow server events over a relayed WebSocket (Ctrl-C to stop)",
-		Long: `Follow server events. The stream is a WebSocket carried by the relay, so it
-is not bound by the relay's 60 s HTTP deadline; if the server restarts, opsbot
-reconnects.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			return a.followEvents(cmd.Context(), c, interval, count)
-		},
-	}
-	events.Flags().DurationVar(&interval, "interval", 0, "time between status events (server default when 0)")
-	events.Flags().IntVar(&count, "count", 0, "stop after this many events (0: follow until interrupted)")
-
-	configShow := &cobra.Command{
-		Use:   "show",
-		Short: "Show the resolved configuration and where each value came from (secrets redacted)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			file, profile := a.cfg.File, a.cfg.Profile
-			if file == "" {
-				file = "none"
-			}
-			if profile == "" {
-				profile = "none"
-			} else {
-				profile += " (" + a.cfg.ProfileSource + ")"
-			}
-			fmt.Fprintf(a.stdout, "Config file: %s\nProfile:     %s\n\n", file, profile)
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
-			for _, s := range opsconfig.Settings() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Key, s.Get(a.cfg), a.cfg.Source(s.Key))
-			}
-			return tw.Flush()
-		},
-	}
-	config := &cobra.Command{Use: "config", Short: "Inspect the CLI configuration"}
-	config.AddCommand(configShow)
-
-	root.AddCommand(status, agents, events, config)
+	root.AddCommand(a.statusCommand(), a.agentsCommand(), a.eventsCommand(), a.configCommand())
 	root.AddCommand(a.runsCommands()...)
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.keysCommand(), a.whoamiCommand())
@@ -315,62 +226,6 @@ func (a *app) azureCredential() (azcore.TokenCredential, error) {
 		a.azure = cred
 	}
 	return a.azure, nil
-}
-
-// followEvents prints events until ctx ends or count events were printed,
-// reconnecting with jittered backoff when the server ends the stream.
-func (a *app) followEvents(ctx context.Context, c *opsclient.Client, interval time.Duration, count int) error {
-	seen := 0
-	errEnough := errors.New("enough events")
-	delay := 500 * time.Millisecond
-	for {
-		err := c.Events(ctx, interval, func(ev opsapitypes.Event) error {
-			seen++
-			delay = 500 * time.Millisecond
-			if err := a.printEvent(ev); err != nil {
-				return err
-			}
-			if count > 0 && seen >= count {
-				return errEnough
-			}
-			return nil
-		})
-		switch {
-		case errors.Is(err, errEnough), err == nil:
-			return nil
-		case errors.Is(err, opsclient.ErrStreamEnded), errors.Is(err, relay.ErrNoListener) && seen > 0:
-			// The server went away (restart, redeploy); follow it.
-			wait := delay/2 + rand.N(delay/2+1)
-			fmt.Fprintf(a.stderr, "opsbot: event stream ended (%v); reconnecting in %s\n", err, wait.Round(time.Millisecond))
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-			delay = min(2*delay, 15*time.Second)
-		default:
-			return err
-		}
-	}
-}
-
-func (a *app) printEvent(ev opsapitypes.Event) error {
-	if a.cfg.Output == opsconfig.OutputJSON {
-		return writeJSONLine(a.stdout, ev)
-	}
-	switch {
-	case ev.Type == opsapitypes.EventStatus && ev.Status != nil:
-		relayState := "disconnected"
-		if ev.Status.RelayConnected {
-			relayState = "connected"
-		}
-		_, err := fmt.Fprintf(a.stdout, "%s  status  version=%s uptime=%s relay=%s agents=%d\n",
-			ev.Time.Local().Format(time.TimeOnly), ev.Status.Version, time.Duration(ev.Status.UptimeSeconds)*time.Second, relayState, ev.Status.AgentCount)
-		return err
-	default:
-		_, err := fmt.Fprintf(a.stdout, "%s  %s\n", ev.Time.Local().Format(time.TimeOnly), ev.Type)
-		return err
-	}
 }
 
 // print writes v as JSON or calls table.
