@@ -141,3 +141,17 @@ func TestClientBinariesLinkNoServerCode(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyOpsbotLinksTheMCPSDK keeps the Model Context Protocol SDK (and
+// its schema and OAuth packages) in the one binary that serves it, opsbot
+// mcp (package opsmcp): the servers and the agent have no use for it.
+func TestOnlyOpsbotLinksTheMCPSDK(t *testing.T) {
+	for _, bin := range binaries(t) {
+		linked := slices.ContainsFunc(goList(t, "-deps", bin), func(dep string) bool {
+			return strings.HasPrefix(dep, "github.com/modelcontextprotocol/") || dep == module+"runtime/opsmcp"
+		})
+		if want := strings.HasSuffix(bin, "/cmd/opsbot"); linked != want {
+			t.Errorf("%s: links the MCP SDK = %v, want %v", bin, linked, want)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package opsmcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	tfjson "github.com/hashicorp/terraform-json"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/botehq/platform/runtime/opsapitypes"
+	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/planrender"
+	"github.com/botehq/platform/runtime/tfarchive"
+)
+
+// PlanOut is show_plan's answer.
+type PlanOut struct {
+	Run RunView `json:"run"`
+	// Summary counts the changes, as terraform plan's "Plan:" line.
+	Summary planrender.Summary `json:"summary"`
+	// Changes are the resource changes, in the plan's order.
+	Changes []ResourceChange `json:"changes"`
+	// Diff is the plan as terraform plan prints it.
+	Diff string `json:"diff"`
+}
+
+// ResourceChange is one resource instance the plan changes.
+type ResourceChange struct {
+	Address string `json:"address"`
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	// Action is create, update, delete, delete-create or create-delete
+	// (replace), read, forget or no-op.
+	Action string `json:"action"`
+	// Reason is Terraform's action reason (replace_because_tainted, ...).
+	Reason string `json:"reason,omitempty"`
+	// Before and After are the attribute values; sensitive values are
+	// masked by the ops server ("(sensitive value ...)").
+	Before       any `json:"before,omitempty"`
+	After        any `json:"after,omitempty"`
+	AfterUnknown any `json:"after_unknown,omitempty" jsonschema:"attributes known only after apply (true where unknown)"`
+}
+
+func (s *Server) showPlan(ctx context.Context, _ *mcp.CallToolRequest, in RunArg) (*mcp.CallToolResult, PlanOut, error) {
+	tenant, err := s.tenant(in.Tenant)
+	if err != nil {
+		return nil, PlanOut{}, err
+	}
+	run, err := s.api.Run(ctx, tenant, in.Run)
+	if err != nil {
+		return nil, PlanOut{}, apiErr(err)
+	}
+	if !run.PlanChanges {
+		return nil, PlanOut{}, fmt.Errorf("run %s has no plan to show: it is %s (a plan can be shown once the run is planned, and stays after it is applied)", run.ID, run.State)
+	}
+	p, err := s.api.Plan(ctx, tenant, run.ID)
+	if err != nil {
+		return nil, PlanOut{}, apiErr(err)
+	}
+	out, err := planOut(run, p)
+	if err != nil {
+		return nil, PlanOut{}, err
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: out.Diff}}}, out, nil
+}
+
+func planOut(run *opsapitypes.Run, p *tfjson.Plan) (PlanOut, error) {
+	var diff strings.Builder
+	if err := planrender.Render(&diff, p); err != nil {
+		return PlanOut{}, fmt.Errorf("cannot render the plan of run %s: %w", run.ID, err)
+	}
+	out := PlanOut{Run: runView(run, false), Summary: planrender.Summarize(p), Diff: diff.String(), Changes: []ResourceChange{}}
+	for _, rc := range p.ResourceChanges {
+		if rc == nil || rc.Change == nil {
+			continue
+		}
+		out.Changes = append(out.Changes, ResourceChange{
+			Address: rc.Address, Type: rc.Type, Name: rc.Name,
+			Action: actionName(rc.Change.Actions), Reason: string(rc.ActionReason),
+			Before: rc.Change.Before, After: rc.Change.After, AfterUnknown: rc.Change.AfterUnknown,
+		})
+	}
+	return out, nil
+}
+
+// actionName names Terraform's actions as planrender.Action does.
+func actionName(as tfjson.Actions) string {
+	switch {
+	case as.Create():
+		return string(planrender.Create)
+	case as.Read():
+		return string(planrender.Read)
+	case as.Update():
+		return string(planrender.Update)
+	case as.Delete():
+		return string(planrender.Delete)
+	case as.DestroyBeforeCreate():
+		return string(planrender.DeleteCreate)
+	case as.CreateBeforeDestroy():
+		return string(planrender.CreateDelete)
+	case as.Forget():
+		return string(planrender.Forget)
+	}
+	return string(planrender.NoOp)
+}
+
+// PlanIn queues a plan.
+type PlanIn struct {
+	TenantArg
+	Workspace   string   `json:"workspace" jsonschema:"the workspace to plan"`
+	Dir         string   `json:"dir" jsonschema:"the directory holding the Terraform configuration (absolute, or relative to the server's working directory); it must be inside one of the server's roots"`
+	Message     string   `json:"message,omitempty" jsonschema:"why this run: kept with the run"`
+	Targets     []string `json:"targets,omitempty" jsonschema:"plan only these resource addresses and what they depend on (terraform -target)"`
+	Replace     []string `json:"replace,omitempty" jsonschema:"plan to replace these resource instances (terraform -replace)"`
+	RefreshOnly bool     `json:"refresh_only,omitempty" jsonschema:"plan only to update the state to match the real infrastructure"`
+	WaitSeconds int      `json:"wait_seconds,omitempty" jsonschema:"wait up to this many seconds for the plan to finish (0: return once queued)"`
+}
+
+// PlanRunOut is the plan tool's answer.
+type PlanRunOut struct {
+	Run RunView `json:"run"`
+	// Bundle is what was uploaded.
+	Bundle BundleStats `json:"bundle"`
+}
+
+// BundleStats describes an uploaded configuration bundle.
+type BundleStats struct {
+	Dir     string `json:"dir"`
+	Files   int    `json:"files"`
+	Bytes   int64  `json:"bytes"`
+	Ignored int    `json:"ignored,omitempty" jsonschema:"files left out by .terraformignore"`
+}
+
+func (s *Server) plan(ctx context.Context, req *mcp.CallToolRequest, in PlanIn) (*mcp.CallToolResult, PlanRunOut, error) {
+	tenant, err := s.tenant(in.Tenant)
+	if err != nil {
+		return nil, PlanRunOut{}, err
+	}
+	if in.Workspace == "" {
+		return nil, PlanRunOut{}, errors.New("workspace: required")
+	}
+	dir, err := s.configDir(in.Dir)
+	if err != nil {
+		return nil, PlanRunOut{}, err
+	}
+	bundle, stats, err := packBundle(dir)
+	if err != nil {
+		return nil, PlanRunOut{}, err
+	}
+	defer os.Remove(bundle.Name())
+	defer bundle.Close()
+	opts := opsclient.WithPlanOptions(opsapitypes.PlanOptions{Targets: in.Targets, Replace: in.Replace, RefreshOnly: in.RefreshOnly})
+	run, err := s.api.CreateRun(ctx, tenant, in.Workspace, opsclient.OpPlan, in.Message, bundle, opts)
+	if err != nil {
+		return nil, PlanRunOut{}, apiErr(err)
+	}
+	s.log.Info("queued a plan", "tenant", tenant, "workspace", in.Workspace, "run", run.ID, "dir", dir)
+	if d := s.wait(in.WaitSeconds); d > 0 {
+		if run, err = s.waitRun(ctx, req, tenant, run.ID, d); err != nil {
+			return nil, PlanRunOut{}, err
+		}
+	}
+	out := PlanRunOut{Run: runView(run, false), Bundle: BundleStats{Dir: dir, Files: stats.Files, Bytes: stats.Bytes, Ignored: stats.Ignored}}
+	return nil, out, nil
+}
+
+// configDir resolves the plan tool's directory and checks it is a
+// Terraform configuration inside a root: an assistant must not be able to
+// upload whatever the operator can read (~/.ssh) as a "configuration".
+func (s *Server) configDir(arg string) (string, error) {
+	if arg == "" {
+		return "", errors.New("dir: required")
+	}
+	dir, err := filepath.Abs(arg)
+	if err != nil {
+		return "", fmt.Errorf("dir: %w", err)
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	inside := false
+	for _, root := range s.cfg.Roots {
+		if r, err := filepath.EvalSymlinks(root); err == nil {
+			root = r
+		}
+		if rel, err := filepath.Rel(root, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			inside = true
+			break
+		}
+	}
+	if !inside {
+		return "", fmt.Errorf("dir: %s is outside the directories this server may upload (%s); the operator widens them with opsbot mcp --root", dir, strings.Join(s.cfg.Roots, ", "))
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("dir: %w", err)
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("dir: %s is not a directory", dir)
+	}
+	tf, _ := filepath.Glob(filepath.Join(dir, "*.tf"))
+	tfJSON, _ := filepath.Glob(filepath.Join(dir, "*.tf.json"))
+	if len(tf)+len(tfJSON) == 0 {
+		return "", fmt.Errorf("dir: %s holds no Terraform configuration (no *.tf or *.tf.json file)", dir)
+	}
+	return dir, nil
+}
+
+// packBundle packs dir as opsbot plan does (tfarchive, the bundle limits,
+// .terraformignore) into a temporary file, rewound.
+func packBundle(dir string) (*os.File, tfarchive.Stats, error) {
+	f, err := os.CreateTemp("", "opsbot-mcp-bundle-*.tar.gz")
+	if err != nil {
+		return nil, tfarchive.Stats{}, fmt.Errorf("cannot create a temporary file for the bundle: %w", err)
+	}
+	stats, err := tfarchive.Pack(dir, f, tfarchive.PackOptions{Limits: tfarchive.BundleLimits, TerraformIgnore: true})
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, tfarchive.Stats{}, fmt.Errorf("cannot pack %s: %w", dir, err)
+	}
+	return f, stats, nil
+}
+
+// errIdle stops following a run that waits for a person.
+var errIdle = errors.New("run is idle")
+
+// waitRun returns the run once it is idle or d has passed, following it
+// live (and reporting its states as progress when the client asked).
+func (s *Server) waitRun(ctx context.Context, req *mcp.CallToolRequest, tenant, id string, d time.Duration) (*opsapitypes.Run, error) {
+	run, err := s.api.Run(ctx, tenant, id)
+	if err != nil || d == 0 || idle(run) {
+		return run, apiErr(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	step := 0.0
+	err = s.api.Follow(wctx, tenant, id, 0, func(f opsapitypes.FollowFrame) error {
+		if f.Run == nil {
+			return nil
+		}
+		run = f.Run
+		step++
+		s.progress(ctx, req, step, fmt.Sprintf("run %s is %s", run.ID, run.State))
+		if idle(run) {
+			return errIdle
+		}
+		return nil
+	})
+	switch {
+	case err == nil, errors.Is(err, errIdle):
+		return run, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case wctx.Err() != nil: // waited long enough: the run as it is now
+		r, err := s.api.Run(ctx, tenant, id)
+		return r, apiErr(err)
+	}
+	return nil, apiErr(err)
+}
+
+// progress notifies the client of a long call's progress, if it asked.
+func (s *Server) progress(ctx context.Context, req *mcp.CallToolRequest, step float64, msg string) {
+	if req == nil || req.Session == nil || req.Params == nil {
+		return
+	}
+	tok := req.Params.GetProgressToken()
+	if tok == nil {
+		return
+	}
+	if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: step, Message: msg}); err != nil {
+		s.log.Debug("cannot notify progress", "err", err)
+	}
+}
