@@ -52,6 +52,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/internal/calls"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
 )
@@ -208,6 +209,8 @@ type Client struct {
 	seen  *seen.Set
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
+
+	calls calls.Set[*Message]
 
 	mu       sync.Mutex
 	inFlight map[string]bool

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
@@ -25,6 +24,11 @@ type Message struct {
 	ContentType string
 	Body        []byte
 	CreatedAt   time.Time
+	// Deadline is set when the message is a Call: the caller gives up
+	// then, the handler's context ends then, and Reply carries it back.
+	Deadline time.Time
+	// ExpiresAt is the message's time to live as an instant (zero: none).
+	ExpiresAt time.Time
 	// DeliveryCount is the transport's count (1 on first delivery);
 	// Attempt counts handler calls within this delivery (1 first).
 	DeliveryCount, Attempt int
@@ -153,6 +157,9 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 		})
 		return
 	}
+	if c.processReply(ctx, m) || c.processExpired(ctx, m) {
+		return
+	}
 	log := c.log.With("id", env.ID, "from", env.From.String(), "delivery", m.DeliveryCount)
 	if c.seen.Has(env.ID) {
 		log.InfoContext(ctx, "duplicate message completed without handling")
@@ -230,21 +237,33 @@ func (c *Client) handle(ctx context.Context, m *bus.Message, h Handler, log *slo
 	}()
 	defer func() { close(stop); <-renewed }()
 
-	env := m.Envelope
+	hctx := ctx
+	if d := m.Envelope.Deadline(); !d.IsZero() {
+		// The caller gives up then; so does the handler.
+		var cancelCall context.CancelFunc
+		hctx, cancelCall = context.WithDeadline(ctx, d)
+		defer cancelCall()
+	}
 	var err error
 	for attempt := 1; attempt <= 1+c.cfg.ImmediateRetries; attempt++ {
-		msg := &Message{
-			ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo,
-			From: *env.From, Headers: maps.Clone(env.Headers), ContentType: env.ContentType,
-			Body: env.Body, CreatedAt: env.CreatedAt, DeliveryCount: m.DeliveryCount, Attempt: attempt,
-		}
-		err = callHandler(ctx, h, msg)
-		if err == nil || IsPermanent(err) || ctx.Err() != nil {
+		err = callHandler(hctx, h, c.message(m, attempt))
+		if err == nil || IsPermanent(err) || hctx.Err() != nil {
 			return err
 		}
 		log.DebugContext(ctx, "handler failed; immediate retry", "attempt", attempt, "err", err)
 	}
 	return err
+}
+
+// message is what a handler (or a Call) gets of m.
+func (c *Client) message(m *bus.Message, attempt int) *Message {
+	env := m.Envelope
+	return &Message{
+		ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo,
+		From: *env.From, Headers: envelope.ApplicationHeaders(env.Headers), ContentType: env.ContentType,
+		Body: env.Body, CreatedAt: env.CreatedAt, Deadline: env.Deadline(), ExpiresAt: env.ExpiresAt(),
+		DeliveryCount: m.DeliveryCount, Attempt: attempt,
+	}
 }
 
 // callHandler turns a handler panic into an error so one bad message cannot

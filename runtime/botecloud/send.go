@@ -29,15 +29,29 @@ type Outgoing struct {
 // SendToConnector sends msg to one connector of a tenant and returns the
 // message id.
 func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, msg Outgoing) (string, error) {
-	if err := ids.Validate("tenant", tenant); err != nil {
+	env, err := c.targeted(tenant, connector, msg)
+	if err != nil {
 		return "", fmt.Errorf("cannot send to connector: %w", err)
 	}
+	return c.sendChecked(ctx, env)
+}
+
+// targeted builds a message to one connector, its application headers
+// checked (identity and routing are never headers), so that the client
+// may add its protocol headers.
+func (c *Client) targeted(tenant, connector string, msg Outgoing) (*envelope.Envelope, error) {
+	if err := ids.Validate("tenant", tenant); err != nil {
+		return nil, err
+	}
 	if err := ids.Validate("connector", connector); err != nil {
-		return "", fmt.Errorf("cannot send to connector: %w", err)
+		return nil, err
 	}
 	env := c.envelope(msg)
 	env.Kind, env.Tenant, env.Connector = envelope.KindTargeted, tenant, connector
-	return c.send(ctx, env)
+	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
+		return nil, err
+	}
+	return env, nil
 }
 
 // Broadcast sends msg to every connector of tenant subscribed to topic and
@@ -54,13 +68,20 @@ func (c *Client) Broadcast(ctx context.Context, tenant, topic string, msg Outgoi
 	return c.send(ctx, env)
 }
 
-// Reply sends msg to the connector that sent req, correlated to it.
+// Reply sends msg to the connector that sent req, correlated to it. It is
+// how a handler answers a connector's Call: the reply carries the call's
+// deadline, and one that arrives after it is discarded.
 func (c *Client) Reply(ctx context.Context, req *Message, msg Outgoing) (string, error) {
 	if req == nil || !req.From.IsConnector() {
 		return "", errors.New("cannot reply: request has no connector sender")
 	}
 	msg.CorrelationID = req.ID
-	return c.SendToConnector(ctx, req.From.Tenant, req.From.Connector, msg)
+	env, err := c.targeted(req.From.Tenant, req.From.Connector, msg)
+	if err != nil {
+		return "", fmt.Errorf("cannot reply to %s: %w", req.ID, err)
+	}
+	env.SetProtocolHeader(envelope.HeaderDeadline, req.Deadline)
+	return c.sendChecked(ctx, env)
 }
 
 func (c *Client) envelope(msg Outgoing) *envelope.Envelope {
@@ -85,6 +106,12 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope) (string, erro
 	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
 		return "", fmt.Errorf("cannot send %s: %w", env.ID, err)
 	}
+	return c.sendChecked(ctx, env)
+}
+
+// sendChecked signs and sends env, whose application headers were checked
+// before the client added its protocol headers.
+func (c *Client) sendChecked(ctx context.Context, env *envelope.Envelope) (string, error) {
 	if c.cfg.SigningKey != nil {
 		if err := env.Sign(c.cfg.SigningKey); err != nil {
 			return "", err

@@ -44,6 +44,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/ids"
+	"github.com/botehq/platform/runtime/internal/calls"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
@@ -67,6 +68,11 @@ type Message struct {
 	Body []byte
 	// DequeueCount is how often the queue has handed this message out.
 	DequeueCount int
+	// Deadline is set when the message is a Call: the caller gives up
+	// then, the handler's context ends then, and Reply carries it back.
+	Deadline time.Time
+	// ExpiresAt is the message's time to live as an instant (zero: none).
+	ExpiresAt time.Time
 }
 
 // Handler handles messages from the cloud. Returning nil deletes the
@@ -219,6 +225,7 @@ type Client struct {
 	recent  *seen.Set
 	durable *seen.File // nil unless Config.DedupFile is set; Run opens it
 	running atomic.Bool
+	calls   calls.Set[*Message]
 }
 
 // New returns a Client.
@@ -335,10 +342,15 @@ const MaxInlineBytes = 128 << 10
 // again with the same id, until ctx ends. A refusal by the worker (bad
 // message, identity headers) is returned as a *sessionproto.Error.
 func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
+	return c.send(ctx, m, time.Time{})
+}
+
+// send sends m with the call deadline deadline (zero: not a call).
+func (c *Client) send(ctx context.Context, m OutMessage, deadline time.Time) (string, error) {
 	if m.ID == "" {
 		m.ID = envelope.NewID()
 	}
-	msg := &sessionproto.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body}
+	msg := &sessionproto.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body, Deadline: deadline}
 	if len(m.Body) > MaxInlineBytes {
 		claim, err := c.upload(ctx, m.Body, m.ContentType)
 		if err != nil {

@@ -215,13 +215,8 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		return
 	}
 	log = log.With("message", env.ID)
-	if reason, err := r.c.addressedToMe(env); err != nil {
+	if reason, err := r.c.refusal(env, count); err != nil {
 		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: reason, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
-		return
-	}
-	if count > r.c.cfg.MaxDequeueCount {
-		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: ReasonPoison,
-			Description: fmt.Sprintf("dequeued %d times, the limit is %d", count, r.c.cfg.MaxDequeueCount), MessageID: env.ID, DequeueCount: count, Text: text}, log)
 		return
 	}
 	if r.c.recent.Has(env.ID) || r.c.durable.Has(env.ID) {
@@ -231,7 +226,8 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	}
 	msg := &Message{
 		ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo, Kind: env.Kind, Topic: env.Topic,
-		Headers: env.Headers, ContentType: env.ContentType, Body: env.Body, DequeueCount: count,
+		Headers: envelope.ApplicationHeaders(env.Headers), ContentType: env.ContentType, Body: env.Body, DequeueCount: count,
+		Deadline: env.Deadline(), ExpiresAt: env.ExpiresAt(),
 	}
 	if env.From != nil {
 		msg.From = *env.From
@@ -244,6 +240,15 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 			return
 		}
 		msg.Body = body
+	}
+	if isReply, err := r.c.deliverReply(env, msg); isReply {
+		if err != nil {
+			log.Warn("audit: reply_from_wrong_sender", "audit", true, "event", "reply_from_wrong_sender", "err", err)
+			r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: ReasonUnverifiedSender, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
+			return
+		}
+		r.delete(ctx, q, id, pop, log)
+		return
 	}
 
 	var mu sync.Mutex // guards pop, which extensions renew
@@ -274,6 +279,24 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	r.delete(ctx, q, id, current, log)
 }
 
+// refusal returns why a message dequeued count times goes to the error
+// queue instead of the handler: not addressed to this connector, poison,
+// or expired (a late reply is not expired: it is discarded, see
+// deliverReply). The error is nil when it may be handled.
+func (c *Client) refusal(env *envelope.Envelope, count int) (string, error) {
+	if reason, err := c.addressedToMe(env); err != nil {
+		return reason, err
+	}
+	if count > c.cfg.MaxDequeueCount {
+		return ReasonPoison, fmt.Errorf("dequeued %d times, the limit is %d", count, c.cfg.MaxDequeueCount)
+	}
+	if err := env.CheckExpired(time.Now()); err != nil && !env.IsReply() {
+		c.calls.Expired.Add(1)
+		return envelope.ReasonExpired, err
+	}
+	return "", nil
+}
+
 // addressedToMe checks what the worker checked before routing, again, at
 // the last hop: anyone with write access to the storage account can put a
 // message on this connector's queue. A message reaches the handler only if
@@ -295,13 +318,19 @@ func (c *Client) addressedToMe(env *envelope.Envelope) (string, error) {
 		}
 		return ReasonUnverifiedSender, fmt.Errorf("from %q is not a cloud service", from)
 	}
-	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
+	if err := envelope.CheckSentHeaders(env.Headers); err != nil {
 		return ReasonUnverifiedSender, err
 	}
 	return "", nil
 }
 
 func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {
+	if !m.Deadline.IsZero() {
+		// The caller gives up then; so does the handler.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, m.Deadline)
+		defer cancel()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v", p)

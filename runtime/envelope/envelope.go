@@ -252,6 +252,9 @@ func (e *Envelope) Validate() error {
 	if err := validateHeaderSyntax(e.Headers); err != nil {
 		return err
 	}
+	if err := checkProtocolHeaders(e.Headers); err != nil {
+		return err
+	}
 	if e.CreatedAt.IsZero() {
 		return errors.New("createdAt is empty")
 	}

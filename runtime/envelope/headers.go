@@ -79,9 +79,20 @@ var headerSeparators = strings.NewReplacer("-", "", "_", "", ".", "")
 // error wraps ErrReservedHeader when a reserved name is present and lists
 // every offending name, sorted.
 func CheckConnectorHeaders(h map[string]string) error {
+	return checkHeaders(h, false)
+}
+
+// checkHeaders refuses reserved names, except the protocol headers when
+// protocol is set, and malformed headers.
+func checkHeaders(h map[string]string, protocol bool) error {
+	if protocol {
+		if err := checkProtocolHeaders(h); err != nil {
+			return err
+		}
+	}
 	var bad []string
 	for k := range h {
-		if IsReservedHeader(k) {
+		if IsReservedHeader(k) && !(protocol && protocolHeaders[k]) {
 			bad = append(bad, k)
 		}
 	}

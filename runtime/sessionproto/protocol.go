@@ -175,6 +175,13 @@ type Message struct {
 	Body []byte `json:"body,omitempty"`
 	// Claim refers to a body uploaded with TypeUpload, instead of Body.
 	Claim *Claim `json:"claim,omitempty"`
+	// Deadline makes the message a call to a cloud service, or a reply to
+	// a call (with CorrelationID): the worker carries it as the reserved
+	// envelope.HeaderDeadline, which no application header may set.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// ExpiresAt is the message's time to live as an instant; the worker
+	// carries it as envelope.HeaderExpiresAt.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // Claim names an uploaded body: the blob from the upload reply, and the

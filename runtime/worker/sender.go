@@ -101,6 +101,10 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 		From:    &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
 		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: time.Now().UTC(),
 	}
+	// Set by the worker from the frame's fields, after the session refused
+	// every reserved application header.
+	env.SetProtocolHeader(envelope.HeaderDeadline, m.Deadline)
+	env.SetProtocolHeader(envelope.HeaderExpiresAt, m.ExpiresAt)
 	if m.Claim != nil {
 		c, err := s.claim(from, m.Claim)
 		if err != nil {

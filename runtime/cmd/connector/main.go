@@ -119,11 +119,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	cfg.Key = key
 	cfg.Logger = log
-	cfg.Handler = &sidecar.Deliverer{URL: deliverTo, Client: &http.Client{Timeout: deliverTimeout}, Logger: log}
+	deliverer := &sidecar.Deliverer{URL: deliverTo, Client: &http.Client{Timeout: deliverTimeout}, Logger: log}
+	cfg.Handler = deliverer
 	client, err := connector.New(cfg)
 	if err != nil {
 		return err
 	}
+	deliverer.Replier = client // the local program's answer to a call is the reply
 
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

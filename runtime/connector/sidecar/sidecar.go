@@ -11,6 +11,9 @@
 //	Bote-Kind             targeted or broadcast
 //	Bote-Topic            the topic of a broadcast
 //	Bote-From             the cloud service that sent it
+//	Bote-Deadline         set on a call (RFC 3339): the caller gives up
+//	                      then, and so does the delivery
+//	Bote-Expires-At       the message's time to live, when it has one
 //	<name>                each application header, as is, except names
 //	                      with '_' and names reserved in any spelling
 //	                      (see Deliverer)
@@ -20,7 +23,9 @@
 // service); none of them can come from the message's own headers.
 //
 // A 2xx answer means handled (the message is deleted); anything else, or no
-// answer within the timeout, means "try again later".
+// answer within the timeout, means "try again later". When the message is
+// a call (Bote-Deadline is set), the 2xx answer is the reply: its body
+// and Content-Type go back to the calling service, correlated.
 //
 // Local API (program → sidecar), on a loopback address:
 //
@@ -31,6 +36,13 @@
 //	                              <name>. 200 {"id": "..."} once the bus has
 //	                              it; 400 with {"code","message"} when the
 //	                              gateway refuses; 503 when not connected.
+//	POST   /v1/call/{service}     a call to a cloud service: body,
+//	                              Content-Type and Bote-Header-<name> as
+//	                              for send; Bote-Timeout (a Go duration,
+//	                              default 30s) is the deadline. 200 with
+//	                              the reply's body and Content-Type,
+//	                              Bote-Message-Id and Bote-Correlation-Id;
+//	                              504 when no reply came in time.
 //	PUT    /v1/subscriptions/{topic}   subscribe (204)
 //	DELETE /v1/subscriptions/{topic}   unsubscribe (204)
 //	GET    /healthz               200 when connected, else 503
@@ -80,6 +92,12 @@ type Deliverer struct {
 	URL    string
 	Client *http.Client
 	Logger *slog.Logger // default slog.Default()
+	// Replier sends a call's reply: the local program's answer. Required
+	// to answer calls (connector.Client is one); without it a call fails.
+	Replier Replier
+	// MaxReplyBytes bounds a reply read from the local program (default
+	// DefaultMaxSendBytes).
+	MaxReplyBytes int64
 
 	dropOnce sync.Once
 }
@@ -115,6 +133,8 @@ func (d *Deliverer) Handle(ctx context.Context, m *connector.Message) error {
 		envelope.HeaderKind:          string(m.Kind),
 		envelope.HeaderTopic:         m.Topic,
 		envelope.HeaderFrom:          m.From.String(),
+		envelope.HeaderDeadline:      formatTime(m.Deadline),
+		envelope.HeaderExpiresAt:     formatTime(m.ExpiresAt),
 	} {
 		req.Header.Del(k)
 		if v != "" {
@@ -130,16 +150,21 @@ func (d *Deliverer) Handle(ctx context.Context, m *connector.Message) error {
 		return fmt.Errorf("cannot deliver %s: %w", m.ID, err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return fmt.Errorf("cannot deliver %s: %s answered %s", m.ID, d.URL, resp.Status)
 	}
-	return nil
+	if m.Deadline.IsZero() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	return d.reply(ctx, m, resp)
 }
 
 // Gateway is what the local API needs of a connector.Client.
 type Gateway interface {
 	Send(ctx context.Context, m connector.OutMessage) (string, error)
+	Call(ctx context.Context, service string, m connector.OutMessage) (*connector.Message, error)
 	Subscribe(ctx context.Context, topic string) error
 	Unsubscribe(ctx context.Context, topic string) error
 	Connected() bool
@@ -158,6 +183,7 @@ type API struct {
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/send", a.send)
+	mux.HandleFunc("POST /v1/call/{service}", a.call)
 	mux.HandleFunc("PUT /v1/subscriptions/{topic}", a.subscription(true))
 	mux.HandleFunc("DELETE /v1/subscriptions/{topic}", a.subscription(false))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -178,7 +204,9 @@ func (a *API) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), wait)
 }
 
-func (a *API) send(w http.ResponseWriter, r *http.Request) {
+// outMessage reads the message a local request sends; on failure it has
+// written the error answer.
+func (a *API) outMessage(w http.ResponseWriter, r *http.Request) (connector.OutMessage, bool) {
 	limit := a.MaxBytes
 	if limit == 0 {
 		limit = DefaultMaxSendBytes
@@ -186,11 +214,11 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "cannot read body")
-		return
+		return connector.OutMessage{}, false
 	}
 	if int64(len(body)) > limit {
 		writeError(w, http.StatusRequestEntityTooLarge, sessionproto.CodeInvalidMessage, fmt.Sprintf("body exceeds %d bytes", limit))
-		return
+		return connector.OutMessage{}, false
 	}
 	m := connector.OutMessage{
 		ID: r.Header.Get(HeaderMessageID), CorrelationID: r.Header.Get(HeaderCorrelationID),
@@ -203,6 +231,14 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 			}
 			m.Headers[strings.ToLower(name)] = vs[0]
 		}
+	}
+	return m, true
+}
+
+func (a *API) send(w http.ResponseWriter, r *http.Request) {
+	m, ok := a.outMessage(w, r)
+	if !ok {
+		return
 	}
 	ctx, cancel := a.ctx(r)
 	defer cancel()

@@ -83,10 +83,12 @@ func TestDelivererNeverForwardsSpoofableHeaderNames(t *testing.T) {
 }
 
 type fakeGateway struct {
-	sent      []connector.OutMessage
-	subs      []string
-	err       error
-	connected bool
+	sent          []connector.OutMessage
+	subs          []string
+	err           error
+	connected     bool
+	calledService string
+	callWait      bool // Call waits for its context
 }
 
 func (f *fakeGateway) Send(_ context.Context, m connector.OutMessage) (string, error) {

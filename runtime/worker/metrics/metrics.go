@@ -32,6 +32,9 @@ type Metrics struct {
 	Rejected *prometheus.CounterVec
 	// Nudges counts nudges, by where they went ("local", "remote").
 	Nudges *prometheus.CounterVec
+	// LateReplies counts replies to calls discarded because the call's
+	// deadline had passed (the caller gave up).
+	LateReplies prometheus.Counter
 }
 
 // New creates the collectors and registers them with reg (a fresh registry
@@ -73,7 +76,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Nudges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bote_worker_nudges_total", Help: "Nudges sent, by destination.",
 		}, []string{"to"}),
+		LateReplies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bote_worker_late_replies_total", Help: "Replies to calls discarded because the caller's deadline had passed.",
+		}),
 	}
-	reg.MustRegister(m.Routed, m.Failed, m.Retries, m.Duplicates, m.RoutingLatency, m.Sessions, m.Evicted, m.Sent, m.Rejected, m.Nudges)
+	reg.MustRegister(m.Routed, m.Failed, m.Retries, m.Duplicates, m.RoutingLatency, m.Sessions, m.Evicted, m.Sent, m.Rejected, m.Nudges, m.LateReplies)
 	return m
 }

@@ -45,7 +45,9 @@ func (r *Router) verifySender(env *envelope.Envelope) error {
 			return permanent(ReasonUnverifiedSender, "from %q: %w", env.From.Service, err)
 		}
 	}
-	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
+	// botecloud adds the protocol headers (deadline, expiry) after
+	// checking the application's; any other reserved name is forged.
+	if err := envelope.CheckSentHeaders(env.Headers); err != nil {
 		return permanent(ReasonReservedHeader, "%w", err)
 	}
 	return nil
@@ -56,6 +58,11 @@ func (r *Router) route(ctx context.Context, env *envelope.Envelope, log *slog.Lo
 		if err := r.verifySender(env); err != nil {
 			return err
 		}
+	}
+	// A call whose caller gave up, or a message past its time to live,
+	// reaches no connector queue.
+	if err := env.CheckExpired(time.Now()); err != nil {
+		return permanent(ReasonExpired, "%w", err)
 	}
 	var targets []ids.ConnectorID
 	switch env.Kind {

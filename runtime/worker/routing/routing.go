@@ -95,6 +95,7 @@ const (
 	ReasonRetriesExhausted = "retries-exhausted"
 	ReasonUnverifiedSender = "unverified-sender"
 	ReasonReservedHeader   = "reserved-header"
+	ReasonExpired          = envelope.ReasonExpired
 )
 
 // Fan-out bounds (Config.FanOut).
@@ -360,6 +361,11 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 	switch {
 	case err == nil:
 		r.m.RoutingLatency.Observe(time.Since(start).Seconds())
+		r.settle(ctx, log, "complete", r.cfg.Bus.Complete(ctx, m))
+	case errors.Is(err, envelope.ErrExpired) && env.IsReply():
+		// Nobody waits for it any more: discarded, counted, not an error.
+		r.m.LateReplies.Inc()
+		log.Info("late reply discarded", "err", err)
 		r.settle(ctx, log, "complete", r.cfg.Bus.Complete(ctx, m))
 	case errors.As(err, &perm):
 		if perm.Reason == ReasonUnverifiedSender || perm.Reason == ReasonReservedHeader {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -254,6 +255,25 @@ func TestPermanentFailuresGoToErrorQueueAtOnce(t *testing.T) {
 			reason: ReasonReservedHeader,
 		},
 		{
+			name: "protocol header in another spelling",
+			env: with(targeted("s7", "a", "a1"), func(e *envelope.Envelope) {
+				e.Headers = map[string]string{"Bote-Deadline": envelope.FormatTime(time.Now().Add(time.Hour))}
+			}),
+			reason: ReasonReservedHeader,
+		},
+		{
+			name:   "call whose caller gave up",
+			env:    with(targeted("e1", "a", "a1"), func(e *envelope.Envelope) { e.SetProtocolHeader(envelope.HeaderDeadline, time.Now().Add(-time.Second)) }),
+			reason: ReasonExpired,
+		},
+		{
+			name: "broadcast past its time to live",
+			env: with(broadcast("e2", "a", "chat"), func(e *envelope.Envelope) {
+				e.SetProtocolHeader(envelope.HeaderExpiresAt, time.Now().Add(-time.Second))
+			}),
+			reason: ReasonExpired,
+		},
+		{
 			name:   "reserved header in another spelling on a broadcast",
 			env:    with(broadcast("s6", "a", "chat"), func(e *envelope.Envelope) { e.Headers = map[string]string{"x_tenant_id": "b"} }),
 			reason: ReasonReservedHeader,
@@ -273,6 +293,29 @@ func TestAllowedServicesAreRouted(t *testing.T) {
 	assert.Equal(t, settled{op: "complete"}, h.handle(targeted("m1", "a", "a1"), 1))
 	assert.Equal(t, settled{op: "complete"}, h.handle(with(targeted("m2", "a", "a1"), func(e *envelope.Envelope) { e.Headers = map[string]string{"trace_id": "1"} }), 1))
 	assert.Equal(t, 2, h.queues.count(pair("a", "a1")))
+}
+
+// The protocol headers botecloud sets (exact spelling) are routed; a late
+// reply to a call is discarded and counted, not an error.
+func TestProtocolHeadersAndLateReplies(t *testing.T) {
+	h := newHarness(t, nil)
+	later := time.Now().Add(time.Hour)
+	call := with(targeted("call", "a", "a1"), func(e *envelope.Envelope) {
+		e.SetProtocolHeader(envelope.HeaderDeadline, later)
+		e.SetProtocolHeader(envelope.HeaderExpiresAt, later)
+	})
+	assert.Equal(t, settled{op: "complete"}, h.handle(call, 1))
+	env, err := envelope.Decode([]byte(h.queues.got[pair("a", "a1")][0]))
+	require.NoError(t, err)
+	assert.True(t, later.Equal(env.Deadline()))
+
+	late := with(targeted("late", "a", "a1"), func(e *envelope.Envelope) {
+		e.CorrelationID = "call"
+		e.SetProtocolHeader(envelope.HeaderDeadline, time.Now().Add(-time.Second))
+	})
+	assert.Equal(t, settled{op: "complete"}, h.handle(late, 1))
+	assert.Equal(t, 1, h.queues.count(pair("a", "a1")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(h.router.m.LateReplies))
 }
 
 // With service keys, only a message signed with its sender's key is

@@ -1,0 +1,123 @@
+package botecloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/envelope"
+)
+
+// DefaultCallTimeout bounds a Call whose context has no deadline.
+const DefaultCallTimeout = 30 * time.Second
+
+// ErrNotRunning is returned by Call when Run is not receiving: replies
+// arrive on the cloud queue, which only Run reads.
+var ErrNotRunning = errors.New("cloud client is not running: Call needs Run to receive the reply")
+
+// Stats are the client's counters.
+type Stats struct {
+	// LateReplies counts replies discarded because their call had already
+	// given up (its deadline passed) or was not made by this process.
+	LateReplies uint64
+	// Expired counts messages sent to the error queue with reason
+	// "expired" instead of to the handler.
+	Expired uint64
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{LateReplies: c.calls.Late.Load(), Expired: c.calls.Expired.Load()}
+}
+
+// Call sends msg to one connector and waits for its reply (the connector's
+// handler answers with connector.Client.Reply). The context's deadline
+// (DefaultCallTimeout when it has none) travels with the request: the
+// connector drops the request if it arrives later and runs its handler
+// under that deadline. Only a reply whose verified sender is
+// tenant/connector is accepted. When ctx ends first Call returns its
+// error, and a reply arriving later is discarded (Stats.LateReplies).
+//
+// Replies come back on the cloud queue, so Run must be running. With
+// several replicas of a service reading the same queue, a replica that
+// receives a reply for another replica's call puts it back for the others
+// until its deadline.
+func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoing) (*Message, error) {
+	env, err := c.targeted(tenant, connector, msg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot call connector: %w", err)
+	}
+	c.mu.Lock()
+	running := c.running
+	c.mu.Unlock()
+	if !running {
+		return nil, ErrNotRunning
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	env.SetProtocolHeader(envelope.HeaderDeadline, deadline)
+	reply := c.calls.Add(env.ID, envelope.Identity{Tenant: tenant, Connector: connector})
+	defer c.calls.Remove(env.ID)
+	if _, err := c.sendChecked(ctx, env); err != nil {
+		return nil, err
+	}
+	select {
+	case m := <-reply:
+		return m, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("call %s to %s/%s: %w", env.ID, tenant, connector, ctx.Err())
+	}
+}
+
+// processReply settles a reply to a call and reports whether m was one.
+func (c *Client) processReply(ctx context.Context, m *bus.Message) bool {
+	env := m.Envelope
+	if !env.IsReply() {
+		return false
+	}
+	took, err := c.calls.Deliver(env.CorrelationID, *env.From, c.message(m, 1))
+	switch {
+	case err != nil:
+		// A connector answering a call that went elsewhere: refused, and
+		// the call keeps waiting for the right one.
+		c.log.WarnContext(ctx, "audit: reply_from_wrong_sender", "audit", true, "event", "reply_from_wrong_sender",
+			"id", env.ID, "correlation", env.CorrelationID, "from", env.From.String(), "err", err)
+		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+			return c.cfg.Bus.DeadLetter(ctx, m, "unverified sender", err.Error())
+		})
+	case took:
+		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
+	case c.now().Before(env.Deadline()):
+		// Another replica's call, or one this process made before a
+		// restart: let the others look until the deadline.
+		c.settle(ctx, "abandon", m, func(ctx context.Context) error {
+			return c.cfg.Bus.Abandon(ctx, m, min(time.Second, env.Deadline().Sub(c.now())))
+		})
+	default:
+		c.calls.Late.Add(1)
+		c.log.InfoContext(ctx, "late reply discarded", "id", env.ID, "correlation", env.CorrelationID, "from", env.From.String())
+		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
+	}
+	return true
+}
+
+// processExpired dead-letters m with reason "expired" if its deadline or
+// time to live passed, and reports whether it did.
+func (c *Client) processExpired(ctx context.Context, m *bus.Message) bool {
+	err := m.Envelope.CheckExpired(c.now())
+	if err == nil {
+		return false
+	}
+	c.calls.Expired.Add(1)
+	c.log.InfoContext(ctx, "expired message not handled", "id", m.Envelope.ID, "err", err)
+	c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+		return c.cfg.Bus.DeadLetter(ctx, m, envelope.ReasonExpired, err.Error())
+	})
+	return true
+}

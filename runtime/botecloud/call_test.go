@@ -1,0 +1,208 @@
+package botecloud
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/envelope"
+)
+
+// running starts c.Run with h and stops it when the test ends.
+func running(t *testing.T, c *Client, h Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.running }, 5*time.Second, time.Millisecond)
+}
+
+// lastSent waits for the n-th envelope sent and returns it.
+func lastSent(t *testing.T, fb *fakeBus, n int) *envelope.Envelope {
+	t.Helper()
+	require.Eventually(t, func() bool { fb.mu.Lock(); defer fb.mu.Unlock(); return len(fb.sent) >= n }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	return fb.sent[n-1].env
+}
+
+// replyFrom is what the worker puts on the cloud queue when connector
+// tenant/conn answers req: From stamped from its token, the deadline
+// carried back.
+func replyFrom(tenant, conn string, req *envelope.Envelope, body string) *bus.Message {
+	env := &envelope.Envelope{
+		ID: envelope.NewID(), CorrelationID: req.ID, Kind: envelope.KindCloud,
+		From: &envelope.Identity{Tenant: tenant, Connector: conn}, Body: []byte(body), CreatedAt: time.Now().UTC(),
+	}
+	env.SetProtocolHeader(envelope.HeaderDeadline, req.Deadline())
+	return bus.NewMessage(bus.QueueCloud, env, nil, 1, time.Now().Add(time.Minute), nil)
+}
+
+func noHandler(t *testing.T) Handler {
+	return func(_ context.Context, m *Message) error {
+		t.Errorf("handler called with %s: replies and expired messages never reach it", m.ID)
+		return nil
+	}
+}
+
+type callResult struct {
+	m   *Message
+	err error
+}
+
+func call(c *Client, ctx context.Context, msg Outgoing) <-chan callResult {
+	out := make(chan callResult, 1)
+	go func() {
+		m, err := c.Call(ctx, "contoso", "agent-1", msg)
+		out <- callResult{m, err}
+	}()
+	return out
+}
+
+// A call carries its context's deadline in the reserved header, accepts
+// only the reply whose verified sender is the connector it called, and
+// refuses (error queue) a reply from any other connector, even with the
+// right correlation id.
+func TestCallReply(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	running(t, c, noHandler(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	res := call(c, ctx, Outgoing{Body: []byte("ping"), Headers: map[string]string{"type": "ping"}})
+	req := lastSent(t, fb, 1)
+	assert.Equal(t, envelope.KindTargeted, req.Kind)
+	assert.Equal(t, "agent-1", req.Connector)
+	assert.True(t, deadline.Equal(req.Deadline()), "deadline %s travels as %s", deadline, req.Headers[envelope.HeaderDeadline])
+	assert.Equal(t, "ping", req.Headers["type"])
+
+	fb.push(replyFrom("contoso", "agent-2", req, "forged"))
+	fb.push(replyFrom("fabrikam", "agent-1", req, "forged"))
+	require.Eventually(t, func() bool { return fb.settled() == 2 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	require.Len(t, fb.deadLetters, 2)
+	for _, d := range fb.deadLetters {
+		assert.Equal(t, "unverified sender", d.reason)
+		assert.Contains(t, d.description, "the call went to contoso/agent-1, the reply is from ")
+	}
+	fb.mu.Unlock()
+	select {
+	case r := <-res:
+		t.Fatalf("call returned on a forged reply: %+v", r)
+	default:
+	}
+
+	fb.push(replyFrom("contoso", "agent-1", req, "pong"))
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "pong", string(r.m.Body))
+	assert.Equal(t, req.ID, r.m.CorrelationID)
+	assert.Equal(t, "contoso/agent-1", r.m.From.String())
+	assert.Empty(t, r.m.Headers, "protocol headers are not application headers")
+}
+
+// A call whose caller gave up returns the context's error; its reply,
+// arriving later, is discarded and counted, never handled. A reply for a
+// call this process did not make, still within its deadline, is put back
+// for another replica.
+func TestCallTimeoutAndLateReply(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	running(t, c, noHandler(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	r := <-call(c, ctx, Outgoing{Body: []byte("ping")})
+	require.ErrorIs(t, r.err, context.DeadlineExceeded)
+	req := lastSent(t, fb, 1)
+	fb.push(replyFrom("contoso", "agent-1", req, "too late"))
+	require.Eventually(t, func() bool { return c.Stats().LateReplies == 1 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	assert.Len(t, fb.completed, 1)
+	fb.mu.Unlock()
+
+	other := req.Clone()
+	other.ID = "another-replicas-call"
+	other.SetProtocolHeader(envelope.HeaderDeadline, time.Now().Add(time.Minute))
+	fb.push(replyFrom("contoso", "agent-1", other, "not mine"))
+	require.Eventually(t, func() bool { return fb.settled() == 2 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	require.Len(t, fb.abandoned, 1)
+	assert.LessOrEqual(t, fb.abandoned[0].delay, time.Second)
+	fb.mu.Unlock()
+	assert.Equal(t, uint64(1), c.Stats().LateReplies)
+}
+
+// A connector's call reaches the handler under its deadline, and the
+// handler answers with one call: Reply correlates and carries the
+// deadline back. A call whose caller already gave up, and a message past
+// its time to live, go to the error queue as "expired".
+func TestHandleCallAndExpired(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	deadline := time.Now().Add(time.Minute).UTC()
+	var handlerDeadline atomic.Value
+	running(t, c, func(ctx context.Context, m *Message) error {
+		d, _ := ctx.Deadline()
+		handlerDeadline.Store(d)
+		_, err := c.Reply(ctx, m, Outgoing{Body: []byte("pong")})
+		return err
+	})
+	callMsg := fromConnector("call-1", 1)
+	callMsg.Envelope.SetProtocolHeader(envelope.HeaderDeadline, deadline)
+	gaveUp := fromConnector("call-2", 1)
+	gaveUp.Envelope.SetProtocolHeader(envelope.HeaderDeadline, time.Now().Add(-time.Second))
+	stale := fromConnector("ttl-1", 1)
+	stale.Envelope.SetProtocolHeader(envelope.HeaderExpiresAt, time.Now().Add(-time.Second))
+	fb.push(callMsg, gaveUp, stale)
+	require.Eventually(t, func() bool { return fb.settled() == 3 }, 5*time.Second, time.Millisecond)
+
+	assert.True(t, deadline.Equal(handlerDeadline.Load().(time.Time)))
+	reply := lastSent(t, fb, 1)
+	assert.Equal(t, "call-1", reply.CorrelationID)
+	assert.True(t, deadline.Equal(reply.Deadline()))
+	assert.Equal(t, "agent-1", reply.Connector)
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	require.Len(t, fb.deadLetters, 2)
+	for _, d := range fb.deadLetters {
+		assert.Equal(t, envelope.ReasonExpired, d.reason, d.id)
+	}
+	assert.Equal(t, uint64(2), c.Stats().Expired)
+}
+
+// Only the client sets protocol headers: an application that names one,
+// in any spelling, is refused before anything is sent.
+func TestCallRefusesForgedProtocolHeaders(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	running(t, c, noHandler(t))
+	for _, name := range []string{envelope.HeaderDeadline, "Bote-Deadline", "bote_expires_at", envelope.HeaderExpiresAt} {
+		h := map[string]string{name: envelope.FormatTime(time.Now().Add(time.Hour))}
+		_, err := c.Call(context.Background(), "contoso", "agent-1", Outgoing{Headers: h})
+		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
+		_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Headers: h})
+		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
+		_, err = c.Broadcast(context.Background(), "contoso", "chat", Outgoing{Headers: h})
+		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
+		_, err = c.Reply(context.Background(), &Message{ID: "x", From: envelope.Identity{Tenant: "contoso", Connector: "agent-1"}}, Outgoing{Headers: h})
+		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
+	}
+	fb.mu.Lock()
+	assert.Empty(t, fb.sent)
+	fb.mu.Unlock()
+}
+
+func TestCallNeedsRun(t *testing.T) {
+	c := newClient(t, &fakeBus{}, nil)
+	_, err := c.Call(context.Background(), "contoso", "agent-1", Outgoing{})
+	assert.ErrorIs(t, err, ErrNotRunning)
+	_, err = c.Call(context.Background(), "contoso", "Agent 1", Outgoing{})
+	assert.ErrorContains(t, err, "connector")
+}
