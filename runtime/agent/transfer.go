@@ -15,7 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
-	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
 
@@ -139,7 +139,7 @@ func (a *Agent) upload(ctx context.Context, link, path string) error {
 }
 
 // maxStateBytes bounds a workspace state file the agent downloads.
-const maxStateBytes = runproto.MaxStateBytes
+const maxStateBytes = runspec.MaxStateBytes
 
 // fetchState downloads the workspace's stored Terraform state to path. It
 // reports false when there is none yet (the blob does not exist).

@@ -21,8 +21,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runspec"
 )
 
 // Terraform state of a workspace (local backend) lives in three kinds of
@@ -117,8 +117,8 @@ func (p Promotion) Validate() error {
 	if !versionPattern.MatchString(p.version()) {
 		return fmt.Errorf("claim %q is malformed", p.Claim)
 	}
-	if p.Size <= 0 || p.Size > runproto.MaxStateBytes {
-		return fmt.Errorf("state size %d must be from 1 to %d bytes", p.Size, runproto.MaxStateBytes)
+	if p.Size <= 0 || p.Size > runspec.MaxStateBytes {
+		return fmt.Errorf("state size %d must be from 1 to %d bytes", p.Size, runspec.MaxStateBytes)
 	}
 	if len(p.SHA256) != 64 {
 		return fmt.Errorf("state SHA-256 %q is malformed", p.SHA256)
@@ -211,7 +211,7 @@ func (s *Store) RestoreState(ctx context.Context, tenant, workspace, version str
 	if err != nil {
 		return StateVersion{}, fmt.Errorf("cannot read state version %s: %w", version, err)
 	}
-	data, err := s.readBlob(ctx, k.versionBlob(version), runproto.MaxStateBytes)
+	data, err := s.readBlob(ctx, k.versionBlob(version), runspec.MaxStateBytes)
 	if err != nil {
 		return StateVersion{}, err
 	}
@@ -321,7 +321,7 @@ func (s *Store) putOnce(ctx context.Context, name string, data []byte, meta map[
 // keepUnversioned copies the current state, written before versions were
 // kept, to versions/<version>.
 func (s *Store) keepUnversioned(ctx context.Context, k workspaceKey, version string) error {
-	data, err := s.readBlob(ctx, CurrentState(k.Tenant, k.Workspace), runproto.MaxStateBytes)
+	data, err := s.readBlob(ctx, CurrentState(k.Tenant, k.Workspace), runspec.MaxStateBytes)
 	if err != nil {
 		return fmt.Errorf("cannot keep the current state: %w", err)
 	}
@@ -453,7 +453,7 @@ func (s *Store) StateSnapshot(ctx context.Context, tenant, workspace string) (st
 const CurrentVersion = "current"
 
 // OpenState reads a workspace's current state (version "" or
-// CurrentVersion) or a kept version, at most runproto.MaxStateBytes. No state is
+// CurrentVersion) or a kept version, at most runspec.MaxStateBytes. No state is
 // ErrNotFound; a malformed version is runs.ErrInvalid.
 func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error) {
 	if err := stateScope(tenant, workspace); err != nil {
@@ -466,5 +466,5 @@ func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string
 		}
 		name = workspaceKey{tenant, workspace}.versionBlob(version)
 	}
-	return s.readBlob(ctx, name, runproto.MaxStateBytes)
+	return s.readBlob(ctx, name, runspec.MaxStateBytes)
 }

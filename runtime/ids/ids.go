@@ -39,6 +39,22 @@ func Validate(kind, id string) error {
 	return nil
 }
 
+// MaxLabelValue is the longest label value accepted.
+const MaxLabelValue = 256
+
+// ValidateLabel checks one agent label: the key is an id (Validate), the
+// value at most MaxLabelValue bytes. Registrations, heartbeats and
+// workspaces' agentLabels all follow it.
+func ValidateLabel(k, v string) error {
+	if err := Validate("label", k); err != nil {
+		return err
+	}
+	if len(v) > MaxLabelValue {
+		return fmt.Errorf("label %s value is longer than %d characters", k, MaxLabelValue)
+	}
+	return nil
+}
+
 // ConnectorID identifies one connector: connector ids are unique within a
 // tenant only.
 type ConnectorID struct {

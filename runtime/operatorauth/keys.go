@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -29,17 +28,6 @@ const (
 	secretBytes = 32
 	saltBytes   = 16
 )
-
-var keyIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// ValidateKeyID reports whether id can name an API key: 1 to 63 lowercase
-// letters, digits and dashes, starting with a letter or digit.
-func ValidateKeyID(id string) error {
-	if !keyIDPattern.MatchString(id) {
-		return fmt.Errorf("key id %q must be 1-63 lowercase letters, digits or dashes, starting with a letter or digit", id)
-	}
-	return nil
-}
 
 // KeysFile is the on-disk list of API keys. It holds only salted hashes; the
 // keys themselves are shown once, when created.
@@ -171,7 +159,7 @@ func NewKey(id, description string, g Grants, now time.Time) (apiKey string, ent
 	if err := g.Validate(); err != nil {
 		return "", KeyEntry{}, err
 	}
-	entry = KeyEntry{ID: id, Created: now.UTC().Truncate(time.Second), Description: description, Grants: g.clone()}
+	entry = KeyEntry{ID: id, Created: now.UTC().Truncate(time.Second), Description: description, Grants: g.Clone()}
 	apiKey, err = entry.newSecret()
 	if err != nil {
 		return "", KeyEntry{}, err
@@ -250,26 +238,7 @@ func (f *KeysFile) find(id string) int {
 
 // Info is the entry as listed: everything but the salt and hash.
 func (e KeyEntry) Info() KeyInfo {
-	return KeyInfo{ID: e.ID, Description: e.Description, Created: e.Created, Rotated: e.Rotated, Revoked: e.Revoked, Disabled: e.Disabled, Grants: e.Grants.clone()}
-}
-
-// State is "active" or "revoked", for listings.
-func (k KeyInfo) State() string {
-	if k.Disabled {
-		return "revoked"
-	}
-	return "active"
-}
-
-// KeyInfo describes an API key without its secret or hash.
-type KeyInfo struct {
-	ID          string    `json:"id"`
-	Description string    `json:"description,omitempty"`
-	Created     time.Time `json:"created,omitzero"`
-	Rotated     time.Time `json:"rotated,omitzero"`
-	Revoked     time.Time `json:"revoked,omitzero"`
-	Disabled    bool      `json:"disabled,omitempty"`
-	Grants
+	return KeyInfo{ID: e.ID, Description: e.Description, Created: e.Created, Rotated: e.Rotated, Revoked: e.Revoked, Disabled: e.Disabled, Grants: e.Grants.Clone()}
 }
 
 func hashSecret(salt []byte, secret string) []byte {
@@ -344,7 +313,7 @@ func (ks *KeySet) Verify(apiKey string) (Principal, error) {
 	case entry.Disabled:
 		return Principal{}, fmt.Errorf("%w: API key %q is disabled", ErrUnauthenticated, id)
 	}
-	return Principal{Kind: KindAPIKey, ID: id, Name: id, Grants: entry.Grants.clone()}, nil
+	return Principal{Kind: KindAPIKey, ID: id, Name: id, Grants: entry.Grants.Clone()}, nil
 }
 
 var errNoKeys = errors.New("no API keys configured")

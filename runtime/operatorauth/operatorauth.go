@@ -50,39 +50,6 @@ var (
 	ErrForbidden = errors.New("forbidden")
 )
 
-// Kind says how an operator authenticated.
-type Kind string
-
-// Kinds of credential.
-const (
-	KindAPIKey Kind = "api-key"
-	KindOAuth2 Kind = "oauth2"
-)
-
-// Principal is an authenticated operator. Its embedded Grants answer
-// authorization questions: p.Allows(tenant, RoleOperator), p.RoleIn(tenant),
-// p.IsAdmin(), p.TenantIDs().
-type Principal struct {
-	Kind Kind `json:"kind"`
-	// ID is the key id for API keys, the object id (or sub) for OAuth2.
-	ID string `json:"id"`
-	// Name is for humans and logs: the key id, or the token's
-	// preferred_username (or sub).
-	Name string `json:"name"`
-	// Grants say what the principal may do: admin, or a role per tenant
-	// (see Role). A principal with no grants is authenticated but may do
-	// nothing.
-	Grants
-}
-
-// String is what logs show: "api-key:alice-laptop".
-func (p Principal) String() string { return string(p.Kind) + ":" + p.Name }
-
-// Subject identifies the principal stably, "kind:id" (for OAuth2 the
-// object id, which unlike the user name never changes hands). Compare
-// principals by Subject, never by String.
-func (p Principal) Subject() string { return string(p.Kind) + ":" + p.ID }
-
 // Config configures an Authenticator. At least one credential kind must be
 // configured.
 type Config struct {

@@ -1,9 +1,9 @@
 package opsapitypes
 
-import "github.com/botehq/platform/runtime/operatorauth"
+import "github.com/botehq/platform/runtime/operator"
 
 // APIKey describes an operator API key: never its secret or hash.
-type APIKey = operatorauth.KeyInfo
+type APIKey = operator.KeyInfo
 
 // CreateKeyRequest is the body of POST /v1/keys. Give admin or tenants.
 type CreateKeyRequest struct {
@@ -12,7 +12,7 @@ type CreateKeyRequest struct {
 	// Admin makes a platform administrator key.
 	Admin bool `json:"admin,omitempty"`
 	// Tenants maps tenant id to role: reader, operator or approver.
-	Tenants map[string]operatorauth.Role `json:"tenants,omitempty"`
+	Tenants map[string]operator.Role `json:"tenants,omitempty"`
 }
 
 // NewKey is the answer to creating or rotating a key: Key is the secret,

@@ -7,7 +7,7 @@ package opsapitypes
 import (
 	"time"
 
-	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/operator"
 )
 
 // APIVersion is the path prefix of this version of the API. Breaking
@@ -136,4 +136,4 @@ type Health struct {
 
 // Whoami is the body of GET /v1/whoami: the principal the credential
 // authenticates as (kind, id, name) and its grants (admin, tenants).
-type Whoami = operatorauth.Principal
+type Whoami = operator.Principal

@@ -12,7 +12,7 @@ import (
 	"net/url"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
-	"github.com/botehq/platform/runtime/runproto"
+	"github.com/botehq/platform/runtime/runspec"
 )
 
 // StateVersions lists a workspace's kept Terraform states, newest first
@@ -52,12 +52,12 @@ func (c *Client) PullState(ctx context.Context, tenant, workspace, version strin
 		return "", fmt.Errorf("cannot pull the state of %s/%s: %w", tenant, workspace, apiError(resp.StatusCode, data))
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, runproto.MaxStateBytes+1))
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, runspec.MaxStateBytes+1))
 	switch got := hex.EncodeToString(h.Sum(nil)); {
 	case err != nil:
 		return "", fmt.Errorf("cannot pull the state of %s/%s: %w", tenant, workspace, err)
-	case n > runproto.MaxStateBytes:
-		return "", fmt.Errorf("cannot pull the state of %s/%s: it is over %d bytes", tenant, workspace, runproto.MaxStateBytes)
+	case n > runspec.MaxStateBytes:
+		return "", fmt.Errorf("cannot pull the state of %s/%s: it is over %d bytes", tenant, workspace, runspec.MaxStateBytes)
 	case got != resp.Header.Get(opsapitypes.HeaderStateSHA256):
 		return "", fmt.Errorf("cannot pull the state of %s/%s: the %d bytes received have SHA-256 %s, the server sent %q", tenant, workspace, n, got, resp.Header.Get(opsapitypes.HeaderStateSHA256))
 	}

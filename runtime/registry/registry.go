@@ -112,21 +112,11 @@ func ValidateGrants(roleList []string, labels map[string]string) error {
 	return nil
 }
 
-// MaxLabelValue is the longest label value accepted.
-const MaxLabelValue = 256
+// MaxLabelValue is the longest label value accepted (ids.ValidateLabel).
+const MaxLabelValue = ids.MaxLabelValue
 
-// ValidateLabel checks one agent label: the key is an id (as tenant and
-// connector ids), the value at most MaxLabelValue bytes. Registrations,
-// heartbeats and workspaces' agentLabels all follow it.
-func ValidateLabel(k, v string) error {
-	if err := ids.Validate("label", k); err != nil {
-		return err
-	}
-	if len(v) > MaxLabelValue {
-		return fmt.Errorf("label %s value is longer than %d characters", k, MaxLabelValue)
-	}
-	return nil
-}
+// ValidateLabel checks one agent label (ids.ValidateLabel).
+func ValidateLabel(k, v string) error { return ids.ValidateLabel(k, v) }
 
 // ClientID is the OAuth2 client id of the connector: "tenant/connector".
 func (c Connector) ClientID() string { return ClientID(c.Tenant, c.ID) }

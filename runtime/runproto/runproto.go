@@ -331,7 +331,3 @@ func ParseClaimToken(s string) (int, bool) {
 	n, err := strconv.Atoi(s)
 	return n, err == nil && n > 0 && strconv.Itoa(n) == s
 }
-
-// MaxStateBytes bounds a state file: what an agent uploads to
-// StateUploadURL, the server promotes and an agent or operator downloads.
-const MaxStateBytes = 256 << 20

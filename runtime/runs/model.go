@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -53,50 +53,21 @@ type Workspace struct {
 	ETag string `json:"-"`
 }
 
-// Options tune a workspace's runs. Zero durations take the defaults.
-type Options struct {
-	// AutoApply approves a plan with changes as soon as it is saved.
-	AutoApply bool `json:"autoApply,omitempty"`
-	// FourEyes requires that a run be approved by someone other than who
-	// queued it (Manager.Approve refuses with ErrFourEyes). It excludes
-	// AutoApply, which approves without anyone.
-	FourEyes bool `json:"fourEyes,omitempty"`
-	// PlanTimeout bounds planning (default DefaultPlanTimeout).
-	PlanTimeout time.Duration `json:"planTimeout,omitempty"`
-	// ApplyTimeout bounds applying (default DefaultApplyTimeout).
-	ApplyTimeout time.Duration `json:"applyTimeout,omitempty"`
-	// ApprovalTimeout bounds how long a saved plan waits for approval while
-	// it holds the workspace (default DefaultApprovalTimeout).
-	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
-}
+// Options tune a workspace's runs (the rule is runspec's, which clients
+// check too). Zero durations take the defaults.
+type Options = runspec.Options
 
 // Defaults for Options.
 const (
-	DefaultPlanTimeout     = time.Hour
-	DefaultApplyTimeout    = 2 * time.Hour
-	DefaultApprovalTimeout = 24 * time.Hour
-	// MaxTimeout caps every timeout (a week: runs must end).
-	MaxTimeout = 7 * 24 * time.Hour
+	DefaultPlanTimeout     = runspec.DefaultPlanTimeout
+	DefaultApplyTimeout    = runspec.DefaultApplyTimeout
+	DefaultApprovalTimeout = runspec.DefaultApprovalTimeout
+	MaxTimeout             = runspec.MaxTimeout
 )
 
-// Validate names the first bad option.
-func (o Options) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"planTimeout", o.PlanTimeout}, {"applyTimeout", o.ApplyTimeout}, {"approvalTimeout", o.ApprovalTimeout}} {
-		if d.v < 0 || d.v > MaxTimeout {
-			return fmt.Errorf("workspace options: %s %s must be between 0 (default) and %s", d.name, d.v, MaxTimeout)
-		}
-	}
-	if o.FourEyes && o.AutoApply {
-		return errors.New("workspace options: fourEyes and autoApply exclude each other (auto-apply approves without a second person)")
-	}
-	return nil
-}
-
-// timeout returns how long a run may stay in s; 0 means no deadline.
-func (o Options) timeout(s State) time.Duration {
+// timeout returns how long a run of a workspace with options o may stay
+// in s; 0 means no deadline.
+func timeout(o Options, s State) time.Duration {
 	pick := func(v, def time.Duration) time.Duration {
 		if v == 0 {
 			return def
@@ -114,77 +85,24 @@ func (o Options) timeout(s State) time.Duration {
 	return 0
 }
 
-// Validate checks the workspace's fields.
+// Validate checks the workspace's fields (runspec.Workspace).
 func (w Workspace) Validate() error {
-	if err := ids.Validate("tenant", w.Tenant); err != nil {
-		return err
-	}
-	if err := ids.Validate("workspace", w.Name); err != nil {
-		return err
-	}
-	if len(w.Description) > 1024 {
-		return errors.New("workspace description is longer than 1024 characters")
-	}
-	for k, v := range w.AgentLabels {
-		if err := registry.ValidateLabel(k, v); err != nil {
-			return fmt.Errorf("workspace agentLabels: %w", err)
-		}
-	}
-	if err := ValidateVars(w.Vars); err != nil {
-		return fmt.Errorf("workspace vars: %w", err)
-	}
-	if w.TerraformVersion != "" {
-		if len(w.TerraformVersion) > 100 {
-			return errors.New("workspace terraformVersion: longer than 100 characters")
-		}
-		if _, err := version.NewConstraint(w.TerraformVersion); err != nil {
-			return fmt.Errorf("workspace terraformVersion %q is not a version constraint such as \"~> 1.9\" or \">= 1.10, < 2.0\": %w", w.TerraformVersion, err)
-		}
-	}
-	return w.Options.Validate()
+	return runspec.Workspace{Tenant: w.Tenant, Name: w.Name, Description: w.Description, AgentLabels: w.AgentLabels,
+		Vars: w.Vars, TerraformVersion: w.TerraformVersion, Options: w.Options}.Validate()
 }
 
 // Limits of a workspace's plain variables (they are stored with it).
 const (
-	MaxVars         = 100
-	MaxVarBytes     = 8 << 10
-	MaxAllVarsBytes = 64 << 10
+	MaxVars         = runspec.MaxVars
+	MaxVarBytes     = runspec.MaxVarBytes
+	MaxAllVarsBytes = runspec.MaxAllVarsBytes
 )
 
-// ValidateVars checks variable names (letters, digits and '_', not
-// starting with a digit) and sizes.
-func ValidateVars(vars map[string]string) error {
-	if len(vars) > MaxVars {
-		return fmt.Errorf("%d variables, the limit is %d", len(vars), MaxVars)
-	}
-	total := 0
-	for k, v := range vars {
-		if !ValidVarName(k) {
-			return fmt.Errorf("variable name %q must be letters, digits and '_', not starting with a digit", k)
-		}
-		if len(v) > MaxVarBytes {
-			return fmt.Errorf("variable %s is %d bytes, the limit is %d", k, len(v), MaxVarBytes)
-		}
-		total += len(k) + len(v)
-	}
-	if total > MaxAllVarsBytes {
-		return fmt.Errorf("the variables take %d bytes, the limit is %d", total, MaxAllVarsBytes)
-	}
-	return nil
-}
+// ValidateVars checks variable names and sizes (runspec.ValidateVars).
+func ValidateVars(vars map[string]string) error { return runspec.ValidateVars(vars) }
 
 // ValidVarName reports whether k can name a workspace variable.
-func ValidVarName(k string) bool {
-	if k == "" || len(k) > 128 || k[0] >= '0' && k[0] <= '9' {
-		return false
-	}
-	for _, c := range k {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+func ValidVarName(k string) bool { return runspec.ValidVarName(k) }
 
 // Runs reports whether agent a may run the workspace's runs: it has the
 // workspace's labels and a terraform that meets its version constraint.
@@ -295,7 +213,7 @@ func (r *Run) move(to State, at time.Time, by, reason string, opts Options) erro
 	r.History = append(r.History, Transition{From: r.State, To: to, At: at, By: by, Reason: reason})
 	r.State, r.UpdatedAt = to, at
 	r.Deadline = time.Time{}
-	if d := opts.timeout(to); d > 0 {
+	if d := timeout(opts, to); d > 0 {
 		r.Deadline = at.Add(d)
 	}
 	if !to.Executing() {

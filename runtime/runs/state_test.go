@@ -136,11 +136,11 @@ type nilStore struct{ Store }
 
 func TestTimeoutsPerState(t *testing.T) {
 	o := Options{PlanTimeout: time.Minute}
-	assert.Equal(t, time.Minute, o.timeout(Planning))
-	assert.Equal(t, DefaultApplyTimeout, o.timeout(Applying))
-	assert.Equal(t, DefaultApprovalTimeout, o.timeout(Planned))
-	assert.Zero(t, o.timeout(Queued), "a queued run waits as long as it takes")
-	assert.Zero(t, o.timeout(Approved), "an approved run waits for an agent")
+	assert.Equal(t, time.Minute, timeout(o, Planning))
+	assert.Equal(t, DefaultApplyTimeout, timeout(o, Applying))
+	assert.Equal(t, DefaultApprovalTimeout, timeout(o, Planned))
+	assert.Zero(t, timeout(o, Queued), "a queued run waits as long as it takes")
+	assert.Zero(t, timeout(o, Approved), "an approved run waits for an agent")
 }
 
 func TestMoveRecordsAndClears(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 
 	"github.com/botehq/platform/runtime/planrender"
+	"github.com/botehq/platform/runtime/runspec"
 )
 
 // Operation is what a run does.
@@ -134,43 +135,12 @@ type Job struct {
 	Plan PlanOptions
 }
 
-// PlanOptions are terraform plan's -target, -replace and -refresh-only.
-type PlanOptions struct {
-	Targets     []string `json:"targets,omitempty"`
-	Replace     []string `json:"replace,omitempty"`
-	RefreshOnly bool     `json:"refreshOnly,omitempty"`
-}
+// PlanOptions are terraform plan's -target, -replace and -refresh-only
+// (the rule is runspec's, which clients check too).
+type PlanOptions = runspec.PlanOptions
 
 // MaxPlanAddresses bounds the addresses of each PlanOptions list.
-const MaxPlanAddresses = 100
-
-// Validate checks the addresses (non-empty, one line, at most 512 bytes,
-// at most MaxPlanAddresses of each) and the combination: a destroy plan
-// takes targets only, and -replace does not go with -refresh-only.
-func (o PlanOptions) Validate(destroy bool) error {
-	for what, list := range map[string][]string{"target": o.Targets, "replace": o.Replace} {
-		if len(list) > MaxPlanAddresses {
-			return fmt.Errorf("plan options: %d %s addresses, the limit is %d", len(list), what, MaxPlanAddresses)
-		}
-		for _, a := range list {
-			if a == "" || len(a) > 512 || strings.HasPrefix(a, "-") || strings.ContainsFunc(a, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-				return fmt.Errorf("plan options: %s address %q must be a resource address such as aws_instance.web or module.net", what, a)
-			}
-		}
-	}
-	switch {
-	case destroy && (o.RefreshOnly || len(o.Replace) > 0):
-		return errors.New("plan options: a destroy takes -target only, not -replace or -refresh-only")
-	case o.RefreshOnly && len(o.Replace) > 0:
-		return errors.New("plan options: -replace and -refresh-only exclude each other")
-	}
-	return nil
-}
-
-// Empty reports whether no option is set.
-func (o PlanOptions) Empty() bool {
-	return len(o.Targets) == 0 && len(o.Replace) == 0 && !o.RefreshOnly
-}
+const MaxPlanAddresses = runspec.MaxPlanAddresses
 
 // Sink receives a run's log lines as they happen, in batches.
 type Sink interface {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
-	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
 
@@ -42,7 +41,7 @@ has changes and waits for approval, 11 the run failed, 12 it was cancelled or
 timed out; with --detach, 0 once the run is queued.`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			return a.startRun(cmd.Context(), tenant, api, workspace, dir, runs.OpApply, ff)
+			return a.startRun(cmd.Context(), tenant, api, workspace, dir, opsapitypes.OpApply, ff)
 		}),
 	}
 	runFlags(c, &workspace, &dir, &ff, false)
@@ -64,7 +63,7 @@ Exit codes: 0 destroyed (or nothing to destroy; with --detach, once queued),
 out.`,
 		Args: cobra.NoArgs,
 		RunE: a.withTenant(func(cmd *cobra.Command, _ []string, tenant string, api runsAPI) error {
-			return a.startRun(cmd.Context(), tenant, api, workspace, dir, runs.OpDestroy, ff)
+			return a.startRun(cmd.Context(), tenant, api, workspace, dir, opsapitypes.OpDestroy, ff)
 		}),
 	}
 	runFlags(c, &workspace, &dir, &ff, true)
@@ -83,11 +82,11 @@ func runFlags(c *cobra.Command, workspace, dir *string, ff *followFlags, confirm
 }
 
 // startRun packs dir, creates the run and follows it.
-func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspace, dir string, op runs.Operation, ff followFlags) error {
+func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspace, dir string, op string, ff followFlags) error {
 	if err := requireWorkspace(workspace); err != nil {
 		return err
 	}
-	if op == runs.OpDestroy && !ff.yes && !ff.detach && !a.stdinIsTerminal() {
+	if op == opsapitypes.OpDestroy && !ff.yes && !ff.detach && !a.stdinIsTerminal() {
 		// Fail before uploading anything rather than after the plan.
 		return usageError{errors.New("--yes: required to destroy without a terminal to confirm on")}
 	}
@@ -111,7 +110,7 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 	}
 	fmt.Fprintf(a.stderr, "Uploading %s (%d %s, %s%s) to workspace %s...\n", dir, stats.Files, files, tfarchive.FormatBytes(stats.Bytes), ignored, workspace)
 	apiOp := opsclient.OpPlan
-	if op == runs.OpDestroy {
+	if op == opsapitypes.OpDestroy {
 		apiOp = opsclient.OpDestroy
 	}
 	run, err := api.CreateRun(ctx, tenant, workspace, apiOp, ff.message, bundle, opsclient.WithPlanOptions(ff.run.plan))
@@ -127,7 +126,7 @@ func (a *app) startRun(ctx context.Context, tenant string, api runsAPI, workspac
 	if err != nil {
 		return err
 	}
-	if op == runs.OpDestroy && state(final) == runs.Planned {
+	if op == opsapitypes.OpDestroy && final.State == opsapitypes.StatePlanned {
 		// A plan nobody has seen yet: shown even with --yes, as terraform
 		// destroy -auto-approve does.
 		if ff.yes {
@@ -160,7 +159,7 @@ timed out; with --detach, 0 once approved.`,
 			if err != nil {
 				return err
 			}
-			if state(run) != runs.Planned {
+			if run.State != opsapitypes.StatePlanned {
 				return fmt.Errorf("run %s is %s, not planned: only a saved plan waiting for approval can be applied", run.ID, run.State)
 			}
 			// The plan's log was shown when it ran; follow from its end.
@@ -183,7 +182,7 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 		a.beforeApproval(ctx, api, tenant, run)
 		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult, false))
 		question := "Do you want to apply these changes?"
-		if run.Operation == string(runs.OpDestroy) {
+		if run.Operation == opsapitypes.OpDestroy {
 			question = "Do you really want to destroy these resources?"
 		}
 		ok, err := a.confirm(ctx, question)

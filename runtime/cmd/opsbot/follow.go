@@ -10,17 +10,13 @@ import (
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
-	"github.com/botehq/platform/runtime/runs"
 )
-
-// state is the run's state as the lifecycle's type.
-func state(r *opsapitypes.Run) runs.State { return runs.State(r.State) }
 
 // stopAt says when following a run may stop.
 type stopAt func(*opsapitypes.Run) bool
 
 // untilSettled stops at a saved plan waiting for approval or at the end.
-func untilSettled(r *opsapitypes.Run) bool { return state(r) == runs.Planned || r.Settled() }
+func untilSettled(r *opsapitypes.Run) bool { return r.State == opsapitypes.StatePlanned || r.Settled() }
 
 // untilEnded stops at the end of the run, or where it needs attention.
 func untilEnded(r *opsapitypes.Run) bool { return r.Settled() }
@@ -39,7 +35,7 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 		if r.State != lastShown {
 			lastShown = r.State
 			a.progress(r)
-			if state(r) == runs.Planned && !stop(r) {
+			if r.State == opsapitypes.StatePlanned && !stop(r) {
 				fmt.Fprintf(a.stderr, "Waiting for approval: the plan of run %s waits for opsbot apply %s; following until the run ends (Ctrl-C stops following, not the run).\n", r.ID, r.ID)
 			}
 		}
@@ -146,14 +142,14 @@ func (a *app) finish(r *opsapitypes.Run) error {
 
 // outcomeOf is the command's result (and exit code) for a run it followed.
 func outcomeOf(r *opsapitypes.Run) error {
-	switch state(r) {
-	case runs.Planned:
+	switch r.State {
+	case opsapitypes.StatePlanned:
 		return runOutcome{code: exitChanges} // printOutcome said how to apply it
-	case runs.Failed:
+	case opsapitypes.StateFailed:
 		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, lastReason(r))}
-	case runs.Cancelled, runs.TimedOut:
+	case opsapitypes.StateCancelled, opsapitypes.StateTimedOut:
 		return runOutcome{exitRunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, lastReason(r))}
-	case runs.NeedsAttention:
+	case opsapitypes.StateNeedsAttention:
 		return runOutcome{exitRunFailed, fmt.Sprintf("run %s needs attention: %s", r.ID, lastReason(r))}
 	}
 	return nil

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/operator"
 	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
@@ -25,17 +25,17 @@ func (a *app) keysCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.ID = args[0]
-			if err := operatorauth.ValidateKeyID(req.ID); err != nil {
+			if err := operator.ValidateKeyID(req.ID); err != nil {
 				return usageError{err}
 			}
 			req.Tenants = nil
 			for _, tr := range tenantRoles {
-				t, r, err := operatorauth.ParseTenantRole(tr)
+				t, r, err := operator.ParseTenantRole(tr)
 				if err != nil {
 					return usageError{fmt.Errorf("--role: %w", err)}
 				}
 				if req.Tenants == nil {
-					req.Tenants = map[string]operatorauth.Role{}
+					req.Tenants = map[string]operator.Role{}
 				}
 				req.Tenants[t] = r
 			}

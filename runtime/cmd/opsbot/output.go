@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
-	"github.com/botehq/platform/runtime/runs"
 )
 
 func writeJSONIndent(w io.Writer, v any) error { return writeJSON(w, v, "  ") }
@@ -170,15 +169,15 @@ func printRun(w io.Writer, r *opsapitypes.Run) {
 // printOutcome is what a followed run ends with.
 func printOutcome(w io.Writer, r *opsapitypes.Run) {
 	fmt.Fprintln(w)
-	switch runs.State(r.State) {
-	case runs.Planned:
+	switch r.State {
+	case opsapitypes.StatePlanned:
 		fmt.Fprintf(w, "Plan saved: %s.\nApply it with: opsbot apply %s\n", changeLine(r.PlanResult, false), r.ID)
-	case runs.NoChanges:
+	case opsapitypes.StateNoChanges:
 		fmt.Fprintf(w, "No changes: the infrastructure matches the configuration (run %s).\n", r.ID)
-	case runs.Applied:
+	case opsapitypes.StateApplied:
 		fmt.Fprintf(w, "Applied: %s (run %s).\n", changeLine(r.ApplyResult, true), r.ID)
 		printOutputs(w, r.ApplyResult)
-	case runs.NeedsAttention:
+	case opsapitypes.StateNeedsAttention:
 		fmt.Fprintf(w, "Run %s needs attention: %s\n", r.ID, lastReason(r))
 	default:
 		fmt.Fprintf(w, "Run %s %s: %s\n", r.ID, r.State, lastReason(r))

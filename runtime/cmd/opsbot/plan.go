@@ -10,7 +10,6 @@ import (
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/planrender"
-	"github.com/botehq/platform/runtime/runs"
 )
 
 // runWithPlan is a run with its plan's resource changes, for -o json.
@@ -49,7 +48,7 @@ func (a *app) writePlan(w io.Writer, p *tfjson.Plan) {
 // plan's structured changes.
 func (a *app) showPlanned(ctx context.Context, api runsAPI, tenant string, r *opsapitypes.Run) error {
 	var p *tfjson.Plan
-	if state(r) != runs.NoChanges { // the outcome says it all
+	if r.State != opsapitypes.StateNoChanges { // the outcome says it all
 		p = a.fetchPlan(ctx, api, tenant, r)
 	}
 	if err := a.print(runWithPlan{r, p}, func(w io.Writer) {

@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfarchive"
-	"github.com/botehq/platform/runtime/tfrun"
 )
 
 // runOptions are terraform plan's everyday options for one run: --var and
@@ -48,7 +48,7 @@ const (
 // bundleFiles returns the variable files to add to the bundle.
 func (o runOptions) bundleFiles() ([]tfarchive.File, error) {
 	// The server checks again; checking here names the flags first.
-	if err := (tfrun.PlanOptions{Targets: o.plan.Targets, Replace: o.plan.Replace, RefreshOnly: o.plan.RefreshOnly}).Validate(false); err != nil {
+	if err := (runspec.PlanOptions{Targets: o.plan.Targets, Replace: o.plan.Replace, RefreshOnly: o.plan.RefreshOnly}).Validate(false); err != nil {
 		return nil, usageError{err}
 	}
 	if len(o.varFiles) > maxVarFiles {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -11,7 +12,6 @@ import (
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
-	"github.com/botehq/platform/runtime/runs"
 )
 
 // runsAPI returns the ops API for the run commands: the ops client
@@ -30,8 +30,8 @@ func (a *app) runsCommands() []*cobra.Command {
 
 // stateList names every run state, for help texts.
 func stateList() string {
-	names := make([]string, 0, len(runs.States()))
-	for _, st := range runs.States() {
+	names := make([]string, 0, len(opsapitypes.States()))
+	for _, st := range opsapitypes.States() {
 		names = append(names, string(st))
 	}
 	return strings.Join(names, ", ")
@@ -57,8 +57,8 @@ An unknown workspace is an error (exit 9).`,
 				return usageError{fmt.Errorf("--limit: %d must be between 1 and %d", q.Limit, opsapitypes.MaxRunListLimit)}
 			}
 			for _, st := range q.States {
-				if !runs.State(st).Valid() {
-					return usageError{fmt.Errorf("--state: %q is not one of %v", st, runs.States())}
+				if !slices.Contains(opsapitypes.States(), st) {
+					return usageError{fmt.Errorf("--state: %q is not one of %v", st, opsapitypes.States())}
 				}
 			}
 			list, err := api.Runs(cmd.Context(), tenant, q)
@@ -137,7 +137,7 @@ func (a *app) cancelCommand() *cobra.Command {
 				return err
 			}
 			return a.print(run, func(w io.Writer) {
-				if state(run) == runs.Cancelled {
+				if run.State == opsapitypes.StateCancelled {
 					fmt.Fprintf(w, "Run %s cancelled.\n", run.ID)
 					return
 				}

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
-	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runspec"
 )
 
 func (a *app) workspacesCommand() *cobra.Command {
@@ -29,8 +29,8 @@ func (a *app) workspacesCommand() *cobra.Command {
 				return usageError{fmt.Errorf("--label: %w", err)}
 			}
 			// The server checks again; checking here names the flag.
-			ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
-				Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes, PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}}
+			ws := runspec.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
+				Options: runspec.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes, PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}}
 			if err := ws.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -104,7 +104,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 				req.Labels = &l
 			}
 			req.Timeouts = opsapitypes.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
-			if err := (runs.Options{PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}).Validate(); err != nil {
+			if err := (runspec.Options{PlanTimeout: planTimeout, ApplyTimeout: applyTimeout, ApprovalTimeout: approvalTimeout}).Validate(); err != nil {
 				return usageError{err}
 			}
 			if req == (opsapitypes.UpdateWorkspaceRequest{}) {
