@@ -19,6 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/seen"
+	"github.com/botehq/platform/runtime/tfproviders"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -80,6 +81,16 @@ type Config struct {
 	// any connector, and only the ops server assigns runs.
 	Server string
 
+	// ProviderCache is the plugin cache the runs share (nil: none, every
+	// init installs from scratch).
+	ProviderCache *tfproviders.Cache
+	// ProviderSources are where init installs providers from; a
+	// workspace may override them (runproto.Assign.Providers).
+	ProviderSources tfproviders.Sources
+	// CLIConfig is the agent's own Terraform CLI configuration
+	// (credentials, host blocks): each run's configuration starts with it.
+	CLIConfig []byte
+
 	Terraform Terraform
 	Sender    Sender
 	// HTTPClient downloads and uploads artifacts (default: no overall
@@ -113,6 +124,9 @@ func (c Config) Validate() error {
 		return errors.New("agent config: Terraform is required")
 	case c.Sender == nil:
 		return errors.New("agent config: Sender is required")
+	}
+	if err := c.ProviderSources.Validate(); err != nil {
+		return fmt.Errorf("agent config: ProviderSources: %w", err)
 	}
 	if c.Server != "" {
 		if err := (envelope.Identity{Service: c.Server}).Validate(); err != nil {

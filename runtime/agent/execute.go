@@ -113,6 +113,7 @@ type timings struct{ fetch, terraform, upload time.Duration }
 // phase does the work of execute in dir; res gets the tfrun result and the
 // upload.
 func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Time, dir string, sink *logSink, res *runproto.Result, took *timings) error {
+	// size: one phase in order (fetch, providers, start fence, Terraform, state, upload); the job, the provider sources and timings carry through it.
 	t0 := time.Now()
 	secrets, err := runproto.OpenSecrets(a.cfg.Key, asg.Secrets)
 	if err != nil {
@@ -123,6 +124,11 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 		return fmt.Errorf("cannot create working directory: %w", err)
 	}
 	job := tfrun.Job{Op: asg.Op, Dir: tfDir, Env: secrets.Env}
+	sources, endProviders, err := a.providers(dir, asg, &job)
+	defer endProviders()
+	if err != nil {
+		return err
+	}
 	if asg.Op == tfrun.Apply {
 		if err := a.download(ctx, asg.WorkdirURL, asg.WorkdirSize, asg.WorkdirSHA256, tfDir, tfarchive.WorkdirLimits); err != nil {
 			return fmt.Errorf("cannot fetch the saved plan: %w", err)
@@ -161,6 +167,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 			a.log.Error("cannot store the workspace state after a failed apply", "run", asg.RunID, "err", err)
 		}
 	}
+	runErr = explainProviders(tr, runErr, sources)
 	scrubOutputs(tr, secrets)
 	res.Result = tr
 	if runErr != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfarchive"
+	"github.com/botehq/platform/runtime/tfproviders"
 )
 
 // ErrIntegrity reports a downloaded artifact whose size or SHA-256 is not
@@ -84,6 +85,11 @@ func redactURL(err error) error {
 // packWorkdir packs the working directory (plan file and .terraform/
 // included) to path and returns its size and SHA-256.
 func packWorkdir(dir, path string) (int64, string, error) {
+	// Providers linked from the plugin cache or a mirror travel as
+	// copies: the apply runs on any agent, without init.
+	if err := tfproviders.Materialize(dir); err != nil {
+		return 0, "", err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, "", fmt.Errorf("cannot create working directory archive: %w", err)

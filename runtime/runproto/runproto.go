@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botehq/platform/runtime/tfproviders"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -174,6 +175,9 @@ type Assign struct {
 	// LogOffset is the length of the run's log when the phase was
 	// assigned: where this claim's first log batch starts (see Logs.Offset).
 	LogOffset int64 `json:"logOffset"`
+	// Providers are the workspace's provider sources: its mirrors replace
+	// the agent's, and it may turn direct installation off.
+	Providers tfproviders.Sources `json:"providers,omitzero"`
 }
 
 // Cancel (run.cancel) asks an agent to stop a run.

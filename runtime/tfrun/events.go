@@ -34,6 +34,9 @@ type Result struct {
 	// Plan summarizes a saved plan: counts, and what it destroys and
 	// replaces (at most MaxPlanSummaryEntries of each).
 	Plan *planrender.Summary `json:"plan,omitempty"`
+	// LockFile is the dependency lock file after a plan's init (none
+	// without providers).
+	LockFile *LockFile `json:"lockFile,omitempty"`
 	// PlanJSON is the saved plan as planrender.Keep keeps it, JSON; the
 	// agent sends it on to be stored beside the run, not in it.
 	PlanJSON []byte `json:"-"`

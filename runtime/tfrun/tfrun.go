@@ -133,6 +133,18 @@ type Job struct {
 	PlainVars map[string]string
 	// Plan narrows or changes a plan (-target, -replace, -refresh-only).
 	Plan PlanOptions
+	// CLIConfigFile is the Terraform CLI configuration for this job
+	// (TF_CLI_CONFIG_FILE): plugin cache and provider installation.
+	// Empty: the agent's own.
+	CLIConfigFile string
+	// InitGuard, if set, wraps terraform init (a shared plugin cache
+	// serializes installs and leases what the run links to).
+	InitGuard InitGuard
+}
+
+// InitGuard wraps terraform init in dir; *tfproviders.Use is one.
+type InitGuard interface {
+	GuardInit(ctx context.Context, dir string, init func(context.Context) error) error
 }
 
 // PlanOptions are terraform plan's -target, -replace and -refresh-only
@@ -229,6 +241,9 @@ func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if job.CLIConfigFile != "" {
+		env["TF_CLI_CONFIG_FILE"] = job.CLIConfigFile
+	}
 	if err := tf.SetEnv(env); err != nil {
 		return nil, fmt.Errorf("cannot set terraform environment: %w", err)
 	}
@@ -282,7 +297,7 @@ func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
 func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan string, ev *eventStream, res *Result) error {
 	switch job.Op {
 	case Plan, PlanDestroy:
-		if err := tf.InitJSON(ctx, ev, tfexec.Upgrade(false)); err != nil {
+		if err := r.init(ctx, tf, job, ev, res); err != nil {
 			return fmt.Errorf("init: %w", err)
 		}
 		opts := []tfexec.PlanOption{tfexec.Out(job.PlanFile), tfexec.Destroy(job.Op == PlanDestroy), tfexec.RefreshOnly(job.Plan.RefreshOnly)}

@@ -56,6 +56,7 @@ type options struct {
 	safetyPoll                  time.Duration
 	labels                      labels
 	level                       slog.Level
+	providers                   providerOptions
 }
 
 func parse(args []string, stderr io.Writer, getenv func(string) string) (*options, error) {
@@ -82,6 +83,7 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 	fs.Var(o.labels, "labels", "narrow the labels the agent serves to these: k=v[,k=v...] (repeatable); the registration grants the labels, this can only drop some")
 	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	o.providers.flags(fs)
 	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
 		return nil, err
 	}
@@ -106,10 +108,14 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 	if o.issuer != "" {
 		o.tokenURL = strings.TrimSuffix(o.issuer, "/") + "/oauth2/token"
 	}
+	if err := o.providers.check(o.workDir); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	// size: the agent's wiring in start-up order (terraform, providers, agent, session, signals); each piece needs the one before.
 	if buildinfo.Requested(args) {
 		printVersion(ctx, stdout, args, getenv)
 		return nil
@@ -136,8 +142,14 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		log.Warn("cannot read the terraform version", "terraform", o.terraform, "err", err)
 	}
 
+	cache, cliConfig, err := o.providers.open(log, getenv)
+	if err != nil {
+		return err
+	}
+
 	var client *connector.Client // the agent sends through the client it handles messages for
 	a, err := agent.New(agent.Config{
+		ProviderCache: cache, ProviderSources: o.providers.sources, CLIConfig: cliConfig,
 		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir, Server: o.server,
 		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
 		Labels: o.labels, Version: buildinfo.Read().Version, TerraformVersion: tfVersion, Terraform: tf, Logger: log,

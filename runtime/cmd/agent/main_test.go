@@ -48,6 +48,24 @@ func TestParse(t *testing.T) {
 		{name: "flag wins over environment", args: append(base, "--issuer", "http://idp", "--concurrency", "2"), env: map[string]string{"BOTE_AGENT_CONCURRENCY": "3"}, check: func(t *testing.T, o *options) {
 			assert.Equal(t, 2, o.concurrency)
 		}},
+		{name: "plugin cache in the work dir by default", args: append(base, "--issuer", "http://idp", "--work-dir", "/w"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, "/w/plugin-cache", o.providers.cacheDir)
+			assert.EqualValues(t, 10<<30, o.providers.cacheMax)
+			assert.False(t, o.providers.sources.NoDirect)
+		}},
+		{name: "provider sources", args: append(base, "--issuer", "http://idp", "--plugin-cache-dir", "off", "--provider-mirror-dir", "/m",
+			"--provider-network-mirror", "https://mirror.example.com/p", "--provider-direct=false"), check: func(t *testing.T, o *options) {
+			assert.Empty(t, o.providers.cacheDir)
+			assert.Equal(t, "/m", o.providers.sources.FilesystemMirror)
+			assert.Equal(t, "https://mirror.example.com/p", o.providers.sources.NetworkMirror)
+			assert.True(t, o.providers.sources.NoDirect)
+		}},
+		{name: "plugin cache size", args: append(base, "--issuer", "http://idp"), env: map[string]string{"BOTE_AGENT_PLUGIN_CACHE_MAX_SIZE": "512MiB"}, check: func(t *testing.T, o *options) {
+			assert.EqualValues(t, 512<<20, o.providers.cacheMax)
+			assert.Equal(t, "512MiB", o.providers.cacheMax.String())
+		}},
+		{name: "bad plugin cache size", args: append(base, "--issuer", "http://idp", "--plugin-cache-max-size", "lots"), wantErr: `size "lots"`},
+		{name: "plain http mirror", args: append(base, "--issuer", "http://idp", "--provider-network-mirror", "http://m/"), wantErr: "must be an https URL"},
 		{name: "no token endpoint", args: base, wantErr: "--token-url or --issuer is required"},
 		{name: "both token endpoints", args: append(base, "--issuer", "http://idp", "--token-url", "http://idp/t"), wantErr: "not both"},
 		{name: "no key", args: []string{"--issuer", "http://idp"}, wantErr: "--key is required"},

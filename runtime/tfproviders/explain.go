@@ -1,0 +1,60 @@
+package tfproviders
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/botehq/platform/runtime/tfdiag"
+)
+
+// installFailures are the summaries of init's provider installation
+// errors (Terraform's internal/command/init.go).
+var installFailures = []string{
+	"Failed to query available provider packages",
+	"Failed to install provider",
+	"Failed to install provider from shared cache",
+	"Failed to resolve provider packages",
+	"Required plugins are not installed",
+}
+
+// providerIn finds the provider address in such an error's detail
+// ("... versions for provider example.com/ns/name: ...", "Error while
+// installing hashicorp/azurerm v4.1.0: ...").
+var providerIn = regexp.MustCompile(`(?:for provider|installing|provider) ((?:[a-zA-Z0-9.-]+/)?[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+)`)
+
+// Explain finds init's provider installation errors among diags and
+// returns one error diagnostic naming the providers that could not be
+// installed and the sources that were tried; ok is false when there is
+// none.
+func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool) {
+	var providers, said []string
+	for _, g := range diags {
+		if g.Severity != "error" || !slices.Contains(installFailures, g.Summary) {
+			continue
+		}
+		if m := providerIn.FindStringSubmatch(g.Detail); m != nil && !slices.Contains(providers, m[1]) {
+			providers = append(providers, m[1])
+			said = append(said, firstLine(g.Detail))
+		}
+	}
+	if len(providers) == 0 {
+		return d, false
+	}
+	what := "Provider " + providers[0] + " is"
+	if len(providers) > 1 {
+		what = "Providers " + strings.Join(providers, ", ") + " are"
+	}
+	detail := fmt.Sprintf("terraform init could not install it from this agent's provider sources: %s.", s.Tried())
+	if s.NoDirect {
+		detail += " Put the provider into a mirror the agent uses (docs/agent.md, \"Providers without internet\"), or give the workspace a mirror that has it."
+	}
+	detail += "\nTerraform said: " + strings.Join(said, "\n")
+	return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not available from the agent's provider sources", what), Detail: detail}, true
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}

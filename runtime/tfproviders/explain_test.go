@@ -1,0 +1,80 @@
+package tfproviders
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/tfdiag"
+)
+
+// initDiagnostics runs terraform init -json in dir and returns the
+// diagnostics it reported.
+func initDiagnostics(t *testing.T, dir string, cfg CLIConfig) []tfdiag.Diagnostic {
+	t.Helper()
+	rc := filepath.Join(t.TempDir(), "cli.tfrc")
+	require.NoError(t, os.WriteFile(rc, cfg.Render(), 0o600))
+	cmd := exec.Command("terraform", "init", "-json")
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "CHECKPOINT_DISABLE=1")
+	out, err := cmd.Output()
+	require.Error(t, err, "init must fail: %s", out)
+	var diags []tfdiag.Diagnostic
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var ev struct {
+			Diagnostic *tfdiag.Diagnostic `json:"diagnostic"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Diagnostic != nil {
+			diags = append(diags, *ev.Diagnostic)
+		}
+	}
+	return diags
+}
+
+func TestExplainNamesTheProviderAndTheSourcesTried(t *testing.T) {
+	needTerraform(t)
+	mirror := t.TempDir()
+	packedMirror(t, mirror, "other", 10, "1.0.0")
+	for _, tc := range []struct {
+		name    string
+		sources Sources
+		want    []string
+	}{
+		{"air-gapped, no mirror", Sources{NoDirect: true}, []string{"no mirror; direct installation from the origin registry off"}},
+		{"air-gapped, mirror without it", Sources{FilesystemMirror: mirror, NetworkMirror: "https://127.0.0.1:1/m", NoDirect: true},
+			[]string{"filesystem mirror " + mirror + ", network mirror https://127.0.0.1:1/m/; direct installation from the origin registry off", "Put the provider into a mirror"}},
+		{"missing mirror directory", Sources{FilesystemMirror: filepath.Join(mirror, "gone"), NoDirect: true}, []string{"no such file or directory"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			diags := initDiagnostics(t, config(t, "fake", "1.0.0"), CLIConfig{Sources: tc.sources})
+			d, ok := Explain(diags, tc.sources)
+			require.True(t, ok, "%+v", diags)
+			assert.Equal(t, "error", d.Severity)
+			assert.Equal(t, "Provider example.com/bote/fake is not available from the agent's provider sources", d.Summary)
+			for _, w := range tc.want {
+				assert.Contains(t, d.Detail, w)
+			}
+		})
+	}
+}
+
+func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
+	_, ok := Explain([]tfdiag.Diagnostic{
+		{Severity: "error", Summary: "Unsupported argument", Detail: "An argument named \"provider hashicorp/x\" is not expected here."},
+		{Severity: "warning", Summary: "Failed to query available provider packages", Detail: "for provider a/b: x"},
+	}, Sources{})
+	assert.False(t, ok)
+	d, ok := Explain([]tfdiag.Diagnostic{
+		{Severity: "error", Summary: "Failed to install provider", Detail: "Error while installing hashicorp/azurerm v4.1.0: checksum mismatch"},
+		{Severity: "error", Summary: "Failed to query available provider packages", Detail: "Could not retrieve the list of available versions for provider example.com/a/b: no"},
+	}, Sources{})
+	require.True(t, ok)
+	assert.Equal(t, "Providers hashicorp/azurerm, example.com/a/b are not available from the agent's provider sources", d.Summary)
+}

@@ -1,0 +1,79 @@
+package tfproviders
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Materialize replaces the provider packages in the working directory
+// dir that are symlinks (into the plugin cache or an unpacked mirror)
+// with copies, so the directory can be packed for the apply, which runs
+// on any agent without init.
+func Materialize(dir string) error {
+	links, err := providerLinks(dir)
+	if err != nil {
+		return fmt.Errorf("cannot list the working directory's providers: %w", err)
+	}
+	for _, l := range links {
+		src, err := filepath.EvalSymlinks(l.target)
+		if err != nil {
+			return fmt.Errorf("cannot resolve provider %s: %w", l.path, err)
+		}
+		tmp := l.path + ".copy"
+		if err := copyTree(src, tmp); err != nil {
+			_ = os.RemoveAll(tmp)
+			return fmt.Errorf("cannot copy provider %s: %w", src, err)
+		}
+		if err := os.Remove(l.path); err != nil {
+			return fmt.Errorf("cannot replace provider link %s: %w", l.path, err)
+		}
+		if err := os.Rename(tmp, l.path); err != nil {
+			return fmt.Errorf("cannot replace provider link %s: %w", l.path, err)
+		}
+	}
+	return nil
+}
+
+// copyTree copies the regular files and directories under src to dst,
+// keeping their permission bits.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, fi.Mode().Perm()|0o700)
+		case d.Type().IsRegular():
+			return copyFile(p, to, fi.Mode().Perm())
+		default:
+			return fmt.Errorf("%s is not a regular file or directory", p)
+		}
+	})
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,73 @@
+package tfrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+)
+
+// LockFileName is Terraform's dependency lock file in a configuration.
+const LockFileName = ".terraform.lock.hcl"
+
+// MaxLockFileBytes bounds the lock file a result carries (one provider
+// takes about 1 KiB per platform it has hashes for).
+const MaxLockFileBytes = 64 << 10
+
+// LockFile is the dependency lock file a plan's init left.
+type LockFile struct {
+	// Changed: init created the file (the configuration had none) or
+	// changed it (new providers, versions or hashes). Commit Content to
+	// the configuration so that the next runs install the same providers.
+	Changed bool `json:"changed"`
+	// Created: the configuration had no lock file.
+	Created bool `json:"created,omitempty"`
+	// Content is the file as init left it; empty when over
+	// MaxLockFileBytes (Truncated).
+	Content   string `json:"content,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// init runs terraform init (through the job's InitGuard) and records
+// whether it changed the dependency lock file.
+func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, job Job, ev *eventStream, res *Result) error {
+	path := filepath.Join(job.Dir, LockFileName)
+	before, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot read the lock file: %w", err)
+	}
+	had := err == nil
+	init := func(ctx context.Context) error { return tf.InitJSON(ctx, ev, tfexec.Upgrade(false)) }
+	if job.InitGuard != nil {
+		err = job.InitGuard.GuardInit(ctx, job.Dir, init)
+	} else {
+		err = init(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	after, rerr := os.ReadFile(path)
+	if errors.Is(rerr, fs.ErrNotExist) {
+		return nil // no providers at all
+	}
+	if rerr != nil {
+		return fmt.Errorf("cannot read the lock file: %w", rerr)
+	}
+	lf := &LockFile{Changed: !had || !bytes.Equal(before, after), Created: !had}
+	if len(after) > MaxLockFileBytes {
+		lf.Truncated = true
+	} else {
+		lf.Content = string(after)
+	}
+	res.LockFile = lf
+	if lf.Changed {
+		res.Diagnostics = append(res.Diagnostics, Diagnostic{Severity: "warning", Summary: "terraform init changed the dependency lock file",
+			Detail: "The configuration's " + LockFileName + " did not record the providers this run installed (a new provider, version or platform checksum). Commit the updated file (opsbot lockfile RUN) so that later runs install exactly these."})
+	}
+	return nil
+}
