@@ -15,6 +15,7 @@
 //	opsbot destroy --workspace W --dir D  plan a destroy, confirm, apply
 //	opsbot runs list|show, logs [-f] RUN, cancel RUN
 //	opsbot state versions|pull|rollback --workspace W   kept Terraform states (state.go)
+//	opsbot mcp [--allow-approve]          MCP server for AI assistants on stdio (mcp.go, docs/mcp.md)
 //
 // and, for platform administrators, operator API keys (keys.go):
 //
