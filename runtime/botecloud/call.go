@@ -45,10 +45,11 @@ func (c *Client) Stats() Stats {
 // receives a reply for another replica's call puts it back for the others
 // until its deadline.
 func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoing) (*Message, error) {
-	env, err := c.targeted(tenant, connector, msg)
+	p, err := c.targeted(tenant, connector, msg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot call connector: %w", err)
 	}
+	env := p.env
 	c.mu.Lock()
 	running := c.running
 	c.mu.Unlock()
@@ -64,7 +65,7 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoin
 	env.SetProtocolHeader(envelope.HeaderDeadline, deadline)
 	reply := c.calls.Add(env.ID, envelope.Identity{Tenant: tenant, Connector: connector})
 	defer c.calls.Remove(env.ID)
-	if _, err := c.sendChecked(ctx, env); err != nil {
+	if _, err := c.send(ctx, p); err != nil {
 		return nil, err
 	}
 	select {

@@ -206,3 +206,38 @@ func TestCallNeedsRun(t *testing.T) {
 	_, err = c.Call(context.Background(), "contoso", "Agent 1", Outgoing{})
 	assert.ErrorContains(t, err, "connector")
 }
+
+// Scheduled delivery goes to the bus as a delay; a TTL becomes the
+// reserved expiry header, counted from the delivery time.
+func TestScheduleAndTTL(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+
+	_, err := c.SendToConnector(ctx, "contoso", "agent-1", Outgoing{Delay: 5 * time.Minute, TTL: time.Hour})
+	require.NoError(t, err)
+	_, err = c.Broadcast(ctx, "contoso", "chat", Outgoing{DeliverAt: now.Add(time.Minute)})
+	require.NoError(t, err)
+	_, err = c.SendToConnector(ctx, "contoso", "agent-1", Outgoing{DeliverAt: now.Add(-time.Minute), TTL: time.Second})
+	require.NoError(t, err)
+	fb.mu.Lock()
+	require.Len(t, fb.sent, 3)
+	assert.Equal(t, &bus.SendOptions{Delay: 5 * time.Minute}, fb.sent[0].opts)
+	assert.Equal(t, now.Add(65*time.Minute), fb.sent[0].env.ExpiresAt())
+	assert.Equal(t, &bus.SendOptions{Delay: time.Minute}, fb.sent[1].opts)
+	assert.True(t, fb.sent[1].env.ExpiresAt().IsZero())
+	assert.Nil(t, fb.sent[2].opts, "a time in the past is now")
+	assert.Equal(t, now.Add(time.Second), fb.sent[2].env.ExpiresAt())
+	fb.mu.Unlock()
+
+	for name, o := range map[string]Outgoing{
+		"exclusive":      {Delay: time.Second, DeliverAt: now.Add(time.Hour)},
+		"negative delay": {Delay: -time.Second},
+		"negative ttl":   {TTL: -time.Second},
+	} {
+		_, err := c.SendToConnector(ctx, "contoso", "agent-1", o)
+		assert.Error(t, err, name)
+	}
+}

@@ -40,6 +40,7 @@ type fakeBus struct {
 type sent struct {
 	queue string
 	env   *envelope.Envelope
+	opts  *bus.SendOptions
 }
 type abandon struct {
 	id    string
@@ -47,13 +48,13 @@ type abandon struct {
 }
 type deadLetter struct{ id, reason, description string }
 
-func (f *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, _ *bus.SendOptions) error {
+func (f *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, opts *bus.SendOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.sendErr != nil {
 		return f.sendErr
 	}
-	f.sent = append(f.sent, sent{queue, env})
+	f.sent = append(f.sent, sent{queue, env, opts})
 	return nil
 }
 

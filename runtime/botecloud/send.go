@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
+	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/sessionproto"
@@ -24,34 +26,49 @@ type Outgoing struct {
 	Headers       map[string]string
 	ContentType   string
 	Body          []byte
+	// DeliverAt or Delay (not both) schedule the message: the worker routes
+	// it, and so a connector gets it, no earlier (Service Bus scheduled
+	// messages; on the Storage Queue bus the visibility timeout, at most
+	// 7 days ahead, else bus.ErrDelayTooLong).
+	DeliverAt time.Time
+	Delay     time.Duration
+	// TTL, when set, is how long the message stays valid after its
+	// delivery time: one not handled by then goes to the error queue with
+	// reason "expired", never to a handler.
+	TTL time.Duration
+}
+
+// prepared is a message ready to send: its envelope (application headers
+// checked, protocol headers set) and how the bus is to defer it.
+type prepared struct {
+	env  *envelope.Envelope
+	opts *bus.SendOptions
 }
 
 // SendToConnector sends msg to one connector of a tenant and returns the
 // message id.
 func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, msg Outgoing) (string, error) {
-	env, err := c.targeted(tenant, connector, msg)
+	p, err := c.targeted(tenant, connector, msg)
 	if err != nil {
 		return "", fmt.Errorf("cannot send to connector: %w", err)
 	}
-	return c.sendChecked(ctx, env)
+	return c.send(ctx, p)
 }
 
-// targeted builds a message to one connector, its application headers
-// checked (identity and routing are never headers), so that the client
-// may add its protocol headers.
-func (c *Client) targeted(tenant, connector string, msg Outgoing) (*envelope.Envelope, error) {
+// targeted prepares a message to one connector.
+func (c *Client) targeted(tenant, connector string, msg Outgoing) (prepared, error) {
 	if err := ids.Validate("tenant", tenant); err != nil {
-		return nil, err
+		return prepared{}, err
 	}
 	if err := ids.Validate("connector", connector); err != nil {
-		return nil, err
+		return prepared{}, err
 	}
-	env := c.envelope(msg)
-	env.Kind, env.Tenant, env.Connector = envelope.KindTargeted, tenant, connector
-	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
-		return nil, err
+	p, err := c.prepare(msg)
+	if err != nil {
+		return prepared{}, err
 	}
-	return env, nil
+	p.env.Kind, p.env.Tenant, p.env.Connector = envelope.KindTargeted, tenant, connector
+	return p, nil
 }
 
 // Broadcast sends msg to every connector of tenant subscribed to topic and
@@ -63,9 +80,12 @@ func (c *Client) Broadcast(ctx context.Context, tenant, topic string, msg Outgoi
 	if err := envelope.ValidateTopic(topic); err != nil {
 		return "", fmt.Errorf("cannot broadcast: %w", err)
 	}
-	env := c.envelope(msg)
-	env.Kind, env.Tenant, env.Topic = envelope.KindBroadcast, tenant, topic
-	return c.send(ctx, env)
+	p, err := c.prepare(msg)
+	if err != nil {
+		return "", fmt.Errorf("cannot broadcast: %w", err)
+	}
+	p.env.Kind, p.env.Tenant, p.env.Topic = envelope.KindBroadcast, tenant, topic
+	return c.send(ctx, p)
 }
 
 // Reply sends msg to the connector that sent req, correlated to it. It is
@@ -76,20 +96,31 @@ func (c *Client) Reply(ctx context.Context, req *Message, msg Outgoing) (string,
 		return "", errors.New("cannot reply: request has no connector sender")
 	}
 	msg.CorrelationID = req.ID
-	env, err := c.targeted(req.From.Tenant, req.From.Connector, msg)
+	p, err := c.targeted(req.From.Tenant, req.From.Connector, msg)
 	if err != nil {
 		return "", fmt.Errorf("cannot reply to %s: %w", req.ID, err)
 	}
-	env.SetProtocolHeader(envelope.HeaderDeadline, req.Deadline)
-	return c.sendChecked(ctx, env)
+	p.env.SetProtocolHeader(envelope.HeaderDeadline, req.Deadline)
+	return c.send(ctx, p)
 }
 
-func (c *Client) envelope(msg Outgoing) *envelope.Envelope {
+// prepare builds the envelope of msg. Identity and routing are never
+// headers (the same rule as for connectors); the client's own protocol
+// headers are added after that check.
+func (c *Client) prepare(msg Outgoing) (prepared, error) {
+	if err := envelope.CheckConnectorHeaders(msg.Headers); err != nil {
+		return prepared{}, err
+	}
+	now := c.now().UTC()
+	delay, expires, err := envelope.Schedule(msg.DeliverAt, msg.Delay, msg.TTL, now)
+	if err != nil {
+		return prepared{}, err
+	}
 	id := msg.ID
 	if id == "" {
 		id = envelope.NewID()
 	}
-	return &envelope.Envelope{
+	p := prepared{env: &envelope.Envelope{
 		ID:            id,
 		CorrelationID: msg.CorrelationID,
 		ReplyTo:       msg.ReplyTo,
@@ -97,21 +128,18 @@ func (c *Client) envelope(msg Outgoing) *envelope.Envelope {
 		Headers:       maps.Clone(msg.Headers),
 		ContentType:   msg.ContentType,
 		Body:          msg.Body,
-		CreatedAt:     c.now().UTC(),
+		CreatedAt:     now,
+	}}
+	if delay > 0 {
+		p.opts = &bus.SendOptions{Delay: delay}
 	}
+	p.env.SetProtocolHeader(envelope.HeaderExpiresAt, expires)
+	return p, nil
 }
 
-func (c *Client) send(ctx context.Context, env *envelope.Envelope) (string, error) {
-	// Same rule as for connectors: identity and routing are never headers.
-	if err := envelope.CheckConnectorHeaders(env.Headers); err != nil {
-		return "", fmt.Errorf("cannot send %s: %w", env.ID, err)
-	}
-	return c.sendChecked(ctx, env)
-}
-
-// sendChecked signs and sends env, whose application headers were checked
-// before the client added its protocol headers.
-func (c *Client) sendChecked(ctx context.Context, env *envelope.Envelope) (string, error) {
+// send signs and sends a prepared message.
+func (c *Client) send(ctx context.Context, p prepared) (string, error) {
+	env := p.env
 	if c.cfg.SigningKey != nil {
 		if err := env.Sign(c.cfg.SigningKey); err != nil {
 			return "", err
@@ -120,7 +148,7 @@ func (c *Client) sendChecked(ctx context.Context, env *envelope.Envelope) (strin
 	if err := env.Validate(); err != nil {
 		return "", fmt.Errorf("cannot send %s: %w", env.ID, err)
 	}
-	if err := c.cfg.Bus.Send(ctx, c.cfg.ConnectorsQueue, env, nil); err != nil {
+	if err := c.cfg.Bus.Send(ctx, c.cfg.ConnectorsQueue, env, p.opts); err != nil {
 		return "", err
 	}
 	c.wake()

@@ -56,6 +56,9 @@ var (
 	ErrForeignMessage = errors.New("message does not belong to this driver")
 	// ErrClosed: the driver was closed.
 	ErrClosed = errors.New("bus driver closed")
+	// ErrDelayTooLong: a scheduled send's delay is beyond what the
+	// transport can defer (Storage Queues: 7 days).
+	ErrDelayTooLong = errors.New("delay too long for this bus")
 )
 
 // Driver is the bus contract. Drivers are safe for concurrent use.
@@ -84,7 +87,10 @@ type Driver interface {
 
 // SendOptions tune one Send.
 type SendOptions struct {
-	// Delay defers visibility (scheduled delivery).
+	// Delay defers visibility (scheduled delivery): Service Bus schedules
+	// the message; a Storage Queue hides it with its visibility timeout,
+	// at most 7 days (storagequeue.MaxDelay), and a longer delay fails
+	// with ErrDelayTooLong rather than arriving early.
 	Delay time.Duration
 }
 

@@ -330,6 +330,22 @@ type OutMessage struct {
 	ContentType   string
 	Headers       map[string]string
 	Body          []byte
+	// DeliverAt or Delay (not both) schedule the message: the cloud gets
+	// it no earlier (the worker defers it on the bus: Service Bus
+	// scheduled messages, or a Storage Queue's visibility timeout, at most
+	// 7 days).
+	DeliverAt time.Time
+	Delay     time.Duration
+	// TTL, when set, is how long the message stays valid after its
+	// delivery time: one not handled by then goes to the error queue with
+	// reason "expired", never to a handler.
+	TTL time.Duration
+}
+
+// roundUpMillis is d in whole milliseconds, rounded up so that a delay is
+// never shortened.
+func roundUpMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // MaxInlineBytes is the largest body Send puts in the session frame; a
@@ -350,7 +366,12 @@ func (c *Client) send(ctx context.Context, m OutMessage, deadline time.Time) (st
 	if m.ID == "" {
 		m.ID = envelope.NewID()
 	}
-	msg := &sessionproto.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body, Deadline: deadline}
+	delay, _, err := envelope.Schedule(m.DeliverAt, m.Delay, m.TTL, time.Now())
+	if err != nil {
+		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
+	}
+	msg := &sessionproto.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body,
+		Deadline: deadline, DelayMillis: roundUpMillis(delay), TTLMillis: roundUpMillis(m.TTL)}
 	if len(m.Body) > MaxInlineBytes {
 		claim, err := c.upload(ctx, m.Body, m.ContentType)
 		if err != nil {

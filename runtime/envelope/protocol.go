@@ -143,3 +143,25 @@ func ApplicationHeaders(h map[string]string) map[string]string {
 	}
 	return out
 }
+
+// Schedule turns a send's scheduling options into the delay the bus
+// defers it by and the instant it expires (HeaderExpiresAt; zero for
+// never): deliverAt or delay (exclusive; a time in the past is now), and
+// ttl counted from the delivery time.
+func Schedule(deliverAt time.Time, delay, ttl time.Duration, now time.Time) (time.Duration, time.Time, error) {
+	switch {
+	case !deliverAt.IsZero() && delay != 0:
+		return 0, time.Time{}, errors.New("DeliverAt and Delay are exclusive")
+	case delay < 0:
+		return 0, time.Time{}, fmt.Errorf("Delay %s is negative", delay)
+	case ttl < 0:
+		return 0, time.Time{}, fmt.Errorf("TTL %s is negative", ttl)
+	case !deliverAt.IsZero():
+		delay = max(deliverAt.Sub(now), 0)
+	}
+	var expires time.Time
+	if ttl > 0 {
+		expires = now.Add(delay + ttl)
+	}
+	return delay, expires, nil
+}

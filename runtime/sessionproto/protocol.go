@@ -179,9 +179,13 @@ type Message struct {
 	// a call (with CorrelationID): the worker carries it as the reserved
 	// envelope.HeaderDeadline, which no application header may set.
 	Deadline time.Time `json:"deadline,omitzero"`
-	// ExpiresAt is the message's time to live as an instant; the worker
-	// carries it as envelope.HeaderExpiresAt.
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// DelayMillis schedules the message: the worker puts it on the bus
+	// deferred by this many milliseconds (bus.SendOptions.Delay).
+	DelayMillis int64 `json:"delay_ms,omitempty"`
+	// TTLMillis is the message's time to live from its delivery time; the
+	// worker carries the instant, by its own clock, as
+	// envelope.HeaderExpiresAt.
+	TTLMillis int64 `json:"ttl_ms,omitempty"`
 }
 
 // Claim names an uploaded body: the blob from the upload reply, and the

@@ -24,13 +24,13 @@ type cloudSender struct {
 }
 
 // send signs env when the worker has a key and puts it on queue.
-func (s *cloudSender) send(ctx context.Context, queue string, env *envelope.Envelope) error {
+func (s *cloudSender) send(ctx context.Context, queue string, env *envelope.Envelope, opts *bus.SendOptions) error {
 	if s.key != nil {
 		if err := env.Sign(s.key); err != nil {
 			return err
 		}
 	}
-	return s.bus.Send(ctx, queue, env, nil)
+	return s.bus.Send(ctx, queue, env, opts)
 }
 
 // claimStore is what the worker needs of the claim check store for uploads.
@@ -96,15 +96,24 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	if id == "" {
 		id = envelope.NewID()
 	}
+	now := time.Now().UTC()
+	delay, expires, err := envelope.Schedule(time.Time{}, time.Duration(m.DelayMillis)*time.Millisecond, time.Duration(m.TTLMillis)*time.Millisecond, now)
+	if err != nil {
+		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
+	}
 	env := &envelope.Envelope{
 		ID: id, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, Kind: envelope.KindCloud,
 		From:    &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
-		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: time.Now().UTC(),
+		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: now,
 	}
 	// Set by the worker from the frame's fields, after the session refused
 	// every reserved application header.
 	env.SetProtocolHeader(envelope.HeaderDeadline, m.Deadline)
-	env.SetProtocolHeader(envelope.HeaderExpiresAt, m.ExpiresAt)
+	env.SetProtocolHeader(envelope.HeaderExpiresAt, expires)
+	var opts *bus.SendOptions
+	if delay > 0 {
+		opts = &bus.SendOptions{Delay: delay}
+	}
 	if m.Claim != nil {
 		c, err := s.claim(from, m.Claim)
 		if err != nil {
@@ -115,8 +124,8 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	if err := env.Validate(); err != nil {
 		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 	}
-	if err := s.send(ctx, bus.QueueCloud, env); err != nil {
-		if errors.Is(err, bus.ErrTooLarge) {
+	if err := s.send(ctx, bus.QueueCloud, env, opts); err != nil {
+		if errors.Is(err, bus.ErrTooLarge) || errors.Is(err, bus.ErrDelayTooLong) {
 			return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 		}
 		return "", err
@@ -141,7 +150,7 @@ func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d s
 		},
 		ContentType: "text/plain", Body: []byte(d.Text), CreatedAt: time.Now().UTC(),
 	}
-	if err := s.send(ctx, QueueConnectorErrors, env); err != nil {
+	if err := s.send(ctx, QueueConnectorErrors, env, nil); err != nil {
 		return fmt.Errorf("cannot record dead letter from %s: %w", from, err)
 	}
 	return nil

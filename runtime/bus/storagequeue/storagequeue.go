@@ -50,8 +50,8 @@ import (
 // Defaults.
 const (
 	DefaultMaxDeliveries = 10
-	maxBatch             = 32                 // Get Messages limit
-	maxVisibility        = 7 * 24 * time.Hour // service limit
+	maxBatch             = 32 // Get Messages limit
+	maxVisibility        = MaxDelay
 )
 
 // Config opens a Driver. Set ConnectionString, or ServiceURL with Credential.
@@ -182,6 +182,12 @@ func (d *Driver) queue(ctx context.Context, name string) (*azqueue.QueueClient, 
 	return q, nil
 }
 
+// MaxDelay is the longest scheduled delay (bus.SendOptions.Delay) a
+// Storage Queue allows: a delayed message is enqueued with a visibility
+// timeout, which the service caps at 7 days. Send refuses a longer delay
+// with bus.ErrDelayTooLong.
+const MaxDelay = 7 * 24 * time.Hour
+
 // seconds rounds up to whole seconds (a delay is never shortened) within
 // the service's visibility range.
 func seconds(d time.Duration, floor int32) int32 {
@@ -191,6 +197,14 @@ func seconds(d time.Duration, floor int32) int32 {
 
 // Send implements bus.Driver.
 func (d *Driver) Send(ctx context.Context, queue string, env *envelope.Envelope, opts *bus.SendOptions) error {
+	if opts != nil && opts.Delay > MaxDelay {
+		return fmt.Errorf("cannot send %q to %q: delay %s is over the Storage Queue limit of %s (the visibility timeout): %w",
+			idOf(env), queue, opts.Delay, MaxDelay, bus.ErrDelayTooLong)
+	}
+	if opts != nil && opts.Delay > 0 && d.ttl > 0 && seconds(opts.Delay, 0) >= d.ttl {
+		return fmt.Errorf("cannot send %q to %q: delay %s is not under the queue's MessageTTL %ds: %w",
+			idOf(env), queue, opts.Delay, d.ttl, bus.ErrDelayTooLong)
+	}
 	text, err := d.encode(ctx, env)
 	if err != nil {
 		return fmt.Errorf("cannot send %q to %q: %w", idOf(env), queue, err)

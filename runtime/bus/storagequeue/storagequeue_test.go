@@ -95,6 +95,22 @@ func TestSendFailsBeforeNetwork(t *testing.T) {
 	assert.ErrorIs(t, d.Send(ctx, "q", &envelope.Envelope{ID: "x", Kind: envelope.KindTargeted, Tenant: "t", Connector: "c", CreatedAt: time.Now()}, nil), bus.ErrClosed)
 }
 
+// A Storage Queue defers a message with its visibility timeout, which the
+// service caps at 7 days: a longer delay is refused, not shortened.
+func TestSendDelayLimit(t *testing.T) {
+	env := &envelope.Envelope{ID: "x", Kind: envelope.KindTargeted, Tenant: "t", Connector: "c", CreatedAt: time.Now()}
+	d, err := New(Config{ConnectionString: unreachable})
+	require.NoError(t, err)
+	err = d.Send(context.Background(), "q", env, &bus.SendOptions{Delay: MaxDelay + time.Second})
+	require.ErrorIs(t, err, bus.ErrDelayTooLong)
+	assert.ErrorContains(t, err, "over the Storage Queue limit of 168h0m0s")
+
+	d, err = New(Config{ConnectionString: unreachable, MessageTTL: time.Hour})
+	require.NoError(t, err)
+	err = d.Send(context.Background(), "q", env, &bus.SendOptions{Delay: time.Hour})
+	require.ErrorIs(t, err, bus.ErrDelayTooLong, "the message would expire before it is visible")
+}
+
 func TestEncodeRecordTruncatesWithoutClaimStore(t *testing.T) {
 	d, err := New(Config{ConnectionString: unreachable, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
