@@ -334,8 +334,8 @@ func TestApprovalNeedsTheFlagAndAHuman(t *testing.T) {
 }
 
 // TestReaderIsRefused: a principal with the reader role reads, but its
-// plan, cancel and approval are refused by the server with the missing
-// role named, and change nothing.
+// plan and cancel are refused by the server with the missing role named,
+// its approval is refused before the human is asked, and nothing changes.
 func TestReaderIsRefused(t *testing.T) {
 	plat.Expect(t, 0, tenant, "workspaces", "create", "readonly")
 	key := strings.TrimSpace(plat.Expect(t, 0, "", "keys", "create", "mcp-reader", "--role", tenant+"=reader").Stdout)
@@ -361,8 +361,32 @@ func TestReaderIsRefused(t *testing.T) {
 	require.Equal(t, "planned", queued.Run.State)
 	_, err = a.call(t, "cancel_run", map[string]any{"run": queued.Run.ID}, nil)
 	assert.Equal(t, "operator", apiError(t, err).MissingRole)
-	_, err = a.call(t, "approve_run", map[string]any{"run": queued.Run.ID}, nil)
-	assert.Equal(t, "approver", apiError(t, err).MissingRole, "the server's role decides, even after the human confirmed")
+	res, err := a.call(t, "approve_run", map[string]any{"run": queued.Run.ID}, nil)
+	require.NoError(t, err)
+	require.True(t, res.IsError)
+	assert.Contains(t, text(res), "lacks the approver role in tenant contoso")
+	assert.Empty(t, a.asked, "the human is not asked to confirm what the server would refuse")
+	var run opsmcp.RunView
+	a.must(t, "show_run", map[string]any{"run": queued.Run.ID}, &run)
+	assert.Equal(t, "planned", run.State)
+}
+
+// TestServerDecidesAfterTheHuman: the human's yes does not override the
+// server: on a four-eyes workspace, whoever queued the plan cannot approve
+// it, through opsbot mcp as through the CLI.
+func TestServerDecidesAfterTheHuman(t *testing.T) {
+	plat.Expect(t, 0, tenant, "workspaces", "create", "foureyes", "--four-eyes")
+	root, dir := configDir(t)
+	a := start(t, true, nil, nil, "--allow-approve", "--root", root)
+	a.answer = &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": "yes"}}
+	var queued opsmcp.PlanRunOut
+	a.must(t, "plan", map[string]any{"workspace": "foureyes", "dir": dir, "wait_seconds": 120}, &queued)
+	require.Equal(t, "planned", queued.Run.State)
+	_, err := a.call(t, "approve_run", map[string]any{"run": queued.Run.ID}, nil)
+	d := apiError(t, err)
+	assert.Equal(t, "four_eyes", d.Reason)
+	assert.Contains(t, err.Error(), "someone other than whoever queued the run must approve it")
+	assert.Len(t, a.asked, 1, "the human was asked, and said yes")
 	var run opsmcp.RunView
 	a.must(t, "show_run", map[string]any{"run": queued.Run.ID}, &run)
 	assert.Equal(t, "planned", run.State)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/botehq/platform/runtime/operator"
 	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
@@ -129,6 +130,16 @@ func (s *Server) askApproval(ctx context.Context, req *mcp.CallToolRequest, tena
 	}
 	if run.State != opsapitypes.StatePlanned {
 		return nil, RunView{}, fmt.Errorf("run %s is %s, not planned: only a saved plan waiting for approval can be approved", run.ID, run.State)
+	}
+	// Not a decision (the server makes it, after the human's answer): a
+	// principal that cannot approve does not make the human answer for
+	// nothing.
+	me, err := s.api.Whoami(ctx)
+	if err != nil {
+		return nil, RunView{}, apiErr(err)
+	}
+	if !me.Allows(tenant, operator.RoleApprover) {
+		return nil, RunView{}, fmt.Errorf("not asked: the credential (%s) lacks the approver role in tenant %s, so the ops server would refuse the approval; a platform administrator grants it, or someone who holds it approves with opsbot apply %s", me, tenant, run.ID)
 	}
 	state := rand.Text()
 	now := time.Now()

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/operator"
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/planrender"
@@ -32,11 +33,12 @@ type fakeAPI struct {
 	approved int
 	created  []string // workspace/message of each CreateRun
 	forbid   string   // the role every call lacks, if set
+	role     operator.Role
 	frames   []opsapitypes.FollowFrame
 }
 
 func newFake() *fakeAPI {
-	return &fakeAPI{run: opsapitypes.Run{
+	return &fakeAPI{role: operator.RoleApprover, run: opsapitypes.Run{
 		ID: "run-1", Tenant: "contoso", Workspace: "prod", Operation: "apply", State: opsapitypes.StatePlanned,
 		CreatedBy: "api-key:alice", Message: "add a bucket", UpdatedAt: time.Unix(1000, 0), PlanChanges: true, HasPlan: true,
 		PlanResult: &opsapitypes.RunResult{HasChanges: true, Plan: &planrender.Summary{Add: 1},
@@ -55,7 +57,7 @@ func (f *fakeAPI) refuse(tenant string) error {
 }
 
 func (f *fakeAPI) Whoami(context.Context) (*opsapitypes.Whoami, error) {
-	return &opsapitypes.Whoami{Kind: "api-key", ID: "alice", Name: "alice", Grants: operatorauth.Grants{Tenants: map[string]operatorauth.Role{"contoso": "approver", "fabrikam": "reader"}}}, nil
+	return &opsapitypes.Whoami{Kind: "api-key", ID: "alice", Name: "alice", Grants: operator.Grants{Tenants: map[string]operator.Role{"contoso": f.role, "fabrikam": "reader"}}}, nil
 }
 
 func (f *fakeAPI) AgentList(_ context.Context, tenant string) (*opsapitypes.AgentList, error) {
@@ -259,11 +261,15 @@ func TestApproval(t *testing.T) {
 		{"a client that cannot ask is refused", true, nil, "", 0, "no elicitation capability"},
 		{"declined", true, answer("decline", ""), "", 0, "not approved: the human did not confirm"},
 		{"accepted without yes", true, answer("accept", "ok"), "", 0, "not approved: the human did not confirm"},
+		{"an operator is not asked", true, answer("accept", "yes"), "", 0, "not asked: the credential (api-key:alice) lacks the approver role in tenant contoso"},
 		{"confirmed", true, answer("accept", "yes"), "", 1, ""},
 		{"confirmed, legacy protocol (server-sent elicitation)", true, answer("accept", "yes"), "2025-11-25", 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := newFake()
+			if strings.HasPrefix(tc.name, "an operator") {
+				fake.role = operator.RoleOperator
+			}
 			cs := connectVersion(t, Config{API: fake, AllowApprove: tc.allow}, tc.opts, tc.protocol)
 			res, err := call(t, cs, "approve_run", map[string]any{"run": "run-1"})
 			if tc.err == "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,7 +148,7 @@ func (s *Server) plan(ctx context.Context, req *mcp.CallToolRequest, in PlanIn) 
 	if err != nil {
 		return nil, PlanRunOut{}, err
 	}
-	bundle, stats, err := packBundle(dir)
+	bundle, stats, err := tfarchive.PackBundle(dir, nil)
 	if err != nil {
 		return nil, PlanRunOut{}, err
 	}
@@ -210,25 +209,6 @@ func (s *Server) configDir(arg string) (string, error) {
 		return "", fmt.Errorf("dir: %s holds no Terraform configuration (no *.tf or *.tf.json file)", dir)
 	}
 	return dir, nil
-}
-
-// packBundle packs dir as opsbot plan does (tfarchive, the bundle limits,
-// .terraformignore) into a temporary file, rewound.
-func packBundle(dir string) (*os.File, tfarchive.Stats, error) {
-	f, err := os.CreateTemp("", "opsbot-mcp-bundle-*.tar.gz")
-	if err != nil {
-		return nil, tfarchive.Stats{}, fmt.Errorf("cannot create a temporary file for the bundle: %w", err)
-	}
-	stats, err := tfarchive.Pack(dir, f, tfarchive.PackOptions{Limits: tfarchive.BundleLimits, TerraformIgnore: true})
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, tfarchive.Stats{}, fmt.Errorf("cannot pack %s: %w", dir, err)
-	}
-	return f, stats, nil
 }
 
 // errIdle stops following a run that waits for a person.

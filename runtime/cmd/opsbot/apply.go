@@ -236,8 +236,7 @@ func (a *app) confirm(ctx context.Context, question string) (bool, error) {
 	}
 }
 
-// packBundle packs dir into a temporary file, rewound, with the bundle
-// limits checked before anything is uploaded.
+// packBundle packs an existing directory (tfarchive.PackBundle).
 func packBundle(dir string, extra []tfarchive.File) (*os.File, tfarchive.Stats, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -246,23 +245,7 @@ func packBundle(dir string, extra []tfarchive.File) (*os.File, tfarchive.Stats, 
 	if !st.IsDir() {
 		return nil, tfarchive.Stats{}, usageError{fmt.Errorf("--dir: %s is not a directory", dir)}
 	}
-	f, err := os.CreateTemp("", "opsbot-bundle-*.tar.gz")
-	if err != nil {
-		return nil, tfarchive.Stats{}, fmt.Errorf("cannot create a temporary file for the bundle: %w", err)
-	}
-	fail := func(err error) (*os.File, tfarchive.Stats, error) {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, tfarchive.Stats{}, err
-	}
-	stats, err := tfarchive.Pack(dir, f, tfarchive.PackOptions{Limits: tfarchive.BundleLimits, TerraformIgnore: true, Extra: extra})
-	if err != nil {
-		return fail(fmt.Errorf("cannot pack %s: %w", dir, err))
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fail(fmt.Errorf("cannot read the packed bundle: %w", err))
-	}
-	return f, stats, nil
+	return tfarchive.PackBundle(dir, extra)
 }
 
 // explainCreateRun makes a refused upload say which limit it hit.
