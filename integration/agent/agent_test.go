@@ -150,7 +150,13 @@ func newServer(t *testing.T) *server {
 // startAgent starts the agent binary and waits until it is connected.
 func (s *server) startAgent(workDir string, extra ...string) *procs.Process {
 	s.t.Helper()
-	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Args: append([]string{
+	return s.startAgentEnv(workDir, nil, extra...)
+}
+
+// startAgentEnv is startAgent with variables added to its environment.
+func (s *server) startAgentEnv(workDir string, env []string, extra ...string) *procs.Process {
+	s.t.Helper()
+	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Env: env, Args: append([]string{
 		"--worker-url", s.workerURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
 		"--work-dir", workDir, "--heartbeat-interval", heartbeat.String(), "--cancel-grace", "3s", "--shutdown-grace", "5s",
 		"--labels", "env=test", "--log-level", "debug",
@@ -160,11 +166,15 @@ func (s *server) startAgent(workDir string, extra ...string) *procs.Process {
 	return p
 }
 
-// bundle packs testdata/<config> into Blob storage for a run.
+// bundle packs testdata/<config> (or the directory config, if absolute)
+// into Blob storage for a run.
 func (s *server) bundle(run, config string) *envelope.Claim {
 	s.t.Helper()
+	if !filepath.IsAbs(config) {
+		config = filepath.Join("testdata", config)
+	}
 	var buf bytes.Buffer
-	_, err := tfarchive.Pack(filepath.Join("testdata", config), &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
+	_, err := tfarchive.Pack(config, &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
 	require.NoError(s.t, err)
 	c, err := s.arts.Put(context.Background(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: run}, artifacts.Bundle, &buf, tfarchive.BundleLimits.MaxBytes)
 	require.NoError(s.t, err)
