@@ -59,7 +59,7 @@ func (*thing) Metadata(_ context.Context, req resource.MetadataRequest, resp *re
 
 func (*thing) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{Attributes: map[string]schema.Attribute{
-		"id": schema.StringAttribute{Computed: true, PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+		"id":   schema.StringAttribute{Computed: true, PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 		"name": schema.StringAttribute{Required: true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 	}}
 }
@@ -80,4 +80,3 @@ func (*thing) Update(ctx context.Context, req resource.UpdateRequest, resp *reso
 }
 
 func (*thing) Delete(context.Context, resource.DeleteRequest, *resource.DeleteResponse) {}
-
