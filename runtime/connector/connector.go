@@ -222,6 +222,7 @@ type Client struct {
 	changed chan struct{} // closed and replaced whenever sess changes
 
 	wake    chan struct{} // nudges, connects: read the queue now
+	deliver func(sessionproto.Delivery) // the receiver's; set before the first session
 	recent  *seen.Set
 	durable *seen.File // nil unless Config.DedupFile is set; Run opens it
 	running atomic.Bool
@@ -254,6 +255,9 @@ func New(cfg Config) (*Client, error) {
 		u.Scheme = "wss"
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + sessionproto.ConnectPath
+	q := u.Query()
+	q.Set(sessionproto.DeliverParam, "1") // the receiver takes messages in frames
+	u.RawQuery = q.Encode()
 	c.wsURL = u.String()
 	return c, nil
 }
@@ -274,7 +278,8 @@ func (c *Client) Run(ctx context.Context) error {
 		c.durable = f
 		defer f.Close()
 	}
-	rx := newReceiver(c)
+	rx := newReceiver(ctx, c)
+	c.deliver = rx.take
 	done := make(chan struct{})
 	go func() { defer close(done); rx.run(ctx) }()
 	c.keepSession(ctx)

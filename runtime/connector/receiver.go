@@ -42,26 +42,31 @@ type receiver struct {
 	wg    sync.WaitGroup
 	// handlerCtx is what handlers run under; it ends DrainTimeout after
 	// Run's context.
-	handlerCtx context.Context
+	handlerCtx     context.Context
+	cancelHandlers context.CancelFunc
 
-	mu     sync.Mutex
+	mu       sync.Mutex
+	stopping bool // run is waiting for its handlers: take no deliveries
 	access sessionproto.QueueAccess
 	client *azqueue.QueueClient
 	reread *time.Timer // after a lost read, see readLost
 }
 
-func newReceiver(c *Client) *receiver {
-	return &receiver{c: c, log: c.log, slots: make(chan struct{}, c.cfg.Concurrency)}
+func newReceiver(ctx context.Context, c *Client) *receiver {
+	r := &receiver{c: c, log: c.log, slots: make(chan struct{}, c.cfg.Concurrency)}
+	// Handlers outlive ctx by up to DrainTimeout, then their contexts end;
+	// an unfinished message comes back after its visibility timeout.
+	r.handlerCtx, r.cancelHandlers = context.WithCancel(context.WithoutCancel(ctx))
+	return r
 }
 
 func (r *receiver) run(ctx context.Context) {
-	// Handlers outlive ctx by up to DrainTimeout, then their contexts end;
-	// an unfinished message comes back after its visibility timeout.
-	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
-	r.handlerCtx = hctx
+	defer r.cancelHandlers()
 	defer func() {
-		t := time.AfterFunc(r.c.cfg.DrainTimeout, cancelHandlers)
+		r.mu.Lock()
+		r.stopping = true
+		r.mu.Unlock()
+		t := time.AfterFunc(r.c.cfg.DrainTimeout, r.cancelHandlers)
 		defer t.Stop()
 		r.wg.Wait()
 	}()
@@ -188,7 +193,7 @@ func (r *receiver) drain(ctx context.Context) error {
 			r.wg.Add(1)
 			go func() {
 				defer func() { <-r.slots; r.wg.Done() }()
-				r.process(r.handlerCtx, q, m)
+				r.process(r.handlerCtx, q, m, r.c.cfg.Visibility)
 			}()
 		}
 		if len(resp.Messages) < int(want) {
@@ -198,7 +203,54 @@ func (r *receiver) drain(ctx context.Context) error {
 	return nil
 }
 
-func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqueue.DequeuedMessage) {
+// take handles a message the worker delivered in a frame: it is on the
+// queue already, hidden for d.VisibilitySeconds, so it is handled as if a
+// read had returned it, without the read. With no handler slot free it is
+// released (visible again at once) for a later read. If neither happens
+// (no session, the process ends) it is visible again when its visibility
+// ends; the receiver reads the queue that long after every connect.
+func (r *receiver) take(d sessionproto.Delivery) {
+	r.mu.Lock()
+	stopping := r.stopping
+	if !stopping {
+		select {
+		case r.slots <- struct{}{}:
+			r.wg.Add(1)
+		default:
+			stopping = true // no slot: release it
+		}
+	}
+	r.mu.Unlock()
+	if stopping {
+		go r.release(d)
+		return
+	}
+	go func() {
+		defer func() { <-r.slots; r.wg.Done() }()
+		q, err := r.queue(r.handlerCtx, false)
+		if err != nil {
+			r.log.Warn("cannot handle a delivered message now; it is read from the queue later", "queue_message", d.MessageID, "err", err)
+			return
+		}
+		r.process(r.handlerCtx, q, &azqueue.DequeuedMessage{MessageID: &d.MessageID, PopReceipt: &d.PopReceipt, MessageText: &d.Text},
+			time.Duration(d.VisibilitySeconds)*time.Second)
+	}()
+}
+
+// release makes a delivered message that cannot be handled now visible
+// again, and reads the queue when a handler slot is free.
+func (r *receiver) release(d sessionproto.Delivery) {
+	ctx, cancel := context.WithTimeout(r.handlerCtx, 10*time.Second)
+	defer cancel()
+	if _, err := r.extend(ctx, d.MessageID, d.PopReceipt, d.Text, 0); err != nil {
+		r.log.Debug("cannot release a delivered message; it is visible again after its visibility", "queue_message", d.MessageID, "err", err)
+		return
+	}
+	r.c.nudge()
+}
+
+// process handles qm, hidden on the queue for vis from now.
+func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqueue.DequeuedMessage, vis time.Duration) {
 	id, pop := *qm.MessageID, *qm.PopReceipt
 	count, text := 1, ""
 	if qm.DequeueCount != nil {
@@ -255,7 +307,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	stop, extended := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(extended)
-		r.keepInvisible(ctx, stop, id, text, &pop, &mu, log)
+		r.keepInvisible(ctx, stop, id, text, vis, &pop, &mu, log)
 	}()
 	herr := r.safeHandle(ctx, msg)
 	close(stop)
@@ -339,12 +391,12 @@ func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {
 	return r.c.cfg.Handler.Handle(ctx, m)
 }
 
-// keepInvisible extends the message's visibility at half the visibility
-// timeout until stop is closed (the handler finished). An extension in
-// flight is completed, never abandoned: its new pop receipt is needed to
-// delete the message.
-func (r *receiver) keepInvisible(ctx context.Context, stop <-chan struct{}, id, text string, pop *string, mu *sync.Mutex, log *slog.Logger) {
-	t := time.NewTicker(r.c.cfg.Visibility / 2)
+// keepInvisible extends the message's visibility, hidden for vis from
+// now, to Visibility at half of what is left each time, until stop is
+// closed (the handler finished). An extension in flight is completed,
+// never abandoned: its new pop receipt is needed to delete the message.
+func (r *receiver) keepInvisible(ctx context.Context, stop <-chan struct{}, id, text string, vis time.Duration, pop *string, mu *sync.Mutex, log *slog.Logger) {
+	t := time.NewTimer(vis / 2)
 	defer t.Stop()
 	for {
 		select {
@@ -360,6 +412,7 @@ func (r *receiver) keepInvisible(ctx context.Context, stop <-chan struct{}, id, 
 		ectx, cancel := context.WithTimeout(ctx, r.c.cfg.Visibility/2)
 		next, err := r.extend(ectx, id, cur, text, r.c.cfg.Visibility)
 		cancel()
+		t.Reset(r.c.cfg.Visibility / 2)
 		if err != nil {
 			log.Warn("cannot extend visibility; the message may be handed out again", "err", err)
 			continue

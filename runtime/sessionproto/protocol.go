@@ -31,6 +31,12 @@ const Subprotocol = "bote.v1"
 // ConnectPath is the worker's session endpoint.
 const ConnectPath = "/v1/connect"
 
+// DeliverParam is the query parameter (value "1") with which a connector
+// opening a session at ConnectPath asks the worker to deliver messages in
+// TypeDeliver frames (see there) instead of only nudging. A connector
+// without it gets nudges only.
+const DeliverParam = "deliver"
+
 // WakePath is the worker's route wake endpoint: a POST with no body makes
 // the replica that receives it read the bus queue bote-connectors now
 // instead of at its next poll. Cloud services call it after putting a
@@ -86,6 +92,14 @@ const (
 	TypeAck = "ack"
 	// TypeNudge tells the connector that its queue has messages.
 	TypeNudge = "nudge"
+	// TypeDeliver hands the connector a message that the worker has just put
+	// on the connector's queue, hidden (Delivery), so the connector need not
+	// read its queue for it: it handles the message and deletes it with the
+	// pop receipt, as if it had read it. If the connector cannot handle it
+	// now it releases it (TypeExtend with visibility 0); a delivery lost
+	// on the way reappears on the queue when its visibility ends. Sent only
+	// on sessions opened with DeliverParam.
+	TypeDeliver = "deliver"
 	// TypeError reports a failed request (with its id) or a frame the worker
 	// could not read (without id).
 	TypeError = "error"
@@ -153,6 +167,7 @@ type Frame struct {
 	Extend      *Extend      `json:"extend,omitempty"`
 	DeadLetter  *DeadLetter  `json:"dead_letter,omitempty"`
 	Hello       *Hello       `json:"hello,omitempty"`
+	Delivery    *Delivery    `json:"delivery,omitempty"`
 	QueueAccess *QueueAccess `json:"queue_access,omitempty"`
 	Error       *Error       `json:"error,omitempty"`
 }
@@ -218,6 +233,21 @@ type Hello struct {
 	PingIntervalSeconds int `json:"ping_interval_seconds"`
 	// MaxFrameBytes is the largest frame the worker accepts.
 	MaxFrameBytes int `json:"max_frame_bytes"`
+	// DeliverVisibilitySeconds is how long a message the worker delivers
+	// in a TypeDeliver frame stays hidden on the queue; a delivery lost
+	// with a session is on the queue again after it. Zero when the session
+	// gets no deliveries.
+	DeliverVisibilitySeconds int `json:"deliver_visibility_seconds,omitempty"`
+}
+
+// Delivery is the payload of TypeDeliver: a message on the connector's own
+// queue, as a read of the queue would have returned it, hidden for
+// VisibilitySeconds from when the worker put it there.
+type Delivery struct {
+	MessageID         string `json:"message_id"`
+	PopReceipt        string `json:"pop_receipt"`
+	Text              string `json:"text"`
+	VisibilitySeconds int    `json:"visibility_seconds"`
 }
 
 // QueueAccess is a short-lived, read/process-only SAS URL of the
@@ -232,7 +262,8 @@ type QueueAccess struct {
 // the visibility wanted, and repeats the message text (the storage service
 // rewrites the text on every update, so it must be sent back unchanged);
 // the reply carries the new pop receipt and when the message becomes
-// visible again.
+// visible again. Visibility 0 (or absent) releases the message: it is
+// visible again at once.
 type Extend struct {
 	MessageID         string    `json:"message_id"`
 	PopReceipt        string    `json:"pop_receipt"`

@@ -139,6 +139,42 @@ func (q *Queues) Enqueue(ctx context.Context, id ids.ConnectorID, text string) e
 	return nil
 }
 
+// EnqueueHidden puts text on id's queue like Enqueue, hidden for
+// visibility, and returns it as a read of the queue would: with the pop
+// receipt that deletes or releases it. The worker hands it to the
+// connector's session (sessionproto.TypeDeliver), which saves the
+// connector the read; if that fails, the message is on the queue again
+// once visibility ends.
+func (q *Queues) EnqueueHidden(ctx context.Context, id ids.ConnectorID, text string, visibility time.Duration) (sessionproto.Delivery, error) {
+	name, err := Name(id)
+	if err != nil {
+		return sessionproto.Delivery{}, err
+	}
+	qc := q.svc.NewQueueClient(name)
+	opts := &azqueue.EnqueueMessageOptions{TimeToLive: q.ttl, VisibilityTimeout: to.Ptr(int32(visibility / time.Second))}
+	resp, err := qc.EnqueueMessage(ctx, text, opts)
+	if queueerror.HasCode(err, queueerror.QueueNotFound) {
+		if err := q.create(ctx, qc); err != nil {
+			return sessionproto.Delivery{}, err
+		}
+		resp, err = qc.EnqueueMessage(ctx, text, opts)
+	}
+	if err != nil {
+		return sessionproto.Delivery{}, fmt.Errorf("cannot enqueue on %s: %w", name, err)
+	}
+	if len(resp.Messages) != 1 || resp.Messages[0].MessageID == nil || resp.Messages[0].PopReceipt == nil {
+		return sessionproto.Delivery{}, fmt.Errorf("cannot enqueue on %s: no message id and pop receipt returned", name)
+	}
+	m := resp.Messages[0]
+	return sessionproto.Delivery{MessageID: *m.MessageID, PopReceipt: *m.PopReceipt, Text: text, VisibilitySeconds: int(visibility / time.Second)}, nil
+}
+
+// Release makes a hidden message (EnqueueHidden) visible at once.
+func (q *Queues) Release(ctx context.Context, id ids.ConnectorID, d sessionproto.Delivery) error {
+	_, _, err := q.Extend(ctx, id, d.MessageID, d.PopReceipt, d.Text, 0)
+	return err
+}
+
 func (q *Queues) create(ctx context.Context, qc *azqueue.QueueClient) error {
 	if _, err := qc.Create(ctx, nil); err != nil && !queueerror.HasCode(err, queueerror.QueueAlreadyExists) {
 		return fmt.Errorf("cannot create queue: %w", err)
@@ -180,7 +216,7 @@ func (q *Queues) Grant(_ context.Context, id ids.ConnectorID) (sessionproto.Queu
 }
 
 // Extend makes a received message invisible for visibility more from now
-// and returns its new pop receipt. The message must be on id's own queue:
+// (0: visible now) and returns its new pop receipt. The message must be on id's own queue:
 // the queue name comes from the verified identity, never from the caller.
 // text must be the message's text: the service replaces the text on every
 // update (azqueue offers no visibility-only update), so a connector can at
@@ -191,8 +227,8 @@ func (q *Queues) Extend(ctx context.Context, id ids.ConnectorID, messageID, popR
 		return "", time.Time{}, err
 	}
 	secs := int32(visibility / time.Second)
-	if secs < 1 || visibility > 7*24*time.Hour {
-		return "", time.Time{}, fmt.Errorf("visibility %s must be between 1s and 7 days", visibility)
+	if visibility < 0 || visibility > 7*24*time.Hour {
+		return "", time.Time{}, fmt.Errorf("visibility %s must be between 0 (visible now) and 7 days", visibility)
 	}
 	resp, err := q.svc.NewQueueClient(name).UpdateMessage(ctx, messageID, popReceipt, text, &azqueue.UpdateMessageOptions{VisibilityTimeout: &secs})
 	if err != nil {

@@ -30,7 +30,9 @@ type Metrics struct {
 	Sent prometheus.Counter
 	// Rejected counts connector frames refused, by error code.
 	Rejected *prometheus.CounterVec
-	// Nudges counts nudges, by where they went ("local", "remote").
+	// Nudges counts nudges, by where they went ("local", "remote"), and
+	// messages delivered in the frame itself to a local session
+	// ("delivered").
 	Nudges *prometheus.CounterVec
 	// LateReplies counts replies to calls discarded because the call's
 	// deadline had passed (the caller gave up).

@@ -154,7 +154,7 @@ func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := r.enqueue(ctx, id, text); err != nil {
+			if err := r.put(ctx, id, text); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -162,19 +162,18 @@ func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []
 			}
 			r.seen.Add(key)
 			r.m.Routed.WithLabelValues(kind).Inc()
-			if r.nudges != nil {
-				r.nudges.add(id)
-			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (r *Router) enqueue(ctx context.Context, id ids.ConnectorID, text string) error {
+// enqueue runs put (one enqueue), retrying it at once up to
+// ImmediateRetries times.
+func (r *Router) enqueue(ctx context.Context, put func() error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
-		if err = r.cfg.Queues.Enqueue(ctx, id, text); err == nil {
+		if err = put(); err == nil {
 			return nil
 		}
 		if attempt >= r.cfg.ImmediateRetries || ctx.Err() != nil {

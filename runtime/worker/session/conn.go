@@ -26,6 +26,10 @@ type conn struct {
 	remote string
 
 	nudging  atomic.Int32 // nudgeIdle, nudgeWriting or nudgeAgain
+	// delivers: the connector asked for deliveries (DeliverParam); they
+	// are sent once helloed, the hello being the first frame.
+	delivers bool
+	helloed  atomic.Bool
 	done     chan struct{}
 	slots    chan struct{} // bounds requests in flight
 	inflight sync.WaitGroup
@@ -71,10 +75,14 @@ func (c *conn) serve(ctx context.Context) {
 		Session: c.name, Tenant: c.id.Tenant, Connector: c.id.Connector, Queue: c.queue,
 		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
 	}}
+	if c.delivers {
+		hello.Hello.DeliverVisibilitySeconds = int(c.srv.cfg.DeliverVisibility / time.Second)
+	}
 	if err := c.write(ctx, hello); err != nil {
 		c.log().Info("session closed before hello", "err", err)
 		return
 	}
+	c.helloed.Store(true)
 	if !c.nudging.CompareAndSwap(nudgeWriting, nudgeIdle) { // nudged before the hello
 		c.nudging.Store(nudgeWriting)
 		go c.writeNudges()

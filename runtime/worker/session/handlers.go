@@ -131,8 +131,8 @@ func (c *conn) queueAccess(ctx context.Context, _ sessionproto.Frame) (sessionpr
 
 func (c *conn) extend(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	e := f.Extend
-	if e == nil || e.MessageID == "" || e.PopReceipt == "" || e.Text == "" || e.VisibilitySeconds < 1 || e.VisibilitySeconds > 7*24*3600 {
-		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeBadFrame, Message: "extend needs message_id, pop_receipt, text and visibility_seconds between 1 and 604800"}
+	if e == nil || e.MessageID == "" || e.PopReceipt == "" || e.Text == "" || e.VisibilitySeconds < 0 || e.VisibilitySeconds > 7*24*3600 {
+		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeBadFrame, Message: "extend needs message_id, pop_receipt, text and visibility_seconds between 0 (release) and 604800"}
 	}
 	if len(e.Text) > envelope.MaxQueueMessageBytes {
 		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: "text exceeds the queue message limit"}

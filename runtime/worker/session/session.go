@@ -123,6 +123,10 @@ type Config struct {
 	// MaxInFlight bounds the requests one session has in flight (default 8);
 	// beyond it the worker stops reading that session's frames.
 	MaxInFlight int
+	// DeliverVisibility is how long the messages delivered to sessions
+	// stay hidden on their queues (routing.Config.DeliverVisibility), told
+	// to connectors in the hello. Zero: sessions get no deliveries.
+	DeliverVisibility time.Duration
 	// MaxSessionsPerConnector bounds the sessions one connector holds on
 	// this worker at once (default DefaultMaxSessionsPerConnector); a new
 	// session beyond it closes the connector's oldest.
@@ -223,6 +227,42 @@ func (s *Server) Nudge(id Identity) bool {
 	return len(set) > 0
 }
 
+// Deliverable reports whether id has a session on this replica that
+// takes deliveries (sessionproto.TypeDeliver).
+func (s *Server) Deliverable(id Identity) bool { return s.deliverer(id) != nil }
+
+// deliverer returns id's newest session that takes deliveries, or nil.
+func (s *Server) deliverer(id Identity) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var newest *conn
+	for c := range s.sessions[id] {
+		if c.delivers && c.helloed.Load() && (newest == nil || c.seq > newest.seq) {
+			newest = c
+		}
+	}
+	return newest
+}
+
+// Deliver hands d, a message the router has just put on id's queue hidden,
+// to id's newest session that takes deliveries, and reports whether there
+// was one. It never blocks: the frame is written on a goroutine of its
+// own, and failed runs if it cannot be written.
+func (s *Server) Deliver(id Identity, d sessionproto.Delivery, failed func()) bool {
+	c := s.deliverer(id)
+	if c == nil {
+		return false
+	}
+	s.metrics.Nudges.WithLabelValues("delivered").Inc()
+	go func() {
+		if err := c.write(context.Background(), sessionproto.Frame{Type: sessionproto.TypeDeliver, Delivery: &d}); err != nil {
+			c.log().Debug("cannot write delivery", "err", err)
+			failed()
+		}
+	}()
+	return true
+}
+
 // Shutdown stops accepting sessions, lets requests in flight finish, closes
 // every session with status 1001 (going away) and waits for them to end or
 // ctx to expire.
@@ -313,6 +353,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		done:   make(chan struct{}),
 		slots:  make(chan struct{}, s.cfg.MaxInFlight),
 		remote: r.RemoteAddr,
+
+		delivers: s.cfg.DeliverVisibility > 0 && r.URL.Query().Get(sessionproto.DeliverParam) == "1",
 	}
 	c.expires.Store(p.Expires.UnixNano())
 	c.nudging.Store(nudgeWriting) // held until the hello is out: it is the first frame
