@@ -55,7 +55,13 @@ func (g *gateway) token(t *testing.T, tenant, id string) string {
 // the refused handshake.
 func (g *gateway) dialRaw(t *testing.T, token string) (*rawSession, int) {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + sessionproto.ConnectPath
+	return g.dialRawQuery(t, token, "")
+}
+
+// dialRawQuery is dialRaw with a query string on the session URL.
+func (g *gateway) dialRawQuery(t *testing.T, token, query string) (*rawSession, int) {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + sessionproto.ConnectPath + query
 	hdr := http.Header{}
 	if token != "" {
 		hdr.Set("Authorization", "Bearer "+token)

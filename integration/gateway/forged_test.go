@@ -158,8 +158,6 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	honest := g.cloud("honest", nil)
-	a1 := g.connector("tenant-a", "a1")
-	sc := g.sidecar("tenant-a", "a2")
 	d := g.busDriver(t)
 
 	svc := &envelope.Identity{Service: "honest"}
@@ -193,7 +191,11 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 			want[a.env.ID] = a.reason
 		}
 	}
-	// The honest messages nudge both connectors, which drain their queues.
+	// The connectors drain their queues when they connect (an honest
+	// message reaches a connected connector in a deliver frame, which
+	// reads nothing else).
+	a1 := g.connector("tenant-a", "a1")
+	sc := g.sidecar("tenant-a", "a2")
 	for _, conn := range []string{"a1", "a2"} {
 		_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", conn, botecloud.Outgoing{Body: []byte("hi")})
 		require.NoError(t, err)

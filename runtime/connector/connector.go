@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,7 +222,7 @@ type Client struct {
 	sess    *session
 	changed chan struct{} // closed and replaced whenever sess changes
 
-	wake    chan struct{} // nudges, connects: read the queue now
+	wake    chan struct{}               // nudges, connects: read the queue now
 	deliver func(sessionproto.Delivery) // the receiver's; set before the first session
 	recent  *seen.Set
 	durable *seen.File // nil unless Config.DedupFile is set; Run opens it
@@ -256,7 +257,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + sessionproto.ConnectPath
 	q := u.Query()
-	q.Set(sessionproto.DeliverParam, "1") // the receiver takes messages in frames
+	// The receiver takes messages in frames, hidden for as long as one it
+	// reads.
+	q.Set(sessionproto.DeliverParam, strconv.Itoa(int(cfg.Visibility/time.Second)))
 	u.RawQuery = q.Encode()
 	c.wsURL = u.String()
 	return c, nil

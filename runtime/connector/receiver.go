@@ -17,6 +17,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/retry"
+	"github.com/botehq/platform/runtime/seen"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
@@ -45,15 +46,20 @@ type receiver struct {
 	handlerCtx     context.Context
 	cancelHandlers context.CancelFunc
 
+	// handedOut holds the queue message ids of deliveries handed to a
+	// handler: a delivery is not a read, so when the message comes back
+	// its dequeue count is one short.
+	handedOut *seen.Set
+
 	mu       sync.Mutex
 	stopping bool // run is waiting for its handlers: take no deliveries
-	access sessionproto.QueueAccess
-	client *azqueue.QueueClient
-	reread *time.Timer // after a lost read, see readLost
+	access   sessionproto.QueueAccess
+	client   *azqueue.QueueClient
+	reread   *time.Timer // after a lost read, see readLost
 }
 
 func newReceiver(ctx context.Context, c *Client) *receiver {
-	r := &receiver{c: c, log: c.log, slots: make(chan struct{}, c.cfg.Concurrency)}
+	r := &receiver{c: c, log: c.log, slots: make(chan struct{}, c.cfg.Concurrency), handedOut: seen.New(10_000, time.Hour)}
 	// Handlers outlive ctx by up to DrainTimeout, then their contexts end;
 	// an unfinished message comes back after its visibility timeout.
 	r.handlerCtx, r.cancelHandlers = context.WithCancel(context.WithoutCancel(ctx))
@@ -232,6 +238,7 @@ func (r *receiver) take(d sessionproto.Delivery) {
 			r.log.Warn("cannot handle a delivered message now; it is read from the queue later", "queue_message", d.MessageID, "err", err)
 			return
 		}
+		r.handedOut.Add(d.MessageID)
 		r.process(r.handlerCtx, q, &azqueue.DequeuedMessage{MessageID: &d.MessageID, PopReceipt: &d.PopReceipt, MessageText: &d.Text},
 			time.Duration(d.VisibilitySeconds)*time.Second)
 	}()
@@ -255,6 +262,9 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 	count, text := 1, ""
 	if qm.DequeueCount != nil {
 		count = int(*qm.DequeueCount)
+		if r.handedOut.Has(id) {
+			count++ // handed out once by a delivery before the reads
+		}
 	}
 	if qm.MessageText != nil {
 		text = *qm.MessageText

@@ -143,11 +143,9 @@ func (c *Client) keepSession(ctx context.Context) {
 		c.log.Info("connected to the gateway", "session", s.hello.Session, "queue", s.hello.Queue)
 		c.setSession(s)
 		c.nudge() // drain on every (re)connect: a nudge may have been missed
-		if v := s.hello.DeliverVisibilitySeconds; v > 0 {
-			// A message the worker put on the queue hidden for a delivery
-			// that this session or the last one lost is visible then.
-			time.AfterFunc(time.Duration(v)*time.Second+time.Second, c.nudge)
-		}
+		// A message the worker put on the queue hidden for a delivery that
+		// this session or the last one lost is visible again then.
+		time.AfterFunc(c.cfg.Visibility+time.Second, c.nudge)
 		c.serve(ctx, s)
 		c.setSession(nil)
 		lost = time.Now()

@@ -31,11 +31,19 @@ const Subprotocol = "bote.v1"
 // ConnectPath is the worker's session endpoint.
 const ConnectPath = "/v1/connect"
 
-// DeliverParam is the query parameter (value "1") with which a connector
-// opening a session at ConnectPath asks the worker to deliver messages in
-// TypeDeliver frames (see there) instead of only nudging. A connector
-// without it gets nudges only.
+// DeliverParam is the query parameter with which a connector opening a
+// session at ConnectPath asks the worker to deliver messages in TypeDeliver
+// frames (see there) instead of only nudging. Its value is how long, in
+// whole seconds (MinDeliverSeconds to MaxDeliverSeconds), a delivered
+// message stays hidden on the queue: the connector's visibility timeout,
+// as for a message it reads. A connector without it gets nudges only.
 const DeliverParam = "deliver"
+
+// Bounds of DeliverParam.
+const (
+	MinDeliverSeconds = 2
+	MaxDeliverSeconds = 3600
+)
 
 // WakePath is the worker's route wake endpoint: a POST with no body makes
 // the replica that receives it read the bus queue bote-connectors now
@@ -233,16 +241,12 @@ type Hello struct {
 	PingIntervalSeconds int `json:"ping_interval_seconds"`
 	// MaxFrameBytes is the largest frame the worker accepts.
 	MaxFrameBytes int `json:"max_frame_bytes"`
-	// DeliverVisibilitySeconds is how long a message the worker delivers
-	// in a TypeDeliver frame stays hidden on the queue; a delivery lost
-	// with a session is on the queue again after it. Zero when the session
-	// gets no deliveries.
-	DeliverVisibilitySeconds int `json:"deliver_visibility_seconds,omitempty"`
 }
 
 // Delivery is the payload of TypeDeliver: a message on the connector's own
 // queue, as a read of the queue would have returned it, hidden for
-// VisibilitySeconds from when the worker put it there.
+// VisibilitySeconds (the session's DeliverParam) from when the worker put
+// it there.
 type Delivery struct {
 	MessageID         string `json:"message_id"`
 	PopReceipt        string `json:"pop_receipt"`

@@ -11,7 +11,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"errors"
@@ -125,10 +124,6 @@ type Config struct {
 	// (default routing.DefaultFanOut, sized to the storage account's
 	// request target; see there).
 	FanOut int
-	// DeliverVisibility is how long a routed message handed straight to a
-	// session on this replica stays hidden on its queue (default
-	// routing.DefaultDeliverVisibility; see there).
-	DeliverVisibility time.Duration
 	// SessionsOnly runs no router on this replica: it serves sessions and
 	// receives nudges from replicas that route (scaling the two apart).
 	SessionsOnly bool
@@ -172,8 +167,6 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
 	case c.MaxSessionsPerConnector < 0:
 		return fmt.Errorf("worker config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
-	case c.DeliverVisibility != 0 && (c.DeliverVisibility < 2*time.Second || c.DeliverVisibility > time.Hour):
-		return fmt.Errorf("worker config: DeliverVisibility %s must be between 2s and 1h", c.DeliverVisibility)
 	case c.FanOut < 0 || c.FanOut > routing.MaxFanOut:
 		return fmt.Errorf("worker config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, routing.DefaultFanOut, routing.MaxFanOut)
 	}
@@ -256,12 +249,6 @@ func Run(ctx context.Context, cfg Config) error {
 		routeDir, sessionDir = fd, fd
 	}
 
-	// Sessions on a replica that routes get routed messages delivered in
-	// their frames (routing.Deliverer).
-	var deliverVisibility time.Duration
-	if !cfg.SessionsOnly {
-		deliverVisibility = cmp.Or(cfg.DeliverVisibility, routing.DefaultDeliverVisibility)
-	}
 	var srv *session.Server
 	fan, err := nudge.New(ctx, nudge.Config{
 		Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log,
@@ -282,7 +269,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:        log,
 		PingInterval:  cfg.PingInterval,
 
-		DeliverVisibility: deliverVisibility,
+		Deliveries: !cfg.SessionsOnly, // sessions get routed messages in the frame (routing.Deliverer)
 
 		MaxSessionsPerConnector: cfg.MaxSessionsPerConnector,
 	})
@@ -292,7 +279,7 @@ func Run(ctx context.Context, cfg Config) error {
 	router, err := routing.New(routing.Config{
 		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir, Services: cfg.CloudServices, ServiceKeys: serviceKeys,
 		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut,
-		Deliverer: srv, DeliverVisibility: deliverVisibility,
+		Deliverer: srv,
 	})
 	if err != nil {
 		return err

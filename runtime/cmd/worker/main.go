@@ -68,7 +68,6 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.DurationVar(&cfg.RoutePollMin, "route-poll-min", 0, "router wait after an empty receive on a polling bus (default 20ms)")
 	fs.DurationVar(&cfg.RoutePollMax, "route-poll-max", 0, "longest router wait while idle on a polling bus (default 5s: a safety net, since cloud services wake the router on /v1/route-wake after queueing work)")
 	fs.IntVar(&cfg.FanOut, "route-fan-out", 0, "connector-queue enqueues the router keeps in flight, e.g. for a broadcast (default 64, at most 512; sized to the storage account's 20,000 requests/s target)")
-	fs.DurationVar(&cfg.DeliverVisibility, "deliver-visibility", 0, "how long a routed message handed straight to a connector's session stays hidden on its queue; a delivery lost with its session is back after it (default 30s)")
 	fs.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go pprof endpoints on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.BoolVar(&cfg.SessionsOnly, "sessions-only", false, "serve sessions but route nothing (routing runs on other replicas)")
 	fs.BoolVar(&cfg.CreateResources, "create-resources", false, "create missing queues, tables and the claim container (local use)")

@@ -8,13 +8,6 @@ import (
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
-// DefaultDeliverVisibility is how long a message handed to a session
-// (Deliverer) stays hidden on its queue: long enough for the connector to
-// receive it and extend it (at half of it), short enough that a delivery
-// lost with its session is on the queue again soon; the connector reads its
-// queue this long after every (re)connect for that reason.
-const DefaultDeliverVisibility = 30 * time.Second
-
 // Deliverer hands a message to a session of its connector on this
 // replica, which saves the connector reading its queue: a routed message
 // then costs the connector queue a put and a delete instead of a put, a
@@ -22,8 +15,10 @@ const DefaultDeliverVisibility = 30 * time.Second
 // message).
 type Deliverer interface {
 	// Deliverable reports whether id has a session on this replica that
-	// takes deliveries (sessionproto.TypeDeliver).
-	Deliverable(id ids.ConnectorID) bool
+	// takes deliveries (sessionproto.TypeDeliver), and how long a message
+	// delivered to it is to stay hidden (the connector's visibility
+	// timeout: a lost delivery is then like a lost read).
+	Deliverable(id ids.ConnectorID) (visibility time.Duration, ok bool)
 	// Deliver hands d to one such session without blocking and reports
 	// whether there was one; failed runs if the frame could not be
 	// written.
@@ -51,17 +46,17 @@ func isHidden(q Queues) bool {
 // the connector's queue before put returns, so the bus message may be
 // completed: nothing is lost if the session drops.
 func (r *Router) put(ctx context.Context, id ids.ConnectorID, text string) error {
-	if d := r.cfg.Deliverer; d != nil && d.Deliverable(id) {
+	if vis, ok := r.deliverable(id); ok {
 		q := r.cfg.Queues.(HiddenQueues)
 		var m sessionproto.Delivery
 		err := r.enqueue(ctx, func() (err error) {
-			m, err = q.EnqueueHidden(ctx, id, text, r.cfg.DeliverVisibility)
+			m, err = q.EnqueueHidden(ctx, id, text, vis)
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		if !d.Deliver(id, m, func() { r.release(id, m) }) {
+		if !r.cfg.Deliverer.Deliver(id, m, func() { r.release(id, m) }) {
 			r.release(id, m) // the session went in the meantime
 		}
 		return nil
@@ -75,10 +70,17 @@ func (r *Router) put(ctx context.Context, id ids.ConnectorID, text string) error
 	return nil
 }
 
+func (r *Router) deliverable(id ids.ConnectorID) (time.Duration, bool) {
+	if r.cfg.Deliverer == nil {
+		return 0, false
+	}
+	return r.cfg.Deliverer.Deliverable(id)
+}
+
 // release makes a message whose delivery failed visible at once and nudges
 // its connector (another session may hold it). If that fails too, the
-// message is visible once DeliverVisibility ends, and the connector reads
-// its queue that long after it reconnects.
+// message is visible once its visibility ends, and the connector reads its
+// queue that long after it reconnects.
 func (r *Router) release(id ids.ConnectorID, m sessionproto.Delivery) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -129,12 +129,12 @@ type Config struct {
 	Bus         Bus
 	Queues      Queues
 	Subscribers Subscribers
-	Nudger      Nudger    // optional
+	Nudger      Nudger // optional
 	// Deliverer, optional, hands a message to a session of its connector
 	// on this replica (see Deliverer); Queues must then be HiddenQueues.
 	Deliverer Deliverer
-	Claims    Claims // optional: without it, bodies over the limit are dead-lettered
-	Directory   Directory // optional
+	Claims    Claims    // optional: without it, bodies over the limit are dead-lettered
+	Directory Directory // optional
 	// Services, if set, are the only cloud service names accepted in From;
 	// a message from any other is dead-lettered (ReasonUnverifiedSender).
 	// Empty accepts every well-formed service name: the send right on the
@@ -177,10 +177,6 @@ type Config struct {
 	// Idle is the wait after an empty receive, doubling up to IdleMax
 	// (defaults 20ms and 1s).
 	Idle, IdleMax time.Duration
-	// DeliverVisibility is how long a message handed to a session through
-	// Deliverer stays hidden on the queue (default
-	// DefaultDeliverVisibility, whole seconds, at least 2s).
-	DeliverVisibility time.Duration
 }
 
 // Validate checks the configuration and names the bad field.
@@ -200,8 +196,6 @@ func (c *Config) Validate() error {
 		return errors.New("routing config: ImmediateRetries and DelayedRetries must be -1, 0 or positive")
 	case c.Lock < 0, c.Delay < 0, c.DedupWindow < 0, c.ClaimURLTTL < 0, c.Idle < 0, c.IdleMax < 0:
 		return errors.New("routing config: Lock, Delay, DedupWindow, ClaimURLTTL, Idle and IdleMax must not be negative")
-	case c.DeliverVisibility != 0 && (c.DeliverVisibility < 2*time.Second || c.DeliverVisibility > time.Hour):
-		return fmt.Errorf("routing config: DeliverVisibility %s must be between 2s and 1h", c.DeliverVisibility)
 	case c.Deliverer != nil && !isHidden(c.Queues):
 		return errors.New("routing config: Deliverer needs Queues that implement HiddenQueues")
 	case c.Idle > 0 && c.IdleMax > 0 && c.Idle > c.IdleMax:
@@ -237,7 +231,6 @@ func (c *Config) defaults() {
 	setDefault(&c.ClaimURLTTL, 6*24*time.Hour)
 	setDefault(&c.Idle, 20*time.Millisecond)
 	setDefault(&c.IdleMax, DefaultIdleMax)
-	setDefault(&c.DeliverVisibility, DefaultDeliverVisibility)
 	c.ImmediateRetries = max(c.ImmediateRetries, 0)
 	c.DelayedRetries = max(c.DelayedRetries, 0)
 	if c.Logger == nil {

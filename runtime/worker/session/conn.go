@@ -25,10 +25,11 @@ type conn struct {
 	name   string
 	remote string
 
-	nudging  atomic.Int32 // nudgeIdle, nudgeWriting or nudgeAgain
-	// delivers: the connector asked for deliveries (DeliverParam); they
-	// are sent once helloed, the hello being the first frame.
-	delivers bool
+	nudging atomic.Int32 // nudgeIdle, nudgeWriting or nudgeAgain
+	// deliver is how long messages delivered to this session stay hidden
+	// (the connector's DeliverParam), 0 for none; deliveries are sent
+	// once helloed, the hello being the first frame.
+	deliver  time.Duration
 	helloed  atomic.Bool
 	done     chan struct{}
 	slots    chan struct{} // bounds requests in flight
@@ -75,9 +76,6 @@ func (c *conn) serve(ctx context.Context) {
 		Session: c.name, Tenant: c.id.Tenant, Connector: c.id.Connector, Queue: c.queue,
 		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
 	}}
-	if c.delivers {
-		hello.Hello.DeliverVisibilitySeconds = int(c.srv.cfg.DeliverVisibility / time.Second)
-	}
 	if err := c.write(ctx, hello); err != nil {
 		c.log().Info("session closed before hello", "err", err)
 		return

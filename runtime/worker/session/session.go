@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,10 +124,10 @@ type Config struct {
 	// MaxInFlight bounds the requests one session has in flight (default 8);
 	// beyond it the worker stops reading that session's frames.
 	MaxInFlight int
-	// DeliverVisibility is how long the messages delivered to sessions
-	// stay hidden on their queues (routing.Config.DeliverVisibility), told
-	// to connectors in the hello. Zero: sessions get no deliveries.
-	DeliverVisibility time.Duration
+	// Deliveries: sessions that ask for them (sessionproto.DeliverParam)
+	// get routed messages in deliver frames (Deliver). Set on replicas that
+	// route; false, the parameter is checked and ignored.
+	Deliveries bool
 	// MaxSessionsPerConnector bounds the sessions one connector holds on
 	// this worker at once (default DefaultMaxSessionsPerConnector); a new
 	// session beyond it closes the connector's oldest.
@@ -228,8 +229,15 @@ func (s *Server) Nudge(id Identity) bool {
 }
 
 // Deliverable reports whether id has a session on this replica that
-// takes deliveries (sessionproto.TypeDeliver).
-func (s *Server) Deliverable(id Identity) bool { return s.deliverer(id) != nil }
+// takes deliveries (sessionproto.TypeDeliver), and for how long a message
+// delivered to it is to stay hidden.
+func (s *Server) Deliverable(id Identity) (time.Duration, bool) {
+	c := s.deliverer(id)
+	if c == nil {
+		return 0, false
+	}
+	return c.deliver, true
+}
 
 // deliverer returns id's newest session that takes deliveries, or nil.
 func (s *Server) deliverer(id Identity) *conn {
@@ -237,7 +245,7 @@ func (s *Server) deliverer(id Identity) *conn {
 	defer s.mu.Unlock()
 	var newest *conn
 	for c := range s.sessions[id] {
-		if c.delivers && c.helloed.Load() && (newest == nil || c.seq > newest.seq) {
+		if c.deliver > 0 && c.helloed.Load() && (newest == nil || c.seq > newest.seq) {
 			newest = c
 		}
 	}
@@ -332,6 +340,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "connector is not registered or is disabled", http.StatusForbidden)
 		return
 	}
+	deliver, err := deliverParam(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
@@ -353,8 +366,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		done:   make(chan struct{}),
 		slots:  make(chan struct{}, s.cfg.MaxInFlight),
 		remote: r.RemoteAddr,
-
-		delivers: s.cfg.DeliverVisibility > 0 && r.URL.Query().Get(sessionproto.DeliverParam) == "1",
+	}
+	if s.cfg.Deliveries {
+		c.deliver = deliver
 	}
 	c.expires.Store(p.Expires.UnixNano())
 	c.nudging.Store(nudgeWriting) // held until the hello is out: it is the first frame
@@ -372,6 +386,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer s.remove(c)
 		c.serve(ctx)
 	}()
+}
+
+// deliverParam reads sessionproto.DeliverParam: 0 when absent.
+func deliverParam(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get(sessionproto.DeliverParam)
+	if v == "" {
+		return 0, nil
+	}
+	secs, err := strconv.Atoi(v)
+	if err != nil || secs < sessionproto.MinDeliverSeconds || secs > sessionproto.MaxDeliverSeconds {
+		return 0, fmt.Errorf("%s must be whole seconds between %d and %d", sessionproto.DeliverParam, sessionproto.MinDeliverSeconds, sessionproto.MaxDeliverSeconds)
+	}
+	return time.Duration(secs) * time.Second, nil
 }
 
 // sessionBufferSize is the size of a session's read and write buffers. A

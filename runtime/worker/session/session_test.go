@@ -683,3 +683,31 @@ func TestNudgeDuringOpenFollowsTheHello(t *testing.T) {
 	c := h.dial(t, "tok-acme-agent1") // requires the hello first
 	assert.Equal(t, sessionproto.TypeNudge, c.read().Type)
 }
+
+func TestDeliverParam(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  time.Duration
+		err   bool
+	}{
+		{"", 0, false},
+		{"?deliver=60", time.Minute, false},
+		{"?deliver=2", 2 * time.Second, false},
+		{"?deliver=3600", time.Hour, false},
+		{"?deliver=1", 0, true},
+		{"?deliver=3601", 0, true},
+		{"?deliver=yes", 0, true},
+		{"?deliver=1.5", 0, true},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			got, err := deliverParam(httptest.NewRequest(http.MethodGet, "/v1/connect"+tc.query, nil))
+			if tc.err {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "deliver must be whole seconds")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
