@@ -256,16 +256,22 @@ func (r *receiver) release(d sessionproto.Delivery) {
 	r.c.nudge()
 }
 
+// dequeueCount is how often qm was handed out: by reads, and by a
+// delivery before them (1 for a delivery, which has none).
+func (r *receiver) dequeueCount(qm *azqueue.DequeuedMessage) int {
+	if qm.DequeueCount == nil {
+		return 1
+	}
+	count := int(*qm.DequeueCount)
+	if r.handedOut.Has(*qm.MessageID) {
+		count++ // handed out once by a delivery before the reads
+	}
+	return count
+}
+
 // process handles qm, hidden on the queue for vis from now.
 func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqueue.DequeuedMessage, vis time.Duration) {
-	id, pop := *qm.MessageID, *qm.PopReceipt
-	count, text := 1, ""
-	if qm.DequeueCount != nil {
-		count = int(*qm.DequeueCount)
-		if r.handedOut.Has(id) {
-			count++ // handed out once by a delivery before the reads
-		}
-	}
+	id, pop, count, text := *qm.MessageID, *qm.PopReceipt, r.dequeueCount(qm), ""
 	if qm.MessageText != nil {
 		text = *qm.MessageText
 	}

@@ -355,23 +355,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(sessionproto.HardFrameLimit)
-	seq := s.seq.Add(1)
-	c := &conn{
-		srv:    s,
-		ws:     ws,
-		id:     id,
-		queue:  queue,
-		seq:    seq,
-		name:   fmt.Sprintf("%s/%s#%d", id.Tenant, id.Connector, seq),
-		done:   make(chan struct{}),
-		slots:  make(chan struct{}, s.cfg.MaxInFlight),
-		remote: r.RemoteAddr,
-	}
-	if s.cfg.Deliveries {
-		c.deliver = deliver
-	}
-	c.expires.Store(p.Expires.UnixNano())
-	c.nudging.Store(nudgeWriting) // held until the hello is out: it is the first frame
+	c := s.newConn(ws, p, queue, r.RemoteAddr, deliver)
 	if !s.add(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
 		return
@@ -386,6 +370,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer s.remove(c)
 		c.serve(ctx)
 	}()
+}
+
+func (s *Server) newConn(ws *websocket.Conn, p Principal, queue, remote string, deliver time.Duration) *conn {
+	seq := s.seq.Add(1)
+	c := &conn{
+		srv:    s,
+		ws:     ws,
+		id:     p.Identity,
+		queue:  queue,
+		seq:    seq,
+		name:   fmt.Sprintf("%s/%s#%d", p.Identity.Tenant, p.Identity.Connector, seq),
+		done:   make(chan struct{}),
+		slots:  make(chan struct{}, s.cfg.MaxInFlight),
+		remote: remote,
+	}
+	if s.cfg.Deliveries {
+		c.deliver = deliver
+	}
+	c.expires.Store(p.Expires.UnixNano())
+	c.nudging.Store(nudgeWriting) // held until the hello is out: it is the first frame
+	return c
 }
 
 // deliverParam reads sessionproto.DeliverParam: 0 when absent.
