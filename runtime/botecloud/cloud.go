@@ -210,7 +210,8 @@ type Client struct {
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
 
-	calls calls.Set[*Message]
+	calls    calls.Set[*Message]
+	closeBus func(context.Context) error // set when the client opened the bus
 
 	mu       sync.Mutex
 	inFlight map[string]bool
