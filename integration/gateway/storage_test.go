@@ -74,10 +74,12 @@ func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	count := func(r string) int { mu.Lock(); defer mu.Unlock(); return nudged[r] }
 	newFan := func(replica string) *nudge.Fanout {
 		f, err := nudge.New(ctx, nudge.Config{Queues: queues, Tables: tables, Replica: replica, Logger: slog.New(slog.DiscardHandler),
-			PollMin: 10 * time.Millisecond, PollMax: 50 * time.Millisecond,
-			Local: nudge.LocalFunc(func(id ids.ConnectorID) bool { mu.Lock(); defer mu.Unlock(); nudged[replica]++; return false })})
+			PollMin: 10 * time.Millisecond, PollMax: 50 * time.Millisecond})
 		require.NoError(t, err)
 		return f
+	}
+	local := func(replica string) nudge.Local {
+		return nudge.LocalFunc(func(id ids.ConnectorID) bool { mu.Lock(); defer mu.Unlock(); nudged[replica]++; return false })
 	}
 	r1, r2 := newFan("r1"), newFan("r2")
 	id := ids.ConnectorID{Tenant: "t", Connector: "c"}
@@ -88,7 +90,7 @@ func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	// r1 routes: the nudge must travel to r2.
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = r2.Run(runCtx) }()
+	go func() { _ = r2.Run(runCtx, local("r2")) }()
 	require.NoError(t, r1.Nudge(ctx, id))
 	require.Eventually(t, func() bool { return count("r2") >= 1 }, 10*time.Second, 20*time.Millisecond)
 

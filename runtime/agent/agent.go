@@ -28,15 +28,6 @@ type Sender interface {
 	Send(ctx context.Context, m connector.OutMessage) (string, error)
 }
 
-// SenderFunc adapts a function to Sender (the connector client is made
-// after the agent, since the agent is its handler).
-type SenderFunc func(ctx context.Context, m connector.OutMessage) (string, error)
-
-// Send calls f.
-func (f SenderFunc) Send(ctx context.Context, m connector.OutMessage) (string, error) {
-	return f(ctx, m)
-}
-
 // Terraform runs one Terraform phase; *tfrun.Runner is one.
 type Terraform interface {
 	Run(ctx context.Context, job tfrun.Job, sink tfrun.Sink) (*tfrun.Result, error)

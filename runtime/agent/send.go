@@ -7,6 +7,7 @@ import (
 
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
@@ -52,7 +53,6 @@ func (a *Agent) send(ctx context.Context, m runproto.Message, id string) error {
 // until the agent gives up delivering (shutdown bound).
 func (a *Agent) sendReliably(m runproto.Message) error {
 	id := envelope.NewID()
-	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := a.send(a.deliver, m, id)
 		switch {
@@ -62,12 +62,9 @@ func (a *Agent) sendReliably(m runproto.Message) error {
 			return err
 		}
 		a.log.Warn("cannot send; retrying", "type", runproto.TypeOf(m), "attempt", attempt, "err", err)
-		select {
-		case <-a.deliver.Done():
+		if retry.Sleep(a.deliver, retry.Backoff(100*time.Millisecond, 10*time.Second, attempt-1)) != nil {
 			return err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/runproto"
 )
 
@@ -80,15 +81,15 @@ func (a *Agent) awaitStart(ctx context.Context, asg *runproto.Assign, phase runp
 	proceed := a.fence.open(key)
 	defer a.fence.close(key)
 	started := &runproto.Started{RunID: asg.RunID, ClaimToken: asg.ClaimToken, Phase: phase}
-	backoff := 100 * time.Millisecond
-	for {
+	for failures := 0; ; {
 		sctx, cancel := context.WithTimeout(ctx, startedEvery)
 		err := a.send(sctx, started, "")
 		cancel()
 		wait := startedEvery // for the answer
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("cannot send run.started; repeating it", "run", asg.RunID, "claim", asg.ClaimToken, "err", err)
-			wait, backoff = backoff, min(2*backoff, startedEvery)
+			wait = retry.Backoff(100*time.Millisecond, startedEvery, failures)
+			failures++
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -107,7 +107,9 @@ type Config struct {
 	Key      *ecdsa.PrivateKey
 	Tokens   TokenSource
 
-	// Handler receives messages from the cloud.
+	// Handler receives messages from the cloud. A handler made after the
+	// client (the agent sends through the client it handles messages
+	// for) registers with Client.Handle instead; Run needs one of the two.
 	Handler Handler
 
 	// SafetyPoll is how often the queue is read without a nudge (default
@@ -162,8 +164,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("connector config: WorkerURL %q must be an absolute http(s) URL", c.WorkerURL)
 	case c.Tokens == nil && (c.TokenURL == "" || c.Key == nil):
 		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
-	case c.Handler == nil:
-		return errors.New("connector config: Handler is required")
 	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.FastReconnect < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0, c.DedupSize < 0:
 		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, FastReconnect, MaxDequeueCount, Concurrency, MaxClaimBytes, DrainTimeout and DedupSize must not be negative")
 	case c.Visibility != 0 && c.Visibility < 2*time.Second:
@@ -265,6 +265,16 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// Handle registers h as the Handler of the messages Run receives, for a
+// handler made after the client because it sends through it. It must be
+// called before Run.
+func (c *Client) Handle(h Handler) {
+	if c.running.Load() {
+		panic("connector: Handle called after Run")
+	}
+	c.cfg.Handler = h
+}
+
 // Run keeps the session and receives messages until ctx ends. Handlers in
 // flight get DrainTimeout to finish (their messages are deleted, or left
 // for redelivery) before Run returns.
@@ -273,6 +283,9 @@ func (c *Client) Run(ctx context.Context) error {
 		return errors.New("connector: Run called twice")
 	}
 	defer c.running.Store(false)
+	if c.cfg.Handler == nil {
+		return errors.New("connector: no Handler: set Config.Handler or call Handle before Run")
+	}
 	if c.cfg.DedupFile != "" {
 		f, err := seen.OpenFile(c.cfg.DedupFile, c.cfg.DedupSize)
 		if err != nil {

@@ -225,7 +225,6 @@ func TestConfigValidate(t *testing.T) {
 	for field, mut := range map[string]func(*Config){
 		"WorkerURL":  func(c *Config) { c.WorkerURL = "not a url" },
 		"TokenURL":   func(c *Config) { c.Tokens = nil },
-		"Handler":    func(c *Config) { c.Handler = nil },
 		"Tenant":     func(c *Config) { c.Tenant = "bad/tenant" },
 		"Connector":  func(c *Config) { c.Connector = "" },
 		"Visibility": func(c *Config) { c.Visibility = time.Second },
@@ -237,6 +236,14 @@ func TestConfigValidate(t *testing.T) {
 		require.Error(t, err, field)
 		assert.True(t, strings.Contains(err.Error(), field), "%s: %v", field, err)
 	}
+	// A Handler is given in Config or registered with Handle, before Run.
+	noHandler := ok
+	noHandler.Handler = nil
+	c, err := New(noHandler)
+	require.NoError(t, err)
+	err = c.Run(context.Background())
+	require.Error(t, err, "Handler")
+	assert.True(t, strings.Contains(err.Error(), "Handler"), "Handler: %v", err)
 }
 
 func TestLargeSendNeedsUploads(t *testing.T) {

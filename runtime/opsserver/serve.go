@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/relay"
+	"github.com/botehq/platform/runtime/retry"
 )
 
 // loadAgents is the agent list of a server without runs: a seed file, or
@@ -223,8 +223,7 @@ func listenerConfig(c Config, log *slog.Logger) (relay.ListenerConfig, error) {
 // at once on those that cannot (bad credentials, no such hybrid
 // connection). Once connected, the listener reconnects by itself.
 func listenRelay(ctx context.Context, cfg relay.ListenerConfig, log *slog.Logger) (*relay.Listener, error) {
-	delay := time.Second
-	for {
+	for attempt := 0; ; attempt++ {
 		l, err := relay.Listen(ctx, cfg)
 		if err == nil {
 			return l, nil
@@ -236,13 +235,10 @@ func listenRelay(ctx context.Context, cfg relay.ListenerConfig, log *slog.Logger
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		wait := delay/2 + rand.N(delay/2+1)
+		wait := retry.Backoff(time.Second, 30*time.Second, attempt)
 		log.Warn("cannot connect the relay listener; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return nil, err
 		}
-		delay = min(2*delay, 30*time.Second)
 	}
 }

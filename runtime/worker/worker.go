@@ -33,7 +33,6 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/health"
-	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/sessionproto"
@@ -249,15 +248,14 @@ func Run(ctx context.Context, cfg Config) error {
 		routeDir, sessionDir = fd, fd
 	}
 
-	var srv *session.Server
-	fan, err := nudge.New(ctx, nudge.Config{
-		Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log,
-		Local: nudge.LocalFunc(func(id ids.ConnectorID) bool { return srv.Nudge(id) }),
-	})
+	// The fan-out records which replica holds each session (Presence) and
+	// carries nudges between replicas; its Run delivers them to srv, and
+	// the router nudges srv's sessions first (nudge.LocalFirst).
+	fan, err := nudge.New(ctx, nudge.Config{Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log})
 	if err != nil {
 		return err
 	}
-	srv, err = session.New(session.Config{
+	srv, err := session.New(session.Config{
 		Verifier:      sessionVerifier(verifier),
 		Sender:        &cloudSender{bus: drv, claims: claims, key: signingKey},
 		Uploads:       &uploads{claims: claims},
@@ -277,7 +275,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	router, err := routing.New(routing.Config{
-		Bus: drv, Queues: queues, Subscribers: subs, Nudger: fan, Claims: claims, Directory: routeDir, Services: cfg.CloudServices, ServiceKeys: serviceKeys,
+		Bus: drv, Queues: queues, Subscribers: subs, Nudger: nudge.LocalFirst{Local: srv, Remote: fan}, Claims: claims, Directory: routeDir, Services: cfg.CloudServices, ServiceKeys: serviceKeys,
 		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut,
 		Deliverer: srv,
 	})
@@ -311,7 +309,7 @@ func Run(ctx context.Context, cfg Config) error {
 	routerCtx, stopRouter := context.WithCancel(runCtx)
 	defer stopRouter()
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = fan.Run(runCtx) }()
+	go func() { defer wg.Done(); _ = fan.Run(runCtx, srv) }()
 	if cfg.PprofListen != "" {
 		wg.Add(1)
 		go func() {

@@ -147,20 +147,11 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return err
 	}
 
-	var client *connector.Client // the agent sends through the client it handles messages for
-	a, err := agent.New(agent.Config{
-		ProviderCache: cache, ProviderSources: o.providers.sources, CLIConfig: cliConfig,
-		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir, Server: o.server,
-		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
-		Labels: o.labels, Version: buildinfo.Read().Version, TerraformVersion: tfVersion, Terraform: tf, Logger: log,
-		Sender: agent.SenderFunc(func(ctx context.Context, m connector.OutMessage) (string, error) { return client.Send(ctx, m) }),
-	})
-	if err != nil {
-		return err
-	}
-	client, err = connector.New(connector.Config{
+	// The agent sends through the client it handles messages for: it
+	// registers as the client's handler once it exists.
+	client, err := connector.New(connector.Config{
 		WorkerURL: o.workerURL, TokenURL: o.tokenURL, Tenant: o.tenant, Connector: o.id, Key: key,
-		Handler: a, SafetyPoll: o.safetyPoll, Logger: log,
+		SafetyPoll: o.safetyPoll, Logger: log,
 		// Assignments waiting for a slot hold a handler; keep room for
 		// run.cancel messages beside them.
 		Concurrency: 2*o.concurrency + 4,
@@ -168,6 +159,17 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	a, err := agent.New(agent.Config{
+		ProviderCache: cache, ProviderSources: o.providers.sources, CLIConfig: cliConfig,
+		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir, Server: o.server,
+		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
+		Labels: o.labels, Version: buildinfo.Read().Version, TerraformVersion: tfVersion, Terraform: tf, Logger: log,
+		Sender: client,
+	})
+	if err != nil {
+		return err
+	}
+	client.Handle(a)
 
 	// The session outlives the agent's shutdown: results of runs still
 	// finishing must go out through it.

@@ -49,7 +49,7 @@ const nudgeTTL = 60 * time.Second
 var replicaPattern = regexp.MustCompile(`^[a-z0-9]{1,40}$`)
 
 // Local nudges the sessions of this replica; it reports whether there was
-// one.
+// one. The worker's session server is one; Run delivers to it.
 type Local interface {
 	Nudge(id ids.ConnectorID) bool
 }
@@ -68,7 +68,6 @@ type Config struct {
 	Table string
 	// Replica identifies this replica: 1 to 40 lowercase letters and digits.
 	Replica string
-	Local   Local
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// PollMin and PollMax bound the interval between reads of this
@@ -86,8 +85,6 @@ func (c *Config) Validate() error {
 		return errors.New("nudge config: Tables is required")
 	case !replicaPattern.MatchString(c.Replica):
 		return fmt.Errorf("nudge config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
-	case c.Local == nil:
-		return errors.New("nudge config: Local is required")
 	case c.PollMin < 0 || c.PollMax < 0 || (c.PollMax != 0 && c.PollMin > c.PollMax):
 		return fmt.Errorf("nudge config: PollMin %s and PollMax %s must be positive with PollMin <= PollMax", c.PollMin, c.PollMax)
 	}
@@ -187,12 +184,11 @@ type wire struct {
 	Connector string `json:"c"`
 }
 
-// Nudge tells id's session, on this replica or another, that its queue has
-// messages. A connector without a session is not an error.
+// Nudge tells id's session on another replica that its queue has
+// messages, through that replica's nudge queue; the caller has tried its
+// own sessions first (LocalFirst). A connector without a session, or one
+// whose session presence puts on this replica, is not an error.
 func (f *Fanout) Nudge(ctx context.Context, id ids.ConnectorID) error {
-	if f.cfg.Local.Nudge(id) {
-		return nil
-	}
 	p, _, err := f.lookup(ctx, id)
 	if err != nil || p == nil || p.Replica == f.cfg.Replica || !replicaPattern.MatchString(p.Replica) {
 		return err
@@ -216,10 +212,13 @@ func (f *Fanout) Nudge(ctx context.Context, id ids.ConnectorID) error {
 
 // Run reads this replica's nudge queue until ctx ends, passing each nudge to
 // the local sessions.
-func (f *Fanout) Run(ctx context.Context) error {
+func (f *Fanout) Run(ctx context.Context, local Local) error {
+	if local == nil {
+		return errors.New("nudge: Run needs the Local sessions to deliver to")
+	}
 	wait := f.cfg.PollMin
 	for {
-		n, err := f.poll(ctx)
+		n, err := f.poll(ctx, local)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -239,7 +238,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 	}
 }
 
-func (f *Fanout) poll(ctx context.Context) (int, error) {
+func (f *Fanout) poll(ctx context.Context, local Local) (int, error) {
 	resp, err := f.own.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(30))})
 	if err != nil {
 		return 0, err
@@ -247,7 +246,7 @@ func (f *Fanout) poll(ctx context.Context) (int, error) {
 	for _, m := range resp.Messages {
 		var w wire
 		if m.MessageText != nil && json.Unmarshal([]byte(*m.MessageText), &w) == nil {
-			f.cfg.Local.Nudge(ids.ConnectorID{Tenant: w.Tenant, Connector: w.Connector})
+			local.Nudge(ids.ConnectorID{Tenant: w.Tenant, Connector: w.Connector})
 		}
 		if m.MessageID == nil || m.PopReceipt == nil {
 			continue
@@ -279,4 +278,20 @@ func isStatus(err error, codes ...int) bool {
 		}
 	}
 	return false
+}
+
+// LocalFirst nudges a connector's session on this replica (Local) if it
+// is here, else through the replica presence names (Remote): the worker's
+// router nudges through it.
+type LocalFirst struct {
+	Local  Local
+	Remote *Fanout
+}
+
+// Nudge tells id's session that its queue has messages.
+func (n LocalFirst) Nudge(ctx context.Context, id ids.ConnectorID) error {
+	if n.Local.Nudge(id) {
+		return nil
+	}
+	return n.Remote.Nudge(ctx, id)
 }
