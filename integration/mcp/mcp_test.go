@@ -165,30 +165,14 @@ func apiError(t *testing.T, err error) opsmcp.APIErrorData {
 	return d
 }
 
-// configDir copies the quick configuration (one terraform_data and an
-// output) into a root opsbot mcp may upload from, with a file its
-// .terraformignore leaves out.
+// configDir is the quick configuration (one terraform_data and an output,
+// and a file its .terraformignore leaves out) and the root opsbot mcp may
+// upload it from.
 func configDir(t *testing.T) (root, dir string) {
 	t.Helper()
-	root = t.TempDir()
-	dir = filepath.Join(root, "quick")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(`variable "label" {
-  type    = string
-  default = "quick"
-}
-
-resource "terraform_data" "quick" {
-  input = var.label
-}
-
-output "label" {
-  value = terraform_data.quick.output
-}
-`), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not for upload"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, ".terraformignore"), []byte("notes.txt\n"), 0o644))
-	return root, dir
+	root, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	return root, filepath.Join(root, "quick")
 }
 
 // TestAssistantSession is an assistant's whole session: discovery, the

@@ -151,8 +151,9 @@ func (f *fakeAPI) Approve(_ context.Context, tenant, _ string) (*opsapitypes.Run
 	return &r, nil
 }
 
-// connect serves cfg to a client with opts.
-func connect(t *testing.T, cfg Config, opts *mcp.ClientOptions) *mcp.ClientSession {
+// connect serves cfg to a client with opts, on protocol version (""
+// the latest).
+func connect(t *testing.T, cfg Config, opts *mcp.ClientOptions, version ...string) *mcp.ClientSession {
 	t.Helper()
 	if cfg.Tenant == "" {
 		cfg.Tenant = "contoso"
@@ -167,7 +168,11 @@ func connect(t *testing.T, cfg Config, opts *mcp.ClientOptions) *mcp.ClientSessi
 	ct, st := mcp.NewInMemoryTransports()
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, st) }()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, opts).Connect(ctx, ct, nil)
+	var copts *mcp.ClientSessionOptions
+	if len(version) > 0 && version[0] != "" {
+		copts = &mcp.ClientSessionOptions{ProtocolVersion: version[0]}
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, opts).Connect(ctx, ct, copts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		cs.Close()
@@ -270,7 +275,7 @@ func TestApproval(t *testing.T) {
 			if strings.HasPrefix(tc.name, "an operator") {
 				fake.role = operator.RoleOperator
 			}
-			cs := connectVersion(t, Config{API: fake, AllowApprove: tc.allow}, tc.opts, tc.protocol)
+			cs := connect(t, Config{API: fake, AllowApprove: tc.allow}, tc.opts, tc.protocol)
 			res, err := call(t, cs, "approve_run", map[string]any{"run": "run-1"})
 			if tc.err == "" {
 				require.NoError(t, err)
@@ -285,25 +290,6 @@ func TestApproval(t *testing.T) {
 			assert.Equal(t, tc.approved, fake.approved)
 		})
 	}
-}
-
-func connectVersion(t *testing.T, cfg Config, opts *mcp.ClientOptions, version string) *mcp.ClientSession {
-	if version == "" {
-		return connect(t, cfg, opts)
-	}
-	t.Helper()
-	cfg.Tenant = "contoso"
-	cfg.Roots = []string{t.TempDir()}
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	srv, err := New(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ct, st := mcp.NewInMemoryTransports()
-	go srv.Run(ctx, st)
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, opts).Connect(ctx, ct, &mcp.ClientSessionOptions{ProtocolVersion: version})
-	require.NoError(t, err)
-	t.Cleanup(func() { cs.Close(); cancel() })
-	return cs
 }
 
 // TestForgedConfirmationIsRefused: a client that sends an answer the
