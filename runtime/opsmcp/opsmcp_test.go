@@ -388,3 +388,26 @@ func TestConfigValidate(t *testing.T) {
 		assert.ErrorContains(t, tc.cfg.Validate(), tc.err)
 	}
 }
+
+// TestWaitFollowsTheRun: show_run with wait_seconds returns once the run
+// needs a person, reporting its states as progress.
+func TestWaitFollowsTheRun(t *testing.T) {
+	fake := newFake()
+	planned := fake.run
+	fake.run.State = opsapitypes.StatePlanning
+	fake.frames = []opsapitypes.FollowFrame{
+		{Type: opsapitypes.FrameLog, Lines: []string{"planning"}},
+		{Type: opsapitypes.FrameRun, Run: &planned},
+	}
+	progress := make(chan string, 10)
+	cs := connect(t, Config{API: fake}, &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+		progress <- r.Params.Message
+	}})
+	params := &mcp.CallToolParams{Name: "show_run", Arguments: map[string]any{"run": "run-1", "wait_seconds": 30}}
+	params.SetProgressToken("t1")
+	res, err := cs.CallTool(context.Background(), params)
+	require.NoError(t, err)
+	require.False(t, res.IsError)
+	assert.Equal(t, "planned", res.StructuredContent.(map[string]any)["state"])
+	assert.Equal(t, "run run-1 is planned", <-progress)
+}
