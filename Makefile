@@ -13,8 +13,10 @@ TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
 all: build
 
-## deps: install the pinned Azurite and relay clients from package-lock.json
+## deps: install the pinned Azurite, relay clients and axe-core from package-lock.json,
+## and Debian's chromium for the browser tests when no Chromium is on PATH (.ci/chromium)
 deps: node_modules/.bin/azurite
+	@.ci/chromium
 
 node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -49,9 +51,9 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## demo: run the platform locally on Azurite
+## demo: run the platform locally on Azurite (KEEP=1: keep it up and serve the web console until Ctrl-C)
 demo: deps build
-	BOTE_BIN_DIR=$(BIN) $(GO) run ./integration/cmd/demo
+	BOTE_BIN_DIR=$(BIN) $(GO) run ./integration/cmd/demo $(if $(KEEP),--keep)
 
 ## bench: the benchmarks whose figures are in docs/benchmarks.md
 bench: deps build

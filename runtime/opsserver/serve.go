@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/botehq/platform/runtime/console"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
@@ -117,8 +119,12 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	handler, err := withConsole(api)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -241,4 +247,21 @@ func listenRelay(ctx context.Context, cfg relay.ListenerConfig, log *slog.Logger
 			return nil, err
 		}
 	}
+}
+
+// withConsole serves the web console (package console) under /ui/ next
+// to the API. Its pages hold no data: they call the API with the
+// operator's credential like any client.
+func withConsole(api http.Handler) (http.Handler, error) {
+	ui, err := console.New(console.Config{API: api})
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, console.Prefix) {
+			ui.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}), nil
 }

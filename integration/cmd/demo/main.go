@@ -9,8 +9,9 @@
 // Binaries come from $BOTE_BIN_DIR (as `make demo` sets it after `make
 // build`), else they are built into a temporary directory. Keys, the connector registry and the
 // processes' files go to .demo/ at the repository root (git-ignored),
-// recreated on every run; --keep leaves the platform running until Ctrl-C
-// so that opsbot can be tried by hand.
+// recreated on every run; --keep (make demo KEEP=1) leaves the platform
+// running until Ctrl-C, with the web console served by `opsbot ui`, so
+// that opsbot and the console can be tried by hand.
 package main
 
 import (
@@ -136,12 +137,42 @@ func run() error {
 	}
 
 	fmt.Println("\nThe main job ran: a plan and its apply on a deployment agent, through the gateway and the relay.")
-	if *keep {
-		fmt.Printf("\nThe platform keeps running. In another shell:\n\n   set -a; . %s; set +a\n   %s runs list\n\nCtrl-C stops everything.\n",
-			filepath.Join(dir, "opsbot.env"), opsbotPath())
-		<-ctx.Done()
+	if !*keep {
+		fmt.Println("`make demo KEEP=1` keeps the platform up and serves the web console to click through this run.")
+		return nil
 	}
+	step(7, "opsbot ui   (the web console on loopback, through the relay with the operator's key)")
+	ui, url, err := startConsole(p)
+	if err != nil {
+		return err
+	}
+	defer ui.Stop()
+	fmt.Printf("   The console is at %s\n   (the run: #/t/%s/runs/%s)\n", url, tenant, runID)
+	fmt.Printf("\nThe platform keeps running. In another shell:\n\n   set -a; . %s; set +a\n   %s runs list\n\nCtrl-C stops everything.\n",
+		filepath.Join(dir, "opsbot.env"), opsbotPath())
+	<-ctx.Done()
 	return nil
+}
+
+// startConsole runs `opsbot ui` as the demo's operator and returns the
+// console's URL (with its session secret).
+func startConsole(p *platform.Platform) (*procs.Process, string, error) {
+	path, err := procs.BuildBinary("opsbot")
+	if err != nil {
+		return nil, "", err
+	}
+	ui, err := procs.Launch(procs.Spec{Name: "opsbot ui", Path: path, Args: []string{"ui"}, Dir: p.Dir,
+		Env: append(p.OpsbotEnv(tenant), "XDG_CONFIG_HOME="+filepath.Join(p.Dir, "xdg")), StopGrace: 5 * time.Second})
+	if err != nil {
+		return nil, "", err
+	}
+	line, err := ui.WaitOutput("The console is at ", 30*time.Second)
+	if err != nil {
+		_ = ui.Stop()
+		return nil, "", fmt.Errorf("opsbot ui did not start: %w\n%s", err, ui.Output())
+	}
+	_, url, _ := strings.Cut(strings.TrimSpace(line), "The console is at ")
+	return ui, url, nil
 }
 
 // runOpsbot runs the CLI with the platform's environment, its output going

@@ -1,0 +1,246 @@
+// Package console_test drives the operators' web console (runtime/console)
+// in a real Chromium against the real local platform: relayserver, agent,
+// gateway and relay as processes on Azurite, and `opsbot ui` forwarding the
+// browser's API calls through the relay with each operator's credential.
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/tfarchive"
+)
+
+func TestMain(m *testing.M) { platform.Main(m) }
+
+const tenant = "contoso"
+
+// config plans one resource whose apply writes a line every 300 ms (the
+// log to watch live), a plain output and a sensitive one.
+const config = `
+resource "terraform_data" "web" {
+  input = { name = "web-1", size = "small" }
+  provisioner "local-exec" {
+    command = "for i in 1 2 3 4 5 6 7 8 9 10; do echo applying step $i; sleep 0.3; done"
+  }
+}
+output "name" { value = terraform_data.web.output.name }
+output "password" {
+  value     = "hunter2-not-shown"
+  sensitive = true
+}
+`
+
+var consoleURL = regexp.MustCompile(`The console is at (http://\S+)`)
+
+// startUI runs `opsbot ui` with env and returns the URL it prints.
+func startUI(t *testing.T, p *platform.Platform, label string, env []string) string {
+	t.Helper()
+	bin, err := procs.BuildBinary("opsbot")
+	require.NoError(t, err)
+	proc, err := procs.Launch(procs.Spec{Name: label, Path: bin, Args: []string{"ui"}, Env: env, Dir: p.Dir, StopGrace: 5 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proc.Stop() })
+	line, err := proc.WaitOutput("The console is at ", 30*time.Second)
+	require.NoError(t, err)
+	m := consoleURL.FindStringSubmatch(line)
+	require.NotNil(t, m, line)
+	return m[1]
+}
+
+// bundle packs config as `opsbot plan` does and returns the file.
+func bundle(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o644))
+	var buf bytes.Buffer
+	_, err := tfarchive.Pack(dir, &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	require.NoError(t, os.WriteFile(file, buf.Bytes(), 0o644))
+	return file
+}
+
+func TestConsole(t *testing.T) {
+	// size: one operator's story through the console, page by page, then the reader's.
+	t.Parallel()
+	p := platform.New(t, platform.Options{
+		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-01", Start: true}},
+		RelayserverArgs: []string{"--deployed-agent-version", "9.9.9"},
+	})
+	shots := artifacts(t)
+	started := time.Now()
+
+	// A reader of contoso, and a second workspace with a plan waiting for approval.
+	readerKey := strings.TrimSpace(p.Expect(t, 0, "", "keys", "create", "viewer", "--role", tenant+"=reader").Stdout)
+	p.Expect(t, 0, tenant, "workspaces", "create", "staging")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o644))
+	waiting := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "staging", "--dir", dir))
+
+	adminURL := startUI(t, p, "opsbot ui (admin)", p.OpsbotEnv(tenant))
+	readerEnv := append(p.OpsbotEnv(tenant), "OPSBOT_API_KEY="+readerKey)
+	readerURL := startUI(t, p, "opsbot ui (reader)", readerEnv)
+
+	ctx, newTab := browser(t)
+	const wait = 60 * time.Second
+
+	// Tenants.
+	do(t, ctx, wait, chromedp.Navigate(adminURL), chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/`+tenant+`"]`)))
+	waitJS(t, ctx, wait, `document.querySelector('h1').textContent === 'Tenants'`)
+	assert.NotContains(t, eval[string](t, ctx, "location.href"), "session=", "the session secret leaves the address bar")
+	screenshot(t, ctx, shots, "1-tenants")
+	checkAccessibility(t, ctx, "tenants")
+
+	// Tenant: create a workspace, queue a plan with a bundle.
+	do(t, ctx, wait, chromedp.Click(chromedp.CSS(`a[href="#/t/`+tenant+`"]`)), chromedp.WaitVisible(chromedp.ID("ws-name")))
+	do(t, ctx, wait, chromedp.SendKeys(chromedp.ID("ws-name"), "web"), chromedp.SetValue(chromedp.ID("ws-desc"), "the web tier"),
+		chromedp.Click(chromedp.ID("ws-submit")))
+	waitJS(t, ctx, wait, `[...document.querySelectorAll('td')].some(td => td.textContent === 'web')`)
+	do(t, ctx, wait, chromedp.SetValue(chromedp.ID("plan-ws"), "web"),
+		chromedp.SetUploadFiles(chromedp.ID("plan-bundle"), []string{bundle(t)}),
+		chromedp.SetValue(chromedp.ID("plan-message"), "first web plan"))
+	screenshot(t, ctx, shots, "2-tenant")
+	checkAccessibility(t, ctx, "tenant")
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("plan-submit")))
+
+	// Run page: the plan's log arrives, then the diff.
+	waitJS(t, ctx, wait, `location.hash.includes('/runs/run-')`)
+	runID := regexp.MustCompile(`run-[0-9a-v]+`).FindString(eval[string](t, ctx, "location.hash"))
+	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'planned'`)
+	waitJS(t, ctx, wait, `document.getElementById('run-log').textContent.includes('Plan: 1 to add')`)
+	waitJS(t, ctx, wait, `document.getElementById('plan-text')`)
+	planText := eval[string](t, ctx, `document.getElementById('plan-text').textContent`)
+	assert.Contains(t, planText, "  # terraform_data.web will be created\n  + resource \"terraform_data\" \"web\" {\n", "the CLI's rendering (planrender)")
+	assert.Contains(t, planText, "Plan: 1 to add, 0 to change, 0 to destroy.")
+	assert.Contains(t, planText, `+ password = (sensitive value)`)
+	assert.NotContains(t, planText, "hunter2")
+	assert.True(t, eval[bool](t, ctx, `!!document.querySelector('#plan-text .line-add')`), "added lines are marked")
+	screenshot(t, ctx, shots, "3-run-planned")
+	checkAccessibility(t, ctx, "run")
+
+	// Approve: the confirmation restates the change; then the apply's log
+	// arrives while it runs, through a dropped connection.
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("approve")), chromedp.WaitVisible(chromedp.ID("confirm-body")))
+	confirmText := eval[string](t, ctx, `document.getElementById('confirm').textContent`)
+	assert.Contains(t, confirmText, "Plan: 1 to add, 0 to change, 0 to destroy.")
+	assert.Contains(t, confirmText, "workspace web in tenant "+tenant)
+	screenshot(t, ctx, shots, "4-approve-confirmation")
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
+	waitJS(t, ctx, wait, `document.getElementById('run-log').textContent.includes('applying step 1')`)
+	assert.NotEqual(t, "applied", eval[string](t, ctx, `document.getElementById('run-state').dataset.state`), "the log arrives while the apply runs")
+	restore := dropLogs(t, ctx)
+	waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.reconnects !== '0'`)
+	time.Sleep(700 * time.Millisecond) // the apply writes more lines meanwhile (one every 300 ms)
+	restore()
+	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
+	waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.done === 'true'`)
+	shown := eval[string](t, ctx, `document.getElementById('run-log').textContent`)
+	whole := eval[string](t, ctx, `fetch(location.pathname.replace('/ui/', '/v1/tenants/`+tenant+`/runs/`+runID+`/logs?max=1048576'), {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.json()).then(c => c.text)`)
+	assert.Equal(t, whole, shown, "the page's log is the run's log: no line lost or repeated across the dropped connection")
+	for i := 1; i <= 10; i++ {
+		assert.Equal(t, 1, strings.Count(shown, "applying step "+strconv.Itoa(i)+"\n"), "step %d once", i)
+	}
+	waitJS(t, ctx, wait, `document.getElementById('run-outputs').textContent.includes('"web-1"')`)
+	outputs := eval[string](t, ctx, `document.getElementById('run-outputs').textContent`)
+	assert.Contains(t, outputs, "(sensitive value withheld)")
+	assert.NotContains(t, outputs, "hunter2")
+	screenshot(t, ctx, shots, "5-run-applied")
+
+	// Keyboard: Tab reaches the waiting run's approve button; Escape backs out of the confirmation.
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+waiting), chromedp.WaitVisible(chromedp.ID("approve")))
+	reached := false
+	for range 30 {
+		do(t, ctx, wait, chromedp.KeyEvent(kb.Tab))
+		if eval[string](t, ctx, "document.activeElement.id") == "approve" {
+			reached = true
+			break
+		}
+	}
+	require.True(t, reached, "Tab reaches the approve button")
+	assert.NotEqual(t, "none", eval[string](t, ctx, "getComputedStyle(document.activeElement).outlineStyle"), "focus is visible")
+	do(t, ctx, wait, chromedp.KeyEvent(kb.Enter))
+	waitJS(t, ctx, wait, `document.getElementById('confirm').open`)
+	do(t, ctx, wait, chromedp.KeyEvent(kb.Escape))
+	waitJS(t, ctx, wait, `!document.getElementById('confirm').open`)
+
+	// Agent fleet and audit log.
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/agents"))
+	waitJS(t, ctx, wait, `document.querySelector('h1').textContent === 'Agent fleet of `+tenant+`' && document.querySelector('table')`)
+	fleet := eval[string](t, ctx, `document.querySelector('table').textContent`)
+	assert.Contains(t, fleet, "online")
+	assert.Contains(t, fleet, "out of date (deployed 9.9.9)")
+	assert.Regexp(t, `terraform|1\.\d+`, fleet)
+	screenshot(t, ctx, shots, "6-fleet")
+	checkAccessibility(t, ctx, "fleet")
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/audit?tenant="+tenant))
+	waitJS(t, ctx, wait, `document.querySelector('h1').textContent === 'Audit log' && document.querySelector('table')?.textContent.includes('run.applied')`)
+	title := eval[string](t, ctx, `document.querySelector('time').title`)
+	assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$`, title, "UTC in the title")
+	assert.Regexp(t, `CET|CEST|GMT\+1|GMT\+2`, eval[string](t, ctx, `document.querySelector('time').textContent`), "local time in the viewer's zone")
+	screenshot(t, ctx, shots, "7-audit")
+	checkAccessibility(t, ctx, "audit")
+
+	// A reader: no approve, cancel or forms; a forged approve is refused.
+	rctx := newTab()
+	do(t, rctx, wait, chromedp.Navigate(readerURL))
+	waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenants'`)
+	do(t, rctx, wait, chromedp.Navigate(base(readerURL)+"#/t/"+tenant+"/runs/"+waiting))
+	waitJS(t, rctx, wait, `document.getElementById('run-state')?.dataset.state === 'planned'`)
+	waitJS(t, rctx, wait, `document.getElementById('plan-text')`)
+	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('approve') || !!document.getElementById('cancel')`), "a reader is offered neither approve nor cancel")
+	screenshot(t, rctx, shots, "8-reader-run")
+	forged := eval[int](t, rctx, `fetch('/v1/tenants/`+tenant+`/runs/`+waiting+`/approve', {method: 'POST', headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.status)`)
+	assert.Equal(t, 403, forged, "the server refuses a reader's approval")
+	do(t, rctx, wait, chromedp.Navigate(base(readerURL)+"#/t/"+tenant))
+	waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenant `+tenant+`'`)
+	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('ws-name')`), "a reader is offered no workspace form")
+	assert.Contains(t, p.Expect(t, 0, tenant, "runs", "show", waiting).Stdout, "planned", "the forged approval changed nothing")
+	t.Logf("browser scenario took %s", time.Since(started).Round(time.Millisecond))
+}
+
+// dropLogs makes the tab's log requests fail as a reset connection would,
+// until the returned func is called.
+func dropLogs(t *testing.T, ctx context.Context) (restore func()) {
+	t.Helper()
+	ectx, cancel := context.WithCancel(ctx)
+	paused := chromedp.Events(ectx, fetch.RequestPaused)
+	_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/logs?*"}}})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+		}
+	}()
+	return func() {
+		_, err := chromedp.Call(ctx, fetch.Disable, cdp.Empty{})
+		require.NoError(t, err)
+		cancel()
+		<-done
+	}
+}
+
+// base is the console's URL without the session fragment.
+func base(url string) string { return url[:strings.Index(url, "#")] }

@@ -1,0 +1,228 @@
+// The console's entry point: sign-in, the router and the pages other than
+// the run page (run.js).
+import {call, credential, setCredential, tenantPath, may, enc, ApiError} from './api.js';
+import {h, time, ago, state, table, errorBox} from './dom.js';
+import {runPage} from './run.js';
+
+const main = document.getElementById('main');
+let who = null;       // GET /v1/whoami: the principal and its grants
+let current = null;   // AbortController of the page on screen
+
+// A session handed over in the URL (opsbot ui) goes to sessionStorage and
+// leaves the address bar and history.
+if (location.hash.startsWith('#session=')) {
+  setCredential(decodeURIComponent(location.hash.slice('#session='.length)));
+  history.replaceState(null, '', location.pathname + '#/');
+}
+
+document.getElementById('signout').addEventListener('click', () => {
+  setCredential('');
+  who = null;
+  route();
+});
+window.addEventListener('hashchange', () => route(true));
+route(false);
+
+function show(...children) {
+  main.replaceChildren(...children.flat(Infinity).filter(c => c !== null && c !== undefined && c !== false));
+}
+
+function title(text) {
+  document.title = `${text} · bote ops`;
+  return h('h1', {tabindex: '-1'}, text);
+}
+
+async function route(moveFocus) {
+  const hash = location.hash || '#/';
+  if (!hash.startsWith('#/')) return; // an in-page link (skip link)
+  if (current) current.abort();
+  current = new AbortController();
+  const signal = current.signal;
+  if (!credential()) return signIn();
+  try {
+    if (!who) {
+      who = await call('/v1/whoami');
+      const grants = who.admin ? 'admin' : Object.entries(who.tenants || {}).map(([t, r]) => `${t}=${r}`).join(', ') || 'no grants';
+      document.getElementById('who').textContent = `${who.kind}:${who.name} (${grants})`;
+      document.getElementById('signout').hidden = false;
+    }
+    const [path, query] = hash.slice(1).split('?');
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const params = new URLSearchParams(query || '');
+    if (parts.length === 0) await tenantsPage(signal);
+    else if (parts[0] === 'audit') await auditPage(params, signal);
+    else if (parts[0] === 't' && parts.length === 2) await tenantPage(parts[1], signal);
+    else if (parts[0] === 't' && parts[2] === 'agents') await fleetPage(parts[1], signal);
+    else if (parts[0] === 't' && parts[2] === 'runs' && parts[3]) await runPage({tenant: parts[1], id: parts[3], who, show, title, signal});
+    else show(title('Not found'), h('p', {}, 'No such page. ', h('a', {href: '#/'}, 'Back to the tenants.')));
+  } catch (err) {
+    if (signal.aborted) return;
+    if (err instanceof ApiError && err.status === 401) {
+      setCredential('');
+      who = null;
+      return signIn('The ops server refused the credential.');
+    }
+    show(title('Something went wrong'), errorBox(err));
+  }
+  if (moveFocus) main.querySelector('h1')?.focus();
+}
+
+function signIn(problem) {
+  document.getElementById('signout').hidden = true;
+  document.getElementById('who').textContent = '';
+  const input = h('input', {id: 'credential', type: 'password', autocomplete: 'off', required: true, spellcheck: 'false'});
+  show(title('Sign in'),
+    problem ? h('p', {class: 'error', role: 'alert'}, problem) : null,
+    h('p', {}, 'Give your operator API key (obk_…) or OAuth2 access token. It stays in this tab only. ',
+      'On your own machine, ', h('code', {}, 'opsbot ui'), ' signs you in with your opsbot configuration instead.'),
+    h('form', {class: 'stack', onsubmit: e => { e.preventDefault(); setCredential(input.value.trim()); route(true); }},
+      h('label', {for: 'credential'}, 'API key or access token', input),
+      h('div', {}, h('button', {type: 'submit', class: 'primary'}, 'Sign in'))));
+  input.focus();
+}
+
+// tenantsOf lists the tenants the principal may look at: its grants, and
+// for an admin every tenant with agents.
+async function tenantsOf(signal) {
+  const names = new Set(Object.keys(who.tenants || {}));
+  const agents = await call('/v1/agents', {signal});
+  if (who.admin) for (const a of agents.agents) names.add(a.tenant);
+  return {names: [...names].sort(), agents: agents.agents};
+}
+
+async function tenantsPage(signal) {
+  const {names, agents} = await tenantsOf(signal);
+  const rows = names.map(t => {
+    const mine = agents.filter(a => a.tenant === t);
+    const online = mine.filter(a => a.state === 'online').length;
+    return [h('a', {href: `#/t/${enc(t)}`}, t), who.admin ? 'admin' : who.tenants[t],
+      h('a', {href: `#/t/${enc(t)}/agents`}, `${online} of ${mine.length} online`), h('a', {href: `#/audit?tenant=${enc(t)}`}, 'audit log')];
+  });
+  const open = h('input', {id: 'open-tenant', required: true, pattern: '[a-z0-9][a-z0-9-]*'});
+  show(title('Tenants'),
+    table('Tenants you may see', ['Tenant', 'Your role', 'Agents', 'Audit'], rows, 'You hold no role in any tenant.'),
+    who.admin ? h('form', {class: 'inline', onsubmit: e => { e.preventDefault(); location.hash = `#/t/${enc(open.value)}`; }},
+      h('label', {for: 'open-tenant'}, 'Open a tenant by name', open), h('button', {type: 'submit'}, 'Open')) : null);
+}
+
+const locking = ['planning', 'planned', 'approved', 'applying', 'needs_attention'];
+
+function runLink(tenant, r) {
+  return h('a', {href: `#/t/${enc(tenant)}/runs/${enc(r.id)}`}, r.id);
+}
+
+async function tenantPage(tenant, signal) {
+  const [ws, runs, agents] = await Promise.all([
+    call(tenantPath(tenant, 'workspaces'), {signal}),
+    call(tenantPath(tenant, 'runs') + '?limit=200', {signal}),
+    call('/v1/agents?tenant=' + enc(tenant), {signal}),
+  ]);
+  const wsRows = ws.workspaces.map(w => {
+    const mine = runs.runs.filter(r => r.workspace === w.name); // newest first
+    const last = mine[0];
+    const holder = mine.find(r => locking.includes(r.state));
+    const queued = mine.filter(r => r.state === 'queued').reverse();
+    return [w.name,
+      last ? h('span', {}, state(last.state), ' ', runLink(tenant, last), ' ', time(last.created_at)) : h('span', {class: 'muted'}, 'no runs'),
+      holder ? h('span', {}, runLink(tenant, holder), ' (', holder.state.replace('_', ' '), ')') : h('span', {class: 'muted'}, 'free'),
+      queued.length ? h('span', {}, `${queued.length}: `, queued.map((r, i) => [i ? ', ' : '', runLink(tenant, r)])) : h('span', {class: 'muted'}, 'empty'),
+      [w.four_eyes ? 'four-eyes' : '', w.auto_apply ? 'auto-apply' : ''].filter(Boolean).join(', ') || '—'];
+  });
+  const runRows = runs.runs.slice(0, 50).map(r => [runLink(tenant, r), r.workspace, r.operation, state(r.state), r.created_by || '', time(r.created_at)]);
+  const online = agents.agents.filter(a => a.state === 'online').length;
+  show(title(`Tenant ${tenant}`),
+    h('p', {}, h('a', {href: `#/t/${enc(tenant)}/agents`}, `Agent fleet: ${online} of ${agents.agents.length} online`), ' · ',
+      h('a', {href: `#/audit?tenant=${enc(tenant)}`}, 'Audit log')),
+    h('h2', {}, 'Workspaces'),
+    table(`Workspaces of ${tenant}`, ['Workspace', 'Last run', 'Lock held by', 'Queue', 'Options'], wsRows, 'No workspaces yet.'),
+    may(who, tenant, 'operator') ? operatorForms(tenant, ws.workspaces) : null,
+    h('h2', {}, 'Recent runs'),
+    table(`Runs of ${tenant}, newest first`, ['Run', 'Workspace', 'Operation', 'State', 'Queued by', 'Queued'], runRows, 'No runs yet.'));
+}
+
+// operatorForms create a workspace and queue a plan from a bundle (the
+// .tar.gz `opsbot plan` packs; `opsbot plan --dir` does both at once).
+function operatorForms(tenant, workspaces) {
+  const out = h('div', {id: 'form-result', 'aria-live': 'polite'});
+  const name = h('input', {id: 'ws-name', required: true, pattern: '[a-z0-9][a-z0-9-]*', autocomplete: 'off'});
+  const desc = h('input', {id: 'ws-desc', autocomplete: 'off'});
+  const four = h('input', {id: 'ws-four-eyes', type: 'checkbox'});
+  const create = h('form', {class: 'inline', 'aria-labelledby': 'create-ws-title', onsubmit: async e => {
+    e.preventDefault();
+    try {
+      await call(tenantPath(tenant, 'workspaces'), {method: 'POST', contentType: 'application/json',
+        body: JSON.stringify({name: name.value, description: desc.value, four_eyes: four.checked})});
+      route(true);
+    } catch (err) { out.replaceChildren(errorBox(err)); }
+  }},
+  h('label', {for: 'ws-name'}, 'Name', name), h('label', {for: 'ws-desc'}, 'Description', desc),
+  h('label', {for: 'ws-four-eyes'}, 'Four-eyes approval', four), h('button', {type: 'submit', id: 'ws-submit'}, 'Create workspace'));
+
+  const wsSel = h('select', {id: 'plan-ws', required: true}, workspaces.map(w => h('option', {value: w.name}, w.name)));
+  const op = h('select', {id: 'plan-op'}, h('option', {value: 'plan'}, 'plan'), h('option', {value: 'destroy'}, 'destroy plan'));
+  const file = h('input', {id: 'plan-bundle', type: 'file', accept: '.tar.gz,.tgz,application/gzip', required: true});
+  const msg = h('input', {id: 'plan-message', autocomplete: 'off'});
+  const plan = h('form', {class: 'inline', onsubmit: async e => {
+    e.preventDefault();
+    try {
+      const q = new URLSearchParams({op: op.value});
+      if (msg.value) q.set('message', msg.value);
+      const run = await call(tenantPath(tenant, 'workspaces', wsSel.value, 'runs') + '?' + q, {method: 'POST', contentType: 'application/gzip', body: file.files[0]});
+      location.hash = `#/t/${enc(tenant)}/runs/${enc(run.id)}`;
+    } catch (err) { out.replaceChildren(errorBox(err)); }
+  }},
+  h('label', {for: 'plan-ws'}, 'Workspace', wsSel), h('label', {for: 'plan-op'}, 'Operation', op),
+  h('label', {for: 'plan-bundle'}, 'Configuration bundle (.tar.gz)', file), h('label', {for: 'plan-message'}, 'Message', msg),
+  h('button', {type: 'submit', id: 'plan-submit'}, 'Queue plan'));
+  return [h('h2', {id: 'create-ws-title'}, 'New workspace'), create,
+    workspaces.length ? [h('h2', {}, 'Queue a plan'), plan] : null, out];
+}
+
+async function fleetPage(tenant, signal) {
+  const list = await call('/v1/agents?tenant=' + enc(tenant), {signal});
+  const rows = list.agents.map(a => [a.name, state(a.state),
+    a.last_seen ? h('span', {}, time(a.last_seen), h('span', {class: 'muted'}, ` (${ago(a.last_seen)})`)) : h('span', {class: 'muted'}, 'never'),
+    a.capacity ? String(a.capacity) : '—',
+    (a.running || []).length ? h('span', {}, `${a.running.length}: `, a.running.map((id, i) => [i ? ', ' : '', h('a', {href: `#/t/${enc(tenant)}/runs/${enc(id)}`}, id)])) : '0',
+    a.version || '—',
+    a.outdated ? h('span', {class: 'outdated'}, `out of date (deployed ${list.deployed_version})`) : (list.deployed_version ? 'current' : '—'),
+    a.terraform_version || '—']);
+  show(title(`Agent fleet of ${tenant}`),
+    h('p', {}, h('a', {href: `#/t/${enc(tenant)}`}, `Back to tenant ${tenant}`)),
+    list.deployed_version ? h('p', {}, `Deployed agent version: ${list.deployed_version}`) : null,
+    table(`Agents of ${tenant}`, ['Agent', 'State', 'Last heartbeat', 'Capacity', 'Running', 'Version', 'Up to date', 'Terraform'], rows, 'No agents registered.'));
+}
+
+async function auditPage(params, signal) {
+  const q = new URLSearchParams();
+  for (const k of ['tenant', 'principal', 'before']) if (params.get(k)) q.set(k, params.get(k));
+  if (params.get('since')) q.set('since', sinceTime(params.get('since')));
+  q.set('limit', '100');
+  const page = await call('/v1/audit?' + q, {signal});
+  const rows = page.records.map(r => [time(r.time), r.tenant || '—', r.principal || '—', r.action,
+    h('code', {}, r.object), h('span', {class: r.result === 'ok' ? '' : 'bad'}, r.result + (r.status ? ` ${r.status}` : '')), r.request_id || '', r.detail || '']);
+  const field = (id, label, value) => h('label', {for: id}, label, h('input', {id, name: id.replace('audit-', ''), value: value || '', autocomplete: 'off'}));
+  const form = h('form', {class: 'inline', onsubmit: e => {
+    e.preventDefault();
+    const f = new URLSearchParams();
+    for (const el of e.target.querySelectorAll('input')) if (el.value) f.set(el.name, el.value);
+    location.hash = '#/audit?' + f;
+  }}, field('audit-tenant', 'Tenant', params.get('tenant')), field('audit-principal', 'Principal', params.get('principal')),
+  field('audit-since', 'Since (24h, 7d or a time)', params.get('since')), h('button', {type: 'submit'}, 'Filter'));
+  let older = null;
+  if (page.more && page.records.length) {
+    const next = new URLSearchParams(params);
+    next.set('before', page.records[page.records.length - 1].id);
+    older = h('p', {}, h('a', {href: '#/audit?' + next}, 'Older records'));
+  }
+  show(title('Audit log'), form,
+    table('Audit records, newest first', ['Time', 'Tenant', 'Principal', 'Action', 'Object', 'Result', 'Request', 'Detail'], rows, 'No records.'), older);
+}
+
+// sinceTime turns "24h" or "7d" into the RFC 3339 time the API takes.
+function sinceTime(v) {
+  const m = /^(\d+)([mhd])$/.exec(v.trim());
+  if (!m) return v.trim();
+  const unit = {m: 60e3, h: 3600e3, d: 86400e3}[m[2]];
+  return new Date(Date.now() - Number(m[1]) * unit).toISOString();
+}
