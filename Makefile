@@ -1,6 +1,8 @@
 # Everything a fresh machine needs comes from the project's own files:
-# Go modules from go.sum, Azurite and Microsoft's relay clients (hyco-https,
-# hyco-ws, for runtime/relay's interop test) from package-lock.json (npm ci).
+# Go modules from go.sum, Azurite, Microsoft's relay clients (hyco-https,
+# hyco-ws, for runtime/relay's interop test) and axe-core (for the console's
+# browser test) from package-lock.json (npm ci), and Debian's chromium for
+# that test when none is on PATH (.ci/chromium).
 
 GO       ?= go
 BIN      := $(CURDIR)/bin

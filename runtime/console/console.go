@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -50,7 +51,7 @@ type Config struct {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if c.API == nil {
-		return fmt.Errorf("API is required")
+		return errors.New("API is required")
 	}
 	return nil
 }

@@ -127,4 +127,7 @@ func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	assert.Contains(t, string(metrics), "go_goroutines")
 	assert.Equal(t, http.StatusNotFound, get(health+"/v1/status"), "no API on the health port")
 	assert.Equal(t, http.StatusOK, get(local+"/v1/status"), "the key itself is good")
+	assert.Equal(t, http.StatusOK, get(local+"/ui/"), "the web console on the local port")
+	assert.Equal(t, http.StatusNotFound, get(health+"/ui/"), "no console on the health port")
+	assert.Equal(t, http.StatusNotFound, get(local+"/uix"), "only /ui/ is the console's")
 }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/console"
+	"github.com/botehq/platform/runtime/opsclient"
+)
+
+// uiHandler is opsbot ui's handler in front of the real API, with session
+// secret "s3cret" at 127.0.0.1:4000.
+func uiHandler(t *testing.T) http.Handler {
+	t.Helper()
+	url, key := startServer(t)
+	c, err := opsclient.New(opsclient.Config{BaseURL: url, Credential: key})
+	require.NoError(t, err)
+	p := &uiProxy{client: c, session: "s3cret", addr: "127.0.0.1:4000", target: target{host: url, local: true}}
+	ui, err := console.New(console.Config{API: p})
+	require.NoError(t, err)
+	return p.guard(ui)
+}
+
+func TestUIProxy(t *testing.T) {
+	h := uiHandler(t)
+	tests := []struct {
+		name, method, path, host, auth, body string
+		header                               map[string]string
+		status                               int
+		contains                             string
+	}{
+		{name: "the API as the operator", path: "/v1/whoami", auth: "Bearer s3cret", status: 200, contains: `"name":"cli-test"`},
+		{name: "localhost works too", path: "/v1/whoami", host: "localhost:4000", auth: "Bearer s3cret", status: 200},
+		{name: "a body goes through", method: "POST", path: "/v1/keys", auth: "Bearer s3cret", body: `{"id":"from-ui","tenants":{"contoso":"reader"}}`,
+			header: map[string]string{"Content-Type": "application/json"}, status: 201, contains: `"key":"obk_from-ui.`},
+		{name: "no session", path: "/v1/whoami", status: 401, contains: "open the URL opsbot ui printed"},
+		{name: "wrong session", path: "/v1/whoami", auth: "Bearer s3cre", status: 401},
+		{name: "the operator's own key is not the session", path: "/v1/whoami", auth: "Bearer obk_cli-test.x", status: 401},
+		{name: "another host name (DNS rebinding)", path: "/v1/whoami", host: "evil.example:4000", auth: "Bearer s3cret", status: 421},
+		{name: "no WebSockets", path: "/v1/events", auth: "Bearer s3cret", header: map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, status: 501},
+		{name: "the pages need no session", path: "/ui/", status: 200, contains: "<title>bote ops console</title>"},
+		{name: "the root goes to the pages", path: "/", status: 302},
+		{name: "the API's answer as it is", path: "/v1/tenants/contoso/runs/run-x/plan", auth: "Bearer s3cret", status: 400, contains: `"code":"bad_request"`},
+		{name: "rendered plan, API error passed on", path: "/ui/render/tenants/contoso/runs/run-0123456789abcdef/plan", auth: "Bearer s3cret", status: 503, contains: `"code":"unavailable"`},
+		{name: "rendered plan, no session", path: "/ui/render/tenants/contoso/runs/run-x/plan", status: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method := tt.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			req := httptest.NewRequest(method, tt.path, strings.NewReader(tt.body))
+			req.Host = "127.0.0.1:4000"
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, tt.status, rec.Code, rec.Body.String())
+			assert.Contains(t, rec.Body.String(), tt.contains)
+		})
+	}
+}
+
+func TestUIListensOnlyOnLoopback(t *testing.T) {
+	url, key := startServer(t)
+	r := runCLI(t, map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, "ui", "--listen", "0.0.0.0:0")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "the console serves only a loopback address")
+}
+
+// TestUIOpen: --open hands the URL to $BROWSER; the link works until opsbot ui ends.
+func TestUIOpen(t *testing.T) {
+	url, key := startServer(t)
+	dir := t.TempDir()
+	opened := filepath.Join(dir, "opened")
+	browser := filepath.Join(dir, "browser")
+	require.NoError(t, os.WriteFile(browser, []byte("#!/bin/sh\necho \"$1\" > "+opened+"\n"), 0o755))
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncWriter
+	done := make(chan error, 1)
+	go func() {
+		env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key, "BROWSER": browser, "HOME": dir}
+		done <- run(ctx, []string{"ui", "--open"}, strings.NewReader(""), &out, &out, func(k string) string { return env[k] })
+	}()
+	var link string
+	require.Eventually(t, func() bool {
+		data, err := os.ReadFile(opened)
+		link = strings.TrimSpace(string(data))
+		return err == nil && link != ""
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, out.String(), "The console is at "+link)
+	base, session, ok := strings.Cut(link, "#session=")
+	require.True(t, ok, link)
+	whoami := func() (int, error) {
+		req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(base, "/ui/")+"/v1/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+session)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	code, err := whoami()
+	require.NoError(t, err)
+	assert.Equal(t, 200, code)
+	cancel()
+	require.NoError(t, <-done)
+	_, err = whoami()
+	assert.Error(t, err, "the console is gone once opsbot ui ends")
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
