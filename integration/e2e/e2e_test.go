@@ -64,42 +64,16 @@ var agents = []platform.Agent{
 var heartbeat = []string{"--heartbeat-interval", "2s"}
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		cleanup, err := platform.Binaries()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer cleanup()
-		dir, err := os.MkdirTemp("", "bote-e2e-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		plat, err = platform.Start(ctx, platform.Options{Dir: dir, Agents: agents, RelayserverArgs: []string{
-			// A silent agent is declared lost after 6 s, not 60 s: the
-			// agent-crash test waits for it.
-			"--agent-silent-after", "6s",
-			// Small enough for the oversize test to exceed cheaply.
-			"--max-bundle-bytes", "1048576",
-			// Upload links last 10 s, not 10 min: phases longer than 5 s
-			// (the slow applies) renew theirs before they upload.
-			"--upload-link-ttl", "10s",
-		}})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cannot start the platform:", err)
-			return 1
-		}
-		code := m.Run()
-		if code != 0 {
-			fmt.Fprintf(os.Stderr, "--- platform processes ---\n%s\n", plat.Outputs())
-		}
-		_ = plat.Stop()
-		return code
-	}())
+	platform.MainShared(m, platform.Options{Agents: agents, RelayserverArgs: []string{
+		// A silent agent is declared lost after 6 s, not 60 s: the
+		// agent-crash test waits for it.
+		"--agent-silent-after", "6s",
+		// Small enough for the oversize test to exceed cheaply.
+		"--max-bundle-bytes", "1048576",
+		// Upload links last 10 s, not 10 min: phases longer than 5 s
+		// (the slow applies) renew theirs before they upload.
+		"--upload-link-ttl", "10s",
+	}}, &plat)
 }
 
 // opsbot runs the CLI as tenant's operator and returns its result.

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,35 +36,9 @@ const tenant = "contoso"
 var plat *platform.Platform
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		cleanup, err := platform.Binaries()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer cleanup()
-		dir, err := os.MkdirTemp("", "bote-mcp-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		plat, err = platform.Start(ctx, platform.Options{Dir: dir, Agents: []platform.Agent{
-			{Tenant: tenant, ID: "agent-a", Start: true, Args: []string{"--heartbeat-interval", "2s"}},
-		}})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cannot start the platform:", err)
-			return 1
-		}
-		code := m.Run()
-		if code != 0 {
-			fmt.Fprintf(os.Stderr, "--- platform processes ---\n%s\n", plat.Outputs())
-		}
-		_ = plat.Stop()
-		return code
-	}())
+	platform.MainShared(m, platform.Options{Agents: []platform.Agent{
+		{Tenant: tenant, ID: "agent-a", Start: true, Args: []string{"--heartbeat-interval", "2s"}},
+	}}, &plat)
 }
 
 // assistant is an MCP client session with opsbot mcp.
