@@ -411,3 +411,12 @@ func TestWaitFollowsTheRun(t *testing.T) {
 	assert.Equal(t, "planned", res.StructuredContent.(map[string]any)["state"])
 	assert.Equal(t, "run run-1 is planned", <-progress)
 }
+
+func TestSDKLogsOnlyWarnings(t *testing.T) {
+	var b strings.Builder
+	l := slog.New(warnings{slog.NewTextHandler(&b, nil)}).With("k", "v").WithGroup("g")
+	l.Info("session connected")
+	l.Warn("dropped")
+	assert.NotContains(t, b.String(), "session connected")
+	assert.Contains(t, b.String(), "dropped")
+}
