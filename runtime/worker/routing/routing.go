@@ -55,6 +55,7 @@ import (
 // Bus is what the router needs of the bus driver.
 type Bus interface {
 	Receive(ctx context.Context, queue string, max int, lock time.Duration) ([]*bus.Message, error)
+	RenewLock(ctx context.Context, m *bus.Message, lock time.Duration) error
 	Complete(ctx context.Context, m *bus.Message) error
 	Abandon(ctx context.Context, m *bus.Message, delay time.Duration) error
 	DeadLetter(ctx context.Context, m *bus.Message, reason, description string) error
@@ -124,6 +125,15 @@ const (
 // a lost wake: 5 s, 720 requests an hour per idle routing replica.
 const DefaultIdleMax = 5 * time.Second
 
+// DefaultLock is the bus lock of a received message, renewed every half
+// lock while the message is routed. It bounds how long a message waits
+// when its receiver cannot settle it: a worker replica that dies holding
+// it, or a receive whose answer was lost (a connection reset after the
+// service carried the read out) leaves the message invisible until the
+// lock ends; then another receive gets it. Routing takes milliseconds, so
+// renewal is rare. (On Service Bus the queue's LockDuration applies.)
+const DefaultLock = 30 * time.Second
+
 // Config configures a Router.
 type Config struct {
 	Bus         Bus
@@ -159,7 +169,8 @@ type Config struct {
 	// MaxFanOut). A broadcast to many subscribers runs up to FanOut
 	// enqueues at once; see DefaultFanOut for how it is sized.
 	FanOut int
-	// Lock is the bus lock per received batch (default 2m).
+	// Lock is the bus lock per received message (default DefaultLock),
+	// renewed every Lock/2 while the message is routed.
 	Lock time.Duration
 	// ImmediateRetries per enqueue (default 3); -1 disables.
 	ImmediateRetries int
@@ -194,6 +205,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("routing config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, DefaultFanOut, MaxFanOut)
 	case c.ImmediateRetries < -1 || c.DelayedRetries < -1:
 		return errors.New("routing config: ImmediateRetries and DelayedRetries must be -1, 0 or positive")
+	case c.Lock > 0 && c.Lock < 2*time.Second:
+		return fmt.Errorf("routing config: Lock %s is under 2s (it is renewed every half lock)", c.Lock)
 	case c.Lock < 0, c.Delay < 0, c.DedupWindow < 0, c.ClaimURLTTL < 0, c.Idle < 0, c.IdleMax < 0:
 		return errors.New("routing config: Lock, Delay, DedupWindow, ClaimURLTTL, Idle and IdleMax must not be negative")
 	case c.Deliverer != nil && !isHidden(c.Queues):
@@ -223,7 +236,7 @@ func (c *Config) defaults() {
 	}
 	setDefault(&c.Concurrency, 16)
 	setDefault(&c.FanOut, DefaultFanOut)
-	setDefault(&c.Lock, 2*time.Minute)
+	setDefault(&c.Lock, DefaultLock)
 	setDefault(&c.ImmediateRetries, 3)
 	setDefault(&c.DelayedRetries, 3)
 	setDefault(&c.Delay, 10*time.Second)
@@ -363,12 +376,17 @@ func (r *Router) Run(ctx context.Context) error {
 	return nil
 }
 
-// Handle routes one received message and settles it.
+// Handle routes one received message, renewing its lock meanwhile, and
+// settles it.
 func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 	start := time.Now()
 	env := m.Envelope
 	log := r.log.With("message", env.ID, "kind", env.Kind, "tenant", env.Tenant, "delivery", m.DeliveryCount)
+	stop, renewed := make(chan struct{}), make(chan struct{})
+	go func() { defer close(renewed); r.keepLocked(ctx, m, stop, log) }()
 	err := r.route(ctx, env, log)
+	close(stop)
+	<-renewed // a renewal in flight ends before the message is settled
 	var perm *retry.PermanentError
 	switch {
 	case err == nil:
@@ -398,6 +416,27 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 		r.settle(ctx, log, "abandon", r.cfg.Bus.Abandon(ctx, m, delay))
 	default:
 		r.deadLetter(ctx, log, m, ReasonRetriesExhausted, err.Error())
+	}
+}
+
+// keepLocked renews m's lock every half lock until stop is closed. A
+// failed renewal is logged: routing goes on, and if the lock was lost the
+// message comes back to a receiver, which skips the connectors this
+// replica already reached (dedup) and settles it.
+func (r *Router) keepLocked(ctx context.Context, m *bus.Message, stop <-chan struct{}, log *slog.Logger) {
+	t := time.NewTicker(r.cfg.Lock / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.cfg.Bus.RenewLock(ctx, m, r.cfg.Lock); err != nil {
+			log.Warn("cannot renew the lock of a message being routed; it may be routed again", "err", err)
+		}
 	}
 }
 

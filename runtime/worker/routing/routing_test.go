@@ -33,12 +33,15 @@ type fakeBus struct {
 	pending  []*bus.Message
 	settled  map[string]settled
 	receives int
+	locks    []time.Duration // asked for by Receive
+	renewals map[string][]time.Time
 }
 
-func (b *fakeBus) Receive(context.Context, string, int, time.Duration) ([]*bus.Message, error) {
+func (b *fakeBus) Receive(_ context.Context, _ string, _ int, lock time.Duration) ([]*bus.Message, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.receives++
+	b.locks = append(b.locks, lock)
 	out := b.pending
 	b.pending = nil
 	return out, nil
@@ -48,6 +51,16 @@ func (b *fakeBus) set(m *bus.Message, s settled) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.settled[m.Envelope.ID] = s
+	return nil
+}
+
+func (b *fakeBus) RenewLock(_ context.Context, m *bus.Message, _ time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.renewals == nil {
+		b.renewals = map[string][]time.Time{}
+	}
+	b.renewals[m.Envelope.ID] = append(b.renewals[m.Envelope.ID], time.Now())
 	return nil
 }
 
@@ -470,6 +483,7 @@ func TestConfigValidate(t *testing.T) {
 		"FanOut":      func(c *Config) { c.FanOut = -1 },
 		"FanOut ":     func(c *Config) { c.FanOut = MaxFanOut + 1 },
 		"Lock":        func(c *Config) { c.Lock = -time.Second },
+		"Lock ":       func(c *Config) { c.Lock = time.Second },
 		"Services":    func(c *Config) { c.Services = []string{"bad name"} },
 		"ServiceKeys": func(c *Config) { c.ServiceKeys = map[string][]*ecdsa.PublicKey{"svc": {nil}} },
 	} {
@@ -538,4 +552,41 @@ func TestFanOutBoundsEnqueuesInFlightAcrossMessages(t *testing.T) {
 	assert.Equal(t, 2*subscribers, done)
 	assert.Equal(t, "complete", h.bus.settled["m1"].op)
 	assert.Equal(t, "complete", h.bus.settled["m2"].op)
+}
+
+// A received message is locked for a short while, so one whose receiver
+// cannot settle it (a worker killed while routing it, a receive whose
+// answer was lost in a storage outage) is routed by another receive within
+// DefaultLock, not minutes later; a route that takes longer than the lock
+// keeps it by renewing, so it is not routed twice meanwhile.
+func TestLockIsShortAndRenewedWhileRouting(t *testing.T) {
+	t.Run("default lock", func(t *testing.T) {
+		h := newHarness(t, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- h.router.Run(ctx) }()
+		require.Eventually(t, func() bool {
+			h.bus.mu.Lock()
+			defer h.bus.mu.Unlock()
+			return h.bus.receives > 0
+		}, 5*time.Second, time.Millisecond)
+		cancel()
+		require.NoError(t, <-done)
+		h.bus.mu.Lock()
+		defer h.bus.mu.Unlock()
+		assert.Equal(t, DefaultLock, h.bus.locks[0])
+		assert.LessOrEqual(t, DefaultLock, 30*time.Second, "a message held by a dead receiver waits at most this long")
+	})
+	t.Run("renewed while routing", func(t *testing.T) {
+		gate := &gatedQueues{release: make(chan struct{})}
+		h := newHarness(t, func(c *Config) { c.Queues, c.Lock = gate, 2*time.Second })
+		go func() {
+			time.Sleep(2500 * time.Millisecond) // longer than the lock
+			close(gate.release)
+		}()
+		assert.Equal(t, "complete", h.handle(targeted("slow", "a", "a1"), 1).op)
+		h.bus.mu.Lock()
+		defer h.bus.mu.Unlock()
+		assert.NotEmpty(t, h.bus.renewals["slow"], "renewed every half lock (1s) while routing")
+	})
 }
