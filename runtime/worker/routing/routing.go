@@ -419,10 +419,11 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 	}
 }
 
-// keepLocked renews m's lock every half lock until stop is closed. A
-// failed renewal is logged: routing goes on, and if the lock was lost the
-// message comes back to a receiver, which skips the connectors this
-// replica already reached (dedup) and settles it.
+// keepLocked renews m's lock every half lock until stop is closed, each
+// renewal bounded by half a lock. A failed renewal is logged: routing goes
+// on, and if the lock was lost the message comes back to a receiver and
+// is routed again (a duplicate at most: this replica skips the connectors
+// it already reached, and connectors deduplicate by id).
 func (r *Router) keepLocked(ctx context.Context, m *bus.Message, stop <-chan struct{}, log *slog.Logger) {
 	t := time.NewTicker(r.cfg.Lock / 2)
 	defer t.Stop()
@@ -434,7 +435,10 @@ func (r *Router) keepLocked(ctx context.Context, m *bus.Message, stop <-chan str
 			return
 		case <-t.C:
 		}
-		if err := r.cfg.Bus.RenewLock(ctx, m, r.cfg.Lock); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.Lock/2)
+		err := r.cfg.Bus.RenewLock(rctx, m, r.cfg.Lock)
+		cancel()
+		if err != nil {
 			log.Warn("cannot renew the lock of a message being routed; it may be routed again", "err", err)
 		}
 	}
