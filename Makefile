@@ -69,7 +69,7 @@ bench: deps build
 chaos: deps build
 	cd integration && BOTE_CHAOS=long BOTE_BIN_DIR=$(BIN) $(GO) test ./chaos/ -run TestChaos -count=1 -timeout 30m -v
 
-## chaos-short: the short chaos profile (about 20 s a run; out of make test for now, docs/reliability.md)
+## chaos-short: the short chaos profile alone (about 20 s; make test runs it too)
 chaos-short: deps build
 	cd integration && BOTE_CHAOS=short BOTE_BIN_DIR=$(BIN) $(GO) test ./chaos/ -run TestChaos -count=1 -timeout 10m -v
 
