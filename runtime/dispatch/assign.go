@@ -89,7 +89,7 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the workspace's variables: %w", err)
 	}
-	a.Vars = w.Vars
+	a.Vars, a.Providers = w.Vars, w.Providers
 	a.BundleURL, a.BundleSHA256, a.BundleSize = c.URL, c.SHA256, c.Size
 	// The state as it is now, for good: the link never reads a state
 	// promoted after this claim.

@@ -15,6 +15,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfproviders"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -76,11 +77,16 @@ func TestPlanJSONThatCannotBeKeptDoesNotFailTheRun(t *testing.T) {
 	assert.Nil(t, got.PlanJSON)
 }
 
-// A plan's assignment carries the run's plan options and the workspace's
-// plain variables (sensitive ones go sealed in Secrets); an apply's none.
+// A plan's assignment carries the run's plan options, the workspace's
+// plain variables (sensitive ones go sealed in Secrets) and its provider
+// sources; an apply's none.
 func TestAssignmentCarriesPlanOptionsAndPlainVars(t *testing.T) {
 	e := newEnv(t)
-	_, err := e.m.UpdateWorkspace(context.Background(), "tenant-a", "prod", func(w *runs.Workspace) { w.Vars = map[string]string{"region": "westeurope"} })
+	sources := tfproviders.Sources{NetworkMirror: "https://mirror.example.com/", NoDirect: true}
+	_, err := e.m.UpdateWorkspace(context.Background(), "tenant-a", "prod", func(w *runs.Workspace) {
+		w.Vars = map[string]string{"region": "westeurope"}
+		w.Providers = sources
+	})
 	require.NoError(t, err)
 	e.heartbeat("tenant-a", "a1")
 	id := runs.NewRunID(e.clock())
@@ -91,4 +97,5 @@ func TestAssignmentCarriesPlanOptionsAndPlainVars(t *testing.T) {
 	_, a := e.assigned()
 	assert.Equal(t, []string{"terraform_data.a"}, a.Plan.Targets)
 	assert.Equal(t, map[string]string{"region": "westeurope"}, a.Vars)
+	assert.Equal(t, sources, a.Providers)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/tfproviders"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -25,6 +26,9 @@ func applyUpdate(u UpdateWorkspaceRequest, w runs.Workspace, timeouts runs.Optio
 	}
 	if u.TerraformVersion != nil {
 		w.TerraformVersion = *u.TerraformVersion
+	}
+	if u.Providers != nil {
+		w.Providers = providerSources(u.Providers)
 	}
 	if u.Timeouts.Plan != "" {
 		w.Options.PlanTimeout = timeouts.PlanTimeout
@@ -52,6 +56,7 @@ func apiWorkspace(w runs.Workspace) Workspace {
 			Plan: fmtDuration(w.Options.PlanTimeout), Apply: fmtDuration(w.Options.ApplyTimeout), Approval: fmtDuration(w.Options.ApprovalTimeout),
 		},
 		TerraformVersion: w.TerraformVersion,
+		Providers:        apiProviderSources(w.Providers),
 		CreatedAt:        w.CreatedAt.UTC(),
 	}
 }
@@ -61,6 +66,9 @@ func apiResult(r *tfrun.Result) *RunResult {
 		return nil
 	}
 	out := &RunResult{HasChanges: r.HasChanges, Plan: r.Plan}
+	if l := r.LockFile; l != nil {
+		out.LockFile = &LockFile{Changed: l.Changed, Created: l.Created, Content: l.Content, Truncated: l.Truncated}
+	}
 	if c := r.Changes; c != nil {
 		out.Changes = &Changes{Add: c.Add, Change: c.Change, Destroy: c.Remove, Import: c.Import}
 	}
@@ -98,4 +106,18 @@ func apiRun(r runs.Run, waiting string) Run {
 		out.History = append(out.History, Transition{From: string(h.From), To: string(h.To), At: h.At.UTC(), By: h.By, Reason: h.Reason})
 	}
 	return out
+}
+
+func providerSources(p *ProviderSources) tfproviders.Sources {
+	if p == nil {
+		return tfproviders.Sources{}
+	}
+	return tfproviders.Sources{FilesystemMirror: p.FilesystemMirror, NetworkMirror: p.NetworkMirror, NoDirect: p.NoDirect}
+}
+
+func apiProviderSources(s tfproviders.Sources) *ProviderSources {
+	if s.IsZero() {
+		return nil
+	}
+	return &ProviderSources{FilesystemMirror: s.FilesystemMirror, NetworkMirror: s.NetworkMirror, NoDirect: s.NoDirect}
 }

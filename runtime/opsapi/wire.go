@@ -40,6 +40,8 @@ type (
 	Variable               = opsapitypes.Variable
 	VariableList           = opsapitypes.VariableList
 	SetVariableRequest     = opsapitypes.SetVariableRequest
+	ProviderSources        = opsapitypes.ProviderSources
+	LockFile               = opsapitypes.LockFile
 )
 
 // Constants of the API, from opsapitypes.

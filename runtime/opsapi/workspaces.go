@@ -17,7 +17,7 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
-		Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes}}
+		Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes}, Providers: providerSources(req.Providers)}
 	if err := applyTimeouts(&ws.Options, req.Timeouts); err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return

@@ -39,6 +39,8 @@ type CreateWorkspaceRequest struct {
 	// TerraformVersion constrains the terraform of the agents that run
 	// it ("~> 1.9"); empty: any.
 	TerraformVersion string `json:"terraform_version,omitempty"`
+	// Providers override the agents' provider sources for its runs.
+	Providers *ProviderSources `json:"providers,omitempty"`
 }
 
 // UpdateWorkspaceRequest is the body of PATCH
@@ -52,6 +54,8 @@ type UpdateWorkspaceRequest struct {
 	Timeouts    Timeouts           `json:"timeouts,omitzero"`
 	// TerraformVersion replaces the version constraint ("" removes it).
 	TerraformVersion *string `json:"terraform_version,omitempty"`
+	// Providers replaces the provider sources ({} removes them).
+	Providers *ProviderSources `json:"providers,omitempty"`
 }
 
 // Workspace is a Terraform configuration of one environment of a tenant.
@@ -64,8 +68,9 @@ type Workspace struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Timeouts    Timeouts          `json:"timeouts"`
 	// TerraformVersion is the constraint on its agents' terraform.
-	TerraformVersion string    `json:"terraform_version,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
+	TerraformVersion string           `json:"terraform_version,omitempty"`
+	Providers        *ProviderSources `json:"providers,omitempty"`
+	CreatedAt        time.Time        `json:"created_at"`
 }
 
 // WorkspaceList is the body of GET /v1/tenants/{tenant}/workspaces.
@@ -135,6 +140,8 @@ type RunResult struct {
 	// Plan counts a plan's changes and lists what it destroys and
 	// replaces (at most a hundred of each; the counts are complete).
 	Plan *planrender.Summary `json:"plan,omitempty"`
+	// LockFile is the dependency lock file the plan's init left.
+	LockFile *LockFile `json:"lock_file,omitempty"`
 }
 
 // Changes counts resource changes.

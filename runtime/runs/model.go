@@ -16,6 +16,7 @@ import (
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runspec"
+	"github.com/botehq/platform/runtime/tfproviders"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -46,9 +47,12 @@ type Workspace struct {
 	TerraformVersion string `json:"terraformVersion,omitempty"`
 	// Vars are the workspace's input variables that are not sensitive,
 	// given to every plan (sensitive ones live in the secret store).
-	Vars      map[string]string `json:"vars,omitempty"`
-	Options   Options           `json:"options"`
-	CreatedAt time.Time         `json:"createdAt"`
+	Vars    map[string]string `json:"vars,omitempty"`
+	Options Options           `json:"options"`
+	// Providers override the agents' provider sources for the
+	// workspace's runs (runproto.Assign.Providers).
+	Providers tfproviders.Sources `json:"providers,omitzero"`
+	CreatedAt time.Time           `json:"createdAt"`
 	// ETag is the store's concurrency token; "" when not stored yet.
 	ETag string `json:"-"`
 }
@@ -87,8 +91,15 @@ func timeout(o Options, s State) time.Duration {
 
 // Validate checks the workspace's fields (runspec.Workspace).
 func (w Workspace) Validate() error {
-	return runspec.Workspace{Tenant: w.Tenant, Name: w.Name, Description: w.Description, AgentLabels: w.AgentLabels,
+	err := runspec.Workspace{Tenant: w.Tenant, Name: w.Name, Description: w.Description, AgentLabels: w.AgentLabels,
 		Vars: w.Vars, TerraformVersion: w.TerraformVersion, Options: w.Options}.Validate()
+	if err != nil {
+		return err
+	}
+	if err := w.Providers.Validate(); err != nil {
+		return fmt.Errorf("workspace %w", err)
+	}
+	return nil
 }
 
 // Limits of a workspace's plain variables (they are stored with it).
