@@ -92,7 +92,7 @@ An unknown workspace is an error (exit 9).`,
 	}
 	show.Flags().BoolVar(&withPlan, "plan", false, "show the plan's resource changes as terraform plan prints them (with -o json: its structured changes)")
 	c := &cobra.Command{Use: "runs", Aliases: []string{"run"}, Short: "Terraform runs"}
-	c.AddCommand(list, show)
+	c.AddCommand(list, show, a.lockFileCommand())
 	return c
 }
 

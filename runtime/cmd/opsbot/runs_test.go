@@ -53,7 +53,7 @@ type fakeRuns struct {
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
 	ws := opsapi.Workspace{Tenant: tenant, Name: req.Name, AutoApply: req.AutoApply, FourEyes: req.FourEyes, Labels: req.Labels, Timeouts: req.Timeouts,
-		CreatedAt: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)}
+		Providers: req.Providers, CreatedAt: time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)}
 	f.workspaces = append(f.workspaces, ws)
 	return &ws, nil
 }

@@ -18,6 +18,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 	var req opsapitypes.CreateWorkspaceRequest
 	var labels []string
 	var planTimeout, applyTimeout, approvalTimeout time.Duration
+	var providers providerFlags
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a workspace: one Terraform configuration for one environment",
@@ -35,6 +36,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 				return usageError{err}
 			}
 			req.Timeouts = opsapitypes.Timeouts{Plan: durationString(planTimeout), Apply: durationString(applyTimeout), Approval: durationString(approvalTimeout)}
+			req.Providers = providers.sources(cmd.Flags())
 			created, err := api.CreateWorkspace(cmd.Context(), tenant, req)
 			if err != nil {
 				return err
@@ -50,6 +52,7 @@ func (a *app) workspacesCommand() *cobra.Command {
 	create.Flags().DurationVar(&planTimeout, "plan-timeout", 0, "how long a plan may run (default 1h)")
 	create.Flags().DurationVar(&applyTimeout, "apply-timeout", 0, "how long an apply may run (default 2h)")
 	create.Flags().DurationVar(&approvalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval (default 24h)")
+	providers.register(create.Flags(), false)
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -74,6 +77,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 	var autoApply, fourEyes bool
 	var labels []string
 	var planTimeout, applyTimeout, approvalTimeout time.Duration
+	var providers providerFlags
 	update := &cobra.Command{
 		Use:   "update NAME",
 		Short: "Change a workspace's settings; only the flags given change",
@@ -93,6 +97,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 			if f.Changed("terraform-version") {
 				req.TerraformVersion = &terraformVersion
 			}
+			req.Providers = providers.sources(f)
 			if f.Changed("label") {
 				l, err := parseLabels(slices.DeleteFunc(labels, func(s string) bool { return s == "" }))
 				if err != nil {
@@ -108,7 +113,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 				return usageError{err}
 			}
 			if req == (opsapitypes.UpdateWorkspaceRequest{}) {
-				return usageError{errors.New("nothing to change: give at least one of --description, --auto-apply, --four-eyes, --label, --terraform-version, --*-timeout")}
+				return usageError{errors.New("nothing to change: give at least one of --description, --auto-apply, --four-eyes, --label, --terraform-version, --*-timeout, --provider-*")}
 			}
 			ws, err := api.UpdateWorkspace(cmd.Context(), tenant, args[0], req)
 			if err != nil {
@@ -125,6 +130,7 @@ func (a *app) workspaceUpdateCommand() *cobra.Command {
 	update.Flags().DurationVar(&planTimeout, "plan-timeout", 0, "how long a plan may run")
 	update.Flags().DurationVar(&applyTimeout, "apply-timeout", 0, "how long an apply may run")
 	update.Flags().DurationVar(&approvalTimeout, "approval-timeout", 0, "how long a saved plan waits for approval")
+	providers.register(update.Flags(), true)
 	return update
 }
 
