@@ -1,8 +1,8 @@
 # Everything a fresh machine needs comes from the project's own files:
 # Go modules from go.sum, Azurite, Microsoft's relay clients (hyco-https,
 # hyco-ws, for runtime/relay's interop test) and axe-core (for the console's
-# browser test) from package-lock.json (npm ci), and Debian's chromium for
-# that test when none is on PATH (.ci/chromium).
+# browser test) from package-lock.json (npm ci), and Debian's chromium and
+# firefox-esr for that test when missing (.ci/browsers).
 
 GO       ?= go
 BIN      := $(CURDIR)/bin
@@ -16,9 +16,9 @@ TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 all: build
 
 ## deps: install the pinned Azurite, relay clients and axe-core from package-lock.json,
-## and Debian's chromium for the browser tests when no Chromium is on PATH (.ci/chromium)
+## and Debian's chromium and firefox-esr for the browser tests when missing (.ci/browsers)
 deps: node_modules/.bin/azurite
-	@.ci/chromium
+	@.ci/browsers
 
 node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund

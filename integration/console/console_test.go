@@ -198,11 +198,10 @@ func TestConsole(t *testing.T) {
 	screenshot(t, ctx, shots, "7-audit")
 	checkAccessibility(t, ctx, "audit")
 
-	// A reader: no approve, cancel or forms; a forged approve is refused.
+	// A reader, opening the run's link: no approve, cancel or forms; a forged approve is refused.
 	rctx := newTab()
-	do(t, rctx, wait, chromedp.Navigate(readerURL))
-	waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenants'`)
-	do(t, rctx, wait, chromedp.Navigate(base(readerURL)+"#/t/"+tenant+"/runs/"+waiting))
+	do(t, rctx, wait, chromedp.Navigate(readerURL+"&/t/"+tenant+"/runs/"+waiting))
+	assert.Equal(t, "#/t/"+tenant+"/runs/"+waiting, eval[string](t, rctx, "location.hash"), "the link's page, without the secret")
 	waitJS(t, rctx, wait, `document.getElementById('run-state')?.dataset.state === 'planned'`)
 	waitJS(t, rctx, wait, `document.getElementById('plan-text')`)
 	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('approve') || !!document.getElementById('cancel')`), "a reader is offered neither approve nor cancel")
@@ -213,7 +212,27 @@ func TestConsole(t *testing.T) {
 	waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenant `+tenant+`'`)
 	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('ws-name')`), "a reader is offered no workspace form")
 	assert.Contains(t, p.Expect(t, 0, tenant, "runs", "show", waiting).Stdout, "planned", "the forged approval changed nothing")
-	t.Logf("browser scenario took %s", time.Since(started).Round(time.Millisecond))
+	t.Logf("Chromium scenario took %s", time.Since(started).Round(time.Millisecond))
+
+	// Firefox shows the same run the same way, and passes axe-core too.
+	t.Run("firefox", func(t *testing.T) {
+		started := time.Now()
+		ff := startFirefox(t)
+		ff.navigate(t, adminURL+"&/t/"+tenant+"/runs/"+runID)
+		ff.waitJS(t, wait, `document.getElementById('run-log')?.dataset.done === 'true' && document.getElementById('plan-text') && document.getElementById('run-outputs').textContent.includes('web-1')`)
+		assert.Equal(t, planText, ffEval[string](t, ff, `document.getElementById('plan-text').textContent`))
+		assert.Equal(t, whole, ffEval[string](t, ff, `document.getElementById('run-log').textContent`))
+		assert.Contains(t, ffEval[string](t, ff, `document.getElementById('run-outputs').textContent`), "(sensitive value withheld)")
+		assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$`, ffEval[string](t, ff, `document.querySelector('time').title`))
+		ff.screenshot(t, shots, "9-firefox-run-applied")
+		ff.navigate(t, base(adminURL)+"#/t/"+tenant+"/runs/"+waiting)
+		ff.waitJS(t, wait, `document.getElementById('approve')`)
+		require.NoError(t, ff.run(context.Background(), axeSource(t)))
+		var vs []axeViolation
+		require.NoError(t, ff.eval(context.Background(), axeRun, &vs))
+		assert.Empty(t, serious(vs), "axe-core in Firefox")
+		t.Logf("Firefox part took %s", time.Since(started).Round(time.Millisecond))
+	})
 }
 
 // dropLogs makes the tab's log requests fail as a reset connection would,

@@ -147,7 +147,7 @@ func run() error {
 		return err
 	}
 	defer ui.Stop()
-	fmt.Printf("   The console is at %s\n   (the run: #/t/%s/runs/%s)\n", url, tenant, runID)
+	fmt.Printf("   The console is at %s\n   The run it made: %s&/t/%s/runs/%s\n", url, url, tenant, runID)
 	fmt.Printf("\nThe platform keeps running. In another shell:\n\n   set -a; . %s; set +a\n   %s runs list\n\nCtrl-C stops everything.\n",
 		filepath.Join(dir, "opsbot.env"), opsbotPath())
 	<-ctx.Done()

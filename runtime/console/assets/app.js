@@ -8,11 +8,13 @@ const main = document.getElementById('main');
 let who = null;       // GET /v1/whoami: the principal and its grants
 let current = null;   // AbortController of the page on screen
 
-// A session handed over in the URL (opsbot ui) goes to sessionStorage and
-// leaves the address bar and history.
-if (location.hash.startsWith('#session=')) {
-  setCredential(decodeURIComponent(location.hash.slice('#session='.length)));
-  history.replaceState(null, '', location.pathname + '#/');
+// A session handed over in the URL (opsbot ui: #session=SECRET, or
+// #session=SECRET&/t/contoso/runs/run-... for a page) goes to
+// sessionStorage and leaves the address bar and history.
+const handed = /^#session=([^&]*)(?:&(\/.*))?$/.exec(location.hash);
+if (handed) {
+  setCredential(decodeURIComponent(handed[1]));
+  history.replaceState(null, '', location.pathname + '#' + (handed[2] || '/'));
 }
 
 document.getElementById('signout').addEventListener('click', () => {
