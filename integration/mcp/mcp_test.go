@@ -197,8 +197,8 @@ func TestAssistantSession(t *testing.T) {
 
 	// A plan of a directory, followed through a subscription to its log.
 	var queued opsmcp.PlanRunOut
-	a.must(t, "plan", map[string]any{"workspace": "app", "dir": dir, "message": "first bucket"}, &queued)
-	assert.Equal(t, opsmcp.BundleStats{Dir: dir, Files: 2, Bytes: queued.Bundle.Bytes, Ignored: 1}, queued.Bundle, "main.tf and .terraformignore; notes.txt left out")
+	a.must(t, "plan", map[string]any{"workspace": "app", "dir": dir, "message": "first bucket", "vars": map[string]string{"label": "first"}}, &queued)
+	assert.Equal(t, opsmcp.BundleStats{Dir: dir, Files: 3, Bytes: queued.Bundle.Bytes, Ignored: 1}, queued.Bundle, "main.tf, .terraformignore and the run's variables; notes.txt left out")
 	id := queued.Run.ID
 	require.NoError(t, a.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: queued.Run.LogURI}))
 	var run opsmcp.RunView
@@ -223,7 +223,7 @@ func TestAssistantSession(t *testing.T) {
 	assert.Equal(t, plan.Diff, text(res), "the text content is the diff")
 	require.Len(t, plan.Changes, 1)
 	assert.Equal(t, opsmcp.ResourceChange{Address: "terraform_data.quick", Type: "terraform_data", Name: "quick", Action: "create",
-		After: map[string]any{"input": "quick", "triggers_replace": nil}, AfterUnknown: plan.Changes[0].AfterUnknown}, plan.Changes[0])
+		After: map[string]any{"input": "first", "triggers_replace": nil}, AfterUnknown: plan.Changes[0].AfterUnknown}, plan.Changes[0])
 	var log opsmcp.LogOut
 	a.must(t, "read_log", map[string]any{"run": id}, &log)
 	assert.Contains(t, log.Text, "Plan: 1 to add")
@@ -250,7 +250,7 @@ func TestAssistantSession(t *testing.T) {
 	a.answer = &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": "yes"}}
 	a.must(t, "approve_run", map[string]any{"run": id, "wait_seconds": 120}, &run)
 	require.Equal(t, "applied", run.State, "%+v", run)
-	assert.Equal(t, opsmcp.OutputView{Value: "quick"}, run.Apply.Outputs["label"])
+	assert.Equal(t, opsmcp.OutputView{Value: "first"}, run.Apply.Outputs["label"], "the run's variable")
 
 	// Cancel a run that is waiting for approval (a replacement, so that
 	// the plan has changes again).

@@ -331,19 +331,20 @@ func TestPlanDirectory(t *testing.T) {
 		{filepath.Join(root, "empty"), "holds no Terraform configuration"},
 		{filepath.Join(root, "nope"), "no such file or directory"},
 		{filepath.Join(conf, "..", "..", filepath.Base(outside)), "is outside"},
+		{conf, `vars: variable name "a b" must be a Terraform identifier`},
 	} {
-		res, err := call(t, cs, "plan", map[string]any{"workspace": "prod", "dir": tc.dir})
+		res, err := call(t, cs, "plan", map[string]any{"workspace": "prod", "dir": tc.dir, "vars": map[string]string{"a b": "x"}})
 		require.NoError(t, err)
 		require.True(t, res.IsError, tc.dir)
 		assert.Contains(t, res.Content[0].(*mcp.TextContent).Text, tc.err)
 	}
 	assert.Empty(t, fake.created)
-	res, err := call(t, cs, "plan", map[string]any{"workspace": "prod", "dir": conf, "message": "why"})
+	res, err := call(t, cs, "plan", map[string]any{"workspace": "prod", "dir": conf, "message": "why", "vars": map[string]string{"env": "prod"}})
 	require.NoError(t, err)
 	require.False(t, res.IsError, "%v", res.Content)
 	var out PlanRunOut
 	require.NoError(t, json.Unmarshal(mustJSON(t, res.StructuredContent), &out))
-	assert.Equal(t, BundleStats{Dir: conf, Files: 2, Bytes: out.Bundle.Bytes, Ignored: 1}, out.Bundle, "main.tf and .terraformignore; secret.txt left out")
+	assert.Equal(t, BundleStats{Dir: conf, Files: 3, Bytes: out.Bundle.Bytes, Ignored: 1}, out.Bundle, "main.tf, .terraformignore and the run's variables; secret.txt left out")
 	assert.Equal(t, []string{"prod/why"}, fake.created)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/planrender"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
 
@@ -118,7 +119,9 @@ type PlanIn struct {
 	Targets     []string `json:"targets,omitempty" jsonschema:"plan only these resource addresses and what they depend on (terraform -target)"`
 	Replace     []string `json:"replace,omitempty" jsonschema:"plan to replace these resource instances (terraform -replace)"`
 	RefreshOnly bool     `json:"refresh_only,omitempty" jsonschema:"plan only to update the state to match the real infrastructure"`
-	WaitSeconds int      `json:"wait_seconds,omitempty" jsonschema:"wait up to this many seconds for the plan to finish (0: return once queued)"`
+	// Vars travel in the bundle as opsbot plan --var does (runspec.RunVarsFile).
+	Vars        map[string]string `json:"vars,omitempty" jsonschema:"input variables for this run, as strings (as opsbot plan --var); they win over the workspace's variables and are stored with the bundle: never put secrets here"`
+	WaitSeconds int               `json:"wait_seconds,omitempty" jsonschema:"wait up to this many seconds for the plan to finish (0: return once queued)"`
 }
 
 // PlanRunOut is the plan tool's answer.
@@ -148,7 +151,15 @@ func (s *Server) plan(ctx context.Context, req *mcp.CallToolRequest, in PlanIn) 
 	if err != nil {
 		return nil, PlanRunOut{}, err
 	}
-	bundle, stats, err := tfarchive.PackBundle(dir, nil)
+	var extra []tfarchive.File
+	if len(in.Vars) > 0 {
+		data, err := runspec.RunVarsJSON(in.Vars)
+		if err != nil {
+			return nil, PlanRunOut{}, fmt.Errorf("vars: %w", err)
+		}
+		extra = append(extra, tfarchive.File{Name: runspec.RunVarsFile, Data: data})
+	}
+	bundle, stats, err := tfarchive.PackBundle(dir, extra)
 	if err != nil {
 		return nil, PlanRunOut{}, err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -33,15 +32,11 @@ func (o *runOptions) flags(c *cobra.Command, destroy bool) {
 	}
 }
 
-// Names of the variable files a run's options add to its bundle. Terraform
-// loads *.auto.tfvars files in lexical order, later ones winning, after
-// terraform.tfvars; these sort after anything a configuration names
-// "zz-...", and --var after every --var-file, as on terraform's command
-// line. The agent's workspace variables (zz-bote-run.auto.tfvars.json)
-// sort before them: a run's own variables win.
+// The --var-file files a run's options add to its bundle, named to sort
+// before runspec.RunVarsFile (--var), so that --var wins over --var-file
+// as on terraform's command line.
 const (
 	varFilePattern = "zzz-opsbot-var-file-%02d.auto%s"
-	varsFile       = "zzz-opsbot-vars.auto.tfvars.json"
 	maxVarFiles    = 99
 )
 
@@ -73,32 +68,18 @@ func (o runOptions) bundleFiles() ([]tfarchive.File, error) {
 		vars := map[string]string{}
 		for _, kv := range o.vars {
 			k, v, ok := strings.Cut(kv, "=")
-			if !ok || !validVarName(k) {
+			if !ok || !runspec.ValidRunVarName(k) {
 				return nil, usageError{fmt.Errorf("--var %q: must be NAME=VALUE with NAME a Terraform variable name", kv)}
 			}
 			vars[k] = v
 		}
-		data, err := json.MarshalIndent(vars, "", "  ")
+		data, err := runspec.RunVarsJSON(vars)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, tfarchive.File{Name: varsFile, Data: append(data, '\n')})
+		out = append(out, tfarchive.File{Name: runspec.RunVarsFile, Data: data})
 	}
 	return out, nil
-}
-
-// validVarName: letters, digits, '_' and '-', not starting with a digit
-// (Terraform's identifiers).
-func validVarName(s string) bool {
-	if s == "" || s[0] >= '0' && s[0] <= '9' || s[0] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // planOptionsString writes plan options as terraform's flags.
