@@ -421,3 +421,26 @@ func TestSDKLogsOnlyWarnings(t *testing.T) {
 	assert.NotContains(t, b.String(), "session connected")
 	assert.Contains(t, b.String(), "dropped")
 }
+
+// TestBadArguments: what the assistant can correct is a tool error that
+// says what to do, and nothing reaches the API.
+func TestBadArguments(t *testing.T) {
+	cs := connect(t, Config{API: newFake()}, nil)
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+		want string
+	}{
+		{"list_runs", map[string]any{"limit": 5000}, "limit: must be between 1 and 1000"},
+		{"list_runs", map[string]any{"states": []string{"done"}}, "states: done is not one of queued, planning"},
+		{"read_log", map[string]any{"run": "run-1", "offset": -1}, "offset: must not be negative"},
+		{"show_run", map[string]any{}, `missing properties: ["run"]`},
+		{"plan", map[string]any{"dir": "x"}, `missing properties: ["workspace"]`},
+		{"show_plan", map[string]any{"run": "run-1", "extra": 1}, "extra"},
+	} {
+		res, err := call(t, cs, tc.tool, tc.args)
+		require.NoError(t, err, tc.tool)
+		require.True(t, res.IsError, "%s %v", tc.tool, tc.args)
+		assert.Contains(t, res.Content[0].(*mcp.TextContent).Text, tc.want)
+	}
+}

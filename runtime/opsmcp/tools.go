@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -190,7 +191,7 @@ func (s *Server) listRuns(ctx context.Context, _ *mcp.CallToolRequest, in ListRu
 	}
 	for _, st := range in.States {
 		if !slices.Contains(opsapitypes.States(), st) {
-			return nil, RunsOut{}, errors.New("states: " + st + " is not one of " + stateNames())
+			return nil, RunsOut{}, errors.New("states: " + st + " is not one of " + strings.Join(opsapitypes.States(), ", "))
 		}
 	}
 	list, err := s.api.Runs(ctx, tenant, opsclient.RunQuery{Workspace: in.Workspace, States: in.States, Limit: in.Limit})
@@ -202,17 +203,6 @@ func (s *Server) listRuns(ctx context.Context, _ *mcp.CallToolRequest, in ListRu
 		out.Runs = append(out.Runs, runView(&list.Runs[i], false))
 	}
 	return nil, out, nil
-}
-
-func stateNames() string {
-	var b []byte
-	for i, st := range opsapitypes.States() {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, st...)
-	}
-	return string(b)
 }
 
 func (s *Server) showRun(ctx context.Context, req *mcp.CallToolRequest, in ShowRunIn) (*mcp.CallToolResult, RunView, error) {
