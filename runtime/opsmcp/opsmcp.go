@@ -97,8 +97,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Server is the MCP server. Serve it over stdio with Run, or use MCP for
-// another transport.
+// Server is the MCP server; Run serves it.
 type Server struct {
 	cfg Config
 	api API
@@ -148,10 +147,7 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// MCP is the SDK server, for transports other than stdio (and tests).
-func (s *Server) MCP() *mcp.Server { return s.srv }
-
-// Run serves one client over t (mcp.StdioTransport for opsbot mcp) until
+// Run serves one client over t (opsbot mcp: its stdin and stdout) until
 // the client disconnects or ctx ends.
 func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 	defer s.stopWatchers()
