@@ -83,7 +83,7 @@ func TestConsole(t *testing.T) {
 	t.Parallel()
 	p := platform.New(t, platform.Options{
 		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-01", Start: true}},
-		RelayserverArgs: []string{"--deployed-agent-version", "9.9.9"},
+		RelayserverArgs: []string{"--deployed-agent-version", "9.9.9", "--local-listen", "127.0.0.1:0"},
 	})
 	shots := artifacts(t)
 	started := time.Now()
@@ -94,6 +94,11 @@ func TestConsole(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o644))
 	waiting := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "staging", "--dir", dir))
+	// And a plan that fails with a diagnostic.
+	p.Expect(t, 0, tenant, "workspaces", "create", "broken")
+	brokenDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(brokenDir, "main.tf"), []byte("resource \"terraform_data\" \"x\" {\n  not_an_argument = true\n}\n"), 0o644))
+	failed := platform.MustQueuedRun(t, p.Expect(t, 11, tenant, "plan", "--workspace", "broken", "--dir", brokenDir))
 
 	adminURL := startUI(t, p, "opsbot ui (admin)", p.OpsbotEnv(tenant))
 	readerEnv := append(p.OpsbotEnv(tenant), "OPSBOT_API_KEY="+readerKey)
@@ -114,6 +119,9 @@ func TestConsole(t *testing.T) {
 	do(t, ctx, wait, chromedp.SendKeys(chromedp.ID("ws-name"), "web"), chromedp.SetValue(chromedp.ID("ws-desc"), "the web tier"),
 		chromedp.Click(chromedp.ID("ws-submit")))
 	waitJS(t, ctx, wait, `[...document.querySelectorAll('td')].some(td => td.textContent === 'web')`)
+	staging := eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === 'staging').textContent`)
+	assert.Contains(t, staging, waiting+" (planned)", "the lock holder")
+	assert.Contains(t, staging, "empty", "the queue")
 	do(t, ctx, wait, chromedp.SetValue(chromedp.ID("plan-ws"), "web"),
 		chromedp.SetUploadFiles(chromedp.ID("plan-bundle"), []string{bundle(t)}),
 		chromedp.SetValue(chromedp.ID("plan-message"), "first web plan"))
@@ -213,6 +221,25 @@ func TestConsole(t *testing.T) {
 	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('ws-name')`), "a reader is offered no workspace form")
 	assert.Contains(t, p.Expect(t, 0, tenant, "runs", "show", waiting).Stdout, "planned", "the forged approval changed nothing")
 	t.Logf("Chromium scenario took %s", time.Since(started).Round(time.Millisecond))
+
+	// The ops server's own port: the page asks for a credential, and a
+	// failed plan shows its diagnostics.
+	t.Run("server port", func(t *testing.T) {
+		local := regexp.MustCompile(`relayserver listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(p.Outputs())
+		require.NotNil(t, local, "relayserver's local port")
+		sctx := newTab()
+		do(t, sctx, wait, chromedp.Navigate(local[1]+"/ui/#/t/"+tenant+"/runs/"+failed), chromedp.WaitVisible(chromedp.ID("credential")))
+		checkAccessibility(t, sctx, "sign-in")
+		do(t, sctx, wait, chromedp.SendKeys(chromedp.ID("credential"), "obk_nobody.nothing"+kb.Enter))
+		waitJS(t, sctx, wait, `document.querySelector('.error')?.textContent.includes('refused the credential') && document.getElementById('credential')`)
+		do(t, sctx, wait, chromedp.SendKeys(chromedp.ID("credential"), p.APIKey+kb.Enter))
+		waitJS(t, sctx, wait, `document.getElementById('run-state')?.dataset.state === 'failed'`)
+		waitJS(t, sctx, wait, `document.getElementById('run-diagnostics').textContent.includes('Unsupported argument')`)
+		assert.Contains(t, eval[string](t, sctx, `document.getElementById('run-diagnostics').textContent`), "main.tf line 2")
+		screenshot(t, sctx, shots, "10-server-port-failed-run")
+		do(t, sctx, wait, chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("credential")))
+		assert.Empty(t, eval[string](t, sctx, `sessionStorage.getItem('bote-ops-credential') || ''`), "forgotten")
+	})
 
 	// Firefox shows the same run the same way, and passes axe-core too.
 	t.Run("firefox", func(t *testing.T) {

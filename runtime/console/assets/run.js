@@ -160,7 +160,7 @@ function outputTable(run) {
   const outs = (run.apply_result || run.plan_result || {}).outputs || {};
   return table('Outputs', ['Name', 'Value'], Object.keys(outs).sort().map(k => [h('code', {}, k),
     outs[k].sensitive ? h('span', {class: 'muted'}, '(sensitive value withheld)') : h('code', {}, JSON.stringify(outs[k].value))]),
-  run.state === 'applied' ? 'The configuration has no outputs.' : 'None yet.');
+  run.state === 'applied' ? 'The configuration has no outputs.' : terminal.includes(run.state) ? 'None.' : 'None yet.');
 }
 
 // followLog appends the run's log as it is written. It reads from the
