@@ -62,7 +62,7 @@ bench: deps build
 	cd runtime && $(GO) test ./relay -run '^$$' -bench . -benchtime 1000x -count 3
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runs/ -run '^$$' -bench EnqueueToClaim -benchtime 100x
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
-	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./gateway/ -run '^$$' -bench 'Broadcast|SessionMemory|IdleConnector|DeliveryLatency' -benchtime 1x -count 1 -timeout 60m
+	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./gateway/ -run '^$$' -bench 'Broadcast|SessionMemory|IdleConnector|DeliveryLatency|ReconnectStorm' -benchtime 1x -count 1 -timeout 60m
 
 ## chaos: the long chaos profile: numbered messages and runs while
 # worker, relay server and agent processes are killed and Azurite restarts; figures in docs/reliability.md

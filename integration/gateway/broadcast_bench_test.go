@@ -122,14 +122,16 @@ func benchBroadcast(b *testing.B, n int) {
 }
 
 // startFleet starts one connector per id, each with its own HTTP transport
-// as if in its own process, subscribes each to topic, and waits for all.
-func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic string, h connector.Handler) {
+// as if in its own process, subscribes each to topic (none if ""), waits
+// for all and returns them.
+func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic string, h connector.Handler) []*connector.Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 	b.Cleanup(func() { cancel(); running.Wait() })
 	sem := make(chan struct{}, 32)
 	errs := make(chan error, len(ids))
 	var wg sync.WaitGroup
+	var clients []*connector.Client
 	for _, id := range ids {
 		c, err := connector.New(connector.Config{
 			WorkerURL: g.workers[0].URL, TokenURL: g.tokenURL(), Tenant: tenant, Connector: id, Key: g.keys[registry.ClientID(tenant, id)],
@@ -141,6 +143,7 @@ func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic str
 			Logger:     slog.New(slog.DiscardHandler),
 		})
 		require.NoError(b, err)
+		clients = append(clients, c)
 		running.Add(1)
 		go func() { defer running.Done(); _ = c.Run(ctx) }()
 		wg.Add(1)
@@ -154,6 +157,9 @@ func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic str
 				errs <- fmt.Errorf("%s cannot connect: %w", id, err)
 				return
 			}
+			if topic == "" {
+				return
+			}
 			if err := c.Subscribe(wctx, topic); err != nil {
 				errs <- fmt.Errorf("%s cannot subscribe: %w", id, err)
 			}
@@ -164,6 +170,7 @@ func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic str
 	for err := range errs {
 		require.NoError(b, err)
 	}
+	return clients
 }
 
 // rawFanOut is the baseline: one message put on, read from and deleted
