@@ -27,6 +27,7 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/runstore"
 )
 
@@ -113,10 +114,10 @@ func (a *Args) Validate() error {
 }
 
 // tableNames are the relay server's tables: the run store's, the audit
-// log and the operator API keys (shared by every replica), named by the
-// runtime packages that use them.
+// log, the operator API keys (shared by every replica) and the policies,
+// named by the runtime packages that use them.
 func tableNames() []string {
-	return append(runstore.TableNames(""), audit.TableName(""), operatorauth.DefaultKeysTable)
+	return append(runstore.TableNames(""), audit.TableName(""), operatorauth.DefaultKeysTable, policystore.TableName(""))
 }
 
 // OpsRelay is the component.

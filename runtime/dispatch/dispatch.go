@@ -112,9 +112,12 @@ type Config struct {
 	Signer  Signer
 	Logs    Logs
 	// Plans, if set, keeps the plan JSON agents report (runproto.Result.Plan).
-	Plans  Plans
-	States States
-	Keys   Keys
+	Plans Plans
+	// Policies, if set, checks every plan against the tenant's policies
+	// before it can be approved (*policy.Checker).
+	Policies PolicyChecker
+	States   States
+	Keys     Keys
 	// Secrets holds deployment secrets; nil means none.
 	Secrets secretstore.Store
 	// Audit, if set, records refused messages of connectors that are not
@@ -140,6 +143,13 @@ type Config struct {
 	LogWait time.Duration
 	Logger  *slog.Logger
 	Now     func() time.Time
+}
+
+// PolicyChecker checks a run's plan (its JSON as kept, nil if none)
+// against the policies that apply to it; nil when none does. An error
+// means the check could not be made now (the result is retried).
+type PolicyChecker interface {
+	Check(ctx context.Context, r runs.Run, plan []byte) (*runs.PolicyCheck, error)
 }
 
 // Validate names the first bad field.

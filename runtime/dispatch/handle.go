@@ -205,6 +205,11 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 			} else if res.Result != nil && res.Result.HasChanges {
 				rep.State, rep.Reason = runs.Failed, "the plan has changes but the agent did not upload its working directory"
 			}
+			if rep.State == runs.Planned {
+				if rep.Policy, err = d.checkPolicies(ctx, r, res); err != nil {
+					return err
+				}
+			}
 			rep.PlanJSON = d.keepPlan(ctx, r, res.Plan)
 		}
 	case runproto.Failed:
@@ -231,6 +236,23 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 	}
 	d.finishCursor(r.ID, res.ClaimToken, res.LastSeq)
 	return nil
+}
+
+// checkPolicies evaluates the tenant's policies on a plan that ended well
+// (a plan without changes has nothing to approve, but is checked as well
+// when its JSON is there).
+func (d *Dispatcher) checkPolicies(ctx context.Context, r runs.Run, res *runproto.Result) (*runs.PolicyCheck, error) {
+	if d.cfg.Policies == nil || len(res.Plan) == 0 && (res.Result == nil || !res.Result.HasChanges) {
+		return nil, nil
+	}
+	c, err := d.cfg.Policies.Check(ctx, r, res.Plan)
+	if err != nil {
+		return nil, fmt.Errorf("cannot check the policies of run %s: %w", r.ID, err)
+	}
+	if c != nil {
+		d.log.InfoContext(ctx, "plan checked against policies", "tenant", r.Tenant, "run", r.ID, "policies", len(c.Results), "blocks", c.Blocks())
+	}
+	return c, nil
 }
 
 // keepPlan stores a plan's JSON beside its run. A plan that cannot be

@@ -99,3 +99,41 @@ func TestAssignmentCarriesPlanOptionsAndPlainVars(t *testing.T) {
 	assert.Equal(t, map[string]string{"region": "westeurope"}, a.Vars)
 	assert.Equal(t, sources, a.Providers)
 }
+
+// fakePolicies answers every check with check, or fails with err.
+type fakePolicies struct {
+	check *runs.PolicyCheck
+	err   error
+	plans []string
+}
+
+func (f *fakePolicies) Check(_ context.Context, r runs.Run, plan []byte) (*runs.PolicyCheck, error) {
+	f.plans = append(f.plans, string(plan))
+	return f.check, f.err
+}
+
+// A plan is checked against the policies before it is recorded; a check
+// that cannot be made leaves the result for the bus to deliver again.
+func TestPlanIsCheckedAgainstPolicies(t *testing.T) {
+	e := newEnv(t)
+	pol := &fakePolicies{err: errors.New("table down")}
+	e.d.cfg.Policies = pol
+	e.heartbeat("tenant-a", "a1")
+	r := e.enqueue(runs.OpApply)
+	_, a := e.assigned()
+	res := &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
+		Result: &tfrun.Result{HasChanges: true}, Plan: []byte(planJSON), WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 9, LastSeq: -1}
+	require.ErrorContains(t, e.from("tenant-a", "a1", res), "table down")
+	assert.Equal(t, runs.Planning, e.run(r.ID).State, "not recorded without its check")
+
+	pol.err = nil
+	pol.check = &runs.PolicyCheck{Results: []runs.PolicyResult{{Policy: "tags", Version: 2, Enforcement: runs.Mandatory, Messages: []string{"untagged"}}}}
+	require.NoError(t, e.from("tenant-a", "a1", res))
+	got := e.run(r.ID)
+	assert.Equal(t, runs.Planned, got.State)
+	require.NotNil(t, got.Policy)
+	assert.Equal(t, "tags", got.Policy.Results[0].Policy)
+	assert.Equal(t, []string{planJSON, planJSON}, pol.plans)
+	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
+	require.ErrorIs(t, err, runs.ErrPolicyFailed)
+}

@@ -32,7 +32,7 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 		}
 		checked++
 		for _, tenant := range []string{"contoso", "fabrikam"} {
-			url := f.srv.URL + strings.NewReplacer("{tenant}", tenant, "{workspace}", "prod", "{run}", f.planned).Replace(rt.path)
+			url := f.srv.URL + strings.NewReplacer("{tenant}", tenant, "{workspace}", "prod", "{run}", f.planned, "{policy}", "p").Replace(rt.path)
 			for cred, have := range rank {
 				if tenant == "fabrikam" && cred != goodKey {
 					// Roles are in contoso only (the operator reads
@@ -44,6 +44,15 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 				}
 				r := send(t, rt.method, url, cred, "application/json", []byte(`{}`))
 				name := rt.method + " " + url + " as " + cred
+				if rt.admin { // platform administration of a tenant's things (policies)
+					if cred == goodKey {
+						assert.NotEqual(t, http.StatusForbidden, r.status, "%s: %s", name, r.body)
+					} else {
+						require.Equal(t, http.StatusForbidden, r.status, "%s: %s", name, r.body)
+						assert.Contains(t, string(r.body), ReasonAdminRequired, name)
+					}
+					continue
+				}
 				if have >= need[string(rt.role)] {
 					assert.NotEqual(t, http.StatusForbidden, r.status, "%s: %s", name, r.body)
 					continue
@@ -57,7 +66,7 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 17, checked, "every tenant route")
+	assert.Equal(t, 22, checked, "every tenant route")
 }
 
 func TestBadIDsInPathsAre400(t *testing.T) {

@@ -122,6 +122,8 @@ func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, strings.TrimPrefix(err.Error(), runs.ErrInvalid.Error()+": "))
 	case errors.Is(err, runs.ErrFourEyes):
 		s.forbid(w, r, ReasonFourEyes, r.PathValue("tenant"), strings.TrimPrefix(err.Error(), runs.ErrFourEyes.Error()+": "))
+	case errors.Is(err, runs.ErrPolicyFailed):
+		writeError(w, r, http.StatusConflict, CodePolicyFailed, strings.TrimPrefix(err.Error(), runs.ErrPolicyFailed.Error()+": "))
 	case errors.Is(err, runs.ErrExists):
 		writeError(w, r, http.StatusConflict, CodeConflict, err.Error())
 	case errors.Is(err, runs.ErrIllegalTransition):
@@ -308,7 +310,9 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
-	run, err := s.cfg.Runs.ApproveAs(r.Context(), r.PathValue("tenant"), r.PathValue("run"), operator(r), subject(r))
+	override, _ := strconv.ParseBool(r.URL.Query().Get("override_policy"))
+	run, err := s.cfg.Runs.ApproveRun(r.Context(), runs.ApproveRequest{Tenant: r.PathValue("tenant"), Run: r.PathValue("run"),
+		By: operator(r), ByID: subject(r), OverridePolicy: override})
 	if err != nil {
 		s.runsError(w, r, err)
 		return
@@ -316,7 +320,21 @@ func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Dispatcher != nil {
 		s.cfg.Dispatcher.Kick(run.Tenant, run.Workspace)
 	}
+	if c := run.Policy; c != nil && c.OverriddenBy != "" {
+		noteDetail(w, "approved overriding failed policies: %s", policyNames(c.Failed(runs.MandatoryOverride)))
+	}
 	writeJSON(w, http.StatusOK, apiRun(run, ""))
+}
+
+func policyNames(rs []runs.PolicyResult) string {
+	out := ""
+	for i, r := range rs {
+		if i > 0 {
+			out += ", "
+		}
+		out += r.Policy + " v" + strconv.Itoa(r.Version)
+	}
+	return out
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/registry"
+	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfarchive"
@@ -122,6 +123,7 @@ type runsFixture struct {
 	s         *Server
 	planned   string
 	cancelled string
+	policies  *policystore.Memory
 }
 
 var runsNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -130,7 +132,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &runsFixture{store: runstore.NewMemory(), arts: &fakeArtifacts{bundles: map[string][]byte{}, logs: map[string][]byte{}},
-		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}}
+		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}, policies: policystore.NewMemory()}
 	var err error
 	f.m, err = runs.New(runs.Config{Store: f.store, Roster: runs.Unrestricted, Now: func() time.Time { return runsNow }, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
@@ -165,7 +167,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	require.NoError(t, err)
 
 	f.s, f.srv = newTestServer(t, func(c *Config) {
-		c.Runs, c.Artifacts, c.Dispatcher = f.m, f.arts, f.disp
+		c.Runs, c.Artifacts, c.Dispatcher, c.Policies = f.m, f.arts, f.disp, f.policies
 		c.Now = func() time.Time { return runsNow }
 		c.PingInterval = time.Second
 	})

@@ -102,6 +102,13 @@ func apiRun(r runs.Run, waiting string) Run {
 	if o := r.PlanOptions; !o.Empty() {
 		out.PlanOptions = &PlanOptions{Targets: o.Targets, Replace: o.Replace, RefreshOnly: o.RefreshOnly}
 	}
+	if c := r.Policy; c != nil {
+		out.Policy = &PolicyCheck{CheckedAt: c.At.UTC(), Blocked: c.Blocks() && c.OverriddenBy == "", OverriddenBy: c.OverriddenBy, Results: make([]PolicyResult, len(c.Results))}
+		for i, p := range c.Results {
+			out.Policy.Results[i] = PolicyResult{Policy: p.Policy, Version: p.Version, Workspace: p.Workspace, Enforcement: string(p.Enforcement),
+				Passed: p.Passed, Messages: p.Messages, Warnings: p.Warnings, Error: p.Error}
+		}
+	}
 	for _, h := range r.History {
 		out.History = append(out.History, Transition{From: string(h.From), To: string(h.To), At: h.At.UTC(), By: h.By, Reason: h.Reason})
 	}

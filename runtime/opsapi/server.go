@@ -32,6 +32,7 @@ import (
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/secretstore"
 	"github.com/botehq/platform/runtime/tfarchive"
@@ -95,6 +96,10 @@ type Config struct {
 	// Keys enables API key management (/v1/keys, admins only); nil
 	// answers those routes with 503.
 	Keys KeyManager
+	// Policies stores the tenants' policies (/v1/tenants/{t}/policies);
+	// nil answers those routes with 503. The dispatcher checks plans
+	// against them.
+	Policies policystore.Store
 	// Dispatcher starts queued runs at once and wakes followers; without
 	// it runs start on the dispatcher's tick and followers poll.
 	Dispatcher Dispatcher
@@ -207,6 +212,7 @@ func New(cfg Config) (*Server, error) {
 	s.routes = append(s.routes, s.stateRoutes()...)
 	s.routes = append(s.routes, s.keyRoutes()...)
 	s.routes = append(s.routes, s.auditRoutes()...)
+	s.routes = append(s.routes, s.policyRoutes()...)
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {

@@ -42,6 +42,11 @@ type (
 	SetVariableRequest     = opsapitypes.SetVariableRequest
 	ProviderSources        = opsapitypes.ProviderSources
 	LockFile               = opsapitypes.LockFile
+	PolicyCheck            = opsapitypes.PolicyCheck
+	PolicyResult           = opsapitypes.PolicyResult
+	PutPolicyRequest       = opsapitypes.PutPolicyRequest
+	Policy                 = opsapitypes.Policy
+	PolicyList             = opsapitypes.PolicyList
 )
 
 // Constants of the API, from opsapitypes.
@@ -49,6 +54,8 @@ const (
 	APIVersion           = opsapitypes.APIVersion
 	CodeConflict         = opsapitypes.CodeConflict
 	CodeTooLarge         = opsapitypes.CodeTooLarge
+	CodePolicyFailed     = opsapitypes.CodePolicyFailed
+	CodePolicyInvalid    = opsapitypes.CodePolicyInvalid
 	FrameLog             = opsapitypes.FrameLog
 	FrameRun             = opsapitypes.FrameRun
 	FrameEnd             = opsapitypes.FrameEnd

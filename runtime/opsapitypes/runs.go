@@ -107,10 +107,13 @@ type Run struct {
 	HasPlan bool `json:"has_plan"`
 	// PlanChanges: the plan's resource changes can be read from
 	// GET .../runs/{run}/plan.
-	PlanChanges bool         `json:"plan_changes,omitempty"`
-	PlanResult  *RunResult   `json:"plan_result,omitempty"`
-	ApplyResult *RunResult   `json:"apply_result,omitempty"`
-	History     []Transition `json:"history"`
+	PlanChanges bool       `json:"plan_changes,omitempty"`
+	PlanResult  *RunResult `json:"plan_result,omitempty"`
+	ApplyResult *RunResult `json:"apply_result,omitempty"`
+	// Policy is the policy check of its plan; absent when no policy
+	// applied.
+	Policy  *PolicyCheck `json:"policy,omitempty"`
+	History []Transition `json:"history"`
 }
 
 // PlanOptions are a run's terraform plan -target, -replace and

@@ -25,6 +25,8 @@ import (
 	"github.com/botehq/platform/runtime/dispatch"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
+	"github.com/botehq/platform/runtime/policy"
+	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
@@ -44,6 +46,7 @@ type runsStack struct {
 	registry   *registry.Watcher
 	audit      *audit.Recorder
 	secrets    secretstore.Store
+	policies   *policystore.Table
 
 	maxBundleBytes int64
 }
@@ -127,6 +130,9 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if st.audit, err = openAudit(ctx, tables, c, log); err != nil {
 		return nil, err
 	}
+	if st.policies, err = policystore.OpenTable(ctx, tables, policystore.TableName(c.TablePrefix), c.CreateResources); err != nil {
+		return nil, err
+	}
 	if st.artifacts, err = artifacts.New(ctx, blobs, c.RunsContainer, c.CreateResources); err != nil {
 		return nil, err
 	}
@@ -191,8 +197,12 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if err != nil {
 		return nil, err
 	}
+	checker, err := policy.NewChecker(policy.CheckerConfig{Store: st.policies, Workspaces: st.manager, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	d, err := dispatch.New(dispatch.Config{
-		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts,
+		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts, Policies: checker,
 		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
 	})
 	if err != nil {
@@ -239,6 +249,7 @@ func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 	cfg.Runs, cfg.Artifacts, cfg.Dispatcher, cfg.Secrets = st.manager, st.artifacts, st.dispatcher, st.secrets
 	cfg.MaxBundleBytes = st.maxBundleBytes
 	cfg.Audit = st.audit
+	cfg.Policies = st.policies
 	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry.Current}
 }
 

@@ -190,6 +190,9 @@ type Run struct {
 	TerraformStarted *time.Time    `json:"terraformStarted,omitempty"`
 	PlanResult       *tfrun.Result `json:"planResult,omitempty"`
 	ApplyResult      *tfrun.Result `json:"applyResult,omitempty"`
+	// Policy is the policy check of the latest plan (nil: no policy
+	// applied, or a server without policies).
+	Policy *PolicyCheck `json:"policy,omitempty"`
 	// History records every transition, oldest first.
 	History []Transition `json:"history"`
 	// ETag is the store's concurrency token; "" when not stored yet.

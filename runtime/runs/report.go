@@ -29,6 +29,9 @@ type Report struct {
 	// PlanJSON is the plan's JSON (planrender.Keep) of a plan phase, if
 	// the agent reported it.
 	PlanJSON *envelope.Claim
+	// Policy is the server's policy check of a plan phase's plan; with a
+	// failure that blocks, a workspace that auto-applies does not.
+	Policy *PolicyCheck
 }
 
 // Report records the end of a phase. A plan with changes becomes Planned
@@ -102,6 +105,10 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			p.URL, p.URLExpiresAt = "", time.Time{}
 			r.PlanJSON = &p
 		}
+		if rep.Policy != nil && r.History[len(r.History)-1].From == Planning {
+			c := rep.Policy.bound()
+			r.Policy = &c
+		}
 		if rep.Result != nil {
 			res := boundResult(*rep.Result)
 			if r.History[len(r.History)-1].From == Planning {
@@ -114,7 +121,9 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			p := *rep.Plan
 			p.URL, p.URLExpiresAt = "", time.Time{}
 			r.Plan = &p
-			if w.Options.AutoApply {
+			if w.Options.AutoApply && r.Policy.Blocks() {
+				r.History[len(r.History)-1].Reason += "; not applied automatically: policy " + names(append(r.Policy.Failed(Mandatory), r.Policy.Failed(MandatoryOverride)...)) + " failed"
+			} else if w.Options.AutoApply {
 				if err := r.move(Approved, now, "auto-apply", "workspace "+w.Name+" applies automatically", w.Options); err != nil {
 					return Run{}, err
 				}
@@ -206,6 +215,24 @@ func (m *Manager) Approve(ctx context.Context, tenant, runID, by string) (Run, e
 // stable id byID. In a workspace with FourEyes, the principal that queued
 // the run cannot approve it (ErrFourEyes).
 func (m *Manager) ApproveAs(ctx context.Context, tenant, runID, by, byID string) (Run, error) {
+	return m.ApproveRun(ctx, ApproveRequest{Tenant: tenant, Run: runID, By: by, ByID: byID})
+}
+
+// ApproveRequest asks to approve a planned run.
+type ApproveRequest struct {
+	Tenant, Run string
+	// By names the approver for people, ByID stably (four-eyes).
+	By, ByID string
+	// OverridePolicy approves despite failed policies whose enforcement
+	// is MandatoryOverride (the caller checked the approver role); a
+	// failed Mandatory policy is never overridden.
+	OverridePolicy bool
+}
+
+// ApproveRun approves a planned run (see ApproveAs), refusing with
+// ErrPolicyFailed when its plan failed a policy that blocks.
+func (m *Manager) ApproveRun(ctx context.Context, req ApproveRequest) (Run, error) {
+	tenant, runID, by, byID := req.Tenant, req.Run, req.By, req.ByID
 	return m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
 		if r.State == Planned && r.Plan == nil {
 			return fmt.Errorf("%w: run %s has no saved plan", ErrInvalid, r.ID)
@@ -214,7 +241,14 @@ func (m *Manager) ApproveAs(ctx context.Context, tenant, runID, by, byID string)
 		if w.Options.FourEyes && (byID == "" || queuedBy == "" || byID == queuedBy) {
 			return fmt.Errorf("%w: workspace %s/%s needs a second person: %s queued run %s and cannot approve it", ErrFourEyes, r.Tenant, r.Workspace, by, r.ID)
 		}
-		return r.move(Approved, m.clock(), by, "approved by "+by, w.Options)
+		if r.State != Planned {
+			return r.move(Approved, m.clock(), by, "approved by "+by, w.Options) // refused as illegal
+		}
+		reason, err := checkPolicy(r, by, req.OverridePolicy)
+		if err != nil {
+			return err
+		}
+		return r.move(Approved, m.clock(), by, reason, w.Options)
 	})
 }
 

@@ -1,0 +1,149 @@
+package opsapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/botehq/platform/runtime/operatorauth"
+	"github.com/botehq/platform/runtime/policy"
+	"github.com/botehq/platform/runtime/policystore"
+	"github.com/botehq/platform/runtime/runs"
+)
+
+// Policies (docs/policy.md). Readers see them; only platform
+// administrators change them: a tenant's approvers are whom policies
+// hold back, so they must not be able to lift them.
+func (s *Server) policyRoutes() []route {
+	const one = "/v1/tenants/{tenant}/policies/{policy}"
+	return []route{
+		{method: http.MethodGet, path: "/v1/tenants/{tenant}/policies", role: operatorauth.RoleReader, handler: s.needPolicies(s.listPolicies)},
+		{method: http.MethodGet, path: one, role: operatorauth.RoleReader, handler: s.needPolicies(s.getPolicy)},
+		{method: http.MethodPut, path: one, admin: true, handler: s.needPolicies(s.putPolicy)},
+		{method: http.MethodDelete, path: one, admin: true, handler: s.needPolicies(s.deletePolicy)},
+		{method: http.MethodGet, path: one + "/versions", role: operatorauth.RoleReader, handler: s.needPolicies(s.policyVersions)},
+	}
+}
+
+// needPolicies answers 503 without a policy store, and 404 for an unknown
+// tenant (needRuns).
+func (s *Server) needPolicies(h http.HandlerFunc) http.HandlerFunc {
+	return s.needRuns(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Policies == nil {
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "policies are not configured on this server")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func apiPolicy(p policystore.Policy, withSource bool) Policy {
+	out := Policy{Tenant: p.Tenant, Name: p.Name, Workspace: p.Workspace, Description: p.Description, Enforcement: string(p.Enforcement),
+		Version: p.Version, SHA256: p.SHA256, CreatedAt: p.CreatedAt.UTC(), CreatedBy: p.CreatedBy, Deleted: p.Deleted}
+	if withSource {
+		out.Source = p.Source
+	}
+	return out
+}
+
+func (s *Server) policyError(w http.ResponseWriter, r *http.Request, err error) {
+	var ce *policy.CompileError
+	switch {
+	case errors.As(err, &ce):
+		writeError(w, r, http.StatusBadRequest, CodePolicyInvalid, err.Error())
+	case errors.Is(err, policystore.ErrNotFound):
+		writeError(w, r, http.StatusNotFound, CodeNotFound, err.Error())
+	case errors.Is(err, policystore.ErrConflict):
+		writeError(w, r, http.StatusConflict, CodeConflict, err.Error()+"; read it again and retry")
+	default:
+		s.internalError(w, r, err)
+	}
+}
+
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.cfg.Policies.List(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		s.policyError(w, r, err)
+		return
+	}
+	out := PolicyList{Policies: make([]Policy, len(ps))}
+	for i, p := range ps {
+		out.Policies[i] = apiPolicy(p, false)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getPolicy answers the current version, or ?version=N.
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+	tenant, name := r.PathValue("tenant"), r.PathValue("policy")
+	v := r.URL.Query().Get("version")
+	if v == "" {
+		p, err := s.cfg.Policies.Get(r.Context(), tenant, name)
+		if err != nil {
+			s.policyError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, apiPolicy(p, true))
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, "version "+strconv.Quote(v)+" must be a positive number")
+		return
+	}
+	vs, err := s.cfg.Policies.Versions(r.Context(), tenant, name)
+	if err != nil {
+		s.policyError(w, r, err)
+		return
+	}
+	for _, p := range vs {
+		if p.Version == n {
+			writeJSON(w, http.StatusOK, apiPolicy(p, true))
+			return
+		}
+	}
+	writeError(w, r, http.StatusNotFound, CodeNotFound, "policy "+name+" has no version "+v)
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
+	var req PutPolicyRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	p := policystore.Policy{Tenant: r.PathValue("tenant"), Name: r.PathValue("policy"), Workspace: req.Workspace, Description: req.Description,
+		Enforcement: runs.Enforcement(req.Enforcement), Source: req.Source, CreatedBy: operator(r)}
+	if err := p.Validate(); err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	p, err := policy.Put(r.Context(), s.cfg.Policies, p)
+	if err != nil {
+		s.policyError(w, r, err)
+		return
+	}
+	noteDetail(w, "policy %s version %d (%s, workspace %q, sha256 %s)", p.Name, p.Version, p.Enforcement, p.Workspace, p.SHA256)
+	writeJSON(w, http.StatusOK, apiPolicy(p, true))
+}
+
+func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	p, err := s.cfg.Policies.Delete(r.Context(), r.PathValue("tenant"), r.PathValue("policy"), operator(r))
+	if err != nil {
+		s.policyError(w, r, err)
+		return
+	}
+	noteDetail(w, "policy %s deleted (version %d)", p.Name, p.Version)
+	writeJSON(w, http.StatusOK, apiPolicy(p, false))
+}
+
+func (s *Server) policyVersions(w http.ResponseWriter, r *http.Request) {
+	vs, err := s.cfg.Policies.Versions(r.Context(), r.PathValue("tenant"), r.PathValue("policy"))
+	if err != nil {
+		s.policyError(w, r, err)
+		return
+	}
+	out := PolicyList{Policies: make([]Policy, len(vs))}
+	for i, p := range vs {
+		out.Policies[i] = apiPolicy(p, false)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
