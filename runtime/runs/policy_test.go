@@ -27,7 +27,9 @@ func plannedWith(t *testing.T, m *runs.Manager, c *runs.PolicyCheck) runs.Run {
 	return got
 }
 
-func check(results ...runs.PolicyResult) *runs.PolicyCheck { return &runs.PolicyCheck{Results: results} }
+func check(results ...runs.PolicyResult) *runs.PolicyCheck {
+	return &runs.PolicyCheck{Results: results}
+}
 
 func TestPolicyFailuresGateApproval(t *testing.T) {
 	ctx := context.Background()

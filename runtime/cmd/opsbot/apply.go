@@ -22,6 +22,9 @@ type followFlags struct {
 	yes     bool
 	message string
 	run     runOptions // --var, --target, ...
+	// overridePolicy approves despite failed mandatory-with-override
+	// policies (apply --override-policy).
+	overridePolicy bool
 }
 
 func (a *app) planCommand() *cobra.Command {
@@ -172,12 +175,18 @@ timed out; with --detach, 0 once approved.`,
 	}
 	c.Flags().BoolVarP(&ff.yes, "yes", "y", false, "apply without asking (required without a terminal)")
 	c.Flags().BoolVar(&ff.detach, "detach", false, "return once approved instead of following the apply")
+	c.Flags().BoolVar(&ff.overridePolicy, "override-policy", false, "approve although mandatory-with-override policies failed (approver role; recorded in the run and the audit log)")
 	return c
 }
 
 // approveAndFollow confirms, approves a planned run and follows the apply.
 // The log is followed from offset.
 func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapitypes.Run, offset int64, ff followFlags) error {
+	if c := run.Policy; c != nil && c.Blocked && (!ff.overridePolicy || hasFailed(c, opsapitypes.EnforcementMandatory)) {
+		printPolicyCheck(a.stderr, run)
+		return fmt.Errorf("run %s failed policy %s: it cannot be approved%s", run.ID, failedPolicies(c),
+			map[bool]string{true: " (an approver may override with --override-policy)"}[!hasFailed(c, opsapitypes.EnforcementMandatory)])
+	}
 	if !ff.yes {
 		a.beforeApproval(ctx, api, tenant, run)
 		fmt.Fprintf(a.stderr, "\nRun %s of workspace %s: %s.\n", run.ID, run.Workspace, changeLine(run.PlanResult, false))
@@ -193,7 +202,15 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 			return runOutcome{exitChanges, fmt.Sprintf("not applied; the plan of run %s still waits for approval", run.ID)}
 		}
 	}
-	approved, err := api.Approve(ctx, tenant, run.ID)
+	approve := api.Approve
+	if ff.overridePolicy {
+		p, err := policiesOf(api)
+		if err != nil {
+			return err
+		}
+		approve = p.ApproveOverridingPolicy
+	}
+	approved, err := approve(ctx, tenant, run.ID)
 	if err != nil {
 		return err
 	}

@@ -155,6 +155,7 @@ func printRun(w io.Writer, r *opsapitypes.Run) {
 		fmt.Fprintf(tw, "Apply:\t%s\n", changeLine(r.ApplyResult, true))
 	}
 	tw.Flush()
+	printPolicyCheck(w, r)
 	fmt.Fprintln(w, "\nHistory:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, h := range r.History {
@@ -169,19 +170,22 @@ func printRun(w io.Writer, r *opsapitypes.Run) {
 // printOutcome is what a followed run ends with.
 func printOutcome(w io.Writer, r *opsapitypes.Run) {
 	fmt.Fprintln(w)
-	switch r.State {
-	case opsapitypes.StatePlanned:
+	switch {
+	case r.State == opsapitypes.StatePlanned && r.Policy != nil && r.Policy.Blocked:
+		fmt.Fprintf(w, "Plan saved: %s; it failed policy %s.\n", changeLine(r.PlanResult, false), failedPolicies(r.Policy))
+	case r.State == opsapitypes.StatePlanned:
 		fmt.Fprintf(w, "Plan saved: %s.\nApply it with: opsbot apply %s\n", changeLine(r.PlanResult, false), r.ID)
-	case opsapitypes.StateNoChanges:
+	case r.State == opsapitypes.StateNoChanges:
 		fmt.Fprintf(w, "No changes: the infrastructure matches the configuration (run %s).\n", r.ID)
-	case opsapitypes.StateApplied:
+	case r.State == opsapitypes.StateApplied:
 		fmt.Fprintf(w, "Applied: %s (run %s).\n", changeLine(r.ApplyResult, true), r.ID)
 		printOutputs(w, r.ApplyResult)
-	case opsapitypes.StateNeedsAttention:
+	case r.State == opsapitypes.StateNeedsAttention:
 		fmt.Fprintf(w, "Run %s needs attention: %s\n", r.ID, lastReason(r))
 	default:
 		fmt.Fprintf(w, "Run %s %s: %s\n", r.ID, r.State, lastReason(r))
 	}
+	printPolicyCheck(w, r)
 	printDiagnostics(w, r.PlanResult)
 	printDiagnostics(w, r.ApplyResult)
 }

@@ -49,6 +49,8 @@ type fakeRuns struct {
 	keepBundle    bool         // keep the last bundle in bundle
 	bundle        []byte
 	vars          []opsapi.Variable // workspace variables as set, values included
+	policies      []opsapi.Policy   // every version put (policies_test.go)
+	overridden    []string          // runs approved overriding policies
 }
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
