@@ -94,6 +94,9 @@ func TestConsole(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o644))
 	waiting := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "staging", "--dir", dir))
+	// A four-eyes workspace with a plan the admin queued (and so may not approve).
+	p.Expect(t, 0, tenant, "workspaces", "create", "guarded", "--four-eyes")
+	guarded := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "guarded", "--dir", dir))
 	// And a plan that fails with a diagnostic.
 	p.Expect(t, 0, tenant, "workspaces", "create", "broken")
 	brokenDir := t.TempDir()
@@ -188,6 +191,11 @@ func TestConsole(t *testing.T) {
 	waitJS(t, ctx, wait, `document.getElementById('confirm').open`)
 	do(t, ctx, wait, chromedp.KeyEvent(kb.Escape))
 	waitJS(t, ctx, wait, `!document.getElementById('confirm').open`)
+
+	// Four eyes: whoever queued the run is not offered approval.
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("four-eyes")))
+	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve')`), "no approve for the run's own author in a four-eyes workspace")
+	assert.True(t, eval[bool](t, ctx, `!!document.getElementById('cancel')`), "cancelling is still offered")
 
 	// Agent fleet and audit log.
 	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/agents"))

@@ -12,6 +12,7 @@ const sleep = (ms, signal) => new Promise(resolve => {
 export async function runPage({tenant, id, who, show, title, signal}) {
   const path = tenantPath(tenant, 'runs', id);
   let run = await call(path, {signal});
+  const ws = (await call(tenantPath(tenant, 'workspaces'), {signal})).workspaces.find(w => w.name === run.workspace) || {};
   const facts = h('div', {id: 'run-facts'});
   const actions = h('div', {id: 'run-actions', class: 'actions'});
   const result = h('div', {id: 'action-result', 'aria-live': 'polite'});
@@ -33,7 +34,7 @@ export async function runPage({tenant, id, who, show, title, signal}) {
   let planShown = false;
   const update = async () => {
     facts.replaceChildren(runFacts(run));
-    actions.replaceChildren(...runActions(tenant, run, who, path, result, async () => { run = await call(path, {signal}); await update(); }));
+    actions.replaceChildren(...runActions(tenant, run, ws, who, path, result, async () => { run = await call(path, {signal}); await update(); }));
     history.replaceChildren(table('State history, oldest first', ['Time', 'From', 'To', 'By', 'Reason'],
       (run.history || []).map(t => [time(t.at), t.from ? t.from.replace('_', ' ') : '—', state(t.to), t.by || '', t.reason || ''])));
     diags.replaceChildren(diagnostics(run));
@@ -81,9 +82,12 @@ function summaryText(s) {
 
 // runActions offers approve and cancel only to a principal the API would
 // let do them (the API still checks).
-function runActions(tenant, run, who, path, result, refresh) {
+function runActions(tenant, run, ws, who, path, result, refresh) {
   const out = [];
-  if (run.state === 'planned' && may(who, tenant, 'approver')) {
+  const own = run.created_by === `${who.kind}:${who.name}`;
+  if (run.state === 'planned' && may(who, tenant, 'approver') && ws.four_eyes && own) {
+    out.push(h('p', {class: 'notice', id: 'four-eyes'}, `Workspace ${run.workspace} needs four eyes: you queued this run, so another approver must approve it.`));
+  } else if (run.state === 'planned' && may(who, tenant, 'approver')) {
     out.push(h('button', {type: 'button', id: 'approve', class: 'primary', onclick: async () => {
       if (!await confirm(`Apply run ${run.id}?`, approveSummary(tenant, run), 'Apply this plan')) return;
       await act(() => call(path + '/approve', {method: 'POST'}), result, refresh);
