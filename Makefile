@@ -6,12 +6,12 @@
 
 GO       ?= go
 BIN      := $(CURDIR)/bin
-PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/...
+PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/... ./examples/...
 # Integration suites start real processes; 2 packages at a time keeps a
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test test-servicebus lint demo bench chaos chaos-short golden azure-schema images release clean
+.PHONY: all deps build test test-servicebus lint demo demo-gateway bench chaos chaos-short golden azure-schema images release clean
 
 all: build
 
@@ -56,6 +56,10 @@ lint:
 ## demo: run the platform locally on Azurite (KEEP=1: keep it up and serve the web console until Ctrl-C)
 demo: deps build
 	BOTE_BIN_DIR=$(BIN) $(GO) run ./integration/cmd/demo $(if $(KEEP),--keep)
+
+## demo-gateway: the messaging gateway alone with the sample connectors, for examples/ (until Ctrl-C)
+demo-gateway: deps build
+	BOTE_BIN_DIR=$(BIN) $(GO) run ./integration/cmd/demo --gateway
 
 ## bench: the benchmarks whose figures are in docs/benchmarks.md
 bench: deps build

@@ -68,6 +68,11 @@ type Options struct {
 	// Connectors are registered plain connectors (no role): programs a
 	// test runs itself with KeyFile, e.g. to receive messages.
 	Connectors []Connector
+	// GatewayOnly starts the messaging gateway alone (Azurite, idp,
+	// worker): no relay, relay server or agents, so nothing but the
+	// caller's own cloud programs reads the cloud queue (the samples in
+	// examples/). Agents must be empty.
+	GatewayOnly bool
 	// Replicas is how many idps, workers and relay servers run behind the
 	// same storage and bus (default 1). With more than one, idps and
 	// workers sit behind a balancer each (IdpURL and WorkerURL are its
@@ -110,6 +115,9 @@ func (o Options) Validate() error {
 	}
 	if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("platform: Dir %q must be an existing directory", o.Dir)
+	}
+	if o.GatewayOnly && len(o.Agents) > 0 {
+		return errors.New("platform: GatewayOnly starts no agents; Agents must be empty")
 	}
 	seen := map[string]bool{}
 	for i, a := range o.Agents {
@@ -200,6 +208,9 @@ func (p *Platform) start(ctx context.Context) error {
 	}
 	if err := p.startGateway(); err != nil {
 		return err
+	}
+	if p.opts.GatewayOnly {
+		return nil
 	}
 	if err := p.startRelay(); err != nil {
 		return err

@@ -15,7 +15,7 @@ const DefaultCallTimeout = 30 * time.Second
 
 // ErrNotRunning is returned by Call when Run is not receiving: replies
 // arrive on the cloud queue, which only Run reads.
-var ErrNotRunning = errors.New("cloud client is not running: Call needs Run to receive the reply")
+var ErrNotRunning = errors.New("cloud client is not running (Call needs Run to receive the reply)")
 
 // Stats are the client's counters.
 type Stats struct {
@@ -40,7 +40,8 @@ func (c *Client) Stats() Stats {
 // tenant/connector is accepted. When ctx ends first Call returns its
 // error, and a reply arriving later is discarded (Stats.LateReplies).
 //
-// Replies come back on the cloud queue, so Run must be running. With
+// Replies come back on the cloud queue, so Run must be running: Call
+// waits for it to start (ErrNotRunning when ctx ends first). With
 // several replicas of a service reading the same queue, a replica that
 // receives a reply for another replica's call puts it back for the others
 // until its deadline.
@@ -50,16 +51,13 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoin
 		return nil, fmt.Errorf("cannot call connector: %w", err)
 	}
 	env := p.env
-	c.mu.Lock()
-	running := c.running
-	c.mu.Unlock()
-	if !running {
-		return nil, ErrNotRunning
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
 		defer cancel()
+	}
+	if err := c.waitRunning(ctx); err != nil {
+		return nil, err
 	}
 	deadline, _ := ctx.Deadline()
 	env.SetProtocolHeader(envelope.HeaderDeadline, deadline)
@@ -73,6 +71,24 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoin
 		return m, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("call %s to %s/%s: %w", env.ID, tenant, connector, ctx.Err())
+	}
+}
+
+// waitRunning waits until Run receives (a program may start Run and Call
+// at once), or ctx ends.
+func (c *Client) waitRunning(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		running, changed := c.running, c.runChanged
+		c.mu.Unlock()
+		if running {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotRunning, ctx.Err())
+		}
 	}
 }
 

@@ -199,10 +199,25 @@ func TestCallRefusesForgedProtocolHeaders(t *testing.T) {
 	fb.mu.Unlock()
 }
 
+// Call waits for Run to start (a program may start both at once), and
+// says so when its context ends first.
 func TestCallNeedsRun(t *testing.T) {
-	c := newClient(t, &fakeBus{}, nil)
-	_, err := c.Call(context.Background(), "contoso", "agent-1", Outgoing{})
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := c.Call(ctx, "contoso", "agent-1", Outgoing{})
 	assert.ErrorIs(t, err, ErrNotRunning)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Empty(t, fb.sent, "nothing is sent that no one would receive the reply to")
+
+	res := call(c, context.Background(), Outgoing{Body: []byte("early")})
+	running(t, c, noHandler(t))
+	req := lastSent(t, fb, 1)
+	fb.push(replyFrom("contoso", "agent-1", req, "pong"))
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "pong", string(r.m.Body))
 	_, err = c.Call(context.Background(), "contoso", "Agent 1", Outgoing{})
 	assert.ErrorContains(t, err, "connector")
 }

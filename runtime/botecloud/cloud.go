@@ -216,6 +216,8 @@ type Client struct {
 	mu       sync.Mutex
 	inFlight map[string]bool
 	running  bool
+	// runChanged is closed and replaced whenever running changes.
+	runChanged chan struct{}
 	// waking: a wake is being sent; wakeAgain: a send finished meanwhile,
 	// so one more wake follows (coalesced).
 	waking, wakeAgain bool
@@ -227,7 +229,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: retry.Sleep, inFlight: map[string]bool{}}
+	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: retry.Sleep, inFlight: map[string]bool{}, runChanged: make(chan struct{})}
 	c.seen = seen.New(cfg.DedupSize, cfg.DedupTTL).WithClock(func() time.Time { return c.now() })
 	return c, nil
 }

@@ -62,11 +62,11 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		c.mu.Unlock()
 		return ErrRunning
 	}
-	c.running = true
+	c.setRunning(true)
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.running = false
+		c.setRunning(false)
 		c.mu.Unlock()
 	}()
 
@@ -118,6 +118,13 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		<-drained
 	}
 	return nil
+}
+
+// setRunning sets running and wakes waitRunning; c.mu is held.
+func (c *Client) setRunning(running bool) {
+	c.running = running
+	close(c.runChanged)
+	c.runChanged = make(chan struct{})
 }
 
 // settleTimeout bounds one settlement call.

@@ -91,6 +91,20 @@ func TestComponentsLinkNoTestTooling(t *testing.T) {
 	}
 }
 
+// The samples (module examples/) are what a developer's program looks
+// like: they link the client libraries and nothing of the test tooling or
+// the infrastructure code.
+func TestExamplesLinkNoTestTooling(t *testing.T) {
+	bad := append([]string{"github.com/stretchr/testify"}, forbiddenInBinaries...)
+	for _, dep := range goList(t, "-deps", module+"examples/...") {
+		for _, b := range bad {
+			if strings.HasPrefix(dep, b) {
+				t.Errorf("the samples depend on %s", dep)
+			}
+		}
+	}
+}
+
 // serverOnly are packages only the servers (relay server, worker, idp) may
 // link: the ops server, the run manager and its stores, the ops API server,
 // operator authentication, secrets, the audit log, the cloud side and the drivers of

@@ -12,6 +12,12 @@
 // recreated on every run; --keep (make demo KEEP=1) leaves the platform
 // running until Ctrl-C, with the web console served by `opsbot ui`, so
 // that opsbot and the console can be tried by hand.
+//
+// With --gateway it starts the messaging gateway alone (Azurite, idp,
+// worker) with the sample connectors contoso/sample-1 to sample-3
+// registered, writes .demo/sample-N.env for each and keeps running until
+// Ctrl-C: the platform the samples in examples/ run against (`make
+// demo-gateway`).
 package main
 
 import (
@@ -50,6 +56,7 @@ func main() {
 func run() error {
 	// size: the demo's script, step by step.
 	keep := flag.Bool("keep", false, "leave the platform running after the demo, until Ctrl-C")
+	gateway := flag.Bool("gateway", false, "start only the messaging gateway with the sample connectors, for examples/, until Ctrl-C")
 	verbose := flag.Bool("v", false, "show every process's output")
 	flag.Parse()
 
@@ -73,6 +80,9 @@ func run() error {
 		return fmt.Errorf("cannot create %s: %w", dir, err)
 	}
 
+	if *gateway {
+		return runGateway(ctx, dir)
+	}
 	step(1, "starting the platform on loopback: Azurite, idp, worker, devrelay, relayserver, agent "+tenant+"/"+agentID)
 	var out io.Writer
 	if *verbose {
@@ -239,8 +249,13 @@ func mustOK(code int, err error) (int, error) {
 // writeEnvFile writes the opsbot settings for trying the CLI by hand
 // (mode 0600: it holds the API key and the relay key).
 func writeEnvFile(p *platform.Platform, path string) error {
+	return writeEnv(p.OpsbotEnv(tenant), path)
+}
+
+// writeEnv writes variables (k=v) as a shell file to source, mode 0600.
+func writeEnv(vars []string, path string) error {
 	var b bytes.Buffer
-	for _, kv := range p.OpsbotEnv(tenant) {
+	for _, kv := range vars {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(&b, "%s='%s'\n", k, v)
 	}
@@ -263,4 +278,36 @@ func step(n int, what string) {
 		return
 	}
 	fmt.Printf("\n[%d] %s\n", n, what)
+}
+
+// samples are the connectors --gateway registers for examples/.
+var samples = []string{"sample-1", "sample-2", "sample-3"}
+
+// runGateway starts the gateway alone for the samples and waits for ctx.
+func runGateway(ctx context.Context, dir string) error {
+	step(1, "starting the messaging gateway on loopback: Azurite, idp, worker; connectors "+tenant+"/"+strings.Join(samples, ", "))
+	var conns []platform.Connector
+	for _, id := range samples {
+		conns = append(conns, platform.Connector{Tenant: tenant, ID: id})
+	}
+	p, err := platform.Start(ctx, platform.Options{Dir: dir, Connectors: conns, GatewayOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step(0, "stopping everything")
+		if err := p.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
+	}()
+	fmt.Printf("   idp     %s\n   worker  %s\n", p.IdpURL, p.WorkerURL)
+	for _, id := range samples {
+		if err := writeEnv(p.SampleEnv(tenant, id), filepath.Join(dir, id+".env")); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\nThe gateway runs. In another shell, for each sample program (see examples/README.md):\n\n"+
+		"   set -a; . %s; set +a\n   go run ./examples/simple/connector\n\nCtrl-C stops everything.\n", filepath.Join(dir, samples[0]+".env"))
+	<-ctx.Done()
+	return nil
 }

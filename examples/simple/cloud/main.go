@@ -1,0 +1,75 @@
+// Command cloud is the cloud half of the "simple" sample: a cloud service
+// named "simple" that answers every call from a connector, and calls one
+// connector -count times.
+//
+//	set -a; . .demo/sample-1.env; set +a
+//	go run ./examples/simple/cloud -connector sample-1 -count 3
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/botehq/platform/runtime/botecloud"
+)
+
+func main() {
+	connector := flag.String("connector", "sample-1", "the connector to call (of tenant $BOTE_TENANT)")
+	count := flag.Int("count", 3, "calls to make, one a second; 0 only answers, until Ctrl-C")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Getenv("BOTE_TENANT"), *connector, *count); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, tenant, connector string, count int) error {
+	c, err := botecloud.NewFromEnv(ctx, func(name string) string {
+		if name == botecloud.EnvService {
+			return "simple"
+		}
+		return os.Getenv(name)
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+
+	// Answer what connectors ask; Run also receives the replies to Call.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() {
+		_ = c.Run(runCtx, func(ctx context.Context, m *botecloud.Message) error {
+			fmt.Printf("%s asks: %s\n", m.From, m.Body)
+			_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong: " + string(m.Body)), ContentType: "text/plain"})
+			return err
+		})
+	}()
+
+	if count == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for i := 1; i <= count; i++ {
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		reply, err := c.Call(callCtx, tenant, connector, botecloud.Outgoing{Body: []byte(fmt.Sprintf("ping %d", i)), ContentType: "text/plain"})
+		cancel()
+		if err != nil {
+			fmt.Printf("call %d: %v\n", i, err)
+		} else {
+			fmt.Printf("%s answered: %s\n", reply.From, reply.Body)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}

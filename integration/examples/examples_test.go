@@ -1,0 +1,100 @@
+// Package examples runs the samples in examples/ (built from their own
+// module) against the real local gateway the way their README runs them
+// by hand: the simple request/reply pair, the chat, and the Node program
+// behind the connector sidecar.
+package examples
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/integration/procs"
+)
+
+func TestMain(m *testing.M) { procs.Main(m) }
+
+const tenant = "contoso"
+
+// build builds the sample program in examples/<pkg> and returns its path.
+func build(t *testing.T, pkg string) string {
+	t.Helper()
+	root, err := procs.RepoRoot()
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), strings.ReplaceAll(pkg, "/", "-"))
+	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+	cmd.Dir = filepath.Join(root, "examples")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "cannot build examples/%s: %s", pkg, b)
+	return out
+}
+
+// start runs a sample program as connector id (and, for a cloud program,
+// with the same platform settings).
+func start(t *testing.T, p *platform.Platform, path, id string, args ...string) *procs.Process {
+	t.Helper()
+	return procs.Start(t, procs.Spec{Name: filepath.Base(path) + "-" + id, Path: path, Args: args, Env: p.SampleEnv(tenant, id)})
+}
+
+func waitFor(t *testing.T, proc *procs.Process, substr string) {
+	t.Helper()
+	_, err := proc.WaitOutput(substr, 60*time.Second)
+	require.NoError(t, err, "never printed %q:\n%s", substr, proc.Output())
+}
+
+func TestSamples(t *testing.T) {
+	p := platform.New(t, platform.Options{GatewayOnly: true, Connectors: []platform.Connector{
+		{Tenant: tenant, ID: "sample-1"}, {Tenant: tenant, ID: "sample-2"}, {Tenant: tenant, ID: "sample-3"},
+	}})
+
+	simpleCloud, simpleConn := build(t, "simple/cloud"), build(t, "simple/connector")
+	chatCloud, chatMember := build(t, "chat/cloud"), build(t, "chat/connector")
+
+	t.Run("simple", func(t *testing.T) {
+		conn := start(t, p, simpleConn, "sample-1", "-count", "2")
+		waitFor(t, conn, "connected as contoso/sample-1")
+		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "sample-1", "-count", "2")
+		waitFor(t, cloud, "contoso/sample-1 answered: pong from sample-1: ping 2")
+		waitFor(t, conn, "simple answered: pong: hello 2")
+		waitFor(t, conn, "simple asks: ping 1")
+	})
+
+	t.Run("chat", func(t *testing.T) {
+		cloud := start(t, p, chatCloud, "sample-1")
+		waitFor(t, cloud, "chat service running")
+		listener := start(t, p, chatMember, "sample-2")
+		waitFor(t, listener, "joined chat as sample-2")
+		speaker := start(t, p, chatMember, "sample-1", "-say", "hello, chat")
+		waitFor(t, speaker, "joined chat as sample-1")
+		waitFor(t, listener, "sample-1: hello, chat")
+		waitFor(t, cloud, "contoso/sample-1: hello, chat")
+	})
+
+	t.Run("sidecar", func(t *testing.T) {
+		node, err := exec.LookPath("node")
+		if err != nil {
+			t.Skip("node is not installed: the Node sidecar sample cannot run")
+		}
+		root, err := procs.RepoRoot()
+		require.NoError(t, err)
+		port := procs.FreePort(t)
+		sidecar, err := p.StartConnector(tenant, "sample-3", "http://127.0.0.1:"+strconv.Itoa(port)+"/inbox")
+		require.NoError(t, err)
+		addr, err := sidecar.ListenAddr(30 * time.Second)
+		require.NoError(t, err)
+		cloud := start(t, p, simpleCloud, "sample-3", "-connector", "sample-3", "-count", "0")
+		app := procs.Start(t, procs.Spec{Name: "node-app", Path: node, Args: []string{filepath.Join(root, "examples", "sidecar", "app.js")},
+			Env: []string{"PORT=" + strconv.Itoa(port), "SIDECAR=" + addr}})
+		waitFor(t, app, "cloud answered (200): pong: hello from node")
+		waitFor(t, cloud, "contoso/sample-3 asks: hello from node")
+		caller := start(t, p, simpleCloud, "sample-3", "-connector", "sample-3", "-count", "1")
+		waitFor(t, caller, "contoso/sample-3 answered: node answers: PING 1")
+		waitFor(t, app, "simple says: ping 1")
+	})
+}
