@@ -16,8 +16,8 @@ import (
 	"github.com/botehq/platform/integration/procs"
 )
 
-// inspector runs the MCP Inspector's CLI mode (@modelcontextprotocol/
-// inspector, pinned in the repository's package-lock.json; `make deps`)
+// inspector runs the MCP Inspector's CLI (@modelcontextprotocol/
+// inspector-cli, pinned in the repository's package-lock.json; `make deps`)
 // against opsbot mcp on the platform: the protocol's reference client, a
 // TypeScript implementation independent of the Go SDK, which needs no
 // network. It returns the method's JSON answer.
@@ -25,7 +25,7 @@ func inspector(t *testing.T, args ...string) map[string]any {
 	t.Helper()
 	root, err := procs.RepoRoot()
 	require.NoError(t, err)
-	cli := filepath.Join(root, "node_modules", "@modelcontextprotocol", "inspector", "cli", "build", "cli.js")
+	cli := filepath.Join(root, "node_modules", "@modelcontextprotocol", "inspector-cli", "build", "cli.js")
 	if _, err := os.Stat(cli); err != nil {
 		t.Fatalf("the MCP Inspector is not installed in %s/node_modules: run `make deps` (npm ci) in the repository root", root)
 	}
@@ -38,7 +38,10 @@ func inspector(t *testing.T, args ...string) map[string]any {
 	base, err := plat.OpsbotCmd(ctx, tenant)
 	require.NoError(t, err)
 	cmd := exec.CommandContext(ctx, "node", append([]string{cli, "--cli", opsbot, "mcp"}, args...)...)
-	cmd.Env, cmd.Dir = base.Env, base.Dir
+	// The CLI finds its own package.json (its client name and version) by
+	// a path relative to the working directory: run it from its build
+	// directory. opsbot mcp needs no working directory of its own here.
+	cmd.Env, cmd.Dir = base.Env, filepath.Dir(cli)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Run(), "inspector %v:\n%s\n%s", args, stdout.String(), stderr.String())
