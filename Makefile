@@ -11,7 +11,7 @@ PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/... ./exam
 # 2-core CI machine responsive without serialising everything.
 TESTFLAGS ?= -count=1 -p 2 -timeout 25m
 
-.PHONY: all deps build test test-servicebus lint demo demo-gateway bench chaos chaos-short golden azure-schema images release clean
+.PHONY: all deps build test test-servicebus lint demo demo-gateway bench chaos chaos-short golden azure-schema images provider-mirror release clean
 
 all: build
 
@@ -101,7 +101,20 @@ azure-schema:
 ## -terraform-linux-amd64 FILE.zip -terraform-linux-amd64-sha256 HEX (and arm64)
 TERRAFORM_FLAGS ?=
 images:
-	$(GO) run ./components/cmd/images -layout dist/oci $(TERRAFORM_FLAGS)
+	$(GO) run ./components/cmd/images -layout dist/oci $(TERRAFORM_FLAGS) $(if $(PROVIDER_MIRROR),-provider-mirror $(PROVIDER_MIRROR))
+
+## provider-mirror: WORKSPACES="dir ..." -> dist/provider-mirror, the providers their lock files name, for
+## linux/amd64 and linux/arm64, downloaded from their registries (run it where they are reachable);
+## then: make images PROVIDER_MIRROR=dist/provider-mirror TERRAFORM_FLAGS=...
+## (docs/agent.md, "Providers without internet")
+PROVIDER_MIRROR_OUT ?= dist/provider-mirror
+provider-mirror:
+	@test -n "$(WORKSPACES)" || { echo 'give WORKSPACES="infra/prod ..." (configurations with their .terraform.lock.hcl)'; exit 2; }
+	@mkdir -p $(PROVIDER_MIRROR_OUT)
+	@for w in $(WORKSPACES); do \
+	  test -f $$w/.terraform.lock.hcl || { echo "$$w has no .terraform.lock.hcl: run terraform init there (or opsbot runs lockfile RUN) and commit it"; exit 2; }; \
+	  terraform -chdir=$$w providers mirror -platform=linux_amd64 -platform=linux_arm64 $(abspath $(PROVIDER_MIRROR_OUT)) || exit 1; \
+	done
 
 ## release: agent, connector and opsbot binaries with SHA256SUMS into dist/
 release:

@@ -135,7 +135,12 @@ type Config struct {
 	Platforms []v1.Platform
 	// Terraform is required to build the agent.
 	Terraform *Terraform
-	Logger    *slog.Logger
+	// ProviderMirror, if set, is a filesystem mirror of Terraform
+	// providers (`terraform providers mirror`) the agent image carries at
+	// ProviderMirrorDir, each platform's image its platform's providers;
+	// the agent installs from it (BOTE_AGENT_PROVIDER_MIRROR_DIR).
+	ProviderMirror string
+	Logger         *slog.Logger
 }
 
 // Source is what the images are built from.
@@ -176,6 +181,13 @@ func (c *Config) Validate() error {
 	if c.Terraform != nil {
 		if err := c.Terraform.Validate(c.platforms()); err != nil {
 			return fmt.Errorf("Terraform: %w", err)
+		}
+	}
+	if c.ProviderMirror != "" {
+		for _, p := range c.platforms() {
+			if _, err := providerMirrorFiles(c.ProviderMirror, p); err != nil {
+				return fmt.Errorf("ProviderMirror: %w", err)
+			}
 		}
 	}
 	return nil
@@ -312,6 +324,19 @@ func buildImage(ctx context.Context, cfg Config, b Binary, p v1.Platform, base v
 		}
 		layers = append(layers, mutate.Addendum{Layer: l, History: history(cfg, "terraform "+cfg.Terraform.Version)})
 	}
+	env := []string{"PATH=" + BinDir, "HOME=" + Home, "SSL_CERT_FILE=" + CACertPath}
+	if b.Terraform && cfg.ProviderMirror != "" {
+		files, err := providerMirrorFiles(cfg.ProviderMirror, p)
+		if err != nil {
+			return nil, err
+		}
+		l, err := layer(cfg.Source.Created, files)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, mutate.Addendum{Layer: l, History: history(cfg, "terraform provider mirror")})
+		env = append(env, "BOTE_AGENT_PROVIDER_MIRROR_DIR="+ProviderMirrorDir)
+	}
 	l, err := layer(cfg.Source.Created, []file{{name: BinDir + "/" + b.Name, mode: 0o755, data: binData}})
 	if err != nil {
 		return nil, err
@@ -342,7 +367,7 @@ func buildImage(ctx context.Context, cfg Config, b Binary, p v1.Platform, base v
 		Entrypoint: []string{BinDir + "/" + b.Name},
 		User:       User,
 		WorkingDir: Home,
-		Env:        []string{"PATH=" + BinDir, "HOME=" + Home, "SSL_CERT_FILE=" + CACertPath},
+		Env:        env,
 		Labels:     labels,
 	}
 	return mutate.ConfigFile(img, cf)

@@ -138,6 +138,35 @@ func TestAgentImageForBothPlatformsIsReproducibleAndRuns(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, img.Digest, other[0].Digest, "another commit is another image")
 
+	t.Run("provider mirror", func(t *testing.T) {
+		mirror := t.TempDir()
+		d := filepath.Join(mirror, "example.com", "acme", "thing")
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		for _, arch := range []string{"amd64", "arm64"} {
+			require.NoError(t, os.WriteFile(filepath.Join(d, "terraform-provider-thing_1.0.0_linux_"+arch+".zip"), []byte(arch), 0o644))
+		}
+		withMirror := cfg
+		withMirror.ProviderMirror = mirror
+		built, err := Build(ctx, withMirror, agent)
+		require.NoError(t, err)
+		assert.NotEqual(t, img.Digest, built[0].Digest)
+		m, err := built[0].Index.IndexManifest()
+		require.NoError(t, err)
+		for _, desc := range m.Manifests {
+			pimg, err := built[0].Index.Image(desc.Digest)
+			require.NoError(t, err)
+			cf, err := pimg.ConfigFile()
+			require.NoError(t, err)
+			assert.Contains(t, cf.Config.Env, "BOTE_AGENT_PROVIDER_MIRROR_DIR="+ProviderMirrorDir)
+			files := extract(t, pimg)
+			arch := desc.Platform.Architecture
+			prefix := strings.TrimPrefix(ProviderMirrorDir, "/") + "/example.com/acme/thing/terraform-provider-thing_1.0.0_linux_"
+			assert.Equal(t, []byte(arch), files[prefix+arch+".zip"], "each platform carries its own providers")
+			other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[arch]
+			assert.NotContains(t, files, prefix+other+".zip")
+		}
+	})
+
 	t.Run("push", func(t *testing.T) {
 		srv := httptest.NewServer(registry.New(registry.Logger(discard())))
 		t.Cleanup(srv.Close)
@@ -190,6 +219,12 @@ func TestConfigValidate(t *testing.T) {
 			c.Terraform = &Terraform{Version: "1.11.4", Platforms: map[string]TerraformSource{
 				"linux/amd64": {Path: "tf.zip", SHA256: "abc"}, "linux/arm64": {Path: "tf.zip", SHA256: strings.Repeat("a", 64)}}}
 		}, "platforms[linux/amd64].sha256"},
+		{"provider mirror without arm64", func(c *Config) {
+			c.ProviderMirror = t.TempDir()
+			d := filepath.Join(c.ProviderMirror, "example.com", "acme", "thing")
+			require.NoError(t, os.MkdirAll(d, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(d, "terraform-provider-thing_1.0.0_linux_amd64.zip"), nil, 0o644))
+		}, "has no provider for linux_arm64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

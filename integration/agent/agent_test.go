@@ -53,7 +53,7 @@ const (
 // server is the test playing the ops server: the gateway, blob storage and
 // what the agent sent.
 type server struct {
-	t                   *testing.T
+	t                   testing.TB
 	emu                 *azurite.Emulator
 	dir                 string
 	keyFile             string
@@ -75,7 +75,7 @@ type received struct {
 	body []byte
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t testing.TB) *server {
 	t.Helper()
 	s := &server{t: t, emu: azurite.New(t), dir: t.TempDir()}
 	ctx := context.Background()
@@ -221,7 +221,7 @@ func (s *server) send(m runproto.Message) {
 
 // waitFor returns the first message from the agent, received after
 // since, that matches.
-func waitFor[T runproto.Message](t *testing.T, s *server, timeout time.Duration, since time.Time, match func(T) bool) (T, received) {
+func waitFor[T runproto.Message](t testing.TB, s *server, timeout time.Duration, since time.Time, match func(T) bool) (T, received) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

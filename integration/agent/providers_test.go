@@ -20,7 +20,7 @@ import (
 
 // withLockFile copies testdata/provider with lock as its
 // .terraform.lock.hcl into a new directory.
-func withLockFile(t *testing.T, lock string) string {
+func withLockFile(t testing.TB, lock string) string {
 	t.Helper()
 	dir := t.TempDir()
 	main, err := os.ReadFile(filepath.Join("testdata", "provider", "main.tf"))
@@ -32,7 +32,7 @@ func withLockFile(t *testing.T, lock string) string {
 
 // plan assigns a plan of config as claim "1" of a new run and returns
 // its result.
-func (s *server) plan(t *testing.T, config string, sources tfproviders.Sources) (*runproto.Result, string, string) {
+func (s *server) plan(t testing.TB, config string, sources tfproviders.Sources) (*runproto.Result, string, string) {
 	t.Helper()
 	run := runs.NewRunID(time.Now())
 	asg, blob := s.planAssign(run, "1", config, runproto.Secrets{})

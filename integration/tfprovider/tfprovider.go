@@ -13,11 +13,13 @@ package tfprovider
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,13 +80,19 @@ func build() ([]byte, error) {
 	return os.ReadFile(bin)
 }
 
-// Pad returns binary grown to size bytes (zeros after the executable, which
-// it never reads), to stand for a provider of realistic size.
-func Pad(binary []byte, size int) []byte {
-	if len(binary) >= size {
-		return binary
+// Pad returns binary grown to size bytes, to stand for a larger provider:
+// pseudo-random bytes after the executable (which it never reads), so
+// they compress no better than code.
+func Pad(exe []byte, size int) []byte {
+	if len(exe) >= size {
+		return exe
 	}
-	return append(bytes.Clone(binary), make([]byte, size-len(binary))...)
+	out := bytes.Clone(exe)
+	r := rand.New(rand.NewPCG(1, 2))
+	for len(out) < size {
+		out = binary.LittleEndian.AppendUint64(out, r.Uint64())
+	}
+	return out[:size]
 }
 
 // Package is the provider packaged as Terraform expects: a zip holding

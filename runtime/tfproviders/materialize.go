@@ -11,7 +11,10 @@ import (
 // Materialize replaces the provider packages in the working directory
 // dir that are symlinks (into the plugin cache or an unpacked mirror)
 // with copies, so the directory can be packed for the apply, which runs
-// on any agent without init.
+// on any agent without init. A copy is a hard link where the file system
+// allows one (the cache and the runs share the work directory): nothing
+// writes to a provider package, and removing either name leaves the
+// other whole.
 func Materialize(dir string) error {
 	links, err := providerLinks(dir)
 	if err != nil {
@@ -62,6 +65,9 @@ func copyTree(src, dst string) error {
 }
 
 func copyFile(src, dst string, perm fs.FileMode) error {
+	if os.Link(src, dst) == nil {
+		return nil
+	}
 	in, err := os.Open(src)
 	if err != nil {
 		return err

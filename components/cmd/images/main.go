@@ -3,7 +3,7 @@
 // directory with SHA256SUMS (`make release`), with the same fixed flags
 // and stamped version as the images `pulumi up` pushes.
 //
-//	images -layout dist/oci [-terraform-version 1.11.4 -terraform-linux-amd64 FILE -terraform-linux-amd64-sha256 HEX ...]
+//	images -layout dist/oci [-terraform-version 1.11.4 -terraform-linux-amd64 FILE -terraform-linux-amd64-sha256 HEX ...] [-provider-mirror DIR]
 //	images -release dist
 //
 // Without Terraform sources the agent image is left out (and said so).
@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	layoutDir := fs.String("layout", "", "write the images into this OCI image layout directory")
 	releaseDir := fs.String("release", "", "write the release binaries (agent, connector, opsbot for linux/amd64 and linux/arm64) and SHA256SUMS here")
 	caCerts := fs.String("ca-certs", images.DefaultCACerts, "CA bundle to put in the images")
+	mirror := fs.String("provider-mirror", "", "a filesystem mirror of Terraform providers (terraform providers mirror; make provider-mirror) for the agent image to carry")
 	tf := images.Terraform{Platforms: map[string]images.TerraformSource{}}
 	fs.StringVar(&tf.Version, "terraform-version", "", "Terraform version the agent image carries")
 	srcs := map[string]*images.TerraformSource{}
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	cfg := images.Config{RuntimeDir: dir, Source: src, SourceURL: "https://github.com/botehq/platform", CACerts: *caCerts,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+		ProviderMirror: *mirror, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	bins := images.Binaries
 	if tf.Version != "" {
 		for p, s := range srcs {
