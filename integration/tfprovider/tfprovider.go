@@ -13,8 +13,8 @@ package tfprovider
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/binary"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
