@@ -135,10 +135,7 @@ type Config struct {
 	Platforms []v1.Platform
 	// Terraform is required to build the agent.
 	Terraform *Terraform
-	// ProviderMirror, if set, is a filesystem mirror of Terraform
-	// providers (`terraform providers mirror`) the agent image carries at
-	// ProviderMirrorDir, each platform's image its platform's providers;
-	// the agent installs from it (BOTE_AGENT_PROVIDER_MIRROR_DIR).
+	// ProviderMirror is a provider mirror for the agent image (optional; providermirror.go).
 	ProviderMirror string
 	Logger         *slog.Logger
 }
@@ -183,14 +180,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("Terraform: %w", err)
 		}
 	}
-	if c.ProviderMirror != "" {
-		for _, p := range c.platforms() {
-			if _, err := providerMirrorFiles(c.ProviderMirror, p); err != nil {
-				return fmt.Errorf("ProviderMirror: %w", err)
-			}
-		}
-	}
-	return nil
+	return c.validateProviderMirror()
 }
 
 // Validate checks that every platform has a pinned source.
@@ -325,17 +315,8 @@ func buildImage(ctx context.Context, cfg Config, b Binary, p v1.Platform, base v
 		layers = append(layers, mutate.Addendum{Layer: l, History: history(cfg, "terraform "+cfg.Terraform.Version)})
 	}
 	env := []string{"PATH=" + BinDir, "HOME=" + Home, "SSL_CERT_FILE=" + CACertPath}
-	if b.Terraform && cfg.ProviderMirror != "" {
-		files, err := providerMirrorFiles(cfg.ProviderMirror, p)
-		if err != nil {
-			return nil, err
-		}
-		l, err := layer(cfg.Source.Created, files)
-		if err != nil {
-			return nil, err
-		}
-		layers = append(layers, mutate.Addendum{Layer: l, History: history(cfg, "terraform provider mirror")})
-		env = append(env, "BOTE_AGENT_PROVIDER_MIRROR_DIR="+ProviderMirrorDir)
+	if layers, env, err = withProviderMirror(cfg, b, p, layers, env); err != nil {
+		return nil, err
 	}
 	l, err := layer(cfg.Source.Created, []file{{name: BinDir + "/" + b.Name, mode: 0o755, data: binData}})
 	if err != nil {

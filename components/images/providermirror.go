@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // ProviderMirrorDir is where the agent image carries a provider mirror;
@@ -70,4 +71,38 @@ func providerMirrorFiles(dir string, p v1.Platform) ([]file, error) {
 		files = append(files, file{name: ProviderMirrorDir + "/" + d, mode: 0o755, dir: true})
 	}
 	return files, nil
+}
+
+// validateProviderMirror checks the mirror has providers for every
+// platform, before anything is built.
+func (c *Config) validateProviderMirror() error {
+	if c.ProviderMirror == "" {
+		return nil
+	}
+	for _, p := range c.platforms() {
+		if _, err := providerMirrorFiles(c.ProviderMirror, p); err != nil {
+			return fmt.Errorf("ProviderMirror: %w", err)
+		}
+	}
+	return nil
+}
+
+// withProviderMirror adds, to the agent's image for platform p, the
+// layer of p's providers from Config.ProviderMirror (a filesystem mirror
+// `terraform providers mirror` wrote) and the variable that points the
+// agent at it.
+func withProviderMirror(cfg Config, b Binary, p v1.Platform, layers []mutate.Addendum, env []string) ([]mutate.Addendum, []string, error) {
+	if !b.Terraform || cfg.ProviderMirror == "" {
+		return layers, env, nil
+	}
+	files, err := providerMirrorFiles(cfg.ProviderMirror, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := layer(cfg.Source.Created, files)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(layers, mutate.Addendum{Layer: l, History: history(cfg, "terraform provider mirror")}),
+		append(env, "BOTE_AGENT_PROVIDER_MIRROR_DIR="+ProviderMirrorDir), nil
 }
