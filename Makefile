@@ -67,6 +67,8 @@ bench: deps build
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runs/ -run '^$$' -bench EnqueueToClaim -benchtime 100x
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./gateway/ -run '^$$' -bench 'Broadcast|SessionMemory|IdleConnector|DeliveryLatency|ReconnectStorm' -benchtime 1x -count 1 -timeout 60m
+	cd integration && $(GO) test ./tfprovider/ -run '^$$' -bench ProviderInit -benchtime 1x
+	cd integration && BOTE_BENCH_PROVIDER_MB=100 BOTE_BIN_DIR=$(BIN) $(GO) test ./agent/ -run '^$$' -bench PlanWithAProvider -benchtime 1x
 
 ## chaos: the long chaos profile: numbered messages and runs while
 # worker, relay server and agent processes are killed and Azurite restarts; figures in docs/reliability.md
