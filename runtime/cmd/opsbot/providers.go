@@ -57,13 +57,14 @@ install exactly these providers: e.g.
 			if err != nil {
 				return err
 			}
-			var lf *opsapitypes.LockFile
-			if run.PlanResult != nil {
-				lf = run.PlanResult.LockFile
+			if run.PlanResult == nil {
+				return fmt.Errorf("run %s has no plan result yet (it is %s)", run.ID, run.State)
 			}
+			lf := run.PlanResult.LockFile
 			switch {
 			case lf == nil:
-				return fmt.Errorf("run %s has no lock file: its plan has not run terraform init, or the configuration uses no providers", run.ID)
+				fmt.Fprintf(a.stderr, "opsbot: run %s's configuration uses no providers: Terraform wrote no lock file\n", run.ID)
+				return nil
 			case lf.Truncated:
 				return fmt.Errorf("run %s's lock file is over 64 KiB and was not kept", run.ID)
 			}

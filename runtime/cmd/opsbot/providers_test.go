@@ -32,7 +32,12 @@ func TestLockFileWritesTheRunsLockFile(t *testing.T) {
 	c := cli{t: t, api: f}
 	r := c.run("runs", "lockfile", f.run.ID)
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "has no lock file")
+	assert.Contains(t, r.stderr, "has no plan result yet (it is queued)")
+	f.run.PlanResult = &opsapi.RunResult{}
+	r = c.run("runs", "lockfile", f.run.ID, "-O", filepath.Join(t.TempDir(), "none"))
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, "uses no providers: Terraform wrote no lock file")
+	assert.Empty(t, r.stdout)
 
 	f.run.PlanResult = &opsapi.RunResult{LockFile: &opsapi.LockFile{Changed: true, Created: true, Content: lock}}
 	r = c.run("runs", "lockfile", f.run.ID)
