@@ -119,6 +119,7 @@ func TestConsole(t *testing.T) {
 
 	// Tenant: create a workspace, queue a plan with a bundle.
 	do(t, ctx, wait, chromedp.Click(chromedp.CSS(`a[href="#/t/`+tenant+`"]`)), chromedp.WaitVisible(chromedp.ID("ws-name")))
+	assert.Equal(t, "Tenant "+tenant, eval[string](t, ctx, "document.activeElement.textContent"), "after navigation the heading has the focus")
 	do(t, ctx, wait, chromedp.SendKeys(chromedp.ID("ws-name"), "web"), chromedp.SetValue(chromedp.ID("ws-desc"), "the web tier"),
 		chromedp.Click(chromedp.ID("ws-submit")))
 	waitJS(t, ctx, wait, `[...document.querySelectorAll('td')].some(td => td.textContent === 'web')`)
@@ -162,6 +163,7 @@ func TestConsole(t *testing.T) {
 	time.Sleep(700 * time.Millisecond) // the apply writes more lines meanwhile (one every 300 ms)
 	restore()
 	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
+	assert.Equal(t, "Done.", eval[string](t, ctx, "document.activeElement.textContent"), "the focus stays on the outcome of the approval")
 	waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.done === 'true'`)
 	shown := eval[string](t, ctx, `document.getElementById('run-log').textContent`)
 	whole := eval[string](t, ctx, `fetch(location.pathname.replace('/ui/', '/v1/tenants/`+tenant+`/runs/`+runID+`/logs?max=1048576'), {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.json()).then(c => c.text)`)
@@ -228,6 +230,20 @@ func TestConsole(t *testing.T) {
 	waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenant `+tenant+`'`)
 	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('ws-name')`), "a reader is offered no workspace form")
 	assert.Contains(t, p.Expect(t, 0, tenant, "runs", "show", waiting).Stdout, "planned", "the forged approval changed nothing")
+
+	// The admin cancels the guarded run with the console; the reader's
+	// tenant page shows its workspace free again without a reload.
+	row := func(ctx context.Context, ws string) string {
+		return eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === '`+ws+`').textContent`)
+	}
+	assert.Contains(t, row(rctx, "guarded"), guarded+" (planned)")
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("cancel")))
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("cancel")), chromedp.WaitVisible(chromedp.ID("confirm-body")))
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById('confirm').textContent`), "Nothing has been applied by this run")
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
+	waitJS(t, ctx, wait, `document.getElementById('run-state')?.dataset.state === 'cancelled'`)
+	waitJS(t, rctx, 15*time.Second, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === 'guarded').textContent.includes('free')`)
+	assert.Contains(t, row(rctx, "guarded"), "cancelled")
 	t.Logf("Chromium scenario took %s", time.Since(started).Round(time.Millisecond))
 
 	// The ops server's own port: the page asks for a credential, and a

@@ -1,12 +1,13 @@
 // The console's entry point: sign-in, the router and the pages other than
 // the run page (run.js).
 import {call, credential, setCredential, tenantPath, may, enc, ApiError} from './api.js';
-import {h, time, ago, state, table, errorBox} from './dom.js';
+import {h, time, ago, state, table, errorBox, sleep} from './dom.js';
 import {runPage} from './run.js';
 
 const main = document.getElementById('main');
 let who = null;       // GET /v1/whoami: the principal and its grants
 let current = null;   // AbortController of the page on screen
+let focusHeading = false; // the next page shown takes the focus (after navigation)
 
 // A session handed over in the URL (opsbot ui: #session=SECRET, or
 // #session=SECRET&/t/contoso/runs/run-... for a page) goes to
@@ -23,10 +24,11 @@ document.getElementById('signout').addEventListener('click', () => {
   route();
 });
 window.addEventListener('hashchange', () => route(true));
-route(false);
 
 function show(...children) {
   main.replaceChildren(...children.flat(Infinity).filter(c => c !== null && c !== undefined && c !== false));
+  if (focusHeading) main.querySelector('h1')?.focus();
+  focusHeading = false;
 }
 
 function title(text) {
@@ -40,6 +42,7 @@ async function route(moveFocus) {
   if (current) current.abort();
   current = new AbortController();
   const signal = current.signal;
+  focusHeading = moveFocus;
   if (!credential()) return signIn();
   try {
     if (!who) {
@@ -66,7 +69,6 @@ async function route(moveFocus) {
     }
     show(title('Something went wrong'), errorBox(err));
   }
-  if (moveFocus) main.querySelector('h1')?.focus();
 }
 
 function signIn(problem) {
@@ -80,6 +82,7 @@ function signIn(problem) {
     h('form', {class: 'stack', onsubmit: e => { e.preventDefault(); setCredential(input.value.trim()); route(true); }},
       h('label', {for: 'credential'}, 'API key or access token', input),
       h('div', {}, h('button', {type: 'submit', class: 'primary'}, 'Sign in'))));
+  focusHeading = false;
   input.focus();
 }
 
@@ -114,6 +117,22 @@ function runLink(tenant, r) {
 }
 
 async function tenantPage(tenant, signal) {
+  const parts = await tenantParts(tenant, signal);
+  const [fleet, workspaces, recent] = parts.map(p => h('div', {}, p));
+  show(title(`Tenant ${tenant}`),
+    fleet,
+    h('h2', {}, 'Workspaces'), workspaces,
+    may(who, tenant, 'operator') ? operatorForms(tenant, parts.workspaces) : null,
+    h('h2', {}, 'Recent runs'), recent);
+  keepFresh(signal, async () => {
+    const next = await tenantParts(tenant, signal);
+    [fleet, workspaces, recent].forEach((el, i) => replaceUnlessFocused(el, next[i]));
+  });
+}
+
+// tenantParts are the tenant page's parts that change: the fleet line,
+// the workspaces with their last run, lock and queue, and the recent runs.
+async function tenantParts(tenant, signal) {
   const [ws, runs, agents] = await Promise.all([
     call(tenantPath(tenant, 'workspaces'), {signal}),
     call(tenantPath(tenant, 'runs') + '?limit=200', {signal}),
@@ -132,14 +151,29 @@ async function tenantPage(tenant, signal) {
   });
   const runRows = runs.runs.slice(0, 50).map(r => [runLink(tenant, r), r.workspace, r.operation, state(r.state), r.created_by || '', time(r.created_at)]);
   const online = agents.agents.filter(a => a.state === 'online').length;
-  show(title(`Tenant ${tenant}`),
+  const parts = [
     h('p', {}, h('a', {href: `#/t/${enc(tenant)}/agents`}, `Agent fleet: ${online} of ${agents.agents.length} online`), ' · ',
       h('a', {href: `#/audit?tenant=${enc(tenant)}`}, 'Audit log')),
-    h('h2', {}, 'Workspaces'),
     table(`Workspaces of ${tenant}`, ['Workspace', 'Last run', 'Lock held by', 'Queue', 'Options'], wsRows, 'No workspaces yet.'),
-    may(who, tenant, 'operator') ? operatorForms(tenant, ws.workspaces) : null,
-    h('h2', {}, 'Recent runs'),
-    table(`Runs of ${tenant}, newest first`, ['Run', 'Workspace', 'Operation', 'State', 'Queued by', 'Queued'], runRows, 'No runs yet.'));
+    table(`Runs of ${tenant}, newest first`, ['Run', 'Workspace', 'Operation', 'State', 'Queued by', 'Queued'], runRows, 'No runs yet.')];
+  parts.workspaces = ws.workspaces;
+  return parts;
+}
+
+// keepFresh calls refresh every 5 s until the page changes; a failed
+// round (a dropped connection) waits for the next.
+async function keepFresh(signal, refresh) {
+  while (!signal.aborted) {
+    await sleep(5000, signal);
+    if (signal.aborted) return;
+    try { await refresh(); } catch { /* next round */ }
+  }
+}
+
+// replaceUnlessFocused updates a part of the page, unless the keyboard
+// focus is in it (it would be lost).
+function replaceUnlessFocused(el, ...children) {
+  if (!el.contains(document.activeElement)) el.replaceChildren(...children.flat(Infinity));
 }
 
 // operatorForms create a workspace and queue a plan from a bundle (the
@@ -182,6 +216,15 @@ function operatorForms(tenant, workspaces) {
 
 async function fleetPage(tenant, signal) {
   const list = await call('/v1/agents?tenant=' + enc(tenant), {signal});
+  const body = h('div', {}, fleetTable(tenant, list));
+  show(title(`Agent fleet of ${tenant}`),
+    h('p', {}, h('a', {href: `#/t/${enc(tenant)}`}, `Back to tenant ${tenant}`)),
+    list.deployed_version ? h('p', {}, `Deployed agent version: ${list.deployed_version}`) : null,
+    body);
+  keepFresh(signal, async () => replaceUnlessFocused(body, fleetTable(tenant, await call('/v1/agents?tenant=' + enc(tenant), {signal}))));
+}
+
+function fleetTable(tenant, list) {
   const rows = list.agents.map(a => [a.name, state(a.state),
     a.last_seen ? h('span', {}, time(a.last_seen), h('span', {class: 'muted'}, ` (${ago(a.last_seen)})`)) : h('span', {class: 'muted'}, 'never'),
     a.capacity ? String(a.capacity) : '—',
@@ -189,10 +232,7 @@ async function fleetPage(tenant, signal) {
     a.version || '—',
     a.outdated ? h('span', {class: 'outdated'}, `out of date (deployed ${list.deployed_version})`) : (list.deployed_version ? 'current' : '—'),
     a.terraform_version || '—']);
-  show(title(`Agent fleet of ${tenant}`),
-    h('p', {}, h('a', {href: `#/t/${enc(tenant)}`}, `Back to tenant ${tenant}`)),
-    list.deployed_version ? h('p', {}, `Deployed agent version: ${list.deployed_version}`) : null,
-    table(`Agents of ${tenant}`, ['Agent', 'State', 'Last heartbeat', 'Capacity', 'Running', 'Version', 'Up to date', 'Terraform'], rows, 'No agents registered.'));
+  return table(`Agents of ${tenant}`, ['Agent', 'State', 'Last heartbeat', 'Capacity', 'Running', 'Version', 'Up to date', 'Terraform'], rows, 'No agents registered.');
 }
 
 async function auditPage(params, signal) {
@@ -228,3 +268,6 @@ function sinceTime(v) {
   const unit = {m: 60e3, h: 3600e3, d: 86400e3}[m[2]];
   return new Date(Date.now() - Number(m[1]) * unit).toISOString();
 }
+
+// Last, once every binding of this module is initialised.
+route(false);

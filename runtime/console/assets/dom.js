@@ -72,3 +72,11 @@ export function confirm(title, body, okLabel) {
     document.getElementById('confirm-back').focus();
   });
 }
+
+// sleep resolves after ms, or at once when signal aborts.
+export function sleep(ms, signal) {
+  return new Promise(resolve => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, {once: true});
+  });
+}

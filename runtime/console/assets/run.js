@@ -1,13 +1,9 @@
 // The run page: facts, state history, the plan as a resource diff, the
 // live log, diagnostics, outputs, and approve and cancel.
 import {call, tenantPath, may, enc, ApiError} from './api.js';
-import {h, time, state, table, errorBox, confirm} from './dom.js';
+import {h, time, state, table, errorBox, confirm, sleep} from './dom.js';
 
 const terminal = ['applied', 'no_changes', 'failed', 'cancelled', 'timed_out'];
-const sleep = (ms, signal) => new Promise(resolve => {
-  const t = setTimeout(resolve, ms);
-  signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, {once: true});
-});
 
 export async function runPage({tenant, id, who, show, title, signal}) {
   const path = tenantPath(tenant, 'runs', id);
@@ -46,18 +42,22 @@ export async function runPage({tenant, id, who, show, title, signal}) {
   };
   await update();
   followLog(path + '/logs', log, logStatus, signal);
-  while (!terminal.includes(run.state)) {
-    await sleep(1500, signal);
-    if (signal.aborted) return;
-    try {
-      const next = await call(path, {signal});
-      if (next.updated_at !== run.updated_at || next.state !== run.state) {
-        run = next;
-        await update();
-      }
-    } catch (err) {
+  pollRun();
+
+  // pollRun refreshes the page while the run goes on.
+  async function pollRun() {
+    while (!terminal.includes(run.state)) {
+      await sleep(1500, signal);
       if (signal.aborted) return;
-      // A dropped connection: keep the page and try again.
+      try {
+        const next = await call(path, {signal});
+        if (next.updated_at !== run.updated_at || next.state !== run.state) {
+          run = next;
+          await update();
+        }
+      } catch {
+        // A dropped connection: keep the page and try again.
+      }
     }
   }
 }
@@ -120,14 +120,18 @@ function approveSummary(tenant, run) {
   return items;
 }
 
+// act does what was confirmed, says how it went and takes the focus
+// there (the button pressed may be gone).
 async function act(fn, result, refresh) {
   try {
     await fn();
-    result.replaceChildren(h('p', {class: 'notice'}, 'Done.'));
+    result.replaceChildren(h('p', {class: 'notice', tabindex: '-1'}, 'Done.'));
   } catch (err) {
     result.replaceChildren(errorBox(err));
+    result.firstChild.setAttribute('tabindex', '-1');
   }
   await refresh();
+  result.firstChild.focus();
 }
 
 // renderedPlan is the plan as the CLI prints it (planrender, rendered by
