@@ -8,6 +8,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/payload"
 )
 
 // DefaultCallTimeout bounds a Call whose context has no deadline.
@@ -90,6 +91,22 @@ func (c *Client) waitRunning(ctx context.Context) error {
 			return fmt.Errorf("%w: %w", ErrNotRunning, ctx.Err())
 		}
 	}
+}
+
+// processUndecodable opens m's body in place (decryption, decompression)
+// and dead-letters it when that fails, reporting whether it did: the same
+// bytes would fail the same way every time.
+func (c *Client) processUndecodable(ctx context.Context, m *bus.Message) bool {
+	body, err := payload.DecodeEnvelope(m.Envelope, c.cfg.DecryptionKey, payload.CloudRecipient, c.cfg.MaxBodyBytes)
+	if err == nil {
+		m.Envelope.Body = body
+		return false
+	}
+	c.log.WarnContext(ctx, "cannot open message body", "id", m.Envelope.ID, "from", m.Envelope.From.String(), "err", err)
+	c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
+		return c.cfg.Bus.DeadLetter(ctx, m, "undecodable payload", err.Error())
+	})
+	return true
 }
 
 // processReply settles a reply to a call and reports whether m was one.

@@ -2,6 +2,9 @@ package botecloud
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/payload"
 )
 
 // running starts c.Run with h and stops it when the test ends.
@@ -255,4 +259,46 @@ func TestScheduleAndTTL(t *testing.T) {
 		_, err := c.SendToConnector(ctx, "contoso", "agent-1", o)
 		assert.Error(t, err, name)
 	}
+}
+
+// With a connector's key the bus carries only ciphertext, and the protocol
+// headers say how to open it; a message the client cannot open goes to
+// the error queue instead of the handler.
+func TestPayloadEncryption(t *testing.T) {
+	connKey, err := ecdh.P256().GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	fb := &fakeBus{}
+	c := newClient(t, fb, func(cfg *Config) {
+		cfg.CompressAbove = 100
+		cfg.ConnectorKey = func(context.Context, string, string) (*ecdh.PublicKey, error) { return connKey.PublicKey(), nil }
+	})
+	secret := []byte(strings.Repeat("secret ", 100))
+	_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: secret})
+	require.NoError(t, err)
+	_, err = c.Broadcast(context.Background(), "contoso", "chat", Outgoing{Body: secret})
+	require.NoError(t, err)
+	sealed, bc := lastSent(t, fb, 1), lastSent(t, fb, 2)
+	assert.NotContains(t, string(sealed.Body), "secret")
+	assert.Equal(t, envelope.EncodingGzip, sealed.Headers[envelope.HeaderContentEncoding])
+	assert.Equal(t, envelope.EncryptionHPKE, sealed.Headers[envelope.HeaderEncryption])
+	body, err := payload.DecodeEnvelope(sealed, connKey, "contoso/agent-1", 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, secret, body)
+	assert.Empty(t, bc.Headers[envelope.HeaderEncryption], "a broadcast is not encrypted")
+	assert.Equal(t, envelope.EncodingGzip, bc.Headers[envelope.HeaderContentEncoding])
+
+	// A connector message sealed to a key this service does not hold.
+	running(t, c, noHandler(t))
+	m := fromConnector("sealed-elsewhere", 1)
+	e, err := payload.Encode([]byte("x"), payload.Options{To: connKey.PublicKey(), MessageID: m.Envelope.ID, Recipient: payload.CloudRecipient})
+	require.NoError(t, err)
+	m.Envelope.Body = e.Body
+	m.Envelope.SetProtocolValue(envelope.HeaderEncryption, e.Encryption)
+	fb.push(m)
+	require.Eventually(t, func() bool { return fb.settled() == 1 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	require.Len(t, fb.deadLetters, 1)
+	assert.Equal(t, "undecodable payload", fb.deadLetters[0].reason)
+	assert.Contains(t, fb.deadLetters[0].description, payload.ErrNoKey.Error())
 }

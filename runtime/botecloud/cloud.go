@@ -40,6 +40,7 @@ package botecloud
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"errors"
@@ -85,6 +86,23 @@ type Config struct {
 	// rights on that queue can pose as a connector. Without them the send
 	// right (only the worker's, by RBAC) is the only anchor.
 	WorkerKeys []*ecdsa.PublicKey
+	// CompressAbove, when positive, gzips bodies longer than this many
+	// bytes (kept only when smaller); receivers inflate them (package
+	// payload).
+	CompressAbove int
+	// ConnectorKey, if set, returns a connector's registered public key:
+	// every message to one connector (SendToConnector, Call, Reply) is then
+	// encrypted to it end to end, so the worker, the bus and storage carry
+	// ciphertext (package payload). A nil key with a nil error sends that
+	// connector's messages in the clear. Broadcasts are never encrypted
+	// (one message, many recipients).
+	ConnectorKey func(ctx context.Context, tenant, connector string) (*ecdh.PublicKey, error)
+	// DecryptionKey opens what connectors encrypted to this service
+	// (connector.Config.CloudKey is its public half). Without it an
+	// encrypted message goes to the error queue.
+	DecryptionKey *ecdh.PrivateKey
+	// MaxBodyBytes bounds a decompressed body (default 100 MiB).
+	MaxBodyBytes int64
 	// ConnectorsQueue (default bus.QueueConnectors) and CloudQueue (default
 	// bus.QueueCloud).
 	ConnectorsQueue, CloudQueue string
@@ -149,6 +167,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cloud config: DedupTTL %s is negative", c.DedupTTL)
 	case c.DrainTimeout < 0:
 		return fmt.Errorf("cloud config: DrainTimeout %s is negative", c.DrainTimeout)
+	case c.CompressAbove < 0:
+		return fmt.Errorf("cloud config: CompressAbove %d is negative", c.CompressAbove)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("cloud config: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	case c.DecryptionKey != nil && c.DecryptionKey.Curve() != ecdh.P256():
+		return errors.New("cloud config: DecryptionKey must be a P-256 key")
 	case c.SigningKey != nil && c.SigningKey.Curve != elliptic.P256():
 		return errors.New("cloud config: SigningKey must be an EC P-256 key")
 	case slices.Contains(c.WorkerKeys, nil):
@@ -182,6 +206,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DedupSize == 0 {
 		c.DedupSize = 10000
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 100 << 20
 	}
 	if c.WakeClient == nil {
 		c.WakeClient = &http.Client{Timeout: 5 * time.Second}

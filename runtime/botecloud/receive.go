@@ -164,7 +164,7 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 		})
 		return
 	}
-	if c.processReply(ctx, m) || c.processExpired(ctx, m) {
+	if c.processUndecodable(ctx, m) || c.processReply(ctx, m) || c.processExpired(ctx, m) {
 		return
 	}
 	log := c.log.With("id", env.ID, "from", env.From.String(), "delivery", m.DeliveryCount)

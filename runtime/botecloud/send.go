@@ -14,6 +14,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/ids"
+	"github.com/botehq/platform/runtime/payload"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
@@ -137,9 +138,13 @@ func (c *Client) prepare(msg Outgoing) (prepared, error) {
 	return p, nil
 }
 
-// send signs and sends a prepared message.
+// send encodes the body (compression, encryption), signs and sends a
+// prepared message.
 func (c *Client) send(ctx context.Context, p prepared) (string, error) {
 	env := p.env
+	if err := c.encodeBody(ctx, env); err != nil {
+		return "", fmt.Errorf("cannot send %s: %w", env.ID, err)
+	}
 	if c.cfg.SigningKey != nil {
 		if err := env.Sign(c.cfg.SigningKey); err != nil {
 			return "", err
@@ -153,6 +158,27 @@ func (c *Client) send(ctx context.Context, p prepared) (string, error) {
 	}
 	c.wake()
 	return env.ID, nil
+}
+
+// encodeBody compresses and, for one connector with a registered key,
+// encrypts env's body, and says so in the protocol headers.
+func (c *Client) encodeBody(ctx context.Context, env *envelope.Envelope) error {
+	opts := payload.Options{CompressAbove: c.cfg.CompressAbove}
+	if env.Kind == envelope.KindTargeted && c.cfg.ConnectorKey != nil {
+		key, err := c.cfg.ConnectorKey(ctx, env.Tenant, env.Connector)
+		if err != nil {
+			return fmt.Errorf("cannot get the key of %s/%s: %w", env.Tenant, env.Connector, err)
+		}
+		opts.To, opts.MessageID, opts.Recipient = key, env.ID, env.Tenant+"/"+env.Connector
+	}
+	e, err := payload.Encode(env.Body, opts)
+	if err != nil {
+		return err
+	}
+	env.Body = e.Body
+	env.SetProtocolValue(envelope.HeaderContentEncoding, e.ContentEncoding)
+	env.SetProtocolValue(envelope.HeaderEncryption, e.Encryption)
+	return nil
 }
 
 func isHTTPURL(s string) bool {

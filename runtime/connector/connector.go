@@ -24,9 +24,8 @@ package connector
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,10 +36,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
@@ -149,8 +144,21 @@ type Config struct {
 	// DedupSize is how many ids DedupFile keeps (default 10,000): a
 	// redelivery after that many newer messages is not recognised.
 	DedupSize int
-	// MaxClaimBytes bounds a claim-checked body (default 100 MiB).
+	// MaxClaimBytes bounds a claim-checked body, and a decompressed one
+	// (default 100 MiB).
 	MaxClaimBytes int64
+	// CompressAbove, when positive, gzips bodies longer than this many
+	// bytes before sending (kept only when smaller; package payload).
+	CompressAbove int
+	// CloudKey, if set, is the cloud services' public key (the public half
+	// of botecloud.Config.DecryptionKey): every body sent to the cloud is
+	// encrypted to it end to end, so the worker, the bus and storage carry
+	// ciphertext.
+	CloudKey *ecdh.PublicKey
+	// DecryptionKey opens bodies the cloud encrypted to this connector
+	// (default: Key, the connector's registered key, as ECDH). Without
+	// either, an encrypted message goes to the error queue.
+	DecryptionKey *ecdh.PrivateKey
 	// HTTPClient is used for the WebSocket, queue and blob requests.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
@@ -166,6 +174,10 @@ func (c *Config) Validate() error {
 		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
 	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.FastReconnect < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0, c.DedupSize < 0:
 		return errors.New("connector config: SafetyPoll, Visibility, MinBackoff, MaxBackoff, FastReconnect, MaxDequeueCount, Concurrency, MaxClaimBytes, DrainTimeout and DedupSize must not be negative")
+	case c.CompressAbove < 0:
+		return fmt.Errorf("connector config: CompressAbove %d is negative", c.CompressAbove)
+	case c.CloudKey != nil && c.CloudKey.Curve() != ecdh.P256():
+		return errors.New("connector config: CloudKey must be a P-256 key")
 	case c.Visibility != 0 && c.Visibility < 2*time.Second:
 		return fmt.Errorf("connector config: Visibility %s must be at least 2s", c.Visibility)
 	case c.RetryDelay < 0 || c.RetryDelay != 0 && (c.RetryDelay < time.Second || c.RetryDelay%time.Second != 0):
@@ -194,6 +206,9 @@ func (c *Config) defaults() {
 	setDefault(&c.DedupSize, 10_000)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if c.DecryptionKey == nil && c.Key != nil {
+		c.DecryptionKey, _ = c.Key.ECDH() // nil for a key crypto/ecdh cannot use; encrypted messages then fail to open
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -341,72 +356,6 @@ func (c *Client) setSession(s *session) {
 	c.changed = make(chan struct{})
 }
 
-// OutMessage is a message to the cloud.
-type OutMessage struct {
-	// ID is the message id; Send generates one if empty. Retries reuse it,
-	// so the cloud can deduplicate.
-	ID            string
-	CorrelationID string
-	ReplyTo       string
-	ContentType   string
-	Headers       map[string]string
-	Body          []byte
-	// DeliverAt or Delay (not both) schedule the message: the cloud gets
-	// it no earlier (the worker defers it on the bus: Service Bus
-	// scheduled messages, or a Storage Queue's visibility timeout, at most
-	// 7 days).
-	DeliverAt time.Time
-	Delay     time.Duration
-	// TTL, when set, is how long the message stays valid after its
-	// delivery time: one not handled by then goes to the error queue with
-	// reason "expired", never to a handler.
-	TTL time.Duration
-}
-
-// roundUpMillis is d in whole milliseconds, rounded up so that a delay is
-// never shortened.
-func roundUpMillis(d time.Duration) int64 {
-	return int64((d + time.Millisecond - 1) / time.Millisecond)
-}
-
-// MaxInlineBytes is the largest body Send puts in the session frame; a
-// larger one is uploaded to Blob storage first (claim check) through a
-// write-only URL from the worker.
-const MaxInlineBytes = 128 << 10
-
-// Send sends m to the cloud and returns its id once the bus accepted it. It
-// waits for a session, and if the session drops before the ack it sends
-// again with the same id, until ctx ends. A refusal by the worker (bad
-// message, identity headers) is returned as a *sessionproto.Error.
-func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
-	return c.send(ctx, m, time.Time{})
-}
-
-// send sends m with the call deadline deadline (zero: not a call).
-func (c *Client) send(ctx context.Context, m OutMessage, deadline time.Time) (string, error) {
-	if m.ID == "" {
-		m.ID = envelope.NewID()
-	}
-	delay, _, err := envelope.Schedule(m.DeliverAt, m.Delay, m.TTL, time.Now())
-	if err != nil {
-		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
-	}
-	msg := &sessionproto.Message{ID: m.ID, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, ContentType: m.ContentType, Headers: m.Headers, Body: m.Body,
-		Deadline: deadline, DelayMillis: roundUpMillis(delay), TTLMillis: roundUpMillis(m.TTL)}
-	if len(m.Body) > MaxInlineBytes {
-		claim, err := c.upload(ctx, m.Body, m.ContentType)
-		if err != nil {
-			return "", err
-		}
-		msg.Body, msg.Claim = nil, claim
-	}
-	reply, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeSend, Message: msg})
-	if err != nil {
-		return "", err
-	}
-	return reply.MessageID, nil
-}
-
 // Subscribe subscribes this connector to topic in its own tenant.
 func (c *Client) Subscribe(ctx context.Context, topic string) error {
 	_, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeSubscribe, Topic: topic})
@@ -450,33 +399,4 @@ func (c *Client) nudge() {
 	case c.wake <- struct{}{}:
 	default:
 	}
-}
-
-// upload puts body in Blob storage through a write-only URL from the worker
-// and returns the claim to send instead of the body.
-func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*sessionproto.Claim, error) {
-	reply, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeUpload})
-	if err != nil {
-		return nil, err
-	}
-	u := reply.Upload
-	if u == nil || u.URL == "" || u.Blob == "" {
-		return nil, errors.New("cannot upload: the worker sent no upload URL")
-	}
-	if u.MaxBytes > 0 && int64(len(body)) > u.MaxBytes {
-		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("body of %d bytes exceeds the gateway's %d", len(body), u.MaxBytes)}
-	}
-	bc, err := blockblob.NewClientWithNoCredential(u.URL, &blockblob.ClientOptions{ClientOptions: policy.ClientOptions{Transport: c.cfg.HTTPClient}})
-	if err != nil {
-		return nil, fmt.Errorf("cannot use upload URL: %w", err)
-	}
-	opts := &blockblob.UploadBufferOptions{}
-	if contentType != "" {
-		opts.HTTPHeaders = &blob.HTTPHeaders{BlobContentType: &contentType}
-	}
-	if _, err := bc.UploadBuffer(ctx, body, opts); err != nil {
-		return nil, fmt.Errorf("cannot upload body: %w", err)
-	}
-	sum := sha256.Sum256(body)
-	return &sessionproto.Claim{Blob: u.Blob, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:])}, nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
 
-	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
@@ -292,22 +291,14 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		r.delete(ctx, q, id, pop, log)
 		return
 	}
-	msg := &Message{
-		ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo, Kind: env.Kind, Topic: env.Topic,
-		Headers: envelope.ApplicationHeaders(env.Headers), ContentType: env.ContentType, Body: env.Body, DequeueCount: count,
-		Deadline: env.Deadline(), ExpiresAt: env.ExpiresAt(),
-	}
-	if env.From != nil {
-		msg.From = *env.From
-	}
-	if env.Claim != nil {
-		body, err := claimcheck.FetchURL(ctx, r.c.cfg.HTTPClient, env.Claim, r.c.cfg.MaxClaimBytes)
-		if err != nil {
-			log.Warn("cannot fetch claim-checked body; will retry", "err", err)
-			r.retryLater(ctx, id, pop, text, count, log)
-			return
-		}
-		msg.Body = body
+	msg, err := r.message(ctx, env, count)
+	if errors.Is(err, errFetch) {
+		log.Warn("cannot fetch claim-checked body; will retry", "err", err)
+		r.retryLater(ctx, id, pop, text, count, log)
+		return
+	} else if err != nil {
+		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: ReasonUndecodable, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
+		return
 	}
 	if isReply, err := r.c.deliverReply(env, msg); isReply {
 		if err != nil {
@@ -345,51 +336,6 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		}
 	}
 	r.delete(ctx, q, id, current, log)
-}
-
-// refusal returns why a message dequeued count times goes to the error
-// queue instead of the handler: not addressed to this connector, poison,
-// or expired (a late reply is not expired: it is discarded, see
-// deliverReply). The error is nil when it may be handled.
-func (c *Client) refusal(env *envelope.Envelope, count int) (string, error) {
-	if reason, err := c.addressedToMe(env); err != nil {
-		return reason, err
-	}
-	if count > c.cfg.MaxDequeueCount {
-		return ReasonPoison, fmt.Errorf("dequeued %d times, the limit is %d", count, c.cfg.MaxDequeueCount)
-	}
-	if err := env.CheckExpired(time.Now()); err != nil && !env.IsReply() {
-		c.calls.Expired.Add(1)
-		return envelope.ReasonExpired, err
-	}
-	return "", nil
-}
-
-// addressedToMe checks what the worker checked before routing, again, at
-// the last hop: anyone with write access to the storage account can put a
-// message on this connector's queue. A message reaches the handler only if
-// it is addressed to this connector (targeted) or its tenant (broadcast),
-// comes from a cloud service and carries no reserved header. It returns the
-// dead-letter reason and why.
-func (c *Client) addressedToMe(env *envelope.Envelope) (string, error) {
-	switch {
-	case env.Kind == envelope.KindTargeted && (env.Tenant != c.cfg.Tenant || env.Connector != c.cfg.Connector):
-		return ReasonMisaddressed, fmt.Errorf("addressed to %s/%s, this is %s/%s", env.Tenant, env.Connector, c.cfg.Tenant, c.cfg.Connector)
-	case env.Kind == envelope.KindBroadcast && env.Tenant != c.cfg.Tenant:
-		return ReasonMisaddressed, fmt.Errorf("broadcast to tenant %s, this connector is in %s", env.Tenant, c.cfg.Tenant)
-	case env.Kind != envelope.KindTargeted && env.Kind != envelope.KindBroadcast:
-		return ReasonMisaddressed, fmt.Errorf("kind %q does not go to connectors", env.Kind)
-	case env.From == nil || !env.From.IsService():
-		var from string
-		if env.From != nil {
-			from = env.From.String()
-		}
-		return ReasonUnverifiedSender, fmt.Errorf("from %q is not a cloud service", from)
-	}
-	if err := envelope.CheckSentHeaders(env.Headers); err != nil {
-		return ReasonUnverifiedSender, err
-	}
-	return "", nil
 }
 
 func (r *receiver) safeHandle(ctx context.Context, m *Message) (err error) {

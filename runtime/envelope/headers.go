@@ -92,7 +92,7 @@ func checkHeaders(h map[string]string, protocol bool) error {
 	}
 	var bad []string
 	for k := range h {
-		if IsReservedHeader(k) && !(protocol && protocolHeaders[k]) {
+		if IsReservedHeader(k) && !(protocol && IsProtocolHeader(k)) {
 			bad = append(bad, k)
 		}
 	}

@@ -27,18 +27,51 @@ const (
 	// UTC): after it the message goes to the error queue with reason
 	// "expired", never to a handler.
 	HeaderExpiresAt = "bote-expires-at"
+	// HeaderContentEncoding says the body is compressed (EncodingGzip);
+	// package payload undoes it.
+	HeaderContentEncoding = "bote-content-encoding"
+	// HeaderEncryption says the body is encrypted to the recipient's key
+	// (EncryptionHPKE); package payload opens it.
+	HeaderEncryption = "bote-encryption"
 )
 
-// protocolHeaders are the headers CheckSentHeaders allows. Each holds an
-// RFC 3339 time.
-var protocolHeaders = map[string]bool{HeaderDeadline: true, HeaderExpiresAt: true}
+// Values of HeaderContentEncoding and HeaderEncryption.
+const (
+	EncodingGzip   = "gzip"
+	EncryptionHPKE = "hpke-p256-sha256-aes256gcm"
+)
+
+// protocolHeaders are the headers CheckSentHeaders allows, each with the
+// check of its value.
+var protocolHeaders = map[string]func(string) error{
+	HeaderDeadline:        checkTime,
+	HeaderExpiresAt:       checkTime,
+	HeaderContentEncoding: oneOf(EncodingGzip),
+	HeaderEncryption:      oneOf(EncryptionHPKE),
+}
+
+func checkTime(v string) error {
+	if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+		return errors.New("is not an RFC 3339 time")
+	}
+	return nil
+}
+
+func oneOf(allowed string) func(string) error {
+	return func(v string) error {
+		if v != allowed {
+			return fmt.Errorf("is not %q", allowed)
+		}
+		return nil
+	}
+}
 
 // checkProtocolHeaders checks the values of the protocol headers in h.
 func checkProtocolHeaders(h map[string]string) error {
-	for name := range protocolHeaders {
+	for name, check := range protocolHeaders {
 		if v, ok := h[name]; ok {
-			if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-				return fmt.Errorf("headers: %s %q is not an RFC 3339 time", name, v)
+			if err := check(v); err != nil {
+				return fmt.Errorf("headers: %s %q %w", name, v, err)
 			}
 		}
 	}
@@ -48,7 +81,7 @@ func checkProtocolHeaders(h map[string]string) error {
 // IsProtocolHeader reports whether name is one of the protocol headers, in
 // its exact spelling.
 func IsProtocolHeader(name string) bool {
-	return protocolHeaders[name]
+	return protocolHeaders[name] != nil
 }
 
 // CheckSentHeaders is CheckConnectorHeaders for an envelope the gateway's
@@ -107,10 +140,20 @@ func (e *Envelope) CheckExpired(now time.Time) error {
 	return nil
 }
 
-// SetProtocolHeader sets a protocol header on a copy of the envelope's
-// headers (the map may be shared with the caller's message); a zero time
-// removes it.
+// SetProtocolHeader sets a time-valued protocol header on a copy of the
+// envelope's headers (the map may be shared with the caller's message); a
+// zero time removes it.
 func (e *Envelope) SetProtocolHeader(name string, t time.Time) {
+	v := ""
+	if !t.IsZero() {
+		v = FormatTime(t)
+	}
+	e.SetProtocolValue(name, v)
+}
+
+// SetProtocolValue sets protocol header name to v on a copy of the
+// envelope's headers; an empty v removes it.
+func (e *Envelope) SetProtocolValue(name, v string) {
 	if !IsProtocolHeader(name) {
 		panic("envelope: " + name + " is not a protocol header")
 	}
@@ -119,8 +162,8 @@ func (e *Envelope) SetProtocolHeader(name string, t time.Time) {
 		h = map[string]string{}
 	}
 	delete(h, name)
-	if !t.IsZero() {
-		h[name] = FormatTime(t)
+	if v != "" {
+		h[name] = v
 	}
 	if len(h) == 0 {
 		h = nil

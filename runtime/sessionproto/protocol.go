@@ -209,6 +209,11 @@ type Message struct {
 	// worker carries the instant, by its own clock, as
 	// envelope.HeaderExpiresAt.
 	TTLMillis int64 `json:"ttl_ms,omitempty"`
+	// ContentEncoding and Encryption say how Body was compressed and
+	// encrypted (package payload); the worker carries them as
+	// envelope.HeaderContentEncoding and envelope.HeaderEncryption.
+	ContentEncoding string `json:"content_encoding,omitempty"`
+	Encryption      string `json:"encryption,omitempty"`
 }
 
 // Claim names an uploaded body: the blob from the upload reply, and the

@@ -110,6 +110,8 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	// every reserved application header.
 	env.SetProtocolHeader(envelope.HeaderDeadline, m.Deadline)
 	env.SetProtocolHeader(envelope.HeaderExpiresAt, expires)
+	env.SetProtocolValue(envelope.HeaderContentEncoding, m.ContentEncoding)
+	env.SetProtocolValue(envelope.HeaderEncryption, m.Encryption)
 	var opts *bus.SendOptions
 	if delay > 0 {
 		opts = &bus.SendOptions{Delay: delay}
