@@ -69,7 +69,7 @@ func (a *app) serveUI(ctx context.Context, c *opsclient.Client, listen string, o
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	p := &uiProxy{client: c, session: base64.RawURLEncoding.EncodeToString(secret), addr: ln.Addr().String(), target: a.target}
+	p := &uiProxy{client: c, session: base64.RawURLEncoding.EncodeToString(secret), addr: ln.Addr().String(), target: a.target, redact: a.redact.Redact}
 	ui, err := console.New(console.Config{API: p})
 	if err != nil {
 		return err
@@ -103,6 +103,7 @@ type uiProxy struct {
 	session string
 	addr    string // host:port served; other Host headers are refused
 	target  target
+	redact  func(string) string // hides the configuration's secrets in messages
 }
 
 // guard serves the console under /ui/ and the API under /v1/ to requests
@@ -155,10 +156,17 @@ func (p *uiProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusGatewayTimeout
 		}
-		uiError(w, status, opsapitypes.CodeUnavailable, msg)
+		uiError(w, status, opsapitypes.CodeUnavailable, p.redact(msg))
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The server refused opsbot's credential, not the browser's session:
+		// the page must not take it for a sign-in to redo.
+		_, msg := explain(&opsclient.APIError{StatusCode: resp.StatusCode}, p.target)
+		uiError(w, http.StatusBadGateway, opsapitypes.CodeUnauthorized, p.redact(msg))
+		return
+	}
 	for _, k := range []string{"Content-Type", "X-Request-Id", "Allow", "Bote-State-Version", "Bote-State-Sha256"} {
 		if v := resp.Header.Get(k); v != "" {
 			w.Header().Set(k, v)

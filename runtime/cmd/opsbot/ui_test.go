@@ -24,9 +24,14 @@ import (
 func uiHandler(t *testing.T) http.Handler {
 	t.Helper()
 	url, key := startServer(t)
+	return uiHandlerAs(t, url, key)
+}
+
+func uiHandlerAs(t *testing.T, url, key string) http.Handler {
+	t.Helper()
 	c, err := opsclient.New(opsclient.Config{BaseURL: url, Credential: key})
 	require.NoError(t, err)
-	p := &uiProxy{client: c, session: "s3cret", addr: "127.0.0.1:4000", target: target{host: url, local: true}}
+	p := &uiProxy{client: c, session: "s3cret", addr: "127.0.0.1:4000", target: target{host: url, local: true}, redact: func(s string) string { return s }}
 	ui, err := console.New(console.Config{API: p})
 	require.NoError(t, err)
 	return p.guard(ui)
@@ -78,6 +83,21 @@ func TestUIProxy(t *testing.T) {
 			assert.Contains(t, rec.Body.String(), tt.contains)
 		})
 	}
+}
+
+// TestUIServerRefusesOpsbot: the server refusing opsbot's own credential
+// is no 401 to the page (which would ask to sign in again) but says what
+// to check.
+func TestUIServerRefusesOpsbot(t *testing.T) {
+	url, _ := startServer(t)
+	h := uiHandlerAs(t, url, "obk_cli-test.wrong")
+	req := httptest.NewRequest(http.MethodGet, "/v1/whoami", nil)
+	req.Host = "127.0.0.1:4000"
+	req.Header.Set("Authorization", "Bearer s3cret")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusBadGateway, rec.Code)
+	assert.Contains(t, rec.Body.String(), "the ops server refused the operator credential: check api_key")
 }
 
 func TestUIListensOnlyOnLoopback(t *testing.T) {
