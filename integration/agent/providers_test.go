@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,13 +99,17 @@ func TestProviderInstallation(t *testing.T) {
 		defer agent.Stop()
 		ws := tfproviders.Sources{NetworkMirror: mirror.URL}
 		config := withLockFile(t, lock)
-		var wg sync.WaitGroup
-		results := make([]*runproto.Result, 2)
-		for i := range results {
-			wg.Go(func() { results[i], _, _ = s.plan(t, config, ws) })
+		// Both assignments go out back to back; the agent runs them at once.
+		var ids []string
+		for range 2 {
+			run := runs.NewRunID(time.Now())
+			asg, _ := s.planAssign(run, "1", config, runproto.Secrets{})
+			asg.Providers = ws
+			s.send(asg)
+			ids = append(ids, run)
 		}
-		wg.Wait()
-		for _, res := range results {
+		for _, run := range ids {
+			res, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run })
 			require.Equal(t, runproto.Succeeded, res.Outcome, res.Reason)
 			assert.Equal(t, 1, res.Result.Changes.Add)
 			assert.False(t, res.Result.LockFile.Changed, "the bundle's lock file stands")
