@@ -73,6 +73,9 @@ func TestMain(m *testing.M) {
 		// Upload links last 10 s, not 10 min: phases longer than 5 s
 		// (the slow applies) renew theirs before they upload.
 		"--upload-link-ttl", "10s",
+		// Webhooks to the test's loopback receiver, retried within
+		// seconds (notification_test.go).
+		"--webhook-allow-private", "--webhook-retry-base", "300ms", "--webhook-poll", "500ms",
 	}}, &plat)
 }
 

@@ -56,7 +56,7 @@ func (s *Server) authorize(rt route, next http.Handler) http.Handler {
 
 // checkPathIDs returns why an id in the path is malformed, or "".
 func checkPathIDs(r *http.Request) string {
-	for _, kind := range []string{"tenant", "workspace", "policy"} {
+	for _, kind := range []string{"tenant", "workspace", "policy", "notification"} {
 		if v := r.PathValue(kind); v != "" {
 			if err := ids.Validate(kind, v); err != nil {
 				return err.Error()

@@ -32,7 +32,7 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 		}
 		checked++
 		for _, tenant := range []string{"contoso", "fabrikam"} {
-			url := f.srv.URL + strings.NewReplacer("{tenant}", tenant, "{workspace}", "prod", "{run}", f.planned, "{policy}", "p").Replace(rt.path)
+			url := f.srv.URL + strings.NewReplacer("{tenant}", tenant, "{workspace}", "prod", "{run}", f.planned, "{policy}", "p", "{notification}", "hook").Replace(rt.path)
 			for cred, have := range rank {
 				if tenant == "fabrikam" && cred != goodKey {
 					// Roles are in contoso only (the operator reads
@@ -66,7 +66,7 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 22, checked, "every tenant route")
+	assert.Equal(t, 26, checked, "every tenant route")
 }
 
 func TestBadIDsInPathsAre400(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/registry"
@@ -124,6 +125,7 @@ type runsFixture struct {
 	planned   string
 	cancelled string
 	policies  *policystore.Memory
+	notify    *notify.Memory
 }
 
 var runsNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -132,7 +134,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &runsFixture{store: runstore.NewMemory(), arts: &fakeArtifacts{bundles: map[string][]byte{}, logs: map[string][]byte{}},
-		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}, policies: policystore.NewMemory()}
+		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}, policies: policystore.NewMemory(), notify: notify.NewMemory()}
 	var err error
 	f.m, err = runs.New(runs.Config{Store: f.store, Roster: runs.Unrestricted, Now: func() time.Time { return runsNow }, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
@@ -168,6 +170,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 
 	f.s, f.srv = newTestServer(t, func(c *Config) {
 		c.Runs, c.Artifacts, c.Dispatcher, c.Policies = f.m, f.arts, f.disp, f.policies
+		c.Notifications, c.WebhookAllowHTTP = f.notify, true
 		c.Now = func() time.Time { return runsNow }
 		c.PingInterval = time.Second
 	})

@@ -31,6 +31,7 @@ import (
 
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/ids"
+	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/runs"
@@ -100,6 +101,11 @@ type Config struct {
 	// nil answers those routes with 503. The dispatcher checks plans
 	// against them.
 	Policies policystore.Store
+	// Notifications stores the tenants' webhooks and their delivery log
+	// (/v1/tenants/{t}/notifications); nil answers those routes with 503.
+	Notifications notify.Store
+	// WebhookAllowHTTP accepts http webhook URLs (local use and tests).
+	WebhookAllowHTTP bool
 	// Dispatcher starts queued runs at once and wakes followers; without
 	// it runs start on the dispatcher's tick and followers poll.
 	Dispatcher Dispatcher
@@ -213,6 +219,7 @@ func New(cfg Config) (*Server, error) {
 	s.routes = append(s.routes, s.keyRoutes()...)
 	s.routes = append(s.routes, s.auditRoutes()...)
 	s.routes = append(s.routes, s.policyRoutes()...)
+	s.routes = append(s.routes, s.notificationRoutes()...)
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {

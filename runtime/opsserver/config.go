@@ -80,6 +80,10 @@ type Config struct {
 	AgentSilentAfter           time.Duration // --agent-silent-after
 	UploadLinkTTL              time.Duration // --upload-link-ttl
 	MaxBundleBytes             int64         // --max-bundle-bytes
+	// Notifications (docs/notifications.md).
+	WebhookAllowPrivate bool          // --webhook-allow-private
+	WebhookPoll         time.Duration // --webhook-poll
+	WebhookRetryBase    time.Duration // --webhook-retry-base
 	// Behaviour.
 	EventInterval   time.Duration // --event-interval
 	ShutdownTimeout time.Duration // --shutdown-timeout

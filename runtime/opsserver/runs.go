@@ -23,6 +23,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/dispatch"
+	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/policy"
@@ -47,8 +48,11 @@ type runsStack struct {
 	audit      *audit.Recorder
 	secrets    secretstore.Store
 	policies   *policystore.Table
+	notifyDB   *notify.Table
+	notifier   *notify.Notifier
 
-	maxBundleBytes int64
+	maxBundleBytes       int64
+	allowPrivateWebhooks bool
 }
 
 // azureCredential is DefaultAzureCredential with --azure-identity, else nil.
@@ -123,7 +127,7 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if err != nil {
 		return nil, fmt.Errorf("cannot open storage: %w", err)
 	}
-	st := &runsStack{registry: reg, maxBundleBytes: c.MaxBundleBytes}
+	st := &runsStack{registry: reg, maxBundleBytes: c.MaxBundleBytes, allowPrivateWebhooks: c.WebhookAllowPrivate}
 	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: c.TablePrefix, CreateTables: c.CreateResources}); err != nil {
 		return nil, err
 	}
@@ -131,6 +135,12 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 		return nil, err
 	}
 	if st.policies, err = policystore.OpenTable(ctx, tables, policystore.TableName(c.TablePrefix), c.CreateResources); err != nil {
+		return nil, err
+	}
+	if st.notifyDB, err = notify.OpenTable(ctx, tables, notify.TableName(c.TablePrefix), c.CreateResources); err != nil {
+		return nil, err
+	}
+	if st.notifier, err = notify.New(notify.Config{Store: st.notifyDB, AllowPrivate: c.WebhookAllowPrivate, Poll: c.WebhookPoll, RetryBase: c.WebhookRetryBase, Logger: log}); err != nil {
 		return nil, err
 	}
 	if st.artifacts, err = artifacts.New(ctx, blobs, c.RunsContainer, c.CreateResources); err != nil {
@@ -193,7 +203,7 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
 			"agentSilentAfter", c.AgentSilentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
 	}
-	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.audit.RunTransition})
+	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.runTransition})
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +226,13 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 		}
 	}
 	return st, nil
+}
+
+// runTransition records a stored transition in the audit log and
+// enqueues its notifications.
+func (st *runsStack) runTransition(ctx context.Context, r runs.Run, t runs.Transition) {
+	st.audit.RunTransition(ctx, r, t)
+	st.notifier.RunTransition(ctx, r, t)
 }
 
 func tenantsOf(reg *registry.Registry) []string {
@@ -250,6 +267,7 @@ func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 	cfg.MaxBundleBytes = st.maxBundleBytes
 	cfg.Audit = st.audit
 	cfg.Policies = st.policies
+	cfg.Notifications, cfg.WebhookAllowHTTP = st.notifyDB, st.allowPrivateWebhooks
 	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry.Current}
 }
 
@@ -259,6 +277,7 @@ func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- error) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() { st.registry.Run(ctx) })
+	wg.Go(func() { _ = st.notifier.Run(ctx) })
 	wg.Go(func() {
 		if err := st.dispatcher.Run(ctx); err != nil {
 			fatal <- fmt.Errorf("dispatcher stopped: %w", err)

@@ -1,0 +1,254 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/retry"
+)
+
+// Config configures a Notifier.
+type Config struct {
+	Store Store // required
+	// AllowPrivate lets webhooks reach loopback, private and link-local
+	// addresses (tests, local use). Without it they are refused when
+	// dialled: a webhook must not reach the server's own network or the
+	// cloud's metadata endpoint.
+	AllowPrivate bool
+	// Poll is how often the outbox is read when nothing woke the
+	// notifier (deliveries enqueued on other replicas, retries); default
+	// 5 s.
+	Poll time.Duration
+	// RetryBase and RetryMax bound the delay between attempts (default
+	// 10 s and 10 min, doubling with jitter); MaxAttempts ends a delivery
+	// as failed (default 10).
+	RetryBase, RetryMax time.Duration
+	MaxAttempts         int
+	// Timeout bounds one request (default 10 s); Lease how long a
+	// notifier holds a delivery it sends (default 1 min, above Timeout).
+	Timeout, Lease time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("notify config: Store is required")
+	case c.Poll < 0 || c.RetryBase < 0 || c.RetryMax < 0 || c.Timeout < 0 || c.Lease < 0 || c.MaxAttempts < 0:
+		return errors.New("notify config: durations and MaxAttempts must not be negative")
+	case c.Lease != 0 && c.Timeout != 0 && c.Lease <= c.Timeout:
+		return fmt.Errorf("notify config: Lease %s must be longer than Timeout %s", c.Lease, c.Timeout)
+	}
+	return nil
+}
+
+// Notifier enqueues events for a tenant's destinations and delivers them.
+type Notifier struct {
+	cfg    Config
+	client *http.Client
+	wake   chan struct{}
+}
+
+// New returns a Notifier; Run delivers.
+func New(cfg Config) (*Notifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Poll, 5*time.Second)
+	def(&cfg.RetryBase, 10*time.Second)
+	def(&cfg.RetryMax, 10*time.Minute)
+	def(&cfg.Timeout, 10*time.Second)
+	def(&cfg.Lease, max(time.Minute, 2*cfg.Timeout))
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: guard(cfg.AllowPrivate)}
+	client := &http.Client{
+		Timeout:   cfg.Timeout,
+		Transport: &http.Transport{DialContext: dialer.DialContext, Proxy: http.ProxyFromEnvironment, TLSHandshakeTimeout: cfg.Timeout},
+		// A redirect is an answer, not a delivery: it is never followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &Notifier{cfg: cfg, client: client, wake: make(chan struct{}, 1)}, nil
+}
+
+// guard refuses connections to addresses a webhook must not reach.
+func guard(allowPrivate bool) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			return err
+		}
+		ip := net.ParseIP(host)
+		if ip == nil || allowPrivate {
+			return nil
+		}
+		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("webhook address %s is not public", ip)
+		}
+		return nil
+	}
+}
+
+// Notify enqueues ev for every destination of its tenant that wants it.
+func (n *Notifier) Notify(ctx context.Context, ev Event) error {
+	dests, err := n.cfg.Store.Destinations(ctx, ev.Tenant)
+	if err != nil {
+		return fmt.Errorf("cannot read the notifications of tenant %s: %w", ev.Tenant, err)
+	}
+	now := n.cfg.Now().UTC()
+	var ds []Delivery
+	for _, d := range dests {
+		if d.Wants(ev) {
+			ds = append(ds, Delivery{ID: ev.ID + "." + d.ID, Tenant: ev.Tenant, Destination: d.ID, Event: ev, Created: now, State: Pending, Due: now})
+		}
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	if err := n.cfg.Store.Enqueue(ctx, ds); err != nil {
+		return fmt.Errorf("cannot enqueue event %s: %w", ev.ID, err)
+	}
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Run delivers due deliveries until ctx ends.
+func (n *Notifier) Run(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.Poll)
+	defer t.Stop()
+	for {
+		if _, err := n.DeliverDue(ctx); err != nil && ctx.Err() == nil {
+			n.cfg.Logger.WarnContext(ctx, "cannot deliver notifications", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-n.wake:
+		}
+	}
+}
+
+// DeliverDue sends what is due now, once each across notifiers, and
+// returns how many it attempted.
+func (n *Notifier) DeliverDue(ctx context.Context) (int, error) {
+	due, err := n.cfg.Store.Due(ctx, n.cfg.Now(), 50)
+	if err != nil {
+		return 0, err
+	}
+	sent := 0
+	for _, d := range due {
+		d, err := n.cfg.Store.Lease(ctx, d, n.cfg.Now().Add(n.cfg.Lease))
+		if errors.Is(err, ErrConflict) {
+			continue // another notifier has it
+		}
+		if err != nil {
+			return sent, err
+		}
+		sent++
+		n.attempt(ctx, &d)
+		if err := n.cfg.Store.Record(ctx, d); err != nil {
+			// The lease expires and the delivery is tried again.
+			n.cfg.Logger.WarnContext(ctx, "cannot record a notification attempt", "delivery", d.ID, "err", err)
+		}
+	}
+	return sent, nil
+}
+
+// attempt sends d once and sets its state and next due time.
+func (n *Notifier) attempt(ctx context.Context, d *Delivery) {
+	start := n.cfg.Now()
+	a := Attempt{At: start.UTC()}
+	status, err := n.send(ctx, d)
+	a.Status, a.Duration = status, n.cfg.Now().Sub(start)
+	if err != nil {
+		a.Error = err.Error()
+	}
+	d.addAttempt(a)
+	d.LeaseUntil = time.Time{}
+	switch {
+	case err == nil:
+		d.State = Delivered
+	case errors.Is(err, ErrNotFound), d.Tries >= n.cfg.MaxAttempts:
+		d.State = GaveUp
+	default:
+		d.Due = n.cfg.Now().Add(n.cfg.RetryBase + retry.Backoff(n.cfg.RetryBase, n.cfg.RetryMax, d.Tries-1)).UTC()
+	}
+	n.cfg.Logger.InfoContext(ctx, "notification attempted", "tenant", d.Tenant, "destination", d.Destination, "delivery", d.ID,
+		"status", a.Status, "state", d.State, "attempt", d.Tries, "err", err)
+}
+
+// send posts d's event to its destination, signed.
+func (n *Notifier) send(ctx context.Context, d *Delivery) (int, error) {
+	dests, err := n.cfg.Store.Destinations(ctx, d.Tenant)
+	if err != nil {
+		return 0, err
+	}
+	var dest *Destination
+	for i := range dests {
+		if dests[i].ID == d.Destination {
+			dest = &dests[i]
+		}
+	}
+	if dest == nil {
+		return 0, fmt.Errorf("notification %s was deleted: %w", d.Destination, ErrNotFound)
+	}
+	body, err := json.Marshal(d.Event)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dest.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	ts := n.cfg.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "bote-ops-webhooks/"+buildinfo.Read().Version)
+	req.Header.Set(HeaderID, d.ID)
+	req.Header.Set(HeaderTimestamp, fmt.Sprint(ts.Unix()))
+	req.Header.Set(HeaderSignature, Sign(dest.Secret, ts, body))
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if resp.StatusCode/100 != 2 {
+		msg := strings.TrimSpace(strings.ToValidUTF8(string(snippet), "?"))
+		return resp.StatusCode, fmt.Errorf("the webhook answered %s: %s", resp.Status, msg)
+	}
+	return resp.StatusCode, nil
+}
+
+// retryWait waits before enqueueing again.
+func retryWait(ctx context.Context, attempt int) error {
+	return retry.Sleep(ctx, 100*time.Millisecond+retry.Backoff(100*time.Millisecond, time.Second, attempt))
+}
