@@ -66,7 +66,8 @@ bench: deps build
 	cd runtime && $(GO) test ./relay -run '^$$' -bench . -benchtime 1000x -count 3
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runs/ -run '^$$' -bench EnqueueToClaim -benchtime 100x
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
-	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./gateway/ -run '^$$' -bench 'Broadcast|SessionMemory|IdleConnector|DeliveryLatency|ReconnectStorm' -benchtime 1x -count 1 -timeout 60m
+	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./gateway/ -run '^$$' -bench 'Broadcast|SessionMemory|IdleConnector|DeliveryLatency|ReconnectStorm|CallRoundTrip' -benchtime 1x -count 1 -timeout 60m
+	cd runtime && $(GO) test ./payload -run '^$$' -bench . -benchtime 200x -count 2
 	cd integration && $(GO) test ./tfprovider/ -run '^$$' -bench ProviderInit -benchtime 1x
 	cd integration && BOTE_BENCH_PROVIDER_MB=100 BOTE_BIN_DIR=$(BIN) $(GO) test ./agent/ -run '^$$' -bench PlanWithAProvider -benchtime 1x
 

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/botehq/platform/runtime/envelope"
 )
@@ -119,9 +120,15 @@ func info(messageID, recipient string) []byte {
 	return []byte("bote payload v1\x00" + messageID + "\x00" + recipient)
 }
 
+// gzipWriters are reused: a gzip.Writer holds some 800 KB of state,
+// whose allocation otherwise dominates compressing a small body.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+
 func compress(body []byte) ([]byte, error) {
 	var b bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&b, gzip.DefaultCompression) // the level is valid
+	w := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(w)
+	w.Reset(&b)
 	if _, err := w.Write(body); err != nil {
 		return nil, fmt.Errorf("cannot compress: %w", err)
 	}
