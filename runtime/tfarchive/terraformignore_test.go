@@ -34,9 +34,11 @@ func TestPackAppliesTerraformIgnore(t *testing.T) {
 	assert.Equal(t, 3, st.Ignored, "build/, release.zip, env/dev/secret.auto.tfvars")
 	assert.Less(t, st.Bytes, int64(4096), "the 2 MiB ignored file was not packed")
 
-	// No .terraformignore: Terraform Cloud's default rules.
+	// No .terraformignore: Terraform Cloud's default rules. The lock file
+	// travels (the agent's init honours it).
 	dir = tree(t, map[string]string{
 		"main.tf":                         "# main",
+		".terraform.lock.hcl":             "# lock",
 		".git/HEAD":                       "ref",
 		".terraform/providers/p/provider": "binary",
 		".terraform/modules/net/main.tf":  "# module",
@@ -46,5 +48,5 @@ func TestPackAppliesTerraformIgnore(t *testing.T) {
 	_, err = Pack(dir, &buf, PackOptions{Limits: BundleLimits, TerraformIgnore: true})
 	require.NoError(t, err)
 	assert.Equal(t, "5 0755      0 .terraform/\n5 0755      0 .terraform/modules/\n0 0644      2 .terraform/modules/modules.json\n"+
-		"5 0755      0 .terraform/modules/net/\n0 0644      8 .terraform/modules/net/main.tf\n0 0644      6 main.tf\n", listing(t, buf.Bytes()))
+		"5 0755      0 .terraform/modules/net/\n0 0644      8 .terraform/modules/net/main.tf\n0 0644      6 .terraform.lock.hcl\n0 0644      6 main.tf\n", listing(t, buf.Bytes()))
 }
