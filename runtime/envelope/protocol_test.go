@@ -27,6 +27,10 @@ func TestCheckSentHeaders(t *testing.T) {
 		{"identity still refused", map[string]string{HeaderDeadline: at, "bote-from": "x"}, true, "bote-from"},
 		{"bad deadline", map[string]string{HeaderDeadline: "tomorrow"}, false, "not an RFC 3339 time"},
 		{"bad expiry", map[string]string{HeaderExpiresAt: "1700000000"}, false, "not an RFC 3339 time"},
+		{"payload headers", map[string]string{HeaderContentEncoding: EncodingGzip, HeaderEncryption: EncryptionHPKE}, false, ""},
+		{"unknown encoding", map[string]string{HeaderContentEncoding: "br"}, false, `is not "gzip"`},
+		{"unknown suite", map[string]string{HeaderEncryption: "none"}, false, `is not "hpke-p256-sha256-aes256gcm"`},
+		{"Bote-Encryption", map[string]string{"Bote-Encryption": EncryptionHPKE}, true, "Bote-Encryption"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

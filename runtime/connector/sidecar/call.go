@@ -12,8 +12,15 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 )
 
-// HeaderTimeout on a local call is how long to wait for the reply.
-const HeaderTimeout = "Bote-Timeout"
+// Local API request headers of calls and scheduled sends.
+const (
+	// HeaderTimeout on a local call is how long to wait for the reply.
+	HeaderTimeout = "Bote-Timeout"
+	// HeaderDelay defers a send (connector.OutMessage.Delay).
+	HeaderDelay = "Bote-Delay"
+	// HeaderTTL bounds a message's life (connector.OutMessage.TTL).
+	HeaderTTL = "Bote-TTL"
+)
 
 // Replier answers a call (connector.Client is one).
 type Replier interface {

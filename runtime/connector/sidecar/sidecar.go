@@ -33,7 +33,9 @@
 //	                              Bote-Message-Id, Bote-Correlation-Id and
 //	                              Bote-Reply-To set those fields;
 //	                              Bote-Header-<name> sets application header
-//	                              <name>. 200 {"id": "..."} once the bus has
+//	                              <name>; Bote-Delay and Bote-TTL (Go
+//	                              durations) schedule it and bound its
+//	                              life. 200 {"id": "..."} once the bus has
 //	                              it; 400 with {"code","message"} when the
 //	                              gateway refuses; 503 when not connected.
 //	POST   /v1/call/{service}     a call to a cloud service: body,
@@ -223,6 +225,14 @@ func (a *API) outMessage(w http.ResponseWriter, r *http.Request) (connector.OutM
 	m := connector.OutMessage{
 		ID: r.Header.Get(HeaderMessageID), CorrelationID: r.Header.Get(HeaderCorrelationID),
 		ReplyTo: r.Header.Get(HeaderReplyTo), ContentType: r.Header.Get("Content-Type"), Body: body,
+	}
+	for name, d := range map[string]*time.Duration{HeaderDelay: &m.Delay, HeaderTTL: &m.TTL} {
+		if v := r.Header.Get(name); v != "" {
+			if *d, err = time.ParseDuration(v); err != nil || *d <= 0 {
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%s %q must be a positive Go duration such as 90s", name, v))
+				return connector.OutMessage{}, false
+			}
+		}
 	}
 	for k, vs := range r.Header {
 		if name, ok := cutPrefixFold(k, HeaderPrefix); ok && len(vs) > 0 {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -129,6 +130,14 @@ func TestAPISend(t *testing.T) {
 	assert.JSONEq(t, `{"id":"id-1"}`, rec.Body.String())
 	require.Len(t, g.sent, 1)
 	assert.Equal(t, connector.OutMessage{CorrelationID: "c9", ContentType: "text/plain", Headers: map[string]string{"kind": "pong"}, Body: []byte("pong")}, g.sent[0])
+
+	rec = do(t, h, "POST", "/v1/send", "later", map[string]string{"Bote-Delay": "90s", "Bote-TTL": "1h"})
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, 90*time.Second, g.sent[1].Delay)
+	assert.Equal(t, time.Hour, g.sent[1].TTL)
+	for _, bad := range []map[string]string{{"Bote-Delay": "soon"}, {"Bote-TTL": "-1s"}} {
+		assert.Equal(t, http.StatusBadRequest, do(t, h, "POST", "/v1/send", "x", bad).Code, bad)
+	}
 }
 
 func TestAPIErrors(t *testing.T) {
