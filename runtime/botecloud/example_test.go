@@ -128,3 +128,27 @@ func ExamplePermanent() {
 		return nil
 	})
 }
+
+// IsPermanent tells a permanent failure from one worth retrying.
+func ExampleIsPermanent() {
+	err := botecloud.Permanent(errors.New("no such order"))
+	fmt.Println(botecloud.IsPermanent(err), botecloud.IsPermanent(errors.New("timeout")))
+	// Output: true false
+}
+
+// Validate names the first bad field.
+func ExampleConfig_Validate() {
+	err := botecloud.Config{Service: "billing"}.Validate()
+	fmt.Println(err)
+	// Output: cloud config: Bus is required
+}
+
+// Close closes the bus a client opened itself.
+func ExampleClient_Close() {
+	ctx := context.Background()
+	c, err := botecloud.NewFromConnectionString(ctx, "billing", "UseDevelopmentStorage=true")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(ctx)
+}

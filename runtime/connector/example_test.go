@@ -109,3 +109,49 @@ func ExampleClient_WaitConnected() {
 	}
 	fmt.Println(c.Connected(), c.Stats().LateReplies)
 }
+
+// Run keeps the session and receives until its context ends.
+func ExampleClient_Run() {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Unsubscribe ends a topic subscription.
+func ExampleClient_Unsubscribe() {
+	if err := c.Unsubscribe(context.Background(), "chat"); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Connected reports whether a session is up right now.
+func ExampleClient_Connected() {
+	fmt.Println(c.Connected())
+}
+
+// Stats counts late replies and expired messages.
+func ExampleClient_Stats() {
+	s := c.Stats()
+	fmt.Println(s.LateReplies, s.Expired)
+}
+
+// HandlerFunc makes a function a Handler.
+func ExampleHandlerFunc() {
+	var h connector.Handler = connector.HandlerFunc(func(ctx context.Context, m *connector.Message) error {
+		if m.Topic == "chat" {
+			fmt.Printf("%s: %s\n", m.Headers["nick"], m.Body)
+		}
+		return nil
+	})
+	_ = h.Handle(context.Background(), &connector.Message{Topic: "chat", Headers: map[string]string{"nick": "sample-1"}, Body: []byte("hi")})
+	// Output: sample-1: hi
+}
+
+// Validate names the first bad field.
+func ExampleConfig_Validate() {
+	cfg := connector.Config{WorkerURL: "gateway.example.com"}
+	fmt.Println(cfg.Validate())
+	// Output: connector config: WorkerURL "gateway.example.com" must be an absolute http(s) URL
+}
