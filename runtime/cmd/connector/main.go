@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/botehq/platform/runtime/buildinfo"
@@ -28,6 +30,7 @@ import (
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/connector/sidecar"
 	"github.com/botehq/platform/runtime/envflag"
+	"github.com/botehq/platform/runtime/registry"
 )
 
 const envPrefix = "BOTE_CONNECTOR"
@@ -101,6 +104,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	fs.DurationVar(&cfg.Visibility, "visibility", 0, "how long a message being delivered stays hidden before it is extended; after a crash it comes back this late (default 60s, at least 2s)")
 	fs.StringVar(&cfg.DedupFile, "dedup-file", "", "local file keeping the ids of handled messages, so none is delivered twice across a crash or restart (one fsync per message; default off)")
 	fs.IntVar(&cfg.DedupSize, "dedup-size", 0, "ids the dedup file keeps (default 10000)")
+	fs.IntVar(&cfg.CompressAbove, "compress-above", 0, "gzip bodies sent to the cloud that are longer than this many bytes (default off)")
+	var cloudKeyPath string
+	fs.StringVar(&cloudKeyPath, "cloud-key", "", "file with the cloud services' public key (a P-256 JWK): bodies sent to the cloud are encrypted to it end to end (default off)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
@@ -118,6 +124,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	cfg.Key = key
+	if cloudKeyPath != "" {
+		if cfg.CloudKey, err = loadPublicKey(cloudKeyPath); err != nil {
+			return fmt.Errorf("run: --cloud-key: %w", err)
+		}
+	}
 	cfg.Logger = log
 	deliverer := &sidecar.Deliverer{URL: deliverTo, Client: &http.Client{Timeout: deliverTimeout}, Logger: log}
 	cfg.Handler = deliverer
@@ -144,4 +155,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	defer cancel()
 	_ = hs.Shutdown(sctx)
 	return err
+}
+
+// loadPublicKey reads a P-256 public JWK file as an ECDH key.
+func loadPublicKey(path string) (*ecdh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := registry.ParsePublicJWK(data)
+	if err != nil {
+		return nil, err
+	}
+	return pub.ECDH()
 }

@@ -47,3 +47,21 @@ func TestVersion(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"--version"}, nil, &out, io.Discard, noEnv))
 	assert.Regexp(t, `^connector \S+`, out.String())
 }
+
+// --cloud-key takes the public JWK keygen prints; anything else is refused
+// before the sidecar starts.
+func TestCloudKeyFlag(t *testing.T) {
+	dir := t.TempDir()
+	var jwk bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"keygen", "--out", filepath.Join(dir, "cloud.pem")}, nil, &jwk, io.Discard, noEnv))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "cloud.jwk"), jwk.Bytes(), 0o644))
+	pub, err := loadPublicKey(filepath.Join(dir, "cloud.jwk"))
+	require.NoError(t, err)
+	assert.NotNil(t, pub)
+
+	require.NoError(t, run(context.Background(), []string{"keygen", "--out", filepath.Join(dir, "me.pem")}, nil, io.Discard, io.Discard, noEnv))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.jwk"), []byte(`{"kty":"RSA"}`), 0o644))
+	err = run(context.Background(), []string{"run", "--worker-url", "http://127.0.0.1:1", "--token-url", "http://127.0.0.1:1/t", "--tenant", "t", "--connector", "c",
+		"--key", filepath.Join(dir, "me.pem"), "--deliver-to", "http://127.0.0.1:1/in", "--cloud-key", filepath.Join(dir, "bad.jwk")}, nil, io.Discard, io.Discard, noEnv)
+	assert.ErrorContains(t, err, "--cloud-key")
+}
