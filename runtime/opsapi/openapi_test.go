@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,14 @@ func provoke(t *testing.T, base, method, path, code string) ([]byte, bool) {
 	}
 	if path == "/v1/audit" {
 		return provokeAudit(t, method, code)
+	}
+	if path == "/v1/tenants" && (code == "200" || code == "503") {
+		if code == "200" {
+			base = newRunsFixture(t).srv.URL // the base server has no run store: 503
+		}
+		r := do(t, method, base+path, goodKey)
+		require.Equal(t, code, strconv.Itoa(r.status), "body: %s", r.body)
+		return r.body, true
 	}
 	if path == "/v1/agents" && code == "404" {
 		r := do(t, method, newRunsFixture(t).srv.URL+path+"?tenant=nobody", goodKey)

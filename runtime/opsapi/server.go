@@ -212,6 +212,7 @@ func New(cfg Config) (*Server, error) {
 		{method: http.MethodGet, path: "/v1/events", handler: s.events},
 		{method: http.MethodGet, path: "/v1/openapi.json", handler: serveOpenAPI},
 		{method: http.MethodGet, path: "/v1/whoami", handler: s.whoami},
+		{method: http.MethodGet, path: "/v1/tenants", handler: s.needRunStore(s.listTenants)},
 	}
 	s.routes = append(s.routes, s.runRoutes()...)
 	s.routes = append(s.routes, s.varRoutes()...)

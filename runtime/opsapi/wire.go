@@ -37,6 +37,8 @@ type (
 	ErrorDetail               = opsapitypes.ErrorDetail
 	Health                    = opsapitypes.Health
 	Whoami                    = opsapitypes.Whoami
+	TenantList                = opsapitypes.TenantList
+	Tenant                    = opsapitypes.Tenant
 	Variable                  = opsapitypes.Variable
 	VariableList              = opsapitypes.VariableList
 	SetVariableRequest        = opsapitypes.SetVariableRequest

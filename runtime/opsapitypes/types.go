@@ -137,3 +137,17 @@ type Health struct {
 // Whoami is the body of GET /v1/whoami: the principal the credential
 // authenticates as (kind, id, name) and its grants (admin, tenants).
 type Whoami = operator.Principal
+
+// TenantList is the body of GET /v1/tenants: the tenants of this server
+// the caller holds a role in (every one for an admin), sorted by id.
+type TenantList struct {
+	Tenants []Tenant `json:"tenants"`
+}
+
+// Tenant is a tenant of the server, with the caller's role in it.
+type Tenant struct {
+	ID string `json:"id"`
+	// Role is the caller's role there (approver for an admin).
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}

@@ -192,6 +192,11 @@ func (m *Manager) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	return m.store.GetTenant(ctx, id)
 }
 
+// ListTenants returns every tenant of the store.
+func (m *Manager) ListTenants(ctx context.Context) ([]Tenant, error) {
+	return m.store.ListTenants(ctx)
+}
+
 // CreateWorkspace stores a new workspace of an existing tenant.
 func (m *Manager) CreateWorkspace(ctx context.Context, w Workspace) (Workspace, error) {
 	if err := w.Validate(); err != nil {

@@ -86,28 +86,31 @@ function signIn(problem) {
   input.focus();
 }
 
-// tenantsOf lists the tenants the principal may look at: its grants, and
-// for an admin every tenant with agents.
+// tenantsOf lists the tenants the principal may see (GET /v1/tenants);
+// on a server without runs, its grants and for an admin every tenant
+// with agents.
 async function tenantsOf(signal) {
+  const agents = (await call('/v1/agents', {signal})).agents;
+  try {
+    return {tenants: (await call('/v1/tenants', {signal})).tenants, agents};
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 503) throw err;
+  }
   const names = new Set(Object.keys(who.tenants || {}));
-  const agents = await call('/v1/agents', {signal});
-  if (who.admin) for (const a of agents.agents) names.add(a.tenant);
-  return {names: [...names].sort(), agents: agents.agents};
+  if (who.admin) for (const a of agents) names.add(a.tenant);
+  return {tenants: [...names].sort().map(id => ({id, role: who.admin ? 'approver' : who.tenants[id]})), agents};
 }
 
 async function tenantsPage(signal) {
-  const {names, agents} = await tenantsOf(signal);
-  const rows = names.map(t => {
-    const mine = agents.filter(a => a.tenant === t);
+  const {tenants, agents} = await tenantsOf(signal);
+  const rows = tenants.map(({id, role}) => {
+    const mine = agents.filter(a => a.tenant === id);
     const online = mine.filter(a => a.state === 'online').length;
-    return [h('a', {href: `#/t/${enc(t)}`}, t), who.admin ? 'admin' : who.tenants[t],
-      h('a', {href: `#/t/${enc(t)}/agents`}, `${online} of ${mine.length} online`), h('a', {href: `#/audit?tenant=${enc(t)}`}, 'audit log')];
+    return [h('a', {href: `#/t/${enc(id)}`}, id), who.admin ? 'admin' : role,
+      h('a', {href: `#/t/${enc(id)}/agents`}, `${online} of ${mine.length} online`), h('a', {href: `#/audit?tenant=${enc(id)}`}, 'audit log')];
   });
-  const open = h('input', {id: 'open-tenant', required: true, pattern: '[a-z0-9][a-z0-9-]*'});
   show(title('Tenants'),
-    table('Tenants you may see', ['Tenant', 'Your role', 'Agents', 'Audit'], rows, 'You hold no role in any tenant.'),
-    who.admin ? h('form', {class: 'inline', onsubmit: e => { e.preventDefault(); location.hash = `#/t/${enc(open.value)}`; }},
-      h('label', {for: 'open-tenant'}, 'Open a tenant by name', open), h('button', {type: 'submit'}, 'Open')) : null);
+    table('Tenants you may see', ['Tenant', 'Your role', 'Agents', 'Audit'], rows, 'You hold no role in any tenant of this server.'));
 }
 
 const locking = ['planning', 'planned', 'approved', 'applying', 'needs_attention'];
