@@ -97,12 +97,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step(0, "stopping everything")
-		if err := p.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-		}
-	}()
+	defer stopAll(p)
 	fmt.Printf("   up in %s (scratch directory %s)\n", time.Since(started).Round(time.Millisecond), dir)
 	fmt.Printf("   Azurite (%s) %s\n   idp         %s\n   worker      %s\n   relay       %s (hybrid connection %q)\n",
 		p.Emulator.Via, p.Emulator.BlobURL, p.IdpURL, p.WorkerURL, p.RelayNamespace, platform.HybridConnection)
@@ -294,12 +289,7 @@ func runGateway(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step(0, "stopping everything")
-		if err := p.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-		}
-	}()
+	defer stopAll(p)
 	fmt.Printf("   idp     %s\n   worker  %s\n", p.IdpURL, p.WorkerURL)
 	for _, id := range samples {
 		if err := writeEnv(p.SampleEnv(tenant, id), filepath.Join(dir, id+".env")); err != nil {
@@ -310,4 +300,12 @@ func runGateway(ctx context.Context, dir string) error {
 		"   set -a; . %s; set +a\n   go run ./examples/simple/connector\n\nCtrl-C stops everything.\n", filepath.Join(dir, samples[0]+".env"))
 	<-ctx.Done()
 	return nil
+}
+
+// stopAll stops the platform, saying so.
+func stopAll(p *platform.Platform) {
+	step(0, "stopping everything")
+	if err := p.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+	}
 }
