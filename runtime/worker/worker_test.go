@@ -59,6 +59,24 @@ func TestCloudSenderStampsVerifiedIdentity(t *testing.T) {
 	assert.Equal(t, "c", env.CorrelationID)
 }
 
+// The worker carries the frame's deadline, schedule, TTL and payload
+// fields as the reserved protocol headers: set by the worker, never from
+// the connector's headers.
+func TestCloudSenderProtocolFields(t *testing.T) {
+	b := &fakeBus{}
+	deadline := time.Now().Add(time.Minute).UTC()
+	_, err := (&cloudSender{bus: b}).SendToCloud(context.Background(), session.Identity{Tenant: "acme", Connector: "agent1"}, sessionproto.Message{
+		CorrelationID: "q", Deadline: deadline, TTLMillis: 60_000, ContentEncoding: envelope.EncodingGzip, Encryption: envelope.EncryptionHPKE, Body: []byte("x"),
+	})
+	require.NoError(t, err)
+	env := b.sent[bus.QueueCloud][0]
+	assert.True(t, deadline.Equal(env.Deadline()))
+	assert.WithinDuration(t, time.Now().Add(time.Minute), env.ExpiresAt(), 5*time.Second)
+	assert.Equal(t, envelope.EncodingGzip, env.Headers[envelope.HeaderContentEncoding])
+	assert.Equal(t, envelope.EncryptionHPKE, env.Headers[envelope.HeaderEncryption])
+	assert.True(t, env.IsReply())
+}
+
 func TestCloudSenderErrors(t *testing.T) {
 	from := session.Identity{Tenant: "acme", Connector: "agent1"}
 	tests := []struct {
@@ -70,6 +88,12 @@ func TestCloudSenderErrors(t *testing.T) {
 		{"control character in header", nil, sessionproto.Message{Headers: map[string]string{"k": "a\x00b"}}, sessionproto.CodeInvalidMessage},
 		{"too large for the bus", fmt.Errorf("wrapped: %w", bus.ErrTooLarge), sessionproto.Message{}, sessionproto.CodeInvalidMessage},
 		{"bus down", errors.New("connection refused"), sessionproto.Message{}, ""},
+		// The frame's protocol fields are checked like headers would be.
+		{"negative delay", nil, sessionproto.Message{DelayMillis: -1}, sessionproto.CodeInvalidMessage},
+		{"negative ttl", nil, sessionproto.Message{TTLMillis: -1}, sessionproto.CodeInvalidMessage},
+		{"unknown encryption", nil, sessionproto.Message{Encryption: "rot13"}, sessionproto.CodeInvalidMessage},
+		{"unknown encoding", nil, sessionproto.Message{ContentEncoding: "br"}, sessionproto.CodeInvalidMessage},
+		{"delay over the bus limit", fmt.Errorf("wrapped: %w", bus.ErrDelayTooLong), sessionproto.Message{DelayMillis: 1}, sessionproto.CodeInvalidMessage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
