@@ -32,13 +32,13 @@ func TestMain(m *testing.M) { platform.Main(m) }
 
 const tenant = "contoso"
 
-// config plans one resource whose apply writes a line every 300 ms (the
-// log to watch live), a plain output and a sensitive one.
+// config plans one resource whose apply writes a line every 400 ms for
+// about 6 s (the log to watch live), a plain output and a sensitive one.
 const config = `
 resource "terraform_data" "web" {
   input = { name = "web-1", size = "small" }
   provisioner "local-exec" {
-    command = "for i in 1 2 3 4 5 6 7 8 9 10; do echo applying step $i; sleep 0.3; done"
+    command = "i=1; while [ $i -le 16 ]; do echo applying step $i; sleep 0.4; i=$((i+1)); done"
   }
 }
 output "name" { value = terraform_data.web.output.name }
@@ -160,7 +160,7 @@ func TestConsole(t *testing.T) {
 	assert.NotEqual(t, "applied", eval[string](t, ctx, `document.getElementById('run-state').dataset.state`), "the log arrives while the apply runs")
 	restore := dropLogs(t, ctx)
 	waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.reconnects !== '0'`)
-	time.Sleep(700 * time.Millisecond) // the apply writes more lines meanwhile (one every 300 ms)
+	time.Sleep(900 * time.Millisecond) // the apply writes more lines meanwhile (one every 400 ms)
 	restore()
 	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
 	assert.Equal(t, "Done.", eval[string](t, ctx, "document.activeElement.textContent"), "the focus stays on the outcome of the approval")
@@ -168,7 +168,7 @@ func TestConsole(t *testing.T) {
 	shown := eval[string](t, ctx, `document.getElementById('run-log').textContent`)
 	whole := eval[string](t, ctx, `fetch(location.pathname.replace('/ui/', '/v1/tenants/`+tenant+`/runs/`+runID+`/logs?max=1048576'), {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.json()).then(c => c.text)`)
 	assert.Equal(t, whole, shown, "the page's log is the run's log: no line lost or repeated across the dropped connection")
-	for i := 1; i <= 10; i++ {
+	for i := 1; i <= 16; i++ {
 		assert.Equal(t, 1, strings.Count(shown, "applying step "+strconv.Itoa(i)+"\n"), "step %d once", i)
 	}
 	waitJS(t, ctx, wait, `document.getElementById('run-outputs').textContent.includes('"web-1"')`)
