@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -169,4 +170,30 @@ func TestSidecarCall(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	assert.Equal(t, "pong:ping", string(body))
 	assert.Equal(t, "text/plain", resp.Header.Get("Content-Type"))
+
+	// The local program cannot set the reserved protocol headers itself.
+	for _, name := range []string{"Bote-Header-bote-deadline", "Bote-Header-Bote-Expires-At", "Bote-Header-bote_encryption"} {
+		status, answer := sc.send(t, "forged", map[string]string{name: envelope.FormatTime(time.Now().Add(time.Hour))})
+		assert.Equal(t, http.StatusBadRequest, status, "%s: %s", name, answer)
+		assert.Contains(t, answer, sessionproto.CodeIdentityHeader, name)
+	}
+}
+
+// TestCallAcrossReplicas: two replicas of one cloud service read the same
+// cloud queue; a reply that reaches the replica that did not make the
+// call is put back until the caller's replica gets it.
+func TestCallAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t)
+	a := g.cloud("pinger", nil)
+	_ = g.cloud("pinger", nil) // the other replica
+	var a1 *conn
+	a1 = g.connector("tenant-a", "a1", answering(&a1, "pong ", nil, nil))
+	for i := range 6 {
+		body := fmt.Sprintf("ping %d", i)
+		reply, err := a.Call(ctxFor(t, 20*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte(body)})
+		require.NoError(t, err, body)
+		assert.Equal(t, "pong "+body, string(reply.Body))
+	}
+	assert.Zero(t, a.Stats().LateReplies)
 }
