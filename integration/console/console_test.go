@@ -123,7 +123,10 @@ func TestConsole(t *testing.T) {
 	do(t, ctx, wait, chromedp.SendKeys(chromedp.ID("ws-name"), "web"), chromedp.SetValue(chromedp.ID("ws-desc"), "the web tier"),
 		chromedp.Click(chromedp.ID("ws-submit")))
 	waitJS(t, ctx, wait, `[...document.querySelectorAll('td')].some(td => td.textContent === 'web')`)
-	staging := eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === 'staging').textContent`)
+	row := func(ctx context.Context, ws string) string {
+		return eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === '`+ws+`').textContent`)
+	}
+	staging := row(ctx, "staging")
 	assert.Contains(t, staging, waiting+" (planned)", "the lock holder")
 	assert.Contains(t, staging, "empty", "the queue")
 	do(t, ctx, wait, chromedp.SetValue(chromedp.ID("plan-ws"), "web"),
@@ -233,9 +236,6 @@ func TestConsole(t *testing.T) {
 
 	// The admin cancels the guarded run with the console; the reader's
 	// tenant page shows its workspace free again without a reload.
-	row := func(ctx context.Context, ws string) string {
-		return eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === '`+ws+`').textContent`)
-	}
 	assert.Contains(t, row(rctx, "guarded"), guarded+" (planned)")
 	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("cancel")))
 	do(t, ctx, wait, chromedp.Click(chromedp.ID("cancel")), chromedp.WaitVisible(chromedp.ID("confirm-body")))
@@ -244,7 +244,7 @@ func TestConsole(t *testing.T) {
 	waitJS(t, ctx, wait, `document.getElementById('run-state')?.dataset.state === 'cancelled'`)
 	waitJS(t, rctx, 15*time.Second, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === 'guarded').textContent.includes('free')`)
 	assert.Contains(t, row(rctx, "guarded"), "cancelled")
-	t.Logf("Chromium scenario took %s", time.Since(started).Round(time.Millisecond))
+	t.Logf("the setup's plans and the Chromium scenario took %s", time.Since(started).Round(time.Millisecond))
 
 	// The ops server's own port: the page asks for a credential, and a
 	// failed plan shows its diagnostics.
