@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,66 +15,114 @@ import (
 
 // BenchmarkCallRoundTrip measures botecloud.Client.Call to a connector
 // (request → bote-connectors → router → connector queue → handler →
-// Reply over the session → bote-cloud → the waiting Call) on loopback,
-// one at a time, 40 per iteration after 5 of warm-up, against the
-// send-and-receive baseline of the same hops measured in the same run: a
-// SendToConnector whose handler answers with an ordinary Send, timed until
-// the answer reaches the cloud handler. Both report p50/p99. A
+// Reply over the session → bote-cloud → the waiting Call) and
+// connector.Client.Call to the cloud (the same hops the other way round)
+// on loopback, one at a time, 40 each per iteration after 5 of warm-up,
+// against the send-and-receive baseline of the same hops measured in the
+// same run, interleaved: a send whose handler answers with an ordinary
+// send, timed until the answer reaches the sender's handler. All report
+// p50/p99. A
 // measurement, so a benchmark (make bench): `go test ./gateway/ -run '^$'
 // -bench CallRoundTrip -benchtime 1x`.
 func BenchmarkCallRoundTrip(b *testing.B) {
 	g := newFleetGateway(b, nil)
-	svc := g.cloud("caller", nil)
+	// The service answers a connector's call with Reply and an ordinary
+	// message with SendToConnector (the reverse baseline).
+	svc := g.cloud("caller", func(ctx context.Context, c *cloudService, m *botecloud.Message) error {
+		if !m.Deadline.IsZero() {
+			_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
+			return err
+		}
+		if m.CorrelationID != "" {
+			return nil // an answer of the forward baseline
+		}
+		_, err := c.SendToConnector(ctx, m.From.Tenant, m.From.Connector, botecloud.Outgoing{CorrelationID: m.ID, Body: []byte("pong")})
+		return err
+	})
+	answers := make(chan *connector.Message, 1)
 	var a1 *conn
 	a1 = g.connector("tenant-a", "a1", func(cfg *connector.Config) {
 		cfg.Handler = connector.HandlerFunc(func(ctx context.Context, m *connector.Message) error {
-			if !m.Deadline.IsZero() {
+			switch {
+			case !m.Deadline.IsZero():
 				_, err := a1.Reply(ctx, m, connector.OutMessage{Body: []byte("pong")})
 				return err
+			case m.CorrelationID != "":
+				answers <- m // an answer of the reverse baseline
+				return nil
 			}
 			_, err := a1.Send(ctx, connector.OutMessage{CorrelationID: m.ID, Body: []byte("pong")})
 			return err
 		})
 	})
 	const n = 40
-	sendAndReceive := func() time.Duration {
+	measure := func(f func()) time.Duration {
 		start := time.Now()
-		id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("ping")})
-		require.NoError(b, err)
-		select {
-		case m := <-svc.arrived:
-			require.Equal(b, id, m.CorrelationID)
-		case <-time.After(10 * time.Second):
-			b.Fatal("no answer within 10s")
-		}
+		f()
 		return time.Since(start)
 	}
-	call := func() time.Duration {
-		start := time.Now()
-		reply, err := svc.Call(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("ping")})
-		require.NoError(b, err)
-		require.Equal(b, "pong", string(reply.Body))
-		return time.Since(start)
+	rounds := []struct {
+		name string
+		f    func()
+	}{
+		{"cloud call", func() {
+			reply, err := svc.Call(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("ping")})
+			require.NoError(b, err)
+			require.Equal(b, "pong", string(reply.Body))
+		}},
+		{"cloud send-and-receive", func() {
+			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("ping")})
+			require.NoError(b, err)
+			for m := range svc.arrived {
+				if m.CorrelationID == id {
+					return
+				}
+			}
+		}},
+		{"connector call", func() {
+			reply, err := a1.Call(ctxFor(b, 10*time.Second), "caller", connector.OutMessage{Body: []byte("ping")})
+			require.NoError(b, err)
+			require.Equal(b, "pong", string(reply.Body))
+		}},
+		{"connector send-and-receive", func() {
+			id, err := a1.Send(ctxFor(b, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
+			require.NoError(b, err)
+			select {
+			case m := <-answers:
+				require.Equal(b, id, m.CorrelationID)
+			case <-time.After(10 * time.Second):
+				b.Fatal("no answer within 10s")
+			}
+		}},
 	}
 	for range b.N {
 		for range 5 { // warm-up: queues created, SAS granted
-			sendAndReceive()
-			call()
+			for _, r := range rounds {
+				r.f()
+			}
 		}
-		var base, calls []time.Duration
-		for range n { // interleaved, so both see the same machine
-			base = append(base, sendAndReceive())
-			calls = append(calls, call())
+		took := make([][]time.Duration, len(rounds))
+		for k := range n {
+			// Interleaved, so all see the same machine, and in alternating
+			// order: the first round after the direction changes waits on a
+			// receive loop that has backed off (bote-cloud is polled), and
+			// each round takes that place as often as the others.
+			for j := range rounds {
+				i := j
+				if k%2 == 1 {
+					i = len(rounds) - 1 - j
+				}
+				took[i] = append(took[i], measure(rounds[i].f))
+			}
 		}
-		slices.Sort(base)
-		slices.Sort(calls)
-		p := func(d []time.Duration, q int) time.Duration { return d[len(d)*q/100] }
-		b.Logf("call round trip over %d: p50 %s, p99 %s; send-and-receive baseline: p50 %s, p99 %s",
-			n, p(calls, 50).Round(100*time.Microsecond), p(calls, 99).Round(100*time.Microsecond),
-			p(base, 50).Round(100*time.Microsecond), p(base, 99).Round(100*time.Microsecond))
-		b.ReportMetric(float64(p(calls, 50).Microseconds())/1000, "call-p50-ms")
-		b.ReportMetric(float64(p(calls, 99).Microseconds())/1000, "call-p99-ms")
-		b.ReportMetric(float64(p(base, 50).Microseconds())/1000, "base-p50-ms")
-		b.ReportMetric(float64(p(base, 99).Microseconds())/1000, "base-p99-ms")
+		for i, r := range rounds {
+			d := took[i]
+			slices.Sort(d)
+			p50, p99 := d[n/2], d[n*99/100]
+			b.Logf("%s over %d: p50 %s, p99 %s", r.name, n, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond))
+			unit := strings.ReplaceAll(r.name, " ", "-")
+			b.ReportMetric(float64(p50.Microseconds())/1000, unit+"-p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, unit+"-p99-ms")
+		}
 	}
 }
