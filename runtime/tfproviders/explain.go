@@ -30,6 +30,7 @@ var providerIn = regexp.MustCompile(`(?:for provider|installing|provider) ((?:[a
 // none.
 func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool) {
 	var providers, said []string
+	mismatch := false
 	for _, g := range diags {
 		if g.Severity != "error" || !slices.Contains(installFailures, g.Summary) {
 			continue
@@ -37,6 +38,7 @@ func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool
 		if m := providerIn.FindStringSubmatch(g.Detail); m != nil && !slices.Contains(providers, m[1]) {
 			providers = append(providers, m[1])
 			said = append(said, firstLine(g.Detail))
+			mismatch = mismatch || strings.Contains(g.Detail, "checksums previously recorded in the dependency lock file")
 		}
 	}
 	if len(providers) == 0 {
@@ -47,6 +49,11 @@ func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool
 		what = "Providers " + strings.Join(providers, ", ") + " are"
 	}
 	detail := fmt.Sprintf("terraform init could not install it from this agent's provider sources: %s.", s.Tried())
+	if mismatch {
+		// The source has the version, but not a build the lock file records.
+		return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not installed: the agent's provider sources have a build the configuration's lock file does not record", what),
+			Detail: detail + " Rebuild the mirror from the configuration's lock file (make provider-mirror), or, if the mirror is right, record its checksums in the lock file (terraform providers lock).\nTerraform said: " + strings.Join(said, "\n")}, true
+	}
 	if s.NoDirect {
 		detail += " Put the provider into a mirror the agent uses (docs/agent.md, \"Providers without internet\"), or give the workspace a mirror that has it."
 	}

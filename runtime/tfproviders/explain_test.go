@@ -65,6 +65,22 @@ func TestExplainNamesTheProviderAndTheSourcesTried(t *testing.T) {
 	}
 }
 
+// A mirror with a build the lock file does not record is not "missing".
+func TestExplainSaysWhenTheMirrorsBuildIsNotTheLockedOne(t *testing.T) {
+	needTerraform(t)
+	mirror := t.TempDir()
+	packedMirror(t, mirror, "fake", 10, "1.0.0")
+	dir := config(t, "fake", "1.0.0")
+	lock := "provider \"example.com/bote/fake\" {\n  version = \"1.0.0\"\n  hashes = [\"h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".terraform.lock.hcl"), []byte(lock), 0o644))
+	sources := Sources{FilesystemMirror: mirror, NoDirect: true}
+	d, ok := Explain(initDiagnostics(t, dir, CLIConfig{Sources: sources}), sources)
+	require.True(t, ok)
+	assert.Equal(t, "Provider example.com/bote/fake is not installed: the agent's provider sources have a build the configuration's lock file does not record", d.Summary)
+	assert.Contains(t, d.Detail, "make provider-mirror")
+	assert.Contains(t, d.Detail, "doesn't match any of the checksums previously recorded")
+}
+
 func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
 	_, ok := Explain([]tfdiag.Diagnostic{
 		{Severity: "error", Summary: "Unsupported argument", Detail: "An argument named \"provider hashicorp/x\" is not expected here."},
