@@ -11,8 +11,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+
 	"github.com/botehq/platform/runtime/botecloud"
+	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 )
 
@@ -62,9 +68,55 @@ func TestEncryptedPayloads(t *testing.T) {
 		assert.True(t, bytes.Equal(body, got.Body), "the cloud opens what a1 sealed to it")
 	}
 
+	// What the gateway stores for a connector that is offline (a3 never
+	// connects): the queue message and the claim-checked blob hold
+	// ciphertext only.
+	for _, body := range [][]byte{text, random} {
+		_, err := svc.SendToConnector(ctx, "tenant-a", "a3", botecloud.Outgoing{Body: body})
+		require.NoError(t, err)
+	}
+	stored := storedEnvelopes(t, g, "tenant-a", "a3", 2)
+	claims, err := claimcheck.New(ctx, claimcheck.Config{ConnectionString: g.emu.ConnectionString})
+	require.NoError(t, err)
+	for _, env := range stored {
+		assert.Equal(t, envelope.EncryptionHPKE, env.Headers[envelope.HeaderEncryption])
+		stored := env.Body
+		if env.Claim != nil {
+			stored, err = claims.Fetch(ctx, env.Claim)
+			require.NoError(t, err)
+		}
+		assert.False(t, bytes.Contains(stored, []byte("secret")), "plaintext in storage")
+		assert.False(t, bytes.Contains(stored, random[:64]), "plaintext in storage")
+	}
+
 	d := g.busDriver(t)
 	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.Outgoing{Body: []byte("for someone else")})
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{id: "undecodable"}, connectorErrors(t, d, 1))
 	a2.none(t, 200*time.Millisecond)
+}
+
+// storedEnvelopes peeks at the envelopes waiting in a connector's queue
+// until there are want of them.
+func storedEnvelopes(t *testing.T, g *gateway, tenant, conn string, want int) []*envelope.Envelope {
+	t.Helper()
+	name, err := queuename.For(tenant, conn)
+	require.NoError(t, err)
+	q, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, name, nil)
+	require.NoError(t, err)
+	var out []*envelope.Envelope
+	require.Eventually(t, func() bool {
+		resp, err := q.PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+		if err != nil || len(resp.Messages) < want {
+			return false
+		}
+		out = nil
+		for _, m := range resp.Messages {
+			env, err := envelope.Decode([]byte(*m.MessageText))
+			require.NoError(t, err)
+			out = append(out, env)
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond)
+	return out
 }
