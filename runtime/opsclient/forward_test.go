@@ -1,0 +1,40 @@
+package opsclient
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestForward(t *testing.T) {
+	srv, _, key := newServer(t)
+	c := newClient(t, srv.URL, key)
+	ctx := context.Background()
+
+	resp, err := c.Forward(ctx, http.MethodGet, "/v1/agents", "tenant=contoso", nil, "")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), `"contoso/a1"`)
+	assert.NotContains(t, string(body), `"fabrikam/a1"`, "the query went along")
+
+	// Refusals come back as answers, not errors: the caller passes them on.
+	resp, err = c.Forward(ctx, http.MethodGet, "/v1/tenants/contoso/runs/run-x", "", nil, "")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	for _, tt := range []struct{ path, query, want string }{
+		{"/healthz", "", "only /v1/ paths"},
+		{"http://elsewhere/v1/agents", "", "only /v1/ paths"},
+		{"/v1/agents", "a=%zz", "bad query"},
+	} {
+		_, err := c.Forward(ctx, http.MethodGet, tt.path, tt.query, nil, "")
+		assert.ErrorContains(t, err, tt.want, tt.path)
+	}
+}
