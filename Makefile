@@ -65,6 +65,8 @@ demo-gateway: deps build
 bench: deps build
 	cd runtime && $(GO) test ./relay -run '^$$' -bench . -benchtime 1000x -count 3
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runs/ -run '^$$' -bench EnqueueToClaim -benchtime 100x
+	cd integration && $(GO) test ./runs/ -run '^$$' -bench DriftSchedulerIdleCost -benchtime 1x
+	cd runtime && $(GO) test ./policy/ -run '^$$' -bench Evaluate1000Resources -benchtime 20x -count 3
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./runbench/ -run '^$$' -bench . -benchtime 1x -count 1
 	cd integration && BOTE_BIN_DIR=$(BIN) $(GO) test ./gateway/ -run '^$$' -bench 'Broadcast|SessionMemory|IdleConnector|DeliveryLatency|ReconnectStorm|CallRoundTrip' -benchtime 1x -count 1 -timeout 60m
 	cd runtime && $(GO) test ./payload -run '^$$' -bench . -benchtime 200x -count 2

@@ -235,7 +235,7 @@ func TestRoleAssignmentsStayWithinScope(t *testing.T) {
 		}
 		prefix := map[string]string{"dev": "bote-dev", "gov": "bote-gov"}[stack]
 		assert.Equal(t, map[string]int{
-			prefix + "-worker-id": 10, prefix + "-idp-id": 4, prefix + "-relayserver-id": 19, // 14 + the audit, API keys, policies and notifications tables
+			prefix + "-worker-id": 10, prefix + "-idp-id": 4, prefix + "-relayserver-id": 20, // 14 + the audit, API keys, policies, notifications and drift tables
 		}, perIdentity, stack)
 	}
 }

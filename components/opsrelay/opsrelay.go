@@ -26,6 +26,7 @@ import (
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/drift"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/policystore"
@@ -115,11 +116,11 @@ func (a *Args) Validate() error {
 }
 
 // tableNames are the relay server's tables: the run store's, the audit
-// log, the operator API keys (shared by every replica), the policies and
-// the webhooks with their outbox, named by the runtime packages that use
-// them.
+// log, the operator API keys (shared by every replica), the policies, the
+// webhooks with their outbox and the drift schedules, named by the runtime
+// packages that use them.
 func tableNames() []string {
-	return append(runstore.TableNames(""), audit.TableName(""), operatorauth.DefaultKeysTable, policystore.TableName(""), notify.TableName(""))
+	return append(runstore.TableNames(""), audit.TableName(""), operatorauth.DefaultKeysTable, policystore.TableName(""), notify.TableName(""), drift.TableName(""))
 }
 
 // OpsRelay is the component.

@@ -126,6 +126,7 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 		"Storage Blob Delegator | azure-native:storage:StorageAccount::botetestst",
 		"Storage Table Data Contributor | azure-native:storage:Table::boteapikeys",
 		"Storage Table Data Contributor | azure-native:storage:Table::boteaudit",
+		"Storage Table Data Contributor | azure-native:storage:Table::botedrift",
 		"Storage Table Data Contributor | azure-native:storage:Table::botenotify",
 		"Storage Table Data Contributor | azure-native:storage:Table::botepolicies",
 		"Storage Table Data Contributor | azure-native:storage:Table::boterunsactive",

@@ -5,8 +5,9 @@
 // mirror speaking the provider network mirror protocol over HTTPS
 // (https://developer.hashicorp.com/terraform/internals/provider-network-mirror-protocol).
 //
-// The provider is example.com/bote/botetest with one resource,
-// botetest_thing (a name kept in state). Its build goes through the go
+// The provider is example.com/bote/botetest with two resources:
+// botetest_thing (a name kept in state) and botetest_file (a file it
+// writes and reads back on refresh, for the drift tests). Its build goes through the go
 // build cache, so only the first build on a machine compiles it.
 package tfprovider
 

@@ -114,7 +114,7 @@ var serverOnly = []string{
 	"runtime/operatorauth", "runtime/secretstore", "runtime/audit",
 	"runtime/botecloud", "runtime/bus", "runtime/worker", "runtime/idp",
 	"runtime/signingkeys", "runtime/replay",
-	"runtime/policy", "runtime/policystore", "github.com/open-policy-agent/opa", "runtime/notify",
+	"runtime/policy", "runtime/policystore", "github.com/open-policy-agent/opa", "runtime/notify", "runtime/drift", "github.com/robfig/cron",
 }
 
 // clientBinaries are the binaries customers and operators install. Each

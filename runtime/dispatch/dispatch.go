@@ -116,8 +116,11 @@ type Config struct {
 	// Policies, if set, checks every plan against the tenant's policies
 	// before it can be approved (*policy.Checker).
 	Policies PolicyChecker
-	States   States
-	Keys     Keys
+	// Drift, if set, records the results of drift checks
+	// (*drift.Scheduler).
+	Drift  DriftRecorder
+	States States
+	Keys   Keys
 	// Secrets holds deployment secrets; nil means none.
 	Secrets secretstore.Store
 	// Audit, if set, records refused messages of connectors that are not
@@ -150,6 +153,13 @@ type Config struct {
 // means the check could not be made now (the result is retried).
 type PolicyChecker interface {
 	Check(ctx context.Context, r runs.Run, plan []byte) (*runs.PolicyCheck, error)
+}
+
+// DriftRecorder records a drift check's result once its plan phase is
+// recorded (r as recorded; plan its JSON, nil if none); other runs are
+// ignored. An error leaves the result for the bus to deliver again.
+type DriftRecorder interface {
+	PlanEnded(ctx context.Context, r runs.Run, plan []byte) error
 }
 
 // Validate names the first bad field.

@@ -225,7 +225,7 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 			return err
 		}
 	}
-	_, err = d.m.Report(ctx, rep)
+	reported, err := d.m.Report(ctx, rep)
 	switch {
 	case errors.Is(err, runs.ErrNotAssigned):
 		return stale("result of run %s from %s/%s: %v", r.ID, tenant, agent, err)
@@ -233,6 +233,11 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 		return refuse("result of run %s from %s/%s: %v", r.ID, tenant, agent, err)
 	case err != nil:
 		return err
+	}
+	if d.cfg.Drift != nil && res.Phase == runproto.PhasePlan {
+		if err := d.cfg.Drift.PlanEnded(ctx, reported, res.Plan); err != nil {
+			return err
+		}
 	}
 	d.finishCursor(r.ID, res.ClaimToken, res.LastSeq)
 	return nil
@@ -242,7 +247,7 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 // (a plan without changes has nothing to approve, but is checked as well
 // when its JSON is there).
 func (d *Dispatcher) checkPolicies(ctx context.Context, r runs.Run, res *runproto.Result) (*runs.PolicyCheck, error) {
-	if d.cfg.Policies == nil || len(res.Plan) == 0 && (res.Result == nil || !res.Result.HasChanges) {
+	if d.cfg.Policies == nil || r.DriftCheck || len(res.Plan) == 0 && (res.Result == nil || !res.Result.HasChanges) {
 		return nil, nil
 	}
 	c, err := d.cfg.Policies.Check(ctx, r, res.Plan)

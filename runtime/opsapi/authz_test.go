@@ -66,7 +66,7 @@ func TestEveryTenantRouteChecksTheRole(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 26, checked, "every tenant route")
+	assert.Equal(t, 31, checked, "every tenant route")
 }
 
 func TestBadIDsInPathsAre400(t *testing.T) {

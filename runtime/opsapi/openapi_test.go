@@ -196,6 +196,9 @@ func TestOpenAPIResponseShapes(t *testing.T) {
 // body; for 101 it returns the first WebSocket message.
 func provoke(t *testing.T, base, method, path, code string) ([]byte, bool) {
 	t.Helper()
+	if strings.Contains(path, "/drift") {
+		return provokeDrift(t, method, path, code)
+	}
 	if strings.Contains(path, "/notifications") {
 		return provokeNotifications(t, method, path, code)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/drift"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/planrender"
@@ -126,6 +127,7 @@ type runsFixture struct {
 	cancelled string
 	policies  *policystore.Memory
 	notify    *notify.Memory
+	drift     *drift.Memory
 }
 
 var runsNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -134,7 +136,7 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &runsFixture{store: runstore.NewMemory(), arts: &fakeArtifacts{bundles: map[string][]byte{}, logs: map[string][]byte{}},
-		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}, policies: policystore.NewMemory(), notify: notify.NewMemory()}
+		disp: &fakeDispatcher{subs: map[string][]chan struct{}{}}, policies: policystore.NewMemory(), notify: notify.NewMemory(), drift: drift.NewMemory()}
 	var err error
 	f.m, err = runs.New(runs.Config{Store: f.store, Roster: runs.Unrestricted, Now: func() time.Time { return runsNow }, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
@@ -171,6 +173,8 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	f.s, f.srv = newTestServer(t, func(c *Config) {
 		c.Runs, c.Artifacts, c.Dispatcher, c.Policies = f.m, f.arts, f.disp, f.policies
 		c.Notifications, c.WebhookAllowHTTP = f.notify, true
+		c.Drift, err = drift.New(drift.Config{Store: f.drift, Runs: f.m, Now: func() time.Time { return runsNow }, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
 		c.Now = func() time.Time { return runsNow }
 		c.PingInterval = time.Second
 	})

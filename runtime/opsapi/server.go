@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/drift"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
@@ -106,6 +107,9 @@ type Config struct {
 	Notifications notify.Store
 	// WebhookAllowHTTP accepts http webhook URLs (local use and tests).
 	WebhookAllowHTTP bool
+	// Drift serves drift states and schedules (/v1/tenants/{t}/drift,
+	// .../workspaces/{w}/drift); nil answers those routes with 503.
+	Drift *drift.Scheduler
 	// Dispatcher starts queued runs at once and wakes followers; without
 	// it runs start on the dispatcher's tick and followers poll.
 	Dispatcher Dispatcher
@@ -221,6 +225,7 @@ func New(cfg Config) (*Server, error) {
 	s.routes = append(s.routes, s.auditRoutes()...)
 	s.routes = append(s.routes, s.policyRoutes()...)
 	s.routes = append(s.routes, s.notificationRoutes()...)
+	s.routes = append(s.routes, s.driftRoutes()...)
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
 	for _, rt := range s.routes {

@@ -56,6 +56,11 @@ type (
 	Delivery                  = opsapitypes.Delivery
 	DeliveryAttempt           = opsapitypes.DeliveryAttempt
 	DeliveryList              = opsapitypes.DeliveryList
+	DriftSchedule             = opsapitypes.DriftSchedule
+	DriftStatus               = opsapitypes.DriftStatus
+	DriftResource             = opsapitypes.DriftResource
+	DriftAttribute            = opsapitypes.DriftAttribute
+	DriftList                 = opsapitypes.DriftList
 )
 
 // Constants of the API, from opsapitypes.

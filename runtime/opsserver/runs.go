@@ -23,6 +23,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/dispatch"
+	"github.com/botehq/platform/runtime/drift"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
@@ -50,6 +51,7 @@ type runsStack struct {
 	policies   *policystore.Table
 	notifyDB   *notify.Table
 	notifier   *notify.Notifier
+	drift      *drift.Scheduler
 
 	maxBundleBytes       int64
 	allowPrivateWebhooks bool
@@ -203,8 +205,15 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
 			"agentSilentAfter", c.AgentSilentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
 	}
+	driftDB, err := drift.OpenTable(ctx, tables, drift.TableName(c.TablePrefix), c.CreateResources)
+	if err != nil {
+		return nil, err
+	}
 	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.runTransition})
 	if err != nil {
+		return nil, err
+	}
+	if st.drift, err = drift.New(drift.Config{Store: driftDB, Runs: st.manager, Notifier: st.notifier, Tick: c.DriftTick, Logger: log}); err != nil {
 		return nil, err
 	}
 	checker, err := policy.NewChecker(policy.CheckerConfig{Store: st.policies, Workspaces: st.manager, Logger: log})
@@ -212,7 +221,7 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 		return nil, err
 	}
 	d, err := dispatch.New(dispatch.Config{
-		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts, Policies: checker,
+		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts, Policies: checker, Drift: st.drift,
 		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
 	})
 	if err != nil {
@@ -228,11 +237,12 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	return st, nil
 }
 
-// runTransition records a stored transition in the audit log and
-// enqueues its notifications.
+// runTransition records a stored transition in the audit log, enqueues
+// its notifications and keeps drift states in line.
 func (st *runsStack) runTransition(ctx context.Context, r runs.Run, t runs.Transition) {
 	st.audit.RunTransition(ctx, r, t)
 	st.notifier.RunTransition(ctx, r, t)
+	st.drift.RunTransition(ctx, r, t)
 }
 
 func tenantsOf(reg *registry.Registry) []string {
@@ -268,6 +278,7 @@ func (st *runsStack) apiConfig(cfg *opsapi.Config) {
 	cfg.Audit = st.audit
 	cfg.Policies = st.policies
 	cfg.Notifications, cfg.WebhookAllowHTTP = st.notifyDB, st.allowPrivateWebhooks
+	cfg.Drift = st.drift
 	cfg.Agents = opsapi.RunAgents{Runs: st.manager, Tenants: st.store.ListTenants, Registry: st.registry.Current}
 }
 
@@ -278,6 +289,7 @@ func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- e
 	var wg sync.WaitGroup
 	wg.Go(func() { st.registry.Run(ctx) })
 	wg.Go(func() { _ = st.notifier.Run(ctx) })
+	wg.Go(func() { st.drift.Run(ctx) })
 	wg.Go(func() {
 		if err := st.dispatcher.Run(ctx); err != nil {
 			fatal <- fmt.Errorf("dispatcher stopped: %w", err)

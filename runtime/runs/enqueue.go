@@ -33,6 +33,8 @@ type EnqueueRequest struct {
 	CreatedByID string
 	// PlanOptions are the plan's -target, -replace and -refresh-only.
 	PlanOptions tfrun.PlanOptions
+	// DriftCheck marks a scheduled refresh-only check (see Run.DriftCheck).
+	DriftCheck bool
 }
 
 // checkArtifact refuses a reference to another tenant's or workspace's
@@ -94,7 +96,7 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 	r := Run{
 		ID: req.ID, Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
 		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedByID: req.CreatedByID, CreatedAt: now, UpdatedAt: now,
-		Bundle: &b, PlanOptions: req.PlanOptions,
+		Bundle: &b, PlanOptions: req.PlanOptions, DriftCheck: req.DriftCheck,
 		History: []Transition{{To: Queued, At: now, By: req.CreatedBy, Reason: "run created"}},
 	}
 	if err := m.store.Commit(ctx, Commit{Tenant: r.Tenant, Workspace: r.Workspace, Runs: []Run{r}}); err != nil {

@@ -166,6 +166,10 @@ type Run struct {
 	// PlanOptions narrow or change the plan (-target, -replace,
 	// -refresh-only).
 	PlanOptions tfrun.PlanOptions `json:"planOptions,omitzero"`
+	// DriftCheck: a drift check (package drift) queued this refresh-only
+	// plan to compare the state with reality. It is never applied
+	// automatically, even in a workspace that auto-applies.
+	DriftCheck bool `json:"driftCheck,omitempty"`
 	// Plan is the saved plan with its working directory, set when the
 	// plan ends; the apply applies exactly this, on any agent.
 	Plan *envelope.Claim `json:"plan,omitempty"`

@@ -121,9 +121,11 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			p := *rep.Plan
 			p.URL, p.URLExpiresAt = "", time.Time{}
 			r.Plan = &p
-			if w.Options.AutoApply && r.Policy.Blocks() {
+			switch {
+			case !w.Options.AutoApply || r.DriftCheck: // a drift check only looks: applying it would write the drift into the state
+			case r.Policy.Blocks():
 				r.History[len(r.History)-1].Reason += "; not applied automatically: policy " + names(append(r.Policy.Failed(Mandatory), r.Policy.Failed(MandatoryOverride)...)) + " failed"
-			} else if w.Options.AutoApply {
+			default:
 				if err := r.move(Approved, now, "auto-apply", "workspace "+w.Name+" applies automatically", w.Options); err != nil {
 					return Run{}, err
 				}

@@ -155,7 +155,7 @@ changes, 11 run failed, 12 run cancelled or timed out, 130 interrupted.`,
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.keysCommand(), a.whoamiCommand())
 	root.AddCommand(a.stateCommand())
-	root.AddCommand(a.policiesCommand(), a.notificationsCommand())
+	root.AddCommand(a.policiesCommand(), a.notificationsCommand(), a.driftCommand())
 	root.AddCommand(a.mcpCommand())
 	root.AddCommand(a.uiCommand())
 	strict(root)

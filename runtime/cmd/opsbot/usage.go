@@ -49,9 +49,17 @@ func strict(root *cobra.Command) {
 	walk(root)
 }
 
+// groupRuns annotates a group that does something itself (opsbot drift
+// lists), so it needs the configuration like a leaf.
+const groupRuns = "group-runs"
+
 // needsConfig reports whether c works with the ops server and so needs
-// the configuration: not a group, help or shell completion.
+// the configuration: not a group (unless annotated groupRuns), help or
+// shell completion.
 func needsConfig(c *cobra.Command) bool {
+	if c.Annotations[groupRuns] != "" {
+		return true
+	}
 	for p := c; p != nil; p = p.Parent() {
 		if p.Name() == "completion" && p.Parent() == c.Root() {
 			return false

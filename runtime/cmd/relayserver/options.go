@@ -76,6 +76,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks reach loopback, private and link-local addresses and use http (local use and tests; never in Azure)")
 	fs.DurationVar(&c.WebhookPoll, "webhook-poll", 0, "how often the webhook outbox is read for deliveries made on other replicas and retries (default 5s)")
 	fs.DurationVar(&c.WebhookRetryBase, "webhook-retry-base", 0, "the first delay before a failed webhook is tried again; it doubles (with jitter) up to 10m, 10 attempts in all (default 10s)")
+	fs.DurationVar(&c.DriftTick, "drift-tick", 0, "how often due drift-check schedules are looked for: one table query per tick per replica (default 30s)")
 	fs.DurationVar(&c.UploadLinkTTL, "upload-link-ttl", 0, "how long an agent's upload link (saved plan, state) is valid; agents renew links of a run they still execute, so a link stops working at most this long after its run phase ended (default 10m)")
 	fs.Int64Var(&c.MaxBundleBytes, "max-bundle-bytes", 0, "largest configuration bundle accepted, compressed (default 64 MiB)")
 	fs.DurationVar(&c.EventInterval, "event-interval", 5*time.Second, "default interval between status events on /v1/events")
