@@ -9,11 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -79,7 +83,12 @@ func (a *app) serveUI(ctx context.Context, c *opsclient.Client, listen string, o
 	url := fmt.Sprintf("http://%s%s#session=%s", ln.Addr(), console.Prefix, p.session)
 	fmt.Fprintf(a.stdout, "The console is at %s\n(Ctrl-C stops it; the link stops working then)\n", url)
 	if open {
-		if err := openBrowser(a.lookup, url); err != nil {
+		page, remove, err := launchPage(a.lookup, url)
+		if err == nil {
+			defer remove()
+			err = openBrowser(a.lookup, page)
+		}
+		if err != nil {
 			fmt.Fprintf(a.stderr, "opsbot: warning: cannot open the browser (%v); open the URL above\n", err)
 		}
 	}
@@ -181,6 +190,34 @@ func uiError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(opsapitypes.ErrorBody{Error: opsapitypes.ErrorDetail{Code: code, Message: msg}})
+}
+
+// launchPage writes a page that sends the browser on to url into a new
+// directory only this user can read ($XDG_RUNTIME_DIR, else the temporary
+// directory), and returns its file:// URL and what removes it. The browser
+// is given that URL, not url: a command line is visible to every user of
+// the machine (ps), and the session secret must not be.
+func launchPage(lookup func(string) (string, bool), url string) (string, func(), error) {
+	base, _ := lookup("XDG_RUNTIME_DIR")
+	dir, err := os.MkdirTemp(base, "opsbot-ui-") // mode 0700
+	if err != nil {
+		return "", nil, fmt.Errorf("cannot write the page that opens the console: %w", err)
+	}
+	remove := func() { _ = os.RemoveAll(dir) }
+	u := html.EscapeString(url)
+	page := `<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+		`<meta http-equiv="refresh" content="0;url=` + u + `"><title>opsbot ui</title>` +
+		`<p><a href="` + u + `">Open the console</a></p>` + "\n"
+	name := filepath.Join(dir, "open.html")
+	if err := os.WriteFile(name, []byte(page), 0o600); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("cannot write the page that opens the console: %w", err)
+	}
+	path := filepath.ToSlash(name)
+	if !strings.HasPrefix(path, "/") { // C:/...
+		path = "/" + path
+	}
+	return (&neturl.URL{Scheme: "file", Path: path}).String(), remove, nil
 }
 
 // openBrowser opens url with $BROWSER, else the system's opener.

@@ -107,29 +107,48 @@ func TestUIListensOnlyOnLoopback(t *testing.T) {
 	assert.Contains(t, r.stderr, "the console serves only a loopback address")
 }
 
-// TestUIOpen: --open hands the URL to $BROWSER; the link works until opsbot ui ends.
+// TestUIOpen: --open hands $BROWSER a page readable by this user only
+// that leads to the URL (the session secret stays out of the browser's
+// command line, which every local user can read with ps); the link works
+// until opsbot ui ends, and the page is removed then.
 func TestUIOpen(t *testing.T) {
 	url, key := startServer(t)
 	dir := t.TempDir()
+	runtimeDir := t.TempDir()
 	opened := filepath.Join(dir, "opened")
 	browser := filepath.Join(dir, "browser")
-	require.NoError(t, os.WriteFile(browser, []byte("#!/bin/sh\necho \"$1\" > "+opened+"\n"), 0o755))
+	require.NoError(t, os.WriteFile(browser, []byte("#!/bin/sh\necho \"$@\" > "+opened+"\n"), 0o755))
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncWriter
 	done := make(chan error, 1)
 	go func() {
-		env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key, "BROWSER": browser, "HOME": dir}
+		env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key, "BROWSER": browser, "HOME": dir, "XDG_RUNTIME_DIR": runtimeDir}
 		done <- run(ctx, []string{"ui", "--open"}, strings.NewReader(""), &out, &out, func(k string) string { return env[k] })
 	}()
-	var link string
+	var argv string
 	require.Eventually(t, func() bool {
 		data, err := os.ReadFile(opened)
-		link = strings.TrimSpace(string(data))
-		return err == nil && link != ""
+		argv = strings.TrimSpace(string(data))
+		return err == nil && argv != ""
 	}, 10*time.Second, 20*time.Millisecond)
-	assert.Contains(t, out.String(), "The console is at "+link)
+	_, link, ok := strings.Cut(out.String(), "The console is at ")
+	require.True(t, ok, out.String())
+	link, _, _ = strings.Cut(link, "\n")
 	base, session, ok := strings.Cut(link, "#session=")
 	require.True(t, ok, link)
+	assert.NotContains(t, argv, session, "the session secret is not on the browser's command line")
+	page, ok := strings.CutPrefix(argv, "file://")
+	require.True(t, ok, argv)
+	require.True(t, strings.HasPrefix(page, runtimeDir+"/"), page)
+	st, err := os.Stat(page)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	st, err = os.Stat(filepath.Dir(page))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+	html, err := os.ReadFile(page)
+	require.NoError(t, err)
+	assert.Contains(t, string(html), `<meta http-equiv="refresh" content="0;url=`+link+`">`)
 	whoami := func() (int, error) {
 		req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(base, "/ui/")+"/v1/whoami", nil)
 		req.Header.Set("Authorization", "Bearer "+session)
@@ -147,6 +166,7 @@ func TestUIOpen(t *testing.T) {
 	require.NoError(t, <-done)
 	_, err = whoami()
 	assert.Error(t, err, "the console is gone once opsbot ui ends")
+	assert.NoFileExists(t, page, "the page holding the secret is removed")
 }
 
 type syncWriter struct {
