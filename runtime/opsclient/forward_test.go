@@ -33,6 +33,14 @@ func TestForward(t *testing.T) {
 		{"/healthz", "", "only /v1/ paths"},
 		{"http://elsewhere/v1/agents", "", "only /v1/ paths"},
 		{"/v1/agents", "a=%zz", "bad query"},
+		// Nothing but an API path reaches the server, however spelled.
+		{"/v1/../healthz", "", "dot segment"},
+		{"/v1/%2e%2e/healthz", "", "dot segment"},
+		{"/v1/tenants/..%2F..%2Fhealthz", "", "dot segment"},
+		{"/v1/./agents", "", "dot segment"},
+		{"/v1/agents?tenant=fabrikam", "", "only /v1/ paths"},
+		{"/v1/agents#x", "", "only /v1/ paths"},
+		{"/v1/%zz", "", "bad path"},
 	} {
 		_, err := c.Forward(ctx, http.MethodGet, tt.path, tt.query, nil, "")
 		assert.ErrorContains(t, err, tt.want, tt.path)

@@ -159,6 +159,10 @@ func (p *uiProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = bytes.NewReader(data)
 	}
 	resp, err := p.client.Forward(r.Context(), r.Method, r.URL.EscapedPath(), r.URL.RawQuery, body, r.Header.Get("Content-Type"))
+	if errors.Is(err, opsclient.ErrNotAPICall) {
+		uiError(w, http.StatusBadRequest, opsapitypes.CodeBadRequest, err.Error())
+		return
+	}
 	if err != nil {
 		_, msg := explain(err, p.target)
 		status := http.StatusBadGateway

@@ -54,6 +54,8 @@ func TestUIProxy(t *testing.T) {
 		{name: "the operator's own key is not the session", path: "/v1/whoami", auth: "Bearer obk_cli-test.x", status: 401},
 		{name: "another host name (DNS rebinding)", path: "/v1/whoami", host: "evil.example:4000", auth: "Bearer s3cret", status: 421},
 		{name: "no WebSockets", path: "/v1/events", auth: "Bearer s3cret", header: map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, status: 501},
+		{name: "nothing outside /v1 (dot segments)", path: "/v1/../healthz", auth: "Bearer s3cret", status: 400, contains: "a dot segment in an API path"},
+		{name: "nothing outside /v1 (escaped dot segments)", path: "/v1/%2e%2e/healthz", auth: "Bearer s3cret", status: 400, contains: "a dot segment in an API path"},
 		{name: "the pages need no session", path: "/ui/", status: 200, contains: "<title>bote ops console</title>"},
 		{name: "the root goes to the pages", path: "/", status: 302},
 		{name: "the API's answer as it is", path: "/v1/tenants/contoso/runs/run-x/plan", auth: "Bearer s3cret", status: 400, contains: `"code":"bad_request"`},
