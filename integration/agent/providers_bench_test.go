@@ -24,7 +24,8 @@ import (
 // the real gateway, for a configuration with its lock file using the
 // test provider from a loopback network mirror, on an agent without the
 // plugin cache (every init downloads the provider, as every run did
-// before the cache) and on one with it. BOTE_BENCH_PROVIDER_MB pads the
+// before the cache), on one with it, and on one with it that leaves the
+// providers out of the saved plan. BOTE_BENCH_PROVIDER_MB pads the
 // provider (tfprovider.Pad).
 //
 //	cd integration && go test ./agent/ -run '^$' -bench PlanWithAProvider -benchtime 1x
@@ -47,6 +48,7 @@ func BenchmarkPlanWithAProvider(b *testing.B) {
 		}{
 			{"before: no plugin cache", []string{"--plugin-cache-dir", "off"}},
 			{"after: plugin cache (cold for the first plan)", nil},
+			{"after: plugin cache, --plan-without-providers", []string{"--plan-without-providers"}},
 		} {
 			agent := s.startAgentEnv(filepath.Join(s.dir, fmt.Sprintf("bench-%d", i)), env, append(c.args, "--provider-direct=false")...)
 			if config == "" {
@@ -68,7 +70,7 @@ func BenchmarkPlanWithAProvider(b *testing.B) {
 				total, workdir = append(total, r.at.Sub(sent)), res.WorkdirSize
 			}
 			tf, up := phaseTimes(b, agent.Output())
-			fmt.Printf("  %-46s pickup → plan finished: median %6s (first %6s)  agent: terraform %6s, pack+upload %6s  from mirror %5.1f MB/plan  saved workdir %5.1f MB\n",
+			fmt.Printf("  %-48s pickup → plan finished: median %6s (first %6s)  agent: terraform %6s, pack+upload %6s  from mirror %5.1f MB/plan  saved workdir %5.1f MB\n",
 				c.name, median(total).Round(time.Millisecond), total[0].Round(time.Millisecond), median(tf).Round(time.Millisecond), median(up).Round(time.Millisecond),
 				float64(mirror.Served.Load()-served)/plans/1e6, float64(workdir)/1e6)
 			require.NoError(b, agent.Stop())

@@ -92,6 +92,30 @@ func TestProviderInstallation(t *testing.T) {
 	})
 	require.NotEmpty(t, lock)
 
+	t.Run("saved plan without providers, installed again by the apply", func(t *testing.T) {
+		mirror := t.TempDir()
+		tfprovider.FilesystemMirror(t, mirror, bin, "1.0.0", true)
+		planner := s.startAgent(filepath.Join(s.dir, "lean"), "--provider-mirror-dir", mirror, "--provider-direct=false", "--plan-without-providers")
+		res, run, blob := s.plan(t, withLockFile(t, lock), tfproviders.Sources{})
+		require.Equal(t, runproto.Succeeded, res.Outcome, res.Reason)
+		assert.Less(t, res.WorkdirSize, int64(1<<20), "the provider stays behind")
+		require.NoError(t, planner.Stop())
+
+		bare := s.startAgent(filepath.Join(s.dir, "bare"), "--provider-direct=false", "--plugin-cache-dir", "off")
+		s.send(s.applyAssign(run, "2", blob, res, runproto.Secrets{}))
+		failed, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run && m.ClaimToken == "2" })
+		require.Equal(t, runproto.Failed, failed.Outcome)
+		assert.Contains(t, failed.Reason, "Provider example.com/bote/botetest is not available from the agent's provider sources")
+		require.NoError(t, bare.Stop())
+
+		applier := s.startAgent(filepath.Join(s.dir, "lean-applier"), "--provider-mirror-dir", mirror, "--provider-direct=false")
+		defer applier.Stop()
+		s.send(s.applyAssign(run, "3", blob, res, runproto.Secrets{}))
+		apply, _ := waitFor(t, s, 120*time.Second, time.Time{}, func(m *runproto.Result) bool { return m.RunID == run && m.ClaimToken == "3" })
+		require.Equal(t, runproto.Succeeded, apply.Outcome, apply.Reason)
+		assert.Contains(t, strings.Join(s.logLines(run, "3"), "\n"), "botetest_thing.a: Creation complete")
+	})
+
 	t.Run("network mirror from the workspace, concurrent runs share the cache", func(t *testing.T) {
 		mirror := tfprovider.ServeNetworkMirror(t, bin, "1.0.0")
 		agent := s.startAgentEnv(filepath.Join(s.dir, "net-mirror"), []string{"SSL_CERT_FILE=" + mirror.CAFile},

@@ -78,6 +78,12 @@ type Config struct {
 	// ProviderSources are where init installs providers from; a
 	// workspace may override them (runproto.Assign.Providers).
 	ProviderSources tfproviders.Sources
+	// PlanWithoutProviders leaves the providers out of a saved plan's
+	// working directory: the apply installs them (from the plugin cache
+	// or the mirrors, as the lock file says) instead of downloading them
+	// with the plan. Every agent that may apply the workspace's plans
+	// needs a source for them then.
+	PlanWithoutProviders bool
 	// CLIConfig is the agent's own Terraform CLI configuration
 	// (credentials, host blocks): each run's configuration starts with it.
 	CLIConfig []byte

@@ -180,7 +180,7 @@ func (a *Agent) phase(ctx context.Context, asg *runproto.Assign, issued time.Tim
 	t0 = time.Now()
 	defer func() { took.upload = time.Since(t0) }()
 	archive := filepath.Join(dir, workdirFile)
-	size, sum, err := packWorkdir(tfDir, archive)
+	size, sum, err := packWorkdir(tfDir, archive, a.cfg.PlanWithoutProviders)
 	if err != nil {
 		return err
 	}

@@ -84,18 +84,21 @@ func redactURL(err error) error {
 
 // packWorkdir packs the working directory (plan file and .terraform/
 // included) to path and returns its size and SHA-256.
-func packWorkdir(dir, path string) (int64, string, error) {
+func packWorkdir(dir, path string, withoutProviders bool) (int64, string, error) {
 	// Providers linked from the plugin cache or a mirror travel as
-	// copies: the apply runs on any agent, without init.
-	if err := tfproviders.Materialize(dir); err != nil {
-		return 0, "", err
+	// copies: the apply runs on any agent, without init. Or they stay
+	// behind, and the apply installs them.
+	if !withoutProviders {
+		if err := tfproviders.Materialize(dir); err != nil {
+			return 0, "", err
+		}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, "", fmt.Errorf("cannot create working directory archive: %w", err)
 	}
 	h := sha256.New()
-	st, err := tfarchive.Pack(dir, io.MultiWriter(f, h), tfarchive.PackOptions{Limits: tfarchive.WorkdirLimits, Workdir: true})
+	st, err := tfarchive.Pack(dir, io.MultiWriter(f, h), tfarchive.PackOptions{Limits: tfarchive.WorkdirLimits, Workdir: true, WithoutProviders: withoutProviders})
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -106,6 +106,10 @@ var (
 	WorkdirLimits = Limits{MaxBytes: 1 << 30, MaxUnpackedBytes: 4 << 30, MaxFiles: 100_000}
 )
 
+// ProvidersDir is where terraform init installs a working directory's
+// providers.
+const ProvidersDir = ".terraform/providers"
+
 // PackOptions tune Pack.
 type PackOptions struct {
 	Limits Limits
@@ -113,6 +117,10 @@ type PackOptions struct {
 	// installed providers and modules) is kept. A configuration bundle
 	// leaves it out, the agent runs `terraform init` itself.
 	Workdir bool
+	// WithoutProviders leaves .terraform/providers/ out of a working
+	// directory: the apply installs them again (terraform init, from the
+	// lock file) instead of carrying them.
+	WithoutProviders bool
 	// TerraformIgnore leaves out what the directory's .terraformignore
 	// excludes, with Terraform Cloud's rules and defaults (.git/ and
 	// .terraform/ except .terraform/modules/ when there is no such file),
@@ -189,6 +197,8 @@ func Pack(dir string, w io.Writer, opts PackOptions) (Stats, error) {
 			st.Ignored++
 			return nil
 		case keep == nil && d.IsDir() && skipDir(d.Name(), opts.Workdir):
+			return filepath.SkipDir
+		case d.IsDir() && opts.WithoutProviders && name == ProvidersDir:
 			return filepath.SkipDir
 		}
 		info, err := d.Info()

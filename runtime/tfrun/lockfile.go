@@ -42,13 +42,7 @@ func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, job Job, ev *ev
 		return fmt.Errorf("cannot read the lock file: %w", err)
 	}
 	had := err == nil
-	init := func(ctx context.Context) error { return tf.InitJSON(ctx, ev, tfexec.Upgrade(false)) }
-	if job.InitGuard != nil {
-		err = job.InitGuard.GuardInit(ctx, job.Dir, init)
-	} else {
-		err = init(ctx)
-	}
-	if err != nil {
+	if err := guardedInit(ctx, tf, job, ev); err != nil {
 		return err
 	}
 	after, rerr := os.ReadFile(path)
@@ -70,4 +64,24 @@ func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, job Job, ev *ev
 			Detail: "The configuration's " + LockFileName + " did not record the providers this run installed (a new provider, version or platform checksum). Commit the updated file (opsbot lockfile RUN) so that later runs install exactly these."})
 	}
 	return nil
+}
+
+// guardedInit runs terraform init through the job's InitGuard.
+func guardedInit(ctx context.Context, tf *tfexec.Terraform, job Job, ev *eventStream) error {
+	init := func(ctx context.Context) error { return tf.InitJSON(ctx, ev, tfexec.Upgrade(false)) }
+	if job.InitGuard != nil {
+		return job.InitGuard.GuardInit(ctx, job.Dir, init)
+	}
+	return init(ctx)
+}
+
+// providersLeftOut reports whether a saved plan's working directory came
+// without its providers (tfarchive.PackOptions.WithoutProviders): it has
+// a lock file naming them but no .terraform/providers/.
+func providersLeftOut(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, LockFileName)); err != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, ".terraform", "providers"))
+	return errors.Is(err, fs.ErrNotExist)
 }

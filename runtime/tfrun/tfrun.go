@@ -321,6 +321,13 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 		if _, err := os.Stat(plan); err != nil {
 			return fmt.Errorf("no saved plan to apply: %w", err)
 		}
+		if providersLeftOut(job.Dir) {
+			// The plan's agent left its providers out: install exactly
+			// the ones the lock file (and the plan) records.
+			if err := guardedInit(ctx, tf, job, ev); err != nil {
+				return fmt.Errorf("init: %w", err)
+			}
+		}
 		if err := tf.ApplyJSON(ctx, ev, tfexec.DirOrPlan(job.PlanFile)); err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}

@@ -160,7 +160,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return err
 	}
 	a, err := agent.New(agent.Config{
-		ProviderCache: cache, ProviderSources: o.providers.sources, CLIConfig: cliConfig,
+		ProviderCache: cache, ProviderSources: o.providers.sources, CLIConfig: cliConfig, PlanWithoutProviders: o.providers.planWithout,
 		Tenant: o.tenant, ID: o.id, Key: key, WorkDir: o.workDir, Server: o.server,
 		Concurrency: o.concurrency, QueueWait: o.queueWait, HeartbeatInterval: o.heartbeat, ShutdownGrace: o.shutdownGrace,
 		Labels: o.labels, Version: buildinfo.Read().Version, TerraformVersion: tfVersion, Terraform: tf, Logger: log,

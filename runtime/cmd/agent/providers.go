@@ -20,6 +20,8 @@ type providerOptions struct {
 	cacheMax byteSize
 	sources  tfproviders.Sources
 	direct   bool
+	// planWithout leaves providers out of saved plans (agent.Config.PlanWithoutProviders).
+	planWithout bool
 }
 
 func (p *providerOptions) flags(fs *flag.FlagSet) {
@@ -28,6 +30,7 @@ func (p *providerOptions) flags(fs *flag.FlagSet) {
 	fs.Var(&p.cacheMax, "plugin-cache-max-size", "bound of the plugin cache (e.g. 10GiB, 500MiB); least recently used providers no run uses are removed beyond it")
 	fs.StringVar(&p.sources.FilesystemMirror, "provider-mirror-dir", "", "a filesystem mirror of providers (terraform providers mirror), tried first")
 	fs.StringVar(&p.sources.NetworkMirror, "provider-network-mirror", "", "the https base URL of a provider network mirror")
+	fs.BoolVar(&p.planWithout, "plan-without-providers", false, "leave the providers out of a saved plan's working directory; the apply installs them again from the cache or the sources (every agent that applies needs them then)")
 	fs.BoolVar(&p.direct, "provider-direct", true, "install providers from their origin registries too; false on an agent without internet access, so a provider in no mirror fails init at once")
 }
 
