@@ -50,3 +50,20 @@ func TestPackAppliesTerraformIgnore(t *testing.T) {
 	assert.Equal(t, "5 0755      0 .terraform/\n5 0755      0 .terraform/modules/\n0 0644      2 .terraform/modules/modules.json\n"+
 		"5 0755      0 .terraform/modules/net/\n0 0644      8 .terraform/modules/net/main.tf\n0 0644      6 .terraform.lock.hcl\n0 0644      6 main.tf\n", listing(t, buf.Bytes()))
 }
+
+// TestPackWithoutProviders leaves a working directory's providers out and
+// keeps the rest of .terraform/ (modules, backend) and the lock file.
+func TestPackWithoutProviders(t *testing.T) {
+	dir := tree(t, map[string]string{
+		"tfplan":              "plan",
+		".terraform.lock.hcl": "# lock",
+		".terraform/providers/example.com/a/b/1.0.0/linux_amd64/terraform-provider-b": "binary",
+		".terraform/modules/modules.json":                                             "{}",
+		".terraform/terraform.tfstate":                                                "{}",
+	})
+	var buf bytes.Buffer
+	_, err := Pack(dir, &buf, PackOptions{Limits: WorkdirLimits, Workdir: true, WithoutProviders: true})
+	require.NoError(t, err)
+	assert.Equal(t, "5 0755      0 .terraform/\n5 0755      0 .terraform/modules/\n0 0644      2 .terraform/modules/modules.json\n"+
+		"0 0644      2 .terraform/terraform.tfstate\n0 0644      6 .terraform.lock.hcl\n0 0644      4 tfplan\n", listing(t, buf.Bytes()))
+}

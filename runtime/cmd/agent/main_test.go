@@ -54,7 +54,8 @@ func TestParse(t *testing.T) {
 			assert.False(t, o.providers.sources.NoDirect)
 		}},
 		{name: "provider sources", args: append(base, "--issuer", "http://idp", "--plugin-cache-dir", "off", "--provider-mirror-dir", "/m",
-			"--provider-network-mirror", "https://mirror.example.com/p", "--provider-direct=false"), check: func(t *testing.T, o *options) {
+			"--provider-network-mirror", "https://mirror.example.com/p", "--provider-direct=false", "--plan-without-providers"), check: func(t *testing.T, o *options) {
+			assert.True(t, o.providers.planWithout)
 			assert.Empty(t, o.providers.cacheDir)
 			assert.Equal(t, "/m", o.providers.sources.FilesystemMirror)
 			assert.Equal(t, "https://mirror.example.com/p", o.providers.sources.NetworkMirror)
