@@ -87,6 +87,9 @@ func (c Config) Validate() error {
 		if !filepath.IsAbs(r) {
 			return fmt.Errorf("Roots[%d]: %q must be an absolute path", i, r)
 		}
+		if fsRoot(r) {
+			return fmt.Errorf("Roots[%d]: %q is the file system's root: the plan tool could upload any directory; name the directories of your configurations", i, r)
+		}
 	}
 	if c.MaxWait < 0 {
 		return fmt.Errorf("MaxWait: %s must not be negative", c.MaxWait)
@@ -95,6 +98,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ConfirmTTL: %s must not be negative", c.ConfirmTTL)
 	}
 	return nil
+}
+
+// fsRoot reports whether dir is a file system's root (/, C:\).
+func fsRoot(dir string) bool {
+	dir = filepath.Clean(dir)
+	return filepath.Dir(dir) == dir
 }
 
 // Server is the MCP server; Run serves it.
@@ -128,7 +137,13 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cannot find the working directory (the default root): %w", err)
 		}
-		cfg.Roots = []string{wd}
+		if fsRoot(wd) {
+			// Claude Desktop, for one, starts its servers in /: no default
+			// then (the plan tool says why), rather than every directory.
+			cfg.Logger.Warn("the plan tool uploads nothing: opsbot mcp runs in the file system's root and no --root names the directories it may upload", "dir", wd)
+		} else {
+			cfg.Roots = []string{wd}
+		}
 	}
 	s := &Server{
 		cfg: cfg, api: cfg.API, log: cfg.Logger,

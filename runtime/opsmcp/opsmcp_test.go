@@ -377,6 +377,19 @@ func TestResources(t *testing.T) {
 	require.NoError(t, cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: "opsbot://tenants/contoso/runs/run-1/log"}))
 }
 
+// TestNoRootInSlash: started in / (as Claude Desktop starts its servers)
+// without --root, the plan tool uploads nothing, rather than any directory
+// holding a .tf file, and says what to add.
+func TestNoRootInSlash(t *testing.T) {
+	t.Chdir("/")
+	s, err := New(Config{API: newFake()})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), nil, 0o644))
+	_, err = s.configDir(dir)
+	assert.ErrorContains(t, err, "may upload no directory: it was started in the file system's root without --root")
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		cfg Config
@@ -385,6 +398,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{}, "API: required"},
 		{Config{API: newFake(), Roots: []string{"rel"}}, `Roots[0]: "rel" must be an absolute path`},
 		{Config{API: newFake(), MaxWait: -1}, "MaxWait"},
+		{Config{API: newFake(), Roots: []string{"/tmp", "/"}}, `Roots[1]: "/" is the file system's root`},
 	} {
 		assert.ErrorContains(t, tc.cfg.Validate(), tc.err)
 	}

@@ -187,6 +187,9 @@ func (s *Server) configDir(arg string) (string, error) {
 	if arg == "" {
 		return "", errors.New("dir: required")
 	}
+	if len(s.cfg.Roots) == 0 {
+		return "", errors.New("dir: this server may upload no directory: it was started in the file system's root without --root; the operator adds --root DIR (the directory of the configurations) to opsbot mcp's arguments in the assistant's configuration")
+	}
 	dir, err := filepath.Abs(arg)
 	if err != nil {
 		return "", fmt.Errorf("dir: %w", err)
