@@ -157,6 +157,9 @@ func config(t *testing.T, name string) string {
 	entries, err := os.ReadDir(src)
 	require.NoError(t, err)
 	for _, e := range entries {
+		if e.IsDir() {
+			continue // examples/ holds other samples (chat, policies) beside its configuration
+		}
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644))

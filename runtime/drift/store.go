@@ -155,13 +155,8 @@ var _ Store = (*Table)(nil)
 // OpenTable opens the table name (DefaultTable if empty) of svc, creating
 // it if create is set (local use; in Azure the infrastructure creates it).
 func OpenTable(ctx context.Context, svc *aztables.ServiceClient, name string, create bool) (*Table, error) {
-	name = cmp.Or(name, DefaultTable)
-	if create {
-		if err := aztable.Create(ctx, svc, name); err != nil {
-			return nil, err
-		}
-	}
-	return &Table{c: svc.NewClient(name)}, nil
+	c, err := aztable.Open(ctx, svc, cmp.Or(name, DefaultTable), create)
+	return &Table{c: c}, err
 }
 
 type entity struct {
@@ -170,13 +165,6 @@ type entity struct {
 	ETag         azcore.ETag `json:"odata.etag,omitempty"`
 	Next         string
 	Data         string
-}
-
-func timeKey(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format("2006-01-02T15:04:05.000000000Z")
 }
 
 func decode(raw []byte) (State, error) {
@@ -192,18 +180,10 @@ func decode(raw []byte) (State, error) {
 	return st, nil
 }
 
-func status(err error) int {
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode
-	}
-	return 0
-}
-
 // Get implements Store.
 func (t *Table) Get(ctx context.Context, tenant, workspace string) (State, error) {
 	resp, err := t.c.GetEntity(ctx, tenant, workspace, nil)
-	if status(err) == http.StatusNotFound {
+	if aztable.StatusCode(err) == http.StatusNotFound {
 		return State{Tenant: tenant, Workspace: workspace}, nil
 	}
 	if err != nil {
@@ -220,7 +200,7 @@ func (t *Table) Put(ctx context.Context, s State) error {
 	if err != nil {
 		return err
 	}
-	e, err := json.Marshal(entity{PartitionKey: s.Tenant, RowKey: s.Workspace, Next: timeKey(s.Next), Data: string(data)})
+	e, err := json.Marshal(entity{PartitionKey: s.Tenant, RowKey: s.Workspace, Next: aztable.TimeKey(s.Next), Data: string(data)})
 	if err != nil {
 		return err
 	}
@@ -230,7 +210,7 @@ func (t *Table) Put(ctx context.Context, s State) error {
 		etag := azcore.ETag(s.ETag)
 		_, err = t.c.UpdateEntity(ctx, e, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
 	}
-	switch status(err) {
+	switch aztable.StatusCode(err) {
 	case 0:
 		if err != nil {
 			return fmt.Errorf("cannot store the drift state of %s/%s: %w", s.Tenant, s.Workspace, err)
@@ -275,5 +255,5 @@ func (t *Table) List(ctx context.Context, tenant string) ([]State, error) {
 
 // Due implements Store: one query across the tenants' partitions.
 func (t *Table) Due(ctx context.Context, now time.Time, limit int) ([]State, error) {
-	return t.query(ctx, fmt.Sprintf("Next ne '' and Next le '%s'", timeKey(now)), limit)
+	return t.query(ctx, fmt.Sprintf("Next ne '' and Next le '%s'", aztable.TimeKey(now)), limit)
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -45,13 +44,8 @@ var _ Store = (*Table)(nil)
 // OpenTable opens the table name (DefaultTable if empty) of svc, creating
 // it if create is set (local use; in Azure the infrastructure creates it).
 func OpenTable(ctx context.Context, svc *aztables.ServiceClient, name string, create bool) (*Table, error) {
-	name = cmp.Or(name, DefaultTable)
-	if create {
-		if err := aztable.Create(ctx, svc, name); err != nil {
-			return nil, err
-		}
-	}
-	return &Table{c: svc.NewClient(name)}, nil
+	c, err := aztable.Open(ctx, svc, cmp.Or(name, DefaultTable), create)
+	return &Table{c: c}, err
 }
 
 const outboxPartition = "outbox"
@@ -66,8 +60,6 @@ type entity struct {
 	Data         string
 }
 
-func timeKey(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z") }
-
 func encode(pk, rk string, v any, due time.Time) ([]byte, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -75,7 +67,7 @@ func encode(pk, rk string, v any, due time.Time) ([]byte, error) {
 	}
 	e := entity{PartitionKey: pk, RowKey: rk, Data: string(data)}
 	if !due.IsZero() {
-		e.Due = timeKey(due)
+		e.Due = aztable.TimeKey(due)
 	}
 	return json.Marshal(e)
 }
@@ -89,14 +81,6 @@ func decode(raw []byte, v any) (azcore.ETag, error) {
 		return "", fmt.Errorf("cannot decode %s: %w", e.RowKey, err)
 	}
 	return e.ETag, nil
-}
-
-func status(err error) int {
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode
-	}
-	return 0
 }
 
 func (t *Table) list(ctx context.Context, filter string, top int, each func(raw []byte) error) error {
@@ -130,7 +114,7 @@ func (t *Table) AddDestination(ctx context.Context, d Destination) error {
 	}
 	_, err = t.c.AddEntity(ctx, e, nil)
 	switch {
-	case status(err) == http.StatusConflict:
+	case aztable.StatusCode(err) == http.StatusConflict:
 		return fmt.Errorf("notification %s/%s: %w", d.Tenant, d.ID, ErrExists)
 	case err != nil:
 		return fmt.Errorf("cannot add notification %s/%s: %w", d.Tenant, d.ID, err)
@@ -158,7 +142,7 @@ func (t *Table) Destinations(ctx context.Context, tenant string) ([]Destination,
 func (t *Table) DeleteDestination(ctx context.Context, tenant, id string) error {
 	_, err := t.c.DeleteEntity(ctx, tenant, "d|"+id, nil)
 	switch {
-	case status(err) == http.StatusNotFound:
+	case aztable.StatusCode(err) == http.StatusNotFound:
 		return fmt.Errorf("tenant %s has no notification %s: %w", tenant, id, ErrNotFound)
 	case err != nil:
 		return fmt.Errorf("cannot delete notification %s/%s: %w", tenant, id, err)
@@ -175,7 +159,7 @@ func (t *Table) Enqueue(ctx context.Context, ds []Delivery) error {
 		if err != nil {
 			return err
 		}
-		if _, err := t.c.AddEntity(ctx, logRow, nil); status(err) == http.StatusConflict {
+		if _, err := t.c.AddEntity(ctx, logRow, nil); aztable.StatusCode(err) == http.StatusConflict {
 			continue // enqueued before
 		} else if err != nil {
 			return fmt.Errorf("cannot log delivery %s: %w", d.ID, err)
@@ -184,7 +168,7 @@ func (t *Table) Enqueue(ctx context.Context, ds []Delivery) error {
 		if err != nil {
 			return err
 		}
-		if _, err := t.c.AddEntity(ctx, out, nil); err != nil && status(err) != http.StatusConflict {
+		if _, err := t.c.AddEntity(ctx, out, nil); err != nil && aztable.StatusCode(err) != http.StatusConflict {
 			return fmt.Errorf("cannot enqueue delivery %s: %w", d.ID, err)
 		}
 	}
@@ -194,7 +178,7 @@ func (t *Table) Enqueue(ctx context.Context, ds []Delivery) error {
 // Due implements Store.
 func (t *Table) Due(ctx context.Context, now time.Time, limit int) ([]Delivery, error) {
 	var out []Delivery
-	filter := fmt.Sprintf("PartitionKey eq '%s' and Due le '%s'", outboxPartition, timeKey(now))
+	filter := fmt.Sprintf("PartitionKey eq '%s' and Due le '%s'", outboxPartition, aztable.TimeKey(now))
 	err := t.list(ctx, filter, limit, func(raw []byte) error {
 		var d Delivery
 		etag, err := decode(raw, &d)
@@ -219,7 +203,7 @@ func (t *Table) Lease(ctx context.Context, d Delivery, until time.Time) (Deliver
 	}
 	etag := azcore.ETag(d.ETag)
 	resp, err := t.c.UpdateEntity(ctx, e, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
-	switch status(err) {
+	switch aztable.StatusCode(err) {
 	case 0:
 	case http.StatusPreconditionFailed, http.StatusNotFound:
 		return Delivery{}, fmt.Errorf("delivery %s: %w", d.ID, ErrConflict)
@@ -247,7 +231,7 @@ func (t *Table) Record(ctx context.Context, d Delivery) error {
 	} else {
 		_, err = t.c.DeleteEntity(ctx, outboxPartition, rk, &aztables.DeleteEntityOptions{IfMatch: &etag})
 	}
-	switch status(err) {
+	switch aztable.StatusCode(err) {
 	case 0:
 	case http.StatusPreconditionFailed, http.StatusNotFound:
 		return fmt.Errorf("delivery %s: %w", d.ID, ErrConflict)

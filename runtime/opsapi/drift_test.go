@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -58,7 +57,6 @@ func provokeDrift(t *testing.T, method, path, code string) ([]byte, bool) {
 	ctx := context.Background()
 	require.NoError(t, f.drift.Put(ctx, drift.State{Tenant: "contoso", Workspace: "prod", Status: drift.Drifted, CheckedAt: runsNow, CheckRun: f.cancelled,
 		Resources: []drift.Resource{{Address: "x.y", Type: "x", Actions: []string{"update"}, Attributes: []drift.AttrDiff{{Name: "tags", Before: json.RawMessage(`{}`), After: json.RawMessage(`{"a":"b"}`)}}}}}))
-	ws := "prod"
 	if method == http.MethodPost && code != "409" {
 		// An idle workspace: cancel the planned run; 202 needs an applied run, 400 is without one.
 		_, err := f.m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: f.planned, By: "t"})
@@ -79,26 +77,6 @@ func provokeDrift(t *testing.T, method, path, code string) ([]byte, bool) {
 			require.NoError(t, err)
 		}
 	}
-	url := f.srv.URL + strings.NewReplacer("{tenant}", "contoso", "{workspace}", ws).Replace(path)
-	body := []byte(`{"every":"6h"}`)
-	var r response
-	switch code {
-	case "200", "202", "409":
-		r = send(t, method, url, goodKey, "application/json", body)
-	case "400":
-		r = send(t, method, url, goodKey, "application/json", []byte(`{"every":"1s"}`))
-	case "401":
-		r = send(t, method, url, "bad", "application/json", body)
-	case "403":
-		r = send(t, method, url, nobodyKey, "application/json", body)
-	case "404":
-		r = send(t, method, strings.Replace(url, "/contoso/", "/nobody/", 1), goodKey, "application/json", body)
-	case "503":
-		_, srv := newTestServer(t, nil)
-		r = send(t, method, srv.URL+strings.TrimPrefix(url, f.srv.URL), goodKey, "application/json", body)
-	default:
-		return nil, false
-	}
-	require.Equal(t, code, strconv.Itoa(r.status), "body: %s", r.body)
-	return r.body, true
+	url := f.srv.URL + strings.NewReplacer("{tenant}", "contoso", "{workspace}", "prod").Replace(path)
+	return provokeRoute(t, f, method, url, code, []byte(`{"every":"6h"}`), []byte(`{"every":"1s"}`))
 }

@@ -157,25 +157,33 @@ func provokePolicies(t *testing.T, method, path, code string) ([]byte, bool) {
 	_, err := f.policies.Put(context.Background(), policyFixture())
 	require.NoError(t, err)
 	url := f.srv.URL + strings.NewReplacer("{tenant}", "contoso", "{policy}", "p").Replace(path)
-	body := putPolicyBody(t, "advisory", denyAll)
+	bad := putPolicyBody(t, "advisory", "package p\n")
+	if code == "400" && method == http.MethodGet {
+		url += "?version=zero"
+	}
+	return provokeRoute(t, f, method, url, code, putPolicyBody(t, "advisory", denyAll), bad)
+}
+
+// provokeRoute makes a route of the runs fixture f answer code: ok is the
+// body of a request that succeeds (or conflicts), bad that of a 400 (whose
+// URL the caller has already spoiled for a GET).
+func provokeRoute(t *testing.T, f *runsFixture, method, url, code string, ok, bad []byte) ([]byte, bool) {
+	t.Helper()
 	var r response
 	switch code {
-	case "200":
-		r = send(t, method, url, goodKey, "application/json", body)
+	case "200", "201", "202", "409":
+		r = send(t, method, url, goodKey, "application/json", ok)
 	case "400":
-		if method == http.MethodGet {
-			url += "?version=zero"
-		}
-		r = send(t, method, url, goodKey, "application/json", putPolicyBody(t, "advisory", "package p\n"))
+		r = send(t, method, url, goodKey, "application/json", bad)
 	case "401":
-		r = send(t, method, url, "bad", "application/json", body)
+		r = send(t, method, url, "bad", "application/json", ok)
 	case "403":
-		r = send(t, method, url, nobodyKey, "application/json", body)
+		r = send(t, method, url, nobodyKey, "application/json", ok)
 	case "404":
-		r = send(t, method, strings.Replace(url, "/contoso/", "/nobody/", 1), goodKey, "application/json", body)
+		r = send(t, method, strings.Replace(url, "/contoso/", "/nobody/", 1), goodKey, "application/json", ok)
 	case "503":
 		_, srv := newTestServer(t, nil)
-		r = send(t, method, srv.URL+strings.TrimPrefix(url, f.srv.URL), goodKey, "application/json", body)
+		r = send(t, method, srv.URL+strings.TrimPrefix(url, f.srv.URL), goodKey, "application/json", ok)
 	default:
 		return nil, false
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -48,13 +47,8 @@ var _ Store = (*Table)(nil)
 // OpenTable opens the table name (DefaultTable if empty) of svc, creating
 // it if create is set (local use; in Azure the infrastructure creates it).
 func OpenTable(ctx context.Context, svc *aztables.ServiceClient, name string, create bool) (*Table, error) {
-	name = cmp.Or(name, DefaultTable)
-	if create {
-		if err := aztable.Create(ctx, svc, name); err != nil {
-			return nil, err
-		}
-	}
-	return &Table{c: svc.NewClient(name), now: time.Now}, nil
+	c, err := aztable.Open(ctx, svc, cmp.Or(name, DefaultTable), create)
+	return &Table{c: c, now: time.Now}, err
 }
 
 func currentRow(name string) string              { return "c|" + name }
@@ -89,10 +83,7 @@ func decode(raw []byte) (Policy, azcore.ETag, error) {
 	return p, e.ETag, nil
 }
 
-func notFound(err error) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
-}
+func notFound(err error) bool { return aztable.StatusCode(err) == http.StatusNotFound }
 
 // current reads the current row; ok is false when there is none.
 func (t *Table) current(ctx context.Context, tenant, name string) (p Policy, etag azcore.ETag, ok bool, err error) {

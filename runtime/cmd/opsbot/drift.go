@@ -23,13 +23,7 @@ type driftAPI interface {
 }
 
 func (a *app) withDrift(fn func(cmd *cobra.Command, args []string, tenant string, api driftAPI) error) func(*cobra.Command, []string) error {
-	return a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
-		d, ok := api.(driftAPI)
-		if !ok {
-			return errors.New("this client cannot manage drift detection")
-		}
-		return fn(cmd, args, tenant, d)
-	})
+	return withClient(a, "manage drift detection", fn)
 }
 
 // driftCommand is `opsbot drift`: which workspaces drifted from their

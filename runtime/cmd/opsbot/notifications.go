@@ -23,13 +23,7 @@ type notifyAPI interface {
 }
 
 func (a *app) withNotify(fn func(cmd *cobra.Command, args []string, tenant string, api notifyAPI) error) func(*cobra.Command, []string) error {
-	return a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
-		n, ok := api.(notifyAPI)
-		if !ok {
-			return errors.New("this client cannot manage notifications")
-		}
-		return fn(cmd, args, tenant, n)
-	})
+	return withClient(a, "manage notifications", fn)
 }
 
 // notificationsCommand is `opsbot notifications`: a tenant's webhooks for

@@ -27,23 +27,32 @@ type policyAPI interface {
 	ApproveOverridingPolicy(ctx context.Context, tenant, runID string) (*opsapitypes.Run, error)
 }
 
-func policiesOf(api runsAPI) (policyAPI, error) {
-	p, ok := api.(policyAPI)
+func policiesOf(api runsAPI) (policyAPI, error) { return clientAs[policyAPI](api, "manage policies") }
+
+// clientAs is the client as the API a command group needs beyond runsAPI
+// (*opsclient.Client has them all; tests' fakes may not).
+func clientAs[T any](api runsAPI, what string) (T, error) {
+	c, ok := api.(T)
 	if !ok {
-		return nil, errors.New("this client cannot manage policies")
+		return c, fmt.Errorf("this client cannot %s", what)
 	}
-	return p, nil
+	return c, nil
+}
+
+// withClient is withTenant for a command group whose API is T.
+func withClient[T any](a *app, what string, fn func(cmd *cobra.Command, args []string, tenant string, api T) error) func(*cobra.Command, []string) error {
+	return a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
+		c, err := clientAs[T](api, what)
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, tenant, c)
+	})
 }
 
 // withPolicies is withTenant for the policy commands.
 func (a *app) withPolicies(fn func(cmd *cobra.Command, args []string, tenant string, api policyAPI) error) func(*cobra.Command, []string) error {
-	return a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
-		p, err := policiesOf(api)
-		if err != nil {
-			return err
-		}
-		return fn(cmd, args, tenant, p)
-	})
+	return withClient(a, "manage policies", fn)
 }
 
 // policiesCommand is `opsbot policies`: the tenant's Rego policies, which

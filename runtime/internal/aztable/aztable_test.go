@@ -2,12 +2,15 @@ package aztable_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
@@ -66,5 +69,22 @@ func TestCreate(t *testing.T) {
 				t.Fatalf("Create error = %v, want %q naming %s", err, tc.wantErr, tc.code)
 			}
 		})
+	}
+}
+
+func TestStatusCodeAndTimeKey(t *testing.T) {
+	if got := aztable.StatusCode(&azcore.ResponseError{StatusCode: 412}); got != 412 {
+		t.Errorf("StatusCode of a 412 = %d", got)
+	}
+	if got := aztable.StatusCode(fmt.Errorf("wrapped: %w", &azcore.ResponseError{StatusCode: 404})); got != 404 {
+		t.Errorf("StatusCode of a wrapped 404 = %d", got)
+	}
+	if got := aztable.StatusCode(errors.New("dial tcp: refused")); got != 0 {
+		t.Errorf("StatusCode of a network error = %d", got)
+	}
+	a := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))
+	b := a.Add(time.Nanosecond * 1000)
+	if aztable.TimeKey(a) >= aztable.TimeKey(b) || aztable.TimeKey(a) != "2026-01-02T02:04:05.000000006Z" || aztable.TimeKey(time.Time{}) != "" {
+		t.Errorf("TimeKey: %q, %q", aztable.TimeKey(a), aztable.TimeKey(b))
 	}
 }
