@@ -236,6 +236,11 @@ type ApproveRequest struct {
 func (m *Manager) ApproveRun(ctx context.Context, req ApproveRequest) (Run, error) {
 	tenant, runID, by, byID := req.Tenant, req.Run, req.By, req.ByID
 	return m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
+		if r.DriftCheck {
+			// Applying a refresh-only check would write the drift into the
+			// state: the drift would be accepted and disappear from view.
+			return fmt.Errorf("%w: run %s is a drift check: it only looks and is never applied; to undo the drift, plan and apply the configuration", ErrInvalid, r.ID)
+		}
 		if r.State == Planned && r.Plan == nil {
 			return fmt.Errorf("%w: run %s has no saved plan", ErrInvalid, r.ID)
 		}
