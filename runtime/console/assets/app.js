@@ -87,14 +87,14 @@ function signIn(problem) {
 }
 
 // tenantsOf lists the tenants the principal may see (GET /v1/tenants);
-// on a server without runs, its grants and for an admin every tenant
-// with agents.
+// on a server without runs (503), or one older than /v1/tenants (404),
+// its grants and for an admin every tenant with agents.
 async function tenantsOf(signal) {
   const agents = (await call('/v1/agents', {signal})).agents;
   try {
     return {tenants: (await call('/v1/tenants', {signal})).tenants, agents};
   } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 503) throw err;
+    if (!(err instanceof ApiError) || (err.status !== 503 && err.status !== 404)) throw err;
   }
   const names = new Set(Object.keys(who.tenants || {}));
   if (who.admin) for (const a of agents) names.add(a.tenant);
