@@ -82,18 +82,11 @@ func (a *app) serveUI(ctx context.Context, c *opsclient.Client, listen string, o
 		ErrorLog: slog.NewLogLogger(slog.NewTextHandler(a.stderr, nil), slog.LevelWarn)}
 	url := fmt.Sprintf("http://%s%s#session=%s", ln.Addr(), console.Prefix, p.session)
 	fmt.Fprintf(a.stdout, "The console is at %s\n(Ctrl-C stops it; the link stops working then)\n", url)
-	if open {
-		page, remove, err := launchPage(a.lookup, url)
-		if err == nil {
-			defer remove()
-			err = openBrowser(a.lookup, page)
-		}
-		if err != nil {
-			fmt.Fprintf(a.stderr, "opsbot: warning: cannot open the browser (%v); open the URL above\n", err)
-		}
-	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
+	if open {
+		defer a.openConsole(url, p.addr)()
+	}
 	select {
 	case err := <-done:
 		return fmt.Errorf("the console server stopped: %w", err)
@@ -196,6 +189,27 @@ func uiError(w http.ResponseWriter, status int, code, msg string) {
 	_ = json.NewEncoder(w).Encode(opsapitypes.ErrorBody{Error: opsapitypes.ErrorDetail{Code: code, Message: msg}})
 }
 
+// openConsole opens url in the browser, or says why it cannot and how
+// else to reach addr; the returned func removes what it wrote.
+func (a *app) openConsole(url, addr string) (remove func()) {
+	remove = func() {}
+	err := canOpenBrowser(a.lookup)
+	if err == nil {
+		var page string
+		var rm func()
+		if page, rm, err = launchPage(a.lookup, url); err == nil {
+			remove = rm
+			err = openBrowser(a.lookup, page)
+		}
+	}
+	if err != nil {
+		_, port, _ := net.SplitHostPort(addr)
+		fmt.Fprintf(a.stderr, "opsbot: warning: cannot open the browser (%v); open the URL above\n"+
+			"  (from another machine: ssh -L %s:%s THIS-HOST, the same port on both ends)\n", err, port, addr)
+	}
+	return remove
+}
+
 // launchPage writes a page that sends the browser on to url into a new
 // directory only this user can read ($XDG_RUNTIME_DIR, else the temporary
 // directory), and returns its file:// URL and what removes it. The browser
@@ -224,7 +238,27 @@ func launchPage(lookup func(string) (string, bool), url string) (string, func(),
 	return (&neturl.URL{Scheme: "file", Path: path}).String(), remove, nil
 }
 
-// openBrowser opens url with $BROWSER, else the system's opener.
+// openWait is how long openBrowser waits for the opener to fail.
+const openWait = 2 * time.Second
+
+// canOpenBrowser says why no browser can be opened here: on a Linux or
+// BSD box without a display, xdg-open would at best start a text browser
+// on opsbot's terminal.
+func canOpenBrowser(lookup func(string) (string, bool)) error {
+	if _, ok := lookup("BROWSER"); ok || runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+		return nil
+	}
+	_, x := lookup("DISPLAY")
+	_, wayland := lookup("WAYLAND_DISPLAY")
+	if !x && !wayland {
+		return errors.New("no display: DISPLAY and WAYLAND_DISPLAY are unset, and no $BROWSER")
+	}
+	return nil
+}
+
+// openBrowser opens url with $BROWSER, else the system's opener, and
+// reports the opener's failure if it fails within openWait (one still
+// running then is a browser that stays in the foreground).
 func openBrowser(lookup func(string) (string, bool), url string) error {
 	var cmd *exec.Cmd
 	switch b, ok := lookup("BROWSER"); {
@@ -240,6 +274,14 @@ func openBrowser(lookup func(string) (string, bool), url string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	go func() { _ = cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			return fmt.Errorf("%s: %w", cmd.Path, err)
+		}
+	case <-time.After(openWait):
+	}
 	return nil
 }

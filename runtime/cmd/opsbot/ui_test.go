@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -186,4 +187,59 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestUIOpenFails: --open that cannot open a browser says why and how
+// else to reach the console (an SSH tunnel with the same port: the Host
+// check refuses another), and the console is served all the same.
+func TestUIOpenFails(t *testing.T) {
+	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+		t.Skip("always has a display")
+	}
+	url, key := startServer(t)
+	failing := filepath.Join(t.TempDir(), "browser")
+	require.NoError(t, os.WriteFile(failing, []byte("#!/bin/sh\nexit 3\n"), 0o755))
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		// xdg-open would at best start a text browser on opsbot's terminal.
+		{"no display", map[string]string{}, "cannot open the browser (no display: DISPLAY and WAYLAND_DISPLAY are unset, and no $BROWSER)"},
+		{"the opener fails", map[string]string{"BROWSER": failing}, "cannot open the browser (" + failing + ": exit status 3)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key, "HOME": t.TempDir(), "XDG_RUNTIME_DIR": t.TempDir()}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var stdout, stderr syncWriter
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"ui", "--open"}, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+			}()
+			require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "warning") }, 10*time.Second, 20*time.Millisecond)
+			_, link, ok := strings.Cut(stdout.String(), "The console is at ")
+			require.True(t, ok)
+			base, _, _ := strings.Cut(link, "#")
+			_, port, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(base, "/ui/"), "http://"), ":")
+			assert.Contains(t, stderr.String(), tc.want)
+			assert.Contains(t, stderr.String(), "ssh -L "+port+":127.0.0.1:"+port+" THIS-HOST")
+			resp, err := http.Get(base)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, 200, resp.StatusCode, "the console is served all the same")
+			cancel()
+			require.NoError(t, <-done)
+			assert.Empty(t, mustGlob(t, filepath.Join(env["XDG_RUNTIME_DIR"], "*")), "nothing left behind")
+		})
+	}
+}
+
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	require.NoError(t, err)
+	return m
 }
