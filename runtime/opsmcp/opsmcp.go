@@ -138,7 +138,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("cannot find the working directory (the default root): %w", err)
 		}
 		if fsRoot(wd) {
-			// Claude Desktop, for one, starts its servers in /: no default
+			// Claude Desktop on macOS starts its servers in /: no default
 			// then (the plan tool says why), rather than every directory.
 			cfg.Logger.Warn("the plan tool uploads nothing: opsbot mcp runs in the file system's root and no --root names the directories it may upload", "dir", wd)
 		} else {
