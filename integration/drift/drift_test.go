@@ -70,6 +70,10 @@ resource "botetest_file" "motd" {
 
 	r = expect(exitOK, "drift", "schedule", "files", "--cron", "0 3 * * *")
 	assert.Contains(t, r.Stdout, "Drift of workspace files is checked cron 0 3 * * *; next check ")
+	// The schedule is stored: a restarted server still has it.
+	require.NoError(t, p.StopRelayserver())
+	require.NoError(t, p.StartRelayserver())
+	assert.Regexp(t, `files\s+unknown\s+0\s+-\s+cron 0 3 \* \* \*\s+\d{4}-\d\d-\d\dT03:00:00Z`, expect(exitOK, "drift").Stdout)
 
 	require.NoError(t, os.WriteFile(file, []byte("changed by hand"), 0o644))
 	check := func() string {

@@ -3,6 +3,7 @@ package opsapi
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 
@@ -85,7 +86,7 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) {
 		s.notifyError(w, r, err)
 		return
 	}
-	noteDetail(w, "notification %s to %s", d.ID, d.URL)
+	noteDetail(w, "notification %s to %s", d.ID, withoutQuery(d.URL)) // a query may carry the receiver's token
 	writeJSON(w, http.StatusCreated, NewNotification{Notification: apiNotification(d), Secret: d.Secret})
 }
 
@@ -133,6 +134,16 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 		out.Deliveries[i] = apiDelivery(d)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// withoutQuery is u without its query and fragment.
+func withoutQuery(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	parsed.RawQuery, parsed.Fragment = "", ""
+	return parsed.String()
 }
 
 func apiDelivery(d notify.Delivery) Delivery {

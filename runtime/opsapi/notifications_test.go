@@ -50,6 +50,14 @@ func TestNotificationAPI(t *testing.T) {
 	assert.Equal(t, int64(30), dl.Deliveries[0].Attempts[0].DurationMS)
 	assert.Equal(t, f.planned, dl.Deliveries[0].Run)
 
+	log := &fakeAudit{}
+	f.s.cfg.Audit = log
+	require.Equal(t, 201, send(t, http.MethodPost, base, approverKey, "application/json", []byte(`{"id":"tok","url":"https://h.example.com/x?token=s3cr3t"}`)).status)
+	recs := log.take()
+	require.NotEmpty(t, recs)
+	assert.Contains(t, recs[len(recs)-1].Detail, "notification tok to https://h.example.com/x")
+	assert.NotContains(t, recs[len(recs)-1].Detail, "s3cr3t", "a token in the URL's query is not audited")
+
 	assert.Equal(t, 200, send(t, http.MethodDelete, base+"/chat", approverKey, "", nil).status)
 	assert.Equal(t, 404, send(t, http.MethodDelete, base+"/chat", approverKey, "", nil).status)
 }
