@@ -104,6 +104,9 @@ type State struct {
 	CheckedAt time.Time  `json:"checkedAt,omitzero"`
 	CheckRun  string     `json:"checkRun,omitempty"`
 	Resources []Resource `json:"resources,omitempty"`
+	// More counts drifted resources the check found beyond Resources (see
+	// Fit); its plan has them all.
+	More int `json:"more,omitempty"`
 	// Cleared says what cleared a drifted status (an apply).
 	Cleared string `json:"cleared,omitempty"`
 	// LastRun is the latest check queued; LastError why the latest
@@ -131,12 +134,29 @@ type AttrDiff struct {
 	After  json.RawMessage `json:"after"`
 }
 
-// Bounds of a drift record.
+// Bounds of a drift record. A table entity's string property holds 64
+// KiB of UTF-16: 24 KiB of UTF-8 JSON is at most 48 KiB of it, which
+// leaves room for the rest of the State.
 const (
-	maxResources  = 100
-	maxAttributes = 20
-	maxValueBytes = 256
+	maxResources      = 100
+	maxAttributes     = 20
+	maxValueBytes     = 256
+	maxResourcesBytes = 24 << 10
 )
+
+// Fit keeps the drifted resources a record holds: at most 100, in at
+// most 24 KiB of JSON, in the plan's order; more counts the others.
+func Fit(found []Resource) (kept []Resource, more int) {
+	size := 0
+	for i, r := range found {
+		b, _ := json.Marshal(r) // plain fields and raw JSON from a decoded plan: encodes
+		if i == maxResources || size+len(b) > maxResourcesBytes {
+			return found[:i], len(found) - i
+		}
+		size += len(b) + 1
+	}
+	return found, 0
+}
 
 // plan is what drift reads of a plan's JSON.
 type plan struct {
@@ -153,8 +173,8 @@ type plan struct {
 }
 
 // Resources reads the drifted resources of a plan's JSON (its
-// resource_drift, as planrender.Keep keeps it), at most 100, each with at
-// most 20 attributes.
+// resource_drift, as planrender.Keep keeps it), each with at most 20
+// attributes; Fit bounds them for a record.
 func Resources(planJSON []byte) ([]Resource, error) {
 	var p plan
 	if err := json.Unmarshal(planJSON, &p); err != nil {
@@ -162,9 +182,6 @@ func Resources(planJSON []byte) ([]Resource, error) {
 	}
 	var out []Resource
 	for _, rd := range p.ResourceDrift {
-		if len(out) == maxResources {
-			break
-		}
 		r := Resource{Address: rd.Address, Type: rd.Type, Actions: rd.Change.Actions}
 		keys := map[string]bool{}
 		for k := range rd.Change.Before {

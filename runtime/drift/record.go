@@ -18,17 +18,18 @@ func (s *Scheduler) PlanEnded(ctx context.Context, r runs.Run, planJSON []byte) 
 	if !r.DriftCheck || (r.State != runs.Planned && r.State != runs.NoChanges) {
 		return nil
 	}
-	var resources []Resource
+	var found []Resource
 	var readErr error
 	if len(planJSON) > 0 {
-		resources, readErr = Resources(planJSON)
+		found, readErr = Resources(planJSON)
 	}
+	resources, more := Fit(found)
 	status := Clean
 	if r.State == runs.Planned || len(resources) > 0 {
 		status = Drifted
 	}
 	st, err := update(ctx, s.cfg.Store, r.Tenant, r.Workspace, func(st *State) error {
-		st.Status, st.CheckedAt, st.CheckRun, st.Resources, st.Cleared, st.LastError = status, s.now(), r.ID, resources, "", ""
+		st.Status, st.CheckedAt, st.CheckRun, st.Resources, st.More, st.Cleared, st.LastError = status, s.now(), r.ID, resources, more, "", ""
 		if readErr != nil || status == Drifted && len(planJSON) == 0 {
 			st.LastError = fmt.Sprintf("drift found, but which resources is not known: %v", cmpErr(readErr, "the plan's JSON was not kept"))
 		}
@@ -62,7 +63,7 @@ func cmpErr(err error, otherwise string) string {
 func driftEvent(r runs.Run, st State) notify.Event {
 	ev := notify.Event{ID: r.ID + "-drift", Type: notify.DriftDetected, Time: st.CheckedAt, Tenant: r.Tenant, Workspace: r.Workspace,
 		Run:     &notify.RunInfo{ID: r.ID, Operation: "drift-check", State: string(r.State)},
-		Message: fmt.Sprintf("workspace %s drifted: %d resource(s) differ from the Terraform state", r.Workspace, len(st.Resources))}
+		Message: fmt.Sprintf("workspace %s drifted: %d resource(s) differ from the Terraform state", r.Workspace, len(st.Resources)+st.More)}
 	for _, res := range st.Resources {
 		ev.Drift = append(ev.Drift, notify.DriftInfo{Address: res.Address, Actions: res.Actions, Attributes: res.AttributeNames()})
 	}

@@ -52,7 +52,7 @@ func apiDrift(st drift.State) DriftStatus {
 		u := t.UTC()
 		return &u
 	}
-	out.NextCheck, out.CheckedAt = ptr(st.Next), ptr(st.CheckedAt)
+	out.NextCheck, out.CheckedAt, out.MoreResources = ptr(st.Next), ptr(st.CheckedAt), st.More
 	for _, res := range st.Resources {
 		dr := DriftResource{Address: res.Address, Type: res.Type, Actions: res.Actions}
 		for _, a := range res.Attributes {

@@ -28,8 +28,11 @@ type DriftStatus struct {
 	CheckRun  string          `json:"check_run,omitempty"`
 	Cleared   string          `json:"cleared,omitempty"`
 	Resources []DriftResource `json:"resources,omitempty"`
-	LastRun   string          `json:"last_run,omitempty"`
-	LastError string          `json:"last_error,omitempty"`
+	// MoreResources counts drifted resources beyond Resources (a record
+	// keeps at most 100, in 24 KiB); the check's plan has them all.
+	MoreResources int    `json:"more_resources,omitempty"`
+	LastRun       string `json:"last_run,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
 }
 
 // DriftResource is one drifted resource and its differing attributes.

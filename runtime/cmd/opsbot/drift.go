@@ -132,7 +132,7 @@ func printDriftList(w io.Writer, sts []opsapitypes.DriftStatus) {
 		if st.NextCheck != nil {
 			next = timeOrDash(*st.NextCheck)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", st.Workspace, st.Status, len(st.Resources), checked, scheduleString(st.Schedule), next)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", st.Workspace, st.Status, len(st.Resources)+st.MoreResources, checked, scheduleString(st.Schedule), next)
 	}
 	tw.Flush()
 }
@@ -163,5 +163,8 @@ func printDrift(w io.Writer, st *opsapitypes.DriftStatus) {
 		for _, a := range r.Attributes {
 			fmt.Fprintf(w, "      %s: %s -> %s\n", a.Name, a.Before, a.After)
 		}
+	}
+	if st.MoreResources > 0 {
+		fmt.Fprintf(w, "  ... and %d more: opsbot runs show %s --plan\n", st.MoreResources, st.CheckRun)
 	}
 }

@@ -1,0 +1,45 @@
+package drift_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/botehq/platform/runtime/drift"
+)
+
+func TestFitBoundsARecord(t *testing.T) {
+	res := func(n, valueBytes int) []drift.Resource {
+		var out []drift.Resource
+		v, _ := json.Marshal(strings.Repeat("x", valueBytes))
+		for i := range n {
+			out = append(out, drift.Resource{Address: fmt.Sprintf("terraform_data.r%03d", i), Type: "terraform_data", Actions: []string{"update"},
+				Attributes: []drift.AttrDiff{{Name: "input", Before: v, After: v}}})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name       string
+		found      []drift.Resource
+		kept, more int
+	}{
+		{"none", nil, 0, 0},
+		{"a few", res(3, 10), 3, 0},
+		{"more than 100 small ones", res(150, 1), 100, 50},
+		{"large values fill 24 KiB first", res(150, 256), 38, 112},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kept, more := drift.Fit(tc.found)
+			assert.Len(t, kept, tc.kept)
+			assert.Equal(t, tc.more, more)
+			if len(kept) > 0 {
+				assert.Equal(t, "terraform_data.r000", kept[0].Address, "the plan's order")
+			}
+			b, _ := json.Marshal(kept)
+			assert.LessOrEqual(t, len(b), 24<<10)
+		})
+	}
+}
