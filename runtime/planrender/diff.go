@@ -89,7 +89,7 @@ func diff(before, after any, bsens, asens, unknown any) *node {
 	case before == nil && after == nil:
 		return &node{act: noop, text: "null"}
 	case before == nil:
-		return whole(after, create, asens)
+		return wholeUnknown(after, create, asens, unknown)
 	case after == nil:
 		return whole(before, remove, bsens)
 	}
