@@ -59,8 +59,14 @@ func (s Schedule) Validate() error {
 	case s.Every != 0 && s.Every < MinEvery:
 		return fmt.Errorf("drift schedule: interval %s is shorter than %s", s.Every, MinEvery)
 	case s.Cron != "":
-		if _, err := cron.ParseStandard(s.Cron); err != nil {
+		c, err := cron.ParseStandard(s.Cron)
+		if err != nil {
 			return fmt.Errorf("drift schedule: cron %q: %w", s.Cron, err)
+		}
+		// A date that does not exist (February 30) parses, and would
+		// leave the workspace unchecked without a word.
+		if c.Next(time.Now()).IsZero() {
+			return fmt.Errorf("drift schedule: cron %q never fires", s.Cron)
 		}
 	}
 	return nil

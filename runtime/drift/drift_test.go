@@ -58,6 +58,8 @@ func TestScheduleValidateAndNext(t *testing.T) {
 		{s: drift.Schedule{Every: 30 * time.Second}, err: "shorter than 1m"},
 		{s: drift.Schedule{Cron: "61 * * * *"}, err: "cron"},
 		{s: drift.Schedule{Cron: "@daily", Every: time.Hour}, err: "not both"},
+		{s: drift.Schedule{Cron: "0 0 30 2 *"}, err: `drift schedule: cron "0 0 30 2 *" never fires`},
+		{s: drift.Schedule{Cron: "0 0 29 2 *"}, next: time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC)},
 	} {
 		err := tc.s.Validate()
 		if tc.err != "" {
