@@ -51,6 +51,10 @@ type fakeRuns struct {
 	vars          []opsapi.Variable // workspace variables as set, values included
 	policies      []opsapi.Policy   // every version put (policies_test.go)
 	overridden    []string          // runs approved overriding policies
+	webhooks      []opsapi.CreateNotificationRequest
+	deliveries    []opsapi.Delivery
+	drift         []opsapi.DriftStatus
+	schedules     []opsapi.DriftSchedule
 }
 
 func (f *fakeRuns) CreateWorkspace(_ context.Context, tenant string, req opsapi.CreateWorkspaceRequest) (*opsapi.Workspace, error) {
