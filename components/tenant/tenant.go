@@ -79,7 +79,7 @@ func (s Spec) Validate() error {
 		if err := registry.ValidateGrants(c.Roles, c.Labels); err != nil {
 			return fmt.Errorf("tenant %s: connector %s: %w", s.ID, c.ID, err)
 		}
-		pairs = append(pairs, ids.ConnectorID{Tenant: s.ID, Connector: c.ID})
+		pairs = append(pairs, ids.ConnectorID{Tenant: ids.TenantID(s.ID), Connector: c.ID})
 	}
 	if _, err := queuename.Assign(pairs); err != nil {
 		return fmt.Errorf("tenant %s: %w", s.ID, err)
@@ -175,7 +175,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	conns := append([]Connector(nil), args.Spec.Connectors...)
 	sort.Slice(conns, func(i, j int) bool { return conns[i].ID < conns[j].ID })
 	for _, c := range conns {
-		qn, err := queuename.For(args.Spec.ID, c.ID)
+		qn, err := queuename.For(ids.ConnectorID{Tenant: ids.TenantID(args.Spec.ID), Connector: c.ID})
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: %w", name, err)
 		}

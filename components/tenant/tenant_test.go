@@ -11,6 +11,7 @@ import (
 
 	"github.com/botehq/platform/components/azurecloud"
 	"github.com/botehq/platform/components/infratest"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 )
@@ -59,7 +60,7 @@ func TestTenantQueuesUseTheRuntimeQueueName(t *testing.T) {
 	}
 	want := []string{}
 	for _, c := range []string{"agent-01", "onprem-02"} {
-		n, err := queuename.For("Contoso", c)
+		n, err := queuename.For(ids.ConnectorID{Tenant: "Contoso", Connector: c})
 		require.NoError(t, err)
 		want = append(want, n)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/sessionproto"
@@ -157,8 +158,8 @@ func TestAttackQueueSASIsScopedToOwnQueue(t *testing.T) {
 		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", c, botecloud.Outgoing{Body: []byte("secret for " + c)})
 		require.NoError(t, err)
 	}
-	own, _ := queuename.For("tenant-a", "a1")
-	other, _ := queuename.For("tenant-a", "a2")
+	own, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
+	other, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a2"})
 	require.Eventually(t, func() bool { return queueLength(t, g, other) == 1 && queueLength(t, g, own) == 1 }, 15*time.Second, 100*time.Millisecond)
 
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))

@@ -17,6 +17,7 @@ import (
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 )
 
@@ -79,7 +80,7 @@ func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
 				extra = append(extra, "--dedup-file", filepath.Join(g.dir, "a2-seen"))
 			}
 			sc := g.sidecarAt(w, "tenant-a", "a2", extra...)
-			q, err := queuename.For("tenant-a", "a2")
+			q, err := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a2"})
 			require.NoError(t, err)
 			holder.queue.Store(q)
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
@@ -32,7 +33,7 @@ func TestDeliveryLostWithItsSessionIsDeliveredLater(t *testing.T) {
 	require.Equal(t, sessionproto.TypeDeliver, f.Type, "%+v", f)
 	require.Contains(t, f.Delivery.Text, id)
 	assert.Equal(t, 2, f.Delivery.VisibilitySeconds)
-	q, _ := queuename.For("tenant-a", "a1")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
 	assert.Equal(t, 1, storedMessages(t, g, q), "on the queue before it was delivered")
 	_ = raw.ws.CloseNow() // gone without handling or releasing it
 

@@ -21,6 +21,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	bote "github.com/botehq/platform/runtime/worker"
 	"github.com/botehq/platform/runtime/worker/routing"
@@ -163,7 +164,7 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 	svc := &envelope.Identity{Service: "honest"}
 	put := func(conn string, env *envelope.Envelope) {
 		t.Helper()
-		q, err := queuename.For("tenant-a", conn)
+		q, err := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: conn})
 		require.NoError(t, err)
 		qc, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, q, nil)
 		require.NoError(t, err)
@@ -208,7 +209,7 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 	require.Len(t, sc.all(), 1, "the local program saw only the honest message")
 	assert.Equal(t, "honest", sc.all()[0].Get(envelope.HeaderFrom))
 	for _, conn := range []string{"a1", "a2"} {
-		q, _ := queuename.For("tenant-a", conn)
+		q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: conn})
 		require.Eventually(t, func() bool { return queueLength(t, g, q) == 0 }, 10*time.Second, 200*time.Millisecond, conn)
 	}
 }

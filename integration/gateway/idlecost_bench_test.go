@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkIdleConnectorStorageRequests(b *testing.B) {
 	g := newFleetGateway(b, nil)
 	const poll = 2 * time.Second
 	g.connector("tenant-a", "a1", func(c *connector.Config) { c.SafetyPoll = poll })
-	q, _ := queuename.For("tenant-a", "a1")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
 	time.Sleep(time.Second) // connect drain done
 	for range b.N {
 		before := countRequests(g, q)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 )
 
@@ -40,7 +41,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	g := newFleetGateway(b, nil)
 	svc := g.cloud("latency", nil)
 	a1 := g.connector("tenant-a", "a1")
-	q, _ := queuename.For("tenant-a", "a1")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
 	raw := newRawFanOut(b, g.emu.ConnectionString, 1).queues[0]
 	const n = 40
 	for range b.N {

@@ -17,6 +17,7 @@ import (
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	bote "github.com/botehq/platform/runtime/worker"
 )
@@ -54,7 +55,7 @@ func TestLongHandlerKeepsItsMessage(t *testing.T) {
 	}
 	// Once the queue holds nothing, hidden or not, the message is deleted
 	// and cannot come back.
-	q, _ := queuename.For("tenant-a", "a1")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
 	require.Eventually(t, func() bool { return storedMessages(t, g, q) == 0 }, 10*time.Second, 100*time.Millisecond, "deleted after success")
 	assert.Equal(t, int32(1), calls.Load(), "the message was never handed out twice")
 }
@@ -80,7 +81,7 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 			return inner.Handle(ctx, m)
 		})
 	})
-	q, _ := queuename.For("tenant-a", "a1")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
 	raw, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, q, nil)
 	require.NoError(t, err)
 	_, _ = raw.Create(context.Background(), nil)

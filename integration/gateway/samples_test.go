@@ -19,6 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 )
 
@@ -129,21 +130,21 @@ func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("later", nil)
-	var ids []string
+	var sent []string
 	for i := range 3 {
 		id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a3", botecloud.Outgoing{Body: []byte{byte('0' + i)}})
 		require.NoError(t, err)
-		ids = append(ids, id)
+		sent = append(sent, id)
 	}
-	q, _ := queuename.For("tenant-a", "a3")
-	require.Eventually(t, func() bool { return storedMessages(t, g, q) == len(ids) }, 15*time.Second, 50*time.Millisecond,
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a3"})
+	require.Eventually(t, func() bool { return storedMessages(t, g, q) == len(sent) }, 15*time.Second, 50*time.Millisecond,
 		"routed to a3's queue while nobody is connected")
 	a3 := g.connector("tenant-a", "a3")
 	var got []string
-	for range ids {
+	for range sent {
 		got = append(got, a3.next(t, 10*time.Second).ID)
 	}
-	assert.ElementsMatch(t, ids, got)
+	assert.ElementsMatch(t, sent, got)
 }
 
 // TestNudgeAcrossReplicas: the connector holds its session on a replica

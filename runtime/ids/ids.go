@@ -55,19 +55,61 @@ func ValidateLabel(k, v string) error {
 	return nil
 }
 
+// TenantID is a tenant id that passed Validate. Parse one where it enters
+// (a flag, a token claim, a decoded message, a request path) with
+// ParseTenantID; code that is given a TenantID does not check it again.
+// Convert a string with TenantID(s) only in tests and for ids that were
+// validated already (a stored record).
+type TenantID string
+
+// ParseTenantID validates s as a tenant id.
+func ParseTenantID(s string) (TenantID, error) {
+	if err := Validate("tenant", s); err != nil {
+		return "", err
+	}
+	return TenantID(s), nil
+}
+
+// String returns the id.
+func (t TenantID) String() string { return string(t) }
+
+// WorkspaceID is a workspace id that passed Validate (see TenantID).
+type WorkspaceID string
+
+// ParseWorkspaceID validates s as a workspace id.
+func ParseWorkspaceID(s string) (WorkspaceID, error) {
+	if err := Validate("workspace", s); err != nil {
+		return "", err
+	}
+	return WorkspaceID(s), nil
+}
+
+// String returns the id.
+func (w WorkspaceID) String() string { return string(w) }
+
 // ConnectorID identifies one connector: connector ids are unique within a
-// tenant only.
+// tenant only. Like TenantID it is parsed where it enters
+// (ParseConnectorID, or a verified access token) and carried as is.
 type ConnectorID struct {
-	Tenant    string
+	Tenant    TenantID
 	Connector string
 }
 
+// ParseConnectorID validates both ids.
+func ParseConnectorID(tenant, connector string) (ConnectorID, error) {
+	id := ConnectorID{Tenant: TenantID(tenant), Connector: connector}
+	if err := id.Validate(); err != nil {
+		return ConnectorID{}, err
+	}
+	return id, nil
+}
+
 // String renders the identity as "tenant/connector".
-func (c ConnectorID) String() string { return c.Tenant + "/" + c.Connector }
+func (c ConnectorID) String() string { return string(c.Tenant) + "/" + c.Connector }
 
 // Validate checks both ids.
 func (c ConnectorID) Validate() error {
-	if err := Validate("tenant", c.Tenant); err != nil {
+	if err := Validate("tenant", string(c.Tenant)); err != nil {
 		return err
 	}
 	return Validate("connector", c.Connector)

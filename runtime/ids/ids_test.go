@@ -36,3 +36,38 @@ func TestConnectorID(t *testing.T) {
 	require.ErrorContains(t, ConnectorID{Tenant: "", Connector: "c"}.Validate(), "tenant id is empty")
 	require.ErrorContains(t, ConnectorID{Tenant: "t", Connector: "c/d"}.Validate(), `connector id "c/d"`)
 }
+
+// Ids are checked where they enter (ParseConnectorID); queuename.For
+// only derives names from them.
+func TestParseConnectorIDRejectsInvalidIDs(t *testing.T) {
+	tests := []struct{ tenant, connector, msg string }{
+		{"", "c", "tenant id is empty"},
+		{"t", "", "connector id is empty"},
+		{"-t", "c", "must start with a letter or digit"},
+		{"t", "c/d", "must start with a letter or digit"},
+		{"t", "caf\u00e9", "must start with a letter or digit"},
+		{strings.Repeat("t", MaxLength+1), "c", "the limit is 128"},
+	}
+	for _, tt := range tests {
+		_, err := ParseConnectorID(tt.tenant, tt.connector)
+		require.Error(t, err, "%q/%q", tt.tenant, tt.connector)
+		assert.True(t, errors.Is(err, ErrInvalid))
+		assert.Contains(t, err.Error(), tt.msg)
+	}
+}
+
+func TestParsedIDs(t *testing.T) {
+	id, err := ParseConnectorID("contoso", "agent-01")
+	require.NoError(t, err)
+	assert.Equal(t, ConnectorID{Tenant: "contoso", Connector: "agent-01"}, id)
+	tenant, err := ParseTenantID("contoso")
+	require.NoError(t, err)
+	assert.Equal(t, "contoso", tenant.String())
+	_, err = ParseTenantID("con/toso")
+	assert.ErrorIs(t, err, ErrInvalid)
+	ws, err := ParseWorkspaceID("prod")
+	require.NoError(t, err)
+	assert.Equal(t, "prod", ws.String())
+	_, err = ParseWorkspaceID("")
+	assert.ErrorContains(t, err, "workspace id is empty")
+}

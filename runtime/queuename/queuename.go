@@ -31,15 +31,15 @@ const (
 	hashLen = 12 // hex digits of SHA-256 over the exact pair (48 bits)
 )
 
-// For returns the Storage Queue name of connector in tenant.
-func For(tenant, connector string) (string, error) {
-	if err := (ids.ConnectorID{Tenant: tenant, Connector: connector}).Validate(); err != nil {
-		return "", err
-	}
+// For returns the Storage Queue name of connector id. It only derives:
+// id was parsed where it entered (ids.ParseConnectorID, a verified token);
+// an id that breaks the rule gives an error, not a name.
+func For(id ids.ConnectorID) (string, error) {
+	tenant, connector := string(id.Tenant), id.Connector
 	sum := sha256.Sum256([]byte(tenant + "\x00" + connector))
 	name := sanitize(tenant) + "-" + sanitize(connector) + "-" + hex.EncodeToString(sum[:])[:hashLen]
-	if !Valid(name) { // unreachable by construction; guards future edits
-		return "", fmt.Errorf("cannot derive queue name for %s/%s: produced invalid %q", tenant, connector, name)
+	if tenant == "" || connector == "" || !Valid(name) {
+		return "", fmt.Errorf("cannot derive a queue name for %q: not a parsed connector id", id.String())
 	}
 	return name, nil
 }
@@ -75,8 +75,9 @@ func Valid(name string) bool {
 	return len(name) >= 3 && len(name) <= 63 && namePattern.MatchString(name)
 }
 
-// Assign returns the queue name of every connector and fails if any id is
-// invalid, a connector is listed twice, or two connectors would share a queue.
+// Assign returns the queue name of every connector and fails if a
+// connector is listed twice or two connectors would share a queue (the ids
+// were parsed where they entered).
 func Assign(conns []ids.ConnectorID) (map[ids.ConnectorID]string, error) {
 	names := make(map[ids.ConnectorID]string, len(conns))
 	owner := make(map[string]ids.ConnectorID, len(conns))
@@ -86,7 +87,7 @@ func Assign(conns []ids.ConnectorID) (map[ids.ConnectorID]string, error) {
 		if _, dup := names[p]; dup {
 			return nil, fmt.Errorf("connector %s is listed twice", p)
 		}
-		name, err := For(p.Tenant, p.Connector)
+		name, err := For(p)
 		if err != nil {
 			return nil, err
 		}

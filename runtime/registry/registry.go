@@ -178,6 +178,10 @@ func Parse(data []byte) (*Registry, error) {
 	pairs := make([]ids.ConnectorID, 0, len(f.Connectors))
 	r := &Registry{byClient: make(map[string]Connector, len(f.Connectors))}
 	for i, c := range f.Connectors {
+		id, err := ids.ParseConnectorID(c.Tenant, c.ID)
+		if err != nil {
+			return nil, fmt.Errorf("connectors[%d]: %w", i, err)
+		}
 		key, err := ParsePublicJWK(c.JWK)
 		if err != nil {
 			return nil, fmt.Errorf("connectors[%d] (%s): jwk: %w", i, c.ClientID(), err)
@@ -187,11 +191,11 @@ func Parse(data []byte) (*Registry, error) {
 		}
 		c.Roles = slices.Sorted(slices.Values(c.Roles))
 		c.key = key
-		pairs = append(pairs, ids.ConnectorID{Tenant: c.Tenant, Connector: c.ID})
+		pairs = append(pairs, id)
 		r.byClient[c.ClientID()] = c
 		r.sorted = append(r.sorted, c)
 	}
-	if _, err := queuename.Assign(pairs); err != nil { // validates ids, duplicates, collisions
+	if _, err := queuename.Assign(pairs); err != nil { // duplicates, collisions
 		return nil, fmt.Errorf("connectors: %w", err)
 	}
 	sortConnectors(r.sorted)

@@ -69,5 +69,5 @@ func (d *fileDirectory) lookup(id ids.ConnectorID) (registry.Connector, bool) {
 			d.log.Warn("cannot reload connector registry; keeping the last good one", "err", err)
 		}
 	}
-	return d.reg.Lookup(registry.ClientID(id.Tenant, id.Connector))
+	return d.reg.Lookup(registry.ClientID(string(id.Tenant), id.Connector))
 }

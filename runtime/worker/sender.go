@@ -46,7 +46,7 @@ const uploadTTL = 15 * time.Minute
 // uploadPrefix is the folder of id's uploads in the claim container: a
 // connector may only reference blobs below its own.
 func uploadPrefix(id session.Identity) (string, error) {
-	q, err := queuename.For(id.Tenant, id.Connector)
+	q, err := queuename.For(id)
 	if err != nil {
 		return "", err
 	}
@@ -103,7 +103,7 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	}
 	env := &envelope.Envelope{
 		ID: id, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo, Kind: envelope.KindCloud,
-		From:    &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
+		From:    &envelope.Identity{Tenant: string(from.Tenant), Connector: from.Connector},
 		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: now,
 	}
 	// Set by the worker from the frame's fields, after the session refused
@@ -136,13 +136,13 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 }
 
 func (s *cloudSender) DeadLetter(ctx context.Context, from session.Identity, d sessionproto.DeadLetter) error {
-	queue, err := queuename.For(from.Tenant, from.Connector)
+	queue, err := queuename.For(from)
 	if err != nil {
 		return err
 	}
 	env := &envelope.Envelope{
 		ID: envelope.NewID(), Kind: envelope.KindCloud,
-		From: &envelope.Identity{Tenant: from.Tenant, Connector: from.Connector},
+		From: &envelope.Identity{Tenant: string(from.Tenant), Connector: from.Connector},
 		Headers: map[string]string{
 			envelope.HeaderDeadLetter: d.Reason,
 			"bote-source-queue":       queue,

@@ -33,6 +33,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/health"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/sessionproto"
@@ -404,7 +405,8 @@ func sessionVerifier(v *accesstoken.Verifier) session.VerifierFunc {
 		if err != nil {
 			return session.Principal{}, err
 		}
-		p := session.Principal{Identity: session.Identity{Tenant: c.Tenant, Connector: c.Connector}}
+		// The verifier checked both ids.
+		p := session.Principal{Identity: session.Identity{Tenant: ids.TenantID(c.Tenant), Connector: c.Connector}}
 		if c.ExpiresAt != nil {
 			p.Expires = c.ExpiresAt.Time
 		}

@@ -117,7 +117,7 @@ func TestCloudSenderDeadLetter(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, b.sent[QueueConnectorErrors], 1)
 	env := b.sent[QueueConnectorErrors][0]
-	q, _ := queuename.For("acme", "agent1")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "acme", Connector: "agent1"})
 	assert.Equal(t, "poison", env.Headers[envelope.HeaderDeadLetter])
 	assert.Equal(t, q, env.Headers["bote-source-queue"])
 	assert.Equal(t, "6", env.Headers["bote-dequeue-count"])
@@ -196,8 +196,8 @@ func TestUploadsAreScopedToTheConnector(t *testing.T) {
 	me := session.Identity{Tenant: "acme", Connector: "agent1"}
 	u, err := (&uploads{claims: fakeClaims{}}).UploadURL(context.Background(), me)
 	require.NoError(t, err)
-	q, _ := queuename.For("acme", "agent1")
-	other, _ := queuename.For("acme", "agent2")
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "acme", Connector: "agent1"})
+	other, _ := queuename.For(ids.ConnectorID{Tenant: "acme", Connector: "agent2"})
 	assert.Regexp(t, "^uploads/"+q+"/[0-9a-f]{32}$", u.Blob)
 	assert.Equal(t, int64(1<<20), u.MaxBytes)
 

@@ -115,7 +115,7 @@ func New(cfg Config) (*Queues, error) {
 }
 
 // Name returns the queue name of id.
-func Name(id ids.ConnectorID) (string, error) { return queuename.For(id.Tenant, id.Connector) }
+func Name(id ids.ConnectorID) (string, error) { return queuename.For(id) }
 
 // Enqueue puts text (an encoded envelope) on id's queue, creating the queue
 // if it does not exist yet.

@@ -140,7 +140,7 @@ type presence struct {
 
 // Join records that session of id is held by this replica.
 func (f *Fanout) Join(ctx context.Context, id ids.ConnectorID, session string) error {
-	data, err := json.Marshal(presence{Entity: aztables.Entity{PartitionKey: id.Tenant, RowKey: id.Connector}, Replica: f.cfg.Replica, Session: session})
+	data, err := json.Marshal(presence{Entity: aztables.Entity{PartitionKey: string(id.Tenant), RowKey: id.Connector}, Replica: f.cfg.Replica, Session: session})
 	if err != nil {
 		return fmt.Errorf("cannot encode presence: %w", err)
 	}
@@ -157,7 +157,7 @@ func (f *Fanout) Leave(ctx context.Context, id ids.ConnectorID, session string) 
 	if err != nil || p == nil || p.Replica != f.cfg.Replica || p.Session != session {
 		return err
 	}
-	_, err = f.presence.DeleteEntity(ctx, id.Tenant, id.Connector, &aztables.DeleteEntityOptions{IfMatch: &etag})
+	_, err = f.presence.DeleteEntity(ctx, string(id.Tenant), id.Connector, &aztables.DeleteEntityOptions{IfMatch: &etag})
 	if err != nil && !isStatus(err, 404, 412) {
 		return fmt.Errorf("cannot clear presence of %s: %w", id, err)
 	}
@@ -165,7 +165,7 @@ func (f *Fanout) Leave(ctx context.Context, id ids.ConnectorID, session string) 
 }
 
 func (f *Fanout) lookup(ctx context.Context, id ids.ConnectorID) (*presence, azcore.ETag, error) {
-	resp, err := f.presence.GetEntity(ctx, id.Tenant, id.Connector, nil)
+	resp, err := f.presence.GetEntity(ctx, string(id.Tenant), id.Connector, nil)
 	if isStatus(err, 404) {
 		return nil, "", nil
 	}
@@ -193,7 +193,7 @@ func (f *Fanout) Nudge(ctx context.Context, id ids.ConnectorID) error {
 	if err != nil || p == nil || p.Replica == f.cfg.Replica || !replicaPattern.MatchString(p.Replica) {
 		return err
 	}
-	data, err := json.Marshal(wire{Tenant: id.Tenant, Connector: id.Connector})
+	data, err := json.Marshal(wire{Tenant: string(id.Tenant), Connector: id.Connector})
 	if err != nil {
 		return fmt.Errorf("cannot encode nudge: %w", err)
 	}
@@ -246,7 +246,9 @@ func (f *Fanout) poll(ctx context.Context, local Local) (int, error) {
 	for _, m := range resp.Messages {
 		var w wire
 		if m.MessageText != nil && json.Unmarshal([]byte(*m.MessageText), &w) == nil {
-			local.Nudge(ids.ConnectorID{Tenant: w.Tenant, Connector: w.Connector})
+			if id, err := ids.ParseConnectorID(w.Tenant, w.Connector); err == nil {
+				local.Nudge(id)
+			}
 		}
 		if m.MessageID == nil || m.PopReceipt == nil {
 			continue

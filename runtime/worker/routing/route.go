@@ -67,7 +67,7 @@ func (r *Router) route(ctx context.Context, env *envelope.Envelope, log *slog.Lo
 	var targets []ids.ConnectorID
 	switch env.Kind {
 	case envelope.KindTargeted:
-		id := ids.ConnectorID{Tenant: env.Tenant, Connector: env.Connector}
+		id := ids.ConnectorID{Tenant: ids.TenantID(env.Tenant), Connector: env.Connector} // checked by envelope.Decode
 		if d := r.cfg.Directory; d != nil && !d.Known(id) {
 			return permanent(ReasonUnknownConnector, "connector %s is not registered", id)
 		}
@@ -78,7 +78,7 @@ func (r *Router) route(ctx context.Context, env *envelope.Envelope, log *slog.Lo
 			return err
 		}
 		for _, c := range subs {
-			targets = append(targets, ids.ConnectorID{Tenant: env.Tenant, Connector: c})
+			targets = append(targets, ids.ConnectorID{Tenant: ids.TenantID(env.Tenant), Connector: c})
 		}
 		if len(targets) == 0 {
 			log.Info("broadcast has no subscribers", "topic", env.Topic)
@@ -145,7 +145,7 @@ func (r *Router) deliver(ctx context.Context, env *envelope.Envelope, targets []
 	var errs []error
 	var wg sync.WaitGroup
 	for _, id := range targets {
-		key := env.ID + "\x00" + id.Tenant + "\x00" + id.Connector
+		key := env.ID + "\x00" + string(id.Tenant) + "\x00" + id.Connector
 		if r.seen.Has(key) {
 			r.m.Duplicates.Inc()
 			continue

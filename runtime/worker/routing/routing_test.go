@@ -186,7 +186,7 @@ func (h *harness) handle(env *envelope.Envelope, delivery int) settled {
 	return h.bus.settled[env.ID]
 }
 
-func pair(t, c string) ids.ConnectorID { return ids.ConnectorID{Tenant: t, Connector: c} }
+func pair(t, c string) ids.ConnectorID { return ids.ConnectorID{Tenant: ids.TenantID(t), Connector: c} }
 
 func TestTargetedGoesToThatConnectorOnly(t *testing.T) {
 	h := newHarness(t, nil)

@@ -73,7 +73,7 @@ func (c *conn) serve(ctx context.Context) {
 		}()
 	}
 	hello := sessionproto.Frame{Type: sessionproto.TypeHello, Hello: &sessionproto.Hello{
-		Session: c.name, Tenant: c.id.Tenant, Connector: c.id.Connector, Queue: c.queue,
+		Session: c.name, Tenant: string(c.id.Tenant), Connector: c.id.Connector, Queue: c.queue,
 		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
 	}}
 	if err := c.write(ctx, hello); err != nil {

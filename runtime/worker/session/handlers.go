@@ -110,9 +110,9 @@ func (c *conn) subscription(ctx context.Context, f sessionproto.Frame) (sessionp
 	}
 	var err error
 	if f.Type == sessionproto.TypeSubscribe {
-		err = c.srv.cfg.Subscriptions.Subscribe(ctx, c.id.Tenant, f.Topic, c.id.Connector)
+		err = c.srv.cfg.Subscriptions.Subscribe(ctx, string(c.id.Tenant), f.Topic, c.id.Connector)
 	} else {
-		err = c.srv.cfg.Subscriptions.Unsubscribe(ctx, c.id.Tenant, f.Topic, c.id.Connector)
+		err = c.srv.cfg.Subscriptions.Unsubscribe(ctx, string(c.id.Tenant), f.Topic, c.id.Connector)
 	}
 	if err != nil {
 		return sessionproto.Frame{}, err

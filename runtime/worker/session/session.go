@@ -329,7 +329,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid token", http.StatusUnauthorized)
 		return
 	}
-	queue, err := queuename.For(id.Tenant, id.Connector)
+	queue, err := queuename.For(id)
 	if err != nil {
 		s.audit(r.Context(), "session_rejected", id, r, "reason", err.Error())
 		http.Error(w, "invalid identity", http.StatusForbidden)

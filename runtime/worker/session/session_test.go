@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
@@ -34,7 +35,7 @@ func (fakeVerifier) Verify(_ context.Context, raw string) (Principal, error) {
 		secs, _ := strconv.Atoi(parts[3])
 		exp = time.Now().Add(time.Duration(secs) * time.Millisecond)
 	}
-	return Principal{Identity: Identity{Tenant: parts[1], Connector: parts[2]}, Expires: exp}, nil
+	return Principal{Identity: Identity{Tenant: ids.TenantID(parts[1]), Connector: parts[2]}, Expires: exp}, nil
 }
 
 type sent struct {
