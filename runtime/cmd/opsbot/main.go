@@ -2,18 +2,20 @@
 // relayserver through Azure Relay Hybrid Connections (as a sender; no
 // inbound port anywhere), or a relayserver's local port for development.
 //
-//	opsbot status                  server version, uptime, relay, agent count
-//	opsbot agents list [--tenant]  deployment agents, their load and last heartbeat
-//	opsbot events                  follow server events over a relayed WebSocket
-//	opsbot config show             the resolved configuration and where each value came from
+// One file per command group:
 //
-// and the runs of a tenant (--tenant or OPSBOT_TENANT; runs.go, docs/opsbot.md):
+//	opsbot status                  server version, uptime, relay, agent count (status.go)
+//	opsbot agents list [--tenant]  deployment agents, their load and last heartbeat (status.go)
+//	opsbot events                  follow server events over a relayed WebSocket (events.go)
+//	opsbot config show             the resolved configuration and where each value came from (config.go)
 //
-//	opsbot workspaces create|list|update [--four-eyes]
-//	opsbot plan --workspace W --dir D     pack, upload, follow the run live
-//	opsbot apply RUN [--yes]              confirm, approve, follow the apply
-//	opsbot destroy --workspace W --dir D  plan a destroy, confirm, apply
-//	opsbot runs list|show, logs [-f] RUN, cancel RUN
+// and the runs of a tenant (--tenant or OPSBOT_TENANT; api.go, docs/opsbot.md):
+//
+//	opsbot workspaces create|list|update [--four-eyes]   (workspaces.go)
+//	opsbot plan --workspace W --dir D     pack, upload, follow the run live (apply.go)
+//	opsbot apply RUN [--yes]              confirm, approve, follow the apply (apply.go)
+//	opsbot destroy --workspace W --dir D  plan a destroy, confirm, apply (apply.go)
+//	opsbot runs list|show, logs [-f] RUN, cancel RUN   (runs.go; following: follow.go)
 //	opsbot state versions|pull|rollback --workspace W   kept Terraform states (state.go)
 //	opsbot mcp [--allow-approve]          MCP server for AI assistants on stdio (mcp.go, docs/mcp.md)
 //
