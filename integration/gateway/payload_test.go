@@ -18,6 +18,7 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 )
@@ -100,7 +101,7 @@ func TestEncryptedPayloads(t *testing.T) {
 // until there are want of them.
 func storedEnvelopes(t *testing.T, g *gateway, tenant, conn string, want int) []*envelope.Envelope {
 	t.Helper()
-	name, err := queuename.For(tenant, conn)
+	name, err := queuename.For(ids.ConnectorID{Tenant: ids.TenantID(tenant), Connector: conn})
 	require.NoError(t, err)
 	q, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, name, nil)
 	require.NoError(t, err)
