@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/console"
@@ -15,7 +17,8 @@ import (
 
 // TestConsoleOlderServer: an ops server older than GET /v1/tenants answers
 // it 404 (no such endpoint); the tenants page then lists the principal's
-// grants instead of failing. No platform: the console in front of a fake API.
+// grants instead of failing. No platform: the console in front of a fake
+// API, and the page under its own Content-Security-Policy.
 func TestConsoleOlderServer(t *testing.T) {
 	t.Parallel()
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +44,13 @@ func TestConsoleOlderServer(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	ctx, _ := browser(t)
+	// This page runs under its Content-Security-Policy (the other tests
+	// bypass it to inject axe-core): Trusted Types refuse any string as
+	// HTML, and the console works without.
+	_, err = chromedp.Call(ctx, page.SetBypassCSP, page.SetBypassCSPParams{Enabled: false})
+	require.NoError(t, err)
 	do(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+console.Prefix+"#session=k"),
 		chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/contoso"]`)))
+	assert.Equal(t, "TypeError", eval[string](t, ctx, `(() => { try { document.body.insertAdjacentHTML('beforeend', '<img src=x>'); return 'allowed' } catch (e) { return e.name } })()`))
+	assert.Equal(t, "TypeError", eval[string](t, ctx, `(() => { try { document.createElement('div').innerHTML = '<b>x</b>'; return 'allowed' } catch (e) { return e.name } })()`))
 }

@@ -119,6 +119,7 @@ func TestPages(t *testing.T) {
 		csp := rec.Header().Get("Content-Security-Policy")
 		assert.Contains(t, csp, "script-src 'self'", tt.path)
 		assert.Contains(t, csp, "frame-ancestors 'none'", tt.path)
+		assert.Contains(t, csp, "require-trusted-types-for 'script'; trusted-types 'none'", tt.path)
 		assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
 	}
 	rec := get(t, h, "/ui", "")
