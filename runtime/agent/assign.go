@@ -108,8 +108,7 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 	log.InfoContext(ctx, "run assigned")
 	go func() {
 		defer a.wg.Done()
-		defer func() { <-a.slots }()
-		a.execute(runCtx, asg, log)
+		res := a.execute(runCtx, asg, log)
 		cancel(nil)
 		a.mu.Lock()
 		if r := a.active[asg.RunID]; r != nil && r.token == asg.ClaimToken {
@@ -117,6 +116,10 @@ func (a *Agent) assign(ctx context.Context, asg *runproto.Assign) error {
 		}
 		a.done.Add(key)
 		a.mu.Unlock()
+		<-a.slots
+		// The slot is free before the result goes out: the server may
+		// assign the next run the moment it reads the result.
+		a.sendResult(res)
 	}()
 	return nil
 }

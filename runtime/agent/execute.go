@@ -53,9 +53,10 @@ func shorten(s string, n int) string {
 	return s[:cut] + mark
 }
 
-// execute runs one phase and reports it. ctx is the run's context: it
-// ends on cancel, timeout or shutdown, with the reason as its cause.
-func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Logger) {
+// execute runs one phase and returns its result, for the caller to
+// report. ctx is the run's context: it ends on cancel, timeout or
+// shutdown, with the reason as its cause.
+func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Logger) *runproto.Result {
 	start := time.Now()
 	phase := runproto.PhaseOf(asg.Op)
 	sink := &logSink{a: a, runID: asg.RunID, token: asg.ClaimToken, offset: asg.LogOffset}
@@ -103,7 +104,7 @@ func (a *Agent) execute(ctx context.Context, asg *runproto.Assign, log *slog.Log
 	res.LastSeq = sink.lastSeq()
 	log.Info("run phase ended", "outcome", res.Outcome, "reason", res.Reason, "took", time.Since(start).Round(time.Millisecond),
 		"fetch", took.fetch.Round(time.Millisecond), "terraform", took.terraform.Round(time.Millisecond), "upload", took.upload.Round(time.Millisecond))
-	a.sendResult(res)
+	return res
 }
 
 // timings are where a phase's time went (the agent's share of pickup
