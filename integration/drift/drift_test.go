@@ -90,7 +90,7 @@ resource "botetest_file" "motd" {
 	assert.Equal(t, "drifted", check())
 	r = expect(exitOK, "drift", "show", "files")
 	assert.Contains(t, r.Stdout, "Status:      drifted")
-	assert.Contains(t, r.Stdout, "  botetest_file.motd (update)\n      content: \"hello\" -> \"changed by hand\"\n")
+	assert.Contains(t, r.Stdout, "  # botetest_file.motd has changed\n  ~ resource \"botetest_file\" \"motd\" {\n      ~ content = \"hello\" -> \"changed by hand\"\n")
 	list := expect(exitOK, "drift")
 	assert.Regexp(t, `files\s+drifted\s+1\s+`, list.Stdout)
 	st := driftOf(t, expect)

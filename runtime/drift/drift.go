@@ -19,7 +19,10 @@ import (
 	"sort"
 	"time"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/robfig/cron/v3"
+
+	"github.com/botehq/platform/runtime/planrender"
 )
 
 // Errors of the store.
@@ -130,6 +133,10 @@ type Resource struct {
 	Type       string     `json:"type"`
 	Actions    []string   `json:"actions"`
 	Attributes []AttrDiff `json:"attributes,omitempty"`
+	// Diff is the change as Terraform prints it ("# a has changed", the
+	// attribute diff; runtime/planrender's rules, sensitive values
+	// masked), cut at 2 KiB; Fit drops it first when a record is full.
+	Diff string `json:"diff,omitempty"`
 }
 
 // AttrDiff is one top-level attribute whose value in the state differs
@@ -148,20 +155,25 @@ const (
 	maxAttributes     = 20
 	maxValueBytes     = 256
 	maxResourcesBytes = 24 << 10
+	maxDiffBytes      = 2 << 10
 )
 
 // Fit keeps the drifted resources a record holds: at most 100, in at
 // most 24 KiB of JSON, in the plan's order; more counts the others.
+// Rendered diffs go first, from the last resource, then resources.
 func Fit(found []Resource) (kept []Resource, more int) {
-	size := 0
-	for i, r := range found {
-		b, _ := json.Marshal(r) // plain fields and raw JSON from a decoded plan: encodes
-		if i == maxResources || size+len(b) > maxResourcesBytes {
-			return found[:i], len(found) - i
-		}
-		size += len(b) + 1
+	kept = slices.Clone(found[:min(len(found), maxResources)])
+	size := func() int {
+		b, _ := json.Marshal(kept) // plain fields and raw JSON from a decoded plan: encodes
+		return len(b)
 	}
-	return found, 0
+	for i := len(kept) - 1; i >= 0 && size() > maxResourcesBytes; i-- {
+		kept[i].Diff = ""
+	}
+	for len(kept) > 0 && size() > maxResourcesBytes {
+		kept = kept[:len(kept)-1]
+	}
+	return kept, len(found) - len(kept)
 }
 
 // plan is what drift reads of a plan's JSON.
@@ -186,9 +198,19 @@ func Resources(planJSON []byte) ([]Resource, error) {
 	if err := json.Unmarshal(planJSON, &p); err != nil {
 		return nil, fmt.Errorf("cannot read the plan's JSON: %w", err)
 	}
+	diffs := map[string]string{}
+	var tp tfjson.Plan
+	if err := json.Unmarshal(planJSON, &tp); err == nil {
+		for _, d := range planrender.Drift(&tp) {
+			if len(d.Diff) > maxDiffBytes {
+				d.Diff = d.Diff[:maxDiffBytes] + "\n      … (cut: opsbot runs show RUN --plan has it all)\n"
+			}
+			diffs[d.Address] = d.Diff
+		}
+	}
 	var out []Resource
 	for _, rd := range p.ResourceDrift {
-		r := Resource{Address: rd.Address, Type: rd.Type, Actions: rd.Change.Actions}
+		r := Resource{Address: rd.Address, Type: rd.Type, Actions: rd.Change.Actions, Diff: diffs[rd.Address]}
 		keys := map[string]bool{}
 		for k := range rd.Change.Before {
 			keys[k] = true

@@ -40,7 +40,13 @@ func TestResourcesOfARealRefreshOnlyPlan(t *testing.T) {
 	got, err := drift.Resources(keptPlan(t))
 	require.NoError(t, err)
 	assert.Equal(t, []drift.Resource{{Address: "botetest_file.motd", Type: "botetest_file", Actions: []string{"update"},
-		Attributes: []drift.AttrDiff{{Name: "content", Before: json.RawMessage(`"hello"`), After: json.RawMessage(`"changed by hand"`)}}}}, got)
+		Attributes: []drift.AttrDiff{{Name: "content", Before: json.RawMessage(`"hello"`), After: json.RawMessage(`"changed by hand"`)}},
+		Diff: "  # botetest_file.motd has changed\n" +
+			`  ~ resource "botetest_file" "motd" {` + "\n" +
+			`      ~ content = "hello" -> "changed by hand"` + "\n" +
+			`        id      = "motd.txt"` + "\n" +
+			"        # (1 unchanged attribute hidden)\n" +
+			"    }\n"}}, got)
 	_, err = drift.Resources([]byte("not json"))
 	assert.Error(t, err)
 }

@@ -21,6 +21,10 @@ func TestFitBoundsARecord(t *testing.T) {
 		}
 		return out
 	}
+	withDiffs := res(40, 10)
+	for i := range withDiffs {
+		withDiffs[i].Diff = strings.Repeat("d", 1000)
+	}
 	for _, tc := range []struct {
 		name       string
 		found      []drift.Resource
@@ -30,6 +34,7 @@ func TestFitBoundsARecord(t *testing.T) {
 		{"a few", res(3, 10), 3, 0},
 		{"more than 100 small ones", res(150, 1), 100, 50},
 		{"large values fill 24 KiB first", res(150, 256), 38, 112},
+		{"diffs go before resources", withDiffs, 40, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kept, more := drift.Fit(tc.found)
@@ -40,6 +45,11 @@ func TestFitBoundsARecord(t *testing.T) {
 			}
 			b, _ := json.Marshal(kept)
 			assert.LessOrEqual(t, len(b), 24<<10)
+			if tc.name == "diffs go before resources" {
+				assert.NotEmpty(t, kept[0].Diff, "the first diffs stay")
+				assert.Empty(t, kept[39].Diff, "the last go")
+				assert.NotEmpty(t, withDiffs[39].Diff, "what was found is not changed")
+			}
 		})
 	}
 }

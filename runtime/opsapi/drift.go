@@ -54,7 +54,7 @@ func apiDrift(st drift.State) DriftStatus {
 	}
 	out.NextCheck, out.CheckedAt, out.MoreResources = ptr(st.Next), ptr(st.CheckedAt), st.More
 	for _, res := range st.Resources {
-		dr := DriftResource{Address: res.Address, Type: res.Type, Actions: res.Actions}
+		dr := DriftResource{Address: res.Address, Type: res.Type, Actions: res.Actions, Diff: res.Diff}
 		for _, a := range res.Attributes {
 			dr.Attributes = append(dr.Attributes, DriftAttribute{Name: a.Name, Before: a.Before, After: a.After})
 		}

@@ -41,6 +41,10 @@ type DriftResource struct {
 	Type       string           `json:"type"`
 	Actions    []string         `json:"actions"`
 	Attributes []DriftAttribute `json:"attributes,omitempty"`
+	// Diff is the change as Terraform prints it ("# a has changed" and
+	// the attribute diff, sensitive values masked); absent when the
+	// record had no room for it.
+	Diff string `json:"diff,omitempty"`
 }
 
 // DriftAttribute is a top-level attribute whose value in the state

@@ -213,8 +213,13 @@ func header(rc *tfjson.ResourceChange) string {
 var identifying = map[string]bool{"id": true, "name": true, "tags": true}
 
 func writeResource(b *strings.Builder, rc *tfjson.ResourceChange) {
-	c := rc.Change
 	b.WriteString(header(rc))
+	writeBody(b, rc)
+}
+
+// writeBody writes a resource change's block with its attribute diff.
+func writeBody(b *strings.Builder, rc *tfjson.ResourceChange) {
+	c := rc.Change
 	kind := "resource"
 	if rc.Mode == tfjson.DataResourceMode {
 		kind = "data"

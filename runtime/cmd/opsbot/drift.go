@@ -159,6 +159,10 @@ func printDrift(w io.Writer, st *opsapitypes.DriftStatus) {
 		fmt.Fprintln(w, "\nDrifted resources (state -> real):")
 	}
 	for _, r := range st.Resources {
+		if r.Diff != "" {
+			fmt.Fprintf(w, "\n%s", r.Diff)
+			continue
+		}
 		fmt.Fprintf(w, "  %s (%s)\n", r.Address, strings.Join(r.Actions, ", "))
 		for _, a := range r.Attributes {
 			fmt.Fprintf(w, "      %s: %s -> %s\n", a.Name, a.Before, a.After)
