@@ -62,7 +62,7 @@ func (s *Server) cancelRun(ctx context.Context, _ *mcp.CallToolRequest, in Cance
 	}
 	run, err := s.api.Cancel(ctx, tenant, in.Run, reason, false)
 	if err != nil {
-		return nil, RunView{}, apiErr(err)
+		return nil, RunView{}, s.apiErr(err)
 	}
 	s.log.Info("cancelled a run", "tenant", tenant, "run", run.ID, "state", run.State)
 	return nil, runView(run, false), nil
@@ -103,14 +103,14 @@ func (s *Server) approveRun(ctx context.Context, req *mcp.CallToolRequest, in Ap
 	}
 	run, err := s.api.Run(ctx, tenant, in.Run)
 	if err != nil {
-		return nil, RunView{}, apiErr(err)
+		return nil, RunView{}, s.apiErr(err)
 	}
 	if !run.UpdatedAt.Equal(p.updatedAt) || run.State != opsapitypes.StatePlanned {
 		return nil, RunView{}, fmt.Errorf("not approved: run %s changed while the human was asked (now %s); show it again and ask again", run.ID, run.State)
 	}
 	run, err = s.api.Approve(ctx, tenant, in.Run)
 	if err != nil {
-		return nil, RunView{}, apiErr(err)
+		return nil, RunView{}, s.apiErr(err)
 	}
 	s.log.Info("approved a run after the human confirmed", "tenant", tenant, "run", run.ID)
 	if d := s.wait(in.WaitSeconds); d > 0 {
@@ -126,7 +126,7 @@ func (s *Server) approveRun(ctx context.Context, req *mcp.CallToolRequest, in Ap
 func (s *Server) askApproval(ctx context.Context, req *mcp.CallToolRequest, tenant, id string) (*mcp.CallToolResult, RunView, error) {
 	run, err := s.api.Run(ctx, tenant, id)
 	if err != nil {
-		return nil, RunView{}, apiErr(err)
+		return nil, RunView{}, s.apiErr(err)
 	}
 	if run.State != opsapitypes.StatePlanned {
 		return nil, RunView{}, fmt.Errorf("run %s is %s, not planned: only a saved plan waiting for approval can be approved", run.ID, run.State)
@@ -136,7 +136,7 @@ func (s *Server) askApproval(ctx context.Context, req *mcp.CallToolRequest, tena
 	// nothing.
 	me, err := s.api.Whoami(ctx)
 	if err != nil {
-		return nil, RunView{}, apiErr(err)
+		return nil, RunView{}, s.apiErr(err)
 	}
 	if !me.Allows(tenant, operator.RoleApprover) {
 		return nil, RunView{}, fmt.Errorf("not asked: the credential (%s) lacks the approver role in tenant %s, so the ops server would refuse the approval; a platform administrator grants it, or someone who holds it approves with opsbot apply %s", me, tenant, run.ID)

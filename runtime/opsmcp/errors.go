@@ -41,7 +41,7 @@ type APIErrorData struct {
 // carrying the API's code and message; other errors (bad arguments, a
 // directory that cannot be packed) stay tool errors the assistant can
 // correct.
-func apiErr(err error) error {
+func (s *Server) apiErr(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -55,7 +55,11 @@ func apiErr(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return &jsonrpc.Error{Code: CodeUnreachable, Message: "cannot reach the ops server: " + err.Error()}
+	msg := "cannot reach the ops server: " + err.Error()
+	if s.cfg.Unreachable != nil {
+		msg = s.cfg.Unreachable(err)
+	}
+	return &jsonrpc.Error{Code: CodeUnreachable, Message: msg}
 }
 
 // explain says what a refusal means for the operator: which role is

@@ -66,6 +66,11 @@ type Config struct {
 	// Roots are the directories whose subdirectories the plan tool may
 	// pack and upload; default the working directory.
 	Roots []string
+	// Unreachable says what failed, and what to check, when the ops
+	// server cannot be reached (opsbot gives the CLI's explanation, its
+	// secrets redacted). Default: "cannot reach the ops server: " and
+	// the error.
+	Unreachable func(error) string
 	// Version is reported to clients.
 	Version string
 	// Logger gets the server's own logs (stderr: stdout is the protocol).

@@ -54,14 +54,14 @@ func (s *Server) showPlan(ctx context.Context, _ *mcp.CallToolRequest, in RunArg
 	}
 	run, err := s.api.Run(ctx, tenant, in.Run)
 	if err != nil {
-		return nil, PlanOut{}, apiErr(err)
+		return nil, PlanOut{}, s.apiErr(err)
 	}
 	if !run.PlanChanges {
 		return nil, PlanOut{}, fmt.Errorf("run %s has no plan to show: it is %s (a plan can be shown once the run is planned, and stays after it is applied)", run.ID, run.State)
 	}
 	p, err := s.api.Plan(ctx, tenant, run.ID)
 	if err != nil {
-		return nil, PlanOut{}, apiErr(err)
+		return nil, PlanOut{}, s.apiErr(err)
 	}
 	out, err := planOut(run, p)
 	if err != nil {
@@ -168,7 +168,7 @@ func (s *Server) plan(ctx context.Context, req *mcp.CallToolRequest, in PlanIn) 
 	opts := opsclient.WithPlanOptions(opsapitypes.PlanOptions{Targets: in.Targets, Replace: in.Replace, RefreshOnly: in.RefreshOnly})
 	run, err := s.api.CreateRun(ctx, tenant, in.Workspace, opsclient.OpPlan, in.Message, bundle, opts)
 	if err != nil {
-		return nil, PlanRunOut{}, apiErr(err)
+		return nil, PlanRunOut{}, s.apiErr(err)
 	}
 	s.log.Info("queued a plan", "tenant", tenant, "workspace", in.Workspace, "run", run.ID, "dir", dir)
 	if d := s.wait(in.WaitSeconds); d > 0 {
@@ -233,7 +233,7 @@ var errIdle = errors.New("run is idle")
 func (s *Server) waitRun(ctx context.Context, req *mcp.CallToolRequest, tenant, id string, d time.Duration) (*opsapitypes.Run, error) {
 	run, err := s.api.Run(ctx, tenant, id)
 	if err != nil || d == 0 || idle(run) {
-		return run, apiErr(err)
+		return run, s.apiErr(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -257,9 +257,9 @@ func (s *Server) waitRun(ctx context.Context, req *mcp.CallToolRequest, tenant, 
 		return nil, ctx.Err()
 	case wctx.Err() != nil: // waited long enough: the run as it is now
 		r, err := s.api.Run(ctx, tenant, id)
-		return r, apiErr(err)
+		return r, s.apiErr(err)
 	}
-	return nil, apiErr(err)
+	return nil, s.apiErr(err)
 }
 
 // progress notifies the client of a long call's progress, if it asked.

@@ -90,7 +90,7 @@ func (s *Server) wholeLog(ctx context.Context, key runKey) (string, error) {
 	for {
 		c, err := s.api.Logs(ctx, key.tenant, key.run, offset)
 		if err != nil {
-			return "", apiErr(err)
+			return "", s.apiErr(err)
 		}
 		b.WriteString(c.Text)
 		if c.Done || c.NextOffset <= offset || c.Text == "" {
@@ -108,14 +108,14 @@ func (s *Server) wholeLog(ctx context.Context, key runKey) (string, error) {
 func (s *Server) planText(ctx context.Context, key runKey) (string, error) {
 	run, err := s.api.Run(ctx, key.tenant, key.run)
 	if err != nil {
-		return "", apiErr(err)
+		return "", s.apiErr(err)
 	}
 	if !run.PlanChanges {
 		return fmt.Sprintf("Run %s has no plan to show yet: it is %s.\n", run.ID, run.State), nil
 	}
 	p, err := s.api.Plan(ctx, key.tenant, key.run)
 	if err != nil {
-		return "", apiErr(err)
+		return "", s.apiErr(err)
 	}
 	out, err := planOut(run, p)
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error
 	// silence.
 	run, err := s.api.Run(ctx, key.tenant, key.run)
 	if err != nil {
-		return apiErr(err)
+		return s.apiErr(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -128,7 +128,7 @@ func (s *Server) addReadTools() {
 func (s *Server) listTenants(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, TenantsOut, error) {
 	me, err := s.api.Whoami(ctx)
 	if err != nil {
-		return nil, TenantsOut{}, apiErr(err)
+		return nil, TenantsOut{}, s.apiErr(err)
 	}
 	out := TenantsOut{Principal: me.String(), Admin: me.Admin, DefaultTenant: s.cfg.Tenant, Tenants: []TenantRole{}}
 	roles := map[string]string{}
@@ -139,7 +139,7 @@ func (s *Server) listTenants(ctx context.Context, _ *mcp.CallToolRequest, _ stru
 		// An admin has every tenant; those with agents are the ones known.
 		list, err := s.api.AgentList(ctx, "")
 		if err != nil {
-			return nil, TenantsOut{}, apiErr(err)
+			return nil, TenantsOut{}, s.apiErr(err)
 		}
 		for _, a := range list.Agents {
 			roles[a.Tenant] = "approver"
@@ -158,7 +158,7 @@ func (s *Server) listWorkspaces(ctx context.Context, _ *mcp.CallToolRequest, in 
 	}
 	wss, err := s.api.Workspaces(ctx, tenant)
 	if err != nil {
-		return nil, WorkspacesOut{}, apiErr(err)
+		return nil, WorkspacesOut{}, s.apiErr(err)
 	}
 	if wss == nil {
 		wss = []opsapitypes.Workspace{}
@@ -169,7 +169,7 @@ func (s *Server) listWorkspaces(ctx context.Context, _ *mcp.CallToolRequest, in 
 func (s *Server) listAgents(ctx context.Context, _ *mcp.CallToolRequest, in TenantArg) (*mcp.CallToolResult, AgentsOut, error) {
 	list, err := s.api.AgentList(ctx, in.Tenant)
 	if err != nil {
-		return nil, AgentsOut{}, apiErr(err)
+		return nil, AgentsOut{}, s.apiErr(err)
 	}
 	out := AgentsOut{Agents: list.Agents, DeployedVersion: list.DeployedVersion}
 	if out.Agents == nil {
@@ -196,7 +196,7 @@ func (s *Server) listRuns(ctx context.Context, _ *mcp.CallToolRequest, in ListRu
 	}
 	list, err := s.api.Runs(ctx, tenant, opsclient.RunQuery{Workspace: in.Workspace, States: in.States, Limit: in.Limit})
 	if err != nil {
-		return nil, RunsOut{}, apiErr(err)
+		return nil, RunsOut{}, s.apiErr(err)
 	}
 	out := RunsOut{Runs: make([]RunView, 0, len(list.Runs)), Truncated: list.Truncated}
 	for i := range list.Runs {
@@ -236,7 +236,7 @@ func (s *Server) readLog(ctx context.Context, _ *mcp.CallToolRequest, in ReadLog
 	}
 	c, err := s.api.Logs(ctx, tenant, in.Run, in.Offset)
 	if err != nil {
-		return nil, LogOut{}, apiErr(err)
+		return nil, LogOut{}, s.apiErr(err)
 	}
 	out := LogOut(*c)
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: c.Text}}}, out, nil

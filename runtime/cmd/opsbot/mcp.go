@@ -45,7 +45,8 @@ stdout carries only the protocol; logs go to stderr.`,
 			}
 			srv, err := opsmcp.New(opsmcp.Config{
 				API: api, Tenant: a.cfg.Tenant, AllowApprove: allowApprove, Roots: roots,
-				Version: version, Logger: slog.New(slog.NewTextHandler(a.stderr, nil)),
+				Unreachable: func(err error) string { _, msg := explain(err, a.target); return a.redact.Redact(msg) },
+				Version:     version, Logger: slog.New(slog.NewTextHandler(a.stderr, nil)),
 			})
 			if err != nil {
 				return usageError{err}

@@ -64,3 +64,28 @@ func TestMCPCommandRefusesBadSetup(t *testing.T) {
 		assert.Empty(t, r.stdout, "nothing on the protocol's stream")
 	}
 }
+
+// TestMCPUnreachable: when the ops server cannot be reached, the protocol
+// error says what to check, as the CLI does.
+func TestMCPUnreachable(t *testing.T) {
+	env := map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:9", "OPSBOT_API_KEY": "obk_cli-test.secret-part", "OPSBOT_TENANT": "contoso", "HOME": t.TempDir()}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var stderr strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		err := run(context.Background(), []string{"mcp"}, inR, outW, &stderr, func(k string) string { return env[k] })
+		outW.Close()
+		done <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
+	require.NoError(t, err)
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_tenants"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cannot reach the relayserver at http://127.0.0.1:9 (local_url): is it running with --local-listen?")
+	assert.NotContains(t, err.Error(), "secret-part")
+	require.NoError(t, cs.Close())
+	require.NoError(t, <-done)
+}
