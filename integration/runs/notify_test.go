@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,4 +96,36 @@ func TestNotifyTable(t *testing.T) {
 	assert.Empty(t, due, "the outbox is empty")
 	require.NoError(t, store.DeleteDestination(ctx, "contoso", "hook"))
 	require.ErrorIs(t, store.DeleteDestination(ctx, "contoso", "hook"), notify.ErrNotFound)
+}
+
+// TestNotifyTableStoresLargeEvents: an event with many drifted resources
+// and long messages (tens of KiB, more than one table property holds)
+// is enqueued, leased and logged whole.
+func TestNotifyTableStoresLargeEvents(t *testing.T) {
+	t.Parallel()
+	emu := azurite.New(t)
+	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	store, err := notify.OpenTable(ctx, svc, "", true)
+	require.NoError(t, err)
+	ev := notify.Event{ID: "big", Type: notify.DriftDetected, Tenant: "contoso", Workspace: "prod", Message: strings.Repeat("ü", 20<<10)}
+	for i := range 100 {
+		ev.Drift = append(ev.Drift, notify.DriftInfo{Address: fmt.Sprintf("azurerm_storage_account.logs_%03d", i), Actions: []string{"update"},
+			Attributes: []string{"tags", "network_rules", "blob_properties", "min_tls_version"}})
+	}
+	d := notify.Delivery{ID: "big.hook", Tenant: "contoso", Destination: "hook", Event: ev, Created: time.Now(), State: notify.Pending, Due: time.Now()}
+	require.NoError(t, store.Enqueue(ctx, []notify.Delivery{d}))
+	due, err := store.Due(ctx, time.Now().Add(time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	assert.Equal(t, ev, due[0].Event)
+	leased, err := store.Lease(ctx, due[0], time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	leased.State = notify.Delivered
+	require.NoError(t, store.Record(ctx, leased))
+	logged, err := store.Deliveries(ctx, "contoso", "hook", 1)
+	require.NoError(t, err)
+	require.Len(t, logged, 1)
+	assert.Len(t, logged[0].Event.Drift, 100)
 }

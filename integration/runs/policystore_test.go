@@ -95,3 +95,26 @@ func TestPolicyTable(t *testing.T) {
 	}
 	assert.Equal(t, 6, len(stored)+conflicts)
 }
+
+// TestPolicyTableStoresTheLargestPolicy: a policy at the size limit (with
+// characters JSON escapes) stores and reads back whole; a table property
+// holds 64 KiB of UTF-16, not 64 KiB of UTF-8.
+func TestPolicyTableStoresTheLargestPolicy(t *testing.T) {
+	t.Parallel()
+	emu := azurite.New(t)
+	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	s, err := policystore.OpenTable(ctx, svc, "", true)
+	require.NoError(t, err)
+	line := "# \"quoted\" and tabs\t, ünïcödé\n"
+	src := "package big\ndeny contains 1\n"
+	for len(src)+len(line) <= policystore.MaxSourceBytes {
+		src += line
+	}
+	_, err = s.Put(ctx, policystore.Policy{Tenant: "contoso", Name: "big", Enforcement: runs.Advisory, Source: src})
+	require.NoError(t, err)
+	got, err := s.Get(ctx, "contoso", "big")
+	require.NoError(t, err)
+	assert.Equal(t, src, got.Source)
+}

@@ -28,7 +28,8 @@ func RunEvents(r runs.Run, t runs.Transition, i int) []Event {
 		var failed []PolicyInfo
 		for _, p := range r.Policy.Results {
 			if !p.Passed {
-				failed = append(failed, PolicyInfo{Policy: p.Policy, Version: p.Version, Enforcement: string(p.Enforcement), Messages: p.Messages})
+				// At most five messages each: the event stays small (the run has them all).
+				failed = append(failed, PolicyInfo{Policy: p.Policy, Version: p.Version, Enforcement: string(p.Enforcement), Messages: p.Messages[:min(len(p.Messages), 5)]})
 			}
 		}
 		if len(failed) > 0 {

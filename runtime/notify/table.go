@@ -50,37 +50,31 @@ func OpenTable(ctx context.Context, svc *aztables.ServiceClient, name string, cr
 
 const outboxPartition = "outbox"
 
-// entity is a stored value: its JSON in Data, plus Due for the outbox
-// query (a fixed-width UTC time, so string order is time order).
-type entity struct {
-	PartitionKey string
-	RowKey       string
-	ETag         azcore.ETag `json:"odata.etag,omitempty"`
-	Due          string      `json:",omitempty"`
-	Data         string
-}
-
+// encode is v as an entity: its JSON over Data0.. properties
+// (aztable.SetData: an event may be larger than one property holds) and,
+// for the outbox, Due.
 func encode(pk, rk string, v any, due time.Time) ([]byte, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	e := entity{PartitionKey: pk, RowKey: rk, Data: string(data)}
+	e := map[string]any{"PartitionKey": pk, "RowKey": rk}
 	if !due.IsZero() {
-		e.Due = aztable.TimeKey(due)
+		e["Due"] = aztable.TimeKey(due)
 	}
+	aztable.SetData(e, data)
 	return json.Marshal(e)
 }
 
 func decode(raw []byte, v any) (azcore.ETag, error) {
-	var e entity
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return "", fmt.Errorf("cannot decode notification entity: %w", err)
+	data, etag, err := aztable.GetData(raw)
+	if err != nil {
+		return "", err
 	}
-	if err := json.Unmarshal([]byte(e.Data), v); err != nil {
-		return "", fmt.Errorf("cannot decode %s: %w", e.RowKey, err)
+	if err := json.Unmarshal(data, v); err != nil {
+		return "", fmt.Errorf("cannot decode a notification entity: %w", err)
 	}
-	return e.ETag, nil
+	return azcore.ETag(etag), nil
 }
 
 func (t *Table) list(ctx context.Context, filter string, top int, each func(raw []byte) error) error {

@@ -56,31 +56,28 @@ func versionRow(name string, version int) string { return fmt.Sprintf("v|%s|%010
 
 // entity is a policy as stored: its JSON in Data (a policy is at most
 // 64 KiB of source, well within an entity).
-type entity struct {
-	PartitionKey string
-	RowKey       string
-	ETag         azcore.ETag `json:"odata.etag,omitempty"`
-	Data         string
-}
-
+// encode is p as the entity of row rk: its JSON over Data0.. properties
+// (aztable.SetData; a source of 64 KiB does not fit one property).
 func (t *Table) encode(rk string, p Policy) ([]byte, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode policy %s: %w", p.Name, err)
 	}
-	return json.Marshal(entity{PartitionKey: p.Tenant, RowKey: rk, Data: string(data)})
+	e := map[string]any{"PartitionKey": p.Tenant, "RowKey": rk}
+	aztable.SetData(e, data)
+	return json.Marshal(e)
 }
 
 func decode(raw []byte) (Policy, azcore.ETag, error) {
-	var e entity
 	var p Policy
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return p, "", fmt.Errorf("cannot decode policy entity: %w", err)
+	data, etag, err := aztable.GetData(raw)
+	if err != nil {
+		return p, "", err
 	}
-	if err := json.Unmarshal([]byte(e.Data), &p); err != nil {
-		return p, "", fmt.Errorf("cannot decode policy %s: %w", e.RowKey, err)
+	if err := json.Unmarshal(data, &p); err != nil {
+		return p, "", fmt.Errorf("cannot decode policy: %w", err)
 	}
-	return p, e.ETag, nil
+	return p, azcore.ETag(etag), nil
 }
 
 func notFound(err error) bool { return aztable.StatusCode(err) == http.StatusNotFound }

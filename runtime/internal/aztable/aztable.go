@@ -6,9 +6,13 @@ package aztable
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
@@ -53,4 +57,42 @@ func TimeKey(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format("2006-01-02T15:04:05.000000000Z")
+}
+
+// ChunkBytes is how much UTF-8 one string property of an entity holds
+// here: the service allows 64 KiB of UTF-16, and 30 KiB of UTF-8 is at
+// most 30 Ki UTF-16 code units.
+const ChunkBytes = 30 << 10
+
+// SetData stores data in e as string properties Data0, Data1, ... (never
+// splitting a UTF-8 sequence) and their number in Chunks. An entity holds
+// at most 1 MiB in all.
+func SetData(e map[string]any, data []byte) {
+	n := 0
+	for len(data) > 0 {
+		end := min(ChunkBytes, len(data))
+		for end < len(data) && !utf8.RuneStart(data[end]) {
+			end--
+		}
+		e["Data"+strconv.Itoa(n)] = string(data[:end])
+		data, n = data[end:], n+1
+	}
+	e["Chunks"] = n
+}
+
+// GetData joins what SetData stored in the entity raw (as listed or
+// read) and returns its ETag (odata.etag when listed; "" otherwise).
+func GetData(raw []byte) (data []byte, etag string, err error) {
+	var e map[string]any
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, "", fmt.Errorf("cannot decode entity: %w", err)
+	}
+	n, _ := e["Chunks"].(float64)
+	var b strings.Builder
+	for i := range int(n) {
+		s, _ := e["Data"+strconv.Itoa(i)].(string)
+		b.WriteString(s)
+	}
+	etag, _ = e["odata.etag"].(string)
+	return []byte(b.String()), etag, nil
 }

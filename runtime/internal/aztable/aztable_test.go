@@ -2,6 +2,7 @@ package aztable_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -86,5 +88,27 @@ func TestStatusCodeAndTimeKey(t *testing.T) {
 	b := a.Add(time.Nanosecond * 1000)
 	if aztable.TimeKey(a) >= aztable.TimeKey(b) || aztable.TimeKey(a) != "2026-01-02T02:04:05.000000006Z" || aztable.TimeKey(time.Time{}) != "" {
 		t.Errorf("TimeKey: %q, %q", aztable.TimeKey(a), aztable.TimeKey(b))
+	}
+}
+
+// TestDataChunks: data larger than a property is split over several,
+// never inside a UTF-8 sequence, and joined back whole.
+func TestDataChunks(t *testing.T) {
+	for _, data := range []string{"", "small", strings.Repeat("ü", aztable.ChunkBytes), strings.Repeat("a", 2*aztable.ChunkBytes+1)} {
+		e := map[string]any{"PartitionKey": "p", "RowKey": "r"}
+		aztable.SetData(e, []byte(data))
+		for k, v := range e {
+			if s, ok := v.(string); ok && strings.HasPrefix(k, "Data") && (len(s) > aztable.ChunkBytes || !utf8.ValidString(s)) {
+				t.Errorf("%s: %d bytes, valid UTF-8 %v", k, len(s), utf8.ValidString(s))
+			}
+		}
+		raw, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := aztable.GetData(raw)
+		if err != nil || string(got) != data {
+			t.Errorf("round trip of %d bytes: got %d bytes, %v", len(data), len(got), err)
+		}
 	}
 }
