@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -76,37 +77,56 @@ func (c *PolicyCheck) Blocks() bool {
 	return len(c.Failed(Mandatory)) > 0 || len(c.Failed(MandatoryOverride)) > 0
 }
 
-// Bounds of a policy check kept in a run record.
+// Bounds of a policy check kept in a run record (whose entity holds 400
+// KiB in all).
 const (
 	maxPolicyResults  = 50
 	maxPolicyMessages = 20
 	maxPolicyMsgBytes = 1 << 10
+	maxPolicyBytes    = 64 << 10
 )
 
-// bound cuts c to what a run record keeps.
+// bound cuts c to what a run record keeps: at most 50 results, each with
+// at most 20 messages and warnings of 1 KiB, and fewer of them until the
+// whole check is under 64 KiB (every result keeps its verdict and first
+// message).
 func (c PolicyCheck) bound() PolicyCheck {
-	c.Results = slices.Clone(c.Results[:min(len(c.Results), maxPolicyResults)])
-	cut := func(msgs []string) []string {
-		if len(msgs) > maxPolicyMessages {
-			msgs = append(msgs[:maxPolicyMessages:maxPolicyMessages], fmt.Sprintf("(%d more)", len(msgs)-maxPolicyMessages))
-		} else {
-			msgs = slices.Clone(msgs)
+	results := c.Results[:min(len(c.Results), maxPolicyResults)]
+	for _, limit := range []int{maxPolicyMessages, 10, 5, 2, 1} {
+		c.Results = make([]PolicyResult, len(results))
+		for i, r := range results {
+			r.Messages, r.Warnings, r.Error = cutMessages(r.Messages, limit), cutMessages(r.Warnings, limit-1), cutText(r.Error)
+			c.Results[i] = r
 		}
-		for i, m := range msgs {
-			if len(m) > maxPolicyMsgBytes {
-				msgs[i] = m[:maxPolicyMsgBytes] + "…"
-			}
-		}
-		return msgs
-	}
-	for i := range c.Results {
-		c.Results[i].Messages = cut(c.Results[i].Messages)
-		c.Results[i].Warnings = cut(c.Results[i].Warnings)
-		if len(c.Results[i].Error) > maxPolicyMsgBytes {
-			c.Results[i].Error = c.Results[i].Error[:maxPolicyMsgBytes] + "…"
+		if b, _ := json.Marshal(c); len(b) <= maxPolicyBytes {
+			break
 		}
 	}
 	return c
+}
+
+// cutMessages keeps the first limit messages, each cut to
+// maxPolicyMsgBytes, and says how many more there were.
+func cutMessages(msgs []string, limit int) []string {
+	out := make([]string, 0, min(len(msgs), limit+1))
+	for _, m := range msgs[:min(len(msgs), max(limit, 0))] {
+		out = append(out, cutText(m))
+	}
+	if n := len(msgs) - len(out); n > 0 {
+		out = append(out, fmt.Sprintf("(%d more)", n))
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// cutText cuts s to maxPolicyMsgBytes on a character boundary.
+func cutText(s string) string {
+	if len(s) <= maxPolicyMsgBytes {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxPolicyMsgBytes], "") + "…"
 }
 
 // names lists the results' policies, for messages.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -105,4 +106,27 @@ func TestPolicyCheckIsBounded(t *testing.T) {
 	require.Len(t, got, 21)
 	assert.Equal(t, "(80 more)", got[20])
 	assert.Less(t, len(got[0]), 1100)
+}
+
+// TestLargestPolicyCheckIsStored: 50 failed policies with 20 long
+// messages and warnings each are far over what a run record holds; the
+// check is cut to fit, keeping every policy's verdict and first message.
+func TestLargestPolicyCheckIsStored(t *testing.T) {
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	long := make([]string, 40)
+	for i := range long {
+		long[i] = strings.Repeat("ü", 1000)
+	}
+	var results []runs.PolicyResult
+	for i := range 60 {
+		results = append(results, runs.PolicyResult{Policy: "p" + strings.Repeat("x", i), Enforcement: runs.Mandatory, Messages: long, Warnings: long, Error: strings.Repeat("e", 5000)})
+	}
+	r := plannedWith(t, m, check(results...))
+	require.Len(t, r.Policy.Results, 50)
+	for _, p := range r.Policy.Results {
+		require.NotEmpty(t, p.Messages)
+		assert.False(t, p.Passed)
+		assert.True(t, utf8.ValidString(p.Messages[0]), "cut on a character boundary")
+	}
+	assert.True(t, r.Policy.Blocks())
 }
