@@ -218,6 +218,9 @@ func (a *app) openConsole(url, addr string) (remove func()) {
 func launchPage(lookup func(string) (string, bool), url string) (string, func(), error) {
 	base, _ := lookup("XDG_RUNTIME_DIR")
 	dir, err := os.MkdirTemp(base, "opsbot-ui-") // mode 0700
+	if err != nil && base != "" {
+		dir, err = os.MkdirTemp("", "opsbot-ui-")
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("cannot write the page that opens the console: %w", err)
 	}
