@@ -44,7 +44,7 @@ func TestPolicyChecksGateTheApproval(t *testing.T) {
 	require.Len(t, run.Policy.Results, 2)
 
 	r = expect(t, exitError, contoso, "apply", id, "--yes")
-	assert.Contains(t, r.Stderr, "failed policy tags: it cannot be approved (an approver may override with --override-policy)")
+	assert.Contains(t, r.Stderr, "failed policy tags: it cannot be approved (an approver may override it: opsbot apply ")
 	assert.Equal(t, "planned", show(t, contoso, id).State)
 	r = expect(t, exitOK, contoso, "apply", id, "--yes", "--override-policy")
 	run = show(t, contoso, id)

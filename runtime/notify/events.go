@@ -33,7 +33,7 @@ func RunEvents(r runs.Run, t runs.Transition, i int) []Event {
 			}
 		}
 		if len(failed) > 0 {
-			e := ev(PolicyFailed, fmt.Sprintf("the plan of run %s in workspace %s failed %d polic%s", r.ID, r.Workspace, len(failed), map[bool]string{true: "y", false: "ies"}[len(failed) == 1]))
+			e := ev(PolicyFailed, fmt.Sprintf("the plan of run %s in workspace %s failed %d of its policies", r.ID, r.Workspace, len(failed)))
 			e.Policy = failed
 			out = append(out, e)
 		}

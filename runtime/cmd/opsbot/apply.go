@@ -184,8 +184,11 @@ timed out; with --detach, 0 once approved.`,
 func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapitypes.Run, offset int64, ff followFlags) error {
 	if c := run.Policy; c != nil && c.Blocked && (!ff.overridePolicy || hasFailed(c, opsapitypes.EnforcementMandatory)) {
 		printPolicyCheck(a.stderr, run)
-		return fmt.Errorf("run %s failed policy %s: it cannot be approved%s", run.ID, failedPolicies(c),
-			map[bool]string{true: " (an approver may override with --override-policy)"}[!hasFailed(c, opsapitypes.EnforcementMandatory)])
+		hint := ""
+		if !hasFailed(c, opsapitypes.EnforcementMandatory) {
+			hint = fmt.Sprintf(" (an approver may override it: opsbot apply %s --override-policy)", run.ID)
+		}
+		return fmt.Errorf("run %s failed policy %s: it cannot be approved%s", run.ID, failedPolicies(c), hint)
 	}
 	if !ff.yes {
 		a.beforeApproval(ctx, api, tenant, run)

@@ -87,7 +87,11 @@ func (a *app) policiesCommand() *cobra.Command {
 			}
 			return a.print(p, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintf(tw, "Policy:\t%s (version %d%s)\n", p.Name, p.Version, map[bool]string{true: ", deleted"}[p.Deleted])
+				deleted := ""
+				if p.Deleted {
+					deleted = ", deleted"
+				}
+				fmt.Fprintf(tw, "Policy:\t%s (version %d%s)\n", p.Name, p.Version, deleted)
 				fmt.Fprintf(tw, "Enforcement:\t%s\n", p.Enforcement)
 				fmt.Fprintf(tw, "Workspace:\t%s\n", cmp.Or(p.Workspace, "every workspace"))
 				if p.Description != "" {

@@ -100,7 +100,7 @@ func TestRunsShowAndApplyWithFailedPolicy(t *testing.T) {
 
 	r = c.run("apply", f.run.ID, "--yes")
 	assert.NotEqual(t, exitOK, r.code)
-	assert.Contains(t, r.stderr, "failed policy tags: it cannot be approved (an approver may override with --override-policy)")
+	assert.Contains(t, r.stderr, "failed policy tags: it cannot be approved (an approver may override it: opsbot apply ")
 	assert.Empty(t, f.approved, "not even asked")
 
 	r = c.run("apply", f.run.ID, "--yes", "--override-policy", "--detach")
