@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,19 +18,9 @@ import (
 func TestMCPCommand(t *testing.T) {
 	url, key := startServer(t)
 	env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key, "OPSBOT_TENANT": "contoso", "HOME": t.TempDir()}
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	var stderr strings.Builder
-	done := make(chan error, 1)
-	go func() {
-		err := run(context.Background(), []string{"mcp", "--allow-approve"}, inR, outW, &stderr, func(k string) string { return env[k] })
-		outW.Close()
-		done <- err
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
-	require.NoError(t, err)
+	cs, done, stderr := startMCP(t, ctx, env, "mcp", "--allow-approve")
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_tenants"})
 	require.NoError(t, err)
 	require.False(t, res.IsError)
@@ -47,6 +36,24 @@ func TestMCPCommand(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("opsbot mcp did not end when its stdin closed")
 	}
+}
+
+// startMCP runs opsbot with args on pipes, as an assistant runs it, and
+// connects the SDK's client; done gets run's result once stdin closes.
+func startMCP(t *testing.T, ctx context.Context, env map[string]string, args ...string) (cs *mcp.ClientSession, done <-chan error, stderr *syncWriter) {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	stderr = &syncWriter{}
+	ch := make(chan error, 1)
+	go func() {
+		err := run(context.Background(), args, inR, outW, stderr, func(k string) string { return env[k] })
+		outW.Close()
+		ch <- err
+	}()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
+	require.NoError(t, err)
+	return cs, ch, stderr
 }
 
 func TestMCPCommandRefusesBadSetup(t *testing.T) {
@@ -69,20 +76,10 @@ func TestMCPCommandRefusesBadSetup(t *testing.T) {
 // error says what to check, as the CLI does.
 func TestMCPUnreachable(t *testing.T) {
 	env := map[string]string{"OPSBOT_LOCAL_URL": "http://127.0.0.1:9", "OPSBOT_API_KEY": "obk_cli-test.secret-part", "OPSBOT_TENANT": "contoso", "HOME": t.TempDir()}
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	var stderr strings.Builder
-	done := make(chan error, 1)
-	go func() {
-		err := run(context.Background(), []string{"mcp"}, inR, outW, &stderr, func(k string) string { return env[k] })
-		outW.Close()
-		done <- err
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
-	require.NoError(t, err)
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_tenants"})
+	cs, done, _ := startMCP(t, ctx, env, "mcp")
+	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_tenants"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cannot reach the relayserver at http://127.0.0.1:9 (local_url): is it running with --local-listen?")
 	assert.NotContains(t, err.Error(), "secret-part")
