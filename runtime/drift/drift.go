@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	tfjson "github.com/hashicorp/terraform-json"
@@ -202,8 +203,8 @@ func Resources(planJSON []byte) ([]Resource, error) {
 	var tp tfjson.Plan
 	if err := json.Unmarshal(planJSON, &tp); err == nil {
 		for _, d := range planrender.Drift(&tp) {
-			if len(d.Diff) > maxDiffBytes {
-				d.Diff = d.Diff[:maxDiffBytes] + "\n      … (cut: opsbot runs show RUN --plan has it all)\n"
+			if len(d.Diff) > maxDiffBytes { // cut after a whole line
+				d.Diff = d.Diff[:strings.LastIndexByte(d.Diff[:maxDiffBytes], '\n')+1] + "      … (cut: opsbot runs show RUN --plan has it all)\n"
 			}
 			diffs[d.Address] = d.Diff
 		}

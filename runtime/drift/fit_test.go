@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 
@@ -51,5 +52,19 @@ func TestFitBoundsARecord(t *testing.T) {
 				assert.NotEmpty(t, withDiffs[39].Diff, "what was found is not changed")
 			}
 		})
+	}
+}
+
+func TestResourcesCutALongDiffAfterAWholeLine(t *testing.T) {
+	plan := fmt.Sprintf(`{"format_version":"1.2","resource_drift":[{"address":"terraform_data.a","mode":"managed","type":"terraform_data","name":"a",
+ "change":{"actions":["update"],"before":{"input":%q},"after":{"input":%q},"after_unknown":{},"before_sensitive":{},"after_sensitive":{}}}]}`,
+		strings.Repeat("é\n", 2000), strings.Repeat("è\n", 2000))
+	got, err := drift.Resources([]byte(plan))
+	assert.NoError(t, err)
+	if assert.Len(t, got, 1) {
+		d := got[0].Diff
+		assert.LessOrEqual(t, len(d), 2<<10+100)
+		assert.True(t, strings.HasSuffix(d, "\n      … (cut: opsbot runs show RUN --plan has it all)\n"), d[len(d)-80:])
+		assert.True(t, utf8.ValidString(d))
 	}
 }
