@@ -137,6 +137,10 @@ func (p *uiProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		uiError(w, http.StatusNotImplemented, opsapitypes.CodeBadRequest, "opsbot ui forwards no WebSockets")
 		return
 	}
+	if r.ContentLength > tfarchive.BundleLimits.MaxBytes { // said before it is sent
+		uiError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the request is over %d bytes", tfarchive.BundleLimits.MaxBytes))
+		return
+	}
 	var body io.Reader
 	if r.ContentLength != 0 && r.Body != nil {
 		// Whole, so that the relay sends it with its length; bounded by the largest bundle.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/botehq/platform/runtime/console"
 	"github.com/botehq/platform/runtime/opsclient"
+	"github.com/botehq/platform/runtime/tfarchive"
 )
 
 // uiHandler is opsbot ui's handler in front of the real API, with session
@@ -87,6 +91,35 @@ func TestUIProxy(t *testing.T) {
 		})
 	}
 }
+
+// TestUIRefusesLargeBodies: a body over the largest bundle is refused as
+// such, before it is read when its length is said up front.
+func TestUIRefusesLargeBodies(t *testing.T) {
+	h := uiHandler(t)
+	for _, tc := range []struct {
+		name   string
+		length int64
+		body   io.Reader
+	}{
+		{"said up front, not read", tfarchive.BundleLimits.MaxBytes + 1, iotest.ErrReader(errors.New("the body was read"))},
+		{"chunked", -1, io.LimitReader(zeros{}, tfarchive.BundleLimits.MaxBytes+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/v1/tenants/contoso/workspaces/prod/runs", tc.body)
+			req.ContentLength = tc.length
+			req.Host = "127.0.0.1:4000"
+			req.Header.Set("Authorization", "Bearer s3cret")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, rec.Body.String())
+			assert.Contains(t, rec.Body.String(), "the request is over 67108864 bytes")
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // TestUIServerRefusesOpsbot: the server refusing opsbot's own credential
 // is no 401 to the page (which would ask to sign in again) but says what
