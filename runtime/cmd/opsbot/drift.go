@@ -123,7 +123,7 @@ func printDriftList(w io.Writer, sts []opsapitypes.DriftStatus) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKSPACE\tSTATUS\tDRIFTED\tCHECKED\tSCHEDULE\tNEXT CHECK")
+	fmt.Fprintln(tw, "WORKSPACE\tSTATUS\tDRIFTED\tCHECKED\tSCHEDULE\tNEXT CHECK\tRESOURCES")
 	for _, st := range sts {
 		checked, next := "-", "-"
 		if st.CheckedAt != nil {
@@ -132,9 +132,22 @@ func printDriftList(w io.Writer, sts []opsapitypes.DriftStatus) {
 		if st.NextCheck != nil {
 			next = timeOrDash(*st.NextCheck)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", st.Workspace, st.Status, len(st.Resources)+st.MoreResources, checked, scheduleString(st.Schedule), next)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Workspace, st.Status, len(st.Resources)+st.MoreResources, checked, scheduleString(st.Schedule), next, driftedNames(st))
 	}
 	tw.Flush()
+}
+
+// driftedNames names what drifted for one line: the first three
+// addresses, then how many more.
+func driftedNames(st opsapitypes.DriftStatus) string {
+	var names []string
+	for _, r := range st.Resources[:min(len(st.Resources), 3)] {
+		names = append(names, r.Address)
+	}
+	if more := len(st.Resources) + st.MoreResources - len(names); more > 0 {
+		names = append(names, fmt.Sprintf("and %d more", more))
+	}
+	return cmp.Or(strings.Join(names, ", "), "-")
 }
 
 func printDrift(w io.Writer, st *opsapitypes.DriftStatus) {

@@ -57,7 +57,10 @@ func TestDriftCommands(t *testing.T) {
 			Attributes: []opsapi.DriftAttribute{{Name: "content", Before: json.RawMessage(`"hello"`), After: json.RawMessage(`"changed"`)}}}}}}
 	r = c.run("drift")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Regexp(t, `prod\s+drifted\s+1\s+2026-12-06T09:48:12Z\s+every 6h\s+-`, r.stdout)
+	assert.Regexp(t, `prod\s+drifted\s+1\s+2026-12-06T09:48:12Z\s+every 6h\s+-\s+botetest_file.motd\n`, r.stdout)
+	f.drift[0].Resources = append(f.drift[0].Resources, opsapi.DriftResource{Address: "b"}, opsapi.DriftResource{Address: "c"}, opsapi.DriftResource{Address: "d"})
+	f.drift[0].MoreResources = 10
+	assert.Contains(t, c.run("drift").stdout, "botetest_file.motd, b, c, and 11 more\n")
 	r = c.run("drift", "show", "prod")
 	assert.Contains(t, r.stdout, "Drifted resources (state -> real):\n  botetest_file.motd (update)\n      content: \"hello\" -> \"changed\"\n")
 }
