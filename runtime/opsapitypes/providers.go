@@ -15,7 +15,7 @@ type ProviderSources struct {
 // terraform init left.
 type LockFile struct {
 	// Changed: init created or changed it; commit Content to the
-	// configuration (opsbot lockfile RUN writes it).
+	// configuration (opsbot runs lockfile RUN writes it).
 	Changed bool `json:"changed"`
 	// Created: the configuration had none.
 	Created bool   `json:"created,omitempty"`

@@ -296,5 +296,10 @@ func boundResult(res tfrun.Result) tfrun.Result {
 		}
 		res.Outputs = outs
 	}
+	// The agent bounds the lock file it reports; a server does not
+	// trust an agent (an older or a modified one) to.
+	if l := res.LockFile; l != nil && len(l.Content) > tfrun.MaxLockFileBytes {
+		res.LockFile = &tfrun.LockFile{Changed: l.Changed, Created: l.Created, Truncated: true}
+	}
 	return res
 }

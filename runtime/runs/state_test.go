@@ -178,7 +178,7 @@ func TestBoundResult(t *testing.T) {
 	res := tfrun.Result{Outputs: map[string]tfrun.Output{
 		"small": {Value: []byte(`"ok"`)},
 		"big":   {Value: []byte(`"` + strings.Repeat("x", maxOutputBytes) + `"`)},
-	}}
+	}, LockFile: &tfrun.LockFile{Changed: true, Content: strings.Repeat("#", 1<<20)}}
 	for i := range maxDiagnostics + 5 {
 		res.Diagnostics = append(res.Diagnostics, tfrun.Diagnostic{Severity: "error", Summary: fmt.Sprint(i), Detail: strings.Repeat("d", maxDiagnosticBytes+1)})
 	}
@@ -189,6 +189,10 @@ func TestBoundResult(t *testing.T) {
 	assert.Len(t, res.Diagnostics[0].Detail, maxDiagnosticBytes+1, "the input is not modified")
 	assert.Equal(t, `"ok"`, string(got.Outputs["small"].Value))
 	assert.Contains(t, string(got.Outputs["big"].Value), "too large to keep")
+	assert.Equal(t, &tfrun.LockFile{Changed: true, Truncated: true}, got.LockFile, "an agent's lock file over the bound is not kept")
+	assert.Len(t, res.LockFile.Content, 1<<20, "the input is not modified")
+	small := tfrun.Result{LockFile: &tfrun.LockFile{Content: "# ok"}}
+	assert.Equal(t, small.LockFile, boundResult(small).LockFile)
 }
 
 func TestReportReason(t *testing.T) {

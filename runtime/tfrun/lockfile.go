@@ -61,7 +61,7 @@ func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, job Job, ev *ev
 	res.LockFile = lf
 	if lf.Changed {
 		res.Diagnostics = append(res.Diagnostics, Diagnostic{Severity: "warning", Summary: "terraform init changed the dependency lock file",
-			Detail: "The configuration's " + LockFileName + " did not record the providers this run installed (a new provider, version or platform checksum). Commit the updated file (opsbot lockfile RUN) so that later runs install exactly these."})
+			Detail: "The configuration's " + LockFileName + " did not record the providers this run installed (a new provider, version or platform checksum). Commit the updated file (opsbot runs lockfile RUN) so that later runs install exactly these."})
 	}
 	return nil
 }
