@@ -79,12 +79,13 @@ func (a *app) followRun(ctx context.Context, api runsAPI, tenant, id string, off
 }
 
 // logOut is where a run's log goes: stdout, or stderr with -o json so
-// that stdout holds only the JSON result (opsbot logs sets logsToStdout).
+// that stdout holds only the JSON result (opsbot logs sets logsToStdout);
+// its control characters shown, not sent (termSafe).
 func (a *app) logOut() io.Writer {
 	if a.cfg != nil && a.cfg.Output == opsconfig.OutputJSON && !a.logsToStdout {
-		return a.stderr
+		return termSafe{a.stderr}
 	}
-	return a.stdout
+	return termSafe{a.stdout}
 }
 
 // drainLogs prints what the log holds after offset and returns where it
