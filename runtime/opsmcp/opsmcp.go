@@ -64,7 +64,8 @@ type Config struct {
 	// through elicitation and the approver role.
 	AllowApprove bool
 	// Roots are the directories whose subdirectories the plan tool may
-	// pack and upload; default the working directory.
+	// pack and upload; default the working directory, unless that is the
+	// file system's root (then none). A file system's root is refused.
 	Roots []string
 	// Unreachable says what failed, and what to check, when the ops
 	// server cannot be reached (opsbot gives the CLI's explanation, its

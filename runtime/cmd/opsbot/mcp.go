@@ -55,7 +55,7 @@ stdout carries only the protocol; logs go to stderr.`,
 		},
 	}
 	c.Flags().BoolVar(&allowApprove, "allow-approve", false, "offer the approve_run tool (each approval still asks the human to confirm, and needs the approver role)")
-	c.Flags().StringArrayVar(&roots, "root", nil, "a directory whose configurations the plan tool may upload (repeatable; default: the working directory)")
+	c.Flags().StringArrayVar(&roots, "root", nil, "a directory whose configurations the plan tool may upload (repeatable; default: the working directory, unless it is /)")
 	return c
 }
 
