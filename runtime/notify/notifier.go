@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 	"time"
@@ -88,8 +89,12 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: guard(cfg.AllowPrivate)}
 	client := &http.Client{
-		Timeout:   cfg.Timeout,
-		Transport: &http.Transport{DialContext: dialer.DialContext, Proxy: http.ProxyFromEnvironment, TLSHandshakeTimeout: cfg.Timeout},
+		Timeout: cfg.Timeout,
+		// No proxy, not even from HTTPS_PROXY (which the relay's own
+		// connections honour): through a proxy the guard would check the
+		// proxy's address, and the proxy would reach whatever the
+		// webhook names.
+		Transport: &http.Transport{DialContext: dialer.DialContext, Proxy: nil, TLSHandshakeTimeout: cfg.Timeout},
 		// A redirect is an answer, not a delivery: it is never followed.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -103,15 +108,60 @@ func guard(allowPrivate bool) func(network, address string, _ syscall.RawConn) e
 		if err != nil {
 			return err
 		}
-		ip := net.ParseIP(host)
-		if ip == nil || allowPrivate {
+		ip, err := netip.ParseAddr(host)
+		if err != nil || allowPrivate {
 			return nil
 		}
-		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+		if !public(ip) {
 			return fmt.Errorf("webhook address %s is not public", ip)
 		}
 		return nil
 	}
+}
+
+// notPublic are the ranges a webhook must not reach besides loopback,
+// private, link-local, multicast and unspecified addresses.
+var notPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),        // this network (Linux dials 0.x locally)
+	netip.MustParsePrefix("100.64.0.0/10"),    // shared address space (carrier-grade NAT)
+	netip.MustParsePrefix("168.63.129.16/32"), // Azure's WireServer: every Azure VM and container reaches it
+	netip.MustParsePrefix("192.0.0.0/24"),     // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"),    // benchmarking
+	netip.MustParsePrefix("240.0.0.0/4"),      // reserved, and the broadcast address
+}
+
+// embedding are IPv6 ranges whose last 32 bits are an IPv4 address that
+// the network may reach (NAT64, IPv4-compatible), and 6to4, whose bits 16
+// to 48 are one.
+var (
+	nat64     = []netip.Prefix{netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48"), netip.MustParsePrefix("::/96")}
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
+// public reports whether a webhook may connect to ip.
+func public(ip netip.Addr) bool {
+	ip = ip.Unmap() // ::ffff:10.0.0.1 is 10.0.0.1
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() ||
+		ip.IsMulticast() || ip.IsUnspecified() {
+		return false
+	}
+	for _, p := range notPublic {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	if ip.Is6() {
+		b := ip.As16()
+		for _, p := range nat64 {
+			if p.Contains(ip) {
+				return public(netip.AddrFrom4([4]byte(b[12:16])))
+			}
+		}
+		if sixToFour.Contains(ip) {
+			return public(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
+	return true
 }
 
 // Notify enqueues ev for every destination of its tenant that wants it.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -225,4 +226,27 @@ func TestDestinationValidate(t *testing.T) {
 		mut(&d)
 		assert.Error(t, d.Validate(false), name)
 	}
+}
+
+// TestWebhookAddressIsPublic: the addresses a webhook may not reach,
+// whichever way they are written (IPv4-mapped, NAT64, 6to4), including
+// Azure's WireServer, which is a public address reachable from inside
+// every Azure VM and container.
+func TestWebhookAddressIsPublic(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"8.8.8.8": true, "2606:4700::1111": true, "::ffff:8.8.8.8": true, "64:ff9b::808:808": true, "2002:808:808::1": true,
+		"127.0.0.1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false, "169.254.169.254": false,
+		"0.0.0.0": false, "0.1.2.3": false, "100.64.0.1": false, "168.63.129.16": false, "198.18.0.1": false,
+		"255.255.255.255": false, "224.0.0.1": false, "::1": false, "::": false, "fd00::1": false, "fe80::1": false,
+		"::ffff:127.0.0.1": false, "::ffff:169.254.169.254": false, "64:ff9b::a9fe:a9fe": false, "64:ff9b::7f00:1": false,
+		"2002:a9fe:a9fe::1": false, "2002:7f00:1::": false, "::a9fe:a9fe": false, "::ffff:168.63.129.16": false,
+	} {
+		assert.Equal(t, want, notify.Public(netip.MustParseAddr(addr)), addr)
+	}
+}
+
+// TestWebhooksIgnoreProxyEnvironment: through HTTPS_PROXY the guard would
+// check the proxy's address, not the webhook's.
+func TestWebhooksIgnoreProxyEnvironment(t *testing.T) {
+	assert.False(t, notify.Proxied(newNotifier(t, notify.NewMemory(), false)))
 }
