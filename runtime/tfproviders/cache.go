@@ -96,8 +96,9 @@ type Use struct {
 }
 
 // GuardInit runs init (terraform init in dir) holding the cache's
-// install lock, then leases the entries dir links to and evicts what
-// the cache holds over its bound.
+// install lock, then leases the entries dir links to, replaces the links
+// with copies (ownCopies), and evicts what the cache holds over its
+// bound.
 func (u *Use) GuardInit(ctx context.Context, dir string, init func(context.Context) error) error {
 	lock, err := lockWait(ctx, filepath.Join(u.c.root, installLock))
 	if err != nil {
@@ -107,6 +108,9 @@ func (u *Use) GuardInit(ctx context.Context, dir string, init func(context.Conte
 	initErr := init(ctx)
 	if err := u.lease(dir); err != nil {
 		u.c.log.Warn("cannot lease provider cache entries; they may be evicted while the run uses them", "err", err)
+	}
+	if err := u.c.ownCopies(dir); err != nil {
+		u.c.log.Warn("cannot copy providers from the plugin cache; the run executes the cache's files", "err", err)
 	}
 	if err := u.c.evict(); err != nil {
 		u.c.log.Warn("cannot evict from the provider cache", "err", err)
@@ -131,8 +135,8 @@ func (u *Use) lease(dir string) error {
 	}
 	var errs []error
 	for _, l := range links {
-		rel, err := filepath.Rel(u.c.dir, l.target)
-		if err != nil || !filepath.IsLocal(rel) || strings.Count(rel, string(filepath.Separator)) != 4 {
+		rel, ok := u.c.entry(l.target)
+		if !ok {
 			continue // not in the cache (a mirror, or Terraform's own copy)
 		}
 		f, err := lockShared(u.c.leasePath(rel))
@@ -147,6 +151,40 @@ func (u *Use) lease(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ownCopies replaces dir's links into the cache with copies (new files,
+// not hard links). Terraform writes a package into the cache in place,
+// over the files of the entry a running provider executes, whenever
+// the run's lock file does not confirm the entry: a configuration
+// without a lock file, or whose lock file has no checksum of this
+// platform's build. With every run executing the cache's files, such an
+// init failed ("text file busy") while another run used the same
+// provider version, and a run's later command executed what the other
+// init wrote. The copy costs a local file copy per provider and run,
+// not a download.
+func (c *Cache) ownCopies(dir string) error {
+	links, err := providerLinks(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range links {
+		if _, ok := c.entry(l.target); ok {
+			errs = append(errs, l.replace(false))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// entry is the cache entry path (HOSTNAME/NAMESPACE/TYPE/VERSION/OS_ARCH)
+// is, relative to the cache.
+func (c *Cache) entry(path string) (string, bool) {
+	rel, err := filepath.Rel(c.dir, path)
+	if err != nil || !filepath.IsLocal(rel) || strings.Count(rel, string(filepath.Separator)) != 4 {
+		return "", false
+	}
+	return rel, true
 }
 
 func (c *Cache) leasePath(entry string) string {

@@ -126,6 +126,53 @@ func TestCacheIsSharedAndHonoursTheLockFile(t *testing.T) {
 	assert.Equal(t, genuine, installed(t, c, "fake", "1.0.0"))
 }
 
+// A run executes its own copy of a cached provider: an init that
+// installs the same version into the cache again (no lock file, so
+// nothing confirms the cached entry) writes over the entry's files in
+// place, which failed with "text file busy" while another run executed
+// them.
+func TestRunsExecuteTheirOwnCopyOfCachedProviders(t *testing.T) {
+	needTerraform(t)
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	bin, err := os.ReadFile(sleep)
+	require.NoError(t, err)
+	mirror := t.TempDir()
+	d := filepath.Join(mirror, "example.com", "bote", "fake")
+	require.NoError(t, os.MkdirAll(d, 0o755))
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	h := &zip.FileHeader{Name: "terraform-provider-fake_v1.0.0", Method: zip.Store}
+	h.SetMode(0o755)
+	w, err := zw.CreateHeader(h)
+	require.NoError(t, err)
+	_, err = w.Write(bin) // a provider that runs for a while
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(d, "terraform-provider-fake_1.0.0_"+platform+".zip"), b.Bytes(), 0o644))
+	cache, err := OpenCache(CacheConfig{Dir: t.TempDir()})
+	require.NoError(t, err)
+	cfg := CLIConfig{PluginCacheDir: cache.Dir(), Sources: Sources{FilesystemMirror: mirror, NoDirect: true}}
+
+	a := config(t, "fake", "1.0.0")
+	use := cache.Begin()
+	defer use.End()
+	initWith(t, use, a, cfg)
+	links, err := providerLinks(a)
+	require.NoError(t, err)
+	assert.Empty(t, links, "the run's providers are copies")
+	assert.Equal(t, bin, installed(t, a, "fake", "1.0.0"))
+	provider := exec.Command(filepath.Join(a, ".terraform", "providers", "example.com", "bote", "fake", "1.0.0", platform, "terraform-provider-fake_v1.0.0"), "30")
+	require.NoError(t, provider.Start())
+	t.Cleanup(func() { _ = provider.Process.Kill(); _ = provider.Wait() })
+
+	c := config(t, "fake", "1.0.0") // no lock file
+	other := cache.Begin()
+	defer other.End()
+	initWith(t, other, c, cfg)
+	assert.Equal(t, bin, installed(t, c, "fake", "1.0.0"))
+}
+
 func TestEvictionRemovesLeastRecentlyUsedEntriesNoRunHolds(t *testing.T) {
 	needTerraform(t)
 	mirror := t.TempDir()
@@ -231,10 +278,12 @@ func TestMaterializeCopiesLinkedProviders(t *testing.T) {
 	packedMirror(t, mirror, "fake", 1<<10, "1.0.0")
 	cache, err := OpenCache(CacheConfig{Dir: t.TempDir()})
 	require.NoError(t, err)
-	dir := config(t, "fake", "1.0.0")
 	use := cache.Begin()
 	defer use.End()
-	initWith(t, use, dir, CLIConfig{PluginCacheDir: cache.Dir(), Sources: Sources{FilesystemMirror: mirror, NoDirect: true}})
+	initWith(t, use, config(t, "fake", "1.0.0"), CLIConfig{PluginCacheDir: cache.Dir(), Sources: Sources{FilesystemMirror: mirror, NoDirect: true}})
+	// The cache's directory is an unpacked mirror, which Terraform links to.
+	dir := config(t, "fake", "1.0.0")
+	terraform(t, dir, CLIConfig{Sources: Sources{FilesystemMirror: cache.Dir(), NoDirect: true}}, "init", "-no-color")
 	links, err := providerLinks(dir)
 	require.NoError(t, err)
 	require.Len(t, links, 1)

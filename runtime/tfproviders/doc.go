@@ -19,6 +19,9 @@
 // does not promise that concurrent inits may share one cache directory,
 // so Cache serializes init across runs and processes (a file lock), and
 // leases what each run's working directory links to until the run ends.
+// A run executes its own copies of the cached packages: Terraform
+// rewrites a cached package in place when a run's lock file does not
+// confirm it, which must not touch files another run executes.
 // It is bounded in size: after each init the least recently used entries
 // no run holds are removed until it fits.
 //

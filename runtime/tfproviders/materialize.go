@@ -14,35 +14,46 @@ import (
 // on any agent without init. A copy is a hard link where the file system
 // allows one (the cache and the runs share the work directory): nothing
 // writes to a provider package, and removing either name leaves the
-// other whole.
+// other whole. (The run's links into the plugin cache are already
+// copies: Use.GuardInit.)
 func Materialize(dir string) error {
 	links, err := providerLinks(dir)
 	if err != nil {
 		return fmt.Errorf("cannot list the working directory's providers: %w", err)
 	}
 	for _, l := range links {
-		src, err := filepath.EvalSymlinks(l.target)
-		if err != nil {
-			return fmt.Errorf("cannot resolve provider %s: %w", l.path, err)
+		if err := l.replace(true); err != nil {
+			return err
 		}
-		tmp := l.path + ".copy"
-		if err := copyTree(src, tmp); err != nil {
-			_ = os.RemoveAll(tmp)
-			return fmt.Errorf("cannot copy provider %s: %w", src, err)
-		}
-		if err := os.Remove(l.path); err != nil {
-			return fmt.Errorf("cannot replace provider link %s: %w", l.path, err)
-		}
-		if err := os.Rename(tmp, l.path); err != nil {
-			return fmt.Errorf("cannot replace provider link %s: %w", l.path, err)
-		}
+	}
+	return nil
+}
+
+// replace replaces the link with a copy of what it links to: hard links
+// where hardLink and the file system allow, otherwise new files.
+func (l link) replace(hardLink bool) error {
+	src, err := filepath.EvalSymlinks(l.target)
+	if err != nil {
+		return fmt.Errorf("cannot resolve provider %s: %w", l.path, err)
+	}
+	tmp := l.path + ".copy"
+	if err := copyTree(src, tmp, hardLink); err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("cannot copy provider %s: %w", src, err)
+	}
+	if err := os.Remove(l.path); err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("cannot replace provider link %s: %w", l.path, err)
+	}
+	if err := os.Rename(tmp, l.path); err != nil {
+		return fmt.Errorf("cannot replace provider link %s: %w", l.path, err)
 	}
 	return nil
 }
 
 // copyTree copies the regular files and directories under src to dst,
 // keeping their permission bits.
-func copyTree(src, dst string) error {
+func copyTree(src, dst string, hardLink bool) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -57,15 +68,15 @@ func copyTree(src, dst string) error {
 		case d.IsDir():
 			return os.MkdirAll(to, fi.Mode().Perm()|0o700)
 		case d.Type().IsRegular():
-			return copyFile(p, to, fi.Mode().Perm())
+			return copyFile(p, to, fi.Mode().Perm(), hardLink)
 		default:
 			return fmt.Errorf("%s is not a regular file or directory", p)
 		}
 	})
 }
 
-func copyFile(src, dst string, perm fs.FileMode) error {
-	if os.Link(src, dst) == nil {
+func copyFile(src, dst string, perm fs.FileMode, hardLink bool) error {
+	if hardLink && os.Link(src, dst) == nil {
 		return nil
 	}
 	in, err := os.Open(src)
