@@ -335,10 +335,13 @@ func TestPlanDirectory(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(conf, ".terraformignore"), []byte("secret.txt\n"), 0o644))
 	outside := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(outside, "main.tf"), nil, 0o644))
+	require.NoError(t, os.Symlink(outside, filepath.Join(root, "link")))
 	fake := newFake()
 	cs := connect(t, Config{API: fake, Roots: []string{root}}, nil)
 	for _, tc := range []struct{ dir, err string }{
 		{outside, "is outside the directories this server may upload"},
+		{filepath.Join(root, "link"), "is outside"}, // a symlink in a root leading out of it
+		{"/", "is outside"},
 		{filepath.Join(root, "empty"), "holds no Terraform configuration"},
 		{filepath.Join(root, "nope"), "no such file or directory"},
 		{filepath.Join(conf, "..", "..", filepath.Base(outside)), "is outside"},
