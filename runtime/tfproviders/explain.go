@@ -48,6 +48,11 @@ func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool
 	if len(providers) > 1 {
 		what = "Providers " + strings.Join(providers, ", ") + " are"
 	}
+	if local := localFailure(said); local != "" {
+		// The source had it; the agent could not write it.
+		return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not installed: the agent could not write it (%s)", what, local),
+			Detail: "terraform init fetched the provider but could not write it into the agent's plugin cache or the run's working directory. Free space on the agent's work directory (a smaller --plugin-cache-max-size bounds the cache) (or make it writable), then run the plan again.\nTerraform said: " + strings.Join(said, "\n")}, true
+	}
 	detail := fmt.Sprintf("terraform init could not install it from this agent's provider sources: %s.", s.Tried())
 	if mismatch {
 		// The source has the version, but not a build the lock file records.
@@ -59,6 +64,22 @@ func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool
 	}
 	detail += "\nTerraform said: " + strings.Join(said, "\n")
 	return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not available from the agent's provider sources", what), Detail: detail}, true
+}
+
+// localErrors are the errors of writing a provider on the agent, as the
+// operating system says them.
+var localErrors = []string{"no space left on device", "disk quota exceeded", "read-only file system", "text file busy"}
+
+// localFailure returns the first of localErrors that a message says.
+func localFailure(said []string) string {
+	for _, s := range said {
+		for _, e := range localErrors {
+			if strings.Contains(s, e) {
+				return e
+			}
+		}
+	}
+	return ""
 }
 
 func firstLine(s string) string {

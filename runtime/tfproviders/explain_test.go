@@ -94,3 +94,20 @@ func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "Providers hashicorp/azurerm, example.com/a/b are not available from the agent's provider sources", d.Summary)
 }
+
+// A full disk is not a missing provider: the message says what to fix
+// on the agent.
+func TestExplainSaysWhenTheAgentCouldNotWriteTheProvider(t *testing.T) {
+	for _, tc := range []struct{ detail, want string }{
+		{"Error while installing hashicorp/azurerm v4.1.0: write /var/lib/bote/work/plugin-cache/providers/registry.terraform.io/hashicorp/azurerm/4.1.0/linux_amd64/terraform-provider-azurerm_v4.1.0_x5: no space left on device", "no space left on device"},
+		{"Error while installing example.com/bote/fake v1.0.0: open /w/plugin-cache/providers/example.com/bote/fake/1.0.0/linux_amd64/terraform-provider-fake_v1.0.0: text file busy", "text file busy"},
+		{"Error while installing example.com/bote/fake v1.0.0: mkdir /w/plugin-cache/providers/example.com: read-only file system", "read-only file system"},
+	} {
+		d, ok := Explain([]tfdiag.Diagnostic{{Severity: "error", Summary: "Failed to install provider", Detail: tc.detail}}, Sources{NoDirect: true})
+		require.True(t, ok)
+		assert.Contains(t, d.Summary, "is not installed: the agent could not write it ("+tc.want+")")
+		assert.NotContains(t, d.Detail, "Put the provider into a mirror")
+		assert.Contains(t, d.Detail, "Free space")
+		assert.Contains(t, d.Detail, tc.detail)
+	}
+}
