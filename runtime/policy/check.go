@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/metrics"
 	"sync"
 	"time"
 
@@ -27,8 +28,14 @@ type CheckerConfig struct {
 	// Timeout bounds one policy's evaluation (default 10 s); a policy
 	// that takes longer fails with an error.
 	Timeout time.Duration
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// MaxMemory bounds what one evaluation may allocate on the heap
+	// (default 256 MiB); past it the evaluation is stopped and the
+	// policy fails with an error. Rego builds strings and collections
+	// that double with each line, and a policy that takes the server's
+	// memory takes every tenant's runs with it.
+	MaxMemory uint64
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Validate names the first bad field.
@@ -63,6 +70,9 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxMemory == 0 {
+		cfg.MaxMemory = 256 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,7 +132,45 @@ func (c *Checker) eval(ctx context.Context, p policystore.Policy, input ast.Valu
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	return comp.Eval(ctx, input)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	done := make(chan struct{})
+	defer close(done)
+	go watchMemory(done, c.cfg.MaxMemory, stop)
+	v, err := comp.Eval(ctx, input)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errMemory) {
+		return Verdict{}, fmt.Errorf("%w (%d MiB)", cause, c.cfg.MaxMemory>>20)
+	}
+	return v, err
+}
+
+var errMemory = errors.New("the policy's evaluation used more memory than a policy may")
+
+// heapSample is the heap in use: live objects and those not yet freed.
+const heapSample = "/memory/classes/heap/objects:bytes"
+
+// watchMemory stops an evaluation (OPA checks its context between steps)
+// when the heap has grown by more than limit since it began, until done.
+// The heap is the process's: an evaluation running beside others may be
+// stopped for their allocations, which the default's margin makes rare.
+func watchMemory(done <-chan struct{}, limit uint64, stop context.CancelCauseFunc) {
+	sample := []metrics.Sample{{Name: heapSample}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		if used := sample[0].Value.Uint64(); used > base && used-base > limit {
+			stop(errMemory)
+			return
+		}
+	}
 }
 
 func (c *Checker) compile(ctx context.Context, p policystore.Policy) (*Compiled, error) {

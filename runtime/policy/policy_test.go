@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,4 +275,29 @@ func BenchmarkEvaluate1000Resources(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestEvaluationMemoryIsBounded: a policy whose strings double with each
+// line (here to 512 MiB; forty lines would be terabytes, allocated faster
+// than any timeout) is stopped once it has allocated MaxMemory and fails
+// with that error, instead of taking the server's memory.
+func TestEvaluationMemoryIsBounded(t *testing.T) {
+	ctx := context.Background()
+	src := "package bomb\ndeny contains msg if {\n\ts0 := \"" + strings.Repeat("x", 64) + "\"\n"
+	for i := 1; i <= 23; i++ {
+		src += fmt.Sprintf("\ts%d := concat(\"\", [s%d, s%d])\n", i, i-1, i-1)
+	}
+	src += "\tmsg := sprintf(\"%d bytes\", [count(s23)])\n}\n"
+	store := policystore.NewMemory()
+	_, err := policy.Put(ctx, store, policystore.Policy{Tenant: "contoso", Name: "bomb", Enforcement: runs.Mandatory, Source: src})
+	require.NoError(t, err)
+	c, err := policy.NewChecker(policy.CheckerConfig{Store: store, Workspaces: fixedWorkspace(runs.Workspace{Tenant: "contoso", Name: "app"}),
+		MaxMemory: 16 << 20})
+	require.NoError(t, err)
+	got, err := c.Check(ctx, runs.Run{ID: "run-0000000000000000", Tenant: "contoso", Workspace: "app"}, keptPlan(t, "tagged"))
+	require.NoError(t, err)
+	require.Len(t, got.Results, 1)
+	assert.False(t, got.Results[0].Passed)
+	assert.Empty(t, got.Results[0].Messages)
+	assert.Contains(t, got.Results[0].Error, "more memory than a policy may (16 MiB)")
 }
