@@ -212,6 +212,9 @@ func (c *Cache) Entries() ([]Entry, error) {
 			continue // removed meanwhile
 		}
 		rel, _ := filepath.Rel(c.dir, m)
+		if !c.reachedDirectly(m) {
+			continue // through a symlink: not Terraform's, maybe outside the cache
+		}
 		e := Entry{Path: rel, LastUsed: fi.ModTime()}
 		if fi.IsDir() {
 			e.Bytes, err = dirBytes(m)
@@ -274,6 +277,17 @@ func (c *Cache) evict() error {
 		c.log.Warn("the provider cache is over its bound: what is left is in use", "cacheBytes", total, "maxBytes", c.max)
 	}
 	return nil
+}
+
+// reachedDirectly reports whether every directory between the cache and
+// path (a Glob match under it) is one, not a symlink to one.
+func (c *Cache) reachedDirectly(path string) bool {
+	for p := filepath.Dir(path); p != c.dir; p = filepath.Dir(p) {
+		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
 }
 
 func dirBytes(dir string) (int64, error) {

@@ -299,3 +299,29 @@ func TestMaterializeCopiesLinkedProviders(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm())
 	terraform(t, dir, CLIConfig{Sources: Sources{NoDirect: true}}, "providers") // the copy is what Terraform expects
 }
+
+// Eviction never follows a symlink planted in the cache (a run's code
+// can write there) out of it.
+func TestEvictionStaysInTheCache(t *testing.T) {
+	cache, err := OpenCache(CacheConfig{Dir: t.TempDir(), MaxBytes: 1})
+	require.NoError(t, err)
+	outside := t.TempDir()
+	keep := filepath.Join(outside, "keys", "agent.key")
+	require.NoError(t, os.MkdirAll(filepath.Dir(keep), 0o700))
+	require.NoError(t, os.WriteFile(keep, []byte("secret"), 0o600))
+	for _, planted := range []string{
+		filepath.Join(cache.Dir(), "h", "n", "t", "1.0.0"), // an entry's parent
+		filepath.Join(cache.Dir(), "evil"),                 // a host
+	} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(planted), 0o700))
+		require.NoError(t, os.Symlink(outside, planted))
+	}
+	outsideDeep := filepath.Join(outside, "n", "t", "1.0.0", "keys")
+	require.NoError(t, os.MkdirAll(outsideDeep, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(outsideDeep, "x"), []byte("secret"), 0o600))
+
+	require.NoError(t, cache.Begin().GuardInit(context.Background(), t.TempDir(), func(context.Context) error { return nil }))
+	assert.FileExists(t, keep)
+	assert.FileExists(t, filepath.Join(outsideDeep, "x"))
+	assert.Zero(t, cache.Evicted())
+}
