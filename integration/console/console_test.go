@@ -103,6 +103,11 @@ func TestConsole(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(brokenDir, "main.tf"), []byte("resource \"terraform_data\" \"x\" {\n  not_an_argument = true\n}\n"), 0o644))
 	failed := platform.MustQueuedRun(t, p.Expect(t, 11, tenant, "plan", "--workspace", "broken", "--dir", brokenDir))
 
+	// Policies: one mandatory, one mandatory-with-override, each failing the
+	// plan of its own workspace; and a drift schedule on staging.
+	policed := policedRuns(t, p)
+	p.Expect(t, 0, tenant, "drift", "schedule", "staging", "--every", "6h")
+
 	adminURL := startUI(t, p, "opsbot ui (admin)", p.OpsbotEnv(tenant))
 	readerEnv := append(p.OpsbotEnv(tenant), "OPSBOT_API_KEY="+readerKey)
 	readerURL := startUI(t, p, "opsbot ui (reader)", readerEnv)
@@ -129,6 +134,12 @@ func TestConsole(t *testing.T) {
 	staging := row(ctx, "staging")
 	assert.Contains(t, staging, waiting+" (planned)", "the lock holder")
 	assert.Contains(t, staging, "empty", "the queue")
+	driftRow := func(ctx context.Context, ws string) string {
+		return eval[string](t, ctx, `[...document.querySelectorAll('#workspace-drift tr')].find(tr => tr.cells[0].textContent === '`+ws+`').textContent`)
+	}
+	assert.Contains(t, driftRow(ctx, "staging"), "not checked yet")
+	assert.Contains(t, driftRow(ctx, "staging"), "every 6h", "the drift schedule")
+	assert.Contains(t, driftRow(ctx, "broken"), "no schedule")
 	do(t, ctx, wait, chromedp.SetValue(chromedp.ID("plan-ws"), "web"),
 		chromedp.SetUploadFiles(chromedp.ID("plan-bundle"), []string{bundle(t)}),
 		chromedp.SetValue(chromedp.ID("plan-message"), "first web plan"))
@@ -201,6 +212,32 @@ func TestConsole(t *testing.T) {
 	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("four-eyes")))
 	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve')`), "no approve for the run's own author in a four-eyes workspace")
 	assert.True(t, eval[bool](t, ctx, `!!document.getElementById('cancel')`), "cancelling is still offered")
+
+	// Policies: a failed mandatory policy is shown and no approval offered;
+	// a failed mandatory-with-override one offers the approver an explicit
+	// override, whose confirmation restates the failure, and records it.
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+policed.strict), chromedp.WaitVisible(chromedp.ID("policy-blocked")))
+	policyText := eval[string](t, ctx, `document.getElementById('run-policy').textContent`)
+	assert.Contains(t, policyText, "FAILED")
+	assert.Contains(t, policyText, "terraform_data.x may not be created here")
+	assert.Contains(t, policyText, "it cannot be overridden")
+	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve') || !!document.getElementById('override-approve')`), "no approval past a mandatory policy")
+	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+policed.lenient), chromedp.WaitVisible(chromedp.ID("override-approve")))
+	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve')`), "no plain approve past a failed policy")
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById('policy-outcome').textContent`), "an approver may override it")
+	screenshot(t, ctx, shots, "4b-run-policy-override")
+	checkAccessibility(t, ctx, "run with policies")
+	pctx := newTab()
+	do(t, pctx, wait, chromedp.Navigate(readerURL+"&/t/"+tenant+"/runs/"+policed.lenient))
+	waitJS(t, pctx, wait, `document.getElementById('run-policy')?.textContent.includes('FAILED')`)
+	assert.False(t, eval[bool](t, pctx, `!!document.getElementById('override-approve') || !!document.getElementById('approve')`), "a reader is offered no override")
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("override-approve")), chromedp.WaitVisible(chromedp.ID("confirm-policy")))
+	confirmText = eval[string](t, ctx, `document.getElementById('confirm').textContent`)
+	assert.Contains(t, confirmText, "You override the failed policy lenient")
+	assert.Contains(t, confirmText, "terraform_data.x may not be created here")
+	do(t, ctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
+	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById('policy-outcome').textContent`), "api-key:operator overrode lenient")
 
 	// Agent fleet and audit log.
 	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/agents"))
@@ -284,6 +321,26 @@ func TestConsole(t *testing.T) {
 		assert.Empty(t, serious(vs), "axe-core in Firefox")
 		t.Logf("Firefox part took %s", time.Since(started).Round(time.Millisecond))
 	})
+}
+
+// policed are planned runs that failed a policy: strict's mandatory, and
+// lenient's mandatory-with-override.
+type policed struct{ strict, lenient string }
+
+// policedRuns puts a policy that denies every resource on each of two
+// workspaces and plans a small configuration in them.
+func policedRuns(t *testing.T, p *platform.Platform) policed {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(`resource "terraform_data" "x" { input = "x" }`+"\n"), 0o644))
+	plan := func(ws, enforcement string) string {
+		p.Expect(t, 0, tenant, "workspaces", "create", ws)
+		rego := filepath.Join(t.TempDir(), ws+".rego")
+		require.NoError(t, os.WriteFile(rego, []byte("package "+ws+"\n\ndeny contains msg if {\n\tsome rc in input.plan.resource_changes\n\tmsg := sprintf(\"%s may not be created here\", [rc.address])\n}\n"), 0o644))
+		p.Expect(t, 0, tenant, "policies", "put", ws, "-w", ws, "--enforcement", enforcement, "--file", rego)
+		return platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", ws, "--dir", dir))
+	}
+	return policed{strict: plan("strict", "mandatory"), lenient: plan("lenient", "mandatory-with-override")}
 }
 
 // dropLogs makes the tab's log requests fail as a reset connection would,

@@ -121,25 +121,29 @@ function runLink(tenant, r) {
 
 async function tenantPage(tenant, signal) {
   const parts = await tenantParts(tenant, signal);
-  const [fleet, workspaces, recent] = parts.map(p => h('div', {}, p));
+  const [fleet, workspaces, drift, recent] = parts.map(p => h('div', {}, p));
+  drift.id = 'workspace-drift';
   show(title(`Tenant ${tenant}`),
     fleet,
     h('h2', {}, 'Workspaces'), workspaces,
+    h('h2', {}, 'Drift'), drift,
     may(who, tenant, 'operator') ? operatorForms(tenant, parts.workspaces) : null,
     h('h2', {}, 'Recent runs'), recent);
   keepFresh(signal, async () => {
     const next = await tenantParts(tenant, signal);
-    [fleet, workspaces, recent].forEach((el, i) => replaceUnlessFocused(el, next[i]));
+    [fleet, workspaces, drift, recent].forEach((el, i) => replaceUnlessFocused(el, next[i]));
   });
 }
 
 // tenantParts are the tenant page's parts that change: the fleet line,
-// the workspaces with their last run, lock and queue, and the recent runs.
+// the workspaces with their last run, lock and queue, their drift, and
+// the recent runs.
 async function tenantParts(tenant, signal) {
-  const [ws, runs, agents] = await Promise.all([
+  const [ws, runs, agents, drift] = await Promise.all([
     call(tenantPath(tenant, 'workspaces'), {signal}),
     call(tenantPath(tenant, 'runs') + '?limit=200', {signal}),
     call('/v1/agents?tenant=' + enc(tenant), {signal}),
+    driftOf(tenant, signal),
   ]);
   const wsRows = ws.workspaces.map(w => {
     const mine = runs.runs.filter(r => r.workspace === w.name); // newest first
@@ -158,9 +162,48 @@ async function tenantParts(tenant, signal) {
     h('p', {}, h('a', {href: `#/t/${enc(tenant)}/agents`}, `Agent fleet: ${online} of ${agents.agents.length} online`), ' · ',
       h('a', {href: `#/audit?tenant=${enc(tenant)}`}, 'Audit log')),
     table(`Workspaces of ${tenant}`, ['Workspace', 'Last run', 'Lock held by', 'Queue', 'Options'], wsRows, 'No workspaces yet.'),
+    driftTable(tenant, ws.workspaces, drift),
     table(`Runs of ${tenant}, newest first`, ['Run', 'Workspace', 'Operation', 'State', 'Queued by', 'Queued'], runRows, 'No runs yet.')];
   parts.workspaces = ws.workspaces;
   return parts;
+}
+
+// driftOf is the tenant's drift records (GET /v1/tenants/{t}/drift, as
+// `opsbot drift` lists them), or null from a server without drift
+// detection (404, 503).
+async function driftOf(tenant, signal) {
+  try {
+    return (await call(tenantPath(tenant, 'drift'), {signal})).workspaces || [];
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 404 || err.status === 503)) return null;
+    throw err;
+  }
+}
+
+// driftTable shows each workspace's drift: the latest check's verdict and
+// time, the schedule and next check, and what drifted (as `opsbot drift
+// show`: each resource's address, actions and differing attributes).
+function driftTable(tenant, workspaces, records) {
+  if (records === null) return h('p', {class: 'muted'}, 'This ops server does not detect drift.');
+  const rows = workspaces.map(w => {
+    const d = records.find(r => r.workspace === w.name) || {status: 'unknown'};
+    const sched = d.schedule && (d.schedule.cron ? `cron ${d.schedule.cron} (UTC)` : d.schedule.every ? `every ${d.schedule.every}` : '');
+    const status = d.status === 'drifted' ? h('strong', {class: 'bad'}, 'drifted')
+      : d.status === 'clean' ? h('span', {class: 'ok'}, 'no drift')
+        : h('span', {class: 'muted'}, d.cleared ? `unknown (cleared by ${d.cleared})` : d.checked_at ? 'unknown' : 'not checked yet');
+    const resources = (d.resources || []).map(r => h('li', {}, h('code', {}, r.address), ` (${(r.actions || []).join(', ')})`,
+      (r.attributes || []).length ? h('ul', {}, r.attributes.map(a => h('li', {}, h('code', {}, a.name), ': ',
+        h('code', {}, JSON.stringify(a.before)), ' → ', h('code', {}, JSON.stringify(a.after))))) : null));
+    const what = [resources.length ? h('ul', {class: 'drifted'}, resources) : null,
+      d.more_resources ? h('p', {}, `and ${d.more_resources} more (see the check's plan)`) : null,
+      d.last_error ? h('p', {class: 'bad'}, `last check failed: ${d.last_error}`) : null];
+    return [w.name, status,
+      d.checked_at ? h('span', {}, time(d.checked_at), d.check_run ? [' by ', runLink(tenant, {id: d.check_run})] : null) : h('span', {class: 'muted'}, 'never'),
+      sched || h('span', {class: 'muted'}, 'no schedule'),
+      d.next_check ? time(d.next_check) : h('span', {class: 'muted'}, '—'),
+      what.some(Boolean) ? what : '—'];
+  });
+  return table(`Drift of the workspaces of ${tenant}`, ['Workspace', 'Drift', 'Last checked', 'Schedule', 'Next check', 'What drifted'], rows, 'No workspaces yet.');
 }
 
 // keepFresh calls refresh every 5 s until the page changes; a failed

@@ -1,5 +1,6 @@
 // The run page: facts, state history, the plan as a resource diff, the
-// live log, diagnostics, outputs, and approve and cancel.
+// policy checks, the live log, diagnostics, outputs, and approve (with the
+// policy override where one is allowed) and cancel.
 import {call, tenantPath, may, enc, ApiError} from './api.js';
 import {h, time, state, table, errorBox, confirm, sleep} from './dom.js';
 
@@ -14,6 +15,7 @@ export async function runPage({tenant, id, who, show, title, signal}) {
   const result = h('div', {id: 'action-result', 'aria-live': 'polite'});
   const history = h('div', {id: 'run-history'});
   const plan = h('div', {id: 'run-plan'}, h('p', {class: 'muted'}, 'No plan yet.'));
+  const policy = h('div', {id: 'run-policy'});
   const logStatus = h('p', {id: 'log-status', class: 'log-status', role: 'status'}, 'Connecting…');
   const log = h('pre', {id: 'run-log', tabindex: '0', 'aria-label': 'Run log', 'data-offset': '0', 'data-reconnects': '0'});
   const diags = h('div', {id: 'run-diagnostics'});
@@ -23,6 +25,7 @@ export async function runPage({tenant, id, who, show, title, signal}) {
     facts, actions, result,
     h('h2', {}, 'State history'), history,
     h('h2', {}, 'Plan'), plan,
+    h('h2', {}, 'Policy checks'), policy,
     h('h2', {}, 'Log'), logStatus, log,
     h('h2', {}, 'Diagnostics'), diags,
     h('h2', {}, 'Outputs'), outputs);
@@ -33,6 +36,7 @@ export async function runPage({tenant, id, who, show, title, signal}) {
     actions.replaceChildren(...runActions(tenant, run, ws, who, path, result, async () => { run = await call(path, {signal}); await update(); }));
     history.replaceChildren(table('State history, oldest first', ['Time', 'From', 'To', 'By', 'Reason'],
       (run.history || []).map(t => [time(t.at), t.from ? t.from.replace('_', ' ') : '—', state(t.to), t.by || '', t.reason || ''])));
+    policy.replaceChildren(policyChecks(run));
     diags.replaceChildren(diagnostics(run));
     outputs.replaceChildren(outputTable(run));
     if (!planShown && run.plan_result) {
@@ -88,10 +92,26 @@ function runActions(tenant, run, ws, who, path, result, refresh) {
   if (run.state === 'planned' && may(who, tenant, 'approver') && ws.four_eyes && own) {
     out.push(h('p', {class: 'notice', id: 'four-eyes'}, `Workspace ${run.workspace} needs four eyes: you queued this run, so another approver must approve it.`));
   } else if (run.state === 'planned' && may(who, tenant, 'approver')) {
-    out.push(h('button', {type: 'button', id: 'approve', class: 'primary', onclick: async () => {
-      if (!await confirm(`Apply run ${run.id}?`, approveSummary(tenant, run), 'Apply this plan')) return;
-      await act(() => call(path + '/approve', {method: 'POST'}), result, refresh);
-    }}, 'Approve and apply…'));
+    const v = policyVerdict(run.policy);
+    if (v.mandatory.length) {
+      out.push(h('p', {class: 'notice bad', id: 'policy-blocked'},
+        `This run cannot be approved: it failed the mandatory ${plural(v.mandatory)} ${names(v.mandatory)}. Change the configuration and plan again.`));
+    } else if (v.overridable.length) {
+      out.push(h('button', {type: 'button', id: 'override-approve', class: 'danger', onclick: async () => {
+        const body = [...approveSummary(tenant, run), policyRestated(v.overridable,
+          `You override the failed ${plural(v.overridable)} ${names(v.overridable)} (mandatory with override). ` +
+          'The override is recorded in the run and in the audit log under your name.')];
+        if (!await confirm(`Override policy and apply run ${run.id}?`, body, 'Override the policy and apply')) return;
+        await act(() => call(path + '/approve?override_policy=true', {method: 'POST'}), result, refresh);
+      }}, 'Override policy and apply…'));
+    } else {
+      out.push(h('button', {type: 'button', id: 'approve', class: 'primary', onclick: async () => {
+        const body = approveSummary(tenant, run);
+        if (v.advisory.length) body.push(policyRestated(v.advisory, `The advisory ${plural(v.advisory)} ${names(v.advisory)} failed; nothing is blocked.`));
+        if (!await confirm(`Apply run ${run.id}?`, body, 'Apply this plan')) return;
+        await act(() => call(path + '/approve', {method: 'POST'}), result, refresh);
+      }}, 'Approve and apply…'));
+    }
   }
   if (!terminal.includes(run.state) && may(who, tenant, 'operator')) {
     out.push(h('button', {type: 'button', id: 'cancel', class: 'danger', onclick: async () => {
@@ -118,6 +138,44 @@ function approveSummary(tenant, run) {
   if ((s.replaced || []).length) items.push(h('p', {}, 'Replaces (destroys and creates anew):'),
     h('ul', {}, s.replaced.map(r => h('li', {}, h('code', {}, r.address), r.paths && r.paths.length ? ` (forced by ${r.paths.join(', ')})` : ''))));
   return items;
+}
+
+// policyVerdict sorts a run's failed policies by enforcement level.
+function policyVerdict(check) {
+  const failed = ((check || {}).results || []).filter(r => !r.passed);
+  const of = level => failed.filter(r => r.enforcement === level);
+  return {mandatory: of('mandatory'), overridable: of('mandatory-with-override'), advisory: of('advisory')};
+}
+
+const plural = rs => rs.length > 1 ? 'policies' : 'policy';
+const names = rs => rs.map(r => r.policy).join(', ');
+
+// policyRestated is a confirmation's paragraph on failed policies, with
+// each one's messages.
+function policyRestated(failed, text) {
+  return h('div', {class: 'notice', id: 'confirm-policy'}, h('p', {}, h('strong', {}, text)),
+    h('ul', {}, failed.map(r => h('li', {}, h('code', {}, r.policy), ': ', [...(r.messages || []), r.error].filter(Boolean).join('; ') || 'failed'))));
+}
+
+// policyChecks shows how the plan fared against the tenant's policies:
+// the outcome, then each policy with its level, verdict and messages.
+function policyChecks(run) {
+  const c = run.policy;
+  if (!c) return h('p', {class: 'muted', id: 'policy-outcome'}, run.plan_result ? 'No policy applies to this workspace.' : 'Checked when the plan ends.');
+  const v = policyVerdict(c);
+  let outcome;
+  if (c.overridden_by) outcome = h('span', {class: 'bad'}, `Failed; ${c.overridden_by} overrode ${names(v.overridable)} and approved the run.`);
+  else if (v.mandatory.length) outcome = h('span', {class: 'bad'}, `Failed: approval is blocked by the mandatory ${plural(v.mandatory)} ${names(v.mandatory)}; it cannot be overridden.`);
+  else if (v.overridable.length) outcome = h('span', {class: 'bad'}, `Failed: approval is blocked by ${names(v.overridable)}; an approver may override it.`);
+  else if (v.advisory.length) outcome = h('span', {}, `Advisory ${plural(v.advisory)} ${names(v.advisory)} failed; approval is not blocked.`);
+  else outcome = h('span', {}, 'Every policy passed.');
+  const rows = c.results.map(r => [h('code', {}, r.policy), `v${r.version}`, r.enforcement,
+    r.passed ? h('span', {class: 'ok'}, 'passed') : h('strong', {class: 'bad'}, 'FAILED'),
+    h('div', {}, (r.messages || []).map(m => h('div', {}, m)), r.error ? h('div', {class: 'bad'}, `error: ${r.error}`) : null,
+      (r.warnings || []).map(w => h('div', {class: 'muted'}, `warning: ${w}`)))]);
+  return h('div', {},
+    h('p', {id: 'policy-outcome', 'data-blocked': String(!!c.blocked)}, outcome, ' Checked ', time(c.checked_at), '.'),
+    table('Policy checks of the plan', ['Policy', 'Version', 'Enforcement', 'Result', 'Messages'], rows));
 }
 
 // act does what was confirmed, says how it went and takes the focus
