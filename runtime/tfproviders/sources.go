@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sources are where terraform init may install providers from, besides
@@ -98,11 +99,21 @@ func networkMirrorURL(u string) string {
 	return u + "/"
 }
 
+// maxSourceBytes bounds a path or URL (Linux's PATH_MAX): a workspace's
+// sources travel in every run.assign.
+const maxSourceBytes = 4096
+
 // hclSafe refuses what cannot be written into a CLI configuration string
-// plainly: control characters, and "$", which Terraform expands as an
-// environment variable in plugin_cache_dir (there is no escape for it).
+// plainly: control characters, "$", which Terraform expands as an
+// environment variable in plugin_cache_dir (there is no escape for it),
+// and invalid UTF-8, on which Terraform refuses the whole file.
 func hclSafe(s string) error {
-	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || r == '$' }) {
+	switch {
+	case len(s) > maxSourceBytes:
+		return fmt.Errorf("must not be longer than %d bytes", maxSourceBytes)
+	case !utf8.ValidString(s):
+		return errors.New("must be valid UTF-8")
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || r == '$' }):
 		return errors.New(`must not contain control characters or "$"`)
 	}
 	return nil

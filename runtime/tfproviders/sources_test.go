@@ -3,6 +3,7 @@ package tfproviders
 import (
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -56,6 +57,9 @@ func TestSourcesValidate(t *testing.T) {
 		{Sources{NetworkMirror: "https://u:p@m.example.com/"}, "must be an https URL"},
 		{Sources{NetworkMirror: "https://m.example.com/?x=1"}, "must be an https URL"},
 		{Sources{NetworkMirror: "https:///p"}, "must be an https URL"},
+		{Sources{FilesystemMirror: "/m/\xff"}, "filesystemMirror: must be valid UTF-8"}, // Terraform refuses the whole CLI configuration
+		{Sources{FilesystemMirror: "/" + strings.Repeat("m", maxSourceBytes)}, "filesystemMirror: must not be longer than 4096 bytes"},
+		{Sources{NetworkMirror: "https://m.example.com/" + strings.Repeat("p", maxSourceBytes)}, "networkMirror: must not be longer than 4096 bytes"},
 	} {
 		err := tc.s.Validate()
 		if tc.wantErr == "" {
