@@ -1,9 +1,12 @@
 package opsapi
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/policy"
@@ -146,4 +149,47 @@ func (s *Server) policyVersions(w http.ResponseWriter, r *http.Request) {
 		out.Policies[i] = apiPolicy(p, false)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// policiesUnchanged refuses (runs.ErrPolicyFailed) to approve a planned run
+// whose plan was checked before a policy that applies to its workspace now
+// was added or changed: a verdict on an older set of policies must not let
+// a plan through that the current ones would stop (a mandatory policy added
+// after an incident, while plans wait for approval). Deleted policies
+// change nothing: their recorded failures still block. Plan again to be
+// checked on the current policies.
+func (s *Server) policiesUnchanged(ctx context.Context, tenant, id string) error {
+	if s.cfg.Policies == nil {
+		return nil
+	}
+	run, err := s.cfg.Runs.GetRun(ctx, tenant, id)
+	if err != nil || run.State != runs.Planned || run.DriftCheck || run.Plan == nil {
+		return nil // ApproveRun answers these
+	}
+	all, err := s.cfg.Policies.List(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("cannot read the policies of tenant %s: %w", tenant, err)
+	}
+	checked := map[string]int{}
+	if run.Policy != nil {
+		for _, r := range run.Policy.Results {
+			checked[r.Policy] = r.Version
+		}
+	}
+	var changed []string
+	for _, p := range all {
+		if !p.AppliesTo(run.Workspace) {
+			continue
+		}
+		switch v, ok := checked[p.Name]; {
+		case !ok:
+			changed = append(changed, fmt.Sprintf("%s v%d is new", p.Name, p.Version))
+		case v != p.Version:
+			changed = append(changed, fmt.Sprintf("%s is v%d, checked at v%d", p.Name, p.Version, v))
+		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("%w: the policies changed since run %s's plan was checked (%s); plan again to check it on them", runs.ErrPolicyFailed, id, strings.Join(changed, ", "))
+	}
+	return nil
 }

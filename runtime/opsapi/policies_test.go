@@ -198,3 +198,63 @@ func claimFor(id, name string) *envelope.Claim {
 func policyFixture() policystore.Policy {
 	return policystore.Policy{Tenant: "contoso", Name: "p", Enforcement: runs.Advisory, Source: denyAll}
 }
+
+// TestApprovalRefusedWhenPoliciesChanged: a plan checked before a policy
+// that applies to its workspace was added or changed cannot be approved
+// on that old verdict (an admin adds a mandatory policy while plans wait
+// for approval); a policy of another workspace or a deleted one changes
+// nothing.
+func TestApprovalRefusedWhenPoliciesChanged(t *testing.T) {
+	f := newRunsFixture(t)
+	ctx := context.Background()
+	_, err := f.m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: f.planned, By: "t"})
+	require.NoError(t, err)
+	put := func(name, workspace string) {
+		p := policyFixture()
+		p.Name, p.Workspace, p.Enforcement = name, workspace, runs.Mandatory
+		_, err := f.policies.Put(ctx, p)
+		require.NoError(t, err)
+	}
+	put("tags", "")
+	put("elsewhere", "staging")
+	put("gone", "")
+	_, err = f.policies.Delete(ctx, "contoso", "gone", "admin")
+	require.NoError(t, err)
+	plan := func() string {
+		id := runs.NewRunID(runsNow)
+		_, err := f.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", ID: id, Operation: runs.OpApply, CreatedBy: "api-key:alice",
+			Bundle: claimFor(id, "bundle-1.tar.gz")})
+		require.NoError(t, err)
+		_, err = f.m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+		require.NoError(t, err)
+		_, err = f.m.Report(ctx, runs.Report{Tenant: "contoso", Run: id, Agent: "a1", State: runs.Planned, Plan: claimFor(id, "workdir.tar.gz"),
+			Policy: &runs.PolicyCheck{At: runsNow, Results: []runs.PolicyResult{{Policy: "tags", Version: 1, Enforcement: runs.Mandatory, Passed: true}}}})
+		require.NoError(t, err)
+		return id
+	}
+	approve := func(id string) response {
+		return send(t, http.MethodPost, f.srv.URL+"/v1/tenants/contoso/runs/"+id+"/approve?override_policy=true", approverKey, "", nil)
+	}
+
+	id := plan()
+	put("no-destroy", "")
+	r := approve(id)
+	require.Equal(t, 409, r.status, "%s", r.body)
+	assert.Contains(t, string(r.body), CodePolicyFailed)
+	assert.Contains(t, string(r.body), "(no-destroy v1 is new); plan again")
+
+	_, err = f.policies.Delete(ctx, "contoso", "no-destroy", "admin")
+	require.NoError(t, err)
+	put("tags", "") // v2
+	r = approve(id)
+	require.Equal(t, 409, r.status, "%s", r.body)
+	assert.Contains(t, string(r.body), "tags is v2, checked at v1")
+
+	_, err = f.m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: id, By: "t"})
+	require.NoError(t, err)
+	put("tags", "") // v3
+	_, err = f.policies.Delete(ctx, "contoso", "tags", "admin")
+	require.NoError(t, err)
+	r = approve(plan())
+	require.Equal(t, 200, r.status, "deleted and other workspaces' policies do not matter: %s", r.body)
+}

@@ -311,6 +311,10 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 	override, _ := strconv.ParseBool(r.URL.Query().Get("override_policy"))
+	if err := s.policiesUnchanged(r.Context(), r.PathValue("tenant"), r.PathValue("run")); err != nil {
+		s.runsError(w, r, err)
+		return
+	}
 	run, err := s.cfg.Runs.ApproveRun(r.Context(), runs.ApproveRequest{Tenant: r.PathValue("tenant"), Run: r.PathValue("run"),
 		By: operator(r), ByID: subject(r), OverridePolicy: override})
 	if err != nil {
