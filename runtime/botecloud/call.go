@@ -18,6 +18,12 @@ const DefaultCallTimeout = 30 * time.Second
 // arrive on the cloud queue, which only Run reads.
 var ErrNotRunning = errors.New("cloud client is not running (Call needs Run to receive the reply)")
 
+// ErrCallCorrelated is returned by Call for a message with a
+// CorrelationID: a correlated message carrying a deadline is a reply, so
+// the other side would take the call for a reply to one of its own calls
+// and never hand it to its handler.
+var ErrCallCorrelated = errors.New("a call cannot carry a CorrelationID (the receiver would take it for a reply)")
+
 // Stats are the client's counters.
 type Stats struct {
 	// LateReplies counts replies discarded because their call had already
@@ -47,6 +53,9 @@ func (c *Client) Stats() Stats {
 // receives a reply for another replica's call puts it back for the others
 // until its deadline.
 func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoing) (*Message, error) {
+	if msg.CorrelationID != "" {
+		return nil, fmt.Errorf("cannot call connector: %w", ErrCallCorrelated)
+	}
 	p, err := c.targeted(tenant, connector, msg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot call connector: %w", err)

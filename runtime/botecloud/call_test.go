@@ -203,6 +203,22 @@ func TestCallRefusesForgedProtocolHeaders(t *testing.T) {
 	fb.mu.Unlock()
 }
 
+// A call with a CorrelationID is refused before anything is sent: with the
+// deadline it carries, the connector would take it for a reply to one of
+// its own calls and never run its handler (the caller would time out).
+func TestCallRefusesCorrelationID(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	running(t, c, noHandler(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Call(ctx, "contoso", "agent-1", Outgoing{CorrelationID: "conversation-7"})
+	assert.ErrorIs(t, err, ErrCallCorrelated)
+	fb.mu.Lock()
+	assert.Empty(t, fb.sent)
+	fb.mu.Unlock()
+}
+
 // Call waits for Run to start (a program may start both at once), and
 // says so when its context ends first.
 func TestCallNeedsRun(t *testing.T) {

@@ -12,6 +12,12 @@ import (
 // DefaultCallTimeout bounds a Call whose context has no deadline.
 const DefaultCallTimeout = 30 * time.Second
 
+// ErrCallCorrelated is returned by Call for a message with a
+// CorrelationID: a correlated message carrying a deadline is a reply, so
+// the service would take the call for a reply to one of its own calls and
+// never hand it to its handler.
+var ErrCallCorrelated = errors.New("a call cannot carry a CorrelationID (the receiver would take it for a reply)")
+
 // Stats are the client's counters.
 type Stats struct {
 	// LateReplies counts replies discarded because their call had already
@@ -39,6 +45,9 @@ func (c *Client) Stats() Stats {
 // to answer, so configure it to the one that reads that queue. Run must be
 // running: the reply arrives on the connector's queue.
 func (c *Client) Call(ctx context.Context, service string, m OutMessage) (*Message, error) {
+	if m.CorrelationID != "" {
+		return nil, fmt.Errorf("cannot call %q: %w", service, ErrCallCorrelated)
+	}
 	to := envelope.Identity{Service: service}
 	if err := to.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot call %q: %w", service, err)

@@ -316,3 +316,19 @@ func TestAddressedToMe(t *testing.T) {
 		})
 	}
 }
+
+// A call with a CorrelationID is refused before anything is sent: with the
+// deadline it carries, the service would take it for a reply to one of its
+// own calls and never run its handler (the caller would time out).
+func TestCallRefusesCorrelationID(t *testing.T) {
+	g := newGateway(t, gw.Identity{Tenant: "acme", Connector: "a1"})
+	c, _ := newClient(t, g, "acme", "a1")
+	require.Eventually(t, c.running.Load, 5*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Call(ctx, "relayserver", OutMessage{Body: []byte("ping"), CorrelationID: "conversation-7"})
+	require.ErrorIs(t, err, ErrCallCorrelated)
+	g.sender.mu.Lock()
+	defer g.sender.mu.Unlock()
+	assert.Empty(t, g.sender.msgs)
+}

@@ -78,6 +78,10 @@ func (a *API) call(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if m.CorrelationID != "" {
+		writeError(w, http.StatusBadRequest, "bad_request", HeaderCorrelationID+" is not allowed on a call: "+connector.ErrCallCorrelated.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	reply, err := a.Gateway.Call(ctx, service, m)

@@ -88,6 +88,10 @@ func TestAPICall(t *testing.T) {
 
 	assert.Equal(t, http.StatusBadRequest, do(t, h, "POST", "/v1/call/pinger", "x", map[string]string{"Bote-Timeout": "soon"}).Code)
 	assert.Equal(t, http.StatusBadRequest, do(t, h, "POST", "/v1/call/bad%20name", "x", nil).Code)
+	// A correlated call would be taken for a reply by the service.
+	rec = do(t, h, "POST", "/v1/call/pinger", "x", map[string]string{"Bote-Correlation-Id": "conv-1"})
+	assert.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+	assert.Len(t, g.sent, 1, "a refused call is not sent")
 	g.callWait = true
 	rec = do(t, h, "POST", "/v1/call/pinger", "x", map[string]string{"Bote-Timeout": "20ms"})
 	assert.Equal(t, http.StatusGatewayTimeout, rec.Code, rec.Body.String())

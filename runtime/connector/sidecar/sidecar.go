@@ -41,7 +41,10 @@
 //	POST   /v1/call/{service}     a call to a cloud service: body,
 //	                              Content-Type and Bote-Header-<name> as
 //	                              for send; Bote-Timeout (a Go duration,
-//	                              default 30s) is the deadline. 200 with
+//	                              default 30s) is the deadline;
+//	                              Bote-Correlation-Id is refused (400:
+//	                              the service would take the call for a
+//	                              reply). 200 with
 //	                              the reply's body and Content-Type,
 //	                              Bote-Message-Id and Bote-Correlation-Id;
 //	                              504 when no reply came in time.
