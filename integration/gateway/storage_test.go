@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
+	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/worker/nudge"
 	"github.com/botehq/platform/runtime/worker/subscriptions"
@@ -101,4 +102,19 @@ func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	assert.Equal(t, before, count("r2"))
 	require.NoError(t, r1.Close(ctx))
 	require.NoError(t, r2.Close(ctx))
+}
+
+// The worker with --create-resources creates the bus queues at startup,
+// the error queue included: a cloud program built with botecloud.NewFromEnv
+// (the samples, against `make demo-gateway`) creates no queue, and its
+// first dead letter (an expired call) failed with QueueNotFound, leaving
+// the message to come back again and again.
+func TestWorkerCreatesBusQueues(t *testing.T) {
+	g := newGateway(t)
+	for _, q := range []string{bus.QueueCloud, bus.QueueConnectors, bus.QueueErrors} {
+		qc, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, q, nil)
+		require.NoError(t, err)
+		_, err = qc.GetProperties(ctxFor(t, 10*time.Second), nil)
+		assert.NoError(t, err, "queue %s does not exist once the worker listens", q)
+	}
 }

@@ -212,6 +212,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if q, ok := drv.(interface{ CreateBusQueues(context.Context) error }); ok && cfg.CreateResources {
+		if err := q.CreateBusQueues(ctx); err != nil {
+			_ = drv.Close(ctx)
+			return err
+		}
+	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

@@ -157,6 +157,24 @@ func New(cfg Config) (*Driver, error) {
 // ErrorQueue is the name of the queue dead letters go to.
 func (d *Driver) ErrorQueue() string { return d.errorQueue }
 
+// CreateBusQueues creates the bus's queues (bus.QueueCloud,
+// bus.QueueConnectors and the error queue) now rather than on first use,
+// when CreateQueues is set; otherwise it does nothing. The worker calls it
+// at startup (--create-resources), so a cloud program that opens the bus
+// without creating queues (botecloud.NewFromEnv) finds them all, the error
+// queue included, which nothing else creates until the first dead letter.
+func (d *Driver) CreateBusQueues(ctx context.Context) error {
+	if !d.create {
+		return nil
+	}
+	for _, name := range []string{bus.QueueCloud, bus.QueueConnectors, d.errorQueue} {
+		if _, err := d.queue(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // queue returns the client for name, creating the queue once if configured.
 func (d *Driver) queue(ctx context.Context, name string) (*azqueue.QueueClient, error) {
 	d.mu.Lock()
