@@ -48,12 +48,17 @@ func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool
 	if len(providers) > 1 {
 		what = "Providers " + strings.Join(providers, ", ") + " are"
 	}
-	if local := localFailure(said); local != "" {
+	detail := fmt.Sprintf("terraform init could not install it from this agent's provider sources: %s.", s.Tried())
+	if e := said1(said, unreachableErrors); e != "" {
+		// The source may have it: it did not answer.
+		return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not installed: a provider source could not be reached (%s)", what, e),
+			Detail: detail + " Check that the agent reaches the mirror (its address, the network, a certificate the agent trusts: SSL_CERT_FILE), then run the plan again.\nTerraform said: " + strings.Join(said, "\n")}, true
+	}
+	if local := said1(said, localErrors); local != "" {
 		// The source had it; the agent could not write it.
 		return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not installed: the agent could not write it (%s)", what, local),
-			Detail: "terraform init fetched the provider but could not write it into the agent's plugin cache or the run's working directory. Free space on the agent's work directory (a smaller --plugin-cache-max-size bounds the cache) (or make it writable), then run the plan again.\nTerraform said: " + strings.Join(said, "\n")}, true
+			Detail: "terraform init fetched the provider but could not write it into the agent's plugin cache or the run's working directory. Free space on the agent's work directory (a smaller --plugin-cache-max-size bounds the cache) or make it writable, then run the plan again.\nTerraform said: " + strings.Join(said, "\n")}, true
 	}
-	detail := fmt.Sprintf("terraform init could not install it from this agent's provider sources: %s.", s.Tried())
 	if mismatch {
 		// The source has the version, but not a build the lock file records.
 		return tfdiag.Diagnostic{Severity: "error", Summary: fmt.Sprintf("%s not installed: the agent's provider sources have a build the configuration's lock file does not record", what),
@@ -70,10 +75,13 @@ func Explain(diags []tfdiag.Diagnostic, s Sources) (d tfdiag.Diagnostic, ok bool
 // operating system says them.
 var localErrors = []string{"no space left on device", "disk quota exceeded", "read-only file system", "text file busy"}
 
-// localFailure returns the first of localErrors that a message says.
-func localFailure(said []string) string {
+// unreachableErrors are the errors of a source that did not answer.
+var unreachableErrors = []string{"connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host", "certificate", "the request failed after"}
+
+// said1 returns the first of errs that one of said says.
+func said1(said, errs []string) string {
 	for _, s := range said {
-		for _, e := range localErrors {
+		for _, e := range errs {
 			if strings.Contains(s, e) {
 				return e
 			}

@@ -48,8 +48,8 @@ func TestExplainNamesTheProviderAndTheSourcesTried(t *testing.T) {
 		want    []string
 	}{
 		{"air-gapped, no mirror", Sources{NoDirect: true}, []string{"no mirror; direct installation from the origin registry off"}},
-		{"air-gapped, mirror without it", Sources{FilesystemMirror: mirror, NetworkMirror: "https://127.0.0.1:1/m", NoDirect: true},
-			[]string{"filesystem mirror " + mirror + ", network mirror https://127.0.0.1:1/m/; direct installation from the origin registry off", "Put the provider into a mirror"}},
+		{"air-gapped, mirror without it", Sources{FilesystemMirror: mirror, NoDirect: true},
+			[]string{"filesystem mirror " + mirror + "; direct installation from the origin registry off", "Put the provider into a mirror"}},
 		{"missing mirror directory", Sources{FilesystemMirror: filepath.Join(mirror, "gone"), NoDirect: true}, []string{"no such file or directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,4 +110,15 @@ func TestExplainSaysWhenTheAgentCouldNotWriteTheProvider(t *testing.T) {
 		assert.Contains(t, d.Detail, "Free space")
 		assert.Contains(t, d.Detail, tc.detail)
 	}
+}
+
+// A mirror that does not answer is not one without the provider.
+func TestExplainSaysWhenASourceIsUnreachable(t *testing.T) {
+	needTerraform(t)
+	sources := Sources{NetworkMirror: "https://127.0.0.1:1/m", NoDirect: true}
+	d, ok := Explain(initDiagnostics(t, config(t, "fake", "1.0.0"), CLIConfig{Sources: sources}), sources)
+	require.True(t, ok)
+	assert.Equal(t, "Provider example.com/bote/fake is not installed: a provider source could not be reached (connection refused)", d.Summary)
+	assert.Contains(t, d.Detail, "network mirror https://127.0.0.1:1/m/; direct installation from the origin registry off")
+	assert.Contains(t, d.Detail, "Check that the agent reaches the mirror")
 }
