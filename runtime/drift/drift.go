@@ -69,8 +69,13 @@ func (s Schedule) Validate() error {
 		}
 		// A date that does not exist (February 30) parses, and would
 		// leave the workspace unchecked without a word.
-		if c.Next(time.Now()).IsZero() {
+		first := c.Next(time.Now())
+		if first.IsZero() {
 			return fmt.Errorf("drift schedule: cron %q never fires", s.Cron)
+		}
+		// Five fields fire a minute apart at most; "@every 1s" would not.
+		if gap := c.Next(first).Sub(first); gap < MinEvery {
+			return fmt.Errorf("drift schedule: cron %q fires %s apart, more often than every %s", s.Cron, gap, MinEvery)
 		}
 	}
 	return nil

@@ -66,6 +66,9 @@ func TestScheduleValidateAndNext(t *testing.T) {
 		{s: drift.Schedule{Cron: "@daily", Every: time.Hour}, err: "not both"},
 		{s: drift.Schedule{Cron: "0 0 30 2 *"}, err: `drift schedule: cron "0 0 30 2 *" never fires`},
 		{s: drift.Schedule{Cron: "0 0 29 2 *"}, next: time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC)},
+		// robfig/cron's @every descriptor must not get round the shortest interval
+		{s: drift.Schedule{Cron: "@every 1s"}, err: `drift schedule: cron "@every 1s" fires 1s apart, more often than every 1m0s`},
+		{s: drift.Schedule{Cron: "@every 2h"}, next: at.Add(2 * time.Hour)},
 	} {
 		err := tc.s.Validate()
 		if tc.err != "" {
