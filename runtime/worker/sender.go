@@ -5,10 +5,12 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
@@ -91,12 +93,37 @@ func (s *cloudSender) claim(from session.Identity, c *sessionproto.Claim) (*enve
 	return &envelope.Claim{Container: s.claims.Container(), Blob: c.Blob, Size: c.Size, SHA256: c.SHA256}, nil
 }
 
+// MaxConnectorDelay bounds a connector's scheduled send on every bus (the
+// Storage Queue limit, storagequeue.MaxDelay): a scheduled message sits
+// invisible, and on Service Bus uncancellable, in the bote-cloud queue that
+// all tenants share, so a connector may not park messages there for
+// longer.
+const MaxConnectorDelay = storagequeue.MaxDelay
+
+// maxMillis is the most milliseconds a time.Duration holds.
+const maxMillis = math.MaxInt64 / int64(time.Millisecond)
+
+// checkSchedule refuses a frame's delay over MaxConnectorDelay and a time
+// to live a time.Duration cannot hold (it wrapped around to a short one).
+func checkSchedule(m sessionproto.Message) error {
+	switch {
+	case m.DelayMillis > MaxConnectorDelay.Milliseconds():
+		return fmt.Errorf("delay_ms %d is over the limit of %d (%s): %w", m.DelayMillis, MaxConnectorDelay.Milliseconds(), MaxConnectorDelay, bus.ErrDelayTooLong)
+	case m.TTLMillis > maxMillis:
+		return fmt.Errorf("ttl_ms %d is over the limit of %d", m.TTLMillis, maxMillis)
+	}
+	return nil
+}
+
 func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m sessionproto.Message) (string, error) {
 	id := m.ID
 	if id == "" {
 		id = envelope.NewID()
 	}
 	now := time.Now().UTC()
+	if err := checkSchedule(m); err != nil {
+		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
+	}
 	delay, expires, err := envelope.Schedule(time.Time{}, time.Duration(m.DelayMillis)*time.Millisecond, time.Duration(m.TTLMillis)*time.Millisecond, now)
 	if err != nil {
 		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}

@@ -94,6 +94,12 @@ func TestCloudSenderErrors(t *testing.T) {
 		{"unknown encryption", nil, sessionproto.Message{Encryption: "rot13"}, sessionproto.CodeInvalidMessage},
 		{"unknown encoding", nil, sessionproto.Message{ContentEncoding: "br"}, sessionproto.CodeInvalidMessage},
 		{"delay over the bus limit", fmt.Errorf("wrapped: %w", bus.ErrDelayTooLong), sessionproto.Message{DelayMillis: 1}, sessionproto.CodeInvalidMessage},
+		// Whatever the bus: a connector may not park a message on the
+		// shared bote-cloud queue for longer than 7 days, and a value that
+		// overflows time.Duration (wrapping to a short one) is refused.
+		{"delay over 7 days on any bus", nil, sessionproto.Message{DelayMillis: (8 * 24 * time.Hour).Milliseconds()}, sessionproto.CodeInvalidMessage},
+		{"delay that overflows", nil, sessionproto.Message{DelayMillis: 18446744073710}, sessionproto.CodeInvalidMessage},
+		{"ttl that overflows", nil, sessionproto.Message{TTLMillis: 18446744073710}, sessionproto.CodeInvalidMessage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
