@@ -91,3 +91,21 @@ func TestDecodeRefuses(t *testing.T) {
 		})
 	}
 }
+
+// Base-mode HPKE authenticates no sender: whoever knows the recipient's
+// public key (which is public: a registered key) can seal a new body for
+// the same message id and recipient, and it opens like the original. So
+// the gateway cannot alter a sealed body but can replace it; only the
+// envelope signatures say who sent it (docs/messaging.md, threat model).
+func TestSealedBodyCanBeReplacedByAnyoneWithThePublicKey(t *testing.T) {
+	recipient := key(t)
+	opts := Options{To: recipient.PublicKey(), MessageID: "m-1", Recipient: "contoso/agent-1"}
+	original, err := Encode([]byte("pay alice 10"), opts)
+	require.NoError(t, err)
+	forged, err := Encode([]byte("pay mallory 1000"), opts) // the gateway's own seal
+	require.NoError(t, err)
+	require.NotEqual(t, original.Body, forged.Body)
+	body, err := Decode(forged, recipient, "m-1", "contoso/agent-1", 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, "pay mallory 1000", string(body))
+}
