@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -287,6 +288,12 @@ func (n *Notifier) send(ctx context.Context, d *Delivery) (int, error) {
 	req.Header.Set(HeaderSignature, Sign(dest.Secret, ts, body))
 	resp, err := n.client.Do(req)
 	if err != nil {
+		// The error names the URL, and the delivery log is read by
+		// operators who may not see the receiver's token.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = RedactURL(ue.URL)
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()

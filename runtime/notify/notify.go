@@ -104,6 +104,22 @@ func (d Destination) Validate(allowHTTP bool) error {
 	return nil
 }
 
+// RedactURL is u as lists, logs and errors show it: its query, where
+// receivers often put their token, becomes "?…" and its fragment goes.
+// The whole URL is in the creation's answer only.
+func RedactURL(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	hidden := parsed.RawQuery != "" || parsed.ForceQuery
+	parsed.RawQuery, parsed.ForceQuery, parsed.Fragment, parsed.RawFragment = "", false, "", ""
+	if hidden {
+		return parsed.String() + "?…"
+	}
+	return parsed.String()
+}
+
 // Wants reports whether the destination receives e.
 func (d Destination) Wants(e Event) bool {
 	return (d.Workspace == "" || d.Workspace == e.Workspace) && (len(d.Events) == 0 || slices.Contains(d.Events, e.Type))

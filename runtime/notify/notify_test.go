@@ -250,3 +250,24 @@ func TestWebhookAddressIsPublic(t *testing.T) {
 func TestWebhooksIgnoreProxyEnvironment(t *testing.T) {
 	assert.False(t, notify.Proxied(newNotifier(t, notify.NewMemory(), false)))
 }
+
+// TestAttemptErrorsHideTheQuery: the HTTP client's errors name the URL;
+// the delivery log (operators) and the server's log do not show the
+// token a receiver put in its query.
+func TestAttemptErrorsHideTheQuery(t *testing.T) {
+	ctx := context.Background()
+	store := notify.NewMemory()
+	require.NoError(t, store.AddDestination(ctx, notify.Destination{Tenant: "contoso", ID: "tok", URL: "http://127.0.0.1:1/hook?token=s3cr3t#frag", Secret: "s"}))
+	n := newNotifier(t, store, false)
+	require.NoError(t, n.Notify(ctx, notify.Event{ID: "e1", Type: notify.Applied, Tenant: "contoso", Workspace: "prod"}))
+	_, err := n.DeliverDue(ctx)
+	require.NoError(t, err)
+	ds, err := store.Deliveries(ctx, "contoso", "tok", 1)
+	require.NoError(t, err)
+	require.Len(t, ds[0].Attempts, 1)
+	assert.Contains(t, ds[0].Attempts[0].Error, `"http://127.0.0.1:1/hook?…"`)
+	assert.Contains(t, ds[0].Attempts[0].Error, "is not public")
+	assert.NotContains(t, ds[0].Attempts[0].Error, "s3cr3t")
+	assert.Equal(t, "https://h/x", notify.RedactURL("https://h/x"))
+	assert.Equal(t, "https://h/x?…", notify.RedactURL("https://h/x?"))
+}

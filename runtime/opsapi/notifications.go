@@ -3,7 +3,6 @@ package opsapi
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 
@@ -36,7 +35,7 @@ func (s *Server) needNotifications(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func apiNotification(d notify.Destination) Notification {
-	out := Notification{Tenant: d.Tenant, ID: d.ID, URL: d.URL, Workspace: d.Workspace, Description: d.Description,
+	out := Notification{Tenant: d.Tenant, ID: d.ID, URL: notify.RedactURL(d.URL), Workspace: d.Workspace, Description: d.Description,
 		CreatedAt: d.CreatedAt.UTC(), CreatedBy: d.CreatedBy}
 	for _, e := range d.Events {
 		out.Events = append(out.Events, string(e))
@@ -86,8 +85,10 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) {
 		s.notifyError(w, r, err)
 		return
 	}
-	noteDetail(w, "notification %s to %s", d.ID, withoutQuery(d.URL)) // a query may carry the receiver's token
-	writeJSON(w, http.StatusCreated, NewNotification{Notification: apiNotification(d), Secret: d.Secret})
+	noteDetail(w, "notification %s to %s", d.ID, notify.RedactURL(d.URL))
+	created := apiNotification(d)
+	created.URL = d.URL
+	writeJSON(w, http.StatusCreated, NewNotification{Notification: created, Secret: d.Secret})
 }
 
 // deleteNotification deletes a webhook and answers it; its pending
@@ -134,16 +135,6 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 		out.Deliveries[i] = apiDelivery(d)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// withoutQuery is u without its query and fragment.
-func withoutQuery(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	parsed.RawQuery, parsed.Fragment = "", ""
-	return parsed.String()
 }
 
 func apiDelivery(d notify.Delivery) Delivery {

@@ -57,6 +57,10 @@ func TestNotificationAPI(t *testing.T) {
 	require.NotEmpty(t, recs)
 	assert.Contains(t, recs[len(recs)-1].Detail, "notification tok to https://h.example.com/x")
 	assert.NotContains(t, recs[len(recs)-1].Detail, "s3cr3t", "a token in the URL's query is not audited")
+	r = send(t, http.MethodGet, base, readerKey, "", nil)
+	require.Equal(t, 200, r.status)
+	assert.NotContains(t, string(r.body), "s3cr3t", "nor listed")
+	assert.Contains(t, string(r.body), `"url":"https://h.example.com/x?…"`)
 
 	assert.Equal(t, 200, send(t, http.MethodDelete, base+"/chat", approverKey, "", nil).status)
 	assert.Equal(t, 404, send(t, http.MethodDelete, base+"/chat", approverKey, "", nil).status)

@@ -19,8 +19,10 @@ type CreateNotificationRequest struct {
 
 // Notification is a webhook destination, never with its secret.
 type Notification struct {
-	Tenant      string    `json:"tenant"`
-	ID          string    `json:"id"`
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	// URL is whole in the creation's answer only; elsewhere its query
+	// (where receivers often put a token) is shown as "?…".
 	URL         string    `json:"url"`
 	Workspace   string    `json:"workspace,omitempty"`
 	Events      []string  `json:"events,omitempty"`
