@@ -2,14 +2,11 @@ package console_test
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/console"
 )
@@ -46,20 +43,10 @@ func TestConsoleDrift(t *testing.T) {
 		case "/v1/tenants/contoso/drift":
 			_, _ = w.Write([]byte(driftList))
 		default:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such endpoint: ` + r.URL.Path + `"}}`))
+			notFound(w, r)
 		}
 	})
-	ui, err := console.New(console.Config{API: api})
-	require.NoError(t, err)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, console.Prefix) {
-			ui.ServeHTTP(w, r)
-			return
-		}
-		api.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+	srv := fakeServer(t, api)
 	ctx, _ := browser(t)
 	do(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+console.Prefix+"#session=k&/t/contoso"),
 		chromedp.WaitVisible(chromedp.ID("workspace-drift")))

@@ -29,10 +29,25 @@ func TestConsoleOlderServer(t *testing.T) {
 		case "/v1/agents":
 			_, _ = w.Write([]byte(`{"agents":[]}`))
 		default:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such endpoint: ` + r.URL.Path + `"}}`))
+			notFound(w, r)
 		}
 	})
+	srv := fakeServer(t, api)
+	ctx, _ := browser(t)
+	// This page runs under its Content-Security-Policy (the other tests
+	// bypass it to inject axe-core): Trusted Types refuse any string as
+	// HTML, and the console works without.
+	_, err := chromedp.Call(ctx, page.SetBypassCSP, page.SetBypassCSPParams{Enabled: false})
+	require.NoError(t, err)
+	do(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+console.Prefix+"#session=k"),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/contoso"]`)))
+	assert.Equal(t, "TypeError", eval[string](t, ctx, `(() => { try { document.body.insertAdjacentHTML('beforeend', '<img src=x>'); return 'allowed' } catch (e) { return e.name } })()`))
+	assert.Equal(t, "TypeError", eval[string](t, ctx, `(() => { try { document.createElement('div').innerHTML = '<b>x</b>'; return 'allowed' } catch (e) { return e.name } })()`))
+}
+
+// fakeServer serves the console in front of api, a fake ops API.
+func fakeServer(t *testing.T, api http.Handler) *httptest.Server {
+	t.Helper()
 	ui, err := console.New(console.Config{API: api})
 	require.NoError(t, err)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -43,14 +58,11 @@ func TestConsoleOlderServer(t *testing.T) {
 		api.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	ctx, _ := browser(t)
-	// This page runs under its Content-Security-Policy (the other tests
-	// bypass it to inject axe-core): Trusted Types refuse any string as
-	// HTML, and the console works without.
-	_, err = chromedp.Call(ctx, page.SetBypassCSP, page.SetBypassCSPParams{Enabled: false})
-	require.NoError(t, err)
-	do(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+console.Prefix+"#session=k"),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/contoso"]`)))
-	assert.Equal(t, "TypeError", eval[string](t, ctx, `(() => { try { document.body.insertAdjacentHTML('beforeend', '<img src=x>'); return 'allowed' } catch (e) { return e.name } })()`))
-	assert.Equal(t, "TypeError", eval[string](t, ctx, `(() => { try { document.createElement('div').innerHTML = '<b>x</b>'; return 'allowed' } catch (e) { return e.name } })()`))
+	return srv
+}
+
+// notFound answers as the ops API does for a path it does not have.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such endpoint: ` + r.URL.Path + `"}}`))
 }
