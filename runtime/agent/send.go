@@ -26,7 +26,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version, TerraformVersion: a.cfg.TerraformVersion, Draining: a.isDraining()}
+	hb := &runproto.Heartbeat{Capacity: a.cfg.Concurrency, Running: a.Running(), Labels: a.cfg.Labels, Version: a.cfg.Version, TerraformVersion: a.cfg.TerraformVersion, Draining: a.isDraining(), ProviderSources: true}
 	// A heartbeat older than an interval is worthless: do not queue them.
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatInterval)
 	defer cancel()

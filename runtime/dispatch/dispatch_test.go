@@ -235,7 +235,7 @@ func (e *env) from(tenant, agent string, m runproto.Message) error {
 
 func (e *env) heartbeat(tenant, agent string, running ...string) {
 	e.t.Helper()
-	require.NoError(e.t, e.from(tenant, agent, &runproto.Heartbeat{Capacity: 1, Running: running, Version: "test", TerraformVersion: "1.11.4"}))
+	require.NoError(e.t, e.from(tenant, agent, &runproto.Heartbeat{Capacity: 1, Running: running, Version: "test", TerraformVersion: "1.11.4", ProviderSources: true}))
 }
 
 func hash(b []byte) string {

@@ -124,7 +124,7 @@ func (d *Dispatcher) endedByOwnResult(r runs.Run, n int, agent string) bool {
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *runproto.Heartbeat) error {
-	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, Running: hb.Running, Draining: hb.Draining}
+	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, Running: hb.Running, Draining: hb.Draining, ProviderSources: hb.ProviderSources}
 	stops, err := d.m.Heartbeat(ctx, req)
 	if errors.Is(err, runs.ErrNotFound) {
 		// A registered agent's tenant appears on its first heartbeat.

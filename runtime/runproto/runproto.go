@@ -198,6 +198,10 @@ type Heartbeat struct {
 	TerraformVersion string `json:"terraformVersion,omitempty"`
 	// Draining: the agent is shutting down and takes no new run.
 	Draining bool `json:"draining,omitempty"`
+	// ProviderSources: the agent applies a workspace's provider sources
+	// (Assign.Providers). An older agent ignores them, so the server
+	// gives a workspace that has them only to agents that say this.
+	ProviderSources bool `json:"providerSources,omitempty"`
 }
 
 // Started (run.started) asks to start Terraform for a claim: the agent

@@ -91,6 +91,9 @@ func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run
 	if !w.TerraformAccepts(agent.TerraformVersion) {
 		return Run{}, fmt.Errorf("%w: agent %s runs terraform %s, workspace %s requires %q", ErrAgentUnavailable, agent.ID, cmp.Or(agent.TerraformVersion, "of an unknown version"), w.Name, w.TerraformVersion)
 	}
+	if !w.SourcesApplied(agent) {
+		return Run{}, fmt.Errorf("%w: agent %s is older than workspace %s's provider sources (it would ignore them)", ErrAgentUnavailable, agent.ID, w.Name)
+	}
 	var attempted string // the run an earlier attempt tried to claim
 	return retry(ctx, func() (Run, error) {
 		lock, err := m.store.GetLock(ctx, w.Tenant, w.Name)

@@ -173,9 +173,12 @@ func (m *Manager) waiting(ctx context.Context, r Run) (string, error) {
 		return fmt.Sprintf("no agent of tenant %s is online", r.Tenant), nil
 	case fit.labelled == 0:
 		return fmt.Sprintf("none of the %d online agent(s) of tenant %s has the labels %s", fit.online, r.Tenant, formatLabels(w.AgentLabels)), nil
-	case fit.matching == 0:
+	case fit.versioned == 0:
 		return fmt.Sprintf("no online agent of tenant %s has a terraform meeting %q, the version workspace %s requires (they run %s)",
 			r.Tenant, w.TerraformVersion, w.Name, strings.Join(fit.versions, ", ")), nil
+	case fit.matching == 0:
+		return fmt.Sprintf("none of the %d online agent(s) of tenant %s that could run workspace %s applies its provider sources (they are older; upgrade them, or remove the workspace's provider sources)",
+			fit.versioned, r.Tenant, w.Name), nil
 	case len(fit.free) == 0:
 		return fmt.Sprintf("all %d agent(s) that can run it are busy", fit.matching), nil
 	}
@@ -184,10 +187,11 @@ func (m *Manager) waiting(ctx context.Context, r Run) (string, error) {
 
 // agentFit is how a tenant's agents fit a workspace.
 type agentFit struct {
-	// labelled agents have the workspace's labels; matching ones also its
-	// terraform version; versions are the labelled agents' versions.
-	online, labelled, matching int
-	versions                   []string
+	// labelled agents have the workspace's labels; versioned ones also its
+	// terraform version; matching ones also apply its provider sources;
+	// versions are the labelled agents' terraform versions.
+	online, labelled, versioned, matching int
+	versions                              []string
 	// free are the online agents with the workspace's labels and spare
 	// capacity, least loaded first, then most recently seen.
 	free []Agent
@@ -217,6 +221,9 @@ func (m *Manager) fit(ctx context.Context, w Workspace) (agentFit, error) {
 			f.labelled++
 			if v := cmp.Or(a.TerraformVersion, "an unknown version"); !slices.Contains(f.versions, v) {
 				f.versions = append(f.versions, v)
+			}
+			if w.TerraformAccepts(a.TerraformVersion) {
+				f.versioned++
 			}
 		}
 		if w.Runs(a) {

@@ -18,6 +18,9 @@ type Heartbeat struct {
 	Running []string
 	// Draining: the agent is shutting down and takes no new run.
 	Draining bool
+	// ProviderSources: the agent applies workspaces' provider sources
+	// (Agent.ProviderSources).
+	ProviderSources bool
 }
 
 // Stop tells an agent to stop a run it is executing.
@@ -41,7 +44,7 @@ func (m *Manager) Heartbeat(ctx context.Context, hb Heartbeat) ([]Stop, error) {
 			"tenant", hb.Tenant, "agent", hb.Agent, "dropped", dropped)
 	}
 	now := m.clock()
-	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now, Draining: hb.Draining}
+	a := Agent{Tenant: hb.Tenant, ID: hb.Agent, Labels: labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, RegisteredAt: now, LastHeartbeat: now, Draining: hb.Draining, ProviderSources: hb.ProviderSources}
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

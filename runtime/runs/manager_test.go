@@ -14,6 +14,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
+	"github.com/botehq/platform/runtime/tfproviders"
 	"github.com/botehq/platform/runtime/tfrun"
 )
 
@@ -268,6 +269,38 @@ func TestTerraformVersionConstraint(t *testing.T) {
 	got, err := m.Dispatch(ctx, "contoso", "prod")
 	require.NoError(t, err)
 	assert.Equal(t, "a2", got.Agent)
+}
+
+// A workspace with provider sources runs only on agents that apply them:
+// an older agent ignores run.assign's providers and would install from
+// its own sources (the origin registries a workspace turned off).
+func TestProviderSourcesNeedAnAgentThatAppliesThem(t *testing.T) {
+	ctx := context.Background()
+	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
+	_, err := m.UpdateWorkspace(ctx, "contoso", "prod", func(w *runs.Workspace) {
+		w.Providers = tfproviders.Sources{NetworkMirror: "https://mirror.example.com/p/", NoDirect: true}
+	})
+	require.NoError(t, err)
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "old", Capacity: 1})
+	require.NoError(t, err)
+
+	r := enqueue(t, m)
+	why, err := m.Waiting(ctx, r)
+	require.NoError(t, err)
+	assert.Equal(t, "none of the 2 online agent(s) of tenant contoso that could run workspace prod applies its provider sources (they are older; upgrade them, or remove the workspace's provider sources)", why)
+	_, err = m.Dispatch(ctx, "contoso", "prod")
+	require.ErrorIs(t, err, runs.ErrAgentUnavailable)
+	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "old"})
+	require.ErrorIs(t, err, runs.ErrAgentUnavailable)
+	assert.ErrorContains(t, err, "agent old is older than workspace prod's provider sources")
+	_, err = m.ClaimNext(ctx, "contoso", "old")
+	require.ErrorIs(t, err, runs.ErrNothingToClaim)
+
+	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "new", Capacity: 1, ProviderSources: true})
+	require.NoError(t, err)
+	got, err := m.Dispatch(ctx, "contoso", "prod")
+	require.NoError(t, err)
+	assert.Equal(t, "new", got.Agent)
 }
 
 // A run claimed while the server works out why it waits is not waiting:

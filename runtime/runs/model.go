@@ -116,9 +116,16 @@ func ValidateVars(vars map[string]string) error { return runspec.ValidateVars(va
 func ValidVarName(k string) bool { return runspec.ValidVarName(k) }
 
 // Runs reports whether agent a may run the workspace's runs: it has the
-// workspace's labels and a terraform that meets its version constraint.
+// workspace's labels, a terraform that meets its version constraint, and
+// applies its provider sources if it has any.
 func (w Workspace) Runs(a Agent) bool {
-	return a.Matches(w.AgentLabels) && w.TerraformAccepts(a.TerraformVersion)
+	return a.Matches(w.AgentLabels) && w.TerraformAccepts(a.TerraformVersion) && w.SourcesApplied(a)
+}
+
+// SourcesApplied reports whether agent a applies the workspace's
+// provider sources: it has none, or a is an agent that does.
+func (w Workspace) SourcesApplied(a Agent) bool {
+	return w.Providers.IsZero() || a.ProviderSources
 }
 
 // TerraformAccepts reports whether a terraform of version v meets the
@@ -305,8 +312,13 @@ type Agent struct {
 	Silent bool `json:"silent,omitempty"`
 	// Draining: the agent is shutting down and takes no new run (its
 	// heartbeat says so, or it refused a run for that reason).
-	Draining bool   `json:"draining,omitempty"`
-	ETag     string `json:"-"`
+	Draining bool `json:"draining,omitempty"`
+	// ProviderSources: the agent applies a workspace's provider sources
+	// (Workspace.Providers); an older agent would ignore them, installing
+	// from its own sources (the origin registries where a workspace turned
+	// them off), so it does not run such a workspace.
+	ProviderSources bool   `json:"providerSources,omitempty"`
+	ETag            string `json:"-"`
 }
 
 // Validate checks the agent's fields.
