@@ -71,8 +71,11 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoin
 	}
 	deadline, _ := ctx.Deadline()
 	env.SetProtocolHeader(envelope.HeaderDeadline, deadline)
-	reply := c.calls.Add(env.ID, envelope.Identity{Tenant: tenant, Connector: connector})
-	defer c.calls.Remove(env.ID)
+	reply, remove, err := c.calls.Add(env.ID, envelope.Identity{Tenant: tenant, Connector: connector})
+	if err != nil {
+		return nil, fmt.Errorf("cannot call connector: %w", err)
+	}
+	defer remove()
 	if _, err := c.send(ctx, p); err != nil {
 		return nil, err
 	}

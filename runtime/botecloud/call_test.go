@@ -14,6 +14,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/internal/calls"
 	"github.com/botehq/platform/runtime/payload"
 )
 
@@ -217,6 +218,25 @@ func TestCallRefusesCorrelationID(t *testing.T) {
 	fb.mu.Lock()
 	assert.Empty(t, fb.sent)
 	fb.mu.Unlock()
+}
+
+// Two calls at once with the same caller-chosen id: the second is refused,
+// and the first still gets its reply (the second used to replace it in
+// the table of waiting calls, and its end removed the first's entry).
+func TestCallDuplicateIDIsRefused(t *testing.T) {
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	running(t, c, noHandler(t))
+	first := call(c, context.Background(), Outgoing{ID: "order-7"})
+	req := lastSent(t, fb, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Call(ctx, "contoso", "agent-1", Outgoing{ID: "order-7"})
+	require.ErrorIs(t, err, calls.ErrDuplicateCall)
+	fb.push(replyFrom("contoso", "agent-1", req, "pong"))
+	r := <-first
+	require.NoError(t, r.err)
+	assert.Equal(t, "pong", string(r.m.Body))
 }
 
 // Call waits for Run to start (a program may start both at once), and

@@ -64,8 +64,11 @@ func (c *Client) Call(ctx context.Context, service string, m OutMessage) (*Messa
 		m.ID = envelope.NewID()
 	}
 	deadline, _ := ctx.Deadline()
-	reply := c.calls.Add(m.ID, to)
-	defer c.calls.Remove(m.ID)
+	reply, remove, err := c.calls.Add(m.ID, to)
+	if err != nil {
+		return nil, fmt.Errorf("cannot call %q: %w", service, err)
+	}
+	defer remove()
 	if _, err := c.send(ctx, m, deadline); err != nil {
 		return nil, err
 	}

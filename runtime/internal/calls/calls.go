@@ -35,24 +35,36 @@ type call[T any] struct {
 	reply chan T
 }
 
+// ErrDuplicateCall reports a call whose request id another call already
+// waits on (a caller-chosen id used twice at once): the second would take
+// the first's reply, or wait for one that never comes.
+var ErrDuplicateCall = errors.New("a call with this id is already waiting")
+
 // Add registers a call with request id to identity to and returns the
-// channel its reply arrives on. Remove it when the call ends.
-func (s *Set[T]) Add(id string, to envelope.Identity) <-chan T {
+// channel its reply arrives on and the function that removes it, to call
+// when the call ends. A call with the same id already waiting is refused
+// with ErrDuplicateCall.
+func (s *Set[T]) Add(id string, to envelope.Identity) (<-chan T, func(), error) {
 	c := &call[T]{to: to, reply: make(chan T, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.waiting[id] != nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrDuplicateCall, id)
+	}
 	if s.waiting == nil {
 		s.waiting = map[string]*call[T]{}
 	}
 	s.waiting[id] = c
-	return c.reply
+	return c.reply, func() { s.remove(id, c) }, nil
 }
 
-// Remove forgets the call with request id.
-func (s *Set[T]) Remove(id string) {
+// remove forgets call c with request id, if it is still the one waiting.
+func (s *Set[T]) remove(id string, c *call[T]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.waiting, id)
+	if s.waiting[id] == c {
+		delete(s.waiting, id)
+	}
 }
 
 // Deliver hands reply to the call with id correlationID if one waits here
