@@ -167,9 +167,10 @@ function policyChecks(run) {
   if (c.overridden_by) outcome = h('span', {class: 'bad'}, `Failed; ${c.overridden_by} overrode ${names(v.overridable)} and approved the run.`);
   else if (v.mandatory.length) outcome = h('span', {class: 'bad'}, `Failed: approval is blocked by the mandatory ${plural(v.mandatory)} ${names(v.mandatory)}; it cannot be overridden.`);
   else if (v.overridable.length) outcome = h('span', {class: 'bad'}, `Failed: approval is blocked by ${names(v.overridable)}; an approver may override it.`);
+  else if (c.blocked) outcome = h('span', {class: 'bad'}, 'Failed: approval is blocked.');
   else if (v.advisory.length) outcome = h('span', {}, `Advisory ${plural(v.advisory)} ${names(v.advisory)} failed; approval is not blocked.`);
   else outcome = h('span', {}, 'Every policy passed.');
-  const rows = c.results.map(r => [h('code', {}, r.policy), `v${r.version}`, r.enforcement,
+  const rows = (c.results || []).map(r => [h('code', {}, r.policy), `v${r.version}`, r.enforcement,
     r.passed ? h('span', {class: 'ok'}, 'passed') : h('strong', {class: 'bad'}, 'FAILED'),
     h('div', {}, (r.messages || []).map(m => h('div', {}, m)), r.error ? h('div', {class: 'bad'}, `error: ${r.error}`) : null,
       (r.warnings || []).map(w => h('div', {class: 'muted'}, `warning: ${w}`)))]);
