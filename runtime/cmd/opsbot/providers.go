@@ -47,10 +47,11 @@ func (a *app) lockFileCommand() *cobra.Command {
 		Use:   "lockfile RUN [-O FILE]",
 		Short: "Write the dependency lock file (.terraform.lock.hcl) the run's terraform init left",
 		Long: `Write the .terraform.lock.hcl the run's plan left, to stdout or to the
-file -O names. When init created or changed it (the run's result says so
-with a warning), commit it beside the configuration so that later runs
-install exactly these providers: e.g.
-  opsbot runs lockfile RUN -O infra/.terraform.lock.hcl`,
+file -O names (a directory: its .terraform.lock.hcl). When init created
+or changed it (the run's result says so with a warning), commit it
+beside the configuration so that later runs install exactly these
+providers: e.g.
+  opsbot runs lockfile RUN -O infra/`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.withTenant(func(cmd *cobra.Command, args []string, tenant string, api runsAPI) error {
 			run, err := api.Run(cmd.Context(), tenant, args[0])
@@ -78,6 +79,9 @@ install exactly these providers: e.g.
 			if out == "" || out == "-" {
 				_, err := fmt.Fprint(a.stdout, lf.Content)
 				return err
+			}
+			if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+				out = filepath.Join(out, ".terraform.lock.hcl") // -O infra/: the configuration's directory
 			}
 			if err := writeFileAtomic(out, []byte(lf.Content)); err != nil {
 				return err

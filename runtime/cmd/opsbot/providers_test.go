@@ -52,6 +52,14 @@ func TestLockFileWritesTheRunsLockFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, lock, string(got))
 
+	// -O a directory: the configuration's lock file in it.
+	dir := t.TempDir()
+	r = c.run("runs", "lockfile", f.run.ID, "-O", dir)
+	require.Equal(t, 0, r.code, r.stderr)
+	got, err = os.ReadFile(filepath.Join(dir, ".terraform.lock.hcl"))
+	require.NoError(t, err)
+	assert.Equal(t, lock, string(got))
+
 	f.run.PlanResult.LockFile = &opsapi.LockFile{Changed: true, Truncated: true}
 	r = c.run("runs", "lockfile", f.run.ID)
 	assert.Equal(t, 1, r.code)
