@@ -108,7 +108,7 @@ const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 func checkSchedule(m sessionproto.Message) error {
 	switch {
 	case m.DelayMillis > MaxConnectorDelay.Milliseconds():
-		return fmt.Errorf("delay_ms %d is over the limit of %d (%s): %w", m.DelayMillis, MaxConnectorDelay.Milliseconds(), MaxConnectorDelay, bus.ErrDelayTooLong)
+		return fmt.Errorf("delay_ms %d is over the Storage Queue limit of %s, which holds for a connector's send on every bus: %w", m.DelayMillis, MaxConnectorDelay, bus.ErrDelayTooLong)
 	case m.TTLMillis > maxMillis:
 		return fmt.Errorf("ttl_ms %d is over the limit of %d", m.TTLMillis, maxMillis)
 	}
