@@ -177,8 +177,8 @@ func (c *Cache) ownCopies(dir string) error {
 	return errors.Join(errs...)
 }
 
-// entry is the cache entry path (HOSTNAME/NAMESPACE/TYPE/VERSION/OS_ARCH)
-// is, relative to the cache.
+// entry returns path relative to the cache when it is a cache entry
+// (HOSTNAME/NAMESPACE/TYPE/VERSION/OS_ARCH).
 func (c *Cache) entry(path string) (string, bool) {
 	rel, err := filepath.Rel(c.dir, path)
 	if err != nil || !filepath.IsLocal(rel) || strings.Count(rel, string(filepath.Separator)) != 4 {

@@ -9,13 +9,13 @@ import (
 )
 
 // Materialize replaces the provider packages in the working directory
-// dir that are symlinks (into the plugin cache or an unpacked mirror)
-// with copies, so the directory can be packed for the apply, which runs
-// on any agent without init. A copy is a hard link where the file system
-// allows one (the cache and the runs share the work directory): nothing
-// writes to a provider package, and removing either name leaves the
-// other whole. (The run's links into the plugin cache are already
-// copies: Use.GuardInit.)
+// dir that are symlinks with copies, so the directory can be packed for
+// the apply, which runs on any agent without init. What is left linked
+// after Use.GuardInit is an unpacked mirror's (links into the plugin
+// cache are copies already, as Terraform rewrites cached packages in
+// place), so a copy is a hard link where the file system allows one:
+// nothing writes to a mirror, and removing either name leaves the other
+// whole.
 func Materialize(dir string) error {
 	links, err := providerLinks(dir)
 	if err != nil {
