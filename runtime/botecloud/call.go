@@ -105,11 +105,18 @@ func (c *Client) waitRunning(ctx context.Context) error {
 	}
 }
 
+// errNotEncrypted refuses a clear body under Config.RequireEncryption.
+var errNotEncrypted = errors.New("body is not encrypted and this service requires encryption (is the connector's CloudKey set?)")
+
 // processUndecodable opens m's body in place (decryption, decompression)
 // and dead-letters it when that fails, reporting whether it did: the same
 // bytes would fail the same way every time.
 func (c *Client) processUndecodable(ctx context.Context, m *bus.Message) bool {
-	body, err := payload.DecodeEnvelope(m.Envelope, c.cfg.DecryptionKey, payload.CloudRecipient, c.cfg.MaxBodyBytes)
+	var body []byte
+	err := errNotEncrypted
+	if !c.cfg.RequireEncryption || m.Envelope.Headers[envelope.HeaderEncryption] != "" {
+		body, err = payload.DecodeEnvelope(m.Envelope, c.cfg.DecryptionKey, payload.CloudRecipient, c.cfg.MaxBodyBytes)
+	}
 	if err == nil {
 		m.Envelope.Body = body
 		return false

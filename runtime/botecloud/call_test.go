@@ -338,3 +338,40 @@ func TestPayloadEncryption(t *testing.T) {
 	assert.Equal(t, "undecodable payload", fb.deadLetters[0].reason)
 	assert.Contains(t, fb.deadLetters[0].description, payload.ErrNoKey.Error())
 }
+
+// With RequireEncryption a connector message in the clear (a connector
+// without CloudKey, or a body stripped of its encryption) goes to the
+// error queue, never to the handler; a sealed one is handled.
+func TestRequireEncryption(t *testing.T) {
+	cloudKey, err := ecdh.P256().GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	_, err = New(Config{Bus: &fakeBus{}, Service: "relayserver", RequireEncryption: true})
+	assert.ErrorContains(t, err, "RequireEncryption needs a DecryptionKey")
+
+	fb := &fakeBus{}
+	c := newClient(t, fb, func(cfg *Config) { cfg.DecryptionKey, cfg.RequireEncryption = cloudKey, true })
+	handled := make(chan string, 2)
+	running(t, c, func(_ context.Context, m *Message) error { handled <- string(m.Body); return nil })
+
+	fb.push(fromConnector("clear", 1))
+	require.Eventually(t, func() bool { return fb.settled() == 1 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	require.Len(t, fb.deadLetters, 1)
+	assert.Equal(t, "undecodable payload", fb.deadLetters[0].reason)
+	assert.Contains(t, fb.deadLetters[0].description, "not encrypted")
+	fb.mu.Unlock()
+
+	m := fromConnector("sealed", 1)
+	e, err := payload.Encode([]byte("secret"), payload.Options{To: cloudKey.PublicKey(), MessageID: m.Envelope.ID, Recipient: payload.CloudRecipient})
+	require.NoError(t, err)
+	m.Envelope.Body = e.Body
+	m.Envelope.SetProtocolValue(envelope.HeaderEncryption, e.Encryption)
+	fb.push(m)
+	select {
+	case body := <-handled:
+		assert.Equal(t, "secret", body)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sealed message was not handled")
+	}
+	assert.Empty(t, handled, "the clear message reached the handler")
+}

@@ -101,6 +101,12 @@ type Config struct {
 	// (connector.Config.CloudKey is its public half). Without it an
 	// encrypted message goes to the error queue.
 	DecryptionKey *ecdh.PrivateKey
+	// RequireEncryption refuses a connector message (replies included)
+	// whose body is not encrypted: it goes to the error queue as
+	// "undecodable payload", never to the handler, so a connector left
+	// without connector.Config.CloudKey is noticed at its first message
+	// rather than sending in the clear. It needs DecryptionKey.
+	RequireEncryption bool
 	// MaxBodyBytes bounds a decompressed body (default 100 MiB).
 	MaxBodyBytes int64
 	// ConnectorsQueue (default bus.QueueConnectors) and CloudQueue (default
@@ -171,6 +177,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cloud config: CompressAbove %d is negative", c.CompressAbove)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("cloud config: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	case c.RequireEncryption && c.DecryptionKey == nil:
+		return errors.New("cloud config: RequireEncryption needs a DecryptionKey")
 	case c.DecryptionKey != nil && c.DecryptionKey.Curve() != ecdh.P256():
 		return errors.New("cloud config: DecryptionKey must be a P-256 key")
 	case c.SigningKey != nil && c.SigningKey.Curve != elliptic.P256():
