@@ -138,9 +138,15 @@ type Job struct {
 	// Empty: the agent's own.
 	CLIConfigFile string
 	// InitGuard, if set, wraps terraform init (a shared plugin cache
-	// serializes installs and leases what the run links to).
+	// serializes installs and leases what the run links to); the
+	// environment then cannot override the CLI configuration's plugin
+	// cache (TF_PLUGIN_CACHE_DIR, TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE).
 	InitGuard InitGuard
 }
+
+// cacheEnv are the environment variables that override a CLI
+// configuration's plugin cache settings.
+var cacheEnv = []string{"TF_PLUGIN_CACHE_DIR", "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE"}
 
 // InitGuard wraps terraform init in dir; *tfproviders.Use is one.
 type InitGuard interface {
@@ -243,6 +249,15 @@ func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
 	}
 	if job.CLIConfigFile != "" {
 		env["TF_CLI_CONFIG_FILE"] = job.CLIConfigFile
+	}
+	if job.InitGuard != nil {
+		// Terraform takes these over the CLI configuration's plugin cache:
+		// the agent's environment or a run's secrets would move init
+		// out of the guarded cache, or let it link cached packages the
+		// lock file does not confirm.
+		for _, k := range cacheEnv {
+			delete(env, k)
+		}
 	}
 	if err := tf.SetEnv(env); err != nil {
 		return nil, fmt.Errorf("cannot set terraform environment: %w", err)
