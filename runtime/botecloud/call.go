@@ -32,11 +32,15 @@ type Stats struct {
 	// Expired counts messages sent to the error queue with reason
 	// "expired" instead of to the handler.
 	Expired uint64
+	// Undecodable counts messages sent to the error queue because their
+	// body could not be opened: encrypted to another key (a wrong
+	// DecryptionKey shows here first), altered, inflating past the limit.
+	Undecodable uint64
 }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
-	return Stats{LateReplies: c.calls.Late.Load(), Expired: c.calls.Expired.Load()}
+	return Stats{LateReplies: c.calls.Late.Load(), Expired: c.calls.Expired.Load(), Undecodable: c.calls.Undecodable.Load()}
 }
 
 // Call sends msg to one connector and waits for its reply (the connector's
@@ -121,6 +125,7 @@ func (c *Client) processUndecodable(ctx context.Context, m *bus.Message) bool {
 		m.Envelope.Body = body
 		return false
 	}
+	c.calls.Undecodable.Add(1)
 	c.log.WarnContext(ctx, "cannot open message body", "id", m.Envelope.ID, "from", m.Envelope.From.String(), "err", err)
 	c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
 		return c.cfg.Bus.DeadLetter(ctx, m, "undecodable payload", err.Error())

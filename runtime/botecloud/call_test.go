@@ -360,6 +360,7 @@ func TestRequireEncryption(t *testing.T) {
 	assert.Equal(t, "undecodable payload", fb.deadLetters[0].reason)
 	assert.Contains(t, fb.deadLetters[0].description, "not encrypted")
 	fb.mu.Unlock()
+	assert.Equal(t, uint64(1), c.Stats().Undecodable)
 
 	m := fromConnector("sealed", 1)
 	e, err := payload.Encode([]byte("secret"), payload.Options{To: cloudKey.PublicKey(), MessageID: m.Envelope.ID, Recipient: payload.CloudRecipient})

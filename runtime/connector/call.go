@@ -26,11 +26,15 @@ type Stats struct {
 	// Expired counts messages sent to the error queue with reason
 	// "expired" instead of to the handler.
 	Expired uint64
+	// Undecodable counts messages sent to the error queue because their
+	// body could not be opened: encrypted to another key (a wrong
+	// DecryptionKey shows here first), altered, inflating past the limit.
+	Undecodable uint64
 }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
-	return Stats{LateReplies: c.calls.Late.Load(), Expired: c.calls.Expired.Load()}
+	return Stats{LateReplies: c.calls.Late.Load(), Expired: c.calls.Expired.Load(), Undecodable: c.calls.Undecodable.Load()}
 }
 
 // Call sends m to the cloud service named service and waits for its reply

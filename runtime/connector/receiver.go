@@ -297,6 +297,7 @@ func (r *receiver) process(ctx context.Context, q *azqueue.QueueClient, qm *azqu
 		r.retryLater(ctx, id, pop, text, count, log)
 		return
 	} else if err != nil {
+		r.c.calls.Undecodable.Add(1)
 		r.deadLetter(ctx, q, id, pop, sessionproto.DeadLetter{Reason: ReasonUndecodable, Description: err.Error(), MessageID: env.ID, DequeueCount: count, Text: text}, log)
 		return
 	}

@@ -201,3 +201,20 @@ func TestLostReadIsReadAgainAfterTheVisibilityTimeout(t *testing.T) {
 	assert.Equal(t, "m1", waitHandled(t, handled, 10*time.Second))
 	assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "hidden by the lost read until its visibility timeout")
 }
+
+// A body that cannot be opened (here sealed to a key this connector does
+// not hold) goes to the error queue, never to the handler, and is counted
+// in Stats().Undecodable, where an operator with a wrong key looks.
+func TestUndecodableBodyIsCounted(t *testing.T) {
+	q := newFakeQueue(t)
+	b, err := envelope.Encode(&envelope.Envelope{ID: "sealed", Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1",
+		From: &envelope.Identity{Service: "svc"}, Headers: map[string]string{envelope.HeaderEncryption: envelope.EncryptionHPKE},
+		Body: []byte("not a sealed body"), CreatedAt: time.Now()})
+	require.NoError(t, err)
+	q.put(string(b))
+	q.put(routed(t, "clear"))
+	c, handled := newQueueClient(t, q, 0)
+	assert.Equal(t, "clear", waitHandled(t, handled, 5*time.Second))
+	require.Eventually(t, func() bool { return c.Stats().Undecodable == 1 }, 5*time.Second, 10*time.Millisecond)
+	assert.Empty(t, handled)
+}

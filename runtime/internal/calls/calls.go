@@ -26,8 +26,11 @@ type Set[T any] struct {
 
 	// Late counts replies discarded because nobody waited for them any
 	// more (the caller's deadline passed); Expired counts messages not
-	// handled because their deadline or time to live passed.
-	Late, Expired atomic.Uint64
+	// handled because their deadline or time to live passed; Undecodable
+	// counts messages not handled because their body could not be opened
+	// (not sealed to this key, altered, a bomb, or clear where encryption
+	// is required).
+	Late, Expired, Undecodable atomic.Uint64
 }
 
 type call[T any] struct {
