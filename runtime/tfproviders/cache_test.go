@@ -25,20 +25,27 @@ const platform = runtime.GOOS + "_" + runtime.GOARCH
 // installs a provider, it never runs it.
 func packedMirror(t *testing.T, dir, name string, size int, versions ...string) {
 	t.Helper()
+	for _, v := range versions {
+		packProvider(t, dir, name, v, append([]byte("#!/bin/sh\n# "+v+"\n"), bytes.Repeat([]byte{'x'}, size)...))
+	}
+}
+
+// packProvider writes example.com/bote/<name> at version, its executable
+// bin, into the packed mirror dir.
+func packProvider(t *testing.T, dir, name, version string, bin []byte) {
+	t.Helper()
 	d := filepath.Join(dir, "example.com", "bote", name)
 	require.NoError(t, os.MkdirAll(d, 0o755))
-	for _, v := range versions {
-		var b bytes.Buffer
-		zw := zip.NewWriter(&b)
-		h := &zip.FileHeader{Name: fmt.Sprintf("terraform-provider-%s_v%s", name, v), Method: zip.Store}
-		h.SetMode(0o755)
-		w, err := zw.CreateHeader(h)
-		require.NoError(t, err)
-		_, err = w.Write(append([]byte("#!/bin/sh\n# "+v+"\n"), bytes.Repeat([]byte{'x'}, size)...))
-		require.NoError(t, err)
-		require.NoError(t, zw.Close())
-		require.NoError(t, os.WriteFile(filepath.Join(d, fmt.Sprintf("terraform-provider-%s_%s_%s.zip", name, v, platform)), b.Bytes(), 0o644))
-	}
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	h := &zip.FileHeader{Name: fmt.Sprintf("terraform-provider-%s_v%s", name, version), Method: zip.Store}
+	h.SetMode(0o755)
+	w, err := zw.CreateHeader(h)
+	require.NoError(t, err)
+	_, err = w.Write(bin)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(d, fmt.Sprintf("terraform-provider-%s_%s_%s.zip", name, version, platform)), b.Bytes(), 0o644))
 }
 
 // config writes a configuration requiring example.com/bote/<name> at
@@ -138,18 +145,7 @@ func TestRunsExecuteTheirOwnCopyOfCachedProviders(t *testing.T) {
 	bin, err := os.ReadFile(sleep)
 	require.NoError(t, err)
 	mirror := t.TempDir()
-	d := filepath.Join(mirror, "example.com", "bote", "fake")
-	require.NoError(t, os.MkdirAll(d, 0o755))
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	h := &zip.FileHeader{Name: "terraform-provider-fake_v1.0.0", Method: zip.Store}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	require.NoError(t, err)
-	_, err = w.Write(bin) // a provider that runs for a while
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	require.NoError(t, os.WriteFile(filepath.Join(d, "terraform-provider-fake_1.0.0_"+platform+".zip"), b.Bytes(), 0o644))
+	packProvider(t, mirror, "fake", "1.0.0", bin) // a provider that runs for a while
 	cache, err := OpenCache(CacheConfig{Dir: t.TempDir()})
 	require.NoError(t, err)
 	cfg := CLIConfig{PluginCacheDir: cache.Dir(), Sources: Sources{FilesystemMirror: mirror, NoDirect: true}}
