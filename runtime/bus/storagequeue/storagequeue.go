@@ -157,49 +157,6 @@ func New(cfg Config) (*Driver, error) {
 // ErrorQueue is the name of the queue dead letters go to.
 func (d *Driver) ErrorQueue() string { return d.errorQueue }
 
-// CreateBusQueues creates the bus's queues (bus.QueueCloud,
-// bus.QueueConnectors and the error queue) now rather than on first use,
-// when CreateQueues is set; otherwise it does nothing. The worker calls it
-// at startup (--create-resources), so a cloud program that opens the bus
-// without creating queues (botecloud.NewFromEnv) finds them all, the error
-// queue included, which nothing else creates until the first dead letter.
-func (d *Driver) CreateBusQueues(ctx context.Context) error {
-	if !d.create {
-		return nil
-	}
-	for _, name := range []string{bus.QueueCloud, bus.QueueConnectors, d.errorQueue} {
-		if _, err := d.queue(ctx, name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// queue returns the client for name, creating the queue once if configured.
-func (d *Driver) queue(ctx context.Context, name string) (*azqueue.QueueClient, error) {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, bus.ErrClosed
-	}
-	q, ok := d.queues[name]
-	d.mu.Unlock()
-	if ok {
-		return q, nil
-	}
-	q = d.svc.NewQueueClient(name)
-	if d.create {
-		_, err := q.Create(ctx, nil)
-		if err != nil && !queueerror.HasCode(err, queueerror.QueueAlreadyExists) {
-			return nil, fmt.Errorf("cannot create queue %q: %w", name, err)
-		}
-	}
-	d.mu.Lock()
-	d.queues[name] = q
-	d.mu.Unlock()
-	return q, nil
-}
-
 // MaxDelay is the longest scheduled delay (bus.SendOptions.Delay) a
 // Storage Queue allows: a delayed message is enqueued with a visibility
 // timeout, which the service caps at 7 days. Send refuses a longer delay
