@@ -87,10 +87,3 @@ func (s *Set[T]) Deliver(correlationID string, from envelope.Identity, reply T) 
 	c.reply <- reply
 	return true, nil
 }
-
-// Waiting reports whether a call with request id waits here.
-func (s *Set[T]) Waiting(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.waiting[id] != nil
-}
