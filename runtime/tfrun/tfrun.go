@@ -243,21 +243,9 @@ func (r *Runner) Run(ctx context.Context, job Job, sink Sink) (*Result, error) {
 	if err := tf.SetWaitDelay(r.cfg.CancelGrace); err != nil {
 		return nil, fmt.Errorf("cannot set cancel grace: %w", err)
 	}
-	env, err := runEnv(job.Env)
+	env, err := jobEnv(job)
 	if err != nil {
 		return nil, err
-	}
-	if job.CLIConfigFile != "" {
-		env["TF_CLI_CONFIG_FILE"] = job.CLIConfigFile
-	}
-	if job.InitGuard != nil {
-		// Terraform takes these over the CLI configuration's plugin cache:
-		// the agent's environment or a run's secrets would move init
-		// out of the guarded cache, or let it link cached packages the
-		// lock file does not confirm.
-		for _, k := range cacheEnv {
-			delete(env, k)
-		}
 	}
 	if err := tf.SetEnv(env); err != nil {
 		return nil, fmt.Errorf("cannot set terraform environment: %w", err)
@@ -401,6 +389,27 @@ func writeVars(path string, vars map[string]string) error {
 		return fmt.Errorf("cannot write run variables: %w", err)
 	}
 	return nil
+}
+
+// jobEnv is runEnv with the job's CLI configuration.
+func jobEnv(job Job) (map[string]string, error) {
+	env, err := runEnv(job.Env)
+	if err != nil {
+		return nil, err
+	}
+	if job.CLIConfigFile != "" {
+		env["TF_CLI_CONFIG_FILE"] = job.CLIConfigFile
+	}
+	if job.InitGuard != nil {
+		// Terraform takes these over the CLI configuration's plugin cache:
+		// the agent's environment or a run's secrets would move init
+		// out of the guarded cache, or let it link cached packages the
+		// lock file does not confirm.
+		for _, k := range cacheEnv {
+			delete(env, k)
+		}
+	}
+	return env, nil
 }
 
 // runEnv is the Terraform process's environment: the agent's own (PATH,
