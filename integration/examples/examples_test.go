@@ -5,6 +5,9 @@
 package examples
 
 import (
+	"bytes"
+	"cmp"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/botehq/platform/integration/platform"
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/notify"
 )
 
 func TestMain(m *testing.M) { procs.Main(m) }
@@ -97,4 +101,34 @@ func TestSamples(t *testing.T) {
 		waitFor(t, caller, "contoso/sample-3 answered: node answers: PING 1")
 		waitFor(t, app, "simple says: ping 1")
 	})
+}
+
+// TestWebhookReceiver: the receiver docs/notifications.md runs against
+// make demo accepts a request signed as the server signs it, once per
+// delivery id, and refuses a bad signature.
+func TestWebhookReceiver(t *testing.T) {
+	const secret = "whsec_test"
+	port := procs.FreePort(t)
+	recv := procs.Start(t, procs.Spec{Name: "webhook", Path: build(t, "webhook"), Args: []string{"-addr", "127.0.0.1:" + strconv.Itoa(port)},
+		Env: []string{"BOTE_WEBHOOK_SECRET=" + secret}})
+	waitFor(t, recv, "listening on")
+	body := []byte(`{"id":"e1","type":"run.applied","tenant":"contoso","workspace":"demo","message":"run run-1 applied"}`)
+	post := func(id, sig string) int {
+		req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(port)+"/", bytes.NewReader(body))
+		require.NoError(t, err)
+		now := time.Now()
+		req.Header.Set(notify.HeaderID, id)
+		req.Header.Set(notify.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(notify.HeaderSignature, cmp.Or(sig, notify.Sign(secret, now, body)))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusNoContent, post("e1.hook", ""))
+	waitFor(t, recv, "run.applied contoso/demo: run run-1 applied")
+	require.Equal(t, http.StatusNoContent, post("e1.hook", ""))
+	waitFor(t, recv, "duplicate e1.hook")
+	require.Equal(t, http.StatusUnauthorized, post("e2.hook", "v1=00"))
+	waitFor(t, recv, "refused e2.hook: signature does not match")
 }

@@ -93,6 +93,9 @@ func run() error {
 		Dir:    dir,
 		Agents: []platform.Agent{{Tenant: tenant, ID: agentID, Start: true}},
 		Output: out,
+		// Everything is on loopback: webhooks may reach a receiver there
+		// (docs/notifications.md, examples/webhook).
+		RelayserverArgs: []string{"--webhook-allow-private"},
 	})
 	if err != nil {
 		return err
