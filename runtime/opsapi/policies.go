@@ -153,22 +153,36 @@ func (s *Server) policyVersions(w http.ResponseWriter, r *http.Request) {
 
 // policiesUnchanged refuses (runs.ErrPolicyFailed) to approve a planned run
 // whose plan was checked before a policy that applies to its workspace now
-// was added or changed: a verdict on an older set of policies must not let
-// a plan through that the current ones would stop (a mandatory policy added
-// after an incident, while plans wait for approval). Deleted policies
-// change nothing: their recorded failures still block. Plan again to be
-// checked on the current policies.
+// was added or changed (policyChanges).
 func (s *Server) policiesUnchanged(ctx context.Context, tenant, id string) error {
 	if s.cfg.Policies == nil {
 		return nil
 	}
 	run, err := s.cfg.Runs.GetRun(ctx, tenant, id)
-	if err != nil || run.State != runs.Planned || run.DriftCheck || run.Plan == nil {
-		return nil // ApproveRun answers these
-	}
-	all, err := s.cfg.Policies.List(ctx, tenant)
 	if err != nil {
-		return fmt.Errorf("cannot read the policies of tenant %s: %w", tenant, err)
+		return nil // ApproveRun answers it
+	}
+	changed, err := s.policyChanges(ctx, run)
+	if err != nil || changed == "" {
+		return err
+	}
+	return fmt.Errorf("%w: %s", runs.ErrPolicyFailed, changed)
+}
+
+// policyChanges says which policies that apply to a planned run's
+// workspace were added or got a new version since its plan was checked
+// ("" when none): a verdict on an older set of policies must not let a
+// plan through that the current ones would stop (a mandatory policy added
+// after an incident, while plans wait for approval). Deleted policies
+// change nothing: their recorded failures still block. Plan again to be
+// checked on the current policies.
+func (s *Server) policyChanges(ctx context.Context, run runs.Run) (string, error) {
+	if s.cfg.Policies == nil || run.State != runs.Planned || run.DriftCheck || run.Plan == nil {
+		return "", nil
+	}
+	all, err := s.cfg.Policies.List(ctx, run.Tenant)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the policies of tenant %s: %w", run.Tenant, err)
 	}
 	checked := map[string]int{}
 	if run.Policy != nil {
@@ -188,8 +202,8 @@ func (s *Server) policiesUnchanged(ctx context.Context, tenant, id string) error
 			changed = append(changed, fmt.Sprintf("%s is v%d, checked at v%d", p.Name, p.Version, v))
 		}
 	}
-	if len(changed) > 0 {
-		return fmt.Errorf("%w: the policies changed since run %s's plan was checked (%s); plan again to check it on them", runs.ErrPolicyFailed, id, strings.Join(changed, ", "))
+	if len(changed) == 0 {
+		return "", nil
 	}
-	return nil
+	return fmt.Sprintf("the policies changed since run %s's plan was checked (%s); plan again to check it on them", run.ID, strings.Join(changed, ", ")), nil
 }

@@ -237,7 +237,12 @@ func TestApprovalRefusedWhenPoliciesChanged(t *testing.T) {
 	}
 
 	id := plan()
+	var run Run
+	require.NoError(t, json.Unmarshal(send(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/runs/"+id, readerKey, "", nil).body, &run))
+	assert.Empty(t, run.PolicyChanged)
 	put("no-destroy", "")
+	require.NoError(t, json.Unmarshal(send(t, http.MethodGet, f.srv.URL+"/v1/tenants/contoso/runs/"+id, readerKey, "", nil).body, &run))
+	assert.Contains(t, run.PolicyChanged, "(no-destroy v1 is new); plan again", "runs show says so before anyone tries")
 	r := approve(id)
 	require.Equal(t, 409, r.status, "%s", r.body)
 	assert.Contains(t, string(r.body), CodePolicyFailed)

@@ -293,18 +293,30 @@ func (s *Server) loadRun(ctx context.Context, tenant, id string) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	waiting, err := s.cfg.Runs.Waiting(ctx, run)
-	if err != nil {
-		s.cfg.Logger.WarnContext(ctx, "cannot tell why a run waits", "run", id, "err", err)
-	}
-	return apiRun(run, waiting), nil
+	return s.withWaiting(ctx, run), nil
 }
 
+// withWaiting is the run for the API with why it waits.
+func (s *Server) withWaiting(ctx context.Context, run runs.Run) Run {
+	waiting, err := s.cfg.Runs.Waiting(ctx, run)
+	if err != nil {
+		s.cfg.Logger.WarnContext(ctx, "cannot tell why a run waits", "run", run.ID, "err", err)
+	}
+	return apiRun(run, waiting)
+}
+
+// getRun answers the run, with whether its policies changed since its
+// plan was checked (which followers polling loadRun do not ask).
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	run, err := s.loadRun(r.Context(), r.PathValue("tenant"), r.PathValue("run"))
+	ctx := r.Context()
+	stored, err := s.cfg.Runs.GetRun(ctx, r.PathValue("tenant"), r.PathValue("run"))
 	if err != nil {
 		s.runsError(w, r, err)
 		return
+	}
+	run := s.withWaiting(ctx, stored)
+	if run.PolicyChanged, err = s.policyChanges(ctx, stored); err != nil {
+		s.cfg.Logger.WarnContext(ctx, "cannot tell whether a run's policies changed", "run", stored.ID, "err", err)
 	}
 	writeJSON(w, http.StatusOK, run)
 }

@@ -112,8 +112,13 @@ type Run struct {
 	ApplyResult *RunResult `json:"apply_result,omitempty"`
 	// Policy is the policy check of its plan; absent when no policy
 	// applied.
-	Policy  *PolicyCheck `json:"policy,omitempty"`
-	History []Transition `json:"history"`
+	Policy *PolicyCheck `json:"policy,omitempty"`
+	// PolicyChanged, on a planned run read alone (GET .../runs/{run}),
+	// says that policies were added or changed for its workspace since
+	// its plan was checked, which refuses its approval (409
+	// policy_failed): plan again.
+	PolicyChanged string       `json:"policy_changed,omitempty"`
+	History       []Transition `json:"history"`
 }
 
 // PlanOptions are a run's terraform plan -target, -replace and

@@ -182,6 +182,10 @@ timed out; with --detach, 0 once approved.`,
 // approveAndFollow confirms, approves a planned run and follows the apply.
 // The log is followed from offset.
 func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, run *opsapitypes.Run, offset int64, ff followFlags) error {
+	if run.PolicyChanged != "" {
+		printPolicyCheck(a.stderr, run)
+		return fmt.Errorf("run %s cannot be approved: %s", run.ID, run.PolicyChanged)
+	}
 	if c := run.Policy; c != nil && c.Blocked && (!ff.overridePolicy || hasFailed(c, opsapitypes.EnforcementMandatory)) {
 		printPolicyCheck(a.stderr, run)
 		hint := ""

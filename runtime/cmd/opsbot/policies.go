@@ -198,6 +198,9 @@ func printPolicies(w io.Writer, ps []opsapitypes.Policy, versions bool) {
 func printPolicyCheck(w io.Writer, r *opsapitypes.Run) {
 	c := r.Policy
 	if c == nil {
+		if r.PolicyChanged != "" {
+			fmt.Fprintf(w, "\nPolicy checks:\n  %s.\n", capitalize(r.PolicyChanged))
+		}
 		return
 	}
 	fmt.Fprintln(w, "\nPolicy checks:")
@@ -218,6 +221,8 @@ func printPolicyCheck(w io.Writer, r *opsapitypes.Run) {
 		}
 	}
 	switch {
+	case r.PolicyChanged != "":
+		fmt.Fprintf(w, "  %s.\n", capitalize(r.PolicyChanged))
 	case c.OverriddenBy != "":
 		fmt.Fprintf(w, "  Failed policies were overridden by %s.\n", c.OverriddenBy)
 	case c.Blocked && hasFailed(c, opsapitypes.EnforcementMandatory):

@@ -116,3 +116,27 @@ func TestRunsShowAndApplyWithFailedPolicy(t *testing.T) {
 	assert.Contains(t, r.stderr, "A mandatory policy failed")
 	assert.Empty(t, f.overridden, "a mandatory policy is never overridden")
 }
+
+// TestPolicyChangedSinceThePlan: a planned run whose policies changed
+// since its check says so in runs show and is not approved (the server
+// would refuse it anyway), override or not.
+func TestPolicyChangedSinceThePlan(t *testing.T) {
+	f := newFakeRuns()
+	blockedRun(f, "mandatory-with-override")
+	f.run.PolicyChanged = "the policies changed since run " + f.run.ID + "'s plan was checked (no-destroy v1 is new); plan again to check it on them"
+	c := cli{t: t, api: f}
+	r := c.run("runs", "show", f.run.ID)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "\n  The policies changed since run "+f.run.ID+"'s plan was checked (no-destroy v1 is new); plan again to check it on them.\n")
+	assert.NotContains(t, r.stdout, "may apply anyway")
+
+	r = c.run("apply", f.run.ID, "--yes", "--override-policy", "--detach")
+	assert.NotEqual(t, exitOK, r.code)
+	assert.Contains(t, r.stderr, "cannot be approved: the policies changed since run")
+	assert.Empty(t, f.overridden)
+	assert.Empty(t, f.approved)
+
+	f.run.Policy = nil // no policy applied when it was planned
+	r = c.run("runs", "show", f.run.ID)
+	assert.Contains(t, r.stdout, "Policy checks:\n  The policies changed since run")
+}
