@@ -1,6 +1,8 @@
 package botecloud
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -337,6 +339,32 @@ func TestPayloadEncryption(t *testing.T) {
 	require.Len(t, fb.deadLetters, 1)
 	assert.Equal(t, "undecodable payload", fb.deadLetters[0].reason)
 	assert.Contains(t, fb.deadLetters[0].description, payload.ErrNoKey.Error())
+}
+
+// A decompression bomb from a connector (100 MiB of zeros in ~100 KB,
+// within the default MaxBodyBytes) goes to the error queue as undecodable,
+// never to the handler, and is counted.
+func TestDecompressionBombIsUndecodable(t *testing.T) {
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	_, err := w.Write(make([]byte, 1<<20))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	fb := &fakeBus{}
+	c := newClient(t, fb, nil)
+	running(t, c, noHandler(t))
+	m := fromConnector("bomb", 1)
+	m.Envelope.Body = bytes.Repeat(z.Bytes(), 100)
+	m.Envelope.SetProtocolValue(envelope.HeaderContentEncoding, envelope.EncodingGzip)
+	fb.push(m)
+	require.Eventually(t, func() bool { return fb.settled() == 1 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	require.Len(t, fb.deadLetters, 1)
+	assert.Equal(t, "undecodable payload", fb.deadLetters[0].reason)
+	assert.Contains(t, fb.deadLetters[0].description, "inflates past")
+	assert.Equal(t, uint64(1), c.Stats().Undecodable)
 }
 
 // With RequireEncryption a connector message in the clear (a connector

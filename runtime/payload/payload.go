@@ -64,7 +64,7 @@ func Encode(body []byte, opts Options) (Encoded, error) {
 		if err != nil {
 			return Encoded{}, err
 		}
-		if len(z) < len(body) {
+		if len(z) < len(body) && int64(len(body)) <= MaxInflated(len(z), int64(len(body))) {
 			out.Body, out.ContentEncoding = z, EncodingGzip
 		}
 	}
@@ -138,18 +138,37 @@ func compress(body []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// decompress inflates body, refusing more than maxBytes (a bomb).
+// MaxRatio and MinInflated bound decompression (MaxInflated): gzip
+// inflates up to ~1030:1 (100 MiB of zeros is ~100 KB), so without a
+// ratio a connector could make a service hold 100 MiB per small message.
+// Text and JSON compress some 3-20:1; Encode sends a body that compresses
+// better than MaxRatio as is, so what it compressed always decodes.
+const (
+	MaxRatio    = 100
+	MinInflated = 64 << 10 // any ratio up to 64 KiB
+)
+
+// MaxInflated is how far a compressed body of n bytes may inflate:
+// MaxRatio times n plus MinInflated, and never past maxBytes (the largest
+// body the sender could have sent uncompressed).
+func MaxInflated(n int, maxBytes int64) int64 {
+	return min(int64(n)*MaxRatio+MinInflated, maxBytes)
+}
+
+// decompress inflates body, streaming it and stopping past MaxInflated (a
+// bomb): it never allocates much more than twice that.
 func decompress(body []byte, maxBytes int64) ([]byte, error) {
 	r, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("cannot decompress: %w", err)
 	}
-	out, err := io.ReadAll(io.LimitReader(r, maxBytes+1))
+	limit := MaxInflated(len(body), maxBytes)
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot decompress: %w", err)
 	}
-	if int64(len(out)) > maxBytes {
-		return nil, fmt.Errorf("cannot decompress: the body inflates past %d bytes", maxBytes)
+	if int64(len(out)) > limit {
+		return nil, fmt.Errorf("cannot decompress: the body inflates past %d bytes (%d compressed bytes, at most %d:1 and %d bytes)", limit, len(body), MaxRatio, maxBytes)
 	}
 	return out, nil
 }

@@ -2,11 +2,15 @@ package payload
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/ecdh"
 	"crypto/rand"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/botehq/platform/runtime/envelope"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -108,4 +112,62 @@ func TestSealedBodyCanBeReplacedByAnyoneWithThePublicKey(t *testing.T) {
 	body, err := Decode(forged, recipient, "m-1", "contoso/agent-1", 1<<20)
 	require.NoError(t, err)
 	assert.Equal(t, "pay mallory 1000", string(body))
+}
+
+// bomb returns gzip members inflating to n MiB of zeros in about n KB
+// (ratio ~1000:1; gzip reads concatenated members as one stream).
+func bomb(t testing.TB, n int) []byte {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	_, err := w.Write(make([]byte, 1<<20))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return bytes.Repeat(b.Bytes(), n)
+}
+
+// A decompression bomb within the inflated-size limit (100 MiB of zeros
+// in ~100 KB, sealed like a real body) is refused by its ratio, after
+// inflating at most MaxInflated of it: it never costs its inflated size.
+func TestDecodeRefusesBomb(t *testing.T) {
+	k := key(t)
+	const maxBytes = 100 << 20
+	z := bomb(t, 100)
+	sealed, err := Encode(z, Options{To: k.PublicKey(), MessageID: "m1", Recipient: CloudRecipient})
+	require.NoError(t, err)
+	env := &envelope.Envelope{ID: "m1", Body: sealed.Body, Headers: map[string]string{
+		envelope.HeaderContentEncoding: EncodingGzip, envelope.HeaderEncryption: sealed.Encryption}}
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = DecodeEnvelope(env, k, CloudRecipient, maxBytes)
+	runtime.ReadMemStats(&after)
+	require.ErrorContains(t, err, fmt.Sprintf("inflates past %d bytes", MaxInflated(len(z), maxBytes)))
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("compressed %d bytes, allocated %d bytes to refuse it", len(z), allocated)
+	assert.Less(t, allocated, uint64(3*MaxInflated(len(z), maxBytes)), "refused before inflating it")
+	assert.Less(t, MaxInflated(len(z), maxBytes), int64(maxBytes/5))
+}
+
+// The limit is MaxRatio times the compressed size (plus MinInflated), and
+// never past maxBytes; Encode keeps gzip only within it, so a body it
+// compressed always decodes.
+func TestMaxInflated(t *testing.T) {
+	assert.Equal(t, int64(MinInflated), MaxInflated(0, 1<<30))
+	assert.Equal(t, int64(MinInflated+MaxRatio*1000), MaxInflated(1000, 1<<30))
+	assert.Equal(t, int64(500), MaxInflated(1000, 500))
+
+	zeros := make([]byte, 1<<20) // compresses ~1000:1, past MaxRatio
+	e, err := Encode(zeros, Options{CompressAbove: 1})
+	require.NoError(t, err)
+	assert.Empty(t, e.ContentEncoding, "too redundant to compress within MaxRatio: sent as is")
+	assert.Equal(t, zeros, e.Body)
+
+	small := make([]byte, MinInflated) // any ratio up to MinInflated
+	e, err = Encode(small, Options{CompressAbove: 1})
+	require.NoError(t, err)
+	assert.Equal(t, EncodingGzip, e.ContentEncoding)
+	got, err := Decode(e, nil, "", "", 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, small, got)
 }
