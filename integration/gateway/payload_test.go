@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,8 +52,12 @@ func TestEncryptedPayloads(t *testing.T) {
 	a2 := g.connector("tenant-a", "a2")
 	ctx := ctxFor(t, 60*time.Second)
 
-	text := bytes.Repeat([]byte("compressible and secret. "), 4000) // 100 KB, about 1 KB gzipped
-	random := make([]byte, 200<<10)                                 // incompressible: claim-checked ciphertext
+	var b bytes.Buffer // 119 KB, about 10 KB gzipped (a compression past 100:1 would be sent as is)
+	for i := range 4000 {
+		fmt.Fprintf(&b, "compressible and secret %d. ", i)
+	}
+	text := b.Bytes()
+	random := make([]byte, 200<<10) // incompressible: claim-checked ciphertext
 	_, _ = rand.Read(random)
 	for _, body := range [][]byte{text, random} {
 		id, err := svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.Outgoing{Body: body})
