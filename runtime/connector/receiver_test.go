@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/xml"
 	"fmt"
@@ -202,19 +204,36 @@ func TestLostReadIsReadAgainAfterTheVisibilityTimeout(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "hidden by the lost read until its visibility timeout")
 }
 
-// A body that cannot be opened (here sealed to a key this connector does
-// not hold) goes to the error queue, never to the handler, and is counted
-// in Stats().Undecodable, where an operator with a wrong key looks.
+// A body that cannot be opened (sealed to a key this connector does not
+// hold, or a decompression bomb: 1 MiB of zeros in 1 KB) goes to the
+// error queue, never to the handler, and is counted in
+// Stats().Undecodable, where an operator with a wrong key looks.
 func TestUndecodableBodyIsCounted(t *testing.T) {
-	q := newFakeQueue(t)
-	b, err := envelope.Encode(&envelope.Envelope{ID: "sealed", Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1",
-		From: &envelope.Identity{Service: "svc"}, Headers: map[string]string{envelope.HeaderEncryption: envelope.EncryptionHPKE},
-		Body: []byte("not a sealed body"), CreatedAt: time.Now()})
+	var bomb bytes.Buffer
+	w := gzip.NewWriter(&bomb)
+	_, err := w.Write(make([]byte, 1<<20))
 	require.NoError(t, err)
-	q.put(string(b))
-	q.put(routed(t, "clear"))
-	c, handled := newQueueClient(t, q, 0)
-	assert.Equal(t, "clear", waitHandled(t, handled, 5*time.Second))
-	require.Eventually(t, func() bool { return c.Stats().Undecodable == 1 }, 5*time.Second, 10*time.Millisecond)
-	assert.Empty(t, handled)
+	require.NoError(t, w.Close())
+	tests := []struct {
+		name, header, value string
+		body                []byte
+	}{
+		{"sealed elsewhere", envelope.HeaderEncryption, envelope.EncryptionHPKE, []byte("not a sealed body")},
+		{"decompression bomb", envelope.HeaderContentEncoding, envelope.EncodingGzip, bomb.Bytes()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newFakeQueue(t)
+			b, err := envelope.Encode(&envelope.Envelope{ID: "undecodable", Kind: envelope.KindTargeted, Tenant: "ta", Connector: "c1",
+				From: &envelope.Identity{Service: "svc"}, Headers: map[string]string{tt.header: tt.value},
+				Body: tt.body, CreatedAt: time.Now()})
+			require.NoError(t, err)
+			q.put(string(b))
+			q.put(routed(t, "clear"))
+			c, handled := newQueueClient(t, q, 0)
+			assert.Equal(t, "clear", waitHandled(t, handled, 5*time.Second))
+			require.Eventually(t, func() bool { return c.Stats().Undecodable == 1 }, 5*time.Second, 10*time.Millisecond)
+			assert.Empty(t, handled)
+		})
+	}
 }
