@@ -41,8 +41,8 @@ const EncodingGzip = envelope.EncodingGzip
 // Options say what Encode does.
 type Options struct {
 	// CompressAbove compresses bodies longer than this many bytes (0: never).
-	// Compression is kept only when it makes the body smaller, and no
-	// more than MaxInflated (a receiver would refuse it).
+	// Compression is kept only when it makes the body smaller and the
+	// body is within MaxInflated of the result (else a receiver refuses it).
 	CompressAbove int
 	// To encrypts the body to this public key (nil: not encrypted).
 	To *ecdh.PublicKey
