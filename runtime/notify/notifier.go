@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -196,8 +197,12 @@ func (n *Notifier) Run(ctx context.Context) error {
 	t := time.NewTicker(n.cfg.Poll)
 	defer t.Stop()
 	for {
-		if _, err := n.DeliverDue(ctx); err != nil && ctx.Err() == nil {
+		sent, err := n.DeliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
 			n.cfg.Logger.WarnContext(ctx, "cannot deliver notifications", "err", err)
+		}
+		if sent > 0 && err == nil && ctx.Err() == nil {
+			continue // more may be due: what a round left, or a retry
 		}
 		select {
 		case <-ctx.Done():
@@ -208,30 +213,96 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 }
 
+// Bounds of one round of DeliverDue.
+const (
+	// dueWindow is how many due deliveries a round reads (one page of a
+	// table query): a tenant with more due than that can still delay
+	// the others, one with fewer cannot.
+	dueWindow = 1000
+	// roundSize is how many it attempts, at most perTenant of one
+	// tenant, senders at once: a webhook that answers slowly (or never,
+	// up to Timeout) holds one sender, not every tenant's notifications
+	// behind it. Run starts the next round at once after one that
+	// attempted something.
+	roundSize = 50
+	perTenant = 8
+	senders   = 8
+)
+
 // DeliverDue sends what is due now, once each across notifiers, and
 // returns how many it attempted.
 func (n *Notifier) DeliverDue(ctx context.Context) (int, error) {
-	due, err := n.cfg.Store.Due(ctx, n.cfg.Now(), 50)
+	due, err := n.cfg.Store.Due(ctx, n.cfg.Now(), dueWindow)
 	if err != nil {
 		return 0, err
 	}
-	sent := 0
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		sent int
+		errs []error
+		sem  = make(chan struct{}, senders)
+	)
+	for _, d := range fair(due) {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ok, err := n.deliver(ctx, d)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				sent++
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return sent, errors.Join(errs...)
+}
+
+// fair picks a round's deliveries from due: the tenants in turn, at most
+// perTenant of each, at most roundSize in all.
+func fair(due []Delivery) []Delivery {
+	byTenant := map[string][]Delivery{}
+	var tenants []string
 	for _, d := range due {
-		d, err := n.cfg.Store.Lease(ctx, d, n.cfg.Now().Add(n.cfg.Lease))
-		if errors.Is(err, ErrConflict) {
-			continue // another notifier has it
+		if byTenant[d.Tenant] == nil {
+			tenants = append(tenants, d.Tenant)
 		}
-		if err != nil {
-			return sent, err
-		}
-		sent++
-		n.attempt(ctx, &d)
-		if err := n.cfg.Store.Record(ctx, d); err != nil {
-			// The lease expires and the delivery is tried again.
-			n.cfg.Logger.WarnContext(ctx, "cannot record a notification attempt", "delivery", d.ID, "err", err)
+		if len(byTenant[d.Tenant]) < perTenant {
+			byTenant[d.Tenant] = append(byTenant[d.Tenant], d)
 		}
 	}
-	return sent, nil
+	var out []Delivery
+	for i := range perTenant {
+		for _, t := range tenants {
+			if ds := byTenant[t]; i < len(ds) && len(out) < roundSize {
+				out = append(out, ds[i])
+			}
+		}
+	}
+	return out
+}
+
+// deliver leases d, attempts it and records the attempt; false when
+// another notifier has it.
+func (n *Notifier) deliver(ctx context.Context, d Delivery) (bool, error) {
+	d, err := n.cfg.Store.Lease(ctx, d, n.cfg.Now().Add(n.cfg.Lease))
+	if errors.Is(err, ErrConflict) {
+		return false, nil // another notifier has it
+	}
+	if err != nil {
+		return false, err
+	}
+	n.attempt(ctx, &d)
+	if err := n.cfg.Store.Record(ctx, d); err != nil {
+		// The lease expires and the delivery is tried again.
+		n.cfg.Logger.WarnContext(ctx, "cannot record a notification attempt", "delivery", d.ID, "err", err)
+	}
+	return true, nil
 }
 
 // attempt sends d once and sets its state and next due time.

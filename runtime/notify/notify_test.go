@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -270,4 +271,38 @@ func TestAttemptErrorsHideTheQuery(t *testing.T) {
 	assert.NotContains(t, ds[0].Attempts[0].Error, "s3cr3t")
 	assert.Equal(t, "https://h/x", notify.RedactURL("https://h/x"))
 	assert.Equal(t, "https://h/x?…", notify.RedactURL("https://h/x?"))
+}
+
+// TestSlowWebhookDoesNotHoldOtherTenants: a tenant whose webhook never
+// answers (each attempt waits out Timeout) with many deliveries due does
+// not hold another tenant's notification behind them: a round sends
+// several at once and takes a few of each tenant in turn.
+func TestSlowWebhookDoesNotHoldOtherTenants(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	fast, fastURL := newReceiver(t, "s", 0)
+	store := notify.NewMemory()
+	require.NoError(t, store.AddDestination(ctx, notify.Destination{Tenant: "aaa", ID: "hang", URL: hang.URL, Secret: "s"}))
+	require.NoError(t, store.AddDestination(ctx, notify.Destination{Tenant: "zzz", ID: "fast", URL: fastURL, Secret: "s"}))
+	n, err := notify.New(notify.Config{Store: store, AllowPrivate: true, Timeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	for i := range 40 {
+		require.NoError(t, n.Notify(ctx, notify.Event{ID: fmt.Sprint("a", i), Type: notify.Applied, Tenant: "aaa", Workspace: "prod"}))
+	}
+	require.NoError(t, n.Notify(ctx, notify.Event{ID: "z", Type: notify.Applied, Tenant: "zzz", Workspace: "prod"}))
+	go func() { _, _ = n.DeliverDue(ctx) }()
+	assert.Eventually(t, func() bool {
+		fast.mu.Lock()
+		defer fast.mu.Unlock()
+		return fast.received["z.fast"] == 1
+	}, 2*time.Second, 10*time.Millisecond, "zzz's webhook waited behind aaa's (40 × 500 ms one at a time)")
 }
