@@ -32,7 +32,9 @@ import (
 // its session as a connector does, so the worker sees real sessions
 // (authenticated, presence recorded, pinged) and the test process stays
 // light. With BOTE_BENCH_PROFILE_DIR set, the worker's heap and goroutine
-// profiles at the last step are saved there.
+// profiles at the last step are saved there. With BOTE_BENCH_SETTLE (a
+// duration) RSS is read again that long after each measurement, to see
+// whether the runtime has meanwhile returned freed pages to the system.
 func BenchmarkSessionMemory(b *testing.B) {
 	steps := envCounts(b, "BOTE_BENCH_SESSIONS", 100, 1000, 5000)
 	const tenant = "idle"
@@ -46,14 +48,22 @@ func BenchmarkSessionMemory(b *testing.B) {
 	type sample struct {
 		sessions                     int
 		rss, heap, stack, goroutines float64
+		settled                      float64 // RSS after settle more
 	}
+	settle := envDuration(b, "BOTE_BENCH_SETTLE")
 	measure := func(n int) sample {
 		time.Sleep(2 * time.Second) // handshakes and presence writes done
 		resp, err := http.Get("http://" + pprof + "/debug/pprof/heap?gc=1")
 		require.NoError(b, err)
 		_ = resp.Body.Close()
 		time.Sleep(time.Second)
-		return sample{sessions: n, rss: vmRSS(b, w.Proc.Pid()), heap: w.metric(b, "go_memstats_heap_inuse_bytes"), stack: w.metric(b, "go_memstats_stack_inuse_bytes"), goroutines: w.metric(b, "go_goroutines")}
+		s := sample{sessions: n, rss: vmRSS(b, w.Proc.Pid()), heap: w.metric(b, "go_memstats_heap_inuse_bytes"), stack: w.metric(b, "go_memstats_stack_inuse_bytes"), goroutines: w.metric(b, "go_goroutines")}
+		// The runtime returns freed pages to the system in the
+		// background, a little at a time: RSS again once the sessions
+		// have been idle a while longer.
+		time.Sleep(settle)
+		s.settled = vmRSS(b, w.Proc.Pid())
+		return s
 	}
 	var samples []sample
 	for b.Loop() {
@@ -83,14 +93,15 @@ func BenchmarkSessionMemory(b *testing.B) {
 		}
 	}
 	base := samples[0]
-	b.Logf("worker with 0 sessions: RSS %.1f MiB, heap in use %.1f MiB, %.0f goroutines", base.rss/(1<<20), base.heap/(1<<20), base.goroutines)
+	b.Logf("worker with 0 sessions: RSS %.1f MiB (%.1f MiB %s later), heap in use %.1f MiB, %.0f goroutines", base.rss/(1<<20), base.settled/(1<<20), settle, base.heap/(1<<20), base.goroutines)
 	for _, s := range samples[1:] {
 		per := func(v, b float64) float64 { return (v - b) / float64(s.sessions) }
-		b.Logf("%5d sessions: RSS %.1f MiB (+%.1f KiB per session), heap in use %.1f MiB (+%.1f KiB per session), stacks +%.1f KiB per session, %.2f goroutines per session",
-			s.sessions, s.rss/(1<<20), per(s.rss, base.rss)/1024, s.heap/(1<<20), per(s.heap, base.heap)/1024, per(s.stack, base.stack)/1024, per(s.goroutines, base.goroutines))
+		b.Logf("%5d sessions: RSS %.1f MiB (+%.1f KiB per session; %s later +%.1f KiB), heap in use %.1f MiB (+%.1f KiB per session), stacks +%.1f KiB per session, %.2f goroutines per session",
+			s.sessions, s.rss/(1<<20), per(s.rss, base.rss)/1024, settle, per(s.settled, base.settled)/1024, s.heap/(1<<20), per(s.heap, base.heap)/1024, per(s.stack, base.stack)/1024, per(s.goroutines, base.goroutines))
 	}
 	last := samples[len(samples)-1]
 	b.ReportMetric((last.rss-base.rss)/float64(last.sessions)/1024, "RSS-KiB/session")
+	b.ReportMetric((last.settled-base.settled)/float64(last.sessions)/1024, "settled-RSS-KiB/session")
 	b.ReportMetric((last.heap-base.heap)/float64(last.sessions)/1024, "heap-KiB/session")
 }
 
