@@ -17,7 +17,7 @@ export async function runPage({tenant, id, who, show, title, signal}) {
   const plan = h('div', {id: 'run-plan'}, h('p', {class: 'muted'}, 'No plan yet.'));
   const policy = h('div', {id: 'run-policy'});
   const logStatus = h('p', {id: 'log-status', class: 'log-status', role: 'status'}, 'Connecting…');
-  const log = h('pre', {id: 'run-log', tabindex: '0', 'aria-label': 'Run log', 'data-offset': '0', 'data-reconnects': '0'});
+  const log = h('pre', {id: 'run-log', role: 'region', tabindex: '0', 'aria-label': 'Run log', 'data-offset': '0', 'data-reconnects': '0'});
   const diags = h('div', {id: 'run-diagnostics'});
   const outputs = h('div', {id: 'run-outputs'});
   show(title(`Run ${id}`),
@@ -89,7 +89,10 @@ function summaryText(s) {
 function runActions(tenant, run, ws, who, path, result, refresh) {
   const out = [];
   const own = run.created_by === `${who.kind}:${who.name}`;
-  if (run.state === 'planned' && may(who, tenant, 'approver') && ws.four_eyes && own) {
+  if (run.state === 'planned' && may(who, tenant, 'approver') && run.policy_changed) {
+    out.push(h('p', {class: 'notice bad', id: 'policy-changed'},
+      `This run cannot be approved: ${run.policy_changed}. Plan the run again: a new plan of workspace ${run.workspace} is checked on the current policies.`));
+  } else if (run.state === 'planned' && may(who, tenant, 'approver') && ws.four_eyes && own) {
     out.push(h('p', {class: 'notice', id: 'four-eyes'}, `Workspace ${run.workspace} needs four eyes: you queued this run, so another approver must approve it.`));
   } else if (run.state === 'planned' && may(who, tenant, 'approver')) {
     const v = policyVerdict(run.policy);
@@ -161,6 +164,9 @@ function policyRestated(failed, text) {
 // the outcome, then each policy with its level, verdict and messages.
 function policyChecks(run) {
   const c = run.policy;
+  const changed = run.policy_changed ? h('p', {class: 'bad', id: 'policy-changed-outcome'},
+    'The policies changed since this plan was checked, so its verdict is out of date and approval is refused; plan the run again.') : null;
+  if (!c && changed) return h('div', {}, changed, h('p', {class: 'muted', id: 'policy-outcome'}, 'No policy applied to this workspace when it was planned.'));
   if (!c) return h('p', {class: 'muted', id: 'policy-outcome'}, run.plan_result ? 'No policy applies to this workspace.' : 'Checked when the plan ends.');
   const v = policyVerdict(c);
   let outcome;
@@ -174,7 +180,7 @@ function policyChecks(run) {
     r.passed ? h('span', {class: 'ok'}, 'passed') : h('strong', {class: 'bad'}, 'FAILED'),
     h('div', {}, (r.messages || []).map(m => h('div', {}, m)), r.error ? h('div', {class: 'bad'}, `error: ${r.error}`) : null,
       (r.warnings || []).map(w => h('div', {class: 'muted'}, `warning: ${w}`)))]);
-  return h('div', {},
+  return h('div', {}, changed,
     h('p', {id: 'policy-outcome', 'data-blocked': String(!!c.blocked)}, outcome, ' Checked ', time(c.checked_at), '.'),
     table('Policy checks of the plan', ['Policy', 'Version', 'Enforcement', 'Result', 'Messages'], rows));
 }
