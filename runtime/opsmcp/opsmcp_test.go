@@ -35,6 +35,7 @@ type fakeAPI struct {
 	forbid   string   // the role every call lacks, if set
 	role     operator.Role
 	frames   []opsapitypes.FollowFrame
+	plan     *tfjson.Plan // Plan's answer, if set
 }
 
 func newFake() *fakeAPI {
@@ -91,6 +92,9 @@ func (f *fakeAPI) Run(_ context.Context, tenant, id string) (*opsapitypes.Run, e
 }
 
 func (f *fakeAPI) Plan(context.Context, string, string) (*tfjson.Plan, error) {
+	if f.plan != nil {
+		return f.plan, nil
+	}
 	return &tfjson.Plan{FormatVersion: "1.2", ResourceChanges: []*tfjson.ResourceChange{{
 		Address: "terraform_data.b", Type: "terraform_data", Name: "b",
 		Change: &tfjson.Change{Actions: tfjson.Actions{tfjson.ActionCreate}, After: map[string]any{"input": "b"}},

@@ -2,6 +2,7 @@ package opsmcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,14 +20,46 @@ import (
 	"github.com/botehq/platform/runtime/tfarchive"
 )
 
-// PlanOut is show_plan's answer.
+// PlanBudget bounds a show_plan answer: a page holds the resources whose
+// structured changes and diff (counted twice: the text content and the
+// structured diff) fit in it, at least one.
+const PlanBudget = 100_000
+
+const (
+	// summaryListMax bounds the summary's lists of destroyed and replaced
+	// instances (its counts are the whole plan's).
+	summaryListMax = 50
+	// planOverhead is what a page holds besides its summary and
+	// resources: the protocol's envelope, the paging line, the legend and
+	// the "Plan:" line, twice.
+	planOverhead = 2048
+)
+
+// ShowPlanIn asks for a page of a run's plan.
+type ShowPlanIn struct {
+	RunArg
+	Offset int `json:"offset,omitempty" jsonschema:"the first resource change of the page (0: the first); a page that does not end the plan says its next_offset"`
+	Limit  int `json:"limit,omitempty" jsonschema:"at most this many resource changes (0: as many as fit in about 100 KB, which bounds every page)"`
+}
+
+// PlanOut is show_plan's answer: a page of the plan's resource changes.
 type PlanOut struct {
 	Run RunView `json:"run"`
-	// Summary counts the changes, as terraform plan's "Plan:" line.
+	// Summary counts the changes of the whole plan, as terraform plan's
+	// "Plan:" line.
 	Summary planrender.Summary `json:"summary"`
-	// Changes are the resource changes, in the plan's order.
+	// Total is how many resource changes the whole plan has; Offset is
+	// this page's first, Changes this page's.
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+	// NextOffset is the offset of the next page; absent on the last.
+	NextOffset int `json:"next_offset,omitempty" jsonschema:"call show_plan again with this offset for the next page; absent on the last page"`
+	// Changes are this page's resource changes, in the plan's order.
 	Changes []ResourceChange `json:"changes"`
-	// Diff is the plan as terraform plan prints it.
+	// Diff is this page as terraform plan prints it, with the whole
+	// plan's "Plan:" line (and, on the last page, the outputs' changes);
+	// a page that is not the whole plan starts with which resources it
+	// holds and how to get the next.
 	Diff string `json:"diff"`
 }
 
@@ -47,7 +80,7 @@ type ResourceChange struct {
 	AfterUnknown any `json:"after_unknown,omitempty" jsonschema:"attributes known only after apply (true where unknown)"`
 }
 
-func (s *Server) showPlan(ctx context.Context, _ *mcp.CallToolRequest, in RunArg) (*mcp.CallToolResult, PlanOut, error) {
+func (s *Server) showPlan(ctx context.Context, _ *mcp.CallToolRequest, in ShowPlanIn) (*mcp.CallToolResult, PlanOut, error) {
 	tenant, err := s.tenant(in.Tenant)
 	if err != nil {
 		return nil, PlanOut{}, err
@@ -63,29 +96,67 @@ func (s *Server) showPlan(ctx context.Context, _ *mcp.CallToolRequest, in RunArg
 	if err != nil {
 		return nil, PlanOut{}, s.apiErr(err)
 	}
-	out, err := planOut(run, p)
+	out, err := planOut(run, p, in.Offset, in.Limit)
 	if err != nil {
 		return nil, PlanOut{}, err
 	}
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: out.Diff}}}, out, nil
 }
 
-func planOut(run *opsapitypes.Run, p *tfjson.Plan) (PlanOut, error) {
-	var diff strings.Builder
-	if err := planrender.Render(&diff, p); err != nil {
-		return PlanOut{}, fmt.Errorf("cannot render the plan of run %s: %w", run.ID, err)
-	}
-	out := PlanOut{Run: runView(run, false), Summary: planrender.Summarize(p), Diff: diff.String(), Changes: []ResourceChange{}}
+// planOut is the page of plan p from offset: at most limit resource
+// changes (0: no limit), as many as fit in PlanBudget, at least one.
+func planOut(run *opsapitypes.Run, p *tfjson.Plan, offset, limit int) (PlanOut, error) {
+	var all []*tfjson.ResourceChange
 	for _, rc := range p.ResourceChanges {
-		if rc == nil || rc.Change == nil {
-			continue
+		if rc != nil && rc.Change != nil {
+			all = append(all, rc)
 		}
-		out.Changes = append(out.Changes, ResourceChange{
+	}
+	switch {
+	case offset < 0 || offset > len(all) || (offset == len(all) && offset > 0):
+		return PlanOut{}, fmt.Errorf("offset: %d is not a resource change of run %s's plan (it has %d, from 0)", offset, run.ID, len(all))
+	case limit < 0:
+		return PlanOut{}, fmt.Errorf("limit: %d is negative (0: as many as fit)", limit)
+	}
+	out := PlanOut{Run: runView(run, false), Summary: planrender.Summarize(p), Total: len(all), Offset: offset, Changes: []ResourceChange{}}
+	out.Summary.Bound(summaryListMax)
+	fixed, err := json.Marshal(out)
+	if err != nil {
+		return PlanOut{}, fmt.Errorf("cannot encode the plan of run %s: %w", run.ID, err)
+	}
+	end, size := offset, len(fixed)+planOverhead
+	for end < len(all) && (limit == 0 || end-offset < limit) {
+		rc := all[end]
+		c := ResourceChange{
 			Address: rc.Address, Type: rc.Type, Name: rc.Name,
 			Action: actionName(rc.Change.Actions), Reason: string(rc.ActionReason),
 			Before: rc.Change.Before, After: rc.Change.After, AfterUnknown: rc.Change.AfterUnknown,
-		})
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			return PlanOut{}, fmt.Errorf("cannot encode the change of %s in run %s: %w", rc.Address, run.ID, err)
+		}
+		diff, _ := json.Marshal(planrender.ResourceDiff(rc))
+		size += len(js) + 2*len(diff)
+		if size > PlanBudget && end > offset {
+			break
+		}
+		out.Changes = append(out.Changes, c)
+		end++
 	}
+	var diff strings.Builder
+	if offset > 0 || end < len(all) {
+		fmt.Fprintf(&diff, "Resource changes %d to %d of %d (this page; the Plan: line counts the whole plan).", offset+1, end, len(all))
+		if end < len(all) {
+			out.NextOffset = end
+			fmt.Fprintf(&diff, " Call show_plan with offset %d for the next page.", end)
+		}
+		diff.WriteString("\n")
+	}
+	if err := planrender.RenderPage(&diff, p, all[offset:end], end == len(all)); err != nil {
+		return PlanOut{}, fmt.Errorf("cannot render the plan of run %s: %w", run.ID, err)
+	}
+	out.Diff = diff.String()
 	return out, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/botehq/platform/runtime/opsapitypes"
+	"github.com/botehq/platform/runtime/planrender"
 )
 
 // A run's log and plan are resources a client reads and subscribes to;
@@ -117,11 +118,11 @@ func (s *Server) planText(ctx context.Context, key runKey) (string, error) {
 	if err != nil {
 		return "", s.apiErr(err)
 	}
-	out, err := planOut(run, p)
-	if err != nil {
-		return "", err
+	var diff strings.Builder
+	if err := planrender.Render(&diff, p); err != nil {
+		return "", fmt.Errorf("cannot render the plan of run %s: %w", run.ID, err)
 	}
-	return out.Diff, nil
+	return diff.String(), nil
 }
 
 // watcher follows one run for its subscribers.

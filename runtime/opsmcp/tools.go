@@ -115,7 +115,7 @@ func (s *Server) addReadTools() {
 	}, s.showRun)
 	mcp.AddTool(s.srv, &mcp.Tool{
 		Name:        "show_plan",
-		Description: "Show a planned run's resource changes, structured (address, action, reason, before/after with sensitive values masked) and as the diff terraform plan prints. Show the diff to the human before any approval.",
+		Description: "Show a planned run's resource changes, structured (address, action, reason, before/after with sensitive values masked) and as the diff terraform plan prints, a page of about 100 KB at most: summary and the Plan: line count the whole plan; while next_offset is set, call again with that offset for the rest. Show the diff (every page) to the human before any approval.",
 		Annotations: readOnly("Show a plan"),
 	}, s.showPlan)
 	mcp.AddTool(s.srv, &mcp.Tool{

@@ -23,17 +23,32 @@ import (
 // rather than `name { ... }`, and "# forces replacement" is not marked on
 // attributes; the resource header says why it is replaced.
 func Render(w io.Writer, p *tfjson.Plan) error {
+	var rcs []*tfjson.ResourceChange
+	if p != nil {
+		rcs = p.ResourceChanges
+	}
+	return RenderPage(w, p, rcs, true)
+}
+
+// RenderPage writes a page of the plan p as Render does: only the
+// resource changes rcs (some of p's), with the symbols they use, then the
+// "Plan:" counts of the whole plan, then p's changes to outputs when
+// outputs is set (the last page).
+func RenderPage(w io.Writer, p *tfjson.Plan, rcs []*tfjson.ResourceChange, outputs bool) error {
 	var b strings.Builder
-	changes := resourceChanges(p)
-	outputs := outputChanges(p)
-	if len(changes) == 0 {
-		if len(outputs) == 0 {
+	page := resourceChanges(&tfjson.Plan{ResourceChanges: rcs})
+	var outs []output
+	if outputs {
+		outs = outputChanges(p)
+	}
+	if len(resourceChanges(p)) == 0 {
+		if len(outs) == 0 {
 			b.WriteString("\nNo changes. Your infrastructure matches the configuration.\n\n" +
 				"Terraform has compared your real infrastructure against your configuration\n" +
 				"and found no differences, so no changes are needed.\n")
 		} else {
 			b.WriteString("\nChanges to Outputs:\n")
-			writeOutputs(&b, outputs)
+			writeOutputs(&b, outs)
 			b.WriteString("\nYou can apply this plan to save these new output values to the Terraform\n" +
 				"state, without changing any real infrastructure.\n")
 		}
@@ -43,7 +58,7 @@ func Render(w io.Writer, p *tfjson.Plan) error {
 	b.WriteString("\nTerraform used the selected providers to generate the following execution\n" +
 		"plan. Resource actions are indicated with the following symbols:\n")
 	used := map[Action]bool{}
-	for _, rc := range changes {
+	for _, rc := range page {
 		used[actionOf(rc.Change.Actions)] = true
 	}
 	for _, a := range []Action{Create, Update, Delete, DeleteCreate, CreateDelete, Read} {
@@ -52,7 +67,7 @@ func Render(w io.Writer, p *tfjson.Plan) error {
 		}
 	}
 	b.WriteString("\nTerraform will perform the following actions:\n")
-	for _, rc := range changes {
+	for _, rc := range page {
 		b.WriteString("\n")
 		writeResource(&b, rc)
 	}
@@ -62,12 +77,23 @@ func Render(w io.Writer, p *tfjson.Plan) error {
 		fmt.Fprintf(&b, "%d to import, ", s.Import)
 	}
 	fmt.Fprintf(&b, "%d to add, %d to change, %d to destroy.\n", s.Add, s.Change, s.Destroy)
-	if len(outputs) > 0 {
+	if len(outs) > 0 {
 		b.WriteString("\nChanges to Outputs:\n")
-		writeOutputs(&b, outputs)
+		writeOutputs(&b, outs)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// ResourceDiff is one resource change as Render writes it ("" for one
+// Render leaves out: no change).
+func ResourceDiff(rc *tfjson.ResourceChange) string {
+	if len(resourceChanges(&tfjson.Plan{ResourceChanges: []*tfjson.ResourceChange{rc}})) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	writeResource(&b, rc)
+	return b.String()
 }
 
 var legend = map[Action]string{
