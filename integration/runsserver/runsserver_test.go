@@ -414,6 +414,9 @@ func TestRunsServer(t *testing.T) {
 
 	a1.setRunning(run.ID)
 	a1.send(&runproto.Started{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan})
+	// Taken here, so that a late answer is not mistaken for the apply's
+	// below (await drops other messages only while it waits).
+	assert.Equal(t, as.ClaimToken, a1.proceed(15*time.Second).ClaimToken, "Terraform starts once the server recorded it")
 	// Batches as an agent sends them (one after the other; offsets let any
 	// replica place them), one of them delivered twice.
 	first, second := []string{"Initializing the backend..."}, []string{"Plan: 1 to add, 0 to change, 0 to destroy."}
