@@ -1,9 +1,7 @@
 package opsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -32,24 +30,12 @@ func (c *Client) WorkspaceDrift(ctx context.Context, tenant, workspace string) (
 // SetDriftSchedule sets (a zero schedule: removes) a workspace's drift
 // check schedule.
 func (c *Client) SetDriftSchedule(ctx context.Context, tenant, workspace string, s opsapitypes.DriftSchedule) (*opsapitypes.DriftStatus, error) {
-	method := http.MethodPut
-	var body *bytes.Reader
+	method, in := http.MethodPut, any(s)
 	if s == (opsapitypes.DriftSchedule{}) {
-		method = http.MethodDelete
-	} else {
-		b, err := json.Marshal(s)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
+		method, in = http.MethodDelete, nil
 	}
 	var st opsapitypes.DriftStatus
-	var err error
-	if body != nil {
-		err = c.call(ctx, c.http, method, tenantPath(tenant, "workspaces", workspace, "drift", "schedule"), nil, "application/json", body, http.StatusOK, &st)
-	} else {
-		err = c.call(ctx, c.http, method, tenantPath(tenant, "workspaces", workspace, "drift", "schedule"), nil, "", nil, http.StatusOK, &st)
-	}
+	err := c.callJSON(ctx, method, tenantPath(tenant, "workspaces", workspace, "drift", "schedule"), in, http.StatusOK, &st)
 	if err != nil {
 		return nil, fmt.Errorf("cannot set the drift schedule of %s/%s: %w", tenant, workspace, err)
 	}

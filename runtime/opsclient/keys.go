@@ -1,9 +1,7 @@
 package opsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,12 +13,8 @@ import (
 
 // CreateKey creates an API key; the answer holds the key, shown once.
 func (c *Client) CreateKey(ctx context.Context, req opsapitypes.CreateKeyRequest) (*opsapitypes.NewKey, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	var out opsapitypes.NewKey
-	if err := c.call(ctx, c.http, http.MethodPost, "/v1/keys", nil, "application/json", bytes.NewReader(body), http.StatusCreated, &out); err != nil {
+	if err := c.callJSON(ctx, http.MethodPost, "/v1/keys", req, http.StatusCreated, &out); err != nil {
 		return nil, fmt.Errorf("cannot create API key %s: %w", req.ID, err)
 	}
 	return &out, nil

@@ -1,9 +1,7 @@
 package opsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -24,12 +22,8 @@ func (c *Client) Notifications(ctx context.Context, tenant string) ([]opsapitype
 // CreateNotification adds a webhook; the answer holds its signing secret,
 // which the server never shows again.
 func (c *Client) CreateNotification(ctx context.Context, tenant string, req opsapitypes.CreateNotificationRequest) (*opsapitypes.NewNotification, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	var n opsapitypes.NewNotification
-	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "notifications"), nil, "application/json", bytes.NewReader(body), http.StatusCreated, &n); err != nil {
+	if err := c.callJSON(ctx, http.MethodPost, tenantPath(tenant, "notifications"), req, http.StatusCreated, &n); err != nil {
 		return nil, fmt.Errorf("cannot add notification %s of %s: %w", req.ID, tenant, err)
 	}
 	return &n, nil

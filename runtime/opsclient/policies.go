@@ -1,9 +1,7 @@
 package opsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -38,12 +36,8 @@ func (c *Client) Policy(ctx context.Context, tenant, name string, version int) (
 // PutPolicy uploads a new version of a policy; the server compiles it and
 // refuses one that does not compile (code policy_invalid).
 func (c *Client) PutPolicy(ctx context.Context, tenant, name string, req opsapitypes.PutPolicyRequest) (*opsapitypes.Policy, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	var p opsapitypes.Policy
-	if err := c.call(ctx, c.http, http.MethodPut, tenantPath(tenant, "policies", name), nil, "application/json", bytes.NewReader(body), http.StatusOK, &p); err != nil {
+	if err := c.callJSON(ctx, http.MethodPut, tenantPath(tenant, "policies", name), req, http.StatusOK, &p); err != nil {
 		return nil, fmt.Errorf("cannot store policy %s of %s: %w", name, tenant, err)
 	}
 	return &p, nil

@@ -15,6 +15,18 @@ import (
 	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
+// callJSON is call with in, unless it is nil, sent as the JSON body.
+func (c *Client) callJSON(ctx context.Context, method, path string, in any, want int, out any) error {
+	if in == nil {
+		return c.call(ctx, c.http, method, path, nil, "", nil, want, out)
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("cannot encode the request: %w", err)
+	}
+	return c.call(ctx, c.http, method, path, nil, "application/json", bytes.NewReader(body), want, out)
+}
+
 // call sends a request and decodes a JSON answer with status want into out.
 func (c *Client) call(ctx context.Context, hc *http.Client, method, path string, q url.Values, contentType string, body io.Reader, want int, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
@@ -61,12 +73,8 @@ func IsNotFound(err error) bool {
 
 // CreateWorkspace creates a workspace of tenant (POST /v1/tenants/{tenant}/workspaces).
 func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapitypes.CreateWorkspaceRequest) (*opsapitypes.Workspace, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	var ws opsapitypes.Workspace
-	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "workspaces"), nil, "application/json", bytes.NewReader(body), http.StatusCreated, &ws); err != nil {
+	if err := c.callJSON(ctx, http.MethodPost, tenantPath(tenant, "workspaces"), req, http.StatusCreated, &ws); err != nil {
 		return nil, fmt.Errorf("cannot create workspace %s/%s: %w", tenant, req.Name, err)
 	}
 	return &ws, nil
@@ -75,12 +83,8 @@ func (c *Client) CreateWorkspace(ctx context.Context, tenant string, req opsapit
 // UpdateWorkspace changes the fields set in req (PATCH
 // /v1/tenants/{tenant}/workspaces/{workspace}).
 func (c *Client) UpdateWorkspace(ctx context.Context, tenant, name string, req opsapitypes.UpdateWorkspaceRequest) (*opsapitypes.Workspace, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	var ws opsapitypes.Workspace
-	if err := c.call(ctx, c.http, http.MethodPatch, tenantPath(tenant, "workspaces", name), nil, "application/json", bytes.NewReader(body), http.StatusOK, &ws); err != nil {
+	if err := c.callJSON(ctx, http.MethodPatch, tenantPath(tenant, "workspaces", name), req, http.StatusOK, &ws); err != nil {
 		return nil, fmt.Errorf("cannot update workspace %s/%s: %w", tenant, name, err)
 	}
 	return &ws, nil

@@ -1,11 +1,9 @@
 package opsclient
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,12 +66,8 @@ func (c *Client) PullState(ctx context.Context, tenant, workspace, version strin
 // (POST /v1/tenants/{tenant}/workspaces/{workspace}/state/rollback); the
 // server refuses while a run holds the workspace.
 func (c *Client) RollbackState(ctx context.Context, tenant, workspace, version string) (*opsapitypes.StateVersion, error) {
-	body, err := json.Marshal(opsapitypes.StateRollbackRequest{Version: version})
-	if err != nil {
-		return nil, err
-	}
 	var v opsapitypes.StateVersion
-	if err := c.call(ctx, c.http, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "state", "rollback"), nil, "application/json", bytes.NewReader(body), http.StatusOK, &v); err != nil {
+	if err := c.callJSON(ctx, http.MethodPost, tenantPath(tenant, "workspaces", workspace, "state", "rollback"), opsapitypes.StateRollbackRequest{Version: version}, http.StatusOK, &v); err != nil {
 		return nil, fmt.Errorf("cannot roll back the state of %s/%s to %s: %w", tenant, workspace, version, err)
 	}
 	return &v, nil

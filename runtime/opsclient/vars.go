@@ -1,9 +1,7 @@
 package opsclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -23,12 +21,8 @@ func (c *Client) Vars(ctx context.Context, tenant, workspace string) ([]opsapity
 // SetVar sets a workspace variable; a sensitive one is kept in the
 // server's secret store and never shown again.
 func (c *Client) SetVar(ctx context.Context, tenant, workspace, name, value string, sensitive bool) (*opsapitypes.Variable, error) {
-	body, err := json.Marshal(opsapitypes.SetVariableRequest{Value: value, Sensitive: sensitive})
-	if err != nil {
-		return nil, err
-	}
 	var v opsapitypes.Variable
-	if err := c.call(ctx, c.http, http.MethodPut, tenantPath(tenant, "workspaces", workspace, "vars", name), nil, "application/json", bytes.NewReader(body), http.StatusOK, &v); err != nil {
+	if err := c.callJSON(ctx, http.MethodPut, tenantPath(tenant, "workspaces", workspace, "vars", name), opsapitypes.SetVariableRequest{Value: value, Sensitive: sensitive}, http.StatusOK, &v); err != nil {
 		return nil, fmt.Errorf("cannot set variable %s of %s/%s: %w", name, tenant, workspace, err)
 	}
 	return &v, nil
