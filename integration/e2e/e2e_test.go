@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 		"--upload-link-ttl", "10s",
 		// Webhooks to the test's loopback receiver, retried within
 		// seconds (notification_test.go).
-		"--webhook-allow-private", "--webhook-retry-base", "300ms", "--webhook-poll", "500ms",
+		"--webhook-allow-private", "--webhook-retry-base", "300ms", "--webhook-retry-max", "2s", "--webhook-poll", "500ms",
 	}}, &plat)
 }
 

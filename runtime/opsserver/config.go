@@ -84,6 +84,7 @@ type Config struct {
 	WebhookAllowPrivate bool          // --webhook-allow-private
 	WebhookPoll         time.Duration // --webhook-poll
 	WebhookRetryBase    time.Duration // --webhook-retry-base
+	WebhookRetryMax     time.Duration // --webhook-retry-max
 	DriftTick           time.Duration // --drift-tick
 	// Behaviour.
 	EventInterval   time.Duration // --event-interval

@@ -142,7 +142,7 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if st.notifyDB, err = notify.OpenTable(ctx, tables, notify.TableName(c.TablePrefix), c.CreateResources); err != nil {
 		return nil, err
 	}
-	if st.notifier, err = notify.New(notify.Config{Store: st.notifyDB, AllowPrivate: c.WebhookAllowPrivate, Poll: c.WebhookPoll, RetryBase: c.WebhookRetryBase, Logger: log}); err != nil {
+	if st.notifier, err = notify.New(notify.Config{Store: st.notifyDB, AllowPrivate: c.WebhookAllowPrivate, Poll: c.WebhookPoll, RetryBase: c.WebhookRetryBase, RetryMax: c.WebhookRetryMax, Logger: log}); err != nil {
 		return nil, err
 	}
 	if st.artifacts, err = artifacts.New(ctx, blobs, c.RunsContainer, c.CreateResources); err != nil {
