@@ -35,13 +35,13 @@ const Type = "bote:gateway:SharedGateway"
 
 // Names of the data-plane entities. They match the runtime's constants
 // (runtime/bus QueueCloud, QueueConnectors, QueueErrors; runtime/claimcheck
-// DefaultContainer; runtime/worker/nudge DefaultTable).
+// DefaultContainer; runtime/gatewayserver/nudge DefaultTable).
 const (
 	QueueConnectors = "bote-connectors" // cloud services -> worker
 	QueueCloud      = "bote-cloud"      // worker -> cloud services
 	QueueErrors     = "bote-errors"     // dead letters of both, with reasons
 	// QueueConnectorErrors holds what connectors could not handle
-	// (runtime/worker QueueConnectorErrors), sent over the bus.
+	// (runtime/gatewayserver QueueConnectorErrors), sent over the bus.
 	QueueConnectorErrors = "bote-connector-errors"
 	TablePresence        = "botepresence"      // which worker replica holds which connector
 	TableSubscriptions   = "botesubscriptions" // topic subscribers, partitioned by tenant|topic

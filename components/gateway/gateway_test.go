@@ -17,11 +17,11 @@ import (
 	"github.com/botehq/platform/components/infratest"
 	"github.com/botehq/platform/components/naming"
 	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/gatewayserver"
+	"github.com/botehq/platform/runtime/gatewayserver/nudge"
+	"github.com/botehq/platform/runtime/gatewayserver/subscriptions"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/replay"
-	"github.com/botehq/platform/runtime/worker"
-	"github.com/botehq/platform/runtime/worker/nudge"
-	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
 
 const (
@@ -217,7 +217,7 @@ func TestQueueNamesMatchTheRuntime(t *testing.T) {
 	assert.Equal(t, bus.QueueConnectors, QueueConnectors)
 	assert.Equal(t, bus.QueueCloud, QueueCloud)
 	assert.Equal(t, bus.QueueErrors, QueueErrors)
-	assert.Equal(t, worker.QueueConnectorErrors, QueueConnectorErrors)
+	assert.Equal(t, gatewayserver.QueueConnectorErrors, QueueConnectorErrors)
 	assert.Equal(t, subscriptions.DefaultTable, TableSubscriptions)
 	assert.Equal(t, nudge.DefaultTable, TablePresence)
 	assert.Equal(t, replay.DefaultTable, TableReplay)

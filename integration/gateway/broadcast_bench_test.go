@@ -22,8 +22,8 @@ import (
 
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/connector"
+	"github.com/botehq/platform/runtime/gatewayserver/routing"
 	"github.com/botehq/platform/runtime/registry"
-	"github.com/botehq/platform/runtime/worker/routing"
 )
 
 // BenchmarkBroadcast measures a broadcast from publish until every

@@ -21,10 +21,10 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	bote "github.com/botehq/platform/runtime/gatewayserver"
+	"github.com/botehq/platform/runtime/gatewayserver/routing"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
-	bote "github.com/botehq/platform/runtime/worker"
-	"github.com/botehq/platform/runtime/worker/routing"
 )
 
 // busDriver opens the gateway's bus as anything holding a storage

@@ -17,9 +17,9 @@ import (
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	bote "github.com/botehq/platform/runtime/gatewayserver"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
-	bote "github.com/botehq/platform/runtime/worker"
 )
 
 // TestLongHandlerKeepsItsMessage: a handler that runs for several

@@ -14,9 +14,9 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/gatewayserver/nudge"
+	"github.com/botehq/platform/runtime/gatewayserver/subscriptions"
 	"github.com/botehq/platform/runtime/ids"
-	"github.com/botehq/platform/runtime/worker/nudge"
-	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
 
 // TestSubscriptionStoreOnAzurite: the Table Storage layout keeps tenants

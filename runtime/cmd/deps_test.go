@@ -112,7 +112,7 @@ func TestExamplesLinkNoTestTooling(t *testing.T) {
 var serverOnly = []string{
 	"runtime/opsserver", "runtime/runs", "runtime/runstore", "runtime/artifacts", "runtime/dispatch", "runtime/opsapi",
 	"runtime/operatorauth", "runtime/secretstore", "runtime/audit",
-	"runtime/botecloud", "runtime/bus", "runtime/worker", "runtime/idp",
+	"runtime/botecloud", "runtime/bus", "runtime/gatewayserver", "runtime/idp",
 	"runtime/signingkeys", "runtime/replay",
 	"runtime/policy", "runtime/policystore", "github.com/open-policy-agent/opa", "runtime/notify", "runtime/drift", "github.com/robfig/cron",
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // archPath is a repository path as docs/architecture.md writes one:
-// runtime/worker/session, components/tenant, runtime/cmd/docs_test.go.
+// runtime/gatewayserver/session, components/tenant, runtime/cmd/docs_test.go.
 var archPath = regexp.MustCompile(`\b(?:runtime|components|stacks|integration)(?:/[\w.-]+)+`)
 
 // TestArchitectureDocNamesRealPackages keeps docs/architecture.md true to

@@ -20,8 +20,8 @@ import (
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
+	gw "github.com/botehq/platform/runtime/gatewayserver/session"
 	"github.com/botehq/platform/runtime/sessionproto"
-	gw "github.com/botehq/platform/runtime/worker/session"
 )
 
 // fakeTokens hands out "tok-<n>" tokens valid for ttl.

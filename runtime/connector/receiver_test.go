@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/envelope"
+	gw "github.com/botehq/platform/runtime/gatewayserver/session"
 	"github.com/botehq/platform/runtime/sessionproto"
-	gw "github.com/botehq/platform/runtime/worker/session"
 )
 
 // fakeQueue is a Storage queue on loopback speaking just enough of the REST

@@ -6,7 +6,7 @@
 // Terraform runs (packages runs, runstore, artifacts), dispatches them to
 // agents through the gateway (packages dispatch, botecloud) and records an
 // audit log (package audit). Run wires all of it from a Config, as
-// worker.Run does for the gateway worker; the relayserver command only turns
+// gatewayserver.Run does for the gateway worker; the relayserver command only turns
 // flags and environment into a Config.
 package opsserver
 

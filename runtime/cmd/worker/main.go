@@ -19,7 +19,7 @@ import (
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/cmd/internal/program"
 	"github.com/botehq/platform/runtime/envflag"
-	"github.com/botehq/platform/runtime/worker"
+	"github.com/botehq/platform/runtime/gatewayserver"
 )
 
 const envPrefix = "BOTE_WORKER"
@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return err
 	}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	var cfg worker.Config
+	var cfg gatewayserver.Config
 	var useIdentity bool
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address (:0 picks a free port)")
 	fs.StringVar(&cfg.StorageConnectionString, "storage-connection-string", "", "storage account connection string (queues, tables, blobs)")
@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.StringVar(&cfg.Issuer, "issuer", "", "idp issuer URL access tokens must carry")
 	fs.StringVar(&cfg.JWKSURL, "jwks-url", "", "idp JWKS URL (default <issuer>/.well-known/jwks.json)")
 	fs.StringVar(&cfg.Audience, "audience", "bote", "audience access tokens must carry")
-	fs.StringVar(&cfg.Bus, "bus", worker.BusStorageQueue, "bus driver: storagequeue or servicebus")
+	fs.StringVar(&cfg.Bus, "bus", gatewayserver.BusStorageQueue, "bus driver: storagequeue or servicebus")
 	fs.StringVar(&cfg.ServiceBusConnectionString, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&cfg.ServiceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
 	fs.Func("cloud-services", "comma-separated cloud service names allowed as senders on bote-connectors (default: any well-formed name)", func(v string) error {
@@ -88,5 +88,5 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		}
 		cfg.Credential = cred
 	}
-	return worker.Run(ctx, cfg)
+	return gatewayserver.Run(ctx, cfg)
 }

@@ -1,4 +1,4 @@
-package worker
+package gatewayserver
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/busdriver"
 	"github.com/botehq/platform/runtime/claimcheck"
-	"github.com/botehq/platform/runtime/worker/connqueue"
+	"github.com/botehq/platform/runtime/gatewayserver/connqueue"
 )
 
 func busName(b string) string {

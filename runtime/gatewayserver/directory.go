@@ -1,4 +1,4 @@
-package worker
+package gatewayserver
 
 import (
 	"fmt"

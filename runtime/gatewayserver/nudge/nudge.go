@@ -32,9 +32,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
 
+	"github.com/botehq/platform/runtime/gatewayserver/metrics"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/internal/aztable"
-	"github.com/botehq/platform/runtime/worker/metrics"
 )
 
 // DefaultTable is the presence table used when none is configured.

@@ -1,4 +1,4 @@
-// Package worker assembles the gateway worker: the connector session
+// Package gatewayserver assembles the gateway worker: the connector session
 // server, the cloud→connector router, the nudge fan-out between replicas,
 // and the HTTP endpoints around them (/v1/connect, /healthz, /readyz,
 // /metrics). cmd/worker turns flags into a Config and calls Run.
@@ -8,7 +8,7 @@
 // their requests in flight are answered, the router stops receiving and
 // finishes the messages it holds, nudges still queued are delivered, and the
 // bus driver is closed.
-package worker
+package gatewayserver
 
 import (
 	"context"
@@ -32,17 +32,17 @@ import (
 	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/gatewayserver/connqueue"
+	"github.com/botehq/platform/runtime/gatewayserver/metrics"
+	"github.com/botehq/platform/runtime/gatewayserver/nudge"
+	"github.com/botehq/platform/runtime/gatewayserver/routing"
+	"github.com/botehq/platform/runtime/gatewayserver/session"
+	"github.com/botehq/platform/runtime/gatewayserver/subscriptions"
 	"github.com/botehq/platform/runtime/health"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/sessionproto"
-	"github.com/botehq/platform/runtime/worker/connqueue"
-	"github.com/botehq/platform/runtime/worker/metrics"
-	"github.com/botehq/platform/runtime/worker/nudge"
-	"github.com/botehq/platform/runtime/worker/routing"
-	"github.com/botehq/platform/runtime/worker/session"
-	"github.com/botehq/platform/runtime/worker/subscriptions"
 )
 
 // Bus drivers (Config.Bus), as package busdriver names them.

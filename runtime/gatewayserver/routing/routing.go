@@ -46,10 +46,10 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/gatewayserver/metrics"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
-	"github.com/botehq/platform/runtime/worker/metrics"
 )
 
 // Bus is what the router needs of the bus driver.

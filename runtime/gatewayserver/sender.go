@@ -1,4 +1,4 @@
-package worker
+package gatewayserver
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/storagequeue"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/gatewayserver/session"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
-	"github.com/botehq/platform/runtime/worker/session"
 )
 
 // cloudSender puts connector messages on the cloud queue with the verified

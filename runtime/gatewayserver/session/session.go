@@ -35,10 +35,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/botehq/platform/runtime/accesstoken"
+	"github.com/botehq/platform/runtime/gatewayserver/metrics"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
-	"github.com/botehq/platform/runtime/worker/metrics"
 )
 
 // Identity is the verified tenant and connector of a session.

@@ -1,4 +1,4 @@
-package worker
+package gatewayserver
 
 import (
 	"context"
@@ -18,11 +18,11 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/gatewayserver/session"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/sessionproto"
-	"github.com/botehq/platform/runtime/worker/session"
 )
 
 // fakeBus records sends; only Send matters to cloudSender.
