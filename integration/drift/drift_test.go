@@ -16,17 +16,11 @@ import (
 
 	"github.com/botehq/platform/integration/platform"
 	"github.com/botehq/platform/integration/tfprovider"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
 func TestMain(m *testing.M) { platform.Main(m) }
-
-// Exit codes of opsbot (runtime/cmd/opsbot/exitcodes.go).
-const (
-	exitOK      = 0
-	exitError   = 1
-	exitChanges = 10
-)
 
 // TestDriftCheckFindsAChangeMadeOutsideTerraform: a workspace applies a
 // file; the file is changed by hand; a drift check (queued with opsbot)
@@ -59,28 +53,28 @@ resource "botetest_file" "motd" {
 }
 `), 0o644))
 
-	expect(exitOK, "workspaces", "create", "files")
-	r := expect(exitError, "drift", "check", "files")
+	expect(exitcode.OK, "workspaces", "create", "files")
+	r := expect(exitcode.Error, "drift", "check", "files")
 	assert.Contains(t, r.Stderr, "no applied run")
-	r = expect(exitChanges, "plan", "-w", "files", "-d", dir)
-	expect(exitOK, "apply", platform.MustQueuedRun(t, r), "--yes")
+	r = expect(exitcode.Changes, "plan", "-w", "files", "-d", dir)
+	expect(exitcode.OK, "apply", platform.MustQueuedRun(t, r), "--yes")
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(data), "the agent wrote the file")
 
-	r = expect(exitOK, "drift", "schedule", "files", "--cron", "0 3 * * *")
+	r = expect(exitcode.OK, "drift", "schedule", "files", "--cron", "0 3 * * *")
 	assert.Contains(t, r.Stdout, "Drift of workspace files is checked cron 0 3 * * *; next check ")
 	// The schedule is stored: a restarted server still has it.
 	require.NoError(t, p.StopRelayserver())
 	require.NoError(t, p.StartRelayserver())
-	assert.Regexp(t, `files\s+unknown\s+0\s+-\s+cron 0 3 \* \* \*\s+\d{4}-\d\d-\d\dT03:00:00Z`, expect(exitOK, "drift").Stdout)
+	assert.Regexp(t, `files\s+unknown\s+0\s+-\s+cron 0 3 \* \* \*\s+\d{4}-\d\d-\d\dT03:00:00Z`, expect(exitcode.OK, "drift").Stdout)
 
 	require.NoError(t, os.WriteFile(file, []byte("changed by hand"), 0o644))
 	check := func() string {
-		expect(exitOK, "drift", "check", "files")
+		expect(exitcode.OK, "drift", "check", "files")
 		var st opsapi.DriftStatus
 		require.Eventually(t, func() bool {
-			r := expect(exitOK, "drift", "show", "files", "-o", "json")
+			r := expect(exitcode.OK, "drift", "show", "files", "-o", "json")
 			st = opsapi.DriftStatus{}
 			require.NoError(t, jsonUnmarshal(r.Stdout, &st))
 			return st.CheckRun != "" && st.CheckRun == st.LastRun
@@ -88,10 +82,10 @@ resource "botetest_file" "motd" {
 		return st.Status
 	}
 	assert.Equal(t, "drifted", check())
-	r = expect(exitOK, "drift", "show", "files")
+	r = expect(exitcode.OK, "drift", "show", "files")
 	assert.Contains(t, r.Stdout, "Status:      drifted")
 	assert.Contains(t, r.Stdout, "  # botetest_file.motd has changed\n  ~ resource \"botetest_file\" \"motd\" {\n      ~ content = \"hello\" -> \"changed by hand\"\n")
-	list := expect(exitOK, "drift")
+	list := expect(exitcode.OK, "drift")
 	assert.Regexp(t, `files\s+drifted\s+1\s+`, list.Stdout)
 	st := driftOf(t, expect)
 	run := show(st.CheckRun)
@@ -103,14 +97,14 @@ resource "botetest_file" "motd" {
 	assert.Equal(t, "changed by hand", string(data), "the check changed nothing")
 
 	// An apply puts the file back and clears the drift; a check then finds it clean.
-	r = expect(exitChanges, "plan", "-w", "files", "-d", dir)
-	expect(exitOK, "apply", platform.MustQueuedRun(t, r), "--yes")
+	r = expect(exitcode.Changes, "plan", "-w", "files", "-d", dir)
+	expect(exitcode.OK, "apply", platform.MustQueuedRun(t, r), "--yes")
 	assert.Equal(t, "unknown", driftOf(t, expect).Status)
 	assert.Equal(t, "clean", check())
 }
 
 func driftOf(t *testing.T, expect func(int, ...string) platform.Result) opsapi.DriftStatus {
 	var st opsapi.DriftStatus
-	require.NoError(t, jsonUnmarshal(expect(exitOK, "drift", "show", "files", "-o", "json").Stdout, &st))
+	require.NoError(t, jsonUnmarshal(expect(exitcode.OK, "drift", "show", "files", "-o", "json").Stdout, &st))
 	return st
 }

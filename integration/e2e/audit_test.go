@@ -14,6 +14,7 @@ import (
 
 	"github.com/botehq/platform/integration/platform"
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/relay"
 )
 
@@ -22,7 +23,7 @@ func auditRecords(t *testing.T, key string, args ...string) []audit.Record {
 	t.Helper()
 	r, err := plat.Opsbot(context.Background(), "", []string{"OPSBOT_API_KEY=" + key}, append([]string{"audit", "-o", "json", "--since", "1h", "--limit", "1000"}, args...)...)
 	require.NoError(t, err)
-	require.Equal(t, exitOK, r.Code, r)
+	require.Equal(t, exitcode.OK, r.Code, r)
 	var page audit.Page
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &page))
 	return page.Records
@@ -50,12 +51,12 @@ func TestAuditLog(t *testing.T) {
 		require.Equal(t, code, r.Code, "opsbot %s: %s", strings.Join(args, " "), r)
 		return r
 	}
-	as(exitOK, "workspaces", "create", "audited")
-	id := runID(t, as(exitChanges, "plan", "--workspace", "audited", "--dir", config(t, examples(t))))
-	as(exitOK, "apply", id, "--yes")
+	as(exitcode.OK, "workspaces", "create", "audited")
+	id := runID(t, as(exitcode.Changes, "plan", "--workspace", "audited", "--dir", config(t, examples(t))))
+	as(exitcode.OK, "apply", id, "--yes")
 	// Across the tenant boundary: refused, and audited.
-	as(exitAPIAuth, "runs", "list", "--tenant", fabrikam)
-	as(exitAPIAuth, "audit", "--tenant", fabrikam)
+	as(exitcode.APIAuth, "runs", "list", "--tenant", fabrikam)
+	as(exitcode.APIAuth, "audit", "--tenant", fabrikam)
 
 	const me = "api-key:audit-contoso"
 	records := auditRecords(t, op.key) // OPSBOT_TENANT is not set: every tenant the key may read

@@ -6,12 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// Exit codes of opsbot's mistakes (runtime/cmd/opsbot/exitcodes.go).
-const (
-	exitUsage   = 2
-	exitUnknown = 9
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 )
 
 // TestNoSilentFailures: what an operator mistypes is an error with its
@@ -25,18 +21,18 @@ func TestNoSilentFailures(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"runs", "lst"}, exitUsage, `did you mean "list"?`},
-		{[]string{"agents", "lst"}, exitUsage, `did you mean "list"?`},
-		{[]string{"workspaces", "delete", "demo"}, exitUsage, `unknown command "delete" for "opsbot workspaces"`},
-		{[]string{"runs", "list", "--workspce", "x"}, exitUsage, "did you mean --workspace?"},
-		{[]string{"runs", "list", "--tenant", "nobody"}, exitUnknown, "no tenant nobody on this server"},
-		{[]string{"workspaces", "list", "--tenant", "nobody"}, exitUnknown, "no tenant nobody"},
-		{[]string{"agents", "list", "--tenant", "nobody"}, exitUnknown, "no tenant nobody"},
-		{[]string{"runs", "list", "--workspace", "nope"}, exitUnknown, "tenant contoso has no workspace nope"},
-		{[]string{"runs", "show", "run-0000000000000000"}, exitUnknown, "has no run run-0000000000000000"},
-		{[]string{"plan", "--workspace", "nope", "--dir", dir}, exitUnknown, "has no workspace nope"},
-		{[]string{"audit", "--tenant", "nobody"}, exitUnknown, "no tenant nobody"},
-		{[]string{"vars", "set", "--workspace", "nope", "db_password", "--sensitive"}, exitUsage, "no value on stdin"},
+		{[]string{"runs", "lst"}, exitcode.Usage, `did you mean "list"?`},
+		{[]string{"agents", "lst"}, exitcode.Usage, `did you mean "list"?`},
+		{[]string{"workspaces", "delete", "demo"}, exitcode.Usage, `unknown command "delete" for "opsbot workspaces"`},
+		{[]string{"runs", "list", "--workspce", "x"}, exitcode.Usage, "did you mean --workspace?"},
+		{[]string{"runs", "list", "--tenant", "nobody"}, exitcode.Unknown, "no tenant nobody on this server"},
+		{[]string{"workspaces", "list", "--tenant", "nobody"}, exitcode.Unknown, "no tenant nobody"},
+		{[]string{"agents", "list", "--tenant", "nobody"}, exitcode.Unknown, "no tenant nobody"},
+		{[]string{"runs", "list", "--workspace", "nope"}, exitcode.Unknown, "tenant contoso has no workspace nope"},
+		{[]string{"runs", "show", "run-0000000000000000"}, exitcode.Unknown, "has no run run-0000000000000000"},
+		{[]string{"plan", "--workspace", "nope", "--dir", dir}, exitcode.Unknown, "has no workspace nope"},
+		{[]string{"audit", "--tenant", "nobody"}, exitcode.Unknown, "no tenant nobody"},
+		{[]string{"vars", "set", "--workspace", "nope", "db_password", "--sensitive"}, exitcode.Usage, "no value on stdin"},
 	} {
 		r := opsbot(t, contoso, tc.args...)
 		assert.Equal(t, tc.code, r.Code, "%v: %s", tc.args, r)
@@ -50,7 +46,7 @@ func TestNoSilentFailures(t *testing.T) {
 func TestLogsFollowWaitsForApproval(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "waiting")
-	id := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "waiting", "--dir", config(t, "quick")))
+	id := runID(t, expect(t, exitcode.Changes, contoso, "plan", "--workspace", "waiting", "--dir", config(t, "quick")))
 
 	logs := startOpsbot(t, contoso, "logs", "-f", id)
 	_, err := logs.WaitOutput("Waiting for approval: the plan of run "+id+" waits for opsbot apply "+id, time.Minute)
@@ -61,7 +57,7 @@ func TestLogsFollowWaitsForApproval(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 
-	expect(t, exitOK, contoso, "apply", id, "--yes")
-	assert.Equal(t, exitOK, exitCode(t, logs, time.Minute), logs.Output())
+	expect(t, exitcode.OK, contoso, "apply", id, "--yes")
+	assert.Equal(t, exitcode.OK, exitCode(t, logs, time.Minute), logs.Output())
 	assert.Contains(t, logs.Output(), "run "+id+" is applied")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
@@ -190,7 +191,7 @@ func commandPath(args []string) []string {
 // latestRun is the workspace's newest run (opsbot runs list).
 func latestRun(t *testing.T, workspace string) string {
 	t.Helper()
-	r := expect(t, exitOK, contoso, "runs", "list", "--workspace", workspace, "--limit", "1", "-o", "json")
+	r := expect(t, exitcode.OK, contoso, "runs", "list", "--workspace", workspace, "--limit", "1", "-o", "json")
 	var list opsapi.RunList
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &list))
 	require.Len(t, list.Runs, 1, "workspace %s has a run", workspace)
@@ -204,7 +205,7 @@ func oldStateVersion(t *testing.T, workspace string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		r := expect(t, exitOK, contoso, "state", "versions", "--workspace", workspace, "-o", "json")
+		r := expect(t, exitcode.OK, contoso, "state", "versions", "--workspace", workspace, "-o", "json")
 		var list opsapi.StateVersionList
 		require.NoError(t, json.Unmarshal([]byte(r.Stdout), &list))
 		for _, v := range list.Versions {

@@ -28,16 +28,8 @@ import (
 
 	"github.com/botehq/platform/integration/platform"
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
-)
-
-// Exit codes of opsbot (runtime/cmd/opsbot/exitcodes.go).
-const (
-	exitOK        = 0
-	exitError     = 1
-	exitChanges   = 10
-	exitRunFailed = 11
-	exitRunEnded  = 12
 )
 
 const (
@@ -219,7 +211,7 @@ func slowApply(t *testing.T, workspace string, seconds int) (id, dir string, app
 	createWorkspace(t, contoso, workspace)
 	dir = config(t, "slow")
 	setSleep(t, dir, seconds)
-	id = runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", workspace, "--dir", dir))
+	id = runID(t, expect(t, exitcode.Changes, contoso, "plan", "--workspace", workspace, "--dir", dir))
 	apply = startOpsbot(t, contoso, "apply", id, "--yes")
 	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
 	require.NoError(t, err)
@@ -228,13 +220,13 @@ func slowApply(t *testing.T, workspace string, seconds int) (id, dir string, app
 
 func createWorkspace(t *testing.T, tenant, name string, flags ...string) {
 	t.Helper()
-	expect(t, exitOK, tenant, append([]string{"workspaces", "create", name}, flags...)...)
+	expect(t, exitcode.OK, tenant, append([]string{"workspaces", "create", name}, flags...)...)
 }
 
 // TestAgentsAreOnline checks that every started agent heartbeats to the
 // ops server and that opsbot shows when it was last seen.
 func TestAgentsAreOnline(t *testing.T) {
-	r := expect(t, exitOK, contoso, "agents", "list")
+	r := expect(t, exitcode.OK, contoso, "agents", "list")
 	for _, id := range []string{"agent-a", "agent-b"} {
 		assert.Regexp(t, id+`\s+online\s+\d/2\s+\S+\s+\d+\.\d+\.\d+\s+20\d\d-`, r.Stdout) // version, terraform version, last seen
 	}
@@ -248,7 +240,7 @@ func TestPlanApplyDestroy(t *testing.T) {
 	createWorkspace(t, contoso, "app", "--description", "e2e main job")
 	dir := config(t, examples(t))
 
-	r := expect(t, exitChanges, contoso, "plan", "--workspace", "app", "--dir", dir)
+	r := expect(t, exitcode.Changes, contoso, "plan", "--workspace", "app", "--dir", dir)
 	id := runID(t, r)
 	assert.Contains(t, r.Stdout, "Plan saved: 3 to add, 0 to change, 0 to destroy.")
 	assert.Contains(t, r.Stdout, "opsbot apply "+id)
@@ -258,7 +250,7 @@ func TestPlanApplyDestroy(t *testing.T) {
 	expect(t, 2, contoso, "apply", id)
 	assert.Equal(t, "planned", show(t, contoso, id).State)
 
-	r = expect(t, exitOK, contoso, "apply", id, "--yes")
+	r = expect(t, exitcode.OK, contoso, "apply", id, "--yes")
 	assert.Contains(t, r.Stdout, "Applied: 3 added, 0 changed, 0 destroyed")
 	assert.Contains(t, r.Stdout, `network = "bote-demo-vnet"`)
 	assert.Contains(t, r.Stdout, `"https://bote-demo-app-1.internal.example"`)
@@ -268,38 +260,38 @@ func TestPlanApplyDestroy(t *testing.T) {
 	assert.NotEmpty(t, run.PlanAgent)
 	assert.NotEmpty(t, run.ApplyAgent)
 	// The platform promoted the state the apply left.
-	applied := expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout
+	applied := expect(t, exitcode.OK, contoso, "state", "pull", "--workspace", "app").Stdout
 	assert.Contains(t, applied, `"bote-demo-vnet"`)
 
 	// The same configuration again: nothing to do.
-	r = expect(t, exitOK, contoso, "plan", "--workspace", "app", "--dir", dir)
+	r = expect(t, exitcode.OK, contoso, "plan", "--workspace", "app", "--dir", dir)
 	assert.Contains(t, r.Stdout, "No changes")
 
-	r = expect(t, exitOK, contoso, "destroy", "--workspace", "app", "--dir", dir, "--yes")
+	r = expect(t, exitcode.OK, contoso, "destroy", "--workspace", "app", "--dir", dir, "--yes")
 	assert.Contains(t, r.Stdout, "Applied: 0 added, 0 changed, 3 destroyed")
 
-	r = expect(t, exitOK, contoso, "runs", "list", "--workspace", "app")
+	r = expect(t, exitcode.OK, contoso, "runs", "list", "--workspace", "app")
 	assert.Equal(t, 3, strings.Count(r.Stdout, " app "), r.Stdout)
 
 	// Both states are kept; the apply's comes back byte for byte.
-	r = expect(t, exitOK, contoso, "state", "versions", "--workspace", "app", "-o", "json")
+	r = expect(t, exitcode.OK, contoso, "state", "versions", "--workspace", "app", "-o", "json")
 	var kept opsapi.StateVersionList
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &kept))
 	require.Len(t, kept.Versions, 2, r.Stdout)
 	assert.True(t, kept.Versions[0].Current, "the destroy's state is current")
 	assert.Equal(t, id, kept.Versions[1].Run)
 	old := filepath.Join(t.TempDir(), "applied.tfstate")
-	expect(t, exitOK, contoso, "state", "pull", "--workspace", "app", "--version", kept.Versions[1].Version, "-O", old)
+	expect(t, exitcode.OK, contoso, "state", "pull", "--workspace", "app", "--version", kept.Versions[1].Version, "-O", old)
 	got, err := os.ReadFile(old)
 	require.NoError(t, err)
 	assert.Equal(t, applied, string(got))
-	assert.NotContains(t, expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout, `"bote-demo-vnet"`)
+	assert.NotContains(t, expect(t, exitcode.OK, contoso, "state", "pull", "--workspace", "app").Stdout, `"bote-demo-vnet"`)
 
 	// Rolled back to the applied state, the next plan finds the resources
 	// there: nothing to do.
-	expect(t, exitOK, contoso, "state", "rollback", "--workspace", "app", "--version", kept.Versions[1].Version)
-	assert.Equal(t, applied, expect(t, exitOK, contoso, "state", "pull", "--workspace", "app").Stdout)
-	r = expect(t, exitOK, contoso, "plan", "--workspace", "app", "--dir", dir)
+	expect(t, exitcode.OK, contoso, "state", "rollback", "--workspace", "app", "--version", kept.Versions[1].Version)
+	assert.Equal(t, applied, expect(t, exitcode.OK, contoso, "state", "pull", "--workspace", "app").Stdout)
+	r = expect(t, exitcode.OK, contoso, "plan", "--workspace", "app", "--dir", dir)
 	assert.Contains(t, r.Stdout, "No changes")
 }
 
@@ -312,8 +304,8 @@ func TestRunsQueueOnOneWorkspace(t *testing.T) {
 	// The first run holds the workspace for its whole apply (~3 s).
 	setSleep(t, dir, 3)
 
-	first := runID(t, expect(t, exitOK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach"))
-	r := expect(t, exitOK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach")
+	first := runID(t, expect(t, exitcode.OK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach"))
+	r := expect(t, exitcode.OK, contoso, "plan", "--workspace", "queue", "--dir", dir, "--detach")
 	second := runID(t, r)
 	assert.Regexp(t, `Waiting: .*(busy with run `+first+`|run\(s\) ahead in the queue of workspace queue)`, r.Stderr)
 
@@ -341,16 +333,16 @@ func TestCancelDuringApply(t *testing.T) {
 	t.Parallel()
 	id, dir, apply := slowApply(t, "cancel", 120)
 
-	r := expect(t, exitOK, contoso, "cancel", id)
+	r := expect(t, exitcode.OK, contoso, "cancel", id)
 	assert.Contains(t, r.Stdout, "cancel requested")
-	assert.Equal(t, exitRunEnded, exitCode(t, apply, time.Minute), "the following apply ends with the run's outcome")
+	assert.Equal(t, exitcode.RunEnded, exitCode(t, apply, time.Minute), "the following apply ends with the run's outcome")
 	run := show(t, contoso, id)
 	assert.Equal(t, "cancelled", run.State)
 	assert.NotContains(t, apply.Output(), "(local-exec): slow apply done")
 
 	// The lock is released: the next run of the workspace starts at once.
 	setSleep(t, dir, 0)
-	r = expect(t, exitChanges, contoso, "plan", "--workspace", "cancel", "--dir", dir)
+	r = expect(t, exitcode.Changes, contoso, "plan", "--workspace", "cancel", "--dir", dir)
 	assert.NotContains(t, r.Stderr, "is busy with run")
 }
 
@@ -368,7 +360,7 @@ func TestCtrlCDuringApply(t *testing.T) {
 	assert.Equal(t, "applying", show(t, contoso, id).State, "one Ctrl-C leaves the run alone")
 
 	require.NoError(t, syscall.Kill(apply.Pid(), syscall.SIGINT))
-	assert.Equal(t, exitRunEnded, exitCode(t, apply, time.Minute), apply.Output())
+	assert.Equal(t, exitcode.RunEnded, exitCode(t, apply, time.Minute), apply.Output())
 	assert.Contains(t, apply.Output(), "Cancel of run "+id+" requested")
 	run := show(t, contoso, id)
 	assert.Equal(t, "cancelled", run.State)
@@ -380,7 +372,7 @@ func TestCtrlCDuringApply(t *testing.T) {
 func TestInvalidTerraformFails(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "broken")
-	r := expect(t, exitRunFailed, contoso, "plan", "--workspace", "broken", "--dir", config(t, "invalid"))
+	r := expect(t, exitcode.RunFailed, contoso, "plan", "--workspace", "broken", "--dir", config(t, "invalid"))
 	id := runID(t, r)
 	reason := "terraform plan failed: Unsupported argument (main.tf line 4)"
 	diag := "\nError: Unsupported argument\n\n  on main.tf line 4, in resource \"terraform_data\" \"broken\":\n     4:   not_an_argument = true\n\n" +
@@ -390,7 +382,7 @@ func TestInvalidTerraformFails(t *testing.T) {
 	assert.NotContains(t, r.Stdout+r.Stderr, "exit status", "no exit status for a reason")
 	assert.NotContains(t, r.Stdout+r.Stderr, "CLI configuration", "no noise from the agent's machine")
 
-	r = expect(t, exitOK, contoso, "runs", "show", id)
+	r = expect(t, exitcode.OK, contoso, "runs", "show", id)
 	assert.Regexp(t, `State:\s+failed`, r.Stdout)
 	assert.Contains(t, r.Stdout, reason)
 	assert.Contains(t, r.Stdout, diag)
@@ -412,10 +404,10 @@ func TestOversizeBundleIsRefused(t *testing.T) {
 	_, _ = rand.NewChaCha8([32]byte{1}).Read(blob)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "payload.bin"), blob, 0o644))
 
-	r := expect(t, exitError, contoso, "plan", "--workspace", "big", "--dir", dir)
+	r := expect(t, exitcode.Error, contoso, "plan", "--workspace", "big", "--dir", dir)
 	assert.Contains(t, r.Stderr, "refused the configuration bundle")
 	assert.Contains(t, r.Stderr, "1.0 MiB")
-	r = expect(t, exitOK, contoso, "runs", "list", "--workspace", "big")
+	r = expect(t, exitcode.OK, contoso, "runs", "list", "--workspace", "big")
 	assert.Contains(t, r.Stdout, "No runs.")
 }
 
@@ -428,13 +420,13 @@ func TestSecretsNeverAppearInLogs(t *testing.T) {
 	createWorkspace(t, contoso, "secret", "--auto-apply")
 	require.NoError(t, plat.SetSecrets(contoso, "secret", map[string]string{"DEPLOY_TOKEN": token}, map[string]string{"db_password": password}))
 
-	r := expect(t, exitOK, contoso, "plan", "--workspace", "secret", "--dir", config(t, "secret"))
+	r := expect(t, exitcode.OK, contoso, "plan", "--workspace", "secret", "--dir", config(t, "secret"))
 	id := runID(t, r)
 	assert.Contains(t, r.Stdout, "token=", "the provisioner ran")
 	assert.Contains(t, r.Stdout, fmt.Sprintf("password_length = %d", len(password)), "the variable reached Terraform")
 
-	logs := expect(t, exitOK, contoso, "logs", id)
-	js := expect(t, exitOK, contoso, "runs", "show", id, "-o", "json")
+	logs := expect(t, exitcode.OK, contoso, "logs", id)
+	js := expect(t, exitcode.OK, contoso, "runs", "show", id, "-o", "json")
 	for what, text := range map[string]string{
 		"followed log": r.Stdout + r.Stderr, "stored log": logs.Stdout, "run": js.Stdout, "processes": plat.Outputs(),
 	} {
@@ -448,7 +440,7 @@ func TestSecretsNeverAppearInLogs(t *testing.T) {
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, lonely, "iso")
-	r := expect(t, exitOK, lonely, "plan", "--workspace", "iso", "--dir", config(t, "quick"), "--detach")
+	r := expect(t, exitcode.OK, lonely, "plan", "--workspace", "iso", "--dir", config(t, "quick"), "--detach")
 	id := runID(t, r)
 	assert.Contains(t, r.Stderr, "no agent of tenant lonely is online")
 
@@ -463,7 +455,7 @@ func TestTenantIsolation(t *testing.T) {
 
 	// Another tenant's operator path cannot see it either.
 	r = opsbot(t, contoso, "runs", "show", id)
-	assert.NotEqual(t, exitOK, r.Code)
+	assert.NotEqual(t, exitcode.OK, r.Code)
 
 	_, err := plat.StartAgent(lonely, "agent-l")
 	require.NoError(t, err)
@@ -486,7 +478,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 	plat.KillAgent(contoso, victim)
 	t.Cleanup(func() { _, _ = plat.StartAgent(contoso, victim) })
 
-	assert.Equal(t, exitRunFailed, exitCode(t, apply, 2*time.Minute))
+	assert.Equal(t, exitcode.RunFailed, exitCode(t, apply, 2*time.Minute))
 	assert.Contains(t, apply.Output(), "needs_attention")
 	run = show(t, contoso, id)
 	assert.Equal(t, "needs_attention", run.State)
@@ -500,10 +492,10 @@ func TestAgentKilledMidRun(t *testing.T) {
 	}
 
 	setSleep(t, dir, 0)
-	next := runID(t, expect(t, exitOK, contoso, "plan", "--workspace", "crash", "--dir", dir, "--detach"))
+	next := runID(t, expect(t, exitcode.OK, contoso, "plan", "--workspace", "crash", "--dir", dir, "--detach"))
 	time.Sleep(3 * time.Second)
 	assert.Equal(t, "queued", show(t, contoso, next).State, "the workspace waits for a person")
-	expect(t, exitOK, contoso, "cancel", id, "--reason", "checked: the resources are as the plan said")
+	expect(t, exitcode.OK, contoso, "cancel", id, "--reason", "checked: the resources are as the plan said")
 	other := waitRun(t, contoso, next, 2*time.Minute, "planned", inState("planned", "failed", "no_changes"))
 	assert.Equal(t, "planned", other.State, lastReason(other))
 	assert.NotContains(t, other.PlanAgent, victim, "the next run goes to the agent that is alive")
@@ -531,7 +523,7 @@ func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 	for _, p := range started {
 		require.NoError(t, p.Pause())
 	}
-	id := runID(t, expect(t, exitOK, survive, "plan", "--workspace", "lost", "--dir", dir, "--detach"))
+	id := runID(t, expect(t, exitcode.OK, survive, "plan", "--workspace", "lost", "--dir", dir, "--detach"))
 	claimed := waitRun(t, survive, id, 10*time.Second, "claimed", inState("planning"))
 	victim := strings.TrimPrefix(claimed.Agent, survive+"/")
 	require.Contains(t, ids, victim)
@@ -551,7 +543,7 @@ func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 	}
 	assert.True(t, givenBack, "the lost claim went back to the queue: %+v", run.History)
 
-	expect(t, exitOK, survive, "apply", id, "--yes")
+	expect(t, exitcode.OK, survive, "apply", id, "--yes")
 	assert.Equal(t, "applied", show(t, survive, id).State)
 
 	// Restarted, the killed agent finds the assignment of its lost claim
@@ -585,7 +577,7 @@ func TestRelayserverRestartMidRun(t *testing.T) {
 			require.NoError(t, tc.stop())
 			require.NoError(t, plat.StartRelayserver())
 
-			require.Equal(t, exitOK, exitCode(t, apply, 2*time.Minute), apply.Output())
+			require.Equal(t, exitcode.OK, exitCode(t, apply, 2*time.Minute), apply.Output())
 			run := show(t, contoso, id)
 			assert.Equal(t, "applied", run.State)
 			// The 8 s apply renewed its upload link (from the restarted

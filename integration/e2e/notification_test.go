@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/notify"
 )
 
@@ -80,15 +81,15 @@ func TestWebhooksSurviveRestartAndRetry(t *testing.T) {
 	t.Cleanup(srv.Close)
 	createWorkspace(t, contoso, ws)
 
-	r := expect(t, exitOK, contoso, "notifications", "create", "chat", "--url", srv.URL+"/hook", "-w", ws)
+	r := expect(t, exitcode.OK, contoso, "notifications", "create", "chat", "--url", srv.URL+"/hook", "-w", ws)
 	secret := regexp.MustCompile(`whsec_[A-Za-z0-9_-]+`).FindString(r.Stdout)
 	require.NotEmpty(t, secret, r.Stdout)
 	h.secret.Store(secret)
-	list := expect(t, exitOK, contoso, "notifications", "list", "-o", "json")
+	list := expect(t, exitcode.OK, contoso, "notifications", "list", "-o", "json")
 	assert.NotContains(t, list.Stdout, secret, "the secret is never shown again")
 
 	h.failing.Store(true)
-	r = expect(t, exitChanges, contoso, "plan", "-w", ws, "-d", config(t, "quick"))
+	r = expect(t, exitcode.Changes, contoso, "plan", "-w", ws, "-d", config(t, "quick"))
 	id := runID(t, r)
 	require.Eventually(t, func() bool {
 		h.mu.Lock()
@@ -106,10 +107,10 @@ func TestWebhooksSurviveRestartAndRetry(t *testing.T) {
 	require.Eventually(t, func() bool { return h.delivered(notify.NeedsApproval, id) == 1 }, 60*time.Second, 100*time.Millisecond,
 		"the pending delivery is made after the restart")
 
-	expect(t, exitOK, contoso, "apply", id, "--yes")
+	expect(t, exitcode.OK, contoso, "apply", id, "--yes")
 	require.Eventually(t, func() bool { return h.delivered(notify.Applied, id) == 1 }, 30*time.Second, 100*time.Millisecond)
 
-	d := expect(t, exitOK, contoso, "notifications", "deliveries", "chat")
+	d := expect(t, exitcode.OK, contoso, "notifications", "deliveries", "chat")
 	assert.Regexp(t, `run\.needs_approval\s+`+id+`\s+delivered\s+\d+\s+500 500 (500 )*200`, d.Stdout)
 	assert.Regexp(t, `run\.applied\s+`+id+`\s+delivered\s+1\s+200`, d.Stdout)
 	h.mu.Lock()
@@ -121,5 +122,5 @@ func TestWebhooksSurviveRestartAndRetry(t *testing.T) {
 		assert.Equal(t, ws, e.Workspace)
 		assert.True(t, strings.HasPrefix(e.ID, id), e.ID)
 	}
-	expect(t, exitOK, contoso, "notifications", "delete", "chat")
+	expect(t, exitcode.OK, contoso, "notifications", "delete", "chat")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
@@ -32,7 +33,7 @@ func TestPlanOptionsVariablesAndTheRenderedPlan(t *testing.T) {
 	_, _ = rand.Read(big)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "build", "big.bin"), big, 0o644))
 
-	expect(t, exitOK, contoso, "vars", "set", "-w", "options", "region", "westeurope")
+	expect(t, exitcode.OK, contoso, "vars", "set", "-w", "options", "region", "westeurope")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd, err := plat.OpsbotCmd(ctx, contoso, "vars", "set", "-w", "options", "db_password", "--sensitive")
@@ -42,11 +43,11 @@ func TestPlanOptionsVariablesAndTheRenderedPlan(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &setOut, &setOut
 	require.NoError(t, cmd.Run(), setOut.String())
 
-	list := expect(t, exitOK, contoso, "vars", "list", "-w", "options")
+	list := expect(t, exitcode.OK, contoso, "vars", "list", "-w", "options")
 	assert.Regexp(t, `db_password\s+<sensitive>`, list.Stdout)
 	assert.Regexp(t, `region\s+westeurope`, list.Stdout)
 
-	r := expect(t, exitChanges, contoso, "plan", "-w", "options", "-d", dir, "--var", "size=3",
+	r := expect(t, exitcode.Changes, contoso, "plan", "-w", "options", "-d", dir, "--var", "size=3",
 		"--target", "terraform_data.region", "--target", "terraform_data.size", "--target", "terraform_data.password")
 	id := runID(t, r)
 	assert.Regexp(t, `Uploading \S+ \(\d+ files?, [0-9.]+ (KiB|bytes); 1 left out by \.terraformignore\)`, r.Stderr, "the 2 MiB file stays home")
@@ -64,21 +65,21 @@ func TestPlanOptionsVariablesAndTheRenderedPlan(t *testing.T) {
 	require.NotNil(t, run.PlanOptions)
 	assert.Len(t, run.PlanOptions.Targets, 3)
 
-	applied := expect(t, exitOK, contoso, "apply", id, "--yes")
+	applied := expect(t, exitcode.OK, contoso, "apply", id, "--yes")
 	assert.Contains(t, applied.Stdout, "password=***", "the provisioner's echo is redacted")
 
 	// A replacement, as requested, is called out with its reason.
-	r = expect(t, exitChanges, contoso, "plan", "-w", "options", "-d", dir, "--var", "size=3",
+	r = expect(t, exitcode.Changes, contoso, "plan", "-w", "options", "-d", dir, "--var", "size=3",
 		"--target", "terraform_data.size", "--replace", "terraform_data.size")
 	replaced := runID(t, r)
 	assert.Contains(t, r.Stdout, "  # terraform_data.size will be replaced, as requested\n-/+ resource \"terraform_data\" \"size\" {\n")
-	js := expect(t, exitOK, contoso, "runs", "show", replaced, "--plan", "-o", "json")
+	js := expect(t, exitcode.OK, contoso, "runs", "show", replaced, "--plan", "-o", "json")
 	assert.Contains(t, js.Stdout, `"action_reason": "replace_by_request"`)
-	expect(t, exitOK, contoso, "cancel", replaced)
+	expect(t, exitcode.OK, contoso, "cancel", replaced)
 
-	plans := expect(t, exitOK, contoso, "runs", "show", id, "--plan", "-o", "json")
-	vars := expect(t, exitOK, contoso, "vars", "list", "-w", "options", "-o", "json")
-	logs := expect(t, exitOK, contoso, "logs", id)
+	plans := expect(t, exitcode.OK, contoso, "runs", "show", id, "--plan", "-o", "json")
+	vars := expect(t, exitcode.OK, contoso, "vars", "list", "-w", "options", "-o", "json")
+	logs := expect(t, exitcode.OK, contoso, "logs", id)
 	for what, text := range map[string]string{
 		"setting it": setOut.String(), "followed plan": r.Stdout + r.Stderr, "apply": applied.Stdout + applied.Stderr,
 		"stored log": logs.Stdout, "run with its plan": plans.Stdout, "variables": vars.Stdout, "processes": plat.Outputs(),
@@ -93,15 +94,15 @@ func TestPlanOptionsVariablesAndTheRenderedPlan(t *testing.T) {
 func TestTerraformVersionConstraint(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "pinned", "--terraform-version", ">= 99.0")
-	r := expect(t, exitOK, contoso, "plan", "-w", "pinned", "-d", config(t, "quick"), "--detach")
+	r := expect(t, exitcode.OK, contoso, "plan", "-w", "pinned", "-d", config(t, "quick"), "--detach")
 	id := runID(t, r)
 	assert.Regexp(t, `Waiting: no online agent of tenant contoso has a terraform meeting ">= 99.0", the version workspace pinned requires \(they run 1\.\d+\.\d+\)`, r.Stderr)
 	time.Sleep(2 * time.Second)
 	assert.Equal(t, "queued", show(t, contoso, id).State, "no agent takes it")
 
-	expect(t, exitOK, contoso, "workspaces", "update", "pinned", "--terraform-version", ">= 1.0, < 99.0")
+	expect(t, exitcode.OK, contoso, "workspaces", "update", "pinned", "--terraform-version", ">= 1.0, < 99.0")
 	waitRun(t, contoso, id, time.Minute, "planning", func(r opsapi.Run) bool { return r.State == "planned" || r.Terminal() })
-	expect(t, exitOK, contoso, "cancel", id)
+	expect(t, exitcode.OK, contoso, "cancel", id)
 }
 
 // TestLargePlanIsKept: a plan whose JSON is far over a queue message
@@ -109,12 +110,12 @@ func TestTerraformVersionConstraint(t *testing.T) {
 func TestLargePlanIsKept(t *testing.T) {
 	t.Parallel()
 	createWorkspace(t, contoso, "large")
-	r := expect(t, exitChanges, contoso, "plan", "-w", "large", "-d", config(t, "large"))
+	r := expect(t, exitcode.Changes, contoso, "plan", "-w", "large", "-d", config(t, "large"))
 	id := runID(t, r)
 	assert.Contains(t, r.Stdout, "  # terraform_data.many[399] will be created\n")
 	assert.Contains(t, r.Stdout, "Plan: 400 to add, 0 to change, 0 to destroy.\n")
-	js := expect(t, exitOK, contoso, "runs", "show", id, "--plan", "-o", "json")
+	js := expect(t, exitcode.OK, contoso, "runs", "show", id, "--plan", "-o", "json")
 	assert.Greater(t, len(js.Stdout), 256<<10, "the structured changes, whole")
 	assert.Equal(t, 400, strings.Count(js.Stdout, `"type": "terraform_data"`))
-	expect(t, exitOK, contoso, "cancel", id)
+	expect(t, exitcode.OK, contoso, "cancel", id)
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 )
 
 // TestPolicyChecksGateTheApproval: the example policies uploaded with
@@ -20,20 +22,20 @@ func TestPolicyChecksGateTheApproval(t *testing.T) {
 	const ws = "guarded"
 	createWorkspace(t, contoso, ws)
 	policies := filepath.Join(examples(t), "policies")
-	expect(t, exitOK, contoso, "policies", "put", "tags", "-w", ws, "--enforcement", "mandatory-with-override",
+	expect(t, exitcode.OK, contoso, "policies", "put", "tags", "-w", ws, "--enforcement", "mandatory-with-override",
 		"--file", filepath.Join(policies, "require-tags.rego"))
-	expect(t, exitOK, contoso, "policies", "put", "types", "-w", ws, "--enforcement", "advisory",
+	expect(t, exitcode.OK, contoso, "policies", "put", "types", "-w", ws, "--enforcement", "advisory",
 		"--file", filepath.Join(policies, "restrict-resource-types.rego"))
 	broken := filepath.Join(t.TempDir(), "broken.rego")
 	require.NoError(t, os.WriteFile(broken, []byte("package broken\n\ndeny contains msg if {\n\tmsg := sprintf(\"%s\", [input.plan])\n\tnosuch(msg)\n}\n"), 0o644))
-	r := expect(t, exitError, contoso, "policies", "put", "broken", "-w", ws, "--enforcement", "mandatory", "--file", broken)
+	r := expect(t, exitcode.Error, contoso, "policies", "put", "broken", "-w", ws, "--enforcement", "mandatory", "--file", broken)
 	assert.Contains(t, r.Stderr, "broken.rego:5: rego_type_error: undefined function nosuch")
-	list := expect(t, exitOK, contoso, "policies", "list")
+	list := expect(t, exitcode.OK, contoso, "policies", "list")
 	assert.Regexp(t, `tags\s+1\s+mandatory-with-override\s+guarded`, list.Stdout)
 	assert.NotContains(t, list.Stdout, "broken", "a policy that does not compile is not stored")
 
 	dir := config(t, "tagged")
-	r = expect(t, exitChanges, contoso, "plan", "-w", ws, "-d", dir)
+	r = expect(t, exitcode.Changes, contoso, "plan", "-w", ws, "-d", dir)
 	id := runID(t, r)
 	assert.Contains(t, r.Stdout, "Plan saved: 2 to add, 0 to change, 0 to destroy; it failed policy tags.\n")
 	assert.Contains(t, r.Stdout, "  FAILED tags (v1, mandatory-with-override)\n      - terraform_data.untagged is missing the tags cost-center, owner\n")
@@ -43,19 +45,19 @@ func TestPolicyChecksGateTheApproval(t *testing.T) {
 	assert.True(t, run.Policy.Blocked)
 	require.Len(t, run.Policy.Results, 2)
 
-	r = expect(t, exitError, contoso, "apply", id, "--yes")
+	r = expect(t, exitcode.Error, contoso, "apply", id, "--yes")
 	assert.Contains(t, r.Stderr, "failed policy tags: it cannot be approved (an approver may override it: opsbot apply ")
 	assert.Equal(t, "planned", show(t, contoso, id).State)
-	r = expect(t, exitOK, contoso, "apply", id, "--yes", "--override-policy")
+	r = expect(t, exitcode.OK, contoso, "apply", id, "--yes", "--override-policy")
 	run = show(t, contoso, id)
 	assert.Equal(t, "applied", run.State)
 	assert.Equal(t, "api-key:operator", run.Policy.OverriddenBy)
-	js := expect(t, exitOK, contoso, "runs", "show", id, "-o", "json")
+	js := expect(t, exitcode.OK, contoso, "runs", "show", id, "-o", "json")
 	assert.Contains(t, js.Stdout, `"overridden_by"`)
 
-	r = expect(t, exitChanges, contoso, "plan", "-w", ws, "-d", dir, "--var", "owner=team-b")
+	r = expect(t, exitcode.Changes, contoso, "plan", "-w", ws, "-d", dir, "--var", "owner=team-b")
 	id = runID(t, r)
 	assert.Contains(t, r.Stdout, "  passed tags (v1, mandatory-with-override)\n")
-	expect(t, exitOK, contoso, "apply", id, "--yes")
-	expect(t, exitOK, contoso, "policies", "delete", "tags")
+	expect(t, exitcode.OK, contoso, "apply", id, "--yes")
+	expect(t, exitcode.OK, contoso, "policies", "delete", "tags")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/tfprovider"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
@@ -25,26 +26,26 @@ func TestProvidersFromTheWorkspacesMirror(t *testing.T) {
 	createWorkspace(t, contoso, "mirrored", "--provider-mirror-dir", mirror, "--provider-direct=false")
 	dir := config(t, "provider")
 
-	r := expect(t, exitChanges, contoso, "plan", "--workspace", "mirrored", "--dir", dir)
+	r := expect(t, exitcode.Changes, contoso, "plan", "--workspace", "mirrored", "--dir", dir)
 	first := runID(t, r)
 	assert.Contains(t, r.Stdout, "terraform init changed the dependency lock file")
 	lock := filepath.Join(dir, ".terraform.lock.hcl")
-	r = expect(t, exitOK, contoso, "runs", "lockfile", first, "-O", lock)
+	r = expect(t, exitcode.OK, contoso, "runs", "lockfile", first, "-O", lock)
 	assert.Contains(t, r.Stderr, "(created by init) written to "+lock)
 	data, err := os.ReadFile(lock)
 	require.NoError(t, err)
 	assert.Contains(t, string(data), `provider "example.com/bote/botetest"`)
-	expect(t, exitOK, contoso, "cancel", first)
+	expect(t, exitcode.OK, contoso, "cancel", first)
 
 	// With the lock file in the bundle, init leaves it as it is.
-	second := runID(t, expect(t, exitChanges, contoso, "plan", "--workspace", "mirrored", "--dir", dir))
-	r = expect(t, exitOK, contoso, "runs", "show", second, "-o", "json")
+	second := runID(t, expect(t, exitcode.Changes, contoso, "plan", "--workspace", "mirrored", "--dir", dir))
+	r = expect(t, exitcode.OK, contoso, "runs", "show", second, "-o", "json")
 	var run opsapi.Run
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &run))
 	require.NotNil(t, run.PlanResult.LockFile)
 	assert.False(t, run.PlanResult.LockFile.Changed)
 	assert.Equal(t, string(data), run.PlanResult.LockFile.Content)
 
-	r = expect(t, exitOK, contoso, "apply", second, "--yes")
+	r = expect(t, exitcode.OK, contoso, "apply", second, "--yes")
 	assert.Contains(t, r.Stdout, "Applied: 1 added, 0 changed, 0 destroyed")
 }

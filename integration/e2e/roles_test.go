@@ -12,12 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
-
-// exitAPIAuth is opsbot's exit code when the ops server refuses the
-// credential (401) or what it asks (403).
-const exitAPIAuth = 6
 
 // operator is an operator API key that a platform administrator created
 // through the API (opsbot keys create), as a customer's operator would be
@@ -35,7 +32,7 @@ func newOperator(t *testing.T, name string, roles ...string) operator {
 	for _, r := range roles {
 		args = append(args, "--role", r)
 	}
-	r := expect(t, exitOK, "", args...)
+	r := expect(t, exitcode.OK, "", args...)
 	key := strings.TrimSpace(r.Stdout)
 	require.True(t, strings.HasPrefix(key, "obk_"+name+"."), "stdout is the key alone: %q", r.Stdout)
 	return operator{name: name, key: key}
@@ -56,7 +53,7 @@ func (o operator) as(t *testing.T, tenant string, args ...string) platform.Resul
 func (o operator) refused(t *testing.T, tenant, why string, args ...string) {
 	t.Helper()
 	r := o.as(t, tenant, args...)
-	assert.Equal(t, exitAPIAuth, r.Code, "%s: opsbot %s must be refused:\n%s\n%s", o.name, strings.Join(args, " "), r.Stdout, r.Stderr)
+	assert.Equal(t, exitcode.APIAuth, r.Code, "%s: opsbot %s must be refused:\n%s\n%s", o.name, strings.Join(args, " "), r.Stdout, r.Stderr)
 	assert.Contains(t, r.Stderr, why, "%s: opsbot %s", o.name, strings.Join(args, " "))
 	assert.Contains(t, r.Stderr, "ops API answered 403 forbidden")
 }
@@ -67,9 +64,9 @@ func (o operator) refused(t *testing.T, tenant, why string, args ...string) {
 func snapshot(t *testing.T, tenant, workspace, runID string) string {
 	t.Helper()
 	var wss opsapi.WorkspaceList
-	require.NoError(t, json.Unmarshal([]byte(expect(t, exitOK, tenant, "workspaces", "list", "-o", "json").Stdout), &wss))
+	require.NoError(t, json.Unmarshal([]byte(expect(t, exitcode.OK, tenant, "workspaces", "list", "-o", "json").Stdout), &wss))
 	var runs opsapi.RunList
-	require.NoError(t, json.Unmarshal([]byte(expect(t, exitOK, tenant, "runs", "list", "--workspace", workspace, "-o", "json").Stdout), &runs))
+	require.NoError(t, json.Unmarshal([]byte(expect(t, exitcode.OK, tenant, "runs", "list", "--workspace", workspace, "-o", "json").Stdout), &runs))
 	var b strings.Builder
 	for _, ws := range wss.Workspaces {
 		if ws.Name == workspace || strings.HasPrefix(ws.Name, "intruder") || strings.HasPrefix(ws.Name, "reader-") {
@@ -79,7 +76,7 @@ func snapshot(t *testing.T, tenant, workspace, runID string) string {
 	for _, r := range runs.Runs {
 		fmt.Fprintf(&b, "%s %s %s %d\n", r.ID, r.State, r.UpdatedAt, len(r.History))
 	}
-	b.WriteString(expect(t, exitOK, tenant, "logs", runID).Stdout)
+	b.WriteString(expect(t, exitcode.OK, tenant, "logs", runID).Stdout)
 	return b.String()
 }
 
@@ -95,7 +92,7 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 	approver2 := newOperator(t, "rbac-approver2", contoso+"=approver")
 	other := newOperator(t, "rbac-fabrikam", fabrikam+"=approver")
 	r := other.as(t, "", "whoami", "-o", "json")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	var me opsapi.Whoami
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &me))
 	assert.Equal(t, "rbac-fabrikam", me.ID)
@@ -103,17 +100,17 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 
 	// The operator creates a four-eyes workspace and plans in it.
 	r = op.as(t, contoso, "workspaces", "create", "rbac", "--four-eyes")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	dir := config(t, "quick")
 	r = op.as(t, contoso, "plan", "--workspace", "rbac", "--dir", dir)
-	require.Equal(t, exitChanges, r.Code, r.Stderr)
+	require.Equal(t, exitcode.Changes, r.Code, r.Stderr)
 	id := runID(t, r)
 	before := snapshot(t, contoso, "rbac", id)
 
 	needs := func(role string) string { return "lacks the " + role + " role in tenant " + contoso }
 	// A reader reads, and nothing else.
-	assert.Equal(t, exitOK, reader.as(t, contoso, "runs", "show", id).Code)
-	assert.Equal(t, exitOK, reader.as(t, contoso, "logs", id).Code)
+	assert.Equal(t, exitcode.OK, reader.as(t, contoso, "runs", "show", id).Code)
+	assert.Equal(t, exitcode.OK, reader.as(t, contoso, "logs", id).Code)
 	reader.refused(t, contoso, needs("operator"), "workspaces", "create", "reader-ws")
 	reader.refused(t, contoso, needs("operator"), "workspaces", "update", "rbac", "--description", "mine")
 	reader.refused(t, contoso, needs("operator"), "plan", "--workspace", "rbac", "--dir", dir, "--detach")
@@ -149,19 +146,19 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 	}
 	// Its unscoped lists show only its own tenant.
 	r = other.as(t, "", "agents", "list", "-o", "json")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	var agentList opsapi.AgentList
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &agentList))
 	for _, a := range agentList.Agents {
 		assert.Equal(t, fabrikam, a.Tenant, "fabrikam's operator sees only fabrikam's agents")
 	}
 	r = other.as(t, "", "status", "-o", "json")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	var st opsapi.Status
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	assert.Equal(t, 1, st.AgentCount, "status counts fabrikam's agent only")
 	r = other.as(t, "", "events", "--count", "1", "-o", "json")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	var ev opsapi.Event
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &ev))
 	require.NotNil(t, ev.Status)
@@ -172,18 +169,18 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 	// Four eyes: the approver who queued a plan cannot approve it; another
 	// approver can.
 	r = approver.as(t, contoso, "plan", "--workspace", "rbac", "--dir", dir, "--detach")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	own := runID(t, r)
 	// The first plan holds the workspace: cancel it to let the second one run.
 	r = op.as(t, contoso, "cancel", id)
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	r = reader.as(t, contoso, "logs", "-f", id)
-	assert.Equal(t, exitRunEnded, r.Code, "a reader follows a run over the WebSocket to its end: %s", r.Stderr)
+	assert.Equal(t, exitcode.RunEnded, r.Code, "a reader follows a run over the WebSocket to its end: %s", r.Stderr)
 	waitRun(t, contoso, own, 2*time.Minute, "planned", inState("planned", "failed"))
 	approver.refused(t, contoso, "four-eyes approval", "apply", own, "--yes")
 	assert.Equal(t, "planned", show(t, contoso, own).State, "the self-approval changed nothing")
 	r = approver2.as(t, contoso, "apply", own, "--yes")
-	require.Equal(t, exitOK, r.Code, r.Stderr)
+	require.Equal(t, exitcode.OK, r.Code, r.Stderr)
 	run := show(t, contoso, own)
 	assert.Equal(t, "applied", run.State)
 	assert.Equal(t, "api-key:rbac-approver", run.CreatedBy)
@@ -196,8 +193,8 @@ func TestOperatorRolesAcrossTenants(t *testing.T) {
 	assert.Equal(t, "api-key:rbac-approver2", approvedBy)
 
 	// A revoked key is refused at once.
-	expect(t, exitOK, "", "keys", "revoke", reader.name)
+	expect(t, exitcode.OK, "", "keys", "revoke", reader.name)
 	r = reader.as(t, contoso, "runs", "list")
-	assert.Equal(t, exitAPIAuth, r.Code)
+	assert.Equal(t, exitcode.APIAuth, r.Code)
 	assert.Contains(t, r.Stderr, "refused the operator credential")
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/relay"
@@ -36,15 +37,6 @@ import (
 )
 
 func TestMain(m *testing.M) { procs.Main(m) }
-
-// Exit codes of opsbot (runtime/cmd/opsbot/exitcodes.go).
-const (
-	exitOK               = 0
-	exitRelayUnreachable = 3
-	exitNoListener       = 4
-	exitRelayAuth        = 5
-	exitAPIAuth          = 6
-)
 
 const hc = "ops"
 
@@ -192,20 +184,20 @@ func TestStatusAndAgentsThroughRelay(t *testing.T) {
 	srv := s.startServer(t)
 
 	r := s.opsbot(t, nil, "status")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.Regexp(t, `Relay listener:\s+connected`, r.stdout)
 	assert.Regexp(t, `Agents:\s+2`, r.stdout)
 	assert.Regexp(t, `Server version:\s+\S+`, r.stdout)
 
 	r = s.opsbot(t, nil, "status", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	var st opsapi.Status
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
 	assert.True(t, st.RelayConnected)
 	assert.Equal(t, 2, st.AgentCount)
 
 	r = s.opsbot(t, nil, "agents", "list")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 3, r.stdout)
 	assert.Regexp(t, `^ID\s+TENANT\s+NAME\s+STATE\s+VERSION\s+TERRAFORM\s+LAST SEEN$`, lines[0])
@@ -213,7 +205,7 @@ func TestStatusAndAgentsThroughRelay(t *testing.T) {
 	assert.Regexp(t, `^fabrikam/agent-07\s+fabrikam\s+agent-07\s+unknown\s+-\s+-\s+-$`, lines[2])
 
 	r = s.opsbot(t, nil, "agents", "list", "-o", "json", "--tenant", "contoso")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	var list opsapi.AgentList
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
 	require.Len(t, list.Agents, 1)
@@ -229,7 +221,7 @@ func TestBadAPIKey(t *testing.T) {
 	wrong := "obk_e2e.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	for _, args := range [][]string{{"status"}, {"agents", "list", "-o", "json"}, {"events", "--count", "1"}} {
 		r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": wrong}, args...)
-		assert.Equal(t, exitAPIAuth, r.code, "%v: stderr: %s", args, r.stderr)
+		assert.Equal(t, exitcode.APIAuth, r.code, "%v: stderr: %s", args, r.stderr)
 		assert.Contains(t, r.stderr, "the ops server refused the operator credential")
 		assert.Empty(t, r.stdout)
 		assert.NotContains(t, r.stderr, wrong)
@@ -239,11 +231,11 @@ func TestBadAPIKey(t *testing.T) {
 func TestNoListenerConnected(t *testing.T) {
 	s := newStack(t)
 	r := s.opsbot(t, nil, "status")
-	assert.Equal(t, exitNoListener, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.NoListener, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stderr, `no relayserver is listening on hybrid connection "ops"`)
 
 	r = s.opsbot(t, nil, "events", "--count", "1")
-	assert.Equal(t, exitNoListener, r.code, "a WebSocket to no listener says so too; stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.NoListener, r.code, "a WebSocket to no listener says so too; stderr: %s", r.stderr)
 }
 
 func TestBadRelayCredentials(t *testing.T) {
@@ -259,7 +251,7 @@ func TestBadRelayCredentials(t *testing.T) {
 	for name, cs := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := s.opsbot(t, map[string]string{"OPSBOT_NAMESPACE": cs}, "status")
-			assert.Equal(t, exitRelayAuth, r.code, "stderr: %s", r.stderr)
+			assert.Equal(t, exitcode.RelayAuth, r.code, "stderr: %s", r.stderr)
 			assert.Contains(t, r.stderr, "refused the credentials")
 			assert.NotContains(t, r.stderr, ns.Key)
 		})
@@ -271,7 +263,7 @@ func TestRelayUnreachable(t *testing.T) {
 	dead := fmt.Sprintf("127.0.0.1:%d", procs.FreePort(t)) // nothing listens there
 	s.sendCS = relay.Namespace{Host: dead, KeyName: "send", Key: randomKey(t), EntityPath: hc}.ConnectionString()
 	r := s.opsbot(t, nil, "status")
-	assert.Equal(t, exitRelayUnreachable, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.RelayUnreachable, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stderr, "cannot reach the relay at "+dead)
 }
 
@@ -280,7 +272,7 @@ func TestRelayUnreachable(t *testing.T) {
 func TestServerReconnectsAfterDrop(t *testing.T) {
 	s := newInProcessStack(t, relaytest.Options{})
 	srv := s.startServer(t)
-	require.Equal(t, exitOK, s.opsbot(t, nil, "status").code)
+	require.Equal(t, exitcode.OK, s.opsbot(t, nil, "status").code)
 
 	for i := 0; i < 2; i++ {
 		before := s.relay.Stats().ListenAttempts
@@ -289,7 +281,7 @@ func TestServerReconnectsAfterDrop(t *testing.T) {
 			return s.relay.Stats().ListenAttempts > before && s.relay.ListenerCount(hc) == 1
 		}, 30*time.Second, 50*time.Millisecond, "relayserver reconnected")
 		r := s.opsbot(t, nil, "status", "-o", "json")
-		require.Equal(t, exitOK, r.code, "after drop %d: stderr: %s", i+1, r.stderr)
+		require.Equal(t, exitcode.OK, r.code, "after drop %d: stderr: %s", i+1, r.stderr)
 		var st opsapi.Status
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
 		assert.True(t, st.RelayConnected)
@@ -303,23 +295,23 @@ func TestServerReconnectsAfterRelayRestart(t *testing.T) {
 	s := newStack(t)
 	local := fmt.Sprintf("127.0.0.1:%d", procs.FreePort(t))
 	srv := s.startServer(t, "--local-listen", local)
-	require.Equal(t, exitOK, s.opsbot(t, nil, "status").code)
+	require.Equal(t, exitcode.OK, s.opsbot(t, nil, "status").code)
 
 	s.devrelay.Kill()
 	r := s.opsbot(t, nil, "status")
-	assert.Equal(t, exitRelayUnreachable, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.RelayUnreachable, r.code, "stderr: %s", r.stderr)
 	_, err := srv.WaitOutput("relay listener offline", 10*time.Second)
 	require.NoError(t, err)
 
 	// Meanwhile the local port answers, and says the relay is down.
 	r = s.opsbot(t, map[string]string{"OPSBOT_LOCAL_URL": "http://" + local}, "status", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	var st opsapi.Status
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
 	assert.False(t, st.RelayConnected)
 
 	s.startDevrelay(t)
-	require.Eventually(t, func() bool { return s.opsbot(t, nil, "status").code == exitOK }, 45*time.Second, 250*time.Millisecond,
+	require.Eventually(t, func() bool { return s.opsbot(t, nil, "status").code == exitcode.OK }, 45*time.Second, 250*time.Millisecond,
 		"relayserver reconnected to the restarted relay")
 	select {
 	case <-srv.Done():
@@ -338,7 +330,7 @@ func TestEventsOutliveTheRelayHTTPDeadline(t *testing.T) {
 	start := time.Now()
 	r := s.opsbot(t, nil, "events", "--interval", "400ms", "--count", "8", "-o", "json")
 	elapsed := time.Since(start)
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.Greater(t, elapsed, 2*deadline, "the stream lasted longer than one relayed request may")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 8)
@@ -426,28 +418,28 @@ func TestOAuth2OperatorTokenThroughRelay(t *testing.T) {
 	good := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u1", "preferred_username": "alice@example.test",
 		"roles": []string{"Ops.Operator"}, "groups": []string{"grp-contoso-ops", "grp-unrelated"}, "exp": now.Add(time.Hour).Unix()})
 	r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "agents", "list", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stdout, "contoso/agent-01")
 	assert.NotContains(t, r.stdout, "fabrikam", "a contoso reader by group sees only contoso's agents")
 	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "agents", "list", "--tenant", "fabrikam")
-	assert.Equal(t, exitAPIAuth, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.APIAuth, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stderr, "lacks the reader role in tenant fabrikam")
 	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "workspaces", "create", "w", "--tenant", "contoso")
-	assert.Equal(t, exitAPIAuth, r.code, "a reader does not create workspaces: %s", r.stderr)
+	assert.Equal(t, exitcode.APIAuth, r.code, "a reader does not create workspaces: %s", r.stderr)
 	assert.Contains(t, r.stderr, "lacks the operator role in tenant contoso")
 	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": good}, "keys", "list")
-	assert.Equal(t, exitAPIAuth, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.APIAuth, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stderr, "only a platform administrator")
 
 	fab := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u2", "oid": "oid-2",
 		"roles": []string{"Ops.Operator", "Fabrikam.Approver"}, "exp": now.Add(time.Hour).Unix()})
 	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": fab}, "agents", "list", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stdout, "fabrikam/agent-07", "an app role gives fabrikam")
 	assert.NotContains(t, r.stdout, "contoso")
 	admin := iss.token(t, jwt.MapClaims{"iss": iss.url, "aud": "api://ops", "sub": "u3", "roles": []string{"Ops.Operator", "Ops.Admin"}, "exp": now.Add(time.Hour).Unix()})
 	r = s.opsbot(t, map[string]string{"OPSBOT_API_KEY": admin}, "agents", "list", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stdout, "contoso/agent-01")
 	assert.Contains(t, r.stdout, "fabrikam/agent-07")
 
@@ -459,7 +451,7 @@ func TestOAuth2OperatorTokenThroughRelay(t *testing.T) {
 	for name, claims := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := s.opsbot(t, map[string]string{"OPSBOT_API_KEY": iss.token(t, claims)}, "status")
-			assert.Equal(t, exitAPIAuth, r.code, "stderr: %s", r.stderr)
+			assert.Equal(t, exitcode.APIAuth, r.code, "stderr: %s", r.stderr)
 		})
 	}
 }
@@ -522,7 +514,7 @@ func TestServerWaitsForTheRelay(t *testing.T) {
 	_, err = srv.WaitOutput("listening on sb://", 45*time.Second)
 	require.NoError(t, err)
 	r := s.opsbot(t, nil, "status")
-	assert.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	assert.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 }
 
 // A response above the control channel's 64 kB limit travels over a
@@ -543,7 +535,7 @@ func TestLargeAgentListThroughRelay(t *testing.T) {
 	s.startServer(t)
 
 	r := s.opsbot(t, nil, "agents", "list", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	require.Greater(t, len(r.stdout), 128<<10, "the response is well over the control channel limit")
 	var list opsapi.AgentList
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list))
@@ -558,7 +550,7 @@ func TestTwoServersOneGoesAway(t *testing.T) {
 	b := s.startServer(t)
 	for i := 0; i < 6; i++ {
 		r := s.opsbot(t, nil, "status")
-		require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+		require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	}
 	served := func(p *procs.Process) int { return strings.Count(p.Output(), "path=/v1/status") }
 	t.Logf("requests served: %d and %d", served(a), served(b))
@@ -566,6 +558,6 @@ func TestTwoServersOneGoesAway(t *testing.T) {
 	require.NoError(t, a.Stop())
 	for i := 0; i < 4; i++ {
 		r := s.opsbot(t, nil, "status")
-		require.Equal(t, exitOK, r.code, "after one server left: stderr: %s", r.stderr)
+		require.Equal(t, exitcode.OK, r.code, "after one server left: stderr: %s", r.stderr)
 	}
 }

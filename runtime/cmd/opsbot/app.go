@@ -15,6 +15,7 @@ import (
 
 	"github.com/botehq/platform/runtime/buildinfo"
 	"github.com/botehq/platform/runtime/cmd/internal/program"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
 	"github.com/botehq/platform/runtime/relay"
@@ -46,7 +47,7 @@ type app struct {
 }
 
 // run executes the CLI; a failure is a *program.ExitError with the exit
-// code (exitcodes.go) and the message to print.
+// code (package exitcode, chosen in exitcodes.go) and the message to print.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	a := &app{
 		// An empty variable is unset (opsconfig treats it so too).
@@ -85,7 +86,7 @@ func (a *app) run(ctx context.Context, args []string) error {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		return &program.ExitError{Code: exitInterrupted}
+		return &program.ExitError{Code: exitcode.Interrupted}
 	}
 	code, msg := explain(err, a.target)
 	if msg == "" { // a run outcome already printed says it all

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/tfarchive"
@@ -206,7 +207,7 @@ func (a *app) approveAndFollow(ctx context.Context, api runsAPI, tenant string, 
 			return err
 		}
 		if !ok {
-			return runOutcome{exitChanges, fmt.Sprintf("not applied; the plan of run %s still waits for approval", run.ID)}
+			return runOutcome{exitcode.Changes, fmt.Sprintf("not applied; the plan of run %s still waits for approval", run.ID)}
 		}
 	}
 	approve := api.Approve

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 )
 
 // auditServer serves GET /v1/audit from records (newest first), paging
@@ -52,13 +53,13 @@ func TestAuditCommand(t *testing.T) {
 	env := map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "obk_x.y"}
 
 	r := runCLI(t, env, "audit")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	checkGolden(t, "audit.txt", r.stdout)
 	assert.Equal(t, []string{"limit=100"}, *queries)
 
 	*queries = nil
 	r = runCLI(t, env, "audit", "--limit", "2", "-o", "json", "--tenant", "contoso", "--principal", "api-key:alice", "--since", "2026-12-06T07:00:00Z")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	var page audit.Page
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &page))
 	assert.Equal(t, records[:2], page.Records)
@@ -73,7 +74,7 @@ func TestAuditCommand(t *testing.T) {
 	}
 	url, queries = auditServer(t, many)
 	r = runCLI(t, map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "k"}, "audit", "--limit", "1200", "-o", "json")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &page))
 	assert.Len(t, page.Records, 1200)
 	assert.True(t, page.More)
@@ -81,7 +82,7 @@ func TestAuditCommand(t *testing.T) {
 
 	for _, bad := range [][]string{{"--since", "yesterday"}, {"--since", "-2h"}, {"--limit", "0"}} {
 		r := runCLI(t, env, append([]string{"audit"}, bad...)...)
-		assert.Equal(t, exitUsage, r.code, "%v: %s", bad, r.stderr)
+		assert.Equal(t, exitcode.Usage, r.code, "%v: %s", bad, r.stderr)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -26,7 +27,7 @@ func TestFailedRunEndsWithTheDiagnostic(t *testing.T) {
 	api := newFakeRuns()
 	api.follow = play
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
-	require.Equal(t, exitRunFailed, r.code)
+	require.Equal(t, exitcode.RunFailed, r.code)
 	want := "\nRun run-0000000000000001 failed: terraform plan failed: Unsupported argument (main.tf line 2)\n" +
 		"\nError: Unsupported argument\n\n  on main.tf line 2, in resource \"terraform_data\" \"x\":\n     2:   inptu = 1\n\n" +
 		"  An argument named \"inptu\" is not expected here. Did you mean \"input\"?\n"
@@ -36,7 +37,7 @@ func TestFailedRunEndsWithTheDiagnostic(t *testing.T) {
 	api = newFakeRuns()
 	api.follow = play
 	r = cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t), "-o", "json")
-	require.Equal(t, exitRunFailed, r.code)
+	require.Equal(t, exitcode.RunFailed, r.code)
 	assert.Contains(t, r.stdout, `"endColumn": 8`)
 	assert.Contains(t, r.stderr, "opsbot: run run-0000000000000001 failed: terraform plan failed: Unsupported argument (main.tf line 2)")
 }
@@ -48,7 +49,7 @@ func TestRunsShowOfAFailedPlanSaysItFailed(t *testing.T) {
 	api.run.State = "failed"
 	api.run.PlanResult = &opsapi.RunResult{Diagnostics: []opsapi.Diagnostic{{Severity: "error", Summary: "Unsupported argument"}}}
 	r := cli{t: t, api: api}.run("runs", "show", api.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Plan:       failed: Unsupported argument\n")
 	assert.NotContains(t, r.stdout, "no changes")
 }

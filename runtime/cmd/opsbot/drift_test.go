@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
@@ -41,13 +42,13 @@ func TestDriftCommands(t *testing.T) {
 	f := newFakeRuns()
 	c := cli{t: t, api: f}
 	r := c.run("drift", "schedule", "prod", "--cron", "0 3 * * *")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "Drift of workspace prod is checked cron 0 3 * * *; next check 2026-12-07T03:00:00Z.\n", r.stdout)
 	r = c.run("drift", "schedule", "prod", "--off")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, []opsapi.DriftSchedule{{Cron: "0 3 * * *"}, {}}, f.schedules)
 	for _, args := range [][]string{{"drift", "schedule", "prod"}, {"drift", "schedule", "prod", "--every", "1h", "--off"}} {
-		assert.Equal(t, exitUsage, c.run(args...).code, "%q", args)
+		assert.Equal(t, exitcode.Usage, c.run(args...).code, "%q", args)
 	}
 	assert.Contains(t, c.run("drift", "check", "prod").stdout, "Drift check run-9 queued for workspace prod")
 
@@ -56,7 +57,7 @@ func TestDriftCommands(t *testing.T) {
 		Schedule: &opsapi.DriftSchedule{Every: "6h"}, Resources: []opsapi.DriftResource{{Address: "botetest_file.motd", Actions: []string{"update"},
 			Attributes: []opsapi.DriftAttribute{{Name: "content", Before: json.RawMessage(`"hello"`), After: json.RawMessage(`"changed"`)}}}}}}
 	r = c.run("drift")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Regexp(t, `prod\s+drifted\s+1\s+2026-12-06T09:48:12Z\s+every 6h\s+-\s+botetest_file.motd\n`, r.stdout)
 	f.drift[0].Resources = append(f.drift[0].Resources, opsapi.DriftResource{Address: "b"}, opsapi.DriftResource{Address: "c"}, opsapi.DriftResource{Address: "d"})
 	f.drift[0].MoreResources = 10

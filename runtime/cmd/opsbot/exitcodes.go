@@ -6,31 +6,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
-)
-
-// Exit codes. They are part of the CLI's interface: scripts branch on them.
-const (
-	exitOK               = 0
-	exitError            = 1   // anything not below
-	exitUsage            = 2   // bad flags or configuration
-	exitRelayUnreachable = 3   // network, DNS, TLS or proxy failure reaching the relay
-	exitNoListener       = 4   // no relayserver connected to the hybrid connection
-	exitRelayAuth        = 5   // the relay refused the SAS key or Entra ID token
-	exitAPIAuth          = 6   // the ops server refused the operator credential
-	exitNotFound         = 7   // the hybrid connection does not exist
-	exitTimeout          = 8   // the request did not finish in time
-	exitUnknown          = 9   // no such tenant, workspace or run
-	exitInterrupted      = 130 // SIGINT, as shells report it
-
-	// Outcomes of a run a command waited for (plan, apply, destroy, runs
-	// wait). Like terraform plan -detailed-exitcode, "the plan has
-	// changes" is not an error but needs its own code; codes 2 to 8 are
-	// taken, so run outcomes start at 10.
-	exitChanges   = 10 // the plan succeeded and has changes: it waits for approval
-	exitRunFailed = 11 // the run failed (Terraform error, agent lost, refused artifact)
-	exitRunEnded  = 12 // the run was cancelled or timed out
 )
 
 // runOutcome is returned by commands that followed a run to an end state
@@ -69,33 +47,33 @@ func explain(err error, t target) (int, string) {
 	var cle commandLineError
 	switch {
 	case errors.As(err, &cle):
-		return exitUsage, err.Error()
+		return exitcode.Usage, err.Error()
 	case errors.As(err, &ro):
 		return ro.code, ro.msg
 	case errors.As(err, &ue):
-		return exitUsage, fmt.Sprintf("configuration error: %v", err)
+		return exitcode.Usage, fmt.Sprintf("configuration error: %v", err)
 	case errors.Is(err, opsclient.ErrNoToken):
-		return exitAPIAuth, fmt.Sprintf("cannot get an operator token for api_scope with the Entra login: run az login, or check the AZURE_* environment or managed identity\n  cause: %v", err)
+		return exitcode.APIAuth, fmt.Sprintf("cannot get an operator token for api_scope with the Entra login: run az login, or check the AZURE_* environment or managed identity\n  cause: %v", err)
 	case errors.Is(err, opsclient.ErrUnauthorized):
-		return exitAPIAuth, fmt.Sprintf("the ops server refused the operator credential: check api_key (OPSBOT_API_KEY); the key may be wrong, disabled, or an expired token\n  cause: %v", err)
+		return exitcode.APIAuth, fmt.Sprintf("the ops server refused the operator credential: check api_key (OPSBOT_API_KEY); the key may be wrong, disabled, or an expired token\n  cause: %v", err)
 	case errors.Is(err, opsclient.ErrForbidden):
-		return exitAPIAuth, forbiddenMessage(err)
+		return exitcode.APIAuth, forbiddenMessage(err)
 	case errors.Is(err, relay.ErrNoListener):
-		return exitNoListener, fmt.Sprintf("no relayserver is listening on hybrid connection %q at %s: the ops server is down or not connected to the relay\n  cause: %v", t.hybridConnection, t.host, err)
+		return exitcode.NoListener, fmt.Sprintf("no relayserver is listening on hybrid connection %q at %s: the ops server is down or not connected to the relay\n  cause: %v", t.hybridConnection, t.host, err)
 	case errors.Is(err, relay.ErrUnauthorized):
-		return exitRelayAuth, fmt.Sprintf("the relay at %s refused the credentials: check key_name and key (the rule needs the Send right) or, with relay_auth entra, that you have the Azure Relay Sender role\n  cause: %v", t.host, err)
+		return exitcode.RelayAuth, fmt.Sprintf("the relay at %s refused the credentials: check key_name and key (the rule needs the Send right) or, with relay_auth entra, that you have the Azure Relay Sender role\n  cause: %v", t.host, err)
 	case errors.Is(err, relay.ErrNotFound):
-		return exitNotFound, fmt.Sprintf("hybrid connection %q does not exist in namespace %s: check hybrid_connection and namespace\n  cause: %v", t.hybridConnection, t.host, err)
+		return exitcode.NotFound, fmt.Sprintf("hybrid connection %q does not exist in namespace %s: check hybrid_connection and namespace\n  cause: %v", t.hybridConnection, t.host, err)
 	case errors.Is(err, relay.ErrUnreachable):
-		return exitRelayUnreachable, fmt.Sprintf("cannot reach the relay at %s: check the namespace (and cloud), DNS, and that outbound HTTPS 443 is allowed through any proxy\n  cause: %v", t.host, err)
+		return exitcode.RelayUnreachable, fmt.Sprintf("cannot reach the relay at %s: check the namespace (and cloud), DNS, and that outbound HTTPS 443 is allowed through any proxy\n  cause: %v", t.host, err)
 	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
-		return exitUnknown, fmt.Sprintf("%s: check the name and --tenant (opsbot workspaces list, opsbot runs list)\n  cause: %v", ae.Message, err)
+		return exitcode.Unknown, fmt.Sprintf("%s: check the name and --tenant (opsbot workspaces list, opsbot runs list)\n  cause: %v", ae.Message, err)
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return exitTimeout, fmt.Sprintf("the ops server did not answer in time (see --timeout)\n  cause: %v", err)
+		return exitcode.Timeout, fmt.Sprintf("the ops server did not answer in time (see --timeout)\n  cause: %v", err)
 	case t.local && !errors.As(err, &ae):
-		return exitRelayUnreachable, fmt.Sprintf("cannot reach the relayserver at %s (local_url): is it running with --local-listen?\n  cause: %v", t.host, err)
+		return exitcode.RelayUnreachable, fmt.Sprintf("cannot reach the relayserver at %s (local_url): is it running with --local-listen?\n  cause: %v", t.host, err)
 	}
-	return exitError, err.Error()
+	return exitcode.Error, err.Error()
 }
 
 // forbiddenMessage explains a 403 by its reason.

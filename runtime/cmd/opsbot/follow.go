@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapitypes"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/opsconfig"
@@ -145,13 +146,13 @@ func (a *app) finish(r *opsapitypes.Run) error {
 func outcomeOf(r *opsapitypes.Run) error {
 	switch r.State {
 	case opsapitypes.StatePlanned:
-		return runOutcome{code: exitChanges} // printOutcome said how to apply it
+		return runOutcome{code: exitcode.Changes} // printOutcome said how to apply it
 	case opsapitypes.StateFailed:
-		return runOutcome{exitRunFailed, fmt.Sprintf("run %s failed: %s", r.ID, lastReason(r))}
+		return runOutcome{exitcode.RunFailed, fmt.Sprintf("run %s failed: %s", r.ID, lastReason(r))}
 	case opsapitypes.StateCancelled, opsapitypes.StateTimedOut:
-		return runOutcome{exitRunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, lastReason(r))}
+		return runOutcome{exitcode.RunEnded, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, lastReason(r))}
 	case opsapitypes.StateNeedsAttention:
-		return runOutcome{exitRunFailed, fmt.Sprintf("run %s needs attention: %s", r.ID, lastReason(r))}
+		return runOutcome{exitcode.RunFailed, fmt.Sprintf("run %s needs attention: %s", r.ID, lastReason(r))}
 	}
 	return nil
 }

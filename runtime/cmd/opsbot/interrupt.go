@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/cmd/internal/program"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapitypes"
 )
 
@@ -53,7 +54,7 @@ func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset
 	<-presses // the press that stopped following
 	if !mayCancel {
 		fmt.Fprintf(a.stderr, "\nInterrupted: stopped following. Run %s continues on its agent; to cancel it: opsbot cancel %s\n", id, id)
-		return nil, offset, runOutcome{code: exitInterrupted}
+		return nil, offset, runOutcome{code: exitcode.Interrupted}
 	}
 	window := a.cancelWindow
 	if window <= 0 {
@@ -64,7 +65,7 @@ func (a *app) follow(ctx context.Context, api runsAPI, tenant, id string, offset
 	select {
 	case <-presses:
 	case <-time.After(window):
-		return nil, offset, runOutcome{code: exitInterrupted}
+		return nil, offset, runOutcome{code: exitcode.Interrupted}
 	case <-ctx.Done():
 		return nil, offset, ctx.Err()
 	}

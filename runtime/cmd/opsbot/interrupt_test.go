@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -49,7 +50,7 @@ func TestCtrlCWhileFollowingAnApplySaysTheRunGoesOn(t *testing.T) {
 	start := time.Now()
 	r := cli{t: t, api: api, signals: signals, cancelWindow: 200 * time.Millisecond}.run("apply", api.run.ID, "--yes")
 
-	assert.Equal(t, exitInterrupted, r.code, r.stderr)
+	assert.Equal(t, exitcode.Interrupted, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "Interrupted: stopped following. Run run-0000000000000001 continues on its agent.")
 	assert.Contains(t, r.stderr, "Press Ctrl-C again within 200ms to cancel it (Terraform is interrupted on the agent), or later: opsbot cancel run-0000000000000001")
 	assert.Empty(t, api.cancelled, "one Ctrl-C never cancels")
@@ -63,7 +64,7 @@ func TestSecondCtrlCCancelsTheRunAndFollowsItToItsEnd(t *testing.T) {
 	interrupt(following, signals, syscall.SIGINT, 2)
 	r := cli{t: t, api: api, signals: signals, cancelWindow: time.Minute}.run("apply", api.run.ID, "--yes")
 
-	assert.Equal(t, exitRunEnded, r.code, r.stderr)
+	assert.Equal(t, exitcode.RunEnded, r.code, r.stderr)
 	assert.Equal(t, []string{api.run.ID}, api.cancelled)
 	assert.Contains(t, r.stderr, "Cancel of run run-0000000000000001 requested; following it to its end")
 	assert.Contains(t, r.stdout, "Run run-0000000000000001 cancelled", "the outcome ends the output, once")
@@ -76,7 +77,7 @@ func TestCtrlCDuringLogsFollowNeverCancels(t *testing.T) {
 	start := time.Now()
 	r := cli{t: t, api: api, signals: signals, cancelWindow: time.Minute}.run("logs", "-f", api.run.ID)
 
-	assert.Equal(t, exitInterrupted, r.code, r.stderr)
+	assert.Equal(t, exitcode.Interrupted, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "Run run-0000000000000001 continues on its agent; to cancel it: opsbot cancel run-0000000000000001")
 	assert.NotContains(t, r.stderr, "Press Ctrl-C again")
 	assert.Empty(t, api.cancelled)
@@ -89,7 +90,7 @@ func TestSIGTERMWhileFollowingStopsAtOnce(t *testing.T) {
 	interrupt(following, signals, syscall.SIGTERM, 1)
 	r := cli{t: t, api: api, signals: signals, cancelWindow: time.Minute}.run("apply", api.run.ID, "--yes")
 
-	assert.Equal(t, exitInterrupted, r.code, r.stderr)
+	assert.Equal(t, exitcode.Interrupted, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "stopped following; run run-0000000000000001 continues on its agent (opsbot cancel run-0000000000000001 to cancel it)")
 	assert.Empty(t, api.cancelled)
 }
@@ -104,7 +105,7 @@ func TestCtrlCAtTheQuestionApprovesNothing(t *testing.T) {
 	t.Cleanup(func() { w.Close() })
 	t.Cleanup(func() { stdin.Close() })
 	r := cli{t: t, api: api, tty: true, signals: signals, in: stdin}.run("apply", api.run.ID)
-	assert.Equal(t, exitInterrupted, r.code, r.stderr)
+	assert.Equal(t, exitcode.Interrupted, r.code, r.stderr)
 	assert.Empty(t, api.approved)
 }
 
@@ -122,7 +123,7 @@ func TestLogsFollowOfARunWaitingForApprovalSaysSoAndKeepsFollowing(t *testing.T)
 		})))
 	}
 	r := cli{t: t, api: api}.run("logs", "-f", api.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "Waiting for approval: the plan of run run-0000000000000001 waits for opsbot apply run-0000000000000001; following until the run ends")
 	assert.Contains(t, r.stdout, "Apply complete!")
 	assert.Regexp(t, `run run-0000000000000001 is applied`, r.stderr)

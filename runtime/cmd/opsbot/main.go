@@ -28,7 +28,7 @@
 // Configuration comes from flags, OPSBOT_* environment variables and a
 // config file with named profiles (package opsconfig); output is a table
 // or, with -o json, the API's JSON. Failures have distinct exit codes (see
-// exitcodes.go and docs/ops.md) so that scripts can tell a relay problem
+// package exitcode and docs/ops.md) so that scripts can tell a relay problem
 // from a credential problem or a name that does not exist, and a followed
 // run's outcome has its own: 10 the plan has changes, 11 failed, 12
 // cancelled or timed out. A mistyped command or flag is an error with the

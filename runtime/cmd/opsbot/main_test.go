@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/internal/golden"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -100,7 +101,7 @@ func TestCommandsAgainstLocalServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := runCLI(t, env, tt.args...)
-			require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+			require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 			assert.Empty(t, r.stderr)
 			checkGolden(t, tt.golden, r.stdout)
 		})
@@ -110,7 +111,7 @@ func TestCommandsAgainstLocalServer(t *testing.T) {
 func TestEventsCommand(t *testing.T) {
 	url, key := startServer(t)
 	r := runCLI(t, map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, "events", "--count", "2", "--interval", "100ms", "-o", "json")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 2)
 	assert.Contains(t, lines[1], `"seq":2`)
@@ -128,14 +129,14 @@ func TestFailuresHaveDistinctExitCodes(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{"bad API key", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "obk_cli-test.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, []string{"status"}, exitAPIAuth, "refused the operator credential"},
-		{"bad API key on events", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "nope"}, []string{"events"}, exitAPIAuth, "refused the operator credential"},
-		{"server down", map[string]string{"OPSBOT_LOCAL_URL": deadURL, "OPSBOT_API_KEY": key}, []string{"agents", "list"}, exitRelayUnreachable, "is it running with --local-listen"},
-		{"no API key", map[string]string{"OPSBOT_LOCAL_URL": url}, []string{"status"}, exitUsage, "api_key: required"},
-		{"no namespace", map[string]string{"OPSBOT_API_KEY": key}, []string{"status"}, exitUsage, "namespace: required"},
-		{"unknown flag", map[string]string{"OPSBOT_LOCAL_URL": url}, []string{"status", "--frobnicate"}, exitUsage, "unknown flag"},
-		{"bad output", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, []string{"status", "-o", "yaml"}, exitUsage, "output:"},
-		{"unknown command", nil, []string{"deploy"}, exitUsage, "unknown command"},
+		{"bad API key", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "obk_cli-test.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, []string{"status"}, exitcode.APIAuth, "refused the operator credential"},
+		{"bad API key on events", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": "nope"}, []string{"events"}, exitcode.APIAuth, "refused the operator credential"},
+		{"server down", map[string]string{"OPSBOT_LOCAL_URL": deadURL, "OPSBOT_API_KEY": key}, []string{"agents", "list"}, exitcode.RelayUnreachable, "is it running with --local-listen"},
+		{"no API key", map[string]string{"OPSBOT_LOCAL_URL": url}, []string{"status"}, exitcode.Usage, "api_key: required"},
+		{"no namespace", map[string]string{"OPSBOT_API_KEY": key}, []string{"status"}, exitcode.Usage, "namespace: required"},
+		{"unknown flag", map[string]string{"OPSBOT_LOCAL_URL": url}, []string{"status", "--frobnicate"}, exitcode.Usage, "unknown flag"},
+		{"bad output", map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, []string{"status", "-o", "yaml"}, exitcode.Usage, "output:"},
+		{"unknown command", nil, []string{"deploy"}, exitcode.Usage, "unknown command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,15 +157,15 @@ func TestExplainRelayErrors(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{fmt.Errorf("cannot get status: %w", relay.ErrNoListener), exitNoListener, `no relayserver is listening on hybrid connection "ops"`},
-		{&relay.UnreachableError{Host: tgt.host, Err: errors.New("dial tcp: no such host")}, exitRelayUnreachable, "cannot reach the relay at ns.servicebus.usgovcloudapi.net"},
-		{fmt.Errorf("x: %w", relay.ErrUnauthorized), exitRelayAuth, "the relay at ns.servicebus.usgovcloudapi.net refused the credentials"},
-		{fmt.Errorf("x: %w", relay.ErrNotFound), exitNotFound, `hybrid connection "ops" does not exist`},
-		{fmt.Errorf("x: %w", relay.ErrTimeout), exitTimeout, "did not answer in time"},
-		{fmt.Errorf("x: %w", context.DeadlineExceeded), exitTimeout, "did not answer in time"},
-		{&opsclient.APIError{StatusCode: 401, Code: "unauthorized"}, exitAPIAuth, "refused the operator credential"},
-		{&opsclient.APIError{StatusCode: 403, Code: "forbidden"}, exitAPIAuth, "lacks the required role"},
-		{&opsclient.APIError{StatusCode: 500, Code: "internal"}, exitError, "ops API answered 500"},
+		{fmt.Errorf("cannot get status: %w", relay.ErrNoListener), exitcode.NoListener, `no relayserver is listening on hybrid connection "ops"`},
+		{&relay.UnreachableError{Host: tgt.host, Err: errors.New("dial tcp: no such host")}, exitcode.RelayUnreachable, "cannot reach the relay at ns.servicebus.usgovcloudapi.net"},
+		{fmt.Errorf("x: %w", relay.ErrUnauthorized), exitcode.RelayAuth, "the relay at ns.servicebus.usgovcloudapi.net refused the credentials"},
+		{fmt.Errorf("x: %w", relay.ErrNotFound), exitcode.NotFound, `hybrid connection "ops" does not exist`},
+		{fmt.Errorf("x: %w", relay.ErrTimeout), exitcode.Timeout, "did not answer in time"},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), exitcode.Timeout, "did not answer in time"},
+		{&opsclient.APIError{StatusCode: 401, Code: "unauthorized"}, exitcode.APIAuth, "refused the operator credential"},
+		{&opsclient.APIError{StatusCode: 403, Code: "forbidden"}, exitcode.APIAuth, "lacks the required role"},
+		{&opsclient.APIError{StatusCode: 500, Code: "internal"}, exitcode.Error, "ops API answered 500"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {
@@ -179,7 +180,7 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte("namespace: myns\nhybrid_connection: ops\nkey_name: send\nkey: s3cr3t\n"), 0o600))
 	r := runCLI(t, map[string]string{"OPSBOT_API_KEY": "obk_x.y"}, "config", "show", "--config", cfgFile)
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.NotContains(t, r.stdout, "s3cr3t")
 	assert.NotContains(t, r.stdout, "obk_x.y")
 	assert.Regexp(t, `namespace\s+myns\s+file `, r.stdout)
@@ -241,7 +242,7 @@ func TestConfigShowRedactsEveryForm(t *testing.T) {
 				args = append(args, "--key", "RmxhZ0tleVNlY3JldA==")
 			}
 			r := runCLI(t, tt.env, args...)
-			require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+			require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 			for _, secret := range tt.secrets {
 				assert.NotContains(t, r.stdout, secret)
 				assert.NotContains(t, r.stderr, secret)
@@ -253,7 +254,7 @@ func TestConfigShowRedactsEveryForm(t *testing.T) {
 
 			// An error that echoes a setting hides it too.
 			r = runCLI(t, tt.env, append([]string{"status"}, args[2:]...)...)
-			require.NotEqual(t, exitOK, r.code)
+			require.NotEqual(t, exitcode.OK, r.code)
 			for _, secret := range tt.secrets {
 				assert.NotContains(t, r.stderr, secret)
 			}
@@ -289,14 +290,14 @@ func TestAPIScopeUsesTheEntraLogin(t *testing.T) {
 	out.Reset()
 	errOut.Reset()
 	a = &app{lookup: lookup, stdout: &out, stderr: &errOut, azure: fakeCredential{err: errors.New("AADSTS700082: refresh token expired"), scopes: &scopes}}
-	assert.Equal(t, exitAPIAuth, program.Exit("opsbot", a.run(context.Background(), []string{"agents", "list"}), &errOut))
+	assert.Equal(t, exitcode.APIAuth, program.Exit("opsbot", a.run(context.Background(), []string{"agents", "list"}), &errOut))
 	assert.Contains(t, errOut.String(), "run az login")
 	assert.Contains(t, errOut.String(), "AADSTS700082")
 }
 
 func TestConfigShowWorksOnBrokenConfig(t *testing.T) {
 	r := runCLI(t, map[string]string{"OPSBOT_NAMESPACE": "myns", "OPSBOT_OUTPUT": "xml"}, "config", "show")
-	require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, exitcode.OK, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stderr, "the configuration is invalid")
 	assert.Regexp(t, `output\s+xml\s+env OPSBOT_OUTPUT`, r.stdout)
 }
@@ -320,7 +321,7 @@ profiles:
     tenant: contoso-gov
 `), 0o600))
 	r := runCLI(t, nil, "config", "show", "--config", cfgFile, "--profile", "gov")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Config file: "+cfgFile+"\nProfile:     gov (flag --profile)\n")
 	assert.Regexp(t, `tenant\s+contoso-gov\s+profile gov in `+regexp.QuoteMeta(cfgFile), r.stdout)
 	assert.Regexp(t, `namespace\s+ops-gov\s+profile gov in `, r.stdout)
@@ -331,7 +332,7 @@ profiles:
 	assert.NotContains(t, r.stdout, "govkeysecret")
 
 	r = runCLI(t, map[string]string{"OPSBOT_PROFILE": "dev", "OPSBOT_TENANT": "fabrikam"}, "config", "show", "--config", cfgFile)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Profile:     dev (env OPSBOT_PROFILE)")
 	assert.Regexp(t, `tenant\s+fabrikam\s+env OPSBOT_TENANT`, r.stdout)
 
@@ -339,10 +340,10 @@ profiles:
 	url, key := startServer(t)
 	require.NoError(t, os.WriteFile(cfgFile, []byte("profiles:\n  local:\n    local_url: "+url+"\n    api_key: "+key+"\n    tenant: nobody\n"), 0o600))
 	r = runCLI(t, nil, "runs", "list", "--config", cfgFile, "--profile", "local")
-	assert.Equal(t, exitError, r.code, r.stderr)
+	assert.Equal(t, exitcode.Error, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "runs are not configured", "the request reached the server as the profile's key")
 
 	r = runCLI(t, nil, "runs", "list", "--config", cfgFile, "--profile", "prod")
-	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, exitcode.Usage, r.code)
 	assert.Contains(t, r.stderr, `profile "prod": config file `+cfgFile+` has no such profile (its profiles: local)`)
 }

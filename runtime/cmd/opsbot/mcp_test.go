@@ -9,6 +9,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 )
 
 // TestMCPCommand serves opsbot mcp on pipes as an assistant runs it, with
@@ -66,7 +68,7 @@ func TestMCPCommandRefusesBadSetup(t *testing.T) {
 		{[]string{"mcp", "--allow-aprove"}, nil, "unknown flag: --allow-aprove"},
 	} {
 		r := runCLI(t, tc.env, tc.args...)
-		assert.Equal(t, exitUsage, r.code, r.stderr)
+		assert.Equal(t, exitcode.Usage, r.code, r.stderr)
 		assert.Contains(t, r.stderr, tc.want)
 		assert.Empty(t, r.stdout, "nothing on the protocol's stream")
 	}

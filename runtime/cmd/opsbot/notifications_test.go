@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
@@ -36,11 +37,11 @@ func TestNotificationsCommands(t *testing.T) {
 	f := newFakeRuns()
 	c := cli{t: t, api: f}
 	r := c.run("notifications", "create", "chat", "--url", "https://hooks.example.com/x", "-w", "prod", "--event", "run.failed,run.applied")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Signing secret (shown once, keep it with the receiver):\n\n  whsec_test\n")
 	require.Len(t, f.webhooks, 1)
 	assert.Equal(t, []string{"run.failed", "run.applied"}, f.webhooks[0].Events)
-	assert.Equal(t, exitUsage, c.run("notifications", "create", "chat").code, "--url is required")
+	assert.Equal(t, exitcode.Usage, c.run("notifications", "create", "chat").code, "--url is required")
 
 	r = c.run("notifications", "list")
 	assert.Regexp(t, `chat\s+https://hooks.example.com/x\s+prod\s+run.failed,run.applied`, r.stdout)
@@ -53,7 +54,7 @@ func TestNotificationsCommands(t *testing.T) {
 		{ID: "e1.chat", EventType: "run.applied", Run: "run-1", Created: at, State: "delivered", Tries: 1, Attempts: []opsapi.DeliveryAttempt{{Status: 204}}},
 	}
 	r = c.run("notifications", "deliveries", "chat")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Regexp(t, `run.failed\s+run-2\s+pending \(next 2026-12-06T09:01:00Z\)\s+2\s+500 error`, r.stdout)
 	assert.Regexp(t, `run.applied\s+run-1\s+delivered\s+1\s+204`, r.stdout)
 	assert.Contains(t, r.stdout, "e2.chat: dial tcp: connection refused\n")

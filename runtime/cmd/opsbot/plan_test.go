@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/planrender"
@@ -56,7 +57,7 @@ func TestPlanShowsTheChangesAsTerraformDoes(t *testing.T) {
 		return fn(runFrame(f.set(runs.Planned, "plan saved", func(r *opsapi.Run) { r.PlanResult = res })))
 	}
 	r := cli{t: t, api: api}.run("plan", "--workspace", "app", "--dir", configDir(t))
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	for _, want := range []string{
 		"  # terraform_data.asked will be replaced, as requested\n-/+ resource \"terraform_data\" \"asked\" {\n",
 		"  # terraform_data.source will be updated in-place\n",
@@ -75,7 +76,7 @@ func TestPlanShowsTheChangesAsTerraformDoes(t *testing.T) {
 		return fn(runFrame(f.set(runs.Planned, "plan saved", func(r *opsapi.Run) { r.PlanResult = res })))
 	}
 	r = cli{t: t, api: api}.run("plan", "--workspace", "app", "--dir", configDir(t), "-o", "json")
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	var out struct {
 		opsapi.Run
 		Plan tfjson.Plan `json:"plan"`
@@ -90,7 +91,7 @@ func TestApplyShowsThePlanAndWhatItDestroysBeforeAsking(t *testing.T) {
 	api := newFakeRuns()
 	api.run.State, api.run.PlanResult = "planned", withPlan(t, api)
 	r := cli{t: t, api: api, tty: true, stdin: "no\n"}.run("apply", api.run.ID)
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "-/+ resource \"terraform_data\" \"trigger\" {")
 	warn := strings.Index(r.stderr, "Warning: this plan destroys 0 and replaces 4 resource instance(s):")
 	question := strings.Index(r.stderr, "Do you want to apply these changes?")
@@ -104,7 +105,7 @@ func TestRunsShowPlan(t *testing.T) {
 	api := newFakeRuns()
 	api.run.State, api.run.PlanResult = "planned", withPlan(t, api)
 	r := cli{t: t, api: api}.run("runs", "show", api.run.ID, "--plan")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "State:")
 	assert.Contains(t, r.stdout, "  # terraform_data.follower will be replaced due to changes in replace_triggered_by\n")
 
@@ -112,7 +113,7 @@ func TestRunsShowPlan(t *testing.T) {
 	assert.NotContains(t, r.stdout, "Terraform will perform", "the plan only with --plan")
 
 	r = cli{t: t, api: api}.run("runs", "show", api.run.ID, "--plan", "-o", "json")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	var out map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
 	assert.Contains(t, out, "plan")
@@ -121,7 +122,7 @@ func TestRunsShowPlan(t *testing.T) {
 	// A run without a plan says so and still shows the run.
 	api = newFakeRuns()
 	r = cli{t: t, api: api}.run("runs", "show", api.run.ID, "--plan")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "has no plan to show (it is queued)")
 }
 
@@ -140,7 +141,7 @@ func TestDestroyYesShowsThePlanItApproves(t *testing.T) {
 		})))
 	}
 	r := cli{t: t, api: api}.run("destroy", "-w", "app", "-d", configDir(t), "--yes")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "-/+ resource \"terraform_data\" \"trigger\" {")
 	assert.Less(t, strings.Index(r.stdout, "Terraform will perform"), strings.Index(r.stdout, "Applied:"), "the plan, then the apply")
 	warn := strings.Index(r.stderr, "Warning: this plan destroys 0 and replaces 4 resource instance(s):")

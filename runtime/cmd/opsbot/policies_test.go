@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -60,19 +61,19 @@ func TestPoliciesCommands(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "tags.rego")
 	require.NoError(t, os.WriteFile(file, []byte("package tags\ndeny contains \"x\"\n"), 0o644))
 	r := c.run("policies", "put", "tags", "--file", file, "--enforcement", "mandatory", "--workspace", "prod")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Policy tags stored as version 1 (mandatory, prod).")
 	require.Len(t, f.policies, 1)
 	assert.Equal(t, "package tags\ndeny contains \"x\"\n", f.policies[0].Source)
 
 	r = c.run("policies", "list")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Regexp(t, `tags\s+1\s+mandatory\s+prod`, r.stdout)
 	r = c.run("policies", "show", "tags", "-o", "json")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"source": "package tags`)
 	r = c.run("policies", "put", "tags", "--file", file)
-	assert.Equal(t, exitUsage, r.code, "--enforcement is required")
+	assert.Equal(t, exitcode.Usage, r.code, "--enforcement is required")
 }
 
 func blockedRun(f *fakeRuns, enforcement string) {
@@ -90,7 +91,7 @@ func TestRunsShowAndApplyWithFailedPolicy(t *testing.T) {
 	blockedRun(f, "mandatory-with-override")
 	c := cli{t: t, api: f}
 	r := c.run("runs", "show", f.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Policy checks:\n  passed types (v1, mandatory)\n  FAILED tags (v3, mandatory-with-override)\n      - terraform_data.a is missing the tags owner\n")
 	assert.Contains(t, r.stdout, "an approver may apply anyway with: opsbot apply --override-policy "+f.run.ID)
 
@@ -99,19 +100,19 @@ func TestRunsShowAndApplyWithFailedPolicy(t *testing.T) {
 	assert.Contains(t, r.stdout, `"blocked": true`)
 
 	r = c.run("apply", f.run.ID, "--yes")
-	assert.NotEqual(t, exitOK, r.code)
+	assert.NotEqual(t, exitcode.OK, r.code)
 	assert.Contains(t, r.stderr, "failed policy tags: it cannot be approved (an approver may override it: opsbot apply ")
 	assert.Empty(t, f.approved, "not even asked")
 
 	r = c.run("apply", f.run.ID, "--yes", "--override-policy", "--detach")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, []string{f.run.ID}, f.overridden)
 
 	f = newFakeRuns()
 	blockedRun(f, "mandatory")
 	c = cli{t: t, api: f}
 	r = c.run("apply", f.run.ID, "--yes", "--override-policy")
-	assert.NotEqual(t, exitOK, r.code)
+	assert.NotEqual(t, exitcode.OK, r.code)
 	assert.Contains(t, r.stderr, "failed policy tags: it cannot be approved")
 	assert.Contains(t, r.stderr, "A mandatory policy failed")
 	assert.Empty(t, f.overridden, "a mandatory policy is never overridden")
@@ -126,12 +127,12 @@ func TestPolicyChangedSinceThePlan(t *testing.T) {
 	f.run.PolicyChanged = "the policies changed since run " + f.run.ID + "'s plan was checked (no-destroy v1 is new); plan again to check it on them"
 	c := cli{t: t, api: f}
 	r := c.run("runs", "show", f.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "\n  The policies changed since run "+f.run.ID+"'s plan was checked (no-destroy v1 is new); plan again to check it on them.\n")
 	assert.NotContains(t, r.stdout, "may apply anyway")
 
 	r = c.run("apply", f.run.ID, "--yes", "--override-policy", "--detach")
-	assert.NotEqual(t, exitOK, r.code)
+	assert.NotEqual(t, exitcode.OK, r.code)
 	assert.Contains(t, r.stderr, "cannot be approved: the policies changed since run")
 	assert.Empty(t, f.overridden)
 	assert.Empty(t, f.approved)

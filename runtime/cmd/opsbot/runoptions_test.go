@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
@@ -28,7 +29,7 @@ func TestPlanOptionsTravelWithTheRun(t *testing.T) {
 
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", dir, "--var", "region=westeurope", "--var", "note=a=b",
 		"--var-file", varFile, "--target", "terraform_data.a", "--target", "module.net", "--replace", "terraform_data.b")
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	assert.Equal(t, []string{"terraform_data.a", "module.net"}, api.createQuery["target"])
 	assert.Equal(t, []string{"terraform_data.b"}, api.createQuery["replace"])
 	assert.Empty(t, api.createQuery.Get("refresh_only"))
@@ -50,7 +51,7 @@ func TestRunsShowListsThePlanOptions(t *testing.T) {
 	api := newFakeRuns()
 	api.run.PlanOptions = &opsapi.PlanOptions{Targets: []string{"a.b", "module.c"}, RefreshOnly: true}
 	r := cli{t: t, api: api}.run("runs", "show", api.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Regexp(t, `Plan options:\s+-target=a\.b -target=module\.c -refresh-only\n`, r.stdout)
 }
 
@@ -68,10 +69,10 @@ func TestBadPlanOptionsAreUsageErrors(t *testing.T) {
 	} {
 		api := newFakeRuns()
 		r := cli{t: t, api: api}.run(append([]string{"plan", "-w", "app", "-d", configDir(t)}, tc.args...)...)
-		assert.Equal(t, exitUsage, r.code, "%v: %s", tc.args, r.stderr)
+		assert.Equal(t, exitcode.Usage, r.code, "%v: %s", tc.args, r.stderr)
 		assert.Contains(t, r.stderr, tc.msg)
 		assert.Empty(t, api.created, "nothing uploaded")
 	}
 	r := cli{t: t, api: newFakeRuns()}.run("destroy", "-w", "app", "-d", configDir(t), "--yes", "--replace", "x.y")
-	assert.Equal(t, exitUsage, r.code, "destroy takes no --replace")
+	assert.Equal(t, exitcode.Usage, r.code, "destroy takes no --replace")
 }

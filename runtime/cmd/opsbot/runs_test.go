@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/cmd/internal/program"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/relay"
@@ -269,7 +270,7 @@ func TestPlanFollowsTheRunAndExitsWithChanges(t *testing.T) {
 	api.follow = playPlan
 	r := cli{t: t, api: api}.run("plan", "--workspace", "app", "--dir", configDir(t))
 
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	assert.Equal(t, []string{"app/plan"}, api.created)
 	assert.Positive(t, api.bundleBytes)
 	assert.Contains(t, r.stdout, "Initializing the backend...\nPlan: 3 to add")
@@ -290,13 +291,13 @@ func TestPlanOutcomesHaveTheirExitCodes(t *testing.T) {
 		code   int
 		out    []string
 	}{
-		{"no changes", runs.NoChanges, &opsapi.RunResult{}, exitOK, []string{"No changes"}},
-		{"failed with diagnostics", runs.Failed, failed, exitRunFailed, []string{"Error: Unsupported argument (main.tf line 3)", `  An argument named "bogus" is not expected here.`}},
-		{"cancelled", runs.Cancelled, nil, exitRunEnded, []string{"cancelled"}},
-		{"timed out", runs.TimedOut, nil, exitRunEnded, []string{"timed_out"}},
+		{"no changes", runs.NoChanges, &opsapi.RunResult{}, exitcode.OK, []string{"No changes"}},
+		{"failed with diagnostics", runs.Failed, failed, exitcode.RunFailed, []string{"Error: Unsupported argument (main.tf line 3)", `  An argument named "bogus" is not expected here.`}},
+		{"cancelled", runs.Cancelled, nil, exitcode.RunEnded, []string{"cancelled"}},
+		{"timed out", runs.TimedOut, nil, exitcode.RunEnded, []string{"timed_out"}},
 		{"auto-applied", runs.Applied, &opsapi.RunResult{Changes: &opsapi.Changes{Add: 1}, Outputs: map[string]opsapi.Output{
 			"url": {Value: json.RawMessage(`"https://x"`)}, "token": {Sensitive: true},
-		}}, exitOK, []string{"Applied: 1 added, 0 changed, 0 destroyed", `url = "https://x"`, "token = <sensitive>"}},
+		}}, exitcode.OK, []string{"Applied: 1 added, 0 changed, 0 destroyed", `url = "https://x"`, "token = <sensitive>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeRuns()
@@ -333,7 +334,7 @@ func TestFollowResumesAfterTheStreamBreaks(t *testing.T) {
 		return fn(runFrame(f.set(runs.NoChanges, "no changes", nil)))
 	}
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.True(t, strings.HasPrefix(r.stdout, "line 1\nline 2\nline 3\n\nNo changes"), "every line once, in order:\n%s", r.stdout)
 	require.Len(t, api.followOffsets, 3)
 	assert.Equal(t, int64(0), api.followOffsets[0])
@@ -347,7 +348,7 @@ func TestFollowGivesUpOnErrorsThatDoNotPass(t *testing.T) {
 		return &opsclient.APIError{StatusCode: 401, Code: "unauthorized"}
 	}
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
-	assert.Equal(t, exitAPIAuth, r.code, r.stderr)
+	assert.Equal(t, exitcode.APIAuth, r.code, r.stderr)
 	assert.Len(t, api.followOffsets, 1)
 }
 
@@ -377,12 +378,12 @@ func TestApplyConfirmation(t *testing.T) {
 		approved bool
 		msg      string
 	}{
-		{"no terminal, no --yes", []string{"apply", "run-0000000000000001"}, false, "yes\n", exitUsage, false, "--yes: required"},
-		{"declined", []string{"apply", "run-0000000000000001"}, true, "no\n", exitChanges, false, "still waits for approval"},
-		{"empty answer", []string{"apply", "run-0000000000000001"}, true, "", exitChanges, false, "still waits for approval"},
-		{"confirmed", []string{"apply", "run-0000000000000001"}, true, "yes\n", exitOK, true, "Applied: 3 added"},
-		{"--yes", []string{"apply", "run-0000000000000001", "--yes"}, false, "", exitOK, true, `network = "vnet"`},
-		{"unknown run", []string{"apply", "run-0000000000000009", "--yes"}, false, "", exitUnknown, false, "no run run-0000000000000009"},
+		{"no terminal, no --yes", []string{"apply", "run-0000000000000001"}, false, "yes\n", exitcode.Usage, false, "--yes: required"},
+		{"declined", []string{"apply", "run-0000000000000001"}, true, "no\n", exitcode.Changes, false, "still waits for approval"},
+		{"empty answer", []string{"apply", "run-0000000000000001"}, true, "", exitcode.Changes, false, "still waits for approval"},
+		{"confirmed", []string{"apply", "run-0000000000000001"}, true, "yes\n", exitcode.OK, true, "Applied: 3 added"},
+		{"--yes", []string{"apply", "run-0000000000000001", "--yes"}, false, "", exitcode.OK, true, `network = "vnet"`},
+		{"unknown run", []string{"apply", "run-0000000000000009", "--yes"}, false, "", exitcode.Unknown, false, "no run run-0000000000000009"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := planned()
@@ -403,7 +404,7 @@ func TestApplyRefusesARunThatIsNotPlanned(t *testing.T) {
 	api := newFakeRuns()
 	api.run.State = "applied"
 	r := cli{t: t, api: api}.run("apply", api.run.ID, "--yes")
-	assert.Equal(t, exitError, r.code)
+	assert.Equal(t, exitcode.Error, r.code)
 	assert.Contains(t, r.stderr, "is applied, not planned")
 	assert.Empty(t, api.approved)
 }
@@ -423,7 +424,7 @@ func TestDestroyPlansConfirmsAndApplies(t *testing.T) {
 		})))
 	}
 	r := cli{t: t, api: api, tty: true, stdin: "yes\n"}.run("destroy", "-w", "app", "-d", configDir(t))
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, []string{"app/destroy"}, api.created)
 	assert.Contains(t, r.stderr, "Do you really want to destroy these resources?")
 	assert.Contains(t, r.stdout, "Applied: 0 added, 0 changed, 3 destroyed")
@@ -433,7 +434,7 @@ func TestDestroyPlansConfirmsAndApplies(t *testing.T) {
 func TestDestroyWithoutTerminalNeedsYesBeforeUploading(t *testing.T) {
 	api := newFakeRuns()
 	r := cli{t: t, api: api}.run("destroy", "-w", "app", "-d", configDir(t))
-	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, exitcode.Usage, r.code)
 	assert.Contains(t, r.stderr, "--yes: required")
 	assert.Empty(t, api.created)
 }
@@ -449,13 +450,13 @@ func TestRunCommandErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"no tenant", map[string]string{"OPSBOT_TENANT": ""}, []string{"plan", "-w", "app", "-d", dir}, exitUsage, "tenant: required"},
-		{"no workspace", nil, []string{"plan", "-d", dir}, exitUsage, "--workspace: required"},
-		{"no such dir", nil, []string{"plan", "-w", "app", "-d", filepath.Join(dir, "missing")}, exitUsage, "--dir:"},
-		{"oversize bundle", nil, []string{"plan", "-w", "app", "-d", dir}, exitError, "refused the configuration bundle of " + dir + " as too large: the bundle is over the limit of 64.0 MiB"},
-		{"bad label", nil, []string{"workspaces", "create", "w", "--label", "novalue"}, exitUsage, `--label: "novalue": want key=value`},
-		{"bad workspace name", nil, []string{"workspaces", "create", "bad name"}, exitUsage, "workspace"},
-		{"tenant flag wins", map[string]string{"OPSBOT_TENANT": "x"}, []string{"workspaces", "create", "--tenant", "contoso", "bad name"}, exitUsage, "workspace"},
+		{"no tenant", map[string]string{"OPSBOT_TENANT": ""}, []string{"plan", "-w", "app", "-d", dir}, exitcode.Usage, "tenant: required"},
+		{"no workspace", nil, []string{"plan", "-d", dir}, exitcode.Usage, "--workspace: required"},
+		{"no such dir", nil, []string{"plan", "-w", "app", "-d", filepath.Join(dir, "missing")}, exitcode.Usage, "--dir:"},
+		{"oversize bundle", nil, []string{"plan", "-w", "app", "-d", dir}, exitcode.Error, "refused the configuration bundle of " + dir + " as too large: the bundle is over the limit of 64.0 MiB"},
+		{"bad label", nil, []string{"workspaces", "create", "w", "--label", "novalue"}, exitcode.Usage, `--label: "novalue": want key=value`},
+		{"bad workspace name", nil, []string{"workspaces", "create", "bad name"}, exitcode.Usage, "workspace"},
+		{"tenant flag wins", map[string]string{"OPSBOT_TENANT": "x"}, []string{"workspaces", "create", "--tenant", "contoso", "bad name"}, exitcode.Usage, "workspace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := cli{t: t, api: api, env: tc.env}.run(tc.args...)
@@ -469,7 +470,7 @@ func TestLogsAndCancel(t *testing.T) {
 	api := newFakeRuns()
 	api.log = "one\ntwo\n"
 	r := cli{t: t, api: api}.run("logs", api.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "one\ntwo\n", r.stdout)
 
 	r = cli{t: t, api: api}.run("logs", api.run.ID, "--offset", "4")
@@ -479,14 +480,14 @@ func TestLogsAndCancel(t *testing.T) {
 	api.run.State = "failed"
 	api.run.History = append(api.run.History, opsapi.Transition{From: "planning", To: "failed", Reason: "agent agent-01 stopped heartbeating"})
 	r = cli{t: t, api: api}.run("logs", "-f", api.run.ID)
-	assert.Equal(t, exitRunFailed, r.code)
+	assert.Equal(t, exitcode.RunFailed, r.code)
 	assert.True(t, strings.HasPrefix(r.stdout, "one\ntwo\n"), r.stdout)
 	assert.True(t, strings.HasSuffix(r.stdout, "\nRun run-0000000000000001 failed: agent agent-01 stopped heartbeating\n"), "the reason is the last line: %s", r.stdout)
 	assert.NotContains(t, r.stderr, "opsbot: run", "and said once")
 
 	api.run.State = "queued"
 	r = cli{t: t, api: api}.run("cancel", api.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "Run run-0000000000000001 cancelled.\n", r.stdout)
 	assert.Equal(t, []string{api.run.ID}, api.cancelled)
 }
@@ -514,7 +515,7 @@ func TestRunTablesGolden(t *testing.T) {
 		{"workspaces_list.txt", []string{"workspaces", "list"}},
 	} {
 		r := cli{t: t, api: api}.run(tc.args...)
-		require.Equal(t, exitOK, r.code, r.stderr)
+		require.Equal(t, exitcode.OK, r.code, r.stderr)
 		checkGolden(t, tc.golden, r.stdout)
 	}
 }
@@ -550,7 +551,7 @@ func TestPlanWithJSONOutputKeepsStdoutForTheResult(t *testing.T) {
 	api := newFakeRuns()
 	api.follow = playPlan
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t), "-o", "json")
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	var run opsapi.Run
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &run), "stdout is the run's JSON only:\n%s", r.stdout)
 	assert.Equal(t, "planned", run.State)
@@ -559,7 +560,7 @@ func TestPlanWithJSONOutputKeepsStdoutForTheResult(t *testing.T) {
 	// opsbot logs -o json: the log is the output.
 	api.set(runs.Applied, "applied", nil)
 	r = cli{t: t, api: api}.run("logs", "-f", run.ID, "-o", "json")
-	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "Initializing the backend...\nPlan: 3 to add, 0 to change, 0 to destroy.\n", r.stdout)
 }
 
@@ -573,18 +574,18 @@ func TestFollowReadsLinesStoredAfterTheLastFrame(t *testing.T) {
 		return fn(runFrame(f.set(runs.Planned, "plan saved", func(r *opsapi.Run) { r.PlanResult = planResult })))
 	}
 	r := cli{t: t, api: api}.run("plan", "-w", "app", "-d", configDir(t))
-	require.Equal(t, exitChanges, r.code, r.stderr)
+	require.Equal(t, exitcode.Changes, r.code, r.stderr)
 	assert.True(t, strings.HasPrefix(r.stdout, "line 1\nline 2\n\nPlan saved"), r.stdout)
 }
 
 func TestRunsList(t *testing.T) {
 	api := newFakeRuns()
 	r := cli{t: t, api: api}.run("runs", "list")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, api.run.ID)
 
 	r = cli{t: t, api: api}.run("runs", "list", "-w", "app", "--state", "planned,failed", "--state", "queued", "--limit", "1")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "(the newest 1; more with --limit)")
 	assert.Equal(t, []opsclient.RunQuery{{Limit: 20}, {Workspace: "app", States: []string{"planned", "failed", "queued"}, Limit: 1}}, api.queries)
 
@@ -593,9 +594,9 @@ func TestRunsList(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"runs", "list", "--state", "done"}, exitUsage, `--state: "done" is not one of`},
-		{[]string{"runs", "list", "--limit", "0"}, exitUsage, "--limit: 0 must be between 1 and 1000"},
-		{[]string{"runs", "list", "-w", "nope"}, exitUnknown, "tenant contoso has no workspace nope"},
+		{[]string{"runs", "list", "--state", "done"}, exitcode.Usage, `--state: "done" is not one of`},
+		{[]string{"runs", "list", "--limit", "0"}, exitcode.Usage, "--limit: 0 must be between 1 and 1000"},
+		{[]string{"runs", "list", "-w", "nope"}, exitcode.Unknown, "tenant contoso has no workspace nope"},
 	} {
 		r := cli{t: t, api: api}.run(tc.args...)
 		assert.Equal(t, tc.code, r.code, "%v: %s", tc.args, r.stderr)
@@ -605,7 +606,7 @@ func TestRunsList(t *testing.T) {
 
 func TestVersionNeedsNoConfiguration(t *testing.T) {
 	r := cli{t: t, api: newFakeRuns()}.run("--version")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Regexp(t, `^opsbot \S+ .*go1\.\d+`, r.stdout)
 }
 
@@ -615,12 +616,12 @@ func TestJSONOutputKeepsVersionConstraintsReadable(t *testing.T) {
 	api := newFakeRuns()
 	api.workspaces = []opsapi.Workspace{{Tenant: "contoso", Name: "app", TerraformVersion: ">= 1.10, < 2.0"}}
 	r := cli{t: t, api: api}.run("workspaces", "list", "-o", "json")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"terraform_version": ">= 1.10, < 2.0"`)
 }
 
 func TestUploadLineCountsFilesInEnglish(t *testing.T) {
 	r := cli{t: t, api: newFakeRuns()}.run("plan", "-w", "app", "-d", configDir(t), "--detach")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, " (1 file, ")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 )
@@ -85,7 +86,7 @@ func TestStateVersionsAndPull(t *testing.T) {
 	// A failed pull leaves no file behind.
 	missing := filepath.Join(t.TempDir(), "missing.tfstate")
 	r = c.run("state", "pull", "-w", "app", "--version", "run-0000000000000000-c1", "-O", missing)
-	assert.Equal(t, exitUnknown, r.code, "no such state version")
+	assert.Equal(t, exitcode.Unknown, r.code, "no such state version")
 	assert.Contains(t, r.stderr, "has no state version run-0000000000000000-c1")
 	assert.NoFileExists(t, missing)
 	entries, err := os.ReadDir(filepath.Dir(missing))

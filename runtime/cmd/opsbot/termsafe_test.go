@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -38,6 +39,6 @@ func TestLogsShowEscapesRatherThanSendThem(t *testing.T) {
 	api.log = "terraform_data.x (local-exec): \x1b]52;c;ZXZpbA==\x07\x1b[2J\n"
 	api.mu.Unlock()
 	r := cli{t: t, api: api}.run("logs", api.run.ID)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "terraform_data.x (local-exec): ^[]52;c;ZXZpbA==^G^[[2J\n", r.stdout)
 }

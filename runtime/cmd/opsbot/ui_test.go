@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/console"
 	"github.com/botehq/platform/runtime/opsclient"
 	"github.com/botehq/platform/runtime/tfarchive"
@@ -139,7 +140,7 @@ func TestUIServerRefusesOpsbot(t *testing.T) {
 func TestUIListensOnlyOnLoopback(t *testing.T) {
 	url, key := startServer(t)
 	r := runCLI(t, map[string]string{"OPSBOT_LOCAL_URL": url, "OPSBOT_API_KEY": key}, "ui", "--listen", "0.0.0.0:0")
-	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, exitcode.Usage, r.code)
 	assert.Contains(t, r.stderr, "the console serves only a loopback address")
 }
 

@@ -7,6 +7,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 )
 
 // Every group of the tree, whoever added it, refuses an unknown
@@ -35,7 +37,7 @@ func TestEveryCommandRefusesWhatItDoesNotKnow(t *testing.T) {
 	for _, g := range groups {
 		t.Run(strings.Join(append(g, "bogus"), " "), func(t *testing.T) {
 			r := cli{t: t, api: api}.run(append(g, "bogus", "x")...)
-			assert.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Equal(t, exitcode.Usage, r.code, r.stderr)
 			assert.Contains(t, r.stderr, `unknown command "bogus"`)
 			assert.Contains(t, r.stderr, "its commands: ")
 			assert.Empty(t, r.stdout)
@@ -44,7 +46,7 @@ func TestEveryCommandRefusesWhatItDoesNotKnow(t *testing.T) {
 	for _, l := range leaves {
 		t.Run(strings.Join(append(l, "--bogus"), " "), func(t *testing.T) {
 			r := cli{t: t, api: api}.run(append(l, "--bogus")...)
-			assert.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Equal(t, exitcode.Usage, r.code, r.stderr)
 			assert.Contains(t, r.stderr, "unknown flag: --bogus for \"opsbot "+strings.Join(l, " ")+`"`)
 		})
 	}
@@ -70,7 +72,7 @@ func TestUnknownCommandsAndFlagsGetSuggestions(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := cli{t: t, api: newFakeRuns()}.run(tc.args...)
-			assert.Equal(t, exitUsage, r.code)
+			assert.Equal(t, exitcode.Usage, r.code)
 			assert.Contains(t, r.stderr, tc.msg)
 			assert.NotContains(t, r.stderr, "configuration error", "a mistyped command is not a configuration problem")
 		})
@@ -91,12 +93,12 @@ func TestHelpNeedsNoConfiguration(t *testing.T) {
 		{[]string{"completion", "bash"}, "bash completion"},
 	} {
 		r := cli{t: t, env: map[string]string{"OPSBOT_LOCAL_URL": "", "OPSBOT_API_KEY": ""}}.run(tc.args...)
-		assert.Equal(t, exitOK, r.code, "%v: %s", tc.args, r.stderr)
+		assert.Equal(t, exitcode.OK, r.code, "%v: %s", tc.args, r.stderr)
 		assert.Contains(t, r.stdout, tc.want, tc.args)
 		assert.Empty(t, r.stderr, "%v: no configuration is needed", tc.args)
 	}
 	r := cli{t: t}.run("help", "runs", "lst")
-	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, exitcode.Usage, r.code)
 	assert.Contains(t, r.stderr, `unknown command "lst" for "opsbot runs"; did you mean "list"?`)
 }
 

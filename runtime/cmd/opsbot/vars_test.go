@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/opsclient"
 )
@@ -51,29 +52,29 @@ func (f *fakeRuns) UnsetVar(_ context.Context, _, _, name string) (*opsapi.Varia
 func TestVarsCommands(t *testing.T) {
 	api := newFakeRuns()
 	r := cli{t: t, api: api}.run("vars", "set", "-w", "app", "region", "westeurope")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "Variable region set for workspace app.\n", r.stdout)
 
 	// A sensitive value from stdin, out of the shell's history.
 	r = cli{t: t, api: api, stdin: "hunter2-secret\n"}.run("vars", "set", "-w", "app", "db_password", "--sensitive")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "Variable db_password (sensitive) set for workspace app.\n", r.stdout)
 	require.Len(t, api.vars, 2)
 	assert.Equal(t, "hunter2-secret", *api.vars[1].Value, "the trailing newline is not part of the value")
 
 	r = cli{t: t, api: api}.run("vars", "list", "-w", "app")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	assert.Equal(t, "NAME         VALUE\nregion       westeurope\ndb_password  <sensitive>\n", r.stdout)
 	assert.NotContains(t, r.stdout+r.stderr, "hunter2-secret")
 
 	r = cli{t: t, api: api}.run("vars", "unset", "-w", "app", "region")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	r = cli{t: t, api: api}.run("vars", "unset", "-w", "app", "region")
-	assert.NotEqual(t, exitOK, r.code)
+	assert.NotEqual(t, exitcode.OK, r.code)
 	assert.Contains(t, r.stderr, "no variable region")
 
 	r = cli{t: t, api: api}.run("vars", "list")
-	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, exitcode.Usage, r.code)
 	assert.Contains(t, r.stderr, "--workspace: required")
 }
 
@@ -83,12 +84,12 @@ func TestVarsCommands(t *testing.T) {
 func TestVarsSetWithNothingOnStdinSetsNothing(t *testing.T) {
 	api := newFakeRuns()
 	r := cli{t: t, api: api}.run("vars", "set", "-w", "app", "db_password", "--sensitive")
-	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, exitcode.Usage, r.code)
 	assert.Contains(t, r.stderr, "no value on stdin")
 	assert.Empty(t, api.vars)
 
 	r = cli{t: t, api: api}.run("vars", "set", "-w", "app", "suffix", "")
-	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, exitcode.OK, r.code, r.stderr)
 	require.Len(t, api.vars, 1)
 	assert.Equal(t, "", *api.vars[0].Value)
 }
