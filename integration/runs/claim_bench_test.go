@@ -15,7 +15,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // BenchmarkEnqueueToClaim measures the server-side share of pickup latency
@@ -57,7 +57,7 @@ func BenchmarkEnqueueToClaim(b *testing.B) {
 		require.Equal(b, q.Run.ID, r.ID)
 
 		b.StopTimer()
-		_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true}, Plan: plan})
+		_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true}, Plan: plan})
 		require.NoError(b, err)
 		_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 		require.NoError(b, err)

@@ -21,7 +21,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/secretstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // refusedLine is what relayserver logs for every message of a connector
@@ -83,7 +83,7 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	erp.send(&runproto.Started{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan})
 	erp.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: []string{"FORGED LINE"}, Offset: &off})
 	erp.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result:          &tfrun.Result{Op: tfrun.Plan, HasChanges: true},
+		Result:          &tfresult.Result{Op: tfresult.Plan, HasChanges: true},
 		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(forged)), LastSeq: 0})
 	s.settled(t)
 	r, err = s.api.Run(ctx, "tenant-a", run.ID)
@@ -97,7 +97,7 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	// The agent finishes the plan; what is recorded is only its own.
 	a1.send(&runproto.Logs{RunID: run.ID, ClaimToken: as.ClaimToken, Seq: 0, Lines: []string{"No changes."}, Offset: &off})
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{Op: tfrun.Plan}, LastSeq: 0})
+		Result: &tfresult.Result{Op: tfresult.Plan}, LastSeq: 0})
 	a1.setRunning()
 	done := s.waitRun(t, "tenant-a", run.ID, "no_changes", 15*time.Second)
 	for _, h := range done.History {

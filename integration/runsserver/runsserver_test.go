@@ -39,7 +39,7 @@ import (
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/secretstore"
 	"github.com/botehq/platform/runtime/tfarchive"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 func TestMain(m *testing.M) { procs.Main(m) }
@@ -390,7 +390,7 @@ func TestRunsServer(t *testing.T) {
 	as := a1.assignment(15 * time.Second)
 	t.Logf("queued → assigned: %s", time.Since(start))
 	assert.Equal(t, run.ID, as.RunID)
-	assert.Equal(t, tfrun.Plan, as.Op)
+	assert.Equal(t, tfresult.Plan, as.Op)
 	download(t, as.BundleURL, as.BundleSHA256)
 
 	t.Run("secrets are sealed to the assigned agent", func(t *testing.T) {
@@ -428,7 +428,7 @@ func TestRunsServer(t *testing.T) {
 	upload(t, as.UploadURL, workdir)
 	sum := sha256.Sum256(workdir)
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result:          &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 1}},
+		Result:          &tfresult.Result{Op: tfresult.Plan, HasChanges: true, Changes: &tfresult.ChangeSummary{Add: 1}},
 		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(workdir)), LastSeq: 1})
 	a1.setRunning()
 
@@ -461,7 +461,7 @@ func TestRunsServer(t *testing.T) {
 	_, err = s.api.Approve(ctx, "tenant-a", run.ID)
 	require.NoError(t, err)
 	ap := a1.assignment(15 * time.Second)
-	assert.Equal(t, tfrun.Apply, ap.Op)
+	assert.Equal(t, tfresult.Apply, ap.Op)
 	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
 	// The apply stores the state it leaves in its claim's own blob (here
 	// before it goes silent).
@@ -577,14 +577,14 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 	upload(t, as.UploadURL, workdir)
 	sum := sha256.Sum256(workdir)
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: as.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result:          &tfrun.Result{HasChanges: true},
+		Result:          &tfresult.Result{HasChanges: true},
 		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(workdir)), LastSeq: 0})
 	a1.setRunning()
 
 	s.startRelayserver(t)
 	// Auto-apply: the restarted server records the plan and assigns the apply.
 	ap := a1.assignment(20 * time.Second)
-	assert.Equal(t, tfrun.Apply, ap.Op)
+	assert.Equal(t, tfresult.Apply, ap.Op)
 	assert.Equal(t, workdir, download(t, ap.WorkdirURL, ap.WorkdirSHA256))
 	// The apply renews its upload link (as an agent does when the one it
 	// has is half spent), stores its state with it and reports size and
@@ -664,7 +664,7 @@ func TestClaimsGoBackWhenRefusedOrLost(t *testing.T) {
 	a2.send(&runproto.Started{RunID: run.ID, ClaimToken: again.ClaimToken, Phase: runproto.PhasePlan})
 	assert.Equal(t, again.ClaimToken, a2.proceed(15*time.Second).ClaimToken)
 	a2.send(&runproto.Result{RunID: run.ID, ClaimToken: again.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{Op: tfrun.Plan}, LastSeq: -1})
+		Result: &tfresult.Result{Op: tfresult.Plan}, LastSeq: -1})
 	done := s.waitRun(t, "tenant-a", run.ID, "no_changes", 15*time.Second)
 	assert.Contains(t, done.PlanAgent, "a2")
 

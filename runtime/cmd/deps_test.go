@@ -81,6 +81,34 @@ func TestSelfContainedPackages(t *testing.T) {
 	}
 }
 
+// layerRules keep a package from linking what belongs to another layer
+// (issue 12's layer leaks): the stored run model, the run protocol and the
+// servers carry Terraform's result as data (runtime/tfresult), never
+// through the code that runs Terraform; the artifact store speaks in its
+// own references, not in the bus's message types.
+var layerRules = map[string][]string{
+	"runtime/runs":      {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+	"runtime/runstore":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+	"runtime/runproto":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+	"runtime/opsserver": {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+	"runtime/tfresult":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+}
+
+func TestLayers(t *testing.T) {
+	for pkg, forbidden := range layerRules {
+		for _, dep := range goList(t, "-deps", module+pkg) {
+			for _, bad := range forbidden {
+				if strings.HasPrefix(bad, "runtime/") {
+					bad = module + bad
+				}
+				if dep == bad || strings.HasPrefix(dep, bad+"/") {
+					t.Errorf("%s links %s; find the import chain with `go list -deps`", pkg, dep)
+				}
+			}
+		}
+	}
+}
+
 func TestComponentsLinkNoTestTooling(t *testing.T) {
 	for _, dep := range goList(t, "-deps", module+"components/...", module+"stacks/...") {
 		for _, bad := range []string{"github.com/testcontainers/", module + "integration"} {

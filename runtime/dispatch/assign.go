@@ -10,7 +10,7 @@ import (
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // claimGeneration is the claim token of an executing run: the length of
@@ -66,7 +66,7 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		return nil, err
 	}
 	a.UploadURL, a.StateUploadURL, a.UploadExpiresAt = l.UploadURL, l.StateUploadURL, l.ExpiresAt
-	if a.Op == tfrun.Apply {
+	if a.Op == tfresult.Apply {
 		if r.Plan == nil {
 			return nil, errors.New("the run has no saved plan")
 		}

@@ -27,7 +27,7 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/secretstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // sent is one message the dispatcher sent to an agent.
@@ -299,7 +299,7 @@ func TestAssignGoesToOneAgentOfTheTenantWithSealedSecrets(t *testing.T) {
 	assert.Equal(t, "tenant-a", to.tenant)
 	assert.Equal(t, "a1", to.agent, "the only online agent of tenant-a")
 	assert.Equal(t, r.ID, a.RunID)
-	assert.Equal(t, tfrun.Plan, a.Op)
+	assert.Equal(t, tfresult.Plan, a.Op)
 	assert.Equal(t, "2", a.ClaimToken, "queued, then claimed: generation 2")
 	assert.Equal(t, "https://blob/"+r.Bundle.Blob+"?sp=r", a.BundleURL)
 	assert.Equal(t, r.Bundle.SHA256, a.BundleSHA256)
@@ -343,7 +343,7 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Logs{RunID: r.ID, ClaimToken: a.ClaimToken, Seq: 0, Lines: []string{"Plan: 1 to add"}}))
 	wd := strings.Repeat("c", 64)
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 1}}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
+		Result: &tfresult.Result{Op: tfresult.Plan, HasChanges: true, Changes: &tfresult.ChangeSummary{Add: 1}}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
 	got := e.run(r.ID)
 	require.Equal(t, runs.Planned, got.State)
 	require.NotNil(t, got.Plan)
@@ -352,13 +352,13 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 
 	// A redelivered result is dropped (the plan's claim has ended) and changes nothing.
 	e.requireDropped(e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
+		Result: &tfresult.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: wd, WorkdirSize: 99, LastSeq: 0}))
 
 	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
 	require.NoError(t, err)
 	e.heartbeat("tenant-a", "a2") // the apply may go to any agent of the tenant
 	_, ap := e.assigned()
-	assert.Equal(t, tfrun.Apply, ap.Op)
+	assert.Equal(t, tfresult.Apply, ap.Op)
 	assert.Equal(t, "https://blob/"+got.Plan.Blob+"?sp=r", ap.WorkdirURL)
 	assert.Equal(t, wd, ap.WorkdirSHA256)
 	assert.Equal(t, int64(99), ap.WorkdirSize)
@@ -373,7 +373,7 @@ func TestFullLifecyclePlanApproveApply(t *testing.T) {
 
 	require.NoError(t, e.from("tenant-a", applier, &runproto.Logs{RunID: r.ID, ClaimToken: ap.ClaimToken, Seq: 0, Lines: []string{"Apply complete!"}}))
 	require.NoError(t, e.from("tenant-a", applier, &runproto.Result{RunID: r.ID, ClaimToken: ap.ClaimToken, Phase: runproto.PhaseApply, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{Op: tfrun.Apply, Outputs: map[string]tfrun.Output{"x": {Value: []byte(`"1"`)}}}, LastSeq: 0}))
+		Result: &tfresult.Result{Op: tfresult.Apply, Outputs: map[string]tfresult.Output{"x": {Value: []byte(`"1"`)}}}, LastSeq: 0}))
 	done := e.run(r.ID)
 	assert.Equal(t, runs.Applied, done.State)
 	assert.Equal(t, "Plan: 1 to add\nApply complete!\n", e.logs.text(r.ID))
@@ -488,7 +488,7 @@ func TestLogBatchesWithOffsetsGoExactlyThere(t *testing.T) {
 
 	// The apply's assignment says where its log starts.
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("d", 64), WorkdirSize: 1, LastSeq: 2}))
+		Result: &tfresult.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("d", 64), WorkdirSize: 1, LastSeq: 2}))
 	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
 	require.NoError(t, err)
 	_, ap := e.assigned()
@@ -519,7 +519,7 @@ func TestPlanWithChangesButNoUploadFails(t *testing.T) {
 	r := e.enqueue(runs.OpApply)
 	_, a := e.assigned()
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, LastSeq: -1}))
+		Result: &tfresult.Result{HasChanges: true}, LastSeq: -1}))
 	got := e.run(r.ID)
 	assert.Equal(t, runs.Failed, got.State)
 	assert.Contains(t, got.LastReason(), "did not upload")
@@ -756,17 +756,17 @@ func (e *env) applyClaimed() (runs.Run, *runproto.Assign) {
 	r := e.enqueue(runs.OpApply)
 	_, a := e.assigned()
 	require.NoError(e.t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
+		Result: &tfresult.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
 	_, err := e.m.Approve(context.Background(), "tenant-a", r.ID, "bob")
 	require.NoError(e.t, err)
 	_, ap := e.assigned()
-	require.Equal(e.t, tfrun.Apply, ap.Op)
+	require.Equal(e.t, tfresult.Apply, ap.Op)
 	return e.run(r.ID), ap
 }
 
 func stateResult(r runs.Run, token string, outcome runproto.Outcome) *runproto.Result {
 	return &runproto.Result{RunID: r.ID, ClaimToken: token, Phase: runproto.PhaseApply, Outcome: outcome,
-		Result: &tfrun.Result{Op: tfrun.Apply}, StateUploaded: true, StateSHA256: strings.Repeat("5", 64), StateSize: 42, LastSeq: -1}
+		Result: &tfresult.Result{Op: tfresult.Apply}, StateUploaded: true, StateSHA256: strings.Repeat("5", 64), StateSize: 42, LastSeq: -1}
 }
 
 func TestApplyStateIsPromotedOnlyWithItsAcceptedResult(t *testing.T) {
@@ -867,7 +867,7 @@ func TestUploadLinksLastUploadTTLAndAreRenewedOnlyForAnOpenClaim(t *testing.T) {
 	requireRefused(t, e.from("tenant-a", "a2", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
 	requireRefused(t, e.from("tenant-b", "b1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: plan.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
+		Result: &tfresult.Result{HasChanges: true}, WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 99, LastSeq: -1}))
 	e.requireDropped(e.from("tenant-a", "a1", &runproto.Renew{RunID: r.ID, ClaimToken: plan.ClaimToken}))
 	assert.Empty(t, e.sender.take(), "no links for an ended claim")
 

@@ -6,7 +6,7 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // Upload links are fenced to their claim three ways:
@@ -34,7 +34,7 @@ func uploadBlob(r runs.Run, token string) string {
 func (d *Dispatcher) uploadLinks(ctx context.Context, r runs.Run, token string) (*runproto.Links, error) {
 	l := &runproto.Links{RunID: r.ID, ClaimToken: token}
 	blob, link := uploadBlob(r, token), &l.UploadURL
-	if r.TerraformOp() == tfrun.Apply {
+	if r.TerraformOp() == tfresult.Apply {
 		blob, link = artifacts.StagedState(r.Tenant, r.Workspace, r.ID, token), &l.StateUploadURL
 	}
 	var err error

@@ -15,8 +15,9 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfproviders"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // memPlans keeps plans in memory; fail makes Put fail.
@@ -52,7 +53,7 @@ func TestPlanJSONIsKeptWithThePlan(t *testing.T) {
 		r := e.enqueue(runs.OpApply)
 		_, a := e.assigned()
 		res := &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-			Result: &tfrun.Result{HasChanges: changes}, Plan: []byte(planJSON), LastSeq: -1}
+			Result: &tfresult.Result{HasChanges: changes}, Plan: []byte(planJSON), LastSeq: -1}
 		if changes {
 			res.WorkdirUploaded, res.WorkdirSHA256, res.WorkdirSize = true, strings.Repeat("c", 64), 9
 		}
@@ -71,7 +72,7 @@ func TestPlanJSONThatCannotBeKeptDoesNotFailTheRun(t *testing.T) {
 	r := e.enqueue(runs.OpApply)
 	_, a := e.assigned()
 	require.NoError(t, e.from("tenant-a", "a1", &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, Plan: []byte(planJSON), WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 9, LastSeq: -1}))
+		Result: &tfresult.Result{HasChanges: true}, Plan: []byte(planJSON), WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 9, LastSeq: -1}))
 	got := e.run(r.ID)
 	assert.Equal(t, runs.Planned, got.State)
 	assert.Nil(t, got.PlanJSON)
@@ -91,7 +92,7 @@ func TestAssignmentCarriesPlanOptionsAndPlainVars(t *testing.T) {
 	e.heartbeat("tenant-a", "a1")
 	id := runs.NewRunID(e.clock())
 	_, err = e.m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "tenant-a", Workspace: "prod", ID: id, Operation: runs.OpApply,
-		PlanOptions: tfrun.PlanOptions{Targets: []string{"terraform_data.a"}},
+		PlanOptions: runspec.PlanOptions{Targets: []string{"terraform_data.a"}},
 		Bundle:      &envelope.Claim{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
 	require.NoError(t, err)
 	_, a := e.assigned()
@@ -122,7 +123,7 @@ func TestPlanIsCheckedAgainstPolicies(t *testing.T) {
 	r := e.enqueue(runs.OpApply)
 	_, a := e.assigned()
 	res := &runproto.Result{RunID: r.ID, ClaimToken: a.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Succeeded,
-		Result: &tfrun.Result{HasChanges: true}, Plan: []byte(planJSON), WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 9, LastSeq: -1}
+		Result: &tfresult.Result{HasChanges: true}, Plan: []byte(planJSON), WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("c", 64), WorkdirSize: 9, LastSeq: -1}
 	require.ErrorContains(t, e.from("tenant-a", "a1", res), "table down")
 	assert.Equal(t, runs.Planning, e.run(r.ID).State, "not recorded without its check")
 

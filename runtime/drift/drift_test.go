@@ -20,7 +20,7 @@ import (
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // keptPlan is testdata/refresh-only/plan.json (terraform plan
@@ -136,7 +136,7 @@ func (e *env) plan(t *testing.T, id string, changes bool) runs.Run {
 	ctx := context.Background()
 	_, err := e.m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	rep := runs.Report{Tenant: "contoso", Run: id, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: changes}}
+	rep := runs.Report{Tenant: "contoso", Run: id, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: changes}}
 	if changes {
 		rep.Plan = claim(id, "workdir.tar.gz")
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/runspec"
 )
 
 // Runs is what the scheduler needs of the run manager (*runs.Manager).
@@ -232,7 +232,7 @@ func (s *Scheduler) queue(ctx context.Context, st State, next time.Time, last *r
 	}
 	_, err := s.cfg.Runs.Enqueue(ctx, runs.EnqueueRequest{Tenant: st.Tenant, Workspace: st.Workspace, ID: id, Operation: runs.OpApply,
 		Bundle: last.Bundle, Message: "drift check (configuration of run " + last.ID + ")", CreatedBy: By, CreatedByID: ByID,
-		PlanOptions: tfrun.PlanOptions{RefreshOnly: true}, DriftCheck: true})
+		PlanOptions: runspec.PlanOptions{RefreshOnly: true}, DriftCheck: true})
 	if err != nil {
 		_, _ = update(ctx, s.cfg.Store, st.Tenant, st.Workspace, func(cur *State) error {
 			cur.LastError = "cannot queue the check: " + err.Error()

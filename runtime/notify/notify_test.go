@@ -18,7 +18,7 @@ import (
 
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // receiver is a webhook on loopback that verifies every request and
@@ -73,7 +73,7 @@ func newNotifier(t *testing.T, store notify.Store, allowPrivate bool) *notify.No
 func plannedRun() (runs.Run, runs.Transition) {
 	at := time.Now().UTC()
 	r := runs.Run{ID: "run-0000000000000001", Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply, State: runs.Planned, CreatedBy: "alice",
-		PlanResult: &tfrun.Result{HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 2, Remove: 1}},
+		PlanResult: &tfresult.Result{HasChanges: true, Changes: &tfresult.ChangeSummary{Add: 2, Remove: 1}},
 		Policy:     &runs.PolicyCheck{Results: []runs.PolicyResult{{Policy: "tags", Version: 2, Enforcement: runs.Advisory, Messages: []string{"untagged"}}}},
 		History: []runs.Transition{{To: runs.Queued, At: at}, {From: runs.Queued, To: runs.Planning, At: at},
 			{From: runs.Planning, To: runs.Planned, At: at.Add(time.Second), By: "a1", Reason: "plan saved"}}}

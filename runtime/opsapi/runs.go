@@ -17,8 +17,8 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfarchive"
-	"github.com/botehq/platform/runtime/tfrun"
 )
 
 // Artifacts stores run bundles, reads run logs and kept workspace states
@@ -198,7 +198,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("refresh_only %q must be true or false", q.Get("refresh_only")))
 		return
 	}
-	plan := tfrun.PlanOptions{Targets: q["target"], Replace: q["replace"], RefreshOnly: refreshOnly}
+	plan := runspec.PlanOptions{Targets: q["target"], Replace: q["replace"], RefreshOnly: refreshOnly}
 	if err := plan.Validate(op == runs.OpDestroy); err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return

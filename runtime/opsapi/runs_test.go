@@ -28,7 +28,7 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfarchive"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // fakeArtifacts keeps bundles and logs in memory; limit (when set) stands
@@ -157,10 +157,10 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	plan := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/workdir-c2.tar.gz", Size: 9, SHA256: strings.Repeat("c", 64)}
 	planJSON := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/plan-1.json", Size: int64(len(fixturePlan)), SHA256: strings.Repeat("d", 64)}
 	f.arts.plans = map[string][]byte{planJSON.Blob: []byte(fixturePlan)}
-	_, err = f.m.Report(ctx, runs.Report{Tenant: "contoso", Run: f.planned, Agent: "a1", State: runs.Planned, Plan: plan, PlanJSON: planJSON, Result: &tfrun.Result{
-		Op: tfrun.Plan, HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 2}, Plan: &planrender.Summary{Add: 2},
-		Diagnostics: []tfrun.Diagnostic{{Severity: "warning", Summary: "deprecated", File: "main.tf", Line: 3}},
-		Outputs:     map[string]tfrun.Output{"name": {Value: json.RawMessage(`"web"`)}, "password": {Sensitive: true, Value: json.RawMessage(`"hunter2"`)}},
+	_, err = f.m.Report(ctx, runs.Report{Tenant: "contoso", Run: f.planned, Agent: "a1", State: runs.Planned, Plan: plan, PlanJSON: planJSON, Result: &tfresult.Result{
+		Op: tfresult.Plan, HasChanges: true, Changes: &tfresult.ChangeSummary{Add: 2}, Plan: &planrender.Summary{Add: 2},
+		Diagnostics: []tfresult.Diagnostic{{Severity: "warning", Summary: "deprecated", File: "main.tf", Line: 3}},
+		Outputs:     map[string]tfresult.Output{"name": {Value: json.RawMessage(`"web"`)}, "password": {Sensitive: true, Value: json.RawMessage(`"hunter2"`)}},
 	}})
 	require.NoError(t, err)
 	f.arts.appendLog(f.planned, "Terraform will perform the following actions:", "Plan: 2 to add, 0 to change, 0 to destroy.")

@@ -6,7 +6,7 @@ import (
 
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfproviders"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // applyUpdate returns w with the request's changes; timeouts holds the parsed
@@ -61,7 +61,7 @@ func apiWorkspace(w runs.Workspace) Workspace {
 	}
 }
 
-func apiResult(r *tfrun.Result) *RunResult {
+func apiResult(r *tfresult.Result) *RunResult {
 	if r == nil {
 		return nil
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 const memPlan = `{"format_version":"1.2","resource_changes":[{"address":"terraform_data.a","change":{"actions":["create"],"before":null,"after":{"n":12345678901234567890}}}]}`
@@ -38,7 +38,7 @@ func TestPlan(t *testing.T) {
 	require.NoError(t, err)
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: run.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: run.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
 		Plan:     &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + run.ID + "/workdir-1.tar.gz", Size: 1, SHA256: strings.Repeat("a", 64)},
 		PlanJSON: &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + run.ID + "/plan-1.json", Size: int64(len(memPlan)), SHA256: strings.Repeat("b", 64)}})
 	require.NoError(t, err)

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // Errors Decode and Encode return, wrapped in a *DecodeError.
@@ -127,11 +127,11 @@ func Validate(m Message) error {
 			return err
 		}
 		switch m.Op {
-		case tfrun.Plan, tfrun.PlanDestroy:
+		case tfresult.Plan, tfresult.PlanDestroy:
 			if err := firstErr(req("bundleURL", m.BundleURL), req("uploadURL", m.UploadURL)); err != nil {
 				return err
 			}
-		case tfrun.Apply:
+		case tfresult.Apply:
 			if err := req("workdirURL", m.WorkdirURL); err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ func Validate(m Message) error {
 		if m.Timeout < 0 {
 			return malformed(t, "timeout", "negative")
 		}
-		if err := m.Plan.Validate(m.Op == tfrun.PlanDestroy); err != nil {
+		if err := m.Plan.Validate(m.Op == tfresult.PlanDestroy); err != nil {
 			return malformed(t, "plan", "%v", err)
 		}
 	case *Cancel:

@@ -29,8 +29,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfproviders"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // ContentType is the envelope content type of every runproto message.
@@ -71,13 +72,13 @@ type Phase string
 
 // Phases.
 const (
-	PhasePlan  Phase = "plan"  // tfrun.Plan or tfrun.PlanDestroy
-	PhaseApply Phase = "apply" // tfrun.Apply of the saved plan
+	PhasePlan  Phase = "plan"  // tfresult.Plan or tfresult.PlanDestroy
+	PhaseApply Phase = "apply" // tfresult.Apply of the saved plan
 )
 
 // PhaseOf is the phase of a Terraform operation.
-func PhaseOf(op tfrun.Operation) Phase {
-	if op == tfrun.Apply {
+func PhaseOf(op tfresult.Operation) Phase {
+	if op == tfresult.Apply {
 		return PhaseApply
 	}
 	return PhasePlan
@@ -121,10 +122,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Assign (run.assign) gives an agent one phase of a run.
 type Assign struct {
-	RunID     string          `json:"runId"`
-	Tenant    string          `json:"tenant"`
-	Workspace string          `json:"workspace"`
-	Op        tfrun.Operation `json:"op"`
+	RunID     string             `json:"runId"`
+	Tenant    string             `json:"tenant"`
+	Workspace string             `json:"workspace"`
+	Op        tfresult.Operation `json:"op"`
 	// ClaimToken is the claim generation; echo it in every report.
 	ClaimToken string `json:"claimToken"`
 	// BundleURL is a read-only SAS URL of the configuration bundle
@@ -168,7 +169,7 @@ type Assign struct {
 	Timeout Duration `json:"timeout,omitempty"`
 	// Plan narrows or changes a plan or destroy (-target, -replace,
 	// -refresh-only).
-	Plan tfrun.PlanOptions `json:"plan,omitzero"`
+	Plan runspec.PlanOptions `json:"plan,omitzero"`
 	// Vars are the workspace's input variables that are not sensitive (the
 	// sensitive ones travel sealed in Secrets).
 	Vars map[string]string `json:"vars,omitempty"`
@@ -243,11 +244,11 @@ func LinesBytes(lines []string) int64 {
 
 // Result (run.result) ends a phase.
 type Result struct {
-	RunID      string        `json:"runId"`
-	ClaimToken string        `json:"claimToken"`
-	Phase      Phase         `json:"phase"`
-	Outcome    Outcome       `json:"outcome"`
-	Result     *tfrun.Result `json:"result,omitempty"`
+	RunID      string           `json:"runId"`
+	ClaimToken string           `json:"claimToken"`
+	Phase      Phase            `json:"phase"`
+	Outcome    Outcome          `json:"outcome"`
+	Result     *tfresult.Result `json:"result,omitempty"`
 	// Reason explains a failure the Result does not (download failed, ...).
 	Reason string `json:"reason,omitempty"`
 	// WorkdirUploaded says the working directory with the saved plan was

@@ -13,21 +13,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 func TestRoundTrip(t *testing.T) {
 	msgs := []Message{
-		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfrun.Plan, ClaimToken: "2",
+		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfresult.Plan, ClaimToken: "2",
 			BundleURL: "https://b/x?sig", BundleSHA256: strings.Repeat("a", 64), BundleSize: 10, UploadURL: "https://b/y?sig", Secrets: "jwe", Timeout: Duration(time.Hour)},
-		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfrun.Apply, ClaimToken: "5", WorkdirURL: "https://b/w?sig",
+		&Assign{RunID: "run-1", Tenant: "contoso", Workspace: "prod", Op: tfresult.Apply, ClaimToken: "5", WorkdirURL: "https://b/w?sig",
 			StateUploadURL: "https://b/s?sig", UploadExpiresAt: time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)},
 		&Cancel{RunID: "run-1", ClaimToken: "2", Reason: "cancelled by bob"},
 		&Heartbeat{Capacity: 2, Running: []string{"run-1"}, Labels: map[string]string{"env": "prod"}, Version: "1.0"},
 		&Started{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan},
 		&Logs{RunID: "run-1", ClaimToken: "2", Seq: 3, Lines: []string{"a", "b"}},
 		&Logs{RunID: "run-1", ClaimToken: "2", Seq: 4, Lines: []string{"c"}, Offset: ptr(int64(4))},
-		&Result{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan, Outcome: Succeeded, Result: &tfrun.Result{HasChanges: true},
+		&Result{RunID: "run-1", ClaimToken: "2", Phase: PhasePlan, Outcome: Succeeded, Result: &tfresult.Result{HasChanges: true},
 			WorkdirUploaded: true, WorkdirSHA256: strings.Repeat("b", 64), WorkdirSize: 42, LastSeq: 3},
 		&Result{RunID: "run-1", ClaimToken: "5", Phase: PhaseApply, Outcome: Failed,
 			StateUploaded: true, StateSHA256: strings.Repeat("c", 64), StateSize: 7, LastSeq: -1},

@@ -10,8 +10,9 @@ import (
 
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
+	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/runstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // TestDriftCheckIsNeverApproved: a drift check's refresh-only plan that
@@ -22,11 +23,11 @@ func TestDriftCheckIsNeverApproved(t *testing.T) {
 	ctx := context.Background()
 	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
 	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply, CreatedBy: "drift-check", CreatedByID: "system:drift-check",
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}, PlanOptions: tfrun.PlanOptions{RefreshOnly: true}, DriftCheck: true})
+		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}, PlanOptions: runspec.PlanOptions{RefreshOnly: true}, DriftCheck: true})
 	require.NoError(t, err)
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	r, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+	r, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
 		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	require.Equal(t, runs.Planned, r.State)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/runspec"
 )
 
 // EnqueueRequest asks for a new run.
@@ -32,7 +32,7 @@ type EnqueueRequest struct {
 	// empty means CreatedBy.
 	CreatedByID string
 	// PlanOptions are the plan's -target, -replace and -refresh-only.
-	PlanOptions tfrun.PlanOptions
+	PlanOptions runspec.PlanOptions
 	// DriftCheck marks a scheduled refresh-only check (see Run.DriftCheck).
 	DriftCheck bool
 }

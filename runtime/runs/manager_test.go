@@ -15,7 +15,7 @@ import (
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfproviders"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 func TestEnqueueValidation(t *testing.T) {
@@ -197,7 +197,7 @@ func TestFourEyesRefusesSelfApproval(t *testing.T) {
 	assert.Equal(t, "oauth2:oid-alice", q.Run.CreatedByID)
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
 		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 
@@ -229,7 +229,7 @@ func TestPlanJSONIsKeptWithThePlanPhase(t *testing.T) {
 	claim := func(blob string) *envelope.Claim {
 		return &envelope.Claim{Container: "c", Blob: blob, Size: 1, SHA256: strings.Repeat("0", 64), URL: "https://blob/x?sig=1"}
 	}
-	rep := runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+	rep := runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
 		Plan: claim("contoso/prod/" + r.ID + "/workdir"), PlanJSON: claim("fabrikam/prod/" + r.ID + "/plan.json")}
 	_, err = m.Report(ctx, rep)
 	require.ErrorIs(t, err, runs.ErrInvalid, "another tenant's blob")

@@ -17,7 +17,7 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/tfproviders"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // Tenant is a customer. Its id is the gateway's tenant id.
@@ -172,7 +172,7 @@ type Run struct {
 	Bundle *envelope.Claim `json:"bundle"`
 	// PlanOptions narrow or change the plan (-target, -replace,
 	// -refresh-only).
-	PlanOptions tfrun.PlanOptions `json:"planOptions,omitzero"`
+	PlanOptions runspec.PlanOptions `json:"planOptions,omitzero"`
 	// DriftCheck: a drift check (package drift) queued this refresh-only
 	// plan to compare the state with reality. It is never applied
 	// automatically, even in a workspace that auto-applies.
@@ -198,9 +198,9 @@ type Run struct {
 	// claim start Terraform (Manager.Start); nil until then. A lost
 	// agent's claim goes back to the queue only while it is nil, or for a
 	// plan; an apply it started needs attention instead.
-	TerraformStarted *time.Time    `json:"terraformStarted,omitempty"`
-	PlanResult       *tfrun.Result `json:"planResult,omitempty"`
-	ApplyResult      *tfrun.Result `json:"applyResult,omitempty"`
+	TerraformStarted *time.Time       `json:"terraformStarted,omitempty"`
+	PlanResult       *tfresult.Result `json:"planResult,omitempty"`
+	ApplyResult      *tfresult.Result `json:"applyResult,omitempty"`
 	// Policy is the policy check of the latest plan (nil: no policy
 	// applied, or a server without policies).
 	Policy *PolicyCheck `json:"policy,omitempty"`
@@ -220,14 +220,14 @@ type Transition struct {
 }
 
 // TerraformOp is the Terraform operation for the run's current phase.
-func (r *Run) TerraformOp() tfrun.Operation {
+func (r *Run) TerraformOp() tfresult.Operation {
 	switch {
 	case r.State == Applying || r.State == Approved:
-		return tfrun.Apply
+		return tfresult.Apply
 	case r.Operation == OpDestroy:
-		return tfrun.PlanDestroy
+		return tfresult.PlanDestroy
 	}
-	return tfrun.Plan
+	return tfresult.Plan
 }
 
 // move validates and applies a transition to r (in memory only).

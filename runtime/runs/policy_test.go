@@ -12,7 +12,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // plannedWith plans a run of contoso/prod whose policy check is c.
@@ -22,7 +22,7 @@ func plannedWith(t *testing.T, m *runs.Manager, c *runs.PolicyCheck) runs.Run {
 	r := enqueue(t, m)
 	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	got, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true},
+	got, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
 		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + r.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}, Policy: c})
 	require.NoError(t, err)
 	return got

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // Report is an agent's account of the phase it ran.
@@ -22,7 +22,7 @@ type Report struct {
 	// Result.HasChanges), Applied, Failed or Cancelled.
 	State  State
 	Reason string
-	Result *tfrun.Result
+	Result *tfresult.Result
 	// Plan is the saved plan and working directory, required for a plan
 	// with changes.
 	Plan *envelope.Claim
@@ -267,15 +267,15 @@ const (
 	maxOutputBytes     = 16 << 10
 )
 
-func boundResult(res tfrun.Result) tfrun.Result {
+func boundResult(res tfresult.Result) tfresult.Result {
 	if res.Plan != nil {
 		p := *res.Plan
-		p.Bound(tfrun.MaxPlanSummaryEntries)
+		p.Bound(tfresult.MaxPlanSummaryEntries)
 		res.Plan = &p
 	}
 	if len(res.Diagnostics) > maxDiagnostics {
 		extra := len(res.Diagnostics) - maxDiagnostics
-		res.Diagnostics = append(res.Diagnostics[:maxDiagnostics:maxDiagnostics], tfrun.Diagnostic{
+		res.Diagnostics = append(res.Diagnostics[:maxDiagnostics:maxDiagnostics], tfresult.Diagnostic{
 			Severity: "warning", Summary: fmt.Sprintf("%d more diagnostics are in the run log", extra),
 		})
 	} else {
@@ -287,7 +287,7 @@ func boundResult(res tfrun.Result) tfrun.Result {
 		}
 	}
 	if len(res.Outputs) > 0 {
-		outs := make(map[string]tfrun.Output, len(res.Outputs))
+		outs := make(map[string]tfresult.Output, len(res.Outputs))
 		for k, o := range res.Outputs {
 			if len(o.Value) > maxOutputBytes {
 				o.Value = []byte(fmt.Sprintf("%q", fmt.Sprintf("(%d bytes, too large to keep)", len(o.Value))))
@@ -298,8 +298,8 @@ func boundResult(res tfrun.Result) tfrun.Result {
 	}
 	// The agent bounds the lock file it reports; a server does not
 	// trust an agent (an older or a modified one) to.
-	if l := res.LockFile; l != nil && len(l.Content) > tfrun.MaxLockFileBytes {
-		res.LockFile = &tfrun.LockFile{Changed: l.Changed, Created: l.Created, Truncated: true}
+	if l := res.LockFile; l != nil && len(l.Content) > tfresult.MaxLockFileBytes {
+		res.LockFile = &tfresult.LockFile{Changed: l.Changed, Created: l.Created, Truncated: true}
 	}
 	return res
 }

@@ -4,16 +4,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/botehq/platform/runtime/internal/golden"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/botehq/platform/runtime/internal/golden"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // TestTransitionTable pins the whole lifecycle: every (from, to) pair of
@@ -161,13 +162,13 @@ func TestTerraformOp(t *testing.T) {
 	for _, tc := range []struct {
 		op    Operation
 		state State
-		want  tfrun.Operation
+		want  tfresult.Operation
 	}{
-		{OpApply, Planning, tfrun.Plan},
-		{OpDestroy, Planning, tfrun.PlanDestroy},
-		{OpApply, Applying, tfrun.Apply},
-		{OpDestroy, Applying, tfrun.Apply},
-		{OpDestroy, Approved, tfrun.Apply},
+		{OpApply, Planning, tfresult.Plan},
+		{OpDestroy, Planning, tfresult.PlanDestroy},
+		{OpApply, Applying, tfresult.Apply},
+		{OpDestroy, Applying, tfresult.Apply},
+		{OpDestroy, Approved, tfresult.Apply},
 	} {
 		r := Run{Operation: tc.op, State: tc.state}
 		assert.Equal(t, tc.want, r.TerraformOp(), "%s %s", tc.op, tc.state)
@@ -175,12 +176,12 @@ func TestTerraformOp(t *testing.T) {
 }
 
 func TestBoundResult(t *testing.T) {
-	res := tfrun.Result{Outputs: map[string]tfrun.Output{
+	res := tfresult.Result{Outputs: map[string]tfresult.Output{
 		"small": {Value: []byte(`"ok"`)},
 		"big":   {Value: []byte(`"` + strings.Repeat("x", maxOutputBytes) + `"`)},
-	}, LockFile: &tfrun.LockFile{Changed: true, Content: strings.Repeat("#", 1<<20)}}
+	}, LockFile: &tfresult.LockFile{Changed: true, Content: strings.Repeat("#", 1<<20)}}
 	for i := range maxDiagnostics + 5 {
-		res.Diagnostics = append(res.Diagnostics, tfrun.Diagnostic{Severity: "error", Summary: fmt.Sprint(i), Detail: strings.Repeat("d", maxDiagnosticBytes+1)})
+		res.Diagnostics = append(res.Diagnostics, tfresult.Diagnostic{Severity: "error", Summary: fmt.Sprint(i), Detail: strings.Repeat("d", maxDiagnosticBytes+1)})
 	}
 	got := boundResult(res)
 	require.Len(t, got.Diagnostics, maxDiagnostics+1)
@@ -189,15 +190,15 @@ func TestBoundResult(t *testing.T) {
 	assert.Len(t, res.Diagnostics[0].Detail, maxDiagnosticBytes+1, "the input is not modified")
 	assert.Equal(t, `"ok"`, string(got.Outputs["small"].Value))
 	assert.Contains(t, string(got.Outputs["big"].Value), "too large to keep")
-	assert.Equal(t, &tfrun.LockFile{Changed: true, Truncated: true}, got.LockFile, "an agent's lock file over the bound is not kept")
+	assert.Equal(t, &tfresult.LockFile{Changed: true, Truncated: true}, got.LockFile, "an agent's lock file over the bound is not kept")
 	assert.Len(t, res.LockFile.Content, 1<<20, "the input is not modified")
-	small := tfrun.Result{LockFile: &tfrun.LockFile{Content: "# ok"}}
+	small := tfresult.Result{LockFile: &tfresult.LockFile{Content: "# ok"}}
 	assert.Equal(t, small.LockFile, boundResult(small).LockFile)
 }
 
 func TestReportReason(t *testing.T) {
-	changes := &tfrun.Result{HasChanges: true, Changes: &tfrun.ChangeSummary{Add: 2, Change: 1}}
-	failed := &tfrun.Result{Failed: true, Diagnostics: []tfrun.Diagnostic{{Severity: "warning", Summary: "deprecated"}, {Severity: "error", Summary: "Unsupported argument"}}}
+	changes := &tfresult.Result{HasChanges: true, Changes: &tfresult.ChangeSummary{Add: 2, Change: 1}}
+	failed := &tfresult.Result{Failed: true, Diagnostics: []tfresult.Diagnostic{{Severity: "warning", Summary: "deprecated"}, {Severity: "error", Summary: "Unsupported argument"}}}
 	for _, tc := range []struct {
 		from, to State
 		rep      Report

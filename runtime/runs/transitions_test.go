@@ -11,7 +11,7 @@ import (
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // OnTransition feeds the audit log: every stored move exactly once, in
@@ -53,7 +53,7 @@ func TestOnTransitionSeesEveryMoveOnce(t *testing.T) {
 	applied := q.Run
 	claim("auto")
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: applied.ID, Agent: "a1", State: runs.Planned,
-		Result: &tfrun.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/auto/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Result: &tfresult.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/auto/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	claim("auto")
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: applied.ID, Agent: "a1", State: runs.Applied})
@@ -98,7 +98,7 @@ func TestChangeWithLostAnswerSucceedsOnce(t *testing.T) {
 	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.ID, Agent: "a1", State: runs.Planned,
-		Result: &tfrun.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Result: &tfresult.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 
 	store.lose = 1

@@ -12,69 +12,21 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
-	"github.com/botehq/platform/runtime/planrender"
-	"github.com/botehq/platform/runtime/tfdiag"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
-// Result is what a run produced, ready to report back.
-type Result struct {
-	Op Operation `json:"op"`
-	// HasChanges is set by a plan that would change something.
-	HasChanges bool           `json:"hasChanges"`
-	Changes    *ChangeSummary `json:"changes,omitempty"`
-	// Diagnostics are Terraform's warnings and errors.
-	Diagnostics []Diagnostic `json:"diagnostics,omitempty"`
-	// Outputs after an apply; sensitive values are left out.
-	Outputs   map[string]Output `json:"outputs,omitempty"`
-	Failed    bool              `json:"failed,omitempty"`
-	Cancelled bool              `json:"cancelled,omitempty"`
-	// LogError is set when some log lines could not be delivered; the run
-	// itself is not failed for that.
-	LogError string `json:"logError,omitempty"`
-	// Plan summarizes a saved plan: counts, and what it destroys and
-	// replaces (at most MaxPlanSummaryEntries of each).
-	Plan *planrender.Summary `json:"plan,omitempty"`
-	// LockFile is the dependency lock file after a plan's init (none
-	// without providers).
-	LockFile *LockFile `json:"lockFile,omitempty"`
-	// PlanJSON is the saved plan as planrender.Keep keeps it, JSON; the
-	// agent sends it on to be stored beside the run, not in it.
-	PlanJSON []byte `json:"-"`
-}
+// The result's types are package tfresult's, which the run model, the run
+// protocol and the servers use without linking the executor.
+type (
+	Result        = tfresult.Result
+	ChangeSummary = tfresult.ChangeSummary
+	Diagnostic    = tfresult.Diagnostic
+	Output        = tfresult.Output
+	LockFile      = tfresult.LockFile
+)
 
-// ChangeSummary counts planned or applied changes.
-type ChangeSummary struct {
-	Add       int    `json:"add"`
-	Change    int    `json:"change"`
-	Remove    int    `json:"remove"`
-	Import    int    `json:"import"`
-	Operation string `json:"operation"`
-}
-
-// Diagnostic is one Terraform warning or error (package tfdiag).
-type Diagnostic = tfdiag.Diagnostic
-
-// Errors returns the error diagnostics.
-func (r *Result) Errors() []Diagnostic {
-	if r == nil {
-		return nil
-	}
-	var out []Diagnostic
-	for _, d := range r.Diagnostics {
-		if d.Severity == "error" {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// Output is one root module output.
-type Output struct {
-	Sensitive bool            `json:"sensitive"`
-	Value     json.RawMessage `json:"value,omitempty"`
-}
-
-func (r *Result) setOutputs(outs map[string]tfexec.OutputMeta) {
+// setOutputs records outs in r, leaving sensitive values out.
+func setOutputs(r *Result, outs map[string]tfexec.OutputMeta) {
 	r.Outputs = make(map[string]Output, len(outs))
 	for name, o := range outs {
 		out := Output{Sensitive: o.Sensitive}

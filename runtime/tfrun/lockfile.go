@@ -9,29 +9,15 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/botehq/platform/runtime/tfresult"
 	"github.com/hashicorp/terraform-exec/tfexec"
 )
 
 // LockFileName is Terraform's dependency lock file in a configuration.
-const LockFileName = ".terraform.lock.hcl"
+const LockFileName = tfresult.LockFileName
 
-// MaxLockFileBytes bounds the lock file a result carries (one provider
-// takes about 1 KiB per platform it has hashes for).
-const MaxLockFileBytes = 64 << 10
-
-// LockFile is the dependency lock file a plan's init left.
-type LockFile struct {
-	// Changed: init created the file (the configuration had none) or
-	// changed it (new providers, versions or hashes). Commit Content to
-	// the configuration so that the next runs install the same providers.
-	Changed bool `json:"changed"`
-	// Created: the configuration had no lock file.
-	Created bool `json:"created,omitempty"`
-	// Content is the file as init left it; empty when over
-	// MaxLockFileBytes (Truncated).
-	Content   string `json:"content,omitempty"`
-	Truncated bool   `json:"truncated,omitempty"`
-}
+// MaxLockFileBytes bounds the lock file a result carries.
+const MaxLockFileBytes = tfresult.MaxLockFileBytes
 
 // init runs terraform init (through the job's InitGuard) and records
 // whether it changed the dependency lock file.

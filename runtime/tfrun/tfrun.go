@@ -31,16 +31,17 @@ import (
 
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/runspec"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
-// Operation is what a run does.
-type Operation string
+// Operation is what a run does (package tfresult).
+type Operation = tfresult.Operation
 
 // Operations a run can perform.
 const (
-	Plan        Operation = "plan"    // plan and save the plan file
-	PlanDestroy Operation = "destroy" // plan a destroy and save the plan file
-	Apply       Operation = "apply"   // apply exactly the saved plan file
+	Plan        = tfresult.Plan        // plan and save the plan file
+	PlanDestroy = tfresult.PlanDestroy // plan a destroy and save the plan file
+	Apply       = tfresult.Apply       // apply exactly the saved plan file
 )
 
 // DefaultPlanFile is the saved plan's name inside the working directory.
@@ -341,7 +342,7 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 		if err != nil {
 			return fmt.Errorf("cannot read outputs: %w", err)
 		}
-		res.setOutputs(outs)
+		setOutputs(res, outs)
 		return nil
 	default:
 		return fmt.Errorf("tfrun: unknown operation %q", job.Op)
@@ -350,7 +351,7 @@ func (r *Runner) run(ctx context.Context, tf *tfexec.Terraform, job Job, plan st
 
 // MaxPlanSummaryEntries bounds the addresses a Result's plan summary
 // lists as destroyed or replaced (the plan JSON has them all).
-const MaxPlanSummaryEntries = 100
+const MaxPlanSummaryEntries = tfresult.MaxPlanSummaryEntries
 
 // showPlan records the saved plan as JSON (planrender.Keep: no sensitive
 // value; the run's secrets redacted too, as a value derived from one

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 func testLifecycle(t *testing.T, f Fixture) {
@@ -36,7 +36,7 @@ func testLifecycle(t *testing.T, f Fixture) {
 
 	r := e.claim("app", "a1")
 	assert.Equal(t, runs.Planning, r.State)
-	assert.Equal(t, tfrun.Plan, r.TerraformOp())
+	assert.Equal(t, tfresult.Plan, r.TerraformOp())
 	assert.Equal(t, e.clock.Now().Add(runs.DefaultPlanTimeout), r.Deadline)
 	l := e.lock("app")
 	assert.Equal(t, r.ID, l.Run)
@@ -44,7 +44,7 @@ func testLifecycle(t *testing.T, f Fixture) {
 
 	_, err = e.m.Approve(e.ctx, e.tenant, r.ID, "bob")
 	assert.ErrorIs(t, err, runs.ErrIllegalTransition, "approve while planning")
-	_, err = e.m.Report(e.ctx, runs.Report{Tenant: e.tenant, Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfrun.Result{HasChanges: true}})
+	_, err = e.m.Report(e.ctx, runs.Report{Tenant: e.tenant, Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true}})
 	assert.ErrorIs(t, err, runs.ErrInvalid, "a plan with changes needs its artifact")
 
 	r = e.report(r.ID, "a1", runs.Planned, true)
@@ -62,7 +62,7 @@ func testLifecycle(t *testing.T, f Fixture) {
 	applied := e.claim("app", "a2")
 	assert.Equal(t, r.ID, applied.ID)
 	assert.Equal(t, runs.Applying, applied.State)
-	assert.Equal(t, tfrun.Apply, applied.TerraformOp())
+	assert.Equal(t, tfresult.Apply, applied.TerraformOp())
 	assert.Equal(t, r.Plan, applied.Plan)
 	assert.Equal(t, "a1", applied.PlanAgent)
 	assert.Equal(t, "a2", applied.ApplyAgent)
@@ -136,7 +136,7 @@ func testQueue(t *testing.T, f Fixture) {
 	e.report(next.ID, "a1", runs.Failed, false)
 	last := e.claim("app", "a1")
 	assert.Equal(t, third.Run.ID, last.ID)
-	assert.Equal(t, tfrun.PlanDestroy, last.TerraformOp())
+	assert.Equal(t, tfresult.PlanDestroy, last.TerraformOp())
 }
 
 func testClaimRace(t *testing.T, f Fixture) {
@@ -328,14 +328,14 @@ func testAutoApply(t *testing.T, f Fixture) {
 	d := e.enqueue("auto", runs.OpDestroy).Run
 	r = e.claim("auto", "a1")
 	assert.Equal(t, d.ID, r.ID)
-	assert.Equal(t, tfrun.PlanDestroy, r.TerraformOp())
+	assert.Equal(t, tfresult.PlanDestroy, r.TerraformOp())
 	r = e.report(r.ID, "a1", runs.Planned, true)
 	assert.Equal(t, runs.Approved, r.State)
 	assert.Equal(t, "auto-apply", r.History[len(r.History)-1].By)
 	dup := e.report(r.ID, "a1", runs.Planned, true)
 	assert.Len(t, dup.History, len(r.History), "a redelivered plan report changes nothing")
 	r = e.claim("auto", "a1")
-	assert.Equal(t, tfrun.Apply, r.TerraformOp())
+	assert.Equal(t, tfresult.Apply, r.TerraformOp())
 	r = e.report(r.ID, "a1", runs.Applied, true)
 	assert.Equal(t, runs.OpDestroy, r.Operation)
 	assert.Equal(t, runs.Applied, r.State)

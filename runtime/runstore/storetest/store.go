@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 func testTenants(t *testing.T, f Fixture) {
@@ -198,10 +198,10 @@ func testLargeRun(t *testing.T, f Fixture) {
 	ctx := context.Background()
 	tenant, ws := unique("t"), "app"
 	r := newRun(tenant, ws, time.Now().UTC())
-	res := &tfrun.Result{Op: tfrun.Plan, HasChanges: true}
+	res := &tfresult.Result{Op: tfresult.Plan, HasChanges: true}
 	for i := range 200 {
 		// Multi-byte runes make chunk boundaries land inside UTF-8 sequences.
-		res.Diagnostics = append(res.Diagnostics, tfrun.Diagnostic{Severity: "error", Summary: fmt.Sprintf("problème %d", i), Detail: strings.Repeat("é€", 300)})
+		res.Diagnostics = append(res.Diagnostics, tfresult.Diagnostic{Severity: "error", Summary: fmt.Sprintf("problème %d", i), Detail: strings.Repeat("é€", 300)})
 	}
 	r.PlanResult = res
 	require.NoError(t, f.Store.Commit(ctx, runs.Commit{Tenant: tenant, Workspace: ws, Runs: []runs.Run{r}}))
@@ -261,7 +261,7 @@ func testTenantIsolation(t *testing.T, f Fixture) {
 	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-b", State: runs.Failed})
 	assert.ErrorIs(t, err, runs.ErrNotAssigned, "another agent reports on A's run")
 	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-a", State: runs.Planned,
-		Result: &tfrun.Result{HasChanges: true}, Plan: Bundle(b.tenant + "/shared-name/" + run.ID + "/workdir")})
+		Result: &tfresult.Result{HasChanges: true}, Plan: Bundle(b.tenant + "/shared-name/" + run.ID + "/workdir")})
 	assert.ErrorIs(t, err, runs.ErrInvalid, "a plan stored under another tenant")
 	stops, err := a.m.Heartbeat(ctx, runs.Heartbeat{Tenant: b.tenant, Agent: "agent-b", Capacity: 1, Running: []string{run.ID}})
 	require.NoError(t, err)

@@ -22,7 +22,7 @@ import (
 
 	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
-	"github.com/botehq/platform/runtime/tfrun"
+	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // Fixture is a fresh, empty store and a way to open it again: Reopen
@@ -144,7 +144,7 @@ func (e *env) claim(ws, agent string) runs.Run {
 }
 
 func (e *env) report(run, agent string, to runs.State, changes bool) runs.Run {
-	rep := runs.Report{Tenant: e.tenant, Run: run, Agent: agent, State: to, Result: &tfrun.Result{HasChanges: changes}}
+	rep := runs.Report{Tenant: e.tenant, Run: run, Agent: agent, State: to, Result: &tfresult.Result{HasChanges: changes}}
 	if to == runs.Planned {
 		r, err := e.m.GetRun(e.ctx, e.tenant, run)
 		require.NoError(e.t, err)
