@@ -159,7 +159,7 @@ func (b *builder) apps() error {
 		minR, maxR = 1, 3
 	}
 	// Settings are the binaries' own flags as environment variables
-	// (runtime/cmd/worker: BOTE_WORKER_<FLAG>), with endpoints taken from
+	// (runtime/cmd/gateway: BOTE_WORKER_<FLAG>), with endpoints taken from
 	// the resources, never formatted from a cloud suffix.
 	workerSettings := CommonSettings(a.Cloud, workerID)
 	for k, v := range map[string]pulumi.StringInput{

@@ -65,16 +65,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Binary is one image: the command runtime/cmd/<Name>, pushed as
-// <repository prefix>/<Name>.
+// Binary is one image: the command runtime/cmd/<Name> (or <Cmd>), pushed
+// as <repository prefix>/<Name>.
 type Binary struct {
 	Name string
+	Cmd  string // the command when not Name (image worker: cmd/gateway)
 	// Terraform puts Terraform in the image (the agent).
 	Terraform bool
 }
 
 // Binaries are the images the platform ships.
-var Binaries = []Binary{{Name: "worker"}, {Name: "idp"}, {Name: "relayserver"}, {Name: "agent", Terraform: true}, {Name: "connector"}}
+var Binaries = []Binary{{Name: "worker", Cmd: "gateway"}, {Name: "idp"}, {Name: "relayserver"}, {Name: "agent", Terraform: true}, {Name: "connector"}}
 
 // Lookup returns the binary called name.
 func Lookup(name string) (Binary, error) {
@@ -298,7 +299,7 @@ func buildImage(ctx context.Context, cfg Config, b Binary, p v1.Platform, base v
 			return nil, err
 		}
 	}
-	bin, err := goBuild(ctx, cfg, b.Name, p, tmp)
+	bin, err := goBuild(ctx, cfg, b, p, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -358,10 +359,10 @@ func history(cfg Config, what string) v1.History {
 	return v1.History{Created: v1.Time{Time: cfg.Source.Created}, CreatedBy: "bote images: " + what}
 }
 
-// goBuild compiles runtime/cmd/<name> for p into tmp.
-func goBuild(ctx context.Context, cfg Config, name string, p v1.Platform, tmp string) (string, error) {
-	out := filepath.Join(tmp, p.OS+"-"+p.Architecture, name)
-	return out, Compile(ctx, cfg.RuntimeDir, cfg.Source, p, name, out)
+// goBuild compiles b's command for p into tmp/<os>-<arch>/<b.Name>.
+func goBuild(ctx context.Context, cfg Config, b Binary, p v1.Platform, tmp string) (string, error) {
+	out := filepath.Join(tmp, p.OS+"-"+p.Architecture, b.Name)
+	return out, Compile(ctx, cfg.RuntimeDir, cfg.Source, p, cmp.Or(b.Cmd, b.Name), out)
 }
 
 // Compile builds runtime/cmd/<name> (runtimeDir is the runtime module) for

@@ -1,5 +1,5 @@
 // Package agent_test runs the real agent binary against the real gateway
-// (idp and worker processes on Azurite), with the test playing the ops
+// (idp and gateway processes on Azurite), with the test playing the ops
 // server through runtime/botecloud: it puts configuration bundles in Blob
 // storage with runtime/artifacts, sends run.assign and run.cancel, and
 // checks the run.started, run.logs, run.result and agent.heartbeat that
@@ -53,15 +53,15 @@ const (
 // server is the test playing the ops server: the gateway, blob storage and
 // what the agent sent.
 type server struct {
-	t                   testing.TB
-	emu                 *azurite.Emulator
-	dir                 string
-	keyFile             string
-	pubKey              *ecdsa.PublicKey
-	workerURL, tokenURL string
-	cloud               *botecloud.Client
-	arts                *artifacts.Store
-	signer              *claimcheck.Store
+	t                    testing.TB
+	emu                  *azurite.Emulator
+	dir                  string
+	keyFile              string
+	pubKey               *ecdsa.PublicKey
+	gatewayURL, tokenURL string
+	cloud                *botecloud.Client
+	arts                 *artifacts.Store
+	signer               *claimcheck.Store
 
 	mu       sync.Mutex
 	received []received
@@ -98,18 +98,18 @@ func newServer(t testing.TB) *server {
 	idpURL, err := idp.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
 	s.tokenURL = idpURL + "/oauth2/token"
-	worker := procs.Start(t, procs.Spec{Name: "worker", Path: procs.Build(t, "worker"), Args: []string{
+	gw := procs.Start(t, procs.Spec{Name: "gateway", Path: procs.Build(t, "gateway"), Args: []string{
 		"--listen", "127.0.0.1:0", "--storage-connection-string", s.emu.ConnectionString, "--issuer", idpURL,
 		"--registry", regFile, "--create-resources", "--shutdown-timeout", "5s",
 	}})
-	s.workerURL, err = worker.ListenAddr(60 * time.Second)
+	s.gatewayURL, err = gw.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
 
 	claims, err := claimcheck.New(ctx, claimcheck.Config{ConnectionString: s.emu.ConnectionString, CreateContainer: true})
 	require.NoError(t, err)
 	bus, err := storagequeue.New(storagequeue.Config{ConnectionString: s.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	s.cloud, err = botecloud.New(botecloud.Config{Bus: bus, Service: "relayserver", WakeURL: s.workerURL, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	s.cloud, err = botecloud.New(botecloud.Config{Bus: bus, Service: "relayserver", WakeURL: s.gatewayURL, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -157,7 +157,7 @@ func (s *server) startAgent(workDir string, extra ...string) *procs.Process {
 func (s *server) startAgentEnv(workDir string, env []string, extra ...string) *procs.Process {
 	s.t.Helper()
 	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Env: env, Args: append([]string{
-		"--worker-url", s.workerURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
+		"--worker-url", s.gatewayURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
 		"--work-dir", workDir, "--heartbeat-interval", heartbeat.String(), "--cancel-grace", "3s", "--shutdown-grace", "5s",
 		"--labels", "env=test", "--log-level", "debug",
 	}, extra...)})

@@ -1,6 +1,6 @@
 // Package chaos sends numbered messages through the gateway to a
 // connector sidecar with durable dedup and queues runs while it kills
-// processes (a worker, an idp and a relay server replica of two, the
+// processes (a gateway, an idp and a relay server replica of two, the
 // connector, an agent) and restarts Azurite, then checks that no message is lost, no
 // run is stuck, and reports duplicates and figures.
 //
@@ -158,8 +158,8 @@ func TestChaos(t *testing.T) {
 	fault := func(what string) { faults[what]++; tl.event(what) }
 	for round := range prof.rounds {
 		time.Sleep(2 * time.Second)
-		p.Replica("worker", 1).Kill()
-		fault("worker replica killed")
+		p.Replica("gateway", 1).Kill()
+		fault("gateway replica killed")
 		p.Replica("idp", 1).Kill()
 		fault("idp replica killed")
 		time.Sleep(2 * time.Second)
@@ -187,9 +187,9 @@ func TestChaos(t *testing.T) {
 		_, err := p.StartAgent(tenant, victim)
 		require.NoError(t, err)
 		if round < prof.rounds-1 {
-			require.NoError(t, p.RestartReplica("worker", 1))
+			require.NoError(t, p.RestartReplica("gateway", 1))
 			require.NoError(t, p.RestartReplica("idp", 1))
-			tl.event("worker and idp replicas started")
+			tl.event("gateway and idp replicas started")
 		}
 	}
 	<-sent

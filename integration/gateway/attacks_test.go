@@ -62,7 +62,7 @@ func (g *gateway) dialRaw(t *testing.T, token string) (*rawSession, int) {
 // dialRawQuery is dialRaw with a query string on the session URL.
 func (g *gateway) dialRawQuery(t *testing.T, token, query string) (*rawSession, int) {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + sessionproto.ConnectPath + query
+	u := "ws" + strings.TrimPrefix(g.replicas[0].URL, "http") + sessionproto.ConnectPath + query
 	hdr := http.Header{}
 	if token != "" {
 		hdr.Set("Authorization", "Bearer "+token)
@@ -143,7 +143,7 @@ func TestAttackSpoofedIdentityHeaders(t *testing.T) {
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, m.From)
 	time.Sleep(500 * time.Millisecond)
 	assert.Len(t, svc.all(), 1, "no spoofed message reached the cloud")
-	_, err := g.workers[0].Proc.WaitOutput("identity_header_rejected", 5*time.Second)
+	_, err := g.replicas[0].Proc.WaitOutput("identity_header_rejected", 5*time.Second)
 	assert.NoError(t, err, "the refusal is in the audit log")
 }
 
@@ -322,7 +322,7 @@ func TestAttackBadTokensAtTheWorker(t *testing.T) {
 	s, status := g.dialRaw(t, valid)
 	require.Equal(t, http.StatusSwitchingProtocols, status)
 	assert.Equal(t, "a1", s.hello.Connector)
-	out := g.workers[0].Proc.Output()
+	out := g.replicas[0].Proc.Output()
 	assert.Contains(t, out, "session_rejected", "refusals are audited")
 }
 
@@ -407,7 +407,7 @@ func TestAttackMalformedAndOversizeFrames(t *testing.T) {
 	if status := websocket.CloseStatus(err); status != -1 { // -1: the close frame raced our write
 		assert.Equal(t, websocket.StatusMessageTooBig, status)
 	}
-	_, err = g.workers[0].Proc.WaitOutput("message too big", 5*time.Second)
+	_, err = g.replicas[0].Proc.WaitOutput("message too big", 5*time.Second)
 	assert.NoError(t, err)
 	_, err = a2.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping")})
 	require.NoError(t, err)
@@ -431,7 +431,7 @@ func TestAttackTokenOfDisabledConnector(t *testing.T) {
 	again, status := g.dialRaw(t, tok)
 	assert.Nil(t, again)
 	assert.Equal(t, http.StatusForbidden, status, "the same token, replayed, opens nothing")
-	_, err = g.workers[0].Proc.WaitOutput("session_revoked", 5*time.Second)
+	_, err = g.replicas[0].Proc.WaitOutput("session_revoked", 5*time.Second)
 	assert.NoError(t, err)
 
 	// Others are unaffected.
@@ -562,7 +562,7 @@ func TestAttackHeaderVariants(t *testing.T) {
 		"honest-sidecar": {Tenant: "tenant-a", Connector: "a2"},
 	}, from, "only the honest messages reached the cloud")
 	assert.Len(t, sc.all(), 1, "the program got only the bypass message")
-	out := g.workers[0].Proc.Output()
+	out := g.replicas[0].Proc.Output()
 	assert.GreaterOrEqual(t, strings.Count(out, "identity_header_rejected"), 2*len(spoofVariants), "every refusal is audited")
 }
 
@@ -575,7 +575,7 @@ func TestAttackSessionFlood(t *testing.T) {
 	g := newGateway(t)
 	svc := g.cloud("flood", pong)
 	a2 := g.connector("tenant-a", "a2")
-	w := g.workers[0]
+	w := g.replicas[0]
 	require.Equal(t, 1.0, w.metric(t, "bote_worker_sessions"))
 
 	const flood, limit = 300, session.DefaultMaxSessionsPerConnector

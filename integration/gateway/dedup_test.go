@@ -73,7 +73,7 @@ func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
 			holder := newDeleteHolder(t, g.emu)
 			// The sidecar's queue URL comes from this worker, so its
 			// deletes go through the proxy.
-			w := g.startWorker("--storage-connection-string", holder.connectionString(g.emu))
+			w := g.startReplica("--storage-connection-string", holder.connectionString(g.emu))
 			svc := g.cloud("crash", nil)
 			extra := []string{"--visibility", "2s", "--safety-poll", "1s"}
 			if tt.dedup {

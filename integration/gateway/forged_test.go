@@ -129,7 +129,7 @@ func TestAttackForgedOnTheBus(t *testing.T) {
 	for id, reason := range want {
 		assert.Regexp(t, "^"+reason+": ", got[id], id)
 	}
-	assert.Equal(t, len(want), strings.Count(g.workers[0].Proc.Output(), `"event":"forged_envelope_refused"`), "every refusal is audited")
+	assert.Equal(t, len(want), strings.Count(g.replicas[0].Proc.Output(), `"event":"forged_envelope_refused"`), "every refusal is audited")
 
 	// Honest messages sent after the forged ones arrive, and are all that
 	// arrives.

@@ -1,5 +1,5 @@
 // Package gateway runs the gateway end to end with real processes: the idp
-// and worker binaries on Azurite, cloud services through runtime/botecloud,
+// and gateway binaries on Azurite, cloud services through runtime/botecloud,
 // connectors through runtime/connector or the connector sidecar binary. The
 // samples (ping/pong, push, chat) and the attacks that must fail live here.
 // Each test starts its own Azurite and processes, so tests run in parallel
@@ -44,7 +44,7 @@ var registered = map[string][]string{
 	"tenant-b": {"b1"},
 }
 
-// gateway is one running gateway: Azurite, idp, worker(s).
+// gateway is one running gateway: Azurite, idp, gateway process(es).
 type gateway struct {
 	t        testing.TB
 	fleet    map[string][]string // registered besides the usual ones (benchmarks)
@@ -54,10 +54,11 @@ type gateway struct {
 	registry string
 	idpURL   string
 	idp      *procs.Process
-	workers  []*worker
+	replicas []*replica
 }
 
-type worker struct {
+// replica is one gateway process (runtime/cmd/gateway) of the gateway.
+type replica struct {
 	URL  string
 	Proc *procs.Process
 }
@@ -95,14 +96,14 @@ func (g *gateway) writeRegistry(disabled map[string]bool) {
 	require.NoError(t, os.Rename(tmp, g.registry))
 }
 
-// newGateway starts Azurite, the idp and one worker (with workerArgs).
-func newGateway(t *testing.T, workerArgs ...string) *gateway {
+// newGateway starts Azurite, the idp and one gateway replica (with gatewayArgs).
+func newGateway(t *testing.T, gatewayArgs ...string) *gateway {
 	t.Helper()
-	return newFleetGateway(t, nil, workerArgs...)
+	return newFleetGateway(t, nil, gatewayArgs...)
 }
 
 // newFleetGateway is newGateway with the connectors of fleet registered too.
-func newFleetGateway(t testing.TB, fleet map[string][]string, workerArgs ...string) *gateway {
+func newFleetGateway(t testing.TB, fleet map[string][]string, gatewayArgs ...string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, fleet: fleet, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
 	g.writeRegistry(nil)
@@ -112,12 +113,12 @@ func newFleetGateway(t testing.TB, fleet map[string][]string, workerArgs ...stri
 		"--client-rate", "100", "--client-burst", "100",
 	}})
 	g.idpURL = listenURL(t, g.idp)
-	g.startWorker(workerArgs...)
+	g.startReplica(gatewayArgs...)
 	return g
 }
 
-// startWorker starts one more worker replica and returns it.
-func (g *gateway) startWorker(extra ...string) *worker {
+// startReplica starts one more gateway process (replica) and returns it.
+func (g *gateway) startReplica(extra ...string) *replica {
 	t := g.t
 	t.Helper()
 	args := append([]string{
@@ -126,12 +127,12 @@ func (g *gateway) startWorker(extra ...string) *worker {
 		"--issuer", g.idpURL,
 		"--registry", g.registry,
 		"--create-resources",
-		"--replica", fmt.Sprintf("w%d%d", time.Now().UnixNano()%1e6, len(g.workers)),
+		"--replica", fmt.Sprintf("w%d%d", time.Now().UnixNano()%1e6, len(g.replicas)),
 		"--shutdown-timeout", "5s",
 	}, extra...)
-	p := procs.Start(t, procs.Spec{Name: fmt.Sprintf("worker%d", len(g.workers)+1), Path: procs.Build(t, "worker"), Args: args})
-	w := &worker{URL: listenURL(t, p), Proc: p}
-	g.workers = append(g.workers, w)
+	p := procs.Start(t, procs.Spec{Name: fmt.Sprintf("gateway%d", len(g.replicas)+1), Path: procs.Build(t, "gateway"), Args: args})
+	w := &replica{URL: listenURL(t, p), Proc: p}
+	g.replicas = append(g.replicas, w)
 	return w
 }
 
@@ -163,8 +164,8 @@ func (g *gateway) cloudWith(name string, mod func(*botecloud.Config), handler fu
 	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Claims: claims, CreateQueues: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	cfg := botecloud.Config{Bus: d, Service: name, PollMin: 10 * time.Millisecond, PollMax: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
-	if len(g.workers) > 0 {
-		cfg.WakeURL = g.workers[0].URL // wake the router after each send
+	if len(g.replicas) > 0 {
+		cfg.WakeURL = g.replicas[0].URL // wake the router after each send
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -215,10 +216,10 @@ type conn struct {
 type connOpt func(*connector.Config)
 
 func (g *gateway) connector(tenant, id string, opts ...connOpt) *conn {
-	return g.connectorAt(g.workers[0], tenant, id, opts...)
+	return g.connectorAt(g.replicas[0], tenant, id, opts...)
 }
 
-func (g *gateway) connectorAt(w *worker, tenant, id string, opts ...connOpt) *conn {
+func (g *gateway) connectorAt(w *replica, tenant, id string, opts ...connOpt) *conn {
 	t := g.t
 	t.Helper()
 	c := &conn{name: tenant + "/" + id, arrived: make(chan *connector.Message, 100)}
@@ -307,11 +308,11 @@ type sidecar struct {
 // sidecar starts the connector binary for tenant/id with a local program
 // that records what it is delivered, and waits until it is connected.
 func (g *gateway) sidecar(tenant, id string) *sidecar {
-	return g.sidecarAt(g.workers[0], tenant, id)
+	return g.sidecarAt(g.replicas[0], tenant, id)
 }
 
 // sidecarAt is sidecar connected to worker w, with extra flags.
-func (g *gateway) sidecarAt(w *worker, tenant, id string, extra ...string) *sidecar {
+func (g *gateway) sidecarAt(w *replica, tenant, id string, extra ...string) *sidecar {
 	t := g.t
 	t.Helper()
 	sc := &sidecar{arrived: make(chan http.Header, 100)}
@@ -372,8 +373,8 @@ func (sc *sidecar) all() []http.Header {
 	return append([]http.Header(nil), sc.received...)
 }
 
-// metric reads one unlabelled sample from a worker's /metrics.
-func (w *worker) metric(t testing.TB, name string) float64 {
+// metric reads one unlabelled sample from a replica's /metrics.
+func (w *replica) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	for _, line := range strings.Split(get(t, w.URL+"/metrics"), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
@@ -382,6 +383,6 @@ func (w *worker) metric(t testing.TB, name string) float64 {
 			return f
 		}
 	}
-	t.Fatalf("worker has no metric %s", name)
+	t.Fatalf("gateway replica has no metric %s", name)
 	return 0
 }

@@ -44,7 +44,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 	}
 	pprof := freeLoopbackAddr(b)
 	g := newFleetGateway(b, map[string][]string{tenant: ids}, "--pprof-listen", pprof)
-	w := g.workers[0]
+	w := g.replicas[0]
 	type sample struct {
 		sessions                     int
 		rss, heap, stack, goroutines float64
@@ -111,7 +111,7 @@ func openIdleSessions(b *testing.B, g *gateway, tenant string, ids []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var readers sync.WaitGroup
 	b.Cleanup(func() { cancel(); readers.Wait() })
-	url := "ws" + strings.TrimPrefix(g.workers[0].URL, "http") + sessionproto.ConnectPath
+	url := "ws" + strings.TrimPrefix(g.replicas[0].URL, "http") + sessionproto.ConnectPath
 	sem := make(chan struct{}, 32)
 	errs := make(chan error, len(ids))
 	var wg sync.WaitGroup

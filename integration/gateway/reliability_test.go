@@ -121,15 +121,15 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 func TestWorkerGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
-	w1 := g.workers[0]
+	w1 := g.replicas[0]
 	assert.Equal(t, "ready\n", get(t, w1.URL+"/readyz"))
 	assert.Equal(t, "ok\n", get(t, w1.URL+"/healthz"))
-	w2 := g.startWorker()
+	w2 := g.startReplica()
 	svc := g.cloud("shutdown", nil)
 	// The connector knows one URL, as behind a load balancer; here it is
 	// w1's, so after w1 stops it must find w2: point it at a tiny proxy.
 	lb := newSwitchProxy(t, w1.URL)
-	a1 := g.connectorAt(&worker{URL: lb.URL()}, "tenant-a", "a1")
+	a1 := g.connectorAt(&replica{URL: lb.URL()}, "tenant-a", "a1")
 
 	lb.target.Store(w2.URL) // new connections go to w2
 	require.NoError(t, w1.Proc.Stop())

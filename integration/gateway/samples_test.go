@@ -153,7 +153,7 @@ func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
 func TestNudgeAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t) // worker 1 routes
-	w2 := g.startWorker("--sessions-only")
+	w2 := g.startReplica("--sessions-only")
 	svc := g.cloud("nudger", nil)
 	a1 := g.connectorAt(w2, "tenant-a", "a1")
 	time.Sleep(300 * time.Millisecond) // the connect drain is done
@@ -165,7 +165,7 @@ func TestNudgeAcrossReplicas(t *testing.T) {
 	assert.Equal(t, id, m.ID)
 	t.Logf("cross-replica delivery took %s", time.Since(start))
 
-	metrics := get(t, g.workers[0].URL+"/metrics")
+	metrics := get(t, g.replicas[0].URL+"/metrics")
 	assert.Contains(t, metrics, `bote_worker_nudges_total{to="remote"}`)
 	assert.Contains(t, get(t, w2.URL+"/metrics"), "bote_worker_sessions 1")
 }
@@ -199,7 +199,7 @@ func TestSidecar(t *testing.T) {
 	keyPath := filepath.Join(t.TempDir(), "a1.pem")
 	require.NoError(t, clientauth.WriteKeyFile(keyPath, g.keys["tenant-a/a1"]))
 	side := procs.Start(t, procs.Spec{Name: "connector", Path: procs.Build(t, "connector"), Args: []string{
-		"run", "--worker-url", g.workers[0].URL, "--token-url", g.tokenURL(), "--tenant", "tenant-a", "--connector", "a1",
+		"run", "--worker-url", g.replicas[0].URL, "--token-url", g.tokenURL(), "--tenant", "tenant-a", "--connector", "a1",
 		"--key", keyPath, "--deliver-to", local.URL, "--listen", "127.0.0.1:0",
 	}})
 	api := listenURL(t, side)

@@ -65,7 +65,7 @@ func TestExpiredMessages(t *testing.T) {
 		From: &envelope.Identity{Service: "pinger"}, Body: []byte("stale"), CreatedAt: time.Now().UTC()}
 	env.SetProtocolHeader(envelope.HeaderExpiresAt, time.Now().Add(-time.Second))
 	require.NoError(t, d.Send(ctx, bus.QueueConnectors, env, nil))
-	if resp, err := http.Post(g.workers[0].URL+sessionproto.WakePath, "", nil); err == nil {
+	if resp, err := http.Post(g.replicas[0].URL+sessionproto.WakePath, "", nil); err == nil {
 		resp.Body.Close() // else the route poll finds it
 	}
 	dead := deadLetters(t, d, bus.QueueConnectors, 1)

@@ -46,10 +46,10 @@ func benchReconnectStorm(b *testing.B, n int) {
 	setup := time.Now()
 	clients := startFleet(b, g, tenant, ids, "", connector.HandlerFunc(func(context.Context, *connector.Message) error { return nil }))
 	b.Logf("%d connectors connected in %s", n, time.Since(setup).Round(time.Second))
-	u, err := url.Parse(g.workers[0].URL)
+	u, err := url.Parse(g.replicas[0].URL)
 	require.NoError(b, err)
 	for b.Loop() {
-		w := g.workers[len(g.workers)-1]
+		w := g.replicas[len(g.replicas)-1]
 		w.Proc.Kill()
 		require.Eventually(b, func() bool {
 			for _, c := range clients {
@@ -60,7 +60,7 @@ func benchReconnectStorm(b *testing.B, n int) {
 			return true
 		}, time.Minute, 10*time.Millisecond, "every connector saw its session end")
 		time.Sleep(delay)
-		w2 := g.startWorker("--listen", u.Host) // returns once it is listening
+		w2 := g.startReplica("--listen", u.Host) // returns once it is listening
 		ready := time.Now()
 		back := make([]time.Duration, len(clients))
 		pending := len(clients)

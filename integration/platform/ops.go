@@ -204,8 +204,8 @@ func (p *Platform) relayserverRunsArgs() []string {
 		"--storage-connection-string", p.Emulator.ConnectionString,
 		"--secrets-file", p.secretsFile(),
 	}
-	if p.WorkerURL != "" { // wake the router when queueing work for agents
-		args = append(args, "--worker-url", p.WorkerURL)
+	if p.GatewayURL != "" { // wake the router when queueing work for agents
+		args = append(args, "--worker-url", p.GatewayURL)
 	}
 	return args
 }
@@ -228,7 +228,7 @@ func (p *Platform) SetSecrets(tenant, workspace string, env, vars map[string]str
 // that tests of cancellation stay quick.
 func (p *Platform) agentArgs(a Agent) []string {
 	args := []string{
-		"--worker-url", p.WorkerURL,
+		"--worker-url", p.GatewayURL,
 		"--issuer", p.IdpURL,
 		"--tenant", a.Tenant,
 		"--id", a.ID,

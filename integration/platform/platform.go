@@ -1,6 +1,6 @@
 // Package platform starts the whole platform on loopback as real
 // processes, the way an operator's laptop or CI runs it: Azurite, the idp,
-// the gateway worker, the test relay (devrelay), the ops server
+// the gateway process, the test relay (devrelay), the ops server
 // (relayserver) and deployment agents, with keys generated and the
 // connector registry written in a scratch directory. It also runs the
 // opsbot CLI against it.
@@ -59,23 +59,23 @@ type Options struct {
 	// Output, when set, also receives every process's output, each line
 	// prefixed with the process's name.
 	Output io.Writer
-	// RelayserverArgs and WorkerArgs are added to relayserver's and the
-	// worker's command lines.
+	// RelayserverArgs and GatewayArgs are added to relayserver's and the
+	// gateway's command lines.
 	RelayserverArgs []string
-	WorkerArgs      []string
+	GatewayArgs     []string
 	// StartTimeout bounds the start of each process (default 60 s).
 	StartTimeout time.Duration
 	// Connectors are registered plain connectors (no role): programs a
 	// test runs itself with KeyFile, e.g. to receive messages.
 	Connectors []Connector
 	// GatewayOnly starts the messaging gateway alone (Azurite, idp,
-	// worker): no relay, relay server or agents, so nothing but the
+	// gateway): no relay, relay server or agents, so nothing but the
 	// caller's own cloud programs reads the cloud queue (the samples in
 	// examples/). Agents must be empty.
 	GatewayOnly bool
-	// Replicas is how many idps, workers and relay servers run behind the
+	// Replicas is how many idps, gateways and relay servers run behind the
 	// same storage and bus (default 1). With more than one, idps and
-	// workers sit behind a balancer each (IdpURL and WorkerURL are its
+	// gateways sit behind a balancer each (IdpURL and GatewayURL are its
 	// address; it skips a replica that refuses connections, as the ingress
 	// does), the idps share issuer, keys and replay table, and the relay
 	// spreads opsbot's requests over the relay servers' listeners.
@@ -139,10 +139,10 @@ type Platform struct {
 	Emulator *azurite.Emulator
 	// Dir is the scratch directory.
 	Dir string
-	// RegistryFile is the connector registry the idp and worker read.
+	// RegistryFile is the connector registry the idp and gateway read.
 	RegistryFile string
-	// IdpURL and WorkerURL are the gateway's endpoints.
-	IdpURL, WorkerURL string
+	// IdpURL and GatewayURL are the gateway's endpoints (the idp's and the gateway process's).
+	IdpURL, GatewayURL string
 	// RelayNamespace, ListenConnectionString and SendConnectionString are
 	// devrelay's.
 	RelayNamespace         string
@@ -156,11 +156,11 @@ type Platform struct {
 
 	mu          sync.Mutex
 	idp         *procs.Process
-	worker      *procs.Process
+	gateway     *procs.Process
 	devrelay    *procs.Process
 	relayserver *procs.Process
-	replicas    map[string][]*procs.Process // "idp", "worker", "relayserver" → replicas 1..n-1
-	balancers   map[string]*balancer        // "idp", "worker" → in front of their replicas
+	replicas    map[string][]*procs.Process // "idp", "gateway", "relayserver" → replicas 1..n-1
+	balancers   map[string]*balancer        // "idp", "gateway" → in front of their replicas
 	agents      map[string]*procs.Process   // client id → process
 	all         []*procs.Process            // everything started, in order
 	names       map[*procs.Process]string   // labels for Outputs
@@ -232,7 +232,7 @@ func (p *Platform) start(ctx context.Context) error {
 }
 
 // binaries are the runtime/cmd programs the platform runs.
-var binaries = []string{"idp", "worker", "devrelay", "relayserver", "agent", "opsbot", "connector"}
+var binaries = []string{"idp", "gateway", "devrelay", "relayserver", "agent", "opsbot", "connector"}
 
 // Binaries makes the platform's programs available to a whole test binary
 // (call it from TestMain): those in $BOTE_BIN_DIR (`make build`), or else
@@ -296,7 +296,7 @@ func New(t testing.TB, opts Options) *Platform {
 // added (--dedup-file, ...), and waits until it serves its local API.
 func (p *Platform) StartConnector(tenant, id, deliverTo string, args ...string) (*procs.Process, error) {
 	proc, err := p.launch("connector", "connector "+registry.ClientID(tenant, id), append([]string{
-		"run", "--worker-url", p.WorkerURL, "--token-url", p.IdpURL + "/oauth2/token",
+		"run", "--worker-url", p.GatewayURL, "--token-url", p.IdpURL + "/oauth2/token",
 		"--tenant", tenant, "--connector", id, "--key", p.KeyFile(tenant, id), "--deliver-to", deliverTo,
 	}, args...), nil)
 	if err != nil {

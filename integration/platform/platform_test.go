@@ -53,7 +53,7 @@ func TestQueuedRun(t *testing.T) {
 }
 
 func TestAgentArgs(t *testing.T) {
-	p := &Platform{WorkerURL: "http://w", IdpURL: "http://i", Dir: "/d", keyFiles: map[string]string{"t/a": "/d/keys/t-a.pem"}}
+	p := &Platform{GatewayURL: "http://w", IdpURL: "http://i", Dir: "/d", keyFiles: map[string]string{"t/a": "/d/keys/t-a.pem"}}
 	args := p.agentArgs(Agent{Tenant: "t", ID: "a", Capacity: 2, Labels: map[string]string{"zone": "b", "env": "prod"}})
 	assert.Equal(t, []string{
 		"--worker-url", "http://w", "--issuer", "http://i", "--tenant", "t", "--id", "a", "--key", "/d/keys/t-a.pem",

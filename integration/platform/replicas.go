@@ -15,7 +15,7 @@ func (p *Platform) startGateway() error {
 		if p.balancers["idp"], err = newBalancer(); err != nil {
 			return err
 		}
-		if p.balancers["worker"], err = newBalancer(); err != nil {
+		if p.balancers["gateway"], err = newBalancer(); err != nil {
 			return err
 		}
 	}
@@ -24,9 +24,9 @@ func (p *Platform) startGateway() error {
 		return err
 	}
 	p.IdpURL = p.front("idp", 0, idpURL)
-	var workerURL string
-	p.worker, workerURL, err = p.startWorker("worker")
-	p.WorkerURL = p.front("worker", 0, workerURL)
+	var gatewayURL string
+	p.gateway, gatewayURL, err = p.launchGateway("gateway")
+	p.GatewayURL = p.front("gateway", 0, gatewayURL)
 	return err
 }
 
@@ -57,15 +57,15 @@ func (p *Platform) startIdp(label string) (*procs.Process, string, error) {
 	return proc, url, err
 }
 
-func (p *Platform) startWorker(label string) (*procs.Process, string, error) {
-	proc, err := p.launch("worker", label, append([]string{
+func (p *Platform) launchGateway(label string) (*procs.Process, string, error) {
+	proc, err := p.launch("gateway", label, append([]string{
 		"--listen", "127.0.0.1:0",
 		"--storage-connection-string", p.Emulator.ConnectionString,
 		"--issuer", p.IdpURL,
 		"--registry", p.RegistryFile,
 		"--create-resources",
 		"--shutdown-timeout", "5s",
-	}, p.opts.WorkerArgs...), nil)
+	}, p.opts.GatewayArgs...), nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -73,7 +73,7 @@ func (p *Platform) startWorker(label string) (*procs.Process, string, error) {
 	return proc, url, err
 }
 
-// startReplicas starts workers and relay servers 1..Replicas-1.
+// startReplicas starts idps, gateways and relay servers 1..Replicas-1.
 func (p *Platform) startReplicas() error {
 	for i := 1; i < p.opts.Replicas; i++ {
 		idp, idpURL, err := p.startIdp(fmt.Sprintf("idp-%d", i))
@@ -81,25 +81,25 @@ func (p *Platform) startReplicas() error {
 			return err
 		}
 		p.front("idp", i, idpURL)
-		w, workerURL, err := p.startWorker(fmt.Sprintf("worker-%d", i))
+		gw, gatewayURL, err := p.launchGateway(fmt.Sprintf("gateway-%d", i))
 		if err != nil {
 			return err
 		}
-		p.front("worker", i, workerURL)
+		p.front("gateway", i, gatewayURL)
 		rs, err := p.launchRelayserver(fmt.Sprintf("relayserver-%d", i))
 		if err != nil {
 			return err
 		}
 		p.mu.Lock()
 		p.replicas["idp"] = append(p.replicas["idp"], idp)
-		p.replicas["worker"] = append(p.replicas["worker"], w)
+		p.replicas["gateway"] = append(p.replicas["gateway"], gw)
 		p.replicas["relayserver"] = append(p.replicas["relayserver"], rs)
 		p.mu.Unlock()
 	}
 	return nil
 }
 
-// RestartReplica starts replica i (i ≥ 1) of "worker", "idp" or
+// RestartReplica starts replica i (i ≥ 1) of "gateway", "idp" or
 // "relayserver" again after it was killed or stopped, on a new port behind
 // the same balancer.
 func (p *Platform) RestartReplica(kind string, i int) error {
@@ -119,8 +119,8 @@ func (p *Platform) RestartReplica(kind string, i int) error {
 	label := fmt.Sprintf("%s-%d", kind, i)
 	var url string
 	switch kind {
-	case "worker":
-		proc, url, err = p.startWorker(label)
+	case "gateway":
+		proc, url, err = p.launchGateway(label)
 	case "idp":
 		proc, url, err = p.startIdp(label)
 	case "relayserver":
@@ -139,13 +139,13 @@ func (p *Platform) RestartReplica(kind string, i int) error {
 }
 
 // Replica returns replica i (0 is the one StartRelayserver and the agents'
-// worker are) of "worker" or "relayserver", nil if there is none.
+// gateway are) of "gateway", "idp" or "relayserver", nil if there is none.
 func (p *Platform) Replica(kind string, i int) *procs.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case i == 0 && kind == "worker":
-		return p.worker
+	case i == 0 && kind == "gateway":
+		return p.gateway
 	case i == 0 && kind == "idp":
 		return p.idp
 	case i == 0 && kind == "relayserver":

@@ -12,12 +12,12 @@ import (
 // read it.
 func (p *Platform) SampleEnv(tenant, id string) []string {
 	return []string{
-		connector.EnvWorkerURL + "=" + p.WorkerURL,
+		connector.EnvWorkerURL + "=" + p.GatewayURL,
 		connector.EnvTokenURL + "=" + p.IdpURL + "/oauth2/token",
 		connector.EnvTenant + "=" + tenant,
 		connector.EnvConnector + "=" + id,
 		connector.EnvKeyFile + "=" + p.KeyFile(tenant, id),
 		botecloud.EnvStorageConnectionString + "=" + p.Emulator.ConnectionString,
-		botecloud.EnvWakeURL + "=" + p.WorkerURL,
+		botecloud.EnvWakeURL + "=" + p.GatewayURL,
 	}
 }

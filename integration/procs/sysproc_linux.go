@@ -7,7 +7,7 @@ import (
 
 // sysProcAttr puts the child in its own process group (so Stop reaches its
 // children too) and kills it if the test binary dies first, so no emulator
-// or worker outlives a crashed test run.
+// or gateway outlives a crashed test run.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -1,9 +1,9 @@
-// Package replicas runs the platform with two idps, two workers and two
-// relay servers behind one Azurite (idps and workers behind a balancer
+// Package replicas runs the platform with two idps, two gateways and two
+// relay servers behind one Azurite (idps and gateways behind a balancer
 // each, as behind the ingress in Azure) and kills one of each mid-run:
 // the run completes, nothing of its log is lost, the operator's opsbot
 // following it carries on through the relay to the surviving relay
-// server, agents reconnect to the surviving worker, a new agent gets its
+// server, agents reconnect to the surviving gateway, a new agent gets its
 // token from the surviving idp, and the survivors serve the next run.
 package replicas
 
@@ -40,7 +40,7 @@ func slow(t *testing.T, seconds int) string {
 	return dir
 }
 
-// TestReplicaKilledMidRun: relay server, worker and idp replica 0 are
+// TestReplicaKilledMidRun: relay server, gateway and idp replica 0 are
 // killed (SIGKILL) while an apply runs and agents hold sessions.
 func TestReplicaKilledMidRun(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,
@@ -55,7 +55,7 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	_, err = apply.WaitOutput("slow apply starting", 2*time.Minute)
 	require.NoError(t, err, apply.Output())
 
-	for _, kind := range []string{"relayserver", "worker", "idp"} {
+	for _, kind := range []string{"relayserver", "gateway", "idp"} {
 		p.Replica(kind, 0).Kill()
 	}
 
@@ -76,7 +76,7 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	assert.Contains(t, logs.Stdout, "slow apply starting")
 	assert.Contains(t, logs.Stdout, "slow apply done")
 
-	// A new agent process needs a token (idp 1) and a session (worker 1).
+	// A new agent process needs a token (idp 1) and a session (gateway 1).
 	require.NoError(t, p.StopAgent(tenant, "agent-a"))
 	_, err = p.StartAgent(tenant, "agent-a")
 	require.NoError(t, err)

@@ -7,7 +7,7 @@
 //
 //	cd integration && go test ./runbench/ -run '^$' -bench . -benchtime 1x
 //
-// BOTE_BENCH_ROUTE_POLL_MAX=1s (say) sets the worker's --route-poll-max.
+// BOTE_BENCH_ROUTE_POLL_MAX=1s (say) sets the gateway's --route-poll-max.
 package runbench
 
 import (
@@ -87,11 +87,11 @@ func thePlatform(b *testing.B) *platform.Platform {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		opts := platform.Options{Dir: platDir, Agents: agents}
-		// On Storage Queues the worker polls the connectors' bus queue,
+		// On Storage Queues the gateway polls the connectors' bus queue,
 		// waiting up to --route-poll-max (default 1s) while idle; this
 		// is where pickup time goes (see docs/benchmarks.md).
 		if v := os.Getenv("BOTE_BENCH_ROUTE_POLL_MAX"); v != "" {
-			opts.WorkerArgs = []string{"--route-poll-max", v}
+			opts.GatewayArgs = []string{"--route-poll-max", v}
 		}
 		plat, platErr = platform.Start(ctx, opts)
 	})
@@ -243,7 +243,7 @@ func BenchmarkPickupLatency(b *testing.B) {
 		d    []time.Duration
 	}{
 		{"queued → claimed (server: dispatch, Table transaction)", claim},
-		{"claimed → assignment received by the agent (gateway: bus queue, worker, connector queue)", deliver},
+		{"claimed → assignment received by the agent (gateway: bus queue, router, connector queue)", deliver},
 		{"received → terraform started (agent: bundle download, unpack, working directory)", prepare},
 	} {
 		fmt.Printf("  %-90s p50 %6s  p99 %6s\n", seg.what, percentile(seg.d, 50).Round(time.Millisecond), percentile(seg.d, 99).Round(time.Millisecond))

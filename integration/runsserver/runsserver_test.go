@@ -1,5 +1,5 @@
 // Package runsserver runs the ops server's agent side end to end with real
-// processes (Azurite, idp, worker, relayserver) and fake agents written
+// processes (Azurite, idp, gateway, relayserver) and fake agents written
 // with runtime/connector in the test, so it checks the server against the
 // protocol (runtime/runproto) rather than against the agent binary: a run
 // goes to exactly one agent of its tenant, another tenant's agent can
@@ -59,16 +59,16 @@ var plainConnectors = map[string][]string{"tenant-a": {"erp"}}
 
 // server is the running platform without agents.
 type server struct {
-	dir       string
-	emu       *azurite.Emulator
-	keys      map[string]*ecdsa.PrivateKey
-	idpURL    string
-	workerURL string
-	api       *opsclient.Client
-	secrets   string
-	apiKey    string
-	rsArgs    []string
-	rs        *procs.Process
+	dir        string
+	emu        *azurite.Emulator
+	keys       map[string]*ecdsa.PrivateKey
+	idpURL     string
+	gatewayURL string
+	api        *opsclient.Client
+	secrets    string
+	apiKey     string
+	rsArgs     []string
+	rs         *procs.Process
 }
 
 func startServer(t *testing.T) *server {
@@ -106,10 +106,10 @@ func startServer(t *testing.T) *server {
 		"--listen", "127.0.0.1:0", "--registry", reg, "--key-dir", filepath.Join(s.dir, "idp-keys"), "--client-rate", "100", "--client-burst", "100"}})
 	s.idpURL, err = idp.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
-	worker := procs.Start(t, procs.Spec{Name: "worker", Path: procs.Build(t, "worker"), Args: []string{
+	gw := procs.Start(t, procs.Spec{Name: "gateway", Path: procs.Build(t, "gateway"), Args: []string{
 		"--listen", "127.0.0.1:0", "--storage-connection-string", s.emu.ConnectionString, "--issuer", s.idpURL,
 		"--registry", reg, "--create-resources", "--shutdown-timeout", "5s"}})
-	s.workerURL, err = worker.ListenAddr(60 * time.Second)
+	s.gatewayURL, err = gw.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
 	s.apiKey = apiKey
 	s.rsArgs = []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
@@ -151,7 +151,7 @@ func (s *server) agent(t *testing.T, tenant, id string) *agent {
 	a := &agent{t: t, tenant: tenant, id: id, key: s.keys[registry.ClientID(tenant, id)], got: make(chan runproto.Message, 100)}
 	var err error
 	a.client, err = connector.New(connector.Config{
-		WorkerURL: s.workerURL, TokenURL: s.idpURL + "/oauth2/token", Tenant: tenant, Connector: id, Key: a.key,
+		WorkerURL: s.gatewayURL, TokenURL: s.idpURL + "/oauth2/token", Tenant: tenant, Connector: id, Key: a.key,
 		SafetyPoll: 2 * time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 		Handler: connector.HandlerFunc(func(_ context.Context, m *connector.Message) error {
 			msg, err := runproto.Decode(m.Body)
@@ -336,7 +336,7 @@ func bundle(t *testing.T) []byte {
 
 // settled waits until relayserver has taken off the bus everything agents
 // sent so far, handled or refused: bote-cloud holds no message, hidden or
-// not (a connector's Send returns once the worker enqueued it there). It
+// not (a connector's Send returns once the gateway enqueued it there). It
 // stands in for sleeping "long enough for the server to refuse them".
 func (s *server) settled(t *testing.T) {
 	t.Helper()

@@ -133,10 +133,10 @@ func TestExamplesLinkNoTestTooling(t *testing.T) {
 	}
 }
 
-// serverOnly are packages only the servers (relay server, worker, idp) may
+// serverOnly are packages only the servers (relay server, gateway, idp) may
 // link: the ops server, the run manager and its stores, the ops API server,
 // operator authentication, secrets, the audit log, the cloud side and the drivers of
-// the gateway bus, the worker, the token issuer.
+// the gateway bus, the gateway process, the token issuer.
 var serverOnly = []string{
 	"runtime/opsserver", "runtime/runs", "runtime/runstore", "runtime/artifacts", "runtime/dispatch", "runtime/opsapi",
 	"runtime/operatorauth", "runtime/secretstore", "runtime/audit",

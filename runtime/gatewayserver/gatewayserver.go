@@ -1,7 +1,7 @@
 // Package gatewayserver assembles the gateway worker: the connector session
 // server, the cloud→connector router, the nudge fan-out between replicas,
 // and the HTTP endpoints around them (/v1/connect, /healthz, /readyz,
-// /metrics). cmd/worker turns flags into a Config and calls Run.
+// /metrics). cmd/gateway turns flags into a Config and calls Run.
 //
 // Shutdown, when Run's context ends: readiness turns false, the listener
 // stops taking connections, sessions get a going-away close (1001) once

@@ -1,5 +1,5 @@
 // Command demo runs the platform's main job locally on Azurite: it starts
-// the emulator and the platform's processes on loopback (idp, worker,
+// the emulator and the platform's processes on loopback (idp, gateway,
 // devrelay, relayserver and one deployment agent; package
 // integration/platform), then drives them the way an operator would with
 // the opsbot CLI: create a workspace, plan the sample configuration in
@@ -14,7 +14,7 @@
 // that opsbot and the console can be tried by hand.
 //
 // With --gateway it starts the messaging gateway alone (Azurite, idp,
-// worker) with the sample connectors contoso/sample-1 to sample-3
+// gateway) with the sample connectors contoso/sample-1 to sample-3
 // registered, writes .demo/sample-N.env for each and keeps running until
 // Ctrl-C: the platform the samples in examples/ run against (`make
 // demo-gateway`).
@@ -83,7 +83,7 @@ func run() error {
 	if *gateway {
 		return runGateway(ctx, dir)
 	}
-	step(1, "starting the platform on loopback: Azurite, idp, worker, devrelay, relayserver, agent "+tenant+"/"+agentID)
+	step(1, "starting the platform on loopback: Azurite, idp, gateway, devrelay, relayserver, agent "+tenant+"/"+agentID)
 	var out io.Writer
 	if *verbose {
 		out = os.Stderr
@@ -102,8 +102,8 @@ func run() error {
 	}
 	defer stopAll(p)
 	fmt.Printf("   up in %s (scratch directory %s)\n", time.Since(started).Round(time.Millisecond), dir)
-	fmt.Printf("   Azurite (%s) %s\n   idp         %s\n   worker      %s\n   relay       %s (hybrid connection %q)\n",
-		p.Emulator.Via, p.Emulator.BlobURL, p.IdpURL, p.WorkerURL, p.RelayNamespace, platform.HybridConnection)
+	fmt.Printf("   Azurite (%s) %s\n   idp         %s\n   gateway     %s\n   relay       %s (hybrid connection %q)\n",
+		p.Emulator.Via, p.Emulator.BlobURL, p.IdpURL, p.GatewayURL, p.RelayNamespace, platform.HybridConnection)
 	if err := writeEnvFile(p, filepath.Join(dir, "opsbot.env")); err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ var samples = []string{"sample-1", "sample-2", "sample-3"}
 
 // runGateway starts the gateway alone for the samples and waits for ctx.
 func runGateway(ctx context.Context, dir string) error {
-	step(1, "starting the messaging gateway on loopback: Azurite, idp, worker; connectors "+tenant+"/"+strings.Join(samples, ", "))
+	step(1, "starting the messaging gateway on loopback: Azurite, idp, gateway; connectors "+tenant+"/"+strings.Join(samples, ", "))
 	var conns []platform.Connector
 	for _, id := range samples {
 		conns = append(conns, platform.Connector{Tenant: tenant, ID: id})
@@ -293,7 +293,7 @@ func runGateway(ctx context.Context, dir string) error {
 		return err
 	}
 	defer stopAll(p)
-	fmt.Printf("   idp     %s\n   worker  %s\n", p.IdpURL, p.WorkerURL)
+	fmt.Printf("   idp     %s\n   gateway %s\n", p.IdpURL, p.GatewayURL)
 	for _, id := range samples {
 		if err := writeEnv(p.SampleEnv(tenant, id), filepath.Join(dir, id+".env")); err != nil {
 			return err

@@ -1,7 +1,7 @@
 // Package program is the process around every binary under runtime/cmd: each
 // binary's main is
 //
-//	func main() { program.Main("worker", run) }
+//	func main() { program.Main("gateway", run) }
 //
 // and everything it does is in run, which has one shape (Run) so that
 // tests call it like the process would, with their own arguments, streams

@@ -24,15 +24,15 @@ func TestExit(t *testing.T) {
 	}{
 		{"success", nil, 0, ""},
 		{"help asked for", fmt.Errorf("cannot parse: %w", flag.ErrHelp), 0, ""},
-		{"error", errors.New("--key is required"), 1, "worker: --key is required\n"},
-		{"exit code with a message", Exitf(3, "cannot reach %s", "relay"), 3, "worker: cannot reach relay\n"},
+		{"error", errors.New("--key is required"), 1, "gateway: --key is required\n"},
+		{"exit code with a message", Exitf(3, "cannot reach %s", "relay"), 3, "gateway: cannot reach relay\n"},
 		{"exit code, already reported", &ExitError{Code: 130}, 130, ""},
 		{"wrapped exit code", fmt.Errorf("apply: %w", &ExitError{Code: 11}), 11, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr strings.Builder
-			assert.Equal(t, tt.code, Exit("worker", tt.err, &stderr))
+			assert.Equal(t, tt.code, Exit("gateway", tt.err, &stderr))
 			assert.Equal(t, tt.stderr, stderr.String())
 		})
 	}

@@ -1,4 +1,4 @@
-// Command worker is the bote gateway worker: it holds connector sessions
+// Command gateway is the bote messaging gateway: it holds connector sessions
 // over WebSocket, routes cloud→connector messages into connector queues and
 // stamps verified identity on what connectors send to the cloud.
 //
@@ -24,14 +24,14 @@ import (
 
 const envPrefix = "BOTE_WORKER"
 
-func main() { program.Main("worker", run) }
+func main() { program.Main("gateway", run) }
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if buildinfo.Requested(args) {
-		_, err := fmt.Fprintln(stdout, "worker", buildinfo.Read())
+		_, err := fmt.Fprintln(stdout, "gateway", buildinfo.Read())
 		return err
 	}
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var cfg gatewayserver.Config
 	var useIdentity bool
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address (:0 picks a free port)")
