@@ -176,8 +176,9 @@ func (s *server) bundle(run, config string) *envelope.Claim {
 	var buf bytes.Buffer
 	_, err := tfarchive.Pack(config, &buf, tfarchive.PackOptions{Limits: tfarchive.BundleLimits})
 	require.NoError(s.t, err)
-	c, err := s.arts.Put(context.Background(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: run}, artifacts.Bundle, &buf, tfarchive.BundleLimits.MaxBytes)
+	a, err := s.arts.Put(context.Background(), artifacts.RunKey{Tenant: tenant, Workspace: workspace, Run: run}, artifacts.Bundle, &buf, tfarchive.BundleLimits.MaxBytes)
 	require.NoError(s.t, err)
+	c := &envelope.Claim{Container: a.Container, Blob: a.Blob, Size: a.Size, SHA256: a.SHA256}
 	require.NoError(s.t, s.signer.Sign(context.Background(), c, 10*time.Minute))
 	return c
 }
@@ -311,7 +312,7 @@ func TestPlanAndApplyThroughTheGateway(t *testing.T) {
 	assert.NotEmpty(t, s.logLines(run1, "2"))
 
 	// The uploaded working directory is exactly what the agent reported.
-	rc, err := s.arts.Open(context.Background(), tenant, &envelope.Claim{Container: artifacts.DefaultContainer, Blob: blobName, Size: plan.WorkdirSize, SHA256: plan.WorkdirSHA256})
+	rc, err := s.arts.Open(context.Background(), tenant, &runs.Artifact{Container: artifacts.DefaultContainer, Blob: blobName, Size: plan.WorkdirSize, SHA256: plan.WorkdirSHA256})
 	require.NoError(t, err)
 	_, err = bytes.NewBuffer(nil).ReadFrom(rc)
 	require.NoError(t, err, "size and SHA-256 of the upload must match the report")

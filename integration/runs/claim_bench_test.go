@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/azurite"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -40,8 +39,8 @@ func BenchmarkEnqueueToClaim(b *testing.B) {
 	require.NoError(b, err)
 	_, err = m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 1})
 	require.NoError(b, err)
-	bundle := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/bundle", Size: 1, SHA256: strings.Repeat("0", 64)}
-	plan := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}
+	bundle := &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/bundle", Size: 1, SHA256: strings.Repeat("0", 64)}
+	plan := &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}
 
 	var pickup, claim []time.Duration
 	b.ResetTimer()

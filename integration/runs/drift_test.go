@@ -18,7 +18,6 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/drift"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 )
@@ -70,8 +69,8 @@ func newDriftEnv(t testing.TB, workspaces int) *driftEnv {
 		_, err = e.m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: ws, Options: runs.Options{AutoApply: true}})
 		require.NoError(t, err)
 		id := runs.NewRunID(e.clock())
-		claim := func(name string) *envelope.Claim {
-			return &envelope.Claim{Container: "c", Blob: "contoso/" + ws + "/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("0", 64)}
+		claim := func(name string) *runs.Artifact {
+			return &runs.Artifact{Container: "c", Blob: "contoso/" + ws + "/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("0", 64)}
 		}
 		_, err = e.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: ws, ID: id, Operation: runs.OpApply, Bundle: claim("bundle")})
 		require.NoError(t, err)

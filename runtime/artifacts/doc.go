@@ -6,11 +6,11 @@
 // Bundles and working directories are the archives of package tfarchive.
 //
 // Blob names are "<tenant>/<workspace>/<run>/<kind>"; an uploaded archive
-// is written once (If-None-Match) and referenced by an envelope.Claim
+// is written once (If-None-Match) and referenced by a runs.Artifact
 // carrying its size and SHA-256, which Open verifies and which checks that
 // the reference belongs to the caller's tenant. To hand an artifact to an
-// agent, sign the claim with a claimcheck.Store opened on the same
-// container (a read-only SAS link scoped to that one blob).
+// agent, the dispatcher signs a link to it with a claimcheck.Store opened
+// on the same container (a read-only SAS link scoped to that one blob).
 //
 // A run's log is an append blob: AppendLog adds whole lines at a known
 // position, so a batch delivered twice is written once and batches stay in

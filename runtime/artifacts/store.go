@@ -21,7 +21,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
@@ -137,7 +136,7 @@ func (k Kind) contentType() string {
 // the same container to hand it to an agent). An artifact is written once
 // under a fresh name and read back only if its SHA-256 matches: the plan
 // that was approved is the plan that is applied.
-func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max int64) (*envelope.Claim, error) {
+func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max int64) (*runs.Artifact, error) {
 	if err := key.Validate(); err != nil {
 		return nil, err
 	}
@@ -160,7 +159,7 @@ func (s *Store) Put(ctx context.Context, key RunKey, kind Kind, r io.Reader, max
 	case err != nil:
 		return nil, fmt.Errorf("cannot upload %s of run %s: %w", kind, key.Run, err)
 	}
-	return &envelope.Claim{Container: s.container, Blob: name, Size: hr.n, SHA256: hex.EncodeToString(hr.h.Sum(nil))}, nil
+	return &runs.Artifact{Container: s.container, Blob: name, Size: hr.n, SHA256: hex.EncodeToString(hr.h.Sum(nil))}, nil
 }
 
 type hashReader struct {
@@ -181,10 +180,7 @@ func (h *hashReader) Read(p []byte) (int, error) {
 }
 
 // own checks that c is an artifact of tenant in this store.
-func (s *Store) own(tenant string, c *envelope.Claim) error {
-	if c == nil {
-		return errors.New("artifact reference is nil")
-	}
+func (s *Store) own(tenant string, c *runs.Artifact) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -197,7 +193,7 @@ func (s *Store) own(tenant string, c *envelope.Claim) error {
 // Open streams an artifact of tenant. The reader fails with ErrCorrupt at
 // the end if size or SHA-256 differ from c, so unpack into a scratch
 // directory and use it only once the reader reached EOF cleanly.
-func (s *Store) Open(ctx context.Context, tenant string, c *envelope.Claim) (io.ReadCloser, error) {
+func (s *Store) Open(ctx context.Context, tenant string, c *runs.Artifact) (io.ReadCloser, error) {
 	if err := s.own(tenant, c); err != nil {
 		return nil, err
 	}
@@ -215,7 +211,7 @@ type verifyReader struct {
 	rc    io.ReadCloser
 	h     hash.Hash
 	n     int64
-	claim *envelope.Claim
+	claim *runs.Artifact
 }
 
 func (v *verifyReader) Read(p []byte) (int, error) {

@@ -87,8 +87,9 @@ func TestSelfContainedPackages(t *testing.T) {
 // through the code that runs Terraform; the artifact store speaks in its
 // own references, not in the bus's message types.
 var layerRules = map[string][]string{
-	"runtime/runs":      {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
-	"runtime/runstore":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
+	"runtime/runs":      {"runtime/tfrun", "github.com/hashicorp/terraform-exec", "runtime/envelope", "runtime/bus"},
+	"runtime/runstore":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec", "runtime/envelope", "runtime/bus"},
+	"runtime/artifacts": {"runtime/tfrun", "github.com/hashicorp/terraform-exec", "runtime/envelope", "runtime/bus"},
 	"runtime/runproto":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
 	"runtime/opsserver": {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},
 	"runtime/tfresult":  {"runtime/tfrun", "github.com/hashicorp/terraform-exec"},

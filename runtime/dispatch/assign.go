@@ -8,6 +8,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/botecloud"
+	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -70,8 +71,8 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 		if r.Plan == nil {
 			return nil, errors.New("the run has no saved plan")
 		}
-		c := *r.Plan
-		if err := d.cfg.Signer.Sign(ctx, &c, d.cfg.URLTTL); err != nil {
+		c, err := d.sign(ctx, r.Plan)
+		if err != nil {
 			return nil, err
 		}
 		a.WorkdirURL, a.WorkdirSHA256, a.WorkdirSize = c.URL, c.SHA256, c.Size
@@ -80,8 +81,8 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 	if r.Bundle == nil {
 		return nil, errors.New("the run has no configuration bundle")
 	}
-	c := *r.Bundle
-	if err := d.cfg.Signer.Sign(ctx, &c, d.cfg.URLTTL); err != nil {
+	c, err := d.sign(ctx, r.Bundle)
+	if err != nil {
 		return nil, err
 	}
 	a.Plan = r.PlanOptions
@@ -129,4 +130,12 @@ func (d *Dispatcher) send(ctx context.Context, tenant, agent string, m runproto.
 	if err := d.sendNow(ctx, tenant, agent, m); err != nil && ctx.Err() == nil {
 		d.log.Warn("cannot tell agent; it learns from its next heartbeat", "err", err)
 	}
+}
+
+// sign links the run's artifact a for an agent to read, for URLTTL: the
+// claim-check reference (envelope.Claim) run.assign carries.
+func (d *Dispatcher) sign(ctx context.Context, a *runs.Artifact) (envelope.Claim, error) {
+	c := envelope.Claim{Container: a.Container, Blob: a.Blob, Size: a.Size, SHA256: a.SHA256}
+	err := d.cfg.Signer.Sign(ctx, &c, d.cfg.URLTTL)
+	return c, err
 }

@@ -75,7 +75,7 @@ type Logs interface {
 
 // Plans stores a plan's JSON beside its run (*artifacts.Store).
 type Plans interface {
-	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error)
+	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*runs.Artifact, error)
 }
 
 // States promotes the state an apply claim uploaded to its workspace's

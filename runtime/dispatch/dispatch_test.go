@@ -248,7 +248,7 @@ func (e *env) enqueue(op runs.Operation) runs.Run {
 	e.t.Helper()
 	id := runs.NewRunID(e.clock())
 	q, err := e.m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "tenant-a", Workspace: "prod", ID: id, Operation: op, CreatedBy: "alice",
-		Bundle: &envelope.Claim{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
+		Bundle: &runs.Artifact{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
 	require.NoError(e.t, err)
 	return q.Run
 }

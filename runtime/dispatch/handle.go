@@ -11,7 +11,6 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/botecloud"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -201,7 +200,7 @@ func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runp
 		if res.Phase == runproto.PhasePlan {
 			rep.State = runs.Planned
 			if res.WorkdirUploaded {
-				rep.Plan = &envelope.Claim{Container: d.cfg.Signer.Container(), Blob: uploadBlob(r, res.ClaimToken), Size: res.WorkdirSize, SHA256: res.WorkdirSHA256}
+				rep.Plan = &runs.Artifact{Container: d.cfg.Signer.Container(), Blob: uploadBlob(r, res.ClaimToken), Size: res.WorkdirSize, SHA256: res.WorkdirSHA256}
 			} else if res.Result != nil && res.Result.HasChanges {
 				rep.State, rep.Reason = runs.Failed, "the plan has changes but the agent did not upload its working directory"
 			}
@@ -262,7 +261,7 @@ func (d *Dispatcher) checkPolicies(ctx context.Context, r runs.Run, res *runprot
 
 // keepPlan stores a plan's JSON beside its run. A plan that cannot be
 // stored is logged, not fatal: the run goes on, its changes in its log.
-func (d *Dispatcher) keepPlan(ctx context.Context, r runs.Run, plan []byte) *envelope.Claim {
+func (d *Dispatcher) keepPlan(ctx context.Context, r runs.Run, plan []byte) *runs.Artifact {
 	if len(plan) == 0 || d.cfg.Plans == nil {
 		return nil
 	}

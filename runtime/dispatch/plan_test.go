@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runspec"
@@ -27,7 +26,7 @@ type memPlans struct {
 	fail  error
 }
 
-func (m *memPlans) Put(_ context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error) {
+func (m *memPlans) Put(_ context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*runs.Artifact, error) {
 	if m.fail != nil {
 		return nil, m.fail
 	}
@@ -39,7 +38,7 @@ func (m *memPlans) Put(_ context.Context, key artifacts.RunKey, kind artifacts.K
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blobs[name] = string(data)
-	return &envelope.Claim{Container: "boteruns", Blob: name, Size: int64(len(data)), SHA256: hash(data)}, nil
+	return &runs.Artifact{Container: "boteruns", Blob: name, Size: int64(len(data)), SHA256: hash(data)}, nil
 }
 
 const planJSON = `{"format_version":"1.2","resource_changes":[]}`
@@ -61,7 +60,7 @@ func TestPlanJSONIsKeptWithThePlan(t *testing.T) {
 		got := e.run(r.ID)
 		require.NotNil(t, got.PlanJSON, "changes %v", changes)
 		assert.Equal(t, planJSON, plans.blobs[got.PlanJSON.Blob])
-		assert.Empty(t, got.PlanJSON.URL)
+		// No link is kept: a runs.Artifact has no field for one.
 	}
 }
 
@@ -93,7 +92,7 @@ func TestAssignmentCarriesPlanOptionsAndPlainVars(t *testing.T) {
 	id := runs.NewRunID(e.clock())
 	_, err = e.m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "tenant-a", Workspace: "prod", ID: id, Operation: runs.OpApply,
 		PlanOptions: runspec.PlanOptions{Targets: []string{"terraform_data.a"}},
-		Bundle:      &envelope.Claim{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
+		Bundle:      &runs.Artifact{Container: "boteruns", Blob: "tenant-a/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
 	require.NoError(t, err)
 	_, a := e.assigned()
 	assert.Equal(t, []string{"terraform_data.a"}, a.Plan.Targets)

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -146,7 +145,7 @@ func TestHeartbeatLabelsNarrowNeverWiden(t *testing.T) {
 
 	e.enqueue(runs.OpApply) // in prod
 	q, err := e.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "tenant-a", Workspace: "gold", Operation: runs.OpApply,
-		Bundle: &envelope.Claim{Container: "boteruns", Blob: "tenant-a/gold/b.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
+		Bundle: &runs.Artifact{Container: "boteruns", Blob: "tenant-a/gold/b.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
 	require.NoError(t, err)
 	assert.Empty(t, e.d.DispatchWorkspace(ctx, "tenant-a", "gold"), "tier=gold is not a2's")
 	assert.Equal(t, runs.Queued, e.run(q.Run.ID).State)

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/drift"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/runs"
@@ -104,8 +103,8 @@ func (e *env) Notify(_ context.Context, ev notify.Event) error {
 	return nil
 }
 
-func claim(id, name string) *envelope.Claim {
-	return &envelope.Claim{Container: "c", Blob: "contoso/prod/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("0", 64)}
+func claim(id, name string) *runs.Artifact {
+	return &runs.Artifact{Container: "c", Blob: "contoso/prod/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("0", 64)}
 }
 
 func newEnv(t *testing.T) *env {

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -191,8 +190,8 @@ func provokeRoute(t *testing.T, f *runsFixture, method, url, code string, ok, ba
 	return r.body, true
 }
 
-func claimFor(id, name string) *envelope.Claim {
-	return &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("b", 64)}
+func claimFor(id, name string) *runs.Artifact {
+	return &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("b", 64)}
 }
 
 func policyFixture() policystore.Policy {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runspec"
@@ -24,12 +23,12 @@ import (
 // Artifacts stores run bundles, reads run logs and kept workspace states
 // (*artifacts.Store).
 type Artifacts interface {
-	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error)
+	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*runs.Artifact, error)
 	ReadLog(ctx context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error)
 	StateVersions(ctx context.Context, tenant, workspace string) ([]artifacts.StateVersion, error)
 	OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error)
 	// Open streams an artifact of tenant, checking its SHA-256 as it reads.
-	Open(ctx context.Context, tenant string, c *envelope.Claim) (io.ReadCloser, error)
+	Open(ctx context.Context, tenant string, c *runs.Artifact) (io.ReadCloser, error)
 	RestoreState(ctx context.Context, tenant, workspace, version string) (artifacts.StateVersion, error)
 }
 

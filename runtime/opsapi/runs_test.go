@@ -20,7 +20,6 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/drift"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/policystore"
@@ -41,7 +40,7 @@ type fakeArtifacts struct {
 	plans   map[string][]byte // blob → plan JSON
 }
 
-func (f *fakeArtifacts) Put(_ context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error) {
+func (f *fakeArtifacts) Put(_ context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*runs.Artifact, error) {
 	if f.limit > 0 {
 		max = f.limit
 	}
@@ -56,7 +55,7 @@ func (f *fakeArtifacts) Put(_ context.Context, key artifacts.RunKey, kind artifa
 	defer f.mu.Unlock()
 	name := key.Tenant + "/" + key.Workspace + "/" + key.Run + "/bundle-1.tar.gz"
 	f.bundles[name] = data
-	return &envelope.Claim{Container: "boteruns", Blob: name, Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
+	return &runs.Artifact{Container: "boteruns", Blob: name, Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
 }
 
 func (f *fakeArtifacts) ReadLog(_ context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error) {
@@ -146,16 +145,16 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	require.NoError(t, err)
 	_, err = f.m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 2, Labels: map[string]string{"env": "prod"}, Version: "0.5.0"})
 	require.NoError(t, err)
-	bundle := func(id string) *envelope.Claim {
-		return &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + id + "/bundle-1.tar.gz", Size: 1, SHA256: strings.Repeat("b", 64)}
+	bundle := func(id string) *runs.Artifact {
+		return &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/" + id + "/bundle-1.tar.gz", Size: 1, SHA256: strings.Repeat("b", 64)}
 	}
 	f.planned = runs.NewRunID(runsNow)
 	_, err = f.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", ID: f.planned, Operation: runs.OpApply, Bundle: bundle(f.planned), CreatedBy: "api-key:alice"})
 	require.NoError(t, err)
 	_, err = f.m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	plan := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/workdir-c2.tar.gz", Size: 9, SHA256: strings.Repeat("c", 64)}
-	planJSON := &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/plan-1.json", Size: int64(len(fixturePlan)), SHA256: strings.Repeat("d", 64)}
+	plan := &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/workdir-c2.tar.gz", Size: 9, SHA256: strings.Repeat("c", 64)}
+	planJSON := &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/" + f.planned + "/plan-1.json", Size: int64(len(fixturePlan)), SHA256: strings.Repeat("d", 64)}
 	f.arts.plans = map[string][]byte{planJSON.Blob: []byte(fixturePlan)}
 	_, err = f.m.Report(ctx, runs.Report{Tenant: "contoso", Run: f.planned, Agent: "a1", State: runs.Planned, Plan: plan, PlanJSON: planJSON, Result: &tfresult.Result{
 		Op: tfresult.Plan, HasChanges: true, Changes: &tfresult.ChangeSummary{Add: 2}, Plan: &planrender.Summary{Add: 2},
@@ -448,7 +447,7 @@ func TestListRunsNewestFirstWithLimitAndStates(t *testing.T) {
 	require.NoError(t, err)
 	dev := runs.NewRunID(runsNow.Add(time.Minute))
 	_, err = f.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "dev", ID: dev, Operation: runs.OpApply,
-		Bundle: &envelope.Claim{Container: "boteruns", Blob: "contoso/dev/" + dev + "/bundle-1.tar.gz", Size: 1, SHA256: strings.Repeat("b", 64)}})
+		Bundle: &runs.Artifact{Container: "boteruns", Blob: "contoso/dev/" + dev + "/bundle-1.tar.gz", Size: 1, SHA256: strings.Repeat("b", 64)}})
 	require.NoError(t, err)
 
 	ids := func(query string) ([]string, bool) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/botehq/platform/runtime/internal/golden"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/botehq/platform/runtime/internal/golden"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"

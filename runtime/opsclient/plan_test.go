@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -19,7 +18,7 @@ import (
 
 const memPlan = `{"format_version":"1.2","resource_changes":[{"address":"terraform_data.a","change":{"actions":["create"],"before":null,"after":{"n":12345678901234567890}}}]}`
 
-func (m *memArtifacts) Open(_ context.Context, _ string, c *envelope.Claim) (io.ReadCloser, error) {
+func (m *memArtifacts) Open(_ context.Context, _ string, c *runs.Artifact) (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader([]byte(memPlan))), nil
 }
 
@@ -39,8 +38,8 @@ func TestPlan(t *testing.T) {
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: run.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
-		Plan:     &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + run.ID + "/workdir-1.tar.gz", Size: 1, SHA256: strings.Repeat("a", 64)},
-		PlanJSON: &envelope.Claim{Container: "boteruns", Blob: "contoso/prod/" + run.ID + "/plan-1.json", Size: int64(len(memPlan)), SHA256: strings.Repeat("b", 64)}})
+		Plan:     &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/" + run.ID + "/workdir-1.tar.gz", Size: 1, SHA256: strings.Repeat("a", 64)},
+		PlanJSON: &runs.Artifact{Container: "boteruns", Blob: "contoso/prod/" + run.ID + "/plan-1.json", Size: int64(len(memPlan)), SHA256: strings.Repeat("b", 64)}})
 	require.NoError(t, err)
 
 	p, err := c.Plan(ctx, "contoso", run.ID)

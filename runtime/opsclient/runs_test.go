@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
@@ -30,7 +29,7 @@ type memArtifacts struct {
 	logs map[string][]byte
 }
 
-func (m *memArtifacts) Put(_ context.Context, key artifacts.RunKey, _ artifacts.Kind, r io.Reader, max int64) (*envelope.Claim, error) {
+func (m *memArtifacts) Put(_ context.Context, key artifacts.RunKey, _ artifacts.Kind, r io.Reader, max int64) (*runs.Artifact, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
 	if err != nil {
 		return nil, err
@@ -38,7 +37,7 @@ func (m *memArtifacts) Put(_ context.Context, key artifacts.RunKey, _ artifacts.
 	if bytes.Contains(data, []byte("oversize")) {
 		return nil, &tfarchive.LimitError{What: "compressed size", Limit: max, Value: max + 1}
 	}
-	return &envelope.Claim{Container: "boteruns", Blob: key.Tenant + "/" + key.Workspace + "/" + key.Run + "/bundle-1.tar.gz", Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
+	return &runs.Artifact{Container: "boteruns", Blob: key.Tenant + "/" + key.Workspace + "/" + key.Run + "/bundle-1.tar.gz", Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
 }
 
 func (m *memArtifacts) ReadLog(_ context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error) {

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runspec"
 	"github.com/botehq/platform/runtime/runstore"
@@ -23,12 +22,12 @@ func TestDriftCheckIsNeverApproved(t *testing.T) {
 	ctx := context.Background()
 	m := contoso(t, runs.Config{Store: runstore.NewMemory()})
 	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply, CreatedBy: "drift-check", CreatedByID: "system:drift-check",
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}, PlanOptions: runspec.PlanOptions{RefreshOnly: true}, DriftCheck: true})
+		Bundle: &runs.Artifact{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}, PlanOptions: runspec.PlanOptions{RefreshOnly: true}, DriftCheck: true})
 	require.NoError(t, err)
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	r, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
-		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Plan: &runs.Artifact{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	require.Equal(t, runs.Planned, r.State)
 

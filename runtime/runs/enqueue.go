@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runspec"
 )
 
@@ -25,7 +24,7 @@ type EnqueueRequest struct {
 	Operation Operation
 	// Bundle is the uploaded configuration (package artifacts); its blob
 	// must lie under "<tenant>/<workspace>/".
-	Bundle    *envelope.Claim
+	Bundle    *Artifact
 	Message   string
 	CreatedBy string
 	// CreatedByID identifies the principal stably (see Run.CreatedByID);
@@ -39,7 +38,7 @@ type EnqueueRequest struct {
 
 // checkArtifact refuses a reference to another tenant's or workspace's
 // blob, so nobody can make an agent fetch what is not theirs.
-func checkArtifact(what string, c *envelope.Claim, tenant, workspace string) error {
+func checkArtifact(what string, c *Artifact, tenant, workspace string) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, what, err)
 	}
@@ -92,7 +91,6 @@ func (m *Manager) Enqueue(ctx context.Context, req EnqueueRequest) (Enqueued, er
 		req.CreatedByID = req.CreatedBy
 	}
 	b := *req.Bundle
-	b.URL, b.URLExpiresAt = "", time.Time{} // signed links are per use, never stored
 	r := Run{
 		ID: req.ID, Tenant: req.Tenant, Workspace: req.Workspace, Operation: req.Operation,
 		State: Queued, Message: req.Message, CreatedBy: req.CreatedBy, CreatedByID: req.CreatedByID, CreatedAt: now, UpdatedAt: now,

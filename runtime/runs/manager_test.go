@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfproviders"
@@ -31,8 +30,8 @@ func TestEnqueueValidation(t *testing.T) {
 	_, err = m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "prod"})
 	assert.ErrorIs(t, err, runs.ErrExists)
 
-	bundle := func(blob string) *envelope.Claim {
-		return &envelope.Claim{Container: "boteruns", Blob: blob, Size: 1, SHA256: strings.Repeat("0", 64)}
+	bundle := func(blob string) *runs.Artifact {
+		return &runs.Artifact{Container: "boteruns", Blob: blob, Size: 1, SHA256: strings.Repeat("0", 64)}
 	}
 	id := runs.NewRunID(time.Now())
 	for _, tc := range []struct {
@@ -44,7 +43,7 @@ func TestEnqueueValidation(t *testing.T) {
 		{"same id twice", runs.EnqueueRequest{ID: id, Operation: runs.OpApply, Bundle: bundle("contoso/prod/" + id + "/bundle")}, runs.ErrConflict},
 		{"bad operation", runs.EnqueueRequest{Operation: "import", Bundle: bundle("contoso/prod/b")}, runs.ErrInvalid},
 		{"no bundle", runs.EnqueueRequest{Operation: runs.OpApply}, runs.ErrInvalid},
-		{"bad bundle", runs.EnqueueRequest{Operation: runs.OpApply, Bundle: &envelope.Claim{Blob: "contoso/prod/b"}}, runs.ErrInvalid},
+		{"bad bundle", runs.EnqueueRequest{Operation: runs.OpApply, Bundle: &runs.Artifact{Blob: "contoso/prod/b"}}, runs.ErrInvalid},
 		{"bad id", runs.EnqueueRequest{ID: "run-1", Operation: runs.OpApply, Bundle: bundle("contoso/prod/b")}, runs.ErrInvalid},
 		{"stale id", runs.EnqueueRequest{ID: oldRunID(time.Now().Add(-time.Hour)), Operation: runs.OpApply, Bundle: bundle("contoso/prod/b")}, runs.ErrInvalid},
 		{"long message", runs.EnqueueRequest{Operation: runs.OpApply, Bundle: bundle("contoso/prod/b"), Message: strings.Repeat("m", 2000)}, runs.ErrInvalid},
@@ -91,7 +90,7 @@ func contoso(t *testing.T, cfg runs.Config) *runs.Manager {
 func enqueue(t *testing.T, m *runs.Manager) runs.Run {
 	t.Helper()
 	q, err := m.Enqueue(context.Background(), runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply,
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Bundle: &runs.Artifact{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	return q.Run
 }
@@ -192,13 +191,13 @@ func TestFourEyesRefusesSelfApproval(t *testing.T) {
 	require.NoError(t, err)
 
 	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "prod", Operation: runs.OpApply, CreatedBy: "oauth2:alice", CreatedByID: "oauth2:oid-alice",
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Bundle: &runs.Artifact{Container: "c", Blob: "contoso/prod/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	assert.Equal(t, "oauth2:oid-alice", q.Run.CreatedByID)
 	_, err = m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.Run.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
-		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Plan: &runs.Artifact{Container: "c", Blob: "contoso/prod/" + q.Run.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 
 	for _, tt := range []struct{ name, by, byID string }{
@@ -226,8 +225,8 @@ func TestPlanJSONIsKeptWithThePlanPhase(t *testing.T) {
 	r := enqueue(t, m)
 	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
-	claim := func(blob string) *envelope.Claim {
-		return &envelope.Claim{Container: "c", Blob: blob, Size: 1, SHA256: strings.Repeat("0", 64), URL: "https://blob/x?sig=1"}
+	claim := func(blob string) *runs.Artifact {
+		return &runs.Artifact{Container: "c", Blob: blob, Size: 1, SHA256: strings.Repeat("0", 64)}
 	}
 	rep := runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
 		Plan: claim("contoso/prod/" + r.ID + "/workdir"), PlanJSON: claim("fabrikam/prod/" + r.ID + "/plan.json")}
@@ -238,7 +237,7 @@ func TestPlanJSONIsKeptWithThePlanPhase(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, got.PlanJSON)
 	assert.Equal(t, "contoso/prod/"+r.ID+"/plan.json", got.PlanJSON.Blob)
-	assert.Empty(t, got.PlanJSON.URL, "no link is kept")
+	// No link is kept: a runs.Artifact has no field for one.
 }
 
 // A workspace's terraform version constraint picks its agents; when no

@@ -12,7 +12,6 @@ import (
 
 	"github.com/hashicorp/go-version"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runspec"
@@ -169,7 +168,7 @@ type Run struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 	// Bundle is the configuration to run (see package artifacts).
-	Bundle *envelope.Claim `json:"bundle"`
+	Bundle *Artifact `json:"bundle"`
 	// PlanOptions narrow or change the plan (-target, -replace,
 	// -refresh-only).
 	PlanOptions runspec.PlanOptions `json:"planOptions,omitzero"`
@@ -179,10 +178,10 @@ type Run struct {
 	DriftCheck bool `json:"driftCheck,omitempty"`
 	// Plan is the saved plan with its working directory, set when the
 	// plan ends; the apply applies exactly this, on any agent.
-	Plan *envelope.Claim `json:"plan,omitempty"`
+	Plan *Artifact `json:"plan,omitempty"`
 	// PlanJSON is the saved plan as JSON (planrender.Keep) for operators to
 	// see; set when a plan phase ends with it.
-	PlanJSON *envelope.Claim `json:"planJson,omitempty"`
+	PlanJSON *Artifact `json:"planJson,omitempty"`
 	// Agent is working on the run now (planning or applying); "" otherwise.
 	Agent string `json:"agent,omitempty"`
 	// PlanAgent and ApplyAgent record who did each phase.

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -23,7 +22,7 @@ func plannedWith(t *testing.T, m *runs.Manager, c *runs.PolicyCheck) runs.Run {
 	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	got, err := m.Report(ctx, runs.Report{Tenant: "contoso", Run: r.ID, Agent: "a1", State: runs.Planned, Result: &tfresult.Result{HasChanges: true},
-		Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/" + r.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}, Policy: c})
+		Plan: &runs.Artifact{Container: "c", Blob: "contoso/prod/" + r.ID + "/workdir", Size: 1, SHA256: strings.Repeat("0", 64)}, Policy: c})
 	require.NoError(t, err)
 	return got
 }

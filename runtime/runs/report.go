@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/tfresult"
 )
 
@@ -25,10 +24,10 @@ type Report struct {
 	Result *tfresult.Result
 	// Plan is the saved plan and working directory, required for a plan
 	// with changes.
-	Plan *envelope.Claim
+	Plan *Artifact
 	// PlanJSON is the plan's JSON (planrender.Keep) of a plan phase, if
 	// the agent reported it.
-	PlanJSON *envelope.Claim
+	PlanJSON *Artifact
 	// Policy is the server's policy check of a plan phase's plan; with a
 	// failure that blocks, a workspace that auto-applies does not.
 	Policy *PolicyCheck
@@ -102,7 +101,6 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		}
 		if r.History[len(r.History)-1].From == Planning && rep.PlanJSON != nil && (to == Planned || to == NoChanges) {
 			p := *rep.PlanJSON
-			p.URL, p.URLExpiresAt = "", time.Time{}
 			r.PlanJSON = &p
 		}
 		if rep.Policy != nil && r.History[len(r.History)-1].From == Planning {
@@ -119,7 +117,6 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 		}
 		if to == Planned {
 			p := *rep.Plan
-			p.URL, p.URLExpiresAt = "", time.Time{}
 			r.Plan = &p
 			switch {
 			case !w.Options.AutoApply || r.DriftCheck: // a drift check only looks: applying it would write the drift into the state

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 )
@@ -64,7 +63,7 @@ func TestRosterDecidesWhoIsAnAgent(t *testing.T) {
 	}
 	enqueueIn := func(ws string) runs.Run {
 		q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: ws, Operation: runs.OpApply,
-			Bundle: &envelope.Claim{Container: "c", Blob: "contoso/" + ws + "/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+			Bundle: &runs.Artifact{Container: "c", Blob: "contoso/" + ws + "/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
 		require.NoError(t, err)
 		return q.Run
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -48,12 +47,12 @@ func TestOnTransitionSeesEveryMoveOnce(t *testing.T) {
 
 	// Planned and auto-approved by one report, then applied.
 	q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: "auto", Operation: runs.OpApply, CreatedBy: "api-key:bob",
-		Bundle: &envelope.Claim{Container: "c", Blob: "contoso/auto/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Bundle: &runs.Artifact{Container: "c", Blob: "contoso/auto/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	applied := q.Run
 	claim("auto")
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: applied.ID, Agent: "a1", State: runs.Planned,
-		Result: &tfresult.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/auto/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Result: &tfresult.Result{HasChanges: true}, Plan: &runs.Artifact{Container: "c", Blob: "contoso/auto/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 	claim("auto")
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: applied.ID, Agent: "a1", State: runs.Applied})
@@ -98,7 +97,7 @@ func TestChangeWithLostAnswerSucceedsOnce(t *testing.T) {
 	_, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
 	require.NoError(t, err)
 	_, err = m.Report(ctx, runs.Report{Tenant: "contoso", Run: q.ID, Agent: "a1", State: runs.Planned,
-		Result: &tfresult.Result{HasChanges: true}, Plan: &envelope.Claim{Container: "c", Blob: "contoso/prod/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
+		Result: &tfresult.Result{HasChanges: true}, Plan: &runs.Artifact{Container: "c", Blob: "contoso/prod/p", Size: 1, SHA256: strings.Repeat("0", 64)}})
 	require.NoError(t, err)
 
 	store.lose = 1

@@ -20,7 +20,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/runtime/envelope"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
 )
@@ -99,8 +98,8 @@ func unique(prefix string) string {
 }
 
 // Bundle returns an artifact reference to name for tests.
-func Bundle(name string) *envelope.Claim {
-	return &envelope.Claim{Container: "boteruns", Blob: name, Size: 10, SHA256: strings.Repeat("ab", 32)}
+func Bundle(name string) *runs.Artifact {
+	return &runs.Artifact{Container: "boteruns", Blob: name, Size: 10, SHA256: strings.Repeat("ab", 32)}
 }
 
 type env struct {
