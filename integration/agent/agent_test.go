@@ -115,7 +115,7 @@ func newServer(t testing.TB) *server {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = s.cloud.Run(runCtx, func(ctx context.Context, m *botecloud.Message) error {
+		_ = s.cloud.Run(runCtx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 			msg, err := runproto.Decode(m.Body)
 			if err != nil {
 				return botecloud.Permanent(err)
@@ -130,11 +130,11 @@ func newServer(t testing.TB) *server {
 				if err != nil {
 					return botecloud.Permanent(err)
 				}
-				_, err = s.cloud.SendToConnector(ctx, tenant, agentID, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+				_, err = s.cloud.SendToConnector(ctx, tenant, agentID, botecloud.OutMessage{ContentType: runproto.ContentType, Body: body})
 				return err
 			}
 			return nil
-		})
+		}))
 	}()
 	t.Cleanup(func() { cancel(); <-done; _ = bus.Close(context.Background()) })
 
@@ -216,7 +216,7 @@ func (s *server) send(m runproto.Message) {
 	s.t.Helper()
 	body, err := runproto.Encode(m)
 	require.NoError(s.t, err)
-	_, err = s.cloud.SendToConnector(context.Background(), tenant, agentID, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+	_, err = s.cloud.SendToConnector(context.Background(), tenant, agentID, botecloud.OutMessage{ContentType: runproto.ContentType, Body: body})
 	require.NoError(s.t, err)
 }
 
@@ -499,7 +499,7 @@ func TestRunMessagesFromAnotherServiceAreDropped(t *testing.T) {
 	forge := func(m runproto.Message) {
 		body, err := runproto.Encode(m)
 		require.NoError(t, err)
-		_, err = intruder.SendToConnector(context.Background(), tenant, agentID, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+		_, err = intruder.SendToConnector(context.Background(), tenant, agentID, botecloud.OutMessage{ContentType: runproto.ContentType, Body: body})
 		require.NoError(t, err)
 	}
 	forged := runs.NewRunID(time.Now())

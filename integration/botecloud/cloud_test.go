@@ -62,7 +62,7 @@ func (s *setup) run(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- s.client.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
+		done <- s.client.Run(ctx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 			s.handled.Add(1)
 			s.mu.Lock()
 			s.received = append(s.received, m)
@@ -72,11 +72,11 @@ func (s *setup) run(t *testing.T) {
 				return herr
 			}
 			if reply {
-				_, err := s.client.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
+				_, err := s.client.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong")})
 				return err
 			}
 			return nil
-		})
+		}))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -127,7 +127,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 	t.Run("send to connector and broadcast", func(t *testing.T) {
 		t.Parallel()
 		s := newSetup(t, emu, nil)
-		id, err := s.client.SendToConnector(ctx, "contoso", "agent-1", botecloud.Outgoing{Body: []byte("run plan"), Headers: map[string]string{"type": "run"}})
+		id, err := s.client.SendToConnector(ctx, "contoso", "agent-1", botecloud.OutMessage{Body: []byte("run plan"), Headers: map[string]string{"type": "run"}})
 		require.NoError(t, err)
 		m := receiveOne(t, s.driver, s.connQ)
 		assert.Equal(t, id, m.Envelope.ID)
@@ -136,7 +136,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 		assert.Equal(t, &envelope.Identity{Service: "relayserver"}, m.Envelope.From)
 		require.NoError(t, s.driver.Complete(ctx, m))
 
-		_, err = s.client.Broadcast(ctx, "contoso", "chat", botecloud.Outgoing{Body: []byte("hello all")})
+		_, err = s.client.Broadcast(ctx, "contoso", "chat", botecloud.OutMessage{Body: []byte("hello all")})
 		require.NoError(t, err)
 		m = receiveOne(t, s.driver, s.connQ)
 		assert.Equal(t, envelope.KindBroadcast, m.Envelope.Kind)

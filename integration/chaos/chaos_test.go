@@ -141,7 +141,7 @@ func TestChaos(t *testing.T) {
 			for ctx.Err() == nil {
 				sctx, c := context.WithTimeout(ctx, 10*time.Second)
 				tl.sending(n)
-				_, err := sender.SendToConnector(sctx, tenant, "sink", botecloud.Outgoing{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
+				_, err := sender.SendToConnector(sctx, tenant, "sink", botecloud.OutMessage{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
 				c()
 				tl.sent(n, err)
 				if err == nil {

@@ -155,7 +155,7 @@ func TestAttackQueueSASIsScopedToOwnQueue(t *testing.T) {
 	g := newGateway(t)
 	svc := g.cloud("sas", nil)
 	for _, c := range []string{"a1", "a2"} { // make both queues exist with a message each
-		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", c, botecloud.Outgoing{Body: []byte("secret for " + c)})
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", c, botecloud.OutMessage{Body: []byte("secret for " + c)})
 		require.NoError(t, err)
 	}
 	own, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
@@ -219,7 +219,7 @@ func TestAttackCrossTenant(t *testing.T) {
 	s, _ := g.dialRaw(t, g.token(t, "tenant-a", "a1"))
 	s.write(map[string]any{"type": "subscribe", "id": "s", "topic": "chat", "tenant": "tenant-b", "connector": "b1"})
 	require.Equal(t, sessionproto.TypeAck, s.readReply().Type)
-	_, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", botecloud.Outgoing{Body: []byte("B only")})
+	_, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", botecloud.OutMessage{Body: []byte("B only")})
 	require.NoError(t, err)
 	assert.Equal(t, "B only", string(b1.next(t, 10*time.Second).Body))
 	a1.none(t, time.Second)
@@ -509,7 +509,7 @@ func TestAttackHeaderVariants(t *testing.T) {
 		assert.Contains(t, body, sessionproto.CodeIdentityHeader, h)
 	}
 	for _, h := range spoofVariants {
-		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")})
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.OutMessage{Headers: map[string]string{h: "tenant-b"}, Body: []byte("spoof")})
 		assert.ErrorIs(t, err, envelope.ErrReservedHeader, h)
 	}
 

@@ -91,7 +91,7 @@ func benchBroadcast(b *testing.B, n int) {
 			id := fmt.Sprintf("b%d-%d", round, time.Now().UnixNano())
 			current.Store(id)
 			start = time.Now()
-			_, err := svc.Broadcast(ctxFor(b, time.Minute), tenant, topic, botecloud.Outgoing{ID: id, Body: []byte("news")})
+			_, err := svc.Broadcast(ctxFor(b, time.Minute), tenant, topic, botecloud.OutMessage{ID: id, Body: []byte("news")})
 			require.NoError(b, err)
 			select {
 			case <-all:

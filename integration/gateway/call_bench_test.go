@@ -30,13 +30,13 @@ func BenchmarkCallRoundTrip(b *testing.B) {
 	// message with SendToConnector (the reverse baseline).
 	svc := g.cloud("caller", func(ctx context.Context, c *cloudService, m *botecloud.Message) error {
 		if !m.Deadline.IsZero() {
-			_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
+			_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong")})
 			return err
 		}
 		if m.CorrelationID != "" {
 			return nil // an answer of the forward baseline
 		}
-		_, err := c.SendToConnector(ctx, m.From.Tenant, m.From.Connector, botecloud.Outgoing{CorrelationID: m.ID, Body: []byte("pong")})
+		_, err := c.SendToConnector(ctx, m.From.Tenant, m.From.Connector, botecloud.OutMessage{CorrelationID: m.ID, Body: []byte("pong")})
 		return err
 	})
 	answers := make(chan *connector.Message, 1)
@@ -66,12 +66,12 @@ func BenchmarkCallRoundTrip(b *testing.B) {
 		f    func()
 	}{
 		{"cloud call", func() {
-			reply, err := svc.Call(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("ping")})
+			reply, err := svc.Call(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("ping")})
 			require.NoError(b, err)
 			require.Equal(b, "pong", string(reply.Body))
 		}},
 		{"cloud send-and-receive", func() {
-			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("ping")})
+			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("ping")})
 			require.NoError(b, err)
 			for m := range svc.arrived {
 				if m.CorrelationID == id {

@@ -52,7 +52,7 @@ func TestCallRoundTrip(t *testing.T) {
 		}
 		d, _ := ctx.Deadline()
 		gotDeadline.Store(d)
-		_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong:" + string(m.Body))})
+		_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong:" + string(m.Body))})
 		return err
 	})
 	release, callIDs := make(chan struct{}), make(chan string, 1)
@@ -78,7 +78,7 @@ func TestCallRoundTrip(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		m, err := svc.Call(ctx, "tenant-a", "a1", botecloud.Outgoing{Body: []byte("hello")})
+		m, err := svc.Call(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("hello")})
 		done <- result{m, err}
 	}()
 	callID := <-callIDs
@@ -109,7 +109,7 @@ func TestCallTimeout(t *testing.T) {
 	svc := g.cloud("pinger", func(ctx context.Context, c *cloudService, m *botecloud.Message) error {
 		<-ctx.Done()
 		cloudErr <- ctx.Err()
-		_, err := c.Reply(context.Background(), m, botecloud.Outgoing{Body: []byte("too late")})
+		_, err := c.Reply(context.Background(), m, botecloud.OutMessage{Body: []byte("too late")})
 		return err
 	})
 	handlerErr := make(chan error, 1)
@@ -128,7 +128,7 @@ func TestCallTimeout(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err := svc.Call(ctx, "tenant-a", "a1", botecloud.Outgoing{Body: []byte("slow")})
+	_, err := svc.Call(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("slow")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorIs(t, <-handlerErr, context.DeadlineExceeded)
 	require.Eventually(t, func() bool { return svc.Stats().LateReplies == 1 }, 20*time.Second, 50*time.Millisecond)
@@ -148,13 +148,13 @@ func TestSidecarCall(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("pinger", func(ctx context.Context, c *cloudService, m *botecloud.Message) error {
-		_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong:" + string(m.Body)), ContentType: "text/plain"})
+		_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong:" + string(m.Body)), ContentType: "text/plain"})
 		return err
 	})
 	sc := g.sidecar("tenant-a", "a1")
 
 	ctx := ctxFor(t, 20*time.Second)
-	reply, err := svc.Call(ctx, "tenant-a", "a1", botecloud.Outgoing{Body: []byte("hello")})
+	reply, err := svc.Call(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("hello")})
 	require.NoError(t, err)
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, reply.From)
 	h := <-sc.arrived
@@ -191,7 +191,7 @@ func TestCallAcrossReplicas(t *testing.T) {
 	a1 = g.connector("tenant-a", "a1", answering(&a1, "pong ", nil, nil))
 	for i := range 6 {
 		body := fmt.Sprintf("ping %d", i)
-		reply, err := a.Call(ctxFor(t, 20*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte(body)})
+		reply, err := a.Call(ctxFor(t, 20*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte(body)})
 		require.NoError(t, err, body)
 		assert.Equal(t, "pong "+body, string(reply.Body))
 	}

@@ -84,7 +84,7 @@ func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
 			require.NoError(t, err)
 			holder.queue.Store(q)
 
-			id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Body: []byte("once")})
+			id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.OutMessage{Body: []byte("once")})
 			require.NoError(t, err)
 			select {
 			case h := <-sc.arrived:

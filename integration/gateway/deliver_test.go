@@ -27,7 +27,7 @@ func TestDeliveryLostWithItsSessionIsDeliveredLater(t *testing.T) {
 	_, status := g.dialRawQuery(t, g.token(t, "tenant-a", "a1"), "?"+sessionproto.DeliverParam+"=1")
 	assert.Equal(t, 400, status, "less than the shortest visibility")
 	raw, _ := g.dialRawQuery(t, g.token(t, "tenant-a", "a1"), "?"+sessionproto.DeliverParam+"=2")
-	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("catch me")})
+	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("catch me")})
 	require.NoError(t, err)
 	f := raw.readReply()
 	require.Equal(t, sessionproto.TypeDeliver, f.Type, "%+v", f)
@@ -63,7 +63,7 @@ func TestDeliveryWithNoFreeSlotIsReleased(t *testing.T) {
 		})
 	})
 	send := func(body string) {
-		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte(body)})
+		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte(body)})
 		require.NoError(t, err)
 	}
 	send("first")

@@ -133,9 +133,9 @@ func TestAttackForgedOnTheBus(t *testing.T) {
 
 	// Honest messages sent after the forged ones arrive, and are all that
 	// arrives.
-	_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("hi a1")})
+	_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("hi a1")})
 	require.NoError(t, err)
-	_, err = honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Body: []byte("hi a2")})
+	_, err = honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.OutMessage{Body: []byte("hi a2")})
 	require.NoError(t, err)
 	assert.Equal(t, "hi a1", string(a1.next(t, 20*time.Second).Body))
 	select {
@@ -198,7 +198,7 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 	a1 := g.connector("tenant-a", "a1")
 	sc := g.sidecar("tenant-a", "a2")
 	for _, conn := range []string{"a1", "a2"} {
-		_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", conn, botecloud.Outgoing{Body: []byte("hi")})
+		_, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", conn, botecloud.OutMessage{Body: []byte("hi")})
 		require.NoError(t, err)
 	}
 	assert.Equal(t, want, connectorErrors(t, d, len(want)))
@@ -252,7 +252,7 @@ func TestSignedCloudServices(t *testing.T) {
 	}
 	// A signed body the bus moves to Blob storage still verifies.
 	big := make([]byte, 100<<10)
-	id, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: big})
+	id, err := honest.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: big})
 	require.NoError(t, err)
 	m := a1.next(t, 20*time.Second)
 	assert.Equal(t, id, m.ID)

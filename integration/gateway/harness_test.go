@@ -177,7 +177,7 @@ func (g *gateway) cloudWith(name string, mod func(*botecloud.Config), handler fu
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = c.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
+		_ = c.Run(ctx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 			cs.mu.Lock()
 			cs.received = append(cs.received, m)
 			cs.mu.Unlock()
@@ -186,7 +186,7 @@ func (g *gateway) cloudWith(name string, mod func(*botecloud.Config), handler fu
 				return handler(ctx, cs, m)
 			}
 			return nil
-		})
+		}))
 	}()
 	t.Cleanup(func() { cancel(); <-done; _ = d.Close(context.Background()) })
 	return cs
@@ -194,7 +194,7 @@ func (g *gateway) cloudWith(name string, mod func(*botecloud.Config), handler fu
 
 // pong is a cloud handler that answers every message with "pong".
 func pong(ctx context.Context, c *cloudService, m *botecloud.Message) error {
-	_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
+	_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong")})
 	return err
 }
 

@@ -46,7 +46,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	const n = 40
 	for range b.N {
 		for range 5 { // warm-up: queue created, SAS granted
-			_, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("t")})
+			_, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("t")})
 			require.NoError(b, err)
 			a1.next(b, 10*time.Second)
 		}
@@ -55,7 +55,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 		var took []time.Duration
 		for range n {
 			start := time.Now()
-			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("t")})
+			id, err := svc.SendToConnector(ctxFor(b, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("t")})
 			require.NoError(b, err)
 			m := a1.next(b, 10*time.Second)
 			require.Equal(b, id, m.ID)

@@ -60,7 +60,7 @@ func TestEncryptedPayloads(t *testing.T) {
 	random := make([]byte, 200<<10) // incompressible: claim-checked ciphertext
 	_, _ = rand.Read(random)
 	for _, body := range [][]byte{text, random} {
-		id, err := svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.Outgoing{Body: body})
+		id, err := svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: body})
 		require.NoError(t, err)
 		m := a1.next(t, 30*time.Second)
 		assert.Equal(t, id, m.ID)
@@ -78,7 +78,7 @@ func TestEncryptedPayloads(t *testing.T) {
 	// connects): the queue message and the claim-checked blob hold
 	// ciphertext only.
 	for _, body := range [][]byte{text, random} {
-		_, err := svc.SendToConnector(ctx, "tenant-a", "a3", botecloud.Outgoing{Body: body})
+		_, err := svc.SendToConnector(ctx, "tenant-a", "a3", botecloud.OutMessage{Body: body})
 		require.NoError(t, err)
 	}
 	stored := storedEnvelopes(t, g, "tenant-a", "a3", 2)
@@ -96,7 +96,7 @@ func TestEncryptedPayloads(t *testing.T) {
 	}
 
 	d := g.busDriver(t)
-	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.Outgoing{Body: []byte("for someone else")})
+	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.OutMessage{Body: []byte("for someone else")})
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{id: "undecodable"}, connectorErrors(t, d, 1))
 	a2.none(t, 200*time.Millisecond)

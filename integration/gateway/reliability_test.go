@@ -45,7 +45,7 @@ func TestLongHandlerKeepsItsMessage(t *testing.T) {
 			return nil
 		})
 	})
-	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("take your time")})
+	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("take your time")})
 	require.NoError(t, err)
 	select {
 	case got := <-done:
@@ -88,9 +88,9 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 	_, err = raw.EnqueueMessage(context.Background(), "this is not an envelope", nil)
 	require.NoError(t, err)
 
-	poisonID, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("always fails")})
+	poisonID, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("always fails")})
 	require.NoError(t, err)
-	okID, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("fine")})
+	okID, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("fine")})
 	require.NoError(t, err)
 	assert.Equal(t, okID, a1.next(t, 15*time.Second).ID, "good messages flow past the bad ones")
 
@@ -139,7 +139,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 	assert.Contains(t, out, `"status":1001`, "sessions were closed with going away")
 
 	require.Eventually(t, a1.Connected, 10*time.Second, 20*time.Millisecond)
-	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("after failover")})
+	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("after failover")})
 	require.NoError(t, err)
 	assert.Equal(t, id, a1.next(t, 15*time.Second).ID)
 	resp, err := http.Get(w1.URL + "/readyz")

@@ -33,7 +33,7 @@ func TestPingPong(t *testing.T) {
 		if string(m.Body) != "ping" {
 			return nil
 		}
-		_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong"), ContentType: "text/plain"})
+		_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong"), ContentType: "text/plain"})
 		return err
 	})
 	a1 := g.connector("tenant-a", "a1")
@@ -53,7 +53,7 @@ func TestPingPong(t *testing.T) {
 	assert.Equal(t, envelope.Identity{Service: "pinger"}, pong.From)
 
 	// Push to a2 only.
-	pushID, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.Outgoing{Body: []byte("push for a2")})
+	pushID, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a2", botecloud.OutMessage{Body: []byte("push for a2")})
 	require.NoError(t, err)
 	push := a2.next(t, 10*time.Second)
 	assert.Equal(t, pushID, push.ID)
@@ -77,7 +77,7 @@ func TestChat(t *testing.T) {
 		require.NoError(t, c.Subscribe(ctxFor(t, 10*time.Second), "chat"))
 	}
 
-	id, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-a", "chat", botecloud.Outgoing{Body: []byte("hello A")})
+	id, err := svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-a", "chat", botecloud.OutMessage{Body: []byte("hello A")})
 	require.NoError(t, err)
 	for _, c := range as {
 		m := c.next(t, 10*time.Second)
@@ -92,10 +92,10 @@ func TestChat(t *testing.T) {
 
 	// B's broadcast reaches B only; an unsubscribed connector gets nothing.
 	require.NoError(t, as[2].Unsubscribe(ctxFor(t, 10*time.Second), "chat"))
-	_, err = svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", botecloud.Outgoing{Body: []byte("hello B")})
+	_, err = svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-b", "chat", botecloud.OutMessage{Body: []byte("hello B")})
 	require.NoError(t, err)
 	assert.Equal(t, "hello B", string(b1.next(t, 10*time.Second).Body))
-	_, err = svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-a", "chat", botecloud.Outgoing{Body: []byte("again")})
+	_, err = svc.Broadcast(ctxFor(t, 10*time.Second), "tenant-a", "chat", botecloud.OutMessage{Body: []byte("again")})
 	require.NoError(t, err)
 	as[0].next(t, 10*time.Second)
 	as[1].next(t, 10*time.Second)
@@ -109,7 +109,7 @@ func TestLargeBodiesByClaimCheck(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB
 	svc := g.cloud("bulk", nil)
 	a1 := g.connector("tenant-a", "a1")
-	_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte(big)})
+	_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte(big)})
 	require.NoError(t, err)
 	assert.Equal(t, big, string(a1.next(t, 15*time.Second).Body))
 
@@ -132,7 +132,7 @@ func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
 	svc := g.cloud("later", nil)
 	var sent []string
 	for i := range 3 {
-		id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a3", botecloud.Outgoing{Body: []byte{byte('0' + i)}})
+		id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a3", botecloud.OutMessage{Body: []byte{byte('0' + i)}})
 		require.NoError(t, err)
 		sent = append(sent, id)
 	}
@@ -159,7 +159,7 @@ func TestNudgeAcrossReplicas(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the connect drain is done
 
 	start := time.Now()
-	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("via w1")})
+	id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("via w1")})
 	require.NoError(t, err)
 	m := a1.next(t, 10*time.Second)
 	assert.Equal(t, id, m.ID)
@@ -176,7 +176,7 @@ func TestSidecar(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	g.cloud("pinger", func(ctx context.Context, c *cloudService, m *botecloud.Message) error {
-		_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong"), Headers: map[string]string{"kind": "pong"}})
+		_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong"), Headers: map[string]string{"kind": "pong"}})
 		return err
 	})
 	type delivery struct {

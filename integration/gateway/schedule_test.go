@@ -26,7 +26,7 @@ func TestScheduledDelivery(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 
 	start := time.Now()
-	id, err := svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.Outgoing{Body: []byte("later"), Delay: 2 * time.Second})
+	id, err := svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("later"), Delay: 2 * time.Second})
 	require.NoError(t, err)
 	m := a1.next(t, 30*time.Second)
 	assert.Equal(t, id, m.ID)
@@ -39,7 +39,7 @@ func TestScheduledDelivery(t *testing.T) {
 	assert.Equal(t, id, got.ID)
 	assert.GreaterOrEqual(t, time.Since(start), 2*time.Second)
 
-	_, err = svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.Outgoing{Delay: 8 * 24 * time.Hour})
+	_, err = svc.SendToConnector(ctx, "tenant-a", "a1", botecloud.OutMessage{Delay: 8 * 24 * time.Hour})
 	require.ErrorIs(t, err, bus.ErrDelayTooLong)
 	assert.ErrorContains(t, err, "Storage Queue limit of 168h0m0s")
 	_, err = a1.Send(ctx, connector.OutMessage{Delay: 8 * 24 * time.Hour})
@@ -73,7 +73,7 @@ func TestExpiredMessages(t *testing.T) {
 
 	// At the connector: routed in time, but the connector comes online
 	// after its TTL.
-	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.Outgoing{Body: []byte("stale"), TTL: time.Second})
+	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.OutMessage{Body: []byte("stale"), TTL: time.Second})
 	require.NoError(t, err)
 	time.Sleep(2 * time.Second)
 	a2 := g.connector("tenant-a", "a2")

@@ -20,7 +20,7 @@ func TestSendWakesTheRouterDespiteALongPoll(t *testing.T) {
 	time.Sleep(3 * time.Second) // the route poll has backed off past a second
 	for range 3 {
 		start := time.Now()
-		id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.Outgoing{Body: []byte("now")})
+		id, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte("now")})
 		require.NoError(t, err)
 		require.Equal(t, id, a1.next(t, 10*time.Second).ID)
 		assert.Less(t, time.Since(start), time.Second)

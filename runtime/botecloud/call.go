@@ -56,7 +56,7 @@ func (c *Client) Stats() Stats {
 // several replicas of a service reading the same queue, a replica that
 // receives a reply for another replica's call puts it back for the others
 // until its deadline.
-func (c *Client) Call(ctx context.Context, tenant, connector string, msg Outgoing) (*Message, error) {
+func (c *Client) Call(ctx context.Context, tenant, connector string, msg OutMessage) (*Message, error) {
 	if msg.CorrelationID != "" {
 		return nil, fmt.Errorf("cannot call connector: %w", ErrCallCorrelated)
 	}

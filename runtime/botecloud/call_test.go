@@ -21,7 +21,7 @@ import (
 )
 
 // running starts c.Run with h and stops it when the test ends.
-func running(t *testing.T, c *Client, h Handler) {
+func running(t *testing.T, c *Client, h HandlerFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -51,7 +51,7 @@ func replyFrom(tenant, conn string, req *envelope.Envelope, body string) *bus.Me
 	return bus.NewMessage(bus.QueueCloud, env, nil, 1, time.Now().Add(time.Minute), nil)
 }
 
-func noHandler(t *testing.T) Handler {
+func noHandler(t *testing.T) HandlerFunc {
 	return func(_ context.Context, m *Message) error {
 		t.Errorf("handler called with %s: replies and expired messages never reach it", m.ID)
 		return nil
@@ -63,7 +63,7 @@ type callResult struct {
 	err error
 }
 
-func call(c *Client, ctx context.Context, msg Outgoing) <-chan callResult {
+func call(c *Client, ctx context.Context, msg OutMessage) <-chan callResult {
 	out := make(chan callResult, 1)
 	go func() {
 		m, err := c.Call(ctx, "contoso", "agent-1", msg)
@@ -83,7 +83,7 @@ func TestCallReply(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	res := call(c, ctx, Outgoing{Body: []byte("ping"), Headers: map[string]string{"type": "ping"}})
+	res := call(c, ctx, OutMessage{Body: []byte("ping"), Headers: map[string]string{"type": "ping"}})
 	req := lastSent(t, fb, 1)
 	assert.Equal(t, envelope.KindTargeted, req.Kind)
 	assert.Equal(t, "agent-1", req.Connector)
@@ -125,7 +125,7 @@ func TestCallTimeoutAndLateReply(t *testing.T) {
 	running(t, c, noHandler(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	r := <-call(c, ctx, Outgoing{Body: []byte("ping")})
+	r := <-call(c, ctx, OutMessage{Body: []byte("ping")})
 	require.ErrorIs(t, r.err, context.DeadlineExceeded)
 	req := lastSent(t, fb, 1)
 	fb.push(replyFrom("contoso", "agent-1", req, "too late"))
@@ -158,7 +158,7 @@ func TestHandleCallAndExpired(t *testing.T) {
 	running(t, c, func(ctx context.Context, m *Message) error {
 		d, _ := ctx.Deadline()
 		handlerDeadline.Store(d)
-		_, err := c.Reply(ctx, m, Outgoing{Body: []byte("pong")})
+		_, err := c.Reply(ctx, m, OutMessage{Body: []byte("pong")})
 		return err
 	})
 	callMsg := fromConnector("call-1", 1)
@@ -192,13 +192,13 @@ func TestCallRefusesForgedProtocolHeaders(t *testing.T) {
 	running(t, c, noHandler(t))
 	for _, name := range []string{envelope.HeaderDeadline, "Bote-Deadline", "bote_expires_at", envelope.HeaderExpiresAt} {
 		h := map[string]string{name: envelope.FormatTime(time.Now().Add(time.Hour))}
-		_, err := c.Call(context.Background(), "contoso", "agent-1", Outgoing{Headers: h})
+		_, err := c.Call(context.Background(), "contoso", "agent-1", OutMessage{Headers: h})
 		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
-		_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Headers: h})
+		_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{Headers: h})
 		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
-		_, err = c.Broadcast(context.Background(), "contoso", "chat", Outgoing{Headers: h})
+		_, err = c.Broadcast(context.Background(), "contoso", "chat", OutMessage{Headers: h})
 		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
-		_, err = c.Reply(context.Background(), &Message{ID: "x", From: envelope.Identity{Tenant: "contoso", Connector: "agent-1"}}, Outgoing{Headers: h})
+		_, err = c.Reply(context.Background(), &Message{ID: "x", From: envelope.Identity{Tenant: "contoso", Connector: "agent-1"}}, OutMessage{Headers: h})
 		assert.ErrorIs(t, err, envelope.ErrReservedHeader, name)
 	}
 	fb.mu.Lock()
@@ -215,7 +215,7 @@ func TestCallRefusesCorrelationID(t *testing.T) {
 	running(t, c, noHandler(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := c.Call(ctx, "contoso", "agent-1", Outgoing{CorrelationID: "conversation-7"})
+	_, err := c.Call(ctx, "contoso", "agent-1", OutMessage{CorrelationID: "conversation-7"})
 	assert.ErrorIs(t, err, ErrCallCorrelated)
 	fb.mu.Lock()
 	assert.Empty(t, fb.sent)
@@ -229,11 +229,11 @@ func TestCallDuplicateIDIsRefused(t *testing.T) {
 	fb := &fakeBus{}
 	c := newClient(t, fb, nil)
 	running(t, c, noHandler(t))
-	first := call(c, context.Background(), Outgoing{ID: "order-7"})
+	first := call(c, context.Background(), OutMessage{ID: "order-7"})
 	req := lastSent(t, fb, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := c.Call(ctx, "contoso", "agent-1", Outgoing{ID: "order-7"})
+	_, err := c.Call(ctx, "contoso", "agent-1", OutMessage{ID: "order-7"})
 	require.ErrorIs(t, err, calls.ErrDuplicateCall)
 	fb.push(replyFrom("contoso", "agent-1", req, "pong"))
 	r := <-first
@@ -248,19 +248,19 @@ func TestCallNeedsRun(t *testing.T) {
 	c := newClient(t, fb, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	_, err := c.Call(ctx, "contoso", "agent-1", Outgoing{})
+	_, err := c.Call(ctx, "contoso", "agent-1", OutMessage{})
 	assert.ErrorIs(t, err, ErrNotRunning)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Empty(t, fb.sent, "nothing is sent that no one would receive the reply to")
 
-	res := call(c, context.Background(), Outgoing{Body: []byte("early")})
+	res := call(c, context.Background(), OutMessage{Body: []byte("early")})
 	running(t, c, noHandler(t))
 	req := lastSent(t, fb, 1)
 	fb.push(replyFrom("contoso", "agent-1", req, "pong"))
 	r := <-res
 	require.NoError(t, r.err)
 	assert.Equal(t, "pong", string(r.m.Body))
-	_, err = c.Call(context.Background(), "contoso", "Agent 1", Outgoing{})
+	_, err = c.Call(context.Background(), "contoso", "Agent 1", OutMessage{})
 	assert.ErrorContains(t, err, "connector")
 }
 
@@ -273,11 +273,11 @@ func TestScheduleAndTTL(t *testing.T) {
 	c.now = func() time.Time { return now }
 	ctx := context.Background()
 
-	_, err := c.SendToConnector(ctx, "contoso", "agent-1", Outgoing{Delay: 5 * time.Minute, TTL: time.Hour})
+	_, err := c.SendToConnector(ctx, "contoso", "agent-1", OutMessage{Delay: 5 * time.Minute, TTL: time.Hour})
 	require.NoError(t, err)
-	_, err = c.Broadcast(ctx, "contoso", "chat", Outgoing{DeliverAt: now.Add(time.Minute)})
+	_, err = c.Broadcast(ctx, "contoso", "chat", OutMessage{DeliverAt: now.Add(time.Minute)})
 	require.NoError(t, err)
-	_, err = c.SendToConnector(ctx, "contoso", "agent-1", Outgoing{DeliverAt: now.Add(-time.Minute), TTL: time.Second})
+	_, err = c.SendToConnector(ctx, "contoso", "agent-1", OutMessage{DeliverAt: now.Add(-time.Minute), TTL: time.Second})
 	require.NoError(t, err)
 	fb.mu.Lock()
 	require.Len(t, fb.sent, 3)
@@ -289,7 +289,7 @@ func TestScheduleAndTTL(t *testing.T) {
 	assert.Equal(t, now.Add(time.Second), fb.sent[2].env.ExpiresAt())
 	fb.mu.Unlock()
 
-	for name, o := range map[string]Outgoing{
+	for name, o := range map[string]OutMessage{
 		"exclusive":      {Delay: time.Second, DeliverAt: now.Add(time.Hour)},
 		"negative delay": {Delay: -time.Second},
 		"negative ttl":   {TTL: -time.Second},
@@ -311,9 +311,9 @@ func TestPayloadEncryption(t *testing.T) {
 		cfg.ConnectorKey = func(context.Context, string, string) (*ecdh.PublicKey, error) { return connKey.PublicKey(), nil }
 	})
 	secret := []byte(strings.Repeat("secret ", 100))
-	_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: secret})
+	_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{Body: secret})
 	require.NoError(t, err)
-	_, err = c.Broadcast(context.Background(), "contoso", "chat", Outgoing{Body: secret})
+	_, err = c.Broadcast(context.Background(), "contoso", "chat", OutMessage{Body: secret})
 	require.NoError(t, err)
 	sealed, bc := lastSent(t, fb, 1), lastSent(t, fb, 2)
 	assert.NotContains(t, string(sealed.Body), "secret")

@@ -131,7 +131,7 @@ func newClient(t *testing.T, fb *fakeBus, mod func(*Config)) *Client {
 }
 
 // runUntil runs the client until settled() reaches n, then stops it.
-func runUntil(t *testing.T, c *Client, fb *fakeBus, n int, h Handler) {
+func runUntil(t *testing.T, c *Client, fb *fakeBus, n int, h HandlerFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -193,11 +193,11 @@ func TestSendWakesTheWorker(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := newClient(t, &fakeBus{}, func(cfg *Config) { cfg.WakeURL = srv.URL + "/" })
-	_, err := c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("1")})
+	_, err := c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{Body: []byte("1")})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return wakes.Load() == 1 }, 5*time.Second, time.Millisecond)
 	for range 5 { // while the first wake is in flight
-		_, err := c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("2")})
+		_, err := c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{Body: []byte("2")})
 		require.NoError(t, err)
 	}
 	close(release)
@@ -209,7 +209,7 @@ func TestSendWakesTheWorker(t *testing.T) {
 func TestSendToConnector(t *testing.T) {
 	fb := &fakeBus{}
 	c := newClient(t, fb, nil)
-	id, err := c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("hi"), Headers: map[string]string{"type": "cmd"}, ContentType: "text/plain"})
+	id, err := c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{Body: []byte("hi"), Headers: map[string]string{"type": "cmd"}, ContentType: "text/plain"})
 	require.NoError(t, err)
 	require.Len(t, fb.sent, 1)
 	s := fb.sent[0]
@@ -223,7 +223,7 @@ func TestSendToConnector(t *testing.T) {
 	require.NoError(t, s.env.Validate())
 
 	// A caller-chosen id is kept (idempotent sends).
-	id, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{ID: "order-7"})
+	id, err = c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{ID: "order-7"})
 	require.NoError(t, err)
 	assert.Equal(t, "order-7", id)
 }
@@ -233,9 +233,9 @@ func TestSendSignsWithTheServiceKey(t *testing.T) {
 	require.NoError(t, err)
 	fb := &fakeBus{}
 	c := newClient(t, fb, func(c *Config) { c.SigningKey = key })
-	_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", Outgoing{Body: []byte("hi")})
+	_, err = c.SendToConnector(context.Background(), "contoso", "agent-1", OutMessage{Body: []byte("hi")})
 	require.NoError(t, err)
-	_, err = c.Broadcast(context.Background(), "contoso", "chat", Outgoing{Body: []byte("all")})
+	_, err = c.Broadcast(context.Background(), "contoso", "chat", OutMessage{Body: []byte("all")})
 	require.NoError(t, err)
 	require.Len(t, fb.sent, 2)
 	for _, s := range fb.sent {
@@ -255,15 +255,15 @@ func TestSendRejects(t *testing.T) {
 		send func() error
 		want string
 	}{
-		{"bad tenant", func() error { _, err := c.SendToConnector(ctx, "", "a", Outgoing{}); return err }, "tenant id is empty"},
-		{"bad connector", func() error { _, err := c.SendToConnector(ctx, "t", "a/b", Outgoing{}); return err }, "connector id"},
+		{"bad tenant", func() error { _, err := c.SendToConnector(ctx, "", "a", OutMessage{}); return err }, "tenant id is empty"},
+		{"bad connector", func() error { _, err := c.SendToConnector(ctx, "t", "a/b", OutMessage{}); return err }, "connector id"},
 		{"reserved header", func() error {
-			_, err := c.SendToConnector(ctx, "t", "a", Outgoing{Headers: map[string]string{"bote-tenant": "other"}})
+			_, err := c.SendToConnector(ctx, "t", "a", OutMessage{Headers: map[string]string{"bote-tenant": "other"}})
 			return err
 		}, "reserved header"},
-		{"broadcast bad topic", func() error { _, err := c.Broadcast(ctx, "t", "", Outgoing{}); return err }, "topic"},
-		{"broadcast bad tenant", func() error { _, err := c.Broadcast(ctx, "-t", "chat", Outgoing{}); return err }, "tenant id"},
-		{"reply to nothing", func() error { _, err := c.Reply(ctx, &Message{ID: "x"}, Outgoing{}); return err }, "no connector sender"},
+		{"broadcast bad topic", func() error { _, err := c.Broadcast(ctx, "t", "", OutMessage{}); return err }, "topic"},
+		{"broadcast bad tenant", func() error { _, err := c.Broadcast(ctx, "-t", "chat", OutMessage{}); return err }, "tenant id"},
+		{"reply to nothing", func() error { _, err := c.Reply(ctx, &Message{ID: "x"}, OutMessage{}); return err }, "no connector sender"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,7 +275,7 @@ func TestSendRejects(t *testing.T) {
 	assert.Empty(t, fb.sent, "nothing invalid may reach the bus")
 
 	fb.sendErr = errors.New("bus down")
-	_, err := c.SendToConnector(ctx, "t", "a", Outgoing{})
+	_, err := c.SendToConnector(ctx, "t", "a", OutMessage{})
 	assert.ErrorContains(t, err, "bus down")
 }
 
@@ -283,14 +283,14 @@ func TestBroadcastAndReply(t *testing.T) {
 	fb := &fakeBus{}
 	c := newClient(t, fb, nil)
 	ctx := context.Background()
-	_, err := c.Broadcast(ctx, "contoso", "chat", Outgoing{Body: []byte("all")})
+	_, err := c.Broadcast(ctx, "contoso", "chat", OutMessage{Body: []byte("all")})
 	require.NoError(t, err)
 	assert.Equal(t, envelope.KindBroadcast, fb.sent[0].env.Kind)
 	assert.Equal(t, "chat", fb.sent[0].env.Topic)
 	assert.Empty(t, fb.sent[0].env.Connector)
 
 	req := &Message{ID: "req-1", From: envelope.Identity{Tenant: "contoso", Connector: "agent-2"}}
-	_, err = c.Reply(ctx, req, Outgoing{Body: []byte("pong"), CorrelationID: "ignored"})
+	_, err = c.Reply(ctx, req, OutMessage{Body: []byte("pong"), CorrelationID: "ignored"})
 	require.NoError(t, err)
 	r := fb.sent[1].env
 	assert.Equal(t, "req-1", r.CorrelationID)
@@ -462,7 +462,7 @@ func TestConcurrentCopyIsPutBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Run(ctx, func(context.Context, *Message) error { calls.Add(1); <-release; return nil })
+		done <- c.Run(ctx, HandlerFunc(func(context.Context, *Message) error { calls.Add(1); <-release; return nil }))
 	}()
 	require.Eventually(t, func() bool { return fb.settled() == 1 }, 5*time.Second, time.Millisecond)
 	fb.mu.Lock()
@@ -511,12 +511,12 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	done := make(chan error, 1)
 	var handlerCtxErr error
 	go func() {
-		done <- c.Run(ctx, func(hctx context.Context, _ *Message) error {
+		done <- c.Run(ctx, HandlerFunc(func(hctx context.Context, _ *Message) error {
 			close(started)
 			time.Sleep(200 * time.Millisecond)
 			handlerCtxErr = hctx.Err()
 			return nil
-		})
+		}))
 	}()
 	<-started
 	cancel()
@@ -527,13 +527,13 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	// A second Run while one runs is refused.
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	go func() { _ = c.Run(ctx2, func(context.Context, *Message) error { return nil }) }()
+	go func() { _ = c.Run(ctx2, HandlerFunc(func(context.Context, *Message) error { return nil })) }()
 	require.Eventually(t, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.running
 	}, time.Second, time.Millisecond)
-	assert.ErrorIs(t, c.Run(context.Background(), func(context.Context, *Message) error { return nil }), ErrRunning)
+	assert.ErrorIs(t, c.Run(context.Background(), HandlerFunc(func(context.Context, *Message) error { return nil })), ErrRunning)
 }
 
 func TestDrainTimeoutCancelsHandlers(t *testing.T) {
@@ -544,11 +544,11 @@ func TestDrainTimeoutCancelsHandlers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Run(ctx, func(hctx context.Context, _ *Message) error {
+		done <- c.Run(ctx, HandlerFunc(func(hctx context.Context, _ *Message) error {
 			close(started)
 			<-hctx.Done()
 			return hctx.Err()
-		})
+		}))
 	}()
 	<-started
 	cancel()

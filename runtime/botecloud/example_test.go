@@ -22,10 +22,10 @@ func ExampleNewFromEnv() {
 		log.Fatal(err)
 	}
 	defer c.Close(ctx)
-	err = c.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
-		_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong")})
+	err = c.Run(ctx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
+		_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong")})
 		return err
-	})
+	}))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -61,7 +61,7 @@ var c *botecloud.Client // as made by New, NewFromEnv or NewFromConnectionString
 func ExampleClient_Call() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	reply, err := c.Call(ctx, "contoso", "agent-1", botecloud.Outgoing{Body: []byte("status?")})
+	reply, err := c.Call(ctx, "contoso", "agent-1", botecloud.OutMessage{Body: []byte("status?")})
 	if errors.Is(err, context.DeadlineExceeded) {
 		log.Print("agent-1 did not answer in time")
 		return
@@ -74,7 +74,7 @@ func ExampleClient_Call() {
 
 // Send to one connector, scheduled and with a time to live.
 func ExampleClient_SendToConnector() {
-	id, err := c.SendToConnector(context.Background(), "contoso", "agent-1", botecloud.Outgoing{
+	id, err := c.SendToConnector(context.Background(), "contoso", "agent-1", botecloud.OutMessage{
 		Body: []byte("nightly job"), ContentType: "text/plain",
 		Delay: time.Hour, TTL: 10 * time.Minute, // delivered in an hour; expired if not handled 10 minutes after
 	})
@@ -86,7 +86,7 @@ func ExampleClient_SendToConnector() {
 
 // Broadcast to every connector of a tenant subscribed to a topic.
 func ExampleClient_Broadcast() {
-	if _, err := c.Broadcast(context.Background(), "contoso", "chat", botecloud.Outgoing{Body: []byte("hello all")}); err != nil {
+	if _, err := c.Broadcast(context.Background(), "contoso", "chat", botecloud.OutMessage{Body: []byte("hello all")}); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -95,10 +95,10 @@ func ExampleClient_Broadcast() {
 func ExampleClient_Run() {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	err := c.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
+	err := c.Run(ctx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 		log.Printf("%s sent %q (id %s)", m.From, m.Body, m.ID)
 		return nil // completes the message; an error retries it
-	})
+	}))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -107,10 +107,10 @@ func ExampleClient_Run() {
 // Answer a connector's Call with one call; the reply carries the call's
 // deadline, which also bounds the handler's context.
 func ExampleClient_Reply() {
-	_ = c.Run(context.Background(), func(ctx context.Context, m *botecloud.Message) error {
-		_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("done")})
+	_ = c.Run(context.Background(), botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
+		_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("done")})
 		return err
-	})
+	}))
 }
 
 // Stats counts late replies and expired messages.
@@ -121,12 +121,12 @@ func ExampleClient_Stats() {
 
 // A message that can never succeed goes to the error queue at once.
 func ExamplePermanent() {
-	_ = c.Run(context.Background(), func(ctx context.Context, m *botecloud.Message) error {
+	_ = c.Run(context.Background(), botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 		if len(m.Body) == 0 {
 			return botecloud.Permanent(errors.New("empty request"))
 		}
 		return nil
-	})
+	}))
 }
 
 // IsPermanent tells a permanent failure from one worth retrying.

@@ -36,7 +36,17 @@ type Message struct {
 
 // Handler handles one message. Returning nil completes it; an error
 // retries it (see the package doc); Permanent(err) dead-letters it at once.
-type Handler func(ctx context.Context, m *Message) error
+// It has the shape of connector.Handler, its counterpart on the connector's
+// side.
+type Handler interface {
+	Handle(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ctx, m) }
 
 // Permanent marks err as not worth retrying: the message is dead-lettered.
 func Permanent(err error) error {
@@ -281,7 +291,7 @@ func callHandler(ctx context.Context, h Handler, m *Message) (err error) {
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
-	return h(ctx, m)
+	return h.Handle(ctx, m)
 }
 
 // renew extends the lock every Lock/2 until stop; a lost lock cancels the

@@ -18,9 +18,10 @@ import (
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
-// Outgoing is a message to send. ID is generated when empty; setting it
-// makes a retried send of the same logical message deduplicable downstream.
-type Outgoing struct {
+// OutMessage is a message to a connector (connector.OutMessage is its
+// counterpart, to the cloud). ID is generated when empty; setting it makes
+// a retried send of the same logical message deduplicable downstream.
+type OutMessage struct {
 	ID            string
 	CorrelationID string
 	ReplyTo       string
@@ -39,6 +40,11 @@ type Outgoing struct {
 	TTL time.Duration
 }
 
+// Outgoing is the former name of OutMessage.
+//
+// Deprecated: use OutMessage, named like connector.OutMessage.
+type Outgoing = OutMessage
+
 // prepared is a message ready to send: its envelope (application headers
 // checked, protocol headers set) and how the bus is to defer it.
 type prepared struct {
@@ -48,7 +54,7 @@ type prepared struct {
 
 // SendToConnector sends msg to one connector of a tenant and returns the
 // message id.
-func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, msg Outgoing) (string, error) {
+func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, msg OutMessage) (string, error) {
 	p, err := c.targeted(tenant, connector, msg)
 	if err != nil {
 		return "", fmt.Errorf("cannot send to connector: %w", err)
@@ -57,7 +63,7 @@ func (c *Client) SendToConnector(ctx context.Context, tenant, connector string, 
 }
 
 // targeted prepares a message to one connector.
-func (c *Client) targeted(tenant, connector string, msg Outgoing) (prepared, error) {
+func (c *Client) targeted(tenant, connector string, msg OutMessage) (prepared, error) {
 	if err := ids.Validate("tenant", tenant); err != nil {
 		return prepared{}, err
 	}
@@ -74,7 +80,7 @@ func (c *Client) targeted(tenant, connector string, msg Outgoing) (prepared, err
 
 // Broadcast sends msg to every connector of tenant subscribed to topic and
 // returns the message id.
-func (c *Client) Broadcast(ctx context.Context, tenant, topic string, msg Outgoing) (string, error) {
+func (c *Client) Broadcast(ctx context.Context, tenant, topic string, msg OutMessage) (string, error) {
 	if err := ids.Validate("tenant", tenant); err != nil {
 		return "", fmt.Errorf("cannot broadcast: %w", err)
 	}
@@ -92,7 +98,7 @@ func (c *Client) Broadcast(ctx context.Context, tenant, topic string, msg Outgoi
 // Reply sends msg to the connector that sent req, correlated to it. It is
 // how a handler answers a connector's Call: the reply carries the call's
 // deadline, and one that arrives after it is discarded.
-func (c *Client) Reply(ctx context.Context, req *Message, msg Outgoing) (string, error) {
+func (c *Client) Reply(ctx context.Context, req *Message, msg OutMessage) (string, error) {
 	if req == nil || !req.From.IsConnector() {
 		return "", errors.New("cannot reply: request has no connector sender")
 	}
@@ -108,7 +114,7 @@ func (c *Client) Reply(ctx context.Context, req *Message, msg Outgoing) (string,
 // prepare builds the envelope of msg. Identity and routing are never
 // headers (the same rule as for connectors); the client's own protocol
 // headers are added after that check.
-func (c *Client) prepare(msg Outgoing) (prepared, error) {
+func (c *Client) prepare(msg OutMessage) (prepared, error) {
 	if err := envelope.CheckConnectorHeaders(msg.Headers); err != nil {
 		return prepared{}, err
 	}

@@ -62,8 +62,10 @@ type Message struct {
 	ContentType string
 	// Body is the payload, fetched from Blob storage if it was claim-checked.
 	Body []byte
-	// DequeueCount is how often the queue has handed this message out.
-	DequeueCount int
+	// DeliveryCount is how often the queue has handed this message out (1
+	// on first delivery), as botecloud.Message.DeliveryCount counts on the
+	// cloud's side.
+	DeliveryCount int
 	// Deadline is set when the message is a Call: the caller gives up
 	// then, the handler's context ends then, and Reply carries it back.
 	Deadline time.Time
@@ -72,7 +74,8 @@ type Message struct {
 }
 
 // Handler handles messages from the cloud. Returning nil deletes the
-// message; an error makes it come back later.
+// message; an error makes it come back later. It has the shape of
+// botecloud.Handler, its counterpart on the cloud's side.
 type Handler interface {
 	Handle(ctx context.Context, m *Message) error
 }
@@ -165,7 +168,7 @@ type Config struct {
 }
 
 // Validate checks the configuration and names the bad field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	u, err := url.Parse(c.WorkerURL)
 	switch {
 	case c.WorkerURL == "" || err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss"):

@@ -21,7 +21,7 @@ var errFetch = errors.New("cannot fetch claim-checked body")
 func (r *receiver) message(ctx context.Context, env *envelope.Envelope, count int) (*Message, error) {
 	msg := &Message{
 		ID: env.ID, CorrelationID: env.CorrelationID, ReplyTo: env.ReplyTo, Kind: env.Kind, Topic: env.Topic,
-		Headers: envelope.ApplicationHeaders(env.Headers), ContentType: env.ContentType, Body: env.Body, DequeueCount: count,
+		Headers: envelope.ApplicationHeaders(env.Headers), ContentType: env.ContentType, Body: env.Body, DeliveryCount: count,
 		Deadline: env.Deadline(), ExpiresAt: env.ExpiresAt(),
 	}
 	if env.From != nil {

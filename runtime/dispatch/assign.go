@@ -111,7 +111,7 @@ func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runpro
 		return err
 	}
 	for attempt := 1; ; attempt++ {
-		_, err = d.cfg.Sender.SendToConnector(ctx, tenant, agent, botecloud.Outgoing{ContentType: runproto.ContentType, Body: body})
+		_, err = d.cfg.Sender.SendToConnector(ctx, tenant, agent, botecloud.OutMessage{ContentType: runproto.ContentType, Body: body})
 		if err == nil || attempt == sendAttempts || ctx.Err() != nil {
 			break
 		}

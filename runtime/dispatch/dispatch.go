@@ -55,7 +55,7 @@ import (
 
 // Sender sends to one connector through the gateway (*botecloud.Client).
 type Sender interface {
-	SendToConnector(ctx context.Context, tenant, connector string, msg botecloud.Outgoing) (string, error)
+	SendToConnector(ctx context.Context, tenant, connector string, msg botecloud.OutMessage) (string, error)
 }
 
 // Signer makes blob SAS URLs on the artifacts container

@@ -43,7 +43,7 @@ type fakeSender struct {
 	fail error
 }
 
-func (f *fakeSender) SendToConnector(_ context.Context, tenant, connector string, m botecloud.Outgoing) (string, error) {
+func (f *fakeSender) SendToConnector(_ context.Context, tenant, connector string, m botecloud.OutMessage) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {

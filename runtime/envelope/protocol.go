@@ -10,7 +10,7 @@ import (
 // Protocol headers: the few names in the reserved space that the gateway's
 // own code (botecloud, connector, the worker) writes into Headers to carry
 // delivery semantics that are not identity. Applications never set them:
-// botecloud.Outgoing, connector.OutMessage and the sidecar's local API
+// botecloud.OutMessage, connector.OutMessage and the sidecar's local API
 // refuse every reserved name (CheckConnectorHeaders), and the libraries add
 // these after that check. A receiver accepts them only in this exact
 // spelling and with a valid value (CheckSentHeaders); any other spelling is

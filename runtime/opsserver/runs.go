@@ -296,7 +296,7 @@ func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- e
 		}
 	})
 	wg.Go(func() {
-		if err := st.cloud.Run(ctx, st.dispatcher.Handle); err != nil && ctx.Err() == nil {
+		if err := st.cloud.Run(ctx, st.dispatcher); err != nil && ctx.Err() == nil {
 			fatal <- fmt.Errorf("agent message receiver stopped: %w", err)
 		}
 	})

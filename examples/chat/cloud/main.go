@@ -30,15 +30,15 @@ func main() {
 	}
 	defer c.Close(context.Background())
 	fmt.Println("chat service running")
-	err = c.Run(ctx, func(ctx context.Context, m *botecloud.Message) error {
+	err = c.Run(ctx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 		// The sender is the identity the worker verified, not anything the
 		// connector wrote; it goes out as an application header.
 		fmt.Printf("%s: %s\n", m.From, m.Body)
-		_, err := c.Broadcast(ctx, m.From.Tenant, "chat", botecloud.Outgoing{
+		_, err := c.Broadcast(ctx, m.From.Tenant, "chat", botecloud.OutMessage{
 			Body: m.Body, ContentType: "text/plain", Headers: map[string]string{"nick": m.From.Connector},
 		})
 		return err
-	})
+	}))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -45,11 +45,11 @@ func run(ctx context.Context, tenant, connector string, count int) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() {
-		_ = c.Run(runCtx, func(ctx context.Context, m *botecloud.Message) error {
+		_ = c.Run(runCtx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
 			fmt.Printf("%s asks: %s\n", m.From, m.Body)
-			_, err := c.Reply(ctx, m, botecloud.Outgoing{Body: []byte("pong: " + string(m.Body)), ContentType: "text/plain"})
+			_, err := c.Reply(ctx, m, botecloud.OutMessage{Body: []byte("pong: " + string(m.Body)), ContentType: "text/plain"})
 			return err
-		})
+		}))
 	}()
 
 	if count == 0 {
@@ -58,7 +58,7 @@ func run(ctx context.Context, tenant, connector string, count int) error {
 	}
 	for i := 1; i <= count; i++ {
 		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		reply, err := c.Call(callCtx, tenant, connector, botecloud.Outgoing{Body: []byte(fmt.Sprintf("ping %d", i)), ContentType: "text/plain"})
+		reply, err := c.Call(callCtx, tenant, connector, botecloud.OutMessage{Body: []byte(fmt.Sprintf("ping %d", i)), ContentType: "text/plain"})
 		cancel()
 		if err != nil {
 			fmt.Printf("call %d: %v\n", i, err)
