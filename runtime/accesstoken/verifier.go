@@ -65,23 +65,23 @@ type VerifierConfig struct {
 // Validate reports the first invalid field.
 func (c VerifierConfig) Validate() error {
 	if c.Issuer == "" {
-		return errors.New("accesstoken: Issuer is required")
+		return errors.New("accesstoken config: Issuer is required")
 	}
 	if c.JWKSURL == "" {
-		return errors.New("accesstoken: JWKSURL is required")
+		return errors.New("accesstoken config: JWKSURL is required")
 	}
 	u, err := url.Parse(c.JWKSURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("accesstoken: JWKSURL %q must be an absolute http(s) URL", c.JWKSURL)
+		return fmt.Errorf("accesstoken config: JWKSURL %q must be an absolute http(s) URL", c.JWKSURL)
 	}
 	if c.Leeway < 0 || c.Leeway > maxLeeway {
-		return fmt.Errorf("accesstoken: Leeway %s must be between 0 and %s", c.Leeway, maxLeeway)
+		return fmt.Errorf("accesstoken config: Leeway %s must be between 0 and %s", c.Leeway, maxLeeway)
 	}
 	if c.RefreshInterval < 0 {
-		return fmt.Errorf("accesstoken: RefreshInterval %s must not be negative", c.RefreshInterval)
+		return fmt.Errorf("accesstoken config: RefreshInterval %s must not be negative", c.RefreshInterval)
 	}
 	if c.UnknownKeyRefreshInterval < 0 {
-		return fmt.Errorf("accesstoken: UnknownKeyRefreshInterval %s must not be negative", c.UnknownKeyRefreshInterval)
+		return fmt.Errorf("accesstoken config: UnknownKeyRefreshInterval %s must not be negative", c.UnknownKeyRefreshInterval)
 	}
 	return nil
 }

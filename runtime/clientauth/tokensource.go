@@ -79,16 +79,16 @@ type TokenSourceConfig struct {
 func (c TokenSourceConfig) Validate() error {
 	u, err := url.Parse(c.TokenURL)
 	if c.TokenURL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("clientauth: TokenURL %q must be an absolute http(s) URL", c.TokenURL)
+		return fmt.Errorf("clientauth config: TokenURL %q must be an absolute http(s) URL", c.TokenURL)
 	}
 	if c.ClientID == "" {
-		return errors.New("clientauth: ClientID is required")
+		return errors.New("clientauth config: ClientID is required")
 	}
 	if c.Key == nil {
-		return errors.New("clientauth: Key is required")
+		return errors.New("clientauth config: Key is required")
 	}
 	if c.RefreshFraction < 0 || c.RefreshFraction >= 1 {
-		return fmt.Errorf("clientauth: RefreshFraction %v must be in (0, 1)", c.RefreshFraction)
+		return fmt.Errorf("clientauth config: RefreshFraction %v must be in (0, 1)", c.RefreshFraction)
 	}
 	return nil
 }

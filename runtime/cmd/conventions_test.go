@@ -188,3 +188,93 @@ func TestFileAndFunctionSize(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConfigErrorsNameTheirPackage holds every Validate of a runtime
+// config struct (a type named Config or ending in Config) to one shape: a
+// value receiver, and errors of the form "<package> config: <Field> ...",
+// so that the error a constructor returns says which package's config and
+// which field is wrong, whoever wraps it.
+func TestConfigErrorsNameTheirPackage(t *testing.T) {
+	// Configs whose errors take another form, and why.
+	allowed := map[string]bool{
+		// A field of operatorauth.Config (OAuth2) and of the opsrelay
+		// component (OperatorAuth): its errors are field paths that its
+		// holder prefixes ("OAuth2.Issuer: ...").
+		"operatorauth.JWTConfig": true,
+		// opsbot's configuration file and flags: errors name the key the
+		// operator wrote (output:, namespace:), after opsbot's
+		// "configuration error:".
+		"opsconfig.Config": true,
+		// The relay server's flags: errors name the flag (--local-listen:).
+		"opsserver.Config": true,
+		// Their prefixes ("cloud config:", "worker config:") follow the
+		// gateway rename under way (issue 12, item 1).
+		"botecloud.Config":     true,
+		"gatewayserver.Config": true,
+	}
+	// Configs whose Validate still has a pointer receiver: the gateway's,
+	// which the gateway rename and the session rewrite (issue 12) are
+	// changing now. The list only shrinks.
+	pointerValidate := map[string]bool{
+		"gatewayserver.Config": true, "connqueue.Config": true, "nudge.Config": true,
+		"routing.Config": true, "session.Config": true,
+	}
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		if f.Name.Name == "main" {
+			return nil // a binary's flags are named by their flags (--listen: ...)
+		}
+		prefix := strconv.Quote(f.Name.Name + " config: ")
+		prefix = prefix[:len(prefix)-1]
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Recv == nil || fn.Name.Name != "Validate" || fn.Body == nil || !strings.HasSuffix(recvName(fn), "Config") {
+				continue
+			}
+			name := f.Name.Name + "." + recvName(fn)
+			if _, star := fn.Recv.List[0].Type.(*ast.StarExpr); star && !pointerValidate[name] {
+				t.Errorf("%s: %s.Validate has a pointer receiver; give it a value receiver", fset.Position(fn.Pos()), name)
+			}
+			if allowed[name] {
+				continue
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) == 0 {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || !(sel.Sel.Name == "New" || sel.Sel.Name == "Errorf") {
+					return true
+				}
+				if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING && !strings.HasPrefix(lit.Value, prefix) {
+					t.Errorf("%s: %s.Validate error %s must start with %s\"", fset.Position(lit.Pos()), recvName(fn), lit.Value, prefix)
+				}
+				return true
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recvName is the name of fn's receiver type, without a pointer.
+func recvName(fn *ast.FuncDecl) string {
+	x := fn.Recv.List[0].Type
+	if star, ok := x.(*ast.StarExpr); ok {
+		x = star.X
+	}
+	if id, ok := x.(*ast.Ident); ok {
+		return id.Name
+	}
+	return ""
+}

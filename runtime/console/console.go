@@ -51,7 +51,7 @@ type Config struct {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if c.API == nil {
-		return errors.New("API is required")
+		return errors.New("console config: API is required")
 	}
 	return nil
 }
@@ -61,7 +61,7 @@ func (c Config) Validate() error {
 // `opsbot runs show --plan` prints it (package planrender).
 func New(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid console config: %w", err)
+		return nil, err
 	}
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {

@@ -124,33 +124,33 @@ func (c Config) Validate() error {
 	u, err := url.Parse(c.Issuer)
 	switch {
 	case c.Issuer == "":
-		return errors.New("idp: Issuer is required")
+		return errors.New("idp config: Issuer is required")
 	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
-		return fmt.Errorf("idp: Issuer %q must be an absolute http(s) URL", c.Issuer)
+		return fmt.Errorf("idp config: Issuer %q must be an absolute http(s) URL", c.Issuer)
 	case strings.HasSuffix(c.Issuer, "/") || u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("idp: Issuer %q must have no trailing slash, query or fragment", c.Issuer)
+		return fmt.Errorf("idp config: Issuer %q must have no trailing slash, query or fragment", c.Issuer)
 	case c.TokenTTL < 0 || c.TokenTTL > maxTokenTTL:
-		return fmt.Errorf("idp: TokenTTL %s must be between 1s and %s", c.TokenTTL, maxTokenTTL)
+		return fmt.Errorf("idp config: TokenTTL %s must be between 1s and %s", c.TokenTTL, maxTokenTTL)
 	case c.TokenTTL > 0 && c.TokenTTL < time.Second:
-		return fmt.Errorf("idp: TokenTTL %s must be at least 1s", c.TokenTTL)
+		return fmt.Errorf("idp config: TokenTTL %s must be at least 1s", c.TokenTTL)
 	case c.Keys == nil:
-		return errors.New("idp: Keys is required")
+		return errors.New("idp config: Keys is required")
 	case c.Clients == nil:
-		return errors.New("idp: Clients is required")
+		return errors.New("idp config: Clients is required")
 	case c.MaxAssertionLifetime < 0 || c.MaxAssertionLifetime > 10*time.Minute:
-		return fmt.Errorf("idp: MaxAssertionLifetime %s must be between 0 and 10m", c.MaxAssertionLifetime)
+		return fmt.Errorf("idp config: MaxAssertionLifetime %s must be between 0 and 10m", c.MaxAssertionLifetime)
 	case c.Leeway < 0 || c.Leeway > time.Minute:
-		return fmt.Errorf("idp: Leeway %s must be between 0 and 1m", c.Leeway)
+		return fmt.Errorf("idp config: Leeway %s must be between 0 and 1m", c.Leeway)
 	case c.ClientRate < 0:
-		return fmt.Errorf("idp: ClientRate %v must not be negative", c.ClientRate)
+		return fmt.Errorf("idp config: ClientRate %v must not be negative", c.ClientRate)
 	case c.ClientBurst < 0:
-		return fmt.Errorf("idp: ClientBurst %d must not be negative", c.ClientBurst)
+		return fmt.Errorf("idp config: ClientBurst %d must not be negative", c.ClientBurst)
 	case c.GlobalRate < 0:
-		return fmt.Errorf("idp: GlobalRate %v must not be negative", c.GlobalRate)
+		return fmt.Errorf("idp config: GlobalRate %v must not be negative", c.GlobalRate)
 	case c.GlobalBurst < 0:
-		return fmt.Errorf("idp: GlobalBurst %d must not be negative", c.GlobalBurst)
+		return fmt.Errorf("idp config: GlobalBurst %d must not be negative", c.GlobalBurst)
 	case c.MaxBodyBytes < 0:
-		return fmt.Errorf("idp: MaxBodyBytes %d must not be negative", c.MaxBodyBytes)
+		return fmt.Errorf("idp config: MaxBodyBytes %d must not be negative", c.MaxBodyBytes)
 	}
 	return nil
 }

@@ -68,14 +68,14 @@ type Config struct {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if c.KeysFile == "" && c.Keys == nil && c.OAuth2 == nil {
-		return errors.New("KeysFile, Keys or OAuth2 is required: operators need a way to authenticate")
+		return errors.New("operatorauth config: KeysFile, Keys or OAuth2 is required: operators need a way to authenticate")
 	}
 	if c.KeysFile != "" && c.Keys != nil {
-		return errors.New("KeysFile and Keys: give one")
+		return errors.New("operatorauth config: KeysFile and Keys: give one")
 	}
 	if c.OAuth2 != nil {
 		if err := c.OAuth2.Validate(); err != nil {
-			return fmt.Errorf("OAuth2.%w", err)
+			return fmt.Errorf("operatorauth config: OAuth2.%w", err)
 		}
 	}
 	return nil

@@ -126,25 +126,25 @@ type Config struct {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if c.Auth == nil {
-		return errors.New("Auth is required")
+		return errors.New("opsapi config: Auth is required")
 	}
 	if c.Agents == nil {
-		return errors.New("Agents is required")
+		return errors.New("opsapi config: Agents is required")
 	}
 	if c.Runs != nil && c.Artifacts == nil {
-		return errors.New("Artifacts is required with Runs")
+		return errors.New("opsapi config: Artifacts is required with Runs")
 	}
 	if c.MaxBundleBytes < 0 || c.MaxBundleBytes > tfarchive.BundleLimits.MaxBytes {
-		return fmt.Errorf("MaxBundleBytes %d must be between 0 (default) and %d", c.MaxBundleBytes, tfarchive.BundleLimits.MaxBytes)
+		return fmt.Errorf("opsapi config: MaxBundleBytes %d must be between 0 (default) and %d", c.MaxBundleBytes, tfarchive.BundleLimits.MaxBytes)
 	}
 	if c.EventInterval < 0 {
-		return fmt.Errorf("EventInterval %s must not be negative", c.EventInterval)
+		return fmt.Errorf("opsapi config: EventInterval %s must not be negative", c.EventInterval)
 	}
 	if c.PingInterval < 0 {
-		return fmt.Errorf("PingInterval %s must not be negative", c.PingInterval)
+		return fmt.Errorf("opsapi config: PingInterval %s must not be negative", c.PingInterval)
 	}
 	if c.StreamRecheck < 0 {
-		return fmt.Errorf("StreamRecheck %s must not be negative", c.StreamRecheck)
+		return fmt.Errorf("opsapi config: StreamRecheck %s must not be negative", c.StreamRecheck)
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ type route struct {
 // New builds the API handler.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid API config: %w", err)
+		return nil, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

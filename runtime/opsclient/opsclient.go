@@ -103,16 +103,16 @@ type Config struct {
 func (c Config) Validate() error {
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("BaseURL: %q must be an absolute http(s) URL", c.BaseURL)
+		return fmt.Errorf("opsclient config: BaseURL: %q must be an absolute http(s) URL", c.BaseURL)
 	}
 	if (c.Credential == "") == (c.TokenSource == nil) {
-		return errors.New("Credential or TokenSource: exactly one is required")
+		return errors.New("opsclient config: Credential or TokenSource: exactly one is required")
 	}
 	if c.Timeout < 0 {
-		return fmt.Errorf("Timeout: %s must not be negative", c.Timeout)
+		return fmt.Errorf("opsclient config: Timeout: %s must not be negative", c.Timeout)
 	}
 	if c.UploadTimeout < 0 {
-		return fmt.Errorf("UploadTimeout: %s must not be negative", c.UploadTimeout)
+		return fmt.Errorf("opsclient config: UploadTimeout: %s must not be negative", c.UploadTimeout)
 	}
 	return nil
 }
@@ -129,7 +129,7 @@ type Client struct {
 // New returns a client.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid ops client config: %w", err)
+		return nil, err
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport

@@ -289,7 +289,7 @@ func Resolve(flags *pflag.FlagSet, lookup func(string) (string, bool)) (*Config,
 }
 
 // Validate reports the first invalid setting, by its file key.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch c.Output {
 	case OutputTable, OutputJSON:
 	default:

@@ -87,21 +87,21 @@ type Config struct {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if c.API == nil {
-		return errors.New("API: required")
+		return errors.New("opsmcp config: API: required")
 	}
 	for i, r := range c.Roots {
 		if !filepath.IsAbs(r) {
-			return fmt.Errorf("Roots[%d]: %q must be an absolute path", i, r)
+			return fmt.Errorf("opsmcp config: Roots[%d]: %q must be an absolute path", i, r)
 		}
 		if fsRoot(r) {
-			return fmt.Errorf("Roots[%d]: %q is the file system's root: the plan tool could upload any directory; name the directories of your configurations", i, r)
+			return fmt.Errorf("opsmcp config: Roots[%d]: %q is the file system's root: the plan tool could upload any directory; name the directories of your configurations", i, r)
 		}
 	}
 	if c.MaxWait < 0 {
-		return fmt.Errorf("MaxWait: %s must not be negative", c.MaxWait)
+		return fmt.Errorf("opsmcp config: MaxWait: %s must not be negative", c.MaxWait)
 	}
 	if c.ConfirmTTL < 0 {
-		return fmt.Errorf("ConfirmTTL: %s must not be negative", c.ConfirmTTL)
+		return fmt.Errorf("opsmcp config: ConfirmTTL: %s must not be negative", c.ConfirmTTL)
 	}
 	return nil
 }
@@ -127,7 +127,7 @@ type Server struct {
 // New builds the server with its tools, resources and prompts.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid MCP server config: %w", err)
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -42,11 +42,11 @@ type CheckerConfig struct {
 func (c CheckerConfig) Validate() error {
 	switch {
 	case c.Store == nil:
-		return errors.New("policy checker: Store is required")
+		return errors.New("policy config: Store is required")
 	case c.Workspaces == nil:
-		return errors.New("policy checker: Workspaces is required")
+		return errors.New("policy config: Workspaces is required")
 	case c.Timeout < 0:
-		return fmt.Errorf("policy checker: Timeout %s must not be negative", c.Timeout)
+		return fmt.Errorf("policy config: Timeout %s must not be negative", c.Timeout)
 	}
 	return nil
 }

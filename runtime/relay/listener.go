@@ -66,13 +66,13 @@ type ListenerConfig struct {
 // Validate reports the first bad field.
 func (c ListenerConfig) Validate() error {
 	if err := validateEndpoint(c.Namespace, c.HybridConnection, c.Credential); err != nil {
-		return fmt.Errorf("invalid listener config: %w", err)
+		return fmt.Errorf("relay config: %w", err)
 	}
 	if c.MinBackoff < 0 || c.MaxBackoff < 0 || (c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff) {
-		return fmt.Errorf("invalid listener config: MinBackoff/MaxBackoff: want 0 <= min <= max, got %v/%v", c.MinBackoff, c.MaxBackoff)
+		return fmt.Errorf("relay config: MinBackoff/MaxBackoff: want 0 <= min <= max, got %v/%v", c.MinBackoff, c.MaxBackoff)
 	}
 	if c.AcceptTimeout < 0 {
-		return fmt.Errorf("invalid listener config: AcceptTimeout: negative")
+		return fmt.Errorf("relay config: AcceptTimeout: negative")
 	}
 	return nil
 }

@@ -41,10 +41,10 @@ type SenderConfig struct {
 // Validate reports the first bad field.
 func (c SenderConfig) Validate() error {
 	if err := validateEndpoint(c.Namespace, c.HybridConnection, c.Credential); err != nil {
-		return fmt.Errorf("invalid sender config: %w", err)
+		return fmt.Errorf("relay config: %w", err)
 	}
 	if c.ConnectTimeout < 0 {
-		return errors.New("invalid sender config: ConnectTimeout: negative")
+		return errors.New("relay config: ConnectTimeout: negative")
 	}
 	return nil
 }

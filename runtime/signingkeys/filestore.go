@@ -54,19 +54,19 @@ type FileConfig struct {
 func (c FileConfig) Validate() error {
 	switch {
 	case c.Dir == "":
-		return errors.New("signingkeys: Dir is required")
+		return errors.New("signingkeys config: Dir is required")
 	case c.RotateEvery < 0:
-		return fmt.Errorf("signingkeys: RotateEvery %s must not be negative", c.RotateEvery)
+		return fmt.Errorf("signingkeys config: RotateEvery %s must not be negative", c.RotateEvery)
 	case c.RotateEvery > 0 && c.RotateEvery < time.Minute:
-		return fmt.Errorf("signingkeys: RotateEvery %s is below the minimum of 1m", c.RotateEvery)
+		return fmt.Errorf("signingkeys config: RotateEvery %s is below the minimum of 1m", c.RotateEvery)
 	case c.PublishAhead < 0:
-		return fmt.Errorf("signingkeys: PublishAhead %s must not be negative", c.PublishAhead)
+		return fmt.Errorf("signingkeys config: PublishAhead %s must not be negative", c.PublishAhead)
 	case c.PublishAhead > 0 && c.RotateEvery > 0 && c.PublishAhead >= c.RotateEvery:
-		return fmt.Errorf("signingkeys: PublishAhead %s must be shorter than RotateEvery %s", c.PublishAhead, c.RotateEvery)
+		return fmt.Errorf("signingkeys config: PublishAhead %s must be shorter than RotateEvery %s", c.PublishAhead, c.RotateEvery)
 	case c.TokenTTL <= 0:
-		return fmt.Errorf("signingkeys: TokenTTL %s must be positive", c.TokenTTL)
+		return fmt.Errorf("signingkeys config: TokenTTL %s must be positive", c.TokenTTL)
 	case c.Grace < 0:
-		return fmt.Errorf("signingkeys: Grace %s must not be negative", c.Grace)
+		return fmt.Errorf("signingkeys config: Grace %s must not be negative", c.Grace)
 	}
 	return nil
 }

@@ -60,9 +60,9 @@ func (c KeyVaultConfig) Validate() error {
 	fc := FileConfig{Dir: "-", RotateEvery: c.RotateEvery, PublishAhead: c.PublishAhead, TokenTTL: c.TokenTTL, Grace: c.Grace}
 	switch {
 	case c.Client == nil:
-		return errors.New("signingkeys: Client is required")
+		return errors.New("signingkeys config: Client is required")
 	case c.Refresh < 0:
-		return fmt.Errorf("signingkeys: Refresh %s must not be negative", c.Refresh)
+		return fmt.Errorf("signingkeys config: Refresh %s must not be negative", c.Refresh)
 	}
 	return fc.Validate()
 }
@@ -119,7 +119,7 @@ func NewKeyVaultStore(cfg KeyVaultConfig) (*KeyVaultStore, error) {
 		cfg.Refresh = min(DefaultRefresh, cfg.PublishAhead/2)
 	}
 	if cfg.Refresh >= cfg.PublishAhead {
-		return nil, fmt.Errorf("signingkeys: Refresh %s must be shorter than PublishAhead %s", cfg.Refresh, cfg.PublishAhead)
+		return nil, fmt.Errorf("signingkeys config: Refresh %s must be shorter than PublishAhead %s", cfg.Refresh, cfg.PublishAhead)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

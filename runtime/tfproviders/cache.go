@@ -52,9 +52,9 @@ type CacheConfig struct {
 func (c CacheConfig) Validate() error {
 	switch {
 	case c.Dir == "" || !filepath.IsAbs(c.Dir):
-		return fmt.Errorf("provider cache: Dir %q must be an absolute path", c.Dir)
+		return fmt.Errorf("tfproviders config: Dir %q must be an absolute path", c.Dir)
 	case c.MaxBytes < 0:
-		return fmt.Errorf("provider cache: MaxBytes %d must not be negative", c.MaxBytes)
+		return fmt.Errorf("tfproviders config: MaxBytes %d must not be negative", c.MaxBytes)
 	}
 	return hclSafe(c.Dir)
 }

@@ -67,11 +67,11 @@ type Config struct {
 func (c Config) Validate() error {
 	switch {
 	case c.CancelGrace < 0:
-		return errors.New("tfrun: CancelGrace must not be negative")
+		return errors.New("tfrun config: CancelGrace must not be negative")
 	case c.FlushInterval < 0:
-		return errors.New("tfrun: FlushInterval must not be negative")
+		return errors.New("tfrun config: FlushInterval must not be negative")
 	case c.BatchLines < 0:
-		return errors.New("tfrun: BatchLines must not be negative")
+		return errors.New("tfrun config: BatchLines must not be negative")
 	}
 	return nil
 }

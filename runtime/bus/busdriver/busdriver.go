@@ -56,7 +56,7 @@ func (c Config) Validate() error {
 	case "", StorageQueue, ServiceBus:
 		return nil
 	}
-	return fmt.Errorf("bus config: Kind %q must be %q or %q", c.Kind, StorageQueue, ServiceBus)
+	return fmt.Errorf("busdriver config: Kind %q must be %q or %q", c.Kind, StorageQueue, ServiceBus)
 }
 
 // Open opens the configured driver.
