@@ -36,9 +36,16 @@ type conn struct {
 	inflight sync.WaitGroup
 	leaving  atomic.Bool
 	awayOnce sync.Once
+	awayMu   sync.Mutex // orders inflight.Add before goAway's Wait
 	expires  atomic.Int64 // token expiry, unix nanoseconds; 0 means none
 	// closedWith is the close code the worker sent, 0 if it did not close.
 	closedWith atomic.Int32
+
+	wire    wire         // the connection as the WebSocket library reads it
+	reading atomic.Int32 // readNotStarted, readRunning or readParked
+	token   int32        // the session's poller registration, 0 before
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 func (c *conn) log() *slog.Logger {
@@ -47,7 +54,7 @@ func (c *conn) log() *slog.Logger {
 
 // open logs the session and records its presence. It runs on the HTTP
 // handler's goroutine, which ends right after: the deep call stack of the
-// storage client does not stay with the session's long-lived goroutine.
+// storage client does not stay with the session's reader.
 func (c *conn) open(ctx context.Context) {
 	c.log().Info("session opened", "remote", c.remote)
 	if p := c.srv.cfg.Presence; p != nil {
@@ -59,25 +66,16 @@ func (c *conn) open(ctx context.Context) {
 	}
 }
 
-func (c *conn) serve(ctx context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer close(c.done)
-	if p := c.srv.cfg.Presence; p != nil {
-		defer func() {
-			lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer lcancel()
-			if err := p.Leave(lctx, c.id, c.name); err != nil {
-				c.log().Warn("cannot clear presence", "err", err)
-			}
-		}()
-	}
+// start writes the hello, starts the pings and the session's reader.
+func (c *conn) start(ctx context.Context) {
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	hello := sessionproto.Frame{Type: sessionproto.TypeHello, Hello: &sessionproto.Hello{
 		Session: c.name, Tenant: string(c.id.Tenant), Connector: c.id.Connector, Queue: c.queue,
 		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
 	}}
-	if err := c.write(ctx, hello); err != nil {
+	if err := c.write(c.ctx, hello); err != nil {
 		c.log().Info("session closed before hello", "err", err)
+		c.finish()
 		return
 	}
 	c.helloed.Store(true)
@@ -85,8 +83,46 @@ func (c *conn) serve(ctx context.Context) {
 		c.nudging.Store(nudgeWriting)
 		go c.writeNudges()
 	}
-	c.keepalive(ctx)
-	err := c.readLoop(ctx)
+	c.keepalive(c.ctx)
+	c.wire.parkable.Store(c.srv.poller != nil && c.wire.raw != nil)
+	c.reading.Store(readRunning)
+	go c.read()
+}
+
+// Reader states (conn.reading).
+const (
+	readNotStarted = iota
+	readRunning    // a goroutine reads the session
+	readParked     // no goroutine: the poller wakes the session
+)
+
+// wake starts a reader for a parked session: its socket became readable
+// or its connection was closed.
+func (c *conn) wake() {
+	if c.reading.CompareAndSwap(readParked, readRunning) {
+		go c.read()
+	}
+}
+
+// park hands the session to the poller. It reports whether the caller's
+// reader is to end; false: the session cannot be parked and the caller
+// goes on reading, waiting in its reads.
+func (c *conn) park() bool {
+	c.srv.poller.register(c) // before anyone else may take the session over
+	c.reading.Store(readParked)
+	if err := c.srv.poller.arm(c); err == nil {
+		return true
+	}
+	if !c.reading.CompareAndSwap(readParked, readRunning) {
+		return true // closed meanwhile, and woken: another reader ends the session
+	}
+	// Closed (the next read says so) or no epoll for this socket.
+	c.wire.parkable.Store(false)
+	return false
+}
+
+// end ends the session once its reader has stopped with err.
+func (c *conn) end(err error) {
 	c.inflight.Wait()
 	log := c.log()
 	switch status := websocket.CloseStatus(err); {
@@ -98,11 +134,30 @@ func (c *conn) serve(ctx context.Context) {
 		log.Info("session ended", "err", err)
 	}
 	_ = c.ws.CloseNow()
+	c.finish()
+}
+
+// finish clears the session's presence and takes it off the server.
+func (c *conn) finish() {
+	if p := c.srv.cfg.Presence; p != nil {
+		lctx, lcancel := context.WithTimeout(context.WithoutCancel(c.ctx), 5*time.Second)
+		if err := p.Leave(lctx, c.id, c.name); err != nil {
+			c.log().Warn("cannot clear presence", "err", err)
+		}
+		lcancel()
+	}
+	close(c.done)
+	c.cancel()
+	c.srv.poller.forget(c)
+	c.srv.remove(c)
 }
 
 // close ends the session with code; the first code given is logged.
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closedWith.CompareAndSwap(0, int32(code))
+	// Close reads until the connector's close frame: it must wait for it
+	// rather than be handed a synthetic frame.
+	c.wire.parkable.Store(false)
 	_ = c.ws.Close(code, reason)
 }
 
@@ -200,26 +255,40 @@ func (c *conn) writeNudges() {
 // 1001 so the connector reconnects to another replica at once.
 func (c *conn) goAway() {
 	c.awayOnce.Do(func() {
+		c.awayMu.Lock()
 		c.leaving.Store(true)
+		c.awayMu.Unlock()
 		c.inflight.Wait()
 		c.close(websocket.StatusGoingAway, "worker shutting down")
 	})
 }
 
-func (c *conn) readLoop(ctx context.Context) error {
+// read reads and handles the connector's frames until nothing more has
+// arrived, then parks the session and ends; or until the session ends.
+func (c *conn) read() {
+	ctx := c.ctx
 	for {
 		typ, r, err := c.ws.Reader(ctx)
 		if err != nil {
-			return err
+			c.end(err)
+			return
+		}
+		if c.wire.takeSynthetic() { // nothing more has arrived
+			if c.park() {
+				return
+			}
+			continue
 		}
 		data, err := io.ReadAll(io.LimitReader(r, sessionproto.MaxFrameBytes+1))
 		if err != nil {
-			return err
+			c.end(err)
+			return
 		}
 		if len(data) > sessionproto.MaxFrameBytes {
 			// Skip the rest; past HardFrameLimit the library closes with 1009.
 			if _, err := io.Copy(io.Discard, r); err != nil {
-				return err
+				c.end(err)
+				return
 			}
 			c.reject(ctx, "", sessionproto.CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; nothing in it was processed", sessionproto.MaxFrameBytes))
 			continue
@@ -238,9 +307,21 @@ func (c *conn) readLoop(ctx context.Context) error {
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
-			return ctx.Err()
+			c.end(ctx.Err())
+			return
 		}
-		c.inflight.Add(1)
+		// No request joins those in flight once goAway waits for them.
+		c.awayMu.Lock()
+		leaving := c.leaving.Load()
+		if !leaving {
+			c.inflight.Add(1)
+		}
+		c.awayMu.Unlock()
+		if leaving {
+			c.handle(ctx, f) // refused
+			<-c.slots
+			continue
+		}
 		go func() {
 			defer func() { <-c.slots; c.inflight.Done() }()
 			c.handle(ctx, f)

@@ -18,14 +18,10 @@
 package session
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -171,6 +167,7 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup // one per open session
 	seq      atomic.Uint64
+	poller   *poller // nil: each session keeps a goroutine blocked in its read
 }
 
 // New returns a Server.
@@ -199,7 +196,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sessions: map[Identity]map[*conn]struct{}{}}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sessions: map[Identity]map[*conn]struct{}{}, poller: defaultPoller()}, nil
 }
 
 // Sessions returns the number of open sessions.
@@ -345,38 +342,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
+	c := s.newConn(p, queue, r.RemoteAddr, deliver)
+	ws, err := websocket.Accept(hijacker{w, c}, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
 		return
 	}
+	c.ws = ws
 	if ws.Subprotocol() != sessionproto.Subprotocol {
 		_ = ws.Close(websocket.StatusPolicyViolation, "subprotocol "+sessionproto.Subprotocol+" required")
 		return
 	}
 	ws.SetReadLimit(sessionproto.HardFrameLimit)
-	c := s.newConn(ws, p, queue, r.RemoteAddr, deliver)
 	if !s.add(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
 		return
 	}
-	// The session runs on a goroutine of its own and this handler returns:
-	// net/http then drops what it keeps per request until its handler
-	// returns (its read and write buffers, the response), which would
-	// otherwise stay for the life of the session.
+	// The session is read by goroutines of its own (none while it is idle
+	// and parked) and this handler returns: net/http then drops what it
+	// keeps per request until its handler returns (its read and write
+	// buffers, the response), which would otherwise stay for the life of
+	// the session.
 	ctx := context.WithoutCancel(r.Context())
 	c.open(ctx)
-	go func() {
-		defer s.remove(c)
-		c.serve(ctx)
-	}()
+	c.start(ctx)
 }
 
-func (s *Server) newConn(ws *websocket.Conn, p Principal, queue, remote string, deliver time.Duration) *conn {
+func (s *Server) newConn(p Principal, queue, remote string, deliver time.Duration) *conn {
 	seq := s.seq.Add(1)
 	c := &conn{
 		srv:    s,
-		ws:     ws,
 		id:     p.Identity,
 		queue:  queue,
 		seq:    seq,
@@ -404,31 +399,6 @@ func deliverParam(r *http.Request) (time.Duration, error) {
 		return 0, fmt.Errorf("%s must be whole seconds between %d and %d", sessionproto.DeliverParam, sessionproto.MinDeliverSeconds, sessionproto.MaxDeliverSeconds)
 	}
 	return time.Duration(secs) * time.Second, nil
-}
-
-// sessionBufferSize is the size of a session's read and write buffers. A
-// frame header fits many times over; larger reads and writes bypass a
-// bufio buffer anyway.
-const sessionBufferSize = 512
-
-// smallBuffers hands the WebSocket library buffers of sessionBufferSize for
-// the hijacked connection instead of net/http's 4 KiB ones, which the
-// library would keep for the life of the session.
-type smallBuffers struct{ http.ResponseWriter }
-
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	// Bytes the connector sent right after its request (its first frames)
-	// are already in net/http's buffer.
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
-	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufferSize), bufio.NewWriterSize(conn, sessionBufferSize)), nil
 }
 
 // add registers c; beyond the connector's cap it takes the oldest of the
