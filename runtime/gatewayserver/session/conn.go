@@ -36,7 +36,7 @@ type conn struct {
 	inflight sync.WaitGroup
 	leaving  atomic.Bool
 	awayOnce sync.Once
-	awayMu   sync.Mutex // orders inflight.Add before goAway's Wait
+	awayMu   sync.Mutex   // orders inflight.Add before goAway's Wait
 	expires  atomic.Int64 // token expiry, unix nanoseconds; 0 means none
 	// closedWith is the close code the worker sent, 0 if it did not close.
 	closedWith atomic.Int32
