@@ -144,104 +144,155 @@ type OpsRelay struct {
 
 // New registers the ops relay.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*OpsRelay, error) {
-	// size: one resource graph declared in dependency order; helpers would only thread its outputs around.
 	if args == nil {
 		return nil, fmt.Errorf("opsrelay %s: args are required", name)
 	}
 	if err := args.Validate(); err != nil {
 		return nil, fmt.Errorf("opsrelay %s: %w", name, err)
 	}
-	gw := args.Gateway
 	r := &OpsRelay{}
 	if err := ctx.RegisterComponentResource(Type, name, r, opts...); err != nil {
 		return nil, fmt.Errorf("cannot register opsrelay %s: %w", name, err)
 	}
-	parent := pulumi.Parent(r)
-	rg := gw.ResourceGroupName
-	child := func(s string) string { return name + "-" + s }
-	fail := func(err error) (*OpsRelay, error) { return nil, fmt.Errorf("opsrelay %s: %w", name, err) }
-
-	ns, err := relay.NewNamespace(ctx, child("namespace"), &relay.NamespaceArgs{
-		NamespaceName:     pulumi.String(relayNamespaceName(gw.Prefix)),
-		ResourceGroupName: rg,
-		Location:          pulumi.String(gw.Location),
-		Sku:               &relay.SkuArgs{Name: pulumi.String("Standard"), Tier: pulumi.String("Standard")},
-		Tags:              pulumi.ToStringMap(gw.Tags),
-	}, parent)
-	if err != nil {
-		return fail(err)
+	gw := args.Gateway
+	b := &builder{ctx: ctx, name: name, args: args, gw: gw, rg: gw.ResourceGroupName, parent: pulumi.Parent(r)}
+	// In dependency order: each step uses what the ones before registered.
+	for _, step := range []func() error{b.relay, b.storage, b.identity, b.app} {
+		if err := step(); err != nil {
+			return nil, fmt.Errorf("opsrelay %s: %w", name, err)
+		}
 	}
-	hc, err := relay.NewHybridConnection(ctx, child("hc"), &relay.HybridConnectionArgs{
+
+	r.Endpoint = b.ns.ServiceBusEndpoint
+	r.Namespace = gateway.HostOf(b.ns.ServiceBusEndpoint)
+	r.HybridConnectionName = b.hc.Name
+	r.SendRuleName = pulumi.String(RuleSend).ToStringOutput()
+	r.SendKeySecretURI = b.secrets[SecretSendKey].Properties.SecretUri()
+	r.SecretsVaultURI = b.secretsVault.Properties.VaultUri()
+	if err := ctx.RegisterResourceOutputs(r, pulumi.Map{
+		"endpoint": r.Endpoint, "namespace": r.Namespace, "hybridConnectionName": r.HybridConnectionName,
+		"sendRuleName": r.SendRuleName, "sendKeySecretUri": r.SendKeySecretURI, "secretsVaultUri": r.SecretsVaultURI,
+	}); err != nil {
+		return nil, fmt.Errorf("cannot register opsrelay %s outputs: %w", name, err)
+	}
+	return r, nil
+}
+
+// builder registers the ops relay's resources under its component; each
+// step keeps what the later ones use.
+type builder struct {
+	ctx    *pulumi.Context
+	name   string
+	args   *Args
+	gw     *gateway.SharedGateway
+	rg     pulumi.StringInput
+	parent pulumi.ResourceOrInvokeOption
+
+	ns            *relay.Namespace
+	hc            *relay.HybridConnection
+	secrets       map[string]*keyvault.Secret // the rules' keys, by secret name
+	tables        []*storage.Table            // in tableNames() order
+	secretsVault  *keyvault.Vault
+	runsContainer *storage.BlobContainer
+	id            *access.Identity
+	grants        []pulumi.Resource
+}
+
+func (b *builder) child(s string) string { return b.name + "-" + s }
+
+// relay registers the namespace, its hybrid connection and the listen and
+// send rules, whose keys go straight into the gateway's vault.
+func (b *builder) relay() error {
+	var err error
+	b.ns, err = relay.NewNamespace(b.ctx, b.child("namespace"), &relay.NamespaceArgs{
+		NamespaceName:     pulumi.String(relayNamespaceName(b.gw.Prefix)),
+		ResourceGroupName: b.rg,
+		Location:          pulumi.String(b.gw.Location),
+		Sku:               &relay.SkuArgs{Name: pulumi.String("Standard"), Tier: pulumi.String("Standard")},
+		Tags:              pulumi.ToStringMap(b.gw.Tags),
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	b.hc, err = relay.NewHybridConnection(b.ctx, b.child("hc"), &relay.HybridConnectionArgs{
 		HybridConnectionName:        pulumi.String(HybridConnection),
-		NamespaceName:               ns.Name,
-		ResourceGroupName:           rg,
+		NamespaceName:               b.ns.Name,
+		ResourceGroupName:           b.rg,
 		RequiresClientAuthorization: pulumi.Bool(true), // senders need a token too
 		UserMetadata:                pulumi.String("opsbot CLI -> relay server"),
-	}, parent)
+	}, b.parent)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	secrets := map[string]*keyvault.Secret{}
+	b.secrets = map[string]*keyvault.Secret{}
 	for _, rule := range []struct{ name, right, secret string }{
 		{RuleListen, "Listen", SecretListenKey},
 		{RuleSend, "Send", SecretSendKey},
 	} {
-		ar, err := relay.NewHybridConnectionAuthorizationRule(ctx, child("rule-"+rule.name), &relay.HybridConnectionAuthorizationRuleArgs{
+		ar, err := relay.NewHybridConnectionAuthorizationRule(b.ctx, b.child("rule-"+rule.name), &relay.HybridConnectionAuthorizationRuleArgs{
 			AuthorizationRuleName: pulumi.String(rule.name),
-			HybridConnectionName:  hc.Name,
-			NamespaceName:         ns.Name,
-			ResourceGroupName:     rg,
+			HybridConnectionName:  b.hc.Name,
+			NamespaceName:         b.ns.Name,
+			ResourceGroupName:     b.rg,
 			Rights:                pulumi.StringArray{pulumi.String(rule.right)},
-		}, parent)
+		}, b.parent)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		keys := relay.ListHybridConnectionKeysOutput(ctx, relay.ListHybridConnectionKeysOutputArgs{
-			AuthorizationRuleName: ar.Name, HybridConnectionName: hc.Name, NamespaceName: ns.Name, ResourceGroupName: rg,
-		}, parent)
-		s, err := gateway.NewSecret(ctx, child("secret-"+rule.secret), gw.Vault, rg, rule.secret, keys.PrimaryKey().Elem(), parent)
+		keys := relay.ListHybridConnectionKeysOutput(b.ctx, relay.ListHybridConnectionKeysOutputArgs{
+			AuthorizationRuleName: ar.Name, HybridConnectionName: b.hc.Name, NamespaceName: b.ns.Name, ResourceGroupName: b.rg,
+		}, b.parent)
+		s, err := gateway.NewSecret(b.ctx, b.child("secret-"+rule.secret), b.gw.Vault, b.rg, rule.secret, keys.PrimaryKey().Elem(), b.parent)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		secrets[rule.secret] = s
+		b.secrets[rule.secret] = s
 	}
+	return nil
+}
 
-	// The run store's tables and the artifacts container, named by the
-	// runtime packages that use them.
-	var tables []*storage.Table
+// storage registers the run store's tables and the artifacts container,
+// named by the runtime packages that use them, and the vault of
+// deployment secrets.
+func (b *builder) storage() error {
 	for _, name := range tableNames() {
-		t, err := storage.NewTable(ctx, child("table-"+name), &storage.TableArgs{
-			TableName: pulumi.String(name), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
-		}, parent)
+		t, err := storage.NewTable(b.ctx, b.child("table-"+name), &storage.TableArgs{
+			TableName: pulumi.String(name), AccountName: b.gw.StorageAccount.Name, ResourceGroupName: b.rg,
+		}, b.parent)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		tables = append(tables, t)
+		b.tables = append(b.tables, t)
 	}
 	// Deployment secrets (runtime/secretstore, one secret per workspace)
 	// live in a vault of their own: the relay server reads them, and no
 	// other identity of the stack has any role on it. Administrators write
 	// them (Key Vault Secrets Officer, granted out of band).
-	secretsVault, err := gateway.NewVault(ctx, child("secrets-vault"), gateway.VaultArgs{
-		Name: secretsVaultName(gw.Prefix), ResourceGroupName: rg, Location: gw.Location,
-		Protect: gw.Protect, Tags: gw.Tags,
-	}, parent)
+	var err error
+	b.secretsVault, err = gateway.NewVault(b.ctx, b.child("secrets-vault"), gateway.VaultArgs{
+		Name: secretsVaultName(b.gw.Prefix), ResourceGroupName: b.rg, Location: b.gw.Location,
+		Protect: b.gw.Protect, Tags: b.gw.Tags,
+	}, b.parent)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	runsContainer, err := storage.NewBlobContainer(ctx, child("container-"+artifacts.DefaultContainer), &storage.BlobContainerArgs{
-		ContainerName: pulumi.String(artifacts.DefaultContainer), AccountName: gw.StorageAccount.Name, ResourceGroupName: rg,
+	b.runsContainer, err = storage.NewBlobContainer(b.ctx, b.child("container-"+artifacts.DefaultContainer), &storage.BlobContainerArgs{
+		ContainerName: pulumi.String(artifacts.DefaultContainer), AccountName: b.gw.StorageAccount.Name, ResourceGroupName: b.rg,
 		PublicAccess: storage.PublicAccessNone,
-	}, parent)
-	if err != nil {
-		return fail(err)
-	}
+	}, b.parent)
+	return err
+}
 
-	id, err := access.NewIdentity(ctx, child("relayserver-id"), access.IdentityArgs{
-		IdentityName: gw.Prefix + "-relayserver-id", ResourceGroupName: rg, Location: gw.Location, Tags: gw.Tags,
-	}, parent)
+// identity registers the relay server's identity and grants it exactly
+// what the package comment says.
+func (b *builder) identity() error {
+	gw := b.gw
+	var err error
+	b.id, err = access.NewIdentity(b.ctx, b.child("relayserver-id"), access.IdentityArgs{
+		IdentityName: gw.Prefix + "-relayserver-id", ResourceGroupName: b.rg, Location: gw.Location, Tags: gw.Tags,
+	}, b.parent)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	type grant struct {
 		role  access.Role
@@ -250,39 +301,62 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	wanted := []grant{
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + gateway.QueueConnectors, ID: gw.Queues[gateway.QueueConnectors].ID()}},
 		{access.ServiceBusDataReceiver, access.Scope{Name: "queue-" + gateway.QueueCloud, ID: gw.Queues[gateway.QueueCloud].ID()}},
-		{access.StorageBlobContributor, access.Scope{Name: "container-" + artifacts.DefaultContainer, ID: runsContainer.ID()}},
+		{access.StorageBlobContributor, access.Scope{Name: "container-" + artifacts.DefaultContainer, ID: b.runsContainer.ID()}},
 		{access.StorageBlobContributor, access.Scope{Name: "container-" + gateway.ContainerClaims, ID: gw.ClaimsContainer.ID()}},
 		// The agents' bundle, plan and upload links are signed with a user
 		// delegation key (no account key in the relay server).
 		{access.StorageBlobDelegator, access.Scope{Name: "storage-account", ID: gw.StorageAccount.ID()}},
 		{access.StorageBlobReader, access.Scope{Name: "container-" + gateway.ContainerRegistry, ID: gw.RegistryContainer.ID()}},
-		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: secrets[SecretListenKey].ID()}},
+		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: b.secrets[SecretListenKey].ID()}},
 		// Every workspace's secret, including those written after this
 		// deployment: the vault, which holds nothing else.
-		{access.KeyVaultSecretsUser, access.Scope{Name: "vault-deployment-secrets", ID: secretsVault.ID()}},
+		{access.KeyVaultSecretsUser, access.Scope{Name: "vault-deployment-secrets", ID: b.secretsVault.ID()}},
 		{access.AcrPull, access.Scope{Name: "registry", ID: gw.Registry.ID()}},
 	}
 	for i, name := range tableNames() {
-		wanted = append(wanted, grant{access.StorageTableContributor, access.Scope{Name: "table-" + name, ID: tables[i].ID()}})
+		wanted = append(wanted, grant{access.StorageTableContributor, access.Scope{Name: "table-" + name, ID: b.tables[i].ID()}})
 	}
-	var grants []pulumi.Resource
 	for _, g := range wanted {
-		ra, err := id.Grant(ctx, g.role, g.scope, parent)
+		ra, err := b.id.Grant(b.ctx, g.role, g.scope, b.parent)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		grants = append(grants, ra)
+		b.grants = append(b.grants, ra)
 	}
+	return nil
+}
 
-	// runtime/cmd/relayserver reads BOTE_RELAYSERVER_<FLAG>: the relay
-	// listener, then the run store, artifacts and the gateway bus it reaches
-	// agents through, all with its managed identity, and the deployment
-	// secrets from their vault (--key-vault-url).
-	settings := gateway.CommonSettings(gw.Cloud, id)
+// app registers the relay server's app, once its identity has its roles.
+func (b *builder) app() error {
+	settings, err := b.settings()
+	if err != nil {
+		return err
+	}
+	_, err = b.gw.Platform.NewApp(b.ctx, b.child("relayserver"), apphost.AppArgs{
+		// No ingress: the relay server only dials out to the relay and
+		// serves its API through it. Port 8080 answers only GET /healthz
+		// (--health-listen), for the platform's probes.
+		Name: b.gw.Prefix + "-relayserver", Image: b.args.Image, Port: 8080, HealthPath: "/healthz",
+		Identity: b.id, RegistryServer: b.gw.ImageServer, Settings: settings,
+		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": b.secrets[SecretListenKey].Properties.SecretUri()},
+		// One listener is enough and keeps run orchestration single-writer.
+		MinReplicas: 1, MaxReplicas: 1, Tags: b.gw.Tags,
+	}, b.parent, pulumi.DependsOn(b.grants))
+	return err
+}
+
+// settings are the relay server's environment: runtime/cmd/relayserver
+// reads BOTE_RELAYSERVER_<FLAG>: the relay listener, then the run store,
+// artifacts and the gateway bus it reaches agents through, all with its
+// managed identity, and the deployment secrets from their vault
+// (--key-vault-url).
+func (b *builder) settings() (map[string]pulumi.StringInput, error) {
+	gw := b.gw
+	settings := gateway.CommonSettings(gw.Cloud, b.id)
 	for k, v := range map[string]pulumi.StringInput{
-		"BOTE_RELAYSERVER_NAMESPACE":            gateway.HostOf(ns.ServiceBusEndpoint),
+		"BOTE_RELAYSERVER_NAMESPACE":            gateway.HostOf(b.ns.ServiceBusEndpoint),
 		"BOTE_RELAYSERVER_CLOUD":                pulumi.String(gw.Cloud.Name),
-		"BOTE_RELAYSERVER_HYBRID_CONNECTION":    hc.Name,
+		"BOTE_RELAYSERVER_HYBRID_CONNECTION":    b.hc.Name,
 		"BOTE_RELAYSERVER_RELAY_AUTH":           pulumi.String("sas"),
 		"BOTE_RELAYSERVER_KEY_NAME":             pulumi.String(RuleListen),
 		"BOTE_RELAYSERVER_LOG_FORMAT":           pulumi.String("json"),
@@ -294,18 +368,18 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"BOTE_RELAYSERVER_BUS":                  pulumi.String("servicebus"),
 		"BOTE_RELAYSERVER_SERVICEBUS_NAMESPACE": gateway.HostOf(gw.ServiceBusEndpoint),
 		"BOTE_RELAYSERVER_REGISTRY_URL":         gw.RegistryBlobURL,
-		"BOTE_RELAYSERVER_KEY_VAULT_URL":        secretsVault.Properties.VaultUri(),
+		"BOTE_RELAYSERVER_KEY_VAULT_URL":        b.secretsVault.Properties.VaultUri(),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
 	} {
 		settings[k] = v
 	}
-	if args.AgentVersion != "" {
-		settings["BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION"] = pulumi.String(args.AgentVersion)
+	if b.args.AgentVersion != "" {
+		settings["BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION"] = pulumi.String(b.args.AgentVersion)
 	}
-	if oa := args.OperatorAuth; oa != nil {
+	if oa := b.args.OperatorAuth; oa != nil {
 		roles, err := json.Marshal(oa.Roles) // map keys sorted: stable
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		settings["BOTE_RELAYSERVER_OAUTH_ISSUER"] = pulumi.String(oa.Issuer)
 		settings["BOTE_RELAYSERVER_OAUTH_AUDIENCE"] = pulumi.String(oa.Audience)
@@ -314,30 +388,5 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			settings["BOTE_RELAYSERVER_OAUTH_REQUIRED_ROLE"] = pulumi.String(oa.RequiredRole)
 		}
 	}
-	if _, err := gw.Platform.NewApp(ctx, child("relayserver"), apphost.AppArgs{
-		// No ingress: the relay server only dials out to the relay and
-		// serves its API through it. Port 8080 answers only GET /healthz
-		// (--health-listen), for the platform's probes.
-		Name: gw.Prefix + "-relayserver", Image: args.Image, Port: 8080, HealthPath: "/healthz",
-		Identity: id, RegistryServer: gw.ImageServer, Settings: settings,
-		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": secrets[SecretListenKey].Properties.SecretUri()},
-		// One listener is enough and keeps run orchestration single-writer.
-		MinReplicas: 1, MaxReplicas: 1, Tags: gw.Tags,
-	}, parent, pulumi.DependsOn(grants)); err != nil {
-		return fail(err)
-	}
-
-	r.Endpoint = ns.ServiceBusEndpoint
-	r.Namespace = gateway.HostOf(ns.ServiceBusEndpoint)
-	r.HybridConnectionName = hc.Name
-	r.SendRuleName = pulumi.String(RuleSend).ToStringOutput()
-	r.SendKeySecretURI = secrets[SecretSendKey].Properties.SecretUri()
-	r.SecretsVaultURI = secretsVault.Properties.VaultUri()
-	if err := ctx.RegisterResourceOutputs(r, pulumi.Map{
-		"endpoint": r.Endpoint, "namespace": r.Namespace, "hybridConnectionName": r.HybridConnectionName,
-		"sendRuleName": r.SendRuleName, "sendKeySecretUri": r.SendKeySecretURI, "secretsVaultUri": r.SecretsVaultURI,
-	}); err != nil {
-		return nil, fmt.Errorf("cannot register opsrelay %s outputs: %w", name, err)
-	}
-	return r, nil
+	return settings, nil
 }
