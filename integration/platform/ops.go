@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
@@ -221,7 +222,7 @@ func (p *Platform) SetSecrets(tenant, workspace string, env, vars map[string]str
 	if err != nil {
 		return err
 	}
-	return store.Put(context.Background(), tenant, workspace, runproto.Secrets{Env: env, Vars: vars})
+	return store.Put(context.Background(), ids.TenantID(tenant), ids.WorkspaceID(workspace), runproto.Secrets{Env: env, Vars: vars})
 }
 
 // agentArgs is an agent's command line. Runs get a short cancel grace so

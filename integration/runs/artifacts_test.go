@@ -20,6 +20,7 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
@@ -33,7 +34,7 @@ func openArtifacts(t *testing.T, emu *azurite.Emulator, container string) *artif
 	return s
 }
 
-func key(tenant string) artifacts.RunKey {
+func key(tenant ids.TenantID) artifacts.RunKey {
 	return artifacts.RunKey{Tenant: tenant, Workspace: "app", Run: runs.NewRunID(time.Now())}
 }
 

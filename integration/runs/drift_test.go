@@ -18,6 +18,7 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/drift"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 )
@@ -65,12 +66,12 @@ func newDriftEnv(t testing.TB, workspaces int) *driftEnv {
 	_, err = e.m.Heartbeat(ctx, runs.Heartbeat{Tenant: "contoso", Agent: "a1", Capacity: 64})
 	require.NoError(t, err)
 	for i := range workspaces {
-		ws := fmt.Sprintf("ws-%03d", i)
+		ws := wsName(i)
 		_, err = e.m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: ws, Options: runs.Options{AutoApply: true}})
 		require.NoError(t, err)
 		id := runs.NewRunID(e.clock())
 		claim := func(name string) *runs.Artifact {
-			return &runs.Artifact{Container: "c", Blob: "contoso/" + ws + "/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("0", 64)}
+			return &runs.Artifact{Container: "c", Blob: "contoso/" + string(ws) + "/" + id + "/" + name, Size: 1, SHA256: strings.Repeat("0", 64)}
 		}
 		_, err = e.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: ws, ID: id, Operation: runs.OpApply, Bundle: claim("bundle")})
 		require.NoError(t, err)
@@ -99,7 +100,7 @@ func TestDriftTableFiresOnceAcrossReplicas(t *testing.T) {
 	e := newDriftEnv(t, 5)
 	replicas := []*drift.Scheduler{e.scheduler(t), e.scheduler(t), e.scheduler(t)}
 	for i := range 5 {
-		_, err := replicas[0].SetSchedule(ctx, "contoso", fmt.Sprintf("ws-%03d", i), drift.Schedule{Cron: "@hourly"})
+		_, err := replicas[0].SetSchedule(ctx, "contoso", wsName(i), drift.Schedule{Cron: "@hourly"})
 		require.NoError(t, err)
 	}
 	e.advance(time.Hour)
@@ -115,7 +116,7 @@ func TestDriftTableFiresOnceAcrossReplicas(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int64(5), fired.Load())
 	for i := range 5 {
-		q, err := e.m.ListRuns(ctx, "contoso", fmt.Sprintf("ws-%03d", i), runs.Queued)
+		q, err := e.m.ListRuns(ctx, "contoso", wsName(i), runs.Queued)
 		require.NoError(t, err)
 		require.Len(t, q, 1, "one check per workspace")
 		assert.True(t, q[0].DriftCheck)
@@ -139,7 +140,7 @@ func BenchmarkDriftSchedulerIdleCost(b *testing.B) {
 	e := newDriftEnv(b, 100)
 	s := e.scheduler(b)
 	for i := range 100 {
-		_, err := s.SetSchedule(ctx, "contoso", fmt.Sprintf("ws-%03d", i), drift.Schedule{Every: 24 * time.Hour})
+		_, err := s.SetSchedule(ctx, "contoso", wsName(i), drift.Schedule{Every: 24 * time.Hour})
 		require.NoError(b, err)
 	}
 	hour := func() int64 {
@@ -161,3 +162,6 @@ func BenchmarkDriftSchedulerIdleCost(b *testing.B) {
 	b.ReportMetric(float64(firing), "requests/hour-when-100-fire")
 	b.Logf("100 scheduled workspaces, tick 30s: %d drift-table requests in an idle hour, %d in an hour where each fires once", idle, firing)
 }
+
+// wsName is the i-th workspace of a drift env.
+func wsName(i int) ids.WorkspaceID { return ids.WorkspaceID(fmt.Sprintf("ws-%03d", i)) }

@@ -19,12 +19,13 @@ import (
 
 	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
 // stage uploads state as claim's staged state, as an agent does through
 // its upload link, and returns the promotion the agent would report.
-func stage(t *testing.T, blobs *azblob.Client, workspace, run string, claim int, state string) artifacts.Promotion {
+func stage(t *testing.T, blobs *azblob.Client, workspace ids.WorkspaceID, run string, claim int, state string) artifacts.Promotion {
 	t.Helper()
 	c := strconv.Itoa(claim)
 	_, err := blobs.UploadBuffer(context.Background(), "states", artifacts.StagedState("contoso", workspace, run, c), []byte(state), nil)
@@ -33,7 +34,7 @@ func stage(t *testing.T, blobs *azblob.Client, workspace, run string, claim int,
 	return artifacts.Promotion{Tenant: "contoso", Workspace: workspace, Run: run, Claim: c, Size: int64(len(state)), SHA256: hex.EncodeToString(sum[:])}
 }
 
-func current(t *testing.T, store *artifacts.Store, workspace string) string {
+func current(t *testing.T, store *artifacts.Store, workspace ids.WorkspaceID) string {
 	t.Helper()
 	data, err := store.OpenState(context.Background(), "contoso", workspace, "")
 	require.NoError(t, err)

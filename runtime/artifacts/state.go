@@ -21,6 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runspec"
 )
@@ -52,19 +53,24 @@ const (
 )
 
 // workspaceKey names a workspace's state.
-type workspaceKey struct{ Tenant, Workspace string }
+type workspaceKey struct {
+	Tenant    ids.TenantID
+	Workspace ids.WorkspaceID
+}
 
-func (k workspaceKey) prefix() string { return k.Tenant + "/" + k.Workspace + "/state/" }
+func (k workspaceKey) prefix() string {
+	return string(k.Tenant) + "/" + string(k.Workspace) + "/state/"
+}
 
 // CurrentState is the blob of a workspace's current state.
-func CurrentState(tenant, workspace string) string {
+func CurrentState(tenant ids.TenantID, workspace ids.WorkspaceID) string {
 	return workspaceKey{tenant, workspace}.prefix() + "terraform.tfstate"
 }
 
 // StagedState is the blob one apply claim (run and claim token) uploads
 // its state to.
-func StagedState(tenant, workspace, run, claim string) string {
-	return tenant + "/" + workspace + "/" + run + "/state-c" + claim + ".tfstate"
+func StagedState(tenant ids.TenantID, workspace ids.WorkspaceID, run, claim string) string {
+	return string(tenant) + "/" + string(workspace) + "/" + run + "/state-c" + claim + ".tfstate"
 }
 
 func (k workspaceKey) versionBlob(version string) string {
@@ -103,7 +109,9 @@ type StateVersion struct {
 
 // Promotion is one apply claim's state, as its agent reported it.
 type Promotion struct {
-	Tenant, Workspace, Run, Claim string
+	Tenant     ids.TenantID
+	Workspace  ids.WorkspaceID
+	Run, Claim string
 	// Size and SHA256 are what the agent reported uploading.
 	Size   int64
 	SHA256 string
@@ -195,7 +203,7 @@ func (s *Store) PromoteState(ctx context.Context, p Promotion) (StateVersion, er
 // (else ErrConflict). The caller makes sure no run holds the workspace:
 // a saved plan carries the state it was planned on. An unknown version is
 // ErrNotFound, a malformed one runs.ErrInvalid.
-func (s *Store) RestoreState(ctx context.Context, tenant, workspace, version string) (StateVersion, error) {
+func (s *Store) RestoreState(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, version string) (StateVersion, error) {
 	if err := stateScope(tenant, workspace); err != nil {
 		return StateVersion{}, err
 	}
@@ -246,7 +254,7 @@ func (s *Store) RestoreState(ctx context.Context, tenant, workspace, version str
 
 // putCurrent writes the current state on condition; a condition that no
 // longer holds is ErrConflict.
-func (s *Store) putCurrent(ctx context.Context, tenant, workspace string, data []byte, meta map[string]*string, cond *blob.ModifiedAccessConditions) error {
+func (s *Store) putCurrent(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, data []byte, meta map[string]*string, cond *blob.ModifiedAccessConditions) error {
 	_, err := s.client.UploadBuffer(ctx, s.container, CurrentState(tenant, workspace), data, &azblob.UploadBufferOptions{
 		Metadata:         meta,
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
@@ -341,13 +349,11 @@ func describe(version string, meta map[string]*string, size *int64, created *tim
 	return v
 }
 
-// stateScope checks the names a state request is built from.
-func stateScope(tenant, workspace string) error {
-	if workspace == "" {
-		return fmt.Errorf("%w: a workspace is required", runs.ErrInvalid)
-	}
-	if err := runs.CheckScope(tenant, workspace); err != nil {
-		return fmt.Errorf("%w: %v", runs.ErrInvalid, err)
+// stateScope refuses a state request that names no workspace (the ids
+// themselves are typed: they were checked where they entered).
+func stateScope(tenant ids.TenantID, workspace ids.WorkspaceID) error {
+	if tenant == "" || workspace == "" {
+		return fmt.Errorf("%w: a tenant and a workspace are required", runs.ErrInvalid)
 	}
 	return nil
 }
@@ -355,7 +361,7 @@ func stateScope(tenant, workspace string) error {
 // StateVersions lists a workspace's kept states, newest promotion first; the one
 // the workspace uses now is Current. A state from before versions were
 // kept that is still current is listed as version "current".
-func (s *Store) StateVersions(ctx context.Context, tenant, workspace string) ([]StateVersion, error) {
+func (s *Store) StateVersions(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) ([]StateVersion, error) {
 	if err := stateScope(tenant, workspace); err != nil {
 		return nil, err
 	}
@@ -431,7 +437,7 @@ func versionAfter(a, b string) bool {
 // names a version blob that is never written (the reader gets 404: no
 // state); a state from before versions were kept has no snapshot and the
 // current blob is named.
-func (s *Store) StateSnapshot(ctx context.Context, tenant, workspace string) (string, error) {
+func (s *Store) StateSnapshot(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (string, error) {
 	if err := stateScope(tenant, workspace); err != nil {
 		return "", err
 	}
@@ -455,7 +461,7 @@ const CurrentVersion = "current"
 // OpenState reads a workspace's current state (version "" or
 // CurrentVersion) or a kept version, at most runspec.MaxStateBytes. No state is
 // ErrNotFound; a malformed version is runs.ErrInvalid.
-func (s *Store) OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error) {
+func (s *Store) OpenState(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, version string) ([]byte, error) {
 	if err := stateScope(tenant, workspace); err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfarchive"
 )
@@ -78,13 +79,16 @@ func (s *Store) Container() string { return s.container }
 
 // RunKey names the run an artifact belongs to.
 type RunKey struct {
-	Tenant, Workspace, Run string
+	Tenant    ids.TenantID
+	Workspace ids.WorkspaceID
+	Run       string
 }
 
-// Validate checks the ids the blob names are built from.
+// Validate checks the run id the blob names are built from (the tenant and
+// workspace ids are typed: they were checked where they entered).
 func (k RunKey) Validate() error {
-	if err := runs.CheckScope(k.Tenant, k.Workspace); err != nil {
-		return err
+	if k.Tenant == "" || k.Workspace == "" {
+		return fmt.Errorf("run %s names no tenant or workspace", k.Run)
 	}
 	if !runs.ValidRunID(k.Run) {
 		return fmt.Errorf("run id %q is malformed", k.Run)
@@ -108,7 +112,7 @@ const (
 // caller's tenant. Each upload gets a fresh name, so an upload that failed
 // half way never blocks its retry and a stored archive is never replaced.
 func (k RunKey) blobName(kind Kind) string {
-	name := k.Tenant + "/" + k.Workspace + "/" + k.Run + "/" + string(kind)
+	name := string(k.Tenant) + "/" + string(k.Workspace) + "/" + k.Run + "/" + string(kind)
 	if kind != Log {
 		var id [6]byte
 		_, _ = rand.Read(id[:]) // never fails (crypto/rand)
@@ -180,11 +184,11 @@ func (h *hashReader) Read(p []byte) (int, error) {
 }
 
 // own checks that c is an artifact of tenant in this store.
-func (s *Store) own(tenant string, c *runs.Artifact) error {
+func (s *Store) own(tenant ids.TenantID, c *runs.Artifact) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if c.Container != s.container || !strings.HasPrefix(c.Blob, tenant+"/") || strings.Contains(c.Blob, "..") {
+	if c.Container != s.container || !strings.HasPrefix(c.Blob, string(tenant)+"/") || strings.Contains(c.Blob, "..") {
 		return fmt.Errorf("%w: %s/%s is not an artifact of tenant %s", ErrForeign, c.Container, c.Blob, tenant)
 	}
 	return nil
@@ -193,7 +197,7 @@ func (s *Store) own(tenant string, c *runs.Artifact) error {
 // Open streams an artifact of tenant. The reader fails with ErrCorrupt at
 // the end if size or SHA-256 differ from c, so unpack into a scratch
 // directory and use it only once the reader reached EOF cleanly.
-func (s *Store) Open(ctx context.Context, tenant string, c *runs.Artifact) (io.ReadCloser, error) {
+func (s *Store) Open(ctx context.Context, tenant ids.TenantID, c *runs.Artifact) (io.ReadCloser, error) {
 	if err := s.own(tenant, c); err != nil {
 		return nil, err
 	}

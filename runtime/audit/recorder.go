@@ -74,7 +74,7 @@ func (rec *Recorder) Query(ctx context.Context, q Query) (Page, error) {
 // The lifecycle never repeats a from → to move in one run, so a transition
 // reported twice (a retried write, a redelivered report) is stored once.
 func (rec *Recorder) RunTransition(ctx context.Context, r runs.Run, t runs.Transition) {
-	detail := "workspace " + r.Workspace + ", " + string(r.Operation) + ": "
+	detail := "workspace " + string(r.Workspace) + ", " + string(r.Operation) + ": "
 	if t.From != "" {
 		detail += string(t.From) + " → "
 	}
@@ -84,13 +84,13 @@ func (rec *Recorder) RunTransition(ctx context.Context, r runs.Run, t runs.Trans
 	}
 	rec.record(ctx, Record{
 		Time:      t.At,
-		Tenant:    r.Tenant,
+		Tenant:    string(r.Tenant),
 		Principal: transitionPrincipal(r, t.By),
 		Action:    "run." + string(t.To),
-		Object:    "/v1/tenants/" + r.Tenant + "/runs/" + r.ID,
+		Object:    "/v1/tenants/" + string(r.Tenant) + "/runs/" + r.ID,
 		Result:    ResultOK,
 		Detail:    detail,
-	}, r.Tenant+"/"+r.ID+"/"+string(t.From)+">"+string(t.To))
+	}, string(r.Tenant)+"/"+r.ID+"/"+string(t.From)+">"+string(t.To))
 }
 
 // transitionPrincipal names who moved a run: operators are recorded as

@@ -9,6 +9,7 @@ import (
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -40,12 +41,12 @@ func (d *Dispatcher) assign(ctx context.Context, r runs.Run) {
 
 func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assign, error) {
 	// Secrets are sealed only to an agent of the run's tenant.
-	reg, err := agentRegistration(d.cfg.Keys, r.Tenant, r.Agent)
+	reg, err := agentRegistration(d.cfg.Keys, string(r.Tenant), r.Agent)
 	if err != nil {
 		return nil, err
 	}
 	a := &runproto.Assign{
-		RunID: r.ID, Tenant: r.Tenant, Workspace: r.Workspace, Op: r.TerraformOp(),
+		RunID: r.ID, Tenant: string(r.Tenant), Workspace: string(r.Workspace), Op: r.TerraformOp(),
 		ClaimToken: runproto.ClaimToken(claimGeneration(r)),
 	}
 	if !r.Deadline.IsZero() {
@@ -105,13 +106,13 @@ func (d *Dispatcher) assignment(ctx context.Context, r runs.Run) (*runproto.Assi
 }
 
 // sendNow encodes and sends m to an agent, retrying briefly.
-func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runproto.Message) error {
+func (d *Dispatcher) sendNow(ctx context.Context, tenant ids.TenantID, agent string, m runproto.Message) error {
 	body, err := runproto.Encode(m)
 	if err != nil {
 		return err
 	}
 	for attempt := 1; ; attempt++ {
-		_, err = d.cfg.Sender.SendToConnector(ctx, tenant, agent, botecloud.OutMessage{ContentType: runproto.ContentType, Body: body})
+		_, err = d.cfg.Sender.SendToConnector(ctx, string(tenant), agent, botecloud.OutMessage{ContentType: runproto.ContentType, Body: body})
 		if err == nil || attempt == sendAttempts || ctx.Err() != nil {
 			break
 		}
@@ -126,7 +127,7 @@ func (d *Dispatcher) sendNow(ctx context.Context, tenant, agent string, m runpro
 	return nil
 }
 
-func (d *Dispatcher) send(ctx context.Context, tenant, agent string, m runproto.Message) {
+func (d *Dispatcher) send(ctx context.Context, tenant ids.TenantID, agent string, m runproto.Message) {
 	if err := d.sendNow(ctx, tenant, agent, m); err != nil && ctx.Err() == nil {
 		d.log.Warn("cannot tell agent; it learns from its next heartbeat", "err", err)
 	}

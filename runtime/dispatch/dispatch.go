@@ -47,6 +47,7 @@ import (
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
@@ -83,7 +84,7 @@ type Plans interface {
 // plan to read (*artifacts.Store).
 type States interface {
 	PromoteState(ctx context.Context, p artifacts.Promotion) (artifacts.StateVersion, error)
-	StateSnapshot(ctx context.Context, tenant, workspace string) (string, error)
+	StateSnapshot(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (string, error)
 }
 
 // Keys finds a connector's registration (*registry.Registry).
@@ -213,12 +214,18 @@ type Dispatcher struct {
 	subs    map[string]map[chan struct{}]struct{}
 }
 
-type kick struct{ tenant, workspace string } // workspace "" = every workspace of tenant
+// kick asks to dispatch a workspace, or with workspace "" every workspace
+// of tenant.
+type kick struct {
+	tenant    ids.TenantID
+	workspace ids.WorkspaceID
+}
 
 // outbound is a message the loop sends, so OnChange never blocks.
 type outbound struct {
-	tenant, agent string
-	msg           runproto.Message
+	tenant ids.TenantID
+	agent  string
+	msg    runproto.Message
 }
 
 // New returns a Dispatcher.
@@ -265,7 +272,7 @@ func New(cfg Config) (*Dispatcher, error) {
 
 // Kick asks for a dispatch in a workspace ("" for every workspace of the
 // tenant) soon. It never blocks; the tick catches what a full queue drops.
-func (d *Dispatcher) Kick(tenant, workspace string) {
+func (d *Dispatcher) Kick(tenant ids.TenantID, workspace ids.WorkspaceID) {
 	select {
 	case d.kicks <- kick{tenant, workspace}:
 	default:
@@ -311,7 +318,7 @@ func endedOn(r runs.Run) (agent, by string) {
 	return "", h.By
 }
 
-func (d *Dispatcher) queue(tenant, agent string, m runproto.Message) {
+func (d *Dispatcher) queue(tenant ids.TenantID, agent string, m runproto.Message) {
 	select {
 	case d.outbox <- outbound{tenant, agent, m}:
 	default:
@@ -377,7 +384,7 @@ func (d *Dispatcher) tick(ctx context.Context) {
 	}
 }
 
-func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant string) {
+func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant ids.TenantID) {
 	// Most ticks find nothing to do: skip a tenant none of whose agents
 	// is online before reading its workspaces.
 	agents, err := d.m.ListAgents(ctx, tenant)
@@ -404,7 +411,7 @@ func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant string) {
 
 // DispatchWorkspace starts what can start in a workspace now and returns
 // the runs it assigned.
-func (d *Dispatcher) DispatchWorkspace(ctx context.Context, tenant, workspace string) []runs.Run {
+func (d *Dispatcher) DispatchWorkspace(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) []runs.Run {
 	var started []runs.Run
 	for ctx.Err() == nil {
 		r, err := d.m.Dispatch(ctx, tenant, workspace)

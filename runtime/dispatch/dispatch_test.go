@@ -22,6 +22,7 @@ import (
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
@@ -135,8 +136,8 @@ func (f *fakeStates) PromoteState(_ context.Context, p artifacts.Promotion) (art
 	return artifacts.StateVersion{Version: p.Run + "-c" + p.Claim, Current: true}, nil
 }
 
-func (f *fakeStates) StateSnapshot(_ context.Context, tenant, workspace string) (string, error) {
-	return tenant + "/" + workspace + "/state/versions/snapshot.tfstate", nil
+func (f *fakeStates) StateSnapshot(_ context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (string, error) {
+	return string(tenant) + "/" + string(workspace) + "/state/versions/snapshot.tfstate", nil
 }
 
 func (f *fakeStates) all() []artifacts.Promotion {
@@ -217,7 +218,7 @@ func newEnv(t *testing.T) *env {
 	e.m.Subscribe(e.d.OnChange)
 	ctx := context.Background()
 	for tenant := range agents {
-		_, err := e.m.CreateTenant(ctx, runs.Tenant{ID: tenant})
+		_, err := e.m.CreateTenant(ctx, runs.Tenant{ID: ids.TenantID(tenant)})
 		require.NoError(t, err)
 	}
 	_, err = e.m.CreateWorkspace(ctx, runs.Workspace{Tenant: "tenant-a", Name: "prod"})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/botecloud"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -30,7 +31,9 @@ func (d *Dispatcher) handle(ctx context.Context, m *botecloud.Message) error {
 	if !m.From.IsConnector() {
 		return refuse("message %s has no connector identity", m.ID)
 	}
-	tenant, agent := m.From.Tenant, m.From.Connector
+	// The sender was verified and its ids checked when the envelope was
+	// decoded.
+	tenant, agent := ids.TenantID(m.From.Tenant), m.From.Connector
 	if m.ContentType != runproto.ContentType {
 		return refuse("message %s from %s has content type %q, not %q", m.ID, m.From, m.ContentType, runproto.ContentType)
 	}
@@ -80,7 +83,7 @@ func claimedAt(r runs.Run) time.Time {
 // agent restarted from its queue sends) are stale: dropped quietly. Both
 // change nothing. With lateLog, a log batch of a claim its agent ended
 // itself with a result passes for lateLogGrace after that end.
-func (d *Dispatcher) checkClaim(ctx context.Context, tenant, agent, runID, token string, lateLog bool) (runs.Run, error) {
+func (d *Dispatcher) checkClaim(ctx context.Context, tenant ids.TenantID, agent, runID, token string, lateLog bool) (runs.Run, error) {
 	r, err := d.m.GetRun(ctx, tenant, runID)
 	if errors.Is(err, runs.ErrNotFound) || errors.Is(err, runs.ErrInvalid) {
 		return runs.Run{}, refuse("agent %s/%s reported on run %s, which tenant %s does not have", tenant, agent, runID, tenant)
@@ -122,7 +125,7 @@ func (d *Dispatcher) endedByOwnResult(r runs.Run, n int, agent string) bool {
 	return end.From.Executing() && end.By == agent && d.cfg.Now().Sub(end.At) < lateLogGrace
 }
 
-func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *runproto.Heartbeat) error {
+func (d *Dispatcher) heartbeat(ctx context.Context, tenant ids.TenantID, agent string, hb *runproto.Heartbeat) error {
 	req := runs.Heartbeat{Tenant: tenant, Agent: agent, Labels: hb.Labels, Capacity: hb.Capacity, Version: hb.Version, TerraformVersion: hb.TerraformVersion, Running: hb.Running, Draining: hb.Draining, ProviderSources: hb.ProviderSources}
 	stops, err := d.m.Heartbeat(ctx, req)
 	if errors.Is(err, runs.ErrNotFound) {
@@ -153,7 +156,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant, agent string, hb *ru
 
 // resend assigns again the runs claimed for agent that it does not know
 // about: the assignment was lost (a server crash between claim and send).
-func (d *Dispatcher) resend(ctx context.Context, tenant, agent string, running []string) {
+func (d *Dispatcher) resend(ctx context.Context, tenant ids.TenantID, agent string, running []string) {
 	locks, err := d.m.ListLocks(ctx, tenant)
 	if err != nil {
 		d.log.WarnContext(ctx, "cannot list locks to check assignments", "tenant", tenant, "err", err)
@@ -172,7 +175,7 @@ func (d *Dispatcher) resend(ctx context.Context, tenant, agent string, running [
 	}
 }
 
-func (d *Dispatcher) result(ctx context.Context, tenant, agent string, res *runproto.Result) error {
+func (d *Dispatcher) result(ctx context.Context, tenant ids.TenantID, agent string, res *runproto.Result) error {
 	r, err := d.checkClaim(ctx, tenant, agent, res.RunID, res.ClaimToken, false)
 	if err != nil {
 		return err

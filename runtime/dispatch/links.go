@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -26,7 +27,7 @@ import (
 // uploadBlob is where the agent uploads the working directory of one
 // claim: derived from the claim, so a restarted server finds it.
 func uploadBlob(r runs.Run, token string) string {
-	return r.Tenant + "/" + r.Workspace + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
+	return string(r.Tenant) + "/" + string(r.Workspace) + "/" + r.ID + "/workdir-c" + token + ".tar.gz"
 }
 
 // uploadLinks signs the upload links of r's claim token: the working
@@ -44,7 +45,7 @@ func (d *Dispatcher) uploadLinks(ctx context.Context, r runs.Run, token string) 
 
 // renew answers an agent's run.renew with fresh upload links, only for
 // its open claim.
-func (d *Dispatcher) renew(ctx context.Context, tenant, agent string, m *runproto.Renew) error {
+func (d *Dispatcher) renew(ctx context.Context, tenant ids.TenantID, agent string, m *runproto.Renew) error {
 	r, err := d.checkClaim(ctx, tenant, agent, m.RunID, m.ClaimToken, false)
 	if err != nil {
 		return err

@@ -34,7 +34,7 @@ func (m *memPlans) Put(_ context.Context, key artifacts.RunKey, kind artifacts.K
 	if err != nil {
 		return nil, err
 	}
-	name := key.Tenant + "/" + key.Workspace + "/" + key.Run + "/" + string(kind) + "-1.json"
+	name := string(key.Tenant) + "/" + string(key.Workspace) + "/" + key.Run + "/" + string(kind) + "-1.json"
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blobs[name] = string(data)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/botehq/platform/runtime/audit"
 	"github.com/botehq/platform/runtime/botecloud"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/registry"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -21,8 +22,8 @@ func RegistryRoster(keys Keys) runs.Roster { return roster{keys} }
 
 type roster struct{ keys Keys }
 
-func (r roster) Agent(tenant, id string) (map[string]string, bool) {
-	c, err := agentRegistration(r.keys, tenant, id)
+func (r roster) Agent(tenant ids.TenantID, id string) (map[string]string, bool) {
+	c, err := agentRegistration(r.keys, string(tenant), id)
 	if err != nil {
 		return nil, false
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/botehq/platform/runtime/botecloud"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -50,7 +51,7 @@ func stale(format string, args ...any) error {
 // started records that an agent starts Terraform for its claim and lets
 // it proceed (an apply waits for that). A claim that is no longer open
 // gets run.cancel instead: an apply never starts, a plan stops.
-func (d *Dispatcher) started(ctx context.Context, tenant, agent string, s *runproto.Started) error {
+func (d *Dispatcher) started(ctx context.Context, tenant ids.TenantID, agent string, s *runproto.Started) error {
 	r, err := d.checkClaim(ctx, tenant, agent, s.RunID, s.ClaimToken, false)
 	if err == nil {
 		n, _ := runproto.ParseClaimToken(s.ClaimToken)

@@ -23,6 +23,7 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/robfig/cron/v3"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/planrender"
 )
 
@@ -109,9 +110,9 @@ func (s Schedule) String() string {
 
 // State is a workspace's drift record and schedule.
 type State struct {
-	Tenant    string   `json:"tenant"`
-	Workspace string   `json:"workspace"`
-	Schedule  Schedule `json:"schedule,omitzero"`
+	Tenant    ids.TenantID    `json:"tenant"`
+	Workspace ids.WorkspaceID `json:"workspace"`
+	Schedule  Schedule        `json:"schedule,omitzero"`
 	// Next is when the schedule fires next; zero without one.
 	Next time.Time `json:"next,omitzero"`
 	// Status and what the latest check found.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runspec"
@@ -15,9 +16,9 @@ import (
 
 // Runs is what the scheduler needs of the run manager (*runs.Manager).
 type Runs interface {
-	GetWorkspace(ctx context.Context, tenant, name string) (runs.Workspace, error)
-	ListLocks(ctx context.Context, tenant string) ([]runs.Lock, error)
-	ListRuns(ctx context.Context, tenant, workspace string, states ...runs.State) ([]runs.Run, error)
+	GetWorkspace(ctx context.Context, tenant ids.TenantID, name ids.WorkspaceID) (runs.Workspace, error)
+	ListLocks(ctx context.Context, tenant ids.TenantID) ([]runs.Lock, error)
+	ListRuns(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, states ...runs.State) ([]runs.Run, error)
 	Enqueue(ctx context.Context, req runs.EnqueueRequest) (runs.Enqueued, error)
 	Cancel(ctx context.Context, req runs.CancelRequest) (runs.Run, error)
 }
@@ -87,7 +88,7 @@ func New(cfg Config) (*Scheduler, error) {
 func (s *Scheduler) now() time.Time { return s.cfg.Now().UTC() }
 
 // Get is a workspace's drift state (the workspace must exist).
-func (s *Scheduler) Get(ctx context.Context, tenant, workspace string) (State, error) {
+func (s *Scheduler) Get(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (State, error) {
 	if _, err := s.cfg.Runs.GetWorkspace(ctx, tenant, workspace); err != nil {
 		return State{}, err
 	}
@@ -95,12 +96,12 @@ func (s *Scheduler) Get(ctx context.Context, tenant, workspace string) (State, e
 }
 
 // List is the drift state of every workspace of the tenant that has one.
-func (s *Scheduler) List(ctx context.Context, tenant string) ([]State, error) {
+func (s *Scheduler) List(ctx context.Context, tenant ids.TenantID) ([]State, error) {
 	return s.cfg.Store.List(ctx, tenant)
 }
 
 // SetSchedule sets (a zero Schedule: removes) a workspace's schedule.
-func (s *Scheduler) SetSchedule(ctx context.Context, tenant, workspace string, sch Schedule) (State, error) {
+func (s *Scheduler) SetSchedule(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, sch Schedule) (State, error) {
 	if err := sch.Validate(); err != nil {
 		return State{}, fmt.Errorf("%w: %w", runs.ErrInvalid, err)
 	}
@@ -150,7 +151,7 @@ func (s *Scheduler) FireDue(ctx context.Context) (int, error) {
 }
 
 // CheckNow queues a check of the workspace at once (if it is idle).
-func (s *Scheduler) CheckNow(ctx context.Context, tenant, workspace string) (State, error) {
+func (s *Scheduler) CheckNow(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (State, error) {
 	st, err := s.Get(ctx, tenant, workspace)
 	if err != nil {
 		return State{}, err

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/internal/aztable"
 )
 
@@ -24,12 +25,12 @@ import (
 type Store interface {
 	// Get returns the workspace's state; one never stored is the zero
 	// State of the workspace (ETag "").
-	Get(ctx context.Context, tenant, workspace string) (State, error)
+	Get(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (State, error)
 	// Put stores s if it is unchanged since it was read (its ETag; "":
 	// only if absent), ErrConflict otherwise.
 	Put(ctx context.Context, s State) error
 	// List returns the tenant's states, by workspace.
-	List(ctx context.Context, tenant string) ([]State, error)
+	List(ctx context.Context, tenant ids.TenantID) ([]State, error)
 	// Due returns states of every tenant whose schedule fires at or
 	// before now, at most limit.
 	Due(ctx context.Context, now time.Time, limit int) ([]State, error)
@@ -37,7 +38,7 @@ type Store interface {
 
 // update reads, changes and stores a workspace's state, starting over
 // when another writer came first.
-func update(ctx context.Context, s Store, tenant, workspace string, change func(*State) error) (State, error) {
+func update(ctx context.Context, s Store, tenant ids.TenantID, workspace ids.WorkspaceID, change func(*State) error) (State, error) {
 	for range 5 {
 		st, err := s.Get(ctx, tenant, workspace)
 		if err != nil {
@@ -56,15 +57,20 @@ func update(ctx context.Context, s Store, tenant, workspace string, change func(
 // Memory is an in-memory Store for tests. Requests counts its calls.
 type Memory struct {
 	mu       sync.Mutex
-	states   map[[2]string]State
+	states   map[stateKey]State
 	etag     int
 	Requests int
 }
 
 var _ Store = (*Memory)(nil)
 
+type stateKey struct {
+	tenant    ids.TenantID
+	workspace ids.WorkspaceID
+}
+
 // NewMemory returns an empty Memory store.
-func NewMemory() *Memory { return &Memory{states: map[[2]string]State{}} }
+func NewMemory() *Memory { return &Memory{states: map[stateKey]State{}} }
 
 func cloneState(s State) State {
 	b, _ := json.Marshal(s)
@@ -75,11 +81,11 @@ func cloneState(s State) State {
 }
 
 // Get implements Store.
-func (m *Memory) Get(_ context.Context, tenant, workspace string) (State, error) {
+func (m *Memory) Get(_ context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Requests++
-	st, ok := m.states[[2]string{tenant, workspace}]
+	st, ok := m.states[stateKey{tenant, workspace}]
 	if !ok {
 		return State{Tenant: tenant, Workspace: workspace}, nil
 	}
@@ -91,7 +97,7 @@ func (m *Memory) Put(_ context.Context, s State) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Requests++
-	k := [2]string{s.Tenant, s.Workspace}
+	k := stateKey{s.Tenant, s.Workspace}
 	if cur, ok := m.states[k]; ok && cur.ETag != s.ETag || !ok && s.ETag != "" {
 		return fmt.Errorf("drift state of %s/%s: %w", s.Tenant, s.Workspace, ErrConflict)
 	}
@@ -102,13 +108,13 @@ func (m *Memory) Put(_ context.Context, s State) error {
 }
 
 // List implements Store.
-func (m *Memory) List(_ context.Context, tenant string) ([]State, error) {
+func (m *Memory) List(_ context.Context, tenant ids.TenantID) ([]State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Requests++
 	var out []State
 	for k, st := range m.states {
-		if k[0] == tenant {
+		if k.tenant == tenant {
 			out = append(out, cloneState(st))
 		}
 	}
@@ -181,8 +187,8 @@ func decode(raw []byte) (State, error) {
 }
 
 // Get implements Store.
-func (t *Table) Get(ctx context.Context, tenant, workspace string) (State, error) {
-	resp, err := t.c.GetEntity(ctx, tenant, workspace, nil)
+func (t *Table) Get(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (State, error) {
+	resp, err := t.c.GetEntity(ctx, string(tenant), string(workspace), nil)
 	if aztable.StatusCode(err) == http.StatusNotFound {
 		return State{Tenant: tenant, Workspace: workspace}, nil
 	}
@@ -200,7 +206,7 @@ func (t *Table) Put(ctx context.Context, s State) error {
 	if err != nil {
 		return err
 	}
-	e, err := json.Marshal(entity{PartitionKey: s.Tenant, RowKey: s.Workspace, Next: aztable.TimeKey(s.Next), Data: string(data)})
+	e, err := json.Marshal(entity{PartitionKey: string(s.Tenant), RowKey: string(s.Workspace), Next: aztable.TimeKey(s.Next), Data: string(data)})
 	if err != nil {
 		return err
 	}
@@ -249,7 +255,7 @@ func (t *Table) query(ctx context.Context, filter string, limit int) ([]State, e
 }
 
 // List implements Store.
-func (t *Table) List(ctx context.Context, tenant string) ([]State, error) {
+func (t *Table) List(ctx context.Context, tenant ids.TenantID) ([]State, error) {
 	return t.query(ctx, fmt.Sprintf("PartitionKey eq '%s'", tenant), 0)
 }
 

@@ -126,7 +126,7 @@ func NewStaticAgents(agents []Agent) *StaticAgents {
 func (s *StaticAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, error) {
 	out := make([]Agent, 0, len(s.agents))
 	for _, a := range s.agents {
-		if f.Tenant != "" && a.Tenant != f.Tenant {
+		if f.Tenant != "" && a.Tenant != string(f.Tenant) {
 			continue
 		}
 		a.Labels = maps.Clone(a.Labels)
@@ -151,9 +151,9 @@ type RunAgents struct {
 
 // ListAgents implements AgentStore.
 func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, error) {
-	var tenants []string
+	var tenants []ids.TenantID
 	if f.Tenant != "" {
-		tenants = []string{f.Tenant}
+		tenants = []ids.TenantID{f.Tenant}
 	} else {
 		ts, err := ra.Tenants(ctx)
 		if err != nil {
@@ -187,15 +187,15 @@ func (ra RunAgents) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, err
 			if ra.Runs.Online(a) {
 				state = AgentOnline
 			}
-			id := registry.ClientID(a.Tenant, a.ID)
-			byID[id] = Agent{ID: id, Tenant: a.Tenant, Name: a.ID, State: state, Version: a.Version, TerraformVersion: a.TerraformVersion, LastSeen: &seen,
+			id := registry.ClientID(string(a.Tenant), a.ID)
+			byID[id] = Agent{ID: id, Tenant: string(a.Tenant), Name: a.ID, State: state, Version: a.Version, TerraformVersion: a.TerraformVersion, LastSeen: &seen,
 				Labels: maps.Clone(a.Labels), Capacity: a.Capacity, Running: running[a.ID]}
 		}
 	}
 	if ra.Registry != nil {
 		registered := map[string]bool{}
 		for _, a := range AgentsFromRegistry(ra.Registry()) {
-			if f.Tenant != "" && a.Tenant != f.Tenant {
+			if f.Tenant != "" && a.Tenant != string(f.Tenant) {
 				continue
 			}
 			registered[a.ID] = true

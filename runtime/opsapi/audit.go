@@ -222,8 +222,9 @@ func (s *Server) readAudit(w http.ResponseWriter, r *http.Request) {
 	// not a quiet tenant. (Refusals may be filed under a name no tenant
 	// has yet; those are shown.)
 	if len(page.Records) == 0 && tenant != "" && tenant != audit.Platform && s.cfg.Runs != nil {
-		if _, err := s.cfg.Runs.GetTenant(r.Context(), tenant); errors.Is(err, runs.ErrNotFound) {
-			writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(tenant))
+		// auditQuery checked it is a tenant id.
+		if _, err := s.cfg.Runs.GetTenant(r.Context(), ids.TenantID(tenant)); errors.Is(err, runs.ErrNotFound) {
+			writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(ids.TenantID(tenant)))
 			return
 		}
 	}
@@ -327,7 +328,7 @@ func describeWorkspace(ws runs.Workspace) string {
 	for _, kv := range workspaceSettings(ws) {
 		parts = append(parts, kv[0]+"="+kv[1])
 	}
-	return "workspace " + ws.Name + ": " + strings.Join(parts, " ")
+	return "workspace " + string(ws.Name) + ": " + strings.Join(parts, " ")
 }
 
 // describeChange is an updated workspace's audit detail: each setting
@@ -346,5 +347,5 @@ func describeChange(from, to runs.Workspace) string {
 	if len(parts) == 0 {
 		parts = append(parts, "nothing changed")
 	}
-	return "workspace " + to.Name + ": " + strings.Join(parts, ", ")
+	return "workspace " + string(to.Name) + ": " + strings.Join(parts, ", ")
 }

@@ -34,7 +34,7 @@ func (s *Server) needDrift(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func apiDrift(st drift.State) DriftStatus {
-	out := DriftStatus{Tenant: st.Tenant, Workspace: st.Workspace, Status: string(st.Status), CheckRun: st.CheckRun, Cleared: st.Cleared,
+	out := DriftStatus{Tenant: string(st.Tenant), Workspace: string(st.Workspace), Status: string(st.Status), CheckRun: st.CheckRun, Cleared: st.Cleared,
 		LastRun: st.LastRun, LastError: st.LastError}
 	if out.Status == "" {
 		out.Status = "unknown"
@@ -72,7 +72,7 @@ func (s *Server) driftError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) listDrift(w http.ResponseWriter, r *http.Request) {
-	sts, err := s.cfg.Drift.List(r.Context(), r.PathValue("tenant"))
+	sts, err := s.cfg.Drift.List(r.Context(), pathTenant(r))
 	if err != nil {
 		s.driftError(w, r, err)
 		return
@@ -85,7 +85,7 @@ func (s *Server) listDrift(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getDrift(w http.ResponseWriter, r *http.Request) {
-	st, err := s.cfg.Drift.Get(r.Context(), r.PathValue("tenant"), r.PathValue("workspace"))
+	st, err := s.cfg.Drift.Get(r.Context(), pathTenant(r), pathWorkspace(r))
 	if err != nil {
 		s.driftError(w, r, err)
 		return
@@ -119,7 +119,7 @@ func (s *Server) deleteDriftSchedule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) writeSchedule(w http.ResponseWriter, r *http.Request, sch drift.Schedule) {
-	st, err := s.cfg.Drift.SetSchedule(r.Context(), r.PathValue("tenant"), r.PathValue("workspace"), sch)
+	st, err := s.cfg.Drift.SetSchedule(r.Context(), pathTenant(r), pathWorkspace(r), sch)
 	if err != nil {
 		s.driftError(w, r, err)
 		return
@@ -131,7 +131,7 @@ func (s *Server) writeSchedule(w http.ResponseWriter, r *http.Request, sch drift
 // checkDrift queues a drift check now: 202 with the state naming the
 // run; 409 while the workspace is busy.
 func (s *Server) checkDrift(w http.ResponseWriter, r *http.Request) {
-	st, err := s.cfg.Drift.CheckNow(r.Context(), r.PathValue("tenant"), r.PathValue("workspace"))
+	st, err := s.cfg.Drift.CheckNow(r.Context(), pathTenant(r), pathWorkspace(r))
 	if err != nil {
 		s.driftError(w, r, err)
 		return

@@ -11,17 +11,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
 // fixturePlan is the planned run's plan JSON in every runs fixture.
 const fixturePlan = `{"format_version":"1.2","terraform_version":"1.11.4","resource_changes":[{"address":"terraform_data.a","mode":"managed","type":"terraform_data","name":"a","change":{"actions":["create"],"before":null,"after":{"input":"x"},"after_unknown":{"id":true}}}]}`
 
-func (f *fakeArtifacts) Open(_ context.Context, tenant string, c *runs.Artifact) (io.ReadCloser, error) {
+func (f *fakeArtifacts) Open(_ context.Context, tenant ids.TenantID, c *runs.Artifact) (io.ReadCloser, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	data, ok := f.plans[c.Blob]
-	if !ok || !bytes.HasPrefix([]byte(c.Blob), []byte(tenant+"/")) {
+	if !ok || !bytes.HasPrefix([]byte(c.Blob), []byte(string(tenant)+"/")) {
 		return nil, artifacts.ErrNotFound
 	}
 	return io.NopCloser(bytes.NewReader(data)), nil

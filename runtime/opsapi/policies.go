@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/policy"
 	"github.com/botehq/platform/runtime/policystore"
@@ -154,7 +155,7 @@ func (s *Server) policyVersions(w http.ResponseWriter, r *http.Request) {
 // policiesUnchanged refuses (runs.ErrPolicyFailed) to approve a planned run
 // whose plan was checked before a policy that applies to its workspace now
 // was added or changed (policyChanges).
-func (s *Server) policiesUnchanged(ctx context.Context, tenant, id string) error {
+func (s *Server) policiesUnchanged(ctx context.Context, tenant ids.TenantID, id string) error {
 	if s.cfg.Policies == nil {
 		return nil
 	}
@@ -180,7 +181,7 @@ func (s *Server) policyChanges(ctx context.Context, run runs.Run) (string, error
 	if s.cfg.Policies == nil || run.State != runs.Planned || run.DriftCheck || run.Plan == nil {
 		return "", nil
 	}
-	all, err := s.cfg.Policies.List(ctx, run.Tenant)
+	all, err := s.cfg.Policies.List(ctx, string(run.Tenant))
 	if err != nil {
 		return "", fmt.Errorf("cannot read the policies of tenant %s: %w", run.Tenant, err)
 	}
@@ -192,7 +193,7 @@ func (s *Server) policyChanges(ctx context.Context, run runs.Run) (string, error
 	}
 	var changed []string
 	for _, p := range all {
-		if !p.AppliesTo(run.Workspace) {
+		if !p.AppliesTo(string(run.Workspace)) {
 			continue
 		}
 		switch v, ok := checked[p.Name]; {

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -41,7 +42,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, offset int64, max int) {
-	run, err := s.cfg.Runs.GetRun(r.Context(), r.PathValue("tenant"), r.PathValue("run"))
+	run, err := s.cfg.Runs.GetRun(r.Context(), pathTenant(r), r.PathValue("run"))
 	if err != nil {
 		s.runsError(w, r, err)
 		return
@@ -58,7 +59,7 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, offset int64,
 // version, resource_changes, resource_drift, output_changes) as the agent
 // kept it, sensitive values masked (planrender.Keep).
 func (s *Server) runPlan(w http.ResponseWriter, r *http.Request) {
-	run, err := s.cfg.Runs.GetRun(r.Context(), r.PathValue("tenant"), r.PathValue("run"))
+	run, err := s.cfg.Runs.GetRun(r.Context(), pathTenant(r), r.PathValue("run"))
 	if err != nil {
 		s.runsError(w, r, err)
 		return
@@ -101,7 +102,7 @@ func (s *Server) followRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
-	tenant, id := r.PathValue("tenant"), r.PathValue("run")
+	tenant, id := pathTenant(r), r.PathValue("run")
 	if _, err := s.cfg.Runs.GetRun(r.Context(), tenant, id); err != nil {
 		s.runsError(w, r, err)
 		return
@@ -111,7 +112,7 @@ func (s *Server) followRun(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id string, offset int64) error {
+func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant ids.TenantID, id string, offset int64) error {
 	var wake <-chan struct{}
 	if s.cfg.Dispatcher != nil {
 		var stop func()
@@ -132,10 +133,11 @@ func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id st
 	for {
 		// State first, then the log: lines written before the run ended
 		// are in the log by the time its end is visible.
-		run, err := s.loadRun(ctx, tenant, id)
+		stored, err := s.cfg.Runs.GetRun(ctx, tenant, id)
 		if err != nil {
 			return err
 		}
+		run := s.withWaiting(ctx, stored)
 		if key := run.State + "|" + run.UpdatedAt.String() + "|" + run.Waiting + "|" + strconv.FormatBool(run.CancelRequested); key != last {
 			last = key
 			if err := send(FollowFrame{Type: FrameRun, Run: &run}); err != nil {
@@ -143,7 +145,7 @@ func (s *Server) streamRun(ctx context.Context, c *websocket.Conn, tenant, id st
 			}
 		}
 		for {
-			data, next, err := s.cfg.Artifacts.ReadLog(ctx, artifacts.RunKey{Tenant: tenant, Workspace: run.Workspace, Run: id}, offset, DefaultLogChunk)
+			data, next, err := s.cfg.Artifacts.ReadLog(ctx, artifacts.RunKey{Tenant: tenant, Workspace: stored.Workspace, Run: id}, offset, DefaultLogChunk)
 			if err != nil {
 				return err
 			}

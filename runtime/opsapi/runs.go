@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runspec"
@@ -25,17 +26,17 @@ import (
 type Artifacts interface {
 	Put(ctx context.Context, key artifacts.RunKey, kind artifacts.Kind, r io.Reader, max int64) (*runs.Artifact, error)
 	ReadLog(ctx context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error)
-	StateVersions(ctx context.Context, tenant, workspace string) ([]artifacts.StateVersion, error)
-	OpenState(ctx context.Context, tenant, workspace, version string) ([]byte, error)
+	StateVersions(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) ([]artifacts.StateVersion, error)
+	OpenState(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, version string) ([]byte, error)
 	// Open streams an artifact of tenant, checking its SHA-256 as it reads.
-	Open(ctx context.Context, tenant string, c *runs.Artifact) (io.ReadCloser, error)
-	RestoreState(ctx context.Context, tenant, workspace, version string) (artifacts.StateVersion, error)
+	Open(ctx context.Context, tenant ids.TenantID, c *runs.Artifact) (io.ReadCloser, error)
+	RestoreState(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, version string) (artifacts.StateVersion, error)
 }
 
 // Dispatcher starts runs and wakes followers (*dispatch.Dispatcher).
 type Dispatcher interface {
 	// Kick asks for a dispatch in a workspace soon.
-	Kick(tenant, workspace string)
+	Kick(tenant ids.TenantID, workspace ids.WorkspaceID)
 	// Subscribe fires when a run changes or gets log lines here.
 	Subscribe(runID string) (<-chan struct{}, func())
 }
@@ -82,7 +83,7 @@ func (s *Server) needRunStore(h http.HandlerFunc) http.HandlerFunc {
 // nothing in it. (Creating a workspace creates its tenant.)
 func (s *Server) needRuns(h http.HandlerFunc) http.HandlerFunc {
 	return s.needRunStore(func(w http.ResponseWriter, r *http.Request) {
-		if tenant := r.PathValue("tenant"); tenant != "" {
+		if tenant := pathTenant(r); tenant != "" {
 			_, err := s.cfg.Runs.GetTenant(r.Context(), tenant)
 			if errors.Is(err, runs.ErrNotFound) {
 				writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(tenant))
@@ -120,7 +121,7 @@ func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, runs.ErrInvalid):
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, strings.TrimPrefix(err.Error(), runs.ErrInvalid.Error()+": "))
 	case errors.Is(err, runs.ErrFourEyes):
-		s.forbid(w, r, ReasonFourEyes, r.PathValue("tenant"), strings.TrimPrefix(err.Error(), runs.ErrFourEyes.Error()+": "))
+		s.forbid(w, r, ReasonFourEyes, pathTenant(r), strings.TrimPrefix(err.Error(), runs.ErrFourEyes.Error()+": "))
 	case errors.Is(err, runs.ErrPolicyFailed):
 		writeError(w, r, http.StatusConflict, CodePolicyFailed, strings.TrimPrefix(err.Error(), runs.ErrPolicyFailed.Error()+": "))
 	case errors.Is(err, runs.ErrExists):
@@ -140,7 +141,7 @@ func (s *Server) runsError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func notFoundMessage(r *http.Request) string {
-	t, ws, id := r.PathValue("tenant"), r.PathValue("workspace"), r.PathValue("run")
+	t, ws, id := pathTenant(r), pathWorkspace(r), r.PathValue("run")
 	switch {
 	case id != "":
 		return fmt.Sprintf("tenant %s has no run %s", t, id)
@@ -150,7 +151,7 @@ func notFoundMessage(r *http.Request) string {
 	return tenantNotFound(t)
 }
 
-func tenantNotFound(t string) string {
+func tenantNotFound(t ids.TenantID) string {
 	return fmt.Sprintf("no tenant %s on this server (a tenant exists once an agent of it is registered or it has a workspace)", t)
 }
 
@@ -180,7 +181,7 @@ func parseTimeout(field, v string) (time.Duration, error) {
 // tar.gz bundle (tfarchive.Pack), streamed to Blob storage with the
 // bundle size limit.
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
-	tenant, workspace := r.PathValue("tenant"), r.PathValue("workspace")
+	tenant, workspace := pathTenant(r), pathWorkspace(r)
 	var op runs.Operation
 	switch q := r.URL.Query().Get("op"); q {
 	case "", "plan", "apply":
@@ -245,7 +246,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 // only runs in those states, ?limit= at most that many (Truncated says
 // there were more).
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
-	tenant, q := r.PathValue("tenant"), r.URL.Query()
+	tenant, q := pathTenant(r), r.URL.Query()
 	limit, err := queryInt(r, "limit", DefaultRunListLimit, 1, MaxRunListLimit)
 	if err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
@@ -262,8 +263,12 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	workspace := q.Get("workspace")
-	if workspace != "" {
+	var workspace ids.WorkspaceID
+	if v := q.Get("workspace"); v != "" {
+		if workspace, err = ids.ParseWorkspaceID(v); err != nil {
+			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
 		if _, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, workspace); err != nil {
 			if errors.Is(err, runs.ErrNotFound) {
 				writeError(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("tenant %s has no workspace %s", tenant, workspace))
@@ -287,7 +292,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 }
 
 // loadRun returns the run with why it waits.
-func (s *Server) loadRun(ctx context.Context, tenant, id string) (Run, error) {
+func (s *Server) loadRun(ctx context.Context, tenant ids.TenantID, id string) (Run, error) {
 	run, err := s.cfg.Runs.GetRun(ctx, tenant, id)
 	if err != nil {
 		return Run{}, err
@@ -308,7 +313,7 @@ func (s *Server) withWaiting(ctx context.Context, run runs.Run) Run {
 // plan was checked (which followers polling loadRun do not ask).
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	stored, err := s.cfg.Runs.GetRun(ctx, r.PathValue("tenant"), r.PathValue("run"))
+	stored, err := s.cfg.Runs.GetRun(ctx, pathTenant(r), r.PathValue("run"))
 	if err != nil {
 		s.runsError(w, r, err)
 		return
@@ -322,11 +327,11 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 	override, _ := strconv.ParseBool(r.URL.Query().Get("override_policy"))
-	if err := s.policiesUnchanged(r.Context(), r.PathValue("tenant"), r.PathValue("run")); err != nil {
+	if err := s.policiesUnchanged(r.Context(), pathTenant(r), r.PathValue("run")); err != nil {
 		s.runsError(w, r, err)
 		return
 	}
-	run, err := s.cfg.Runs.ApproveRun(r.Context(), runs.ApproveRequest{Tenant: r.PathValue("tenant"), Run: r.PathValue("run"),
+	run, err := s.cfg.Runs.ApproveRun(r.Context(), runs.ApproveRequest{Tenant: pathTenant(r), Run: r.PathValue("run"),
 		By: operator(r), ByID: subject(r), OverridePolicy: override})
 	if err != nil {
 		s.runsError(w, r, err)
@@ -354,7 +359,7 @@ func policyNames(rs []runs.PolicyResult) string {
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
-	run, err := s.cfg.Runs.Cancel(r.Context(), runs.CancelRequest{Tenant: r.PathValue("tenant"), Run: r.PathValue("run"), By: operator(r),
+	run, err := s.cfg.Runs.Cancel(r.Context(), runs.CancelRequest{Tenant: pathTenant(r), Run: r.PathValue("run"), By: operator(r),
 		Reason: r.URL.Query().Get("reason"), Force: force})
 	if err != nil {
 		s.runsError(w, r, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/botehq/platform/runtime/artifacts"
 	"github.com/botehq/platform/runtime/drift"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/policystore"
@@ -53,7 +54,7 @@ func (f *fakeArtifacts) Put(_ context.Context, key artifacts.RunKey, kind artifa
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	name := key.Tenant + "/" + key.Workspace + "/" + key.Run + "/bundle-1.tar.gz"
+	name := string(key.Tenant) + "/" + string(key.Workspace) + "/" + key.Run + "/bundle-1.tar.gz"
 	f.bundles[name] = data
 	return &runs.Artifact{Container: "boteruns", Blob: name, Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
 }
@@ -87,10 +88,10 @@ type fakeDispatcher struct {
 	subs  map[string][]chan struct{}
 }
 
-func (f *fakeDispatcher) Kick(tenant, workspace string) {
+func (f *fakeDispatcher) Kick(tenant ids.TenantID, workspace ids.WorkspaceID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.kicks = append(f.kicks, tenant+"/"+workspace)
+	f.kicks = append(f.kicks, string(tenant)+"/"+string(workspace))
 }
 
 func (f *fakeDispatcher) Subscribe(runID string) (<-chan struct{}, func()) {

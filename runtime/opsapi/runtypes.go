@@ -51,7 +51,7 @@ func fmtDuration(d time.Duration) string {
 
 func apiWorkspace(w runs.Workspace) Workspace {
 	return Workspace{
-		Tenant: w.Tenant, Name: w.Name, Description: w.Description, AutoApply: w.Options.AutoApply, FourEyes: w.Options.FourEyes, Labels: w.AgentLabels,
+		Tenant: string(w.Tenant), Name: string(w.Name), Description: w.Description, AutoApply: w.Options.AutoApply, FourEyes: w.Options.FourEyes, Labels: w.AgentLabels,
 		Timeouts: Timeouts{
 			Plan: fmtDuration(w.Options.PlanTimeout), Apply: fmtDuration(w.Options.ApplyTimeout), Approval: fmtDuration(w.Options.ApprovalTimeout),
 		},
@@ -88,7 +88,7 @@ func apiResult(r *tfresult.Result) *RunResult {
 
 func apiRun(r runs.Run, waiting string) Run {
 	out := Run{
-		ID: r.ID, Tenant: r.Tenant, Workspace: r.Workspace, Operation: string(r.Operation), State: string(r.State),
+		ID: r.ID, Tenant: string(r.Tenant), Workspace: string(r.Workspace), Operation: string(r.Operation), State: string(r.State),
 		Message: r.Message, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Waiting: waiting, Agent: r.Agent, PlanAgent: r.PlanAgent, ApplyAgent: r.ApplyAgent,
 		CancelRequested: r.CancelRequested, HasPlan: r.Plan != nil, PlanChanges: r.PlanJSON != nil,

@@ -55,7 +55,7 @@ type AgentStore interface {
 
 // AgentFilter narrows ListAgents. Zero values match everything.
 type AgentFilter struct {
-	Tenant string
+	Tenant ids.TenantID
 }
 
 // Config configures the API handler.
@@ -264,6 +264,7 @@ type ctxKey int
 const (
 	principalKey ctxKey = iota
 	requestIDKey
+	scopeKey
 )
 
 // PrincipalFrom returns the operator a /v1 request was authenticated as.
@@ -407,13 +408,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // listAgents lists the agents of the operator's tenants; ?tenant= narrows
 // to one, which needs the reader role there.
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
-	tenant := r.URL.Query().Get("tenant")
-	if tenant != "" {
-		if err := ids.Validate("tenant", tenant); err != nil {
+	var tenant ids.TenantID
+	if v := r.URL.Query().Get("tenant"); v != "" {
+		var err error
+		if tenant, err = ids.ParseTenantID(v); err != nil {
 			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
 			return
 		}
-		if p, _ := PrincipalFrom(r.Context()); !p.Allows(tenant, operatorauth.RoleReader) {
+		if p, _ := PrincipalFrom(r.Context()); !p.Allows(v, operatorauth.RoleReader) {
 			s.forbidRole(w, r, p, tenant, operatorauth.RoleReader)
 			return
 		}

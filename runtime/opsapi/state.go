@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -34,13 +35,13 @@ func auditedRead(pattern string) bool { return pattern == http.MethodGet+" "+sta
 
 // stateWorkspace checks the workspace exists (an unknown one is 404, not
 // an empty history).
-func (s *Server) stateWorkspace(w http.ResponseWriter, r *http.Request) (tenant, workspace string, ok bool) {
+func (s *Server) stateWorkspace(w http.ResponseWriter, r *http.Request) (tenant ids.TenantID, workspace ids.WorkspaceID, ok bool) {
 	ws, ok := s.stateWorkspaceOf(w, r)
 	return ws.Tenant, ws.Name, ok
 }
 
 func (s *Server) stateWorkspaceOf(w http.ResponseWriter, r *http.Request) (runs.Workspace, bool) {
-	ws, err := s.cfg.Runs.GetWorkspace(r.Context(), r.PathValue("tenant"), r.PathValue("workspace"))
+	ws, err := s.cfg.Runs.GetWorkspace(r.Context(), pathTenant(r), pathWorkspace(r))
 	if err != nil {
 		s.runsError(w, r, err)
 		return runs.Workspace{}, false

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -25,7 +26,7 @@ var (
 	stateVersion = regexp.MustCompile(`^run-[0-9a-v]{16}-c[0-9]+$`)
 )
 
-func (f *fakeArtifacts) StateVersions(_ context.Context, tenant, workspace string) ([]artifacts.StateVersion, error) {
+func (f *fakeArtifacts) StateVersions(_ context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) ([]artifacts.StateVersion, error) {
 	if tenant != "contoso" || workspace != "prod" {
 		return nil, nil
 	}
@@ -36,7 +37,7 @@ func (f *fakeArtifacts) StateVersions(_ context.Context, tenant, workspace strin
 	}, nil
 }
 
-func (f *fakeArtifacts) OpenState(_ context.Context, tenant, workspace, version string) ([]byte, error) {
+func (f *fakeArtifacts) OpenState(_ context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, version string) ([]byte, error) {
 	if version != "" && version != artifacts.CurrentVersion && !stateVersion.MatchString(version) {
 		return nil, fmt.Errorf("%w: state version %q is not a version id", runs.ErrInvalid, version)
 	}
@@ -50,7 +51,7 @@ func (f *fakeArtifacts) OpenState(_ context.Context, tenant, workspace, version 
 	return nil, artifacts.ErrNotFound
 }
 
-func (f *fakeArtifacts) RestoreState(ctx context.Context, tenant, workspace, version string) (artifacts.StateVersion, error) {
+func (f *fakeArtifacts) RestoreState(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, version string) (artifacts.StateVersion, error) {
 	if _, err := f.OpenState(ctx, "contoso", "prod", version); err != nil || version == "" {
 		return artifacts.StateVersion{}, err
 	}

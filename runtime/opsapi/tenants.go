@@ -19,8 +19,8 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) {
 	}
 	out := TenantList{Tenants: []Tenant{}}
 	for _, t := range all {
-		if role := p.RoleIn(t.ID); role != "" {
-			out.Tenants = append(out.Tenants, Tenant{ID: t.ID, Role: string(role), CreatedAt: t.CreatedAt})
+		if role := p.RoleIn(string(t.ID)); role != "" {
+			out.Tenants = append(out.Tenants, Tenant{ID: string(t.ID), Role: string(role), CreatedAt: t.CreatedAt})
 		}
 	}
 	slices.SortFunc(out.Tenants, func(a, b Tenant) int { return strings.Compare(a.ID, b.ID) })

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runproto"
 	"github.com/botehq/platform/runtime/runs"
@@ -32,7 +33,7 @@ func (s *Server) secrets() secretstore.Store {
 }
 
 func (s *Server) listVars(w http.ResponseWriter, r *http.Request) {
-	tenant, name := r.PathValue("tenant"), r.PathValue("workspace")
+	tenant, name := pathTenant(r), pathWorkspace(r)
 	ws, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, name)
 	if err != nil {
 		s.runsError(w, r, err)
@@ -58,7 +59,7 @@ func (s *Server) listVars(w http.ResponseWriter, r *http.Request) {
 // (in the secret store, with the deployment secrets); a variable of the
 // same name of the other kind is removed.
 func (s *Server) setVar(w http.ResponseWriter, r *http.Request) {
-	tenant, name, key := r.PathValue("tenant"), r.PathValue("workspace"), r.PathValue("name")
+	tenant, name, key := pathTenant(r), pathWorkspace(r), r.PathValue("name")
 	var req SetVariableRequest
 	if !decodeBody(w, r, &req) {
 		return
@@ -108,7 +109,7 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) unsetVar(w http.ResponseWriter, r *http.Request) {
-	tenant, name, key := r.PathValue("tenant"), r.PathValue("workspace"), r.PathValue("name")
+	tenant, name, key := pathTenant(r), pathWorkspace(r), r.PathValue("name")
 	found, sensitive := false, false
 	_, err := s.cfg.Runs.UpdateWorkspace(r.Context(), tenant, name, func(ws *runs.Workspace) {
 		_, found = ws.Vars[key]
@@ -133,7 +134,7 @@ func (s *Server) unsetVar(w http.ResponseWriter, r *http.Request) {
 
 // changeSecretVars reads, changes and writes back the workspace's secrets
 // (its environment kept as is).
-func (s *Server) changeSecretVars(r *http.Request, tenant, workspace string, change func(map[string]string)) error {
+func (s *Server) changeSecretVars(r *http.Request, tenant ids.TenantID, workspace ids.WorkspaceID, change func(map[string]string)) error {
 	sec, err := s.cfg.Secrets.Get(r.Context(), tenant, workspace)
 	if err != nil {
 		return fmt.Errorf("cannot read the workspace's secrets: %w", err)
@@ -147,7 +148,7 @@ func (s *Server) changeSecretVars(r *http.Request, tenant, workspace string, cha
 		return nil
 	}
 	next := runproto.Secrets{Env: sec.Env, Vars: vars}
-	if err := secretstore.Validate(tenant, workspace, next); err != nil {
+	if err := secretstore.Validate(next); err != nil {
 		return err
 	}
 	return s.cfg.Secrets.Put(r.Context(), tenant, workspace, next)

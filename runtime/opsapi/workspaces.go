@@ -6,17 +6,23 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/runs"
 )
 
 func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
-	tenant := r.PathValue("tenant")
+	tenant := pathTenant(r)
 	var req CreateWorkspaceRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	ws := runs.Workspace{Tenant: tenant, Name: req.Name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
+	name, err := ids.ParseWorkspaceID(req.Name)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	ws := runs.Workspace{Tenant: tenant, Name: name, Description: req.Description, AgentLabels: req.Labels, TerraformVersion: req.TerraformVersion,
 		Options: runs.Options{AutoApply: req.AutoApply, FourEyes: req.FourEyes}, Providers: providerSources(req.Providers)}
 	if err := applyTimeouts(&ws.Options, req.Timeouts); err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
@@ -69,9 +75,9 @@ func applyTimeouts(o *runs.Options, t Timeouts) error {
 // admin.
 func (s *Server) mayChangeApproval(w http.ResponseWriter, r *http.Request, from, to runs.Options) bool {
 	p, _ := PrincipalFrom(r.Context())
-	tenant := r.PathValue("tenant")
+	tenant := pathTenant(r)
 	switch {
-	case to.AutoApply && !from.AutoApply && !p.Allows(tenant, operatorauth.RoleApprover):
+	case to.AutoApply && !from.AutoApply && !p.Allows(string(tenant), operatorauth.RoleApprover):
 		s.forbidRole(w, r, p, tenant, operatorauth.RoleApprover)
 		return false
 	case from.FourEyes && !to.FourEyes && !p.IsAdmin():
@@ -84,7 +90,7 @@ func (s *Server) mayChangeApproval(w http.ResponseWriter, r *http.Request, from,
 // updateWorkspace changes the fields present in the body; absent ones
 // keep their values.
 func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
-	tenant, name := r.PathValue("tenant"), r.PathValue("workspace")
+	tenant, name := pathTenant(r), pathWorkspace(r)
 	var req UpdateWorkspaceRequest
 	if !decodeBody(w, r, &req) {
 		return
@@ -131,7 +137,7 @@ func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
-	wss, err := s.cfg.Runs.ListWorkspaces(r.Context(), r.PathValue("tenant"))
+	wss, err := s.cfg.Runs.ListWorkspaces(r.Context(), pathTenant(r))
 	if err != nil {
 		s.runsError(w, r, err)
 		return

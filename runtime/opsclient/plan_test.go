@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/opsapi"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -18,7 +19,7 @@ import (
 
 const memPlan = `{"format_version":"1.2","resource_changes":[{"address":"terraform_data.a","change":{"actions":["create"],"before":null,"after":{"n":12345678901234567890}}}]}`
 
-func (m *memArtifacts) Open(_ context.Context, _ string, c *runs.Artifact) (io.ReadCloser, error) {
+func (m *memArtifacts) Open(_ context.Context, _ ids.TenantID, c *runs.Artifact) (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader([]byte(memPlan))), nil
 }
 

@@ -37,7 +37,7 @@ func (m *memArtifacts) Put(_ context.Context, key artifacts.RunKey, _ artifacts.
 	if bytes.Contains(data, []byte("oversize")) {
 		return nil, &tfarchive.LimitError{What: "compressed size", Limit: max, Value: max + 1}
 	}
-	return &runs.Artifact{Container: "boteruns", Blob: key.Tenant + "/" + key.Workspace + "/" + key.Run + "/bundle-1.tar.gz", Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
+	return &runs.Artifact{Container: "boteruns", Blob: string(key.Tenant) + "/" + string(key.Workspace) + "/" + key.Run + "/bundle-1.tar.gz", Size: int64(len(data)), SHA256: strings.Repeat("a", 64)}, nil
 }
 
 func (m *memArtifacts) ReadLog(_ context.Context, key artifacts.RunKey, offset int64, max int) ([]byte, int64, error) {

@@ -11,27 +11,28 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/artifacts"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/opsapi"
 )
 
 // memState is the one kept state of every workspace named "prod".
 var memState = []byte("{\"version\":4,\"serial\":9}")
 
-func (m *memArtifacts) StateVersions(_ context.Context, _, workspace string) ([]artifacts.StateVersion, error) {
+func (m *memArtifacts) StateVersions(_ context.Context, _ ids.TenantID, workspace ids.WorkspaceID) ([]artifacts.StateVersion, error) {
 	if workspace != "prod" {
 		return nil, nil
 	}
 	return []artifacts.StateVersion{{Version: "run-0000000000000001-c5", Run: "run-0000000000000001", Claim: "5", Size: int64(len(memState)), Current: true}}, nil
 }
 
-func (m *memArtifacts) OpenState(_ context.Context, _, workspace, version string) ([]byte, error) {
+func (m *memArtifacts) OpenState(_ context.Context, _ ids.TenantID, workspace ids.WorkspaceID, version string) ([]byte, error) {
 	if workspace != "prod" || (version != "" && version != "run-0000000000000001-c5") {
 		return nil, artifacts.ErrNotFound
 	}
 	return memState, nil
 }
 
-func (m *memArtifacts) RestoreState(_ context.Context, _, workspace, version string) (artifacts.StateVersion, error) {
+func (m *memArtifacts) RestoreState(_ context.Context, _ ids.TenantID, workspace ids.WorkspaceID, version string) (artifacts.StateVersion, error) {
 	if workspace != "prod" || version != "run-0000000000000001-c5" {
 		return artifacts.StateVersion{}, artifacts.ErrNotFound
 	}

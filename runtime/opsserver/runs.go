@@ -24,6 +24,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/dispatch"
 	"github.com/botehq/platform/runtime/drift"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 	"github.com/botehq/platform/runtime/opsapi"
@@ -245,13 +246,15 @@ func (st *runsStack) runTransition(ctx context.Context, r runs.Run, t runs.Trans
 	st.drift.RunTransition(ctx, r, t)
 }
 
-func tenantsOf(reg *registry.Registry) []string {
-	var out []string
-	seen := map[string]bool{}
+// tenantsOf lists the registry's tenants. Loading the registry parsed
+// every connector's ids (ids.ParseConnectorID).
+func tenantsOf(reg *registry.Registry) []ids.TenantID {
+	var out []ids.TenantID
+	seen := map[ids.TenantID]bool{}
 	for _, c := range reg.Connectors() {
-		if !seen[c.Tenant] {
-			seen[c.Tenant] = true
-			out = append(out, c.Tenant)
+		if t := ids.TenantID(c.Tenant); !seen[t] {
+			seen[t] = true
+			out = append(out, t)
 		}
 	}
 	return out

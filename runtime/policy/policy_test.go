@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/planrender"
 	"github.com/botehq/platform/runtime/policy"
 	"github.com/botehq/platform/runtime/policystore"
@@ -239,7 +240,7 @@ func TestStoreVersions(t *testing.T) {
 
 type fixedWorkspace runs.Workspace
 
-func (w fixedWorkspace) GetWorkspace(ctx context.Context, tenant, name string) (runs.Workspace, error) {
+func (w fixedWorkspace) GetWorkspace(ctx context.Context, tenant ids.TenantID, name ids.WorkspaceID) (runs.Workspace, error) {
 	if tenant != w.Tenant || name != w.Name {
 		return runs.Workspace{}, runs.ErrNotFound
 	}

@@ -3,11 +3,14 @@ package runs
 import (
 	"context"
 	"fmt"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // CancelRequest asks to stop a run.
 type CancelRequest struct {
-	Tenant, Run, By, Reason string
+	Tenant          ids.TenantID
+	Run, By, Reason string
 	// Force ends an executing run at once and releases its workspace
 	// without waiting for the agent (for an agent that no longer answers).
 	Force bool
@@ -38,7 +41,7 @@ func (m *Manager) Cancel(ctx context.Context, req CancelRequest) (Run, error) {
 }
 
 // change reads a run, applies f and writes it back with its lock.
-func (m *Manager) change(ctx context.Context, tenant, runID string, f func(*Run, Workspace) error) (Run, error) {
+func (m *Manager) change(ctx context.Context, tenant ids.TenantID, runID string, f func(*Run, Workspace) error) (Run, error) {
 	var written *Run // what an earlier try of this call wrote
 	return retry(ctx, func() (Run, error) {
 		r, err := m.store.GetRun(ctx, tenant, runID)

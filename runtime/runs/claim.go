@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // ClaimRequest asks for the next runnable run of a workspace for an agent.
 type ClaimRequest struct {
-	Tenant, Workspace, Agent string
+	Tenant    ids.TenantID
+	Workspace ids.WorkspaceID
+	Agent     string
 }
 
 // Claim atomically gives an agent the next run of a workspace: the
@@ -30,7 +34,7 @@ func (m *Manager) Claim(ctx context.Context, req ClaimRequest) (Run, error) {
 // ClaimNext gives an agent the next run of any workspace of its tenant that
 // it may work on, trying workspaces by name. ErrNothingToClaim means there
 // is none.
-func (m *Manager) ClaimNext(ctx context.Context, tenant, agentID string) (Run, error) {
+func (m *Manager) ClaimNext(ctx context.Context, tenant ids.TenantID, agentID string) (Run, error) {
 	agent, err := m.availableAgent(ctx, tenant, agentID)
 	if err != nil {
 		return Run{}, err
@@ -53,7 +57,7 @@ func (m *Manager) ClaimNext(ctx context.Context, tenant, agentID string) (Run, e
 }
 
 // availableAgent returns the agent if it is online and below capacity.
-func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent, error) {
+func (m *Manager) availableAgent(ctx context.Context, tenant ids.TenantID, id string) (Agent, error) {
 	a, err := m.store.GetAgent(ctx, tenant, id)
 	if err != nil {
 		return Agent{}, fmt.Errorf("cannot claim for agent %s/%s: %w", tenant, id, err)
@@ -74,7 +78,7 @@ func (m *Manager) availableAgent(ctx context.Context, tenant, id string) (Agent,
 	return a, nil
 }
 
-func (m *Manager) claim(ctx context.Context, agent Agent, workspace string) (Run, error) {
+func (m *Manager) claim(ctx context.Context, agent Agent, workspace ids.WorkspaceID) (Run, error) {
 	// size: one read-check-commit attempt inside retry; its locals carry state between attempts.
 	admitted, ok := m.admit(agent)
 	if !ok {

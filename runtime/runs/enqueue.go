@@ -11,12 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runspec"
 )
 
 // EnqueueRequest asks for a new run.
 type EnqueueRequest struct {
-	Tenant, Workspace string
+	Tenant    ids.TenantID
+	Workspace ids.WorkspaceID
 	// ID is the run's id when the caller allocated it (NewRunID) to upload
 	// the bundle under it first, at most 30 minutes ago; empty means
 	// allocate one now.
@@ -38,11 +40,11 @@ type EnqueueRequest struct {
 
 // checkArtifact refuses a reference to another tenant's or workspace's
 // blob, so nobody can make an agent fetch what is not theirs.
-func checkArtifact(what string, c *Artifact, tenant, workspace string) error {
+func checkArtifact(what string, c *Artifact, tenant ids.TenantID, workspace ids.WorkspaceID) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, what, err)
 	}
-	if !strings.HasPrefix(c.Blob, tenant+"/"+workspace+"/") || strings.Contains(c.Blob, "..") {
+	if !strings.HasPrefix(c.Blob, string(tenant)+"/"+string(workspace)+"/") || strings.Contains(c.Blob, "..") {
 		return fmt.Errorf("%w: %s %s is not an artifact of workspace %s/%s", ErrInvalid, what, c.Blob, tenant, workspace)
 	}
 	return nil
@@ -247,7 +249,7 @@ func (m *Manager) fit(ctx context.Context, w Workspace) (agentFit, error) {
 // up. The returned run names its agent; send it there. ErrNothingToClaim
 // means there is no run to start, ErrAgentUnavailable that no agent can
 // take it now (Waiting says why).
-func (m *Manager) Dispatch(ctx context.Context, tenant, workspace string) (Run, error) {
+func (m *Manager) Dispatch(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (Run, error) {
 	w, err := m.store.GetWorkspace(ctx, tenant, workspace)
 	if err != nil {
 		return Run{}, fmt.Errorf("cannot dispatch in workspace %s/%s: %w", tenant, workspace, err)

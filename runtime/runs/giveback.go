@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // What happens to a claim whose agent cannot go on with it.
@@ -32,7 +34,8 @@ const MaxGiveBacks = 5
 
 // StartRequest is an agent asking to start Terraform for its claim.
 type StartRequest struct {
-	Tenant, Run, Agent string
+	Tenant     ids.TenantID
+	Run, Agent string
 	// Claim is the claim generation the agent holds (Run.Claim).
 	Claim int
 }
@@ -75,8 +78,9 @@ func holds(r Run, agent string, claim int) error {
 
 // GiveBackRequest is an agent giving back a claim it did not start.
 type GiveBackRequest struct {
-	Tenant, Run, Agent string
-	Claim              int
+	Tenant     ids.TenantID
+	Run, Agent string
+	Claim      int
 	// Reason is the agent's ("at its concurrency limit", ...).
 	Reason string
 	// Draining: the agent refused because it is shutting down; it is
@@ -130,7 +134,7 @@ func givenBack(r Run) int {
 	return n
 }
 
-func (m *Manager) markDraining(ctx context.Context, tenant, id string) error {
+func (m *Manager) markDraining(ctx context.Context, tenant ids.TenantID, id string) error {
 	_, err := retry(ctx, func() (struct{}, error) {
 		a, err := m.store.GetAgent(ctx, tenant, id)
 		if err != nil || a.Draining {
@@ -148,7 +152,7 @@ func (m *Manager) markDraining(ctx context.Context, tenant, id string) error {
 // loseClaim settles a run executing on an agent that stopped
 // heartbeating (last seen at lastSeen): back to the queue, or
 // NeedsAttention for an apply whose Terraform was let start.
-func (m *Manager) loseClaim(ctx context.Context, tenant, runID, agent string, lastSeen time.Time) error {
+func (m *Manager) loseClaim(ctx context.Context, tenant ids.TenantID, runID, agent string, lastSeen time.Time) error {
 	lost := fmt.Sprintf("agent %s stopped heartbeating (last seen %s)", agent, lastSeen.Format(time.RFC3339))
 	_, err := m.change(ctx, tenant, runID, func(r *Run, w Workspace) error {
 		if r.Agent != agent || !r.State.Executing() {

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Heartbeat is an agent saying it is alive.
 type Heartbeat struct {
-	Tenant, Agent string
-	Labels        map[string]string
-	Capacity      int
-	Version       string
+	Tenant   ids.TenantID
+	Agent    string
+	Labels   map[string]string
+	Capacity int
+	Version  string
 	// TerraformVersion is the version of the agent's terraform.
 	TerraformVersion string
 	// Running lists the runs the agent is executing.

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Errors of the lifecycle that callers branch on.
@@ -183,12 +185,8 @@ func (m *Manager) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	return t, nil
 }
 
-// GetTenant returns a tenant: ErrNotFound if there is none, ErrInvalid if
-// id cannot name one.
-func (m *Manager) GetTenant(ctx context.Context, id string) (Tenant, error) {
-	if err := CheckScope(id, ""); err != nil {
-		return Tenant{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
+// GetTenant returns a tenant, ErrNotFound if there is none.
+func (m *Manager) GetTenant(ctx context.Context, id ids.TenantID) (Tenant, error) {
 	return m.store.GetTenant(ctx, id)
 }
 
@@ -215,7 +213,7 @@ func (m *Manager) CreateWorkspace(ctx context.Context, w Workspace) (Workspace, 
 
 // UpdateWorkspace changes a workspace's description, agent labels and
 // options; runs already started keep the deadlines they got.
-func (m *Manager) UpdateWorkspace(ctx context.Context, tenant, name string, change func(*Workspace)) (Workspace, error) {
+func (m *Manager) UpdateWorkspace(ctx context.Context, tenant ids.TenantID, name ids.WorkspaceID, change func(*Workspace)) (Workspace, error) {
 	return retry(ctx, func() (Workspace, error) {
 		w, err := m.store.GetWorkspace(ctx, tenant, name)
 		if err != nil {
@@ -234,23 +232,23 @@ func (m *Manager) UpdateWorkspace(ctx context.Context, tenant, name string, chan
 }
 
 // GetWorkspace returns one workspace of tenant.
-func (m *Manager) GetWorkspace(ctx context.Context, tenant, name string) (Workspace, error) {
+func (m *Manager) GetWorkspace(ctx context.Context, tenant ids.TenantID, name ids.WorkspaceID) (Workspace, error) {
 	return m.store.GetWorkspace(ctx, tenant, name)
 }
 
 // ListWorkspaces returns tenant's workspaces by name.
-func (m *Manager) ListWorkspaces(ctx context.Context, tenant string) ([]Workspace, error) {
+func (m *Manager) ListWorkspaces(ctx context.Context, tenant ids.TenantID) ([]Workspace, error) {
 	return m.store.ListWorkspaces(ctx, tenant)
 }
 
 // GetRun returns one run of tenant.
-func (m *Manager) GetRun(ctx context.Context, tenant, id string) (Run, error) {
+func (m *Manager) GetRun(ctx context.Context, tenant ids.TenantID, id string) (Run, error) {
 	return m.store.GetRun(ctx, tenant, id)
 }
 
 // ListRuns returns tenant's runs oldest first: one workspace's, or every
 // workspace's when workspace is "". States filter when given.
-func (m *Manager) ListRuns(ctx context.Context, tenant, workspace string, states ...State) ([]Run, error) {
+func (m *Manager) ListRuns(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, states ...State) ([]Run, error) {
 	if workspace != "" {
 		return m.store.ListRuns(ctx, tenant, workspace, RunQuery{States: states})
 	}
@@ -270,16 +268,17 @@ func (m *Manager) ListRuns(ctx context.Context, tenant, workspace string, states
 	return all, nil
 }
 
-// ListLocks returns the held workspace locks of tenant.
-func (m *Manager) ListLocks(ctx context.Context, tenant string) ([]Lock, error) {
-	if err := CheckScope(tenant, ""); err != nil {
-		return nil, err
+// ListLocks returns the held workspace locks of tenant. (A zero tenant
+// is refused: in a LockQuery it would match every tenant's locks.)
+func (m *Manager) ListLocks(ctx context.Context, tenant ids.TenantID) ([]Lock, error) {
+	if tenant == "" {
+		return nil, fmt.Errorf("%w: tenant id is empty", ErrInvalid)
 	}
 	return m.store.ListLocks(ctx, LockQuery{Tenant: tenant})
 }
 
 // ListAgents returns tenant's agents.
-func (m *Manager) ListAgents(ctx context.Context, tenant string) ([]Agent, error) {
+func (m *Manager) ListAgents(ctx context.Context, tenant ids.TenantID) ([]Agent, error) {
 	return m.store.ListAgents(ctx, tenant)
 }
 

@@ -21,22 +21,22 @@ import (
 
 // Tenant is a customer. Its id is the gateway's tenant id.
 type Tenant struct {
-	ID          string    `json:"id"`
-	DisplayName string    `json:"displayName,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
+	ID          ids.TenantID `json:"id"`
+	DisplayName string       `json:"displayName,omitempty"`
+	CreatedAt   time.Time    `json:"createdAt"`
 }
 
 // Validate checks the tenant's fields.
 func (t Tenant) Validate() error {
-	return ids.Validate("tenant", t.ID)
+	return ids.Validate("tenant", string(t.ID))
 }
 
 // Workspace is one Terraform configuration for one environment of a tenant.
 // Its runs go to the tenant's agents whose labels match AgentLabels.
 type Workspace struct {
-	Tenant      string `json:"tenant"`
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
+	Tenant      ids.TenantID    `json:"tenant"`
+	Name        ids.WorkspaceID `json:"name"`
+	Description string          `json:"description,omitempty"`
 	// AgentLabels selects agents: every key must be present on the agent
 	// with the same value. Empty means any agent of the tenant.
 	AgentLabels map[string]string `json:"agentLabels,omitempty"`
@@ -90,7 +90,7 @@ func timeout(o Options, s State) time.Duration {
 
 // Validate checks the workspace's fields (runspec.Workspace).
 func (w Workspace) Validate() error {
-	err := runspec.Workspace{Tenant: w.Tenant, Name: w.Name, Description: w.Description, AgentLabels: w.AgentLabels,
+	err := runspec.Workspace{Tenant: string(w.Tenant), Name: string(w.Name), Description: w.Description, AgentLabels: w.AgentLabels,
 		Vars: w.Vars, TerraformVersion: w.TerraformVersion, Options: w.Options}.Validate()
 	if err != nil {
 		return err
@@ -155,13 +155,13 @@ func (o Operation) Valid() bool { return o == OpApply || o == OpDestroy }
 
 // Run is one plan (and possibly apply) of a workspace.
 type Run struct {
-	ID        string    `json:"id"`
-	Tenant    string    `json:"tenant"`
-	Workspace string    `json:"workspace"`
-	Operation Operation `json:"operation"`
-	State     State     `json:"state"`
-	Message   string    `json:"message,omitempty"`
-	CreatedBy string    `json:"createdBy,omitempty"`
+	ID        string          `json:"id"`
+	Tenant    ids.TenantID    `json:"tenant"`
+	Workspace ids.WorkspaceID `json:"workspace"`
+	Operation Operation       `json:"operation"`
+	State     State           `json:"state"`
+	Message   string          `json:"message,omitempty"`
+	CreatedBy string          `json:"createdBy,omitempty"`
 	// CreatedByID identifies who queued the run stably (for four-eyes
 	// approval), where CreatedBy is for people to read.
 	CreatedByID string    `json:"createdById,omitempty"`
@@ -273,8 +273,8 @@ func (r *Run) LastReason() string {
 // until it ends. There is one per workspace, stored next to its runs so a
 // claim changes lock and run in one atomic transaction.
 type Lock struct {
-	Tenant    string `json:"tenant"`
-	Workspace string `json:"workspace"`
+	Tenant    ids.TenantID    `json:"tenant"`
+	Workspace ids.WorkspaceID `json:"workspace"`
 	// Run holds the lock; "" means free.
 	Run string `json:"run,omitempty"`
 	// Agent is working on Run now; "" between phases.
@@ -295,8 +295,8 @@ func (l Lock) Held() bool { return l.Run != "" }
 
 // Agent is a deployment agent of a tenant (a bote connector).
 type Agent struct {
-	Tenant string `json:"tenant"`
-	ID     string `json:"id"`
+	Tenant ids.TenantID `json:"tenant"`
+	ID     string       `json:"id"`
 	// Labels let workspaces select agents (e.g. "env": "prod").
 	Labels map[string]string `json:"labels,omitempty"`
 	// Capacity is how many runs the agent executes at once.
@@ -322,7 +322,7 @@ type Agent struct {
 
 // Validate checks the agent's fields.
 func (a Agent) Validate() error {
-	if err := ids.Validate("tenant", a.Tenant); err != nil {
+	if err := ids.Validate("tenant", string(a.Tenant)); err != nil {
 		return err
 	}
 	if err := ids.Validate("agent", a.ID); err != nil {

@@ -7,12 +7,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/tfresult"
 )
 
 // Report is an agent's account of the phase it ran.
 type Report struct {
-	Tenant, Run, Agent string
+	Tenant     ids.TenantID
+	Run, Agent string
 	// Claim is the claim the report belongs to (Run.Claim, the agent's
 	// claim token); a report of any other claim is ErrNotAssigned, even
 	// from the same agent. 0: the server's own report, not checked.
@@ -123,7 +125,7 @@ func (m *Manager) Report(ctx context.Context, rep Report) (Run, error) {
 			case r.Policy.Blocks():
 				r.History[len(r.History)-1].Reason += "; not applied automatically: policy " + names(append(r.Policy.Failed(Mandatory), r.Policy.Failed(MandatoryOverride)...)) + " failed"
 			default:
-				if err := r.move(Approved, now, "auto-apply", "workspace "+w.Name+" applies automatically", w.Options); err != nil {
+				if err := r.move(Approved, now, "auto-apply", "workspace "+string(w.Name)+" applies automatically", w.Options); err != nil {
 					return Run{}, err
 				}
 			}
@@ -206,20 +208,21 @@ func (m *Manager) commitWithLock(ctx context.Context, r Run) error {
 // Approve confirms a planned run so an agent applies its saved plan. by
 // names the approver for people; it is also the stable id ApproveAs
 // compares.
-func (m *Manager) Approve(ctx context.Context, tenant, runID, by string) (Run, error) {
+func (m *Manager) Approve(ctx context.Context, tenant ids.TenantID, runID, by string) (Run, error) {
 	return m.ApproveAs(ctx, tenant, runID, by, by)
 }
 
 // ApproveAs is Approve by a principal named by (for people) with the
 // stable id byID. In a workspace with FourEyes, the principal that queued
 // the run cannot approve it (ErrFourEyes).
-func (m *Manager) ApproveAs(ctx context.Context, tenant, runID, by, byID string) (Run, error) {
+func (m *Manager) ApproveAs(ctx context.Context, tenant ids.TenantID, runID, by, byID string) (Run, error) {
 	return m.ApproveRun(ctx, ApproveRequest{Tenant: tenant, Run: runID, By: by, ByID: byID})
 }
 
 // ApproveRequest asks to approve a planned run.
 type ApproveRequest struct {
-	Tenant, Run string
+	Tenant ids.TenantID
+	Run    string
 	// By names the approver for people, ByID stably (four-eyes).
 	By, ByID string
 	// OverridePolicy approves despite failed policies whose enforcement

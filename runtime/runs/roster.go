@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // ErrNotAgent: the connector is not registered as an agent of the tenant
@@ -20,7 +22,7 @@ var ErrNotAgent = errors.New("not a registered agent of the tenant")
 type Roster interface {
 	// Agent returns the labels tenant/id is registered to serve, and
 	// false if it is not an active registered agent of that tenant.
-	Agent(tenant, id string) (labels map[string]string, ok bool)
+	Agent(tenant ids.TenantID, id string) (labels map[string]string, ok bool)
 }
 
 // Unrestricted is a Roster that admits every agent with the labels its
@@ -30,7 +32,7 @@ var Unrestricted Roster = unrestricted{}
 
 type unrestricted struct{}
 
-func (unrestricted) Agent(string, string) (map[string]string, bool) { return nil, true } // never asked: see admit
+func (unrestricted) Agent(ids.TenantID, string) (map[string]string, bool) { return nil, true } // never asked: see admit
 
 // ServedLabels are the labels an agent serves: the labels its heartbeat
 // claims that its registration grants (same key, same value), or every

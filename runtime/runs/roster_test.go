@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 )
@@ -15,8 +16,8 @@ import (
 // roster is a registry: agent id → registered labels; absent = no agent.
 type roster map[string]map[string]string
 
-func (r roster) Agent(tenant, id string) (map[string]string, bool) {
-	l, ok := r[tenant+"/"+id]
+func (r roster) Agent(tenant ids.TenantID, id string) (map[string]string, bool) {
+	l, ok := r[string(tenant)+"/"+id]
 	return l, ok
 }
 
@@ -61,9 +62,9 @@ func TestRosterDecidesWhoIsAnAgent(t *testing.T) {
 		_, err = m.CreateWorkspace(ctx, w)
 		require.NoError(t, err)
 	}
-	enqueueIn := func(ws string) runs.Run {
+	enqueueIn := func(ws ids.WorkspaceID) runs.Run {
 		q, err := m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "contoso", Workspace: ws, Operation: runs.OpApply,
-			Bundle: &runs.Artifact{Container: "c", Blob: "contoso/" + ws + "/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
+			Bundle: &runs.Artifact{Container: "c", Blob: "contoso/" + string(ws) + "/b", Size: 1, SHA256: strings.Repeat("0", 64)}})
 		require.NoError(t, err)
 		return q.Run
 	}

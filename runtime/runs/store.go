@@ -32,24 +32,28 @@ var (
 //     fails with ErrExists (workspaces, tenants) or ErrConflict (runs,
 //     locks) if it is already there.
 //   - Commit writes a workspace's runs and its lock all or nothing.
+//
+// Tenant and workspace ids come typed (ids.TenantID, ids.WorkspaceID):
+// they were parsed where they entered, and a Store builds keys from them
+// without checking them again.
 type Store interface {
 	CreateTenant(ctx context.Context, t Tenant) error
-	GetTenant(ctx context.Context, id string) (Tenant, error)
+	GetTenant(ctx context.Context, id ids.TenantID) (Tenant, error)
 	ListTenants(ctx context.Context) ([]Tenant, error)
 
 	CreateWorkspace(ctx context.Context, w Workspace) error
-	GetWorkspace(ctx context.Context, tenant, name string) (Workspace, error)
+	GetWorkspace(ctx context.Context, tenant ids.TenantID, name ids.WorkspaceID) (Workspace, error)
 	// UpdateWorkspace replaces w if w.ETag still matches.
 	UpdateWorkspace(ctx context.Context, w Workspace) error
-	ListWorkspaces(ctx context.Context, tenant string) ([]Workspace, error)
+	ListWorkspaces(ctx context.Context, tenant ids.TenantID) ([]Workspace, error)
 
 	// GetRun finds a run by id within tenant.
-	GetRun(ctx context.Context, tenant, id string) (Run, error)
+	GetRun(ctx context.Context, tenant ids.TenantID, id string) (Run, error)
 	// ListRuns returns a workspace's runs matching q, oldest first.
-	ListRuns(ctx context.Context, tenant, workspace string, q RunQuery) ([]Run, error)
+	ListRuns(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, q RunQuery) ([]Run, error)
 	// GetLock returns the workspace's lock; a lock never written comes back
 	// free with an empty ETag.
-	GetLock(ctx context.Context, tenant, workspace string) (Lock, error)
+	GetLock(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (Lock, error)
 	// ListLocks returns held locks matching q.
 	ListLocks(ctx context.Context, q LockQuery) ([]Lock, error)
 	// Commit writes c atomically. Stored ETags are stale afterwards.
@@ -58,8 +62,8 @@ type Store interface {
 	// PutAgent stores a. With an empty ETag it creates or replaces the
 	// agent unconditionally (a heartbeat); otherwise only if a.ETag matches.
 	PutAgent(ctx context.Context, a Agent) error
-	GetAgent(ctx context.Context, tenant, id string) (Agent, error)
-	ListAgents(ctx context.Context, tenant string) ([]Agent, error)
+	GetAgent(ctx context.Context, tenant ids.TenantID, id string) (Agent, error)
+	ListAgents(ctx context.Context, tenant ids.TenantID) ([]Agent, error)
 	// ListSilentAgents returns the agents of every tenant not marked Silent
 	// whose last heartbeat is before cutoff (the sweeper's query).
 	ListSilentAgents(ctx context.Context, cutoff time.Time) ([]Agent, error)
@@ -68,9 +72,10 @@ type Store interface {
 // Commit is one atomic write to a workspace: runs (created when their ETag
 // is empty, replaced otherwise) and optionally its lock.
 type Commit struct {
-	Tenant, Workspace string
-	Runs              []Run
-	Lock              *Lock
+	Tenant    ids.TenantID
+	Workspace ids.WorkspaceID
+	Runs      []Run
+	Lock      *Lock
 }
 
 // RunQuery selects a workspace's runs. Empty fields match everything.
@@ -89,7 +94,7 @@ func (q RunQuery) Match(r Run) bool {
 
 // LockQuery selects held locks. Empty fields match everything.
 type LockQuery struct {
-	Tenant string
+	Tenant ids.TenantID
 	Agent  string
 	// ExpiredBy keeps locks whose deadline is set and not after it.
 	ExpiredBy time.Time
@@ -109,16 +114,4 @@ func (q LockQuery) Match(l Lock) bool {
 		return false
 	}
 	return true
-}
-
-// CheckScope validates the tenant and (when not "") workspace names a Store
-// builds keys from; every Store method calls it first.
-func CheckScope(tenant, workspace string) error {
-	if err := ids.Validate("tenant", tenant); err != nil {
-		return err
-	}
-	if workspace != "" {
-		return ids.Validate("workspace", workspace)
-	}
-	return nil
 }

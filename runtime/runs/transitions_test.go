@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/runstore"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -25,7 +26,7 @@ func TestOnTransitionSeesEveryMoveOnce(t *testing.T) {
 	}})
 	_, err := m.CreateWorkspace(ctx, runs.Workspace{Tenant: "contoso", Name: "auto", Options: runs.Options{AutoApply: true}})
 	require.NoError(t, err)
-	claim := func(ws string) runs.Run {
+	claim := func(ws ids.WorkspaceID) runs.Run {
 		t.Helper()
 		r, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: ws, Agent: "a1"})
 		require.NoError(t, err)

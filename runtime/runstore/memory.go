@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -19,12 +20,24 @@ import (
 type Memory struct {
 	mu         sync.Mutex
 	seq        int
-	tenants    map[string]entry
-	workspaces map[[2]string]entry // tenant, name
-	runs       map[[2]string]entry // tenant, id
-	locks      map[[2]string]entry // tenant, workspace
-	agents     map[[2]string]entry // tenant, id
+	tenants    map[ids.TenantID]entry
+	workspaces map[wsKey]entry
+	runs       map[idKey]entry // tenant, run id
+	locks      map[wsKey]entry
+	agents     map[idKey]entry // tenant, agent id
 }
+
+// wsKey is a workspace's key, idKey a run's or an agent's.
+type (
+	wsKey struct {
+		tenant    ids.TenantID
+		workspace ids.WorkspaceID
+	}
+	idKey struct {
+		tenant ids.TenantID
+		id     string
+	}
+)
 
 // entry is a stored value as JSON, so callers never share memory with the
 // store, and its ETag.
@@ -36,11 +49,11 @@ type entry struct {
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
 	return &Memory{
-		tenants:    map[string]entry{},
-		workspaces: map[[2]string]entry{},
-		runs:       map[[2]string]entry{},
-		locks:      map[[2]string]entry{},
-		agents:     map[[2]string]entry{},
+		tenants:    map[ids.TenantID]entry{},
+		workspaces: map[wsKey]entry{},
+		runs:       map[idKey]entry{},
+		locks:      map[wsKey]entry{},
+		agents:     map[idKey]entry{},
 	}
 }
 
@@ -66,9 +79,6 @@ func get[T any](e entry) (T, string) {
 
 // CreateTenant implements runs.Store.
 func (m *Memory) CreateTenant(_ context.Context, t runs.Tenant) error {
-	if err := runs.CheckScope(t.ID, ""); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.tenants[t.ID]; ok {
@@ -83,10 +93,7 @@ func (m *Memory) CreateTenant(_ context.Context, t runs.Tenant) error {
 }
 
 // GetTenant implements runs.Store.
-func (m *Memory) GetTenant(_ context.Context, id string) (runs.Tenant, error) {
-	if err := runs.CheckScope(id, ""); err != nil {
-		return runs.Tenant{}, err
-	}
+func (m *Memory) GetTenant(_ context.Context, id ids.TenantID) (runs.Tenant, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.tenants[id]
@@ -112,12 +119,9 @@ func (m *Memory) ListTenants(context.Context) ([]runs.Tenant, error) {
 
 // CreateWorkspace implements runs.Store.
 func (m *Memory) CreateWorkspace(_ context.Context, w runs.Workspace) error {
-	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := [2]string{w.Tenant, w.Name}
+	k := wsKey{w.Tenant, w.Name}
 	if _, ok := m.workspaces[k]; ok {
 		return fmt.Errorf("workspace %s/%s: %w", w.Tenant, w.Name, runs.ErrExists)
 	}
@@ -130,13 +134,10 @@ func (m *Memory) CreateWorkspace(_ context.Context, w runs.Workspace) error {
 }
 
 // GetWorkspace implements runs.Store.
-func (m *Memory) GetWorkspace(_ context.Context, tenant, name string) (runs.Workspace, error) {
-	if err := runs.CheckScope(tenant, name); err != nil {
-		return runs.Workspace{}, err
-	}
+func (m *Memory) GetWorkspace(_ context.Context, tenant ids.TenantID, name ids.WorkspaceID) (runs.Workspace, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.workspaces[[2]string{tenant, name}]
+	e, ok := m.workspaces[wsKey{tenant, name}]
 	if !ok {
 		return runs.Workspace{}, fmt.Errorf("workspace %s/%s: %w", tenant, name, runs.ErrNotFound)
 	}
@@ -147,12 +148,9 @@ func (m *Memory) GetWorkspace(_ context.Context, tenant, name string) (runs.Work
 
 // UpdateWorkspace implements runs.Store.
 func (m *Memory) UpdateWorkspace(_ context.Context, w runs.Workspace) error {
-	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := [2]string{w.Tenant, w.Name}
+	k := wsKey{w.Tenant, w.Name}
 	old, ok := m.workspaces[k]
 	switch {
 	case !ok:
@@ -169,15 +167,12 @@ func (m *Memory) UpdateWorkspace(_ context.Context, w runs.Workspace) error {
 }
 
 // ListWorkspaces implements runs.Store.
-func (m *Memory) ListWorkspaces(_ context.Context, tenant string) ([]runs.Workspace, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return nil, err
-	}
+func (m *Memory) ListWorkspaces(_ context.Context, tenant ids.TenantID) ([]runs.Workspace, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []runs.Workspace
 	for k, e := range m.workspaces {
-		if k[0] == tenant {
+		if k.tenant == tenant {
 			w, etag := get[runs.Workspace](e)
 			w.ETag = etag
 			out = append(out, w)
@@ -188,13 +183,10 @@ func (m *Memory) ListWorkspaces(_ context.Context, tenant string) ([]runs.Worksp
 }
 
 // GetRun implements runs.Store.
-func (m *Memory) GetRun(_ context.Context, tenant, id string) (runs.Run, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return runs.Run{}, err
-	}
+func (m *Memory) GetRun(_ context.Context, tenant ids.TenantID, id string) (runs.Run, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.runs[[2]string{tenant, id}]
+	e, ok := m.runs[idKey{tenant, id}]
 	if !ok {
 		return runs.Run{}, fmt.Errorf("run %s in tenant %s: %w", id, tenant, runs.ErrNotFound)
 	}
@@ -204,15 +196,12 @@ func (m *Memory) GetRun(_ context.Context, tenant, id string) (runs.Run, error) 
 }
 
 // ListRuns implements runs.Store.
-func (m *Memory) ListRuns(_ context.Context, tenant, workspace string, q runs.RunQuery) ([]runs.Run, error) {
-	if err := runs.CheckScope(tenant, workspace); err != nil {
-		return nil, err
-	}
+func (m *Memory) ListRuns(_ context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, q runs.RunQuery) ([]runs.Run, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []runs.Run
 	for k, e := range m.runs {
-		if k[0] != tenant {
+		if k.tenant != tenant {
 			continue
 		}
 		r, etag := get[runs.Run](e)
@@ -226,13 +215,10 @@ func (m *Memory) ListRuns(_ context.Context, tenant, workspace string, q runs.Ru
 }
 
 // GetLock implements runs.Store.
-func (m *Memory) GetLock(_ context.Context, tenant, workspace string) (runs.Lock, error) {
-	if err := runs.CheckScope(tenant, workspace); err != nil {
-		return runs.Lock{}, err
-	}
+func (m *Memory) GetLock(_ context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (runs.Lock, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.locks[[2]string{tenant, workspace}]
+	e, ok := m.locks[wsKey{tenant, workspace}]
 	if !ok {
 		return runs.Lock{Tenant: tenant, Workspace: workspace}, nil
 	}
@@ -254,7 +240,7 @@ func (m *Memory) ListLocks(_ context.Context, q runs.LockQuery) ([]runs.Lock, er
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		return out[i].Tenant+"|"+out[i].Workspace < out[j].Tenant+"|"+out[j].Workspace
+		return string(out[i].Tenant)+"|"+string(out[i].Workspace) < string(out[j].Tenant)+"|"+string(out[j].Workspace)
 	})
 	return out, nil
 }
@@ -268,12 +254,12 @@ func (m *Memory) Commit(_ context.Context, c runs.Commit) error {
 	defer m.mu.Unlock()
 	// Check every condition first: all or nothing.
 	for _, r := range c.Runs {
-		old, ok := m.runs[[2]string{c.Tenant, r.ID}] // run ids are unique per tenant
+		old, ok := m.runs[idKey{c.Tenant, r.ID}] // run ids are unique per tenant
 		if (r.ETag == "" && ok) || (r.ETag != "" && (!ok || old.etag != r.ETag)) {
 			return fmt.Errorf("run %s: %w", r.ID, runs.ErrConflict)
 		}
 	}
-	lk := [2]string{c.Tenant, c.Workspace}
+	lk := wsKey{c.Tenant, c.Workspace}
 	if c.Lock != nil {
 		old, ok := m.locks[lk]
 		if (c.Lock.ETag == "" && ok) || (c.Lock.ETag != "" && (!ok || old.etag != c.Lock.ETag)) {
@@ -298,7 +284,7 @@ func (m *Memory) Commit(_ context.Context, c runs.Commit) error {
 		lockEntry = e
 	}
 	for i, r := range c.Runs {
-		m.runs[[2]string{c.Tenant, r.ID}] = entries[i]
+		m.runs[idKey{c.Tenant, r.ID}] = entries[i]
 	}
 	if c.Lock != nil {
 		m.locks[lk] = lockEntry
@@ -308,12 +294,9 @@ func (m *Memory) Commit(_ context.Context, c runs.Commit) error {
 
 // PutAgent implements runs.Store.
 func (m *Memory) PutAgent(_ context.Context, a runs.Agent) error {
-	if err := runs.CheckScope(a.Tenant, ""); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := [2]string{a.Tenant, a.ID}
+	k := idKey{a.Tenant, a.ID}
 	if a.ETag != "" {
 		if old, ok := m.agents[k]; !ok || old.etag != a.ETag {
 			return fmt.Errorf("agent %s/%s: %w", a.Tenant, a.ID, runs.ErrConflict)
@@ -328,13 +311,10 @@ func (m *Memory) PutAgent(_ context.Context, a runs.Agent) error {
 }
 
 // GetAgent implements runs.Store.
-func (m *Memory) GetAgent(_ context.Context, tenant, id string) (runs.Agent, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return runs.Agent{}, err
-	}
+func (m *Memory) GetAgent(_ context.Context, tenant ids.TenantID, id string) (runs.Agent, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.agents[[2]string{tenant, id}]
+	e, ok := m.agents[idKey{tenant, id}]
 	if !ok {
 		return runs.Agent{}, fmt.Errorf("agent %s/%s: %w", tenant, id, runs.ErrNotFound)
 	}
@@ -344,10 +324,7 @@ func (m *Memory) GetAgent(_ context.Context, tenant, id string) (runs.Agent, err
 }
 
 // ListAgents implements runs.Store.
-func (m *Memory) ListAgents(_ context.Context, tenant string) ([]runs.Agent, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return nil, err
-	}
+func (m *Memory) ListAgents(_ context.Context, tenant ids.TenantID) ([]runs.Agent, error) {
 	return m.agentsWhere(func(a runs.Agent) bool { return a.Tenant == tenant }), nil
 }
 
@@ -367,6 +344,6 @@ func (m *Memory) agentsWhere(keep func(runs.Agent) bool) []runs.Agent {
 			out = append(out, a)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Tenant+"|"+out[i].ID < out[j].Tenant+"|"+out[j].ID })
+	sort.Slice(out, func(i, j int) bool { return string(out[i].Tenant)+"|"+out[i].ID < string(out[j].Tenant)+"|"+out[j].ID })
 	return out
 }

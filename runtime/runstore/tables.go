@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/internal/aztable"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -98,7 +99,8 @@ func Open(ctx context.Context, svc *aztables.ServiceClient, opts Options) (*Tabl
 	return &Tables{tenants: clients[0], workspaces: clients[1], runs: clients[2], index: clients[3], agents: clients[4], active: clients[5], now: time.Now}, nil
 }
 
-// Keys. Tenant and workspace ids never hold '|' (runs.CheckScope), so
+// Keys. Tenant and workspace ids never hold '|' (ids.Validate, which their
+// types ids.TenantID and ids.WorkspaceID stand for), so
 // "tenant|workspace" is one to one; a tenant's run partitions are exactly
 // the keys in ["tenant|", "tenant}").
 const (
@@ -108,7 +110,9 @@ const (
 	runRowEnd        = "run." // '.' follows '-': every run id sorts in [run-, run.)
 )
 
-func runsPartition(tenant, workspace string) string { return tenant + "|" + workspace }
+func runsPartition(tenant ids.TenantID, workspace ids.WorkspaceID) string {
+	return string(tenant) + "|" + string(workspace)
+}
 
 // timeKey renders t so that string order is time order, for filters.
 func timeKey(t time.Time) string {

@@ -10,6 +10,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -19,10 +20,7 @@ func agentProps(a runs.Agent) map[string]any {
 
 // PutAgent implements runs.Store.
 func (s *Tables) PutAgent(ctx context.Context, a runs.Agent) error {
-	if err := runs.CheckScope(a.Tenant, ""); err != nil {
-		return err
-	}
-	e, err := encode(a.Tenant, a.ID, a, agentProps(a))
+	e, err := encode(string(a.Tenant), a.ID, a, agentProps(a))
 	if err != nil {
 		return err
 	}
@@ -42,12 +40,9 @@ func (s *Tables) PutAgent(ctx context.Context, a runs.Agent) error {
 }
 
 // GetAgent implements runs.Store.
-func (s *Tables) GetAgent(ctx context.Context, tenant, id string) (runs.Agent, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return runs.Agent{}, err
-	}
+func (s *Tables) GetAgent(ctx context.Context, tenant ids.TenantID, id string) (runs.Agent, error) {
 	var a runs.Agent
-	etag, err := s.getEntity(ctx, s.agents, tenant, id, &a)
+	etag, err := s.getEntity(ctx, s.agents, string(tenant), id, &a)
 	if err != nil {
 		return runs.Agent{}, fmt.Errorf("agent %s/%s: %w", tenant, id, err)
 	}
@@ -56,11 +51,8 @@ func (s *Tables) GetAgent(ctx context.Context, tenant, id string) (runs.Agent, e
 }
 
 // ListAgents implements runs.Store.
-func (s *Tables) ListAgents(ctx context.Context, tenant string) ([]runs.Agent, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return nil, err
-	}
-	return s.listAgents(ctx, "PartitionKey eq "+quote(tenant))
+func (s *Tables) ListAgents(ctx context.Context, tenant ids.TenantID) ([]runs.Agent, error) {
+	return s.listAgents(ctx, "PartitionKey eq "+quote(string(tenant)))
 }
 
 // ListSilentAgents implements runs.Store.

@@ -13,24 +13,22 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
 // indexEntry maps a run id to its workspace within a tenant.
 type indexEntry struct {
-	Workspace string `json:"workspace"`
+	Workspace ids.WorkspaceID `json:"workspace"`
 }
 
 // GetRun implements runs.Store.
-func (s *Tables) GetRun(ctx context.Context, tenant, id string) (runs.Run, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return runs.Run{}, err
-	}
+func (s *Tables) GetRun(ctx context.Context, tenant ids.TenantID, id string) (runs.Run, error) {
 	if !runs.ValidRunID(id) {
 		return runs.Run{}, fmt.Errorf("run %q in tenant %s: %w", id, tenant, runs.ErrNotFound)
 	}
 	var ix indexEntry
-	if _, err := s.getEntity(ctx, s.index, tenant, id, &ix); err != nil {
+	if _, err := s.getEntity(ctx, s.index, string(tenant), id, &ix); err != nil {
 		return runs.Run{}, fmt.Errorf("run %s in tenant %s: %w", id, tenant, err)
 	}
 	var r runs.Run
@@ -44,10 +42,7 @@ func (s *Tables) GetRun(ctx context.Context, tenant, id string) (runs.Run, error
 }
 
 // ListRuns implements runs.Store.
-func (s *Tables) ListRuns(ctx context.Context, tenant, workspace string, q runs.RunQuery) ([]runs.Run, error) {
-	if err := runs.CheckScope(tenant, workspace); err != nil {
-		return nil, err
-	}
+func (s *Tables) ListRuns(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, q runs.RunQuery) ([]runs.Run, error) {
 	from := max(q.From, runRowFirst)
 	filter := fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
 		quote(runsPartition(tenant, workspace)), quote(from), quote(runRowEnd))
@@ -74,10 +69,7 @@ func lockProps(l runs.Lock) map[string]any {
 }
 
 // GetLock implements runs.Store.
-func (s *Tables) GetLock(ctx context.Context, tenant, workspace string) (runs.Lock, error) {
-	if err := runs.CheckScope(tenant, workspace); err != nil {
-		return runs.Lock{}, err
-	}
+func (s *Tables) GetLock(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (runs.Lock, error) {
 	var l runs.Lock
 	etag, err := s.getEntity(ctx, s.runs, runsPartition(tenant, workspace), lockRow, &l)
 	switch {
@@ -107,14 +99,13 @@ const staleActive = 2 * time.Minute
 func (s *Tables) ListLocks(ctx context.Context, q runs.LockQuery) ([]runs.Lock, error) {
 	filter := ""
 	if q.Tenant != "" {
-		if err := runs.CheckScope(q.Tenant, ""); err != nil {
-			return nil, err
-		}
-		filter = "PartitionKey eq " + quote(q.Tenant)
+		filter = "PartitionKey eq " + quote(string(q.Tenant))
 	}
 	type hint struct {
-		tenant, workspace, etag string
-		updated                 time.Time
+		tenant    ids.TenantID
+		workspace ids.WorkspaceID
+		etag      string
+		updated   time.Time
 	}
 	var hints []hint
 	err := list(ctx, s.active, filter, func(raw []byte) error {
@@ -124,7 +115,9 @@ func (s *Tables) ListLocks(ctx context.Context, q runs.LockQuery) ([]runs.Lock, 
 		}
 		var e activeEntry
 		etag, err := decode(raw, &e)
-		hints = append(hints, hint{keys.PartitionKey, keys.RowKey, etag, e.Updated})
+		// The keys were a tenant's and a workspace's ids when Commit
+		// wrote them.
+		hints = append(hints, hint{ids.TenantID(keys.PartitionKey), ids.WorkspaceID(keys.RowKey), etag, e.Updated})
 		return err
 	})
 	if err != nil {
@@ -138,7 +131,7 @@ func (s *Tables) ListLocks(ctx context.Context, q runs.LockQuery) ([]runs.Lock, 
 		}
 		if !l.Held() && s.now().Sub(h.updated) > staleActive {
 			etag := azcore.ETag(h.etag)
-			_, err := s.active.DeleteEntity(ctx, h.tenant, h.workspace, &aztables.DeleteEntityOptions{IfMatch: &etag})
+			_, err := s.active.DeleteEntity(ctx, string(h.tenant), string(h.workspace), &aztables.DeleteEntityOptions{IfMatch: &etag})
 			if err != nil && !notFound(err) && !isCode(err, http.StatusPreconditionFailed, aztables.UpdateConditionNotSatisfied) {
 				return nil, fmt.Errorf("cannot drop active entry %s/%s: %w", h.tenant, h.workspace, err)
 			}
@@ -192,7 +185,7 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 		}
 	}
 	if c.Lock != nil && c.Lock.Held() {
-		hint, err := encode(c.Tenant, c.Workspace, activeEntry{Updated: s.now().UTC()}, nil)
+		hint, err := encode(string(c.Tenant), string(c.Workspace), activeEntry{Updated: s.now().UTC()}, nil)
 		if err != nil {
 			return err
 		}
@@ -212,8 +205,8 @@ func (s *Tables) Commit(ctx context.Context, c runs.Commit) error {
 // indexRun records which workspace a new run id belongs to, refusing an
 // id already taken in another workspace of the tenant. An entry for this
 // very workspace was left by an earlier attempt at the same run.
-func (s *Tables) indexRun(ctx context.Context, tenant, workspace, id string) error {
-	ix, err := encode(tenant, id, indexEntry{Workspace: workspace}, nil)
+func (s *Tables) indexRun(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, id string) error {
+	ix, err := encode(string(tenant), id, indexEntry{Workspace: workspace}, nil)
 	if err != nil {
 		return err
 	}
@@ -225,7 +218,7 @@ func (s *Tables) indexRun(ctx context.Context, tenant, workspace, id string) err
 		return fmt.Errorf("cannot index run %s: %w", id, err)
 	}
 	var prev indexEntry
-	if _, err := s.getEntity(ctx, s.index, tenant, id, &prev); err != nil {
+	if _, err := s.getEntity(ctx, s.index, string(tenant), id, &prev); err != nil {
 		return fmt.Errorf("cannot index run %s: %w", id, err)
 	}
 	if prev.Workspace != workspace {

@@ -8,24 +8,19 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
 // CreateTenant implements runs.Store.
 func (s *Tables) CreateTenant(ctx context.Context, t runs.Tenant) error {
-	if err := runs.CheckScope(t.ID, ""); err != nil {
-		return err
-	}
-	return s.add(ctx, s.tenants, tenantsPartition, t.ID, t, nil)
+	return s.add(ctx, s.tenants, tenantsPartition, string(t.ID), t, nil)
 }
 
 // GetTenant implements runs.Store.
-func (s *Tables) GetTenant(ctx context.Context, id string) (runs.Tenant, error) {
-	if err := runs.CheckScope(id, ""); err != nil {
-		return runs.Tenant{}, err
-	}
+func (s *Tables) GetTenant(ctx context.Context, id ids.TenantID) (runs.Tenant, error) {
 	var t runs.Tenant
-	if _, err := s.getEntity(ctx, s.tenants, tenantsPartition, id, &t); err != nil {
+	if _, err := s.getEntity(ctx, s.tenants, tenantsPartition, string(id), &t); err != nil {
 		return runs.Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
 	}
 	return t, nil
@@ -45,19 +40,13 @@ func (s *Tables) ListTenants(ctx context.Context) ([]runs.Tenant, error) {
 
 // CreateWorkspace implements runs.Store.
 func (s *Tables) CreateWorkspace(ctx context.Context, w runs.Workspace) error {
-	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
-		return err
-	}
-	return s.add(ctx, s.workspaces, w.Tenant, w.Name, w, nil)
+	return s.add(ctx, s.workspaces, string(w.Tenant), string(w.Name), w, nil)
 }
 
 // GetWorkspace implements runs.Store.
-func (s *Tables) GetWorkspace(ctx context.Context, tenant, name string) (runs.Workspace, error) {
-	if err := runs.CheckScope(tenant, name); err != nil {
-		return runs.Workspace{}, err
-	}
+func (s *Tables) GetWorkspace(ctx context.Context, tenant ids.TenantID, name ids.WorkspaceID) (runs.Workspace, error) {
 	var w runs.Workspace
-	etag, err := s.getEntity(ctx, s.workspaces, tenant, name, &w)
+	etag, err := s.getEntity(ctx, s.workspaces, string(tenant), string(name), &w)
 	if err != nil {
 		return runs.Workspace{}, fmt.Errorf("workspace %s/%s: %w", tenant, name, err)
 	}
@@ -67,13 +56,10 @@ func (s *Tables) GetWorkspace(ctx context.Context, tenant, name string) (runs.Wo
 
 // UpdateWorkspace implements runs.Store.
 func (s *Tables) UpdateWorkspace(ctx context.Context, w runs.Workspace) error {
-	if err := runs.CheckScope(w.Tenant, w.Name); err != nil {
-		return err
-	}
 	if w.ETag == "" {
 		return fmt.Errorf("workspace %s/%s: update needs the ETag it was read with", w.Tenant, w.Name)
 	}
-	e, err := encode(w.Tenant, w.Name, w, nil)
+	e, err := encode(string(w.Tenant), string(w.Name), w, nil)
 	if err != nil {
 		return err
 	}
@@ -91,12 +77,9 @@ func (s *Tables) UpdateWorkspace(ctx context.Context, w runs.Workspace) error {
 }
 
 // ListWorkspaces implements runs.Store.
-func (s *Tables) ListWorkspaces(ctx context.Context, tenant string) ([]runs.Workspace, error) {
-	if err := runs.CheckScope(tenant, ""); err != nil {
-		return nil, err
-	}
+func (s *Tables) ListWorkspaces(ctx context.Context, tenant ids.TenantID) ([]runs.Workspace, error) {
 	var out []runs.Workspace
-	err := list(ctx, s.workspaces, "PartitionKey eq "+quote(tenant), func(raw []byte) error {
+	err := list(ctx, s.workspaces, "PartitionKey eq "+quote(string(tenant)), func(raw []byte) error {
 		var w runs.Workspace
 		etag, err := decode(raw, &w)
 		w.ETag = etag

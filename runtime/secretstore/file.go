@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 )
 
@@ -45,7 +46,9 @@ func OpenFile(path string) (*File, error) {
 	return f, nil
 }
 
-func key(tenant, workspace string) string { return tenant + "/" + workspace }
+func key(tenant ids.TenantID, workspace ids.WorkspaceID) string {
+	return string(tenant) + "/" + string(workspace)
+}
 
 func (f *File) load() (fileData, error) {
 	d := fileData{Version: FileVersion, Workspaces: map[string]runproto.Secrets{}}
@@ -77,11 +80,26 @@ func (f *File) load() (fileData, error) {
 	}
 	for k, s := range d.Workspaces {
 		tenant, ws, _ := cut(k)
-		if err := Validate(tenant, ws, s); err != nil {
+		if err := checkKey(tenant, ws); err != nil {
+			return d, fmt.Errorf("secrets file %s: workspaces[%q]: %w", f.path, k, err)
+		}
+		if err := Validate(s); err != nil {
 			return d, fmt.Errorf("secrets file %s: workspaces[%q]: %w", f.path, k, err)
 		}
 	}
 	return d, nil
+}
+
+// checkKey checks the ids of a key read from the file, which is where
+// they enter.
+func checkKey(tenant, workspace string) error {
+	if _, err := ids.ParseTenantID(tenant); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := ids.ParseWorkspaceID(workspace); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
 }
 
 func cut(k string) (string, string, bool) {
@@ -94,10 +112,7 @@ func cut(k string) (string, string, bool) {
 }
 
 // Get implements Store.
-func (f *File) Get(ctx context.Context, tenant, workspace string) (runproto.Secrets, error) {
-	if err := checkScope(tenant, workspace); err != nil {
-		return runproto.Secrets{}, err
-	}
+func (f *File) Get(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (runproto.Secrets, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d, err := f.load()
@@ -108,8 +123,8 @@ func (f *File) Get(ctx context.Context, tenant, workspace string) (runproto.Secr
 }
 
 // Put implements Store.
-func (f *File) Put(ctx context.Context, tenant, workspace string, s runproto.Secrets) error {
-	if err := Validate(tenant, workspace, s); err != nil {
+func (f *File) Put(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, s runproto.Secrets) error {
+	if err := Validate(s); err != nil {
 		return err
 	}
 	return f.change(func(d *fileData) {
@@ -122,10 +137,7 @@ func (f *File) Put(ctx context.Context, tenant, workspace string, s runproto.Sec
 }
 
 // Delete implements Store.
-func (f *File) Delete(ctx context.Context, tenant, workspace string) error {
-	if err := checkScope(tenant, workspace); err != nil {
-		return err
-	}
+func (f *File) Delete(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) error {
 	return f.change(func(d *fileData) { delete(d.Workspaces, key(tenant, workspace)) })
 }
 

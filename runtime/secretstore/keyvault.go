@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 )
 
@@ -47,8 +48,8 @@ func NewKeyVault(client VaultClient) (*KeyVault, error) {
 // SecretName is the Key Vault secret of a workspace: "ws-" and 40 hex
 // digits of SHA-256 over tenant and workspace (unambiguous, and under the
 // 127-character limit for any ids).
-func SecretName(tenant, workspace string) string {
-	sum := sha256.Sum256([]byte(tenant + "\x00" + workspace))
+func SecretName(tenant ids.TenantID, workspace ids.WorkspaceID) string {
+	sum := sha256.Sum256([]byte(string(tenant) + "\x00" + string(workspace)))
 	return "ws-" + hex.EncodeToString(sum[:20])
 }
 
@@ -58,10 +59,7 @@ func notFound(err error) bool {
 }
 
 // Get implements Store.
-func (k *KeyVault) Get(ctx context.Context, tenant, workspace string) (runproto.Secrets, error) {
-	if err := checkScope(tenant, workspace); err != nil {
-		return runproto.Secrets{}, err
-	}
+func (k *KeyVault) Get(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (runproto.Secrets, error) {
 	resp, err := k.client.GetSecret(ctx, SecretName(tenant, workspace), "", nil)
 	switch {
 	case notFound(err):
@@ -71,7 +69,7 @@ func (k *KeyVault) Get(ctx context.Context, tenant, workspace string) (runproto.
 	case resp.Value == nil:
 		return runproto.Secrets{}, nil
 	}
-	if t := resp.Tags["tenant"]; t == nil || *t != tenant || resp.Tags["workspace"] == nil || *resp.Tags["workspace"] != workspace {
+	if t := resp.Tags["tenant"]; t == nil || *t != string(tenant) || resp.Tags["workspace"] == nil || *resp.Tags["workspace"] != string(workspace) {
 		return runproto.Secrets{}, fmt.Errorf("cannot read secrets of workspace %s/%s: secret %s is tagged for another workspace", tenant, workspace, SecretName(tenant, workspace))
 	}
 	var s runproto.Secrets
@@ -82,8 +80,8 @@ func (k *KeyVault) Get(ctx context.Context, tenant, workspace string) (runproto.
 }
 
 // Put implements Store.
-func (k *KeyVault) Put(ctx context.Context, tenant, workspace string, s runproto.Secrets) error {
-	if err := Validate(tenant, workspace, s); err != nil {
+func (k *KeyVault) Put(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, s runproto.Secrets) error {
+	if err := Validate(s); err != nil {
 		return err
 	}
 	b, err := json.Marshal(s)
@@ -93,7 +91,7 @@ func (k *KeyVault) Put(ctx context.Context, tenant, workspace string, s runproto
 	_, err = k.client.SetSecret(ctx, SecretName(tenant, workspace), azsecrets.SetSecretParameters{
 		Value:       to.Ptr(string(b)),
 		ContentType: to.Ptr("application/json"),
-		Tags:        map[string]*string{"tenant": to.Ptr(tenant), "workspace": to.Ptr(workspace), "managed-by": to.Ptr("bote-relayserver")},
+		Tags:        map[string]*string{"tenant": to.Ptr(string(tenant)), "workspace": to.Ptr(string(workspace)), "managed-by": to.Ptr("bote-relayserver")},
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("cannot store secrets of workspace %s/%s: %w", tenant, workspace, err)
@@ -102,10 +100,7 @@ func (k *KeyVault) Put(ctx context.Context, tenant, workspace string, s runproto
 }
 
 // Delete implements Store.
-func (k *KeyVault) Delete(ctx context.Context, tenant, workspace string) error {
-	if err := checkScope(tenant, workspace); err != nil {
-		return err
-	}
+func (k *KeyVault) Delete(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) error {
 	_, err := k.client.DeleteSecret(ctx, SecretName(tenant, workspace), nil)
 	if err != nil && !notFound(err) {
 		return fmt.Errorf("cannot delete secrets of workspace %s/%s: %w", tenant, workspace, err)

@@ -20,15 +20,17 @@ import (
 	"github.com/botehq/platform/runtime/runproto"
 )
 
-// Store keeps a workspace's secrets.
+// Store keeps a workspace's secrets. Its tenant and workspace ids are
+// typed: they were checked where they entered, and a Store does not check
+// them again.
 type Store interface {
 	// Get returns the workspace's secrets; none stored is not an error
 	// (empty Secrets).
-	Get(ctx context.Context, tenant, workspace string) (runproto.Secrets, error)
+	Get(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) (runproto.Secrets, error)
 	// Put replaces the workspace's secrets.
-	Put(ctx context.Context, tenant, workspace string, s runproto.Secrets) error
+	Put(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID, s runproto.Secrets) error
 	// Delete removes them; deleting nothing is not an error.
-	Delete(ctx context.Context, tenant, workspace string) error
+	Delete(ctx context.Context, tenant ids.TenantID, workspace ids.WorkspaceID) error
 }
 
 // Limits keep one workspace's secrets small enough for a Key Vault secret
@@ -39,15 +41,12 @@ const (
 	MaxTotalBytes = 20 << 10
 )
 
-// ErrInvalid reports bad ids or secrets.
+// ErrInvalid reports bad secrets.
 var ErrInvalid = errors.New("invalid secrets")
 
-// Validate checks ids and sizes; environment names must be usable as
+// Validate checks names and sizes; environment names must be usable as
 // environment variables and variable names as Terraform identifiers.
-func Validate(tenant, workspace string, s runproto.Secrets) error {
-	if err := checkScope(tenant, workspace); err != nil {
-		return err
-	}
+func Validate(s runproto.Secrets) error {
 	if n := len(s.Env) + len(s.Vars); n > MaxEntries {
 		return fmt.Errorf("%w: %d entries, the limit is %d", ErrInvalid, n, MaxEntries)
 	}
@@ -65,16 +64,6 @@ func Validate(tenant, workspace string, s runproto.Secrets) error {
 	}
 	if total > MaxTotalBytes {
 		return fmt.Errorf("%w: %d bytes in all, the limit is %d", ErrInvalid, total, MaxTotalBytes)
-	}
-	return nil
-}
-
-func checkScope(tenant, workspace string) error {
-	if err := ids.Validate("tenant", tenant); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if err := ids.Validate("workspace", workspace); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }
@@ -99,14 +88,14 @@ func clone(s runproto.Secrets) runproto.Secrets {
 type None struct{}
 
 // Get implements Store.
-func (None) Get(ctx context.Context, tenant, workspace string) (runproto.Secrets, error) {
-	return runproto.Secrets{}, checkScope(tenant, workspace)
+func (None) Get(context.Context, ids.TenantID, ids.WorkspaceID) (runproto.Secrets, error) {
+	return runproto.Secrets{}, nil
 }
 
 // Put implements Store.
-func (None) Put(context.Context, string, string, runproto.Secrets) error {
+func (None) Put(context.Context, ids.TenantID, ids.WorkspaceID, runproto.Secrets) error {
 	return errors.New("cannot store secrets: no secret store is configured")
 }
 
 // Delete implements Store.
-func (None) Delete(context.Context, string, string) error { return nil }
+func (None) Delete(context.Context, ids.TenantID, ids.WorkspaceID) error { return nil }

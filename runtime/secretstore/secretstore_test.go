@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runproto"
 )
 
@@ -47,8 +48,10 @@ func contract(t *testing.T, s Store) {
 	require.NoError(t, err)
 	assert.True(t, got.Empty())
 
-	_, err = s.Get(ctx, "../etc", "prod")
-	assert.ErrorIs(t, err, ErrInvalid)
+	// Ids come typed: "../etc" cannot become an ids.TenantID outside
+	// tests, so a store has no scope of its own to check.
+	_, err = ids.ParseTenantID("../etc")
+	assert.ErrorIs(t, err, ids.ErrInvalid)
 	assert.ErrorIs(t, s.Put(ctx, "contoso", "prod", runproto.Secrets{Env: map[string]string{"BAD-NAME": "x"}}), ErrInvalid)
 }
 
@@ -78,11 +81,11 @@ func TestFileConcurrentPuts(t *testing.T) {
 	f, err := OpenFile(filepath.Join(t.TempDir(), "secrets.json"))
 	require.NoError(t, err)
 	var wg sync.WaitGroup
-	for _, ws := range []string{"a", "b", "c", "d"} {
+	for _, ws := range []ids.WorkspaceID{"a", "b", "c", "d"} {
 		wg.Go(func() { assert.NoError(t, f.Put(context.Background(), "contoso", ws, sample)) })
 	}
 	wg.Wait()
-	for _, ws := range []string{"a", "b", "c", "d"} {
+	for _, ws := range []ids.WorkspaceID{"a", "b", "c", "d"} {
 		got, err := f.Get(context.Background(), "contoso", ws)
 		require.NoError(t, err)
 		assert.Equal(t, sample, got, ws)
@@ -138,10 +141,10 @@ func TestValidateLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.ErrorIs(t, Validate("contoso", "prod", tt.s), ErrInvalid)
+			assert.ErrorIs(t, Validate(tt.s), ErrInvalid)
 		})
 	}
-	assert.NoError(t, Validate("contoso", "prod", sample))
+	assert.NoError(t, Validate(sample))
 }
 
 // fakeVault is a Key Vault in memory.
@@ -212,7 +215,7 @@ func TestSecretName(t *testing.T) {
 	assert.NotEqual(t, a, b)
 	assert.Regexp(t, `^ws-[0-9a-f]{40}$`, a)
 	long := strings.Repeat("x", 64)
-	assert.LessOrEqual(t, len(SecretName(long, long)), 127)
+	assert.LessOrEqual(t, len(SecretName(ids.TenantID(long), ids.WorkspaceID(long))), 127)
 }
 
 func TestNone(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
 )
@@ -116,7 +117,7 @@ func testQueue(t *testing.T, f Fixture) {
 	e.enqueue("other", runs.OpApply)
 	o, err := e.m.ClaimNext(e.ctx, e.tenant, "a1")
 	require.NoError(t, err)
-	assert.Equal(t, "other", o.Workspace)
+	assert.Equal(t, ids.WorkspaceID("other"), o.Workspace)
 	_, err = e.m.ClaimNext(e.ctx, e.tenant, "a1")
 	assert.ErrorIs(t, err, runs.ErrAgentUnavailable, "agent at capacity")
 	full := e.enqueue("third", runs.OpApply)
@@ -182,7 +183,7 @@ func testClaimRace(t *testing.T, f Fixture) {
 		return managers[i%2].ClaimNext(e.ctx, e.tenant, idle[i])
 	})
 	require.Len(t, wins, 2, "one claim per workspace")
-	assert.ElementsMatch(t, []string{"web", "db"}, []string{wins[0].Workspace, wins[1].Workspace})
+	assert.ElementsMatch(t, []ids.WorkspaceID{"web", "db"}, []ids.WorkspaceID{wins[0].Workspace, wins[1].Workspace})
 	for _, err := range losses {
 		assert.ErrorIs(t, err, runs.ErrNothingToClaim)
 	}
@@ -191,7 +192,7 @@ func testClaimRace(t *testing.T, f Fixture) {
 func testDispatch(t *testing.T, f Fixture) {
 	e := newEnv(t, f.Store)
 	prod := map[string]string{"env": "prod"}
-	for _, ws := range []string{"a", "b", "c", "d"} {
+	for _, ws := range []ids.WorkspaceID{"a", "b", "c", "d"} {
 		e.workspace(ws, runs.Options{}, prod)
 	}
 	e.agent("dev", 4, map[string]string{"env": "dev"})

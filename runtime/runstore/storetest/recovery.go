@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 )
 
@@ -137,7 +138,7 @@ func (e *env) loseAgent(agent, alive string) {
 	e.agent(agent, 1, nil) // back, without the run
 }
 
-func mine(tenant string, as []runs.Agent) []runs.Agent {
+func mine(tenant ids.TenantID, as []runs.Agent) []runs.Agent {
 	var out []runs.Agent
 	for _, a := range as {
 		if a.Tenant == tenant {

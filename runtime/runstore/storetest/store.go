@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
 )
@@ -26,9 +27,13 @@ func testTenants(t *testing.T, f Fixture) {
 	assert.ErrorIs(t, err, runs.ErrNotFound)
 	all, err := f.Store.ListTenants(ctx)
 	require.NoError(t, err)
-	assert.Contains(t, tenantIDs(all), id)
+	assert.Contains(t, tenantIDs(all), string(id))
+	// A store builds keys from typed ids and checks them no more: what
+	// would break a key ('|', '/', an empty or overlong id) cannot become
+	// an ids.TenantID, which only ids.ParseTenantID makes outside tests.
 	for _, bad := range []string{"", "a|b", "a/b", "-x", strings.Repeat("x", 200)} {
-		assert.Error(t, f.Store.CreateTenant(ctx, runs.Tenant{ID: bad}), "tenant id %q", bad)
+		_, err := ids.ParseTenantID(bad)
+		assert.Error(t, err, "tenant id %q", bad)
 	}
 }
 
@@ -55,14 +60,14 @@ func testWorkspaces(t *testing.T, f Fixture) {
 	list, err := f.Store.ListWorkspaces(ctx, tenant)
 	require.NoError(t, err)
 	require.Len(t, list, 2)
-	assert.Equal(t, "dev", list[0].Name)
+	assert.Equal(t, ids.WorkspaceID("dev"), list[0].Name)
 	assert.Equal(t, "production", list[1].Description)
 
 	_, err = f.Store.GetWorkspace(ctx, tenant, "staging")
 	assert.ErrorIs(t, err, runs.ErrNotFound)
 }
 
-func newRun(tenant, ws string, at time.Time) runs.Run {
+func newRun(tenant ids.TenantID, ws ids.WorkspaceID, at time.Time) runs.Run {
 	return runs.Run{
 		ID: runs.NewRunID(at), Tenant: tenant, Workspace: ws, Operation: runs.OpApply, State: runs.Queued,
 		CreatedAt: at, UpdatedAt: at, Bundle: Bundle("b"),
@@ -72,7 +77,7 @@ func newRun(tenant, ws string, at time.Time) runs.Run {
 
 func testCommit(t *testing.T, f Fixture) {
 	ctx := context.Background()
-	tenant, ws := unique("t"), "app"
+	tenant, ws := unique("t"), ids.WorkspaceID("app")
 	now := time.Now().UTC()
 	r1 := newRun(tenant, ws, now)
 	lock := runs.Lock{Tenant: tenant, Workspace: ws, Run: r1.ID, Agent: "a1", Since: now}
@@ -150,7 +155,7 @@ func lockRuns(ls []runs.Lock) []string { return pluck(ls, func(l runs.Lock) stri
 func runIDs(rs []runs.Run) []string { return pluck(rs, func(r runs.Run) string { return r.ID }) }
 
 func tenantIDs(ts []runs.Tenant) []string {
-	return pluck(ts, func(t runs.Tenant) string { return t.ID })
+	return pluck(ts, func(t runs.Tenant) string { return string(t.ID) })
 }
 
 func pluck[T any](xs []T, f func(T) string) []string {
@@ -163,7 +168,7 @@ func pluck[T any](xs []T, f func(T) string) []string {
 
 func testListRuns(t *testing.T, f Fixture) {
 	ctx := context.Background()
-	tenant, ws := unique("t"), "app"
+	tenant, ws := unique("t"), ids.WorkspaceID("app")
 	base := time.Now().UTC()
 	var ids []string
 	for i := range 5 {
@@ -196,7 +201,7 @@ func testListRuns(t *testing.T, f Fixture) {
 
 func testLargeRun(t *testing.T, f Fixture) {
 	ctx := context.Background()
-	tenant, ws := unique("t"), "app"
+	tenant, ws := unique("t"), ids.WorkspaceID("app")
 	r := newRun(tenant, ws, time.Now().UTC())
 	res := &tfresult.Result{Op: tfresult.Plan, HasChanges: true}
 	for i := range 200 {
@@ -247,7 +252,8 @@ func testTenantIsolation(t *testing.T, f Fixture) {
 	assert.ErrorIs(t, err, runs.ErrNothingToClaim)
 
 	// Artifacts of another tenant or workspace are refused.
-	for _, blob := range []string{b.tenant + "/shared-name/x", a.tenant + "/other/x", a.tenant + "/shared-name/../../" + b.tenant + "/x"} {
+	ta, tb := string(a.tenant), string(b.tenant)
+	for _, blob := range []string{tb + "/shared-name/x", ta + "/other/x", ta + "/shared-name/../../" + tb + "/x"} {
 		_, err = a.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: a.tenant, Workspace: "shared-name", Operation: runs.OpApply, Bundle: Bundle(blob)})
 		assert.ErrorIs(t, err, runs.ErrInvalid, blob)
 	}
@@ -261,7 +267,7 @@ func testTenantIsolation(t *testing.T, f Fixture) {
 	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-b", State: runs.Failed})
 	assert.ErrorIs(t, err, runs.ErrNotAssigned, "another agent reports on A's run")
 	_, err = a.m.Report(ctx, runs.Report{Tenant: a.tenant, Run: run.ID, Agent: "agent-a", State: runs.Planned,
-		Result: &tfresult.Result{HasChanges: true}, Plan: Bundle(b.tenant + "/shared-name/" + run.ID + "/workdir")})
+		Result: &tfresult.Result{HasChanges: true}, Plan: Bundle(tb + "/shared-name/" + run.ID + "/workdir")})
 	assert.ErrorIs(t, err, runs.ErrInvalid, "a plan stored under another tenant")
 	stops, err := a.m.Heartbeat(ctx, runs.Heartbeat{Tenant: b.tenant, Agent: "agent-b", Capacity: 1, Running: []string{run.ID}})
 	require.NoError(t, err)

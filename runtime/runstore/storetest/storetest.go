@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
 )
@@ -91,10 +92,10 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // unique returns an id no other test uses, so suites may share storage.
-func unique(prefix string) string {
+func unique(prefix string) ids.TenantID {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
+	return ids.TenantID(prefix + hex.EncodeToString(b[:]))
 }
 
 // Bundle returns an artifact reference to name for tests.
@@ -107,7 +108,7 @@ type env struct {
 	ctx    context.Context
 	clock  *Clock
 	m      *runs.Manager
-	tenant string
+	tenant ids.TenantID
 }
 
 func newEnv(t *testing.T, store runs.Store) *env {
@@ -120,7 +121,7 @@ func newEnv(t *testing.T, store runs.Store) *env {
 	return e
 }
 
-func (e *env) workspace(name string, opts runs.Options, labels map[string]string) {
+func (e *env) workspace(name ids.WorkspaceID, opts runs.Options, labels map[string]string) {
 	_, err := e.m.CreateWorkspace(e.ctx, runs.Workspace{Tenant: e.tenant, Name: name, Options: opts, AgentLabels: labels})
 	require.NoError(e.t, err)
 }
@@ -130,13 +131,13 @@ func (e *env) agent(id string, capacity int, labels map[string]string) {
 	require.NoError(e.t, err)
 }
 
-func (e *env) enqueue(ws string, op runs.Operation) runs.Enqueued {
-	q, err := e.m.Enqueue(e.ctx, runs.EnqueueRequest{Tenant: e.tenant, Workspace: ws, Operation: op, Bundle: Bundle(e.tenant + "/" + ws + "/bundle"), CreatedBy: "alice"})
+func (e *env) enqueue(ws ids.WorkspaceID, op runs.Operation) runs.Enqueued {
+	q, err := e.m.Enqueue(e.ctx, runs.EnqueueRequest{Tenant: e.tenant, Workspace: ws, Operation: op, Bundle: Bundle(string(e.tenant) + "/" + string(ws) + "/bundle"), CreatedBy: "alice"})
 	require.NoError(e.t, err)
 	return q
 }
 
-func (e *env) claim(ws, agent string) runs.Run {
+func (e *env) claim(ws ids.WorkspaceID, agent string) runs.Run {
 	r, err := e.m.Claim(e.ctx, runs.ClaimRequest{Tenant: e.tenant, Workspace: ws, Agent: agent})
 	require.NoError(e.t, err)
 	return r
@@ -147,7 +148,7 @@ func (e *env) report(run, agent string, to runs.State, changes bool) runs.Run {
 	if to == runs.Planned {
 		r, err := e.m.GetRun(e.ctx, e.tenant, run)
 		require.NoError(e.t, err)
-		rep.Plan = Bundle(e.tenant + "/" + r.Workspace + "/" + run + "/workdir")
+		rep.Plan = Bundle(string(e.tenant) + "/" + string(r.Workspace) + "/" + run + "/workdir")
 	}
 	r, err := e.m.Report(e.ctx, rep)
 	require.NoError(e.t, err)
@@ -155,7 +156,7 @@ func (e *env) report(run, agent string, to runs.State, changes bool) runs.Run {
 }
 
 // lock returns the workspace's lock as the tenant's lock list shows it.
-func (e *env) lock(ws string) runs.Lock {
+func (e *env) lock(ws ids.WorkspaceID) runs.Lock {
 	locks, err := e.m.ListLocks(e.ctx, e.tenant)
 	require.NoError(e.t, err)
 	for _, l := range locks {
