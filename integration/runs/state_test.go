@@ -233,8 +233,10 @@ func TestStatePromotion(t *testing.T) {
 		require.ErrorIs(t, err, runs.ErrInvalid)
 		_, err = store.StateVersions(ctx, "contoso", "")
 		require.ErrorIs(t, err, runs.ErrInvalid)
-		_, err = store.StateVersions(ctx, "Bad Tenant", "app")
-		require.ErrorIs(t, err, runs.ErrInvalid)
+		// The store takes typed ids: "Bad Tenant" cannot become one
+		// outside tests (ids.ParseTenantID is where it is refused).
+		_, err = ids.ParseTenantID("Bad Tenant")
+		require.ErrorIs(t, err, ids.ErrInvalid)
 		_, err = store.OpenState(ctx, "contoso", "nothing-here", "")
 		require.True(t, errors.Is(err, artifacts.ErrNotFound), "%v", err)
 		versions, err := store.StateVersions(ctx, "contoso", "nothing-here")
