@@ -157,7 +157,7 @@ func (s *server) startAgent(workDir string, extra ...string) *procs.Process {
 func (s *server) startAgentEnv(workDir string, env []string, extra ...string) *procs.Process {
 	s.t.Helper()
 	p := procs.Start(s.t, procs.Spec{Name: "agent", Path: procs.Build(s.t, "agent"), Env: env, Args: append([]string{
-		"--worker-url", s.gatewayURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
+		"--gateway-url", s.gatewayURL, "--token-url", s.tokenURL, "--tenant", tenant, "--id", agentID, "--key", s.keyFile,
 		"--work-dir", workDir, "--heartbeat-interval", heartbeat.String(), "--cancel-grace", "3s", "--shutdown-grace", "5s",
 		"--labels", "env=test", "--log-level", "debug",
 	}, extra...)})

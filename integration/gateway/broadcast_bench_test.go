@@ -139,7 +139,7 @@ func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic str
 	var clients []*connector.Client
 	for _, id := range ids {
 		c, err := connector.New(connector.Config{
-			WorkerURL: g.replicas[0].URL, TokenURL: g.tokenURL(), Tenant: tenant, Connector: id, Key: g.keys[registry.ClientID(tenant, id)],
+			GatewayURL: g.replicas[0].URL, TokenURL: g.tokenURL(), Tenant: tenant, Connector: id, Key: g.keys[registry.ClientID(tenant, id)],
 			SafetyPoll: time.Hour, Handler: h,
 			// No timeout shorter than Azurite's freezes: a read it answers
 			// after the client gave up hides the message for the visibility

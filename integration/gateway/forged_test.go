@@ -262,7 +262,7 @@ func TestSignedCloudServices(t *testing.T) {
 }
 
 // TestSignedWorker: with the worker signing what it stamps (--signing-key)
-// and the cloud service holding its key (botecloud.Config.WorkerKeys), a
+// and the cloud service holding its key (botecloud.Config.GatewayKeys), a
 // connector message forged on "bote-cloud" by anything else with send
 // rights (unsigned, or signed with another key) never reaches the cloud
 // handler; what a connector really sent does, a claim-checked body included.
@@ -275,7 +275,7 @@ func TestSignedWorker(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "worker.pem")
 	require.NoError(t, clientauth.WriteKeyFile(keyFile, workerKey))
 	g := newGateway(t, "--signing-key", keyFile)
-	svc := g.cloudWith("svc", func(c *botecloud.Config) { c.WorkerKeys = []*ecdsa.PublicKey{&workerKey.PublicKey} }, nil)
+	svc := g.cloudWith("svc", func(c *botecloud.Config) { c.GatewayKeys = []*ecdsa.PublicKey{&workerKey.PublicKey} }, nil)
 	a1 := g.connector("tenant-a", "a1")
 	d := g.busDriver(t)
 

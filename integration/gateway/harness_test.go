@@ -224,7 +224,7 @@ func (g *gateway) connectorAt(w *replica, tenant, id string, opts ...connOpt) *c
 	t.Helper()
 	c := &conn{name: tenant + "/" + id, arrived: make(chan *connector.Message, 100)}
 	cfg := connector.Config{
-		WorkerURL: w.URL, TokenURL: g.tokenURL(), Tenant: tenant, Connector: id, Key: g.keys[registry.ClientID(tenant, id)],
+		GatewayURL: w.URL, TokenURL: g.tokenURL(), Tenant: tenant, Connector: id, Key: g.keys[registry.ClientID(tenant, id)],
 		// An hour: in these tests every message must arrive by nudge or by
 		// the drain on connect, never by the safety poll.
 		SafetyPoll: time.Hour,
@@ -329,7 +329,7 @@ func (g *gateway) sidecarAt(w *replica, tenant, id string, extra ...string) *sid
 	keyFile := filepath.Join(g.dir, "sidecar-"+tenant+"-"+id+".pem")
 	require.NoError(t, clientauth.WriteKeyFile(keyFile, g.keys[registry.ClientID(tenant, id)]))
 	sc.spec = procs.Spec{Name: "sidecar-" + id, Path: procs.Build(t, "connector"), Args: append([]string{
-		"run", "--worker-url", w.URL, "--token-url", g.tokenURL(), "--tenant", tenant, "--connector", id,
+		"run", "--gateway-url", w.URL, "--token-url", g.tokenURL(), "--tenant", tenant, "--connector", id,
 		"--key", keyFile, "--deliver-to", program.URL, "--listen", "127.0.0.1:0", "--safety-poll", "1h", "--log-level", "debug",
 	}, extra...)}
 	sc.start(t)

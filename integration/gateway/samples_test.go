@@ -199,7 +199,7 @@ func TestSidecar(t *testing.T) {
 	keyPath := filepath.Join(t.TempDir(), "a1.pem")
 	require.NoError(t, clientauth.WriteKeyFile(keyPath, g.keys["tenant-a/a1"]))
 	side := procs.Start(t, procs.Spec{Name: "connector", Path: procs.Build(t, "connector"), Args: []string{
-		"run", "--worker-url", g.replicas[0].URL, "--token-url", g.tokenURL(), "--tenant", "tenant-a", "--connector", "a1",
+		"run", "--gateway-url", g.replicas[0].URL, "--token-url", g.tokenURL(), "--tenant", "tenant-a", "--connector", "a1",
 		"--key", keyPath, "--deliver-to", local.URL, "--listen", "127.0.0.1:0",
 	}})
 	api := listenURL(t, side)

@@ -206,7 +206,7 @@ func (p *Platform) relayserverRunsArgs() []string {
 		"--secrets-file", p.secretsFile(),
 	}
 	if p.GatewayURL != "" { // wake the router when queueing work for agents
-		args = append(args, "--worker-url", p.GatewayURL)
+		args = append(args, "--gateway-url", p.GatewayURL)
 	}
 	return args
 }
@@ -229,7 +229,7 @@ func (p *Platform) SetSecrets(tenant, workspace string, env, vars map[string]str
 // that tests of cancellation stay quick.
 func (p *Platform) agentArgs(a Agent) []string {
 	args := []string{
-		"--worker-url", p.GatewayURL,
+		"--gateway-url", p.GatewayURL,
 		"--issuer", p.IdpURL,
 		"--tenant", a.Tenant,
 		"--id", a.ID,

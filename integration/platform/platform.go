@@ -296,7 +296,7 @@ func New(t testing.TB, opts Options) *Platform {
 // added (--dedup-file, ...), and waits until it serves its local API.
 func (p *Platform) StartConnector(tenant, id, deliverTo string, args ...string) (*procs.Process, error) {
 	proc, err := p.launch("connector", "connector "+registry.ClientID(tenant, id), append([]string{
-		"run", "--worker-url", p.GatewayURL, "--token-url", p.IdpURL + "/oauth2/token",
+		"run", "--gateway-url", p.GatewayURL, "--token-url", p.IdpURL + "/oauth2/token",
 		"--tenant", tenant, "--connector", id, "--key", p.KeyFile(tenant, id), "--deliver-to", deliverTo,
 	}, args...), nil)
 	if err != nil {

@@ -56,7 +56,7 @@ func TestAgentArgs(t *testing.T) {
 	p := &Platform{GatewayURL: "http://w", IdpURL: "http://i", Dir: "/d", keyFiles: map[string]string{"t/a": "/d/keys/t-a.pem"}}
 	args := p.agentArgs(Agent{Tenant: "t", ID: "a", Capacity: 2, Labels: map[string]string{"zone": "b", "env": "prod"}})
 	assert.Equal(t, []string{
-		"--worker-url", "http://w", "--issuer", "http://i", "--tenant", "t", "--id", "a", "--key", "/d/keys/t-a.pem",
+		"--gateway-url", "http://w", "--issuer", "http://i", "--tenant", "t", "--id", "a", "--key", "/d/keys/t-a.pem",
 		"--work-dir", "/d/agents/t/a", "--cancel-grace", "5s", "--shutdown-grace", "5s",
 		"--concurrency", "2", "--labels", "env=prod,zone=b",
 	}, args)

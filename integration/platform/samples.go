@@ -12,7 +12,7 @@ import (
 // read it.
 func (p *Platform) SampleEnv(tenant, id string) []string {
 	return []string{
-		connector.EnvWorkerURL + "=" + p.GatewayURL,
+		connector.EnvGatewayURL + "=" + p.GatewayURL,
 		connector.EnvTokenURL + "=" + p.IdpURL + "/oauth2/token",
 		connector.EnvTenant + "=" + tenant,
 		connector.EnvConnector + "=" + id,

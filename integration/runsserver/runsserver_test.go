@@ -151,7 +151,7 @@ func (s *server) agent(t *testing.T, tenant, id string) *agent {
 	a := &agent{t: t, tenant: tenant, id: id, key: s.keys[registry.ClientID(tenant, id)], got: make(chan runproto.Message, 100)}
 	var err error
 	a.client, err = connector.New(connector.Config{
-		WorkerURL: s.gatewayURL, TokenURL: s.idpURL + "/oauth2/token", Tenant: tenant, Connector: id, Key: a.key,
+		GatewayURL: s.gatewayURL, TokenURL: s.idpURL + "/oauth2/token", Tenant: tenant, Connector: id, Key: a.key,
 		SafetyPoll: 2 * time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 		Handler: connector.HandlerFunc(func(_ context.Context, m *connector.Message) error {
 			msg, err := runproto.Decode(m.Body)

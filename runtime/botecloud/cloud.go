@@ -53,6 +53,7 @@ import (
 
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/internal/calls"
 	"github.com/botehq/platform/runtime/retry"
 	"github.com/botehq/platform/runtime/seen"
@@ -80,11 +81,16 @@ type Config struct {
 	// Service then accepts messages in this service's name only when they
 	// carry a valid signature. An EC P-256 private key.
 	SigningKey *ecdsa.PrivateKey
-	// WorkerKeys, if set, are the worker's public keys (several while one
+	// GatewayKeys, if set, are the gateway's public keys (several while one
 	// is rotated): a message on the cloud queue is handled only when the
-	// worker signed it (worker --signing-key), so nothing else holding send
-	// rights on that queue can pose as a connector. Without them the send
-	// right (only the worker's, by RBAC) is the only anchor.
+	// gateway signed it (gateway --signing-key), so nothing else holding
+	// send rights on that queue can pose as a connector. Without them the
+	// send right (only the gateway's, by RBAC) is the only anchor.
+	GatewayKeys []*ecdsa.PublicKey
+	// WorkerKeys is GatewayKeys's name from before the rename, read when
+	// GatewayKeys is empty (New logs a warning).
+	//
+	// Deprecated: use GatewayKeys; WorkerKeys goes in a later release.
 	WorkerKeys []*ecdsa.PublicKey
 	// CompressAbove, when positive, gzips bodies longer than this many
 	// bytes (kept only when smaller); receivers inflate them (package
@@ -183,6 +189,8 @@ func (c Config) Validate() error {
 		return errors.New("cloud config: DecryptionKey must be a P-256 key")
 	case c.SigningKey != nil && c.SigningKey.Curve != elliptic.P256():
 		return errors.New("cloud config: SigningKey must be an EC P-256 key")
+	case slices.Contains(c.GatewayKeys, nil):
+		return errors.New("cloud config: GatewayKeys holds a nil key")
 	case slices.Contains(c.WorkerKeys, nil):
 		return errors.New("cloud config: WorkerKeys holds a nil key")
 	}
@@ -264,6 +272,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if len(cfg.GatewayKeys) == 0 && len(cfg.WorkerKeys) > 0 {
+		cfg.GatewayKeys = cfg.WorkerKeys
+		envflag.Warn(cfg.Logger, []envflag.Deprecation{{Old: "botecloud.Config.WorkerKeys", New: "botecloud.Config.GatewayKeys"}})
+	}
 	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: retry.Sleep, inFlight: map[string]bool{}, runChanged: make(chan struct{})}
 	c.seen = seen.New(cfg.DedupSize, cfg.DedupTTL).WithClock(func() time.Time { return c.now() })
 	return c, nil

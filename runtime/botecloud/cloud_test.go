@@ -1,6 +1,7 @@
 package botecloud
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -332,38 +334,58 @@ func TestUnverifiedMessagesAreDeadLettered(t *testing.T) {
 	}
 }
 
-// With WorkerKeys, only what the worker signed reaches the handler: a
+// With GatewayKeys, only what the gateway signed reaches the handler: a
 // well-formed connector message from anything else holding send rights on
-// the cloud queue is dead-lettered.
-func TestWorkerKeysRequireTheWorkersSignature(t *testing.T) {
-	workerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// the cloud queue is dead-lettered. WorkerKeys, the field's name before the
+// rename, still works (with one warning); given both, GatewayKeys is used.
+func TestGatewayKeysRequireTheGatewaysSignature(t *testing.T) {
+	gatewayKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	oldKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	forgerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	sign := func(m *bus.Message, k *ecdsa.PrivateKey) *bus.Message {
-		require.NoError(t, m.Envelope.Sign(k))
-		return m
+	keys := []*ecdsa.PublicKey{&gatewayKey.PublicKey, &oldKey.PublicKey}
+	for _, tt := range []struct {
+		name  string
+		mod   func(*Config)
+		warns int
+	}{
+		{"GatewayKeys", func(c *Config) { c.GatewayKeys = keys }, 0},
+		{"WorkerKeys, deprecated", func(c *Config) { c.WorkerKeys = keys }, 1},
+		{"both: GatewayKeys is used", func(c *Config) { c.GatewayKeys, c.WorkerKeys = keys, []*ecdsa.PublicKey{&forgerKey.PublicKey} }, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sign := func(m *bus.Message, k *ecdsa.PrivateKey) *bus.Message {
+				require.NoError(t, m.Envelope.Sign(k))
+				return m
+			}
+			fb := &fakeBus{}
+			fb.push(sign(fromConnector("ok", 1), gatewayKey), sign(fromConnector("ok-old", 1), oldKey),
+				fromConnector("unsigned", 1), sign(fromConnector("forged", 1), forgerKey))
+			var logs bytes.Buffer
+			c := newClient(t, fb, func(c *Config) {
+				tt.mod(c)
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			assert.Equal(t, tt.warns, strings.Count(logs.String(), `msg="deprecated name`), logs.String())
+			var mu sync.Mutex
+			var handled []string
+			runUntil(t, c, fb, 4, func(_ context.Context, m *Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				handled = append(handled, m.ID)
+				return nil
+			})
+			assert.ElementsMatch(t, []string{"ok", "ok-old"}, handled)
+			require.Len(t, fb.deadLetters, 2)
+			for _, d := range fb.deadLetters {
+				assert.Equal(t, "unverified sender", d.reason)
+			}
+		})
 	}
-	fb := &fakeBus{}
-	fb.push(sign(fromConnector("ok", 1), workerKey), sign(fromConnector("ok-old", 1), oldKey),
-		fromConnector("unsigned", 1), sign(fromConnector("forged", 1), forgerKey))
-	c := newClient(t, fb, func(c *Config) { c.WorkerKeys = []*ecdsa.PublicKey{&workerKey.PublicKey, &oldKey.PublicKey} })
-	var mu sync.Mutex
-	var handled []string
-	runUntil(t, c, fb, 4, func(_ context.Context, m *Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		handled = append(handled, m.ID)
-		return nil
-	})
-	assert.ElementsMatch(t, []string{"ok", "ok-old"}, handled)
-	require.Len(t, fb.deadLetters, 2)
-	for _, d := range fb.deadLetters {
-		assert.Equal(t, "unverified sender", d.reason)
-	}
-	assert.ErrorContains(t, Config{Bus: fb, Service: "s", WorkerKeys: []*ecdsa.PublicKey{nil}}.Validate(), "WorkerKeys")
+	assert.ErrorContains(t, Config{Bus: &fakeBus{}, Service: "s", WorkerKeys: []*ecdsa.PublicKey{nil}}.Validate(), "WorkerKeys")
+	assert.ErrorContains(t, Config{Bus: &fakeBus{}, Service: "s", GatewayKeys: []*ecdsa.PublicKey{nil}}.Validate(), "GatewayKeys")
 }
 
 func TestRetries(t *testing.T) {

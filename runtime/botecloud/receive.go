@@ -166,7 +166,7 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 		})
 		return
 	}
-	if err := c.verifyWorker(env); err != nil {
+	if err := c.verifyGateway(env); err != nil {
 		c.log.WarnContext(ctx, "audit: forged_envelope_refused", "audit", true, "event", "forged_envelope_refused",
 			"id", env.ID, "from", env.From.String(), "err", err)
 		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
@@ -212,13 +212,13 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 	}
 }
 
-// verifyWorker checks the worker's signature when WorkerKeys are set.
-func (c *Client) verifyWorker(env *envelope.Envelope) error {
-	if len(c.cfg.WorkerKeys) == 0 {
+// verifyGateway checks the gateway's signature when GatewayKeys are set.
+func (c *Client) verifyGateway(env *envelope.Envelope) error {
+	if len(c.cfg.GatewayKeys) == 0 {
 		return nil
 	}
 	var err error
-	for _, k := range c.cfg.WorkerKeys {
+	for _, k := range c.cfg.GatewayKeys {
 		if err = env.VerifySignature(k); err == nil {
 			return nil
 		}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/internal/calls"
 	"github.com/botehq/platform/runtime/registry"
@@ -94,8 +95,13 @@ type TokenSource interface {
 
 // Config configures a Client.
 type Config struct {
-	// WorkerURL is the worker's base URL (https://gateway.example.com); the
-	// session goes to its sessionproto.ConnectPath over ws(s).
+	// GatewayURL is the gateway's base URL (https://gateway.example.com);
+	// the session goes to its sessionproto.ConnectPath over ws(s).
+	GatewayURL string
+	// WorkerURL is GatewayURL's name from before the rename, read when
+	// GatewayURL is empty (New logs a warning).
+	//
+	// Deprecated: use GatewayURL; WorkerURL goes in a later release.
 	WorkerURL string
 	// Tenant and Connector are this connector's ids.
 	Tenant, Connector string
@@ -165,14 +171,26 @@ type Config struct {
 	// HTTPClient is used for the WebSocket, queue and blob requests.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+
+	deprecated []envflag.Deprecation // old names ConfigFromEnv read; New warns
+}
+
+// gatewayURL returns the gateway's URL and the field it came from:
+// GatewayURL, or the deprecated WorkerURL when only that is set.
+func (c Config) gatewayURL() (field, url string) {
+	if c.GatewayURL == "" && c.WorkerURL != "" {
+		return "WorkerURL", c.WorkerURL
+	}
+	return "GatewayURL", c.GatewayURL
 }
 
 // Validate checks the configuration and names the bad field.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.WorkerURL)
+	field, gatewayURL := c.gatewayURL()
+	u, err := url.Parse(gatewayURL)
 	switch {
-	case c.WorkerURL == "" || err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss"):
-		return fmt.Errorf("connector config: WorkerURL %q must be an absolute http(s) URL", c.WorkerURL)
+	case gatewayURL == "" || err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss"):
+		return fmt.Errorf("connector config: %s %q must be an absolute http(s) URL", field, gatewayURL)
 	case c.Tokens == nil && (c.TokenURL == "" || c.Key == nil):
 		return errors.New("connector config: TokenURL and Key (or Tokens) are required")
 	case c.SafetyPoll < 0, c.Visibility < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.FastReconnect < 0, c.MaxDequeueCount < 0, c.Concurrency < 0, c.MaxClaimBytes < 0, c.DrainTimeout < 0, c.DedupSize < 0:
@@ -266,7 +284,12 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.tokens = ts
 	}
-	u, _ := url.Parse(cfg.WorkerURL)
+	field, gatewayURL := cfg.gatewayURL()
+	if field != "GatewayURL" {
+		cfg.deprecated = append(cfg.deprecated, envflag.Deprecation{Old: "connector.Config.WorkerURL", New: "connector.Config.GatewayURL"})
+	}
+	envflag.Warn(c.log, cfg.deprecated)
+	u, _ := url.Parse(gatewayURL)
 	switch u.Scheme {
 	case "http":
 		u.Scheme = "ws"

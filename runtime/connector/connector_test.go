@@ -223,12 +223,14 @@ func TestConfigValidate(t *testing.T) {
 	ok := Config{WorkerURL: "http://w", Tenant: "t", Connector: "c", Tokens: &fakeTokens{}, Handler: HandlerFunc(nil)}
 	require.NoError(t, ok.Validate())
 	for field, mut := range map[string]func(*Config){
-		"WorkerURL":  func(c *Config) { c.WorkerURL = "not a url" },
-		"TokenURL":   func(c *Config) { c.Tokens = nil },
-		"Tenant":     func(c *Config) { c.Tenant = "bad/tenant" },
-		"Connector":  func(c *Config) { c.Connector = "" },
-		"Visibility": func(c *Config) { c.Visibility = time.Second },
-		"RetryDelay": func(c *Config) { c.RetryDelay = 1500 * time.Millisecond },
+		"WorkerURL":     func(c *Config) { c.WorkerURL = "not a url" },  // the deprecated name, alone
+		"GatewayURL":    func(c *Config) { c.GatewayURL = "not a url" }, // the new name wins
+		`GatewayURL ""`: func(c *Config) { c.WorkerURL = "" },           // neither
+		"TokenURL":      func(c *Config) { c.Tokens = nil },
+		"Tenant":        func(c *Config) { c.Tenant = "bad/tenant" },
+		"Connector":     func(c *Config) { c.Connector = "" },
+		"Visibility":    func(c *Config) { c.Visibility = time.Second },
+		"RetryDelay":    func(c *Config) { c.RetryDelay = 1500 * time.Millisecond },
 	} {
 		c := ok
 		mut(&c)

@@ -12,7 +12,7 @@ import (
 	"github.com/botehq/platform/runtime/connector"
 )
 
-// The smallest connector: configured from the environment (BOTE_WORKER_URL,
+// The smallest connector: configured from the environment (BOTE_GATEWAY_URL,
 // BOTE_TOKEN_URL, BOTE_TENANT, BOTE_CONNECTOR, BOTE_KEY_FILE), answering
 // every call from the cloud.
 func ExampleConfigFromEnv() {
@@ -43,7 +43,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	c, err := connector.New(connector.Config{
-		WorkerURL: "https://gateway.example.com", TokenURL: "https://idp.example.com/oauth2/token",
+		GatewayURL: "https://gateway.example.com", TokenURL: "https://idp.example.com/oauth2/token",
 		Tenant: "contoso", Connector: "agent-1", Key: key,
 		Handler: connector.HandlerFunc(func(ctx context.Context, m *connector.Message) error {
 			log.Printf("%s sent %q", m.From, m.Body)
@@ -151,7 +151,7 @@ func ExampleHandlerFunc() {
 
 // Validate names the first bad field.
 func ExampleConfig_Validate() {
-	cfg := connector.Config{WorkerURL: "gateway.example.com"}
+	cfg := connector.Config{GatewayURL: "gateway.example.com"}
 	fmt.Println(cfg.Validate())
-	// Output: connector config: WorkerURL "gateway.example.com" must be an absolute http(s) URL
+	// Output: connector config: GatewayURL "gateway.example.com" must be an absolute http(s) URL
 }

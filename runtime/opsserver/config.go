@@ -6,7 +6,7 @@
 // Terraform runs (packages runs, runstore, artifacts), dispatches them to
 // agents through the gateway (packages dispatch, botecloud) and records an
 // audit log (package audit). Run wires all of it from a Config, as
-// gatewayserver.Run does for the gateway worker; the relayserver command only turns
+// gatewayserver.Run does for the gateway; the relayserver command only turns
 // flags and environment into a Config.
 package opsserver
 
@@ -71,9 +71,9 @@ type Config struct {
 	ServiceBusConnectionString string        // --servicebus-connection-string
 	ServiceBusNamespace        string        // --servicebus-namespace
 	ServiceName                string        // --service-name
-	WorkerURL                  string        // --worker-url
+	GatewayURL                 string        // --gateway-url
 	CloudSigningKey            string        // --cloud-signing-key
-	WorkerKeys                 string        // --worker-keys
+	GatewayKeys                string        // --gateway-keys
 	SecretsFile                string        // --secrets-file
 	KeyVaultURL                string        // --key-vault-url
 	DispatchTick               time.Duration // --dispatch-tick

@@ -24,6 +24,7 @@ import (
 	"github.com/botehq/platform/runtime/clientauth"
 	"github.com/botehq/platform/runtime/dispatch"
 	"github.com/botehq/platform/runtime/drift"
+	"github.com/botehq/platform/runtime/envflag"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
@@ -179,17 +180,11 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 			return nil, fmt.Errorf("--cloud-signing-key: %w", err)
 		}
 	}
-	var workerKeys []*ecdsa.PublicKey
-	if c.WorkerKeys != "" {
-		set, err := registry.LoadKeySet(c.WorkerKeys)
-		if err != nil {
-			return nil, fmt.Errorf("--worker-keys: %w", err)
-		}
-		if workerKeys = set["worker"]; len(workerKeys) == 0 {
-			return nil, fmt.Errorf("--worker-keys: %s names no \"worker\"", c.WorkerKeys)
-		}
+	gatewayKeys, err := loadGatewayKeys(c.GatewayKeys, log)
+	if err != nil {
+		return nil, err
 	}
-	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: c.ServiceName, WakeURL: c.WorkerURL, SigningKey: signingKey, WorkerKeys: workerKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
+	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: c.ServiceName, WakeURL: c.GatewayURL, SigningKey: signingKey, GatewayKeys: gatewayKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
 		return nil, err
 	}
 	secrets, err := openSecrets(c, cred)
@@ -310,4 +305,26 @@ func (st *runsStack) start(ctx context.Context, log *slog.Logger, fatal chan<- e
 			log.Warn("cannot close bus", "err", err)
 		}
 	}
+}
+
+// loadGatewayKeys reads the --gateway-keys key set: the gateway's public
+// keys under "gateway", or under "worker", its name before the rename,
+// still read (with a warning) for one more release. No file, no keys.
+func loadGatewayKeys(path string, log *slog.Logger) ([]*ecdsa.PublicKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	set, err := registry.LoadKeySet(path)
+	if err != nil {
+		return nil, fmt.Errorf("--gateway-keys: %w", err)
+	}
+	keys := set["gateway"]
+	if len(keys) == 0 && len(set["worker"]) > 0 {
+		keys = set["worker"]
+		envflag.Warn(log, []envflag.Deprecation{{Old: `--gateway-keys "worker"`, New: `--gateway-keys "gateway"`}})
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("--gateway-keys: %s names no \"gateway\"", path)
+	}
+	return keys, nil
 }

@@ -2,12 +2,14 @@
 // Terraform phases the ops server assigns to it, in the customer's network,
 // reaching the cloud only through the gateway over HTTPS.
 //
-//	agent --worker-url URL --issuer URL --tenant T --id A --key key.pem [flags]
+//	agent --gateway-url URL --issuer URL --tenant T --id A --key key.pem [flags]
 //
 // The key is the connector key made by `connector keygen` (its public JWK
 // is registered for the connector T/A); sealed run secrets are opened with
 // it. Every flag can also come from the environment as BOTE_AGENT_<FLAG>,
-// e.g. BOTE_AGENT_WORKER_URL. SIGINT or SIGTERM stops taking runs and lets
+// e.g. BOTE_AGENT_GATEWAY_URL (--worker-url and BOTE_AGENT_WORKER_URL, the
+// names from before the rename, are still read with a warning for one more
+// release). SIGINT or SIGTERM stops taking runs and lets
 // running ones finish for --shutdown-grace before they are cancelled; a
 // second signal cancels them at once, a third ends the agent. See
 // docs/agent.md.
@@ -39,6 +41,9 @@ import (
 
 const envPrefix = "BOTE_AGENT"
 
+// renamed are the names of flags before the worker became the gateway.
+var renamed = envflag.Renamed{Flags: map[string]string{"worker-url": "gateway-url"}}
+
 // readyLine starts what the agent prints once its gateway session is up.
 const readyLine = "agent connected"
 
@@ -46,24 +51,25 @@ func main() { program.Main("agent", run) }
 
 // options are the command line, before it becomes an agent.Config.
 type options struct {
-	workerURL, tokenURL, issuer string
-	tenant, id, keyPath         string
-	workDir, terraform          string
-	server                      string
-	concurrency                 int
-	cancelGrace, heartbeat      time.Duration
-	shutdownGrace, queueWait    time.Duration
-	safetyPoll                  time.Duration
-	labels                      labels
-	level                       slog.Level
-	providers                   providerOptions
+	gatewayURL, tokenURL, issuer string
+	tenant, id, keyPath          string
+	workDir, terraform           string
+	server                       string
+	concurrency                  int
+	cancelGrace, heartbeat       time.Duration
+	shutdownGrace, queueWait     time.Duration
+	safetyPoll                   time.Duration
+	labels                       labels
+	level                        slog.Level
+	providers                    providerOptions
+	deprecated                   []envflag.Deprecation // old names given
 }
 
 func parse(args []string, stderr io.Writer, getenv func(string) string) (*options, error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{labels: labels{}}
-	fs.StringVar(&o.workerURL, "worker-url", "", "gateway worker base URL")
+	fs.StringVar(&o.gatewayURL, "gateway-url", "", "gateway base URL")
 	fs.StringVar(&o.tokenURL, "token-url", "", "idp token endpoint (or set --issuer)")
 	fs.StringVar(&o.issuer, "issuer", "", "idp issuer URL; the token endpoint is <issuer>/oauth2/token")
 	fs.StringVar(&o.tenant, "tenant", "", "tenant id")
@@ -84,7 +90,8 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	o.providers.flags(fs)
-	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
+	var err error
+	if o.deprecated, err = renamed.Parse(fs, args, envPrefix, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -125,6 +132,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
+	envflag.Warn(log, o.deprecated)
 	key, err := clientauth.LoadKeyFile(o.keyPath)
 	if err != nil {
 		return err
@@ -150,7 +158,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	// The agent sends through the client it handles messages for: it
 	// registers as the client's handler once it exists.
 	client, err := connector.New(connector.Config{
-		WorkerURL: o.workerURL, TokenURL: o.tokenURL, Tenant: o.tenant, Connector: o.id, Key: key,
+		GatewayURL: o.gatewayURL, TokenURL: o.tokenURL, Tenant: o.tenant, Connector: o.id, Key: key,
 		SafetyPoll: o.safetyPoll, Logger: log,
 		// Assignments waiting for a slot hold a handler; keep room for
 		// run.cancel messages beside them.

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/clientauth"
+	"github.com/botehq/platform/runtime/envflag"
 )
 
 func TestParse(t *testing.T) {
@@ -40,6 +41,28 @@ func TestParse(t *testing.T) {
 			assert.Equal(t, 4, o.concurrency)
 			assert.Equal(t, labels{"env": "dev"}, o.labels)
 		}},
+		{name: "old gateway flag still read", args: append(base, "--issuer", "http://idp"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, "http://127.0.0.1:1", o.gatewayURL)
+			assert.Equal(t, []envflag.Deprecation{{Old: "--worker-url", New: "--gateway-url"}}, o.deprecated)
+		}},
+		{name: "gateway flag", args: []string{"--gateway-url", "http://g", "--tenant", "contoso", "--id", "a1", "--key", "k.pem", "--issuer", "http://idp"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, "http://g", o.gatewayURL)
+			assert.Empty(t, o.deprecated)
+		}},
+		{name: "both gateway flags: the new one wins", args: append(base, "--issuer", "http://idp", "--gateway-url", "http://g"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, "http://g", o.gatewayURL)
+			assert.Equal(t, []envflag.Deprecation{{Old: "--worker-url", New: "--gateway-url"}}, o.deprecated)
+		}},
+		{name: "gateway URL from the environment, old and new", args: []string{"--tenant", "contoso", "--id", "a1", "--key", "k.pem", "--issuer", "http://idp"},
+			env: map[string]string{"BOTE_AGENT_WORKER_URL": "http://w", "BOTE_AGENT_GATEWAY_URL": "http://g"}, check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://g", o.gatewayURL)
+				assert.Empty(t, o.deprecated)
+			}},
+		{name: "gateway URL from the old environment variable", args: []string{"--tenant", "contoso", "--id", "a1", "--key", "k.pem", "--issuer", "http://idp"},
+			env: map[string]string{"BOTE_AGENT_WORKER_URL": "http://w"}, check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://w", o.gatewayURL)
+				assert.Equal(t, []envflag.Deprecation{{Old: "BOTE_AGENT_WORKER_URL", New: "BOTE_AGENT_GATEWAY_URL"}}, o.deprecated)
+			}},
 		{name: "environment", args: base, env: map[string]string{"BOTE_AGENT_ISSUER": "http://idp", "BOTE_AGENT_CONCURRENCY": "3", "BOTE_AGENT_CANCEL_GRACE": "5s"}, check: func(t *testing.T, o *options) {
 			assert.Equal(t, 3, o.concurrency)
 			assert.Equal(t, 5*time.Second, o.cancelGrace)
@@ -103,7 +126,8 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		{"missing key file", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", filepath.Join(dir, "none.pem"), "--worker-url", "http://w"}, "none.pem"},
 		{"no terraform", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "http://w", "--terraform", filepath.Join(dir, "no-terraform")}, "cannot find terraform"},
 		{"bad tenant", []string{"--issuer", "http://idp", "--tenant", "a/b", "--id", "a", "--key", keyPath, "--worker-url", "http://w", "--work-dir", dir}, "Tenant"},
-		{"bad worker URL", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "nope", "--work-dir", dir}, "WorkerURL"},
+		{"bad worker URL", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "nope", "--work-dir", dir}, "GatewayURL"},
+		{"bad gateway URL", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--gateway-url", "nope", "--work-dir", dir}, "GatewayURL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +137,16 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
 	}
+}
+
+// TestRunWarnsAboutTheOldGatewayFlag: --worker-url, the name before the
+// rename, is logged once as deprecated.
+func TestRunWarnsAboutTheOldGatewayFlag(t *testing.T) {
+	var errOut bytes.Buffer
+	err := run(context.Background(), []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", filepath.Join(t.TempDir(), "none.pem"), "--worker-url", "http://w"}, nil, io.Discard, &errOut, noEnv)
+	require.ErrorContains(t, err, "none.pem")
+	assert.Equal(t, 1, strings.Count(errOut.String(), `"msg":"deprecated name`), errOut.String())
+	assert.Contains(t, errOut.String(), `"old":"--worker-url","new":"--gateway-url"`)
 }
 
 func TestVersionNamesTheBuildAndTheTerraform(t *testing.T) {

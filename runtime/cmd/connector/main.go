@@ -7,7 +7,9 @@
 //	                                   serve the local API on --listen
 //
 // Flags of run can also come from the environment as
-// BOTE_CONNECTOR_<FLAG>, e.g. BOTE_CONNECTOR_WORKER_URL. See package
+// BOTE_CONNECTOR_<FLAG>, e.g. BOTE_CONNECTOR_GATEWAY_URL. The gateway's URL
+// was --worker-url (BOTE_CONNECTOR_WORKER_URL) before the rename; that
+// name is still read, with a warning, for one more release. See package
 // connector/sidecar for the local HTTP contract.
 package main
 
@@ -35,11 +37,14 @@ import (
 
 const envPrefix = "BOTE_CONNECTOR"
 
+// renamed are the names of run's flags before the worker became the gateway.
+var renamed = envflag.Renamed{Flags: map[string]string{"worker-url": "gateway-url"}}
+
 func main() { program.Main("connector", run) }
 
 const usage = `usage:
   connector keygen --out key.pem [--kid id]
-  connector run --worker-url URL --token-url URL --tenant T --connector C --key key.pem --deliver-to URL [--listen 127.0.0.1:0]`
+  connector run --gateway-url URL --token-url URL --tenant T --connector C --key key.pem --deliver-to URL [--listen 127.0.0.1:0]`
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if buildinfo.Requested(args) {
@@ -91,7 +96,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	var cfg connector.Config
 	var keyPath, deliverTo, listen string
 	var deliverTimeout time.Duration
-	fs.StringVar(&cfg.WorkerURL, "worker-url", "", "gateway worker base URL")
+	fs.StringVar(&cfg.GatewayURL, "gateway-url", "", "gateway base URL")
 	fs.StringVar(&cfg.TokenURL, "token-url", "", "idp token endpoint")
 	fs.StringVar(&cfg.Tenant, "tenant", "", "tenant id")
 	fs.StringVar(&cfg.Connector, "connector", "", "connector id")
@@ -109,10 +114,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	fs.StringVar(&cloudKeyPath, "cloud-key", "", "file with the cloud services' public key (a P-256 JWK): bodies sent to the cloud are encrypted to it end to end (default off)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
+	deprecated, err := renamed.Parse(fs, args, envPrefix, getenv)
+	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	envflag.Warn(log, deprecated)
 	if deliverTo == "" {
 		return errors.New("run: --deliver-to is required")
 	}

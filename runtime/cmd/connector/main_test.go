@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +65,41 @@ func TestCloudKeyFlag(t *testing.T) {
 	err = run(context.Background(), []string{"run", "--worker-url", "http://127.0.0.1:1", "--token-url", "http://127.0.0.1:1/t", "--tenant", "t", "--connector", "c",
 		"--key", filepath.Join(dir, "me.pem"), "--deliver-to", "http://127.0.0.1:1/in", "--cloud-key", filepath.Join(dir, "bad.jwk")}, nil, io.Discard, io.Discard, noEnv)
 	assert.ErrorContains(t, err, "--cloud-key")
+}
+
+// TestGatewayURLNames: the gateway's URL is --gateway-url
+// (BOTE_CONNECTOR_GATEWAY_URL); --worker-url and BOTE_CONNECTOR_WORKER_URL,
+// its names before the rename, still work with one warning each, and the
+// new name wins when both are given (a bad URL shows which one was read).
+func TestGatewayURLNames(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, run(context.Background(), []string{"keygen", "--out", filepath.Join(dir, "me.pem")}, nil, io.Discard, io.Discard, noEnv))
+	common := []string{"run", "--token-url", "http://127.0.0.1:1/t", "--tenant", "t", "--connector", "c", "--key", filepath.Join(dir, "me.pem"), "--deliver-to", "http://127.0.0.1:1/in"}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // the bad URL that was read
+		warn    string // the old name warned about
+	}{
+		{"new flag", []string{"--gateway-url", "new-bad"}, nil, `"new-bad"`, ""},
+		{"old flag", []string{"--worker-url", "old-bad"}, nil, `"old-bad"`, "--worker-url"},
+		{"both flags", []string{"--worker-url", "http://w", "--gateway-url", "new-bad"}, nil, `"new-bad"`, "--worker-url"},
+		{"new variable", nil, map[string]string{"BOTE_CONNECTOR_GATEWAY_URL": "new-bad"}, `"new-bad"`, ""},
+		{"old variable", nil, map[string]string{"BOTE_CONNECTOR_WORKER_URL": "old-bad"}, `"old-bad"`, "BOTE_CONNECTOR_WORKER_URL"},
+		{"both variables", nil, map[string]string{"BOTE_CONNECTOR_WORKER_URL": "http://w", "BOTE_CONNECTOR_GATEWAY_URL": "new-bad"}, `"new-bad"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			err := run(context.Background(), append(common, tt.args...), nil, io.Discard, &stderr, func(k string) string { return tt.env[k] })
+			assert.ErrorContains(t, err, "GatewayURL "+tt.wantErr)
+			if tt.warn == "" {
+				assert.NotContains(t, stderr.String(), "deprecated")
+				return
+			}
+			assert.Equal(t, 1, strings.Count(stderr.String(), `"msg":"deprecated name`), stderr.String())
+			assert.Contains(t, stderr.String(), `"old":"`+tt.warn+`"`)
+		})
+	}
 }

@@ -2,8 +2,10 @@
 // over WebSocket, routes cloud→connector messages into connector queues and
 // stamps verified identity on what connectors send to the cloud.
 //
-// Every flag can also be set from the environment as BOTE_WORKER_<FLAG>
-// (dashes as underscores), e.g. BOTE_WORKER_STORAGE_CONNECTION_STRING.
+// Every flag can also be set from the environment as BOTE_GATEWAY_<FLAG>
+// (dashes as underscores), e.g. BOTE_GATEWAY_STORAGE_CONNECTION_STRING.
+// The names from before the rename, BOTE_WORKER_<FLAG>, are still read,
+// with a warning, for one more release (docs/conventions.md).
 package main
 
 import (
@@ -22,7 +24,10 @@ import (
 	"github.com/botehq/platform/runtime/gatewayserver"
 )
 
-const envPrefix = "BOTE_WORKER"
+const envPrefix = "BOTE_GATEWAY"
+
+// renamed are the names the gateway had as "the worker".
+var renamed = envflag.Renamed{Prefix: "BOTE_WORKER"}
 
 func main() { program.Main("gateway", run) }
 
@@ -57,7 +62,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		}
 		return nil
 	})
-	fs.StringVar(&cfg.SigningKeyPath, "signing-key", "", "EC P-256 private key file (PEM) signing every envelope the worker stamps a connector's identity on (cloud services check it with --worker-keys)")
+	fs.StringVar(&cfg.SigningKeyPath, "signing-key", "", "EC P-256 private key file (PEM) signing every envelope the worker stamps a connector's identity on (cloud services check it with --gateway-keys)")
 	fs.StringVar(&cfg.CloudServiceKeysPath, "cloud-service-keys", "", "JSON file of cloud service names and the public keys (JWKs) their envelopes must be signed with; only these services may send (default: unsigned envelopes accepted)")
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
@@ -74,10 +79,12 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.SetOutput(stderr)
-	if err := envflag.Parse(fs, args, envPrefix, getenv); err != nil {
+	deprecated, err := renamed.Parse(fs, args, envPrefix, getenv)
+	if err != nil {
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	envflag.Warn(cfg.Logger, deprecated)
 	if cfg.JWKSURL == "" && cfg.Issuer != "" {
 		cfg.JWKSURL = cfg.Issuer + "/.well-known/jwks.json"
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,6 +23,10 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		{"servicebus without connection", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--bus", "servicebus"}, nil, "ServiceBusConnectionString"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "log-level"},
 		{"environment is read", nil, map[string]string{"BOTE_WORKER_STORAGE_CONNECTION_STRING": "garbage", "BOTE_WORKER_ISSUER": "http://idp"}, "connection string"},
+		{"environment is read under the new prefix", nil, map[string]string{"BOTE_GATEWAY_STORAGE_CONNECTION_STRING": "garbage", "BOTE_GATEWAY_ISSUER": "http://idp"}, "connection string"},
+		{"bad duration under the new prefix", nil, map[string]string{"BOTE_GATEWAY_PING_INTERVAL": "often"}, "BOTE_GATEWAY_PING_INTERVAL"},
+		{"both prefixes: the new one is read", nil, map[string]string{"BOTE_GATEWAY_PING_INTERVAL": "often", "BOTE_WORKER_PING_INTERVAL": "5s"}, "BOTE_GATEWAY_PING_INTERVAL"},
+		{"both prefixes: the old one is not read", nil, map[string]string{"BOTE_GATEWAY_PING_INTERVAL": "5s", "BOTE_WORKER_PING_INTERVAL": "often"}, "StorageConnectionString"},
 		{"negative session cap", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--max-sessions-per-connector", "-1"}, nil, "MaxSessionsPerConnector"},
 		{"fan-out too large", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--route-fan-out", "100000"}, nil, "FanOut"},
 		{"pprof on a public address", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--pprof-listen", ":6060"}, nil, "PprofListen"},
@@ -31,6 +36,27 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := run(context.Background(), tt.args, nil, io.Discard, io.Discard, func(k string) string { return tt.env[k] })
 			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+// TestRunWarnsAboutOldNames: BOTE_WORKER_* (the gateway's name before the
+// rename) still works, and each old name used is logged once as
+// deprecated; the new names log nothing.
+func TestRunWarnsAboutOldNames(t *testing.T) {
+	for _, tt := range []struct {
+		prefix string
+		warns  int
+	}{{"BOTE_WORKER", 2}, {"BOTE_GATEWAY", 0}} {
+		t.Run(tt.prefix, func(t *testing.T) {
+			env := map[string]string{tt.prefix + "_STORAGE_CONNECTION_STRING": "garbage", tt.prefix + "_ISSUER": "http://idp"}
+			var stderr strings.Builder
+			err := run(context.Background(), nil, nil, io.Discard, &stderr, func(k string) string { return env[k] })
+			assert.ErrorContains(t, err, "connection string", "the settings were read")
+			assert.Equal(t, tt.warns, strings.Count(stderr.String(), `"msg":"deprecated name`), stderr.String())
+			if tt.warns > 0 {
+				assert.Contains(t, stderr.String(), `"old":"BOTE_WORKER_ISSUER","new":"BOTE_GATEWAY_ISSUER"`)
+			}
 		})
 	}
 }

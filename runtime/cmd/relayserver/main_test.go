@@ -210,3 +210,38 @@ func TestPprofListenIsLoopbackOnly(t *testing.T) {
 		func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
 }
+
+// TestGatewayFlagNames: --gateway-url and --gateway-keys
+// (BOTE_RELAYSERVER_GATEWAY_*); --worker-url and --worker-keys, their names
+// before the rename, still work with one warning each, and the new name
+// wins when both are given.
+func TestGatewayFlagNames(t *testing.T) {
+	base := []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "k", "--log-format", "json"}
+	tests := []struct {
+		name          string
+		args          []string
+		env           map[string]string
+		wantURL, keys string
+		warn          []string
+	}{
+		{"new flags", []string{"--gateway-url", "http://g", "--gateway-keys", "g.json"}, nil, "http://g", "g.json", nil},
+		{"old flags", []string{"--worker-url", "http://w", "--worker-keys", "w.json"}, nil, "http://w", "w.json", []string{"--worker-keys", "--worker-url"}},
+		{"both flags", []string{"--worker-url", "http://w", "--gateway-url", "http://g"}, nil, "http://g", "", []string{"--worker-url"}},
+		{"new variables", nil, map[string]string{"BOTE_RELAYSERVER_GATEWAY_URL": "http://g"}, "http://g", "", nil},
+		{"old variables", nil, map[string]string{"BOTE_RELAYSERVER_WORKER_URL": "http://w"}, "http://w", "", []string{"BOTE_RELAYSERVER_WORKER_URL"}},
+		{"both variables", nil, map[string]string{"BOTE_RELAYSERVER_WORKER_URL": "http://w", "BOTE_RELAYSERVER_GATEWAY_URL": "http://g"}, "http://g", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseOptions(append(base, tt.args...), func(k string) string { return tt.env[k] }, &stderr)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantURL, o.GatewayURL)
+			assert.Equal(t, tt.keys, o.GatewayKeys)
+			assert.Equal(t, len(tt.warn), strings.Count(stderr.String(), `"msg":"deprecated name`), stderr.String())
+			for _, old := range tt.warn {
+				assert.Contains(t, stderr.String(), `"old":"`+old+`"`)
+			}
+		})
+	}
+}

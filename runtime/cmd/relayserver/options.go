@@ -16,6 +16,10 @@ import (
 
 const envPrefix = "BOTE_RELAYSERVER"
 
+// renamed are the names of flags before the worker became the gateway,
+// still read (with a warning) for one more release.
+var renamed = envflag.Renamed{Flags: map[string]string{"worker-url": "gateway-url", "worker-keys": "gateway-keys"}}
+
 // parseOptions reads flags, with defaults taken from BOTE_RELAYSERVER_*
 // variables, into a validated server configuration whose Logger writes to
 // stderr.
@@ -66,9 +70,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&c.ServiceBusConnectionString, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&c.ServiceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
 	fs.StringVar(&c.ServiceName, "service-name", "relayserver", "this service's name on the gateway (stamped as the sender of what it sends to agents)")
-	fs.StringVar(&c.WorkerURL, "worker-url", "", "gateway worker base URL, e.g. https://worker.example: after queueing work for agents the relay server wakes a routing replica there, so the worker's route poll is only a safety net (Storage Queues bus; not needed with Service Bus)")
-	fs.StringVar(&c.WorkerKeys, "worker-keys", "", `key set file ({"worker": [<public JWK>, ...]}): only messages the gateway worker signed (worker --signing-key) are taken from agents`)
-	fs.StringVar(&c.CloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the worker has --cloud-service-keys")
+	fs.StringVar(&c.GatewayURL, "gateway-url", "", "gateway base URL, e.g. https://gateway.example: after queueing work for agents the relay server wakes a routing replica there, so the gateway's route poll is only a safety net (Storage Queues bus; not needed with Service Bus)")
+	fs.StringVar(&c.GatewayKeys, "gateway-keys", "", `key set file ({"gateway": [<public JWK>, ...]}): only messages the gateway signed (gateway --signing-key) are taken from agents`)
+	fs.StringVar(&c.CloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the gateway has --cloud-service-keys")
 	fs.StringVar(&c.SecretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
 	fs.StringVar(&c.KeyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
 	fs.DurationVar(&c.DispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")
@@ -85,16 +89,13 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if err := envflag.Apply(fs, envPrefix, getenv); err != nil {
+	deprecated, err := renamed.Parse(fs, args, envPrefix, getenv)
+	if err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var err error
 	if c.OAuthRoles, err = loadRoleMap(roles, rolesFile); err != nil {
 		return c, err
 	}
@@ -120,6 +121,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	default:
 		return c, fmt.Errorf("--log-format: %q must be text or json", logFormat)
 	}
+	envflag.Warn(c.Logger, deprecated)
 	return c, nil
 }
 
