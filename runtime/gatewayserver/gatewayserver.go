@@ -90,7 +90,7 @@ type Config struct {
 	// SigningKeyPath, if set, is an EC P-256 private key (PEM) the worker
 	// signs every envelope it stamps a connector's identity on with
 	// (envelope.Envelope.Sign), so that cloud services holding its public
-	// key (botecloud.Config.WorkerKeys) can tell them from anything else on
+	// key (botecloud.Config.GatewayKeys) can tell them from anything else on
 	// "bote-cloud". Read at start.
 	SigningKeyPath string
 	// CloudServiceKeysPath, if set, is the cloud service keys file
