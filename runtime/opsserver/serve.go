@@ -46,7 +46,6 @@ func loadAgents(ctx context.Context, c Config, log *slog.Logger) (opsapi.AgentSt
 // Run validates c and runs the server until ctx ends (a clean exit) or a
 // listener fails permanently (an error).
 func Run(ctx context.Context, c Config) error {
-	// size: the server's wiring in start order, then its shutdown in reverse; both halves share the listeners and contexts built here.
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -61,11 +60,102 @@ func Run(ctx context.Context, c Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	s := &server{c: c, log: log, stdout: stdout, fatal: make(chan error, 4)}
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	waitRuns := func() {}
+	if s.runs != nil {
+		waitRuns = s.runs.start(ctx, log, s.fatal)
+	}
+	if err := s.listen(ctx); err != nil {
+		return err
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-s.fatal:
+		log.Error("shutting down", "err", runErr)
+	}
+	s.shutdown()
+	cancel()
+	waitRuns()
+	return runErr
+}
+
+// server is the ops server while it runs: the API, the HTTP server in
+// front of it and the relay listener once it connected.
+type server struct {
+	c      Config
+	log    *slog.Logger
+	stdout io.Writer
+	fatal  chan error // a listener or a runs part failed for good
+
+	runs  *runsStack // nil without runs
+	api   *opsapi.Server
+	http  *http.Server
+	relay atomic.Pointer[relay.Listener]
+}
+
+// open authenticates operators, opens the runs (or the agent list without
+// them) and builds the API with the console beside it.
+func (s *server) open(ctx context.Context) error {
+	auth, err := openAuth(ctx, s.c, s.log)
+	if err != nil {
+		return err
+	}
+	var agents opsapi.AgentStore
+	if s.c.runsEnabled() {
+		s.runs, err = openRuns(ctx, s.c, s.log) // agents from the run store and the registry (apiConfig)
+	} else {
+		agents, err = loadAgents(ctx, s.c, s.log)
+	}
+	if err != nil {
+		return err
+	}
+	apiCfg := opsapi.Config{
+		Version:              s.c.Version,
+		DeployedAgentVersion: s.c.DeployedAgentVersion,
+		Auth:                 auth,
+		Agents:               agents,
+		EventInterval:        s.c.EventInterval,
+		Logger:               s.log,
+	}
+	if s.c.APIKeysFile != "" || s.c.APIKeysTable != "" {
+		apiCfg.Keys = auth
+	}
+	if s.runs != nil {
+		s.runs.apiConfig(&apiCfg)
+	}
+	if !s.c.NoRelay {
+		apiCfg.RelayConnected = s.relayOnline
+	}
+	if s.api, err = opsapi.New(apiCfg); err != nil {
+		return err
+	}
+	handler, err := withConsole(s.api)
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// openAuth authenticates operators with API keys (a file or a table) and
+// OAuth2 tokens, as configured; key changes take effect while it runs.
+func openAuth(ctx context.Context, c Config, log *slog.Logger) (*operatorauth.Authenticator, error) {
 	authCfg := operatorauth.Config{KeysFile: c.APIKeysFile, Logger: log}
 	if c.APIKeysTable != "" {
 		keys, err := c.OpenKeysTable(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		authCfg.Keys = keys
 	}
@@ -78,119 +168,73 @@ func Run(ctx context.Context, c Config) error {
 	}
 	auth, err := operatorauth.New(ctx, authCfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	go auth.Watch(ctx, 5*time.Second)
+	return auth, nil
+}
 
-	var (
-		rs     *runsStack
-		agents opsapi.AgentStore
-	)
-	if c.runsEnabled() {
-		rs, err = openRuns(ctx, c, log) // agents from the run store and the registry (apiConfig)
-	} else {
-		agents, err = loadAgents(ctx, c, log)
-	}
-	if err != nil {
-		return err
-	}
-	var current atomic.Pointer[relay.Listener]
-	apiCfg := opsapi.Config{
-		Version:              c.Version,
-		DeployedAgentVersion: c.DeployedAgentVersion,
-		Auth:                 auth,
-		Agents:               agents,
-		EventInterval:        c.EventInterval,
-		Logger:               log,
-	}
-	if c.APIKeysFile != "" || c.APIKeysTable != "" {
-		apiCfg.Keys = auth
-	}
-	if rs != nil {
-		rs.apiConfig(&apiCfg)
-	}
-	if !c.NoRelay {
-		apiCfg.RelayConnected = func() bool {
-			l := current.Load()
-			return l != nil && l.Online()
-		}
-	}
-	api, err := opsapi.New(apiCfg)
-	if err != nil {
-		return err
-	}
-	handler, err := withConsole(api)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+func (s *server) relayOnline() bool {
+	l := s.relay.Load()
+	return l != nil && l.Online()
+}
 
-	fatal := make(chan error, 4)
-	waitRuns := func() {}
-	if rs != nil {
-		waitRuns = rs.start(ctx, log, fatal)
-	}
-	if c.LocalListen != "" {
-		ln, err := net.Listen("tcp", c.LocalListen)
+// listen serves the API on --local-listen and through the relay, and
+// health on --health-listen; a listener that fails for good says so on
+// s.fatal.
+func (s *server) listen(ctx context.Context) error {
+	if s.c.LocalListen != "" {
+		ln, err := net.Listen("tcp", s.c.LocalListen)
 		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w", c.LocalListen, err)
+			return fmt.Errorf("cannot listen on %s: %w", s.c.LocalListen, err)
 		}
-		fmt.Fprintf(stdout, "relayserver listening on http://%s\n", ln.Addr())
-		log.Info("serving the ops API locally", "addr", ln.Addr().String(), "version", c.Version)
+		fmt.Fprintf(s.stdout, "relayserver listening on http://%s\n", ln.Addr())
+		s.log.Info("serving the ops API locally", "addr", ln.Addr().String(), "version", s.c.Version)
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("local listener failed: %w", err)
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.fatal <- fmt.Errorf("local listener failed: %w", err)
 			}
 		}()
 	}
-	if err := serveHealth(ctx, c, log, stdout, rs, current.Load, fatal); err != nil {
+	if err := serveHealth(ctx, s.c, s.log, s.stdout, s.runs, s.relay.Load, s.fatal); err != nil {
 		return err
 	}
-	if !c.NoRelay {
-		cfg, err := listenerConfig(c, log)
+	if s.c.NoRelay {
+		return nil
+	}
+	cfg, err := listenerConfig(s.c, s.log)
+	if err != nil {
+		return err
+	}
+	go func() {
+		l, err := listenRelay(ctx, cfg, s.log)
 		if err != nil {
-			return err
+			s.fatal <- err
+			return
 		}
-		go func() {
-			l, err := listenRelay(ctx, cfg, log)
-			if err != nil {
-				fatal <- err
-				return
-			}
-			current.Store(l)
-			fmt.Fprintf(stdout, "relayserver listening on sb://%s (relay listener id %s)\n", l.Addr(), l.ID())
-			log.Info("serving the ops API through the relay", "relay", l.Addr().String(), "listener_id", l.ID(), "version", c.Version)
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("relay listener stopped: %w", err)
-			}
-		}()
-	}
+		s.relay.Store(l)
+		fmt.Fprintf(s.stdout, "relayserver listening on sb://%s (relay listener id %s)\n", l.Addr(), l.ID())
+		s.log.Info("serving the ops API through the relay", "relay", l.Addr().String(), "listener_id", l.ID(), "version", s.c.Version)
+		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.fatal <- fmt.Errorf("relay listener stopped: %w", err)
+		}
+	}()
+	return nil
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-fatal:
-		log.Error("shutting down", "err", runErr)
-	}
-	api.Shutdown()
-	sctx, scancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+// shutdown ends the API's streams, lets requests finish (up to
+// --shutdown-timeout) and closes the relay listener.
+func (s *server) shutdown() {
+	s.api.Shutdown()
+	sctx, scancel := context.WithTimeout(context.Background(), s.c.ShutdownTimeout)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("requests still running at shutdown deadline", "err", err)
-		srv.Close()
+	if err := s.http.Shutdown(sctx); err != nil {
+		s.log.Warn("requests still running at shutdown deadline", "err", err)
+		s.http.Close()
 	}
-	if l := current.Load(); l != nil {
+	if l := s.relay.Load(); l != nil {
 		l.Close()
 	}
-	cancel()
-	waitRuns()
-	return runErr
 }
 
 func listenerConfig(c Config, log *slog.Logger) (relay.ListenerConfig, error) {
