@@ -576,7 +576,7 @@ func TestAttackSessionFlood(t *testing.T) {
 	svc := g.cloud("flood", pong)
 	a2 := g.connector("tenant-a", "a2")
 	w := g.replicas[0]
-	require.Equal(t, 1.0, w.metric(t, "bote_worker_sessions"))
+	require.Equal(t, 1.0, w.metric(t, "bote_gateway_sessions"))
 
 	const flood, limit = 300, session.DefaultMaxSessionsPerConnector
 	tok := g.token(t, "tenant-a", "a1")
@@ -596,9 +596,9 @@ func TestAttackSessionFlood(t *testing.T) {
 		}
 		require.Equal(t, websocket.StatusCode(sessionproto.CloseSessionLimit), websocket.CloseStatus(err), "session %d: %v", i, err)
 	}
-	require.Eventually(t, func() bool { return w.metric(t, "bote_worker_sessions") == float64(1+limit) }, 15*time.Second, 100*time.Millisecond,
+	require.Eventually(t, func() bool { return w.metric(t, "bote_gateway_sessions") == float64(1+limit) }, 15*time.Second, 100*time.Millisecond,
 		"the gauge counts a2 and the %d newest sessions", limit)
-	assert.Equal(t, float64(flood-limit), w.metric(t, "bote_worker_sessions_evicted_total"))
+	assert.Equal(t, float64(flood-limit), w.metric(t, "bote_gateway_sessions_evicted_total"))
 
 	// The newest sessions work; so does a2, on the session it had.
 	for i, s := range sessions[flood-limit:] {
@@ -611,7 +611,7 @@ func TestAttackSessionFlood(t *testing.T) {
 	require.Eventually(t, func() bool { return len(svc.all()) == limit+1 }, 15*time.Second, 50*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	assert.Len(t, svc.all(), limit+1, "nothing else reached the cloud")
-	assert.Equal(t, 1.0+float64(limit), w.metric(t, "bote_worker_sessions"))
+	assert.Equal(t, 1.0+float64(limit), w.metric(t, "bote_gateway_sessions"))
 
 	out := w.Proc.Output()
 	assert.Equal(t, flood-limit, strings.Count(out, `"event":"session_evicted"`), "every eviction is audited")

@@ -139,7 +139,7 @@ func TestCallTimeout(t *testing.T) {
 	_, err = a1.Call(ctx, "pinger", connector.OutMessage{Body: []byte("slow")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorIs(t, <-cloudErr, context.DeadlineExceeded)
-	require.Eventually(t, func() bool { return g.replicas[0].metric(t, "bote_worker_late_replies_total") == 1 }, 20*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return g.replicas[0].metric(t, "bote_gateway_late_replies_total") == 1 }, 20*time.Second, 50*time.Millisecond)
 }
 
 // TestSidecarCall: the sidecar's local program answers a call with its

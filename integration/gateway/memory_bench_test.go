@@ -72,7 +72,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		for _, n := range steps {
 			openIdleSessions(b, g, tenant, ids[open:n])
 			open = n
-			require.Eventually(b, func() bool { return w.metric(b, "bote_worker_sessions") == float64(n) }, 5*time.Minute, 100*time.Millisecond,
+			require.Eventually(b, func() bool { return w.metric(b, "bote_gateway_sessions") == float64(n) }, 5*time.Minute, 100*time.Millisecond,
 				"the worker holds %d sessions", n)
 			// Quiet: the opening work (presence writes, handshakes) is
 			// over once the goroutine count holds still.

@@ -152,7 +152,7 @@ func TestOfflineConnectorDrainsOnConnect(t *testing.T) {
 // connector's safety poll is an hour, so only the nudge can deliver.
 func TestNudgeAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	g := newGateway(t) // worker 1 routes
+	g := newGateway(t) // replica 1 routes
 	w2 := g.startReplica("--sessions-only")
 	svc := g.cloud("nudger", nil)
 	a1 := g.connectorAt(w2, "tenant-a", "a1")
@@ -166,8 +166,12 @@ func TestNudgeAcrossReplicas(t *testing.T) {
 	t.Logf("cross-replica delivery took %s", time.Since(start))
 
 	metrics := get(t, g.replicas[0].URL+"/metrics")
+	assert.Contains(t, metrics, `bote_gateway_nudges_total{to="remote"}`)
+	w2Metrics := get(t, w2.URL+"/metrics")
+	assert.Contains(t, w2Metrics, "bote_gateway_sessions 1")
+	// The names from before the rename are still exported, same values.
 	assert.Contains(t, metrics, `bote_worker_nudges_total{to="remote"}`)
-	assert.Contains(t, get(t, w2.URL+"/metrics"), "bote_worker_sessions 1")
+	assert.Contains(t, w2Metrics, "bote_worker_sessions 1")
 }
 
 // TestSidecar runs ping/pong through the connector binary: the local

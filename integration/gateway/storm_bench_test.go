@@ -82,10 +82,10 @@ func benchReconnectStorm(b *testing.B, n int) {
 		b.ReportMetric(last.Seconds(), "s-all-back")
 		b.ReportMetric(p50.Seconds(), "s-p50-back")
 		// The gauge counts what the worker holds; it must settle at exactly n.
-		require.Eventually(b, func() bool { return w2.metric(b, "bote_worker_sessions") == float64(n) }, 30*time.Second, 100*time.Millisecond,
-			"sessions gauge %v, want %d", w2.metric(b, "bote_worker_sessions"), n)
+		require.Eventually(b, func() bool { return w2.metric(b, "bote_gateway_sessions") == float64(n) }, 30*time.Second, 100*time.Millisecond,
+			"sessions gauge %v, want %d", w2.metric(b, "bote_gateway_sessions"), n)
 		time.Sleep(2 * time.Second)
-		assert.Equal(b, float64(n), w2.metric(b, "bote_worker_sessions"), "sessions gauge holds at the connector count")
+		assert.Equal(b, float64(n), w2.metric(b, "bote_gateway_sessions"), "sessions gauge holds at the connector count")
 	}
 }
 
