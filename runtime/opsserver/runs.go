@@ -106,7 +106,6 @@ func (c Config) OpenKeysTable(ctx context.Context) (*operatorauth.TableStore, er
 // makes the tenants of the registry known, so their agents' heartbeats
 // are accepted from the start.
 func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, error) {
-	// size: the runs stack's parts in dependency order (registry, store, artifacts, bus, cloud client, manager, dispatcher); each feeds the next.
 	cred, err := c.azureCredential()
 	if err != nil {
 		return nil, err
@@ -118,11 +117,74 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if err != nil {
 		return nil, err
 	}
+	st := &runsStack{registry: reg, maxBundleBytes: c.MaxBundleBytes, allowPrivateWebhooks: c.WebhookAllowPrivate}
 	tables, err := c.tableService(cred)
 	if err != nil {
 		return nil, err
 	}
+	if err := st.openTables(ctx, c, tables, log); err != nil {
+		return nil, err
+	}
+	blobs, err := c.blobService(cred)
+	if err != nil {
+		return nil, err
+	}
+	if st.artifacts, err = artifacts.New(ctx, blobs, c.RunsContainer, c.CreateResources); err != nil {
+		return nil, err
+	}
+	signer, err := st.openCloud(ctx, c, cred, log)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := openSecrets(c, cred)
+	if err != nil {
+		return nil, err
+	}
+	if _, none := secrets.(secretstore.None); !none {
+		st.secrets = secrets // the API sets sensitive variables there
+	}
+	if c.AgentSilentAfter > 0 && c.AgentSilentAfter < 2*runproto.HeartbeatInterval {
+		// An agent heartbeating at the default interval looks lost between
+		// two heartbeats: its plans go back to the queue, its applies need
+		// attention.
+		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
+			"agentSilentAfter", c.AgentSilentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
+	}
+	if err := st.openRunParts(ctx, c, tables, signer, secrets, log); err != nil {
+		return nil, err
+	}
+	for _, t := range tenantsOf(reg.Current()) {
+		if _, err := st.manager.CreateTenant(ctx, runs.Tenant{ID: t}); err != nil && !errors.Is(err, runs.ErrExists) {
+			return nil, fmt.Errorf("cannot register tenant %s: %w", t, err)
+		}
+	}
+	return st, nil
+}
+
+// openTables opens the stores kept in Table storage: runs, the audit log,
+// policies and the webhooks with their notifier.
+func (st *runsStack) openTables(ctx context.Context, c Config, tables *aztables.ServiceClient, log *slog.Logger) error {
+	var err error
+	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: c.TablePrefix, CreateTables: c.CreateResources}); err != nil {
+		return err
+	}
+	if st.audit, err = openAudit(ctx, tables, c, log); err != nil {
+		return err
+	}
+	if st.policies, err = policystore.OpenTable(ctx, tables, policystore.TableName(c.TablePrefix), c.CreateResources); err != nil {
+		return err
+	}
+	if st.notifyDB, err = notify.OpenTable(ctx, tables, notify.TableName(c.TablePrefix), c.CreateResources); err != nil {
+		return err
+	}
+	st.notifier, err = notify.New(notify.Config{Store: st.notifyDB, AllowPrivate: c.WebhookAllowPrivate, Poll: c.WebhookPoll, RetryBase: c.WebhookRetryBase, RetryMax: c.WebhookRetryMax, Logger: log})
+	return err
+}
+
+// blobService is the Blob storage of the artifacts and claim checks.
+func (c Config) blobService(cred azcore.TokenCredential) (*azblob.Client, error) {
 	var blobs *azblob.Client
+	var err error
 	if c.StorageConnectionString != "" {
 		blobs, err = azblob.NewClientFromConnectionString(c.StorageConnectionString, nil)
 	} else {
@@ -131,25 +193,12 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if err != nil {
 		return nil, fmt.Errorf("cannot open storage: %w", err)
 	}
-	st := &runsStack{registry: reg, maxBundleBytes: c.MaxBundleBytes, allowPrivateWebhooks: c.WebhookAllowPrivate}
-	if st.store, err = runstore.Open(ctx, tables, runstore.Options{TablePrefix: c.TablePrefix, CreateTables: c.CreateResources}); err != nil {
-		return nil, err
-	}
-	if st.audit, err = openAudit(ctx, tables, c, log); err != nil {
-		return nil, err
-	}
-	if st.policies, err = policystore.OpenTable(ctx, tables, policystore.TableName(c.TablePrefix), c.CreateResources); err != nil {
-		return nil, err
-	}
-	if st.notifyDB, err = notify.OpenTable(ctx, tables, notify.TableName(c.TablePrefix), c.CreateResources); err != nil {
-		return nil, err
-	}
-	if st.notifier, err = notify.New(notify.Config{Store: st.notifyDB, AllowPrivate: c.WebhookAllowPrivate, Poll: c.WebhookPoll, RetryBase: c.WebhookRetryBase, RetryMax: c.WebhookRetryMax, Logger: log}); err != nil {
-		return nil, err
-	}
-	if st.artifacts, err = artifacts.New(ctx, blobs, c.RunsContainer, c.CreateResources); err != nil {
-		return nil, err
-	}
+	return blobs, nil
+}
+
+// openCloud opens the gateway bus and the cloud client the runs reach
+// agents through, and returns the signer of the artifacts' links.
+func (st *runsStack) openCloud(ctx context.Context, c Config, cred azcore.TokenCredential, log *slog.Logger) (*claimcheck.Store, error) {
 	ccfg := func(container string, create bool) claimcheck.Config {
 		cc := claimcheck.Config{Container: container, CreateContainer: create}
 		if c.StorageConnectionString != "" {
@@ -184,53 +233,41 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	if err != nil {
 		return nil, err
 	}
-	if st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: c.ServiceName, WakeURL: c.GatewayURL, SigningKey: signingKey, GatewayKeys: gatewayKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second}); err != nil {
-		return nil, err
-	}
-	secrets, err := openSecrets(c, cred)
+	st.cloud, err = botecloud.New(botecloud.Config{Bus: st.bus, Service: c.ServiceName, WakeURL: c.GatewayURL, SigningKey: signingKey, GatewayKeys: gatewayKeys, Logger: log, PollMin: 20 * time.Millisecond, PollMax: time.Second})
 	if err != nil {
 		return nil, err
 	}
-	if _, none := secrets.(secretstore.None); !none {
-		st.secrets = secrets // the API sets sensitive variables there
-	}
-	if c.AgentSilentAfter > 0 && c.AgentSilentAfter < 2*runproto.HeartbeatInterval {
-		// An agent heartbeating at the default interval looks lost between
-		// two heartbeats: its plans go back to the queue, its applies need
-		// attention.
-		log.Warn("--agent-silent-after is shorter than two default agent heartbeat intervals; agents must heartbeat more often (agent --heartbeat-interval)",
-			"agentSilentAfter", c.AgentSilentAfter, "defaultHeartbeatInterval", runproto.HeartbeatInterval)
-	}
+	return signer, nil
+}
+
+// openRunParts builds the run manager, the drift scheduler, the policy
+// checker and the dispatcher over the stores and the cloud client.
+func (st *runsStack) openRunParts(ctx context.Context, c Config, tables *aztables.ServiceClient, signer *claimcheck.Store, secrets secretstore.Store, log *slog.Logger) error {
 	driftDB, err := drift.OpenTable(ctx, tables, drift.TableName(c.TablePrefix), c.CreateResources)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(reg), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.runTransition})
+	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(st.registry), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.runTransition})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if st.drift, err = drift.New(drift.Config{Store: driftDB, Runs: st.manager, Notifier: st.notifier, Tick: c.DriftTick, Logger: log}); err != nil {
-		return nil, err
+		return err
 	}
 	checker, err := policy.NewChecker(policy.CheckerConfig{Store: st.policies, Workspaces: st.manager, Logger: log})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d, err := dispatch.New(dispatch.Config{
 		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts, Policies: checker, Drift: st.drift,
-		Keys: reg, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
+		Keys: st.registry, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	st.manager.Subscribe(d.OnChange) // before anything changes a run
 	st.dispatcher = d
-	for _, t := range tenantsOf(reg.Current()) {
-		if _, err := st.manager.CreateTenant(ctx, runs.Tenant{ID: t}); err != nil && !errors.Is(err, runs.ErrExists) {
-			return nil, fmt.Errorf("cannot register tenant %s: %w", t, err)
-		}
-	}
-	return st, nil
+	return nil
 }
 
 // runTransition records a stored transition in the audit log, enqueues
