@@ -42,7 +42,7 @@ func (s *Server) needPolicies(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func apiPolicy(p policystore.Policy, withSource bool) Policy {
-	out := Policy{Tenant: p.Tenant, Name: p.Name, Workspace: p.Workspace, Description: p.Description, Enforcement: string(p.Enforcement),
+	out := Policy{Tenant: string(p.Tenant), Name: p.Name, Workspace: string(p.Workspace), Description: p.Description, Enforcement: string(p.Enforcement),
 		Version: p.Version, SHA256: p.SHA256, CreatedAt: p.CreatedAt.UTC(), CreatedBy: p.CreatedBy, Deleted: p.Deleted}
 	if withSource {
 		out.Source = p.Source
@@ -65,7 +65,7 @@ func (s *Server) policyError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.cfg.Policies.List(r.Context(), r.PathValue("tenant"))
+	ps, err := s.cfg.Policies.List(r.Context(), pathTenant(r))
 	if err != nil {
 		s.policyError(w, r, err)
 		return
@@ -79,7 +79,7 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 
 // getPolicy answers the current version, or ?version=N.
 func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
-	tenant, name := r.PathValue("tenant"), r.PathValue("policy")
+	tenant, name := pathTenant(r), r.PathValue("policy")
 	v := r.URL.Query().Get("version")
 	if v == "" {
 		p, err := s.cfg.Policies.Get(r.Context(), tenant, name)
@@ -114,7 +114,15 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	p := policystore.Policy{Tenant: r.PathValue("tenant"), Name: r.PathValue("policy"), Workspace: req.Workspace, Description: req.Description,
+	var workspace ids.WorkspaceID // "": every workspace of the tenant
+	if req.Workspace != "" {
+		var err error
+		if workspace, err = ids.ParseWorkspaceID(req.Workspace); err != nil {
+			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+	}
+	p := policystore.Policy{Tenant: pathTenant(r), Name: r.PathValue("policy"), Workspace: workspace, Description: req.Description,
 		Enforcement: runs.Enforcement(req.Enforcement), Source: req.Source, CreatedBy: operator(r)}
 	if err := p.Validate(); err != nil {
 		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
@@ -130,7 +138,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
-	p, err := s.cfg.Policies.Delete(r.Context(), r.PathValue("tenant"), r.PathValue("policy"), operator(r))
+	p, err := s.cfg.Policies.Delete(r.Context(), pathTenant(r), r.PathValue("policy"), operator(r))
 	if err != nil {
 		s.policyError(w, r, err)
 		return
@@ -140,7 +148,7 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) policyVersions(w http.ResponseWriter, r *http.Request) {
-	vs, err := s.cfg.Policies.Versions(r.Context(), r.PathValue("tenant"), r.PathValue("policy"))
+	vs, err := s.cfg.Policies.Versions(r.Context(), pathTenant(r), r.PathValue("policy"))
 	if err != nil {
 		s.policyError(w, r, err)
 		return
@@ -181,7 +189,7 @@ func (s *Server) policyChanges(ctx context.Context, run runs.Run) (string, error
 	if s.cfg.Policies == nil || run.State != runs.Planned || run.DriftCheck || run.Plan == nil {
 		return "", nil
 	}
-	all, err := s.cfg.Policies.List(ctx, string(run.Tenant))
+	all, err := s.cfg.Policies.List(ctx, run.Tenant)
 	if err != nil {
 		return "", fmt.Errorf("cannot read the policies of tenant %s: %w", run.Tenant, err)
 	}
@@ -193,7 +201,7 @@ func (s *Server) policyChanges(ctx context.Context, run runs.Run) (string, error
 	}
 	var changed []string
 	for _, p := range all {
-		if !p.AppliesTo(string(run.Workspace)) {
+		if !p.AppliesTo(run.Workspace) {
 			continue
 		}
 		switch v, ok := checked[p.Name]; {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/runtime/audit"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/policystore"
 	"github.com/botehq/platform/runtime/runs"
 )
@@ -208,7 +209,7 @@ func TestApprovalRefusedWhenPoliciesChanged(t *testing.T) {
 	ctx := context.Background()
 	_, err := f.m.Cancel(ctx, runs.CancelRequest{Tenant: "contoso", Run: f.planned, By: "t"})
 	require.NoError(t, err)
-	put := func(name, workspace string) {
+	put := func(name string, workspace ids.WorkspaceID) {
 		p := policyFixture()
 		p.Name, p.Workspace, p.Enforcement = name, workspace, runs.Mandatory
 		_, err := f.policies.Put(ctx, p)

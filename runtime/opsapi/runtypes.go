@@ -105,7 +105,7 @@ func apiRun(r runs.Run, waiting string) Run {
 	if c := r.Policy; c != nil {
 		out.Policy = &PolicyCheck{CheckedAt: c.At.UTC(), Blocked: c.Blocks() && c.OverriddenBy == "", OverriddenBy: c.OverriddenBy, Results: make([]PolicyResult, len(c.Results))}
 		for i, p := range c.Results {
-			out.Policy.Results[i] = PolicyResult{Policy: p.Policy, Version: p.Version, Workspace: p.Workspace, Enforcement: string(p.Enforcement),
+			out.Policy.Results[i] = PolicyResult{Policy: p.Policy, Version: p.Version, Workspace: string(p.Workspace), Enforcement: string(p.Enforcement),
 				Passed: p.Passed, Messages: p.Messages, Warnings: p.Warnings, Error: p.Error}
 		}
 	}

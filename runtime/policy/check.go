@@ -90,13 +90,13 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 // when the policies or the workspace cannot be read (try again later): a
 // policy that cannot be evaluated fails with its error in its result.
 func (c *Checker) Check(ctx context.Context, r runs.Run, plan []byte) (*runs.PolicyCheck, error) {
-	all, err := c.cfg.Store.List(ctx, string(r.Tenant))
+	all, err := c.cfg.Store.List(ctx, r.Tenant)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the policies of tenant %s: %w", r.Tenant, err)
 	}
 	var apply []policystore.Policy
 	for _, p := range all {
-		if p.AppliesTo(string(r.Workspace)) {
+		if p.AppliesTo(r.Workspace) {
 			apply = append(apply, p)
 		}
 	}

@@ -26,11 +26,11 @@ const MaxSourceBytes = 64 << 10
 
 // Policy is one version of a tenant's policy.
 type Policy struct {
-	Tenant string `json:"tenant"`
-	Name   string `json:"name"`
+	Tenant ids.TenantID `json:"tenant"`
+	Name   string       `json:"name"`
 	// Workspace limits the policy to one workspace; "" applies it to every
 	// workspace of the tenant.
-	Workspace   string           `json:"workspace,omitempty"`
+	Workspace   ids.WorkspaceID  `json:"workspace,omitempty"`
 	Description string           `json:"description,omitempty"`
 	Enforcement runs.Enforcement `json:"enforcement"`
 	// Source is the Rego module.
@@ -44,18 +44,14 @@ type Policy struct {
 	Deleted bool `json:"deleted,omitempty"`
 }
 
-// Validate checks the fields a caller sets (not the Rego: see Compile).
+// Validate checks the fields a caller sets (not the Rego: see Compile;
+// the tenant and workspace ids are typed, checked where they entered).
 func (p Policy) Validate() error {
-	if err := ids.Validate("tenant", p.Tenant); err != nil {
-		return err
+	if p.Tenant == "" {
+		return errors.New("policy tenant is empty")
 	}
 	if err := ids.Validate("policy", p.Name); err != nil {
 		return err
-	}
-	if p.Workspace != "" {
-		if err := ids.Validate("workspace", p.Workspace); err != nil {
-			return err
-		}
 	}
 	if !p.Enforcement.Valid() {
 		return fmt.Errorf("policy enforcement %q must be one of %v", p.Enforcement, runs.Enforcements)
@@ -73,7 +69,7 @@ func (p Policy) Validate() error {
 }
 
 // AppliesTo reports whether the policy checks the plans of workspace.
-func (p Policy) AppliesTo(workspace string) bool {
+func (p Policy) AppliesTo(workspace ids.WorkspaceID) bool {
 	return !p.Deleted && (p.Workspace == "" || p.Workspace == workspace)
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Store keeps policies with every version: Table (Azure Table Storage, the
@@ -18,14 +20,14 @@ type Store interface {
 	Put(ctx context.Context, p Policy) (Policy, error)
 	// Get returns the current version of a policy (ErrNotFound if it
 	// never existed or is deleted).
-	Get(ctx context.Context, tenant, name string) (Policy, error)
+	Get(ctx context.Context, tenant ids.TenantID, name string) (Policy, error)
 	// List returns the current versions of the tenant's policies, by
 	// name, deleted ones left out.
-	List(ctx context.Context, tenant string) ([]Policy, error)
+	List(ctx context.Context, tenant ids.TenantID) ([]Policy, error)
 	// Delete marks the policy deleted (a new version); its versions stay.
-	Delete(ctx context.Context, tenant, name, by string) (Policy, error)
+	Delete(ctx context.Context, tenant ids.TenantID, name, by string) (Policy, error)
 	// Versions returns every version of a policy, oldest first.
-	Versions(ctx context.Context, tenant, name string) ([]Policy, error)
+	Versions(ctx context.Context, tenant ids.TenantID, name string) ([]Policy, error)
 }
 
 // next is the version that follows cur (zero: none yet) for p.
@@ -43,17 +45,23 @@ func tombstone(cur Policy, by string, now time.Time) Policy {
 // Memory is an in-memory Store for tests.
 type Memory struct {
 	mu       sync.Mutex
-	versions map[[2]string][]Policy // tenant, name → versions
+	versions map[policyKey][]Policy
 	Now      func() time.Time
 }
 
 var _ Store = (*Memory)(nil)
 
-// NewMemory returns an empty Memory store.
-func NewMemory() *Memory { return &Memory{versions: map[[2]string][]Policy{}, Now: time.Now} }
+// policyKey is a tenant's policy name.
+type policyKey struct {
+	tenant ids.TenantID
+	name   string
+}
 
-func (m *Memory) current(tenant, name string) (Policy, bool) {
-	vs := m.versions[[2]string{tenant, name}]
+// NewMemory returns an empty Memory store.
+func NewMemory() *Memory { return &Memory{versions: map[policyKey][]Policy{}, Now: time.Now} }
+
+func (m *Memory) current(tenant ids.TenantID, name string) (Policy, bool) {
+	vs := m.versions[policyKey{tenant, name}]
 	if len(vs) == 0 {
 		return Policy{}, false
 	}
@@ -69,13 +77,13 @@ func (m *Memory) Put(ctx context.Context, p Policy) (Policy, error) {
 	defer m.mu.Unlock()
 	cur, _ := m.current(p.Tenant, p.Name)
 	p = next(cur, p, m.Now())
-	k := [2]string{p.Tenant, p.Name}
+	k := policyKey{p.Tenant, p.Name}
 	m.versions[k] = append(m.versions[k], p)
 	return p, nil
 }
 
 // Get implements Store.
-func (m *Memory) Get(ctx context.Context, tenant, name string) (Policy, error) {
+func (m *Memory) Get(ctx context.Context, tenant ids.TenantID, name string) (Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.current(tenant, name)
@@ -86,12 +94,12 @@ func (m *Memory) Get(ctx context.Context, tenant, name string) (Policy, error) {
 }
 
 // List implements Store.
-func (m *Memory) List(ctx context.Context, tenant string) ([]Policy, error) {
+func (m *Memory) List(ctx context.Context, tenant ids.TenantID) ([]Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Policy
 	for k := range m.versions {
-		if cur, _ := m.current(k[0], k[1]); k[0] == tenant && !cur.Deleted {
+		if cur, _ := m.current(k.tenant, k.name); k.tenant == tenant && !cur.Deleted {
 			out = append(out, cur)
 		}
 	}
@@ -100,7 +108,7 @@ func (m *Memory) List(ctx context.Context, tenant string) ([]Policy, error) {
 }
 
 // Delete implements Store.
-func (m *Memory) Delete(ctx context.Context, tenant, name, by string) (Policy, error) {
+func (m *Memory) Delete(ctx context.Context, tenant ids.TenantID, name, by string) (Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.current(tenant, name)
@@ -108,16 +116,16 @@ func (m *Memory) Delete(ctx context.Context, tenant, name, by string) (Policy, e
 		return Policy{}, fmt.Errorf("tenant %s has no policy %s: %w", tenant, name, ErrNotFound)
 	}
 	t := tombstone(cur, by, m.Now())
-	k := [2]string{tenant, name}
+	k := policyKey{tenant, name}
 	m.versions[k] = append(m.versions[k], t)
 	return t, nil
 }
 
 // Versions implements Store.
-func (m *Memory) Versions(ctx context.Context, tenant, name string) ([]Policy, error) {
+func (m *Memory) Versions(ctx context.Context, tenant ids.TenantID, name string) ([]Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	vs := m.versions[[2]string{tenant, name}]
+	vs := m.versions[policyKey{tenant, name}]
 	if len(vs) == 0 {
 		return nil, fmt.Errorf("tenant %s has no policy %s: %w", tenant, name, ErrNotFound)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/internal/aztable"
 )
 
@@ -63,7 +64,7 @@ func (t *Table) encode(rk string, p Policy) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode policy %s: %w", p.Name, err)
 	}
-	e := map[string]any{"PartitionKey": p.Tenant, "RowKey": rk}
+	e := map[string]any{"PartitionKey": string(p.Tenant), "RowKey": rk}
 	aztable.SetData(e, data)
 	return json.Marshal(e)
 }
@@ -83,8 +84,8 @@ func decode(raw []byte) (Policy, azcore.ETag, error) {
 func notFound(err error) bool { return aztable.StatusCode(err) == http.StatusNotFound }
 
 // current reads the current row; ok is false when there is none.
-func (t *Table) current(ctx context.Context, tenant, name string) (p Policy, etag azcore.ETag, ok bool, err error) {
-	resp, err := t.c.GetEntity(ctx, tenant, currentRow(name), nil)
+func (t *Table) current(ctx context.Context, tenant ids.TenantID, name string) (p Policy, etag azcore.ETag, ok bool, err error) {
+	resp, err := t.c.GetEntity(ctx, string(tenant), currentRow(name), nil)
 	if notFound(err) {
 		return Policy{}, "", false, nil
 	}
@@ -137,7 +138,7 @@ func (t *Table) Put(ctx context.Context, p Policy) (Policy, error) {
 }
 
 // Get implements Store.
-func (t *Table) Get(ctx context.Context, tenant, name string) (Policy, error) {
+func (t *Table) Get(ctx context.Context, tenant ids.TenantID, name string) (Policy, error) {
 	cur, _, ok, err := t.current(ctx, tenant, name)
 	if err != nil {
 		return Policy{}, err
@@ -149,7 +150,7 @@ func (t *Table) Get(ctx context.Context, tenant, name string) (Policy, error) {
 }
 
 // Delete implements Store.
-func (t *Table) Delete(ctx context.Context, tenant, name, by string) (Policy, error) {
+func (t *Table) Delete(ctx context.Context, tenant ids.TenantID, name, by string) (Policy, error) {
 	cur, etag, ok, err := t.current(ctx, tenant, name)
 	if err != nil {
 		return Policy{}, err
@@ -162,7 +163,7 @@ func (t *Table) Delete(ctx context.Context, tenant, name, by string) (Policy, er
 }
 
 // rows lists the tenant's rows with keys in [from, to).
-func (t *Table) rows(ctx context.Context, tenant, from, until string) ([]Policy, error) {
+func (t *Table) rows(ctx context.Context, tenant ids.TenantID, from, until string) ([]Policy, error) {
 	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", tenant, from, until)
 	pager := t.c.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(filter)})
 	var out []Policy
@@ -183,7 +184,7 @@ func (t *Table) rows(ctx context.Context, tenant, from, until string) ([]Policy,
 }
 
 // List implements Store.
-func (t *Table) List(ctx context.Context, tenant string) ([]Policy, error) {
+func (t *Table) List(ctx context.Context, tenant ids.TenantID) ([]Policy, error) {
 	all, err := t.rows(ctx, tenant, "c|", "c}")
 	if err != nil {
 		return nil, err
@@ -198,7 +199,7 @@ func (t *Table) List(ctx context.Context, tenant string) ([]Policy, error) {
 }
 
 // Versions implements Store.
-func (t *Table) Versions(ctx context.Context, tenant, name string) ([]Policy, error) {
+func (t *Table) Versions(ctx context.Context, tenant ids.TenantID, name string) ([]Policy, error) {
 	if strings.ContainsAny(name, "|'") {
 		return nil, fmt.Errorf("tenant %s has no policy %s: %w", tenant, name, ErrNotFound)
 	}

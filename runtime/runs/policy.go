@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // ErrPolicyFailed: the run's plan failed a mandatory policy, so it cannot
@@ -45,11 +47,11 @@ type PolicyCheck struct {
 
 // PolicyResult is one policy's verdict on a plan.
 type PolicyResult struct {
-	Policy      string      `json:"policy"`
-	Version     int         `json:"version"`
-	Workspace   string      `json:"workspace,omitempty"` // "" for every workspace of the tenant
-	Enforcement Enforcement `json:"enforcement"`
-	Passed      bool        `json:"passed"`
+	Policy      string          `json:"policy"`
+	Version     int             `json:"version"`
+	Workspace   ids.WorkspaceID `json:"workspace,omitempty"` // "" for every workspace of the tenant
+	Enforcement Enforcement     `json:"enforcement"`
+	Passed      bool            `json:"passed"`
 	// Messages say why it failed (its deny rule's values); Warnings are
 	// its warn rule's values, which never fail it.
 	Messages []string `json:"messages,omitempty"`
