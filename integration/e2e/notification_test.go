@@ -119,7 +119,7 @@ func TestWebhooksSurviveRestartAndRetry(t *testing.T) {
 		assert.Equal(t, 1, n, "%s delivered more than once", hid)
 	}
 	for _, e := range h.events {
-		assert.Equal(t, ws, e.Workspace)
+		assert.Equal(t, ws, string(e.Workspace))
 		assert.True(t, strings.HasPrefix(e.ID, id), e.ID)
 	}
 	expect(t, exitcode.OK, contoso, "notifications", "delete", "chat")

@@ -61,7 +61,7 @@ func cmpErr(err error, otherwise string) string {
 }
 
 func driftEvent(r runs.Run, st State) notify.Event {
-	ev := notify.Event{ID: r.ID + "-drift", Type: notify.DriftDetected, Time: st.CheckedAt, Tenant: string(r.Tenant), Workspace: string(r.Workspace),
+	ev := notify.Event{ID: r.ID + "-drift", Type: notify.DriftDetected, Time: st.CheckedAt, Tenant: r.Tenant, Workspace: r.Workspace,
 		Run:     &notify.RunInfo{ID: r.ID, Operation: "drift-check", State: string(r.State)},
 		Message: fmt.Sprintf("workspace %s drifted: %d resource(s) differ from the Terraform state", r.Workspace, len(st.Resources)+st.More)}
 	for _, res := range st.Resources {

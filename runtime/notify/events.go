@@ -18,7 +18,7 @@ func RunEvents(r runs.Run, t runs.Transition, i int) []Event {
 	}
 	ev := func(typ EventType, msg string) Event {
 		return Event{ID: fmt.Sprintf("%s-%d-%s", r.ID, i, strings.ReplaceAll(string(typ), ".", "_")), Type: typ, Time: t.At.UTC(),
-			Tenant: string(r.Tenant), Workspace: string(r.Workspace), Run: info, Message: msg}
+			Tenant: r.Tenant, Workspace: r.Workspace, Run: info, Message: msg}
 	}
 	if r.DriftCheck && t.To != runs.Failed && t.To != runs.TimedOut {
 		return nil // a drift check notifies workspace.drift_detected itself (package drift)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/botehq/platform/runtime/buildinfo"
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/retry"
 )
 
@@ -266,8 +267,8 @@ func (n *Notifier) DeliverDue(ctx context.Context) (int, error) {
 // fair picks a round's deliveries from due: the tenants in turn, at most
 // perTenant of each, at most roundSize in all.
 func fair(due []Delivery) []Delivery {
-	byTenant := map[string][]Delivery{}
-	var tenants []string
+	byTenant := map[ids.TenantID][]Delivery{}
+	var tenants []ids.TenantID
 	for _, d := range due {
 		if byTenant[d.Tenant] == nil {
 			tenants = append(tenants, d.Tenant)

@@ -56,12 +56,12 @@ func (t EventType) Valid() bool { return slices.Contains(EventTypes, t) }
 
 // Destination is a tenant's webhook.
 type Destination struct {
-	Tenant string `json:"tenant"`
-	ID     string `json:"id"`
-	URL    string `json:"url"`
+	Tenant ids.TenantID `json:"tenant"`
+	ID     string       `json:"id"`
+	URL    string       `json:"url"`
 	// Workspace limits it to one workspace's events; "" for all.
-	Workspace   string `json:"workspace,omitempty"`
-	Description string `json:"description,omitempty"`
+	Workspace   ids.WorkspaceID `json:"workspace,omitempty"`
+	Description string          `json:"description,omitempty"`
 	// Events it receives; empty for every type.
 	Events []EventType `json:"events,omitempty"`
 	// Secret signs the payloads. The API returns it once, at creation.
@@ -71,18 +71,14 @@ type Destination struct {
 }
 
 // Validate names the first bad field. allowHTTP admits http URLs (tests,
-// local use); otherwise a destination must be https.
+// local use); otherwise a destination must be https. (The tenant and
+// workspace ids are typed: they were checked where they entered.)
 func (d Destination) Validate(allowHTTP bool) error {
-	if err := ids.Validate("tenant", d.Tenant); err != nil {
-		return err
+	if d.Tenant == "" {
+		return errors.New("notification tenant is empty")
 	}
 	if err := ids.Validate("notification", d.ID); err != nil {
 		return err
-	}
-	if d.Workspace != "" {
-		if err := ids.Validate("workspace", d.Workspace); err != nil {
-			return err
-		}
 	}
 	u, err := url.Parse(d.URL)
 	switch {
@@ -135,12 +131,12 @@ func NewSecret() string {
 // Event is the JSON payload of a webhook (schema in docs/notifications.md).
 type Event struct {
 	// ID identifies the event; a redelivery carries the same id.
-	ID        string    `json:"id"`
-	Type      EventType `json:"type"`
-	Time      time.Time `json:"time"`
-	Tenant    string    `json:"tenant"`
-	Workspace string    `json:"workspace"`
-	Run       *RunInfo  `json:"run,omitempty"`
+	ID        string          `json:"id"`
+	Type      EventType       `json:"type"`
+	Time      time.Time       `json:"time"`
+	Tenant    ids.TenantID    `json:"tenant"`
+	Workspace ids.WorkspaceID `json:"workspace"`
+	Run       *RunInfo        `json:"run,omitempty"`
 	// Policy names the failed policies (run.policy_failed).
 	Policy []PolicyInfo `json:"policy,omitempty"`
 	// Drift lists what drifted (workspace.drift_detected).

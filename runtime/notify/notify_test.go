@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/runs"
 	"github.com/botehq/platform/runtime/tfresult"
@@ -115,7 +116,7 @@ func TestWebhooksAreSignedRetriedAndLogged(t *testing.T) {
 	types := []notify.EventType{rc.events[0].Type, rc.events[1].Type}
 	assert.ElementsMatch(t, []notify.EventType{notify.NeedsApproval, notify.PolicyFailed}, types)
 	for _, ev := range rc.events {
-		assert.Equal(t, "prod", ev.Workspace)
+		assert.Equal(t, ids.WorkspaceID("prod"), ev.Workspace)
 		assert.Equal(t, 2, ev.Run.Add)
 		assert.Equal(t, 1, ev.Run.Destroy)
 		if ev.Type == notify.PolicyFailed {

@@ -9,18 +9,20 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/botehq/platform/runtime/ids"
 )
 
 // Delivery is one event to one destination, with its attempts.
 type Delivery struct {
 	// ID is the event's id and the destination's: enqueueing it twice
 	// stores it once.
-	ID          string    `json:"id"`
-	Tenant      string    `json:"tenant"`
-	Destination string    `json:"destination"`
-	Event       Event     `json:"event"`
-	Created     time.Time `json:"created"`
-	State       State     `json:"state"`
+	ID          string       `json:"id"`
+	Tenant      ids.TenantID `json:"tenant"`
+	Destination string       `json:"destination"`
+	Event       Event        `json:"event"`
+	Created     time.Time    `json:"created"`
+	State       State        `json:"state"`
 	// Due is when the next attempt may start.
 	Due time.Time `json:"due"`
 	// Tries counts the attempts; Attempts keeps the first and the latest.
@@ -68,8 +70,8 @@ func (d *Delivery) addAttempt(a Attempt) {
 // and Memory (tests).
 type Store interface {
 	AddDestination(ctx context.Context, d Destination) error
-	Destinations(ctx context.Context, tenant string) ([]Destination, error)
-	DeleteDestination(ctx context.Context, tenant, id string) error
+	Destinations(ctx context.Context, tenant ids.TenantID) ([]Destination, error)
+	DeleteDestination(ctx context.Context, tenant ids.TenantID, id string) error
 	// Enqueue stores pending deliveries in the outbox and the log; one
 	// already stored is left as it is.
 	Enqueue(ctx context.Context, ds []Delivery) error
@@ -85,7 +87,7 @@ type Store interface {
 	Record(ctx context.Context, d Delivery) error
 	// Deliveries lists the log of a destination ("": every destination
 	// of the tenant), newest first, at most limit.
-	Deliveries(ctx context.Context, tenant, destination string, limit int) ([]Delivery, error)
+	Deliveries(ctx context.Context, tenant ids.TenantID, destination string, limit int) ([]Delivery, error)
 }
 
 // newest sorts deliveries newest first and cuts them to limit.
@@ -97,7 +99,7 @@ func newest(ds []Delivery, limit int) []Delivery {
 // Memory is an in-memory Store for tests.
 type Memory struct {
 	mu     sync.Mutex
-	dests  map[[2]string]Destination
+	dests  map[destKey]Destination
 	outbox map[string]Delivery // by ID
 	log    map[string]Delivery
 	etag   int
@@ -105,9 +107,15 @@ type Memory struct {
 
 var _ Store = (*Memory)(nil)
 
+// destKey is a tenant's destination id.
+type destKey struct {
+	tenant ids.TenantID
+	id     string
+}
+
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory {
-	return &Memory{dests: map[[2]string]Destination{}, outbox: map[string]Delivery{}, log: map[string]Delivery{}}
+	return &Memory{dests: map[destKey]Destination{}, outbox: map[string]Delivery{}, log: map[string]Delivery{}}
 }
 
 func (m *Memory) nextETag() string { m.etag++; return strconv.Itoa(m.etag) }
@@ -123,7 +131,7 @@ func clone[T any](v T) T {
 func (m *Memory) AddDestination(_ context.Context, d Destination) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := [2]string{d.Tenant, d.ID}
+	k := destKey{d.Tenant, d.ID}
 	if _, ok := m.dests[k]; ok {
 		return fmt.Errorf("notification %s/%s: %w", d.Tenant, d.ID, ErrExists)
 	}
@@ -132,12 +140,12 @@ func (m *Memory) AddDestination(_ context.Context, d Destination) error {
 }
 
 // Destinations implements Store.
-func (m *Memory) Destinations(_ context.Context, tenant string) ([]Destination, error) {
+func (m *Memory) Destinations(_ context.Context, tenant ids.TenantID) ([]Destination, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Destination
 	for k, d := range m.dests {
-		if k[0] == tenant {
+		if k.tenant == tenant {
 			out = append(out, clone(d))
 		}
 	}
@@ -146,10 +154,10 @@ func (m *Memory) Destinations(_ context.Context, tenant string) ([]Destination, 
 }
 
 // DeleteDestination implements Store.
-func (m *Memory) DeleteDestination(_ context.Context, tenant, id string) error {
+func (m *Memory) DeleteDestination(_ context.Context, tenant ids.TenantID, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := [2]string{tenant, id}
+	k := destKey{tenant, id}
 	if _, ok := m.dests[k]; !ok {
 		return fmt.Errorf("tenant %s has no notification %s: %w", tenant, id, ErrNotFound)
 	}
@@ -221,7 +229,7 @@ func (m *Memory) Record(_ context.Context, d Delivery) error {
 }
 
 // Deliveries implements Store.
-func (m *Memory) Deliveries(_ context.Context, tenant, destination string, limit int) ([]Delivery, error) {
+func (m *Memory) Deliveries(_ context.Context, tenant ids.TenantID, destination string, limit int) ([]Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Delivery

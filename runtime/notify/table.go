@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/internal/aztable"
 )
 
@@ -102,7 +103,7 @@ func (t *Table) list(ctx context.Context, filter string, top int, each func(raw 
 
 // AddDestination implements Store.
 func (t *Table) AddDestination(ctx context.Context, d Destination) error {
-	e, err := encode(d.Tenant, "d|"+d.ID, d, time.Time{})
+	e, err := encode(string(d.Tenant), "d|"+d.ID, d, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -121,9 +122,9 @@ func rangeFilter(pk, prefix string) string {
 }
 
 // Destinations implements Store.
-func (t *Table) Destinations(ctx context.Context, tenant string) ([]Destination, error) {
+func (t *Table) Destinations(ctx context.Context, tenant ids.TenantID) ([]Destination, error) {
 	var out []Destination
-	err := t.list(ctx, rangeFilter(tenant, "d"), 0, func(raw []byte) error {
+	err := t.list(ctx, rangeFilter(string(tenant), "d"), 0, func(raw []byte) error {
 		var d Destination
 		_, err := decode(raw, &d)
 		out = append(out, d)
@@ -133,8 +134,8 @@ func (t *Table) Destinations(ctx context.Context, tenant string) ([]Destination,
 }
 
 // DeleteDestination implements Store.
-func (t *Table) DeleteDestination(ctx context.Context, tenant, id string) error {
-	_, err := t.c.DeleteEntity(ctx, tenant, "d|"+id, nil)
+func (t *Table) DeleteDestination(ctx context.Context, tenant ids.TenantID, id string) error {
+	_, err := t.c.DeleteEntity(ctx, string(tenant), "d|"+id, nil)
 	switch {
 	case aztable.StatusCode(err) == http.StatusNotFound:
 		return fmt.Errorf("tenant %s has no notification %s: %w", tenant, id, ErrNotFound)
@@ -149,7 +150,7 @@ func (t *Table) DeleteDestination(ctx context.Context, tenant, id string) error 
 // and one repeated after success changes nothing.
 func (t *Table) Enqueue(ctx context.Context, ds []Delivery) error {
 	for _, d := range ds {
-		logRow, err := encode(d.Tenant, "l|"+d.ID, d, time.Time{})
+		logRow, err := encode(string(d.Tenant), "l|"+d.ID, d, time.Time{})
 		if err != nil {
 			return err
 		}
@@ -158,7 +159,7 @@ func (t *Table) Enqueue(ctx context.Context, ds []Delivery) error {
 		} else if err != nil {
 			return fmt.Errorf("cannot log delivery %s: %w", d.ID, err)
 		}
-		out, err := encode(outboxPartition, d.Tenant+"|"+d.ID, d, d.Due)
+		out, err := encode(outboxPartition, string(d.Tenant)+"|"+d.ID, d, d.Due)
 		if err != nil {
 			return err
 		}
@@ -191,7 +192,7 @@ func (t *Table) Due(ctx context.Context, now time.Time, limit int) ([]Delivery, 
 // Lease implements Store.
 func (t *Table) Lease(ctx context.Context, d Delivery, until time.Time) (Delivery, error) {
 	d.LeaseUntil = until.UTC()
-	e, err := encode(outboxPartition, d.Tenant+"|"+d.ID, d, d.Due)
+	e, err := encode(outboxPartition, string(d.Tenant)+"|"+d.ID, d, d.Due)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -214,7 +215,7 @@ func (t *Table) Lease(ctx context.Context, d Delivery, until time.Time) (Deliver
 // Record implements Store.
 func (t *Table) Record(ctx context.Context, d Delivery) error {
 	etag := azcore.ETag(d.ETag)
-	rk := d.Tenant + "|" + d.ID
+	rk := string(d.Tenant) + "|" + d.ID
 	var err error
 	if d.State == Pending {
 		var e []byte
@@ -234,7 +235,7 @@ func (t *Table) Record(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("cannot record delivery %s: %w", d.ID, err)
 	}
 	d.LeaseUntil = time.Time{}
-	logRow, err := encode(d.Tenant, "l|"+d.ID, d, time.Time{})
+	logRow, err := encode(string(d.Tenant), "l|"+d.ID, d, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -245,9 +246,9 @@ func (t *Table) Record(ctx context.Context, d Delivery) error {
 }
 
 // Deliveries implements Store.
-func (t *Table) Deliveries(ctx context.Context, tenant, destination string, limit int) ([]Delivery, error) {
+func (t *Table) Deliveries(ctx context.Context, tenant ids.TenantID, destination string, limit int) ([]Delivery, error) {
 	var out []Delivery
-	err := t.list(ctx, rangeFilter(tenant, "l"), 0, func(raw []byte) error {
+	err := t.list(ctx, rangeFilter(string(tenant), "l"), 0, func(raw []byte) error {
 		var d Delivery
 		if _, err := decode(raw, &d); err != nil {
 			return err

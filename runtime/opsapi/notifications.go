@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 )
@@ -35,7 +36,7 @@ func (s *Server) needNotifications(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func apiNotification(d notify.Destination) Notification {
-	out := Notification{Tenant: d.Tenant, ID: d.ID, URL: notify.RedactURL(d.URL), Workspace: d.Workspace, Description: d.Description,
+	out := Notification{Tenant: string(d.Tenant), ID: d.ID, URL: notify.RedactURL(d.URL), Workspace: string(d.Workspace), Description: d.Description,
 		CreatedAt: d.CreatedAt.UTC(), CreatedBy: d.CreatedBy}
 	for _, e := range d.Events {
 		out.Events = append(out.Events, string(e))
@@ -55,7 +56,7 @@ func (s *Server) notifyError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request) {
-	ds, err := s.cfg.Notifications.Destinations(r.Context(), r.PathValue("tenant"))
+	ds, err := s.cfg.Notifications.Destinations(r.Context(), pathTenant(r))
 	if err != nil {
 		s.notifyError(w, r, err)
 		return
@@ -72,7 +73,15 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	d := notify.Destination{Tenant: r.PathValue("tenant"), ID: req.ID, URL: req.URL, Workspace: req.Workspace, Description: req.Description,
+	var workspace ids.WorkspaceID // "": every workspace of the tenant
+	if req.Workspace != "" {
+		var err error
+		if workspace, err = ids.ParseWorkspaceID(req.Workspace); err != nil {
+			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+	}
+	d := notify.Destination{Tenant: pathTenant(r), ID: req.ID, URL: req.URL, Workspace: workspace, Description: req.Description,
 		Secret: notify.NewSecret(), CreatedAt: s.cfg.Now().UTC(), CreatedBy: operator(r)}
 	for _, e := range req.Events {
 		d.Events = append(d.Events, notify.EventType(e))
@@ -94,7 +103,7 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) {
 // deleteNotification deletes a webhook and answers it; its pending
 // deliveries end as failed.
 func (s *Server) deleteNotification(w http.ResponseWriter, r *http.Request) {
-	tenant, id := r.PathValue("tenant"), r.PathValue("notification")
+	tenant, id := pathTenant(r), r.PathValue("notification")
 	ds, err := s.cfg.Notifications.Destinations(r.Context(), tenant)
 	if err != nil {
 		s.notifyError(w, r, err)
@@ -102,7 +111,7 @@ func (s *Server) deleteNotification(w http.ResponseWriter, r *http.Request) {
 	}
 	i := slices.IndexFunc(ds, func(d notify.Destination) bool { return d.ID == id })
 	if i < 0 {
-		writeError(w, r, http.StatusNotFound, CodeNotFound, "tenant "+tenant+" has no notification "+id)
+		writeError(w, r, http.StatusNotFound, CodeNotFound, "tenant "+string(tenant)+" has no notification "+id)
 		return
 	}
 	if err := s.cfg.Notifications.DeleteDestination(r.Context(), tenant, id); err != nil {
@@ -124,7 +133,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	tenant, id := r.PathValue("tenant"), r.PathValue("notification")
+	tenant, id := pathTenant(r), r.PathValue("notification")
 	ds, err := s.cfg.Notifications.Deliveries(r.Context(), tenant, id, limit)
 	if err != nil {
 		s.notifyError(w, r, err)
@@ -138,7 +147,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 }
 
 func apiDelivery(d notify.Delivery) Delivery {
-	out := Delivery{ID: d.ID, Notification: d.Destination, EventType: string(d.Event.Type), Workspace: d.Event.Workspace,
+	out := Delivery{ID: d.ID, Notification: d.Destination, EventType: string(d.Event.Type), Workspace: string(d.Event.Workspace),
 		Created: d.Created.UTC(), State: string(d.State), Tries: d.Tries, Attempts: make([]DeliveryAttempt, len(d.Attempts))}
 	if d.Event.Run != nil {
 		out.Run = d.Event.Run.ID
