@@ -15,13 +15,10 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"os"
 	"regexp"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -29,20 +26,12 @@ import (
 	"github.com/botehq/platform/runtime/accesstoken"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/bus/busdriver"
-	"github.com/botehq/platform/runtime/claimcheck"
 	"github.com/botehq/platform/runtime/clientauth"
-	"github.com/botehq/platform/runtime/envelope"
-	"github.com/botehq/platform/runtime/gatewayserver/connqueue"
-	"github.com/botehq/platform/runtime/gatewayserver/metrics"
-	"github.com/botehq/platform/runtime/gatewayserver/nudge"
 	"github.com/botehq/platform/runtime/gatewayserver/routing"
 	"github.com/botehq/platform/runtime/gatewayserver/session"
-	"github.com/botehq/platform/runtime/gatewayserver/subscriptions"
-	"github.com/botehq/platform/runtime/health"
 	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/registry"
-	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // Bus drivers (Config.Bus), as package busdriver names them.
@@ -136,6 +125,9 @@ type Config struct {
 	PprofListen string
 
 	Logger *slog.Logger
+	// Stdout gets the "listening on" line scripts wait for (default
+	// os.Stdout; the gateway command passes its run's stdout).
+	Stdout io.Writer
 	// OnListen, if set, is called with the bound address once serving.
 	OnListen func(addr net.Addr)
 }
@@ -174,214 +166,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("worker config: PprofListen: %w", err)
 	}
 	return nil
-}
-
-// Run serves until ctx ends, then shuts down gracefully.
-func Run(ctx context.Context, cfg Config) error {
-	// size: the worker's wiring in start order, then its shutdown in reverse; both halves share the servers and contexts built here.
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.Replica == "" {
-		cfg.Replica = envelope.NewID()[:16]
-	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
-	}
-	log = log.With("replica", cfg.Replica)
-
-	reg := health.NewRegistry()
-	m := metrics.New(reg)
-
-	st, err := openStorage(&cfg)
-	if err != nil {
-		return err
-	}
-	claims, err := claimcheck.New(ctx, claimcheck.Config{
-		ConnectionString: cfg.StorageConnectionString, ServiceURL: cfg.BlobURL, Credential: credentialIf(cfg.StorageConnectionString == "", cfg.Credential),
-		CreateContainer: cfg.CreateResources,
-	})
-	if err != nil {
-		return err
-	}
-	drv, err := openBus(ctx, &cfg, claims, log)
-	if err != nil {
-		return err
-	}
-	if q, ok := drv.(interface{ CreateBusQueues(context.Context) error }); ok && cfg.CreateResources {
-		if err := q.CreateBusQueues(ctx); err != nil {
-			_ = drv.Close(ctx)
-			return err
-		}
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := drv.Close(cctx); err != nil {
-			log.Warn("cannot close bus driver", "err", err)
-		}
-	}()
-
-	verifier, err := accesstoken.NewVerifier(ctx, accesstoken.VerifierConfig{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, Audience: cfg.Audience, Logger: log})
-	if err != nil {
-		return err
-	}
-	subs, err := subscriptions.New(ctx, st.tables, "")
-	if err != nil {
-		return err
-	}
-	queues, err := connqueue.New(connqueue.Config{Client: st.queues, Key: st.key, SASLifetime: cfg.SASLifetime})
-	if err != nil {
-		return err
-	}
-
-	signingKey, serviceKeys, err := loadKeys(&cfg)
-	if err != nil {
-		return err
-	}
-	// With a registry, routing refuses unknown connectors and sessions of
-	// removed or disabled connectors end.
-	var routeDir routing.Directory
-	var sessionDir session.Directory
-	if cfg.RegistryPath != "" {
-		fd, err := newFileDirectory(cfg.RegistryPath, log)
-		if err != nil {
-			return err
-		}
-		routeDir, sessionDir = fd, fd
-	}
-
-	// The fan-out records which replica holds each session (Presence) and
-	// carries nudges between replicas; its Run delivers them to srv, and
-	// the router nudges srv's sessions first (nudge.LocalFirst).
-	fan, err := nudge.New(ctx, nudge.Config{Queues: st.queues, Tables: st.tables, Replica: cfg.Replica, Metrics: m, Logger: log})
-	if err != nil {
-		return err
-	}
-	srv, err := session.New(session.Config{
-		Verifier:      sessionVerifier(verifier),
-		Sender:        &cloudSender{bus: drv, claims: claims, key: signingKey},
-		Uploads:       &uploads{claims: claims},
-		Subscriptions: subs,
-		QueueAccess:   queues,
-		Presence:      fan,
-		Directory:     sessionDir,
-		Metrics:       m,
-		Logger:        log,
-		PingInterval:  cfg.PingInterval,
-
-		Deliveries: !cfg.SessionsOnly, // sessions get routed messages in the frame (routing.Deliverer)
-
-		MaxSessionsPerConnector: cfg.MaxSessionsPerConnector,
-	})
-	if err != nil {
-		return err
-	}
-	router, err := routing.New(routing.Config{
-		Bus: drv, Queues: queues, Subscribers: subs, Nudger: nudge.LocalFirst{Local: srv, Remote: fan}, Claims: claims, Directory: routeDir, Services: cfg.CloudServices, ServiceKeys: serviceKeys,
-		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut,
-		Deliverer: srv,
-	})
-	if err != nil {
-		return err
-	}
-
-	var ready atomic.Bool
-	mux := http.NewServeMux()
-	mux.Handle("GET "+sessionproto.ConnectPath, srv)
-	mux.HandleFunc("POST "+sessionproto.WakePath, func(w http.ResponseWriter, _ *http.Request) {
-		router.Wake()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	health.Handle(mux, reg, func() error {
-		if !ready.Load() {
-			return errors.New("shutting down")
-		}
-		return nil
-	})
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRun()
-	var wg sync.WaitGroup
-	routerCtx, stopRouter := context.WithCancel(runCtx)
-	defer stopRouter()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = fan.Run(runCtx, srv) }()
-	if cfg.PprofListen != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := profiling.Serve(runCtx, cfg.PprofListen, log, nil); err != nil {
-				log.Error("pprof is off", "err", err)
-			}
-		}()
-	}
-	if !cfg.SessionsOnly {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = router.Run(routerCtx) }()
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
-	ready.Store(true)
-	log.Info("worker started", "addr", ln.Addr().String(), "bus", busName(cfg.Bus), "routing", !cfg.SessionsOnly)
-	fmt.Fprintf(os.Stdout, "listening on http://%s\n", ln.Addr())
-	if cfg.OnListen != nil {
-		cfg.OnListen(ln.Addr())
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-serveErr:
-		runErr = fmt.Errorf("cannot serve: %w", runErr)
-	}
-
-	log.Info("worker shutting down")
-	ready.Store(false)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	var sw sync.WaitGroup
-	sw.Add(2)
-	go func() {
-		defer sw.Done()
-		if err := srv.Shutdown(sctx); err != nil {
-			log.Warn("sessions did not close in time", "err", err)
-		}
-	}()
-	go func() {
-		defer sw.Done()
-		if err := hs.Shutdown(sctx); err != nil {
-			log.Warn("http server did not stop in time", "err", err)
-		}
-	}()
-	stopRouter() // router finishes what it holds, then its nudges
-	sw.Wait()
-	done := make(chan struct{})
-	go func() {
-		stopRun()
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-sctx.Done():
-		log.Warn("router did not finish in time")
-	}
-	if err := fan.Close(sctx); err != nil {
-		log.Warn("cannot remove nudge queue", "err", err)
-	}
-	log.Info("worker stopped")
-	return runErr
 }
 
 // loadKeys reads the worker's signing key and the cloud services' public

@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Stdout = stdout
 	envflag.Warn(cfg.Logger, deprecated)
 	if cfg.JWKSURL == "" && cfg.Issuer != "" {
 		cfg.JWKSURL = cfg.Issuer + "/.well-known/jwks.json"
