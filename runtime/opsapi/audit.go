@@ -222,9 +222,9 @@ func (s *Server) readAudit(w http.ResponseWriter, r *http.Request) {
 	// not a quiet tenant. (Refusals may be filed under a name no tenant
 	// has yet; those are shown.)
 	if len(page.Records) == 0 && tenant != "" && tenant != audit.Platform && s.cfg.Runs != nil {
-		// auditQuery checked it is a tenant id.
-		if _, err := s.cfg.Runs.GetTenant(r.Context(), ids.TenantID(tenant)); errors.Is(err, runs.ErrNotFound) {
-			writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(ids.TenantID(tenant)))
+		t := ids.TenantID(tenant) // auditQuery checked it
+		if _, err := s.cfg.Runs.GetTenant(r.Context(), t); errors.Is(err, runs.ErrNotFound) {
+			writeError(w, r, http.StatusNotFound, CodeNotFound, tenantNotFound(t))
 			return
 		}
 	}
