@@ -148,13 +148,40 @@ func waitTick(ctx context.Context, c *websocket.Conn, wake <-chan struct{}, tick
 		case <-tick:
 			return nil
 		case <-ping:
-			pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			err := c.Ping(pctx)
-			cancel()
-			if err != nil {
+			if err := pingClient(ctx, c); err != nil {
 				return fmt.Errorf("WebSocket ping failed: %w", err)
 			}
 		}
+	}
+}
+
+// writeTimeout bounds one write or ping on a stream.
+const writeTimeout = 15 * time.Second
+
+// detached is ctx without its cancellation, bounded by writeTimeout, for
+// a write on a stream. The WebSocket library closes the connection when
+// the context of a write in progress ends, so a write on ctx, cancelled
+// by Shutdown just as it went out, would drop the client without the
+// close frame (1001) that tells it to reconnect. A client that goes away
+// ends writes anyway: the connection closes under them.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+}
+
+// pingClient pings the client and waits for its pong; ctx ends the wait but
+// not the ping's write (detached).
+func pingClient(ctx context.Context, c *websocket.Conn) error {
+	done := make(chan error, 1)
+	go func() {
+		pctx, cancel := detached(ctx)
+		defer cancel()
+		done <- c.Ping(pctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -168,7 +195,7 @@ func writeMessage(ctx context.Context, c *websocket.Conn, v any) error {
 	if err != nil {
 		return fmt.Errorf("cannot encode message: %w", err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	wctx, cancel := detached(ctx)
 	defer cancel()
 	return c.Write(wctx, websocket.MessageText, data)
 }

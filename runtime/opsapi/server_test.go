@@ -313,7 +313,7 @@ func TestEventsEndWithGoingAwayOnShutdown(t *testing.T) {
 	c := dialEvents(t, srv, "?interval=1m")
 	readEvent(t, c)
 	s.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, _, err := c.Read(ctx)
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "err: %v", err)
