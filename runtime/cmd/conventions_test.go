@@ -4,9 +4,11 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -277,4 +279,59 @@ func recvName(fn *ast.FuncDecl) string {
 		return id.Name
 	}
 	return ""
+}
+
+// TestDevToolsHaveTheRunShape holds the binaries outside runtime/cmd (the
+// demo, the image builder, the schema generator) to the shape of
+// program.Run, which they cannot import (it is internal to runtime/cmd):
+// run(ctx, args, stdin, stdout, stderr, getenv) error, called by a main
+// that alone handles signals and the exit code.
+func TestDevToolsHaveTheRunShape(t *testing.T) {
+	want := []string{"context.Context", "[]string", "io.Reader", "io.Writer", "io.Writer", "func(string) string"}
+	var dirs []string
+	for _, pattern := range []string{"../../integration/cmd/*", "../../components/cmd/*", "../../components/infratest/schemagen"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, m...)
+	}
+	if len(dirs) < 3 {
+		t.Fatalf("found only %v", dirs)
+	}
+	for _, dir := range dirs {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var run *ast.FuncDecl
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, decl := range f.Decls {
+				if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "run" {
+					run = fn
+				}
+			}
+		}
+		if run == nil {
+			t.Errorf("%s: no func run", dir)
+			continue
+		}
+		var got []string
+		for _, p := range run.Type.Params.List {
+			for range max(1, len(p.Names)) {
+				got = append(got, types.ExprString(p.Type))
+			}
+		}
+		res := run.Type.Results
+		if !slices.Equal(got, want) || res == nil || len(res.List) != 1 || types.ExprString(res.List[0].Type) != "error" {
+			t.Errorf("%s: func run(%s) must be run(%s) error", dir, strings.Join(got, ", "), strings.Join(want, ", "))
+		}
+	}
 }

@@ -20,23 +20,31 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/botehq/platform/components/images"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "images:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+// run has the shape of every binary's run (runtime/cmd): main alone
+// handles signals and the exit code.
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	runtimeDir := fs.String("runtime", "runtime", "the runtime module's directory")
 	layoutDir := fs.String("layout", "", "write the images into this OCI image layout directory")
 	releaseDir := fs.String("release", "", "write the release binaries (agent, connector, opsbot for linux/amd64 and linux/arm64) and SHA256SUMS here")
@@ -63,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var epoch *time.Time
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+	if s := getenv("SOURCE_DATE_EPOCH"); s != "" {
 		t, err := images.ParseEpoch(s)
 		if err != nil {
 			return err

@@ -23,15 +23,20 @@
 package main
 
 import (
+	"context"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/botehq/platform/components/infratest"
 )
@@ -73,17 +78,31 @@ type (
 )
 
 func main() {
-	pkg := flag.String("pkg", "package", "the unpacked @pulumi/azure-native npm package")
-	out := flag.String("out", "infratest/testdata/azure-native-schema.json", "output file")
-	tarball := flag.String("tarball", "", "the npm tarball the package was unpacked from (its integrity is recorded)")
-	flag.Parse()
-	if err := run(*pkg, *out, *tarball); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "schemagen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(pkg, out, tarball string) error {
+// run has the shape of every binary's run (runtime/cmd): main alone
+// handles signals and the exit code.
+func run(_ context.Context, args []string, _ io.Reader, _, stderr io.Writer, _ func(string) string) error {
+	fs := flag.NewFlagSet("schemagen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pkg := fs.String("pkg", "package", "the unpacked @pulumi/azure-native npm package")
+	out := fs.String("out", "infratest/testdata/azure-native-schema.json", "output file")
+	tarball := fs.String("tarball", "", "the npm tarball the package was unpacked from (its integrity is recorded)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return generate(*pkg, *out, *tarball)
+}
+
+// generate writes the schema of the package unpacked in pkg to out.
+func generate(pkg, out, tarball string) error {
 	// size: the generator's pipeline (load, resolve, fill, write) in order over one gen.
 	var meta struct {
 		Name    string `json:"name"`

@@ -38,6 +38,7 @@ import (
 
 	"github.com/botehq/platform/integration/platform"
 	"github.com/botehq/platform/integration/procs"
+	"github.com/botehq/platform/runtime/cmd/opsbot/exitcode"
 )
 
 const (
@@ -47,21 +48,27 @@ const (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	// size: the demo's script, step by step.
-	keep := flag.Bool("keep", false, "leave the platform running after the demo, until Ctrl-C")
-	gateway := flag.Bool("gateway", false, "start only the messaging gateway with the sample connectors, for examples/, until Ctrl-C")
-	verbose := flag.Bool("v", false, "show every process's output")
-	flag.Parse()
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// run is the demo, in the shape of every binary's run (runtime/cmd): the
+// arguments without the program name, the streams and the environment;
+// main alone handles signals (Ctrl-C ends ctx) and the exit code.
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, _ func(string) string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keep := fs.Bool("keep", false, "leave the platform running after the demo, until Ctrl-C")
+	gateway := fs.Bool("gateway", false, "start only the messaging gateway with the sample connectors, for examples/, until Ctrl-C")
+	verbose := fs.Bool("v", false, "show every process's output")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 
 	root, err := procs.RepoRoot()
 	if err != nil {
@@ -72,27 +79,52 @@ func run() error {
 		return err
 	}
 	defer cleanup()
-	dir := filepath.Join(root, ".demo")
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("cannot clear %s: %w", dir, err)
+	d := &demo{dir: filepath.Join(root, ".demo"), root: root, stdout: stdout, stderr: stderr}
+	if err := os.RemoveAll(d.dir); err != nil {
+		return fmt.Errorf("cannot clear %s: %w", d.dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("cannot create %s: %w", dir, err)
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create %s: %w", d.dir, err)
 	}
-
 	if *gateway {
-		return runGateway(ctx, dir)
+		return d.runGateway(ctx)
 	}
-	step(1, "starting the platform on loopback: Azurite, idp, gateway, devrelay, relayserver, agent "+tenant+"/"+agentID)
-	var out io.Writer
 	if *verbose {
-		out = os.Stderr
+		d.output = stderr
 	}
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	defer d.stopAll()
+	runID, err := d.planAndApply(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nThe main job ran: a plan and its apply on a deployment agent, through the gateway and the relay.")
+	if !*keep {
+		fmt.Fprintln(stdout, "`make demo KEEP=1` keeps the platform up and serves the web console to click through this run.")
+		return nil
+	}
+	return d.keep(ctx, runID)
+}
+
+// demo is one run of the demo: where it writes, and the platform once
+// started.
+type demo struct {
+	dir, root      string
+	stdout, stderr io.Writer
+	output         io.Writer // the processes' output (-v), or nil
+	p              *platform.Platform
+}
+
+// start starts the platform with one agent and writes opsbot.env.
+func (d *demo) start(ctx context.Context) error {
+	d.step(1, "starting the platform on loopback: Azurite, idp, gateway, devrelay, relayserver, agent "+tenant+"/"+agentID)
 	started := time.Now()
 	p, err := platform.Start(ctx, platform.Options{
-		Dir:    dir,
+		Dir:    d.dir,
 		Agents: []platform.Agent{{Tenant: tenant, ID: agentID, Start: true}},
-		Output: out,
+		Output: d.output,
 		// Everything is on loopback: webhooks may reach a receiver there
 		// (docs/notifications.md, examples/webhook).
 		RelayserverArgs: []string{"--webhook-allow-private"},
@@ -100,64 +132,62 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer stopAll(p)
-	fmt.Printf("   up in %s (scratch directory %s)\n", time.Since(started).Round(time.Millisecond), dir)
-	fmt.Printf("   Azurite (%s) %s\n   idp         %s\n   gateway     %s\n   relay       %s (hybrid connection %q)\n",
+	d.p = p
+	fmt.Fprintf(d.stdout, "   up in %s (scratch directory %s)\n", time.Since(started).Round(time.Millisecond), d.dir)
+	fmt.Fprintf(d.stdout, "   Azurite (%s) %s\n   idp         %s\n   gateway     %s\n   relay       %s (hybrid connection %q)\n",
 		p.Emulator.Via, p.Emulator.BlobURL, p.IdpURL, p.GatewayURL, p.RelayNamespace, platform.HybridConnection)
-	if err := writeEnvFile(p, filepath.Join(dir, "opsbot.env")); err != nil {
-		return err
-	}
+	return writeEnv(p.OpsbotEnv(tenant), filepath.Join(d.dir, "opsbot.env"))
+}
 
-	opsbot := func(args ...string) (int, error) { return runOpsbot(ctx, p, args...) }
-
-	step(2, "opsbot agents list")
+// planAndApply drives opsbot as an operator would: the agents, a new
+// workspace, a plan of examples/ and its apply; it returns the run's id.
+func (d *demo) planAndApply(ctx context.Context) (string, error) {
+	opsbot := func(args ...string) (int, error) { return d.opsbot(ctx, args...) }
+	d.step(2, "opsbot agents list")
 	if _, err := mustOK(opsbot("agents", "list")); err != nil {
-		return err
+		return "", err
 	}
-
-	step(3, "opsbot workspaces create "+workspace)
+	d.step(3, "opsbot workspaces create "+workspace)
 	if _, err := mustOK(opsbot("workspaces", "create", workspace)); err != nil {
-		return err
+		return "", err
 	}
 
-	examples := filepath.Join(root, "examples")
-	step(4, "opsbot plan --workspace "+workspace+" --dir examples   (packs, uploads, follows the run live)")
+	examples := filepath.Join(d.root, "examples")
+	d.step(4, "opsbot plan --workspace "+workspace+" --dir examples   (packs, uploads, follows the run live)")
 	code, err := opsbot("plan", "--workspace", workspace, "--dir", examples)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if code != 10 { // exit 10: the plan has changes and waits for approval
-		return fmt.Errorf("opsbot plan exited %d, expected 10 (plan with changes)", code)
+	if code != exitcode.Changes {
+		return "", fmt.Errorf("opsbot plan exited %d, expected %d (plan with changes)", code, exitcode.Changes)
 	}
-	runID, err := plannedRun(ctx, p)
+	runID, err := plannedRun(ctx, d.p)
 	if err != nil {
-		return err
+		return "", err
 	}
 
-	step(5, "opsbot apply "+runID+" --yes   (applies exactly the saved plan, prints the outputs)")
+	d.step(5, "opsbot apply "+runID+" --yes   (applies exactly the saved plan, prints the outputs)")
 	if _, err := mustOK(opsbot("apply", runID, "--yes")); err != nil {
-		return err
+		return "", err
 	}
-
-	step(6, "opsbot runs list")
+	d.step(6, "opsbot runs list")
 	if _, err := mustOK(opsbot("runs", "list", "--workspace", workspace)); err != nil {
-		return err
+		return "", err
 	}
+	return runID, nil
+}
 
-	fmt.Println("\nThe main job ran: a plan and its apply on a deployment agent, through the gateway and the relay.")
-	if !*keep {
-		fmt.Println("`make demo KEEP=1` keeps the platform up and serves the web console to click through this run.")
-		return nil
-	}
-	step(7, "opsbot ui   (the web console on loopback, through the relay with the operator's key)")
-	ui, url, err := startConsole(p)
+// keep serves the web console and leaves the platform up until ctx ends.
+func (d *demo) keep(ctx context.Context, runID string) error {
+	d.step(7, "opsbot ui   (the web console on loopback, through the relay with the operator's key)")
+	ui, url, err := startConsole(d.p)
 	if err != nil {
 		return err
 	}
 	defer ui.Stop()
-	fmt.Printf("   The console is at %s\n   The run it made: %s&/t/%s/runs/%s\n", url, url, tenant, runID)
-	fmt.Printf("\nThe platform keeps running. In another shell:\n\n   set -a; . %s; set +a\n   %s runs list\n\nCtrl-C stops everything.\n",
-		filepath.Join(dir, "opsbot.env"), opsbotPath())
+	fmt.Fprintf(d.stdout, "   The console is at %s\n   The run it made: %s&/t/%s/runs/%s\n", url, url, tenant, runID)
+	fmt.Fprintf(d.stdout, "\nThe platform keeps running. In another shell:\n\n   set -a; . %s; set +a\n   %s runs list\n\nCtrl-C stops everything.\n",
+		filepath.Join(d.dir, "opsbot.env"), opsbotPath())
 	<-ctx.Done()
 	return nil
 }
@@ -183,17 +213,17 @@ func startConsole(p *platform.Platform) (*procs.Process, string, error) {
 	return ui, url, nil
 }
 
-// runOpsbot runs the CLI with the platform's environment, its output going
+// opsbot runs the CLI with the platform's environment, its output going
 // to the terminal, and returns its exit code.
-func runOpsbot(ctx context.Context, p *platform.Platform, args ...string) (int, error) {
+func (d *demo) opsbot(ctx context.Context, args ...string) (int, error) {
 	path, err := procs.BuildBinary("opsbot")
 	if err != nil {
 		return 0, err
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), p.OpsbotEnv(tenant)...)
-	cmd.Env = append(cmd.Env, "XDG_CONFIG_HOME="+filepath.Join(p.Dir, "xdg"))
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), d.p.OpsbotEnv(tenant)...)
+	cmd.Env = append(cmd.Env, "XDG_CONFIG_HOME="+filepath.Join(d.p.Dir, "xdg"))
+	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	err = cmd.Run()
@@ -244,12 +274,6 @@ func mustOK(code int, err error) (int, error) {
 	return code, err
 }
 
-// writeEnvFile writes the opsbot settings for trying the CLI by hand
-// (mode 0600: it holds the API key and the relay key).
-func writeEnvFile(p *platform.Platform, path string) error {
-	return writeEnv(p.OpsbotEnv(tenant), path)
-}
-
 // writeEnv writes variables (k=v) as a shell file to source, mode 0600.
 func writeEnv(vars []string, path string) error {
 	var b bytes.Buffer
@@ -270,45 +294,47 @@ func opsbotPath() string {
 	return "opsbot"
 }
 
-func step(n int, what string) {
+// step says which step of the script runs now (0: the last, stopping).
+func (d *demo) step(n int, what string) {
 	if n == 0 {
-		fmt.Printf("\n[-] %s\n", what)
+		fmt.Fprintf(d.stdout, "\n[-] %s\n", what)
 		return
 	}
-	fmt.Printf("\n[%d] %s\n", n, what)
+	fmt.Fprintf(d.stdout, "\n[%d] %s\n", n, what)
 }
 
 // samples are the connectors --gateway registers for examples/.
 var samples = []string{"sample-1", "sample-2", "sample-3"}
 
 // runGateway starts the gateway alone for the samples and waits for ctx.
-func runGateway(ctx context.Context, dir string) error {
-	step(1, "starting the messaging gateway on loopback: Azurite, idp, gateway; connectors "+tenant+"/"+strings.Join(samples, ", "))
+func (d *demo) runGateway(ctx context.Context) error {
+	d.step(1, "starting the messaging gateway on loopback: Azurite, idp, gateway; connectors "+tenant+"/"+strings.Join(samples, ", "))
 	var conns []platform.Connector
 	for _, id := range samples {
 		conns = append(conns, platform.Connector{Tenant: tenant, ID: id})
 	}
-	p, err := platform.Start(ctx, platform.Options{Dir: dir, Connectors: conns, GatewayOnly: true})
+	p, err := platform.Start(ctx, platform.Options{Dir: d.dir, Connectors: conns, GatewayOnly: true})
 	if err != nil {
 		return err
 	}
-	defer stopAll(p)
-	fmt.Printf("   idp     %s\n   gateway %s\n", p.IdpURL, p.GatewayURL)
+	d.p = p
+	defer d.stopAll()
+	fmt.Fprintf(d.stdout, "   idp     %s\n   gateway %s\n", p.IdpURL, p.GatewayURL)
 	for _, id := range samples {
-		if err := writeEnv(p.SampleEnv(tenant, id), filepath.Join(dir, id+".env")); err != nil {
+		if err := writeEnv(p.SampleEnv(tenant, id), filepath.Join(d.dir, id+".env")); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("\nThe gateway runs. In another shell, for each sample program (see examples/README.md):\n\n"+
-		"   set -a; . %s; set +a\n   go run ./examples/simple/connector\n\nCtrl-C stops everything.\n", filepath.Join(dir, samples[0]+".env"))
+	fmt.Fprintf(d.stdout, "\nThe gateway runs. In another shell, for each sample program (see examples/README.md):\n\n"+
+		"   set -a; . %s; set +a\n   go run ./examples/simple/connector\n\nCtrl-C stops everything.\n", filepath.Join(d.dir, samples[0]+".env"))
 	<-ctx.Done()
 	return nil
 }
 
 // stopAll stops the platform, saying so.
-func stopAll(p *platform.Platform) {
-	step(0, "stopping everything")
-	if err := p.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
+func (d *demo) stopAll() {
+	d.step(0, "stopping everything")
+	if err := d.p.Stop(); err != nil {
+		fmt.Fprintln(d.stderr, "demo:", err)
 	}
 }
