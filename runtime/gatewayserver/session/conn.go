@@ -41,11 +41,11 @@ type conn struct {
 	// closedWith is the close code the worker sent, 0 if it did not close.
 	closedWith atomic.Int32
 
-	wire    wire         // the connection as the WebSocket library reads it
-	reading atomic.Int32 // readNotStarted, readRunning or readParked
-	token   int32        // the session's poller registration, 0 before
-	ctx     context.Context
-	cancel  context.CancelFunc
+	wire    wire            // the connection as the WebSocket library reads it
+	reading atomic.Int32    // readNotStarted, readRunning or readParked
+	token   int32           // the session's poller registration, 0 before
+	ctx     context.Context // not cancelled: the session's end is done
+	pinger  *time.Timer
 }
 
 func (c *conn) log() *slog.Logger {
@@ -68,7 +68,7 @@ func (c *conn) open(ctx context.Context) {
 
 // start writes the hello, starts the pings and the session's reader.
 func (c *conn) start(ctx context.Context) {
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx = ctx
 	hello := sessionproto.Frame{Type: sessionproto.TypeHello, Hello: &sessionproto.Hello{
 		Session: c.name, Tenant: string(c.id.Tenant), Connector: c.id.Connector, Queue: c.queue,
 		PingIntervalSeconds: int(c.srv.cfg.PingInterval / time.Second), MaxFrameBytes: sessionproto.MaxFrameBytes,
@@ -83,7 +83,7 @@ func (c *conn) start(ctx context.Context) {
 		c.nudging.Store(nudgeWriting)
 		go c.writeNudges()
 	}
-	c.keepalive(c.ctx)
+	c.keepalive()
 	c.wire.parkable.Store(c.srv.poller != nil && c.wire.raw != nil)
 	c.reading.Store(readRunning)
 	go c.read()
@@ -147,7 +147,9 @@ func (c *conn) finish() {
 		lcancel()
 	}
 	close(c.done)
-	c.cancel()
+	if c.pinger != nil {
+		c.pinger.Stop()
+	}
 	c.srv.poller.forget(c)
 	c.srv.remove(c)
 }
@@ -162,20 +164,26 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 }
 
 // keepalive pings well under any ingress idle timeout, on a timer rather
-// than a goroutine of its own: an idle session is one goroutine (its read
-// loop). Each tick runs on a short-lived goroutine of its own.
-func (c *conn) keepalive(ctx context.Context) {
+// than a goroutine of its own. Each tick runs on a short-lived goroutine of
+// its own, which waits for the pong.
+func (c *conn) keepalive() {
 	var t *time.Timer
 	t = time.AfterFunc(c.srv.cfg.PingInterval, func() {
-		if c.tick(ctx) {
-			select {
-			case <-c.done:
-			default:
-				t.Reset(c.srv.cfg.PingInterval)
-			}
+		if c.tick(c.ctx) && !c.over() {
+			t.Reset(c.srv.cfg.PingInterval)
 		}
 	})
-	context.AfterFunc(ctx, func() { t.Stop() })
+	c.pinger = t // stopped when the session ends
+}
+
+// over reports whether the session has ended.
+func (c *conn) over() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // tick checks that the session may go on and pings; it reports whether it
@@ -196,7 +204,7 @@ func (c *conn) tick(ctx context.Context) bool {
 	pctx, cancel := context.WithTimeout(ctx, max(c.srv.cfg.PingInterval, c.srv.cfg.WriteTimeout))
 	err := c.ws.Ping(pctx)
 	cancel()
-	if err != nil && ctx.Err() == nil {
+	if err != nil && !c.over() {
 		c.log().Info("connector missed ping; closing session", "err", err)
 		c.close(websocket.StatusPolicyViolation, "ping timeout")
 		return false
@@ -304,12 +312,7 @@ func (c *conn) read() {
 			c.reject(ctx, f.ID, perr.Code, perr.Message)
 			continue
 		}
-		select {
-		case c.slots <- struct{}{}:
-		case <-ctx.Done():
-			c.end(ctx.Err())
-			return
-		}
+		c.slots <- struct{}{} // beyond MaxInFlight, wait: stop reading
 		// No request joins those in flight once goAway waits for them.
 		c.awayMu.Lock()
 		leaving := c.leaving.Load()

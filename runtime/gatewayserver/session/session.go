@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -163,7 +164,7 @@ type Server struct {
 	metrics *metrics.Metrics
 
 	mu       sync.Mutex
-	sessions map[Identity]map[*conn]struct{}
+	sessions map[Identity][]*conn // in order of arrival
 	closing  bool
 	wg       sync.WaitGroup // one per open session
 	seq      atomic.Uint64
@@ -196,7 +197,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sessions: map[Identity]map[*conn]struct{}{}, poller: defaultPoller()}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sessions: map[Identity][]*conn{}, poller: defaultPoller()}, nil
 }
 
 // Sessions returns the number of open sessions.
@@ -216,7 +217,7 @@ func (s *Server) Nudge(id Identity) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set := s.sessions[id]
-	for c := range set {
+	for _, c := range set {
 		c.nudge()
 	}
 	if len(set) > 0 {
@@ -241,7 +242,7 @@ func (s *Server) deliverer(id Identity) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var newest *conn
-	for c := range s.sessions[id] {
+	for _, c := range s.sessions[id] {
 		if c.deliver > 0 && c.helloed.Load() && (newest == nil || c.seq > newest.seq) {
 			newest = c
 		}
@@ -276,9 +277,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	var all []*conn
 	for _, set := range s.sessions {
-		for c := range set {
-			all = append(all, c)
-		}
+		all = append(all, set...)
 	}
 	s.mu.Unlock()
 	for _, c := range all {
@@ -410,24 +409,21 @@ func (s *Server) add(c *conn) bool {
 		return false
 	}
 	set := s.sessions[c.id]
-	if set == nil {
-		set = map[*conn]struct{}{}
-		s.sessions[c.id] = set
-	}
 	for len(set) >= s.cfg.MaxSessionsPerConnector {
-		var oldest *conn
-		for o := range set {
-			if oldest == nil || o.seq < oldest.seq {
-				oldest = o
+		i := 0
+		for j, o := range set {
+			if o.seq < set[i].seq {
+				i = j
 			}
 		}
-		delete(set, oldest)
+		oldest := set[i]
+		set = slices.Delete(set, i, i+1)
 		s.metrics.Evicted.Inc()
 		s.log.Warn("audit: session_evicted", "audit", true, "event", "session_evicted", "tenant", c.id.Tenant, "connector", c.id.Connector,
 			"session", oldest.name, "by", c.name, "remote", c.remote, "limit", s.cfg.MaxSessionsPerConnector)
 		go oldest.close(sessionproto.CloseSessionLimit, fmt.Sprintf("the connector opened more than %d sessions on this worker; the oldest is closed", s.cfg.MaxSessionsPerConnector))
 	}
-	set[c] = struct{}{}
+	s.sessions[c.id] = append(set, c)
 	s.wg.Add(1)
 	s.metrics.Sessions.Inc()
 	return true
@@ -436,9 +432,13 @@ func (s *Server) add(c *conn) bool {
 func (s *Server) remove(c *conn) {
 	s.mu.Lock()
 	set := s.sessions[c.id]
-	delete(set, c)
+	if i := slices.Index(set, c); i >= 0 { // not if evicted
+		set = slices.Delete(set, i, i+1)
+	}
 	if len(set) == 0 {
 		delete(s.sessions, c.id)
+	} else {
+		s.sessions[c.id] = set
 	}
 	s.mu.Unlock()
 	s.metrics.Sessions.Dec()
