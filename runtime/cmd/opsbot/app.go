@@ -97,7 +97,6 @@ func (a *app) run(ctx context.Context, args []string) error {
 }
 
 func (a *app) rootCommand() *cobra.Command {
-	// size: the root command's help text, global flags and subcommands declared together, as cobra reads them.
 	root := &cobra.Command{
 		Use:   "opsbot",
 		Short: "Operate the bote ops server through Azure Relay",

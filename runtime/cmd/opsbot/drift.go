@@ -29,7 +29,6 @@ func (a *app) withDrift(fn func(cmd *cobra.Command, args []string, tenant string
 // driftCommand is `opsbot drift`: which workspaces drifted from their
 // state, and their check schedules (docs/drift.md).
 func (a *app) driftCommand() *cobra.Command {
-	// size: the drift command group's subcommands and flags declared together, as cobra reads them.
 	var sched opsapitypes.DriftSchedule
 	var off bool
 	c := &cobra.Command{
