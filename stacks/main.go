@@ -111,7 +111,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		}
 		return r
 	}
-	workerImage, idpImage, relayImage, agentImage, connectorImage := ref("worker"), ref("idp"), ref("relayserver"), ref("agent"), ref("connector")
+	gatewayImage, idpImage, relayImage, agentImage, connectorImage := ref("gateway"), ref("idp"), ref("relayserver"), ref("agent"), ref("connector")
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		ResourceGroupName: rg.Name,
 		ServiceBusSku:     cfg.ServiceBusSku, StorageSku: cfg.StorageSku, RegistrySku: cfg.RegistrySku,
 		AppServiceSku: cfg.AppServiceSku, AppServiceCapacity: cfg.AppServiceCapacity,
-		Images:        gateway.Images{Worker: workerImage, IDP: idpImage, Push: pusher.Push},
+		Images:        gateway.Images{Gateway: gatewayImage, IDP: idpImage, Push: pusher.Push},
 		Registrations: regs,
 		Protect:       cfg.Protect,
 		Tags:          tags,
@@ -171,12 +171,13 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		"keyVaultUri":         gw.KeyVaultURI,
 		"idpKeyVaultUri":      gw.IDPKeyVaultURI,
 		"registryLoginServer": gw.RegistryLoginServer,
-		"workerUrl":           gw.WorkerURL,
+		"gatewayUrl":          gw.GatewayURL,
+		"workerUrl":           gw.GatewayURL, // its name before the rename, for one more release
 		"idpUrl":              gw.IDPURL,
 		"connectorRegistry":   gw.RegistryBlobURL,
 		"tenants":             tenants,
 		"images": pulumi.StringMap{
-			"worker": pulumi.Sprintf("%s/%s", gw.ImageServer, workerImage), "idp": pulumi.Sprintf("%s/%s", gw.ImageServer, idpImage),
+			"gateway": pulumi.Sprintf("%s/%s", gw.ImageServer, gatewayImage), "idp": pulumi.Sprintf("%s/%s", gw.ImageServer, idpImage),
 			"relayserver": pulumi.Sprintf("%s/%s", gw.ImageServer, relayImage), "agent": pulumi.Sprintf("%s/%s", gw.ImageServer, agentImage),
 			"connector": pulumi.Sprintf("%s/%s", gw.ImageServer, connectorImage),
 		},

@@ -105,7 +105,7 @@ func (b *builder) apps() error {
 		return err
 	}
 	b.gw.Platform = platform
-	b.gw.WorkerURL = platform.URLFor(b.n.worker)
+	b.gw.GatewayURL = platform.URLFor(b.n.gateway)
 	b.gw.IDPURL = platform.URLFor(b.n.idp)
 
 	identity := func(logical, physical string) (*access.Identity, error) {
@@ -113,7 +113,10 @@ func (b *builder) apps() error {
 			IdentityName: physical, ResourceGroupName: a.ResourceGroupName, Location: a.Location, Tags: a.Tags,
 		}, b.parent)
 	}
-	workerID, err := identity("worker-id", b.n.workerID)
+	// The identity keeps its logical name from when the gateway process was
+	// called the worker: its role assignments' logical names and
+	// descriptions derive from it, and a rename would replace them.
+	gatewayID, err := identity("worker-id", b.n.gatewayID)
 	if err != nil {
 		return err
 	}
@@ -125,13 +128,13 @@ func (b *builder) apps() error {
 	acct := b.gw.StorageAccount
 	q := b.gw.Queues
 	registryScope := access.Scope{Name: "registry", ID: b.gw.Registry.ID()}
-	workerGrants, err := grantAll(b.ctx, workerID, []grant{
+	gatewayGrants, err := grantAll(b.ctx, gatewayID, []grant{
 		{access.ServiceBusDataReceiver, access.Scope{Name: "queue-" + QueueConnectors, ID: q[QueueConnectors].ID()}},
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + QueueCloud, ID: q[QueueCloud].ID()}},
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + QueueErrors, ID: q[QueueErrors].ID()}},
 		{access.ServiceBusDataSender, access.Scope{Name: "queue-" + QueueConnectorErrors, ID: q[QueueConnectorErrors].ID()}},
 		// Every connector's queue, including tenants onboarded later, and
-		// the per-replica nudge queues the worker creates: the queue
+		// the per-replica nudge queues the gateway creates: the queue
 		// service, not the account (no blob or table access from this).
 		{access.StorageQueueContributor, access.Scope{Name: "queue-service", ID: pulumi.Sprintf("%s/queueServices/default", acct.ID())}},
 		{access.StorageTableContributor, access.Scope{Name: "table-" + TablePresence, ID: b.tables[TablePresence].ID()}},
@@ -154,41 +157,44 @@ func (b *builder) apps() error {
 		return err
 	}
 
-	minR, maxR := a.WorkerMinReplicas, a.WorkerMaxReplicas
+	minR, maxR := a.GatewayMinReplicas, a.GatewayMaxReplicas
 	if maxR == 0 {
 		minR, maxR = 1, 3
 	}
 	// Settings are the binaries' own flags as environment variables
-	// (runtime/cmd/gateway: BOTE_WORKER_<FLAG>), with endpoints taken from
+	// (runtime/cmd/gateway: BOTE_GATEWAY_<FLAG>), with endpoints taken from
 	// the resources, never formatted from a cloud suffix.
-	workerSettings := CommonSettings(a.Cloud, workerID)
+	gatewaySettings := CommonSettings(a.Cloud, gatewayID)
 	for k, v := range map[string]pulumi.StringInput{
-		"BOTE_WORKER_LISTEN":               pulumi.String(":8080"),
-		"BOTE_WORKER_AZURE_IDENTITY":       pulumi.String("true"),
-		"BOTE_WORKER_BUS":                  pulumi.String("servicebus"),
-		"BOTE_WORKER_SERVICEBUS_NAMESPACE": HostOf(b.gw.ServiceBusEndpoint),
-		"BOTE_WORKER_QUEUE_URL":            b.gw.QueueEndpoint,
-		"BOTE_WORKER_TABLE_URL":            b.gw.TableEndpoint,
-		"BOTE_WORKER_BLOB_URL":             b.gw.BlobEndpoint,
-		"BOTE_WORKER_STORAGE_ACCOUNT_NAME": acct.Name,
-		"BOTE_WORKER_ISSUER":               b.gw.IDPURL,
+		"BOTE_GATEWAY_LISTEN":               pulumi.String(":8080"),
+		"BOTE_GATEWAY_AZURE_IDENTITY":       pulumi.String("true"),
+		"BOTE_GATEWAY_BUS":                  pulumi.String("servicebus"),
+		"BOTE_GATEWAY_SERVICEBUS_NAMESPACE": HostOf(b.gw.ServiceBusEndpoint),
+		"BOTE_GATEWAY_QUEUE_URL":            b.gw.QueueEndpoint,
+		"BOTE_GATEWAY_TABLE_URL":            b.gw.TableEndpoint,
+		"BOTE_GATEWAY_BLOB_URL":             b.gw.BlobEndpoint,
+		"BOTE_GATEWAY_STORAGE_ACCOUNT_NAME": acct.Name,
+		"BOTE_GATEWAY_ISSUER":               b.gw.IDPURL,
 		// Well inside the 230-240 s front-end idle timeouts.
-		"BOTE_WORKER_PING_INTERVAL":             pulumi.String(apphost.PingInterval),
+		"BOTE_GATEWAY_PING_INTERVAL":            pulumi.String(apphost.PingInterval),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": b.gw.AppInsights,
 	} {
-		workerSettings[k] = v
+		gatewaySettings[k] = v
 	}
-	worker, err := platform.NewApp(b.ctx, b.child("worker"), apphost.AppArgs{
-		Name: b.n.worker, Image: a.Images.Worker, Port: 8080, External: true, WebSockets: true,
-		HealthPath: "/healthz", Identity: workerID, RegistryServer: b.gw.ImageServer,
-		Settings:    workerSettings,
-		Secrets:     map[string]pulumi.StringInput{"BOTE_WORKER_STORAGE_ACCOUNT_KEY": b.storageKey.Properties.SecretUri()},
+	// The app was the child "worker": the alias keeps its URN, so the
+	// rename is an in-place update (new settings and image), not a
+	// replacement of the app and its URL.
+	gateway, err := platform.NewApp(b.ctx, b.child("gateway"), apphost.AppArgs{
+		Name: b.n.gateway, Image: a.Images.Gateway, Port: 8080, External: true, WebSockets: true,
+		HealthPath: "/healthz", Identity: gatewayID, RegistryServer: b.gw.ImageServer,
+		Settings:    gatewaySettings,
+		Secrets:     map[string]pulumi.StringInput{"BOTE_GATEWAY_STORAGE_ACCOUNT_KEY": b.storageKey.Properties.SecretUri()},
 		MinReplicas: minR, MaxReplicas: maxR, Tags: a.Tags,
-	}, b.parent, pulumi.DependsOn(workerGrants))
+	}, b.parent, pulumi.DependsOn(gatewayGrants), pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(b.child("worker"))}}))
 	if err != nil {
 		return err
 	}
-	b.gw.WorkerURL = worker.URL
+	b.gw.GatewayURL = gateway.URL
 
 	// runtime/cmd/idp reads BOTE_IDP_<FLAG>. It watches the registry blob
 	// itself (--registry-url, read with its managed identity), keeps its

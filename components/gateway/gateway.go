@@ -2,7 +2,7 @@
 // environment, as a Pulumi component: the Service Bus namespace and its
 // queues, the storage account with its tables and containers, Key Vault, Log
 // Analytics and Application Insights, the container registry, the hosting
-// platform, and the worker and idp apps with their own identities and
+// platform, and the gateway and idp apps with their own identities and
 // least-privilege role assignments.
 //
 // The connector registry (runtime/registry format, built from every tenant's
@@ -66,8 +66,8 @@ var ServiceBusSkus = []string{"Standard", "Premium"}
 // Images are the apps' images: repositories in the stack's registry pinned
 // by digest.
 type Images struct {
-	Worker string `json:"worker"`
-	IDP    string `json:"idp"`
+	Gateway string `json:"gateway"`
+	IDP     string `json:"idp"`
 	// Push, when set, puts the images into the stack's registry once it
 	// exists (see components/images.Pusher) and returns the login server
 	// again, resolved only after the push: the apps pull from that value,
@@ -98,9 +98,9 @@ type Args struct {
 	Images             Images
 	// Registrations are every tenant's connectors, published for the idp.
 	Registrations []registry.Connector
-	// WorkerMinReplicas and WorkerMaxReplicas bound the worker's scale
-	// (both 0: 1..3).
-	WorkerMinReplicas, WorkerMaxReplicas int
+	// GatewayMinReplicas and GatewayMaxReplicas bound the gateway app's
+	// scale (both 0: 1..3).
+	GatewayMinReplicas, GatewayMaxReplicas int
 	// Protect marks the stateful shared resources (namespace, storage
 	// account, vault, registry) protected: `pulumi destroy` and replacing
 	// changes then fail until an operator unprotects them.
@@ -110,7 +110,7 @@ type Args struct {
 
 // names are the physical names derived from the prefix.
 type names struct {
-	bus, storage, vault, idpVault, registry, logs, insights, platform, worker, idp, workerID, idpID string
+	bus, storage, vault, idpVault, registry, logs, insights, platform, gateway, idp, gatewayID, idpID string
 }
 
 func deriveNames(prefix string) names {
@@ -118,7 +118,12 @@ func deriveNames(prefix string) names {
 	return names{
 		bus: prefix + "-bus", storage: c + "st", vault: prefix + "-kv", idpVault: prefix + "-idp-kv", registry: c + "acr",
 		logs: prefix + "-logs", insights: prefix + "-appi", platform: prefix + "-apps",
-		worker: prefix + "-worker", idp: prefix + "-idp", workerID: prefix + "-worker-id", idpID: prefix + "-idp-id",
+		// The gateway app and its identity keep the Azure names they were
+		// deployed with when the gateway process was called the worker:
+		// renaming the Container App (or web app) replaces it, and with it
+		// the URL every connector and agent is configured with; renaming
+		// the identity replaces it, and with it its role assignments.
+		gateway: prefix + "-worker", idp: prefix + "-idp", gatewayID: prefix + "-worker-id", idpID: prefix + "-idp-id",
 	}
 }
 
@@ -147,8 +152,8 @@ func (a *Args) Validate() error {
 		azurecloud.LogAnalytics, azurecloud.AppInsights, azurecloud.ManagedIdentity, a.Hosting.Service()); err != nil {
 		return fmt.Errorf("Cloud: %w", err)
 	}
-	if err := apphost.ValidateImage(a.Images.Worker); err != nil {
-		return fmt.Errorf("Images.Worker: %w", err)
+	if err := apphost.ValidateImage(a.Images.Gateway); err != nil {
+		return fmt.Errorf("Images.Gateway: %w", err)
 	}
 	if err := apphost.ValidateImage(a.Images.IDP); err != nil {
 		return fmt.Errorf("Images.IDP: %w", err)
@@ -156,8 +161,8 @@ func (a *Args) Validate() error {
 	if _, err := registry.Marshal(a.Registrations); err != nil {
 		return fmt.Errorf("Registrations: %w", err)
 	}
-	if a.WorkerMinReplicas < 0 || a.WorkerMaxReplicas < 0 || (a.WorkerMaxReplicas > 0 && a.WorkerMaxReplicas < a.WorkerMinReplicas) {
-		return fmt.Errorf("WorkerMinReplicas/WorkerMaxReplicas: %d..%d is not a range", a.WorkerMinReplicas, a.WorkerMaxReplicas)
+	if a.GatewayMinReplicas < 0 || a.GatewayMaxReplicas < 0 || (a.GatewayMaxReplicas > 0 && a.GatewayMaxReplicas < a.GatewayMinReplicas) {
+		return fmt.Errorf("GatewayMinReplicas/GatewayMaxReplicas: %d..%d is not a range", a.GatewayMinReplicas, a.GatewayMaxReplicas)
 	}
 	n := deriveNames(a.Prefix)
 	return naming.Names{
@@ -167,7 +172,7 @@ func (a *Args) Validate() error {
 		naming.ContainerRegistry:   {n.registry},
 		naming.LogAnalytics:        {n.logs},
 		naming.AppInsights:         {n.insights},
-		naming.ManagedIdentity:     {n.workerID, n.idpID},
+		naming.ManagedIdentity:     {n.gatewayID, n.idpID},
 		naming.ServiceBusEntity:    {QueueConnectors, QueueCloud, QueueErrors, QueueConnectorErrors},
 		naming.StorageTable:        {TablePresence, TableSubscriptions, TableReplay},
 		naming.BlobContainer:       {ContainerClaims, ContainerRegistry},
@@ -189,10 +194,12 @@ type SharedGateway struct {
 	// IDPKeyVaultURI is the vault of the idp's signing keys.
 	IDPKeyVaultURI      pulumi.StringOutput `pulumi:"idpKeyVaultUri"`
 	RegistryLoginServer pulumi.StringOutput `pulumi:"registryLoginServer"`
-	WorkerURL           pulumi.StringOutput `pulumi:"workerUrl"`
-	IDPURL              pulumi.StringOutput `pulumi:"idpUrl"`
-	RegistryBlobURL     pulumi.StringOutput `pulumi:"registryBlobUrl"`
-	AppInsights         pulumi.StringOutput `pulumi:"appInsightsConnectionString"`
+	// GatewayURL is also output as workerUrl, its name from before the
+	// rename, for one more release.
+	GatewayURL      pulumi.StringOutput `pulumi:"gatewayUrl"`
+	IDPURL          pulumi.StringOutput `pulumi:"idpUrl"`
+	RegistryBlobURL pulumi.StringOutput `pulumi:"registryBlobUrl"`
+	AppInsights     pulumi.StringOutput `pulumi:"appInsightsConnectionString"`
 
 	// Handles for the tenant and ops relay components.
 	Cloud             azurecloud.Cloud
@@ -246,7 +253,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"keyVaultUri":         gw.KeyVaultURI,
 		"idpKeyVaultUri":      gw.IDPKeyVaultURI,
 		"registryLoginServer": gw.RegistryLoginServer,
-		"workerUrl":           gw.WorkerURL,
+		"gatewayUrl":          gw.GatewayURL,
+		"workerUrl":           gw.GatewayURL, // deprecated name, one more release
 		"idpUrl":              gw.IDPURL,
 		"registryBlobUrl":     gw.RegistryBlobURL,
 		// Not a secret (Microsoft: the key only identifies the resource).

@@ -38,7 +38,7 @@ func testArgs(t *testing.T, cloudName string) *Args {
 	return &Args{
 		Cloud: c, Hosting: h, Prefix: "bote-test", Location: "eastus",
 		ResourceGroupName: pulumi.String("bote-test-rg"),
-		Images:            Images{Worker: "bote/worker@" + digestA, IDP: "bote/idp@" + digestB},
+		Images:            Images{Gateway: "bote/gateway@" + digestA, IDP: "bote/idp@" + digestB},
 		Registrations:     []registry.Connector{{Tenant: "contoso", ID: "agent-01", JWK: json.RawMessage(jwk1)}},
 		Tags:              map[string]string{"app": "bote"},
 	}
@@ -147,16 +147,16 @@ func TestAppsGetKeyVaultReferencesNotValues(t *testing.T) {
 	args.Hosting = azurecloud.HostingAppService
 	rec, err := run(t, args)
 	require.NoError(t, err)
-	worker := find(t, rec, "azure-native:web:WebApp::gw-worker")
-	setting := appSetting(t, worker, "BOTE_WORKER_STORAGE_ACCOUNT_KEY")
+	gw := find(t, rec, "azure-native:web:WebApp::gw-gateway")
+	setting := appSetting(t, gw, "BOTE_GATEWAY_STORAGE_ACCOUNT_KEY")
 	assert.Equal(t, "@Microsoft.KeyVault(SecretUri=https://bote-test-kv.vault.azure.net/secrets/storage-account-key)", setting)
-	assert.Equal(t, worker.Inputs["identity"].(map[string]any)["userAssignedIdentities"].([]any)[0], worker.Inputs["keyVaultReferenceIdentity"],
+	assert.Equal(t, gw.Inputs["identity"].(map[string]any)["userAssignedIdentities"].([]any)[0], gw.Inputs["keyVaultReferenceIdentity"],
 		"references resolve with the app's own identity")
 
 	args.Hosting = azurecloud.HostingContainerApps
 	rec, err = run(t, args)
 	require.NoError(t, err)
-	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-worker")
+	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-gateway")
 	secrets := ca.Inputs["configuration"].(map[string]any)["secrets"].([]any)
 	require.Len(t, secrets, 1)
 	s := secrets[0].(map[string]any)
@@ -165,7 +165,7 @@ func TestAppsGetKeyVaultReferencesNotValues(t *testing.T) {
 	assert.Contains(t, s["identity"], "UserAssignedIdentity/gw-worker-id")
 }
 
-func TestWorkerIsWebSocketFriendly(t *testing.T) {
+func TestGatewayIsWebSocketFriendly(t *testing.T) {
 	ping, err := time.ParseDuration(apphost.PingInterval)
 	require.NoError(t, err)
 	assert.Less(t, ping, apphost.IdleTimeout*time.Second/4, "pings well inside the front end's idle timeout")
@@ -173,21 +173,55 @@ func TestWorkerIsWebSocketFriendly(t *testing.T) {
 	args := testArgs(t, "usgovernment")
 	rec, err := run(t, args)
 	require.NoError(t, err)
-	worker := find(t, rec, "azure-native:web:WebApp::gw-worker")
-	site := worker.Inputs["siteConfig"].(map[string]any)
+	gw := find(t, rec, "azure-native:web:WebApp::gw-gateway")
+	site := gw.Inputs["siteConfig"].(map[string]any)
 	assert.Equal(t, true, site["webSocketsEnabled"])
 	assert.Equal(t, true, site["alwaysOn"])
-	assert.Equal(t, false, worker.Inputs["clientAffinityEnabled"])
-	assert.Equal(t, apphost.PingInterval, appSetting(t, worker, "BOTE_WORKER_PING_INTERVAL"))
+	assert.Equal(t, false, gw.Inputs["clientAffinityEnabled"])
+	assert.Equal(t, apphost.PingInterval, appSetting(t, gw, "BOTE_GATEWAY_PING_INTERVAL"))
 
 	args = testArgs(t, "public")
 	rec, err = run(t, args)
 	require.NoError(t, err)
-	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-worker")
+	ca := find(t, rec, "azure-native:app/v20240301:ContainerApp::gw-gateway")
 	ingress := ca.Inputs["configuration"].(map[string]any)["ingress"].(map[string]any)
 	assert.Equal(t, "auto", ingress["transport"])
 	assert.Equal(t, true, ingress["external"])
 	assert.Equal(t, false, ingress["allowInsecure"])
+}
+
+// TestGatewayRenameKeepsWhatIsDeployed: the gateway app, once the child
+// "worker", is the child "gateway" with an alias to its old name, so its
+// URN (and with it the deployed app) stays; the Azure names of the app and
+// its identity are still <prefix>-worker and <prefix>-worker-id (renaming
+// them would replace the app, its URL and the identity's role
+// assignments), on both hostings.
+func TestGatewayRenameKeepsWhatIsDeployed(t *testing.T) {
+	for _, tc := range []struct {
+		hosting            azurecloud.Hosting
+		appType, nameInput string
+	}{
+		{azurecloud.HostingContainerApps, "azure-native:app/v20240301:ContainerApp", "containerAppName"},
+		{azurecloud.HostingAppService, "azure-native:web:WebApp", "name"},
+	} {
+		t.Run(string(tc.hosting), func(t *testing.T) {
+			args := testArgs(t, "public")
+			args.Hosting = tc.hosting
+			rec, err := run(t, args)
+			require.NoError(t, err)
+			app := find(t, rec, tc.appType+"::gw-gateway")
+			assert.Equal(t, []string{"gw-worker"}, app.Aliases, "the old child name keeps the URN")
+			assert.Equal(t, "bote-test-worker", app.Inputs[tc.nameInput], "the app's Azure name is unchanged")
+			id := find(t, rec, "azure-native:managedidentity:UserAssignedIdentity::gw-worker-id")
+			assert.Equal(t, "bote-test-worker-id", id.Inputs["resourceName"], "the identity's Azure name is unchanged")
+			for _, r := range rec.Resources() {
+				if r.Key() != app.Key() {
+					assert.Empty(t, r.Aliases, "%s: only the app was renamed", r.Key())
+				}
+				assert.NotContains(t, r.Name, "gateway-id", "the identity keeps its logical name and so do its grants")
+			}
+		})
+	}
 }
 
 func find(t *testing.T, rec *infratest.Recording, key string) infratest.Resource {
@@ -247,7 +281,7 @@ func TestGatewayRejectsBadArgs(t *testing.T) {
 	}{
 		{"prefix too long", func(a *Args) { a.Prefix = "bote-production-westeurope" }, "Prefix:"},
 		{"prefix invalid", func(a *Args) { a.Prefix = "Bote_Dev" }, "Prefix:"},
-		{"image by tag", func(a *Args) { a.Images.Worker = "bote/worker:latest" }, "Images.Worker: image \"bote/worker:latest\" must be a repository pinned by digest"},
+		{"image by tag", func(a *Args) { a.Images.Gateway = "bote/gateway:latest" }, "Images.Gateway: image \"bote/gateway:latest\" must be a repository pinned by digest"},
 		{"image missing", func(a *Args) { a.Images.IDP = "" }, "Images.IDP"},
 		{"sku", func(a *Args) { a.ServiceBusSku = "Basic" }, "ServiceBusSku: \"Basic\""},
 		{"container apps in gov", func(a *Args) {
@@ -257,7 +291,7 @@ func TestGatewayRejectsBadArgs(t *testing.T) {
 		{"private jwk", func(a *Args) {
 			a.Registrations[0].JWK = json.RawMessage(`{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}`)
 		}, "Registrations:"},
-		{"replicas", func(a *Args) { a.WorkerMinReplicas, a.WorkerMaxReplicas = 3, 1 }, "WorkerMinReplicas"},
+		{"replicas", func(a *Args) { a.GatewayMinReplicas, a.GatewayMaxReplicas = 3, 1 }, "GatewayMinReplicas"},
 		{"no resource group", func(a *Args) { a.ResourceGroupName = nil }, "ResourceGroupName"},
 		{"unresolved hosting", func(a *Args) { a.Hosting = "" }, "Hosting: \"\" is not a hosting"},
 	}

@@ -27,7 +27,7 @@ type Pusher struct {
 }
 
 // Ref is the image of bin pinned by digest, without the registry
-// ("bote/worker@sha256:...").
+// ("bote/gateway@sha256:...").
 func (p *Pusher) Ref(bin string) (string, error) {
 	for _, img := range p.Images {
 		if img.Binary.Name == bin {

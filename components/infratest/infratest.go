@@ -41,12 +41,15 @@ const (
 
 // Resource is one registration.
 type Resource struct {
-	Type     string         `json:"type"`
-	Name     string         `json:"name"`
-	Parent   string         `json:"parent,omitempty"` // "type::name" of the parent, "" for the stack
-	Provider string         `json:"provider,omitempty"`
-	Protect  bool           `json:"protect,omitempty"`
-	Inputs   map[string]any `json:"inputs,omitempty"`
+	Type     string `json:"type"`
+	Name     string `json:"name"`
+	Parent   string `json:"parent,omitempty"` // "type::name" of the parent, "" for the stack
+	Provider string `json:"provider,omitempty"`
+	Protect  bool   `json:"protect,omitempty"`
+	// Aliases are the names it was registered under before: a renamed
+	// child keeps its URN through them.
+	Aliases []string       `json:"aliases,omitempty"`
+	Inputs  map[string]any `json:"inputs,omitempty"`
 	// DependsOn are the "type::name" of the resources it waits for
 	// (explicit dependsOn and inputs from other resources).
 	DependsOn []string       `json:"-"`
@@ -271,6 +274,13 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 			r.DependsOn = append(r.DependsOn, urnKey(dep))
 		}
 		sort.Strings(r.DependsOn)
+		for _, a := range args.RegisterRPC.GetAliases() {
+			// Aliases of the type alone are the provider's own (every
+			// API version of an azure-native type): not a rename here.
+			if name := a.GetSpec().GetName(); name != "" {
+				r.Aliases = append(r.Aliases, name)
+			}
+		}
 	}
 	if args.Provider != "" {
 		// A provider reference is "<urn>::<id>".

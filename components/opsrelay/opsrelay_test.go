@@ -41,8 +41,8 @@ func runWith(t *testing.T, cloudName string, args *Args) (*infratest.Recording, 
 		gw, err := gateway.New(ctx, "gw", &gateway.Args{
 			Cloud: c, Hosting: h, Prefix: "bote-test", Location: "eastus", ResourceGroupName: pulumi.String("rg"),
 			Images: gateway.Images{
-				Worker: "bote/worker@sha256:1111111111111111111111111111111111111111111111111111111111111111",
-				IDP:    "bote/idp@sha256:2222222222222222222222222222222222222222222222222222222222222222",
+				Gateway: "bote/gateway@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+				IDP:     "bote/idp@sha256:2222222222222222222222222222222222222222222222222222222222222222",
 			},
 			Registrations: []registry.Connector{{Tenant: "t", ID: "c", JWK: json.RawMessage(jwk1)}},
 		}, pulumi.Providers(p))
