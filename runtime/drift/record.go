@@ -71,7 +71,7 @@ func driftEvent(r runs.Run, st State) notify.Event {
 }
 
 // RunTransition keeps drift states in line with runs
-// (runs.Config.OnTransition): an apply clears a drifted workspace, a
+// (runs.Manager.SubscribeTransitions): an apply clears a drifted workspace, a
 // drift check that failed says so.
 func (s *Scheduler) RunTransition(ctx context.Context, r runs.Run, t runs.Transition) {
 	var change func(*State) bool

@@ -247,13 +247,14 @@ func (st *runsStack) openRunParts(ctx context.Context, c Config, tables *aztable
 	if err != nil {
 		return err
 	}
-	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(st.registry), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.runTransition})
+	st.manager, err = runs.New(runs.Config{Store: st.store, Roster: dispatch.RegistryRoster(st.registry), SilentAfter: c.AgentSilentAfter, Logger: log, OnTransition: st.recordTransition})
 	if err != nil {
 		return err
 	}
 	if st.drift, err = drift.New(drift.Config{Store: driftDB, Runs: st.manager, Notifier: st.notifier, Tick: c.DriftTick, Logger: log}); err != nil {
 		return err
 	}
+	st.manager.SubscribeTransitions(st.drift.RunTransition) // drift queues runs through the manager: it registers once it exists
 	checker, err := policy.NewChecker(policy.CheckerConfig{Store: st.policies, Workspaces: st.manager, Logger: log})
 	if err != nil {
 		return err
@@ -270,12 +271,11 @@ func (st *runsStack) openRunParts(ctx context.Context, c Config, tables *aztable
 	return nil
 }
 
-// runTransition records a stored transition in the audit log, enqueues
-// its notifications and keeps drift states in line.
-func (st *runsStack) runTransition(ctx context.Context, r runs.Run, t runs.Transition) {
+// recordTransition records a stored transition in the audit log and
+// enqueues its notifications (both open before the manager).
+func (st *runsStack) recordTransition(ctx context.Context, r runs.Run, t runs.Transition) {
 	st.audit.RunTransition(ctx, r, t)
 	st.notifier.RunTransition(ctx, r, t)
-	st.drift.RunTransition(ctx, r, t)
 }
 
 // tenantsOf lists the registry's tenants. Loading the registry parsed

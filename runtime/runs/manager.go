@@ -80,10 +80,10 @@ type Manager struct {
 	silent time.Duration
 	now    func() time.Time
 	log    *slog.Logger
-	onMove func(context.Context, Run, Transition)
 
 	subMu sync.RWMutex
-	subs  []func(Run) // Config.OnChange, then what Subscribe added
+	subs  []func(Run)                              // Config.OnChange, then what Subscribe added
+	moves []func(context.Context, Run, Transition) // Config.OnTransition, then what SubscribeTransitions added
 }
 
 // New returns a Manager.
@@ -91,9 +91,12 @@ func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Manager{store: cfg.Store, roster: cfg.Roster, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger, onMove: cfg.OnTransition}
+	m := &Manager{store: cfg.Store, roster: cfg.Roster, silent: cfg.SilentAfter, now: cfg.Now, log: cfg.Logger}
 	if cfg.OnChange != nil {
 		m.subs = append(m.subs, cfg.OnChange)
+	}
+	if cfg.OnTransition != nil {
+		m.moves = append(m.moves, cfg.OnTransition)
 	}
 	if m.silent == 0 {
 		m.silent = DefaultSilentAfter
@@ -120,6 +123,18 @@ func (m *Manager) Subscribe(f func(Run)) {
 	m.subs = append(m.subs, f)
 }
 
+// SubscribeTransitions adds f to what is told of every transition this
+// Manager stores, after Config.OnTransition and under the same rules (in
+// order, in the goroutine that made the change). It is how a component
+// built on the Manager registers once it exists: the drift scheduler,
+// which queues its checks through the Manager and keeps its states in
+// line with their transitions.
+func (m *Manager) SubscribeTransitions(f func(ctx context.Context, r Run, t Transition)) {
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	m.moves = append(m.moves, f)
+}
+
 // notify tells the subscribers of a stored change of r.
 func (m *Manager) notify(r Run) {
 	m.subMu.RLock()
@@ -130,13 +145,19 @@ func (m *Manager) notify(r Run) {
 	}
 }
 
-// changed logs a stored change of r and tells Config.OnTransition and the
-// subscribers (Config.OnChange, Subscribe).
+// changed logs a stored change of r and tells the transitions'
+// subscribers (Config.OnTransition, SubscribeTransitions), then the
+// changes' (Config.OnChange, Subscribe).
 func (m *Manager) changed(ctx context.Context, msg string, r Run, attrs ...any) {
 	m.log.InfoContext(ctx, msg, append([]any{"tenant", r.Tenant, "workspace", r.Workspace, "run", r.ID, "state", r.State}, attrs...)...)
-	if m.onMove != nil {
+	m.subMu.RLock()
+	moves := m.moves
+	m.subMu.RUnlock()
+	if len(moves) > 0 {
 		for _, t := range newTransitions(r) {
-			m.onMove(ctx, r, t)
+			for _, f := range moves {
+				f(ctx, r, t)
+			}
 		}
 	}
 	m.notify(r)

@@ -111,3 +111,24 @@ func TestChangeWithLostAnswerSucceedsOnce(t *testing.T) {
 	assert.Equal(t, runs.Cancelled, r.State)
 	assert.Equal(t, []runs.State{runs.Queued, runs.Planning, runs.Planned, runs.Approved, runs.Cancelled}, moves)
 }
+
+// A component built on the Manager registers for transitions once it
+// exists (SubscribeTransitions): it sees every move after
+// Config.OnTransition, in the same order, and nothing stored before it
+// registered.
+func TestSubscribeTransitionsAfterOnTransition(t *testing.T) {
+	ctx := context.Background()
+	var order []string
+	m := contoso(t, runs.Config{Store: runstore.NewMemory(), OnTransition: func(_ context.Context, _ runs.Run, tr runs.Transition) {
+		order = append(order, "config "+string(tr.To))
+	}})
+	enqueue(t, m) // before anyone subscribed
+	m.SubscribeTransitions(func(_ context.Context, _ runs.Run, tr runs.Transition) {
+		order = append(order, "subscribed "+string(tr.To))
+	})
+	assert.Equal(t, []string{"config " + string(runs.Queued)}, order, "not replayed")
+	order = nil
+	r, err := m.Claim(ctx, runs.ClaimRequest{Tenant: "contoso", Workspace: "prod", Agent: "a1"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"config " + string(r.State), "subscribed " + string(r.State)}, order)
+}
