@@ -156,43 +156,43 @@ type Config struct {
 func (c Config) Validate() error {
 	switch {
 	case c.Bus == nil:
-		return errors.New("cloud config: Bus is required")
+		return errors.New("botecloud config: Bus is required")
 	case c.Service == "":
-		return errors.New("cloud config: Service is required")
+		return errors.New("botecloud config: Service is required")
 	case c.WakeURL != "" && !isHTTPURL(c.WakeURL):
-		return fmt.Errorf("cloud config: WakeURL %q must be an http or https URL with a host", c.WakeURL)
+		return fmt.Errorf("botecloud config: WakeURL %q must be an http or https URL with a host", c.WakeURL)
 	case c.ImmediateRetries < -1:
-		return fmt.Errorf("cloud config: ImmediateRetries %d is below -1", c.ImmediateRetries)
+		return fmt.Errorf("botecloud config: ImmediateRetries %d is below -1", c.ImmediateRetries)
 	case c.DelayedRetries < -1:
-		return fmt.Errorf("cloud config: DelayedRetries %d is below -1", c.DelayedRetries)
+		return fmt.Errorf("botecloud config: DelayedRetries %d is below -1", c.DelayedRetries)
 	case c.DelayedRetryBase < 0:
-		return fmt.Errorf("cloud config: DelayedRetryBase %s is negative", c.DelayedRetryBase)
+		return fmt.Errorf("botecloud config: DelayedRetryBase %s is negative", c.DelayedRetryBase)
 	case c.Lock < 0 || (c.Lock > 0 && c.Lock < time.Second):
-		return fmt.Errorf("cloud config: Lock %s must be at least 1s", c.Lock)
+		return fmt.Errorf("botecloud config: Lock %s must be at least 1s", c.Lock)
 	case c.Concurrency < 0:
-		return fmt.Errorf("cloud config: Concurrency %d is negative", c.Concurrency)
+		return fmt.Errorf("botecloud config: Concurrency %d is negative", c.Concurrency)
 	case c.PollMin < 0 || c.PollMax < 0 || (c.PollMax > 0 && c.PollMin > c.PollMax):
-		return fmt.Errorf("cloud config: PollMin %s and PollMax %s must be positive with PollMin <= PollMax", c.PollMin, c.PollMax)
+		return fmt.Errorf("botecloud config: PollMin %s and PollMax %s must be positive with PollMin <= PollMax", c.PollMin, c.PollMax)
 	case c.DedupSize < 0:
-		return fmt.Errorf("cloud config: DedupSize %d is negative", c.DedupSize)
+		return fmt.Errorf("botecloud config: DedupSize %d is negative", c.DedupSize)
 	case c.DedupTTL < 0:
-		return fmt.Errorf("cloud config: DedupTTL %s is negative", c.DedupTTL)
+		return fmt.Errorf("botecloud config: DedupTTL %s is negative", c.DedupTTL)
 	case c.DrainTimeout < 0:
-		return fmt.Errorf("cloud config: DrainTimeout %s is negative", c.DrainTimeout)
+		return fmt.Errorf("botecloud config: DrainTimeout %s is negative", c.DrainTimeout)
 	case c.CompressAbove < 0:
-		return fmt.Errorf("cloud config: CompressAbove %d is negative", c.CompressAbove)
+		return fmt.Errorf("botecloud config: CompressAbove %d is negative", c.CompressAbove)
 	case c.MaxBodyBytes < 0:
-		return fmt.Errorf("cloud config: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+		return fmt.Errorf("botecloud config: MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.RequireEncryption && c.DecryptionKey == nil:
-		return errors.New("cloud config: RequireEncryption needs a DecryptionKey")
+		return errors.New("botecloud config: RequireEncryption needs a DecryptionKey")
 	case c.DecryptionKey != nil && c.DecryptionKey.Curve() != ecdh.P256():
-		return errors.New("cloud config: DecryptionKey must be a P-256 key")
+		return errors.New("botecloud config: DecryptionKey must be a P-256 key")
 	case c.SigningKey != nil && c.SigningKey.Curve != elliptic.P256():
-		return errors.New("cloud config: SigningKey must be an EC P-256 key")
+		return errors.New("botecloud config: SigningKey must be an EC P-256 key")
 	case slices.Contains(c.GatewayKeys, nil):
-		return errors.New("cloud config: GatewayKeys holds a nil key")
+		return errors.New("botecloud config: GatewayKeys holds a nil key")
 	case slices.Contains(c.WorkerKeys, nil):
-		return errors.New("cloud config: WorkerKeys holds a nil key")
+		return errors.New("botecloud config: WorkerKeys holds a nil key")
 	}
 	return (envelope.Identity{Service: c.Service}).Validate()
 }

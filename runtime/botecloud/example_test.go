@@ -140,7 +140,7 @@ func ExampleIsPermanent() {
 func ExampleConfig_Validate() {
 	err := botecloud.Config{Service: "billing"}.Validate()
 	fmt.Println(err)
-	// Output: cloud config: Bus is required
+	// Output: botecloud config: Bus is required
 }
 
 // Close closes the bus a client opened itself.

@@ -271,17 +271,6 @@ func TestConfigErrorsNameTheirPackage(t *testing.T) {
 		"opsconfig.Config": true,
 		// The relay server's flags: errors name the flag (--local-listen:).
 		"opsserver.Config": true,
-		// Their prefixes ("cloud config:", "worker config:") follow the
-		// gateway rename under way (issue 12, item 1).
-		"botecloud.Config":     true,
-		"gatewayserver.Config": true,
-	}
-	// Configs whose Validate still has a pointer receiver: the gateway's,
-	// which the gateway rename and the session rewrite (issue 12) are
-	// changing now. The list only shrinks.
-	pointerValidate := map[string]bool{
-		"gatewayserver.Config": true, "connqueue.Config": true, "nudge.Config": true,
-		"routing.Config": true, "session.Config": true,
 	}
 	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -303,7 +292,7 @@ func TestConfigErrorsNameTheirPackage(t *testing.T) {
 				continue
 			}
 			name := f.Name.Name + "." + recvName(fn)
-			if _, star := fn.Recv.List[0].Type.(*ast.StarExpr); star && !pointerValidate[name] {
+			if _, star := fn.Recv.List[0].Type.(*ast.StarExpr); star {
 				t.Errorf("%s: %s.Validate has a pointer receiver; give it a value receiver", fset.Position(fn.Pos()), name)
 			}
 			if allowed[name] {

@@ -135,35 +135,35 @@ type Config struct {
 var replicaPattern = regexp.MustCompile(`^[a-z0-9]{1,40}$`)
 
 // Validate checks the configuration and names the bad field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Listen == "":
-		return errors.New("worker config: Listen is required")
+		return errors.New("gatewayserver config: Listen is required")
 	case c.StorageConnectionString == "" && (c.QueueURL == "" || c.TableURL == "" || c.BlobURL == "" || c.Credential == nil):
-		return errors.New("worker config: StorageConnectionString, or QueueURL, TableURL, BlobURL and Credential, are required")
+		return errors.New("gatewayserver config: StorageConnectionString, or QueueURL, TableURL, BlobURL and Credential, are required")
 	case c.StorageConnectionString != "" && (c.QueueURL != "" || c.TableURL != "" || c.BlobURL != ""):
-		return errors.New("worker config: StorageConnectionString and QueueURL/TableURL/BlobURL are exclusive")
+		return errors.New("gatewayserver config: StorageConnectionString and QueueURL/TableURL/BlobURL are exclusive")
 	case (c.StorageAccountKey == "") != (c.StorageAccountName == ""):
-		return errors.New("worker config: StorageAccountName and StorageAccountKey go together")
+		return errors.New("gatewayserver config: StorageAccountName and StorageAccountKey go together")
 	case c.Issuer == "":
-		return errors.New("worker config: Issuer is required")
+		return errors.New("gatewayserver config: Issuer is required")
 	case c.JWKSURL == "":
-		return errors.New("worker config: JWKSURL is required")
+		return errors.New("gatewayserver config: JWKSURL is required")
 	case c.Bus != "" && c.Bus != BusStorageQueue && c.Bus != BusServiceBus:
-		return fmt.Errorf("worker config: Bus %q must be %q or %q", c.Bus, BusStorageQueue, BusServiceBus)
+		return fmt.Errorf("gatewayserver config: Bus %q must be %q or %q", c.Bus, BusStorageQueue, BusServiceBus)
 	case c.Bus == BusServiceBus && c.OpenBus == nil && c.ServiceBusConnectionString == "" && (c.ServiceBusNamespace == "" || c.Credential == nil):
-		return errors.New("worker config: ServiceBusConnectionString, or ServiceBusNamespace with Credential, is required with Bus servicebus")
+		return errors.New("gatewayserver config: ServiceBusConnectionString, or ServiceBusNamespace with Credential, is required with Bus servicebus")
 	case c.Replica != "" && !replicaPattern.MatchString(c.Replica):
-		return fmt.Errorf("worker config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
+		return fmt.Errorf("gatewayserver config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
 	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0, c.RoutePollMin < 0, c.RoutePollMax < 0:
-		return errors.New("worker config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
+		return errors.New("gatewayserver config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
 	case c.MaxSessionsPerConnector < 0:
-		return fmt.Errorf("worker config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
+		return fmt.Errorf("gatewayserver config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
 	case c.FanOut < 0 || c.FanOut > routing.MaxFanOut:
-		return fmt.Errorf("worker config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, routing.DefaultFanOut, routing.MaxFanOut)
+		return fmt.Errorf("gatewayserver config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, routing.DefaultFanOut, routing.MaxFanOut)
 	}
 	if err := profiling.CheckAddr(c.PprofListen); err != nil {
-		return fmt.Errorf("worker config: PprofListen: %w", err)
+		return fmt.Errorf("gatewayserver config: PprofListen: %w", err)
 	}
 	return nil
 }

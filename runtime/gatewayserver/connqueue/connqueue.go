@@ -61,7 +61,7 @@ type Config struct {
 }
 
 // Validate checks the configuration and names the bad field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.ConnectionString == "" && c.Client == nil:
 		return errors.New("connqueue config: ConnectionString or Client is required")

@@ -77,7 +77,7 @@ type Config struct {
 }
 
 // Validate checks the configuration and names the bad field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Queues == nil:
 		return errors.New("nudge config: Queues is required")

@@ -191,7 +191,7 @@ type Config struct {
 }
 
 // Validate checks the configuration and names the bad field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Bus == nil:
 		return errors.New("routing config: Bus is required")

@@ -137,7 +137,7 @@ type Config struct {
 const DefaultMaxSessionsPerConnector = 4
 
 // Validate checks the configuration and names the bad field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Verifier == nil:
 		return errors.New("session config: Verifier is required")
