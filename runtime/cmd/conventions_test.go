@@ -386,3 +386,47 @@ func TestDevToolsHaveTheRunShape(t *testing.T) {
 		}
 	}
 }
+
+// TestOneBusConstructor: a binary that talks to the gateway bus opens it
+// with busdriver.Open(busdriver.Config), never by calling a driver's
+// constructor itself (docs/conventions.md), so every binary reads the
+// same settings the same way.
+func TestOneBusConstructor(t *testing.T) {
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path == filepath.Join("..", "bus") {
+				return filepath.SkipDir // the drivers and busdriver itself
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !strings.HasPrefix(sel.Sel.Name, "New") {
+				return true
+			}
+			if pkg, ok := sel.X.(*ast.Ident); ok && (pkg.Name == "storagequeue" || pkg.Name == "servicebus") {
+				t.Errorf("%s: %s.%s: open the bus with busdriver.Open", fset.Position(call.Pos()), pkg.Name, sel.Sel.Name)
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
