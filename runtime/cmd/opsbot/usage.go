@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -88,16 +87,17 @@ func unknownSubcommand(c *cobra.Command, args []string) error {
 	return commandLineError{errors.New(msg)}
 }
 
-var unknownFlag = regexp.MustCompile(`^unknown (shorthand )?flag: (?:--([^\s=]+)|'(.)' in )`)
-
 // flagError makes a flag error a usage error (exit 2) and, for an unknown
 // flag, names the command's closest flags.
 func flagError(c *cobra.Command, err error) error {
-	m := unknownFlag.FindStringSubmatch(err.Error())
-	if m == nil {
+	var unknown *pflag.NotExistError
+	if !errors.As(err, &unknown) {
 		return commandLineError{fmt.Errorf("%w (run '%s --help' for usage)", err, c.CommandPath())}
 	}
-	name := m[2] // a one-letter shorthand (m[3]) has no useful neighbours
+	name := unknown.GetSpecifiedName()
+	if unknown.GetSpecifiedShortnames() != "" {
+		name = "" // a one-letter shorthand has no useful neighbours
+	}
 	var names []string
 	c.Flags().VisitAll(func(f *pflag.Flag) {
 		if !f.Hidden {
