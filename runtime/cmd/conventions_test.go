@@ -100,15 +100,7 @@ var logCalls = map[string]bool{
 // record, "err" (docs/conventions.md), so that a query for failures finds
 // them all.
 func TestSlogErrorKeyIsErr(t *testing.T) {
-	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
-		}
+	forGoFiles(t, "..", 0, func(_ string, fset *token.FileSet, f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
@@ -125,6 +117,32 @@ func TestSlogErrorKeyIsErr(t *testing.T) {
 			}
 			return true
 		})
+	})
+}
+
+// forGoFiles parses every non-test Go file under root (skipping
+// node_modules, testdata and hidden directories) and calls fn with it.
+func forGoFiles(t *testing.T, root string, mode parser.Mode, fn func(path string, fset *token.FileSet, f *ast.File)) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != root && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, mode)
+		if err != nil {
+			return err
+		}
+		fn(path, fset, f)
 		return nil
 	})
 	if err != nil {
@@ -186,24 +204,7 @@ var bigFuncs = map[string]bool{
 func TestFileAndFunctionSize(t *testing.T) {
 	root := filepath.Join("..", "..")
 	seen := map[string]bool{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path != root && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
-		if err != nil {
-			return err
-		}
+	forGoFiles(t, root, parser.ParseComments, func(path string, fset *token.FileSet, f *ast.File) {
 		if n := fset.File(f.Pos()).LineCount(); n > maxFileLines {
 			t.Errorf("%s: %d lines; split it by concern (at most %d)", path, n, maxFileLines)
 		}
@@ -217,7 +218,7 @@ func TestFileAndFunctionSize(t *testing.T) {
 		}
 		rel, err := filepath.Rel(root, path)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
 		for _, decl := range f.Decls {
 			fn, ok := decl.(*ast.FuncDecl)
@@ -241,11 +242,7 @@ func TestFileAndFunctionSize(t *testing.T) {
 				t.Errorf("%s: func %s (in bigFuncs) must start its body with a \"// size: ...\" comment saying why it is one piece", fset.Position(fn.Pos()), fn.Name.Name)
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for key := range bigFuncs {
 		if !seen[key] {
 			t.Errorf("bigFuncs lists %q, which is no longer over %d lines (or is gone): remove it", key, maxFuncLines)
@@ -272,17 +269,9 @@ func TestConfigErrorsNameTheirPackage(t *testing.T) {
 		// The relay server's flags: errors name the flag (--local-listen:).
 		"opsserver.Config": true,
 	}
-	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
-		}
+	forGoFiles(t, "..", 0, func(_ string, fset *token.FileSet, f *ast.File) {
 		if f.Name.Name == "main" {
-			return nil // a binary's flags are named by their flags (--listen: ...)
+			return // a binary's flags are named by their flags (--listen: ...)
 		}
 		prefix := strconv.Quote(f.Name.Name + " config: ")
 		prefix = prefix[:len(prefix)-1]
@@ -313,11 +302,7 @@ func TestConfigErrorsNameTheirPackage(t *testing.T) {
 				return true
 			})
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // recvName is the name of fn's receiver type, without a pointer.
@@ -392,23 +377,10 @@ func TestDevToolsHaveTheRunShape(t *testing.T) {
 // constructor itself (docs/conventions.md), so every binary reads the
 // same settings the same way.
 func TestOneBusConstructor(t *testing.T) {
-	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path == filepath.Join("..", "bus") {
-				return filepath.SkipDir // the drivers and busdriver itself
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
+	drivers := filepath.Join("..", "bus") + string(filepath.Separator) // the drivers and busdriver itself
+	forGoFiles(t, "..", 0, func(path string, fset *token.FileSet, f *ast.File) {
+		if strings.HasPrefix(path, drivers) {
+			return
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
@@ -424,9 +396,5 @@ func TestOneBusConstructor(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
