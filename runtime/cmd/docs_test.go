@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -59,4 +60,46 @@ func isPackageOrFile(path string) error {
 		}
 	}
 	return errors.New("not a Go package (no non-test Go file)")
+}
+
+// TestArchitectureDocBinariesLinkWhatItSays keeps the package diagram of
+// docs/architecture.md true: every package the "binaries" block lists
+// after a binary (runtime/cmd/X ─▶ ...) is one that binary links.
+func TestArchitectureDocBinariesLinkWhatItSays(t *testing.T) {
+	text, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(text), "binaries (")
+	end := strings.Index(string(text), "shared runtime packages")
+	if start < 0 || end < start {
+		t.Fatal("docs/architecture.md has no binaries block before its shared runtime packages")
+	}
+	binLine := regexp.MustCompile(`^\s+(runtime/cmd/\w+) ─`)
+	listed := map[string][]string{}
+	var bin string
+	for _, line := range strings.Split(string(text)[start:end], "\n") {
+		if m := binLine.FindStringSubmatch(line); m != nil {
+			bin = m[1]
+		}
+		if bin == "" {
+			continue
+		}
+		for _, p := range archPath.FindAllString(line, -1) {
+			if p != bin && strings.HasPrefix(p, "runtime/") {
+				listed[bin] = append(listed[bin], p)
+			}
+		}
+	}
+	if len(listed) < 5 {
+		t.Fatalf("found only %d binaries in the block", len(listed))
+	}
+	for bin, pkgs := range listed {
+		deps := goList(t, "-deps", module+bin)
+		for _, p := range pkgs {
+			if !slices.Contains(deps, module+p) {
+				t.Errorf("docs/architecture.md says %s links %s; it does not", bin, p)
+			}
+		}
+	}
 }
