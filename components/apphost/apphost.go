@@ -36,7 +36,7 @@ const IdleTimeout = 230
 // so one instance can be patched or lost without an outage.
 const DefaultPlanCapacity = 2
 
-// PingInterval is the WebSocket ping interval handed to the worker.
+// PingInterval is the WebSocket ping interval handed to the gateway.
 const PingInterval = "30s"
 
 // PlatformArgs are the arguments of NewPlatform.
@@ -136,11 +136,11 @@ type AppArgs struct {
 	// Name is the physical name; on App Service it is also the DNS label.
 	Name string
 	// Image is the repository in RegistryServer pinned by digest
-	// ("bote/worker@sha256:<64 hex>").
+	// ("bote/gateway@sha256:<64 hex>").
 	Image string
 	// Port is the container's HTTP port.
 	Port int
-	// External exposes the app's HTTP endpoint (the worker and the idp);
+	// External exposes the app's HTTP endpoint (the gateway and the idp);
 	// the relay server only makes outbound connections.
 	External bool
 	// WebSockets enables WebSocket upgrades and the ping-friendly settings.
@@ -164,7 +164,7 @@ type AppArgs struct {
 var imageByDigest = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*@sha256:[0-9a-f]{64}$`)
 
 // ValidateImage accepts only a repository pinned by digest
-// ("bote/worker@sha256:<64 hex digits>"); tags are mutable and refused.
+// ("bote/gateway@sha256:<64 hex digits>"); tags are mutable and refused.
 func ValidateImage(ref string) error {
 	if !imageByDigest.MatchString(ref) {
 		return fmt.Errorf("image %q must be a repository pinned by digest: <repository>@sha256:<64 hex digits>", ref)
@@ -201,7 +201,7 @@ type App struct {
 }
 
 // URLFor returns the https URL the app called name will have, known before
-// the app exists (the worker needs the idp's issuer URL and vice versa).
+// the app exists (the gateway needs the idp's issuer URL and vice versa).
 func (p *Platform) URLFor(name string) pulumi.StringOutput {
 	if p.env != nil {
 		return pulumi.Sprintf("https://%s.%s", name, p.env.DefaultDomain)

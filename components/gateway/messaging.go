@@ -43,7 +43,7 @@ func (b *builder) bus() error {
 		// The error queue is read by operators and tooling; it keeps
 		// messages for a month and never forwards again.
 		{QueueErrors, "PT5M", 10, "P30D", ""},
-		// The worker routes each message to a Storage Queue in well under a
+		// The gateway routes each message to a Storage Queue in well under a
 		// second; a minute's lock is ample and redelivers quickly after a
 		// crash. Ten deliveries, then the dead-letter queue, which forwards
 		// to bote-errors with the reason kept in the message properties.
@@ -94,7 +94,7 @@ func (b *builder) storage() error {
 		Kind:              pulumi.String("StorageV2"),
 		Sku:               &storage.SkuArgs{Name: pulumi.String(sku)},
 		// Connectors reach their queues over the Internet with short-lived
-		// SAS the worker signs with the account key, so shared-key access
+		// SAS the gateway signs with the account key, so shared-key access
 		// stays on; everything else uses Entra ID.
 		AllowSharedKeyAccess:         pulumi.Bool(true),
 		DefaultToOAuthAuthentication: pulumi.Bool(true),

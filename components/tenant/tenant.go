@@ -1,7 +1,7 @@
 // Package tenant is one customer tenant's infrastructure, as a Pulumi
 // component: a Storage Queue per connector (named by the runtime's one
 // queue-name function), the tenant's connector registrations (keys for
-// the idp and the worker; which connectors are deployment agents, with
+// the idp and the gateway; which connectors are deployment agents, with
 // which labels, for the ops server), and a container registry token that
 // can pull the agent image and nothing else.
 //

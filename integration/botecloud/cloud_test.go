@@ -84,8 +84,8 @@ func (s *setup) run(t *testing.T) {
 	})
 }
 
-// fromWorker is what the worker puts on the cloud queue for a connector.
-func fromWorker(id string) *envelope.Envelope {
+// fromGateway is what the gateway puts on the cloud queue for a connector.
+func fromGateway(id string) *envelope.Envelope {
 	return &envelope.Envelope{
 		ID: id, Kind: envelope.KindCloud, From: &envelope.Identity{Tenant: "contoso", Connector: "agent-1"},
 		Headers: map[string]string{"type": "ping"}, Body: []byte("ping"), CreatedAt: time.Now().UTC(),
@@ -148,7 +148,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 		s := newSetup(t, emu, nil)
 		s.handlerReplyFirst = true
 		s.run(t)
-		req := fromWorker(envelope.NewID())
+		req := fromGateway(envelope.NewID())
 		require.NoError(t, s.driver.Send(ctx, s.cloudQ, req, nil))
 		reply := receiveOne(t, s.driver, s.connQ)
 		assert.Equal(t, req.ID, reply.Envelope.CorrelationID)
@@ -180,7 +180,7 @@ func TestCloudClientOnAzurite(t *testing.T) {
 		})
 		s.handlerErr = errors.New("database unavailable")
 		s.run(t)
-		msg := fromWorker(envelope.NewID())
+		msg := fromGateway(envelope.NewID())
 		require.NoError(t, s.driver.Send(ctx, s.cloudQ, msg, nil))
 		dl := deadLetter(t, s.driver, s.cloudQ)
 		assert.Equal(t, "handler failed after 1 immediate and 1 delayed retries", dl.DeadLetter.Reason)
@@ -193,11 +193,11 @@ func TestCloudClientOnAzurite(t *testing.T) {
 		t.Parallel()
 		s := newSetup(t, emu, func(c *botecloud.Config) { c.Concurrency = 1 })
 		s.run(t)
-		msg := fromWorker(envelope.NewID())
+		msg := fromGateway(envelope.NewID())
 		require.NoError(t, s.driver.Send(ctx, s.cloudQ, msg, nil))
 		require.Eventually(t, func() bool { return s.handled.Load() == 1 }, 10*time.Second, 20*time.Millisecond)
 		require.NoError(t, s.driver.Send(ctx, s.cloudQ, msg, nil)) // redelivery by a retrying sender
-		other := fromWorker(envelope.NewID())
+		other := fromGateway(envelope.NewID())
 		require.NoError(t, s.driver.Send(ctx, s.cloudQ, other, nil))
 		require.Eventually(t, func() bool { return s.handled.Load() == 2 }, 10*time.Second, 20*time.Millisecond)
 		// The duplicate was completed, not left behind.

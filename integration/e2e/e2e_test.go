@@ -1,5 +1,5 @@
 // Package e2e runs the product's main job end to end with real processes
-// and the real terraform: Azurite, idp, worker, devrelay, relayserver and
+// and the real terraform: Azurite, idp, gateway, devrelay, relayserver and
 // deployment agents on loopback (package integration/platform), driven
 // with the opsbot CLI exactly as an operator would, through the relay.
 //
@@ -547,7 +547,7 @@ func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 	assert.Equal(t, "applied", show(t, survive, id).State)
 
 	// Restarted, the killed agent finds the assignment of its lost claim
-	// in its queue; the server tells it to drop it. The worker handed the
+	// in its queue; the server tells it to drop it. The gateway handed the
 	// assignment to the hung agent's session in a deliver frame (the
 	// kernel took the bytes), so it stays hidden for the connector's
 	// visibility (60 s) from then, and the restarted agent reads its

@@ -270,9 +270,9 @@ func b64(v any) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// TestAttackBadTokensAtTheWorker: every token that is not a fresh ES256
+// TestAttackBadTokensAtTheGateway: every token that is not a fresh ES256
 // token from the idp for this audience is refused before a session exists.
-func TestAttackBadTokensAtTheWorker(t *testing.T) {
+func TestAttackBadTokensAtTheGateway(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	key, kid := idpSigningKey(t, g)
@@ -318,7 +318,7 @@ func TestAttackBadTokensAtTheWorker(t *testing.T) {
 			assert.Equal(t, http.StatusUnauthorized, status)
 		})
 	}
-	// Control: the real token works, and the worker still serves.
+	// Control: the real token works, and the gateway still serves.
 	s, status := g.dialRaw(t, valid)
 	require.Equal(t, http.StatusSwitchingProtocols, status)
 	assert.Equal(t, "a1", s.hello.Connector)
@@ -514,7 +514,7 @@ func TestAttackHeaderVariants(t *testing.T) {
 	}
 
 	// A message put on the bus directly (a bus credential, not botecloud.Client)
-	// with reserved names never gets past the worker (TestAttackForgedOnTheBus);
+	// with reserved names never gets past the gateway (TestAttackForgedOnTheBus);
 	// one with only '_' names is routed, but the local program sees only
 	// the gateway's own Bote-* headers and no name with '_'.
 	d := g.busDriver(t)
@@ -567,7 +567,7 @@ func TestAttackHeaderVariants(t *testing.T) {
 }
 
 // TestAttackSessionFlood: one token opening 300 sessions holds at most the
-// per-connector cap on the worker, the newest; the older ones are closed
+// per-connector cap on the gateway, the newest; the older ones are closed
 // with 4004; the sessions gauge is exact; and another connector's session
 // is never touched.
 func TestAttackSessionFlood(t *testing.T) {

@@ -36,7 +36,7 @@ import (
 // same machine load; a round during which Azurite stalled (see stallProbe)
 // is reported and left out. Subscriber counts: BOTE_BENCH_SUBSCRIBERS
 // (comma-separated, default "100,1000"); BOTE_BENCH_ROUTE_FAN_OUT sets the
-// worker's --route-fan-out; BOTE_BENCH_STALL the stall threshold (1s).
+// gateway's --route-fan-out; BOTE_BENCH_STALL the stall threshold (1s).
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range envCounts(b, "BOTE_BENCH_SUBSCRIBERS", 100, 1000) {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchBroadcast(b, n) })

@@ -38,7 +38,7 @@ func answering(c **conn, prefix string, ids chan<- string, release <-chan struct
 	}
 }
 
-// TestCallRoundTrip: request/reply both ways through the real worker on
+// TestCallRoundTrip: request/reply both ways through the real gateway on
 // Azurite. The cloud calls a connector and gets its answer; a connector
 // calls the cloud and gets its answer; a reply from a connector the call
 // did not go to is refused (the call still gets the right one).
@@ -101,7 +101,7 @@ func TestCallRoundTrip(t *testing.T) {
 // TestCallTimeout: the caller gives up; the other side's handler sees its
 // context end at the deadline, and the reply it sends anyway is discarded
 // and counted, never handled: by the cloud client for a connector's reply,
-// by the worker for a cloud service's.
+// by the gateway for a cloud service's.
 func TestCallTimeout(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)

@@ -71,7 +71,7 @@ func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGateway(t)
 			holder := newDeleteHolder(t, g.emu)
-			// The sidecar's queue URL comes from this worker, so its
+			// The sidecar's queue URL comes from this gateway replica, so its
 			// deletes go through the proxy.
 			w := g.startReplica("--storage-connection-string", holder.connectionString(g.emu))
 			svc := g.cloud("crash", nil)

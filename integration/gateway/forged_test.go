@@ -150,7 +150,7 @@ func TestAttackForgedOnTheBus(t *testing.T) {
 }
 
 // TestAttackForgedOnConnectorQueues: envelopes written straight into a
-// connector's Storage Queue (a storage credential, not the worker) —
+// connector's Storage Queue (a storage credential, not the gateway) —
 // addressed to another connector or tenant, from a connector identity or
 // nobody, with reserved headers — reach neither the handler of the
 // connector package nor the sidecar's local program; each lands in the
@@ -214,7 +214,7 @@ func TestAttackForgedOnConnectorQueues(t *testing.T) {
 	}
 }
 
-// TestSignedCloudServices: with --cloud-service-keys the worker routes a
+// TestSignedCloudServices: with --cloud-service-keys the gateway routes a
 // message in a service's name only when that service signed it; another
 // holder of send rights naming it (unsigned, or signed with its own key),
 // or a service without a registered key, lands in the error queue.
@@ -261,21 +261,21 @@ func TestSignedCloudServices(t *testing.T) {
 	a1.none(t, time.Second)
 }
 
-// TestSignedWorker: with the worker signing what it stamps (--signing-key)
+// TestSignedGateway: with the gateway signing what it stamps (--signing-key)
 // and the cloud service holding its key (botecloud.Config.GatewayKeys), a
 // connector message forged on "bote-cloud" by anything else with send
 // rights (unsigned, or signed with another key) never reaches the cloud
 // handler; what a connector really sent does, a claim-checked body included.
-func TestSignedWorker(t *testing.T) {
+func TestSignedGateway(t *testing.T) {
 	t.Parallel()
-	workerKey, err := clientauth.GenerateKey()
+	gatewayKey, err := clientauth.GenerateKey()
 	require.NoError(t, err)
 	forgerKey, err := clientauth.GenerateKey()
 	require.NoError(t, err)
-	keyFile := filepath.Join(t.TempDir(), "worker.pem")
-	require.NoError(t, clientauth.WriteKeyFile(keyFile, workerKey))
+	keyFile := filepath.Join(t.TempDir(), "gateway.pem")
+	require.NoError(t, clientauth.WriteKeyFile(keyFile, gatewayKey))
 	g := newGateway(t, "--signing-key", keyFile)
-	svc := g.cloudWith("svc", func(c *botecloud.Config) { c.GatewayKeys = []*ecdsa.PublicKey{&workerKey.PublicKey} }, nil)
+	svc := g.cloudWith("svc", func(c *botecloud.Config) { c.GatewayKeys = []*ecdsa.PublicKey{&gatewayKey.PublicKey} }, nil)
 	a1 := g.connector("tenant-a", "a1")
 	d := g.busDriver(t)
 
@@ -288,7 +288,7 @@ func TestSignedWorker(t *testing.T) {
 	}
 	got := deadLetters(t, d, bus.QueueCloud, 2)
 	for _, id := range []string{"w1", "w2"} {
-		assert.Contains(t, got[id], "not signed by the worker", id)
+		assert.Contains(t, got[id], "not signed by the gateway", id)
 	}
 
 	big := make([]byte, 200<<10)

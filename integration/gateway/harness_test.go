@@ -311,7 +311,7 @@ func (g *gateway) sidecar(tenant, id string) *sidecar {
 	return g.sidecarAt(g.replicas[0], tenant, id)
 }
 
-// sidecarAt is sidecar connected to worker w, with extra flags.
+// sidecarAt is sidecar connected to gateway replica w, with extra flags.
 func (g *gateway) sidecarAt(w *replica, tenant, id string, extra ...string) *sidecar {
 	t := g.t
 	t.Helper()

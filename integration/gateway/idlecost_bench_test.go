@@ -55,14 +55,14 @@ func countRequests(g *gateway, queue string) int {
 	return n
 }
 
-// BenchmarkIdleWorkerStorageRequests counts every request in Azurite's
-// log during 30 s while one worker replica (default flags, routing and
+// BenchmarkIdleGatewayStorageRequests counts every request in Azurite's
+// log during 30 s while one gateway replica (default flags, routing and
 // nudges, no sessions) and a cloud service that sends nothing stand idle,
 // after 15 s for the polls to back off; it reports the per-hour figure of
-// the worker's requests (the bus queue bote-connectors and its nudge
+// the gateway's requests (the bus queue bote-connectors and its nudge
 // queue) against the goal of 3,600 (a 1-second poller). `go test
-// ./gateway/ -run '^$' -bench IdleWorker -benchtime 1x`.
-func BenchmarkIdleWorkerStorageRequests(b *testing.B) {
+// ./gateway/ -run '^$' -bench IdleGateway -benchtime 1x`.
+func BenchmarkIdleGatewayStorageRequests(b *testing.B) {
 	g := newFleetGateway(b, nil)
 	for range b.N {
 		time.Sleep(15 * time.Second)
@@ -79,7 +79,7 @@ func BenchmarkIdleWorkerStorageRequests(b *testing.B) {
 		const window = 30 * time.Second
 		time.Sleep(window)
 		perHour := (count() - before) * int(time.Hour/window)
-		b.Logf("idle worker: %d storage requests/hour (bus queue polls and nudge queue polls) vs a 1 s poller's 3600", perHour)
+		b.Logf("idle gateway: %d storage requests/hour (bus queue polls and nudge queue polls) vs a 1 s poller's 3600", perHour)
 		b.ReportMetric(float64(perHour), "requests/hour")
 		assert.LessOrEqual(b, perHour, 3600)
 	}

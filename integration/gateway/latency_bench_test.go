@@ -31,7 +31,7 @@ import (
 // bote-connectors are its idle cost, not a per-message one) against the
 // raw baseline measured in the same run: 40 put+get+delete round trips on
 // a queue of their own, straight on the Azure SDK. The connector's safety
-// poll is an hour: every delivery rides the session. The worker runs with
+// poll is an hour: every delivery rides the session. The gateway runs with
 // its default flags: the cloud service wakes the router after each send
 // (its route poll is 5 s). Figures depend on the machine; the assertions
 // only guard against the session path breaking. A measurement, so a

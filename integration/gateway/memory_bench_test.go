@@ -21,17 +21,17 @@ import (
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
-// BenchmarkSessionMemory measures the worker's memory per idle session:
-// one worker binary on Azurite, idle connector sessions opened in steps
+// BenchmarkSessionMemory measures the gateway's memory per idle session:
+// one gateway binary on Azurite, idle connector sessions opened in steps
 // (BOTE_BENCH_SESSIONS, comma-separated totals, default "100,1000,5000"),
-// and at each step, after a forced garbage collection (the worker's opt-in
-// pprof endpoint, /debug/pprof/heap?gc=1), the worker's resident set
-// (VmRSS), Go heap in use and goroutines, against the same worker with 0
+// and at each step, after a forced garbage collection (the gateway's opt-in
+// pprof endpoint, /debug/pprof/heap?gc=1), the gateway's resident set
+// (VmRSS), Go heap in use and goroutines, against the same gateway with 0
 // sessions measured first in the same run. The sessions are plain
 // WebSocket clients in this process with tokens from the idp, each reading
-// its session as a connector does, so the worker sees real sessions
+// its session as a connector does, so the gateway sees real sessions
 // (authenticated, presence recorded, pinged) and the test process stays
-// light. With BOTE_BENCH_PROFILE_DIR set, the worker's heap and goroutine
+// light. With BOTE_BENCH_PROFILE_DIR set, the gateway's heap and goroutine
 // profiles at the last step are saved there. With BOTE_BENCH_SETTLE (a
 // duration) RSS is read again that long after each measurement, to see
 // whether the runtime has meanwhile returned freed pages to the system.
@@ -73,7 +73,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 			openIdleSessions(b, g, tenant, ids[open:n])
 			open = n
 			require.Eventually(b, func() bool { return w.metric(b, "bote_gateway_sessions") == float64(n) }, 5*time.Minute, 100*time.Millisecond,
-				"the worker holds %d sessions", n)
+				"the gateway holds %d sessions", n)
 			// Quiet: the opening work (presence writes, handshakes) is
 			// over once the goroutine count holds still.
 			last := -1.0
@@ -82,18 +82,18 @@ func BenchmarkSessionMemory(b *testing.B) {
 				still := g >= last-2 && g <= last+2
 				last = g
 				return still
-			}, 5*time.Minute, time.Second, "the worker's goroutines settle after %d sessions opened", n)
+			}, 5*time.Minute, time.Second, "the gateway's goroutines settle after %d sessions opened", n)
 			samples = append(samples, measure(n))
 		}
 		if dir := os.Getenv("BOTE_BENCH_PROFILE_DIR"); dir != "" { // go tool pprof <file>
 			for _, p := range []string{"heap", "goroutine"} {
 				data := get(b, "http://"+pprof+"/debug/pprof/"+p)
-				require.NoError(b, os.WriteFile(filepath.Join(dir, "worker-"+p+".pb.gz"), []byte(data), 0o644))
+				require.NoError(b, os.WriteFile(filepath.Join(dir, "gateway-"+p+".pb.gz"), []byte(data), 0o644))
 			}
 		}
 	}
 	base := samples[0]
-	b.Logf("worker with 0 sessions: RSS %.1f MiB (%.1f MiB %s later), heap in use %.1f MiB, %.0f goroutines", base.rss/(1<<20), base.settled/(1<<20), settle, base.heap/(1<<20), base.goroutines)
+	b.Logf("gateway with 0 sessions: RSS %.1f MiB (%.1f MiB %s later), heap in use %.1f MiB, %.0f goroutines", base.rss/(1<<20), base.settled/(1<<20), settle, base.heap/(1<<20), base.goroutines)
 	for _, s := range samples[1:] {
 		per := func(v, b float64) float64 { return (v - b) / float64(s.sessions) }
 		b.Logf("%5d sessions: RSS %.1f MiB (+%.1f KiB per session; %s later +%.1f KiB), heap in use %.1f MiB (+%.1f KiB per session), stacks +%.1f KiB per session, %.2f goroutines per session",

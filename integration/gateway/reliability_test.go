@@ -24,7 +24,7 @@ import (
 
 // TestLongHandlerKeepsItsMessage: a handler that runs for several
 // visibility timeouts keeps its message invisible (extended through the
-// worker) and it is deleted once, after success.
+// gateway) and it is deleted once, after success.
 func TestLongHandlerKeepsItsMessage(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
@@ -115,10 +115,10 @@ func TestPoisonAndUndecodableGoToTheErrorPath(t *testing.T) {
 	require.Eventually(t, func() bool { return queueLength(t, g, q) == 0 }, 10*time.Second, 200*time.Millisecond)
 }
 
-// TestWorkerGracefulShutdown: a worker stopping closes sessions with
+// TestGatewayGracefulShutdown: a gateway stopping closes sessions with
 // "going away"; its connectors move to another replica at once and keep
 // receiving; readiness drops before the listener closes.
-func TestWorkerGracefulShutdown(t *testing.T) {
+func TestGatewayGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	w1 := g.replicas[0]
@@ -134,8 +134,8 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 	lb.target.Store(w2.URL) // new connections go to w2
 	require.NoError(t, w1.Proc.Stop())
 	out := w1.Proc.Output()
-	assert.Contains(t, out, "worker shutting down")
-	assert.Contains(t, out, "worker stopped")
+	assert.Contains(t, out, "gateway shutting down")
+	assert.Contains(t, out, "gateway stopped")
 	assert.Contains(t, out, `"status":1001`, "sessions were closed with going away")
 
 	require.Eventually(t, a1.Connected, 10*time.Second, 20*time.Millisecond)
@@ -145,7 +145,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 	resp, err := http.Get(w1.URL + "/readyz")
 	if err == nil {
 		resp.Body.Close()
-		t.Fatalf("stopped worker still answers: %s", resp.Status)
+		t.Fatalf("stopped gateway still answers: %s", resp.Status)
 	}
 }
 

@@ -50,7 +50,7 @@ func TestScheduledDelivery(t *testing.T) {
 }
 
 // TestExpiredMessages: a message past its time to live goes to the error
-// queue with reason "expired" at whichever hop finds it so (the worker's
+// queue with reason "expired" at whichever hop finds it so (the gateway's
 // routing, the connector's receive, the cloud client's receive) and never
 // to a handler.
 func TestExpiredMessages(t *testing.T) {

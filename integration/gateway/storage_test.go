@@ -104,17 +104,17 @@ func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	require.NoError(t, r2.Close(ctx))
 }
 
-// The worker with --create-resources creates the bus queues at startup,
+// The gateway with --create-resources creates the bus queues at startup,
 // the error queue included: a cloud program built with botecloud.NewFromEnv
 // (the samples, against `make demo-gateway`) creates no queue, and its
 // first dead letter (an expired call) failed with QueueNotFound, leaving
 // the message to come back again and again.
-func TestWorkerCreatesBusQueues(t *testing.T) {
+func TestGatewayCreatesBusQueues(t *testing.T) {
 	g := newGateway(t)
 	for _, q := range []string{bus.QueueCloud, bus.QueueConnectors, bus.QueueErrors} {
 		qc, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, q, nil)
 		require.NoError(t, err)
 		_, err = qc.GetProperties(ctxFor(t, 10*time.Second), nil)
-		assert.NoError(t, err, "queue %s does not exist once the worker listens", q)
+		assert.NoError(t, err, "queue %s does not exist once the gateway listens", q)
 	}
 }

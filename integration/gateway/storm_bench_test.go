@@ -17,12 +17,12 @@ import (
 
 // BenchmarkReconnectStorm: N connectors (runtime/connector, each with its
 // own HTTP transport as if in its own process; BOTE_BENCH_CONNECTORS,
-// comma-separated, default 1000) hold sessions on one worker, which is
+// comma-separated, default 1000) hold sessions on one gateway replica, which is
 // killed (SIGKILL, as a crash or an OOM kill) and started again on the same
 // address after BOTE_BENCH_RESTART_DELAY (default 3s, a container
-// restart). It reports how long after the new worker was ready (its
+// restart). It reports how long after the new gateway was ready (its
 // "listening on" line) each connector was back, against the goal of all
-// back within 5 s, and asserts that the new worker's sessions gauge is
+// back within 5 s, and asserts that the new gateway's sessions gauge is
 // exactly N once they are. Connectors reuse their cached tokens, so the idp
 // sees no storm. `go test ./gateway/ -run '^$' -bench ReconnectStorm
 // -benchtime 1x -timeout 30m`.
@@ -74,14 +74,14 @@ func benchReconnectStorm(b *testing.B, n int) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		require.Zero(b, pending, "connectors still away 2 minutes after the new worker was ready")
+		require.Zero(b, pending, "connectors still away 2 minutes after the new gateway was ready")
 		slices.Sort(back)
 		p50, p99, last := back[n/2], back[n*99/100], back[n-1]
-		b.Logf("%d connectors back after the new worker was ready (restart delay %s): p50 %s, p99 %s, all %s (goal: all ≤ 5s)",
+		b.Logf("%d connectors back after the new gateway was ready (restart delay %s): p50 %s, p99 %s, all %s (goal: all ≤ 5s)",
 			n, delay, p50.Round(time.Millisecond), p99.Round(time.Millisecond), last.Round(time.Millisecond))
 		b.ReportMetric(last.Seconds(), "s-all-back")
 		b.ReportMetric(p50.Seconds(), "s-p50-back")
-		// The gauge counts what the worker holds; it must settle at exactly n.
+		// The gauge counts what the gateway holds; it must settle at exactly n.
 		require.Eventually(b, func() bool { return w2.metric(b, "bote_gateway_sessions") == float64(n) }, 30*time.Second, 100*time.Millisecond,
 			"sessions gauge %v, want %d", w2.metric(b, "bote_gateway_sessions"), n)
 		time.Sleep(2 * time.Second)

@@ -10,7 +10,7 @@ import (
 	"github.com/botehq/platform/runtime/botecloud"
 )
 
-// A cloud send wakes the router (botecloud.Config.WakeURL → the worker's
+// A cloud send wakes the router (botecloud.Config.WakeURL → the gateway's
 // route wake endpoint): with an hour-long route poll, an idle platform
 // still delivers at once.
 func TestSendWakesTheRouterDespiteALongPoll(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package accesstoken is the contract of the access tokens the idp issues to
 // connectors, and the verifier every service that accepts them uses: the
-// worker for connector sessions, the ops server for bearer tokens.
+// gateway for connector sessions, the ops server for bearer tokens.
 //
 // An access token is a JWT signed with ES256 whose header names the signing
 // key (kid). Its claims are iss (the idp's issuer URL), sub (the client id

@@ -39,7 +39,7 @@ func lastSent(t *testing.T, fb *fakeBus, n int) *envelope.Envelope {
 	return fb.sent[n-1].env
 }
 
-// replyFrom is what the worker puts on the cloud queue when connector
+// replyFrom is what the gateway puts on the cloud queue when connector
 // tenant/conn answers req: From stamped from its token, the deadline
 // carried back.
 func replyFrom(tenant, conn string, req *envelope.Envelope, body string) *bus.Message {

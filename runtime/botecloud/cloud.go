@@ -4,11 +4,11 @@
 //
 // A Client sends to one connector (SendToConnector) or to every connector
 // of a tenant subscribed to a topic (Broadcast) by putting envelopes on the
-// "bote-connectors" queue, where the worker routes them. Run receives what
+// "bote-connectors" queue, where the gateway routes them. Run receives what
 // connectors sent from the "bote-cloud" queue and calls a Handler with a
-// Message whose From is the identity the worker stamped from the
+// Message whose From is the identity the gateway stamped from the
 // connector's verified token. The client trusts nothing else: the bus
-// queues are writable only by the worker and cloud services (Azure RBAC in
+// queues are writable only by the gateway and cloud services (Azure RBAC in
 // the gateway stack), a message on "bote-cloud" that is not a connector
 // message with a valid From is dead-lettered unhandled, and application
 // headers can never carry identity (reserved names are refused on send and
@@ -77,7 +77,7 @@ type Config struct {
 	// everything it sends (required).
 	Service string
 	// SigningKey, if set, signs everything this service sends (see
-	// envelope.Envelope.Sign): a worker that holds the public key for
+	// envelope.Envelope.Sign): a gateway that holds the public key for
 	// Service then accepts messages in this service's name only when they
 	// carry a valid signature. An EC P-256 private key.
 	SigningKey *ecdsa.PrivateKey
@@ -98,7 +98,7 @@ type Config struct {
 	CompressAbove int
 	// ConnectorKey, if set, returns a connector's registered public key:
 	// every message to one connector (SendToConnector, Call, Reply) is then
-	// encrypted to it end to end, so the worker, the bus and storage carry
+	// encrypted to it end to end, so the gateway, the bus and storage carry
 	// ciphertext (package payload). A nil key with a nil error sends that
 	// connector's messages in the clear. Broadcasts are never encrypted
 	// (one message, many recipients).
@@ -139,11 +139,11 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for in-flight handlers after
 	// its context is cancelled (default 30s).
 	DrainTimeout time.Duration
-	// WakeURL, if set, is the worker's base URL: after each send the client
+	// WakeURL, if set, is the gateway's base URL: after each send the client
 	// POSTs to its sessionproto.WakePath so a routing replica reads the
 	// message now instead of at its next poll of bote-connectors, which is
 	// then only a safety net. Best effort: a lost wake costs at most the
-	// worker's --route-poll-max. Not needed with Service Bus, whose receive
+	// gateway's --route-poll-max. Not needed with Service Bus, whose receive
 	// is a long poll.
 	WakeURL string
 	// WakeClient sends wakes (default: an http.Client with a 5s timeout).

@@ -162,7 +162,7 @@ func TestConfigValidate(t *testing.T) {
 		{"dedup", Config{Bus: fb, Service: "s", DedupSize: -1}, "DedupSize"},
 		{"dedup ttl", Config{Bus: fb, Service: "s", DedupTTL: -1}, "DedupTTL"},
 		{"drain", Config{Bus: fb, Service: "s", DrainTimeout: -1}, "DrainTimeout"},
-		{"wake url", Config{Bus: fb, Service: "s", WakeURL: "worker:8080"}, "WakeURL"},
+		{"wake url", Config{Bus: fb, Service: "s", WakeURL: "gateway:8080"}, "WakeURL"},
 		{"wake url without host", Config{Bus: fb, Service: "s", WakeURL: "https://"}, "WakeURL"},
 	}
 	for _, tt := range tests {
@@ -177,7 +177,7 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, Config{Bus: fb, Service: "relayserver"}.Validate())
 }
 
-// Every send is followed by a wake of the worker that started after it:
+// Every send is followed by a wake of the gateway that started after it:
 // wakes coalesce while one is in flight, but the last send is never left
 // to the route poll.
 func TestSendWakesTheWorker(t *testing.T) {

@@ -23,7 +23,7 @@ const (
 // NewFromConnectionString returns a client for service on the Storage
 // Queue bus of the storage account in connectionString (Azurite's for a
 // local platform), with claim check in the same account. The queues and
-// the claims container must exist (the worker creates them locally). Close
+// the claims container must exist (the gateway creates them locally). Close
 // the client to close the bus.
 func NewFromConnectionString(ctx context.Context, service, connectionString string) (*Client, error) {
 	return NewFromEnv(ctx, func(name string) string {

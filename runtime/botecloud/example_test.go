@@ -91,7 +91,7 @@ func ExampleClient_Broadcast() {
 	}
 }
 
-// Receive what connectors send; From is the identity the worker verified.
+// Receive what connectors send; From is the identity the gateway verified.
 func ExampleClient_Run() {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -18,7 +18,7 @@ type Message struct {
 	ID            string
 	CorrelationID string
 	ReplyTo       string
-	// From is the sending connector as verified by the worker.
+	// From is the sending connector as verified by the gateway.
 	From        envelope.Identity
 	Headers     map[string]string
 	ContentType string
@@ -162,7 +162,7 @@ func (c *Client) process(ctx context.Context, m *bus.Message, h Handler) {
 	env := m.Envelope
 	if env == nil || env.Kind != envelope.KindCloud || env.From == nil || !env.From.IsConnector() {
 		c.settle(ctx, "dead-letter", m, func(ctx context.Context) error {
-			return c.cfg.Bus.DeadLetter(ctx, m, "unverified sender", "a message on the cloud queue must be a connector message stamped by the worker")
+			return c.cfg.Bus.DeadLetter(ctx, m, "unverified sender", "a message on the cloud queue must be a connector message stamped by the gateway")
 		})
 		return
 	}
@@ -223,7 +223,7 @@ func (c *Client) verifyGateway(env *envelope.Envelope) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("not signed by the worker: %w", err)
+	return fmt.Errorf("not signed by the gateway: %w", err)
 }
 
 func (c *Client) claim(id string) bool {

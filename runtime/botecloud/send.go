@@ -28,7 +28,7 @@ type OutMessage struct {
 	Headers       map[string]string
 	ContentType   string
 	Body          []byte
-	// DeliverAt or Delay (not both) schedule the message: the worker routes
+	// DeliverAt or Delay (not both) schedule the message: the gateway routes
 	// it, and so a connector gets it, no earlier (Service Bus scheduled
 	// messages; on the Storage Queue bus the visibility timeout, at most
 	// 7 days ahead, else bus.ErrDelayTooLong).
@@ -192,7 +192,7 @@ func isHTTPURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// wake tells the worker that bote-connectors has a message (Config.WakeURL)
+// wake tells the gateway that bote-connectors has a message (Config.WakeURL)
 // without holding up the send. Wakes coalesce: while one is in flight,
 // any number of sends make one more, sent after it, so the last send is
 // always followed by a wake that started after it.
@@ -226,17 +226,17 @@ func (c *Client) wake() {
 func (c *Client) postWake() {
 	req, err := http.NewRequest(http.MethodPost, strings.TrimSuffix(c.cfg.WakeURL, "/")+sessionproto.WakePath, nil)
 	if err != nil {
-		c.log.Warn("cannot wake the worker", "err", err)
+		c.log.Warn("cannot wake the gateway", "err", err)
 		return
 	}
 	resp, err := c.cfg.WakeClient.Do(req)
 	if err != nil {
-		c.log.Debug("cannot wake the worker; its route poll will find the message", "err", err)
+		c.log.Debug("cannot wake the gateway; its route poll will find the message", "err", err)
 		return
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		c.log.Debug("worker refused the wake; its route poll will find the message", "status", resp.Status)
+		c.log.Debug("gateway refused the wake; its route poll will find the message", "status", resp.Status)
 	}
 }

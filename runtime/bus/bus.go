@@ -1,6 +1,6 @@
 // Package bus is the contract between the gateway's components and the
-// queues they exchange envelopes over: "bote-connectors" (cloud → worker),
-// "bote-cloud" (worker → cloud services) and the error queue.
+// queues they exchange envelopes over: "bote-connectors" (cloud → gateway),
+// "bote-cloud" (gateway → cloud services) and the error queue.
 //
 // Two drivers implement Driver: storagequeue (Azure Storage Queues, also
 // Azurite on a laptop and in CI) and servicebus (Azure Service Bus). Package
@@ -41,8 +41,8 @@ import (
 
 // Queue names shared by every component.
 const (
-	QueueCloud      = "bote-cloud"      // worker → cloud services
-	QueueConnectors = "bote-connectors" // cloud services → worker
+	QueueCloud      = "bote-cloud"      // gateway → cloud services
+	QueueConnectors = "bote-connectors" // cloud services → gateway
 	QueueErrors     = "bote-errors"     // dead letters (Storage Queue driver)
 )
 

@@ -4,7 +4,7 @@
 // Put stores a body as a block blob named "<yyyymmdd>-<random id>" in one
 // container and returns an envelope.Claim: container, blob, size, SHA-256
 // and a read-only SAS URL scoped to that single blob, valid for URLTTL. A
-// recipient with storage access (worker, cloud service) fetches by reference
+// recipient with storage access (gateway, cloud service) fetches by reference
 // with Fetch; a recipient without it (an on-premises connector) fetches the
 // SAS URL with FetchURL. Both verify size and SHA-256, so a truncated or
 // swapped blob is never handed to a handler.

@@ -1,22 +1,22 @@
 // Package connector is the on-premises side of the gateway: a Go program
 // imports it to become a connector.
 //
-// A Client keeps one session with the worker (a WebSocket at
+// A Client keeps one session with the gateway (a WebSocket at
 // sessionproto.ConnectPath, authenticated with an access token from the idp) and
 // reconnects with exponential backoff and full jitter when it drops. Over
-// the session it sends to the cloud (Send waits for the worker's ack, which
+// the session it sends to the cloud (Send waits for the gateway's ack, which
 // comes once the bus has the message), manages topic subscriptions, renews
 // its token before expiry and obtains short-lived SAS URLs for its own
 // Storage Queue.
 //
 // Receiving never depends on the session being perfect: the client drains
-// its queue on every (re)connect, again whenever the worker nudges it, and on
+// its queue on every (re)connect, again whenever the gateway nudges it, and on
 // a slow safety poll (SafetyPoll, default 5 minutes) in case a nudge was
 // lost. A message is deleted only after the handler returned nil; while a
-// handler runs, the message's visibility is extended through the worker; a
+// handler runs, the message's visibility is extended through the gateway; a
 // failed message comes back after a growing delay; a message dequeued more
 // than MaxDequeueCount times, or one that is not a valid envelope, is handed
-// to the worker's connector error queue and removed. Handlers get the
+// to the gateway's connector error queue and removed. Handlers get the
 // stable message id (Message.ID) and should deduplicate on it: delivery is
 // at least once. The client also skips ids it handled recently, in memory,
 // and with Config.DedupFile across restarts too.
@@ -135,7 +135,7 @@ type Config struct {
 	// 30s): full jitter, the ceiling doubling from MinBackoff per failed
 	// attempt. For the first FastReconnect after the session was lost
 	// (default 1m) the ceiling stays at or below FastMaxBackoff (2s), so a
-	// fleet finds a restarted worker within about 2 s of it being ready,
+	// fleet finds a restarted gateway within about 2 s of it being ready,
 	// its attempts spread evenly over those 2 s; a longer outage backs off
 	// up to MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -161,7 +161,7 @@ type Config struct {
 	CompressAbove int
 	// CloudKey, if set, is the cloud services' public key (the public half
 	// of botecloud.Config.DecryptionKey): every body sent to the cloud is
-	// encrypted to it end to end, so the worker, the bus and storage carry
+	// encrypted to it end to end, so the gateway, the bus and storage carry
 	// ciphertext.
 	CloudKey *ecdh.PublicKey
 	// DecryptionKey opens bodies the cloud encrypted to this connector
@@ -395,7 +395,7 @@ func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
 }
 
 // request sends f over the session and waits for its reply, retrying on
-// another session if this one drops or the worker is going away.
+// another session if this one drops or the gateway is going away.
 func (c *Client) request(ctx context.Context, f sessionproto.Frame) (sessionproto.Frame, error) {
 	for {
 		s, err := c.session(ctx)

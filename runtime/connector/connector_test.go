@@ -168,7 +168,7 @@ func TestReconnectsAfterWorkerGoesAway(t *testing.T) {
 	c, _ := newClient(t, g, "acme", "a1")
 	require.NoError(t, c.WaitConnected(ctxT(t)))
 
-	// Replace the worker: the old one shuts down (1001), a new one serves.
+	// Replace the gateway: the old one shuts down (1001), a new one serves.
 	g2, err := gw.New(gw.Config{Verifier: verifier{id}, Sender: g.sender, Subscriptions: g.subs, QueueAccess: noAccess{}, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	old := g.srv
@@ -187,7 +187,7 @@ func TestRefusesSessionOfAnotherIdentity(t *testing.T) {
 	assert.ErrorIs(t, c.WaitConnected(ctx), ErrNotConnected)
 }
 
-// A restarted worker is found fast: during FastReconnect no delay exceeds
+// A restarted gateway is found fast: during FastReconnect no delay exceeds
 // fastMaxBackoff however many attempts failed, and the delays are spread
 // over that range rather than bunched; afterwards they grow to MaxBackoff. A
 // Retry-After from the idp is waited out.
@@ -258,10 +258,10 @@ func TestLargeSendNeedsUploads(t *testing.T) {
 	assert.Empty(t, g.sender.msgs, "nothing was sent")
 }
 
-// TestSilentWorkerIsDropped: a worker that accepts the session and then
+// TestSilentGatewayIsDropped: a gateway that accepts the session and then
 // says nothing (a half-open connection) is left after three ping
 // intervals, and the connector reconnects.
-func TestSilentWorkerIsDropped(t *testing.T) {
+func TestSilentGatewayIsDropped(t *testing.T) {
 	var accepts atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{sessionproto.Subprotocol}})

@@ -58,7 +58,7 @@ func (c *Client) refusal(env *envelope.Envelope, count int) (string, error) {
 	return "", nil
 }
 
-// addressedToMe checks what the worker checked before routing, again, at
+// addressedToMe checks what the gateway checked before routing, again, at
 // the last hop: anyone with write access to the storage account can put a
 // message on this connector's queue. A message reaches the handler only if
 // it is addressed to this connector (targeted) or its tenant (broadcast),

@@ -28,7 +28,7 @@ const (
 	// (another connector or tenant, or not a cloud→connector kind).
 	ReasonMisaddressed = "misaddressed"
 	// ReasonUnverifiedSender: From is not a cloud service, or a header uses
-	// a reserved name. The worker never routes such a message, so it was
+	// a reserved name. The gateway never routes such a message, so it was
 	// put on the queue by other means.
 	ReasonUnverifiedSender = "unverified-sender"
 )
@@ -92,7 +92,7 @@ func (r *receiver) run(ctx context.Context) {
 }
 
 // queue returns a client for the connector's queue with a SAS valid for at
-// least another minute. The SAS is kept across sessions: while the worker is
+// least another minute. The SAS is kept across sessions: while the gateway is
 // unreachable the connector still reads its queue until the SAS expires.
 func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient, error) {
 	r.mu.Lock()
@@ -111,7 +111,7 @@ func (r *receiver) queue(ctx context.Context, force bool) (*azqueue.QueueClient,
 	}
 	a := reply.QueueAccess
 	if a == nil || a.URL == "" {
-		return nil, errors.New("cannot get queue access: the worker sent no URL")
+		return nil, errors.New("cannot get queue access: the gateway sent no URL")
 	}
 	qc, err := azqueue.NewQueueClientWithNoCredential(a.URL, &azqueue.ClientOptions{ClientOptions: policy.ClientOptions{
 		Transport: lossWatch{next: r.c.cfg.HTTPClient, lost: r.readLost}}})
@@ -158,7 +158,7 @@ func (r *receiver) readLost() {
 
 // drain reads until a read returns fewer messages than it asked for,
 // running up to Concurrency handlers. A short read ends the drain without a
-// confirming read of an empty queue: the worker nudges after every enqueue
+// confirming read of an empty queue: the gateway nudges after every enqueue
 // (routing.Router.deliver), so a message that arrives after the short read
 // brings a nudge that wakes the receiver again (a nudge during the drain
 // waits in c.wake); a lost nudge is covered by the safety poll.
@@ -208,7 +208,7 @@ func (r *receiver) drain(ctx context.Context) error {
 	return nil
 }
 
-// take handles a message the worker delivered in a frame: it is on the
+// take handles a message the gateway delivered in a frame: it is on the
 // queue already, hidden for d.VisibilitySeconds, so it is handled as if a
 // read had returned it, without the read. With no handler slot free it is
 // released (visible again at once) for a later read. If neither happens
@@ -396,7 +396,7 @@ func (r *receiver) extend(ctx context.Context, id, pop, text string, vis time.Du
 		return "", err
 	}
 	if reply.Extend == nil || reply.Extend.PopReceipt == "" {
-		return "", errors.New("worker sent no pop receipt")
+		return "", errors.New("gateway sent no pop receipt")
 	}
 	return reply.Extend.PopReceipt, nil
 }
@@ -427,7 +427,7 @@ func (r *receiver) delete(ctx context.Context, q *azqueue.QueueClient, id, pop s
 	}
 }
 
-// deadLetter hands a message to the worker's connector error queue, then
+// deadLetter hands a message to the gateway's connector error queue, then
 // deletes it. Without a session it stays; the next read tries again.
 func (r *receiver) deadLetter(ctx context.Context, q *azqueue.QueueClient, id, pop string, d sessionproto.DeadLetter, log *slog.Logger) {
 	// Bounded: without a session (or while stopping) the message simply

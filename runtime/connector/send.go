@@ -28,7 +28,7 @@ type OutMessage struct {
 	Headers       map[string]string
 	Body          []byte
 	// DeliverAt or Delay (not both) schedule the message: the cloud gets
-	// it no earlier (the worker defers it on the bus: Service Bus
+	// it no earlier (the gateway defers it on the bus: Service Bus
 	// scheduled messages, or a Storage Queue's visibility timeout, at most
 	// 7 days).
 	DeliverAt time.Time
@@ -47,12 +47,12 @@ func roundUpMillis(d time.Duration) int64 {
 
 // MaxInlineBytes is the largest body Send puts in the session frame; a
 // larger one is uploaded to Blob storage first (claim check) through a
-// write-only URL from the worker.
+// write-only URL from the gateway.
 const MaxInlineBytes = 128 << 10
 
 // Send sends m to the cloud and returns its id once the bus accepted it. It
 // waits for a session, and if the session drops before the ack it sends
-// again with the same id, until ctx ends. A refusal by the worker (bad
+// again with the same id, until ctx ends. A refusal by the gateway (bad
 // message, identity headers) is returned as a *sessionproto.Error.
 func (c *Client) Send(ctx context.Context, m OutMessage) (string, error) {
 	return c.send(ctx, m, time.Time{})
@@ -89,7 +89,7 @@ func (c *Client) send(ctx context.Context, m OutMessage, deadline time.Time) (st
 	return reply.MessageID, nil
 }
 
-// upload puts body in Blob storage through a write-only URL from the worker
+// upload puts body in Blob storage through a write-only URL from the gateway
 // and returns the claim to send instead of the body.
 func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*sessionproto.Claim, error) {
 	reply, err := c.request(ctx, sessionproto.Frame{Type: sessionproto.TypeUpload})
@@ -98,7 +98,7 @@ func (c *Client) upload(ctx context.Context, body []byte, contentType string) (*
 	}
 	u := reply.Upload
 	if u == nil || u.URL == "" || u.Blob == "" {
-		return nil, errors.New("cannot upload: the worker sent no upload URL")
+		return nil, errors.New("cannot upload: the gateway sent no upload URL")
 	}
 	if u.MaxBytes > 0 && int64(len(body)) > u.MaxBytes {
 		return nil, &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: fmt.Sprintf("body of %d bytes exceeds the gateway's %d", len(body), u.MaxBytes)}

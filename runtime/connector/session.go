@@ -17,7 +17,7 @@ import (
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
-// session is one WebSocket session with the worker.
+// session is one WebSocket session with the gateway.
 type session struct {
 	ws     *websocket.Conn
 	hello  sessionproto.Hello
@@ -28,7 +28,7 @@ type session struct {
 	mu      sync.Mutex
 	pending map[string]chan sessionproto.Frame
 
-	lastHeard atomic.Int64 // unix nanoseconds of the last frame or ping from the worker
+	lastHeard atomic.Int64 // unix nanoseconds of the last frame or ping from the gateway
 }
 
 func (s *session) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
@@ -58,7 +58,7 @@ func (s *session) request(ctx context.Context, f sessionproto.Frame) (sessionpro
 		return sessionproto.Frame{}, err
 	}
 	if limit := s.hello.MaxFrameBytes; limit > 0 && len(data) > limit {
-		// The worker would refuse it without being able to say which
+		// The gateway would refuse it without being able to say which
 		// request it was; refuse it here with the same code.
 		return sessionproto.Frame{}, &sessionproto.Error{Code: sessionproto.CodeFrameTooLarge,
 			Message: fmt.Sprintf("%s frame is %d bytes, the gateway accepts %d", f.Type, len(data), limit)}
@@ -101,7 +101,7 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 		s.heard()
 		f, err := sessionproto.Decode(data)
 		if err != nil {
-			c.log.Warn("worker sent an unreadable frame", "err", err)
+			c.log.Warn("gateway sent an unreadable frame", "err", err)
 			continue
 		}
 		switch {
@@ -117,7 +117,7 @@ func (s *session) readLoop(ctx context.Context, c *Client) {
 				ch <- f
 			}
 		case f.Type == sessionproto.TypeError && f.Error != nil:
-			c.log.Warn("worker reported an error", "code", f.Error.Code, "message", f.Error.Message)
+			c.log.Warn("gateway reported an error", "code", f.Error.Code, "message", f.Error.Message)
 		}
 	}
 }
@@ -143,7 +143,7 @@ func (c *Client) keepSession(ctx context.Context) {
 		c.log.Info("connected to the gateway", "session", s.hello.Session, "queue", s.hello.Queue)
 		c.setSession(s)
 		c.nudge() // drain on every (re)connect: a nudge may have been missed
-		// A message the worker put on the queue hidden for a delivery that
+		// A message the gateway put on the queue hidden for a delivery that
 		// this session or the last one lost is visible again then.
 		time.AfterFunc(c.cfg.Visibility+time.Second, c.nudge)
 		c.serve(ctx, s)
@@ -154,7 +154,7 @@ func (c *Client) keepSession(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		// A worker going away or a token expiring is routine: reconnect at
+		// A gateway going away or a token expiring is routine: reconnect at
 		// once (with a little jitter so a fleet does not stampede).
 		if status != websocket.StatusGoingAway && status != websocket.StatusCode(sessionproto.CloseTokenExpired) {
 			attempt = 1
@@ -219,11 +219,11 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	f, err := sessionproto.Decode(data)
 	if err != nil || f.Type != sessionproto.TypeHello || f.Hello == nil {
 		_ = ws.Close(websocket.StatusProtocolError, "expected hello")
-		return nil, fmt.Errorf("worker did not say hello: %s", data)
+		return nil, fmt.Errorf("gateway did not say hello: %s", data)
 	}
 	if f.Hello.Tenant != c.cfg.Tenant || f.Hello.Connector != c.cfg.Connector {
 		_ = ws.Close(websocket.StatusPolicyViolation, "identity mismatch")
-		return nil, fmt.Errorf("worker says this session is %s/%s, configured as %s/%s", f.Hello.Tenant, f.Hello.Connector, c.cfg.Tenant, c.cfg.Connector)
+		return nil, fmt.Errorf("gateway says this session is %s/%s, configured as %s/%s", f.Hello.Tenant, f.Hello.Connector, c.cfg.Tenant, c.cfg.Connector)
 	}
 	s.ws, s.hello = ws, *f.Hello
 	s.heard()
@@ -231,7 +231,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 }
 
 // serve runs a session until it ends: it reads frames, renews the token
-// before it expires and drops a session whose worker went silent (no frame
+// before it expires and drops a session whose gateway went silent (no frame
 // and no ping for three ping intervals: a half-open connection).
 func (c *Client) serve(ctx context.Context, s *session) {
 	sctx, cancel := context.WithCancel(ctx)
@@ -260,7 +260,7 @@ func (c *Client) serve(ctx context.Context, s *session) {
 			return
 		case <-watchdog.C:
 			if silent := time.Since(time.Unix(0, s.lastHeard.Load())); silent > 3*ping {
-				c.log.Warn("worker silent; dropping the session", "silent_for", silent.Round(time.Second))
+				c.log.Warn("gateway silent; dropping the session", "silent_for", silent.Round(time.Second))
 				_ = s.ws.CloseNow()
 				return
 			}
@@ -275,7 +275,7 @@ func (c *Client) serve(ctx context.Context, s *session) {
 				continue
 			}
 			if _, err := s.request(sctx, sessionproto.Frame{Type: sessionproto.TypeAuth, Token: tok.AccessToken}); err != nil {
-				c.log.Warn("worker refused the renewed token", "err", err)
+				c.log.Warn("gateway refused the renewed token", "err", err)
 				continue
 			}
 			sent = tok.AccessToken
@@ -285,7 +285,7 @@ func (c *Client) serve(ctx context.Context, s *session) {
 
 // renewIn is when to look for a fresher token: the token source refreshes
 // at 80% of a token's life, so checking every fifth of the remaining life
-// hands the worker the new token well before the old one expires.
+// hands the gateway the new token well before the old one expires.
 func (c *Client) renewIn(ctx context.Context) time.Duration {
 	tok, err := c.tokens.TokenWithExpiry(ctx)
 	if err != nil {

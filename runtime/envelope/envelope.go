@@ -11,7 +11,7 @@
 // fits, and senders move a body that does not fit to Blob storage (see
 // package claimcheck) and carry a Claim instead.
 //
-// Identity: From is the verified sender. Only the worker sets it on what a
+// Identity: From is the verified sender. Only the gateway sets it on what a
 // connector sends (from the connector's validated token), and only a cloud
 // service sets it on what the cloud sends. Header names starting with
 // ReservedHeaderPrefix ("bote-") and identity-looking names ("tenant",
@@ -63,7 +63,7 @@ const (
 	KindTargeted Kind = "targeted"
 	// KindBroadcast goes to every connector of Tenant subscribed to Topic.
 	KindBroadcast Kind = "broadcast"
-	// KindCloud goes from a connector to the cloud: From is set by the worker.
+	// KindCloud goes from a connector to the cloud: From is set by the gateway.
 	KindCloud Kind = "cloud"
 )
 
@@ -158,8 +158,8 @@ type Envelope struct {
 	Claim       *Claim    `json:"claim,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	// Signature, when set, is the sender's signature (see Sign): a cloud
-	// service's, which the worker requires from services whose key it
-	// holds, or the worker's, which cloud services holding its key require.
+	// service's, which the gateway requires from services whose key it
+	// holds, or the gateway's, which cloud services holding its key require.
 	Signature string `json:"sig,omitempty"`
 }
 

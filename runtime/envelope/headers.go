@@ -72,7 +72,7 @@ func normalizeHeaderName(name string) string {
 var headerSeparators = strings.NewReplacer("-", "", "_", "", ".", "")
 
 // CheckConnectorHeaders rejects headers a sender supplied that it may not:
-// reserved (identity and routing) names, and malformed ones. The worker
+// reserved (identity and routing) names, and malformed ones. The gateway
 // calls it on every message a connector sends, before stamping From, and
 // on every message a cloud service puts on "bote-connectors" (whether or
 // not through package botecloud); botecloud.Client calls it before sending. The

@@ -8,7 +8,7 @@ import (
 )
 
 // Protocol headers: the few names in the reserved space that the gateway's
-// own code (botecloud, connector, the worker) writes into Headers to carry
+// own code (botecloud, connector, the gateway) writes into Headers to carry
 // delivery semantics that are not identity. Applications never set them:
 // botecloud.OutMessage, connector.OutMessage and the sidecar's local API
 // refuse every reserved name (CheckConnectorHeaders), and the libraries add

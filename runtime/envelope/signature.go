@@ -59,7 +59,7 @@ func (e *Envelope) signingDigest() []byte {
 
 // Sign sets e.Signature: ES256 (P-256) over the routing and identity fields
 // and the body's SHA-256, in base64url (r || s). A cloud service signs what
-// it sends when the worker holds its public key, and the worker what it
+// it sends when the gateway holds its public key, and the gateway what it
 // stamps a connector's identity on when cloud services hold its key, so
 // that no other holder of send rights on the bus can send in their name.
 func (e *Envelope) Sign(key *ecdsa.PrivateKey) error {

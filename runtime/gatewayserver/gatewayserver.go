@@ -1,4 +1,4 @@
-// Package gatewayserver assembles the gateway worker: the connector session
+// Package gatewayserver assembles the gateway: the connector session
 // server, the cloud→connector router, the nudge fan-out between replicas,
 // and the HTTP endpoints around them (/v1/connect, /healthz, /readyz,
 // /metrics). cmd/gateway turns flags into a Config and calls Run.
@@ -44,7 +44,7 @@ const (
 // (dead_letter frames), as envelopes from the reporting connector.
 const QueueConnectorErrors = "bote-connector-errors"
 
-// Config configures the worker.
+// Config configures the gateway.
 type Config struct {
 	// Listen is the HTTP address (":8080"; ":0" picks a free port).
 	Listen string
@@ -76,7 +76,7 @@ type Config struct {
 	// the sender of a message on "bote-connectors"; others go to the error
 	// queue (see package routing). Empty accepts every well-formed name.
 	CloudServices []string
-	// SigningKeyPath, if set, is an EC P-256 private key (PEM) the worker
+	// SigningKeyPath, if set, is an EC P-256 private key (PEM) the gateway
 	// signs every envelope it stamps a connector's identity on with
 	// (envelope.Envelope.Sign), so that cloud services holding its public
 	// key (botecloud.Config.GatewayKeys) can tell them from anything else on
@@ -168,14 +168,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// loadKeys reads the worker's signing key and the cloud services' public
+// loadKeys reads the gateway's signing key and the cloud services' public
 // keys, each only when its path is set.
 func loadKeys(cfg *Config) (*ecdsa.PrivateKey, map[string][]*ecdsa.PublicKey, error) {
 	var signingKey *ecdsa.PrivateKey
 	if cfg.SigningKeyPath != "" {
 		var err error
 		if signingKey, err = clientauth.LoadKeyFile(cfg.SigningKeyPath); err != nil {
-			return nil, nil, fmt.Errorf("worker signing key: %w", err)
+			return nil, nil, fmt.Errorf("gateway signing key: %w", err)
 		}
 	}
 	var serviceKeys map[string][]*ecdsa.PublicKey

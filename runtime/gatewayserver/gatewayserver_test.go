@@ -59,8 +59,8 @@ func TestCloudSenderStampsVerifiedIdentity(t *testing.T) {
 	assert.Equal(t, "c", env.CorrelationID)
 }
 
-// The worker carries the frame's deadline, schedule, TTL and payload
-// fields as the reserved protocol headers: set by the worker, never from
+// The gateway carries the frame's deadline, schedule, TTL and payload
+// fields as the reserved protocol headers: set by the gateway, never from
 // the connector's headers.
 func TestCloudSenderProtocolFields(t *testing.T) {
 	b := &fakeBus{}

@@ -223,7 +223,7 @@ func (g *gateway) serve(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	ready.Store(true)
-	log.Info("worker started", "addr", ln.Addr().String(), "bus", busName(cfg.Bus), "routing", !cfg.SessionsOnly)
+	log.Info("gateway started", "addr", ln.Addr().String(), "bus", busName(cfg.Bus), "routing", !cfg.SessionsOnly)
 	fmt.Fprintf(cfg.Stdout, "listening on http://%s\n", ln.Addr())
 	if cfg.OnListen != nil {
 		cfg.OnListen(ln.Addr())
@@ -235,10 +235,10 @@ func (g *gateway) serve(ctx context.Context) error {
 	case runErr = <-serveErr:
 		runErr = fmt.Errorf("cannot serve: %w", runErr)
 	}
-	log.Info("worker shutting down")
+	log.Info("gateway shutting down")
 	ready.Store(false)
 	g.shutdown(ctx, hs, stopRouter, func() { stopRun(); wg.Wait() })
-	log.Info("worker stopped")
+	log.Info("gateway stopped")
 	return runErr
 }
 

@@ -25,7 +25,7 @@ type cloudSender struct {
 	key    *ecdsa.PrivateKey // nil: envelopes are not signed
 }
 
-// send signs env when the worker has a key and puts it on queue.
+// send signs env when the gateway has a key and puts it on queue.
 func (s *cloudSender) send(ctx context.Context, queue string, env *envelope.Envelope, opts *bus.SendOptions) error {
 	if s.key != nil {
 		if err := env.Sign(s.key); err != nil {
@@ -35,7 +35,7 @@ func (s *cloudSender) send(ctx context.Context, queue string, env *envelope.Enve
 	return s.bus.Send(ctx, queue, env, opts)
 }
 
-// claimStore is what the worker needs of the claim check store for uploads.
+// claimStore is what the gateway needs of the claim check store for uploads.
 type claimStore interface {
 	Container() string
 	MaxBodyBytes() int64
@@ -133,7 +133,7 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 		From:    &envelope.Identity{Tenant: string(from.Tenant), Connector: from.Connector},
 		Headers: m.Headers, ContentType: m.ContentType, Body: m.Body, CreatedAt: now,
 	}
-	// Set by the worker from the frame's fields, after the session refused
+	// Set by the gateway from the frame's fields, after the session refused
 	// every reserved application header.
 	env.SetProtocolHeader(envelope.HeaderDeadline, m.Deadline)
 	env.SetProtocolHeader(envelope.HeaderExpiresAt, expires)

@@ -18,7 +18,7 @@ import (
 )
 
 // serveHealth serves --health-listen (GET /healthz, /readyz, /metrics, as
-// the worker does) and --pprof-listen (loopback only) until ctx ends. The
+// the gateway does) and --pprof-listen (loopback only) until ctx ends. The
 // ops API itself is never served there.
 func serveHealth(ctx context.Context, c Config, log *slog.Logger, stdout io.Writer, rs *runsStack, listener func() *relay.Listener, fatal chan<- error) error {
 	if c.PprofListen != "" {

@@ -72,7 +72,7 @@ func TestValidateNamesTheBadField(t *testing.T) {
 }
 
 // TestHealthListenServesOnlyTheHealthCheck: the port a host probes (App
-// Service) answers /healthz, /readyz and /metrics, as the worker does, and
+// Service) answers /healthz, /readyz and /metrics, as the gateway does, and
 // nothing of the API, not even with a valid key.
 func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys.json")

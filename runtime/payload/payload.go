@@ -1,5 +1,5 @@
 // Package payload compresses and encrypts message bodies end to end, so
-// that the gateway (worker, bus, Storage Queues, Blob storage) carries and
+// that the gateway (its process, bus, Storage Queues, Blob storage) carries and
 // stores only ciphertext.
 //
 // Encode runs on the sender, before the body leaves the client library;

@@ -11,7 +11,7 @@
 // or "Contoso" and "contoso"); Assign checks a whole set for collisions anyway,
 // so a collision can never go unnoticed.
 //
-// This is the only implementation: the worker, the connector and the Pulumi
+// This is the only implementation: the gateway, the connector and the Pulumi
 // components all call it, so they always agree on a queue's name.
 package queuename
 

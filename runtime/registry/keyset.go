@@ -16,13 +16,13 @@ import (
 var keyNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // ParseKeySet reads a key set file: a JSON object naming principals (cloud
-// services, the worker) with the public keys (EC P-256 JWKs, several while
+// services, the gateway) with the public keys (EC P-256 JWKs, several while
 // one is rotated) their envelopes are signed with:
 //
 //	{"relayserver": [{"kty":"EC","crv":"P-256","x":"…","y":"…"}]}
 //
-// The worker reads the cloud services' (--cloud-service-keys), the relay
-// server the worker's (--worker-keys).
+// The gateway reads the cloud services' (--cloud-service-keys), the relay
+// server the gateway's (--gateway-keys).
 func ParseKeySet(data []byte) (map[string][]*ecdsa.PublicKey, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var raw map[string][]json.RawMessage

@@ -53,8 +53,8 @@ func TestParseKeySet(t *testing.T) {
 	assert.ErrorContains(t, err, path)
 }
 
-// FuzzParseKeySet: a key set file (the worker's cloud service keys, the
-// relay server's worker keys) never panics the parser, and every name it
+// FuzzParseKeySet: a key set file (the gateway's cloud service keys, the
+// relay server's gateway keys) never panics the parser, and every name it
 // accepts has at least one key.
 func FuzzParseKeySet(f *testing.F) {
 	f.Add([]byte(`{"relayserver":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`))

@@ -3,7 +3,7 @@
 // identity with, and the roles each holds.
 //
 // The Pulumi tenant component writes this file from stack config; the idp
-// and the worker read it (and reload it when it changes) to authenticate
+// and the gateway read it (and reload it when it changes) to authenticate
 // connectors, and the ops server reads it to know which connectors are
 // deployment agents of a tenant and which labels each may serve. This
 // package is the one definition of the format. A registration never holds

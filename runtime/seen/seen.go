@@ -2,7 +2,7 @@
 // optionally in age, so that a redelivered message is recognised. A Set
 // lives in one process's memory, so it catches redeliveries to the same
 // process, which is what at-least-once delivery mostly produces; the
-// worker's router, the connector library, the agent and package botecloud
+// gateway's router, the connector library, the agent and package botecloud
 // use it. A File also keeps its ids in a local file, so they survive a
 // restart; the connector library uses it when durable dedup is on.
 package seen

@@ -1,20 +1,20 @@
 // Package sessionproto is the connector session protocol spoken over the
-// worker's WebSocket: the frame types, their JSON form, the error codes and
+// gateway's WebSocket: the frame types, their JSON form, the error codes and
 // the limits both sides agree on.
 //
-// The worker (package worker/session) on one side and the connector library
+// The gateway (package gatewayserver/session) on one side and the connector library
 // (package connector), its sidecar (connector/sidecar) and the ops agent
 // (package agent) on the other all use these definitions, so the sides cannot
-// drift; that is why the package is not filed under the worker. The
+// drift; that is why the package is not filed under gatewayserver. The
 // protocol is versioned by its WebSocket subprotocol, Subprotocol ("bote.v1");
-// a breaking change gets a new subprotocol and the worker keeps serving the
+// a breaking change gets a new subprotocol and the gateway keeps serving the
 // old one for as long as connectors in the field speak it. docs/gateway.md
 // describes the protocol for implementers in other languages.
 //
 // Every frame is one WebSocket text message holding one JSON object with a
 // "type". Requests from the connector carry an "id" chosen by the connector;
-// the worker answers each request exactly once, with a frame of the reply type
-// or an "error" frame, carrying the same id. Frames the worker sends on its
+// the gateway answers each request exactly once, with a frame of the reply type
+// or an "error" frame, carrying the same id. Frames the gateway sends on its
 // own (hello, nudge, error without id) have no id.
 package sessionproto
 
@@ -25,14 +25,14 @@ import (
 )
 
 // Subprotocol is the WebSocket subprotocol of this protocol version. The
-// worker refuses a session that does not offer it.
+// gateway refuses a session that does not offer it.
 const Subprotocol = "bote.v1"
 
-// ConnectPath is the worker's session endpoint.
+// ConnectPath is the gateway's session endpoint.
 const ConnectPath = "/v1/connect"
 
 // DeliverParam is the query parameter with which a connector opening a
-// session at ConnectPath asks the worker to deliver messages in TypeDeliver
+// session at ConnectPath asks the gateway to deliver messages in TypeDeliver
 // frames (see there) instead of only nudging. Its value is how long, in
 // whole seconds (MinDeliverSeconds to MaxDeliverSeconds), a delivered
 // message stays hidden on the queue: the connector's visibility timeout,
@@ -45,18 +45,18 @@ const (
 	MaxDeliverSeconds = 3600
 )
 
-// WakePath is the worker's route wake endpoint: a POST with no body makes
+// WakePath is the gateway's route wake endpoint: a POST with no body makes
 // the replica that receives it read the bus queue bote-connectors now
 // instead of at its next poll. Cloud services call it after putting a
 // message there (botecloud.Config.WakeURL). It carries nothing and needs no
-// identity: the worker honours wakes whose read finds nothing at most once
+// identity: the gateway honours wakes whose read finds nothing at most once
 // per --route-poll-min, so calling it costs no more than polling did.
 const WakePath = "/v1/route-wake"
 
-// MaxFrameBytes is the largest frame the worker reads. A larger frame is
+// MaxFrameBytes is the largest frame the gateway reads. A larger frame is
 // answered with an error frame (CodeFrameTooLarge) and the session goes on; a
 // frame beyond HardFrameLimit closes the session (status 1009), since reading
-// it to the end would cost the worker more than the connector.
+// it to the end would cost the gateway more than the connector.
 const (
 	MaxFrameBytes  = 256 << 10
 	HardFrameLimit = 4 * MaxFrameBytes
@@ -64,10 +64,10 @@ const (
 
 // Frame types.
 const (
-	// TypeHello is the worker's first frame: the verified identity of the
+	// TypeHello is the gateway's first frame: the verified identity of the
 	// session and the limits in force.
 	TypeHello = "hello"
-	// TypeSend asks the worker to put a message on the cloud queue. Answered
+	// TypeSend asks the gateway to put a message on the cloud queue. Answered
 	// with TypeAck once the bus has accepted the message.
 	TypeSend = "send"
 	// TypeSubscribe and TypeUnsubscribe change the connector's topic
@@ -77,11 +77,11 @@ const (
 	// TypeQueueAccess asks for a SAS URL of the connector's own queue.
 	// Answered with TypeQueueAccess carrying QueueAccess.
 	TypeQueueAccess = "queue_access"
-	// TypeExtend asks the worker to keep a message the connector is still
+	// TypeExtend asks the gateway to keep a message the connector is still
 	// handling invisible for longer (the SAS does not allow updates).
 	// Answered with TypeExtend carrying the new pop receipt.
 	TypeExtend = "extend"
-	// TypeDeadLetter hands the worker a message from the connector's queue
+	// TypeDeadLetter hands the gateway a message from the connector's queue
 	// that the connector cannot handle (undecodable, or failed too often),
 	// for the connector error queue. Answered with TypeAck; the connector
 	// then deletes it from its queue.
@@ -100,7 +100,7 @@ const (
 	TypeAck = "ack"
 	// TypeNudge tells the connector that its queue has messages.
 	TypeNudge = "nudge"
-	// TypeDeliver hands the connector a message that the worker has just put
+	// TypeDeliver hands the connector a message that the gateway has just put
 	// on the connector's queue, hidden (Delivery), so the connector need not
 	// read its queue for it: it handles the message and deletes it with the
 	// pop receipt, as if it had read it. If the connector cannot handle it
@@ -108,7 +108,7 @@ const (
 	// on the way reappears on the queue when its visibility ends. Sent only
 	// on sessions opened with DeliverParam.
 	TypeDeliver = "deliver"
-	// TypeError reports a failed request (with its id) or a frame the worker
+	// TypeError reports a failed request (with its id) or a frame the gateway
 	// could not read (without id).
 	TypeError = "error"
 )
@@ -133,7 +133,7 @@ const (
 	// CodeUnavailable: a backing service (bus, table, queue) failed; the
 	// request may be retried.
 	CodeUnavailable = "unavailable"
-	// CodeShuttingDown: the worker is stopping; reconnect (to another
+	// CodeShuttingDown: the gateway is stopping; reconnect (to another
 	// replica) and retry.
 	CodeShuttingDown = "shutting_down"
 	// CodeUnauthorized: an auth frame's token is invalid or names another
@@ -151,8 +151,8 @@ const CloseTokenExpired = 4001
 const CloseRevoked = 4003
 
 // CloseSessionLimit is the close code of a connector's oldest session when
-// the connector opened more sessions on one worker than it may hold at once
-// (the worker's per-connector cap). The newer sessions stay open.
+// the connector opened more sessions on one gateway replica than it may hold at once
+// (the gateway's per-connector cap). The newer sessions stay open.
 const CloseSessionLimit = 4004
 
 // Frame is one protocol frame. Which fields are set depends on Type.
@@ -184,7 +184,7 @@ type Frame struct {
 type Message struct {
 	// ID is the message id; the connector should set it (a UUID) so that a
 	// send retried after a lost ack is recognised downstream as the same
-	// message. The worker assigns one when it is empty.
+	// message. The gateway assigns one when it is empty.
 	ID string `json:"id,omitempty"`
 	// CorrelationID links a reply to the request it answers.
 	CorrelationID string `json:"correlation_id,omitempty"`
@@ -199,18 +199,18 @@ type Message struct {
 	// Claim refers to a body uploaded with TypeUpload, instead of Body.
 	Claim *Claim `json:"claim,omitempty"`
 	// Deadline makes the message a call to a cloud service, or a reply to
-	// a call (with CorrelationID): the worker carries it as the reserved
+	// a call (with CorrelationID): the gateway carries it as the reserved
 	// envelope.HeaderDeadline, which no application header may set.
 	Deadline time.Time `json:"deadline,omitzero"`
-	// DelayMillis schedules the message: the worker puts it on the bus
+	// DelayMillis schedules the message: the gateway puts it on the bus
 	// deferred by this many milliseconds (bus.SendOptions.Delay).
 	DelayMillis int64 `json:"delay_ms,omitempty"`
 	// TTLMillis is the message's time to live from its delivery time; the
-	// worker carries the instant, by its own clock, as
+	// gateway carries the instant, by its own clock, as
 	// envelope.HeaderExpiresAt.
 	TTLMillis int64 `json:"ttl_ms,omitempty"`
 	// ContentEncoding and Encryption say how Body was compressed and
-	// encrypted (package payload); the worker carries them as
+	// encrypted (package payload); the gateway carries them as
 	// envelope.HeaderContentEncoding and envelope.HeaderEncryption.
 	ContentEncoding string `json:"content_encoding,omitempty"`
 	Encryption      string `json:"encryption,omitempty"`
@@ -234,23 +234,23 @@ type Upload struct {
 	MaxBytes int64 `json:"max_bytes"`
 }
 
-// Hello is the worker's greeting.
+// Hello is the gateway's greeting.
 type Hello struct {
 	Session   string `json:"session"`
 	Tenant    string `json:"tenant"`
 	Connector string `json:"connector"`
 	// Queue is the name of the connector's Storage Queue.
 	Queue string `json:"queue"`
-	// PingIntervalSeconds is how often the worker pings; a connector that
+	// PingIntervalSeconds is how often the gateway pings; a connector that
 	// hears nothing for three intervals should reconnect.
 	PingIntervalSeconds int `json:"ping_interval_seconds"`
-	// MaxFrameBytes is the largest frame the worker accepts.
+	// MaxFrameBytes is the largest frame the gateway accepts.
 	MaxFrameBytes int `json:"max_frame_bytes"`
 }
 
 // Delivery is the payload of TypeDeliver: a message on the connector's own
 // queue, as a read of the queue would have returned it, hidden for
-// VisibilitySeconds (the session's DeliverParam) from when the worker put
+// VisibilitySeconds (the session's DeliverParam) from when the gateway put
 // it there.
 type Delivery struct {
 	MessageID         string `json:"message_id"`

@@ -31,7 +31,7 @@ func main() {
 	defer c.Close(context.Background())
 	fmt.Println("chat service running")
 	err = c.Run(ctx, botecloud.HandlerFunc(func(ctx context.Context, m *botecloud.Message) error {
-		// The sender is the identity the worker verified, not anything the
+		// The sender is the identity the gateway verified, not anything the
 		// connector wrote; it goes out as an application header.
 		fmt.Printf("%s: %s\n", m.From, m.Body)
 		_, err := c.Broadcast(ctx, m.From.Tenant, "chat", botecloud.OutMessage{

@@ -12,7 +12,7 @@ import (
 
 // CreateBusQueues creates the bus's queues (bus.QueueCloud,
 // bus.QueueConnectors and the error queue) now rather than on first use,
-// when CreateQueues is set; otherwise it does nothing. The worker calls it
+// when CreateQueues is set; otherwise it does nothing. The gateway calls it
 // at startup (--create-resources), so a cloud program that opens the bus
 // without creating queues (botecloud.NewFromEnv) finds them all, the error
 // queue included, which nothing else creates until the first dead letter.

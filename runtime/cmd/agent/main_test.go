@@ -19,7 +19,8 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	base := []string{"--worker-url", "http://127.0.0.1:1", "--tenant", "contoso", "--id", "a1", "--key", "k.pem"}
+	base := []string{"--gateway-url", "http://127.0.0.1:1", "--tenant", "contoso", "--id", "a1", "--key", "k.pem"}
+	old := []string{"--worker-url", "http://127.0.0.1:1", "--tenant", "contoso", "--id", "a1", "--key", "k.pem"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -36,20 +37,20 @@ func TestParse(t *testing.T) {
 			assert.Equal(t, labels{"env": "prod", "region": "eu", "tier": "1"}, o.labels)
 			assert.Equal(t, "env=prod,region=eu,tier=1", o.labels.String())
 		}},
-		{name: "aliases", args: []string{"--worker-url", "http://w", "--tenant", "contoso", "--agent", "a2", "--key", "k.pem", "--issuer", "http://idp", "--capacity", "4", "--label", "env=dev"}, check: func(t *testing.T, o *options) {
+		{name: "aliases", args: []string{"--gateway-url", "http://w", "--tenant", "contoso", "--agent", "a2", "--key", "k.pem", "--issuer", "http://idp", "--capacity", "4", "--label", "env=dev"}, check: func(t *testing.T, o *options) {
 			assert.Equal(t, "a2", o.id)
 			assert.Equal(t, 4, o.concurrency)
 			assert.Equal(t, labels{"env": "dev"}, o.labels)
 		}},
-		{name: "old gateway flag still read", args: append(base, "--issuer", "http://idp"), check: func(t *testing.T, o *options) {
+		{name: "old gateway flag still read", args: append(old, "--issuer", "http://idp"), check: func(t *testing.T, o *options) {
 			assert.Equal(t, "http://127.0.0.1:1", o.gatewayURL)
 			assert.Equal(t, []envflag.Deprecation{{Old: "--worker-url", New: "--gateway-url"}}, o.deprecated)
 		}},
-		{name: "gateway flag", args: []string{"--gateway-url", "http://g", "--tenant", "contoso", "--id", "a1", "--key", "k.pem", "--issuer", "http://idp"}, check: func(t *testing.T, o *options) {
-			assert.Equal(t, "http://g", o.gatewayURL)
+		{name: "gateway flag", args: append(base, "--issuer", "http://idp"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, "http://127.0.0.1:1", o.gatewayURL)
 			assert.Empty(t, o.deprecated)
 		}},
-		{name: "both gateway flags: the new one wins", args: append(base, "--issuer", "http://idp", "--gateway-url", "http://g"), check: func(t *testing.T, o *options) {
+		{name: "both gateway flags: the new one wins", args: append(old, "--issuer", "http://idp", "--gateway-url", "http://g"), check: func(t *testing.T, o *options) {
 			assert.Equal(t, "http://g", o.gatewayURL)
 			assert.Equal(t, []envflag.Deprecation{{Old: "--worker-url", New: "--gateway-url"}}, o.deprecated)
 		}},
@@ -123,9 +124,9 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"missing key file", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", filepath.Join(dir, "none.pem"), "--worker-url", "http://w"}, "none.pem"},
-		{"no terraform", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "http://w", "--terraform", filepath.Join(dir, "no-terraform")}, "cannot find terraform"},
-		{"bad tenant", []string{"--issuer", "http://idp", "--tenant", "a/b", "--id", "a", "--key", keyPath, "--worker-url", "http://w", "--work-dir", dir}, "Tenant"},
+		{"missing key file", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", filepath.Join(dir, "none.pem"), "--gateway-url", "http://w"}, "none.pem"},
+		{"no terraform", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--gateway-url", "http://w", "--terraform", filepath.Join(dir, "no-terraform")}, "cannot find terraform"},
+		{"bad tenant", []string{"--issuer", "http://idp", "--tenant", "a/b", "--id", "a", "--key", keyPath, "--gateway-url", "http://w", "--work-dir", dir}, "Tenant"},
 		{"bad worker URL", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--worker-url", "nope", "--work-dir", dir}, "GatewayURL"},
 		{"bad gateway URL", []string{"--issuer", "http://idp", "--tenant", "t", "--id", "a", "--key", keyPath, "--gateway-url", "nope", "--work-dir", dir}, "GatewayURL"},
 	}

@@ -36,7 +36,7 @@ func TestKeygenWritesPrivateKeyAndPrintsPublicJWK(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"fly"}, {"keygen"}, {"run", "--worker-url", "http://w"}} {
+	for _, args := range [][]string{nil, {"fly"}, {"keygen"}, {"run", "--gateway-url", "http://w"}} {
 		assert.Error(t, run(context.Background(), args, nil, &bytes.Buffer{}, io.Discard, noEnv), "%v", args)
 	}
 }
@@ -62,7 +62,7 @@ func TestCloudKeyFlag(t *testing.T) {
 
 	require.NoError(t, run(context.Background(), []string{"keygen", "--out", filepath.Join(dir, "me.pem")}, nil, io.Discard, io.Discard, noEnv))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.jwk"), []byte(`{"kty":"RSA"}`), 0o644))
-	err = run(context.Background(), []string{"run", "--worker-url", "http://127.0.0.1:1", "--token-url", "http://127.0.0.1:1/t", "--tenant", "t", "--connector", "c",
+	err = run(context.Background(), []string{"run", "--gateway-url", "http://127.0.0.1:1", "--token-url", "http://127.0.0.1:1/t", "--tenant", "t", "--connector", "c",
 		"--key", filepath.Join(dir, "me.pem"), "--deliver-to", "http://127.0.0.1:1/in", "--cloud-key", filepath.Join(dir, "bad.jwk")}, nil, io.Discard, io.Discard, noEnv)
 	assert.ErrorContains(t, err, "--cloud-key")
 }

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		}
 		return nil
 	})
-	fs.StringVar(&cfg.SigningKeyPath, "signing-key", "", "EC P-256 private key file (PEM) signing every envelope the worker stamps a connector's identity on (cloud services check it with --gateway-keys)")
+	fs.StringVar(&cfg.SigningKeyPath, "signing-key", "", "EC P-256 private key file (PEM) signing every envelope the gateway stamps a connector's identity on (cloud services check it with --gateway-keys)")
 	fs.StringVar(&cfg.CloudServiceKeysPath, "cloud-service-keys", "", "JSON file of cloud service names and the public keys (JWKs) their envelopes must be signed with; only these services may send (default: unsigned envelopes accepted)")
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")

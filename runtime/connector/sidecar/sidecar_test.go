@@ -58,7 +58,7 @@ func TestDelivererNeverForwardsSpoofableHeaderNames(t *testing.T) {
 	defer srv.Close()
 	var logs bytes.Buffer
 	d := &Deliverer{URL: srv.URL, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	// The worker refuses these from connectors and botecloud.Client from cloud
+	// The gateway refuses these from connectors and botecloud.Client from cloud
 	// services; a message put on the bus by other means may still carry
 	// them.
 	spoof := map[string]string{

@@ -1,5 +1,5 @@
 // Package connqueue operates the per-connector Storage Queues for the
-// worker: it puts routed messages on a connector's queue (creating the queue
+// gateway: it puts routed messages on a connector's queue (creating the queue
 // the first time it is needed), hands a connector a SAS URL for its own
 // queue, and extends a message's visibility on a connector's behalf.
 //
@@ -7,7 +7,7 @@
 // permissions only (peek, get, delete): a connector can neither add to its
 // queue nor touch any other queue, and the URL expires after SASLifetime.
 // Extending visibility needs the update permission, which would also allow
-// rewriting message text; the worker does it instead (Extend), so the SAS
+// rewriting message text; the gateway does it instead (Extend), so the SAS
 // stays read/process only. Queue service SAS must be signed with the account
 // key (Azure offers no user delegation SAS for queues), so queue access needs
 // a connection string or account key even where everything else uses
@@ -39,7 +39,7 @@ const DefaultSASLifetime = 15 * time.Minute
 // can use it at once.
 const clockSkew = 5 * time.Minute
 
-// ErrNoSharedKey reports that queue access was asked of a worker that has
+// ErrNoSharedKey reports that queue access was asked of a gateway that has
 // no account key to sign a SAS with.
 var ErrNoSharedKey = errors.New("queue SAS needs the storage account key")
 
@@ -141,7 +141,7 @@ func (q *Queues) Enqueue(ctx context.Context, id ids.ConnectorID, text string) e
 
 // EnqueueHidden puts text on id's queue like Enqueue, hidden for
 // visibility, and returns it as a read of the queue would: with the pop
-// receipt that deletes or releases it. The worker hands it to the
+// receipt that deletes or releases it. The gateway hands it to the
 // connector's session (sessionproto.TypeDeliver), which saves the
 // connector the read; if that fails, the message is on the queue again
 // once visibility ends.
@@ -245,7 +245,7 @@ func (q *Queues) Extend(ctx context.Context, id ids.ConnectorID, messageID, popR
 }
 
 // ConnectionString is the part of an Azure Storage connection string the
-// worker needs.
+// gateway needs.
 type ConnectionString struct {
 	AccountName   string
 	AccountKey    string

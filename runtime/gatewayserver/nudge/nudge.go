@@ -1,4 +1,4 @@
-// Package nudge gets a "you have messages" nudge to the worker replica that
+// Package nudge gets a "you have messages" nudge to the gateway replica that
 // holds a connector's session, whichever replica routed the message.
 //
 // Design (docs/gateway.md, "Nudges across replicas"): every replica has an
@@ -49,7 +49,7 @@ const nudgeTTL = 60 * time.Second
 var replicaPattern = regexp.MustCompile(`^[a-z0-9]{1,40}$`)
 
 // Local nudges the sessions of this replica; it reports whether there was
-// one. The worker's session server is one; Run delivers to it.
+// one. The gateway's session server is one; Run delivers to it.
 type Local interface {
 	Nudge(id ids.ConnectorID) bool
 }
@@ -283,7 +283,7 @@ func isStatus(err error, codes ...int) bool {
 }
 
 // LocalFirst nudges a connector's session on this replica (Local) if it
-// is here, else through the replica presence names (Remote): the worker's
+// is here, else through the replica presence names (Remote): the gateway's
 // router nudges through it.
 type LocalFirst struct {
 	Local  Local

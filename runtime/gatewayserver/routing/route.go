@@ -26,7 +26,7 @@ func (r *Router) verifySender(env *envelope.Envelope) error {
 	case env.From == nil:
 		return permanent(ReasonUnverifiedSender, "from is empty: a message to connectors must name the cloud service that sent it")
 	case !env.From.IsService():
-		return permanent(ReasonUnverifiedSender, "from %q is not a cloud service: connector identities are stamped by the worker, never accepted from the bus", env.From.String())
+		return permanent(ReasonUnverifiedSender, "from %q is not a cloud service: connector identities are stamped by the gateway, never accepted from the bus", env.From.String())
 	case r.services != nil && !r.services[env.From.Service]:
 		return permanent(ReasonUnverifiedSender, "from %q is not one of the cloud services allowed to send", env.From.Service)
 	}

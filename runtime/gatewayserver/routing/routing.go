@@ -16,11 +16,11 @@
 // dead-lettered at once. Undecodable messages never get here: the bus driver
 // dead-letters them.
 //
-// Identity: the worker does not take the bus's word for who sent a
+// Identity: the gateway does not take the bus's word for who sent a
 // message. Anything with send rights on "bote-connectors" can put any bytes
 // there, so before routing, the router re-derives the sender: From must be
 // a cloud service (never a connector's tenant/connector pair, which only
-// the worker stamps and only on "bote-cloud"), one of Config.Services when
+// the gateway stamps and only on "bote-cloud"), one of Config.Services when
 // that allow-list is set, signed with its key (envelope.Envelope.Sign)
 // when Config.ServiceKeys is set, and no header may use a reserved name
 // (envelope.CheckConnectorHeaders). Anything else goes to the error queue
@@ -120,14 +120,14 @@ const (
 )
 
 // DefaultIdleMax is the longest wait between receives of an idle router
-// on a polling bus. Work is picked up at once through Wake (the worker's
+// on a polling bus. Work is picked up at once through Wake (the gateway's
 // WakePath, called by whoever queued it), so the poll is a safety net for
 // a lost wake: 5 s, 720 requests an hour per idle routing replica.
 const DefaultIdleMax = 5 * time.Second
 
 // DefaultLock is the bus lock of a received message, renewed every half
 // lock while the message is routed. It bounds how long a message waits
-// when its receiver cannot settle it: a worker replica that dies holding
+// when its receiver cannot settle it: a gateway replica that dies holding
 // it, or a receive whose answer was lost (a connection reset after the
 // service carried the read out) leaves the message invisible until the
 // lock ends; then another receive gets it. Routing takes milliseconds, so
@@ -277,7 +277,7 @@ type Router struct {
 }
 
 // Wake makes an idle Run receive now rather than at its next poll: whoever
-// put work on the bus queue calls it (through the worker's WakePath), so
+// put work on the bus queue calls it (through the gateway's WakePath), so
 // the poll is only a safety net. Wakes coalesce, and those that find
 // nothing are honoured at most once per Config.Idle, so wakes never cost
 // more storage requests than polling at Idle would.
@@ -400,7 +400,7 @@ func (r *Router) Handle(ctx context.Context, m *bus.Message) {
 	case errors.As(err, &perm):
 		if perm.Reason == ReasonUnverifiedSender || perm.Reason == ReasonReservedHeader {
 			// Only something bypassing botecloud.Client can send this: audited
-			// like a connector's identity headers (worker/session).
+			// like a connector's identity headers (gatewayserver/session).
 			var from string
 			if env.From != nil {
 				from = env.From.String()

@@ -555,7 +555,7 @@ func TestFanOutBoundsEnqueuesInFlightAcrossMessages(t *testing.T) {
 }
 
 // A received message is locked for a short while, so one whose receiver
-// cannot settle it (a worker killed while routing it, a receive whose
+// cannot settle it (a gateway killed while routing it, a receive whose
 // answer was lost in a storage outage) is routed by another receive within
 // DefaultLock, not minutes later; a route that takes longer than the lock
 // keeps it by renewing, so it is not routed twice meanwhile.

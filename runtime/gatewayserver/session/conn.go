@@ -38,7 +38,7 @@ type conn struct {
 	awayOnce sync.Once
 	awayMu   sync.Mutex   // orders inflight.Add before goAway's Wait
 	expires  atomic.Int64 // token expiry, unix nanoseconds; 0 means none
-	// closedWith is the close code the worker sent, 0 if it did not close.
+	// closedWith is the close code the gateway sent, 0 if it did not close.
 	closedWith atomic.Int32
 
 	wire    wire            // the connection as the WebSocket library reads it
@@ -127,7 +127,7 @@ func (c *conn) end(err error) {
 	log := c.log()
 	switch status := websocket.CloseStatus(err); {
 	case c.closedWith.Load() != 0: // we closed it; the read may fail either way
-		log.Info("session closed", "status", c.closedWith.Load(), "by", "worker")
+		log.Info("session closed", "status", c.closedWith.Load(), "by", "gateway")
 	case status == websocket.StatusNormalClosure, status == websocket.StatusGoingAway:
 		log.Info("session closed", "status", int(status), "by", "connector")
 	default:
@@ -267,7 +267,7 @@ func (c *conn) goAway() {
 		c.leaving.Store(true)
 		c.awayMu.Unlock()
 		c.inflight.Wait()
-		c.close(websocket.StatusGoingAway, "worker shutting down")
+		c.close(websocket.StatusGoingAway, "gateway shutting down")
 	})
 }
 

@@ -32,7 +32,7 @@ func (c *conn) write(ctx context.Context, f sessionproto.Frame) error {
 
 func (c *conn) handle(ctx context.Context, f sessionproto.Frame) {
 	if c.leaving.Load() {
-		c.reject(ctx, f.ID, sessionproto.CodeShuttingDown, "worker is shutting down; reconnect and retry")
+		c.reject(ctx, f.ID, sessionproto.CodeShuttingDown, "gateway is shutting down; reconnect and retry")
 		return
 	}
 	if f.ID == "" && f.Type != sessionproto.TypeNudge {

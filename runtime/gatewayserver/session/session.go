@@ -1,4 +1,4 @@
-// Package session is the worker's side of the connector session: a
+// Package session is the gateway's side of the connector session: a
 // WebSocket at sessionproto.ConnectPath, authenticated by a bearer access token,
 // over which a connector sends to the cloud, manages its topic subscriptions,
 // obtains a SAS URL for its own queue and receives nudges.
@@ -11,7 +11,7 @@
 // frames are answered with error frames, each session has its own goroutine
 // and a bounded number of requests in flight, a slow connector only slows
 // its own session, and a connector holds at most MaxSessionsPerConnector
-// sessions on a worker: the next one closes its oldest with
+// sessions on a gateway: the next one closes its oldest with
 // sessionproto.CloseSessionLimit. Closing the oldest rather than refusing the
 // newest means a connector that lost track of a half-open session (or whose
 // stolen token someone else floods with) always gets in with a fresh one.
@@ -111,7 +111,7 @@ type Config struct {
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
 
-	// PingInterval is how often the worker pings each connector (default
+	// PingInterval is how often the gateway pings each connector (default
 	// 30s, well under the 240s idle timeout of Container Apps ingress).
 	PingInterval time.Duration
 	// WriteTimeout bounds each frame write (default 10s).
@@ -119,20 +119,20 @@ type Config struct {
 	// RequestTimeout bounds one request's backend call (default 30s).
 	RequestTimeout time.Duration
 	// MaxInFlight bounds the requests one session has in flight (default 8);
-	// beyond it the worker stops reading that session's frames.
+	// beyond it the gateway stops reading that session's frames.
 	MaxInFlight int
 	// Deliveries: sessions that ask for them (sessionproto.DeliverParam)
 	// get routed messages in deliver frames (Deliver). Set on replicas that
 	// route; false, the parameter is checked and ignored.
 	Deliveries bool
 	// MaxSessionsPerConnector bounds the sessions one connector holds on
-	// this worker at once (default DefaultMaxSessionsPerConnector); a new
+	// this gateway replica at once (default DefaultMaxSessionsPerConnector); a new
 	// session beyond it closes the connector's oldest.
 	MaxSessionsPerConnector int
 }
 
 // DefaultMaxSessionsPerConnector leaves room for a connector's restarts
-// and reconnects overlapping a session the worker has not yet seen drop,
+// and reconnects overlapping a session the gateway has not yet seen drop,
 // and for a few processes sharing one registration.
 const DefaultMaxSessionsPerConnector = 4
 
@@ -307,7 +307,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	closing := s.closing
 	s.mu.Unlock()
 	if closing {
-		http.Error(w, "worker is shutting down", http.StatusServiceUnavailable)
+		http.Error(w, "gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	raw, err := accesstoken.FromRequest(r)
@@ -354,7 +354,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(sessionproto.HardFrameLimit)
 	if !s.add(c) {
-		_ = ws.Close(websocket.StatusGoingAway, "worker is shutting down")
+		_ = ws.Close(websocket.StatusGoingAway, "gateway is shutting down")
 		return
 	}
 	// The session is read by goroutines of its own (none while it is idle
@@ -421,7 +421,7 @@ func (s *Server) add(c *conn) bool {
 		s.metrics.Evicted.Inc()
 		s.log.Warn("audit: session_evicted", "audit", true, "event", "session_evicted", "tenant", c.id.Tenant, "connector", c.id.Connector,
 			"session", oldest.name, "by", c.name, "remote", c.remote, "limit", s.cfg.MaxSessionsPerConnector)
-		go oldest.close(sessionproto.CloseSessionLimit, fmt.Sprintf("the connector opened more than %d sessions on this worker; the oldest is closed", s.cfg.MaxSessionsPerConnector))
+		go oldest.close(sessionproto.CloseSessionLimit, fmt.Sprintf("the connector opened more than %d sessions on this gateway replica; the oldest is closed", s.cfg.MaxSessionsPerConnector))
 	}
 	s.sessions[c.id] = append(set, c)
 	s.wg.Add(1)

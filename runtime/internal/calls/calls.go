@@ -2,7 +2,7 @@
 // botecloud.Client.Call and connector.Client.Call: each call waits for one
 // reply, correlated by the request's id, and only from the identity the
 // call was addressed to. The identity compared is the reply's verified
-// sender (envelope.Envelope.From as the worker or a cloud service stamped
+// sender (envelope.Envelope.From as the gateway or a cloud service stamped
 // it), never a header.
 package calls
 
