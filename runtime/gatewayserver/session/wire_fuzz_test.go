@@ -75,7 +75,8 @@ func (p pipeConn) Close() error               { return p.r.Close() }
 func FuzzWireFrames(f *testing.F) {
 	for _, seed := range [][]byte{
 		frame(opText, true, []byte(`{"type":"send"}`)),
-		append(frame(opPing, true, []byte("p")), frame(opText, true, bytes.Repeat([]byte("x"), 126))...),
+		append(frame(opText, true, bytes.Repeat([]byte("x"), 126)), frame(opPing, true, []byte("p"))...),
+		append(frame(opBinary, true, bytes.Repeat([]byte("x"), 1<<16)), frame(opPing, true, []byte("p"))...),
 		append(frame(opText, false, []byte("ab")), append(frame(opPing, true, nil), frame(opContinuation, true, []byte("c"))...)...),
 		rawFrame(0x81, 8, 1<<63|5, true, []byte("abcde")),
 		rawFrame(0x82, 8, 3, false, []byte("abc")),
