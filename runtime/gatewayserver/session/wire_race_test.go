@@ -1,0 +1,133 @@
+package session
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Requests that arrive just as the session parks (right after the answer
+// to the last one went out, or a moment later) are all read: the socket
+// becoming readable while it is being handed to the poller wakes it. No
+// pings here: a pong would wake a session whose wake-up was lost.
+func TestNoWakeUpLost(t *testing.T) {
+	readModes(t, func(t *testing.T, h *harness) {
+		h.srv.cfg.PingInterval = time.Hour
+		const sessions, requests = 32, 150
+		var wg sync.WaitGroup
+		for i := range sessions {
+			c := h.dialRaw(t, "tok-acme-w"+strconv.Itoa(i))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range requests {
+					if j%3 != 0 { // at once, or within the time it takes to park
+						time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+					}
+					id := strconv.Itoa(j)
+					if _, err := c.conn.Write(sendFrame(id)); !assert.NoError(t, err) {
+						return
+					}
+					c.expectAck(id) // waits 10 s: a lost wake-up never answers
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Len(t, h.sender.all(), sessions*requests)
+	})
+}
+
+// A connector that sends part of a frame and then nothing (no pong either)
+// is closed once its ping goes unanswered, like any silent connector;
+// while it waits, a session cut inside a frame header holds no goroutine
+// where there is a poller.
+func TestPartialFrameThenSilence(t *testing.T) {
+	readModes(t, func(t *testing.T, h *harness) {
+		t.Parallel() // each case waits out the close handshake (5 s)
+		h.srv.cfg.PingInterval, h.srv.cfg.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+		send := sendFrame("1")
+		cuts := map[string]int{"one byte": 1, "a header without its mask": 2, "a header without its last mask byte": 5, "part of the payload": 10}
+		var wg sync.WaitGroup
+		for name, n := range cuts {
+			c := h.dialRaw(t, "tok-acme-"+strconv.Itoa(n))
+			c.write(send[:n])
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				assert.Equal(t, "close:1008 EOF", c.transcript(), name)
+			}()
+		}
+		wg.Wait()
+		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
+		assert.Empty(t, h.sender.all())
+	})
+}
+
+// settledGoroutines counts goroutines once short-lived ones have ended.
+func settledGoroutines() int {
+	var n int
+	for range 3 {
+		time.Sleep(100 * time.Millisecond)
+		runtime.GC()
+		n = runtime.NumGoroutine()
+	}
+	return n
+}
+
+// Shutdown with 2,000 parked sessions closes every one with 1001: those
+// that answer the close and those that never do (some cut in the middle
+// of a frame header), and lets go of every goroutine.
+func TestShutdownWithThousandsParked(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
+	if h.srv.poller == nil {
+		t.Skip("no poller on this system")
+	}
+	before := settledGoroutines()
+	const sessions = 2000
+	clients := make([]*rawClient, sessions)
+	for i := range clients {
+		clients[i] = h.dialRaw(t, "tok-acme-s"+strconv.Itoa(i))
+		if i%4 == 1 {
+			clients[i].write(sendFrame("x")[:3])
+		}
+	}
+	parked := settledGoroutines()
+	t.Logf("%d goroutines before, %d with %d parked sessions", before, parked, sessions)
+	assert.Less(t, parked-before, 100)
+
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		if i%2 == 1 {
+			continue // never answers
+		}
+		wg.Add(1)
+		go func() { // answers the close
+			defer wg.Done()
+			op, payload := c.readFrame()
+			if assert.Equal(t, byte(opClose), op) {
+				assert.Equal(t, uint16(1001), binary.BigEndian.Uint16(payload))
+				_, _ = c.conn.Write(frame(opClose, true, payload[:2]))
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, h.srv.Shutdown(ctx))
+	t.Logf("shut down in %s", time.Since(start))
+	wg.Wait()
+	assert.Zero(t, h.srv.Sessions())
+	for _, c := range clients {
+		_ = c.conn.Close()
+	}
+	after := settledGoroutines()
+	assert.Less(t, after-before, 20, "every session's goroutines returned")
+}
