@@ -16,14 +16,14 @@ const digest = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234567
 
 func TestValidateImage(t *testing.T) {
 	for ref, ok := range map[string]bool{
-		"bote/worker" + digest:                            true,
-		"worker" + digest:                                 true,
-		"team.a/bote_x/worker-2" + digest:                 true,
-		"bote/worker:latest":                              false,
-		"bote/worker":                                     false,
-		"bote/worker@sha256:abc":                          false,
-		"Bote/Worker" + digest:                            false,
-		"botedevacr.azurecr.io/bote/worker" + digest[:20]: false,
+		"bote/gateway" + digest:                            true,
+		"gateway" + digest:                                 true,
+		"team.a/bote_x/gateway-2" + digest:                 true,
+		"bote/gateway:latest":                              false,
+		"bote/gateway":                                     false,
+		"bote/gateway@sha256:abc":                          false,
+		"Bote/Gateway" + digest:                            false,
+		"botedevacr.azurecr.io/bote/gateway" + digest[:20]: false,
 		"":            false,
 		"/x" + digest: false,
 	} {
@@ -39,7 +39,7 @@ func TestValidateImage(t *testing.T) {
 func TestAppArgsValidate(t *testing.T) {
 	valid := func() AppArgs {
 		return AppArgs{
-			Name: "bote-worker", Image: "bote/worker" + digest, Port: 8080, Identity: &access.Identity{Name: "id"},
+			Name: "bote-gateway", Image: "bote/gateway" + digest, Port: 8080, Identity: &access.Identity{Name: "id"},
 			RegistryServer: pulumi.String("r"), MinReplicas: 1, MaxReplicas: 2,
 			Settings: map[string]pulumi.StringInput{"A": pulumi.String("a")},
 			Secrets:  map[string]pulumi.StringInput{"KEY": pulumi.String("https://v/secrets/k")},
@@ -57,7 +57,7 @@ func TestAppArgsValidate(t *testing.T) {
 		{"replicas", func(a *AppArgs) { a.MinReplicas, a.MaxReplicas = 3, 2 }, "replicas"},
 		{"no replicas", func(a *AppArgs) { a.MinReplicas, a.MaxReplicas = 0, 0 }, "replicas"},
 		{"secret also a setting", func(a *AppArgs) { a.Settings["KEY"] = pulumi.String("plain") }, "KEY is both a setting and a secret"},
-		{"tag", func(a *AppArgs) { a.Image = "bote/worker:1.0" }, "pinned by digest"},
+		{"tag", func(a *AppArgs) { a.Image = "bote/gateway:1.0" }, "pinned by digest"},
 	}
 	for _, tt := range tests {
 		a := valid()

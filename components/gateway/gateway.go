@@ -37,13 +37,13 @@ const Type = "bote:gateway:SharedGateway"
 // (runtime/bus QueueCloud, QueueConnectors, QueueErrors; runtime/claimcheck
 // DefaultContainer; runtime/gatewayserver/nudge DefaultTable).
 const (
-	QueueConnectors = "bote-connectors" // cloud services -> worker
-	QueueCloud      = "bote-cloud"      // worker -> cloud services
+	QueueConnectors = "bote-connectors" // cloud services -> gateway
+	QueueCloud      = "bote-cloud"      // gateway -> cloud services
 	QueueErrors     = "bote-errors"     // dead letters of both, with reasons
 	// QueueConnectorErrors holds what connectors could not handle
 	// (runtime/gatewayserver QueueConnectorErrors), sent over the bus.
 	QueueConnectorErrors = "bote-connector-errors"
-	TablePresence        = "botepresence"      // which worker replica holds which connector
+	TablePresence        = "botepresence"      // which gateway replica holds which connector
 	TableSubscriptions   = "botesubscriptions" // topic subscribers, partitioned by tenant|topic
 	TableReplay          = "botereplay"        // client assertions the idp replicas have accepted (runtime/replay)
 	ContainerClaims      = "bote-claims"       // claim-check bodies

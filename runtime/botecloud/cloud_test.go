@@ -180,7 +180,7 @@ func TestConfigValidate(t *testing.T) {
 // Every send is followed by a wake of the gateway that started after it:
 // wakes coalesce while one is in flight, but the last send is never left
 // to the route poll.
-func TestSendWakesTheWorker(t *testing.T) {
+func TestSendWakesTheGateway(t *testing.T) {
 	var wakes atomic.Int64
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

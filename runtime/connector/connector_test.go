@@ -162,7 +162,7 @@ func TestSubscribe(t *testing.T) {
 	assert.Equal(t, []string{"+acme/chat/a1", "-acme/chat/a1"}, g.subs.got)
 }
 
-func TestReconnectsAfterWorkerGoesAway(t *testing.T) {
+func TestReconnectsAfterGatewayGoesAway(t *testing.T) {
 	id := gw.Identity{Tenant: "acme", Connector: "a1"}
 	g := newGateway(t, id)
 	c, _ := newClient(t, g, "acme", "a1")
