@@ -84,7 +84,9 @@ func (c *conn) start(ctx context.Context) {
 		go c.writeNudges()
 	}
 	c.keepalive()
-	c.wire.parkable.Store(c.srv.poller != nil && c.wire.raw != nil)
+	if c.srv.poller != nil && c.wire.raw != nil {
+		c.wire.allowParking()
+	}
 	c.reading.Store(readRunning)
 	go c.read()
 }
@@ -117,7 +119,7 @@ func (c *conn) park() bool {
 		return true // closed meanwhile, and woken: another reader ends the session
 	}
 	// Closed (the next read says so) or no epoll for this socket.
-	c.wire.parkable.Store(false)
+	c.wire.stopParking()
 	return false
 }
 
@@ -159,7 +161,7 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closedWith.CompareAndSwap(0, int32(code))
 	// Close reads until the connector's close frame: it must wait for it
 	// rather than be handed a synthetic frame.
-	c.wire.parkable.Store(false)
+	c.wire.stopParking()
 	_ = c.ws.Close(code, reason)
 }
 

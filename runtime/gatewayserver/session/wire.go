@@ -53,14 +53,30 @@ type wire struct {
 	synthLeft int   // bytes of the synthetic frame still to hand over
 	err       error // the connection's read error, once seen
 
-	// parkable is set while the session's reader may be handed a
-	// synthetic frame instead of waiting; it is cleared before anyone
-	// else (Close) reads.
-	parkable atomic.Bool
+	// parkable is parkOn while the session's reader may be handed a
+	// synthetic frame instead of waiting. It becomes parkNever before
+	// anyone else (Close) reads, and never goes back on: a session's start
+	// that enables parking after its close began must not make Close's
+	// reads take synthetic frames for messages, drop them and read again,
+	// in a loop until the connector's close came.
+	parkable atomic.Int32
 	// synthetic is set when a synthetic frame has been handed over and
 	// not yet taken by the session's reader.
 	synthetic atomic.Bool
 }
+
+// Parking states (wire.parkable).
+const (
+	parkOff   = iota // not yet
+	parkOn           // the session's reader may park
+	parkNever        // closing, or no poller for this socket: reads wait
+)
+
+// allowParking lets the session's reader park, unless it never may.
+func (w *wire) allowParking() { w.parkable.CompareAndSwap(parkOff, parkOn) }
+
+// stopParking makes every read from now on wait for the connection.
+func (w *wire) stopParking() { w.parkable.Store(parkNever) }
 
 // synthFrame is the synthetic frame: FIN and binary, masked (as the
 // library requires of a client), no payload, mask key 0.
@@ -104,7 +120,7 @@ func (w *wire) Read(p []byte) (int, error) {
 			}
 			return 0, w.err
 		}
-		if w.frameLeft == 0 && !w.inMessage && w.raw != nil && w.parkable.Load() {
+		if w.frameLeft == 0 && !w.inMessage && w.raw != nil && w.parkable.Load() == parkOn {
 			got, err := w.readNow()
 			if err != nil {
 				w.err = err

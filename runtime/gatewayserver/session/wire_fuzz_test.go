@@ -100,7 +100,7 @@ func FuzzWireFrames(f *testing.F) {
 		if parkable {
 			w.raw, err = pr.SyscallConn()
 			require.NoError(t, err)
-			w.parkable.Store(true)
+			w.allowParking()
 		}
 		go func() { // the connector, in pieces
 			defer pw.Close()

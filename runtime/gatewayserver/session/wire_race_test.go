@@ -131,3 +131,34 @@ func TestShutdownWithThousandsParked(t *testing.T) {
 	after := settledGoroutines()
 	assert.Less(t, after-before, 20, "every session's goroutines returned")
 }
+
+// A session closed by the worker (evicted, shut down) while it is being
+// started reads the connector's last frames, up to its close, with
+// Close's reads waiting for them: it is not handed the synthetic frame
+// there (Close would take it for a message, drop it and ask again, in a
+// loop until the connector's close came) even if the start enables
+// parking after the close began.
+func TestCloseBeforeParkingIsEnabled(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
+	if h.srv.poller == nil {
+		t.Skip("no poller on this system")
+	}
+	r := h.dialRaw(t, "tok-acme-late")
+	h.srv.mu.Lock()
+	c := h.srv.sessions[Identity{Tenant: "acme", Connector: "late"}][0]
+	h.srv.mu.Unlock()
+	require.Eventually(t, func() bool { return c.reading.Load() == readParked }, 20*time.Second, time.Millisecond)
+	c.wire.parkable.Store(parkOff) // as before start enabled it
+	closed := make(chan struct{})
+	go func() { defer close(closed); c.close(4000, "evicted") }()
+	op, _ := r.readFrame()
+	require.Equal(t, byte(opClose), op)
+	c.wire.allowParking() // start's last step, after the close began
+
+	r.write(frame(opPong, true, []byte("p"))) // Close reads it and reads on
+	time.Sleep(200 * time.Millisecond)
+	assert.False(t, c.wire.synthetic.Load(), "Close was handed the synthetic frame")
+	r.write(frame(opClose, true, closePayload(4000, "")))
+	<-closed
+	require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
+}
