@@ -45,3 +45,51 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 	t.Logf("%d goroutines before, %d with %d idle sessions", before, after, sessions)
 	assert.Less(t, after-before, 50)
 }
+
+// A closed session's descriptor number taken by the next connection is
+// that session's alone: the old session's poller registration is gone
+// with it, and the new session is woken for each of its own frames.
+func TestDescriptorReused(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
+	require.NotNil(t, h.srv.poller)
+	session := func(connector string) *conn {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		return h.srv.sessions[Identity{Tenant: "acme", Connector: connector}][0]
+	}
+	fdOf := func(c *conn) (fd int) {
+		require.NoError(t, c.wire.raw.Control(func(f uintptr) { fd = int(f) }))
+		return fd
+	}
+	parked := func(c *conn) {
+		require.Eventually(t, func() bool { return c.reading.Load() == readParked }, 20*time.Second, time.Millisecond)
+	}
+	a := h.dialRaw(t, "tok-acme-a")
+	old := session("a")
+	parked(old)
+	fd := fdOf(old)
+	require.NoError(t, a.conn.Close())
+	require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, time.Millisecond)
+
+	var b *rawClient
+	var reused *conn
+	for i := 0; i < 20 && reused == nil; i++ {
+		name := "b" + strconv.Itoa(i)
+		r := h.dialRaw(t, "tok-acme-"+name)
+		if c := session(name); fdOf(c) == fd {
+			b, reused = r, c
+		}
+	}
+	require.NotNil(t, reused, "no new connection took descriptor %d", fd)
+	h.srv.poller.mu.Lock()
+	_, stale := h.srv.poller.conns[old.token]
+	h.srv.poller.mu.Unlock()
+	assert.False(t, stale, "the closed session's registration is gone")
+	assert.NotEqual(t, old.token, reused.token)
+	for j := range 20 {
+		parked(reused)
+		id := strconv.Itoa(j)
+		b.write(sendFrame(id))
+		b.expectAck(id)
+	}
+}
