@@ -49,11 +49,15 @@ var agents = []platform.Agent{
 	{Tenant: contoso, ID: "agent-b", Start: true, Capacity: 2, Args: heartbeat},
 	{Tenant: fabrikam, ID: "agent-f", Start: true, Args: heartbeat},
 	{Tenant: lonely, ID: "agent-l", Args: heartbeat},
-	{Tenant: survive, ID: "agent-s1", Args: heartbeat},
-	{Tenant: survive, ID: "agent-s2", Args: heartbeat},
+	{Tenant: survive, ID: "agent-s1", Args: lostAgent},
+	{Tenant: survive, ID: "agent-s2", Args: lostAgent},
 }
 
 var heartbeat = []string{"--heartbeat-interval", "2s"}
+
+// lostAgent: a delivery the lost-agent test's killed agent never read is
+// visible again after 5 s, not the default 60 s (agent --visibility).
+var lostAgent = []string{"--heartbeat-interval", "2s", "--visibility", "5s"}
 
 func TestMain(m *testing.M) {
 	platform.MainShared(m, platform.Options{Agents: agents, RelayserverArgs: []string{
@@ -524,7 +528,7 @@ func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 		require.NoError(t, p.Pause())
 	}
 	id := runID(t, expect(t, exitcode.OK, survive, "plan", "--workspace", "lost", "--dir", dir, "--detach"))
-	claimed := waitRun(t, survive, id, 10*time.Second, "claimed", inState("planning"))
+	claimed := waitRun(t, survive, id, time.Minute, "claimed", inState("planning"))
 	victim := strings.TrimPrefix(claimed.Agent, survive+"/")
 	require.Contains(t, ids, victim)
 	plat.KillAgent(survive, victim)
@@ -550,12 +554,13 @@ func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 	// in its queue; the server tells it to drop it. The gateway handed the
 	// assignment to the hung agent's session in a deliver frame (the
 	// kernel took the bytes), so it stays hidden for the connector's
-	// visibility (60 s) from then, and the restarted agent reads its
-	// queue again that long after it connects (docs/gateway.md, "Delivery
-	// in the frame"): up to about 61 s after the restart.
+	// visibility (--visibility 5s here, lostAgent) from then, and the
+	// restarted agent reads its queue again that long after it connects
+	// (docs/gateway.md, "Delivery in the frame"): up to about 6 s after
+	// the restart.
 	p, err := plat.StartAgent(survive, victim)
 	require.NoError(t, err)
-	_, err = p.WaitOutput("the claim is no longer open", 90*time.Second)
+	_, err = p.WaitOutput("the claim is no longer open", time.Minute)
 	require.NoError(t, err)
 }
 

@@ -58,7 +58,7 @@ type options struct {
 	concurrency                  int
 	cancelGrace, heartbeat       time.Duration
 	shutdownGrace, queueWait     time.Duration
-	safetyPoll                   time.Duration
+	safetyPoll, visibility       time.Duration
 	labels                       labels
 	level                        slog.Level
 	providers                    providerOptions
@@ -84,6 +84,7 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Minute, "on shutdown, how long running runs may go on before they are cancelled")
 	fs.DurationVar(&o.queueWait, "queue-wait", time.Minute, "how long an assignment above --concurrency waits for a slot before it is refused")
 	fs.DurationVar(&o.safetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
+	fs.DurationVar(&o.visibility, "visibility", 0, "how long a message being delivered stays hidden before it is extended; one delivered to a session that was lost comes back this late (default 60s, at least 2s)")
 	fs.StringVar(&o.terraform, "terraform", "terraform", "terraform executable")
 	fs.StringVar(&o.server, "server", agent.DefaultServer, "the ops server's service name on the gateway (relayserver --service-name); run messages from any other sender are dropped")
 	fs.Var(o.labels, "labels", "narrow the labels the agent serves to these: k=v[,k=v...] (repeatable); the registration grants the labels, this can only drop some")
@@ -108,6 +109,8 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 		return nil, fmt.Errorf("--concurrency %d must be at least 1", o.concurrency)
 	case o.heartbeat <= 0 || o.cancelGrace <= 0 || o.shutdownGrace <= 0 || o.queueWait <= 0:
 		return nil, errors.New("--heartbeat-interval, --cancel-grace, --shutdown-grace and --queue-wait must be positive")
+	case o.visibility != 0 && o.visibility < 2*time.Second:
+		return nil, fmt.Errorf("--visibility %s must be at least 2s", o.visibility)
 	}
 	if o.workDir == "" {
 		o.workDir = filepath.Join(os.TempDir(), "bote-agent", o.tenant, o.id)
@@ -159,7 +162,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	// registers as the client's handler once it exists.
 	client, err := connector.New(connector.Config{
 		GatewayURL: o.gatewayURL, TokenURL: o.tokenURL, Tenant: o.tenant, Connector: o.id, Key: key,
-		SafetyPoll: o.safetyPoll, Logger: log,
+		SafetyPoll: o.safetyPoll, Visibility: o.visibility, Logger: log,
 		// Assignments waiting for a slot hold a handler; keep room for
 		// run.cancel messages beside them.
 		Concurrency: 2*o.concurrency + 4,

@@ -97,6 +97,10 @@ func TestParse(t *testing.T) {
 		{name: "zero concurrency", args: append(base, "--issuer", "http://idp", "--concurrency", "0"), wantErr: "--concurrency 0"},
 		{name: "bad label", args: append(base, "--issuer", "http://idp", "--labels", "novalue"), wantErr: "want key=value"},
 		{name: "bad duration", args: append(base, "--issuer", "http://idp", "--cancel-grace", "0s"), wantErr: "must be positive"},
+		{name: "short visibility", args: append(base, "--issuer", "http://idp", "--visibility", "1s"), wantErr: "--visibility 1s must be at least 2s"},
+		{name: "visibility", args: append(base, "--issuer", "http://idp", "--visibility", "5s"), check: func(t *testing.T, o *options) {
+			assert.Equal(t, 5*time.Second, o.visibility)
+		}},
 		{name: "stray argument", args: append(base, "--issuer", "http://idp", "extra"), wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {
