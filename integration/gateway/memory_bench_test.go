@@ -35,6 +35,9 @@ import (
 // profiles at the last step are saved there. With BOTE_BENCH_SETTLE (a
 // duration) RSS is read again that long after each measurement, to see
 // whether the runtime has meanwhile returned freed pages to the system.
+// For each step it also reports the worker's CPU time and GC cycles while
+// the step's sessions were opened (handshakes, token checks, presence
+// writes: the allocation-heavy part), to weigh GC settings.
 func BenchmarkSessionMemory(b *testing.B) {
 	steps := envCounts(b, "BOTE_BENCH_SESSIONS", 100, 1000, 5000)
 	const tenant = "idle"
@@ -49,6 +52,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		sessions                     int
 		rss, heap, stack, goroutines float64
 		settled                      float64 // RSS after settle more
+		cpu, gcs                     float64 // the worker's CPU seconds and GC cycles so far
 	}
 	settle := envDuration(b, "BOTE_BENCH_SETTLE")
 	measure := func(n int) sample {
@@ -57,7 +61,8 @@ func BenchmarkSessionMemory(b *testing.B) {
 		require.NoError(b, err)
 		_ = resp.Body.Close()
 		time.Sleep(time.Second)
-		s := sample{sessions: n, rss: vmRSS(b, w.Proc.Pid()), heap: w.metric(b, "go_memstats_heap_inuse_bytes"), stack: w.metric(b, "go_memstats_stack_inuse_bytes"), goroutines: w.metric(b, "go_goroutines")}
+		s := sample{sessions: n, rss: vmRSS(b, w.Proc.Pid()), heap: w.metric(b, "go_memstats_heap_inuse_bytes"), stack: w.metric(b, "go_memstats_stack_inuse_bytes"), goroutines: w.metric(b, "go_goroutines"),
+			cpu: cpuSeconds(b, w.Proc.Pid()), gcs: w.metric(b, "go_gc_duration_seconds_count")}
 		// The runtime returns freed pages to the system in the
 		// background, a little at a time: RSS again once the sessions
 		// have been idle a while longer.
@@ -94,10 +99,12 @@ func BenchmarkSessionMemory(b *testing.B) {
 	}
 	base := samples[0]
 	b.Logf("gateway with 0 sessions: RSS %.1f MiB (%.1f MiB %s later), heap in use %.1f MiB, %.0f goroutines", base.rss/(1<<20), base.settled/(1<<20), settle, base.heap/(1<<20), base.goroutines)
-	for _, s := range samples[1:] {
+	for i, s := range samples[1:] {
 		per := func(v, b float64) float64 { return (v - b) / float64(s.sessions) }
-		b.Logf("%5d sessions: RSS %.1f MiB (+%.1f KiB per session; %s later +%.1f KiB), heap in use %.1f MiB (+%.1f KiB per session), stacks +%.1f KiB per session, %.2f goroutines per session",
-			s.sessions, s.rss/(1<<20), per(s.rss, base.rss)/1024, settle, per(s.settled, base.settled)/1024, s.heap/(1<<20), per(s.heap, base.heap)/1024, per(s.stack, base.stack)/1024, per(s.goroutines, base.goroutines))
+		prev := samples[i] // the step before: what opening this step's sessions cost
+		b.Logf("%5d sessions: RSS %.1f MiB (+%.1f KiB per session; %s later +%.1f KiB), heap in use %.1f MiB (+%.1f KiB per session), stacks +%.1f KiB per session, %.2f goroutines per session; opening them took %.2f ms CPU per session and %.0f GC cycles",
+			s.sessions, s.rss/(1<<20), per(s.rss, base.rss)/1024, settle, per(s.settled, base.settled)/1024, s.heap/(1<<20), per(s.heap, base.heap)/1024, per(s.stack, base.stack)/1024, per(s.goroutines, base.goroutines),
+			(s.cpu-prev.cpu)*1000/float64(s.sessions-prev.sessions), s.gcs-prev.gcs-1) // less the forced one
 	}
 	last := samples[len(samples)-1]
 	b.ReportMetric((last.rss-base.rss)/float64(last.sessions)/1024, "RSS-KiB/session")
@@ -172,6 +179,21 @@ func vmRSS(b *testing.B, pid int) float64 {
 	}
 	b.Fatalf("no VmRSS for process %d", pid)
 	return 0
+}
+
+// cpuSeconds is the user and system CPU time process pid has used.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(b, err)
+	// The fields after the command (in parentheses, which may hold spaces):
+	// utime and stime are the 12th and 13th, in clock ticks (100 per second
+	// on Linux).
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	utime, err := strconv.ParseFloat(fields[11], 64)
+	require.NoError(b, err)
+	stime, err := strconv.ParseFloat(fields[12], 64)
+	require.NoError(b, err)
+	return (utime + stime) / 100
 }
 
 func freeLoopbackAddr(b *testing.B) string {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -29,6 +31,7 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		{"both prefixes: the old one is not read", nil, map[string]string{"BOTE_GATEWAY_PING_INTERVAL": "5s", "BOTE_WORKER_PING_INTERVAL": "often"}, "StorageConnectionString"},
 		{"negative session cap", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--max-sessions-per-connector", "-1"}, nil, "MaxSessionsPerConnector"},
 		{"fan-out too large", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--route-fan-out", "100000"}, nil, "FanOut"},
+		{"GC percent out of range", []string{"--gc-percent", "5"}, nil, "--gc-percent 5 must be between 10 and 1000"},
 		{"pprof on a public address", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--pprof-listen", ":6060"}, nil, "PprofListen"},
 		{"bad duration in environment", nil, map[string]string{"BOTE_WORKER_PING_INTERVAL": "often"}, "BOTE_WORKER_PING_INTERVAL"},
 	}
@@ -59,4 +62,18 @@ func TestRunWarnsAboutOldNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGCPercentYieldsToTheEnvironment: --gc-percent (or its default) sets
+// the GC target unless Go's own GOGC or GOMEMLIMIT is in the environment.
+func TestGCPercentYieldsToTheEnvironment(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	log := slog.New(slog.DiscardHandler)
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		setGCPercent(log, 40, func(k string) string { return map[string]string{env: "200"}[k] })
+		assert.Equal(t, 100, debug.SetGCPercent(100), "%s wins", env)
+	}
+	setGCPercent(log, 40, func(string) string { return "" })
+	assert.Equal(t, 40, debug.SetGCPercent(100))
 }
