@@ -83,7 +83,7 @@ bench: deps build
 	cd integration && BOTE_BENCH_PROVIDER_MB=100 BOTE_BIN_DIR=$(BIN) $(GO) test ./agent/ -run '^$$' -bench PlanWithAProvider -benchtime 1x
 
 ## chaos: the long chaos profile: numbered messages and runs while
-# gateway, relay server and agent processes are killed and Azurite restarts; figures in docs/reliability.md
+# gateway, ops server and agent processes are killed and Azurite restarts; figures in docs/reliability.md
 chaos: deps build
 	cd integration && BOTE_CHAOS=long BOTE_BIN_DIR=$(BIN) $(GO) test ./chaos/ -run TestChaos -count=1 -timeout 30m -v
 

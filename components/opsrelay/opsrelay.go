@@ -345,7 +345,7 @@ func (b *builder) app() error {
 	return err
 }
 
-// settings are the relay server's environment: runtime/cmd/relayserver
+// settings are the relay server's environment: runtime/cmd/opsserver
 // reads BOTE_RELAYSERVER_<FLAG>: the relay listener, then the run store,
 // artifacts and the gateway bus it reaches agents through, all with its
 // managed identity, and the deployment secrets from their vault

@@ -32,10 +32,10 @@ import (
 func TestMain(m *testing.M) { procs.Main(m) }
 
 // The first admin key of an Azure deployment is made in the keys table
-// with `relayserver apikey create --keys-table`, and a server reading the
+// with `opsserver apikey create --keys-table`, and a server reading the
 // table accepts it; revoking it the same way ends it.
 func TestBootstrapAdminKeyInTheTable(t *testing.T) {
-	bin := procs.Build(t, "relayserver")
+	bin := procs.Build(t, "opsserver")
 	emu := azurite.New(t)
 	ctx := context.Background()
 	apikey := func(args ...string) (string, error) { return runAPIKey(ctx, bin, emu, args...) }
@@ -68,7 +68,7 @@ func TestBootstrapAdminKeyInTheTable(t *testing.T) {
 	assert.ErrorContains(t, err, "disabled")
 }
 
-// runAPIKey runs `relayserver apikey ARGS` on the keys table of emu and
+// runAPIKey runs `opsserver apikey ARGS` on the keys table of emu and
 // returns what it printed on stdout.
 func runAPIKey(ctx context.Context, bin string, emu *azurite.Emulator, args ...string) (string, error) {
 	var out, errOut bytes.Buffer
@@ -85,7 +85,7 @@ func runAPIKey(ctx context.Context, bin string, emu *azurite.Emulator, args ...s
 // through one is refused by the other within the 5 s re-check interval.
 func TestTwoServersShareTheKeysTable(t *testing.T) {
 	t.Parallel() // it waits on the servers' 5 s re-check interval
-	bin := procs.Build(t, "relayserver")
+	bin := procs.Build(t, "opsserver")
 	emu := azurite.New(t)
 	ctx := context.Background()
 	root, err := runAPIKey(ctx, bin, emu, "create", "--id", "root", "--admin")
@@ -102,7 +102,7 @@ func TestTwoServersShareTheKeysTable(t *testing.T) {
 		require.NoError(t, err)
 		return url
 	}
-	urlA, urlB := start("relayserver-a"), start("relayserver-b")
+	urlA, urlB := start("opsserver-a"), start("opsserver-b")
 	client := func(url, key string) *opsclient.Client {
 		c, err := opsclient.New(opsclient.Config{BaseURL: url, Credential: key})
 		require.NoError(t, err)

@@ -72,9 +72,9 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(func() { _ = emu.Stop() })
 	heartbeat := []string{"--heartbeat-interval", "1s"}
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Emulator: emu, Replicas: 2,
-		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
-		Connectors:      []platform.Connector{{Tenant: tenant, ID: "sink"}},
-		RelayserverArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
+		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
+		Connectors:    []platform.Connector{{Tenant: tenant, ID: "sink"}},
+		OpsServerArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
 	})
 
 	// The receiving connector: the connector sidecar with durable dedup,
@@ -163,9 +163,9 @@ func TestChaos(t *testing.T) {
 		p.Replica("idp", 1).Kill()
 		fault("idp replica killed")
 		time.Sleep(2 * time.Second)
-		p.KillRelayserver()
+		p.KillOpsServer()
 		fault("relay server replica killed")
-		require.NoError(t, p.StartRelayserver())
+		require.NoError(t, p.StartOpsServer())
 		tl.event("relay server started")
 		sink.Kill()
 		fault("connector killed")

@@ -1,5 +1,5 @@
 // Package console_test drives the operators' web console (runtime/console)
-// in a real Chromium against the real local platform: relayserver, agent,
+// in a real Chromium against the real local platform: opsserver, agent,
 // gateway and relay as processes on Azurite, and `opsbot ui` forwarding the
 // browser's API calls through the relay with each operator's credential.
 package console_test
@@ -82,8 +82,8 @@ func TestConsole(t *testing.T) {
 	// size: one operator's story through the console, page by page, then the reader's.
 	t.Parallel()
 	p := platform.New(t, platform.Options{
-		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-01", Start: true}},
-		RelayserverArgs: []string{"--deployed-agent-version", "9.9.9", "--local-listen", "127.0.0.1:0"},
+		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-01", Start: true}},
+		OpsServerArgs: []string{"--deployed-agent-version", "9.9.9", "--local-listen", "127.0.0.1:0"},
 	})
 	shots := artifacts(t)
 	started := time.Now()
@@ -286,8 +286,8 @@ func TestConsole(t *testing.T) {
 	// The ops server's own port: the page asks for a credential, and a
 	// failed plan shows its diagnostics.
 	t.Run("server port", func(t *testing.T) {
-		local := regexp.MustCompile(`relayserver listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(p.Outputs())
-		require.NotNil(t, local, "relayserver's local port")
+		local := regexp.MustCompile(`opsserver listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(p.Outputs())
+		require.NotNil(t, local, "opsserver's local port")
 		sctx := newTab()
 		do(t, sctx, wait, chromedp.Navigate(local[1]+"/ui/#/t/"+tenant+"/runs/"+failed), chromedp.WaitVisible(chromedp.ID("credential")))
 		checkAccessibility(t, sctx, "sign-in")

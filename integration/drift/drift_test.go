@@ -65,8 +65,8 @@ resource "botetest_file" "motd" {
 	r = expect(exitcode.OK, "drift", "schedule", "files", "--cron", "0 3 * * *")
 	assert.Contains(t, r.Stdout, "Drift of workspace files is checked cron 0 3 * * *; next check ")
 	// The schedule is stored: a restarted server still has it.
-	require.NoError(t, p.StopRelayserver())
-	require.NoError(t, p.StartRelayserver())
+	require.NoError(t, p.StopOpsServer())
+	require.NoError(t, p.StartOpsServer())
 	assert.Regexp(t, `files\s+unknown\s+0\s+-\s+cron 0 3 \* \* \*\s+\d{4}-\d\d-\d\dT03:00:00Z`, expect(exitcode.OK, "drift").Stdout)
 
 	require.NoError(t, os.WriteFile(file, []byte("changed by hand"), 0o644))

@@ -1,10 +1,10 @@
 // Package e2e runs the product's main job end to end with real processes
-// and the real terraform: Azurite, idp, gateway, devrelay, relayserver and
+// and the real terraform: Azurite, idp, gateway, devrelay, opsserver and
 // deployment agents on loopback (package integration/platform), driven
 // with the opsbot CLI exactly as an operator would, through the relay.
 //
 // One platform serves the whole package. Tests that disturb it (an agent
-// killed, the relayserver restarted) are not parallel, so Go runs them
+// killed, the opsserver restarted) are not parallel, so Go runs them
 // first and alone; the others run in parallel afterwards, each on its own
 // workspace.
 package e2e
@@ -60,7 +60,7 @@ var heartbeat = []string{"--heartbeat-interval", "2s"}
 var lostAgent = []string{"--heartbeat-interval", "2s", "--visibility", "5s"}
 
 func TestMain(m *testing.M) {
-	platform.MainShared(m, platform.Options{Agents: agents, RelayserverArgs: []string{
+	platform.MainShared(m, platform.Options{Agents: agents, OpsServerArgs: []string{
 		// A silent agent is declared lost after 6 s, not 60 s: the
 		// agent-crash test waits for it.
 		"--agent-silent-after", "6s",
@@ -564,23 +564,23 @@ func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// TestRelayserverRestartMidRun: the ops server stops (SIGTERM) or crashes
+// TestOpsServerRestartMidRun: the ops server stops (SIGTERM) or crashes
 // (SIGKILL) during an apply and starts again; the run completes, and the
 // operator's opsbot, following it through the relay, carries on to the
 // end.
-func TestRelayserverRestartMidRun(t *testing.T) {
+func TestOpsServerRestartMidRun(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		stop func() error
 	}{
-		{"stopped", plat.StopRelayserver},
-		{"killed", func() error { plat.KillRelayserver(); return nil }},
+		{"stopped", plat.StopOpsServer},
+		{"killed", func() error { plat.KillOpsServer(); return nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id, _, apply := slowApply(t, "restart-"+tc.name, 8)
 
 			require.NoError(t, tc.stop())
-			require.NoError(t, plat.StartRelayserver())
+			require.NoError(t, plat.StartOpsServer())
 
 			require.Equal(t, exitcode.OK, exitCode(t, apply, 2*time.Minute), apply.Output())
 			run := show(t, contoso, id)

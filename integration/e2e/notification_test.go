@@ -71,9 +71,9 @@ func (h *webhook) delivered(typ notify.EventType, run string) int {
 
 // TestWebhooksSurviveRestartAndRetry: a webhook added with opsbot (its
 // secret printed once) receives a real run's events signed; while it
-// answers 500 the relayserver restarts, and the pending delivery is still
+// answers 500 the opsserver restarts, and the pending delivery is still
 // made afterwards, once; the delivery log shows the 500s. Not parallel: it
-// restarts the relayserver.
+// restarts the opsserver.
 func TestWebhooksSurviveRestartAndRetry(t *testing.T) {
 	const ws = "notified"
 	h := &webhook{t: t, ids: map[string]int{}}
@@ -101,9 +101,9 @@ func TestWebhooksSurviveRestartAndRetry(t *testing.T) {
 	// succeeds is one the restarted server found pending in the outbox.
 	// --webhook-retry-max 2s keeps its next attempt near however many
 	// attempts a loaded machine made before the stop.
-	require.NoError(t, plat.StopRelayserver())
+	require.NoError(t, plat.StopOpsServer())
 	h.failing.Store(false)
-	require.NoError(t, plat.StartRelayserver())
+	require.NoError(t, plat.StartOpsServer())
 	require.Eventually(t, func() bool { return h.delivered(notify.NeedsApproval, id) == 1 }, 60*time.Second, 100*time.Millisecond,
 		"the pending delivery is made after the restart")
 

@@ -1,7 +1,7 @@
 // Package mcp_test drives `opsbot mcp` (runtime/opsmcp) with the official
 // MCP SDK's client, as an AI assistant would: the client starts opsbot as
 // a process over stdio, and opsbot reaches the real local platform
-// (Azurite, idp, gateway, devrelay, relayserver, an agent running the real
+// (Azurite, idp, gateway, devrelay, opsserver, an agent running the real
 // terraform) through the relay with an operator API key.
 //
 // MCP_TRANSCRIPT=FILE writes the JSON-RPC messages of the main session to

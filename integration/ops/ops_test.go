@@ -1,5 +1,5 @@
 // Package ops_test runs the operator path end to end with real processes on
-// loopback: the opsbot CLI → a test relay → relayserver, and checks what an
+// loopback: the opsbot CLI → a test relay → opsserver, and checks what an
 // operator sees: output, messages and exit codes, including when the relay,
 // the server or the credentials are wrong, and when connections drop.
 package ops_test
@@ -122,14 +122,14 @@ func randomKey(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// startServer runs relayserver as a process listening on the relay and
+// startServer runs opsserver as a process listening on the relay and
 // waits until it is online there.
 func (s *stack) startServer(t *testing.T, extra ...string) *procs.Process {
 	t.Helper()
 	args := append([]string{"--relay-insecure", "--api-keys-file", s.keysFile, "--agents-file", s.agents, "--event-interval", "1s", "--shutdown-timeout", "3s"}, extra...)
 	p := procs.Start(t, procs.Spec{
-		Name: "relayserver",
-		Path: procs.Build(t, "relayserver"),
+		Name: "opsserver",
+		Path: procs.Build(t, "opsserver"),
 		Args: args,
 		// The secret goes through the environment, as in production.
 		Env: []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
@@ -268,7 +268,7 @@ func TestRelayUnreachable(t *testing.T) {
 }
 
 // The relay cuts the listener's control channel (as a network failure
-// would); relayserver reconnects and serves again.
+// would); opsserver reconnects and serves again.
 func TestServerReconnectsAfterDrop(t *testing.T) {
 	s := newInProcessStack(t, relaytest.Options{})
 	srv := s.startServer(t)
@@ -279,7 +279,7 @@ func TestServerReconnectsAfterDrop(t *testing.T) {
 		require.Equal(t, 1, s.relay.DropListeners(hc), "the relay cut the listener's control channel")
 		require.Eventually(t, func() bool {
 			return s.relay.Stats().ListenAttempts > before && s.relay.ListenerCount(hc) == 1
-		}, 30*time.Second, 50*time.Millisecond, "relayserver reconnected")
+		}, 30*time.Second, 50*time.Millisecond, "opsserver reconnected")
 		r := s.opsbot(t, nil, "status", "-o", "json")
 		require.Equal(t, exitcode.OK, r.code, "after drop %d: stderr: %s", i+1, r.stderr)
 		var st opsapi.Status
@@ -289,7 +289,7 @@ func TestServerReconnectsAfterDrop(t *testing.T) {
 	assert.Contains(t, srv.Output(), "relay listener offline")
 }
 
-// The relay process dies and comes back on the same address: relayserver
+// The relay process dies and comes back on the same address: opsserver
 // keeps retrying and serves again without a restart of its own.
 func TestServerReconnectsAfterRelayRestart(t *testing.T) {
 	s := newStack(t)
@@ -312,10 +312,10 @@ func TestServerReconnectsAfterRelayRestart(t *testing.T) {
 
 	s.startDevrelay(t)
 	require.Eventually(t, func() bool { return s.opsbot(t, nil, "status").code == exitcode.OK }, 45*time.Second, 250*time.Millisecond,
-		"relayserver reconnected to the restarted relay")
+		"opsserver reconnected to the restarted relay")
 	select {
 	case <-srv.Done():
-		t.Fatal("relayserver exited instead of reconnecting")
+		t.Fatal("opsserver exited instead of reconnecting")
 	default:
 	}
 }
@@ -357,7 +357,7 @@ func TestEventsFollowServerRestart(t *testing.T) {
 	require.NoError(t, cmd.Start())
 
 	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 2 }, 20*time.Second, 20*time.Millisecond)
-	require.NoError(t, srv.Stop(), "relayserver shuts down cleanly on SIGTERM")
+	require.NoError(t, srv.Stop(), "opsserver shuts down cleanly on SIGTERM")
 	s.startServer(t)
 
 	require.NoError(t, cmd.Wait(), "stderr: %s", errOut.String())
@@ -385,19 +385,19 @@ func (b *syncBuffer) String() string {
 }
 
 // A relay that refuses the server's credentials will not change its mind:
-// relayserver exits at once with a message saying so, instead of retrying.
+// opsserver exits at once with a message saying so, instead of retrying.
 func TestServerExitsOnPermanentRelayRefusal(t *testing.T) {
 	s := newStack(t)
 	p := procs.Start(t, procs.Spec{
-		Name: "relayserver",
-		Path: procs.Build(t, "relayserver"),
+		Name: "opsserver",
+		Path: procs.Build(t, "opsserver"),
 		Args: []string{"--relay-insecure", "--api-keys-file", s.keysFile},
 		Env:  []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.sendCS}, // Send right only
 	})
 	select {
 	case <-p.Done():
 	case <-time.After(20 * time.Second):
-		t.Fatal("relayserver kept running with credentials the relay refuses")
+		t.Fatal("opsserver kept running with credentials the relay refuses")
 	}
 	assert.Error(t, p.ExitErr())
 	assert.Contains(t, p.Output(), "cannot listen on the relay")
@@ -492,7 +492,7 @@ func (iss *issuer) token(t *testing.T, claims jwt.MapClaims) string {
 	return s
 }
 
-// relayserver may start before the relay is reachable (a deploy where the
+// opsserver may start before the relay is reachable (a deploy where the
 // network comes up late): it retries and serves once the relay is there.
 func TestServerWaitsForTheRelay(t *testing.T) {
 	s := newFiles(t)
@@ -501,13 +501,13 @@ func TestServerWaitsForTheRelay(t *testing.T) {
 	s.listenCS = relay.Namespace{Host: addr, KeyName: "listen", Key: listenKey, EntityPath: hc}.ConnectionString()
 	s.sendCS = relay.Namespace{Host: addr, KeyName: "send", Key: sendKey, EntityPath: hc}.ConnectionString()
 	srv := procs.Start(t, procs.Spec{
-		Name: "relayserver",
-		Path: procs.Build(t, "relayserver"),
+		Name: "opsserver",
+		Path: procs.Build(t, "opsserver"),
 		Args: []string{"--relay-insecure", "--api-keys-file", s.keysFile},
 		Env:  []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
 	})
 	_, err := srv.WaitOutput("retrying", 20*time.Second)
-	require.NoError(t, err, "relayserver reports the unreachable relay and retries")
+	require.NoError(t, err, "opsserver reports the unreachable relay and retries")
 
 	s.devArgs = []string{"--listen", addr, "--hybrid-connection", hc, "--listen-key", listenKey, "--send-key", sendKey}
 	s.startDevrelay(t)
@@ -542,7 +542,7 @@ func TestLargeAgentListThroughRelay(t *testing.T) {
 	assert.Len(t, list.Agents, n)
 }
 
-// Two relayservers listen on the same hybrid connection (two replicas);
+// Two opsservers listen on the same hybrid connection (two replicas);
 // requests keep working when one of them goes away.
 func TestTwoServersOneGoesAway(t *testing.T) {
 	s := newStack(t)

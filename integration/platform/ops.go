@@ -46,37 +46,37 @@ func (p *Platform) startRelay() error {
 	return err
 }
 
-// StartRelayserver starts the ops server (again, after StopRelayserver)
+// StartOpsServer starts the ops server (again, after StopOpsServer)
 // and waits until it is connected to the relay.
-func (p *Platform) StartRelayserver() error {
+func (p *Platform) StartOpsServer() error {
 	p.mu.Lock()
-	running := p.relayserver != nil && !exited(p.relayserver)
+	running := p.opsserver != nil && !exited(p.opsserver)
 	p.mu.Unlock()
 	if running {
-		return errors.New("relayserver is already running")
+		return errors.New("opsserver is already running")
 	}
-	proc, err := p.launchRelayserver("relayserver")
+	proc, err := p.launchOpsServer("opsserver")
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
-	p.relayserver = proc
+	p.opsserver = proc
 	p.mu.Unlock()
 	return nil
 }
 
-// launchRelayserver starts a relay server and waits until it listens on
+// launchOpsServer starts an ops server and waits until it listens on
 // the relay.
-func (p *Platform) launchRelayserver(label string) (*procs.Process, error) {
+func (p *Platform) launchOpsServer(label string) (*procs.Process, error) {
 	args := append([]string{
 		"--relay-insecure",
 		"--api-keys-file", p.keysFile(),
 		"--registry-file", p.RegistryFile,
 		"--event-interval", "1s",
 		"--shutdown-timeout", "5s",
-	}, p.relayserverRunsArgs()...)
-	args = append(args, p.opts.RelayserverArgs...)
-	proc, err := p.launch("relayserver", label, args, []string{
+	}, p.opsServerRunsArgs()...)
+	args = append(args, p.opts.OpsServerArgs...)
+	proc, err := p.launch("opsserver", label, args, []string{
 		// Secrets through the environment, as in production.
 		"BOTE_RELAYSERVER_CONNECTION_STRING=" + p.ListenConnectionString,
 	})
@@ -87,10 +87,10 @@ func (p *Platform) launchRelayserver(label string) (*procs.Process, error) {
 	return proc, err
 }
 
-// StopRelayserver stops the ops server gracefully (SIGTERM).
-func (p *Platform) StopRelayserver() error {
+// StopOpsServer stops the ops server gracefully (SIGTERM).
+func (p *Platform) StopOpsServer() error {
 	p.mu.Lock()
-	proc := p.relayserver
+	proc := p.opsserver
 	p.mu.Unlock()
 	if proc == nil {
 		return nil
@@ -98,10 +98,10 @@ func (p *Platform) StopRelayserver() error {
 	return proc.Stop()
 }
 
-// KillRelayserver ends the ops server at once, as a crash would.
-func (p *Platform) KillRelayserver() {
+// KillOpsServer ends the ops server at once, as a crash would.
+func (p *Platform) KillOpsServer() {
 	p.mu.Lock()
-	proc := p.relayserver
+	proc := p.opsserver
 	p.mu.Unlock()
 	if proc != nil {
 		proc.Kill()
@@ -198,9 +198,9 @@ func (p *Platform) KillAgent(tenant, id string) {
 // (runtime/cmd/agent readyLine).
 const agentReadyLine = "agent connected "
 
-// relayserverRunsArgs are relayserver's flags for the runs orchestration:
+// opsServerRunsArgs are opsserver's flags for the runs orchestration:
 // state and artifacts in Azurite, the gateway's bus.
-func (p *Platform) relayserverRunsArgs() []string {
+func (p *Platform) opsServerRunsArgs() []string {
 	args := []string{
 		"--storage-connection-string", p.Emulator.ConnectionString,
 		"--secrets-file", p.secretsFile(),
@@ -213,7 +213,7 @@ func (p *Platform) relayserverRunsArgs() []string {
 
 func (p *Platform) secretsFile() string { return filepath.Join(p.Dir, "secrets.json") }
 
-// SetSecrets stores a workspace's deployment secrets in relayserver's
+// SetSecrets stores a workspace's deployment secrets in opsserver's
 // local secret store (the file it re-reads for every run): env reaches
 // the Terraform process as environment variables, vars as input
 // variables.

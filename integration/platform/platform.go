@@ -1,7 +1,7 @@
 // Package platform starts the whole platform on loopback as real
 // processes, the way an operator's laptop or CI runs it: Azurite, the idp,
 // the gateway process, the test relay (devrelay), the ops server
-// (relayserver) and deployment agents, with keys generated and the
+// (opsserver) and deployment agents, with keys generated and the
 // connector registry written in a scratch directory. It also runs the
 // opsbot CLI against it.
 //
@@ -38,7 +38,7 @@ import (
 )
 
 // HybridConnection is the hybrid connection devrelay serves and
-// relayserver listens on.
+// opsserver listens on.
 const HybridConnection = "ops"
 
 // Options configure Start.
@@ -46,7 +46,7 @@ type Options struct {
 	// Dir is the scratch directory for keys, the registry and the
 	// processes' files. It must exist. Required.
 	Dir string
-	// Agents are registered as agents of their tenant (relayserver
+	// Agents are registered as agents of their tenant (opsserver
 	// creates the tenants from the registry); those with Start set are
 	// started with the platform, StartAgent starts the others later.
 	Agents []Agent
@@ -59,10 +59,10 @@ type Options struct {
 	// Output, when set, also receives every process's output, each line
 	// prefixed with the process's name.
 	Output io.Writer
-	// RelayserverArgs and GatewayArgs are added to relayserver's and the
+	// OpsServerArgs and GatewayArgs are added to opsserver's and the
 	// gateway's command lines.
-	RelayserverArgs []string
-	GatewayArgs     []string
+	OpsServerArgs []string
+	GatewayArgs   []string
 	// StartTimeout bounds the start of each process (default 60 s).
 	StartTimeout time.Duration
 	// Connectors are registered plain connectors (no role): programs a
@@ -148,23 +148,23 @@ type Platform struct {
 	RelayNamespace         string
 	ListenConnectionString string
 	SendConnectionString   string
-	// APIKey is an operator API key relayserver accepts.
+	// APIKey is an operator API key opsserver accepts.
 	APIKey string
 
 	ownEmulator bool
 	keyFiles    map[string]string // client id → private key file
 
-	mu          sync.Mutex
-	idp         *procs.Process
-	gateway     *procs.Process
-	devrelay    *procs.Process
-	relayserver *procs.Process
-	replicas    map[string][]*procs.Process // "idp", "gateway", "relayserver" → replicas 1..n-1
-	balancers   map[string]*balancer        // "idp", "gateway" → in front of their replicas
-	agents      map[string]*procs.Process   // client id → process
-	all         []*procs.Process            // everything started, in order
-	names       map[*procs.Process]string   // labels for Outputs
-	stopped     bool
+	mu        sync.Mutex
+	idp       *procs.Process
+	gateway   *procs.Process
+	devrelay  *procs.Process
+	opsserver *procs.Process
+	replicas  map[string][]*procs.Process // "idp", "gateway", "opsserver" → replicas 1..n-1
+	balancers map[string]*balancer        // "idp", "gateway" → in front of their replicas
+	agents    map[string]*procs.Process   // client id → process
+	all       []*procs.Process            // everything started, in order
+	names     map[*procs.Process]string   // labels for Outputs
+	stopped   bool
 }
 
 // Start brings the platform up. On error, whatever started is stopped,
@@ -215,7 +215,7 @@ func (p *Platform) start(ctx context.Context) error {
 	if err := p.startRelay(); err != nil {
 		return err
 	}
-	if err := p.StartRelayserver(); err != nil {
+	if err := p.StartOpsServer(); err != nil {
 		return err
 	}
 	if err := p.startReplicas(); err != nil {
@@ -232,7 +232,7 @@ func (p *Platform) start(ctx context.Context) error {
 }
 
 // binaries are the runtime/cmd programs the platform runs.
-var binaries = []string{"idp", "gateway", "devrelay", "relayserver", "agent", "opsbot", "connector"}
+var binaries = []string{"idp", "gateway", "devrelay", "opsserver", "agent", "opsbot", "connector"}
 
 // Binaries makes the platform's programs available to a whole test binary
 // (call it from TestMain): those in $BOTE_BIN_DIR (`make build`), or else

@@ -86,21 +86,21 @@ func (p *Platform) startReplicas() error {
 			return err
 		}
 		p.front("gateway", i, gatewayURL)
-		rs, err := p.launchRelayserver(fmt.Sprintf("relayserver-%d", i))
+		rs, err := p.launchOpsServer(fmt.Sprintf("opsserver-%d", i))
 		if err != nil {
 			return err
 		}
 		p.mu.Lock()
 		p.replicas["idp"] = append(p.replicas["idp"], idp)
 		p.replicas["gateway"] = append(p.replicas["gateway"], gw)
-		p.replicas["relayserver"] = append(p.replicas["relayserver"], rs)
+		p.replicas["opsserver"] = append(p.replicas["opsserver"], rs)
 		p.mu.Unlock()
 	}
 	return nil
 }
 
 // RestartReplica starts replica i (i ≥ 1) of "gateway", "idp" or
-// "relayserver" again after it was killed or stopped, on a new port behind
+// "opsserver" again after it was killed or stopped, on a new port behind
 // the same balancer.
 func (p *Platform) RestartReplica(kind string, i int) error {
 	p.mu.Lock()
@@ -123,8 +123,8 @@ func (p *Platform) RestartReplica(kind string, i int) error {
 		proc, url, err = p.launchGateway(label)
 	case "idp":
 		proc, url, err = p.startIdp(label)
-	case "relayserver":
-		proc, err = p.launchRelayserver(label)
+	case "opsserver":
+		proc, err = p.launchOpsServer(label)
 	default:
 		return fmt.Errorf("no replicas of %q", kind)
 	}
@@ -138,8 +138,8 @@ func (p *Platform) RestartReplica(kind string, i int) error {
 	return nil
 }
 
-// Replica returns replica i (0 is the one StartRelayserver and the agents'
-// gateway are) of "gateway", "idp" or "relayserver", nil if there is none.
+// Replica returns replica i (0 is the one StartOpsServer and the agents'
+// gateway are) of "gateway", "idp" or "opsserver", nil if there is none.
 func (p *Platform) Replica(kind string, i int) *procs.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -148,8 +148,8 @@ func (p *Platform) Replica(kind string, i int) *procs.Process {
 		return p.gateway
 	case i == 0 && kind == "idp":
 		return p.idp
-	case i == 0 && kind == "relayserver":
-		return p.relayserver
+	case i == 0 && kind == "opsserver":
+		return p.opsserver
 	case i > 0 && i <= len(p.replicas[kind]):
 		return p.replicas[kind][i-1]
 	}

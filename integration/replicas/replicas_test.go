@@ -44,8 +44,8 @@ func slow(t *testing.T, seconds int) string {
 // killed (SIGKILL) while an apply runs and agents hold sessions.
 func TestReplicaKilledMidRun(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,
-		Agents:          []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
-		RelayserverArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
+		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
+		OpsServerArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
 	})
 	p.Expect(t, 0, tenant, "workspaces", "create", "app")
 	id := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "app", "--dir", slow(t, 12)))
@@ -55,7 +55,7 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	_, err = apply.WaitOutput("slow apply starting", 2*time.Minute)
 	require.NoError(t, err, apply.Output())
 
-	for _, kind := range []string{"relayserver", "gateway", "idp"} {
+	for _, kind := range []string{"opsserver", "gateway", "idp"} {
 		p.Replica(kind, 0).Kill()
 	}
 

@@ -1,7 +1,7 @@
 // Package runs checks the ops server's durable run state on real storage:
 // the runs.Store contract (runstore/storetest) and the artifact store on
 // Azurite, including claim races between two store instances (two
-// relayserver replicas) and restarts onto a new instance.
+// opsserver replicas) and restarts onto a new instance.
 package runs
 
 import (

@@ -24,7 +24,7 @@ import (
 	"github.com/botehq/platform/runtime/tfresult"
 )
 
-// refusedLine is what relayserver logs for every message of a connector
+// refusedLine is what opsserver logs for every message of a connector
 // that is not a registered agent of its tenant (runtime/dispatch).
 const refusedLine = "agent message refused: sender is not a registered agent of its tenant"
 
@@ -197,7 +197,7 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 }
 
 // setAgentRole rewrites the registry file with the agent role of clientID
-// granted or withdrawn, and waits until relayserver loaded it.
+// granted or withdrawn, and waits until opsserver loaded it.
 func setAgentRole(t *testing.T, s *server, clientID string, agent bool) {
 	t.Helper()
 	file := filepath.Join(s.dir, "registry.json")
@@ -219,7 +219,7 @@ func setAgentRole(t *testing.T, s *server, clientID string, agent bool) {
 	loaded := strings.Count(s.rs.Output(), "connector registry loaded")
 	require.NoError(t, os.WriteFile(file, data, 0o644))
 	require.Eventually(t, func() bool { return strings.Count(s.rs.Output(), "connector registry loaded") > loaded },
-		15*time.Second, 100*time.Millisecond, "relayserver reloads the registry")
+		15*time.Second, 100*time.Millisecond, "opsserver reloads the registry")
 }
 
 // drain returns what arrived at a fake agent so far.

@@ -1,5 +1,5 @@
 // Package runsserver runs the ops server's agent side end to end with real
-// processes (Azurite, idp, gateway, relayserver) and fake agents written
+// processes (Azurite, idp, gateway, opsserver) and fake agents written
 // with runtime/connector in the test, so it checks the server against the
 // protocol (runtime/runproto) rather than against the agent binary: a run
 // goes to exactly one agent of its tenant, another tenant's agent can
@@ -115,14 +115,14 @@ func startServer(t *testing.T) *server {
 	s.rsArgs = []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
 		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s",
 		"--upload-link-ttl", uploadLinkTTL.String()}
-	s.startRelayserver(t)
+	s.startOpsServer(t)
 	return s
 }
 
-// startRelayserver starts (or restarts) the ops server on a new port.
-func (s *server) startRelayserver(t *testing.T) {
+// startOpsServer starts (or restarts) the ops server on a new port.
+func (s *server) startOpsServer(t *testing.T) {
 	t.Helper()
-	s.rs = procs.Start(t, procs.Spec{Name: "relayserver", Path: procs.Build(t, "relayserver"), Args: s.rsArgs,
+	s.rs = procs.Start(t, procs.Spec{Name: "opsserver", Path: procs.Build(t, "opsserver"), Args: s.rsArgs,
 		Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + s.emu.ConnectionString}})
 	url, err := s.rs.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
@@ -334,7 +334,7 @@ func bundle(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-// settled waits until relayserver has taken off the bus everything agents
+// settled waits until opsserver has taken off the bus everything agents
 // sent so far, handled or refused: bote-cloud holds no message, hidden or
 // not (a connector's Send returns once the gateway enqueued it there). It
 // stands in for sleeping "long enough for the server to refuse them".
@@ -345,7 +345,7 @@ func (s *server) settled(t *testing.T) {
 	require.Eventually(t, func() bool {
 		p, err := q.GetProperties(context.Background(), nil)
 		return err == nil && p.ApproximateMessagesCount != nil && *p.ApproximateMessagesCount == 0
-	}, 15*time.Second, 50*time.Millisecond, "relayserver settles what agents sent")
+	}, 15*time.Second, 50*time.Millisecond, "opsserver settles what agents sent")
 }
 
 // waitRun polls the API until the run is in state.
@@ -581,7 +581,7 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 		WorkdirUploaded: true, WorkdirSHA256: hex.EncodeToString(sum[:]), WorkdirSize: int64(len(workdir)), LastSeq: 0})
 	a1.setRunning()
 
-	s.startRelayserver(t)
+	s.startOpsServer(t)
 	// Auto-apply: the restarted server records the plan and assigns the apply.
 	ap := a1.assignment(20 * time.Second)
 	assert.Equal(t, tfresult.Apply, ap.Op)

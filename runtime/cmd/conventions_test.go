@@ -188,8 +188,8 @@ var bigFuncs = map[string]bool{
 	"components/infratest/schemagen/main.go generate":        true,
 	// A command's flags (and a cobra group's subcommands) declared together,
 	// as -h lists them.
-	"runtime/cmd/relayserver/options.go parseOptions":          true,
-	"runtime/cmd/relayserver/apikey.go runAPIKey":              true,
+	"runtime/cmd/opsserver/options.go parseOptions":            true,
+	"runtime/cmd/opsserver/apikey.go runAPIKey":                true,
 	"runtime/cmd/agent/main.go run":                            true,
 	"stacks/config.go loadConfig":                              true,
 	"runtime/cmd/opsbot/policies.go policiesCommand":           true,
@@ -266,7 +266,7 @@ func TestConfigErrorsNameTheirPackage(t *testing.T) {
 		// operator wrote (output:, namespace:), after opsbot's
 		// "configuration error:".
 		"opsconfig.Config": true,
-		// The relay server's flags: errors name the flag (--local-listen:).
+		// The ops server's flags: errors name the flag (--local-listen:).
 		"opsserver.Config": true,
 	}
 	forGoFiles(t, "..", 0, func(_ string, fset *token.FileSet, f *ast.File) {

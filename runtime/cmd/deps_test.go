@@ -134,7 +134,7 @@ func TestExamplesLinkNoTestTooling(t *testing.T) {
 	}
 }
 
-// serverOnly are packages only the servers (relay server, gateway, idp) may
+// serverOnly are packages only the servers (ops server, gateway, idp) may
 // link: the ops server, the run manager and its stores, the ops API server,
 // operator authentication, secrets, the audit log, the cloud side and the drivers of
 // the gateway bus, the gateway process, the token issuer.

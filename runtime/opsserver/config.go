@@ -6,7 +6,7 @@
 // Terraform runs (packages runs, runstore, artifacts), dispatches them to
 // agents through the gateway (packages dispatch, botecloud) and records an
 // audit log (package audit). Run wires all of it from a Config, as
-// gatewayserver.Run does for the gateway; the relayserver command only turns
+// gatewayserver.Run does for the gateway; the opsserver command only turns
 // flags and environment into a Config.
 package opsserver
 
@@ -25,7 +25,7 @@ import (
 )
 
 // Config is the ops server's configuration. Each field is set by the
-// relayserver flag named in its comment; Validate names bad fields by
+// opsserver flag named in its comment; Validate names bad fields by
 // those flags, as operators know them.
 type Config struct {
 	// Relay.
@@ -95,7 +95,7 @@ type Config struct {
 	// Logger receives the server's logs (default: discarded).
 	Logger *slog.Logger
 	// Stdout receives one line per listener once it serves, e.g.
-	// "relayserver listening on http://127.0.0.1:8080" (default: discarded).
+	// "opsserver listening on http://127.0.0.1:8080" (default: discarded).
 	Stdout io.Writer
 }
 

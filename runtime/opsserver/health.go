@@ -71,7 +71,7 @@ func serveHealth(ctx context.Context, c Config, log *slog.Logger, stdout io.Writ
 		<-ctx.Done()
 		hs.Close()
 	}()
-	fmt.Fprintf(stdout, "relayserver health check on http://%s/healthz\n", ln.Addr())
+	fmt.Fprintf(stdout, "opsserver health check on http://%s/healthz\n", ln.Addr())
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fatal <- fmt.Errorf("health listener failed: %w", err)

@@ -97,14 +97,14 @@ func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	for local == "" || health == "" {
 		select {
 		case l := <-lines:
-			if u, ok := strings.CutPrefix(l, "relayserver listening on "); ok {
+			if u, ok := strings.CutPrefix(l, "opsserver listening on "); ok {
 				local = u
 			}
-			if u, ok := strings.CutPrefix(l, "relayserver health check on "); ok {
+			if u, ok := strings.CutPrefix(l, "opsserver health check on "); ok {
 				health = strings.TrimSuffix(u, "/healthz")
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("relayserver did not start both listeners")
+			t.Fatal("opsserver did not start both listeners")
 		}
 	}
 

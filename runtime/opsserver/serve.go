@@ -188,7 +188,7 @@ func (s *server) listen(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("cannot listen on %s: %w", s.c.LocalListen, err)
 		}
-		fmt.Fprintf(s.stdout, "relayserver listening on http://%s\n", ln.Addr())
+		fmt.Fprintf(s.stdout, "opsserver listening on http://%s\n", ln.Addr())
 		s.log.Info("serving the ops API locally", "addr", ln.Addr().String(), "version", s.c.Version)
 		go func() {
 			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -213,7 +213,7 @@ func (s *server) listen(ctx context.Context) error {
 			return
 		}
 		s.relay.Store(l)
-		fmt.Fprintf(s.stdout, "relayserver listening on sb://%s (relay listener id %s)\n", l.Addr(), l.ID())
+		fmt.Fprintf(s.stdout, "opsserver listening on sb://%s (relay listener id %s)\n", l.Addr(), l.ID())
 		s.log.Info("serving the ops API through the relay", "relay", l.Addr().String(), "listener_id", l.ID(), "version", s.c.Version)
 		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fatal <- fmt.Errorf("relay listener stopped: %w", err)

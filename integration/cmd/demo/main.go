@@ -1,6 +1,6 @@
 // Command demo runs the platform's main job locally on Azurite: it starts
 // the emulator and the platform's processes on loopback (idp, gateway,
-// devrelay, relayserver and one deployment agent; package
+// devrelay, opsserver and one deployment agent; package
 // integration/platform), then drives them the way an operator would with
 // the opsbot CLI: create a workspace, plan the sample configuration in
 // examples/, apply the saved plan and print the outputs. Everything stops
@@ -119,7 +119,7 @@ type demo struct {
 
 // start starts the platform with one agent and writes opsbot.env.
 func (d *demo) start(ctx context.Context) error {
-	d.step(1, "starting the platform on loopback: Azurite, idp, gateway, devrelay, relayserver, agent "+tenant+"/"+agentID)
+	d.step(1, "starting the platform on loopback: Azurite, idp, gateway, devrelay, opsserver, agent "+tenant+"/"+agentID)
 	started := time.Now()
 	p, err := platform.Start(ctx, platform.Options{
 		Dir:    d.dir,
@@ -127,7 +127,7 @@ func (d *demo) start(ctx context.Context) error {
 		Output: d.output,
 		// Everything is on loopback: webhooks may reach a receiver there
 		// (docs/notifications.md, examples/webhook).
-		RelayserverArgs: []string{"--webhook-allow-private"},
+		OpsServerArgs: []string{"--webhook-allow-private"},
 	})
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errors.New("apikey: want a subcommand: create, list, rotate or revoke")
 	}
 	sub := args[0]
-	fset := flag.NewFlagSet("relayserver apikey "+sub, flag.ContinueOnError)
+	fset := flag.NewFlagSet("opsserver apikey "+sub, flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	file := fset.String("keys-file", "", "API keys file (created by the first create)")
 	var o opsserver.Config

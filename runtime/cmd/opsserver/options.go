@@ -31,7 +31,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		logLevel         slog.Level
 		logFormat        string
 	)
-	fs := flag.NewFlagSet("relayserver", flag.ContinueOnError)
+	fs := flag.NewFlagSet("opsserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.RelayConnectionString, "connection-string", "", "Relay connection string (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...;EntityPath=...)")
 	fs.StringVar(&c.Namespace, "namespace", "", "Relay namespace: bare name, host, or connection string")
@@ -45,7 +45,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&c.LocalListen, "local-listen", "", "also serve on this loopback address, e.g. 127.0.0.1:8080 (local use)")
 	fs.StringVar(&c.HealthListen, "health-listen", "", "serve GET /healthz, /readyz and /metrics (Prometheus) on this address, e.g. :8080, for probes and scrapers; the API stays relay-only")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof endpoints on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
-	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "operator API keys file (hashed; see `relayserver apikey`); reloaded when it changes")
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "operator API keys file (hashed; see `opsserver apikey`); reloaded when it changes")
 	fs.StringVar(&c.APIKeysTable, "api-keys-table", "", "operator API keys table in the run storage (hashed; shared by every replica, re-read every 5s), instead of --api-keys-file")
 	fs.StringVar(&c.OAuthIssuer, "oauth-issuer", "", "issuer of operator OAuth2 access tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0")
 	fs.StringVar(&c.OAuthAudience, "oauth-audience", "", "audience operator tokens must carry")

@@ -1,15 +1,15 @@
-// Command relayserver is the ops server (package opsserver): it serves the
+// Command opsserver is the ops server (package opsserver): it serves the
 // versioned ops API (package opsapi) to operators' opsbot CLIs through an
 // Azure Relay Hybrid Connections listener (package relay), and optionally on
 // a loopback port for local use. This command only turns flags and
 // environment into an opsserver.Config, and edits API keys. Operators authenticate with API keys (stored hashed) or
 // OAuth2 access tokens from a configured issuer (package operatorauth).
 //
-//	relayserver [flags]                     serve
-//	relayserver apikey create --keys-file F --id ID (--admin | --role TENANT=ROLE ...) [--description D]
-//	relayserver apikey list   --keys-file F
-//	relayserver apikey rotate --keys-file F --id ID
-//	relayserver apikey revoke --keys-file F --id ID
+//	opsserver [flags]                     serve
+//	opsserver apikey create --keys-file F --id ID (--admin | --role TENANT=ROLE ...) [--description D]
+//	opsserver apikey list   --keys-file F
+//	opsserver apikey rotate --keys-file F --id ID
+//	opsserver apikey revoke --keys-file F --id ID
 //
 // The apikey commands edit the key store directly, to bootstrap the first
 // admin key; afterwards admins manage keys through the API (opsbot keys).
@@ -35,11 +35,11 @@ import (
 // version is the module version the binary was built from.
 var version = buildinfo.Read().Version
 
-func main() { program.Main("relayserver", run) }
+func main() { program.Main("opsserver", run) }
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if buildinfo.Requested(args) {
-		_, err := fmt.Fprintln(stdout, "relayserver", buildinfo.Read())
+		_, err := fmt.Fprintln(stdout, "opsserver", buildinfo.Read())
 		return err
 	}
 	if len(args) > 0 && args[0] == "apikey" {
