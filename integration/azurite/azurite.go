@@ -66,6 +66,19 @@ type Options struct {
 	// Persist keeps the data on disk (a scratch directory, removed by
 	// Stop) instead of in memory, so Restart brings it back. npm only.
 	Persist bool
+	// FastQueues preloads lokipatch.js into Azurite: without it every
+	// dequeue, delete and update of a message rebuilds (sorts) all the
+	// indices of the account's message collection, so each request costs
+	// O(M log M) in all the messages of the account, and a sweep of
+	// Azurite's extent clean-up one such rebuild per message body it
+	// frees. With thousands of messages in flight (a broadcast to
+	// thousands of queues) Azurite then serves tens of requests a second
+	// and freezes for minutes, which Azure Storage, whose cost per request
+	// does not grow with the account's message count, never does. The
+	// patch only changes how LokiJS keeps its indices for batches of up to
+	// 16 documents, one document at a time as it already does outside
+	// batches (TestFastQueues). npm only; fleet-scale benchmarks use it.
+	FastQueues bool
 }
 
 // Start runs an emulator. The caller must call Stop.
@@ -79,22 +92,23 @@ func Start(ctx context.Context, opts Options) (*Emulator, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
 
-	if opts.Persist && opts.Mode != "docker" {
-		return startNPM(ctx, true)
+	npmOnly := opts.Persist || opts.FastQueues
+	if npmOnly && opts.Mode != "docker" {
+		return startNPM(ctx, opts)
 	}
 	switch opts.Mode {
 	case "docker":
-		if opts.Persist {
-			return nil, errors.New("azurite: Persist (and Restart) need the npm Azurite (BOTE_AZURITE=npm)")
+		if npmOnly {
+			return nil, errors.New("azurite: Persist (and Restart) and FastQueues need the npm Azurite (BOTE_AZURITE=npm)")
 		}
 		return startDocker(ctx)
 	case "npm":
-		return startNPM(ctx, false)
+		return startNPM(ctx, opts)
 	case "":
 		if err := dockerAvailable(ctx); err == nil {
 			return startDocker(ctx)
 		}
-		return startNPM(ctx, false)
+		return startNPM(ctx, opts)
 	default:
 		return nil, fmt.Errorf("BOTE_AZURITE=%q: want docker, npm or empty (auto)", opts.Mode)
 	}
@@ -104,7 +118,13 @@ func Start(ctx context.Context, opts Options) (*Emulator, error) {
 // (never skips) if no emulator can be started, with instructions.
 func New(t testing.TB) *Emulator {
 	t.Helper()
-	e, err := Start(context.Background(), Options{})
+	return NewWith(t, Options{})
+}
+
+// NewWith is New with options.
+func NewWith(t testing.TB, opts Options) *Emulator {
+	t.Helper()
+	e, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("cannot start Azurite: %v", err)
 	}

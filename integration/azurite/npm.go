@@ -20,9 +20,12 @@ import (
 
 // listening matches Azurite's "Azurite Queue service is successfully
 // listening at http://127.0.0.1:45105".
+// patched is what lokipatch.js prints once it is in place.
+const patched = "bote lokipatch: in place"
+
 var listening = regexp.MustCompile(`Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)`)
 
-func startNPM(ctx context.Context, persist bool) (*Emulator, error) {
+func startNPM(ctx context.Context, opts Options) (*Emulator, error) {
 	root, err := procs.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -40,7 +43,10 @@ func startNPM(ctx context.Context, persist bool) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create Azurite working directory: %w", err)
 	}
-	n := &npmAzurite{bin: bin, dir: dir, persist: persist, ports: map[string]string{"Blob": "0", "Queue": "0", "Table": "0"}}
+	n := &npmAzurite{bin: bin, dir: dir, persist: opts.Persist, ports: map[string]string{"Blob": "0", "Queue": "0", "Table": "0"}}
+	if opts.FastQueues {
+		n.env = []string{"NODE_OPTIONS=--require " + filepath.Join(root, "integration", "azurite", "lokipatch.js")}
+	}
 	if err := n.launch(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -52,7 +58,7 @@ func startNPM(ctx context.Context, persist bool) (*Emulator, error) {
 		os.RemoveAll(dir)
 		return err
 	}
-	if persist {
+	if opts.Persist {
 		e.restart = n.restart
 	}
 	for _, u := range []string{e.BlobURL, e.QueueURL, e.TableURL} {
@@ -69,6 +75,7 @@ func startNPM(ctx context.Context, persist bool) (*Emulator, error) {
 type npmAzurite struct {
 	bin, dir string
 	persist  bool
+	env      []string          // NODE_OPTIONS preloading lokipatch.js (Options.FastQueues)
 	ports    map[string]string // service → port; "0" until the first start
 
 	mu   sync.Mutex
@@ -85,9 +92,17 @@ func (n *npmAzurite) launch(ctx context.Context) error {
 	} else {
 		args = append(args, commonArgs...)
 	}
-	p, err := procs.Launch(procs.Spec{Name: "azurite", Path: n.bin, Args: args, Dir: n.dir, StopGrace: 5 * time.Second})
+	p, err := procs.Launch(procs.Spec{Name: "azurite", Path: n.bin, Args: args, Env: n.env, Dir: n.dir, StopGrace: 5 * time.Second})
 	if err != nil {
 		return err
+	}
+	if n.env != nil {
+		// The patch says it is in place before Azurite starts; a LokiJS
+		// that no longer has what it patches fails the start.
+		if _, err := p.WaitOutput(patched, time.Until(deadline(ctx))); err != nil {
+			_ = p.Stop()
+			return fmt.Errorf("Azurite did not load lokipatch.js: %w\n%s", err, p.Output())
+		}
 	}
 	n.mu.Lock()
 	n.p = p
