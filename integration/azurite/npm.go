@@ -20,8 +20,8 @@ import (
 
 // listening matches Azurite's "Azurite Queue service is successfully
 // listening at http://127.0.0.1:45105".
-// patched is what lokipatch.js prints once it is in place.
-const patched = "bote lokipatch: in place"
+// patched is what fleet.js prints once it is in place.
+const patched = "bote fleet.js: in place"
 
 var listening = regexp.MustCompile(`Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)`)
 
@@ -44,8 +44,8 @@ func startNPM(ctx context.Context, opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("cannot create Azurite working directory: %w", err)
 	}
 	n := &npmAzurite{bin: bin, dir: dir, persist: opts.Persist, ports: map[string]string{"Blob": "0", "Queue": "0", "Table": "0"}}
-	if opts.FastQueues {
-		n.env = []string{"NODE_OPTIONS=--require " + filepath.Join(root, "integration", "azurite", "lokipatch.js")}
+	if opts.Fleet {
+		n.env = []string{"NODE_OPTIONS=--require " + filepath.Join(root, "integration", "azurite", "fleet.js")}
 	}
 	if err := n.launch(ctx); err != nil {
 		os.RemoveAll(dir)
@@ -75,7 +75,7 @@ func startNPM(ctx context.Context, opts Options) (*Emulator, error) {
 type npmAzurite struct {
 	bin, dir string
 	persist  bool
-	env      []string          // NODE_OPTIONS preloading lokipatch.js (Options.FastQueues)
+	env      []string          // NODE_OPTIONS preloading fleet.js (Options.Fleet)
 	ports    map[string]string // service → port; "0" until the first start
 
 	mu   sync.Mutex
@@ -101,7 +101,7 @@ func (n *npmAzurite) launch(ctx context.Context) error {
 		// that no longer has what it patches fails the start.
 		if _, err := p.WaitOutput(patched, time.Until(deadline(ctx))); err != nil {
 			_ = p.Stop()
-			return fmt.Errorf("Azurite did not load lokipatch.js: %w\n%s", err, p.Output())
+			return fmt.Errorf("Azurite did not load fleet.js: %w\n%s", err, p.Output())
 		}
 	}
 	n.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/queueerror"
@@ -36,7 +37,9 @@ import (
 // same machine load; a round during which Azurite stalled (see stallProbe)
 // is reported and left out. Subscriber counts: BOTE_BENCH_SUBSCRIBERS
 // (comma-separated, default "100,1000"); BOTE_BENCH_ROUTE_FAN_OUT sets the
-// gateway's --route-fan-out; BOTE_BENCH_STALL the stall threshold (1s).
+// gateway's --route-fan-out and the baseline's requests in flight alike;
+// BOTE_BENCH_STALL the stall threshold (1s); BOTE_BENCH_ROUNDS the clean
+// rounds wanted of each side (3), after one warm-up round not counted.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range envCounts(b, "BOTE_BENCH_SUBSCRIBERS", 100, 1000) {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchBroadcast(b, n) })
@@ -50,7 +53,11 @@ func benchBroadcast(b *testing.B, n int) {
 		ids[i] = fmt.Sprintf("s%05d", i)
 	}
 	var args []string
+	fanOut := routing.DefaultFanOut
 	if v := os.Getenv("BOTE_BENCH_ROUTE_FAN_OUT"); v != "" { // 16 was the fixed bound before it was a flag
+		var err error
+		fanOut, err = strconv.Atoi(v)
+		require.NoError(b, err, "BOTE_BENCH_ROUTE_FAN_OUT")
 		args = append(args, "--route-fan-out", v)
 	}
 	g := newFleetGateway(b, map[string][]string{tenant: ids}, args...)
@@ -69,42 +76,53 @@ func benchBroadcast(b *testing.B, n int) {
 	startFleet(b, g, tenant, ids, topic, handler)
 	b.Logf("%d subscribers connected and subscribed in %s", n, time.Since(setup).Round(time.Second))
 	svc := g.cloud("bench", nil)
-	raw := newRawFanOut(b, g.emu.ConnectionString, n)
+	raw := newRawFanOut(b, g.emu.ConnectionString, n, fanOut)
+
+	// A round: the baseline, then the same through the gateway; each side's
+	// duration, and the longest stall of Azurite during it (0: none).
+	type side struct{ took, stall time.Duration }
+	settle := time.Second + time.Duration(n)*time.Millisecond // the connectors' deletes trail their handlers
+	round := func(r int) (base, viaGateway side) {
+		start := time.Now()
+		raw.run(b)
+		base = side{time.Since(start), probe.worst(start, time.Now())}
+		got.Store(0)
+		id := fmt.Sprintf("b%d-%d", r, time.Now().UnixNano())
+		current.Store(id)
+		start = time.Now()
+		_, err := svc.Broadcast(ctxFor(b, time.Minute), tenant, topic, botecloud.OutMessage{ID: id, Body: []byte("news")})
+		require.NoError(b, err)
+		select {
+		case <-all:
+		case <-time.After(10 * time.Minute): // Azurite's freezes have lasted minutes
+			b.Fatalf("broadcast %s reached %d of %d subscribers in 10 minutes", id, got.Load(), n)
+		}
+		viaGateway = side{time.Since(start), probe.worst(start, time.Now())}
+		time.Sleep(settle)
+		return base, viaGateway
+	}
+	// Not counted: the first round of each side pays for connections,
+	// caches and the router's first subscription query.
+	wr, wg := round(-1)
+	b.Logf("warm-up round, not counted: raw %s, routed %s", wr.took.Round(time.Millisecond), wg.took.Round(time.Millisecond))
 
 	var routed, baseline []time.Duration
 	var stalled []string
-	// Rounds until both sides have three that Azurite did not stall.
-	const want, most = 3, 10
+	keep := func(what string, r int, s side, into *[]time.Duration) {
+		if s.stall > 0 {
+			stalled = append(stalled, fmt.Sprintf("%s round %d (%s; Azurite stalled %s)", what, r, s.took.Round(time.Millisecond), s.stall.Round(time.Millisecond)))
+			return
+		}
+		*into = append(*into, s.took)
+	}
+	// Rounds until both sides have BOTE_BENCH_ROUNDS (3) that Azurite did
+	// not stall, at most three times as many.
+	want := envCounts(b, "BOTE_BENCH_ROUNDS", 3)[0]
 	for b.Loop() {
-		for round := 0; round < most && (len(routed) < want || len(baseline) < want); round++ {
-			// Baseline.
-			start := time.Now()
-			raw.run(b)
-			took := time.Since(start)
-			if s := probe.worst(start, time.Now()); s > 0 {
-				stalled = append(stalled, fmt.Sprintf("raw round %d (%s; Azurite stalled %s)", round, took.Round(time.Millisecond), s.Round(time.Millisecond)))
-			} else {
-				baseline = append(baseline, took)
-			}
-			// Through the gateway.
-			got.Store(0)
-			id := fmt.Sprintf("b%d-%d", round, time.Now().UnixNano())
-			current.Store(id)
-			start = time.Now()
-			_, err := svc.Broadcast(ctxFor(b, time.Minute), tenant, topic, botecloud.OutMessage{ID: id, Body: []byte("news")})
-			require.NoError(b, err)
-			select {
-			case <-all:
-			case <-time.After(10 * time.Minute): // Azurite's freezes have lasted minutes
-				b.Fatalf("broadcast %s reached %d of %d subscribers in 10 minutes", id, got.Load(), n)
-			}
-			took = time.Since(start)
-			if s := probe.worst(start, time.Now()); s > 0 {
-				stalled = append(stalled, fmt.Sprintf("routed round %d (%s; Azurite stalled %s)", round, took.Round(time.Millisecond), s.Round(time.Millisecond)))
-			} else {
-				routed = append(routed, took)
-			}
-			time.Sleep(time.Second) // connectors' deletes settle
+		for r := 0; r < 3*want+1 && (len(routed) < want || len(baseline) < want); r++ {
+			rawSide, routedSide := round(r)
+			keep("raw", r, rawSide, &baseline)
+			keep("routed", r, routedSide, &routed)
 		}
 	}
 	if len(routed) == 0 || len(baseline) == 0 {
@@ -179,16 +197,21 @@ func startFleet(b *testing.B, g *gateway, tenant string, ids []string, topic str
 }
 
 // rawFanOut is the baseline: one message put on, read from and deleted
-// from each of n queues, routing.DefaultFanOut puts in flight and as many
-// reads and deletes, straight on the Azure SDK.
+// from each of n queues, as many puts in flight as the router's fan-out
+// bound and as many reads and deletes, straight on the Azure SDK.
 type rawFanOut struct {
 	queues []*azqueue.QueueClient
+	fanOut int
 }
 
-func newRawFanOut(b *testing.B, connectionString string, n int) *rawFanOut {
-	svc, err := azqueue.NewServiceClientFromConnectionString(connectionString, nil)
+func newRawFanOut(b *testing.B, connectionString string, n, fanOut int) *rawFanOut {
+	// A connection kept for each request in flight, as the worker's storage
+	// client does; the SDK's default keeps 10.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 2 * fanOut
+	svc, err := azqueue.NewServiceClientFromConnectionString(connectionString, &azqueue.ClientOptions{ClientOptions: policy.ClientOptions{Transport: &http.Client{Transport: t}}})
 	require.NoError(b, err)
-	r := &rawFanOut{}
+	r := &rawFanOut{fanOut: fanOut}
 	for i := range n {
 		q := svc.NewQueueClient(fmt.Sprintf("rawbench-%05d", i))
 		_, err := q.Create(context.Background(), nil)
@@ -226,7 +249,7 @@ func (r *rawFanOut) run(b *testing.B) {
 		failed = cmp.Or(failed, err)
 	}
 	var puts, reads sync.WaitGroup
-	for range routing.DefaultFanOut {
+	for range r.fanOut {
 		puts.Add(1)
 		go func() {
 			defer puts.Done()

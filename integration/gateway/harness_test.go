@@ -103,9 +103,13 @@ func newGateway(t *testing.T, gatewayArgs ...string) *gateway {
 }
 
 // newFleetGateway is newGateway with the connectors of fleet registered too.
+// A fleet (the benchmarks' thousands of connectors) runs on an Azurite
+// made for it (azurite.Options.Fleet); BOTE_BENCH_STOCK_AZURITE=1 runs it
+// on the stock one.
 func newFleetGateway(t testing.TB, fleet map[string][]string, gatewayArgs ...string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, fleet: fleet, emu: azurite.New(t), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
+	opts := azurite.Options{Fleet: len(fleet) > 0 && os.Getenv("BOTE_BENCH_STOCK_AZURITE") != "1"}
+	g := &gateway{t: t, fleet: fleet, emu: azurite.NewWith(t, opts), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
 	g.writeRegistry(nil)
 
 	g.idp = procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{

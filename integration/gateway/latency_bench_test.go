@@ -42,7 +42,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	svc := g.cloud("latency", nil)
 	a1 := g.connector("tenant-a", "a1")
 	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
-	raw := newRawFanOut(b, g.emu.ConnectionString, 1).queues[0]
+	raw := newRawFanOut(b, g.emu.ConnectionString, 1, 1).queues[0]
 	const n = 40
 	for range b.N {
 		for range 5 { // warm-up: queue created, SAS granted

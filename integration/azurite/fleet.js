@@ -1,6 +1,7 @@
-// Preloaded into Azurite (node --require) by azurite.Options.FastQueues;
-// see there for why.
-//
+// Preloaded into Azurite (node --require) by azurite.Options.Fleet; see
+// there for why.
+"use strict";
+
 // Azurite's queue service keeps the messages of the whole account in one
 // LokiJS collection with four binary indices. LokiJS rebuilds every index
 // (a full sort) when it removes or updates an array of documents, and
@@ -10,17 +11,14 @@
 // of up to `short` documents is handled one document at a time, which
 // LokiJS does with its adaptive indices (a splice, no sort); longer arrays
 // take the original way.
-"use strict";
 const loki = require("lokijs");
-
 const short = 16;
 const proto = loki.Collection.prototype;
 const removeBatch = proto.removeBatch;
 const update = proto.update;
 if (typeof removeBatch !== "function" || typeof update !== "function" || typeof proto.remove !== "function") {
-  throw new Error("bote lokipatch: this LokiJS has no Collection removeBatch, update or remove");
+  throw new Error("bote fleet.js: this LokiJS has no Collection removeBatch, update or remove");
 }
-
 proto.removeBatch = function (batch) {
   if (batch.length > short || !this.adaptiveBinaryIndices) {
     return removeBatch.call(this, batch);
@@ -29,7 +27,6 @@ proto.removeBatch = function (batch) {
     this.remove(doc);
   }
 };
-
 proto.update = function (doc) {
   if (!Array.isArray(doc) || doc.length > short || !this.adaptiveBinaryIndices) {
     return update.call(this, doc);
@@ -39,4 +36,17 @@ proto.update = function (doc) {
   }
 };
 
-console.log("bote lokipatch: in place");
+// Azurite listens with listen(port, host, callback), Node's backlog of
+// 511 connections waiting to be accepted; beyond it the kernel drops new
+// connections, which then retry after 1, 3, 7, 15 s. 4096 is the usual
+// kernel ceiling (net.core.somaxconn).
+const net = require("net");
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  if (args.length === 3 && typeof args[1] === "string" && typeof args[2] === "function") {
+    return listen.call(this, args[0], args[1], 4096, args[2]);
+  }
+  return listen.apply(this, args);
+};
+
+console.log("bote fleet.js: in place");

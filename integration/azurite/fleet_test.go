@@ -45,7 +45,7 @@ console.log(JSON.stringify({
 }));
 `
 
-// TestLokiPatch: without lokipatch.js LokiJS rebuilds its indices on each
+// TestLokiPatch: without fleet.js LokiJS rebuilds its indices on each
 // such call (what makes Azurite slow with thousands of messages in
 // flight); with it, none, and the indices and queries are the same.
 func TestLokiPatch(t *testing.T) {
@@ -63,7 +63,7 @@ func TestLokiPatch(t *testing.T) {
 		rebuilds func(t assert.TestingT, n any, msg ...any) bool
 	}{
 		{"stock", nil, assert.Positive},
-		{"patched", []string{"--require", filepath.Join(root, "integration", "azurite", "lokipatch.js")}, assert.Zero},
+		{"patched", []string{"--require", filepath.Join(root, "integration", "azurite", "fleet.js")}, assert.Zero},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(node, append(tc.args, "-e", lokiScript)...)
@@ -86,16 +86,16 @@ func TestLokiPatch(t *testing.T) {
 	}
 }
 
-// TestFastQueues: an Azurite with FastQueues is the same Azure Storage for
+// TestFleet: an Azurite with Fleet is the same Azure Storage for
 // the requests the gateway makes: messages put, dequeued, made visible
 // again, deleted and expired; table entities upserted, read, deleted.
-func TestFastQueues(t *testing.T) {
+func TestFleet(t *testing.T) {
 	t.Parallel()
 	if os.Getenv("BOTE_AZURITE") == "docker" {
-		t.Skip("FastQueues needs the npm Azurite")
+		t.Skip("Fleet needs the npm Azurite")
 	}
-	az := azurite.NewWith(t, azurite.Options{FastQueues: true})
-	assert.Contains(t, az.Logs(), "bote lokipatch: in place")
+	az := azurite.NewWith(t, azurite.Options{Fleet: true})
+	assert.Contains(t, az.Logs(), "bote fleet.js: in place")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
