@@ -205,7 +205,7 @@ type rawFanOut struct {
 }
 
 func newRawFanOut(b *testing.B, connectionString string, n, fanOut int) *rawFanOut {
-	// A connection kept for each request in flight, as the worker's storage
+	// A connection kept for each request in flight, as the gateway's storage
 	// client does; the SDK's default keeps 10.
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 2 * fanOut

@@ -44,7 +44,7 @@ type storage struct {
 // subscriptions.
 const storageIdleHeadroom = 32
 
-// storageClient is the HTTP client of the worker's queue and table
+// storageClient is the HTTP client of the gateway's queue and table
 // clients. The Azure SDK's default keeps 10 idle connections per host:
 // with the router's fanOut enqueues in flight (a broadcast), most finished
 // requests closed their connection and the next one opened a new one, a

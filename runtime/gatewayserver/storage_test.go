@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestStorageKeepsFanOutConnections: the worker's storage clients keep a
+// TestStorageKeepsFanOutConnections: the gateway's storage clients keep a
 // connection for each of the router's enqueues in flight, so a second wave
 // of as many requests opens none (the SDK's default transport kept 10 and
 // opened FanOut-10 new ones per wave).
