@@ -97,7 +97,7 @@ func TestTwoServersShareTheKeysTable(t *testing.T) {
 	start := func(name string) string {
 		p := procs.Start(t, procs.Spec{Name: name, Path: bin, Args: []string{"--no-relay", "--local-listen", "127.0.0.1:0",
 			"--api-keys-table", operatorauth.DefaultKeysTable, "--registry", reg, "--shutdown-timeout", "5s"},
-			Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + emu.ConnectionString}})
+			Env: []string{"BOTE_OPSSERVER_STORAGE_CONNECTION_STRING=" + emu.ConnectionString}})
 		url, err := p.ListenAddr(60 * time.Second)
 		require.NoError(t, err)
 		return url

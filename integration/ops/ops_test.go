@@ -132,7 +132,7 @@ func (s *stack) startServer(t *testing.T, extra ...string) *procs.Process {
 		Path: procs.Build(t, "opsserver"),
 		Args: args,
 		// The secret goes through the environment, as in production.
-		Env: []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
+		Env: []string{"BOTE_OPSSERVER_CONNECTION_STRING=" + s.listenCS},
 	})
 	_, err := p.WaitOutput("listening on sb://", 20*time.Second)
 	require.NoError(t, err)
@@ -392,7 +392,7 @@ func TestServerExitsOnPermanentRelayRefusal(t *testing.T) {
 		Name: "opsserver",
 		Path: procs.Build(t, "opsserver"),
 		Args: []string{"--relay-insecure", "--api-keys-file", s.keysFile},
-		Env:  []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.sendCS}, // Send right only
+		Env:  []string{"BOTE_OPSSERVER_CONNECTION_STRING=" + s.sendCS}, // Send right only
 	})
 	select {
 	case <-p.Done():
@@ -410,7 +410,7 @@ func TestOAuth2OperatorTokenThroughRelay(t *testing.T) {
 	iss := newIssuer(t)
 	s := newStack(t)
 	// Entra group ids and app roles map to tenant roles (the stack passes
-	// this as BOTE_RELAYSERVER_OAUTH_ROLES).
+	// this as BOTE_OPSSERVER_OAUTH_ROLES).
 	roles := `{"admin":["role:Ops.Admin"],"tenants":{"contoso":{"reader":["group:grp-contoso-ops"]},"fabrikam":{"approver":["role:Fabrikam.Approver"]}}}`
 	s.startServer(t, "--oauth-issuer", iss.url, "--oauth-audience", "api://ops", "--oauth-required-role", "Ops.Operator", "--oauth-roles", roles)
 
@@ -504,7 +504,7 @@ func TestServerWaitsForTheRelay(t *testing.T) {
 		Name: "opsserver",
 		Path: procs.Build(t, "opsserver"),
 		Args: []string{"--relay-insecure", "--api-keys-file", s.keysFile},
-		Env:  []string{"BOTE_RELAYSERVER_CONNECTION_STRING=" + s.listenCS},
+		Env:  []string{"BOTE_OPSSERVER_CONNECTION_STRING=" + s.listenCS},
 	})
 	_, err := srv.WaitOutput("retrying", 20*time.Second)
 	require.NoError(t, err, "opsserver reports the unreachable relay and retries")

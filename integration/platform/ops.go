@@ -78,7 +78,7 @@ func (p *Platform) launchOpsServer(label string) (*procs.Process, error) {
 	args = append(args, p.opts.OpsServerArgs...)
 	proc, err := p.launch("opsserver", label, args, []string{
 		// Secrets through the environment, as in production.
-		"BOTE_RELAYSERVER_CONNECTION_STRING=" + p.ListenConnectionString,
+		"BOTE_OPSSERVER_CONNECTION_STRING=" + p.ListenConnectionString,
 	})
 	if err != nil {
 		return nil, err

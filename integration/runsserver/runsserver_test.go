@@ -123,7 +123,7 @@ func startServer(t *testing.T) *server {
 func (s *server) startOpsServer(t *testing.T) {
 	t.Helper()
 	s.rs = procs.Start(t, procs.Spec{Name: "opsserver", Path: procs.Build(t, "opsserver"), Args: s.rsArgs,
-		Env: []string{"BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING=" + s.emu.ConnectionString}})
+		Env: []string{"BOTE_OPSSERVER_STORAGE_CONNECTION_STRING=" + s.emu.ConnectionString}})
 	url, err := s.rs.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
 	s.api, err = opsclient.New(opsclient.Config{BaseURL: url, Credential: s.apiKey})

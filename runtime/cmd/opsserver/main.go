@@ -18,8 +18,10 @@
 // --azure-identity.
 //
 // Every serve flag can also be set through the environment: --hybrid-connection
-// is BOTE_RELAYSERVER_HYBRID_CONNECTION, and so on. Flags win over the
-// environment. See docs/ops.md.
+// is BOTE_OPSSERVER_HYBRID_CONNECTION, and so on. Flags win over the
+// environment. The names from before the rename, BOTE_RELAYSERVER_<FLAG>,
+// are still read, with a warning, for one more release
+// (docs/conventions.md). See docs/ops.md.
 package main
 
 import (

@@ -26,7 +26,7 @@ func TestParseOptions(t *testing.T) {
 		want string // error substring; empty for success
 	}{
 		{"connection string", append([]string{"--connection-string", cs}, keys...), nil, ""},
-		{"connection string from env", keys, map[string]string{"BOTE_RELAYSERVER_CONNECTION_STRING": cs}, ""},
+		{"connection string from env", keys, map[string]string{"BOTE_OPSSERVER_CONNECTION_STRING": cs}, ""},
 		{"namespace and key", append([]string{"--namespace", "ns", "--cloud", "china", "--hybrid-connection", "ops", "--key-name", "l", "--key", "k"}, keys...), nil, ""},
 		{"entra", append([]string{"--namespace", "ns.servicebus.windows.net", "--hybrid-connection", "ops", "--relay-auth", "entra"}, keys...), nil, ""},
 		{"local only", append([]string{"--no-relay", "--local-listen", "127.0.0.1:0"}, keys...), nil, ""},
@@ -52,10 +52,10 @@ func TestParseOptions(t *testing.T) {
 		{"two agent sources", append([]string{"--connection-string", cs, "--agents-file", "a", "--registry-file", "r"}, keys...), nil, "give one"},
 		{"zero event interval", append([]string{"--connection-string", cs, "--event-interval", "0s"}, keys...), nil, "--event-interval"},
 		{"bad log format", append([]string{"--connection-string", cs, "--log-format", "xml"}, keys...), nil, "--log-format"},
-		{"bad env value", keys, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "often"}, "BOTE_RELAYSERVER_EVENT_INTERVAL"},
+		{"bad env value", keys, map[string]string{"BOTE_OPSSERVER_EVENT_INTERVAL": "often"}, "BOTE_OPSSERVER_EVENT_INTERVAL"},
 		{"stray argument", append([]string{"--connection-string", cs, "serve"}, keys...), nil, "unexpected arguments"},
 		{"runs locally", append([]string{"--connection-string", cs, "--storage-connection-string", "UseDevelopmentStorage=true", "--registry", "r.json", "--secrets-file", "s.json"}, keys...), nil, ""},
-		{"runs from env", keys, map[string]string{"BOTE_RELAYSERVER_CONNECTION_STRING": cs, "BOTE_RELAYSERVER_STORAGE_CONNECTION_STRING": "x", "BOTE_RELAYSERVER_REGISTRY": "r.json"}, ""},
+		{"runs from env", keys, map[string]string{"BOTE_OPSSERVER_CONNECTION_STRING": cs, "BOTE_OPSSERVER_STORAGE_CONNECTION_STRING": "x", "BOTE_OPSSERVER_REGISTRY": "r.json"}, ""},
 		{"runs in azure", append([]string{"--connection-string", cs, "--table-url", "https://t", "--blob-url", "https://b", "--azure-identity", "--registry", "r.json",
 			"--bus", "servicebus", "--servicebus-namespace", "sb.servicebus.usgovcloudapi.net", "--key-vault-url", "https://kv.vault.usgovcloudapi.net"}, keys...), nil, ""},
 		{"runs without registry", append([]string{"--connection-string", cs, "--storage-connection-string", "x"}, keys...), nil, "--registry"},
@@ -91,7 +91,7 @@ func TestParseOptions(t *testing.T) {
 }
 
 func TestFlagsWinOverEnvironment(t *testing.T) {
-	env := map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s", "BOTE_RELAYSERVER_LOCAL_LISTEN": "127.0.0.1:1"}
+	env := map[string]string{"BOTE_OPSSERVER_EVENT_INTERVAL": "9s", "BOTE_OPSSERVER_LOCAL_LISTEN": "127.0.0.1:1"}
 	o, err := parseOptions([]string{"--no-relay", "--api-keys-file", "k", "--event-interval", "2s"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, 2*time.Second, o.EventInterval)
@@ -180,7 +180,7 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 	}{
 		{"connection string", []string{"--storage-connection-string", "x"}, nil, true},
 		{"turned off", []string{"--storage-connection-string", "x", "--create-resources=false"}, nil, false},
-		{"turned off by env", []string{"--storage-connection-string", "x"}, map[string]string{"BOTE_RELAYSERVER_CREATE_RESOURCES": "false"}, false},
+		{"turned off by env", []string{"--storage-connection-string", "x"}, map[string]string{"BOTE_OPSSERVER_CREATE_RESOURCES": "false"}, false},
 		{"service urls", []string{"--table-url", "https://t", "--blob-url", "https://b", "--queue-url", "https://q", "--azure-identity"}, nil, false},
 	}
 	for _, tt := range tests {
@@ -193,7 +193,7 @@ func TestCreateResourcesDefaultsOnWithAConnectionString(t *testing.T) {
 }
 
 func TestDeployedAgentVersionFromTheStack(t *testing.T) {
-	env := map[string]string{"BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION": "v0.0.0-20261206070000-0123456789ab"}
+	env := map[string]string{"BOTE_OPSSERVER_DEPLOYED_AGENT_VERSION": "v0.0.0-20261206070000-0123456789ab"}
 	o, err := parseOptions([]string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "keys.json"},
 		func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
@@ -212,7 +212,7 @@ func TestPprofListenIsLoopbackOnly(t *testing.T) {
 }
 
 // TestGatewayFlagNames: --gateway-url and --gateway-keys
-// (BOTE_RELAYSERVER_GATEWAY_*); --worker-url and --worker-keys, their names
+// (BOTE_OPSSERVER_GATEWAY_*); --worker-url and --worker-keys, their names
 // before the rename, still work with one warning each, and the new name
 // wins when both are given.
 func TestGatewayFlagNames(t *testing.T) {
@@ -227,9 +227,9 @@ func TestGatewayFlagNames(t *testing.T) {
 		{"new flags", []string{"--gateway-url", "http://g", "--gateway-keys", "g.json"}, nil, "http://g", "g.json", nil},
 		{"old flags", []string{"--worker-url", "http://w", "--worker-keys", "w.json"}, nil, "http://w", "w.json", []string{"--worker-keys", "--worker-url"}},
 		{"both flags", []string{"--worker-url", "http://w", "--gateway-url", "http://g"}, nil, "http://g", "", []string{"--worker-url"}},
-		{"new variables", nil, map[string]string{"BOTE_RELAYSERVER_GATEWAY_URL": "http://g"}, "http://g", "", nil},
+		{"new variables", nil, map[string]string{"BOTE_OPSSERVER_GATEWAY_URL": "http://g"}, "http://g", "", nil},
 		{"old variables", nil, map[string]string{"BOTE_RELAYSERVER_WORKER_URL": "http://w"}, "http://w", "", []string{"BOTE_RELAYSERVER_WORKER_URL"}},
-		{"both variables", nil, map[string]string{"BOTE_RELAYSERVER_WORKER_URL": "http://w", "BOTE_RELAYSERVER_GATEWAY_URL": "http://g"}, "http://g", "", nil},
+		{"both variables", nil, map[string]string{"BOTE_RELAYSERVER_WORKER_URL": "http://w", "BOTE_OPSSERVER_GATEWAY_URL": "http://g"}, "http://g", "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,4 +244,42 @@ func TestGatewayFlagNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRelayserverNames: BOTE_OPSSERVER_* is the environment; BOTE_RELAYSERVER_*,
+// the names from before the binary was renamed, are still read with one
+// warning each, and neither wins over the new name or a flag.
+func TestRelayserverNames(t *testing.T) {
+	base := []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "k", "--log-format", "json"}
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		interval time.Duration
+		version  string
+		warn     []string // old names warned about
+	}{
+		{"new names", nil, map[string]string{"BOTE_OPSSERVER_EVENT_INTERVAL": "9s", "BOTE_OPSSERVER_DEPLOYED_AGENT_VERSION": "1.2.3"}, 9 * time.Second, "1.2.3", nil},
+		{"old names", nil, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s", "BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION": "1.2.3"}, 9 * time.Second, "1.2.3",
+			[]string{"BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION", "BOTE_RELAYSERVER_EVENT_INTERVAL"}},
+		{"both: the new one wins", nil, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s", "BOTE_OPSSERVER_EVENT_INTERVAL": "3s"}, 3 * time.Second, "", nil},
+		{"a flag wins over the old name", []string{"--event-interval", "2s"}, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s"}, 2 * time.Second, "", nil},
+		{"old and new names of different flags", nil, map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "9s", "BOTE_OPSSERVER_DEPLOYED_AGENT_VERSION": "1.2.3"}, 9 * time.Second, "1.2.3",
+			[]string{"BOTE_RELAYSERVER_EVENT_INTERVAL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseOptions(append(base, tt.args...), func(k string) string { return tt.env[k] }, &stderr)
+			require.NoError(t, err)
+			assert.Equal(t, tt.interval, o.EventInterval)
+			assert.Equal(t, tt.version, o.DeployedAgentVersion)
+			assert.Equal(t, len(tt.warn), strings.Count(stderr.String(), `"msg":"deprecated name`), stderr.String())
+			for _, old := range tt.warn {
+				assert.Contains(t, stderr.String(), `"old":"`+old+`","new":"BOTE_OPSSERVER_`+strings.TrimPrefix(old, "BOTE_RELAYSERVER_")+`"`)
+			}
+		})
+	}
+	_, err := parseOptions(base, func(k string) string { return map[string]string{"BOTE_RELAYSERVER_EVENT_INTERVAL": "often"}[k] }, io.Discard)
+	assert.ErrorContains(t, err, "BOTE_RELAYSERVER_EVENT_INTERVAL", "a bad value names the variable it came from")
 }

@@ -14,15 +14,20 @@ import (
 	"github.com/botehq/platform/runtime/opsserver"
 )
 
-const envPrefix = "BOTE_RELAYSERVER"
+const envPrefix = "BOTE_OPSSERVER"
 
-// renamed are the names of flags before the worker became the gateway,
-// still read (with a warning) for one more release.
-var renamed = envflag.Renamed{Flags: map[string]string{"worker-url": "gateway-url", "worker-keys": "gateway-keys"}}
+// renamed are the names from before two renames, still read (with a
+// warning) for one more release: the environment prefix of the binary's
+// old name relayserver, and the flags from before the worker became the
+// gateway.
+var renamed = envflag.Renamed{
+	Prefix: "BOTE_RELAYSERVER",
+	Flags:  map[string]string{"worker-url": "gateway-url", "worker-keys": "gateway-keys"},
+}
 
-// parseOptions reads flags, with defaults taken from BOTE_RELAYSERVER_*
-// variables, into a validated server configuration whose Logger writes to
-// stderr.
+// parseOptions reads flags, with defaults taken from BOTE_OPSSERVER_*
+// variables (or the deprecated BOTE_RELAYSERVER_*), into a validated
+// server configuration whose Logger writes to stderr.
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (opsserver.Config, error) {
 	// size: one flag per server setting, declared in one place so -h lists them together.
 	c := opsserver.Config{Version: version}
