@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,31 @@ import (
 	"github.com/botehq/platform/runtime/profiling"
 	"github.com/botehq/platform/runtime/relay"
 )
+
+// metricPrefix starts every series of the ops server; legacyMetricPrefix
+// starts the same series under their names from before the binary was
+// renamed (relayserver), still exported for one more release so that
+// dashboards and alerts keep working while they move (docs/conventions.md).
+const (
+	metricPrefix       = "bote_opsserver_"
+	legacyMetricPrefix = "bote_relayserver_"
+)
+
+// registerFunc registers the series name, a counter or a gauge read from
+// value at scrape time, under metricPrefix and under legacyMetricPrefix:
+// one value, two names.
+func registerFunc(reg prometheus.Registerer, kind prometheus.ValueType, name, help string, value func() float64) {
+	for _, s := range []struct{ name, help string }{
+		{metricPrefix + name, help},
+		{legacyMetricPrefix + name, strings.TrimSuffix(help, ".") + " (deprecated name of " + metricPrefix + name + ")."},
+	} {
+		if kind == prometheus.CounterValue {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: s.name, Help: s.help}, value))
+		} else {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: s.name, Help: s.help}, value))
+		}
+	}
+}
 
 // serveHealth serves --health-listen (GET /healthz, /readyz, /metrics, as
 // the gateway does) and --pprof-listen (loopback only) until ctx ends. The
@@ -36,24 +62,18 @@ func serveHealth(ctx context.Context, c Config, log *slog.Logger, stdout io.Writ
 		l := listener()
 		return l != nil && l.Online()
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "bote_relayserver_relay_online", Help: "1 while the relay listener is connected (always 0 with --no-relay).",
-	}, func() float64 {
+	registerFunc(reg, prometheus.GaugeValue, "relay_online", "1 while the relay listener is connected (always 0 with --no-relay).", func() float64 {
 		if relayOnline() {
 			return 1
 		}
 		return 0
-	}))
+	})
 	if rs != nil {
 		d := rs.dispatcher
-		reg.MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "bote_relayserver_agent_messages_refused_total", Help: "Messages refused because their sender is not a registered agent of its tenant.",
-			}, func() float64 { return float64(d.RoleRefusals()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "bote_relayserver_stale_claim_messages_total", Help: "Agents' messages of a claim that is no longer open, dropped quietly.",
-			}, func() float64 { return float64(d.StaleDropped()) }),
-		)
+		registerFunc(reg, prometheus.CounterValue, "agent_messages_refused_total", "Messages refused because their sender is not a registered agent of its tenant.",
+			func() float64 { return float64(d.RoleRefusals()) })
+		registerFunc(reg, prometheus.CounterValue, "stale_claim_messages_total", "Agents' messages of a claim that is no longer open, dropped quietly.",
+			func() float64 { return float64(d.StaleDropped()) })
 	}
 	mux := http.NewServeMux()
 	health.Handle(mux, reg, func() error {

@@ -124,6 +124,7 @@ func TestHealthListenServesOnlyTheHealthCheck(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Contains(t, string(metrics), "bote_relayserver_relay_online 0")
+	assert.Contains(t, string(metrics), "bote_opsserver_relay_online 0")
 	assert.Contains(t, string(metrics), "go_goroutines")
 	assert.Equal(t, http.StatusNotFound, get(health+"/v1/status"), "no API on the health port")
 	assert.Equal(t, http.StatusOK, get(local+"/v1/status"), "the key itself is good")
