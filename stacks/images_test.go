@@ -172,7 +172,7 @@ func TestUpPushesTheBuiltImagesAndTheAppsRunExactlyThoseDigests(t *testing.T) {
 				want[img.Binary.Name] = server + "/bote/" + img.Binary.Name + "@" + img.Digest.String()
 				assert.True(t, testRegistry.has(t, want[img.Binary.Name]), "%s was pushed", img.Binary.Name)
 			}
-			assert.Equal(t, map[string]string{"gateway": want["gateway"], "idp": want["idp"], "relayserver": want["relayserver"],
+			assert.Equal(t, map[string]string{"gateway": want["gateway"], "idp": want["idp"], "opsserver": want["opsserver"],
 				"agent": want["agent"], "connector": want["connector"]}, toStrings(exports["images"]))
 			assert.Equal(t, fakeVersion, exports["imageVersion"])
 			assert.NotEmpty(t, exports["gatewayUrl"])
@@ -189,7 +189,7 @@ func TestUpPushesTheBuiltImagesAndTheAppsRunExactlyThoseDigests(t *testing.T) {
 				got = append(got, ref)
 			}
 			sort.Strings(got)
-			assert.Equal(t, []string{want["gateway"], want["idp"], want["relayserver"]}, got, "every app runs its built digest, nothing else")
+			assert.Equal(t, []string{want["gateway"], want["idp"], want["opsserver"]}, got, "every app runs its built digest, nothing else")
 
 			passwords := toStrings(exports["registryPasswords"])
 			for id, tn := range exports["tenants"].(map[string]any) {
@@ -218,7 +218,7 @@ func TestPreviewPushesNothingAndIssuesNoPassword(t *testing.T) {
 	require.NoError(t, err)
 	var want []string
 	for _, img := range fake {
-		if n := img.Binary.Name; n == "gateway" || n == "idp" || n == "relayserver" {
+		if n := img.Binary.Name; n == "gateway" || n == "idp" || n == "opsserver" {
 			want = append(want, "botedevacr.azurecr.io/bote/"+n+"@"+img.Digest.String())
 		}
 	}

@@ -111,7 +111,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		}
 		return r
 	}
-	gatewayImage, idpImage, relayImage, agentImage, connectorImage := ref("gateway"), ref("idp"), ref("relayserver"), ref("agent"), ref("connector")
+	gatewayImage, idpImage, opsImage, agentImage, connectorImage := ref("gateway"), ref("idp"), ref("opsserver"), ref("agent"), ref("connector")
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		"tenants":             tenants,
 		"images": pulumi.StringMap{
 			"gateway": pulumi.Sprintf("%s/%s", gw.ImageServer, gatewayImage), "idp": pulumi.Sprintf("%s/%s", gw.ImageServer, idpImage),
-			"relayserver": pulumi.Sprintf("%s/%s", gw.ImageServer, relayImage), "agent": pulumi.Sprintf("%s/%s", gw.ImageServer, agentImage),
+			"opsserver": pulumi.Sprintf("%s/%s", gw.ImageServer, opsImage), "agent": pulumi.Sprintf("%s/%s", gw.ImageServer, agentImage),
 			"connector": pulumi.Sprintf("%s/%s", gw.ImageServer, connectorImage),
 		},
 		"imageVersion": pulumi.String(pusher.Version()),
@@ -186,7 +186,7 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		"registryPasswords": pulumi.ToSecret(passwords),
 	}
 	if cfg.OpsRelay {
-		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: relayImage, AgentVersion: pusher.Version(), OperatorAuth: cfg.OperatorAuth}, providers)
+		ops, err := opsrelay.New(ctx, "opsrelay", &opsrelay.Args{Gateway: gw, Image: opsImage, AgentVersion: pusher.Version(), OperatorAuth: cfg.OperatorAuth}, providers)
 		if err != nil {
 			return nil, err
 		}

@@ -189,7 +189,7 @@ func TestAddingATenantReplacesNothingShared(t *testing.T) {
 					// The registry readers get the new blob's URL; nothing
 					// else changes, and nothing is replaced.
 					require.Equal(t, "update", c.Op, "%s when a tenant is added", c)
-					assert.True(t, strings.HasSuffix(c.Key, "::gateway-idp") || strings.HasSuffix(c.Key, "::opsrelay-relayserver"), "%s changed when a tenant was added", c)
+					assert.True(t, strings.HasSuffix(c.Key, "::gateway-idp") || strings.HasSuffix(c.Key, "::opsrelay-opsserver"), "%s changed when a tenant was added", c)
 				}
 			}
 			sort.Strings(blobs)
@@ -322,6 +322,7 @@ func TestOpsRelayCanBeLeftOut(t *testing.T) {
 	assert.NotContains(t, exports, "relayEndpoint")
 	for _, k := range rec.Keys() {
 		assert.False(t, strings.Contains(k, "relayserver"), k)
+		assert.False(t, strings.Contains(k, "opsserver"), k)
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package images builds the runtime's container images (gateway, idp,
-// relayserver, agent, connector) from this repository's Go sources with
+// opsserver, agent, connector) from this repository's Go sources with
 // go-containerregistry as a library: no Docker engine, no base image from
 // the internet, the same digest from the same sources.
 //
@@ -65,17 +65,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Binary is one image: the command runtime/cmd/<Name> (or <Cmd>), pushed
-// as <repository prefix>/<Name>.
+// Binary is one image: the command runtime/cmd/<Name>, pushed as
+// <repository prefix>/<Name>.
 type Binary struct {
 	Name string
-	Cmd  string // the command when not Name (image relayserver: cmd/opsserver)
 	// Terraform puts Terraform in the image (the agent).
 	Terraform bool
 }
 
 // Binaries are the images the platform ships.
-var Binaries = []Binary{{Name: "gateway"}, {Name: "idp"}, {Name: "relayserver", Cmd: "opsserver"}, {Name: "agent", Terraform: true}, {Name: "connector"}}
+var Binaries = []Binary{{Name: "gateway"}, {Name: "idp"}, {Name: "opsserver"}, {Name: "agent", Terraform: true}, {Name: "connector"}}
 
 // Lookup returns the binary called name.
 func Lookup(name string) (Binary, error) {
@@ -84,7 +83,7 @@ func Lookup(name string) (Binary, error) {
 			return b, nil
 		}
 	}
-	return Binary{}, fmt.Errorf("no image %q (want one of gateway, idp, relayserver, agent, connector)", name)
+	return Binary{}, fmt.Errorf("no image %q (want one of gateway, idp, opsserver, agent, connector)", name)
 }
 
 // Platforms are the platforms every image is built for.
@@ -362,7 +361,7 @@ func history(cfg Config, what string) v1.History {
 // goBuild compiles b's command for p into tmp/<os>-<arch>/<b.Name>.
 func goBuild(ctx context.Context, cfg Config, b Binary, p v1.Platform, tmp string) (string, error) {
 	out := filepath.Join(tmp, p.OS+"-"+p.Architecture, b.Name)
-	return out, Compile(ctx, cfg.RuntimeDir, cfg.Source, p, cmp.Or(b.Cmd, b.Name), out)
+	return out, Compile(ctx, cfg.RuntimeDir, cfg.Source, p, b.Name, out)
 }
 
 // Compile builds runtime/cmd/<name> (runtimeDir is the runtime module) for

@@ -36,7 +36,10 @@ import (
 // Type is the component's type token.
 const Type = "bote:opsrelay:OpsRelay"
 
-// Names of the relay's entities.
+// Names of the relay's entities. The listen rule keeps the name it was
+// deployed with when the ops server's binary was called relayserver:
+// renaming an authorization rule replaces it, and with it its keys (the
+// listen key in Key Vault would change under the running server).
 const (
 	HybridConnection = "opsbot"
 	RuleListen       = "relayserver-listen"
@@ -83,6 +86,14 @@ func (o *OperatorAuth) Validate() error {
 
 func relayNamespaceName(prefix string) string { return prefix + "-relay" }
 
+// appName and identityName are the ops server's app and identity. They keep
+// the Azure names they were deployed with when the binary was called
+// relayserver: renaming the app (Container App or web app) replaces it,
+// and with it its URL and its identity assignment; renaming the identity
+// replaces it, and with it every role assignment it holds.
+func appName(prefix string) string      { return prefix + "-relayserver" }
+func identityName(prefix string) string { return prefix + "-relayserver-id" }
+
 // secretsVaultName is the vault of deployment secrets.
 func secretsVaultName(prefix string) string { return prefix + "-ops-kv" }
 
@@ -109,7 +120,7 @@ func (a *Args) Validate() error {
 		naming.AuthorizationRule: {RuleListen, RuleSend},
 		naming.KeyVaultSecret:    {SecretListenKey, SecretSendKey},
 		naming.KeyVault:          {secretsVaultName(p)},
-		naming.ManagedIdentity:   {p + "-relayserver-id"},
+		naming.ManagedIdentity:   {identityName(p)},
 		naming.StorageTable:      tableNames(),
 		naming.BlobContainer:     {artifacts.DefaultContainer},
 	}.Check()
@@ -288,8 +299,11 @@ func (b *builder) storage() error {
 func (b *builder) identity() error {
 	gw := b.gw
 	var err error
+	// The identity keeps its logical name from before the rename too: its
+	// role assignments' logical names and descriptions derive from it, and
+	// a rename would replace them.
 	b.id, err = access.NewIdentity(b.ctx, b.child("relayserver-id"), access.IdentityArgs{
-		IdentityName: gw.Prefix + "-relayserver-id", ResourceGroupName: b.rg, Location: gw.Location, Tags: gw.Tags,
+		IdentityName: identityName(gw.Prefix), ResourceGroupName: b.rg, Location: gw.Location, Tags: gw.Tags,
 	}, b.parent)
 	if err != nil {
 		return err
@@ -332,21 +346,24 @@ func (b *builder) app() error {
 	if err != nil {
 		return err
 	}
-	_, err = b.gw.Platform.NewApp(b.ctx, b.child("relayserver"), apphost.AppArgs{
-		// No ingress: the relay server only dials out to the relay and
+	// The app was the child "relayserver": the alias keeps its URN, so the
+	// rename is an in-place update (new settings and image), not a
+	// replacement of the app.
+	_, err = b.gw.Platform.NewApp(b.ctx, b.child("opsserver"), apphost.AppArgs{
+		// No ingress: the ops server only dials out to the relay and
 		// serves its API through it. Port 8080 answers only GET /healthz
 		// (--health-listen), for the platform's probes.
-		Name: b.gw.Prefix + "-relayserver", Image: b.args.Image, Port: 8080, HealthPath: "/healthz",
+		Name: appName(b.gw.Prefix), Image: b.args.Image, Port: 8080, HealthPath: "/healthz",
 		Identity: b.id, RegistryServer: b.gw.ImageServer, Settings: settings,
-		Secrets: map[string]pulumi.StringInput{"BOTE_RELAYSERVER_KEY": b.secrets[SecretListenKey].Properties.SecretUri()},
+		Secrets: map[string]pulumi.StringInput{"BOTE_OPSSERVER_KEY": b.secrets[SecretListenKey].Properties.SecretUri()},
 		// One listener is enough and keeps run orchestration single-writer.
 		MinReplicas: 1, MaxReplicas: 1, Tags: b.gw.Tags,
-	}, b.parent, pulumi.DependsOn(b.grants))
+	}, b.parent, pulumi.DependsOn(b.grants), pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(b.child("relayserver"))}}))
 	return err
 }
 
-// settings are the relay server's environment: runtime/cmd/opsserver
-// reads BOTE_RELAYSERVER_<FLAG>: the relay listener, then the run store,
+// settings are the ops server's environment: runtime/cmd/opsserver
+// reads BOTE_OPSSERVER_<FLAG>: the relay listener, then the run store,
 // artifacts and the gateway bus it reaches agents through, all with its
 // managed identity, and the deployment secrets from their vault
 // (--key-vault-url).
@@ -354,38 +371,38 @@ func (b *builder) settings() (map[string]pulumi.StringInput, error) {
 	gw := b.gw
 	settings := gateway.CommonSettings(gw.Cloud, b.id)
 	for k, v := range map[string]pulumi.StringInput{
-		"BOTE_RELAYSERVER_NAMESPACE":            gateway.HostOf(b.ns.ServiceBusEndpoint),
-		"BOTE_RELAYSERVER_CLOUD":                pulumi.String(gw.Cloud.Name),
-		"BOTE_RELAYSERVER_HYBRID_CONNECTION":    b.hc.Name,
-		"BOTE_RELAYSERVER_RELAY_AUTH":           pulumi.String("sas"),
-		"BOTE_RELAYSERVER_KEY_NAME":             pulumi.String(RuleListen),
-		"BOTE_RELAYSERVER_LOG_FORMAT":           pulumi.String("json"),
-		"BOTE_RELAYSERVER_AZURE_IDENTITY":       pulumi.String("true"),
-		"BOTE_RELAYSERVER_HEALTH_LISTEN":        pulumi.String(":8080"),
-		"BOTE_RELAYSERVER_TABLE_URL":            gw.TableEndpoint,
-		"BOTE_RELAYSERVER_API_KEYS_TABLE":       pulumi.String(operatorauth.DefaultKeysTable),
-		"BOTE_RELAYSERVER_BLOB_URL":             gw.BlobEndpoint,
-		"BOTE_RELAYSERVER_BUS":                  pulumi.String("servicebus"),
-		"BOTE_RELAYSERVER_SERVICEBUS_NAMESPACE": gateway.HostOf(gw.ServiceBusEndpoint),
-		"BOTE_RELAYSERVER_REGISTRY_URL":         gw.RegistryBlobURL,
-		"BOTE_RELAYSERVER_KEY_VAULT_URL":        b.secretsVault.Properties.VaultUri(),
+		"BOTE_OPSSERVER_NAMESPACE":              gateway.HostOf(b.ns.ServiceBusEndpoint),
+		"BOTE_OPSSERVER_CLOUD":                  pulumi.String(gw.Cloud.Name),
+		"BOTE_OPSSERVER_HYBRID_CONNECTION":      b.hc.Name,
+		"BOTE_OPSSERVER_RELAY_AUTH":             pulumi.String("sas"),
+		"BOTE_OPSSERVER_KEY_NAME":               pulumi.String(RuleListen),
+		"BOTE_OPSSERVER_LOG_FORMAT":             pulumi.String("json"),
+		"BOTE_OPSSERVER_AZURE_IDENTITY":         pulumi.String("true"),
+		"BOTE_OPSSERVER_HEALTH_LISTEN":          pulumi.String(":8080"),
+		"BOTE_OPSSERVER_TABLE_URL":              gw.TableEndpoint,
+		"BOTE_OPSSERVER_API_KEYS_TABLE":         pulumi.String(operatorauth.DefaultKeysTable),
+		"BOTE_OPSSERVER_BLOB_URL":               gw.BlobEndpoint,
+		"BOTE_OPSSERVER_BUS":                    pulumi.String("servicebus"),
+		"BOTE_OPSSERVER_SERVICEBUS_NAMESPACE":   gateway.HostOf(gw.ServiceBusEndpoint),
+		"BOTE_OPSSERVER_REGISTRY_URL":           gw.RegistryBlobURL,
+		"BOTE_OPSSERVER_KEY_VAULT_URL":          b.secretsVault.Properties.VaultUri(),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": gw.AppInsights,
 	} {
 		settings[k] = v
 	}
 	if b.args.AgentVersion != "" {
-		settings["BOTE_RELAYSERVER_DEPLOYED_AGENT_VERSION"] = pulumi.String(b.args.AgentVersion)
+		settings["BOTE_OPSSERVER_DEPLOYED_AGENT_VERSION"] = pulumi.String(b.args.AgentVersion)
 	}
 	if oa := b.args.OperatorAuth; oa != nil {
 		roles, err := json.Marshal(oa.Roles) // map keys sorted: stable
 		if err != nil {
 			return nil, err
 		}
-		settings["BOTE_RELAYSERVER_OAUTH_ISSUER"] = pulumi.String(oa.Issuer)
-		settings["BOTE_RELAYSERVER_OAUTH_AUDIENCE"] = pulumi.String(oa.Audience)
-		settings["BOTE_RELAYSERVER_OAUTH_ROLES"] = pulumi.String(string(roles))
+		settings["BOTE_OPSSERVER_OAUTH_ISSUER"] = pulumi.String(oa.Issuer)
+		settings["BOTE_OPSSERVER_OAUTH_AUDIENCE"] = pulumi.String(oa.Audience)
+		settings["BOTE_OPSSERVER_OAUTH_ROLES"] = pulumi.String(string(roles))
 		if oa.RequiredRole != "" {
-			settings["BOTE_RELAYSERVER_OAUTH_REQUIRED_ROLE"] = pulumi.String(oa.RequiredRole)
+			settings["BOTE_OPSSERVER_OAUTH_REQUIRED_ROLE"] = pulumi.String(oa.RequiredRole)
 		}
 	}
 	return settings, nil

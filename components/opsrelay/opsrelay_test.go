@@ -2,6 +2,7 @@ package opsrelay
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ import (
 )
 
 const (
-	image = "bote/relayserver@sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	image = "bote/opsserver@sha256:3333333333333333333333333333333333333333333333333333333333333333"
 	jwk1  = `{"kty":"EC","crv":"P-256","x":"lOMUJATTqu684sPYVUL6Uo7P5gWV4SWfwu9LgWHRvmU","y":"FSJaLK_MJeo2qXfTb4GDOWosssm8XrHDUIJEqASBg7o"}`
 )
 
@@ -96,7 +97,7 @@ func TestRelayKeysOnlyInKeyVault(t *testing.T) {
 	assert.Subset(t, secretNames, []string{SecretListenKey, SecretSendKey})
 }
 
-func TestRelayServerLeastPrivilege(t *testing.T) {
+func TestOpsServerLeastPrivilege(t *testing.T) {
 	rec, err := run(t, "public", image)
 	require.NoError(t, err)
 	var got []string
@@ -138,10 +139,53 @@ func TestRelayServerLeastPrivilege(t *testing.T) {
 	}, got)
 }
 
+// TestOpsServerRenameKeepsWhatIsDeployed: the ops server's app, once the
+// child "relayserver", is the child "opsserver" with an alias to its old
+// name, so its URN (and with it the deployed app) stays; the Azure names
+// of the app, its identity and the relay's listen rule are still the ones
+// from before the rename (renaming them would replace the app, its URL and
+// identity assignment, the identity's role assignments and the rule's
+// keys), on both hostings.
+func TestOpsServerRenameKeepsWhatIsDeployed(t *testing.T) {
+	for _, tc := range []struct {
+		cloud, appType, nameInput string
+	}{
+		{"public", "azure-native:app/v20240301:ContainerApp", "containerAppName"},
+		{"usgovernment", "azure-native:web:WebApp", "name"},
+	} {
+		t.Run(tc.cloud, func(t *testing.T) {
+			rec, err := run(t, tc.cloud, image)
+			require.NoError(t, err)
+			ops := rec.Subtree(Type + "::ops")
+			var app infratest.Resource
+			for _, r := range ops {
+				if r.Key() == tc.appType+"::ops-opsserver" {
+					app = r
+				}
+			}
+			require.NotEmpty(t, app.Name, "the app is the child opsserver")
+			assert.Equal(t, []string{"ops-relayserver"}, app.Aliases, "the old child name keeps the URN")
+			assert.Equal(t, "bote-test-relayserver", app.Inputs[tc.nameInput], "the app's Azure name is unchanged")
+			ids := rec.OfType("azure-native:managedidentity:UserAssignedIdentity")
+			i := slices.IndexFunc(ids, func(r infratest.Resource) bool { return r.Name == "ops-relayserver-id" })
+			require.GreaterOrEqual(t, i, 0, "the identity keeps its logical name, and so do its grants")
+			assert.Equal(t, "bote-test-relayserver-id", ids[i].Inputs["resourceName"], "the identity's Azure name is unchanged")
+			rule := slices.IndexFunc(ops, func(r infratest.Resource) bool { return r.Name == "ops-rule-relayserver-listen" })
+			require.GreaterOrEqual(t, rule, 0)
+			assert.Equal(t, "relayserver-listen", ops[rule].Inputs["authorizationRuleName"], "the listen rule's name, and so its keys, are unchanged")
+			for _, r := range rec.Resources() {
+				if r.Key() != app.Key() && !strings.HasPrefix(r.Name, "gw-") {
+					assert.Empty(t, r.Aliases, "%s: only the app was renamed", r.Key())
+				}
+			}
+		})
+	}
+}
+
 func TestOpsRelayRejectsBadArgs(t *testing.T) {
-	_, err := run(t, "public", "bote/relayserver:latest")
+	_, err := run(t, "public", "bote/opsserver:latest")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "Image: image \"bote/relayserver:latest\" must be a repository pinned by digest")
+	assert.Contains(t, err.Error(), "Image: image \"bote/opsserver:latest\" must be a repository pinned by digest")
 
 	rec, err := infratest.Run(t, "public", nil, func(ctx *pulumi.Context) error {
 		_, err := New(ctx, "ops", &Args{Image: image})
@@ -179,7 +223,7 @@ func appSettings(rec *infratest.Recording) map[string]any {
 	return out
 }
 
-func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
+func TestOperatorAuthReachesTheOpsServer(t *testing.T) {
 	oa := &OperatorAuth{
 		Issuer: "https://login.microsoftonline.us/11111111-2222-3333-4444-555555555555/v2.0", Audience: "api://bote-ops", RequiredRole: "Ops.Operator",
 		Roles: operatorauth.RoleMap{Admin: []string{"role:Ops.Admin"}, Tenants: map[string]map[operatorauth.Role][]string{
@@ -188,19 +232,19 @@ func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
 	rec, err := runWith(t, "usgovernment", &Args{Image: image, OperatorAuth: oa})
 	require.NoError(t, err)
 	env := appSettings(rec)
-	assert.Equal(t, oa.Issuer, env["BOTE_RELAYSERVER_OAUTH_ISSUER"])
-	assert.Equal(t, "api://bote-ops", env["BOTE_RELAYSERVER_OAUTH_AUDIENCE"])
-	assert.Equal(t, "Ops.Operator", env["BOTE_RELAYSERVER_OAUTH_REQUIRED_ROLE"])
-	roles, ok := env["BOTE_RELAYSERVER_OAUTH_ROLES"].(string)
+	assert.Equal(t, oa.Issuer, env["BOTE_OPSSERVER_OAUTH_ISSUER"])
+	assert.Equal(t, "api://bote-ops", env["BOTE_OPSSERVER_OAUTH_AUDIENCE"])
+	assert.Equal(t, "Ops.Operator", env["BOTE_OPSSERVER_OAUTH_REQUIRED_ROLE"])
+	roles, ok := env["BOTE_OPSSERVER_OAUTH_ROLES"].(string)
 	require.True(t, ok)
 	got, err := operatorauth.ParseRoleMap([]byte(roles))
-	require.NoError(t, err, "the relay server parses what the stack sets")
+	require.NoError(t, err, "the ops server parses what the stack sets")
 	assert.Equal(t, oa.Roles, got)
 	assert.Empty(t, rec.FindHosts(azurecloud.PublicHostMarkers(), nil))
 
 	rec, err = run(t, "public", image)
 	require.NoError(t, err)
-	assert.NotContains(t, appSettings(rec), "BOTE_RELAYSERVER_OAUTH_ISSUER", "without OperatorAuth only API keys work")
+	assert.NotContains(t, appSettings(rec), "BOTE_OPSSERVER_OAUTH_ISSUER", "without OperatorAuth only API keys work")
 
 	for _, tt := range []struct {
 		oa   OperatorAuth
@@ -216,7 +260,7 @@ func TestOperatorAuthReachesTheRelayServer(t *testing.T) {
 	}
 }
 
-// Runs in Azure get deployment secrets: the relay server reads them from
+// Runs in Azure get deployment secrets: the ops server reads them from
 // the stack's vault of deployment secrets, which no other identity may
 // read.
 func TestDeploymentSecretsVault(t *testing.T) {
@@ -237,10 +281,10 @@ func TestDeploymentSecretsVault(t *testing.T) {
 	}
 	assert.Equal(t, []string{"bote-test-relayserver-id"}, readers)
 	for _, r := range rec.Resources() {
-		if strings.HasSuffix(r.Key(), "::ops-relayserver") {
-			assert.Equal(t, "https://bote-test-ops-kv.vault.azure.net/", infratest.AppSettings(t, r)["BOTE_RELAYSERVER_KEY_VAULT_URL"])
+		if strings.HasSuffix(r.Key(), "::ops-opsserver") {
+			assert.Equal(t, "https://bote-test-ops-kv.vault.azure.net/", infratest.AppSettings(t, r)["BOTE_OPSSERVER_KEY_VAULT_URL"])
 			return
 		}
 	}
-	t.Fatal("no relay server app")
+	t.Fatal("no ops server app")
 }

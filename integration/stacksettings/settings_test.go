@@ -69,12 +69,9 @@ func settings(t *testing.T, golden string) map[string][]string {
 }
 
 func TestStackSettingsAreFlagsOfTheBinaries(t *testing.T) {
-	// The apps' settings prefixes (BOTE_<APP>_) and their binaries: the
-	// ops server's settings keep their old prefix until the components
-	// move to BOTE_OPSSERVER_.
 	binFlags := map[string]map[string]bool{}
-	for app, bin := range map[string]string{"gateway": "gateway", "idp": "idp", "relayserver": "opsserver"} {
-		binFlags[app] = flags(t, procs.Build(t, bin))
+	for _, app := range []string{"gateway", "idp", "opsserver"} {
+		binFlags[app] = flags(t, procs.Build(t, app))
 	}
 	for _, stack := range []string{"dev", "gov"} {
 		byApp := settings(t, filepath.Join("..", "..", "stacks", "testdata", "stack-"+stack+".golden.json"))
