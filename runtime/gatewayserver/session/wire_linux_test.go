@@ -1,8 +1,12 @@
 package session
 
 import (
+	"net"
+	"net/http/httptest"
+	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,12 +50,38 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 	assert.Less(t, after-before, 50)
 }
 
+// gatedListener accepts a connection only once the test lets it.
+type gatedListener struct {
+	net.Listener
+	gate   chan struct{}
+	closed chan struct{}
+	once   *sync.Once
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.gate:
+	case <-l.closed:
+	}
+	return l.Listener.Accept()
+}
+
+func (l gatedListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
 // A closed session's descriptor number taken by the next connection is
 // that session's alone: the old session's poller registration is gone
 // with it, and the new session is woken for each of its own frames.
 func TestDescriptorReused(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
 	require.NotNil(t, h.srv.poller)
+	gate := make(chan struct{}, 2)
+	hs := httptest.NewUnstartedServer(h.srv)
+	hs.Listener = gatedListener{hs.Listener, gate, make(chan struct{}), new(sync.Once)}
+	hs.Start()
+	t.Cleanup(hs.Close)
 	session := func(connector string) *conn {
 		h.srv.mu.Lock()
 		defer h.srv.mu.Unlock()
@@ -64,32 +94,53 @@ func TestDescriptorReused(t *testing.T) {
 	parked := func(c *conn) {
 		require.Eventually(t, func() bool { return c.reading.Load() == readParked }, 20*time.Second, time.Millisecond)
 	}
-	a := h.dialRaw(t, "tok-acme-a")
+	dial := func() net.Conn {
+		conn, err := net.Dial("tcp", hs.Listener.Addr().String())
+		require.NoError(t, err)
+		return conn
+	}
+
+	gate <- struct{}{}
+	a := handshakeRaw(t, dial(), "tok-acme-a")
 	old := session("a")
 	parked(old)
 	fd := fdOf(old)
 	require.NoError(t, a.conn.Close())
 	require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, time.Millisecond)
 
-	var b *rawClient
-	var reused *conn
-	for i := 0; i < 20 && reused == nil; i++ {
-		name := "b" + strconv.Itoa(i)
-		r := h.dialRaw(t, "tok-acme-"+name)
-		if c := session(name); fdOf(c) == fd {
-			b, reused = r, c
+	// The lowest free number goes to the next socket: hold every free one
+	// up to fd, dial (our socket takes a higher one), give fd back and
+	// only then let the worker accept.
+	var held []*os.File
+	t.Cleanup(func() {
+		for _, f := range held {
+			_ = f.Close()
 		}
-	}
-	require.NotNil(t, reused, "no new connection took descriptor %d", fd)
-	h.srv.poller.mu.Lock()
-	_, stale := h.srv.poller.conns[old.token]
-	h.srv.poller.mu.Unlock()
-	assert.False(t, stale, "the closed session's registration is gone")
-	assert.NotEqual(t, old.token, reused.token)
-	for j := range 20 {
-		parked(reused)
-		id := strconv.Itoa(j)
-		b.write(sendFrame(id))
-		b.expectAck(id)
+	})
+	for {
+		f, err := os.Open(os.DevNull)
+		require.NoError(t, err)
+		if int(f.Fd()) == fd {
+			conn := dial()
+			require.NoError(t, f.Close())
+			gate <- struct{}{}
+			b := handshakeRaw(t, conn, "tok-acme-b")
+			reused := session("b")
+			require.Equal(t, fd, fdOf(reused), "the new session has the old one's descriptor")
+			h.srv.poller.mu.Lock()
+			_, stale := h.srv.poller.conns[old.token]
+			h.srv.poller.mu.Unlock()
+			assert.False(t, stale, "the closed session's registration is gone")
+			assert.NotEqual(t, old.token, reused.token)
+			for j := range 20 {
+				parked(reused)
+				id := strconv.Itoa(j)
+				b.write(sendFrame(id))
+				b.expectAck(id)
+			}
+			return
+		}
+		require.Less(t, int(f.Fd()), fd, "descriptor %d was taken meanwhile", fd)
+		held = append(held, f)
 	}
 }

@@ -61,6 +61,12 @@ func (h *harness) dialRaw(t *testing.T, token string, early ...[]byte) *rawClien
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
 	require.NoError(t, err)
+	return handshakeRaw(t, conn, token, early...)
+}
+
+// handshakeRaw opens a session by hand on conn.
+func handshakeRaw(t *testing.T, conn net.Conn, token string, early ...[]byte) *rawClient {
+	t.Helper()
 	t.Cleanup(func() { _ = conn.Close() })
 	req := "GET " + sessionproto.ConnectPath + " HTTP/1.1\r\nHost: bote\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
@@ -69,7 +75,7 @@ func (h *harness) dialRaw(t *testing.T, token string, early ...[]byte) *rawClien
 	for _, e := range early {
 		out = append(out, e...)
 	}
-	_, err = conn.Write(out)
+	_, err := conn.Write(out)
 	require.NoError(t, err)
 	c := &rawClient{t: t, conn: conn, br: bufio.NewReader(conn)}
 	resp, err := http.ReadResponse(c.br, nil)
