@@ -63,10 +63,24 @@ func TestSamples(t *testing.T) {
 	t.Run("simple", func(t *testing.T) {
 		conn := start(t, p, simpleConn, "sample-1", "-count", "2")
 		waitFor(t, conn, "connected as contoso/sample-1")
-		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "sample-1", "-count", "2")
+		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "sample-1", "-count", "2", "-timeout", "60s")
 		waitFor(t, cloud, "contoso/sample-1 answered: pong from sample-1: ping 2")
 		waitFor(t, conn, "simple answered: pong: hello 2")
 		waitFor(t, conn, "simple asks: ping 1")
+	})
+
+	t.Run("failed call", func(t *testing.T) {
+		// No connector answers as "nobody": the call fails and the sample
+		// says so in its exit status, not only in its output.
+		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "nobody", "-count", "1", "-timeout", "2s")
+		waitFor(t, cloud, "call 1: ")
+		select {
+		case <-cloud.Done():
+		case <-time.After(60 * time.Second):
+			t.Fatalf("the sample did not exit after its failed call:\n%s", cloud.Output())
+		}
+		require.Error(t, cloud.ExitErr(), cloud.Output())
+		require.Contains(t, cloud.Output(), "1 of 1 calls failed")
 	})
 
 	t.Run("chat", func(t *testing.T) {
@@ -97,7 +111,10 @@ func TestSamples(t *testing.T) {
 			Env: []string{"PORT=" + strconv.Itoa(port), "SIDECAR=" + addr}})
 		waitFor(t, app, "cloud answered (200): pong: hello from node")
 		waitFor(t, cloud, "contoso/sample-3 asks: hello from node")
-		caller := start(t, p, simpleCloud, "sample-3", "-connector", "sample-3", "-count", "1")
+		// Two processes of the "simple" service read its queue here, so a
+		// reply may go to the other one first and come back after its
+		// abandon; on a loaded machine that took over 10 s.
+		caller := start(t, p, simpleCloud, "sample-3", "-connector", "sample-3", "-count", "1", "-timeout", "60s")
 		waitFor(t, caller, "contoso/sample-3 answered: node answers: PING 1")
 		waitFor(t, app, "simple says: ping 1")
 	})

@@ -1,6 +1,6 @@
 // Command cloud is the cloud half of the "simple" sample: a cloud service
 // named "simple" that answers every call from a connector, and calls one
-// connector -count times.
+// connector -count times (it exits 1 if any call failed).
 //
 //	set -a; . .demo/sample-1.env; set +a
 //	go run ./examples/simple/cloud -connector sample-1 -count 3
@@ -21,15 +21,16 @@ import (
 func main() {
 	connector := flag.String("connector", "sample-1", "the connector to call (of tenant $BOTE_TENANT)")
 	count := flag.Int("count", 3, "calls to make, one a second; 0 only answers, until Ctrl-C")
+	timeout := flag.Duration("timeout", 10*time.Second, "how long a call waits for its reply")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Getenv("BOTE_TENANT"), *connector, *count); err != nil {
+	if err := run(ctx, os.Getenv("BOTE_TENANT"), *connector, *count, *timeout); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, tenant, connector string, count int) error {
+func run(ctx context.Context, tenant, connector string, count int, timeout time.Duration) error {
 	c, err := botecloud.NewFromEnv(ctx, func(name string) string {
 		if name == botecloud.EnvService {
 			return "simple"
@@ -56,20 +57,28 @@ func run(ctx context.Context, tenant, connector string, count int) error {
 		<-ctx.Done()
 		return nil
 	}
+	failed := 0
 	for i := 1; i <= count; i++ {
-		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		callCtx, cancel := context.WithTimeout(ctx, timeout)
 		reply, err := c.Call(callCtx, tenant, connector, botecloud.OutMessage{Body: []byte(fmt.Sprintf("ping %d", i)), ContentType: "text/plain"})
 		cancel()
 		if err != nil {
+			failed++
 			fmt.Printf("call %d: %v\n", i, err)
 		} else {
 			fmt.Printf("%s answered: %s\n", reply.From, reply.Body)
+		}
+		if i == count {
+			break
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
 		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d calls failed", failed, count)
 	}
 	return nil
 }
