@@ -168,7 +168,7 @@ func loadConfig(ctx *pulumi.Context) (*Config, error) {
 	return &cfg, nil
 }
 
-// operatorAuthConfig is bote:operatorAuth: the relay server's settings,
+// operatorAuthConfig is bote:operatorAuth: the ops server's settings,
 // plus the operators' Entra tenant to derive the issuer from.
 type operatorAuthConfig struct {
 	opsrelay.OperatorAuth
@@ -190,7 +190,7 @@ func loadOperatorAuth(raw string, cfg *Config) (*opsrelay.OperatorAuth, error) {
 	}
 	oa := oc.OperatorAuth
 	if !cfg.OpsRelay {
-		return nil, configErr(key, "needs bote:opsRelay (the relay server is what operators authenticate to)")
+		return nil, configErr(key, "needs bote:opsRelay (the ops server is what operators authenticate to)")
 	}
 	switch tid := cmp.Or(oc.TenantID, cfg.TenantID); {
 	case oa.Issuer != "" && oc.TenantID != "":

@@ -141,7 +141,7 @@ type AppArgs struct {
 	// Port is the container's HTTP port.
 	Port int
 	// External exposes the app's HTTP endpoint (the gateway and the idp);
-	// the relay server only makes outbound connections.
+	// the ops server only makes outbound connections.
 	External bool
 	// WebSockets enables WebSocket upgrades and the ping-friendly settings.
 	WebSockets bool

@@ -48,7 +48,7 @@ func (b *builder) bus() error {
 		// crash. Ten deliveries, then the dead-letter queue, which forwards
 		// to bote-errors with the reason kept in the message properties.
 		{QueueConnectors, "PT1M", 10, "P14D", QueueErrors},
-		// Cloud services may do real work per message (the relay server
+		// Cloud services may do real work per message (the ops server
 		// starts runs), so they get a longer lock.
 		{QueueCloud, "PT2M", 10, "P14D", QueueErrors},
 		// Connectors' reports of messages they could not handle: like the

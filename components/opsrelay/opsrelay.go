@@ -1,9 +1,9 @@
 // Package opsrelay is the ops relay, as a Pulumi component: an Azure Relay
 // namespace with one hybrid connection that requires client authorization,
 // separate listen and send rules whose keys go straight into Key Vault, and
-// the relay server app with its own identity.
+// the ops server app with its own identity.
 //
-// The relay server listens (outbound only; it needs no ingress), sends runs
+// The ops server listens (outbound only; it needs no ingress), sends runs
 // to connectors through the gateway's bote-connectors queue and receives
 // their results from bote-cloud. Its identity gets exactly that, plus its
 // state table, the claim-check container, the listen key's secret and image
@@ -53,10 +53,10 @@ type Args struct {
 	// Gateway is the environment's shared gateway: its namespace queues,
 	// storage, vault, registry and hosting platform.
 	Gateway *gateway.SharedGateway
-	// Image is the relay server's repository pinned by digest.
+	// Image is the ops server's repository pinned by digest.
 	Image string
 	// AgentVersion is the version of the agent image the stack deployed;
-	// the relay server marks agents that report another.
+	// the ops server marks agents that report another.
 	AgentVersion string
 	// OperatorAuth, if set, lets operators in with OAuth2 tokens from
 	// Entra ID and gives them roles per tenant from their token's app
@@ -64,8 +64,8 @@ type Args struct {
 	OperatorAuth *OperatorAuth
 }
 
-// OperatorAuth is the relay server's OAuth2 operator authentication
-// (relayserver --oauth-*).
+// OperatorAuth is the ops server's OAuth2 operator authentication
+// (opsserver --oauth-*).
 type OperatorAuth struct {
 	// Issuer of operator tokens, e.g.
 	// https://login.microsoftonline.us/<tenant id>/v2.0.
@@ -126,7 +126,7 @@ func (a *Args) Validate() error {
 	}.Check()
 }
 
-// tableNames are the relay server's tables: the run store's, the audit
+// tableNames are the ops server's tables: the run store's, the audit
 // log, the operator API keys (shared by every replica), the policies, the
 // webhooks with their outbox and the drift schedules, named by the runtime
 // packages that use them.
@@ -229,8 +229,8 @@ func (b *builder) relay() error {
 		HybridConnectionName:        pulumi.String(HybridConnection),
 		NamespaceName:               b.ns.Name,
 		ResourceGroupName:           b.rg,
-		RequiresClientAuthorization: pulumi.Bool(true), // senders need a token too
-		UserMetadata:                pulumi.String("opsbot CLI -> relay server"),
+		RequiresClientAuthorization: pulumi.Bool(true),                           // senders need a token too
+		UserMetadata:                pulumi.String("opsbot CLI -> relay server"), // as deployed: the ops server's old name, kept so the rename updates nothing here
 	}, b.parent)
 	if err != nil {
 		return err
@@ -276,7 +276,7 @@ func (b *builder) storage() error {
 		b.tables = append(b.tables, t)
 	}
 	// Deployment secrets (runtime/secretstore, one secret per workspace)
-	// live in a vault of their own: the relay server reads them, and no
+	// live in a vault of their own: the ops server reads them, and no
 	// other identity of the stack has any role on it. Administrators write
 	// them (Key Vault Secrets Officer, granted out of band).
 	var err error
@@ -294,7 +294,7 @@ func (b *builder) storage() error {
 	return err
 }
 
-// identity registers the relay server's identity and grants it exactly
+// identity registers the ops server's identity and grants it exactly
 // what the package comment says.
 func (b *builder) identity() error {
 	gw := b.gw
@@ -318,7 +318,7 @@ func (b *builder) identity() error {
 		{access.StorageBlobContributor, access.Scope{Name: "container-" + artifacts.DefaultContainer, ID: b.runsContainer.ID()}},
 		{access.StorageBlobContributor, access.Scope{Name: "container-" + gateway.ContainerClaims, ID: gw.ClaimsContainer.ID()}},
 		// The agents' bundle, plan and upload links are signed with a user
-		// delegation key (no account key in the relay server).
+		// delegation key (no account key in the ops server).
 		{access.StorageBlobDelegator, access.Scope{Name: "storage-account", ID: gw.StorageAccount.ID()}},
 		{access.StorageBlobReader, access.Scope{Name: "container-" + gateway.ContainerRegistry, ID: gw.RegistryContainer.ID()}},
 		{access.KeyVaultSecretsUser, access.Scope{Name: "secret-" + SecretListenKey, ID: b.secrets[SecretListenKey].ID()}},
@@ -340,7 +340,7 @@ func (b *builder) identity() error {
 	return nil
 }
 
-// app registers the relay server's app, once its identity has its roles.
+// app registers the ops server's app, once its identity has its roles.
 func (b *builder) app() error {
 	settings, err := b.settings()
 	if err != nil {

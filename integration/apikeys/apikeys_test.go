@@ -80,7 +80,7 @@ func runAPIKey(ctx context.Context, bin string, emu *azurite.Emulator, args ...s
 	return strings.TrimSpace(out.String()), nil
 }
 
-// Two relay server processes on one keys table, as the stack's replicas:
+// Two ops server processes on one keys table, as the stack's replicas:
 // a key created through one is accepted by the other, and a key revoked
 // through one is refused by the other within the 5 s re-check interval.
 func TestTwoServersShareTheKeysTable(t *testing.T) {
@@ -132,7 +132,7 @@ func TestKeysTable(t *testing.T) {
 	require.NoError(t, err)
 	n := 0
 	// replicas opens a fresh table and two authenticators on it, as two
-	// relay server replicas, each re-reading the table every 50 ms.
+	// ops server replicas, each re-reading the table every 50 ms.
 	replicas := func(t *testing.T) (a, b *operatorauth.Authenticator) {
 		n++
 		name := "apikeys" + strings.Repeat("x", n)

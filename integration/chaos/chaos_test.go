@@ -1,6 +1,6 @@
 // Package chaos sends numbered messages through the gateway to a
 // connector sidecar with durable dedup and queues runs while it kills
-// processes (a gateway, an idp and a relay server replica of two, the
+// processes (a gateway, an idp and an ops server replica of two, the
 // connector, an agent) and restarts Azurite, then checks that no message is lost, no
 // run is stuck, and reports duplicates and figures.
 //
@@ -164,9 +164,9 @@ func TestChaos(t *testing.T) {
 		fault("idp replica killed")
 		time.Sleep(2 * time.Second)
 		p.KillOpsServer()
-		fault("relay server replica killed")
+		fault("ops server replica killed")
 		require.NoError(t, p.StartOpsServer())
-		tl.event("relay server started")
+		tl.event("ops server started")
 		sink.Kill()
 		fault("connector killed")
 		sink, err = p.StartConnector(tenant, "sink", program.URL, sinkArgs...)

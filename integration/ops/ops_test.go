@@ -232,7 +232,7 @@ func TestNoListenerConnected(t *testing.T) {
 	s := newStack(t)
 	r := s.opsbot(t, nil, "status")
 	assert.Equal(t, exitcode.NoListener, r.code, "stderr: %s", r.stderr)
-	assert.Contains(t, r.stderr, `no relayserver is listening on hybrid connection "ops"`)
+	assert.Contains(t, r.stderr, `no ops server is listening on hybrid connection "ops"`)
 
 	r = s.opsbot(t, nil, "events", "--count", "1")
 	assert.Equal(t, exitcode.NoListener, r.code, "a WebSocket to no listener says so too; stderr: %s", r.stderr)

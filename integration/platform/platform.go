@@ -69,16 +69,16 @@ type Options struct {
 	// test runs itself with KeyFile, e.g. to receive messages.
 	Connectors []Connector
 	// GatewayOnly starts the messaging gateway alone (Azurite, idp,
-	// gateway): no relay, relay server or agents, so nothing but the
+	// gateway): no relay, ops server or agents, so nothing but the
 	// caller's own cloud programs reads the cloud queue (the samples in
 	// examples/). Agents must be empty.
 	GatewayOnly bool
-	// Replicas is how many idps, gateways and relay servers run behind the
+	// Replicas is how many idps, gateways and ops servers run behind the
 	// same storage and bus (default 1). With more than one, idps and
 	// gateways sit behind a balancer each (IdpURL and GatewayURL are its
 	// address; it skips a replica that refuses connections, as the ingress
 	// does), the idps share issuer, keys and replay table, and the relay
-	// spreads opsbot's requests over the relay servers' listeners.
+	// spreads opsbot's requests over the ops servers' listeners.
 	Replicas int
 }
 

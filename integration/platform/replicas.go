@@ -73,7 +73,7 @@ func (p *Platform) launchGateway(label string) (*procs.Process, string, error) {
 	return proc, url, err
 }
 
-// startReplicas starts idps, gateways and relay servers 1..Replicas-1.
+// startReplicas starts idps, gateways and ops servers 1..Replicas-1.
 func (p *Platform) startReplicas() error {
 	for i := 1; i < p.opts.Replicas; i++ {
 		idp, idpURL, err := p.startIdp(fmt.Sprintf("idp-%d", i))

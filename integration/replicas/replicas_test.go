@@ -1,5 +1,5 @@
 // Package replicas runs the platform with two idps, two gateways and two
-// relay servers behind one Azurite (idps and gateways behind a balancer
+// ops servers behind one Azurite (idps and gateways behind a balancer
 // each, as behind the ingress in Azure) and kills one of each mid-run:
 // the run completes, nothing of its log is lost, the operator's opsbot
 // following it carries on through the relay to the surviving relay
@@ -40,7 +40,7 @@ func slow(t *testing.T, seconds int) string {
 	return dir
 }
 
-// TestReplicaKilledMidRun: relay server, gateway and idp replica 0 are
+// TestReplicaKilledMidRun: ops server, gateway and idp replica 0 are
 // killed (SIGKILL) while an apply runs and agents hold sessions.
 func TestReplicaKilledMidRun(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,

@@ -66,7 +66,7 @@ type Config struct {
 	Version          string
 	TerraformVersion string
 
-	// Server is the ops server's service name on the gateway (relayserver
+	// Server is the ops server's service name on the gateway (opsserver
 	// --service-name; default DefaultServer). Run messages from any other
 	// sender are dropped: every cloud service on the gateway may address
 	// any connector, and only the ops server assigns runs.
@@ -139,7 +139,11 @@ func (c Config) Validate() error {
 }
 
 // DefaultServer is the ops server's default service name on the gateway
-// (relayserver --service-name).
+// (opsserver --service-name). It stays the binary's old name: it is what
+// the ops server stamps as the sender of run messages, what agents accept
+// them from and what the gateway's --cloud-service-keys name its keys
+// under, so a new name would cut off every agent and gateway not
+// reconfigured at the same time.
 const DefaultServer = "relayserver"
 
 // Agent executes assigned runs. It is a connector.Handler; Run keeps its

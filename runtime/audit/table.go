@@ -21,7 +21,7 @@ import (
 // DefaultTable is the audit table's name when no prefix is given.
 const DefaultTable = "boteaudit"
 
-// TableName is the audit table of a table prefix (the relayserver's
+// TableName is the audit table of a table prefix (the ops server's
 // --table-prefix): prefix + "audit", DefaultTable without one. The Pulumi
 // component provisions TableName("").
 func TableName(prefix string) string {

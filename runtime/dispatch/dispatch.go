@@ -27,7 +27,7 @@
 //
 // All run state lives in the runs store and all artifacts in Blob storage;
 // a Dispatcher keeps only caches (log cursors, followers), so a restarted
-// relayserver continues every run: agents keep reporting through the bus,
+// the ops server continues every run: agents keep reporting through the bus,
 // and an assignment that was claimed but never sent is sent again when the
 // agent's heartbeat does not list it.
 package dispatch

@@ -140,7 +140,7 @@ func (m *Memory) Due(_ context.Context, now time.Time, limit int) ([]State, erro
 // DefaultTable names the drift table without a prefix.
 const DefaultTable = "botedrift"
 
-// TableName is the drift table of the relay server's tables with prefix
+// TableName is the drift table of the ops server's tables with prefix
 // ("" for DefaultTable).
 func TableName(prefix string) string {
 	if prefix == "" {

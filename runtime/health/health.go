@@ -1,5 +1,5 @@
 // Package health serves the probe and metrics endpoints the long-running
-// servers share (gateway, relayserver): GET /healthz (the process answers),
+// servers share (gateway, opsserver): GET /healthz (the process answers),
 // GET /readyz (it can do its work now; 503 with the reason otherwise) and
 // GET /metrics (a Prometheus registry in the text format). Profiles are
 // package profiling's, on a loopback listener of their own.

@@ -19,7 +19,7 @@ import (
 // DefaultTable names the notifications table without a prefix.
 const DefaultTable = "botenotify"
 
-// TableName is the notifications table of the relay server's tables with
+// TableName is the notifications table of the ops server's tables with
 // prefix ("" for DefaultTable).
 func TableName(prefix string) string {
 	if prefix == "" {

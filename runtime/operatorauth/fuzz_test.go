@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// FuzzParseKeysFile: the relay server's API keys file never panics the
+// FuzzParseKeysFile: the ops server's API keys file never panics the
 // parser, and what it accepts encodes and parses again.
 func FuzzParseKeysFile(f *testing.F) {
 	f.Add([]byte(`{"version":1,"keys":[]}`))
@@ -24,7 +24,7 @@ func FuzzParseKeysFile(f *testing.F) {
 	})
 }
 
-// FuzzParseRoleMap: the relay server's OAuth role map (--oauth-roles,
+// FuzzParseRoleMap: the ops server's OAuth role map (--oauth-roles,
 // --oauth-roles-file) never panics the parser, and what it accepts encodes
 // and parses again.
 func FuzzParseRoleMap(f *testing.F) {

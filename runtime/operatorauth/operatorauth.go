@@ -8,7 +8,7 @@
 //     compare. The id in the key selects the entry, so verification is one
 //     hash, and logs can name the key without revealing it. Each key holds
 //     its grants (roles.go). Keys are created with KeysFile.AddKey
-//     (relayserver apikey create) or Authenticator.CreateKey (the API) and
+//     (opsserver apikey create) or Authenticator.CreateKey (the API) and
 //     shown once; rotated and revoked the same ways.
 //   - OAuth2 access tokens (JWTs) from the operators' identity provider
 //     (Entra ID in public Azure or Azure Government, or any OIDC issuer),

@@ -30,7 +30,7 @@ type KeyStore interface {
 type FileStore struct {
 	Path string
 	// Create lets the first Edit start from an empty file when Path does
-	// not exist (relayserver apikey create).
+	// not exist (opsserver apikey create).
 	Create bool
 
 	mu sync.Mutex

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// FuzzLoadAgentsFile: the relay server's agents seed file never panics the
+// FuzzLoadAgentsFile: the ops server's agents seed file never panics the
 // reader, and every agent it accepts has a tenant, a name and its id.
 func FuzzLoadAgentsFile(f *testing.F) {
 	f.Add([]byte(`{"agents":[{"tenant":"contoso","name":"agent-01","state":"online"}]}`))

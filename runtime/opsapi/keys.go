@@ -30,7 +30,7 @@ func (s *Server) keyRoutes() []route {
 func (s *Server) needKeys(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Keys == nil {
-			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "API keys are not managed by this server (start relayserver with --api-keys-file)")
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "API keys are not managed by this server (start opsserver with --api-keys-file)")
 			return
 		}
 		h(w, r)

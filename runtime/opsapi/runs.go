@@ -71,7 +71,7 @@ func (s *Server) runRoutes() []route {
 func (s *Server) needRunStore(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Runs == nil {
-			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "runs are not configured on this server (start relayserver with --storage-connection-string, or --table-url and --blob-url)")
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "runs are not configured on this server (start opsserver with --storage-connection-string, or --table-url and --blob-url)")
 			return
 		}
 		h(w, r)

@@ -1,5 +1,5 @@
 // Package opsapi is the ops server's versioned REST API: the handlers behind
-// relayserver, the JSON types they exchange (which the opsclient package
+// opsserver, the JSON types they exchange (which the opsclient package
 // reuses), and the OpenAPI document that describes them, embedded and served
 // at /v1/openapi.json.
 //
@@ -47,7 +47,7 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (operatorauth.Principal, error)
 }
 
-// AgentStore lists agents: RunAgents (from the run store, what relayserver
+// AgentStore lists agents: RunAgents (from the run store, what the ops server
 // uses with runs) or StaticAgents (a fixed list).
 type AgentStore interface {
 	ListAgents(ctx context.Context, filter AgentFilter) ([]Agent, error)

@@ -74,7 +74,7 @@ func (s *Server) setVar(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Sensitive {
 		if s.cfg.Secrets == nil {
-			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "this server has no secret store for sensitive variables (start relayserver with --secrets-file or --key-vault-url)")
+			writeError(w, r, http.StatusServiceUnavailable, CodeUnavailable, "this server has no secret store for sensitive variables (start opsserver with --secrets-file or --key-vault-url)")
 			return
 		}
 		if err := s.changeSecretVars(r, tenant, name, func(v map[string]string) { v[key] = req.Value }); err != nil {

@@ -16,7 +16,7 @@ const APIVersion = "v1"
 
 // Status is the body of GET /v1/status.
 type Status struct {
-	// Version of the relayserver binary.
+	// Version of the opsserver binary.
 	Version string `json:"version"`
 	// StartedAt is when the server started.
 	StartedAt time.Time `json:"started_at"`

@@ -2,7 +2,7 @@
 // opsapi), used by the opsbot CLI. It is transport-agnostic: give it the
 // relay sender's transports (relay.Sender for requests, its
 // StreamTransport for WebSockets) to go through Azure Relay, or plain HTTP
-// transports for a relayserver's local port.
+// transports for an ops server's local port.
 //
 // Errors keep their cause: relay failures unwrap to relay.ErrNoListener,
 // relay.ErrUnauthorized, relay.ErrUnreachable and friends; the API's own

@@ -58,7 +58,7 @@ type Config struct {
 	Namespace string
 	// Cloud resolves a bare namespace name: public, usgovernment or china.
 	Cloud string
-	// HybridConnection is the hybrid connection the relayserver listens on.
+	// HybridConnection is the hybrid connection the ops server listens on.
 	HybridConnection string
 	// RelayAuth is sas (KeyName and Key, or the connection string's key) or
 	// entra (azidentity's DefaultAzureCredential: az login, managed or
@@ -76,7 +76,7 @@ type Config struct {
 	// scope (e.g. api://ops/.default) from the Entra login
 	// (DefaultAzureCredential: az login, environment, managed identity).
 	APIScope string
-	// LocalURL, when set, bypasses the relay and talks to a relayserver's
+	// LocalURL, when set, bypasses the relay and talks to an ops server's
 	// --local-listen port directly (development).
 	LocalURL string
 	// Output is table or json.
@@ -144,7 +144,7 @@ func settings() []Setting {
 	return []Setting{
 		s("namespace", "Relay namespace: bare name, host, or connection string", false, func(c *Config) *string { return &c.Namespace }),
 		s("cloud", "Azure cloud for a bare namespace name: public, usgovernment, china", false, func(c *Config) *string { return &c.Cloud }),
-		s("hybrid_connection", "hybrid connection the relayserver listens on", false, func(c *Config) *string { return &c.HybridConnection }),
+		s("hybrid_connection", "hybrid connection the ops server listens on", false, func(c *Config) *string { return &c.HybridConnection }),
 		s("relay_auth", "relay authentication: sas or entra (DefaultAzureCredential)", false, func(c *Config) *string { return &c.RelayAuth }),
 		s("key_name", "SAS rule name (Send right)", false, func(c *Config) *string { return &c.KeyName }),
 		s("key", "SAS key (prefer the environment or the config file to a flag)", true, func(c *Config) *string { return &c.Key }),
@@ -162,7 +162,7 @@ func settings() []Setting {
 		},
 		s("api_key", "operator API key or OAuth2 access token (prefer the environment or the config file to a flag)", true, func(c *Config) *string { return &c.APIKey }),
 		s("api_scope", "instead of api_key: get an operator token for this OAuth2 scope (e.g. api://ops/.default) with the Entra login", false, func(c *Config) *string { return &c.APIScope }),
-		s("local_url", "talk to a relayserver's --local-listen URL directly, bypassing the relay (development)", false, func(c *Config) *string { return &c.LocalURL }),
+		s("local_url", "talk to an ops server's --local-listen URL directly, bypassing the relay (development)", false, func(c *Config) *string { return &c.LocalURL }),
 		s("output", "output format: table or json", false, func(c *Config) *string { return &c.Output }),
 		s("tenant", "tenant whose workspaces, runs and agents to work on", false, func(c *Config) *string { return &c.Tenant }),
 		{
@@ -305,7 +305,7 @@ func (c Config) Validate() error {
 		return checkLocalURL(c.LocalURL)
 	}
 	if c.Namespace == "" {
-		return errors.New("namespace: required (or local_url for a local relayserver); set --namespace, OPSBOT_NAMESPACE or namespace in the config file")
+		return errors.New("namespace: required (or local_url for a local ops server); set --namespace, OPSBOT_NAMESPACE or namespace in the config file")
 	}
 	ns, err := c.ParseNamespace()
 	if err != nil {

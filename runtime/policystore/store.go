@@ -12,7 +12,7 @@ import (
 )
 
 // Store keeps policies with every version: Table (Azure Table Storage, the
-// relayserver's) and Memory (tests).
+// the ops server's) and Memory (tests).
 type Store interface {
 	// Put stores p as the next version of its name (Version, SHA256 and
 	// CreatedAt are set here) and returns it. It does not compile: see

@@ -20,7 +20,7 @@ import (
 // DefaultTable names the policies table without a prefix.
 const DefaultTable = "botepolicies"
 
-// TableName is the policies table of the relay server's tables with
+// TableName is the policies table of the ops server's tables with
 // prefix ("" for DefaultTable).
 func TableName(prefix string) string {
 	if prefix == "" {

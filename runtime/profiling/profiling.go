@@ -1,6 +1,6 @@
 // Package profiling serves Go's pprof endpoints (/debug/pprof/...) on a
 // separate, loopback-only listener, for the long-running servers (gateway,
-// relay server) that opt in with a flag. It is off unless an address is
+// ops server) that opt in with a flag. It is off unless an address is
 // given, and it refuses any address that is not a loopback one: profiles
 // reveal memory contents and cost CPU, so they are reached only from the
 // host or through an authenticated tunnel (`kubectl port-forward`, `az

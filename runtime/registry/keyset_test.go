@@ -54,7 +54,7 @@ func TestParseKeySet(t *testing.T) {
 }
 
 // FuzzParseKeySet: a key set file (the gateway's cloud service keys, the
-// relay server's gateway keys) never panics the parser, and every name it
+// ops server's gateway keys) never panics the parser, and every name it
 // accepts has at least one key.
 func FuzzParseKeySet(f *testing.F) {
 	f.Add([]byte(`{"relayserver":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`))

@@ -1,4 +1,4 @@
-// Package runproto is the protocol between the ops server (relayserver)
+// Package runproto is the protocol between the ops server (opsserver)
 // and its deployment agents. Messages travel through the bote gateway:
 // server → agent with botecloud.SendToConnector, agent → server with
 // connector.Send, which arrives at the server with the verified From

@@ -8,7 +8,7 @@
 // it (a *TransitionError otherwise). A workspace runs one run at a time:
 // claiming a run takes the workspace lock and moves the run in one atomic,
 // conditional write (Store.Commit), so later runs queue behind it in
-// creation order and two relayserver replicas never start one workspace
+// creation order and two ops server replicas never start one workspace
 // twice. The lock is held from the claim until the run ends, including
 // while a saved plan waits for approval, so the plan applied is exactly
 // the plan approved. The saved plan and working directory are a Blob

@@ -72,7 +72,7 @@ func (c Config) Validate() error {
 }
 
 // Manager applies the run lifecycle to a Store. Several Managers (one per
-// relayserver replica) may share one Store: every change is a conditional
+// ops server replica) may share one Store: every change is a conditional
 // write, so two replicas never start one run or one workspace twice.
 type Manager struct {
 	store  Store

@@ -1,5 +1,5 @@
 // Package runstore keeps the ops server's run state (package runs):
-// Tables, the Azure Table Storage store the relayserver uses, and Memory,
+// Tables, the Azure Table Storage store the ops server uses, and Memory,
 // an in-memory store for unit tests. Both pass the contract suite in
 // runstore/storetest; the integration module runs it on Azurite.
 //
@@ -16,7 +16,7 @@
 //
 // A workspace's runs and its lock share one partition, so claiming a run
 // (lock taken, run moved to planning) is one entity group transaction with
-// an If-Match on both: two relayserver replicas racing for one workspace
+// an If-Match on both: two ops server replicas racing for one workspace
 // cannot both win. Every key starts with the tenant id, and every method
 // takes the tenant, so a tenant's reads never reach another's entities.
 //

@@ -91,7 +91,9 @@ func (k *KeyVault) Put(ctx context.Context, tenant ids.TenantID, workspace ids.W
 	_, err = k.client.SetSecret(ctx, SecretName(tenant, workspace), azsecrets.SetSecretParameters{
 		Value:       to.Ptr(string(b)),
 		ContentType: to.Ptr("application/json"),
-		Tags:        map[string]*string{"tenant": to.Ptr(string(tenant)), "workspace": to.Ptr(string(workspace)), "managed-by": to.Ptr("bote-relayserver")},
+		// managed-by keeps the ops server's old name, as on every secret
+		// written before the rename.
+		Tags: map[string]*string{"tenant": to.Ptr(string(tenant)), "workspace": to.Ptr(string(workspace)), "managed-by": to.Ptr("bote-relayserver")},
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("cannot store secrets of workspace %s/%s: %w", tenant, workspace, err)

@@ -1,5 +1,5 @@
 // Package busdriver opens the bus driver a binary is configured for: every
-// binary that talks to the gateway bus (the gateway, the relay server) calls
+// binary that talks to the gateway bus (the gateway, the ops server) calls
 // Open with the same Config, so the choice between the drivers and what each
 // one needs is made in one place.
 //

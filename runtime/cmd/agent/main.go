@@ -86,7 +86,7 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 	fs.DurationVar(&o.safetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.DurationVar(&o.visibility, "visibility", 0, "how long a message being delivered stays hidden before it is extended; one delivered to a session that was lost comes back this late (default 60s, at least 2s)")
 	fs.StringVar(&o.terraform, "terraform", "terraform", "terraform executable")
-	fs.StringVar(&o.server, "server", agent.DefaultServer, "the ops server's service name on the gateway (relayserver --service-name); run messages from any other sender are dropped")
+	fs.StringVar(&o.server, "server", agent.DefaultServer, "the ops server's service name on the gateway (opsserver --service-name); run messages from any other sender are dropped")
 	fs.Var(o.labels, "labels", "narrow the labels the agent serves to these: k=v[,k=v...] (repeatable); the registration grants the labels, this can only drop some")
 	fs.Var(o.labels, "label", "same as --labels")
 	fs.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")

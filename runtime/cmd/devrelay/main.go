@@ -1,5 +1,5 @@
 // Command devrelay runs the test relay (package relay/relaytest) on a
-// loopback port for local runs: relayserver listens on it and opsbot sends
+// loopback port for local runs: opsserver listens on it and opsbot sends
 // through it exactly as they would through Azure Relay, with plain ws/http
 // (clients must set Insecure) unless --tls is given.
 //

@@ -100,8 +100,8 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "opsbot",
 		Short: "Operate the bote ops server through Azure Relay",
-		Long: `opsbot talks to the ops server (relayserver) through Azure Relay Hybrid
-Connections, or directly to a relayserver's local port with --local-url.
+		Long: `opsbot talks to the ops server (opsserver) through Azure Relay Hybrid
+Connections, or directly to an ops server's local port with --local-url.
 
 Every setting can be a flag, an OPSBOT_* environment variable or a key in the
 config file ($XDG_CONFIG_HOME/opsbot/config.yaml by default; --config), at
@@ -120,7 +120,7 @@ Ctrl-C while following a run stops following, not the run; a second
 Ctrl-C within 3 s cancels a run this command started or approved.
 
 Exit codes: 0 ok, 1 error, 2 usage or configuration (unknown command or
-flag, bad value), 3 relay unreachable, 4 no relayserver listening, 5 relay
+flag, bad value), 3 relay unreachable, 4 no ops server listening, 5 relay
 refused credentials, 6 ops server refused the API key, 7 hybrid connection
 not found, 8 timeout, 9 no such tenant, workspace or run, 10 plan has
 changes, 11 run failed, 12 run cancelled or timed out, 130 interrupted.`,

@@ -59,7 +59,7 @@ func explain(err error, t target) (int, string) {
 	case errors.Is(err, opsclient.ErrForbidden):
 		return exitcode.APIAuth, forbiddenMessage(err)
 	case errors.Is(err, relay.ErrNoListener):
-		return exitcode.NoListener, fmt.Sprintf("no relayserver is listening on hybrid connection %q at %s: the ops server is down or not connected to the relay\n  cause: %v", t.hybridConnection, t.host, err)
+		return exitcode.NoListener, fmt.Sprintf("no ops server is listening on hybrid connection %q at %s: the ops server is down or not connected to the relay\n  cause: %v", t.hybridConnection, t.host, err)
 	case errors.Is(err, relay.ErrUnauthorized):
 		return exitcode.RelayAuth, fmt.Sprintf("the relay at %s refused the credentials: check key_name and key (the rule needs the Send right) or, with relay_auth entra, that you have the Azure Relay Sender role\n  cause: %v", t.host, err)
 	case errors.Is(err, relay.ErrNotFound):
@@ -71,7 +71,7 @@ func explain(err error, t target) (int, string) {
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitcode.Timeout, fmt.Sprintf("the ops server did not answer in time (see --timeout)\n  cause: %v", err)
 	case t.local && !errors.As(err, &ae):
-		return exitcode.RelayUnreachable, fmt.Sprintf("cannot reach the relayserver at %s (local_url): is it running with --local-listen?\n  cause: %v", t.host, err)
+		return exitcode.RelayUnreachable, fmt.Sprintf("cannot reach the ops server at %s (local_url): is it running with --local-listen?\n  cause: %v", t.host, err)
 	}
 	return exitcode.Error, err.Error()
 }

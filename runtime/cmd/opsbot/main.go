@@ -1,6 +1,6 @@
 // Command opsbot is the operator CLI of the ops server. It reaches
-// relayserver through Azure Relay Hybrid Connections (as a sender; no
-// inbound port anywhere), or a relayserver's local port for development.
+// ops server through Azure Relay Hybrid Connections (as a sender; no
+// inbound port anywhere), or an ops server's local port for development.
 //
 // One file per command group:
 //

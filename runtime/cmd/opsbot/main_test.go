@@ -157,7 +157,7 @@ func TestExplainRelayErrors(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{fmt.Errorf("cannot get status: %w", relay.ErrNoListener), exitcode.NoListener, `no relayserver is listening on hybrid connection "ops"`},
+		{fmt.Errorf("cannot get status: %w", relay.ErrNoListener), exitcode.NoListener, `no ops server is listening on hybrid connection "ops"`},
 		{&relay.UnreachableError{Host: tgt.host, Err: errors.New("dial tcp: no such host")}, exitcode.RelayUnreachable, "cannot reach the relay at ns.servicebus.usgovcloudapi.net"},
 		{fmt.Errorf("x: %w", relay.ErrUnauthorized), exitcode.RelayAuth, "the relay at ns.servicebus.usgovcloudapi.net refused the credentials"},
 		{fmt.Errorf("x: %w", relay.ErrNotFound), exitcode.NotFound, `hybrid connection "ops" does not exist`},

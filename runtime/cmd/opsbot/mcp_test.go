@@ -83,7 +83,7 @@ func TestMCPUnreachable(t *testing.T) {
 	cs, done, _ := startMCP(t, ctx, env, "mcp")
 	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_tenants"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "cannot reach the relayserver at http://127.0.0.1:9 (local_url): is it running with --local-listen?")
+	assert.Contains(t, err.Error(), "cannot reach the ops server at http://127.0.0.1:9 (local_url): is it running with --local-listen?")
 	assert.NotContains(t, err.Error(), "secret-part")
 	require.NoError(t, cs.Close())
 	require.NoError(t, <-done)

@@ -74,8 +74,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&c.Bus, "bus", "storagequeue", "bus driver to reach agents: storagequeue or servicebus")
 	fs.StringVar(&c.ServiceBusConnectionString, "servicebus-connection-string", "", "Service Bus connection string (with --bus servicebus)")
 	fs.StringVar(&c.ServiceBusNamespace, "servicebus-namespace", "", "Service Bus fully qualified namespace (with --bus servicebus and --azure-identity)")
+	// The binary's old name, for good: agents accept run messages from it
+	// (agent.DefaultServer) and gateways name its keys by it.
 	fs.StringVar(&c.ServiceName, "service-name", "relayserver", "this service's name on the gateway (stamped as the sender of what it sends to agents)")
-	fs.StringVar(&c.GatewayURL, "gateway-url", "", "gateway base URL, e.g. https://gateway.example: after queueing work for agents the relay server wakes a routing replica there, so the gateway's route poll is only a safety net (Storage Queues bus; not needed with Service Bus)")
+	fs.StringVar(&c.GatewayURL, "gateway-url", "", "gateway base URL, e.g. https://gateway.example: after queueing work for agents the ops server wakes a routing replica there, so the gateway's route poll is only a safety net (Storage Queues bus; not needed with Service Bus)")
 	fs.StringVar(&c.GatewayKeys, "gateway-keys", "", `key set file ({"gateway": [<public JWK>, ...]}): only messages the gateway signed (gateway --signing-key) are taken from agents`)
 	fs.StringVar(&c.CloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the gateway has --cloud-service-keys")
 	fs.StringVar(&c.SecretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")

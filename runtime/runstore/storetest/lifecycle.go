@@ -149,7 +149,7 @@ func testClaimRace(t *testing.T, f Fixture) {
 	}
 	e.enqueue("app", runs.OpApply)
 	e.enqueue("app", runs.OpApply)
-	// Two managers over two store instances: two relayserver replicas.
+	// Two managers over two store instances: two ops server replicas.
 	other, err := runs.New(runs.Config{Store: f.Reopen(t), Roster: runs.Unrestricted, Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
 	require.NoError(t, err)
 	managers := []*runs.Manager{e.m, other}
@@ -351,7 +351,7 @@ func testRestart(t *testing.T, f Fixture) {
 	e.claim("app", "a1")
 	e.report(first.ID, "a1", runs.Planned, true)
 
-	// The relayserver restarts: a new store instance over the same storage.
+	// The ops server restarts: a new store instance over the same storage.
 	m, err := runs.New(runs.Config{Store: f.Reopen(t), Roster: runs.Unrestricted, Now: e.clock.Now, SilentAfter: time.Minute, Logger: testLogger(t)})
 	require.NoError(t, err)
 	e.m = m

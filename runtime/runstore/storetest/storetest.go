@@ -4,7 +4,7 @@
 // relies on (conditional writes, atomic commits, tenant scoping, order,
 // large values) and then drives the lifecycle itself through runs.Manager
 // on the store: queueing, a claim race between two managers (two
-// relayserver replicas), silent agents, timeouts, cancel, auto-apply and a
+// ops server replicas), silent agents, timeouts, cancel, auto-apply and a
 // restart onto a new store instance over the same storage.
 package storetest
 
@@ -26,7 +26,7 @@ import (
 )
 
 // Fixture is a fresh, empty store and a way to open it again: Reopen
-// returns a new instance over the same storage (a restarted relayserver).
+// returns a new instance over the same storage (a restarted ops server).
 type Fixture struct {
 	Store  runs.Store
 	Reopen func(t *testing.T) runs.Store

@@ -10,7 +10,7 @@ const (
 	Error            = 1   // anything not below
 	Usage            = 2   // bad flags or configuration
 	RelayUnreachable = 3   // network, DNS, TLS or proxy failure reaching the relay
-	NoListener       = 4   // no relayserver connected to the hybrid connection
+	NoListener       = 4   // no ops server connected to the hybrid connection
 	RelayAuth        = 5   // the relay refused the SAS key or Entra ID token
 	APIAuth          = 6   // the ops server refused the operator credential
 	NotFound         = 7   // the hybrid connection does not exist
