@@ -22,7 +22,6 @@ import (
 // the session is idle are answered, and its close is echoed.
 func TestGorillaClient(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
-		h.srv.cfg.PingInterval = 30 * time.Millisecond
 		d := gorilla.Dialer{Subprotocols: []string{sessionproto.Subprotocol}, WriteBufferSize: 256, HandshakeTimeout: 10 * time.Second}
 		ws, resp, err := d.Dial("ws"+strings.TrimPrefix(h.http.URL, "http")+sessionproto.ConnectPath, http.Header{"Authorization": {"Bearer tok-acme-gorilla"}})
 		require.NoError(t, err)
@@ -112,7 +111,7 @@ func TestGorillaClient(t *testing.T) {
 			t.Fatal("the worker did not answer the close")
 		}
 		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
-	})
+	}, func(c *Config) { c.PingInterval = 30 * time.Millisecond })
 }
 
 // chunk cuts b into pieces of n bytes.

@@ -32,7 +32,6 @@ type nodeEvent struct {
 func TestNodeWSClient(t *testing.T) {
 	requireNodeWS(t)
 	readModes(t, func(t *testing.T, h *harness) {
-		h.srv.cfg.PingInterval = 30 * time.Millisecond
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "node", filepath.Join("testdata", "node", "wsclient.js"))
@@ -111,7 +110,7 @@ func TestNodeWSClient(t *testing.T) {
 		command(`{"close":1000}`)
 		assert.Equal(t, nodeEvent{Event: "close", Status: 1000}, next(), "the worker echoes the close")
 		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
-	})
+	}, func(c *Config) { c.PingInterval = 30 * time.Millisecond })
 }
 
 // requireNodeWS fails the test, with how to fix it, unless node and the

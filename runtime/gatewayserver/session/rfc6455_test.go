@@ -203,7 +203,6 @@ func TestFramesAsRFC6455(t *testing.T) {
 			"error:bad_frame " + ok},
 	}
 	readModes(t, func(t *testing.T, h *harness) {
-		h.srv.cfg.MaxInFlight = 1 // requests answered in order
 		for _, tc := range cases {
 			for _, split := range []string{"one write", "byte by byte"} {
 				t.Run(tc.name+"/"+split, func(t *testing.T) {
@@ -232,5 +231,5 @@ func TestFramesAsRFC6455(t *testing.T) {
 				})
 			}
 		}
-	})
+	}, func(c *Config) { c.MaxInFlight = 1 }) // requests answered in order
 }

@@ -127,17 +127,18 @@ func TestDescriptorReused(t *testing.T) {
 			b := handshakeRaw(t, conn, "tok-acme-b")
 			reused := session("b")
 			require.Equal(t, fd, fdOf(reused), "the new session has the old one's descriptor")
-			h.srv.poller.mu.Lock()
-			_, stale := h.srv.poller.conns[old.token]
-			h.srv.poller.mu.Unlock()
-			assert.False(t, stale, "the closed session's registration is gone")
-			assert.NotEqual(t, old.token, reused.token)
 			for j := range 20 {
 				parked(reused)
 				id := strconv.Itoa(j)
 				b.write(sendFrame(id))
 				b.expectAck(id)
 			}
+			parked(reused) // registered: its token is set
+			h.srv.poller.mu.Lock()
+			_, stale := h.srv.poller.conns[old.token]
+			h.srv.poller.mu.Unlock()
+			assert.False(t, stale, "the closed session's registration is gone")
+			assert.NotEqual(t, old.token, reused.token)
 			return
 		}
 		require.Less(t, int(f.Fd()), fd, "descriptor %d was taken meanwhile", fd)

@@ -20,7 +20,6 @@ import (
 // pings here: a pong would wake a session whose wake-up was lost.
 func TestNoWakeUpLost(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
-		h.srv.cfg.PingInterval = time.Hour
 		const sessions, requests = 32, 150
 		var wg sync.WaitGroup
 		for i := range sessions {
@@ -42,7 +41,7 @@ func TestNoWakeUpLost(t *testing.T) {
 		}
 		wg.Wait()
 		assert.Len(t, h.sender.all(), sessions*requests)
-	})
+	}, func(c *Config) { c.PingInterval = time.Hour })
 }
 
 // A connector that sends part of a frame and then nothing (no pong either)
@@ -52,7 +51,6 @@ func TestNoWakeUpLost(t *testing.T) {
 func TestPartialFrameThenSilence(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
 		t.Parallel() // each case waits out the close handshake (5 s)
-		h.srv.cfg.PingInterval, h.srv.cfg.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
 		send := sendFrame("1")
 		cuts := map[string]int{"one byte": 1, "a header without its mask": 2, "a header without its last mask byte": 5, "part of the payload": 10}
 		var wg sync.WaitGroup
@@ -68,7 +66,7 @@ func TestPartialFrameThenSilence(t *testing.T) {
 		wg.Wait()
 		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
 		assert.Empty(t, h.sender.all())
-	})
+	}, func(c *Config) { c.PingInterval, c.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond })
 }
 
 // settledGoroutines counts goroutines once short-lived ones have ended.

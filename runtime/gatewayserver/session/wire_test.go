@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,13 +41,20 @@ type rawClient struct {
 }
 
 // readModes runs f with sessions parked by the poller when idle (where
-// there is one) and with every session read by a goroutine of its own.
-func readModes(t *testing.T, f func(t *testing.T, h *harness)) {
+// there is one) and with every session read by a goroutine of its own,
+// on a server configured by opts.
+func readModes(t *testing.T, f func(t *testing.T, h *harness), opts ...func(*Config)) {
 	for _, mode := range []string{"poller", "goroutine"} {
 		t.Run(mode, func(t *testing.T) {
-			h := newHarness(t)
+			h := newHarness(t, opts...)
 			if mode == "goroutine" {
+				// Served anew from here, so that what serves sessions sees
+				// the poller gone (a client in another process, Node,
+				// gives the race detector no other ordering).
+				h.http.Close()
 				h.srv.poller = nil
+				h.http = httptest.NewServer(h.srv)
+				t.Cleanup(h.http.Close)
 			} else if h.srv.poller == nil {
 				t.Skip("no poller on this system")
 			}
