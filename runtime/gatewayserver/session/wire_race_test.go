@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/botehq/platform/runtime/sessionproto"
 )
 
 // Requests that arrive just as the session parks (right after the answer
@@ -159,4 +161,40 @@ func TestCloseBeforeParkingIsEnabled(t *testing.T) {
 	r.write(frame(opClose, true, closePayload(4000, "")))
 	<-closed
 	require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
+}
+
+// Between the fragments of a message a connector can still answer pings
+// (control frames may come between fragments), so a session left there
+// stays open, read by a goroutine that waits for the rest: it cannot park,
+// since the synthetic frame would end the message. What it keeps is what
+// every idle session kept before parking; the message, once finished, is
+// handled.
+func TestBetweenFragmentsAnsweringPings(t *testing.T) {
+	readModes(t, func(t *testing.T, h *harness) {
+		c := h.dialRaw(t, "tok-acme-frag")
+		msg := sendOfSize("1", 80)
+		c.write(frame(opText, false, msg[:30]))
+		for range 5 {
+			op, payload := c.readFrame()
+			require.Equal(t, byte(opPing), op)
+			c.write(frame(opPong, true, payload))
+		}
+		h.srv.mu.Lock()
+		s := h.srv.sessions[Identity{Tenant: "acme", Connector: "frag"}][0]
+		h.srv.mu.Unlock()
+		assert.Equal(t, int32(readRunning), s.reading.Load(), "the session waits for the rest of its message")
+		c.write(frame(opContinuation, true, msg[30:]))
+		for {
+			op, payload := c.readFrame()
+			if op == opPing {
+				c.write(frame(opPong, true, payload))
+				continue
+			}
+			f, err := sessionproto.Decode(payload)
+			require.NoError(t, err)
+			assert.Equal(t, sessionproto.TypeAck, f.Type)
+			assert.Equal(t, "1", f.ID)
+			return
+		}
+	}, func(c *Config) { c.PingInterval = 30 * time.Millisecond })
 }
