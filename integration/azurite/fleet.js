@@ -16,14 +16,30 @@ const short = 16;
 const proto = loki.Collection.prototype;
 const removeBatch = proto.removeBatch;
 const update = proto.update;
-if (typeof removeBatch !== "function" || typeof update !== "function" || typeof proto.remove !== "function") {
-  throw new Error("bote fleet.js: this LokiJS has no Collection removeBatch, update or remove");
+for (const f of ["removeBatch", "removeBatchByPositions", "update", "remove"]) {
+  if (typeof proto[f] !== "function") {
+    throw new Error(`bote fleet.js: this LokiJS has no Collection.${f}`);
+  }
+}
+if (typeof loki.Resultset.prototype.find !== "function") {
+  throw new Error("bote fleet.js: this LokiJS has no Resultset.find");
 }
 proto.removeBatch = function (batch) {
   if (batch.length > short || !this.adaptiveBinaryIndices) {
     return removeBatch.call(this, batch);
   }
   for (const doc of batch) {
+    this.remove(doc);
+  }
+};
+// Resultset.remove (findAndRemove, Azurite's extent clean-up: one extent
+// at a time) goes straight to removeBatchByPositions.
+const removeBatchByPositions = proto.removeBatchByPositions;
+proto.removeBatchByPositions = function (positions) {
+  if (positions.length > short || !this.adaptiveBinaryIndices) {
+    return removeBatchByPositions.call(this, positions);
+  }
+  for (const doc of positions.map((p) => this.data[p])) {
     this.remove(doc);
   }
 };
@@ -34,6 +50,27 @@ proto.update = function (doc) {
   for (const d of doc) {
     update.call(this, d);
   }
+};
+
+// Azurite looks every queue and message up by {accountName, name} or
+// {accountName, queueName, ...}; LokiJS filters in key order and uses an
+// index for the first key only, and with one account the accountName index
+// selects everything, so each lookup scanned every queue or message of the
+// account. Asking for accountName last lets the name's index select.
+const find = loki.Resultset.prototype.find;
+loki.Resultset.prototype.find = function (query, firstOnly) {
+  if (query && typeof query === "object" && !Array.isArray(query)) {
+    const keys = Object.keys(query);
+    if (keys.length > 1 && keys[0] === "accountName") {
+      const q = {};
+      for (const k of keys.slice(1)) {
+        q[k] = query[k];
+      }
+      q.accountName = query.accountName;
+      query = q;
+    }
+  }
+  return find.call(this, query, firstOnly);
 };
 
 // Azurite listens with listen(port, host, callback), Node's backlog of

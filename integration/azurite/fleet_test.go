@@ -21,13 +21,14 @@ import (
 
 // lokiScript does to a LokiJS collection with binary indices what Azurite
 // does on each dequeue and delete (remove an empty array, a short array;
-// update a short array) and prints how many index rebuilds that took,
+// update a short array; find and remove one, as its extent clean-up does;
+// look up by account first) and prints how many index rebuilds that took,
 // whether every index is still consistent, and what queries find.
 const lokiScript = `
 const loki = require("lokijs");
 const db = new loki("m.db");
-const c = db.addCollection("messages", { indices: ["queue", "visible"] });
-for (let i = 0; i < 100; i++) c.insert({ queue: "q" + (i % 10), visible: i });
+const c = db.addCollection("messages", { indices: ["accountName", "queue", "visible"] });
+for (let i = 0; i < 100; i++) c.insert({ accountName: "a", queue: "q" + (i % 10), visible: i });
 let rebuilds = 0;
 const ensure = loki.Collection.prototype.ensureIndex;
 loki.Collection.prototype.ensureIndex = function (...a) { rebuilds++; return ensure.apply(this, a); };
@@ -36,12 +37,15 @@ c.remove(c.find({ queue: "q3" }).slice(0, 2));
 const later = c.find({ queue: "q4" });
 for (const d of later) d.visible += 1000;
 c.update(later);
+c.findAndRemove({ accountName: "a", queue: "q5", visible: 5 });
 console.log(JSON.stringify({
   rebuilds,
   broken: c.checkAllIndexes(),
-  q3: c.count({ queue: "q3" }),
+  q3: c.count({ accountName: "a", queue: "q3" }),
+  q5: c.count({ accountName: "a", queue: "q5" }),
+  removed: c.findOne({ accountName: "a", queue: "q5", visible: 5 }),
   later: c.find({ visible: { $gte: 1000 } }).length,
-  total: c.count(),
+  total: c.count({ accountName: "a" }),
 }));
 `
 
@@ -72,16 +76,19 @@ func TestLokiPatch(t *testing.T) {
 			require.NoError(t, err, "%s", out)
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n") // the patch's line first
 			var got struct {
-				Rebuilds         int
-				Broken           []string
-				Q3, Later, Total int
+				Rebuilds             int
+				Broken               []string
+				Q3, Q5, Later, Total int
+				Removed              any
 			}
 			require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &got), "%s", out)
 			tc.rebuilds(t, got.Rebuilds, "index rebuilds")
 			assert.Empty(t, got.Broken, "inconsistent indices")
 			assert.Equal(t, 8, got.Q3)
 			assert.Equal(t, 10, got.Later)
-			assert.Equal(t, 98, got.Total)
+			assert.Equal(t, 9, got.Q5)
+			assert.Nil(t, got.Removed)
+			assert.Equal(t, 97, got.Total)
 		})
 	}
 }
