@@ -361,8 +361,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and parked) and this handler returns: net/http then drops what it
 	// keeps per request until its handler returns (its read and write
 	// buffers, the response), which would otherwise stay for the life of
-	// the session.
-	ctx := context.WithoutCancel(r.Context())
+	// the session. Its context is a fresh one: one derived from the
+	// request's (even without its cancellation) would keep net/http's
+	// request and connection contexts alive as long as the session.
+	ctx := context.Background()
 	c.open(ctx)
 	c.start(ctx)
 }
