@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,13 +170,15 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 // than a goroutine of its own. Each tick runs on a short-lived goroutine of
 // its own, which waits for the pong.
 func (c *conn) keepalive() {
-	var t *time.Timer
-	t = time.AfterFunc(c.srv.cfg.PingInterval, func() {
+	c.pinger = time.AfterFunc(math.MaxInt64, func() {
 		if c.tick(c.ctx) && !c.over() {
-			t.Reset(c.srv.cfg.PingInterval)
+			c.pinger.Reset(c.srv.cfg.PingInterval)
 		}
 	})
-	c.pinger = t // stopped when the session ends
+	// Started once c.pinger is set, which the first tick may read: set
+	// after AfterFunc with the interval, a tick due before the assignment
+	// (a short interval, a loaded machine) would find it unset.
+	c.pinger.Reset(c.srv.cfg.PingInterval)
 }
 
 // over reports whether the session has ended.
