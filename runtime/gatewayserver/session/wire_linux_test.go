@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,16 +22,7 @@ import (
 func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
 	require.NotNil(t, h.srv.poller)
-	settle := func() int {
-		var n int
-		for range 3 { // let short-lived goroutines (pings, nudges, net/http) end
-			time.Sleep(100 * time.Millisecond)
-			runtime.GC()
-			n = runtime.NumGoroutine()
-		}
-		return n
-	}
-	before := settle()
+	before := settledGoroutines()
 	const sessions = 1000
 	clients := make([]*client, sessions)
 	for i := range clients {
@@ -44,7 +34,7 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 		h.srv.Nudge(Identity{Tenant: "acme", Connector: "c" + strconv.Itoa(i)})
 		assert.Equal(t, sessionproto.TypeNudge, c.read().Type)
 	}
-	after := settle()
+	after := settledGoroutines()
 	require.Equal(t, sessions, h.srv.Sessions())
 	t.Logf("%d goroutines before, %d with %d idle sessions", before, after, sessions)
 	assert.Less(t, after-before, 50)
