@@ -108,7 +108,8 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 // defaultGCPercent is the gateway's GC target. Memory grows with idle
 // sessions, and the runtime keeps about (1 + GOGC/100) times the heap in
 // use: with Go's default of 100 an idle session costs 14–34 KiB of
-// resident memory, with 25 13–23 KiB, for about 25 % more CPU while
+// resident memory, with 25 13–19 KiB (26 right after a burst of
+// connections), for about 25 % more CPU while
 // sessions are opened (docs/benchmarks.md, "Gateway memory per idle
 // session").
 const defaultGCPercent = 25
