@@ -115,7 +115,7 @@ func givenOld(given map[string]bool, olds []string) bool {
 // Warn logs one warning for each deprecated name used.
 func Warn(log *slog.Logger, used []Deprecation) {
 	for _, d := range used {
-		log.Warn("deprecated name: use the new one, the old one will stop working in a later release", "old", d.Old, "new", d.New)
+		log.Warn("deprecated name: use the new one; the old one stops working in the next release", "old", d.Old, "new", d.New)
 	}
 }
 

@@ -80,6 +80,7 @@ func TestWarnLogsEachOldName(t *testing.T) {
 	var buf bytes.Buffer
 	Warn(slog.New(slog.NewTextHandler(&buf, nil)), []Deprecation{{"--worker-url", "--gateway-url"}, {"BOTE_WORKER_LISTEN", "BOTE_GATEWAY_LISTEN"}})
 	assert.Equal(t, 2, bytes.Count(buf.Bytes(), []byte("level=WARN msg=\"deprecated name")))
+	assert.Contains(t, buf.String(), "the old one stops working in the next release", "the warning says by when")
 	assert.Contains(t, buf.String(), "old=--worker-url new=--gateway-url")
 	assert.Contains(t, buf.String(), "old=BOTE_WORKER_LISTEN new=BOTE_GATEWAY_LISTEN")
 }
