@@ -110,7 +110,7 @@ func newClient(t *testing.T, g *gateway, tenant, connector string) (*Client, *fa
 	t.Helper()
 	tokens := &fakeTokens{ttl: time.Hour}
 	c, err := New(Config{
-		WorkerURL: g.http.URL, Tenant: tenant, Connector: connector, Tokens: tokens,
+		GatewayURL: g.http.URL, Tenant: tenant, Connector: connector, Tokens: tokens,
 		Handler:    HandlerFunc(func(context.Context, *Message) error { return nil }),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
@@ -276,7 +276,7 @@ func TestSilentGatewayIsDropped(t *testing.T) {
 		<-r.Context().Done() // silence
 	}))
 	defer srv.Close()
-	c, err := New(Config{WorkerURL: srv.URL, Tenant: "acme", Connector: "a1", Tokens: &fakeTokens{ttl: time.Hour},
+	c, err := New(Config{GatewayURL: srv.URL, Tenant: "acme", Connector: "a1", Tokens: &fakeTokens{ttl: time.Hour},
 		Handler: HandlerFunc(func(context.Context, *Message) error { return nil }), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)

@@ -136,7 +136,7 @@ func newQueueClient(t *testing.T, q *fakeQueue, visibility time.Duration) (*Clie
 	t.Cleanup(hs.Close)
 	handled := make(chan string, 16)
 	c, err := New(Config{
-		WorkerURL: hs.URL, Tenant: "ta", Connector: "c1", Tokens: &fakeTokens{ttl: time.Hour},
+		GatewayURL: hs.URL, Tenant: "ta", Connector: "c1", Tokens: &fakeTokens{ttl: time.Hour},
 		Handler:    HandlerFunc(func(_ context.Context, m *Message) error { handled <- m.ID; return nil }),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Visibility: visibility,
 		Logger: slog.New(slog.DiscardHandler),
