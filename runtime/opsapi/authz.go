@@ -75,6 +75,21 @@ func pathWorkspace(r *http.Request) ids.WorkspaceID {
 	return scope.workspace
 }
 
+// optionalWorkspace parses a workspace given in a request's body or query;
+// "" (none given) means every workspace of the tenant. A malformed one is
+// answered 400, naming it, and ok is false.
+func optionalWorkspace(w http.ResponseWriter, r *http.Request, v string) (workspace ids.WorkspaceID, ok bool) {
+	if v == "" {
+		return "", true
+	}
+	workspace, err := ids.ParseWorkspaceID(v)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return "", false
+	}
+	return workspace, true
+}
+
 // parsePath parses the ids in the path. It returns why one is malformed,
 // or "". A path value is never empty here: the mux matches {tenant} only
 // to a non-empty segment.

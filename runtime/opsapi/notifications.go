@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/botehq/platform/runtime/ids"
 	"github.com/botehq/platform/runtime/notify"
 	"github.com/botehq/platform/runtime/operatorauth"
 )
@@ -73,13 +72,9 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	var workspace ids.WorkspaceID // "": every workspace of the tenant
-	if req.Workspace != "" {
-		var err error
-		if workspace, err = ids.ParseWorkspaceID(req.Workspace); err != nil {
-			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
+	workspace, ok := optionalWorkspace(w, r, req.Workspace)
+	if !ok {
+		return
 	}
 	d := notify.Destination{Tenant: pathTenant(r), ID: req.ID, URL: req.URL, Workspace: workspace, Description: req.Description,
 		Secret: notify.NewSecret(), CreatedAt: s.cfg.Now().UTC(), CreatedBy: operator(r)}

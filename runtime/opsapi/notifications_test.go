@@ -28,6 +28,7 @@ func TestNotificationAPI(t *testing.T) {
 	assert.Equal(t, 409, send(t, http.MethodPost, base, approverKey, "application/json", body).status)
 	for _, bad := range []string{
 		`{"id":"x","url":"ftp://h/x"}`, `{"id":"x","url":"https://h/x","events":["run.exploded"]}`, `{"id":"a b","url":"https://h/x"}`, `{"id":"x","url":"https://h/x","secret":"mine"}`,
+		`{"id":"x","url":"https://h/x","workspace":"-bad"}`, // a malformed workspace
 	} {
 		assert.Equal(t, 400, send(t, http.MethodPost, base, approverKey, "application/json", []byte(bad)).status, bad)
 	}

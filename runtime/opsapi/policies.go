@@ -114,13 +114,9 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	var workspace ids.WorkspaceID // "": every workspace of the tenant
-	if req.Workspace != "" {
-		var err error
-		if workspace, err = ids.ParseWorkspaceID(req.Workspace); err != nil {
-			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
+	workspace, ok := optionalWorkspace(w, r, req.Workspace)
+	if !ok {
+		return
 	}
 	p := policystore.Policy{Tenant: pathTenant(r), Name: r.PathValue("policy"), Workspace: workspace, Description: req.Description,
 		Enforcement: runs.Enforcement(req.Enforcement), Source: req.Source, CreatedBy: operator(r)}

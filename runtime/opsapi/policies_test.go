@@ -46,6 +46,11 @@ func TestPolicyAPI(t *testing.T) {
 	}
 	r = put(goodKey, "bad name!", putPolicyBody(t, "advisory", denyAll))
 	assert.Equal(t, 400, r.status)
+	badWorkspace, err := json.Marshal(PutPolicyRequest{Enforcement: "advisory", Source: denyAll, Workspace: "-bad"})
+	require.NoError(t, err)
+	r = put(goodKey, "p", badWorkspace)
+	assert.Equal(t, 400, r.status)
+	assert.Contains(t, string(r.body), "workspace", "a malformed workspace in the body is named")
 
 	for i, enf := range []string{"advisory", "mandatory"} {
 		r = put(goodKey, "p", putPolicyBody(t, enf, denyAll))

@@ -263,12 +263,11 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var workspace ids.WorkspaceID
-	if v := q.Get("workspace"); v != "" {
-		if workspace, err = ids.ParseWorkspaceID(v); err != nil {
-			writeError(w, r, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
+	workspace, ok := optionalWorkspace(w, r, q.Get("workspace"))
+	if !ok {
+		return
+	}
+	if workspace != "" {
 		if _, err := s.cfg.Runs.GetWorkspace(r.Context(), tenant, workspace); err != nil {
 			if errors.Is(err, runs.ErrNotFound) {
 				writeError(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("tenant %s has no workspace %s", tenant, workspace))

@@ -490,6 +490,7 @@ func TestListRunsNewestFirstWithLimitAndStates(t *testing.T) {
 		{"/v1/tenants/contoso/runs?limit=1001", 400, "limit"},
 		{"/v1/tenants/contoso/runs?state=done", 400, "is not one of"},
 		{"/v1/tenants/contoso/runs?workspace=nope", 404, "tenant contoso has no workspace nope"},
+		{"/v1/tenants/contoso/runs?workspace=-bad", 400, "workspace"},
 		{"/v1/tenants/nobody/runs", 404, "no tenant nobody"},
 		{"/v1/tenants/nobody/workspaces", 404, "no tenant nobody"},
 		{"/v1/tenants/nobody/runs/" + f.planned, 404, "no tenant nobody"},
