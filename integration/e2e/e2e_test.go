@@ -4,9 +4,10 @@
 // with the opsbot CLI exactly as an operator would, through the relay.
 //
 // One platform serves the whole package. Tests that disturb it (an agent
-// killed, the opsserver restarted) are not parallel, so Go runs them
-// first and alone; the others run in parallel afterwards, each on its own
-// workspace.
+// others use killed, the opsserver restarted) are not parallel, so Go
+// runs them first and alone; the others run in parallel afterwards, each
+// on its own workspace (and the lost-agent test with a tenant and agents
+// of its own).
 package e2e
 
 import (
@@ -509,8 +510,10 @@ func TestAgentKilledMidRun(t *testing.T) {
 // hangs and is killed (kill -9) before Terraform started: the claim goes
 // back to the queue and the run is planned and applied on the tenant's
 // other agent. The killed agent, restarted, reads the stale assignment
-// from its queue and is told to drop it.
+// from its queue and is told to drop it. Its tenant and agents are its
+// own: it runs in parallel with the others.
 func TestAgentLostBeforeTerraformStarted(t *testing.T) {
+	t.Parallel()
 	ids := []string{"agent-s1", "agent-s2"}
 	started := map[string]*procs.Process{}
 	for _, a := range ids {
