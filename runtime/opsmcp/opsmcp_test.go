@@ -35,7 +35,8 @@ type fakeAPI struct {
 	forbid   string   // the role every call lacks, if set
 	role     operator.Role
 	frames   []opsapitypes.FollowFrame
-	plan     *tfjson.Plan // Plan's answer, if set
+	release  chan struct{} // if set, Follow sends frames once it is closed
+	plan     *tfjson.Plan  // Plan's answer, if set
 }
 
 func newFake() *fakeAPI {
@@ -110,6 +111,13 @@ func (f *fakeAPI) Logs(_ context.Context, _, _ string, offset int64) (*opsapityp
 }
 
 func (f *fakeAPI) Follow(ctx context.Context, _, _ string, _ int64, fn func(opsapitypes.FollowFrame) error) error {
+	if f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for _, fr := range f.frames {
 		if err := fn(fr); err != nil {
 			return err
@@ -369,6 +377,10 @@ func TestPlanDirectory(t *testing.T) {
 func TestResources(t *testing.T) {
 	fake := newFake()
 	fake.frames = []opsapitypes.FollowFrame{{Type: opsapitypes.FrameLog, Lines: []string{"x"}}}
+	// The line comes once Subscribe returned: the SDK records a
+	// subscription after the handler that starts the watcher returns, and
+	// a line the watcher saw before that would notify no one.
+	fake.release = make(chan struct{})
 	updated := make(chan string, 10)
 	cs := connect(t, Config{API: fake}, &mcp.ClientOptions{ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
 		updated <- r.Params.URI
@@ -386,6 +398,7 @@ func TestResources(t *testing.T) {
 	assert.EqualValues(t, CodeAPIError, we.Code)
 
 	require.NoError(t, cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "opsbot://tenants/contoso/runs/run-1/log"}))
+	close(fake.release)
 	select {
 	case uri := <-updated:
 		assert.Equal(t, "opsbot://tenants/contoso/runs/run-1/log", uri)
