@@ -35,7 +35,7 @@ import (
 // profiles at the last step are saved there. With BOTE_BENCH_SETTLE (a
 // duration) RSS is read again that long after each measurement, to see
 // whether the runtime has meanwhile returned freed pages to the system.
-// For each step it also reports the worker's CPU time and GC cycles while
+// For each step it also reports the gateway's CPU time and GC cycles while
 // the step's sessions were opened (handshakes, token checks, presence
 // writes: the allocation-heavy part), to weigh GC settings.
 func BenchmarkSessionMemory(b *testing.B) {
@@ -52,7 +52,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		sessions                     int
 		rss, heap, stack, goroutines float64
 		settled                      float64 // RSS after settle more
-		cpu, gcs                     float64 // the worker's CPU seconds and GC cycles so far
+		cpu, gcs                     float64 // the gateway's CPU seconds and GC cycles so far
 	}
 	settle := envDuration(b, "BOTE_BENCH_SETTLE")
 	measure := func(n int) sample {

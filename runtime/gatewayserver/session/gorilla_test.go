@@ -18,7 +18,7 @@ import (
 
 // A client of another WebSocket implementation (gorilla/websocket) is
 // served as our own connector is: its messages in one frame or in hundreds
-// of fragments with pings between them are read, the worker's pings while
+// of fragments with pings between them are read, the gateway's pings while
 // the session is idle are answered, and its close is echoed.
 func TestGorillaClient(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
@@ -58,7 +58,7 @@ func TestGorillaClient(t *testing.T) {
 			case err := <-closed:
 				t.Fatalf("session ended: %v", err)
 			case <-time.After(20 * time.Second):
-				t.Fatal("no frame from the worker")
+				t.Fatal("no frame from the gateway")
 			}
 			return sessionproto.Frame{}
 		}
@@ -106,9 +106,9 @@ func TestGorillaClient(t *testing.T) {
 		case err := <-closed:
 			var ce *gorilla.CloseError
 			require.True(t, errors.As(err, &ce), "err %v", err)
-			assert.Equal(t, gorilla.CloseNormalClosure, ce.Code, "the worker echoes the close")
+			assert.Equal(t, gorilla.CloseNormalClosure, ce.Code, "the gateway echoes the close")
 		case <-time.After(20 * time.Second):
-			t.Fatal("the worker did not answer the close")
+			t.Fatal("the gateway did not answer the close")
 		}
 		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
 	}, func(c *Config) { c.PingInterval = 30 * time.Millisecond })

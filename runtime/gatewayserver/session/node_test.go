@@ -28,7 +28,7 @@ type nodeEvent struct {
 // The Node `ws` client (the version package-lock.json pins, as a browser
 // or a Node connector would speak) is served as our own connector is: a
 // message in one frame and one in fragments with a ping between them,
-// idle through the worker's pings (ws answers them), a close echoed.
+// idle through the gateway's pings (ws answers them), a close echoed.
 func TestNodeWSClient(t *testing.T) {
 	requireNodeWS(t)
 	readModes(t, func(t *testing.T, h *harness) {
@@ -98,7 +98,7 @@ func TestNodeWSClient(t *testing.T) {
 		}
 		assert.Equal(t, map[string]bool{"pong:mid": true, "frame:ackbig": true}, got)
 
-		for want := pings + 5; pings < want; { // idle: the worker pings, ws answers
+		for want := pings + 5; pings < want; { // idle: the gateway pings, ws answers
 			e, ok := <-events
 			require.True(t, ok, "the Node client ended")
 			require.Equal(t, "ping", e.Event, "%+v while idle", e)
@@ -108,7 +108,7 @@ func TestNodeWSClient(t *testing.T) {
 		assert.Equal(t, nodeEvent{Event: "frame", Type: sessionproto.TypeAck, ID: "late"}, next())
 
 		command(`{"close":1000}`)
-		assert.Equal(t, nodeEvent{Event: "close", Status: 1000}, next(), "the worker echoes the close")
+		assert.Equal(t, nodeEvent{Event: "close", Status: 1000}, next(), "the gateway echoes the close")
 		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
 	}, func(c *Config) { c.PingInterval = 30 * time.Millisecond })
 }

@@ -58,10 +58,10 @@ func closePayload(code uint16, reason string) []byte {
 }
 
 // probe is a send request the scenarios end with when the session is to
-// go on: its ack says the worker read everything before it.
+// go on: its ack says the gateway read everything before it.
 var probe = sendFrame("probe")
 
-// transcript reads the worker's frames until the ack of the probe or the
+// transcript reads the gateway's frames until the ack of the probe or the
 // end of the connection, and describes each: "pong:<payload>",
 // "close:<code>", "ack:<id>", "error:<code>", "EOF".
 func (c *rawClient) transcript() string {
@@ -93,7 +93,7 @@ func (c *rawClient) transcript() string {
 		_, err := io.ReadFull(c.br, payload)
 		require.NoError(c.t, err)
 		switch op := hdr[0] & 0x0f; op {
-		case opPing: // the worker's keepalive: not part of the transcript
+		case opPing: // the gateway's keepalive: not part of the transcript
 		case opPong:
 			out = append(out, "pong:"+string(payload))
 		case opClose:
@@ -117,7 +117,7 @@ func (c *rawClient) transcript() string {
 				out = append(out, "text:"+f.Type)
 			}
 		default:
-			c.t.Fatalf("unexpected opcode %x from the worker", op)
+			c.t.Fatalf("unexpected opcode %x from the gateway", op)
 		}
 	}
 }
@@ -135,11 +135,11 @@ func isReset(err error) bool {
 	return strings.Contains(err.Error(), "connection reset by peer")
 }
 
-// The worker reads what connectors send as RFC 6455 asks of a server, the
+// The gateway reads what connectors send as RFC 6455 asks of a server, the
 // same whether a session is parked between messages or read by a goroutine
 // of its own, whether the bytes come in one segment or a byte at a time,
 // and the same as before sessions were parked (the expected transcripts
-// are those of the worker at 915a37b^, which read straight from the
+// are those of the gateway at 915a37b^, which read straight from the
 // connection).
 func TestFramesAsRFC6455(t *testing.T) {
 	mid := sessionproto.MaxFrameBytes + 1000 // over MaxFrameBytes, under HardFrameLimit
@@ -190,7 +190,7 @@ func TestFramesAsRFC6455(t *testing.T) {
 		// RFC 6455 7.1.6 asks a server to fail the connection on a reason
 		// that is not UTF-8; the WebSocket library does not check.
 		{"close with a reason not UTF-8", frame(opClose, true, closePayload(1000, "\xff\xfe")), "close:1000 EOF"},
-		// The synthetic frame the worker hands its WebSocket library
+		// The synthetic frame the gateway hands its WebSocket library
 		// between messages, sent by the connector itself: an empty binary
 		// message, refused like any other; nothing around it is lost.
 		{"the synthetic frame", bytes.Join([][]byte{synthFrame[:], sendFrame("1"), synthFrame[:], synthFrame[:], sendFrame("2"), probe}, nil),
@@ -213,7 +213,7 @@ func TestFramesAsRFC6455(t *testing.T) {
 							in = append(append([]byte(nil), in...), probe...)
 						}
 					}
-					// Write errors are not checked: the worker may close
+					// Write errors are not checked: the gateway may close
 					// before it has read everything (the transcript says).
 					require.NoError(t, c.conn.SetWriteDeadline(time.Now().Add(20*time.Second)))
 					if split == "one write" {

@@ -352,7 +352,7 @@ func TestBackendFailureIsUnavailable(t *testing.T) {
 	f := c.read()
 	require.Equal(t, sessionproto.TypeError, f.Type)
 	assert.Equal(t, sessionproto.CodeUnavailable, f.Error.Code)
-	assert.NotContains(t, f.Error.Message, "bus down", "internal errors stay in the worker's log")
+	assert.NotContains(t, f.Error.Message, "bus down", "internal errors stay in the gateway's log")
 }
 
 func TestNudgeReachesOnlyThatConnector(t *testing.T) {
@@ -550,7 +550,7 @@ func TestSessionsGaugeIsExactAfterAStorm(t *testing.T) {
 	}
 	type held struct {
 		ws   *websocket.Conn
-		done chan struct{} // closed when the worker ended it (a late abandoned dial may evict it)
+		done chan struct{} // closed when the gateway ended it (a late abandoned dial may evict it)
 	}
 	const connectors = 60
 	var mu sync.Mutex

@@ -100,7 +100,7 @@ func TestDescriptorReused(t *testing.T) {
 
 	// The lowest free number goes to the next socket: hold every free one
 	// up to fd, dial (our socket takes a higher one), give fd back and
-	// only then let the worker accept.
+	// only then let the gateway accept.
 	var held []*os.File
 	t.Cleanup(func() {
 		for _, f := range held {

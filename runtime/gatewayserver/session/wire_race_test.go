@@ -132,7 +132,7 @@ func TestShutdownWithThousandsParked(t *testing.T) {
 	assert.Less(t, after-before, 20, "every session's goroutines returned")
 }
 
-// A session closed by the worker (evicted, shut down) while it is being
+// A session closed by the gateway (evicted, shut down) while it is being
 // started reads the connector's last frames, up to its close, with
 // Close's reads waiting for them: it is not handed the synthetic frame
 // there (Close would take it for a message, drop it and ask again, in a

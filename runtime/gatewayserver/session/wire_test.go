@@ -178,7 +178,7 @@ func (c *rawClient) expectAck(id string) {
 }
 
 // Frames and pings that arrive together are all answered, in order, and
-// nothing else is (no trace of how the worker waits for the next ones).
+// nothing else is (no trace of how the gateway waits for the next ones).
 func TestManyFramesInOneSegment(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
 		c := h.dialRaw(t, "tok-acme-agent1")
@@ -264,7 +264,7 @@ func TestFramesSentWithTheRequest(t *testing.T) {
 }
 
 // A session that stays idle through many pings (each answered while the
-// worker holds no reader for it) takes a request at once when it comes.
+// gateway holds no reader for it) takes a request at once when it comes.
 func TestSessionIdleForLongThenSends(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
 		h.srv.cfg.PingInterval = 20 * time.Millisecond
@@ -279,7 +279,7 @@ func TestSessionIdleForLongThenSends(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = ws.CloseNow() })
 		frames := make(chan sessionproto.Frame, 10)
-		go func() { // answers the worker's pings as it reads
+		go func() { // answers the gateway's pings as it reads
 			defer close(frames)
 			for {
 				_, data, err := ws.Read(context.Background())
@@ -292,11 +292,11 @@ func TestSessionIdleForLongThenSends(t *testing.T) {
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		// The worker pings again only once its last ping was answered:
-		// each ping after the first says the worker took a pong.
+		// The gateway pings again only once its last ping was answered:
+		// each ping after the first says the gateway took a pong.
 		require.Eventually(t, func() bool { return pings.Load() >= 10 }, 20*time.Second, 10*time.Millisecond)
 		for range 3 {
-			require.NoError(t, ws.Ping(ctx), "the worker answers the connector's pings while idle")
+			require.NoError(t, ws.Ping(ctx), "the gateway answers the connector's pings while idle")
 			time.Sleep(20 * time.Millisecond)
 		}
 		require.Equal(t, sessionproto.TypeHello, (<-frames).Type)
@@ -315,14 +315,14 @@ func TestSessionIdleForLongThenSends(t *testing.T) {
 }
 
 // An idle session closed by either side ends: the close handshake
-// completes and the worker lets go of it.
+// completes and the gateway lets go of it.
 func TestCloseWhileIdle(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
 		gone := func() bool { return h.srv.Sessions() == 0 }
 
 		c := h.dial(t, "tok-acme-agent1")
 		time.Sleep(50 * time.Millisecond) // idle
-		require.NoError(t, c.ws.Close(websocket.StatusNormalClosure, "bye"), "the worker answers the close frame")
+		require.NoError(t, c.ws.Close(websocket.StatusNormalClosure, "bye"), "the gateway answers the close frame")
 		require.Eventually(t, gone, 10*time.Second, 10*time.Millisecond)
 
 		r := h.dialRaw(t, "tok-acme-agent2")
@@ -342,12 +342,12 @@ func TestCloseWhileIdle(t *testing.T) {
 		require.Equal(t, byte(opClose), op)
 		assert.Equal(t, uint16(websocket.StatusGoingAway), binary.BigEndian.Uint16(payload))
 		r.write(frame(opClose, true, payload[:2]))
-		require.NoError(t, <-done, "the worker read the close frame of an idle session")
+		require.NoError(t, <-done, "the gateway read the close frame of an idle session")
 		assert.True(t, gone())
 	})
 }
 
-// Frames arriving while the worker closes sessions (evicted by a newer
+// Frames arriving while the gateway closes sessions (evicted by a newer
 // one, or all at shutdown) do not upset it: every session ends, each is
 // counted out once, and the race detector sees the reads and the closes.
 func TestReadsRacingWithClose(t *testing.T) {
