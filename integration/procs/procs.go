@@ -132,8 +132,15 @@ func (p *Process) Stop() error {
 func (p *Process) Signal(sig syscall.Signal) error { return signalGroup(p.cmd, sig) }
 
 // Pause stops the process group (SIGSTOP): alive but doing nothing, as a
-// hung host or a cut network would leave it; Resume lets it go on.
-func (p *Process) Pause() error { return signalGroup(p.cmd, syscall.SIGSTOP) }
+// hung host or a cut network would leave it; Resume lets it go on. It
+// returns once the process has stopped (on Linux), not only once the
+// signal was sent.
+func (p *Process) Pause() error {
+	if err := signalGroup(p.cmd, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(p.cmd.Process.Pid, 10*time.Second)
+}
 
 // Resume continues a paused process group (SIGCONT).
 func (p *Process) Resume() error { return signalGroup(p.cmd, syscall.SIGCONT) }

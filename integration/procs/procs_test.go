@@ -1,6 +1,10 @@
 package procs
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -42,4 +46,26 @@ func TestRepoRoot(t *testing.T) {
 	root, err := RepoRoot()
 	require.NoError(t, err)
 	assert.False(t, strings.HasSuffix(root, "procs"))
+}
+
+// TestPauseReturnsOnceStopped: a busy process is stopped (every thread in
+// state T) by the time Pause returns, and runs again after Resume.
+func TestPauseReturnsOnceStopped(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	p := Start(t, Spec{Path: "/bin/sh", Args: []string{"-c", `echo ready; while :; do :; done`}})
+	_, err := p.WaitOutput("ready", 10*time.Second)
+	require.NoError(t, err)
+	state := func() byte {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		require.NoError(t, err)
+		return b[bytes.LastIndexByte(b, ')')+2]
+	}
+	for range 20 {
+		require.NoError(t, p.Pause())
+		require.Equal(t, byte('T'), state(), "stopped when Pause returned")
+		require.NoError(t, p.Resume())
+		require.Eventually(t, func() bool { return state() != 'T' }, 10*time.Second, time.Millisecond)
+	}
 }
