@@ -288,9 +288,16 @@ func fair(due []Delivery) []Delivery {
 	return out
 }
 
+// recordTimeout bounds recording an attempt after the notifier's context
+// ended.
+const recordTimeout = 5 * time.Second
+
 // deliver leases d, attempts it and records the attempt; false when
 // another notifier has it.
 func (n *Notifier) deliver(ctx context.Context, d Delivery) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err // shutting down: no new attempt
+	}
 	d, err := n.cfg.Store.Lease(ctx, d, n.cfg.Now().Add(n.cfg.Lease))
 	if errors.Is(err, ErrConflict) {
 		return false, nil // another notifier has it
@@ -299,7 +306,11 @@ func (n *Notifier) deliver(ctx context.Context, d Delivery) (bool, error) {
 		return false, err
 	}
 	n.attempt(ctx, &d)
-	if err := n.cfg.Store.Record(ctx, d); err != nil {
+	// Recorded also when ctx ended during the attempt (a shutdown): left
+	// leased, the delivery would wait out its lease after the restart.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := n.cfg.Store.Record(rctx, d); err != nil {
 		// The lease expires and the delivery is tried again.
 		n.cfg.Logger.WarnContext(ctx, "cannot record a notification attempt", "delivery", d.ID, "err", err)
 	}
@@ -322,6 +333,10 @@ func (n *Notifier) attempt(ctx context.Context, d *Delivery) {
 		d.State = Delivered
 	case errors.Is(err, ErrNotFound), d.Tries >= n.cfg.MaxAttempts:
 		d.State = GaveUp
+	case ctx.Err() != nil:
+		// Cut short by this notifier's shutdown, not refused by the
+		// receiver: due again at once, for the next notifier to start.
+		d.Due = n.cfg.Now().UTC()
 	default:
 		d.Due = n.cfg.Now().Add(n.cfg.RetryBase + retry.Backoff(n.cfg.RetryBase, n.cfg.RetryMax, d.Tries-1)).UTC()
 	}

@@ -307,3 +307,48 @@ func TestSlowWebhookDoesNotHoldOtherTenants(t *testing.T) {
 		return fast.received["z.fast"] == 1
 	}, 2*time.Second, 10*time.Millisecond, "zzz's webhook waited behind aaa's (40 × 500 ms one at a time)")
 }
+
+// ctxStore is a Memory store that, like the table store, refuses to
+// record under a context that ended.
+type ctxStore struct{ *notify.Memory }
+
+func (s ctxStore) Record(ctx context.Context, d notify.Delivery) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Memory.Record(ctx, d)
+}
+
+// TestShutdownDuringAnAttemptLeavesTheDeliveryDue: a notifier stopped
+// while its webhook is answering records the attempt anyway, unleased and
+// due at once, so the next notifier (after a restart) sends it without
+// waiting out the lease (CI: the e2e webhook test waited a whole minute).
+func TestShutdownDuringAnAttemptLeavesTheDeliveryDue(t *testing.T) {
+	ctx := context.Background()
+	arrived := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // so the server sees the client go away
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(slow.Close)
+	store := ctxStore{notify.NewMemory()}
+	require.NoError(t, store.AddDestination(ctx, notify.Destination{Tenant: "contoso", ID: "chat", URL: slow.URL, Secret: "s"}))
+	n, err := notify.New(notify.Config{Store: store, AllowPrivate: true, Poll: 10 * time.Millisecond, RetryBase: time.Hour, Lease: time.Hour,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, n.Notify(ctx, notify.Event{ID: "e1", Type: notify.Applied, Tenant: "contoso", Workspace: "prod"}))
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = n.Run(runCtx) }()
+	<-arrived
+	stop()
+	<-done
+
+	due, err := store.Due(ctx, time.Now().Add(time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "the interrupted delivery is due again at once, neither leased for an hour nor put off by the retry delay")
+	assert.Equal(t, notify.Pending, due[0].State)
+	assert.Len(t, due[0].Attempts, 1, "the interrupted attempt is in its log")
+}
