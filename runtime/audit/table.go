@@ -24,12 +24,7 @@ const DefaultTable = "boteaudit"
 // TableName is the audit table of a table prefix (the ops server's
 // --table-prefix): prefix + "audit", DefaultTable without one. The Pulumi
 // component provisions TableName("").
-func TableName(prefix string) string {
-	if prefix == "" {
-		return DefaultTable
-	}
-	return prefix + "audit"
-}
+func TableName(prefix string) string { return aztable.Name(prefix, "audit", DefaultTable) }
 
 // Query limits.
 const (

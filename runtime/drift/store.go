@@ -142,12 +142,7 @@ const DefaultTable = "botedrift"
 
 // TableName is the drift table of the ops server's tables with prefix
 // ("" for DefaultTable).
-func TableName(prefix string) string {
-	if prefix == "" {
-		return DefaultTable
-	}
-	return prefix + "drift"
-}
+func TableName(prefix string) string { return aztable.Name(prefix, "drift", DefaultTable) }
 
 // Table keeps the states in an Azure table: PK tenant, RK workspace, the
 // State as JSON in Data and its Next time (fixed-width UTC, "" without a

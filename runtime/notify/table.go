@@ -21,12 +21,7 @@ const DefaultTable = "botenotify"
 
 // TableName is the notifications table of the ops server's tables with
 // prefix ("" for DefaultTable).
-func TableName(prefix string) string {
-	if prefix == "" {
-		return DefaultTable
-	}
-	return prefix + "notify"
-}
+func TableName(prefix string) string { return aztable.Name(prefix, "notify", DefaultTable) }
 
 // Table keeps destinations and deliveries in one Azure table:
 //

@@ -22,12 +22,7 @@ const DefaultTable = "botepolicies"
 
 // TableName is the policies table of the ops server's tables with
 // prefix ("" for DefaultTable).
-func TableName(prefix string) string {
-	if prefix == "" {
-		return DefaultTable
-	}
-	return prefix + "policies"
-}
+func TableName(prefix string) string { return aztable.Name(prefix, "policies", DefaultTable) }
 
 // Table keeps policies in one Azure table, partition key the tenant:
 //

@@ -18,6 +18,15 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 )
 
+// Name is a store's table among the ops server's tables with prefix:
+// prefix+suffix, or def when there is no prefix.
+func Name(prefix, suffix, def string) string {
+	if prefix == "" {
+		return def
+	}
+	return prefix + suffix
+}
+
 // Create creates the table name in svc; a table that already exists is
 // not an error.
 func Create(ctx context.Context, svc *aztables.ServiceClient, name string) error {

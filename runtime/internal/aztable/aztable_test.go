@@ -112,3 +112,14 @@ func TestDataChunks(t *testing.T) {
 		}
 	}
 }
+
+func TestName(t *testing.T) {
+	for _, tc := range []struct{ prefix, want string }{
+		{"", "botenotify"},
+		{"prod", "prodnotify"},
+	} {
+		if got := aztable.Name(tc.prefix, "notify", "botenotify"); got != tc.want {
+			t.Errorf("Name(%q) = %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+}
