@@ -68,9 +68,8 @@ func run(ctx context.Context, tenant, connector string, count int, timeout time.
 		} else {
 			fmt.Printf("%s answered: %s\n", reply.From, reply.Body)
 		}
-		if i == count {
-			break
-		}
+		// Also after the last call: Run goes on answering the connector's
+		// calls for that second before the program ends.
 		select {
 		case <-ctx.Done():
 			return nil
