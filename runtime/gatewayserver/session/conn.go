@@ -163,6 +163,11 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	// Close reads until the connector's close frame: it must wait for it
 	// rather than be handed a synthetic frame.
 	c.wire.stopParking()
+	if d := c.srv.cfg.CloseTimeout; d > 0 {
+		// Only the wait for the connector's close frame is cut short:
+		// the gateway's own close frame is written whatever the deadline.
+		_ = c.wire.Conn.SetReadDeadline(time.Now().Add(d))
+	}
 	_ = c.ws.Close(code, reason)
 }
 

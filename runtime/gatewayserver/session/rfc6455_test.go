@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,10 +205,16 @@ func TestFramesAsRFC6455(t *testing.T) {
 			"error:bad_frame " + ok},
 	}
 	readModes(t, func(t *testing.T, h *harness) {
-		for _, tc := range cases {
-			for _, split := range []string{"one write", "byte by byte"} {
-				t.Run(tc.name+"/"+split, func(t *testing.T) {
-					c := h.dialRaw(t, "tok-acme-rfc")
+		// Every case is a session of its own connector, all at once: most
+		// of a case's time is the pauses between its bytes.
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for i, tc := range cases {
+			for j, split := range []string{"one write", "byte by byte"} {
+				wg.Add(1)
+				go t.Run(tc.name+"/"+split, func(t *testing.T) {
+					defer wg.Done()
+					c := h.dialRaw(t, "tok-acme-rfc"+strconv.Itoa(2*i+j))
 					in := tc.in
 					if tc.want == ok || strings.HasSuffix(tc.want, " "+ok) {
 						if !bytes.HasSuffix(in, probe) {

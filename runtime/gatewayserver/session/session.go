@@ -116,6 +116,11 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds each frame write (default 10s).
 	WriteTimeout time.Duration
+	// CloseTimeout bounds how long a session the gateway closes waits for
+	// the connector's close frame after sending its own, before the
+	// connection is closed anyway. 0 (the default) leaves it to the
+	// WebSocket library, which waits 5s; a longer value is cut to that.
+	CloseTimeout time.Duration
 	// RequestTimeout bounds one request's backend call (default 30s).
 	RequestTimeout time.Duration
 	// MaxInFlight bounds the requests one session has in flight (default 8);
@@ -149,8 +154,8 @@ func (c Config) Validate() error {
 		return errors.New("session config: QueueAccess is required")
 	case c.PingInterval < 0 || c.PingInterval > 120*time.Second:
 		return fmt.Errorf("session config: PingInterval %s must be between 0 (default) and 120s", c.PingInterval)
-	case c.WriteTimeout < 0, c.RequestTimeout < 0, c.MaxInFlight < 0:
-		return errors.New("session config: WriteTimeout, RequestTimeout and MaxInFlight must not be negative")
+	case c.WriteTimeout < 0, c.CloseTimeout < 0, c.RequestTimeout < 0, c.MaxInFlight < 0:
+		return errors.New("session config: WriteTimeout, CloseTimeout, RequestTimeout and MaxInFlight must not be negative")
 	case c.MaxSessionsPerConnector < 0:
 		return fmt.Errorf("session config: MaxSessionsPerConnector %d must not be negative (0 is the default, %d)", c.MaxSessionsPerConnector, DefaultMaxSessionsPerConnector)
 	}

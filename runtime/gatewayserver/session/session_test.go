@@ -396,6 +396,7 @@ func TestConfigValidate(t *testing.T) {
 		"Subscriptions":           func(c *Config) { c.Subscriptions = nil },
 		"QueueAccess":             func(c *Config) { c.QueueAccess = nil },
 		"PingInterval":            func(c *Config) { c.PingInterval = 10 * time.Minute },
+		"CloseTimeout":            func(c *Config) { c.CloseTimeout = -time.Second },
 		"MaxSessionsPerConnector": func(c *Config) { c.MaxSessionsPerConnector = -1 },
 	} {
 		c := ok
@@ -649,7 +650,7 @@ func TestIdleSessionIsOneGoroutine(t *testing.T) {
 		assert.Equal(t, sessionproto.TypeNudge, c.read().Type)
 	}
 	// The clients do not read now, so they hold no goroutine.
-	after := settledGoroutines()
+	after := goroutinesFallUnder(t, before+sessions*11/10+1)
 	perSession := float64(after-before) / sessions
 	t.Logf("%d goroutines before, %d with %d idle sessions: %.2f per session", before, after, sessions, perSession)
 	assert.LessOrEqual(t, perSession, 1.1)

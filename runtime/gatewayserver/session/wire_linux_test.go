@@ -34,7 +34,7 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 		h.srv.Nudge(Identity{Tenant: "acme", Connector: "c" + strconv.Itoa(i)})
 		assert.Equal(t, sessionproto.TypeNudge, c.read().Type)
 	}
-	after := settledGoroutines()
+	after := goroutinesFallUnder(t, before+50)
 	require.Equal(t, sessions, h.srv.Sessions())
 	t.Logf("%d goroutines before, %d with %d idle sessions", before, after, sessions)
 	assert.Less(t, after-before, 50)

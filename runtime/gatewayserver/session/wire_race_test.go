@@ -52,7 +52,6 @@ func TestNoWakeUpLost(t *testing.T) {
 // where there is a poller.
 func TestPartialFrameThenSilence(t *testing.T) {
 	readModes(t, func(t *testing.T, h *harness) {
-		t.Parallel() // each case waits out the close handshake (5 s)
 		send := sendFrame("1")
 		cuts := map[string]int{"one byte": 1, "a header without its mask": 2, "a header without its last mask byte": 5, "part of the payload": 10}
 		var wg sync.WaitGroup
@@ -68,7 +67,11 @@ func TestPartialFrameThenSilence(t *testing.T) {
 		wg.Wait()
 		require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
 		assert.Empty(t, h.sender.all())
-	}, func(c *Config) { c.PingInterval, c.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond })
+	}, func(c *Config) {
+		// The connector never answers the gateway's close either: the
+		// close handshake ends at CloseTimeout, not the library's 5 s.
+		c.PingInterval, c.WriteTimeout, c.CloseTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	})
 }
 
 // settledGoroutines counts goroutines once short-lived ones have ended.
@@ -82,11 +85,25 @@ func settledGoroutines() int {
 	return n
 }
 
+// goroutinesFallUnder waits until fewer than limit goroutines are left,
+// and returns how many there were last.
+func goroutinesFallUnder(t *testing.T, limit int) int {
+	t.Helper()
+	var n int
+	assert.Eventually(t, func() bool {
+		runtime.GC()
+		n = runtime.NumGoroutine()
+		return n < limit
+	}, 20*time.Second, 20*time.Millisecond)
+	return n
+}
+
 // Shutdown with 2,000 parked sessions closes every one with 1001: those
 // that answer the close and those that never do (some cut in the middle
 // of a frame header), and lets go of every goroutine.
 func TestShutdownWithThousandsParked(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.PingInterval = time.Hour })
+	// Those that never answer hold the shutdown until CloseTimeout.
+	h := newHarness(t, func(c *Config) { c.PingInterval, c.CloseTimeout = time.Hour, 500*time.Millisecond })
 	if h.srv.poller == nil {
 		t.Skip("no poller on this system")
 	}
@@ -99,7 +116,7 @@ func TestShutdownWithThousandsParked(t *testing.T) {
 			clients[i].write(sendFrame("x")[:3])
 		}
 	}
-	parked := settledGoroutines()
+	parked := goroutinesFallUnder(t, before+100)
 	t.Logf("%d goroutines before, %d with %d parked sessions", before, parked, sessions)
 	assert.Less(t, parked-before, 100)
 
@@ -128,7 +145,7 @@ func TestShutdownWithThousandsParked(t *testing.T) {
 	for _, c := range clients {
 		_ = c.conn.Close()
 	}
-	after := settledGoroutines()
+	after := goroutinesFallUnder(t, before+20)
 	assert.Less(t, after-before, 20, "every session's goroutines returned")
 }
 

@@ -42,10 +42,12 @@ type rawClient struct {
 
 // readModes runs f with sessions parked by the poller when idle (where
 // there is one) and with every session read by a goroutine of its own,
-// on a server configured by opts.
+// on a server configured by opts. The two run in parallel, each on a
+// server of its own.
 func readModes(t *testing.T, f func(t *testing.T, h *harness), opts ...func(*Config)) {
 	for _, mode := range []string{"poller", "goroutine"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, opts...)
 			if mode == "goroutine" {
 				// Served anew from here, so that what serves sessions sees
