@@ -19,6 +19,7 @@ import (
 )
 
 func TestStorageQueueContract(t *testing.T) {
+	t.Parallel() // an emulator of its own
 	emu := azurite.New(t)
 	svc, err := azqueue.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
 	require.NoError(t, err)

@@ -23,6 +23,7 @@ import (
 )
 
 func TestClaimCheckOnAzurite(t *testing.T) {
+	t.Parallel() // an emulator of its own
 	emu := azurite.New(t)
 	ctx := context.Background()
 	store, err := claimcheck.New(ctx, claimcheck.Config{
@@ -129,6 +130,7 @@ func TestClaimCheckOnAzurite(t *testing.T) {
 // receiver without a store gets the claim with its URL, and a dead letter
 // too large for the error queue keeps its original in a blob.
 func TestStorageQueueClaimLifecycle(t *testing.T) {
+	t.Parallel() // an emulator of its own
 	emu := azurite.New(t)
 	ctx := context.Background()
 	store, err := claimcheck.New(ctx, claimcheck.Config{ConnectionString: emu.ConnectionString, CreateContainer: true})

@@ -51,8 +51,10 @@ type Fixture struct {
 // not leak between tests. Register cleanups with t.Cleanup.
 type Factory func(t *testing.T) Fixture
 
-// Run runs the whole contract suite. Tests run in parallel: each has its
-// own queue, and most of the time goes to waiting for locks to expire.
+// Run runs the whole contract suite. Tests run all at once, each on its
+// own queue, whatever go test's -parallel (the number of CPUs by
+// default): most of their time goes to waiting for locks and delays to
+// expire.
 func Run(t *testing.T, factory Factory) {
 	tests := []struct {
 		name string
@@ -72,13 +74,18 @@ func Run(t *testing.T, factory Factory) {
 		{"ConcurrentReceiversNeverShareAMessage", testConcurrent},
 		{"ForeignMessageIsRefused", testForeign},
 	}
+	var wg sync.WaitGroup
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			f := factory(t)
-			tt.fn(t, f)
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(tt.name, func(t *testing.T) {
+				f := factory(t)
+				tt.fn(t, f)
+			})
+		}()
 	}
+	wg.Wait()
 }
 
 func ctxFor(t *testing.T) context.Context {
