@@ -38,6 +38,14 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 	require.Equal(t, sessions, h.srv.Sessions())
 	t.Logf("%d goroutines before, %d with %d idle sessions", before, after, sessions)
 	assert.Less(t, after-before, 50)
+
+	// Every session ends (its descriptor closed) before the next test:
+	// TestDescriptorReused needs descriptor numbers that do not move
+	// under it.
+	for _, c := range clients {
+		_ = c.ws.CloseNow()
+	}
+	require.Eventually(t, func() bool { return h.srv.Sessions() == 0 }, 20*time.Second, 10*time.Millisecond)
 }
 
 // gatedListener accepts a connection only once the test lets it.
