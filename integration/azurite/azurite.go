@@ -15,9 +15,14 @@ package azurite
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,9 +56,11 @@ type Emulator struct {
 	// Via says how it runs: "docker" or "npm".
 	Via string
 
-	stop    func() error
-	logs    func() string
-	restart func(context.Context) error
+	origins  [3]string         // blob, queue and table service origins, without the account
+	accounts map[string]string // Options.Accounts: name → key
+	stop     func() error
+	logs     func() string
+	restart  func(context.Context) error
 }
 
 // Options tune Start.
@@ -81,6 +88,13 @@ type Options struct {
 	// drops the connections thousands of clients open at once and they
 	// retry after 1, 3, 7, 15 s.
 	Fleet bool
+	// Accounts are storage accounts the emulator serves besides the
+	// development account (AccountName), each with a key of its own: an
+	// account's queues, tables and blobs are its own, so tests can share
+	// one emulator with an account each (Emulator.Account) instead of
+	// starting one apiece. Names are 3 to 24 lowercase letters and
+	// digits.
+	Accounts []string
 }
 
 // Start runs an emulator. The caller must call Stop.
@@ -93,24 +107,38 @@ func Start(ctx context.Context, opts Options) (*Emulator, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
+	accounts, err := newAccounts(opts.Accounts)
+	if err != nil {
+		return nil, err
+	}
+	e, err := start(ctx, opts, accountsEnv(accounts))
+	if err != nil {
+		return nil, err
+	}
+	e.accounts = accounts
+	return e, nil
+}
 
+// start runs the emulator opts asks for, with env (accountsEnv) added to
+// its environment.
+func start(ctx context.Context, opts Options, env string) (*Emulator, error) {
 	npmOnly := opts.Persist || opts.Fleet
 	if npmOnly && opts.Mode != "docker" {
-		return startNPM(ctx, opts)
+		return startNPM(ctx, opts, env)
 	}
 	switch opts.Mode {
 	case "docker":
 		if npmOnly {
 			return nil, errors.New("azurite: Persist (and Restart) and Fleet need the npm Azurite (BOTE_AZURITE=npm)")
 		}
-		return startDocker(ctx)
+		return startDocker(ctx, env)
 	case "npm":
-		return startNPM(ctx, opts)
+		return startNPM(ctx, opts, env)
 	case "":
 		if err := dockerAvailable(ctx); err == nil {
-			return startDocker(ctx)
+			return startDocker(ctx, env)
 		}
-		return startNPM(ctx, opts)
+		return startNPM(ctx, opts, env)
 	default:
 		return nil, fmt.Errorf("BOTE_AZURITE=%q: want docker, npm or empty (auto)", opts.Mode)
 	}
@@ -159,21 +187,80 @@ func (e *Emulator) Restart(ctx context.Context) error {
 // Logs returns what the emulator has logged.
 func (e *Emulator) Logs() string { return e.logs() }
 
-func newEmulator(host string, blob, queue, table string) *Emulator {
-	url := func(port string) string { return "http://" + host + ":" + port + "/" + AccountName }
-	e := &Emulator{
-		BlobURL: url(blob), QueueURL: url(queue), TableURL: url(table),
-		AccountName: AccountName, AccountKey: AccountKey,
+// Account is the emulator as account name (one of Options.Accounts) sees
+// it: the same process, with that account's key, URLs and connection
+// string. Its Stop does nothing and its Restart fails (the emulator it
+// came from runs the process); its Logs are the whole emulator's.
+func (e *Emulator) Account(name string) (*Emulator, error) {
+	key, ok := e.accounts[name]
+	if !ok {
+		return nil, fmt.Errorf("azurite: the emulator has no account %q (Options.Accounts)", name)
 	}
+	a := *e
+	a.as(name, key)
+	a.accounts = nil
+	a.stop = func() error { return nil }
+	a.restart = func(context.Context) error {
+		return errors.New("azurite: restart the emulator, not an account's view of it")
+	}
+	return &a, nil
+}
+
+func newEmulator(host string, blob, queue, table string) *Emulator {
+	origin := func(port string) string { return "http://" + host + ":" + port }
+	e := &Emulator{origins: [3]string{origin(blob), origin(queue), origin(table)}}
+	e.as(AccountName, AccountKey)
+	return e
+}
+
+// as points e's URLs and connection string at account name.
+func (e *Emulator) as(name, key string) {
+	e.AccountName, e.AccountKey = name, key
+	e.BlobURL, e.QueueURL, e.TableURL = e.origins[0]+"/"+name, e.origins[1]+"/"+name, e.origins[2]+"/"+name
 	e.ConnectionString = strings.Join([]string{
 		"DefaultEndpointsProtocol=http",
-		"AccountName=" + AccountName,
-		"AccountKey=" + AccountKey,
+		"AccountName=" + name,
+		"AccountKey=" + key,
 		"BlobEndpoint=" + e.BlobURL,
 		"QueueEndpoint=" + e.QueueURL,
 		"TableEndpoint=" + e.TableURL,
 	}, ";") + ";"
-	return e
+}
+
+var accountName = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
+
+// newAccounts checks Options.Accounts and gives each a random key.
+func newAccounts(names []string) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	keys := map[string]string{}
+	for i, name := range names {
+		switch {
+		case !accountName.MatchString(name):
+			return nil, fmt.Errorf("azurite: Accounts[%d] %q: want 3 to 24 lowercase letters and digits", i, name)
+		case name == AccountName || keys[name] != "":
+			return nil, fmt.Errorf("azurite: Accounts[%d] %q is listed twice", i, name)
+		}
+		key := make([]byte, 64)
+		_, _ = rand.Read(key) // never fails (crypto/rand)
+		keys[name] = base64.StdEncoding.EncodeToString(key)
+	}
+	return keys, nil
+}
+
+// accountsEnv is Azurite's AZURITE_ACCOUNTS for the development account
+// and accounts ("" when there are none: Azurite serves the development
+// account alone by default).
+func accountsEnv(accounts map[string]string) string {
+	if len(accounts) == 0 {
+		return ""
+	}
+	list := []string{AccountName + ":" + AccountKey}
+	for _, name := range slices.Sorted(maps.Keys(accounts)) {
+		list = append(list, name+":"+accounts[name])
+	}
+	return "AZURITE_ACCOUNTS=" + strings.Join(list, ";")
 }
 
 // commonArgs are the Azurite flags both paths use: in memory, tolerant of

@@ -3,6 +3,7 @@ package azurite_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,4 +147,74 @@ func TestRestartKeepsPersistedData(t *testing.T) {
 	require.NoError(t, err)
 	defer mem.Stop()
 	assert.Error(t, mem.Restart(ctx), "an in-memory Azurite has nothing to come back with")
+}
+
+// TestAccountsAreIsolated: the accounts of one emulator (Options.Accounts)
+// each have their own queues, tables and blobs, authenticate with their
+// own key only, and the development account still works beside them.
+func TestAccountsAreIsolated(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	az := azurite.NewWith(t, azurite.Options{Accounts: []string{"first", "second"}})
+	first, err := az.Account("first")
+	require.NoError(t, err)
+	second, err := az.Account("second")
+	require.NoError(t, err)
+	assert.Equal(t, "first", first.AccountName)
+	assert.NotEqual(t, first.AccountKey, second.AccountKey)
+	assert.Contains(t, first.QueueURL, "/first")
+	_, err = az.Account("third")
+	assert.ErrorContains(t, err, `no account "third"`)
+
+	queues := func(e *azurite.Emulator) *azqueue.ServiceClient {
+		svc, err := azqueue.NewServiceClientFromConnectionString(e.ConnectionString, nil)
+		require.NoError(t, err)
+		return svc
+	}
+	_, err = queues(first).CreateQueue(ctx, "only-in-first", nil)
+	require.NoError(t, err)
+	_, err = queues(first).NewQueueClient("only-in-first").GetProperties(ctx, nil)
+	require.NoError(t, err)
+	for _, other := range []*azurite.Emulator{second, az} {
+		_, err = queues(other).NewQueueClient("only-in-first").GetProperties(ctx, nil)
+		require.Error(t, err, "%s must not see the queue of account first", other.AccountName)
+	}
+	_, err = queues(az).CreateQueue(ctx, "development", nil)
+	require.NoError(t, err, "the development account works beside the others")
+
+	tables, err := aztables.NewServiceClientFromConnectionString(second.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = tables.CreateTable(ctx, "onlyinsecond", nil)
+	require.NoError(t, err)
+	blobs, err := azblob.NewClientFromConnectionString(second.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = blobs.CreateContainer(ctx, "only-in-second", nil)
+	require.NoError(t, err)
+	otherTables, err := aztables.NewServiceClientFromConnectionString(first.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = otherTables.CreateTable(ctx, "onlyinsecond", nil)
+	require.NoError(t, err, "account first has no table of that name yet")
+	otherBlobs, err := azblob.NewClientFromConnectionString(first.ConnectionString, nil)
+	require.NoError(t, err)
+	_, err = otherBlobs.CreateContainer(ctx, "only-in-second", nil)
+	require.NoError(t, err, "account first has no container of that name yet")
+	_, err = blobs.CreateContainer(ctx, "only-in-second", nil)
+	require.Error(t, err, "a container's name is taken within its account")
+
+	forged := strings.Replace(first.ConnectionString, "AccountKey="+first.AccountKey, "AccountKey="+second.AccountKey, 1)
+	_, err = queues(&azurite.Emulator{ConnectionString: forged}).NewQueueClient("only-in-first").GetProperties(ctx, nil)
+	require.Error(t, err, "another account's key is refused")
+
+	require.NoError(t, first.Stop(), "a view stops nothing")
+	_, err = queues(second).CreateQueue(ctx, "still-served", nil)
+	require.NoError(t, err)
+	assert.Error(t, first.Restart(ctx))
+}
+
+func TestBadAccountNames(t *testing.T) {
+	for _, names := range [][]string{{"ab"}, {"Upper"}, {"with-dash"}, {"twice", "twice"}, {azurite.AccountName}} {
+		_, err := azurite.Start(context.Background(), azurite.Options{Accounts: names})
+		assert.ErrorContains(t, err, "azurite: Accounts[", "%q", names)
+	}
 }

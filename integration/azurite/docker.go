@@ -22,12 +22,18 @@ func dockerAvailable(ctx context.Context) error {
 	return p.Health(ctx) // Health closes the provider
 }
 
-func startDocker(ctx context.Context) (*Emulator, error) {
+// env, if not empty, is added to Azurite's environment (accountsEnv).
+func startDocker(ctx context.Context, env string) (*Emulator, error) {
+	var envs map[string]string
+	if name, value, ok := strings.Cut(env, "="); ok {
+		envs = map[string]string{name: value}
+	}
 	args := append([]string{"azurite", "--blobHost", "0.0.0.0", "--queueHost", "0.0.0.0", "--tableHost", "0.0.0.0"}, commonArgs...)
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: testcontainers.ContainerRequest{
 			Image:        Image,
 			Cmd:          args,
+			Env:          envs,
 			ExposedPorts: []string{"10000/tcp", "10001/tcp", "10002/tcp"},
 			WaitingFor: wait.ForAll(
 				wait.ForListeningPort("10000/tcp"),

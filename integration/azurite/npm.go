@@ -25,7 +25,8 @@ const patched = "bote fleet.js: in place"
 
 var listening = regexp.MustCompile(`Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)`)
 
-func startNPM(ctx context.Context, opts Options) (*Emulator, error) {
+// env, if not empty, is added to Azurite's environment (accountsEnv).
+func startNPM(ctx context.Context, opts Options, env string) (*Emulator, error) {
 	root, err := procs.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -46,6 +47,10 @@ func startNPM(ctx context.Context, opts Options) (*Emulator, error) {
 	n := &npmAzurite{bin: bin, dir: dir, persist: opts.Persist, ports: map[string]string{"Blob": "0", "Queue": "0", "Table": "0"}}
 	if opts.Fleet {
 		n.env = []string{"NODE_OPTIONS=--require " + filepath.Join(root, "integration", "azurite", "fleet.js")}
+		n.fleet = true
+	}
+	if env != "" {
+		n.env = append(n.env, env)
 	}
 	if err := n.launch(ctx); err != nil {
 		os.RemoveAll(dir)
@@ -75,7 +80,8 @@ func startNPM(ctx context.Context, opts Options) (*Emulator, error) {
 type npmAzurite struct {
 	bin, dir string
 	persist  bool
-	env      []string          // NODE_OPTIONS preloading fleet.js (Options.Fleet)
+	fleet    bool              // Options.Fleet
+	env      []string          // NODE_OPTIONS preloading fleet.js (Options.Fleet), AZURITE_ACCOUNTS
 	ports    map[string]string // service → port; "0" until the first start
 
 	mu   sync.Mutex
@@ -96,7 +102,7 @@ func (n *npmAzurite) launch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if n.env != nil {
+	if n.fleet {
 		// The patch says it is in place before Azurite starts; a LokiJS
 		// that no longer has what it patches fails the start.
 		if _, err := p.WaitOutput(patched, time.Until(deadline(ctx))); err != nil {
