@@ -2,9 +2,13 @@
 // and gateway binaries on Azurite, cloud services through runtime/botecloud,
 // connectors through runtime/connector or the connector sidecar binary. The
 // samples (ping/pong, push, chat) and the attacks that must fail live here.
-// Each test starts its own Azurite and processes, so tests run in parallel
-// (t.Parallel; go test's -parallel, GOMAXPROCS by default, bounds them):
-// most of their time is waiting on processes, storage and timers.
+// Each test starts its own processes on a storage account of its own, so
+// tests run in parallel (t.Parallel; go test's -parallel, GOMAXPROCS by
+// default, bounds them): most of their time is waiting on processes,
+// storage and timers. The accounts are served by one Azurite the tests
+// share (sharedAzurite): an account's queues, tables and blobs are its
+// own, and an Azurite takes a second of CPU to start. Benchmarks start
+// their own.
 package gateway
 
 import (
@@ -21,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +41,50 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 )
 
-func TestMain(m *testing.M) { procs.Main(m) }
+func TestMain(m *testing.M) {
+	code := procs.Run(m)
+	if shared.emu != nil {
+		_ = shared.emu.Stop()
+	}
+	os.Exit(code)
+}
+
+// shared is the Azurite the package's tests share (sharedAzurite).
+var shared struct {
+	once sync.Once
+	emu  *azurite.Emulator
+	err  error
+	used atomic.Int32 // accounts handed out
+}
+
+// sharedAccounts is how many accounts the shared Azurite serves: more
+// than the package's tests use in one run (go test -count=1).
+const sharedAccounts = 128
+
+// sharedAzurite returns a storage account of its own for t on the Azurite
+// the package's tests share, started by the first caller and stopped by
+// TestMain; once every account is used (go test -count=N), a fresh
+// Azurite of t's own.
+func sharedAzurite(t testing.TB) *azurite.Emulator {
+	t.Helper()
+	shared.once.Do(func() {
+		names := make([]string, sharedAccounts)
+		for i := range names {
+			names[i] = fmt.Sprintf("test%d", i+1)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		shared.emu, shared.err = azurite.Start(ctx, azurite.Options{Accounts: names})
+	})
+	require.NoError(t, shared.err, "cannot start the shared Azurite")
+	n := shared.used.Add(1)
+	if n > sharedAccounts {
+		return azurite.New(t)
+	}
+	emu, err := shared.emu.Account(fmt.Sprintf("test%d", n))
+	require.NoError(t, err)
+	return emu
+}
 
 // Connectors registered in every test's gateway.
 var registered = map[string][]string{
@@ -96,20 +144,28 @@ func (g *gateway) writeRegistry(disabled map[string]bool) {
 	require.NoError(t, os.Rename(tmp, g.registry))
 }
 
-// newGateway starts Azurite, the idp and one gateway replica (with gatewayArgs).
+// newGateway starts the idp and one gateway replica (with gatewayArgs) on
+// a storage account of the test's own (sharedAzurite).
 func newGateway(t *testing.T, gatewayArgs ...string) *gateway {
 	t.Helper()
-	return newFleetGateway(t, nil, gatewayArgs...)
+	return startGateway(t, sharedAzurite(t), nil, gatewayArgs...)
 }
 
-// newFleetGateway is newGateway with the connectors of fleet registered too.
-// A fleet (the benchmarks' thousands of connectors) runs on an Azurite
-// made for it (azurite.Options.Fleet); BOTE_BENCH_STOCK_AZURITE=1 runs it
-// on the stock one.
+// newFleetGateway is newGateway on an Azurite of its own, with the
+// connectors of fleet registered too: benchmarks measure storage requests
+// in its log. A fleet (the benchmarks' thousands of connectors) runs on an
+// Azurite made for it (azurite.Options.Fleet); BOTE_BENCH_STOCK_AZURITE=1
+// runs it on the stock one.
 func newFleetGateway(t testing.TB, fleet map[string][]string, gatewayArgs ...string) *gateway {
 	t.Helper()
 	opts := azurite.Options{Fleet: len(fleet) > 0 && os.Getenv("BOTE_BENCH_STOCK_AZURITE") != "1"}
-	g := &gateway{t: t, fleet: fleet, emu: azurite.NewWith(t, opts), dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
+	return startGateway(t, azurite.NewWith(t, opts), fleet, gatewayArgs...)
+}
+
+// startGateway starts the idp and one gateway replica on emu.
+func startGateway(t testing.TB, emu *azurite.Emulator, fleet map[string][]string, gatewayArgs ...string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, fleet: fleet, emu: emu, dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
 	g.writeRegistry(nil)
 
 	g.idp = procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{

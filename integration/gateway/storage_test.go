@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botehq/platform/integration/azurite"
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/gatewayserver/nudge"
 	"github.com/botehq/platform/runtime/gatewayserver/subscriptions"
@@ -23,7 +22,7 @@ import (
 // and topics apart, and subscribe/unsubscribe are idempotent.
 func TestSubscriptionStoreOnAzurite(t *testing.T) {
 	t.Parallel()
-	emu := azurite.New(t)
+	emu := sharedAzurite(t)
 	ctx := ctxFor(t, 30*time.Second)
 	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
 	require.NoError(t, err)
@@ -64,7 +63,7 @@ func TestSubscriptionStoreOnAzurite(t *testing.T) {
 // not erase the presence a newer session recorded on another.
 func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	t.Parallel()
-	emu := azurite.New(t)
+	emu := sharedAzurite(t)
 	ctx := ctxFor(t, 30*time.Second)
 	tables, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
 	require.NoError(t, err)
@@ -110,6 +109,7 @@ func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 // first dead letter (an expired call) failed with QueueNotFound, leaving
 // the message to come back again and again.
 func TestGatewayCreatesBusQueues(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t)
 	for _, q := range []string{bus.QueueCloud, bus.QueueConnectors, bus.QueueErrors} {
 		qc, err := azqueue.NewQueueClientFromConnectionString(g.emu.ConnectionString, q, nil)

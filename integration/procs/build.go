@@ -28,12 +28,16 @@ type buildResult struct {
 // built binaries afterwards. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { procs.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit, for a TestMain with more to do once the
+// tests ran (stop what they share): it returns m.Run's exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if buildDir != "" && os.Getenv("BOTE_BIN_DIR") == "" {
 		_ = os.RemoveAll(buildDir)
 	}
-	os.Exit(code)
+	return code
 }
 
 // Build compiles runtime/cmd/<name> once per test binary and returns the
