@@ -53,11 +53,11 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 	require.NoError(t, err)
 
 	// Its heartbeats make no agent: they are refused, the run waits,
-	// nothing is assigned. Two refused since the run was queued: a
-	// dispatch tick (1 s) went by in between.
+	// nothing is assigned. Three refused since the run was queued: a
+	// dispatch tick went by in between.
 	mark := len(s.rs.Output())
 	require.Eventually(t, func() bool {
-		return countLines(s.rs.Output()[mark:], refusedLine, "connector=erp") >= 2
+		return countLines(s.rs.Output()[mark:], refusedLine, "connector=erp") >= 3
 	}, 15*time.Second, 50*time.Millisecond, "erp's heartbeats are refused")
 	r, err := s.api.Run(ctx, "tenant-a", run.ID)
 	require.NoError(t, err)
@@ -148,10 +148,10 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 		as := a2.assignment(15 * time.Second)
 		assert.Equal(t, prod.ID, as.RunID, "env=prod is registered: a2 serves it")
 
-		// Two more of a2's heartbeats: a dispatch tick (1 s) went by.
+		// Three more of a2's heartbeats: a dispatch tick went by.
 		mark := len(s.rs.Output())
 		require.Eventually(t, func() bool {
-			return countLines(s.rs.Output()[mark:], "claims labels its registration does not grant", "agent=a2") >= 2
+			return countLines(s.rs.Output()[mark:], "claims labels its registration does not grant", "agent=a2") >= 3
 		}, 15*time.Second, 50*time.Millisecond)
 		r, err := s.api.Run(ctx, "tenant-a", gold.ID)
 		require.NoError(t, err)
@@ -174,9 +174,9 @@ func TestOnlyRegisteredAgentsActAsAgents(t *testing.T) {
 		mark := len(s.rs.Output())
 		queued, err := s.api.CreateRun(ctx, "tenant-a", "prod", opsclient.OpPlan, "", bytes.NewReader(bundle(t)))
 		require.NoError(t, err)
-		// Two of a1's heartbeats refused: a dispatch tick (1 s) went by.
+		// Three of a1's heartbeats refused: a dispatch tick went by.
 		require.Eventually(t, func() bool {
-			return countLines(s.rs.Output()[mark:], refusedLine, "connector=a1") >= 2
+			return countLines(s.rs.Output()[mark:], refusedLine, "connector=a1") >= 3
 		}, 15*time.Second, 50*time.Millisecond, "a1's heartbeats are refused")
 		r, err := s.api.Run(ctx, "tenant-a", queued.ID)
 		require.NoError(t, err)

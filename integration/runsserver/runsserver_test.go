@@ -48,6 +48,15 @@ func TestMain(m *testing.M) { procs.Main(m) }
 // stop working (the default is 10 minutes).
 const uploadLinkTTL = 8 * time.Second
 
+// dispatchTick is opsserver's --dispatch-tick here, and heartbeatEvery how
+// often the fake agents heartbeat: three heartbeats go by in two ticks, so
+// a test that sees three of an agent's heartbeats refused knows a tick went
+// by in between (a wait that shows nothing happens, docs/conventions.md).
+const (
+	dispatchTick   = 500 * time.Millisecond
+	heartbeatEvery = 500 * time.Millisecond
+)
+
 // agents registered with the gateway.
 var registered = map[string][]string{"tenant-a": {"a1", "a2"}, "tenant-b": {"b1"}}
 
@@ -113,8 +122,14 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, err)
 	s.apiKey = apiKey
 	s.rsArgs = []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", keys, "--registry", reg,
-		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", "1s", "--shutdown-timeout", "5s",
-		"--upload-link-ttl", uploadLinkTTL.String()}
+		"--secrets-file", s.secrets, "--agent-silent-after", "3s", "--dispatch-tick", dispatchTick.String(), "--shutdown-timeout", "5s",
+		"--upload-link-ttl", uploadLinkTTL.String(),
+		// Lost agents are found within 250 ms of --agent-silent-after, and
+		// registry edits within 200 ms (defaults 10 s and 2 s).
+		"--sweep-interval", "250ms", "--registry-poll", "200ms",
+		// Work for agents wakes the gateway's router at once, as in Azure,
+		// rather than waiting for its idle route poll (up to 5 s).
+		"--gateway-url", s.gatewayURL}
 	s.startOpsServer(t)
 	return s
 }
@@ -183,7 +198,7 @@ func (s *server) agent(t *testing.T, tenant, id string) *agent {
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(heartbeatEvery):
 			}
 		}
 	}()
@@ -485,7 +500,7 @@ func TestRunsServer(t *testing.T) {
 	assert.Contains(t, reason, "stopped heartbeating")
 	assert.Contains(t, reason, "while Terraform was applying")
 	assert.Contains(t, reason, "may have changed resources and written part of the state")
-	time.Sleep(2 * time.Second) // two dispatch ticks (--dispatch-tick 1s) go by; nothing else marks them
+	time.Sleep(2 * dispatchTick) // two dispatch ticks go by; nothing else marks them
 	w, err := s.api.Run(ctx, "tenant-a", next.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "queued", w.State, "the workspace waits for a person")

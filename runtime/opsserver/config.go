@@ -24,6 +24,10 @@ import (
 	"github.com/botehq/platform/runtime/tfarchive"
 )
 
+// DefaultAPIKeysRecheck is how often the API keys file or table is
+// re-read by default (--api-keys-recheck).
+const DefaultAPIKeysRecheck = 5 * time.Second
+
 // Config is the ops server's configuration. Each field is set by the
 // opsserver flag named in its comment; Validate names bad fields by
 // those flags, as operators know them.
@@ -45,6 +49,9 @@ type Config struct {
 	// Operator authentication.
 	APIKeysTable      string // --api-keys-table
 	APIKeysFile       string // --api-keys-file
+	// APIKeysRecheck is how often the keys file or table is re-read
+	// (--api-keys-recheck; 0: DefaultAPIKeysRecheck).
+	APIKeysRecheck time.Duration
 	OAuthIssuer       string // --oauth-issuer
 	OAuthAudience     string // --oauth-audience
 	OAuthJWKSURL      string // --oauth-jwks-url
@@ -56,6 +63,9 @@ type Config struct {
 	AgentsFile   string // --agents-file
 	RegistryFile string // --registry-file, --registry
 	RegistryURL  string // --registry-url
+	// RegistryPoll is how often the registry is looked at for changes
+	// (--registry-poll; 0: registry.DefaultPoll).
+	RegistryPoll time.Duration
 	// DeployedAgentVersion is the version the stack deployed (agent image
 	// label): --deployed-agent-version.
 	DeployedAgentVersion string
@@ -78,6 +88,7 @@ type Config struct {
 	KeyVaultURL                string        // --key-vault-url
 	DispatchTick               time.Duration // --dispatch-tick
 	AgentSilentAfter           time.Duration // --agent-silent-after
+	SweepInterval              time.Duration // --sweep-interval
 	UploadLinkTTL              time.Duration // --upload-link-ttl
 	MaxBundleBytes             int64         // --max-bundle-bytes
 	// Notifications (docs/notifications.md).
@@ -125,6 +136,9 @@ func (c Config) Validate() error {
 	if c.APIKeysFile != "" && c.APIKeysTable != "" {
 		return errors.New("--api-keys-file and --api-keys-table: give one")
 	}
+	if c.APIKeysRecheck < 0 {
+		return fmt.Errorf("--api-keys-recheck: %s is negative", c.APIKeysRecheck)
+	}
 	if c.APIKeysTable != "" && !c.runsEnabled() {
 		return errors.New("--api-keys-table: needs the run storage (--storage-connection-string, or --table-url with --azure-identity)")
 	}
@@ -140,6 +154,9 @@ func (c Config) Validate() error {
 	}
 	if c.RegistryFile != "" && c.RegistryURL != "" {
 		return errors.New("--registry-file and --registry-url: give one")
+	}
+	if c.RegistryPoll < 0 {
+		return fmt.Errorf("--registry-poll: %s is negative", c.RegistryPoll)
 	}
 	if err := c.validateRuns(); err != nil {
 		return err
@@ -262,6 +279,8 @@ func (c Config) validateRuns() error {
 		return fmt.Errorf("--dispatch-tick: %s is negative", c.DispatchTick)
 	case c.AgentSilentAfter < 0:
 		return fmt.Errorf("--agent-silent-after: %s is negative", c.AgentSilentAfter)
+	case c.SweepInterval < 0:
+		return fmt.Errorf("--sweep-interval: %s is negative", c.SweepInterval)
 	case c.UploadLinkTTL < 0 || c.UploadLinkTTL > 24*time.Hour:
 		return fmt.Errorf("--upload-link-ttl: %s must be between 0 (default) and 24h", c.UploadLinkTTL)
 	case c.MaxBundleBytes < 0 || c.MaxBundleBytes > tfarchive.BundleLimits.MaxBytes:

@@ -113,7 +113,7 @@ func openRuns(ctx context.Context, c Config, log *slog.Logger) (*runsStack, erro
 	// Reloaded when the file changes: agents added to a tenant, roles and
 	// labels granted or withdrawn, keys rotated take effect without a
 	// restart.
-	reg, err := registry.Watch(c.RegistryFile, c.RegistryURL, 0, log)
+	reg, err := registry.Watch(c.RegistryFile, c.RegistryURL, c.RegistryPoll, log)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ func (st *runsStack) openRunParts(ctx context.Context, c Config, tables *aztable
 	}
 	d, err := dispatch.New(dispatch.Config{
 		Manager: st.manager, Tenants: st.store.ListTenants, Sender: st.cloud, Signer: signer, Logs: st.artifacts, Plans: st.artifacts, States: st.artifacts, Policies: checker, Drift: st.drift,
-		Keys: st.registry, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, UploadTTL: c.UploadLinkTTL, Logger: log,
+		Keys: st.registry, Secrets: secrets, Audit: st.audit, Tick: c.DispatchTick, SweepEvery: c.SweepInterval, UploadTTL: c.UploadLinkTTL, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -33,7 +33,7 @@ func loadAgents(ctx context.Context, c Config, log *slog.Logger) (opsapi.AgentSt
 		}
 		return opsapi.NewStaticAgents(agents), nil
 	case c.RegistryFile != "" || c.RegistryURL != "":
-		w, err := registry.Watch(c.RegistryFile, c.RegistryURL, 0, log)
+		w, err := registry.Watch(c.RegistryFile, c.RegistryURL, c.RegistryPoll, log)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,11 @@ func openAuth(ctx context.Context, c Config, log *slog.Logger) (*operatorauth.Au
 	if err != nil {
 		return nil, err
 	}
-	go auth.Watch(ctx, 5*time.Second)
+	every := c.APIKeysRecheck
+	if every == 0 {
+		every = DefaultAPIKeysRecheck
+	}
+	go auth.Watch(ctx, every)
 	return auth, nil
 }
 

@@ -50,6 +50,8 @@ func TestParseOptions(t *testing.T) {
 		{"no-relay without local", append([]string{"--no-relay"}, keys...), nil, "--no-relay"},
 		{"no-relay with namespace", append([]string{"--no-relay", "--local-listen", "127.0.0.1:1", "--connection-string", cs}, keys...), nil, "--no-relay"},
 		{"two agent sources", append([]string{"--connection-string", cs, "--agents-file", "a", "--registry-file", "r"}, keys...), nil, "give one"},
+		{"negative keys recheck", append([]string{"--connection-string", cs, "--api-keys-recheck", "-1s"}, keys...), nil, "--api-keys-recheck"},
+		{"negative registry poll", append([]string{"--connection-string", cs, "--registry", "r", "--registry-poll", "-1s"}, keys...), nil, "--registry-poll"},
 		{"zero event interval", append([]string{"--connection-string", cs, "--event-interval", "0s"}, keys...), nil, "--event-interval"},
 		{"bad log format", append([]string{"--connection-string", cs, "--log-format", "xml"}, keys...), nil, "--log-format"},
 		{"bad env value", keys, map[string]string{"BOTE_OPSSERVER_EVENT_INTERVAL": "often"}, "BOTE_OPSSERVER_EVENT_INTERVAL"},
@@ -70,6 +72,7 @@ func TestParseOptions(t *testing.T) {
 		{"servicebus without namespace", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--bus", "servicebus"}, keys...), nil, "--servicebus"},
 		{"huge bundle limit", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--max-bundle-bytes", "999999999999"}, keys...), nil, "--max-bundle-bytes"},
 		{"negative tick", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--dispatch-tick", "-1s"}, keys...), nil, "--dispatch-tick"},
+		{"negative sweep interval", append([]string{"--connection-string", cs, "--storage-connection-string", "x", "--registry", "r", "--sweep-interval", "-1s"}, keys...), nil, "--sweep-interval"},
 		{"secrets without runs", append([]string{"--connection-string", cs, "--secrets-file", "s"}, keys...), nil, "needs runs enabled"},
 	}
 	for _, tt := range tests {
