@@ -35,6 +35,7 @@ func TestMain(m *testing.M) { procs.Main(m) }
 // with `opsserver apikey create --keys-table`, and a server reading the
 // table accepts it; revoking it the same way ends it.
 func TestBootstrapAdminKeyInTheTable(t *testing.T) {
+	t.Parallel() // each test has its own Azurite
 	bin := procs.Build(t, "opsserver")
 	emu := azurite.New(t)
 	ctx := context.Background()
@@ -82,9 +83,10 @@ func runAPIKey(ctx context.Context, bin string, emu *azurite.Emulator, args ...s
 
 // Two ops server processes on one keys table, as the stack's replicas:
 // a key created through one is accepted by the other, and a key revoked
-// through one is refused by the other within the 5 s re-check interval.
+// through one is refused by the other within its re-check interval
+// (--api-keys-recheck, 500 ms here; 5 s by default).
 func TestTwoServersShareTheKeysTable(t *testing.T) {
-	t.Parallel() // it waits on the servers' 5 s re-check interval
+	t.Parallel()
 	bin := procs.Build(t, "opsserver")
 	emu := azurite.New(t)
 	ctx := context.Background()
@@ -94,15 +96,17 @@ func TestTwoServersShareTheKeysTable(t *testing.T) {
 	require.NoError(t, err)
 	reg := filepath.Join(t.TempDir(), "registry.json")
 	require.NoError(t, os.WriteFile(reg, data, 0o644))
-	start := func(name string) string {
-		p := procs.Start(t, procs.Spec{Name: name, Path: bin, Args: []string{"--no-relay", "--local-listen", "127.0.0.1:0",
-			"--api-keys-table", operatorauth.DefaultKeysTable, "--registry", reg, "--shutdown-timeout", "5s"},
+	const recheck = 500 * time.Millisecond
+	start := func(name string) *procs.Process {
+		return procs.Start(t, procs.Spec{Name: name, Path: bin, Args: []string{"--no-relay", "--local-listen", "127.0.0.1:0",
+			"--api-keys-table", operatorauth.DefaultKeysTable, "--api-keys-recheck", recheck.String(), "--registry", reg, "--shutdown-timeout", "5s"},
 			Env: []string{"BOTE_OPSSERVER_STORAGE_CONNECTION_STRING=" + emu.ConnectionString}})
-		url, err := p.ListenAddr(60 * time.Second)
-		require.NoError(t, err)
-		return url
 	}
-	urlA, urlB := start("opsserver-a"), start("opsserver-b")
+	a, b := start("opsserver-a"), start("opsserver-b") // both start at once
+	urlA, err := a.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
+	urlB, err := b.ListenAddr(60 * time.Second)
+	require.NoError(t, err)
 	client := func(url, key string) *opsclient.Client {
 		c, err := opsclient.New(opsclient.Config{BaseURL: url, Credential: key})
 		require.NoError(t, err)
@@ -125,6 +129,7 @@ func TestTwoServersShareTheKeysTable(t *testing.T) {
 }
 
 func TestKeysTable(t *testing.T) {
+	t.Parallel()
 	emu := azurite.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -40,15 +40,30 @@ func slow(t *testing.T, seconds int) string {
 	return dir
 }
 
+// gated is testdata/gated in a fresh directory: its apply runs until the
+// file it returns exists.
+func gated(t *testing.T) (dir, gate string) {
+	t.Helper()
+	dir = t.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", "gated", "main.tf"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), data, 0o644))
+	gate = filepath.Join(t.TempDir(), "gate")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), fmt.Appendf(nil, "gate = %q\n", gate), 0o644))
+	return dir, gate
+}
+
 // TestReplicaKilledMidRun: ops server, gateway and idp replica 0 are
-// killed (SIGKILL) while an apply runs and agents hold sessions.
+// killed (SIGKILL) while an apply runs and agents hold sessions; the apply
+// ends once the surviving ops server shows the run still applying.
 func TestReplicaKilledMidRun(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,
 		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
 		OpsServerArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
 	})
 	p.Expect(t, 0, tenant, "workspaces", "create", "app")
-	id := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "app", "--dir", slow(t, 12)))
+	dir, gate := gated(t)
+	id := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "app", "--dir", dir))
 	apply, err := p.StartOpsbot(tenant, "apply", id, "--yes")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = apply.Stop() })
@@ -58,6 +73,13 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	for _, kind := range []string{"opsserver", "gateway", "idp"} {
 		p.Replica(kind, 0).Kill()
 	}
+	// The surviving ops server has the run mid-apply; then it may end.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		run, err := p.Run(t.Context(), tenant, id)
+		require.NoError(c, err, "the surviving ops server answers")
+		assert.Equal(c, "applying", run.State, "the replicas died mid-apply")
+	}, time.Minute, 200*time.Millisecond)
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
 
 	select {
 	case <-apply.Done():
