@@ -47,15 +47,13 @@ type Config struct {
 	HealthListen string // --health-listen
 	PprofListen  string // --pprof-listen
 	// Operator authentication.
-	APIKeysTable      string // --api-keys-table
-	APIKeysFile       string // --api-keys-file
-	// APIKeysRecheck is how often the keys file or table is re-read
-	// (--api-keys-recheck; 0: DefaultAPIKeysRecheck).
-	APIKeysRecheck time.Duration
-	OAuthIssuer       string // --oauth-issuer
-	OAuthAudience     string // --oauth-audience
-	OAuthJWKSURL      string // --oauth-jwks-url
-	OAuthRequiredRole string // --oauth-required-role
+	APIKeysTable      string        // --api-keys-table
+	APIKeysFile       string        // --api-keys-file
+	APIKeysRecheck    time.Duration // --api-keys-recheck (0: DefaultAPIKeysRecheck)
+	OAuthIssuer       string        // --oauth-issuer
+	OAuthAudience     string        // --oauth-audience
+	OAuthJWKSURL      string        // --oauth-jwks-url
+	OAuthRequiredRole string        // --oauth-required-role
 	// OAuthRoles is the parsed --oauth-roles (or --oauth-roles-file); nil
 	// when neither is given.
 	OAuthRoles *operatorauth.RoleMap
