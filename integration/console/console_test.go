@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,7 +83,9 @@ func TestConsole(t *testing.T) {
 	// size: one operator's story through the console, page by page, then the reader's.
 	t.Parallel()
 	p := platform.New(t, platform.Options{
-		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-01", Start: true}},
+		// Capacity: the setup's plans run at once, and the override's apply
+		// does not wait for the end of the live log's.
+		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-01", Start: true, Capacity: 4}},
 		OpsServerArgs: []string{"--deployed-agent-version", "9.9.9", "--local-listen", "127.0.0.1:0"},
 	})
 	shots := artifacts(t)
@@ -93,26 +96,28 @@ func TestConsole(t *testing.T) {
 	p.Expect(t, 0, tenant, "workspaces", "create", "staging")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o644))
-	waiting := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "staging", "--dir", dir))
 	// A four-eyes workspace with a plan the admin queued (and so may not approve).
 	p.Expect(t, 0, tenant, "workspaces", "create", "guarded", "--four-eyes")
-	guarded := platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", "guarded", "--dir", dir))
 	// And a plan that fails with a diagnostic.
 	p.Expect(t, 0, tenant, "workspaces", "create", "broken")
 	brokenDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(brokenDir, "main.tf"), []byte("resource \"terraform_data\" \"x\" {\n  not_an_argument = true\n}\n"), 0o644))
-	failed := platform.MustQueuedRun(t, p.Expect(t, 11, tenant, "plan", "--workspace", "broken", "--dir", brokenDir))
-
 	// Policies: one mandatory, one mandatory-with-override, each failing the
-	// plan of its own workspace; and a drift schedule on staging.
-	policed := policedRuns(t, p)
-	p.Expect(t, 0, tenant, "drift", "schedule", "staging", "--every", "6h")
+	// plan of its own workspace.
+	policyDir := policedWorkspaces(t, p)
 
+	// The plans run meanwhile the consoles and the browser start.
+	plans := startPlans(p, []queuedPlan{{"staging", dir, 10}, {"guarded", dir, 10}, {"broken", brokenDir, 11},
+		{"strict", policyDir, 10}, {"lenient", policyDir, 10}})
 	adminURL := startUI(t, p, "opsbot ui (admin)", p.OpsbotEnv(tenant))
 	readerEnv := append(p.OpsbotEnv(tenant), "OPSBOT_API_KEY="+readerKey)
 	readerURL := startUI(t, p, "opsbot ui (reader)", readerEnv)
-
 	ctx, newTab := browser(t)
+	runIDs := plans(t)
+	waiting, guarded, failed := runIDs[0], runIDs[1], runIDs[2]
+	policed := policed{strict: runIDs[3], lenient: runIDs[4]}
+	// And a drift schedule on staging.
+	p.Expect(t, 0, tenant, "drift", "schedule", "staging", "--every", "6h")
 	const wait = 60 * time.Second
 
 	// Tenants.
@@ -128,10 +133,10 @@ func TestConsole(t *testing.T) {
 	do(t, ctx, wait, chromedp.SendKeys(chromedp.ID("ws-name"), "web"), chromedp.SetValue(chromedp.ID("ws-desc"), "the web tier"),
 		chromedp.Click(chromedp.ID("ws-submit")))
 	waitJS(t, ctx, wait, `[...document.querySelectorAll('td')].some(td => td.textContent === 'web')`)
-	row := func(ctx context.Context, ws string) string {
+	row := func(t *testing.T, ctx context.Context, ws string) string {
 		return eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === '`+ws+`').textContent`)
 	}
-	staging := row(ctx, "staging")
+	staging := row(t, ctx, "staging")
 	assert.Contains(t, staging, waiting+" (planned)", "the lock holder")
 	assert.Contains(t, staging, "empty", "the queue")
 	driftRow := func(ctx context.Context, ws string) string {
@@ -172,123 +177,152 @@ func TestConsole(t *testing.T) {
 	do(t, ctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
 	waitJS(t, ctx, wait, `document.getElementById('run-log').textContent.includes('applying step 1')`)
 	assert.NotEqual(t, "applied", eval[string](t, ctx, `document.getElementById('run-state').dataset.state`), "the log arrives while the apply runs")
-	restore := dropLogs(t, ctx)
-	waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.reconnects !== '0'`)
-	time.Sleep(900 * time.Millisecond) // the apply writes more lines meanwhile (one every 400 ms)
-	restore()
-	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
-	assert.Equal(t, "Done.", eval[string](t, ctx, "document.activeElement.textContent"), "the focus stays on the outcome of the approval")
-	waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.done === 'true'`)
-	shown := eval[string](t, ctx, `document.getElementById('run-log').textContent`)
-	whole := eval[string](t, ctx, `fetch(location.pathname.replace('/ui/', '/v1/tenants/`+tenant+`/runs/`+runID+`/logs?max=1048576'), {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.json()).then(c => c.text)`)
-	assert.Equal(t, whole, shown, "the page's log is the run's log: no line lost or repeated across the dropped connection")
-	for i := 1; i <= 16; i++ {
-		assert.Equal(t, 1, strings.Count(shown, "applying step "+strconv.Itoa(i)+"\n"), "step %d once", i)
+	// From here the live log, the other pages (each in a tab of its own)
+	// and Firefox go on at once: most of each is waiting on the platform.
+	tabs := map[string]context.Context{}
+	for _, name := range []string{"keyboard", "reader", "policies", "policies reader", "fleet", "server port"} {
+		tabs[name] = newTab()
 	}
-	waitJS(t, ctx, wait, `document.getElementById('run-outputs').textContent.includes('"web-1"')`)
-	outputs := eval[string](t, ctx, `document.getElementById('run-outputs').textContent`)
-	assert.Contains(t, outputs, "(sensitive value withheld)")
-	assert.NotContains(t, outputs, "hunter2")
-	screenshot(t, ctx, shots, "5-run-applied")
+	t.Logf("the setup and the first run's plan took %s", time.Since(started).Round(time.Millisecond))
+	var wg sync.WaitGroup
+	parallel := func(name string, f func(t *testing.T)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.Run(name, f) }()
+	}
+	liveLog := make(chan string, 1) // the run's whole log once applied; closed if the part failed
 
-	// Keyboard: Tab reaches the waiting run's approve button; Escape backs out of the confirmation.
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+waiting), chromedp.WaitVisible(chromedp.ID("approve")))
-	reached := false
-	for range 30 {
-		do(t, ctx, wait, chromedp.KeyEvent(kb.Tab))
-		if eval[string](t, ctx, "document.activeElement.id") == "approve" {
-			reached = true
-			break
+	parallel("live log", func(t *testing.T) {
+		defer close(liveLog)
+		restore := dropLogs(t, ctx)
+		waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.reconnects !== '0'`)
+		time.Sleep(900 * time.Millisecond) // the apply writes more lines meanwhile (one every 400 ms)
+		restore()
+		waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
+		assert.Equal(t, "Done.", eval[string](t, ctx, "document.activeElement.textContent"), "the focus stays on the outcome of the approval")
+		waitJS(t, ctx, wait, `document.getElementById('run-log').dataset.done === 'true'`)
+		shown := eval[string](t, ctx, `document.getElementById('run-log').textContent`)
+		whole := eval[string](t, ctx, `fetch(location.pathname.replace('/ui/', '/v1/tenants/`+tenant+`/runs/`+runID+`/logs?max=1048576'), {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.json()).then(c => c.text)`)
+		liveLog <- whole
+		assert.Equal(t, whole, shown, "the page's log is the run's log: no line lost or repeated across the dropped connection")
+		for i := 1; i <= 16; i++ {
+			assert.Equal(t, 1, strings.Count(shown, "applying step "+strconv.Itoa(i)+"\n"), "step %d once", i)
 		}
-	}
-	require.True(t, reached, "Tab reaches the approve button")
-	assert.NotEqual(t, "none", eval[string](t, ctx, "getComputedStyle(document.activeElement).outlineStyle"), "focus is visible")
-	do(t, ctx, wait, chromedp.KeyEvent(kb.Enter))
-	waitJS(t, ctx, wait, `document.getElementById('confirm').open`)
-	do(t, ctx, wait, chromedp.KeyEvent(kb.Escape))
-	waitJS(t, ctx, wait, `!document.getElementById('confirm').open`)
+		waitJS(t, ctx, wait, `document.getElementById('run-outputs').textContent.includes('"web-1"')`)
+		outputs := eval[string](t, ctx, `document.getElementById('run-outputs').textContent`)
+		assert.Contains(t, outputs, "(sensitive value withheld)")
+		assert.NotContains(t, outputs, "hunter2")
+		screenshot(t, ctx, shots, "5-run-applied")
+	})
 
-	// Four eyes: whoever queued the run is not offered approval.
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("four-eyes")))
-	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve')`), "no approve for the run's own author in a four-eyes workspace")
-	assert.True(t, eval[bool](t, ctx, `!!document.getElementById('cancel')`), "cancelling is still offered")
+	parallel("keyboard, four eyes, reader and cancel", func(t *testing.T) {
+		kctx, rctx := tabs["keyboard"], tabs["reader"]
+		do(t, kctx, wait, chromedp.Navigate(adminURL), chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/`+tenant+`"]`)))
+		// Keyboard: Tab reaches the waiting run's approve button; Escape backs out of the confirmation.
+		do(t, kctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+waiting), chromedp.WaitVisible(chromedp.ID("approve")))
+		reached := false
+		for range 30 {
+			do(t, kctx, wait, chromedp.KeyEvent(kb.Tab))
+			if eval[string](t, kctx, "document.activeElement.id") == "approve" {
+				reached = true
+				break
+			}
+		}
+		require.True(t, reached, "Tab reaches the approve button")
+		assert.NotEqual(t, "none", eval[string](t, kctx, "getComputedStyle(document.activeElement).outlineStyle"), "focus is visible")
+		do(t, kctx, wait, chromedp.KeyEvent(kb.Enter))
+		waitJS(t, kctx, wait, `document.getElementById('confirm').open`)
+		do(t, kctx, wait, chromedp.KeyEvent(kb.Escape))
+		waitJS(t, kctx, wait, `!document.getElementById('confirm').open`)
 
-	// Policies: a failed mandatory policy is shown and no approval offered;
-	// a failed mandatory-with-override one offers the approver an explicit
-	// override, whose confirmation restates the failure, and records it.
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+policed.strict), chromedp.WaitVisible(chromedp.ID("policy-blocked")))
-	policyText := eval[string](t, ctx, `document.getElementById('run-policy').textContent`)
-	assert.Contains(t, policyText, "FAILED")
-	assert.Contains(t, policyText, "terraform_data.x may not be created here")
-	assert.Contains(t, policyText, "it cannot be overridden")
-	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve') || !!document.getElementById('override-approve')`), "no approval past a mandatory policy")
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+policed.lenient), chromedp.WaitVisible(chromedp.ID("override-approve")))
-	assert.False(t, eval[bool](t, ctx, `!!document.getElementById('approve')`), "no plain approve past a failed policy")
-	assert.Contains(t, eval[string](t, ctx, `document.getElementById('policy-outcome').textContent`), "an approver may override it")
-	screenshot(t, ctx, shots, "4b-run-policy-override")
-	checkAccessibility(t, ctx, "run with policies")
-	pctx := newTab()
-	do(t, pctx, wait, chromedp.Navigate(readerURL+"&/t/"+tenant+"/runs/"+policed.lenient))
-	waitJS(t, pctx, wait, `document.getElementById('run-policy')?.textContent.includes('FAILED')`)
-	assert.False(t, eval[bool](t, pctx, `!!document.getElementById('override-approve') || !!document.getElementById('approve')`), "a reader is offered no override")
-	do(t, ctx, wait, chromedp.Click(chromedp.ID("override-approve")), chromedp.WaitVisible(chromedp.ID("confirm-policy")))
-	confirmText = eval[string](t, ctx, `document.getElementById('confirm').textContent`)
-	assert.Contains(t, confirmText, "You override the failed policy lenient")
-	assert.Contains(t, confirmText, "terraform_data.x may not be created here")
-	do(t, ctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
-	waitJS(t, ctx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
-	assert.Contains(t, eval[string](t, ctx, `document.getElementById('policy-outcome').textContent`), "api-key:operator overrode lenient")
+		// Four eyes: whoever queued the run is not offered approval.
+		do(t, kctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("four-eyes")))
+		assert.False(t, eval[bool](t, kctx, `!!document.getElementById('approve')`), "no approve for the run's own author in a four-eyes workspace")
+		assert.True(t, eval[bool](t, kctx, `!!document.getElementById('cancel')`), "cancelling is still offered")
 
-	// Agent fleet and audit log.
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/agents"))
-	waitJS(t, ctx, wait, `document.querySelector('h1').textContent === 'Agent fleet of `+tenant+`' && document.querySelector('table')`)
-	fleet := eval[string](t, ctx, `document.querySelector('table').textContent`)
-	assert.Contains(t, fleet, "online")
-	assert.Contains(t, fleet, "out of date (deployed 9.9.9)")
-	assert.Regexp(t, `terraform|1\.\d+`, fleet)
-	screenshot(t, ctx, shots, "6-fleet")
-	checkAccessibility(t, ctx, "fleet")
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/audit?tenant="+tenant))
-	waitJS(t, ctx, wait, `document.querySelector('h1').textContent === 'Audit log' && document.querySelector('table')?.textContent.includes('run.applied')`)
-	title := eval[string](t, ctx, `document.querySelector('time').title`)
-	assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$`, title, "UTC in the title")
-	assert.Regexp(t, `CET|CEST|GMT\+1|GMT\+2`, eval[string](t, ctx, `document.querySelector('time').textContent`), "local time in the viewer's zone")
-	screenshot(t, ctx, shots, "7-audit")
-	checkAccessibility(t, ctx, "audit")
+		// A reader, opening the run's link: no approve, cancel or forms; a forged approve is refused.
+		do(t, rctx, wait, chromedp.Navigate(readerURL+"&/t/"+tenant+"/runs/"+waiting))
+		assert.Equal(t, "#/t/"+tenant+"/runs/"+waiting, eval[string](t, rctx, "location.hash"), "the link's page, without the secret")
+		waitJS(t, rctx, wait, `document.getElementById('run-state')?.dataset.state === 'planned'`)
+		waitJS(t, rctx, wait, `document.getElementById('plan-text')`)
+		assert.False(t, eval[bool](t, rctx, `!!document.getElementById('approve') || !!document.getElementById('cancel')`), "a reader is offered neither approve nor cancel")
+		screenshot(t, rctx, shots, "8-reader-run")
+		forged := eval[int](t, rctx, `fetch('/v1/tenants/`+tenant+`/runs/`+waiting+`/approve', {method: 'POST', headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.status)`)
+		assert.Equal(t, 403, forged, "the server refuses a reader's approval")
+		do(t, rctx, wait, chromedp.Navigate(base(readerURL)+"#/t/"+tenant))
+		waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenant `+tenant+`'`)
+		assert.False(t, eval[bool](t, rctx, `!!document.getElementById('ws-name')`), "a reader is offered no workspace form")
+		assert.Contains(t, p.Expect(t, 0, tenant, "runs", "show", waiting).Stdout, "planned", "the forged approval changed nothing")
 
-	// A reader, opening the run's link: no approve, cancel or forms; a forged approve is refused.
-	rctx := newTab()
-	do(t, rctx, wait, chromedp.Navigate(readerURL+"&/t/"+tenant+"/runs/"+waiting))
-	assert.Equal(t, "#/t/"+tenant+"/runs/"+waiting, eval[string](t, rctx, "location.hash"), "the link's page, without the secret")
-	waitJS(t, rctx, wait, `document.getElementById('run-state')?.dataset.state === 'planned'`)
-	waitJS(t, rctx, wait, `document.getElementById('plan-text')`)
-	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('approve') || !!document.getElementById('cancel')`), "a reader is offered neither approve nor cancel")
-	screenshot(t, rctx, shots, "8-reader-run")
-	forged := eval[int](t, rctx, `fetch('/v1/tenants/`+tenant+`/runs/`+waiting+`/approve', {method: 'POST', headers: {Authorization: 'Bearer ' + sessionStorage.getItem('bote-ops-credential')}}).then(r => r.status)`)
-	assert.Equal(t, 403, forged, "the server refuses a reader's approval")
-	do(t, rctx, wait, chromedp.Navigate(base(readerURL)+"#/t/"+tenant))
-	waitJS(t, rctx, wait, `document.querySelector('h1')?.textContent === 'Tenant `+tenant+`'`)
-	assert.False(t, eval[bool](t, rctx, `!!document.getElementById('ws-name')`), "a reader is offered no workspace form")
-	assert.Contains(t, p.Expect(t, 0, tenant, "runs", "show", waiting).Stdout, "planned", "the forged approval changed nothing")
+		// The admin cancels the guarded run with the console; the reader's
+		// tenant page shows its workspace free again without a reload.
+		assert.Contains(t, row(t, rctx, "guarded"), guarded+" (planned)")
+		do(t, kctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("cancel")))
+		do(t, kctx, wait, chromedp.Click(chromedp.ID("cancel")), chromedp.WaitVisible(chromedp.ID("confirm-body")))
+		assert.Contains(t, eval[string](t, kctx, `document.getElementById('confirm').textContent`), "Nothing has been applied by this run")
+		do(t, kctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
+		waitJS(t, kctx, wait, `document.getElementById('run-state')?.dataset.state === 'cancelled'`)
+		waitJS(t, rctx, 15*time.Second, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === 'guarded').textContent.includes('free')`)
+		assert.Contains(t, row(t, rctx, "guarded"), "cancelled")
+	})
 
-	// The admin cancels the guarded run with the console; the reader's
-	// tenant page shows its workspace free again without a reload.
-	assert.Contains(t, row(rctx, "guarded"), guarded+" (planned)")
-	do(t, ctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+guarded), chromedp.WaitVisible(chromedp.ID("cancel")))
-	do(t, ctx, wait, chromedp.Click(chromedp.ID("cancel")), chromedp.WaitVisible(chromedp.ID("confirm-body")))
-	assert.Contains(t, eval[string](t, ctx, `document.getElementById('confirm').textContent`), "Nothing has been applied by this run")
-	do(t, ctx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
-	waitJS(t, ctx, wait, `document.getElementById('run-state')?.dataset.state === 'cancelled'`)
-	waitJS(t, rctx, 15*time.Second, `[...document.querySelectorAll('tr')].find(tr => tr.cells[0].textContent === 'guarded').textContent.includes('free')`)
-	assert.Contains(t, row(rctx, "guarded"), "cancelled")
-	t.Logf("the setup's plans and the Chromium scenario took %s", time.Since(started).Round(time.Millisecond))
+	parallel("policies and audit", func(t *testing.T) {
+		actx, pctx := tabs["policies"], tabs["policies reader"]
+		do(t, actx, wait, chromedp.Navigate(adminURL), chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/`+tenant+`"]`)))
+		// Policies: a failed mandatory policy is shown and no approval offered;
+		// a failed mandatory-with-override one offers the approver an explicit
+		// override, whose confirmation restates the failure, and records it.
+		do(t, actx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+policed.strict), chromedp.WaitVisible(chromedp.ID("policy-blocked")))
+		policyText := eval[string](t, actx, `document.getElementById('run-policy').textContent`)
+		assert.Contains(t, policyText, "FAILED")
+		assert.Contains(t, policyText, "terraform_data.x may not be created here")
+		assert.Contains(t, policyText, "it cannot be overridden")
+		assert.False(t, eval[bool](t, actx, `!!document.getElementById('approve') || !!document.getElementById('override-approve')`), "no approval past a mandatory policy")
+		do(t, actx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/runs/"+policed.lenient), chromedp.WaitVisible(chromedp.ID("override-approve")))
+		assert.False(t, eval[bool](t, actx, `!!document.getElementById('approve')`), "no plain approve past a failed policy")
+		assert.Contains(t, eval[string](t, actx, `document.getElementById('policy-outcome').textContent`), "an approver may override it")
+		screenshot(t, actx, shots, "4b-run-policy-override")
+		checkAccessibility(t, actx, "run with policies")
+		do(t, pctx, wait, chromedp.Navigate(readerURL+"&/t/"+tenant+"/runs/"+policed.lenient))
+		waitJS(t, pctx, wait, `document.getElementById('run-policy')?.textContent.includes('FAILED')`)
+		assert.False(t, eval[bool](t, pctx, `!!document.getElementById('override-approve') || !!document.getElementById('approve')`), "a reader is offered no override")
+		do(t, actx, wait, chromedp.Click(chromedp.ID("override-approve")), chromedp.WaitVisible(chromedp.ID("confirm-policy")))
+		confirmText := eval[string](t, actx, `document.getElementById('confirm').textContent`)
+		assert.Contains(t, confirmText, "You override the failed policy lenient")
+		assert.Contains(t, confirmText, "terraform_data.x may not be created here")
+		do(t, actx, wait, chromedp.Click(chromedp.ID("confirm-ok")))
+		waitJS(t, actx, 2*wait, `document.getElementById('run-state')?.dataset.state === 'applied'`)
+		assert.Contains(t, eval[string](t, actx, `document.getElementById('policy-outcome').textContent`), "api-key:operator overrode lenient")
+
+		// The audit log.
+		do(t, actx, wait, chromedp.Navigate(base(adminURL)+"#/audit?tenant="+tenant))
+		waitJS(t, actx, wait, `document.querySelector('h1').textContent === 'Audit log' && document.querySelector('table')?.textContent.includes('run.applied')`)
+		title := eval[string](t, actx, `document.querySelector('time').title`)
+		assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$`, title, "UTC in the title")
+		assert.Regexp(t, `CET|CEST|GMT\+1|GMT\+2`, eval[string](t, actx, `document.querySelector('time').textContent`), "local time in the viewer's zone")
+		screenshot(t, actx, shots, "7-audit")
+		checkAccessibility(t, actx, "audit")
+	})
+
+	// The agent fleet.
+	parallel("fleet", func(t *testing.T) {
+		fctx := tabs["fleet"]
+		do(t, fctx, wait, chromedp.Navigate(adminURL), chromedp.WaitVisible(chromedp.CSS(`a[href="#/t/`+tenant+`"]`)))
+		do(t, fctx, wait, chromedp.Navigate(base(adminURL)+"#/t/"+tenant+"/agents"))
+		waitJS(t, fctx, wait, `document.querySelector('h1').textContent === 'Agent fleet of `+tenant+`' && document.querySelector('table')`)
+		fleet := eval[string](t, fctx, `document.querySelector('table').textContent`)
+		assert.Contains(t, fleet, "online")
+		assert.Contains(t, fleet, "out of date (deployed 9.9.9)")
+		assert.Regexp(t, `terraform|1\.\d+`, fleet)
+		screenshot(t, fctx, shots, "6-fleet")
+		checkAccessibility(t, fctx, "fleet")
+	})
 
 	// The ops server's own port: the page asks for a credential, and a
 	// failed plan shows its diagnostics.
-	t.Run("server port", func(t *testing.T) {
+	parallel("server port", func(t *testing.T) {
 		local := regexp.MustCompile(`opsserver listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(p.Outputs())
 		require.NotNil(t, local, "opsserver's local port")
-		sctx := newTab()
+		sctx := tabs["server port"]
 		do(t, sctx, wait, chromedp.Navigate(local[1]+"/ui/#/t/"+tenant+"/runs/"+failed), chromedp.WaitVisible(chromedp.ID("credential")))
 		checkAccessibility(t, sctx, "sign-in")
 		do(t, sctx, wait, chromedp.SendKeys(chromedp.ID("credential"), "obk_nobody.nothing"+kb.Enter))
@@ -303,10 +337,12 @@ func TestConsole(t *testing.T) {
 	})
 
 	// Firefox shows the same run the same way, and passes axe-core too.
-	t.Run("firefox", func(t *testing.T) {
+	parallel("firefox", func(t *testing.T) {
 		started := time.Now()
 		ff := startFirefox(t)
 		ff.navigate(t, adminURL+"&/t/"+tenant+"/runs/"+runID)
+		whole, ok := <-liveLog
+		require.True(t, ok, "the live log part failed")
 		ff.waitJS(t, wait, `document.getElementById('run-log')?.dataset.done === 'true' && document.getElementById('plan-text') && document.getElementById('run-outputs').textContent.includes('web-1')`)
 		assert.Equal(t, planText, ffEval[string](t, ff, `document.getElementById('plan-text').textContent`))
 		assert.Equal(t, whole, ffEval[string](t, ff, `document.getElementById('run-log').textContent`))
@@ -321,26 +357,66 @@ func TestConsole(t *testing.T) {
 		assert.Empty(t, serious(vs), "axe-core in Firefox")
 		t.Logf("Firefox part took %s", time.Since(started).Round(time.Millisecond))
 	})
+	wg.Wait()
+	t.Logf("the setup's plans and the scenario (its parts at once) took %s", time.Since(started).Round(time.Millisecond))
 }
 
 // policed are planned runs that failed a policy: strict's mandatory, and
 // lenient's mandatory-with-override.
 type policed struct{ strict, lenient string }
 
-// policedRuns puts a policy that denies every resource on each of two
-// workspaces and plans a small configuration in them.
-func policedRuns(t *testing.T, p *platform.Platform) policed {
+// policedWorkspaces puts a policy that denies every resource on each of
+// two workspaces, strict and lenient, and returns a small configuration
+// for their plans.
+func policedWorkspaces(t *testing.T, p *platform.Platform) string {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(`resource "terraform_data" "x" { input = "x" }`+"\n"), 0o644))
-	plan := func(ws, enforcement string) string {
+	for ws, enforcement := range map[string]string{"strict": "mandatory", "lenient": "mandatory-with-override"} {
 		p.Expect(t, 0, tenant, "workspaces", "create", ws)
 		rego := filepath.Join(t.TempDir(), ws+".rego")
 		require.NoError(t, os.WriteFile(rego, []byte("package "+ws+"\n\ndeny contains msg if {\n\tsome rc in input.plan.resource_changes\n\tmsg := sprintf(\"%s may not be created here\", [rc.address])\n}\n"), 0o644))
 		p.Expect(t, 0, tenant, "policies", "put", ws, "-w", ws, "--enforcement", enforcement, "--file", rego)
-		return platform.MustQueuedRun(t, p.Expect(t, 10, tenant, "plan", "--workspace", ws, "--dir", dir))
 	}
-	return policed{strict: plan("strict", "mandatory"), lenient: plan("lenient", "mandatory-with-override")}
+	return dir
+}
+
+// queuedPlan is an `opsbot plan` of dir in a workspace, and the exit code
+// it is to end with.
+type queuedPlan struct {
+	workspace, dir string
+	code           int
+}
+
+// startPlans runs the plans at once; the returned func waits for them,
+// fails the test unless each ended with its code and queued a run, and
+// returns the runs in the order of plans.
+func startPlans(p *platform.Platform, plans []queuedPlan) func(t *testing.T) []string {
+	type outcome struct {
+		r   platform.Result
+		err error
+	}
+	done := make([]chan outcome, len(plans))
+	for i, pl := range plans {
+		done[i] = make(chan outcome, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			r, err := p.Opsbot(ctx, tenant, nil, "plan", "--workspace", pl.workspace, "--dir", pl.dir)
+			done[i] <- outcome{r, err}
+		}()
+	}
+	return func(t *testing.T) []string {
+		t.Helper()
+		runs := make([]string, len(plans))
+		for i, pl := range plans {
+			o := <-done[i]
+			require.NoError(t, o.err)
+			require.Equal(t, pl.code, o.r.Code, "opsbot plan --workspace %s: %s", pl.workspace, o.r)
+			runs[i] = platform.MustQueuedRun(t, o.r)
+		}
+		return runs
+	}
 }
 
 // dropLogs makes the tab's log requests fail as a reset connection would,
