@@ -7,11 +7,14 @@ package examples
 import (
 	"bytes"
 	"cmp"
+	"errors"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,14 +32,49 @@ const tenant = "contoso"
 // build builds the sample program in examples/<pkg> and returns its path.
 func build(t *testing.T, pkg string) string {
 	t.Helper()
-	root, err := procs.RepoRoot()
+	path, err := buildSample(t.TempDir(), pkg)
 	require.NoError(t, err)
-	out := filepath.Join(t.TempDir(), strings.ReplaceAll(pkg, "/", "-"))
+	return path
+}
+
+func buildSample(dir, pkg string) (string, error) {
+	root, err := procs.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, strings.ReplaceAll(pkg, "/", "-"))
 	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
 	cmd.Dir = filepath.Join(root, "examples")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "cannot build examples/%s: %s", pkg, b)
-	return out
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("cannot build examples/%s: %w: %s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// buildAll starts building the sample programs in examples/<pkgs> at
+// once; the returned func waits for them and returns their paths by
+// package. It may be called from several tests.
+func buildAll(t *testing.T, pkgs ...string) func(t *testing.T) map[string]string {
+	dir := t.TempDir()
+	paths, errs := make(map[string]string, len(pkgs)), make([]error, len(pkgs))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, pkg := range pkgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path, err := buildSample(dir, pkg)
+			mu.Lock()
+			paths[pkg], errs[i] = path, err
+			mu.Unlock()
+		}()
+	}
+	return func(t *testing.T) map[string]string {
+		t.Helper()
+		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
+		return paths
+	}
 }
 
 // start runs a sample program as connector id (and, for a cloud program,
@@ -53,23 +91,22 @@ func waitFor(t *testing.T, proc *procs.Process, substr string) {
 }
 
 func TestSamples(t *testing.T) {
-	p := platform.New(t, platform.Options{GatewayOnly: true, Connectors: []platform.Connector{
-		{Tenant: tenant, ID: "sample-1"}, {Tenant: tenant, ID: "sample-2"}, {Tenant: tenant, ID: "sample-3"},
-	}})
+	t.Parallel()
+	// The samples build while the platforms start.
+	bins := buildAll(t, "simple/cloud", "simple/connector", "chat/cloud", "chat/connector")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	parallel := func(name string, f func(t *testing.T)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.Run(name, f) }()
+	}
 
-	simpleCloud, simpleConn := build(t, "simple/cloud"), build(t, "simple/connector")
-	chatCloud, chatMember := build(t, "chat/cloud"), build(t, "chat/connector")
-
-	t.Run("simple", func(t *testing.T) {
-		conn := start(t, p, simpleConn, "sample-1", "-count", "2")
-		waitFor(t, conn, "connected as contoso/sample-1")
-		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "sample-1", "-count", "2", "-timeout", "60s")
-		waitFor(t, cloud, "contoso/sample-1 answered: pong from sample-1: ping 2")
-		waitFor(t, conn, "simple answered: pong: hello 2")
-		waitFor(t, conn, "simple asks: ping 1")
-	})
-
-	t.Run("failed call", func(t *testing.T) {
+	parallel("failed call", func(t *testing.T) {
+		// On a platform of its own, as it spends seconds waiting: its
+		// program reads the queues of the cloud programs of the other
+		// subtests, and would take their messages.
+		p := platform.New(t, platform.Options{GatewayOnly: true, Connectors: []platform.Connector{{Tenant: tenant, ID: "sample-1"}}})
+		simpleCloud := bins(t)["simple/cloud"]
 		// No connector answers as "nobody": the call fails and the sample
 		// says so in its exit status, not only in its output.
 		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "nobody", "-count", "1", "-timeout", "2s")
@@ -83,6 +120,24 @@ func TestSamples(t *testing.T) {
 		require.Contains(t, cloud.Output(), "1 of 1 calls failed")
 	})
 
+	p := platform.New(t, platform.Options{GatewayOnly: true, Connectors: []platform.Connector{
+		{Tenant: tenant, ID: "sample-1"}, {Tenant: tenant, ID: "sample-2"}, {Tenant: tenant, ID: "sample-3"},
+	}})
+	paths := bins(t)
+	simpleCloud, simpleConn := paths["simple/cloud"], paths["simple/connector"]
+	chatCloud, chatMember := paths["chat/cloud"], paths["chat/connector"]
+
+	t.Run("simple", func(t *testing.T) {
+		conn := start(t, p, simpleConn, "sample-1", "-count", "2")
+		waitFor(t, conn, "connected as contoso/sample-1")
+		cloud := start(t, p, simpleCloud, "sample-1", "-connector", "sample-1", "-count", "2", "-timeout", "60s")
+		waitFor(t, cloud, "contoso/sample-1 answered: pong from sample-1: ping 2")
+		waitFor(t, conn, "simple answered: pong: hello 2")
+		waitFor(t, conn, "simple asks: ping 1")
+	})
+
+	// One after the other: a connector's message to the cloud goes to
+	// whichever cloud program reads first.
 	t.Run("chat", func(t *testing.T) {
 		cloud := start(t, p, chatCloud, "sample-1")
 		waitFor(t, cloud, "chat service running")
@@ -124,6 +179,7 @@ func TestSamples(t *testing.T) {
 // make demo accepts a request signed as the server signs it, once per
 // delivery id, and refuses a bad signature.
 func TestWebhookReceiver(t *testing.T) {
+	t.Parallel()
 	const secret = "whsec_test"
 	port := procs.FreePort(t)
 	recv := procs.Start(t, procs.Spec{Name: "webhook", Path: build(t, "webhook"), Args: []string{"-addr", "127.0.0.1:" + strconv.Itoa(port)},
