@@ -3,23 +3,30 @@
 // deployment agents on loopback (package integration/platform), driven
 // with the opsbot CLI exactly as an operator would, through the relay.
 //
-// One platform serves the whole package. Tests that disturb it (an agent
-// others use killed, the opsserver restarted) are not parallel, so Go
-// runs them first and alone; the others run in parallel afterwards, each
-// on its own workspace (and the lost-agent test with a tenant and agents
-// of its own).
+// One platform serves the package. The tests mostly wait (for processes,
+// Terraform, the bus), so they run in parallel, more of them at once than
+// Go's default of one per CPU (TestMain), each on its own workspace; a
+// test that disturbs the agents it uses (kills or hangs one) has a tenant
+// and agents of its own, and the ops server restart test a platform of
+// its own. The one test that restarts the shared ops server
+// (TestWebhooksSurviveRestartAndRetry) is not parallel: Go runs it first
+// and alone.
 package e2e
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,10 +41,12 @@ import (
 )
 
 const (
-	contoso  = "contoso"
-	fabrikam = "fabrikam"
-	lonely   = "lonely"  // its agent starts only in the isolation test
-	survive  = "survive" // its agents start only in the lost-agent test
+	contoso   = "contoso"
+	fabrikam  = "fabrikam"
+	lonely    = "lonely"    // its agent starts only in the isolation test
+	survive   = "survive"   // its agents start only in the lost-agent test
+	crashed   = "crashed"   // its agents start only in the agent-crash test
+	restarted = "restarted" // on the platform of the ops server restart test
 )
 
 // plat is the package's platform, started by TestMain.
@@ -52,6 +61,8 @@ var agents = []platform.Agent{
 	{Tenant: lonely, ID: "agent-l", Args: heartbeat},
 	{Tenant: survive, ID: "agent-s1", Args: lostAgent},
 	{Tenant: survive, ID: "agent-s2", Args: lostAgent},
+	{Tenant: crashed, ID: "agent-c1", Args: heartbeat},
+	{Tenant: crashed, ID: "agent-c2", Args: heartbeat},
 }
 
 var heartbeat = []string{"--heartbeat-interval", "2s"}
@@ -60,20 +71,46 @@ var heartbeat = []string{"--heartbeat-interval", "2s"}
 // visible again after 5 s, not the default 60 s (agent --visibility).
 var lostAgent = []string{"--heartbeat-interval", "2s", "--visibility", "5s"}
 
+// opsServerArgs are the ops servers' flags.
+var opsServerArgs = []string{
+	// A silent agent is declared lost after 6 s, not 60 s: the
+	// agent-crash tests wait for it.
+	"--agent-silent-after", "6s",
+	// Small enough for the oversize test to exceed cheaply.
+	"--max-bundle-bytes", "1048576",
+	// Upload links last 10 s, not 10 min: phases longer than 5 s
+	// (the slow applies) renew theirs before they upload.
+	"--upload-link-ttl", "10s",
+	// Webhooks to the test's loopback receiver, retried within
+	// seconds (notification_test.go).
+	"--webhook-allow-private", "--webhook-retry-base", "300ms", "--webhook-retry-max", "2s", "--webhook-poll", "500ms",
+}
+
+// parallel is how many tests run at once unless -test.parallel says
+// otherwise: they mostly wait, and Go's default (GOMAXPROCS) would run
+// two at a time on a 2-core machine.
+const parallel = 6
+
 func TestMain(m *testing.M) {
-	platform.MainShared(m, platform.Options{Agents: agents, OpsServerArgs: []string{
-		// A silent agent is declared lost after 6 s, not 60 s: the
-		// agent-crash test waits for it.
-		"--agent-silent-after", "6s",
-		// Small enough for the oversize test to exceed cheaply.
-		"--max-bundle-bytes", "1048576",
-		// Upload links last 10 s, not 10 min: phases longer than 5 s
-		// (the slow applies) renew theirs before they upload.
-		"--upload-link-ttl", "10s",
-		// Webhooks to the test's loopback receiver, retried within
-		// seconds (notification_test.go).
-		"--webhook-allow-private", "--webhook-retry-base", "300ms", "--webhook-retry-max", "2s", "--webhook-poll", "500ms",
-	}}, &plat)
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if p := flag.Lookup("test.parallel"); !given && p != nil && runtime.GOMAXPROCS(0) < parallel {
+		_ = p.Value.Set(strconv.Itoa(parallel))
+	}
+	platform.MainShared(m, platform.Options{Agents: agents, OpsServerArgs: opsServerArgs}, &plat)
+}
+
+// others are the platforms tests started for a tenant of their own, by
+// tenant; every other tenant is on plat.
+var others sync.Map
+
+// on is the platform tenant is on.
+func on(tenant string) *platform.Platform {
+	if p, ok := others.Load(tenant); ok {
+		return p.(*platform.Platform)
+	}
+	return plat
 }
 
 // opsbot runs the CLI as tenant's operator and returns its result.
@@ -81,7 +118,7 @@ func opsbot(t *testing.T, tenant string, args ...string) platform.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r, err := plat.Opsbot(ctx, tenant, nil, args...)
+	r, err := on(tenant).Opsbot(ctx, tenant, nil, args...)
 	require.NoError(t, err)
 	t.Logf("opsbot %s → %d", strings.Join(args, " "), r.Code)
 	return r
@@ -90,7 +127,7 @@ func opsbot(t *testing.T, tenant string, args ...string) platform.Result {
 // expect runs opsbot and requires an exit code.
 func expect(t *testing.T, code int, tenant string, args ...string) platform.Result {
 	t.Helper()
-	return plat.Expect(t, code, tenant, args...)
+	return on(tenant).Expect(t, code, tenant, args...)
 }
 
 // runID is the run a plan or destroy command queued.
@@ -102,7 +139,7 @@ func runID(t *testing.T, r platform.Result) string {
 // show returns the run as the API has it.
 func show(t *testing.T, tenant, id string) opsapi.Run {
 	t.Helper()
-	run, err := plat.Run(context.Background(), tenant, id)
+	run, err := on(tenant).Run(context.Background(), tenant, id)
 	require.NoError(t, err)
 	return *run
 }
@@ -174,7 +211,7 @@ func examples(t *testing.T) string {
 // startOpsbot starts a long-running opsbot (it follows a run).
 func startOpsbot(t *testing.T, tenant string, args ...string) *procs.Process {
 	t.Helper()
-	p, err := plat.StartOpsbot(tenant, args...)
+	p, err := on(tenant).StartOpsbot(tenant, args...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = p.Stop()
@@ -208,19 +245,39 @@ func setSleep(t *testing.T, dir string, seconds int) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "e2e.auto.tfvars"), fmt.Appendf(nil, "sleep_seconds = %d\n", seconds), 0o644))
 }
 
-// slowApply creates a workspace, plans the slow configuration in it and
-// starts `opsbot apply RUN --yes`, returning once the apply's sleep has
-// begun on an agent.
-func slowApply(t *testing.T, workspace string, seconds int) (id, dir string, apply *procs.Process) {
+// slowApply creates a workspace of tenant, plans the slow configuration
+// in it and starts `opsbot apply RUN --yes`, returning once the apply's
+// sleep has begun on an agent.
+func slowApply(t *testing.T, tenant, workspace string, seconds int) (id, dir string, apply *procs.Process) {
 	t.Helper()
-	createWorkspace(t, contoso, workspace)
+	createWorkspace(t, tenant, workspace)
 	dir = config(t, "slow")
 	setSleep(t, dir, seconds)
-	id = runID(t, expect(t, exitcode.Changes, contoso, "plan", "--workspace", workspace, "--dir", dir))
-	apply = startOpsbot(t, contoso, "apply", id, "--yes")
+	id = runID(t, expect(t, exitcode.Changes, tenant, "plan", "--workspace", workspace, "--dir", dir))
+	apply = startOpsbot(t, tenant, "apply", id, "--yes")
 	_, err := apply.WaitOutput("slow apply starting", 2*time.Minute)
 	require.NoError(t, err)
 	return id, dir, apply
+}
+
+// startAgents starts registered agents of a tenant at once (each waits
+// to be online) and stops them at cleanup.
+func startAgents(t *testing.T, tenant string, ids ...string) map[string]*procs.Process {
+	t.Helper()
+	started := make([]*procs.Process, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, a := range ids {
+		t.Cleanup(func() { _ = plat.StopAgent(tenant, a) })
+		wg.Go(func() { started[i], errs[i] = plat.StartAgent(tenant, a) })
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	byID := map[string]*procs.Process{}
+	for i, a := range ids {
+		byID[a] = started[i]
+	}
+	return byID
 }
 
 func createWorkspace(t *testing.T, tenant, name string, flags ...string) {
@@ -336,7 +393,7 @@ func ended(r opsapi.Run) time.Time { return r.History[len(r.History)-1].At }
 // run ends cancelled and the workspace is free for the next run.
 func TestCancelDuringApply(t *testing.T) {
 	t.Parallel()
-	id, dir, apply := slowApply(t, "cancel", 120)
+	id, dir, apply := slowApply(t, contoso, "cancel", 120)
 
 	r := expect(t, exitcode.OK, contoso, "cancel", id)
 	assert.Contains(t, r.Stdout, "cancel requested")
@@ -356,7 +413,7 @@ func TestCancelDuringApply(t *testing.T) {
 // cancels it, and opsbot follows the run to its cancelled end (exit 12).
 func TestCtrlCDuringApply(t *testing.T) {
 	t.Parallel()
-	id, _, apply := slowApply(t, "ctrlc", 120)
+	id, _, apply := slowApply(t, contoso, "ctrlc", 120)
 
 	require.NoError(t, syscall.Kill(apply.Pid(), syscall.SIGINT))
 	_, err := apply.WaitOutput("Press Ctrl-C again within 3s to cancel it", 30*time.Second)
@@ -472,20 +529,22 @@ func TestTenantIsolation(t *testing.T) {
 // TestAgentKilledMidRun: an agent that dies (kill -9) while Terraform
 // applies is declared lost; the run needs attention, saying what is known,
 // is never applied again, and keeps the workspace until an operator
-// settles it; then the next run goes to another agent of the tenant.
+// settles it; then the next run goes to another agent of the tenant. Its
+// tenant and agents are its own: it runs in parallel with the others.
 func TestAgentKilledMidRun(t *testing.T) {
-	id, dir, apply := slowApply(t, "crash", 120)
+	t.Parallel()
+	startAgents(t, crashed, "agent-c1", "agent-c2")
+	id, dir, apply := slowApply(t, crashed, "crash", 120)
 
-	run := show(t, contoso, id)
+	run := show(t, crashed, id)
 	require.Equal(t, "applying", run.State)
-	victim := strings.TrimPrefix(run.Agent, contoso+"/")
+	victim := strings.TrimPrefix(run.Agent, crashed+"/")
 	require.NotEmpty(t, victim)
-	plat.KillAgent(contoso, victim)
-	t.Cleanup(func() { _, _ = plat.StartAgent(contoso, victim) })
+	plat.KillAgent(crashed, victim)
 
 	assert.Equal(t, exitcode.RunFailed, exitCode(t, apply, 2*time.Minute))
 	assert.Contains(t, apply.Output(), "needs_attention")
-	run = show(t, contoso, id)
+	run = show(t, crashed, id)
 	assert.Equal(t, "needs_attention", run.State)
 	assert.Contains(t, lastReason(run), "stopped heartbeating")
 	assert.Contains(t, lastReason(run), "while Terraform was applying")
@@ -497,11 +556,11 @@ func TestAgentKilledMidRun(t *testing.T) {
 	}
 
 	setSleep(t, dir, 0)
-	next := runID(t, expect(t, exitcode.OK, contoso, "plan", "--workspace", "crash", "--dir", dir, "--detach"))
+	next := runID(t, expect(t, exitcode.OK, crashed, "plan", "--workspace", "crash", "--dir", dir, "--detach"))
 	time.Sleep(3 * time.Second)
-	assert.Equal(t, "queued", show(t, contoso, next).State, "the workspace waits for a person")
-	expect(t, exitcode.OK, contoso, "cancel", id, "--reason", "checked: the resources are as the plan said")
-	other := waitRun(t, contoso, next, 2*time.Minute, "planned", inState("planned", "failed", "no_changes"))
+	assert.Equal(t, "queued", show(t, crashed, next).State, "the workspace waits for a person")
+	expect(t, exitcode.OK, crashed, "cancel", id, "--reason", "checked: the resources are as the plan said")
+	other := waitRun(t, crashed, next, 2*time.Minute, "planned", inState("planned", "failed", "no_changes"))
 	assert.Equal(t, "planned", other.State, lastReason(other))
 	assert.NotContains(t, other.PlanAgent, victim, "the next run goes to the agent that is alive")
 }
@@ -515,13 +574,7 @@ func TestAgentKilledMidRun(t *testing.T) {
 func TestAgentLostBeforeTerraformStarted(t *testing.T) {
 	t.Parallel()
 	ids := []string{"agent-s1", "agent-s2"}
-	started := map[string]*procs.Process{}
-	for _, a := range ids {
-		p, err := plat.StartAgent(survive, a)
-		require.NoError(t, err)
-		started[a] = p
-		t.Cleanup(func() { _ = plat.StopAgent(survive, a) })
-	}
+	started := startAgents(t, survive, ids...)
 	createWorkspace(t, survive, "lost")
 	dir := config(t, "quick")
 
@@ -633,36 +686,46 @@ func agentsOnline(t *testing.T, tenant string) (online, idle int) {
 // TestOpsServerRestartMidRun: the ops server stops (SIGTERM) or crashes
 // (SIGKILL) during an apply and starts again; the run completes, and the
 // operator's opsbot, following it through the relay, carries on to the
-// end.
+// end. It restarts the ops server of a platform of its own, so it runs in
+// parallel with the others.
 func TestOpsServerRestartMidRun(t *testing.T) {
+	t.Parallel()
+	p := platform.New(t, platform.Options{OpsServerArgs: opsServerArgs, Agents: []platform.Agent{
+		{Tenant: restarted, ID: "agent-r", Start: true, Capacity: 2, Args: heartbeat},
+	}})
+	others.Store(restarted, p)
 	for _, tc := range []struct {
 		name string
 		stop func() error
 	}{
-		{"stopped", plat.StopOpsServer},
-		{"killed", func() error { plat.KillOpsServer(); return nil }},
+		{"stopped", p.StopOpsServer},
+		{"killed", func() error { p.KillOpsServer(); return nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			id, _, apply := slowApply(t, "restart-"+tc.name, 8)
+			// The apply sleeps 5 s, longer than half the upload links'
+			// 10 s (--upload-link-ttl): it renews them before it uploads
+			// the state, after the restart (which takes well under a
+			// second here).
+			id, _, apply := slowApply(t, restarted, "restart-"+tc.name, 5)
 
 			require.NoError(t, tc.stop())
-			require.NoError(t, plat.StartOpsServer())
+			require.NoError(t, p.StartOpsServer())
 
 			require.Equal(t, exitcode.OK, exitCode(t, apply, 2*time.Minute), apply.Output())
-			run := show(t, contoso, id)
+			run := show(t, restarted, id)
 			assert.Equal(t, "applied", run.State)
-			// The 8 s apply renewed its upload link (from the restarted
+			// The apply renewed its upload link (from the restarted
 			// server) and its state was promoted.
-			applier := strings.TrimPrefix(run.ApplyAgent, contoso+"/")
-			assert.Contains(t, plat.Agent(contoso, applier).Output(), "upload links renewed")
-			versions := opsbot(t, contoso, "state", "versions", "--workspace", "restart-"+tc.name).Stdout
+			applier := strings.TrimPrefix(run.ApplyAgent, restarted+"/")
+			assert.Regexp(t, `"msg":"upload links renewed".*"run":"`+id+`"`, p.Agent(restarted, applier).Output())
+			versions := opsbot(t, restarted, "state", "versions", "--workspace", "restart-"+tc.name).Stdout
 			assert.Regexp(t, id+`-c\d+\s+yes`, versions)
 			// No line is lost from the stored log. Known limit
 			// (docs/opsbot.md): batches the agent sent while the server
 			// was down may be stored a few seconds after the run is
 			// reported ended, too late for the follower.
 			assert.EventuallyWithT(t, func(c *assert.CollectT) {
-				assert.Contains(c, opsbot(t, contoso, "logs", id).Stdout, "(local-exec): slow apply done")
+				assert.Contains(c, opsbot(t, restarted, "logs", id).Stdout, "(local-exec): slow apply done")
 			}, time.Minute, time.Second, "a log line written during the restart is lost")
 		})
 	}
