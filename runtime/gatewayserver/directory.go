@@ -11,10 +11,15 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 )
 
+// DefaultRegistryPoll is how often, at most, the gateway looks at its
+// registration file for changes (Config.RegistryPoll).
+const DefaultRegistryPoll = 5 * time.Second
+
 // fileDirectory answers Known from the registration file, reloading it when
-// its modification time changes (checked at most every 5 s).
+// its modification time changes (checked at most every poll).
 type fileDirectory struct {
 	path string
+	poll time.Duration
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -23,8 +28,13 @@ type fileDirectory struct {
 	checked time.Time
 }
 
-func newFileDirectory(path string, log *slog.Logger) (*fileDirectory, error) {
-	d := &fileDirectory{path: path, log: log}
+// newFileDirectory loads the registration file at path, to be checked for
+// changes at most every poll (0: DefaultRegistryPoll).
+func newFileDirectory(path string, poll time.Duration, log *slog.Logger) (*fileDirectory, error) {
+	if poll == 0 {
+		poll = DefaultRegistryPoll
+	}
+	d := &fileDirectory{path: path, poll: poll, log: log}
 	if err := d.reload(); err != nil {
 		return nil, err
 	}
@@ -63,7 +73,7 @@ func (d *fileDirectory) Active(id ids.ConnectorID) bool {
 func (d *fileDirectory) lookup(id ids.ConnectorID) (registry.Connector, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if time.Since(d.checked) > 5*time.Second {
+	if time.Since(d.checked) > d.poll {
 		d.checked = time.Now()
 		if err := d.reload(); err != nil {
 			d.log.Warn("cannot reload connector registry; keeping the last good one", "err", err)

@@ -91,8 +91,10 @@ type Config struct {
 	Replica string
 	// RegistryPath, if set, is the connector registration file: targeted
 	// messages to connectors not in it go to the error queue. Reloaded when
-	// it changes.
+	// it changes, which is checked at most every RegistryPoll (default
+	// DefaultRegistryPoll).
 	RegistryPath string
+	RegistryPoll time.Duration
 
 	PingInterval time.Duration // default 30s
 	// MaxSessionsPerConnector bounds one connector's sessions on this
@@ -155,8 +157,8 @@ func (c Config) Validate() error {
 		return errors.New("gatewayserver config: ServiceBusConnectionString, or ServiceBusNamespace with Credential, is required with Bus servicebus")
 	case c.Replica != "" && !replicaPattern.MatchString(c.Replica):
 		return fmt.Errorf("gatewayserver config: Replica %q must be 1 to 40 lowercase letters and digits", c.Replica)
-	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0, c.RoutePollMin < 0, c.RoutePollMax < 0:
-		return errors.New("gatewayserver config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin and RoutePollMax must not be negative")
+	case c.PingInterval < 0, c.SASLifetime < 0, c.ShutdownTimeout < 0, c.RoutePollMin < 0, c.RoutePollMax < 0, c.RegistryPoll < 0:
+		return errors.New("gatewayserver config: PingInterval, SASLifetime, ShutdownTimeout, RoutePollMin, RoutePollMax and RegistryPoll must not be negative")
 	case c.MaxSessionsPerConnector < 0:
 		return fmt.Errorf("gatewayserver config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
 	case c.FanOut < 0 || c.FanOut > routing.MaxFanOut:

@@ -145,7 +145,7 @@ func writeRegistry(t *testing.T, path string, disabled bool) {
 func TestFileDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "registry.json")
 	writeRegistry(t, path, false)
-	d, err := newFileDirectory(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := newFileDirectory(path, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	agent := ids.ConnectorID{Tenant: "acme", Connector: "agent1"}
 	ghost := ids.ConnectorID{Tenant: "acme", Connector: "ghost"}
@@ -164,8 +164,30 @@ func TestFileDirectory(t *testing.T) {
 	d.checked = time.Time{}
 	assert.True(t, d.Known(agent), "a broken file keeps the last good registry")
 
-	_, err = newFileDirectory(filepath.Join(t.TempDir(), "missing.json"), slog.Default())
+	_, err = newFileDirectory(filepath.Join(t.TempDir(), "missing.json"), 0, slog.Default())
 	assert.Error(t, err)
+}
+
+// TestFileDirectoryPoll: a change to the registration file is seen once
+// the poll interval has passed since the last look, not before.
+func TestFileDirectoryPoll(t *testing.T) {
+	agent := ids.ConnectorID{Tenant: "acme", Connector: "agent1"}
+	for _, tt := range []struct {
+		poll       time.Duration
+		seesChange bool
+	}{{time.Hour, false}, {time.Millisecond, true}} {
+		path := filepath.Join(t.TempDir(), "registry.json")
+		writeRegistry(t, path, false)
+		d, err := newFileDirectory(path, tt.poll, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		require.True(t, d.Active(agent)) // looked just now
+
+		writeRegistry(t, path, true)
+		future := time.Now().Add(time.Minute)
+		require.NoError(t, os.Chtimes(path, future, future))
+		time.Sleep(10 * time.Millisecond)
+		assert.Equal(t, tt.seesChange, !d.Active(agent), "poll %s", tt.poll)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -183,6 +205,7 @@ func TestConfigValidate(t *testing.T) {
 		"Replica":                    func(c *Config) { c.Replica = "UPPER" },
 		"PingInterval":               func(c *Config) { c.PingInterval = -1 },
 		"MaxSessionsPerConnector":    func(c *Config) { c.MaxSessionsPerConnector = -1 },
+		"RegistryPoll":               func(c *Config) { c.RegistryPoll = -time.Second },
 	} {
 		c := ok
 		mut(&c)

@@ -140,7 +140,7 @@ func (g *gateway) wire(ctx context.Context, st *storage, claims *claimcheck.Stor
 	var routeDir routing.Directory
 	var sessionDir session.Directory
 	if cfg.RegistryPath != "" {
-		fd, err := newFileDirectory(cfg.RegistryPath, log)
+		fd, err := newFileDirectory(cfg.RegistryPath, cfg.RegistryPoll, log)
 		if err != nil {
 			return err
 		}

@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.StringVar(&cfg.CloudServiceKeysPath, "cloud-service-keys", "", "JSON file of cloud service names and the public keys (JWKs) their envelopes must be signed with; only these services may send (default: unsigned envelopes accepted)")
 	fs.StringVar(&cfg.Replica, "replica", "", "replica id for nudge fan-out (lowercase letters and digits; default random)")
 	fs.StringVar(&cfg.RegistryPath, "registry", "", "connector registration file; targeted messages to unknown connectors go to the error queue")
+	fs.DurationVar(&cfg.RegistryPoll, "registry-poll", gatewayserver.DefaultRegistryPoll, "how often, at most, to look at the registration file for changes")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket ping interval (default 30s)")
 	fs.IntVar(&cfg.MaxSessionsPerConnector, "max-sessions-per-connector", 0, "sessions one connector may hold on this replica; a new one beyond it closes the oldest (default 4)")
 	fs.DurationVar(&cfg.SASLifetime, "sas-lifetime", 0, "lifetime of queue SAS URLs (default 15m)")
