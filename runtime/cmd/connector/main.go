@@ -107,6 +107,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	fs.DurationVar(&cfg.SafetyPoll, "safety-poll", 0, "queue read interval without nudges (default 5m)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "messages delivered at once (default 4)")
 	fs.DurationVar(&cfg.Visibility, "visibility", 0, "how long a message being delivered stays hidden before it is extended; after a crash it comes back this late (default 60s, at least 2s)")
+	fs.DurationVar(&cfg.RetryDelay, "retry-delay", 0, "how long a message the local program failed stays hidden before it is delivered again, doubling with each further attempt up to 5m (default 5s; whole seconds)")
 	fs.StringVar(&cfg.DedupFile, "dedup-file", "", "local file keeping the ids of handled messages, so none is delivered twice across a crash or restart (one fsync per message; default off)")
 	fs.IntVar(&cfg.DedupSize, "dedup-size", 0, "ids the dedup file keeps (default 10000)")
 	fs.IntVar(&cfg.CompressAbove, "compress-above", 0, "gzip bodies sent to the cloud that are longer than this many bytes (default off)")

@@ -103,3 +103,15 @@ func TestGatewayURLNames(t *testing.T) {
 		})
 	}
 }
+
+// --retry-delay is the connector's RetryDelay: whole seconds, refused
+// otherwise before the sidecar starts.
+func TestRetryDelayFlag(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, run(context.Background(), []string{"keygen", "--out", filepath.Join(dir, "me.pem")}, nil, io.Discard, io.Discard, noEnv))
+	for _, bad := range []string{"1500ms", "-1s"} {
+		err := run(context.Background(), []string{"run", "--gateway-url", "http://127.0.0.1:1", "--token-url", "http://127.0.0.1:1/t", "--tenant", "t", "--connector", "c",
+			"--key", filepath.Join(dir, "me.pem"), "--deliver-to", "http://127.0.0.1:1/in", "--retry-delay", bad}, nil, io.Discard, io.Discard, noEnv)
+		assert.ErrorContains(t, err, "RetryDelay", bad)
+	}
+}
