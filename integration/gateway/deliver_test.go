@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,27 +51,42 @@ func TestDeliveryWithNoFreeSlotIsReleased(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
 	svc := g.cloud("busy", nil)
-	unblock := make(chan struct{})
+	unblock, started := make(chan struct{}), make(chan struct{})
 	handled := make(chan string, 10)
 	g.connector("tenant-a", "a1", func(c *connector.Config) {
 		c.Concurrency = 1
 		c.Handler = connector.HandlerFunc(func(ctx context.Context, m *connector.Message) error {
 			if string(m.Body) == "first" {
+				close(started)
 				<-unblock
 			}
 			handled <- string(m.Body)
 			return nil
 		})
 	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(unblock) }) }
+	t.Cleanup(release) // before the connector's: it waits for its handlers
 	send := func(body string) {
 		_, err := svc.SendToConnector(ctxFor(t, 10*time.Second), "tenant-a", "a1", botecloud.OutMessage{Body: []byte(body)})
 		require.NoError(t, err)
 	}
 	send("first")
-	time.Sleep(500 * time.Millisecond) // the first holds the only slot
+	select {
+	case <-started: // the first holds the only slot
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first message was not handled")
+	}
 	send("second")
-	time.Sleep(time.Second) // delivered and released meanwhile
-	close(unblock)
+	// Delivered in a frame (hidden on the queue for the delivery's
+	// visibility, 60 s) and released meanwhile: visible on the queue again.
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a1"})
+	require.Eventually(t, func() bool {
+		return g.replicas[0].counter(t, `bote_gateway_nudges_total{to="delivered"}`) == 2
+	}, 15*time.Second, 20*time.Millisecond, "both messages are delivered in frames")
+	require.Eventually(t, func() bool { return queueLength(t, g, q) == 1 },
+		15*time.Second, 20*time.Millisecond, "the second message is released")
+	release()
 	for _, want := range []string{"first", "second"} {
 		select {
 		case got := <-handled:

@@ -436,13 +436,29 @@ func (sc *sidecar) all() []http.Header {
 // metric reads one unlabelled sample from a replica's /metrics.
 func (w *replica) metric(t testing.TB, name string) float64 {
 	t.Helper()
+	f, ok := w.sample(t, name)
+	if !ok {
+		t.Fatalf("gateway replica has no metric %s", name)
+	}
+	return f
+}
+
+// counter reads one sample (name with its labels) of a counter from a
+// replica's /metrics: 0 until the counter is first counted.
+func (w *replica) counter(t testing.TB, name string) float64 {
+	t.Helper()
+	f, _ := w.sample(t, name)
+	return f
+}
+
+func (w *replica) sample(t testing.TB, name string) (float64, bool) {
+	t.Helper()
 	for _, line := range strings.Split(get(t, w.URL+"/metrics"), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			require.NoError(t, err)
-			return f
+			return f, true
 		}
 	}
-	t.Fatalf("gateway replica has no metric %s", name)
-	return 0
+	return 0, false
 }
