@@ -52,7 +52,7 @@ const (
 // plat is the package's platform, started by TestMain.
 var plat *platform.Platform
 
-// Agents heartbeat every 2 s, well inside --agent-silent-after (6 s):
+// Agents heartbeat every 2 s, well inside --agent-silent-after (8 s):
 // with the default 10 s an agent would look lost between heartbeats.
 var agents = []platform.Agent{
 	{Tenant: contoso, ID: "agent-a", Start: true, Capacity: 2, Args: heartbeat},
@@ -73,9 +73,10 @@ var lostAgent = []string{"--heartbeat-interval", "2s", "--visibility", "5s"}
 
 // opsServerArgs are the ops servers' flags.
 var opsServerArgs = []string{
-	// A silent agent is declared lost after 6 s, not 60 s: the
-	// agent-crash tests wait for it.
-	"--agent-silent-after", "6s",
+	// A silent agent is declared lost after 8 s (four heartbeats), not
+	// 60 s, and looked for every second, not 10 s: the agent-crash
+	// tests wait for it.
+	"--agent-silent-after", "8s", "--sweep-interval", "1s",
 	// Small enough for the oversize test to exceed cheaply.
 	"--max-bundle-bytes", "1048576",
 	// Upload links last 10 s, not 10 min: phases longer than 5 s
@@ -689,10 +690,30 @@ func agentsOnline(t *testing.T, tenant string) (online, idle int) {
 // end. It restarts the ops server of a platform of its own, so it runs in
 // parallel with the others.
 func TestOpsServerRestartMidRun(t *testing.T) {
-	t.Parallel()
-	p := platform.New(t, platform.Options{OpsServerArgs: opsServerArgs, Agents: []platform.Agent{
+	// Its runs are the longest of the package: its platform starts
+	// before the test waits for its turn to run in parallel.
+	opts := platform.Options{Dir: t.TempDir(), OpsServerArgs: opsServerArgs, Agents: []platform.Agent{
 		{Tenant: restarted, ID: "agent-r", Start: true, Capacity: 2, Args: heartbeat},
-	}})
+	}}
+	type started struct {
+		p   *platform.Platform
+		err error
+	}
+	starting := make(chan started, 1)
+	go func() {
+		p, err := platform.Start(context.Background(), opts)
+		starting <- started{p, err}
+	}()
+	t.Parallel()
+	s := <-starting
+	require.NoError(t, s.err, "cannot start the platform")
+	p := s.p
+	t.Cleanup(func() {
+		_ = p.Stop()
+		if t.Failed() {
+			t.Logf("--- platform processes ---\n%s", p.Outputs())
+		}
+	})
 	others.Store(restarted, p)
 	for _, tc := range []struct {
 		name string
