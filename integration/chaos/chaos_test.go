@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +48,7 @@ type profile struct {
 	messages int           // numbered messages sent
 	runs     int           // plans queued, one workspace each
 	rounds   int           // rounds of faults (each kills every kind once)
-	pace     time.Duration // between two messages
+	pace     time.Duration // between two messages while the faults happen (none after)
 	settle   time.Duration // how long everything may take to arrive after the last fault
 }
 
@@ -74,7 +75,10 @@ func TestChaos(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Emulator: emu, Replicas: 2,
 		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
 		Connectors:    []platform.Connector{{Tenant: tenant, ID: "sink"}},
-		OpsServerArgs: []string{"--agent-silent-after", "6s", "--dispatch-tick", "1s"},
+		OpsServerArgs: []string{"--agent-silent-after", "6s", "--sweep-interval", "500ms", "--dispatch-tick", "1s"},
+		// A message whose receive the Azurite restart cut off waits out
+		// the router's lock: 5 s here, not 30 s.
+		GatewayArgs: []string{"--route-lock", "5s"},
 	})
 
 	// The receiving connector: the connector sidecar with durable dedup,
@@ -132,25 +136,47 @@ func TestChaos(t *testing.T) {
 	}
 	during := prof.runs - len(ids)
 
-	// Messages go out at a steady pace while the faults happen.
-	sendErrs := 0
-	sent := make(chan struct{})
+	// Messages go out one at a time at a steady pace while the faults
+	// happen, and the rest eight at a time once they are over (calm): all
+	// of them must arrive, but only those sent during the faults meet one.
+	var sendErrs atomic.Int64
+	send := func(n int) {
+		for ctx.Err() == nil {
+			sctx, c := context.WithTimeout(ctx, 10*time.Second)
+			tl.sending(n)
+			_, err := sender.SendToConnector(sctx, tenant, "sink", botecloud.OutMessage{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
+			c()
+			tl.sent(n, err)
+			if err == nil {
+				return
+			}
+			sendErrs.Add(1) // retried with the same id: a duplicate at most
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	sent, calm := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sent)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		slots := make(chan struct{}, 8)
 		for n := range prof.messages {
-			for ctx.Err() == nil {
-				sctx, c := context.WithTimeout(ctx, 10*time.Second)
-				tl.sending(n)
-				_, err := sender.SendToConnector(sctx, tenant, "sink", botecloud.OutMessage{ID: fmt.Sprintf("chaos-%06d", n), ContentType: "text/plain", Body: []byte(strconv.Itoa(n))})
-				c()
-				tl.sent(n, err)
-				if err == nil {
-					break
-				}
-				sendErrs++ // retried with the same id: a duplicate at most
-				time.Sleep(200 * time.Millisecond)
+			select {
+			case <-calm:
+				slots <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-slots; wg.Done() }()
+					send(n)
+				}()
+				continue
+			default:
 			}
-			time.Sleep(prof.pace)
+			send(n)
+			select {
+			case <-calm:
+			case <-time.After(prof.pace):
+			}
 		}
 	}()
 
@@ -192,6 +218,8 @@ func TestChaos(t *testing.T) {
 			tl.event("gateway and idp replicas started")
 		}
 	}
+	tl.event("faults over")
+	close(calm)
 	<-sent
 
 	// Nothing lost: every number arrives; nothing stuck: every run settles.
@@ -222,7 +250,7 @@ func TestChaos(t *testing.T) {
 	}
 	dups := tl.duplicates()
 	t.Logf("chaos %s: %d messages sent, %d lost, %d duplicated (%d send retries); %d runs queued, %d stuck, ended %v; faults %v; %s",
-		prof.name, prof.messages, len(missing), dups, sendErrs, len(ids), len(stuck), states, faults, time.Since(start).Round(time.Second))
+		prof.name, prof.messages, len(missing), dups, sendErrs.Load(), len(ids), len(stuck), states, faults, time.Since(start).Round(time.Second))
 	t.Logf("faults at: %s; slowest message: %s", tl.events(), tl.slowest())
 	if len(missing) > 0 {
 		// Where were they? Watch a while longer: a message that arrives

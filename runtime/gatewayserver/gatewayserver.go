@@ -111,6 +111,12 @@ type Config struct {
 	// covers a lost wake. Service Bus receives block instead and are
 	// unaffected.
 	RoutePollMin, RoutePollMax time.Duration
+	// RouteLock is the bus lock of a message the router received
+	// (default routing.DefaultLock, 30s; at least 2s): how long a message
+	// stays invisible when the receive that took it was lost, e.g. the
+	// storage service restarting under it. Storage Queues only; on
+	// Service Bus the queue's LockDuration applies.
+	RouteLock time.Duration
 	// FanOut bounds the connector-queue enqueues the router has in flight
 	// (default routing.DefaultFanOut, sized to the storage account's
 	// request target; see there).
@@ -163,6 +169,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gatewayserver config: MaxSessionsPerConnector %d must not be negative", c.MaxSessionsPerConnector)
 	case c.FanOut < 0 || c.FanOut > routing.MaxFanOut:
 		return fmt.Errorf("gatewayserver config: FanOut %d must be between 0 (default %d) and %d", c.FanOut, routing.DefaultFanOut, routing.MaxFanOut)
+	case c.RouteLock < 0 || (c.RouteLock > 0 && c.RouteLock < 2*time.Second):
+		return fmt.Errorf("gatewayserver config: RouteLock %s must be 0 (default %s) or at least 2s (it is renewed every half lock)", c.RouteLock, routing.DefaultLock)
 	}
 	if err := profiling.CheckAddr(c.PprofListen); err != nil {
 		return fmt.Errorf("gatewayserver config: PprofListen: %w", err)

@@ -206,6 +206,7 @@ func TestConfigValidate(t *testing.T) {
 		"PingInterval":               func(c *Config) { c.PingInterval = -1 },
 		"MaxSessionsPerConnector":    func(c *Config) { c.MaxSessionsPerConnector = -1 },
 		"RegistryPoll":               func(c *Config) { c.RegistryPoll = -time.Second },
+		"RouteLock":                  func(c *Config) { c.RouteLock = time.Second },
 	} {
 		c := ok
 		mut(&c)

@@ -174,7 +174,7 @@ func (g *gateway) wire(ctx context.Context, st *storage, claims *claimcheck.Stor
 	}
 	g.router, err = routing.New(routing.Config{
 		Bus: g.drv, Queues: queues, Subscribers: subs, Nudger: nudge.LocalFirst{Local: g.srv, Remote: g.fan}, Claims: claims, Directory: routeDir, Services: cfg.CloudServices, ServiceKeys: serviceKeys,
-		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut,
+		Metrics: m, Logger: log, Idle: cfg.RoutePollMin, IdleMax: cfg.RoutePollMax, FanOut: cfg.FanOut, Lock: cfg.RouteLock,
 		Deliverer: g.srv,
 	})
 	return err

@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "graceful shutdown limit (default 30s)")
 	fs.DurationVar(&cfg.RoutePollMin, "route-poll-min", 0, "router wait after an empty receive on a polling bus (default 20ms)")
 	fs.DurationVar(&cfg.RoutePollMax, "route-poll-max", 0, "longest router wait while idle on a polling bus (default 5s: a safety net, since cloud services wake the router on /v1/route-wake after queueing work)")
+	fs.DurationVar(&cfg.RouteLock, "route-lock", 0, "how long a message the router received stays invisible to other receives, renewed while it is routed: a message whose receive was lost (a replica killed, the storage service restarting) waits this long (default 30s, at least 2s; Storage Queues only)")
 	fs.IntVar(&cfg.FanOut, "route-fan-out", 0, "connector-queue enqueues the router keeps in flight, e.g. for a broadcast (default 64, at most 512; sized to the storage account's 20,000 requests/s target)")
 	fs.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go pprof endpoints on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.BoolVar(&cfg.SessionsOnly, "sessions-only", false, "serve sessions but route nothing (routing runs on other replicas)")

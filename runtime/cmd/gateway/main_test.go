@@ -30,6 +30,7 @@ func TestRunRefusesBrokenConfig(t *testing.T) {
 		{"both prefixes: the new one is read", nil, map[string]string{"BOTE_GATEWAY_PING_INTERVAL": "often", "BOTE_WORKER_PING_INTERVAL": "5s"}, "BOTE_GATEWAY_PING_INTERVAL"},
 		{"both prefixes: the old one is not read", nil, map[string]string{"BOTE_GATEWAY_PING_INTERVAL": "5s", "BOTE_WORKER_PING_INTERVAL": "often"}, "StorageConnectionString"},
 		{"negative session cap", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--max-sessions-per-connector", "-1"}, nil, "MaxSessionsPerConnector"},
+		{"route lock too short", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--route-lock", "1s"}, nil, "RouteLock"},
 		{"fan-out too large", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--route-fan-out", "100000"}, nil, "FanOut"},
 		{"GC percent out of range", []string{"--gc-percent", "5"}, nil, "--gc-percent 5 must be between 10 and 1000"},
 		{"pprof on a public address", []string{"--storage-connection-string", "x", "--issuer", "http://idp", "--pprof-listen", ":6060"}, nil, "PprofListen"},
