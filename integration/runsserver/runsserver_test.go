@@ -82,7 +82,7 @@ type server struct {
 
 func startServer(t *testing.T) *server {
 	t.Helper()
-	s := &server{dir: t.TempDir(), emu: azurite.New(t), keys: map[string]*ecdsa.PrivateKey{}}
+	s := &server{dir: t.TempDir(), keys: map[string]*ecdsa.PrivateKey{}}
 	var regs []registry.Connector
 	for _, group := range []struct {
 		ids   map[string][]string
@@ -111,8 +111,10 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, kf.Save(keys))
 	s.secrets = filepath.Join(s.dir, "secrets.json")
 
+	// The idp needs no storage: it starts while Azurite does.
 	idp := procs.Start(t, procs.Spec{Name: "idp", Path: procs.Build(t, "idp"), Args: []string{
 		"--listen", "127.0.0.1:0", "--registry", reg, "--key-dir", filepath.Join(s.dir, "idp-keys"), "--client-rate", "100", "--client-burst", "100"}})
+	s.emu = azurite.New(t)
 	s.idpURL, err = idp.ListenAddr(60 * time.Second)
 	require.NoError(t, err)
 	gw := procs.Start(t, procs.Spec{Name: "gateway", Path: procs.Build(t, "gateway"), Args: []string{
