@@ -55,12 +55,27 @@ var (
 // executable's bytes.
 func Binary(t testing.TB) []byte {
 	t.Helper()
-	buildOnce.Do(func() { built, buildErr = build() })
+	buildOnce.Do(buildProvider)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return built
 }
+
+// Prebuild starts building the provider in the background, for a
+// TestMain whose tests need it later: Binary waits for that build. The
+// TestMain calls wait before it exits, so that the build's temporary
+// directory is removed.
+func Prebuild() (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buildOnce.Do(buildProvider)
+	}()
+	return func() { <-done }
+}
+
+func buildProvider() { built, buildErr = build() }
 
 func build() ([]byte, error) {
 	_, file, _, _ := runtime.Caller(0)
@@ -96,9 +111,43 @@ func Pad(exe []byte, size int) []byte {
 	return out[:size]
 }
 
+// packaged holds what Package made, by binary (its bytes' address and
+// length) and version: compressing the 25 MB provider takes about a
+// second of CPU, and a test packages it for each mirror it serves.
+var packaged struct {
+	sync.Mutex
+	m map[packageKey][]byte
+}
+
+type packageKey struct {
+	binary  *byte
+	size    int
+	version string
+}
+
 // Package is the provider packaged as Terraform expects: a zip holding
-// terraform-provider-botetest_v<version>.
+// terraform-provider-botetest_v<version>. It is made once per binary and
+// version; the caller must not modify it.
 func Package(t testing.TB, binary []byte, version string) []byte {
+	t.Helper()
+	if len(binary) == 0 {
+		return pack(t, binary, version)
+	}
+	k := packageKey{&binary[0], len(binary), version}
+	packaged.Lock()
+	defer packaged.Unlock()
+	if p, ok := packaged.m[k]; ok {
+		return p
+	}
+	p := pack(t, binary, version)
+	if packaged.m == nil {
+		packaged.m = map[packageKey][]byte{}
+	}
+	packaged.m[k] = p
+	return p
+}
+
+func pack(t testing.TB, binary []byte, version string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	zw := zip.NewWriter(&b)
