@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -24,8 +25,17 @@ var forbiddenInBinaries = []string{
 	module + "integration",
 }
 
+// goListed memoizes goList: the tests ask for the same binaries' and
+// packages' dependencies many times, and each go list loads the module
+// anew.
+var goListed sync.Map // args joined by NUL → []string
+
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
+	key := strings.Join(args, "\x00")
+	if out, ok := goListed.Load(key); ok {
+		return out.([]string)
+	}
 	cmd := exec.Command("go", append([]string{"list"}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -33,7 +43,9 @@ func goList(t *testing.T, args ...string) []string {
 	if err != nil {
 		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return strings.Fields(string(out))
+	list := strings.Fields(string(out))
+	goListed.Store(key, list)
+	return list
 }
 
 func binaries(t *testing.T) []string {
