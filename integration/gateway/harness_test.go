@@ -3,12 +3,12 @@
 // connectors through runtime/connector or the connector sidecar binary. The
 // samples (ping/pong, push, chat) and the attacks that must fail live here.
 // Each test starts its own processes on a storage account of its own, so
-// tests run in parallel (t.Parallel; go test's -parallel, GOMAXPROCS by
-// default, bounds them): most of their time is waiting on processes,
-// storage and timers. The accounts are served by one Azurite the tests
-// share (sharedAzurite): an account's queues, tables and blobs are its
-// own, and an Azurite takes a second of CPU to start. Benchmarks start
-// their own.
+// tests run in parallel (t.Parallel), four at a time unless -parallel says
+// otherwise (TestMain; Go's default, GOMAXPROCS, is two on a 2-core
+// machine): most of their time is waiting on processes, storage and
+// timers. The accounts are served by one Azurite the tests share
+// (sharedAzurite): an account's queues, tables and blobs are its own, and
+// an Azurite takes a second of CPU to start. Benchmarks start their own.
 package gateway
 
 import (
@@ -41,7 +41,11 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 )
 
+// parallel is how many tests run at once unless -parallel says otherwise.
+const parallel = 4
+
 func TestMain(m *testing.M) {
+	procs.Parallel(parallel)
 	code := procs.Run(m)
 	if shared.emu != nil {
 		_ = shared.emu.Stop()

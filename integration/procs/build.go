@@ -2,10 +2,13 @@ package procs
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -29,6 +32,20 @@ type buildResult struct {
 //
 //	func TestMain(m *testing.M) { procs.Main(m) }
 func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Parallel lets go test run up to n of the package's parallel tests at
+// once, unless -test.parallel was given or its default, GOMAXPROCS, is
+// higher. Call it first in TestMain, for tests that mostly wait on their
+// processes: Go's default runs two at a time on a 2-core machine. It
+// parses the command line's flags.
+func Parallel(n int) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if p := flag.Lookup("test.parallel"); !given && p != nil && runtime.GOMAXPROCS(0) < n {
+		_ = p.Value.Set(strconv.Itoa(n))
+	}
+}
 
 // Run is Main without the exit, for a TestMain with more to do once the
 // tests ran (stop what they share): it returns m.Run's exit code.

@@ -2,9 +2,11 @@ package procs
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +70,25 @@ func TestPauseReturnsOnceStopped(t *testing.T) {
 		require.NoError(t, p.Resume())
 		require.Eventually(t, func() bool { return state() != 'T' }, 10*time.Second, time.Millisecond)
 	}
+}
+
+// TestParallel: Parallel raises -test.parallel to n unless it was given,
+// and never lowers it.
+func TestParallel(t *testing.T) {
+	p := flag.Lookup("test.parallel")
+	require.NotNil(t, p)
+	before := p.Value.String()
+	t.Cleanup(func() { _ = p.Value.Set(before) })
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+
+	n := runtime.GOMAXPROCS(0) + 3
+	Parallel(n)
+	want := strconv.Itoa(n)
+	if given {
+		want = before
+	}
+	assert.Equal(t, want, p.Value.String())
+	Parallel(1)
+	assert.Equal(t, want, p.Value.String(), "never lowered")
 }
