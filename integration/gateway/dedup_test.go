@@ -69,6 +69,7 @@ func TestSidecarCrashAfterHandlingWithDurableDedup(t *testing.T) {
 		want  int
 	}{{"dedup on", true, 1}, {"dedup off", false, 2}} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // a gateway and storage account each
 			g := newGateway(t)
 			holder := newDeleteHolder(t, g.emu)
 			// The sidecar's queue URL comes from this gateway replica, so its
