@@ -81,12 +81,12 @@ func TestCallRoundTrip(t *testing.T) {
 		m, err := svc.Call(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("hello")})
 		done <- result{m, err}
 	}()
-	callID := <-callIDs
+	callID := receive(t, callIDs, 20*time.Second, "call at a1")
 	_, err = a2.Reply(ctx, &connector.Message{ID: callID, From: envelope.Identity{Service: "pinger"}, Deadline: deadline}, connector.OutMessage{Body: []byte("forged")})
 	require.NoError(t, err)
 	time.Sleep(500 * time.Millisecond) // the forged reply reaches the cloud first
 	close(release)
-	r := <-done
+	r := receive(t, done, 20*time.Second, "answer to the call")
 	require.NoError(t, r.err)
 	assert.Equal(t, "a1 says hello", string(r.m.Body))
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, r.m.From)
@@ -130,7 +130,7 @@ func TestCallTimeout(t *testing.T) {
 	defer cancel()
 	_, err := svc.Call(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("slow")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.ErrorIs(t, <-handlerErr, context.DeadlineExceeded)
+	require.ErrorIs(t, receive(t, handlerErr, 20*time.Second, "end of the connector's handler"), context.DeadlineExceeded)
 	require.Eventually(t, func() bool { return svc.Stats().LateReplies == 1 }, 20*time.Second, 50*time.Millisecond)
 	assert.Empty(t, svc.all(), "a late reply never reaches the handler")
 
@@ -138,7 +138,7 @@ func TestCallTimeout(t *testing.T) {
 	defer cancel()
 	_, err = a1.Call(ctx, "pinger", connector.OutMessage{Body: []byte("slow")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.ErrorIs(t, <-cloudErr, context.DeadlineExceeded)
+	require.ErrorIs(t, receive(t, cloudErr, 20*time.Second, "end of the cloud's handler"), context.DeadlineExceeded)
 	require.Eventually(t, func() bool { return g.replicas[0].metric(t, "bote_gateway_late_replies_total") == 1 }, 20*time.Second, 50*time.Millisecond)
 }
 
@@ -157,7 +157,7 @@ func TestSidecarCall(t *testing.T) {
 	reply, err := svc.Call(ctx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("hello")})
 	require.NoError(t, err)
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, reply.From)
-	h := <-sc.arrived
+	h := receive(t, sc.arrived, 20*time.Second, "call at the local program")
 	assert.NotEmpty(t, h.Get("Bote-Deadline"))
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sc.API+"/v1/call/pinger", strings.NewReader("ping"))

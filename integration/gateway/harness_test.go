@@ -344,6 +344,20 @@ func (c *conn) none(t *testing.T, during time.Duration) {
 	}
 }
 
+// receive waits for a value on ch, failing the test (not hanging it) when
+// none comes within d.
+func receive[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("no %s within %s", what, d)
+		var zero T
+		return zero
+	}
+}
+
 func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -35,12 +35,7 @@ func TestScheduledDelivery(t *testing.T) {
 	start = time.Now()
 	id, err = a1.Send(ctx, connector.OutMessage{Body: []byte("later"), DeliverAt: start.Add(time.Second)})
 	require.NoError(t, err)
-	var got *botecloud.Message
-	select {
-	case got = <-svc.arrived:
-	case <-ctx.Done():
-		t.Fatal("the cloud got nothing")
-	}
+	got := receive(t, svc.arrived, 30*time.Second, "message at the cloud")
 	assert.Equal(t, id, got.ID)
 	assert.GreaterOrEqual(t, time.Since(start), time.Second)
 
