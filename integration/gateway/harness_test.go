@@ -7,7 +7,7 @@
 // otherwise (TestMain; Go's default, GOMAXPROCS, is two on a 2-core
 // machine): most of their time is waiting on processes, storage and
 // timers. The accounts are served by one Azurite the tests share
-// (sharedAzurite): an account's queues, tables and blobs are its own, and
+// (shared): an account's queues, tables and blobs are its own, and
 // an Azurite takes a second of CPU to start. Benchmarks start their own.
 package gateway
 
@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,48 +46,12 @@ const parallel = 4
 func TestMain(m *testing.M) {
 	procs.Parallel(parallel)
 	code := procs.Run(m)
-	if shared.emu != nil {
-		_ = shared.emu.Stop()
-	}
+	_ = shared.Stop()
 	os.Exit(code)
 }
 
-// shared is the Azurite the package's tests share (sharedAzurite).
-var shared struct {
-	once sync.Once
-	emu  *azurite.Emulator
-	err  error
-	used atomic.Int32 // accounts handed out
-}
-
-// sharedAccounts is how many accounts the shared Azurite serves: more
-// than the package's tests use in one run (go test -count=1).
-const sharedAccounts = 128
-
-// sharedAzurite returns a storage account of its own for t on the Azurite
-// the package's tests share, started by the first caller and stopped by
-// TestMain; once every account is used (go test -count=N), a fresh
-// Azurite of t's own.
-func sharedAzurite(t testing.TB) *azurite.Emulator {
-	t.Helper()
-	shared.once.Do(func() {
-		names := make([]string, sharedAccounts)
-		for i := range names {
-			names[i] = fmt.Sprintf("test%d", i+1)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		shared.emu, shared.err = azurite.Start(ctx, azurite.Options{Accounts: names})
-	})
-	require.NoError(t, shared.err, "cannot start the shared Azurite")
-	n := shared.used.Add(1)
-	if n > sharedAccounts {
-		return azurite.New(t)
-	}
-	emu, err := shared.emu.Account(fmt.Sprintf("test%d", n))
-	require.NoError(t, err)
-	return emu
-}
+// shared is the Azurite the package's tests share, a storage account each.
+var shared = &azurite.Shared{Accounts: 128}
 
 // Connectors registered in every test's gateway.
 var registered = map[string][]string{
@@ -149,10 +112,10 @@ func (g *gateway) writeRegistry(disabled map[string]bool) {
 }
 
 // newGateway starts the idp and one gateway replica (with gatewayArgs) on
-// a storage account of the test's own (sharedAzurite).
+// a storage account of the test's own (shared).
 func newGateway(t *testing.T, gatewayArgs ...string) *gateway {
 	t.Helper()
-	return startGateway(t, sharedAzurite(t), nil, gatewayArgs...)
+	return startGateway(t, shared.Account(t), nil, gatewayArgs...)
 }
 
 // newFleetGateway is newGateway on an Azurite of its own, with the

@@ -22,7 +22,7 @@ import (
 // and topics apart, and subscribe/unsubscribe are idempotent.
 func TestSubscriptionStoreOnAzurite(t *testing.T) {
 	t.Parallel()
-	emu := sharedAzurite(t)
+	emu := shared.Account(t)
 	ctx := ctxFor(t, 30*time.Second)
 	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
 	require.NoError(t, err)
@@ -63,7 +63,7 @@ func TestSubscriptionStoreOnAzurite(t *testing.T) {
 // not erase the presence a newer session recorded on another.
 func TestPresenceLeaveKeepsNewerSession(t *testing.T) {
 	t.Parallel()
-	emu := sharedAzurite(t)
+	emu := shared.Account(t)
 	ctx := ctxFor(t, 30*time.Second)
 	tables, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)
 	require.NoError(t, err)
