@@ -14,11 +14,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -42,7 +45,21 @@ import (
 	"github.com/botehq/platform/runtime/tfresult"
 )
 
-func TestMain(m *testing.M) { procs.Main(m) }
+// parallel is how many tests run at once unless -test.parallel says
+// otherwise: each starts a platform of its own (Azurite, idp, gateway,
+// opsserver) and mostly waits on it, and Go's default (GOMAXPROCS) would
+// run two of the four at a time on a 2-core machine.
+const parallel = 4
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if p := flag.Lookup("test.parallel"); !given && p != nil && runtime.GOMAXPROCS(0) < parallel {
+		_ = p.Value.Set(strconv.Itoa(parallel))
+	}
+	procs.Main(m)
+}
 
 // uploadLinkTTL is short here so that tests see an ended claim's links
 // stop working (the default is 10 minutes).
