@@ -53,12 +53,7 @@ import (
 var sharedAzurite = &azurite.Shared{Accounts: 64}
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		_ = flag.Set("test.parallel", "4")
-	}
+	procs.Parallel(4)
 	wait := func() {}
 	// TestProviderInstallation starts once a slot is free: its provider
 	// is built meanwhile.
