@@ -72,11 +72,7 @@ func TestDeliveryWithNoFreeSlotIsReleased(t *testing.T) {
 		require.NoError(t, err)
 	}
 	send("first")
-	select {
-	case <-started: // the first holds the only slot
-	case <-time.After(15 * time.Second):
-		t.Fatal("the first message was not handled")
-	}
+	receive(t, started, 15*time.Second, "first message at the handler") // it holds the only slot
 	send("second")
 	// Delivered in a frame (hidden on the queue for the delivery's
 	// visibility, 60 s) and released meanwhile: visible on the queue again.

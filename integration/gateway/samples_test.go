@@ -204,7 +204,7 @@ func TestSidecar(t *testing.T) {
 	require.NoError(t, clientauth.WriteKeyFile(keyPath, g.keys["tenant-a/a1"]))
 	side := procs.Start(t, procs.Spec{Name: "connector", Path: procs.Build(t, "connector"), Args: []string{
 		"run", "--gateway-url", g.replicas[0].URL, "--token-url", g.tokenURL(), "--tenant", "tenant-a", "--connector", "a1",
-		"--key", keyPath, "--deliver-to", local.URL, "--listen", "127.0.0.1:0", "--retry-delay", "1s", // not 5 s
+		"--key", keyPath, "--deliver-to", local.URL, "--listen", "127.0.0.1:0", "--retry-delay", "1s", // the failed delivery is back in 1 s, not 5
 	}})
 	api := listenURL(t, side)
 	require.Eventually(t, func() bool {
