@@ -29,15 +29,23 @@ import (
 	"github.com/botehq/platform/runtime/registry"
 )
 
-func TestMain(m *testing.M) { procs.Main(m) }
+// sharedAzurite serves each test a storage account of its own: the tests
+// run at once, and one emulator starts instead of three.
+var sharedAzurite = &azurite.Shared{Accounts: 8}
+
+func TestMain(m *testing.M) {
+	code := procs.Run(m)
+	_ = sharedAzurite.Stop()
+	os.Exit(code)
+}
 
 // The first admin key of an Azure deployment is made in the keys table
 // with `opsserver apikey create --keys-table`, and a server reading the
 // table accepts it; revoking it the same way ends it.
 func TestBootstrapAdminKeyInTheTable(t *testing.T) {
-	t.Parallel() // each test has its own Azurite
+	t.Parallel() // each test has its own storage account
 	bin := procs.Build(t, "opsserver")
-	emu := azurite.New(t)
+	emu := sharedAzurite.Account(t)
 	ctx := context.Background()
 	apikey := func(args ...string) (string, error) { return runAPIKey(ctx, bin, emu, args...) }
 	key, err := apikey("create", "--id", "root", "--admin", "--description", "bootstrap")
@@ -88,7 +96,7 @@ func runAPIKey(ctx context.Context, bin string, emu *azurite.Emulator, args ...s
 func TestTwoServersShareTheKeysTable(t *testing.T) {
 	t.Parallel()
 	bin := procs.Build(t, "opsserver")
-	emu := azurite.New(t)
+	emu := sharedAzurite.Account(t)
 	ctx := context.Background()
 	root, err := runAPIKey(ctx, bin, emu, "create", "--id", "root", "--admin")
 	require.NoError(t, err)
@@ -130,7 +138,7 @@ func TestTwoServersShareTheKeysTable(t *testing.T) {
 
 func TestKeysTable(t *testing.T) {
 	t.Parallel()
-	emu := azurite.New(t)
+	emu := sharedAzurite.Account(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	svc, err := aztables.NewServiceClientFromConnectionString(emu.ConnectionString, nil)

@@ -14,14 +14,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -45,19 +42,10 @@ import (
 	"github.com/botehq/platform/runtime/tfresult"
 )
 
-// parallel is how many tests run at once unless -test.parallel says
-// otherwise: each starts a platform of its own (Azurite, idp, gateway,
-// opsserver) and mostly waits on it, and Go's default (GOMAXPROCS) would
-// run two of the four at a time on a 2-core machine.
-const parallel = 4
-
+// TestMain runs the four tests at once: each starts a platform of its own
+// (Azurite, idp, gateway, opsserver) and mostly waits on it.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if p := flag.Lookup("test.parallel"); !given && p != nil && runtime.GOMAXPROCS(0) < parallel {
-		_ = p.Value.Set(strconv.Itoa(parallel))
-	}
+	procs.Parallel(4)
 	procs.Main(m)
 }
 
@@ -66,9 +54,10 @@ func TestMain(m *testing.M) {
 const uploadLinkTTL = 8 * time.Second
 
 // dispatchTick is opsserver's --dispatch-tick here, and heartbeatEvery how
-// often the fake agents heartbeat: three heartbeats go by in two ticks, so
-// a test that sees three of an agent's heartbeats refused knows a tick went
-// by in between (a wait that shows nothing happens, docs/conventions.md).
+// often the fake agents heartbeat. Three heartbeats of an agent span two
+// intervals (1 s), two ticks: a test that sees three of them refused knows
+// a dispatch tick went by meanwhile (a wait that shows nothing happens,
+// docs/conventions.md).
 const (
 	dispatchTick   = 500 * time.Millisecond
 	heartbeatEvery = 500 * time.Millisecond
