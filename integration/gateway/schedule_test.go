@@ -12,6 +12,8 @@ import (
 	"github.com/botehq/platform/runtime/bus"
 	"github.com/botehq/platform/runtime/connector"
 	"github.com/botehq/platform/runtime/envelope"
+	"github.com/botehq/platform/runtime/ids"
+	"github.com/botehq/platform/runtime/queuename"
 	"github.com/botehq/platform/runtime/sessionproto"
 )
 
@@ -72,10 +74,15 @@ func TestExpiredMessages(t *testing.T) {
 	assert.Contains(t, dead["stale-at-routing"], "expired: ")
 
 	// At the connector: routed in time, but the connector comes online
-	// after its TTL.
-	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.OutMessage{Body: []byte("stale"), TTL: time.Second})
+	// after its TTL. (Two seconds: routing must not find it expired
+	// already, even on a loaded machine.)
+	const ttl = 2 * time.Second
+	id, err := svc.SendToConnector(ctx, "tenant-a", "a2", botecloud.OutMessage{Body: []byte("stale"), TTL: ttl})
 	require.NoError(t, err)
-	time.Sleep(2 * time.Second)
+	expired := time.Now().Add(ttl) // it was created before the send returned
+	q, _ := queuename.For(ids.ConnectorID{Tenant: "tenant-a", Connector: "a2"})
+	require.Eventually(t, func() bool { return storedMessages(t, g, q) == 1 }, 10*time.Second, 20*time.Millisecond, "routed to a2's queue")
+	time.Sleep(time.Until(expired) + 50*time.Millisecond)
 	a2 := g.connector("tenant-a", "a2")
 	assert.Equal(t, map[string]string{id: envelope.ReasonExpired}, connectorErrors(t, d, 1))
 	a2.none(t, 500*time.Millisecond)
