@@ -3,8 +3,9 @@
 //
 // Outbound, a Dispatcher claims a workspace's next run for the best agent
 // (runs.Manager.Dispatch) whenever something may let a run start: a run is
-// queued or approved, a run ends, an agent heartbeats, and on a periodic
-// tick (for changes made by other replicas). It sends the agent a
+// queued or approved, a run ends, an agent heartbeats room it did not
+// offer before (heartbeatKicks), and on a periodic tick (for changes made
+// by other replicas). It sends the agent a
 // runproto.Assign with fresh SAS URLs (read-only for the bundle, the saved
 // plan and the workspace's state; write-only, short-lived and renewed only
 // while the claim is open for the claim's own upload blobs, see links.go)
@@ -212,6 +213,7 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	cursors map[string]*cursor
 	subs    map[string]map[chan struct{}]struct{}
+	agents  map[string]agentView // by tenant/agent, see heartbeatKicks
 }
 
 // kick asks to dispatch a workspace, or with workspace "" every workspace
@@ -267,6 +269,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		outbox:         make(chan outbound, 1024),
 		cursors:        map[string]*cursor{},
 		subs:           map[string]map[chan struct{}]struct{}{},
+		agents:         map[string]agentView{},
 	}, nil
 }
 
@@ -384,9 +387,13 @@ func (d *Dispatcher) tick(ctx context.Context) {
 	}
 }
 
+// dispatchTenant dispatches every workspace of tenant that has a run to
+// start. It reads the tenant's agents and locks once and skips the tenant
+// when none of its agents can take a run (online, not draining, below
+// capacity), a workspace whose run an agent executes (busy until that run
+// ends, which kicks again), and one with nothing to start
+// (runs.Manager.Startable, two reads where a dispatch reads six).
 func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant ids.TenantID) {
-	// Most ticks find nothing to do: skip a tenant none of whose agents
-	// is online before reading its workspaces.
 	agents, err := d.m.ListAgents(ctx, tenant)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -394,7 +401,27 @@ func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant ids.TenantID) {
 		}
 		return
 	}
+	// Most ticks find nothing to do: skip a tenant none of whose agents
+	// is online before reading anything else.
 	if !slices.ContainsFunc(agents, d.m.Online) {
+		return
+	}
+	locks, err := d.m.ListLocks(ctx, tenant)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("cannot list locks", "tenant", tenant, "err", err)
+		}
+		return
+	}
+	held := map[string]int{}
+	busy := map[ids.WorkspaceID]bool{}
+	for _, l := range locks {
+		if l.Agent != "" {
+			held[l.Agent]++
+			busy[l.Workspace] = true
+		}
+	}
+	if !slices.ContainsFunc(agents, func(a runs.Agent) bool { return d.m.Online(a) && !a.Draining && held[a.ID] < a.Capacity }) {
 		return
 	}
 	wss, err := d.m.ListWorkspaces(ctx, tenant)
@@ -405,7 +432,12 @@ func (d *Dispatcher) dispatchTenant(ctx context.Context, tenant ids.TenantID) {
 		return
 	}
 	for _, w := range wss {
-		d.DispatchWorkspace(ctx, tenant, w.Name)
+		if busy[w.Name] {
+			continue
+		}
+		if ok, err := d.m.Startable(ctx, tenant, w.Name); err != nil || ok {
+			d.DispatchWorkspace(ctx, tenant, w.Name) // an error here is Dispatch's to report
+		}
 	}
 }
 

@@ -147,7 +147,7 @@ func (f *fakeStates) all() []artifacts.Promotion {
 }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	states  *fakeStates
 	d       *Dispatcher
 	m       *runs.Manager
@@ -158,6 +158,7 @@ type env struct {
 	roleLog *bytes.Buffer // what the dispatcher and manager log (lockedWriter)
 	audited *fakeAudit
 	dropped int64 // StaleDropped as requireDropped last saw it
+	store   *countingStore
 	now     time.Time
 	mu      sync.Mutex
 }
@@ -179,7 +180,7 @@ func (e *env) advance(d time.Duration) {
 // serves env=prod only.
 var agents = map[string][]string{"tenant-a": {"a1", "a2", "a3", "erp"}, "tenant-b": {"b1"}}
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, roleLog: &bytes.Buffer{}, audited: &fakeAudit{}, sender: &fakeSender{}, states: &fakeStates{}, logs: &fakeLogs{logs: map[string]*bytes.Buffer{}}, keys: map[string]*ecdsa.PrivateKey{},
 		now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
@@ -208,7 +209,8 @@ func newEnv(t *testing.T) *env {
 
 	e.secrets, err = secretstore.OpenFile(t.TempDir() + "/secrets.json")
 	require.NoError(t, err)
-	store := runstore.NewMemory()
+	store := &countingStore{Store: runstore.NewMemory()}
+	e.store = store
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: e.roleLog}, nil))
 	e.m, err = runs.New(runs.Config{Store: store, Roster: RegistryRoster(reg), Now: e.clock, Logger: log, SilentAfter: time.Minute})
 	require.NoError(t, err)

@@ -148,8 +148,8 @@ func (d *Dispatcher) heartbeat(ctx context.Context, tenant ids.TenantID, agent s
 		d.send(ctx, tenant, agent, &runproto.Cancel{RunID: s.Run, Reason: s.Reason})
 	}
 	d.resend(ctx, tenant, agent, hb.Running)
-	if len(hb.Running) < hb.Capacity && !hb.Draining {
-		d.Kick(tenant, "") // it has room: anything waiting for an agent?
+	if d.heartbeatKicks(tenant, agent, hb) {
+		d.Kick(tenant, "") // it has room it did not offer before: anything waiting for an agent?
 	}
 	return nil
 }
