@@ -84,7 +84,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&c.CloudSigningKey, "cloud-signing-key", "", "EC P-256 private key file (PEM) signing what this service sends to agents; required when the gateway has --cloud-service-keys")
 	fs.StringVar(&c.SecretsFile, "secrets-file", "", "local deployment secrets file (JSON, mode 0600; see docs/runs.md)")
 	fs.StringVar(&c.KeyVaultURL, "key-vault-url", "", "Key Vault of deployment secrets (with --azure-identity)")
-	fs.DurationVar(&c.DispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval and heartbeats)")
+	fs.DurationVar(&c.DispatchTick, "dispatch-tick", 0, "how often every workspace is tried for a run to start (default 10s; runs start at once on enqueue, approval, a run's end and a heartbeat that offers an agent's room anew)")
 	fs.DurationVar(&c.AgentSilentAfter, "agent-silent-after", 0, "an agent silent this long loses its claims: given back to the queue, or needs_attention for an apply that started (default 60s; keep it above twice the agents' --heartbeat-interval)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 0, "how often agents past --agent-silent-after and runs past their deadline are looked for: an agent is found lost at most --agent-silent-after plus this after its last heartbeat (default 10s)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks reach loopback, private and link-local addresses and use http (local use and tests; never in Azure)")
