@@ -270,6 +270,7 @@ func TestRelayUnreachable(t *testing.T) {
 // The relay cuts the listener's control channel (as a network failure
 // would); opsserver reconnects and serves again.
 func TestServerReconnectsAfterDrop(t *testing.T) {
+	t.Parallel() // a relay of its own on a port of its own; it waits on reconnects
 	s := newInProcessStack(t, relaytest.Options{})
 	srv := s.startServer(t)
 	require.Equal(t, exitcode.OK, s.opsbot(t, nil, "status").code)
@@ -323,6 +324,7 @@ func TestServerReconnectsAfterRelayRestart(t *testing.T) {
 // The relay answers an HTTP-mode request with 504 once its deadline passes;
 // the events stream is a relayed WebSocket and outlives it many times over.
 func TestEventsOutliveTheRelayHTTPDeadline(t *testing.T) {
+	t.Parallel() // a relay of its own on a port of its own; it waits on events
 	const deadline = time.Second
 	s := newInProcessStack(t, relaytest.Options{RequestTimeout: deadline})
 	s.startServer(t)
