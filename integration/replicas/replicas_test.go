@@ -8,6 +8,7 @@
 package replicas
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botehq/platform/integration/platform"
+	"github.com/botehq/platform/runtime/opsapi"
 )
 
 const tenant = "contoso"
@@ -55,7 +57,8 @@ func gated(t *testing.T) (dir, gate string) {
 
 // TestReplicaKilledMidRun: ops server, gateway and idp replica 0 are
 // killed (SIGKILL) while an apply runs and agents hold sessions; the apply
-// ends once the surviving ops server shows the run still applying.
+// ends once the surviving ops server shows the run still applying and
+// both agents heartbeating through the survivors.
 func TestReplicaKilledMidRun(t *testing.T) {
 	p := platform.New(t, platform.Options{Dir: t.TempDir(), Replicas: 2,
 		Agents:        []platform.Agent{{Tenant: tenant, ID: "agent-a", Start: true, Args: heartbeat}, {Tenant: tenant, ID: "agent-b", Start: true, Args: heartbeat}},
@@ -73,12 +76,25 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	for _, kind := range []string{"opsserver", "gateway", "idp"} {
 		p.Replica(kind, 0).Kill()
 	}
-	// The surviving ops server has the run mid-apply; then it may end.
+	// The surviving ops server has the run mid-apply and has heard from
+	// both agents since (a heartbeat two intervals after the kill went
+	// through the surviving gateway); then the apply may end.
+	since := time.Now().Add(2 * time.Second)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		r, err := p.Opsbot(t.Context(), tenant, nil, "agents", "list", "-o", "json")
+		require.NoError(c, err)
+		require.Equal(c, 0, r.Code, "the surviving ops server answers: %s", r)
+		var list opsapi.AgentList
+		require.NoError(c, json.Unmarshal([]byte(r.Stdout), &list))
+		require.Len(c, list.Agents, 2)
+		for _, a := range list.Agents {
+			require.NotNil(c, a.LastSeen, a.Name)
+			assert.True(c, a.LastSeen.After(since), "%s heartbeats through the survivors", a.Name)
+		}
 		run, err := p.Run(t.Context(), tenant, id)
-		require.NoError(c, err, "the surviving ops server answers")
+		require.NoError(c, err)
 		assert.Equal(c, "applying", run.State, "the replicas died mid-apply")
-	}, time.Minute, 200*time.Millisecond)
+	}, 2*time.Minute, 250*time.Millisecond)
 	require.NoError(t, os.WriteFile(gate, nil, 0o644))
 
 	select {
