@@ -186,49 +186,13 @@ func Start(ctx context.Context, opts Options) (*Platform, error) {
 		balancers: map[string]*balancer{},
 	}
 	if err := p.start(ctx); err != nil {
-		if out := p.Outputs(); out != "" {
+		if out := p.Outputs() + p.azuriteLog(); out != "" {
 			err = fmt.Errorf("%w\n%s", err, out)
 		}
 		_ = p.Stop()
 		return nil, err
 	}
 	return p, nil
-}
-
-func (p *Platform) start(ctx context.Context) error {
-	if p.Emulator == nil {
-		var err error
-		if p.Emulator, err = azurite.Start(ctx, azurite.Options{}); err != nil {
-			return fmt.Errorf("cannot start Azurite: %w", err)
-		}
-		p.ownEmulator = true
-	}
-	if err := p.writeKeys(); err != nil {
-		return err
-	}
-	if err := p.startGateway(); err != nil {
-		return err
-	}
-	if p.opts.GatewayOnly {
-		return nil
-	}
-	if err := p.startRelay(); err != nil {
-		return err
-	}
-	if err := p.StartOpsServer(); err != nil {
-		return err
-	}
-	if err := p.startReplicas(); err != nil {
-		return err
-	}
-	for _, a := range p.opts.Agents {
-		if a.Start {
-			if _, err := p.StartAgent(a.Tenant, a.ID); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // binaries are the runtime/cmd programs the platform runs.
@@ -275,17 +239,18 @@ func New(t testing.TB, opts Options) *Platform {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	if opts.Emulator == nil {
-		opts.Emulator = azurite.New(t)
-	}
 	p, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("cannot start the platform: %v", err)
 	}
 	t.Cleanup(func() {
+		var emuLog string
+		if t.Failed() {
+			emuLog = p.azuriteLog()
+		}
 		_ = p.Stop()
 		if t.Failed() {
-			t.Logf("--- platform processes ---\n%s", p.Outputs())
+			t.Logf("--- platform processes ---\n%s%s", p.Outputs(), emuLog)
 		}
 	})
 	return p

@@ -7,7 +7,9 @@ import (
 	"github.com/botehq/platform/integration/procs"
 )
 
-func (p *Platform) startGateway() error {
+// startGatewayIdp starts the idp (replica 0), behind a balancer with
+// replicas.
+func (p *Platform) startGatewayIdp() error {
 	var err error
 	if p.opts.Replicas > 1 {
 		// Replicas sit behind one address each, as behind the ingress in
@@ -24,6 +26,13 @@ func (p *Platform) startGateway() error {
 		return err
 	}
 	p.IdpURL = p.front("idp", 0, idpURL)
+	return nil
+}
+
+// startGateway starts the gateway process (replica 0) once Azurite and
+// the idp are up.
+func (p *Platform) startGateway() error {
+	var err error
 	var gatewayURL string
 	p.gateway, gatewayURL, err = p.launchGateway("gateway")
 	p.GatewayURL = p.front("gateway", 0, gatewayURL)
