@@ -6,19 +6,26 @@
 
 GO       ?= go
 BIN      := $(CURDIR)/bin
-# go test starts packages in the order given: the longest first (their
-# wall time is mostly waiting on processes, a restart, terraform), so the
-# many short ones fill the other slot beside them instead of a long one
-# ending the run alone (docs/benchmarks.md, "make test wall time").
-SLOWPKGS := ./integration/e2e ./integration/gateway ./integration/runsserver ./integration/console \
-	./integration/agent ./components/images ./integration/chaos ./integration/azurite ./integration/bus \
-	./integration/drift ./integration/replicas ./integration/apikeys ./integration/runs ./integration/examples
+# make test runs three things at once (docs/benchmarks.md, "make test
+# wall time on a clean clone"):
+#  - the integration packages (ITPKGS: real processes over loopback, mostly
+#    waiting on them), two at a time, the longest first so that the short
+#    ones fill the other slot instead of a long one ending the run alone;
+#  - the unit packages (UNITPKGS), two at a time: their time is mostly
+#    linking test binaries, which in one go test with the integration
+#    packages waited for a slot a waiting integration package held. The
+#    Pulumi programs' (components/, stacks/) take the longest to link:
+#    they come first;
+#  - the fuzz targets, one at a time (.ci/fuzz).
+# Compiling, linking and vet run niced (-toolexec=nice): the tests'
+# processes, which wait with deadlines, get the CPU first.
+ITPKGS   := ./integration/e2e ./integration/gateway ./integration/runsserver ./integration/console \
+	./integration/agent ./integration/chaos ./integration/azurite ./integration/bus \
+	./integration/drift ./integration/replicas ./integration/apikeys ./integration/runs ./integration/examples \
+	./integration/...
+UNITPKGS := ./components/images ./components/... ./stacks/... ./runtime/... ./examples/...
 PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/... ./examples/...
-# Integration suites start real processes; 2 packages at a time keeps a
-# 2-core CI machine responsive without serialising everything. Test
-# binaries are linked without DWARF (-w): linking some 100 of them is about
-# half of the suite's CPU, and -w takes about 40 % off each link.
-TESTFLAGS ?= -count=1 -p 2 -timeout 25m -ldflags=-w
+TESTFLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all deps build test test-servicebus lint demo demo-gateway bench chaos chaos-short golden azure-schema images provider-mirror release clean
 
@@ -37,18 +44,18 @@ node_modules/.bin/azurite: package.json package-lock.json
 build:
 	cd runtime && $(GO) build -o $(BIN)/ ./cmd/...
 
-# The fuzz targets run beside the tests, one at a time with one worker
-# (FUZZJOBS=1): the integration suites spend much of their time waiting on
-# processes, and the fuzzing fills that idle CPU instead of running after
-# them (about 50 s of wall time). Its output is printed once both ended.
-## test: everything CI runs, unit and integration (real processes on Azurite), and a short fuzz run beside them;
-## no measurements (those are benchmarks: make bench)
-test: deps build
-	@fuzzlog=$$(mktemp); \
-	$(MAKE) --no-print-directory fuzz FUZZJOBS=1 >$$fuzzlog 2>&1 & fuzzpid=$$!; \
-	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) $(SLOWPKGS) $(PKGS); testrc=$$?; \
-	wait $$fuzzpid; fuzzrc=$$?; cat $$fuzzlog; rm -f $$fuzzlog; \
-	[ $$testrc -eq 0 ] && [ $$fuzzrc -eq 0 ]
+## test: everything CI runs, unit and integration (real processes on Azurite), and a short fuzz run;
+## no measurements (those are benchmarks: make bench). The unit packages' and the fuzz run's
+## output comes after the integration packages'.
+# deps (npm ci: mostly network and disk) and build (CPU) run at once.
+test:
+	@$(MAKE) --no-print-directory -j2 deps build
+	@export GOFLAGS="$$GOFLAGS -toolexec=nice"; side=$$(mktemp -d); \
+	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) -p 2 $(UNITPKGS) >$$side/unit 2>&1 & unitpid=$$!; \
+	$(MAKE) --no-print-directory fuzz FUZZJOBS=1 >$$side/fuzz 2>&1 & fuzzpid=$$!; \
+	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) -p 2 $(ITPKGS); testrc=$$?; \
+	wait $$unitpid; unitrc=$$?; wait $$fuzzpid; fuzzrc=$$?; cat $$side/unit $$side/fuzz; rm -rf $$side; \
+	[ $$testrc -eq 0 ] && [ $$unitrc -eq 0 ] && [ $$fuzzrc -eq 0 ]
 	@[ -n "$$BOTE_TEST_SERVICEBUS_CONNECTION_STRING" ] || echo "note: the Service Bus bus contract did not run (it needs a namespace: make test-servicebus, docs/messaging.md)"
 
 ## test-servicebus: the bus contract suite against a real Service Bus namespace
