@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/botehq/platform/runtime/botecloud"
 	"github.com/botehq/platform/runtime/bus"
+	"github.com/botehq/platform/runtime/bus/storagequeue"
 )
 
 // TestCallRepliesReachTheCallingReplica: two replicas of one cloud
@@ -58,4 +61,52 @@ func TestCallRepliesReachTheCallingReplica(t *testing.T) {
 	for _, m := range msgs {
 		t.Errorf("dead-lettered: %s (%s: %s)", m.Envelope.ID, m.DeadLetter.Reason, m.DeadLetter.Description)
 	}
+}
+
+// TestReplyToAStoppedCallerIsLate: replica A calls, then stops (its Run
+// ends and its reply queue goes, and the call returns ErrNotRunning)
+// before the connector answers. The
+// gateway finds no queue for the reply and discards it as late
+// (bote_gateway_late_replies_total); it never reaches replica B or the
+// shared cloud queue, so nothing bounces or is dead-lettered.
+func TestReplyToAStoppedCallerIsLate(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t)
+	b := g.cloud("pinger", nil)
+	ids, release := make(chan string, 1), make(chan struct{})
+	var a1 *conn
+	a1 = g.connector("tenant-a", "a1", answering(&a1, "pong ", ids, release))
+
+	d, err := storagequeue.New(storagequeue.Config{ConnectionString: g.emu.ConnectionString, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	a, err := botecloud.New(botecloud.Config{Bus: d, Service: "pinger", WakeURL: g.replicas[0].URL, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	runCtx, stop := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() {
+		stopped <- a.Run(runCtx, botecloud.HandlerFunc(func(context.Context, *botecloud.Message) error { return nil }))
+	}()
+	callCtx, giveUp := context.WithTimeout(context.Background(), 60*time.Second)
+	defer giveUp()
+	result := make(chan error, 1)
+	go func() {
+		_, err := a.Call(callCtx, "tenant-a", "a1", botecloud.OutMessage{Body: []byte("ping")})
+		result <- err
+	}()
+	callID := receive(t, ids, 30*time.Second, "the call at the connector")
+	_, ok := bus.ReplyQueueOf(callID)
+	require.True(t, ok, "call id %q names no reply queue", callID)
+
+	stop()
+	require.NoError(t, receive(t, stopped, 60*time.Second, "A's Run to end"))
+	require.ErrorIs(t, receive(t, result, 10*time.Second, "A's call to end"), botecloud.ErrNotRunning)
+	close(release)
+
+	require.Eventually(t, func() bool { return g.replicas[0].metric(t, "bote_gateway_late_replies_total") == 1 }, 30*time.Second, 50*time.Millisecond)
+	assert.Zero(t, b.Stats().LateReplies, "replica B never saw the reply")
+	assert.Empty(t, b.all())
+	msgs, err := g.busDriver(t).ReceiveDeadLetters(ctxFor(t, 10*time.Second), bus.QueueCloud, 32, time.Minute)
+	require.NoError(t, err)
+	assert.Empty(t, msgs, "nothing dead-lettered")
 }

@@ -15,7 +15,7 @@ import (
 const DefaultCallTimeout = 30 * time.Second
 
 // ErrNotRunning is returned by Call when Run is not receiving: replies
-// arrive on the cloud queue, which only Run reads.
+// arrive on queues only Run reads.
 var ErrNotRunning = errors.New("cloud client is not running (Call needs Run to receive the reply)")
 
 // ErrCallCorrelated is returned by Call for a message with a
@@ -51,11 +51,17 @@ func (c *Client) Stats() Stats {
 // tenant/connector is accepted. When ctx ends first Call returns its
 // error, and a reply arriving later is discarded (Stats.LateReplies).
 //
-// Replies come back on the cloud queue, so Run must be running: Call
-// waits for it to start (ErrNotRunning when ctx ends first). With
-// several replicas of a service reading the same queue, a replica that
-// receives a reply for another replica's call puts it back for the others
-// until its deadline.
+// Replies are read by Run, so Run must be running: Call waits for it to
+// start (ErrNotRunning when ctx ends first) and returns ErrNotRunning if
+// Run ends before the reply comes. When the bus can make queues
+// (bus.QueueManager: the Storage Queue driver) Run makes one for this
+// instance (process) and the call's id names it (bus.CallID), so the
+// gateway sends the reply there and no other replica of the service sees
+// it; that needs msg.ID empty. Otherwise the reply comes on the cloud
+// queue, which all replicas read: one that receives a reply for another
+// replica's call puts it back for the others until its deadline, each
+// time a delivery, so with several replicas such a reply can reach the
+// bus's poison limit before the caller gets it.
 func (c *Client) Call(ctx context.Context, tenant, connector string, msg OutMessage) (*Message, error) {
 	if msg.CorrelationID != "" {
 		return nil, fmt.Errorf("cannot call connector: %w", ErrCallCorrelated)
@@ -73,6 +79,12 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg OutMess
 	if err := c.waitRunning(ctx); err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	ownQueue, stopped := c.replyQueue != "", c.runChanged
+	c.mu.Unlock()
+	if ownQueue && msg.ID == "" {
+		env.ID = bus.CallID(c.instance) // the reply comes to this instance's queue
+	}
 	deadline, _ := ctx.Deadline()
 	env.SetProtocolHeader(envelope.HeaderDeadline, deadline)
 	reply, remove, err := c.calls.Add(env.ID, envelope.Identity{Tenant: tenant, Connector: connector})
@@ -80,6 +92,12 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg OutMess
 		return nil, fmt.Errorf("cannot call connector: %w", err)
 	}
 	defer remove()
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	select {
+	case c.callStarted <- struct{}{}:
+	default:
+	}
 	if _, err := c.send(ctx, p); err != nil {
 		return nil, err
 	}
@@ -88,6 +106,10 @@ func (c *Client) Call(ctx context.Context, tenant, connector string, msg OutMess
 		return m, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("call %s to %s/%s: %w", env.ID, tenant, connector, ctx.Err())
+	case <-stopped:
+		// Run ended: nothing reads the reply any more (this instance's
+		// reply queue is deleted with it).
+		return nil, fmt.Errorf("call %s to %s/%s: %w", env.ID, tenant, connector, ErrNotRunning)
 	}
 }
 
@@ -151,15 +173,18 @@ func (c *Client) processReply(ctx context.Context, m *bus.Message) bool {
 		})
 	case took:
 		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
-	case c.now().Before(env.Deadline()):
-		// Another replica's call, or one this process made before a
-		// restart: let the others look until the deadline.
+	case m.Queue != bus.ReplyQueue(c.instance) && c.now().Before(env.Deadline()):
+		// On the shared cloud queue: another replica's call (made with an
+		// id of its own choosing, or through a gateway that does not route
+		// replies to reply queues), or one this process made before a
+		// restart: let the others look until the deadline. On this
+		// instance's own queue nobody else would: the call gave up.
 		c.settle(ctx, "abandon", m, func(ctx context.Context) error {
 			return c.cfg.Bus.Abandon(ctx, m, min(time.Second, env.Deadline().Sub(c.now())))
 		})
 	default:
 		c.calls.Late.Add(1)
-		c.log.InfoContext(ctx, "late reply discarded", "id", env.ID, "correlation", env.CorrelationID, "from", env.From.String())
+		c.log.InfoContext(ctx, "late reply discarded", "id", env.ID, "correlation", env.CorrelationID, "from", env.From.String(), "queue", m.Queue)
 		c.settle(ctx, "complete", m, func(ctx context.Context) error { return c.cfg.Bus.Complete(ctx, m) })
 	}
 	return true
@@ -178,4 +203,69 @@ func (c *Client) processExpired(ctx context.Context, m *bus.Message) bool {
 		return c.cfg.Bus.DeadLetter(ctx, m, envelope.ReasonExpired, err.Error())
 	})
 	return true
+}
+
+// openReplyQueue creates this instance's reply queue when the bus can
+// (bus.QueueManager) and returns its name, or "" when replies are to come
+// on the cloud queue.
+func (c *Client) openReplyQueue(ctx context.Context) string {
+	qm, ok := c.cfg.Bus.(bus.QueueManager)
+	if !ok {
+		return ""
+	}
+	name := bus.ReplyQueue(c.instance)
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	if err := qm.CreateQueue(ctx, name); err != nil {
+		c.log.WarnContext(ctx, "cannot create this instance's reply queue; replies to its calls come on the cloud queue, shared with the other replicas",
+			"queue", name, "err", err)
+		return ""
+	}
+	return name
+}
+
+// closeReplyQueue deletes the reply queue when Run ends: replies to this
+// instance's calls that come later find no queue, and the gateway
+// discards them as late.
+func (c *Client) closeReplyQueue(ctx context.Context, name string) {
+	if name == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := c.cfg.Bus.(bus.QueueManager).DeleteQueue(ctx, name); err != nil {
+		c.log.WarnContext(ctx, "cannot delete this instance's reply queue", "queue", name, "err", err)
+	}
+}
+
+// readReplies reads the reply queue until ctx ends: every PollMin while a
+// call waits; otherwise with the wait doubling up to PollMax, so a reply
+// that comes after its call gave up is still discarded and counted
+// (Stats.LateReplies) soon.
+func (c *Client) readReplies(ctx, work context.Context, queue string, h Handler) {
+	wait := c.cfg.PollMin
+	for ctx.Err() == nil {
+		ms, err := c.cfg.Bus.Receive(ctx, queue, 32, c.cfg.Lock)
+		if err != nil && ctx.Err() == nil {
+			c.log.WarnContext(ctx, "cannot receive; backing off", "queue", queue, "err", err, "wait", wait)
+		}
+		for _, m := range ms {
+			c.process(work, m, h)
+		}
+		if len(ms) > 0 {
+			continue
+		}
+		if c.waiting.Load() > 0 {
+			wait = c.cfg.PollMin
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.callStarted:
+			wait = c.cfg.PollMin
+		case <-t.C:
+			wait = min(wait*2, c.cfg.PollMax)
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 }

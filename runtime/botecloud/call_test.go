@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -403,4 +404,79 @@ func TestRequireEncryption(t *testing.T) {
 		t.Fatal("the sealed message was not handled")
 	}
 	assert.Empty(t, handled, "the clear message reached the handler")
+}
+
+// queueBus is a fakeBus that creates and deletes queues (bus.QueueManager),
+// like the Storage Queue driver.
+type queueBus struct {
+	fakeBus
+	created, deleted []string
+}
+
+func (f *queueBus) CreateQueue(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, name)
+	return nil
+}
+
+func (f *queueBus) DeleteQueue(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, name)
+	return nil
+}
+
+// With a bus that makes queues, Run creates this instance's reply queue
+// and deletes it when it ends, and a call's id names that queue, so the
+// gateway sends the reply there and no other replica sees it. A reply
+// there that no call waits for is late at once: nobody else reads that
+// queue, so it is not put back (on the shared queue it would be).
+func TestCallRepliesComeToTheInstanceQueue(t *testing.T) {
+	fb := &queueBus{}
+	cfg := Config{Bus: fb, Service: "relayserver", Logger: slog.New(slog.DiscardHandler), PollMin: time.Millisecond, PollMax: 5 * time.Millisecond}
+	c, err := New(cfg)
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, noHandler(t)) }()
+
+	callCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := call(c, callCtx, OutMessage{Body: []byte("ping")})
+	req := lastSent(t, &fb.fakeBus, 1)
+	queue, ok := bus.ReplyQueueOf(req.ID)
+	require.True(t, ok, "the call id %q names no reply queue", req.ID)
+	fb.mu.Lock()
+	assert.Equal(t, []string{queue}, fb.created)
+	fb.mu.Unlock()
+
+	reply := replyFrom("contoso", "agent-1", req, "pong")
+	reply.Queue = queue
+	fb.push(reply)
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "pong", string(r.m.Body))
+
+	late := replyFrom("contoso", "agent-1", req, "again")
+	late.Queue = queue
+	fb.push(late)
+	require.Eventually(t, func() bool { return c.Stats().LateReplies == 1 }, 5*time.Second, time.Millisecond)
+	fb.mu.Lock()
+	assert.Empty(t, fb.abandoned, "a reply on the instance's own queue is never put back")
+	assert.Len(t, fb.completed, 2)
+	fb.mu.Unlock()
+
+	// A call with an id of the application's own choosing cannot carry
+	// the address: its reply comes on the shared queue.
+	pending := call(c, callCtx, OutMessage{ID: "app-chosen-id"})
+	assert.Equal(t, "app-chosen-id", lastSent(t, &fb.fakeBus, 2).ID)
+
+	// When Run ends, a waiting call ends too: nothing reads its reply.
+	stop()
+	require.NoError(t, <-done)
+	require.ErrorIs(t, (<-pending).err, ErrNotRunning)
+	fb.mu.Lock()
+	assert.Equal(t, []string{queue}, fb.deleted)
+	fb.mu.Unlock()
 }

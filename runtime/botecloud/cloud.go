@@ -14,6 +14,10 @@
 // headers can never carry identity (reserved names are refused on send and
 // stripped of meaning on receipt). Reply answers a received message: it goes
 // to the sending connector with CorrelationID set to the request's ID.
+// Call sends and waits for the connector's reply; where the bus can create
+// queues (bus.QueueManager), Run makes a reply queue of this process and
+// the gateway sends replies to calls made here to it, so replicas of a
+// service never receive each other's replies.
 //
 // Failure handling follows the service-bus convention (NServiceBus, Rebus):
 // a failing handler is retried ImmediateRetries times in place, then the
@@ -49,6 +53,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/botehq/platform/runtime/bus"
@@ -256,9 +261,21 @@ type Client struct {
 	calls    calls.Set[*Message]
 	closeBus func(context.Context) error // set when the client opened the bus
 
+	// instance names this process in the ids of its calls (bus.CallID), so
+	// the gateway sends their replies to its own reply queue.
+	instance string
+	// waiting counts calls waiting for a reply; callStarted (buffered)
+	// wakes the reply queue's reader when one starts.
+	waiting     atomic.Int64
+	callStarted chan struct{}
+
 	mu       sync.Mutex
 	inFlight map[string]bool
 	running  bool
+	starting bool // Run is opening the reply queue
+	// replyQueue is this instance's reply queue while Run reads it; ""
+	// when replies come on the cloud queue.
+	replyQueue string
 	// runChanged is closed and replaced whenever running changes.
 	runChanged chan struct{}
 	// waking: a wake is being sent; wakeAgain: a send finished meanwhile,
@@ -276,7 +293,8 @@ func New(cfg Config) (*Client, error) {
 		cfg.GatewayKeys = cfg.WorkerKeys
 		envflag.Warn(cfg.Logger, []envflag.Deprecation{{Old: "botecloud.Config.WorkerKeys", New: "botecloud.Config.GatewayKeys"}})
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: retry.Sleep, inFlight: map[string]bool{}, runChanged: make(chan struct{})}
+	c := &Client{cfg: cfg, log: cfg.Logger, now: time.Now, sleep: retry.Sleep, inFlight: map[string]bool{}, runChanged: make(chan struct{}),
+		instance: bus.NewInstance(), callStarted: make(chan struct{}, 1)}
 	c.seen = seen.New(cfg.DedupSize, cfg.DedupTTL).WithClock(func() time.Time { return c.now() })
 	return c, nil
 }

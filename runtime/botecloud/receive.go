@@ -68,16 +68,24 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		return errors.New("cannot run: handler is nil")
 	}
 	c.mu.Lock()
-	if c.running {
+	if c.running || c.starting {
 		c.mu.Unlock()
 		return ErrRunning
 	}
+	c.starting = true
+	c.mu.Unlock()
+	replyQueue := c.openReplyQueue(ctx)
+	c.mu.Lock()
+	c.starting = false
+	c.replyQueue = replyQueue
 	c.setRunning(true)
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
+		c.replyQueue = ""
 		c.setRunning(false)
 		c.mu.Unlock()
+		c.closeReplyQueue(ctx, replyQueue)
 	}()
 
 	// Handlers outlive ctx by up to DrainTimeout.
@@ -85,6 +93,13 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 	defer cancelWork()
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var wg sync.WaitGroup
+	if replyQueue != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.readReplies(ctx, work, replyQueue, h)
+		}()
+	}
 	wait := c.cfg.PollMin
 	for ctx.Err() == nil {
 		free := cap(slots) - len(slots)

@@ -92,6 +92,11 @@ type SendOptions struct {
 	// at most 7 days (storagequeue.MaxDelay), and a longer delay fails
 	// with ErrDelayTooLong rather than arriving early.
 	Delay time.Duration
+	// MustExist sends only to a queue that exists: the driver does not
+	// create it (whatever its CreateQueues setting) and a missing queue
+	// fails with ErrNoQueue. The gateway sends replies to an instance's
+	// reply queue (ReplyQueueOf) so: a missing one means the caller is gone.
+	MustExist bool
 }
 
 // DeadLetterInfo describes why a message is in the error queue.

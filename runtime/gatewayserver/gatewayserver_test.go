@@ -28,19 +28,63 @@ import (
 // fakeBus records sends; only Send matters to cloudSender.
 type fakeBus struct {
 	bus.Driver
-	sent  map[string][]*envelope.Envelope
-	fails error
+	sent      map[string][]*envelope.Envelope
+	mustExist map[string]bool // queue → the last send's SendOptions.MustExist
+	fails     error
+	missing   string // a queue that does not exist
 }
 
-func (b *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, _ *bus.SendOptions) error {
+func (b *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, opts *bus.SendOptions) error {
 	if b.fails != nil {
 		return b.fails
 	}
+	if queue == b.missing && opts != nil && opts.MustExist {
+		return fmt.Errorf("cannot send: %w", bus.ErrNoQueue)
+	}
 	if b.sent == nil {
-		b.sent = map[string][]*envelope.Envelope{}
+		b.sent, b.mustExist = map[string][]*envelope.Envelope{}, map[string]bool{}
 	}
 	b.sent[queue] = append(b.sent[queue], env)
+	b.mustExist[queue] = opts != nil && opts.MustExist
 	return nil
+}
+
+type counter struct{ n int }
+
+func (c *counter) Inc() { c.n++ }
+
+// A reply to a call whose id names the caller's reply queue goes to that
+// queue, which the gateway never creates; when it is gone (the caller's
+// Run ended) the reply is accepted, discarded and counted late. Anything
+// else, a reply without that address or an ordinary message with one,
+// goes to the cloud queue.
+func TestCloudSenderRoutesRepliesToTheCallersQueue(t *testing.T) {
+	from := session.Identity{Tenant: "acme", Connector: "agent1"}
+	instance := bus.NewInstance()
+	callID, deadline := bus.CallID(instance), time.Now().Add(time.Minute)
+	b := &fakeBus{}
+	late := &counter{}
+	s := &cloudSender{bus: b, late: late, log: slog.New(slog.DiscardHandler)}
+
+	_, err := s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: callID, Deadline: deadline, Body: []byte("pong")})
+	require.NoError(t, err)
+	require.Len(t, b.sent[bus.ReplyQueue(instance)], 1)
+	assert.True(t, b.mustExist[bus.ReplyQueue(instance)], "the gateway must not create a reply queue")
+
+	_, err = s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: callID, Body: []byte("not a reply")})
+	require.NoError(t, err)
+	_, err = s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: envelope.NewID(), Deadline: deadline, Body: []byte("pong")})
+	require.NoError(t, err)
+	assert.Len(t, b.sent[bus.QueueCloud], 2)
+	assert.False(t, b.mustExist[bus.QueueCloud])
+
+	b.missing = bus.ReplyQueue(instance)
+	id, err := s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: callID, Deadline: deadline, Body: []byte("late")})
+	require.NoError(t, err, "the connector's reply is accepted")
+	assert.NotEmpty(t, id)
+	assert.Equal(t, 1, late.n)
+	assert.Len(t, b.sent[bus.ReplyQueue(instance)], 1)
+	assert.Len(t, b.sent[bus.QueueCloud], 2, "a reply whose caller is gone never goes to the shared queue")
 }
 
 func TestCloudSenderStampsVerifiedIdentity(t *testing.T) {

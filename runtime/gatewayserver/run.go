@@ -155,7 +155,7 @@ func (g *gateway) wire(ctx context.Context, st *storage, claims *claimcheck.Stor
 	}
 	g.srv, err = session.New(session.Config{
 		Verifier:      sessionVerifier(verifier),
-		Sender:        &cloudSender{bus: g.drv, claims: claims, key: signingKey},
+		Sender:        &cloudSender{bus: g.drv, claims: claims, key: signingKey, late: m.LateReplies, log: log},
 		Uploads:       &uploads{claims: claims},
 		Subscriptions: subs,
 		QueueAccess:   queues,

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"time"
@@ -23,6 +24,10 @@ type cloudSender struct {
 	bus    bus.Driver
 	claims claimStore        // nil: no uploads
 	key    *ecdsa.PrivateKey // nil: envelopes are not signed
+	// late counts replies discarded because the calling instance's reply
+	// queue is gone (nil: not counted).
+	late interface{ Inc() }
+	log  *slog.Logger // nil: slog.Default()
 }
 
 // send signs env when the gateway has a key and puts it on queue.
@@ -115,6 +120,13 @@ func checkSchedule(m sessionproto.Message) error {
 	return nil
 }
 
+func (s *cloudSender) logger() *slog.Logger {
+	if s.log == nil {
+		return slog.Default()
+	}
+	return s.log
+}
+
 func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m sessionproto.Message) (string, error) {
 	id := m.ID
 	if id == "" {
@@ -139,9 +151,11 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	env.SetProtocolHeader(envelope.HeaderExpiresAt, expires)
 	env.SetProtocolValue(envelope.HeaderContentEncoding, m.ContentEncoding)
 	env.SetProtocolValue(envelope.HeaderEncryption, m.Encryption)
-	var opts *bus.SendOptions
-	if delay > 0 {
-		opts = &bus.SendOptions{Delay: delay}
+	queue, opts := bus.QueueCloud, &bus.SendOptions{Delay: delay}
+	if q, ok := bus.ReplyQueueOf(m.CorrelationID); ok && !m.Deadline.IsZero() {
+		// A reply to a call made with an instance's address: to that
+		// instance's own queue, never created here.
+		queue, opts.MustExist = q, true
 	}
 	if m.Claim != nil {
 		c, err := s.claim(from, m.Claim)
@@ -153,7 +167,18 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	if err := env.Validate(); err != nil {
 		return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 	}
-	if err := s.send(ctx, bus.QueueCloud, env, opts); err != nil {
+	if err := s.send(ctx, queue, env, opts); err != nil {
+		if errors.Is(err, bus.ErrNoQueue) {
+			// The caller's Run ended (its queue goes with it): nobody
+			// waits for this reply. Accepted and discarded, like a reply
+			// past its deadline.
+			if s.late != nil {
+				s.late.Inc()
+			}
+			s.logger().InfoContext(ctx, "late reply discarded: the calling instance's reply queue is gone",
+				"id", id, "correlation", m.CorrelationID, "queue", queue, "from", from.String())
+			return id, nil
+		}
 		if errors.Is(err, bus.ErrTooLarge) || errors.Is(err, bus.ErrDelayTooLong) {
 			return "", &sessionproto.Error{Code: sessionproto.CodeInvalidMessage, Message: err.Error()}
 		}

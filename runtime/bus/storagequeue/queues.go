@@ -52,3 +52,46 @@ func (d *Driver) queue(ctx context.Context, name string) (*azqueue.QueueClient, 
 	d.mu.Unlock()
 	return q, nil
 }
+
+// existing returns the client for name without creating the queue.
+func (d *Driver) existing(name string) (*azqueue.QueueClient, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, bus.ErrClosed
+	}
+	if q, ok := d.queues[name]; ok {
+		return q, nil
+	}
+	return d.svc.NewQueueClient(name), nil
+}
+
+var _ bus.QueueManager = (*Driver)(nil)
+
+// CreateQueue implements bus.QueueManager; it creates the queue whatever
+// Config.CreateQueues says.
+func (d *Driver) CreateQueue(ctx context.Context, name string) error {
+	q, err := d.existing(name)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Create(ctx, nil); err != nil && !queueerror.HasCode(err, queueerror.QueueAlreadyExists) {
+		return fmt.Errorf("cannot create queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteQueue implements bus.QueueManager.
+func (d *Driver) DeleteQueue(ctx context.Context, name string) error {
+	q, err := d.existing(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.queues, name)
+	d.mu.Unlock()
+	if _, err := q.Delete(ctx, nil); err != nil && !queueerror.HasCode(err, queueerror.QueueNotFound) {
+		return fmt.Errorf("cannot delete queue %q: %w", name, err)
+	}
+	return nil
+}

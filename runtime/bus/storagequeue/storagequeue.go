@@ -184,7 +184,12 @@ func (d *Driver) Send(ctx context.Context, queue string, env *envelope.Envelope,
 	if err != nil {
 		return fmt.Errorf("cannot send %q to %q: %w", idOf(env), queue, err)
 	}
-	q, err := d.queue(ctx, queue)
+	var q *azqueue.QueueClient
+	if opts != nil && opts.MustExist {
+		q, err = d.existing(queue)
+	} else {
+		q, err = d.queue(ctx, queue)
+	}
 	if err != nil {
 		return err
 	}
@@ -193,6 +198,9 @@ func (d *Driver) Send(ctx context.Context, queue string, env *envelope.Envelope,
 		eo.VisibilityTimeout = to.Ptr(seconds(opts.Delay, 0))
 	}
 	if _, err := q.EnqueueMessage(ctx, text, eo); err != nil {
+		if queueerror.HasCode(err, queueerror.QueueNotFound) && opts != nil && opts.MustExist {
+			err = bus.ErrNoQueue
+		}
 		return fmt.Errorf("cannot send %q to %q: %w", env.ID, queue, err)
 	}
 	return nil

@@ -51,7 +51,8 @@ type Metrics struct {
 	// ("delivered").
 	Nudges *prometheus.CounterVec
 	// LateReplies counts replies to calls discarded because the call's
-	// deadline had passed (the caller gave up).
+	// deadline had passed (the caller gave up) or the calling instance's
+	// reply queue was gone (its process stopped).
 	LateReplies prometheus.Counter
 }
 
@@ -87,7 +88,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Sent:        counter("sent_total", "Connector to cloud messages accepted by the bus."),
 		Rejected:    counterVec("rejected_frames_total", "Connector frames refused, by error code.", "code"),
 		Nudges:      counterVec("nudges_total", "Nudges sent, by destination.", "to"),
-		LateReplies: counter("late_replies_total", "Replies to calls discarded because the caller's deadline had passed."),
+		LateReplies: counter("late_replies_total", "Replies to calls discarded because the caller's deadline had passed or its reply queue was gone."),
 	}
 	legacy.add(m.RoutingLatency, "routing_latency_seconds", "Time from receiving a message off the bus to the last connector queue accepting it.")
 	legacy.add(m.Sessions, "sessions", "Open connector sessions on this replica.")
