@@ -67,26 +67,11 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return errors.New("cannot run: handler is nil")
 	}
-	c.mu.Lock()
-	if c.running || c.starting {
-		c.mu.Unlock()
-		return ErrRunning
+	replyQueue, err := c.start(ctx)
+	if err != nil {
+		return err
 	}
-	c.starting = true
-	c.mu.Unlock()
-	replyQueue := c.openReplyQueue(ctx)
-	c.mu.Lock()
-	c.starting = false
-	c.replyQueue = replyQueue
-	c.setRunning(true)
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.replyQueue = ""
-		c.setRunning(false)
-		c.mu.Unlock()
-		c.closeReplyQueue(ctx, replyQueue)
-	}()
+	defer c.stop(ctx, replyQueue)
 
 	// Handlers outlive ctx by up to DrainTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -143,6 +128,35 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		<-drained
 	}
 	return nil
+}
+
+// start marks the client running, with its reply queue (see Call), or
+// returns ErrRunning.
+func (c *Client) start(ctx context.Context) (replyQueue string, err error) {
+	c.mu.Lock()
+	if c.running || c.starting {
+		c.mu.Unlock()
+		return "", ErrRunning
+	}
+	c.starting = true
+	c.mu.Unlock()
+	replyQueue = c.openReplyQueue(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.starting = false
+	c.replyQueue = replyQueue
+	c.setRunning(true)
+	return replyQueue, nil
+}
+
+// stop marks the client stopped (waiting calls end) and deletes its reply
+// queue.
+func (c *Client) stop(ctx context.Context, replyQueue string) {
+	c.mu.Lock()
+	c.replyQueue = ""
+	c.setRunning(false)
+	c.mu.Unlock()
+	c.closeReplyQueue(ctx, replyQueue)
 }
 
 // setRunning sets running and wakes waitRunning; c.mu is held.
