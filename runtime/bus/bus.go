@@ -97,6 +97,13 @@ type SendOptions struct {
 	// fails with ErrNoQueue. The gateway sends replies to an instance's
 	// reply queue (ReplyQueueOf) so: a missing one means the caller is gone.
 	MustExist bool
+	// TTL, when positive, is how long the message may wait to be received
+	// once visible, after which the transport drops it (Storage Queue:
+	// the message's time to live in whole seconds, rounded up; Service
+	// Bus: the message's TimeToLive). The gateway gives a reply to a
+	// reply queue the time until the call's deadline, so a queue whose
+	// process crashed empties itself.
+	TTL time.Duration
 }
 
 // DeadLetterInfo describes why a message is in the error queue.

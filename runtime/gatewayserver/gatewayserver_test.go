@@ -28,10 +28,10 @@ import (
 // fakeBus records sends; only Send matters to cloudSender.
 type fakeBus struct {
 	bus.Driver
-	sent      map[string][]*envelope.Envelope
-	mustExist map[string]bool // queue → the last send's SendOptions.MustExist
-	fails     error
-	missing   string // a queue that does not exist
+	sent    map[string][]*envelope.Envelope
+	opts    map[string]bus.SendOptions // queue → the last send's options
+	fails   error
+	missing string // a queue that does not exist
 }
 
 func (b *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, opts *bus.SendOptions) error {
@@ -42,10 +42,12 @@ func (b *fakeBus) Send(_ context.Context, queue string, env *envelope.Envelope, 
 		return fmt.Errorf("cannot send: %w", bus.ErrNoQueue)
 	}
 	if b.sent == nil {
-		b.sent, b.mustExist = map[string][]*envelope.Envelope{}, map[string]bool{}
+		b.sent, b.opts = map[string][]*envelope.Envelope{}, map[string]bus.SendOptions{}
 	}
 	b.sent[queue] = append(b.sent[queue], env)
-	b.mustExist[queue] = opts != nil && opts.MustExist
+	if opts != nil {
+		b.opts[queue] = *opts
+	}
 	return nil
 }
 
@@ -69,14 +71,17 @@ func TestCloudSenderRoutesRepliesToTheCallersQueue(t *testing.T) {
 	_, err := s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: callID, Deadline: deadline, Body: []byte("pong")})
 	require.NoError(t, err)
 	require.Len(t, b.sent[bus.ReplyQueue(instance)], 1)
-	assert.True(t, b.mustExist[bus.ReplyQueue(instance)], "the gateway must not create a reply queue")
+	opts := b.opts[bus.ReplyQueue(instance)]
+	assert.True(t, opts.MustExist, "the gateway must not create a reply queue")
+	assert.InDelta(t, time.Minute+replyGrace, opts.TTL, float64(5*time.Second), "a reply waits until the call's deadline")
 
 	_, err = s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: callID, Body: []byte("not a reply")})
 	require.NoError(t, err)
 	_, err = s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: envelope.NewID(), Deadline: deadline, Body: []byte("pong")})
 	require.NoError(t, err)
 	assert.Len(t, b.sent[bus.QueueCloud], 2)
-	assert.False(t, b.mustExist[bus.QueueCloud])
+	assert.False(t, b.opts[bus.QueueCloud].MustExist)
+	assert.Zero(t, b.opts[bus.QueueCloud].TTL)
 
 	b.missing = bus.ReplyQueue(instance)
 	id, err := s.SendToCloud(context.Background(), from, sessionproto.Message{CorrelationID: callID, Deadline: deadline, Body: []byte("late")})

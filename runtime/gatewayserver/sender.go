@@ -120,6 +120,10 @@ func checkSchedule(m sessionproto.Message) error {
 	return nil
 }
 
+// replyGrace is how long a reply on a reply queue outlives its call's
+// deadline (clock skew between the gateway and the caller).
+const replyGrace = time.Minute
+
 func (s *cloudSender) logger() *slog.Logger {
 	if s.log == nil {
 		return slog.Default()
@@ -154,8 +158,10 @@ func (s *cloudSender) SendToCloud(ctx context.Context, from session.Identity, m 
 	queue, opts := bus.QueueCloud, &bus.SendOptions{Delay: delay}
 	if q, ok := bus.ReplyQueueOf(m.CorrelationID); ok && !m.Deadline.IsZero() {
 		// A reply to a call made with an instance's address: to that
-		// instance's own queue, never created here.
+		// instance's own queue, never created here, and only until the
+		// caller gives up (a crashed caller's queue empties itself).
 		queue, opts.MustExist = q, true
+		opts.TTL = max(time.Until(m.Deadline), 0) + replyGrace
 	}
 	if m.Claim != nil {
 		c, err := s.claim(from, m.Claim)

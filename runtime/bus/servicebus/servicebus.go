@@ -259,6 +259,9 @@ func (d *Driver) Send(ctx context.Context, queue string, env *envelope.Envelope,
 		return err
 	}
 	m := toMessage(env, body)
+	if opts != nil && opts.TTL > 0 {
+		m.TimeToLive = to.Ptr(opts.TTL)
+	}
 	if opts != nil && opts.Delay > 0 {
 		_, err = s.ScheduleMessages(ctx, []*azservicebus.Message{m}, time.Now().Add(opts.Delay), nil)
 	} else {

@@ -197,6 +197,13 @@ func (d *Driver) Send(ctx context.Context, queue string, env *envelope.Envelope,
 	if opts != nil && opts.Delay > 0 {
 		eo.VisibilityTimeout = to.Ptr(seconds(opts.Delay, 0))
 	}
+	if opts != nil && opts.TTL > 0 {
+		ttl := int32(min(math.Ceil((opts.Delay + opts.TTL).Seconds()), math.MaxInt32))
+		if d.ttl > 0 {
+			ttl = min(ttl, d.ttl)
+		}
+		eo.TimeToLive = to.Ptr(ttl)
+	}
 	if _, err := q.EnqueueMessage(ctx, text, eo); err != nil {
 		if queueerror.HasCode(err, queueerror.QueueNotFound) && opts != nil && opts.MustExist {
 			err = bus.ErrNoQueue
