@@ -101,6 +101,24 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:1", o.LocalListen)
 }
 
+// The interval flags added for tests reach the config; left out they are
+// zero, which the packages read as their production defaults (10 s sweep,
+// 2 s registry poll, 5 s keys re-check).
+func TestIntervalFlags(t *testing.T) {
+	base := []string{"--no-relay", "--local-listen", "127.0.0.1:0", "--api-keys-file", "k", "--storage-connection-string", "x", "--registry", "r"}
+	o, err := parseOptions(append(base, "--sweep-interval", "250ms", "--registry-poll", "200ms", "--api-keys-recheck", "500ms"), func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 250*time.Millisecond, o.SweepInterval)
+	assert.Equal(t, 200*time.Millisecond, o.RegistryPoll)
+	assert.Equal(t, 500*time.Millisecond, o.APIKeysRecheck)
+
+	o, err = parseOptions(base, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	assert.Zero(t, o.SweepInterval)
+	assert.Zero(t, o.RegistryPoll)
+	assert.Zero(t, o.APIKeysRecheck)
+}
+
 func TestAPIKeyCommands(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "keys.json")
 	var out, errOut bytes.Buffer
