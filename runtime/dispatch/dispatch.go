@@ -5,7 +5,8 @@
 // (runs.Manager.Dispatch) whenever something may let a run start: a run is
 // queued or approved, a run ends, an agent heartbeats room it did not
 // offer before (heartbeatKicks), and on a periodic tick (for changes made
-// by other replicas). It sends the agent a
+// by other replicas). Tenants are dispatched concurrently, each by one
+// pass at a time (Run). It sends the agent a
 // runproto.Assign with fresh SAS URLs (read-only for the bundle, the saved
 // plan and the workspace's state; write-only, short-lived and renewed only
 // while the claim is open for the claim's own upload blobs, see links.go)
@@ -214,6 +215,9 @@ type Dispatcher struct {
 	cursors map[string]*cursor
 	subs    map[string]map[chan struct{}]struct{}
 	agents  map[string]agentView // by tenant/agent, see heartbeatKicks
+	// pending are the kicks of tenants a pass runs for (Run), not yet
+	// handled; a tenant is present while a pass runs for it.
+	pending map[ids.TenantID][]kick
 }
 
 // kick asks to dispatch a workspace, or with workspace "" every workspace
@@ -270,6 +274,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cursors:        map[string]*cursor{},
 		subs:           map[string]map[chan struct{}]struct{}{},
 		agents:         map[string]agentView{},
+		pending:        map[ids.TenantID][]kick{},
 	}, nil
 }
 
@@ -330,51 +335,99 @@ func (d *Dispatcher) queue(tenant ids.TenantID, agent string, m runproto.Message
 }
 
 // Run dispatches until ctx ends: queued kicks, the tick, the sweeps.
+// Tenants are dispatched concurrently (at most maxPasses at a time), each
+// by one pass at a time, so a busy tenant never delays another's runs,
+// and no agent is given more runs than it has room for by passes racing
+// in one replica. Run returns once every pass ended.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if d.cfg.SweepEvery > 0 {
 		go d.m.Sweep(ctx, d.cfg.SweepEvery)
 	}
+	var passes sync.WaitGroup
+	defer passes.Wait()
+	sem := make(chan struct{}, maxPasses)
+	schedule := func(k kick) {
+		if d.enqueue(k) {
+			passes.Go(func() { d.passes(ctx, k.tenant, sem) })
+		}
+	}
+	passes.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case o := <-d.outbox:
+				d.send(ctx, o.tenant, o.agent, o.msg)
+			}
+		}
+	})
 	tick := time.NewTicker(d.cfg.Tick)
 	defer tick.Stop()
-	d.tick(ctx)
+	d.tick(ctx, schedule)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case k := <-d.kicks:
-			d.drainKicks(ctx, k)
-		case o := <-d.outbox:
-			d.send(ctx, o.tenant, o.agent, o.msg)
+			schedule(k)
 		case <-tick.C:
-			d.tick(ctx)
+			d.tick(ctx, schedule)
 			d.gcCursors()
 		}
 	}
 }
 
-// drainKicks handles k and every kick already queued, each workspace once.
-func (d *Dispatcher) drainKicks(ctx context.Context, k kick) {
-	pending := []kick{k}
-	for more := true; more; {
-		select {
-		case k := <-d.kicks:
-			if !slices.Contains(pending, k) {
-				pending = append(pending, k)
-			}
-		default:
-			more = false
-		}
+// maxPasses bounds the tenants dispatched at once.
+const maxPasses = 4
+
+// enqueue adds k to its tenant's pending kicks, once, and reports
+// whether the tenant has no pass running (the caller starts one).
+func (d *Dispatcher) enqueue(k kick) (start bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q, running := d.pending[k.tenant]
+	if !slices.Contains(q, k) {
+		q = append(q, k)
 	}
-	for _, k := range pending {
-		if k.workspace == "" {
-			d.dispatchTenant(ctx, k.tenant)
-		} else {
-			d.DispatchWorkspace(ctx, k.tenant, k.workspace)
+	d.pending[k.tenant] = q
+	return !running
+}
+
+// passes dispatches tenant's pending kicks until there are none.
+func (d *Dispatcher) passes(ctx context.Context, tenant ids.TenantID, sem chan struct{}) {
+	for {
+		d.mu.Lock()
+		pending := d.pending[tenant]
+		if len(pending) == 0 || ctx.Err() != nil {
+			delete(d.pending, tenant)
+			d.mu.Unlock()
+			return
 		}
+		d.pending[tenant] = pending[:0:0]
+		d.mu.Unlock()
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		d.dispatch(ctx, pending)
+		<-sem
 	}
 }
 
-func (d *Dispatcher) tick(ctx context.Context) {
+// dispatch handles the kicks of one tenant: a pass over the tenant
+// covers its workspaces.
+func (d *Dispatcher) dispatch(ctx context.Context, kicks []kick) {
+	if i := slices.IndexFunc(kicks, func(k kick) bool { return k.workspace == "" }); i >= 0 {
+		d.dispatchTenant(ctx, kicks[i].tenant)
+		return
+	}
+	for _, k := range kicks {
+		d.DispatchWorkspace(ctx, k.tenant, k.workspace)
+	}
+}
+
+func (d *Dispatcher) tick(ctx context.Context, schedule func(kick)) {
 	tenants, err := d.cfg.Tenants(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -383,7 +436,7 @@ func (d *Dispatcher) tick(ctx context.Context) {
 		return
 	}
 	for _, t := range tenants {
-		d.dispatchTenant(ctx, t.ID)
+		schedule(kick{tenant: t.ID})
 	}
 }
 

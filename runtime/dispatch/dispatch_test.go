@@ -37,14 +37,22 @@ type sent struct {
 	msg           runproto.Message
 }
 
-// fakeSender records what is sent; fail makes sends fail.
+// fakeSender records what is sent; fail makes sends fail; hold, if set,
+// is called before each send (outside the lock: it may block).
 type fakeSender struct {
 	mu   sync.Mutex
 	got  []sent
 	fail error
+	hold func(tenant string)
 }
 
 func (f *fakeSender) SendToConnector(_ context.Context, tenant, connector string, m botecloud.OutMessage) (string, error) {
+	f.mu.Lock()
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		hold(tenant)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {

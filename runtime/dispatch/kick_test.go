@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -312,4 +313,68 @@ func BenchmarkHeartbeat(b *testing.B) {
 			b.ReportMetric(float64(passReads)/float64(n), "reads/pass")
 		})
 	}
+}
+
+// TestABusyTenantDoesNotDelayAnother: while the assignment of a tenant's
+// run hangs (a slow gateway, a slow store), another tenant's run is
+// claimed and sent.
+func TestABusyTenantDoesNotDelayAnother(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.d.cfg.SweepEvery = -1
+	_, err := e.m.CreateWorkspace(ctx, runs.Workspace{Tenant: "tenant-b", Name: "prod"})
+	require.NoError(t, err)
+	e.hb("a1", runproto.Heartbeat{Capacity: 1})
+	require.NoError(t, e.from("tenant-b", "b1", &runproto.Heartbeat{Capacity: 1, TerraformVersion: "1.11.4", ProviderSources: true}))
+
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var released sync.Once
+	releaseAll := func() { released.Do(func() { close(release) }) }
+	e.sender.mu.Lock()
+	e.sender.hold = func(tenant string) {
+		if tenant == "tenant-a" {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+	}
+	e.sender.mu.Unlock()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.d.Run(runCtx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	defer releaseAll()
+
+	ra := e.enqueue(runs.OpApply)
+	select {
+	case <-entered: // tenant-a's assignment hangs in the gateway
+	case <-time.After(30 * time.Second):
+		t.Fatal("tenant-a's run was not assigned")
+	}
+	id := runs.NewRunID(e.clock())
+	_, err = e.m.Enqueue(ctx, runs.EnqueueRequest{Tenant: "tenant-b", Workspace: "prod", ID: id, Operation: runs.OpApply, CreatedBy: "alice",
+		Bundle: &runs.Artifact{Container: "boteruns", Blob: "tenant-b/prod/" + id + "/bundle-1.tar.gz", Size: 3, SHA256: hash([]byte("abc"))}})
+	require.NoError(t, err)
+	var got []sent
+	require.Eventually(t, func() bool {
+		got = append(got, e.sender.take()...)
+		return len(got) > 0
+	}, 30*time.Second, 10*time.Millisecond, "tenant-b's run waited for tenant-a's")
+	require.Len(t, got, 1)
+	assert.Equal(t, "tenant-b", got[0].tenant)
+	assert.Equal(t, "b1", got[0].agent)
+	assert.Equal(t, id, got[0].msg.(*runproto.Assign).RunID)
+
+	releaseAll()
+	require.Eventually(t, func() bool {
+		for _, m := range e.sender.take() {
+			if a, ok := m.msg.(*runproto.Assign); ok && a.RunID == ra.ID && m.agent == "a1" {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 10*time.Millisecond)
 }
