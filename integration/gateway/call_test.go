@@ -180,8 +180,9 @@ func TestSidecarCall(t *testing.T) {
 }
 
 // TestCallAcrossReplicas: two replicas of one cloud service read the same
-// cloud queue; a reply that reaches the replica that did not make the
-// call is put back until the caller's replica gets it.
+// cloud queue; each reply goes to the calling replica's reply queue
+// (TestCallRepliesReachTheCallingReplica checks that under production
+// poll settings and 20 calls at once).
 func TestCallAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	g := newGateway(t)
