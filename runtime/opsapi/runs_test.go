@@ -344,6 +344,18 @@ func TestWorkspaces(t *testing.T) {
 	}
 }
 
+// An updated workspace is dispatched at once: its run may wait for the
+// labels or terraform version the update changed.
+func TestUpdatedWorkspaceIsDispatched(t *testing.T) {
+	f := newRunsFixture(t)
+	r := doBody(t, "PATCH", f.srv.URL+"/v1/tenants/contoso/workspaces/prod", "application/json", []byte(`{"terraform_version":">= 1.0"}`))
+	require.Equal(t, 200, r.status, "%s", r.body)
+	assert.Equal(t, []string{"contoso/prod"}, f.disp.kicks)
+	r = doBody(t, "PATCH", f.srv.URL+"/v1/tenants/contoso/workspaces/prod", "application/json", []byte(`{"terraform_version":"not a constraint"}`))
+	require.Equal(t, 400, r.status, "%s", r.body)
+	assert.Equal(t, []string{"contoso/prod"}, f.disp.kicks, "a refused update changes nothing")
+}
+
 func TestCreateRun(t *testing.T) {
 	f := newRunsFixture(t)
 	r := doBody(t, "POST", f.srv.URL+"/v1/tenants/contoso/workspaces/prod/runs?op=destroy&message=teardown", "application/gzip", []byte("bundle bytes"))

@@ -132,6 +132,11 @@ func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "workspace updated", "tenant", tenant, "workspace", name, "by", operator(r))
+	if s.cfg.Dispatcher != nil {
+		// Its labels, terraform version or provider sources may let a
+		// waiting run start now.
+		s.cfg.Dispatcher.Kick(tenant, name)
+	}
 	noteDetail(w, "%s", describeChange(cur, updated))
 	writeJSON(w, http.StatusOK, apiWorkspace(updated))
 }
