@@ -17,14 +17,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,12 +90,7 @@ var opsServerArgs = []string{
 const parallel = 6
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if p := flag.Lookup("test.parallel"); !given && p != nil && runtime.GOMAXPROCS(0) < parallel {
-		_ = p.Value.Set(strconv.Itoa(parallel))
-	}
+	procs.Parallel(parallel)
 	platform.MainShared(m, platform.Options{Agents: agents, OpsServerArgs: opsServerArgs}, &plat)
 }
 
