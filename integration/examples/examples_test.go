@@ -166,11 +166,11 @@ func TestSamples(t *testing.T) {
 			Env: []string{"PORT=" + strconv.Itoa(port), "SIDECAR=" + addr}})
 		waitFor(t, app, "cloud answered (200): pong: hello from node")
 		waitFor(t, cloud, "contoso/sample-3 asks: hello from node")
-		// The caller is then the only process of the "simple" service: with
-		// two reading its queue, the reply could go to the other one and
-		// come back after its abandon, and on a loaded machine it went
-		// there every time until it was dead-lettered as poison.
-		cloud.Kill()
+		// A second process of the "simple" service calls while the first
+		// still reads bote-cloud: the reply goes to the caller's own reply
+		// queue (docs/messaging.md, "Replicas"). It used to go to either,
+		// and on a loaded machine went to the other one every time until it
+		// was dead-lettered as poison.
 		caller := start(t, p, simpleCloud, "sample-3", "-connector", "sample-3", "-count", "1", "-timeout", "60s")
 		waitFor(t, caller, "contoso/sample-3 answered: node answers: PING 1")
 		waitFor(t, app, "simple says: ping 1")
