@@ -138,7 +138,7 @@ func TestAttackSpoofedIdentityHeaders(t *testing.T) {
 		"message": map[string]any{"id": "honest-1", "from": map[string]string{"tenant": "tenant-b", "connector": "b1"}, "tenant": "tenant-b"}})
 	ack := s.readReply()
 	require.Equal(t, sessionproto.TypeAck, ack.Type, "%+v", ack)
-	m := <-svc.arrived
+	m := receive(t, svc.arrived, 30*time.Second, "message at the cloud")
 	assert.Equal(t, "honest-1", m.ID)
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, m.From)
 	time.Sleep(500 * time.Millisecond)

@@ -30,7 +30,11 @@ func answering(c **conn, prefix string, ids chan<- string, release <-chan struct
 			}
 			if ids != nil {
 				ids <- m.ID
-				<-release
+				select { // the call's deadline ends it if the test failed meanwhile
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 			_, err := (*c).Reply(ctx, m, connector.OutMessage{Body: []byte(prefix + string(m.Body))})
 			return err

@@ -69,7 +69,7 @@ func TestEncryptedPayloads(t *testing.T) {
 
 		id, err = a1.Send(ctx, connector.OutMessage{Body: body})
 		require.NoError(t, err)
-		got := <-svc.arrived
+		got := receive(t, svc.arrived, 30*time.Second, "message at the cloud")
 		assert.Equal(t, id, got.ID)
 		assert.True(t, bytes.Equal(body, got.Body), "the cloud opens what a1 sealed to it")
 	}

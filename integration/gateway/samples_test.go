@@ -43,7 +43,7 @@ func TestPingPong(t *testing.T) {
 	pingID, err := a1.Send(ctxFor(t, 10*time.Second), connector.OutMessage{Body: []byte("ping"), ContentType: "text/plain"})
 	require.NoError(t, err)
 
-	got := <-svc.arrived
+	got := receive(t, svc.arrived, 30*time.Second, "ping at the cloud")
 	assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, got.From, "the cloud sees the verified sender")
 	assert.Equal(t, pingID, got.ID)
 
@@ -117,7 +117,7 @@ func TestLargeBodiesByClaimCheck(t *testing.T) {
 		upBody := strings.Repeat("x", size)
 		_, err = a1.Send(ctxFor(t, 30*time.Second), connector.OutMessage{Body: []byte(upBody), ContentType: "text/plain"})
 		require.NoError(t, err)
-		got := <-svc.arrived
+		got := receive(t, svc.arrived, 30*time.Second, "upload at the cloud")
 		assert.Equal(t, len(upBody), len(got.Body))
 		assert.Equal(t, upBody, string(got.Body))
 		assert.Equal(t, envelope.Identity{Tenant: "tenant-a", Connector: "a1"}, got.From)
