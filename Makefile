@@ -9,23 +9,30 @@ BIN      := $(CURDIR)/bin
 # make test runs three things at once (docs/benchmarks.md, "make test
 # wall time on a clean clone"):
 #  - the integration packages (ITPKGS: real processes over loopback, mostly
-#    waiting on them), two at a time, the longest first so that the short
-#    ones fill the other slot instead of a long one ending the run alone;
+#    waiting on them), two at a time (.ci/slots), the longest first so that
+#    the short ones fill the other slot instead of a long one ending the run
+#    alone; go test links the next two test binaries meanwhile (-p 4), so
+#    a package waits for a free slot rather than for its link (the time go
+#    test prints for a package includes that wait);
 #  - the unit packages (UNITPKGS), two at a time: their time is mostly
 #    linking test binaries, which in one go test with the integration
 #    packages waited for a slot a waiting integration package held. The
 #    Pulumi programs' (components/, stacks/) take the longest to link:
 #    they come first;
 #  - the fuzz targets, one at a time (.ci/fuzz).
-# Compiling, linking and vet run niced (-toolexec=nice): the tests'
-# processes, which wait with deadlines, get the CPU first.
-ITPKGS   := ./integration/e2e ./integration/gateway ./integration/runsserver ./integration/console \
-	./integration/agent ./integration/chaos ./integration/azurite ./integration/bus \
-	./integration/drift ./integration/replicas ./integration/apikeys ./integration/runs ./integration/examples \
-	./integration/...
+# Compiling, linking and vet run at nice 5 (NICE): the tests' processes,
+# which wait with deadlines, get more of the CPU than the linkers beside
+# them, and the links still get a share of a machine loaded by others
+# (nice 10 starved them there: the unit packages ended the run 2 min
+# after the integration packages).
+ITPKGS   := ./integration/e2e ./integration/console ./integration/agent ./integration/gateway \
+	./integration/runsserver ./integration/drift ./integration/runs ./integration/azurite ./integration/chaos \
+	./integration/examples ./integration/mcp ./integration/bus ./integration/ops ./integration/replicas \
+	./integration/apikeys ./integration/...
 UNITPKGS := ./components/images ./components/... ./stacks/... ./runtime/... ./examples/...
 PKGS     := ./runtime/... ./components/... ./stacks/... ./integration/... ./examples/...
 TESTFLAGS ?= -count=1 -timeout 25m
+NICE     := -toolexec 'nice -n 5'
 
 .PHONY: all deps build test test-servicebus lint demo demo-gateway bench chaos chaos-short golden azure-schema images provider-mirror release clean
 
@@ -50,10 +57,10 @@ build:
 # deps (npm ci: mostly network and disk) and build (CPU) run at once.
 test:
 	@$(MAKE) --no-print-directory -j2 deps build
-	@export GOFLAGS="$$GOFLAGS -toolexec=nice"; side=$$(mktemp -d); \
-	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) -p 2 $(UNITPKGS) >$$side/unit 2>&1 & unitpid=$$!; \
+	@side=$$(mktemp -d); \
+	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) $(NICE) -p 2 $(UNITPKGS) >$$side/unit 2>&1 & unitpid=$$!; \
 	$(MAKE) --no-print-directory fuzz FUZZJOBS=1 >$$side/fuzz 2>&1 & fuzzpid=$$!; \
-	BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) -p 2 $(ITPKGS); testrc=$$?; \
+	SLOTS_DIR=$$side SLOTS=2 BOTE_BIN_DIR=$(BIN) $(GO) test $(TESTFLAGS) $(NICE) -p 4 -exec $(CURDIR)/.ci/slots $(ITPKGS); testrc=$$?; \
 	wait $$unitpid; unitrc=$$?; wait $$fuzzpid; fuzzrc=$$?; cat $$side/unit $$side/fuzz; rm -rf $$side; \
 	[ $$testrc -eq 0 ] && [ $$unitrc -eq 0 ] && [ $$fuzzrc -eq 0 ]
 	@[ -n "$$BOTE_TEST_SERVICEBUS_CONNECTION_STRING" ] || echo "note: the Service Bus bus contract did not run (it needs a namespace: make test-servicebus, docs/messaging.md)"
