@@ -167,6 +167,7 @@ type agent struct {
 	running []string
 	labels  map[string]string // claimed in heartbeats
 	silent  bool
+	drains  bool // heartbeats say Draining (shutting down)
 }
 
 func (s *server) agent(t *testing.T, tenant, id string) *agent {
@@ -198,7 +199,7 @@ func (s *server) agent(t *testing.T, tenant, id string) *agent {
 	go func() {
 		for ctx.Err() == nil {
 			a.mu.Lock()
-			hb := &runproto.Heartbeat{Capacity: 1, Running: append([]string{}, a.running...), Labels: a.labels, Version: "fake"}
+			hb := &runproto.Heartbeat{Capacity: 1, Running: append([]string{}, a.running...), Labels: a.labels, Version: "fake", Draining: a.drains}
 			silent := a.silent
 			a.mu.Unlock()
 			if !silent {
@@ -244,6 +245,14 @@ func (a *agent) setLabels(labels map[string]string) {
 func (a *agent) goSilent() {
 	a.mu.Lock()
 	a.silent = true
+	a.mu.Unlock()
+}
+
+// drain heartbeats as an agent shutting down does: Draining, so it gets
+// no new run.
+func (a *agent) drain() {
+	a.mu.Lock()
+	a.drains = true
 	a.mu.Unlock()
 }
 
@@ -658,7 +667,11 @@ func TestClaimsGoBackWhenRefusedOrLost(t *testing.T) {
 	require.NoError(t, err)
 	refused := a1.assignment(15 * time.Second)
 
-	a1.goSilent()
+	// a1 shuts down: it heartbeats as draining, as the agent does, and
+	// refuses the run. (Silent instead, it raced the sweep on a loaded
+	// machine: lost 3 s after its last heartbeat, before the refusal
+	// arrived.)
+	a1.drain()
 	a1.send(&runproto.Result{RunID: run.ID, ClaimToken: refused.ClaimToken, Phase: runproto.PhasePlan, Outcome: runproto.Refused,
 		Reason: "refused by agent: agent a1 is shutting down", Draining: true, LastSeq: -1})
 	back := s.waitRun(t, "tenant-a", run.ID, "queued", 15*time.Second)
