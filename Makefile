@@ -20,7 +20,7 @@ BIN      := $(CURDIR)/bin
 #    Pulumi programs' (components/, stacks/) take the longest to link:
 #    they come first;
 #  - the fuzz targets, one at a time (.ci/fuzz).
-# Compiling, linking and vet run at nice 5 (NICE): the tests' processes,
+# The two go tests compile, link and vet at nice 5 (NICE): the tests' processes,
 # which wait with deadlines, get more of the CPU than the linkers beside
 # them, and the links still get a share of a machine loaded by others
 # (nice 10 starved them there: the unit packages ended the run 2 min
