@@ -56,3 +56,15 @@ func (d *Dispatcher) heartbeatKicks(tenant ids.TenantID, agent string, hb *runpr
 	}
 	return !known || !d.m.Online(runs.Agent{LastHeartbeat: old.seen}) || !v.sameOffer(old)
 }
+
+// gcAgents forgets the agents that are offline by now: forgotten or not,
+// the next heartbeat of such an agent kicks a pass (heartbeatKicks), so
+// only the map's size changes, which otherwise grows with every agent id
+// ever seen (agents renamed, removed or made with fresh ids).
+func (d *Dispatcher) gcAgents() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	maps.DeleteFunc(d.agents, func(_ string, v agentView) bool {
+		return !d.m.Online(runs.Agent{LastHeartbeat: v.seen})
+	})
+}

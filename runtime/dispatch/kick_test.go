@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,6 +209,24 @@ func (e *env) reads(f func()) int64 {
 	before := e.store.reads.Load()
 	f()
 	return e.store.reads.Load() - before
+}
+
+// TestOfflineAgentsAreForgotten: the tick forgets what an agent offered
+// once it is offline, so the views do not grow with every agent id ever
+// seen; an agent back after that still kicks a pass.
+func TestOfflineAgentsAreForgotten(t *testing.T) {
+	e := newEnv(t)
+	e.hb("a1", runproto.Heartbeat{Capacity: 1})
+	e.hb("a2", runproto.Heartbeat{Capacity: 1})
+	e.advance(2 * time.Minute) // SilentAfter is a minute here
+	e.hb("a2", runproto.Heartbeat{Capacity: 1})
+	e.kicked()
+
+	e.d.gcAgents()
+	assert.Equal(t, []string{"tenant-a/a2"}, slices.Collect(maps.Keys(e.d.agents)), "only the online agent is kept")
+
+	e.hb("a1", runproto.Heartbeat{Capacity: 1})
+	assert.Equal(t, 1, e.kicked(), "an agent back online dispatches")
 }
 
 // TestTenantPassReadsOnlyWhatCanStart: a dispatch pass over a tenant

@@ -50,6 +50,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-tick.C:
 			d.tick(ctx, schedule)
 			d.gcCursors()
+			d.gcAgents()
 		}
 	}
 }
