@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"regexp"
-	"strings"
 
 	"github.com/botehq/platform/runtime/envelope"
 )
@@ -26,8 +25,9 @@ import (
 // replyQueuePrefix starts every instance's reply queue name.
 const replyQueuePrefix = "bote-cloud-r-"
 
-// instancePattern is an instance id: 16 lowercase hex digits.
-var instancePattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
+// callIDPattern is a call id made by CallID: 32 lowercase hex digits, a
+// dot and the instance id, 16 more.
+var callIDPattern = regexp.MustCompile(`^[0-9a-f]{32}\.([0-9a-f]{16})$`)
 
 // NewInstance returns a new random instance id (16 hex digits).
 func NewInstance() string {
@@ -46,11 +46,11 @@ func CallID(instance string) string { return envelope.NewID() + "." + instance }
 // ReplyQueueOf returns the reply queue a reply with correlationID goes
 // to, if the call's id was made by CallID.
 func ReplyQueueOf(correlationID string) (string, bool) {
-	id, instance, ok := strings.Cut(correlationID, ".")
-	if !ok || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" || !instancePattern.MatchString(instance) {
+	m := callIDPattern.FindStringSubmatch(correlationID)
+	if m == nil {
 		return "", false
 	}
-	return ReplyQueue(instance), true
+	return ReplyQueue(m[1]), true
 }
 
 // ErrNoQueue reports a send with SendOptions.MustExist to a queue that
