@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -411,11 +412,15 @@ func TestRequireEncryption(t *testing.T) {
 type queueBus struct {
 	fakeBus
 	created, deleted []string
+	createErr        error // CreateQueue fails with it
 }
 
 func (f *queueBus) CreateQueue(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.createErr != nil {
+		return f.createErr
+	}
 	f.created = append(f.created, name)
 	return nil
 }
@@ -478,5 +483,37 @@ func TestCallRepliesComeToTheInstanceQueue(t *testing.T) {
 	require.ErrorIs(t, (<-pending).err, ErrNotRunning)
 	fb.mu.Lock()
 	assert.Equal(t, []string{queue}, fb.deleted)
+	fb.mu.Unlock()
+}
+
+// When the reply queue cannot be made (no right to create queues, the
+// storage account unreachable at that moment), Run still runs and calls
+// still get their replies, on the shared cloud queue: the id names no
+// reply queue, and nothing is deleted when Run ends.
+func TestCallWithoutReplyQueueUsesTheCloudQueue(t *testing.T) {
+	fb := &queueBus{createErr: errors.New("AuthorizationPermissionMismatch")}
+	cfg := Config{Bus: fb, Service: "relayserver", Logger: slog.New(slog.DiscardHandler), PollMin: time.Millisecond, PollMax: 5 * time.Millisecond}
+	c, err := New(cfg)
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, noHandler(t)) }()
+
+	callCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := call(c, callCtx, OutMessage{Body: []byte("ping")})
+	req := lastSent(t, &fb.fakeBus, 1)
+	_, named := bus.ReplyQueueOf(req.ID)
+	assert.False(t, named, "the call id %q names a reply queue that was never made", req.ID)
+
+	fb.push(replyFrom("contoso", "agent-1", req, "pong")) // on the cloud queue
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "pong", string(r.m.Body))
+
+	stop()
+	require.NoError(t, <-done)
+	fb.mu.Lock()
+	assert.Empty(t, fb.deleted)
 	fb.mu.Unlock()
 }
